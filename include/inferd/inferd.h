@@ -1,0 +1,216 @@
+/*
+ * inferd.h — the public interface of libinferd, inferd's ONNX inference engine.
+ *
+ * The engine loads an ONNX model once (parse, validate, resolve every operator
+ * for the model's opset, infer types and shapes, plan buffers) and then runs it
+ * many times through sessions. It knows nothing of HTTP, JSON or the model
+ * store: those sit on top of it (src/serve, src/store, src/cli).
+ *
+ * Thread safety: an ifd_model is immutable after load and may be shared by any
+ * number of threads. An ifd_session is used by one thread at a time; create one
+ * session per worker. ifd_value objects have a single owner and no internal
+ * locking.
+ *
+ * Errors: every function that can fail on user input returns an ifd_status and,
+ * when given a non-NULL ifd_error, fills a one-line message naming the file,
+ * node, operator or input and the reason. Library code never prints.
+ */
+#ifndef INFERD_INFERD_H
+#define INFERD_INFERD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IFD_VERSION_STRING "0.1.0"
+#define IFD_MAX_RANK 8
+
+typedef enum ifd_status {
+    IFD_OK = 0,
+    IFD_ERR_INVALID_MODEL,    /* the file is not a well-formed ONNX model */
+    IFD_ERR_UNSUPPORTED,      /* well-formed, but uses what the engine cannot run */
+    IFD_ERR_INVALID_ARGUMENT, /* caller input does not match the model */
+    IFD_ERR_NO_MEMORY,
+    IFD_ERR_IO,
+    IFD_ERR_RUNTIME           /* an operator failed on the given data */
+} ifd_status;
+
+typedef struct ifd_error {
+    char message[1024];
+} ifd_error;
+
+/* Element types, numbered as ONNX's TensorProto.DataType. */
+typedef enum ifd_dtype {
+    IFD_UNDEFINED = 0,
+    IFD_FLOAT = 1,
+    IFD_UINT8 = 2,
+    IFD_INT8 = 3,
+    IFD_UINT16 = 4,
+    IFD_INT16 = 5,
+    IFD_INT32 = 6,
+    IFD_INT64 = 7,
+    IFD_STRING = 8,
+    IFD_BOOL = 9,
+    IFD_FLOAT16 = 10,
+    IFD_DOUBLE = 11,
+    IFD_UINT32 = 12,
+    IFD_UINT64 = 13,
+    IFD_COMPLEX64 = 14,
+    IFD_COMPLEX128 = 15,
+    IFD_BFLOAT16 = 16
+} ifd_dtype;
+
+/* A string element: bytes, not necessarily NUL-terminated UTF-8. A string
+ * tensor owns the bytes of each of its elements. */
+typedef struct ifd_string {
+    char *data;
+    size_t size;
+} ifd_string;
+
+/* A dense row-major tensor. Scalars have rank 0 and one element. */
+typedef struct ifd_tensor {
+    ifd_dtype dtype;
+    int rank;
+    int64_t dims[IFD_MAX_RANK];
+    void *data;         /* ifd_tensor_count() elements of dtype; ifd_string for IFD_STRING */
+    size_t capacity;    /* bytes allocated at data when owned */
+    int owns_data;      /* 0 for views of caller or model memory */
+} ifd_tensor;
+
+typedef enum ifd_value_kind {
+    IFD_VALUE_TENSOR = 0,
+    IFD_VALUE_SEQUENCE,
+    IFD_VALUE_MAP
+} ifd_value_kind;
+
+/* A value flowing through a graph. Maps are what ai.onnx.ml's ZipMap makes:
+ * 1-D keys (int64 or string) with 1-D values of the same length. */
+typedef struct ifd_value {
+    ifd_value_kind kind;
+    ifd_tensor tensor;          /* IFD_VALUE_TENSOR */
+    size_t length;              /* IFD_VALUE_SEQUENCE: number of items */
+    struct ifd_value **items;   /* IFD_VALUE_SEQUENCE: owned items */
+    ifd_tensor map_keys;        /* IFD_VALUE_MAP */
+    ifd_tensor map_values;      /* IFD_VALUE_MAP */
+} ifd_value;
+
+/* The declared type of a graph input or output. dims[i] < 0 is unknown
+ * (dim_params[i] then holds its symbolic name, or NULL). rank < 0 is unknown. */
+typedef struct ifd_type_info {
+    ifd_value_kind kind;
+    ifd_dtype dtype;              /* tensor element type; map value type */
+    int rank;
+    int64_t dims[IFD_MAX_RANK];
+    const char *dim_params[IFD_MAX_RANK];
+    ifd_dtype key_dtype;          /* maps, and maps inside sequences */
+    ifd_value_kind elem_kind;     /* sequences: kind of each item */
+} ifd_type_info;
+
+typedef struct ifd_io_info {
+    const char *name;
+    ifd_type_info type;
+} ifd_io_info;
+
+typedef struct ifd_opset {
+    const char *domain;  /* "" for the default ai.onnx domain */
+    int64_t version;
+} ifd_opset;
+
+typedef struct ifd_op_count {
+    const char *domain;
+    const char *op_type;
+    size_t count;
+} ifd_op_count;
+
+/* An operator the engine cannot run at the version the model asks for. */
+typedef struct ifd_unsupported_op {
+    const char *domain;
+    const char *op_type;
+    int64_t opset;
+} ifd_unsupported_op;
+
+typedef struct ifd_model ifd_model;
+typedef struct ifd_session ifd_session;
+
+typedef struct ifd_load_options {
+    /* Keep loading a model that uses unsupported operators, so that it can be
+     * described; such a model refuses to create sessions. */
+    int describe_only;
+} ifd_load_options;
+
+typedef struct ifd_session_options {
+    int threads; /* intra-op threads including the caller; <= 0 means one per core */
+} ifd_session_options;
+
+/* ---- dtypes and values ------------------------------------------------- */
+
+const char *ifd_dtype_name(ifd_dtype dtype);        /* "float32", "int64", ... */
+size_t ifd_dtype_size(ifd_dtype dtype);             /* bytes per element, 0 if unknown */
+const char *ifd_status_name(ifd_status status);
+
+/* Element count of a tensor (product of dims; 1 for a scalar). */
+int64_t ifd_tensor_count(const ifd_tensor *tensor);
+
+/* Allocate a zeroed tensor value of the given shape. Fails on overflow. */
+ifd_status ifd_value_new_tensor(ifd_dtype dtype, int rank, const int64_t *dims,
+                                ifd_value **out, ifd_error *err);
+void ifd_value_free(ifd_value *value);
+
+/* Decode a TensorProto, SequenceProto or MapProto file body (the ONNX test
+ * data format). `expected` picks which message it is; NULL means a tensor. */
+ifd_status ifd_value_decode_pb(const void *buf, size_t len, const ifd_type_info *expected,
+                               ifd_value **out, ifd_error *err);
+/* Encode a value as TensorProto / SequenceProto / MapProto with the given name.
+ * *buf is malloc'd; free it with free(). */
+ifd_status ifd_value_encode_pb(const ifd_value *value, const char *name, void **buf,
+                               size_t *len, ifd_error *err);
+
+/* ---- models -------------------------------------------------------------- */
+
+ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options,
+                               ifd_model **out, ifd_error *err);
+/* base_dir resolves external data; NULL forbids external data. */
+ifd_status ifd_model_load_memory(const void *buf, size_t len, const char *base_dir,
+                                 const ifd_load_options *options, ifd_model **out,
+                                 ifd_error *err);
+void ifd_model_free(ifd_model *model);
+
+/* Inputs here are the graph inputs that are not initializers, in graph order. */
+size_t ifd_model_input_count(const ifd_model *model);
+const ifd_io_info *ifd_model_input(const ifd_model *model, size_t index);
+size_t ifd_model_output_count(const ifd_model *model);
+const ifd_io_info *ifd_model_output(const ifd_model *model, size_t index);
+
+int64_t ifd_model_ir_version(const ifd_model *model);
+const char *ifd_model_producer_name(const ifd_model *model);
+const char *ifd_model_producer_version(const ifd_model *model);
+const char *ifd_model_graph_name(const ifd_model *model);
+size_t ifd_model_opset_count(const ifd_model *model);
+ifd_opset ifd_model_opset(const ifd_model *model, size_t index);
+size_t ifd_model_node_count(const ifd_model *model);
+/* Operator histogram, most used first. */
+size_t ifd_model_op_count(const ifd_model *model);
+ifd_op_count ifd_model_op(const ifd_model *model, size_t index);
+/* Non-empty only for models loaded with describe_only. */
+size_t ifd_model_unsupported_count(const ifd_model *model);
+ifd_unsupported_op ifd_model_unsupported(const ifd_model *model, size_t index);
+
+/* ---- sessions ------------------------------------------------------------ */
+
+ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options *options,
+                              ifd_session **out, ifd_error *err);
+void ifd_session_free(ifd_session *session);
+
+/* Run the model. inputs[i] binds ifd_model_input(model, i) and is only read.
+ * outputs receives ifd_model_output_count() new values owned by the caller. */
+ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
+                           ifd_value **outputs, ifd_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* INFERD_INFERD_H */
