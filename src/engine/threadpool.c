@@ -5,7 +5,6 @@
  * finished its chunks. Small ranges run inline without waking anybody, which
  * keeps batch-1 latency free of synchronisation.
  */
-#define _GNU_SOURCE
 #include "threadpool.h"
 
 #include <pthread.h>

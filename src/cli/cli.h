@@ -1,0 +1,30 @@
+/*
+ * cli.h — shared pieces of the `inferd` command line: each subcommand lives
+ * in its own cmd_<name>.c and is dispatched from main.c.
+ */
+#ifndef INFERD_CLI_CLI_H
+#define INFERD_CLI_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "inferd/inferd.h"
+
+/* Exit status of `run` and `predict` when the model uses what the engine
+ * cannot run, so scripts can tell "unsupported" from "failed". */
+#define CLI_EXIT_UNSUPPORTED 3
+
+int cmd_run(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+
+/* Print "inferd: <message>" to stderr. Returns 1 (the CLI's failure code). */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Read a whole file into a malloc'd buffer (NUL-terminated). */
+char *cli_read_file(const char *path, size_t *size, ifd_error *err);
+/* Parse --threads N; false (after printing why) when N is not a positive int. */
+bool cli_parse_threads(const char *text, int *threads);
+/* "float32[?,4]" style description of a type. */
+const char *cli_type_string(const ifd_type_info *type, char *buf, size_t size);
+
+#endif /* INFERD_CLI_CLI_H */

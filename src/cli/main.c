@@ -1,0 +1,143 @@
+/*
+ * main.c — entry point of the `inferd` command: dispatches to one file per
+ * subcommand and holds the helpers they share.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: inferd <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run MODEL.onnx -i INPUT.pb [-i INPUT.pb ...] -o OUTDIR [--threads N]\n"
+    "      run the model on TensorProto inputs; writes OUTDIR/output_<k>.pb\n"
+    "  predict MODEL.onnx --data JSON [--threads N]\n"
+    "      run the model on a JSON array and print the outputs as JSON\n"
+    "  inspect MODEL.onnx\n"
+    "      show signature, versions, producer, operators and unsupported operators\n"
+    "  version\n"
+    "      print the version\n";
+
+int cli_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("inferd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+char *cli_read_file(const char *path, size_t *size, ifd_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f) {
+        snprintf(err->message, sizeof(err->message), "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err->message, sizeof(err->message), "%s: not a regular file", path);
+        fclose(f);
+        return NULL;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        snprintf(err->message, sizeof(err->message), "%s: out of memory", path);
+        fclose(f);
+        return NULL;
+    }
+    size_t n = fread(buf, 1, (size_t)st.st_size, f);
+    fclose(f);
+    if (n != (size_t)st.st_size) {
+        snprintf(err->message, sizeof(err->message), "%s: short read", path);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *size = n;
+    return buf;
+}
+
+bool cli_parse_threads(const char *text, int *threads)
+{
+    char *end;
+    errno = 0;
+    long v = text ? strtol(text, &end, 10) : 0;
+    if (!text || errno || *end || v < 1 || v > 1024) {
+        cli_fail("--threads: expected a number of threads from 1 to 1024, got '%s'",
+                 text ? text : "");
+        return false;
+    }
+    *threads = (int)v;
+    return true;
+}
+
+const char *cli_type_string(const ifd_type_info *type, char *buf, size_t size)
+{
+    size_t used = 0;
+    if (type->kind == IFD_VALUE_SEQUENCE && type->elem_kind == IFD_VALUE_MAP) {
+        snprintf(buf, size, "sequence<map<%s,%s>>", ifd_dtype_name(type->key_dtype),
+                 ifd_dtype_name(type->dtype));
+        return buf;
+    }
+    if (type->kind == IFD_VALUE_SEQUENCE) {
+        snprintf(buf, size, "sequence<%s>", ifd_dtype_name(type->dtype));
+        return buf;
+    }
+    if (type->kind == IFD_VALUE_MAP) {
+        snprintf(buf, size, "map<%s,%s>", ifd_dtype_name(type->key_dtype),
+                 ifd_dtype_name(type->dtype));
+        return buf;
+    }
+    used += (size_t)snprintf(buf, size, "%s", ifd_dtype_name(type->dtype));
+    if (type->rank < 0) {
+        if (used < size)
+            snprintf(buf + used, size - used, "[unknown rank]");
+        return buf;
+    }
+    if (used < size)
+        used += (size_t)snprintf(buf + used, size - used, "[");
+    for (int i = 0; i < type->rank && used < size; i++) {
+        const char *sep = i ? "," : "";
+        if (type->dims[i] >= 0)
+            used += (size_t)snprintf(buf + used, size - used, "%s%lld", sep,
+                                     (long long)type->dims[i]);
+        else if (type->dim_params[i])
+            used += (size_t)snprintf(buf + used, size - used, "%s%s", sep, type->dim_params[i]);
+        else
+            used += (size_t)snprintf(buf + used, size - used, "%s?", sep);
+    }
+    if (used < size)
+        snprintf(buf + used, size - used, "]");
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(command, "predict") == 0)
+        return cmd_predict(argc - 1, argv + 1);
+    if (strcmp(command, "inspect") == 0)
+        return cmd_inspect(argc - 1, argv + 1);
+    if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
+        printf("inferd %s\n", IFD_VERSION_STRING);
+        return 0;
+    }
+    fprintf(stderr, "inferd: unknown command '%s'\n\n%s", command, usage);
+    return 2;
+}

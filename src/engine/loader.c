@@ -1,0 +1,1086 @@
+/*
+ * loader.c — turns an ONNX ModelProto into a planned ifd_model.
+ *
+ * Load does all the thinking so that a run only computes:
+ *   1. decode the protobuf (after a nesting-depth check) and the initializers;
+ *   2. give every value name a slot; fold Constant nodes into constants;
+ *   3. check that every node input is defined and order the nodes
+ *      topologically, refusing cycles;
+ *   4. resolve each node to an operator implementation for the schema version
+ *      the model's opset selects, collecting *every* unsupported operator
+ *      before refusing the model, so the user sees the whole list at once;
+ *   5. let each operator's prepare() check its attributes and infer output
+ *      types and shapes; record each value's last reader for buffer reuse.
+ * Any failure frees everything built so far: there is never a partial model.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pb.h"
+
+#define MIN_IR_VERSION 3
+#define MAX_IR_VERSION 8
+#define MAX_MODEL_BYTES ((size_t)2 << 30) /* protobuf's own 2 GiB message limit */
+
+/* ---- ownership helpers --------------------------------------------------- */
+
+static void *model_alloc(ifd_model *m, size_t bytes)
+{
+    if (m->n_blocks == m->cap_blocks) {
+        size_t cap = m->cap_blocks ? m->cap_blocks * 2 : 64;
+        void **grown = realloc(m->blocks, cap * sizeof(*grown));
+        if (!grown)
+            return NULL;
+        m->blocks = grown;
+        m->cap_blocks = cap;
+    }
+    void *block = calloc(1, bytes ? bytes : 1);
+    if (block)
+        m->blocks[m->n_blocks++] = block;
+    return block;
+}
+
+static char *model_strndup(ifd_model *m, const char *s, size_t n)
+{
+    char *copy = model_alloc(m, n + 1);
+    if (copy && n)
+        memcpy(copy, s, n);
+    return copy;
+}
+
+static char *model_strdup(ifd_model *m, const char *s)
+{
+    return model_strndup(m, s ? s : "", s ? strlen(s) : 0);
+}
+
+/* ---- name → slot table (open addressing) --------------------------------- */
+
+typedef struct name_table {
+    const char **keys;
+    int *slots;
+    size_t cap;
+} name_table;
+
+static uint64_t hash_name(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static bool table_init(name_table *t, size_t expected)
+{
+    t->cap = 16;
+    while (t->cap < expected * 2 + 1)
+        t->cap *= 2;
+    t->keys = calloc(t->cap, sizeof(*t->keys));
+    t->slots = calloc(t->cap, sizeof(*t->slots));
+    return t->keys && t->slots;
+}
+
+static void table_free(name_table *t)
+{
+    free(t->keys);
+    free(t->slots);
+}
+
+static int table_get(const name_table *t, const char *name)
+{
+    for (size_t i = hash_name(name) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        if (!t->keys[i])
+            return -1;
+        if (strcmp(t->keys[i], name) == 0)
+            return t->slots[i];
+    }
+}
+
+/* The table is sized for every name the graph can define, so it never fills. */
+static void table_put(name_table *t, const char *name, int slot)
+{
+    size_t i = hash_name(name) & (t->cap - 1);
+    while (t->keys[i])
+        i = (i + 1) & (t->cap - 1);
+    t->keys[i] = name;
+    t->slots[i] = slot;
+}
+
+/* ---- loading state ------------------------------------------------------- */
+
+typedef struct loader {
+    ifd_model *model;
+    const Onnx__ModelProto *proto;
+    const Onnx__GraphProto *graph;
+    const char *base_dir;
+    ifd_error *err;
+    name_table names;
+    size_t cap_values;
+    int *node_order;     /* proto node index of each executed node, in order */
+    bool *is_constant_node;
+} loader;
+
+static int new_value(loader *ld, const char *name, value_origin origin)
+{
+    ifd_model *m = ld->model;
+    if (m->n_values >= ld->cap_values)
+        return -1;
+    int slot = (int)m->n_values++;
+    model_value *v = &m->values[slot];
+    v->info.name = model_strdup(m, name);
+    v->info.rank = -1;
+    v->origin = origin;
+    v->producer = -1;
+    v->last_use = -1;
+    if (!v->info.name)
+        return -1;
+    if (name[0])
+        table_put(&ld->names, v->info.name, slot);
+    return slot;
+}
+
+static void set_constant(model_value *v, const ifd_tensor *t)
+{
+    v->constant_storage = *t;
+    v->info.kind = IFD_VALUE_TENSOR;
+    v->info.dtype = t->dtype;
+    v->info.rank = t->rank;
+    for (int i = 0; i < t->rank; i++)
+        v->info.dims[i] = t->dims[i];
+    v->info.constant = &v->constant_storage;
+}
+
+static const char *domain_label(const char *domain)
+{
+    return domain[0] ? domain : "ai.onnx";
+}
+
+static int64_t opset_of(const ifd_model *m, const char *domain)
+{
+    for (size_t i = 0; i < m->n_opsets; i++) {
+        const char *d = m->opsets[i].domain;
+        if (strcmp(d, domain) == 0 ||
+            (domain[0] == '\0' && strcmp(d, "ai.onnx") == 0))
+            return m->opsets[i].version;
+    }
+    return -1;
+}
+
+/* ---- types --------------------------------------------------------------- */
+
+static ifd_status parse_type(loader *ld, const Onnx__TypeProto *tp, const char *name,
+                             value_info *info)
+{
+    info->rank = -1;
+    if (!tp) {
+        set_error(ld->err, "value '%s' has no type", name);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    switch (tp->value_case) {
+    case ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE: {
+        const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+        info->kind = IFD_VALUE_TENSOR;
+        info->dtype = (ifd_dtype)tt->elem_type;
+        if (tt->elem_type < IFD_FLOAT || tt->elem_type > IFD_BFLOAT16) {
+            set_error(ld->err, "value '%s' has unknown element type %d", name, (int)tt->elem_type);
+            return IFD_ERR_UNSUPPORTED;
+        }
+        if (tt->shape) {
+            if (tt->shape->n_dim > IFD_MAX_RANK) {
+                set_error(ld->err, "value '%s' has rank %zu, above the engine's maximum of %d",
+                          name, tt->shape->n_dim, IFD_MAX_RANK);
+                return IFD_ERR_UNSUPPORTED;
+            }
+            info->rank = (int)tt->shape->n_dim;
+            for (size_t i = 0; i < tt->shape->n_dim; i++) {
+                const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
+                info->dims[i] = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
+                                        d->dim_value >= 0
+                                    ? d->dim_value
+                                    : -1;
+            }
+        }
+        return IFD_OK;
+    }
+    case ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE: {
+        const Onnx__TypeProto *elem = tp->sequence_type->elem_type;
+        info->kind = IFD_VALUE_SEQUENCE;
+        if (elem && elem->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE) {
+            info->elem_kind = IFD_VALUE_TENSOR;
+            info->dtype = (ifd_dtype)elem->tensor_type->elem_type;
+            return IFD_OK;
+        }
+        if (elem && elem->value_case == ONNX__TYPE_PROTO__VALUE_MAP_TYPE) {
+            value_info inner = {0};
+            ifd_status st = parse_type(ld, elem, name, &inner);
+            info->elem_kind = IFD_VALUE_MAP;
+            info->key_dtype = inner.key_dtype;
+            info->dtype = inner.dtype;
+            return st;
+        }
+        set_error(ld->err, "value '%s': sequences of this element type are not supported", name);
+        return IFD_ERR_UNSUPPORTED;
+    }
+    case ONNX__TYPE_PROTO__VALUE_MAP_TYPE: {
+        const Onnx__TypeProto *vt = tp->map_type->value_type;
+        info->kind = IFD_VALUE_MAP;
+        info->key_dtype = (ifd_dtype)tp->map_type->key_type;
+        if (!vt || vt->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE) {
+            set_error(ld->err, "value '%s': maps must hold tensor values", name);
+            return IFD_ERR_UNSUPPORTED;
+        }
+        info->dtype = (ifd_dtype)vt->tensor_type->elem_type;
+        return IFD_OK;
+    }
+    default:
+        set_error(ld->err, "value '%s': optional, sparse and opaque types are not supported", name);
+        return IFD_ERR_UNSUPPORTED;
+    }
+}
+
+static void info_to_type(const value_info *info, ifd_type_info *type, ifd_model *m,
+                         const Onnx__TypeProto *declared)
+{
+    memset(type, 0, sizeof(*type));
+    type->kind = info->kind;
+    type->dtype = info->dtype;
+    type->key_dtype = info->key_dtype;
+    type->elem_kind = info->elem_kind;
+    type->rank = info->rank;
+    for (int i = 0; i < info->rank && i < IFD_MAX_RANK; i++)
+        type->dims[i] = info->dims[i];
+    if (declared && declared->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE &&
+        declared->tensor_type->shape) {
+        const Onnx__TensorShapeProto *shape = declared->tensor_type->shape;
+        for (size_t i = 0; i < shape->n_dim && i < IFD_MAX_RANK; i++)
+            if (shape->dim[i]->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM)
+                type->dim_params[i] = model_strdup(m, shape->dim[i]->dim_param);
+    }
+}
+
+/* ---- attributes ---------------------------------------------------------- */
+
+static op_attr_type infer_attr_type(const Onnx__AttributeProto *a)
+{
+    /* IR version 1 attributes carry no type: infer it from the field set */
+    if (a->has_type)
+        return (op_attr_type)a->type;
+    if (a->has_f) return OP_ATTR_FLOAT;
+    if (a->has_i) return OP_ATTR_INT;
+    if (a->has_s) return OP_ATTR_STRING;
+    if (a->t) return OP_ATTR_TENSOR;
+    if (a->g) return OP_ATTR_GRAPH;
+    if (a->n_floats) return OP_ATTR_FLOATS;
+    if (a->n_ints) return OP_ATTR_INTS;
+    if (a->n_strings) return OP_ATTR_STRINGS;
+    return OP_ATTR_UNDEFINED;
+}
+
+static ifd_status convert_attrs(loader *ld, const Onnx__NodeProto *np, op_node *node)
+{
+    ifd_model *m = ld->model;
+    node->n_attrs = np->n_attribute;
+    if (np->n_attribute == 0)
+        return IFD_OK;
+    op_attr *attrs = model_alloc(m, np->n_attribute * sizeof(*attrs));
+    if (!attrs)
+        goto oom;
+    node->attrs = attrs;
+    for (size_t i = 0; i < np->n_attribute; i++) {
+        const Onnx__AttributeProto *a = np->attribute[i];
+        op_attr *out = &attrs[i];
+        out->name = model_strdup(m, a->name);
+        out->type = infer_attr_type(a);
+        if (!out->name)
+            goto oom;
+        if (a->ref_attr_name && a->ref_attr_name[0]) {
+            set_error(ld->err, "%s node '%s': attribute '%s' refers to a function attribute",
+                      node->op_type, node->name, out->name);
+            return IFD_ERR_INVALID_MODEL;
+        }
+        switch (out->type) {
+        case OP_ATTR_FLOAT: out->f = a->f; break;
+        case OP_ATTR_INT: out->i = a->i; break;
+        case OP_ATTR_STRING:
+            out->s.data = model_strndup(m, (const char *)a->s.data, a->s.len);
+            out->s.size = a->s.len;
+            if (!out->s.data)
+                goto oom;
+            break;
+        case OP_ATTR_TENSOR: {
+            if (!a->t) {
+                set_error(ld->err, "%s node '%s': tensor attribute '%s' has no tensor",
+                          node->op_type, node->name, out->name);
+                return IFD_ERR_INVALID_MODEL;
+            }
+            out->tensor = model_alloc(m, sizeof(ifd_tensor));
+            if (!out->tensor)
+                goto oom;
+            ifd_status st = pb_tensor_to_ifd(a->t, ld->base_dir, out->tensor, ld->err);
+            if (st != IFD_OK)
+                return st;
+            ifd_tensor **grown = realloc(m->attr_tensors,
+                                         (m->n_attr_tensors + 1) * sizeof(*m->attr_tensors));
+            if (!grown) {
+                tensor_release(out->tensor);
+                goto oom;
+            }
+            m->attr_tensors = grown;
+            m->attr_tensors[m->n_attr_tensors++] = out->tensor;
+            break;
+        }
+        case OP_ATTR_FLOATS:
+            out->count = a->n_floats;
+            out->floats = model_alloc(m, a->n_floats * sizeof(float));
+            if (!out->floats)
+                goto oom;
+            if (a->n_floats)
+                memcpy(out->floats, a->floats, a->n_floats * sizeof(float));
+            break;
+        case OP_ATTR_INTS:
+            out->count = a->n_ints;
+            out->ints = model_alloc(m, a->n_ints * sizeof(int64_t));
+            if (!out->ints)
+                goto oom;
+            if (a->n_ints)
+                memcpy(out->ints, a->ints, a->n_ints * sizeof(int64_t));
+            break;
+        case OP_ATTR_STRINGS:
+            out->count = a->n_strings;
+            out->strings = model_alloc(m, a->n_strings * sizeof(ifd_string));
+            if (!out->strings)
+                goto oom;
+            for (size_t k = 0; k < a->n_strings; k++) {
+                out->strings[k].data =
+                    model_strndup(m, (const char *)a->strings[k].data, a->strings[k].len);
+                out->strings[k].size = a->strings[k].len;
+                if (!out->strings[k].data)
+                    goto oom;
+            }
+            break;
+        default:
+            break; /* graphs and sparse tensors: only operators that need them look */
+        }
+    }
+    return IFD_OK;
+oom:
+    set_error(ld->err, "out of memory reading attributes of node '%s'", node->name);
+    return IFD_ERR_NO_MEMORY;
+}
+
+/* Constant nodes become constants at load (Constant-1..13 value variants). */
+static ifd_status fold_constant(loader *ld, const op_node *node, model_value *v)
+{
+    ifd_tensor t = {0};
+    ifd_status st = IFD_OK;
+    const op_attr *a = node->n_attrs == 1 ? &node->attrs[0] : NULL;
+    if (!a) {
+        set_error(ld->err, "Constant node '%s': needs exactly one value attribute", node->name);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    if (strcmp(a->name, "value") == 0 && a->type == OP_ATTR_TENSOR) {
+        return tensor_copy(&t, a->tensor, ld->err) == IFD_OK ? (set_constant(v, &t), IFD_OK)
+                                                             : IFD_ERR_NO_MEMORY;
+    }
+    int64_t n = (int64_t)a->count;
+    if (strcmp(a->name, "value_float") == 0 && a->type == OP_ATTR_FLOAT) {
+        st = tensor_alloc(&t, IFD_FLOAT, 0, NULL, "Constant", ld->err);
+        if (st == IFD_OK)
+            ((float *)t.data)[0] = a->f;
+    } else if (strcmp(a->name, "value_int") == 0 && a->type == OP_ATTR_INT) {
+        st = tensor_alloc(&t, IFD_INT64, 0, NULL, "Constant", ld->err);
+        if (st == IFD_OK)
+            ((int64_t *)t.data)[0] = a->i;
+    } else if (strcmp(a->name, "value_string") == 0 && a->type == OP_ATTR_STRING) {
+        st = tensor_alloc(&t, IFD_STRING, 0, NULL, "Constant", ld->err);
+        if (st == IFD_OK && !string_set(t.data, a->s.data, a->s.size))
+            st = IFD_ERR_NO_MEMORY;
+    } else if (strcmp(a->name, "value_floats") == 0 && a->type == OP_ATTR_FLOATS) {
+        st = tensor_alloc(&t, IFD_FLOAT, 1, &n, "Constant", ld->err);
+        if (st == IFD_OK && n)
+            memcpy(t.data, a->floats, (size_t)n * sizeof(float));
+    } else if (strcmp(a->name, "value_ints") == 0 && a->type == OP_ATTR_INTS) {
+        st = tensor_alloc(&t, IFD_INT64, 1, &n, "Constant", ld->err);
+        if (st == IFD_OK && n)
+            memcpy(t.data, a->ints, (size_t)n * sizeof(int64_t));
+    } else if (strcmp(a->name, "value_strings") == 0 && a->type == OP_ATTR_STRINGS) {
+        st = tensor_alloc(&t, IFD_STRING, 1, &n, "Constant", ld->err);
+        if (st == IFD_OK && !strings_copy(t.data, a->strings, (size_t)n))
+            st = IFD_ERR_NO_MEMORY;
+    } else {
+        set_error(ld->err, "Constant node '%s': attribute '%s' is not supported", node->name,
+                  a->name);
+        return IFD_ERR_UNSUPPORTED;
+    }
+    if (st != IFD_OK) {
+        tensor_release(&t);
+        return st;
+    }
+    set_constant(v, &t);
+    return IFD_OK;
+}
+
+/* ---- graph --------------------------------------------------------------- */
+
+static ifd_status add_unsupported(loader *ld, const char *domain, const char *op_type,
+                                  int64_t opset)
+{
+    ifd_model *m = ld->model;
+    for (size_t i = 0; i < m->n_unsupported; i++)
+        if (strcmp(m->unsupported[i].op_type, op_type) == 0 &&
+            strcmp(m->unsupported[i].domain, domain) == 0 && m->unsupported[i].opset == opset)
+            return IFD_OK;
+    ifd_unsupported_op *grown =
+        realloc(m->unsupported, (m->n_unsupported + 1) * sizeof(*m->unsupported));
+    if (!grown) {
+        set_error(ld->err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    m->unsupported = grown;
+    m->unsupported[m->n_unsupported].domain = model_strdup(m, domain);
+    m->unsupported[m->n_unsupported].op_type = model_strdup(m, op_type);
+    m->unsupported[m->n_unsupported].opset = opset;
+    m->n_unsupported++;
+    return IFD_OK;
+}
+
+static int compare_op_counts(const void *a, const void *b)
+{
+    const ifd_op_count *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count < y->count ? 1 : -1;
+    int d = strcmp(x->domain, y->domain);
+    return d ? d : strcmp(x->op_type, y->op_type);
+}
+
+static ifd_status count_ops(loader *ld)
+{
+    ifd_model *m = ld->model;
+    const Onnx__GraphProto *g = ld->graph;
+    m->op_counts = calloc(g->n_node ? g->n_node : 1, sizeof(*m->op_counts));
+    if (!m->op_counts) {
+        set_error(ld->err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < g->n_node; i++) {
+        const char *domain = g->node[i]->domain ? g->node[i]->domain : "";
+        const char *op = g->node[i]->op_type ? g->node[i]->op_type : "";
+        if (strcmp(domain, "ai.onnx") == 0)
+            domain = "";
+        size_t k = 0;
+        while (k < m->n_op_counts &&
+               (strcmp(m->op_counts[k].op_type, op) || strcmp(m->op_counts[k].domain, domain)))
+            k++;
+        if (k == m->n_op_counts) {
+            m->op_counts[k].domain = model_strdup(m, domain);
+            m->op_counts[k].op_type = model_strdup(m, op);
+            m->n_op_counts++;
+        }
+        m->op_counts[k].count++;
+    }
+    qsort(m->op_counts, m->n_op_counts, sizeof(*m->op_counts), compare_op_counts);
+    return IFD_OK;
+}
+
+static ifd_status check_names(loader *ld)
+{
+    const Onnx__GraphProto *g = ld->graph;
+    for (size_t i = 0; i < g->n_node; i++) {
+        const Onnx__NodeProto *np = g->node[i];
+        if (!np->op_type || !np->op_type[0]) {
+            set_error(ld->err, "node %zu ('%s') has no op_type", i, np->name ? np->name : "");
+            return IFD_ERR_INVALID_MODEL;
+        }
+    }
+    return IFD_OK;
+}
+
+/* Create slots for initializers, graph inputs and node outputs. */
+static ifd_status define_values(loader *ld)
+{
+    ifd_model *m = ld->model;
+    const Onnx__GraphProto *g = ld->graph;
+    ifd_status st;
+
+    if (g->n_sparse_initializer) {
+        set_error(ld->err, "sparse initializers are not supported");
+        return IFD_ERR_UNSUPPORTED;
+    }
+    for (size_t i = 0; i < g->n_initializer; i++) {
+        const Onnx__TensorProto *tp = g->initializer[i];
+        const char *name = tp->name ? tp->name : "";
+        if (!name[0]) {
+            set_error(ld->err, "initializer %zu has no name", i);
+            return IFD_ERR_INVALID_MODEL;
+        }
+        if (table_get(&ld->names, name) >= 0) {
+            set_error(ld->err, "initializer '%s' is defined twice", name);
+            return IFD_ERR_INVALID_MODEL;
+        }
+        int slot = new_value(ld, name, VALUE_CONSTANT);
+        if (slot < 0)
+            goto oom;
+        ifd_tensor t;
+        st = pb_tensor_to_ifd(tp, ld->base_dir, &t, ld->err);
+        if (st != IFD_OK)
+            return st;
+        set_constant(&m->values[slot], &t);
+    }
+
+    m->inputs = calloc(g->n_input ? g->n_input : 1, sizeof(*m->inputs));
+    if (!m->inputs)
+        goto oom;
+    for (size_t i = 0; i < g->n_input; i++) {
+        const Onnx__ValueInfoProto *vi = g->input[i];
+        const char *name = vi->name ? vi->name : "";
+        int existing = name[0] ? table_get(&ld->names, name) : -1;
+        if (existing >= 0 && m->values[existing].origin == VALUE_CONSTANT)
+            continue; /* an input with an initializer is a constant with a default */
+        if (!name[0] || existing >= 0) {
+            set_error(ld->err, "graph input %zu '%s' is unnamed or defined twice", i, name);
+            return IFD_ERR_INVALID_MODEL;
+        }
+        int slot = new_value(ld, name, VALUE_GRAPH_INPUT);
+        if (slot < 0)
+            goto oom;
+        st = parse_type(ld, vi->type, name, &m->values[slot].info);
+        if (st != IFD_OK)
+            return st;
+        m->inputs[m->n_inputs].slot = slot;
+        m->inputs[m->n_inputs].info.name = m->values[slot].info.name;
+        info_to_type(&m->values[slot].info, &m->inputs[m->n_inputs].info.type, m, vi->type);
+        m->n_inputs++;
+    }
+
+    for (size_t i = 0; i < g->n_node; i++) {
+        const Onnx__NodeProto *np = g->node[i];
+        bool constant = ld->is_constant_node[i];
+        for (size_t k = 0; k < np->n_output; k++) {
+            const char *name = np->output[k] ? np->output[k] : "";
+            if (name[0] && table_get(&ld->names, name) >= 0) {
+                set_error(ld->err, "%s node '%s': output '%s' is already defined elsewhere",
+                          np->op_type, np->name ? np->name : "", name);
+                return IFD_ERR_INVALID_MODEL;
+            }
+            if (new_value(ld, name, constant ? VALUE_CONSTANT : VALUE_INTERMEDIATE) < 0)
+                goto oom;
+        }
+    }
+    return IFD_OK;
+oom:
+    set_error(ld->err, "out of memory");
+    return IFD_ERR_NO_MEMORY;
+}
+
+/* Bind node inputs/outputs to slots, fold Constants, order topologically. */
+static ifd_status build_nodes(loader *ld)
+{
+    ifd_model *m = ld->model;
+    const Onnx__GraphProto *g = ld->graph;
+    ifd_status st;
+    size_t n = g->n_node;
+    /* slot of each node's first output, in definition order */
+    int next_slot = (int)(m->n_values);
+    for (size_t i = 0; i < n; i++)
+        next_slot -= (int)g->node[i]->n_output;
+
+    model_node *all = calloc(n ? n : 1, sizeof(*all));
+    int *indegree = calloc(n ? n : 1, sizeof(int));
+    int *queue = calloc(n ? n : 1, sizeof(int));
+    if (!all || !indegree || !queue) {
+        free(all);
+        free(indegree);
+        free(queue);
+        set_error(ld->err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    st = IFD_OK;
+    for (size_t i = 0; i < n && st == IFD_OK; i++) {
+        const Onnx__NodeProto *np = g->node[i];
+        model_node *node = &all[i];
+        op_node *op = &node->op;
+        op->name = model_strdup(m, np->name);
+        op->op_type = model_strdup(m, np->op_type);
+        op->domain = model_strdup(m, (np->domain && strcmp(np->domain, "ai.onnx") != 0) ? np->domain : "");
+        op->n_inputs = (int)np->n_input;
+        op->n_outputs = (int)np->n_output;
+        op->inputs = model_alloc(m, np->n_input * sizeof(value_info *));
+        op->outputs = model_alloc(m, np->n_output * sizeof(value_info *));
+        op->output_used = model_alloc(m, np->n_output * sizeof(bool));
+        node->input_slots = model_alloc(m, np->n_input * sizeof(int));
+        node->output_slots = model_alloc(m, np->n_output * sizeof(int));
+        if (!op->name || !op->op_type || !op->domain || !op->inputs || !op->outputs ||
+            !op->output_used || !node->input_slots || !node->output_slots) {
+            set_error(ld->err, "out of memory");
+            st = IFD_ERR_NO_MEMORY;
+            break;
+        }
+        for (size_t k = 0; k < np->n_output; k++) {
+            node->output_slots[k] = next_slot++;
+            op->outputs[k] = &m->values[node->output_slots[k]].info;
+            m->values[node->output_slots[k]].producer = (int)i;
+        }
+        for (size_t k = 0; k < np->n_input; k++) {
+            const char *name = np->input[k] ? np->input[k] : "";
+            int slot = name[0] ? table_get(&ld->names, name) : -1;
+            if (name[0] && slot < 0) {
+                set_error(ld->err,
+                          "%s node '%s': input '%s' is not produced by any node, initializer "
+                          "or graph input",
+                          op->op_type, op->name, name);
+                st = IFD_ERR_INVALID_MODEL;
+                break;
+            }
+            node->input_slots[k] = slot;
+            op->inputs[k] = slot >= 0 ? &m->values[slot].info : NULL;
+            if (slot >= 0 && m->values[slot].origin == VALUE_INTERMEDIATE &&
+                !ld->is_constant_node[m->values[slot].producer])
+                indegree[i]++;
+        }
+        if (st == IFD_OK)
+            st = convert_attrs(ld, np, op);
+        if (st == IFD_OK && ld->is_constant_node[i]) {
+            if (np->n_output != 1 || np->n_input != 0) {
+                set_error(ld->err, "Constant node '%s': needs no inputs and one output", op->name);
+                st = IFD_ERR_INVALID_MODEL;
+            } else {
+                st = fold_constant(ld, op, &m->values[node->output_slots[0]]);
+            }
+        }
+    }
+
+    /* Kahn's algorithm over the non-constant nodes, keeping file order among
+     * ready nodes so that execution order is predictable. */
+    size_t head = 0, tail = 0, executed = 0;
+    if (st == IFD_OK) {
+        for (size_t i = 0; i < n; i++)
+            if (!ld->is_constant_node[i] && indegree[i] == 0)
+                queue[tail++] = (int)i;
+        m->nodes = calloc(n ? n : 1, sizeof(*m->nodes));
+        if (!m->nodes) {
+            set_error(ld->err, "out of memory");
+            st = IFD_ERR_NO_MEMORY;
+        }
+    }
+    /* readers of each slot, as offsets into one array (CSR) */
+    int *reader_start = calloc(m->n_values + 1, sizeof(int));
+    int *readers = NULL;
+    if (st == IFD_OK && reader_start) {
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!ld->is_constant_node[i])
+                for (int q = 0; q < all[i].op.n_inputs; q++)
+                    if (all[i].input_slots[q] >= 0) {
+                        reader_start[all[i].input_slots[q] + 1]++;
+                        total++;
+                    }
+        for (size_t v = 0; v < m->n_values; v++)
+            reader_start[v + 1] += reader_start[v];
+        readers = calloc(total ? total : 1, sizeof(int));
+        int *fill = calloc(m->n_values + 1, sizeof(int));
+        if (readers && fill) {
+            for (size_t i = 0; i < n; i++)
+                if (!ld->is_constant_node[i])
+                    for (int q = 0; q < all[i].op.n_inputs; q++) {
+                        int slot = all[i].input_slots[q];
+                        if (slot >= 0)
+                            readers[reader_start[slot] + fill[slot]++] = (int)i;
+                    }
+        }
+        if (!fill)
+            free(readers), readers = NULL;
+        free(fill);
+    }
+    if (st == IFD_OK && (!reader_start || !readers)) {
+        set_error(ld->err, "out of memory");
+        st = IFD_ERR_NO_MEMORY;
+    }
+    while (st == IFD_OK && head < tail) {
+        int i = queue[head++];
+        m->nodes[executed++] = all[i];
+        const model_node *node = &all[i];
+        for (int k = 0; k < node->op.n_outputs; k++) {
+            int slot = node->output_slots[k];
+            for (int r = reader_start[slot]; r < reader_start[slot + 1]; r++)
+                if (--indegree[readers[r]] == 0)
+                    queue[tail++] = readers[r];
+        }
+    }
+    free(reader_start);
+    free(readers);
+    if (st == IFD_OK) {
+        size_t expected = 0;
+        for (size_t i = 0; i < n; i++)
+            expected += !ld->is_constant_node[i];
+        if (executed != expected) {
+            for (size_t i = 0; i < n; i++)
+                if (!ld->is_constant_node[i] && indegree[i] > 0) {
+                    set_error(ld->err,
+                              "the graph has a cycle through %s node '%s' (or an input of it)",
+                              all[i].op.op_type, all[i].op.name);
+                    break;
+                }
+            st = IFD_ERR_INVALID_MODEL;
+        }
+    }
+    m->n_nodes = executed;
+    free(all);
+    free(indegree);
+    free(queue);
+    return st;
+}
+
+static ifd_status resolve_ops(loader *ld, const ifd_load_options *options)
+{
+    ifd_model *m = ld->model;
+    ifd_status st = IFD_OK;
+    for (size_t i = 0; i < m->n_nodes && st == IFD_OK; i++) {
+        model_node *node = &m->nodes[i];
+        const char *domain = node->op.domain;
+        int64_t opset = opset_of(m, domain);
+        int version = 0;
+        if (opset >= 0 && opset <= onnx_max_opset(domain))
+            version = onnx_schema_version(domain, node->op.op_type, opset);
+        node->def = version ? op_registry_find(domain, node->op.op_type, version) : NULL;
+        node->op.version = version;
+        if (!node->def)
+            st = add_unsupported(ld, domain, node->op.op_type, opset);
+    }
+    if (st != IFD_OK || m->n_unsupported == 0)
+        return st;
+    if (options && options->describe_only)
+        return IFD_OK;
+    char list[768] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < m->n_unsupported && used < sizeof(list); i++) {
+        const ifd_unsupported_op *u = &m->unsupported[i];
+        int64_t max = onnx_max_opset(u->domain);
+        if (u->opset < 0)
+            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s (domain %s not imported)",
+                                     i ? ", " : "", u->op_type, domain_label(u->domain));
+        else if (u->opset > max)
+            used += (size_t)snprintf(list + used, sizeof(list) - used,
+                                     "%s%s (%s opset %lld, newest supported is %lld)", i ? ", " : "",
+                                     u->op_type, domain_label(u->domain), (long long)u->opset,
+                                     (long long)max);
+        else
+            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s (%s opset %lld)",
+                                     i ? ", " : "", u->op_type, domain_label(u->domain),
+                                     (long long)u->opset);
+    }
+    set_error(ld->err, "model uses %zu unsupported operator%s: %s", m->n_unsupported,
+              m->n_unsupported == 1 ? "" : "s", list);
+    return IFD_ERR_UNSUPPORTED;
+}
+
+static ifd_status prepare_nodes(loader *ld)
+{
+    ifd_model *m = ld->model;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        model_node *node = &m->nodes[i];
+        op_node *op = &node->op;
+        if (node->def->prepare) {
+            if (node->def->prepare(op, ld->err) != 0)
+                return IFD_ERR_UNSUPPORTED;
+        } else if (op->n_inputs > 0 && op->inputs[0]) {
+            for (int k = 0; k < op->n_outputs; k++) {
+                const char *name = op->outputs[k]->name;
+                *op->outputs[k] = *op->inputs[0];
+                op->outputs[k]->name = name;
+                op->outputs[k]->constant = NULL;
+            }
+        }
+        for (int k = 0; k < op->n_outputs; k++) {
+            if (op->outputs[k]->kind == IFD_VALUE_TENSOR && op->outputs[k]->dtype == IFD_UNDEFINED) {
+                set_error(ld->err, "%s node '%s': the type of output '%s' cannot be inferred",
+                          op->op_type, op->name, op->outputs[k]->name);
+                return IFD_ERR_INVALID_MODEL;
+            }
+        }
+    }
+    return IFD_OK;
+}
+
+static ifd_status bind_outputs(loader *ld)
+{
+    ifd_model *m = ld->model;
+    const Onnx__GraphProto *g = ld->graph;
+    m->outputs = calloc(g->n_output ? g->n_output : 1, sizeof(*m->outputs));
+    if (!m->outputs) {
+        set_error(ld->err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < g->n_output; i++) {
+        const char *name = g->output[i]->name ? g->output[i]->name : "";
+        int slot = name[0] ? table_get(&ld->names, name) : -1;
+        if (slot < 0) {
+            set_error(ld->err, "graph output '%s' is not produced by any node, initializer or input",
+                      name);
+            return IFD_ERR_INVALID_MODEL;
+        }
+        m->values[slot].is_graph_output = true;
+        m->outputs[i].slot = slot;
+        m->outputs[i].info.name = m->values[slot].info.name;
+    }
+    m->n_outputs = g->n_output;
+    return IFD_OK;
+}
+
+static void plan_lifetimes(ifd_model *m)
+{
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const model_node *node = &m->nodes[i];
+        for (int k = 0; k < node->op.n_inputs; k++)
+            if (node->input_slots[k] >= 0)
+                m->values[node->input_slots[k]].last_use = (int)i;
+    }
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        model_node *node = &m->nodes[i];
+        for (int k = 0; k < node->op.n_outputs; k++) {
+            const model_value *v = &m->values[node->output_slots[k]];
+            node->op.output_used[k] = v->info.name[0] && (v->is_graph_output || v->last_use >= 0);
+        }
+    }
+}
+
+static void describe_outputs(loader *ld)
+{
+    ifd_model *m = ld->model;
+    for (size_t i = 0; i < m->n_outputs; i++) {
+        const Onnx__ValueInfoProto *vi = ld->graph->output[i];
+        value_info declared = {0};
+        const value_info *info = &m->values[m->outputs[i].slot].info;
+        ifd_error ignored;
+        loader quiet = *ld;
+        quiet.err = &ignored;
+        /* a declared type says more about symbolic dims than inference does */
+        if (vi->type && parse_type(&quiet, vi->type, "", &declared) == IFD_OK &&
+            (!m->runnable || declared.kind == info->kind))
+            info = &declared;
+        info_to_type(info, &m->outputs[i].info.type, m, vi->type);
+    }
+}
+
+static ifd_status load_proto(loader *ld, const ifd_load_options *options)
+{
+    ifd_model *m = ld->model;
+    const Onnx__ModelProto *mp = ld->proto;
+    ifd_status st;
+
+    if (!mp->graph) {
+        set_error(ld->err, "the model has no graph");
+        return IFD_ERR_INVALID_MODEL;
+    }
+    ld->graph = mp->graph;
+    m->ir_version = mp->has_ir_version ? mp->ir_version : 0;
+    if (m->ir_version < MIN_IR_VERSION || m->ir_version > MAX_IR_VERSION) {
+        set_error(ld->err, "IR version %lld is not supported (supported: %d to %d)",
+                  (long long)m->ir_version, MIN_IR_VERSION, MAX_IR_VERSION);
+        return IFD_ERR_UNSUPPORTED;
+    }
+    m->producer_name = model_strdup(m, mp->producer_name);
+    m->producer_version = model_strdup(m, mp->producer_version);
+    m->graph_name = model_strdup(m, mp->graph->name);
+    m->opsets = model_alloc(m, (mp->n_opset_import + 1) * sizeof(ifd_opset));
+    if (!m->producer_name || !m->producer_version || !m->graph_name || !m->opsets) {
+        set_error(ld->err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < mp->n_opset_import; i++) {
+        const char *d = mp->opset_import[i]->domain ? mp->opset_import[i]->domain : "";
+        m->opsets[m->n_opsets].domain = model_strdup(m, strcmp(d, "ai.onnx") ? d : "");
+        m->opsets[m->n_opsets].version = mp->opset_import[i]->version;
+        m->n_opsets++;
+    }
+
+    const Onnx__GraphProto *g = mp->graph;
+    size_t n_outputs = 0;
+    for (size_t i = 0; i < g->n_node; i++)
+        n_outputs += g->node[i]->n_output;
+    ld->cap_values = g->n_initializer + g->n_input + n_outputs;
+    m->values = calloc(ld->cap_values ? ld->cap_values : 1, sizeof(*m->values));
+    ld->is_constant_node = calloc(g->n_node ? g->n_node : 1, sizeof(bool));
+    if (!m->values || !ld->is_constant_node || !table_init(&ld->names, ld->cap_values)) {
+        set_error(ld->err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    if ((st = check_names(ld)) != IFD_OK)
+        return st;
+    for (size_t i = 0; i < g->n_node; i++) {
+        const char *d = g->node[i]->domain ? g->node[i]->domain : "";
+        ld->is_constant_node[i] = strcmp(g->node[i]->op_type, "Constant") == 0 &&
+                                  (d[0] == '\0' || strcmp(d, "ai.onnx") == 0);
+    }
+    if ((st = count_ops(ld)) != IFD_OK)
+        return st;
+    if ((st = define_values(ld)) != IFD_OK)
+        return st;
+    if ((st = build_nodes(ld)) != IFD_OK)
+        return st;
+    if ((st = bind_outputs(ld)) != IFD_OK)
+        return st;
+    if ((st = resolve_ops(ld, options)) != IFD_OK)
+        return st;
+    m->runnable = m->n_unsupported == 0;
+    if (m->runnable && (st = prepare_nodes(ld)) != IFD_OK)
+        return st;
+    plan_lifetimes(m);
+    describe_outputs(ld);
+    return IFD_OK;
+}
+
+/* ---- public -------------------------------------------------------------- */
+
+void ifd_model_free(ifd_model *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        model_node *node = &m->nodes[i];
+        if (node->op.state && node->def && node->def->free_state)
+            node->def->free_state(node->op.state);
+    }
+    /* attribute tensors live in model blocks but own their data */
+    for (size_t i = 0; i < m->n_attr_tensors; i++)
+        tensor_release(m->attr_tensors[i]);
+    free(m->attr_tensors);
+    for (size_t i = 0; i < m->n_values; i++)
+        if (m->values[i].origin == VALUE_CONSTANT)
+            tensor_release(&m->values[i].constant_storage);
+    free(m->values);
+    free(m->nodes);
+    free(m->inputs);
+    free(m->outputs);
+    free(m->op_counts);
+    free(m->unsupported);
+    for (size_t i = 0; i < m->n_blocks; i++)
+        free(m->blocks[i]);
+    free(m->blocks);
+    free(m->path);
+    free(m);
+}
+
+ifd_status ifd_model_load_memory(const void *buf, size_t len, const char *base_dir,
+                                 const ifd_load_options *options, ifd_model **out, ifd_error *err)
+{
+    *out = NULL;
+    ifd_error local;
+    if (!err)
+        err = &local;
+    Onnx__ModelProto *mp = pb_unpack(&onnx__model_proto__descriptor, buf, len, "model", err);
+    if (!mp)
+        return IFD_ERR_INVALID_MODEL;
+    ifd_model *m = calloc(1, sizeof(*m));
+    if (!m) {
+        protobuf_c_message_free_unpacked(&mp->base, NULL);
+        set_error(err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    loader ld = {.model = m, .proto = mp, .base_dir = base_dir, .err = err};
+    ifd_status st = load_proto(&ld, options);
+    table_free(&ld.names);
+    free(ld.is_constant_node);
+    protobuf_c_message_free_unpacked(&mp->base, NULL);
+    if (st != IFD_OK) {
+        ifd_model_free(m);
+        return st;
+    }
+    *out = m;
+    return IFD_OK;
+}
+
+ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options, ifd_model **out,
+                               ifd_error *err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_error(err, "%s: %s", path, strerror(errno));
+        return IFD_ERR_IO;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        set_error(err, "%s: not a regular file", path);
+        close(fd);
+        return IFD_ERR_IO;
+    }
+    if ((uint64_t)st.st_size > MAX_MODEL_BYTES) {
+        set_error(err, "%s: %lld bytes is larger than the 2 GiB a protobuf model can hold", path,
+                  (long long)st.st_size);
+        close(fd);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    size_t size = (size_t)st.st_size;
+    char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        set_error(err, "%s: out of memory for %zu bytes", path, size);
+        close(fd);
+        return IFD_ERR_NO_MEMORY;
+    }
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = read(fd, buf + done, size - done);
+        if (n <= 0) {
+            set_error(err, "%s: read failed: %s", path, n < 0 ? strerror(errno) : "file shrank");
+            free(buf);
+            close(fd);
+            return IFD_ERR_IO;
+        }
+        done += (size_t)n;
+    }
+    close(fd);
+
+    char *dir = strdup(path);
+    if (!dir) {
+        free(buf);
+        set_error(err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash == dir ? (void)(slash[1] = '\0') : (void)(*slash = '\0');
+    else
+        strcpy(dir, ".");
+    ifd_error inner;
+    ifd_status status = ifd_model_load_memory(buf, size, dir, options, out, &inner);
+    free(buf);
+    free(dir);
+    if (status != IFD_OK) {
+        set_error(err, "%s: %s", path, inner.message);
+        return status;
+    }
+    (*out)->path = strdup(path);
+    return IFD_OK;
+}
+
+size_t ifd_model_input_count(const ifd_model *m) { return m->n_inputs; }
+const ifd_io_info *ifd_model_input(const ifd_model *m, size_t i)
+{
+    return i < m->n_inputs ? &m->inputs[i].info : NULL;
+}
+size_t ifd_model_output_count(const ifd_model *m) { return m->n_outputs; }
+const ifd_io_info *ifd_model_output(const ifd_model *m, size_t i)
+{
+    return i < m->n_outputs ? &m->outputs[i].info : NULL;
+}
+int64_t ifd_model_ir_version(const ifd_model *m) { return m->ir_version; }
+const char *ifd_model_producer_name(const ifd_model *m) { return m->producer_name; }
+const char *ifd_model_producer_version(const ifd_model *m) { return m->producer_version; }
+const char *ifd_model_graph_name(const ifd_model *m) { return m->graph_name; }
+size_t ifd_model_opset_count(const ifd_model *m) { return m->n_opsets; }
+ifd_opset ifd_model_opset(const ifd_model *m, size_t i) { return m->opsets[i]; }
+size_t ifd_model_node_count(const ifd_model *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_op_counts; i++)
+        n += m->op_counts[i].count;
+    return n;
+}
+size_t ifd_model_op_count(const ifd_model *m) { return m->n_op_counts; }
+ifd_op_count ifd_model_op(const ifd_model *m, size_t i) { return m->op_counts[i]; }
+size_t ifd_model_unsupported_count(const ifd_model *m) { return m->n_unsupported; }
+ifd_unsupported_op ifd_model_unsupported(const ifd_model *m, size_t i) { return m->unsupported[i]; }

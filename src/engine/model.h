@@ -1,0 +1,85 @@
+/*
+ * model.h — the engine's internal picture of a loaded model and of a session.
+ *
+ * A model is a list of values (every tensor name of the graph gets one slot)
+ * and a list of nodes in execution order, each bound to its operator
+ * implementation. The loader (loader.c) builds it from the ModelProto and
+ * plans it; sessions (session.c) execute it.
+ */
+#ifndef INFERD_ENGINE_MODEL_H
+#define INFERD_ENGINE_MODEL_H
+
+#include "op.h"
+
+typedef enum value_origin {
+    VALUE_INTERMEDIATE = 0,
+    VALUE_GRAPH_INPUT,  /* bound by the caller at run time */
+    VALUE_CONSTANT      /* initializer or Constant node output, owned by the model */
+} value_origin;
+
+typedef struct model_value {
+    value_info info;
+    value_origin origin;
+    ifd_tensor constant_storage; /* VALUE_CONSTANT */
+    int producer;                /* node index, -1 for inputs and constants */
+    int last_use;                /* last node index reading it, -1 if none */
+    bool is_graph_output;
+} model_value;
+
+typedef struct model_node {
+    op_node op;
+    const op_def *def;
+    int *input_slots;  /* -1 for omitted inputs */
+    int *output_slots;
+} model_node;
+
+typedef struct model_io {
+    ifd_io_info info;
+    int slot;
+} model_io;
+
+struct ifd_model {
+    char *path;
+    int64_t ir_version;
+    char *producer_name;
+    char *producer_version;
+    char *graph_name;
+    size_t n_opsets;
+    ifd_opset *opsets;
+
+    size_t n_values;
+    model_value *values;
+    size_t n_nodes;
+    model_node *nodes;   /* in execution order */
+    size_t n_inputs;
+    model_io *inputs;    /* graph inputs that are not initializers */
+    size_t n_outputs;
+    model_io *outputs;
+
+    size_t n_op_counts;
+    ifd_op_count *op_counts;
+    size_t n_unsupported;
+    ifd_unsupported_op *unsupported;
+    bool runnable;
+
+    ifd_tensor **attr_tensors; /* decoded TENSOR attributes, owning their data */
+    size_t n_attr_tensors;
+    /* every block the model owns (names, attribute arrays), freed together */
+    void **blocks;
+    size_t n_blocks, cap_blocks;
+};
+
+/* Recursively free what a value owns and zero it (the struct itself stays). */
+void value_clear(ifd_value *value);
+/* Deep copy of any value kind into a new value. */
+ifd_status value_clone(const ifd_value *src, ifd_value **out, ifd_error *err);
+
+/* Decoding shared by the loader and ifd_value_decode_pb (pb.c). The opaque
+ * pointers are protobuf-c messages (Onnx__TensorProto and friends) so that
+ * callers of this header need not include the generated code. */
+ifd_status pb_tensor_to_ifd(const void *tensor_proto, const char *base_dir, ifd_tensor *out,
+                            ifd_error *err);
+
+void set_error(ifd_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif /* INFERD_ENGINE_MODEL_H */

@@ -1,0 +1,730 @@
+/*
+ * pb.c — ONNX protobuf messages to and from engine values: TensorProto
+ * (typed fields, raw_data, external data), SequenceProto and MapProto, and
+ * the nesting-depth guard run before protobuf-c sees untrusted bytes.
+ *
+ * Every count read from a message is checked against the byte size its dims
+ * imply before anything is allocated or copied, so a model or request file
+ * can never make the engine allocate more than its own dims describe (and
+ * never past IFD_MAX_TENSOR_BYTES).
+ */
+#include "pb.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* ---- nesting guard ------------------------------------------------------- */
+
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t byte = *(*p)++;
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* protobuf-c decodes nested messages recursively without a depth limit, so a
+ * crafted file nesting graphs inside attributes thousands deep would exhaust
+ * the stack. Walk the wire format first, following only the fields the
+ * descriptor says are messages, and refuse anything deeper than max_depth. */
+static bool depth_ok(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
+                     const uint8_t *end, int depth, int max_depth)
+{
+    if (depth > max_depth)
+        return false;
+    while (p < end) {
+        uint64_t key, len;
+        if (!read_varint(&p, end, &key))
+            return true; /* malformed: protobuf-c will refuse it */
+        switch (key & 7) {
+        case 0:
+            if (!read_varint(&p, end, &len))
+                return true;
+            break;
+        case 1:
+            if (end - p < 8)
+                return true;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4)
+                return true;
+            p += 4;
+            break;
+        case 2: {
+            if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p))
+                return true;
+            const ProtobufCFieldDescriptor *field =
+                key >> 3 <= UINT32_MAX
+                    ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
+                    : NULL;
+            if (field && field->type == PROTOBUF_C_TYPE_MESSAGE &&
+                !depth_ok(field->descriptor, p, p + len, depth + 1, max_depth))
+                return false;
+            p += len;
+            break;
+        }
+        default:
+            return true;
+        }
+    }
+    return true;
+}
+
+void *pb_unpack(const ProtobufCMessageDescriptor *desc, const void *buf, size_t len,
+                const char *what, ifd_error *err)
+{
+    if (!depth_ok(desc, buf, (const uint8_t *)buf + len, 0, PB_MAX_DEPTH)) {
+        set_error(err, "%s: messages nested deeper than %d levels", what, PB_MAX_DEPTH);
+        return NULL;
+    }
+    ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, len, buf);
+    if (!msg)
+        set_error(err, "%s: not a valid %s protobuf message", what, desc->short_name);
+    return msg;
+}
+
+/* ---- external data ------------------------------------------------------- */
+
+/* Open `location` under `base_dir` so that the result can only be a regular
+ * file inside that folder: no absolute path, no "..", no symlink anywhere on
+ * the way, no hard link (the classes of CVE-2022-25882, CVE-2024-27318 and
+ * CVE-2026-27489/34446/34447). openat2's RESOLVE_BENEATH enforces it in the
+ * kernel at open time, so there is no check-then-open race. */
+static int open_beneath(const char *base_dir, const char *location, const char *name,
+                        ifd_error *err)
+{
+    if (location[0] == '\0' || location[0] == '/') {
+        set_error(err, "tensor '%s': external data location '%s' must be a relative path", name,
+                  location);
+        return -1;
+    }
+    for (const char *c = location; *c; c++) {
+        if (*c == '\\') {
+            set_error(err, "tensor '%s': external data location '%s' contains a backslash",
+                      name, location);
+            return -1;
+        }
+    }
+    const char *seg = location;
+    while (*seg) {
+        const char *slash = strchr(seg, '/');
+        size_t n = slash ? (size_t)(slash - seg) : strlen(seg);
+        if (n == 2 && seg[0] == '.' && seg[1] == '.') {
+            set_error(err, "tensor '%s': external data location '%s' escapes the model folder",
+                      name, location);
+            return -1;
+        }
+        seg += n + (slash ? 1 : 0);
+    }
+    int dir = open(base_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0) {
+        set_error(err, "tensor '%s': cannot open model folder '%s': %s", name, base_dir,
+                  strerror(errno));
+        return -1;
+    }
+    struct open_how how = {
+        .flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = (int)syscall(SYS_openat2, dir, location, &how, sizeof(how));
+    int saved = errno;
+    close(dir);
+    if (fd < 0) {
+        if (saved == ELOOP || saved == EXDEV)
+            set_error(err,
+                      "tensor '%s': external data location '%s' goes through a symlink or "
+                      "escapes the model folder",
+                      name, location);
+        else
+            set_error(err, "tensor '%s': cannot open external data '%s': %s", name, location,
+                      strerror(saved));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        set_error(err, "tensor '%s': external data '%s' is not a regular file", name, location);
+        close(fd);
+        return -1;
+    }
+    if (st.st_nlink != 1) {
+        set_error(err, "tensor '%s': external data '%s' is a hard link (refused)", name,
+                  location);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static bool parse_u64(const char *text, uint64_t *out)
+{
+    char *end;
+    if (!text || !*text || *text == '-')
+        return false;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+static ifd_status read_external(const Onnx__TensorProto *tp, const char *base_dir,
+                                ifd_tensor *t, size_t bytes, const char *name, ifd_error *err)
+{
+    const char *location = NULL;
+    uint64_t offset = 0, length = bytes;
+    bool has_length = false;
+    if (!base_dir) {
+        set_error(err, "tensor '%s': external data is not allowed for a model loaded from memory",
+                  name);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    for (size_t i = 0; i < tp->n_external_data; i++) {
+        const char *key = tp->external_data[i]->key ? tp->external_data[i]->key : "";
+        const char *val = tp->external_data[i]->value ? tp->external_data[i]->value : "";
+        if (strcmp(key, "location") == 0) {
+            location = val;
+        } else if (strcmp(key, "offset") == 0) {
+            if (!parse_u64(val, &offset)) {
+                set_error(err, "tensor '%s': external data offset '%s' is not a number", name, val);
+                return IFD_ERR_INVALID_MODEL;
+            }
+        } else if (strcmp(key, "length") == 0) {
+            if (!parse_u64(val, &length)) {
+                set_error(err, "tensor '%s': external data length '%s' is not a number", name, val);
+                return IFD_ERR_INVALID_MODEL;
+            }
+            has_length = true;
+        }
+    }
+    if (!location) {
+        set_error(err, "tensor '%s': external data has no location", name);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    if (has_length && length != bytes) {
+        set_error(err, "tensor '%s': external data length %llu does not match its shape (%zu bytes)",
+                  name, (unsigned long long)length, bytes);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    int fd = open_beneath(base_dir, location, name, err);
+    if (fd < 0)
+        return IFD_ERR_INVALID_MODEL;
+    struct stat st;
+    ifd_status status = IFD_OK;
+    if (fstat(fd, &st) != 0 || offset > (uint64_t)st.st_size ||
+        bytes > (uint64_t)st.st_size - offset) {
+        set_error(err, "tensor '%s': external data '%s' is shorter than offset %llu + %zu bytes",
+                  name, location, (unsigned long long)offset, bytes);
+        status = IFD_ERR_INVALID_MODEL;
+    } else {
+        size_t done = 0;
+        while (done < bytes) {
+            ssize_t n = pread(fd, (char *)t->data + done, bytes - done, (off_t)(offset + done));
+            if (n <= 0) {
+                set_error(err, "tensor '%s': reading external data '%s': %s", name, location,
+                          n < 0 ? strerror(errno) : "unexpected end of file");
+                status = IFD_ERR_IO;
+                break;
+            }
+            done += (size_t)n;
+        }
+    }
+    close(fd);
+    return status;
+}
+
+/* ---- TensorProto --------------------------------------------------------- */
+
+static bool dtype_known(int32_t t) { return t >= IFD_FLOAT && t <= IFD_BFLOAT16; }
+
+ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor *t,
+                            ifd_error *err)
+{
+    const Onnx__TensorProto *tp = proto;
+    const char *name = tp->name ? tp->name : "";
+    int64_t dims[IFD_MAX_RANK];
+    size_t bytes;
+    char shape[128];
+
+    memset(t, 0, sizeof(*t));
+    if (!dtype_known(tp->data_type)) {
+        set_error(err, "tensor '%s': unknown data type %d", name, (int)tp->data_type);
+        return IFD_ERR_UNSUPPORTED;
+    }
+    ifd_dtype dtype = (ifd_dtype)tp->data_type;
+    if (tp->n_dims > IFD_MAX_RANK) {
+        set_error(err, "tensor '%s': rank %zu exceeds the engine's maximum of %d", name,
+                  tp->n_dims, IFD_MAX_RANK);
+        return IFD_ERR_UNSUPPORTED;
+    }
+    for (size_t i = 0; i < tp->n_dims; i++)
+        dims[i] = tp->dims[i];
+    int rank = (int)tp->n_dims;
+    if (!shape_bytes(dtype, rank, dims, &bytes)) {
+        set_error(err, "tensor '%s': shape %s is negative, overflows or is too large", name,
+                  shape_to_string(rank, dims, shape, sizeof(shape)));
+        return IFD_ERR_INVALID_MODEL;
+    }
+    int64_t count64;
+    shape_count(rank, dims, &count64);
+    size_t count = (size_t)count64;
+    ifd_status st = tensor_alloc(t, dtype, rank, dims, name, err);
+    if (st != IFD_OK)
+        return st;
+
+    if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+        if (dtype == IFD_STRING) {
+            set_error(err, "tensor '%s': string tensors cannot use external data", name);
+            st = IFD_ERR_INVALID_MODEL;
+        } else {
+            st = read_external(tp, base_dir, t, bytes, name, err);
+        }
+        if (st != IFD_OK)
+            tensor_release(t);
+        return st;
+    }
+    if (tp->has_raw_data && dtype != IFD_STRING) {
+        if (tp->raw_data.len != bytes) {
+            set_error(err, "tensor '%s': raw_data has %zu bytes, shape %s of %s needs %zu", name,
+                      tp->raw_data.len, shape_to_string(rank, dims, shape, sizeof(shape)),
+                      ifd_dtype_name(dtype), bytes);
+            tensor_release(t);
+            return IFD_ERR_INVALID_MODEL;
+        }
+        if (bytes)
+            memcpy(t->data, tp->raw_data.data, bytes);
+        return IFD_OK;
+    }
+
+    size_t have = 0, per_element = 1;
+    switch (dtype) {
+    case IFD_FLOAT: have = tp->n_float_data; break;
+    case IFD_COMPLEX64: have = tp->n_float_data; per_element = 2; break;
+    case IFD_DOUBLE: have = tp->n_double_data; break;
+    case IFD_COMPLEX128: have = tp->n_double_data; per_element = 2; break;
+    case IFD_INT64: have = tp->n_int64_data; break;
+    case IFD_UINT32: case IFD_UINT64: have = tp->n_uint64_data; break;
+    case IFD_STRING: have = tp->n_string_data; break;
+    default: have = tp->n_int32_data; break;
+    }
+    if (have != count * per_element) {
+        set_error(err, "tensor '%s': holds %zu values, shape %s needs %zu", name, have,
+                  shape_to_string(rank, dims, shape, sizeof(shape)), count * per_element);
+        tensor_release(t);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    for (size_t i = 0; i < count; i++) {
+        switch (dtype) {
+        case IFD_FLOAT: ((float *)t->data)[i] = tp->float_data[i]; break;
+        case IFD_COMPLEX64:
+            ((float *)t->data)[2 * i] = tp->float_data[2 * i];
+            ((float *)t->data)[2 * i + 1] = tp->float_data[2 * i + 1];
+            break;
+        case IFD_DOUBLE: ((double *)t->data)[i] = tp->double_data[i]; break;
+        case IFD_COMPLEX128:
+            ((double *)t->data)[2 * i] = tp->double_data[2 * i];
+            ((double *)t->data)[2 * i + 1] = tp->double_data[2 * i + 1];
+            break;
+        case IFD_INT64: ((int64_t *)t->data)[i] = tp->int64_data[i]; break;
+        case IFD_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)tp->uint64_data[i]; break;
+        case IFD_UINT64: ((uint64_t *)t->data)[i] = tp->uint64_data[i]; break;
+        case IFD_INT32: ((int32_t *)t->data)[i] = tp->int32_data[i]; break;
+        case IFD_INT16: ((int16_t *)t->data)[i] = (int16_t)tp->int32_data[i]; break;
+        case IFD_INT8: ((int8_t *)t->data)[i] = (int8_t)tp->int32_data[i]; break;
+        case IFD_UINT16: case IFD_FLOAT16: case IFD_BFLOAT16:
+            ((uint16_t *)t->data)[i] = (uint16_t)tp->int32_data[i];
+            break;
+        case IFD_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)tp->int32_data[i]; break;
+        case IFD_BOOL: ((uint8_t *)t->data)[i] = tp->int32_data[i] != 0; break;
+        case IFD_STRING:
+            if (!string_set(&((ifd_string *)t->data)[i], (const char *)tp->string_data[i].data,
+                            tp->string_data[i].len)) {
+                set_error(err, "tensor '%s': out of memory", name);
+                tensor_release(t);
+                return IFD_ERR_NO_MEMORY;
+            }
+            break;
+        default: break;
+        }
+    }
+    return IFD_OK;
+}
+
+/* ---- values -------------------------------------------------------------- */
+
+static ifd_status decode_sequence(const Onnx__SequenceProto *sp, ifd_value *out, int depth,
+                                  ifd_error *err);
+
+static ifd_status decode_map(const Onnx__MapProto *mp, ifd_value *out, ifd_error *err)
+{
+    ifd_status st;
+    size_t n = mp->key_type == IFD_STRING ? mp->n_string_keys : mp->n_keys;
+    int64_t dims[1] = {(int64_t)n};
+    out->kind = IFD_VALUE_MAP;
+    if (mp->key_type != IFD_STRING && mp->key_type != IFD_INT64 && mp->key_type != IFD_INT32) {
+        set_error(err, "map: key type %d is not supported", (int)mp->key_type);
+        return IFD_ERR_UNSUPPORTED;
+    }
+    st = tensor_alloc(&out->map_keys, mp->key_type == IFD_STRING ? IFD_STRING : IFD_INT64, 1,
+                      dims, "map keys", err);
+    if (st != IFD_OK)
+        return st;
+    for (size_t i = 0; i < n; i++) {
+        if (mp->key_type == IFD_STRING) {
+            if (!string_set(&((ifd_string *)out->map_keys.data)[i],
+                            (const char *)mp->string_keys[i].data, mp->string_keys[i].len)) {
+                set_error(err, "map: out of memory");
+                return IFD_ERR_NO_MEMORY;
+            }
+        } else {
+            ((int64_t *)out->map_keys.data)[i] = mp->keys[i];
+        }
+    }
+    const Onnx__SequenceProto *vals = mp->values;
+    size_t nv = vals ? vals->n_tensor_values : 0;
+    if (nv != n) {
+        set_error(err, "map: %zu keys but %zu tensor values", n, nv);
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
+    ifd_dtype vtype = IFD_FLOAT;
+    for (size_t i = 0; i < n; i++) {
+        ifd_tensor item;
+        st = pb_tensor_to_ifd(vals->tensor_values[i], NULL, &item, err);
+        if (st != IFD_OK)
+            return st;
+        if (i == 0) {
+            vtype = item.dtype;
+            st = tensor_alloc(&out->map_values, vtype, 1, dims, "map values", err);
+        }
+        if (st == IFD_OK && (item.dtype != vtype || ifd_tensor_count(&item) != 1)) {
+            set_error(err, "map: value %zu is not a scalar %s", i, ifd_dtype_name(vtype));
+            st = IFD_ERR_INVALID_ARGUMENT;
+        }
+        if (st == IFD_OK) {
+            if (vtype == IFD_STRING)
+                st = string_set(&((ifd_string *)out->map_values.data)[i],
+                                ((ifd_string *)item.data)[0].data,
+                                ((ifd_string *)item.data)[0].size)
+                         ? IFD_OK
+                         : IFD_ERR_NO_MEMORY;
+            else
+                memcpy((char *)out->map_values.data + i * ifd_dtype_size(vtype), item.data,
+                       ifd_dtype_size(vtype));
+        }
+        tensor_release(&item);
+        if (st != IFD_OK)
+            return st;
+    }
+    if (n == 0)
+        st = tensor_alloc(&out->map_values, IFD_FLOAT, 1, dims, "map values", err);
+    return st;
+}
+
+static ifd_status decode_sequence(const Onnx__SequenceProto *sp, ifd_value *out, int depth,
+                                  ifd_error *err)
+{
+    size_t n;
+    out->kind = IFD_VALUE_SEQUENCE;
+    if (depth > PB_MAX_DEPTH) {
+        set_error(err, "sequence: nested too deeply");
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
+    switch (sp->elem_type) {
+    case ONNX__SEQUENCE_PROTO__DATA_TYPE__TENSOR: n = sp->n_tensor_values; break;
+    case ONNX__SEQUENCE_PROTO__DATA_TYPE__SEQUENCE: n = sp->n_sequence_values; break;
+    case ONNX__SEQUENCE_PROTO__DATA_TYPE__MAP: n = sp->n_map_values; break;
+    default:
+        set_error(err, "sequence: element type %d is not supported", (int)sp->elem_type);
+        return IFD_ERR_UNSUPPORTED;
+    }
+    if (n) {
+        out->items = calloc(n, sizeof(*out->items));
+        if (!out->items) {
+            set_error(err, "sequence: out of memory");
+            return IFD_ERR_NO_MEMORY;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        ifd_value *item = calloc(1, sizeof(*item));
+        ifd_status st;
+        if (!item) {
+            set_error(err, "sequence: out of memory");
+            return IFD_ERR_NO_MEMORY;
+        }
+        out->items[i] = item;
+        out->length = i + 1;
+        if (sp->elem_type == ONNX__SEQUENCE_PROTO__DATA_TYPE__TENSOR) {
+            item->kind = IFD_VALUE_TENSOR;
+            st = pb_tensor_to_ifd(sp->tensor_values[i], NULL, &item->tensor, err);
+        } else if (sp->elem_type == ONNX__SEQUENCE_PROTO__DATA_TYPE__SEQUENCE) {
+            st = decode_sequence(sp->sequence_values[i], item, depth + 1, err);
+        } else {
+            st = decode_map(sp->map_values[i], item, err);
+        }
+        if (st != IFD_OK)
+            return st;
+    }
+    return IFD_OK;
+}
+
+ifd_status ifd_value_decode_pb(const void *buf, size_t len, const ifd_type_info *expected,
+                               ifd_value **out, ifd_error *err)
+{
+    ifd_value_kind kind = expected ? expected->kind : IFD_VALUE_TENSOR;
+    ifd_value *value = calloc(1, sizeof(*value));
+    ifd_status st = IFD_OK;
+    *out = NULL;
+    if (!value) {
+        set_error(err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    if (kind == IFD_VALUE_TENSOR) {
+        Onnx__TensorProto *tp = pb_unpack(&onnx__tensor_proto__descriptor, buf, len, "tensor", err);
+        if (!tp) {
+            st = IFD_ERR_INVALID_ARGUMENT;
+        } else {
+            value->kind = IFD_VALUE_TENSOR;
+            if (tp->has_data_location &&
+                tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+                set_error(err, "tensor '%s': external data is not allowed in an input",
+                          tp->name ? tp->name : "");
+                st = IFD_ERR_INVALID_ARGUMENT;
+            } else {
+                st = pb_tensor_to_ifd(tp, NULL, &value->tensor, err);
+            }
+            protobuf_c_message_free_unpacked(&tp->base, NULL);
+        }
+    } else if (kind == IFD_VALUE_SEQUENCE) {
+        Onnx__SequenceProto *sp =
+            pb_unpack(&onnx__sequence_proto__descriptor, buf, len, "sequence", err);
+        if (!sp) {
+            st = IFD_ERR_INVALID_ARGUMENT;
+        } else {
+            st = decode_sequence(sp, value, 0, err);
+            protobuf_c_message_free_unpacked(&sp->base, NULL);
+        }
+    } else {
+        Onnx__MapProto *mp = pb_unpack(&onnx__map_proto__descriptor, buf, len, "map", err);
+        if (!mp) {
+            st = IFD_ERR_INVALID_ARGUMENT;
+        } else {
+            st = decode_map(mp, value, err);
+            protobuf_c_message_free_unpacked(&mp->base, NULL);
+        }
+    }
+    if (st != IFD_OK) {
+        if (st == IFD_ERR_INVALID_MODEL)
+            st = IFD_ERR_INVALID_ARGUMENT;
+        ifd_value_free(value);
+        return st;
+    }
+    *out = value;
+    return IFD_OK;
+}
+
+/* Encoding builds protobuf-c structs that borrow the value's memory, packs
+ * them, then frees only the scaffolding. */
+typedef struct encode_scratch {
+    void **blocks;
+    size_t n, cap;
+} encode_scratch;
+
+static void *scratch_alloc(encode_scratch *s, size_t bytes)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        void **grown = realloc(s->blocks, cap * sizeof(*grown));
+        if (!grown)
+            return NULL;
+        s->blocks = grown;
+        s->cap = cap;
+    }
+    void *block = calloc(1, bytes ? bytes : 1);
+    if (block)
+        s->blocks[s->n++] = block;
+    return block;
+}
+
+static void scratch_free(encode_scratch *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->blocks[i]);
+    free(s->blocks);
+}
+
+/* Fill a TensorProto that points into t's memory (no copies for numbers);
+ * string elements get a ProtobufCBinaryData array from the scratch. */
+static bool tensor_to_pb(const ifd_tensor *t, const char *name, Onnx__TensorProto *tp,
+                         int64_t *dims_storage, struct encode_scratch *s)
+{
+    onnx__tensor_proto__init(tp);
+    tp->name = (char *)name;
+    tp->has_data_type = 1;
+    tp->data_type = (int32_t)t->dtype;
+    tp->n_dims = (size_t)t->rank;
+    for (int i = 0; i < t->rank; i++)
+        dims_storage[i] = t->dims[i];
+    tp->dims = dims_storage;
+    size_t count = (size_t)ifd_tensor_count(t);
+    if (t->dtype == IFD_STRING) {
+        const ifd_string *strings = t->data;
+        tp->n_string_data = count;
+        tp->string_data = count ? scratch_alloc(s, count * sizeof(ProtobufCBinaryData)) : NULL;
+        if (count && !tp->string_data)
+            return false;
+        for (size_t i = 0; i < count; i++) {
+            tp->string_data[i].data = (uint8_t *)strings[i].data;
+            tp->string_data[i].len = strings[i].size;
+        }
+    } else {
+        tp->has_raw_data = 1;
+        tp->raw_data.data = t->data;
+        tp->raw_data.len = count * ifd_dtype_size(t->dtype);
+    }
+    return true;
+}
+
+static Onnx__TensorProto *build_tensor(encode_scratch *s, const ifd_tensor *t, const char *name)
+{
+    Onnx__TensorProto *tp = scratch_alloc(s, sizeof(*tp));
+    int64_t *dims = scratch_alloc(s, sizeof(int64_t) * IFD_MAX_RANK);
+    if (!tp || !dims || !tensor_to_pb(t, name, tp, dims, s))
+        return NULL;
+    return tp;
+}
+
+static Onnx__SequenceProto *build_sequence(encode_scratch *s, const ifd_value *v,
+                                           const char *name, int depth);
+
+static Onnx__MapProto *build_map(encode_scratch *s, const ifd_value *v, const char *name)
+{
+    Onnx__MapProto *mp = scratch_alloc(s, sizeof(*mp));
+    Onnx__SequenceProto *vals = scratch_alloc(s, sizeof(*vals));
+    size_t n = (size_t)ifd_tensor_count(&v->map_keys);
+    if (!mp || !vals)
+        return NULL;
+    onnx__map_proto__init(mp);
+    onnx__sequence_proto__init(vals);
+    mp->name = (char *)name;
+    mp->has_key_type = 1;
+    mp->key_type = (int32_t)v->map_keys.dtype;
+    if (v->map_keys.dtype == IFD_STRING) {
+        mp->n_string_keys = n;
+        mp->string_keys = scratch_alloc(s, n * sizeof(ProtobufCBinaryData));
+        if (!mp->string_keys)
+            return NULL;
+        for (size_t i = 0; i < n; i++) {
+            mp->string_keys[i].data = (uint8_t *)((ifd_string *)v->map_keys.data)[i].data;
+            mp->string_keys[i].len = ((ifd_string *)v->map_keys.data)[i].size;
+        }
+    } else {
+        mp->n_keys = n;
+        mp->keys = v->map_keys.data;
+    }
+    vals->has_elem_type = 1;
+    vals->elem_type = ONNX__SEQUENCE_PROTO__DATA_TYPE__TENSOR;
+    vals->n_tensor_values = n;
+    vals->tensor_values = scratch_alloc(s, n * sizeof(*vals->tensor_values));
+    if (!vals->tensor_values)
+        return NULL;
+    size_t esize = ifd_dtype_size(v->map_values.dtype);
+    for (size_t i = 0; i < n; i++) {
+        ifd_tensor scalar = tensor_view(&v->map_values);
+        scalar.rank = 0;
+        scalar.data = (char *)v->map_values.data + i * esize;
+        vals->tensor_values[i] = build_tensor(s, &scalar, "");
+        if (!vals->tensor_values[i])
+            return NULL;
+    }
+    mp->values = vals;
+    return mp;
+}
+
+static Onnx__SequenceProto *build_sequence(encode_scratch *s, const ifd_value *v,
+                                           const char *name, int depth)
+{
+    Onnx__SequenceProto *sp = scratch_alloc(s, sizeof(*sp));
+    if (!sp || depth > PB_MAX_DEPTH)
+        return NULL;
+    onnx__sequence_proto__init(sp);
+    sp->name = (char *)name;
+    sp->has_elem_type = 1;
+    ifd_value_kind kind = v->length ? v->items[0]->kind : IFD_VALUE_TENSOR;
+    void **slots = scratch_alloc(s, (v->length ? v->length : 1) * sizeof(void *));
+    if (!slots)
+        return NULL;
+    for (size_t i = 0; i < v->length; i++) {
+        const ifd_value *item = v->items[i];
+        if (item->kind != kind)
+            return NULL;
+        if (kind == IFD_VALUE_TENSOR)
+            slots[i] = build_tensor(s, &item->tensor, "");
+        else if (kind == IFD_VALUE_MAP)
+            slots[i] = build_map(s, item, "");
+        else
+            slots[i] = build_sequence(s, item, "", depth + 1);
+        if (!slots[i])
+            return NULL;
+    }
+    if (kind == IFD_VALUE_TENSOR) {
+        sp->elem_type = ONNX__SEQUENCE_PROTO__DATA_TYPE__TENSOR;
+        sp->n_tensor_values = v->length;
+        sp->tensor_values = (Onnx__TensorProto **)slots;
+    } else if (kind == IFD_VALUE_MAP) {
+        sp->elem_type = ONNX__SEQUENCE_PROTO__DATA_TYPE__MAP;
+        sp->n_map_values = v->length;
+        sp->map_values = (Onnx__MapProto **)slots;
+    } else {
+        sp->elem_type = ONNX__SEQUENCE_PROTO__DATA_TYPE__SEQUENCE;
+        sp->n_sequence_values = v->length;
+        sp->sequence_values = (Onnx__SequenceProto **)slots;
+    }
+    return sp;
+}
+
+ifd_status ifd_value_encode_pb(const ifd_value *value, const char *name, void **buf,
+                               size_t *len, ifd_error *err)
+{
+    encode_scratch s = {0};
+    ProtobufCMessage *msg = NULL;
+    *buf = NULL;
+    *len = 0;
+    if (value->kind == IFD_VALUE_TENSOR)
+        msg = (ProtobufCMessage *)build_tensor(&s, &value->tensor, name);
+    else if (value->kind == IFD_VALUE_MAP)
+        msg = (ProtobufCMessage *)build_map(&s, value, name);
+    else
+        msg = (ProtobufCMessage *)build_sequence(&s, value, name, 0);
+    if (!msg) {
+        scratch_free(&s);
+        set_error(err, "output '%s': cannot encode (out of memory or mixed sequence)", name);
+        return IFD_ERR_NO_MEMORY;
+    }
+    size_t size = protobuf_c_message_get_packed_size(msg);
+    uint8_t *out = malloc(size ? size : 1);
+    if (!out) {
+        scratch_free(&s);
+        set_error(err, "output '%s': out of memory", name);
+        return IFD_ERR_NO_MEMORY;
+    }
+    protobuf_c_message_pack(msg, out);
+    scratch_free(&s);
+    *buf = out;
+    *len = size;
+    return IFD_OK;
+}

@@ -1,0 +1,431 @@
+/*
+ * session.c — executes a planned model.
+ *
+ * A session owns one value per slot of the model and a pool of buffers. Each
+ * run binds the caller's inputs and the model's constants by reference (no
+ * copies), runs the nodes in planned order, gives each intermediate buffer
+ * back to the pool after its last reader, and hands the graph outputs to the
+ * caller. After the first run with a given shape, runs take every buffer from
+ * the pool: steady-state inference does not call malloc except for the
+ * output values returned to the caller.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+typedef struct pooled_buffer {
+    void *data;
+    size_t capacity;
+} pooled_buffer;
+
+struct session_private {
+    const ifd_model *model;
+    threadpool *threads;
+    ifd_value *owned;          /* per slot: storage for intermediates */
+    const ifd_value **bound;   /* per slot: the value currently visible */
+    ifd_value *constants;      /* per slot: views of the model's constants */
+    const ifd_value **node_inputs;
+    pooled_buffer *free_buffers;
+    size_t n_free, cap_free;
+    pooled_buffer *scratch;    /* buffers lent by op_scratch during one node */
+    size_t n_scratch, cap_scratch;
+};
+
+struct ifd_session {
+    struct session_private p;
+};
+
+#define BUFFER_ALIGN 64
+
+/* ---- buffer pool --------------------------------------------------------- */
+
+static void *pool_take(struct session_private *s, size_t bytes, size_t *capacity)
+{
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < s->n_free; i++) {
+        size_t cap = s->free_buffers[i].capacity;
+        /* take a buffer that fits without wasting more than it holds */
+        if (cap >= bytes && cap / 2 <= bytes + BUFFER_ALIGN &&
+            (best == SIZE_MAX || cap < s->free_buffers[best].capacity))
+            best = i;
+    }
+    if (best != SIZE_MAX) {
+        void *data = s->free_buffers[best].data;
+        *capacity = s->free_buffers[best].capacity;
+        s->free_buffers[best] = s->free_buffers[--s->n_free];
+        return data;
+    }
+    size_t rounded = (bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
+    if (rounded == 0)
+        rounded = BUFFER_ALIGN;
+    void *data = aligned_alloc(BUFFER_ALIGN, rounded);
+    *capacity = data ? rounded : 0;
+    return data;
+}
+
+static void pool_give(struct session_private *s, void *data, size_t capacity)
+{
+    if (!data)
+        return;
+    if (s->n_free == s->cap_free) {
+        size_t cap = s->cap_free ? s->cap_free * 2 : 32;
+        pooled_buffer *grown = realloc(s->free_buffers, cap * sizeof(*grown));
+        if (!grown) {
+            free(data);
+            return;
+        }
+        s->free_buffers = grown;
+        s->cap_free = cap;
+    }
+    s->free_buffers[s->n_free++] = (pooled_buffer){data, capacity};
+}
+
+/* Return what an intermediate slot holds: numeric buffers to the pool, the
+ * rest (strings, sequences, maps) to the allocator. */
+static void release_slot(struct session_private *s, int slot)
+{
+    ifd_value *v = &s->owned[slot];
+    if (v->kind == IFD_VALUE_TENSOR && v->tensor.dtype != IFD_STRING && v->tensor.owns_data) {
+        pool_give(s, v->tensor.data, v->tensor.capacity);
+        memset(v, 0, sizeof(*v));
+    } else {
+        value_clear(v);
+    }
+    s->bound[slot] = NULL;
+}
+
+/* ---- operator context ---------------------------------------------------- */
+
+const ifd_value *op_input_value(const op_ctx *ctx, int i)
+{
+    return i >= 0 && i < ctx->n_inputs ? ctx->inputs[i] : NULL;
+}
+
+const ifd_tensor *op_input(const op_ctx *ctx, int i)
+{
+    const ifd_value *v = op_input_value(ctx, i);
+    return v && v->kind == IFD_VALUE_TENSOR ? &v->tensor : NULL;
+}
+
+int op_fail(op_ctx *ctx, const char *fmt, ...)
+{
+    if (ctx->err) {
+        char reason[768];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(reason, sizeof(reason), fmt, ap);
+        va_end(ap);
+        snprintf(ctx->err->message, sizeof(ctx->err->message), "%s node '%s': %s",
+                 ctx->node->op_type, ctx->node->name, reason);
+    }
+    return -1;
+}
+
+static int output_slot(op_ctx *ctx, int i)
+{
+    const model_node *node = &ctx->session->model->nodes[ctx->node_index];
+    return i >= 0 && i < node->op.n_outputs ? node->output_slots[i] : -1;
+}
+
+ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64_t *dims)
+{
+    struct session_private *s = ctx->session;
+    int slot = output_slot(ctx, i);
+    size_t bytes;
+    char shape[128];
+    if (slot < 0) {
+        op_fail(ctx, "output %d does not exist", i);
+        return NULL;
+    }
+    if (rank < 0 || rank > IFD_MAX_RANK || !shape_bytes(dtype, rank, dims, &bytes)) {
+        op_fail(ctx, "output %d: %s tensor of shape %s is invalid or too large", i,
+                ifd_dtype_name(dtype), rank >= 0 && rank <= IFD_MAX_RANK
+                                           ? shape_to_string(rank, dims, shape, sizeof(shape))
+                                           : "(bad rank)");
+        return NULL;
+    }
+    ifd_value *v = &s->owned[slot];
+    if (v->kind != IFD_VALUE_TENSOR || v->tensor.dtype == IFD_STRING || dtype == IFD_STRING ||
+        v->tensor.capacity < bytes) {
+        release_slot(s, slot);
+        if (dtype == IFD_STRING) {
+            if (tensor_alloc(&v->tensor, dtype, rank, dims, "output", ctx->err) != IFD_OK) {
+                op_fail(ctx, "output %d: out of memory", i);
+                return NULL;
+            }
+        } else {
+            v->tensor.data = pool_take(s, bytes, &v->tensor.capacity);
+            if (!v->tensor.data) {
+                op_fail(ctx, "output %d: out of memory for %zu bytes", i, bytes);
+                return NULL;
+            }
+            v->tensor.owns_data = 1;
+        }
+    }
+    v->kind = IFD_VALUE_TENSOR;
+    v->tensor.dtype = dtype;
+    tensor_set_shape(&v->tensor, rank, dims);
+    s->bound[slot] = v;
+    return &v->tensor;
+}
+
+ifd_value *op_output_value(op_ctx *ctx, int i)
+{
+    struct session_private *s = ctx->session;
+    int slot = output_slot(ctx, i);
+    if (slot < 0) {
+        op_fail(ctx, "output %d does not exist", i);
+        return NULL;
+    }
+    release_slot(s, slot);
+    s->bound[slot] = &s->owned[slot];
+    return &s->owned[slot];
+}
+
+void *op_scratch(op_ctx *ctx, size_t bytes)
+{
+    struct session_private *s = ctx->session;
+    if (bytes > IFD_MAX_TENSOR_BYTES) {
+        op_fail(ctx, "scratch of %zu bytes is too large", bytes);
+        return NULL;
+    }
+    if (s->n_scratch == s->cap_scratch) {
+        size_t cap = s->cap_scratch ? s->cap_scratch * 2 : 8;
+        pooled_buffer *grown = realloc(s->scratch, cap * sizeof(*grown));
+        if (!grown) {
+            op_fail(ctx, "out of memory");
+            return NULL;
+        }
+        s->scratch = grown;
+        s->cap_scratch = cap;
+    }
+    size_t capacity;
+    void *data = pool_take(s, bytes, &capacity);
+    if (!data) {
+        op_fail(ctx, "out of memory for %zu bytes of scratch", bytes);
+        return NULL;
+    }
+    s->scratch[s->n_scratch++] = (pooled_buffer){data, capacity};
+    return data;
+}
+
+void op_parallel_for(op_ctx *ctx, size_t n, size_t grain,
+                     void (*fn)(void *arg, size_t begin, size_t end), void *arg)
+{
+    threadpool_parallel_for(ctx->session->threads, n, grain, fn, arg);
+}
+
+threadpool *op_threadpool(op_ctx *ctx) { return ctx->session->threads; }
+
+/* ---- sessions ------------------------------------------------------------ */
+
+ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options *options,
+                              ifd_session **out, ifd_error *err)
+{
+    *out = NULL;
+    if (!model->runnable) {
+        set_error(err, "the model uses unsupported operators and cannot run");
+        return IFD_ERR_UNSUPPORTED;
+    }
+    ifd_session *session = calloc(1, sizeof(*session));
+    if (!session) {
+        set_error(err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    struct session_private *s = &session->p;
+    size_t n = model->n_values ? model->n_values : 1;
+    int max_inputs = 1;
+    for (size_t i = 0; i < model->n_nodes; i++)
+        if (model->nodes[i].op.n_inputs > max_inputs)
+            max_inputs = model->nodes[i].op.n_inputs;
+    s->model = model;
+    s->owned = calloc(n, sizeof(*s->owned));
+    s->bound = calloc(n, sizeof(*s->bound));
+    s->constants = calloc(n, sizeof(*s->constants));
+    s->node_inputs = calloc((size_t)max_inputs, sizeof(*s->node_inputs));
+    s->threads = threadpool_create(options ? options->threads : 0);
+    if (!s->owned || !s->bound || !s->constants || !s->node_inputs || !s->threads) {
+        ifd_session_free(session);
+        set_error(err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; i < model->n_values; i++) {
+        if (model->values[i].origin == VALUE_CONSTANT) {
+            s->constants[i].kind = IFD_VALUE_TENSOR;
+            s->constants[i].tensor = tensor_view(&model->values[i].constant_storage);
+        }
+    }
+    *out = session;
+    return IFD_OK;
+}
+
+void ifd_session_free(ifd_session *session)
+{
+    if (!session)
+        return;
+    struct session_private *s = &session->p;
+    if (s->owned)
+        for (size_t i = 0; i < s->model->n_values; i++)
+            value_clear(&s->owned[i]);
+    for (size_t i = 0; i < s->n_free; i++)
+        free(s->free_buffers[i].data);
+    free(s->free_buffers);
+    free(s->scratch);
+    free(s->owned);
+    free(s->bound);
+    free(s->constants);
+    free(s->node_inputs);
+    threadpool_free(s->threads);
+    free(session);
+}
+
+static ifd_status check_input(const model_io *io, const ifd_value *v, ifd_error *err)
+{
+    const ifd_type_info *want = &io->info.type;
+    char got_shape[128], want_shape[128];
+    if (!v) {
+        set_error(err, "input '%s' is missing", io->info.name);
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
+    if (v->kind != want->kind) {
+        set_error(err, "input '%s': expected a %s, got a %s", io->info.name,
+                  want->kind == IFD_VALUE_TENSOR ? "tensor" : want->kind == IFD_VALUE_MAP ? "map" : "sequence",
+                  v->kind == IFD_VALUE_TENSOR ? "tensor" : v->kind == IFD_VALUE_MAP ? "map" : "sequence");
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
+    if (v->kind != IFD_VALUE_TENSOR)
+        return IFD_OK;
+    const ifd_tensor *t = &v->tensor;
+    bool shape_ok = want->rank < 0 || want->rank == t->rank;
+    for (int i = 0; shape_ok && want->rank >= 0 && i < t->rank; i++)
+        if (want->dims[i] >= 0 && want->dims[i] != t->dims[i])
+            shape_ok = false;
+    if (t->dtype != want->dtype || !shape_ok) {
+        set_error(err, "input '%s': expected %s %s, got %s %s", io->info.name,
+                  ifd_dtype_name(want->dtype),
+                  want->rank >= 0 ? shape_to_string(want->rank, want->dims, want_shape, sizeof(want_shape))
+                                  : "of any shape",
+                  ifd_dtype_name(t->dtype), shape_to_string(t->rank, t->dims, got_shape, sizeof(got_shape)));
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
+    size_t bytes;
+    if (!shape_bytes(t->dtype, t->rank, t->dims, &bytes) || (bytes && !t->data)) {
+        set_error(err, "input '%s': shape %s is invalid or has no data", io->info.name,
+                  shape_to_string(t->rank, t->dims, got_shape, sizeof(got_shape)));
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
+    return IFD_OK;
+}
+
+/* Give a graph output to the caller: move an intermediate's buffer out of the
+ * session when nothing else still needs it, copy otherwise. */
+static ifd_status take_output(struct session_private *s, const ifd_model *m, size_t k,
+                              ifd_value **out, ifd_error *err)
+{
+    int slot = m->outputs[k].slot;
+    const ifd_value *v = s->bound[slot];
+    if (!v) {
+        set_error(err, "output '%s' was not computed", m->outputs[k].info.name);
+        return IFD_ERR_RUNTIME;
+    }
+    bool movable = v == &s->owned[slot];
+    for (size_t j = k + 1; j < m->n_outputs && movable; j++)
+        if (m->outputs[j].slot == slot)
+            movable = false;
+    if (!movable)
+        return value_clone(v, out, err);
+    ifd_value *moved = malloc(sizeof(*moved));
+    if (!moved) {
+        set_error(err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    *moved = s->owned[slot];
+    memset(&s->owned[slot], 0, sizeof(s->owned[slot]));
+    s->bound[slot] = NULL;
+    if (moved->kind == IFD_VALUE_TENSOR && moved->tensor.dtype != IFD_STRING) {
+        /* pooled buffers are aligned_alloc'd, which free() accepts */
+        moved->tensor.owns_data = 1;
+    }
+    *out = moved;
+    return IFD_OK;
+}
+
+ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
+                           ifd_value **outputs, ifd_error *err)
+{
+    struct session_private *s = &session->p;
+    const ifd_model *m = s->model;
+    ifd_error local;
+    ifd_status st = IFD_OK;
+    if (!err)
+        err = &local;
+
+    for (size_t i = 0; i < m->n_outputs; i++)
+        outputs[i] = NULL;
+    for (size_t i = 0; i < m->n_inputs; i++) {
+        st = check_input(&m->inputs[i], inputs[i], err);
+        if (st != IFD_OK)
+            return st;
+    }
+    for (size_t i = 0; i < m->n_values; i++)
+        s->bound[i] = m->values[i].origin == VALUE_CONSTANT ? &s->constants[i] : NULL;
+    for (size_t i = 0; i < m->n_inputs; i++)
+        s->bound[m->inputs[i].slot] = inputs[i];
+
+    for (size_t n = 0; n < m->n_nodes && st == IFD_OK; n++) {
+        const model_node *node = &m->nodes[n];
+        for (int k = 0; k < node->op.n_inputs; k++) {
+            int slot = node->input_slots[k];
+            s->node_inputs[k] = slot >= 0 ? s->bound[slot] : NULL;
+            if (slot >= 0 && !s->node_inputs[k]) {
+                set_error(err, "%s node '%s': input '%s' was not computed", node->op.op_type,
+                          node->op.name, m->values[slot].info.name);
+                st = IFD_ERR_RUNTIME;
+            }
+        }
+        if (st != IFD_OK)
+            break;
+        op_ctx ctx = {
+            .node = &node->op,
+            .n_inputs = node->op.n_inputs,
+            .inputs = s->node_inputs,
+            .session = s,
+            .node_index = (int)n,
+            .err = err,
+        };
+        if (node->def->run(&ctx) != 0)
+            st = IFD_ERR_RUNTIME;
+        for (size_t i = 0; i < s->n_scratch; i++)
+            pool_give(s, s->scratch[i].data, s->scratch[i].capacity);
+        s->n_scratch = 0;
+        if (st != IFD_OK)
+            break;
+        /* free what no later node reads */
+        for (int k = 0; k < node->op.n_inputs; k++) {
+            int slot = node->input_slots[k];
+            if (slot >= 0 && m->values[slot].last_use == (int)n &&
+                m->values[slot].origin == VALUE_INTERMEDIATE && !m->values[slot].is_graph_output)
+                release_slot(s, slot);
+        }
+        for (int k = 0; k < node->op.n_outputs; k++) {
+            int slot = node->output_slots[k];
+            if (m->values[slot].last_use < 0 && !m->values[slot].is_graph_output)
+                release_slot(s, slot);
+        }
+    }
+
+    for (size_t k = 0; k < m->n_outputs && st == IFD_OK; k++)
+        st = take_output(s, m, k, &outputs[k], err);
+    if (st != IFD_OK)
+        for (size_t k = 0; k < m->n_outputs; k++) {
+            ifd_value_free(outputs[k]);
+            outputs[k] = NULL;
+        }
+    for (size_t i = 0; i < m->n_values; i++)
+        if (m->values[i].origin == VALUE_INTERMEDIATE && s->bound[i] == &s->owned[i])
+            release_slot(s, i);
+    return st;
+}
