@@ -762,7 +762,7 @@ static ifd_status resolve_ops(loader *ld, const ifd_load_options *options)
         if (u->opset < 0)
             used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s (domain %s not imported)",
                                      i ? ", " : "", u->op_type, domain_label(u->domain));
-        else if (u->opset > max)
+        else if (max > 0 && u->opset > max)
             used += (size_t)snprintf(list + used, sizeof(list) - used,
                                      "%s%s (%s opset %lld, newest supported is %lld)", i ? ", " : "",
                                      u->op_type, domain_label(u->domain), (long long)u->opset,

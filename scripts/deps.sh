@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# deps.sh — installs the Debian packages inferd needs, and only those missing.
+# Idempotent: a second run installs nothing. Usage: scripts/deps.sh [build|test|all]
+#   build: compiler, CMake and the libraries inferd links
+#   test:  + what the test suite uses (ONNX test data, Debian's Python with onnx,
+#            numpy, scikit-learn and torch for fixture models, clang for fuzzing)
+set -euo pipefail
+
+what=${1:-all}
+build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev
+       libopenblas-dev)
+test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang
+      libclang-rt-14-dev)
+
+case "$what" in
+  build) wanted=("${build[@]}") ;;
+  test|all) wanted=("${build[@]}" "${test[@]}") ;;
+  *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
+esac
+
+missing=()
+for pkg in "${wanted[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps.sh: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps.sh: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  sudo=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
