@@ -8,7 +8,7 @@ set -euo pipefail
 
 what=${1:-all}
 build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev
-       libopenblas-dev)
+       libopenblas-dev libmicrohttpd-dev)
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang
       libclang-rt-14-dev)
 

@@ -17,6 +17,7 @@
 int cmd_run(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Print "inferd: <message>" to stderr. Returns 1 (the CLI's failure code). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

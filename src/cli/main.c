@@ -19,6 +19,8 @@ static const char usage[] =
     "      run the model on TensorProto inputs; writes OUTDIR/output_<k>.pb\n"
     "  predict MODEL.onnx --data JSON [--threads N]\n"
     "      run the model on a JSON array and print the outputs as JSON\n"
+    "  serve MODEL.onnx [--labels FILE] [--port N] ... | serve --repository DIR\n"
+    "      serve models over HTTP: the book's API, KServe V2, TensorFlow Serving REST\n"
     "  inspect MODEL.onnx\n"
     "      show signature, versions, producer, operators and unsupported operators\n"
     "  version\n"
@@ -132,6 +134,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(command, "predict") == 0)
         return cmd_predict(argc - 1, argv + 1);
+    if (strcmp(command, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
     if (strcmp(command, "inspect") == 0)
         return cmd_inspect(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {

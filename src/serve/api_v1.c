@@ -1,0 +1,177 @@
+/*
+ * api_v1.c — TensorFlow Serving's REST API, so its clients work unchanged:
+ *   GET  /v1/models/{m}[/versions/{v}]            model status
+ *   POST /v1/models/{m}[/versions/{v}]:predict    "instances" (row format) or
+ *                                                 "inputs" (columnar format)
+ * Row format answers {"predictions": [...]} with one entry per instance;
+ * columnar answers {"outputs": ...}. With one input an instance is the
+ * input's row; with several it is an object keyed by input name. Likewise
+ * for outputs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "routes.h"
+#include "server.h"
+#include "tensor_json.h"
+
+static served_model *find_model(http_request *req, const route_params *p)
+{
+    served_model *m = registry_find(req->server->models, p->model, p->has_version ? p->version : NULL);
+    if (!m) {
+        http_reply_error(req, 404, p->has_version ? "model '%s' has no version '%s'" : "unknown model '%s'%s",
+                         p->model, p->has_version ? p->version : "");
+        return NULL;
+    }
+    snprintf(req->model_name, sizeof(req->model_name), "%s", m->name);
+    snprintf(req->model_version, sizeof(req->model_version), "%s", m->version);
+    return m;
+}
+
+void v1_model_status(http_request *req, const route_params *p, int worker)
+{
+    (void)worker;
+    served_model *m = find_model(req, p);
+    if (!m)
+        return;
+    json_t *list = json_array();
+    for (size_t i = 0; i < req->server->models->n_models; i++) {
+        served_model *v = req->server->models->models[i];
+        if (strcmp(v->name, m->name) != 0 || (p->has_version && strcmp(v->version, p->version) != 0))
+            continue;
+        json_array_append_new(list, json_pack("{s:s, s:s, s:{s:s, s:s}}", "version", v->version, "state",
+                                              v->ready ? "AVAILABLE" : "LOADING", "status", "error_code",
+                                              "OK", "error_message", ""));
+    }
+    http_reply_json(req, 200, json_pack("{s:o}", "model_version_status", list));
+}
+
+/* Stack the instances' values of one input into rows. */
+static json_t *column_of(const json_t *instances, const char *name, bool keyed)
+{
+    json_t *rows = json_array();
+    for (size_t r = 0; r < json_array_size(instances); r++) {
+        json_t *row = json_array_get(instances, r);
+        json_t *value = keyed ? json_object_get(row, name) : row;
+        if (!value) {
+            json_decref(rows);
+            return NULL;
+        }
+        json_array_append(rows, value);
+    }
+    return rows;
+}
+
+/* Entry `row` of an output value: a slice along the first axis. */
+static json_t *row_of(const ifd_value *v, size_t row)
+{
+    if (v->kind == IFD_VALUE_SEQUENCE)
+        return row < v->length ? value_to_json(v->items[row]) : json_null();
+    if (v->kind != IFD_VALUE_TENSOR || v->tensor.rank == 0)
+        return value_to_json(v);
+    if ((int64_t)row >= v->tensor.dims[0])
+        return json_null();
+    ifd_tensor slice = v->tensor;
+    int64_t per_row = 1;
+    for (int i = 1; i < slice.rank; i++)
+        per_row *= slice.dims[i];
+    slice.rank -= 1;
+    memmove(slice.dims, slice.dims + 1, sizeof(int64_t) * (size_t)slice.rank);
+    slice.data = (char *)v->tensor.data + (size_t)row * (size_t)per_row * ifd_dtype_size(v->tensor.dtype);
+    return tensor_to_json_nested(&slice);
+}
+
+void v1_predict(http_request *req, const route_params *p, int worker)
+{
+    served_model *m = find_model(req, p);
+    if (!m)
+        return;
+    json_error_t je;
+    json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!body || !json_is_object(body)) {
+        if (body)
+            http_reply_error(req, 400, "the request must be a JSON object with \"instances\" or \"inputs\"");
+        else
+            http_reply_error(req, 400, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+        json_decref(body);
+        return;
+    }
+    json_t *instances = json_object_get(body, "instances");
+    json_t *columns = json_object_get(body, "inputs");
+    size_t n_in = ifd_model_input_count(m->model), n_out = ifd_model_output_count(m->model);
+    if (!!instances == !!columns || (instances && !json_is_array(instances))) {
+        http_reply_error(req, 400, "give exactly one of \"instances\" (a list) or \"inputs\"");
+        json_decref(body);
+        return;
+    }
+    ifd_value **inputs = calloc(n_in ? n_in : 1, sizeof(*inputs));
+    ifd_value **outputs = calloc(n_out ? n_out : 1, sizeof(*outputs));
+    char err[1024];
+    bool ok = inputs && outputs;
+    if (!ok)
+        http_reply_error(req, 503, "out of memory");
+    for (size_t i = 0; ok && i < n_in; i++) {
+        const ifd_io_info *io = ifd_model_input(m->model, i);
+        json_t *data;
+        if (instances) {
+            bool keyed = n_in > 1 || (json_array_size(instances) && json_is_object(json_array_get(instances, 0)));
+            data = column_of(instances, io->name, keyed);
+        } else {
+            json_t *named = json_is_object(columns) ? json_object_get(columns, io->name) : NULL;
+            data = json_incref(named ? named : (n_in == 1 && !json_is_object(columns) ? columns : NULL));
+        }
+        if (!data) {
+            http_reply_error(req, 400, "input '%s' is missing", io->name);
+            ok = false;
+            break;
+        }
+        inputs[i] = json_rows_to_tensor(data, io->type.dtype, err, sizeof(err));
+        json_decref(data);
+        if (!inputs[i]) {
+            http_reply_error(req, 400, "input '%s': %s", io->name, err);
+            ok = false;
+        } else if (!check_input_contract(io, inputs[i]->tensor.dtype, inputs[i]->tensor.rank,
+                                         inputs[i]->tensor.dims, err, sizeof(err))) {
+            http_reply_error(req, 400, "%s", err);
+            ok = false;
+        }
+    }
+    if (ok && registry_run(m, worker, inputs, outputs, err, sizeof(err)) != IFD_OK) {
+        http_reply_error(req, 400, "%s", err);
+        ok = false;
+    }
+    if (ok) {
+        json_t *answer;
+        if (instances) {
+            json_t *predictions = json_array();
+            size_t rows = json_array_size(instances);
+            for (size_t r = 0; r < rows; r++) {
+                if (n_out == 1) {
+                    json_array_append_new(predictions, row_of(outputs[0], r));
+                    continue;
+                }
+                json_t *entry = json_object();
+                for (size_t k = 0; k < n_out; k++)
+                    json_object_set_new(entry, ifd_model_output(m->model, k)->name, row_of(outputs[k], r));
+                json_array_append_new(predictions, entry);
+            }
+            answer = json_pack("{s:o}", "predictions", predictions);
+        } else if (n_out == 1) {
+            answer = json_pack("{s:o}", "outputs", value_to_json(outputs[0]));
+        } else {
+            json_t *named = json_object();
+            for (size_t k = 0; k < n_out; k++)
+                json_object_set_new(named, ifd_model_output(m->model, k)->name, value_to_json(outputs[k]));
+            answer = json_pack("{s:o}", "outputs", named);
+        }
+        http_reply_json(req, 200, answer);
+    }
+    for (size_t i = 0; inputs && i < n_in; i++)
+        ifd_value_free(inputs[i]);
+    for (size_t k = 0; outputs && k < n_out; k++)
+        ifd_value_free(outputs[k]);
+    free(inputs);
+    free(outputs);
+    json_decref(body);
+}

@@ -1,0 +1,52 @@
+/*
+ * http.h — one HTTP request as the handlers see it, and the answers they
+ * give. Connection handling (libmicrohttpd), limits, the hand-off to
+ * workers, request ids and access logs live in server.c; handlers only read
+ * the request and fill the response.
+ */
+#ifndef INFERD_SERVE_HTTP_H
+#define INFERD_SERVE_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct MHD_Connection;
+struct server;
+
+typedef struct http_request {
+    struct MHD_Connection *connection;
+    struct server *server;
+    char method[16];
+    char *path;              /* decoded path without the query */
+    char request_id[72];
+    char *body;
+    size_t body_len, body_cap;
+    bool body_too_large;
+    /* response */
+    int status;
+    char *response;
+    size_t response_len;
+    const char *content_type;
+    size_t inference_header_length; /* binary V2 answers: JSON header size */
+    const char *allow;              /* for 405 answers */
+    /* accounting */
+    double t_start, t_queued, t_compute_start, t_compute_end;
+    char model_name[128], model_version[32];
+    bool suspended, answered;
+} http_request;
+
+/* Header value or NULL. */
+const char *http_header(const http_request *req, const char *name);
+
+/* Answers. These take ownership of nothing they are given. */
+void http_reply_json(http_request *req, int status, json_t *body); /* steals body */
+void http_reply_error(http_request *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void http_reply_raw(http_request *req, int status, const char *content_type, const char *data,
+                    size_t len);
+/* Take over a malloc'd buffer as the response body. */
+void http_reply_buffer(http_request *req, int status, const char *content_type, char *data,
+                       size_t len);
+
+#endif /* INFERD_SERVE_HTTP_H */

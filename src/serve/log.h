@@ -1,0 +1,24 @@
+/*
+ * log.h — the server's event and access log: TEXT or JSON lines on stderr,
+ * filtered by level (LOG_LEVEL / LOG_FORMAT, as in the book's images).
+ * Thread safety: every function may be called from any thread; each line is
+ * written with one call so lines never interleave.
+ */
+#ifndef INFERD_SERVE_LOG_H
+#define INFERD_SERVE_LOG_H
+
+#include <stdbool.h>
+
+typedef enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARNING, LOG_ERROR } log_level;
+typedef enum log_format { LOG_TEXT = 0, LOG_JSON } log_format;
+
+bool log_parse_level(const char *text, log_level *level);
+bool log_parse_format(const char *text, log_format *format);
+void log_configure(log_level level, log_format format);
+bool log_enabled(log_level level);
+
+/* An event: message plus optional key/value pairs, NULL-terminated:
+ * log_event(LOG_INFO, "model loaded", "model", name, "seconds", "0.01", NULL) */
+void log_event(log_level level, const char *message, ...) __attribute__((sentinel));
+
+#endif /* INFERD_SERVE_LOG_H */

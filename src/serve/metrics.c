@@ -1,0 +1,232 @@
+/*
+ * metrics.c — counters and histograms behind GET /metrics. Series are kept
+ * in small arrays under one mutex: a server holds a handful of models and
+ * status codes, so a linear scan per request costs less than hashing.
+ */
+#include "metrics.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "routes.h"
+#include "server.h"
+
+#define MAX_SERIES 512
+#define N_BUCKETS 14
+
+static const double bucket_bounds[N_BUCKETS] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                0.005,   0.01,   0.025,   0.05,   0.1,   0.25,
+                                                0.5,     1.0};
+
+typedef struct histogram {
+    unsigned long long counts[N_BUCKETS + 1]; /* last: +Inf */
+    double sum;
+    unsigned long long count;
+} histogram;
+
+typedef struct request_series {
+    char model[128], version[32];
+    int code;
+    unsigned long long count;
+} request_series;
+
+typedef struct latency_series {
+    char model[128], version[32];
+    histogram total, queue, compute;
+} latency_series;
+
+struct metrics {
+    pthread_mutex_t lock;
+    request_series requests[MAX_SERIES];
+    size_t n_requests;
+    latency_series latencies[MAX_SERIES];
+    size_t n_latencies;
+};
+
+metrics *metrics_create(void)
+{
+    metrics *m = calloc(1, sizeof(*m));
+    if (m)
+        pthread_mutex_init(&m->lock, NULL);
+    return m;
+}
+
+void metrics_free(metrics *m)
+{
+    if (!m)
+        return;
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+static void observe(histogram *h, double seconds)
+{
+    int b = 0;
+    while (b < N_BUCKETS && seconds > bucket_bounds[b])
+        b++;
+    h->counts[b]++;
+    h->sum += seconds;
+    h->count++;
+}
+
+void metrics_observe_request(metrics *m, const http_request *req, int status, double end)
+{
+    if (!m)
+        return;
+    /* requests not about a model are grouped under model="" */
+    const char *model = req->model_name, *version = req->model_version;
+    pthread_mutex_lock(&m->lock);
+    size_t i = 0;
+    while (i < m->n_requests && (m->requests[i].code != status || strcmp(m->requests[i].model, model) ||
+                                 strcmp(m->requests[i].version, version)))
+        i++;
+    if (i == m->n_requests && i < MAX_SERIES) {
+        snprintf(m->requests[i].model, sizeof(m->requests[i].model), "%s", model);
+        snprintf(m->requests[i].version, sizeof(m->requests[i].version), "%s", version);
+        m->requests[i].code = status;
+        m->n_requests++;
+    }
+    if (i < m->n_requests)
+        m->requests[i].count++;
+    if (model[0]) {
+        size_t k = 0;
+        while (k < m->n_latencies && (strcmp(m->latencies[k].model, model) || strcmp(m->latencies[k].version, version)))
+            k++;
+        if (k == m->n_latencies && k < MAX_SERIES) {
+            snprintf(m->latencies[k].model, sizeof(m->latencies[k].model), "%s", model);
+            snprintf(m->latencies[k].version, sizeof(m->latencies[k].version), "%s", version);
+            m->n_latencies++;
+        }
+        if (k < m->n_latencies) {
+            latency_series *s = &m->latencies[k];
+            observe(&s->total, end - req->t_start);
+            if (req->t_queued > 0 && req->t_compute_start >= req->t_queued) {
+                observe(&s->queue, req->t_compute_start - req->t_queued);
+                observe(&s->compute, req->t_compute_end - req->t_compute_start);
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* Label values are model names and versions: escape \ " and newlines. */
+static void label_value(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', out);
+        if (*s == '\n')
+            fputs("\\n", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+static void render_histogram(FILE *out, const char *name, const latency_series *s, const histogram *h)
+{
+    unsigned long long cumulative = 0;
+    for (int b = 0; b <= N_BUCKETS; b++) {
+        cumulative += h->counts[b];
+        fprintf(out, "%s_bucket{model=\"", name);
+        label_value(out, s->model);
+        fprintf(out, "\",version=\"");
+        label_value(out, s->version);
+        if (b < N_BUCKETS)
+            fprintf(out, "\",le=\"%g\"} %llu\n", bucket_bounds[b], cumulative);
+        else
+            fprintf(out, "\",le=\"+Inf\"} %llu\n", cumulative);
+    }
+    fprintf(out, "%s_sum{model=\"", name);
+    label_value(out, s->model);
+    fprintf(out, "\",version=\"");
+    label_value(out, s->version);
+    fprintf(out, "\"} %.9f\n%s_count{model=\"", h->sum, name);
+    label_value(out, s->model);
+    fprintf(out, "\",version=\"");
+    label_value(out, s->version);
+    fprintf(out, "\"} %llu\n", h->count);
+}
+
+char *metrics_render(metrics *m, const server *srv, size_t *len)
+{
+    char *text = NULL;
+    FILE *out = open_memstream(&text, len);
+    if (!out)
+        return NULL;
+    fprintf(out, "# HELP inferd_build_info Version and build of this inferd.\n"
+                 "# TYPE inferd_build_info gauge\n"
+                 "inferd_build_info{version=\"%s\",compiler=\"%s\"} 1\n",
+            IFD_VERSION_STRING, __VERSION__);
+    fprintf(out, "# HELP inferd_start_time_seconds Unix time the server started.\n"
+                 "# TYPE inferd_start_time_seconds gauge\ninferd_start_time_seconds %.3f\n",
+            srv->started_wall);
+    fprintf(out, "# HELP inferd_requests_in_flight Requests being read, queued or computed.\n"
+                 "# TYPE inferd_requests_in_flight gauge\ninferd_requests_in_flight %d\n",
+            __atomic_load_n(&srv->in_flight, __ATOMIC_SEQ_CST));
+    fprintf(out, "# HELP inferd_model_load_seconds Time to load and warm up each model.\n"
+                 "# TYPE inferd_model_load_seconds gauge\n");
+    for (size_t i = 0; i < srv->models->n_models; i++) {
+        const served_model *sm = srv->models->models[i];
+        fprintf(out, "inferd_model_load_seconds{model=\"");
+        label_value(out, sm->name);
+        fprintf(out, "\",version=\"");
+        label_value(out, sm->version);
+        fprintf(out, "\"} %.6f\n", sm->load_seconds);
+    }
+    fprintf(out, "# HELP inferd_model_ready Whether each model is ready to serve (1) or not (0).\n"
+                 "# TYPE inferd_model_ready gauge\n");
+    for (size_t i = 0; i < srv->models->n_models; i++) {
+        const served_model *sm = srv->models->models[i];
+        fprintf(out, "inferd_model_ready{model=\"");
+        label_value(out, sm->name);
+        fprintf(out, "\",version=\"");
+        label_value(out, sm->version);
+        fprintf(out, "\"} %d\n", sm->ready ? 1 : 0);
+    }
+    pthread_mutex_lock(&m->lock);
+    fprintf(out, "# HELP inferd_requests_total HTTP requests by model, version and status code.\n"
+                 "# TYPE inferd_requests_total counter\n");
+    for (size_t i = 0; i < m->n_requests; i++) {
+        fprintf(out, "inferd_requests_total{model=\"");
+        label_value(out, m->requests[i].model);
+        fprintf(out, "\",version=\"");
+        label_value(out, m->requests[i].version);
+        fprintf(out, "\",code=\"%d\"} %llu\n", m->requests[i].code, m->requests[i].count);
+    }
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+    } kinds[] = {
+        {"inferd_request_duration_seconds", "Whole request: first byte read to response queued.",
+         offsetof(latency_series, total)},
+        {"inferd_queue_duration_seconds", "Time a request waited for a worker.",
+         offsetof(latency_series, queue)},
+        {"inferd_compute_duration_seconds", "Time a worker spent decoding, inferring and encoding.",
+         offsetof(latency_series, compute)},
+    };
+    for (size_t k = 0; k < 3; k++) {
+        fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", kinds[k].name, kinds[k].help, kinds[k].name);
+        for (size_t i = 0; i < m->n_latencies; i++)
+            render_histogram(out, kinds[k].name, &m->latencies[i],
+                             (const histogram *)((const char *)&m->latencies[i] + kinds[k].offset));
+    }
+    pthread_mutex_unlock(&m->lock);
+    fclose(out);
+    return text;
+}
+
+void metrics_handler(http_request *req, const route_params *p, int worker)
+{
+    (void)p;
+    (void)worker;
+    size_t len = 0;
+    char *text = metrics_render(req->server->metrics, req->server, &len);
+    if (!text) {
+        http_reply_error(req, 503, "out of memory");
+        return;
+    }
+    http_reply_buffer(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}

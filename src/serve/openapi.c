@@ -1,0 +1,209 @@
+/*
+ * openapi.c — GET /openapi.json describes every route of the server in
+ * OpenAPI 3.0, with the served models' input schemas (dtype and shape), and
+ * GET /docs renders it for people with Swagger UI (swagger-ui-dist from
+ * npm, installed beside the binary at build time; see docs_dir()).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "routes.h"
+#include "server.h"
+#include "tensor_json.h"
+
+static json_t *json_type_of(ifd_dtype dtype)
+{
+    switch (dtype) {
+    case IFD_FLOAT: case IFD_DOUBLE: case IFD_FLOAT16: case IFD_BFLOAT16:
+        return json_pack("{s:s}", "type", "number");
+    case IFD_BOOL: return json_pack("{s:s}", "type", "boolean");
+    case IFD_STRING: return json_pack("{s:s}", "type", "string");
+    default: return json_pack("{s:s}", "type", "integer");
+    }
+}
+
+/* Nested arrays as deep as the input's rank, with fixed sizes where known. */
+static json_t *rows_schema(const ifd_type_info *t)
+{
+    json_t *schema = json_type_of(t->dtype);
+    for (int i = (t->rank < 0 ? 1 : t->rank) - 1; i >= 0; i--) {
+        json_t *arr = json_pack("{s:s, s:o}", "type", "array", "items", schema);
+        if (t->rank >= 0 && t->dims[i] >= 0 && i > 0) {
+            json_object_set_new(arr, "minItems", json_integer(t->dims[i]));
+            json_object_set_new(arr, "maxItems", json_integer(t->dims[i]));
+        }
+        schema = arr;
+    }
+    return schema;
+}
+
+static json_t *error_response(const char *description)
+{
+    return json_pack("{s:s, s:{s:{s:{s:s}}}}", "description", description, "content",
+                     "application/json", "schema", "$ref", "#/components/schemas/Error");
+}
+
+static json_t *ok_json(const char *description, json_t *schema)
+{
+    return json_pack("{s:s, s:{s:{s:o}}}", "description", description, "content", "application/json",
+                     "schema", schema ? schema : json_pack("{s:s}", "type", "object"));
+}
+
+static json_t *operation(const char *summary, const char *tag, json_t *ok, json_t *body, bool model_param,
+                         bool version_param)
+{
+    json_t *op = json_pack("{s:s, s:[s], s:{s:o, s:o, s:o}}", "summary", summary, "tags", tag, "responses",
+                           "200", ok, "400", error_response("Bad request"), "404",
+                           error_response("Unknown model or route"));
+    if (body)
+        json_object_set_new(op, "requestBody",
+                            json_pack("{s:b, s:{s:{s:o}}}", "required", 1, "content", "application/json",
+                                      "schema", body));
+    json_t *params = json_array();
+    if (model_param)
+        json_array_append_new(params, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", "model", "in", "path",
+                                                "required", 1, "schema", "type", "string"));
+    if (version_param)
+        json_array_append_new(params, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", "version", "in", "path",
+                                                "required", 1, "schema", "type", "string"));
+    if (json_array_size(params))
+        json_object_set_new(op, "parameters", params);
+    else
+        json_decref(params);
+    return op;
+}
+
+static json_t *v2_paths_for(json_t *paths, const char *prefix, bool versioned)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s", prefix);
+    json_object_set_new(paths, path, json_pack("{s:o}", "get",
+        operation("KServe V2 model metadata", "KServe V2", ok_json("Model metadata", json_pack("{s:s}", "$ref", "#/components/schemas/V2ModelMetadata")), NULL, true, versioned)));
+    snprintf(path, sizeof(path), "%s/ready", prefix);
+    json_object_set_new(paths, path, json_pack("{s:o}", "get",
+        operation("KServe V2 model readiness", "KServe V2", ok_json("Ready", NULL), NULL, true, versioned)));
+    snprintf(path, sizeof(path), "%s/infer", prefix);
+    json_object_set_new(paths, path, json_pack("{s:o}", "post",
+        operation("KServe V2 inference (JSON, or binary tensors with Inference-Header-Content-Length)",
+                  "KServe V2", ok_json("Inference response", json_pack("{s:s}", "$ref", "#/components/schemas/V2InferResponse")),
+                  json_pack("{s:s}", "$ref", "#/components/schemas/V2InferRequest"), true, versioned)));
+    return paths;
+}
+
+static json_t *build_document(const server *srv)
+{
+    served_model *def = registry_default(srv->models);
+    json_t *rows = def && ifd_model_input_count(def->model) == 1
+                       ? rows_schema(&ifd_model_input(def->model, 0)->type)
+                       : json_pack("{s:s, s:{}}", "type", "array", "items");
+    json_t *book_request = json_pack("{s:s, s:{s:o}}", "type", "object", "properties", "data", rows);
+    if (def && def->sample)
+        json_object_set_new(book_request, "example", json_pack("{s:O}", "data", def->sample));
+    json_t *prediction = json_pack("{s:s, s:{s:{}}}", "type", "object", "properties", "prediction");
+
+    json_t *paths = json_object();
+    json_object_set_new(paths, "/health", json_pack("{s:o}", "get", operation("Liveness (the book's API)", "Book API", ok_json("Alive", NULL), NULL, false, false)));
+    json_object_set_new(paths, "/metadata", json_pack("{s:o}", "get", operation("Input and output description with a sample", "Book API", ok_json("Metadata", NULL), NULL, false, false)));
+    json_object_set_new(paths, "/label", json_pack("{s:o}", "get", operation("The label file", "Book API", ok_json("Labels", NULL), NULL, false, false)));
+    json_object_set_new(paths, "/predict/test", json_pack("{s:o}", "get", operation("Predict the sample row", "Book API", ok_json("Probabilities", json_deep_copy(prediction)), NULL, false, false)));
+    json_object_set_new(paths, "/predict/test/label", json_pack("{s:o}", "get", operation("Label of the sample row", "Book API", ok_json("Label", json_deep_copy(prediction)), NULL, false, false)));
+    json_object_set_new(paths, "/predict", json_pack("{s:o}", "post", operation("Class probabilities for each row", "Book API", ok_json("Probabilities", json_deep_copy(prediction)), json_deep_copy(book_request), false, false)));
+    json_object_set_new(paths, "/predict/label", json_pack("{s:o}", "post", operation("Label for each row", "Book API", ok_json("Labels", prediction), book_request, false, false)));
+    json_object_set_new(paths, "/v2", json_pack("{s:o}", "get", operation("KServe V2 server metadata", "KServe V2", ok_json("Server metadata", NULL), NULL, false, false)));
+    json_object_set_new(paths, "/v2/health/live", json_pack("{s:o}", "get", operation("KServe V2 liveness", "KServe V2", ok_json("Live", NULL), NULL, false, false)));
+    json_object_set_new(paths, "/v2/health/ready", json_pack("{s:o}", "get", operation("KServe V2 readiness: every model loaded and warmed up", "KServe V2", ok_json("Ready", NULL), NULL, false, false)));
+    v2_paths_for(paths, "/v2/models/{model}", false);
+    v2_paths_for(paths, "/v2/models/{model}/versions/{version}", true);
+    json_object_set_new(paths, "/v1/models/{model}", json_pack("{s:o}", "get", operation("TensorFlow Serving model status", "TensorFlow Serving", ok_json("Status", NULL), NULL, true, false)));
+    json_object_set_new(paths, "/v1/models/{model}/versions/{version}", json_pack("{s:o}", "get", operation("TensorFlow Serving model status", "TensorFlow Serving", ok_json("Status", NULL), NULL, true, true)));
+    json_object_set_new(paths, "/v1/models/{model}:predict", json_pack("{s:o}", "post", operation("TensorFlow Serving predict (instances or inputs)", "TensorFlow Serving", ok_json("Predictions", NULL), json_pack("{s:s}", "$ref", "#/components/schemas/V1PredictRequest"), true, false)));
+    json_object_set_new(paths, "/v1/models/{model}/versions/{version}:predict", json_pack("{s:o}", "post", operation("TensorFlow Serving predict (instances or inputs)", "TensorFlow Serving", ok_json("Predictions", NULL), json_pack("{s:s}", "$ref", "#/components/schemas/V1PredictRequest"), true, true)));
+    json_object_set_new(paths, "/metrics", json_pack("{s:{s:s, s:[s], s:{s:{s:s, s:{s:{s:{s:s}}}}}}}", "get", "summary", "Prometheus metrics", "tags", "Operations", "responses", "200", "description", "Metrics in the text exposition format", "content", "text/plain", "schema", "type", "string"));
+    json_object_set_new(paths, "/openapi.json", json_pack("{s:o}", "get", operation("This document", "Operations", ok_json("OpenAPI 3 document", NULL), NULL, false, false)));
+    json_object_set_new(paths, "/docs", json_pack("{s:{s:s, s:[s], s:{s:{s:s, s:{s:{s:{s:s}}}}}}}", "get", "summary", "Interactive documentation (Swagger UI)", "tags", "Operations", "responses", "200", "description", "HTML page", "content", "text/html", "schema", "type", "string"));
+
+    /* each served model's inputs, by name, for V2 clients */
+    json_t *models = json_object();
+    for (size_t i = 0; i < srv->models->n_models; i++) {
+        const served_model *m = srv->models->models[i];
+        json_t *inputs = json_object();
+        for (size_t k = 0; k < ifd_model_input_count(m->model); k++) {
+            const ifd_io_info *io = ifd_model_input(m->model, k);
+            json_t *shape = json_array();
+            for (int d = 0; d < io->type.rank; d++)
+                json_array_append_new(shape, json_integer(io->type.dims[d] >= 0 ? io->type.dims[d] : -1));
+            json_object_set_new(inputs, io->name,
+                                json_pack("{s:s, s:s, s:o, s:o}", "type", "object", "description",
+                                          "V2 input tensor", "properties",
+                                          json_pack("{s:{s:s, s:[s]}, s:{s:s, s:o}}", "datatype", "type", "string", "enum",
+                                                    v2_datatype_name(io->type.dtype), "shape", "type", "array",
+                                                    "example", shape),
+                                          "x-data-schema", rows_schema(&io->type)));
+        }
+        char key[200];
+        snprintf(key, sizeof(key), "Model_%s_%s_Inputs", m->name, m->version);
+        for (char *c = key; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_' || *c == '.' || *c == '-'))
+                *c = '_';
+        json_object_set_new(models, key, json_pack("{s:s, s:o}", "type", "object", "properties", inputs));
+    }
+
+    json_t *schemas = json_pack(
+        "{s:{s:s, s:[s], s:{s:{s:s}}}, s:{s:s, s:{s:{s:s}, s:{s:s, s:{s:s}}, s:{s:s}, s:{s:s}, s:{s:s}}},"
+        " s:{s:s, s:[s], s:{s:{s:s}, s:{s:s}, s:{s:s, s:{s:s}}}},"
+        " s:{s:s, s:{s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s, s:{s:s}}}}, s:{s:s, s:{s:{s:s}, s:{}, s:{}}}}",
+        "Error", "type", "object", "required", "error", "properties", "error", "type", "string",
+        "V2ModelMetadata", "type", "object", "properties", "name", "type", "string", "versions", "type", "array",
+        "items", "type", "string", "platform", "type", "string", "inputs", "type", "array", "outputs", "type",
+        "array",
+        "V2InferRequest", "type", "object", "required", "inputs", "properties", "id", "type", "string",
+        "parameters", "type", "object", "inputs", "type", "array", "items", "$ref",
+        "#/components/schemas/V2Tensor",
+        "V2InferResponse", "type", "object", "properties", "model_name", "type", "string", "model_version",
+        "type", "string", "id", "type", "string", "outputs", "type", "array", "items", "$ref",
+        "#/components/schemas/V2Tensor",
+        "V1PredictRequest", "type", "object", "properties", "signature_name", "type", "string", "instances",
+        "inputs");
+    json_object_set_new(schemas, "V2Tensor",
+                        json_pack("{s:s, s:[s,s,s], s:{s:{s:s}, s:{s:s, s:{s:s}}, s:{s:s}, s:{s:s}, s:{}}}", "type",
+                                  "object", "required", "name", "shape", "datatype", "properties", "name",
+                                  "type", "string", "shape", "type", "array", "items", "type", "integer",
+                                  "datatype", "type", "string", "parameters", "type", "object", "data"));
+    json_object_update(schemas, models);
+    json_decref(models);
+
+    return json_pack("{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o}}", "openapi", "3.0.3", "info", "title",
+                     "inferd", "version", IFD_VERSION_STRING, "description",
+                     "ONNX model server: the book's web single pattern API, KServe V2 and TensorFlow "
+                     "Serving REST.",
+                     "paths", paths, "components", "schemas", schemas);
+}
+
+void openapi_json(http_request *req, const route_params *p, int worker)
+{
+    (void)p;
+    (void)worker;
+    json_t *doc = build_document(req->server);
+    if (!doc) {
+        http_reply_error(req, 500, "cannot build the OpenAPI document");
+        return;
+    }
+    http_reply_json(req, 200, doc);
+}
+
+static const char docs_page[] =
+    "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+    "<title>inferd API</title>\n<link rel=\"stylesheet\" href=\"/docs/swagger-ui.css\">\n</head>\n"
+    "<body>\n<div id=\"swagger-ui\"></div>\n<script src=\"/docs/swagger-ui-bundle.js\"></script>\n"
+    "<script>window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui'});</script>\n"
+    "</body>\n</html>\n";
+
+void openapi_docs(http_request *req, const route_params *p, int worker)
+{
+    (void)p;
+    (void)worker;
+    http_reply_raw(req, 200, "text/html; charset=utf-8", docs_page, sizeof(docs_page) - 1);
+}

@@ -1,0 +1,350 @@
+/*
+ * registry.c — loads the models a server holds and keeps them ready.
+ * Loading a model: engine load, one session per worker, labels, the sample
+ * rows, and a warm-up inference on those rows (whose answer is also the
+ * book's /metadata prediction_sample). A model whose warm-up fails is not
+ * added: the server never reports ready with a model it cannot run.
+ */
+#include "registry.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "tensor_json.h"
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void served_model_free(served_model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_sessions; i++)
+        ifd_session_free(m->sessions[i]);
+    free(m->sessions);
+    ifd_model_free(m->model);
+    json_decref(m->labels);
+    json_decref(m->sample);
+    json_decref(m->sample_prediction);
+    free(m->labels_text);
+    free(m->name);
+    free(m->version);
+    free(m->path);
+    free(m);
+}
+
+static char *read_text(const char *path, char *err, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, n, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 24)) {
+        snprintf(err, n, "%s: not a regular file of at most 16 MiB", path);
+        fclose(f);
+        return NULL;
+    }
+    char *text = malloc((size_t)st.st_size + 1);
+    size_t got = text ? fread(text, 1, (size_t)st.st_size, f) : 0;
+    fclose(f);
+    if (!text || got != (size_t)st.st_size) {
+        snprintf(err, n, "%s: read failed", path);
+        free(text);
+        return NULL;
+    }
+    text[got] = '\0';
+    return text;
+}
+
+/* The output the book's /predict answers with: the class probabilities
+ * (skl2onnx's ZipMap sequence of maps, or a float matrix), else the last
+ * float output. */
+static int find_probability_output(const ifd_model *model)
+{
+    int fallback = -1;
+    for (size_t i = 0; i < ifd_model_output_count(model); i++) {
+        const ifd_type_info *t = &ifd_model_output(model, i)->type;
+        if (t->kind == IFD_VALUE_SEQUENCE && t->elem_kind == IFD_VALUE_MAP)
+            return (int)i;
+        if (t->kind == IFD_VALUE_TENSOR && (t->dtype == IFD_FLOAT || t->dtype == IFD_DOUBLE))
+            fallback = (int)i;
+    }
+    return fallback >= 0 ? fallback : 0;
+}
+
+/* The book's FastAPI request model defaults to one iris row; inferd keeps
+ * that default for models shaped like it, and zeros for any other. */
+static json_t *default_sample(const ifd_io_info *input)
+{
+    const ifd_type_info *t = &input->type;
+    if (t->kind == IFD_VALUE_TENSOR && t->dtype == IFD_FLOAT && t->rank == 2 && t->dims[1] == 4)
+        return json_pack("[[f,f,f,f]]", 5.1, 3.5, 1.4, 0.2);
+    int64_t dims[IFD_MAX_RANK];
+    int rank = t->rank < 0 ? 1 : t->rank;
+    for (int i = 0; i < rank; i++)
+        dims[i] = t->rank < 0 || t->dims[i] < 0 ? 1 : t->dims[i];
+    ifd_value *zeros;
+    ifd_error e;
+    if (ifd_value_new_tensor(t->dtype, rank, dims, &zeros, &e) != IFD_OK)
+        return NULL;
+    if (t->dtype == IFD_STRING)
+        for (int64_t i = 0; i < ifd_tensor_count(&zeros->tensor); i++) {
+            ifd_string *s = &((ifd_string *)zeros->tensor.data)[i];
+            s->data = calloc(1, 1);
+        }
+    json_t *sample = tensor_to_json_nested(&zeros->tensor);
+    ifd_value_free(zeros);
+    return sample;
+}
+
+json_t *registry_probabilities(const served_model *m, ifd_value *const *outputs)
+{
+    const ifd_value *v = outputs[m->probability_output];
+    json_t *rows = json_array();
+    if (v->kind == IFD_VALUE_SEQUENCE) {
+        for (size_t r = 0; r < v->length; r++) {
+            const ifd_value *map = v->items[r];
+            json_t *row = json_array();
+            if (map->kind == IFD_VALUE_MAP) {
+                ifd_value flat = {.kind = IFD_VALUE_TENSOR, .tensor = map->map_values};
+                json_decref(row);
+                row = tensor_to_json_flat(&flat.tensor);
+            }
+            json_array_append_new(rows, row);
+        }
+        return rows;
+    }
+    if (v->kind != IFD_VALUE_TENSOR) {
+        json_decref(rows);
+        return value_to_json(v);
+    }
+    const ifd_tensor *t = &v->tensor;
+    if (t->rank <= 1) {
+        json_array_append_new(rows, tensor_to_json_flat(t));
+        return rows;
+    }
+    json_decref(rows);
+    return tensor_to_json_nested(t);
+}
+
+static bool warm_up(served_model *m, char *err, size_t n)
+{
+    const ifd_io_info *input = ifd_model_input(m->model, 0);
+    char reason[512];
+    ifd_value *x = json_rows_to_tensor(m->sample, input->type.dtype, reason, sizeof(reason));
+    if (!x) {
+        snprintf(err, n, "model '%s': sample rows do not fit input '%s': %s", m->name, input->name,
+                 reason);
+        return false;
+    }
+    size_t n_out = ifd_model_output_count(m->model);
+    ifd_value **outputs = calloc(n_out ? n_out : 1, sizeof(*outputs));
+    bool ok = outputs != NULL;
+    for (int s = 0; ok && s < m->n_sessions; s++) {
+        ifd_error e;
+        if (ifd_session_run(m->sessions[s], (const ifd_value *const *)&x, outputs, &e) != IFD_OK) {
+            snprintf(err, n, "model '%s': warm-up inference failed: %s", m->name, e.message);
+            ok = false;
+            break;
+        }
+        if (s == 0)
+            m->sample_prediction = registry_probabilities(m, outputs);
+        for (size_t k = 0; k < n_out; k++)
+            ifd_value_free(outputs[k]);
+    }
+    free(outputs);
+    ifd_value_free(x);
+    return ok;
+}
+
+bool registry_add(registry *reg, const model_source *src, char *err, size_t n)
+{
+    double start = now_seconds();
+    served_model *m = calloc(1, sizeof(*m));
+    if (!m) {
+        snprintf(err, n, "out of memory");
+        return false;
+    }
+    const char *base = strrchr(src->path, '/');
+    base = base ? base + 1 : src->path;
+    const char *dot = strrchr(base, '.');
+    m->name = src->name ? strdup(src->name) : strndup(base, dot ? (size_t)(dot - base) : strlen(base));
+    m->version = strdup(src->version ? src->version : "1");
+    m->path = strdup(src->path);
+    ifd_error e;
+    if (!m->name || !m->version || !m->path) {
+        snprintf(err, n, "out of memory");
+        goto fail;
+    }
+    if (registry_find(reg, m->name, m->version)) {
+        snprintf(err, n, "model '%s' version %s is given twice", m->name, m->version);
+        goto fail;
+    }
+    if (ifd_model_load_file(src->path, NULL, &m->model, &e) != IFD_OK) {
+        snprintf(err, n, "%s", e.message);
+        goto fail;
+    }
+    m->sessions = calloc((size_t)reg->n_sessions, sizeof(*m->sessions));
+    if (!m->sessions) {
+        snprintf(err, n, "out of memory");
+        goto fail;
+    }
+    ifd_session_options options = {.threads = reg->threads_per_session};
+    for (int i = 0; i < reg->n_sessions; i++) {
+        if (ifd_session_create(m->model, &options, &m->sessions[i], &e) != IFD_OK) {
+            snprintf(err, n, "%s: %s", src->path, e.message);
+            goto fail;
+        }
+        m->n_sessions++;
+    }
+    if (src->labels_path) {
+        json_error_t je;
+        if (!(m->labels_text = read_text(src->labels_path, err, n)))
+            goto fail;
+        m->labels = json_loads(m->labels_text, 0, &je);
+        if (!m->labels || !json_is_object(m->labels)) {
+            snprintf(err, n, "%s: line %d: %s", src->labels_path, je.line,
+                     m->labels ? "labels must be a JSON object {\"0\": \"name\", ...}" : je.text);
+            goto fail;
+        }
+    }
+    m->probability_output = find_probability_output(m->model);
+    if (ifd_model_input_count(m->model) == 1) {
+        if (src->sample_json) {
+            json_error_t je;
+            m->sample = json_loads(src->sample_json, 0, &je);
+            if (!m->sample) {
+                snprintf(err, n, "--sample: invalid JSON: %s", je.text);
+                goto fail;
+            }
+        } else {
+            m->sample = default_sample(ifd_model_input(m->model, 0));
+        }
+        if (!m->sample || !warm_up(m, err, n))
+            goto fail;
+    }
+    m->load_seconds = now_seconds() - start;
+    m->ready = true;
+    served_model **grown = realloc(reg->models, (reg->n_models + 1) * sizeof(*grown));
+    if (!grown) {
+        snprintf(err, n, "out of memory");
+        goto fail;
+    }
+    reg->models = grown;
+    reg->models[reg->n_models++] = m;
+    return true;
+fail:
+    served_model_free(m);
+    return false;
+}
+
+static bool is_version_name(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+bool registry_add_repository(registry *reg, const char *dir, char *err, size_t n)
+{
+    DIR *root = opendir(dir);
+    if (!root) {
+        snprintf(err, n, "%s: %s", dir, strerror(errno));
+        return false;
+    }
+    bool ok = true;
+    size_t before = reg->n_models;
+    for (struct dirent *name; ok && (name = readdir(root));) {
+        if (name->d_name[0] == '.')
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, name->d_name);
+        DIR *versions = opendir(path);
+        if (!versions)
+            continue;
+        for (struct dirent *ver; ok && (ver = readdir(versions));) {
+            if (!is_version_name(ver->d_name))
+                continue;
+            char model_path[4400], labels_path[4400];
+            struct stat st;
+            snprintf(model_path, sizeof(model_path), "%s/%s/model.onnx", path, ver->d_name);
+            snprintf(labels_path, sizeof(labels_path), "%s/%s/labels.json", path, ver->d_name);
+            if (stat(model_path, &st) != 0)
+                continue;
+            model_source src = {.path = model_path, .name = name->d_name, .version = ver->d_name,
+                                .labels_path = stat(labels_path, &st) == 0 ? labels_path : NULL};
+            ok = registry_add(reg, &src, err, n);
+        }
+        closedir(versions);
+    }
+    closedir(root);
+    if (ok && reg->n_models == before) {
+        snprintf(err, n, "%s: no models found (expected <name>/<version>/model.onnx)", dir);
+        ok = false;
+    }
+    return ok;
+}
+
+served_model *registry_find(const registry *reg, const char *name, const char *version)
+{
+    served_model *best = NULL;
+    for (size_t i = 0; i < reg->n_models; i++) {
+        served_model *m = reg->models[i];
+        if (strcmp(m->name, name) != 0)
+            continue;
+        if (version && *version) {
+            if (strcmp(m->version, version) == 0)
+                return m;
+        } else if (!best || strtoll(m->version, NULL, 10) > strtoll(best->version, NULL, 10)) {
+            best = m;
+        }
+    }
+    return best;
+}
+
+served_model *registry_default(const registry *reg)
+{
+    return reg->n_models ? registry_find(reg, reg->models[0]->name, NULL) : NULL;
+}
+
+bool registry_all_ready(const registry *reg)
+{
+    for (size_t i = 0; i < reg->n_models; i++)
+        if (!reg->models[i]->ready)
+            return false;
+    return reg->n_models > 0;
+}
+
+void registry_free(registry *reg)
+{
+    for (size_t i = 0; i < reg->n_models; i++)
+        served_model_free(reg->models[i]);
+    free(reg->models);
+    reg->models = NULL;
+    reg->n_models = 0;
+}
+
+ifd_status registry_run(served_model *m, int worker, ifd_value *const *inputs, ifd_value **outputs,
+                        char *err, size_t n)
+{
+    ifd_error e;
+    int index = worker >= 0 && worker < m->n_sessions ? worker : 0;
+    ifd_status st = ifd_session_run(m->sessions[index], (const ifd_value *const *)inputs, outputs, &e);
+    if (st != IFD_OK)
+        snprintf(err, n, "%s", e.message);
+    return st;
+}

@@ -1,0 +1,151 @@
+/*
+ * routes.c — maps method + path to a handler. Fixed paths come from a table;
+ * the model paths of KServe V2 (/v2/models/{m}[/versions/{v}][/ready|/infer])
+ * and TensorFlow Serving (/v1/models/{m}[/versions/{v}][:predict]) are
+ * parsed by hand because their parameters sit inside the path.
+ */
+#include "routes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct fixed_route {
+    const char *method;
+    const char *path;
+    route_fn fn;
+    bool compute;
+} fixed_route;
+
+static const fixed_route fixed[] = {
+    {"GET", "/health", book_health, false},
+    {"GET", "/metadata", book_metadata, false},
+    {"GET", "/label", book_label, false},
+    {"GET", "/predict/test", book_predict_test, true},
+    {"GET", "/predict/test/label", book_predict_test_label, true},
+    {"POST", "/predict", book_predict, true},
+    {"POST", "/predict/label", book_predict_label, true},
+    {"GET", "/v2", v2_server_metadata, false},
+    {"GET", "/v2/health/live", v2_health_live, false},
+    {"GET", "/v2/health/ready", v2_health_ready, false},
+    {"GET", "/metrics", metrics_handler, false},
+    {"GET", "/openapi.json", openapi_json, false},
+    {"GET", "/docs", openapi_docs, false},
+};
+
+static bool method_is(const http_request *req, const char *method)
+{
+    if (strcmp(req->method, method) == 0)
+        return true;
+    return strcmp(method, "GET") == 0 && strcmp(req->method, "HEAD") == 0;
+}
+
+static bool set(route_match *out, route_fn fn, bool compute)
+{
+    out->fn = fn;
+    out->compute = compute;
+    return true;
+}
+
+static bool wrong_method(http_request *req, const char *allow)
+{
+    req->allow = allow;
+    http_reply_error(req, 405, "method %s is not allowed on %s (allowed: %s)", req->method,
+                     req->path, allow);
+    return false;
+}
+
+/* Copy one path segment [start, end) into dst; false if empty or too long. */
+static bool segment(const char *start, const char *end, char *dst, size_t size)
+{
+    size_t n = (size_t)(end - start);
+    if (n == 0 || n >= size)
+        return false;
+    memcpy(dst, start, n);
+    dst[n] = '\0';
+    return true;
+}
+
+/* /v2/models/{m}[/versions/{v}][/ready|/infer] */
+static bool match_v2_model(http_request *req, const char *rest, route_match *out)
+{
+    const char *slash = strchr(rest, '/');
+    const char *end = slash ? slash : rest + strlen(rest);
+    if (!segment(rest, end, out->params.model, sizeof(out->params.model)))
+        return false;
+    const char *tail = end;
+    if (strncmp(tail, "/versions/", 10) == 0) {
+        const char *v = tail + 10;
+        const char *vend = strchr(v, '/');
+        vend = vend ? vend : v + strlen(v);
+        if (!segment(v, vend, out->params.version, sizeof(out->params.version)))
+            return false;
+        out->params.has_version = true;
+        tail = vend;
+    }
+    if (*tail == '\0')
+        return method_is(req, "GET") ? set(out, v2_model_metadata, false) : wrong_method(req, "GET");
+    if (strcmp(tail, "/ready") == 0)
+        return method_is(req, "GET") ? set(out, v2_model_ready, false) : wrong_method(req, "GET");
+    if (strcmp(tail, "/infer") == 0) {
+        out->has_body = true;
+        return method_is(req, "POST") ? set(out, v2_infer, true) : wrong_method(req, "POST");
+    }
+    return false;
+}
+
+/* /v1/models/{m}[/versions/{v}][:predict] */
+static bool match_v1_model(http_request *req, const char *rest, route_match *out)
+{
+    char path[512];
+    if (!segment(rest, rest + strlen(rest), path, sizeof(path)))
+        return false;
+    bool predict = false;
+    size_t n = strlen(path);
+    if (n > 8 && strcmp(path + n - 8, ":predict") == 0) {
+        predict = true;
+        path[n - 8] = '\0';
+    }
+    char *versions = strstr(path, "/versions/");
+    if (versions) {
+        *versions = '\0';
+        if (!segment(versions + 10, versions + 10 + strlen(versions + 10), out->params.version,
+                     sizeof(out->params.version)) ||
+            strchr(out->params.version, '/'))
+            return false;
+        out->params.has_version = true;
+    }
+    if (strchr(path, '/') || !segment(path, path + strlen(path), out->params.model,
+                                      sizeof(out->params.model)))
+        return false;
+    if (predict) {
+        out->has_body = true;
+        return method_is(req, "POST") ? set(out, v1_predict, true) : wrong_method(req, "POST");
+    }
+    return method_is(req, "GET") ? set(out, v1_model_status, false) : wrong_method(req, "GET");
+}
+
+bool routes_match(http_request *req, route_match *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *path = req->path;
+    const char *allow = NULL;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (strcmp(fixed[i].path, path) != 0)
+            continue;
+        if (method_is(req, fixed[i].method)) {
+            out->has_body = strcmp(fixed[i].method, "POST") == 0;
+            return set(out, fixed[i].fn, fixed[i].compute);
+        }
+        allow = fixed[i].method;
+    }
+    if (allow)
+        return wrong_method(req, allow);
+    if (strncmp(path, "/v2/models/", 11) == 0 && match_v2_model(req, path + 11, out))
+        return true;
+    if (strncmp(path, "/v1/models/", 11) == 0 && match_v1_model(req, path + 11, out))
+        return true;
+    if (req->answered)
+        return false; /* a 405 from the model routes */
+    http_reply_error(req, 404, "no route for %s %s", req->method, path);
+    return false;
+}

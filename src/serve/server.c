@@ -1,0 +1,445 @@
+/*
+ * server.c — connection handling for `inferd serve`, on libmicrohttpd.
+ *
+ * libmicrohttpd's polling threads parse HTTP and read bodies. Cheap routes
+ * (health, metadata, metrics) are answered right there. Routes that compute
+ * suspend their connection and go to the worker pool; the worker fills the
+ * response and resumes the connection, and libmicrohttpd sends it. So a
+ * slow inference never stops other connections from being read or answered.
+ *
+ * Limits: body size (checked against Content-Length before reading, and
+ * while reading), header size (the connection memory pool), connection
+ * count, an idle timeout, and a per-request deadline that a client
+ * dribbling bytes cannot extend. SIGTERM/SIGINT stop accepting, let the
+ * requests in flight finish (at most `grace` seconds) and return 0.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "routes.h"
+#include "tensor_json.h"
+
+static int signal_pipe[2] = {-1, -1};
+
+double server_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char byte = (unsigned char)sig;
+    if (write(signal_pipe[1], &byte, 1) < 0) {
+        /* nothing to do: the pipe is full, a stop is already pending */
+    }
+    errno = saved;
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+const char *http_header(const http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
+}
+
+void http_reply_buffer(http_request *req, int status, const char *content_type, char *data,
+                       size_t len)
+{
+    free(req->response);
+    req->status = status;
+    req->content_type = content_type;
+    req->response = data;
+    req->response_len = len;
+    req->answered = true;
+}
+
+void http_reply_raw(http_request *req, int status, const char *content_type, const char *data,
+                    size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    if (!copy) {
+        http_reply_buffer(req, 500, "application/json", NULL, 0);
+        return;
+    }
+    memcpy(copy, data, len);
+    http_reply_buffer(req, status, content_type, copy, len);
+}
+
+void http_reply_json(http_request *req, int status, json_t *body)
+{
+    size_t len = 0;
+    char *text = body ? json_encode(body, &len) : NULL;
+    json_decref(body);
+    if (!text) {
+        http_reply_raw(req, 500, "application/json", "{\"error\":\"cannot encode the answer\"}", 36);
+        return;
+    }
+    http_reply_buffer(req, status, "application/json", text, len);
+}
+
+void http_reply_error(http_request *req, int status, const char *fmt, ...)
+{
+    char message[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    /* json_string refuses invalid UTF-8 (echoes of client bytes): fall back */
+    json_t *text = json_string(message);
+    if (!text)
+        text = json_string("request contains invalid UTF-8");
+    http_reply_json(req, status, json_pack("{s:o}", "error", text));
+}
+
+/* ---- request lifecycle --------------------------------------------------- */
+
+static void make_request_id(http_request *req)
+{
+    const char *given = http_header(req, "X-Request-ID");
+    if (given) {
+        size_t n = 0;
+        for (; given[n] && n < sizeof(req->request_id) - 1; n++)
+            if (given[n] < 0x21 || given[n] > 0x7e)
+                break;
+        if (given[n] == '\0' && n > 0) {
+            memcpy(req->request_id, given, n + 1);
+            return;
+        }
+    }
+    static atomic_ulong counter;
+    unsigned long seq = atomic_fetch_add(&counter, 1);
+    uint64_t r = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+            r = (uint64_t)time(NULL);
+        close(fd);
+    }
+    snprintf(req->request_id, sizeof(req->request_id), "%016llx-%06lx", (unsigned long long)r,
+             seq & 0xffffff);
+}
+
+static enum MHD_Result send_response(http_request *req)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        req->response_len, req->response ? req->response : (char *)"", MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", req->content_type ? req->content_type : "application/json");
+    MHD_add_response_header(resp, "X-Request-ID", req->request_id);
+    if (req->inference_header_length) {
+        char len[32];
+        snprintf(len, sizeof(len), "%zu", req->inference_header_length);
+        MHD_add_response_header(resp, "Inference-Header-Content-Length", len);
+    }
+    if (req->allow)
+        MHD_add_response_header(resp, "Allow", req->allow);
+    if (req->server->stopping)
+        MHD_add_response_header(resp, "Connection", "close");
+    enum MHD_Result r = MHD_queue_response(req->connection, (unsigned)req->status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+typedef struct compute_job {
+    http_request *req;
+    route_match route;
+} compute_job;
+
+static void run_compute(void *arg, int worker)
+{
+    compute_job *job = arg;
+    http_request *req = job->req;
+    req->t_compute_start = server_now();
+    job->route.fn(req, &job->route.params, worker);
+    req->t_compute_end = server_now();
+    if (!req->answered)
+        http_reply_error(req, 500, "the handler gave no answer");
+    free(job);
+    MHD_resume_connection(req->connection);
+}
+
+static bool content_type_ok(http_request *req)
+{
+    const char *type = http_header(req, "Content-Type");
+    if (!type)
+        return true;
+    if (strncasecmp(type, "application/json", 16) == 0)
+        return true;
+    /* KServe V2 binary tensors: a JSON header then raw bytes */
+    if (strncasecmp(type, "application/octet-stream", 24) == 0 &&
+        http_header(req, "Inference-Header-Content-Length"))
+        return true;
+    return false;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    server *srv = cls;
+    http_request *req = *con_cls;
+    (void)version;
+
+    if (!req) {
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        req->connection = connection;
+        req->server = srv;
+        req->t_start = server_now();
+        snprintf(req->method, sizeof(req->method), "%s", method);
+        req->path = strdup(url);
+        __atomic_add_fetch(&srv->in_flight, 1, __ATOMIC_SEQ_CST);
+        make_request_id(req);
+        if (!req->path)
+            return MHD_NO;
+        const char *length = http_header(req, "Content-Length");
+        if (length) {
+            char *end;
+            errno = 0;
+            unsigned long long declared = strtoull(length, &end, 10);
+            if (errno || *end || declared > srv->options.max_body) {
+                http_reply_error(req, 413, "request body of %s bytes exceeds the limit of %zu bytes",
+                                 length, srv->options.max_body);
+                return send_response(req);
+            }
+        }
+        return MHD_YES;
+    }
+
+    if (req->suspended) {
+        /* resumed by the worker that answered */
+        req->suspended = false;
+        return send_response(req);
+    }
+    if (req->answered)
+        return send_response(req);
+
+    if (*upload_data_size) {
+        if (server_now() - req->t_start > srv->options.request_timeout) {
+            http_reply_error(req, 408, "request body took longer than %u s to arrive",
+                             srv->options.request_timeout);
+            return send_response(req);
+        }
+        size_t chunk = *upload_data_size;
+        *upload_data_size = 0;
+        if (req->body_too_large || req->body_len + chunk > srv->options.max_body) {
+            req->body_too_large = true;
+            return MHD_YES;
+        }
+        if (req->body_len + chunk + 1 > req->body_cap) {
+            size_t cap = req->body_cap ? req->body_cap : 4096;
+            while (cap < req->body_len + chunk + 1)
+                cap *= 2;
+            if (cap > srv->options.max_body + 1)
+                cap = srv->options.max_body + 1;
+            char *grown = realloc(req->body, cap);
+            if (!grown) {
+                http_reply_error(req, 503, "out of memory reading the request");
+                return send_response(req);
+            }
+            req->body = grown;
+            req->body_cap = cap;
+        }
+        memcpy(req->body + req->body_len, upload_data, chunk);
+        req->body_len += chunk;
+        req->body[req->body_len] = '\0';
+        return MHD_YES;
+    }
+
+    /* the whole request is here */
+    if (req->body_too_large) {
+        http_reply_error(req, 413, "request body exceeds the limit of %zu bytes", srv->options.max_body);
+        return send_response(req);
+    }
+    if (!req->body) {
+        req->body = calloc(1, 1);
+        if (!req->body)
+            return MHD_NO;
+    }
+    route_match route;
+    if (!routes_match(req, &route))
+        return send_response(req); /* 404 / 405 filled in */
+    if (route.has_body && !content_type_ok(req)) {
+        http_reply_error(req, 415, "Content-Type must be application/json (got '%s')",
+                         http_header(req, "Content-Type"));
+        return send_response(req);
+    }
+    if (!route.compute) {
+        route.fn(req, &route.params, -1);
+        return send_response(req);
+    }
+    compute_job *job = malloc(sizeof(*job));
+    if (!job) {
+        http_reply_error(req, 503, "out of memory");
+        return send_response(req);
+    }
+    job->req = req;
+    job->route = route;
+    req->suspended = true;
+    req->t_queued = server_now();
+    MHD_suspend_connection(connection);
+    if (!workers_submit(srv->pool, run_compute, job)) {
+        free(job);
+        http_reply_error(req, 503, "the server is overloaded or stopping; retry later");
+        MHD_resume_connection(connection);
+    }
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+    server *srv = cls;
+    http_request *req = *con_cls;
+    (void)connection;
+    if (!req)
+        return;
+    double end = server_now();
+    int status = req->answered ? req->status : 499;
+    if (code != MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->answered)
+        status = code == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 499;
+    metrics_observe_request(srv->metrics, req, status, end);
+    if (log_enabled(LOG_INFO)) {
+        char code_text[8], ms[32], bytes[32];
+        snprintf(code_text, sizeof(code_text), "%d", status);
+        snprintf(ms, sizeof(ms), "%.3f", (end - req->t_start) * 1e3);
+        snprintf(bytes, sizeof(bytes), "%zu", req->response_len);
+        log_event(LOG_INFO, "request", "request_id", req->request_id, "method", req->method, "path",
+                  req->path ? req->path : "", "status", code_text, "ms", ms, "bytes", bytes,
+                  "model", req->model_name, NULL);
+    }
+    free(req->path);
+    free(req->body);
+    free(req->response);
+    free(req);
+    *con_cls = NULL;
+    __atomic_sub_fetch(&srv->in_flight, 1, __ATOMIC_SEQ_CST);
+}
+
+static void on_mhd_error(void *cls, const char *fmt, va_list ap)
+{
+    char message[512];
+    (void)cls;
+    vsnprintf(message, sizeof(message), fmt, ap);
+    size_t n = strlen(message);
+    while (n && (message[n - 1] == '\n' || message[n - 1] == '\r'))
+        message[--n] = '\0';
+    log_event(LOG_DEBUG, "http", "detail", message, NULL);
+}
+
+int server_run(server *srv)
+{
+    serve_options *o = &srv->options;
+    struct sockaddr_storage addr;
+    memset(&addr, 0, sizeof(addr));
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    socklen_t addr_len;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
+    if (inet_pton(AF_INET, o->host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)o->port);
+        addr_len = sizeof(*v4);
+    } else if (inet_pton(AF_INET6, o->host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)o->port);
+        addr_len = sizeof(*v6);
+        flags |= MHD_USE_IPv6;
+    } else {
+        log_event(LOG_ERROR, "cannot start: --host must be an IPv4 or IPv6 address", "host", o->host, NULL);
+        return 1;
+    }
+    (void)addr_len;
+
+    if (pipe2(signal_pipe, O_CLOEXEC) != 0) {
+        log_event(LOG_ERROR, "cannot start: pipe failed", "error", strerror(errno), NULL);
+        return 1;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    srv->pool = workers_start(o->workers);
+    if (!srv->pool) {
+        log_event(LOG_ERROR, "cannot start the worker threads", NULL);
+        return 1;
+    }
+    struct MHD_Daemon *daemon = MHD_start_daemon(
+        flags, (uint16_t)o->port, NULL, NULL, on_request, srv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->io_threads,
+        MHD_OPTION_CONNECTION_LIMIT, o->connection_limit,
+        MHD_OPTION_CONNECTION_TIMEOUT, o->request_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->max_header,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, srv,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+        MHD_OPTION_END);
+    if (!daemon) {
+        char port[16];
+        snprintf(port, sizeof(port), "%d", o->port);
+        log_event(LOG_ERROR, "cannot listen (address in use or not permitted)", "host", o->host,
+                  "port", port, NULL);
+        workers_stop(srv->pool);
+        return 1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    char port[16];
+    snprintf(port, sizeof(port), "%u", info ? (unsigned)info->port : (unsigned)o->port);
+    log_event(LOG_INFO, "listening", "host", o->host, "port", port, NULL);
+
+    unsigned char sig = 0;
+    while (read(signal_pipe[0], &sig, 1) < 0 && errno == EINTR)
+        ;
+    char signame[16];
+    snprintf(signame, sizeof(signame), "%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    log_event(LOG_INFO, "stopping: no new connections, finishing requests in flight", "signal",
+              signame, NULL);
+    srv->stopping = true;
+    MHD_socket listener = MHD_quiesce_daemon(daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
+    double deadline = server_now() + o->grace;
+    while (__atomic_load_n(&srv->in_flight, __ATOMIC_SEQ_CST) > 0 && server_now() < deadline) {
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    int left = __atomic_load_n(&srv->in_flight, __ATOMIC_SEQ_CST);
+    if (left > 0) {
+        char count[16];
+        snprintf(count, sizeof(count), "%d", left);
+        log_event(LOG_WARNING, "grace period over; closing requests still in flight", "requests", count, NULL);
+    }
+    workers_stop(srv->pool);
+    MHD_stop_daemon(daemon);
+    close(signal_pipe[0]);
+    close(signal_pipe[1]);
+    log_event(LOG_INFO, "stopped", NULL);
+    return 0;
+}

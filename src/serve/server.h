@@ -1,0 +1,47 @@
+/*
+ * server.h — `inferd serve`: the web single pattern. One process holds its
+ * models and answers the book's REST API, KServe V2 and TensorFlow Serving's
+ * REST API over one HTTP port (libmicrohttpd), with inference on a pool of
+ * worker threads, Prometheus metrics and TEXT/JSON logs.
+ */
+#ifndef INFERD_SERVE_SERVER_H
+#define INFERD_SERVE_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "registry.h"
+#include "workers.h"
+
+typedef struct serve_options {
+    const char *host;            /* "127.0.0.1" unless asked otherwise */
+    int port;
+    int workers;                 /* inference threads */
+    int io_threads;              /* libmicrohttpd polling threads */
+    size_t max_body;             /* bytes */
+    size_t max_header;           /* bytes of request line + headers */
+    unsigned connection_limit;
+    unsigned request_timeout;    /* seconds a request may take to arrive */
+    double grace;                /* seconds to finish in-flight requests on SIGTERM */
+} serve_options;
+
+typedef struct route route;
+
+typedef struct server {
+    serve_options options;
+    registry *models;
+    workers *pool;
+    double started;              /* CLOCK_MONOTONIC seconds */
+    double started_wall;         /* Unix time */
+    struct metrics *metrics;
+    volatile int in_flight;
+    volatile bool stopping;
+} server;
+
+/* Serve until SIGTERM/SIGINT, then stop accepting, finish in-flight requests
+ * (at most options->grace seconds) and return 0. Non-zero if it cannot start. */
+int server_run(server *srv);
+
+double server_now(void);
+
+#endif /* INFERD_SERVE_SERVER_H */
