@@ -1,0 +1,1 @@
+2kiwi2_Unused2_Unused2appleBY

@@ -1,0 +1,1 @@
+2apple2pear2kiwi2apple2plumBX

@@ -1,0 +1,2 @@
+
+BYJ(GÂýBüW³ÂÚ¨hÁ˜Z€CªQaÂhÚ¹ÀTÜTAùÃB€X-A@hæB
