@@ -1,0 +1,1 @@
+2pad2s02s1s12pad2s2s2s22s32pad2pad2padBy
