@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../model.h"
 #include "../op.h"
@@ -623,10 +624,51 @@ static int identity_run(op_ctx *ctx)
 /* At inference Dropout is the identity and its mask all true. Before
  * Dropout-12 the ratio is an attribute and inference mode implied (Dropout-1/6
  * carry an is_test flag that exporters left at 0; a runtime executing a graph
- * runs it in test mode); Dropout-12 makes ratio and training_mode inputs.
- * training_mode=true with a ratio above 0 asks for random dropping, whose
- * outcome depends on a generator ONNX does not define, so it is refused. The
- * mask is of the data's type before Dropout-10 and bool after. */
+ * runs it in test mode); Dropout-12 makes ratio and training_mode inputs. The
+ * mask is of the data's type before Dropout-10 and bool after.
+ *
+ * training_mode=true (Monte Carlo dropout at serving time) drops at random.
+ * ONNX leaves the generator to the runtime; with a `seed` attribute inferd
+ * uses MT19937 consumed as numpy's legacy RandomState does (init_genrand,
+ * then 53-bit doubles from two draws), the generator of ONNX's reference
+ * implementation, so a seeded model gives the reference's masks. Without a
+ * seed every run draws a fresh one. */
+typedef struct mt19937 {
+    uint32_t key[624];
+    int pos;
+} mt19937;
+
+static void mt_seed(mt19937 *mt, uint32_t seed)
+{
+    for (int i = 0; i < 624; i++) {
+        mt->key[i] = seed;
+        seed = 1812433253u * (seed ^ (seed >> 30)) + (uint32_t)i + 1;
+    }
+    mt->pos = 624;
+}
+
+static uint32_t mt_next(mt19937 *mt)
+{
+    if (mt->pos == 624) {
+        for (int i = 0; i < 624; i++) {
+            uint32_t y = (mt->key[i] & 0x80000000u) | (mt->key[(i + 1) % 624] & 0x7fffffffu);
+            mt->key[i] = mt->key[(i + 397) % 624] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+        }
+        mt->pos = 0;
+    }
+    uint32_t y = mt->key[mt->pos++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+}
+
+static double mt_uniform(mt19937 *mt)
+{
+    uint32_t a = mt_next(mt) >> 5, b = mt_next(mt) >> 6;
+    return (a * 67108864.0 + b) / 9007199254740992.0;
+}
+
 static int dropout_prepare(op_node *node, ifd_error *err)
 {
     if (check_input_tensor(node, 0, err))
@@ -638,22 +680,44 @@ static int dropout_prepare(op_node *node, ifd_error *err)
             return op_prepare_fail(node, err, "ratio must be a float scalar");
         if (training && (training->kind != IFD_VALUE_TENSOR || training->dtype != IFD_BOOL))
             return op_prepare_fail(node, err, "training_mode must be a bool scalar");
-        if (training && training->constant && ifd_tensor_count(training->constant) == 1 &&
-            *(const uint8_t *)training->constant->data) {
-            /* An omitted ratio is 0.5; a ratio computed at run time is checked then. */
-            bool ratio_known =
-                !ratio || (ratio->constant && ifd_tensor_count(ratio->constant) == 1);
-            double r = ratio && ratio_known ? tensor_get_double(ratio->constant, 0) : 0.5;
-            if (ratio_known && r > 0)
-                return op_prepare_fail(node, err,
-                                       "training_mode=true with ratio %g drops at random; "
-                                       "only inference (training_mode=false) is supported",
-                                       r);
-        }
+        if (!dtype_is_float(in->dtype))
+            return op_prepare_fail(node, err, "data must be a float tensor, not %s",
+                                   ifd_dtype_name(in->dtype));
     }
     set_output(node, 0, in->dtype, in->rank, in->dims);
     if (node->n_outputs > 1)
         set_output(node, 1, node->version >= 10 ? IFD_BOOL : in->dtype, in->rank, in->dims);
+    return 0;
+}
+
+static int dropout_train(op_ctx *ctx, const ifd_tensor *x, double ratio)
+{
+    if (!(ratio >= 0 && ratio < 1))
+        return op_fail(ctx, "ratio %g is outside [0, 1)", ratio);
+    mt19937 *mt = op_scratch(ctx, sizeof(*mt));
+    ifd_tensor *y = op_output(ctx, 0, x->dtype, x->rank, x->dims);
+    ifd_tensor *mask = ctx->node->n_outputs > 1
+                           ? op_output(ctx, 1, IFD_BOOL, x->rank, x->dims)
+                           : NULL;
+    if (!mt || !y || (ctx->node->n_outputs > 1 && !mask))
+        return -1;
+    uint32_t seed;
+    if (op_attr_has(ctx->node, "seed")) {
+        seed = (uint32_t)op_attr_int(ctx->node, "seed", 0);
+    } else {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        seed = (uint32_t)now.tv_nsec ^ (uint32_t)now.tv_sec ^ (uint32_t)(uintptr_t)y->data;
+    }
+    mt_seed(mt, seed);
+    double scale = 1.0 / (1.0 - ratio);
+    size_t count = (size_t)ifd_tensor_count(x);
+    for (size_t i = 0; i < count; i++) {
+        bool keep = mt_uniform(mt) >= ratio;
+        tensor_set_double(y, i, keep ? tensor_get_double(x, i) * scale : 0.0);
+        if (mask)
+            ((uint8_t *)mask->data)[i] = keep;
+    }
     return 0;
 }
 
@@ -667,11 +731,8 @@ static int dropout_run(op_ctx *ctx)
         if (ratio && (!dtype_is_float(ratio->dtype) || ifd_tensor_count(ratio) != 1))
             return op_fail(ctx, "ratio must be a float scalar");
         double r = ratio ? tensor_get_double(ratio, 0) : 0.5;
-        if (training && *(const uint8_t *)training->data && r > 0)
-            return op_fail(ctx,
-                           "training_mode=true with ratio %g drops at random; only inference "
-                           "(training_mode=false) is supported",
-                           r);
+        if (training && *(const uint8_t *)training->data && r != 0)
+            return dropout_train(ctx, x, r);
     }
     if (emit_reshaped(ctx, x, x->rank, x->dims))
         return -1;
