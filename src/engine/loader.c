@@ -203,6 +203,18 @@ static ifd_status parse_type(loader *ld, const Onnx__TypeProto *tp, const char *
                                     ? d->dim_value
                                     : -1;
             }
+            /* Operators multiply static dims in prepare(): refuse a declared
+             * shape whose known dims alone overflow int64, once, here. */
+            int64_t known[IFD_MAX_RANK], count;
+            char shape[160];
+            for (int i = 0; i < info->rank; i++)
+                known[i] = info->dims[i] < 0 ? 1 : info->dims[i];
+            if (!shape_count(info->rank, known, &count)) {
+                set_error(ld->err,
+                          "value '%s': declared shape %s has more elements than int64 can count",
+                          name, shape_to_string(info->rank, info->dims, shape, sizeof(shape)));
+                return IFD_ERR_INVALID_MODEL;
+            }
         }
         return IFD_OK;
     }
@@ -576,6 +588,65 @@ oom:
     return IFD_ERR_NO_MEMORY;
 }
 
+/* Kahn's algorithm leaves exactly the nodes on or downstream of a cycle, and
+ * each of them still waits for a producer that is left over too. So walking
+ * from any leftover node to a leftover producer must come back to a node
+ * already seen, and that stretch of the walk is a cycle: name its nodes in
+ * data-flow order, starting from the first in file order. */
+static void describe_cycle(loader *ld, const model_node *all, const int *indegree, size_t n)
+{
+    const ifd_model *m = ld->model;
+    int *seen_at = malloc(n * sizeof(int));
+    int *walk = malloc(n * sizeof(int));
+    size_t len = 0, start = 0;
+    int cur = -1;
+    if (!seen_at || !walk) {
+        free(seen_at);
+        free(walk);
+        set_error(ld->err, "the graph has a cycle");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        seen_at[i] = -1;
+        if (cur < 0 && !ld->is_constant_node[i] && indegree[i] > 0)
+            cur = (int)i;
+    }
+    while (cur >= 0 && seen_at[cur] < 0) {
+        seen_at[cur] = (int)len;
+        walk[len++] = cur;
+        int next = -1;
+        for (int k = 0; k < all[cur].op.n_inputs && next < 0; k++) {
+            int slot = all[cur].input_slots[k];
+            int p = slot >= 0 && m->values[slot].origin == VALUE_INTERMEDIATE
+                        ? m->values[slot].producer
+                        : -1;
+            if (p >= 0 && !ld->is_constant_node[p] && indegree[p] > 0)
+                next = p;
+        }
+        cur = next;
+    }
+    char text[700];
+    size_t used = 0;
+    if (cur >= 0) {
+        /* walk[seen_at[cur] .. len) runs against the data flow */
+        size_t first = (size_t)seen_at[cur], count = len - first;
+        for (size_t i = first; i < len; i++)
+            if (walk[i] < walk[first + start])
+                start = i - first;
+        for (size_t j = 0; j <= count && used < sizeof(text); j++) {
+            const op_node *op = &all[walk[first + (start + count - j % count) % count]].op;
+            int w = snprintf(text + used, sizeof(text) - used, "%s%s '%s'", j ? " -> " : "",
+                             op->op_type, op->name);
+            used += w > 0 ? (size_t)w : 0;
+        }
+    }
+    if (used >= sizeof(text))
+        snprintf(text + sizeof(text) - 5, 5, " ...");
+    set_error(ld->err, "the graph has a cycle: %s", used ? text : "(not found)");
+    free(seen_at);
+    free(walk);
+}
+
 /* Bind node inputs/outputs to slots, fold Constants, order topologically. */
 static ifd_status build_nodes(loader *ld)
 {
@@ -637,9 +708,6 @@ static ifd_status build_nodes(loader *ld)
             }
             node->input_slots[k] = slot;
             op->inputs[k] = slot >= 0 ? &m->values[slot].info : NULL;
-            if (slot >= 0 && m->values[slot].origin == VALUE_INTERMEDIATE &&
-                !ld->is_constant_node[m->values[slot].producer])
-                indegree[i]++;
         }
         if (st == IFD_OK)
             st = convert_attrs(ld, np, op);
@@ -654,8 +722,19 @@ static ifd_status build_nodes(loader *ld)
     }
 
     /* Kahn's algorithm over the non-constant nodes, keeping file order among
-     * ready nodes so that execution order is predictable. */
+     * ready nodes so that execution order is predictable. In-degrees are
+     * counted only now that every node is bound: an input may come from a
+     * node later in the file, whose outputs had no producer recorded yet
+     * while the nodes before it were bound (reading is_constant_node[-1],
+     * found by test_loader's bit flips). */
     size_t head = 0, tail = 0, executed = 0;
+    for (size_t i = 0; i < n && st == IFD_OK; i++)
+        for (int k = 0; k < all[i].op.n_inputs; k++) {
+            int slot = all[i].input_slots[k];
+            if (slot >= 0 && m->values[slot].origin == VALUE_INTERMEDIATE &&
+                !ld->is_constant_node[m->values[slot].producer])
+                indegree[i]++;
+        }
     if (st == IFD_OK) {
         for (size_t i = 0; i < n; i++)
             if (!ld->is_constant_node[i] && indegree[i] == 0)
@@ -717,13 +796,7 @@ static ifd_status build_nodes(loader *ld)
         for (size_t i = 0; i < n; i++)
             expected += !ld->is_constant_node[i];
         if (executed != expected) {
-            for (size_t i = 0; i < n; i++)
-                if (!ld->is_constant_node[i] && indegree[i] > 0) {
-                    set_error(ld->err,
-                              "the graph has a cycle through %s node '%s' (or an input of it)",
-                              all[i].op.op_type, all[i].op.name);
-                    break;
-                }
+            describe_cycle(ld, all, indegree, n);
             st = IFD_ERR_INVALID_MODEL;
         }
     }
@@ -754,24 +827,35 @@ static ifd_status resolve_ops(loader *ld, const ifd_load_options *options)
         return st;
     if (options && options->describe_only)
         return IFD_OK;
-    char list[768] = "";
-    size_t used = 0;
-    for (size_t i = 0; i < m->n_unsupported && used < sizeof(list); i++) {
+    /* Every entry that fits, whole; then how many did not, so that a long list
+     * is never cut mid-name without saying so. */
+    char list[800] = "";
+    size_t used = 0, listed = 0;
+    for (size_t i = 0; i < m->n_unsupported; i++) {
         const ifd_unsupported_op *u = &m->unsupported[i];
         int64_t max = onnx_max_opset(u->domain);
+        char entry[256];
         if (u->opset < 0)
-            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s (domain %s not imported)",
-                                     i ? ", " : "", u->op_type, domain_label(u->domain));
-        else if (max > 0 && u->opset > max)
-            used += (size_t)snprintf(list + used, sizeof(list) - used,
-                                     "%s%s (%s opset %lld, newest supported is %lld)", i ? ", " : "",
-                                     u->op_type, domain_label(u->domain), (long long)u->opset,
-                                     (long long)max);
+            snprintf(entry, sizeof(entry), "%s (domain %s not imported)", u->op_type,
+                     domain_label(u->domain));
+        else if (max == 0)
+            snprintf(entry, sizeof(entry), "%s (%s opset %lld: domain not supported)", u->op_type,
+                     domain_label(u->domain), (long long)u->opset);
+        else if (u->opset > max)
+            snprintf(entry, sizeof(entry), "%s (%s opset %lld, newest supported is %lld)",
+                     u->op_type, domain_label(u->domain), (long long)u->opset, (long long)max);
         else
-            used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s (%s opset %lld)",
-                                     i ? ", " : "", u->op_type, domain_label(u->domain),
-                                     (long long)u->opset);
+            snprintf(entry, sizeof(entry), "%s (%s opset %lld)", u->op_type,
+                     domain_label(u->domain), (long long)u->opset);
+        size_t need = strlen(entry) + (listed ? 2 : 0);
+        if (used + need + 32 >= sizeof(list))
+            break;
+        used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", listed ? ", " : "",
+                                 entry);
+        listed++;
     }
+    if (listed < m->n_unsupported)
+        snprintf(list + used, sizeof(list) - used, " and %zu more", m->n_unsupported - listed);
     set_error(ld->err, "model uses %zu unsupported operator%s: %s", m->n_unsupported,
               m->n_unsupported == 1 ? "" : "s", list);
     return IFD_ERR_UNSUPPORTED;
@@ -926,9 +1010,9 @@ static ifd_status load_proto(loader *ld, const ifd_load_options *options)
     if ((st = resolve_ops(ld, options)) != IFD_OK)
         return st;
     m->runnable = m->n_unsupported == 0;
+    plan_lifetimes(m); /* prepare() may look at output_used */
     if (m->runnable && (st = prepare_nodes(ld)) != IFD_OK)
         return st;
-    plan_lifetimes(m);
     describe_outputs(ld);
     return IFD_OK;
 }

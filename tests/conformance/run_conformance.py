@@ -26,6 +26,9 @@ import subprocess
 import sys
 import tempfile
 
+# UBSan reports look like "file.c:12:5: runtime error: ..."
+SANITIZER_REPORT = re.compile(r":\d+:\d+: runtime error:|ERROR: AddressSanitizer|ERROR: LeakSanitizer")
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -182,7 +185,7 @@ def run_case(inferd, case_dir, rtol, atol, extra_args):
             if expect_error is not None:
                 if proc.returncode == 0:
                     return "fail", f"expected an error containing '{expect_error}', but it ran"
-                if proc.returncode < 0 or "Sanitizer" in proc.stderr or "runtime error" in proc.stderr:
+                if proc.returncode < 0 or SANITIZER_REPORT.search(proc.stderr):
                     return "fail", f"crashed (status {proc.returncode}): {message}"
                 if expect_error not in proc.stderr:
                     return "fail", f"error '{message}' does not contain '{expect_error}'"
@@ -191,7 +194,7 @@ def run_case(inferd, case_dir, rtol, atol, extra_args):
                 return "unsupported", message
             if proc.returncode != 0:
                 return "fail", f"exit status {proc.returncode}: {message}"
-            if "runtime error" in proc.stderr or "Sanitizer" in proc.stderr:
+            if SANITIZER_REPORT.search(proc.stderr):
                 return "fail", f"sanitizer report: {message}"
             for k, output in enumerate(model.graph.output):
                 expected = os.path.join(case_dir, data_set, f"output_{k}.pb")

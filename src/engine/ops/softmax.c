@@ -1,5 +1,256 @@
-/* ops/softmax.c — placeholder while the family is written; replaced by its implementation. */
+/*
+ * ops/softmax.c — Softmax, LogSoftmax and Hardmax.
+ *
+ * Versions 1 and 11 coerce the input to 2-D at `axis` (default 1) and
+ * normalise each row of the flattened trailing dims; version 13 normalises
+ * along the single axis `axis` (default -1). Both reduce to the view
+ * [outer, n, inner] with n the normalised length: versions 1/11 always have
+ * inner == 1, and so does version 13 on the last axis, which ends nearly
+ * every classifier and gets a contiguous row kernel. Other axes are done a
+ * block of inner lanes at a time.
+ *
+ * Every row subtracts its max before exp, so large logits do not overflow;
+ * sums accumulate in double, and LogSoftmax subtracts max + log(sum) in
+ * double so outputs near zero keep their precision. float16/bfloat16
+ * compute in float.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "../op.h"
 
-static const op_def defs[] = {{"", "__none_softmax", 0, -1, NULL, NULL, NULL}};
+typedef enum softmax_kind { SOFTMAX, LOG_SOFTMAX, HARDMAX } softmax_kind;
+
+typedef struct softmax_attrs {
+    softmax_kind kind;
+    int64_t axis;
+    bool coerce_2d; /* versions 1 and 11 */
+} softmax_attrs;
+
+typedef struct softmax_job {
+    softmax_kind kind;
+    const void *x;
+    void *y;
+    int64_t n, inner, blocks;
+} softmax_job;
+
+#define BLOCK 64
+
+/* X(sfx, T, W, LOAD, STORE, EXP, KEEP): W is the compute type; KEEP
+ * says exp values may be parked in the output between passes (false where T
+ * is too narrow to hold them without losing precision). */
+#define ID(x) (x)
+#define LOAD_F16(x) half_to_float(x)
+#define LOAD_BF16(x) bfloat16_to_float(x)
+#define STORE_F16(w) float_to_half(w)
+#define STORE_BF16(w) float_to_bfloat16(w)
+#define SOFTMAX_TYPES(X)                                                                  \
+    X(f32, float, float, ID, ID, expf, 1)                                           \
+    X(f64, double, double, ID, ID, exp, 1)                                           \
+    X(f16, uint16_t, float, LOAD_F16, STORE_F16, expf, 0)                           \
+    X(bf16, uint16_t, float, LOAD_BF16, STORE_BF16, expf, 0)
+
+/* Contiguous rows (inner == 1): the classifier path. */
+#define DEFINE_ROWS(sfx, T, W, LOAD, STORE, EXP, KEEP)                               \
+    static void rows_##sfx(void *arg, size_t begin, size_t end)                           \
+    {                                                                                     \
+        const softmax_job *job = arg;                                                     \
+        const int64_t n = job->n;                                                         \
+        for (size_t r = begin; r < end; r++) {                                            \
+            const T *x = (const T *)job->x + (int64_t)r * n;                              \
+            T *y = (T *)job->y + (int64_t)r * n;                                          \
+            W max = LOAD(x[0]);                                                           \
+            int64_t at = 0;                                                               \
+            for (int64_t i = 1; i < n && max == max; i++) {                               \
+                W v = LOAD(x[i]);                                                         \
+                if (v > max || v != v) {                                                  \
+                    max = v;                                                              \
+                    at = i;                                                               \
+                }                                                                         \
+            }                                                                             \
+            if (job->kind == HARDMAX) {                                                   \
+                for (int64_t i = 0; i < n; i++)                                           \
+                    y[i] = STORE((W)(i == at));                                           \
+                continue;                                                                 \
+            }                                                                             \
+            double sum = 0;                                                               \
+            if (job->kind == SOFTMAX && KEEP) {                                           \
+                for (int64_t i = 0; i < n; i++) {                                         \
+                    W e = EXP(LOAD(x[i]) - max);                                          \
+                    y[i] = STORE(e);                                                      \
+                    sum += e;                                                             \
+                }                                                                         \
+                W scale = (W)(1.0 / sum);                                                 \
+                for (int64_t i = 0; i < n; i++)                                           \
+                    y[i] = STORE(LOAD(y[i]) * scale);                                     \
+                continue;                                                                 \
+            }                                                                             \
+            for (int64_t i = 0; i < n; i++)                                               \
+                sum += EXP(LOAD(x[i]) - max);                                             \
+            if (job->kind == SOFTMAX) {                                                   \
+                W scale = (W)(1.0 / sum);                                                 \
+                for (int64_t i = 0; i < n; i++)                                           \
+                    y[i] = STORE(EXP(LOAD(x[i]) - max) * scale);                          \
+            } else {                                                                      \
+                double shift = max + log(sum);                                            \
+                for (int64_t i = 0; i < n; i++)                                           \
+                    y[i] = STORE((W)(LOAD(x[i]) - shift));                                \
+            }                                                                             \
+        }                                                                                 \
+    }
+SOFTMAX_TYPES(DEFINE_ROWS)
+
+/* Strided (inner > 1): unit u covers BLOCK lanes of outer slice u / blocks. */
+#define DEFINE_LANES(sfx, T, W, LOAD, STORE, EXP, KEEP)                              \
+    static void lanes_##sfx(void *arg, size_t begin, size_t end)                          \
+    {                                                                                     \
+        const softmax_job *job = arg;                                                     \
+        const int64_t n = job->n, inner = job->inner;                                     \
+        for (size_t u = begin; u < end; u++) {                                            \
+            int64_t o = (int64_t)u / job->blocks;                                         \
+            int64_t j0 = ((int64_t)u % job->blocks) * BLOCK;                              \
+            int64_t jn = inner - j0 < BLOCK ? inner - j0 : BLOCK;                         \
+            const T *x = (const T *)job->x + o * n * inner + j0;                          \
+            T *y = (T *)job->y + o * n * inner + j0;                                      \
+            W max[BLOCK];                                                                 \
+            double sum[BLOCK];                                                            \
+            int64_t at[BLOCK];                                                            \
+            for (int64_t j = 0; j < jn; j++) {                                            \
+                max[j] = LOAD(x[j]);                                                      \
+                at[j] = 0;                                                                \
+                sum[j] = 0;                                                               \
+            }                                                                             \
+            for (int64_t t = 1; t < n; t++)                                               \
+                for (int64_t j = 0; j < jn; j++) {                                        \
+                    W v = LOAD(x[t * inner + j]);                                         \
+                    if ((v > max[j] || v != v) && max[j] == max[j]) {                     \
+                        max[j] = v;                                                       \
+                        at[j] = t;                                                        \
+                    }                                                                     \
+                }                                                                         \
+            if (job->kind == HARDMAX) {                                                   \
+                for (int64_t t = 0; t < n; t++)                                           \
+                    for (int64_t j = 0; j < jn; j++)                                      \
+                        y[t * inner + j] = STORE((W)(t == at[j]));                        \
+                continue;                                                                 \
+            }                                                                             \
+            for (int64_t t = 0; t < n; t++)                                               \
+                for (int64_t j = 0; j < jn; j++) {                                        \
+                    W e = EXP(LOAD(x[t * inner + j]) - max[j]);                           \
+                    if (KEEP && job->kind == SOFTMAX)                                     \
+                        y[t * inner + j] = STORE(e);                                      \
+                    sum[j] += e;                                                          \
+                }                                                                         \
+            if (job->kind == SOFTMAX) {                                                   \
+                for (int64_t j = 0; j < jn; j++)                                          \
+                    sum[j] = 1.0 / sum[j];                                                \
+                for (int64_t t = 0; t < n; t++)                                           \
+                    for (int64_t j = 0; j < jn; j++) {                                    \
+                        int64_t i = t * inner + j;                                        \
+                        W e = KEEP ? LOAD(y[i]) : EXP(LOAD(x[i]) - max[j]);               \
+                        y[i] = STORE(e * (W)sum[j]);                                      \
+                    }                                                                     \
+            } else {                                                                      \
+                for (int64_t j = 0; j < jn; j++)                                          \
+                    sum[j] = max[j] + log(sum[j]);                                        \
+                for (int64_t t = 0; t < n; t++)                                           \
+                    for (int64_t j = 0; j < jn; j++)                                      \
+                        y[t * inner + j] = STORE((W)(LOAD(x[t * inner + j]) - sum[j]));   \
+            }                                                                             \
+        }                                                                                 \
+    }
+SOFTMAX_TYPES(DEFINE_LANES)
+
+typedef void (*range_fn)(void *arg, size_t begin, size_t end);
+
+static bool softmax_kernels(ifd_dtype dtype, range_fn *rows, range_fn *lanes)
+{
+    switch (dtype) {
+    case IFD_FLOAT: *rows = rows_f32, *lanes = lanes_f32; return true;
+    case IFD_DOUBLE: *rows = rows_f64, *lanes = lanes_f64; return true;
+    case IFD_FLOAT16: *rows = rows_f16, *lanes = lanes_f16; return true;
+    case IFD_BFLOAT16: *rows = rows_bf16, *lanes = lanes_bf16; return true;
+    default: return false;
+    }
+}
+
+static int softmax_prepare(op_node *node, ifd_error *err)
+{
+    softmax_attrs a;
+    range_fn rows, lanes;
+    const value_info *in = node->n_inputs > 0 ? node->inputs[0] : NULL;
+    if (!in || node->n_outputs < 1)
+        return op_prepare_fail(node, err, "needs one input and one output");
+    if (!softmax_kernels(in->dtype, &rows, &lanes))
+        return op_prepare_fail(node, err, "unsupported input type %s",
+                               ifd_dtype_name(in->dtype));
+    a.kind = strcmp(node->op_type, "Softmax") == 0      ? SOFTMAX
+             : strcmp(node->op_type, "LogSoftmax") == 0 ? LOG_SOFTMAX
+                                                        : HARDMAX;
+    /* Softmax-13 (and LogSoftmax/Hardmax-13) changed the default axis from 1
+     * to -1 and dropped the coercion to 2-D. */
+    a.coerce_2d = node->version < 13;
+    a.axis = op_attr_int(node, "axis", a.coerce_2d ? 1 : -1);
+    if (in->rank >= 0 && (a.axis < -(int64_t)in->rank || a.axis >= in->rank))
+        return op_prepare_fail(node, err, "axis %lld is out of range for rank %d",
+                               (long long)a.axis, in->rank);
+    softmax_attrs *state = malloc(sizeof(*state));
+    if (!state)
+        return op_prepare_fail(node, err, "out of memory");
+    *state = a;
+    node->state = state;
+    value_info *out = node->outputs[0];
+    out->kind = IFD_VALUE_TENSOR;
+    out->dtype = in->dtype;
+    out->rank = in->rank;
+    memcpy(out->dims, in->dims, sizeof(out->dims));
+    return 0;
+}
+
+static int softmax_run(op_ctx *ctx)
+{
+    const softmax_attrs *a = ctx->node->state;
+    const ifd_tensor *x = op_input(ctx, 0);
+    range_fn rows, lanes;
+    if (!x)
+        return op_fail(ctx, "input is missing");
+    if (!softmax_kernels(x->dtype, &rows, &lanes))
+        return op_fail(ctx, "unsupported input type %s", ifd_dtype_name(x->dtype));
+    if (a->axis < -(int64_t)x->rank || a->axis >= x->rank)
+        return op_fail(ctx, "axis %lld is out of range for rank %d", (long long)a->axis,
+                       x->rank);
+    int axis = (int)(a->axis < 0 ? a->axis + x->rank : a->axis);
+    ifd_tensor *y = op_output(ctx, 0, x->dtype, x->rank, x->dims);
+    if (!y)
+        return -1;
+    int64_t count = ifd_tensor_count(x);
+    if (count == 0)
+        return 0;
+    softmax_job job = {a->kind, x->data, y->data, 1, 1, 1};
+    for (int i = axis; i < x->rank; i++) {
+        if (a->coerce_2d || i == axis)
+            job.n *= x->dims[i];
+        else
+            job.inner *= x->dims[i];
+    }
+    int64_t outer = count / (job.n * job.inner);
+    if (job.inner == 1) {
+        size_t grain = job.n < 8192 ? (size_t)(8192 / job.n) : 1;
+        op_parallel_for(ctx, (size_t)outer, grain, rows, &job);
+    } else {
+        job.blocks = (job.inner + BLOCK - 1) / BLOCK;
+        int64_t work = job.n * (job.inner < BLOCK ? job.inner : BLOCK);
+        size_t grain = work < 8192 ? (size_t)(8192 / work) : 1;
+        op_parallel_for(ctx, (size_t)(outer * job.blocks), grain, lanes, &job);
+    }
+    return 0;
+}
+
+static const op_def defs[] = {
+    {"", "Softmax", 1, 13, softmax_prepare, softmax_run, free},
+    {"", "LogSoftmax", 1, 13, softmax_prepare, softmax_run, free},
+    {"", "Hardmax", 1, 13, softmax_prepare, softmax_run, free},
+};
+
 OP_FAMILY(ops_softmax, defs);

@@ -1,0 +1,1 @@
+BxJH¦È|DúxDxDwDéyDÅ¥}D´|DÕ„{D†¢zDõ.zD*„|DQg{DqöxD|D#¼zDœ{|Dº0D)šyD
