@@ -1,211 +1,29 @@
 /*
  * cmd_predict.c — `inferd predict MODEL --data JSON`: JSON in, JSON out, for
  * people trying a model. A JSON array feeds the model's only input; an
- * object maps input names to arrays. Numbers are converted to the input's
- * declared element type (integers range-checked); nothing else is cast.
+ * object maps input names to arrays. The JSON codec and its data contract
+ * are the server's (serve/tensor_json.c): numbers become the input's
+ * declared element type (integers range-checked), nothing else is cast.
  */
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../serve/tensor_json.h"
 #include "cli.h"
-
-typedef struct shape_walk {
-    int rank;
-    int64_t dims[IFD_MAX_RANK];
-} shape_walk;
-
-static bool infer_shape(const json_t *j, int depth, shape_walk *w, const char *name)
-{
-    if (!json_is_array(j)) {
-        if (depth == 0)
-            w->rank = 0;
-        else if (w->rank >= 0 && w->rank != depth) {
-            cli_fail("input '%s': nested arrays are ragged", name);
-            return false;
-        }
-        w->rank = depth;
-        return true;
-    }
-    if (depth >= IFD_MAX_RANK) {
-        cli_fail("input '%s': more than %d levels of nesting", name, IFD_MAX_RANK);
-        return false;
-    }
-    int64_t n = (int64_t)json_array_size(j);
-    if (w->rank >= 0 && depth >= w->rank) {
-        cli_fail("input '%s': nested arrays are ragged", name);
-        return false;
-    }
-    if (w->dims[depth] < 0)
-        w->dims[depth] = n;
-    else if (w->dims[depth] != n) {
-        cli_fail("input '%s': rows of different lengths (%lld and %lld) at depth %d", name,
-                 (long long)w->dims[depth], (long long)n, depth);
-        return false;
-    }
-    if (n == 0) {
-        if (w->rank < 0)
-            w->rank = depth + 1;
-        return true;
-    }
-    for (size_t i = 0; i < (size_t)n; i++)
-        if (!infer_shape(json_array_get(j, i), depth + 1, w, name))
-            return false;
-    return true;
-}
-
-static bool fill(const json_t *j, ifd_tensor *t, size_t *pos, const char *name)
-{
-    if (json_is_array(j)) {
-        for (size_t i = 0; i < json_array_size(j); i++)
-            if (!fill(json_array_get(j, i), t, pos, name))
-                return false;
-        return true;
-    }
-    size_t i = (*pos)++;
-    if (t->dtype == IFD_STRING) {
-        if (!json_is_string(j))
-            return cli_fail("input '%s': element %zu: expected a string", name, i), false;
-        ifd_string *s = &((ifd_string *)t->data)[i];
-        s->size = json_string_length(j);
-        s->data = malloc(s->size + 1);
-        if (!s->data)
-            return false;
-        memcpy(s->data, json_string_value(j), s->size + 1);
-        return true;
-    }
-    if (t->dtype == IFD_BOOL) {
-        if (!json_is_boolean(j))
-            return cli_fail("input '%s': element %zu: expected true or false", name, i), false;
-        ((uint8_t *)t->data)[i] = json_is_true(j);
-        return true;
-    }
-    if (!json_is_number(j))
-        return cli_fail("input '%s': element %zu: expected a number", name, i), false;
-    double v = json_number_value(j);
-    switch (t->dtype) {
-    case IFD_FLOAT: ((float *)t->data)[i] = (float)v; return true;
-    case IFD_DOUBLE: ((double *)t->data)[i] = v; return true;
-    default: break;
-    }
-    if (!json_is_integer(j))
-        return cli_fail("input '%s': element %zu: expected an integer for %s", name, i,
-                        ifd_dtype_name(t->dtype)), false;
-    json_int_t x = json_integer_value(j);
-#define PUT_INT(type, lo, hi)                                                               \
-    if (x < (lo) || x > (hi))                                                               \
-        return cli_fail("input '%s': element %zu: %lld is out of range for %s", name, i,    \
-                        (long long)x, ifd_dtype_name(t->dtype)), false;                     \
-    ((type *)t->data)[i] = (type)x;                                                         \
-    return true
-    switch (t->dtype) {
-    case IFD_INT8: PUT_INT(int8_t, INT8_MIN, INT8_MAX);
-    case IFD_INT16: PUT_INT(int16_t, INT16_MIN, INT16_MAX);
-    case IFD_INT32: PUT_INT(int32_t, INT32_MIN, INT32_MAX);
-    case IFD_INT64: PUT_INT(int64_t, INT64_MIN, INT64_MAX);
-    case IFD_UINT8: PUT_INT(uint8_t, 0, UINT8_MAX);
-    case IFD_UINT16: PUT_INT(uint16_t, 0, UINT16_MAX);
-    case IFD_UINT32: PUT_INT(uint32_t, 0, UINT32_MAX);
-    case IFD_UINT64: PUT_INT(uint64_t, 0, INT64_MAX);
-    default:
-        return cli_fail("input '%s': element type %s cannot be given as JSON", name,
-                        ifd_dtype_name(t->dtype)), false;
-    }
-#undef PUT_INT
-}
 
 static ifd_value *json_to_input(const json_t *j, const ifd_io_info *info)
 {
-    shape_walk w = {.rank = -1};
-    ifd_value *v;
-    ifd_error err;
-    for (int i = 0; i < IFD_MAX_RANK; i++)
-        w.dims[i] = -1;
+    char err[1024];
     if (info->type.kind != IFD_VALUE_TENSOR) {
         cli_fail("input '%s': only tensor inputs can be given as JSON", info->name);
         return NULL;
     }
-    if (!infer_shape(j, 0, &w, info->name))
-        return NULL;
-    for (int i = 0; i < w.rank; i++)
-        if (w.dims[i] < 0)
-            w.dims[i] = 0;
-    if (ifd_value_new_tensor(info->type.dtype, w.rank, w.dims, &v, &err) != IFD_OK) {
-        cli_fail("input '%s': %s", info->name, err.message);
-        return NULL;
-    }
-    size_t pos = 0;
-    if (!fill(j, &v->tensor, &pos, info->name)) {
-        ifd_value_free(v);
-        return NULL;
-    }
+    ifd_value *v = json_rows_to_tensor(j, info->type.dtype, err, sizeof(err));
+    if (!v)
+        cli_fail("input '%s': %s", info->name, err);
     return v;
-}
-
-static json_t *element_json(const ifd_tensor *t, size_t i)
-{
-    switch (t->dtype) {
-    case IFD_STRING: {
-        const ifd_string *s = &((const ifd_string *)t->data)[i];
-        return json_stringn_nocheck(s->data ? s->data : "", s->size);
-    }
-    case IFD_BOOL: return json_boolean(((const uint8_t *)t->data)[i]);
-    case IFD_FLOAT: case IFD_DOUBLE: case IFD_FLOAT16: case IFD_BFLOAT16: {
-        double v = t->dtype == IFD_FLOAT ? ((const float *)t->data)[i]
-                   : t->dtype == IFD_DOUBLE ? ((const double *)t->data)[i]
-                                            : 0.0;
-        if (t->dtype == IFD_FLOAT16 || t->dtype == IFD_BFLOAT16)
-            return json_null(); /* half precision is not printed; use `inferd run` */
-        return isfinite(v) ? json_real(v) : json_null();
-    }
-    case IFD_INT8: return json_integer(((const int8_t *)t->data)[i]);
-    case IFD_INT16: return json_integer(((const int16_t *)t->data)[i]);
-    case IFD_INT32: return json_integer(((const int32_t *)t->data)[i]);
-    case IFD_INT64: return json_integer(((const int64_t *)t->data)[i]);
-    case IFD_UINT8: return json_integer(((const uint8_t *)t->data)[i]);
-    case IFD_UINT16: return json_integer(((const uint16_t *)t->data)[i]);
-    case IFD_UINT32: return json_integer(((const uint32_t *)t->data)[i]);
-    case IFD_UINT64: return json_integer((json_int_t)((const uint64_t *)t->data)[i]);
-    default: return json_null();
-    }
-}
-
-static json_t *tensor_json(const ifd_tensor *t, int axis, size_t *pos)
-{
-    if (axis == t->rank)
-        return element_json(t, (*pos)++);
-    json_t *arr = json_array();
-    for (int64_t i = 0; i < t->dims[axis]; i++)
-        json_array_append_new(arr, tensor_json(t, axis + 1, pos));
-    return arr;
-}
-
-static json_t *value_json(const ifd_value *v)
-{
-    size_t pos = 0;
-    if (v->kind == IFD_VALUE_TENSOR)
-        return tensor_json(&v->tensor, 0, &pos);
-    if (v->kind == IFD_VALUE_SEQUENCE) {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < v->length; i++)
-            json_array_append_new(arr, value_json(v->items[i]));
-        return arr;
-    }
-    json_t *obj = json_object();
-    for (int64_t i = 0; i < ifd_tensor_count(&v->map_keys); i++) {
-        char key[64];
-        if (v->map_keys.dtype == IFD_STRING) {
-            const ifd_string *s = &((const ifd_string *)v->map_keys.data)[i];
-            json_object_setn_new_nocheck(obj, s->data ? s->data : "", s->size,
-                                         element_json(&v->map_values, (size_t)i));
-        } else {
-            snprintf(key, sizeof(key), "%lld", (long long)((const int64_t *)v->map_keys.data)[i]);
-            json_object_set_new(obj, key, element_json(&v->map_values, (size_t)i));
-        }
-    }
-    return obj;
 }
 
 int cmd_predict(int argc, char **argv)
@@ -280,8 +98,9 @@ int cmd_predict(int argc, char **argv)
     }
     json_t *result = json_object();
     for (size_t k = 0; k < n_out; k++)
-        json_object_set_new(result, ifd_model_output(model, k)->name, value_json(outputs[k]));
-    char *text = json_dumps(result, JSON_REAL_PRECISION(9) | JSON_PRESERVE_ORDER);
+        json_object_set_new(result, ifd_model_output(model, k)->name, value_to_json(outputs[k]));
+    size_t len;
+    char *text = json_encode(result, &len);
     json_decref(result);
     if (text) {
         puts(text);
