@@ -137,8 +137,11 @@ static int open_beneath(const char *base_dir, const char *location, const char *
                   strerror(errno));
         return -1;
     }
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+     * writer forever (a model naming one hung the loader); it is refused
+     * below as not a regular file, and reads of regular files ignore it. */
     struct open_how how = {
-        .flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW,
+        .flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK,
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
     int fd = (int)syscall(SYS_openat2, dir, location, &how, sizeof(how));
@@ -183,8 +186,12 @@ static bool parse_u64(const char *text, uint64_t *out)
     return true;
 }
 
+/* Allocates t (dtype, rank, dims: `bytes` bytes) only once the file is known
+ * to hold that many bytes past the offset, so a reference to a short file
+ * cannot make the engine allocate what the shape claims. */
 static ifd_status read_external(const Onnx__TensorProto *tp, const char *base_dir,
-                                ifd_tensor *t, size_t bytes, const char *name, ifd_error *err)
+                                ifd_tensor *t, ifd_dtype dtype, int rank, const int64_t *dims,
+                                size_t bytes, const char *name, ifd_error *err)
 {
     const char *location = NULL;
     uint64_t offset = 0, length = bytes;
@@ -231,7 +238,7 @@ static ifd_status read_external(const Onnx__TensorProto *tp, const char *base_di
         set_error(err, "tensor '%s': external data '%s' is shorter than offset %llu + %zu bytes",
                   name, location, (unsigned long long)offset, bytes);
         status = IFD_ERR_INVALID_MODEL;
-    } else {
+    } else if ((status = tensor_alloc(t, dtype, rank, dims, name, err)) == IFD_OK) {
         size_t done = 0;
         while (done < bytes) {
             ssize_t n = pread(fd, (char *)t->data + done, bytes - done, (off_t)(offset + done));
@@ -243,6 +250,8 @@ static ifd_status read_external(const Onnx__TensorProto *tp, const char *base_di
             }
             done += (size_t)n;
         }
+        if (status != IFD_OK)
+            tensor_release(t);
     }
     close(fd);
     return status;
@@ -283,32 +292,30 @@ ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor 
     int64_t count64;
     shape_count(rank, dims, &count64);
     size_t count = (size_t)count64;
-    ifd_status st = tensor_alloc(t, dtype, rank, dims, name, err);
-    if (st != IFD_OK)
-        return st;
+    ifd_status st;
 
+    /* Every branch below checks that the message (or the external file)
+     * really holds the bytes the dims claim *before* allocating: dims cost a
+     * few bytes, so allocating first would let a 20-byte file make the engine
+     * calloc up to IFD_MAX_TENSOR_BYTES (found by fuzz_value_decode). */
     if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
         if (dtype == IFD_STRING) {
             set_error(err, "tensor '%s': string tensors cannot use external data", name);
-            st = IFD_ERR_INVALID_MODEL;
-        } else {
-            st = read_external(tp, base_dir, t, bytes, name, err);
+            return IFD_ERR_INVALID_MODEL;
         }
-        if (st != IFD_OK)
-            tensor_release(t);
-        return st;
+        return read_external(tp, base_dir, t, dtype, rank, dims, bytes, name, err);
     }
     if (tp->has_raw_data && dtype != IFD_STRING) {
         if (tp->raw_data.len != bytes) {
             set_error(err, "tensor '%s': raw_data has %zu bytes, shape %s of %s needs %zu", name,
                       tp->raw_data.len, shape_to_string(rank, dims, shape, sizeof(shape)),
                       ifd_dtype_name(dtype), bytes);
-            tensor_release(t);
             return IFD_ERR_INVALID_MODEL;
         }
-        if (bytes)
+        st = tensor_alloc(t, dtype, rank, dims, name, err);
+        if (st == IFD_OK && bytes)
             memcpy(t->data, tp->raw_data.data, bytes);
-        return IFD_OK;
+        return st;
     }
 
     size_t have = 0, per_element = 1;
@@ -325,9 +332,11 @@ ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor 
     if (have != count * per_element) {
         set_error(err, "tensor '%s': holds %zu values, shape %s needs %zu", name, have,
                   shape_to_string(rank, dims, shape, sizeof(shape)), count * per_element);
-        tensor_release(t);
         return IFD_ERR_INVALID_MODEL;
     }
+    st = tensor_alloc(t, dtype, rank, dims, name, err);
+    if (st != IFD_OK)
+        return st;
     for (size_t i = 0; i < count; i++) {
         switch (dtype) {
         case IFD_FLOAT: ((float *)t->data)[i] = tp->float_data[i]; break;

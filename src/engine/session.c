@@ -282,29 +282,103 @@ void ifd_session_free(ifd_session *session)
     free(session);
 }
 
+static const char *kind_name(ifd_value_kind kind)
+{
+    return kind == IFD_VALUE_TENSOR ? "tensor" : kind == IFD_VALUE_MAP ? "map" : "sequence";
+}
+
+/* A tensor the caller built: rank in range, countable, data present. */
+static ifd_status check_tensor_storage(const char *name, const char *what, const ifd_tensor *t,
+                                       ifd_error *err)
+{
+    char got_shape[128];
+    size_t bytes;
+    if (t->rank < 0 || t->rank > IFD_MAX_RANK) {
+        set_error(err, "input '%s': %s has rank %d, outside 0..%d", name, what, t->rank,
+                  IFD_MAX_RANK);
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
+    if (!shape_bytes(t->dtype, t->rank, t->dims, &bytes) || (bytes && !t->data)) {
+        set_error(err, "input '%s': %s of shape %s is invalid or has no data", name, what,
+                  shape_to_string(t->rank, t->dims, got_shape, sizeof(got_shape)));
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
+    return IFD_OK;
+}
+
+/* Operators trust the declared key and value types of a map (prepare() saw
+ * them), so a map of other types must not reach them. */
+static ifd_status check_map(const char *name, const char *what, const ifd_type_info *want,
+                            const ifd_value *v, ifd_error *err)
+{
+    const ifd_tensor *k = &v->map_keys, *x = &v->map_values;
+    if (k->dtype != want->key_dtype || x->dtype != want->dtype) {
+        set_error(err, "input '%s': %s should map %s to %s, got %s to %s", name, what,
+                  ifd_dtype_name(want->key_dtype), ifd_dtype_name(want->dtype),
+                  ifd_dtype_name(k->dtype), ifd_dtype_name(x->dtype));
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
+    if (k->rank != 1 || x->rank != 1 || k->dims[0] != x->dims[0]) {
+        set_error(err, "input '%s': %s needs 1-D keys and values of one length", name, what);
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
+    ifd_status st = check_tensor_storage(name, "map keys", k, err);
+    return st == IFD_OK ? check_tensor_storage(name, "map values", x, err) : st;
+}
+
 static ifd_status check_input(const model_io *io, const ifd_value *v, ifd_error *err)
 {
     const ifd_type_info *want = &io->info.type;
+    const char *name = io->info.name;
     char got_shape[128], want_shape[128];
     if (!v) {
-        set_error(err, "input '%s' is missing", io->info.name);
+        set_error(err, "input '%s' is missing", name);
         return IFD_ERR_INVALID_ARGUMENT;
     }
     if (v->kind != want->kind) {
-        set_error(err, "input '%s': expected a %s, got a %s", io->info.name,
-                  want->kind == IFD_VALUE_TENSOR ? "tensor" : want->kind == IFD_VALUE_MAP ? "map" : "sequence",
-                  v->kind == IFD_VALUE_TENSOR ? "tensor" : v->kind == IFD_VALUE_MAP ? "map" : "sequence");
+        set_error(err, "input '%s': expected a %s, got a %s", name, kind_name(want->kind),
+                  kind_name(v->kind));
         return IFD_ERR_INVALID_ARGUMENT;
     }
-    if (v->kind != IFD_VALUE_TENSOR)
+    if (v->kind == IFD_VALUE_MAP)
+        return check_map(name, "the map", want, v, err);
+    if (v->kind == IFD_VALUE_SEQUENCE) {
+        /* items must be what the model declared, as for maps */
+        for (size_t i = 0; i < v->length; i++) {
+            const ifd_value *item = v->items ? v->items[i] : NULL;
+            char what[48];
+            snprintf(what, sizeof(what), "sequence item %zu", i);
+            if (!item || item->kind != want->elem_kind) {
+                set_error(err, "input '%s': %s should be a %s", name, what,
+                          kind_name(want->elem_kind));
+                return IFD_ERR_INVALID_ARGUMENT;
+            }
+            ifd_status st;
+            if (item->kind == IFD_VALUE_MAP) {
+                st = check_map(name, what, want, item, err);
+            } else if (item->kind == IFD_VALUE_TENSOR && item->tensor.dtype != want->dtype) {
+                set_error(err, "input '%s': %s should be a %s tensor, got %s", name, what,
+                          ifd_dtype_name(want->dtype), ifd_dtype_name(item->tensor.dtype));
+                st = IFD_ERR_INVALID_ARGUMENT;
+            } else {
+                st = item->kind == IFD_VALUE_TENSOR
+                         ? check_tensor_storage(name, what, &item->tensor, err)
+                         : IFD_OK;
+            }
+            if (st != IFD_OK)
+                return st;
+        }
         return IFD_OK;
+    }
     const ifd_tensor *t = &v->tensor;
+    if (t->rank < 0 || t->rank > IFD_MAX_RANK)
+        return check_tensor_storage(name, "the tensor", t, err);
     bool shape_ok = want->rank < 0 || want->rank == t->rank;
     for (int i = 0; shape_ok && want->rank >= 0 && i < t->rank; i++)
         if (want->dims[i] >= 0 && want->dims[i] != t->dims[i])
             shape_ok = false;
     if (t->dtype != want->dtype || !shape_ok) {
-        set_error(err, "input '%s': expected %s %s, got %s %s", io->info.name,
+        set_error(err, "input '%s': expected %s %s, got %s %s", name,
                   ifd_dtype_name(want->dtype),
                   want->rank >= 0 ? shape_to_string(want->rank, want->dims, want_shape, sizeof(want_shape))
                                   : "of any shape",
@@ -313,7 +387,7 @@ static ifd_status check_input(const model_io *io, const ifd_value *v, ifd_error 
     }
     size_t bytes;
     if (!shape_bytes(t->dtype, t->rank, t->dims, &bytes) || (bytes && !t->data)) {
-        set_error(err, "input '%s': shape %s is invalid or has no data", io->info.name,
+        set_error(err, "input '%s': shape %s is invalid or has no data", name,
                   shape_to_string(t->rank, t->dims, got_shape, sizeof(got_shape)));
         return IFD_ERR_INVALID_ARGUMENT;
     }

@@ -3,18 +3,88 @@
  * runs (Gemm, MatMul, Conv via im2col, ConvTranspose, linear ML models).
  * Row-major single precision: C = alpha * op(A) * op(B) + beta * C, where
  * op(X) is X or its transpose. beta == 0 means C is not read.
+ *
+ * Operands that stay the same from run to run (weights) can be packed once at
+ * load into the layout the kernel streams (gemm_pack_a / gemm_pack_b) and
+ * passed to gemm_f32_ex; the layout is the backend's business, so callers
+ * size packed buffers with gemm_packed_*_floats and never look inside.
+ *
+ * Thread safety: every function is reentrant; a packed operand is read-only
+ * once packed and may be shared by concurrent products. `pool` may be NULL
+ * (run on the caller); it must not be a pool already inside parallel_for.
  */
 #ifndef INFERD_ENGINE_KERNELS_GEMM_H
 #define INFERD_ENGINE_KERNELS_GEMM_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../threadpool.h"
 
 void gemm_f32(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
               const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
               size_t ldc, threadpool *pool);
+
+/* One operand of gemm_f32_ex: either a plain row-major matrix (ld, trans as in
+ * gemm_f32) or, when `packed`, the output of gemm_pack_a / gemm_pack_b for
+ * exactly this product's m/n/k (ld and trans are then ignored). */
+typedef struct gemm_operand {
+    const float *data;
+    size_t ld;
+    bool trans;
+    bool packed;
+} gemm_operand;
+
+void gemm_f32_ex(size_t m, size_t n, size_t k, float alpha, gemm_operand a, gemm_operand b,
+                 float beta, float *c, size_t ldc, threadpool *pool);
+
+/* Floats needed to hold op(A) (m x k) or op(B) (k x n) packed; 0 when the
+ * size overflows. Packed buffers need no particular alignment. */
+size_t gemm_packed_a_floats(size_t m, size_t k);
+size_t gemm_packed_b_floats(size_t k, size_t n);
+
+/* The packed layout of op(B), for producers that write it directly instead
+ * of building a plain matrix first (im2col): K is cut into panels of
+ * GEMM_PACK_KC rows, each panel into slivers of GEMM_PACK_NR columns stored
+ * row by row, zero-padded to whole slivers. One row's elements are therefore
+ * contiguous in runs of GEMM_PACK_NR. */
+#define GEMM_PACK_NR 16
+#define GEMM_PACK_KC 256
+
+typedef struct gemm_packed_row {
+    float *base;          /* element (p, 0) */
+    size_t sliver_stride; /* floats from one sliver of the row to the next */
+} gemm_packed_row;
+
+static inline gemm_packed_row gemm_packed_b_row(float *packed, size_t k, size_t n, size_t p)
+{
+    size_t npad = (n + GEMM_PACK_NR - 1) / GEMM_PACK_NR * GEMM_PACK_NR;
+    size_t p0 = p / GEMM_PACK_KC * GEMM_PACK_KC;
+    size_t kc = k - p0 < GEMM_PACK_KC ? k - p0 : GEMM_PACK_KC;
+    gemm_packed_row row = {packed + p0 * npad + (p - p0) * GEMM_PACK_NR, GEMM_PACK_NR * kc};
+    return row;
+}
+
+/* Element j of a packed row. */
+static inline float *gemm_packed_at(gemm_packed_row row, size_t j)
+{
+    return row.base + j / GEMM_PACK_NR * row.sliver_stride + j % GEMM_PACK_NR;
+}
+
+void gemm_pack_a(bool trans_a, size_t m, size_t k, const float *a, size_t lda, float *packed);
+void gemm_pack_b(bool trans_b, size_t k, size_t n, const float *b, size_t ldb, float *packed);
+
+/* Double precision, same contract as gemm_f32 but on the caller's thread: a
+ * plain cache-friendly loop nest, for the rare double-typed models. */
+void gemm_f64(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, double alpha,
+              const double *a, size_t lda, const double *b, size_t ldb, double beta, double *c,
+              size_t ldc);
+
+/* Wrapping int32 product C = A * B of plain row-major matrices, for the
+ * quantized operators (their spec lets 32-bit accumulation overflow). */
+void gemm_s32(size_t m, size_t n, size_t k, const int32_t *a, size_t lda, const int32_t *b,
+              size_t ldb, int32_t *c, size_t ldc);
 
 /* Name of the implementation in use, for `inferd version` and benchmarks. */
 const char *gemm_backend_name(void);

@@ -1,5 +1,666 @@
-/* ops/conv.c — placeholder while the family is written; replaced by its implementation. */
+/*
+ * ops/conv.c — convolutions: Conv, ConvTranspose, ConvInteger, QLinearConv.
+ *
+ * Conv runs as im2col + matrix product per image and group (Chellapilla et
+ * al., "High performance convolutional neural networks for document
+ * processing", 2006): the patches of a group become a (C/group * taps) x
+ * (output positions) matrix and the group's weights, (M/group) x (C/group *
+ * taps), multiply it into the output planes. A pointwise convolution (1x1,
+ * stride 1, no padding) needs no patches: the input planes already are that
+ * matrix. ConvTranspose is the adjoint: weights^T x input gives one column
+ * of taps per input position, which col2im adds into the output.
+ *
+ * Float weights that are initializers are packed per group at load into the
+ * layout the GEMM kernel streams; float16 runs in float, double through the
+ * double loop nest. The integer convolutions subtract zero points into int32
+ * operands, multiply with wrapping int32 arithmetic and (QLinearConv)
+ * requantize. Up to three spatial axes (1-D, 2-D and 3-D convolutions).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/gemm.h"
+#include "../kernels/im2col.h"
 #include "../op.h"
 
-static const op_def defs[] = {{"", "__none_conv", 0, -1, NULL, NULL, NULL}};
+#define MAX_SPATIAL IM2COL_MAX_SPATIAL
+
+typedef enum conv_kind { CONV, CONV_TRANSPOSE, CONV_INTEGER, QLINEAR_CONV } conv_kind;
+typedef enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID } auto_pad;
+
+typedef struct conv_state {
+    conv_kind kind;
+    int x_index, w_index, b_index; /* inputs: QLinearConv interleaves scales */
+    auto_pad auto_pad;
+    int64_t group;
+    /* attribute lists as given; lengths are checked against the spatial rank
+     * once it is known (0 = absent) */
+    size_t n_kernel, n_strides, n_dilations, n_pads, n_output_padding, n_output_shape;
+    int64_t kernel[MAX_SPATIAL], strides[MAX_SPATIAL], dilations[MAX_SPATIAL];
+    int64_t pads[2 * MAX_SPATIAL], output_padding[MAX_SPATIAL], output_shape[MAX_SPATIAL + 2];
+    /* float weights packed per group for gemm_f32_ex (NULL when W is not a
+     * float initializer) */
+    float *packed_w;
+    size_t packed_group_floats;
+    size_t packed_m, packed_k;
+} conv_state;
+
+/* Everything one run needs, from the actual shapes. */
+typedef struct conv_plan {
+    int spatial;
+    int64_t batch, in_channels, out_channels, group;
+    int64_t in[MAX_SPATIAL], out[MAX_SPATIAL];
+    size_t in_plane, out_plane, taps;
+    conv_geometry geo; /* per group; for ConvTranspose the image is the output */
+    bool pointwise;    /* Conv with 1x1 kernel, stride 1, no padding */
+} conv_plan;
+
+static void conv_free(void *state)
+{
+    conv_state *st = state;
+    if (st)
+        free(st->packed_w);
+    free(st);
+}
+
+/* ---- attributes and geometry -------------------------------------------- */
+
+static int read_list(op_node *node, ifd_error *err, const char *name, int64_t *dst, size_t max,
+                     size_t *count)
+{
+    const int64_t *v;
+    size_t n = op_attr_ints(node, name, &v);
+    if (n > max)
+        return op_prepare_fail(node, err, "%s has %zu entries; at most %zu spatial axes are "
+                               "supported", name, n, max);
+    if (n > 0)
+        memcpy(dst, v, n * sizeof(int64_t));
+    *count = n;
+    return 0;
+}
+
+static int parse_attrs(op_node *node, conv_state *st, ifd_error *err)
+{
+    const char *pad = op_attr_string(node, "auto_pad", "NOTSET");
+    if (strcmp(pad, "NOTSET") == 0)
+        st->auto_pad = PAD_NOTSET;
+    else if (strcmp(pad, "SAME_UPPER") == 0)
+        st->auto_pad = PAD_SAME_UPPER;
+    else if (strcmp(pad, "SAME_LOWER") == 0)
+        st->auto_pad = PAD_SAME_LOWER;
+    else if (strcmp(pad, "VALID") == 0)
+        st->auto_pad = PAD_VALID;
+    else
+        return op_prepare_fail(node, err, "unknown auto_pad '%s'", pad);
+    st->group = op_attr_int(node, "group", 1);
+    if (st->group < 1)
+        return op_prepare_fail(node, err, "group must be >= 1, got %lld", (long long)st->group);
+    if (read_list(node, err, "kernel_shape", st->kernel, MAX_SPATIAL, &st->n_kernel) ||
+        read_list(node, err, "strides", st->strides, MAX_SPATIAL, &st->n_strides) ||
+        read_list(node, err, "dilations", st->dilations, MAX_SPATIAL, &st->n_dilations) ||
+        read_list(node, err, "pads", st->pads, 2 * MAX_SPATIAL, &st->n_pads))
+        return -1;
+    if (st->kind == CONV_TRANSPOSE &&
+        (read_list(node, err, "output_padding", st->output_padding, MAX_SPATIAL,
+                   &st->n_output_padding) ||
+         read_list(node, err, "output_shape", st->output_shape, MAX_SPATIAL + 2,
+                   &st->n_output_shape)))
+        return -1;
+    for (size_t i = 0; i < st->n_kernel; i++)
+        if (st->kernel[i] < 1)
+            return op_prepare_fail(node, err, "kernel_shape entries must be >= 1");
+    for (size_t i = 0; i < st->n_strides; i++)
+        if (st->strides[i] < 1)
+            return op_prepare_fail(node, err, "strides must be >= 1");
+    for (size_t i = 0; i < st->n_dilations; i++)
+        if (st->dilations[i] < 1)
+            return op_prepare_fail(node, err, "dilations must be >= 1");
+    for (size_t i = 0; i < st->n_pads; i++)
+        if (st->pads[i] < 0)
+            return op_prepare_fail(node, err, "pads must be >= 0");
+    for (size_t i = 0; i < st->n_output_padding; i++)
+        if (st->output_padding[i] < 0)
+            return op_prepare_fail(node, err, "output_padding must be >= 0");
+    return 0;
+}
+
+/* Resolve the geometry of one run from the shapes of X and W. On failure
+ * writes the reason into why and returns -1. */
+static int plan_conv(const conv_state *st, int x_rank, const int64_t *x_dims, int w_rank,
+                     const int64_t *w_dims, conv_plan *p, char *why, size_t why_size)
+{
+    char sx[128], sw[128];
+    memset(p, 0, sizeof(*p));
+    int sp = w_rank - 2;
+    if (sp < 1 || sp > MAX_SPATIAL || x_rank != w_rank) {
+        snprintf(why, why_size, "X %s and W %s must have the same rank, 3 to %d",
+                 shape_to_string(x_rank, x_dims, sx, sizeof(sx)),
+                 shape_to_string(w_rank, w_dims, sw, sizeof(sw)), MAX_SPATIAL + 2);
+        return -1;
+    }
+    size_t usp = (size_t)sp;
+    if ((st->n_kernel && st->n_kernel != usp) || (st->n_strides && st->n_strides != usp) ||
+        (st->n_dilations && st->n_dilations != usp) || (st->n_pads && st->n_pads != 2 * usp) ||
+        (st->n_output_padding && st->n_output_padding != usp) ||
+        (st->n_output_shape && st->n_output_shape != usp && st->n_output_shape != usp + 2)) {
+        snprintf(why, why_size, "attribute lengths do not match %d spatial axes", sp);
+        return -1;
+    }
+    p->spatial = sp;
+    p->group = st->group;
+    p->batch = x_dims[0];
+    p->in_channels = x_dims[1];
+    int64_t w_in;
+    if (st->kind == CONV_TRANSPOSE) {
+        w_in = w_dims[0];
+        p->out_channels = w_dims[1] * st->group;
+    } else {
+        w_in = w_dims[1] * st->group;
+        p->out_channels = w_dims[0];
+    }
+    if (w_in != p->in_channels || p->in_channels % st->group != 0 ||
+        p->out_channels % st->group != 0) {
+        snprintf(why, why_size, "channels of X %s do not match W %s with group %lld",
+                 shape_to_string(x_rank, x_dims, sx, sizeof(sx)),
+                 shape_to_string(w_rank, w_dims, sw, sizeof(sw)), (long long)st->group);
+        return -1;
+    }
+    /* the geometry is 3-D; missing leading axes have size 1 */
+    conv_geometry *g = &p->geo;
+    int lead = MAX_SPATIAL - sp;
+    for (int d = 0; d < lead; d++) {
+        g->image[d] = g->out[d] = g->kernel[d] = g->stride[d] = g->dilation[d] = 1;
+        g->pad[d] = 0;
+    }
+    p->in_plane = p->out_plane = p->taps = 1;
+    p->pointwise = st->kind != CONV_TRANSPOSE;
+    for (int i = 0; i < sp; i++) {
+        int64_t in = x_dims[2 + i], k = w_dims[2 + i];
+        if (st->n_kernel && st->kernel[i] != k) {
+            snprintf(why, why_size, "kernel_shape does not match W %s",
+                     shape_to_string(w_rank, w_dims, sw, sizeof(sw)));
+            return -1;
+        }
+        int64_t s = st->n_strides ? st->strides[i] : 1;
+        int64_t d = st->n_dilations ? st->dilations[i] : 1;
+        int64_t extent = (k - 1) * d + 1; /* span of the dilated kernel */
+        int64_t begin = st->n_pads ? st->pads[i] : 0, end = st->n_pads ? st->pads[sp + i] : 0;
+        int64_t out;
+        if (st->kind != CONV_TRANSPOSE) {
+            if (st->auto_pad == PAD_SAME_UPPER || st->auto_pad == PAD_SAME_LOWER) {
+                out = (in + s - 1) / s;
+                int64_t total = (out - 1) * s + extent - in;
+                if (total < 0)
+                    total = 0;
+                begin = st->auto_pad == PAD_SAME_UPPER ? total / 2 : total - total / 2;
+                end = total - begin;
+            } else {
+                if (st->auto_pad == PAD_VALID)
+                    begin = end = 0;
+                if (in + begin + end < extent) {
+                    snprintf(why, why_size, "input axis %d of size %lld is smaller than the "
+                             "kernel's extent %lld", 2 + i, (long long)in, (long long)extent);
+                    return -1;
+                }
+                out = (in + begin + end - extent) / s + 1;
+            }
+            g->image[lead + i] = in;
+            g->out[lead + i] = out;
+            if (k != 1 || s != 1 || begin != 0 || end != 0)
+                p->pointwise = false;
+        } else {
+            int64_t adj = st->n_output_padding ? st->output_padding[i] : 0;
+            int64_t full = s * (in - 1) + adj + extent;
+            if (st->n_output_shape || st->auto_pad == PAD_SAME_UPPER ||
+                st->auto_pad == PAD_SAME_LOWER) {
+                out = st->n_output_shape ? st->output_shape[st->n_output_shape - usp + i] : in * s;
+                int64_t total = full - out;
+                /* ConvTranspose puts the odd unit of padding first except for
+                 * SAME_UPPER (spec equations under output_shape). A larger
+                 * output_shape makes total negative: halving rounds down so
+                 * that the extra rows go to the end, as the reference does. */
+                int64_t half = total >= 0 ? total / 2 : -((1 - total) / 2);
+                begin = st->auto_pad == PAD_SAME_UPPER ? half : total - half;
+            } else {
+                if (st->auto_pad == PAD_VALID)
+                    begin = end = 0;
+                out = full - begin - end;
+            }
+            if (out < 1 || in < 1) {
+                snprintf(why, why_size, "output axis %d would have size %lld", 2 + i,
+                         (long long)out);
+                return -1;
+            }
+            /* col2im's image is the output and its positions the input */
+            g->image[lead + i] = out;
+            g->out[lead + i] = in;
+        }
+        g->kernel[lead + i] = k;
+        g->stride[lead + i] = s;
+        g->dilation[lead + i] = d;
+        g->pad[lead + i] = begin;
+        p->in[i] = in;
+        p->out[i] = out;
+        p->in_plane *= (size_t)in;
+        p->out_plane *= (size_t)out;
+        p->taps *= (size_t)k;
+    }
+    g->channels = (size_t)(st->kind == CONV_TRANSPOSE ? p->out_channels : p->in_channels) /
+                  (size_t)st->group;
+    return 0;
+}
+
+static bool dims_known(const value_info *v)
+{
+    if (v->rank < 0)
+        return false;
+    for (int i = 0; i < v->rank; i++)
+        if (v->dims[i] < 0)
+            return false;
+    return true;
+}
+
+/* Pack float weights per group as the A operand of the group's product:
+ * Conv multiplies W_g (M/g x C/g*taps), ConvTranspose W_g^T (M/g*taps x C/g). */
+static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w, ifd_error *err)
+{
+    int64_t count = ifd_tensor_count(w);
+    size_t m, k, group = (size_t)st->group, taps = 1;
+    for (int i = 2; i < w->rank; i++)
+        taps *= (size_t)w->dims[i];
+    if (w->dims[0] % st->group != 0)
+        return op_prepare_fail(node, err, "W's first axis is not a multiple of group");
+    if (st->kind == CONV_TRANSPOSE) {
+        m = (size_t)w->dims[1] * taps;
+        k = (size_t)w->dims[0] / group;
+    } else {
+        m = (size_t)w->dims[0] / group;
+        k = (size_t)w->dims[1] * taps;
+    }
+    size_t per = gemm_packed_a_floats(m, k);
+    if (per == 0 || per > IFD_MAX_TENSOR_BYTES / sizeof(float) / group)
+        return op_prepare_fail(node, err, "W is too large to pack");
+    float *plain = malloc((size_t)count * sizeof(float) + 1);
+    st->packed_w = malloc(per * group * sizeof(float));
+    if (!plain || !st->packed_w) {
+        free(plain);
+        return op_prepare_fail(node, err, "out of memory packing W");
+    }
+    for (int64_t i = 0; i < count; i++)
+        plain[i] = (float)tensor_get_double(w, (size_t)i);
+    for (size_t gi = 0; gi < group; gi++) {
+        const float *wg = plain + gi * m * k;
+        if (st->kind == CONV_TRANSPOSE)
+            gemm_pack_a(true, m, k, wg, m, st->packed_w + gi * per);
+        else
+            gemm_pack_a(false, m, k, wg, k, st->packed_w + gi * per);
+    }
+    free(plain);
+    st->packed_group_floats = per;
+    st->packed_m = m;
+    st->packed_k = k;
+    return 0;
+}
+
+static bool is_8bit(ifd_dtype d) { return d == IFD_INT8 || d == IFD_UINT8; }
+
+static int conv_prepare_kind(op_node *node, ifd_error *err, conv_kind kind)
+{
+    conv_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return op_prepare_fail(node, err, "out of memory");
+    node->state = st;
+    st->kind = kind;
+    st->x_index = 0;
+    st->w_index = kind == QLINEAR_CONV ? 3 : 1;
+    st->b_index = kind == QLINEAR_CONV ? 8 : kind == CONV_INTEGER ? -1 : 2;
+    if (parse_attrs(node, st, err) != 0)
+        return -1;
+    const value_info *x = node->n_inputs > st->x_index ? node->inputs[st->x_index] : NULL;
+    const value_info *w = node->n_inputs > st->w_index ? node->inputs[st->w_index] : NULL;
+    const value_info *b =
+        st->b_index >= 0 && node->n_inputs > st->b_index ? node->inputs[st->b_index] : NULL;
+    if (!x || !w)
+        return op_prepare_fail(node, err, "needs inputs X and W");
+    ifd_dtype out_dtype = x->dtype;
+    if (kind == CONV || kind == CONV_TRANSPOSE) {
+        if (x->dtype != IFD_FLOAT && x->dtype != IFD_FLOAT16 && x->dtype != IFD_DOUBLE)
+            return op_prepare_fail(node, err, "unsupported dtype %s", ifd_dtype_name(x->dtype));
+        if (w->dtype != x->dtype || (b && b->dtype != x->dtype))
+            return op_prepare_fail(node, err, "X, W and B must share one dtype");
+    } else {
+        if (!is_8bit(x->dtype) || !is_8bit(w->dtype))
+            return op_prepare_fail(node, err, "x and w must be int8 or uint8");
+        if (kind == CONV_INTEGER) {
+            out_dtype = IFD_INT32;
+            for (int i = 2; i < 4 && i < node->n_inputs; i++)
+                if (node->inputs[i] && node->inputs[i]->dtype != node->inputs[i - 2]->dtype)
+                    return op_prepare_fail(node, err, "zero points must match their operand");
+        } else {
+            for (int i = 0; i < 8; i++)
+                if (i >= node->n_inputs || !node->inputs[i])
+                    return op_prepare_fail(node, err, "input %d is required", i);
+            if (node->inputs[2]->dtype != x->dtype || node->inputs[5]->dtype != w->dtype ||
+                !is_8bit(node->inputs[7]->dtype))
+                return op_prepare_fail(node, err, "zero points must match their operand");
+            if (node->inputs[1]->dtype != IFD_FLOAT || node->inputs[4]->dtype != IFD_FLOAT ||
+                node->inputs[6]->dtype != IFD_FLOAT)
+                return op_prepare_fail(node, err, "scales must be float");
+            if (b && b->dtype != IFD_INT32)
+                return op_prepare_fail(node, err, "B must be int32");
+            out_dtype = node->inputs[7]->dtype;
+        }
+    }
+    if (w->rank >= 0 && (w->rank < 3 || w->rank > MAX_SPATIAL + 2))
+        return op_prepare_fail(node, err, "W must have rank 3 to %d (1 to %d spatial axes)",
+                               MAX_SPATIAL + 2, MAX_SPATIAL);
+    if (x->rank >= 0 && w->rank >= 0 && x->rank != w->rank)
+        return op_prepare_fail(node, err, "X and W must have the same rank");
+
+    value_info *y = node->outputs[0];
+    y->kind = IFD_VALUE_TENSOR;
+    y->dtype = out_dtype;
+    y->rank = w->rank >= 0 ? w->rank : x->rank;
+    for (int i = 0; i < y->rank; i++)
+        y->dims[i] = -1;
+    if (x->rank > 0)
+        y->dims[0] = x->dims[0];
+    if (w->rank >= 3) {
+        if (kind == CONV_TRANSPOSE)
+            y->dims[1] = w->dims[1] >= 0 ? w->dims[1] * st->group : -1;
+        else
+            y->dims[1] = w->dims[0];
+    }
+    if (dims_known(x) && dims_known(w)) {
+        conv_plan p;
+        char why[512];
+        if (plan_conv(st, x->rank, x->dims, w->rank, w->dims, &p, why, sizeof(why)) != 0)
+            return op_prepare_fail(node, err, "%s", why);
+        for (int i = 0; i < p.spatial; i++)
+            y->dims[2 + i] = p.out[i];
+    }
+    const ifd_tensor *wc = w->constant;
+    if ((kind == CONV || kind == CONV_TRANSPOSE) && wc && wc->dtype != IFD_DOUBLE &&
+        wc->rank >= 3 && wc->rank <= MAX_SPATIAL + 2 && ifd_tensor_count(wc) > 0)
+        return pack_weights(node, st, wc, err);
+    return 0;
+}
+
+static int conv_prepare(op_node *node, ifd_error *err)
+{
+    return conv_prepare_kind(node, err, CONV);
+}
+static int conv_transpose_prepare(op_node *node, ifd_error *err)
+{
+    return conv_prepare_kind(node, err, CONV_TRANSPOSE);
+}
+static int conv_integer_prepare(op_node *node, ifd_error *err)
+{
+    return conv_prepare_kind(node, err, CONV_INTEGER);
+}
+static int qlinear_conv_prepare(op_node *node, ifd_error *err)
+{
+    return conv_prepare_kind(node, err, QLINEAR_CONV);
+}
+
+/* ---- run ------------------------------------------------------------------ */
+
+/* A float copy of a float16 tensor in scratch, or the data of a float one. */
+static const float *float_view(op_ctx *ctx, const ifd_tensor *t)
+{
+    if (t->dtype == IFD_FLOAT)
+        return t->data;
+    size_t count = (size_t)ifd_tensor_count(t);
+    float *copy = op_scratch(ctx, count * sizeof(float) + 1);
+    if (!copy)
+        return NULL;
+    const uint16_t *h = t->data;
+    for (size_t i = 0; i < count; i++)
+        copy[i] = half_to_float(h[i]);
+    return copy;
+}
+
+static int check_bias(op_ctx *ctx, const ifd_tensor *b, int64_t channels)
+{
+    if (b && (b->rank != 1 || b->dims[0] != channels))
+        return op_fail(ctx, "B must be 1-D with %lld elements", (long long)channels);
+    return 0;
+}
+
+static int run_plan(op_ctx *ctx, conv_plan *p, ifd_tensor **y, ifd_dtype dtype)
+{
+    const conv_state *st = ctx->node->state;
+    const ifd_tensor *x = op_input(ctx, st->x_index), *w = op_input(ctx, st->w_index);
+    if (!x || !w)
+        return op_fail(ctx, "missing X or W");
+    char why[512];
+    if (plan_conv(st, x->rank, x->dims, w->rank, w->dims, p, why, sizeof(why)) != 0)
+        return op_fail(ctx, "%s", why);
+    int64_t dims[MAX_SPATIAL + 2] = {p->batch, p->out_channels};
+    for (int i = 0; i < p->spatial; i++)
+        dims[2 + i] = p->out[i];
+    *y = op_output(ctx, 0, dtype, p->spatial + 2, dims);
+    return *y ? 0 : -1;
+}
+
+/* Floats (float and float16) and doubles share this body through these
+ * per-type pieces; T is the compute type. With PACKED_B, Conv's patches are
+ * written straight in the GEMM kernel's packed layout (IM2COL_PACKED). */
+#define FLOAT_CONV(T, IM2COL, IM2COL_PACKED, PACKED_B, COL2IM, PRODUCT)                       \
+    do {                                                                                      \
+        size_t groups = (size_t)p.group;                                                      \
+        size_t cg = (size_t)p.in_channels / groups, mg = (size_t)p.out_channels / groups;     \
+        size_t rows = conv_geometry_rows(&p.geo), cols = conv_geometry_cols(&p.geo);          \
+        size_t col_size = PACKED_B ? gemm_packed_b_floats(rows, cols) : rows * cols;          \
+        T *col = NULL;                                                                        \
+        if (!p.pointwise) {                                                                   \
+            if (col_size == 0 || col_size > IFD_MAX_TENSOR_BYTES / sizeof(T))                 \
+                return op_fail(ctx, "patch matrix is too large");                             \
+            col = op_scratch(ctx, col_size * sizeof(T));                                      \
+            if (!col)                                                                         \
+                return -1;                                                                    \
+        }                                                                                     \
+        for (size_t n = 0; n < (size_t)p.batch; n++)                                          \
+            for (size_t gi = 0; gi < groups; gi++) {                                          \
+                const T *xg = xd + (n * (size_t)p.in_channels + gi * cg) * p.in_plane;        \
+                T *yg = yd + (n * (size_t)p.out_channels + gi * mg) * p.out_plane;            \
+                for (size_t m = 0; m < mg; m++)                                               \
+                    for (size_t i = 0; i < p.out_plane; i++)                                  \
+                        yg[m * p.out_plane + i] = bd ? bd[gi * mg + m] : (T)0;                \
+                if (st->kind == CONV) {                                                       \
+                    const T *bmat = xg;                                                       \
+                    if (!p.pointwise) {                                                       \
+                        if (PACKED_B)                                                         \
+                            IM2COL_PACKED(&p.geo, xg, col);                                   \
+                        else                                                                  \
+                            IM2COL(&p.geo, xg, col);                                          \
+                        bmat = col;                                                           \
+                    }                                                                         \
+                    /* (M/g x C/g*taps) x (C/g*taps x positions) */                          \
+                    PRODUCT(false, mg, p.out_plane, cg * p.taps, gi, bmat, p.out_plane,      \
+                            PACKED_B && !p.pointwise, bd != NULL, yg);                        \
+                } else {                                                                      \
+                    /* (M/g*taps x C/g) x (C/g x input positions), then scatter */           \
+                    PRODUCT(true, mg * p.taps, p.in_plane, cg, gi, xg, p.in_plane, false, false, \
+                            col);                                                             \
+                    COL2IM(&p.geo, col, yg);                                                  \
+                }                                                                             \
+            }                                                                                 \
+    } while (0)
+
+static int float_conv_run(op_ctx *ctx)
+{
+    const conv_state *st = ctx->node->state;
+    conv_plan p;
+    ifd_tensor *y;
+    const ifd_tensor *x = op_input(ctx, st->x_index);
+    if (!x || run_plan(ctx, &p, &y, x->dtype) != 0)
+        return -1;
+    const ifd_tensor *w = op_input(ctx, st->w_index), *b = op_input(ctx, st->b_index);
+    if (w->dtype != x->dtype || (b && b->dtype != x->dtype))
+        return op_fail(ctx, "X, W and B must share one dtype");
+    if (check_bias(ctx, b, p.out_channels) != 0)
+        return -1;
+    if (ifd_tensor_count(y) == 0)
+        return 0;
+    if (x->dtype == IFD_DOUBLE) {
+        const double *xd = x->data, *wd = w->data, *bd = b ? b->data : NULL;
+        double *yd = y->data;
+        /* wd holds W_g at gi * m * k: (M/g x K) for Conv, (C/g x M/g*taps) for
+         * ConvTranspose, which is read transposed */
+#define DOUBLE_PRODUCT(TRANS, M, N, K, GI, B, LDB, B_PACKED, ACC, C)                          \
+    gemm_f64(TRANS, false, M, N, K, 1.0, wd + (GI) * (M) * (K), (TRANS) ? (M) : (K), B, LDB,  \
+             (ACC) ? 1.0 : 0.0, C, N)
+        FLOAT_CONV(double, im2col_f64, im2col_f64, false, col2im_f64, DOUBLE_PRODUCT);
+#undef DOUBLE_PRODUCT
+        return 0;
+    }
+    const float *xd = float_view(ctx, x), *bd = b ? float_view(ctx, b) : NULL;
+    float *yd = x->dtype == IFD_FLOAT ? y->data
+                                      : op_scratch(ctx, (size_t)ifd_tensor_count(y) * 4 + 1);
+    bool packed = st->packed_w != NULL;
+    size_t want_m = (size_t)p.out_channels / (size_t)p.group, want_k = p.taps;
+    if (st->kind == CONV)
+        want_k *= (size_t)p.in_channels / (size_t)p.group;
+    else
+        want_m *= p.taps, want_k = (size_t)p.in_channels / (size_t)p.group;
+    if (packed && (st->packed_m != want_m || st->packed_k != want_k))
+        return op_fail(ctx, "W does not have the shape it was packed with");
+    const float *wd = packed ? NULL : float_view(ctx, w);
+    if (!xd || (b && !bd) || !yd || (!packed && !wd))
+        return -1;
+    threadpool *pool = op_threadpool(ctx);
+#define FLOAT_PRODUCT(TRANS, M, N, K, GI, B, LDB, B_PACKED, ACC, C)                           \
+    do {                                                                                      \
+        gemm_operand oa = {wd ? wd + (GI) * (M) * (K) : NULL, (TRANS) ? (M) : (K), TRANS,    \
+                           false};                                                            \
+        if (packed)                                                                           \
+            oa = (gemm_operand){st->packed_w + (GI) * st->packed_group_floats, 0, false,     \
+                                true};                                                        \
+        gemm_operand ob = {B, LDB, false, B_PACKED};                                          \
+        gemm_f32_ex(M, N, K, 1.0f, oa, ob, (ACC) ? 1.0f : 0.0f, C, N, pool);                  \
+    } while (0)
+    FLOAT_CONV(float, im2col_f32_packed, im2col_f32_packed, true, col2im_f32, FLOAT_PRODUCT);
+#undef FLOAT_PRODUCT
+    if (y->dtype == IFD_FLOAT16) {
+        uint16_t *h = y->data;
+        size_t count = (size_t)ifd_tensor_count(y);
+        for (size_t i = 0; i < count; i++)
+            h[i] = float_to_half(yd[i]);
+    }
+    return 0;
+}
+
+/* ---- integer convolutions ----------------------------------------------- */
+
+static int32_t int8_at(const ifd_tensor *t, size_t i)
+{
+    return t->dtype == IFD_INT8 ? ((const int8_t *)t->data)[i] : ((const uint8_t *)t->data)[i];
+}
+
+/* x - zero point (one per tensor, or one per slice of `per` elements when
+ * the parameter has `slices` entries) as int32 in scratch. */
+static int32_t *widen(op_ctx *ctx, const ifd_tensor *t, const ifd_tensor *zp, size_t slices,
+                      size_t per, const char *name)
+{
+    size_t count = (size_t)ifd_tensor_count(t);
+    size_t zn = zp ? (size_t)ifd_tensor_count(zp) : 0;
+    if (zp && zn != 1 && zn != slices) {
+        op_fail(ctx, "%s must have 1 or %zu elements, got %zu", name, slices, zn);
+        return NULL;
+    }
+    int32_t *out = op_scratch(ctx, count * sizeof(int32_t) + 1);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < count; i++)
+        out[i] = int8_at(t, i) - (zp ? int8_at(zp, zn == 1 ? 0 : i / per) : 0);
+    return out;
+}
+
+static int integer_conv_run(op_ctx *ctx)
+{
+    const conv_state *st = ctx->node->state;
+    bool q = st->kind == QLINEAR_CONV;
+    const ifd_tensor *x = op_input(ctx, st->x_index), *w = op_input(ctx, st->w_index);
+    const ifd_tensor *xzp = op_input(ctx, 2), *wzp = op_input(ctx, q ? 5 : 3);
+    if (!x || !w || !is_8bit(x->dtype) || !is_8bit(w->dtype) ||
+        (xzp && xzp->dtype != x->dtype) || (wzp && wzp->dtype != w->dtype))
+        return op_fail(ctx, "x, w and their zero points must be int8 or uint8 alike");
+    const ifd_tensor *yzp = q ? op_input(ctx, 7) : NULL;
+    conv_plan p;
+    ifd_tensor *y;
+    if (q && (!yzp || !is_8bit(yzp->dtype)))
+        return op_fail(ctx, "y_zero_point must be int8 or uint8");
+    if (run_plan(ctx, &p, &y, q ? yzp->dtype : IFD_INT32) != 0)
+        return -1;
+    if (xzp && ifd_tensor_count(xzp) != 1)
+        return op_fail(ctx, "x_zero_point must have one element");
+    size_t groups = (size_t)p.group;
+    size_t cg = (size_t)p.in_channels / groups, mg = (size_t)p.out_channels / groups;
+    size_t kk = cg * p.taps, count = (size_t)ifd_tensor_count(y);
+    if (count == 0)
+        return 0;
+    size_t oc = (size_t)p.out_channels;
+    int32_t *xw = widen(ctx, x, xzp, 1, 1, "x_zero_point");
+    int32_t *ww = xw ? widen(ctx, w, wzp, oc, kk, "w_zero_point") : NULL;
+    int32_t *acc = q ? op_scratch(ctx, count * sizeof(int32_t)) : y->data;
+    int32_t *col = p.pointwise ? NULL : op_scratch(ctx, kk * p.out_plane * sizeof(int32_t) + 1);
+    if (!xw || !ww || !acc || (!p.pointwise && !col))
+        return -1;
+    for (size_t n = 0; n < (size_t)p.batch; n++)
+        for (size_t gi = 0; gi < groups; gi++) {
+            const int32_t *xg = xw + (n * (size_t)p.in_channels + gi * cg) * p.in_plane;
+            if (!p.pointwise) {
+                im2col_s32(&p.geo, xg, col);
+                xg = col;
+            }
+            gemm_s32(mg, p.out_plane, kk, ww + gi * mg * kk, kk, xg, p.out_plane,
+                     acc + (n * oc + gi * mg) * p.out_plane, p.out_plane);
+        }
+    if (!q)
+        return 0;
+
+    const ifd_tensor *xs = op_input(ctx, 1), *ws = op_input(ctx, 4), *ys = op_input(ctx, 6);
+    const ifd_tensor *b = op_input(ctx, 8);
+    if (!xs || !ws || !ys || xs->dtype != IFD_FLOAT || ws->dtype != IFD_FLOAT ||
+        ys->dtype != IFD_FLOAT || ifd_tensor_count(xs) != 1 || ifd_tensor_count(ys) != 1 ||
+        ifd_tensor_count(yzp) != 1)
+        return op_fail(ctx, "x_scale, y_scale and y_zero_point must be single floats/ints");
+    size_t wsn = (size_t)ifd_tensor_count(ws);
+    if (wsn != 1 && wsn != oc)
+        return op_fail(ctx, "w_scale must have 1 or %zu elements", oc);
+    if (b && (b->dtype != IFD_INT32 || b->rank != 1 || (size_t)b->dims[0] != oc))
+        return op_fail(ctx, "B must be int32 with %zu elements", oc);
+    float xsv = *(const float *)xs->data, ysv = *(const float *)ys->data;
+    const float *wsv = ws->data;
+    float zero = (float)int8_at(yzp, 0);
+    float lo = yzp->dtype == IFD_INT8 ? -128.0f : 0.0f, hi = yzp->dtype == IFD_INT8 ? 127.0f : 255.0f;
+    for (size_t i = 0; i < count; i++) {
+        size_t m = i / p.out_plane % oc;
+        int64_t sum = (int64_t)acc[i] + (b ? ((const int32_t *)b->data)[m] : 0);
+        float scale = xsv * wsv[wsn == 1 ? 0 : m] / ysv;
+        /* round to nearest, ties to even (the spec's quantization rounding) */
+        float v = nearbyintf((float)sum * scale) + zero;
+        if (isnan(v))
+            v = zero;
+        v = v < lo ? lo : v > hi ? hi : v;
+        if (yzp->dtype == IFD_INT8)
+            ((int8_t *)y->data)[i] = (int8_t)v;
+        else
+            ((uint8_t *)y->data)[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+static const op_def defs[] = {
+    /* Conv-1 and Conv-11 (and ConvTranspose's) differ only in wording: 11
+     * spells out SAME padding as out = ceil(in / stride), which is also what
+     * Conv-1 models were exported for. */
+    {"", "Conv", 1, 11, conv_prepare, float_conv_run, conv_free},
+    {"", "ConvTranspose", 1, 11, conv_transpose_prepare, float_conv_run, conv_free},
+    {"", "ConvInteger", 10, 10, conv_integer_prepare, integer_conv_run, conv_free},
+    {"", "QLinearConv", 10, 10, qlinear_conv_prepare, integer_conv_run, conv_free},
+};
 OP_FAMILY(ops_conv, defs);

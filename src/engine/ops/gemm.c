@@ -1,5 +1,736 @@
-/* ops/gemm.c — placeholder while the family is written; replaced by its implementation. */
+/*
+ * ops/gemm.c — the matrix-product operators: Gemm, MatMul (numpy matmul:
+ * 1-D promotion and batch broadcasting), MatMulInteger and QLinearMatMul.
+ *
+ * Every float product goes through kernels/gemm.h. When B is an initializer
+ * (the weights of an MLP layer) prepare packs it once into the kernel's
+ * layout, so run() streams it straight from the packed copy; float16 and
+ * bfloat16 are computed in float. Double uses the kernel's double loop nest
+ * and the integer types one wrapping loop nest instantiated per type. The
+ * quantized operators subtract zero points into int32 operands and reuse the
+ * int32 instance.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/gemm.h"
 #include "../op.h"
 
-static const op_def defs[] = {{"", "__none_gemm", 0, -1, NULL, NULL, NULL}};
+/* ---- shared helpers ------------------------------------------------------ */
+
+static bool is_float_family(ifd_dtype d)
+{
+    return d == IFD_FLOAT || d == IFD_FLOAT16 || d == IFD_BFLOAT16;
+}
+
+/* The dtypes of Gemm and MatMul: floats from version 1, 32/64-bit integers
+ * from 9, bfloat16 from 13. */
+static bool product_dtype_ok(ifd_dtype d, int version)
+{
+    switch (d) {
+    case IFD_FLOAT16: case IFD_FLOAT: case IFD_DOUBLE: return true;
+    case IFD_INT32: case IFD_INT64: case IFD_UINT32: case IFD_UINT64: return version >= 9;
+    case IFD_BFLOAT16: return version >= 13;
+    default: return false;
+    }
+}
+
+static void to_floats(ifd_dtype dtype, const void *src, float *dst, size_t count)
+{
+    const uint16_t *s = src;
+    if (dtype == IFD_FLOAT16)
+        for (size_t i = 0; i < count; i++)
+            dst[i] = half_to_float(s[i]);
+    else if (dtype == IFD_BFLOAT16)
+        for (size_t i = 0; i < count; i++)
+            dst[i] = bfloat16_to_float(s[i]);
+    else
+        memcpy(dst, src, count * sizeof(float));
+}
+
+static void from_floats(ifd_dtype dtype, const float *src, void *dst, size_t count)
+{
+    uint16_t *d = dst;
+    if (dtype == IFD_FLOAT16)
+        for (size_t i = 0; i < count; i++)
+            d[i] = float_to_half(src[i]);
+    else if (dtype == IFD_BFLOAT16)
+        for (size_t i = 0; i < count; i++)
+            d[i] = float_to_bfloat16(src[i]);
+    else if (dst != src)
+        memcpy(dst, src, count * sizeof(float));
+}
+
+/* A float view of a float, float16 or bfloat16 tensor: its own data when it
+ * is float, else a converted copy in scratch. NULL after setting the error. */
+static const float *float_view(op_ctx *ctx, const ifd_tensor *t)
+{
+    if (t->dtype == IFD_FLOAT)
+        return t->data;
+    size_t count = (size_t)ifd_tensor_count(t);
+    float *copy = op_scratch(ctx, count * sizeof(float) + 1);
+    if (copy)
+        to_floats(t->dtype, t->data, copy, count);
+    return copy;
+}
+
+/* Where a float result is computed: the output itself for float, scratch
+ * converted by from_floats afterwards otherwise. */
+static float *float_result(op_ctx *ctx, ifd_tensor *y)
+{
+    if (y->dtype == IFD_FLOAT)
+        return y->data;
+    return op_scratch(ctx, (size_t)ifd_tensor_count(y) * sizeof(float) + 1);
+}
+
+/* An initializer operand packed at load, with the float copy it came from. */
+typedef struct packed_operand {
+    float *data;
+    size_t k, n;
+} packed_operand;
+
+/* Pack a constant 1-D or 2-D float-family B of k x n (B^T when trans). */
+static int pack_constant_b(op_node *node, const ifd_tensor *b, bool trans, size_t k, size_t n,
+                           packed_operand *out, ifd_error *err)
+{
+    size_t count = (size_t)ifd_tensor_count(b);
+    size_t floats = gemm_packed_b_floats(k, n);
+    if (floats == 0 || floats > IFD_MAX_TENSOR_BYTES / sizeof(float))
+        return op_prepare_fail(node, err, "B is too large to pack");
+    float *plain = malloc(count * sizeof(float) + 1);
+    float *packed = malloc(floats * sizeof(float));
+    if (!plain || !packed) {
+        free(plain);
+        free(packed);
+        return op_prepare_fail(node, err, "out of memory packing B");
+    }
+    to_floats(b->dtype, b->data, plain, count);
+    /* a 1-D B is a k x 1 column: row stride 1 (trans does not apply) */
+    size_t ldb = b->rank >= 2 ? (size_t)b->dims[b->rank - 1] : 1;
+    gemm_pack_b(trans, k, n, plain, ldb, packed);
+    free(plain);
+    out->data = packed;
+    out->k = k;
+    out->n = n;
+    return 0;
+}
+
+/* Wrapping integer products: one body per type, accumulated in the unsigned
+ * type of the same width so that overflow wraps without undefined behaviour.
+ * y = alpha * a*b + beta * y, with a(i,p) at a[i*a_rs + p*a_cs], b likewise. */
+#define INT_PRODUCT_TYPES(X)                                                                  \
+    X(IFD_INT32, int32_t, uint32_t)                                                           \
+    X(IFD_INT64, int64_t, uint64_t)                                                           \
+    X(IFD_UINT32, uint32_t, uint32_t)                                                         \
+    X(IFD_UINT64, uint64_t, uint64_t)
+
+#define DEFINE_INT_PRODUCT(DT, T, U)                                                          \
+    static void int_product_##T(size_t m, size_t n, size_t k, int64_t alpha, const T *a,      \
+                                size_t a_rs, size_t a_cs, const T *b, size_t b_rs,            \
+                                size_t b_cs, int64_t beta, T *y)                              \
+    {                                                                                         \
+        for (size_t i = 0; i < m; i++)                                                        \
+            for (size_t j = 0; j < n; j++) {                                                  \
+                U sum = 0;                                                                    \
+                for (size_t p = 0; p < k; p++)                                                \
+                    sum += (U)a[i * a_rs + p * a_cs] * (U)b[p * b_rs + j * b_cs];             \
+                U prev = beta != 0 ? (U)y[i * n + j] : 0;                                     \
+                y[i * n + j] = (T)((U)alpha * sum + (U)beta * prev);                          \
+            }                                                                                 \
+    }
+INT_PRODUCT_TYPES(DEFINE_INT_PRODUCT)
+
+static void int_product(ifd_dtype dtype, size_t m, size_t n, size_t k, int64_t alpha,
+                        const void *a, size_t a_rs, size_t a_cs, const void *b, size_t b_rs,
+                        size_t b_cs, int64_t beta, void *y)
+{
+    switch (dtype) {
+#define CALL_INT_PRODUCT(DT, T, U)                                                            \
+    case DT:                                                                                  \
+        int_product_##T(m, n, k, alpha, a, a_rs, a_cs, b, b_rs, b_cs, beta, y);               \
+        break;
+        INT_PRODUCT_TYPES(CALL_INT_PRODUCT)
+#undef CALL_INT_PRODUCT
+    default: break;
+    }
+}
+
+/* ---- matmul batching ----------------------------------------------------- */
+
+/* numpy.matmul over A (..., m, k) and B (..., k, n): a 1-D A is a row and a
+ * 1-D B a column whose axis is dropped from the result; batch axes
+ * broadcast. */
+typedef struct product_plan {
+    size_t m, n, k;
+    size_t batch;
+    int batch_rank;
+    int64_t batch_dims[IFD_MAX_RANK];
+    int64_t a_step[IFD_MAX_RANK]; /* matrices per batch axis, 0 when broadcast */
+    int64_t b_step[IFD_MAX_RANK];
+    bool b_shared;                /* B has no batch axes */
+    int out_rank;
+    int64_t out_dims[IFD_MAX_RANK];
+} product_plan;
+
+static int plan_matmul(op_ctx *ctx, const ifd_tensor *a, const ifd_tensor *b, product_plan *p)
+{
+    char sa[128], sb[128];
+    int ra = a->rank, rb = b->rank;
+    if (ra < 1 || rb < 1)
+        return op_fail(ctx, "inputs must have rank >= 1, got %s and %s",
+                       shape_to_string(ra, a->dims, sa, sizeof(sa)),
+                       shape_to_string(rb, b->dims, sb, sizeof(sb)));
+    int64_t ka = a->dims[ra - 1], kb = rb >= 2 ? b->dims[rb - 2] : b->dims[0];
+    if (ka != kb)
+        return op_fail(ctx, "inner dimensions differ: A %s, B %s",
+                       shape_to_string(ra, a->dims, sa, sizeof(sa)),
+                       shape_to_string(rb, b->dims, sb, sizeof(sb)));
+    int abr = ra > 2 ? ra - 2 : 0, bbr = rb > 2 ? rb - 2 : 0;
+    if (!broadcast_shapes(abr, a->dims, bbr, b->dims, &p->batch_rank, p->batch_dims))
+        return op_fail(ctx, "batch dimensions do not broadcast: A %s, B %s",
+                       shape_to_string(ra, a->dims, sa, sizeof(sa)),
+                       shape_to_string(rb, b->dims, sb, sizeof(sb)));
+    broadcast_strides(p->batch_rank, p->batch_dims, abr, a->dims, p->a_step);
+    broadcast_strides(p->batch_rank, p->batch_dims, bbr, b->dims, p->b_step);
+    int64_t batch;
+    if (!shape_count(p->batch_rank, p->batch_dims, &batch))
+        return op_fail(ctx, "batch size overflows");
+    p->batch = (size_t)batch;
+    p->m = ra >= 2 ? (size_t)a->dims[ra - 2] : 1;
+    p->k = (size_t)ka;
+    p->n = rb >= 2 ? (size_t)b->dims[rb - 1] : 1;
+    p->b_shared = bbr == 0;
+    p->out_rank = p->batch_rank;
+    memcpy(p->out_dims, p->batch_dims, sizeof(int64_t) * (size_t)p->batch_rank);
+    if (ra >= 2)
+        p->out_dims[p->out_rank++] = (int64_t)p->m;
+    if (rb >= 2)
+        p->out_dims[p->out_rank++] = (int64_t)p->n;
+    return 0;
+}
+
+/* Matrix indices of A and B for batch item t. */
+static void plan_item(const product_plan *p, size_t t, size_t *ai, size_t *bi)
+{
+    size_t a = 0, b = 0;
+    for (int d = p->batch_rank - 1; d >= 0; d--) {
+        size_t dim = (size_t)p->batch_dims[d];
+        size_t idx = t % dim;
+        t /= dim;
+        a += idx * (size_t)p->a_step[d];
+        b += idx * (size_t)p->b_step[d];
+    }
+    *ai = a;
+    *bi = b;
+}
+
+/* Static output shape of matmul where the ranks are known. */
+static void infer_matmul_shape(const value_info *a, const value_info *b, value_info *y)
+{
+    if (a->rank < 1 || b->rank < 1)
+        return;
+    int ra = a->rank, rb = b->rank;
+    int abr = ra > 2 ? ra - 2 : 0, bbr = rb > 2 ? rb - 2 : 0;
+    int br = abr > bbr ? abr : bbr, r = 0;
+    for (int i = 0; i < br; i++) {
+        int ia = i - (br - abr), ib = i - (br - bbr);
+        int64_t da = ia >= 0 ? a->dims[ia] : 1, db = ib >= 0 ? b->dims[ib] : 1;
+        int64_t d = -1;
+        if (da == 1)
+            d = db;
+        else if (db == 1 || da == db)
+            d = da;
+        else if (da >= 0 && db < 0)
+            d = da;
+        else if (db >= 0 && da < 0)
+            d = db;
+        y->dims[r++] = d;
+    }
+    if (ra >= 2)
+        y->dims[r++] = a->dims[ra - 2];
+    if (rb >= 2)
+        y->dims[r++] = b->dims[rb - 1];
+    y->rank = r;
+}
+
+/* ---- MatMul ------------------------------------------------------------- */
+
+typedef struct matmul_state {
+    packed_operand b; /* data NULL when B is not a packed initializer */
+} matmul_state;
+
+static void matmul_free(void *state)
+{
+    matmul_state *st = state;
+    if (st)
+        free(st->b.data);
+    free(st);
+}
+
+static int matmul_prepare(op_node *node, ifd_error *err)
+{
+    const value_info *a = node->inputs[0], *b = node->n_inputs > 1 ? node->inputs[1] : NULL;
+    if (!a || !b)
+        return op_prepare_fail(node, err, "needs inputs A and B");
+    if (!product_dtype_ok(a->dtype, node->version))
+        return op_prepare_fail(node, err, "unsupported dtype %s at version %d",
+                               ifd_dtype_name(a->dtype), node->version);
+    if (b->dtype != a->dtype)
+        return op_prepare_fail(node, err, "A is %s but B is %s", ifd_dtype_name(a->dtype),
+                               ifd_dtype_name(b->dtype));
+    if (a->rank == 0 || b->rank == 0)
+        return op_prepare_fail(node, err, "inputs must have rank >= 1");
+    if (a->rank > 0 && b->rank > 0) {
+        int64_t ka = a->dims[a->rank - 1], kb = b->rank >= 2 ? b->dims[b->rank - 2] : b->dims[0];
+        if (ka >= 0 && kb >= 0 && ka != kb)
+            return op_prepare_fail(node, err, "inner dimensions differ (%lld vs %lld)",
+                                   (long long)ka, (long long)kb);
+    }
+    value_info *y = node->outputs[0];
+    y->kind = IFD_VALUE_TENSOR;
+    y->dtype = a->dtype;
+    y->rank = -1;
+    infer_matmul_shape(a, b, y);
+
+    matmul_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return op_prepare_fail(node, err, "out of memory");
+    node->state = st;
+    const ifd_tensor *bc = b->constant;
+    if (bc && is_float_family(bc->dtype) && bc->rank >= 1 && bc->rank <= 2) {
+        size_t k = (size_t)(bc->rank == 2 ? bc->dims[0] : bc->dims[0]);
+        size_t n = bc->rank == 2 ? (size_t)bc->dims[1] : 1;
+        if (k > 0 && n > 0 && pack_constant_b(node, bc, false, k, n, &st->b, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int matmul_run(op_ctx *ctx)
+{
+    const matmul_state *st = ctx->node->state;
+    const ifd_tensor *a = op_input(ctx, 0), *b = op_input(ctx, 1);
+    if (!a || !b)
+        return op_fail(ctx, "missing input");
+    if (a->dtype != b->dtype || !product_dtype_ok(a->dtype, ctx->node->version))
+        return op_fail(ctx, "unsupported dtypes %s x %s", ifd_dtype_name(a->dtype),
+                       ifd_dtype_name(b->dtype));
+    product_plan p;
+    if (plan_matmul(ctx, a, b, &p) != 0)
+        return -1;
+    ifd_tensor *y = op_output(ctx, 0, a->dtype, p.out_rank, p.out_dims);
+    if (!y)
+        return -1;
+    size_t mk = p.m * p.k, kn = p.k * p.n, mn = p.m * p.n;
+    if (p.batch == 0 || mn == 0)
+        return 0;
+    threadpool *pool = op_threadpool(ctx);
+
+    if (is_float_family(a->dtype)) {
+        bool use_packed = st && st->b.data && p.b_shared && st->b.k == p.k && st->b.n == p.n;
+        const float *af = float_view(ctx, a);
+        const float *bf = use_packed ? NULL : float_view(ctx, b);
+        float *yf = float_result(ctx, y);
+        if (!af || (!use_packed && !bf) || !yf)
+            return -1;
+        gemm_operand ob = {bf, p.n, false, false};
+        if (use_packed)
+            ob = (gemm_operand){st->b.data, 0, false, true};
+        if (p.b_shared) {
+            /* one B for every batch item: a single product over all rows */
+            gemm_operand oa = {af, p.k, false, false};
+            gemm_f32_ex(p.batch * p.m, p.n, p.k, 1.0f, oa, ob, 0.0f, yf, p.n, pool);
+        } else {
+            for (size_t t = 0; t < p.batch; t++) {
+                size_t ai, bi;
+                plan_item(&p, t, &ai, &bi);
+                gemm_operand oa = {af + ai * mk, p.k, false, false};
+                ob.data = bf + bi * kn;
+                gemm_f32_ex(p.m, p.n, p.k, 1.0f, oa, ob, 0.0f, yf + t * mn, p.n, pool);
+            }
+        }
+        from_floats(y->dtype, yf, y->data, p.batch * mn);
+        return 0;
+    }
+    size_t es = ifd_dtype_size(a->dtype);
+    for (size_t t = 0; t < p.batch; t++) {
+        size_t ai, bi;
+        plan_item(&p, t, &ai, &bi);
+        const char *at = (const char *)a->data + ai * mk * es;
+        const char *bt = (const char *)b->data + bi * kn * es;
+        char *yt = (char *)y->data + t * mn * es;
+        if (a->dtype == IFD_DOUBLE)
+            gemm_f64(false, false, p.m, p.n, p.k, 1.0, (const double *)at, p.k,
+                     (const double *)bt, p.n, 0.0, (double *)yt, p.n);
+        else
+            int_product(a->dtype, p.m, p.n, p.k, 1, at, p.k, 1, bt, p.n, 1, 0, yt);
+    }
+    return 0;
+}
+
+/* ---- Gemm ---------------------------------------------------------------- */
+
+typedef struct gemm_state {
+    bool trans_a, trans_b;
+    float alpha, beta;
+    bool exact_c;      /* Gemm-1/6 with broadcast=0: C must already be (M, N) */
+    packed_operand b;  /* op(B) packed when B is an initializer */
+} gemm_state;
+
+static void gemm_free(void *state)
+{
+    gemm_state *st = state;
+    if (st)
+        free(st->b.data);
+    free(st);
+}
+
+static int gemm_prepare(op_node *node, ifd_error *err)
+{
+    const value_info *a = node->inputs[0], *b = node->n_inputs > 1 ? node->inputs[1] : NULL;
+    const value_info *c = node->n_inputs > 2 ? node->inputs[2] : NULL;
+    if (!a || !b)
+        return op_prepare_fail(node, err, "needs inputs A and B");
+    /* C is required before Gemm-11 */
+    if (!c && node->version < 11)
+        return op_prepare_fail(node, err, "input C is required before opset 11");
+    if (!product_dtype_ok(a->dtype, node->version))
+        return op_prepare_fail(node, err, "unsupported dtype %s at version %d",
+                               ifd_dtype_name(a->dtype), node->version);
+    if (b->dtype != a->dtype || (c && c->dtype != a->dtype))
+        return op_prepare_fail(node, err, "A, B and C must share one dtype");
+    if ((a->rank >= 0 && a->rank != 2) || (b->rank >= 0 && b->rank != 2))
+        return op_prepare_fail(node, err, "A and B must be 2-D");
+    if (c && c->rank > 2)
+        return op_prepare_fail(node, err, "C must have rank <= 2");
+
+    gemm_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return op_prepare_fail(node, err, "out of memory");
+    node->state = st;
+    st->trans_a = op_attr_int(node, "transA", 0) != 0;
+    st->trans_b = op_attr_int(node, "transB", 0) != 0;
+    st->alpha = op_attr_float(node, "alpha", 1.0f);
+    st->beta = op_attr_float(node, "beta", 1.0f);
+    /* Gemm-1 and Gemm-6 broadcast C only when asked; Gemm-7 always does */
+    st->exact_c = node->version < 7 && op_attr_int(node, "broadcast", 0) == 0;
+    if (dtype_is_integer(a->dtype)) {
+        /* alpha and beta are floats; on integer tensors only whole values
+         * have an exact meaning */
+        if (st->alpha != truncf(st->alpha) || fabsf(st->alpha) > 9.0e18f ||
+            st->beta != truncf(st->beta) || fabsf(st->beta) > 9.0e18f)
+            return op_prepare_fail(node, err, "alpha and beta must be integers for %s",
+                                   ifd_dtype_name(a->dtype));
+    }
+
+    value_info *y = node->outputs[0];
+    y->kind = IFD_VALUE_TENSOR;
+    y->dtype = a->dtype;
+    y->rank = 2;
+    y->dims[0] = a->rank == 2 ? a->dims[st->trans_a ? 1 : 0] : -1;
+    y->dims[1] = b->rank == 2 ? b->dims[st->trans_b ? 0 : 1] : -1;
+    if (a->rank == 2 && b->rank == 2) {
+        int64_t ka = a->dims[st->trans_a ? 0 : 1], kb = b->dims[st->trans_b ? 1 : 0];
+        if (ka >= 0 && kb >= 0 && ka != kb)
+            return op_prepare_fail(node, err, "inner dimensions differ (%lld vs %lld)",
+                                   (long long)ka, (long long)kb);
+    }
+
+    const ifd_tensor *bc = b->constant;
+    if (bc && is_float_family(bc->dtype) && bc->rank == 2) {
+        size_t k = (size_t)bc->dims[st->trans_b ? 1 : 0];
+        size_t n = (size_t)bc->dims[st->trans_b ? 0 : 1];
+        if (k > 0 && n > 0 && pack_constant_b(node, bc, st->trans_b, k, n, &st->b, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Write C broadcast to (m, n) into y, elements of es bytes (C has already
+ * been made float when y is), or fail when its shape does not broadcast. */
+static int fill_bias(op_ctx *ctx, const ifd_tensor *c, const void *cdata, bool exact, size_t m,
+                     size_t n, size_t es, void *y)
+{
+    size_t rows = c->rank == 2 ? (size_t)c->dims[0] : 1;
+    size_t cols = c->rank >= 1 ? (size_t)c->dims[c->rank - 1] : 1;
+    if ((rows != 1 && rows != m) || (cols != 1 && cols != n) ||
+        (exact && (c->rank != 2 || rows != m || cols != n))) {
+        char buf[128];
+        return op_fail(ctx, "C of shape %s does not broadcast to [%zu,%zu]",
+                       shape_to_string(c->rank, c->dims, buf, sizeof(buf)), m, n);
+    }
+    for (size_t i = 0; i < m; i++) {
+        const char *src = (const char *)cdata + (rows == 1 ? 0 : i) * cols * es;
+        char *dst = (char *)y + i * n * es;
+        if (cols == n)
+            memcpy(dst, src, n * es);
+        else
+            for (size_t j = 0; j < n; j++)
+                memcpy(dst + j * es, src, es);
+    }
+    return 0;
+}
+
+static int gemm_run(op_ctx *ctx)
+{
+    const gemm_state *st = ctx->node->state;
+    const ifd_tensor *a = op_input(ctx, 0), *b = op_input(ctx, 1), *c = op_input(ctx, 2);
+    if (!a || !b)
+        return op_fail(ctx, "missing input");
+    if (a->dtype != b->dtype || (c && c->dtype != a->dtype))
+        return op_fail(ctx, "A, B and C must share one dtype");
+    if (a->rank != 2 || b->rank != 2 || (c && c->rank > 2))
+        return op_fail(ctx, "A and B must be 2-D and C at most 2-D");
+    size_t m = (size_t)a->dims[st->trans_a ? 1 : 0], ka = (size_t)a->dims[st->trans_a ? 0 : 1];
+    size_t kb = (size_t)b->dims[st->trans_b ? 1 : 0], n = (size_t)b->dims[st->trans_b ? 0 : 1];
+    if (ka != kb)
+        return op_fail(ctx, "inner dimensions differ (%zu vs %zu)", ka, kb);
+    size_t k = ka;
+    int64_t dims[2] = {(int64_t)m, (int64_t)n};
+    ifd_tensor *y = op_output(ctx, 0, a->dtype, 2, dims);
+    if (!y)
+        return -1;
+    if (m == 0 || n == 0)
+        return 0;
+    bool with_c = c && st->beta != 0.0f;
+    size_t lda = (size_t)a->dims[1], ldb = (size_t)b->dims[1];
+
+    if (is_float_family(a->dtype)) {
+        bool use_packed = st->b.data && st->b.k == k && st->b.n == n;
+        const float *af = float_view(ctx, a);
+        const float *bf = use_packed ? NULL : float_view(ctx, b);
+        float *yf = float_result(ctx, y);
+        if (!af || (!use_packed && !bf) || !yf)
+            return -1;
+        if (with_c) {
+            const float *cf = float_view(ctx, c);
+            if (!cf || fill_bias(ctx, c, cf, st->exact_c, m, n, sizeof(float), yf) != 0)
+                return -1;
+        }
+        gemm_operand oa = {af, lda, st->trans_a, false};
+        gemm_operand ob = {bf, ldb, st->trans_b, false};
+        if (use_packed)
+            ob = (gemm_operand){st->b.data, 0, false, true};
+        gemm_f32_ex(m, n, k, st->alpha, oa, ob, with_c ? st->beta : 0.0f, yf, n,
+                    op_threadpool(ctx));
+        from_floats(y->dtype, yf, y->data, m * n);
+        return 0;
+    }
+    size_t es = ifd_dtype_size(a->dtype);
+    if (with_c && fill_bias(ctx, c, c->data, st->exact_c, m, n, es, y->data) != 0)
+        return -1;
+    if (a->dtype == IFD_DOUBLE) {
+        gemm_f64(st->trans_a, st->trans_b, m, n, k, st->alpha, a->data, lda, b->data, ldb,
+                 with_c ? st->beta : 0.0, y->data, n);
+        return 0;
+    }
+    size_t a_rs = st->trans_a ? 1 : lda, a_cs = st->trans_a ? lda : 1;
+    size_t b_rs = st->trans_b ? 1 : ldb, b_cs = st->trans_b ? ldb : 1;
+    int_product(a->dtype, m, n, k, (int64_t)st->alpha, a->data, a_rs, a_cs, b->data, b_rs, b_cs,
+                with_c ? (int64_t)st->beta : 0, y->data);
+    return 0;
+}
+
+/* ---- MatMulInteger and QLinearMatMul -------------------------------------- */
+
+static bool is_8bit(ifd_dtype d) { return d == IFD_INT8 || d == IFD_UINT8; }
+
+static int32_t int8_at(const ifd_tensor *t, size_t i)
+{
+    return t->dtype == IFD_INT8 ? ((const int8_t *)t->data)[i] : ((const uint8_t *)t->data)[i];
+}
+
+/* A quantization parameter is per tensor (one element), per row of A / per
+ * column of B (`per` elements), or per row/column of each matrix of the
+ * operand (`mats * per` elements). */
+static bool param_count_ok(const ifd_tensor *q, size_t per, size_t mats)
+{
+    size_t count = (size_t)ifd_tensor_count(q);
+    return count == 1 || count == per || count == per * mats;
+}
+
+static size_t param_index(const ifd_tensor *q, size_t per, size_t mat, size_t idx)
+{
+    size_t count = (size_t)ifd_tensor_count(q);
+    return count == 1 ? 0 : count == per ? idx : mat * per + idx;
+}
+
+/* x - zero_point as int32 for every element of an 8-bit operand; `row_axis`
+ * says whether the parameter follows rows (A) or columns (B). */
+static int32_t *widen_operand(op_ctx *ctx, const ifd_tensor *x, const ifd_tensor *zp, size_t rows,
+                              size_t cols, bool per_row)
+{
+    size_t count = (size_t)ifd_tensor_count(x);
+    int32_t *out = op_scratch(ctx, count * sizeof(int32_t) + 1);
+    if (!out)
+        return NULL;
+    size_t mat_size = rows * cols;
+    for (size_t e = 0; e < count; e++) {
+        int32_t z = 0;
+        if (zp) {
+            size_t mat = mat_size ? e / mat_size : 0, in = mat_size ? e % mat_size : 0;
+            size_t idx = per_row ? in / cols : in % cols;
+            z = int8_at(zp, param_index(zp, per_row ? rows : cols, mat, idx));
+        }
+        out[e] = int8_at(x, e) - z;
+    }
+    return out;
+}
+
+static int check_param(op_ctx *ctx, const ifd_tensor *q, const char *name, const ifd_tensor *x,
+                       size_t per)
+{
+    if (!q)
+        return 0;
+    size_t mats = 1;
+    for (int d = 0; d + 2 < x->rank; d++)
+        mats *= (size_t)x->dims[d];
+    if (!param_count_ok(q, per, mats))
+        return op_fail(ctx, "%s has %lld elements; expected 1, %zu or %zu", name,
+                       (long long)ifd_tensor_count(q), per, per * mats);
+    return 0;
+}
+
+/* The int32 products of (A - a_zero_point)(B - b_zero_point), batch by batch. */
+static int32_t *integer_products(op_ctx *ctx, const product_plan *p, const ifd_tensor *a,
+                                 const ifd_tensor *azp, const ifd_tensor *b,
+                                 const ifd_tensor *bzp, int32_t *out)
+{
+    if (check_param(ctx, azp, "a_zero_point", a, p->m) != 0 ||
+        check_param(ctx, bzp, "b_zero_point", b, p->n) != 0)
+        return NULL;
+    int32_t *aw = widen_operand(ctx, a, azp, p->m, p->k, true);
+    int32_t *bw = widen_operand(ctx, b, bzp, p->k, p->n, false);
+    if (!aw || !bw)
+        return NULL;
+    for (size_t t = 0; t < p->batch; t++) {
+        size_t ai, bi;
+        plan_item(p, t, &ai, &bi);
+        int_product(IFD_INT32, p->m, p->n, p->k, 1, aw + ai * p->m * p->k, p->k, 1,
+                    bw + bi * p->k * p->n, p->n, 1, 0, out + t * p->m * p->n);
+    }
+    return out;
+}
+
+static int matmul_integer_prepare(op_node *node, ifd_error *err)
+{
+    const value_info *a = node->inputs[0], *b = node->n_inputs > 1 ? node->inputs[1] : NULL;
+    if (!a || !b)
+        return op_prepare_fail(node, err, "needs inputs A and B");
+    if (!is_8bit(a->dtype) || !is_8bit(b->dtype))
+        return op_prepare_fail(node, err, "A and B must be int8 or uint8, got %s and %s",
+                               ifd_dtype_name(a->dtype), ifd_dtype_name(b->dtype));
+    for (int i = 2; i < node->n_inputs && i < 4; i++)
+        if (node->inputs[i] && node->inputs[i]->dtype != node->inputs[i - 2]->dtype)
+            return op_prepare_fail(node, err, "zero point %d must have its operand's dtype", i);
+    value_info *y = node->outputs[0];
+    y->kind = IFD_VALUE_TENSOR;
+    y->dtype = IFD_INT32;
+    y->rank = -1;
+    infer_matmul_shape(a, b, y);
+    return 0;
+}
+
+static int matmul_integer_run(op_ctx *ctx)
+{
+    const ifd_tensor *a = op_input(ctx, 0), *b = op_input(ctx, 1);
+    const ifd_tensor *azp = op_input(ctx, 2), *bzp = op_input(ctx, 3);
+    if (!a || !b || !is_8bit(a->dtype) || !is_8bit(b->dtype))
+        return op_fail(ctx, "A and B must be int8 or uint8 tensors");
+    if ((azp && azp->dtype != a->dtype) || (bzp && bzp->dtype != b->dtype))
+        return op_fail(ctx, "zero points must have their operand's dtype");
+    product_plan p;
+    if (plan_matmul(ctx, a, b, &p) != 0)
+        return -1;
+    ifd_tensor *y = op_output(ctx, 0, IFD_INT32, p.out_rank, p.out_dims);
+    if (!y)
+        return -1;
+    if (p.batch * p.m * p.n == 0)
+        return 0;
+    return integer_products(ctx, &p, a, azp, b, bzp, y->data) ? 0 : -1;
+}
+
+static int qlinear_matmul_prepare(op_node *node, ifd_error *err)
+{
+    if (node->n_inputs < 8)
+        return op_prepare_fail(node, err, "needs 8 inputs");
+    for (int i = 0; i < 8; i++)
+        if (!node->inputs[i])
+            return op_prepare_fail(node, err, "input %d is required", i);
+    const value_info *a = node->inputs[0], *b = node->inputs[3], *yzp = node->inputs[7];
+    if (!is_8bit(a->dtype) || !is_8bit(b->dtype) || !is_8bit(yzp->dtype))
+        return op_prepare_fail(node, err, "a, b and y_zero_point must be int8 or uint8");
+    if (node->inputs[2]->dtype != a->dtype || node->inputs[5]->dtype != b->dtype)
+        return op_prepare_fail(node, err, "zero points must have their operand's dtype");
+    if (node->inputs[1]->dtype != IFD_FLOAT || node->inputs[4]->dtype != IFD_FLOAT ||
+        node->inputs[6]->dtype != IFD_FLOAT)
+        return op_prepare_fail(node, err, "scales must be float");
+    value_info *y = node->outputs[0];
+    y->kind = IFD_VALUE_TENSOR;
+    y->dtype = yzp->dtype;
+    y->rank = -1;
+    infer_matmul_shape(a, b, y);
+    return 0;
+}
+
+static int qlinear_matmul_run(op_ctx *ctx)
+{
+    const ifd_tensor *in[8];
+    for (int i = 0; i < 8; i++)
+        if (!(in[i] = op_input(ctx, i)))
+            return op_fail(ctx, "input %d is missing", i);
+    const ifd_tensor *a = in[0], *as = in[1], *azp = in[2], *b = in[3], *bs = in[4],
+                     *bzp = in[5], *ys = in[6], *yzp = in[7];
+    if (!is_8bit(a->dtype) || !is_8bit(b->dtype) || !is_8bit(yzp->dtype) ||
+        azp->dtype != a->dtype || bzp->dtype != b->dtype || as->dtype != IFD_FLOAT ||
+        bs->dtype != IFD_FLOAT || ys->dtype != IFD_FLOAT)
+        return op_fail(ctx, "unsupported input dtypes");
+    if (ifd_tensor_count(ys) != 1 || ifd_tensor_count(yzp) != 1)
+        return op_fail(ctx, "y_scale and y_zero_point must have one element");
+    product_plan p;
+    if (plan_matmul(ctx, a, b, &p) != 0)
+        return -1;
+    if (check_param(ctx, as, "a_scale", a, p.m) != 0 ||
+        check_param(ctx, bs, "b_scale", b, p.n) != 0)
+        return -1;
+    ifd_tensor *y = op_output(ctx, 0, yzp->dtype, p.out_rank, p.out_dims);
+    if (!y)
+        return -1;
+    size_t mn = p.m * p.n;
+    if (p.batch * mn == 0)
+        return 0;
+    int32_t *acc = op_scratch(ctx, p.batch * mn * sizeof(int32_t));
+    if (!acc || !integer_products(ctx, &p, a, azp, b, bzp, acc))
+        return -1;
+    const float *asv = as->data, *bsv = bs->data;
+    float ysv = *(const float *)ys->data;
+    float zero = (float)int8_at(yzp, 0);
+    float lo = yzp->dtype == IFD_INT8 ? -128.0f : 0.0f, hi = yzp->dtype == IFD_INT8 ? 127.0f : 255.0f;
+    for (size_t t = 0; t < p.batch; t++) {
+        size_t ai, bi;
+        plan_item(&p, t, &ai, &bi);
+        for (size_t i = 0; i < p.m; i++)
+            for (size_t j = 0; j < p.n; j++) {
+                float scale = asv[param_index(as, p.m, ai, i)] * bsv[param_index(bs, p.n, bi, j)];
+                /* round to nearest, ties to even, as the spec asks */
+                float v = nearbyintf((float)acc[t * mn + i * p.n + j] * scale / ysv) + zero;
+                v = v < lo ? lo : v > hi ? hi : v;
+                if (isnan(v))
+                    v = zero;
+                if (yzp->dtype == IFD_INT8)
+                    ((int8_t *)y->data)[t * mn + i * p.n + j] = (int8_t)v;
+                else
+                    ((uint8_t *)y->data)[t * mn + i * p.n + j] = (uint8_t)v;
+            }
+    }
+    return 0;
+}
+
+static const op_def defs[] = {
+    {"", "Gemm", 1, 13, gemm_prepare, gemm_run, gemm_free},
+    {"", "MatMul", 1, 13, matmul_prepare, matmul_run, matmul_free},
+    {"", "MatMulInteger", 10, 10, matmul_integer_prepare, matmul_integer_run, NULL},
+    {"", "QLinearMatMul", 10, 10, qlinear_matmul_prepare, qlinear_matmul_run, NULL},
+};
 OP_FAMILY(ops_gemm, defs);
