@@ -311,6 +311,7 @@ int ew_infer_broadcast(const op_node *node, ifd_error *err, int n, value_info *c
     }
     for (int i = 0; i < rank; i++) {
         int64_t d = 1;
+        int from = 0; /* the input d came from */
         bool unknown = false;
         for (int k = 0; k < n; k++) {
             int j = i - (rank - in[k]->rank);
@@ -325,15 +326,13 @@ int ew_infer_broadcast(const op_node *node, ifd_error *err, int n, value_info *c
             }
             if (d != 1 && d != e) {
                 char s1[128], s2[128];
-                int other = 0;
-                while (other < k && in[other]->rank - (rank - i) < 0)
-                    other++;
                 return op_prepare_fail(
                     node, err, "inputs of shapes %s and %s cannot be broadcast",
-                    shape_to_string(in[other]->rank, in[other]->dims, s1, sizeof(s1)),
+                    shape_to_string(in[from]->rank, in[from]->dims, s1, sizeof(s1)),
                     shape_to_string(in[k]->rank, in[k]->dims, s2, sizeof(s2)));
             }
             d = e;
+            from = k;
         }
         out->dims[i] = d == 1 && unknown ? -1 : d;
     }
@@ -770,9 +769,9 @@ static int bitshift_prepare(op_node *node, ifd_error *err)
 }
 
 /* Pow-12+ allows an exponent of another numeric type than the base. A
- * floating base with a float32/float64 base type gets the exponent converted
- * to its own type (exact for integers below 2^24); any other pair computes
- * in double and converts the result back (integers truncated, saturating). */
+ * float32/float64 base gets the exponent converted to its own type (integer
+ * exponents stay exact up to 2^24 / 2^53); any other pair computes in double
+ * and converts the result back (to integers truncating, saturating). */
 static double load_double(ifd_dtype dtype, const void *p)
 {
     ifd_tensor t = {.dtype = dtype, .data = (void *)p};
