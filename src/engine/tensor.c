@@ -302,6 +302,28 @@ int64_t tensor_get_int64(const ifd_tensor *t, size_t i)
     }
 }
 
+/* double to integer without undefined behaviour: NaN becomes 0 and values
+ * beyond the target's range saturate (C leaves both undefined). */
+static int64_t saturate_int64(double v, int64_t lo, int64_t hi)
+{
+    if (isnan(v))
+        return 0;
+    if (v <= (double)lo)
+        return lo;
+    if (v >= (double)hi)
+        return hi;
+    return (int64_t)v;
+}
+
+static uint64_t saturate_uint64(double v, uint64_t hi)
+{
+    if (isnan(v) || v <= 0)
+        return 0;
+    if (v >= (double)hi)
+        return hi;
+    return (uint64_t)v;
+}
+
 void tensor_set_double(ifd_tensor *t, size_t i, double v)
 {
     switch (t->dtype) {
@@ -309,15 +331,15 @@ void tensor_set_double(ifd_tensor *t, size_t i, double v)
     case IFD_DOUBLE: ((double *)t->data)[i] = v; break;
     case IFD_FLOAT16: ((uint16_t *)t->data)[i] = float_to_half((float)v); break;
     case IFD_BFLOAT16: ((uint16_t *)t->data)[i] = float_to_bfloat16((float)v); break;
-    case IFD_INT8: ((int8_t *)t->data)[i] = (int8_t)v; break;
-    case IFD_INT16: ((int16_t *)t->data)[i] = (int16_t)v; break;
-    case IFD_INT32: ((int32_t *)t->data)[i] = (int32_t)v; break;
-    case IFD_INT64: ((int64_t *)t->data)[i] = (int64_t)v; break;
-    case IFD_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
+    case IFD_INT8: ((int8_t *)t->data)[i] = (int8_t)saturate_int64(v, INT8_MIN, INT8_MAX); break;
+    case IFD_INT16: ((int16_t *)t->data)[i] = (int16_t)saturate_int64(v, INT16_MIN, INT16_MAX); break;
+    case IFD_INT32: ((int32_t *)t->data)[i] = (int32_t)saturate_int64(v, INT32_MIN, INT32_MAX); break;
+    case IFD_INT64: ((int64_t *)t->data)[i] = saturate_int64(v, INT64_MIN, INT64_MAX); break;
+    case IFD_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)saturate_uint64(v, UINT8_MAX); break;
     case IFD_BOOL: ((uint8_t *)t->data)[i] = v != 0.0; break;
-    case IFD_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
-    case IFD_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)v; break;
-    case IFD_UINT64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
+    case IFD_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)saturate_uint64(v, UINT16_MAX); break;
+    case IFD_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)saturate_uint64(v, UINT32_MAX); break;
+    case IFD_UINT64: ((uint64_t *)t->data)[i] = saturate_uint64(v, UINT64_MAX); break;
     default: break;
     }
 }
