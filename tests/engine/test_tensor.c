@@ -101,6 +101,29 @@ static void test_tensor_alloc_names_what_failed(void)
     CHECK(t.data == NULL);
 }
 
+static void test_set_double_saturates_instead_of_undefined_behaviour(void)
+{
+    ifd_tensor t = {0};
+    ifd_error err;
+    int64_t dims[1] = {3};
+    CHECK(tensor_alloc(&t, IFD_INT32, 1, dims, "test", &err) == IFD_OK);
+    tensor_set_double(&t, 0, NAN);
+    tensor_set_double(&t, 1, 1e30);
+    tensor_set_double(&t, 2, -1e30);
+    CHECK_EQ_INT(((int32_t *)t.data)[0], 0);
+    CHECK_EQ_INT(((int32_t *)t.data)[1], INT32_MAX);
+    CHECK_EQ_INT(((int32_t *)t.data)[2], INT32_MIN);
+    tensor_release(&t);
+    CHECK(tensor_alloc(&t, IFD_UINT8, 1, dims, "test", &err) == IFD_OK);
+    tensor_set_double(&t, 0, -5.0);
+    tensor_set_double(&t, 1, 300.0);
+    tensor_set_double(&t, 2, 7.9);
+    CHECK_EQ_INT(((uint8_t *)t.data)[0], 0);
+    CHECK_EQ_INT(((uint8_t *)t.data)[1], 255);
+    CHECK_EQ_INT(((uint8_t *)t.data)[2], 7);
+    tensor_release(&t);
+}
+
 int main(void)
 {
     RUN(test_shape_count_rejects_negative_and_overflowing_dims);
@@ -110,5 +133,6 @@ int main(void)
     RUN(test_broadcast_follows_numpy);
     RUN(test_tensor_copy_is_deep_for_strings);
     RUN(test_tensor_alloc_names_what_failed);
+    RUN(test_set_double_saturates_instead_of_undefined_behaviour);
     TEST_MAIN_END();
 }
