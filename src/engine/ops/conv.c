@@ -11,8 +11,9 @@
  * of taps per input position, which col2im adds into the output.
  *
  * Float weights that are initializers are packed per group at load into the
- * layout the GEMM kernel streams; float16 runs in float, double through the
- * double loop nest. The integer convolutions subtract zero points into int32
+ * layout the GEMM kernel streams, and the float patches are written straight
+ * into its packed layout too, so the product packs nothing at run time;
+ * float16 runs in float, double through the double loop nest. The integer convolutions subtract zero points into int32
  * operands, multiply with wrapping int32 arithmetic and (QLinearConv)
  * requantize. Up to three spatial axes (1-D, 2-D and 3-D convolutions).
  */
@@ -26,6 +27,8 @@
 #include "../op.h"
 
 #define MAX_SPATIAL IM2COL_MAX_SPATIAL
+/* Largest stride, dilation, padding or kernel extent accepted. */
+#define ATTR_LIMIT ((int64_t)1 << 24)
 
 typedef enum conv_kind { CONV, CONV_TRANSPOSE, CONV_INTEGER, QLINEAR_CONV } conv_kind;
 typedef enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID } auto_pad;
@@ -95,8 +98,9 @@ static int parse_attrs(op_node *node, conv_state *st, ifd_error *err)
     else
         return op_prepare_fail(node, err, "unknown auto_pad '%s'", pad);
     st->group = op_attr_int(node, "group", 1);
-    if (st->group < 1)
-        return op_prepare_fail(node, err, "group must be >= 1, got %lld", (long long)st->group);
+    if (st->group < 1 || st->group > ATTR_LIMIT)
+        return op_prepare_fail(node, err, "group must be in [1, %lld], got %lld",
+                               (long long)ATTR_LIMIT, (long long)st->group);
     if (read_list(node, err, "kernel_shape", st->kernel, MAX_SPATIAL, &st->n_kernel) ||
         read_list(node, err, "strides", st->strides, MAX_SPATIAL, &st->n_strides) ||
         read_list(node, err, "dilations", st->dilations, MAX_SPATIAL, &st->n_dilations) ||
@@ -108,21 +112,29 @@ static int parse_attrs(op_node *node, conv_state *st, ifd_error *err)
          read_list(node, err, "output_shape", st->output_shape, MAX_SPATIAL + 2,
                    &st->n_output_shape)))
         return -1;
+    /* ATTR_LIMIT keeps every size computed from these in int64 range */
     for (size_t i = 0; i < st->n_kernel; i++)
-        if (st->kernel[i] < 1)
-            return op_prepare_fail(node, err, "kernel_shape entries must be >= 1");
+        if (st->kernel[i] < 1 || st->kernel[i] > ATTR_LIMIT)
+            return op_prepare_fail(node, err, "kernel_shape entries must be in [1, %lld]",
+                                   (long long)ATTR_LIMIT);
     for (size_t i = 0; i < st->n_strides; i++)
-        if (st->strides[i] < 1)
-            return op_prepare_fail(node, err, "strides must be >= 1");
+        if (st->strides[i] < 1 || st->strides[i] > ATTR_LIMIT)
+            return op_prepare_fail(node, err, "strides must be in [1, %lld]",
+                                   (long long)ATTR_LIMIT);
     for (size_t i = 0; i < st->n_dilations; i++)
-        if (st->dilations[i] < 1)
-            return op_prepare_fail(node, err, "dilations must be >= 1");
+        if (st->dilations[i] < 1 || st->dilations[i] > ATTR_LIMIT)
+            return op_prepare_fail(node, err, "dilations must be in [1, %lld]",
+                                   (long long)ATTR_LIMIT);
     for (size_t i = 0; i < st->n_pads; i++)
-        if (st->pads[i] < 0)
-            return op_prepare_fail(node, err, "pads must be >= 0");
+        if (st->pads[i] < 0 || st->pads[i] > ATTR_LIMIT)
+            return op_prepare_fail(node, err, "pads must be in [0, %lld]", (long long)ATTR_LIMIT);
     for (size_t i = 0; i < st->n_output_padding; i++)
-        if (st->output_padding[i] < 0)
-            return op_prepare_fail(node, err, "output_padding must be >= 0");
+        if (st->output_padding[i] < 0 || st->output_padding[i] > ATTR_LIMIT)
+            return op_prepare_fail(node, err, "output_padding must be in [0, %lld]",
+                                   (long long)ATTR_LIMIT);
+    for (size_t i = 0; i < st->n_output_shape; i++)
+        if (st->output_shape[i] < 0 || st->output_shape[i] > ((int64_t)1 << 40))
+            return op_prepare_fail(node, err, "output_shape entries must be in [0, 2^40]");
     return 0;
 }
 
@@ -407,6 +419,15 @@ static int qlinear_conv_prepare(op_node *node, ifd_error *err)
 
 /* ---- run ------------------------------------------------------------------ */
 
+/* rows * cols, or 0 when it overflows (sizes of patch matrices: each factor
+ * is bounded by a tensor, their product is not). */
+static size_t matrix_size(size_t rows, size_t cols)
+{
+    if (rows != 0 && cols > SIZE_MAX / rows)
+        return 0;
+    return rows * cols != 0 ? rows * cols : 1;
+}
+
 /* A float copy of a float16 tensor in scratch, or the data of a float one. */
 static const float *float_view(op_ctx *ctx, const ifd_tensor *t)
 {
@@ -453,7 +474,7 @@ static int run_plan(op_ctx *ctx, conv_plan *p, ifd_tensor **y, ifd_dtype dtype)
         size_t groups = (size_t)p.group;                                                      \
         size_t cg = (size_t)p.in_channels / groups, mg = (size_t)p.out_channels / groups;     \
         size_t rows = conv_geometry_rows(&p.geo), cols = conv_geometry_cols(&p.geo);          \
-        size_t col_size = PACKED_B ? gemm_packed_b_floats(rows, cols) : rows * cols;          \
+        size_t col_size = PACKED_B ? gemm_packed_b_floats(rows, cols) : matrix_size(rows, cols); \
         T *col = NULL;                                                                        \
         if (!p.pointwise) {                                                                   \
             if (col_size == 0 || col_size > IFD_MAX_TENSOR_BYTES / sizeof(T))                 \
@@ -606,7 +627,10 @@ static int integer_conv_run(op_ctx *ctx)
     int32_t *xw = widen(ctx, x, xzp, 1, 1, "x_zero_point");
     int32_t *ww = xw ? widen(ctx, w, wzp, oc, kk, "w_zero_point") : NULL;
     int32_t *acc = q ? op_scratch(ctx, count * sizeof(int32_t)) : y->data;
-    int32_t *col = p.pointwise ? NULL : op_scratch(ctx, kk * p.out_plane * sizeof(int32_t) + 1);
+    size_t col_size = matrix_size(kk, p.out_plane);
+    if (!p.pointwise && (col_size == 0 || col_size > IFD_MAX_TENSOR_BYTES / sizeof(int32_t)))
+        return op_fail(ctx, "patch matrix is too large");
+    int32_t *col = p.pointwise ? NULL : op_scratch(ctx, col_size * sizeof(int32_t));
     if (!xw || !ww || !acc || (!p.pointwise && !col))
         return -1;
     for (size_t n = 0; n < (size_t)p.batch; n++)

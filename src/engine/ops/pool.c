@@ -19,6 +19,8 @@
 #include "../op.h"
 
 #define MAX_SPATIAL 3
+/* Largest stride, dilation, padding or kernel extent accepted. */
+#define ATTR_LIMIT ((int64_t)1 << 24)
 
 /* POOL_MAX_INDEX is MaxPool when its Indices output is wanted (run time only) */
 typedef enum pool_mode { POOL_MAX, POOL_AVERAGE, POOL_LP, POOL_MAX_INDEX } pool_mode;
@@ -107,18 +109,22 @@ static int parse_window(op_node *node, pool_state *st, ifd_error *err)
         return -1;
     if (st->n_kernel == 0)
         return op_prepare_fail(node, err, "kernel_shape is required");
+    /* ATTR_LIMIT keeps every size computed from these in int64 range */
     for (size_t i = 0; i < st->n_kernel; i++)
-        if (st->kernel[i] < 1)
-            return op_prepare_fail(node, err, "kernel_shape entries must be >= 1");
+        if (st->kernel[i] < 1 || st->kernel[i] > ATTR_LIMIT)
+            return op_prepare_fail(node, err, "kernel_shape entries must be in [1, %lld]",
+                                   (long long)ATTR_LIMIT);
     for (size_t i = 0; i < st->n_strides; i++)
-        if (st->strides[i] < 1)
-            return op_prepare_fail(node, err, "strides must be >= 1");
+        if (st->strides[i] < 1 || st->strides[i] > ATTR_LIMIT)
+            return op_prepare_fail(node, err, "strides must be in [1, %lld]",
+                                   (long long)ATTR_LIMIT);
     for (size_t i = 0; i < st->n_dilations; i++)
-        if (st->dilations[i] < 1)
-            return op_prepare_fail(node, err, "dilations must be >= 1");
+        if (st->dilations[i] < 1 || st->dilations[i] > ATTR_LIMIT)
+            return op_prepare_fail(node, err, "dilations must be in [1, %lld]",
+                                   (long long)ATTR_LIMIT);
     for (size_t i = 0; i < st->n_pads; i++)
-        if (st->pads[i] < 0)
-            return op_prepare_fail(node, err, "pads must be >= 0");
+        if (st->pads[i] < 0 || st->pads[i] > ATTR_LIMIT)
+            return op_prepare_fail(node, err, "pads must be in [0, %lld]", (long long)ATTR_LIMIT);
     if ((st->n_strides && st->n_strides != st->n_kernel) ||
         (st->n_dilations && st->n_dilations != st->n_kernel) ||
         (st->n_pads && st->n_pads != 2 * st->n_kernel))
@@ -286,9 +292,14 @@ static inline double lp_term(double v, double p)
                                 for (; o2 < job->inner_hi; o2++) {                            \
                                     const C *w = line + (o2 * s2 - p->pad[2]);                \
                                     C acc = w[0];                                             \
-                                    for (int64_t t = 1; t < k2; t++)                          \
-                                        acc = mode == POOL_MAX ? (w[t] > acc ? w[t] : acc)    \
-                                                               : acc + w[t];                  \
+                                    if (k2 == 2) /* the usual 2x2 window, unrolled */         \
+                                        acc = mode == POOL_MAX ? (w[1] > acc ? w[1] : acc)    \
+                                                               : acc + w[1];                  \
+                                    else                                                      \
+                                        for (int64_t t = 1; t < k2; t++)                      \
+                                            acc = mode == POOL_MAX                            \
+                                                      ? (w[t] > acc ? w[t] : acc)             \
+                                                      : acc + w[t];                           \
                                     y[o2] = STORE(mode == POOL_MAX ? acc : acc / (C)count);   \
                                 }                                                             \
                                 if (o2 >= p->out[2])                                          \
@@ -441,6 +452,10 @@ static int window_prepare(op_node *node, ifd_error *err, pool_mode mode)
     st->mode = mode;
     if (parse_window(node, st, err) != 0)
         return -1;
+    /* as in ONNX Runtime: a window must always overlap the input */
+    for (size_t i = 0; i < st->n_pads; i++)
+        if (st->pads[i] >= st->kernel[i % st->n_kernel])
+            return op_prepare_fail(node, err, "pads must be smaller than the kernel");
     const value_info *x = node->inputs[0];
     if (!x)
         return op_prepare_fail(node, err, "needs input X");

@@ -1,0 +1,639 @@
+/*
+ * gemm.c — single-precision matrix product behind gemm.h.
+ *
+ * The engine's own kernel follows the GotoBLAS/BLIS scheme (Goto & van de
+ * Geijn, "Anatomy of high-performance matrix multiplication", TOMS 2008): K is
+ * cut into KC-deep panels; A is packed into MR-row slivers (column by column,
+ * MR floats per column) and B into NR-column slivers (row by row, NR floats per
+ * row), both zero-padded, so a micro-kernel computes one MR x NR tile of C from
+ * two sequential streams while the tile stays in registers. Constant operands
+ * (weights) are packed once at load in exactly that layout. The AVX2/FMA
+ * micro-kernel is picked at run time with __builtin_cpu_supports; a portable C
+ * kernel with the same layout runs elsewhere.
+ *
+ * Small models decide the design: at batch 1 an MLP layer is a 1 x K by K x N
+ * product and a small CNN's im2col product is (16..64) x K by K x (64..784).
+ * So an untransposed A is read in place (packing 1 row into a 6-row sliver
+ * would cost more than the product), a streamed B is not packed when few rows
+ * of A use it, the 1- to 3-row kernels split K over several accumulators to
+ * hide FMA latency, and im2col writes its patches straight into the packed
+ * layout (gemm.h exposes it).
+ *
+ * OpenBLAS is kept as an alternative for plain operands: building with
+ * INFERD_GEMM=openblas (INFERD_HAVE_OPENBLAS) routes every unpacked product
+ * to cblas_sgemm, single-threaded so that it splits N over the session's pool
+ * instead of starting threads of its own. Measured at this engine's sizes the
+ * own kernel wins, so it is the default. One thread of a 2-core AMD EPYC
+ * (AVX2), microseconds, best of 25 rounds (own = operands as given, packed =
+ * weights packed at load as Gemm/MatMul/Conv do; OpenBLAS 0.3.21 sgemm):
+ *
+ *     M x N x K (B^T for MLP rows)   own   packed  OpenBLAS
+ *     MLP    1 x  100 x   64        2.5     0.31     2.0
+ *     MLP    1 x  128 x  784       37.8     5.5     34.2
+ *     MLP    1 x 1024 x 1024      400      78     375
+ *     MLP    8 x  256 x  256       33.0    13.4     24.7
+ *     MLP   64 x 1024 x 1024     1812    1432    1711
+ *     conv  16 x  784 x   72       25.7    25.8     28.4
+ *     conv  32 x  196 x  144       25.0    24.8     24.2
+ *     conv  64 x   49 x  288       26.9    26.7     25.1
+ *     conv  32 x  784 x  288      188     186     202
+ *     square 512                 3094    2822    2906
+ */
+#include "gemm.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define GEMM_X86 1
+#endif
+
+#ifdef INFERD_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+#define MR 6
+#define NR GEMM_PACK_NR
+#define KC GEMM_PACK_KC
+#define MC 96 /* rows of A per task: a multiple of MR */
+
+/* Tasks are at least this many multiply-adds (~25 us on one AVX2 core) and a
+ * product smaller than two tasks runs on the caller alone: a parallel_for
+ * costs ~50 us of wake-up on the 2-core VMs we measured, more than it saves
+ * below that. */
+#define PARALLEL_MIN_FMAS ((size_t)1 << 21)
+
+static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+
+/* ---- packing ------------------------------------------------------------ */
+
+static bool mul_ok(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return false;
+    *out = a * b;
+    return true;
+}
+
+size_t gemm_packed_a_floats(size_t m, size_t k)
+{
+    size_t floats;
+    if (m > SIZE_MAX - MR || !mul_ok(round_up(m, MR), k, &floats))
+        return 0;
+    return floats ? floats : 1;
+}
+
+size_t gemm_packed_b_floats(size_t k, size_t n)
+{
+    size_t floats;
+    if (n > SIZE_MAX - NR || !mul_ok(round_up(n, NR), k, &floats))
+        return 0;
+    return floats ? floats : 1;
+}
+
+/* Rows [i0, i0+mc) x columns [p0, p0+kc) of op(A) as MR-row slivers. */
+static void pack_a_panel(bool trans, const float *a, size_t lda, size_t i0, size_t mc, size_t p0,
+                         size_t kc, float *dst)
+{
+    for (size_t s = 0; s < mc; s += MR) {
+        size_t rows = min_size(MR, mc - s);
+        if (!trans) {
+            for (size_t i = 0; i < rows; i++) {
+                const float *src = a + (i0 + s + i) * lda + p0;
+                for (size_t p = 0; p < kc; p++)
+                    dst[p * MR + i] = src[p];
+            }
+        } else {
+            for (size_t p = 0; p < kc; p++) {
+                const float *src = a + (p0 + p) * lda + i0 + s;
+                for (size_t i = 0; i < rows; i++)
+                    dst[p * MR + i] = src[i];
+            }
+        }
+        for (size_t i = rows; i < MR; i++)
+            for (size_t p = 0; p < kc; p++)
+                dst[p * MR + i] = 0.0f;
+        dst += MR * kc;
+    }
+}
+
+/* Rows [p0, p0+kc) x columns [j0, j0+nr) of op(B) as one NR-wide sliver. */
+static void pack_b_sliver(bool trans, const float *b, size_t ldb, size_t p0, size_t kc, size_t j0,
+                          size_t nr, float *dst)
+{
+    if (!trans) {
+        for (size_t p = 0; p < kc; p++) {
+            const float *src = b + (p0 + p) * ldb + j0;
+            size_t j = 0;
+            for (; j < nr; j++)
+                dst[p * NR + j] = src[j];
+            for (; j < NR; j++)
+                dst[p * NR + j] = 0.0f;
+        }
+    } else {
+        for (size_t j = 0; j < nr; j++) {
+            const float *src = b + (j0 + j) * ldb + p0;
+            for (size_t p = 0; p < kc; p++)
+                dst[p * NR + j] = src[p];
+        }
+        for (size_t j = nr; j < NR; j++)
+            for (size_t p = 0; p < kc; p++)
+                dst[p * NR + j] = 0.0f;
+    }
+}
+
+/* Whole-matrix layouts: the panel of K rows starting at p0 sits at
+ * p0 * round_up(dim, R); inside it sliver s sits at s * R * kc. */
+void gemm_pack_a(bool trans_a, size_t m, size_t k, const float *a, size_t lda, float *packed)
+{
+    size_t mpad = round_up(m, MR);
+    for (size_t p0 = 0; p0 < k; p0 += KC)
+        pack_a_panel(trans_a, a, lda, 0, m, p0, min_size(KC, k - p0), packed + p0 * mpad);
+}
+
+void gemm_pack_b(bool trans_b, size_t k, size_t n, const float *b, size_t ldb, float *packed)
+{
+    size_t npad = round_up(n, NR);
+    for (size_t p0 = 0; p0 < k; p0 += KC) {
+        size_t kc = min_size(KC, k - p0);
+        for (size_t j = 0; j < n; j += NR)
+            pack_b_sliver(trans_b, b, ldb, p0, kc, j, min_size(NR, n - j),
+                          packed + p0 * npad + j * kc);
+    }
+}
+
+/* ---- micro-kernels ------------------------------------------------------ */
+
+/* C[0..mr) x [0..nr) = alpha * A * Bsliver + beta * C, where A(i, p) is at
+ * a[i * a_rs + p * a_cs] (a_rs 1, a_cs MR for a packed sliver; a_rs lda,
+ * a_cs 1 for rows read in place) and B rows are `ldbk` floats apart. */
+typedef void (*micro_kernel)(size_t kc, const float *a, size_t a_rs, size_t a_cs,
+                             const float *b, size_t ldbk, float *c, size_t ldc, size_t mr,
+                             size_t nr, float alpha, float beta);
+
+static inline __attribute__((always_inline)) void generic_tile(size_t kc, const float *a,
+                                                               size_t a_rs, size_t a_cs,
+                                                               const float *b, size_t ldbk,
+                                                               float *c, size_t ldc, size_t mr,
+                                                               size_t nr, float alpha, float beta,
+                                                               const size_t rows)
+{
+    float acc[MR][NR] = {{0}};
+    for (size_t p = 0; p < kc; p++) {
+        for (size_t i = 0; i < rows; i++) {
+            float ai = a[i * a_rs + p * a_cs];
+            for (size_t j = 0; j < NR; j++)
+                acc[i][j] += ai * b[j];
+        }
+        b += ldbk;
+    }
+    for (size_t i = 0; i < mr; i++) {
+        float *ci = c + i * ldc;
+        for (size_t j = 0; j < nr; j++)
+            ci[j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * ci[j];
+    }
+}
+
+static void generic_kernel(size_t kc, const float *a, size_t a_rs, size_t a_cs, const float *b,
+                           size_t ldbk, float *c, size_t ldc, size_t mr, size_t nr, float alpha,
+                           float beta)
+{
+    /* a constant row count lets the compiler unroll and vectorise each case */
+    switch (mr) {
+    case 1: generic_tile(kc, a, a_rs, a_cs, b, ldbk, c, ldc, mr, nr, alpha, beta, 1); break;
+    case 2: generic_tile(kc, a, a_rs, a_cs, b, ldbk, c, ldc, mr, nr, alpha, beta, 2); break;
+    case 3: generic_tile(kc, a, a_rs, a_cs, b, ldbk, c, ldc, mr, nr, alpha, beta, 3); break;
+    case 4: generic_tile(kc, a, a_rs, a_cs, b, ldbk, c, ldc, mr, nr, alpha, beta, 4); break;
+    case 5: generic_tile(kc, a, a_rs, a_cs, b, ldbk, c, ldc, mr, nr, alpha, beta, 5); break;
+    default: generic_tile(kc, a, a_rs, a_cs, b, ldbk, c, ldc, mr, nr, alpha, beta, MR); break;
+    }
+}
+
+#ifdef GEMM_X86
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+/* Eight -1s then eight 0s: loading at (8 - count) gives a lane mask of
+ * `count` leading lanes for the ragged right edge of C. */
+static const int32_t edge_mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                            0,  0,  0,  0,  0,  0,  0,  0};
+
+/* ROWS rows of C by VECS vectors of 8 columns (2, or 1 for a ragged right
+ * edge of at most 8 columns, which then costs half), K split over SPLIT
+ * accumulator sets: an FMA has a latency of 4-5 cycles and two issue ports,
+ * so ~10 independent sums keep them busy; a 1-row tile only has 2 per k,
+ * hence SPLIT 4 there. */
+static inline TARGET_AVX2 __attribute__((always_inline)) void
+avx2_tile(size_t kc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t ldbk, float *c,
+          size_t ldc, size_t nr, float alpha, float beta, const int rows, const int vecs,
+          const int split)
+{
+    __m256 acc[4][MR][2];
+#pragma GCC unroll 4
+    for (int u = 0; u < split; u++)
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++)
+            acc[u][i][0] = acc[u][i][1] = _mm256_setzero_ps();
+    size_t p = 0;
+    for (; p + (size_t)split <= kc; p += (size_t)split) {
+#pragma GCC unroll 4
+        for (int u = 0; u < split; u++) {
+            __m256 b0 = _mm256_loadu_ps(b);
+            __m256 b1 = vecs == 2 ? _mm256_loadu_ps(b + 8) : b0;
+#pragma GCC unroll 6
+            for (int i = 0; i < rows; i++) {
+                __m256 ai = _mm256_broadcast_ss(a + (size_t)i * a_rs);
+                acc[u][i][0] = _mm256_fmadd_ps(ai, b0, acc[u][i][0]);
+                if (vecs == 2)
+                    acc[u][i][1] = _mm256_fmadd_ps(ai, b1, acc[u][i][1]);
+            }
+            a += a_cs;
+            b += ldbk;
+        }
+    }
+    for (; p < kc; p++) {
+        __m256 b0 = _mm256_loadu_ps(b);
+        __m256 b1 = vecs == 2 ? _mm256_loadu_ps(b + 8) : b0;
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + (size_t)i * a_rs);
+            acc[0][i][0] = _mm256_fmadd_ps(ai, b0, acc[0][i][0]);
+            if (vecs == 2)
+                acc[0][i][1] = _mm256_fmadd_ps(ai, b1, acc[0][i][1]);
+        }
+        a += a_cs;
+        b += ldbk;
+    }
+#pragma GCC unroll 4
+    for (int u = 1; u < split; u++)
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++) {
+            acc[0][i][0] = _mm256_add_ps(acc[0][i][0], acc[u][i][0]);
+            acc[0][i][1] = _mm256_add_ps(acc[0][i][1], acc[u][i][1]);
+        }
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    if (nr == NR) {
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++) {
+            float *ci = c + (size_t)i * ldc;
+            __m256 r0 = _mm256_mul_ps(va, acc[0][i][0]), r1 = _mm256_mul_ps(va, acc[0][i][1]);
+            if (beta != 0.0f) {
+                r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);
+                r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), r1);
+            }
+            _mm256_storeu_ps(ci, r0);
+            _mm256_storeu_ps(ci + 8, r1);
+        }
+    } else {
+        size_t lo = nr < 8 ? nr : 8, hi = nr > 8 ? nr - 8 : 0;
+        __m256i m0 = _mm256_loadu_si256((const __m256i *)(edge_mask_table + 8 - lo));
+        __m256i m1 = _mm256_loadu_si256((const __m256i *)(edge_mask_table + 8 - hi));
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++) {
+            float *ci = c + (size_t)i * ldc;
+            __m256 r0 = _mm256_mul_ps(va, acc[0][i][0]), r1 = _mm256_mul_ps(va, acc[0][i][1]);
+            if (beta != 0.0f) {
+                r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci, m0), r0);
+                if (vecs == 2)
+                    r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8, m1), r1);
+            }
+            _mm256_maskstore_ps(ci, m0, r0);
+            if (vecs == 2)
+                _mm256_maskstore_ps(ci + 8, m1, r1);
+        }
+    }
+}
+
+static TARGET_AVX2 void avx2_kernel(size_t kc, const float *a, size_t a_rs, size_t a_cs,
+                                    const float *b, size_t ldbk, float *c, size_t ldc, size_t mr,
+                                    size_t nr, float alpha, float beta)
+{
+#define TILE(ROWS, VECS, SPLIT)                                                               \
+    avx2_tile(kc, a, a_rs, a_cs, b, ldbk, c, ldc, nr, alpha, beta, ROWS, VECS, SPLIT)
+    if (nr > 8) {
+        switch (mr) {
+        case 1: TILE(1, 2, 4); break;
+        case 2: TILE(2, 2, 2); break;
+        case 3: TILE(3, 2, 2); break;
+        case 4: TILE(4, 2, 1); break;
+        case 5: TILE(5, 2, 1); break;
+        default: TILE(MR, 2, 1); break;
+        }
+    } else {
+        switch (mr) {
+        case 1: TILE(1, 1, 4); break;
+        case 2: TILE(2, 1, 4); break;
+        case 3: TILE(3, 1, 2); break;
+        case 4: TILE(4, 1, 2); break;
+        case 5: TILE(5, 1, 2); break;
+        default: TILE(MR, 1, 2); break;
+        }
+    }
+#undef TILE
+}
+#endif /* GEMM_X86 */
+
+static micro_kernel select_kernel(void)
+{
+    static _Atomic(micro_kernel) chosen;
+    micro_kernel k = atomic_load_explicit(&chosen, memory_order_relaxed);
+    if (k)
+        return k;
+    k = generic_kernel;
+#ifdef GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        k = avx2_kernel;
+#endif
+    atomic_store_explicit(&chosen, k, memory_order_relaxed);
+    return k;
+}
+
+/* ---- blocked product over tasks ------------------------------------------ */
+
+typedef struct gemm_job {
+    size_t m, n, k;
+    float alpha, beta;
+    gemm_operand a, b;
+    float *c;
+    size_t ldc;
+    size_t m_blocks;  /* tasks are (M block of MC rows) x (N chunk) */
+    size_t n_chunk;   /* columns per task, a multiple of NR */
+    bool direct_b;    /* stream an unpacked, untransposed B in place */
+    micro_kernel kernel;
+} gemm_job;
+
+/* Used only when scratch memory cannot be had: slow but never wrong. */
+static void reference_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, size_t j1)
+{
+    const gemm_operand *a = &job->a, *b = &job->b;
+    size_t mpad = round_up(job->m, MR), npad = round_up(job->n, NR);
+    for (size_t i = i0; i < i1; i++)
+        for (size_t j = j0; j < j1; j++) {
+            float sum = 0.0f;
+            for (size_t p = 0; p < job->k; p++) {
+                size_t p0 = p / KC * KC, kc = min_size(KC, job->k - p0);
+                float av, bv;
+                if (a->packed)
+                    av = a->data[p0 * mpad + i / MR * MR * kc + (p - p0) * MR + i % MR];
+                else
+                    av = a->trans ? a->data[p * a->ld + i] : a->data[i * a->ld + p];
+                if (b->packed)
+                    bv = b->data[p0 * npad + j / NR * NR * kc + (p - p0) * NR + j % NR];
+                else
+                    bv = b->trans ? b->data[j * b->ld + p] : b->data[p * b->ld + j];
+                sum += av * bv;
+            }
+            float *cij = job->c + i * job->ldc + j;
+            *cij = job->beta == 0.0f ? job->alpha * sum : job->alpha * sum + job->beta * *cij;
+        }
+}
+
+static void run_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, size_t j1,
+                      float *apanel, float *bsliver)
+{
+    const gemm_operand *a = &job->a, *b = &job->b;
+    size_t mpad = round_up(job->m, MR), npad = round_up(job->n, NR);
+    size_t mc = i1 - i0;
+    for (size_t p0 = 0; p0 < job->k; p0 += KC) {
+        size_t kc = min_size(KC, job->k - p0);
+        float beta = p0 == 0 ? job->beta : 1.0f;
+        /* A as packed slivers, or its rows read in place when untransposed:
+         * the kernel streams each row sequentially either way */
+        const float *ap;
+        size_t a_rs = 1, a_cs = MR, tile_step = MR * kc;
+        if (a->packed) {
+            ap = a->data + p0 * mpad + i0 * kc;
+        } else if (!a->trans) {
+            ap = a->data + i0 * a->ld + p0;
+            a_rs = a->ld;
+            a_cs = 1;
+            tile_step = MR * a->ld;
+        } else {
+            pack_a_panel(a->trans, a->data, a->ld, i0, mc, p0, kc, apanel);
+            ap = apanel;
+        }
+        for (size_t j = j0; j < j1; j += NR) {
+            size_t nr = min_size(NR, job->n - j);
+            const float *bp;
+            size_t ldbk = NR;
+            if (b->packed) {
+                bp = b->data + p0 * npad + j * kc;
+            } else if (job->direct_b && nr == NR) {
+                bp = b->data + p0 * b->ld + j;
+                ldbk = b->ld;
+            } else {
+                pack_b_sliver(b->trans, b->data, b->ld, p0, kc, j, nr, bsliver);
+                bp = bsliver;
+            }
+            for (size_t i = 0; i < mc; i += MR)
+                job->kernel(kc, ap + i / MR * tile_step, a_rs, a_cs, bp, ldbk,
+                            job->c + (i0 + i) * job->ldc + j, job->ldc, min_size(MR, mc - i), nr,
+                            job->alpha, beta);
+        }
+    }
+}
+
+static void run_tasks(void *arg, size_t begin, size_t end)
+{
+    const gemm_job *job = arg;
+    size_t need_b = job->b.packed ? 0 : (size_t)KC * NR;
+    size_t need_a = job->a.packed || !job->a.trans ? 0 : (size_t)KC * MC;
+    float *scratch = NULL;
+    if (need_a + need_b > 0)
+        scratch = malloc((need_a + need_b) * sizeof(float));
+    for (size_t t = begin; t < end; t++) {
+        size_t mb = t % job->m_blocks, nb = t / job->m_blocks;
+        size_t i0 = mb * MC, i1 = min_size(job->m, i0 + MC);
+        size_t j0 = nb * job->n_chunk, j1 = min_size(job->n, j0 + job->n_chunk);
+        if (need_a + need_b > 0 && !scratch)
+            reference_block(job, i0, i1, j0, j1);
+        else
+            run_block(job, i0, i1, j0, j1, scratch, scratch ? scratch + need_a : NULL);
+    }
+    free(scratch);
+}
+
+/* C = beta * C when there is nothing to multiply. */
+static void scale_c(size_t m, size_t n, float beta, float *c, size_t ldc)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++)
+            c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+}
+
+static void own_gemm(size_t m, size_t n, size_t k, float alpha, gemm_operand a, gemm_operand b,
+                     float beta, float *c, size_t ldc, threadpool *pool)
+{
+    gemm_job job = {.m = m, .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b,
+                    .c = c, .ldc = ldc, .kernel = select_kernel()};
+    job.m_blocks = (m + MC - 1) / MC;
+    /* a B sliver streamed in place is read once per MR rows of A: only worth
+     * it when few rows share it, otherwise pack it and reuse it from L1 */
+    job.direct_b = !b.packed && !b.trans && m <= 2 * MR;
+    size_t slivers = (n + NR - 1) / NR;
+    size_t threads = (size_t)threadpool_size(pool);
+    double fmas = (double)m * (double)n * (double)k;
+    size_t tasks_wanted = 1;
+    if (threads > 1 && fmas >= 2.0 * PARALLEL_MIN_FMAS) {
+        double by_size = fmas / PARALLEL_MIN_FMAS;
+        tasks_wanted = by_size < (double)(4 * threads) ? (size_t)by_size : 4 * threads;
+    }
+    size_t n_chunks = (tasks_wanted + job.m_blocks - 1) / job.m_blocks;
+    if (n_chunks > slivers)
+        n_chunks = slivers;
+    if (n_chunks == 0)
+        n_chunks = 1;
+    job.n_chunk = (slivers + n_chunks - 1) / n_chunks * NR;
+    n_chunks = (n + job.n_chunk - 1) / job.n_chunk;
+    size_t tasks = job.m_blocks * n_chunks;
+    if (tasks == 1)
+        run_tasks(&job, 0, 1);
+    else
+        threadpool_parallel_for(pool, tasks, 1, run_tasks, &job);
+}
+
+/* ---- OpenBLAS ------------------------------------------------------------ */
+
+#ifdef INFERD_HAVE_OPENBLAS
+/* Debian's openblas-pthread starts a thread per core by default; our pool
+ * already owns the cores, so OpenBLAS runs on one (it spins otherwise). */
+extern void openblas_set_num_threads(int num_threads);
+
+static void openblas_single_thread(void)
+{
+    static atomic_int done;
+    if (!atomic_exchange(&done, 1))
+        openblas_set_num_threads(1);
+}
+
+typedef struct blas_job {
+    bool trans_a, trans_b;
+    size_t m, n, k;
+    float alpha, beta;
+    const float *a, *b;
+    size_t lda, ldb;
+    float *c;
+    size_t ldc, n_chunk;
+} blas_job;
+
+static void blas_tasks(void *arg, size_t begin, size_t end)
+{
+    const blas_job *j = arg;
+    size_t j0 = begin * j->n_chunk, j1 = min_size(j->n, end * j->n_chunk);
+    const float *b = j->b + (j->trans_b ? j0 * j->ldb : j0);
+    cblas_sgemm(CblasRowMajor, j->trans_a ? CblasTrans : CblasNoTrans,
+                j->trans_b ? CblasTrans : CblasNoTrans, (int)j->m, (int)(j1 - j0), (int)j->k,
+                j->alpha, j->a, (int)j->lda, b, (int)j->ldb, j->beta, j->c + j0, (int)j->ldc);
+}
+
+static bool blas_fits(size_t m, size_t n, size_t k, size_t lda, size_t ldb, size_t ldc)
+{
+    return m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX && lda <= INT32_MAX &&
+           ldb <= INT32_MAX && ldc <= INT32_MAX;
+}
+
+static void blas_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
+                      const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                      size_t ldc, threadpool *pool)
+{
+    openblas_single_thread();
+    blas_job job = {trans_a, trans_b, m, n, k, alpha, beta, a, b, lda, ldb, c, ldc, NR};
+    size_t threads = (size_t)threadpool_size(pool);
+    size_t chunks = 1;
+    double fmas = (double)m * (double)n * (double)k;
+    if (threads > 1 && fmas >= 2.0 * PARALLEL_MIN_FMAS)
+        chunks = threads;
+    size_t slivers = (n + NR - 1) / NR;
+    if (chunks > slivers)
+        chunks = slivers ? slivers : 1;
+    job.n_chunk = (slivers + chunks - 1) / chunks * NR;
+    chunks = (n + job.n_chunk - 1) / job.n_chunk;
+    threadpool_parallel_for(pool, chunks, 1, blas_tasks, &job);
+}
+#endif
+
+/* ---- dispatch ------------------------------------------------------------- */
+
+#ifdef INFERD_HAVE_OPENBLAS
+#define USE_OPENBLAS 1
+#endif
+
+void gemm_f32_ex(size_t m, size_t n, size_t k, float alpha, gemm_operand a, gemm_operand b,
+                 float beta, float *c, size_t ldc, threadpool *pool)
+{
+    if (m == 0 || n == 0)
+        return;
+    if (k == 0) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+#ifdef USE_OPENBLAS
+    if (!a.packed && !b.packed && blas_fits(m, n, k, a.ld, b.ld, ldc)) {
+        blas_gemm(a.trans, b.trans, m, n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c, ldc,
+                  pool);
+        return;
+    }
+#endif
+    own_gemm(m, n, k, alpha, a, b, beta, c, ldc, pool);
+}
+
+void gemm_f32(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,
+              const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+              size_t ldc, threadpool *pool)
+{
+    gemm_operand oa = {a, lda, trans_a, false}, ob = {b, ldb, trans_b, false};
+    gemm_f32_ex(m, n, k, alpha, oa, ob, beta, c, ldc, pool);
+}
+
+void gemm_f64(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, double alpha,
+              const double *a, size_t lda, const double *b, size_t ldb, double beta, double *c,
+              size_t ldc)
+{
+    for (size_t i = 0; i < m; i++) {
+        double *ci = c + i * ldc;
+        for (size_t j = 0; j < n; j++)
+            ci[j] = beta == 0.0 ? 0.0 : beta * ci[j];
+        /* i-p-j order: the innermost loop runs along a row of B and of C */
+        for (size_t p = 0; p < k; p++) {
+            double aip = alpha * (trans_a ? a[p * lda + i] : a[i * lda + p]);
+            if (!trans_b) {
+                const double *bp = b + p * ldb;
+                for (size_t j = 0; j < n; j++)
+                    ci[j] += aip * bp[j];
+            } else {
+                for (size_t j = 0; j < n; j++)
+                    ci[j] += aip * b[j * ldb + p];
+            }
+        }
+    }
+}
+
+void gemm_s32(size_t m, size_t n, size_t k, const int32_t *a, size_t lda, const int32_t *b,
+              size_t ldb, int32_t *c, size_t ldc)
+{
+    /* unsigned arithmetic wraps where signed overflow would be undefined */
+    for (size_t i = 0; i < m; i++) {
+        uint32_t *ci = (uint32_t *)(c + i * ldc);
+        for (size_t j = 0; j < n; j++)
+            ci[j] = 0;
+        for (size_t p = 0; p < k; p++) {
+            uint32_t aip = (uint32_t)a[i * lda + p];
+            const int32_t *bp = b + p * ldb;
+            for (size_t j = 0; j < n; j++)
+                ci[j] += aip * (uint32_t)bp[j];
+        }
+    }
+}
+
+const char *gemm_backend_name(void)
+{
+#ifdef USE_OPENBLAS
+    return "openblas";
+#else
+    return select_kernel() == generic_kernel ? "own-generic" : "own-avx2-fma";
+#endif
+}

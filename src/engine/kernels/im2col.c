@@ -1,0 +1,323 @@
+/*
+ * im2col.c — patch extraction for convolutions (see im2col.h). One body per
+ * element type through a macro. The innermost axis is split once per row
+ * into the stretch of positions that read the image and the stretches that
+ * fall on padding, so the copy loop itself has no bounds checks (lines are
+ * short, tens of elements, so a plain loop beats calling memcpy). Where the
+ * geometry allows, a whole output plane is one shifted copy of the image
+ * plane (see DEFINE_IM2COL_SHIFTED).
+ */
+#include "im2col.h"
+
+#include <string.h>
+
+#include "gemm.h"
+
+/* GCC turns the short zero-fill loops of padded lines into memset calls,
+ * which cost more than the few stores they replace. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
+
+size_t conv_geometry_rows(const conv_geometry *g)
+{
+    size_t rows = g->channels;
+    for (int d = 0; d < IM2COL_MAX_SPATIAL; d++)
+        rows *= (size_t)g->kernel[d];
+    return rows;
+}
+
+size_t conv_geometry_cols(const conv_geometry *g)
+{
+    size_t cols = 1;
+    for (int d = 0; d < IM2COL_MAX_SPATIAL; d++)
+        cols *= (size_t)g->out[d];
+    return cols;
+}
+
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* The positions o in [0, out) whose coordinate o * stride + offset falls in
+ * [0, extent), as [*lo, *hi). */
+static void inside(int64_t out, int64_t stride, int64_t offset, int64_t extent, int64_t *lo,
+                   int64_t *hi)
+{
+    int64_t l = offset >= 0 ? 0 : ceil_div(-offset, stride);
+    int64_t h = extent - offset <= 0 ? 0 : ceil_div(extent - offset, stride);
+    if (h > out)
+        h = out;
+    if (l > h)
+        l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* Visit every (row, outer position) pair of the matrix: LINE gets the row,
+ * the offset of its line of out[2] entries in the matrix and its first
+ * column, the offset of the image
+ * line it reads (-1 when the outer coordinates fall on padding), the
+ * innermost coordinate offset of the tap and the stretch [lo, hi) of the line
+ * that reads the image (the same for every line of a tap: worked out once,
+ * as it takes divisions). */
+#define CONV_WALK(LINE)                                                                       \
+    do {                                                                                      \
+        const int64_t *ext = g->image, *out = g->out;                                        \
+        int64_t plane = ext[0] * ext[1] * ext[2];                                             \
+        size_t cols = conv_geometry_cols(g), row = 0;                                         \
+        for (size_t c = 0; c < g->channels; c++)                                             \
+            for (int64_t k0 = 0; k0 < g->kernel[0]; k0++)                                    \
+                for (int64_t k1 = 0; k1 < g->kernel[1]; k1++)                                \
+                    for (int64_t k2 = 0; k2 < g->kernel[2]; k2++, row++) {                   \
+                        int64_t off2 = k2 * g->dilation[2] - g->pad[2], tap_lo, tap_hi;      \
+                        inside(g->out[2], g->stride[2], off2, ext[2], &tap_lo, &tap_hi);     \
+                        for (int64_t o0 = 0; o0 < out[0]; o0++) {                            \
+                            int64_t i0 = o0 * g->stride[0] + k0 * g->dilation[0] - g->pad[0]; \
+                            for (int64_t o1 = 0; o1 < out[1]; o1++) {                        \
+                                int64_t i1 =                                                  \
+                                    o1 * g->stride[1] + k1 * g->dilation[1] - g->pad[1];      \
+                                size_t line = (size_t)((o0 * out[1] + o1) * out[2]);         \
+                                int64_t from = -1;                                            \
+                                if (i0 >= 0 && i0 < ext[0] && i1 >= 0 && i1 < ext[1])       \
+                                    from = (int64_t)c * plane + (i0 * ext[1] + i1) * ext[2]; \
+                                LINE(row, row * cols + line, line, from, off2, tap_lo, tap_hi); \
+                            }                                                                 \
+                        }                                                                     \
+                    }                                                                         \
+    } while (0)
+
+/* Stride 1 on the two inner axes with the width kept (the usual padded
+ * 3x3): for one tap, the lines of an output plane are the image plane
+ * shifted by a constant, so the whole stretch is one long copy; only the
+ * elements that wrapped around a line edge are zeroed afterwards. */
+#define DEFINE_IM2COL_SHIFTED(NAME, T)                                                        \
+    static void NAME(const conv_geometry *g, const T *image, T *col)                          \
+    {                                                                                         \
+        const int64_t *ext = g->image, *out = g->out;                                        \
+        int64_t plane = ext[0] * ext[1] * ext[2], inner = ext[1] * ext[2];                   \
+        int64_t lines = out[1], n2 = out[2];                                                  \
+        size_t cols = conv_geometry_cols(g);                                                  \
+        T *row = col;                                                                         \
+        for (size_t c = 0; c < g->channels; c++)                                             \
+            for (int64_t k0 = 0; k0 < g->kernel[0]; k0++)                                    \
+                for (int64_t k1 = 0; k1 < g->kernel[1]; k1++)                                \
+                    for (int64_t k2 = 0; k2 < g->kernel[2]; k2++, row += cols) {             \
+                        int64_t off2 = k2 * g->dilation[2] - g->pad[2], tap_lo, tap_hi;      \
+                        inside(n2, 1, off2, ext[2], &tap_lo, &tap_hi);                       \
+                        int64_t shift1 = k1 * g->dilation[1] - g->pad[1];                    \
+                        int64_t l_lo = -shift1 < 0 ? 0 : -shift1 > lines ? lines : -shift1;  \
+                        int64_t l_hi = ext[1] - shift1 > lines ? lines : ext[1] - shift1;    \
+                        if (l_hi < l_lo)                                                      \
+                            l_hi = l_lo;                                                      \
+                        int64_t delta = shift1 * ext[2] + off2;                               \
+                        for (int64_t o0 = 0; o0 < out[0]; o0++) {                            \
+                            T *dst = row + o0 * lines * n2;                                   \
+                            int64_t i0 = o0 * g->stride[0] + k0 * g->dilation[0] - g->pad[0]; \
+                            if (i0 < 0 || i0 >= ext[0]) {                                     \
+                                for (int64_t q = 0; q < lines * n2; q++)                      \
+                                    dst[q] = 0;                                               \
+                                continue;                                                     \
+                            }                                                                 \
+                            for (int64_t q = 0; q < l_lo * n2; q++)                           \
+                                dst[q] = 0;                                                   \
+                            for (int64_t q = l_hi * n2; q < lines * n2; q++)                  \
+                                dst[q] = 0;                                                   \
+                            const T *src = image + (int64_t)c * plane + i0 * inner;           \
+                            int64_t q0 = l_lo * n2, q1 = l_hi * n2;                           \
+                            if (q0 + delta < 0)                                               \
+                                q0 = -delta;                                                  \
+                            if (q1 + delta > inner)                                           \
+                                q1 = inner - delta;                                           \
+                            for (int64_t q = q0; q < q1; q++)                                 \
+                                dst[q] = src[q + delta];                                      \
+                            for (int64_t l = l_lo; l < l_hi; l++) {                           \
+                                T *line = dst + l * n2;                                       \
+                                for (int64_t o = 0; o < tap_lo; o++)                          \
+                                    line[o] = 0;                                              \
+                                for (int64_t o = tap_hi; o < n2; o++)                         \
+                                    line[o] = 0;                                              \
+                            }                                                                 \
+                        }                                                                     \
+                    }                                                                         \
+    }
+
+#define DEFINE_IM2COL(NAME, T)                                                                \
+    DEFINE_IM2COL_SHIFTED(NAME##_shifted, T)                                                  \
+    void NAME(const conv_geometry *g, const T *image, T *col)                                 \
+    {                                                                                         \
+        typedef T elem;                                                                       \
+        int64_t s2 = g->stride[2], n2 = g->out[2];                                            \
+        if (g->stride[1] == 1 && s2 == 1 && n2 == g->image[2]) {                              \
+            NAME##_shifted(g, image, col);                                                    \
+            return;                                                                           \
+        }                                                                                     \
+        CONV_WALK(IM2COL_LINE);                                                               \
+    }
+
+#define IM2COL_LINE(row, at, column, from, off, inside_lo, inside_hi)                                \
+    do {                                                                                      \
+        elem *dst = col + (at);                                                                \
+        const elem *src = image + ((from) < 0 ? 0 : (from));                                   \
+        int64_t lo = (from) < 0 ? 0 : (inside_lo), hi = (from) < 0 ? 0 : (inside_hi);         \
+        for (int64_t o = 0; o < lo; o++)                                                      \
+            dst[o] = 0;                                                                       \
+        if (s2 == 1) {                                                                        \
+            const elem *from = src + (off);                                                   \
+            for (int64_t o = lo; o < hi; o++)                                                 \
+                dst[o] = from[o];                                                             \
+        } else {                                                                              \
+            for (int64_t o = lo; o < hi; o++)                                                 \
+                dst[o] = src[o * s2 + (off)];                                                 \
+        }                                                                                     \
+        for (int64_t o = hi; o < n2; o++)                                                     \
+            dst[o] = 0;                                                                       \
+    } while (0)
+
+DEFINE_IM2COL(im2col_f64, double)
+DEFINE_IM2COL(im2col_s32, int32_t)
+
+#define DEFINE_COL2IM(NAME, T)                                                                \
+    void NAME(const conv_geometry *g, const T *col, T *image)                                 \
+    {                                                                                         \
+        typedef T elem;                                                                       \
+        int64_t s2 = g->stride[2];                                                              \
+        CONV_WALK(COL2IM_LINE);                                                               \
+    }
+
+#define COL2IM_LINE(row, at, column, from, off, lo, hi)                                       \
+    do {                                                                                      \
+        if ((from) < 0)                                                                       \
+            break;                                                                            \
+        const elem *src = col + (at);                                                          \
+        elem *dst = image + (from);                                                            \
+        for (int64_t o = lo; o < hi; o++)                                                     \
+            dst[o * s2 + (off)] += src[o];                                                    \
+    } while (0)
+
+/* ---- straight into the GEMM's packed layout ------------------------------ */
+
+/* Columns [j, end) of a packed row set to zero / copied from src[0..),
+ * a sliver-wide run at a time. */
+static void packed_zero(gemm_packed_row row, size_t j, size_t end)
+{
+    while (j < end) {
+        float *d = gemm_packed_at(row, j);
+        if (j % GEMM_PACK_NR == 0 && end - j >= GEMM_PACK_NR) {
+            /* a whole sliver row: fixed-size, so inlined as vector stores */
+            memset(d, 0, GEMM_PACK_NR * sizeof(float));
+            j += GEMM_PACK_NR;
+            continue;
+        }
+        size_t run = GEMM_PACK_NR - j % GEMM_PACK_NR;
+        if (run > end - j)
+            run = end - j;
+        for (size_t t = 0; t < run; t++)
+            d[t] = 0.0f;
+        j += run;
+    }
+}
+
+static void packed_copy(gemm_packed_row row, size_t j, size_t end, const float *src)
+{
+    while (j < end) {
+        float *d = gemm_packed_at(row, j);
+        if (j % GEMM_PACK_NR == 0 && end - j >= GEMM_PACK_NR) {
+            memcpy(d, src, GEMM_PACK_NR * sizeof(float));
+            src += GEMM_PACK_NR;
+            j += GEMM_PACK_NR;
+            continue;
+        }
+        size_t run = GEMM_PACK_NR - j % GEMM_PACK_NR;
+        if (run > end - j)
+            run = end - j;
+        for (size_t t = 0; t < run; t++)
+            d[t] = src[t];
+        src += run;
+        j += run;
+    }
+}
+
+/* The shifted-plane walk of DEFINE_IM2COL_SHIFTED, into the packed layout. */
+static void im2col_f32_packed_shifted(const conv_geometry *g, const float *image, float *packed)
+{
+    const int64_t *ext = g->image, *out = g->out;
+    int64_t plane = ext[0] * ext[1] * ext[2], inner = ext[1] * ext[2];
+    int64_t lines = out[1], n2 = out[2];
+    size_t rows = conv_geometry_rows(g), cols = conv_geometry_cols(g), r = 0;
+    for (size_t c = 0; c < g->channels; c++)
+        for (int64_t k0 = 0; k0 < g->kernel[0]; k0++)
+            for (int64_t k1 = 0; k1 < g->kernel[1]; k1++)
+                for (int64_t k2 = 0; k2 < g->kernel[2]; k2++, r++) {
+                    gemm_packed_row row = gemm_packed_b_row(packed, rows, cols, r);
+                    int64_t off2 = k2 * g->dilation[2] - g->pad[2], tap_lo, tap_hi;
+                    inside(n2, 1, off2, ext[2], &tap_lo, &tap_hi);
+                    int64_t shift1 = k1 * g->dilation[1] - g->pad[1];
+                    int64_t l_lo = -shift1 < 0 ? 0 : -shift1 > lines ? lines : -shift1;
+                    int64_t l_hi = ext[1] - shift1 > lines ? lines : ext[1] - shift1;
+                    if (l_hi < l_lo)
+                        l_hi = l_lo;
+                    int64_t delta = shift1 * ext[2] + off2;
+                    for (int64_t o0 = 0; o0 < out[0]; o0++) {
+                        size_t base = (size_t)(o0 * lines * n2);
+                        int64_t i0 = o0 * g->stride[0] + k0 * g->dilation[0] - g->pad[0];
+                        if (i0 < 0 || i0 >= ext[0]) {
+                            packed_zero(row, base, base + (size_t)(lines * n2));
+                            continue;
+                        }
+                        packed_zero(row, base, base + (size_t)(l_lo * n2));
+                        packed_zero(row, base + (size_t)(l_hi * n2), base + (size_t)(lines * n2));
+                        const float *src = image + (int64_t)c * plane + i0 * inner;
+                        int64_t q0 = l_lo * n2, q1 = l_hi * n2;
+                        if (q0 + delta < 0)
+                            q0 = -delta;
+                        if (q1 + delta > inner)
+                            q1 = inner - delta;
+                        if (q1 > q0)
+                            packed_copy(row, base + (size_t)q0, base + (size_t)q1,
+                                        src + (q0 + delta));
+                        for (int64_t l = l_lo; l < l_hi; l++) {
+                            size_t at = base + (size_t)(l * n2);
+                            for (int64_t o = 0; o < tap_lo; o++)
+                                *gemm_packed_at(row, at + (size_t)o) = 0.0f;
+                            for (int64_t o = tap_hi; o < n2; o++)
+                                *gemm_packed_at(row, at + (size_t)o) = 0.0f;
+                        }
+                    }
+                }
+}
+
+/* Any geometry, a line at a time. */
+#define PACKED_LINE(row, at, column, from, off, inside_lo, inside_hi)                         \
+    do {                                                                                      \
+        gemm_packed_row dst = gemm_packed_b_row(packed, rows, cols, row);                     \
+        size_t j = (column);                                                                  \
+        if ((from) < 0) {                                                                     \
+            packed_zero(dst, j, j + (size_t)n2);                                              \
+            break;                                                                            \
+        }                                                                                     \
+        const float *src = image + (from);                                                    \
+        packed_zero(dst, j, j + (size_t)(inside_lo));                                         \
+        if (s2 == 1 && (inside_hi) > (inside_lo))                                             \
+            packed_copy(dst, j + (size_t)(inside_lo), j + (size_t)(inside_hi),                \
+                        src + ((inside_lo) + (off)));                                         \
+        else                                                                                  \
+            for (int64_t o = (inside_lo); o < (inside_hi); o++)                               \
+                *gemm_packed_at(dst, j + (size_t)o) = src[o * s2 + (off)];                    \
+        packed_zero(dst, j + (size_t)(inside_hi), j + (size_t)n2);                            \
+    } while (0)
+
+void im2col_f32_packed(const conv_geometry *g, const float *image, float *packed)
+{
+    int64_t s2 = g->stride[2], n2 = g->out[2];
+    size_t rows = conv_geometry_rows(g), cols = conv_geometry_cols(g);
+    if (g->stride[1] == 1 && s2 == 1 && n2 == g->image[2])
+        im2col_f32_packed_shifted(g, image, packed);
+    else
+        CONV_WALK(PACKED_LINE);
+    /* the columns past the last whole sliver are padding: zero them */
+    for (size_t p = 0; p < rows; p++)
+        packed_zero(gemm_packed_b_row(packed, rows, cols, p), cols,
+                    (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR * GEMM_PACK_NR);
+}
+
+DEFINE_COL2IM(col2im_f32, float)
+DEFINE_COL2IM(col2im_f64, double)
