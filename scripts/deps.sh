@@ -3,13 +3,14 @@
 # Idempotent: a second run installs nothing. Usage: scripts/deps.sh [build|test|all]
 #   build: compiler, CMake and the libraries inferd links
 #   test:  + what the test suite uses (ONNX test data, Debian's Python with onnx,
-#            numpy, scikit-learn and torch for fixture models, clang for fuzzing)
+#            numpy, scikit-learn and torch for fixture models, clang for fuzzing,
+#            prometheus for `promtool check metrics` in the server tests)
 set -euo pipefail
 
 what=${1:-all}
 build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev
        libopenblas-dev libmicrohttpd-dev)
-test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang
+test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
       libclang-rt-14-dev)
 
 case "$what" in
@@ -17,6 +18,12 @@ case "$what" in
   test|all) wanted=("${build[@]}" "${test[@]}") ;;
   *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
 esac
+
+# Node.js and npm (ONNX Runtime for benchmarks, Swagger UI, swagger-parser):
+# any installed node will do; Debian's when there is none.
+if [ "$what" != build ] && ! command -v npm >/dev/null; then
+  wanted+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${wanted[@]}"; do

@@ -10,6 +10,12 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
 scripts/deps.sh all
+# npm packages (package-lock.json): Swagger UI for /docs, swagger-parser for the
+# OpenAPI test, ONNX Runtime for benchmarks (its install script would fetch GPU
+# files: skip it, the CPU binding ships in the package).
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
+fi
 
 echo "== release build and tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DINFERD_WERROR=ON >/dev/null

@@ -88,11 +88,13 @@ void book_label(http_request *req, const route_params *p, int worker)
     (void)p;
     (void)worker;
     served_model *m = registry_default(req->server->models);
-    if (!m || !m->labels_text) {
+    if (!m || !m->labels) {
         http_reply_error(req, 404, "no label file was given (--labels or LABEL_FILEPATH)");
         return;
     }
-    http_reply_raw(req, 200, "application/json", m->labels_text, strlen(m->labels_text));
+    /* The book's server returns the dict json.load() gave it, so FastAPI
+     * sends it re-encoded (compact, in file order), not the file's text. */
+    http_reply_json(req, 200, json_incref(m->labels));
 }
 
 /* Rows to predict: the body's "data", or the sample when it is absent. */

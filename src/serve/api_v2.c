@@ -64,7 +64,8 @@ void v2_health_ready(http_request *req, const route_params *p, int worker)
     (void)p;
     (void)worker;
     bool ready = !req->server->stopping && registry_all_ready(req->server->models);
-    http_reply_json(req, ready ? 200 : 503, json_pack("{s:b}", "ready", ready));
+    /* the V2 health API: 200 means true, a 4xx false (Triton answers 400) */
+    http_reply_json(req, ready ? 200 : 400, json_pack("{s:b}", "ready", ready));
 }
 
 static json_t *shape_json(const ifd_type_info *t)
@@ -111,7 +112,7 @@ void v2_model_ready(http_request *req, const route_params *p, int worker)
     if (!m)
         return;
     bool ready = m->ready && !req->server->stopping;
-    http_reply_json(req, ready ? 200 : 503, json_pack("{s:s, s:b}", "name", m->name, "ready", ready));
+    http_reply_json(req, ready ? 200 : 400, json_pack("{s:s, s:b}", "name", m->name, "ready", ready));
 }
 
 /* ---- binary tensors ------------------------------------------------------ */
@@ -120,20 +121,35 @@ void v2_model_ready(http_request *req, const route_params *p, int worker)
 static ifd_value *binary_to_tensor(const unsigned char *data, size_t size, ifd_dtype dtype, int rank,
                                    const int64_t *dims, char *err, size_t n)
 {
+    /* The element count checked against the bytes sent before anything is
+     * allocated: a shape may claim far more than the body carries. */
+    size_t count = 1, width = dtype == IFD_STRING ? 4 : ifd_dtype_size(dtype);
+    for (int i = 0; i < rank; i++)
+        if (dims[i] == 0)
+            count = 0;
+    for (int i = 0; count && i < rank; i++) {
+        if ((size_t)dims[i] > size / width / count + 1) {
+            snprintf(err, n, "binary_data_size is %zu bytes, too few for the shape", size);
+            return NULL;
+        }
+        count *= (size_t)dims[i];
+    }
+    if (dtype != IFD_STRING ? count * width != size : count * width > size) {
+        if (dtype == IFD_STRING)
+            snprintf(err, n, "binary_data_size is %zu bytes, too few for %zu BYTES elements", size, count);
+        else
+            snprintf(err, n, "binary_data_size is %zu bytes but shape and datatype need %zu", size,
+                     count * width);
+        return NULL;
+    }
     ifd_value *v;
     ifd_error e;
     if (ifd_value_new_tensor(dtype, rank, dims, &v, &e) != IFD_OK) {
         snprintf(err, n, "%s", e.message);
         return NULL;
     }
-    size_t count = (size_t)ifd_tensor_count(&v->tensor);
     if (dtype != IFD_STRING) {
-        size_t need = count * ifd_dtype_size(dtype);
-        if (need != size) {
-            snprintf(err, n, "binary_data_size is %zu bytes but shape and datatype need %zu", size, need);
-            ifd_value_free(v);
-            return NULL;
-        }
+        size_t need = count * width;
         if (need)
             memcpy(v->tensor.data, data, need);
         if (dtype == IFD_BOOL)

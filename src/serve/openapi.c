@@ -4,6 +4,9 @@
  * GET /docs renders it for people with Swagger UI (swagger-ui-dist from
  * npm, installed beside the binary at build time; see docs_dir()).
  */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,9 +204,106 @@ static const char docs_page[] =
     "<script>window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui'});</script>\n"
     "</body>\n</html>\n";
 
+/* Served when Swagger UI was not installed beside the binary. */
+static const char docs_missing_page[] =
+    "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+    "<title>inferd API</title>\n</head>\n<body>\n<h1>inferd API</h1>\n"
+    "<p>The interactive documentation needs Swagger UI, which is not installed beside this "
+    "inferd binary. Install npm's <code>swagger-ui-dist</code> (<code>npm ci</code> at the "
+    "root of inferd's source tree) and rebuild: the build copies <code>swagger-ui.css</code> "
+    "and <code>swagger-ui-bundle.js</code> to <code>share/inferd/docs</code> beside the "
+    "binary.</p>\n<p>The API description itself is at <a href=\"/openapi.json\">/openapi.json"
+    "</a>.</p>\n</body>\n</html>\n";
+
+static const struct {
+    const char *name, *content_type;
+} docs_assets[] = {
+    {"swagger-ui.css", "text/css; charset=utf-8"},
+    {"swagger-ui-bundle.js", "text/javascript; charset=utf-8"},
+};
+
+static char docs_path[PATH_MAX];
+static pthread_once_t docs_once = PTHREAD_ONCE_INIT;
+
+/* Swagger UI's files: <exe dir>/share/inferd/docs in a build tree, or
+ * <exe dir>/../share/inferd/docs in an installed layout (bin/, share/). */
+static void find_docs_dir(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    static const char *const layouts[] = {"%s/share/inferd/docs", "%s/../share/inferd/docs"};
+    for (size_t i = 0; i < sizeof(layouts) / sizeof(layouts[0]); i++) {
+        char dir[PATH_MAX], probe[PATH_MAX + 32];
+        struct stat st;
+        if (snprintf(dir, sizeof(dir), layouts[i], exe) >= (int)sizeof(dir))
+            continue;
+        snprintf(probe, sizeof(probe), "%s/%s", dir, docs_assets[1].name);
+        if (stat(probe, &st) == 0 && S_ISREG(st.st_mode)) {
+            snprintf(docs_path, sizeof(docs_path), "%s", dir);
+            return;
+        }
+    }
+}
+
+static const char *docs_dir(void)
+{
+    pthread_once(&docs_once, find_docs_dir);
+    return docs_path[0] ? docs_path : NULL;
+}
+
+/* One of Swagger UI's files, by its name in docs_assets (nothing else is
+ * served from the directory, so no path from a request reaches the disk). */
+static void docs_asset(http_request *req, const char *name)
+{
+    const char *dir = docs_dir();
+    for (size_t i = 0; dir && i < sizeof(docs_assets) / sizeof(docs_assets[0]); i++) {
+        if (strcmp(name, docs_assets[i].name) != 0)
+            continue;
+        char path[PATH_MAX + 64];
+        snprintf(path, sizeof(path), "%s/%s", dir, docs_assets[i].name);
+        FILE *f = fopen(path, "rb");
+        struct stat st;
+        if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+            if (f)
+                fclose(f);
+            http_reply_error(req, 500, "cannot read %s: %s", path, strerror(errno));
+            return;
+        }
+        size_t size = (size_t)st.st_size;
+        char *data = malloc(size ? size : 1);
+        size_t got = data ? fread(data, 1, size, f) : 0;
+        fclose(f);
+        if (!data || got != size) {
+            free(data);
+            http_reply_error(req, 500, "cannot read %s", path);
+            return;
+        }
+        http_reply_buffer(req, 200, docs_assets[i].content_type, data, size);
+        return;
+    }
+    http_reply_error(req, 404, "no such documentation file%s",
+                     dir ? "" : " (Swagger UI is not installed beside this inferd: see /docs)");
+}
+
+/* GET /docs, and the Swagger UI files the page loads from /docs/. */
 void openapi_docs(http_request *req, const route_params *p, int worker)
 {
     (void)p;
     (void)worker;
-    http_reply_raw(req, 200, "text/html; charset=utf-8", docs_page, sizeof(docs_page) - 1);
+    if (strncmp(req->path, "/docs/", 6) == 0) {
+        docs_asset(req, req->path + 6);
+        return;
+    }
+    if (docs_dir())
+        http_reply_raw(req, 200, "text/html; charset=utf-8", docs_page, sizeof(docs_page) - 1);
+    else
+        http_reply_raw(req, 200, "text/html; charset=utf-8", docs_missing_page,
+                       sizeof(docs_missing_page) - 1);
 }

@@ -138,33 +138,54 @@ json_t *registry_probabilities(const served_model *m, ifd_value *const *outputs)
     return tensor_to_json_nested(t);
 }
 
+/* Zeros shaped like a declared input (unknown dimensions taken as 1). */
+static ifd_value *zeros_for(const ifd_io_info *input, char *err, size_t n)
+{
+    json_t *rows = default_sample(input);
+    ifd_value *x = rows ? json_rows_to_tensor(rows, input->type.dtype, err, n) : NULL;
+    if (!rows)
+        snprintf(err, n, "cannot make a zero tensor for input '%s'", input->name);
+    json_decref(rows);
+    return x;
+}
+
+/* Every session runs once: on the sample rows for one-input models (whose
+ * answer /metadata shows), on zeros for models with several inputs. */
 static bool warm_up(served_model *m, char *err, size_t n)
 {
-    const ifd_io_info *input = ifd_model_input(m->model, 0);
-    char reason[512];
-    ifd_value *x = json_rows_to_tensor(m->sample, input->type.dtype, reason, sizeof(reason));
-    if (!x) {
-        snprintf(err, n, "model '%s': sample rows do not fit input '%s': %s", m->name, input->name,
-                 reason);
-        return false;
-    }
-    size_t n_out = ifd_model_output_count(m->model);
+    size_t n_in = ifd_model_input_count(m->model), n_out = ifd_model_output_count(m->model);
+    ifd_value **inputs = calloc(n_in ? n_in : 1, sizeof(*inputs));
     ifd_value **outputs = calloc(n_out ? n_out : 1, sizeof(*outputs));
-    bool ok = outputs != NULL;
+    bool ok = inputs && outputs;
+    if (!ok)
+        snprintf(err, n, "out of memory");
+    for (size_t i = 0; ok && i < n_in; i++) {
+        const ifd_io_info *input = ifd_model_input(m->model, i);
+        char reason[512];
+        inputs[i] = m->sample ? json_rows_to_tensor(m->sample, input->type.dtype, reason, sizeof(reason))
+                              : zeros_for(input, reason, sizeof(reason));
+        if (!inputs[i]) {
+            snprintf(err, n, "model '%s': %s do not fit input '%s': %s", m->name,
+                     m->sample ? "sample rows" : "zeros", input->name, reason);
+            ok = false;
+        }
+    }
     for (int s = 0; ok && s < m->n_sessions; s++) {
         ifd_error e;
-        if (ifd_session_run(m->sessions[s], (const ifd_value *const *)&x, outputs, &e) != IFD_OK) {
+        if (ifd_session_run(m->sessions[s], (const ifd_value *const *)inputs, outputs, &e) != IFD_OK) {
             snprintf(err, n, "model '%s': warm-up inference failed: %s", m->name, e.message);
             ok = false;
             break;
         }
-        if (s == 0)
+        if (s == 0 && m->sample)
             m->sample_prediction = registry_probabilities(m, outputs);
         for (size_t k = 0; k < n_out; k++)
             ifd_value_free(outputs[k]);
     }
+    for (size_t i = 0; inputs && i < n_in; i++)
+        ifd_value_free(inputs[i]);
+    free(inputs);
     free(outputs);
-    ifd_value_free(x);
     return ok;
 }
 
@@ -231,9 +252,16 @@ bool registry_add(registry *reg, const model_source *src, char *err, size_t n)
         } else {
             m->sample = default_sample(ifd_model_input(m->model, 0));
         }
-        if (!m->sample || !warm_up(m, err, n))
+        if (!m->sample) {
+            snprintf(err, n, "model '%s': cannot make a sample for input '%s'", m->name,
+                     ifd_model_input(m->model, 0)->name);
             goto fail;
+        }
     }
+    /* models with several inputs are warmed up too (on zeros): ready means
+     * every model ran once */
+    if (!warm_up(m, err, n))
+        goto fail;
     m->load_seconds = now_seconds() - start;
     m->ready = true;
     served_model **grown = realloc(reg->models, (reg->n_models + 1) * sizeof(*grown));
@@ -259,25 +287,40 @@ static bool is_version_name(const char *s)
     return true;
 }
 
+static int by_version(const struct dirent **a, const struct dirent **b)
+{
+    long long x = strtoll((*a)->d_name, NULL, 10), y = strtoll((*b)->d_name, NULL, 10);
+    return x < y ? -1 : x > y;
+}
+
+static int is_version_entry(const struct dirent *d) { return is_version_name(d->d_name); }
+
+/* Models are read in name order (and versions in number order), so the
+ * default model of the book's API, the first one, does not depend on the
+ * order the file system lists directories in. */
 bool registry_add_repository(registry *reg, const char *dir, char *err, size_t n)
 {
-    DIR *root = opendir(dir);
-    if (!root) {
+    struct dirent **names;
+    int n_names = scandir(dir, &names, NULL, alphasort);
+    if (n_names < 0) {
         snprintf(err, n, "%s: %s", dir, strerror(errno));
         return false;
     }
     bool ok = true;
     size_t before = reg->n_models;
-    for (struct dirent *name; ok && (name = readdir(root));) {
+    for (int i = 0; ok && i < n_names; i++) {
+        const struct dirent *name = names[i];
         if (name->d_name[0] == '.')
             continue;
         char path[4096];
         snprintf(path, sizeof(path), "%s/%s", dir, name->d_name);
-        DIR *versions = opendir(path);
-        if (!versions)
+        struct dirent **versions;
+        int n_versions = scandir(path, &versions, is_version_entry, by_version);
+        if (n_versions < 0)
             continue;
-        for (struct dirent *ver; ok && (ver = readdir(versions));) {
-            if (!is_version_name(ver->d_name))
+        for (int k = 0; k < n_versions; k++) {
+            const struct dirent *ver = versions[k];
+            if (!ok)
                 continue;
             char model_path[4400], labels_path[4400];
             struct stat st;
@@ -289,9 +332,13 @@ bool registry_add_repository(registry *reg, const char *dir, char *err, size_t n
                                 .labels_path = stat(labels_path, &st) == 0 ? labels_path : NULL};
             ok = registry_add(reg, &src, err, n);
         }
-        closedir(versions);
+        for (int k = 0; k < n_versions; k++)
+            free(versions[k]);
+        free(versions);
     }
-    closedir(root);
+    for (int i = 0; i < n_names; i++)
+        free(names[i]);
+    free(names);
     if (ok && reg->n_models == before) {
         snprintf(err, n, "%s: no models found (expected <name>/<version>/model.onnx)", dir);
         ok = false;

@@ -30,6 +30,9 @@ static const fixed_route fixed[] = {
     {"GET", "/metrics", metrics_handler, false},
     {"GET", "/openapi.json", openapi_json, false},
     {"GET", "/docs", openapi_docs, false},
+    /* Swagger UI's files, served by the same handler (see openapi.c) */
+    {"GET", "/docs/swagger-ui.css", openapi_docs, false},
+    {"GET", "/docs/swagger-ui-bundle.js", openapi_docs, false},
 };
 
 static bool method_is(const http_request *req, const char *method)

@@ -10,8 +10,14 @@
  * Limits: body size (checked against Content-Length before reading, and
  * while reading), header size (the connection memory pool), connection
  * count, an idle timeout, and a per-request deadline that a client
- * dribbling bytes cannot extend. SIGTERM/SIGINT stop accepting, let the
- * requests in flight finish (at most `grace` seconds) and return 0.
+ * dribbling bytes cannot extend. libmicrohttpd's own timeout is an idle
+ * timeout that every byte resets, so the deadline is kept here: each
+ * connection's state records when the request being read began, and the
+ * main thread shuts down the socket of any connection still reading its
+ * request after `request_timeout` seconds (libmicrohttpd then closes it).
+ * SIGTERM/SIGINT stop accepting, let the requests in flight finish (at most
+ * `grace` seconds; after that, queued requests are answered 503 without
+ * running) and return 0.
  */
 #include "server.h"
 
@@ -19,12 +25,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +45,23 @@
 #include "tensor_json.h"
 
 static int signal_pipe[2] = {-1, -1};
+/* Set when the grace period is over: queued requests are answered without running. */
+static atomic_bool abandon_queued;
+
+/* What the server knows of one TCP connection (libmicrohttpd's socket
+ * context). All fields are guarded by connections_lock. */
+typedef struct conn_state {
+    struct conn_state *prev, *next;
+    MHD_socket fd;
+    double phase_start;     /* accept, or the end of the previous request */
+    bool reading;           /* the request is not yet wholly read */
+    bool cut;               /* its socket was shut down for the deadline */
+    bool response_queued;   /* the current request's answer is queued */
+    unsigned long requests; /* requests begun on this connection */
+} conn_state;
+
+static pthread_mutex_t connections_lock = PTHREAD_MUTEX_INITIALIZER;
+static conn_state *connections;
 
 double server_now(void)
 {
@@ -110,7 +136,94 @@ void http_reply_error(http_request *req, int status, const char *fmt, ...)
     http_reply_json(req, status, json_pack("{s:o}", "error", text));
 }
 
+/* ---- connections --------------------------------------------------------- */
+
+static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_state *c = calloc(1, sizeof(*c));
+        if (!c)
+            return; /* such a connection is served, only without the deadline */
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = info ? info->connect_fd : MHD_INVALID_SOCKET;
+        c->phase_start = server_now();
+        c->reading = true;
+        pthread_mutex_lock(&connections_lock);
+        c->next = connections;
+        if (connections)
+            connections->prev = c;
+        connections = c;
+        pthread_mutex_unlock(&connections_lock);
+        *socket_context = c;
+        return;
+    }
+    conn_state *c = *socket_context;
+    if (!c)
+        return;
+    /* libmicrohttpd closes the socket only after this notification, so the
+     * deadline check never shuts down a descriptor that was reused */
+    pthread_mutex_lock(&connections_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        connections = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&connections_lock);
+    free(c);
+    *socket_context = NULL;
+}
+
+static conn_state *connection_state(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* Shut down connections that have been reading one request for longer than
+ * the deadline. Returns how many connections were accepted less than
+ * `fresh` seconds ago and have not begun a request: a request may be on its
+ * way on them. */
+static int enforce_deadlines(double timeout, double fresh)
+{
+    double now = server_now();
+    int arriving = 0;
+    pthread_mutex_lock(&connections_lock);
+    for (conn_state *c = connections; c; c = c->next) {
+        if (!c->reading || c->cut)
+            continue;
+        if (now - c->phase_start > timeout && c->fd != MHD_INVALID_SOCKET) {
+            shutdown(c->fd, SHUT_RDWR);
+            c->cut = true;
+        } else if (c->requests == 0 && now - c->phase_start < fresh) {
+            arriving++;
+        }
+    }
+    pthread_mutex_unlock(&connections_lock);
+    return arriving;
+}
+
 /* ---- request lifecycle --------------------------------------------------- */
+
+/* splitmix64's finaliser: a bijection, so distinct counters give distinct ids */
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t id_seed;
+
+static void seed_request_ids(void)
+{
+    if (getrandom(&id_seed, sizeof(id_seed), 0) != (ssize_t)sizeof(id_seed))
+        id_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+}
 
 static void make_request_id(http_request *req)
 {
@@ -125,15 +238,10 @@ static void make_request_id(http_request *req)
             return;
         }
     }
+    /* one random seed per process rather than a read of /dev/urandom per request */
     static atomic_ulong counter;
     unsigned long seq = atomic_fetch_add(&counter, 1);
-    uint64_t r = 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (read(fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
-            r = (uint64_t)time(NULL);
-        close(fd);
-    }
+    uint64_t r = mix64(id_seed + seq);
     snprintf(req->request_id, sizeof(req->request_id), "%016llx-%06lx", (unsigned long long)r,
              seq & 0xffffff);
 }
@@ -157,6 +265,13 @@ static enum MHD_Result send_response(http_request *req)
         MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result r = MHD_queue_response(req->connection, (unsigned)req->status, resp);
     MHD_destroy_response(resp);
+    conn_state *c = connection_state(req->connection);
+    if (c && r == MHD_YES) {
+        pthread_mutex_lock(&connections_lock);
+        c->response_queued = true;
+        c->reading = false;
+        pthread_mutex_unlock(&connections_lock);
+    }
     return r;
 }
 
@@ -170,7 +285,10 @@ static void run_compute(void *arg, int worker)
     compute_job *job = arg;
     http_request *req = job->req;
     req->t_compute_start = server_now();
-    job->route.fn(req, &job->route.params, worker);
+    if (atomic_load(&abandon_queued))
+        http_reply_error(req, 503, "the server is stopping; retry elsewhere");
+    else
+        job->route.fn(req, &job->route.params, worker);
     req->t_compute_end = server_now();
     if (!req->answered)
         http_reply_error(req, 500, "the handler gave no answer");
@@ -178,15 +296,27 @@ static void run_compute(void *arg, int worker)
     MHD_resume_connection(req->connection);
 }
 
+/* Whether the Content-Type's media type is `want`; parameters may follow. */
+static bool media_type_is(const char *type, const char *want)
+{
+    while (*type == ' ' || *type == '\t')
+        type++;
+    size_t n = strlen(want);
+    if (strncasecmp(type, want, n) != 0)
+        return false;
+    char next = type[n];
+    return next == '\0' || next == ';' || next == ' ' || next == '\t';
+}
+
 static bool content_type_ok(http_request *req)
 {
     const char *type = http_header(req, "Content-Type");
     if (!type)
         return true;
-    if (strncasecmp(type, "application/json", 16) == 0)
+    if (media_type_is(type, "application/json"))
         return true;
     /* KServe V2 binary tensors: a JSON header then raw bytes */
-    if (strncasecmp(type, "application/octet-stream", 24) == 0 &&
+    if (media_type_is(type, "application/octet-stream") &&
         http_header(req, "Inference-Header-Content-Length"))
         return true;
     return false;
@@ -199,8 +329,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     server *srv = cls;
     http_request *req = *con_cls;
     (void)version;
+    conn_state *conn = connection_state(connection);
 
     if (!req) {
+        if (conn) {
+            pthread_mutex_lock(&connections_lock);
+            conn->requests++;
+            conn->response_queued = false;
+            pthread_mutex_unlock(&connections_lock);
+        }
         req = calloc(1, sizeof(*req));
         if (!req)
             return MHD_NO;
@@ -233,18 +370,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         req->suspended = false;
         return send_response(req);
     }
+    if (conn && conn->response_queued) {
+        /* answered before the body (413 on Content-Length): should
+         * libmicrohttpd still hand over body bytes, drop them */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
     if (req->answered)
         return send_response(req);
 
     if (*upload_data_size) {
         if (server_now() - req->t_start > srv->options.request_timeout) {
+            /* no answer can be queued in the middle of a body: close (the
+             * access log and metrics still count a 408) */
             http_reply_error(req, 408, "request body took longer than %u s to arrive",
                              srv->options.request_timeout);
-            return send_response(req);
+            return MHD_NO;
         }
         size_t chunk = *upload_data_size;
         *upload_data_size = 0;
         if (req->body_too_large || req->body_len + chunk > srv->options.max_body) {
+            /* A chunked body past the limit. libmicrohttpd (0.9.75) accepts
+             * an answer only before the body or after all of it, so the rest
+             * is read and dropped and the 413 follows; the request deadline
+             * bounds how long that may take. */
             req->body_too_large = true;
             return MHD_YES;
         }
@@ -269,6 +418,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     }
 
     /* the whole request is here */
+    if (conn) {
+        pthread_mutex_lock(&connections_lock);
+        conn->reading = false;
+        pthread_mutex_unlock(&connections_lock);
+    }
     if (req->body_too_large) {
         http_reply_error(req, 413, "request body exceeds the limit of %zu bytes", srv->options.max_body);
         return send_response(req);
@@ -313,7 +467,6 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
 {
     server *srv = cls;
     http_request *req = *con_cls;
-    (void)connection;
     if (!req)
         return;
     double end = server_now();
@@ -335,6 +488,15 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     free(req->response);
     free(req);
     *con_cls = NULL;
+    conn_state *conn = connection_state(connection);
+    if (conn) {
+        /* keep-alive: the deadline of the next request starts now */
+        pthread_mutex_lock(&connections_lock);
+        conn->reading = true;
+        conn->response_queued = false;
+        conn->phase_start = end;
+        pthread_mutex_unlock(&connections_lock);
+    }
     __atomic_sub_fetch(&srv->in_flight, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -359,11 +521,13 @@ int server_run(server *srv)
     socklen_t addr_len;
     struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
-    if (inet_pton(AF_INET, o->host, &v4->sin_addr) == 1) {
+    /* the one name accepted without a resolver: what users type for loopback */
+    const char *host = strcmp(o->host, "localhost") == 0 ? "127.0.0.1" : o->host;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
         v4->sin_family = AF_INET;
         v4->sin_port = htons((uint16_t)o->port);
         addr_len = sizeof(*v4);
-    } else if (inet_pton(AF_INET6, o->host, &v6->sin6_addr) == 1) {
+    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
         v6->sin6_family = AF_INET6;
         v6->sin6_port = htons((uint16_t)o->port);
         addr_len = sizeof(*v6);
@@ -385,21 +549,34 @@ int server_run(server *srv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    seed_request_ids();
     srv->pool = workers_start(o->workers);
     if (!srv->pool) {
         log_event(LOG_ERROR, "cannot start the worker threads", NULL);
         return 1;
     }
+    /* The logger comes first so that libmicrohttpd's remarks on the options
+     * that follow go to our log (plain stderr text would break JSON logs).
+     * A thread pool is asked for only when it has more than one thread
+     * (libmicrohttpd warns about a pool of 0 or 1). No
+     * MHD_OPTION_LISTENING_ADDRESS_REUSE: its value 1 means SO_REUSEPORT,
+     * which let a second server bind a port already served and silently
+     * take half its traffic; the default (SO_REUSEADDR) still allows a
+     * restart while old connections linger in TIME_WAIT. */
+    struct MHD_OptionItem pool[] = {
+        {o->io_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)o->io_threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
     struct MHD_Daemon *daemon = MHD_start_daemon(
         flags, (uint16_t)o->port, NULL, NULL, on_request, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->io_threads,
+        MHD_OPTION_ARRAY, pool,
         MHD_OPTION_CONNECTION_LIMIT, o->connection_limit,
         MHD_OPTION_CONNECTION_TIMEOUT, o->request_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->max_header,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, srv,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_END);
     if (!daemon) {
         char port[16];
@@ -414,9 +591,17 @@ int server_run(server *srv)
     snprintf(port, sizeof(port), "%u", info ? (unsigned)info->port : (unsigned)o->port);
     log_event(LOG_INFO, "listening", "host", o->host, "port", port, NULL);
 
+    /* Wait for a signal, checking the per-request deadline meanwhile. */
     unsigned char sig = 0;
-    while (read(signal_pipe[0], &sig, 1) < 0 && errno == EINTR)
-        ;
+    for (;;) {
+        struct pollfd wait_for = {.fd = signal_pipe[0], .events = POLLIN};
+        int ready = poll(&wait_for, 1, 100);
+        if (ready > 0 && read(signal_pipe[0], &sig, 1) == 1)
+            break;
+        if (ready < 0 && errno != EINTR)
+            break;
+        enforce_deadlines(o->request_timeout, 0);
+    }
     char signame[16];
     snprintf(signame, sizeof(signame), "%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     log_event(LOG_INFO, "stopping: no new connections, finishing requests in flight", "signal",
@@ -425,8 +610,13 @@ int server_run(server *srv)
     MHD_socket listener = MHD_quiesce_daemon(daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
+    /* Requests in flight, and connections accepted just before the signal
+     * whose request has not begun arriving (up to 0.2 s), are finished. */
     double deadline = server_now() + o->grace;
-    while (__atomic_load_n(&srv->in_flight, __ATOMIC_SEQ_CST) > 0 && server_now() < deadline) {
+    while (server_now() < deadline) {
+        int arriving = enforce_deadlines(o->request_timeout, 0.2);
+        if (__atomic_load_n(&srv->in_flight, __ATOMIC_SEQ_CST) == 0 && arriving == 0)
+            break;
         struct timespec pause = {0, 5 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
@@ -436,6 +626,8 @@ int server_run(server *srv)
         snprintf(count, sizeof(count), "%d", left);
         log_event(LOG_WARNING, "grace period over; closing requests still in flight", "requests", count, NULL);
     }
+    /* inferences already running finish; queued ones are answered 503 at once */
+    atomic_store(&abandon_queued, true);
     workers_stop(srv->pool);
     MHD_stop_daemon(daemon);
     close(signal_pipe[0]);

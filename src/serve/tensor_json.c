@@ -4,6 +4,7 @@
  */
 #include "tensor_json.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -88,6 +89,24 @@ static float from_half(uint16_t h)
     return f;
 }
 
+/* bfloat16 is the high half of a float32, rounded to nearest even */
+static uint16_t to_bfloat16(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof(bits));
+    if ((bits & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((bits >> 16) | 0x40u); /* NaN stays NaN */
+    return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+static float from_bfloat16(uint16_t b)
+{
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
 bool json_element_to_tensor(const json_t *j, ifd_tensor *t, size_t i, char *err, size_t n)
 {
     switch (t->dtype) {
@@ -126,6 +145,11 @@ bool json_element_to_tensor(const json_t *j, ifd_tensor *t, size_t i, char *err,
         if (fabs(v) > 65504.0)
             return fail(err, n, "element %zu: %g is out of range for float16", i, v);
         ((uint16_t *)t->data)[i] = to_half((float)v);
+        return true;
+    case IFD_BFLOAT16:
+        if (fabs(v) > 3.3895313892515355e38) /* the largest finite bfloat16 */
+            return fail(err, n, "element %zu: %g is out of range for bfloat16", i, v);
+        ((uint16_t *)t->data)[i] = to_bfloat16((float)v);
         return true;
     default: break;
     }
@@ -192,18 +216,27 @@ static size_t count_leaves(const json_t *j, int depth, bool *too_deep)
 ifd_value *json_to_tensor(const json_t *data, ifd_dtype dtype, int rank, const int64_t *dims,
                           char *err, size_t n)
 {
-    ifd_value *v;
-    ifd_error e;
-    if (ifd_value_new_tensor(dtype, rank, dims, &v, &e) != IFD_OK) {
-        fail(err, n, "%s", e.message);
-        return NULL;
+    /* Count first, allocate after: a request's shape may claim 2^40
+     * elements while its data holds four, and the tensor's size must come
+     * from what was sent (bounded by the body size), not from the claim. */
+    size_t count = 1, pos = 0;
+    bool overflow = false;
+    for (int i = 0; i < rank; i++)
+        if (dims[i] == 0)
+            count = 0;
+    for (int i = 0; count && i < rank; i++) {
+        if (dims[i] < 0 || count > SIZE_MAX / (size_t)dims[i])
+            overflow = true;
+        else
+            count *= (size_t)dims[i];
     }
-    size_t count = (size_t)ifd_tensor_count(&v->tensor), pos = 0;
     bool too_deep = false;
     size_t leaves = count_leaves(data, 0, &too_deep);
+    ifd_value *v = NULL;
+    ifd_error e;
     if (too_deep) {
         fail(err, n, "data is nested more than %d levels deep", IFD_MAX_RANK);
-    } else if (leaves != count) {
+    } else if (overflow || leaves != count) {
         char shape[128];
         size_t used = (size_t)snprintf(shape, sizeof(shape), "[");
         for (int i = 0; i < rank && used < sizeof(shape); i++)
@@ -211,7 +244,14 @@ ifd_value *json_to_tensor(const json_t *data, ifd_dtype dtype, int rank, const i
                                      (long long)dims[i]);
         if (used < sizeof(shape))
             snprintf(shape + used, sizeof(shape) - used, "]");
-        fail(err, n, "data has %zu elements but shape %s needs %zu", leaves, shape, count);
+        if (overflow)
+            fail(err, n, "data has %zu elements but shape %s holds more than can be addressed", leaves,
+                 shape);
+        else
+            fail(err, n, "data has %zu elements but shape %s needs %zu", leaves, shape, count);
+    } else if (ifd_value_new_tensor(dtype, rank, dims, &v, &e) != IFD_OK) {
+        fail(err, n, "%s", e.message);
+        return NULL;
     } else if (fill_nested(data, &v->tensor, &pos, count, 0, err, n)) {
         return v;
     }
@@ -310,6 +350,7 @@ static json_t *element_json(const ifd_tensor *t, size_t i)
     case IFD_FLOAT: d = ((const float *)t->data)[i]; break;
     case IFD_DOUBLE: d = ((const double *)t->data)[i]; break;
     case IFD_FLOAT16: d = from_half(((const uint16_t *)t->data)[i]); break;
+    case IFD_BFLOAT16: d = from_bfloat16(((const uint16_t *)t->data)[i]); break;
     case IFD_INT8: return json_integer(((const int8_t *)t->data)[i]);
     case IFD_INT16: return json_integer(((const int16_t *)t->data)[i]);
     case IFD_INT32: return json_integer(((const int32_t *)t->data)[i]);
@@ -405,23 +446,66 @@ static void put(text_buffer *b, const char *s, size_t n)
 
 static void put_real(text_buffer *b, double d)
 {
-    char text[40];
     if (!isfinite(d)) {
         put(b, "null", 4);
         return;
     }
-    int n = 0;
-    for (int precision = 15; precision <= 17; precision++) {
-        n = snprintf(text, sizeof(text), "%.*g", precision, d);
-        if (strtod(text, NULL) == d)
+    /* Python's repr(): the shortest digits that read back as d, laid out
+     * in positional notation for exponents -4..15 and in scientific
+     * notation otherwise ("1e-05", "1e+16", "1.5e+300"). For normal
+     * doubles, 15 digits with trailing zeros dropped are the shortest
+     * whenever fewer would do, so the search starts there; subnormals
+     * carry fewer digits and are searched from one. */
+    char sci[40];
+    for (int precision = fabs(d) < DBL_MIN ? 1 : 15; precision <= 17; precision++) {
+        snprintf(sci, sizeof(sci), "%.*e", precision - 1, d);
+        if (strtod(sci, NULL) == d)
             break;
     }
-    if (!strpbrk(text, ".en")) {
-        text[n++] = '.';
-        text[n++] = '0';
-        text[n] = '\0';
+    char digits[24], text[48];
+    size_t nd = 0, n = 0;
+    const char *c = sci;
+    bool negative = *c == '-';
+    if (negative)
+        c++;
+    for (; *c && *c != 'e'; c++)
+        if (*c >= '0' && *c <= '9')
+            digits[nd++] = *c;
+    int exponent = atoi(c + 1);
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
+    if (negative)
+        text[n++] = '-';
+    if (exponent >= -4 && exponent < 16) {
+        if (exponent < 0) {
+            text[n++] = '0';
+            text[n++] = '.';
+            for (int z = -1; z > exponent; z--)
+                text[n++] = '0';
+            for (size_t i = 0; i < nd; i++)
+                text[n++] = digits[i];
+        } else {
+            for (int i = 0; i <= exponent; i++)
+                text[n++] = (size_t)i < nd ? digits[i] : '0';
+            text[n++] = '.';
+            if ((size_t)exponent + 1 < nd)
+                for (size_t i = (size_t)exponent + 1; i < nd; i++)
+                    text[n++] = digits[i];
+            else
+                text[n++] = '0';
+        }
+        put(b, text, n);
+        return;
     }
-    put(b, text, (size_t)n);
+    text[n++] = digits[0];
+    if (nd > 1) {
+        text[n++] = '.';
+        for (size_t i = 1; i < nd; i++)
+            text[n++] = digits[i];
+    }
+    n += (size_t)snprintf(text + n, sizeof(text) - n, "e%c%02d", exponent < 0 ? '-' : '+',
+                          exponent < 0 ? -exponent : exponent);
+    put(b, text, n);
 }
 
 static void put_string(text_buffer *b, const char *s, size_t n)
@@ -441,6 +525,8 @@ static void put_string(text_buffer *b, const char *s, size_t n)
         case '\n': put(b, "\\n", 2); break;
         case '\r': put(b, "\\r", 2); break;
         case '\t': put(b, "\\t", 2); break;
+        case '\b': put(b, "\\b", 2); break; /* as Python's json module writes them */
+        case '\f': put(b, "\\f", 2); break;
         default: put(b, esc, 6); break;
         }
         start = i + 1;
