@@ -173,10 +173,18 @@ def shape_cases():
                [node("Dropout", ["x", "r", "t"], ["y", "m"])],
                [("x", x), ("r", np.array(0.5, np.float32)), ("t", np.array(False))],
                [("y", x), ("m", np.ones(x.shape, bool))], opset=12)
-    write_case("test_dropout_rejects_training_mode", [node("Dropout", ["x", "r", "t"], ["y"])],
+    # Training mode draws from numpy's legacy generator seeded with `seed`,
+    # exactly as ONNX's reference implementation does.
+    np.random.seed(7)
+    keep = np.random.uniform(0, 1.0, x.shape) >= 0.3
+    write_case("test_dropout_training_seeded_matches_numpy",
+               [node("Dropout", ["x", "r", "t"], ["y", "m"], seed=7)], [("x", x)],
+               [("y", (keep * x / np.float32(0.7)).astype(np.float32)), ("m", keep)], opset=13,
+               initializers=[("r", np.array(0.3, np.float32)), ("t", np.array(True))])
+    write_case("test_dropout_training_rejects_ratio_one", [node("Dropout", ["x", "r", "t"], ["y"])],
                [("x", x)], [("y", None)], opset=13,
-               initializers=[("r", np.array(0.5, np.float32)), ("t", np.array(True))],
-               expect_error="training_mode=true")
+               initializers=[("r", np.array(1.0, np.float32)), ("t", np.array(True))],
+               expect_error="outside [0, 1)")
     e = randn(3, 1)
     write_case("test_expand_v8_bidirectional", [node("Expand", ["x", "s"], ["y"])],
                [("x", e), ("s", np.array([2, 1, 4], np.int64))],
