@@ -17,53 +17,17 @@
 #include <string.h>
 
 #include "../op.h"
+#include "op_util.h"
 
-/* Defined in layout.c: copy the index space `dims` between two strided views
- * (element strides, negative ones walk backwards). Returns 0, or -1 after
- * op_fail. */
-int layout_copy_strided(op_ctx *ctx, int rank, const int64_t *dims, ifd_dtype dtype, void *dst,
-                        int64_t dst_base, const int64_t *dst_strides, const void *src,
-                        int64_t src_base, const int64_t *src_strides);
 
 /* Elements per parallel chunk below which threading does not pay. */
 #define GATHER_GRAIN 32768
 
 /* ---- shared helpers ----------------------------------------------------- */
 
-static const value_info *input_info(const op_node *node, int i)
-{
-    return i < node->n_inputs ? node->inputs[i] : NULL;
-}
 
-static const ifd_tensor *input_tensor(const op_ctx *ctx, int i)
-{
-    return i < ctx->n_inputs ? op_input(ctx, i) : NULL;
-}
 
-/* Set output i to a tensor of dtype with the given rank (-1 unknown) and dims
- * (NULL or entries < 0 unknown). */
-static void set_output(op_node *node, int i, ifd_dtype dtype, int rank, const int64_t *dims)
-{
-    value_info *out = node->outputs[i];
-    out->kind = IFD_VALUE_TENSOR;
-    out->dtype = dtype;
-    out->rank = rank;
-    for (int k = 0; k < rank && k < IFD_MAX_RANK; k++)
-        out->dims[k] = dims ? dims[k] : -1;
-}
 
-static int check_input_tensor(op_node *node, int i, ifd_error *err)
-{
-    const value_info *in = input_info(node, i);
-    if (!in)
-        return op_prepare_fail(node, err, "input %d is required", i);
-    if (in->kind != IFD_VALUE_TENSOR)
-        return op_prepare_fail(node, err, "input %d must be a tensor", i);
-    if (ifd_dtype_size(in->dtype) == 0)
-        return op_prepare_fail(node, err, "input %d has unsupported dtype %s", i,
-                               ifd_dtype_name(in->dtype));
-    return 0;
-}
 
 /* Input i must hold int32 or int64 indices (int64 only where `int64_only`). */
 static int check_indices(op_node *node, int i, bool int64_only, ifd_error *err)
@@ -77,22 +41,7 @@ static int check_indices(op_node *node, int i, bool int64_only, ifd_error *err)
     return 0;
 }
 
-static bool normalize_axis(int64_t axis, int rank, int64_t *out)
-{
-    if (axis < -rank || axis >= rank)
-        return false;
-    *out = axis < 0 ? axis + rank : axis;
-    return true;
-}
 
-static void contiguous_strides(int rank, const int64_t *dims, int64_t *strides)
-{
-    int64_t s = 1;
-    for (int k = rank - 1; k >= 0; k--) {
-        strides[k] = s;
-        s *= dims[k];
-    }
-}
 
 static int64_t product(int from, int to, const int64_t *dims)
 {

@@ -23,16 +23,13 @@
 #include <string.h>
 
 #include "../op.h"
+#include "op_util.h"
 
 #define COPY_MAX_RANK (2 * IFD_MAX_RANK)
 /* Elements per parallel chunk below which threading does not pay. */
 #define COPY_GRAIN 32768
 /* Side of the square tiles of the blocked transpose. */
 #define TRANSPOSE_BLOCK 16
-
-int layout_copy_strided(op_ctx *ctx, int rank, const int64_t *dims, ifd_dtype dtype, void *dst,
-                        int64_t dst_base, const int64_t *dst_strides, const void *src,
-                        int64_t src_base, const int64_t *src_strides);
 
 /* ---- element kernels --------------------------------------------------- */
 
@@ -281,59 +278,13 @@ int layout_copy_strided(op_ctx *ctx, int rank, const int64_t *dims, ifd_dtype dt
 
 /* ---- shared helpers ----------------------------------------------------- */
 
-static const value_info *input_info(const op_node *node, int i)
-{
-    return i < node->n_inputs ? node->inputs[i] : NULL;
-}
 
-static const ifd_tensor *input_tensor(const op_ctx *ctx, int i)
-{
-    return i < ctx->n_inputs ? op_input(ctx, i) : NULL;
-}
 
-/* Set output i to a tensor of dtype with the given rank (-1 unknown) and dims
- * (NULL or entries < 0 unknown). */
-static void set_output(op_node *node, int i, ifd_dtype dtype, int rank, const int64_t *dims)
-{
-    value_info *out = node->outputs[i];
-    out->kind = IFD_VALUE_TENSOR;
-    out->dtype = dtype;
-    out->rank = rank;
-    for (int k = 0; k < rank && k < IFD_MAX_RANK; k++)
-        out->dims[k] = dims ? dims[k] : -1;
-}
 
-static int check_input_tensor(op_node *node, int i, ifd_error *err)
-{
-    const value_info *in = input_info(node, i);
-    if (!in)
-        return op_prepare_fail(node, err, "input %d is required", i);
-    if (in->kind != IFD_VALUE_TENSOR)
-        return op_prepare_fail(node, err, "input %d must be a tensor", i);
-    if (ifd_dtype_size(in->dtype) == 0)
-        return op_prepare_fail(node, err, "input %d has unsupported dtype %s", i,
-                               ifd_dtype_name(in->dtype));
-    return 0;
-}
 
 /* Normalise axis into [0, rank), accepting negative values counted from the
  * end. */
-static bool normalize_axis(int64_t axis, int rank, int64_t *out)
-{
-    if (axis < -rank || axis >= rank)
-        return false;
-    *out = axis < 0 ? axis + rank : axis;
-    return true;
-}
 
-static void contiguous_strides(int rank, const int64_t *dims, int64_t *strides)
-{
-    int64_t s = 1;
-    for (int k = rank - 1; k >= 0; k--) {
-        strides[k] = s;
-        s *= dims[k];
-    }
-}
 
 /* ---- Transpose ---------------------------------------------------------- */
 
