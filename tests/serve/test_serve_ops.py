@@ -197,7 +197,13 @@ class ReadinessTest(ServerTestCase):
             time.sleep(0.002)
         # nothing answers before the models are ready, and the first answer is "ready"
         self.assertEqual([s for s in seen if s != "refused"], [200], seen)
+        # the "listening" line may be written just after the first answer
         log = srv.log()
+        deadline = time.monotonic() + 5 * SLOW
+        while "listening" not in log and time.monotonic() < deadline:
+            time.sleep(0.01)
+            log = srv.log()
+        self.assertIn("listening", log)
         self.assertLess(log.index("model ready"), log.index("listening"), log)
         text = srv.get("/metrics").body.decode()
         self.assertIn('inferd_model_ready{model="iris_svc",version="1"} 1', text)
