@@ -4,6 +4,11 @@
  * itself through a shared atomic cursor and waits until every worker has
  * finished its chunks. Small ranges run inline without waking anybody, which
  * keeps batch-1 latency free of synchronisation.
+ *
+ * Waking a thread from a condition variable costs tens of microseconds,
+ * more than a whole small GEMM, so workers spin briefly on the generation
+ * counter before they sleep (as ONNX Runtime's pool does), and the caller
+ * spins briefly before it waits for the last chunk.
  */
 #include "threadpool.h"
 
@@ -18,8 +23,8 @@ struct threadpool {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_cond_t done;
-    unsigned long generation;
-    int busy;
+    atomic_ulong generation;
+    atomic_int busy;
     bool stopping;
     /* the current job */
     void (*fn)(void *arg, size_t begin, size_t end);
@@ -39,24 +44,37 @@ static void run_chunks(threadpool *pool)
     }
 }
 
+#define SPIN_ROUNDS 20000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static void *worker_main(void *opaque)
 {
     threadpool *pool = opaque;
     unsigned long seen = 0;
-    pthread_mutex_lock(&pool->lock);
     for (;;) {
-        while (pool->generation == seen && !pool->stopping)
-            pthread_cond_wait(&pool->wake, &pool->lock);
-        if (pool->stopping)
-            break;
-        seen = pool->generation;
-        pthread_mutex_unlock(&pool->lock);
-        run_chunks(pool);
+        for (int i = 0; i < SPIN_ROUNDS && atomic_load(&pool->generation) == seen; i++)
+            cpu_relax();
         pthread_mutex_lock(&pool->lock);
-        if (--pool->busy == 0)
+        while (atomic_load(&pool->generation) == seen && !pool->stopping)
+            pthread_cond_wait(&pool->wake, &pool->lock);
+        bool stop = pool->stopping;
+        pthread_mutex_unlock(&pool->lock);
+        if (stop)
+            break;
+        seen = atomic_load(&pool->generation);
+        run_chunks(pool);
+        if (atomic_fetch_sub(&pool->busy, 1) == 1) {
+            pthread_mutex_lock(&pool->lock);
             pthread_cond_signal(&pool->done);
+            pthread_mutex_unlock(&pool->lock);
+        }
     }
-    pthread_mutex_unlock(&pool->lock);
     return NULL;
 }
 
@@ -129,14 +147,16 @@ void threadpool_parallel_for(threadpool *pool, size_t n, size_t grain,
     pool->arg = arg;
     pool->n = n;
     atomic_store(&pool->next, 0);
+    atomic_store(&pool->busy, pool->size - 1);
     pthread_mutex_lock(&pool->lock);
-    pool->busy = pool->size - 1;
-    pool->generation++;
+    atomic_fetch_add(&pool->generation, 1);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
     run_chunks(pool);
+    for (int i = 0; i < SPIN_ROUNDS && atomic_load(&pool->busy) > 0; i++)
+        cpu_relax();
     pthread_mutex_lock(&pool->lock);
-    while (pool->busy > 0)
+    while (atomic_load(&pool->busy) > 0)
         pthread_cond_wait(&pool->done, &pool->lock);
     pthread_mutex_unlock(&pool->lock);
 }
