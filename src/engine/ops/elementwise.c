@@ -456,6 +456,10 @@ int ew_legacy_view(op_ctx *ctx, const ew_node_state *s, const ifd_tensor *a, con
                        (long long)s->legacy_axis);
     tensor_set_shape(b_view, rank, dims);
     /* B must broadcast into A without growing it. */
+    if (rank > a->rank)
+        return op_fail(ctx, "B of shape %s has more dimensions than A of shape %s",
+                       shape_to_string(b->rank, b->dims, sb, sizeof(sb)),
+                       shape_to_string(a->rank, a->dims, sa, sizeof(sa)));
     for (int i = 0; i < rank; i++) {
         int64_t d = dims[rank - 1 - i], ad = a->dims[a->rank - 1 - i];
         if (d != 1 && d != ad)
@@ -1002,8 +1006,13 @@ static int variadic_run(op_ctx *ctx)
                (size_t)ifd_tensor_count(first) * ifd_dtype_size(first->dtype));
         return 0;
     }
+    if (ifd_tensor_count(out) == 0)
+        return 0;
     /* Fold the inputs pairwise, alternating between out and a scratch buffer
-     * so that no step reads the buffer it writes and the last lands in out. */
+     * so that no step reads the buffer it writes and the last lands in out.
+     * Each step's result has the broadcast shape of the inputs folded so far,
+     * which can be smaller than the final one (Max(s, s, v) folds two scalars
+     * first); with every final dim >= 1 it never holds more elements. */
     ifd_tensor scratch = tensor_view(out);
     if (n > 2) {
         scratch.data =
@@ -1014,7 +1023,12 @@ static int variadic_run(op_ctx *ctx)
     const ifd_tensor *acc = first;
     for (int j = 1; j < n; j++) {
         ifd_tensor *target = (n - 1 - j) % 2 == 0 ? out : &scratch;
-        if (ew_binary_apply(ctx, s->binary, acc, op_input(ctx, j), target) != 0)
+        const ifd_tensor *next = op_input(ctx, j);
+        int step_rank;
+        int64_t step_dims[IFD_MAX_RANK];
+        broadcast_shapes(acc->rank, acc->dims, next->rank, next->dims, &step_rank, step_dims);
+        tensor_set_shape(target, step_rank, step_dims);
+        if (ew_binary_apply(ctx, s->binary, acc, next, target) != 0)
             return -1;
         acc = target;
     }

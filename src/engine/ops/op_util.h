@@ -60,8 +60,16 @@ static inline bool normalize_axis(int64_t axis, int rank, int64_t *out)
     return true;
 }
 
+/* Row-major element strides. An empty shape's strides are all 0: nothing
+ * is read through them, and its other dims may be too large to multiply. */
 static inline void contiguous_strides(int rank, const int64_t *dims, int64_t *strides)
 {
+    for (int k = 0; k < rank; k++)
+        if (dims[k] == 0) {
+            for (int j = 0; j < rank; j++)
+                strides[j] = 0;
+            return;
+        }
     int64_t s = 1;
     for (int k = rank - 1; k >= 0; k--) {
         strides[k] = s;
