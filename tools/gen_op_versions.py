@@ -1,15 +1,28 @@
 #!/usr/bin/python3
 """Writes src/engine/onnx_op_versions.c: for every ONNX operator, the opset
-versions at which its schema changed, taken from the installed onnx package.
-The engine uses it to resolve which schema version a model's opset means.
+versions at which its schema changed and, for each version, how many inputs
+and outputs a node may have and which inputs it must name, taken from the
+installed onnx package. The engine uses it to resolve which schema version a
+model's opset means, and to refuse malformed nodes before any operator code
+sees them.
 Run: /usr/bin/python3 tools/gen_op_versions.py > src/engine/onnx_op_versions.c"""
 import collections
 import onnx
 import onnx.defs
 
 versions = collections.defaultdict(set)
+arity = {}
 for schema in onnx.defs.get_all_schemas_with_history():
     versions[(schema.domain, schema.name)].add(schema.since_version)
+    # inputs a node must name: the formal parameters that are neither optional
+    # nor variadic (a variadic one needs at least its first)
+    required = 0
+    for i, formal in enumerate(schema.inputs[:31]):
+        if formal.option != onnx.defs.OpSchema.FormalParameterOption.Optional:
+            required |= 1 << i
+    arity[(schema.domain, schema.name, schema.since_version)] = (
+        schema.min_input, min(schema.max_input, 65535), schema.min_output,
+        min(schema.max_output, 65535), required)
 
 max_opset = {"": onnx.defs.onnx_opset_version()}
 for (domain, _), vs in versions.items():
@@ -26,6 +39,34 @@ for (domain, name) in sorted(versions):
     vs = sorted(versions[(domain, name)])
     print('    {"%s", "%s", {%s, 0}},' % (domain, name, ", ".join(map(str, vs))))
 print("};\n")
+print("typedef struct schema_arity {\n    const char *domain;\n    const char *op_type;\n    int version;\n"
+      "    int min_inputs, max_inputs, min_outputs, max_outputs;\n"
+      "    unsigned required_inputs; /* bit i: input i must be named */\n} schema_arity;\n")
+print("static const schema_arity arities[] = {")
+for (domain, name, version) in sorted(arity):
+    a = arity[(domain, name, version)]
+    print('    {"%s", "%s", %d, %d, %d, %d, %d, 0x%xu},' % ((domain, name, version) + a))
+print("};\n")
+print("""bool onnx_schema_arity(const char *domain, const char *op_type, int version, int *min_inputs,
+                       int *max_inputs, int *min_outputs, int *max_outputs,
+                       unsigned *required_inputs)
+{
+    if (strcmp(domain, "ai.onnx") == 0)
+        domain = "";
+    for (size_t i = 0; i < sizeof(arities) / sizeof(arities[0]); i++) {
+        const schema_arity *a = &arities[i];
+        if (a->version != version || strcmp(a->op_type, op_type) != 0 || strcmp(a->domain, domain) != 0)
+            continue;
+        *min_inputs = a->min_inputs;
+        *max_inputs = a->max_inputs;
+        *min_outputs = a->min_outputs;
+        *max_outputs = a->max_outputs;
+        *required_inputs = a->required_inputs;
+        return true;
+    }
+    return false;
+}
+""")
 print("""int64_t onnx_max_opset(const char *domain)
 {
     if (strcmp(domain, "ai.onnx") == 0)

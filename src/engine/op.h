@@ -162,6 +162,12 @@ const op_def *op_registry_find(const char *domain, const char *op_type, int vers
 /* The schema version of op_type in effect at `opset` of `domain`, or 0 when
  * the operator does not exist there (onnx_op_versions.c). */
 int onnx_schema_version(const char *domain, const char *op_type, int64_t opset);
+/* The input/output counts ONNX's schema allows for op_type at schema
+ * `version`, and a bit mask of the inputs a node must name (neither optional
+ * nor past the first of a variadic list). False if the schema is unknown. */
+bool onnx_schema_arity(const char *domain, const char *op_type, int version, int *min_inputs,
+                       int *max_inputs, int *min_outputs, int *max_outputs,
+                       unsigned *required_inputs);
 /* Highest opset of a domain this engine knows (ai.onnx 17, ai.onnx.ml 3). */
 int64_t onnx_max_opset(const char *domain);
 
