@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# demo.sh — builds inferd and runs it on the bundled demo model
-# (models/iris_svc.onnx, scikit-learn's StandardScaler + SVC on iris).
+# demo.sh — builds inferd and starts the server on the bundled demo model
+# (models/iris_svc.onnx: scikit-learn's StandardScaler + SVC on iris) at
+# http://127.0.0.1:8000 (PORT to change it). Ctrl-C stops it.
 # Installs missing Debian packages first (scripts/deps.sh build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,14 @@ scripts/deps.sh build
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target inferd
 
-build/inferd inspect models/iris_svc.onnx
-echo
-echo "\$ inferd predict models/iris_svc.onnx --data '[[5.1,3.5,1.4,0.2],[6.7,3.0,5.2,2.3]]'"
-build/inferd predict models/iris_svc.onnx --data '[[5.1,3.5,1.4,0.2],[6.7,3.0,5.2,2.3]]'
+port=${PORT:-8000}
+cat <<MSG
+Serving models/iris_svc.onnx on http://127.0.0.1:$port — try:
+  curl -s 127.0.0.1:$port/predict/test
+  curl -s -H 'Content-Type: application/json' -d '{"data": [[1.0, 2.0, 3.0, 4.0]]}' 127.0.0.1:$port/predict/label
+  curl -s -H 'Content-Type: application/json' \\
+    -d '{"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}' \\
+    127.0.0.1:$port/v2/models/iris_svc/infer
+  open http://127.0.0.1:$port/docs (API documentation) and /metrics
+MSG
+exec build/inferd serve models/iris_svc.onnx --labels models/iris_labels.json --port "$port"
