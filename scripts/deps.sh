@@ -9,9 +9,12 @@ set -euo pipefail
 
 what=${1:-all}
 build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev
-       libopenblas-dev libmicrohttpd-dev)
+       libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev)
+# test: ONNX's backend test data and Debian's Python stack for fixture models;
+# clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
+# yamllint for the release patterns
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
-      libclang-rt-14-dev)
+      libclang-rt-14-dev umoci skopeo yamllint curl)
 
 case "$what" in
   build) wanted=("${build[@]}") ;;

@@ -50,7 +50,7 @@ for target in model_load value_decode; do
     [ -f "$f" ] || continue
     rel="$target/$(basename "$f")"
     open=0
-    [ -f "$known" ] && grep -q "^$rel\b" "$known" && open=1
+    [ -f "$known" ] && awk -v r="$rel" '$1 == r { found = 1 } END { exit !found }' "$known" && open=1
     if "$build/fuzz/fuzz_$target" "${limits[@]}" "$f" >"$artifacts/replay.log" 2>&1; then
       if [ $open = 1 ]; then
         echo "fuzz.sh: $rel is listed in KNOWN_OPEN but no longer fails: remove it from the list" >&2
@@ -59,7 +59,8 @@ for target in model_load value_decode; do
       echo "fuzz.sh: $rel still fails (known open)"
     else
       echo "fuzz.sh: REGRESSION: $rel fails again:" >&2
-      grep -E "ERROR|SUMMARY|runtime error|broken promise|#[0-9]+ " "$artifacts/replay.log" | head -20 >&2
+      grep -E "ERROR|SUMMARY|runtime error|broken promise|#[0-9]+ +0x.* in .*/(src|fuzz)/" \
+        "$artifacts/replay.log" | head -20 >&2
       status=1
     fi
   done
@@ -80,8 +81,8 @@ run_target() { # run_target NAME SECONDS EXTRA_ARGS...
       -artifact_prefix="$artifacts/$name-" -print_final_stats=1 "$@" \
       >"$artifacts/$name.log" 2>&1; then
     echo "fuzz.sh: fuzz_$name FOUND A PROBLEM:" >&2
-    grep -E "ERROR|SUMMARY|runtime error|broken promise|Test unit written|#[0-9]+ +0x" \
-      "$artifacts/$name.log" | head -40 >&2
+    grep -E "ERROR|SUMMARY|runtime error|broken promise|Test unit written|#[0-9]+ +0x.* in .*/(src|fuzz)/" \
+      "$artifacts/$name.log" | head -30 >&2
     status=1
   fi
   grep -E "^#[0-9]+.*cov: " "$artifacts/$name.log" | tail -1 || true

@@ -18,6 +18,25 @@ int cmd_run(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+struct model_source;
+/* `inferd serve` on a model given by the caller (a bundle's payload) when
+ * embedded is not NULL, on the command line's otherwise. */
+int cli_serve(int argc, char **argv, const struct model_source *embedded);
+int cmd_bundle(int argc, char **argv);
+int cmd_image(int argc, char **argv);
+int cmd_inventory(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+/* Called first by main(): when this executable carries a model (`inferd
+ * bundle`) and was started without a command, serve that model, set *rc
+ * and return true. */
+bool cli_bundle_main(int argc, char **argv, int *rc);
+struct model_ref;
+/* Resolve a model reference in the store at root (NULL: the default store)
+ * to its folder; false after printing why. */
+bool cli_store_model_dir(const char *root, const char *text, struct model_ref *ref, char *dir,
+                         size_t dir_size);
 
 /* Print "inferd: <message>" to stderr. Returns 1 (the CLI's failure code). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

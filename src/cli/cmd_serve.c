@@ -12,12 +12,19 @@
 #include "../serve/log.h"
 #include "../serve/metrics.h"
 #include "../serve/server.h"
+#include "../store/fetch.h"
+#include "../store/store.h"
 #include "cli.h"
 
 static const char serve_usage[] =
     "usage: inferd serve MODEL.onnx [options]\n"
     "       inferd serve --repository DIR [options]\n"
+    "       inferd serve --model-uri URI [--sha256 HEX] [options]\n"
     "options:\n"
+    "  --model-uri URI      pull the model (http, https, file, s3) into the store\n"
+    "                       ($INFERD_HOME or --store DIR), then serve it\n"
+    "  --sha256 HEX         expected sha256 of --model-uri; a stored copy skips the download\n"
+    "  --store DIR          store root for --model-uri\n"
     "  --labels FILE        label file for the book's API ({\"0\": \"name\", ...})\n"
     "  --name NAME          model name (default: the file name)\n"
     "  --model-version V    model version (default: 1)\n"
@@ -32,6 +39,68 @@ static const char serve_usage[] =
     "  --grace SECONDS      time to finish requests on SIGTERM (default 10)\n"
     "environment: MODEL_FILEPATH, LABEL_FILEPATH, PORT, LOG_LEVEL (DEBUG|INFO|WARNING|ERROR),\n"
     "             LOG_FORMAT (TEXT|JSON)\n";
+
+static void log_pull_notice(void *context, const char *message)
+{
+    (void)context;
+    log_event(LOG_WARNING, "model download", "detail", message, NULL);
+}
+
+/* The stored copy of a --model-uri model, for the registry. */
+typedef struct pulled_model {
+    char path[4200], labels[4200], origin[2048];
+    char name[STORE_NAME_MAX + 1], version[STORE_NAME_MAX + 1];
+    char *manifest_text; /* model.json, for the inventory; malloc'd */
+} pulled_model;
+
+/* The model-load pattern: pull --model-uri into the store (no download when
+ * --sha256 is already stored), then serve the stored copy. */
+static bool pull_model_uri(const char *uri, const char *sha256, const char *root, const char *name,
+                           const char *version, pulled_model *out)
+{
+    char err[2048], derived[STORE_NAME_MAX + 1], dir[4096], shown[2048];
+    fetch_redact_uri(uri, shown, sizeof(shown));
+    if (!name)
+        fetch_name_from_uri(uri, derived);
+    import_options import = {
+        .name = name ? name : derived, .version = version, .expected_sha256 = sha256};
+    store *s = store_open(root, err, sizeof(err));
+    if (!s) {
+        log_event(LOG_ERROR, "cannot open the model store", "error", err, NULL);
+        return false;
+    }
+    fetch_options fetch = {.progress = isatty(STDERR_FILENO) ? stderr : NULL,
+                           .notice = log_pull_notice};
+    pull_result pulled;
+    bool ok = store_pull(s, uri, &import, &fetch, &pulled, err, sizeof(err)) &&
+              store_resolve(s, &pulled.ref, dir, sizeof(dir), err, sizeof(err));
+    if (!ok) {
+        log_event(LOG_ERROR, "cannot pull model", "uri", shown, "error", err, NULL);
+        store_close(s);
+        return false;
+    }
+    char bytes[32], attempts[16];
+    snprintf(bytes, sizeof(bytes), "%llu", pulled.fetch.bytes);
+    snprintf(attempts, sizeof(attempts), "%d", pulled.fetch.attempts);
+    const char *download = pulled.cache_hit        ? "none (cache hit)"
+                           : pulled.already_stored ? "already stored"
+                                                   : "done";
+    log_event(LOG_INFO, "model pulled", "uri", shown, "sha256", pulled.sha256, "model",
+              pulled.ref.name, "version", pulled.ref.version, "store", store_root(s), "download",
+              download, "bytes", bytes, "attempts", attempts, NULL);
+    snprintf(out->path, sizeof(out->path), "%s/model.onnx", dir);
+    snprintf(out->name, sizeof(out->name), "%s", pulled.ref.name);
+    snprintf(out->version, sizeof(out->version), "%s", pulled.ref.version);
+    snprintf(out->origin, sizeof(out->origin), "%s", shown);
+    json_t *manifest = store_manifest(s, &pulled.ref, err, sizeof(err));
+    out->manifest_text = manifest ? json_dumps(manifest, JSON_COMPACT) : NULL;
+    json_decref(manifest);
+    snprintf(out->labels, sizeof(out->labels), "%s/labels.json", dir);
+    if (access(out->labels, R_OK) != 0)
+        out->labels[0] = '\0';
+    store_close(s);
+    return true;
+}
 
 static bool parse_long(const char *flag, const char *text, long lo, long hi, long *out)
 {
@@ -59,10 +128,13 @@ static bool parse_double(const char *flag, const char *text, double *out)
     return true;
 }
 
-int cmd_serve(int argc, char **argv)
+int cmd_serve(int argc, char **argv) { return cli_serve(argc, argv, NULL); }
+
+int cli_serve(int argc, char **argv, const model_source *embedded)
 {
     const char *model_path = getenv("MODEL_FILEPATH"), *labels = getenv("LABEL_FILEPATH");
     const char *repository = NULL, *name = NULL, *version = NULL, *sample = NULL;
+    const char *model_uri = NULL, *model_sha256 = NULL, *store_dir = NULL;
     int threads = 1;
     serve_options o = {
         .host = "127.0.0.1",
@@ -98,6 +170,12 @@ int cmd_serve(int argc, char **argv)
             return 0;
         } else if (strcmp(flag, "--labels") == 0 && value) {
             labels = TAKE();
+        } else if (strcmp(flag, "--model-uri") == 0 && value) {
+            model_uri = TAKE();
+        } else if (strcmp(flag, "--sha256") == 0 && value) {
+            model_sha256 = TAKE();
+        } else if (strcmp(flag, "--store") == 0 && value) {
+            store_dir = TAKE();
         } else if (strcmp(flag, "--repository") == 0 && value) {
             repository = TAKE();
         } else if (strcmp(flag, "--name") == 0 && value) {
@@ -144,11 +222,46 @@ int cmd_serve(int argc, char **argv)
         }
 #undef TAKE
     }
-    if (!repository && (!model_path || !*model_path)) {
+    if (embedded && (repository || (model_path && model_path != getenv("MODEL_FILEPATH"))))
+        return cli_fail("serve: this executable serves the model it carries; it takes no MODEL "
+                        "or --repository (run a plain inferd for those)");
+    bool model_given = model_path && model_path != getenv("MODEL_FILEPATH");
+    if (model_uri && (embedded || repository || model_given)) {
+        fputs(serve_usage, stderr);
+        return cli_fail("serve: give one of MODEL.onnx, --repository DIR and --model-uri URI");
+    }
+    if (model_sha256 && !model_uri)
+        return cli_fail("serve: --sha256 goes with --model-uri");
+    char sha_check[65];
+    if (model_sha256 && !fetch_parse_sha256(model_sha256, sha_check))
+        return cli_fail("--sha256: expected 64 hexadecimal digits, got '%s'", model_sha256);
+    if (model_uri) {
+        char uri_err[2048];
+        if (!fetch_check_uri(model_uri, uri_err, sizeof(uri_err)))
+            return cli_fail("--model-uri: %s", uri_err);
+        if (name && !store_valid_name(name))
+            return cli_fail("--name: '%s' is not a valid store name (lowercase letters, digits, "
+                            "'.', '_', '-')",
+                            name);
+        if (version && !store_valid_name(version))
+            return cli_fail("--model-version: '%s' is not a valid store version", version);
+        model_path = NULL;
+    }
+    if (!embedded && !repository && !model_uri && (!model_path || !*model_path)) {
         fputs(serve_usage, stderr);
         return cli_fail("serve: give MODEL.onnx, --repository DIR or MODEL_FILEPATH");
     }
     log_configure(level, format);
+    pulled_model pulled = {.manifest_text = NULL};
+    if (model_uri) {
+        if (!pull_model_uri(model_uri, model_sha256, store_dir, name, version, &pulled))
+            return 1;
+        model_path = pulled.path;
+        name = pulled.name;
+        version = pulled.version;
+        if ((!labels || !*labels) && pulled.labels[0])
+            labels = pulled.labels;
+    }
     if (o.workers <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         o.workers = cores > 0 ? (int)cores : 1;
@@ -161,12 +274,20 @@ int cmd_serve(int argc, char **argv)
     server srv = {.options = o, .models = &models, .started = server_now(),
                   .started_wall = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9};
     bool loaded;
-    if (repository) {
+    if (embedded) {
+        model_source source = *embedded;
+        if (sample)
+            source.sample_json = sample;
+        loaded = registry_add(&models, &source, err, sizeof(err));
+    } else if (repository) {
         loaded = registry_add_repository(&models, repository, err, sizeof(err));
     } else {
         model_source source = {.path = model_path, .name = name, .version = version,
-                               .labels_path = labels && *labels ? labels : NULL, .sample_json = sample};
+                               .labels_path = labels && *labels ? labels : NULL, .sample_json = sample,
+                               .origin = model_uri ? pulled.origin : NULL,
+                               .manifest_text = pulled.manifest_text};
         loaded = registry_add(&models, &source, err, sizeof(err));
+        free(pulled.manifest_text);
     }
     if (!loaded) {
         log_event(LOG_ERROR, "cannot load model", "error", err, NULL);

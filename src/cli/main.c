@@ -21,10 +21,20 @@ static const char usage[] =
     "      run the model on a JSON array and print the outputs as JSON\n"
     "  serve MODEL.onnx [--labels FILE] [--port N] ... | serve --repository DIR\n"
     "      serve models over HTTP: the book's API, KServe V2, TensorFlow Serving REST\n"
+    "  models import|list|get|delete|export ...\n"
+    "      the local model store ($INFERD_HOME): import through the version guard\n"
+    "  pull URI --name NAME [--version V] [--sha256 HEX] [--store DIR]\n"
+    "      fetch a model (http, https, file, s3) into the store, verified\n"
     "  inspect MODEL.onnx\n"
     "      show signature, versions, producer, operators and unsupported operators\n"
-    "  version\n"
-    "      print the version\n";
+    "  bundle REF -o FILE [--store DIR]\n"
+    "      one executable serving a stored model (./FILE with no arguments)\n"
+    "  image REF -o FILE.oci.tar [--tag NAME:TAG] [--store DIR]\n"
+    "      an OCI image archive (no Docker needed) whose entrypoint serves the model\n"
+    "  inventory [--url URL] [--store DIR]\n"
+    "      what runs where: host, versions, libraries, models (a server's or the store's)\n"
+    "  version [--deps]\n"
+    "      print the version; --deps: every linked library and its version\n";
 
 int cli_fail(const char *fmt, ...)
 {
@@ -124,6 +134,9 @@ const char *cli_type_string(const ifd_type_info *type, char *buf, size_t size)
 
 int main(int argc, char **argv)
 {
+    int bundle_rc;
+    if (cli_bundle_main(argc, argv, &bundle_rc)) /* an `inferd bundle` executable */
+        return bundle_rc;
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
         strcmp(argv[1], "help") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
@@ -136,12 +149,20 @@ int main(int argc, char **argv)
         return cmd_predict(argc - 1, argv + 1);
     if (strcmp(command, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(command, "models") == 0)
+        return cmd_models(argc - 1, argv + 1);
+    if (strcmp(command, "pull") == 0)
+        return cmd_pull(argc - 1, argv + 1);
     if (strcmp(command, "inspect") == 0)
         return cmd_inspect(argc - 1, argv + 1);
-    if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
-        printf("inferd %s\n", IFD_VERSION_STRING);
-        return 0;
-    }
+    if (strcmp(command, "bundle") == 0)
+        return cmd_bundle(argc - 1, argv + 1);
+    if (strcmp(command, "image") == 0)
+        return cmd_image(argc - 1, argv + 1);
+    if (strcmp(command, "inventory") == 0)
+        return cmd_inventory(argc - 1, argv + 1);
+    if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0)
+        return cmd_version(argc - 1, argv + 1);
     fprintf(stderr, "inferd: unknown command '%s'\n\n%s", command, usage);
     return 2;
 }

@@ -18,13 +18,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pb.h"
 
 #define MIN_IR_VERSION 3
 #define MAX_IR_VERSION 8
+#define MAX_OPSET_IMPORTS 256
 #define MAX_MODEL_BYTES ((size_t)2 << 30) /* protobuf's own 2 GiB message limit */
 
 /* ---- ownership helpers --------------------------------------------------- */
@@ -64,14 +67,31 @@ typedef struct name_table {
     const char **keys;
     int *slots;
     size_t cap;
+    uint64_t seed;
 } name_table;
 
-static uint64_t hash_name(const char *s)
+/* Names come from the model, and linear probing turns a file whose names all
+ * land in one bucket into a quadratic load. FNV-1a's low bits (the index)
+ * are easy to collide on purpose, so each table starts from a random seed
+ * and the hash is finalised (splitmix64) to spread every bit into the index. */
+static uint64_t hash_name(const char *s, uint64_t seed)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 1469598103934665603ull ^ seed;
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
+}
+
+static uint64_t random_seed(const void *salt)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+        seed = (uint64_t)(uintptr_t)salt ^ (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull;
+    return seed;
 }
 
 static bool table_init(name_table *t, size_t expected)
@@ -81,6 +101,7 @@ static bool table_init(name_table *t, size_t expected)
         t->cap *= 2;
     t->keys = calloc(t->cap, sizeof(*t->keys));
     t->slots = calloc(t->cap, sizeof(*t->slots));
+    t->seed = random_seed(t->keys);
     return t->keys && t->slots;
 }
 
@@ -92,7 +113,7 @@ static void table_free(name_table *t)
 
 static int table_get(const name_table *t, const char *name)
 {
-    for (size_t i = hash_name(name) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+    for (size_t i = hash_name(name, t->seed) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
         if (!t->keys[i])
             return -1;
         if (strcmp(t->keys[i], name) == 0)
@@ -103,7 +124,7 @@ static int table_get(const name_table *t, const char *name)
 /* The table is sized for every name the graph can define, so it never fills. */
 static void table_put(name_table *t, const char *name, int slot)
 {
-    size_t i = hash_name(name) & (t->cap - 1);
+    size_t i = hash_name(name, t->seed) & (t->cap - 1);
     while (t->keys[i])
         i = (i + 1) & (t->cap - 1);
     t->keys[i] = name;
@@ -122,6 +143,13 @@ typedef struct loader {
     size_t cap_values;
     int *node_order;     /* proto node index of each executed node, in order */
     bool *is_constant_node;
+    /* (domain, op_type) -> index into model->op_counts, and whether that
+     * operator is already in model->unsupported */
+    int *op_slots;
+    size_t op_slots_cap;
+    uint64_t op_seed;
+    bool *op_reported;
+    size_t cap_unsupported;
 } loader;
 
 static int new_value(loader *ld, const char *name, value_origin origin)
@@ -224,6 +252,11 @@ static ifd_status parse_type(loader *ld, const Onnx__TypeProto *tp, const char *
         if (elem && elem->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE) {
             info->elem_kind = IFD_VALUE_TENSOR;
             info->dtype = (ifd_dtype)elem->tensor_type->elem_type;
+            if (ifd_dtype_size(info->dtype) == 0) {
+                set_error(ld->err, "value '%s': sequence of unknown element type %d", name,
+                          (int)elem->tensor_type->elem_type);
+                return IFD_ERR_UNSUPPORTED;
+            }
             return IFD_OK;
         }
         if (elem && elem->value_case == ONNX__TYPE_PROTO__VALUE_MAP_TYPE) {
@@ -246,6 +279,18 @@ static ifd_status parse_type(loader *ld, const Onnx__TypeProto *tp, const char *
             return IFD_ERR_UNSUPPORTED;
         }
         info->dtype = (ifd_dtype)vt->tensor_type->elem_type;
+        /* keys: integers or strings (onnx.proto's TypeProto.Map); a map of
+         * anything else would reach operators that assume one of those */
+        if (!dtype_is_integer(info->key_dtype) && info->key_dtype != IFD_STRING) {
+            set_error(ld->err, "value '%s': map keys of type %s are not allowed", name,
+                      ifd_dtype_name(info->key_dtype));
+            return IFD_ERR_INVALID_MODEL;
+        }
+        if (ifd_dtype_size(info->dtype) == 0) {
+            set_error(ld->err, "value '%s': map of unknown value type %d", name,
+                      (int)vt->tensor_type->elem_type);
+            return IFD_ERR_UNSUPPORTED;
+        }
         return IFD_OK;
     }
     default:
@@ -438,21 +483,56 @@ static ifd_status fold_constant(loader *ld, const op_node *node, model_value *v)
 
 /* ---- graph --------------------------------------------------------------- */
 
+/* ---- per-operator tables ---------------------------------------------------
+ * Looking operators up by linear search made a model with N distinct operator
+ * names cost O(N^2) to load: 100,000 made-up names in a 2.7 MB file took
+ * minutes. Both tables below are keyed through one hash of (domain, op_type)
+ * into model->op_counts. */
+
+static uint64_t hash_op(const char *domain, const char *op_type, uint64_t seed)
+{
+    return hash_name(domain, seed) * 1099511628211ull ^ hash_name(op_type, seed);
+}
+
+/* The op_counts index of (domain, op_type), or -1; *free_at gets the empty
+ * hash slot where it would go. */
+static int find_op(const loader *ld, const char *domain, const char *op_type, size_t *free_at)
+{
+    const ifd_model *m = ld->model;
+    size_t mask = ld->op_slots_cap - 1;
+    for (size_t i = hash_op(domain, op_type, ld->op_seed) & mask;; i = (i + 1) & mask) {
+        int k = ld->op_slots[i] - 1;
+        if (k < 0) {
+            if (free_at)
+                *free_at = i;
+            return -1;
+        }
+        if (strcmp(m->op_counts[k].op_type, op_type) == 0 &&
+            strcmp(m->op_counts[k].domain, domain) == 0)
+            return k;
+    }
+}
+
 static ifd_status add_unsupported(loader *ld, const char *domain, const char *op_type,
                                   int64_t opset)
 {
     ifd_model *m = ld->model;
-    for (size_t i = 0; i < m->n_unsupported; i++)
-        if (strcmp(m->unsupported[i].op_type, op_type) == 0 &&
-            strcmp(m->unsupported[i].domain, domain) == 0 && m->unsupported[i].opset == opset)
-            return IFD_OK;
-    ifd_unsupported_op *grown =
-        realloc(m->unsupported, (m->n_unsupported + 1) * sizeof(*m->unsupported));
-    if (!grown) {
-        set_error(ld->err, "out of memory");
-        return IFD_ERR_NO_MEMORY;
+    int k = find_op(ld, domain, op_type, NULL);
+    /* one entry per operator: its opset is its domain's, the same each time */
+    if (k >= 0 && ld->op_reported[k])
+        return IFD_OK;
+    if (m->n_unsupported == ld->cap_unsupported) {
+        size_t cap = ld->cap_unsupported ? ld->cap_unsupported * 2 : 8;
+        ifd_unsupported_op *grown = realloc(m->unsupported, cap * sizeof(*m->unsupported));
+        if (!grown) {
+            set_error(ld->err, "out of memory");
+            return IFD_ERR_NO_MEMORY;
+        }
+        m->unsupported = grown;
+        ld->cap_unsupported = cap;
     }
-    m->unsupported = grown;
+    if (k >= 0)
+        ld->op_reported[k] = true;
     m->unsupported[m->n_unsupported].domain = model_strdup(m, domain);
     m->unsupported[m->n_unsupported].op_type = model_strdup(m, op_type);
     m->unsupported[m->n_unsupported].opset = opset;
@@ -474,7 +554,13 @@ static ifd_status count_ops(loader *ld)
     ifd_model *m = ld->model;
     const Onnx__GraphProto *g = ld->graph;
     m->op_counts = calloc(g->n_node ? g->n_node : 1, sizeof(*m->op_counts));
-    if (!m->op_counts) {
+    ld->op_slots_cap = 16;
+    while (ld->op_slots_cap < g->n_node * 2 + 1)
+        ld->op_slots_cap *= 2;
+    ld->op_slots = calloc(ld->op_slots_cap, sizeof(*ld->op_slots));
+    ld->op_seed = random_seed(ld->op_slots);
+    ld->op_reported = calloc(g->n_node ? g->n_node : 1, sizeof(*ld->op_reported));
+    if (!m->op_counts || !ld->op_slots || !ld->op_reported) {
         set_error(ld->err, "out of memory");
         return IFD_ERR_NO_MEMORY;
     }
@@ -483,18 +569,28 @@ static ifd_status count_ops(loader *ld)
         const char *op = g->node[i]->op_type ? g->node[i]->op_type : "";
         if (strcmp(domain, "ai.onnx") == 0)
             domain = "";
-        size_t k = 0;
-        while (k < m->n_op_counts &&
-               (strcmp(m->op_counts[k].op_type, op) || strcmp(m->op_counts[k].domain, domain)))
-            k++;
-        if (k == m->n_op_counts) {
+        size_t free_at;
+        int k = find_op(ld, domain, op, &free_at);
+        if (k < 0) {
+            k = (int)m->n_op_counts++;
             m->op_counts[k].domain = model_strdup(m, domain);
             m->op_counts[k].op_type = model_strdup(m, op);
-            m->n_op_counts++;
+            if (!m->op_counts[k].domain || !m->op_counts[k].op_type) {
+                set_error(ld->err, "out of memory");
+                return IFD_ERR_NO_MEMORY;
+            }
+            ld->op_slots[free_at] = k + 1;
         }
         m->op_counts[k].count++;
     }
     qsort(m->op_counts, m->n_op_counts, sizeof(*m->op_counts), compare_op_counts);
+    /* the sort moved the entries: index them again */
+    memset(ld->op_slots, 0, ld->op_slots_cap * sizeof(*ld->op_slots));
+    for (size_t k = 0; k < m->n_op_counts; k++) {
+        size_t free_at;
+        find_op(ld, m->op_counts[k].domain, m->op_counts[k].op_type, &free_at);
+        ld->op_slots[free_at] = (int)k + 1;
+    }
     return IFD_OK;
 }
 
@@ -969,6 +1065,13 @@ static ifd_status load_proto(loader *ld, const ifd_load_options *options)
     m->producer_name = model_strdup(m, mp->producer_name);
     m->producer_version = model_strdup(m, mp->producer_version);
     m->graph_name = model_strdup(m, mp->graph->name);
+    /* every node looks its domain up in this list: a model importing
+     * thousands of opsets would make that quadratic */
+    if (mp->n_opset_import > MAX_OPSET_IMPORTS) {
+        set_error(ld->err, "the model imports %zu opsets; at most %d are supported",
+                  mp->n_opset_import, MAX_OPSET_IMPORTS);
+        return IFD_ERR_UNSUPPORTED;
+    }
     m->opsets = model_alloc(m, (mp->n_opset_import + 1) * sizeof(ifd_opset));
     if (!m->producer_name || !m->producer_version || !m->graph_name || !m->opsets) {
         set_error(ld->err, "out of memory");
@@ -1068,6 +1171,8 @@ ifd_status ifd_model_load_memory(const void *buf, size_t len, const char *base_d
     ifd_status st = load_proto(&ld, options);
     table_free(&ld.names);
     free(ld.is_constant_node);
+    free(ld.op_slots);
+    free(ld.op_reported);
     protobuf_c_message_free_unpacked(&mp->base, NULL);
     if (st != IFD_OK) {
         ifd_model_free(m);

@@ -148,8 +148,12 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
         return NULL;
     }
     ifd_value *v = &s->owned[slot];
+    /* !data: a released slot is all zeroes, so a zero-byte output would be
+     * handed out with data NULL, and memset/memcpy of zero bytes at NULL is
+     * undefined behaviour in every operator that does it (found by
+     * fuzz_model_load in ConstantOfShape); outputs always get a buffer */
     if (v->kind != IFD_VALUE_TENSOR || v->tensor.dtype == IFD_STRING || dtype == IFD_STRING ||
-        v->tensor.capacity < bytes) {
+        v->tensor.capacity < bytes || !v->tensor.data) {
         release_slot(s, slot);
         if (dtype == IFD_STRING) {
             if (tensor_alloc(&v->tensor, dtype, rank, dims, "output", ctx->err) != IFD_OK) {
@@ -470,8 +474,14 @@ ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
             .node_index = (int)n,
             .err = err,
         };
-        if (node->def->run(&ctx) != 0)
+        err->message[0] = '\0';
+        if (node->def->run(&ctx) != 0) {
             st = IFD_ERR_RUNTIME;
+            /* the caller is promised a reason: name the node at least */
+            if (!err->message[0])
+                set_error(err, "%s node '%s' failed without giving a reason", node->op.op_type,
+                          node->op.name);
+        }
         for (size_t i = 0; i < s->n_scratch; i++)
             pool_give(s, s->scratch[i].data, s->scratch[i].capacity);
         s->n_scratch = 0;

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "log.h"
+#include "store.h"
 #include "tensor_json.h"
 
 static double now_seconds(void)
@@ -35,6 +37,8 @@ static void served_model_free(served_model *m)
     json_decref(m->labels);
     json_decref(m->sample);
     json_decref(m->sample_prediction);
+    json_decref(m->manifest);
+    free(m->origin);
     free(m->labels_text);
     free(m->name);
     free(m->version);
@@ -189,6 +193,37 @@ static bool warm_up(served_model *m, char *err, size_t n)
     return ok;
 }
 
+/* The golden samples recorded at import (model.json's golden_samples,
+ * given by the source or lying beside the model file) run again at every
+ * load: an engine change that alters predictions leaves the model loaded
+ * but not ready, with the report in the log, instead of serving it. */
+static bool golden_recheck(served_model *m)
+{
+    json_t *manifest = m->manifest ? json_incref(m->manifest) : NULL;
+    if (!manifest) {
+        char path[4400];
+        const char *slash = strrchr(m->path, '/');
+        snprintf(path, sizeof(path), "%.*smodel.json", slash ? (int)(slash - m->path + 1) : 0, m->path);
+        struct stat st;
+        if (stat(path, &st) == 0)
+            manifest = json_load_file(path, 0, NULL);
+    }
+    const json_t *golden = json_object_get(manifest, "golden_samples");
+    bool ok = true;
+    m->golden_status = "none";
+    if (json_is_object(golden)) {
+        char label[300], report[4096];
+        snprintf(label, sizeof(label), "model '%s:%s'", m->name, m->version);
+        ok = golden_samples_check_model(m->model, label, golden, report, sizeof(report));
+        m->golden_status = ok ? "passed" : "failed";
+        if (!ok)
+            log_event(LOG_ERROR, "golden samples failed: model not ready", "model", m->name,
+                      "version", m->version, "reason", report, NULL);
+    }
+    json_decref(manifest);
+    return ok;
+}
+
 bool registry_add(registry *reg, const model_source *src, char *err, size_t n)
 {
     double start = now_seconds();
@@ -212,7 +247,9 @@ bool registry_add(registry *reg, const model_source *src, char *err, size_t n)
         snprintf(err, n, "model '%s' version %s is given twice", m->name, m->version);
         goto fail;
     }
-    if (ifd_model_load_file(src->path, NULL, &m->model, &e) != IFD_OK) {
+    if ((src->model_data ? ifd_model_load_memory(src->model_data, src->model_size, NULL, NULL,
+                                                  &m->model, &e)
+                         : ifd_model_load_file(src->path, NULL, &m->model, &e)) != IFD_OK) {
         snprintf(err, n, "%s", e.message);
         goto fail;
     }
@@ -229,16 +266,33 @@ bool registry_add(registry *reg, const model_source *src, char *err, size_t n)
         }
         m->n_sessions++;
     }
-    if (src->labels_path) {
+    if (src->labels_path || src->labels_text) {
         json_error_t je;
-        if (!(m->labels_text = read_text(src->labels_path, err, n)))
+        const char *labels_name = src->labels_text ? "embedded labels.json" : src->labels_path;
+        m->labels_text = src->labels_text ? strdup(src->labels_text)
+                                          : read_text(src->labels_path, err, n);
+        if (!m->labels_text) {
+            if (src->labels_text)
+                snprintf(err, n, "out of memory");
             goto fail;
+        }
         m->labels = json_loads(m->labels_text, 0, &je);
         if (!m->labels || !json_is_object(m->labels)) {
-            snprintf(err, n, "%s: line %d: %s", src->labels_path, je.line,
+            snprintf(err, n, "%s: line %d: %s", labels_name, je.line,
                      m->labels ? "labels must be a JSON object {\"0\": \"name\", ...}" : je.text);
             goto fail;
         }
+    }
+    if (src->manifest_text) {
+        json_error_t je;
+        if (!(m->manifest = json_loads(src->manifest_text, 0, &je))) {
+            snprintf(err, n, "%s: model.json: line %d: %s", src->path, je.line, je.text);
+            goto fail;
+        }
+    }
+    if (src->origin && !(m->origin = strdup(src->origin))) {
+        snprintf(err, n, "out of memory");
+        goto fail;
     }
     m->probability_output = find_probability_output(m->model);
     if (ifd_model_input_count(m->model) == 1) {
@@ -263,7 +317,7 @@ bool registry_add(registry *reg, const model_source *src, char *err, size_t n)
     if (!warm_up(m, err, n))
         goto fail;
     m->load_seconds = now_seconds() - start;
-    m->ready = true;
+    m->ready = golden_recheck(m);
     served_model **grown = realloc(reg->models, (reg->n_models + 1) * sizeof(*grown));
     if (!grown) {
         snprintf(err, n, "out of memory");

@@ -28,6 +28,9 @@ typedef struct served_model {
     int probability_output;   /* output the book's /predict answers with */
     double load_seconds;
     bool ready;
+    const char *golden_status;/* golden samples at load: "passed", "failed" or "none" */
+    json_t *manifest;         /* the store's model.json, when the source gave it */
+    char *origin;             /* "bundle", a URI, ...; NULL: the file at path */
 } served_model;
 
 typedef struct registry {
@@ -43,6 +46,12 @@ typedef struct model_source {
     const char *version;      /* NULL: "1" */
     const char *labels_path;  /* NULL: none */
     const char *sample_json;  /* NULL: the book's default row or zeros */
+    /* A model held in memory (a bundle's payload): path then only names it. */
+    const void *model_data;
+    size_t model_size;
+    const char *labels_text;  /* labels.json's text instead of labels_path */
+    const char *manifest_text;/* model.json's text, kept for GET /v2/inventory */
+    const char *origin;       /* where the model came from, for the inventory */
 } model_source;
 
 /* Load, warm up and add a model. On failure err holds a one-line reason. */

@@ -27,6 +27,7 @@ static const fixed_route fixed[] = {
     {"GET", "/v2", v2_server_metadata, false},
     {"GET", "/v2/health/live", v2_health_live, false},
     {"GET", "/v2/health/ready", v2_health_ready, false},
+    {"GET", "/v2/inventory", v2_inventory, false},
     {"GET", "/metrics", metrics_handler, false},
     {"GET", "/openapi.json", openapi_json, false},
     {"GET", "/docs", openapi_docs, false},

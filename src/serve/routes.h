@@ -40,6 +40,7 @@ void book_predict_test_label(http_request *req, const route_params *p, int worke
 void v2_server_metadata(http_request *req, const route_params *p, int worker);
 void v2_health_live(http_request *req, const route_params *p, int worker);
 void v2_health_ready(http_request *req, const route_params *p, int worker);
+void v2_inventory(http_request *req, const route_params *p, int worker); /* inventory.c */
 void v2_model_metadata(http_request *req, const route_params *p, int worker);
 void v2_model_ready(http_request *req, const route_params *p, int worker);
 void v2_infer(http_request *req, const route_params *p, int worker);

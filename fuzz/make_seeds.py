@@ -1,0 +1,164 @@
+#!/usr/bin/python3
+"""Writes the small hand-crafted seeds committed under fuzz/seeds/.
+
+The ONNX backend test data (copied at run time by fuzz/seed_corpus.sh) covers
+operators well but hardly touches the loader's own corners: Constant folding
+in every variant, initializers shadowing graph inputs, nested graphs in
+attributes, sequence and map values, external-data references, symbolic dims,
+the ai.onnx.ml domain, and the typed (non-raw) TensorProto fields. These seeds
+give the fuzzer a starting point in each.
+
+Needs Debian's /usr/bin/python3 with python3-onnx and python3-numpy.
+Usage: fuzz/make_seeds.py [OUT_DIR]   (default: fuzz/seeds next to this file)
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "seeds")
+
+
+def model(nodes, inputs, outputs, initializers=(), opsets=(("", 13),), ir=7):
+    graph = helper.make_graph(nodes, "seed", inputs, outputs, list(initializers))
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets])
+    m.ir_version = ir
+    return m
+
+
+def write(kind, name, message):
+    folder = os.path.join(OUT, kind)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(message.SerializeToString())
+
+
+def tensor_vi(name, elem, shape):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def model_seeds():
+    f = TensorProto.FLOAT
+    write("model_load", "constants.onnx", model(
+        [helper.make_node("Constant", [], ["c1"], value=numpy_helper.from_array(
+            np.arange(6, dtype=np.float32).reshape(2, 3))),
+         helper.make_node("Constant", [], ["c2"], value_floats=[1.0, 2.0, 3.0]),
+         helper.make_node("Constant", [], ["c3"], value_ints=[2, 3]),
+         helper.make_node("Constant", [], ["c4"], value_float=0.5),
+         helper.make_node("Constant", [], ["c5"], value_string="s"),
+         helper.make_node("Add", ["x", "c1"], ["a"]),
+         helper.make_node("Mul", ["a", "c2"], ["b"]),
+         helper.make_node("Reshape", ["b", "c3"], ["y"])],
+        [tensor_vi("x", f, [2, 3])], [tensor_vi("y", f, [2, 3])]))
+
+    w = numpy_helper.from_array(np.ones((3,), dtype=np.float32), "w")
+    write("model_load", "input_with_initializer.onnx", model(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        [tensor_vi("x", f, ["batch", 3]), tensor_vi("w", f, [3])],
+        [tensor_vi("y", f, ["batch", 3])], [w]))
+
+    typed = helper.make_tensor("t", TensorProto.INT64, [3], [1, -2, 3])
+    halfs = helper.make_tensor("h", TensorProto.FLOAT16, [2], [15360, 16384])
+    write("model_load", "typed_fields.onnx", model(
+        [helper.make_node("Identity", ["t"], ["y"]), helper.make_node("Identity", ["h"], ["z"])],
+        [], [tensor_vi("y", TensorProto.INT64, [3]), tensor_vi("z", TensorProto.FLOAT16, [2])],
+        [typed, halfs]))
+
+    then_g = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "then", [],
+                               [tensor_vi("t", f, [1])])
+    else_g = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else", [],
+                               [tensor_vi("e", f, [1])])
+    write("model_load", "if_subgraph.onnx", model(
+        [helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)],
+        [tensor_vi("c", TensorProto.BOOL, []), tensor_vi("x", f, [1])],
+        [tensor_vi("y", f, [1])]))
+
+    write("model_load", "sequence.onnx", model(
+        [helper.make_node("SequenceConstruct", ["x", "x"], ["s"]),
+         helper.make_node("SequenceAt", ["s", "i"], ["y"])],
+        [tensor_vi("x", f, [2]), tensor_vi("i", TensorProto.INT64, [])],
+        [tensor_vi("y", f, [2])]))
+
+    map_type = onnx.TypeProto()
+    map_type.map_type.key_type = TensorProto.INT64
+    map_type.map_type.value_type.CopyFrom(helper.make_tensor_type_proto(f, []))
+    zipmap_out = helper.make_value_info("probs", helper.make_sequence_type_proto(map_type))
+    linear = [helper.make_node("LinearClassifier", ["x"], ["label", "scores"],
+                               domain="ai.onnx.ml", coefficients=[1.0, -1.0, 0.5, 0.5],
+                               intercepts=[0.0, 0.1], classlabels_ints=[0, 1],
+                               post_transform="SOFTMAX"),
+              helper.make_node("ZipMap", ["scores"], ["probs"], domain="ai.onnx.ml",
+                               classlabels_int64s=[0, 1])]
+    outs = [tensor_vi("label", TensorProto.INT64, [1]), zipmap_out]
+    write("model_load", "ml_linear_zipmap.onnx", model(
+        linear, [tensor_vi("x", f, [1, 2])], outs, opsets=(("", 13), ("ai.onnx.ml", 1))))
+
+    ext = TensorProto()
+    ext.name = "w"
+    ext.data_type = f
+    ext.dims.extend([4])
+    ext.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "weights.bin"), ("offset", "0"), ("length", "16")):
+        entry = ext.external_data.add()
+        entry.key, entry.value = k, v
+    write("model_load", "external_data.onnx", model(
+        [helper.make_node("Add", ["x", "w"], ["y"])], [tensor_vi("x", f, [4])],
+        [tensor_vi("y", f, [4])], [ext]))
+
+    write("model_load", "unsupported_ops.onnx", model(
+        [helper.make_node("NoSuchOp", ["x"], ["a"]),
+         helper.make_node("Custom", ["a"], ["y"], domain="com.example")],
+        [tensor_vi("x", f, [1])], [tensor_vi("y", f, [1])],
+        opsets=(("", 13), ("com.example", 1))))
+
+    write("model_load", "shapes_and_casts.onnx", model(
+        [helper.make_node("Shape", ["x"], ["s"]),
+         helper.make_node("ConstantOfShape", ["s"], ["z"],
+                          value=numpy_helper.from_array(np.array([1], dtype=np.int32))),
+         helper.make_node("Cast", ["z"], ["zf"], to=f),
+         helper.make_node("Concat", ["x", "zf"], ["y"], axis=0)],
+        [tensor_vi("x", f, [2, "n"])], [tensor_vi("y", f, [4, "n"])]))
+
+
+def value_seeds():
+    write("value_decode", "tensor_raw.pb", numpy_helper.from_array(
+        np.arange(6, dtype=np.float32).reshape(2, 3), "x"))
+    write("value_decode", "tensor_typed_int64.pb",
+          helper.make_tensor("x", TensorProto.INT64, [2], [7, -7]))
+    write("value_decode", "tensor_strings.pb",
+          helper.make_tensor("x", TensorProto.STRING, [2], [b"a", b"bc"]))
+    write("value_decode", "tensor_complex.pb",
+          helper.make_tensor("x", TensorProto.COMPLEX64, [1], [1 + 2j]))
+    seq = onnx.SequenceProto()
+    seq.name = "s"
+    seq.elem_type = onnx.SequenceProto.TENSOR
+    seq.tensor_values.extend([numpy_helper.from_array(np.ones(2, np.float32)),
+                              numpy_helper.from_array(np.zeros(3, np.float32))])
+    write("value_decode", "sequence.pb", seq)
+    nested = onnx.SequenceProto()
+    nested.elem_type = onnx.SequenceProto.SEQUENCE
+    nested.sequence_values.extend([seq, seq])
+    write("value_decode", "sequence_nested.pb", nested)
+    for name, key_type, keys in (("map_int64.pb", TensorProto.INT64, [1, 2]),
+                                 ("map_string.pb", TensorProto.STRING, [b"a", b"b"])):
+        mp = onnx.MapProto()
+        mp.key_type = key_type
+        if key_type == TensorProto.STRING:
+            mp.string_keys.extend(keys)
+        else:
+            mp.keys.extend(keys)
+        mp.values.elem_type = onnx.SequenceProto.TENSOR
+        mp.values.tensor_values.extend([helper.make_tensor("", TensorProto.FLOAT, [], [0.25]),
+                                        helper.make_tensor("", TensorProto.FLOAT, [], [0.75])])
+        write("value_decode", name, mp)
+    maps = onnx.SequenceProto()
+    maps.elem_type = onnx.SequenceProto.MAP
+    maps.map_values.extend([mp])
+    write("value_decode", "sequence_of_maps.pb", maps)
+
+
+if __name__ == "__main__":
+    model_seeds()
+    value_seeds()
