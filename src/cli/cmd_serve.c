@@ -17,7 +17,7 @@
 #include "cli.h"
 
 static const char serve_usage[] =
-    "usage: inferd serve MODEL.onnx [options]\n"
+    "usage: inferd serve MODEL.onnx|NAME[:VERSION] [options]   (a file, or a stored model)\n"
     "       inferd serve --repository DIR [options]\n"
     "       inferd serve --model-uri URI [--sha256 HEX] [options]\n"
     "options:\n"
@@ -252,6 +252,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
         return cli_fail("serve: give MODEL.onnx, --repository DIR or MODEL_FILEPATH");
     }
     log_configure(level, format);
+    char err_ref[256];
     pulled_model pulled = {.manifest_text = NULL};
     if (model_uri) {
         if (!pull_model_uri(model_uri, model_sha256, store_dir, name, version, &pulled))
@@ -261,6 +262,25 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
         version = pulled.version;
         if ((!labels || !*labels) && pulled.labels[0])
             labels = pulled.labels;
+    }
+    /* A stored model by reference (name, name:version, name:latest) when no
+     * file of that name exists: serve it from the store with its labels. */
+    char stored_path[4400], stored_labels[4400];
+    model_ref stored;
+    if (!embedded && !repository && !model_uri && model_path && access(model_path, F_OK) != 0 &&
+        store_parse_ref(model_path, &stored, err_ref, sizeof(err_ref))) {
+        char dir[4096];
+        if (!cli_store_model_dir(store_dir, model_path, &stored, dir, sizeof(dir)))
+            return 1;
+        snprintf(stored_path, sizeof(stored_path), "%s/model.onnx", dir);
+        snprintf(stored_labels, sizeof(stored_labels), "%s/labels.json", dir);
+        model_path = stored_path;
+        if (!name)
+            name = stored.name;
+        if (!version)
+            version = stored.version;
+        if ((!labels || !*labels) && access(stored_labels, R_OK) == 0)
+            labels = stored_labels;
     }
     if (o.workers <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);

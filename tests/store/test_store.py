@@ -552,6 +552,44 @@ class StoreTest(unittest.TestCase):
         self.assertIn("max abs diff", err)
 
 
+    # ---- a stored model named by reference --------------------------------
+
+    def test_serve_resolves_name_and_latest_from_the_store(self):
+        labels = os.path.join(ROOT, "models", "iris_labels.json")
+        demo = os.path.join(ROOT, "models", "iris_svc.onnx")
+        self.models("import", demo, "--name", "iris", "--labels", labels)
+        self.models("import", demo, "--name", "iris")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([INFERD, "serve", "iris:latest", "--store", self.root, "--port",
+                                 str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=self.tmp)
+        try:
+            deadline = time.time() + 20 * SLOW
+            body = None
+            while time.time() < deadline and body is None:
+                self.assertIsNone(proc.poll(), "the server exited")
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/iris", timeout=5) as r:
+                        body = json.loads(r.read())
+                except (urllib.error.URLError, ConnectionError):
+                    time.sleep(0.1)
+            self.assertEqual(body["name"], "iris")
+            self.assertEqual(body["versions"], ["2"])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                _, err = proc.communicate(timeout=10 * SLOW)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+        self.assertIn(os.path.join(self.root, "iris", "2", "model.onnx"), err)
+        p = subprocess.run([INFERD, "serve", "nosuch:3", "--store", self.root], capture_output=True,
+                           text=True, timeout=30 * SLOW, cwd=self.tmp)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("nosuch", p.stderr)
+
 if __name__ == "__main__":
     if not os.access(INFERD, os.X_OK):
         sys.exit(f"INFERD={INFERD} is not an executable")
