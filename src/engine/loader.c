@@ -957,12 +957,43 @@ static ifd_status resolve_ops(loader *ld, const ifd_load_options *options)
     return IFD_ERR_UNSUPPORTED;
 }
 
+/* The node's input and output counts against ONNX's schema, so that no
+ * operator's prepare() meets a node missing what the schema requires. */
+static ifd_status check_arity(loader *ld, const op_node *op)
+{
+    int min_in, max_in, min_out, max_out;
+    unsigned required;
+    if (!onnx_schema_arity(op->domain, op->op_type, op->version, &min_in, &max_in, &min_out,
+                           &max_out, &required))
+        return IFD_OK;
+    if (op->n_inputs < min_in || op->n_inputs > max_in) {
+        set_error(ld->err, "%s node '%s': has %d inputs; %s-%d takes %d to %d", op->op_type,
+                  op->name, op->n_inputs, op->op_type, op->version, min_in, max_in);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    if (op->n_outputs < min_out || op->n_outputs > max_out) {
+        set_error(ld->err, "%s node '%s': has %d outputs; %s-%d gives %d to %d", op->op_type,
+                  op->name, op->n_outputs, op->op_type, op->version, min_out, max_out);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    for (int k = 0; k < op->n_inputs && k < 31; k++)
+        if ((required >> k & 1u) && !op->inputs[k]) {
+            set_error(ld->err, "%s node '%s': input %d is required but empty", op->op_type,
+                      op->name, k);
+            return IFD_ERR_INVALID_MODEL;
+        }
+    return IFD_OK;
+}
+
 static ifd_status prepare_nodes(loader *ld)
 {
     ifd_model *m = ld->model;
     for (size_t i = 0; i < m->n_nodes; i++) {
         model_node *node = &m->nodes[i];
         op_node *op = &node->op;
+        ifd_status arity = check_arity(ld, op);
+        if (arity != IFD_OK)
+            return arity;
         if (node->def->prepare) {
             if (node->def->prepare(op, ld->err) != 0)
                 return IFD_ERR_UNSUPPORTED;
