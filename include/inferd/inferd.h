@@ -83,16 +83,19 @@ typedef struct ifd_tensor {
 typedef enum ifd_value_kind {
     IFD_VALUE_TENSOR = 0,
     IFD_VALUE_SEQUENCE,
-    IFD_VALUE_MAP
+    IFD_VALUE_MAP,
+    IFD_VALUE_OPTIONAL
 } ifd_value_kind;
 
 /* A value flowing through a graph. Maps are what ai.onnx.ml's ZipMap makes:
- * 1-D keys (int64 or string) with 1-D values of the same length. */
+ * 1-D keys (int64 or string) with 1-D values of the same length. An optional
+ * (ONNX's optional type) holds its value as items[0] with length 1, or is
+ * empty with length 0. */
 typedef struct ifd_value {
     ifd_value_kind kind;
     ifd_tensor tensor;          /* IFD_VALUE_TENSOR */
-    size_t length;              /* IFD_VALUE_SEQUENCE: number of items */
-    struct ifd_value **items;   /* IFD_VALUE_SEQUENCE: owned items */
+    size_t length;              /* IFD_VALUE_SEQUENCE/OPTIONAL: number of items */
+    struct ifd_value **items;   /* IFD_VALUE_SEQUENCE/OPTIONAL: owned items */
     ifd_tensor map_keys;        /* IFD_VALUE_MAP */
     ifd_tensor map_values;      /* IFD_VALUE_MAP */
 } ifd_value;
@@ -106,7 +109,8 @@ typedef struct ifd_type_info {
     int64_t dims[IFD_MAX_RANK];
     const char *dim_params[IFD_MAX_RANK];
     ifd_dtype key_dtype;          /* maps, and maps inside sequences */
-    ifd_value_kind elem_kind;     /* sequences: kind of each item */
+    ifd_value_kind elem_kind;     /* sequences: kind of each item; optionals: of the value
+                                     (an optional sequence holds tensors) */
 } ifd_type_info;
 
 typedef struct ifd_io_info {
@@ -150,6 +154,10 @@ typedef struct ifd_session_options {
 const char *ifd_dtype_name(ifd_dtype dtype);        /* "float32", "int64", ... */
 size_t ifd_dtype_size(ifd_dtype dtype);             /* bytes per element, 0 if unknown */
 const char *ifd_status_name(ifd_status status);
+/* A type's name without its shape: "float32", "sequence<float32>",
+ * "sequence<map<int64,float32>>", "map<string,float32>", "optional<float32>",
+ * "optional<sequence<float32>>". Writes into buf and returns it. */
+const char *ifd_type_name(const ifd_type_info *type, char *buf, size_t size);
 
 /* Element count of a tensor (product of dims; 1 for a scalar). */
 int64_t ifd_tensor_count(const ifd_tensor *tensor);

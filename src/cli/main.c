@@ -95,20 +95,8 @@ bool cli_parse_threads(const char *text, int *threads)
 const char *cli_type_string(const ifd_type_info *type, char *buf, size_t size)
 {
     size_t used = 0;
-    if (type->kind == IFD_VALUE_SEQUENCE && type->elem_kind == IFD_VALUE_MAP) {
-        snprintf(buf, size, "sequence<map<%s,%s>>", ifd_dtype_name(type->key_dtype),
-                 ifd_dtype_name(type->dtype));
-        return buf;
-    }
-    if (type->kind == IFD_VALUE_SEQUENCE) {
-        snprintf(buf, size, "sequence<%s>", ifd_dtype_name(type->dtype));
-        return buf;
-    }
-    if (type->kind == IFD_VALUE_MAP) {
-        snprintf(buf, size, "map<%s,%s>", ifd_dtype_name(type->key_dtype),
-                 ifd_dtype_name(type->dtype));
-        return buf;
-    }
+    if (type->kind != IFD_VALUE_TENSOR)
+        return ifd_type_name(type, buf, size);
     used += (size_t)snprintf(buf, size, "%s", ifd_dtype_name(type->dtype));
     if (type->rank < 0) {
         if (used < size)

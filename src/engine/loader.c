@@ -293,8 +293,30 @@ static ifd_status parse_type(loader *ld, const Onnx__TypeProto *tp, const char *
         }
         return IFD_OK;
     }
+    case ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE: {
+        /* optional<tensor> and optional<sequence<tensor>> */
+        const Onnx__TypeProto *elem = tp->optional_type->elem_type;
+        value_info inner = {0};
+        if (!elem || (elem->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE &&
+                      elem->value_case != ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE)) {
+            set_error(ld->err, "value '%s': optionals of this element type are not supported", name);
+            return IFD_ERR_UNSUPPORTED;
+        }
+        ifd_status st = parse_type(ld, elem, name, &inner);
+        if (st != IFD_OK)
+            return st;
+        if (inner.kind == IFD_VALUE_SEQUENCE && inner.elem_kind != IFD_VALUE_TENSOR) {
+            set_error(ld->err, "value '%s': optional sequences must hold tensors", name);
+            return IFD_ERR_UNSUPPORTED;
+        }
+        info->kind = IFD_VALUE_OPTIONAL;
+        info->elem_kind = inner.kind;
+        info->dtype = inner.dtype;
+        info->rank = -1;
+        return IFD_OK;
+    }
     default:
-        set_error(ld->err, "value '%s': optional, sparse and opaque types are not supported", name);
+        set_error(ld->err, "value '%s': sparse and opaque types are not supported", name);
         return IFD_ERR_UNSUPPORTED;
     }
 }
@@ -995,8 +1017,15 @@ static ifd_status prepare_nodes(loader *ld)
         if (arity != IFD_OK)
             return arity;
         if (node->def->prepare) {
-            if (node->def->prepare(op, ld->err) != 0)
+            ld->err->message[0] = '\0';
+            if (node->def->prepare(op, ld->err) != 0) {
+                /* the caller is promised a reason (Conv given a map as X
+                 * refused it silently, and `inferd run` printed garbage) */
+                if (!ld->err->message[0])
+                    set_error(ld->err, "%s node '%s' was refused without a reason", op->op_type,
+                              op->name);
                 return IFD_ERR_UNSUPPORTED;
+            }
         } else if (op->n_inputs > 0 && op->inputs[0]) {
             for (int k = 0; k < op->n_outputs; k++) {
                 const char *name = op->outputs[k]->name;

@@ -491,6 +491,28 @@ static ifd_status decode_sequence(const Onnx__SequenceProto *sp, ifd_value *out,
     return IFD_OK;
 }
 
+/* An optional holds a tensor or a sequence of tensors, or nothing. */
+static ifd_status decode_optional(const Onnx__OptionalProto *op, ifd_value *out, ifd_error *err)
+{
+    out->kind = IFD_VALUE_OPTIONAL;
+    if (!op->tensor_value && !op->sequence_value)
+        return IFD_OK;
+    ifd_value *item = calloc(1, sizeof(*item));
+    out->items = calloc(1, sizeof(*out->items));
+    if (!item || !out->items) {
+        free(item);
+        set_error(err, "optional: out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    out->items[0] = item;
+    out->length = 1;
+    if (op->tensor_value) {
+        item->kind = IFD_VALUE_TENSOR;
+        return pb_tensor_to_ifd(op->tensor_value, NULL, &item->tensor, err);
+    }
+    return decode_sequence(op->sequence_value, item, 1, err);
+}
+
 ifd_status ifd_value_decode_pb(const void *buf, size_t len, const ifd_type_info *expected,
                                ifd_value **out, ifd_error *err)
 {
@@ -517,6 +539,15 @@ ifd_status ifd_value_decode_pb(const void *buf, size_t len, const ifd_type_info 
                 st = pb_tensor_to_ifd(tp, NULL, &value->tensor, err);
             }
             protobuf_c_message_free_unpacked(&tp->base, NULL);
+        }
+    } else if (kind == IFD_VALUE_OPTIONAL) {
+        Onnx__OptionalProto *op =
+            pb_unpack(&onnx__optional_proto__descriptor, buf, len, "optional", err);
+        if (!op) {
+            st = IFD_ERR_INVALID_ARGUMENT;
+        } else {
+            st = decode_optional(op, value, err);
+            protobuf_c_message_free_unpacked(&op->base, NULL);
         }
     } else if (kind == IFD_VALUE_SEQUENCE) {
         Onnx__SequenceProto *sp =
@@ -706,6 +737,31 @@ static Onnx__SequenceProto *build_sequence(encode_scratch *s, const ifd_value *v
     return sp;
 }
 
+static Onnx__OptionalProto *build_optional(encode_scratch *s, const ifd_value *v, const char *name)
+{
+    Onnx__OptionalProto *op = scratch_alloc(s, sizeof(*op));
+    if (!op)
+        return NULL;
+    onnx__optional_proto__init(op);
+    op->name = (char *)name;
+    op->has_elem_type = 1;
+    op->elem_type = ONNX__OPTIONAL_PROTO__DATA_TYPE__UNDEFINED;
+    if (v->length == 0)
+        return op;
+    const ifd_value *item = v->items[0];
+    if (item->kind == IFD_VALUE_TENSOR) {
+        op->elem_type = ONNX__OPTIONAL_PROTO__DATA_TYPE__TENSOR;
+        op->tensor_value = build_tensor(s, &item->tensor, "");
+        return op->tensor_value ? op : NULL;
+    }
+    if (item->kind == IFD_VALUE_SEQUENCE) {
+        op->elem_type = ONNX__OPTIONAL_PROTO__DATA_TYPE__SEQUENCE;
+        op->sequence_value = build_sequence(s, item, "", 1);
+        return op->sequence_value ? op : NULL;
+    }
+    return NULL;
+}
+
 ifd_status ifd_value_encode_pb(const ifd_value *value, const char *name, void **buf,
                                size_t *len, ifd_error *err)
 {
@@ -715,6 +771,8 @@ ifd_status ifd_value_encode_pb(const ifd_value *value, const char *name, void **
     *len = 0;
     if (value->kind == IFD_VALUE_TENSOR)
         msg = (ProtobufCMessage *)build_tensor(&s, &value->tensor, name);
+    else if (value->kind == IFD_VALUE_OPTIONAL)
+        msg = (ProtobufCMessage *)build_optional(&s, value, name);
     else if (value->kind == IFD_VALUE_MAP)
         msg = (ProtobufCMessage *)build_map(&s, value, name);
     else

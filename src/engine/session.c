@@ -288,7 +288,10 @@ void ifd_session_free(ifd_session *session)
 
 static const char *kind_name(ifd_value_kind kind)
 {
-    return kind == IFD_VALUE_TENSOR ? "tensor" : kind == IFD_VALUE_MAP ? "map" : "sequence";
+    return kind == IFD_VALUE_TENSOR     ? "tensor"
+           : kind == IFD_VALUE_MAP      ? "map"
+           : kind == IFD_VALUE_OPTIONAL ? "optional"
+                                        : "sequence";
 }
 
 /* A tensor the caller built: rank in range, countable, data present. */
@@ -346,6 +349,30 @@ static ifd_status check_input(const model_io *io, const ifd_value *v, ifd_error 
     }
     if (v->kind == IFD_VALUE_MAP)
         return check_map(name, "the map", want, v, err);
+    if (v->kind == IFD_VALUE_OPTIONAL) {
+        /* empty, or one value of the declared kind holding the declared dtype */
+        if (v->length == 0)
+            return IFD_OK;
+        const ifd_value *item = v->length == 1 && v->items ? v->items[0] : NULL;
+        if (!item || item->kind != want->elem_kind) {
+            set_error(err, "input '%s': the optional should hold one %s", name,
+                      kind_name(want->elem_kind));
+            return IFD_ERR_INVALID_ARGUMENT;
+        }
+        size_t n = item->kind == IFD_VALUE_TENSOR ? 1 : item->length;
+        for (size_t i = 0; i < n; i++) {
+            const ifd_value *t = item->kind == IFD_VALUE_TENSOR ? item : item->items ? item->items[i] : NULL;
+            if (!t || t->kind != IFD_VALUE_TENSOR || t->tensor.dtype != want->dtype) {
+                set_error(err, "input '%s': the optional should hold %s tensors", name,
+                          ifd_dtype_name(want->dtype));
+                return IFD_ERR_INVALID_ARGUMENT;
+            }
+            ifd_status st = check_tensor_storage(name, "the optional's tensor", &t->tensor, err);
+            if (st != IFD_OK)
+                return st;
+        }
+        return IFD_OK;
+    }
     if (v->kind == IFD_VALUE_SEQUENCE) {
         /* items must be what the model declared, as for maps */
         for (size_t i = 0; i < v->length; i++) {

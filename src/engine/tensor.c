@@ -61,6 +61,26 @@ const char *ifd_status_name(ifd_status status)
     return "unknown";
 }
 
+const char *ifd_type_name(const ifd_type_info *t, char *buf, size_t size)
+{
+    const char *dtype = ifd_dtype_name(t->dtype), *key = ifd_dtype_name(t->key_dtype);
+    switch (t->kind) {
+    case IFD_VALUE_SEQUENCE:
+        if (t->elem_kind == IFD_VALUE_MAP)
+            snprintf(buf, size, "sequence<map<%s,%s>>", key, dtype);
+        else
+            snprintf(buf, size, "sequence<%s>", dtype);
+        break;
+    case IFD_VALUE_MAP: snprintf(buf, size, "map<%s,%s>", key, dtype); break;
+    case IFD_VALUE_OPTIONAL:
+        snprintf(buf, size, t->elem_kind == IFD_VALUE_SEQUENCE ? "optional<sequence<%s>>" : "optional<%s>",
+                 dtype);
+        break;
+    default: snprintf(buf, size, "%s", dtype); break;
+    }
+    return buf;
+}
+
 bool dtype_is_float(ifd_dtype d)
 {
     return d == IFD_FLOAT || d == IFD_DOUBLE || d == IFD_FLOAT16 || d == IFD_BFLOAT16;

@@ -83,6 +83,7 @@ ifd_status value_clone(const ifd_value *src, ifd_value **out, ifd_error *err)
             st = tensor_copy(&copy->map_values, &src->map_values, err);
         break;
     case IFD_VALUE_SEQUENCE:
+    case IFD_VALUE_OPTIONAL:
         if (src->length) {
             copy->items = calloc(src->length, sizeof(*copy->items));
             if (!copy->items) {

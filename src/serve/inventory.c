@@ -317,9 +317,10 @@ static json_t *io_json(const ifd_io_info *io)
         json_array_append_new(shape, t->dims[i] >= 0 ? json_integer(t->dims[i])
                                      : t->dim_params[i] ? json_string(t->dim_params[i])
                                                         : json_null());
-    const char *kind = t->kind == IFD_VALUE_SEQUENCE ? "sequence"
-                       : t->kind == IFD_VALUE_MAP    ? "map"
-                                                     : "tensor";
+    const char *kind = t->kind == IFD_VALUE_SEQUENCE   ? "sequence"
+                       : t->kind == IFD_VALUE_MAP      ? "map"
+                       : t->kind == IFD_VALUE_OPTIONAL ? "optional"
+                                                       : "tensor";
     return json_pack("{s:s, s:s, s:s, s:o}", "name", io->name, "kind", kind, "dtype",
                      ifd_dtype_name(t->dtype), "shape", t->rank < 0 ? json_null() : shape);
 }

@@ -393,6 +393,8 @@ json_t *value_to_json(const ifd_value *v)
 {
     if (v->kind == IFD_VALUE_TENSOR)
         return tensor_to_json_nested(&v->tensor);
+    if (v->kind == IFD_VALUE_OPTIONAL)
+        return v->length ? value_to_json(v->items[0]) : json_null();
     if (v->kind == IFD_VALUE_SEQUENCE) {
         json_t *arr = json_array();
         for (size_t i = 0; i < v->length; i++)

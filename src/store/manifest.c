@@ -77,16 +77,7 @@ bool valid_task(const char *task)
 static json_t *dtype_json(const ifd_type_info *t)
 {
     char buf[96];
-    if (t->kind == IFD_VALUE_SEQUENCE && t->elem_kind == IFD_VALUE_MAP)
-        snprintf(buf, sizeof(buf), "sequence<map<%s,%s>>", ifd_dtype_name(t->key_dtype),
-                 ifd_dtype_name(t->dtype));
-    else if (t->kind == IFD_VALUE_SEQUENCE)
-        snprintf(buf, sizeof(buf), "sequence<%s>", ifd_dtype_name(t->dtype));
-    else if (t->kind == IFD_VALUE_MAP)
-        snprintf(buf, sizeof(buf), "map<%s,%s>", ifd_dtype_name(t->key_dtype), ifd_dtype_name(t->dtype));
-    else
-        snprintf(buf, sizeof(buf), "%s", ifd_dtype_name(t->dtype));
-    return json_string(buf);
+    return json_string(ifd_type_name(t, buf, sizeof(buf)));
 }
 
 /* Dimensions: a number, the symbolic name, or null when unknown; the

@@ -139,7 +139,19 @@ def compare_messages(kind, expected, actual, rtol, atol, where):
             if problem:
                 return problem
         return None
-    return f"{where}: optional values are not compared"
+    if kind == "optional":
+        fields = ("tensor_value", "sequence_value", "map_value", "optional_value")
+        e_set = [f for f in fields if expected.HasField(f)]
+        a_set = [f for f in fields if actual.HasField(f)]
+        if e_set != a_set:
+            return f"{where}: optional holds {a_set or 'nothing'}, expected {e_set or 'nothing'}"
+        if not e_set:
+            return None
+        sub = {"tensor_value": "tensor", "sequence_value": "sequence", "map_value": "map",
+               "optional_value": "optional"}[e_set[0]]
+        return compare_messages(sub, getattr(expected, e_set[0]), getattr(actual, e_set[0]),
+                                rtol, atol, where)
+    return f"{where}: values of this kind are not compared"
 
 
 def compare_output(expected_path, actual_path, type_proto, rtol, atol, where):

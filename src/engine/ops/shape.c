@@ -576,6 +576,63 @@ static int identity_run(op_ctx *ctx)
     return 0;
 }
 
+/* ---- Optional (15) --------------------------------------------------------- */
+
+/* OptionalHasElement says whether an optional holds a value; OptionalGetElement
+ * takes the value out (a tensor, or a sequence of tensors). */
+static int optional_has_element_prepare(op_node *node, ifd_error *err)
+{
+    const value_info *in = input_info(node, 0);
+    if (!in || in->kind != IFD_VALUE_OPTIONAL)
+        return op_prepare_fail(node, err, "input must be an optional");
+    set_output(node, 0, IFD_BOOL, 0, NULL);
+    return 0;
+}
+
+static int optional_has_element_run(op_ctx *ctx)
+{
+    const ifd_value *in = op_input_value(ctx, 0);
+    ifd_tensor *y = op_output(ctx, 0, IFD_BOOL, 0, NULL);
+    if (!y)
+        return -1;
+    *(uint8_t *)y->data = in && in->kind == IFD_VALUE_OPTIONAL && in->length > 0;
+    return 0;
+}
+
+static int optional_get_element_prepare(op_node *node, ifd_error *err)
+{
+    const value_info *in = input_info(node, 0);
+    if (!in || in->kind != IFD_VALUE_OPTIONAL)
+        return op_prepare_fail(node, err, "input must be an optional");
+    value_info *out = node->outputs[0];
+    out->kind = in->elem_kind;
+    out->elem_kind = IFD_VALUE_TENSOR;
+    out->dtype = in->dtype;
+    out->rank = -1;
+    return 0;
+}
+
+static int optional_get_element_run(op_ctx *ctx)
+{
+    const ifd_value *in = op_input_value(ctx, 0);
+    if (!in || in->kind != IFD_VALUE_OPTIONAL || in->length == 0)
+        return op_fail(ctx, "the optional is empty");
+    const ifd_value *item = in->items[0];
+    if (item->kind == IFD_VALUE_TENSOR)
+        return emit_reshaped(ctx, &item->tensor, item->tensor.rank, item->tensor.dims);
+    ifd_value *copy, *out;
+    ifd_error err;
+    if (value_clone(item, &copy, &err) != IFD_OK)
+        return op_fail(ctx, "%s", err.message);
+    if (!(out = op_output_value(ctx, 0))) {
+        ifd_value_free(copy);
+        return -1;
+    }
+    *out = *copy;
+    free(copy);
+    return 0;
+}
+
 /* ---- Dropout ------------------------------------------------------------ */
 
 /* At inference Dropout is the identity and its mask all true. Before
@@ -1061,6 +1118,8 @@ static const op_def defs[] = {
     {"", "Shape", 1, 15, shape_prepare, shape_run, NULL},
     {"", "Size", 1, 13, size_prepare, size_run, NULL},
     {"", "Identity", 1, 16, NULL, identity_run, NULL},
+    {"", "OptionalHasElement", 15, 15, optional_has_element_prepare, optional_has_element_run, NULL},
+    {"", "OptionalGetElement", 15, 15, optional_get_element_prepare, optional_get_element_run, NULL},
     {"", "Dropout", 1, 13, dropout_prepare, dropout_run, NULL},
     {"", "Expand", 8, 13, expand_prepare, expand_run, free},
     {"", "Tile", 1, 13, tile_prepare, tile_run, free},
