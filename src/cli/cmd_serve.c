@@ -142,7 +142,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
         .workers = 0,
         .io_threads = 1,
         .max_body = 64u << 20,
-        .max_header = 64u << 10,
+        .max_header = 16u << 10,
         .connection_limit = 1024,
         .request_timeout = 30,
         .grace = 10.0,
@@ -287,7 +287,10 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
         o.workers = cores > 0 ? (int)cores : 1;
     }
 
-    registry models = {.n_sessions = o.workers, .threads_per_session = threads};
+    /* the polling threads answer fast models themselves: one per worker, each
+     * with its own session after the workers' ones */
+    o.io_threads = o.workers;
+    registry models = {.n_sessions = o.workers + o.io_threads, .threads_per_session = threads};
     char err[1024];
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);

@@ -27,6 +27,7 @@ typedef struct served_model {
     json_t *sample_prediction;/* the warm-up's answer for them */
     int probability_output;   /* output the book's /predict answers with */
     double load_seconds;
+    double run_seconds;       /* fastest warm-up inference: decides inline serving */
     bool ready;
     const char *golden_status;/* golden samples at load: "passed", "failed" or "none" */
     json_t *manifest;         /* the store's model.json, when the source gave it */

@@ -2,7 +2,10 @@
  * server.c — connection handling for `inferd serve`, on libmicrohttpd.
  *
  * libmicrohttpd's polling threads parse HTTP and read bodies. Cheap routes
- * (health, metadata, metrics) are answered right there. Routes that compute
+ * (health, metadata, metrics) are answered right there, and so is a small
+ * request to a model whose inference takes microseconds (measured at
+ * warm-up), on the polling thread's own session: handing it to a worker
+ * would cost more than the inference. Other routes that compute
  * suspend their connection and go to the worker pool; the worker fills the
  * response and resumes the connection, and libmicrohttpd sends it. So a
  * slow inference never stops other connections from being read or answered.
@@ -308,6 +311,33 @@ static bool media_type_is(const char *type, const char *want)
     return next == '\0' || next == ';' || next == ' ' || next == '\t';
 }
 
+/* Inference that is answered on the polling thread: a small request to a
+ * model whose warm-up inference took less than this. */
+#define INLINE_MAX_SECONDS 0.0002
+#define INLINE_MAX_BODY 16384
+
+/* The session a polling thread may use for inline inference, or -1. Each of
+ * the io_threads polling threads claims one session (after the workers'
+ * ones) the first time it asks; any thread beyond them hands off instead. */
+static int inline_session(server *srv, const http_request *req, const route_match *route)
+{
+    static atomic_int claimed;
+    static __thread int slot = -2;
+    if (req->body_len > INLINE_MAX_BODY)
+        return -1;
+    const served_model *m = route->params.model[0]
+                                ? registry_find(srv->models, route->params.model,
+                                                route->params.has_version ? route->params.version : NULL)
+                                : registry_default(srv->models);
+    if (!m || m->run_seconds > INLINE_MAX_SECONDS)
+        return -1;
+    if (slot == -2) {
+        int n = atomic_fetch_add(&claimed, 1);
+        slot = n < srv->options.io_threads ? n : -1;
+    }
+    return slot < 0 ? -1 : srv->options.workers + slot;
+}
+
 static bool content_type_ok(http_request *req)
 {
     const char *type = http_header(req, "Content-Type");
@@ -442,6 +472,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     }
     if (!route.compute) {
         route.fn(req, &route.params, -1);
+        return send_response(req);
+    }
+    int session = inline_session(srv, req, &route);
+    if (session >= 0) {
+        req->t_queued = req->t_compute_start = server_now();
+        route.fn(req, &route.params, session);
+        req->t_compute_end = server_now();
+        if (!req->answered)
+            http_reply_error(req, 500, "the handler gave no answer");
         return send_response(req);
     }
     compute_job *job = malloc(sizeof(*job));
