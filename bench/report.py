@@ -317,6 +317,13 @@ def main():
         if extra:
             md += [""] + extra
         md.append("")
+    md += ["## Serving and release patterns", "",
+           "- Serving (`inferd serve` against the book's FastAPI + uvicorn + gunicorn stack: "
+           "requests/s, p50/p99, p99 at half the peak rate, RSS, cold start): "
+           "[serve/RESULTS.md](serve/RESULTS.md), made by `bench/serve/run.sh`.",
+           "- Release patterns (bundle and OCI image sizes, exec-to-ready for the bundle and for "
+           "model-load over local http, the book stack's installed size): "
+           "[release/RESULTS.md](release/RESULTS.md), made by `bench/release/measure.py build`.", ""]
     md.append("Generated %s." % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     print("\n".join(md))
 

@@ -25,24 +25,22 @@
 #include "../kernels/gemm.h"
 #include "../kernels/im2col.h"
 #include "../op.h"
+#include "spatial.h"
 
 #define MAX_SPATIAL IM2COL_MAX_SPATIAL
-/* Largest stride, dilation, padding or kernel extent accepted. */
-#define ATTR_LIMIT ((int64_t)1 << 24)
+#define ATTR_LIMIT SPATIAL_ATTR_LIMIT
+_Static_assert(MAX_SPATIAL == SPATIAL_MAX, "im2col and spatial.h differ in spatial axes");
 
 typedef enum conv_kind { CONV, CONV_TRANSPOSE, CONV_INTEGER, QLINEAR_CONV } conv_kind;
-typedef enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID } auto_pad;
 
 typedef struct conv_state {
     conv_kind kind;
     int x_index, w_index, b_index; /* inputs: QLinearConv interleaves scales */
-    auto_pad auto_pad;
     int64_t group;
-    /* attribute lists as given; lengths are checked against the spatial rank
-     * once it is known (0 = absent) */
-    size_t n_kernel, n_strides, n_dilations, n_pads, n_output_padding, n_output_shape;
-    int64_t kernel[MAX_SPATIAL], strides[MAX_SPATIAL], dilations[MAX_SPATIAL];
-    int64_t pads[2 * MAX_SPATIAL], output_padding[MAX_SPATIAL], output_shape[MAX_SPATIAL + 2];
+    spatial_attrs win;
+    /* ConvTranspose's lists as given, like win's (0 = absent) */
+    size_t n_output_padding, n_output_shape;
+    int64_t output_padding[MAX_SPATIAL], output_shape[MAX_SPATIAL + 2];
     /* float weights packed per group for gemm_f32_ex (NULL when W is not a
      * float initializer) */
     float *packed_w;
@@ -70,64 +68,20 @@ static void conv_free(void *state)
 
 /* ---- attributes and geometry -------------------------------------------- */
 
-static int read_list(op_node *node, ifd_error *err, const char *name, int64_t *dst, size_t max,
-                     size_t *count)
-{
-    const int64_t *v;
-    size_t n = op_attr_ints(node, name, &v);
-    if (n > max)
-        return op_prepare_fail(node, err, "%s has %zu entries; at most %zu spatial axes are "
-                               "supported", name, n, max);
-    if (n > 0)
-        memcpy(dst, v, n * sizeof(int64_t));
-    *count = n;
-    return 0;
-}
-
 static int parse_attrs(op_node *node, conv_state *st, ifd_error *err)
 {
-    const char *pad = op_attr_string(node, "auto_pad", "NOTSET");
-    if (strcmp(pad, "NOTSET") == 0)
-        st->auto_pad = PAD_NOTSET;
-    else if (strcmp(pad, "SAME_UPPER") == 0)
-        st->auto_pad = PAD_SAME_UPPER;
-    else if (strcmp(pad, "SAME_LOWER") == 0)
-        st->auto_pad = PAD_SAME_LOWER;
-    else if (strcmp(pad, "VALID") == 0)
-        st->auto_pad = PAD_VALID;
-    else
-        return op_prepare_fail(node, err, "unknown auto_pad '%s'", pad);
+    if (spatial_parse(node, &st->win, err))
+        return -1;
     st->group = op_attr_int(node, "group", 1);
     if (st->group < 1 || st->group > ATTR_LIMIT)
         return op_prepare_fail(node, err, "group must be in [1, %lld], got %lld",
                                (long long)ATTR_LIMIT, (long long)st->group);
-    if (read_list(node, err, "kernel_shape", st->kernel, MAX_SPATIAL, &st->n_kernel) ||
-        read_list(node, err, "strides", st->strides, MAX_SPATIAL, &st->n_strides) ||
-        read_list(node, err, "dilations", st->dilations, MAX_SPATIAL, &st->n_dilations) ||
-        read_list(node, err, "pads", st->pads, 2 * MAX_SPATIAL, &st->n_pads))
-        return -1;
     if (st->kind == CONV_TRANSPOSE &&
-        (read_list(node, err, "output_padding", st->output_padding, MAX_SPATIAL,
-                   &st->n_output_padding) ||
-         read_list(node, err, "output_shape", st->output_shape, MAX_SPATIAL + 2,
-                   &st->n_output_shape)))
+        (spatial_read_list(node, err, "output_padding", st->output_padding, MAX_SPATIAL,
+                           &st->n_output_padding) ||
+         spatial_read_list(node, err, "output_shape", st->output_shape, MAX_SPATIAL + 2,
+                           &st->n_output_shape)))
         return -1;
-    /* ATTR_LIMIT keeps every size computed from these in int64 range */
-    for (size_t i = 0; i < st->n_kernel; i++)
-        if (st->kernel[i] < 1 || st->kernel[i] > ATTR_LIMIT)
-            return op_prepare_fail(node, err, "kernel_shape entries must be in [1, %lld]",
-                                   (long long)ATTR_LIMIT);
-    for (size_t i = 0; i < st->n_strides; i++)
-        if (st->strides[i] < 1 || st->strides[i] > ATTR_LIMIT)
-            return op_prepare_fail(node, err, "strides must be in [1, %lld]",
-                                   (long long)ATTR_LIMIT);
-    for (size_t i = 0; i < st->n_dilations; i++)
-        if (st->dilations[i] < 1 || st->dilations[i] > ATTR_LIMIT)
-            return op_prepare_fail(node, err, "dilations must be in [1, %lld]",
-                                   (long long)ATTR_LIMIT);
-    for (size_t i = 0; i < st->n_pads; i++)
-        if (st->pads[i] < 0 || st->pads[i] > ATTR_LIMIT)
-            return op_prepare_fail(node, err, "pads must be in [0, %lld]", (long long)ATTR_LIMIT);
     for (size_t i = 0; i < st->n_output_padding; i++)
         if (st->output_padding[i] < 0 || st->output_padding[i] > ATTR_LIMIT)
             return op_prepare_fail(node, err, "output_padding must be in [0, %lld]",
@@ -153,8 +107,9 @@ static int plan_conv(const conv_state *st, int x_rank, const int64_t *x_dims, in
         return -1;
     }
     size_t usp = (size_t)sp;
-    if ((st->n_kernel && st->n_kernel != usp) || (st->n_strides && st->n_strides != usp) ||
-        (st->n_dilations && st->n_dilations != usp) || (st->n_pads && st->n_pads != 2 * usp) ||
+    const spatial_attrs *win = &st->win;
+    if ((win->n_kernel && win->n_kernel != usp) || (win->n_strides && win->n_strides != usp) ||
+        (win->n_dilations && win->n_dilations != usp) || (win->n_pads && win->n_pads != 2 * usp) ||
         (st->n_output_padding && st->n_output_padding != usp) ||
         (st->n_output_shape && st->n_output_shape != usp && st->n_output_shape != usp + 2)) {
         snprintf(why, why_size, "attribute lengths do not match %d spatial axes", sp);
@@ -190,69 +145,55 @@ static int plan_conv(const conv_state *st, int x_rank, const int64_t *x_dims, in
     p->pointwise = st->kind != CONV_TRANSPOSE;
     for (int i = 0; i < sp; i++) {
         int64_t in = x_dims[2 + i], k = w_dims[2 + i];
-        if (st->n_kernel && st->kernel[i] != k) {
+        if (win->n_kernel && win->kernel[i] != k) {
             snprintf(why, why_size, "kernel_shape does not match W %s",
                      shape_to_string(w_rank, w_dims, sw, sizeof(sw)));
             return -1;
         }
-        int64_t s = st->n_strides ? st->strides[i] : 1;
-        int64_t d = st->n_dilations ? st->dilations[i] : 1;
-        int64_t extent = (k - 1) * d + 1; /* span of the dilated kernel */
-        int64_t begin = st->n_pads ? st->pads[i] : 0, end = st->n_pads ? st->pads[sp + i] : 0;
-        int64_t out;
+        spatial_axis ax = spatial_axis_init(win, sp, i, in, k);
         if (st->kind != CONV_TRANSPOSE) {
-            if (st->auto_pad == PAD_SAME_UPPER || st->auto_pad == PAD_SAME_LOWER) {
-                out = (in + s - 1) / s;
-                int64_t total = (out - 1) * s + extent - in;
-                if (total < 0)
-                    total = 0;
-                begin = st->auto_pad == PAD_SAME_UPPER ? total / 2 : total - total / 2;
-                end = total - begin;
-            } else {
-                if (st->auto_pad == PAD_VALID)
-                    begin = end = 0;
-                if (in + begin + end < extent) {
-                    snprintf(why, why_size, "input axis %d of size %lld is smaller than the "
-                             "kernel's extent %lld", 2 + i, (long long)in, (long long)extent);
-                    return -1;
-                }
-                out = (in + begin + end - extent) / s + 1;
+            if (spatial_axis_forward(win->auto_pad, false, &ax) != 0) {
+                snprintf(why, why_size, "input axis %d of size %lld is smaller than the "
+                         "kernel's extent %lld", 2 + i, (long long)in, (long long)ax.extent);
+                return -1;
             }
             g->image[lead + i] = in;
-            g->out[lead + i] = out;
-            if (k != 1 || s != 1 || begin != 0 || end != 0)
+            g->out[lead + i] = ax.out;
+            if (k != 1 || ax.stride != 1 || ax.begin != 0 || ax.end != 0)
                 p->pointwise = false;
         } else {
             int64_t adj = st->n_output_padding ? st->output_padding[i] : 0;
-            int64_t full = s * (in - 1) + adj + extent;
-            if (st->n_output_shape || st->auto_pad == PAD_SAME_UPPER ||
-                st->auto_pad == PAD_SAME_LOWER) {
-                out = st->n_output_shape ? st->output_shape[st->n_output_shape - usp + i] : in * s;
-                int64_t total = full - out;
+            int64_t full = ax.stride * (in - 1) + adj + ax.extent;
+            if (st->n_output_shape || win->auto_pad == PAD_SAME_UPPER ||
+                win->auto_pad == PAD_SAME_LOWER) {
+                ax.out = st->n_output_shape ? st->output_shape[st->n_output_shape - usp + i]
+                                            : in * ax.stride;
+                int64_t total = full - ax.out;
                 /* ConvTranspose puts the odd unit of padding first except for
                  * SAME_UPPER (spec equations under output_shape). A larger
                  * output_shape makes total negative: halving rounds down so
                  * that the extra rows go to the end, as the reference does. */
                 int64_t half = total >= 0 ? total / 2 : -((1 - total) / 2);
-                begin = st->auto_pad == PAD_SAME_UPPER ? half : total - half;
+                ax.begin = win->auto_pad == PAD_SAME_UPPER ? half : total - half;
             } else {
-                if (st->auto_pad == PAD_VALID)
-                    begin = end = 0;
-                out = full - begin - end;
+                if (win->auto_pad == PAD_VALID)
+                    ax.begin = ax.end = 0;
+                ax.out = full - ax.begin - ax.end;
             }
-            if (out < 1 || in < 1) {
+            if (ax.out < 1 || in < 1) {
                 snprintf(why, why_size, "output axis %d would have size %lld", 2 + i,
-                         (long long)out);
+                         (long long)ax.out);
                 return -1;
             }
             /* col2im's image is the output and its positions the input */
-            g->image[lead + i] = out;
+            g->image[lead + i] = ax.out;
             g->out[lead + i] = in;
         }
+        int64_t out = ax.out;
         g->kernel[lead + i] = k;
-        g->stride[lead + i] = s;
-        g->dilation[lead + i] = d;
-        g->pad[lead + i] = begin;
+        g->stride[lead + i] = ax.stride;
+        g->dilation[lead + i] = ax.dilation;
+        g->pad[lead + i] = ax.begin;
         p->in[i] = in;
         p->out[i] = out;
         p->in_plane *= (size_t)in;

@@ -17,23 +17,16 @@
 #include <string.h>
 
 #include "../op.h"
+#include "reduce_util.h"
 
 /* X(sfx, T, dtype, W, LOAD, STORE): W is the type of the per-element math,
  * double for float32 too: folded forms like x*a + b cancel badly in float
  * where the output is near zero. */
-#define ID(x) (x)
-#define LOAD_F16(x) half_to_float(x)
-#define LOAD_BF16(x) bfloat16_to_float(x)
-#define STORE_F32(w) ((float)(w))
-#define STORE_F16(w) float_to_half((float)(w))
-#define STORE_BF16(w) float_to_bfloat16((float)(w))
 #define FLOAT_TYPES(X)                                                                    \
     X(f32, float, IFD_FLOAT, double, ID, STORE_F32)                                        \
     X(f64, double, IFD_DOUBLE, double, ID, ID)                                            \
     X(f16, uint16_t, IFD_FLOAT16, float, LOAD_F16, STORE_F16)                             \
     X(bf16, uint16_t, IFD_BFLOAT16, float, LOAD_BF16, STORE_BF16)
-
-typedef void (*range_fn)(void *arg, size_t begin, size_t end);
 
 static bool is_float_type(ifd_dtype dtype)
 {
@@ -41,9 +34,17 @@ static bool is_float_type(ifd_dtype dtype)
            dtype == IFD_BFLOAT16;
 }
 
-static size_t grain_for(int64_t work_per_unit, int64_t target)
+/* Inputs [0, n) must be present and of a float type. */
+static int check_float_inputs(op_node *node, ifd_error *err, int n)
 {
-    return work_per_unit > 0 && work_per_unit < target ? (size_t)(target / work_per_unit) : 1;
+    for (int i = 0; i < n; i++) {
+        if (!node->inputs[i])
+            return op_prepare_fail(node, err, "input %d is missing", i);
+        if (!is_float_type(node->inputs[i]->dtype))
+            return op_prepare_fail(node, err, "input %d has unsupported type %s", i,
+                                   ifd_dtype_name(node->inputs[i]->dtype));
+    }
+    return 0;
 }
 
 /* Copy a float tensor's values into doubles. */
@@ -119,13 +120,8 @@ static int batchnorm_prepare(op_node *node, ifd_error *err)
 {
     if (node->n_inputs < 5 || node->n_outputs < 1)
         return op_prepare_fail(node, err, "needs inputs X, scale, B, mean and var");
-    for (int i = 0; i < 5; i++) {
-        if (!node->inputs[i])
-            return op_prepare_fail(node, err, "input %d is missing", i);
-        if (!is_float_type(node->inputs[i]->dtype))
-            return op_prepare_fail(node, err, "input %d has unsupported type %s", i,
-                                   ifd_dtype_name(node->inputs[i]->dtype));
-    }
+    if (check_float_inputs(node, err, 5))
+        return -1;
     const value_info *x = node->inputs[0];
     if (x->rank >= 0 && x->rank < 2)
         return op_prepare_fail(node, err, "X must have rank 2 or more, not %d", x->rank);
@@ -182,12 +178,7 @@ static int batchnorm_prepare(op_node *node, ifd_error *err)
         }
     }
     node->state = s;
-
-    value_info *y = node->outputs[0];
-    y->kind = IFD_VALUE_TENSOR;
-    y->dtype = x->dtype;
-    y->rank = x->rank;
-    memcpy(y->dims, x->dims, sizeof(y->dims));
+    output_like(node, x);
     /* Versions before 14 list up to four statistics outputs; they are never
      * computed, but every output needs a type. */
     for (int i = 1; i < node->n_outputs; i++) {
@@ -248,7 +239,7 @@ static int batchnorm_run(op_ctx *ctx)
         return op_fail(ctx, "inputs X, scale, B, mean and var are required");
     range_fn kernel = affine_kernel(x->dtype);
     if (!kernel)
-        return op_fail(ctx, "unsupported input type %s", ifd_dtype_name(x->dtype));
+        return fail_input_type(ctx, x->dtype);
     if (batchnorm_check_outputs(ctx, s->training))
         return -1;
     if (x->rank < 2)
@@ -368,19 +359,9 @@ static int same_type_prepare(op_node *node, ifd_error *err, int min_inputs)
 {
     if (node->n_inputs < min_inputs || node->n_outputs < 1 || !node->inputs[0])
         return op_prepare_fail(node, err, "needs %d inputs", min_inputs);
-    for (int i = 0; i < min_inputs; i++) {
-        if (!node->inputs[i])
-            return op_prepare_fail(node, err, "input %d is missing", i);
-        if (!is_float_type(node->inputs[i]->dtype))
-            return op_prepare_fail(node, err, "input %d has unsupported type %s", i,
-                                   ifd_dtype_name(node->inputs[i]->dtype));
-    }
-    const value_info *x = node->inputs[0];
-    value_info *y = node->outputs[0];
-    y->kind = IFD_VALUE_TENSOR;
-    y->dtype = x->dtype;
-    y->rank = x->rank;
-    memcpy(y->dims, x->dims, sizeof(y->dims));
+    if (check_float_inputs(node, err, min_inputs))
+        return -1;
+    output_like(node, node->inputs[0]);
     return 0;
 }
 
@@ -391,12 +372,8 @@ static int instance_prepare(op_node *node, ifd_error *err)
     if (node->inputs[0]->rank >= 0 && node->inputs[0]->rank < 3)
         return op_prepare_fail(node, err, "input must have rank 3 or more, not %d",
                                node->inputs[0]->rank);
-    epsilon_state *s = malloc(sizeof(*s));
-    if (!s)
-        return op_prepare_fail(node, err, "out of memory");
-    s->epsilon = op_attr_float(node, "epsilon", 1e-5f);
-    node->state = s;
-    return 0;
+    epsilon_state a = {op_attr_float(node, "epsilon", 1e-5f)};
+    return keep_state(node, err, &a, sizeof(a));
 }
 
 static int instance_run(op_ctx *ctx)
@@ -407,7 +384,7 @@ static int instance_run(op_ctx *ctx)
         return op_fail(ctx, "inputs input, scale and B are required");
     range_fn kernel = instance_kernel(x->dtype);
     if (!kernel)
-        return op_fail(ctx, "unsupported input type %s", ifd_dtype_name(x->dtype));
+        return fail_input_type(ctx, x->dtype);
     if (x->rank < 3)
         return op_fail(ctx, "input must have rank 3 or more, not %d", x->rank);
     int64_t channels = x->dims[1], spatial = 1;
@@ -511,20 +488,9 @@ static int layernorm_prepare(op_node *node, ifd_error *err)
         return op_prepare_fail(node, err, "stash_type %lld is not supported (float or bfloat16)",
                                (long long)stash);
     a.stash_type = (ifd_dtype)stash;
-    if (x->rank >= 0 && (a.axis < -(int64_t)x->rank || a.axis >= x->rank))
-        return op_prepare_fail(node, err, "axis %lld is out of range for rank %d",
-                               (long long)a.axis, x->rank);
-    layernorm_state *s = malloc(sizeof(*s));
-    if (!s)
-        return op_prepare_fail(node, err, "out of memory");
-    *s = a;
-    node->state = s;
-
-    value_info *y = node->outputs[0];
-    y->kind = IFD_VALUE_TENSOR;
-    y->dtype = x->dtype;
-    y->rank = x->rank;
-    memcpy(y->dims, x->dims, sizeof(y->dims));
+    if (prepare_axis(node, err, a.axis, x->rank) || keep_state(node, err, &a, sizeof(a)))
+        return -1;
+    output_like(node, x);
     for (int i = 1; i < node->n_outputs && i < 3; i++) {
         value_info *o = node->outputs[i];
         o->kind = IFD_VALUE_TENSOR;
@@ -575,11 +541,10 @@ static int layernorm_run(op_ctx *ctx)
         return op_fail(ctx, "inputs X and Scale are required");
     range_fn kernel = layernorm_kernel(x->dtype);
     if (!kernel)
-        return op_fail(ctx, "unsupported input type %s", ifd_dtype_name(x->dtype));
-    if (s->axis < -(int64_t)x->rank || s->axis >= x->rank)
-        return op_fail(ctx, "axis %lld is out of range for rank %d", (long long)s->axis,
-                       x->rank);
-    int axis = (int)(s->axis < 0 ? s->axis + x->rank : s->axis);
+        return fail_input_type(ctx, x->dtype);
+    int axis = run_axis(ctx, s->axis, x->rank);
+    if (axis < 0)
+        return -1;
     int64_t norm = 1, rows = 1;
     for (int d = 0; d < x->rank; d++) {
         if (d < axis)
@@ -699,12 +664,7 @@ static int lrn_prepare(op_node *node, ifd_error *err)
     if (node->inputs[0]->rank >= 0 && node->inputs[0]->rank < 2)
         return op_prepare_fail(node, err, "X must have rank 2 or more, not %d",
                                node->inputs[0]->rank);
-    lrn_state *s = malloc(sizeof(*s));
-    if (!s)
-        return op_prepare_fail(node, err, "out of memory");
-    *s = a;
-    node->state = s;
-    return 0;
+    return keep_state(node, err, &a, sizeof(a));
 }
 
 static int lrn_run(op_ctx *ctx)
@@ -715,7 +675,7 @@ static int lrn_run(op_ctx *ctx)
         return op_fail(ctx, "input X is missing");
     range_fn kernel = lrn_kernel(x->dtype);
     if (!kernel)
-        return op_fail(ctx, "unsupported input type %s", ifd_dtype_name(x->dtype));
+        return fail_input_type(ctx, x->dtype);
     if (x->rank < 2)
         return op_fail(ctx, "X must have rank 2 or more, not %d", x->rank);
     ifd_tensor *y = op_output(ctx, 0, x->dtype, x->rank, x->dims);
@@ -728,7 +688,8 @@ static int lrn_run(op_ctx *ctx)
     if (units == 0 || spatial == 0)
         return 0;
     lrn_job job = {x->data, y->data, x->dims[1], spatial, s};
-    op_parallel_for(ctx, (size_t)units, grain_for(spatial * (s->size < x->dims[1] ? s->size : x->dims[1]), 16384), kernel, &job);
+    int64_t window = s->size < x->dims[1] ? s->size : x->dims[1];
+    op_parallel_for(ctx, (size_t)units, grain_for(spatial * window, 16384), kernel, &job);
     return 0;
 }
 
@@ -773,12 +734,7 @@ static int mvn_prepare(op_node *node, ifd_error *err)
     if (n)
         memcpy(a.axes, axes, n * sizeof(int64_t));
     a.n_axes = n;
-    mvn_state *s = malloc(sizeof(*s));
-    if (!s)
-        return op_prepare_fail(node, err, "out of memory");
-    *s = a;
-    node->state = s;
-    return 0;
+    return keep_state(node, err, &a, sizeof(a));
 }
 
 static int mvn_run(op_ctx *ctx)
@@ -788,11 +744,11 @@ static int mvn_run(op_ctx *ctx)
     if (!x)
         return op_fail(ctx, "input X is missing");
     if (!is_float_type(x->dtype))
-        return op_fail(ctx, "unsupported input type %s", ifd_dtype_name(x->dtype));
+        return fail_input_type(ctx, x->dtype);
     bool mask[IFD_MAX_RANK] = {false};
     for (size_t i = 0; i < s->n_axes; i++) {
         int64_t a = s->axes[i];
-        if (a < -(int64_t)x->rank || a >= x->rank)
+        if (!axis_in_range(a, x->rank))
             return op_fail(ctx, "axis %lld is out of range for rank %d", (long long)a, x->rank);
         if (a < 0)
             a += x->rank;
@@ -888,15 +844,9 @@ static int lpnorm_prepare(op_node *node, ifd_error *err)
     if (a.p != 1 && a.p != 2)
         return op_prepare_fail(node, err, "p must be 1 or 2, not %lld", (long long)a.p);
     const value_info *x = node->inputs[0];
-    if (x->rank >= 0 && (a.axis < -(int64_t)x->rank || a.axis >= x->rank))
-        return op_prepare_fail(node, err, "axis %lld is out of range for rank %d",
-                               (long long)a.axis, x->rank);
-    lpnorm_state *s = malloc(sizeof(*s));
-    if (!s)
-        return op_prepare_fail(node, err, "out of memory");
-    *s = a;
-    node->state = s;
-    return 0;
+    if (prepare_axis(node, err, a.axis, x->rank))
+        return -1;
+    return keep_state(node, err, &a, sizeof(a));
 }
 
 static int lpnorm_run(op_ctx *ctx)
@@ -907,20 +857,17 @@ static int lpnorm_run(op_ctx *ctx)
         return op_fail(ctx, "input is missing");
     range_fn kernel = lpnorm_kernel(x->dtype);
     if (!kernel)
-        return op_fail(ctx, "unsupported input type %s", ifd_dtype_name(x->dtype));
-    if (s->axis < -(int64_t)x->rank || s->axis >= x->rank)
-        return op_fail(ctx, "axis %lld is out of range for rank %d", (long long)s->axis,
-                       x->rank);
-    int axis = (int)(s->axis < 0 ? s->axis + x->rank : s->axis);
+        return fail_input_type(ctx, x->dtype);
+    int axis = run_axis(ctx, s->axis, x->rank);
+    if (axis < 0)
+        return -1;
     ifd_tensor *y = op_output(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return -1;
     int64_t count = ifd_tensor_count(x);
     if (count == 0)
         return 0;
-    lpnorm_job job = {x->data, y->data, x->dims[axis], 1, s->p == 1};
-    for (int d = axis + 1; d < x->rank; d++)
-        job.inner *= x->dims[d];
+    lpnorm_job job = {x->data, y->data, x->dims[axis], inner_size(x, axis), s->p == 1};
     op_parallel_for(ctx, (size_t)(count / job.n), grain_for(job.n, 16384), kernel, &job);
     return 0;
 }

@@ -17,24 +17,19 @@
 #include <string.h>
 
 #include "../op.h"
+#include "spatial.h"
 
-#define MAX_SPATIAL 3
-/* Largest stride, dilation, padding or kernel extent accepted. */
-#define ATTR_LIMIT ((int64_t)1 << 24)
+#define MAX_SPATIAL SPATIAL_MAX
 
 /* POOL_MAX_INDEX is MaxPool when its Indices output is wanted (run time only) */
 typedef enum pool_mode { POOL_MAX, POOL_AVERAGE, POOL_LP, POOL_MAX_INDEX } pool_mode;
-typedef enum auto_pad { PAD_NOTSET, PAD_SAME_UPPER, PAD_SAME_LOWER, PAD_VALID } auto_pad;
 
 typedef struct pool_state {
     pool_mode mode;
-    auto_pad auto_pad;
+    spatial_attrs win;
     bool ceil_mode, count_include_pad;
     bool column_major;  /* MaxPool storage_order = 1: Indices count along columns */
     double p;           /* LpPool */
-    size_t n_kernel, n_strides, n_dilations, n_pads;
-    int64_t kernel[MAX_SPATIAL], strides[MAX_SPATIAL], dilations[MAX_SPATIAL];
-    int64_t pads[2 * MAX_SPATIAL];
 } pool_state;
 
 typedef struct pool_plan {
@@ -75,62 +70,30 @@ static bool pool_dtype_ok(ifd_dtype d, bool max_pool, int version)
 
 /* ---- attributes and geometry ----------------------------------------------- */
 
-static int read_list(op_node *node, ifd_error *err, const char *name, int64_t *dst, size_t max,
-                     size_t *count)
+static int parse_window(op_node *node, pool_state *st, ifd_error *err)
 {
-    const int64_t *v;
-    size_t n = op_attr_ints(node, name, &v);
-    if (n > max)
-        return op_prepare_fail(node, err, "%s has %zu entries; at most %d spatial axes are "
-                               "supported", name, n, MAX_SPATIAL);
-    if (n > 0)
-        memcpy(dst, v, n * sizeof(int64_t));
-    *count = n;
+    const spatial_attrs *win = &st->win;
+    if (spatial_parse(node, &st->win, err))
+        return -1;
+    if (win->n_kernel == 0)
+        return op_prepare_fail(node, err, "kernel_shape is required");
+    if ((win->n_strides && win->n_strides != win->n_kernel) ||
+        (win->n_dilations && win->n_dilations != win->n_kernel) ||
+        (win->n_pads && win->n_pads != 2 * win->n_kernel))
+        return op_prepare_fail(node, err, "strides, dilations and pads must match kernel_shape's "
+                               "%zu axes", win->n_kernel);
+    st->ceil_mode = op_attr_int(node, "ceil_mode", 0) != 0;
     return 0;
 }
 
-static int parse_window(op_node *node, pool_state *st, ifd_error *err)
+/* LpPool-1 and GlobalLpPool-1 have a float p, version 2 an int p; both
+ * default to 2. */
+static int parse_p(op_node *node, pool_state *st, ifd_error *err)
 {
-    const char *pad = op_attr_string(node, "auto_pad", "NOTSET");
-    if (strcmp(pad, "NOTSET") == 0)
-        st->auto_pad = PAD_NOTSET;
-    else if (strcmp(pad, "SAME_UPPER") == 0)
-        st->auto_pad = PAD_SAME_UPPER;
-    else if (strcmp(pad, "SAME_LOWER") == 0)
-        st->auto_pad = PAD_SAME_LOWER;
-    else if (strcmp(pad, "VALID") == 0)
-        st->auto_pad = PAD_VALID;
-    else
-        return op_prepare_fail(node, err, "unknown auto_pad '%s'", pad);
-    if (read_list(node, err, "kernel_shape", st->kernel, MAX_SPATIAL, &st->n_kernel) ||
-        read_list(node, err, "strides", st->strides, MAX_SPATIAL, &st->n_strides) ||
-        read_list(node, err, "dilations", st->dilations, MAX_SPATIAL, &st->n_dilations) ||
-        read_list(node, err, "pads", st->pads, 2 * MAX_SPATIAL, &st->n_pads))
-        return -1;
-    if (st->n_kernel == 0)
-        return op_prepare_fail(node, err, "kernel_shape is required");
-    /* ATTR_LIMIT keeps every size computed from these in int64 range */
-    for (size_t i = 0; i < st->n_kernel; i++)
-        if (st->kernel[i] < 1 || st->kernel[i] > ATTR_LIMIT)
-            return op_prepare_fail(node, err, "kernel_shape entries must be in [1, %lld]",
-                                   (long long)ATTR_LIMIT);
-    for (size_t i = 0; i < st->n_strides; i++)
-        if (st->strides[i] < 1 || st->strides[i] > ATTR_LIMIT)
-            return op_prepare_fail(node, err, "strides must be in [1, %lld]",
-                                   (long long)ATTR_LIMIT);
-    for (size_t i = 0; i < st->n_dilations; i++)
-        if (st->dilations[i] < 1 || st->dilations[i] > ATTR_LIMIT)
-            return op_prepare_fail(node, err, "dilations must be in [1, %lld]",
-                                   (long long)ATTR_LIMIT);
-    for (size_t i = 0; i < st->n_pads; i++)
-        if (st->pads[i] < 0 || st->pads[i] > ATTR_LIMIT)
-            return op_prepare_fail(node, err, "pads must be in [0, %lld]", (long long)ATTR_LIMIT);
-    if ((st->n_strides && st->n_strides != st->n_kernel) ||
-        (st->n_dilations && st->n_dilations != st->n_kernel) ||
-        (st->n_pads && st->n_pads != 2 * st->n_kernel))
-        return op_prepare_fail(node, err, "strides, dilations and pads must match kernel_shape's "
-                               "%zu axes", st->n_kernel);
-    st->ceil_mode = op_attr_int(node, "ceil_mode", 0) != 0;
+    const op_attr *a = op_attr_find(node, "p");
+    st->p = !a ? 2.0 : a->type == OP_ATTR_FLOAT ? (double)a->f : (double)a->i;
+    if (!(st->p > 0.0) || !isfinite(st->p))
+        return op_prepare_fail(node, err, "p must be positive");
     return 0;
 }
 
@@ -140,9 +103,9 @@ static int plan_pool(const pool_state *st, int rank, const int64_t *dims, pool_p
     char buf[128];
     memset(p, 0, sizeof(*p));
     int sp = rank - 2;
-    if (sp < 1 || (size_t)sp != st->n_kernel) {
+    if (sp < 1 || (size_t)sp != st->win.n_kernel) {
         snprintf(why, why_size, "input %s does not have %zu spatial axes after N and C",
-                 shape_to_string(rank, dims, buf, sizeof(buf)), st->n_kernel);
+                 shape_to_string(rank, dims, buf, sizeof(buf)), st->win.n_kernel);
         return -1;
     }
     p->spatial = sp;
@@ -155,42 +118,22 @@ static int plan_pool(const pool_state *st, int rank, const int64_t *dims, pool_p
     p->in_plane = p->out_plane = 1;
     for (int i = 0; i < sp; i++) {
         int a = lead + i;
-        int64_t in = dims[2 + i], k = st->kernel[i];
-        int64_t s = st->n_strides ? st->strides[i] : 1;
-        int64_t d = st->n_dilations ? st->dilations[i] : 1;
-        int64_t extent = (k - 1) * d + 1;
-        int64_t begin = st->n_pads ? st->pads[i] : 0, end = st->n_pads ? st->pads[sp + i] : 0;
-        int64_t out;
-        if (st->auto_pad == PAD_SAME_UPPER || st->auto_pad == PAD_SAME_LOWER) {
-            out = (in + s - 1) / s;
-            int64_t total = (out - 1) * s + extent - in;
-            if (total < 0)
-                total = 0;
-            begin = st->auto_pad == PAD_SAME_UPPER ? total / 2 : total - total / 2;
-            end = total - begin;
-        } else {
-            if (st->auto_pad == PAD_VALID)
-                begin = end = 0;
-            int64_t span = in + begin + end - extent;
-            if (span < 0) {
-                snprintf(why, why_size, "input axis %d of size %lld is smaller than the window "
-                         "%lld", 2 + i, (long long)in, (long long)extent);
-                return -1;
-            }
-            out = (st->ceil_mode ? (span + s - 1) / s : span / s) + 1;
-            /* a last window starting in the end padding is dropped */
-            if (st->ceil_mode && (out - 1) * s >= in + begin)
-                out--;
+        int64_t in = dims[2 + i];
+        spatial_axis ax = spatial_axis_init(&st->win, sp, i, in, st->win.kernel[i]);
+        if (spatial_axis_forward(st->win.auto_pad, st->ceil_mode, &ax) != 0) {
+            snprintf(why, why_size, "input axis %d of size %lld is smaller than the window "
+                     "%lld", 2 + i, (long long)in, (long long)ax.extent);
+            return -1;
         }
         p->in[a] = in;
-        p->out[a] = out;
-        p->kernel[a] = k;
-        p->stride[a] = s;
-        p->dilation[a] = d;
-        p->pad[a] = begin;
-        p->pad_end[a] = end;
+        p->out[a] = ax.out;
+        p->kernel[a] = ax.kernel;
+        p->stride[a] = ax.stride;
+        p->dilation[a] = ax.dilation;
+        p->pad[a] = ax.begin;
+        p->pad_end[a] = ax.end;
         p->in_plane *= (size_t)in;
-        p->out_plane *= (size_t)out;
+        p->out_plane *= (size_t)ax.out;
     }
     return 0;
 }
@@ -453,8 +396,8 @@ static int window_prepare(op_node *node, ifd_error *err, pool_mode mode)
     if (parse_window(node, st, err) != 0)
         return -1;
     /* as in ONNX Runtime: a window must always overlap the input */
-    for (size_t i = 0; i < st->n_pads; i++)
-        if (st->pads[i] >= st->kernel[i % st->n_kernel])
+    for (size_t i = 0; i < st->win.n_pads; i++)
+        if (st->win.pads[i] >= st->win.kernel[i % st->win.n_kernel])
             return op_prepare_fail(node, err, "pads must be smaller than the kernel");
     const value_info *x = node->inputs[0];
     if (!x)
@@ -472,13 +415,8 @@ static int window_prepare(op_node *node, ifd_error *err, pool_mode mode)
         if (node->n_outputs > 1 && node->version < 8)
             return op_prepare_fail(node, err, "the Indices output needs MaxPool-8 or later");
     }
-    if (mode == POOL_LP) {
-        /* LpPool-1 has a float p, LpPool-2 an int p; both default to 2 */
-        const op_attr *a = op_attr_find(node, "p");
-        st->p = !a ? 2.0 : a->type == OP_ATTR_FLOAT ? (double)a->f : (double)a->i;
-        if (!(st->p > 0.0) || !isfinite(st->p))
-            return op_prepare_fail(node, err, "p must be positive");
-    }
+    if (mode == POOL_LP && parse_p(node, st, err))
+        return -1;
     for (int i = 0; i < node->n_outputs; i++) {
         value_info *y = node->outputs[i];
         y->kind = IFD_VALUE_TENSOR;
@@ -493,12 +431,10 @@ static int window_prepare(op_node *node, ifd_error *err, pool_mode mode)
             known = known && x->dims[d] >= 0;
         pool_plan p;
         char why[256];
-        if (x->rank - 2 != (int)st->n_kernel || (known && plan_pool(st, x->rank, x->dims, &p,
-                                                                    why, sizeof(why)) != 0))
-            return op_prepare_fail(node, err, "%s",
-                                   x->rank - 2 != (int)st->n_kernel
-                                       ? "kernel_shape does not match the input's rank"
-                                       : why);
+        if (x->rank - 2 != (int)st->win.n_kernel)
+            return op_prepare_fail(node, err, "kernel_shape does not match the input's rank");
+        if (known && plan_pool(st, x->rank, x->dims, &p, why, sizeof(why)) != 0)
+            return op_prepare_fail(node, err, "%s", why);
         if (known)
             for (int i = 0; i < node->n_outputs; i++)
                 for (int d = 0; d < p.spatial; d++)
@@ -628,13 +564,8 @@ static int global_prepare(op_node *node, ifd_error *err, pool_mode mode)
     if (!x || !global_kernel(x->dtype))
         return op_prepare_fail(node, err, "unsupported dtype %s",
                                x ? ifd_dtype_name(x->dtype) : "(none)");
-    if (mode == POOL_LP) {
-        /* GlobalLpPool-1 has a float p, GlobalLpPool-2 an int p */
-        const op_attr *a = op_attr_find(node, "p");
-        st->p = !a ? 2.0 : a->type == OP_ATTR_FLOAT ? (double)a->f : (double)a->i;
-        if (!(st->p > 0.0) || !isfinite(st->p))
-            return op_prepare_fail(node, err, "p must be positive");
-    }
+    if (mode == POOL_LP && parse_p(node, st, err))
+        return -1;
     if (x->rank >= 0 && x->rank < 2)
         return op_prepare_fail(node, err, "input must have rank >= 2");
     value_info *y = node->outputs[0];
@@ -692,7 +623,7 @@ static int max_unpool_prepare(op_node *node, ifd_error *err)
     st->mode = POOL_MAX;
     if (parse_window(node, st, err) != 0)
         return -1;
-    if (st->ceil_mode || st->n_dilations || st->auto_pad != PAD_NOTSET)
+    if (st->ceil_mode || st->win.n_dilations || st->win.auto_pad != PAD_NOTSET)
         return op_prepare_fail(node, err, "takes only kernel_shape, pads and strides");
     const value_info *x = node->inputs[0], *ind = node->n_inputs > 1 ? node->inputs[1] : NULL;
     const value_info *shape = node->n_inputs > 2 ? node->inputs[2] : NULL;
@@ -702,7 +633,7 @@ static int max_unpool_prepare(op_node *node, ifd_error *err)
         return op_prepare_fail(node, err, "unsupported dtype %s", ifd_dtype_name(x->dtype));
     if (ind->dtype != IFD_INT64 || (shape && shape->dtype != IFD_INT64))
         return op_prepare_fail(node, err, "I and output_shape must be int64");
-    if (x->rank >= 0 && x->rank - 2 != (int)st->n_kernel)
+    if (x->rank >= 0 && x->rank - 2 != (int)st->win.n_kernel)
         return op_prepare_fail(node, err, "kernel_shape does not match the input's rank");
     value_info *y = node->outputs[0];
     y->kind = IFD_VALUE_TENSOR;
@@ -720,13 +651,13 @@ static int max_unpool_run(op_ctx *ctx)
     if (!x || !ind || ind->dtype != IFD_INT64 || !tensor_same_shape(x, ind))
         return op_fail(ctx, "I must be int64 with the shape of X");
     int sp = x->rank - 2;
-    if (sp != (int)st->n_kernel)
+    if (sp != (int)st->win.n_kernel)
         return op_fail(ctx, "kernel_shape does not match the input's rank");
     int64_t dims[IFD_MAX_RANK] = {x->dims[0], x->dims[1]};
     for (int i = 0; i < sp; i++) {
-        int64_t s = st->n_strides ? st->strides[i] : 1;
-        int64_t pads = st->n_pads ? st->pads[i] + st->pads[sp + i] : 0;
-        dims[2 + i] = (x->dims[2 + i] - 1) * s + st->kernel[i] - pads;
+        int64_t s = st->win.n_strides ? st->win.strides[i] : 1;
+        int64_t pads = st->win.n_pads ? st->win.pads[i] + st->win.pads[sp + i] : 0;
+        dims[2 + i] = (x->dims[2 + i] - 1) * s + st->win.kernel[i] - pads;
         if (dims[2 + i] < 0)
             return op_fail(ctx, "output axis %d would be negative", 2 + i);
     }

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "../op.h"
+#include "reduce_util.h"
 
 /* ---- element types ---------------------------------------------------------
  * X(sfx, T, dtype, CLASS, K, LOADK, STOREK, LOADA, STORE)
@@ -30,12 +31,6 @@
  *   LOADA   reads T as its accumulator (double for F, uint64_t otherwise);
  *           STORE writes an accumulator back as T
  */
-#define ID(x) (x)
-#define LOAD_F16(x) half_to_float(x)
-#define LOAD_BF16(x) bfloat16_to_float(x)
-#define STORE_F32(a) ((float)(a))
-#define STORE_F16(a) float_to_half((float)(a))
-#define STORE_BF16(a) float_to_bfloat16((float)(a))
 #define LOAD_D(x) ((double)(x))
 #define LOAD_U(x) ((uint64_t)(x))
 
@@ -435,8 +430,6 @@ static inline double lse_finish(lse_acc a)
     }
 REDUCE_TYPES(DEFINE_REDUCE)
 
-typedef void (*range_fn)(void *arg, size_t begin, size_t end);
-
 static range_fn reduce_kernel(ifd_dtype dtype)
 {
     switch (dtype) {
@@ -473,8 +466,7 @@ static int reduce_prepare(op_node *node, ifd_error *err)
         if (strcmp(node->op_type, reduce_kinds[i].op_type) == 0)
             a.kind = reduce_kinds[i].kind;
     if (!reduce_kernel(in->dtype))
-        return op_prepare_fail(node, err, "unsupported input type %s",
-                               ifd_dtype_name(in->dtype));
+        return prepare_fail_input_type(node, err, in->dtype);
     a.keepdims = op_attr_int(node, "keepdims", 1) != 0;
     if (axes_are_input(node)) {
         if (op_attr_has(node, "axes"))
@@ -533,12 +525,7 @@ static int reduce_prepare(op_node *node, ifd_error *err)
             out->dims[i] = -1;
     }
 
-    reduce_attrs *state = malloc(sizeof(*state));
-    if (!state)
-        return op_prepare_fail(node, err, "out of memory");
-    *state = a;
-    node->state = state;
-    return 0;
+    return keep_state(node, err, &a, sizeof(a));
 }
 
 static int reduce_run(op_ctx *ctx)
@@ -595,14 +582,13 @@ static int reduce_run(op_ctx *ctx)
 
     range_fn kernel = reduce_kernel(x->dtype);
     if (!kernel)
-        return op_fail(ctx, "unsupported input type %s", ifd_dtype_name(x->dtype));
+        return fail_input_type(ctx, x->dtype);
     reduce_plan plan;
     plan_build(&plan, x->rank, x->dims, mask, empty);
     reduce_job job = {&plan, a->kind, x->data, y->data};
     int64_t units = out_count / plan.inner * plan.blocks;
     int64_t work = plan.count * (plan.inner < REDUCE_BLOCK ? plan.inner : REDUCE_BLOCK);
-    size_t grain = work > 0 && work < 32768 ? (size_t)(32768 / work) : 1;
-    op_parallel_for(ctx, (size_t)units, grain, kernel, &job);
+    op_parallel_for(ctx, (size_t)units, grain_for(work, 32768), kernel, &job);
     return 0;
 }
 
@@ -680,8 +666,7 @@ static int arg_prepare(op_node *node, ifd_error *err)
     if (!in || node->n_outputs < 1)
         return op_prepare_fail(node, err, "needs one input and one output");
     if (!arg_kernel(in->dtype))
-        return op_prepare_fail(node, err, "unsupported input type %s",
-                               ifd_dtype_name(in->dtype));
+        return prepare_fail_input_type(node, err, in->dtype);
     a.axis = op_attr_int(node, "axis", 0);
     a.keepdims = op_attr_int(node, "keepdims", 1) != 0;
     a.select_last_index = node->version >= 12 && op_attr_int(node, "select_last_index", 0) != 0;
@@ -699,12 +684,7 @@ static int arg_prepare(op_node *node, ifd_error *err)
                                    (long long)a.axis, in->rank);
         out->rank = reduced_dims(in->rank, in->dims, mask, a.keepdims, out->dims);
     }
-    arg_attrs *state = malloc(sizeof(*state));
-    if (!state)
-        return op_prepare_fail(node, err, "out of memory");
-    *state = a;
-    node->state = state;
-    return 0;
+    return keep_state(node, err, &a, sizeof(a));
 }
 
 static int arg_run(op_ctx *ctx)
@@ -715,7 +695,7 @@ static int arg_run(op_ctx *ctx)
         return op_fail(ctx, "data is missing");
     range_fn kernel = arg_kernel(x->dtype);
     if (!kernel)
-        return op_fail(ctx, "unsupported input type %s", ifd_dtype_name(x->dtype));
+        return fail_input_type(ctx, x->dtype);
     bool mask[IFD_MAX_RANK];
     size_t bad;
     if (axes_mask(x->rank, &a->axis, 1, mask, &bad))
@@ -730,14 +710,11 @@ static int arg_run(op_ctx *ctx)
     int64_t count = ifd_tensor_count(y);
     if (count == 0)
         return 0;
-    int64_t inner = 1;
-    for (int i = axis + 1; i < x->rank; i++)
-        inner *= x->dims[i];
+    int64_t inner = inner_size(x, axis);
     if (x->dims[axis] == 0)
         return op_fail(ctx, "axis %d is empty: no index to return", axis);
     arg_job job = {x->data, y->data, x->dims[axis], inner, a->is_max, a->select_last_index};
-    size_t grain = job.n < 16384 ? (size_t)(16384 / job.n) : 1;
-    op_parallel_for(ctx, (size_t)count, grain, kernel, &job);
+    op_parallel_for(ctx, (size_t)count, grain_for(job.n, 16384), kernel, &job);
     return 0;
 }
 
@@ -807,22 +784,15 @@ static int cumsum_prepare(op_node *node, ifd_error *err)
     if (!in || !axis || node->n_outputs < 1)
         return op_prepare_fail(node, err, "needs inputs x and axis");
     if (!cumsum_kernel(in->dtype))
-        return op_prepare_fail(node, err, "unsupported input type %s",
-                               ifd_dtype_name(in->dtype));
+        return prepare_fail_input_type(node, err, in->dtype);
     if (axis->dtype != IFD_INT32 && axis->dtype != IFD_INT64)
         return op_prepare_fail(node, err, "axis must be int32 or int64, not %s",
                                ifd_dtype_name(axis->dtype));
-    cumsum_attrs *state = malloc(sizeof(*state));
-    if (!state)
-        return op_prepare_fail(node, err, "out of memory");
-    state->exclusive = op_attr_int(node, "exclusive", 0) != 0;
-    state->reverse = op_attr_int(node, "reverse", 0) != 0;
-    node->state = state;
-    value_info *out = node->outputs[0];
-    out->kind = IFD_VALUE_TENSOR;
-    out->dtype = in->dtype;
-    out->rank = in->rank;
-    memcpy(out->dims, in->dims, sizeof(out->dims));
+    cumsum_attrs a = {op_attr_int(node, "exclusive", 0) != 0,
+                      op_attr_int(node, "reverse", 0) != 0};
+    if (keep_state(node, err, &a, sizeof(a)))
+        return -1;
+    output_like(node, in);
     return 0;
 }
 
@@ -835,29 +805,25 @@ static int cumsum_run(op_ctx *ctx)
         return op_fail(ctx, "x and axis are required");
     range_fn kernel = cumsum_kernel(x->dtype);
     if (!kernel)
-        return op_fail(ctx, "unsupported input type %s", ifd_dtype_name(x->dtype));
+        return fail_input_type(ctx, x->dtype);
     if ((axis_t->dtype != IFD_INT32 && axis_t->dtype != IFD_INT64) || axis_t->rank > 1 ||
         ifd_tensor_count(axis_t) != 1)
         return op_fail(ctx, "axis must be one int32 or int64 value");
-    int64_t axis = tensor_get_int64(axis_t, 0);
-    if (axis < -(int64_t)x->rank || axis >= x->rank)
-        return op_fail(ctx, "axis %lld is out of range for rank %d", (long long)axis, x->rank);
+    int axis = run_axis(ctx, tensor_get_int64(axis_t, 0), x->rank);
     if (axis < 0)
-        axis += x->rank;
+        return -1;
     ifd_tensor *y = op_output(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return -1;
     int64_t count = ifd_tensor_count(x);
     if (count == 0)
         return 0;
-    cumsum_job job = {x->data, y->data, x->dims[axis], 1, 0, a->exclusive, a->reverse};
-    for (int i = (int)axis + 1; i < x->rank; i++)
-        job.inner *= x->dims[i];
+    cumsum_job job = {x->data, y->data, x->dims[axis], inner_size(x, axis), 0, a->exclusive,
+                      a->reverse};
     job.blocks = (job.inner + REDUCE_BLOCK - 1) / REDUCE_BLOCK;
     int64_t units = count / (job.n * job.inner) * job.blocks;
     int64_t work = job.n * (job.inner < REDUCE_BLOCK ? job.inner : REDUCE_BLOCK);
-    size_t grain = work < 32768 ? (size_t)(32768 / work) : 1;
-    op_parallel_for(ctx, (size_t)units, grain, kernel, &job);
+    op_parallel_for(ctx, (size_t)units, grain_for(work, 32768), kernel, &job);
     return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "../op.h"
+#include "reduce_util.h"
 
 typedef enum softmax_kind { SOFTMAX, LOG_SOFTMAX, HARDMAX } softmax_kind;
 
@@ -40,11 +41,6 @@ typedef struct softmax_job {
 /* X(sfx, T, W, LOAD, STORE, EXP, KEEP): W is the compute type; KEEP
  * says exp values may be parked in the output between passes (false where T
  * is too narrow to hold them without losing precision). */
-#define ID(x) (x)
-#define LOAD_F16(x) half_to_float(x)
-#define LOAD_BF16(x) bfloat16_to_float(x)
-#define STORE_F16(w) float_to_half(w)
-#define STORE_BF16(w) float_to_bfloat16(w)
 #define SOFTMAX_TYPES(X)                                                                  \
     X(f32, float, float, ID, ID, expf, 1)                                           \
     X(f64, double, double, ID, ID, exp, 1)                                           \
@@ -162,8 +158,6 @@ SOFTMAX_TYPES(DEFINE_ROWS)
     }
 SOFTMAX_TYPES(DEFINE_LANES)
 
-typedef void (*range_fn)(void *arg, size_t begin, size_t end);
-
 static bool softmax_kernels(ifd_dtype dtype, range_fn *rows, range_fn *lanes)
 {
     switch (dtype) {
@@ -183,8 +177,7 @@ static int softmax_prepare(op_node *node, ifd_error *err)
     if (!in || node->n_outputs < 1)
         return op_prepare_fail(node, err, "needs one input and one output");
     if (!softmax_kernels(in->dtype, &rows, &lanes))
-        return op_prepare_fail(node, err, "unsupported input type %s",
-                               ifd_dtype_name(in->dtype));
+        return prepare_fail_input_type(node, err, in->dtype);
     a.kind = strcmp(node->op_type, "Softmax") == 0      ? SOFTMAX
              : strcmp(node->op_type, "LogSoftmax") == 0 ? LOG_SOFTMAX
                                                         : HARDMAX;
@@ -192,19 +185,9 @@ static int softmax_prepare(op_node *node, ifd_error *err)
      * to -1 and dropped the coercion to 2-D. */
     a.coerce_2d = node->version < 13;
     a.axis = op_attr_int(node, "axis", a.coerce_2d ? 1 : -1);
-    if (in->rank >= 0 && (a.axis < -(int64_t)in->rank || a.axis >= in->rank))
-        return op_prepare_fail(node, err, "axis %lld is out of range for rank %d",
-                               (long long)a.axis, in->rank);
-    softmax_attrs *state = malloc(sizeof(*state));
-    if (!state)
-        return op_prepare_fail(node, err, "out of memory");
-    *state = a;
-    node->state = state;
-    value_info *out = node->outputs[0];
-    out->kind = IFD_VALUE_TENSOR;
-    out->dtype = in->dtype;
-    out->rank = in->rank;
-    memcpy(out->dims, in->dims, sizeof(out->dims));
+    if (prepare_axis(node, err, a.axis, in->rank) || keep_state(node, err, &a, sizeof(a)))
+        return -1;
+    output_like(node, in);
     return 0;
 }
 
@@ -216,11 +199,10 @@ static int softmax_run(op_ctx *ctx)
     if (!x)
         return op_fail(ctx, "input is missing");
     if (!softmax_kernels(x->dtype, &rows, &lanes))
-        return op_fail(ctx, "unsupported input type %s", ifd_dtype_name(x->dtype));
-    if (a->axis < -(int64_t)x->rank || a->axis >= x->rank)
-        return op_fail(ctx, "axis %lld is out of range for rank %d", (long long)a->axis,
-                       x->rank);
-    int axis = (int)(a->axis < 0 ? a->axis + x->rank : a->axis);
+        return fail_input_type(ctx, x->dtype);
+    int axis = run_axis(ctx, a->axis, x->rank);
+    if (axis < 0)
+        return -1;
     ifd_tensor *y = op_output(ctx, 0, x->dtype, x->rank, x->dims);
     if (!y)
         return -1;
@@ -236,13 +218,11 @@ static int softmax_run(op_ctx *ctx)
     }
     int64_t outer = count / (job.n * job.inner);
     if (job.inner == 1) {
-        size_t grain = job.n < 8192 ? (size_t)(8192 / job.n) : 1;
-        op_parallel_for(ctx, (size_t)outer, grain, rows, &job);
+        op_parallel_for(ctx, (size_t)outer, grain_for(job.n, 8192), rows, &job);
     } else {
         job.blocks = (job.inner + BLOCK - 1) / BLOCK;
         int64_t work = job.n * (job.inner < BLOCK ? job.inner : BLOCK);
-        size_t grain = work < 8192 ? (size_t)(8192 / work) : 1;
-        op_parallel_for(ctx, (size_t)(outer * job.blocks), grain, lanes, &job);
+        op_parallel_for(ctx, (size_t)(outer * job.blocks), grain_for(work, 8192), lanes, &job);
     }
     return 0;
 }
