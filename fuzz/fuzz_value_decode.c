@@ -2,7 +2,7 @@
  * fuzz_value_decode.c — libFuzzer target for ifd_value_decode_pb, the parser
  * of request bodies and test data (TensorProto, SequenceProto, MapProto).
  *
- * Every input is decoded as each of the three kinds. Besides the sanitizers,
+ * Every input is decoded as each of the four kinds. Besides the sanitizers,
  * the oracle is the round trip: whatever decodes must encode, the encoding
  * must decode again to an equal value, and encoding that gives the same bytes.
  */
@@ -44,7 +44,8 @@ static void round_trip(const ifd_value *value, const ifd_type_info *expected)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const ifd_value_kind kinds[] = {IFD_VALUE_TENSOR, IFD_VALUE_SEQUENCE, IFD_VALUE_MAP};
+    static const ifd_value_kind kinds[] = {IFD_VALUE_TENSOR, IFD_VALUE_SEQUENCE, IFD_VALUE_MAP,
+                                           IFD_VALUE_OPTIONAL};
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
         ifd_type_info expected;
         memset(&expected, 0, sizeof(expected));

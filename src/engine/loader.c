@@ -1004,6 +1004,20 @@ static ifd_status check_arity(loader *ld, const op_node *op)
                       op->name, k);
             return IFD_ERR_INVALID_MODEL;
         }
+    /* Sequences, maps and optionals reach only the operators made for them;
+     * every other operator's schema takes tensors. */
+    static const char *const takes_any_kind[] = {
+        "Identity", "OptionalHasElement", "OptionalGetElement", "DictVectorizer", "CastMap",
+    };
+    bool any_kind = false;
+    for (size_t i = 0; i < sizeof(takes_any_kind) / sizeof(takes_any_kind[0]); i++)
+        any_kind |= strcmp(op->op_type, takes_any_kind[i]) == 0;
+    for (int k = 0; k < op->n_inputs && !any_kind; k++)
+        if (op->inputs[k] && op->inputs[k]->kind != IFD_VALUE_TENSOR) {
+            set_error(ld->err, "%s node '%s': input %d ('%s') must be a tensor", op->op_type,
+                      op->name, k, op->inputs[k]->name);
+            return IFD_ERR_INVALID_MODEL;
+        }
     return IFD_OK;
 }
 

@@ -5,7 +5,9 @@
  * here in C with the protobuf-c structs generated from proto/onnx (so each
  * test says exactly which field is hostile), or mutated from the ONNX backend
  * test data's test_abs model when Debian's libonnx-testdata is installed.
- * Sessions are covered where they meet the loader: inputs of the wrong type.
+ * Load time must stay linear in the file whatever its names (the timed tests
+ * carry an alarm, so a regression fails instead of hanging). Sessions are
+ * covered where they meet the loader: inputs of the wrong type or kind.
  */
 #include <stdbool.h>
 #include <stdint.h>
