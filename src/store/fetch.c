@@ -790,7 +790,7 @@ bool fetch_download(const char *uri, const char *path, const fetch_options *opti
         }
         bool retry;
         if (code == CURLE_OK) {
-            char summary[512];
+            char summary[400]; /* leaves room for "HTTP <status>" in why */
             s3_error_summary(t.error_body, summary, sizeof(summary));
             if (t.bad_range || status == 416) {
                 snprintf(why, sizeof(why), "the server answered the range request with %s",
