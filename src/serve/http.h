@@ -34,6 +34,7 @@ typedef struct http_request {
     double t_start, t_queued, t_compute_start, t_compute_end;
     char model_name[128], model_version[32];
     bool suspended, answered;
+    bool counted;            /* metrics observed (when the response was queued) */
 } http_request;
 
 /* Header value or NULL. */

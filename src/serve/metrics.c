@@ -165,7 +165,7 @@ char *metrics_render(metrics *m, const server *srv, size_t *len)
             srv->started_wall);
     fprintf(out, "# HELP inferd_requests_in_flight Requests being read, queued or computed.\n"
                  "# TYPE inferd_requests_in_flight gauge\ninferd_requests_in_flight %d\n",
-            __atomic_load_n(&srv->in_flight, __ATOMIC_SEQ_CST));
+            __atomic_load_n(&srv->unanswered, __ATOMIC_SEQ_CST));
     fprintf(out, "# HELP inferd_model_load_seconds Time to load and warm up each model.\n"
                  "# TYPE inferd_model_load_seconds gauge\n");
     for (size_t i = 0; i < srv->models->n_models; i++) {

@@ -249,8 +249,21 @@ static void make_request_id(http_request *req)
              seq & 0xffffff);
 }
 
+/* Metrics count a request when its response is queued, so that a client
+ * reading /metrics right after an answer sees it counted, whichever polling
+ * thread finishes sending it. */
+static void count_request(http_request *req, int status)
+{
+    if (req->counted)
+        return;
+    req->counted = true;
+    metrics_observe_request(req->server->metrics, req, status, server_now());
+    __atomic_sub_fetch(&req->server->unanswered, 1, __ATOMIC_SEQ_CST);
+}
+
 static enum MHD_Result send_response(http_request *req)
 {
+    count_request(req, req->status);
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         req->response_len, req->response ? req->response : (char *)"", MHD_RESPMEM_MUST_COPY);
     if (!resp)
@@ -378,6 +391,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         snprintf(req->method, sizeof(req->method), "%s", method);
         req->path = strdup(url);
         __atomic_add_fetch(&srv->in_flight, 1, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(&srv->unanswered, 1, __ATOMIC_SEQ_CST);
         make_request_id(req);
         if (!req->path)
             return MHD_NO;
@@ -512,7 +526,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     int status = req->answered ? req->status : 499;
     if (code != MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->answered)
         status = code == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 499;
-    metrics_observe_request(srv->metrics, req, status, end);
+    count_request(req, status); /* requests that ended without an answer */
     if (log_enabled(LOG_INFO)) {
         char code_text[8], ms[32], bytes[32];
         snprintf(code_text, sizeof(code_text), "%d", status);

@@ -34,7 +34,8 @@ typedef struct server {
     double started;              /* CLOCK_MONOTONIC seconds */
     double started_wall;         /* Unix time */
     struct metrics *metrics;
-    volatile int in_flight;
+    volatile int in_flight;      /* requests not completed (shutdown waits for 0) */
+    volatile int unanswered;     /* requests whose response is not queued yet */
     volatile bool stopping;
 } server;
 
