@@ -195,7 +195,9 @@ static void run_model(const ifd_model *m)
     ifd_value **first = calloc(n_out ? n_out : 1, sizeof(*first));
     ifd_value **second = calloc(n_out ? n_out : 1, sizeof(*second));
     ifd_session *session = NULL;
-    ifd_session_options options = {.threads = 1};
+    /* a tiny model may ask for a huge output (Upsample by 1.5M): bound what one
+     * run may allocate, as a server would, so such inputs stay fast */
+    ifd_session_options options = {.threads = 1, .max_tensor_bytes = 16u << 20};
     ifd_error err;
     int ready = inputs && first && second;
 

@@ -147,6 +147,10 @@ typedef struct ifd_load_options {
 
 typedef struct ifd_session_options {
     int threads; /* intra-op threads including the caller; <= 0 means one per core */
+    /* Largest tensor or scratch buffer one run may allocate, in bytes; a run
+     * needing more fails with a message instead. 0 means the engine's own
+     * limit (64 GiB). Servers and fuzzers set it to bound memory per run. */
+    size_t max_tensor_bytes;
 } ifd_session_options;
 
 /* ---- dtypes and values ------------------------------------------------- */

@@ -24,6 +24,7 @@ typedef struct pooled_buffer {
 struct session_private {
     const ifd_model *model;
     threadpool *threads;
+    size_t max_tensor_bytes;
     ifd_value *owned;          /* per slot: storage for intermediates */
     const ifd_value **bound;   /* per slot: the value currently visible */
     ifd_value *constants;      /* per slot: views of the model's constants */
@@ -147,6 +148,12 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
                                            : "(bad rank)");
         return NULL;
     }
+    if (bytes > s->max_tensor_bytes) {
+        op_fail(ctx, "output %d: %s tensor of shape %s needs %zu bytes, above this session's "
+                "limit of %zu", i, ifd_dtype_name(dtype),
+                shape_to_string(rank, dims, shape, sizeof(shape)), bytes, s->max_tensor_bytes);
+        return NULL;
+    }
     ifd_value *v = &s->owned[slot];
     /* !data: a released slot is all zeroes, so a zero-byte output would be
      * handed out with data NULL, and memset/memcpy of zero bytes at NULL is
@@ -192,8 +199,9 @@ ifd_value *op_output_value(op_ctx *ctx, int i)
 void *op_scratch(op_ctx *ctx, size_t bytes)
 {
     struct session_private *s = ctx->session;
-    if (bytes > IFD_MAX_TENSOR_BYTES) {
-        op_fail(ctx, "scratch of %zu bytes is too large", bytes);
+    if (bytes > s->max_tensor_bytes) {
+        op_fail(ctx, "scratch of %zu bytes is above this session's limit of %zu", bytes,
+                s->max_tensor_bytes);
         return NULL;
     }
     if (s->n_scratch == s->cap_scratch) {
@@ -251,6 +259,10 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
     s->constants = calloc(n, sizeof(*s->constants));
     s->node_inputs = calloc((size_t)max_inputs, sizeof(*s->node_inputs));
     s->threads = threadpool_create(options ? options->threads : 0);
+    s->max_tensor_bytes = options && options->max_tensor_bytes &&
+                                  options->max_tensor_bytes < IFD_MAX_TENSOR_BYTES
+                              ? options->max_tensor_bytes
+                              : IFD_MAX_TENSOR_BYTES;
     if (!s->owned || !s->bound || !s->constants || !s->node_inputs || !s->threads) {
         ifd_session_free(session);
         set_error(err, "out of memory");
