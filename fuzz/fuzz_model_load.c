@@ -110,6 +110,10 @@ static int deterministic(const ifd_model *m)
             strcmp(m->nodes[i].op.op_type, "Bernoulli") == 0 ||
             strcmp(m->nodes[i].op.op_type, "Multinomial") == 0)
             return 0;
+        /* training-mode Dropout without a seed draws a fresh mask each run */
+        else if (strcmp(m->nodes[i].op.op_type, "Dropout") == 0 &&
+                 !op_attr_has(&m->nodes[i].op, "seed"))
+            return 0;
     return 1;
 }
 
