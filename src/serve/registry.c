@@ -39,7 +39,6 @@ static void served_model_free(served_model *m)
     json_decref(m->sample_prediction);
     json_decref(m->manifest);
     free(m->origin);
-    free(m->labels_text);
     free(m->name);
     free(m->version);
     free(m->path);
@@ -277,14 +276,11 @@ bool registry_add(registry *reg, const model_source *src, char *err, size_t n)
     if (src->labels_path || src->labels_text) {
         json_error_t je;
         const char *labels_name = src->labels_text ? "embedded labels.json" : src->labels_path;
-        m->labels_text = src->labels_text ? strdup(src->labels_text)
-                                          : read_text(src->labels_path, err, n);
-        if (!m->labels_text) {
-            if (src->labels_text)
-                snprintf(err, n, "out of memory");
+        char *file_text = src->labels_text ? NULL : read_text(src->labels_path, err, n);
+        if (!src->labels_text && !file_text)
             goto fail;
-        }
-        m->labels = json_loads(m->labels_text, 0, &je);
+        m->labels = json_loads(src->labels_text ? src->labels_text : file_text, 0, &je);
+        free(file_text);
         if (!m->labels || !json_is_object(m->labels)) {
             snprintf(err, n, "%s: line %d: %s", labels_name, je.line,
                      m->labels ? "labels must be a JSON object {\"0\": \"name\", ...}" : je.text);

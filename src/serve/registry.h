@@ -21,7 +21,6 @@ typedef struct served_model {
     ifd_model *model;
     ifd_session **sessions;   /* one per worker */
     int n_sessions;
-    char *labels_text;        /* the label file as is, for GET /label */
     json_t *labels;           /* parsed labels: {"0": "setosa", ...} */
     json_t *sample;           /* rows the book's API predicts by default */
     json_t *sample_prediction;/* the warm-up's answer for them */
