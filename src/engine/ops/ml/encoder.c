@@ -179,9 +179,11 @@ static int mapper_finish(op_node *node, ifd_error *err, mapper *m)
 {
     const value_info *x = first_input(node);
     if (!x || x->kind != IFD_VALUE_TENSOR || (x->dtype != IFD_UNDEFINED && x->dtype != m->in)) {
+        /* the message reads m->in, so free m only after writing it */
+        int failed = op_prepare_fail(node, err, "input must be a %s tensor, not %s",
+                                     ifd_dtype_name(m->in), x ? ifd_dtype_name(x->dtype) : "missing");
         mapper_free(m);
-        return op_prepare_fail(node, err, "input must be a %s tensor, not %s",
-                               ifd_dtype_name(m->in), x ? ifd_dtype_name(x->dtype) : "missing");
+        return failed;
     }
     node->state = m;
     set_mapped_output(node, m->out);
