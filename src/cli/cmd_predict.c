@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../serve/tensor_json.h"
+#include "tensor_json.h"
 #include "cli.h"
 
 static ifd_value *json_to_input(const json_t *j, const ifd_io_info *info)

@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../serve/log.h"
+#include "log.h"
 #include "../serve/metrics.h"
 #include "../serve/server.h"
 #include "../store/fetch.h"

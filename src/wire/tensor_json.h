@@ -6,8 +6,8 @@
  * strings only BYTES/string. Nothing else is cast.
  * Thread safety: pure functions.
  */
-#ifndef INFERD_SERVE_TENSOR_JSON_H
-#define INFERD_SERVE_TENSOR_JSON_H
+#ifndef INFERD_WIRE_TENSOR_JSON_H
+#define INFERD_WIRE_TENSOR_JSON_H
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -51,4 +51,4 @@ const char *type_shape_string(const ifd_type_info *type, char *buf, size_t size)
  * infinities become null. Returns malloc'd text; *len gets its length. */
 char *json_encode(const json_t *j, size_t *len);
 
-#endif /* INFERD_SERVE_TENSOR_JSON_H */
+#endif /* INFERD_WIRE_TENSOR_JSON_H */

@@ -1,11 +1,11 @@
 /*
- * log.h — the server's event and access log: TEXT or JSON lines on stderr,
+ * log.h — the event and access log of the server and the other long-running commands: TEXT or JSON lines on stderr,
  * filtered by level (LOG_LEVEL / LOG_FORMAT, as in the book's images).
  * Thread safety: every function may be called from any thread; each line is
  * written with one call so lines never interleave.
  */
-#ifndef INFERD_SERVE_LOG_H
-#define INFERD_SERVE_LOG_H
+#ifndef INFERD_LOG_H
+#define INFERD_LOG_H
 
 #include <stdbool.h>
 
@@ -21,4 +21,4 @@ bool log_enabled(log_level level);
  * log_event(LOG_INFO, "model loaded", "model", name, "seconds", "0.01", NULL) */
 void log_event(log_level level, const char *message, ...) __attribute__((sentinel));
 
-#endif /* INFERD_SERVE_LOG_H */
+#endif /* INFERD_LOG_H */
