@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../serve/registry.h"
+#include "model_version.h"
 #include "../store/bundle.h"
 #include "../store/store.h"
 #include "cli.h"

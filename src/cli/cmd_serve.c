@@ -37,8 +37,14 @@ static const char serve_usage[] =
     "  --max-connections N  concurrent connections (default 1024)\n"
     "  --timeout SECONDS    time a request may take to arrive (default 30)\n"
     "  --grace SECONDS      time to finish requests on SIGTERM (default 10)\n"
+    "  --model-control M    none (default: what loads at start serves), poll (re-scan\n"
+    "                       --repository every --poll-interval seconds), explicit (only\n"
+    "                       the repository API loads and unloads)\n"
+    "  --poll-interval S    seconds between repository scans in poll mode (default 5)\n"
+    "  --admin-token TOKEN  turn on the repository API (/v2/repository/...), callers send\n"
+    "                       'Authorization: Bearer TOKEN' (or $INFERD_ADMIN_TOKEN)\n"
     "environment: MODEL_FILEPATH, LABEL_FILEPATH, PORT, LOG_LEVEL (DEBUG|INFO|WARNING|ERROR),\n"
-    "             LOG_FORMAT (TEXT|JSON)\n";
+    "             LOG_FORMAT (TEXT|JSON), INFERD_ADMIN_TOKEN\n";
 
 static void log_pull_notice(void *context, const char *message)
 {
@@ -136,6 +142,9 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     const char *repository = NULL, *name = NULL, *version = NULL, *sample = NULL;
     const char *model_uri = NULL, *model_sha256 = NULL, *store_dir = NULL;
     int threads = 1;
+    model_control control = MODEL_CONTROL_NONE;
+    double poll_interval = 5.0;
+    const char *admin_token = getenv("INFERD_ADMIN_TOKEN");
     serve_options o = {
         .host = "127.0.0.1",
         .port = 8000,
@@ -209,6 +218,19 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
             if (!parse_long(flag, TAKE(), 1, 3600, &v))
                 return 1;
             o.request_timeout = (unsigned)v;
+        } else if (strcmp(flag, "--model-control") == 0) {
+            const char *mode = TAKE();
+            if (!mode || !model_control_parse(mode, &control))
+                return cli_fail("--model-control: expected none, poll or explicit, got '%s'", mode ? mode : "");
+        } else if (strcmp(flag, "--poll-interval") == 0) {
+            const char *text = TAKE();
+            char *end;
+            errno = 0;
+            poll_interval = text ? strtod(text, &end) : -1;
+            if (!text || errno || *end || !(poll_interval >= 0.05 && poll_interval <= 86400))
+                return cli_fail("--poll-interval: expected seconds from 0.05 to 86400, got '%s'", text ? text : "");
+        } else if (strcmp(flag, "--admin-token") == 0 && value) {
+            admin_token = TAKE();
         } else if (strcmp(flag, "--grace") == 0) {
             if (!parse_double(flag, TAKE(), &o.grace))
                 return 1;
@@ -251,6 +273,12 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
         fputs(serve_usage, stderr);
         return cli_fail("serve: give MODEL.onnx, --repository DIR or MODEL_FILEPATH");
     }
+    if (control != MODEL_CONTROL_NONE && !repository)
+        return cli_fail("serve: --model-control %s needs --repository DIR", model_control_name(control));
+    if (admin_token && *admin_token && strlen(admin_token) < 16)
+        return cli_fail("--admin-token: use at least 16 characters (a guessable token is no protection)");
+    if (admin_token && strlen(admin_token) > 256)
+        return cli_fail("--admin-token: at most 256 characters");
     log_configure(level, format);
     char err_ref[256];
     pulled_model pulled = {.manifest_text = NULL};
@@ -290,42 +318,59 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     /* the polling threads answer fast models themselves: one per worker, each
      * with its own session after the workers' ones */
     o.io_threads = o.workers;
-    registry models = {.n_sessions = o.workers + o.io_threads, .threads_per_session = threads};
-    char err[1024];
+    o.admin_token = admin_token && *admin_token ? admin_token : NULL;
+    model_set_options set_options = {.serving_sessions = o.workers + o.io_threads,
+                                     .threads_per_session = threads,
+                                     .control = control,
+                                     .poll_interval = poll_interval,
+                                     .repository = repository};
+    model_set *models = model_set_create(&set_options);
+    if (!models)
+        return cli_fail("serve: cannot open the repository '%s': %s", repository ? repository : "",
+                        strerror(errno));
+    char err[2048];
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
-    server srv = {.options = o, .models = &models, .started = server_now(),
+    server srv = {.options = o, .models = models, .admin_token = o.admin_token, .started = server_now(),
                   .started_wall = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9};
     bool loaded;
     if (embedded) {
         model_source source = *embedded;
         if (sample)
             source.sample_json = sample;
-        loaded = registry_add(&models, &source, err, sizeof(err));
+        loaded = model_set_add_source(models, &source, err, sizeof(err));
     } else if (repository) {
-        loaded = registry_add_repository(&models, repository, err, sizeof(err));
+        loaded = model_set_load_repository(models, err, sizeof(err));
     } else {
         model_source source = {.path = model_path, .name = name, .version = version,
                                .labels_path = labels && *labels ? labels : NULL, .sample_json = sample,
                                .origin = model_uri ? pulled.origin : NULL,
                                .manifest_text = pulled.manifest_text};
-        loaded = registry_add(&models, &source, err, sizeof(err));
+        loaded = model_set_add_source(models, &source, err, sizeof(err));
         free(pulled.manifest_text);
     }
     if (!loaded) {
         log_event(LOG_ERROR, "cannot load model", "error", err, NULL);
-        registry_free(&models);
+        model_set_free(models);
         return 1;
     }
-    for (size_t i = 0; i < models.n_models; i++) {
-        char seconds[32];
-        snprintf(seconds, sizeof(seconds), "%.6f", models.models[i]->load_seconds);
-        log_event(LOG_INFO, "model ready", "model", models.models[i]->name, "version",
-                  models.models[i]->version, "path", models.models[i]->path, "load_seconds", seconds, NULL);
+    model_set_read_lock(models);
+    for (size_t i = 0; i < model_set_count(models); i++) {
+        const model_entry *e = model_set_entry(models, i);
+        for (size_t k = 0; k < e->n_versions; k++) {
+            char seconds[32];
+            snprintf(seconds, sizeof(seconds), "%.6f", e->versions[k]->load_seconds);
+            log_event(LOG_INFO, "model ready", "model", e->name, "version", e->versions[k]->version, "path",
+                      e->versions[k]->path, "load_seconds", seconds, NULL);
+        }
     }
+    model_set_read_unlock(models);
+    char mode[64];
+    snprintf(mode, sizeof(mode), "%s", model_control_name(control));
+    log_event(LOG_INFO, "model control", "mode", mode, "repository_api", o.admin_token ? "on" : "off", NULL);
     srv.metrics = metrics_create();
-    int rc = srv.metrics ? server_run(&srv) : 1;
+    int rc = srv.metrics && model_set_start(models) ? server_run(&srv) : 1;
     metrics_free(srv.metrics);
-    registry_free(&models);
+    model_set_free(models);
     return rc;
 }

@@ -11,17 +11,18 @@
 
 #include "routes.h"
 #include "server.h"
+#include "served.h"
 #include "tensor_json.h"
 
-static served_model *default_model(http_request *req)
+static model_version *default_model(http_request *req)
 {
-    served_model *m = registry_default(req->server->models);
-    if (!m || !m->ready) {
+    model_version *m = served_acquire(req, NULL);
+    if (!m)
+        return NULL;
+    if (!m->ready) {
         http_reply_error(req, 503, "no model is ready");
         return NULL;
     }
-    snprintf(req->model_name, sizeof(req->model_name), "%s", m->name);
-    snprintf(req->model_version, sizeof(req->model_version), "%s", m->version);
     if (ifd_model_input_count(m->model) != 1) {
         http_reply_error(req, 400, "model '%s' has %zu inputs; the /predict API serves one-input "
                          "models (use /v2/models/%s/infer)", m->name,
@@ -58,7 +59,7 @@ void book_metadata(http_request *req, const route_params *p, int worker)
 {
     (void)p;
     (void)worker;
-    served_model *m = default_model(req);
+    model_version *m = default_model(req);
     if (!m)
         return;
     const ifd_type_info *in = &ifd_model_input(m->model, 0)->type;
@@ -87,8 +88,10 @@ void book_label(http_request *req, const route_params *p, int worker)
 {
     (void)p;
     (void)worker;
-    served_model *m = registry_default(req->server->models);
-    if (!m || !m->labels) {
+    model_version *m = served_acquire(req, NULL);
+    if (!m)
+        return;
+    if (!m->labels) {
         http_reply_error(req, 404, "no label file was given (--labels or LABEL_FILEPATH)");
         return;
     }
@@ -98,7 +101,7 @@ void book_label(http_request *req, const route_params *p, int worker)
 }
 
 /* Rows to predict: the body's "data", or the sample when it is absent. */
-static json_t *request_rows(http_request *req, served_model *m, bool use_sample)
+static json_t *request_rows(http_request *req, model_version *m, bool use_sample)
 {
     if (use_sample)
         return json_incref(m->sample);
@@ -127,7 +130,7 @@ static json_t *request_rows(http_request *req, served_model *m, bool use_sample)
 /* Run the default model on the request's rows; NULL after answering an error. */
 static json_t *predict_rows(http_request *req, int worker, bool use_sample)
 {
-    served_model *m = default_model(req);
+    model_version *m = default_model(req);
     if (!m)
         return NULL;
     json_t *rows = request_rows(req, m, use_sample);
@@ -151,16 +154,27 @@ static json_t *predict_rows(http_request *req, int worker, bool use_sample)
     json_t *result = NULL;
     if (!outputs) {
         http_reply_error(req, 503, "out of memory");
-    } else if (registry_run(m, worker, &x, outputs, err, sizeof(err)) != IFD_OK) {
+    } else if (model_set_run(req->server->models, m, worker, &x, outputs, err, sizeof(err)) != IFD_OK) {
         http_reply_error(req, 400, "%s", err);
     } else {
-        result = registry_probabilities(m, outputs);
+        result = model_version_probabilities(m, outputs);
     }
     for (size_t k = 0; outputs && k < n_out; k++)
         ifd_value_free(outputs[k]);
     free(outputs);
     ifd_value_free(x);
     return result;
+}
+
+/* The book's A/B pattern adds which model answered ("mode") when the
+ * model's config asks for it. */
+static void answer(http_request *req, json_t *body)
+{
+    if (req->mode_field) {
+        char mode[200];
+        json_object_set_new(body, "mode", json_string(served_mode(req, mode, sizeof(mode))));
+    }
+    http_reply_json(req, 200, body);
 }
 
 /* One row answers the book's flat list, several rows one list per row. */
@@ -178,10 +192,10 @@ static void answer_probabilities(http_request *req, int worker, bool use_sample)
 {
     json_t *rows = predict_rows(req, worker, use_sample);
     if (rows)
-        http_reply_json(req, 200, json_pack("{s:o}", "prediction", one_or_many(rows)));
+        answer(req, json_pack("{s:o}", "prediction", one_or_many(rows)));
 }
 
-static json_t *label_of(const served_model *m, const json_t *row)
+static json_t *label_of(const model_version *m, const json_t *row)
 {
     size_t best = 0;
     double best_value = 0;
@@ -203,12 +217,12 @@ static void answer_labels(http_request *req, int worker, bool use_sample)
     json_t *rows = predict_rows(req, worker, use_sample);
     if (!rows)
         return;
-    served_model *m = registry_default(req->server->models);
+    const model_version *m = req->answered_by;
     json_t *labels = json_array();
     for (size_t r = 0; r < json_array_size(rows); r++)
         json_array_append_new(labels, label_of(m, json_array_get(rows, r)));
     json_decref(rows);
-    http_reply_json(req, 200, json_pack("{s:o}", "prediction", one_or_many(labels)));
+    answer(req, json_pack("{s:o}", "prediction", one_or_many(labels)));
 }
 
 void book_predict(http_request *req, const route_params *p, int worker)

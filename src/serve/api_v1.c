@@ -14,36 +14,32 @@
 
 #include "routes.h"
 #include "server.h"
+#include "served.h"
 #include "tensor_json.h"
 
-static served_model *find_model(http_request *req, const route_params *p)
+static model_version *find_model(http_request *req, const route_params *p)
 {
-    served_model *m = registry_find(req->server->models, p->model, p->has_version ? p->version : NULL);
-    if (!m) {
-        http_reply_error(req, 404, p->has_version ? "model '%s' has no version '%s'" : "unknown model '%s'%s",
-                         p->model, p->has_version ? p->version : "");
-        return NULL;
-    }
-    snprintf(req->model_name, sizeof(req->model_name), "%s", m->name);
-    snprintf(req->model_version, sizeof(req->model_version), "%s", m->version);
-    return m;
+    return served_acquire(req, p);
 }
 
 void v1_model_status(http_request *req, const route_params *p, int worker)
 {
     (void)worker;
-    served_model *m = find_model(req, p);
+    model_version *m = find_model(req, p);
     if (!m)
         return;
     json_t *list = json_array();
-    for (size_t i = 0; i < req->server->models->n_models; i++) {
-        served_model *v = req->server->models->models[i];
-        if (strcmp(v->name, m->name) != 0 || (p->has_version && strcmp(v->version, p->version) != 0))
+    model_set_read_lock(req->server->models);
+    const model_entry *e = model_set_find(req->server->models, m->name);
+    for (size_t i = 0; e && i < e->n_versions; i++) {
+        const model_version *v = e->versions[i];
+        if (p->has_version && strcmp(v->version, p->version) != 0)
             continue;
         json_array_append_new(list, json_pack("{s:s, s:s, s:{s:s, s:s}}", "version", v->version, "state",
                                               v->ready ? "AVAILABLE" : "LOADING", "status", "error_code",
                                               "OK", "error_message", ""));
     }
+    model_set_read_unlock(req->server->models);
     http_reply_json(req, 200, json_pack("{s:o}", "model_version_status", list));
 }
 
@@ -84,7 +80,7 @@ static json_t *row_of(const ifd_value *v, size_t row)
 
 void v1_predict(http_request *req, const route_params *p, int worker)
 {
-    served_model *m = find_model(req, p);
+    model_version *m = find_model(req, p);
     if (!m)
         return;
     json_error_t je;
@@ -137,7 +133,7 @@ void v1_predict(http_request *req, const route_params *p, int worker)
             ok = false;
         }
     }
-    if (ok && registry_run(m, worker, inputs, outputs, err, sizeof(err)) != IFD_OK) {
+    if (ok && model_set_run(req->server->models, m, worker, inputs, outputs, err, sizeof(err)) != IFD_OK) {
         http_reply_error(req, 400, "%s", err);
         ok = false;
     }

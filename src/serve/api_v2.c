@@ -25,31 +25,22 @@
 
 #include "routes.h"
 #include "server.h"
+#include "served.h"
 #include "tensor_json.h"
 
 #define MAX_REQUEST_TENSORS 256
 
-static served_model *find_model(http_request *req, const route_params *p)
+static model_version *find_model(http_request *req, const route_params *p)
 {
-    served_model *m = registry_find(req->server->models, p->model, p->has_version ? p->version : NULL);
-    if (!m) {
-        if (p->has_version && registry_find(req->server->models, p->model, NULL))
-            http_reply_error(req, 404, "model '%s' has no version '%s'", p->model, p->version);
-        else
-            http_reply_error(req, 404, "unknown model '%s'", p->model);
-        return NULL;
-    }
-    snprintf(req->model_name, sizeof(req->model_name), "%s", m->name);
-    snprintf(req->model_version, sizeof(req->model_version), "%s", m->version);
-    return m;
+    return served_acquire(req, p);
 }
 
 void v2_server_metadata(http_request *req, const route_params *p, int worker)
 {
     (void)p;
     (void)worker;
-    http_reply_json(req, 200, json_pack("{s:s, s:s, s:[s]}", "name", "inferd", "version",
-                                        IFD_VERSION_STRING, "extensions", "binary_tensor_data"));
+    http_reply_json(req, 200, json_pack("{s:s, s:s, s:[s,s]}", "name", "inferd", "version",
+                                        IFD_VERSION_STRING, "extensions", "binary_tensor_data", "model_repository"));
 }
 
 void v2_health_live(http_request *req, const route_params *p, int worker)
@@ -63,7 +54,7 @@ void v2_health_ready(http_request *req, const route_params *p, int worker)
 {
     (void)p;
     (void)worker;
-    bool ready = !req->server->stopping && registry_all_ready(req->server->models);
+    bool ready = !req->server->stopping && model_set_ready(req->server->models);
     /* the V2 health API: 200 means true, a 4xx false (Triton answers 400) */
     http_reply_json(req, ready ? 200 : 400, json_pack("{s:b}", "ready", ready));
 }
@@ -88,13 +79,15 @@ static json_t *tensor_metadata(const ifd_io_info *io)
 void v2_model_metadata(http_request *req, const route_params *p, int worker)
 {
     (void)worker;
-    served_model *m = find_model(req, p);
+    model_version *m = find_model(req, p);
     if (!m)
         return;
     json_t *versions = json_array();
-    for (size_t i = 0; i < req->server->models->n_models; i++)
-        if (strcmp(req->server->models->models[i]->name, m->name) == 0)
-            json_array_append_new(versions, json_string(req->server->models->models[i]->version));
+    model_set_read_lock(req->server->models);
+    const model_entry *e = model_set_find(req->server->models, m->name);
+    for (size_t i = 0; e && i < e->n_versions; i++)
+        json_array_append_new(versions, json_string(e->versions[i]->version));
+    model_set_read_unlock(req->server->models);
     json_t *inputs = json_array(), *outputs = json_array();
     for (size_t i = 0; i < ifd_model_input_count(m->model); i++)
         json_array_append_new(inputs, tensor_metadata(ifd_model_input(m->model, i)));
@@ -108,7 +101,7 @@ void v2_model_metadata(http_request *req, const route_params *p, int worker)
 void v2_model_ready(http_request *req, const route_params *p, int worker)
 {
     (void)worker;
-    served_model *m = find_model(req, p);
+    model_version *m = find_model(req, p);
     if (!m)
         return;
     bool ready = m->ready && !req->server->stopping;
@@ -294,7 +287,7 @@ static bool read_shape(const json_t *shape, int *rank, int64_t *dims, char *err,
 
 /* Decode the request's inputs into s->inputs (model order). On failure an
  * error answer has been given. */
-static bool decode_inputs(http_request *req, served_model *m, infer_state *s,
+static bool decode_inputs(http_request *req, model_version *m, infer_state *s,
                           const unsigned char *binary, size_t binary_len)
 {
     char err[1024];
@@ -392,7 +385,7 @@ static bool wants_binary(const json_t *header, const json_t *requested)
 
 void v2_infer(http_request *req, const route_params *p, int worker)
 {
-    served_model *m = find_model(req, p);
+    model_version *m = find_model(req, p);
     if (!m)
         return;
     if (!m->ready) {
@@ -475,7 +468,7 @@ void v2_infer(http_request *req, const route_params *p, int worker)
     }
 
     char err[1024];
-    if (registry_run(m, worker, s.inputs, s.outputs, err, sizeof(err)) != IFD_OK) {
+    if (model_set_run(req->server->models, m, worker, s.inputs, s.outputs, err, sizeof(err)) != IFD_OK) {
         http_reply_error(req, 400, "%s", err);
         infer_state_free(&s);
         return;

@@ -13,6 +13,7 @@
 
 struct MHD_Connection;
 struct server;
+struct model_version;
 
 typedef struct http_request {
     struct MHD_Connection *connection;
@@ -30,15 +31,20 @@ typedef struct http_request {
     const char *content_type;
     size_t inference_header_length; /* binary V2 answers: JSON header size */
     const char *allow;              /* for 405 answers */
+    const char *authenticate;       /* WWW-Authenticate of 401 answers */
     /* accounting */
     double t_start, t_queued, t_compute_start, t_compute_end;
     char model_name[128], model_version[32];
+    struct model_version *answered_by; /* held until the answer is sent (served.h) */
+    bool mode_field;                    /* the book's A/B "mode" field is asked for */
     bool suspended, answered;
     bool counted;            /* metrics observed (when the response was queued) */
 } http_request;
 
 /* Header value or NULL. */
 const char *http_header(const http_request *req, const char *name);
+/* The client's address as text ("127.0.0.1:53211"), for audit logs. */
+const char *http_client_address(const http_request *req, char *buf, size_t size);
 
 /* Answers. These take ownership of nothing they are given. */
 void http_reply_json(http_request *req, int status, json_t *body); /* steals body */

@@ -325,31 +325,10 @@ static json_t *io_json(const ifd_io_info *io)
                      ifd_dtype_name(t->dtype), "shape", t->rank < 0 ? json_null() : shape);
 }
 
-/* model.json in the folder of a model file, or NULL. */
-static json_t *manifest_beside(const char *path)
+json_t *inventory_served_model(const model_version *m)
 {
-    const char *slash = strrchr(path, '/');
-    char manifest_path[PATH_MAX];
-    if (slash)
-        snprintf(manifest_path, sizeof(manifest_path), "%.*s/model.json", (int)(slash - path),
-                 path);
-    else
-        snprintf(manifest_path, sizeof(manifest_path), "model.json");
-    struct stat st;
-    if (stat(manifest_path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (256 << 20))
-        return NULL;
-    json_t *manifest = json_load_file(manifest_path, 0, NULL);
-    if (manifest && !json_is_object(manifest)) {
-        json_decref(manifest);
-        return NULL;
-    }
-    return manifest;
-}
-
-json_t *inventory_served_model(const served_model *m)
-{
-    json_t *beside = m->manifest ? NULL : manifest_beside(m->path);
-    const json_t *manifest = m->manifest ? m->manifest : beside;
+    const json_t *manifest = m->manifest;
+    bool beside = m->manifest_beside;
     json_t *entry = inventory_model_from_manifest(manifest);
     json_object_set_new(entry, "name", json_string(m->name));
     json_object_set_new(entry, "version", json_string(m->version));
@@ -363,15 +342,14 @@ json_t *inventory_served_model(const served_model *m)
                                   m->origin && !bundled ? m->origin : m->path, "recorded",
                                   recorded));
 
-    /* what is true of the bytes loaded: a bundle's were verified against
-     * its sha256 at start; a file's are hashed now */
-    char sha[65];
-    struct stat st;
-    if (!bundled && inventory_file_sha256(m->path, sha)) {
-        json_object_set_new(entry, "sha256", json_string(sha));
-        if (stat(m->path, &st) == 0)
-            json_object_set_new(entry, "size", json_integer((json_int_t)st.st_size));
+    /* what is true of the bytes loaded: hashed as they were read */
+    if (!bundled && m->sha256[0]) {
+        json_object_set_new(entry, "sha256", json_string(m->sha256));
+        json_object_set_new(entry, "size", json_integer((json_int_t)m->fingerprint.size));
     }
+    char loaded_at[64];
+    inventory_format_time(m->loaded_at, loaded_at, sizeof(loaded_at));
+    json_object_set_new(entry, "loaded_at", json_string(loaded_at));
     json_t *inputs = json_array(), *outputs = json_array(), *opsets = json_object();
     for (size_t i = 0; i < ifd_model_input_count(m->model); i++)
         json_array_append_new(inputs, io_json(ifd_model_input(m->model, i)));
@@ -398,7 +376,6 @@ json_t *inventory_served_model(const served_model *m)
                                                    : json_null());
     json_object_set_new(entry, "ready", json_boolean(m->ready));
     json_object_set_new(entry, "load_seconds", json_real(m->load_seconds));
-    json_decref(beside);
     return entry;
 }
 
@@ -409,8 +386,19 @@ void v2_inventory(http_request *req, const route_params *p, int worker)
     const server *srv = req->server;
     json_t *inventory = inventory_runtime(srv->started_wall);
     json_t *models = json_array();
-    for (size_t i = 0; i < srv->models->n_models; i++)
-        json_array_append_new(models, inventory_served_model(srv->models->models[i]));
+    model_set_read_lock(srv->models);
+    for (size_t i = 0; i < model_set_count(srv->models); i++) {
+        const model_entry *e = model_set_entry(srv->models, i);
+        for (size_t k = 0; k < e->n_versions; k++) {
+            json_t *entry = inventory_served_model(e->versions[k]);
+            json_object_set_new(entry, "weight", json_integer(e->weights[k]));
+            json_object_set_new(entry, "state", json_string(e->versions[k]->ready ? "READY" : "UNAVAILABLE"));
+            if (e->rolled_back[k][0])
+                json_object_set_new(entry, "rolled_back", json_string(e->rolled_back[k]));
+            json_array_append_new(models, entry);
+        }
+    }
+    model_set_read_unlock(srv->models);
     json_object_set_new(inventory, "models", models);
     http_reply_json(req, 200, inventory);
 }

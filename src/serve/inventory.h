@@ -16,7 +16,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "registry.h"
+#include "model_set.h"
 
 /* Every shared object loaded in this process, in load order:
  * [{"name", "version", "file", "version_from"}], where version_from says
@@ -37,7 +37,7 @@ json_t *inventory_model_from_manifest(const json_t *manifest);
  * else model.json beside the model file), overridden by what is true of
  * the loaded model (sha256 of the bytes on disk, signature, opsets) plus
  * source, ready and load time. */
-json_t *inventory_served_model(const served_model *m);
+json_t *inventory_served_model(const model_version *m);
 
 /* sha256 of a file, 64 lowercase hex digits. */
 bool inventory_file_sha256(const char *path, char hex[65]);

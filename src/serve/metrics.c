@@ -150,6 +150,109 @@ static void render_histogram(FILE *out, const char *name, const latency_series *
     fprintf(out, "\"} %llu\n", h->count);
 }
 
+static void version_labels(FILE *out, const char *metric, const model_version *v)
+{
+    fprintf(out, "%s{model=\"", metric);
+    label_value(out, v->name);
+    fprintf(out, "\",version=\"");
+    label_value(out, v->version);
+    fputc('"', out);
+}
+
+/* The live model set: per version load time, readiness, traffic weight,
+ * shadow comparisons; per model loads, rollbacks and the state of each
+ * version the repository index shows. */
+static void render_model_set(FILE *out, model_set *set)
+{
+    model_set_read_lock(set);
+    size_t n = model_set_count(set);
+    fprintf(out, "# HELP inferd_model_load_seconds Time to load and warm up each model version.\n"
+                 "# TYPE inferd_model_load_seconds gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        const model_entry *e = model_set_entry(set, i);
+        for (size_t k = 0; k < e->n_versions; k++) {
+            version_labels(out, "inferd_model_load_seconds", e->versions[k]);
+            fprintf(out, "} %.6f\n", e->versions[k]->load_seconds);
+        }
+    }
+    fprintf(out, "# HELP inferd_model_ready Whether each served model version is ready (1) or not (0).\n"
+                 "# TYPE inferd_model_ready gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        const model_entry *e = model_set_entry(set, i);
+        for (size_t k = 0; k < e->n_versions; k++) {
+            version_labels(out, "inferd_model_ready", e->versions[k]);
+            fprintf(out, "} %d\n", e->versions[k]->ready ? 1 : 0);
+        }
+    }
+    fprintf(out, "# HELP inferd_model_traffic_weight Percent of the model's requests each version takes "
+                 "(a canary's weight; 0 after a rollback).\n# TYPE inferd_model_traffic_weight gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        const model_entry *e = model_set_entry(set, i);
+        int total = 0;
+        for (size_t k = 0; k < e->n_versions; k++)
+            total += e->weights[k];
+        for (size_t k = 0; k < e->n_versions; k++) {
+            version_labels(out, "inferd_model_traffic_weight", e->versions[k]);
+            /* without a split the newest version takes everything */
+            int weight = e->config.n_traffic && total ? e->weights[k] : k + 1 == e->n_versions ? 100 : 0;
+            fprintf(out, "} %d\n", weight);
+        }
+    }
+    fprintf(out, "# HELP inferd_model_state Each version the repository index shows, by state (1 in its state).\n"
+                 "# TYPE inferd_model_state gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        const model_entry *e = model_set_entry(set, i);
+        for (size_t k = 0; k < e->n_status; k++) {
+            fprintf(out, "inferd_model_state{model=\"");
+            label_value(out, e->name);
+            fprintf(out, "\",version=\"");
+            label_value(out, e->status[k].version);
+            fprintf(out, "\",state=\"%s\"} 1\n", version_state_name(e->status[k].state));
+        }
+    }
+    fprintf(out, "# HELP inferd_model_loads_total Loads of each model by result (ok, failed).\n"
+                 "# TYPE inferd_model_loads_total counter\n");
+    for (size_t i = 0; i < n; i++) {
+        const model_entry *e = model_set_entry(set, i);
+        for (int failed = 0; failed < 2; failed++) {
+            fprintf(out, "inferd_model_loads_total{model=\"");
+            label_value(out, e->name);
+            fprintf(out, "\",result=\"%s\"} %llu\n", failed ? "failed" : "ok", failed ? e->loads_failed : e->loads_ok);
+        }
+    }
+    fprintf(out, "# HELP inferd_model_rollbacks_total Versions taken out of traffic automatically.\n"
+                 "# TYPE inferd_model_rollbacks_total counter\n");
+    for (size_t i = 0; i < n; i++) {
+        const model_entry *e = model_set_entry(set, i);
+        fprintf(out, "inferd_model_rollbacks_total{model=\"");
+        label_value(out, e->name);
+        fprintf(out, "\"} %llu\n", e->rollbacks);
+    }
+    fprintf(out, "# HELP inferd_shadow_comparisons_total Shadow answers compared with the live answer, by result.\n"
+                 "# TYPE inferd_shadow_comparisons_total counter\n");
+    for (size_t i = 0; i < n; i++) {
+        const model_entry *e = model_set_entry(set, i);
+        for (size_t k = 0; k < e->n_versions; k++) {
+            model_version *v = e->versions[k];
+            pthread_mutex_lock(&v->stats_lock);
+            unsigned long long counts[3] = {v->shadow_agreed, v->shadow_disagreed, v->shadow_failed};
+            pthread_mutex_unlock(&v->stats_lock);
+            if (!counts[0] && !counts[1] && !counts[2])
+                continue;
+            static const char *const results[3] = {"agree", "disagree", "error"};
+            for (int r = 0; r < 3; r++) {
+                version_labels(out, "inferd_shadow_comparisons_total", v);
+                fprintf(out, ",result=\"%s\"} %llu\n", results[r], counts[r]);
+            }
+        }
+    }
+    model_set_read_unlock(set);
+    shadow_totals shadow = model_set_shadow_totals(set);
+    fprintf(out, "# HELP inferd_shadow_copies_dropped_total Shadow copies dropped because the shadow queue was full.\n"
+                 "# TYPE inferd_shadow_copies_dropped_total counter\ninferd_shadow_copies_dropped_total %llu\n",
+            shadow.dropped);
+}
+
 char *metrics_render(metrics *m, const server *srv, size_t *len)
 {
     char *text = NULL;
@@ -166,26 +269,7 @@ char *metrics_render(metrics *m, const server *srv, size_t *len)
     fprintf(out, "# HELP inferd_requests_in_flight Requests being read, queued or computed.\n"
                  "# TYPE inferd_requests_in_flight gauge\ninferd_requests_in_flight %d\n",
             __atomic_load_n(&srv->unanswered, __ATOMIC_SEQ_CST));
-    fprintf(out, "# HELP inferd_model_load_seconds Time to load and warm up each model.\n"
-                 "# TYPE inferd_model_load_seconds gauge\n");
-    for (size_t i = 0; i < srv->models->n_models; i++) {
-        const served_model *sm = srv->models->models[i];
-        fprintf(out, "inferd_model_load_seconds{model=\"");
-        label_value(out, sm->name);
-        fprintf(out, "\",version=\"");
-        label_value(out, sm->version);
-        fprintf(out, "\"} %.6f\n", sm->load_seconds);
-    }
-    fprintf(out, "# HELP inferd_model_ready Whether each model is ready to serve (1) or not (0).\n"
-                 "# TYPE inferd_model_ready gauge\n");
-    for (size_t i = 0; i < srv->models->n_models; i++) {
-        const served_model *sm = srv->models->models[i];
-        fprintf(out, "inferd_model_ready{model=\"");
-        label_value(out, sm->name);
-        fprintf(out, "\",version=\"");
-        label_value(out, sm->version);
-        fprintf(out, "\"} %d\n", sm->ready ? 1 : 0);
-    }
+    render_model_set(out, srv->models);
     pthread_mutex_lock(&m->lock);
     fprintf(out, "# HELP inferd_requests_total HTTP requests by model, version and status code.\n"
                  "# TYPE inferd_requests_total counter\n");

@@ -98,7 +98,10 @@ static json_t *v2_paths_for(json_t *paths, const char *prefix, bool versioned)
 
 static json_t *build_document(const server *srv)
 {
-    served_model *def = registry_default(srv->models);
+    const model_entry *default_entry = model_set_default(srv->models);
+    const model_version *def = default_entry && default_entry->n_versions
+                                   ? default_entry->versions[default_entry->n_versions - 1]
+                                   : NULL;
     json_t *rows = def && ifd_model_input_count(def->model) == 1
                        ? rows_schema(&ifd_model_input(def->model, 0)->type)
                        : json_pack("{s:s, s:{}}", "type", "array", "items");
@@ -128,10 +131,19 @@ static json_t *build_document(const server *srv)
     json_object_set_new(paths, "/openapi.json", json_pack("{s:o}", "get", operation("This document", "Operations", ok_json("OpenAPI 3 document", NULL), NULL, false, false)));
     json_object_set_new(paths, "/docs", json_pack("{s:{s:s, s:[s], s:{s:{s:s, s:{s:{s:{s:s}}}}}}}", "get", "summary", "Interactive documentation (Swagger UI)", "tags", "Operations", "responses", "200", "description", "HTML page", "content", "text/html", "schema", "type", "string"));
 
+    json_object_set_new(paths, "/v2/repository/index", json_pack("{s:o}", "post", operation("Triton model repository index: every model and version with its state and reason (needs --admin-token; Authorization: Bearer TOKEN)", "Model repository", ok_json("Index", NULL), json_pack("{s:s, s:{s:{s:s}}}", "type", "object", "properties", "ready", "type", "boolean"), false, false)));
+    json_object_set_new(paths, "/v2/repository/models/{model}/load", json_pack("{s:o}", "post", operation("Load or reload a model from the repository; parameters.config overrides its config.json (needs --admin-token)", "Model repository", ok_json("Loaded", NULL), json_pack("{s:s, s:{s:{s:s}}}", "type", "object", "properties", "parameters", "type", "object"), true, false)));
+    json_object_set_new(paths, "/v2/repository/models/{model}/unload", json_pack("{s:o}", "post", operation("Unload a model: its versions finish the requests in flight (needs --admin-token)", "Model repository", ok_json("Unloaded", NULL), json_pack("{s:s, s:{s:{s:s}}}", "type", "object", "properties", "parameters", "type", "object"), true, false)));
+    json_object_set_new(paths, "/v2/repository/models/{model}/traffic", json_pack("{s:o}", "post", operation("Change a served model's traffic split, e.g. {\"traffic\": {\"1\": 90, \"2\": 10}} (inferd extension; needs --admin-token)", "Model repository", ok_json("Changed", NULL), json_pack("{s:s, s:{s:{s:s}}}", "type", "object", "properties", "traffic", "type", "object"), true, false)));
+    json_object_set_new(paths, "/v2/repository/models/{model}/status", json_pack("{s:o}", "get", operation("Versions, weights, rollbacks, shadow agreement and config of a model (inferd extension; needs --admin-token)", "Model repository", ok_json("Status", NULL), NULL, true, false)));
+
     /* each served model's inputs, by name, for V2 clients */
     json_t *models = json_object();
-    for (size_t i = 0; i < srv->models->n_models; i++) {
-        const served_model *m = srv->models->models[i];
+    for (size_t i = 0; i < model_set_count(srv->models); i++) {
+        const model_entry *entry = model_set_entry(srv->models, i);
+        if (!entry->n_versions)
+            continue;
+        const model_version *m = entry->versions[entry->n_versions - 1];
         json_t *inputs = json_object();
         for (size_t k = 0; k < ifd_model_input_count(m->model); k++) {
             const ifd_io_info *io = ifd_model_input(m->model, k);
@@ -189,7 +201,9 @@ void openapi_json(http_request *req, const route_params *p, int worker)
 {
     (void)p;
     (void)worker;
+    model_set_read_lock(req->server->models);
     json_t *doc = build_document(req->server);
+    model_set_read_unlock(req->server->models);
     if (!doc) {
         http_reply_error(req, 500, "cannot build the OpenAPI document");
         return;

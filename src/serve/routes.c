@@ -28,6 +28,8 @@ static const fixed_route fixed[] = {
     {"GET", "/v2/health/live", v2_health_live, false},
     {"GET", "/v2/health/ready", v2_health_ready, false},
     {"GET", "/v2/inventory", v2_inventory, false},
+    {"POST", "/v2/repository/index", repository_index, false},
+    {"GET", "/v2/repository/status", repository_status, false},
     {"GET", "/metrics", metrics_handler, false},
     {"GET", "/openapi.json", openapi_json, false},
     {"GET", "/docs", openapi_docs, false},
@@ -97,6 +99,28 @@ static bool match_v2_model(http_request *req, const char *rest, route_match *out
     return false;
 }
 
+/* /v2/repository/models/{m}/load|unload|traffic (POST), /status (GET) */
+static bool match_repository_model(http_request *req, const char *rest, route_match *out)
+{
+    const char *slash = strchr(rest, '/');
+    if (!slash || !segment(rest, slash, out->params.model, sizeof(out->params.model)))
+        return false;
+    static const struct {
+        const char *tail;
+        route_fn fn;
+    } calls[] = {{"/load", repository_load}, {"/unload", repository_unload}, {"/traffic", repository_traffic}};
+    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+        if (strcmp(slash, calls[i].tail) != 0)
+            continue;
+        out->has_body = true;
+        out->admin = true;
+        return method_is(req, "POST") ? set(out, calls[i].fn, true) : wrong_method(req, "POST");
+    }
+    if (strcmp(slash, "/status") == 0)
+        return method_is(req, "GET") ? set(out, repository_status, false) : wrong_method(req, "GET");
+    return false;
+}
+
 /* /v1/models/{m}[/versions/{v}][:predict] */
 static bool match_v1_model(http_request *req, const char *rest, route_match *out)
 {
@@ -147,6 +171,8 @@ bool routes_match(http_request *req, route_match *out)
     if (strncmp(path, "/v2/models/", 11) == 0 && match_v2_model(req, path + 11, out))
         return true;
     if (strncmp(path, "/v1/models/", 11) == 0 && match_v1_model(req, path + 11, out))
+        return true;
+    if (strncmp(path, "/v2/repository/models/", 22) == 0 && match_repository_model(req, path + 22, out))
         return true;
     if (req->answered)
         return false; /* a 405 from the model routes */

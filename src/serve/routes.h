@@ -21,6 +21,7 @@ typedef void (*route_fn)(http_request *req, const route_params *params, int work
 typedef struct route_match {
     route_fn fn;
     bool compute;   /* runs on a worker thread */
+    bool admin;     /* a repository call: runs on the admin thread (compute is true too) */
     bool has_body;  /* a POST whose body is JSON (or V2 binary) */
     route_params params;
 } route_match;
@@ -47,6 +48,14 @@ void v2_infer(http_request *req, const route_params *p, int worker);
 
 void v1_model_status(http_request *req, const route_params *p, int worker);
 void v1_predict(http_request *req, const route_params *p, int worker);
+
+/* The repository API (api_repository.c): Triton's model-repository
+ * extension plus inferd's traffic and status calls, behind --admin-token. */
+void repository_index(http_request *req, const route_params *p, int worker);
+void repository_load(http_request *req, const route_params *p, int worker);
+void repository_unload(http_request *req, const route_params *p, int worker);
+void repository_traffic(http_request *req, const route_params *p, int worker);
+void repository_status(http_request *req, const route_params *p, int worker);
 
 void metrics_handler(http_request *req, const route_params *p, int worker);
 void openapi_json(http_request *req, const route_params *p, int worker);

@@ -90,6 +90,27 @@ const char *http_header(const http_request *req, const char *name)
     return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
 }
 
+const char *http_client_address(const http_request *req, char *buf, size_t size)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(buf, size, "unknown");
+    if (!info || !info->client_addr)
+        return buf;
+    char host[INET6_ADDRSTRLEN] = "";
+    const struct sockaddr *sa = info->client_addr;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host));
+        snprintf(buf, size, "%s:%u", host, ntohs(v4->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host));
+        snprintf(buf, size, "[%s]:%u", host, ntohs(v6->sin6_port));
+    }
+    return buf;
+}
+
 void http_reply_buffer(http_request *req, int status, const char *content_type, char *data,
                        size_t len)
 {
@@ -277,6 +298,13 @@ static enum MHD_Result send_response(http_request *req)
     }
     if (req->allow)
         MHD_add_response_header(resp, "Allow", req->allow);
+    if (req->authenticate)
+        MHD_add_response_header(resp, "WWW-Authenticate", req->authenticate);
+    if (req->answered_by) {
+        char who[200];
+        snprintf(who, sizeof(who), "%s:%s", req->model_name, req->model_version);
+        MHD_add_response_header(resp, "X-Model-Version", who);
+    }
     if (req->server->stopping)
         MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result r = MHD_queue_response(req->connection, (unsigned)req->status, resp);
@@ -338,11 +366,9 @@ static int inline_session(server *srv, const http_request *req, const route_matc
     static __thread int slot = -2;
     if (req->body_len > INLINE_MAX_BODY)
         return -1;
-    const served_model *m = route->params.model[0]
-                                ? registry_find(srv->models, route->params.model,
-                                                route->params.has_version ? route->params.version : NULL)
-                                : registry_default(srv->models);
-    if (!m || m->run_seconds > INLINE_MAX_SECONDS)
+    double run_seconds = model_set_run_seconds(srv->models, route->params.model,
+                                               route->params.has_version ? route->params.version : NULL);
+    if (run_seconds > INLINE_MAX_SECONDS)
         return -1;
     if (slot == -2) {
         int n = atomic_fetch_add(&claimed, 1);
@@ -488,6 +514,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         route.fn(req, &route.params, -1);
         return send_response(req);
     }
+    if (route.admin) {
+        /* loads take seconds: on their own thread, never an inference worker */
+        compute_job *job = malloc(sizeof(*job));
+        if (!job) {
+            http_reply_error(req, 503, "out of memory");
+            return send_response(req);
+        }
+        job->req = req;
+        job->route = route;
+        req->suspended = true;
+        req->t_queued = server_now();
+        MHD_suspend_connection(connection);
+        if (!workers_submit(srv->admin_pool, run_compute, job)) {
+            free(job);
+            http_reply_error(req, 503, "the server is stopping or too many repository calls are queued");
+            MHD_resume_connection(connection);
+        }
+        return MHD_YES;
+    }
     int session = inline_session(srv, req, &route);
     if (session >= 0) {
         req->t_queued = req->t_compute_start = server_now();
@@ -536,6 +581,9 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
                   req->path ? req->path : "", "status", code_text, "ms", ms, "bytes", bytes,
                   "model", req->model_name, NULL);
     }
+    /* the version that answered may have been retired meanwhile: this
+     * request may be the last that holds it */
+    model_version_unref(req->answered_by);
     free(req->path);
     free(req->body);
     free(req->response);
@@ -604,6 +652,11 @@ int server_run(server *srv)
 
     seed_request_ids();
     srv->pool = workers_start(o->workers);
+    srv->admin_pool = srv->pool ? workers_start(1) : NULL;
+    if (srv->pool && !srv->admin_pool) {
+        workers_stop(srv->pool);
+        srv->pool = NULL;
+    }
     if (!srv->pool) {
         log_event(LOG_ERROR, "cannot start the worker threads", NULL);
         return 1;
@@ -637,6 +690,7 @@ int server_run(server *srv)
         log_event(LOG_ERROR, "cannot listen (address in use or not permitted)", "host", o->host,
                   "port", port, NULL);
         workers_stop(srv->pool);
+        workers_stop(srv->admin_pool);
         return 1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -682,6 +736,7 @@ int server_run(server *srv)
     /* inferences already running finish; queued ones are answered 503 at once */
     atomic_store(&abandon_queued, true);
     workers_stop(srv->pool);
+    workers_stop(srv->admin_pool);
     MHD_stop_daemon(daemon);
     close(signal_pipe[0]);
     close(signal_pipe[1]);

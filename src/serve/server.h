@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "registry.h"
+#include "model_set.h"
 #include "workers.h"
 
 typedef struct serve_options {
@@ -18,6 +18,7 @@ typedef struct serve_options {
     int port;
     int workers;                 /* inference threads */
     int io_threads;              /* libmicrohttpd polling threads */
+    const char *admin_token;     /* NULL or "": the repository API is off */
     size_t max_body;             /* bytes */
     size_t max_header;           /* bytes of request line + headers */
     unsigned connection_limit;
@@ -29,7 +30,9 @@ typedef struct route route;
 
 typedef struct server {
     serve_options options;
-    registry *models;
+    model_set *models;
+    const char *admin_token;     /* NULL: the repository API is off */
+    workers *admin_pool;         /* loads and unloads, off the inference workers */
     workers *pool;
     double started;              /* CLOCK_MONOTONIC seconds */
     double started_wall;         /* Unix time */
