@@ -12,9 +12,10 @@ build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler li
        libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev)
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
-# yamllint for the release patterns
+# yamllint for the release patterns; wrk, the load generator of the live-model
+# tests
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
-      libclang-rt-14-dev umoci skopeo yamllint curl)
+      libclang-rt-14-dev umoci skopeo yamllint curl wrk)
 
 case "$what" in
   build) wanted=("${build[@]}") ;;

@@ -5,7 +5,6 @@
  * and library fields, and one entry per stored model whose sha256 is
  * recomputed from the file rather than copied from the manifest.
  */
-#include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,61 +14,23 @@
 #include "../serve/inventory.h"
 #include "../store/store.h"
 #include "cli.h"
+#include "server_client.h"
 
 static const char inventory_usage[] =
     "usage: inferd inventory [--url URL] [--store DIR]\n"
     "  --url URL   ask a running server (GET URL/v2/inventory)\n"
     "  --store DIR describe this host and the store at DIR (default: $INFERD_HOME)\n";
 
-typedef struct body {
-    char *data;
-    size_t size;
-} body;
-
-static size_t collect(char *data, size_t size, size_t count, void *context)
-{
-    body *b = context;
-    size_t n = size * count;
-    if (b->size + n > (64u << 20))
-        return 0; /* an inventory is small; refuse to buffer without bound */
-    char *grown = realloc(b->data, b->size + n + 1);
-    if (!grown)
-        return 0;
-    memcpy(grown + b->size, data, n);
-    b->data = grown;
-    b->size += n;
-    b->data[b->size] = '\0';
-    return n;
-}
-
 static int remote_inventory(const char *url)
 {
-    char full[4096];
-    size_t len = strlen(url);
-    while (len > 0 && url[len - 1] == '/')
-        len--;
-    snprintf(full, sizeof(full), "%.*s/v2/inventory", (int)len, url);
-    CURL *curl = curl_easy_init();
-    if (!curl)
-        return cli_fail("inventory: cannot start libcurl");
-    body b = {0};
-    char error[CURL_ERROR_SIZE] = "";
-    long status = 0;
-    curl_easy_setopt(curl, CURLOPT_URL, full);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-    CURLcode rc = curl_easy_perform(curl);
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(curl);
+    server_reply reply;
+    char err[4400];
+    if (!server_call("GET", url, "/v2/inventory", NULL, NULL, 30, &reply, err, sizeof(err)))
+        return cli_fail("inventory: %s", err);
     int result = 0;
-    json_t *doc = b.data ? json_loads(b.data, 0, NULL) : NULL;
-    if (rc != CURLE_OK)
-        result = cli_fail("inventory: %s: %s", full, error[0] ? error : curl_easy_strerror(rc));
-    else if (status != 200 || !json_is_object(doc))
-        result = cli_fail("inventory: %s: HTTP %ld, %s", full, status,
+    json_t *doc = json_loads(reply.body, 0, NULL);
+    if (reply.status != 200 || !json_is_object(doc))
+        result = cli_fail("inventory: %s/v2/inventory: HTTP %ld, %s", url, reply.status,
                           doc ? "not an inventory" : "not JSON");
     else {
         char *text = json_dumps(doc, JSON_INDENT(2));
@@ -77,7 +38,7 @@ static int remote_inventory(const char *url)
         free(text);
     }
     json_decref(doc);
-    free(b.data);
+    server_reply_free(&reply);
     return result;
 }
 

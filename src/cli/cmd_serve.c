@@ -227,8 +227,8 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
             char *end;
             errno = 0;
             poll_interval = text ? strtod(text, &end) : -1;
-            if (!text || errno || *end || !(poll_interval >= 0.05 && poll_interval <= 86400))
-                return cli_fail("--poll-interval: expected seconds from 0.05 to 86400, got '%s'", text ? text : "");
+            if (!text || errno || *end || !(poll_interval >= 0.01 && poll_interval <= 86400))
+                return cli_fail("--poll-interval: expected seconds from 0.01 to 86400, got '%s'", text ? text : "");
         } else if (strcmp(flag, "--admin-token") == 0 && value) {
             admin_token = TAKE();
         } else if (strcmp(flag, "--grace") == 0) {

@@ -19,7 +19,7 @@ static const char usage[] =
     "      run the model on TensorProto inputs; writes OUTDIR/output_<k>.pb\n"
     "  predict MODEL.onnx --data JSON [--threads N]\n"
     "      run the model on a JSON array and print the outputs as JSON\n"
-    "  serve MODEL.onnx [--labels FILE] [--port N] ... | serve --repository DIR\n"
+    "  serve MODEL.onnx [--labels FILE] [--port N] ... | serve --repository DIR [--model-control M]\n"
     "      serve models over HTTP: the book's API, KServe V2, TensorFlow Serving REST\n"
     "  models import|list|get|delete|export ...\n"
     "      the local model store ($INFERD_HOME): import through the version guard\n"
@@ -31,6 +31,8 @@ static const char usage[] =
     "      one executable serving a stored model (./FILE with no arguments)\n"
     "  image REF -o FILE.oci.tar [--tag NAME:TAG] [--store DIR]\n"
     "      an OCI image archive (no Docker needed) whose entrypoint serves the model\n"
+    "  ctl [--url URL] [--token TOKEN] index|load|unload|traffic|status ...\n"
+    "      steer a running server: load, unload, traffic splits, status\n"
     "  inventory [--url URL] [--store DIR]\n"
     "      what runs where: host, versions, libraries, models (a server's or the store's)\n"
     "  version [--deps]\n"
@@ -147,6 +149,8 @@ int main(int argc, char **argv)
         return cmd_bundle(argc - 1, argv + 1);
     if (strcmp(command, "image") == 0)
         return cmd_image(argc - 1, argv + 1);
+    if (strcmp(command, "ctl") == 0)
+        return cmd_ctl(argc - 1, argv + 1);
     if (strcmp(command, "inventory") == 0)
         return cmd_inventory(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0)
