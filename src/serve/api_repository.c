@@ -89,6 +89,12 @@ static json_t *body_object(http_request *req)
     return body;
 }
 
+/* An authorized call's body, or NULL after answering 401/403/404/400. */
+static json_t *admin_request(http_request *req)
+{
+    return authorized(req) ? body_object(req) : NULL;
+}
+
 static int status_code(admin_result r)
 {
     switch (r) {
@@ -114,9 +120,7 @@ void repository_index(http_request *req, const route_params *p, int worker)
 {
     (void)p;
     (void)worker;
-    if (!authorized(req))
-        return;
-    json_t *body = body_object(req);
+    json_t *body = admin_request(req);
     if (!body)
         return;
     json_t *ready = json_object_get(body, "ready");
@@ -134,9 +138,7 @@ void repository_index(http_request *req, const route_params *p, int worker)
 void repository_load(http_request *req, const route_params *p, int worker)
 {
     (void)worker;
-    if (!authorized(req))
-        return;
-    json_t *body = body_object(req);
+    json_t *body = admin_request(req);
     if (!body)
         return;
     json_t *params = json_object_get(body, "parameters");
@@ -177,9 +179,7 @@ done:
 void repository_unload(http_request *req, const route_params *p, int worker)
 {
     (void)worker;
-    if (!authorized(req))
-        return;
-    json_t *body = body_object(req);
+    json_t *body = admin_request(req);
     if (!body)
         return;
     json_t *params = json_object_get(body, "parameters");
@@ -198,9 +198,7 @@ void repository_unload(http_request *req, const route_params *p, int worker)
 void repository_traffic(http_request *req, const route_params *p, int worker)
 {
     (void)worker;
-    if (!authorized(req))
-        return;
-    json_t *body = body_object(req);
+    json_t *body = admin_request(req);
     if (!body)
         return;
     json_t *traffic = json_object_get(body, "traffic");

@@ -45,6 +45,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "routes.h"
+#include "served.h"
 #include "tensor_json.h"
 
 static int signal_pipe[2] = {-1, -1};
@@ -391,6 +392,29 @@ static bool content_type_ok(http_request *req)
     return false;
 }
 
+/* Suspend the connection and queue the request on a pool; the thread that
+ * runs it resumes the connection with the answer. */
+static enum MHD_Result hand_off(workers *pool, http_request *req, const route_match *route,
+                                const char *busy_message)
+{
+    compute_job *job = malloc(sizeof(*job));
+    if (!job) {
+        http_reply_error(req, 503, "out of memory");
+        return send_response(req);
+    }
+    job->req = req;
+    job->route = *route;
+    req->suspended = true;
+    req->t_queued = server_now();
+    MHD_suspend_connection(req->connection);
+    if (!workers_submit(pool, run_compute, job)) {
+        free(job);
+        http_reply_error(req, 503, "%s", busy_message);
+        MHD_resume_connection(req->connection);
+    }
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -514,25 +538,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         route.fn(req, &route.params, -1);
         return send_response(req);
     }
-    if (route.admin) {
-        /* loads take seconds: on their own thread, never an inference worker */
-        compute_job *job = malloc(sizeof(*job));
-        if (!job) {
-            http_reply_error(req, 503, "out of memory");
-            return send_response(req);
-        }
-        job->req = req;
-        job->route = route;
-        req->suspended = true;
-        req->t_queued = server_now();
-        MHD_suspend_connection(connection);
-        if (!workers_submit(srv->admin_pool, run_compute, job)) {
-            free(job);
-            http_reply_error(req, 503, "the server is stopping or too many repository calls are queued");
-            MHD_resume_connection(connection);
-        }
-        return MHD_YES;
-    }
+    /* the version that answers is chosen when the request is accepted, so a
+     * swap or unload after this point never fails it: it holds the version
+     * while it waits for a worker and while it runs */
+    if (!route.admin && !served_acquire(req, &route.params))
+        return send_response(req);
+    if (route.admin) /* loads take seconds: on their own thread, never an inference worker */
+        return hand_off(srv->admin_pool, req, &route, "the server is stopping or too many repository calls are queued");
     int session = inline_session(srv, req, &route);
     if (session >= 0) {
         req->t_queued = req->t_compute_start = server_now();
@@ -542,22 +554,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
             http_reply_error(req, 500, "the handler gave no answer");
         return send_response(req);
     }
-    compute_job *job = malloc(sizeof(*job));
-    if (!job) {
-        http_reply_error(req, 503, "out of memory");
-        return send_response(req);
-    }
-    job->req = req;
-    job->route = route;
-    req->suspended = true;
-    req->t_queued = server_now();
-    MHD_suspend_connection(connection);
-    if (!workers_submit(srv->pool, run_compute, job)) {
-        free(job);
-        http_reply_error(req, 503, "the server is overloaded or stopping; retry later");
-        MHD_resume_connection(connection);
-    }
-    return MHD_YES;
+    return hand_off(srv->pool, req, &route, "the server is overloaded or stopping; retry later");
 }
 
 static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,

@@ -100,6 +100,10 @@ class LiveModelTestCase(unittest.TestCase):
             time.sleep(0.01)
         self.fail(f"timed out waiting for {what}")
 
+    def in_flight(self, srv):
+        text = srv.get("/metrics").body.decode()
+        return float(re.search(r"^inferd_requests_in_flight (\S+)", text, re.M).group(1))
+
     def served_versions(self, srv):
         r = srv.get("/v2/models/m")
         return sorted(r.json()["versions"]) if r.status == 200 else None
@@ -222,7 +226,7 @@ class SwapTest(LiveModelTestCase):
             srv.post("/v2/models/slow/infer", body, timeout=60).status)) for _ in range(6)]
         for t in threads:
             t.start()
-        time.sleep(0.1 * SLOW)
+        self.wait_for(lambda: self.in_flight(srv) >= 6 + 1, "six requests in flight")
         r = srv.post("/v2/repository/models/slow/unload", {}, headers=AUTH)
         self.assertEqual(r.status, 200, r)
         for t in threads:
