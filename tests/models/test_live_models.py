@@ -365,6 +365,17 @@ class ShadowRollbackTest(LiveModelTestCase):
         agree3 = r'inferd_shadow_comparisons_total\{model="m",version="3",result="agree"\} (\d+)'
         self.wait_for(lambda: self.metric(srv, disagree) + self.metric(srv, agree3) == 100, "100 comparisons")
         self.assertGreater(self.metric(srv, disagree), 10)
+        # every live-model metric passes Prometheus's own linter
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool (Debian package prometheus; scripts/deps.sh test)")
+        text = srv.get("/metrics").body
+        for name in ("inferd_model_loads_total", "inferd_model_state", "inferd_model_traffic_weight",
+                     "inferd_shadow_comparisons_total", "inferd_shadow_copies_dropped_total",
+                     "inferd_model_rollbacks_total"):
+            self.assertIn(name.encode(), text)
+        proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stdout.decode() + proc.stderr.decode())
+        self.assertEqual(proc.stdout.strip() + proc.stderr.strip(), b"", "promtool lint findings")
         self.stop_cleanly(srv)
 
     def test_error_rate_rolls_the_canary_back(self):
