@@ -18,7 +18,8 @@ static const char ctl_usage[] =
     "usage: inferd ctl [--url URL] [--token TOKEN] COMMAND\n"
     "commands:\n"
     "  index [--ready]                 every model and version with its state and reason\n"
-    "  load NAME [--config FILE]       load or reload NAME from the repository (FILE: a config.json\n"
+    "  load NAME [--config FILE]       load or reload NAME from the repository (FILE: a "
+    "config.json\n"
     "                                  used instead of the model's own)\n"
     "  unload NAME                     stop serving NAME (requests in flight finish)\n"
     "  traffic NAME V=W [V=W ...]      split NAME's traffic, percent per version (sum 100)\n"
@@ -44,11 +45,14 @@ static json_t *call(const char *method, const char *url, const char *path, const
     if (reply.status == 200 && doc) {
         result = json_incref(doc);
     } else if (reply.status == 401 || reply.status == 403) {
-        cli_fail("ctl: the server refused %s (HTTP %ld): %s", token ? "the admin token" : "the call without a token",
-                 reply.status, reason ? reason : "unauthorized");
+        cli_fail("ctl: the server refused %s (HTTP %ld): %s",
+                 token ? "the admin token" : "the call without a token", reply.status,
+                 reason ? reason : "unauthorized");
     } else {
         cli_fail("ctl: %s %s: HTTP %ld: %s", method, path, reply.status,
-                 reason ? reason : doc ? "unexpected answer" : "the answer is not JSON");
+                 reason ? reason
+                 : doc  ? "unexpected answer"
+                        : "the answer is not JSON");
     }
     json_decref(doc);
     server_reply_free(&reply);
@@ -64,17 +68,21 @@ static void print_json(const json_t *doc)
 
 static int ctl_index(const char *url, const char *token, bool ready)
 {
-    json_t *index = call("POST", url, "/v2/repository/index", token, ready ? "{\"ready\":true}" : "{}");
+    json_t *index =
+        call("POST", url, "/v2/repository/index", token, ready ? "{\"ready\":true}" : "{}");
     if (!index)
         return 1;
     printf("%-24s %-8s %-12s %s\n", "MODEL", "VERSION", "STATE", "REASON");
     size_t i;
     json_t *row;
-    json_array_foreach(index, i, row) {
+    json_array_foreach(index, i, row)
+    {
         const char *version = json_string_value(json_object_get(row, "version"));
-        printf("%-24s %-8s %-12s %s\n", json_string_value(json_object_get(row, "name")), version ? version : "-",
-               json_string_value(json_object_get(row, "state")),
-               json_string_value(json_object_get(row, "reason")) ? json_string_value(json_object_get(row, "reason")) : "");
+        printf("%-24s %-8s %-12s %s\n", json_string_value(json_object_get(row, "name")),
+               version ? version : "-", json_string_value(json_object_get(row, "state")),
+               json_string_value(json_object_get(row, "reason"))
+                   ? json_string_value(json_object_get(row, "reason"))
+                   : "");
     }
     json_decref(index);
     return 0;
@@ -105,7 +113,8 @@ static int ctl_load(const char *url, const char *token, const char *name, const 
         json_t *parsed = json_loads(text, 0, &je);
         if (!parsed) {
             free(text);
-            return cli_fail("ctl load: %s: line %d column %d: %s", config_path, je.line, je.column, je.text);
+            return cli_fail("ctl load: %s: line %d column %d: %s", config_path, je.line, je.column,
+                            je.text);
         }
         json_decref(parsed);
         json_t *request = json_pack("{s:{s:s}}", "parameters", "config", text);
@@ -148,7 +157,8 @@ static int ctl_traffic(const char *url, const char *token, const char *name, int
         char *end;
         errno = 0;
         long weight = eq ? strtol(eq + 1, &end, 10) : -1;
-        if (!eq || eq == shares[i] || errno || *end || eq[1] == '\0' || weight < 0 || weight > 100) {
+        if (!eq || eq == shares[i] || errno || *end || eq[1] == '\0' || weight < 0 ||
+            weight > 100) {
             json_decref(traffic);
             return cli_fail("ctl traffic: '%s': expected VERSION=PERCENT (0 to 100)", shares[i]);
         }
@@ -208,7 +218,8 @@ int cmd_ctl(int argc, char **argv)
     const char *command = argv[i++];
     int rest = argc - i;
     char **args = argv + i;
-    if (strcmp(command, "index") == 0 && (rest == 0 || (rest == 1 && strcmp(args[0], "--ready") == 0)))
+    if (strcmp(command, "index") == 0 &&
+        (rest == 0 || (rest == 1 && strcmp(args[0], "--ready") == 0)))
         return ctl_index(url, token, rest == 1);
     if (strcmp(command, "load") == 0 && rest == 1)
         return ctl_load(url, token, args[0], NULL);

@@ -15,10 +15,27 @@
 /* Fields of a Triton model config that describe what inferd reads from the
  * ONNX file itself (or runs its own way): accepted and ignored. */
 static const char *const triton_fields[] = {
-    "name", "platform", "backend", "runtime", "input", "output", "batch_input", "batch_output",
-    "instance_group", "dynamic_batching", "sequence_batching", "ensemble_scheduling",
-    "default_model_filename", "cc_model_filenames", "metric_tags", "parameters", "model_warmup",
-    "optimization", "model_operations", "model_transaction_policy", "model_repository_agents",
+    "name",
+    "platform",
+    "backend",
+    "runtime",
+    "input",
+    "output",
+    "batch_input",
+    "batch_output",
+    "instance_group",
+    "dynamic_batching",
+    "sequence_batching",
+    "ensemble_scheduling",
+    "default_model_filename",
+    "cc_model_filenames",
+    "metric_tags",
+    "parameters",
+    "model_warmup",
+    "optimization",
+    "model_operations",
+    "model_transaction_policy",
+    "model_repository_agents",
     "response_cache",
 };
 
@@ -61,32 +78,38 @@ static bool version_number(const json_t *j, long long *out)
     return false;
 }
 
-static bool parse_policy(const json_t *policy, const char *origin, model_config *c, char *err, size_t n)
+static bool parse_policy(const json_t *policy, const char *origin, model_config *c, char *err,
+                         size_t n)
 {
     const char *field = "version_policy";
     if (!json_is_object(policy) || json_object_size(policy) != 1)
-        return fail(err, n, origin, field, "must be an object with one of \"latest\", \"all\", \"specific\"");
+        return fail(err, n, origin, field,
+                    "must be an object with one of \"latest\", \"all\", \"specific\"");
     const json_t *latest = json_object_get(policy, "latest");
     const json_t *all = json_object_get(policy, "all");
     const json_t *specific = json_object_get(policy, "specific");
     if (latest) {
         /* TF Serving: {"latest": N}; Triton: {"latest": {"num_versions": N}} */
-        const json_t *count = json_is_object(latest) ? json_object_get(latest, "num_versions") : latest;
+        const json_t *count =
+            json_is_object(latest) ? json_object_get(latest, "num_versions") : latest;
         if (!json_is_integer(count) || json_integer_value(count) < 1 ||
             json_integer_value(count) > MODEL_CONFIG_MAX_VERSIONS)
-            return fail(err, n, origin, "version_policy.latest", "must be a whole number from 1 to 64");
+            return fail(err, n, origin, "version_policy.latest",
+                        "must be a whole number from 1 to 64");
         c->policy = VERSION_POLICY_LATEST;
         c->latest = (int)json_integer_value(count);
         return true;
     }
     if (all) {
         if (!json_is_true(all) && !(json_is_object(all) && json_object_size(all) == 0))
-            return fail(err, n, origin, "version_policy.all", "must be true (or {} as Triton writes it)");
+            return fail(err, n, origin, "version_policy.all",
+                        "must be true (or {} as Triton writes it)");
         c->policy = VERSION_POLICY_ALL;
         return true;
     }
     if (specific) {
-        const json_t *list = json_is_object(specific) ? json_object_get(specific, "versions") : specific;
+        const json_t *list =
+            json_is_object(specific) ? json_object_get(specific, "versions") : specific;
         if (!json_is_array(list) || json_array_size(list) == 0 ||
             json_array_size(list) > MODEL_CONFIG_MAX_VERSIONS)
             return fail(err, n, origin, "version_policy.specific",
@@ -99,15 +122,18 @@ static bool parse_policy(const json_t *policy, const char *origin, model_config 
                             "every entry must be a version number (digits)");
             for (size_t k = 0; k < c->n_specific; k++)
                 if (c->specific[k] == v)
-                    return fail(err, n, origin, "version_policy.specific", "a version is listed twice");
+                    return fail(err, n, origin, "version_policy.specific",
+                                "a version is listed twice");
             c->specific[c->n_specific++] = v;
         }
         return true;
     }
-    return fail(err, n, origin, field, "must be an object with one of \"latest\", \"all\", \"specific\"");
+    return fail(err, n, origin, field,
+                "must be an object with one of \"latest\", \"all\", \"specific\"");
 }
 
-static bool parse_traffic(const json_t *traffic, const char *origin, model_config *c, char *err, size_t n)
+static bool parse_traffic(const json_t *traffic, const char *origin, model_config *c, char *err,
+                          size_t n)
 {
     if (!json_is_object(traffic) || json_object_size(traffic) == 0 ||
         json_object_size(traffic) > MODEL_CONFIG_MAX_VERSIONS)
@@ -115,12 +141,14 @@ static bool parse_traffic(const json_t *traffic, const char *origin, model_confi
     const char *version;
     const json_t *weight;
     int total = 0;
-    json_object_foreach((json_t *)traffic, version, weight) {
+    json_object_foreach((json_t *)traffic, version, weight)
+    {
         char field[96];
         snprintf(field, sizeof(field), "traffic.%.60s", version);
         if (!model_version_name_valid(version))
             return fail(err, n, origin, field, "a version is a number (digits only)");
-        if (!json_is_integer(weight) || json_integer_value(weight) < 0 || json_integer_value(weight) > 100)
+        if (!json_is_integer(weight) || json_integer_value(weight) < 0 ||
+            json_integer_value(weight) > 100)
             return fail(err, n, origin, field, "the weight must be a whole percent from 0 to 100");
         traffic_share *s = &c->traffic[c->n_traffic++];
         snprintf(s->version, sizeof(s->version), "%s", version);
@@ -129,7 +157,8 @@ static bool parse_traffic(const json_t *traffic, const char *origin, model_confi
     }
     if (total != 100) {
         char reason[96];
-        snprintf(reason, sizeof(reason), "the weights must add up to 100 (they add up to %d)", total);
+        snprintf(reason, sizeof(reason), "the weights must add up to 100 (they add up to %d)",
+                 total);
         return fail(err, n, origin, "traffic", reason);
     }
     return true;
@@ -157,18 +186,22 @@ static bool number_in(const json_t *j, double lo, double hi, double *out)
     return true;
 }
 
-static bool parse_shadow(const json_t *shadow, const char *origin, model_config *c, char *err, size_t n)
+static bool parse_shadow(const json_t *shadow, const char *origin, model_config *c, char *err,
+                         size_t n)
 {
     if (!json_is_object(shadow))
-        return fail(err, n, origin, "shadow", "must be an object {\"version\": \"3\", \"percent\": 100}");
+        return fail(err, n, origin, "shadow",
+                    "must be an object {\"version\": \"3\", \"percent\": 100}");
     const char *key;
     const json_t *value;
-    json_object_foreach((json_t *)shadow, key, value) {
+    json_object_foreach((json_t *)shadow, key, value)
+    {
         if (strcmp(key, "version") && strcmp(key, "percent") && strcmp(key, "queue") &&
             strcmp(key, "tolerance")) {
             char field[96];
             snprintf(field, sizeof(field), "shadow.%.60s", key);
-            return fail(err, n, origin, field, "unknown field (version, percent, queue, tolerance)");
+            return fail(err, n, origin, field,
+                        "unknown field (version, percent, queue, tolerance)");
         }
     }
     const json_t *version = json_object_get(shadow, "version");
@@ -201,14 +234,18 @@ static bool parse_rollback(const json_t *rollback, const char *origin, model_con
 {
     if (!json_is_object(rollback))
         return fail(err, n, origin, "rollback",
-                    "must be an object {\"max_error_rate\": 0.01, \"min_agreement\": 0.95, \"window\": 500}");
+                    "must be an object {\"max_error_rate\": 0.01, \"min_agreement\": 0.95, "
+                    "\"window\": 500}");
     const char *key;
     const json_t *value;
-    json_object_foreach((json_t *)rollback, key, value) {
-        if (strcmp(key, "max_error_rate") && strcmp(key, "min_agreement") && strcmp(key, "window")) {
+    json_object_foreach((json_t *)rollback, key, value)
+    {
+        if (strcmp(key, "max_error_rate") && strcmp(key, "min_agreement") &&
+            strcmp(key, "window")) {
             char field[96];
             snprintf(field, sizeof(field), "rollback.%.60s", key);
-            return fail(err, n, origin, field, "unknown field (max_error_rate, min_agreement, window)");
+            return fail(err, n, origin, field,
+                        "unknown field (max_error_rate, min_agreement, window)");
         }
     }
     c->rollback.max_error_rate = -1;
@@ -224,7 +261,8 @@ static bool parse_rollback(const json_t *rollback, const char *origin, model_con
     double w;
     if (window) {
         if (!json_is_integer(window) || !number_in(window, 1, 1000000, &w))
-            return fail(err, n, origin, "rollback.window", "must be a whole number of requests from 1 to 1000000");
+            return fail(err, n, origin, "rollback.window",
+                        "must be a whole number of requests from 1 to 1000000");
         c->rollback.window = (int)w;
     }
     if (!rate && !agreement)
@@ -233,8 +271,8 @@ static bool parse_rollback(const json_t *rollback, const char *origin, model_con
     return true;
 }
 
-bool model_config_parse(const char *text, const char *origin, const char *model_name, model_config *c,
-                        char *err, size_t n)
+bool model_config_parse(const char *text, const char *origin, const char *model_name,
+                        model_config *c, char *err, size_t n)
 {
     model_config_default(c);
     json_error_t je;
@@ -248,7 +286,8 @@ bool model_config_parse(const char *text, const char *origin, const char *model_
         fail(err, n, origin, "(top level)", "must be a JSON object");
     const char *key;
     json_t *value;
-    json_object_foreach(root, key, value) {
+    json_object_foreach(root, key, value)
+    {
         if (!ok)
             break;
         if (strcmp(key, "version_policy") == 0) {
@@ -258,7 +297,8 @@ bool model_config_parse(const char *text, const char *origin, const char *model_
         } else if (strcmp(key, "sticky") == 0) {
             ok = json_is_string(value) && header_name_valid(json_string_value(value));
             if (ok)
-                snprintf(c->sticky_header, sizeof(c->sticky_header), "%s", json_string_value(value));
+                snprintf(c->sticky_header, sizeof(c->sticky_header), "%s",
+                         json_string_value(value));
             else
                 fail(err, n, origin, "sticky", "must be an HTTP header name such as \"X-User-ID\"");
         } else if (strcmp(key, "mode_field") == 0) {
@@ -285,7 +325,8 @@ bool model_config_parse(const char *text, const char *origin, const char *model_
                           "unknown field (version_policy, traffic, sticky, mode_field, shadow, "
                           "rollback, max_batch_size, or a Triton model config field)");
             } else if (strcmp(key, "name") == 0 && model_name &&
-                       (!json_is_string(value) || strcmp(json_string_value(value), model_name) != 0)) {
+                       (!json_is_string(value) ||
+                        strcmp(json_string_value(value), model_name) != 0)) {
                 char reason[256];
                 snprintf(reason, sizeof(reason), "names another model than '%.200s'", model_name);
                 ok = fail(err, n, origin, "name", reason);
@@ -295,16 +336,17 @@ bool model_config_parse(const char *text, const char *origin, const char *model_
     if (ok && c->sticky_header[0] && c->n_traffic == 0)
         ok = fail(err, n, origin, "sticky", "needs a \"traffic\" split to keep users on");
     if (ok && c->rollback.enabled && c->rollback.min_agreement >= 0 && !c->shadow.enabled)
-        ok = fail(err, n, origin, "rollback.min_agreement", "needs a \"shadow\" version to compare with");
+        ok = fail(err, n, origin, "rollback.min_agreement",
+                  "needs a \"shadow\" version to compare with");
     json_decref(root);
     return ok;
 }
 
-bool model_config_wants(const model_config *c, long long version, const long long *available, size_t n)
+bool model_config_wants(const model_config *c, long long version, const long long *available,
+                        size_t n)
 {
     switch (c->policy) {
-    case VERSION_POLICY_ALL:
-        return true;
+    case VERSION_POLICY_ALL: return true;
     case VERSION_POLICY_SPECIFIC:
         for (size_t i = 0; i < c->n_specific; i++)
             if (c->specific[i] == version)

@@ -39,27 +39,27 @@ typedef struct traffic_share {
 
 typedef struct model_config {
     version_policy_kind policy;
-    int latest;                          /* VERSION_POLICY_LATEST: how many */
+    int latest; /* VERSION_POLICY_LATEST: how many */
     long long specific[MODEL_CONFIG_MAX_VERSIONS];
     size_t n_specific;
     traffic_share traffic[MODEL_CONFIG_MAX_VERSIONS];
-    size_t n_traffic;                    /* 0: every request goes to the newest version */
-    char sticky_header[128];             /* "": no stickiness */
-    bool mode_field;                     /* the book's A/B "mode" field in book-API answers */
+    size_t n_traffic;        /* 0: every request goes to the newest version */
+    char sticky_header[128]; /* "": no stickiness */
+    bool mode_field;         /* the book's A/B "mode" field in book-API answers */
     struct {
         bool enabled;
         char version[MODEL_VERSION_NAME_MAX];
         double percent;
-        int queue;                       /* copies waiting at most; more are dropped */
-        double tolerance;                /* regressors: largest absolute difference that agrees */
+        int queue;        /* copies waiting at most; more are dropped */
+        double tolerance; /* regressors: largest absolute difference that agrees */
     } shadow;
     struct {
         bool enabled;
-        double max_error_rate;           /* < 0: not checked */
-        double min_agreement;            /* < 0: not checked */
+        double max_error_rate; /* < 0: not checked */
+        double min_agreement;  /* < 0: not checked */
         int window;
     } rollback;
-    int max_batch_size;                  /* 0: not given */
+    int max_batch_size; /* 0: not given */
 } model_config;
 
 /* The configuration of a model without a config.json: every version

@@ -22,7 +22,8 @@ static void list_versions_text(model_version *const *versions, size_t n, char *o
     size_t used = 0;
     out[0] = '\0';
     for (size_t i = 0; i < n && used < size; i++)
-        used += (size_t)snprintf(out + used, size - used, "%s%s", i ? ", " : "", versions[i]->version);
+        used +=
+            (size_t)snprintf(out + used, size - used, "%s%s", i ? ", " : "", versions[i]->version);
 }
 
 version_load_options model_set_load_options(const model_set *set)
@@ -35,7 +36,7 @@ version_load_options model_set_load_options(const model_set *set)
  * the write lock). The entry takes over `versions` (their references);
  * the old list is returned to be released outside the lock. */
 model_version **model_set_publish(model_entry *e, model_version **versions, size_t n,
-                               const model_config *config, size_t *n_old)
+                                  const model_config *config, size_t *n_old)
 {
     int *weights = calloc(n ? n : 1, sizeof(*weights));
     char(*rolled_back)[256] = calloc(n ? n : 1, sizeof(*rolled_back));
@@ -106,8 +107,8 @@ static void refuse_version(model_entry *e, const version_file *f, const char *re
     row->has_refused = true;
 }
 
-static admin_result load_model(model_set *set, const char *name, const char *config_text, bool initial,
-                               char *err, size_t n)
+static admin_result load_model(model_set *set, const char *name, const char *config_text,
+                               bool initial, char *err, size_t n)
 {
     char dir[PATH_MAX];
     struct stat st;
@@ -119,7 +120,8 @@ static admin_result load_model(model_set *set, const char *name, const char *con
         snprintf(err, n, "'%.200s' is not a model name (letters, digits, '.', '_', '-')", name);
         return ADMIN_BAD_REQUEST;
     }
-    if (!repository_confined_path(set, name, dir, sizeof(dir)) || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    if (!repository_confined_path(set, name, dir, sizeof(dir)) || stat(dir, &st) != 0 ||
+        !S_ISDIR(st.st_mode)) {
         snprintf(err, n, "model '%s' is not in the repository", name);
         return ADMIN_NOT_FOUND;
     }
@@ -127,7 +129,8 @@ static admin_result load_model(model_set *set, const char *name, const char *con
     model_entry *e = model_set_entry_add(set, name);
     if (e && e->busy) {
         pthread_rwlock_unlock(&set->lock);
-        snprintf(err, n, "a load or unload of model '%s' is already running; retry when it ends", name);
+        snprintf(err, n, "a load or unload of model '%s' is already running; retry when it ends",
+                 name);
         return ADMIN_CONFLICT;
     }
     if (e) {
@@ -153,21 +156,24 @@ static admin_result load_model(model_set *set, const char *name, const char *con
     size_t n_loaded = 0;
     version_file *files = NULL;
     size_t n_files = 0;
-    char *file_text = config_text ? NULL : repository_read_config(set, name, &config_fp, reason, sizeof(reason));
+    char *file_text =
+        config_text ? NULL : repository_read_config(set, name, &config_fp, reason, sizeof(reason));
     char origin[300];
-    snprintf(origin, sizeof(origin), config_text ? "the load request's config" : "%s/config.json", name);
+    snprintf(origin, sizeof(origin), config_text ? "the load request's config" : "%s/config.json",
+             name);
     if (reason[0])
         goto failed;
     if (config_text || file_text) {
-        if (!model_config_parse(config_text ? config_text : file_text, origin, name, &config, reason,
-                                sizeof(reason)))
+        if (!model_config_parse(config_text ? config_text : file_text, origin, name, &config,
+                                reason, sizeof(reason)))
             goto failed;
     } else {
         model_config_default(&config);
     }
     n_files = repository_scan_versions(set, name, &files);
     if (!n_files) {
-        snprintf(reason, sizeof(reason), "no complete version directory (%s/<number>/model.onnx)", name);
+        snprintf(reason, sizeof(reason), "no complete version directory (%s/<number>/model.onnx)",
+                 name);
         goto failed;
     }
     long long available[256];
@@ -202,7 +208,9 @@ static admin_result load_model(model_set *set, const char *name, const char *con
                 row->reason[0] = '\0';
             }
             pthread_rwlock_unlock(&set->lock);
-            model_source source = {.path = f->path, .name = name, .version = f->version,
+            model_source source = {.path = f->path,
+                                   .name = name,
+                                   .version = f->version,
                                    .labels_path = f->has_labels ? f->labels : NULL,
                                    .expected_sha256 = f->sha256[0] ? f->sha256 : NULL};
             char version_err[1536] = "";
@@ -217,8 +225,8 @@ static admin_result load_model(model_set *set, const char *name, const char *con
                 goto failed;
             }
             if (!v->ready)
-                model_set_log(LOG_ERROR, "golden samples failed: version loaded but not ready", name,
-                          f->version, "reason", version_err);
+                model_set_log(LOG_ERROR, "golden samples failed: version loaded but not ready",
+                              name, f->version, "reason", version_err);
         }
         loaded[n_loaded++] = v;
     }
@@ -228,8 +236,8 @@ static admin_result load_model(model_set *set, const char *name, const char *con
         for (size_t i = 0; i < n_files && used < sizeof(present); i++)
             used += (size_t)snprintf(present + used, sizeof(present) - used, "%s%s", i ? ", " : "",
                                      files[i].version);
-        snprintf(reason, sizeof(reason), "%s: version_policy selects none of the versions present (%s)",
-                 origin, present);
+        snprintf(reason, sizeof(reason),
+                 "%s: version_policy selects none of the versions present (%s)", origin, present);
         goto failed;
     }
     char names[512];
@@ -239,8 +247,10 @@ static admin_result load_model(model_set *set, const char *name, const char *con
         for (size_t i = 0; i < n_loaded; i++)
             found = found || strcmp(loaded[i]->version, config.traffic[k].version) == 0;
         if (!found) {
-            snprintf(reason, sizeof(reason), "%s: traffic names version %s, which is not among the versions "
-                     "the policy loads (%s)", origin, config.traffic[k].version, names);
+            snprintf(reason, sizeof(reason),
+                     "%s: traffic names version %s, which is not among the versions "
+                     "the policy loads (%s)",
+                     origin, config.traffic[k].version, names);
             goto failed;
         }
     }
@@ -249,8 +259,10 @@ static admin_result load_model(model_set *set, const char *name, const char *con
         for (size_t i = 0; i < n_loaded; i++)
             found = found || strcmp(loaded[i]->version, config.shadow.version) == 0;
         if (!found) {
-            snprintf(reason, sizeof(reason), "%s: shadow.version %s is not among the versions the policy "
-                     "loads (%s)", origin, config.shadow.version, names);
+            snprintf(reason, sizeof(reason),
+                     "%s: shadow.version %s is not among the versions the policy "
+                     "loads (%s)",
+                     origin, config.shadow.version, names);
             goto failed;
         }
     }
@@ -276,8 +288,8 @@ static admin_result load_model(model_set *set, const char *name, const char *con
         for (size_t k = 0; k < n_loaded; k++)
             kept = kept || old[i] == loaded[k];
         if (!kept)
-            model_set_log(LOG_INFO, "version retired: finishing its requests in flight", name, old[i]->version,
-                      "replaced_by", names);
+            model_set_log(LOG_INFO, "version retired: finishing its requests in flight", name,
+                          old[i]->version, "replaced_by", names);
     }
     model_set_release_list(old, n_old);
     free(files);
@@ -285,7 +297,8 @@ static admin_result load_model(model_set *set, const char *name, const char *con
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     char seconds[32];
-    snprintf(seconds, sizeof(seconds), "%.6f", (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 - started);
+    snprintf(seconds, sizeof(seconds), "%.6f",
+             (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 - started);
     log_event(LOG_INFO, "model loaded", "model", name, "versions", names, "seconds", seconds, NULL);
     return ADMIN_OK;
 
@@ -300,45 +313,53 @@ failed:
         if (e->status[i].state == VERSION_LOADING) {
             e->status[i].state = VERSION_UNAVAILABLE;
             if (!e->status[i].reason[0])
-                snprintf(e->status[i].reason, sizeof(e->status[i].reason), "load abandoned: %.400s", reason);
+                snprintf(e->status[i].reason, sizeof(e->status[i].reason), "load abandoned: %.400s",
+                         reason);
         }
     bool serving = e->n_versions > 0;
     pthread_rwlock_unlock(&set->lock);
     model_set_release_list(loaded, n_loaded);
     free(files);
     free(file_text);
-    log_event(LOG_ERROR, serving ? "model load failed: the versions serving before keep serving"
-                                 : "model load failed",
+    log_event(LOG_ERROR,
+              serving ? "model load failed: the versions serving before keep serving"
+                      : "model load failed",
               "model", name, "reason", reason, NULL);
     snprintf(err, n, "%s", reason);
     return ADMIN_BAD_REQUEST;
 }
 
-admin_result model_set_load(model_set *set, const char *name, const char *config_text, char *err, size_t n)
+admin_result model_set_load(model_set *set, const char *name, const char *config_text, char *err,
+                            size_t n)
 {
     if (set->options.control != MODEL_CONTROL_EXPLICIT) {
-        snprintf(err, n, "explicit model load and unload are not allowed in model control mode '%s' "
-                 "(start the server with --model-control explicit)", model_control_name(set->options.control));
+        snprintf(err, n,
+                 "explicit model load and unload are not allowed in model control mode '%s' "
+                 "(start the server with --model-control explicit)",
+                 model_control_name(set->options.control));
         return ADMIN_NOT_ALLOWED;
     }
     return load_model(set, name, config_text, false, err, n);
 }
 
-static admin_result unload_model(model_set *set, const char *name, const char *why, char *err, size_t n)
+static admin_result unload_model(model_set *set, const char *name, const char *why, char *err,
+                                 size_t n)
 {
     pthread_rwlock_wrlock(&set->lock);
     model_entry *e = model_set_find(set, name);
     if (!e) {
         pthread_rwlock_unlock(&set->lock);
         char dir[PATH_MAX];
-        if (set->repository && repository_name_valid(name) && repository_confined_path(set, name, dir, sizeof(dir)))
+        if (set->repository && repository_name_valid(name) &&
+            repository_confined_path(set, name, dir, sizeof(dir)))
             return ADMIN_OK; /* in the repository, not loaded: nothing to do (as Triton) */
         snprintf(err, n, "unknown model '%.200s'", name);
         return ADMIN_NOT_FOUND;
     }
     if (e->busy) {
         pthread_rwlock_unlock(&set->lock);
-        snprintf(err, n, "a load or unload of model '%s' is already running; retry when it ends", name);
+        snprintf(err, n, "a load or unload of model '%s' is already running; retry when it ends",
+                 name);
         return ADMIN_CONFLICT;
     }
     model_version **old = e->versions;
@@ -360,26 +381,29 @@ static admin_result unload_model(model_set *set, const char *name, const char *w
     snprintf(e->reason, sizeof(e->reason), "%s", why);
     pthread_rwlock_unlock(&set->lock);
     model_set_release_list(old, n_old);
-    log_event(LOG_INFO, "model unloaded: its versions finish their requests in flight", "model", name,
-              "reason", why, NULL);
+    log_event(LOG_INFO, "model unloaded: its versions finish their requests in flight", "model",
+              name, "reason", why, NULL);
     return ADMIN_OK;
 }
 
 admin_result model_set_unload(model_set *set, const char *name, char *err, size_t n)
 {
     if (set->options.control != MODEL_CONTROL_EXPLICIT) {
-        snprintf(err, n, "explicit model load and unload are not allowed in model control mode '%s' "
-                 "(start the server with --model-control explicit)", model_control_name(set->options.control));
+        snprintf(err, n,
+                 "explicit model load and unload are not allowed in model control mode '%s' "
+                 "(start the server with --model-control explicit)",
+                 model_control_name(set->options.control));
         return ADMIN_NOT_ALLOWED;
     }
     return unload_model(set, name, "unloaded by the repository API", err, n);
 }
 
-admin_result model_set_set_traffic(model_set *set, const char *name, const json_t *traffic, char *err,
-                                   size_t n)
+admin_result model_set_set_traffic(model_set *set, const char *name, const json_t *traffic,
+                                   char *err, size_t n)
 {
     if (set->options.control == MODEL_CONTROL_NONE) {
-        snprintf(err, n, "traffic cannot change in model control mode 'none' (start the server with "
+        snprintf(err, n,
+                 "traffic cannot change in model control mode 'none' (start the server with "
                  "--model-control explicit or poll)");
         return ADMIN_NOT_ALLOWED;
     }
@@ -429,7 +453,8 @@ admin_result model_set_set_traffic(model_set *set, const char *name, const json_
     pthread_rwlock_unlock(&set->lock);
     if (result == ADMIN_OK) {
         char *split = json_dumps(traffic, JSON_COMPACT);
-        log_event(LOG_INFO, "traffic split changed", "model", name, "traffic", split ? split : "", NULL);
+        log_event(LOG_INFO, "traffic split changed", "model", name, "traffic", split ? split : "",
+                  NULL);
         free(split);
     }
     return result;
@@ -442,7 +467,8 @@ bool model_set_add_source(model_set *set, const model_source *source, char *err,
     if (!v)
         return false;
     if (!v->ready)
-        model_set_log(LOG_ERROR, "golden samples failed: model not ready", v->name, v->version, "reason", err);
+        model_set_log(LOG_ERROR, "golden samples failed: model not ready", v->name, v->version,
+                      "reason", err);
     pthread_rwlock_wrlock(&set->lock);
     model_entry *e = model_set_entry_add(set, v->name);
     bool ok = e != NULL;
@@ -489,7 +515,8 @@ bool model_set_load_repository(model_set *set, char *err, size_t n)
         const char *name = names[i]->d_name;
         char dir[PATH_MAX], why[2048];
         struct stat st;
-        if (ok && repository_name_valid(name) && repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
+        if (ok && repository_name_valid(name) &&
+            repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
             S_ISDIR(st.st_mode)) {
             tried++;
             char *signature = repository_signature(set, name);
@@ -514,7 +541,8 @@ bool model_set_load_repository(model_set *set, char *err, size_t n)
     }
     free(names);
     if (ok && tried == 0 && set->options.control == MODEL_CONTROL_NONE) {
-        snprintf(err, n, "%s: no models found (expected <name>/<version>/model.onnx)", set->repository);
+        snprintf(err, n, "%s: no models found (expected <name>/<version>/model.onnx)",
+                 set->repository);
         ok = false;
     }
     return ok;
@@ -530,8 +558,9 @@ static void poll_once(model_set *set)
         const char *name = names[i]->d_name;
         char dir[PATH_MAX];
         struct stat st;
-        if (!set->stopping && repository_name_valid(name) && repository_confined_path(set, name, dir, sizeof(dir)) &&
-            stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (!__atomic_load_n(&set->stopping, __ATOMIC_ACQUIRE) && repository_name_valid(name) &&
+            repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
+            S_ISDIR(st.st_mode)) {
             char *signature = repository_signature(set, name);
             pthread_rwlock_wrlock(&set->lock);
             model_entry *e = model_set_entry_add(set, name);
@@ -599,14 +628,15 @@ void *model_set_poll_main(void *arg)
 {
     model_set *set = arg;
     pthread_mutex_lock(&set->poll_lock);
-    while (!set->stopping) {
+    while (!__atomic_load_n(&set->stopping, __ATOMIC_ACQUIRE)) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        double at = (double)until.tv_sec + (double)until.tv_nsec * 1e-9 + set->options.poll_interval;
+        double at =
+            (double)until.tv_sec + (double)until.tv_nsec * 1e-9 + set->options.poll_interval;
         until.tv_sec = (time_t)at;
         until.tv_nsec = (long)((at - (double)until.tv_sec) * 1e9);
         pthread_cond_timedwait(&set->poll_wake, &set->poll_lock, &until);
-        if (set->stopping)
+        if (__atomic_load_n(&set->stopping, __ATOMIC_ACQUIRE))
             break;
         pthread_mutex_unlock(&set->poll_lock);
         poll_once(set);

@@ -58,7 +58,10 @@ bool model_control_parse(const char *text, model_control *out)
     return true;
 }
 
-model_control model_set_control(const model_set *set) { return set->options.control; }
+model_control model_set_control(const model_set *set)
+{
+    return set->options.control;
+}
 
 /* A model name from a request: what a directory may be called, never a path. */
 bool repository_name_valid(const char *s)
@@ -73,7 +76,10 @@ bool repository_name_valid(const char *s)
     return true;
 }
 
-long long version_number_of(const char *v) { return strtoll(v, NULL, 10); }
+long long version_number_of(const char *v)
+{
+    return strtoll(v, NULL, 10);
+}
 
 uint64_t model_set_random(void)
 {
@@ -98,7 +104,7 @@ static uint64_t fnv1a(const char *s)
 }
 
 void model_set_log(log_level level, const char *message, const char *model, const char *version,
-                      const char *key, const char *value)
+                   const char *key, const char *value)
 {
     log_event(level, message, "model", model, "version", version ? version : "", key, value, NULL);
 }
@@ -140,14 +146,21 @@ model_entry *model_set_entry_add(model_set *set, const char *name)
     size_t at = 0;
     while (at < set->n_entries && strcmp(set->entries[at]->name, name) < 0)
         at++;
-    memmove(set->entries + at + 1, set->entries + at, (set->n_entries - at) * sizeof(*set->entries));
+    memmove(set->entries + at + 1, set->entries + at,
+            (set->n_entries - at) * sizeof(*set->entries));
     set->entries[at] = e;
     set->n_entries++;
     return e;
 }
 
-size_t model_set_count(const model_set *set) { return set->n_entries; }
-model_entry *model_set_entry(const model_set *set, size_t i) { return i < set->n_entries ? set->entries[i] : NULL; }
+size_t model_set_count(const model_set *set)
+{
+    return set->n_entries;
+}
+model_entry *model_set_entry(const model_set *set, size_t i)
+{
+    return i < set->n_entries ? set->entries[i] : NULL;
+}
 
 model_entry *model_set_default(const model_set *set)
 {
@@ -157,8 +170,14 @@ model_entry *model_set_default(const model_set *set)
     return set->n_entries ? set->entries[0] : NULL;
 }
 
-void model_set_read_lock(model_set *set) { pthread_rwlock_rdlock(&set->lock); }
-void model_set_read_unlock(model_set *set) { pthread_rwlock_unlock(&set->lock); }
+void model_set_read_lock(model_set *set)
+{
+    pthread_rwlock_rdlock(&set->lock);
+}
+void model_set_read_unlock(model_set *set)
+{
+    pthread_rwlock_unlock(&set->lock);
+}
 
 version_status *model_set_status_row(model_entry *e, const char *version, bool create)
 {
@@ -213,15 +232,17 @@ void model_set_refresh_flags(model_entry *e)
     for (size_t i = 0; i < e->n_versions; i++) {
         model_version *v = e->versions[i];
         unsigned flags = 0;
-        bool is_shadow = e->config.shadow.enabled && strcmp(v->version, e->config.shadow.version) == 0;
-        if (e->config.rollback.enabled && e->config.rollback.max_error_rate >= 0 && (int)i != baseline &&
-            e->weights[i] > 0)
+        bool is_shadow =
+            e->config.shadow.enabled && strcmp(v->version, e->config.shadow.version) == 0;
+        if (e->config.rollback.enabled && e->config.rollback.max_error_rate >= 0 &&
+            (int)i != baseline && e->weights[i] > 0)
             flags |= SERVE_OUTCOMES;
         if (e->config.shadow.enabled && !is_shadow)
             flags |= SHADOW_SOURCE;
         pthread_mutex_lock(&v->stats_lock);
         v->failure_limit = e->config.rollback.max_error_rate;
-        v->agreement_floor = is_shadow && e->config.rollback.enabled ? e->config.rollback.min_agreement : -1;
+        v->agreement_floor =
+            is_shadow && e->config.rollback.enabled ? e->config.rollback.min_agreement : -1;
         if (e->config.rollback.enabled) {
             if (v->failures.size != e->config.rollback.window)
                 outcome_window_reset(&v->failures, e->config.rollback.window);
@@ -242,7 +263,9 @@ static int choose_version(const model_entry *e, header_lookup headers, void *con
     for (size_t i = 0; i < e->n_versions; i++)
         total += e->weights[i];
     if (e->config.n_traffic && total > 0) {
-        const char *key = e->config.sticky_header[0] && headers ? headers(context, e->config.sticky_header) : NULL;
+        const char *key = e->config.sticky_header[0] && headers
+                              ? headers(context, e->config.sticky_header)
+                              : NULL;
         uint64_t draw = key ? fnv1a(key) : model_set_random();
         int point = (int)(draw % (uint64_t)total);
         for (size_t i = 0; i < e->n_versions; i++) {
@@ -273,7 +296,8 @@ acquire_result model_set_acquire(model_set *set, const char *name, const char *v
             snprintf(err, n, "no model is loaded");
         result = ACQUIRE_UNKNOWN_MODEL;
     } else if (!e->n_versions) {
-        snprintf(err, n, "model '%s' is not loaded%s%s", e->name, e->reason[0] ? ": " : "", e->reason);
+        snprintf(err, n, "model '%s' is not loaded%s%s", e->name, e->reason[0] ? ": " : "",
+                 e->reason);
         result = ACQUIRE_NOT_SERVING;
     } else if (version && *version) {
         for (size_t i = 0; i < e->n_versions && !out->version; i++)
@@ -343,7 +367,8 @@ void model_set_roll_back(model_set *set, model_version *v, const char *reason)
     int i = e ? model_set_listed_index(e, v) : -1;
     bool done = false;
     if (i >= 0 && !e->rolled_back[i][0]) {
-        bool is_shadow = e->config.shadow.enabled && strcmp(v->version, e->config.shadow.version) == 0;
+        bool is_shadow =
+            e->config.shadow.enabled && strcmp(v->version, e->config.shadow.version) == 0;
         if (i != model_set_baseline_index(e) || is_shadow) {
             e->weights[i] = 0;
             snprintf(e->rolled_back[i], sizeof(e->rolled_back[i]), "%s", reason);
@@ -356,8 +381,8 @@ void model_set_roll_back(model_set *set, model_version *v, const char *reason)
     }
     pthread_rwlock_unlock(&set->lock);
     if (done)
-        model_set_log(LOG_WARNING, "rollback: version taken out of traffic", v->name, v->version, "reason",
-                  reason);
+        model_set_log(LOG_WARNING, "rollback: version taken out of traffic", v->name, v->version,
+                      "reason", reason);
 }
 
 ifd_status model_set_run(model_set *set, model_version *v, int session, ifd_value *const *inputs,
@@ -415,14 +440,15 @@ json_t *model_set_index(model_set *set, bool ready_only)
             for (size_t v = 0; v < e->n_versions; v++)
                 if (strcmp(e->versions[v]->version, row->version) == 0 && e->rolled_back[v][0])
                     reason = e->rolled_back[v];
-            json_array_append_new(index, json_pack("{s:s, s:s, s:s, s:s}", "name", e->name, "version",
-                                                   row->version, "state", version_state_name(row->state),
-                                                   "reason", reason));
+            json_array_append_new(
+                index, json_pack("{s:s, s:s, s:s, s:s}", "name", e->name, "version", row->version,
+                                 "state", version_state_name(row->state), "reason", reason));
             any = true;
         }
         if (!any && !ready_only)
-            json_array_append_new(index, json_pack("{s:s, s:s, s:s}", "name", e->name, "state", "UNAVAILABLE",
-                                                   "reason", e->reason[0] ? e->reason : "not loaded"));
+            json_array_append_new(index, json_pack("{s:s, s:s, s:s}", "name", e->name, "state",
+                                                   "UNAVAILABLE", "reason",
+                                                   e->reason[0] ? e->reason : "not loaded"));
     }
     pthread_rwlock_unlock(&set->lock);
     /* models in the repository that were never loaded */
@@ -433,7 +459,8 @@ json_t *model_set_index(model_set *set, bool ready_only)
             char dir[PATH_MAX];
             struct stat st;
             const char *name = names[i]->d_name;
-            if (repository_name_valid(name) && repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
+            if (repository_name_valid(name) &&
+                repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
                 S_ISDIR(st.st_mode)) {
                 pthread_rwlock_rdlock(&set->lock);
                 bool known = model_set_find(set, name) != NULL;
@@ -452,7 +479,7 @@ json_t *model_set_index(model_set *set, bool ready_only)
 
 static json_t *config_json(const model_config *c)
 {
-    json_t *policy = c->policy == VERSION_POLICY_ALL ? json_pack("{s:b}", "all", 1)
+    json_t *policy = c->policy == VERSION_POLICY_ALL      ? json_pack("{s:b}", "all", 1)
                      : c->policy == VERSION_POLICY_LATEST ? json_pack("{s:i}", "latest", c->latest)
                                                           : json_pack("{s:[]}", "specific");
     for (size_t i = 0; c->policy == VERSION_POLICY_SPECIFIC && i < c->n_specific; i++)
@@ -467,9 +494,10 @@ static json_t *config_json(const model_config *c)
     if (c->sticky_header[0])
         json_object_set_new(out, "sticky", json_string(c->sticky_header));
     if (c->shadow.enabled)
-        json_object_set_new(out, "shadow", json_pack("{s:s, s:f, s:i, s:f}", "version", c->shadow.version, "percent",
-                                                     c->shadow.percent, "queue", c->shadow.queue, "tolerance",
-                                                     c->shadow.tolerance));
+        json_object_set_new(out, "shadow",
+                            json_pack("{s:s, s:f, s:i, s:f}", "version", c->shadow.version,
+                                      "percent", c->shadow.percent, "queue", c->shadow.queue,
+                                      "tolerance", c->shadow.tolerance));
     if (c->rollback.enabled) {
         json_t *rb = json_pack("{s:i}", "window", c->rollback.window);
         if (c->rollback.max_error_rate >= 0)
@@ -489,21 +517,24 @@ static json_t *entry_status(const model_entry *e)
     for (size_t i = 0; i < e->n_versions; i++) {
         model_version *v = e->versions[i];
         pthread_mutex_lock(&v->stats_lock);
-        json_t *shadow = json_pack("{s:I, s:I, s:I, s:f}", "agreed", (json_int_t)v->shadow_agreed, "disagreed",
-                                   (json_int_t)v->shadow_disagreed, "failed", (json_int_t)v->shadow_failed,
-                                   "max_abs_diff", v->shadow_max_abs_diff);
+        json_t *shadow =
+            json_pack("{s:I, s:I, s:I, s:f}", "agreed", (json_int_t)v->shadow_agreed, "disagreed",
+                      (json_int_t)v->shadow_disagreed, "failed", (json_int_t)v->shadow_failed,
+                      "max_abs_diff", v->shadow_max_abs_diff);
         json_int_t answered = (json_int_t)v->answered, failed = (json_int_t)v->failed;
         pthread_mutex_unlock(&v->stats_lock);
-        json_array_append_new(versions,
-                              json_pack("{s:s, s:s, s:i, s:s, s:s, s:f, s:f, s:{s:I, s:I}, s:o}", "version",
-                                        v->version, "state", v->ready ? "READY" : "UNAVAILABLE", "weight",
-                                        e->weights[i], "rolled_back", e->rolled_back[i], "sha256", v->sha256,
-                                        "loaded_at", v->loaded_at, "load_seconds", v->load_seconds, "canary",
-                                        "answered", answered, "failed", failed, "shadow", shadow));
+        json_array_append_new(
+            versions,
+            json_pack("{s:s, s:s, s:i, s:s, s:s, s:f, s:f, s:{s:I, s:I}, s:o}", "version",
+                      v->version, "state", v->ready ? "READY" : "UNAVAILABLE", "weight",
+                      e->weights[i], "rolled_back", e->rolled_back[i], "sha256", v->sha256,
+                      "loaded_at", v->loaded_at, "load_seconds", v->load_seconds, "canary",
+                      "answered", answered, "failed", failed, "shadow", shadow));
     }
-    return json_pack("{s:s, s:o, s:o, s:s, s:I, s:I, s:I}", "name", e->name, "versions", versions, "config",
-                     config_json(&e->config), "reason", e->reason, "loads_ok", (json_int_t)e->loads_ok,
-                     "loads_failed", (json_int_t)e->loads_failed, "rollbacks", (json_int_t)e->rollbacks);
+    return json_pack("{s:s, s:o, s:o, s:s, s:I, s:I, s:I}", "name", e->name, "versions", versions,
+                     "config", config_json(&e->config), "reason", e->reason, "loads_ok",
+                     (json_int_t)e->loads_ok, "loads_failed", (json_int_t)e->loads_failed,
+                     "rollbacks", (json_int_t)e->rollbacks);
 }
 
 json_t *model_set_status(model_set *set, const char *name)
@@ -566,7 +597,7 @@ void model_set_free(model_set *set)
     if (!set)
         return;
     pthread_mutex_lock(&set->poll_lock);
-    set->stopping = true;
+    __atomic_store_n(&set->stopping, true, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&set->poll_wake);
     pthread_mutex_unlock(&set->poll_lock);
     if (set->poll_running)

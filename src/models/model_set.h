@@ -57,29 +57,29 @@ typedef struct version_status {
 typedef struct model_entry {
     char *name;
     model_config config;
-    model_version **versions;     /* listed versions, ascending version number */
-    int *weights;                 /* per listed version: share of traffic in force, percent */
-    char (*rolled_back)[256];     /* per listed version: why its weight went to 0, or "" */
+    model_version **versions; /* listed versions, ascending version number */
+    int *weights;             /* per listed version: share of traffic in force, percent */
+    char (*rolled_back)[256]; /* per listed version: why its weight went to 0, or "" */
     size_t n_versions;
-    version_status *status;       /* every version the index shows */
+    version_status *status; /* every version the index shows */
     size_t n_status;
-    char reason[512];             /* why the model serves nothing (unloaded, ...) or "" */
-    bool busy;                    /* a load or unload of this model is running */
-    bool unloaded;                /* unloaded by request: the poll leaves it alone */
-    bool from_repository;         /* false: a model given on the command line or in a bundle */
+    char reason[512];     /* why the model serves nothing (unloaded, ...) or "" */
+    bool busy;            /* a load or unload of this model is running */
+    bool unloaded;        /* unloaded by request: the poll leaves it alone */
+    bool from_repository; /* false: a model given on the command line or in a bundle */
     file_fingerprint config_fingerprint;
     bool has_config_file;
     unsigned long long loads_ok, loads_failed, rollbacks;
-    char *poll_pending;           /* poll thread only: the signature seen at the last scan */
-    char *poll_applied;           /* poll thread only: the signature last loaded (or refused) */
+    char *poll_pending; /* poll thread only: the signature seen at the last scan */
+    char *poll_applied; /* poll thread only: the signature last loaded (or refused) */
 } model_entry;
 
 typedef struct model_set_options {
-    int serving_sessions;         /* serving threads: the set adds one session for shadow copies */
+    int serving_sessions; /* serving threads: the set adds one session for shadow copies */
     int threads_per_session;
     model_control control;
-    double poll_interval;         /* seconds */
-    const char *repository;       /* DIR of DIR/<name>/<version>/model.onnx, or NULL */
+    double poll_interval;   /* seconds */
+    const char *repository; /* DIR of DIR/<name>/<version>/model.onnx, or NULL */
 } model_set_options;
 
 typedef struct model_set model_set;
@@ -105,12 +105,12 @@ typedef enum acquire_result {
     ACQUIRE_OK,
     ACQUIRE_UNKNOWN_MODEL,
     ACQUIRE_UNKNOWN_VERSION,
-    ACQUIRE_NOT_SERVING,          /* known, but no version serves (unloaded, failed) */
+    ACQUIRE_NOT_SERVING, /* known, but no version serves (unloaded, failed) */
 } acquire_result;
 
 typedef struct acquired {
-    model_version *version;       /* holds a reference: model_version_unref when answered */
-    bool mode_field;              /* the book's A/B "mode" field is asked for */
+    model_version *version; /* holds a reference: model_version_unref when answered */
+    bool mode_field;        /* the book's A/B "mode" field is asked for */
 } acquired;
 
 /* The version that answers a request for `name` (NULL: the default model,
@@ -139,10 +139,10 @@ bool model_set_ready(model_set *set);
 
 typedef enum admin_result {
     ADMIN_OK,
-    ADMIN_BAD_REQUEST,   /* 400: a bad config, a load that failed */
-    ADMIN_NOT_FOUND,     /* 404: no such model in the repository */
-    ADMIN_CONFLICT,      /* 409: a load or unload of this model is running */
-    ADMIN_NOT_ALLOWED,   /* 400 (Triton's answer): the control mode does not allow it */
+    ADMIN_BAD_REQUEST, /* 400: a bad config, a load that failed */
+    ADMIN_NOT_FOUND,   /* 404: no such model in the repository */
+    ADMIN_CONFLICT,    /* 409: a load or unload of this model is running */
+    ADMIN_NOT_ALLOWED, /* 400 (Triton's answer): the control mode does not allow it */
 } admin_result;
 
 /* Load (or reload) a model from the repository, with config_text instead
@@ -167,7 +167,7 @@ bool model_control_parse(const char *text, model_control *out);
 
 void model_set_read_lock(model_set *set);
 void model_set_read_unlock(model_set *set);
-size_t model_set_count(const model_set *set);           /* under the read lock */
+size_t model_set_count(const model_set *set); /* under the read lock */
 model_entry *model_set_entry(const model_set *set, size_t index);
 model_entry *model_set_find(const model_set *set, const char *name);
 /* The default model's entry (the book's API): the first by name that serves. */

@@ -23,8 +23,8 @@
 
 typedef struct shadow_job {
     struct shadow_job *next;
-    model_version *shadow;  /* referenced */
-    ifd_value **inputs;     /* copies */
+    model_version *shadow; /* referenced */
+    ifd_value **inputs;    /* copies */
     size_t n_inputs;
     float *live_scores;
     size_t rows, cols;
@@ -33,15 +33,16 @@ typedef struct shadow_job {
 
 struct model_set {
     model_set_options options;
-    char *repository;            /* realpath of options.repository, or NULL */
+    char *repository; /* realpath of options.repository, or NULL */
     pthread_rwlock_t lock;
-    model_entry **entries;       /* sorted by name */
+    model_entry **entries; /* sorted by name */
     size_t n_entries;
 
     pthread_mutex_t poll_lock;
     pthread_cond_t poll_wake;
     pthread_t poll_thread;
-    bool poll_running, stopping;
+    bool poll_running;
+    bool stopping; /* atomic: read by the poll and shadow threads */
 
     pthread_mutex_t shadow_lock;
     pthread_cond_t shadow_wake;
@@ -51,7 +52,6 @@ struct model_set {
     size_t shadow_queued;
     shadow_totals shadow_counts;
 };
-
 
 typedef struct version_file {
     char version[MODEL_VERSION_NAME_MAX];
@@ -69,11 +69,11 @@ long long version_number_of(const char *version);
 uint64_t model_set_random(void);
 void model_set_log(log_level level, const char *message, const char *model, const char *version,
                    const char *key, const char *value);
-model_entry *model_set_entry_add(model_set *set, const char *name);       /* write lock held */
+model_entry *model_set_entry_add(model_set *set, const char *name); /* write lock held */
 version_status *model_set_status_row(model_entry *e, const char *version, bool create);
 int model_set_listed_index(const model_entry *e, const model_version *v);
 int model_set_baseline_index(const model_entry *e);
-void model_set_refresh_flags(model_entry *e);                            /* write lock held */
+void model_set_refresh_flags(model_entry *e); /* write lock held */
 void model_set_roll_back(model_set *set, model_version *v, const char *reason);
 void model_set_release_list(model_version **versions, size_t n);
 
@@ -86,12 +86,13 @@ void *model_set_poll_main(void *set);
 /* repository.c */
 bool repository_confined_path(const model_set *set, const char *rel, char *out, size_t n);
 size_t repository_scan_versions(const model_set *set, const char *name, version_file **out);
-char *repository_read_config(const model_set *set, const char *name, file_fingerprint *fp, char *err,
-                             size_t n);
+char *repository_read_config(const model_set *set, const char *name, file_fingerprint *fp,
+                             char *err, size_t n);
 char *repository_signature(const model_set *set, const char *name);
 
 /* shadow.c */
-void shadow_offer(model_set *set, model_version *live, ifd_value *const *inputs, ifd_value **outputs);
+void shadow_offer(model_set *set, model_version *live, ifd_value *const *inputs,
+                  ifd_value **outputs);
 void *shadow_thread_main(void *set);
 
 #endif /* INFERD_MODELS_MODEL_SET_INTERNAL_H */

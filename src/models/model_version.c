@@ -116,7 +116,8 @@ static void *read_model_file(const char *path, size_t *size, file_fingerprint *f
         return NULL;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (unsigned long long)st.st_size > MAX_MODEL_BYTES) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        (unsigned long long)st.st_size > MAX_MODEL_BYTES) {
         snprintf(err, n, "%s: not a regular file of at most 4 GiB", path);
         close(fd);
         return NULL;
@@ -137,7 +138,8 @@ static void *read_model_file(const char *path, size_t *size, file_fingerprint *f
     }
     close(fd);
     if (!buf || got != want) {
-        snprintf(err, n, "%s: %s", path, buf ? "the file shrank while it was read" : "out of memory");
+        snprintf(err, n, "%s: %s", path,
+                 buf ? "the file shrank while it was read" : "out of memory");
         free(buf);
         return NULL;
     }
@@ -329,8 +331,9 @@ static bool warm_up(model_version *m, char *err, size_t n)
     for (size_t i = 0; ok && i < n_in; i++) {
         const ifd_io_info *input = ifd_model_input(m->model, i);
         char reason[512];
-        inputs[i] = m->sample ? json_rows_to_tensor(m->sample, input->type.dtype, reason, sizeof(reason))
-                              : zeros_for(input, reason, sizeof(reason));
+        inputs[i] = m->sample
+                        ? json_rows_to_tensor(m->sample, input->type.dtype, reason, sizeof(reason))
+                        : zeros_for(input, reason, sizeof(reason));
         if (!inputs[i]) {
             snprintf(err, n, "model '%s': %s do not fit input '%s': %s", m->name,
                      m->sample ? "sample rows" : "zeros", input->name, reason);
@@ -341,13 +344,14 @@ static bool warm_up(model_version *m, char *err, size_t n)
     for (int s = 0; ok && s < m->n_sessions; s++) {
         ifd_error e;
         double t0 = monotonic_seconds();
-        ifd_status st = ifd_session_run(m->sessions[s], (const ifd_value *const *)inputs, outputs, &e);
+        ifd_status st =
+            ifd_session_run(m->sessions[s], (const ifd_value *const *)inputs, outputs, &e);
         double took = monotonic_seconds() - t0;
         if (s > 0 && took < m->run_seconds)
             m->run_seconds = took; /* the first run of a process pays for page faults */
         if (st != IFD_OK) {
-            snprintf(err, n, "model '%s' version %s: warm-up inference failed: %s", m->name, m->version,
-                     e.message);
+            snprintf(err, n, "model '%s' version %s: warm-up inference failed: %s", m->name,
+                     m->version, e.message);
             ok = false;
             break;
         }
@@ -386,8 +390,8 @@ static json_t *manifest_beside(const char *path)
 {
     char manifest_path[4400];
     const char *slash = strrchr(path, '/');
-    snprintf(manifest_path, sizeof(manifest_path), "%.*smodel.json", slash ? (int)(slash - path + 1) : 0,
-             path);
+    snprintf(manifest_path, sizeof(manifest_path), "%.*smodel.json",
+             slash ? (int)(slash - path + 1) : 0, path);
     struct stat st;
     if (lstat(manifest_path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (16 << 20))
         return NULL;
@@ -414,7 +418,8 @@ model_version *model_version_load(const model_source *src, const version_load_op
     const char *base = strrchr(src->path, '/');
     base = base ? base + 1 : src->path;
     const char *dot = strrchr(base, '.');
-    m->name = src->name ? strdup(src->name) : strndup(base, dot ? (size_t)(dot - base) : strlen(base));
+    m->name =
+        src->name ? strdup(src->name) : strndup(base, dot ? (size_t)(dot - base) : strlen(base));
     m->version = strdup(src->version ? src->version : "1");
     m->path = strdup(src->path);
     ifd_error e;
@@ -426,7 +431,8 @@ model_version *model_version_load(const model_source *src, const version_load_op
     clock_gettime(CLOCK_REALTIME, &wall);
     m->loaded_at = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9;
     if (src->model_data) {
-        if (ifd_model_load_memory(src->model_data, src->model_size, NULL, NULL, &m->model, &e) != IFD_OK) {
+        if (ifd_model_load_memory(src->model_data, src->model_size, NULL, NULL, &m->model, &e) !=
+            IFD_OK) {
             snprintf(err, n, "%s", e.message);
             goto fail;
         }
@@ -530,7 +536,8 @@ ifd_status model_version_run(model_version *m, int session, ifd_value *const *in
 {
     ifd_error e;
     int index = session >= 0 && session < m->n_sessions ? session : 0;
-    ifd_status st = ifd_session_run(m->sessions[index], (const ifd_value *const *)inputs, outputs, &e);
+    ifd_status st =
+        ifd_session_run(m->sessions[index], (const ifd_value *const *)inputs, outputs, &e);
     if (st != IFD_OK)
         snprintf(err, n, "%s", e.message);
     return st;

@@ -45,7 +45,7 @@ typedef struct model_version {
     char *version;
     char *path;
     ifd_model *model;
-    ifd_session **sessions;    /* n_sessions; the last one is the shadow thread's */
+    ifd_session **sessions; /* n_sessions; the last one is the shadow thread's */
     int n_sessions;
     json_t *labels;            /* {"0": "setosa", ...} or NULL */
     json_t *sample;            /* rows the book's API predicts by default */
@@ -61,38 +61,38 @@ typedef struct model_version {
     char sha256[65];           /* of the bytes loaded; "" when they came from memory */
     double loaded_at;          /* Unix time the version became loadable */
     file_fingerprint fingerprint;
-    int refs;                  /* atomic */
+    int refs; /* atomic */
 
     /* What serving learned of this version, guarded by stats_lock: answers
      * and failures, and shadow comparisons against the live answers. */
     pthread_mutex_t stats_lock;
-    outcome_window failures;   /* 1 = the inference failed */
+    outcome_window failures;      /* 1 = the inference failed */
     outcome_window disagreements; /* 1 = the shadow answer disagreed */
     unsigned long long answered, failed;
     unsigned long long shadow_agreed, shadow_disagreed, shadow_failed;
     double shadow_max_abs_diff;
-    double failure_limit;      /* rollback's max_error_rate in force */
-    double agreement_floor;    /* rollback's min_agreement in force, < 0: none */
-    unsigned serving_flags;    /* atomic; set by the model set */
+    double failure_limit;   /* rollback's max_error_rate in force */
+    double agreement_floor; /* rollback's min_agreement in force, < 0: none */
+    unsigned serving_flags; /* atomic; set by the model set */
 } model_version;
 
 typedef struct model_source {
     const char *path;
-    const char *name;         /* NULL: from the file name */
-    const char *version;      /* NULL: "1" */
-    const char *labels_path;  /* NULL: none */
-    const char *sample_json;  /* NULL: the book's default row or zeros */
+    const char *name;        /* NULL: from the file name */
+    const char *version;     /* NULL: "1" */
+    const char *labels_path; /* NULL: none */
+    const char *sample_json; /* NULL: the book's default row or zeros */
     /* A model held in memory (a bundle's payload): path then only names it. */
     const void *model_data;
     size_t model_size;
-    const char *labels_text;  /* labels.json's text instead of labels_path */
-    const char *manifest_text;/* model.json's text, kept for GET /v2/inventory */
-    const char *origin;       /* where the model came from, for the inventory */
+    const char *labels_text;     /* labels.json's text instead of labels_path */
+    const char *manifest_text;   /* model.json's text, kept for GET /v2/inventory */
+    const char *origin;          /* where the model came from, for the inventory */
     const char *expected_sha256; /* refuse the file unless its bytes hash to this */
 } model_source;
 
 typedef struct version_load_options {
-    int n_sessions;           /* serving threads + 1 for shadow copies */
+    int n_sessions; /* serving threads + 1 for shadow copies */
     int threads_per_session;
 } version_load_options;
 

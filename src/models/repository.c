@@ -21,7 +21,8 @@
 bool repository_confined_path(const model_set *set, const char *rel, char *out, size_t n)
 {
     char candidate[PATH_MAX], resolved[PATH_MAX];
-    if (snprintf(candidate, sizeof(candidate), "%s/%s", set->repository, rel) >= (int)sizeof(candidate))
+    if (snprintf(candidate, sizeof(candidate), "%s/%s", set->repository, rel) >=
+        (int)sizeof(candidate))
         return false;
     if (!realpath(candidate, resolved))
         return false;
@@ -30,7 +31,6 @@ bool repository_confined_path(const model_set *set, const char *rel, char *out, 
         return false;
     return snprintf(out, n, "%s", resolved) < (int)n;
 }
-
 
 static int by_number(const void *a, const void *b)
 {
@@ -64,7 +64,8 @@ size_t repository_scan_versions(const model_set *set, const char *name, version_
         snprintf(f.version, sizeof(f.version), "%.31s", ent->d_name);
         snprintf(f.path, sizeof(f.path), "%s/model.onnx", version_dir);
         struct stat st;
-        if (lstat(f.path, &st) != 0 || !S_ISREG(st.st_mode) || !file_fingerprint_read(f.path, &f.fingerprint))
+        if (lstat(f.path, &st) != 0 || !S_ISREG(st.st_mode) ||
+            !file_fingerprint_read(f.path, &f.fingerprint))
             continue;
         snprintf(f.labels, sizeof(f.labels), "%s/labels.json", version_dir);
         f.has_labels = lstat(f.labels, &st) == 0 && S_ISREG(st.st_mode);
@@ -94,8 +95,8 @@ size_t repository_scan_versions(const model_set *set, const char *name, version_
 }
 
 /* config.json's text (NULL when there is none; err set when it is unreadable). */
-char *repository_read_config(const model_set *set, const char *name, file_fingerprint *fp, char *err,
-                              size_t n)
+char *repository_read_config(const model_set *set, const char *name, file_fingerprint *fp,
+                             char *err, size_t n)
 {
     char rel[PATH_MAX], path[PATH_MAX];
     err[0] = '\0';
@@ -105,9 +106,10 @@ char *repository_read_config(const model_set *set, const char *name, file_finger
     struct stat st;
     if (lstat(candidate, &st) != 0)
         return NULL;
-    if (!repository_confined_path(set, rel, path, sizeof(path)) || stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
-        st.st_size > MAX_CONFIG_BYTES) {
-        snprintf(err, n, "%s/config.json: not a regular file of at most 1 MiB inside the repository", name);
+    if (!repository_confined_path(set, rel, path, sizeof(path)) || stat(path, &st) != 0 ||
+        !S_ISREG(st.st_mode) || st.st_size > MAX_CONFIG_BYTES) {
+        snprintf(err, n,
+                 "%s/config.json: not a regular file of at most 1 MiB inside the repository", name);
         return NULL;
     }
     file_fingerprint_read(path, fp);
@@ -143,7 +145,8 @@ char *repository_signature(const model_set *set, const char *name)
     size_t count = repository_scan_versions(set, name, &files);
     for (size_t i = 0; i < count; i++) {
         fprintf(out, "%s", files[i].version);
-        const file_fingerprint *all[3] = {&files[i].fingerprint, &files[i].sidecars[0], &files[i].sidecars[1]};
+        const file_fingerprint *all[3] = {&files[i].fingerprint, &files[i].sidecars[0],
+                                          &files[i].sidecars[1]};
         for (int k = 0; k < 3; k++)
             fprintf(out, " %llu:%llu:%lld:%lld", (unsigned long long)all[k]->device,
                     (unsigned long long)all[k]->inode, (long long)all[k]->size, all[k]->mtime_ns);

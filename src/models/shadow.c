@@ -54,7 +54,7 @@ static void shadow_job_free(shadow_job *job)
 }
 
 void shadow_offer(model_set *set, model_version *live, ifd_value *const *inputs,
-                         ifd_value **outputs)
+                  ifd_value **outputs)
 {
     model_version *shadow = NULL;
     double percent = 0, tolerance = 0;
@@ -66,7 +66,8 @@ void shadow_offer(model_set *set, model_version *live, ifd_value *const *inputs,
         tolerance = e->config.shadow.tolerance;
         cap = e->config.shadow.queue;
         for (size_t i = 0; i < e->n_versions; i++)
-            if (strcmp(e->versions[i]->version, e->config.shadow.version) == 0 && e->versions[i] != live)
+            if (strcmp(e->versions[i]->version, e->config.shadow.version) == 0 &&
+                e->versions[i] != live)
                 shadow = model_version_ref(e->versions[i]);
     }
     pthread_rwlock_unlock(&set->lock);
@@ -155,7 +156,8 @@ static void run_shadow_job(model_set *set, shadow_job *job)
     char err[512];
     float *scores = NULL;
     size_t rows = 0, cols = 0;
-    bool ran = outputs && model_version_run(v, v->n_sessions - 1, job->inputs, outputs, err, sizeof(err)) == IFD_OK;
+    bool ran = outputs && model_version_run(v, v->n_sessions - 1, job->inputs, outputs, err,
+                                            sizeof(err)) == IFD_OK;
     bool scored = ran && model_version_scores(v, outputs, &scores, &rows, &cols);
     double diff = 0;
     bool agree = scored && answers_agree(job, scores, rows, cols, &diff);
@@ -171,7 +173,8 @@ static void run_shadow_job(model_set *set, shadow_job *job)
     if (scored && diff > v->shadow_max_abs_diff)
         v->shadow_max_abs_diff = diff;
     outcome_window_add(&v->disagreements, !agree);
-    if (v->agreement_floor >= 0 && v->disagreements.size && v->disagreements.count == v->disagreements.size) {
+    if (v->agreement_floor >= 0 && v->disagreements.size &&
+        v->disagreements.count == v->disagreements.size) {
         double agreement = 1.0 - (double)v->disagreements.bad / v->disagreements.count;
         if (agreement < v->agreement_floor)
             snprintf(reason, sizeof(reason),
@@ -183,9 +186,11 @@ static void run_shadow_job(model_set *set, shadow_job *job)
     pthread_mutex_unlock(&v->stats_lock);
     if (compared % 500 == 0 || (!agree && log_enabled(LOG_DEBUG))) {
         char counts[160];
-        snprintf(counts, sizeof(counts), "agreed %llu, disagreed %llu, failed %llu (max abs diff %.3g)",
-                 agreed, disagreed, compared - agreed - disagreed, diff);
-        model_set_log(agree ? LOG_INFO : LOG_DEBUG, "shadow comparison", v->name, v->version, "counts", counts);
+        snprintf(counts, sizeof(counts),
+                 "agreed %llu, disagreed %llu, failed %llu (max abs diff %.3g)", agreed, disagreed,
+                 compared - agreed - disagreed, diff);
+        model_set_log(agree ? LOG_INFO : LOG_DEBUG, "shadow comparison", v->name, v->version,
+                      "counts", counts);
     }
     if (reason[0])
         model_set_roll_back(set, v, reason);
@@ -200,7 +205,7 @@ void *shadow_thread_main(void *arg)
     model_set *set = arg;
     pthread_mutex_lock(&set->shadow_lock);
     for (;;) {
-        while (!set->shadow_head && !set->stopping)
+        while (!set->shadow_head && !__atomic_load_n(&set->stopping, __ATOMIC_ACQUIRE))
             pthread_cond_wait(&set->shadow_wake, &set->shadow_lock);
         shadow_job *job = set->shadow_head;
         if (!job)
@@ -210,7 +215,7 @@ void *shadow_thread_main(void *arg)
             set->shadow_tail = NULL;
         set->shadow_queued--;
         pthread_mutex_unlock(&set->shadow_lock);
-        if (!set->stopping)
+        if (!__atomic_load_n(&set->stopping, __ATOMIC_ACQUIRE))
             run_shadow_job(set, job);
         shadow_job_free(job);
         pthread_mutex_lock(&set->shadow_lock);

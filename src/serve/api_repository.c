@@ -29,7 +29,8 @@ static bool authorized(http_request *req)
 {
     const char *token = req->server->admin_token;
     if (!token || !*token) {
-        http_reply_error(req, 404, "the repository API is off: start inferd serve with --admin-token TOKEN "
+        http_reply_error(req, 404,
+                         "the repository API is off: start inferd serve with --admin-token TOKEN "
                          "(or INFERD_ADMIN_TOKEN)");
         return false;
     }
@@ -38,8 +39,10 @@ static bool authorized(http_request *req)
     http_client_address(req, client, sizeof(client));
     if (!given || strncasecmp(given, "Bearer ", 7) != 0) {
         req->authenticate = "Bearer realm=\"inferd repository\"";
-        http_reply_error(req, 401, "the repository API needs the header 'Authorization: Bearer TOKEN'");
-        log_event(LOG_WARNING, "admin call refused: no token", "path", req->path, "client", client, NULL);
+        http_reply_error(req, 401,
+                         "the repository API needs the header 'Authorization: Bearer TOKEN'");
+        log_event(LOG_WARNING, "admin call refused: no token", "path", req->path, "client", client,
+                  NULL);
         return false;
     }
     given += 7;
@@ -51,7 +54,8 @@ static bool authorized(http_request *req)
     bool same = want < sizeof(padded) && got == want && CRYPTO_memcmp(padded, token, want) == 0;
     if (!same) {
         http_reply_error(req, 403, "the admin token is wrong");
-        log_event(LOG_WARNING, "admin call refused: wrong token", "path", req->path, "client", client, NULL);
+        log_event(LOG_WARNING, "admin call refused: wrong token", "path", req->path, "client",
+                  client, NULL);
         return false;
     }
     return true;
@@ -61,8 +65,8 @@ static void audit(http_request *req, const char *call, const char *model, const 
 {
     char client[80];
     http_client_address(req, client, sizeof(client));
-    log_event(LOG_INFO, "admin call", "call", call, "model", model ? model : "", "client", client, "result",
-              result, NULL);
+    log_event(LOG_INFO, "admin call", "call", call, "model", model ? model : "", "client", client,
+              "result", result, NULL);
 }
 
 /* The body as a JSON object; an empty body is an empty object (Triton's
@@ -78,7 +82,8 @@ static json_t *body_object(http_request *req)
     json_error_t je;
     json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!body) {
-        http_reply_error(req, 400, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+        http_reply_error(req, 400, "malformed JSON at line %d column %d: %s", je.line, je.column,
+                         je.text);
         return NULL;
     }
     if (!json_is_object(body)) {
@@ -107,7 +112,8 @@ static int status_code(admin_result r)
     return 400;
 }
 
-static void answer(http_request *req, const char *call, const char *model, admin_result r, const char *err)
+static void answer(http_request *req, const char *call, const char *model, admin_result r,
+                   const char *err)
 {
     audit(req, call, model, r == ADMIN_OK ? "ok" : err);
     if (r == ADMIN_OK)
@@ -149,10 +155,13 @@ void repository_load(http_request *req, const route_params *p, int worker)
         http_reply_error(req, 400, "\"parameters\" must be an object");
         goto done;
     }
-    json_object_foreach(params, key, value) {
+    json_object_foreach(params, key, value)
+    {
         if (strncmp(key, "file:", 5) == 0) {
-            http_reply_error(req, 400, "parameter '%s': model files cannot be sent in a load request; "
-                             "put them in the repository and load the model by name", key);
+            http_reply_error(req, 400,
+                             "parameter '%s': model files cannot be sent in a load request; "
+                             "put them in the repository and load the model by name",
+                             key);
             goto done;
         }
         if (strcmp(key, "config") != 0) {
@@ -205,10 +214,12 @@ void repository_traffic(http_request *req, const route_params *p, int worker)
     char err[1024];
     if (!traffic) {
         json_decref(body);
-        http_reply_error(req, 400, "the body must be {\"traffic\": {\"<version>\": <percent>, ...}}");
+        http_reply_error(req, 400,
+                         "the body must be {\"traffic\": {\"<version>\": <percent>, ...}}");
         return;
     }
-    admin_result r = model_set_set_traffic(req->server->models, p->model, traffic, err, sizeof(err));
+    admin_result r =
+        model_set_set_traffic(req->server->models, p->model, traffic, err, sizeof(err));
     json_decref(body);
     if (r == ADMIN_OK) {
         audit(req, "traffic", p->model, "ok");
@@ -230,8 +241,9 @@ void repository_status(http_request *req, const route_params *p, int worker)
         return;
     }
     if (!name) {
-        json_t *all = json_pack("{s:s, s:o}", "model_control", model_control_name(model_set_control(req->server->models)),
-                                "models", status);
+        json_t *all =
+            json_pack("{s:s, s:o}", "model_control",
+                      model_control_name(model_set_control(req->server->models)), "models", status);
         status = all;
     }
     http_reply_json(req, 200, status);

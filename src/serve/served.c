@@ -22,11 +22,12 @@ model_version *served_acquire(http_request *req, const route_params *p)
     const char *version = p && p->has_version ? p->version : NULL;
     acquired got;
     char err[1024];
-    acquire_result r = model_set_acquire(req->server->models, name, version, request_header, req, &got, err,
-                                         sizeof(err));
+    acquire_result r = model_set_acquire(req->server->models, name, version, request_header, req,
+                                         &got, err, sizeof(err));
     if (r != ACQUIRE_OK) {
-        http_reply_error(req, r == ACQUIRE_NOT_SERVING || (!name && r == ACQUIRE_UNKNOWN_MODEL) ? 503 : 404,
-                         "%s", err);
+        http_reply_error(
+            req, r == ACQUIRE_NOT_SERVING || (!name && r == ACQUIRE_UNKNOWN_MODEL) ? 503 : 404,
+            "%s", err);
         return NULL;
     }
     req->answered_by = got.version;
