@@ -220,7 +220,8 @@ class SwapTest(LiveModelTestCase):
     def test_unload_while_requests_run_finishes_them(self):
         save(slow_model(), os.path.join(self.repo, "slow", "1", "model.onnx"))
         srv = self.start(workers=1)
-        body = {"inputs": [{"name": "x", "shape": [64, 256], "datatype": "FP32", "data": [0.01] * (64 * 256)}]}
+        # about 1.6 GFLOP a request: six queue on the one worker for seconds
+        body = {"inputs": [{"name": "x", "shape": [1024, 256], "datatype": "FP32", "data": [0.01] * (1024 * 256)}]}
         statuses = []
         threads = [threading.Thread(target=lambda: statuses.append(
             srv.post("/v2/models/slow/infer", body, timeout=60).status)) for _ in range(6)]
