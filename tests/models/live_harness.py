@@ -87,6 +87,23 @@ def large_classifier(megabytes):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
+def slow_classifier(layers=200, width=256):
+    """x float32 [N,width] -> y: `layers` MatMul+Tanh with one shared weight,
+    so each row costs layers*width*width*2 FLOP while the file stays small."""
+    rng = np.random.default_rng(5)
+    w = (rng.normal(size=(width, width)) / np.sqrt(width)).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])
+    nodes, last = [], "x"
+    for i in range(layers):
+        nodes.append(helper.make_node("MatMul", [last, "w"], [f"m{i}"]))
+        out = "y" if i == layers - 1 else f"t{i}"
+        nodes.append(helper.make_node("Tanh", [f"m{i}"], [out]))
+        last = out
+    graph = helper.make_graph(nodes, "slow", [x], [y], [numpy_helper.from_array(w, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
 def write_bytes_atomically(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"

@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from live_harness import (AUTH, ROW, SLOW, TOKEN, CheckedLoad, Server, TritonStyleClient,  # noqa: E402
                           classifier, expected_probabilities, failing_classifier, infer_body, large_classifier,
-                          save, write_bytes_atomically, write_config)
-from serve_harness import INFERD, slow_model  # noqa: E402
+                          save, slow_classifier, write_bytes_atomically, write_config)
+from serve_harness import INFERD  # noqa: E402
 
 SWAPS = 200 if SLOW == 1 else 30
 
@@ -218,21 +218,29 @@ class SwapTest(LiveModelTestCase):
         self.stop_cleanly(srv)
 
     def test_unload_while_requests_run_finishes_them(self):
-        save(slow_model(), os.path.join(self.repo, "slow", "1", "model.onnx"))
+        save(slow_classifier(layers=1500), os.path.join(self.repo, "slow", "1", "model.onnx"))
         srv = self.start(workers=1)
-        # about 1.6 GFLOP a request: six queue on the one worker for seconds
-        body = {"inputs": [{"name": "x", "shape": [1024, 256], "datatype": "FP32", "data": [0.01] * (1024 * 256)}]}
-        statuses = []
-        threads = [threading.Thread(target=lambda: statuses.append(
-            srv.post("/v2/models/slow/infer", body, timeout=60).status)) for _ in range(6)]
+        # about 6 GFLOP a request in a 50 kB body: six queue on the one worker for a second or more
+        body = {"inputs": [{"name": "x", "shape": [32, 256], "datatype": "FP32", "data": [0.01] * (32 * 256)}]}
+        results = []
+
+        def client():
+            status = srv.post("/v2/models/slow/infer", body, timeout=120).status
+            results.append((status, time.monotonic()))
+
+        threads = [threading.Thread(target=client) for _ in range(6)]
         for t in threads:
             t.start()
         self.wait_for(lambda: self.in_flight(srv) >= 6 + 1, "six requests in flight")
+        time.sleep(0.2 * SLOW)  # their 50 kB bodies have arrived: the requests are accepted
         r = srv.post("/v2/repository/models/slow/unload", {}, headers=AUTH)
         self.assertEqual(r.status, 200, r)
+        unloaded_at = time.monotonic()
         for t in threads:
-            t.join(60)
-        self.assertEqual(statuses, [200] * 6)
+            t.join(120)
+        self.assertEqual([status for status, _ in results], [200] * 6)
+        # the test is only worth something if some of them ran after the unload
+        self.assertGreater(max(done for _, done in results), unloaded_at)
         r = srv.post("/v2/models/slow/infer", body)
         self.assertEqual(r.status, 503)
         self.assertIn("not loaded", r.json()["error"])
