@@ -13,7 +13,9 @@ scripts/deps.sh all
 # npm packages (package-lock.json): Swagger UI for /docs, swagger-parser for the
 # OpenAPI test, ONNX Runtime for benchmarks (its install script would fetch GPU
 # files: skip it, the CPU binding ships in the package).
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+# A node_modules that is a symbolic link (a git worktree sharing another
+# checkout's) belongs to that checkout: never reinstall through it.
+if [ ! -L node_modules ] && { [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; }; then
   ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
 fi
 
