@@ -168,7 +168,9 @@ jobs_status jobs_fail(jobs_queue *queue, const jobs_job *job, const char *reason
                       char *err, size_t err_size);
 
 /* Keep a claim alive: a worker running one job longer than the visibility
- * timeout calls this so the job is not handed to another worker. */
+ * timeout calls this so the job is not handed to another worker (the runner
+ * does it for its jobs every third of the timeout). JOBS_CONFLICT when the
+ * claim was already lost. */
 jobs_status jobs_extend(jobs_queue *queue, const jobs_job *job, char *err, size_t err_size);
 
 jobs_status jobs_get(jobs_queue *queue, const char *id, jobs_info **out, char *err, size_t err_size);

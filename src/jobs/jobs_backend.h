@@ -66,6 +66,15 @@ struct jobs_queue {
 extern const jobs_backend_ops jobs_sqlite_backend;
 extern const jobs_backend_ops jobs_redis_backend;
 
+/* A Redis URL, redis://[:password@]host[:port][/db], taken apart
+ * (queue_redis.c; its own function so that it can be fuzzed). */
+typedef struct jobs_redis_address {
+    char host[256];
+    int port, db;
+    char password[256]; /* "" when none */
+} jobs_redis_address;
+bool jobs_redis_parse_url(const char *url, jobs_redis_address *address, char *err, size_t err_size);
+
 /* helpers shared by the backends (queue.c) */
 double jobs_now(void);                 /* Unix time, seconds (CLOCK_REALTIME) */
 void jobs_sleep(double seconds);

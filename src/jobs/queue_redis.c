@@ -150,52 +150,81 @@ typedef struct redis_queue {
 
 /* ---- URL and connections ---- */
 
-static bool parse_url(redis_queue *q, const char *url, char *err, size_t err_size)
+bool jobs_redis_parse_url(const char *url, jobs_redis_address *address, char *err, size_t err_size)
 {
-    const char *rest = url + strlen("redis://");
-    const char *at = strchr(rest, '@');
+    memset(address, 0, sizeof(*address));
+    if (strncmp(url, "redis://", 8) != 0) {
+        jobs_set_error(err, err_size, "queue URL %s: expected redis://host[:port][/db]", url);
+        return false;
+    }
+    const char *rest = url + 8;
     const char *slash = strchr(rest, '/');
-    if (at && (!slash || at < slash)) {
+    const char *at = memchr(rest, '@', slash ? (size_t)(slash - rest) : strlen(rest));
+    if (at) {
         const char *colon = memchr(rest, ':', (size_t)(at - rest));
         const char *secret = colon ? colon + 1 : rest;
-        q->password = strndup(secret, (size_t)(at - secret));
+        size_t secret_len = (size_t)(at - secret);
+        if (secret_len == 0 || secret_len >= sizeof(address->password)) {
+            jobs_set_error(err, err_size, "queue URL: the password must be 1 to %zu characters",
+                           sizeof(address->password) - 1);
+            return false;
+        }
+        memcpy(address->password, secret, secret_len);
         rest = at + 1;
     }
     slash = strchr(rest, '/');
     size_t host_end = slash ? (size_t)(slash - rest) : strlen(rest);
     const char *colon = memchr(rest, ':', host_end);
     size_t host_len = colon ? (size_t)(colon - rest) : host_end;
-    if (host_len == 0 || host_len >= sizeof(q->host)) {
-        jobs_set_error(err, err_size, "queue URL %s: no host (expected redis://host[:port][/db])", url);
+    if (host_len == 0 || host_len >= sizeof(address->host)) {
+        jobs_set_error(err, err_size, "queue URL redis://%.*s: %s (expected redis://host[:port][/db])",
+                       (int)host_end, rest, host_len ? "host name too long" : "no host");
         return false;
     }
-    memcpy(q->host, rest, host_len);
-    q->host[host_len] = 0;
-    q->port = 6379;
+    memcpy(address->host, rest, host_len);
+    address->port = 6379;
     if (colon) {
         char *end;
         long port = strtol(colon + 1, &end, 10);
-        if (end == colon + 1 || end != rest + host_end || port < 1 || port > 65535) {
-            jobs_set_error(err, err_size, "queue URL %s: port \"%.*s\" is not a number from 1 to 65535", url,
-                           (int)(rest + host_end - colon - 1), colon + 1);
+        if (end == colon + 1 || end != rest + host_end || port < 1 || port > 65535 || colon[1] == '-' ||
+            colon[1] == '+' || colon[1] == ' ') {
+            jobs_set_error(err, err_size, "queue URL %s: port \"%.*s\" is not a number from 1 to 65535",
+                           address->host, (int)(rest + host_end - colon - 1), colon + 1);
             return false;
         }
-        q->port = (int)port;
+        address->port = (int)port;
     }
-    q->db = 0;
     if (slash && slash[1]) {
         char *end;
         long db = strtol(slash + 1, &end, 10);
-        if (*end || db < 0 || db > 1000000) {
-            jobs_set_error(err, err_size, "queue URL %s: database \"%s\" is not a number", url, slash + 1);
+        if (*end || db < 0 || db > 1000000 || slash[1] == '-' || slash[1] == '+' || slash[1] == ' ') {
+            jobs_set_error(err, err_size, "queue URL %s: database \"%.20s\" is not a number from 0", address->host,
+                           slash + 1);
             return false;
         }
-        q->db = (int)db;
+        address->db = (int)db;
+    }
+    return true;
+}
+
+static bool parse_url(redis_queue *q, const char *url, char *err, size_t err_size)
+{
+    jobs_redis_address address;
+    if (!jobs_redis_parse_url(url, &address, err, err_size))
+        return false;
+    memcpy(q->host, address.host, sizeof(q->host));
+    q->port = address.port;
+    q->db = address.db;
+    if (address.password[0] && !(q->password = strdup(address.password))) {
+        jobs_set_error(err, err_size, "out of memory");
+        return false;
     }
     size_t shown = strlen(q->host) + 64;
     q->url_shown = malloc(shown);
     if (q->url_shown)
         snprintf(q->url_shown, shown, "redis://%s:%d/%d", q->host, q->port, q->db);
+    else
+        jobs_set_error(err, err_size, "out of memory");
     return q->url_shown != NULL;
 }
 

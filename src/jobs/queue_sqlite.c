@@ -6,10 +6,10 @@
  * change survive a process crash (a power loss may lose the last commits,
  * never corrupt the file).
  *
- * Claims are BEGIN IMMEDIATE transactions: they first give back the jobs of
- * workers silent beyond the visibility timeout (lease_until in the past) —
- * re-queued, or failed once their attempts are used up — then take the
- * oldest queued job. Per-state counts live in a table kept by triggers, so
+ * Claims are BEGIN IMMEDIATE transactions: they first (at most once a
+ * second) give back the jobs of workers silent beyond the visibility timeout
+ * (lease_until in the past) — re-queued, or failed once their attempts are
+ * used up — then take the oldest queued job. Per-state counts live in a table kept by triggers, so
  * the cap check at submit and the depth gauge cost one indexed read, not a
  * scan of 100,000 rows.
  *
@@ -31,6 +31,7 @@
 #define SCHEMA_VERSION 1
 #define POLL_SECONDS 0.05
 #define EXPIRE_EVERY_SECONDS 30.0
+#define RECLAIM_EVERY_SECONDS 1.0
 #define BUSY_TIMEOUT_MS 10000
 
 enum {
@@ -138,6 +139,7 @@ typedef struct sqlite_queue {
     pthread_mutex_t lock;
     pthread_cond_t submitted; /* signalled by submits through this handle */
     double next_expire_at;
+    double next_reclaim_at; /* looking for lost workers' jobs costs two updates: once a second is enough */
 } sqlite_queue;
 
 static jobs_status db_error(sqlite_queue *q, const char *doing, char *err, size_t err_size)
@@ -441,7 +443,12 @@ static jobs_status try_claim(sqlite_queue *q, const char *worker, jobs_job **out
     if (status != JOBS_OK)
         return status;
     now = jobs_now();
-    for (int which = SQL_GIVE_UP_LOST; status == JOBS_OK && which <= SQL_REQUEUE_LOST; which++) {
+    bool reclaim = now >= q->next_reclaim_at;
+    if (reclaim)
+        q->next_reclaim_at = now + (q->queue->visibility_timeout < 2 * RECLAIM_EVERY_SECONDS
+                                        ? q->queue->visibility_timeout / 2
+                                        : RECLAIM_EVERY_SECONDS);
+    for (int which = SQL_GIVE_UP_LOST; reclaim && status == JOBS_OK && which <= SQL_REQUEUE_LOST; which++) {
         stmt = statement(q, which);
         sqlite3_bind_double(stmt, 1, now);
         status = run_done(q, stmt, "re-queueing jobs of lost workers", err, err_size);

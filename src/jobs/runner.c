@@ -5,7 +5,9 @@
  * decides what a job means (look the model up, run the engine); the runner
  * owns the queue protocol: retry on a transient failure, fail at once on a
  * permanent one, back off while the queue is unreachable, and a stop that
- * lets jobs in flight finish.
+ * lets jobs in flight finish. A keeper thread extends the claim of every job
+ * running longer than a third of the visibility timeout, so a slow model is
+ * not handed to a second worker while the first is still on it.
  */
 #include "jobs_backend.h"
 
@@ -26,11 +28,19 @@ struct jobs_runner {
     unsigned started;
     pthread_t *threads;
     struct runner_thread *contexts;
+    pthread_t keeper;
+    bool keeper_started;
+    pthread_mutex_t lock; /* guards each thread's in_flight */
 };
 
 typedef struct runner_thread {
     jobs_runner *runner;
     char worker[160];
+    /* the job this thread runs now: id, claim and attempt only (what
+     * jobs_extend needs), copied so the keeper never touches a freed job */
+    bool busy;
+    jobs_job in_flight;
+    double extended_at;
 } runner_thread;
 
 static void report(jobs_runner *runner, jobs_status status, const char *message)
@@ -99,14 +109,55 @@ static void *runner_main(void *arg)
             continue;
         }
         pause = UNAVAILABLE_PAUSE_SECONDS;
+        pthread_mutex_lock(&runner->lock);
+        self->in_flight = (jobs_job){.attempt = job->attempt};
+        memcpy(self->in_flight.id, job->id, sizeof(job->id));
+        memcpy(self->in_flight.claim, job->claim, sizeof(job->claim));
+        self->extended_at = jobs_now();
+        self->busy = true;
+        pthread_mutex_unlock(&runner->lock);
         jobs_output output = {0};
         char reason[512] = "";
         jobs_outcome outcome = runner->config.run(runner->config.user, job, &output, reason, sizeof(reason));
         if (outcome != JOBS_RUN_DONE && !reason[0])
             snprintf(reason, sizeof(reason), "the job failed (no reason given)");
+        pthread_mutex_lock(&runner->lock);
+        self->busy = false;
+        pthread_mutex_unlock(&runner->lock);
         finish(runner, self->worker, job, outcome, &output, reason);
         free(output.data);
         jobs_job_free(job);
+    }
+    return NULL;
+}
+
+/* Extends the claims of long-running jobs every third of the visibility
+ * timeout; looks every 0.1 s so that a stop is quick. */
+static void *keeper_main(void *arg)
+{
+    jobs_runner *runner = arg;
+    double every = runner->queue->visibility_timeout / 3;
+    while (!atomic_load(&runner->stopping)) {
+        jobs_sleep(0.1);
+        for (unsigned i = 0; i < runner->started && !atomic_load(&runner->stopping); i++) {
+            runner_thread *thread = &runner->contexts[i];
+            pthread_mutex_lock(&runner->lock);
+            bool due = thread->busy && jobs_now() - thread->extended_at >= every;
+            jobs_job job = thread->in_flight;
+            if (due)
+                thread->extended_at = jobs_now();
+            pthread_mutex_unlock(&runner->lock);
+            if (!due)
+                continue;
+            char err[512];
+            jobs_status status = jobs_extend(runner->queue, &job, err, sizeof(err));
+            if (status != JOBS_OK) {
+                char message[768];
+                snprintf(message, sizeof(message), "%s: job %s: cannot extend its claim: %s", thread->worker,
+                         job.id, err);
+                report(runner, status, message);
+            }
+        }
     }
     return NULL;
 }
@@ -140,6 +191,7 @@ jobs_status jobs_runner_start(jobs_queue *queue, const jobs_runner_config *confi
     snprintf(default_prefix, sizeof(default_prefix), "%s:%ld", host, (long)getpid());
     runner->worker_prefix = strdup(config->worker && *config->worker ? config->worker : default_prefix);
     atomic_init(&runner->stopping, false);
+    pthread_mutex_init(&runner->lock, NULL);
     unsigned n = runner->config.threads;
     runner->threads = calloc(n, sizeof(*runner->threads));
     runner->contexts = calloc(n, sizeof(*runner->contexts));
@@ -159,6 +211,12 @@ jobs_status jobs_runner_start(jobs_queue *queue, const jobs_runner_config *confi
         }
         runner->started++;
     }
+    if (pthread_create(&runner->keeper, NULL, keeper_main, runner) != 0) {
+        jobs_set_error(err, err_size, "cannot start the runner's claim keeper thread");
+        jobs_runner_stop(runner);
+        return JOBS_IO_ERROR;
+    }
+    runner->keeper_started = true;
     *out = runner;
     return JOBS_OK;
 }
@@ -170,6 +228,9 @@ void jobs_runner_stop(jobs_runner *runner)
     atomic_store(&runner->stopping, true);
     for (unsigned i = 0; i < runner->started; i++)
         pthread_join(runner->threads[i], NULL);
+    if (runner->keeper_started)
+        pthread_join(runner->keeper, NULL);
+    pthread_mutex_destroy(&runner->lock);
     free(runner->threads);
     free(runner->contexts);
     free(runner->worker_prefix);

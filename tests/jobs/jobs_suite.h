@@ -555,6 +555,45 @@ static void test_runner_runs_jobs_on_several_threads(void)
     jobs_close(queue);
 }
 
+static atomic_int slow_calls;
+
+static jobs_outcome slow_echo(void *user, const jobs_job *job, jobs_output *output, char *error, size_t error_size)
+{
+    (void)user, (void)error, (void)error_size;
+    atomic_fetch_add(&slow_calls, 1);
+    usleep(2500000);
+    output->data = malloc(4);
+    memcpy(output->data, "slow", 4);
+    output->size = 4;
+    (void)job;
+    return JOBS_RUN_DONE;
+}
+
+static void test_runner_keeps_the_claim_of_a_slow_job(void)
+{
+    /* a 2.5 s job with a 1 s visibility timeout and a second idle runner
+     * thread: without the keeper's extensions it would run twice */
+    jobs_queue *queue = open_queue((jobs_config){.visibility_timeout = 1});
+    if (!queue)
+        return;
+    atomic_store(&slow_calls, 0);
+    jobs_runner *runner = NULL;
+    jobs_runner_config config = {.threads = 2, .run = slow_echo, .poll_interval = 0.2};
+    CHECK_EQ_INT(jobs_runner_start(queue, &config, &runner, suite_err, sizeof(suite_err)), JOBS_OK);
+    char id[JOBS_ID_LEN + 1];
+    submit_text(queue, "slow", "{}", id);
+    jobs_info *info;
+    CHECK(wait_finished(queue, id, 20, &info));
+    if (info) {
+        CHECK_EQ_INT(info->state, JOBS_DONE);
+        CHECK_EQ_INT(info->attempts, 1);
+        jobs_info_free(info);
+    }
+    jobs_runner_stop(runner);
+    CHECK_EQ_INT(atomic_load(&slow_calls), 1);
+    jobs_close(queue);
+}
+
 typedef struct late_submit {
     jobs_queue *queue;
     char id[JOBS_ID_LEN + 1];
@@ -607,6 +646,7 @@ static void suite_run_all(void)
     RUN(test_ids_are_random_and_distinct);
     RUN(test_runner_runs_jobs_on_several_threads);
     RUN(test_claim_waits_for_a_job_submitted_meanwhile);
+    RUN(test_runner_keeps_the_claim_of_a_slow_job);
 }
 
 #endif /* INFERD_TESTS_JOBS_SUITE_H */

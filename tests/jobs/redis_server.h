@@ -1,8 +1,8 @@
 /*
  * redis_server.h — a real redis-server for the job-queue tests and the
  * benchmark: started on a free 127.0.0.1 port with its own temporary
- * directory (append-only file on, fsync always, so a restart keeps the
- * data), stopped by PID. Header-only: tests/jobs and bench/jobs include it.
+ * directory (append-only file on, fsync always unless told otherwise, so a
+ * restart keeps the data), stopped by PID. Header-only: tests/jobs and bench/jobs include it.
  */
 #ifndef INFERD_TESTS_JOBS_REDIS_SERVER_H
 #define INFERD_TESTS_JOBS_REDIS_SERVER_H
@@ -26,6 +26,7 @@ typedef struct redis_server {
     int port;
     char dir[256];
     char url[64];
+    const char *appendfsync; /* NULL: "always" (tests); the benchmark uses "everysec" */
 } redis_server;
 
 static int redis_server_free_port(void)
@@ -80,7 +81,8 @@ static bool redis_server_start(redis_server *server)
         if (null_fd >= 0)
             dup2(null_fd, STDOUT_FILENO);
         execl(REDIS_SERVER_PATH, "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", server->dir,
-              "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no",
+              "--save", "", "--appendonly", "yes", "--appendfsync",
+              server->appendfsync ? server->appendfsync : "always", "--daemonize", "no",
               "--loglevel", "warning", (char *)NULL);
         _exit(127);
     }
