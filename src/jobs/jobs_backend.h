@@ -76,6 +76,8 @@ typedef struct jobs_redis_address {
 bool jobs_redis_parse_url(const char *url, jobs_redis_address *address, char *err, size_t err_size);
 
 /* helpers shared by the backends (queue.c) */
+/* Counts jobs of lost workers a claim re-queued or gave up on (metrics). */
+void jobs_count_lost(jobs_queue *queue, uint64_t requeued, uint64_t failed);
 double jobs_now(void);                 /* Unix time, seconds (CLOCK_REALTIME) */
 void jobs_sleep(double seconds);
 char *jobs_strdup(const char *text);   /* NULL stays NULL */

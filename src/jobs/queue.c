@@ -369,6 +369,16 @@ static jobs_status check_job(const jobs_job *job, char *err, size_t err_size)
     return check_id(job->id, err, err_size);
 }
 
+void jobs_count_lost(jobs_queue *queue, uint64_t requeued, uint64_t failed)
+{
+    if (!requeued && !failed)
+        return;
+    pthread_mutex_lock(&queue->metrics_lock);
+    queue->metrics.retried += requeued;
+    queue->metrics.failed += failed;
+    pthread_mutex_unlock(&queue->metrics_lock);
+}
+
 static void count_effect(jobs_queue *queue, jobs_effect effect)
 {
     pthread_mutex_lock(&queue->metrics_lock);

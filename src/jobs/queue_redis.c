@@ -55,7 +55,8 @@ static const char *const script_text[SCRIPTS] = {
                       "  'result_ttl', ARGV[9], 'queued_at', ARGV[10], 'attempts', 0, 'entry', entry)\n"
                       "return entry\n",
     /* ARGV: group, entry, worker, now -> {1, attempt, model, version, content_type, payload,
-     * max_retries, queued_at} or {0} when the entry carries no live job */
+     * max_retries, queued_at, 1 when a lost worker had it}, {0} when the entry carries no live
+     * job, {2} when a lost worker had it and its attempts are used up (now failed) */
     [SCRIPT_START] =
         "local function drop()\n"
         "  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]); redis.call('XDEL', KEYS[1], ARGV[2])\n"
@@ -71,13 +72,13 @@ static const char *const script_text[SCRIPTS] = {
         "      'error', 'gave up after ' .. (attempts - 1) .. ' attempts: ' .. lost)\n"
         "    redis.call('HDEL', KEYS[2], 'payload', 'worker')\n"
         "    redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(job[4])))\n"
-        "    drop(); return {0}\n"
+        "    drop(); return {2}\n"
         "  end\n"
         "  redis.call('HSET', KEYS[2], 'error', lost)\n"
         "end\n"
         "redis.call('HSET', KEYS[2], 'state', 'running', 'worker', ARGV[3], 'started_at', ARGV[4])\n"
         "local f = redis.call('HMGET', KEYS[2], 'model', 'version', 'content_type', 'payload', 'queued_at')\n"
-        "return {1, attempts, f[1], f[2], f[3], f[4], tonumber(job[3]), f[5]}\n",
+        "return {1, attempts, f[1], f[2], f[3], f[4], tonumber(job[3]), f[5], job[1] == 'running' and 1 or 0}\n",
     /* ARGV: group, entry, result, content_type, now -> 1 stored, 0 already finished, -1 gone */
     [SCRIPT_COMPLETE] =
         "local job = redis.call('HMGET', KEYS[2], 'state', 'entry', 'result_ttl')\n"
@@ -593,7 +594,11 @@ static jobs_status start(redis_queue *q, redisContext *c, const char *worker, co
     jobs_status status = JOBS_EMPTY;
     if (reply->type == REDIS_REPLY_ERROR) {
         status = reply_error(q, reply, "starting a job", err, err_size);
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 8 && reply->element[0]->integer == 1) {
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 && reply->element[0]->integer == 2) {
+        jobs_count_lost(q->queue, 0, 1);
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 9 && reply->element[0]->integer == 1) {
+        if (reply->element[8]->integer == 1)
+            jobs_count_lost(q->queue, 1, 0);
         jobs_job *job = calloc(1, sizeof(*job));
         if (!job) {
             jobs_set_error(err, err_size, "out of memory");

@@ -79,8 +79,11 @@ static const char *const statement_sql[SQL_STATEMENTS] = {
     [SQL_COMPLETE] = "UPDATE \"%1$s_jobs\" SET state = 'done', result = ?2, result_content_type = ?3, "
                      "finished_at = ?4, expires_at = ?4 + result_ttl, error = NULL, payload = NULL, "
                      "lease_until = NULL WHERE id = ?1 AND state IN ('queued', 'running')",
-    /* ?3 retryable: re-queue while attempts remain; else fail with the reason */
+    /* ?3 retryable: re-queue (at the back, as on Redis: a natural pause
+     * before the retry) while attempts remain; else fail with the reason */
     [SQL_FAIL] = "UPDATE \"%1$s_jobs\" SET "
+                 "seq = CASE WHEN ?3 AND attempts <= max_retries "
+                 "THEN (SELECT max(seq) FROM \"%1$s_jobs\") + 1 ELSE seq END, "
                  "state = CASE WHEN ?3 AND attempts <= max_retries THEN 'queued' ELSE 'failed' END, "
                  "error = CASE WHEN ?3 AND attempts > max_retries "
                  "THEN 'gave up after ' || attempts || ' attempts: ' || ?2 ELSE ?2 END, "
@@ -448,10 +451,13 @@ static jobs_status try_claim(sqlite_queue *q, const char *worker, jobs_job **out
         q->next_reclaim_at = now + (q->queue->visibility_timeout < 2 * RECLAIM_EVERY_SECONDS
                                         ? q->queue->visibility_timeout / 2
                                         : RECLAIM_EVERY_SECONDS);
+    uint64_t lost[2] = {0, 0}; /* given up, re-queued */
     for (int which = SQL_GIVE_UP_LOST; reclaim && status == JOBS_OK && which <= SQL_REQUEUE_LOST; which++) {
         stmt = statement(q, which);
         sqlite3_bind_double(stmt, 1, now);
         status = run_done(q, stmt, "re-queueing jobs of lost workers", err, err_size);
+        if (status == JOBS_OK)
+            lost[which - SQL_GIVE_UP_LOST] = (uint64_t)sqlite3_changes(q->db);
     }
     jobs_job *job = NULL;
     sqlite3_int64 seq = 0;
@@ -497,6 +503,8 @@ static jobs_status try_claim(sqlite_queue *q, const char *worker, jobs_job **out
         jobs_status committed = commit(q, err, err_size);
         if (committed != JOBS_OK)
             status = committed;
+        else
+            jobs_count_lost(q->queue, lost[1], lost[0]);
     } else {
         rollback(q);
     }

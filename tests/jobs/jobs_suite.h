@@ -186,6 +186,30 @@ static void test_retryable_failure_requeues_until_max_retries_then_fails(void)
     jobs_close(queue);
 }
 
+static void test_a_retried_job_goes_to_the_back_of_the_queue(void)
+{
+    jobs_queue *queue = open_queue((jobs_config){0});
+    if (!queue)
+        return;
+    char first[JOBS_ID_LEN + 1], second[JOBS_ID_LEN + 1];
+    submit_text(queue, "m", "{}", first);
+    submit_text(queue, "m", "{}", second);
+    jobs_job *job = NULL;
+    CHECK_EQ_INT(jobs_claim(queue, "w", 1, &job, suite_err, sizeof(suite_err)), JOBS_OK);
+    CHECK(job && strcmp(job->id, first) == 0);
+    if (job)
+        jobs_fail(queue, job, "busy", true, suite_err, sizeof(suite_err));
+    jobs_job_free(job);
+    const char *expected[] = {second, first};
+    for (int i = 0; i < 2; i++) {
+        job = NULL;
+        CHECK_EQ_INT(jobs_claim(queue, "w", 1, &job, suite_err, sizeof(suite_err)), JOBS_OK);
+        CHECK(job && strcmp(job->id, expected[i]) == 0);
+        jobs_job_free(job);
+    }
+    jobs_close(queue);
+}
+
 static void test_permanent_failure_fails_at_once(void)
 {
     jobs_queue *queue = open_queue((jobs_config){0});
@@ -237,6 +261,10 @@ static void test_a_stale_claim_cannot_fail_the_next_attempt(void)
         }
         CHECK_EQ_INT(jobs_extend(queue, second, suite_err, sizeof(suite_err)), JOBS_OK);
         CHECK_EQ_INT(jobs_complete(queue, second, "ok", 2, NULL, suite_err, sizeof(suite_err)), JOBS_OK);
+        jobs_metrics metrics;
+        jobs_metrics_snapshot(queue, &metrics);
+        CHECK_EQ_INT(metrics.retried, 1); /* the lost attempt */
+        CHECK_EQ_INT(metrics.completed, 1);
     }
     jobs_job_free(first);
     jobs_job_free(second);
@@ -277,6 +305,9 @@ static void test_a_lost_job_fails_once_its_attempts_are_used(void)
     job = NULL;
     CHECK_EQ_INT(jobs_claim(queue, "other", 1.5, &job, suite_err, sizeof(suite_err)), JOBS_EMPTY);
     jobs_job_free(job);
+    jobs_metrics metrics;
+    jobs_metrics_snapshot(queue, &metrics);
+    CHECK_EQ_INT(metrics.failed, 1);
     jobs_info *info = get_info(queue, id);
     if (info) {
         CHECK_EQ_INT(info->state, JOBS_FAILED);
@@ -634,6 +665,7 @@ static void suite_run_all(void)
     RUN(test_jobs_are_claimed_oldest_first);
     RUN(test_completing_twice_keeps_the_first_result);
     RUN(test_retryable_failure_requeues_until_max_retries_then_fails);
+    RUN(test_a_retried_job_goes_to_the_back_of_the_queue);
     RUN(test_permanent_failure_fails_at_once);
     RUN(test_a_stale_claim_cannot_fail_the_next_attempt);
     RUN(test_extend_keeps_a_long_job_from_being_reclaimed);
