@@ -32,6 +32,10 @@
  *     JOBS_UNAVAILABLE at once with the reason (the server's 503) and the
  *     handle reconnects with exponential backoff; nothing crashes.
  *
+ * Signals: hiredis writes to sockets with write(2); a process using the Redis
+ * backend must ignore SIGPIPE (the server does) so that a Redis lost at the
+ * wrong moment is an error, not the end of the process.
+ *
  * Thread safety: a jobs_queue handle may be used from any number of threads
  * at once (the embedded backend serialises on one SQLite connection, the
  * Redis backend keeps a pool of connections so a blocked claim does not

@@ -149,6 +149,15 @@ static void test_bad_redis_urls_are_refused(void)
         CHECK_EQ_INT(jobs_open(&config, &queue, suite_err, sizeof(suite_err)), JOBS_INVALID);
         CHECK_STR_CONTAINS(suite_err, why[i]);
     }
+    /* a URL that parses but names a database the server does not have */
+    char url[96];
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d/100000", server.port);
+    jobs_config config = {.url = url};
+    jobs_queue *queue = NULL;
+    CHECK_EQ_INT(jobs_open(&config, &queue, suite_err, sizeof(suite_err)), JOBS_IO_ERROR);
+    CHECK_STR_CONTAINS(suite_err, "SELECT");
+    CHECK_STR_CONTAINS(suite_err, "DB index is out of range");
+    CHECK(queue == NULL);
 }
 
 typedef struct error_log {
