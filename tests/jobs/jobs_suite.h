@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 static jobs_queue *open_queue(jobs_config config);
+static jobs_queue *open_same_queue(jobs_config config);
 
 static double jobs_now_for_tests(void)
 {
@@ -659,6 +660,94 @@ static void test_claim_waits_for_a_job_submitted_meanwhile(void)
     jobs_close(queue);
 }
 
+enum { SHARED_JOBS = 300 };
+static atomic_int runs_per_job[SHARED_JOBS];
+
+static jobs_outcome count_run(void *user, const jobs_job *job, jobs_output *output, char *error, size_t error_size)
+{
+    (void)user, (void)error, (void)error_size;
+    int n = atoi((const char *)job->payload);
+    if (n >= 0 && n < SHARED_JOBS)
+        atomic_fetch_add(&runs_per_job[n], 1);
+    output->data = malloc(1);
+    output->data[0] = 'k';
+    output->size = 1;
+    return JOBS_RUN_DONE;
+}
+
+typedef struct submitter {
+    jobs_queue *queue;
+    int first, step;
+    char (*ids)[JOBS_ID_LEN + 1];
+} submitter;
+
+static void *submit_share(void *arg)
+{
+    submitter *s = arg;
+    char err[256], text[16];
+    for (int i = s->first; i < SHARED_JOBS; i += s->step) {
+        snprintf(text, sizeof(text), "%d", i);
+        if (jobs_submit(s->queue, "m", "", text, strlen(text), NULL, NULL, s->ids[i], err, sizeof(err)) != JOBS_OK)
+            fprintf(stderr, "submit %d: %s\n", i, err);
+    }
+    return NULL;
+}
+
+static void test_two_handles_run_each_job_exactly_once(void)
+{
+    /* two handles on one queue (two server processes would look the same),
+     * each with a 2-thread runner and a submitting thread: every job runs
+     * once, none twice, none lost */
+    jobs_queue *first = open_queue((jobs_config){0});
+    jobs_queue *second = first ? open_same_queue((jobs_config){0}) : NULL;
+    if (!second) {
+        jobs_close(first);
+        return;
+    }
+    for (int i = 0; i < SHARED_JOBS; i++)
+        atomic_store(&runs_per_job[i], 0);
+    static char ids[SHARED_JOBS][JOBS_ID_LEN + 1];
+    jobs_runner *runners[2] = {NULL, NULL};
+    jobs_queue *queues[2] = {first, second};
+    pthread_t threads[2];
+    submitter submitters[2];
+    for (int k = 0; k < 2; k++) {
+        jobs_runner_config config = {.threads = 2, .worker = k ? "second" : "first", .run = count_run,
+                                     .poll_interval = 0.2};
+        CHECK_EQ_INT(jobs_runner_start(queues[k], &config, &runners[k], suite_err, sizeof(suite_err)), JOBS_OK);
+    }
+    for (int k = 0; k < 2; k++) {
+        submitters[k] = (submitter){.queue = queues[k], .first = k, .step = 2, .ids = ids};
+        pthread_create(&threads[k], NULL, submit_share, &submitters[k]);
+    }
+    for (int k = 0; k < 2; k++)
+        pthread_join(threads[k], NULL);
+    int done = 0;
+    for (int i = 0; i < SHARED_JOBS; i++) {
+        jobs_info *info;
+        if (wait_finished(queues[i % 2], ids[i], 30, &info) && info->state == JOBS_DONE)
+            done++;
+        jobs_info_free(info);
+    }
+    for (int k = 0; k < 2; k++)
+        jobs_runner_stop(runners[k]);
+    CHECK_EQ_INT(done, SHARED_JOBS);
+    int twice = 0, never = 0;
+    for (int i = 0; i < SHARED_JOBS; i++) {
+        twice += atomic_load(&runs_per_job[i]) > 1;
+        never += atomic_load(&runs_per_job[i]) == 0;
+    }
+    CHECK_EQ_INT(twice, 0);
+    CHECK_EQ_INT(never, 0);
+    jobs_metrics a, b;
+    jobs_metrics_snapshot(first, &a);
+    jobs_metrics_snapshot(second, &b);
+    CHECK_EQ_INT(a.completed + b.completed, SHARED_JOBS);
+    CHECK_EQ_INT(a.submitted + b.submitted, SHARED_JOBS);
+    jobs_close(second);
+    jobs_close(first);
+}
+
 static void suite_run_all(void)
 {
     RUN(test_submit_claim_complete_round_trip);
@@ -679,6 +768,7 @@ static void suite_run_all(void)
     RUN(test_runner_runs_jobs_on_several_threads);
     RUN(test_claim_waits_for_a_job_submitted_meanwhile);
     RUN(test_runner_keeps_the_claim_of_a_slow_job);
+    RUN(test_two_handles_run_each_job_exactly_once);
 }
 
 #endif /* INFERD_TESTS_JOBS_SUITE_H */
