@@ -274,14 +274,14 @@ static void test_a_stale_claim_cannot_fail_the_next_attempt(void)
 
 static void test_extend_keeps_a_long_job_from_being_reclaimed(void)
 {
-    jobs_queue *queue = open_queue((jobs_config){.visibility_timeout = 1.0});
+    jobs_queue *queue = open_queue((jobs_config){.visibility_timeout = 2.0});
     if (!queue)
         return;
     char id[JOBS_ID_LEN + 1];
     submit_text(queue, "m", "{}", id);
     jobs_job *job = NULL, *other = NULL;
     CHECK_EQ_INT(jobs_claim(queue, "a", 1, &job, suite_err, sizeof(suite_err)), JOBS_OK);
-    for (int i = 0; i < 4 && job; i++) { /* 1.6 s of work, extended every 0.4 s */
+    for (int i = 0; i < 6 && job; i++) { /* 2.4 s of work, extended every 0.4 s */
         usleep(400000);
         CHECK_EQ_INT(jobs_extend(queue, job, suite_err, sizeof(suite_err)), JOBS_OK);
     }
@@ -304,7 +304,7 @@ static void test_a_lost_job_fails_once_its_attempts_are_used(void)
     jobs_job_free(job);
     usleep(400000);
     job = NULL;
-    CHECK_EQ_INT(jobs_claim(queue, "other", 1.5, &job, suite_err, sizeof(suite_err)), JOBS_EMPTY);
+    CHECK_EQ_INT(jobs_claim(queue, "other", 3, &job, suite_err, sizeof(suite_err)), JOBS_EMPTY);
     jobs_job_free(job);
     jobs_metrics metrics;
     jobs_metrics_snapshot(queue, &metrics);
@@ -593,7 +593,7 @@ static jobs_outcome slow_echo(void *user, const jobs_job *job, jobs_output *outp
 {
     (void)user, (void)error, (void)error_size;
     atomic_fetch_add(&slow_calls, 1);
-    usleep(2500000);
+    usleep(3500000);
     output->data = malloc(4);
     memcpy(output->data, "slow", 4);
     output->size = 4;
@@ -603,9 +603,9 @@ static jobs_outcome slow_echo(void *user, const jobs_job *job, jobs_output *outp
 
 static void test_runner_keeps_the_claim_of_a_slow_job(void)
 {
-    /* a 2.5 s job with a 1 s visibility timeout and a second idle runner
+    /* a 3.5 s job with a 1.5 s visibility timeout and a second idle runner
      * thread: without the keeper's extensions it would run twice */
-    jobs_queue *queue = open_queue((jobs_config){.visibility_timeout = 1});
+    jobs_queue *queue = open_queue((jobs_config){.visibility_timeout = 1.5});
     if (!queue)
         return;
     atomic_store(&slow_calls, 0);
