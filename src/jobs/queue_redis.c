@@ -416,6 +416,26 @@ static jobs_status load_scripts(redis_queue *q, redisContext *c, char *err, size
     return JOBS_OK;
 }
 
+/* XAUTOCLAIM came with Redis 6.2: say so at open rather than fail every claim. */
+static jobs_status check_version(redis_queue *q, redisContext *c, char *err, size_t err_size)
+{
+    const char *argv[] = {"COMMAND", "INFO", "XAUTOCLAIM"};
+    redisReply *reply = call(q, c, 3, argv, NULL, err, err_size);
+    if (!reply)
+        return JOBS_UNAVAILABLE;
+    jobs_status status = JOBS_OK;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        status = reply_error(q, reply, "COMMAND INFO", err, err_size);
+    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
+               reply->element[0]->type != REDIS_REPLY_ARRAY) {
+        jobs_set_error(err, err_size, "%s: the job queue needs Redis 6.2 or newer (this server has no XAUTOCLAIM)",
+                       q->url_shown);
+        status = JOBS_INVALID;
+    }
+    freeReplyObject(reply);
+    return status;
+}
+
 static void redis_close(void *backend)
 {
     redis_queue *q = backend;
@@ -465,6 +485,8 @@ static jobs_status redis_open(jobs_queue *queue, char *err, size_t err_size)
     }
     redisContext *c = NULL;
     jobs_status status = connect_new(q, &c, err, err_size);
+    if (status == JOBS_OK)
+        status = check_version(q, c, err, err_size);
     if (status == JOBS_OK)
         status = load_scripts(q, c, err, err_size);
     if (status != JOBS_OK) {
