@@ -143,6 +143,7 @@ bool jobs_default_state_dir(char *buf, size_t size);
 /* Open a queue. Redis must answer now: when it does not, JOBS_UNAVAILABLE
  * and an error naming the URL and the reason. */
 jobs_status jobs_open(const jobs_config *config, jobs_queue **out, char *err, size_t err_size);
+/* Close the handle: stop its runners first. */
 void jobs_close(jobs_queue *queue);
 /* "embedded" or "redis", and the location (file path / URL) for logs. */
 const char *jobs_backend_name(const jobs_queue *queue);
