@@ -131,9 +131,9 @@ extern const double jobs_wait_bucket_bounds[JOBS_WAIT_BUCKETS];
  * whole queue's, read from the backend. */
 typedef struct jobs_metrics {
     uint64_t submitted, rejected_full, started, completed, failed, retried, cancelled;
-    uint64_t depth[JOBS_STATE_COUNT];             /* queued and running: the whole queue's;
-                                                     done/failed/cancelled:             results kept (embedded only; 0 on
-                                                     Redis, which would need a scan) */
+    /* queued and running: the whole queue's; done/failed/cancelled: results
+     * kept (embedded only; 0 on Redis, where counting them needs a scan) */
+    uint64_t depth[JOBS_STATE_COUNT];
     bool depth_known;                             /* false when the backend was unreachable */
     uint64_t wait_buckets[JOBS_WAIT_BUCKETS + 1]; /* non-cumulative counts; last is +Inf */
     uint64_t wait_count;
@@ -207,9 +207,10 @@ void jobs_job_free(jobs_job *job);
 void jobs_info_free(jobs_info *info);
 
 bool jobs_id_valid(const char *id);
-const char *
-jobs_state_name(jobs_state state); /* "queued", "running", "done", "failed", "cancelled" */
-const char *jobs_status_name(jobs_status status); /* "ok", "empty", "not found", ... */
+/* "queued", "running", "done", "failed", "cancelled" */
+const char *jobs_state_name(jobs_state state);
+/* "ok", "empty", "not found", ... */
+const char *jobs_status_name(jobs_status status);
 
 /* ---- the runner: N threads that claim jobs and run them ---- */
 
