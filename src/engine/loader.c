@@ -25,8 +25,11 @@
 
 #include "pb.h"
 
+/* IR 9 (onnx 1.14) added the float8 types, IR 10 (onnx 1.16) int4/uint4 and
+ * metadata/overload fields the engine does not read; element types the
+ * engine cannot hold are refused where they appear, naming the value. */
 #define MIN_IR_VERSION 3
-#define MAX_IR_VERSION 8
+#define MAX_IR_VERSION 10
 #define MAX_OPSET_IMPORTS 256
 #define MAX_MODEL_BYTES ((size_t)2 << 30) /* protobuf's own 2 GiB message limit */
 
@@ -1156,6 +1159,17 @@ static ifd_status load_proto(loader *ld, const ifd_load_options *options)
         m->opsets[m->n_opsets].domain = model_strdup(m, strcmp(d, "ai.onnx") ? d : "");
         m->opsets[m->n_opsets].version = mp->opset_import[i]->version;
         m->n_opsets++;
+    }
+    /* A newer opset may have changed any operator: refuse the model whole,
+     * unless it is only being described (inspect lists what it uses). */
+    for (size_t i = 0; i < m->n_opsets && !(options && options->describe_only); i++) {
+        int64_t max = onnx_max_opset(m->opsets[i].domain);
+        if (max > 0 && (m->opsets[i].version > max || m->opsets[i].version < 1)) {
+            set_error(ld->err, "%s opset %lld is not supported (supported: 1 to %lld)",
+                      domain_label(m->opsets[i].domain), (long long)m->opsets[i].version,
+                      (long long)max);
+            return IFD_ERR_UNSUPPORTED;
+        }
     }
 
     const Onnx__GraphProto *g = mp->graph;

@@ -168,7 +168,7 @@ int onnx_schema_version(const char *domain, const char *op_type, int64_t opset);
 bool onnx_schema_arity(const char *domain, const char *op_type, int version, int *min_inputs,
                        int *max_inputs, int *min_outputs, int *max_outputs,
                        unsigned *required_inputs);
-/* Highest opset of a domain this engine knows (ai.onnx 17, ai.onnx.ml 3). */
+/* Highest opset of a domain this engine knows (ai.onnx 21, ai.onnx.ml 3). */
 int64_t onnx_max_opset(const char *domain);
 
 #endif /* INFERD_ENGINE_OP_H */

@@ -1134,7 +1134,8 @@ static int reverse_sequence_run(op_ctx *ctx)
 }
 
 static const op_def defs[] = {
-    {"", "Transpose", 1, 13, transpose_prepare, transpose_run, free},
+    /* Transpose-21 (onnx 1.16 Operators.md) only added float8/int4 types. */
+    {"", "Transpose", 1, 21, transpose_prepare, transpose_run, free},
     {"", "Concat", 1, 13, concat_prepare, concat_run, NULL},
     {"", "Split", 1, 13, split_prepare, split_run, free},
     {"", "Pad", 1, 13, pad_prepare, pad_run, free},

@@ -197,7 +197,8 @@ static int where_run(op_ctx *ctx)
 }
 
 static const op_def defs[] = {
-    {"", "Equal", 1, 13, binary_prepare, ew_binary_node_run, free},
+    /* Equal-19 (onnx 1.14 Operators.md) added string inputs, served since 11 here. */
+    {"", "Equal", 1, 19, binary_prepare, ew_binary_node_run, free},
     {"", "Less", 1, 13, binary_prepare, ew_binary_node_run, free},
     {"", "LessOrEqual", 12, 16, binary_prepare, ew_binary_node_run, free},
     {"", "Greater", 1, 13, binary_prepare, ew_binary_node_run, free},

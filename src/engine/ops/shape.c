@@ -1111,19 +1111,23 @@ static int eyelike_run(op_ctx *ctx)
 }
 
 static const op_def defs[] = {
-    {"", "Reshape", 1, 14, reshape_prepare, reshape_run, free},
-    {"", "Flatten", 1, 13, flatten_prepare, flatten_run, NULL},
-    {"", "Squeeze", 1, 13, squeeze_prepare, squeeze_run, free},
-    {"", "Unsqueeze", 1, 13, unsqueeze_prepare, unsqueeze_run, free},
-    {"", "Shape", 1, 15, shape_prepare, shape_run, NULL},
-    {"", "Size", 1, 13, size_prepare, size_run, NULL},
-    {"", "Identity", 1, 16, NULL, identity_run, NULL},
+    /* The opset 19 and 21 versions of Reshape, Flatten, Squeeze, Unsqueeze,
+     * Shape, Size, Identity and ConstantOfShape (onnx 1.14 and 1.16
+     * Operators.md) only added types: float8, int4, uint4, which the engine
+     * refuses where they appear (ConstantOfShape-20 added bfloat16 too). */
+    {"", "Reshape", 1, 21, reshape_prepare, reshape_run, free},
+    {"", "Flatten", 1, 21, flatten_prepare, flatten_run, NULL},
+    {"", "Squeeze", 1, 21, squeeze_prepare, squeeze_run, free},
+    {"", "Unsqueeze", 1, 21, unsqueeze_prepare, unsqueeze_run, free},
+    {"", "Shape", 1, 21, shape_prepare, shape_run, NULL},
+    {"", "Size", 1, 21, size_prepare, size_run, NULL},
+    {"", "Identity", 1, 21, NULL, identity_run, NULL},
     {"", "OptionalHasElement", 15, 15, optional_has_element_prepare, optional_has_element_run, NULL},
     {"", "OptionalGetElement", 15, 15, optional_get_element_prepare, optional_get_element_run, NULL},
     {"", "Dropout", 1, 13, dropout_prepare, dropout_run, NULL},
     {"", "Expand", 8, 13, expand_prepare, expand_run, free},
     {"", "Tile", 1, 13, tile_prepare, tile_run, free},
-    {"", "ConstantOfShape", 9, 9, constant_of_shape_prepare, constant_of_shape_run, free},
+    {"", "ConstantOfShape", 9, 21, constant_of_shape_prepare, constant_of_shape_run, free},
     {"", "Range", 11, 11, range_prepare, range_run, NULL},
     {"", "EyeLike", 9, 9, eyelike_prepare, eyelike_run, NULL},
 };
