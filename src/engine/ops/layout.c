@@ -460,11 +460,25 @@ static int concat_run(op_ctx *ctx)
 
 /* Split sizes come from the `split` attribute (Split-1, 2, 11), or from a
  * second input (Split-1, and Split-13 where the attribute became the input).
- * Without them the axis is cut into equal parts. */
+ * Without them the axis is cut into equal parts. Split-18 (onnx 1.13
+ * Operators.md) adds `num_outputs`: parts of ceil(dim / num_outputs), the
+ * last one smaller when the dim does not divide. */
 typedef struct split_state {
-    size_t n_split; /* 0: not known at load */
+    bool ceil_parts; /* Split-18 num_outputs */
+    size_t n_split;  /* 0: not known at load */
     int64_t split[];
 } split_state;
+
+/* Split-18's num_outputs parts of `dim`; false when they cannot all be
+ * non-negative (e.g. 5 into 4: 2, 2, 2, -1). */
+static bool split_ceil_parts(int64_t dim, int n_out, int64_t *split)
+{
+    int64_t chunk = (dim + n_out - 1) / n_out;
+    for (int i = 0; i < n_out; i++)
+        split[i] = chunk;
+    split[n_out - 1] = dim - chunk * (n_out - 1);
+    return split[n_out - 1] >= 0;
+}
 
 static bool split_from_input(const op_node *node)
 {
@@ -508,9 +522,26 @@ static int split_prepare(op_node *node, ifd_error *err)
                 return op_prepare_fail(node, err, "'split' entry %zu is negative", i);
         st->n_split = count;
     }
+    if (node->version >= 18 && op_attr_has(node, "num_outputs")) {
+        int64_t n = op_attr_int(node, "num_outputs", 0);
+        if (sizes)
+            return op_prepare_fail(node, err, "takes the 'split' input or 'num_outputs', not both");
+        if (n != node->n_outputs)
+            return op_prepare_fail(node, err, "num_outputs is %lld but the node has %d outputs",
+                                   (long long)n, node->n_outputs);
+        st->ceil_parts = true;
+    }
     if (in->rank >= 0 && !normalize_axis(axis_attr, in->rank, &axis))
         return op_prepare_fail(node, err, "axis %lld is out of range for rank %d",
                                (long long)axis_attr, in->rank);
+    if (st->ceil_parts && axis >= 0 && in->dims[axis] >= 0) {
+        if (!split_ceil_parts(in->dims[axis], node->n_outputs, st->split))
+            return op_prepare_fail(node, err, "dim %lld of axis %lld cannot be cut into %d parts "
+                                   "of ceil(%lld / %d)", (long long)in->dims[axis],
+                                   (long long)axis, node->n_outputs, (long long)in->dims[axis],
+                                   node->n_outputs);
+        st->n_split = (size_t)node->n_outputs;
+    }
     for (int i = 0; i < node->n_outputs; i++) {
         set_output(node, i, in->dtype, in->rank, in->rank >= 0 ? in->dims : NULL);
         if (axis < 0)
@@ -547,6 +578,11 @@ static int split_run(op_ctx *ctx)
             if (split[i] < 0)
                 return op_fail(ctx, "'split' entry %d is negative", i);
         }
+    } else if (st->ceil_parts) {
+        if (!split_ceil_parts(x->dims[axis], n_out, split))
+            return op_fail(ctx, "dim %lld of axis %lld cannot be cut into %d parts of ceil(%lld / %d)",
+                           (long long)x->dims[axis], (long long)axis, n_out,
+                           (long long)x->dims[axis], n_out);
     } else {
         if (x->dims[axis] % n_out != 0)
             return op_fail(ctx, "dim %lld of axis %lld does not split into %d equal parts",
@@ -1137,7 +1173,7 @@ static const op_def defs[] = {
     /* Transpose-21 (onnx 1.16 Operators.md) only added float8/int4 types. */
     {"", "Transpose", 1, 21, transpose_prepare, transpose_run, free},
     {"", "Concat", 1, 13, concat_prepare, concat_run, NULL},
-    {"", "Split", 1, 13, split_prepare, split_run, free},
+    {"", "Split", 1, 18, split_prepare, split_run, free},
     {"", "Pad", 1, 13, pad_prepare, pad_run, free},
     {"", "DepthToSpace", 1, 13, depth_to_space_prepare, depth_to_space_run, free},
     {"", "SpaceToDepth", 1, 13, space_to_depth_prepare, space_to_depth_run, free},

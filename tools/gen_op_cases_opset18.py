@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+"""Writes tests/engine/ops/cases/opset18/: ONNX backend-layout cases for the
+operator versions of opsets 18 to 21 (onnx 1.13-1.16), which Debian's onnx
+1.12 test data does not have. Models are IR 10 with opset_import 18-21, set
+by hand (onnx 1.12's helpers and checker stop at opset 17, so the checker is
+not run). Expected values come from ONNX Runtime (onnxruntime-node 1.30,
+through tools/ort_reference.py with its telemetry off), never from inferd;
+error cases hold an `expect_error` file instead.
+
+Each case is a folder with model.onnx and test_data_set_0/{input,output}_N.pb.
+Run with Debian's python (onnx 1.12, numpy) after `npm ci`:
+    /usr/bin/python3 tools/gen_op_cases_opset18.py
+"""
+import os
+import shutil
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import ort_reference  # noqa: E402
+
+OUT = os.path.join(HERE, "..", "tests", "engine", "ops", "cases", "opset18")
+rng = np.random.default_rng(20261206)
+
+NP_TO_ONNX = {
+    np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
+    np.dtype(np.float16): TensorProto.FLOAT16, np.dtype(np.int8): TensorProto.INT8,
+    np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int16): TensorProto.INT16,
+    np.dtype(np.uint16): TensorProto.UINT16, np.dtype(np.int32): TensorProto.INT32,
+    np.dtype(np.uint32): TensorProto.UINT32, np.dtype(np.int64): TensorProto.INT64,
+    np.dtype(np.uint64): TensorProto.UINT64, np.dtype(np.bool_): TensorProto.BOOL,
+    np.dtype(object): TensorProto.STRING,
+}
+
+
+def value_info(name, array_or_type, shape=None):
+    if isinstance(array_or_type, np.ndarray):
+        return helper.make_tensor_value_info(name, NP_TO_ONNX[array_or_type.dtype],
+                                             array_or_type.shape)
+    return helper.make_tensor_value_info(name, array_or_type, shape)
+
+
+def write_model(name, nodes, inputs, outputs, opset, initializers=()):
+    """inputs: [(name, array)] fed at run time; outputs: [(name, elem_type)];
+    initializers: [(name, array)]."""
+    graph = helper.make_graph(
+        nodes, name, [value_info(n, a) for n, a in inputs],
+        [helper.make_tensor_value_info(n, t, None) for n, t in outputs],
+        [numpy_helper.from_array(a, n) for n, a in initializers])
+    model = helper.make_model(graph, producer_name="gen_op_cases_opset18")
+    del model.opset_import[:]
+    model.opset_import.append(helper.make_opsetid("", opset))
+    model.ir_version = 10
+    path = os.path.join(OUT, name)
+    os.makedirs(path)
+    onnx.save(model, os.path.join(path, "model.onnx"))
+    return path
+
+
+def case(name, nodes, inputs, outputs, opset, initializers=()):
+    """A case whose expected outputs are ONNX Runtime's."""
+    path = write_model(name, nodes, inputs, outputs, opset, initializers)
+    got, _ = ort_reference.run(os.path.join(path, "model.onnx"), dict(inputs))
+    sets = os.path.join(path, "test_data_set_0")
+    os.makedirs(sets)
+    for i, (n, a) in enumerate(inputs):
+        with open(os.path.join(sets, "input_%d.pb" % i), "wb") as f:
+            f.write(numpy_helper.from_array(a, n).SerializeToString())
+    for i, (n, _) in enumerate(outputs):
+        with open(os.path.join(sets, "output_%d.pb" % i), "wb") as f:
+            f.write(numpy_helper.from_array(got[n], n).SerializeToString())
+
+
+def error_case(name, nodes, inputs, outputs, opset, error, initializers=(), feed=True):
+    """A case inferd must refuse (at load, or at run with the inputs given)
+    with a message containing `error`."""
+    path = write_model(name, nodes, inputs, outputs, opset, initializers)
+    with open(os.path.join(path, "expect_error"), "w") as f:
+        f.write(error + "\n")
+    if feed:
+        sets = os.path.join(path, "test_data_set_0")
+        os.makedirs(sets)
+        for i, (n, a) in enumerate(inputs):
+            with open(os.path.join(sets, "input_%d.pb" % i), "wb") as f:
+                f.write(numpy_helper.from_array(a, n).SerializeToString())
+
+
+def node(op, ins, outs, **attrs):
+    return helper.make_node(op, ins, outs, **attrs)
+
+
+def randn(*shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+F = TensorProto.FLOAT
+
+
+# ---- opset 18: Reduce* take axes as an input ---------------------------------
+
+def reduce_cases():
+    x = randn(2, 3, 4)
+    positive = np.abs(x) + 0.5
+    for op in ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+               "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"):
+        data = positive if op == "ReduceLogSum" else x
+        low = op.lower()
+        case(f"{low}18_axes_input_constant",
+             [node(op, ["x", "axes"], ["y"], keepdims=0)], [("x", data)], [("y", F)], 18,
+             initializers=[("axes", np.array([0, -1], np.int64))])
+        case(f"{low}18_axes_input_fed_at_run_time",
+             [node(op, ["x", "axes"], ["y"])],
+             [("x", data), ("axes", np.array([1], np.int64))], [("y", F)], 18)
+        case(f"{low}18_no_axes_reduces_all",
+             [node(op, ["x"], ["y"], keepdims=1)], [("x", data)], [("y", F)], 18)
+        case(f"{low}18_empty_axes_noop",
+             [node(op, ["x", "axes"], ["y"], noop_with_empty_axes=1)], [("x", data)],
+             [("y", F)], 18, initializers=[("axes", np.zeros(0, np.int64))])
+    error_case("reducemean18_axes_attribute_refused",
+               [node("ReduceMean", ["x"], ["y"], axes=[0])], [("x", x)], [("y", F)], 18,
+               "axes is an input since ReduceMean-18, not an attribute")
+    error_case("reducemax18_axis_out_of_range_fed",
+               [node("ReduceMax", ["x", "axes"], ["y"])],
+               [("x", x), ("axes", np.array([3], np.int64))], [("y", F)], 18,
+               "axis 3 is out of range")
+    # opset 13 semantics stay: the attribute, through opset 17
+    case("reducemean17_axes_attribute_kept",
+         [node("ReduceMean", ["x"], ["y"], axes=[1])], [("x", x)], [("y", F)], 17)
+    b = rng.random((3, 4)) > 0.5
+    for op in ("ReduceMax", "ReduceMin"):
+        case(f"{op.lower()}20_bool",
+             [node(op, ["x", "axes"], ["y"], keepdims=0)], [("x", b)],
+             [("y", TensorProto.BOOL)], 20, initializers=[("axes", np.array([1], np.int64))])
+    error_case("reducemax18_bool_refused",
+               [node("ReduceMax", ["x"], ["y"])], [("x", b)], [("y", TensorProto.BOOL)], 18,
+               "bool")
+
+
+# ---- opset 18: Split num_outputs ----------------------------------------------
+
+def split_cases():
+    x = randn(7, 3)
+    outs = [("a", F), ("b", F), ("c", F)]
+    case("split18_num_outputs_uneven_last_smaller",
+         [node("Split", ["x"], ["a", "b", "c"], axis=0, num_outputs=3)], [("x", x)], outs, 18)
+    case("split18_num_outputs_even",
+         [node("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3)], [("x", x)], outs, 18)
+    case("split18_split_input",
+         [node("Split", ["x", "s"], ["a", "b", "c"], axis=0)], [("x", x)], outs, 18,
+         initializers=[("s", np.array([1, 2, 4], np.int64))])
+    error_case("split18_num_outputs_mismatch",
+               [node("Split", ["x"], ["a", "b"], axis=0, num_outputs=3)], [("x", x)],
+               [("a", F), ("b", F)], 18, "num_outputs is 3 but the node has 2 outputs")
+    error_case("split18_num_outputs_and_split_input",
+               [node("Split", ["x", "s"], ["a", "b", "c"], axis=0, num_outputs=3)], [("x", x)],
+               outs, 18, "not both", initializers=[("s", np.array([1, 2, 4], np.int64))])
+    error_case("split18_num_outputs_cannot_cut",
+               [node("Split", ["x"], ["a", "b", "c", "d"], axis=0, num_outputs=4)],
+               [("x", randn(5, 2))], [("a", F), ("b", F), ("c", F), ("d", F)], 18,
+               "cannot be cut into 4 parts")
+
+
+# ---- opsets 19-21: versions that only added types ----------------------------
+
+def type_only_cases():
+    x = randn(2, 3, 4)
+    for opset in (19, 21):
+        case(f"reshape_shape_size_identity_opset{opset}",
+             [node("Reshape", ["x", "s"], ["r"]), node("Shape", ["r"], ["shape"]),
+              node("Size", ["r"], ["size"]), node("Identity", ["r"], ["y"])],
+             [("x", x)], [("y", F), ("shape", TensorProto.INT64), ("size", TensorProto.INT64)],
+             opset, initializers=[("s", np.array([4, -1], np.int64))])
+        case(f"cast_castlike_opset{opset}",
+             [node("Cast", ["x"], ["i"], to=TensorProto.INT32),
+              node("CastLike", ["x", "like"], ["h"])],
+             [("x", x * 10)], [("i", TensorProto.INT32), ("h", TensorProto.FLOAT16)], opset,
+             initializers=[("like", np.zeros(1, np.float16))])
+        case(f"constantofshape_opset{opset}",
+             [node("ConstantOfShape", ["s"], ["y"],
+                   value=helper.make_tensor("v", TensorProto.INT32, [1], [7]))],
+             [("s", np.array([2, 3], np.int64))], [("y", TensorProto.INT32)], opset)
+    case("flatten_squeeze_unsqueeze_transpose_opset21",
+         [node("Flatten", ["x"], ["f"], axis=1), node("Unsqueeze", ["f", "ax"], ["u"]),
+          node("Transpose", ["u"], ["t"], perm=[2, 0, 1]), node("Squeeze", ["t", "ax0"], ["y"])],
+         [("x", x)], [("y", F)], 21,
+         initializers=[("ax", np.array([0], np.int64)), ("ax0", np.array([1], np.int64))])
+    s = np.array(["cat", "dog", "", "cat"], dtype=object)
+    case("equal19_strings",
+         [node("Equal", ["a", "b"], ["y"])],
+         [("a", s), ("b", np.array(["cat", "cow", "", "Cat"], dtype=object))],
+         [("y", TensorProto.BOOL)], 19)
+    h = np.array([1.0, np.inf, -np.inf, np.nan, 0.0], np.float16)
+    case("isinf20_float16", [node("IsInf", ["x"], ["y"], detect_negative=0)], [("x", h)],
+         [("y", TensorProto.BOOL)], 20)
+    case("isnan20_float16", [node("IsNaN", ["x"], ["y"])], [("x", h)],
+         [("y", TensorProto.BOOL)], 20)
+    error_case("cast19_to_float8_refused",
+               [node("Cast", ["x"], ["y"], to=17)], [("x", x)], [("y", 17)], 19,
+               "float8", feed=False)
+
+
+GROUPS = [reduce_cases, split_cases, type_only_cases]
+
+
+def main():
+    if not ort_reference.available():
+        sys.exit("onnxruntime-node is not installed: run `npm ci` first")
+    shutil.rmtree(OUT, ignore_errors=True)
+    os.makedirs(OUT)
+    for group in GROUPS:
+        group()
+    print("wrote %d cases to %s" % (len(os.listdir(OUT)), os.path.relpath(OUT)))
+
+
+if __name__ == "__main__":
+    main()
