@@ -203,7 +203,47 @@ def type_only_cases():
                "float8", feed=False)
 
 
-GROUPS = [reduce_cases, split_cases, type_only_cases]
+# ---- new operators of opsets 18 and 20 -----------------------------------------
+
+def new_operator_cases():
+    x = np.concatenate([randn(20), np.array([0.0, -30.0, 30.0, 1e-4], np.float32)])
+    case("mish18_float", [node("Mish", ["x"], ["y"])], [("x", x)], [("y", F)], 18)
+    case("mish18_double", [node("Mish", ["x"], ["y"])], [("x", x.astype(np.float64))],
+         [("y", TensorProto.DOUBLE)], 18)
+    for approximate in ("none", "tanh"):
+        case(f"gelu20_{approximate}_float",
+             [node("Gelu", ["x"], ["y"], approximate=approximate)], [("x", x)], [("y", F)], 20)
+    # ONNX Runtime has no double Gelu (its function body needs a double Erf)
+    case("gelu20_default_is_none", [node("Gelu", ["x"], ["y"])], [("x", x)], [("y", F)], 20)
+    error_case("gelu20_unknown_approximate",
+               [node("Gelu", ["x"], ["y"], approximate="fast")], [("x", x)], [("y", F)], 20,
+               "approximate must be 'none' or 'tanh'")
+    for dtype in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64,
+                  np.uint64):
+        info = np.iinfo(dtype)
+        a = rng.integers(info.min, info.max, size=(3, 4), dtype=dtype, endpoint=True)
+        b = rng.integers(info.min, info.max, size=(4,), dtype=dtype, endpoint=True)
+        name = np.dtype(dtype).name
+        onnx_type = NP_TO_ONNX[np.dtype(dtype)]
+        case(f"bitwise18_and_or_xor_not_{name}_broadcast",
+             [node("BitwiseAnd", ["a", "b"], ["and"]), node("BitwiseOr", ["a", "b"], ["or"]),
+              node("BitwiseXor", ["a", "b"], ["xor"]), node("BitwiseNot", ["a"], ["not"])],
+             [("a", a), ("b", b)],
+             [("and", onnx_type), ("or", onnx_type), ("xor", onnx_type), ("not", onnx_type)], 18)
+    error_case("bitwise18_float_refused",
+               [node("BitwiseAnd", ["a", "b"], ["y"])], [("a", randn(2)), ("b", randn(2))],
+               [("y", F)], 18, "float", feed=False)
+    t = randn(2, 3)
+    case("optionalhaselement18_tensor_input",
+         [node("OptionalHasElement", ["x"], ["y"])], [("x", t)], [("y", TensorProto.BOOL)], 18)
+    case("optionalgetelement18_tensor_input",
+         [node("OptionalGetElement", ["x"], ["y"])], [("x", t)], [("y", F)], 18)
+    case("optionalhaselement18_omitted_input",
+         [node("OptionalHasElement", [""], ["y"]), node("Identity", ["x"], ["z"])],
+         [("x", t)], [("y", TensorProto.BOOL), ("z", F)], 18)
+
+
+GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases]
 
 
 def main():
