@@ -243,7 +243,71 @@ def new_operator_cases():
          [("x", t)], [("y", TensorProto.BOOL), ("z", F)], 18)
 
 
-GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases]
+# ---- Pad-18 axes, Pad-19 wrap; ScatterElements/ScatterND-18 max and min -------
+
+def pad_scatter_cases():
+    x = randn(2, 3, 4)
+    I = TensorProto.INT64
+    case("pad18_axes_input_constant",
+         [node("Pad", ["x", "pads", "value", "axes"], ["y"])], [("x", x)], [("y", F)], 18,
+         initializers=[("pads", np.array([1, 0, 2, 3], np.int64)),
+                       ("value", np.array(1.5, np.float32)),
+                       ("axes", np.array([2, -3], np.int64))])
+    case("pad18_axes_input_fed_reflect",
+         [node("Pad", ["x", "pads", "", "axes"], ["y"], mode="reflect")],
+         [("x", x), ("pads", np.array([2, 1], np.int64)), ("axes", np.array([1], np.int64))],
+         [("y", F)], 18)
+    case("pad18_axes_edge_crop",
+         [node("Pad", ["x", "pads", "", "axes"], ["y"], mode="edge")], [("x", x)], [("y", F)],
+         18, initializers=[("pads", np.array([-1, 3], np.int64)),
+                           ("axes", np.array([2], np.int64))])
+    case("pad19_wrap",
+         [node("Pad", ["x", "pads"], ["y"], mode="wrap")], [("x", x)], [("y", F)], 19,
+         initializers=[("pads", np.array([0, 2, 3, 0, 1, 5], np.int64))])
+    case("pad19_wrap_with_axes_and_crop",
+         [node("Pad", ["x", "pads", "", "axes"], ["y"], mode="wrap")], [("x", x)], [("y", F)],
+         19, initializers=[("pads", np.array([-1, 2, 6, -1], np.int64)),
+                           ("axes", np.array([2, 1], np.int64))])
+    case("pad21_int32_constant",
+         [node("Pad", ["x", "pads", "value"], ["y"])],
+         [("x", np.arange(6, dtype=np.int32).reshape(2, 3))], [("y", TensorProto.INT32)], 21,
+         initializers=[("pads", np.array([1, 1, 0, 2], np.int64)),
+                       ("value", np.array(-7, np.int32))])
+    error_case("pad18_wrap_needs_19",
+               [node("Pad", ["x", "pads"], ["y"], mode="wrap")], [("x", x)], [("y", F)], 18,
+               "wrap needs Pad-19", initializers=[("pads", np.zeros(6, np.int64))])
+    error_case("pad18_axes_and_pads_disagree",
+               [node("Pad", ["x", "pads", "", "axes"], ["y"])], [("x", x)], [("y", F)], 18,
+               "pads must hold two entries per axis in axes",
+               initializers=[("pads", np.zeros(6, np.int64)), ("axes", np.array([0], np.int64))])
+    error_case("pad18_axis_listed_twice",
+               [node("Pad", ["x", "pads", "", "axes"], ["y"])],
+               [("x", x), ("axes", np.array([1, -2], np.int64))], [("y", F)], 18,
+               "an axis is listed twice", initializers=[("pads", np.zeros(4, np.int64))])
+    data = randn(4, 5)
+    idx = np.array([[0, 1, 0], [2, 2, 4], [0, 0, 0]], np.int64)
+    upd = randn(3, 3)
+    for reduction in ("max", "min"):
+        case(f"scatterelements18_{reduction}_duplicates",
+             [node("ScatterElements", ["d", "i", "u"], ["y"], axis=1, reduction=reduction)],
+             [("d", data), ("i", idx), ("u", upd)], [("y", F)], 18)
+        nd_idx = np.array([[1], [3], [1]], np.int64)
+        case(f"scatternd18_{reduction}_duplicates",
+             [node("ScatterND", ["d", "i", "u"], ["y"], reduction=reduction)],
+             [("d", data), ("i", nd_idx), ("u", randn(3, 5))], [("y", F)], 18)
+        ints = rng.integers(-50, 50, size=(4, 5)).astype(np.int32)
+        case(f"scatterelements18_{reduction}_int32",
+             [node("ScatterElements", ["d", "i", "u"], ["y"], axis=0, reduction=reduction)],
+             [("d", ints), ("i", np.array([[1, 3, 3, 0, 1]], np.int64)),
+              ("u", rng.integers(-50, 50, size=(1, 5)).astype(np.int32))],
+             [("y", TensorProto.INT32)], 18)
+    error_case("scatterelements16_max_needs_18",
+               [node("ScatterElements", ["d", "i", "u"], ["y"], reduction="max")],
+               [("d", data), ("i", idx), ("u", upd)], [("y", F)], 16,
+               "reduction 'max' is not one of none, add, mul", feed=False)
+
+
+GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases, pad_scatter_cases]
 
 
 def main():

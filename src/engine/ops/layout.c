@@ -619,16 +619,46 @@ static int split_run(op_ctx *ctx)
 
 /* ---- Pad ---------------------------------------------------------------- */
 
-typedef enum pad_mode { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE } pad_mode;
+typedef enum pad_mode { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP } pad_mode;
 
 /* Pad-1 takes `paddings` and Pad-2 `pads` as attributes, both with a float
- * `value`; from Pad-11 pads and constant_value are inputs. */
+ * `value`; from Pad-11 pads and constant_value are inputs. Pad-18 (onnx 1.13
+ * Operators.md) adds an optional `axes` input: pads then has two entries per
+ * listed axis and the others are not padded. Pad-19 (onnx 1.14) adds mode
+ * "wrap", numpy's: the axis repeats periodically. */
 typedef struct pad_state {
     pad_mode mode;
     bool have_pads; /* attribute, or constant input */
     size_t n_pads;
     int64_t pads[2 * IFD_MAX_RANK];
+    bool axes_given; /* Pad-18 axes input */
+    bool have_axes;  /* ... and it is a constant */
+    size_t n_axes;
+    int64_t axes[IFD_MAX_RANK];
 } pad_state;
+
+/* Pads for every axis of a rank-`rank` tensor from Pad-18's pads over `axes`
+ * (begins of each listed axis, then ends). NULL on success, else the reason. */
+static const char *pad_expand_axes(int rank, const int64_t *axes, size_t n_axes,
+                                   const int64_t *pads, size_t n_pads, int64_t *full)
+{
+    if (n_pads != 2 * n_axes)
+        return "pads must hold two entries per axis in axes";
+    for (int k = 0; k < 2 * rank; k++)
+        full[k] = 0;
+    bool seen[IFD_MAX_RANK] = {false};
+    for (size_t i = 0; i < n_axes; i++) {
+        int64_t axis;
+        if (!normalize_axis(axes[i], rank, &axis))
+            return "an axis is out of range";
+        if (seen[axis])
+            return "an axis is listed twice";
+        seen[axis] = true;
+        full[axis] = pads[i];
+        full[axis + rank] = pads[i + n_axes];
+    }
+    return NULL;
+}
 
 static int pad_prepare(op_node *node, ifd_error *err)
 {
@@ -646,8 +676,11 @@ static int pad_prepare(op_node *node, ifd_error *err)
         st->mode = PAD_REFLECT;
     else if (strcmp(mode, "edge") == 0)
         st->mode = PAD_EDGE;
+    else if (strcmp(mode, "wrap") == 0 && node->version >= 19)
+        st->mode = PAD_WRAP;
     else
-        return op_prepare_fail(node, err, "mode '%s' is not constant, reflect or edge", mode);
+        return op_prepare_fail(node, err, "mode '%s' is not constant, reflect, edge%s", mode,
+                               node->version >= 19 ? " or wrap" : " (wrap needs Pad-19)");
     if (node->version < 11) {
         const char *name = node->version == 1 ? "paddings" : "pads";
         const int64_t *pads;
@@ -677,8 +710,32 @@ static int pad_prepare(op_node *node, ifd_error *err)
                 return op_prepare_fail(node, err, "pads must hold 2 * rank integers");
             st->have_pads = true;
         }
+        const value_info *axes = node->version >= 18 ? input_info(node, 3) : NULL;
+        if (axes) {
+            st->axes_given = true;
+            if (axes->kind != IFD_VALUE_TENSOR || !dtype_is_integer(axes->dtype))
+                return op_prepare_fail(node, err, "axes must be an integer tensor");
+            if (axes->constant) {
+                if (!tensor_read_int64s(axes->constant, st->axes, IFD_MAX_RANK, &st->n_axes))
+                    return op_prepare_fail(node, err, "axes has more than %d entries",
+                                           IFD_MAX_RANK);
+                st->have_axes = true;
+            }
+        }
     }
     set_output(node, 0, in->dtype, in->rank, NULL);
+    if (in->rank >= 0 && st->have_pads && st->axes_given && st->have_axes) {
+        int64_t full[2 * IFD_MAX_RANK];
+        const char *problem =
+            pad_expand_axes(in->rank, st->axes, st->n_axes, st->pads, st->n_pads, full);
+        if (problem)
+            return op_prepare_fail(node, err, "%s", problem);
+        memcpy(st->pads, full, sizeof(full));
+        st->n_pads = 2 * (size_t)in->rank;
+        st->axes_given = false; /* expanded once, here */
+    } else if (st->axes_given) {
+        st->have_pads = false; /* pads of the listed axes only: expanded at run time */
+    }
     if (in->rank >= 0 && st->have_pads) {
         if (st->n_pads != 2 * (size_t)in->rank)
             return op_prepare_fail(node, err, "pads has %zu entries for rank %d", st->n_pads,
@@ -756,16 +813,19 @@ static void pad_rows(void *arg, size_t begin, size_t end)
     }
 }
 
-/* Input index read by output index o along one axis of input size n with
- * `before` elements of padding in front. */
-static int64_t pad_source_index(pad_mode mode, int64_t o, int64_t before, int64_t n)
+/* Index into an axis of n elements read at position i of its padded
+ * version (i < 0: in the padding before it), or -1 for the constant. */
+static int64_t pad_window_index(pad_mode mode, int64_t i, int64_t n)
 {
-    int64_t i = o - before;
     if (i >= 0 && i < n)
         return i;
     switch (mode) {
     case PAD_CONSTANT: return -1;
     case PAD_EDGE: return i < 0 ? 0 : n - 1;
+    case PAD_WRAP: {
+        int64_t m = i % n;
+        return m < 0 ? m + n : m;
+    }
     case PAD_REFLECT: {
         /* numpy's reflect: mirror without repeating the edge, periodic with
          * period 2*(n-1) for pads wider than the axis. */
@@ -779,6 +839,20 @@ static int64_t pad_source_index(pad_mode mode, int64_t o, int64_t before, int64_
     }
     }
     return -1;
+}
+
+/* Input index read by output index o along one axis of input size `size`
+ * with `before` and `after` elements of padding (negative: cropping). A crop
+ * happens first and the padding mirrors, repeats or extends what is left, as
+ * ONNX's reference implementation and ONNX Runtime do (it matters for wrap,
+ * whose period is the cropped length). */
+static int64_t pad_source_index(pad_mode mode, int64_t o, int64_t before, int64_t after,
+                                int64_t size)
+{
+    int64_t start = before < 0 ? -before : 0;
+    int64_t n = size - start - (after < 0 ? -after : 0);
+    int64_t k = pad_window_index(mode, o - (before > 0 ? before : 0), n);
+    return k < 0 ? -1 : start + k;
 }
 
 static int pad_strings(op_ctx *ctx, const pad_plan *p, const ifd_tensor *x, ifd_tensor *y,
@@ -815,6 +889,23 @@ static int pad_run(op_ctx *ctx)
         if (!t || !tensor_read_int64s(t, pads, 2 * IFD_MAX_RANK, &n_pads))
             return op_fail(ctx, "pads must be an integer tensor of 2 * rank elements");
     }
+    if (st->axes_given) {
+        int64_t axes_buf[IFD_MAX_RANK], full[2 * IFD_MAX_RANK];
+        const int64_t *axes = st->axes;
+        size_t n_axes = st->n_axes;
+        if (!st->have_axes) {
+            const ifd_tensor *t = input_tensor(ctx, 3);
+            if (!t || !tensor_read_int64s(t, axes_buf, IFD_MAX_RANK, &n_axes))
+                return op_fail(ctx, "axes must be an integer tensor of at most %d elements",
+                               IFD_MAX_RANK);
+            axes = axes_buf;
+        }
+        const char *problem = pad_expand_axes(rank, axes, n_axes, pads, n_pads, full);
+        if (problem)
+            return op_fail(ctx, "%s", problem);
+        memcpy(pads, full, sizeof(full));
+        n_pads = 2 * (size_t)rank;
+    }
     if (n_pads != 2 * (size_t)rank)
         return op_fail(ctx, "pads has %zu entries for rank %d", n_pads, rank);
     const ifd_tensor *value =
@@ -836,9 +927,11 @@ static int pad_run(op_ctx *ctx)
         p.dims[k] = n + before + after;
         if (p.dims[k] < 0)
             return op_fail(ctx, "pads crop axis %d of size %lld below zero", k, (long long)n);
-        if (st->mode != PAD_CONSTANT && n == 0 && p.dims[k] > 0)
+        int64_t kept = n - (before < 0 ? -before : 0) - (after < 0 ? -after : 0);
+        if (st->mode != PAD_CONSTANT && kept <= 0 && p.dims[k] > 0)
             return op_fail(ctx, "%s padding of empty axis %d",
-                           st->mode == PAD_EDGE ? "edge" : "reflect", k);
+                           st->mode == PAD_EDGE ? "edge" : st->mode == PAD_WRAP ? "wrap" : "reflect",
+                           k);
     }
     ifd_tensor *y = op_output(ctx, 0, x->dtype, rank, p.dims);
     if (!y)
@@ -858,7 +951,7 @@ static int pad_run(op_ctx *ctx)
     for (int k = 0; k < rank; k++) {
         p.map[k] = maps;
         for (int64_t o = 0; o < p.dims[k]; o++)
-            maps[o] = pad_source_index(st->mode, o, pads[k], x->dims[k]);
+            maps[o] = pad_source_index(st->mode, o, pads[k], pads[k + rank], x->dims[k]);
         maps += p.dims[k];
     }
     contiguous_strides(rank, x->dims, p.in_strides);
@@ -1174,7 +1267,7 @@ static const op_def defs[] = {
     {"", "Transpose", 1, 21, transpose_prepare, transpose_run, free},
     {"", "Concat", 1, 13, concat_prepare, concat_run, NULL},
     {"", "Split", 1, 18, split_prepare, split_run, free},
-    {"", "Pad", 1, 13, pad_prepare, pad_run, free},
+    {"", "Pad", 1, 21, pad_prepare, pad_run, free},
     {"", "DepthToSpace", 1, 13, depth_to_space_prepare, depth_to_space_run, free},
     {"", "SpaceToDepth", 1, 13, space_to_depth_prepare, space_to_depth_run, free},
     {"", "Trilu", 14, 14, trilu_prepare, trilu_run, NULL},
