@@ -307,7 +307,70 @@ def pad_scatter_cases():
                "reduction 'max' is not one of none, add, mul", feed=False)
 
 
-GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases, pad_scatter_cases]
+# ---- GroupNormalization-18/21, Col2Im-18, CenterCropPad-18 --------------------
+
+def image_op_cases():
+    x = randn(2, 6, 3, 4) * 3 + 1
+    for opset, per in ((18, 3), (21, 6)):
+        case(f"groupnormalization{opset}_three_groups",
+             [node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=3, epsilon=1e-3)],
+             [("x", x), ("s", randn(per)), ("b", randn(per))], [("y", F)], opset)
+    case("groupnormalization21_one_group_rank3",
+         [node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=1)],
+         [("x", randn(3, 4, 5)), ("s", randn(4)), ("b", randn(4))], [("y", F)], 21)
+    error_case("groupnormalization18_channels_do_not_divide",
+               [node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=4)],
+               [("x", x), ("s", randn(4)), ("b", randn(4))], [("y", F)], 18,
+               "6 channels do not divide into 4 groups")
+    error_case("groupnormalization21_scale_per_group_refused",
+               [node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=3)],
+               [("x", x), ("s", randn(3)), ("b", randn(3))], [("y", F)], 21,
+               "scale and bias must have 6 values (one per channel)")
+    # 2-D: image 5x5, block 2x2 -> 4x4 = 16 positions
+    case("col2im18_2d",
+         [node("Col2Im", ["x", "img", "blk"], ["y"])],
+         [("x", randn(2, 3 * 4, 16))], [("y", F)], 18,
+         initializers=[("img", np.array([5, 5], np.int64)), ("blk", np.array([2, 2], np.int64))])
+    # strides 2, pads 1, dilations 2 on a 6x7 image, block 3x2
+    hp, wp = (6 + 2 - (2 * 2 + 1)) // 2 + 1, (7 + 2 - (2 * 1 + 1)) // 2 + 1
+    case("col2im18_2d_strides_pads_dilations",
+         [node("Col2Im", ["x", "img", "blk"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1],
+               dilations=[2, 2])],
+         [("x", randn(1, 2 * 6, hp * wp))], [("y", F)], 18,
+         initializers=[("img", np.array([6, 7], np.int64)), ("blk", np.array([3, 2], np.int64))])
+    case("col2im18_1d",
+         [node("Col2Im", ["x", "img", "blk"], ["y"])],
+         [("x", randn(1, 2 * 3, 6)), ("img", np.array([8], np.int64)),
+          ("blk", np.array([3], np.int64))], [("y", F)], 18)
+    case("col2im18_3d",
+         [node("Col2Im", ["x", "img", "blk"], ["y"])],
+         [("x", randn(1, 2 * 8, 2 * 3 * 2))], [("y", F)], 18,
+         initializers=[("img", np.array([3, 4, 3], np.int64)),
+                       ("blk", np.array([2, 2, 2], np.int64))])
+    error_case("col2im18_wrong_position_count",
+               [node("Col2Im", ["x", "img", "blk"], ["y"])],
+               [("x", randn(1, 4, 15))], [("y", F)], 18, "is not the 16 block positions",
+               initializers=[("img", np.array([5, 5], np.int64)),
+                             ("blk", np.array([2, 2], np.int64))])
+    z = randn(3, 5, 4)
+    case("centercroppad18_crop_and_pad_all_axes",
+         [node("CenterCropPad", ["x", "s"], ["y"])], [("x", z)], [("y", F)], 18,
+         initializers=[("s", np.array([2, 8, 4], np.int64))])
+    case("centercroppad18_odd_differences_axes",
+         [node("CenterCropPad", ["x", "s"], ["y"], axes=[-1, 1])],
+         [("x", z), ("s", np.array([7, 2], np.int64))], [("y", F)], 18)
+    case("centercroppad18_int32",
+         [node("CenterCropPad", ["x", "s"], ["y"], axes=[0])],
+         [("x", np.arange(15, dtype=np.int32).reshape(5, 3))], [("y", TensorProto.INT32)], 18,
+         initializers=[("s", np.array([2], np.int64))])
+    error_case("centercroppad18_shape_length_mismatch",
+               [node("CenterCropPad", ["x", "s"], ["y"], axes=[0, 1])],
+               [("x", z), ("s", np.array([2], np.int64))], [("y", F)], 18,
+               "shape must hold one size per axis (2)")
+
+
+GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases, pad_scatter_cases,
+          image_op_cases]
 
 
 def main():

@@ -1,7 +1,7 @@
 /*
  * ops/layout.c — operators that move elements without computing on them:
- * Transpose, Concat, Split, Pad, DepthToSpace, SpaceToDepth, Trilu and
- * ReverseSequence.
+ * Transpose, Concat, Split, Pad, CenterCropPad, DepthToSpace, SpaceToDepth,
+ * Trilu and ReverseSequence.
  *
  * Most of them are one primitive, the strided copy: walk an index space of up
  * to 2*IFD_MAX_RANK dims and copy the element at src + sum(i_k*src_stride_k)
@@ -615,6 +615,97 @@ static int split_run(op_ctx *ctx)
         offset += split[i];
     }
     return 0;
+}
+
+/* ---- CenterCropPad ------------------------------------------------------ */
+
+/* CenterCropPad-18 (onnx 1.13 Operators.md): each listed axis (all when
+ * `axes` is absent) is cropped or zero-padded to the size in `shape`, around
+ * its centre; an odd difference leaves the extra element at the end, which
+ * (dim - size) / 2 in front gives. The overlap of input and output is one
+ * strided copy; the rest of the output is zero. */
+typedef struct center_crop_pad_state {
+    size_t n_axes; /* 0: every axis */
+    int64_t axes[IFD_MAX_RANK];
+} center_crop_pad_state;
+
+static int center_crop_pad_prepare(op_node *node, ifd_error *err)
+{
+    if (check_input_tensor(node, 0, err) || check_input_tensor(node, 1, err))
+        return -1;
+    const value_info *in = node->inputs[0], *shape = node->inputs[1];
+    if (!dtype_is_integer(shape->dtype))
+        return op_prepare_fail(node, err, "shape must be an integer tensor, not %s",
+                               ifd_dtype_name(shape->dtype));
+    center_crop_pad_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return op_prepare_fail(node, err, "out of memory");
+    node->state = st;
+    const int64_t *axes;
+    size_t n = op_attr_ints(node, "axes", &axes);
+    if (n > IFD_MAX_RANK)
+        return op_prepare_fail(node, err, "axes has more than %d entries", IFD_MAX_RANK);
+    if (n)
+        memcpy(st->axes, axes, n * sizeof(int64_t));
+    st->n_axes = n;
+    set_output(node, 0, in->dtype, in->rank, NULL);
+    return 0;
+}
+
+static int center_crop_pad_run(op_ctx *ctx)
+{
+    const center_crop_pad_state *st = ctx->node->state;
+    const ifd_tensor *x = op_input(ctx, 0), *shape = op_input(ctx, 1);
+    int rank = x->rank;
+    int64_t axes[IFD_MAX_RANK], sizes[IFD_MAX_RANK];
+    size_t n_axes = st->n_axes, n_sizes;
+    if (n_axes == 0) {
+        n_axes = (size_t)rank;
+        for (int k = 0; k < rank; k++)
+            axes[k] = k;
+    } else {
+        memcpy(axes, st->axes, n_axes * sizeof(int64_t));
+    }
+    if (!tensor_read_int64s(shape, sizes, IFD_MAX_RANK, &n_sizes) || n_sizes != n_axes)
+        return op_fail(ctx, "shape must hold one size per axis (%zu)", n_axes);
+    int64_t dims[IFD_MAX_RANK], src_base = 0, dst_base = 0, overlap[IFD_MAX_RANK];
+    int64_t src_strides[IFD_MAX_RANK], dst_strides[IFD_MAX_RANK], in_off[IFD_MAX_RANK] = {0},
+                                                                  out_off[IFD_MAX_RANK] = {0};
+    bool seen[IFD_MAX_RANK] = {false};
+    memcpy(dims, x->dims, (size_t)rank * sizeof(int64_t));
+    for (size_t i = 0; i < n_axes; i++) {
+        int64_t axis;
+        if (!normalize_axis(axes[i], rank, &axis))
+            return op_fail(ctx, "axis %lld is out of range for rank %d", (long long)axes[i], rank);
+        if (seen[axis])
+            return op_fail(ctx, "axis %lld is listed twice", (long long)axes[i]);
+        seen[axis] = true;
+        if (sizes[i] < 0)
+            return op_fail(ctx, "size %lld for axis %lld is negative", (long long)sizes[i],
+                           (long long)axis);
+        dims[axis] = sizes[i];
+        if (sizes[i] < x->dims[axis])
+            in_off[axis] = (x->dims[axis] - sizes[i]) / 2;
+        else
+            out_off[axis] = (sizes[i] - x->dims[axis]) / 2;
+    }
+    ifd_tensor *y = op_output(ctx, 0, x->dtype, rank, dims);
+    if (!y)
+        return -1;
+    int64_t count = ifd_tensor_count(y);
+    if (count == 0)
+        return 0;
+    if (x->dtype != IFD_STRING)
+        memset(y->data, 0, (size_t)count * ifd_dtype_size(x->dtype));
+    contiguous_strides(rank, x->dims, src_strides);
+    contiguous_strides(rank, dims, dst_strides);
+    for (int k = 0; k < rank; k++) {
+        overlap[k] = x->dims[k] < dims[k] ? x->dims[k] : dims[k];
+        src_base += in_off[k] * src_strides[k];
+        dst_base += out_off[k] * dst_strides[k];
+    }
+    return layout_copy_strided(ctx, rank, overlap, x->dtype, y->data, dst_base, dst_strides,
+                               x->data, src_base, src_strides);
 }
 
 /* ---- Pad ---------------------------------------------------------------- */
@@ -1268,6 +1359,7 @@ static const op_def defs[] = {
     {"", "Concat", 1, 13, concat_prepare, concat_run, NULL},
     {"", "Split", 1, 18, split_prepare, split_run, free},
     {"", "Pad", 1, 21, pad_prepare, pad_run, free},
+    {"", "CenterCropPad", 18, 18, center_crop_pad_prepare, center_crop_pad_run, free},
     {"", "DepthToSpace", 1, 13, depth_to_space_prepare, depth_to_space_run, free},
     {"", "SpaceToDepth", 1, 13, space_to_depth_prepare, space_to_depth_run, free},
     {"", "Trilu", 14, 14, trilu_prepare, trilu_run, NULL},
