@@ -369,8 +369,31 @@ def image_op_cases():
                "shape must hold one size per axis (2)")
 
 
+# ---- AveragePool-19 dilations, LpPool-18 ceil_mode and dilations -------------
+
+def pool_cases():
+    x = randn(1, 2, 7, 8)
+    for include_pad in (0, 1):
+        case(f"averagepool19_dilations_pads_count_include_pad{include_pad}",
+             [node("AveragePool", ["x"], ["y"], kernel_shape=[3, 2], dilations=[2, 3],
+                   pads=[1, 1, 2, 0], count_include_pad=include_pad)], [("x", x)], [("y", F)], 19)
+    case("averagepool19_dilations_ceil_mode",
+         [node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2], strides=[2, 2],
+               ceil_mode=1)], [("x", x)], [("y", F)], 19)
+    case("averagepool19_1d_dilation",
+         [node("AveragePool", ["x"], ["y"], kernel_shape=[3], dilations=[2])],
+         [("x", randn(2, 3, 11))], [("y", F)], 19)
+    for p in (1, 2, 3):
+        case(f"lppool18_p{p}_dilations_ceil_mode",
+             [node("LpPool", ["x"], ["y"], kernel_shape=[2, 3], dilations=[2, 1], strides=[2, 2],
+                   ceil_mode=1, p=p)], [("x", x)], [("y", F)], 18)
+    case("lppool18_pads",
+         [node("LpPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])], [("x", x)],
+         [("y", F)], 18)
+
+
 GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases, pad_scatter_cases,
-          image_op_cases]
+          image_op_cases, pool_cases]
 
 
 def main():
