@@ -392,8 +392,53 @@ def pool_cases():
          [("y", F)], 18)
 
 
+# ---- Resize-18 axes and keep_aspect_ratio_policy, Resize-19 half_pixel_symmetric
+
+def resize_cases():
+    x = randn(1, 2, 4, 6)
+    case("resize18_axes_scales_linear",
+         [node("Resize", ["x", "", "scales"], ["y"], mode="linear", axes=[3, 2])], [("x", x)],
+         [("y", F)], 18, initializers=[("scales", np.array([1.5, 0.5], np.float32))])
+    case("resize18_axes_sizes_cubic",
+         [node("Resize", ["x", "", "", "sizes"], ["y"], mode="cubic", axes=[-1])], [("x", x)],
+         [("y", F)], 18, initializers=[("sizes", np.array([9], np.int64))])
+    for policy in ("not_larger", "not_smaller", "stretch"):
+        case(f"resize18_keep_aspect_ratio_{policy}",
+             [node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear", axes=[2, 3],
+                   keep_aspect_ratio_policy=policy)], [("x", x)], [("y", F)], 18,
+             initializers=[("sizes", np.array([7, 7], np.int64))])
+    case("resize18_nearest_sizes_not_larger_all_axes",
+         [node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest",
+               keep_aspect_ratio_policy="not_larger")], [("x", x)], [("y", F)], 18,
+         initializers=[("sizes", np.array([1, 2, 3, 12], np.int64))])
+    case("resize18_tf_crop_and_resize_axes",
+         [node("Resize", ["x", "roi", "", "sizes"], ["y"], mode="linear", axes=[2, 3],
+               coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=-1.0)],
+         [("x", x)], [("y", F)], 18,
+         initializers=[("roi", np.array([0.1, -0.2, 0.9, 0.8], np.float32)),
+                       ("sizes", np.array([3, 5], np.int64))])
+    for mode in ("linear", "nearest", "cubic"):
+        case(f"resize19_half_pixel_symmetric_{mode}",
+             [node("Resize", ["x", "", "scales"], ["y"], mode=mode,
+                   coordinate_transformation_mode="half_pixel_symmetric")], [("x", x)],
+             [("y", F)], 19, initializers=[("scales", np.array([1, 1, 1.7, 0.6], np.float32))])
+    error_case("resize18_antialias_linear_refused",
+               [node("Resize", ["x", "", "scales"], ["y"], mode="linear", antialias=1)],
+               [("x", x)], [("y", F)], 18, "antialias is not supported",
+               initializers=[("scales", np.array([1, 1, 0.5, 0.5], np.float32))], feed=False)
+    error_case("resize18_half_pixel_symmetric_needs_19",
+               [node("Resize", ["x", "", "scales"], ["y"],
+                     coordinate_transformation_mode="half_pixel_symmetric")],
+               [("x", x)], [("y", F)], 18, "half_pixel_symmetric needs Resize-19",
+               initializers=[("scales", np.array([1, 1, 2, 2], np.float32))], feed=False)
+    error_case("resize18_scales_do_not_match_axes",
+               [node("Resize", ["x", "", "scales"], ["y"], axes=[2])], [("x", x)], [("y", F)], 18,
+               "scales has 2 entries for 1 axes",
+               initializers=[("scales", np.array([2, 2], np.float32))])
+
+
 GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases, pad_scatter_cases,
-          image_op_cases, pool_cases]
+          image_op_cases, pool_cases, resize_cases]
 
 
 def main():
