@@ -437,8 +437,69 @@ def resize_cases():
                initializers=[("scales", np.array([2, 2], np.float32))])
 
 
+# ---- sequences (opset 11 operators, in opset 18 models) -------------------------
+
+def sequence_cases():
+    a, b, c = randn(2, 3), randn(1, 3), randn(4, 3)
+    I = TensorProto.INT64
+    case("sequence_construct_insert_erase_at_length",
+         [node("SequenceConstruct", ["a", "b"], ["s"]),
+          node("SequenceInsert", ["s", "c", "p0"], ["s2"]),
+          node("SequenceErase", ["s2", "m1"], ["s3"]),
+          node("SequenceAt", ["s3", "p0"], ["first"]),
+          node("SequenceAt", ["s3", "m1"], ["last"]),
+          node("SequenceLength", ["s3"], ["n"]),
+          node("ConcatFromSequence", ["s3"], ["cat"], axis=0)],
+         [("a", a), ("b", b), ("c", c)], [("first", F), ("last", F), ("n", I), ("cat", F)], 18,
+         initializers=[("p0", np.array(0, np.int64)), ("m1", np.array(-1, np.int32))])
+    case("sequence_split_to_sequence_chunks_concat_new_axis",
+         [node("SplitToSequence", ["x", "k"], ["s"], axis=1),
+          node("SequenceErase", ["s"], ["s2"]),
+          node("ConcatFromSequence", ["s2"], ["y"], axis=-1, new_axis=1),
+          node("SequenceLength", ["s"], ["n"])],
+         [("x", randn(3, 8))], [("y", F), ("n", I)], 18,
+         initializers=[("k", np.array(3, np.int64))])
+    case("sequence_split_to_sequence_no_split_keepdims0",
+         [node("SplitToSequence", ["x"], ["s"], axis=0, keepdims=0),
+          node("SequenceAt", ["s", "p"], ["y"])],
+         [("x", randn(4, 2, 3))], [("y", F)], 18, initializers=[("p", np.array(2, np.int64))])
+    case("sequence_split_to_sequence_sizes",
+         [node("SplitToSequence", ["x", "sizes"], ["s"], axis=-1),
+          node("SequenceAt", ["s", "p"], ["y"])],
+         [("x", randn(2, 7))], [("y", F)], 18,
+         initializers=[("sizes", np.array([2, 0, 5], np.int64)), ("p", np.array(2, np.int64))])
+    case("sequence_empty_insert_int32",
+         [node("SequenceEmpty", [], ["e"], dtype=TensorProto.INT32),
+          node("SequenceInsert", ["e", "x"], ["s"]),
+          node("SequenceInsert", ["s", "x"], ["s2"]),
+          node("ConcatFromSequence", ["s2"], ["y"], axis=0)],
+         [("x", np.arange(6, dtype=np.int32).reshape(2, 3))], [("y", TensorProto.INT32)], 18)
+    error_case("sequence_at_position_out_of_range",
+               [node("SequenceConstruct", ["a", "b"], ["s"]), node("SequenceAt", ["s", "p"], ["y"])],
+               [("a", a), ("b", b), ("p", np.array(2, np.int64))], [("y", F)], 18,
+               "position 2 is out of range for a sequence of 2 tensors (allowed: -2 to 1)")
+    error_case("sequence_insert_position_out_of_range",
+               [node("SequenceConstruct", ["a"], ["s"]),
+                node("SequenceInsert", ["s", "b", "p"], ["s2"]),
+                node("SequenceLength", ["s2"], ["y"])],
+               [("a", a), ("b", b), ("p", np.array(-3, np.int64))], [("y", I)], 18,
+               "position -3 is out of range for a sequence of 1 tensors (allowed: -1 to 1)")
+    error_case("sequence_erase_from_empty",
+               [node("SequenceEmpty", [], ["e"]), node("SequenceErase", ["e"], ["s"]),
+                node("SequenceLength", ["s"], ["y"])], [], [("y", I)], 18,
+               "cannot erase from an empty sequence")
+    error_case("sequence_construct_mixed_types",
+               [node("SequenceConstruct", ["a", "i"], ["s"]), node("SequenceLength", ["s"], ["y"])],
+               [("a", a), ("i", np.zeros(2, np.int64))], [("y", I)], 18,
+               "input 1 is int64 but input 0 is float", feed=False)
+    error_case("sequence_concat_mismatched_items",
+               [node("SequenceConstruct", ["a", "c"], ["s"]),
+                node("ConcatFromSequence", ["s"], ["y"], axis=1)],
+               [("a", a), ("c", c)], [("y", F)], 18, "item 1 has dim 4 on axis 0, item 0 2")
+
+
 GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases, pad_scatter_cases,
-          image_op_cases, pool_cases, resize_cases]
+          image_op_cases, pool_cases, resize_cases, sequence_cases]
 
 
 def main():

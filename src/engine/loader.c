@@ -1010,7 +1010,9 @@ static ifd_status check_arity(loader *ld, const op_node *op)
     /* Sequences, maps and optionals reach only the operators made for them;
      * every other operator's schema takes tensors. */
     static const char *const takes_any_kind[] = {
-        "Identity", "OptionalHasElement", "OptionalGetElement", "DictVectorizer", "CastMap",
+        "Identity",       "OptionalHasElement", "OptionalGetElement", "DictVectorizer",
+        "CastMap",        "SequenceAt",         "SequenceInsert",     "SequenceErase",
+        "SequenceLength", "ConcatFromSequence",
     };
     bool any_kind = false;
     for (size_t i = 0; i < sizeof(takes_any_kind) / sizeof(takes_any_kind[0]); i++)
