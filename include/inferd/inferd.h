@@ -134,6 +134,9 @@ typedef struct ifd_unsupported_op {
     const char *domain;
     const char *op_type;
     int64_t opset;
+    /* NULL in the main graph; inside a subgraph, where: e.g.
+     * "If node 'check' then_branch, node 'n3'" */
+    const char *location;
 } ifd_unsupported_op;
 
 typedef struct ifd_model ifd_model;

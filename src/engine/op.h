@@ -69,6 +69,8 @@ typedef struct op_attr {
     ifd_tensor *tensor;    /* decoded TENSOR attribute */
 } op_attr;
 
+typedef struct subgraph subgraph;
+
 typedef struct op_node {
     const char *name;      /* node name, or "" */
     const char *op_type;
@@ -82,6 +84,14 @@ typedef struct op_node {
     size_t n_attrs;
     const op_attr *attrs;
     void *state;           /* owned by the operator; freed by op_def.free_state */
+    /* Graph attributes (If's branches, Loop's and Scan's body), in attribute
+     * order, loaded with the model. The values they read from enclosing
+     * graphs follow the node's own inputs as n_implicit more entries of
+     * inputs[]: they are inputs for ordering and lifetimes, not for the
+     * operator's schema (n_inputs counts only the node's own). */
+    int n_subgraphs;
+    subgraph **subgraphs;
+    int n_implicit;
 } op_node;
 
 /* Attribute access. Defaults are returned when the attribute is absent. */
@@ -126,6 +136,24 @@ ifd_value *op_output_value(op_ctx *ctx, int i);
 int op_fail(op_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Scratch memory valid until run returns; NULL after setting the error. */
 void *op_scratch(op_ctx *ctx, size_t bytes);
+/* Subgraphs (control flow). At prepare, the operator gives the types of the
+ * subgraph's own inputs (NULL entries keep what the subgraph declares; the
+ * values it reads from enclosing graphs are typed by the loader), and the
+ * subgraph is then prepared like a model; its outputs' types are then known.
+ * Errors name the node and the attribute. */
+int op_subgraph_prepare(op_node *node, int k, const value_info *const *inputs, int n_inputs,
+                        ifd_error *err);
+const char *op_subgraph_name(const op_node *node, int k); /* the attribute: "then_branch" */
+int op_subgraph_input_count(const op_node *node, int k);  /* its own inputs */
+int op_subgraph_output_count(const op_node *node, int k);
+const value_info *op_subgraph_output(const op_node *node, int k, int i);
+/* Run subgraph k of the node with its own inputs (n given, the count above;
+ * the values it reads from enclosing graphs are bound from the node's
+ * implicit inputs). outputs[] receives new values the caller owns. Runs on a
+ * session kept with this run's session, made on first use. -1 after
+ * op_fail. */
+int op_subgraph_run(op_ctx *ctx, int k, const ifd_value *const *inputs, ifd_value **outputs);
+
 /* Split [0, n) into chunks of at least `grain` items over the session's
  * threads and wait for all. fn must not fail. */
 void op_parallel_for(op_ctx *ctx, size_t n, size_t grain,
