@@ -159,6 +159,8 @@ int op_subgraph_run(op_ctx *ctx, int k, const ifd_value *const *inputs, ifd_valu
 void op_parallel_for(op_ctx *ctx, size_t n, size_t grain,
                      void (*fn)(void *arg, size_t begin, size_t end), void *arg);
 threadpool *op_threadpool(op_ctx *ctx);
+/* The session's limit on one Loop's or Scan's iterations, 0 for none. */
+int64_t op_loop_limit(const op_ctx *ctx);
 
 typedef int (*op_prepare_fn)(op_node *node, ifd_error *err);
 typedef int (*op_run_fn)(op_ctx *ctx);

@@ -31,6 +31,7 @@ struct session_private {
     const ifd_model *model;
     threadpool *threads;
     size_t max_tensor_bytes;
+    int64_t max_loop_iterations; /* 0: none */
     ifd_value *owned;          /* per slot: storage for intermediates */
     const ifd_value **bound;   /* per slot: the value currently visible */
     ifd_value *constants;      /* per slot: views of the model's constants */
@@ -242,6 +243,8 @@ void op_parallel_for(op_ctx *ctx, size_t n, size_t grain,
 
 threadpool *op_threadpool(op_ctx *ctx) { return ctx->session->threads; }
 
+int64_t op_loop_limit(const op_ctx *ctx) { return ctx->session->max_loop_iterations; }
+
 /* ---- sessions ------------------------------------------------------------ */
 
 ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options *options,
@@ -279,6 +282,8 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
                                   options->max_tensor_bytes < IFD_MAX_TENSOR_BYTES
                               ? options->max_tensor_bytes
                               : IFD_MAX_TENSOR_BYTES;
+    s->max_loop_iterations =
+        options && options->max_loop_iterations > 0 ? options->max_loop_iterations : 0;
     if (!s->owned || !s->bound || !s->constants || !s->node_inputs || !s->threads ||
         !s->first_child || !s->children) {
         ifd_session_free(session);
@@ -323,7 +328,8 @@ void ifd_session_free(ifd_session *session)
 ifd_status session_create_child(const ifd_model *model, const struct session_private *parent,
                                 ifd_session **out, ifd_error *err)
 {
-    ifd_session_options options = {.threads = 1, .max_tensor_bytes = parent->max_tensor_bytes};
+    ifd_session_options options = {.threads = 1, .max_tensor_bytes = parent->max_tensor_bytes,
+                                   .max_loop_iterations = parent->max_loop_iterations};
     ifd_status st = ifd_session_create(model, &options, out, err);
     if (st != IFD_OK)
         return st;

@@ -383,7 +383,13 @@ static int loop_run(op_ctx *ctx)
         inputs[0] = &iter_value;
         inputs[1] = &cond_value;
     }
+    int64_t limit = op_loop_limit(ctx);
     while (!rc && cond && iteration < trip) {
+        if (limit && iteration >= limit) {
+            rc = op_fail(ctx, "stopped after %lld iterations, this session's limit",
+                         (long long)limit);
+            break;
+        }
         cond_byte = cond;
         if (op_subgraph_run(ctx, 0, inputs, outputs)) {
             rc = -1;
@@ -625,7 +631,7 @@ static int scan_run(op_ctx *ctx)
     int axes[64];
     if (n_in > 64)
         return op_fail(ctx, "has %d scan inputs; at most 64 are supported", n_in);
-    int64_t length = -1;
+    int64_t length = -1, limit = op_loop_limit(ctx);
     for (int j = 0; j < n_in; j++) {
         const ifd_tensor *x = op_input(ctx, n_state + j);
         int64_t axis;
@@ -638,6 +644,9 @@ static int scan_run(op_ctx *ctx)
                            "(%lld and %lld)", (long long)length, (long long)x->dims[axis]);
         length = x->dims[axis];
     }
+    if (limit && length > limit)
+        return op_fail(ctx, "scans %lld slices, above this session's limit of %lld iterations",
+                       (long long)length, (long long)limit);
     const ifd_value **inputs = calloc((size_t)n_body, sizeof(*inputs));
     ifd_value **state = calloc((size_t)n_state + 1, sizeof(*state));
     ifd_value **slices = calloc((size_t)n_in + 1, sizeof(*slices));
