@@ -498,8 +498,163 @@ def sequence_cases():
                [("a", a), ("c", c)], [("y", F)], 18, "item 1 has dim 4 on axis 0, item 0 2")
 
 
+# ---- control flow: If, Loop, Scan with outer-scope values ------------------------
+
+def graph(nodes, name, inputs, outputs, initializers=()):
+    """A subgraph: inputs/outputs are (name, elem_type, shape) triples."""
+    return helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info(n, t, sh) for n, t, sh in inputs],
+        [helper.make_tensor_value_info(n, t, sh) for n, t, sh in outputs],
+        [numpy_helper.from_array(a, n) for n, a in initializers])
+
+
+def control_flow_cases():
+    B, I = TensorProto.BOOL, TensorProto.INT64
+    x, w = randn(2, 3), randn(2, 3)
+    # If: both branches read outer values (x, w) and the then branch a value
+    # computed in the main graph after a node (xw)
+    then_b = graph([node("Mul", ["xw", "w"], ["t"])], "then", [], [("t", F, None)])
+    else_b = graph([node("Sub", ["x", "w"], ["e"]), node("Neg", ["e"], ["e2"])], "else", [],
+                   [("e2", F, None)])
+    for flag in (True, False):
+        case(f"if{19 if flag else 21}_outer_scope_{'then' if flag else 'else'}",
+             [node("Add", ["x", "w"], ["xw"]),
+              node("If", ["c"], ["y"], then_branch=then_b, else_branch=else_b)],
+             [("x", x), ("w", w), ("c", np.array(flag))], [("y", F)], 19 if flag else 21)
+    # Loop with a trip count and a condition, loop-carried state, a scan output,
+    # and a nested If in the body reading the main graph's `step` (two levels up)
+    inner_then = graph([node("Add", ["acc_in", "step"], ["a1"])], "inner_then", [],
+                       [("a1", F, None)])
+    inner_else = graph([node("Sub", ["acc_in", "step"], ["a2"])], "inner_else", [],
+                       [("a2", F, None)])
+    body = graph(
+        [node("Cast", ["i"], ["i_f"], to=F),
+         node("Less", ["i_f", "half"], ["first_half"]),
+         node("If", ["first_half"], ["acc_out"], then_branch=inner_then, else_branch=inner_else),
+         node("ReduceSum", ["acc_out"], ["total"], keepdims=0),
+         node("Less", ["total", "limit"], ["cond_out"]),
+         node("Mul", ["acc_out", "i_f"], ["scan_out"])],
+        "body", [("i", I, []), ("cond_in", B, []), ("acc_in", F, None)],
+        [("cond_out", B, []), ("acc_out", F, None), ("scan_out", F, None)],
+        initializers=[("half", np.array(2.0, np.float32))])
+    case("loop19_state_scan_output_nested_if_outer_scope",
+         [node("Loop", ["m", "c", "acc0"], ["acc", "scanned"], body=body)],
+         [("m", np.array(5, np.int64)), ("c", np.array(True)), ("acc0", randn(3)),
+          ("step", np.array([1.0, 2.0, 3.0], np.float32)),
+          ("limit", np.array(100.0, np.float32))], [("acc", F), ("scanned", F)], 19)
+    case("loop18_condition_stops_early",
+         [node("Loop", ["m", "c", "acc0"], ["acc", "scanned"], body=body)],
+         [("m", np.array(50, np.int64)), ("c", np.array(True)), ("acc0", randn(3)),
+          ("step", np.array([5.0, 5.0, 5.0], np.float32)),
+          ("limit", np.array(40.0, np.float32))], [("acc", F), ("scanned", F)], 18)
+    case("loop18_zero_trip_count",
+         [node("Loop", ["m", "c", "acc0"], ["acc", "scanned"], body=body)],
+         [("m", np.array(0, np.int64)), ("c", np.array(True)), ("acc0", randn(3)),
+          ("step", np.array([1.0, 1.0, 1.0], np.float32)),
+          ("limit", np.array(40.0, np.float32))], [("acc", F)], 18)
+    # a growing loop-carried value (its shape changes every iteration)
+    grow = graph([node("Concat", ["v_in", "piece"], ["v_out"], axis=0),
+                  node("Identity", ["cond_in"], ["cond_out"])],
+                 "grow", [("i", I, []), ("cond_in", B, []), ("v_in", F, None)],
+                 [("cond_out", B, []), ("v_out", F, None)])
+    case("loop21_growing_state",
+         [node("Loop", ["m", "", "v0"], ["v"], body=grow)],
+         [("m", np.array(4, np.int64)), ("v0", randn(1, 2)), ("piece", randn(2, 2))],
+         [("v", F)], 21)
+    # Scan: running sum over axis 1 reversed, outputs stacked on axis 1
+    scan_body = graph([node("Add", ["s_in", "x_t"], ["s_out"]), node("Identity", ["s_out"], ["y_t"])],
+                      "scan_body", [("s_in", F, [2]), ("x_t", F, [2])],
+                      [("s_out", F, [2]), ("y_t", F, [2])])
+    case("scan19_reverse_input_axes_and_output_axes",
+         [node("Scan", ["s0", "xs"], ["s", "ys"], body=scan_body, num_scan_inputs=1,
+               scan_input_axes=[1], scan_input_directions=[1], scan_output_axes=[1])],
+         [("s0", np.zeros(2, np.float32)), ("xs", randn(2, 5))], [("s", F), ("ys", F)], 19)
+    case("scan16_two_scan_inputs_reversed_output",
+         [node("Scan", ["s0", "xs", "zs"], ["s", "ys"], num_scan_inputs=2,
+               scan_output_directions=[1],
+               body=graph([node("Mul", ["x_t", "z_t"], ["p"]), node("Add", ["s_in", "p"], ["s_out"]),
+                           node("Identity", ["s_out"], ["y_t"])],
+                          "b2", [("s_in", F, [2]), ("x_t", F, [2]), ("z_t", F, [2])],
+                          [("s_out", F, [2]), ("y_t", F, [2])]))],
+         [("s0", np.zeros(2, np.float32)), ("xs", randn(4, 2)), ("zs", randn(4, 2))],
+         [("s", F), ("ys", F)], 16)
+    # ---- refused
+    error_case("if18_branch_output_count_mismatch",
+               [node("If", ["c"], ["y"],
+                     then_branch=graph([node("Neg", ["x"], ["t"])], "t", [], [("t", F, None)]),
+                     else_branch=graph([node("Neg", ["x"], ["a"]), node("Neg", ["x"], ["b"])],
+                                       "else2", [], [("a", F, None), ("b", F, None)]))],
+               [("x", x), ("w", w), ("c", np.array(True))], [("y", F)], 18,
+               "else_branch gives 2 outputs; the node has 1", feed=False)
+    error_case("if18_missing_else_branch",
+               [node("If", ["c"], ["y"], then_branch=graph([node("Neg", ["x"], ["t"])], "t", [],
+                                                           [("t", F, None)]))],
+               [("x", x), ("c", np.array(True))], [("y", F)], 18,
+               "needs the graph attributes then_branch and else_branch", feed=False)
+    error_case("if18_cond_not_bool",
+               [node("If", ["c"], ["y"], then_branch=then_b, else_branch=else_b)],
+               [("x", x), ("w", w), ("c", np.array(1.0, np.float32)), ("xw", x)], [("y", F)], 18,
+               "cond must be a bool tensor", feed=False)
+    error_case("if18_unsupported_operator_in_branch_named",
+               [node("If", ["c"], ["y"],
+                     then_branch=graph([node("NoSuchOp", ["x"], ["t"], name="inner")], "t", [],
+                                       [("t", F, None)]),
+                     else_branch=graph([node("Neg", ["x"], ["e"])], "e", [], [("e", F, None)]),
+                     name="choose")],
+               [("x", x), ("c", np.array(True))], [("y", F)], 18,
+               "NoSuchOp (ai.onnx opset 18) in If node 'choose' then_branch, node 'inner'",
+               feed=False)
+    error_case("if18_branch_reads_undefined_name",
+               [node("If", ["c"], ["y"],
+                     then_branch=graph([node("Neg", ["nowhere"], ["t"])], "t", [], [("t", F, None)]),
+                     else_branch=graph([node("Neg", ["x"], ["e"])], "e", [], [("e", F, None)]),
+                     name="choose")],
+               [("x", x), ("c", np.array(True))], [("y", F)], 18,
+               "If node 'choose' then_branch: Neg node '': input 'nowhere' is not produced",
+               feed=False)
+    error_case("loop18_negative_constant_trip_count",
+               [node("Loop", ["m", "c", "v0"], ["v"], body=grow)],
+               [("c", np.array(True)), ("v0", randn(1, 2)), ("piece", randn(2, 2))], [("v", F)], 18,
+               "trip count M is negative (-2)", initializers=[("m", np.array(-2, np.int64))],
+               feed=False)
+    error_case("loop18_negative_trip_count_at_run_time",
+               [node("Loop", ["m", "c", "v0"], ["v"], body=grow)],
+               [("m", np.array(-1, np.int64)), ("c", np.array(True)), ("v0", randn(1, 2)),
+                ("piece", randn(2, 2))], [("v", F)], 18, "trip count M is negative (-1)")
+    error_case("loop18_condition_not_bool",
+               [node("Loop", ["m", "c", "v0"], ["v"], body=grow)],
+               [("m", np.array(2, np.int64)), ("c", np.array(1, np.int64)), ("v0", randn(1, 2)),
+                ("piece", randn(2, 2))], [("v", F)], 18, "condition must be a bool tensor",
+               feed=False)
+    error_case("loop18_no_trip_count_no_condition",
+               [node("Loop", ["", "", "v0"], ["v"], body=grow)],
+               [("v0", randn(1, 2)), ("piece", randn(2, 2))], [("v", F)], 18,
+               "has neither a trip count M nor a condition", feed=False)
+    error_case("loop18_body_output_count_wrong",
+               [node("Loop", ["m", "c", "v0"], ["v"],
+                     body=graph([node("Identity", ["cond_in"], ["cond_out"])], "short",
+                                [("i", I, []), ("cond_in", B, []), ("v_in", F, None)],
+                                [("cond_out", B, [])]))],
+               [("m", np.array(2, np.int64)), ("c", np.array(True)), ("v0", randn(1, 2))],
+               [("v", F)], 18, "body gives 1 outputs", feed=False)
+    error_case("scan18_inputs_of_different_lengths",
+               [node("Scan", ["s0", "xs", "zs"], ["s", "ys"], num_scan_inputs=2,
+                     body=graph([node("Mul", ["x_t", "z_t"], ["p"]),
+                                 node("Add", ["s_in", "p"], ["s_out"]),
+                                 node("Identity", ["s_out"], ["y_t"])],
+                                "b2", [("s_in", F, [2]), ("x_t", F, [2]), ("z_t", F, [2])],
+                                [("s_out", F, [2]), ("y_t", F, [2])]))],
+               [("s0", np.zeros(2, np.float32)), ("xs", randn(4, 2)), ("zs", randn(3, 2))],
+               [("s", F), ("ys", F)], 18, "scan inputs have different lengths")
+    error_case("scan18_input_axis_out_of_range",
+               [node("Scan", ["s0", "xs"], ["s", "ys"], body=scan_body, num_scan_inputs=1,
+                     scan_input_axes=[2])],
+               [("s0", np.zeros(2, np.float32)), ("xs", randn(2, 5))], [("s", F), ("ys", F)], 18,
+               "scan_input_axes[0] = 2 is out of range for rank 2", feed=False)
+
+
 GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases, pad_scatter_cases,
-          image_op_cases, pool_cases, resize_cases, sequence_cases]
+          image_op_cases, pool_cases, resize_cases, sequence_cases, control_flow_cases]
 
 
 def main():

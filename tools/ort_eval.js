@@ -18,7 +18,11 @@
 process.env.ORT_DISABLE_TELEMETRY = '1';
 
 const path = require('path');
-const ort = require(path.join(__dirname, '..', 'node_modules', 'onnxruntime-node'));
+const fs = require('fs');
+// The repository's node_modules (npm ci), else Node's own resolution
+// (NODE_PATH), for a checkout whose node_modules is being reinstalled.
+const local = path.join(__dirname, '..', 'node_modules', 'onnxruntime-node');
+const ort = require(fs.existsSync(path.join(local, 'package.json')) ? local : 'onnxruntime-node');
 
 const ARRAYS = {
   float32: Float32Array, float64: Float64Array, int8: Int8Array, uint8: Uint8Array,

@@ -29,7 +29,10 @@ class OrtError(Exception):
 
 
 def available():
-    return os.path.isdir(ORT_PACKAGE)
+    """The repository's node_modules (npm ci) or a NODE_PATH entry holds it."""
+    folders = [os.path.dirname(ORT_PACKAGE)] + os.environ.get("NODE_PATH", "").split(os.pathsep)
+    return any(f and os.path.isfile(os.path.join(f, "onnxruntime-node", "package.json"))
+               for f in folders)
 
 
 def run(model_path, feeds):
