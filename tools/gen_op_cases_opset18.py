@@ -61,10 +61,15 @@ def write_model(name, nodes, inputs, outputs, opset, initializers=()):
     return path
 
 
-def case(name, nodes, inputs, outputs, opset, initializers=()):
-    """A case whose expected outputs are ONNX Runtime's."""
+def case(name, nodes, inputs, outputs, opset, initializers=(), reference=None):
+    """A case whose expected outputs are ONNX Runtime's, or those of
+    `reference` (inputs dict -> outputs dict) where ONNX Runtime lacks the
+    feature."""
     path = write_model(name, nodes, inputs, outputs, opset, initializers)
-    got, _ = ort_reference.run(os.path.join(path, "model.onnx"), dict(inputs))
+    if reference:
+        got = reference(dict(inputs))
+    else:
+        got, _ = ort_reference.run(os.path.join(path, "model.onnx"), dict(inputs))
     sets = os.path.join(path, "test_data_set_0")
     os.makedirs(sets)
     for i, (n, a) in enumerate(inputs):
@@ -653,8 +658,95 @@ def control_flow_cases():
                "scan_input_axes[0] = 2 is out of range for rank 2", feed=False)
 
 
+# ---- RNN, GRU, LSTM ---------------------------------------------------------------
+
+def recurrent_cases():
+    seq, batch, inp, hid = 5, 3, 4, 6
+    x = randn(seq, batch, inp)
+    lens = np.array([5, 2, 0], np.int32)
+
+    def weights(gates, dirs):
+        return (randn(dirs, gates * hid, inp) * 0.5, randn(dirs, gates * hid, hid) * 0.5,
+                randn(dirs, 2 * gates * hid) * 0.3, randn(dirs, batch, hid) * 0.5)
+
+    for op, gates in (("RNN", 1), ("GRU", 3), ("LSTM", 4)):
+        low = op.lower()
+        for direction, dirs in (("forward", 1), ("reverse", 1), ("bidirectional", 2)):
+            w, r, b, h0 = weights(gates, dirs)
+            ins = ["x", "w", "r", "b", "lens", "h0"]
+            feeds = [("x", x), ("w", w), ("r", r), ("b", b), ("lens", lens), ("h0", h0)]
+            outs = [("y", F), ("yh", F)]
+            attrs = dict(hidden_size=hid, direction=direction)
+            if op == "LSTM":
+                ins += ["c0", "p"]
+                feeds += [("c0", randn(dirs, batch, hid) * 0.5), ("p", randn(dirs, 3 * hid) * 0.3)]
+                outs.append(("yc", F))
+            case(f"{low}18_{direction}_sequence_lens_initial_state" +
+                 ("_peepholes" if op == "LSTM" else ""),
+                 [node(op, ins, [n for n, _ in outs], **attrs)], feeds, outs, 18)
+        w, r, b, h0 = weights(gates, 1)
+
+        def batch_first(feeds, op=op, w=w, r=r):
+            # ONNX Runtime has no layout=1: run layout 0 on the transposed
+            # input and transpose its answers (numpy), never inferd's
+            import tempfile
+            with tempfile.TemporaryDirectory() as tmp:
+                g = helper.make_graph(
+                    [node(op, ["x", "w", "r"], ["y", "yh"], hidden_size=hid)], "ref",
+                    [value_info("x", x), value_info("w", w), value_info("r", r)],
+                    [helper.make_tensor_value_info("y", F, None),
+                     helper.make_tensor_value_info("yh", F, None)])
+                m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+                m.ir_version = 8
+                onnx.save(m, os.path.join(tmp, "m.onnx"))
+                got, _ = ort_reference.run(os.path.join(tmp, "m.onnx"),
+                                           {"x": np.ascontiguousarray(
+                                               feeds["xb"].transpose(1, 0, 2)),
+                                            "w": w, "r": r})
+            return {"y": np.ascontiguousarray(got["y"].transpose(2, 0, 1, 3)),
+                    "yh": np.ascontiguousarray(got["yh"].transpose(1, 0, 2))}
+        case(f"{low}18_layout1_batch_first_no_bias",
+             [node(op, ["xb", "w", "r"], ["y", "yh"], hidden_size=hid, layout=1)],
+             [("xb", np.ascontiguousarray(x.transpose(1, 0, 2))), ("w", w), ("r", r)],
+             [("y", F), ("yh", F)], 18, reference=batch_first)
+        acts = {"RNN": ["LeakyRelu"], "GRU": ["HardSigmoid", "ScaledTanh"],
+                "LSTM": ["HardSigmoid", "Tanh", "Softsign"]}[op]
+        case(f"{low}18_activations_alpha_beta_clip",
+             [node(op, ["x", "w", "r", "b"], ["y"], hidden_size=hid, activations=acts,
+                   activation_alpha=[0.3, 0.8], activation_beta=[0.4, 0.6], clip=0.9)],
+             [("x", x), ("w", w), ("r", r), ("b", b)], [("y", F)], 18)
+    w, r, b, h0 = weights(3, 1)
+    case("gru18_linear_before_reset",
+         [node("GRU", ["x", "w", "r", "b", "", "h0"], ["y", "yh"], hidden_size=hid,
+               linear_before_reset=1)],
+         [("x", x), ("w", w), ("r", r), ("b", b), ("h0", h0)], [("y", F), ("yh", F)], 18)
+    w, r, b, h0 = weights(4, 1)
+    case("lstm18_input_forget",
+         [node("LSTM", ["x", "w", "r", "b"], ["y", "yh", "yc"], hidden_size=hid, input_forget=1)],
+         [("x", x), ("w", w), ("r", r), ("b", b)], [("y", F), ("yh", F), ("yc", F)], 18)
+    error_case("lstm18_hidden_size_disagrees_with_r",
+               [node("LSTM", ["x", "w", "r"], ["y"], hidden_size=hid + 1)],
+               [("x", x), ("w", w), ("r", r)], [("y", F)], 18, "W has shape [1, 24, 4]; 1 direction(s) and hidden_size 7",
+               feed=False)
+    error_case("gru18_w_rows_do_not_match_gates",
+               [node("GRU", ["x", "w", "r"], ["y"], hidden_size=hid)],
+               [("x", x), ("w", randn(1, 2 * hid, inp)), ("r", randn(1, 3 * hid, hid))],
+               [("y", F)], 18, "W has shape [1, 12, 4]", feed=False)
+    error_case("rnn18_wrong_activation_count",
+               [node("RNN", ["x", "w", "r"], ["y"], hidden_size=hid, direction="bidirectional",
+                     activations=["Tanh"])],
+               [("x", x), ("w", randn(2, hid, inp)), ("r", randn(2, hid, hid))], [("y", F)], 18,
+               "activations has 1 names; RNN with 2 directions takes 2", feed=False)
+    error_case("rnn18_sequence_lens_out_of_range",
+               [node("RNN", ["x", "w", "r", "", "lens"], ["y"], hidden_size=hid)],
+               [("x", x), ("w", randn(1, hid, inp)), ("r", randn(1, hid, hid)),
+                ("lens", np.array([5, 6, 1], np.int32))], [("y", F)], 18,
+               "sequence_lens[1] = 6 is outside 0..5")
+
+
 GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases, pad_scatter_cases,
-          image_op_cases, pool_cases, resize_cases, sequence_cases, control_flow_cases]
+          image_op_cases, pool_cases, resize_cases, sequence_cases, control_flow_cases,
+          recurrent_cases]
 
 
 def main():

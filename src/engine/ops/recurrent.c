@@ -11,7 +11,8 @@
  * reset-scaled state), and the gate arithmetic on the results. Gate order is
  * ONNX's: LSTM i, o, f, c; GRU z, r, h. sequence_lens lets each batch row stop
  * early: a row past its length keeps its state and writes zeros to Y; the
- * reverse direction starts at each row's own last step. `clip` bounds every
+ * reverse direction starts at each row's own last step; a row of length 0
+ * gives zeros for Y_h and Y_c, as ONNX Runtime does (not its initial state). `clip` bounds every
  * gate's input before its activation; activations (and their alpha/beta,
  * consumed in order by the functions that take them) default to Sigmoid/Tanh
  * as the spec says. float32 only; other types are refused at load.
@@ -54,7 +55,11 @@ static const struct {
     const char *name;
     act_kind kind;
     bool takes_alpha, takes_beta;
-    float alpha, beta; /* defaults, those of the ONNX operators of that name */
+    /* Defaults when activation_alpha/beta run out: those of the ONNX
+     * operators of that name, as the spec says. ONNX Runtime uses 0 instead
+     * for Affine, ThresholdedRelu and ScaledTanh (which has no operator of its
+     * own); models normally give these values explicitly. */
+    float alpha, beta;
 } act_names[] = {
     {"Sigmoid", ACT_SIGMOID, false, false, 0, 0},
     {"Tanh", ACT_TANH, false, false, 0, 0},
@@ -464,6 +469,12 @@ static int recurrent_run(op_ctx *ctx)
             copy_state(st, dir, batch, c0->data, d.c, false);
         if (seq > 0 && batch > 0)
             run_direction(&d);
+        for (int64_t b = 0; lens && b < batch; b++)
+            if (((const int32_t *)lens->data)[b] == 0) {
+                memset(d.h + b * H, 0, (size_t)H * sizeof(float));
+                if (d.c)
+                    memset(d.c + b * H, 0, (size_t)H * sizeof(float));
+            }
         if (yh)
             copy_state(st, dir, batch, yh->data, d.h, true);
         if (yc)
