@@ -744,9 +744,70 @@ def recurrent_cases():
                "sequence_lens[1] = 6 is outside 0..5")
 
 
+# ---- QuantizeLinear / DequantizeLinear 19 and 21, DynamicQuantizeLinear ----------
+
+def quantize_cases():
+    x = randn(2, 3, 4) * 4
+    U8, I8, I16, U16 = TensorProto.UINT8, TensorProto.INT8, TensorProto.INT16, TensorProto.UINT16
+    case("quantizelinear19_per_tensor_int8_round_half_even",
+         [node("QuantizeLinear", ["x", "s", "z"], ["y"])],
+         [("x", np.array([0.5, 1.5, 2.5, -0.5, -1.5, 300.0, -300.0], np.float32))],
+         [("y", I8)], 19, initializers=[("s", np.array(1.0, np.float32)),
+                                       ("z", np.array(3, np.int8))])
+    case("quantizelinear19_per_axis_uint8_then_dequantize",
+         [node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=1),
+          node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=1)],
+         [("x", x)], [("q", U8), ("y", F)], 19,
+         initializers=[("s", np.array([0.05, 0.1, 0.2], np.float32)),
+                       ("z", np.array([128, 100, 10], np.uint8))])
+    case("quantizelinear19_float16_input_and_scale",
+         [node("QuantizeLinear", ["x", "s"], ["q"]), node("DequantizeLinear", ["q", "s"], ["y"])],
+         [("x", (x * 0.5).astype(np.float16))], [("q", U8), ("y", TensorProto.FLOAT16)], 19,
+         initializers=[("s", np.array(0.03, np.float16))])
+    case("quantizelinear21_blocked_int16",
+         [node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=2, block_size=3),
+          node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=2, block_size=3)],
+         [("x", x * 100)], [("q", I16), ("y", F)], 21,
+         initializers=[("s", (np.abs(randn(2, 3, 2)) * 0.01 + 0.005).astype(np.float32)),
+                       ("z", rng.integers(-50, 50, size=(2, 3, 2)).astype(np.int16))])
+    case("quantizelinear21_output_dtype_uint16",
+         [node("QuantizeLinear", ["x", "s"], ["q"], output_dtype=U16)],
+         [("x", np.abs(x) * 1000)], [("q", U16)], 21,
+         initializers=[("s", np.array(0.5, np.float32))])
+    case("dequantizelinear21_int32_per_axis_axis0",
+         [node("DequantizeLinear", ["x", "s"], ["y"], axis=0)],
+         [("x", rng.integers(-1000, 1000, size=(3, 4)).astype(np.int32))], [("y", F)], 21,
+         initializers=[("s", np.array([0.1, 0.01, 2.0], np.float32))])
+    case("dynamicquantizelinear18_positive_only",
+         [node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])],
+         [("x", np.abs(x) + 1)], [("y", U8), ("s", F), ("z", U8)], 18)
+    error_case("quantizelinear19_zero_scale_refused",
+               [node("QuantizeLinear", ["x", "s"], ["y"])], [("x", x)], [("y", U8)], 19,
+               "scale 0 is 0: scales must be positive and finite",
+               initializers=[("s", np.array(0.0, np.float32))], feed=False)
+    error_case("quantizelinear19_zero_scale_at_run_time",
+               [node("QuantizeLinear", ["x", "s"], ["y"], axis=1)],
+               [("x", x), ("s", np.array([0.1, 0.0, 0.2], np.float32))], [("y", U8)], 19,
+               "scale 1 is 0: scales must be positive and finite")
+    error_case("dequantizelinear19_zero_point_type_mismatch",
+               [node("DequantizeLinear", ["x", "s", "z"], ["y"])],
+               [("x", np.zeros(3, np.uint8))], [("y", F)], 19,
+               "x_zero_point is int8 but x is uint8: they must match",
+               initializers=[("s", np.array(1.0, np.float32)), ("z", np.array(0, np.int8))],
+               feed=False)
+    error_case("quantizelinear19_per_axis_scale_wrong_length",
+               [node("QuantizeLinear", ["x", "s"], ["y"], axis=1)],
+               [("x", x), ("s", np.array([0.1, 0.2], np.float32))], [("y", U8)], 19,
+               "a per-axis scale must be 1-D with 3 values")
+    error_case("quantizelinear21_blocked_scale_wrong_shape",
+               [node("QuantizeLinear", ["x", "s"], ["y"], axis=2, block_size=3)],
+               [("x", x), ("s", np.ones((2, 3, 1), np.float32))], [("y", U8)], 21,
+               "blocked scale dim 2 is 1; block_size 3 needs 2")
+
+
 GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases, pad_scatter_cases,
           image_op_cases, pool_cases, resize_cases, sequence_cases, control_flow_cases,
-          recurrent_cases]
+          recurrent_cases, quantize_cases]
 
 
 def main():
