@@ -805,9 +805,65 @@ def quantize_cases():
                "blocked scale dim 2 is 1; block_size 3 needs 2")
 
 
+# ---- Einsum, NonMaxSuppression, Det, window functions, StringNormalizer ----------
+
+def suite_operator_cases():
+    I = TensorProto.INT64
+    for name, eq, shapes in (
+            ("ellipsis_batch_matmul", "...ij,...jk->...ik", [(2, 3, 4, 5), (2, 3, 5, 2)]),
+            ("implicit_output", "ij,jk", [(3, 4), (4, 2)]),
+            ("diagonal_trace", "ii->", [(4, 4)]),
+            ("outer_product_three", "i,j,k->ijk", [(2,), (3,), (4,)]),
+            ("bilinear", "bn,anm,bm->ba", [(2, 3), (4, 3, 5), (2, 5)]),
+            ("broadcast_ellipsis_sum", "...i->...", [(2, 1, 3, 4)])):
+        feeds = [("x%d" % i, randn(*sh)) for i, sh in enumerate(shapes)]
+        case(f"einsum18_{name}", [node("Einsum", [n for n, _ in feeds], ["y"], equation=eq)],
+             feeds, [("y", F)], 18)
+    case("einsum18_int64_matmul",
+         [node("Einsum", ["a", "b"], ["y"], equation="ij,jk->ik")],
+         [("a", rng.integers(-9, 9, size=(3, 4)).astype(np.int64)),
+          ("b", rng.integers(-9, 9, size=(4, 2)).astype(np.int64))], [("y", I)], 18)
+    error_case("einsum18_operand_count_mismatch",
+               [node("Einsum", ["a"], ["y"], equation="ij,jk->ik")], [("a", randn(2, 2))],
+               [("y", F)], 18, "equation 'ij,jk->ik' has 2 operands; the node has 1", feed=False)
+    error_case("einsum18_size_mismatch",
+               [node("Einsum", ["a", "b"], ["y"], equation="ij,jk->ik")],
+               [("a", randn(2, 3)), ("b", randn(4, 2))], [("y", F)], 18, "does not fit")
+    boxes = np.abs(randn(2, 12, 4)) * 10
+    boxes[..., 2:] = boxes[..., :2] + np.abs(randn(2, 12, 2)) * 5 + 1
+    scores = rng.random((2, 3, 12)).astype(np.float32)
+    for center, iou, thr in ((0, 0.3, None), (1, 0.5, 0.4), (0, 0.0, 0.2)):
+        ins = ["boxes", "scores", "max", "iou"] + (["thr"] if thr is not None else [])
+        inits = [("max", np.array(4, np.int64)), ("iou", np.array(iou, np.float32))]
+        if thr is not None:
+            inits.append(("thr", np.array(thr, np.float32)))
+        case(f"nonmaxsuppression18_center{center}_iou{iou}_thr{thr}",
+             [node("NonMaxSuppression", ins, ["sel"], center_point_box=center)],
+             [("boxes", boxes), ("scores", scores)], [("sel", I)], 18, initializers=inits)
+    case("det18_batch_3x3", [node("Det", ["x"], ["y"])], [("x", randn(2, 4, 3, 3))], [("y", F)], 18)
+    for op in ("HannWindow", "HammingWindow", "BlackmanWindow"):
+        for periodic in (0, 1):
+            case(f"{op.lower()}18_periodic{periodic}_double",
+                 [node(op, ["n"], ["y"], periodic=periodic, output_datatype=TensorProto.DOUBLE)],
+                 [("n", np.array(9, np.int64))], [("y", TensorProto.DOUBLE)], 18)
+    # ONNX Runtime needs the host's en_US.UTF-8 locale for StringNormalizer:
+    # Python's own case mapping is the reference (words whose case pairs are
+    # one-to-one)
+    words = np.array(["Monday", "ÉTÉ", "Ärger", "Привет", "mOnDaY", "Ωmega", "x"], dtype=object)
+    for action in ("LOWER", "UPPER"):
+        def normalize(feeds, action=action):
+            kept = [w for w in feeds["x"] if w.lower() != "monday"]
+            return {"y": np.array([w.lower() if action == "LOWER" else w.upper() for w in kept],
+                                  dtype=object)}
+        case(f"stringnormalizer18_{action.lower()}_utf8_case_insensitive_stopwords",
+             [node("StringNormalizer", ["x"], ["y"], case_change_action=action,
+                   stopwords=["monday"], is_case_sensitive=0)],
+             [("x", words)], [("y", TensorProto.STRING)], 18, reference=normalize)
+
+
 GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases, pad_scatter_cases,
           image_op_cases, pool_cases, resize_cases, sequence_cases, control_flow_cases,
-          recurrent_cases, quantize_cases]
+          recurrent_cases, quantize_cases, suite_operator_cases]
 
 
 def main():
