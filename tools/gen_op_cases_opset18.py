@@ -861,9 +861,30 @@ def suite_operator_cases():
              [("x", words)], [("y", TensorProto.STRING)], 18, reference=normalize)
 
 
+# ---- GridSample-20 -------------------------------------------------------------------
+
+def grid_sample_cases():
+    x = randn(2, 3, 5, 6)
+    grid = (rng.random((2, 4, 7, 2)).astype(np.float32) * 3.2 - 1.6)  # some far outside
+    for mode in ("nearest", "linear", "cubic"):
+        for padding in ("zeros", "border", "reflection"):
+            for align in (0, 1):
+                case(f"gridsample20_{mode}_{padding}_align{align}",
+                     [node("GridSample", ["x", "g"], ["y"], mode=mode, padding_mode=padding,
+                           align_corners=align)], [("x", x), ("g", grid)], [("y", F)], 20)
+    error_case("gridsample20_5d_refused",
+               [node("GridSample", ["x", "g"], ["y"])],
+               [("x", randn(1, 1, 2, 2, 2)), ("g", randn(1, 2, 2, 2, 3))], [("y", F)], 20,
+               "only 4-D X", feed=False)
+    error_case("gridsample16_v20_mode_name_refused",
+               [node("GridSample", ["x", "g"], ["y"], mode="linear")],
+               [("x", x), ("g", grid)], [("y", F)], 16,
+               "mode 'linear' is not one of GridSample-16's", feed=False)
+
+
 GROUPS = [reduce_cases, split_cases, type_only_cases, new_operator_cases, pad_scatter_cases,
           image_op_cases, pool_cases, resize_cases, sequence_cases, control_flow_cases,
-          recurrent_cases, quantize_cases, suite_operator_cases]
+          recurrent_cases, quantize_cases, suite_operator_cases, grid_sample_cases]
 
 
 def main():
