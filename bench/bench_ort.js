@@ -18,6 +18,11 @@
 //        [--min-time S] [--min-iters N] [--max-iters N] [--warmup S]
 'use strict';
 
+// ONNX Runtime 1.30 otherwise writes /tmp/mat-debug-<pid>.log and tries to
+// send usage data out; it reads the variable when the native library loads,
+// so it must be set before the require below.
+process.env.ORT_DISABLE_TELEMETRY = '1';
+
 const baselineRssMb = process.resourceUsage().maxRSS / 1024;
 const fs = require('fs');
 const path = require('path');

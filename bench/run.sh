@@ -39,6 +39,9 @@ BUILD_DIR="${BUILD_DIR:-$ROOT/build-bench}"
 FIXTURE_DIR="${FIXTURE_DIR:-$BUILD_DIR/bench-fixtures}"
 RAW="$BUILD_DIR/bench-raw.jsonl"
 PY=/usr/bin/python3
+# ONNX Runtime's telemetry off for every node process below (bench_ort.js sets
+# it too): without it ORT 1.30 writes /tmp/mat-debug-*.log and phones home.
+export ORT_DISABLE_TELEMETRY=1
 cd "$ROOT"
 
 if [ -z "${BENCH_INFERD:-}" ]; then

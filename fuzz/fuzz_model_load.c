@@ -201,7 +201,9 @@ static void run_model(const ifd_model *m)
     ifd_session *session = NULL;
     /* a tiny model may ask for a huge output (Upsample by 1.5M): bound what one
      * run may allocate, as a server would, so such inputs stay fast */
-    ifd_session_options options = {.threads = 1, .max_tensor_bytes = 16u << 20};
+    /* Loops bounded too: a mutated trip count would otherwise run for ever */
+    ifd_session_options options = {.threads = 1, .max_tensor_bytes = 16u << 20,
+                                   .max_loop_iterations = 10000};
     ifd_error err;
     int ready = inputs && first && second;
 

@@ -122,6 +122,84 @@ def model_seeds():
         [tensor_vi("x", f, [2, "n"])], [tensor_vi("y", f, [4, "n"])]))
 
 
+def control_flow_and_opset21_seeds():
+    """Loops with state and scan outputs, an If nested in a Loop body reading
+    a value two graphs up, Scan, sequences in a loop, opset 18-21 operators
+    and an IR 10 model: the loader's subgraph, capture and version paths."""
+    f, b, i64 = TensorProto.FLOAT, TensorProto.BOOL, TensorProto.INT64
+    inner_then = helper.make_graph([helper.make_node("Add", ["acc_in", "step"], ["a1"])], "t", [],
+                                   [tensor_vi("a1", f, None)])
+    inner_else = helper.make_graph([helper.make_node("Sub", ["acc_in", "step"], ["a2"])], "e", [],
+                                   [tensor_vi("a2", f, None)])
+    body = helper.make_graph(
+        [helper.make_node("Cast", ["i"], ["i_f"], to=f),
+         helper.make_node("Less", ["i_f", "step"], ["lt"]),
+         helper.make_node("ReduceMin", ["lt"], ["first"], keepdims=0),
+         helper.make_node("If", ["first"], ["acc_out"], then_branch=inner_then,
+                          else_branch=inner_else),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Mul", ["acc_out", "i_f"], ["scan_out"])],
+        "body", [tensor_vi("i", i64, []), tensor_vi("cond_in", b, []), tensor_vi("acc_in", f, None)],
+        [tensor_vi("cond_out", b, []), tensor_vi("acc_out", f, None), tensor_vi("scan_out", f, None)])
+    write("model_load", "loop_nested_if_outer_scope.onnx", model(
+        [helper.make_node("Loop", ["m", "c", "acc0"], ["acc", "scanned"], body=body)],
+        [tensor_vi("m", i64, []), tensor_vi("c", b, []), tensor_vi("acc0", f, [3]),
+         tensor_vi("step", f, [3])], [tensor_vi("acc", f, [3]), tensor_vi("scanned", f, None)],
+        opsets=(("", 20),), ir=10))
+
+    scan_body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x_t"], ["s_out"]),
+         helper.make_node("Identity", ["s_out"], ["y_t"])],
+        "scan_body", [tensor_vi("s_in", f, [2]), tensor_vi("x_t", f, [2])],
+        [tensor_vi("s_out", f, [2]), tensor_vi("y_t", f, [2])])
+    write("model_load", "scan.onnx", model(
+        [helper.make_node("Scan", ["s0", "xs"], ["s", "ys"], body=scan_body, num_scan_inputs=1,
+                          scan_input_directions=[1], scan_output_axes=[1])],
+        [tensor_vi("s0", f, [2]), tensor_vi("xs", f, [3, 2])],
+        [tensor_vi("s", f, [2]), tensor_vi("ys", f, [2, 3])], opsets=(("", 19),), ir=9))
+
+    seq_body = helper.make_graph(
+        [helper.make_node("SequenceInsert", ["seq_in", "x"], ["seq_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "seq_body", [tensor_vi("i", i64, []), tensor_vi("cond_in", b, []),
+                     helper.make_tensor_sequence_value_info("seq_in", f, None)],
+        [tensor_vi("cond_out", b, []), helper.make_tensor_sequence_value_info("seq_out", f, None)])
+    write("model_load", "loop_sequence.onnx", model(
+        [helper.make_node("SequenceEmpty", [], ["e"]),
+         helper.make_node("Loop", ["m", "", "e"], ["s"], body=seq_body),
+         helper.make_node("ConcatFromSequence", ["s"], ["y"], axis=0),
+         helper.make_node("SplitToSequence", ["y"], ["parts"], axis=0),
+         helper.make_node("SequenceErase", ["parts"], ["fewer"]),
+         helper.make_node("SequenceLength", ["fewer"], ["n"])],
+        [tensor_vi("m", i64, []), tensor_vi("x", f, [2])],
+        [tensor_vi("y", f, None), tensor_vi("n", i64, [])], opsets=(("", 18),), ir=10))
+
+    write("model_load", "opset18_21_ops.onnx", model(
+        [helper.make_node("ReduceMean", ["x", "axes"], ["r"], keepdims=1),
+         helper.make_node("Split", ["x"], ["s1", "s2"], axis=1, num_outputs=2),
+         helper.make_node("Pad", ["s1", "pads", "", "pad_axes"], ["p"], mode="wrap"),
+         helper.make_node("Mish", ["p"], ["m"]),
+         helper.make_node("Gelu", ["s2"], ["g"], approximate="tanh"),
+         helper.make_node("GroupNormalization", ["x4", "gs", "gb"], ["gn"], num_groups=2),
+         helper.make_node("CenterCropPad", ["x", "shape"], ["c"]),
+         helper.make_node("Resize", ["x4", "", "", "sizes"], ["rs"], mode="linear", axes=[2, 3],
+                          keep_aspect_ratio_policy="not_larger"),
+         helper.make_node("BitwiseXor", ["ia", "ib"], ["bx"])],
+        [tensor_vi("x", f, [2, 4]), tensor_vi("x4", f, [1, 4, 3, 3]),
+         tensor_vi("ia", TensorProto.INT32, [3]), tensor_vi("ib", TensorProto.INT32, [3])],
+        [tensor_vi("r", f, None), tensor_vi("m", f, None), tensor_vi("g", f, None),
+         tensor_vi("gn", f, None), tensor_vi("c", f, None), tensor_vi("rs", f, None),
+         tensor_vi("s2", f, None), tensor_vi("bx", TensorProto.INT32, None)],
+        [numpy_helper.from_array(np.array([1], np.int64), "axes"),
+         numpy_helper.from_array(np.array([1, 2], np.int64), "pads"),
+         numpy_helper.from_array(np.array([-1], np.int64), "pad_axes"),
+         numpy_helper.from_array(np.ones(4, np.float32), "gs"),
+         numpy_helper.from_array(np.zeros(4, np.float32), "gb"),
+         numpy_helper.from_array(np.array([3, 3], np.int64), "shape"),
+         numpy_helper.from_array(np.array([5, 4], np.int64), "sizes")],
+        opsets=(("", 21),), ir=10))
+
+
 def value_seeds():
     write("value_decode", "tensor_raw.pb", numpy_helper.from_array(
         np.arange(6, dtype=np.float32).reshape(2, 3), "x"))
@@ -161,4 +239,5 @@ def value_seeds():
 
 if __name__ == "__main__":
     model_seeds()
+    control_flow_and_opset21_seeds()
     value_seeds()

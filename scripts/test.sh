@@ -8,6 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
+# Every step that loads onnxruntime-node (fixtures, generators, benchmarks)
+# runs with ONNX Runtime's telemetry off: ORT 1.30 otherwise writes
+# /tmp/mat-debug-*.log and tries to send usage data to an outside address.
+export ORT_DISABLE_TELEMETRY=1
 
 scripts/deps.sh all
 # npm packages (package-lock.json): Swagger UI for /docs, swagger-parser for the

@@ -24,13 +24,113 @@ for schema in onnx.defs.get_all_schemas_with_history():
         schema.min_input, min(schema.max_input, 65535), schema.min_output,
         min(schema.max_output, 65535), required)
 
-max_opset = {"": onnx.defs.onnx_opset_version()}
+# Schema versions after onnx 1.12 (Debian's python3-onnx stops at opset 17).
+# Written by hand from ONNX's published documentation: docs/Changelog.md and
+# docs/Operators.md of onnx 1.13.0 (opset 18), 1.14.0 (opset 19), 1.15.0
+# (opset 20) and 1.16.0 (opset 21), whose release notes list every operator
+# whose schema changed. Each entry: (operator, since_version, min_inputs,
+# max_inputs, min_outputs, max_outputs, inputs that must be named, what
+# changed). Only ai.onnx; the table is applied only when the installed onnx
+# does not already define that version.
+POST_1_12 = [
+    # opset 18, onnx 1.13.0
+    ("BitwiseAnd", 18, 2, 2, 1, 1, 0b11, "new"),
+    ("BitwiseNot", 18, 1, 1, 1, 1, 0b1, "new"),
+    ("BitwiseOr", 18, 2, 2, 1, 1, 0b11, "new"),
+    ("BitwiseXor", 18, 2, 2, 1, 1, 0b11, "new"),
+    ("CenterCropPad", 18, 2, 2, 1, 1, 0b11, "new"),
+    ("Col2Im", 18, 3, 3, 1, 1, 0b111, "new"),
+    ("GroupNormalization", 18, 3, 3, 1, 1, 0b111, "new; scale and bias per group"),
+    ("LpPool", 18, 1, 1, 1, 1, 0b1, "ceil_mode and dilations attributes"),
+    ("Mish", 18, 1, 1, 1, 1, 0b1, "new"),
+    ("OptionalGetElement", 18, 1, 1, 1, 1, 0b1, "accepts a plain tensor or sequence too"),
+    ("OptionalHasElement", 18, 0, 1, 1, 1, 0b0, "input optional; a missing input is 'no element'"),
+    ("Pad", 18, 2, 4, 1, 1, 0b11, "optional 'axes' input"),
+    ("ReduceL1", 18, 1, 2, 1, 1, 0b1, "axes is an optional input, noop_with_empty_axes"),
+    ("ReduceL2", 18, 1, 2, 1, 1, 0b1, "axes is an optional input, noop_with_empty_axes"),
+    ("ReduceLogSum", 18, 1, 2, 1, 1, 0b1, "axes is an optional input, noop_with_empty_axes"),
+    ("ReduceLogSumExp", 18, 1, 2, 1, 1, 0b1, "axes is an optional input, noop_with_empty_axes"),
+    ("ReduceMax", 18, 1, 2, 1, 1, 0b1, "axes is an optional input, noop_with_empty_axes"),
+    ("ReduceMean", 18, 1, 2, 1, 1, 0b1, "axes is an optional input, noop_with_empty_axes"),
+    ("ReduceMin", 18, 1, 2, 1, 1, 0b1, "axes is an optional input, noop_with_empty_axes"),
+    ("ReduceProd", 18, 1, 2, 1, 1, 0b1, "axes is an optional input, noop_with_empty_axes"),
+    ("ReduceSumSquare", 18, 1, 2, 1, 1, 0b1, "axes is an optional input, noop_with_empty_axes"),
+    ("Resize", 18, 1, 4, 1, 1, 0b1, "antialias, axes, keep_aspect_ratio_policy attributes"),
+    ("ScatterElements", 18, 3, 3, 1, 1, 0b111, "reduction 'max' and 'min'"),
+    ("ScatterND", 18, 3, 3, 1, 1, 0b111, "reduction 'max' and 'min'"),
+    ("Split", 18, 1, 2, 1, 2147483647, 0b1, "num_outputs attribute"),
+    # opset 19, onnx 1.14.0
+    ("AveragePool", 19, 1, 1, 1, 1, 0b1, "dilations attribute"),
+    ("Cast", 19, 1, 1, 1, 1, 0b1, "float8 types, saturate attribute"),
+    ("CastLike", 19, 2, 2, 1, 1, 0b11, "float8 types, saturate attribute"),
+    ("Constant", 19, 0, 0, 1, 1, 0b0, "float8 types"),
+    ("DeformConv", 19, 3, 5, 1, 1, 0b111, "new"),
+    ("DequantizeLinear", 19, 2, 3, 1, 1, 0b11, "float8 types"),
+    ("Equal", 19, 2, 2, 1, 1, 0b11, "string inputs"),
+    ("Identity", 19, 1, 1, 1, 1, 0b1, "float8 types"),
+    ("If", 19, 1, 1, 1, 2147483647, 0b1, "float8 types"),
+    ("Loop", 19, 2, 2147483647, 1, 2147483647, 0b100, "float8 types"),
+    ("Pad", 19, 2, 4, 1, 1, 0b11, "'wrap' mode"),
+    ("QuantizeLinear", 19, 2, 3, 1, 1, 0b11, "float8 types, saturate attribute"),
+    ("Reshape", 19, 2, 2, 1, 1, 0b11, "float8 types"),
+    ("Resize", 19, 1, 4, 1, 1, 0b1, "coordinate_transformation_mode 'half_pixel_symmetric'"),
+    ("Scan", 19, 1, 2147483647, 1, 2147483647, 0b1, "float8 types"),
+    ("Shape", 19, 1, 1, 1, 1, 0b1, "float8 types"),
+    ("Size", 19, 1, 1, 1, 1, 0b1, "float8 types"),
+    # opset 20, onnx 1.15.0
+    ("AffineGrid", 20, 2, 2, 1, 1, 0b11, "new"),
+    ("ConstantOfShape", 20, 1, 1, 1, 1, 0b1, "bfloat16, float8 and more value types"),
+    ("DFT", 20, 1, 3, 1, 1, 0b1, "axis is an optional input"),
+    ("Gelu", 20, 1, 1, 1, 1, 0b1, "new"),
+    ("GridSample", 20, 2, 2, 1, 1, 0b11, "N-d, mode names 'linear' and 'cubic'"),
+    ("ImageDecoder", 20, 1, 1, 1, 1, 0b1, "new"),
+    ("IsInf", 20, 1, 1, 1, 1, 0b1, "float16, bfloat16 and float8 inputs"),
+    ("IsNaN", 20, 1, 1, 1, 1, 0b1, "float8 inputs"),
+    ("ReduceMax", 20, 1, 2, 1, 1, 0b1, "bool inputs"),
+    ("ReduceMin", 20, 1, 2, 1, 1, 0b1, "bool inputs"),
+    ("RegexFullMatch", 20, 1, 1, 1, 1, 0b1, "new"),
+    ("StringConcat", 20, 2, 2, 1, 1, 0b11, "new"),
+    ("StringSplit", 20, 1, 1, 2, 2, 0b1, "new"),
+    # opset 21, onnx 1.16.0
+    ("Cast", 21, 1, 1, 1, 1, 0b1, "int4 and uint4 types"),
+    ("CastLike", 21, 2, 2, 1, 1, 0b11, "int4 and uint4 types"),
+    ("Constant", 21, 0, 0, 1, 1, 0b0, "int4 and uint4 types"),
+    ("ConstantOfShape", 21, 1, 1, 1, 1, 0b1, "int4 and uint4 types"),
+    ("DequantizeLinear", 21, 2, 3, 1, 1, 0b11, "blocked quantization, int4/uint4/int16/uint16"),
+    ("Flatten", 21, 1, 1, 1, 1, 0b1, "float8, int4 and uint4 types"),
+    ("GroupNormalization", 21, 3, 3, 1, 1, 0b111, "stash_type; scale and bias per channel"),
+    ("Identity", 21, 1, 1, 1, 1, 0b1, "int4 and uint4 types"),
+    ("If", 21, 1, 1, 1, 2147483647, 0b1, "int4 and uint4 types"),
+    ("Loop", 21, 2, 2147483647, 1, 2147483647, 0b100, "int4 and uint4 types"),
+    ("Pad", 21, 2, 4, 1, 1, 0b11, "float8, int4 and uint4 types"),
+    ("QLinearMatMul", 21, 8, 8, 1, 1, 0xff, "float8 types, float16/bfloat16 scales"),
+    ("QuantizeLinear", 21, 2, 3, 1, 1, 0b11, "blocked quantization, int4/uint4/int16/uint16"),
+    ("Reshape", 21, 2, 2, 1, 1, 0b11, "int4 and uint4 types"),
+    ("Scan", 21, 1, 2147483647, 1, 2147483647, 0b1, "int4 and uint4 types"),
+    ("Shape", 21, 1, 1, 1, 1, 0b1, "int4 and uint4 types"),
+    ("Size", 21, 1, 1, 1, 1, 0b1, "int4 and uint4 types"),
+    ("Squeeze", 21, 1, 2, 1, 1, 0b1, "float8, int4 and uint4 types"),
+    ("Transpose", 21, 1, 1, 1, 1, 0b1, "float8, int4 and uint4 types"),
+    ("Unsqueeze", 21, 2, 2, 1, 1, 0b11, "float8, int4 and uint4 types"),
+]
+POST_1_12_OPSET = 21
+installed_opset = onnx.defs.onnx_opset_version()
+for name, since, min_in, max_in, min_out, max_out, required, _ in POST_1_12:
+    if since <= installed_opset:
+        continue
+    versions[("", name)].add(since)
+    arity[("", name, since)] = (min_in, min(max_in, 65535), min_out, min(max_out, 65535),
+                                required)
+
+max_opset = {"": max(installed_opset, POST_1_12_OPSET)}
 for (domain, _), vs in versions.items():
     if domain:
         max_opset[domain] = max(max_opset.get(domain, 0), max(vs))
 
-print("/* onnx_op_versions.c — generated by tools/gen_op_versions.py from onnx %s;"
-      " do not edit. */" % onnx.__version__)
+print("/* onnx_op_versions.c — generated by tools/gen_op_versions.py from onnx %s"
+      " (opsets to %d) and, for opsets %d to %d, the hand-written table of ONNX 1.13-1.16's"
+      " operator documentation in that script; do not edit. */"
+      % (onnx.__version__, installed_opset, installed_opset + 1, POST_1_12_OPSET))
 print("#include <stdint.h>\n#include <string.h>\n\n#include \"op.h\"\n")
 print("typedef struct schema_history {\n    const char *domain;\n    const char *op_type;\n"
       "    int versions[24]; /* ascending, 0-terminated */\n} schema_history;\n")

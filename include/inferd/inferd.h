@@ -134,6 +134,9 @@ typedef struct ifd_unsupported_op {
     const char *domain;
     const char *op_type;
     int64_t opset;
+    /* NULL in the main graph; inside a subgraph, where: e.g.
+     * "If node 'check' then_branch, node 'n3'" */
+    const char *location;
 } ifd_unsupported_op;
 
 typedef struct ifd_model ifd_model;
@@ -151,6 +154,11 @@ typedef struct ifd_session_options {
      * needing more fails with a message instead. 0 means the engine's own
      * limit (64 GiB). Servers and fuzzers set it to bound memory per run. */
     size_t max_tensor_bytes;
+    /* Most iterations one Loop or Scan node may run in one run (nested loops
+     * each count their own); more fail with a message. 0 means no limit, as
+     * ONNX has none: a model's Loop may run as long as its trip count says.
+     * Fuzzers and servers facing untrusted models set it. */
+    int64_t max_loop_iterations;
 } ifd_session_options;
 
 /* ---- dtypes and values ------------------------------------------------- */

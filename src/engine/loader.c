@@ -12,6 +12,16 @@
  *   5. let each operator's prepare() check its attributes and infer output
  *      types and shapes; record each value's last reader for buffer reuse.
  * Any failure frees everything built so far: there is never a partial model.
+ *
+ * Graph attributes (If's branches, Loop's and Scan's body) are loaded the same
+ * way, as models of their own, in two halves. While the enclosing graph binds
+ * its nodes (step 3), each subgraph is built: its names bound, its operators
+ * resolved (an unsupported one refuses the whole model, named with the
+ * subgraph and node), and every name it reads from an enclosing graph (outer
+ * scope) captured: it becomes an input of the subgraph and an implicit input
+ * of the owning node, so that the enclosing graph orders and keeps that value
+ * like any other input. The other half, prepare, runs from the owning
+ * operator's prepare(), once the types of the node's inputs are known.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,8 +35,11 @@
 
 #include "pb.h"
 
+/* IR 9 (onnx 1.14) added the float8 types, IR 10 (onnx 1.16) int4/uint4 and
+ * metadata/overload fields the engine does not read; element types the
+ * engine cannot hold are refused where they appear, naming the value. */
 #define MIN_IR_VERSION 3
-#define MAX_IR_VERSION 8
+#define MAX_IR_VERSION 10
 #define MAX_OPSET_IMPORTS 256
 #define MAX_MODEL_BYTES ((size_t)2 << 30) /* protobuf's own 2 GiB message limit */
 
@@ -133,7 +146,13 @@ static void table_put(name_table *t, const char *name, int slot)
 
 /* ---- loading state ------------------------------------------------------- */
 
-typedef struct loader {
+typedef struct loader loader;
+struct loader {
+    loader *outer;        /* the enclosing graph's loader, for subgraphs */
+    const char *location; /* subgraphs: "If node 'x' then_branch", for messages */
+    int *capture_slots;   /* subgraphs: local slot of each captured outer value */
+    int *capture_outer_slots; /* ... and its slot in the enclosing graph */
+    int n_captures, cap_captures;
     ifd_model *model;
     const Onnx__ModelProto *proto;
     const Onnx__GraphProto *graph;
@@ -150,7 +169,7 @@ typedef struct loader {
     uint64_t op_seed;
     bool *op_reported;
     size_t cap_unsupported;
-} loader;
+};
 
 static int new_value(loader *ld, const char *name, value_origin origin)
 {
@@ -535,14 +554,18 @@ static int find_op(const loader *ld, const char *domain, const char *op_type, si
     }
 }
 
-static ifd_status add_unsupported(loader *ld, const char *domain, const char *op_type,
-                                  int64_t opset)
+static ifd_status add_unsupported_at(loader *ld, const char *domain, const char *op_type,
+                                     int64_t opset, const char *location)
 {
     ifd_model *m = ld->model;
-    int k = find_op(ld, domain, op_type, NULL);
+    int k = location ? -1 : find_op(ld, domain, op_type, NULL);
     /* one entry per operator: its opset is its domain's, the same each time */
     if (k >= 0 && ld->op_reported[k])
         return IFD_OK;
+    for (size_t i = 0; location && i < m->n_unsupported; i++)
+        if (strcmp(m->unsupported[i].op_type, op_type) == 0 &&
+            strcmp(m->unsupported[i].domain, domain) == 0)
+            return IFD_OK;
     if (m->n_unsupported == ld->cap_unsupported) {
         size_t cap = ld->cap_unsupported ? ld->cap_unsupported * 2 : 8;
         ifd_unsupported_op *grown = realloc(m->unsupported, cap * sizeof(*m->unsupported));
@@ -558,8 +581,15 @@ static ifd_status add_unsupported(loader *ld, const char *domain, const char *op
     m->unsupported[m->n_unsupported].domain = model_strdup(m, domain);
     m->unsupported[m->n_unsupported].op_type = model_strdup(m, op_type);
     m->unsupported[m->n_unsupported].opset = opset;
+    m->unsupported[m->n_unsupported].location = location ? model_strdup(m, location) : NULL;
     m->n_unsupported++;
     return IFD_OK;
+}
+
+static ifd_status add_unsupported(loader *ld, const char *domain, const char *op_type,
+                                  int64_t opset)
+{
+    return add_unsupported_at(ld, domain, op_type, opset, ld->location);
 }
 
 static int compare_op_counts(const void *a, const void *b)
@@ -677,9 +707,17 @@ static ifd_status define_values(loader *ld)
         int slot = new_value(ld, name, VALUE_GRAPH_INPUT);
         if (slot < 0)
             goto oom;
-        st = parse_type(ld, vi->type, name, &m->values[slot].info);
-        if (st != IFD_OK)
-            return st;
+        if (ld->outer && !vi->type) {
+            /* a subgraph input may leave its type to the operator (Loop's
+             * iteration count and state often do): set at prepare */
+            m->values[slot].info.kind = IFD_VALUE_TENSOR;
+            m->values[slot].info.dtype = IFD_UNDEFINED;
+            m->values[slot].info.rank = -1;
+        } else {
+            st = parse_type(ld, vi->type, name, &m->values[slot].info);
+            if (st != IFD_OK)
+                return st;
+        }
         m->inputs[m->n_inputs].slot = slot;
         m->inputs[m->n_inputs].info.name = m->values[slot].info.name;
         info_to_type(&m->values[slot].info, &m->inputs[m->n_inputs].info.type, m, vi->type);
@@ -733,7 +771,7 @@ static void describe_cycle(loader *ld, const model_node *all, const int *indegre
         seen_at[cur] = (int)len;
         walk[len++] = cur;
         int next = -1;
-        for (int k = 0; k < all[cur].op.n_inputs && next < 0; k++) {
+        for (int k = 0; k < all[cur].op.n_inputs + all[cur].op.n_implicit && next < 0; k++) {
             int slot = all[cur].input_slots[k];
             int p = slot >= 0 && m->values[slot].origin == VALUE_INTERMEDIATE
                         ? m->values[slot].producer
@@ -763,6 +801,224 @@ static void describe_cycle(loader *ld, const model_node *all, const int *indegre
     set_error(ld->err, "the graph has a cycle: %s", used ? text : "(not found)");
     free(seen_at);
     free(walk);
+}
+
+/* ---- subgraphs ------------------------------------------------------------ */
+
+static ifd_status load_graph_body(loader *ld);
+static ifd_status resolve_ops(loader *ld, const ifd_load_options *options);
+
+/* Every node input of g and of the graphs nested in it: a bound on how many
+ * outer values a subgraph can capture. */
+static size_t count_node_inputs(const Onnx__GraphProto *g)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < g->n_node; i++) {
+        const Onnx__NodeProto *np = g->node[i];
+        n += np->n_input;
+        for (size_t a = 0; a < np->n_attribute; a++) {
+            const Onnx__AttributeProto *attr = np->attribute[a];
+            if (attr->g)
+                n += count_node_inputs(attr->g);
+            for (size_t k = 0; k < attr->n_graphs; k++)
+                n += count_node_inputs(attr->graphs[k]);
+        }
+    }
+    return n;
+}
+
+/* The slot of `name` read by a subgraph from an enclosing graph: a new input
+ * of this graph, captured from the enclosing one (which may capture it in
+ * turn from its own). -1 when no enclosing graph defines it, -2 out of
+ * memory. */
+static int capture_outer(loader *ld, const char *name)
+{
+    loader *o = ld->outer;
+    if (!o)
+        return -1;
+    int outer_slot = table_get(&o->names, name);
+    if (outer_slot < 0)
+        outer_slot = capture_outer(o, name);
+    if (outer_slot < 0)
+        return outer_slot;
+    if (ld->n_captures == ld->cap_captures) {
+        int cap = ld->cap_captures ? ld->cap_captures * 2 : 8;
+        int *slots = realloc(ld->capture_slots, (size_t)cap * sizeof(*slots));
+        if (slots)
+            ld->capture_slots = slots;
+        int *outer_slots = realloc(ld->capture_outer_slots, (size_t)cap * sizeof(*outer_slots));
+        if (outer_slots)
+            ld->capture_outer_slots = outer_slots;
+        if (!slots || !outer_slots)
+            return -2;
+        ld->cap_captures = cap;
+    }
+    int slot = new_value(ld, name, VALUE_GRAPH_INPUT);
+    if (slot < 0)
+        return -2;
+    ld->capture_slots[ld->n_captures] = slot;
+    ld->capture_outer_slots[ld->n_captures] = outer_slot;
+    ld->n_captures++;
+    return slot;
+}
+
+static ifd_status add_unsupported_at(loader *ld, const char *domain, const char *op_type,
+                                     int64_t opset, const char *location);
+
+/* The first half of loading graph attribute `attr` of node `op` (a node of
+ * ld's graph), up to resolving its operators. On success *outer_slots (n =
+ * (*out)->n_captures, malloc'd, the caller frees it) lists the slots of ld's
+ * graph the subgraph reads. */
+static ifd_status build_subgraph(loader *ld, const op_node *op, const Onnx__AttributeProto *attr,
+                                 subgraph **out, int **outer_slots)
+{
+    ifd_model *outer_model = ld->model;
+    ifd_status st = IFD_OK;
+    char location[320];
+    *out = NULL;
+    *outer_slots = NULL;
+    snprintf(location, sizeof(location), "%s%s%s node '%s' %s", ld->location ? ld->location : "",
+             ld->location ? ", " : "", op->op_type, op->name, attr->name ? attr->name : "");
+    ifd_model **grown = realloc(outer_model->subgraph_models,
+                                (outer_model->n_subgraph_models + 1) * sizeof(*grown));
+    if (!grown)
+        goto oom;
+    outer_model->subgraph_models = grown;
+    ifd_model *m = calloc(1, sizeof(*m));
+    if (!m)
+        goto oom;
+    outer_model->subgraph_models[outer_model->n_subgraph_models++] = m;
+    subgraph *sg = model_alloc(outer_model, sizeof(*sg));
+    char *where = model_strdup(outer_model, location);
+    if (!sg || !where)
+        goto oom;
+    sg->model = m;
+    sg->attr_name = model_strdup(outer_model, attr->name ? attr->name : "");
+    sg->graph_proto = attr->g;
+    sg->base_dir = ld->base_dir;
+    m->ir_version = outer_model->ir_version;
+    m->n_opsets = outer_model->n_opsets;
+    m->opsets = outer_model->opsets; /* owned by the outermost model's blocks */
+    m->producer_name = model_strdup(m, "");
+    m->producer_version = model_strdup(m, "");
+    m->graph_name = model_strdup(m, attr->g->name ? attr->g->name : "");
+    if (!sg->attr_name || !m->producer_name || !m->producer_version || !m->graph_name)
+        goto oom;
+    loader sub = {.outer = ld, .location = where, .model = m, .proto = ld->proto,
+                  .graph = attr->g, .base_dir = ld->base_dir, .err = ld->err};
+    st = load_graph_body(&sub);
+    if (st == IFD_OK)
+        st = resolve_ops(&sub, &(ifd_load_options){.describe_only = 1});
+    /* what the subgraph cannot run, the whole model cannot: report it there */
+    for (size_t i = 0; st == IFD_OK && i < m->n_unsupported; i++) {
+        const ifd_unsupported_op *u = &m->unsupported[i];
+        st = add_unsupported_at(ld, u->domain, u->op_type, u->opset,
+                                u->location ? u->location : where);
+    }
+    if (st == IFD_OK) {
+        /* captured values become the subgraph's last inputs */
+        model_io *inputs = realloc(m->inputs, (m->n_inputs + (size_t)sub.n_captures + 1) *
+                                                  sizeof(*inputs));
+        sg->capture_outer = model_alloc(outer_model, (size_t)(sub.n_captures + 1) *
+                                                         sizeof(*sg->capture_outer));
+        if (inputs)
+            m->inputs = inputs;
+        if (!inputs || !sg->capture_outer) {
+            st = IFD_ERR_NO_MEMORY;
+            set_error(ld->err, "out of memory");
+        } else {
+            sg->n_formal = (int)m->n_inputs;
+            sg->n_captures = sub.n_captures;
+            for (int k = 0; k < sub.n_captures; k++) {
+                model_io *io = &m->inputs[m->n_inputs++];
+                memset(io, 0, sizeof(*io));
+                io->slot = sub.capture_slots[k];
+                io->info.name = m->values[io->slot].info.name;
+                sg->capture_outer[k] = &outer_model->values[sub.capture_outer_slots[k]].info;
+            }
+        }
+    }
+    table_free(&sub.names);
+    free(sub.is_constant_node);
+    free(sub.op_slots);
+    free(sub.op_reported);
+    free(sub.capture_slots);
+    if (st != IFD_OK) {
+        free(sub.capture_outer_slots);
+        /* keep the innermost message, prefixed with where it happened */
+        char inner[sizeof(ld->err->message)];
+        snprintf(inner, sizeof(inner), "%s", ld->err->message);
+        if (!strstr(inner, where))
+            set_error(ld->err, "%s: %s", where, inner);
+        return st;
+    }
+    *outer_slots = sub.capture_outer_slots;
+    *out = sg;
+    return IFD_OK;
+oom:
+    set_error(ld->err, "out of memory loading a subgraph of %s node '%s'", op->op_type,
+              op->name);
+    return IFD_ERR_NO_MEMORY;
+}
+
+/* Load every graph attribute of node `np` (bound as `node` in ld's graph) and
+ * append the values they read from ld's graph to the node's inputs. */
+static ifd_status build_node_subgraphs(loader *ld, const Onnx__NodeProto *np, model_node *node)
+{
+    ifd_model *m = ld->model;
+    op_node *op = &node->op;
+    int n_graphs = 0;
+    for (size_t a = 0; a < np->n_attribute; a++) {
+        if (np->attribute[a]->n_graphs) {
+            set_error(ld->err, "%s node '%s': graph-list attribute '%s' is not supported",
+                      op->op_type, op->name, np->attribute[a]->name);
+            return IFD_ERR_UNSUPPORTED;
+        }
+        n_graphs += np->attribute[a]->g != NULL;
+    }
+    if (!n_graphs)
+        return IFD_OK;
+    op->subgraphs = model_alloc(m, (size_t)n_graphs * sizeof(*op->subgraphs));
+    if (!op->subgraphs)
+        goto oom;
+    for (size_t a = 0; a < np->n_attribute; a++) {
+        if (!np->attribute[a]->g)
+            continue;
+        subgraph *sg;
+        int *outer_slots;
+        ifd_status st = build_subgraph(ld, op, np->attribute[a], &sg, &outer_slots);
+        if (st != IFD_OK)
+            return st;
+        op->subgraphs[op->n_subgraphs++] = sg;
+        sg->first_implicit = op->n_implicit;
+        if (sg->n_captures) {
+            int total = op->n_inputs + op->n_implicit + sg->n_captures;
+            value_info **inputs = model_alloc(m, (size_t)total * sizeof(*inputs));
+            int *slots = model_alloc(m, (size_t)total * sizeof(*slots));
+            if (!inputs || !slots) {
+                free(outer_slots);
+                goto oom;
+            }
+            int before = op->n_inputs + op->n_implicit;
+            if (before) {
+                memcpy(inputs, op->inputs, (size_t)before * sizeof(*inputs));
+                memcpy(slots, node->input_slots, (size_t)before * sizeof(*slots));
+            }
+            for (int k = 0; k < sg->n_captures; k++) {
+                slots[before + k] = outer_slots[k];
+                inputs[before + k] = &m->values[outer_slots[k]].info;
+            }
+            op->inputs = inputs;
+            node->input_slots = slots;
+            op->n_implicit += sg->n_captures;
+        }
+        free(outer_slots);
+    }
+    return IFD_OK;
+oom:
+    set_error(ld->err, "out of memory loading the subgraphs of %s node '%s'", op->op_type,
+              op->name);
+    return IFD_ERR_NO_MEMORY;
 }
 
 /* Bind node inputs/outputs to slots, fold Constants, order topologically. */
@@ -816,6 +1072,13 @@ static ifd_status build_nodes(loader *ld)
         for (size_t k = 0; k < np->n_input; k++) {
             const char *name = np->input[k] ? np->input[k] : "";
             int slot = name[0] ? table_get(&ld->names, name) : -1;
+            if (name[0] && slot < 0 && ld->outer)
+                slot = capture_outer(ld, name); /* outer scope */
+            if (slot == -2) {
+                set_error(ld->err, "out of memory");
+                st = IFD_ERR_NO_MEMORY;
+                break;
+            }
             if (name[0] && slot < 0) {
                 set_error(ld->err,
                           "%s node '%s': input '%s' is not produced by any node, initializer "
@@ -829,6 +1092,8 @@ static ifd_status build_nodes(loader *ld)
         }
         if (st == IFD_OK)
             st = convert_attrs(ld, np, op);
+        if (st == IFD_OK && !ld->is_constant_node[i])
+            st = build_node_subgraphs(ld, np, node);
         if (st == IFD_OK && ld->is_constant_node[i]) {
             if (np->n_output != 1 || np->n_input != 0) {
                 set_error(ld->err, "Constant node '%s': needs no inputs and one output", op->name);
@@ -847,7 +1112,7 @@ static ifd_status build_nodes(loader *ld)
      * found by test_loader's bit flips). */
     size_t head = 0, tail = 0, executed = 0;
     for (size_t i = 0; i < n && st == IFD_OK; i++)
-        for (int k = 0; k < all[i].op.n_inputs; k++) {
+        for (int k = 0; k < all[i].op.n_inputs + all[i].op.n_implicit; k++) {
             int slot = all[i].input_slots[k];
             if (slot >= 0 && m->values[slot].origin == VALUE_INTERMEDIATE &&
                 !ld->is_constant_node[m->values[slot].producer])
@@ -870,7 +1135,7 @@ static ifd_status build_nodes(loader *ld)
         size_t total = 0;
         for (size_t i = 0; i < n; i++)
             if (!ld->is_constant_node[i])
-                for (int q = 0; q < all[i].op.n_inputs; q++)
+                for (int q = 0; q < all[i].op.n_inputs + all[i].op.n_implicit; q++)
                     if (all[i].input_slots[q] >= 0) {
                         reader_start[all[i].input_slots[q] + 1]++;
                         total++;
@@ -882,7 +1147,7 @@ static ifd_status build_nodes(loader *ld)
         if (readers && fill) {
             for (size_t i = 0; i < n; i++)
                 if (!ld->is_constant_node[i])
-                    for (int q = 0; q < all[i].op.n_inputs; q++) {
+                    for (int q = 0; q < all[i].op.n_inputs + all[i].op.n_implicit; q++) {
                         int slot = all[i].input_slots[q];
                         if (slot >= 0)
                             readers[reader_start[slot] + fill[slot]++] = (int)i;
@@ -938,8 +1203,13 @@ static ifd_status resolve_ops(loader *ld, const ifd_load_options *options)
             version = onnx_schema_version(domain, node->op.op_type, opset);
         node->def = version ? op_registry_find(domain, node->op.op_type, version) : NULL;
         node->op.version = version;
-        if (!node->def)
+        if (!node->def && ld->location) {
+            char where[480];
+            snprintf(where, sizeof(where), "%s, node '%s'", ld->location, node->op.name);
+            st = add_unsupported_at(ld, domain, node->op.op_type, opset, where);
+        } else if (!node->def) {
             st = add_unsupported(ld, domain, node->op.op_type, opset);
+        }
     }
     if (st != IFD_OK || m->n_unsupported == 0)
         return st;
@@ -947,12 +1217,12 @@ static ifd_status resolve_ops(loader *ld, const ifd_load_options *options)
         return IFD_OK;
     /* Every entry that fits, whole; then how many did not, so that a long list
      * is never cut mid-name without saying so. */
-    char list[800] = "";
+    char list[900] = "";
     size_t used = 0, listed = 0;
     for (size_t i = 0; i < m->n_unsupported; i++) {
         const ifd_unsupported_op *u = &m->unsupported[i];
         int64_t max = onnx_max_opset(u->domain);
-        char entry[256];
+        char entry[640];
         if (u->opset < 0)
             snprintf(entry, sizeof(entry), "%s (domain %s not imported)", u->op_type,
                      domain_label(u->domain));
@@ -965,6 +1235,10 @@ static ifd_status resolve_ops(loader *ld, const ifd_load_options *options)
         else
             snprintf(entry, sizeof(entry), "%s (%s opset %lld)", u->op_type,
                      domain_label(u->domain), (long long)u->opset);
+        if (u->location) {
+            size_t used_entry = strlen(entry);
+            snprintf(entry + used_entry, sizeof(entry) - used_entry, " in %s", u->location);
+        }
         size_t need = strlen(entry) + (listed ? 2 : 0);
         if (used + need + 32 >= sizeof(list))
             break;
@@ -1007,7 +1281,9 @@ static ifd_status check_arity(loader *ld, const op_node *op)
     /* Sequences, maps and optionals reach only the operators made for them;
      * every other operator's schema takes tensors. */
     static const char *const takes_any_kind[] = {
-        "Identity", "OptionalHasElement", "OptionalGetElement", "DictVectorizer", "CastMap",
+        "Identity",       "OptionalHasElement", "OptionalGetElement", "DictVectorizer",
+        "CastMap",        "SequenceAt",         "SequenceInsert",     "SequenceErase",
+        "SequenceLength", "ConcatFromSequence", "Loop",
     };
     bool any_kind = false;
     for (size_t i = 0; i < sizeof(takes_any_kind) / sizeof(takes_any_kind[0]); i++)
@@ -1088,7 +1364,7 @@ static void plan_lifetimes(ifd_model *m)
 {
     for (size_t i = 0; i < m->n_nodes; i++) {
         const model_node *node = &m->nodes[i];
-        for (int k = 0; k < node->op.n_inputs; k++)
+        for (int k = 0; k < node->op.n_inputs + node->op.n_implicit; k++)
             if (node->input_slots[k] >= 0)
                 m->values[node->input_slots[k]].last_use = (int)i;
     }
@@ -1157,12 +1433,45 @@ static ifd_status load_proto(loader *ld, const ifd_load_options *options)
         m->opsets[m->n_opsets].version = mp->opset_import[i]->version;
         m->n_opsets++;
     }
+    /* A newer opset may have changed any operator: refuse the model whole,
+     * unless it is only being described (inspect lists what it uses). */
+    for (size_t i = 0; i < m->n_opsets && !(options && options->describe_only); i++) {
+        int64_t max = onnx_max_opset(m->opsets[i].domain);
+        if (max > 0 && (m->opsets[i].version > max || m->opsets[i].version < 1)) {
+            set_error(ld->err, "%s opset %lld is not supported (supported: 1 to %lld)",
+                      domain_label(m->opsets[i].domain), (long long)m->opsets[i].version,
+                      (long long)max);
+            return IFD_ERR_UNSUPPORTED;
+        }
+    }
 
-    const Onnx__GraphProto *g = mp->graph;
+    if ((st = load_graph_body(ld)) != IFD_OK)
+        return st;
+    if ((st = resolve_ops(ld, options)) != IFD_OK)
+        return st;
+    m->runnable = m->n_unsupported == 0;
+    plan_lifetimes(m); /* prepare() may look at output_used */
+    if (m->runnable && (st = prepare_nodes(ld)) != IFD_OK)
+        return st;
+    describe_outputs(ld);
+    return IFD_OK;
+}
+
+/* Values, nodes and outputs of ld->graph: the part of loading shared by the
+ * main graph and subgraphs. */
+static ifd_status load_graph_body(loader *ld)
+{
+    ifd_model *m = ld->model;
+    ifd_status st;
+    const Onnx__GraphProto *g = ld->graph;
     size_t n_outputs = 0;
     for (size_t i = 0; i < g->n_node; i++)
         n_outputs += g->node[i]->n_output;
     ld->cap_values = g->n_initializer + g->n_input + n_outputs;
+    /* a subgraph may capture one outer value per node input, its own and
+     * those of the graphs nested in it */
+    if (ld->outer)
+        ld->cap_values += count_node_inputs(g);
     m->values = calloc(ld->cap_values ? ld->cap_values : 1, sizeof(*m->values));
     ld->is_constant_node = calloc(g->n_node ? g->n_node : 1, sizeof(bool));
     if (!m->values || !ld->is_constant_node || !table_init(&ld->names, ld->cap_values)) {
@@ -1182,16 +1491,111 @@ static ifd_status load_proto(loader *ld, const ifd_load_options *options)
         return st;
     if ((st = build_nodes(ld)) != IFD_OK)
         return st;
-    if ((st = bind_outputs(ld)) != IFD_OK)
+    return bind_outputs(ld);
+}
+
+/* ---- subgraph preparation ------------------------------------------------- */
+
+ifd_status subgraph_prepare(subgraph *sg, const value_info *const *inputs, int n_inputs,
+                            ifd_error *err)
+{
+    ifd_model *m = sg->model;
+    if (sg->prepared) {
+        set_error(err, "subgraph '%s' is prepared twice", sg->attr_name);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    if (n_inputs != sg->n_formal) {
+        set_error(err, "%s declares %d inputs; the operator gives it %d", sg->attr_name,
+                  sg->n_formal, n_inputs);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    for (int i = 0; i < sg->n_formal + sg->n_captures; i++) {
+        model_io *io = &m->inputs[i];
+        value_info *info = &m->values[io->slot].info;
+        const value_info *given = i < sg->n_formal ? inputs[i] : sg->capture_outer[i - sg->n_formal];
+        if (given) {
+            const char *name = info->name;
+            bool declared = info->dtype != IFD_UNDEFINED;
+            if (declared && i < sg->n_formal &&
+                (info->kind != given->kind || info->dtype != given->dtype)) {
+                set_error(err, "%s input '%s' is declared %s %s but is given %s %s",
+                          sg->attr_name, name,
+                          info->kind == IFD_VALUE_TENSOR ? "tensor" : "non-tensor",
+                          ifd_dtype_name(info->dtype),
+                          given->kind == IFD_VALUE_TENSOR ? "tensor" : "non-tensor",
+                          ifd_dtype_name(given->dtype));
+                return IFD_ERR_INVALID_MODEL;
+            }
+            int rank = info->rank;
+            int64_t dims[IFD_MAX_RANK];
+            memcpy(dims, info->dims, sizeof(dims));
+            *info = *given;
+            info->name = name;
+            /* a declared shape says more than the operator's (often unknown) one */
+            if (declared && rank >= 0 && i < sg->n_formal) {
+                info->rank = rank;
+                memcpy(info->dims, dims, sizeof(dims));
+            }
+            if (i >= sg->n_formal)
+                info->constant = NULL; /* bound at run time like any input */
+        }
+        if (info->kind == IFD_VALUE_TENSOR && info->dtype == IFD_UNDEFINED) {
+            set_error(err, "%s input '%s' has no type", sg->attr_name, info->name);
+            return IFD_ERR_INVALID_MODEL;
+        }
+        info_to_type(info, &io->info.type, m, NULL);
+        /* the operator passes shapes that may change from run to run */
+        io->info.type.rank = -1;
+    }
+    loader ld = {.model = m, .graph = sg->graph_proto, .base_dir = sg->base_dir, .err = err};
+    m->runnable = true;
+    plan_lifetimes(m);
+    ifd_status st = prepare_nodes(&ld);
+    if (st != IFD_OK) {
+        char inner[sizeof(err->message)];
+        snprintf(inner, sizeof(inner), "%s", err->message);
+        set_error(err, "%s: %s", sg->attr_name, inner);
+        m->runnable = false;
         return st;
-    if ((st = resolve_ops(ld, options)) != IFD_OK)
-        return st;
-    m->runnable = m->n_unsupported == 0;
-    plan_lifetimes(m); /* prepare() may look at output_used */
-    if (m->runnable && (st = prepare_nodes(ld)) != IFD_OK)
-        return st;
-    describe_outputs(ld);
+    }
+    describe_outputs(&ld);
+    sg->graph_proto = NULL; /* freed with the ModelProto after load */
+    sg->prepared = true;
     return IFD_OK;
+}
+
+int op_subgraph_prepare(op_node *node, int k, const value_info *const *inputs, int n_inputs,
+                        ifd_error *err)
+{
+    if (k < 0 || k >= node->n_subgraphs)
+        return op_prepare_fail(node, err, "has no subgraph %d", k);
+    ifd_error inner;
+    if (subgraph_prepare(node->subgraphs[k], inputs, n_inputs, &inner) != IFD_OK)
+        return op_prepare_fail(node, err, "%s", inner.message);
+    return 0;
+}
+
+const char *op_subgraph_name(const op_node *node, int k)
+{
+    return k >= 0 && k < node->n_subgraphs ? node->subgraphs[k]->attr_name : "";
+}
+
+int op_subgraph_input_count(const op_node *node, int k)
+{
+    return k >= 0 && k < node->n_subgraphs ? node->subgraphs[k]->n_formal : 0;
+}
+
+int op_subgraph_output_count(const op_node *node, int k)
+{
+    return k >= 0 && k < node->n_subgraphs ? (int)node->subgraphs[k]->model->n_outputs : 0;
+}
+
+const value_info *op_subgraph_output(const op_node *node, int k, int i)
+{
+    if (k < 0 || k >= node->n_subgraphs)
+        return NULL;
+    const ifd_model *m = node->subgraphs[k]->model;
+    return i >= 0 && (size_t)i < m->n_outputs ? &m->values[m->outputs[i].slot].info : NULL;
 }
 
 /* ---- public -------------------------------------------------------------- */
@@ -1205,6 +1609,9 @@ void ifd_model_free(ifd_model *m)
         if (node->op.state && node->def && node->def->free_state)
             node->def->free_state(node->op.state);
     }
+    for (size_t i = 0; i < m->n_subgraph_models; i++)
+        ifd_model_free(m->subgraph_models[i]);
+    free(m->subgraph_models);
     /* attribute tensors live in model blocks but own their data */
     for (size_t i = 0; i < m->n_attr_tensors; i++)
         tensor_release(m->attr_tensors[i]);

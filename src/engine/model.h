@@ -38,6 +38,22 @@ typedef struct model_io {
     int slot;
 } model_io;
 
+/* A graph attribute of a node, loaded as a model of its own. Its inputs are
+ * first its n_formal declared inputs, then n_captures values of enclosing
+ * graphs it reads by name (ONNX's outer scope), which the owning node
+ * carries as implicit inputs first_implicit.. of its own. */
+struct subgraph {
+    ifd_model *model;
+    const char *attr_name;
+    int n_formal;
+    int n_captures;
+    int first_implicit;
+    const value_info **capture_outer; /* the enclosing graph's info of each capture */
+    const void *graph_proto;          /* valid during load only (prepare) */
+    const char *base_dir;
+    bool prepared;
+};
+
 struct ifd_model {
     char *path;
     int64_t ir_version;
@@ -64,6 +80,8 @@ struct ifd_model {
 
     ifd_tensor **attr_tensors; /* decoded TENSOR attributes, owning their data */
     size_t n_attr_tensors;
+    ifd_model **subgraph_models; /* every subgraph's model, owned */
+    size_t n_subgraph_models;
     /* every block the model owns (names, attribute arrays), freed together */
     void **blocks;
     size_t n_blocks, cap_blocks;
@@ -81,5 +99,13 @@ ifd_status pb_tensor_to_ifd(const void *tensor_proto, const char *base_dir, ifd_
                             ifd_error *err);
 
 void set_error(ifd_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Load-time preparation of a subgraph (loader.c), for op_subgraph_prepare. */
+ifd_status subgraph_prepare(subgraph *sg, const value_info *const *inputs, int n_inputs,
+                            ifd_error *err);
+/* A session running a subgraph inside a parent session, sharing its threads
+ * and limits (session.c). */
+ifd_status session_create_child(const ifd_model *model, const struct session_private *parent,
+                                ifd_session **out, ifd_error *err);
 
 #endif /* INFERD_ENGINE_MODEL_H */

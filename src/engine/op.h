@@ -69,6 +69,8 @@ typedef struct op_attr {
     ifd_tensor *tensor;    /* decoded TENSOR attribute */
 } op_attr;
 
+typedef struct subgraph subgraph;
+
 typedef struct op_node {
     const char *name;      /* node name, or "" */
     const char *op_type;
@@ -82,6 +84,14 @@ typedef struct op_node {
     size_t n_attrs;
     const op_attr *attrs;
     void *state;           /* owned by the operator; freed by op_def.free_state */
+    /* Graph attributes (If's branches, Loop's and Scan's body), in attribute
+     * order, loaded with the model. The values they read from enclosing
+     * graphs follow the node's own inputs as n_implicit more entries of
+     * inputs[]: they are inputs for ordering and lifetimes, not for the
+     * operator's schema (n_inputs counts only the node's own). */
+    int n_subgraphs;
+    subgraph **subgraphs;
+    int n_implicit;
 } op_node;
 
 /* Attribute access. Defaults are returned when the attribute is absent. */
@@ -126,11 +136,31 @@ ifd_value *op_output_value(op_ctx *ctx, int i);
 int op_fail(op_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Scratch memory valid until run returns; NULL after setting the error. */
 void *op_scratch(op_ctx *ctx, size_t bytes);
+/* Subgraphs (control flow). At prepare, the operator gives the types of the
+ * subgraph's own inputs (NULL entries keep what the subgraph declares; the
+ * values it reads from enclosing graphs are typed by the loader), and the
+ * subgraph is then prepared like a model; its outputs' types are then known.
+ * Errors name the node and the attribute. */
+int op_subgraph_prepare(op_node *node, int k, const value_info *const *inputs, int n_inputs,
+                        ifd_error *err);
+const char *op_subgraph_name(const op_node *node, int k); /* the attribute: "then_branch" */
+int op_subgraph_input_count(const op_node *node, int k);  /* its own inputs */
+int op_subgraph_output_count(const op_node *node, int k);
+const value_info *op_subgraph_output(const op_node *node, int k, int i);
+/* Run subgraph k of the node with its own inputs (n given, the count above;
+ * the values it reads from enclosing graphs are bound from the node's
+ * implicit inputs). outputs[] receives new values the caller owns. Runs on a
+ * session kept with this run's session, made on first use. -1 after
+ * op_fail. */
+int op_subgraph_run(op_ctx *ctx, int k, const ifd_value *const *inputs, ifd_value **outputs);
+
 /* Split [0, n) into chunks of at least `grain` items over the session's
  * threads and wait for all. fn must not fail. */
 void op_parallel_for(op_ctx *ctx, size_t n, size_t grain,
                      void (*fn)(void *arg, size_t begin, size_t end), void *arg);
 threadpool *op_threadpool(op_ctx *ctx);
+/* The session's limit on one Loop's or Scan's iterations, 0 for none. */
+int64_t op_loop_limit(const op_ctx *ctx);
 
 typedef int (*op_prepare_fn)(op_node *node, ifd_error *err);
 typedef int (*op_run_fn)(op_ctx *ctx);
@@ -168,7 +198,7 @@ int onnx_schema_version(const char *domain, const char *op_type, int64_t opset);
 bool onnx_schema_arity(const char *domain, const char *op_type, int version, int *min_inputs,
                        int *max_inputs, int *min_outputs, int *max_outputs,
                        unsigned *required_inputs);
-/* Highest opset of a domain this engine knows (ai.onnx 17, ai.onnx.ml 3). */
+/* Highest opset of a domain this engine knows (ai.onnx 21, ai.onnx.ml 3). */
 int64_t onnx_max_opset(const char *domain);
 
 #endif /* INFERD_ENGINE_OP_H */

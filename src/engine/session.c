@@ -8,6 +8,12 @@
  * caller. After the first run with a given shape, runs take every buffer from
  * the pool: steady-state inference does not call malloc except for the
  * output values returned to the caller.
+ *
+ * A node with subgraphs (If, Loop, Scan) runs them on child sessions kept
+ * with this one, one per (node, subgraph), made on first use; they share this
+ * session's threads and limits. The values a subgraph reads from enclosing
+ * graphs arrive as the node's implicit inputs and are bound as the child's
+ * last inputs.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +31,7 @@ struct session_private {
     const ifd_model *model;
     threadpool *threads;
     size_t max_tensor_bytes;
+    int64_t max_loop_iterations; /* 0: none */
     ifd_value *owned;          /* per slot: storage for intermediates */
     const ifd_value **bound;   /* per slot: the value currently visible */
     ifd_value *constants;      /* per slot: views of the model's constants */
@@ -33,6 +40,10 @@ struct session_private {
     size_t n_free, cap_free;
     pooled_buffer *scratch;    /* buffers lent by op_scratch during one node */
     size_t n_scratch, cap_scratch;
+    bool owns_threads;         /* false for children, which use the parent's */
+    ifd_session **children;    /* per node: one per subgraph, made on first use */
+    size_t *first_child;       /* index of each node's first child in children */
+    size_t n_children;
 };
 
 struct ifd_session {
@@ -232,6 +243,8 @@ void op_parallel_for(op_ctx *ctx, size_t n, size_t grain,
 
 threadpool *op_threadpool(op_ctx *ctx) { return ctx->session->threads; }
 
+int64_t op_loop_limit(const op_ctx *ctx) { return ctx->session->max_loop_iterations; }
+
 /* ---- sessions ------------------------------------------------------------ */
 
 ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options *options,
@@ -251,19 +264,28 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
     size_t n = model->n_values ? model->n_values : 1;
     int max_inputs = 1;
     for (size_t i = 0; i < model->n_nodes; i++)
-        if (model->nodes[i].op.n_inputs > max_inputs)
-            max_inputs = model->nodes[i].op.n_inputs;
+        if (model->nodes[i].op.n_inputs + model->nodes[i].op.n_implicit > max_inputs)
+            max_inputs = model->nodes[i].op.n_inputs + model->nodes[i].op.n_implicit;
     s->model = model;
     s->owned = calloc(n, sizeof(*s->owned));
     s->bound = calloc(n, sizeof(*s->bound));
     s->constants = calloc(n, sizeof(*s->constants));
     s->node_inputs = calloc((size_t)max_inputs, sizeof(*s->node_inputs));
     s->threads = threadpool_create(options ? options->threads : 0);
+    s->owns_threads = true;
+    s->first_child = calloc(model->n_nodes + 1, sizeof(*s->first_child));
+    for (size_t i = 0; s->first_child && i < model->n_nodes; i++)
+        s->first_child[i + 1] = s->first_child[i] + (size_t)model->nodes[i].op.n_subgraphs;
+    s->n_children = s->first_child ? s->first_child[model->n_nodes] : 0;
+    s->children = calloc(s->n_children + 1, sizeof(*s->children));
     s->max_tensor_bytes = options && options->max_tensor_bytes &&
                                   options->max_tensor_bytes < IFD_MAX_TENSOR_BYTES
                               ? options->max_tensor_bytes
                               : IFD_MAX_TENSOR_BYTES;
-    if (!s->owned || !s->bound || !s->constants || !s->node_inputs || !s->threads) {
+    s->max_loop_iterations =
+        options && options->max_loop_iterations > 0 ? options->max_loop_iterations : 0;
+    if (!s->owned || !s->bound || !s->constants || !s->node_inputs || !s->threads ||
+        !s->first_child || !s->children) {
         ifd_session_free(session);
         set_error(err, "out of memory");
         return IFD_ERR_NO_MEMORY;
@@ -294,8 +316,53 @@ void ifd_session_free(ifd_session *session)
     free(s->bound);
     free(s->constants);
     free(s->node_inputs);
-    threadpool_free(s->threads);
+    for (size_t i = 0; s->children && i < s->n_children; i++)
+        ifd_session_free(s->children[i]);
+    free(s->children);
+    free(s->first_child);
+    if (s->owns_threads)
+        threadpool_free(s->threads);
     free(session);
+}
+
+ifd_status session_create_child(const ifd_model *model, const struct session_private *parent,
+                                ifd_session **out, ifd_error *err)
+{
+    ifd_session_options options = {.threads = 1, .max_tensor_bytes = parent->max_tensor_bytes,
+                                   .max_loop_iterations = parent->max_loop_iterations};
+    ifd_status st = ifd_session_create(model, &options, out, err);
+    if (st != IFD_OK)
+        return st;
+    /* the parent's pool serves the child too: drop the one just made */
+    struct session_private *s = &(*out)->p;
+    threadpool_free(s->threads);
+    s->threads = parent->threads;
+    s->owns_threads = false;
+    return IFD_OK;
+}
+
+int op_subgraph_run(op_ctx *ctx, int k, const ifd_value *const *inputs, ifd_value **outputs)
+{
+    struct session_private *s = ctx->session;
+    const op_node *node = ctx->node;
+    if (k < 0 || k >= node->n_subgraphs)
+        return op_fail(ctx, "has no subgraph %d", k);
+    const subgraph *sg = node->subgraphs[k];
+    size_t at = s->first_child[ctx->node_index] + (size_t)k;
+    ifd_error err;
+    if (!s->children[at] && session_create_child(sg->model, s, &s->children[at], &err) != IFD_OK)
+        return op_fail(ctx, "%s: %s", sg->attr_name, err.message);
+    size_t n = sg->model->n_inputs;
+    const ifd_value **all = op_scratch(ctx, (n + 1) * sizeof(*all));
+    if (!all)
+        return -1;
+    for (int i = 0; i < sg->n_formal; i++)
+        all[i] = inputs[i];
+    for (int i = 0; i < sg->n_captures; i++)
+        all[sg->n_formal + i] = ctx->inputs[node->n_inputs + sg->first_implicit + i];
+    if (ifd_session_run(s->children[at], all, outputs, &err) != IFD_OK)
+        return op_fail(ctx, "%s: %s", sg->attr_name, err.message);
+    return 0;
 }
 
 static const char *kind_name(ifd_value_kind kind)
@@ -494,7 +561,7 @@ ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
 
     for (size_t n = 0; n < m->n_nodes && st == IFD_OK; n++) {
         const model_node *node = &m->nodes[n];
-        for (int k = 0; k < node->op.n_inputs; k++) {
+        for (int k = 0; k < node->op.n_inputs + node->op.n_implicit; k++) {
             int slot = node->input_slots[k];
             s->node_inputs[k] = slot >= 0 ? s->bound[slot] : NULL;
             if (slot >= 0 && !s->node_inputs[k]) {
@@ -527,7 +594,7 @@ ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
         if (st != IFD_OK)
             break;
         /* free what no later node reads */
-        for (int k = 0; k < node->op.n_inputs; k++) {
+        for (int k = 0; k < node->op.n_inputs + node->op.n_implicit; k++) {
             int slot = node->input_slots[k];
             if (slot >= 0 && m->values[slot].last_use == (int)n &&
                 m->values[slot].origin == VALUE_INTERMEDIATE && !m->values[slot].is_graph_output)

@@ -901,8 +901,10 @@ static void test_ir_versions_outside_the_supported_range_are_refused(void)
 {
     int64_t d[1] = {2};
     Onnx__ModelProto *m = mb_identity_model(1, d);
+    m->ir_version = 11;
+    expect_load_error(m, IFD_ERR_UNSUPPORTED, "IR version 11 is not supported (supported: 3 to 10)");
     m->ir_version = 99;
-    expect_load_error(m, IFD_ERR_UNSUPPORTED, "IR version 99 is not supported (supported: 3 to 8)");
+    expect_load_error(m, IFD_ERR_UNSUPPORTED, "IR version 99 is not supported (supported: 3 to 10)");
     m->ir_version = 2;
     expect_load_error(m, IFD_ERR_UNSUPPORTED, "IR version 2 is not supported");
     m->has_ir_version = 0;
@@ -910,14 +912,52 @@ static void test_ir_versions_outside_the_supported_range_are_refused(void)
     mb_reset();
 }
 
+static void test_ir_versions_9_and_10_with_opset_21_load_and_run(void)
+{
+    int64_t d[1] = {2};
+    for (int64_t ir = 9; ir <= 10; ir++) {
+        Onnx__ModelProto *m = mb_identity_model(1, d);
+        m->ir_version = ir;
+        m->opset_import[0]->version = 21;
+        ifd_model *model = NULL;
+        ifd_error err;
+        CHECK_EQ_INT(mb_load(m, NULL, &model, &err), IFD_OK);
+        if (model) {
+            CHECK_EQ_INT(ifd_model_ir_version(model), ir);
+            ifd_model_free(model);
+        } else {
+            fprintf(stderr, "  IR %lld: %s\n", (long long)ir, err.message);
+        }
+        mb_reset();
+    }
+}
+
 static void test_opset_newer_than_the_engine_is_refused(void)
 {
     int64_t d[1] = {2};
     Onnx__ModelProto *m = mb_identity_model(1, d);
+    m->opset_import[0]->version = 22;
+    expect_load_error(m, IFD_ERR_UNSUPPORTED, "ai.onnx opset 22 is not supported (supported: 1 to 21)");
     m->opset_import[0]->version = 99;
-    expect_load_error(m, IFD_ERR_UNSUPPORTED,
-                      "model uses 1 unsupported operator: Identity (ai.onnx opset 99, newest "
-                      "supported is 17)");
+    expect_load_error(m, IFD_ERR_UNSUPPORTED, "ai.onnx opset 99 is not supported (supported: 1 to 21)");
+    m->opset_import[0]->version = 0;
+    expect_load_error(m, IFD_ERR_UNSUPPORTED, "ai.onnx opset 0 is not supported (supported: 1 to 21)");
+    mb_reset();
+}
+
+static void test_describe_only_lists_operators_of_a_too_new_opset(void)
+{
+    int64_t d[1] = {2};
+    Onnx__ModelProto *m = mb_identity_model(1, d);
+    m->opset_import[0]->version = 22;
+    ifd_load_options options = {.describe_only = 1};
+    ifd_model *model = NULL;
+    ifd_error err;
+    CHECK_EQ_INT(mb_load(m, &options, &model, &err), IFD_OK);
+    if (model) {
+        CHECK_EQ_INT(ifd_model_unsupported_count(model), 1);
+        ifd_model_free(model);
+    }
     mb_reset();
 }
 
@@ -1530,7 +1570,9 @@ int main(void)
     RUN(test_graphs_nested_10000_deep_are_refused_by_the_depth_guard);
     RUN(test_sequences_nested_10000_deep_are_refused);
     RUN(test_ir_versions_outside_the_supported_range_are_refused);
+    RUN(test_ir_versions_9_and_10_with_opset_21_load_and_run);
     RUN(test_opset_newer_than_the_engine_is_refused);
+    RUN(test_describe_only_lists_operators_of_a_too_new_opset);
     RUN(test_unsupported_operators_are_all_listed_in_one_message);
     RUN(test_describe_only_lists_unsupported_operators_and_refuses_sessions);
     RUN(test_long_unsupported_list_says_what_it_left_out);

@@ -1,7 +1,7 @@
 /*
  * ops/activation.c — ONNX's activation functions: Relu LeakyRelu PRelu
  * Sigmoid Tanh HardSigmoid HardSwish Elu Selu Celu Softplus Softsign
- * ThresholdedRelu Shrink and Clip.
+ * ThresholdedRelu Shrink Clip, Mish (opset 18) and Gelu (opset 20).
  *
  * They run on the element-wise drivers of elementwise_kernels.h (float16 and
  * bfloat16 through the float32 kernels). The float32 kernels of Sigmoid,
@@ -53,6 +53,15 @@ static inline float expm1_f32(float x)
 #define Softplus_F(T, W, x) (EW_SELECT((x) > 0, (x), (T)0) + log1p(exp_any(-fabs(x))))
 #define Softsign_F(T, W, x) ((x) / ((T)1 + fabs(x)))
 #define ThresholdedRelu_F(T, W, x) EW_SELECT((x) > alpha, (x), (T)0)
+/* Mish-18 (onnx 1.13 Operators.md): x * tanh(softplus(x)). */
+#define Mish_F(T, W, x) ((x) * tanh(Softplus_F(T, W, x)))
+/* Gelu-20 (onnx 1.15 Operators.md): alpha 0 is approximate="none",
+ * 0.5 x (1 + erf(x / sqrt 2)); alpha 1 is "tanh",
+ * 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))). */
+#define Gelu_F(T, W, x)                                                                            \
+    (alpha == 0 ? (T)0.5 * (x) * ((T)1 + erf((x) * (T)0.70710678118654752440))                    \
+                : (T)0.5 * (x) *                                                                   \
+                      ((T)1 + tanh((T)0.79788456080286535588 * ((x) + (T)0.044715 * (x) * (x) * (x)))))
 /* Shrink: alpha = lambd, beta = bias. Integers compute in double and convert
  * back saturating (a C cast would be undefined out of range). */
 #define Shrink_F(T, W, x) \
@@ -100,6 +109,8 @@ EW_FLOAT_TYPES(EW_UNARY_INST, Softplus)
 EW_FLOAT_TYPES(EW_UNARY_INST, Softsign)
 EW_FLOAT_TYPES(EW_UNARY_INST, ThresholdedRelu)
 EW_NUMERIC_TYPES(EW_UNARY_INST, Shrink)
+EW_FLOAT_TYPES(EW_UNARY_INST, Mish)
+EW_FLOAT_TYPES(EW_UNARY_INST, Gelu)
 
 #define FLOAT_ACTIVATION(op)                                                                       \
     static const ew_unary_op op##_op = {{EW_FLOAT_TYPES(EW_SLOT, op) EW_HALF_SLOTS(op)}, false}
@@ -118,6 +129,8 @@ FLOAT_ACTIVATION(Celu);
 FLOAT_ACTIVATION(Softplus);
 FLOAT_ACTIVATION(Softsign);
 FLOAT_ACTIVATION(ThresholdedRelu);
+FLOAT_ACTIVATION(Mish);
+FLOAT_ACTIVATION(Gelu);
 
 /* Each unary activation with its attributes: up to three float attributes
  * mapped onto alpha, beta, gamma with their schema defaults. */
@@ -149,7 +162,21 @@ static const activation activations[] = {
     {"Softsign", 1, &Softsign_op, {NULL, NULL, NULL}, {0, 0, 0}},
     {"ThresholdedRelu", 10, &ThresholdedRelu_op, {"alpha", NULL, NULL}, {1.0, 0, 0}},
     {"Shrink", 9, &Shrink_op, {"lambd", "bias", NULL}, {0.5, 0.0, 0}},
+    {"Mish", 18, &Mish_op, {NULL, NULL, NULL}, {0, 0, 0}},
 };
+
+/* Gelu-20's `approximate` is a string: "none" or "tanh" (alpha 0 or 1). */
+static int gelu_prepare(op_node *node, ifd_error *err)
+{
+    const char *approximate = op_attr_string(node, "approximate", "none");
+    ew_params p = {0};
+    if (strcmp(approximate, "tanh") == 0)
+        p.alpha = 1.0;
+    else if (strcmp(approximate, "none") != 0)
+        return op_prepare_fail(node, err, "approximate must be 'none' or 'tanh', not '%s'",
+                               approximate);
+    return ew_unary_node_prepare(node, err, &Gelu_op, &p);
+}
 
 static int activation_prepare(op_node *node, ifd_error *err)
 {
@@ -358,6 +385,8 @@ static const op_def defs[] = {
     {"", "ThresholdedRelu", 10, 10, activation_prepare, ew_unary_node_run, free},
     {"", "Shrink", 9, 9, activation_prepare, ew_unary_node_run, free},
     {"", "Clip", 1, 13, clip_prepare, clip_run, free},
+    {"", "Mish", 18, 18, activation_prepare, ew_unary_node_run, free},
+    {"", "Gelu", 20, 20, gelu_prepare, ew_unary_node_run, free},
 };
 
 OP_FAMILY(ops_activation, defs);

@@ -524,8 +524,11 @@ static int castlike_run(op_ctx *ctx)
 }
 
 static const op_def defs[] = {
-    {"", "Cast", 1, 13, cast_prepare, cast_run, free},
-    {"", "CastLike", 15, 15, castlike_prepare, castlike_run, free},
+    /* Cast-19 (onnx 1.14 Operators.md) added float8 types and `saturate`, which
+     * only applies to float8; Cast-21 (onnx 1.16) int4/uint4. The engine holds
+     * neither, and prepare refuses them as targets, so 19 and 21 behave as 13. */
+    {"", "Cast", 1, 21, cast_prepare, cast_run, free},
+    {"", "CastLike", 15, 21, castlike_prepare, castlike_run, free}, /* as Cast-19/21 */
 };
 
 OP_FAMILY(ops_cast, defs);

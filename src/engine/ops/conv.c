@@ -1,5 +1,6 @@
 /*
- * ops/conv.c — convolutions: Conv, ConvTranspose, ConvInteger, QLinearConv.
+ * ops/conv.c — convolutions: Conv, ConvTranspose, ConvInteger, QLinearConv,
+ * and Col2Im (opset 18), the column-to-image half of a convolution.
  *
  * Conv runs as im2col + matrix product per image and group (Chellapilla et
  * al., "High performance convolutional neural networks for document
@@ -619,6 +620,144 @@ static int integer_conv_run(op_ctx *ctx)
     return 0;
 }
 
+/* ---- Col2Im ------------------------------------------------------------------ */
+
+/* Col2Im-18 (onnx 1.13 Operators.md): input (N, C * prod(block_shape), L)
+ * holds one column of block taps per sliding position (L of them); the
+ * columns are added back onto an (N, C, image_shape...) image, overlapping
+ * taps summed: exactly col2im above, one image at a time. image_shape and
+ * block_shape are inputs, read at run time; dilations, pads and strides
+ * attributes as Conv's. */
+typedef struct col2im_attrs {
+    size_t n_spatial; /* from the attributes, 0 when none is given */
+    int64_t dilations[MAX_SPATIAL], strides[MAX_SPATIAL], pads[2 * MAX_SPATIAL];
+    bool have_dilations, have_strides, have_pads;
+} col2im_attrs;
+
+static int col2im_prepare(op_node *node, ifd_error *err)
+{
+    const value_info *x = node->inputs[0], *image = node->inputs[1], *block = node->inputs[2];
+    if (x->dtype != IFD_FLOAT && x->dtype != IFD_DOUBLE)
+        return op_prepare_fail(node, err, "input must be float or double, not %s",
+                               ifd_dtype_name(x->dtype));
+    if (image->dtype != IFD_INT64 || block->dtype != IFD_INT64)
+        return op_prepare_fail(node, err, "image_shape and block_shape must be int64");
+    if (x->rank >= 0 && x->rank != 3)
+        return op_prepare_fail(node, err, "input must have rank 3 (N, C * block size, L), not %d",
+                               x->rank);
+    col2im_attrs *a = calloc(1, sizeof(*a));
+    if (!a)
+        return op_prepare_fail(node, err, "out of memory");
+    node->state = a;
+    const char *names[3] = {"dilations", "strides", "pads"};
+    int64_t *slots[3] = {a->dilations, a->strides, a->pads};
+    bool *have[3] = {&a->have_dilations, &a->have_strides, &a->have_pads};
+    for (int k = 0; k < 3; k++) {
+        const int64_t *values;
+        size_t n = op_attr_ints(node, names[k], &values);
+        if (!n)
+            continue;
+        size_t spatial = k == 2 ? n / 2 : n;
+        if (spatial > MAX_SPATIAL || (k == 2 && n % 2))
+            return op_prepare_fail(node, err, "'%s' has %zu values: up to %d spatial axes are "
+                                   "supported", names[k], n, MAX_SPATIAL);
+        if (a->n_spatial && spatial != a->n_spatial)
+            return op_prepare_fail(node, err, "'%s' has values for %zu axes, another attribute "
+                                   "for %zu", names[k], spatial, a->n_spatial);
+        a->n_spatial = spatial;
+        for (size_t i = 0; i < n; i++) {
+            if (values[i] < (k == 2 ? 0 : 1))
+                return op_prepare_fail(node, err, "'%s' value %lld is out of range", names[k],
+                                       (long long)values[i]);
+            slots[k][i] = values[i];
+        }
+        *have[k] = true;
+    }
+    value_info *y = node->outputs[0];
+    y->kind = IFD_VALUE_TENSOR;
+    y->dtype = x->dtype;
+    y->rank = image->rank == 1 && image->dims[0] >= 0 ? (int)image->dims[0] + 2 : -1;
+    if (y->rank > IFD_MAX_RANK)
+        return op_prepare_fail(node, err, "image_shape has too many axes");
+    for (int i = 0; i < y->rank; i++)
+        y->dims[i] = -1;
+    return 0;
+}
+
+static int col2im_run(op_ctx *ctx)
+{
+    const col2im_attrs *a = ctx->node->state;
+    const ifd_tensor *x = op_input(ctx, 0), *image = op_input(ctx, 1), *block = op_input(ctx, 2);
+    int64_t image_shape[MAX_SPATIAL], block_shape[MAX_SPATIAL];
+    size_t n = (size_t)ifd_tensor_count(image);
+    if (x->rank != 3)
+        return op_fail(ctx, "input must have rank 3, not %d", x->rank);
+    if (n < 1 || n > MAX_SPATIAL || (size_t)ifd_tensor_count(block) != n)
+        return op_fail(ctx, "image_shape and block_shape must have the same 1 to %d values",
+                       MAX_SPATIAL);
+    if (a->n_spatial && a->n_spatial != n)
+        return op_fail(ctx, "the attributes are for %zu axes, image_shape has %zu", a->n_spatial,
+                       n);
+    memcpy(image_shape, image->data, n * sizeof(int64_t));
+    memcpy(block_shape, block->data, n * sizeof(int64_t));
+    conv_geometry g;
+    memset(&g, 0, sizeof(g));
+    int64_t taps = 1, positions = 1;
+    int lead = MAX_SPATIAL - (int)n;
+    for (int i = 0; i < MAX_SPATIAL; i++) {
+        g.image[i] = g.out[i] = g.kernel[i] = g.stride[i] = g.dilation[i] = 1;
+        g.pad[i] = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int64_t img = image_shape[i], blk = block_shape[i];
+        int64_t dil = a->have_dilations ? a->dilations[i] : 1;
+        int64_t str = a->have_strides ? a->strides[i] : 1;
+        int64_t pb = a->have_pads ? a->pads[i] : 0, pe = a->have_pads ? a->pads[i + n] : 0;
+        if (img < 1 || blk < 1 || img > ((int64_t)1 << 20) || blk > ((int64_t)1 << 20))
+            return op_fail(ctx, "image_shape %lld and block_shape %lld must be in 1..2^20",
+                           (long long)img, (long long)blk);
+        int64_t span = dil * (blk - 1) + 1, room = img + pb + pe - span;
+        if (room < 0)
+            return op_fail(ctx, "block %lld (dilation %lld) does not fit image axis %zu of %lld "
+                           "with pads", (long long)blk, (long long)dil, i, (long long)img);
+        g.image[lead + i] = img;
+        g.kernel[lead + i] = blk;
+        g.stride[lead + i] = str;
+        g.dilation[lead + i] = dil;
+        g.pad[lead + i] = pb;
+        g.out[lead + i] = room / str + 1;
+        taps *= blk;
+        positions *= g.out[lead + i];
+    }
+    int64_t channels = taps ? x->dims[1] / taps : 0;
+    if (channels * taps != x->dims[1])
+        return op_fail(ctx, "input dim 1 (%lld) is not a multiple of the block size %lld",
+                       (long long)x->dims[1], (long long)taps);
+    if (x->dims[2] != positions)
+        return op_fail(ctx, "input dim 2 (%lld) is not the %lld block positions image_shape, "
+                       "block_shape, strides, pads and dilations give",
+                       (long long)x->dims[2], (long long)positions);
+    g.channels = (size_t)channels;
+    int64_t dims[2 + MAX_SPATIAL];
+    dims[0] = x->dims[0];
+    dims[1] = channels;
+    memcpy(dims + 2, image_shape, n * sizeof(int64_t));
+    ifd_tensor *y = op_output(ctx, 0, x->dtype, 2 + (int)n, dims);
+    if (!y)
+        return -1;
+    size_t esz = ifd_dtype_size(x->dtype);
+    int64_t plane = ifd_tensor_count(y) / (x->dims[0] ? x->dims[0] : 1);
+    int64_t col = x->dims[1] * x->dims[2];
+    memset(y->data, 0, (size_t)ifd_tensor_count(y) * esz);
+    for (int64_t b = 0; b < x->dims[0]; b++) {
+        if (x->dtype == IFD_FLOAT)
+            col2im_f32(&g, (const float *)x->data + b * col, (float *)y->data + b * plane);
+        else
+            col2im_f64(&g, (const double *)x->data + b * col, (double *)y->data + b * plane);
+    }
+    return 0;
+}
+
 static const op_def defs[] = {
     /* Conv-1 and Conv-11 (and ConvTranspose's) differ only in wording: 11
      * spells out SAME padding as out = ceil(in / stride), which is also what
@@ -627,5 +766,6 @@ static const op_def defs[] = {
     {"", "ConvTranspose", 1, 11, conv_transpose_prepare, float_conv_run, conv_free},
     {"", "ConvInteger", 10, 10, conv_integer_prepare, integer_conv_run, conv_free},
     {"", "QLinearConv", 10, 10, qlinear_conv_prepare, integer_conv_run, conv_free},
+    {"", "Col2Im", 18, 18, col2im_prepare, col2im_run, free},
 };
 OP_FAMILY(ops_conv, defs);

@@ -1111,8 +1111,10 @@ static const op_def defs[] = {
     {"", "Asinh", 9, 9, unary_prepare, ew_unary_node_run, free},
     {"", "Acosh", 9, 9, unary_prepare, ew_unary_node_run, free},
     {"", "Atanh", 9, 9, unary_prepare, ew_unary_node_run, free},
-    {"", "IsNaN", 9, 13, unary_prepare, ew_unary_node_run, free},
-    {"", "IsInf", 10, 10, isinf_prepare, ew_unary_node_run, free},
+    /* IsNaN-20 / IsInf-20 (onnx 1.15 Operators.md) added float8 inputs, and
+     * IsInf-20 float16/bfloat16, which the half slots already serve. */
+    {"", "IsNaN", 9, 20, unary_prepare, ew_unary_node_run, free},
+    {"", "IsInf", 10, 20, isinf_prepare, ew_unary_node_run, free},
 };
 
 OP_FAMILY(ops_elementwise, defs);

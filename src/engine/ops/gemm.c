@@ -731,6 +731,9 @@ static const op_def defs[] = {
     {"", "Gemm", 1, 13, gemm_prepare, gemm_run, gemm_free},
     {"", "MatMul", 1, 13, matmul_prepare, matmul_run, matmul_free},
     {"", "MatMulInteger", 10, 10, matmul_integer_prepare, matmul_integer_run, NULL},
-    {"", "QLinearMatMul", 10, 10, qlinear_matmul_prepare, qlinear_matmul_run, NULL},
+    /* QLinearMatMul-21 (onnx 1.16 Operators.md) adds float8 operands and
+     * float16/bfloat16 scales; prepare accepts 8-bit integers with float
+     * scales only, which compute as version 10. */
+    {"", "QLinearMatMul", 10, 21, qlinear_matmul_prepare, qlinear_matmul_run, NULL},
 };
 OP_FAMILY(ops_gemm, defs);

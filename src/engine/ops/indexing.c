@@ -442,7 +442,7 @@ static int gathernd_run(op_ctx *ctx)
 
 /* ---- scatter reductions ------------------------------------------------- */
 
-typedef enum reduction { REDUCE_NONE, REDUCE_ADD, REDUCE_MUL } reduction;
+typedef enum reduction { REDUCE_NONE, REDUCE_ADD, REDUCE_MUL, REDUCE_MAX, REDUCE_MIN } reduction;
 
 /* Integers are combined in unsigned arithmetic of at least their width, so
  * that overflow wraps instead of being undefined. */
@@ -464,7 +464,10 @@ static uint16_t reduce_half(uint16_t a, uint16_t b, reduction op, bool bf16)
 {
     float x = bf16 ? bfloat16_to_float(a) : half_to_float(a);
     float y = bf16 ? bfloat16_to_float(b) : half_to_float(b);
-    float r = op == REDUCE_ADD ? x + y : x * y;
+    float r = op == REDUCE_ADD ? x + y
+              : op == REDUCE_MUL ? x * y
+              : op == REDUCE_MAX ? (x < y ? y : x)
+                                 : (y < x ? y : x);
     return bf16 ? float_to_bfloat16(r) : float_to_half(r);
 }
 
@@ -484,8 +487,15 @@ static bool scatter_apply(ifd_dtype dtype, reduction op, char *dst, const char *
     case DT: {                                                                                     \
         TYPE *d = (TYPE *)(void *)dst;                                                             \
         const TYPE *s = (const TYPE *)(const void *)src;                                           \
-        for (int64_t i = 0; i < n; i++)                                                            \
-            d[i] = (TYPE)(op == REDUCE_ADD ? (WIDE)d[i] + (WIDE)s[i] : (WIDE)d[i] * (WIDE)s[i]);   \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            if (op == REDUCE_MAX)                                                                  \
+                d[i] = d[i] < s[i] ? s[i] : d[i];                                                  \
+            else if (op == REDUCE_MIN)                                                             \
+                d[i] = s[i] < d[i] ? s[i] : d[i];                                                  \
+            else                                                                                   \
+                d[i] = (TYPE)(op == REDUCE_ADD ? (WIDE)d[i] + (WIDE)s[i]                           \
+                                               : (WIDE)d[i] * (WIDE)s[i]);                         \
+        }                                                                                          \
         break;                                                                                     \
     }
         REDUCE_TYPES(CASE_REDUCE)
@@ -503,8 +513,8 @@ static bool scatter_apply(ifd_dtype dtype, reduction op, char *dst, const char *
     return true;
 }
 
-/* ScatterElements-16 and ScatterND-16 add `reduction`; add and mul need
- * arithmetic on the data type. */
+/* ScatterElements-16 and ScatterND-16 add `reduction` (add, mul), the -18
+ * versions (onnx 1.13 Operators.md) max and min; all need a numeric type. */
 static int reduction_prepare(op_node *node, reduction *op, ifd_error *err)
 {
     const char *name = node->version >= 16 ? op_attr_string(node, "reduction", "none") : "none";
@@ -515,8 +525,13 @@ static int reduction_prepare(op_node *node, reduction *op, ifd_error *err)
         *op = REDUCE_ADD;
     else if (strcmp(name, "mul") == 0)
         *op = REDUCE_MUL;
+    else if (strcmp(name, "max") == 0 && node->version >= 18)
+        *op = REDUCE_MAX;
+    else if (strcmp(name, "min") == 0 && node->version >= 18)
+        *op = REDUCE_MIN;
     else
-        return op_prepare_fail(node, err, "reduction '%s' is not none, add or mul", name);
+        return op_prepare_fail(node, err, "reduction '%s' is not one of none, add, mul%s", name,
+                               node->version >= 18 ? ", max, min" : "");
     if (*op != REDUCE_NONE && !dtype_is_numeric(d))
         return op_prepare_fail(node, err, "reduction '%s' is not supported for %s", name,
                                ifd_dtype_name(d));
@@ -1073,9 +1088,9 @@ static const op_def defs[] = {
     {"", "Gather", 1, 13, gather_prepare, gather_run, NULL},
     {"", "GatherElements", 11, 13, gather_elements_prepare, gather_elements_run, NULL},
     {"", "GatherND", 11, 13, gathernd_prepare, gathernd_run, NULL},
-    {"", "ScatterElements", 11, 16, scatter_elements_prepare, scatter_elements_run, free},
+    {"", "ScatterElements", 11, 18, scatter_elements_prepare, scatter_elements_run, free},
     {"", "Scatter", 9, 11, scatter_elements_prepare, scatter_elements_run, free},
-    {"", "ScatterND", 11, 16, scatternd_prepare, scatternd_run, free},
+    {"", "ScatterND", 11, 18, scatternd_prepare, scatternd_run, free},
     {"", "Slice", 1, 13, slice_prepare, slice_run, free},
     {"", "Compress", 9, 11, compress_prepare, compress_run, NULL},
     {"", "OneHot", 9, 11, onehot_prepare, onehot_run, NULL},

@@ -1,7 +1,7 @@
 /*
  * ops/layout.c — operators that move elements without computing on them:
- * Transpose, Concat, Split, Pad, DepthToSpace, SpaceToDepth, Trilu and
- * ReverseSequence.
+ * Transpose, Concat, Split, Pad, CenterCropPad, DepthToSpace, SpaceToDepth,
+ * Trilu and ReverseSequence.
  *
  * Most of them are one primitive, the strided copy: walk an index space of up
  * to 2*IFD_MAX_RANK dims and copy the element at src + sum(i_k*src_stride_k)
@@ -460,11 +460,25 @@ static int concat_run(op_ctx *ctx)
 
 /* Split sizes come from the `split` attribute (Split-1, 2, 11), or from a
  * second input (Split-1, and Split-13 where the attribute became the input).
- * Without them the axis is cut into equal parts. */
+ * Without them the axis is cut into equal parts. Split-18 (onnx 1.13
+ * Operators.md) adds `num_outputs`: parts of ceil(dim / num_outputs), the
+ * last one smaller when the dim does not divide. */
 typedef struct split_state {
-    size_t n_split; /* 0: not known at load */
+    bool ceil_parts; /* Split-18 num_outputs */
+    size_t n_split;  /* 0: not known at load */
     int64_t split[];
 } split_state;
+
+/* Split-18's num_outputs parts of `dim`; false when they cannot all be
+ * non-negative (e.g. 5 into 4: 2, 2, 2, -1). */
+static bool split_ceil_parts(int64_t dim, int n_out, int64_t *split)
+{
+    int64_t chunk = (dim + n_out - 1) / n_out;
+    for (int i = 0; i < n_out; i++)
+        split[i] = chunk;
+    split[n_out - 1] = dim - chunk * (n_out - 1);
+    return split[n_out - 1] >= 0;
+}
 
 static bool split_from_input(const op_node *node)
 {
@@ -508,9 +522,26 @@ static int split_prepare(op_node *node, ifd_error *err)
                 return op_prepare_fail(node, err, "'split' entry %zu is negative", i);
         st->n_split = count;
     }
+    if (node->version >= 18 && op_attr_has(node, "num_outputs")) {
+        int64_t n = op_attr_int(node, "num_outputs", 0);
+        if (sizes)
+            return op_prepare_fail(node, err, "takes the 'split' input or 'num_outputs', not both");
+        if (n != node->n_outputs)
+            return op_prepare_fail(node, err, "num_outputs is %lld but the node has %d outputs",
+                                   (long long)n, node->n_outputs);
+        st->ceil_parts = true;
+    }
     if (in->rank >= 0 && !normalize_axis(axis_attr, in->rank, &axis))
         return op_prepare_fail(node, err, "axis %lld is out of range for rank %d",
                                (long long)axis_attr, in->rank);
+    if (st->ceil_parts && axis >= 0 && in->dims[axis] >= 0) {
+        if (!split_ceil_parts(in->dims[axis], node->n_outputs, st->split))
+            return op_prepare_fail(node, err, "dim %lld of axis %lld cannot be cut into %d parts "
+                                   "of ceil(%lld / %d)", (long long)in->dims[axis],
+                                   (long long)axis, node->n_outputs, (long long)in->dims[axis],
+                                   node->n_outputs);
+        st->n_split = (size_t)node->n_outputs;
+    }
     for (int i = 0; i < node->n_outputs; i++) {
         set_output(node, i, in->dtype, in->rank, in->rank >= 0 ? in->dims : NULL);
         if (axis < 0)
@@ -547,6 +578,11 @@ static int split_run(op_ctx *ctx)
             if (split[i] < 0)
                 return op_fail(ctx, "'split' entry %d is negative", i);
         }
+    } else if (st->ceil_parts) {
+        if (!split_ceil_parts(x->dims[axis], n_out, split))
+            return op_fail(ctx, "dim %lld of axis %lld cannot be cut into %d parts of ceil(%lld / %d)",
+                           (long long)x->dims[axis], (long long)axis, n_out,
+                           (long long)x->dims[axis], n_out);
     } else {
         if (x->dims[axis] % n_out != 0)
             return op_fail(ctx, "dim %lld of axis %lld does not split into %d equal parts",
@@ -581,18 +617,139 @@ static int split_run(op_ctx *ctx)
     return 0;
 }
 
+/* ---- CenterCropPad ------------------------------------------------------ */
+
+/* CenterCropPad-18 (onnx 1.13 Operators.md): each listed axis (all when
+ * `axes` is absent) is cropped or zero-padded to the size in `shape`, around
+ * its centre; an odd difference leaves the extra element at the end, which
+ * (dim - size) / 2 in front gives. The overlap of input and output is one
+ * strided copy; the rest of the output is zero. */
+typedef struct center_crop_pad_state {
+    size_t n_axes; /* 0: every axis */
+    int64_t axes[IFD_MAX_RANK];
+} center_crop_pad_state;
+
+static int center_crop_pad_prepare(op_node *node, ifd_error *err)
+{
+    if (check_input_tensor(node, 0, err) || check_input_tensor(node, 1, err))
+        return -1;
+    const value_info *in = node->inputs[0], *shape = node->inputs[1];
+    if (!dtype_is_integer(shape->dtype))
+        return op_prepare_fail(node, err, "shape must be an integer tensor, not %s",
+                               ifd_dtype_name(shape->dtype));
+    center_crop_pad_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return op_prepare_fail(node, err, "out of memory");
+    node->state = st;
+    const int64_t *axes;
+    size_t n = op_attr_ints(node, "axes", &axes);
+    if (n > IFD_MAX_RANK)
+        return op_prepare_fail(node, err, "axes has more than %d entries", IFD_MAX_RANK);
+    if (n)
+        memcpy(st->axes, axes, n * sizeof(int64_t));
+    st->n_axes = n;
+    set_output(node, 0, in->dtype, in->rank, NULL);
+    return 0;
+}
+
+static int center_crop_pad_run(op_ctx *ctx)
+{
+    const center_crop_pad_state *st = ctx->node->state;
+    const ifd_tensor *x = op_input(ctx, 0), *shape = op_input(ctx, 1);
+    int rank = x->rank;
+    int64_t axes[IFD_MAX_RANK], sizes[IFD_MAX_RANK];
+    size_t n_axes = st->n_axes, n_sizes;
+    if (n_axes == 0) {
+        n_axes = (size_t)rank;
+        for (int k = 0; k < rank; k++)
+            axes[k] = k;
+    } else {
+        memcpy(axes, st->axes, n_axes * sizeof(int64_t));
+    }
+    if (!tensor_read_int64s(shape, sizes, IFD_MAX_RANK, &n_sizes) || n_sizes != n_axes)
+        return op_fail(ctx, "shape must hold one size per axis (%zu)", n_axes);
+    int64_t dims[IFD_MAX_RANK], src_base = 0, dst_base = 0, overlap[IFD_MAX_RANK];
+    int64_t src_strides[IFD_MAX_RANK], dst_strides[IFD_MAX_RANK], in_off[IFD_MAX_RANK] = {0},
+                                                                  out_off[IFD_MAX_RANK] = {0};
+    bool seen[IFD_MAX_RANK] = {false};
+    memcpy(dims, x->dims, (size_t)rank * sizeof(int64_t));
+    for (size_t i = 0; i < n_axes; i++) {
+        int64_t axis;
+        if (!normalize_axis(axes[i], rank, &axis))
+            return op_fail(ctx, "axis %lld is out of range for rank %d", (long long)axes[i], rank);
+        if (seen[axis])
+            return op_fail(ctx, "axis %lld is listed twice", (long long)axes[i]);
+        seen[axis] = true;
+        if (sizes[i] < 0)
+            return op_fail(ctx, "size %lld for axis %lld is negative", (long long)sizes[i],
+                           (long long)axis);
+        dims[axis] = sizes[i];
+        if (sizes[i] < x->dims[axis])
+            in_off[axis] = (x->dims[axis] - sizes[i]) / 2;
+        else
+            out_off[axis] = (sizes[i] - x->dims[axis]) / 2;
+    }
+    ifd_tensor *y = op_output(ctx, 0, x->dtype, rank, dims);
+    if (!y)
+        return -1;
+    int64_t count = ifd_tensor_count(y);
+    if (count == 0)
+        return 0;
+    if (x->dtype != IFD_STRING)
+        memset(y->data, 0, (size_t)count * ifd_dtype_size(x->dtype));
+    contiguous_strides(rank, x->dims, src_strides);
+    contiguous_strides(rank, dims, dst_strides);
+    for (int k = 0; k < rank; k++) {
+        overlap[k] = x->dims[k] < dims[k] ? x->dims[k] : dims[k];
+        src_base += in_off[k] * src_strides[k];
+        dst_base += out_off[k] * dst_strides[k];
+    }
+    return layout_copy_strided(ctx, rank, overlap, x->dtype, y->data, dst_base, dst_strides,
+                               x->data, src_base, src_strides);
+}
+
 /* ---- Pad ---------------------------------------------------------------- */
 
-typedef enum pad_mode { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE } pad_mode;
+typedef enum pad_mode { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP } pad_mode;
 
 /* Pad-1 takes `paddings` and Pad-2 `pads` as attributes, both with a float
- * `value`; from Pad-11 pads and constant_value are inputs. */
+ * `value`; from Pad-11 pads and constant_value are inputs. Pad-18 (onnx 1.13
+ * Operators.md) adds an optional `axes` input: pads then has two entries per
+ * listed axis and the others are not padded. Pad-19 (onnx 1.14) adds mode
+ * "wrap", numpy's: the axis repeats periodically. */
 typedef struct pad_state {
     pad_mode mode;
     bool have_pads; /* attribute, or constant input */
     size_t n_pads;
     int64_t pads[2 * IFD_MAX_RANK];
+    bool axes_given; /* Pad-18 axes input */
+    bool have_axes;  /* ... and it is a constant */
+    size_t n_axes;
+    int64_t axes[IFD_MAX_RANK];
 } pad_state;
+
+/* Pads for every axis of a rank-`rank` tensor from Pad-18's pads over `axes`
+ * (begins of each listed axis, then ends). NULL on success, else the reason. */
+static const char *pad_expand_axes(int rank, const int64_t *axes, size_t n_axes,
+                                   const int64_t *pads, size_t n_pads, int64_t *full)
+{
+    if (n_pads != 2 * n_axes)
+        return "pads must hold two entries per axis in axes";
+    for (int k = 0; k < 2 * rank; k++)
+        full[k] = 0;
+    bool seen[IFD_MAX_RANK] = {false};
+    for (size_t i = 0; i < n_axes; i++) {
+        int64_t axis;
+        if (!normalize_axis(axes[i], rank, &axis))
+            return "an axis is out of range";
+        if (seen[axis])
+            return "an axis is listed twice";
+        seen[axis] = true;
+        full[axis] = pads[i];
+        full[axis + rank] = pads[i + n_axes];
+    }
+    return NULL;
+}
 
 static int pad_prepare(op_node *node, ifd_error *err)
 {
@@ -610,8 +767,11 @@ static int pad_prepare(op_node *node, ifd_error *err)
         st->mode = PAD_REFLECT;
     else if (strcmp(mode, "edge") == 0)
         st->mode = PAD_EDGE;
+    else if (strcmp(mode, "wrap") == 0 && node->version >= 19)
+        st->mode = PAD_WRAP;
     else
-        return op_prepare_fail(node, err, "mode '%s' is not constant, reflect or edge", mode);
+        return op_prepare_fail(node, err, "mode '%s' is not constant, reflect, edge%s", mode,
+                               node->version >= 19 ? " or wrap" : " (wrap needs Pad-19)");
     if (node->version < 11) {
         const char *name = node->version == 1 ? "paddings" : "pads";
         const int64_t *pads;
@@ -641,8 +801,32 @@ static int pad_prepare(op_node *node, ifd_error *err)
                 return op_prepare_fail(node, err, "pads must hold 2 * rank integers");
             st->have_pads = true;
         }
+        const value_info *axes = node->version >= 18 ? input_info(node, 3) : NULL;
+        if (axes) {
+            st->axes_given = true;
+            if (axes->kind != IFD_VALUE_TENSOR || !dtype_is_integer(axes->dtype))
+                return op_prepare_fail(node, err, "axes must be an integer tensor");
+            if (axes->constant) {
+                if (!tensor_read_int64s(axes->constant, st->axes, IFD_MAX_RANK, &st->n_axes))
+                    return op_prepare_fail(node, err, "axes has more than %d entries",
+                                           IFD_MAX_RANK);
+                st->have_axes = true;
+            }
+        }
     }
     set_output(node, 0, in->dtype, in->rank, NULL);
+    if (in->rank >= 0 && st->have_pads && st->axes_given && st->have_axes) {
+        int64_t full[2 * IFD_MAX_RANK];
+        const char *problem =
+            pad_expand_axes(in->rank, st->axes, st->n_axes, st->pads, st->n_pads, full);
+        if (problem)
+            return op_prepare_fail(node, err, "%s", problem);
+        memcpy(st->pads, full, sizeof(full));
+        st->n_pads = 2 * (size_t)in->rank;
+        st->axes_given = false; /* expanded once, here */
+    } else if (st->axes_given) {
+        st->have_pads = false; /* pads of the listed axes only: expanded at run time */
+    }
     if (in->rank >= 0 && st->have_pads) {
         if (st->n_pads != 2 * (size_t)in->rank)
             return op_prepare_fail(node, err, "pads has %zu entries for rank %d", st->n_pads,
@@ -720,16 +904,19 @@ static void pad_rows(void *arg, size_t begin, size_t end)
     }
 }
 
-/* Input index read by output index o along one axis of input size n with
- * `before` elements of padding in front. */
-static int64_t pad_source_index(pad_mode mode, int64_t o, int64_t before, int64_t n)
+/* Index into an axis of n elements read at position i of its padded
+ * version (i < 0: in the padding before it), or -1 for the constant. */
+static int64_t pad_window_index(pad_mode mode, int64_t i, int64_t n)
 {
-    int64_t i = o - before;
     if (i >= 0 && i < n)
         return i;
     switch (mode) {
     case PAD_CONSTANT: return -1;
     case PAD_EDGE: return i < 0 ? 0 : n - 1;
+    case PAD_WRAP: {
+        int64_t m = i % n;
+        return m < 0 ? m + n : m;
+    }
     case PAD_REFLECT: {
         /* numpy's reflect: mirror without repeating the edge, periodic with
          * period 2*(n-1) for pads wider than the axis. */
@@ -743,6 +930,20 @@ static int64_t pad_source_index(pad_mode mode, int64_t o, int64_t before, int64_
     }
     }
     return -1;
+}
+
+/* Input index read by output index o along one axis of input size `size`
+ * with `before` and `after` elements of padding (negative: cropping). A crop
+ * happens first and the padding mirrors, repeats or extends what is left, as
+ * ONNX's reference implementation and ONNX Runtime do (it matters for wrap,
+ * whose period is the cropped length). */
+static int64_t pad_source_index(pad_mode mode, int64_t o, int64_t before, int64_t after,
+                                int64_t size)
+{
+    int64_t start = before < 0 ? -before : 0;
+    int64_t n = size - start - (after < 0 ? -after : 0);
+    int64_t k = pad_window_index(mode, o - (before > 0 ? before : 0), n);
+    return k < 0 ? -1 : start + k;
 }
 
 static int pad_strings(op_ctx *ctx, const pad_plan *p, const ifd_tensor *x, ifd_tensor *y,
@@ -779,6 +980,23 @@ static int pad_run(op_ctx *ctx)
         if (!t || !tensor_read_int64s(t, pads, 2 * IFD_MAX_RANK, &n_pads))
             return op_fail(ctx, "pads must be an integer tensor of 2 * rank elements");
     }
+    if (st->axes_given) {
+        int64_t axes_buf[IFD_MAX_RANK], full[2 * IFD_MAX_RANK];
+        const int64_t *axes = st->axes;
+        size_t n_axes = st->n_axes;
+        if (!st->have_axes) {
+            const ifd_tensor *t = input_tensor(ctx, 3);
+            if (!t || !tensor_read_int64s(t, axes_buf, IFD_MAX_RANK, &n_axes))
+                return op_fail(ctx, "axes must be an integer tensor of at most %d elements",
+                               IFD_MAX_RANK);
+            axes = axes_buf;
+        }
+        const char *problem = pad_expand_axes(rank, axes, n_axes, pads, n_pads, full);
+        if (problem)
+            return op_fail(ctx, "%s", problem);
+        memcpy(pads, full, sizeof(full));
+        n_pads = 2 * (size_t)rank;
+    }
     if (n_pads != 2 * (size_t)rank)
         return op_fail(ctx, "pads has %zu entries for rank %d", n_pads, rank);
     const ifd_tensor *value =
@@ -800,9 +1018,11 @@ static int pad_run(op_ctx *ctx)
         p.dims[k] = n + before + after;
         if (p.dims[k] < 0)
             return op_fail(ctx, "pads crop axis %d of size %lld below zero", k, (long long)n);
-        if (st->mode != PAD_CONSTANT && n == 0 && p.dims[k] > 0)
+        int64_t kept = n - (before < 0 ? -before : 0) - (after < 0 ? -after : 0);
+        if (st->mode != PAD_CONSTANT && kept <= 0 && p.dims[k] > 0)
             return op_fail(ctx, "%s padding of empty axis %d",
-                           st->mode == PAD_EDGE ? "edge" : "reflect", k);
+                           st->mode == PAD_EDGE ? "edge" : st->mode == PAD_WRAP ? "wrap" : "reflect",
+                           k);
     }
     ifd_tensor *y = op_output(ctx, 0, x->dtype, rank, p.dims);
     if (!y)
@@ -822,7 +1042,7 @@ static int pad_run(op_ctx *ctx)
     for (int k = 0; k < rank; k++) {
         p.map[k] = maps;
         for (int64_t o = 0; o < p.dims[k]; o++)
-            maps[o] = pad_source_index(st->mode, o, pads[k], x->dims[k]);
+            maps[o] = pad_source_index(st->mode, o, pads[k], pads[k + rank], x->dims[k]);
         maps += p.dims[k];
     }
     contiguous_strides(rank, x->dims, p.in_strides);
@@ -1134,10 +1354,12 @@ static int reverse_sequence_run(op_ctx *ctx)
 }
 
 static const op_def defs[] = {
-    {"", "Transpose", 1, 13, transpose_prepare, transpose_run, free},
+    /* Transpose-21 (onnx 1.16 Operators.md) only added float8/int4 types. */
+    {"", "Transpose", 1, 21, transpose_prepare, transpose_run, free},
     {"", "Concat", 1, 13, concat_prepare, concat_run, NULL},
-    {"", "Split", 1, 13, split_prepare, split_run, free},
-    {"", "Pad", 1, 13, pad_prepare, pad_run, free},
+    {"", "Split", 1, 18, split_prepare, split_run, free},
+    {"", "Pad", 1, 21, pad_prepare, pad_run, free},
+    {"", "CenterCropPad", 18, 18, center_crop_pad_prepare, center_crop_pad_run, free},
     {"", "DepthToSpace", 1, 13, depth_to_space_prepare, depth_to_space_run, free},
     {"", "SpaceToDepth", 1, 13, space_to_depth_prepare, space_to_depth_run, free},
     {"", "Trilu", 14, 14, trilu_prepare, trilu_run, NULL},

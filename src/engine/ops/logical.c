@@ -1,7 +1,8 @@
 /*
  * ops/logical.c — ONNX's comparisons and boolean logic: Equal Less
  * LessOrEqual Greater GreaterOrEqual (numeric dtypes; Equal also bool and
- * string), Not And Or Xor, and Where.
+ * string), Not And Or Xor, Where, and the integer BitwiseAnd BitwiseOr
+ * BitwiseXor BitwiseNot of opset 18 (onnx 1.13 Operators.md).
  *
  * Comparisons and logic run on the binary driver of elementwise_kernels.h
  * with a bool output (float16/bfloat16 compared as float32, which is exact).
@@ -55,6 +56,25 @@ static const ew_binary_op And_op = {{[IFD_BOOL] = And_bool}, true, false};
 static const ew_binary_op Or_op = {{[IFD_BOOL] = Or_bool}, true, false};
 static const ew_binary_op Xor_op = {{[IFD_BOOL] = Xor_bool}, true, false};
 
+/* Bitwise operators work on the bits of the integer types; signed values in
+ * two's complement, which C's operators on the values give. */
+#define BitwiseAnd_S(T, W, x, y) ((T)((x) & (y)))
+#define BitwiseAnd_U BitwiseAnd_S
+#define BitwiseOr_S(T, W, x, y) ((T)((x) | (y)))
+#define BitwiseOr_U BitwiseOr_S
+#define BitwiseXor_S(T, W, x, y) ((T)((x) ^ (y)))
+#define BitwiseXor_U BitwiseXor_S
+#define BitwiseNot_S(T, W, x) ((T)~(x))
+#define BitwiseNot_U BitwiseNot_S
+EW_INT_TYPES(EW_BINARY_INST, BitwiseAnd)
+EW_INT_TYPES(EW_BINARY_INST, BitwiseOr)
+EW_INT_TYPES(EW_BINARY_INST, BitwiseXor)
+EW_INT_TYPES(EW_UNARY_INST, BitwiseNot)
+static const ew_binary_op BitwiseAnd_op = {{EW_INT_TYPES(EW_SLOT, BitwiseAnd)}, false, false};
+static const ew_binary_op BitwiseOr_op = {{EW_INT_TYPES(EW_SLOT, BitwiseOr)}, false, false};
+static const ew_binary_op BitwiseXor_op = {{EW_INT_TYPES(EW_SLOT, BitwiseXor)}, false, false};
+static const ew_unary_op BitwiseNot_op = {{EW_INT_TYPES(EW_SLOT, BitwiseNot)}, false};
+
 typedef struct named_binary {
     const char *op_type;
     const ew_binary_op *op;
@@ -69,6 +89,9 @@ static const named_binary binary_ops[] = {
     {"And", &And_op},
     {"Or", &Or_op},
     {"Xor", &Xor_op},
+    {"BitwiseAnd", &BitwiseAnd_op},
+    {"BitwiseOr", &BitwiseOr_op},
+    {"BitwiseXor", &BitwiseXor_op},
 };
 
 static int binary_prepare(op_node *node, ifd_error *err)
@@ -84,7 +107,10 @@ static const ew_unary_op Not_op = {{[IFD_BOOL] = Not_bool}, false};
 
 static int not_prepare(op_node *node, ifd_error *err)
 {
-    return ew_unary_node_prepare(node, err, &Not_op, NULL);
+    return ew_unary_node_prepare(node, err, strcmp(node->op_type, "BitwiseNot") == 0
+                                                ? &BitwiseNot_op
+                                                : &Not_op,
+                                 NULL);
 }
 
 /* ---- Where -------------------------------------------------------------------- */
@@ -197,7 +223,8 @@ static int where_run(op_ctx *ctx)
 }
 
 static const op_def defs[] = {
-    {"", "Equal", 1, 13, binary_prepare, ew_binary_node_run, free},
+    /* Equal-19 (onnx 1.14 Operators.md) added string inputs, served since 11 here. */
+    {"", "Equal", 1, 19, binary_prepare, ew_binary_node_run, free},
     {"", "Less", 1, 13, binary_prepare, ew_binary_node_run, free},
     {"", "LessOrEqual", 12, 16, binary_prepare, ew_binary_node_run, free},
     {"", "Greater", 1, 13, binary_prepare, ew_binary_node_run, free},
@@ -207,6 +234,10 @@ static const op_def defs[] = {
     {"", "Xor", 1, 7, binary_prepare, ew_binary_node_run, free},
     {"", "Not", 1, 1, not_prepare, ew_unary_node_run, free},
     {"", "Where", 9, 16, where_prepare, where_run, NULL},
+    {"", "BitwiseAnd", 18, 18, binary_prepare, ew_binary_node_run, free},
+    {"", "BitwiseOr", 18, 18, binary_prepare, ew_binary_node_run, free},
+    {"", "BitwiseXor", 18, 18, binary_prepare, ew_binary_node_run, free},
+    {"", "BitwiseNot", 18, 18, not_prepare, ew_unary_node_run, free},
 };
 
 OP_FAMILY(ops_logical, defs);

@@ -1,6 +1,7 @@
 /*
  * ops/normalization.c — BatchNormalization, InstanceNormalization,
- * LayerNormalization, LRN, MeanVarianceNormalization and LpNormalization.
+ * LayerNormalization, GroupNormalization, LRN, MeanVarianceNormalization and
+ * LpNormalization.
  *
  * BatchNormalization runs in inference mode: per channel it is y = x*a + b
  * with a = scale/sqrt(var+eps) and b = B - mean*a, which prepare folds once
@@ -406,6 +407,136 @@ static int instance_run(op_ctx *ctx)
     instance_job job = {x->data, y->data, params, params + channels, channels, spatial,
                         s->epsilon};
     op_parallel_for(ctx, (size_t)units, grain_for(spatial, 16384), kernel, &job);
+    return 0;
+}
+
+/* ---- GroupNormalization ----------------------------------------------------------- */
+
+/* GroupNormalization-18 (onnx 1.13 Operators.md): the C channels form
+ * num_groups groups of C / num_groups consecutive channels; each (n, group)
+ * block is normalised by its own mean and variance, then scaled and shifted.
+ * Version 18's scale and bias have one value per group, version 21's (onnx
+ * 1.16, which also adds stash_type: the statistics' precision, float32 by
+ * default, while inferd always uses double) one per channel. One unit is one
+ * (n, group) block: contiguous, channels_per_group * spatial values. */
+typedef struct group_job {
+    const void *x;
+    void *y;
+    const double *scale, *bias; /* per channel */
+    int64_t groups, channels_per_group, spatial;
+    double epsilon;
+} group_job;
+
+#define DEFINE_GROUP(sfx, T, DT, W, LOAD, STORE)                                          \
+    static void group_##sfx(void *arg, size_t begin, size_t end)                          \
+    {                                                                                     \
+        const group_job *job = arg;                                                       \
+        const int64_t n = job->channels_per_group * job->spatial;                         \
+        for (size_t u = begin; u < end; u++) {                                            \
+            int64_t first_channel = ((int64_t)u % job->groups) * job->channels_per_group; \
+            const T *x = (const T *)job->x + (int64_t)u * n;                              \
+            T *y = (T *)job->y + (int64_t)u * n;                                          \
+            double sum = 0, sq = 0;                                                       \
+            for (int64_t i = 0; i < n; i++)                                               \
+                sum += LOAD(x[i]);                                                        \
+            double mean = sum / (double)n;                                                \
+            for (int64_t i = 0; i < n; i++) {                                             \
+                double d = LOAD(x[i]) - mean;                                             \
+                sq += d * d;                                                              \
+            }                                                                             \
+            double inv = 1.0 / sqrt(sq / (double)n + job->epsilon);                       \
+            for (int64_t c = 0; c < job->channels_per_group; c++) {                       \
+                double a = job->scale[first_channel + c] * inv;                           \
+                W wa = (W)a, wb = (W)(job->bias[first_channel + c] - mean * a);           \
+                const T *xc = x + c * job->spatial;                                       \
+                T *yc = y + c * job->spatial;                                             \
+                for (int64_t i = 0; i < job->spatial; i++)                                \
+                    yc[i] = STORE(LOAD(xc[i]) * wa + wb);                                 \
+            }                                                                             \
+        }                                                                                 \
+    }
+FLOAT_TYPES(DEFINE_GROUP)
+
+static range_fn group_kernel(ifd_dtype dtype)
+{
+    switch (dtype) {
+#define CASE(sfx, T, DT, ...) case DT: return group_##sfx;
+        FLOAT_TYPES(CASE)
+#undef CASE
+    default: return NULL;
+    }
+}
+
+typedef struct groupnorm_state {
+    double epsilon;
+    int64_t groups;
+} groupnorm_state;
+
+static int groupnorm_prepare(op_node *node, ifd_error *err)
+{
+    if (same_type_prepare(node, err, 3))
+        return -1;
+    const value_info *x = node->inputs[0];
+    if (x->rank >= 0 && x->rank < 2)
+        return op_prepare_fail(node, err, "X must have rank 2 or more, not %d", x->rank);
+    if (!op_attr_has(node, "num_groups"))
+        return op_prepare_fail(node, err, "the num_groups attribute is required");
+    groupnorm_state a = {op_attr_float(node, "epsilon", 1e-5f), op_attr_int(node, "num_groups", 0)};
+    if (a.groups <= 0)
+        return op_prepare_fail(node, err, "num_groups must be positive, not %lld",
+                               (long long)a.groups);
+    int64_t stash = op_attr_int(node, "stash_type", 1);
+    if (node->version >= 21 && stash != 1)
+        return op_prepare_fail(node, err, "stash_type %lld is not supported (only 1, float)",
+                               (long long)stash);
+    if (x->rank >= 2 && x->dims[1] >= 0 && x->dims[1] % a.groups != 0)
+        return op_prepare_fail(node, err, "%lld channels do not divide into %lld groups",
+                               (long long)x->dims[1], (long long)a.groups);
+    return keep_state(node, err, &a, sizeof(a));
+}
+
+static int groupnorm_run(op_ctx *ctx)
+{
+    const groupnorm_state *s = ctx->node->state;
+    const ifd_tensor *x = op_input(ctx, 0), *scale = op_input(ctx, 1), *bias = op_input(ctx, 2);
+    if (!x || !scale || !bias)
+        return op_fail(ctx, "inputs X, scale and bias are required");
+    range_fn kernel = group_kernel(x->dtype);
+    if (!kernel)
+        return fail_input_type(ctx, x->dtype);
+    if (x->rank < 2)
+        return op_fail(ctx, "X must have rank 2 or more, not %d", x->rank);
+    int64_t channels = x->dims[1], spatial = 1;
+    for (int i = 2; i < x->rank; i++)
+        spatial *= x->dims[i];
+    if (channels % s->groups != 0)
+        return op_fail(ctx, "%lld channels do not divide into %lld groups", (long long)channels,
+                       (long long)s->groups);
+    int64_t per_group = channels / s->groups;
+    int64_t params_each = ctx->node->version >= 21 ? channels : s->groups;
+    if (ifd_tensor_count(scale) != params_each || ifd_tensor_count(bias) != params_each)
+        return op_fail(ctx, "scale and bias must have %lld values (one per %s)",
+                       (long long)params_each, ctx->node->version >= 21 ? "channel" : "group");
+    ifd_tensor *y = op_output(ctx, 0, x->dtype, x->rank, x->dims);
+    if (!y)
+        return -1;
+    int64_t units = x->dims[0] * s->groups;
+    if (units == 0 || per_group * spatial == 0)
+        return 0;
+    double *params = op_scratch(ctx, 2 * (size_t)(channels + params_each) * sizeof(double));
+    if (!params)
+        return -1;
+    double *per_channel = params + 2 * params_each;
+    read_doubles(scale, params, params_each);
+    read_doubles(bias, params + params_each, params_each);
+    for (int64_t c = 0; c < channels; c++) {
+        int64_t k = params_each == channels ? c : c / per_group;
+        per_channel[c] = params[k];
+        per_channel[channels + c] = params[params_each + k];
+    }
+    group_job job = {x->data, y->data, per_channel, per_channel + channels, s->groups,
+                     per_group, spatial, s->epsilon};
+    op_parallel_for(ctx, (size_t)units, grain_for(per_group * spatial, 16384), kernel, &job);
     return 0;
 }
 
@@ -878,6 +1009,8 @@ static const op_def defs[] = {
     {"", "BatchNormalization", 1, 15, batchnorm_prepare, batchnorm_run, batchnorm_free},
     {"", "InstanceNormalization", 1, 6, instance_prepare, instance_run, free},
     {"", "LayerNormalization", 17, 17, layernorm_prepare, layernorm_run, free},
+    /* -18: scale and bias per group; -21: per channel (read from node->version) */
+    {"", "GroupNormalization", 18, 21, groupnorm_prepare, groupnorm_run, free},
     {"", "LRN", 1, 13, lrn_prepare, lrn_run, free},
     {"", "MeanVarianceNormalization", 9, 13, mvn_prepare, mvn_run, free},
     {"", "LpNormalization", 1, 1, lpnorm_prepare, lpnorm_run, free},

@@ -807,9 +807,11 @@ static const op_def defs[] = {
     /* MaxPool-8 adds Indices and storage_order, 10 ceil_mode and dilations,
      * 12 int8/uint8; attributes a version lacks are simply absent */
     {"", "MaxPool", 1, 12, max_pool_prepare, window_run, pool_free},
-    /* AveragePool-7 adds count_include_pad, 10 ceil_mode */
-    {"", "AveragePool", 1, 11, average_pool_prepare, window_run, pool_free},
-    {"", "LpPool", 1, 11, lp_pool_prepare, window_run, pool_free},
+    /* AveragePool-7 adds count_include_pad, 10 ceil_mode, 19 dilations (onnx
+     * 1.14 Operators.md); LpPool-18 ceil_mode and dilations (onnx 1.13). The
+     * shared window geometry reads every one of them when present. */
+    {"", "AveragePool", 1, 19, average_pool_prepare, window_run, pool_free},
+    {"", "LpPool", 1, 18, lp_pool_prepare, window_run, pool_free},
     {"", "GlobalMaxPool", 1, 1, global_max_prepare, global_run, pool_free},
     {"", "GlobalAveragePool", 1, 1, global_average_prepare, global_run, pool_free},
     {"", "GlobalLpPool", 1, 2, global_lp_prepare, global_run, pool_free},

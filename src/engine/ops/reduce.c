@@ -443,17 +443,31 @@ static range_fn reduce_kernel(ifd_dtype dtype)
 typedef struct reduce_attrs {
     reduce_kind kind;
     bool keepdims;
-    bool noop_with_empty_axes; /* ReduceSum-13 */
+    bool noop_with_empty_axes; /* ReduceSum-13, the others from 18 */
     bool axes_known;           /* from the attribute or a constant axes input */
     size_t n_axes;
     int64_t axes[IFD_MAX_RANK];
 } reduce_attrs;
 
 /* ReduceSum-13 moved axes from an attribute to an optional input and added
- * noop_with_empty_axes; the other Reduce* ops keep the attribute through 17. */
+ * noop_with_empty_axes; the other Reduce* ops kept the attribute through 17
+ * and made the same move at 18 (onnx 1.13 Changelog.md, Reduce*-18). */
 static bool axes_are_input(const op_node *node)
 {
-    return strcmp(node->op_type, "ReduceSum") == 0 && node->version >= 13;
+    if (strcmp(node->op_type, "ReduceSum") == 0)
+        return node->version >= 13;
+    return node->version >= 18;
+}
+
+/* ReduceMax-20 / ReduceMin-20 (onnx 1.15 Operators.md) take bool: bools are
+ * bytes, and the largest (smallest) byte is true exactly when any (every)
+ * element is, so the uint8 kernel computes them. */
+static ifd_dtype kernel_dtype(const op_node *node, ifd_dtype dtype)
+{
+    if (dtype == IFD_BOOL && node->version >= 20 &&
+        (strcmp(node->op_type, "ReduceMax") == 0 || strcmp(node->op_type, "ReduceMin") == 0))
+        return IFD_UINT8;
+    return dtype;
 }
 
 static int reduce_prepare(op_node *node, ifd_error *err)
@@ -465,12 +479,13 @@ static int reduce_prepare(op_node *node, ifd_error *err)
     for (size_t i = 0; i < sizeof(reduce_kinds) / sizeof(reduce_kinds[0]); i++)
         if (strcmp(node->op_type, reduce_kinds[i].op_type) == 0)
             a.kind = reduce_kinds[i].kind;
-    if (!reduce_kernel(in->dtype))
+    if (!reduce_kernel(kernel_dtype(node, in->dtype)))
         return prepare_fail_input_type(node, err, in->dtype);
     a.keepdims = op_attr_int(node, "keepdims", 1) != 0;
     if (axes_are_input(node)) {
         if (op_attr_has(node, "axes"))
-            return op_prepare_fail(node, err, "axes is an input since ReduceSum-13, not an attribute");
+            return op_prepare_fail(node, err, "axes is an input since %s-%d, not an attribute",
+                                   node->op_type, strcmp(node->op_type, "ReduceSum") ? 18 : 13);
         a.noop_with_empty_axes = op_attr_int(node, "noop_with_empty_axes", 0) != 0;
         const value_info *axes = node->n_inputs > 1 ? node->inputs[1] : NULL;
         if (!axes) {
@@ -547,17 +562,15 @@ static int reduce_run(op_ctx *ctx)
         }
     }
 
-    if (n_axes == 0 && a->noop_with_empty_axes) {
-        ifd_tensor *y = op_output(ctx, 0, x->dtype, x->rank, x->dims);
-        if (!y)
-            return -1;
-        size_t bytes;
-        if (shape_bytes(x->dtype, x->rank, x->dims, &bytes) && bytes)
-            memcpy(y->data, x->data, bytes);
-        return 0;
-    }
+    /* noop_with_empty_axes reduces over no axis at all: each output is its one
+     * element through the operation's element step (ReduceL1 gives |x|,
+     * ReduceSumSquare x^2, ReduceLogSum log x), as ONNX's reference
+     * implementation and ONNX Runtime compute it. */
     bool mask[IFD_MAX_RANK];
-    if (n_axes == 0) {
+    if (n_axes == 0 && a->noop_with_empty_axes) {
+        for (int i = 0; i < x->rank; i++)
+            mask[i] = false;
+    } else if (n_axes == 0) {
         for (int i = 0; i < x->rank; i++)
             mask[i] = true;
     } else {
@@ -580,7 +593,7 @@ static int reduce_run(op_ctx *ctx)
         if (mask[i] && x->dims[i] == 0)
             empty = true;
 
-    range_fn kernel = reduce_kernel(x->dtype);
+    range_fn kernel = reduce_kernel(kernel_dtype(ctx->node, x->dtype));
     if (!kernel)
         return fail_input_type(ctx, x->dtype);
     reduce_plan plan;
@@ -833,15 +846,17 @@ static const op_def defs[] = {
     /* ReduceSum-1/11 take axes as an attribute, ReduceSum-13 as an input. */
     {"", "ReduceSum", 1, 12, reduce_prepare, reduce_run, free},
     {"", "ReduceSum", 13, 13, reduce_prepare, reduce_run, free},
-    REDUCE_DEF("ReduceMean", 13),
-    REDUCE_DEF("ReduceMax", 13),
-    REDUCE_DEF("ReduceMin", 13),
-    REDUCE_DEF("ReduceProd", 13),
-    REDUCE_DEF("ReduceL1", 13),
-    REDUCE_DEF("ReduceL2", 13),
-    REDUCE_DEF("ReduceLogSum", 13),
-    REDUCE_DEF("ReduceLogSumExp", 13),
-    REDUCE_DEF("ReduceSumSquare", 13),
+    /* The others: axes an attribute through 13, an input from 18; ReduceMax and
+     * ReduceMin-20 add bool. One prepare reads node->version. */
+    REDUCE_DEF("ReduceMean", 18),
+    REDUCE_DEF("ReduceMax", 20),
+    REDUCE_DEF("ReduceMin", 20),
+    REDUCE_DEF("ReduceProd", 18),
+    REDUCE_DEF("ReduceL1", 18),
+    REDUCE_DEF("ReduceL2", 18),
+    REDUCE_DEF("ReduceLogSum", 18),
+    REDUCE_DEF("ReduceLogSumExp", 18),
+    REDUCE_DEF("ReduceSumSquare", 18),
     /* select_last_index appears in ArgMax-12 / ArgMin-12. */
     {"", "ArgMax", 1, 13, arg_prepare, arg_run, free},
     {"", "ArgMin", 1, 13, arg_prepare, arg_run, free},

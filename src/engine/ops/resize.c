@@ -1,5 +1,5 @@
 /*
- * ops/resize.c — Resize (10, 11, 13) and Upsample (7, 9).
+ * ops/resize.c — Resize (10, 11, 13, 18, 19) and Upsample (7, 9).
  *
  * Each axis is resampled on its own: an output coordinate maps back to an
  * input coordinate through coordinate_transformation_mode, and the mode
@@ -17,6 +17,14 @@
  * Resize-10 and Upsample predate the coordinate modes: they map coordinates
  * asymmetrically (x / scale) and their nearest pixel is ONNX Runtime's
  * "simple" rule (floor when upsampling, ceil when downsampling).
+ *
+ * Resize-18 (onnx 1.13 Operators.md) adds `axes` (scales, sizes and roi
+ * then cover only those axes), keep_aspect_ratio_policy (with sizes: one
+ * scale for every listed axis, the smallest for not_larger, the largest for
+ * not_smaller, and sizes round(scale * length)) and `antialias`, which inferd
+ * refuses for linear and cubic (its widened filter is not implemented; nearest
+ * ignores it, as the spec says). Resize-19 (onnx 1.14) adds the
+ * half_pixel_symmetric coordinate mode.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -31,8 +39,10 @@ typedef enum coord_mode {
     COORD_ALIGN_CORNERS,
     COORD_ASYMMETRIC,
     COORD_TF_HALF_PIXEL_FOR_NN,
-    COORD_TF_CROP_AND_RESIZE
+    COORD_TF_CROP_AND_RESIZE,
+    COORD_HALF_PIXEL_SYMMETRIC /* Resize-19 */
 } coord_mode;
+typedef enum aspect_policy { ASPECT_STRETCH, ASPECT_NOT_LARGER, ASPECT_NOT_SMALLER } aspect_policy;
 typedef enum nearest_rule {
     NEAREST_ROUND_PREFER_FLOOR,
     NEAREST_ROUND_PREFER_CEIL,
@@ -52,6 +62,9 @@ typedef struct resize_state {
     int scales_input, sizes_input, roi_input; /* -1 when the version has none */
     size_t n_scales_attr;                      /* Upsample-7 */
     float scales_attr[IFD_MAX_RANK];
+    size_t n_axes; /* Resize-18 axes; 0: all */
+    int64_t axes[IFD_MAX_RANK];
+    aspect_policy policy;
 } resize_state;
 
 /* The taps of one output coordinate along one axis. */
@@ -91,7 +104,8 @@ static int parse_resize(op_node *node, resize_state *st, ifd_error *err)
                   {"align_corners", COORD_ALIGN_CORNERS},
                   {"asymmetric", COORD_ASYMMETRIC},
                   {"tf_half_pixel_for_nn", COORD_TF_HALF_PIXEL_FOR_NN},
-                  {"tf_crop_and_resize", COORD_TF_CROP_AND_RESIZE}};
+                  {"tf_crop_and_resize", COORD_TF_CROP_AND_RESIZE},
+                  {"half_pixel_symmetric", COORD_HALF_PIXEL_SYMMETRIC}};
     size_t i;
     for (i = 0; i < sizeof(coords) / sizeof(coords[0]); i++)
         if (name_is(coord, coords[i].name))
@@ -99,6 +113,29 @@ static int parse_resize(op_node *node, resize_state *st, ifd_error *err)
     if (i == sizeof(coords) / sizeof(coords[0]))
         return op_prepare_fail(node, err, "unknown coordinate_transformation_mode '%s'", coord);
     st->coord = coords[i].mode;
+    if (st->coord == COORD_HALF_PIXEL_SYMMETRIC && node->version < 19)
+        return op_prepare_fail(node, err, "half_pixel_symmetric needs Resize-19");
+    if (node->version >= 18) {
+        const char *policy = op_attr_string(node, "keep_aspect_ratio_policy", "stretch");
+        if (name_is(policy, "stretch"))
+            st->policy = ASPECT_STRETCH;
+        else if (name_is(policy, "not_larger"))
+            st->policy = ASPECT_NOT_LARGER;
+        else if (name_is(policy, "not_smaller"))
+            st->policy = ASPECT_NOT_SMALLER;
+        else
+            return op_prepare_fail(node, err, "unknown keep_aspect_ratio_policy '%s'", policy);
+        if (op_attr_int(node, "antialias", 0) != 0 && st->mode != MODE_NEAREST)
+            return op_prepare_fail(node, err, "antialias is not supported (its widened filter "
+                                   "for downsampling is not implemented)");
+        const int64_t *axes;
+        size_t n = op_attr_ints(node, "axes", &axes);
+        if (n > IFD_MAX_RANK)
+            return op_prepare_fail(node, err, "axes has more than %d entries", IFD_MAX_RANK);
+        if (n)
+            memcpy(st->axes, axes, n * sizeof(int64_t));
+        st->n_axes = n;
+    }
     const char *nearest = op_attr_string(node, "nearest_mode", "round_prefer_floor");
     if (name_is(nearest, "round_prefer_floor"))
         st->nearest = NEAREST_ROUND_PREFER_FLOOR;
@@ -186,9 +223,13 @@ static int resize_prepare(op_node *node, ifd_error *err)
 
 /* Output shape and per-axis scale from scales or sizes. */
 static int resize_shape(op_ctx *ctx, const resize_state *st, const ifd_tensor *x,
-                        int64_t *out_dims, double *scale)
+                        const int64_t *axes, size_t n_axes, int64_t *out_dims, double *scale)
 {
     int rank = x->rank;
+    for (int d = 0; d < rank; d++) {
+        out_dims[d] = x->dims[d];
+        scale[d] = 1.0;
+    }
     const ifd_tensor *scales = st->scales_input >= 0 ? op_input(ctx, st->scales_input) : NULL;
     const ifd_tensor *sizes = st->sizes_input >= 0 ? op_input(ctx, st->sizes_input) : NULL;
     /* an empty tensor stands for an omitted input (Resize-11 has no optional
@@ -203,13 +244,29 @@ static int resize_shape(op_ctx *ctx, const resize_state *st, const ifd_tensor *x
         int64_t want[IFD_MAX_RANK];
         size_t n;
         if (sizes->dtype != IFD_INT64 || !tensor_read_int64s(sizes, want, IFD_MAX_RANK, &n) ||
-            n != (size_t)rank)
-            return op_fail(ctx, "sizes must hold %d int64 values", rank);
-        for (int d = 0; d < rank; d++) {
-            if (want[d] < 0)
-                return op_fail(ctx, "sizes[%d] is negative", d);
-            out_dims[d] = want[d];
-            scale[d] = x->dims[d] > 0 ? (double)want[d] / (double)x->dims[d] : 1.0;
+            n != n_axes)
+            return op_fail(ctx, "sizes must hold %zu int64 values", n_axes);
+        double common = st->policy == ASPECT_NOT_LARGER ? INFINITY : 0.0;
+        for (size_t i = 0; i < n; i++) {
+            int64_t d = axes[i];
+            if (want[i] < 0)
+                return op_fail(ctx, "sizes[%zu] is negative", i);
+            scale[d] = x->dims[d] > 0 ? (double)want[i] / (double)x->dims[d] : 1.0;
+            out_dims[d] = want[i];
+            if (st->policy == ASPECT_NOT_LARGER && scale[d] < common)
+                common = scale[d];
+            if (st->policy == ASPECT_NOT_SMALLER && scale[d] > common)
+                common = scale[d];
+        }
+        if (st->policy != ASPECT_STRETCH) {
+            for (size_t i = 0; i < n; i++) {
+                int64_t d = axes[i];
+                double len = round(common * (double)x->dims[d]);
+                if (!(len < (double)(INT64_C(1) << 40)))
+                    return op_fail(ctx, "sizes make the output too large");
+                scale[d] = common;
+                out_dims[d] = (int64_t)len;
+            }
         }
         return 0;
     }
@@ -223,15 +280,16 @@ static int resize_shape(op_ctx *ctx, const resize_state *st, const ifd_tensor *x
     }
     if (n == 0)
         return op_fail(ctx, "needs scales or sizes");
-    if (n != (size_t)rank)
-        return op_fail(ctx, "scales has %zu entries for a rank-%d input", n, rank);
-    for (int d = 0; d < rank; d++) {
-        double s = values[d];
+    if (n != n_axes)
+        return op_fail(ctx, "scales has %zu entries for %zu axes", n, n_axes);
+    for (size_t i = 0; i < n; i++) {
+        int64_t d = axes[i];
+        double s = values[i];
         if (!(s > 0.0) || !isfinite(s))
-            return op_fail(ctx, "scales[%d] = %g is not positive", d, s);
+            return op_fail(ctx, "scales[%zu] = %g is not positive", i, s);
         double out = floor(s * (double)x->dims[d]);
         if (out > (double)(INT64_C(1) << 40))
-            return op_fail(ctx, "scales[%d] = %g makes the output too large", d, s);
+            return op_fail(ctx, "scales[%zu] = %g makes the output too large", i, s);
         out_dims[d] = (int64_t)out;
         scale[d] = s;
     }
@@ -247,12 +305,18 @@ static void cubic_coeffs(double r, double a, double *c)
 }
 
 /* The taps of output coordinate x along an axis of `in` elements. */
-static axis_taps axis_tap(const resize_state *st, int64_t x, int64_t in, double scale,
-                          double roi_start, double roi_end)
+static axis_taps axis_tap(const resize_state *st, int64_t x, int64_t in, int64_t out,
+                          double scale, double roi_start, double roi_end)
 {
     axis_taps t = {0};
     double resized = scale * (double)in, xr = (double)x, xo;
     switch (st->coord) {
+    case COORD_HALF_PIXEL_SYMMETRIC: {
+        /* centred: the rounding of the output length shifts both ends alike */
+        double adjustment = (double)out / resized, center = (double)in / 2.0;
+        xo = center * (1.0 - adjustment) + (xr + 0.5) / scale - 0.5;
+        break;
+    }
     case COORD_ALIGN_CORNERS: xo = resized == 1.0 ? 0.0 : xr * (double)(in - 1) / (resized - 1); break;
     case COORD_ASYMMETRIC: xo = xr / scale; break;
     case COORD_PYTORCH_HALF_PIXEL: xo = resized > 1.0 ? (xr + 0.5) / scale - 0.5 : 0.0; break;
@@ -457,7 +521,19 @@ static int resize_run(op_ctx *ctx)
     int rank = x->rank;
     int64_t out_dims[IFD_MAX_RANK];
     double scale[IFD_MAX_RANK];
-    if (resize_shape(ctx, st, x, out_dims, scale) != 0)
+    int64_t axes[IFD_MAX_RANK];
+    size_t n_axes = st->n_axes ? st->n_axes : (size_t)rank;
+    bool seen[IFD_MAX_RANK] = {false};
+    for (size_t i = 0; i < n_axes; i++) {
+        int64_t a = st->n_axes ? st->axes[i] : (int64_t)i;
+        if (a < -rank || a >= rank)
+            return op_fail(ctx, "axis %lld is out of range for rank %d", (long long)a, rank);
+        axes[i] = a < 0 ? a + rank : a;
+        if (seen[axes[i]])
+            return op_fail(ctx, "axis %lld is listed twice", (long long)a);
+        seen[axes[i]] = true;
+    }
+    if (resize_shape(ctx, st, x, axes, n_axes, out_dims, scale) != 0)
         return -1;
     double roi[2 * IFD_MAX_RANK];
     for (int d = 0; d < rank; d++) {
@@ -466,10 +542,13 @@ static int resize_run(op_ctx *ctx)
     }
     const ifd_tensor *roi_t = st->roi_input >= 0 ? op_input(ctx, st->roi_input) : NULL;
     if (st->coord == COORD_TF_CROP_AND_RESIZE) {
-        if (!roi_t || ifd_tensor_count(roi_t) != 2 * rank || !dtype_is_float(roi_t->dtype))
-            return op_fail(ctx, "tf_crop_and_resize needs a roi of %d floats", 2 * rank);
-        for (int i = 0; i < 2 * rank; i++)
-            roi[i] = tensor_get_double(roi_t, (size_t)i);
+        if (!roi_t || ifd_tensor_count(roi_t) != 2 * (int64_t)n_axes ||
+            !dtype_is_float(roi_t->dtype))
+            return op_fail(ctx, "tf_crop_and_resize needs a roi of %zu floats", 2 * n_axes);
+        for (size_t i = 0; i < n_axes; i++) {
+            roi[axes[i]] = tensor_get_double(roi_t, i);
+            roi[rank + axes[i]] = tensor_get_double(roi_t, n_axes + i);
+        }
     }
     ifd_tensor *y = op_output(ctx, 0, x->dtype, rank, out_dims);
     if (!y)
@@ -493,7 +572,8 @@ static int resize_run(op_ctx *ctx)
     for (int d = 0; d < rank; d++) {
         axis[d] = d == 0 ? taps : axis[d - 1] + out_dims[d - 1];
         for (int64_t o = 0; o < out_dims[d]; o++)
-            axis[d][o] = axis_tap(st, o, x->dims[d], scale[d], roi[d], roi[rank + d]);
+            axis[d][o] =
+                axis_tap(st, o, x->dims[d], out_dims[d], scale[d], roi[d], roi[rank + d]);
     }
 
     if (st->mode == MODE_NEAREST) {
@@ -555,7 +635,7 @@ static const op_def defs[] = {
     /* Resize-10: X, scales; asymmetric coordinates. Resize-11: X, roi,
      * scales, sizes with coordinate modes and cubic. Resize-13 makes roi and
      * scales optional and adds bfloat16. */
-    {"", "Resize", 10, 13, resize_prepare, resize_run, resize_free},
+    {"", "Resize", 10, 19, resize_prepare, resize_run, resize_free},
     /* Upsample-7 has scales as an attribute, Upsample-9 as an input */
     {"", "Upsample", 7, 9, resize_prepare, resize_run, resize_free},
 };

@@ -580,11 +580,17 @@ static int identity_run(op_ctx *ctx)
 
 /* OptionalHasElement says whether an optional holds a value; OptionalGetElement
  * takes the value out (a tensor, or a sequence of tensors). */
+/* OptionalHasElement-18 / OptionalGetElement-18 (onnx 1.13 Operators.md)
+ * also take a plain tensor or sequence, which is always present, and
+ * OptionalHasElement-18 an omitted input, which never is. */
 static int optional_has_element_prepare(op_node *node, ifd_error *err)
 {
     const value_info *in = input_info(node, 0);
-    if (!in || in->kind != IFD_VALUE_OPTIONAL)
+    if (node->version < 18 && (!in || in->kind != IFD_VALUE_OPTIONAL))
         return op_prepare_fail(node, err, "input must be an optional");
+    if (in && in->kind != IFD_VALUE_OPTIONAL && in->kind != IFD_VALUE_TENSOR &&
+        in->kind != IFD_VALUE_SEQUENCE)
+        return op_prepare_fail(node, err, "input must be an optional, a tensor or a sequence");
     set_output(node, 0, IFD_BOOL, 0, NULL);
     return 0;
 }
@@ -595,16 +601,26 @@ static int optional_has_element_run(op_ctx *ctx)
     ifd_tensor *y = op_output(ctx, 0, IFD_BOOL, 0, NULL);
     if (!y)
         return -1;
-    *(uint8_t *)y->data = in && in->kind == IFD_VALUE_OPTIONAL && in->length > 0;
+    *(uint8_t *)y->data = in && (in->kind != IFD_VALUE_OPTIONAL || in->length > 0);
     return 0;
 }
 
 static int optional_get_element_prepare(op_node *node, ifd_error *err)
 {
     const value_info *in = input_info(node, 0);
-    if (!in || in->kind != IFD_VALUE_OPTIONAL)
-        return op_prepare_fail(node, err, "input must be an optional");
     value_info *out = node->outputs[0];
+    if (in && node->version >= 18 &&
+        (in->kind == IFD_VALUE_TENSOR || in->kind == IFD_VALUE_SEQUENCE)) {
+        const char *name = out->name;
+        *out = *in;
+        out->name = name;
+        out->constant = NULL;
+        return 0;
+    }
+    if (!in || in->kind != IFD_VALUE_OPTIONAL)
+        return op_prepare_fail(node, err, node->version >= 18
+                                              ? "input must be an optional, a tensor or a sequence"
+                                              : "input must be an optional");
     out->kind = in->elem_kind;
     out->elem_kind = IFD_VALUE_TENSOR;
     out->dtype = in->dtype;
@@ -615,9 +631,14 @@ static int optional_get_element_prepare(op_node *node, ifd_error *err)
 static int optional_get_element_run(op_ctx *ctx)
 {
     const ifd_value *in = op_input_value(ctx, 0);
-    if (!in || in->kind != IFD_VALUE_OPTIONAL || in->length == 0)
-        return op_fail(ctx, "the optional is empty");
-    const ifd_value *item = in->items[0];
+    const ifd_value *item = in;
+    if (in && in->kind == IFD_VALUE_OPTIONAL) {
+        if (in->length == 0)
+            return op_fail(ctx, "the optional is empty");
+        item = in->items[0];
+    }
+    if (!item)
+        return op_fail(ctx, "the input is missing");
     if (item->kind == IFD_VALUE_TENSOR)
         return emit_reshaped(ctx, &item->tensor, item->tensor.rank, item->tensor.dims);
     ifd_value *copy, *out;
@@ -1111,19 +1132,23 @@ static int eyelike_run(op_ctx *ctx)
 }
 
 static const op_def defs[] = {
-    {"", "Reshape", 1, 14, reshape_prepare, reshape_run, free},
-    {"", "Flatten", 1, 13, flatten_prepare, flatten_run, NULL},
-    {"", "Squeeze", 1, 13, squeeze_prepare, squeeze_run, free},
-    {"", "Unsqueeze", 1, 13, unsqueeze_prepare, unsqueeze_run, free},
-    {"", "Shape", 1, 15, shape_prepare, shape_run, NULL},
-    {"", "Size", 1, 13, size_prepare, size_run, NULL},
-    {"", "Identity", 1, 16, NULL, identity_run, NULL},
-    {"", "OptionalHasElement", 15, 15, optional_has_element_prepare, optional_has_element_run, NULL},
-    {"", "OptionalGetElement", 15, 15, optional_get_element_prepare, optional_get_element_run, NULL},
+    /* The opset 19 and 21 versions of Reshape, Flatten, Squeeze, Unsqueeze,
+     * Shape, Size, Identity and ConstantOfShape (onnx 1.14 and 1.16
+     * Operators.md) only added types: float8, int4, uint4, which the engine
+     * refuses where they appear (ConstantOfShape-20 added bfloat16 too). */
+    {"", "Reshape", 1, 21, reshape_prepare, reshape_run, free},
+    {"", "Flatten", 1, 21, flatten_prepare, flatten_run, NULL},
+    {"", "Squeeze", 1, 21, squeeze_prepare, squeeze_run, free},
+    {"", "Unsqueeze", 1, 21, unsqueeze_prepare, unsqueeze_run, free},
+    {"", "Shape", 1, 21, shape_prepare, shape_run, NULL},
+    {"", "Size", 1, 21, size_prepare, size_run, NULL},
+    {"", "Identity", 1, 21, NULL, identity_run, NULL},
+    {"", "OptionalHasElement", 15, 18, optional_has_element_prepare, optional_has_element_run, NULL},
+    {"", "OptionalGetElement", 15, 18, optional_get_element_prepare, optional_get_element_run, NULL},
     {"", "Dropout", 1, 13, dropout_prepare, dropout_run, NULL},
     {"", "Expand", 8, 13, expand_prepare, expand_run, free},
     {"", "Tile", 1, 13, tile_prepare, tile_run, free},
-    {"", "ConstantOfShape", 9, 9, constant_of_shape_prepare, constant_of_shape_run, free},
+    {"", "ConstantOfShape", 9, 21, constant_of_shape_prepare, constant_of_shape_run, free},
     {"", "Range", 11, 11, range_prepare, range_run, NULL},
     {"", "EyeLike", 9, 9, eyelike_prepare, eyelike_run, NULL},
 };

@@ -1,0 +1,492 @@
+/*
+ * ops/recurrent.c — the recurrent layers RNN, GRU and LSTM, versions 7..21
+ * (7 settled the attributes and defaults followed here, 14 added `layout`,
+ * onnx 1.12 Operators.md; versions 1 and 3 had other attributes and are not
+ * served).
+ *
+ * Each direction runs as: one GEMM for the input projection of every time
+ * step at once (X * W^T, [steps * batch, gates * hidden]), then per step one
+ * GEMM of the previous hidden state against R^T for the whole batch (two for
+ * GRU without linear_before_reset, whose candidate gate multiplies the
+ * reset-scaled state), and the gate arithmetic on the results. Gate order is
+ * ONNX's: LSTM i, o, f, c; GRU z, r, h. sequence_lens lets each batch row stop
+ * early: a row past its length keeps its state and writes zeros to Y; the
+ * reverse direction starts at each row's own last step; a row of length 0
+ * gives zeros for Y_h and Y_c, as ONNX Runtime does (not its initial state). `clip` bounds every
+ * gate's input before its activation; activations (and their alpha/beta,
+ * consumed in order by the functions that take them) default to Sigmoid/Tanh
+ * as the spec says. float32 only; other types are refused at load.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../kernels/gemm.h"
+#include "op_util.h"
+
+typedef enum cell_kind { CELL_RNN, CELL_GRU, CELL_LSTM } cell_kind;
+
+typedef enum act_kind {
+    ACT_SIGMOID, ACT_TANH, ACT_RELU, ACT_AFFINE, ACT_LEAKY_RELU, ACT_THRESHOLDED_RELU,
+    ACT_SCALED_TANH, ACT_HARD_SIGMOID, ACT_ELU, ACT_SOFTSIGN, ACT_SOFTPLUS
+} act_kind;
+
+typedef struct activation_fn {
+    act_kind kind;
+    float alpha, beta;
+} activation_fn;
+
+#define MAX_ACTS 6 /* 3 per direction (LSTM), two directions */
+
+typedef struct recurrent_state {
+    cell_kind cell;
+    int gates;             /* 1, 3 or 4 */
+    int directions;        /* 1 or 2 */
+    bool reverse_only;     /* direction = "reverse" */
+    int64_t hidden;
+    int layout;            /* 0: [seq, batch, ...], 1: [batch, seq, ...] */
+    float clip;            /* 0: none */
+    bool linear_before_reset, input_forget;
+    activation_fn acts[MAX_ACTS];
+} recurrent_state;
+
+static const struct {
+    const char *name;
+    act_kind kind;
+    bool takes_alpha, takes_beta;
+    /* Defaults when activation_alpha/beta run out: those of the ONNX
+     * operators of that name, as the spec says. ONNX Runtime uses 0 instead
+     * for Affine, ThresholdedRelu and ScaledTanh (which has no operator of its
+     * own); models normally give these values explicitly. */
+    float alpha, beta;
+} act_names[] = {
+    {"Sigmoid", ACT_SIGMOID, false, false, 0, 0},
+    {"Tanh", ACT_TANH, false, false, 0, 0},
+    {"Relu", ACT_RELU, false, false, 0, 0},
+    {"Affine", ACT_AFFINE, true, true, 1.0f, 0.0f},
+    {"LeakyRelu", ACT_LEAKY_RELU, true, false, 0.01f, 0},
+    {"ThresholdedRelu", ACT_THRESHOLDED_RELU, true, false, 1.0f, 0},
+    {"ScaledTanh", ACT_SCALED_TANH, true, true, 1.0f, 1.0f},
+    {"HardSigmoid", ACT_HARD_SIGMOID, true, true, 0.2f, 0.5f},
+    {"Elu", ACT_ELU, true, false, 1.0f, 0},
+    {"Softsign", ACT_SOFTSIGN, false, false, 0, 0},
+    {"Softplus", ACT_SOFTPLUS, false, false, 0, 0},
+};
+
+static inline float activate(const activation_fn *f, float x)
+{
+    switch (f->kind) {
+    case ACT_SIGMOID: return 1.0f / (1.0f + expf(-x));
+    case ACT_TANH: return tanhf(x);
+    case ACT_RELU: return x > 0 ? x : 0;
+    case ACT_AFFINE: return f->alpha * x + f->beta;
+    case ACT_LEAKY_RELU: return x >= 0 ? x : f->alpha * x;
+    case ACT_THRESHOLDED_RELU: return x > f->alpha ? x : 0;
+    case ACT_SCALED_TANH: return f->alpha * tanhf(f->beta * x);
+    case ACT_HARD_SIGMOID: {
+        float v = f->alpha * x + f->beta;
+        return v < 0 ? 0 : v > 1 ? 1 : v;
+    }
+    case ACT_ELU: return x >= 0 ? x : f->alpha * (expf(x) - 1.0f);
+    case ACT_SOFTSIGN: return x / (1.0f + fabsf(x));
+    case ACT_SOFTPLUS: return x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x));
+    }
+    return x;
+}
+
+static inline float clipped(float x, float clip)
+{
+    return clip > 0 ? (x < -clip ? -clip : x > clip ? clip : x) : x;
+}
+
+/* ---- prepare ------------------------------------------------------------------ */
+
+static int parse_activations(op_node *node, recurrent_state *st, ifd_error *err)
+{
+    int per_direction = st->cell == CELL_RNN ? 1 : st->cell == CELL_GRU ? 2 : 3;
+    int n = per_direction * st->directions;
+    const ifd_string *names;
+    size_t given = op_attr_strings(node, "activations", &names);
+    const float *alphas, *betas;
+    size_t n_alpha = op_attr_floats(node, "activation_alpha", &alphas);
+    size_t n_beta = op_attr_floats(node, "activation_beta", &betas);
+    size_t next_alpha = 0, next_beta = 0;
+    if (given && given != (size_t)n)
+        return op_prepare_fail(node, err, "activations has %zu names; %s with %d direction%s "
+                               "takes %d", given, node->op_type, st->directions,
+                               st->directions == 1 ? "" : "s", n);
+    for (int i = 0; i < n; i++) {
+        /* defaults: RNN Tanh; GRU Sigmoid, Tanh; LSTM Sigmoid, Tanh, Tanh */
+        const char *name = st->cell == CELL_RNN ? "Tanh"
+                           : i % per_direction == 0 ? "Sigmoid"
+                                                   : "Tanh";
+        if (given)
+            name = names[i].data ? names[i].data : "";
+        size_t k;
+        for (k = 0; k < sizeof(act_names) / sizeof(act_names[0]); k++)
+            if (strcasecmp(name, act_names[k].name) == 0)
+                break;
+        if (k == sizeof(act_names) / sizeof(act_names[0]))
+            return op_prepare_fail(node, err, "unknown activation '%s'", name);
+        activation_fn *f = &st->acts[i];
+        f->kind = act_names[k].kind;
+        f->alpha = act_names[k].alpha;
+        f->beta = act_names[k].beta;
+        if (given && act_names[k].takes_alpha && next_alpha < n_alpha)
+            f->alpha = alphas[next_alpha++];
+        if (given && act_names[k].takes_beta && next_beta < n_beta)
+            f->beta = betas[next_beta++];
+    }
+    return 0;
+}
+
+/* Shape of input i when known: its dims, or NULL. */
+static const int64_t *known_dims(const op_node *node, int i, int rank)
+{
+    const value_info *v = input_info(node, i);
+    if (!v || v->rank != rank)
+        return NULL;
+    for (int k = 0; k < rank; k++)
+        if (v->dims[k] < 0)
+            return NULL;
+    return v->dims;
+}
+
+static int recurrent_prepare(op_node *node, ifd_error *err)
+{
+    recurrent_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return op_prepare_fail(node, err, "out of memory");
+    node->state = st;
+    st->cell = strcmp(node->op_type, "RNN") == 0   ? CELL_RNN
+               : strcmp(node->op_type, "GRU") == 0 ? CELL_GRU
+                                                   : CELL_LSTM;
+    st->gates = st->cell == CELL_RNN ? 1 : st->cell == CELL_GRU ? 3 : 4;
+    /* inputs: X, W, R, B, sequence_lens, initial_h (, initial_c, P for LSTM) */
+    for (int i = 0; i < node->n_inputs; i++) {
+        const value_info *v = node->inputs[i];
+        if (!v)
+            continue;
+        ifd_dtype want = i == 4 ? IFD_INT32 : IFD_FLOAT;
+        if (v->kind != IFD_VALUE_TENSOR || v->dtype != want)
+            return op_prepare_fail(node, err, "input %d ('%s') must be %s, not %s (float32 "
+                                   "recurrent layers only)", i, v->name, ifd_dtype_name(want),
+                                   ifd_dtype_name(v->dtype));
+    }
+    const char *direction = op_attr_string(node, "direction", "forward");
+    if (strcmp(direction, "forward") == 0)
+        st->directions = 1;
+    else if (strcmp(direction, "reverse") == 0)
+        st->directions = 1, st->reverse_only = true;
+    else if (strcmp(direction, "bidirectional") == 0)
+        st->directions = 2;
+    else
+        return op_prepare_fail(node, err, "direction '%s' is not forward, reverse or "
+                               "bidirectional", direction);
+    st->layout = (int)op_attr_int(node, "layout", 0);
+    if (st->layout != 0 && st->layout != 1)
+        return op_prepare_fail(node, err, "layout must be 0 or 1, not %d", st->layout);
+    st->clip = op_attr_float(node, "clip", 0.0f);
+    if (op_attr_has(node, "clip") && !(st->clip > 0))
+        return op_prepare_fail(node, err, "clip must be positive");
+    st->linear_before_reset = op_attr_int(node, "linear_before_reset", 0) != 0;
+    st->input_forget = op_attr_int(node, "input_forget", 0) != 0;
+    if (parse_activations(node, st, err))
+        return -1;
+
+    const int64_t *w = known_dims(node, 1, 3), *r = known_dims(node, 2, 3);
+    st->hidden = op_attr_int(node, "hidden_size", r ? r[2] : -1);
+    if (!op_attr_has(node, "hidden_size") && !r)
+        return op_prepare_fail(node, err, "hidden_size is needed when R's shape is unknown");
+    if (st->hidden <= 0)
+        return op_prepare_fail(node, err, "hidden_size must be positive, not %lld",
+                               (long long)st->hidden);
+    /* the weights must agree with hidden_size and the directions */
+    int64_t gh = st->gates * st->hidden;
+    if (w && (w[0] != st->directions || w[1] != gh))
+        return op_prepare_fail(node, err, "W has shape [%lld, %lld, %lld]; %d direction(s) and "
+                               "hidden_size %lld need [%d, %lld, input_size]", (long long)w[0],
+                               (long long)w[1], (long long)w[2], st->directions,
+                               (long long)st->hidden, st->directions, (long long)gh);
+    if (r && (r[0] != st->directions || r[1] != gh || r[2] != st->hidden))
+        return op_prepare_fail(node, err, "R has shape [%lld, %lld, %lld]; it must be [%d, %lld, "
+                               "%lld] for hidden_size %lld", (long long)r[0], (long long)r[1],
+                               (long long)r[2], st->directions, (long long)gh,
+                               (long long)st->hidden, (long long)st->hidden);
+    const int64_t *b = known_dims(node, 3, 2);
+    if (b && (b[0] != st->directions || b[1] != 2 * gh))
+        return op_prepare_fail(node, err, "B must be [%d, %lld], not [%lld, %lld]", st->directions,
+                               (long long)(2 * gh), (long long)b[0], (long long)b[1]);
+    const int64_t *p = st->cell == CELL_LSTM ? known_dims(node, 7, 2) : NULL;
+    if (p && (p[0] != st->directions || p[1] != 3 * st->hidden))
+        return op_prepare_fail(node, err, "P must be [%d, %lld], not [%lld, %lld]", st->directions,
+                               (long long)(3 * st->hidden), (long long)p[0], (long long)p[1]);
+
+    const value_info *x = node->inputs[0];
+    if (x->rank >= 0 && x->rank != 3)
+        return op_prepare_fail(node, err, "X must have rank 3, not %d", x->rank);
+    int64_t seq = -1, batch = -1;
+    if (x->rank == 3) {
+        seq = x->dims[st->layout ? 1 : 0];
+        batch = x->dims[st->layout ? 0 : 1];
+        if (w && x->dims[2] >= 0 && x->dims[2] != w[2])
+            return op_prepare_fail(node, err, "X has input size %lld but W %lld",
+                                   (long long)x->dims[2], (long long)w[2]);
+    }
+    int64_t y_dims[4], h_dims[3];
+    if (st->layout == 0) {
+        int64_t yd[4] = {seq, st->directions, batch, st->hidden};
+        int64_t hd[3] = {st->directions, batch, st->hidden};
+        memcpy(y_dims, yd, sizeof(yd));
+        memcpy(h_dims, hd, sizeof(hd));
+    } else {
+        int64_t yd[4] = {batch, seq, st->directions, st->hidden};
+        int64_t hd[3] = {batch, st->directions, st->hidden};
+        memcpy(y_dims, yd, sizeof(yd));
+        memcpy(h_dims, hd, sizeof(hd));
+    }
+    for (int i = 0; i < node->n_outputs; i++)
+        set_output(node, i, IFD_FLOAT, i == 0 ? 4 : 3, i == 0 ? y_dims : h_dims);
+    return 0;
+}
+
+/* ---- run ------------------------------------------------------------------------ */
+
+typedef struct direction_run {
+    const recurrent_state *st;
+    int64_t seq, batch, input, hidden;
+    int dir;          /* 0 or 1: index into weights and outputs */
+    bool reverse;
+    const float *x;   /* X */
+    const float *w, *r, *b, *p; /* this direction's W, R, B (or NULL), P (or NULL) */
+    const int32_t *lens;
+    float *xw;        /* [seq * batch, gates * hidden], rows in X's order */
+    float *h, *c;     /* [batch, hidden] state */
+    float *hr;        /* [batch, gates * hidden] */
+    float *rh;        /* GRU: [batch, hidden] reset-scaled state, and its product */
+    float *rh_out;
+    float *y;         /* output Y or NULL */
+    const activation_fn *f, *g, *hact;
+    threadpool *pool;
+} direction_run;
+
+static int64_t x_row(const direction_run *d, int64_t t, int64_t b)
+{
+    return d->st->layout ? b * d->seq + t : t * d->batch + b;
+}
+
+static float *y_at(const direction_run *d, int64_t t, int64_t b)
+{
+    int dirs = d->st->directions;
+    return d->st->layout ? d->y + ((b * d->seq + t) * dirs + d->dir) * d->hidden
+                         : d->y + ((t * dirs + d->dir) * d->batch + b) * d->hidden;
+}
+
+static void run_direction(direction_run *d)
+{
+    const recurrent_state *st = d->st;
+    int64_t H = d->hidden, G = st->gates, GH = G * H;
+    const float *wb = d->b, *rb = d->b ? d->b + GH : NULL;
+    /* the input projection of every step at once */
+    gemm_f32(false, true, (size_t)(d->seq * d->batch), (size_t)GH, (size_t)d->input, 1.0f, d->x,
+             (size_t)d->input, d->w, (size_t)d->input, 0.0f, d->xw, (size_t)GH, d->pool);
+    for (int64_t s = 0; s < d->seq; s++) {
+        bool gru_split = st->cell == CELL_GRU && !st->linear_before_reset;
+        /* H * R^T; GRU without linear_before_reset: only the z and r rows now */
+        gemm_f32(false, true, (size_t)d->batch, (size_t)(gru_split ? 2 * H : GH), (size_t)H,
+                 1.0f, d->h, (size_t)H, d->r, (size_t)H, 0.0f, d->hr, (size_t)GH, d->pool);
+        if (gru_split) {
+            for (int64_t b = 0; b < d->batch; b++) {
+                int64_t len = d->lens ? d->lens[b] : d->seq;
+                int64_t t = d->reverse ? len - 1 - s : s;
+                if (s >= len)
+                    continue;
+                const float *xw = d->xw + x_row(d, t, b) * GH;
+                float *hr = d->hr + b * GH;
+                for (int64_t k = 0; k < H; k++) {
+                    float r = xw[H + k] + hr[H + k] + (wb ? wb[H + k] + rb[H + k] : 0);
+                    r = activate(d->f, clipped(r, st->clip));
+                    d->rh[b * H + k] = r * d->h[b * H + k];
+                }
+            }
+            gemm_f32(false, true, (size_t)d->batch, (size_t)H, (size_t)H, 1.0f, d->rh, (size_t)H,
+                     d->r + 2 * H * H, (size_t)H, 0.0f, d->rh_out, (size_t)H, d->pool);
+        }
+        for (int64_t b = 0; b < d->batch; b++) {
+            int64_t len = d->lens ? d->lens[b] : d->seq;
+            if (s >= len)
+                continue; /* past this row's end: state kept, Y stays zero */
+            int64_t t = d->reverse ? len - 1 - s : s;
+            const float *xw = d->xw + x_row(d, t, b) * GH;
+            const float *hr = d->hr + b * GH;
+            float *h = d->h + b * H, *c = d->c ? d->c + b * H : NULL;
+            for (int64_t k = 0; k < H; k++) {
+                float gate[4];
+                for (int64_t q = 0; q < G; q++)
+                    gate[q] = xw[q * H + k] + (wb ? wb[q * H + k] : 0);
+                if (st->cell == CELL_RNN) {
+                    h[k] = activate(d->f, clipped(gate[0] + hr[k] + (rb ? rb[k] : 0), st->clip));
+                } else if (st->cell == CELL_GRU) {
+                    float z = activate(d->f, clipped(gate[0] + hr[k] + (rb ? rb[k] : 0), st->clip));
+                    float cand;
+                    if (st->linear_before_reset) {
+                        float r = activate(d->f, clipped(gate[1] + hr[H + k] + (rb ? rb[H + k] : 0),
+                                                         st->clip));
+                        cand = gate[2] + r * (hr[2 * H + k] + (rb ? rb[2 * H + k] : 0));
+                    } else {
+                        cand = gate[2] + d->rh_out[b * H + k] + (rb ? rb[2 * H + k] : 0);
+                    }
+                    float hc = activate(d->g, clipped(cand, st->clip));
+                    h[k] = (1.0f - z) * hc + z * h[k];
+                } else {
+                    /* i, o, f, c; peepholes P = (i, o, f) */
+                    const float *pi = d->p, *po = d->p ? d->p + H : NULL, *pf = d->p ? d->p + 2 * H : NULL;
+                    float ci = gate[0] + hr[k] + (rb ? rb[k] : 0) + (pi ? pi[k] * c[k] : 0);
+                    float i_g = activate(d->f, clipped(ci, st->clip));
+                    float cf = gate[2] + hr[2 * H + k] + (rb ? rb[2 * H + k] : 0) +
+                               (pf ? pf[k] * c[k] : 0);
+                    float f_g = st->input_forget ? 1.0f - i_g : activate(d->f, clipped(cf, st->clip));
+                    float cc = gate[3] + hr[3 * H + k] + (rb ? rb[3 * H + k] : 0);
+                    float c_new = f_g * c[k] + i_g * activate(d->g, clipped(cc, st->clip));
+                    float co = gate[1] + hr[H + k] + (rb ? rb[H + k] : 0) +
+                               (po ? po[k] * c_new : 0);
+                    float o_g = activate(d->f, clipped(co, st->clip));
+                    c[k] = c_new;
+                    h[k] = o_g * activate(d->hact, c_new);
+                }
+            }
+            if (d->y)
+                memcpy(y_at(d, t, b), h, (size_t)H * sizeof(float));
+        }
+    }
+}
+
+/* The [batch, hidden] block of direction dir in an initial_h / Y_h shaped
+ * tensor (layout 0: [dirs, batch, hidden]; 1: [batch, dirs, hidden]),
+ * copied between `state` (contiguous) and `t`. */
+static void copy_state(const recurrent_state *st, int dir, int64_t batch, float *tensor,
+                       float *state, bool to_tensor)
+{
+    int64_t H = st->hidden;
+    for (int64_t b = 0; b < batch; b++) {
+        float *at = st->layout ? tensor + (b * st->directions + dir) * H
+                               : tensor + (dir * batch + b) * H;
+        if (to_tensor)
+            memcpy(at, state + b * H, (size_t)H * sizeof(float));
+        else
+            memcpy(state + b * H, at, (size_t)H * sizeof(float));
+    }
+}
+
+static int recurrent_run(op_ctx *ctx)
+{
+    const recurrent_state *st = ctx->node->state;
+    const ifd_tensor *x = op_input(ctx, 0), *w = op_input(ctx, 1), *r = op_input(ctx, 2);
+    const ifd_tensor *bias = input_tensor(ctx, 3), *lens = input_tensor(ctx, 4);
+    const ifd_tensor *h0 = input_tensor(ctx, 5);
+    const ifd_tensor *c0 = st->cell == CELL_LSTM ? input_tensor(ctx, 6) : NULL;
+    const ifd_tensor *peep = st->cell == CELL_LSTM ? input_tensor(ctx, 7) : NULL;
+    int64_t H = st->hidden, G = st->gates, D = st->directions;
+    if (x->rank != 3 || w->rank != 3 || r->rank != 3)
+        return op_fail(ctx, "X, W and R must have rank 3");
+    int64_t seq = x->dims[st->layout ? 1 : 0], batch = x->dims[st->layout ? 0 : 1];
+    int64_t input = x->dims[2];
+    if (w->dims[0] != D || w->dims[1] != G * H || w->dims[2] != input)
+        return op_fail(ctx, "W must be [%lld, %lld, %lld] for these inputs and hidden_size %lld",
+                       (long long)D, (long long)(G * H), (long long)input, (long long)H);
+    if (r->dims[0] != D || r->dims[1] != G * H || r->dims[2] != H)
+        return op_fail(ctx, "R must be [%lld, %lld, %lld]", (long long)D, (long long)(G * H),
+                       (long long)H);
+    if (bias && ifd_tensor_count(bias) != D * 2 * G * H)
+        return op_fail(ctx, "B must hold %lld values", (long long)(D * 2 * G * H));
+    if (peep && ifd_tensor_count(peep) != D * 3 * H)
+        return op_fail(ctx, "P must hold %lld values", (long long)(D * 3 * H));
+    if (h0 && ifd_tensor_count(h0) != D * batch * H)
+        return op_fail(ctx, "initial_h must hold %lld values (directions x batch x hidden)",
+                       (long long)(D * batch * H));
+    if (c0 && ifd_tensor_count(c0) != D * batch * H)
+        return op_fail(ctx, "initial_c must hold %lld values", (long long)(D * batch * H));
+    if (lens) {
+        if (ifd_tensor_count(lens) != batch)
+            return op_fail(ctx, "sequence_lens must hold one length per batch row (%lld)",
+                           (long long)batch);
+        for (int64_t b = 0; b < batch; b++)
+            if (((const int32_t *)lens->data)[b] < 0 || ((const int32_t *)lens->data)[b] > seq)
+                return op_fail(ctx, "sequence_lens[%lld] = %d is outside 0..%lld", (long long)b,
+                               ((const int32_t *)lens->data)[b], (long long)seq);
+    }
+    int64_t y_dims[4], h_dims[3];
+    if (st->layout == 0) {
+        int64_t yd[4] = {seq, D, batch, H}, hd[3] = {D, batch, H};
+        memcpy(y_dims, yd, sizeof(yd));
+        memcpy(h_dims, hd, sizeof(hd));
+    } else {
+        int64_t yd[4] = {batch, seq, D, H}, hd[3] = {batch, D, H};
+        memcpy(y_dims, yd, sizeof(yd));
+        memcpy(h_dims, hd, sizeof(hd));
+    }
+    ifd_tensor *y = ctx->node->n_outputs > 0 && ctx->node->output_used[0]
+                        ? op_output(ctx, 0, IFD_FLOAT, 4, y_dims)
+                        : NULL;
+    if (ctx->node->n_outputs > 0 && ctx->node->output_used[0] && !y)
+        return -1;
+    if (y)
+        memset(y->data, 0, (size_t)ifd_tensor_count(y) * sizeof(float));
+    ifd_tensor *yh = NULL, *yc = NULL;
+    if (ctx->node->n_outputs > 1 && !(yh = op_output(ctx, 1, IFD_FLOAT, 3, h_dims)))
+        return -1;
+    if (ctx->node->n_outputs > 2 && !(yc = op_output(ctx, 2, IFD_FLOAT, 3, h_dims)))
+        return -1;
+    size_t rows = (size_t)(seq * batch);
+    float *xw = op_scratch(ctx, (rows * (size_t)(G * H) + 1) * sizeof(float));
+    float *state = op_scratch(ctx, ((size_t)(batch * H) * 4 + (size_t)(batch * G * H) + 1) *
+                                       sizeof(float));
+    if (!xw || !state)
+        return -1;
+    for (int dir = 0; dir < D; dir++) {
+        direction_run d = {
+            .st = st, .seq = seq, .batch = batch, .input = input, .hidden = H, .dir = dir,
+            .reverse = st->reverse_only || dir == 1, .x = x->data,
+            .w = (const float *)w->data + dir * G * H * input,
+            .r = (const float *)r->data + dir * G * H * H,
+            .b = bias ? (const float *)bias->data + dir * 2 * G * H : NULL,
+            .p = peep ? (const float *)peep->data + dir * 3 * H : NULL,
+            .lens = lens ? lens->data : NULL, .xw = xw,
+            .h = state, .c = st->cell == CELL_LSTM ? state + batch * H : NULL,
+            .rh = state + 2 * batch * H, .rh_out = state + 3 * batch * H,
+            .hr = state + 4 * batch * H, .y = y ? y->data : NULL,
+            .pool = op_threadpool(ctx),
+        };
+        int per = st->cell == CELL_RNN ? 1 : st->cell == CELL_GRU ? 2 : 3;
+        d.f = &st->acts[dir * per];
+        d.g = per > 1 ? &st->acts[dir * per + 1] : NULL;
+        d.hact = per > 2 ? &st->acts[dir * per + 2] : NULL;
+        memset(state, 0, ((size_t)(batch * H) * 4 + (size_t)(batch * G * H)) * sizeof(float));
+        if (h0)
+            copy_state(st, dir, batch, h0->data, d.h, false);
+        if (c0)
+            copy_state(st, dir, batch, c0->data, d.c, false);
+        if (seq > 0 && batch > 0)
+            run_direction(&d);
+        for (int64_t b = 0; lens && b < batch; b++)
+            if (((const int32_t *)lens->data)[b] == 0) {
+                memset(d.h + b * H, 0, (size_t)H * sizeof(float));
+                if (d.c)
+                    memset(d.c + b * H, 0, (size_t)H * sizeof(float));
+            }
+        if (yh)
+            copy_state(st, dir, batch, yh->data, d.h, true);
+        if (yc)
+            copy_state(st, dir, batch, yc->data, d.c, true);
+    }
+    return 0;
+}
+
+static const op_def defs[] = {
+    {"", "RNN", 7, 21, recurrent_prepare, recurrent_run, free},
+    {"", "GRU", 7, 21, recurrent_prepare, recurrent_run, free},
+    {"", "LSTM", 7, 21, recurrent_prepare, recurrent_run, free},
+};
+
+OP_FAMILY(ops_recurrent, defs);

@@ -1,0 +1,1 @@
+BnotJ½ ÷fçðvQ†Sz›•wr"ŒjbÅiv

@@ -1,0 +1,1 @@
+BxJ`$Ÿ_E¦±B¬í)C¨Ç,EHßDAM™Dd/Dn½±ELeE&ÝD(wßE¨HEoìD†€C¶ÉEî/ÎDè÷ÛD¯©{EùvJD9œÒE_†­Cv¼Do…—EÝ€E

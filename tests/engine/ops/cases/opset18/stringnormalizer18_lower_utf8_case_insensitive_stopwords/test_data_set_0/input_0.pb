@@ -1,0 +1,1 @@
+2Monday2ÉTÉ2Ärger2Привет2mOnDaY2Ωmega2xBx
