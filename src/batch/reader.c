@@ -253,13 +253,13 @@ static int next_csv(batch_reader *r, double *values, batch_row_origin *origin, c
     size_t count;
     if (!split_csv(r, &count, err, n))
         return BATCH_BAD_ROW;
+    if (r->id_column >= 0 && (size_t)r->id_column < count) {
+        snprintf(origin->id, sizeof(origin->id), "%s", r->fields[r->id_column]);
+        origin->has_id = true;
+    }
     if (count != r->n_header) {
         fail(err, n, "%zu fields, the header has %zu", count, r->n_header);
         return BATCH_BAD_ROW;
-    }
-    if (r->id_column >= 0) {
-        snprintf(origin->id, sizeof(origin->id), "%s", r->fields[r->id_column]);
-        origin->has_id = true;
     }
     for (size_t i = 0; i < r->features; i++) {
         const char *field = r->fields[r->input_columns[i]];

@@ -258,7 +258,15 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
                                .input_name = p.input->name, .features = p.features};
     if (!batch_reader_open(o->input_path, in_format, &ro, &reader, err, n))
         goto done;
-    if (o->resume) {
+    bool resuming = o->resume && access(run.state_path, F_OK) == 0;
+    if (o->resume && !resuming && cb && cb->notice) {
+        /* so a Kubernetes Job can always pass --resume, first attempt or retry */
+        char note[4400];
+        snprintf(note, sizeof(note), "--resume: no interrupted run of %s (no %s); starting from "
+                 "the first row", o->output_path, run.state_path);
+        cb->notice(cb->context, note);
+    }
+    if (resuming) {
         if (!load_resume_point(&run, &finished, err, n))
             goto done;
         if (finished && access(run.partial_path, F_OK) != 0) {
@@ -277,9 +285,9 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
     } else {
         run.at.read = batch_reader_position(reader);
     }
-    if (!open_files(&run, o->resume, err, n))
+    if (!open_files(&run, resuming, err, n))
         goto done;
-    if (!o->resume && !save_resume_point(&run, false, err, n))
+    if (!resuming && !save_resume_point(&run, false, err, n))
         goto done;
 
     batch_writer writer = {.format = out_format, .id_name = batch_reader_id_name(reader)};

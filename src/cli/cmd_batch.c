@@ -30,6 +30,7 @@ static const char batch_usage[] =
     "  --input-format F         csv, jsonl or npy (default: from the extension)\n"
     "  --output-format F        csv or jsonl (default: from the extension)\n"
     "  --resume                 continue an interrupted run after its last written chunk\n"
+    "                           (none: start from the first row)\n"
     "  --sync                   fdatasync every chunk (survive a power loss, not just a kill)\n"
     "databases:\n"
     "  --db URL                 sqlite:///relative.db, sqlite:////absolute.db, postgresql://...\n"
