@@ -21,6 +21,8 @@
 typedef struct postgres_backend {
     PGconn *conn;
     char id_type[128], output_type[128];
+    /* the claimed columns are selected as text under other names: ORDER BY
+     * "id" would otherwise sort by the text, not by the id the cursor compares */
     char select_first[1024], select_after[1024], update[1024];
     char *last_id;
 } postgres_backend;
@@ -228,15 +230,16 @@ bool batch_db_open_postgres(batch_db *db, const char *url, char *err, size_t n)
     char shard[256] = "";
     long long count = db->target->shard_count;
     if (count > 0)
-        snprintf(shard, sizeof(shard), " AND mod(mod(%s, %lld) + %lld, %lld) = %lld", db->id,
+        snprintf(shard, sizeof(shard), " AND mod(mod(t.%s, %lld) + %lld, %lld) = %lld", db->id,
                  count, count, count, db->target->shard_index);
     snprintf(b->select_first, sizeof(b->select_first),
-             "SELECT %s::text, %s::text FROM %s WHERE %s IS NULL%s ORDER BY %s LIMIT $1 "
-             "FOR UPDATE SKIP LOCKED",
+             "SELECT t.%s::text AS claimed_id, t.%s::text AS claimed_values FROM %s AS t "
+             "WHERE t.%s IS NULL%s ORDER BY t.%s LIMIT $1 FOR UPDATE SKIP LOCKED",
              db->id, db->input, db->table, db->output, shard, db->id);
     snprintf(b->select_after, sizeof(b->select_after),
-             "SELECT %s::text, %s::text FROM %s WHERE %s IS NULL AND %s > $2::%s%s ORDER BY %s "
-             "LIMIT $1 FOR UPDATE SKIP LOCKED",
+             "SELECT t.%s::text AS claimed_id, t.%s::text AS claimed_values FROM %s AS t "
+             "WHERE t.%s IS NULL AND t.%s > $2::%s%s ORDER BY t.%s LIMIT $1 "
+             "FOR UPDATE SKIP LOCKED",
              db->id, db->input, db->table, db->output, db->id, b->id_type, shard, db->id);
     char updated[128] = "";
     if (db->target->updated_column)

@@ -15,8 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define BUSY_TIMEOUT_MS (10 * 60 * 1000)
+/* SQLite's write lock is not queued: a run that commits and begins again at
+ * once would keep it while the others sleep in their busy handlers. So
+ * waiting runs poll often, and a run leaves the lock free for a moment after
+ * each commit, long enough for a waiting run to take it. */
+#define BUSY_POLL_US 100
+#define YIELD_AFTER_COMMIT_US 300
 
 typedef struct sqlite_backend {
     sqlite3 *conn;
@@ -115,7 +122,17 @@ static bool sqlite_commit(batch_db *db, const size_t *which, const char *const *
         return false;
     }
     db->in_transaction = false;
+    usleep(YIELD_AFTER_COMMIT_US);
     return true;
+}
+
+static int wait_for_lock(void *context, int attempts)
+{
+    (void)context;
+    if ((long long)attempts * BUSY_POLL_US >= (long long)BUSY_TIMEOUT_MS * 1000)
+        return 0; /* give up: SQLITE_BUSY, reported as "cannot take the write lock" */
+    usleep(BUSY_POLL_US);
+    return 1;
 }
 
 static void sqlite_close(batch_db *db)
@@ -190,7 +207,7 @@ bool batch_db_open_sqlite(batch_db *db, const char *path, char *err, size_t n)
         SQLITE_OK)
         return fail(err, n, "%s: cannot open %s: %s", db->display_url, path,
                     b->conn ? sqlite3_errmsg(b->conn) : "out of memory");
-    sqlite3_busy_timeout(b->conn, BUSY_TIMEOUT_MS);
+    sqlite3_busy_handler(b->conn, wait_for_lock, NULL);
     if (!check_columns(db, b, err, n))
         return false;
     char shard[256] = "";

@@ -128,9 +128,9 @@ class Postgres:
         return r
 
     def sql(self, statement):
-        """Run SQL with psql; rows as lists of strings."""
+        """Run SQL with psql (given on stdin); rows as lists of strings."""
         r = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-                            self.url, "-c", statement], capture_output=True, text=True,
+                            self.url], input=statement, capture_output=True, text=True,
                            timeout=120 * SLOW)
         if r.returncode != 0:
             raise RuntimeError(f"psql: {statement[:200]}: {r.stderr}")
