@@ -22,7 +22,7 @@ import tempfile
 import time
 import unittest
 
-from batch_harness import (BOOK_LABELS, BOOK_MODEL, INFERD, SLOW, Postgres, book_rows,
+from batch_harness import (BOOK_LABELS, BOOK_MODEL, INFERD, SLOW, SOURCE, Postgres, book_rows,
                            postgres_available, predict, run_batch, skip_or_fail)
 
 TABLE_FLAGS = ["--table", "items", "--id-column", "id", "--input-column", "values",
@@ -286,6 +286,47 @@ class PostgresBatch(BatchDbCases, unittest.TestCase):
 
     def writes(self):
         return [int(i) for (i,) in self.server.sql("SELECT id FROM prediction_writes")]
+
+    def manifest_args(self, name, kind):
+        """The container args of a deploy/kubernetes manifest, runnable here:
+        the image's model path becomes the book's model, $(DB_URL) this server."""
+        import yaml
+        with open(os.path.join(SOURCE, "deploy", "kubernetes", name)) as f:
+            doc, = [d for d in yaml.safe_load_all(f) if d and d["kind"] == kind]
+        spec = doc["spec"]["jobTemplate"]["spec"] if kind == "CronJob" else doc["spec"]
+        container, = spec["template"]["spec"]["containers"]
+        self.assertEqual(container["command"], ["inferd"])
+        args = [BOOK_MODEL if a == "/models/iris/1/model.onnx" else
+                self.url if a == "$(DB_URL)" else a for a in container["args"]]
+        return doc, spec, args
+
+    def test_the_cronjob_manifest_runs_the_books_hourly_batch(self):
+        doc, spec, args = self.manifest_args("batch-cronjob.yaml", "CronJob")
+        self.assertEqual(doc["spec"]["schedule"], "0 * * * *")
+        self.create(self.rows[:500])
+        self.rows = self.rows[:500]
+        r = run_batch(args[1:])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.check_every_row_once()
+
+    def test_the_indexed_job_manifest_splits_the_table_by_completion_index(self):
+        doc, spec, args = self.manifest_args("batch-indexed-job.yaml", "Job")
+        self.assertEqual(spec["completionMode"], "Indexed")
+        shards = int(args[args.index("--shard") + 1].split("/")[1])
+        self.assertEqual(args[args.index("--shard") + 1], f"auto/{shards}")
+        self.assertEqual(spec["completions"], shards)
+        self.create(self.rows)
+        # every pod at once, as Kubernetes runs them (parallelism = completions)
+        procs = [subprocess.Popen([INFERD, *args], stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "JOB_COMPLETION_INDEX": str(k)})
+                 for k in range(shards)]
+        outs = [p.communicate(timeout=300 * SLOW)[1] for p in procs]
+        for p, err in zip(procs, outs):
+            self.assertEqual(p.returncode, 0, err)
+        self.assertEqual([rows_written(e) for e in outs],
+                         [sum(1 for i in range(1, len(self.rows) + 1) if i % shards == k)
+                          for k in range(shards)])
+        self.check_every_row_once()
 
     def test_urls_that_do_not_parse_or_connect(self):
         closed = f"postgresql://postgres:secret@127.0.0.1:{self.server.port + 1 if self.server.port < 65535 else 1}/postgres"
