@@ -45,7 +45,8 @@ typedef struct batch_callbacks {
 
 typedef struct batch_options {
     size_t batch_size;        /* rows per engine run */
-    int threads;              /* intra-op threads of the session; <= 0: one per core */
+    int threads;              /* files: chunk workers (one engine thread each); db: intra-op
+                                 threads of the session; <= 0: one per core */
     const char *outputs;      /* comma-separated output names to write; NULL: all */
     const json_t *labels;     /* {"0": "setosa", ...} or NULL */
     const char *errors_path;  /* bad rows, one line each; NULL: through notice */

@@ -11,11 +11,18 @@
  * OUTPUT.partial is renamed to OUTPUT and the resume point removed, so OUTPUT
  * is never seen half-written. With options.sync, each chunk is fdatasync'ed
  * before its resume point, which makes the same hold across a power loss.
+ *
+ * Parallelism: --threads N chunk slots, each with its own session and a
+ * worker thread. The main thread reads and parses chunk k into slot k mod N
+ * while the workers predict and format the chunks before it; before it
+ * reuses a slot it commits that slot's chunk (write, resume point), so chunks
+ * reach the file in input order whatever order the workers finish in.
  */
 #include "batch.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +228,166 @@ static void report_progress(file_run *run, double started, long long rows_this_r
     run->cb->progress(run->cb->context, &p);
 }
 
+/* One chunk in flight: filled by the reader (main thread), predicted and
+ * formatted by its worker, committed by the main thread. */
+typedef enum slot_state { SLOT_IDLE, SLOT_READY, SLOT_DONE } slot_state;
+
+typedef struct chunk_slot {
+    batch_predictor predictor;
+    batch_writer writer;
+    batch_row_origin *origins;
+    size_t rows;
+    long long bad;                /* bad rows read into this chunk */
+    batch_read_position after;    /* the reader's position after the chunk */
+    textbuf header, out, errors;
+    bool ok;
+    char err[1024];
+    slot_state state;             /* under the pool's lock */
+    bool in_flight;               /* main thread only: handed over, not committed yet */
+    pthread_t thread;
+    bool thread_started;
+} chunk_slot;
+
+typedef struct slot_pool {
+    chunk_slot *slots;
+    size_t count;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    bool shutting_down;
+    bool csv;
+    const char *input_path;
+} slot_pool;
+
+typedef struct worker_arg {
+    slot_pool *pool;
+    chunk_slot *slot;
+} worker_arg;
+
+static void predict_chunk(slot_pool *pool, chunk_slot *s)
+{
+    s->ok = false;
+    s->out.len = s->header.len = 0;
+    char why[1024];
+    if (!batch_predictor_run(&s->predictor, s->rows, why, sizeof(why))) {
+        fail(s->err, sizeof(s->err), "%s: rows %lld to %lld: %s", pool->input_path,
+             s->origins[0].row, s->origins[s->rows - 1].row, why);
+        return;
+    }
+    for (size_t r = 0; r < s->rows; r++) {
+        if (r == 0 && pool->csv &&
+            !batch_writer_header(&s->writer, &s->predictor, 0, &s->header, s->err, sizeof(s->err)))
+            return;
+        if (!batch_writer_row(&s->writer, &s->predictor, r, &s->origins[r], &s->out, s->err,
+                              sizeof(s->err)))
+            return;
+    }
+    if (s->out.failed || s->header.failed) {
+        fail(s->err, sizeof(s->err), "out of memory");
+        return;
+    }
+    s->ok = true;
+}
+
+static void *chunk_worker(void *argument)
+{
+    worker_arg *arg = argument;
+    slot_pool *pool = arg->pool;
+    chunk_slot *s = arg->slot;
+    pthread_mutex_lock(&pool->lock);
+    for (;;) {
+        while (s->state != SLOT_READY && !pool->shutting_down)
+            pthread_cond_wait(&pool->changed, &pool->lock);
+        if (pool->shutting_down)
+            break;
+        pthread_mutex_unlock(&pool->lock);
+        predict_chunk(pool, s);
+        pthread_mutex_lock(&pool->lock);
+        s->state = SLOT_DONE;
+        pthread_cond_broadcast(&pool->changed);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+/* Wait for the slot's worker; the slot is then the main thread's again. */
+static void wait_done(slot_pool *pool, chunk_slot *s)
+{
+    pthread_mutex_lock(&pool->lock);
+    while (s->state == SLOT_READY)
+        pthread_cond_wait(&pool->changed, &pool->lock);
+    s->state = SLOT_IDLE;
+    pthread_mutex_unlock(&pool->lock);
+}
+
+static void hand_to_worker(slot_pool *pool, chunk_slot *s)
+{
+    s->in_flight = true;
+    pthread_mutex_lock(&pool->lock);
+    s->state = SLOT_READY;
+    pthread_cond_broadcast(&pool->changed);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/* Write a predicted chunk and move the resume point past it. */
+static bool commit_chunk(file_run *run, chunk_slot *s, double started, long long *rows_this_run,
+                         char *err, size_t n)
+{
+    if (!s->ok)
+        return fail(err, n, "%s", s->err);
+    const batch_options *o = run->o;
+    if (run->at.output_bytes == 0 && s->header.len) {
+        if (!write_at(run->output_fd, &s->header, 0, run->partial_path, err, n))
+            return false;
+        run->at.output_bytes += (long long)s->header.len;
+    }
+    if (!write_at(run->output_fd, &s->out, run->at.output_bytes, run->partial_path, err, n) ||
+        (s->errors.len &&
+         !write_at(run->errors_fd, &s->errors, run->at.errors_bytes, o->errors_path, err, n)))
+        return false;
+    if (o->sync && (fdatasync(run->output_fd) != 0 ||
+                    (s->errors.len && fdatasync(run->errors_fd) != 0)))
+        return fail(err, n, "%s: fdatasync: %s", run->partial_path, strerror(errno));
+    run->at.read = s->after;
+    run->at.output_bytes += (long long)s->out.len;
+    run->at.errors_bytes += (long long)s->errors.len;
+    run->at.rows_done += (long long)s->rows;
+    run->at.bad_rows += s->bad;
+    *rows_this_run += (long long)s->rows;
+    s->in_flight = false;
+    if (!save_resume_point(run, false, err, n))
+        return false;
+    report_progress(run, started, *rows_this_run, false);
+    return true;
+}
+
+static void close_pool(slot_pool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    pool->shutting_down = true;
+    pthread_cond_broadcast(&pool->changed);
+    pthread_mutex_unlock(&pool->lock);
+    for (size_t i = 0; i < pool->count; i++) {
+        chunk_slot *s = &pool->slots[i];
+        if (s->thread_started)
+            pthread_join(s->thread, NULL);
+        if (s->predictor.model)
+            batch_predictor_close(&s->predictor);
+        free(s->origins);
+        textbuf_free(&s->header);
+        textbuf_free(&s->out);
+        textbuf_free(&s->errors);
+    }
+    free(pool->slots);
+    pthread_mutex_destroy(&pool->lock);
+    pthread_cond_destroy(&pool->changed);
+}
+
+static size_t default_threads(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 ? (size_t)cores : 1;
+}
+
 bool batch_run_files(const ifd_model *model, const batch_options *o, const batch_callbacks *cb,
                      batch_summary *summary, char *err, size_t n)
 {
@@ -243,19 +410,31 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
     snprintf(run.state_tmp, sizeof(run.state_tmp), "%s.resume.tmp", o->output_path);
     run.identity = run_identity(o, &st, in_format, out_format);
 
-    batch_predictor p;
+    size_t workers = o->threads > 0 ? (size_t)o->threads : default_threads();
+    slot_pool pool = {.count = 0, .csv = out_format == BATCH_FORMAT_CSV,
+                      .input_path = o->input_path};
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.changed, NULL);
+    worker_arg *args = calloc(workers, sizeof(*args));
+    pool.slots = calloc(workers, sizeof(*pool.slots));
     batch_reader *reader = NULL;
     double *values = NULL;
-    batch_row_origin *origins = NULL;
-    textbuf out = {0}, errors = {0};
     bool ok = false, finished = false;
     long long rows_this_run = 0, bad_this_run = 0;
-    if (!batch_predictor_open(&p, model, o->threads, o->batch_size, o->outputs, o->labels, err, n))
+    if (!args || !pool.slots) {
+        fail(err, n, "out of memory");
         goto done;
-    if (p.notice[0] && cb && cb->notice)
-        cb->notice(cb->context, p.notice);
+    }
+    /* each slot's session runs on one thread: the slots are the parallelism */
+    for (size_t i = 0; i < workers; i++, pool.count++)
+        if (!batch_predictor_open(&pool.slots[i].predictor, model, 1, o->batch_size, o->outputs,
+                                  o->labels, err, n))
+            goto done;
+    batch_predictor *first = &pool.slots[0].predictor;
+    if (first->notice[0] && cb && cb->notice)
+        cb->notice(cb->context, first->notice);
     batch_reader_options ro = {.columns = o->columns, .id_column = o->id_column,
-                               .input_name = p.input->name, .features = p.features};
+                               .input_name = first->input->name, .features = first->features};
     if (!batch_reader_open(o->input_path, in_format, &ro, &reader, err, n))
         goto done;
     bool resuming = o->resume && access(run.state_path, F_OK) == 0;
@@ -290,20 +469,44 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
     if (!resuming && !save_resume_point(&run, false, err, n))
         goto done;
 
-    batch_writer writer = {.format = out_format, .id_name = batch_reader_id_name(reader)};
-    values = malloc(p.features * sizeof(*values));
-    origins = calloc(p.batch_size, sizeof(*origins));
-    if (!values || !origins) {
+    values = malloc(first->features * sizeof(*values));
+    if (!values) {
         fail(err, n, "out of memory");
         goto done;
     }
+    for (size_t i = 0; i < workers; i++) {
+        chunk_slot *s = &pool.slots[i];
+        s->writer = (batch_writer){.format = out_format, .id_name = batch_reader_id_name(reader)};
+        if (!(s->origins = calloc(s->predictor.batch_size, sizeof(*s->origins)))) {
+            fail(err, n, "out of memory");
+            goto done;
+        }
+        args[i] = (worker_arg){&pool, s};
+        if (pthread_create(&s->thread, NULL, chunk_worker, &args[i]) != 0) {
+            fail(err, n, "cannot start a worker thread");
+            goto done;
+        }
+        s->thread_started = true;
+    }
     bool end = finished, stop = false;
     char why[1024], last_bad[1400] = "";
+    long long bad_seen = run.at.bad_rows;
+    size_t next = 0;
     while (!end && !stop) {
-        size_t rows = 0;
-        out.len = errors.len = 0;
-        while (rows < p.batch_size) {
-            int got = batch_reader_next(reader, values, &origins[rows], why, sizeof(why));
+        chunk_slot *s = &pool.slots[next];
+        next = (next + 1) % workers;
+        if (s->in_flight) {
+            wait_done(&pool, s);
+            if (!commit_chunk(&run, s, started, &rows_this_run, err, n))
+                goto done;
+        }
+        s->rows = 0;
+        s->bad = 0;
+        s->errors.len = 0;
+        size_t limit = s->predictor.batch_size;
+        while (s->rows < limit) {
+            batch_row_origin *origin = &s->origins[s->rows];
+            int got = batch_reader_next(reader, values, origin, why, sizeof(why));
             if (got == BATCH_END) {
                 end = true;
                 break;
@@ -312,52 +515,35 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
                 fail(err, n, "%s: %s", o->input_path, why[0] ? why : strerror(errno));
                 goto done;
             }
-            if (got == BATCH_ROW && batch_predictor_set_row(&p, rows, values, why, sizeof(why))) {
-                rows++;
+            if (got == BATCH_ROW &&
+                batch_predictor_set_row(&s->predictor, s->rows, values, why, sizeof(why))) {
+                s->rows++;
                 continue;
             }
-            report_bad_row(&run, &errors, &origins[rows], in_format == BATCH_FORMAT_NPY, why);
-            snprintf(last_bad, sizeof(last_bad), "line %lld: %s", origins[rows].line, why);
-            run.at.bad_rows++;
+            report_bad_row(&run, &s->errors, origin, in_format == BATCH_FORMAT_NPY, why);
+            snprintf(last_bad, sizeof(last_bad), "line %lld: %s", origin->line, why);
+            s->bad++;
             bad_this_run++;
-            if (o->max_errors > 0 && run.at.bad_rows >= o->max_errors) {
+            if (o->max_errors > 0 && ++bad_seen >= o->max_errors) {
                 stop = true;
                 break;
             }
         }
-        if (!batch_predictor_run(&p, rows, why, sizeof(why))) {
-            fail(err, n, "%s: rows %lld to %lld: %s", o->input_path, origins[0].row,
-                 origins[rows - 1].row, why);
-            goto done;
-        }
-        for (size_t r = 0; r < rows; r++) {
-            if (run.at.output_bytes == 0 && out.len == 0 && out_format == BATCH_FORMAT_CSV &&
-                !batch_writer_header(&writer, &p, r, &out, err, n))
-                goto done;
-            if (!batch_writer_row(&writer, &p, r, &origins[r], &out, err, n))
-                goto done;
-        }
-        if (out.failed || errors.failed) {
+        if (s->errors.failed) {
             fail(err, n, "out of memory");
             goto done;
         }
-        if (!write_at(run.output_fd, &out, run.at.output_bytes, run.partial_path, err, n) ||
-            (errors.len && !write_at(run.errors_fd, &errors, run.at.errors_bytes,
-                                     o->errors_path, err, n)))
+        s->after = batch_reader_position(reader);
+        hand_to_worker(&pool, s);
+    }
+    /* commit what is still in flight, in input order */
+    for (size_t k = 0; k < workers; k++) {
+        chunk_slot *s = &pool.slots[(next + k) % workers];
+        if (!s->in_flight)
+            continue;
+        wait_done(&pool, s);
+        if (!commit_chunk(&run, s, started, &rows_this_run, err, n))
             goto done;
-        if (o->sync && (fdatasync(run.output_fd) != 0 ||
-                        (errors.len && fdatasync(run.errors_fd) != 0))) {
-            fail(err, n, "%s: fdatasync: %s", run.partial_path, strerror(errno));
-            goto done;
-        }
-        run.at.read = batch_reader_position(reader);
-        run.at.output_bytes += (long long)out.len;
-        run.at.errors_bytes += (long long)errors.len;
-        run.at.rows_done += (long long)rows;
-        rows_this_run += (long long)rows;
-        if (!save_resume_point(&run, false, err, n))
-            goto done;
-        report_progress(&run, started, rows_this_run, false);
     }
     if (stop) {
         fail(err, n, "stopped after %lld bad rows (--max-errors %lld); the last, %s%s; %lld rows "
@@ -381,17 +567,14 @@ done:
     summary->rows_written = rows_this_run;
     summary->bad_rows = bad_this_run;
     summary->seconds = now_seconds() - started;
+    close_pool(&pool);
+    free(args);
     if (run.output_fd >= 0)
         close(run.output_fd);
     if (run.errors_fd >= 0)
         close(run.errors_fd);
-    textbuf_free(&out);
-    textbuf_free(&errors);
     free(values);
-    free(origins);
     batch_reader_close(reader);
-    if (p.model)
-        batch_predictor_close(&p);
     json_decref(run.identity);
     return ok;
 }
