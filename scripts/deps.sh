@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # deps.sh — installs the Debian packages inferd needs, and only those missing.
-# Idempotent: a second run installs nothing. Usage: scripts/deps.sh [build|test|all]
+# Idempotent: a second run installs nothing. Usage: scripts/deps.sh [build|test|bench|all]
 #   build: compiler, CMake and the libraries inferd links (libsqlite3, libpq
 #          for `inferd batch --db`)
+#   bench: + the Python batch jobs bench/batch measures against (pandas,
+#            SQLAlchemy, psycopg2)
 #   test:  + what the test suite uses (ONNX test data, Debian's Python with onnx,
 #            numpy, scikit-learn and torch for fixture models, clang for fuzzing,
 #            prometheus for `promtool check metrics` in the server tests)
@@ -19,10 +21,13 @@ build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler li
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
       libclang-rt-14-dev umoci skopeo yamllint curl postgresql)
 
+bench=(python3-pandas python3-sqlalchemy python3-psycopg2)
+
 case "$what" in
   build) wanted=("${build[@]}") ;;
   test|all) wanted=("${build[@]}" "${test[@]}") ;;
-  *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
+  bench) wanted=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
+  *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
 esac
 
 # Node.js and npm (ONNX Runtime for benchmarks, Swagger UI, swagger-parser):
