@@ -176,3 +176,8 @@ void batch_db_rollback(batch_db *db)
     if (db->in_transaction)
         db->ops->rollback(db);
 }
+
+long long batch_db_count_pending(batch_db *db)
+{
+    return db->ops->count_pending(db);
+}

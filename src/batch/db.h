@@ -51,6 +51,9 @@ bool batch_db_claim(batch_db *db, size_t limit, const batch_db_row **rows, size_
 bool batch_db_commit(batch_db *db, const size_t *which, const char *const *predictions,
                      size_t count, char *err, size_t err_size);
 void batch_db_rollback(batch_db *db);
+/* Rows still to predict in this run's shard (for progress and ETA); -1 when
+ * the count fails (not an error: progress just has no ETA). */
+long long batch_db_count_pending(batch_db *db);
 
 /* ---- for the backends (db_sqlite.c, db_postgres.c) ---- */
 typedef struct batch_db_ops {
@@ -59,6 +62,7 @@ typedef struct batch_db_ops {
                    size_t count, char *err, size_t n);
     void (*rollback)(batch_db *db);
     void (*close)(batch_db *db);
+    long long (*count_pending)(batch_db *db);
 } batch_db_ops;
 
 struct batch_db {

@@ -23,7 +23,7 @@ typedef struct postgres_backend {
     char id_type[128], output_type[128];
     /* the claimed columns are selected as text under other names: ORDER BY
      * "id" would otherwise sort by the text, not by the id the cursor compares */
-    char select_first[1024], select_after[1024], update[1024];
+    char select_first[1024], select_after[1024], update[1024], count[1024];
     char *last_id;
 } postgres_backend;
 
@@ -149,8 +149,19 @@ static void postgres_close(batch_db *db)
     db->backend = NULL;
 }
 
+static long long postgres_count_pending(batch_db *db)
+{
+    postgres_backend *b = db->backend;
+    PGresult *r = PQexec(b->conn, b->count);
+    long long pending = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        pending = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return pending;
+}
+
 static const batch_db_ops postgres_ops = {postgres_claim, postgres_commit, postgres_rollback,
-                                          postgres_close};
+                                          postgres_close, postgres_count_pending};
 
 /* Column types from the catalog (format_type), which also proves that the
  * table and columns exist. */
@@ -241,6 +252,8 @@ bool batch_db_open_postgres(batch_db *db, const char *url, char *err, size_t n)
              "WHERE t.%s IS NULL AND t.%s > $2::%s%s ORDER BY t.%s LIMIT $1 "
              "FOR UPDATE SKIP LOCKED",
              db->id, db->input, db->table, db->output, db->id, b->id_type, shard, db->id);
+    snprintf(b->count, sizeof(b->count), "SELECT count(*) FROM %s AS t WHERE t.%s IS NULL%s",
+             db->table, db->output, shard);
     char updated[128] = "";
     if (db->target->updated_column)
         snprintf(updated, sizeof(updated), ", %s = now()", db->updated);

@@ -27,7 +27,7 @@
 
 typedef struct sqlite_backend {
     sqlite3 *conn;
-    sqlite3_stmt *select_first, *select_after, *update;
+    sqlite3_stmt *select_first, *select_after, *update, *count;
     sqlite3_value *last_id;        /* the cursor: ids after it are unseen */
     sqlite3_value **claimed_ids;   /* ids of the claimed rows, with their SQL type */
     size_t n_claimed, claimed_cap;
@@ -146,12 +146,25 @@ static void sqlite_close(batch_db *db)
     sqlite3_finalize(b->select_first);
     sqlite3_finalize(b->select_after);
     sqlite3_finalize(b->update);
+    sqlite3_finalize(b->count);
     sqlite3_close(b->conn);
     free(b);
     db->backend = NULL;
 }
 
-static const batch_db_ops sqlite_ops = {sqlite_claim, sqlite_commit, sqlite_rollback, sqlite_close};
+static long long sqlite_count_pending(batch_db *db)
+{
+    sqlite_backend *b = db->backend;
+    long long pending = -1;
+    sqlite3_reset(b->count);
+    if (sqlite3_step(b->count) == SQLITE_ROW)
+        pending = sqlite3_column_int64(b->count, 0);
+    sqlite3_reset(b->count);
+    return pending;
+}
+
+static const batch_db_ops sqlite_ops = {sqlite_claim, sqlite_commit, sqlite_rollback, sqlite_close,
+                                        sqlite_count_pending};
 
 /* The declared type of every column named by the target, from
  * pragma_table_info; false naming the missing table or column. */
@@ -232,6 +245,11 @@ bool batch_db_open_sqlite(batch_db *db, const char *path, char *err, size_t n)
         snprintf(sql, sizeof(sql), "UPDATE %s SET %s = ?1%s WHERE %s = ?2", db->table, db->output,
                  updated, db->id);
         rc = sqlite3_prepare_v2(b->conn, sql, -1, &b->update, NULL);
+    }
+    if (rc == SQLITE_OK) {
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE %s IS NULL%s", db->table,
+                 db->output, shard);
+        rc = sqlite3_prepare_v2(b->conn, sql, -1, &b->count, NULL);
     }
     if (rc != SQLITE_OK)
         return fail(err, n, "%s: %s", db->display_url, sqlite3_errmsg(b->conn));

@@ -93,6 +93,8 @@ bool batch_run_db(const ifd_model *model, const batch_options *o, const batch_ca
         fail(err, n, "%s: %s", o->errors_path, strerror(errno));
         goto done;
     }
+    /* for progress: rows other runs take meanwhile make the ETA pessimistic */
+    long long pending = cb && cb->progress ? batch_db_count_pending(db) : -1;
     while (!stop) {
         const batch_db_row *rows;
         size_t count, valid = 0;
@@ -151,8 +153,12 @@ bool batch_run_db(const ifd_model *model, const batch_options *o, const batch_ca
             goto done;
         written += (long long)valid;
         if (cb && cb->progress) {
+            double fraction = -1;
+            if (pending > 0)
+                fraction = (double)(written + bad) / (double)pending;
             batch_progress pr = {.rows_done = written, .rows_this_run = written, .bad_rows = bad,
-                                 .fraction = -1, .elapsed = now_seconds() - started};
+                                 .fraction = fraction > 1 ? 1 : fraction,
+                                 .elapsed = now_seconds() - started};
             cb->progress(cb->context, &pr);
         }
     }

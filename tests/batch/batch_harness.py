@@ -46,6 +46,11 @@ def book_rows():
         return json.load(f)
 
 
+def book_labels():
+    with open(BOOK_LABELS) as f:
+        return json.load(f)
+
+
 def run_batch(args, timeout=120, env=None):
     """`inferd batch ARGS`; returns the CompletedProcess (text)."""
     full_env = dict(os.environ)

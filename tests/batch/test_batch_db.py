@@ -22,7 +22,7 @@ import tempfile
 import time
 import unittest
 
-from batch_harness import (BOOK_LABELS, BOOK_MODEL, INFERD, SLOW, SOURCE, Postgres, book_rows,
+from batch_harness import (BOOK_LABELS, book_labels, BOOK_MODEL, INFERD, SLOW, SOURCE, Postgres, book_rows,
                            postgres_available, predict, run_batch, skip_or_fail)
 
 TABLE_FLAGS = ["--table", "items", "--id-column", "id", "--input-column", "values",
@@ -160,7 +160,7 @@ class BatchDbCases:
         self.execute("UPDATE items SET prediction = NULL")
         r = self.batch("--labels", BOOK_LABELS)
         self.assertEqual(r.returncode, 0, r.stderr)
-        labels = json.load(open(BOOK_LABELS))
+        labels = book_labels()
         for i, p in self.predictions().items():
             self.assertEqual(p["label"], labels[str(expected[i - 1]["output_label"])])
 

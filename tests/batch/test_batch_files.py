@@ -20,7 +20,7 @@ import unittest
 
 import numpy as np
 
-from batch_harness import (BOOK_LABELS, BOOK_MODEL, DEMO_MODEL, INFERD, SLOW, book_rows,
+from batch_harness import (BOOK_LABELS, book_labels, BOOK_MODEL, DEMO_MODEL, INFERD, SLOW, book_rows,
                            fixed_batch_model, predict, run_batch)
 
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -81,7 +81,7 @@ class FileRoundTrips(unittest.TestCase):
         out = list(csv.DictReader(io.StringIO(text)))
         self.assertEqual(text.splitlines()[0], "row,id,output_label,output_probability_0,"
                          "output_probability_1,output_probability_2,label")
-        labels = json.load(open(BOOK_LABELS))
+        labels = book_labels()
         self.assertEqual(len(out), len(self.rows))
         for i, row in enumerate(out):
             self.assertEqual(int(row["output_label"]), self.expected["output_label"][i])
@@ -173,6 +173,66 @@ class FileRoundTrips(unittest.TestCase):
                        self.path("fixed4.jsonl")])
         self.assertEqual(r.returncode, 1)
         self.assertIn("batch dimension fixed at 4", r.stderr)
+
+
+class ProgressAndStoredModels(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="inferd-batch-progress-")
+        self.rows = book_rows() * 20
+        write_csv(os.path.join(self.dir, "in.csv"), self.rows)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_a_terminal_gets_a_bar_with_rows_rate_and_eta(self):
+        import pty
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([INFERD, "batch", BOOK_MODEL, "--input",
+                                 os.path.join(self.dir, "in.csv"), "--output",
+                                 os.path.join(self.dir, "out.csv"), "--batch-size", "100"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        text = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            text += chunk
+        os.close(master)
+        self.assertEqual(proc.wait(timeout=60 * SLOW), 0, text)
+        text = text.decode()
+        self.assertIn("\r[####################] 100%  20000 rows", text)
+        self.assertRegex(text, r"\d+ rows/s  ETA 0:00  0 bad")
+        self.assertIn("20000 rows written", text)
+
+    def test_a_log_gets_plain_lines(self):
+        r = run_batch([BOOK_MODEL, "--input", os.path.join(self.dir, "in.csv"), "--output",
+                       os.path.join(self.dir, "out.jsonl")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("\r", r.stderr)
+        self.assertRegex(r.stderr, r"inferd batch: 20000 rows \(100\.0%\), \d+ rows/s, ETA 0:00, "
+                         r"0 bad rows, done\n")
+
+    def test_a_stored_model_by_reference_brings_its_labels(self):
+        store = os.path.join(self.dir, "store")
+        r = subprocess.run([INFERD, "models", "--store", store, "import", BOOK_MODEL, "--name",
+                            "iris", "--labels", BOOK_LABELS], capture_output=True, text=True,
+                           timeout=60 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run_batch(["iris:1", "--store", store, "--input", os.path.join(self.dir, "in.csv"),
+                       "--output", os.path.join(self.dir, "stored.jsonl"), "--quiet"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = read_jsonl(os.path.join(self.dir, "stored.jsonl"))
+        labels = book_labels()
+        self.assertEqual(len(lines), len(self.rows))
+        self.assertTrue(all(line["label"] == labels[str(line["output_label"])] for line in lines))
+        r = run_batch(["iris:7", "--store", store, "--input", os.path.join(self.dir, "in.csv"),
+                       "--output", os.path.join(self.dir, "none.jsonl")])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("iris", r.stderr)
 
 
 class BadRows(unittest.TestCase):
