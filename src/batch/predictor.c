@@ -27,6 +27,8 @@ static bool fail(char *err, size_t size, const char *fmt, ...)
     return false;
 }
 
+void batch_predictor_close(batch_predictor *p);
+
 static bool numeric_input(ifd_dtype t)
 {
     switch (t) {
@@ -89,9 +91,9 @@ static void choose_label_output(batch_predictor *p)
     p->label_by_argmax = true;
 }
 
-bool batch_predictor_open(batch_predictor *p, const ifd_model *model, int threads,
-                          size_t batch_size, const char *outputs, const json_t *labels,
-                          char *err, size_t n)
+static bool open_predictor(batch_predictor *p, const ifd_model *model, int threads,
+                           size_t batch_size, const char *outputs, const json_t *labels,
+                           char *err, size_t n)
 {
     memset(p, 0, sizeof(*p));
     p->model = model;
@@ -153,6 +155,16 @@ bool batch_predictor_open(batch_predictor *p, const ifd_model *model, int thread
     if (ifd_session_create(model, &options, &p->session, &e) != IFD_OK)
         return fail(err, n, "%s", e.message);
     return true;
+}
+
+bool batch_predictor_open(batch_predictor *p, const ifd_model *model, int threads,
+                          size_t batch_size, const char *outputs, const json_t *labels,
+                          char *err, size_t n)
+{
+    if (open_predictor(p, model, threads, batch_size, outputs, labels, err, n))
+        return true;
+    batch_predictor_close(p);
+    return false;
 }
 
 static void release_outputs(batch_predictor *p)

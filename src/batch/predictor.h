@@ -43,7 +43,7 @@ typedef struct batch_predictor {
  * (fixed at 1 falls back to one row per run and says so in notice), every
  * other dimension known (or the only one, taken as given by the data).
  * `outputs` is a comma-separated list of output names to write (NULL: all).
- * labels is borrowed. */
+ * labels is borrowed. On failure p holds nothing to close. */
 bool batch_predictor_open(batch_predictor *p, const ifd_model *model, int threads,
                           size_t batch_size, const char *outputs, const json_t *labels,
                           char *err, size_t err_size);

@@ -365,17 +365,24 @@ class KilledAndResumed(unittest.TestCase):
                            timeout=300 * SLOW)
         self.assertEqual(r.returncode, 0, r.stderr)
         rng = random.Random(11)
+        partial = output + ".partial"
         kills = 0
         first = True
         while kills < 4:
+            before = os.path.getsize(partial) if os.path.exists(partial) else 0
             proc = subprocess.Popen(args + ([] if first else ["--resume"]), stderr=subprocess.PIPE)
             first = False
-            # wait until the run has written something new, then kill it at a random moment
-            time.sleep(rng.uniform(0.05, 0.4) * SLOW)
+            # wait until this attempt has written chunks of its own, then kill it at a random moment
+            deadline = time.time() + 60 * SLOW
+            while (time.time() < deadline and proc.poll() is None and
+                   (os.path.getsize(partial) if os.path.exists(partial) else 0) <= before):
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.03))
             if proc.poll() is not None:
                 break
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            proc.stderr.close()
             kills += 1
             self.assertTrue(os.path.exists(output + ".resume"))
             self.assertFalse(os.path.exists(output))
