@@ -54,6 +54,7 @@ static bool quote_identifier(const char *flag, const char *name, bool qualified,
     return true;
 }
 
+/* The URL for messages: a password in user:password@ or ?password= becomes ***. */
 static void redact(const char *url, char *out, size_t size)
 {
     const char *scheme = strstr(url, "://");
@@ -63,6 +64,13 @@ static void redact(const char *url, char *out, size_t size)
         snprintf(out, size, "%.*s:***%s", (int)(colon - url), url, at);
     else
         snprintf(out, size, "%s", url);
+    char *password = strstr(out, "password=");
+    if (password) {
+        char rest[1024];
+        char *value = password + 9;
+        snprintf(rest, sizeof(rest), "%s", value + strcspn(value, "&"));
+        snprintf(value, size - (size_t)(value - out), "***%s", rest);
+    }
 }
 
 bool batch_db_open(const char *url, const batch_db_target *t, batch_db **out, char *err, size_t n)

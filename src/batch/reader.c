@@ -183,6 +183,8 @@ static bool open_csv(batch_reader *r, const batch_reader_options *o, char *err, 
 {
     if (read_line(r) < 0)
         return fail(err, n, "%s: empty file; a CSV input starts with a header row", r->path);
+    if (memcmp(r->line, "\xEF\xBB\xBF", 3) == 0) /* a UTF-8 byte order mark, as spreadsheets write */
+        memmove(r->line, r->line + 3, strlen(r->line + 3) + 1);
     size_t count;
     char why[256];
     if (!split_csv(r, &count, why, sizeof(why)))

@@ -345,6 +345,11 @@ class PostgresBatch(BatchDbCases, unittest.TestCase):
             self.assertEqual(r.returncode, 1, url)
             self.assertIn(message, r.stderr, url)
             self.assertNotIn("secret", r.stderr)
+        r = run_batch([BOOK_MODEL, "--db", f"postgresql://127.0.0.1:{self.server.port}/postgres"
+                       f"?user=nobody_here&password=secret", *TABLE_FLAGS])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("password=***", r.stderr)
+        self.assertNotIn("secret", r.stderr)
 
 
 if __name__ == "__main__":

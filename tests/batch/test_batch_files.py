@@ -118,6 +118,18 @@ class FileRoundTrips(unittest.TestCase):
         self.assertIn("'petal_size', which is not in the header", r.stderr)
         self.assertFalse(os.path.exists(self.path("nope.jsonl")))
 
+    def test_a_byte_order_mark_before_the_header_is_ignored(self):
+        write_csv(self.path("bom.csv"), self.rows[:10])
+        with open(self.path("bom.csv"), "rb") as f:
+            text = f.read()
+        with open(self.path("bom.csv"), "wb") as f:
+            f.write(b"\xef\xbb\xbf" + text)
+        r = run_batch([BOOK_MODEL, "--input", self.path("bom.csv"), "--output",
+                       self.path("bom.jsonl")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([line["id"] for line in read_jsonl(self.path("bom.jsonl"))],
+                         list(range(1000, 1010)))
+
     def test_jsonl_arrays_and_request_objects(self):
         with open(self.path("in.jsonl"), "w") as f:
             for i, r in enumerate(self.rows):
