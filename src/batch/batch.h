@@ -49,7 +49,7 @@ typedef struct batch_options {
                                  threads of the session; <= 0: one per core */
     const char *outputs;      /* comma-separated output names to write; NULL: all */
     const json_t *labels;     /* {"0": "setosa", ...} or NULL */
-    const char *errors_path;  /* bad rows, one line each; NULL: through notice */
+    const char *errors_path;  /* bad rows, one line each; NULL: through notice (stderr) */
     long long max_errors;     /* stop when this many bad rows were seen; <= 0: never */
 
     /* files */

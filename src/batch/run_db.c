@@ -126,8 +126,10 @@ bool batch_run_db(const ifd_model *model, const batch_options *o, const batch_ca
                 cb->notice(cb->context, line);
             }
             bad++;
-            if (o->max_errors > 0 && bad >= o->max_errors)
-                stop = true; /* still commit the good rows of this chunk */
+            if (o->max_errors > 0 && bad >= o->max_errors) {
+                stop = true; /* commit the good rows before it; the rest stay NULL */
+                break;
+            }
         }
         if (!batch_predictor_run(&p, valid, why, sizeof(why))) {
             fail(err, n, "%s table %s, %s %s to %s: %s", batch_db_display_url(db), o->table,
@@ -163,9 +165,9 @@ bool batch_run_db(const ifd_model *model, const batch_options *o, const batch_ca
         }
     }
     if (stop) {
-        fail(err, n, "stopped after %lld bad rows (--max-errors %lld); the last, %s%s; %lld rows "
+        fail(err, n, "stopped after %lld bad rows (--max-errors %lld); the last, %s; %lld rows "
              "written", bad, o->max_errors, last_bad,
-             o->errors_path ? "" : " (bad rows are kept going with --errors FILE)", written);
+             written);
         goto done;
     }
     if (cb && cb->progress) {

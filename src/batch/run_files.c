@@ -546,9 +546,8 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
             goto done;
     }
     if (stop) {
-        fail(err, n, "stopped after %lld bad rows (--max-errors %lld); the last, %s%s; %lld rows "
+        fail(err, n, "stopped after %lld bad rows (--max-errors %lld); the last, %s; %lld rows "
              "written to %s, resumable with --resume", run.at.bad_rows, o->max_errors, last_bad,
-             o->errors_path ? "" : " (bad rows are kept going with --errors FILE)",
              run.at.rows_done, run.partial_path);
         goto done;
     }

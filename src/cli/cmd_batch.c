@@ -46,9 +46,9 @@ static const char batch_usage[] =
     "                           --db: intra-op threads (default: one per core)\n"
     "  --labels FILE            {\"0\": \"setosa\", ...}: add each row's class label\n"
     "  --outputs A,B            write only these outputs (default: all)\n"
-    "  --errors FILE            bad rows go here (file:line or row id, and why) and the run\n"
-    "                           goes on; without it the first bad row stops the run\n"
-    "  --max-errors N           stop once N bad rows were seen (default: no limit with --errors)\n"
+    "  --errors FILE            bad rows go here (file:line or row id, and why; default:\n"
+    "                           stderr); the run goes on past them\n"
+    "  --max-errors N           stop once N bad rows were seen (default: no limit)\n"
     "  --quiet                  no progress display\n"
     "  --store DIR              the model store for stored models (default: $INFERD_HOME)\n";
 
@@ -182,7 +182,7 @@ static json_t *load_labels(const char *path)
 
 int cmd_batch(int argc, char **argv)
 {
-    batch_options o = {.batch_size = 1024, .max_errors = -1};
+    batch_options o = {.batch_size = 1024, .max_errors = 0};
     const char *model_path = NULL, *labels_path = NULL, *store_dir = NULL;
     long long batch_size = 1024;
     bool quiet = false;
@@ -265,8 +265,6 @@ int cmd_batch(int argc, char **argv)
         return cli_fail("batch: --table, --input-column, --output-column, --updated-column and "
                         "--shard are for --db runs");
     }
-    if (o.max_errors < 0)
-        o.max_errors = o.errors_path ? 0 : 1;
 
     /* A stored model by reference when no file of that name exists. */
     char stored_path[4400], stored_labels[4400];
@@ -311,8 +309,9 @@ int cmd_batch(int argc, char **argv)
         fprintf(stderr, "inferd batch: %lld rows written to %s in %.2f s (%.0f rows/s)",
                 summary.rows_written, o.db_url ? o.table : o.output_path, summary.seconds, rate);
         if (summary.bad_rows)
-            fprintf(stderr, ", %lld bad rows%s%s", summary.bad_rows,
-                    o.errors_path ? " listed in " : "", o.errors_path ? o.errors_path : "");
+            fprintf(stderr, ", %lld bad rows %s%s", summary.bad_rows,
+                    o.errors_path ? "listed in " : "reported above",
+                    o.errors_path ? o.errors_path : "");
         fputc('\n', stderr);
     }
     ifd_model_free(model);

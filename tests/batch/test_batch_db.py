@@ -148,10 +148,14 @@ class BatchDbCases:
         self.assertEqual(len(lines), len(bad))
         predictions = self.predictions()
         self.assertEqual({i for i, p in predictions.items() if p is None}, bad)
-        # without --errors the first bad cell stops the run, naming the row id
+        # without --errors they go to stderr, named by row id; --max-errors stops the run
         r = self.batch()
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("id 5: column 'values': 3 values", r.stderr)
+        self.assertIn(f"0 rows written to items in", r.stderr)
+        r = self.batch("--max-errors", "2")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("stopped after 2 bad rows (--max-errors 2); the last, id 9:", r.stderr)
 
     def test_book_shaped_cells_labels_and_updated_time(self):
         self.create(self.rows[:40])

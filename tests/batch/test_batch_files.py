@@ -288,12 +288,20 @@ class BadRows(unittest.TestCase):
         self.assertEqual([line["output_label"] for line in lines],
                          predict(BOOK_MODEL, good)["output_label"])
 
-    def test_without_errors_file_the_first_bad_row_stops_the_run_naming_it(self):
+    def test_without_errors_file_bad_rows_go_to_stderr_and_max_errors_stops(self):
         r = run_batch([BOOK_MODEL, "--input", self.bad_csv(), "--output", self.path("out.jsonl"),
                        "--batch-size", "2"])
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(f"{self.path('bad.csv')}:5: row 3 (id 3): 4 fields, the header has 5", r.stderr)
-        self.assertIn("stopped after 1 bad rows (--max-errors 1)", r.stderr)
+        self.assertIn(f"{self.path('bad.csv')}:9: row 7 (id 7): column 'sepal_width'", r.stderr)
+        self.assertIn("17 rows written", r.stderr)
+        self.assertIn("3 bad rows reported above", r.stderr)
+        os.unlink(self.path("out.jsonl"))
+        r = run_batch([BOOK_MODEL, "--input", self.bad_csv(), "--output", self.path("out.jsonl"),
+                       "--batch-size", "2", "--max-errors", "1"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("stopped after 1 bad rows (--max-errors 1); the last, line 5: 4 fields",
+                      r.stderr)
         self.assertFalse(os.path.exists(self.path("out.jsonl")))
         # rows before it are kept, resumable
         self.assertEqual(len(read_jsonl(self.path("out.jsonl.partial"))), 3)
