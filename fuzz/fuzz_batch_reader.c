@@ -65,8 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     close(fd);
-    batch_reader_options options = {.features = features, .input_name = "x",
-                                     .columns = (data[0] & 0x80) ? "a,b" : NULL};
+    batch_reader_options options = {
+        .features = features, .input_name = "x", .columns = (data[0] & 0x80) ? "a,b" : NULL};
     batch_reader *r = NULL;
     char err[512];
     double values[8];

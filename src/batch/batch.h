@@ -29,9 +29,9 @@ typedef struct batch_progress {
     long long rows_done;     /* rows predicted and written, this run and earlier ones resumed */
     long long rows_this_run; /* of which by this process */
     long long bad_rows;
-    double fraction;         /* 0..1 of the input consumed, or < 0 when unknown */
-    double elapsed;          /* seconds since this process started the run */
-    bool final;              /* the last report */
+    double fraction; /* 0..1 of the input consumed, or < 0 when unknown */
+    double elapsed;  /* seconds since this process started the run */
+    bool final;      /* the last report */
 } batch_progress;
 
 typedef struct batch_callbacks {
@@ -44,32 +44,32 @@ typedef struct batch_callbacks {
 } batch_callbacks;
 
 typedef struct batch_options {
-    size_t batch_size;        /* rows per engine run */
-    int threads;              /* files: chunk workers (one engine thread each); db: intra-op
-                                 threads of the session; <= 0: one per core */
-    const char *outputs;      /* comma-separated output names to write; NULL: all */
-    const json_t *labels;     /* {"0": "setosa", ...} or NULL */
-    const char *errors_path;  /* bad rows, one line each; NULL: through notice (stderr) */
-    long long max_errors;     /* stop when this many bad rows were seen; <= 0: never */
+    size_t batch_size;       /* rows per engine run */
+    int threads;             /* files: chunk workers (one engine thread each); db: intra-op
+                                threads of the session; <= 0: one per core */
+    const char *outputs;     /* comma-separated output names to write; NULL: all */
+    const json_t *labels;    /* {"0": "setosa", ...} or NULL */
+    const char *errors_path; /* bad rows, one line each; NULL: through notice (stderr) */
+    long long max_errors;    /* stop when this many bad rows were seen; <= 0: never */
 
     /* files */
     const char *input_path, *output_path;
     const char *input_format, *output_format; /* NULL: from the extension */
-    const char *columns;      /* CSV input columns, comma-separated */
-    const char *id_column;    /* CSV/JSONL id carried to the output; NULL: "id" when present */
+    const char *columns;                      /* CSV input columns, comma-separated */
+    const char *id_column; /* CSV/JSONL id carried to the output; NULL: "id" when present */
     bool resume;
-    bool sync;                /* fdatasync each chunk before its resume point (power-loss safe) */
+    bool sync; /* fdatasync each chunk before its resume point (power-loss safe) */
 
     /* databases */
-    const char *db_url;       /* sqlite:///path.db (relative), sqlite:////abs.db, postgresql://... */
+    const char *db_url; /* sqlite:///path.db (relative), sqlite:////abs.db, postgresql://... */
     const char *table, *db_id_column, *input_column, *output_column;
     const char *updated_column; /* set to the current time with each prediction; NULL: none */
     long long shard_index, shard_count; /* shard_count 0: no sharding */
 } batch_options;
 
 typedef struct batch_summary {
-    long long rows_written;   /* by this process */
-    long long bad_rows;       /* seen by this process */
+    long long rows_written; /* by this process */
+    long long bad_rows;     /* seen by this process */
     double seconds;
 } batch_summary;
 

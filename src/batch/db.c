@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool fail(char *err, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(char *err, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool fail(char *err, size_t size, const char *fmt, ...)
 {
     va_list ap;
@@ -42,14 +43,18 @@ static bool quote_identifier(const char *flag, const char *name, bool qualified,
     if (dot) {
         size_t a = (size_t)(dot - name);
         if (!plain_identifier(name, a) || !plain_identifier(dot + 1, strlen(dot + 1)))
-            return fail(err, n, "%s '%s': expected a plain SQL name (letters, digits, _), or "
-                        "schema.table", flag, name);
+            return fail(err, n,
+                        "%s '%s': expected a plain SQL name (letters, digits, _), or "
+                        "schema.table",
+                        flag, name);
         snprintf(out, size, "\"%.*s\".\"%s\"", (int)a, name, dot + 1);
         return true;
     }
     if (!plain_identifier(name, strlen(name)))
-        return fail(err, n, "%s '%s': expected a plain SQL name (letters, digits and _, not "
-                    "starting with a digit, at most 63)", flag, name);
+        return fail(err, n,
+                    "%s '%s': expected a plain SQL name (letters, digits and _, not "
+                    "starting with a digit, at most 63)",
+                    flag, name);
     snprintf(out, size, "\"%s\"", name);
     return true;
 }
@@ -81,14 +86,15 @@ bool batch_db_open(const char *url, const batch_db_target *t, batch_db **out, ch
         return fail(err, n, "out of memory");
     db->target = t;
     redact(url, db->display_url, sizeof(db->display_url));
-    bool ok = quote_identifier("--table", t->table, true, db->table, sizeof(db->table), err, n) &&
-              quote_identifier("--id-column", t->id_column, false, db->id, sizeof(db->id), err, n) &&
-              quote_identifier("--input-column", t->input_column, false, db->input,
-                               sizeof(db->input), err, n) &&
-              quote_identifier("--output-column", t->output_column, false, db->output,
-                               sizeof(db->output), err, n) &&
-              (!t->updated_column || quote_identifier("--updated-column", t->updated_column, false,
-                                                      db->updated, sizeof(db->updated), err, n));
+    bool ok =
+        quote_identifier("--table", t->table, true, db->table, sizeof(db->table), err, n) &&
+        quote_identifier("--id-column", t->id_column, false, db->id, sizeof(db->id), err, n) &&
+        quote_identifier("--input-column", t->input_column, false, db->input, sizeof(db->input),
+                         err, n) &&
+        quote_identifier("--output-column", t->output_column, false, db->output, sizeof(db->output),
+                         err, n) &&
+        (!t->updated_column || quote_identifier("--updated-column", t->updated_column, false,
+                                                db->updated, sizeof(db->updated), err, n));
     if (ok && t->shard_count > 0 && (t->shard_index < 0 || t->shard_index >= t->shard_count))
         ok = fail(err, n, "--shard %lld/%lld: the index must be from 0 to %lld", t->shard_index,
                   t->shard_count, t->shard_count - 1);
@@ -98,7 +104,8 @@ bool batch_db_open(const char *url, const batch_db_target *t, batch_db **out, ch
         else if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0)
             ok = batch_db_open_postgres(db, url, err, n);
         else
-            ok = fail(err, n, "--db '%s': expected sqlite:///relative/path.db, "
+            ok = fail(err, n,
+                      "--db '%s': expected sqlite:///relative/path.db, "
                       "sqlite:////absolute/path.db or postgresql://user@host:port/database",
                       db->display_url);
     }
@@ -160,8 +167,8 @@ void batch_db_clear_rows(batch_db *db)
     db->n_rows = 0;
 }
 
-bool batch_db_claim(batch_db *db, size_t limit, const batch_db_row **rows, size_t *count,
-                    char *err, size_t n)
+bool batch_db_claim(batch_db *db, size_t limit, const batch_db_row **rows, size_t *count, char *err,
+                    size_t n)
 {
     if (db->in_transaction)
         db->ops->rollback(db);

@@ -21,8 +21,8 @@
 
 typedef struct batch_db_target {
     const char *table, *id_column, *input_column, *output_column;
-    const char *updated_column;          /* NULL: none */
-    long long shard_index, shard_count;  /* shard_count 0: every row */
+    const char *updated_column;         /* NULL: none */
+    long long shard_index, shard_count; /* shard_count 0: every row */
 } batch_db_target;
 
 /* One claimed row: its id and its input cell as text (NULL for SQL NULL). */
@@ -44,8 +44,8 @@ const char *batch_db_display_url(const batch_db *db);
 
 /* Begin a transaction and claim up to `limit` rows (fewer, or none, at the
  * end). The rows stay valid until the next claim. */
-bool batch_db_claim(batch_db *db, size_t limit, const batch_db_row **rows, size_t *count,
-                    char *err, size_t err_size);
+bool batch_db_claim(batch_db *db, size_t limit, const batch_db_row **rows, size_t *count, char *err,
+                    size_t err_size);
 /* Write predictions (JSON text) for claimed rows `which` and commit; the
  * rows not named stay NULL (bad input). */
 bool batch_db_commit(batch_db *db, const size_t *which, const char *const *predictions,
@@ -58,8 +58,8 @@ long long batch_db_count_pending(batch_db *db);
 /* ---- for the backends (db_sqlite.c, db_postgres.c) ---- */
 typedef struct batch_db_ops {
     bool (*claim)(batch_db *db, size_t limit, char *err, size_t n);
-    bool (*commit)(batch_db *db, const size_t *which, const char *const *predictions,
-                   size_t count, char *err, size_t n);
+    bool (*commit)(batch_db *db, const size_t *which, const char *const *predictions, size_t count,
+                   char *err, size_t n);
     void (*rollback)(batch_db *db);
     void (*close)(batch_db *db);
     long long (*count_pending)(batch_db *db);
@@ -72,7 +72,7 @@ struct batch_db {
     /* quoted identifiers */
     char table[160], id[80], input[80], output[80], updated[80];
     const batch_db_target *target;
-    batch_db_row *rows;   /* claimed by the last claim */
+    batch_db_row *rows; /* claimed by the last claim */
     size_t n_rows, rows_cap;
     bool in_transaction;
 };

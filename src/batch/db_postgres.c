@@ -27,7 +27,8 @@ typedef struct postgres_backend {
     char *last_id;
 } postgres_backend;
 
-static bool fail(char *err, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(char *err, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool fail(char *err, size_t size, const char *fmt, ...)
 {
     va_list ap;
@@ -203,12 +204,14 @@ static bool check_columns(batch_db *db, char *err, size_t n)
     PQclear(r);
     for (int k = 0; k < 4; k++)
         if (!found[k])
-            return fail(err, n, "%s: table '%s' has no column '%s' (%s)", db->display_url,
-                        t->table, wanted[k], flags[k]);
+            return fail(err, n, "%s: table '%s' has no column '%s' (%s)", db->display_url, t->table,
+                        wanted[k], flags[k]);
     if (t->shard_count > 0 && strcmp(b->id_type, "integer") != 0 &&
         strcmp(b->id_type, "bigint") != 0 && strcmp(b->id_type, "smallint") != 0)
-        return fail(err, n, "--shard: rows are split by id modulo n, so --id-column '%s' must be "
-                    "an integer (it is %s)", t->id_column, b->id_type);
+        return fail(err, n,
+                    "--shard: rows are split by id modulo n, so --id-column '%s' must be "
+                    "an integer (it is %s)",
+                    t->id_column, b->id_type);
     return true;
 }
 

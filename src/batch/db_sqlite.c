@@ -28,12 +28,13 @@
 typedef struct sqlite_backend {
     sqlite3 *conn;
     sqlite3_stmt *select_first, *select_after, *update, *count;
-    sqlite3_value *last_id;        /* the cursor: ids after it are unseen */
-    sqlite3_value **claimed_ids;   /* ids of the claimed rows, with their SQL type */
+    sqlite3_value *last_id;      /* the cursor: ids after it are unseen */
+    sqlite3_value **claimed_ids; /* ids of the claimed rows, with their SQL type */
     size_t n_claimed, claimed_cap;
 } sqlite_backend;
 
-static bool fail(char *err, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(char *err, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool fail(char *err, size_t size, const char *fmt, ...)
 {
     va_list ap;
@@ -173,8 +174,8 @@ static bool check_columns(batch_db *db, sqlite_backend *b, char *err, size_t n)
     const batch_db_target *t = db->target;
     const char *table = strchr(t->table, '.') ? strchr(t->table, '.') + 1 : t->table;
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(b->conn, "SELECT name, type FROM pragma_table_info(?1)", -1, &s,
-                           NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(b->conn, "SELECT name, type FROM pragma_table_info(?1)", -1, &s, NULL) !=
+        SQLITE_OK)
         return fail(err, n, "%s: %s", db->display_url, sqlite3_errmsg(b->conn));
     sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
     const char *wanted[4] = {t->id_column, t->input_column, t->output_column, t->updated_column};
@@ -200,11 +201,13 @@ static bool check_columns(batch_db *db, sqlite_backend *b, char *err, size_t n)
         return fail(err, n, "%s: table '%s' does not exist", db->display_url, t->table);
     for (int i = 0; i < 4; i++)
         if (!found[i])
-            return fail(err, n, "%s: table '%s' has no column '%s' (%s)", db->display_url,
-                        t->table, wanted[i], flags[i]);
+            return fail(err, n, "%s: table '%s' has no column '%s' (%s)", db->display_url, t->table,
+                        wanted[i], flags[i]);
     if (t->shard_count > 0 && !id_integer)
-        return fail(err, n, "--shard: rows are split by id modulo n, so --id-column '%s' must "
-                    "be declared INTEGER", t->id_column);
+        return fail(err, n,
+                    "--shard: rows are split by id modulo n, so --id-column '%s' must "
+                    "be declared INTEGER",
+                    t->id_column);
     return true;
 }
 

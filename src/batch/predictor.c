@@ -17,7 +17,8 @@
 
 #include "tensor_json.h"
 
-static bool fail(char *err, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(char *err, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool fail(char *err, size_t size, const char *fmt, ...)
 {
     va_list ap;
@@ -32,11 +33,18 @@ void batch_predictor_close(batch_predictor *p);
 static bool numeric_input(ifd_dtype t)
 {
     switch (t) {
-    case IFD_FLOAT: case IFD_DOUBLE: case IFD_INT8: case IFD_INT16: case IFD_INT32: case IFD_INT64:
-    case IFD_UINT8: case IFD_UINT16: case IFD_UINT32: case IFD_UINT64: case IFD_BOOL:
-        return true;
-    default:
-        return false;
+    case IFD_FLOAT:
+    case IFD_DOUBLE:
+    case IFD_INT8:
+    case IFD_INT16:
+    case IFD_INT32:
+    case IFD_INT64:
+    case IFD_UINT8:
+    case IFD_UINT16:
+    case IFD_UINT32:
+    case IFD_UINT64:
+    case IFD_BOOL: return true;
+    default: return false;
     }
 }
 
@@ -92,8 +100,8 @@ static void choose_label_output(batch_predictor *p)
 }
 
 static bool open_predictor(batch_predictor *p, const ifd_model *model, int threads,
-                           size_t batch_size, const char *outputs, const json_t *labels,
-                           char *err, size_t n)
+                           size_t batch_size, const char *outputs, const json_t *labels, char *err,
+                           size_t n)
 {
     memset(p, 0, sizeof(*p));
     p->model = model;
@@ -115,8 +123,10 @@ static bool open_predictor(batch_predictor *p, const ifd_model *model, int threa
     p->row_rank = t->rank - 1;
     for (int i = 1; i < t->rank; i++) {
         if (t->dims[i] < 0)
-            return fail(err, n, "input '%s' %s: dimension %d is not fixed, so a row's shape is "
-                        "unknown", p->input->name, type_shape_string(t, shape, sizeof(shape)), i);
+            return fail(err, n,
+                        "input '%s' %s: dimension %d is not fixed, so a row's shape is "
+                        "unknown",
+                        p->input->name, type_shape_string(t, shape, sizeof(shape)), i);
         p->row_dims[i - 1] = t->dims[i];
         if (t->dims[i] > 0 && p->features > SIZE_MAX / (size_t)t->dims[i] / 16)
             return fail(err, n, "input '%s': a row is too large", p->input->name);
@@ -127,13 +137,16 @@ static bool open_predictor(batch_predictor *p, const ifd_model *model, int threa
     p->batch_size = batch_size;
     if (t->dims[0] == 1 && batch_size > 1) {
         p->batch_size = 1;
-        snprintf(p->notice, sizeof(p->notice),
-                 "input '%s' %s has its batch dimension fixed at 1: running one row per engine call",
-                 p->input->name, type_shape_string(t, shape, sizeof(shape)));
+        snprintf(
+            p->notice, sizeof(p->notice),
+            "input '%s' %s has its batch dimension fixed at 1: running one row per engine call",
+            p->input->name, type_shape_string(t, shape, sizeof(shape)));
     } else if (t->dims[0] > 1) {
-        return fail(err, n, "input '%s' %s has its batch dimension fixed at %lld; inferd batch "
-                    "needs a free batch dimension (or 1)", p->input->name,
-                    type_shape_string(t, shape, sizeof(shape)), (long long)t->dims[0]);
+        return fail(err, n,
+                    "input '%s' %s has its batch dimension fixed at %lld; inferd batch "
+                    "needs a free batch dimension (or 1)",
+                    p->input->name, type_shape_string(t, shape, sizeof(shape)),
+                    (long long)t->dims[0]);
     }
     if (!select_outputs(p, outputs, err, n))
         return false;
@@ -158,8 +171,8 @@ static bool open_predictor(batch_predictor *p, const ifd_model *model, int threa
 }
 
 bool batch_predictor_open(batch_predictor *p, const ifd_model *model, int threads,
-                          size_t batch_size, const char *outputs, const json_t *labels,
-                          char *err, size_t n)
+                          size_t batch_size, const char *outputs, const json_t *labels, char *err,
+                          size_t n)
 {
     if (open_predictor(p, model, threads, batch_size, outputs, labels, err, n))
         return true;
@@ -211,15 +224,42 @@ bool batch_predictor_set_row(batch_predictor *p, size_t r, const double *v, char
         double d = v[i];
         double lo, hi;
         switch (t->dtype) {
-        case IFD_BOOL: lo = 0; hi = 1; break;
-        case IFD_INT8: lo = INT8_MIN; hi = INT8_MAX; break;
-        case IFD_INT16: lo = INT16_MIN; hi = INT16_MAX; break;
-        case IFD_INT32: lo = INT32_MIN; hi = INT32_MAX; break;
-        case IFD_INT64: lo = -9223372036854775808.0; hi = 9223372036854774784.0; break;
-        case IFD_UINT8: lo = 0; hi = UINT8_MAX; break;
-        case IFD_UINT16: lo = 0; hi = UINT16_MAX; break;
-        case IFD_UINT32: lo = 0; hi = UINT32_MAX; break;
-        default: lo = 0; hi = 18446744073709549568.0; break;
+        case IFD_BOOL:
+            lo = 0;
+            hi = 1;
+            break;
+        case IFD_INT8:
+            lo = INT8_MIN;
+            hi = INT8_MAX;
+            break;
+        case IFD_INT16:
+            lo = INT16_MIN;
+            hi = INT16_MAX;
+            break;
+        case IFD_INT32:
+            lo = INT32_MIN;
+            hi = INT32_MAX;
+            break;
+        case IFD_INT64:
+            lo = -9223372036854775808.0;
+            hi = 9223372036854774784.0;
+            break;
+        case IFD_UINT8:
+            lo = 0;
+            hi = UINT8_MAX;
+            break;
+        case IFD_UINT16:
+            lo = 0;
+            hi = UINT16_MAX;
+            break;
+        case IFD_UINT32:
+            lo = 0;
+            hi = UINT32_MAX;
+            break;
+        default:
+            lo = 0;
+            hi = 18446744073709549568.0;
+            break;
         }
         if (!isfinite(d) || d != floor(d))
             return fail(err, n, "value %d (%g) is not an integer; input '%s' is %s", (int)i + 1, d,
@@ -267,7 +307,8 @@ static json_t *label_of(const batch_predictor *p, const json_t *row)
         const char *k, *best = NULL;
         json_t *v;
         double best_value = 0;
-        json_object_foreach((json_t *)row, k, v) {
+        json_object_foreach((json_t *)row, k, v)
+        {
             if (!best || json_number_value(v) > best_value) {
                 best = k;
                 best_value = json_number_value(v);
@@ -297,8 +338,8 @@ static json_t *rows_of(const batch_predictor *p, size_t k, size_t rows, char *er
     else
         got = SIZE_MAX;
     if (got != rows) {
-        fail(err, n, "output '%s' does not have one item per input row (%zu rows in, %s out)",
-             name, rows, got == SIZE_MAX ? "not a tensor or sequence" : "a different count");
+        fail(err, n, "output '%s' does not have one item per input row (%zu rows in, %s out)", name,
+             rows, got == SIZE_MAX ? "not a tensor or sequence" : "a different count");
         return NULL;
     }
     json_t *j = value_to_json(v);

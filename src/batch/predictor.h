@@ -21,22 +21,22 @@ typedef struct batch_predictor {
     const ifd_model *model;
     ifd_session *session;
     const ifd_io_info *input;
-    size_t features;          /* elements per row (product of the non-batch dims) */
-    int row_rank;             /* dims of one row, after the batch dimension */
+    size_t features; /* elements per row (product of the non-batch dims) */
+    int row_rank;    /* dims of one row, after the batch dimension */
     int64_t row_dims[IFD_MAX_RANK];
-    size_t batch_size;        /* rows per engine run */
+    size_t batch_size; /* rows per engine run */
     size_t n_outputs;
-    size_t *selected;         /* indices of the outputs written, in order */
+    size_t *selected; /* indices of the outputs written, in order */
     size_t n_selected;
-    const json_t *labels;     /* {"0": "setosa", ...}, or NULL */
-    size_t label_output;      /* output whose per-row value names the class */
-    bool label_by_argmax;     /* the label output holds scores, not a class */
-    ifd_value *input_value;   /* capacity batch_size rows */
+    const json_t *labels;   /* {"0": "setosa", ...}, or NULL */
+    size_t label_output;    /* output whose per-row value names the class */
+    bool label_by_argmax;   /* the label output holds scores, not a class */
+    ifd_value *input_value; /* capacity batch_size rows */
     ifd_value **outputs;
-    json_t **output_rows;     /* per selected output: a JSON array, one item per row */
-    json_t *label_rows;       /* one label per row, or NULL */
-    size_t rows;              /* rows in the last run */
-    char notice[256];         /* said once to the user (a fixed batch dimension), or "" */
+    json_t **output_rows; /* per selected output: a JSON array, one item per row */
+    json_t *label_rows;   /* one label per row, or NULL */
+    size_t rows;          /* rows in the last run */
+    char notice[256];     /* said once to the user (a fixed batch dimension), or "" */
 } batch_predictor;
 
 /* Load-time checks: one tensor input whose first dimension is the batch
@@ -45,8 +45,8 @@ typedef struct batch_predictor {
  * `outputs` is a comma-separated list of output names to write (NULL: all).
  * labels is borrowed. On failure p holds nothing to close. */
 bool batch_predictor_open(batch_predictor *p, const ifd_model *model, int threads,
-                          size_t batch_size, const char *outputs, const json_t *labels,
-                          char *err, size_t err_size);
+                          size_t batch_size, const char *outputs, const json_t *labels, char *err,
+                          size_t err_size);
 void batch_predictor_close(batch_predictor *p);
 
 /* Store row `r` of the next chunk (values: p->features doubles). false with a

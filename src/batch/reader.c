@@ -33,19 +33,20 @@ struct batch_reader {
     /* CSV */
     char **header;
     size_t n_header;
-    size_t *input_columns;  /* header index of each input value */
-    long id_column;         /* header index, or -1 */
+    size_t *input_columns; /* header index of each input value */
+    long id_column;        /* header index, or -1 */
     char *id_name;
     char **fields;
     size_t fields_cap;
     /* .npy */
     long long npy_rows, npy_data_offset;
     size_t npy_item_size;
-    char npy_kind;          /* 'f', 'i', 'u', 'b' */
+    char npy_kind; /* 'f', 'i', 'u', 'b' */
     unsigned char *npy_row;
 };
 
-static bool fail(char *err, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(char *err, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool fail(char *err, size_t size, const char *fmt, ...)
 {
     va_list ap;
@@ -84,9 +85,8 @@ bool batch_format_pick(const char *path, const char *forced, bool output, batch_
     else if (has_suffix(name, ".npy") && !output)
         *format = BATCH_FORMAT_NPY;
     else
-        return fail(err, n, "%s: cannot tell the format from the name (%s); give --%s-format",
-                    path, output ? ".csv, .jsonl" : ".csv, .jsonl, .npy",
-                    output ? "output" : "input");
+        return fail(err, n, "%s: cannot tell the format from the name (%s); give --%s-format", path,
+                    output ? ".csv, .jsonl" : ".csv, .jsonl, .npy", output ? "output" : "input");
     return true;
 }
 
@@ -183,7 +183,8 @@ static bool open_csv(batch_reader *r, const batch_reader_options *o, char *err, 
 {
     if (read_line(r) < 0)
         return fail(err, n, "%s: empty file; a CSV input starts with a header row", r->path);
-    if (memcmp(r->line, "\xEF\xBB\xBF", 3) == 0) /* a UTF-8 byte order mark, as spreadsheets write */
+    if (memcmp(r->line, "\xEF\xBB\xBF", 3) ==
+        0) /* a UTF-8 byte order mark, as spreadsheets write */
         memmove(r->line, r->line + 3, strlen(r->line + 3) + 1);
     size_t count;
     char why[256];
@@ -235,8 +236,9 @@ static bool open_csv(batch_reader *r, const batch_reader_options *o, char *err, 
     }
     if (picked != r->features)
         return fail(err, n, "%s: %zu input column%s (%s), but the model takes %zu values per row%s",
-                    r->path, picked, picked == 1 ? "" : "s", o->columns ? "--columns" : "the header",
-                    r->features, o->columns ? "" : "; pick them with --columns");
+                    r->path, picked, picked == 1 ? "" : "s",
+                    o->columns ? "--columns" : "the header", r->features,
+                    o->columns ? "" : "; pick them with --columns");
     if (r->id_column >= 0 && !(r->id_name = strdup(r->header[r->id_column])))
         return fail(err, n, "out of memory");
     return true;
@@ -287,8 +289,10 @@ static bool flatten(const json_t *j, double *values, size_t features, size_t *at
     }
     if (!json_is_number(j))
         return fail(err, n, "value %zu is %s, expected a number", *at + 1,
-                    json_is_string(j) ? "a string" : json_is_null(j) ? "null" :
-                    json_is_boolean(j) ? "a boolean" : "an object");
+                    json_is_string(j)    ? "a string"
+                    : json_is_null(j)    ? "null"
+                    : json_is_boolean(j) ? "a boolean"
+                                         : "an object");
     if (*at < features)
         values[*at] = json_number_value(j);
     (*at)++;
@@ -388,14 +392,18 @@ static bool open_npy(batch_reader *r, char *err, size_t n)
     int size = 0;
     if (!ok || !descr || !fortran || !shape)
         ok = fail(err, n, "%s: malformed .npy header", r->path);
-    else if (sscanf(descr + 8, " '%c%c%d'", &order, &kind, &size) != 3 ||
-             !strchr("fiub", kind) || !(size == 1 || size == 2 || size == 4 || size == 8) ||
-             (order == '>' && size > 1) || (kind == 'f' && size < 4))
-        ok = fail(err, n, "%s: .npy dtype %.12s is not supported (little-endian float32/64, "
-                  "integers or bool)", r->path, descr + 8);
+    else if (sscanf(descr + 8, " '%c%c%d'", &order, &kind, &size) != 3 || !strchr("fiub", kind) ||
+             !(size == 1 || size == 2 || size == 4 || size == 8) || (order == '>' && size > 1) ||
+             (kind == 'f' && size < 4))
+        ok = fail(err, n,
+                  "%s: .npy dtype %.12s is not supported (little-endian float32/64, "
+                  "integers or bool)",
+                  r->path, descr + 8);
     else if (strncmp(fortran + 16 + strspn(fortran + 16, " "), "False", 5) != 0)
-        ok = fail(err, n, "%s: Fortran-ordered .npy arrays are not supported (save a C-ordered "
-                  "copy: np.ascontiguousarray)", r->path);
+        ok = fail(err, n,
+                  "%s: Fortran-ordered .npy arrays are not supported (save a C-ordered "
+                  "copy: np.ascontiguousarray)",
+                  r->path);
     if (ok) {
         const char *s = strchr(shape, '(');
         long long dims[16];
@@ -418,8 +426,10 @@ static bool open_npy(batch_reader *r, char *err, size_t n)
         for (int i = 1; ok && i < rank; i++)
             per_row = dims[i] > 0 && per_row > INT64_MAX / dims[i] ? -1 : per_row * dims[i];
         if (ok && (rank < 1 || per_row != (long long)r->features))
-            ok = fail(err, n, "%s: array shape has %lld values per row (%d dimensions), but the "
-                      "model takes %zu", r->path, rank < 1 ? 0 : per_row, rank, r->features);
+            ok = fail(err, n,
+                      "%s: array shape has %lld values per row (%d dimensions), but the "
+                      "model takes %zu",
+                      r->path, rank < 1 ? 0 : per_row, rank, r->features);
         if (ok)
             r->npy_rows = dims[0];
     }

@@ -13,11 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef enum batch_format {
-    BATCH_FORMAT_CSV,
-    BATCH_FORMAT_JSONL,
-    BATCH_FORMAT_NPY
-} batch_format;
+typedef enum batch_format { BATCH_FORMAT_CSV, BATCH_FORMAT_JSONL, BATCH_FORMAT_NPY } batch_format;
 
 /* From --format when given, else from the file name's extension. */
 bool batch_format_pick(const char *path, const char *forced, bool output, batch_format *format,
@@ -27,10 +23,10 @@ const char *batch_format_name(batch_format format);
 typedef struct batch_reader batch_reader;
 
 typedef struct batch_reader_options {
-    const char *columns;     /* CSV: comma-separated input column names; NULL: all but the id */
-    const char *id_column;   /* CSV/JSONL: the id carried to the output; NULL: "id" if present */
-    const char *input_name;  /* JSONL objects may key the row by the model's input name */
-    size_t features;         /* values per row the model takes */
+    const char *columns;    /* CSV: comma-separated input column names; NULL: all but the id */
+    const char *id_column;  /* CSV/JSONL: the id carried to the output; NULL: "id" if present */
+    const char *input_name; /* JSONL objects may key the row by the model's input name */
+    size_t features;        /* values per row the model takes */
 } batch_reader_options;
 
 /* Where one row came from: 1-based line of the file (CSV, JSONL) or 0-based

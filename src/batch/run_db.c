@@ -23,7 +23,8 @@
 #include "reader.h"
 #include "tensor_json.h"
 
-static bool fail(char *err, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(char *err, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool fail(char *err, size_t size, const char *fmt, ...)
 {
     va_list ap;
@@ -70,10 +71,13 @@ bool batch_run_db(const ifd_model *model, const batch_options *o, const batch_ca
         return false;
     if (p.notice[0] && cb && cb->notice)
         cb->notice(cb->context, p.notice);
-    batch_db_target target = {.table = o->table, .id_column = o->db_id_column,
-                              .input_column = o->input_column, .output_column = o->output_column,
+    batch_db_target target = {.table = o->table,
+                              .id_column = o->db_id_column,
+                              .input_column = o->input_column,
+                              .output_column = o->output_column,
                               .updated_column = o->updated_column,
-                              .shard_index = o->shard_index, .shard_count = o->shard_count};
+                              .shard_index = o->shard_index,
+                              .shard_count = o->shard_count};
     batch_db *db = NULL;
     int errors_fd = -1;
     double *values = malloc(p.features * sizeof(*values));
@@ -106,7 +110,8 @@ bool batch_run_db(const ifd_model *model, const batch_options *o, const batch_ca
             break;
         }
         for (size_t i = 0; i < count; i++) {
-            if (decode_cell(rows[i].values, o->input_column, values, p.features, why, sizeof(why)) &&
+            if (decode_cell(rows[i].values, o->input_column, values, p.features, why,
+                            sizeof(why)) &&
                 batch_predictor_set_row(&p, valid, values, why, sizeof(why))) {
                 which[valid++] = i;
                 continue;
@@ -146,7 +151,8 @@ bool batch_run_db(const ifd_model *model, const batch_options *o, const batch_ca
                 goto done;
             }
         }
-        bool committed = batch_db_commit(db, which, (const char *const *)predictions, valid, err, n);
+        bool committed =
+            batch_db_commit(db, which, (const char *const *)predictions, valid, err, n);
         for (size_t r = 0; r < valid; r++) {
             free(predictions[r]);
             predictions[r] = NULL;
@@ -158,21 +164,28 @@ bool batch_run_db(const ifd_model *model, const batch_options *o, const batch_ca
             double fraction = -1;
             if (pending > 0)
                 fraction = (double)(written + bad) / (double)pending;
-            batch_progress pr = {.rows_done = written, .rows_this_run = written, .bad_rows = bad,
+            batch_progress pr = {.rows_done = written,
+                                 .rows_this_run = written,
+                                 .bad_rows = bad,
                                  .fraction = fraction > 1 ? 1 : fraction,
                                  .elapsed = now_seconds() - started};
             cb->progress(cb->context, &pr);
         }
     }
     if (stop) {
-        fail(err, n, "stopped after %lld bad rows (--max-errors %lld); the last, %s; %lld rows "
-             "written", bad, o->max_errors, last_bad,
-             written);
+        fail(err, n,
+             "stopped after %lld bad rows (--max-errors %lld); the last, %s; %lld rows "
+             "written",
+             bad, o->max_errors, last_bad, written);
         goto done;
     }
     if (cb && cb->progress) {
-        batch_progress pr = {.rows_done = written, .rows_this_run = written, .bad_rows = bad,
-                             .fraction = 1, .elapsed = now_seconds() - started, .final = true};
+        batch_progress pr = {.rows_done = written,
+                             .rows_this_run = written,
+                             .bad_rows = bad,
+                             .fraction = 1,
+                             .elapsed = now_seconds() - started,
+                             .final = true};
         cb->progress(cb->context, &pr);
     }
     ok = true;

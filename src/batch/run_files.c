@@ -36,7 +36,8 @@
 #include "textbuf.h"
 #include "writer.h"
 
-static bool fail(char *err, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(char *err, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool fail(char *err, size_t size, const char *fmt, ...)
 {
     va_list ap;
@@ -63,7 +64,7 @@ typedef struct file_run {
     const batch_callbacks *cb;
     char partial_path[4200], state_path[4200], state_tmp[4300];
     int output_fd, errors_fd;
-    json_t *identity;     /* what a resumed run must match */
+    json_t *identity; /* what a resumed run must match */
     resume_point at;
     long long input_bytes;
 } file_run;
@@ -76,9 +77,9 @@ static json_t *run_identity(const batch_options *o, const struct stat *input, ba
     json_t *id = json_object();
     json_object_set_new(id, "input", json_string(o->input_path));
     json_object_set_new(id, "input_bytes", json_integer((json_int_t)input->st_size));
-    json_object_set_new(id, "input_mtime_ns",
-                        json_integer((json_int_t)input->st_mtim.tv_sec * 1000000000 +
-                                     input->st_mtim.tv_nsec));
+    json_object_set_new(
+        id, "input_mtime_ns",
+        json_integer((json_int_t)input->st_mtim.tv_sec * 1000000000 + input->st_mtim.tv_nsec));
     json_object_set_new(id, "input_format", json_string(batch_format_name(in)));
     json_object_set_new(id, "output_format", json_string(batch_format_name(out)));
     json_object_set_new(id, "columns", o->columns ? json_string(o->columns) : json_null());
@@ -91,24 +92,21 @@ static json_t *run_identity(const batch_options *o, const struct stat *input, ba
 
 static bool save_resume_point(file_run *run, bool finished, char *err, size_t n)
 {
-    json_t *state = json_pack("{s:O, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
-                              "run", run->identity,
-                              "input_offset", (json_int_t)run->at.read.offset,
-                              "next_line", (json_int_t)run->at.read.next_line,
-                              "next_row", (json_int_t)run->at.read.next_row,
-                              "output_bytes", (json_int_t)run->at.output_bytes,
-                              "errors_bytes", (json_int_t)run->at.errors_bytes,
-                              "rows_done", (json_int_t)run->at.rows_done,
-                              "bad_rows", (json_int_t)run->at.bad_rows,
-                              "finished", finished);
+    json_t *state =
+        json_pack("{s:O, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "run", run->identity,
+                  "input_offset", (json_int_t)run->at.read.offset, "next_line",
+                  (json_int_t)run->at.read.next_line, "next_row", (json_int_t)run->at.read.next_row,
+                  "output_bytes", (json_int_t)run->at.output_bytes, "errors_bytes",
+                  (json_int_t)run->at.errors_bytes, "rows_done", (json_int_t)run->at.rows_done,
+                  "bad_rows", (json_int_t)run->at.bad_rows, "finished", finished);
     char *text = state ? json_dumps(state, JSON_COMPACT) : NULL;
     json_decref(state);
     if (!text)
         return fail(err, n, "out of memory");
     int fd = open(run->state_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     size_t len = strlen(text);
-    bool ok = fd >= 0 && write(fd, text, len) == (ssize_t)len &&
-              (!run->o->sync || fdatasync(fd) == 0);
+    bool ok =
+        fd >= 0 && write(fd, text, len) == (ssize_t)len && (!run->o->sync || fdatasync(fd) == 0);
     int saved = errno;
     if (fd >= 0)
         close(fd);
@@ -145,16 +143,18 @@ static bool load_resume_point(file_run *run, bool *finished, char *err, size_t n
         const char *key;
         json_t *want;
         const char *differs = "?";
-        json_object_foreach(run->identity, key, want) {
+        json_object_foreach(run->identity, key, want)
+        {
             if (!json_equal(want, json_object_get(identity, key))) {
                 differs = key;
                 break;
             }
         }
-        ok = fail(err, n, "--resume: the interrupted run of %s differs in '%s' (the input "
+        ok = fail(err, n,
+                  "--resume: the interrupted run of %s differs in '%s' (the input "
                   "changed, or different options were given); rerun without --resume after "
-                  "deleting %s and %s", run->o->output_path, differs, run->partial_path,
-                  run->state_path);
+                  "deleting %s and %s",
+                  run->o->output_path, differs, run->partial_path, run->state_path);
     } else {
         run->at = (resume_point){{v[0], v[1], v[2]}, v[3], v[4], v[5], v[6]};
         *finished = done;
@@ -179,8 +179,8 @@ static bool write_at(int fd, const textbuf *b, long long offset, const char *pat
 }
 
 /* One bad row: to the errors file (with its chunk) or to the user. */
-static void report_bad_row(file_run *run, textbuf *errors, const batch_row_origin *origin,
-                           bool npy, const char *why)
+static void report_bad_row(file_run *run, textbuf *errors, const batch_row_origin *origin, bool npy,
+                           const char *why)
 {
     char line[1400];
     if (npy)
@@ -221,8 +221,10 @@ static void report_progress(file_run *run, double started, long long rows_this_r
 {
     if (!run->cb || !run->cb->progress)
         return;
-    batch_progress p = {.rows_done = run->at.rows_done, .rows_this_run = rows_this_run,
-                        .bad_rows = run->at.bad_rows, .elapsed = now_seconds() - started,
+    batch_progress p = {.rows_done = run->at.rows_done,
+                        .rows_this_run = rows_this_run,
+                        .bad_rows = run->at.bad_rows,
+                        .elapsed = now_seconds() - started,
                         .final = final};
     p.fraction = run->input_bytes > 0 ? (double)run->at.read.offset / (double)run->input_bytes : -1;
     run->cb->progress(run->cb->context, &p);
@@ -237,13 +239,13 @@ typedef struct chunk_slot {
     batch_writer writer;
     batch_row_origin *origins;
     size_t rows;
-    long long bad;                /* bad rows read into this chunk */
-    batch_read_position after;    /* the reader's position after the chunk */
+    long long bad;             /* bad rows read into this chunk */
+    batch_read_position after; /* the reader's position after the chunk */
     textbuf header, out, errors;
     bool ok;
     char err[1024];
-    slot_state state;             /* under the pool's lock */
-    bool in_flight;               /* main thread only: handed over, not committed yet */
+    slot_state state; /* under the pool's lock */
+    bool in_flight;   /* main thread only: handed over, not committed yet */
     pthread_t thread;
     bool thread_started;
 } chunk_slot;
@@ -344,8 +346,8 @@ static bool commit_chunk(file_run *run, chunk_slot *s, double started, long long
         (s->errors.len &&
          !write_at(run->errors_fd, &s->errors, run->at.errors_bytes, o->errors_path, err, n)))
         return false;
-    if (o->sync && (fdatasync(run->output_fd) != 0 ||
-                    (s->errors.len && fdatasync(run->errors_fd) != 0)))
+    if (o->sync &&
+        (fdatasync(run->output_fd) != 0 || (s->errors.len && fdatasync(run->errors_fd) != 0)))
         return fail(err, n, "%s: fdatasync: %s", run->partial_path, strerror(errno));
     run->at.read = s->after;
     run->at.output_bytes += (long long)s->out.len;
@@ -403,16 +405,16 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
     if (o->batch_size < 1)
         return fail(err, n, "--batch-size must be at least 1");
 
-    file_run run = {.o = o, .cb = cb, .output_fd = -1, .errors_fd = -1,
-                    .input_bytes = (long long)st.st_size};
+    file_run run = {
+        .o = o, .cb = cb, .output_fd = -1, .errors_fd = -1, .input_bytes = (long long)st.st_size};
     snprintf(run.partial_path, sizeof(run.partial_path), "%s.partial", o->output_path);
     snprintf(run.state_path, sizeof(run.state_path), "%s.resume", o->output_path);
     snprintf(run.state_tmp, sizeof(run.state_tmp), "%s.resume.tmp", o->output_path);
     run.identity = run_identity(o, &st, in_format, out_format);
 
     size_t workers = o->threads > 0 ? (size_t)o->threads : default_threads();
-    slot_pool pool = {.count = 0, .csv = out_format == BATCH_FORMAT_CSV,
-                      .input_path = o->input_path};
+    slot_pool pool = {
+        .count = 0, .csv = out_format == BATCH_FORMAT_CSV, .input_path = o->input_path};
     pthread_mutex_init(&pool.lock, NULL);
     pthread_cond_init(&pool.changed, NULL);
     worker_arg *args = calloc(workers, sizeof(*args));
@@ -433,16 +435,20 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
     batch_predictor *first = &pool.slots[0].predictor;
     if (first->notice[0] && cb && cb->notice)
         cb->notice(cb->context, first->notice);
-    batch_reader_options ro = {.columns = o->columns, .id_column = o->id_column,
-                               .input_name = first->input->name, .features = first->features};
+    batch_reader_options ro = {.columns = o->columns,
+                               .id_column = o->id_column,
+                               .input_name = first->input->name,
+                               .features = first->features};
     if (!batch_reader_open(o->input_path, in_format, &ro, &reader, err, n))
         goto done;
     bool resuming = o->resume && access(run.state_path, F_OK) == 0;
     if (o->resume && !resuming && cb && cb->notice) {
         /* so a Kubernetes Job can always pass --resume, first attempt or retry */
         char note[4400];
-        snprintf(note, sizeof(note), "--resume: no interrupted run of %s (no %s); starting from "
-                 "the first row", o->output_path, run.state_path);
+        snprintf(note, sizeof(note),
+                 "--resume: no interrupted run of %s (no %s); starting from "
+                 "the first row",
+                 o->output_path, run.state_path);
         cb->notice(cb->context, note);
     }
     if (resuming) {
@@ -457,9 +463,10 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
         if (!batch_reader_seek(reader, &run.at.read, err, n))
             goto done;
     } else if (access(run.state_path, F_OK) == 0) {
-        fail(err, n, "an interrupted run of %s left %s: continue it with --resume, or delete %s "
-             "and %s to start over", o->output_path, run.state_path, run.partial_path,
-             run.state_path);
+        fail(err, n,
+             "an interrupted run of %s left %s: continue it with --resume, or delete %s "
+             "and %s to start over",
+             o->output_path, run.state_path, run.partial_path, run.state_path);
         goto done;
     } else {
         run.at.read = batch_reader_position(reader);
@@ -546,9 +553,10 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
             goto done;
     }
     if (stop) {
-        fail(err, n, "stopped after %lld bad rows (--max-errors %lld); the last, %s; %lld rows "
-             "written to %s, resumable with --resume", run.at.bad_rows, o->max_errors, last_bad,
-             run.at.rows_done, run.partial_path);
+        fail(err, n,
+             "stopped after %lld bad rows (--max-errors %lld); the last, %s; %lld rows "
+             "written to %s, resumable with --resume",
+             run.at.bad_rows, o->max_errors, last_bad, run.at.rows_done, run.partial_path);
         goto done;
     }
     /* Commit the whole output: mark the run finished, then publish it. */

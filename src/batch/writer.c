@@ -12,7 +12,8 @@
 
 #include "tensor_json.h"
 
-static bool fail(char *err, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(char *err, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool fail(char *err, size_t size, const char *fmt, ...)
 {
     va_list ap;
@@ -39,7 +40,8 @@ static size_t put_names(textbuf *out, const char *prefix, const json_t *v, int d
     if (json_is_object(v)) {
         const char *key;
         json_t *item;
-        json_object_foreach((json_t *)v, key, item) {
+        json_object_foreach((json_t *)v, key, item)
+        {
             char name[512];
             snprintf(name, sizeof(name), "%s_%s", prefix, key);
             count += put_names(out, name, item, depth + 1);
@@ -81,8 +83,7 @@ static size_t put_values(textbuf *out, const json_t *v, int depth)
     if (json_is_object(v)) {
         const char *key;
         json_t *item;
-        json_object_foreach((json_t *)v, key, item)
-            count += put_values(out, item, depth + 1);
+        json_object_foreach((json_t *)v, key, item) count += put_values(out, item, depth + 1);
         return count;
     }
     put_scalar_csv(out, v);
@@ -136,7 +137,8 @@ bool batch_writer_row(batch_writer *w, const batch_predictor *p, size_t r,
         if (w->id_name && o->has_id)
             json_object_set_new(line, w->id_name, id_json(o->id));
         for (size_t k = 0; k < p->n_selected; k++)
-            json_object_set(line, batch_predictor_output_name(p, k), batch_predictor_output(p, k, r));
+            json_object_set(line, batch_predictor_output_name(p, k),
+                            batch_predictor_output(p, k, r));
         if (p->labels)
             json_object_set(line, "label", batch_predictor_label(p, r));
         size_t len;
@@ -166,7 +168,8 @@ bool batch_writer_row(batch_writer *w, const batch_predictor *p, size_t r,
     }
     textbuf_put(out, "\n", 1);
     if (count != w->n_columns)
-        return fail(err, n, "row %lld: the outputs have %zu values, the CSV header %zu columns "
+        return fail(err, n,
+                    "row %lld: the outputs have %zu values, the CSV header %zu columns "
                     "(use --output-format jsonl for outputs whose shape varies by row)",
                     o->row, count, w->n_columns);
     return !out->failed ? true : fail(err, n, "out of memory");

@@ -16,8 +16,8 @@
 
 typedef struct batch_writer {
     batch_format format;
-    const char *id_name;  /* the id column's name, or NULL */
-    size_t n_columns;     /* CSV: value columns, known from the first row */
+    const char *id_name; /* the id column's name, or NULL */
+    size_t n_columns;    /* CSV: value columns, known from the first row */
     bool columns_known;
 } batch_writer;
 

@@ -101,12 +101,12 @@ static void show_progress(void *context, const batch_progress *p)
             fputc('\n', stderr);
     } else {
         if (p->fraction >= 0)
-            fprintf(stderr, "inferd batch: %lld rows (%.1f%%), %.0f rows/s, ETA %s, %lld bad rows%s\n",
-                    p->rows_done, p->fraction * 100, rate, eta, p->bad_rows,
-                    p->final ? ", done" : "");
+            fprintf(
+                stderr, "inferd batch: %lld rows (%.1f%%), %.0f rows/s, ETA %s, %lld bad rows%s\n",
+                p->rows_done, p->fraction * 100, rate, eta, p->bad_rows, p->final ? ", done" : "");
         else
-            fprintf(stderr, "inferd batch: %lld rows, %.0f rows/s, %lld bad rows%s\n",
-                    p->rows_done, rate, p->bad_rows, p->final ? ", done" : "");
+            fprintf(stderr, "inferd batch: %lld rows, %.0f rows/s, %lld bad rows%s\n", p->rows_done,
+                    rate, p->bad_rows, p->final ? ", done" : "");
     }
     fflush(stderr);
 }
@@ -137,8 +137,9 @@ static bool parse_shard(const char *text, long long *index, long long *count)
 {
     const char *slash = text ? strchr(text, '/') : NULL;
     if (!slash) {
-        cli_fail("--shard: expected I/N (e.g. 0/4, or auto/4 in a Kubernetes Indexed Job), got '%s'",
-                 text ? text : "");
+        cli_fail(
+            "--shard: expected I/N (e.g. 0/4, or auto/4 in a Kubernetes Indexed Job), got '%s'",
+            text ? text : "");
         return false;
     }
     char index_text[64];
@@ -149,7 +150,8 @@ static bool parse_shard(const char *text, long long *index, long long *count)
         const char *env = getenv("JOB_COMPLETION_INDEX");
         if (!env || !*env) {
             cli_fail("--shard auto/%lld: JOB_COMPLETION_INDEX is not set (it is in the pods of a "
-                     "Kubernetes Indexed Job)", *count);
+                     "Kubernetes Indexed Job)",
+                     *count);
             return false;
         }
         if (!parse_count("JOB_COMPLETION_INDEX", env, 0, index))
@@ -188,11 +190,11 @@ int cmd_batch(int argc, char **argv)
     bool quiet = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define FLAG(name, field)                     \
-    if (strcmp(a, name) == 0 && v) {          \
-        field = v;                            \
-        i++;                                  \
-        continue;                             \
+#define FLAG(name, field)                                                                          \
+    if (strcmp(a, name) == 0 && v) {                                                               \
+        field = v;                                                                                 \
+        i++;                                                                                       \
+        continue;                                                                                  \
     }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(batch_usage, stdout);
@@ -270,7 +272,8 @@ int cmd_batch(int argc, char **argv)
     char stored_path[4400], stored_labels[4400];
     model_ref stored;
     char ref_err[256];
-    if (access(model_path, F_OK) != 0 && store_parse_ref(model_path, &stored, ref_err, sizeof(ref_err))) {
+    if (access(model_path, F_OK) != 0 &&
+        store_parse_ref(model_path, &stored, ref_err, sizeof(ref_err))) {
         char dir[4096];
         if (!cli_store_model_dir(store_dir, model_path, &stored, dir, sizeof(dir)))
             return 1;
@@ -291,10 +294,10 @@ int cmd_batch(int argc, char **argv)
         json_decref(labels);
         return cli_fail("%s", e.message);
     }
-    progress_display display = {.tty = isatty(STDERR_FILENO) == 1, .quiet = quiet,
-                                .last = wall_seconds()};
-    batch_callbacks callbacks = {.context = &display, .progress = show_progress,
-                                 .notice = show_notice};
+    progress_display display = {
+        .tty = isatty(STDERR_FILENO) == 1, .quiet = quiet, .last = wall_seconds()};
+    batch_callbacks callbacks = {
+        .context = &display, .progress = show_progress, .notice = show_notice};
     batch_summary summary;
     char err[2048];
     bool ok = o.db_url ? batch_run_db(model, &o, &callbacks, &summary, err, sizeof(err))

@@ -131,15 +131,15 @@ int main(void)
         uint64_t bits = next_random();
         double d;
         memcpy(&d, &bits, sizeof(d));
-        check(d);                                     /* any double */
+        check(d); /* any double */
         uint32_t fbits = (uint32_t)next_random();
         float f;
         memcpy(&f, &fbits, sizeof(f));
-        check((double)f);                             /* a float32 widened, as outputs are */
-        check((double)(next_random() % 2000000) / 1e6);  /* short decimals */
+        check((double)f);                               /* a float32 widened, as outputs are */
+        check((double)(next_random() % 2000000) / 1e6); /* short decimals */
         check(ldexp((double)(next_random() >> 11), (int)(next_random() % 200) - 100));
     }
-    for (double d = 9.5; d < 1e300; d *= 10) {        /* carries: 9.99..., 99.99... */
+    for (double d = 9.5; d < 1e300; d *= 10) { /* carries: 9.99..., 99.99... */
         check(nextafter(d, 0));
         check(nextafter(d * 1.0526315789473684, 0));
         count += 2;
