@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -199,19 +200,45 @@ static void report_bad_row(file_run *run, textbuf *errors, const batch_row_origi
     }
 }
 
-static bool open_files(file_run *run, bool resuming, char *err, size_t n)
+/* Take OUTPUT.partial for this process: created if missing (*created says
+ * so), locked with flock() so that a second run on the same output, with or
+ * without --resume, is refused instead of interleaving chunks, and checked
+ * to still be the file at that path (a run finishing meanwhile renames it). */
+static bool lock_partial(file_run *run, bool *created, char *err, size_t n)
 {
-    int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (resuming ? 0 : O_TRUNC);
-    run->output_fd = open(run->partial_path, flags, 0644);
+    *created = false;
+    run->output_fd = open(run->partial_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (run->output_fd >= 0)
+        *created = true;
+    else if (errno == EEXIST)
+        run->output_fd = open(run->partial_path, O_WRONLY | O_CLOEXEC);
     if (run->output_fd < 0)
         return fail(err, n, "%s: %s", run->partial_path, strerror(errno));
-    if (resuming && ftruncate(run->output_fd, (off_t)run->at.output_bytes) != 0)
+    if (flock(run->output_fd, LOCK_EX | LOCK_NB) != 0)
+        return fail(err, n,
+                    "another inferd batch is writing %s (it holds %s); wait for it, or "
+                    "stop it and continue with --resume",
+                    run->o->output_path, run->partial_path);
+    struct stat held, named;
+    if (fstat(run->output_fd, &held) != 0 || stat(run->partial_path, &named) != 0 ||
+        held.st_ino != named.st_ino || held.st_dev != named.st_dev)
+        return fail(err, n,
+                    "%s was replaced while this run started (another run finished?); "
+                    "run again",
+                    run->partial_path);
+    return true;
+}
+
+/* Cut both files back to the resume point (or to nothing for a new run). */
+static bool open_files(file_run *run, bool resuming, char *err, size_t n)
+{
+    if (ftruncate(run->output_fd, resuming ? (off_t)run->at.output_bytes : 0) != 0)
         return fail(err, n, "%s: %s", run->partial_path, strerror(errno));
     if (run->o->errors_path) {
-        run->errors_fd = open(run->o->errors_path, flags, 0644);
+        run->errors_fd = open(run->o->errors_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         if (run->errors_fd < 0)
             return fail(err, n, "%s: %s", run->o->errors_path, strerror(errno));
-        if (resuming && ftruncate(run->errors_fd, (off_t)run->at.errors_bytes) != 0)
+        if (ftruncate(run->errors_fd, resuming ? (off_t)run->at.errors_bytes : 0) != 0)
             return fail(err, n, "%s: %s", run->o->errors_path, strerror(errno));
     }
     return true;
@@ -441,6 +468,9 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
                                .features = first->features};
     if (!batch_reader_open(o->input_path, in_format, &ro, &reader, err, n))
         goto done;
+    bool created_partial;
+    if (!lock_partial(&run, &created_partial, err, n))
+        goto done;
     bool resuming = o->resume && access(run.state_path, F_OK) == 0;
     if (o->resume && !resuming && cb && cb->notice) {
         /* so a Kubernetes Job can always pass --resume, first attempt or retry */
@@ -454,8 +484,10 @@ bool batch_run_files(const ifd_model *model, const batch_options *o, const batch
     if (resuming) {
         if (!load_resume_point(&run, &finished, err, n))
             goto done;
-        if (finished && access(run.partial_path, F_OK) != 0) {
-            /* killed between the final rename and removing the resume point */
+        if (finished && created_partial) {
+            /* killed between the final rename and removing the resume point:
+             * OUTPUT is complete; the partial file is the one just created */
+            unlink(run.partial_path);
             unlink(run.state_path);
             ok = true;
             goto done;

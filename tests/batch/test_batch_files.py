@@ -432,6 +432,28 @@ class KilledAndResumed(unittest.TestCase):
         self.assertEqual(len(lines), len(self.rows) + 1)
         self.assertEqual([int(line.split(",")[0]) for line in lines[1:]], list(range(len(self.rows))))
 
+    def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(self):
+        write_csv(self.path("both.csv"), self.rows)
+        args = [BOOK_MODEL, "--input", self.path("both.csv"), "--output", self.path("both.jsonl"),
+                "--batch-size", "10", "--threads", "1"]
+        first = subprocess.Popen([INFERD, "batch", *args, "--quiet"], stderr=subprocess.PIPE)
+        partial = self.path("both.jsonl.partial")
+        deadline = time.time() + 30 * SLOW
+        while time.time() < deadline and not (os.path.exists(partial) and os.path.getsize(partial)):
+            time.sleep(0.002)
+        for extra in ([], ["--resume"]):
+            r = run_batch(args + extra)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("another inferd batch is writing", r.stderr)
+        self.assertIsNone(first.poll(), "the first run ended before the second started")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        first.stderr.close()
+        r = run_batch(args + ["--resume", "--quiet"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = read_jsonl(self.path("both.jsonl"))
+        self.assertEqual([line["row"] for line in lines], list(range(len(self.rows))))
+
     def test_an_interrupted_run_is_not_overwritten_or_resumed_with_other_input(self):
         write_csv(self.path("small.csv"), self.rows[:5000])
         args = [BOOK_MODEL, "--input", self.path("small.csv"), "--output", self.path("o.jsonl"),
