@@ -323,7 +323,10 @@ def main():
            "[serve/RESULTS.md](serve/RESULTS.md), made by `bench/serve/run.sh`.",
            "- Release patterns (bundle and OCI image sizes, exec-to-ready for the bundle and for "
            "model-load over local http, the book stack's installed size): "
-           "[release/RESULTS.md](release/RESULTS.md), made by `bench/release/measure.py build`.", ""]
+           "[release/RESULTS.md](release/RESULTS.md), made by `bench/release/measure.py build`.",
+           "- Batch inference (`inferd batch` against Python batch jobs, the book's per-row job "
+           "among them, on 1,000,000 iris rows from a CSV file and from PostgreSQL): "
+           "[batch/RESULTS.md](batch/RESULTS.md), made by `bench/batch/run.sh`.", ""]
     md += jobs_section()
     md.append("Generated %s." % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     print("\n".join(md))

@@ -17,7 +17,7 @@ testdata=${ONNX_TESTDATA:-/usr/share/libonnx-testdata/data}
 max_model=${MAX_MODEL:-16384}
 max_pb=${MAX_PB:-4096}
 
-mkdir -p "$out/model_load" "$out/value_decode"
+mkdir -p "$out/model_load" "$out/value_decode" "$out/batch_reader"
 
 add() { # add DEST FILE: copy under its content hash
   local sum
@@ -41,6 +41,7 @@ while IFS= read -r -d '' f; do models+=("$f"); done \
 while IFS= read -r -d '' f; do pbs+=("$f"); done \
   < <(find "$here/seeds/value_decode" -type f -print0)
 
+for f in "$here"/seeds/batch_reader/*; do add "$out/batch_reader" "$f"; done
 for f in "${models[@]}"; do add "$out/model_load" "$f"; done
 for f in "${pbs[@]}"; do add "$out/value_decode" "$f"; done
 echo "seed_corpus.sh: $(ls "$out/model_load" | wc -l) model seeds, $(ls "$out/value_decode" | wc -l) value seeds in $out" >&2

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # deps.sh — installs the Debian packages inferd needs, and only those missing.
-# Idempotent: a second run installs nothing. Usage: scripts/deps.sh [build|test|all]
+# Idempotent: a second run installs nothing. Usage: scripts/deps.sh [build|test|bench|all]
 #   build: compiler, CMake and the libraries inferd links (SQLite and hiredis:
-#          the job queue's embedded and Redis backends)
+#          the job queue's embedded and Redis backends; libpq for
+#          `inferd batch --db`)
+#   bench: + the Python batch jobs bench/batch measures against (pandas,
+#            SQLAlchemy, psycopg2)
 #   test:  + what the test suite uses (ONNX test data, Debian's Python with onnx,
 #            numpy, scikit-learn and torch for fixture models, clang for fuzzing,
 #            prometheus for `promtool check metrics` in the server tests)
@@ -11,19 +14,24 @@ set -euo pipefail
 what=${1:-all}
 build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev
        libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev
-       libsqlite3-dev libhiredis-dev)
+       libsqlite3-dev libhiredis-dev libpq-dev)
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
-# yamllint for the release patterns
+# yamllint for the release patterns; postgresql (initdb, pg_ctl, psql) for
+# `inferd batch --db` against a real server
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
       libclang-rt-14-dev umoci skopeo yamllint curl)
 test+=(wrk)           # the load generator of the live-model tests
 test+=(redis-server)  # the job queue's Redis tests
+test+=(postgresql)    # inferd batch --db tests
+
+bench=(python3-pandas python3-sqlalchemy python3-psycopg2)
 
 case "$what" in
   build) wanted=("${build[@]}") ;;
   test|all) wanted=("${build[@]}" "${test[@]}") ;;
-  *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
+  bench) wanted=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
+  *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
 esac
 
 # Node.js and npm (ONNX Runtime for benchmarks, Swagger UI, swagger-parser):

@@ -5,7 +5,8 @@
 #      was fixed must stay fixed. The ones listed in fuzz/regressions/KNOWN_OPEN
 #      (operator bugs found but not fixed yet) are reported, not failed on; one
 #      that passes is reported too, so that its line can be removed;
-#   2. fuzzes fuzz_model_load for 2/3 and fuzz_value_decode for 1/3 of SECONDS,
+#   2. fuzzes fuzz_model_load for 2/3 of SECONDS, fuzz_value_decode and
+#      fuzz_batch_reader (inferd batch's CSV/JSONL/.npy readers) for 1/6 each,
 #      one job each (the machine is shared), starting from fuzz/seed_corpus.sh;
 #      then fuzz_jobs_url (the job queue's URL and id parsers) for 5 s.
 # Crashes, timeouts and out-of-memory inputs are saved as
@@ -30,7 +31,7 @@ command -v clang >/dev/null || { echo "fuzz.sh: clang not found (scripts/deps.sh
 echo "== fuzz.sh: building libFuzzer targets in $build"
 CC=clang cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
-cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_jobs_url >/dev/null
+cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_batch_reader fuzz_jobs_url >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -93,10 +94,13 @@ run_target() { # run_target NAME SECONDS EXTRA_ARGS...
 
 model_secs=$((seconds * 2 / 3))
 [ "$model_secs" -lt 1 ] && model_secs=1
-value_secs=$((seconds - model_secs))
+value_secs=$(((seconds - model_secs + 1) / 2))
 [ "$value_secs" -lt 1 ] && value_secs=1
+reader_secs=$((seconds - model_secs - value_secs))
+[ "$reader_secs" -lt 1 ] && reader_secs=1
 run_target model_load "$model_secs" -max_len=$max_len_model_load -dict="$repo/fuzz/onnx.dict"
 run_target value_decode "$value_secs" -max_len=$max_len_value_decode
+run_target batch_reader "$reader_secs" -max_len=4096
 # the job queue's URL and id parsers are small: a few seconds cover them
 mkdir -p "$corpus/jobs_url"
 printf 'redis://:secret@cache.example:6380/2' >"$corpus/jobs_url/seed"

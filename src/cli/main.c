@@ -23,6 +23,8 @@ static const char usage[] =
     "      serve models over HTTP: the book's API, KServe V2, TensorFlow Serving REST\n"
     "  models import|list|get|delete|export ...\n"
     "      the local model store ($INFERD_HOME): import through the version guard\n"
+    "  batch MODEL --input FILE --output FILE | --db URL --table T ... [--batch-size N]\n"
+    "      offline inference over CSV/JSONL/.npy files or SQLite/PostgreSQL tables\n"
     "  pull URI --name NAME [--version V] [--sha256 HEX] [--store DIR]\n"
     "      fetch a model (http, https, file, s3) into the store, verified\n"
     "  inspect MODEL.onnx\n"
@@ -141,6 +143,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(command, "models") == 0)
         return cmd_models(argc - 1, argv + 1);
+    if (strcmp(command, "batch") == 0)
+        return cmd_batch(argc - 1, argv + 1);
     if (strcmp(command, "pull") == 0)
         return cmd_pull(argc - 1, argv + 1);
     if (strcmp(command, "inspect") == 0)
