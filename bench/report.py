@@ -324,8 +324,29 @@ def main():
            "- Release patterns (bundle and OCI image sizes, exec-to-ready for the bundle and for "
            "model-load over local http, the book stack's installed size): "
            "[release/RESULTS.md](release/RESULTS.md), made by `bench/release/measure.py build`.", ""]
+    md += jobs_section()
     md.append("Generated %s." % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     print("\n".join(md))
+
+
+def jobs_section():
+    """The job queue's numbers, carried over from bench/jobs/RESULTS.md (made by
+    bench/jobs/run.sh, a separate run) so that regenerating this file keeps them."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jobs", "RESULTS.md")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    written = [line for line in lines if line.startswith("Written by")]
+    load = [line for line in lines if "load average" in line]
+    md = ["## Job queue (asynchronous inference)", "",
+          "Jobs/s through the job queue (src/jobs) with a trivial callback, embedded SQLite and "
+          "Redis; details in [jobs/RESULTS.md](jobs/RESULTS.md), made by `bench/jobs/run.sh`. "
+          + (written[0].replace("Written by", "Measured with").split(" (raw")[0] + "." if written else ""), ""]
+    if load:
+        md += [load[0], ""]
+    return md + table + [""]
 
 
 if __name__ == "__main__":

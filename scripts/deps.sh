@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh — installs the Debian packages inferd needs, and only those missing.
 # Idempotent: a second run installs nothing. Usage: scripts/deps.sh [build|test|all]
-#   build: compiler, CMake and the libraries inferd links
+#   build: compiler, CMake and the libraries inferd links (SQLite and hiredis:
+#          the job queue's embedded and Redis backends)
 #   test:  + what the test suite uses (ONNX test data, Debian's Python with onnx,
 #            numpy, scikit-learn and torch for fixture models, clang for fuzzing,
 #            prometheus for `promtool check metrics` in the server tests)
@@ -9,13 +10,14 @@ set -euo pipefail
 
 what=${1:-all}
 build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev
-       libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev)
+       libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev
+       libsqlite3-dev libhiredis-dev)
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
 # yamllint for the release patterns; wrk, the load generator of the live-model
-# tests
+# tests; redis-server for the job queue's Redis tests
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
-      libclang-rt-14-dev umoci skopeo yamllint curl wrk)
+      libclang-rt-14-dev umoci skopeo yamllint curl wrk redis-server)
 
 case "$what" in
   build) wanted=("${build[@]}") ;;

@@ -6,7 +6,8 @@
 #      (operator bugs found but not fixed yet) are reported, not failed on; one
 #      that passes is reported too, so that its line can be removed;
 #   2. fuzzes fuzz_model_load for 2/3 and fuzz_value_decode for 1/3 of SECONDS,
-#      one job each (the machine is shared), starting from fuzz/seed_corpus.sh.
+#      one job each (the machine is shared), starting from fuzz/seed_corpus.sh;
+#      then fuzz_jobs_url (the job queue's URL and id parsers) for 5 s.
 # Crashes, timeouts and out-of-memory inputs are saved as
 # $FUZZ_BUILD_DIR/artifacts/<target>-crash-<sha1> (minimise one with
 #   $FUZZ_BUILD_DIR/fuzz/<target> -minimize_crash=1 -runs=100000 FILE).
@@ -29,7 +30,7 @@ command -v clang >/dev/null || { echo "fuzz.sh: clang not found (scripts/deps.sh
 echo "== fuzz.sh: building libFuzzer targets in $build"
 CC=clang cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
-cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode >/dev/null
+cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_jobs_url >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -96,6 +97,10 @@ value_secs=$((seconds - model_secs))
 [ "$value_secs" -lt 1 ] && value_secs=1
 run_target model_load "$model_secs" -max_len=$max_len_model_load -dict="$repo/fuzz/onnx.dict"
 run_target value_decode "$value_secs" -max_len=$max_len_value_decode
+# the job queue's URL and id parsers are small: a few seconds cover them
+mkdir -p "$corpus/jobs_url"
+printf 'redis://:secret@cache.example:6380/2' >"$corpus/jobs_url/seed"
+run_target jobs_url 5 -max_len=512
 
 if [ $status = 0 ]; then
   echo "fuzz.sh: no findings"
