@@ -54,6 +54,8 @@ static const char serve_usage[] =
     "                       server only queues jobs and answers their status)\n"
     "  --job-ttl S          seconds a finished job's result is kept (default 3600)\n"
     "  --max-queued N       pending jobs before submits answer 429 (default 100000)\n"
+    "  --visibility-timeout S  seconds a running job may go without word from its worker\n"
+    "                       before another worker takes it over (default 300)\n"
     "  --async-book         the book's asynchronous API: POST /predict answers {\"job_id\"},\n"
     "                       GET /job/ID answers {ID: {\"prediction\": ...}}\n"
     "environment: MODEL_FILEPATH, LABEL_FILEPATH, PORT, LOG_LEVEL (DEBUG|INFO|WARNING|ERROR),\n"
@@ -292,6 +294,15 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
             if (!parse_long(flag, TAKE(), 1, 1000000000l, &v))
                 return 1;
             queue_config.max_queued = (uint64_t)v;
+        } else if (strcmp(flag, "--visibility-timeout") == 0) {
+            const char *text = TAKE();
+            char *end;
+            errno = 0;
+            queue_config.visibility_timeout = text ? strtod(text, &end) : -1;
+            if (!text || errno || *end || !(queue_config.visibility_timeout >= 0.1 &&
+                                            queue_config.visibility_timeout <= 86400))
+                return cli_fail("--visibility-timeout: expected seconds from 0.1 to 86400, got '%s'",
+                                text ? text : "");
         } else if (strcmp(flag, "--async-book") == 0) {
             async_book = true;
         } else if (strcmp(flag, "--grace") == 0) {
