@@ -264,9 +264,13 @@ void async_render_metrics(FILE *out, const server *srv)
     fprintf(out, "# HELP inferd_jobs_queue_up Whether the job queue answered the last metrics read.\n"
                  "# TYPE inferd_jobs_queue_up gauge\ninferd_jobs_queue_up %d\n", m.depth_known ? 1 : 0);
     if (m.depth_known) {
+        /* Redis keeps finished jobs in keys that expire on their own and
+         * counts only the stream's pending entries: finished states are
+         * shown only where they are counted (the embedded queue) */
+        bool counts_finished = strcmp(jobs_backend_name(srv->jobs), "embedded") == 0;
         fprintf(out, "# HELP inferd_jobs Jobs in the whole queue by state (done, failed and cancelled: "
-                     "results kept until their TTL).\n# TYPE inferd_jobs gauge\n");
-        for (int s = 0; s < JOBS_STATE_COUNT; s++)
+                     "results kept until their TTL, embedded queue only).\n# TYPE inferd_jobs gauge\n");
+        for (int s = 0; s < (counts_finished ? JOBS_STATE_COUNT : JOBS_DONE); s++)
             fprintf(out, "inferd_jobs{state=\"%s\"} %llu\n", jobs_state_name((jobs_state)s),
                     (unsigned long long)m.depth[s]);
         fprintf(out, "# HELP inferd_jobs_queue_depth Pending jobs (queued and running) in the whole queue.\n"
