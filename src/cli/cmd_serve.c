@@ -58,6 +58,9 @@ static const char serve_usage[] =
     "                       before another worker takes it over (default 300)\n"
     "  --async-book         the book's asynchronous API: POST /predict answers {\"job_id\"},\n"
     "                       GET /job/ID answers {ID: {\"prediction\": ...}}\n"
+    "  --async-book-model M the book's sync-async pattern (with --async-book): POST /predict\n"
+    "                       answers the default model at once and queues model M, returning\n"
+    "                       {\"prediction\": ..., \"job_id\": ...}\n"
     "environment: MODEL_FILEPATH, LABEL_FILEPATH, PORT, LOG_LEVEL (DEBUG|INFO|WARNING|ERROR),\n"
     "             LOG_FORMAT (TEXT|JSON), INFERD_ADMIN_TOKEN\n";
 
@@ -192,6 +195,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     const char *queue_url = NULL, *state_dir = NULL;
     long async_workers = -1;
     bool async_book = false;
+    const char *async_book_model = NULL;
     jobs_config queue_config = {.result_ttl = 3600, .max_queued = 100000};
     serve_options o = {
         .host = "127.0.0.1",
@@ -303,6 +307,8 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
                                             queue_config.visibility_timeout <= 86400))
                 return cli_fail("--visibility-timeout: expected seconds from 0.1 to 86400, got '%s'",
                                 text ? text : "");
+        } else if (strcmp(flag, "--async-book-model") == 0 && value) {
+            async_book_model = TAKE();
         } else if (strcmp(flag, "--async-book") == 0) {
             async_book = true;
         } else if (strcmp(flag, "--grace") == 0) {
@@ -349,6 +355,8 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     }
     if (control != MODEL_CONTROL_NONE && !repository)
         return cli_fail("serve: --model-control %s needs --repository DIR", model_control_name(control));
+    if (async_book_model && !async_book)
+        return cli_fail("serve: --async-book-model goes with --async-book");
     if (admin_token && *admin_token && strlen(admin_token) < 16)
         return cli_fail("--admin-token: use at least 16 characters (a guessable token is no protection)");
     if (admin_token && strlen(admin_token) > 256)
@@ -437,7 +445,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     clock_gettime(CLOCK_REALTIME, &wall);
     server srv = {.options = o, .models = models, .admin_token = o.admin_token, .started = server_now(),
                   .started_wall = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9, .jobs = queue,
-                  .async_book = async_book};
+                  .async_book = async_book, .async_book_model = async_book_model};
     bool loaded;
     if (embedded) {
         model_source source = *embedded;
@@ -470,7 +478,15 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
                       e->versions[k]->path, "load_seconds", seconds, NULL);
         }
     }
+    bool slow_found = !async_book_model || model_set_find(models, async_book_model);
     model_set_read_unlock(models);
+    if (!slow_found) {
+        log_event(LOG_ERROR, "cannot start: --async-book-model names no loaded model", "model", async_book_model,
+                  NULL);
+        model_set_free(models);
+        jobs_close(queue);
+        return 1;
+    }
     char mode[64];
     snprintf(mode, sizeof(mode), "%s", model_control_name(control));
     log_event(LOG_INFO, "model control", "mode", mode, "repository_api", o.admin_token ? "on" : "off", NULL);

@@ -110,7 +110,10 @@ static void predict(http_request *req, int worker, bool labels, bool use_sample)
         return;
     }
     if (!labels && !use_sample && req->server->async_book) {
-        async_submit(req, m, JOB_PROTOCOL_BOOK, worker);
+        if (req->server->async_book_model)
+            async_submit_with_answer(req, m, worker);
+        else
+            async_submit(req, m, JOB_PROTOCOL_BOOK, worker);
         return;
     }
     infer_book(req->server->models, m, worker, req->body, req->body_len, labels, use_sample, req->mode_field,

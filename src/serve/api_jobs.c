@@ -118,6 +118,54 @@ void async_submit(http_request *req, model_version *m, job_protocol protocol, in
     }
 }
 
+void async_submit_with_answer(http_request *req, model_version *m, int worker)
+{
+    if (!have_queue(req))
+        return;
+    model_set *set = req->server->models;
+    const char *slow_name = req->server->async_book_model;
+    acquired slow;
+    char err[1024];
+    if (model_set_acquire(set, slow_name, NULL, NULL, NULL, &slow, err, sizeof(err)) != ACQUIRE_OK) {
+        http_reply_error(req, 503, "the slow model of the sync-async pattern: %s", err);
+        return;
+    }
+    infer_answer check = {0}, fast;
+    bool ok = infer_book_model_ok(slow.version, &check) &&
+              infer_book(set, slow.version, worker, req->body, req->body_len, false, false, false, true, &check);
+    char slow_model[128];
+    snprintf(slow_model, sizeof(slow_model), "%s", slow.version->name);
+    model_version_unref(slow.version);
+    if (!ok) {
+        served_answer(req, &check);
+        return;
+    }
+    infer_answer_free(&check);
+    /* the fast answer first: a body it refuses is a 400 and queues nothing */
+    if (!infer_book(set, m, worker, req->body, req->body_len, false, false, req->mode_field, false, &fast)) {
+        served_answer(req, &fast);
+        return;
+    }
+    char id[JOBS_ID_LEN + 1], content_type[64];
+    job_content_type(JOB_PROTOCOL_BOOK, 0, content_type, sizeof(content_type));
+    jobs_status status = jobs_submit(req->server->jobs, slow_model, "", req->body, req->body_len, content_type, NULL,
+                                     id, err, sizeof(err));
+    if (status != JOBS_OK) {
+        infer_answer_free(&fast);
+        reply_queue_error(req, status, err);
+        return;
+    }
+    json_t *answer = json_loadb(fast.body, fast.len, 0, NULL);
+    infer_answer_free(&fast);
+    if (!answer) {
+        http_reply_error(req, 500, "cannot read the fast model's answer back");
+        return;
+    }
+    json_object_set_new(answer, "job_id", json_string(id));
+    snprintf(req->location, sizeof(req->location), "/job/%s", id);
+    http_reply_json(req, 200, answer);
+}
+
 /* The id at the end of the path, after prefix; "" when there is none. */
 static const char *path_job_id(const http_request *req, const char *prefix)
 {

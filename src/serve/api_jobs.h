@@ -24,6 +24,11 @@ bool async_requested(const http_request *req);
  * is full, 503 when the queue cannot be reached. */
 void async_submit(http_request *req, model_version *m, job_protocol protocol, int worker);
 
+/* The book's sync-async pattern: answer the default model m now and queue
+ * the same body for the server's async_book_model; one answer carries both,
+ * {"prediction": <m's>, "job_id": <the slow model's job>}. */
+void async_submit_with_answer(http_request *req, model_version *m, int worker);
+
 /* The job metrics: inferd_jobs_total{state}, the depth gauge and the
  * queue-wait histogram. Nothing when the server has no queue. */
 void async_render_metrics(FILE *out, const struct server *srv);

@@ -285,6 +285,30 @@ class TestEmbedded(AsyncTestCase):
         self.assertEqual(len(expected["prediction"]), 3)
         self.assertEqual(s.get("/job/bad").status, 400)
 
+    def test_book_sync_async_pattern(self):
+        # the book's sync_async: the fast (default) model answers now, the
+        # slow one is queued; one answer carries both
+        repo = os.path.join(self.tmp, "repo")
+        save(adder_model(1), os.path.join(repo, "a_fast", "1", "model.onnx"))
+        save(adder_model(2), os.path.join(repo, "b_slow", "1", "model.onnx"))
+        s = self.serve(["--repository", repo, "--state-dir", self.state(), "--async-workers", "1", "--async-book",
+                        "--async-book-model", "b_slow"])
+        r = s.post("/predict", {"data": [[1, 2, 3]]})
+        self.assertEqual(r.status, 200, r.body)
+        answer = r.json()
+        self.assertEqual(answer["prediction"], [2, 3, 4])
+        job = answer["job_id"]
+        done = wait_for(lambda: s.get(f"/job/{job}").json()[job]["prediction"] != "" and s.get(f"/job/{job}").json(),
+                        60, "the slow model's job")
+        self.assertEqual(done, {job: {"prediction": [3, 4, 5]}})
+        r = s.post("/predict", {"data": [[1, 2]]})  # refused by the signature: nothing queued
+        self.assertEqual(r.status, 400)
+        self.assertIn('inferd_jobs_total{state="submitted"} 1', s.get("/metrics").body.decode())
+        bad = self.serve(["--repository", repo, "--state-dir", self.state(), "--async-book", "--async-book-model",
+                          "nosuch"], ready=False)
+        self.assertEqual(bad.proc.wait(30 * SLOW), 1)
+        self.assertIn("--async-book-model names no loaded model model=nosuch", bad.log())
+
     def test_results_expire_after_ttl(self):
         s = self.serve([DEMO_MODEL, "--state-dir", self.state(), "--async-workers", "1", "--job-ttl", "1"])
         job = self.submit(s, "/v2/models/iris_svc/infer", IRIS_V2)
