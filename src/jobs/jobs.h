@@ -125,7 +125,8 @@ extern const double jobs_wait_bucket_bounds[JOBS_WAIT_BUCKETS];
  * whole queue's, read from the backend. */
 typedef struct jobs_metrics {
     uint64_t submitted, rejected_full, started, completed, failed, retried, cancelled;
-    uint64_t depth[JOBS_STATE_COUNT]; /* queued and running, whole queue; done/failed/cancelled: kept results */
+    uint64_t depth[JOBS_STATE_COUNT]; /* queued and running: the whole queue's; done/failed/cancelled:
+                                         results kept (embedded only; 0 on Redis, which would need a scan) */
     bool depth_known;                 /* false when the backend was unreachable */
     uint64_t wait_buckets[JOBS_WAIT_BUCKETS + 1]; /* non-cumulative counts; last is +Inf */
     uint64_t wait_count;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 static jobs_queue *open_queue(jobs_config config);
+static jobs_queue *open_same_queue(jobs_config config);
 
 static double jobs_now_for_tests(void)
 {
@@ -273,14 +274,14 @@ static void test_a_stale_claim_cannot_fail_the_next_attempt(void)
 
 static void test_extend_keeps_a_long_job_from_being_reclaimed(void)
 {
-    jobs_queue *queue = open_queue((jobs_config){.visibility_timeout = 1.0});
+    jobs_queue *queue = open_queue((jobs_config){.visibility_timeout = 2.0});
     if (!queue)
         return;
     char id[JOBS_ID_LEN + 1];
     submit_text(queue, "m", "{}", id);
     jobs_job *job = NULL, *other = NULL;
     CHECK_EQ_INT(jobs_claim(queue, "a", 1, &job, suite_err, sizeof(suite_err)), JOBS_OK);
-    for (int i = 0; i < 4 && job; i++) { /* 1.6 s of work, extended every 0.4 s */
+    for (int i = 0; i < 6 && job; i++) { /* 2.4 s of work, extended every 0.4 s */
         usleep(400000);
         CHECK_EQ_INT(jobs_extend(queue, job, suite_err, sizeof(suite_err)), JOBS_OK);
     }
@@ -303,7 +304,7 @@ static void test_a_lost_job_fails_once_its_attempts_are_used(void)
     jobs_job_free(job);
     usleep(400000);
     job = NULL;
-    CHECK_EQ_INT(jobs_claim(queue, "other", 1.5, &job, suite_err, sizeof(suite_err)), JOBS_EMPTY);
+    CHECK_EQ_INT(jobs_claim(queue, "other", 3, &job, suite_err, sizeof(suite_err)), JOBS_EMPTY);
     jobs_job_free(job);
     jobs_metrics metrics;
     jobs_metrics_snapshot(queue, &metrics);
@@ -592,7 +593,7 @@ static jobs_outcome slow_echo(void *user, const jobs_job *job, jobs_output *outp
 {
     (void)user, (void)error, (void)error_size;
     atomic_fetch_add(&slow_calls, 1);
-    usleep(2500000);
+    usleep(3500000);
     output->data = malloc(4);
     memcpy(output->data, "slow", 4);
     output->size = 4;
@@ -602,9 +603,9 @@ static jobs_outcome slow_echo(void *user, const jobs_job *job, jobs_output *outp
 
 static void test_runner_keeps_the_claim_of_a_slow_job(void)
 {
-    /* a 2.5 s job with a 1 s visibility timeout and a second idle runner
+    /* a 3.5 s job with a 1.5 s visibility timeout and a second idle runner
      * thread: without the keeper's extensions it would run twice */
-    jobs_queue *queue = open_queue((jobs_config){.visibility_timeout = 1});
+    jobs_queue *queue = open_queue((jobs_config){.visibility_timeout = 1.5});
     if (!queue)
         return;
     atomic_store(&slow_calls, 0);
@@ -659,6 +660,94 @@ static void test_claim_waits_for_a_job_submitted_meanwhile(void)
     jobs_close(queue);
 }
 
+enum { SHARED_JOBS = 300 };
+static atomic_int runs_per_job[SHARED_JOBS];
+
+static jobs_outcome count_run(void *user, const jobs_job *job, jobs_output *output, char *error, size_t error_size)
+{
+    (void)user, (void)error, (void)error_size;
+    int n = atoi((const char *)job->payload);
+    if (n >= 0 && n < SHARED_JOBS)
+        atomic_fetch_add(&runs_per_job[n], 1);
+    output->data = malloc(1);
+    output->data[0] = 'k';
+    output->size = 1;
+    return JOBS_RUN_DONE;
+}
+
+typedef struct submitter {
+    jobs_queue *queue;
+    int first, step;
+    char (*ids)[JOBS_ID_LEN + 1];
+} submitter;
+
+static void *submit_share(void *arg)
+{
+    submitter *s = arg;
+    char err[256], text[16];
+    for (int i = s->first; i < SHARED_JOBS; i += s->step) {
+        snprintf(text, sizeof(text), "%d", i);
+        if (jobs_submit(s->queue, "m", "", text, strlen(text), NULL, NULL, s->ids[i], err, sizeof(err)) != JOBS_OK)
+            fprintf(stderr, "submit %d: %s\n", i, err);
+    }
+    return NULL;
+}
+
+static void test_two_handles_run_each_job_exactly_once(void)
+{
+    /* two handles on one queue (two server processes would look the same),
+     * each with a 2-thread runner and a submitting thread: every job runs
+     * once, none twice, none lost */
+    jobs_queue *first = open_queue((jobs_config){0});
+    jobs_queue *second = first ? open_same_queue((jobs_config){0}) : NULL;
+    if (!second) {
+        jobs_close(first);
+        return;
+    }
+    for (int i = 0; i < SHARED_JOBS; i++)
+        atomic_store(&runs_per_job[i], 0);
+    static char ids[SHARED_JOBS][JOBS_ID_LEN + 1];
+    jobs_runner *runners[2] = {NULL, NULL};
+    jobs_queue *queues[2] = {first, second};
+    pthread_t threads[2];
+    submitter submitters[2];
+    for (int k = 0; k < 2; k++) {
+        jobs_runner_config config = {.threads = 2, .worker = k ? "second" : "first", .run = count_run,
+                                     .poll_interval = 0.2};
+        CHECK_EQ_INT(jobs_runner_start(queues[k], &config, &runners[k], suite_err, sizeof(suite_err)), JOBS_OK);
+    }
+    for (int k = 0; k < 2; k++) {
+        submitters[k] = (submitter){.queue = queues[k], .first = k, .step = 2, .ids = ids};
+        pthread_create(&threads[k], NULL, submit_share, &submitters[k]);
+    }
+    for (int k = 0; k < 2; k++)
+        pthread_join(threads[k], NULL);
+    int done = 0;
+    for (int i = 0; i < SHARED_JOBS; i++) {
+        jobs_info *info;
+        if (wait_finished(queues[i % 2], ids[i], 30, &info) && info->state == JOBS_DONE)
+            done++;
+        jobs_info_free(info);
+    }
+    for (int k = 0; k < 2; k++)
+        jobs_runner_stop(runners[k]);
+    CHECK_EQ_INT(done, SHARED_JOBS);
+    int twice = 0, never = 0;
+    for (int i = 0; i < SHARED_JOBS; i++) {
+        twice += atomic_load(&runs_per_job[i]) > 1;
+        never += atomic_load(&runs_per_job[i]) == 0;
+    }
+    CHECK_EQ_INT(twice, 0);
+    CHECK_EQ_INT(never, 0);
+    jobs_metrics a, b;
+    jobs_metrics_snapshot(first, &a);
+    jobs_metrics_snapshot(second, &b);
+    CHECK_EQ_INT(a.completed + b.completed, SHARED_JOBS);
+    CHECK_EQ_INT(a.submitted + b.submitted, SHARED_JOBS);
+    jobs_close(second);
+    jobs_close(first);
+}
+
 static void suite_run_all(void)
 {
     RUN(test_submit_claim_complete_round_trip);
@@ -679,6 +768,7 @@ static void suite_run_all(void)
     RUN(test_runner_runs_jobs_on_several_threads);
     RUN(test_claim_waits_for_a_job_submitted_meanwhile);
     RUN(test_runner_keeps_the_claim_of_a_slow_job);
+    RUN(test_two_handles_run_each_job_exactly_once);
 }
 
 #endif /* INFERD_TESTS_JOBS_SUITE_H */

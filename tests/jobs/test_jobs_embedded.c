@@ -38,12 +38,15 @@ static jobs_queue *open_at(const char *dir, jobs_config config)
     return queue;
 }
 
+static char last_dir[300];
+
 static jobs_queue *open_queue(jobs_config config)
 {
-    char dir[300];
-    make_state_dir(dir, sizeof(dir));
-    return open_at(dir, config);
+    make_state_dir(last_dir, sizeof(last_dir));
+    return open_at(last_dir, config);
 }
+
+static jobs_queue *open_same_queue(jobs_config config) { return open_at(last_dir, config); }
 
 static void test_queue_survives_close_and_reopen(void)
 {

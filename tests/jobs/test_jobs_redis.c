@@ -31,12 +31,15 @@ static jobs_queue *open_named(const char *name, jobs_config config)
     return queue;
 }
 
+static char last_name[32];
+
 static jobs_queue *open_queue(jobs_config config)
 {
-    char name[32];
-    snprintf(name, sizeof(name), "t%d", ++queue_count);
-    return open_named(name, config);
+    snprintf(last_name, sizeof(last_name), "t%d", ++queue_count);
+    return open_named(last_name, config);
 }
+
+static jobs_queue *open_same_queue(jobs_config config) { return open_named(last_name, config); }
 
 /* --child-claim URL NAME: claim one job (visibility timeout 1 s), print its id, hang. */
 static int child_claim(const char *url, const char *name)
