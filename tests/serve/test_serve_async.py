@@ -100,6 +100,14 @@ class Worker:
         if self.proc.poll() is not None:
             raise AssertionError(f"inferd worker exited with {self.proc.returncode}:\n{self.log()}")
 
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60 * SLOW)
+            except subprocess.TimeoutExpired:
+                pass
+
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
@@ -121,13 +129,14 @@ class AsyncTestCase(unittest.TestCase):
     def serve(self, args, ready=True):
         server = Server(args, ready=ready)
         self.closers.append(server.close)
-        self.closers.append(lambda: self.check_clean(server.log(), "inferd serve"))
+        # a clean stop first, so that LeakSanitizer's report at exit is in the log
+        self.closers.append(lambda: (server.stop(), self.check_clean(server.log(), "inferd serve")))
         return server
 
     def worker(self, args, started=True):
         w = Worker(args)
         self.closers.append(w.close)
-        self.closers.append(lambda: self.check_clean(w.log(), "inferd worker"))
+        self.closers.append(lambda: (w.stop(), self.check_clean(w.log(), "inferd worker")))
         if started:
             w.wait_started()
         return w
