@@ -50,12 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char header_text[16];
     snprintf(header_text, sizeof(header_text), "%zu", header_length);
     switch (mode) {
-    case 0:
-        infer_v2(set, iris, 0, body, len, NULL, false, &answer);
-        break;
-    case 1:
-        infer_v2(set, iris, 0, body, len, header_text, false, &answer);
-        break;
+    case 0: infer_v2(set, iris, 0, body, len, NULL, false, &answer); break;
+    case 1: infer_v2(set, iris, 0, body, len, header_text, false, &answer); break;
     case 2:
         infer_book(set, iris, 0, body, len, data[1] & 1, false, data[2] & 1, data[1] & 2, &answer);
         break;

@@ -42,7 +42,10 @@ static const char worker_usage[] =
 
 static volatile sig_atomic_t stop_signal;
 
-static void on_signal(int sig) { stop_signal = sig; }
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
 
 static void log_queue_error(void *user, jobs_status status, const char *message)
 {
@@ -60,13 +63,16 @@ static jobs_outcome run_and_log(void *user, const jobs_job *job, jobs_output *ou
     jobs_outcome outcome = job_exec_run(user, job, output, error, error_size);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     char ms[32], attempt[16];
-    snprintf(ms, sizeof(ms), "%.3f", (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6);
+    snprintf(ms, sizeof(ms), "%.3f",
+             (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6);
     snprintf(attempt, sizeof(attempt), "%u", job->attempt);
     if (outcome == JOBS_RUN_DONE)
-        log_event(LOG_DEBUG, "job done", "id", job->id, "model", job->model, "attempt", attempt, "ms", ms, NULL);
+        log_event(LOG_DEBUG, "job done", "id", job->id, "model", job->model, "attempt", attempt,
+                  "ms", ms, NULL);
     else
-        log_event(LOG_WARNING, outcome == JOBS_RUN_RETRY ? "job failed, will retry" : "job failed", "id", job->id,
-                  "model", job->model, "attempt", attempt, "ms", ms, "error", error, NULL);
+        log_event(LOG_WARNING, outcome == JOBS_RUN_RETRY ? "job failed, will retry" : "job failed",
+                  "id", job->id, "model", job->model, "attempt", attempt, "ms", ms, "error", error,
+                  NULL);
     return outcome;
 }
 
@@ -124,8 +130,10 @@ int cmd_worker(int argc, char **argv)
         } else if (strcmp(flag, "--model-control") == 0) {
             const char *mode = TAKE();
             if (!mode || !model_control_parse(mode, &control) || control == MODEL_CONTROL_EXPLICIT)
-                return cli_fail("--model-control: expected none or poll (a worker has no repository API), "
-                                "got '%s'", mode ? mode : "");
+                return cli_fail(
+                    "--model-control: expected none or poll (a worker has no repository API), "
+                    "got '%s'",
+                    mode ? mode : "");
         } else if (strcmp(flag, "--poll-interval") == 0) {
             if (!parse_seconds(flag, TAKE(), 0.01, 86400, &poll_interval))
                 return 1;
@@ -156,16 +164,20 @@ int cmd_worker(int argc, char **argv)
 
     if (queue_url && strcmp(queue_url, "embedded") == 0)
         queue_url = NULL;
-    jobs_config queue_config = {.url = queue_url, .state_dir = state_dir, .visibility_timeout = visibility};
+    jobs_config queue_config = {
+        .url = queue_url, .state_dir = state_dir, .visibility_timeout = visibility};
     jobs_queue *queue = NULL;
     char err[2048];
     if (jobs_open(&queue_config, &queue, err, sizeof(err)) != JOBS_OK) {
-        log_event(LOG_ERROR, "cannot open the job queue", "queue", queue_url ? queue_url : "embedded", "error", err,
-                  NULL);
+        log_event(LOG_ERROR, "cannot open the job queue", "queue",
+                  queue_url ? queue_url : "embedded", "error", err, NULL);
         return 1;
     }
-    model_set_options set_options = {.serving_sessions = threads, .threads_per_session = 1, .control = control,
-                                     .poll_interval = poll_interval, .repository = repository};
+    model_set_options set_options = {.serving_sessions = threads,
+                                     .threads_per_session = 1,
+                                     .control = control,
+                                     .poll_interval = poll_interval,
+                                     .repository = repository};
     model_set *models = model_set_create(&set_options);
     if (!models) {
         jobs_close(queue);
@@ -176,11 +188,13 @@ int cmd_worker(int argc, char **argv)
     if (repository) {
         loaded = model_set_load_repository(models, err, sizeof(err));
     } else {
-        model_source source = {.path = model_path, .name = name, .version = version, .labels_path = labels};
+        model_source source = {
+            .path = model_path, .name = name, .version = version, .labels_path = labels};
         loaded = model_set_add_source(models, &source, err, sizeof(err));
     }
     if (!loaded || !model_set_start(models)) {
-        log_event(LOG_ERROR, "cannot load model", "error", loaded ? "cannot start the model threads" : err, NULL);
+        log_event(LOG_ERROR, "cannot load model", "error",
+                  loaded ? "cannot start the model threads" : err, NULL);
         model_set_free(models);
         jobs_close(queue);
         return 1;
@@ -189,8 +203,8 @@ int cmd_worker(int argc, char **argv)
     for (size_t i = 0; i < model_set_count(models); i++) {
         const model_entry *e = model_set_entry(models, i);
         for (size_t k = 0; k < e->n_versions; k++)
-            log_event(LOG_INFO, "model ready", "model", e->name, "version", e->versions[k]->version, "path",
-                      e->versions[k]->path, NULL);
+            log_event(LOG_INFO, "model ready", "model", e->name, "version", e->versions[k]->version,
+                      "path", e->versions[k]->path, NULL);
     }
     model_set_read_unlock(models);
 
@@ -203,8 +217,11 @@ int cmd_worker(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
 
     job_exec exec = {.set = models, .first_session = 0, .sessions = threads};
-    jobs_runner_config runner_config = {.threads = (unsigned)threads, .worker = worker_name, .run = run_and_log,
-                                        .on_error = log_queue_error, .user = &exec};
+    jobs_runner_config runner_config = {.threads = (unsigned)threads,
+                                        .worker = worker_name,
+                                        .run = run_and_log,
+                                        .on_error = log_queue_error,
+                                        .user = &exec};
     jobs_runner *runner = NULL;
     if (jobs_runner_start(queue, &runner_config, &runner, err, sizeof(err)) != JOBS_OK) {
         log_event(LOG_ERROR, "cannot start the job threads", "error", err, NULL);
@@ -214,8 +231,8 @@ int cmd_worker(int argc, char **argv)
     }
     char n[16];
     snprintf(n, sizeof(n), "%d", threads);
-    log_event(LOG_INFO, "worker started", "backend", jobs_backend_name(queue), "queue", jobs_location(queue),
-              "threads", n, NULL);
+    log_event(LOG_INFO, "worker started", "backend", jobs_backend_name(queue), "queue",
+              jobs_location(queue), "threads", n, NULL);
     while (!stop_signal) {
         struct timespec pause = {0, 50 * 1000 * 1000};
         nanosleep(&pause, NULL);

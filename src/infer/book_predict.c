@@ -19,9 +19,10 @@ bool infer_book_model_ok(const model_version *m, infer_answer *out)
         return false;
     }
     if (ifd_model_input_count(m->model) != 1) {
-        infer_answer_error(out, 400, "model '%s' has %zu inputs; the /predict API serves one-input "
-                           "models (use /v2/models/%s/infer)", m->name,
-                           ifd_model_input_count(m->model), m->name);
+        infer_answer_error(out, 400,
+                           "model '%s' has %zu inputs; the /predict API serves one-input "
+                           "models (use /v2/models/%s/infer)",
+                           m->name, ifd_model_input_count(m->model), m->name);
         return false;
     }
     return true;
@@ -36,7 +37,8 @@ static json_t *request_rows(infer_answer *out, const model_version *m, const cha
     json_error_t je;
     json_t *request = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!request) {
-        infer_answer_error(out, 400, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+        infer_answer_error(out, 400, "malformed JSON at line %d column %d: %s", je.line, je.column,
+                           je.text);
         return NULL;
     }
     if (!json_is_object(request)) {
@@ -73,7 +75,8 @@ static json_t *predict_rows(infer_answer *out, model_set *set, model_version *m,
         infer_answer_error(out, 400, "input '%s': %s", input->name, err);
         return NULL;
     }
-    if (!check_input_contract(input, x->tensor.dtype, x->tensor.rank, x->tensor.dims, err, sizeof(err))) {
+    if (!check_input_contract(input, x->tensor.dtype, x->tensor.rank, x->tensor.dims, err,
+                              sizeof(err))) {
         ifd_value_free(x);
         infer_answer_error(out, 400, "%s", err);
         return NULL;
@@ -129,8 +132,8 @@ static json_t *label_of(const model_version *m, const json_t *row)
     return label ? json_incref(label) : json_integer((json_int_t)best);
 }
 
-bool infer_book(model_set *set, model_version *m, int session, const char *body, size_t len, bool labels,
-                bool use_sample, bool mode_field, bool check_only, infer_answer *out)
+bool infer_book(model_set *set, model_version *m, int session, const char *body, size_t len,
+                bool labels, bool use_sample, bool mode_field, bool check_only, infer_answer *out)
 {
     memset(out, 0, sizeof(*out));
     json_t *rows = predict_rows(out, set, m, session, body, len, use_sample, check_only);
@@ -163,6 +166,7 @@ bool infer_book(model_set *set, model_version *m, int session, const char *body,
         infer_answer_error(out, 503, "out of memory");
         return false;
     }
-    *out = (infer_answer){.status = 200, .body = text, .len = text_len, .content_type = "application/json"};
+    *out = (infer_answer){
+        .status = 200, .body = text, .len = text_len, .content_type = "application/json"};
     return true;
 }

@@ -22,9 +22,9 @@
 /* An answer: an HTTP status and its body; errors are {"error": "..."}. */
 typedef struct infer_answer {
     int status;
-    char *body;                   /* malloc'd; the caller frees it */
+    char *body; /* malloc'd; the caller frees it */
     size_t len;
-    const char *content_type;     /* a static string */
+    const char *content_type;       /* a static string */
     size_t inference_header_length; /* binary V2 answers: bytes of the JSON header, else 0 */
 } infer_answer;
 
@@ -43,8 +43,8 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
  * /predict/label (label names) instead of probabilities; use_sample: the
  * model's sample rows instead of the body's; mode_field: add the book's A/B
  * "mode" field ("name:version"). */
-bool infer_book(model_set *set, model_version *m, int session, const char *body, size_t len, bool labels,
-                bool use_sample, bool mode_field, bool check_only, infer_answer *out);
+bool infer_book(model_set *set, model_version *m, int session, const char *body, size_t len,
+                bool labels, bool use_sample, bool mode_field, bool check_only, infer_answer *out);
 
 /* The book's API serves one-input models only: false and a 4xx/503 answer
  * when m cannot answer it. */

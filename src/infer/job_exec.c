@@ -66,7 +66,8 @@ static void answer_message(const infer_answer *a, char *error, size_t error_size
 {
     json_t *body = a->body ? json_loadb(a->body, a->len, 0, NULL) : NULL;
     const char *message = json_string_value(json_object_get(body, "error"));
-    snprintf(error, error_size, "%s (HTTP %d)", message ? message : "the inference failed", a->status);
+    snprintf(error, error_size, "%s (HTTP %d)", message ? message : "the inference failed",
+             a->status);
     json_decref(body);
 }
 
@@ -89,17 +90,20 @@ jobs_outcome job_exec_run(void *user, const jobs_job *job, jobs_output *output, 
     bool named = job->version && job->version[0];
     acquired got;
     char err[1024];
-    acquire_result r = model_set_acquire(exec->set, job->model, named ? job->version : NULL, NULL, NULL, &got,
-                                         err, sizeof(err));
+    acquire_result r = model_set_acquire(exec->set, job->model, named ? job->version : NULL, NULL,
+                                         NULL, &got, err, sizeof(err));
     if (r != ACQUIRE_OK) {
         /* the job was checked against a serving model when it was queued:
          * what it names has been unloaded since (or this worker never
          * loaded it), and waiting will not bring it back */
         if (named)
-            snprintf(error, error_size, "model '%s' version '%s' is not loaded here (unloaded after the job "
-                     "was queued?): %s", job->model, job->version, err);
+            snprintf(error, error_size,
+                     "model '%s' version '%s' is not loaded here (unloaded after the job "
+                     "was queued?): %s",
+                     job->model, job->version, err);
         else
-            snprintf(error, error_size, "model '%s' is not loaded here (unloaded after the job was queued?): %s",
+            snprintf(error, error_size,
+                     "model '%s' is not loaded here (unloaded after the job was queued?): %s",
                      job->model, err);
         return JOBS_RUN_FAIL;
     }
@@ -108,8 +112,8 @@ jobs_outcome job_exec_run(void *user, const jobs_job *job, jobs_output *output, 
     snprintf(header_text, sizeof(header_text), "%zu", header_length);
     infer_answer answer;
     if (protocol == JOB_PROTOCOL_BOOK)
-        infer_book(exec->set, got.version, session, (const char *)job->payload, job->payload_size, false, false,
-                   got.mode_field, false, &answer);
+        infer_book(exec->set, got.version, session, (const char *)job->payload, job->payload_size,
+                   false, false, got.mode_field, false, &answer);
     else
         infer_v2(exec->set, got.version, session, (const char *)job->payload, job->payload_size,
                  header_length ? header_text : NULL, false, &answer);
@@ -122,6 +126,7 @@ jobs_outcome job_exec_run(void *user, const jobs_job *job, jobs_output *output, 
     }
     output->data = (unsigned char *)answer.body;
     output->size = answer.len;
-    job_content_type(protocol, answer.inference_header_length, output->content_type, sizeof(output->content_type));
+    job_content_type(protocol, answer.inference_header_length, output->content_type,
+                     sizeof(output->content_type));
     return JOBS_RUN_DONE;
 }
