@@ -23,8 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char payload[] = "{\"inputs\": [{\"name\": \"input\", \"shape\": [1, 4], \"datatype\": \"FP32\", "
-                              "\"data\": [5.1, 3.5, 1.4, 0.2]}]}      ";
+static const char payload[] =
+    "{\"inputs\": [{\"name\": \"input\", \"shape\": [1, 4], \"datatype\": \"FP32\", "
+    "\"data\": [5.1, 3.5, 1.4, 0.2]}]}      ";
 
 static double now(void)
 {
@@ -33,7 +34,8 @@ static double now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static jobs_outcome echo(void *user, const jobs_job *job, jobs_output *output, char *error, size_t error_size)
+static jobs_outcome echo(void *user, const jobs_job *job, jobs_output *output, char *error,
+                         size_t error_size)
 {
     (void)user, (void)error, (void)error_size;
     output->data = malloc(job->payload_size ? job->payload_size : 1);
@@ -52,8 +54,8 @@ static bool submit_all(jobs_queue *queue, int n)
 {
     char id[JOBS_ID_LEN + 1], err[512];
     for (int i = 0; i < n; i++) {
-        jobs_status status = jobs_submit(queue, "iris", "1", payload, sizeof(payload) - 1, "application/json",
-                                         NULL, id, err, sizeof(err));
+        jobs_status status = jobs_submit(queue, "iris", "1", payload, sizeof(payload) - 1,
+                                         "application/json", NULL, id, err, sizeof(err));
         if (status != JOBS_OK) {
             fprintf(stderr, "submit: %s: %s\n", jobs_status_name(status), err);
             return false;
@@ -95,7 +97,10 @@ static bool run_once(const jobs_config *config, int jobs, unsigned threads, samp
         goto done;
     out->submit = jobs / (now() - start);
 
-    jobs_runner_config runner_config = {.threads = threads, .worker = "bench", .run = echo, .on_error = on_error,
+    jobs_runner_config runner_config = {.threads = threads,
+                                        .worker = "bench",
+                                        .run = echo,
+                                        .on_error = on_error,
                                         .poll_interval = 0.2};
     start = now();
     if (jobs_runner_start(queue, &runner_config, &runner, err, sizeof(err)) != JOBS_OK) {
@@ -164,7 +169,8 @@ int main(int argc, char **argv)
     int status = 0;
     char list[128];
     snprintf(list, sizeof(list), "%s", backends);
-    for (char *save = NULL, *backend = strtok_r(list, ",", &save); backend; backend = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *backend = strtok_r(list, ",", &save); backend;
+         backend = strtok_r(NULL, ",", &save)) {
         redis_server server = {.appendfsync = "everysec"};
         bool redis = strcmp(backend, "redis") == 0;
         if (redis && !redis_server_start(&server)) {
@@ -178,15 +184,18 @@ int main(int argc, char **argv)
             char dir[128], name[32];
             snprintf(dir, sizeof(dir), "%s/%s-%d", base, backend, r);
             snprintf(name, sizeof(name), "bench%d", r);
-            jobs_config config = {.url = redis ? server.url : "sqlite", .state_dir = dir, .name = name,
+            jobs_config config = {.url = redis ? server.url : "sqlite",
+                                  .state_dir = dir,
+                                  .name = name,
                                   .max_queued = (uint64_t)jobs * 2 + 10};
             sample s = {0};
             if (!run_once(&config, jobs, threads, &s)) {
                 status = 1;
                 break;
             }
-            fprintf(stderr, "{\"backend\": \"%s\", \"repeat\": %d, \"jobs\": %d, \"threads\": %u, "
-                            "\"submit_per_s\": %.0f, \"drain_per_s\": %.0f, \"mixed_per_s\": %.0f}\n",
+            fprintf(stderr,
+                    "{\"backend\": \"%s\", \"repeat\": %d, \"jobs\": %d, \"threads\": %u, "
+                    "\"submit_per_s\": %.0f, \"drain_per_s\": %.0f, \"mixed_per_s\": %.0f}\n",
                     backend, r, jobs, threads, s.submit, s.drain, s.mixed);
             submit[done] = s.submit;
             drain[done] = s.drain;

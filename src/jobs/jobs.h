@@ -64,18 +64,24 @@ typedef enum jobs_status {
     JOBS_IO_ERROR     /* the storage failed (disk full, corrupt database) */
 } jobs_status;
 
-typedef enum jobs_state { JOBS_QUEUED = 0, JOBS_RUNNING, JOBS_DONE, JOBS_FAILED, JOBS_CANCELLED } jobs_state;
+typedef enum jobs_state {
+    JOBS_QUEUED = 0,
+    JOBS_RUNNING,
+    JOBS_DONE,
+    JOBS_FAILED,
+    JOBS_CANCELLED
+} jobs_state;
 #define JOBS_STATE_COUNT 5
 
 /* How a queue is opened; zero fields take the defaults in brackets. */
 typedef struct jobs_config {
-    const char *url;          /* NULL, "" or "sqlite": embedded; "redis://host[:port][/db]" */
-    const char *state_dir;    /* embedded only [jobs_default_state_dir()]; created if missing */
-    const char *name;         /* queue name: Redis key prefix / SQLite table set ["inferd"] */
-    unsigned max_retries;     /* [3]; use JOBS_NO_RETRIES for none */
-    double result_ttl;        /* seconds a finished job is kept [3600] */
-    uint64_t max_queued;      /* cap on queued + running jobs [100000] */
-    double visibility_timeout;/* seconds before a claimed job of a silent worker is re-queued [300] */
+    const char *url;           /* NULL, "" or "sqlite": embedded; "redis://host[:port][/db]" */
+    const char *state_dir;     /* embedded only [jobs_default_state_dir()]; created if missing */
+    const char *name;          /* queue name: Redis key prefix / SQLite table set ["inferd"] */
+    unsigned max_retries;      /* [3]; use JOBS_NO_RETRIES for none */
+    double result_ttl;         /* seconds a finished job is kept [3600] */
+    uint64_t max_queued;       /* cap on queued + running jobs [100000] */
+    double visibility_timeout; /* seconds a silent worker keeps a claim [300] */
 } jobs_config;
 #define JOBS_NO_RETRIES 0xffffffffu
 
@@ -88,16 +94,16 @@ typedef struct jobs_submit_options {
 /* A claimed job, handed to a worker. Free with jobs_job_free. */
 typedef struct jobs_job {
     char id[JOBS_ID_LEN + 1];
-    char *model;          /* model name */
-    char *version;        /* model version, "" when the request named none */
-    char *content_type;   /* of the payload, e.g. "application/json" */
+    char *model;        /* model name */
+    char *version;      /* model version, "" when the request named none */
+    char *content_type; /* of the payload, e.g. "application/json" */
     unsigned char *payload;
     size_t payload_size;
-    unsigned attempt;     /* 1 on the first delivery */
+    unsigned attempt; /* 1 on the first delivery */
     unsigned max_retries;
-    double queued_at;     /* Unix time, seconds */
+    double queued_at; /* Unix time, seconds */
     double started_at;
-    char claim[48];       /* backend's claim token (stream entry id / attempt) */
+    char claim[48]; /* backend's claim token (stream entry id / attempt) */
 } jobs_job;
 
 /* A job's status, for GET /v2/jobs/{id}. Free with jobs_info_free. */
@@ -105,15 +111,15 @@ typedef struct jobs_info {
     char id[JOBS_ID_LEN + 1];
     jobs_state state;
     char *model, *version;
-    unsigned attempts;       /* deliveries so far */
+    unsigned attempts; /* deliveries so far */
     unsigned max_retries;
-    double queued_at;        /* Unix time, seconds; 0 when not yet */
-    double started_at;       /* last delivery */
+    double queued_at;  /* Unix time, seconds; 0 when not yet */
+    double started_at; /* last delivery */
     double finished_at;
-    unsigned char *result;   /* JOBS_DONE: the result bytes (NUL-terminated too); else NULL */
+    unsigned char *result; /* JOBS_DONE: the result bytes (NUL-terminated too); else NULL */
     size_t result_size;
     char *result_content_type;
-    char *error;             /* JOBS_FAILED: why; JOBS_QUEUED after a retry: the last failure; else NULL */
+    char *error; /* JOBS_FAILED: why; JOBS_QUEUED after a retry: the last failure; else NULL */
 } jobs_info;
 
 /* Queue-wait histogram bucket upper bounds, seconds (plus +Inf). */
@@ -125,12 +131,13 @@ extern const double jobs_wait_bucket_bounds[JOBS_WAIT_BUCKETS];
  * whole queue's, read from the backend. */
 typedef struct jobs_metrics {
     uint64_t submitted, rejected_full, started, completed, failed, retried, cancelled;
-    uint64_t depth[JOBS_STATE_COUNT]; /* queued and running: the whole queue's; done/failed/cancelled:
-                                         results kept (embedded only; 0 on Redis, which would need a scan) */
-    bool depth_known;                 /* false when the backend was unreachable */
+    /* queued and running: the whole queue's; done/failed/cancelled: results
+     * kept (embedded only; 0 on Redis, where counting them needs a scan) */
+    uint64_t depth[JOBS_STATE_COUNT];
+    bool depth_known;                             /* false when the backend was unreachable */
     uint64_t wait_buckets[JOBS_WAIT_BUCKETS + 1]; /* non-cumulative counts; last is +Inf */
     uint64_t wait_count;
-    double wait_sum;                  /* seconds */
+    double wait_sum; /* seconds */
 } jobs_metrics;
 
 /* ---- the queue ---- */
@@ -143,6 +150,7 @@ bool jobs_default_state_dir(char *buf, size_t size);
 /* Open a queue. Redis must answer now: when it does not, JOBS_UNAVAILABLE
  * and an error naming the URL and the reason. */
 jobs_status jobs_open(const jobs_config *config, jobs_queue **out, char *err, size_t err_size);
+/* Close the handle: stop its runners first. */
 void jobs_close(jobs_queue *queue);
 /* "embedded" or "redis", and the location (file path / URL) for logs. */
 const char *jobs_backend_name(const jobs_queue *queue);
@@ -152,8 +160,8 @@ const char *jobs_location(const jobs_queue *queue);
  * the new id. JOBS_FULL when the cap is reached. */
 jobs_status jobs_submit(jobs_queue *queue, const char *model, const char *version,
                         const void *payload, size_t payload_size, const char *content_type,
-                        const jobs_submit_options *options, char id_out[JOBS_ID_LEN + 1],
-                        char *err, size_t err_size);
+                        const jobs_submit_options *options, char id_out[JOBS_ID_LEN + 1], char *err,
+                        size_t err_size);
 
 /* Claim the oldest queued job for `worker` (a name for status and logs),
  * waiting up to timeout seconds for one. JOBS_EMPTY when none came. */
@@ -163,8 +171,8 @@ jobs_status jobs_claim(jobs_queue *queue, const char *worker, double timeout, jo
 /* Store a claimed job's result: the job is done. Idempotent: when the job is
  * already finished (another worker got there first), JOBS_OK and the first
  * result stays. */
-jobs_status jobs_complete(jobs_queue *queue, const jobs_job *job, const void *result, size_t result_size,
-                          const char *content_type, char *err, size_t err_size);
+jobs_status jobs_complete(jobs_queue *queue, const jobs_job *job, const void *result,
+                          size_t result_size, const char *content_type, char *err, size_t err_size);
 
 /* A claimed job failed with `reason`. retryable: re-queue it while attempts
  * remain (JOBS_OK either way); else it fails now. No effect when the job has
@@ -178,7 +186,8 @@ jobs_status jobs_fail(jobs_queue *queue, const jobs_job *job, const char *reason
  * claim was already lost. */
 jobs_status jobs_extend(jobs_queue *queue, const jobs_job *job, char *err, size_t err_size);
 
-jobs_status jobs_get(jobs_queue *queue, const char *id, jobs_info **out, char *err, size_t err_size);
+jobs_status jobs_get(jobs_queue *queue, const char *id, jobs_info **out, char *err,
+                     size_t err_size);
 
 /* Cancel a queued job (it becomes `cancelled` and is kept for the TTL).
  * JOBS_CONFLICT when it is running or finished. */
@@ -198,8 +207,10 @@ void jobs_job_free(jobs_job *job);
 void jobs_info_free(jobs_info *info);
 
 bool jobs_id_valid(const char *id);
-const char *jobs_state_name(jobs_state state);   /* "queued", "running", "done", "failed", "cancelled" */
-const char *jobs_status_name(jobs_status status);/* "ok", "empty", "not found", ... */
+/* "queued", "running", "done", "failed", "cancelled" */
+const char *jobs_state_name(jobs_state state);
+/* "ok", "empty", "not found", ... */
+const char *jobs_status_name(jobs_status status);
 
 /* ---- the runner: N threads that claim jobs and run them ---- */
 
@@ -229,18 +240,18 @@ typedef jobs_outcome (*jobs_run_fn)(void *user, const jobs_job *job, jobs_output
 typedef void (*jobs_runner_error_fn)(void *user, jobs_status status, const char *message);
 
 typedef struct jobs_runner_config {
-    unsigned threads;       /* [1] */
-    const char *worker;     /* worker name prefix [hostname:pid] */
+    unsigned threads;   /* [1] */
+    const char *worker; /* worker name prefix [hostname:pid] */
     jobs_run_fn run;
     jobs_runner_error_fn on_error;
-    void *user;             /* passed to run and on_error */
-    double poll_interval;   /* longest claim wait, bounds stop latency [0.5 s] */
+    void *user;           /* passed to run and on_error */
+    double poll_interval; /* longest claim wait, bounds stop latency [0.5 s] */
 } jobs_runner_config;
 
 typedef struct jobs_runner jobs_runner;
 
-jobs_status jobs_runner_start(jobs_queue *queue, const jobs_runner_config *config, jobs_runner **out,
-                              char *err, size_t err_size);
+jobs_status jobs_runner_start(jobs_queue *queue, const jobs_runner_config *config,
+                              jobs_runner **out, char *err, size_t err_size);
 /* Stop claiming, let jobs in flight finish, join the threads and free. */
 void jobs_runner_stop(jobs_runner *runner);
 

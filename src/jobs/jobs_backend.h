@@ -35,17 +35,19 @@ typedef struct jobs_backend_ops {
     jobs_status (*open)(jobs_queue *queue, char *err, size_t err_size); /* sets queue->backend */
     void (*close)(void *backend);
     jobs_status (*submit)(void *backend, const jobs_new_job *job, char *err, size_t err_size);
-    jobs_status (*claim)(void *backend, const char *worker, double timeout, jobs_job **out, char *err,
-                         size_t err_size);
-    jobs_status (*complete)(void *backend, const jobs_job *job, const void *result, size_t result_size,
-                            const char *content_type, jobs_effect *effect, char *err, size_t err_size);
+    jobs_status (*claim)(void *backend, const char *worker, double timeout, jobs_job **out,
+                         char *err, size_t err_size);
+    jobs_status (*complete)(void *backend, const jobs_job *job, const void *result,
+                            size_t result_size, const char *content_type, jobs_effect *effect,
+                            char *err, size_t err_size);
     jobs_status (*fail)(void *backend, const jobs_job *job, const char *reason, bool retryable,
                         jobs_effect *effect, char *err, size_t err_size);
     jobs_status (*extend)(void *backend, const jobs_job *job, char *err, size_t err_size);
     jobs_status (*get)(void *backend, const char *id, jobs_info **out, char *err, size_t err_size);
     jobs_status (*cancel)(void *backend, const char *id, char *err, size_t err_size);
     /* jobs per state now in the whole queue */
-    jobs_status (*count)(void *backend, uint64_t depth[JOBS_STATE_COUNT], char *err, size_t err_size);
+    jobs_status (*count)(void *backend, uint64_t depth[JOBS_STATE_COUNT], char *err,
+                         size_t err_size);
     jobs_status (*expire)(void *backend, uint64_t *removed, char *err, size_t err_size);
 } jobs_backend_ops;
 
@@ -78,11 +80,11 @@ bool jobs_redis_parse_url(const char *url, jobs_redis_address *address, char *er
 /* helpers shared by the backends (queue.c) */
 /* Counts jobs of lost workers a claim re-queued or gave up on (metrics). */
 void jobs_count_lost(jobs_queue *queue, uint64_t requeued, uint64_t failed);
-double jobs_now(void);                 /* Unix time, seconds (CLOCK_REALTIME) */
+double jobs_now(void); /* Unix time, seconds (CLOCK_REALTIME) */
 void jobs_sleep(double seconds);
-char *jobs_strdup(const char *text);   /* NULL stays NULL */
+char *jobs_strdup(const char *text);              /* NULL stays NULL */
 void *jobs_memdup(const void *data, size_t size); /* adds a NUL after the bytes */
-int jobs_state_parse(const char *name); /* -1 when unknown */
+int jobs_state_parse(const char *name);           /* -1 when unknown */
 void jobs_set_error(char *err, size_t err_size, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -24,7 +24,8 @@
 const double jobs_wait_bucket_bounds[JOBS_WAIT_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
                                                            1,     5,     10,   60,   300, 3600};
 
-static const char *state_names[JOBS_STATE_COUNT] = {"queued", "running", "done", "failed", "cancelled"};
+static const char *state_names[JOBS_STATE_COUNT] = {"queued", "running", "done", "failed",
+                                                    "cancelled"};
 
 /* ---- helpers shared with the backends ---- */
 
@@ -54,7 +55,10 @@ void jobs_sleep(double seconds)
     }
 }
 
-char *jobs_strdup(const char *text) { return text ? strdup(text) : NULL; }
+char *jobs_strdup(const char *text)
+{
+    return text ? strdup(text) : NULL;
+}
 
 void *jobs_memdup(const void *data, size_t size)
 {
@@ -112,7 +116,8 @@ static jobs_status check_id(const char *id, char *err, size_t err_size)
 {
     if (jobs_id_valid(id))
         return JOBS_OK;
-    jobs_set_error(err, err_size, "malformed job id \"%.40s%s\": expected %d lowercase hex characters",
+    jobs_set_error(err, err_size,
+                   "malformed job id \"%.40s%s\": expected %d lowercase hex characters",
                    id ? id : "(null)", id && strlen(id) > 40 ? "..." : "", JOBS_ID_LEN);
     return JOBS_BAD_ID;
 }
@@ -183,13 +188,15 @@ jobs_status jobs_open(const jobs_config *config, jobs_queue **out, char *err, si
         ops = &jobs_redis_backend;
     else {
         jobs_set_error(err, err_size,
-                       "queue URL \"%s\": expected \"sqlite\" (the embedded queue) or redis://host[:port][/db]",
+                       "queue URL \"%s\": expected \"sqlite\" (the embedded queue) or "
+                       "redis://host[:port][/db]",
                        url);
         return JOBS_INVALID;
     }
     const char *name = config->name && *config->name ? config->name : "inferd";
     if (!valid_name(name)) {
-        jobs_set_error(err, err_size, "queue name \"%s\": expected 1 to %d characters of a-z, 0-9, '_' or '-'",
+        jobs_set_error(err, err_size,
+                       "queue name \"%s\": expected 1 to %d characters of a-z, 0-9, '_' or '-'",
                        name, NAME_MAX_LEN);
         return JOBS_INVALID;
     }
@@ -202,7 +209,8 @@ jobs_status jobs_open(const jobs_config *config, jobs_queue **out, char *err, si
     const char *state_dir = config->state_dir;
     if (ops == &jobs_sqlite_backend && (!state_dir || !*state_dir)) {
         if (!jobs_default_state_dir(default_dir, sizeof(default_dir))) {
-            jobs_set_error(err, err_size, "no state directory: pass one, or set INFERD_STATE_DIR or HOME");
+            jobs_set_error(err, err_size,
+                           "no state directory: pass one, or set INFERD_STATE_DIR or HOME");
             return JOBS_INVALID;
         }
         state_dir = default_dir;
@@ -254,8 +262,14 @@ void jobs_close(jobs_queue *queue)
     free(queue);
 }
 
-const char *jobs_backend_name(const jobs_queue *queue) { return queue->ops->name; }
-const char *jobs_location(const jobs_queue *queue) { return queue->location ? queue->location : queue->url; }
+const char *jobs_backend_name(const jobs_queue *queue)
+{
+    return queue->ops->name;
+}
+const char *jobs_location(const jobs_queue *queue)
+{
+    return queue->location ? queue->location : queue->url;
+}
 
 /* ---- the operations ---- */
 
@@ -266,7 +280,8 @@ const char *jobs_location(const jobs_queue *queue) { return queue->location ? qu
         pthread_mutex_unlock(&(queue)->metrics_lock);                                              \
     } while (0)
 
-static jobs_status check_text(const char *what, const char *text, bool required, char *err, size_t err_size)
+static jobs_status check_text(const char *what, const char *text, bool required, char *err,
+                              size_t err_size)
 {
     if (!text || !*text) {
         if (!required)
@@ -276,7 +291,8 @@ static jobs_status check_text(const char *what, const char *text, bool required,
     }
     size_t n = strlen(text);
     if (n > MODEL_FIELD_MAX) {
-        jobs_set_error(err, err_size, "%s is %zu characters long (at most %d)", what, n, MODEL_FIELD_MAX);
+        jobs_set_error(err, err_size, "%s is %zu characters long (at most %d)", what, n,
+                       MODEL_FIELD_MAX);
         return JOBS_INVALID;
     }
     for (size_t i = 0; i < n; i++)
@@ -287,9 +303,10 @@ static jobs_status check_text(const char *what, const char *text, bool required,
     return JOBS_OK;
 }
 
-jobs_status jobs_submit(jobs_queue *queue, const char *model, const char *version, const void *payload,
-                        size_t payload_size, const char *content_type, const jobs_submit_options *options,
-                        char id_out[JOBS_ID_LEN + 1], char *err, size_t err_size)
+jobs_status jobs_submit(jobs_queue *queue, const char *model, const char *version,
+                        const void *payload, size_t payload_size, const char *content_type,
+                        const jobs_submit_options *options, char id_out[JOBS_ID_LEN + 1], char *err,
+                        size_t err_size)
 {
     id_out[0] = 0;
     jobs_status status;
@@ -331,8 +348,8 @@ jobs_status jobs_submit(jobs_queue *queue, const char *model, const char *versio
     return status;
 }
 
-jobs_status jobs_claim(jobs_queue *queue, const char *worker, double timeout, jobs_job **out, char *err,
-                       size_t err_size)
+jobs_status jobs_claim(jobs_queue *queue, const char *worker, double timeout, jobs_job **out,
+                       char *err, size_t err_size)
 {
     *out = NULL;
     jobs_status status = check_text("worker name", worker, true, err, err_size);
@@ -391,8 +408,8 @@ static void count_effect(jobs_queue *queue, jobs_effect effect)
     pthread_mutex_unlock(&queue->metrics_lock);
 }
 
-jobs_status jobs_complete(jobs_queue *queue, const jobs_job *job, const void *result, size_t result_size,
-                          const char *content_type, char *err, size_t err_size)
+jobs_status jobs_complete(jobs_queue *queue, const jobs_job *job, const void *result,
+                          size_t result_size, const char *content_type, char *err, size_t err_size)
 {
     jobs_status status = check_job(job, err, err_size);
     if (status != JOBS_OK ||
@@ -404,22 +421,23 @@ jobs_status jobs_complete(jobs_queue *queue, const jobs_job *job, const void *re
     }
     jobs_effect effect = JOBS_EFFECT_NONE;
     status = queue->ops->complete(queue->backend, job, result ? result : "", result_size,
-                                  content_type && *content_type ? content_type : "application/json", &effect,
-                                  err, err_size);
+                                  content_type && *content_type ? content_type : "application/json",
+                                  &effect, err, err_size);
     if (status == JOBS_OK)
         count_effect(queue, effect);
     return status;
 }
 
-jobs_status jobs_fail(jobs_queue *queue, const jobs_job *job, const char *reason, bool retryable, char *err,
-                      size_t err_size)
+jobs_status jobs_fail(jobs_queue *queue, const jobs_job *job, const char *reason, bool retryable,
+                      char *err, size_t err_size)
 {
     jobs_status status = check_job(job, err, err_size);
     if (status != JOBS_OK)
         return status;
     jobs_effect effect = JOBS_EFFECT_NONE;
-    status = queue->ops->fail(queue->backend, job, reason && *reason ? reason : "failed (no reason given)",
-                              retryable, &effect, err, err_size);
+    status = queue->ops->fail(queue->backend, job,
+                              reason && *reason ? reason : "failed (no reason given)", retryable,
+                              &effect, err, err_size);
     if (status == JOBS_OK)
         count_effect(queue, effect);
     return status;

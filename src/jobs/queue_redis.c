@@ -42,9 +42,19 @@
 #define BACKOFF_MAX 5.0
 #define AUTOCLAIM_EVERY_SECONDS 1.0
 
-enum { SCRIPT_SUBMIT, SCRIPT_START, SCRIPT_COMPLETE, SCRIPT_FAIL, SCRIPT_EXTEND, SCRIPT_CANCEL, SCRIPTS };
+enum {
+    SCRIPT_SUBMIT,
+    SCRIPT_START,
+    SCRIPT_COMPLETE,
+    SCRIPT_FAIL,
+    SCRIPT_EXTEND,
+    SCRIPT_CANCEL,
+    SCRIPTS
+};
 
-/* KEYS[1] stream, KEYS[2] job hash, ARGV[1] group; the rest per script. */
+/* KEYS[1] stream, KEYS[2] job hash, ARGV[1] group; the rest per script.
+ * (Not clang-formatted: one Lua line per C line reads better.) */
+/* clang-format off */
 static const char *const script_text[SCRIPTS] = {
     /* ARGV: group, cap, id, model, version, content_type, payload, max_retries, ttl, queued_at
      * -> entry id, or 0 when full */
@@ -130,6 +140,7 @@ static const char *const script_text[SCRIPTS] = {
         "redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(job[3])))\n"
         "return 'ok'\n",
 };
+/* clang-format on */
 
 typedef struct redis_queue {
     jobs_queue *queue;
@@ -178,7 +189,8 @@ bool jobs_redis_parse_url(const char *url, jobs_redis_address *address, char *er
     const char *colon = memchr(rest, ':', host_end);
     size_t host_len = colon ? (size_t)(colon - rest) : host_end;
     if (host_len == 0 || host_len >= sizeof(address->host)) {
-        jobs_set_error(err, err_size, "queue URL redis://%.*s: %s (expected redis://host[:port][/db])",
+        jobs_set_error(err, err_size,
+                       "queue URL redis://%.*s: %s (expected redis://host[:port][/db])",
                        (int)host_end, rest, host_len ? "host name too long" : "no host");
         return false;
     }
@@ -187,9 +199,10 @@ bool jobs_redis_parse_url(const char *url, jobs_redis_address *address, char *er
     if (colon) {
         char *end;
         long port = strtol(colon + 1, &end, 10);
-        if (end == colon + 1 || end != rest + host_end || port < 1 || port > 65535 || colon[1] == '-' ||
-            colon[1] == '+' || colon[1] == ' ') {
-            jobs_set_error(err, err_size, "queue URL %s: port \"%.*s\" is not a number from 1 to 65535",
+        if (end == colon + 1 || end != rest + host_end || port < 1 || port > 65535 ||
+            colon[1] == '-' || colon[1] == '+' || colon[1] == ' ') {
+            jobs_set_error(err, err_size,
+                           "queue URL %s: port \"%.*s\" is not a number from 1 to 65535",
                            address->host, (int)(rest + host_end - colon - 1), colon + 1);
             return false;
         }
@@ -198,9 +211,10 @@ bool jobs_redis_parse_url(const char *url, jobs_redis_address *address, char *er
     if (slash && slash[1]) {
         char *end;
         long db = strtol(slash + 1, &end, 10);
-        if (*end || db < 0 || db > 1000000 || slash[1] == '-' || slash[1] == '+' || slash[1] == ' ') {
-            jobs_set_error(err, err_size, "queue URL %s: database \"%.20s\" is not a number from 0", address->host,
-                           slash + 1);
+        if (*end || db < 0 || db > 1000000 || slash[1] == '-' || slash[1] == '+' ||
+            slash[1] == ' ') {
+            jobs_set_error(err, err_size, "queue URL %s: database \"%.20s\" is not a number from 0",
+                           address->host, slash + 1);
             return false;
         }
         address->db = (int)db;
@@ -236,29 +250,29 @@ static struct timeval timeval_of(double seconds)
 }
 
 /* Runs a command; NULL when the connection broke (the error says why). */
-static redisReply *call(redis_queue *q, redisContext *c, int argc, const char **argv, const size_t *lens,
-                        char *err, size_t err_size)
+static redisReply *call(redis_queue *q, redisContext *c, int argc, const char **argv,
+                        const size_t *lens, char *err, size_t err_size)
 {
     redisReply *reply = redisCommandArgv(c, argc, argv, lens);
     if (!reply)
-        jobs_set_error(err, err_size, "queue unavailable: %s: lost the connection: %s", q->url_shown,
-                       c->errstr[0] ? c->errstr : "no reply");
+        jobs_set_error(err, err_size, "queue unavailable: %s: lost the connection: %s",
+                       q->url_shown, c->errstr[0] ? c->errstr : "no reply");
     return reply;
 }
 
 /* A Redis error reply: unavailable when it is about the server's state
  * (loading, out of memory, a replica), else a storage error. */
-static jobs_status reply_error(redis_queue *q, const redisReply *reply, const char *doing, char *err,
-                               size_t err_size)
+static jobs_status reply_error(redis_queue *q, const redisReply *reply, const char *doing,
+                               char *err, size_t err_size)
 {
-    static const char *const transient[] = {"LOADING", "BUSY", "OOM", "MASTERDOWN", "READONLY", "TRYAGAIN",
-                                            "CLUSTERDOWN"};
+    static const char *const transient[] = {"LOADING",  "BUSY",     "OOM",        "MASTERDOWN",
+                                            "READONLY", "TRYAGAIN", "CLUSTERDOWN"};
     bool unavailable = false;
     for (size_t i = 0; i < sizeof(transient) / sizeof(*transient); i++)
         if (strncmp(reply->str, transient[i], strlen(transient[i])) == 0)
             unavailable = true;
-    jobs_set_error(err, err_size, "%s%s: %s: %s", unavailable ? "queue unavailable: " : "", q->url_shown, doing,
-                   reply->str);
+    jobs_set_error(err, err_size, "%s%s: %s: %s", unavailable ? "queue unavailable: " : "",
+                   q->url_shown, doing, reply->str);
     return unavailable ? JOBS_UNAVAILABLE : JOBS_IO_ERROR;
 }
 
@@ -278,7 +292,8 @@ static jobs_status create_group(redis_queue *q, redisContext *c, char *err, size
 /* A new connection, authenticated, on the right database, with the group. */
 static jobs_status connect_new(redis_queue *q, redisContext **out, char *err, size_t err_size)
 {
-    redisContext *c = redisConnectWithTimeout(q->host, q->port, timeval_of(CONNECT_TIMEOUT_SECONDS));
+    redisContext *c =
+        redisConnectWithTimeout(q->host, q->port, timeval_of(CONNECT_TIMEOUT_SECONDS));
     if (!c || c->err) {
         jobs_set_error(err, err_size, "queue unavailable: cannot connect to %s: %s", q->url_shown,
                        c ? c->errstr : "out of memory");
@@ -325,7 +340,8 @@ static jobs_status acquire(redis_queue *q, redisContext **out, char *err, size_t
     }
     double now = jobs_now();
     if (q->down && now < q->retry_at) {
-        jobs_set_error(err, err_size, "%s (reconnecting in %.1f s)", q->last_error, q->retry_at - now);
+        jobs_set_error(err, err_size, "%s (reconnecting in %.1f s)", q->last_error,
+                       q->retry_at - now);
         pthread_mutex_unlock(&q->lock);
         return JOBS_UNAVAILABLE;
     }
@@ -368,8 +384,8 @@ static void release(redis_queue *q, redisContext *c)
 
 /* EVALSHA, falling back to EVAL when the server does not know the script
  * (restarted, SCRIPT FLUSH). args[0..1] are the keys. */
-static redisReply *run_script(redis_queue *q, redisContext *c, int script, int argc, const char **args,
-                              const size_t *lens, char *err, size_t err_size)
+static redisReply *run_script(redis_queue *q, redisContext *c, int script, int argc,
+                              const char **args, const size_t *lens, char *err, size_t err_size)
 {
     const char *argv[16];
     size_t argv_lens[16];
@@ -414,6 +430,27 @@ static jobs_status load_scripts(redis_queue *q, redisContext *c, char *err, size
             return status;
     }
     return JOBS_OK;
+}
+
+/* XAUTOCLAIM came with Redis 6.2: say so at open rather than fail every claim. */
+static jobs_status check_version(redis_queue *q, redisContext *c, char *err, size_t err_size)
+{
+    const char *argv[] = {"COMMAND", "INFO", "XAUTOCLAIM"};
+    redisReply *reply = call(q, c, 3, argv, NULL, err, err_size);
+    if (!reply)
+        return JOBS_UNAVAILABLE;
+    jobs_status status = JOBS_OK;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        status = reply_error(q, reply, "COMMAND INFO", err, err_size);
+    } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 ||
+               reply->element[0]->type != REDIS_REPLY_ARRAY) {
+        jobs_set_error(err, err_size,
+                       "%s: the job queue needs Redis 6.2 or newer (this server has no XAUTOCLAIM)",
+                       q->url_shown);
+        status = JOBS_INVALID;
+    }
+    freeReplyObject(reply);
+    return status;
 }
 
 static void redis_close(void *backend)
@@ -466,6 +503,8 @@ static jobs_status redis_open(jobs_queue *queue, char *err, size_t err_size)
     redisContext *c = NULL;
     jobs_status status = connect_new(q, &c, err, err_size);
     if (status == JOBS_OK)
+        status = check_version(q, c, err, err_size);
+    if (status == JOBS_OK)
         status = load_scripts(q, c, err, err_size);
     if (status != JOBS_OK) {
         redisFree(c);
@@ -498,8 +537,18 @@ static jobs_status redis_submit(void *backend, const jobs_new_job *job, char *er
     snprintf(retries, sizeof(retries), "%u", job->max_retries);
     snprintf(ttl, sizeof(ttl), "%.3f", job->result_ttl);
     snprintf(queued_at, sizeof(queued_at), "%.6f", job->queued_at);
-    const char *args[] = {q->stream_key, key, q->group, cap, job->id, job->model, job->version,
-                          job->content_type, (const char *)job->payload, retries, ttl, queued_at};
+    const char *args[] = {q->stream_key,
+                          key,
+                          q->group,
+                          cap,
+                          job->id,
+                          job->model,
+                          job->version,
+                          job->content_type,
+                          (const char *)job->payload,
+                          retries,
+                          ttl,
+                          queued_at};
     size_t lens[12];
     for (int i = 0; i < 12; i++)
         lens[i] = (size_t)-1;
@@ -546,7 +595,8 @@ static double reply_number(const redisReply *reply)
 }
 
 /* Finds the job id in a stream entry [entry id, [field, value, ...]]. */
-static bool entry_job(const redisReply *entry, char *entry_id, size_t entry_size, char id[JOBS_ID_LEN + 1])
+static bool entry_job(const redisReply *entry, char *entry_id, size_t entry_size,
+                      char id[JOBS_ID_LEN + 1])
 {
     if (!entry || entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 ||
         entry->element[0]->type != REDIS_REPLY_STRING || entry->element[0]->len >= entry_size)
@@ -557,8 +607,10 @@ static bool entry_job(const redisReply *entry, char *entry_id, size_t entry_size
     if (fields->type != REDIS_REPLY_ARRAY)
         return true; /* deleted meanwhile: start() drops it */
     for (size_t i = 0; i + 1 < fields->elements; i += 2)
-        if (fields->element[i]->type == REDIS_REPLY_STRING && strcmp(fields->element[i]->str, "id") == 0 &&
-            fields->element[i + 1]->type == REDIS_REPLY_STRING && fields->element[i + 1]->len == JOBS_ID_LEN)
+        if (fields->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(fields->element[i]->str, "id") == 0 &&
+            fields->element[i + 1]->type == REDIS_REPLY_STRING &&
+            fields->element[i + 1]->len == JOBS_ID_LEN)
             memcpy(id, fields->element[i + 1]->str, JOBS_ID_LEN + 1);
     return true;
 }
@@ -594,9 +646,11 @@ static jobs_status start(redis_queue *q, redisContext *c, const char *worker, co
     jobs_status status = JOBS_EMPTY;
     if (reply->type == REDIS_REPLY_ERROR) {
         status = reply_error(q, reply, "starting a job", err, err_size);
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 && reply->element[0]->integer == 2) {
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+               reply->element[0]->integer == 2) {
         jobs_count_lost(q->queue, 0, 1);
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 9 && reply->element[0]->integer == 1) {
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 9 &&
+               reply->element[0]->integer == 1) {
         if (reply->element[8]->integer == 1)
             jobs_count_lost(q->queue, 1, 0);
         jobs_job *job = calloc(1, sizeof(*job));
@@ -615,7 +669,8 @@ static jobs_status start(redis_queue *q, redisContext *c, const char *worker, co
             job->started_at = now;
             snprintf(job->claim, sizeof(job->claim), "%s", entry_id);
             if (!job->model || !job->version || !job->content_type || !job->payload) {
-                jobs_set_error(err, err_size, "job %s: its record in %s is incomplete", id, q->url_shown);
+                jobs_set_error(err, err_size, "job %s: its record in %s is incomplete", id,
+                               q->url_shown);
                 jobs_job_free(job);
                 status = JOBS_IO_ERROR;
             } else {
@@ -632,7 +687,8 @@ static jobs_status start(redis_queue *q, redisContext *c, const char *worker, co
  * visibility timeout, walking the pending list with a cursor kept across
  * calls. Sets entry_id[0] = 0 when there is none. */
 static jobs_status reclaim_one(redis_queue *q, redisContext *c, const char *worker, char *entry_id,
-                               size_t entry_size, char id[JOBS_ID_LEN + 1], char *err, size_t err_size)
+                               size_t entry_size, char id[JOBS_ID_LEN + 1], char *err,
+                               size_t err_size)
 {
     entry_id[0] = 0;
     char cursor[48], idle_ms[32];
@@ -646,7 +702,8 @@ static jobs_status reclaim_one(redis_queue *q, redisContext *c, const char *work
     if (!due)
         return JOBS_OK;
     snprintf(idle_ms, sizeof(idle_ms), "%.0f", q->queue->visibility_timeout * 1000);
-    const char *argv[] = {"XAUTOCLAIM", q->stream_key, q->group, worker, idle_ms, cursor, "COUNT", "1"};
+    const char *argv[] = {"XAUTOCLAIM", q->stream_key, q->group, worker,
+                          idle_ms,      cursor,        "COUNT",  "1"};
     redisReply *reply = call(q, c, 8, argv, NULL, err, err_size);
     if (!reply)
         return JOBS_UNAVAILABLE;
@@ -670,20 +727,22 @@ static jobs_status reclaim_one(redis_queue *q, redisContext *c, const char *work
     return status;
 }
 
-static jobs_status read_new(redis_queue *q, redisContext *c, const char *worker, double wait, char *entry_id,
-                            size_t entry_size, char id[JOBS_ID_LEN + 1], char *err, size_t err_size)
+static jobs_status read_new(redis_queue *q, redisContext *c, const char *worker, double wait,
+                            char *entry_id, size_t entry_size, char id[JOBS_ID_LEN + 1], char *err,
+                            size_t err_size)
 {
     entry_id[0] = 0;
     char block_ms[32];
     long ms = (long)(wait * 1000);
     snprintf(block_ms, sizeof(block_ms), "%ld", ms);
     /* BLOCK 0 would wait forever: no BLOCK at all for a zero wait */
-    const char *argv[] = {"XREADGROUP", "GROUP", q->group, worker, "COUNT", "1",
-                          "BLOCK", block_ms, "STREAMS", q->stream_key, ">"};
-    const char *argv_now[] = {"XREADGROUP", "GROUP", q->group, worker, "COUNT", "1",
-                              "STREAMS", q->stream_key, ">"};
+    const char *argv[] = {"XREADGROUP", "GROUP",  q->group,  worker,        "COUNT", "1",
+                          "BLOCK",      block_ms, "STREAMS", q->stream_key, ">"};
+    const char *argv_now[] = {"XREADGROUP", "GROUP",   q->group,      worker, "COUNT",
+                              "1",          "STREAMS", q->stream_key, ">"};
     redisSetTimeout(c, timeval_of(COMMAND_TIMEOUT_SECONDS + wait));
-    redisReply *reply = ms > 0 ? call(q, c, 11, argv, NULL, err, err_size) : call(q, c, 9, argv_now, NULL, err, err_size);
+    redisReply *reply = ms > 0 ? call(q, c, 11, argv, NULL, err, err_size)
+                               : call(q, c, 9, argv_now, NULL, err, err_size);
     if (!c->err)
         redisSetTimeout(c, timeval_of(COMMAND_TIMEOUT_SECONDS));
     if (!reply)
@@ -704,8 +763,8 @@ static jobs_status read_new(redis_queue *q, redisContext *c, const char *worker,
     return status;
 }
 
-static jobs_status redis_claim(void *backend, const char *worker, double timeout, jobs_job **out, char *err,
-                               size_t err_size)
+static jobs_status redis_claim(void *backend, const char *worker, double timeout, jobs_job **out,
+                               char *err, size_t err_size)
 {
     redis_queue *q = backend;
     redisContext *c;
@@ -721,7 +780,8 @@ static jobs_status redis_claim(void *backend, const char *worker, double timeout
             double left = deadline - jobs_now();
             /* wake at least every second to look for lost workers' jobs */
             double wait = left < AUTOCLAIM_EVERY_SECONDS ? left : AUTOCLAIM_EVERY_SECONDS;
-            status = read_new(q, c, worker, wait > 0 ? wait : 0, entry_id, sizeof(entry_id), id, err, err_size);
+            status = read_new(q, c, worker, wait > 0 ? wait : 0, entry_id, sizeof(entry_id), id,
+                              err, err_size);
         }
         if (status != JOBS_OK)
             break;
@@ -733,8 +793,9 @@ static jobs_status redis_claim(void *backend, const char *worker, double timeout
     return status;
 }
 
-static jobs_status script_on_job(redis_queue *q, int script, const char *id, int argc, const char **extra,
-                                 const size_t *extra_lens, redisReply **out, char *err, size_t err_size)
+static jobs_status script_on_job(redis_queue *q, int script, const char *id, int argc,
+                                 const char **extra, const size_t *extra_lens, redisReply **out,
+                                 char *err, size_t err_size)
 {
     redisContext *c;
     jobs_status status = acquire(q, &c, err, err_size);
@@ -767,15 +828,17 @@ static jobs_status not_found(const char *id, char *err, size_t err_size)
     return JOBS_NOT_FOUND;
 }
 
-static jobs_status redis_complete(void *backend, const jobs_job *job, const void *result, size_t result_size,
-                                  const char *content_type, jobs_effect *effect, char *err, size_t err_size)
+static jobs_status redis_complete(void *backend, const jobs_job *job, const void *result,
+                                  size_t result_size, const char *content_type, jobs_effect *effect,
+                                  char *err, size_t err_size)
 {
     char now[32];
     snprintf(now, sizeof(now), "%.6f", jobs_now());
     const char *extra[] = {job->claim, result, content_type, now};
     size_t lens[] = {(size_t)-1, result_size, (size_t)-1, (size_t)-1};
     redisReply *reply;
-    jobs_status status = script_on_job(backend, SCRIPT_COMPLETE, job->id, 4, extra, lens, &reply, err, err_size);
+    jobs_status status =
+        script_on_job(backend, SCRIPT_COMPLETE, job->id, 4, extra, lens, &reply, err, err_size);
     if (status != JOBS_OK)
         return status;
     if (reply->integer < 0)
@@ -786,15 +849,16 @@ static jobs_status redis_complete(void *backend, const jobs_job *job, const void
     return status;
 }
 
-static jobs_status redis_fail(void *backend, const jobs_job *job, const char *reason, bool retryable,
-                              jobs_effect *effect, char *err, size_t err_size)
+static jobs_status redis_fail(void *backend, const jobs_job *job, const char *reason,
+                              bool retryable, jobs_effect *effect, char *err, size_t err_size)
 {
     char now[32], attempt[16];
     snprintf(now, sizeof(now), "%.6f", jobs_now());
     snprintf(attempt, sizeof(attempt), "%u", job->attempt);
     const char *extra[] = {job->claim, reason, retryable ? "1" : "0", attempt, now, job->id};
     redisReply *reply;
-    jobs_status status = script_on_job(backend, SCRIPT_FAIL, job->id, 6, extra, NULL, &reply, err, err_size);
+    jobs_status status =
+        script_on_job(backend, SCRIPT_FAIL, job->id, 6, extra, NULL, &reply, err, err_size);
     if (status != JOBS_OK)
         return status;
     if (reply->integer < 0)
@@ -813,13 +877,15 @@ static jobs_status redis_extend(void *backend, const jobs_job *job, char *err, s
     snprintf(attempt, sizeof(attempt), "%u", job->attempt);
     const char *extra[] = {job->claim, attempt};
     redisReply *reply;
-    jobs_status status = script_on_job(backend, SCRIPT_EXTEND, job->id, 2, extra, NULL, &reply, err, err_size);
+    jobs_status status =
+        script_on_job(backend, SCRIPT_EXTEND, job->id, 2, extra, NULL, &reply, err, err_size);
     if (status != JOBS_OK)
         return status;
     if (reply->integer < 0) {
         status = not_found(job->id, err, err_size);
     } else if (reply->integer == 0) {
-        jobs_set_error(err, err_size, "job %s: the claim of attempt %u was lost", job->id, job->attempt);
+        jobs_set_error(err, err_size, "job %s: the claim of attempt %u was lost", job->id,
+                       job->attempt);
         status = JOBS_CONFLICT;
     }
     freeReplyObject(reply);
@@ -832,20 +898,23 @@ static jobs_status redis_cancel(void *backend, const char *id, char *err, size_t
     snprintf(now, sizeof(now), "%.6f", jobs_now());
     const char *extra[] = {now};
     redisReply *reply;
-    jobs_status status = script_on_job(backend, SCRIPT_CANCEL, id, 1, extra, NULL, &reply, err, err_size);
+    jobs_status status =
+        script_on_job(backend, SCRIPT_CANCEL, id, 1, extra, NULL, &reply, err, err_size);
     if (status != JOBS_OK)
         return status;
     if (reply->type != REDIS_REPLY_STRING || reply->len == 0) {
         status = not_found(id, err, err_size);
     } else if (strcmp(reply->str, "ok") != 0) {
-        jobs_set_error(err, err_size, "job %s is %s: only a queued job can be cancelled", id, reply->str);
+        jobs_set_error(err, err_size, "job %s is %s: only a queued job can be cancelled", id,
+                       reply->str);
         status = JOBS_CONFLICT;
     }
     freeReplyObject(reply);
     return status;
 }
 
-static jobs_status redis_get(void *backend, const char *id, jobs_info **out, char *err, size_t err_size)
+static jobs_status redis_get(void *backend, const char *id, jobs_info **out, char *err,
+                             size_t err_size)
 {
     redis_queue *q = backend;
     redisContext *c;
@@ -854,8 +923,10 @@ static jobs_status redis_get(void *backend, const char *id, jobs_info **out, cha
         return status;
     char key[256];
     job_key(q, id, key, sizeof(key));
-    const char *argv[] = {"HMGET", key, "state", "model", "version", "attempts", "max_retries", "queued_at",
-                          "started_at", "finished_at", "result", "result_content_type", "error"};
+    const char *argv[] = {"HMGET",      key,           "state",       "model",
+                          "version",    "attempts",    "max_retries", "queued_at",
+                          "started_at", "finished_at", "result",      "result_content_type",
+                          "error"};
     redisReply *reply = call(q, c, 13, argv, NULL, err, err_size);
     release(q, c);
     if (!reply)
@@ -868,8 +939,8 @@ static jobs_status redis_get(void *backend, const char *id, jobs_info **out, cha
                reply->element[0]->type != REDIS_REPLY_STRING) {
         status = not_found(id, err, err_size);
     } else if ((state = jobs_state_parse(reply->element[0]->str)) < 0) {
-        jobs_set_error(err, err_size, "job %s: unknown state \"%s\" in %s", id, reply->element[0]->str,
-                       q->url_shown);
+        jobs_set_error(err, err_size, "job %s: unknown state \"%s\" in %s", id,
+                       reply->element[0]->str, q->url_shown);
         status = JOBS_IO_ERROR;
     } else if (!(info = calloc(1, sizeof(*info)))) {
         jobs_set_error(err, err_size, "out of memory");
@@ -891,7 +962,8 @@ static jobs_status redis_get(void *backend, const char *id, jobs_info **out, cha
         }
         info->error = reply_text(f[10], NULL);
         if (!info->model || !info->version || (info->state == JOBS_DONE && !info->result)) {
-            jobs_set_error(err, err_size, "job %s: its record in %s is incomplete", id, q->url_shown);
+            jobs_set_error(err, err_size, "job %s: its record in %s is incomplete", id,
+                           q->url_shown);
             status = JOBS_IO_ERROR;
         }
     }
@@ -907,7 +979,8 @@ static jobs_status redis_get(void *backend, const char *id, jobs_info **out, cha
 /* Pending = XLEN (entries leave the stream when their job finishes);
  * running = the group's pending-entries list. Finished jobs are not counted
  * (that would need a scan of the keys). */
-static jobs_status redis_count(void *backend, uint64_t depth[JOBS_STATE_COUNT], char *err, size_t err_size)
+static jobs_status redis_count(void *backend, uint64_t depth[JOBS_STATE_COUNT], char *err,
+                               size_t err_size)
 {
     redis_queue *q = backend;
     redisContext *c;
@@ -924,7 +997,9 @@ static jobs_status redis_count(void *backend, uint64_t depth[JOBS_STATE_COUNT], 
     } else if (length->type == REDIS_REPLY_ERROR) {
         status = reply_error(q, length, "XLEN", err, err_size);
     } else {
-        uint64_t total = length->type == REDIS_REPLY_INTEGER && length->integer > 0 ? (uint64_t)length->integer : 0;
+        uint64_t total = length->type == REDIS_REPLY_INTEGER && length->integer > 0
+                             ? (uint64_t)length->integer
+                             : 0;
         uint64_t running = 0;
         if (pending->type == REDIS_REPLY_ARRAY && pending->elements >= 1 &&
             pending->element[0]->type == REDIS_REPLY_INTEGER && pending->element[0]->integer > 0)

@@ -58,48 +58,60 @@ enum {
 
 /* %1$s is the queue name; tables are "<name>_jobs" and "<name>_counts". */
 static const char *const statement_sql[SQL_STATEMENTS] = {
-    [SQL_COUNT_PENDING] = "SELECT coalesce(sum(n), 0) FROM \"%1$s_counts\" WHERE state IN ('queued', 'running')",
-    [SQL_INSERT] = "INSERT INTO \"%1$s_jobs\"(id, model, version, content_type, payload, state, attempts, "
-                   "max_retries, result_ttl, queued_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?7, ?8)",
-    [SQL_ANY_WORK] = "SELECT 1 WHERE EXISTS (SELECT 1 FROM \"%1$s_jobs\" WHERE state = 'queued') OR EXISTS "
-                     "(SELECT 1 FROM \"%1$s_jobs\" WHERE state = 'running' AND lease_until < ?1)",
+    [SQL_COUNT_PENDING] =
+        "SELECT coalesce(sum(n), 0) FROM \"%1$s_counts\" WHERE state IN ('queued', 'running')",
+    [SQL_INSERT] =
+        "INSERT INTO \"%1$s_jobs\"(id, model, version, content_type, payload, state, attempts, "
+        "max_retries, result_ttl, queued_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?7, ?8)",
+    [SQL_ANY_WORK] =
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM \"%1$s_jobs\" WHERE state = 'queued') OR EXISTS "
+        "(SELECT 1 FROM \"%1$s_jobs\" WHERE state = 'running' AND lease_until < ?1)",
     [SQL_GIVE_UP_LOST] =
         "UPDATE \"%1$s_jobs\" SET state = 'failed', payload = NULL, finished_at = ?1, "
-        "expires_at = ?1 + result_ttl, error = 'gave up after ' || attempts || ' attempts: worker ' || "
-        "coalesce(worker, '?') || ' lost the job (no word within the visibility timeout)' "
+        "expires_at = ?1 + result_ttl, error = 'gave up after ' || attempts || "
+        "' attempts: worker ' || coalesce(worker, '?') || "
+        "' lost the job (no word within the visibility timeout)' "
         "WHERE state = 'running' AND lease_until < ?1 AND attempts > max_retries",
-    [SQL_REQUEUE_LOST] = "UPDATE \"%1$s_jobs\" SET state = 'queued', error = 'worker ' || coalesce(worker, '?') "
-                         "|| ' lost the job on attempt ' || attempts || ' (no word within the visibility "
-                         "timeout)', worker = NULL, lease_until = NULL "
-                         "WHERE state = 'running' AND lease_until < ?1",
-    [SQL_OLDEST_QUEUED] = "SELECT seq, id, model, version, content_type, payload, attempts, max_retries, "
-                          "queued_at FROM \"%1$s_jobs\" WHERE state = 'queued' ORDER BY seq LIMIT 1",
-    [SQL_START] = "UPDATE \"%1$s_jobs\" SET state = 'running', attempts = attempts + 1, worker = ?2, "
-                  "started_at = ?3, lease_until = ?4 WHERE seq = ?1",
-    [SQL_COMPLETE] = "UPDATE \"%1$s_jobs\" SET state = 'done', result = ?2, result_content_type = ?3, "
-                     "finished_at = ?4, expires_at = ?4 + result_ttl, error = NULL, payload = NULL, "
-                     "lease_until = NULL WHERE id = ?1 AND state IN ('queued', 'running')",
+    [SQL_REQUEUE_LOST] =
+        "UPDATE \"%1$s_jobs\" SET state = 'queued', error = 'worker ' || coalesce(worker, '?') "
+        "|| ' lost the job on attempt ' || attempts || ' (no word within the visibility "
+        "timeout)', worker = NULL, lease_until = NULL "
+        "WHERE state = 'running' AND lease_until < ?1",
+    [SQL_OLDEST_QUEUED] =
+        "SELECT seq, id, model, version, content_type, payload, attempts, max_retries, "
+        "queued_at FROM \"%1$s_jobs\" WHERE state = 'queued' ORDER BY seq LIMIT 1",
+    [SQL_START] =
+        "UPDATE \"%1$s_jobs\" SET state = 'running', attempts = attempts + 1, worker = ?2, "
+        "started_at = ?3, lease_until = ?4 WHERE seq = ?1",
+    [SQL_COMPLETE] =
+        "UPDATE \"%1$s_jobs\" SET state = 'done', result = ?2, result_content_type = ?3, "
+        "finished_at = ?4, expires_at = ?4 + result_ttl, error = NULL, payload = NULL, "
+        "lease_until = NULL WHERE id = ?1 AND state IN ('queued', 'running')",
     /* ?3 retryable: re-queue (at the back, as on Redis: a natural pause
      * before the retry) while attempts remain; else fail with the reason */
-    [SQL_FAIL] = "UPDATE \"%1$s_jobs\" SET "
-                 "seq = CASE WHEN ?3 AND attempts <= max_retries "
-                 "THEN (SELECT max(seq) FROM \"%1$s_jobs\") + 1 ELSE seq END, "
-                 "state = CASE WHEN ?3 AND attempts <= max_retries THEN 'queued' ELSE 'failed' END, "
-                 "error = CASE WHEN ?3 AND attempts > max_retries "
-                 "THEN 'gave up after ' || attempts || ' attempts: ' || ?2 ELSE ?2 END, "
-                 "finished_at = CASE WHEN ?3 AND attempts <= max_retries THEN NULL ELSE ?5 END, "
-                 "expires_at = CASE WHEN ?3 AND attempts <= max_retries THEN NULL ELSE ?5 + result_ttl END, "
-                 "payload = CASE WHEN ?3 AND attempts <= max_retries THEN payload ELSE NULL END, "
-                 "worker = NULL, lease_until = NULL "
-                 "WHERE id = ?1 AND state = 'running' AND attempts = ?4 RETURNING state",
+    [SQL_FAIL] =
+        "UPDATE \"%1$s_jobs\" SET "
+        "seq = CASE WHEN ?3 AND attempts <= max_retries "
+        "THEN (SELECT max(seq) FROM \"%1$s_jobs\") + 1 ELSE seq END, "
+        "state = CASE WHEN ?3 AND attempts <= max_retries THEN 'queued' ELSE 'failed' END, "
+        "error = CASE WHEN ?3 AND attempts > max_retries "
+        "THEN 'gave up after ' || attempts || ' attempts: ' || ?2 ELSE ?2 END, "
+        "finished_at = CASE WHEN ?3 AND attempts <= max_retries THEN NULL ELSE ?5 END, "
+        "expires_at = CASE WHEN ?3 AND attempts <= max_retries THEN NULL ELSE ?5 + result_ttl END, "
+        "payload = CASE WHEN ?3 AND attempts <= max_retries THEN payload ELSE NULL END, "
+        "worker = NULL, lease_until = NULL "
+        "WHERE id = ?1 AND state = 'running' AND attempts = ?4 RETURNING state",
     [SQL_EXTEND] = "UPDATE \"%1$s_jobs\" SET lease_until = ?3 WHERE id = ?1 AND state = 'running' "
                    "AND attempts = ?2",
-    [SQL_GET] = "SELECT state, model, version, attempts, max_retries, queued_at, started_at, finished_at, "
-                "result, result_content_type, error FROM \"%1$s_jobs\" "
-                "WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
-    [SQL_CANCEL] = "UPDATE \"%1$s_jobs\" SET state = 'cancelled', payload = NULL, finished_at = ?2, "
-                   "expires_at = ?2 + result_ttl WHERE id = ?1 AND state = 'queued'",
-    [SQL_STATE_OF] = "SELECT state FROM \"%1$s_jobs\" WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+    [SQL_GET] =
+        "SELECT state, model, version, attempts, max_retries, queued_at, started_at, finished_at, "
+        "result, result_content_type, error FROM \"%1$s_jobs\" "
+        "WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+    [SQL_CANCEL] =
+        "UPDATE \"%1$s_jobs\" SET state = 'cancelled', payload = NULL, finished_at = ?2, "
+        "expires_at = ?2 + result_ttl WHERE id = ?1 AND state = 'queued'",
+    [SQL_STATE_OF] =
+        "SELECT state FROM \"%1$s_jobs\" WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
     [SQL_COUNTS] = "SELECT state, n FROM \"%1$s_counts\"",
     [SQL_EXPIRE] = "DELETE FROM \"%1$s_jobs\" WHERE expires_at <= ?1",
     [SQL_BEGIN] = "BEGIN IMMEDIATE",
@@ -120,10 +132,14 @@ static const char schema_sql[] =
     " worker TEXT, queued_at REAL NOT NULL, started_at REAL, lease_until REAL, finished_at REAL,"
     " expires_at REAL, error TEXT, result BLOB, result_content_type TEXT);"
     "CREATE INDEX IF NOT EXISTS \"%1$s_jobs_queued\" ON \"%1$s_jobs\"(seq) WHERE state = 'queued';"
-    "CREATE INDEX IF NOT EXISTS \"%1$s_jobs_running\" ON \"%1$s_jobs\"(lease_until) WHERE state = 'running';"
-    "CREATE INDEX IF NOT EXISTS \"%1$s_jobs_expires\" ON \"%1$s_jobs\"(expires_at) WHERE expires_at IS NOT NULL;"
-    "CREATE TABLE IF NOT EXISTS \"%1$s_counts\" (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
-    "INSERT OR IGNORE INTO \"%1$s_counts\" VALUES ('queued', 0), ('running', 0), ('done', 0), ('failed', 0),"
+    "CREATE INDEX IF NOT EXISTS \"%1$s_jobs_running\" ON \"%1$s_jobs\"(lease_until) WHERE state = "
+    "'running';"
+    "CREATE INDEX IF NOT EXISTS \"%1$s_jobs_expires\" ON \"%1$s_jobs\"(expires_at) WHERE "
+    "expires_at IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS \"%1$s_counts\" (state TEXT PRIMARY KEY, n INTEGER NOT NULL) "
+    "WITHOUT ROWID;"
+    "INSERT OR IGNORE INTO \"%1$s_counts\" VALUES ('queued', 0), ('running', 0), ('done', 0), "
+    "('failed', 0),"
     " ('cancelled', 0);"
     "CREATE TRIGGER IF NOT EXISTS \"%1$s_count_insert\" AFTER INSERT ON \"%1$s_jobs\" BEGIN"
     " UPDATE \"%1$s_counts\" SET n = n + 1 WHERE state = NEW.state; END;"
@@ -142,7 +158,8 @@ typedef struct sqlite_queue {
     pthread_mutex_t lock;
     pthread_cond_t submitted; /* signalled by submits through this handle */
     double next_expire_at;
-    double next_reclaim_at; /* looking for lost workers' jobs costs two updates: once a second is enough */
+    double next_reclaim_at; /* looking for lost workers' jobs costs two updates: once a second is
+                               enough */
 } sqlite_queue;
 
 static jobs_status db_error(sqlite_queue *q, const char *doing, char *err, size_t err_size)
@@ -171,7 +188,8 @@ static void rollback(sqlite_queue *q)
     sqlite3_reset(q->statements[SQL_ROLLBACK]);
 }
 
-static jobs_status run_done(sqlite_queue *q, sqlite3_stmt *stmt, const char *doing, char *err, size_t err_size)
+static jobs_status run_done(sqlite_queue *q, sqlite3_stmt *stmt, const char *doing, char *err,
+                            size_t err_size)
 {
     int rc = sqlite3_step(stmt);
     sqlite3_reset(stmt);
@@ -214,7 +232,8 @@ static bool make_dirs(const char *path, char *err, size_t err_size)
         *p = 0;
         /* 0700: results are private to whoever holds a job id */
         if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
-            jobs_set_error(err, err_size, "state directory %s: cannot create %s: %s", path, copy, strerror(errno));
+            jobs_set_error(err, err_size, "state directory %s: cannot create %s: %s", path, copy,
+                           strerror(errno));
             free(copy);
             return false;
         }
@@ -273,8 +292,8 @@ static jobs_status sqlite_open(jobs_queue *queue, char *err, size_t err_size)
     snprintf(q->path, path_size, "%s/jobs.db", queue->state_dir);
 
     /* FULLMUTEX is not needed: this handle's mutex serialises every use */
-    int rc = sqlite3_open_v2(q->path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        q->path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         jobs_set_error(err, err_size, "job queue %s: cannot open: %s", q->path,
                        q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
@@ -293,8 +312,8 @@ static jobs_status sqlite_open(jobs_queue *queue, char *err, size_t err_size)
     } else {
         journal = jobs_strdup((const char *)sqlite3_column_text(pragma, 0));
         if (!journal || strcmp(journal, "wal") != 0) {
-            jobs_set_error(err, err_size, "job queue %s: journal mode is \"%s\", WAL is needed", q->path,
-                           journal ? journal : "?");
+            jobs_set_error(err, err_size, "job queue %s: journal mode is \"%s\", WAL is needed",
+                           q->path, journal ? journal : "?");
             status = JOBS_IO_ERROR;
         }
     }
@@ -314,8 +333,10 @@ static jobs_status sqlite_open(jobs_queue *queue, char *err, size_t err_size)
     }
     sqlite3_finalize(pragma);
     if (status == JOBS_OK && user_version > SCHEMA_VERSION) {
-        jobs_set_error(err, err_size, "job queue %s: schema version %d was written by a newer inferd (this one "
-                       "knows %d)", q->path, user_version, SCHEMA_VERSION);
+        jobs_set_error(err, err_size,
+                       "job queue %s: schema version %d was written by a newer inferd (this one "
+                       "knows %d)",
+                       q->path, user_version, SCHEMA_VERSION);
         status = JOBS_INVALID;
     }
     if (status != JOBS_OK) {
@@ -343,8 +364,8 @@ static jobs_status sqlite_open(jobs_queue *queue, char *err, size_t err_size)
         if (!sql) {
             jobs_set_error(err, err_size, "out of memory");
             status = JOBS_IO_ERROR;
-        } else if (sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q->statements[i], NULL) !=
-                   SQLITE_OK) {
+        } else if (sqlite3_prepare_v3(q->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q->statements[i],
+                                      NULL) != SQLITE_OK) {
             status = db_error(q, "cannot prepare a statement", err, err_size);
         }
         free(sql);
@@ -369,7 +390,7 @@ static jobs_status expire_locked(sqlite_queue *q, uint64_t *removed, char *err, 
     if (status == JOBS_OK && removed)
         *removed = (uint64_t)sqlite3_changes(q->db);
     q->next_expire_at = now + (q->queue->result_ttl < EXPIRE_EVERY_SECONDS ? q->queue->result_ttl
-                                                                            : EXPIRE_EVERY_SECONDS);
+                                                                           : EXPIRE_EVERY_SECONDS);
     return status;
 }
 
@@ -430,7 +451,8 @@ static char *column_text(sqlite3_stmt *stmt, int column)
 }
 
 /* One claim attempt, the lock held: JOBS_EMPTY when there is nothing to take. */
-static jobs_status try_claim(sqlite_queue *q, const char *worker, jobs_job **out, char *err, size_t err_size)
+static jobs_status try_claim(sqlite_queue *q, const char *worker, jobs_job **out, char *err,
+                             size_t err_size)
 {
     double now = jobs_now();
     sqlite3_stmt *stmt = statement(q, SQL_ANY_WORK);
@@ -452,7 +474,8 @@ static jobs_status try_claim(sqlite_queue *q, const char *worker, jobs_job **out
                                         ? q->queue->visibility_timeout / 2
                                         : RECLAIM_EVERY_SECONDS);
     uint64_t lost[2] = {0, 0}; /* given up, re-queued */
-    for (int which = SQL_GIVE_UP_LOST; reclaim && status == JOBS_OK && which <= SQL_REQUEUE_LOST; which++) {
+    for (int which = SQL_GIVE_UP_LOST; reclaim && status == JOBS_OK && which <= SQL_REQUEUE_LOST;
+         which++) {
         stmt = statement(q, which);
         sqlite3_bind_double(stmt, 1, now);
         status = run_done(q, stmt, "re-queueing jobs of lost workers", err, err_size);
@@ -526,8 +549,8 @@ static struct timespec monotonic_after(double seconds)
     return at;
 }
 
-static jobs_status sqlite_claim(void *backend, const char *worker, double timeout, jobs_job **out, char *err,
-                                size_t err_size)
+static jobs_status sqlite_claim(void *backend, const char *worker, double timeout, jobs_job **out,
+                                char *err, size_t err_size)
 {
     sqlite_queue *q = backend;
     double deadline = jobs_now() + timeout;
@@ -551,7 +574,8 @@ static jobs_status sqlite_claim(void *backend, const char *worker, double timeou
 }
 
 /* Why an update by id changed nothing: the job is gone, or it is elsewhere. */
-static jobs_status explain_unchanged(sqlite_queue *q, const char *id, int *state, char *err, size_t err_size)
+static jobs_status explain_unchanged(sqlite_queue *q, const char *id, int *state, char *err,
+                                     size_t err_size)
 {
     sqlite3_stmt *stmt = statement(q, SQL_STATE_OF);
     sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
@@ -570,8 +594,9 @@ static jobs_status explain_unchanged(sqlite_queue *q, const char *id, int *state
     return status;
 }
 
-static jobs_status sqlite_complete(void *backend, const jobs_job *job, const void *result, size_t result_size,
-                                   const char *content_type, jobs_effect *effect, char *err, size_t err_size)
+static jobs_status sqlite_complete(void *backend, const jobs_job *job, const void *result,
+                                   size_t result_size, const char *content_type,
+                                   jobs_effect *effect, char *err, size_t err_size)
 {
     sqlite_queue *q = backend;
     pthread_mutex_lock(&q->lock);
@@ -593,8 +618,8 @@ static jobs_status sqlite_complete(void *backend, const jobs_job *job, const voi
     return status;
 }
 
-static jobs_status sqlite_fail(void *backend, const jobs_job *job, const char *reason, bool retryable,
-                               jobs_effect *effect, char *err, size_t err_size)
+static jobs_status sqlite_fail(void *backend, const jobs_job *job, const char *reason,
+                               bool retryable, jobs_effect *effect, char *err, size_t err_size)
 {
     sqlite_queue *q = backend;
     pthread_mutex_lock(&q->lock);
@@ -607,8 +632,9 @@ static jobs_status sqlite_fail(void *backend, const jobs_job *job, const char *r
     int rc = sqlite3_step(stmt);
     jobs_status status = JOBS_OK;
     if (rc == SQLITE_ROW) {
-        *effect = strcmp((const char *)sqlite3_column_text(stmt, 0), "queued") == 0 ? JOBS_EFFECT_REQUEUED
-                                                                                    : JOBS_EFFECT_FAILED;
+        *effect = strcmp((const char *)sqlite3_column_text(stmt, 0), "queued") == 0
+                      ? JOBS_EFFECT_REQUEUED
+                      : JOBS_EFFECT_FAILED;
         rc = sqlite3_step(stmt);
     }
     if (rc != SQLITE_DONE)
@@ -635,8 +661,9 @@ static jobs_status sqlite_extend(void *backend, const jobs_job *job, char *err, 
         int state = -1;
         status = explain_unchanged(q, job->id, &state, err, err_size);
         if (status == JOBS_OK) {
-            jobs_set_error(err, err_size, "job %s: the claim of attempt %u was lost (the job is %s now)",
-                           job->id, job->attempt, jobs_state_name((jobs_state)state));
+            jobs_set_error(err, err_size,
+                           "job %s: the claim of attempt %u was lost (the job is %s now)", job->id,
+                           job->attempt, jobs_state_name((jobs_state)state));
             status = JOBS_CONFLICT;
         }
     }
@@ -644,7 +671,8 @@ static jobs_status sqlite_extend(void *backend, const jobs_job *job, char *err, 
     return status;
 }
 
-static jobs_status sqlite_get(void *backend, const char *id, jobs_info **out, char *err, size_t err_size)
+static jobs_status sqlite_get(void *backend, const char *id, jobs_info **out, char *err,
+                              size_t err_size)
 {
     sqlite_queue *q = backend;
     pthread_mutex_lock(&q->lock);
@@ -715,7 +743,8 @@ static jobs_status sqlite_cancel(void *backend, const char *id, char *err, size_
     return status;
 }
 
-static jobs_status sqlite_count(void *backend, uint64_t depth[JOBS_STATE_COUNT], char *err, size_t err_size)
+static jobs_status sqlite_count(void *backend, uint64_t depth[JOBS_STATE_COUNT], char *err,
+                                size_t err_size)
 {
     sqlite_queue *q = backend;
     pthread_mutex_lock(&q->lock);

@@ -61,19 +61,21 @@ static void pause_unless_stopping(jobs_runner *runner, double seconds)
 
 /* Stores what happened to one job; retries while the queue is unreachable,
  * because a result computed is worth keeping (until stop). */
-static void finish(jobs_runner *runner, const char *worker, const jobs_job *job, jobs_outcome outcome,
-                   const jobs_output *output, const char *reason)
+static void finish(jobs_runner *runner, const char *worker, const jobs_job *job,
+                   jobs_outcome outcome, const jobs_output *output, const char *reason)
 {
     char err[512];
     double pause = UNAVAILABLE_PAUSE_SECONDS;
     for (;;) {
         jobs_status status;
         if (outcome == JOBS_RUN_DONE)
-            status = jobs_complete(runner->queue, job, output->data, output->size,
-                                   output->content_type[0] ? output->content_type : "application/json", err,
-                                   sizeof(err));
+            status =
+                jobs_complete(runner->queue, job, output->data, output->size,
+                              output->content_type[0] ? output->content_type : "application/json",
+                              err, sizeof(err));
         else
-            status = jobs_fail(runner->queue, job, reason, outcome == JOBS_RUN_RETRY, err, sizeof(err));
+            status =
+                jobs_fail(runner->queue, job, reason, outcome == JOBS_RUN_RETRY, err, sizeof(err));
         if (status == JOBS_OK)
             return;
         char message[768];
@@ -96,8 +98,8 @@ static void *runner_main(void *arg)
     double pause = UNAVAILABLE_PAUSE_SECONDS;
     while (!atomic_load(&runner->stopping)) {
         jobs_job *job = NULL;
-        jobs_status status = jobs_claim(runner->queue, self->worker, runner->config.poll_interval, &job, err,
-                                        sizeof(err));
+        jobs_status status = jobs_claim(runner->queue, self->worker, runner->config.poll_interval,
+                                        &job, err, sizeof(err));
         if (status == JOBS_EMPTY)
             continue;
         if (status != JOBS_OK) {
@@ -118,7 +120,8 @@ static void *runner_main(void *arg)
         pthread_mutex_unlock(&runner->lock);
         jobs_output output = {0};
         char reason[512] = "";
-        jobs_outcome outcome = runner->config.run(runner->config.user, job, &output, reason, sizeof(reason));
+        jobs_outcome outcome =
+            runner->config.run(runner->config.user, job, &output, reason, sizeof(reason));
         if (outcome != JOBS_RUN_DONE && !reason[0])
             snprintf(reason, sizeof(reason), "the job failed (no reason given)");
         pthread_mutex_lock(&runner->lock);
@@ -153,8 +156,8 @@ static void *keeper_main(void *arg)
             jobs_status status = jobs_extend(runner->queue, &job, err, sizeof(err));
             if (status != JOBS_OK) {
                 char message[768];
-                snprintf(message, sizeof(message), "%s: job %s: cannot extend its claim: %s", thread->worker,
-                         job.id, err);
+                snprintf(message, sizeof(message), "%s: job %s: cannot extend its claim: %s",
+                         thread->worker, job.id, err);
                 report(runner, status, message);
             }
         }
@@ -162,8 +165,8 @@ static void *keeper_main(void *arg)
     return NULL;
 }
 
-jobs_status jobs_runner_start(jobs_queue *queue, const jobs_runner_config *config, jobs_runner **out, char *err,
-                              size_t err_size)
+jobs_status jobs_runner_start(jobs_queue *queue, const jobs_runner_config *config,
+                              jobs_runner **out, char *err, size_t err_size)
 {
     *out = NULL;
     if (!queue || !config || !config->run) {
@@ -189,7 +192,8 @@ jobs_status jobs_runner_start(jobs_queue *queue, const jobs_runner_config *confi
     gethostname(host, sizeof(host) - 1);
     char default_prefix[128];
     snprintf(default_prefix, sizeof(default_prefix), "%s:%ld", host, (long)getpid());
-    runner->worker_prefix = strdup(config->worker && *config->worker ? config->worker : default_prefix);
+    runner->worker_prefix =
+        strdup(config->worker && *config->worker ? config->worker : default_prefix);
     atomic_init(&runner->stopping, false);
     pthread_mutex_init(&runner->lock, NULL);
     unsigned n = runner->config.threads;

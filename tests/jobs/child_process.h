@@ -68,13 +68,15 @@ static bool child_read_line(child_process *child, char *line, size_t size, doubl
             return true;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        double left = seconds - ((double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) * 1e-9);
+        double left = seconds - ((double)(now.tv_sec - start.tv_sec) +
+                                 (double)(now.tv_nsec - start.tv_nsec) * 1e-9);
         if (left <= 0 || child->buffered == sizeof(child->buffer))
             return false;
         struct pollfd pfd = {.fd = child->out, .events = POLLIN};
         if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0)
             continue;
-        ssize_t n = read(child->out, child->buffer + child->buffered, sizeof(child->buffer) - child->buffered);
+        ssize_t n = read(child->out, child->buffer + child->buffered,
+                         sizeof(child->buffer) - child->buffered);
         if (n <= 0)
             return false;
         child->buffered += (size_t)n;

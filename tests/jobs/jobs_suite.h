@@ -30,10 +30,11 @@ static double jobs_now_for_tests(void)
 
 static char suite_err[1024];
 
-static jobs_status submit_text(jobs_queue *queue, const char *model, const char *text, char id[JOBS_ID_LEN + 1])
+static jobs_status submit_text(jobs_queue *queue, const char *model, const char *text,
+                               char id[JOBS_ID_LEN + 1])
 {
-    return jobs_submit(queue, model, "1", text, strlen(text), "application/json", NULL, id, suite_err,
-                       sizeof(suite_err));
+    return jobs_submit(queue, model, "1", text, strlen(text), "application/json", NULL, id,
+                       suite_err, sizeof(suite_err));
 }
 
 static jobs_info *get_info(jobs_queue *queue, const char *id)
@@ -52,8 +53,8 @@ static void test_submit_claim_complete_round_trip(void)
         return;
     char id[JOBS_ID_LEN + 1];
     double before = jobs_now_for_tests();
-    CHECK_EQ_INT(jobs_submit(queue, "iris", "2", "{\"x\": [1]}", 10, "application/json", NULL, id, suite_err,
-                             sizeof(suite_err)),
+    CHECK_EQ_INT(jobs_submit(queue, "iris", "2", "{\"x\": [1]}", 10, "application/json", NULL, id,
+                             suite_err, sizeof(suite_err)),
                  JOBS_OK);
     CHECK(jobs_id_valid(id));
     jobs_info *info = get_info(queue, id);
@@ -89,7 +90,8 @@ static void test_submit_claim_complete_round_trip(void)
             CHECK_EQ_INT(info->state, JOBS_DONE);
             CHECK_EQ_INT(info->result_size, 10);
             CHECK(info->result && memcmp(info->result, "{\"y\":\0[2]}", 10) == 0);
-            CHECK(info->result_content_type && strcmp(info->result_content_type, "application/json") == 0);
+            CHECK(info->result_content_type &&
+                  strcmp(info->result_content_type, "application/json") == 0);
             CHECK(info->finished_at >= info->started_at && info->started_at >= info->queued_at);
             CHECK_EQ_INT(info->attempts, 1);
             CHECK(info->error == NULL);
@@ -131,8 +133,12 @@ static void test_completing_twice_keeps_the_first_result(void)
     jobs_job *job = NULL;
     CHECK_EQ_INT(jobs_claim(queue, "w", 1, &job, suite_err, sizeof(suite_err)), JOBS_OK);
     if (job) {
-        CHECK_EQ_INT(jobs_complete(queue, job, "first", 5, "text/plain", suite_err, sizeof(suite_err)), JOBS_OK);
-        CHECK_EQ_INT(jobs_complete(queue, job, "second", 6, "text/plain", suite_err, sizeof(suite_err)), JOBS_OK);
+        CHECK_EQ_INT(
+            jobs_complete(queue, job, "first", 5, "text/plain", suite_err, sizeof(suite_err)),
+            JOBS_OK);
+        CHECK_EQ_INT(
+            jobs_complete(queue, job, "second", 6, "text/plain", suite_err, sizeof(suite_err)),
+            JOBS_OK);
         /* a late failure report of the same delivery changes nothing either */
         CHECK_EQ_INT(jobs_fail(queue, job, "late", true, suite_err, sizeof(suite_err)), JOBS_OK);
         jobs_info *info = get_info(queue, id);
@@ -163,7 +169,8 @@ static void test_retryable_failure_requeues_until_max_retries_then_fails(void)
         if (!job)
             break;
         CHECK_EQ_INT(job->attempt, attempt);
-        CHECK_EQ_INT(jobs_fail(queue, job, "engine busy", true, suite_err, sizeof(suite_err)), JOBS_OK);
+        CHECK_EQ_INT(jobs_fail(queue, job, "engine busy", true, suite_err, sizeof(suite_err)),
+                     JOBS_OK);
         jobs_job_free(job);
         jobs_info *info = get_info(queue, id);
         if (info) {
@@ -261,7 +268,8 @@ static void test_a_stale_claim_cannot_fail_the_next_attempt(void)
             jobs_info_free(info);
         }
         CHECK_EQ_INT(jobs_extend(queue, second, suite_err, sizeof(suite_err)), JOBS_OK);
-        CHECK_EQ_INT(jobs_complete(queue, second, "ok", 2, NULL, suite_err, sizeof(suite_err)), JOBS_OK);
+        CHECK_EQ_INT(jobs_complete(queue, second, "ok", 2, NULL, suite_err, sizeof(suite_err)),
+                     JOBS_OK);
         jobs_metrics metrics;
         jobs_metrics_snapshot(queue, &metrics);
         CHECK_EQ_INT(metrics.retried, 1); /* the lost attempt */
@@ -293,7 +301,8 @@ static void test_extend_keeps_a_long_job_from_being_reclaimed(void)
 
 static void test_a_lost_job_fails_once_its_attempts_are_used(void)
 {
-    jobs_queue *queue = open_queue((jobs_config){.max_retries = JOBS_NO_RETRIES, .visibility_timeout = 0.3});
+    jobs_queue *queue =
+        open_queue((jobs_config){.max_retries = JOBS_NO_RETRIES, .visibility_timeout = 0.3});
     if (!queue)
         return;
     char id[JOBS_ID_LEN + 1];
@@ -387,7 +396,9 @@ static void test_results_expire_after_their_ttl(void)
         return;
     char kept[JOBS_ID_LEN + 1], expiring[JOBS_ID_LEN + 1];
     jobs_submit_options longer = {.result_ttl = 60};
-    CHECK_EQ_INT(jobs_submit(queue, "m", "", "{}", 2, NULL, &longer, kept, suite_err, sizeof(suite_err)), JOBS_OK);
+    CHECK_EQ_INT(
+        jobs_submit(queue, "m", "", "{}", 2, NULL, &longer, kept, suite_err, sizeof(suite_err)),
+        JOBS_OK);
     submit_text(queue, "m", "{}", expiring);
     for (int i = 0; i < 2; i++) {
         jobs_job *job = NULL;
@@ -415,12 +426,17 @@ static void test_malformed_and_unknown_ids_are_refused(void)
     jobs_queue *queue = open_queue((jobs_config){0});
     if (!queue)
         return;
-    const char *malformed[] = {"", "2f49aa", "0123456789abcdef0123456789ABCDEF",
-                               "0123456789abcdef0123456789abcdef0", "0123456789abcdef0123456789abcdeg",
-                               "../../../../etc/passwd0123456789a", "0123456789abcdef 123456789abcdef"};
+    const char *malformed[] = {"",
+                               "2f49aa",
+                               "0123456789abcdef0123456789ABCDEF",
+                               "0123456789abcdef0123456789abcdef0",
+                               "0123456789abcdef0123456789abcdeg",
+                               "../../../../etc/passwd0123456789a",
+                               "0123456789abcdef 123456789abcdef"};
     for (size_t i = 0; i < sizeof(malformed) / sizeof(*malformed); i++) {
         jobs_info *info = NULL;
-        CHECK_EQ_INT(jobs_get(queue, malformed[i], &info, suite_err, sizeof(suite_err)), JOBS_BAD_ID);
+        CHECK_EQ_INT(jobs_get(queue, malformed[i], &info, suite_err, sizeof(suite_err)),
+                     JOBS_BAD_ID);
         CHECK_STR_CONTAINS(suite_err, "malformed job id");
         CHECK_EQ_INT(jobs_cancel(queue, malformed[i], suite_err, sizeof(suite_err)), JOBS_BAD_ID);
     }
@@ -432,8 +448,10 @@ static void test_malformed_and_unknown_ids_are_refused(void)
     CHECK_EQ_INT(jobs_cancel(queue, unknown, suite_err, sizeof(suite_err)), JOBS_NOT_FOUND);
     jobs_job forged = {.attempt = 1};
     memcpy(forged.id, unknown, JOBS_ID_LEN + 1);
-    CHECK_EQ_INT(jobs_complete(queue, &forged, "x", 1, NULL, suite_err, sizeof(suite_err)), JOBS_NOT_FOUND);
-    CHECK_EQ_INT(jobs_fail(queue, &forged, "x", true, suite_err, sizeof(suite_err)), JOBS_NOT_FOUND);
+    CHECK_EQ_INT(jobs_complete(queue, &forged, "x", 1, NULL, suite_err, sizeof(suite_err)),
+                 JOBS_NOT_FOUND);
+    CHECK_EQ_INT(jobs_fail(queue, &forged, "x", true, suite_err, sizeof(suite_err)),
+                 JOBS_NOT_FOUND);
     jobs_close(queue);
 }
 
@@ -443,12 +461,16 @@ static void test_bad_submissions_are_refused(void)
     if (!queue)
         return;
     char id[JOBS_ID_LEN + 1];
-    CHECK_EQ_INT(jobs_submit(queue, "", "1", "{}", 2, NULL, NULL, id, suite_err, sizeof(suite_err)), JOBS_INVALID);
-    CHECK_STR_CONTAINS(suite_err, "model name is missing");
-    CHECK_EQ_INT(jobs_submit(queue, "m\nx", "1", "{}", 2, NULL, NULL, id, suite_err, sizeof(suite_err)),
+    CHECK_EQ_INT(jobs_submit(queue, "", "1", "{}", 2, NULL, NULL, id, suite_err, sizeof(suite_err)),
                  JOBS_INVALID);
+    CHECK_STR_CONTAINS(suite_err, "model name is missing");
+    CHECK_EQ_INT(
+        jobs_submit(queue, "m\nx", "1", "{}", 2, NULL, NULL, id, suite_err, sizeof(suite_err)),
+        JOBS_INVALID);
     CHECK_STR_CONTAINS(suite_err, "model name contains a control character at offset 1");
-    CHECK_EQ_INT(jobs_submit(queue, "m", "1", NULL, 5, NULL, NULL, id, suite_err, sizeof(suite_err)), JOBS_INVALID);
+    CHECK_EQ_INT(
+        jobs_submit(queue, "m", "1", NULL, 5, NULL, NULL, id, suite_err, sizeof(suite_err)),
+        JOBS_INVALID);
     CHECK_STR_CONTAINS(suite_err, "payload is NULL but 5 bytes long");
     jobs_job *job = NULL;
     CHECK_EQ_INT(jobs_claim(queue, "", 0, &job, suite_err, sizeof(suite_err)), JOBS_INVALID);
@@ -503,8 +525,9 @@ static jobs_outcome upper_case(void *user, const jobs_job *job, jobs_output *out
     }
     output->data = malloc(job->payload_size + 1);
     for (size_t i = 0; i < job->payload_size; i++)
-        output->data[i] = (unsigned char)(job->payload[i] >= 'a' && job->payload[i] <= 'z' ? job->payload[i] - 32
-                                                                                          : job->payload[i]);
+        output->data[i] =
+            (unsigned char)(job->payload[i] >= 'a' && job->payload[i] <= 'z' ? job->payload[i] - 32
+                                                                             : job->payload[i]);
     output->size = job->payload_size;
     snprintf(output->content_type, sizeof(output->content_type), "text/plain");
     return JOBS_RUN_DONE;
@@ -514,7 +537,8 @@ static bool wait_finished(jobs_queue *queue, const char *id, double seconds, job
 {
     for (double waited = 0; waited < seconds; waited += 0.05) {
         jobs_info *info = NULL;
-        if (jobs_get(queue, id, &info, suite_err, sizeof(suite_err)) == JOBS_OK && info->state >= JOBS_DONE) {
+        if (jobs_get(queue, id, &info, suite_err, sizeof(suite_err)) == JOBS_OK &&
+            info->state >= JOBS_DONE) {
             *out = info;
             return true;
         }
@@ -532,8 +556,8 @@ static void test_runner_runs_jobs_on_several_threads(void)
         return;
     runner_state state = {0};
     jobs_runner *runner = NULL;
-    jobs_runner_config config = {.threads = 3, .worker = "test", .run = upper_case, .user = &state,
-                                 .poll_interval = 0.2};
+    jobs_runner_config config = {
+        .threads = 3, .worker = "test", .run = upper_case, .user = &state, .poll_interval = 0.2};
     CHECK_EQ_INT(jobs_runner_start(queue, &config, &runner, suite_err, sizeof(suite_err)), JOBS_OK);
     enum { N = 40 };
     char ids[N][JOBS_ID_LEN + 1], missing[JOBS_ID_LEN + 1], flaky[JOBS_ID_LEN + 1];
@@ -589,7 +613,8 @@ static void test_runner_runs_jobs_on_several_threads(void)
 
 static atomic_int slow_calls;
 
-static jobs_outcome slow_echo(void *user, const jobs_job *job, jobs_output *output, char *error, size_t error_size)
+static jobs_outcome slow_echo(void *user, const jobs_job *job, jobs_output *output, char *error,
+                              size_t error_size)
 {
     (void)user, (void)error, (void)error_size;
     atomic_fetch_add(&slow_calls, 1);
@@ -663,7 +688,8 @@ static void test_claim_waits_for_a_job_submitted_meanwhile(void)
 enum { SHARED_JOBS = 300 };
 static atomic_int runs_per_job[SHARED_JOBS];
 
-static jobs_outcome count_run(void *user, const jobs_job *job, jobs_output *output, char *error, size_t error_size)
+static jobs_outcome count_run(void *user, const jobs_job *job, jobs_output *output, char *error,
+                              size_t error_size)
 {
     (void)user, (void)error, (void)error_size;
     int n = atoi((const char *)job->payload);
@@ -687,7 +713,8 @@ static void *submit_share(void *arg)
     char err[256], text[16];
     for (int i = s->first; i < SHARED_JOBS; i += s->step) {
         snprintf(text, sizeof(text), "%d", i);
-        if (jobs_submit(s->queue, "m", "", text, strlen(text), NULL, NULL, s->ids[i], err, sizeof(err)) != JOBS_OK)
+        if (jobs_submit(s->queue, "m", "", text, strlen(text), NULL, NULL, s->ids[i], err,
+                        sizeof(err)) != JOBS_OK)
             fprintf(stderr, "submit %d: %s\n", i, err);
     }
     return NULL;
@@ -712,9 +739,11 @@ static void test_two_handles_run_each_job_exactly_once(void)
     pthread_t threads[2];
     submitter submitters[2];
     for (int k = 0; k < 2; k++) {
-        jobs_runner_config config = {.threads = 2, .worker = k ? "second" : "first", .run = count_run,
-                                     .poll_interval = 0.2};
-        CHECK_EQ_INT(jobs_runner_start(queues[k], &config, &runners[k], suite_err, sizeof(suite_err)), JOBS_OK);
+        jobs_runner_config config = {
+            .threads = 2, .worker = k ? "second" : "first", .run = count_run, .poll_interval = 0.2};
+        CHECK_EQ_INT(
+            jobs_runner_start(queues[k], &config, &runners[k], suite_err, sizeof(suite_err)),
+            JOBS_OK);
     }
     for (int k = 0; k < 2; k++) {
         submitters[k] = (submitter){.queue = queues[k], .first = k, .step = 2, .ids = ids};

@@ -47,7 +47,8 @@ static int redis_server_free_port(void)
 static bool redis_server_answers(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bool ok = false;
     if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
@@ -80,8 +81,8 @@ static bool redis_server_start(redis_server *server)
         int null_fd = open("/dev/null", O_WRONLY);
         if (null_fd >= 0)
             dup2(null_fd, STDOUT_FILENO);
-        execl(REDIS_SERVER_PATH, "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", server->dir,
-              "--save", "", "--appendonly", "yes", "--appendfsync",
+        execl(REDIS_SERVER_PATH, "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir",
+              server->dir, "--save", "", "--appendonly", "yes", "--appendfsync",
               server->appendfsync ? server->appendfsync : "always", "--daemonize", "no",
               "--loglevel", "warning", (char *)NULL);
         _exit(127);

@@ -46,7 +46,10 @@ static jobs_queue *open_queue(jobs_config config)
     return open_at(last_dir, config);
 }
 
-static jobs_queue *open_same_queue(jobs_config config) { return open_at(last_dir, config); }
+static jobs_queue *open_same_queue(jobs_config config)
+{
+    return open_at(last_dir, config);
+}
 
 static void test_queue_survives_close_and_reopen(void)
 {
@@ -76,7 +79,8 @@ static void test_queue_survives_close_and_reopen(void)
         return;
     }
     jobs_info *info = get_info(queue, done);
-    CHECK(info && info->state == JOBS_DONE && info->result_size == 6 && memcmp(info->result, "result", 6) == 0);
+    CHECK(info && info->state == JOBS_DONE && info->result_size == 6 &&
+          memcmp(info->result, "result", 6) == 0);
     jobs_info_free(info);
     info = get_info(queue, running);
     CHECK(info && info->state == JOBS_RUNNING);
@@ -86,7 +90,8 @@ static void test_queue_survives_close_and_reopen(void)
     jobs_info_free(info);
     /* the claim made before the re-open is still valid */
     if (job)
-        CHECK_EQ_INT(jobs_complete(queue, job, "late", 4, NULL, suite_err, sizeof(suite_err)), JOBS_OK);
+        CHECK_EQ_INT(jobs_complete(queue, job, "late", 4, NULL, suite_err, sizeof(suite_err)),
+                     JOBS_OK);
     jobs_job_free(job);
     info = get_info(queue, running);
     CHECK(info && info->state == JOBS_DONE && info->result_size == 4);
@@ -131,7 +136,8 @@ static int child_submit(const char *dir, int n)
     for (int i = 0; i < n; i++) {
         char id[JOBS_ID_LEN + 1], text[32];
         snprintf(text, sizeof(text), "job %d", i);
-        if (jobs_submit(queue, "echo", "", text, strlen(text), "text/plain", NULL, id, err, sizeof(err)) != JOBS_OK) {
+        if (jobs_submit(queue, "echo", "", text, strlen(text), "text/plain", NULL, id, err,
+                        sizeof(err)) != JOBS_OK) {
             fprintf(stderr, "child: submit: %s\n", err);
             return 1;
         }
@@ -176,7 +182,8 @@ static void test_job_of_a_killed_worker_completes_through_another(void)
         CHECK(strcmp(job->id, id) == 0);
         CHECK_EQ_INT(job->attempt, 2);
         CHECK(job->payload_size == 7 && memcmp(job->payload, "{\"n\":1}", 7) == 0);
-        CHECK_EQ_INT(jobs_complete(queue, job, "1", 1, NULL, suite_err, sizeof(suite_err)), JOBS_OK);
+        CHECK_EQ_INT(jobs_complete(queue, job, "1", 1, NULL, suite_err, sizeof(suite_err)),
+                     JOBS_OK);
     }
     jobs_job_free(job);
     info = get_info(queue, id);
@@ -209,7 +216,8 @@ static void test_every_job_of_a_killed_submitter_runs_after_restart(void)
         return;
     runner_state state = {0};
     jobs_runner *runner = NULL;
-    jobs_runner_config config = {.threads = 2, .run = upper_case, .user = &state, .poll_interval = 0.2};
+    jobs_runner_config config = {
+        .threads = 2, .run = upper_case, .user = &state, .poll_interval = 0.2};
     CHECK_EQ_INT(jobs_runner_start(queue, &config, &runner, suite_err, sizeof(suite_err)), JOBS_OK);
     for (int i = 0; i < got; i++) {
         jobs_info *info;

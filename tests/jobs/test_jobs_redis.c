@@ -39,7 +39,10 @@ static jobs_queue *open_queue(jobs_config config)
     return open_named(last_name, config);
 }
 
-static jobs_queue *open_same_queue(jobs_config config) { return open_named(last_name, config); }
+static jobs_queue *open_same_queue(jobs_config config)
+{
+    return open_named(last_name, config);
+}
 
 /* --child-claim URL NAME: claim one job (visibility timeout 1 s), print its id, hang. */
 static int child_claim(const char *url, const char *name)
@@ -67,7 +70,10 @@ static int child_worker(const char *url, const char *name)
     char err[512];
     runner_state state = {0};
     jobs_runner *runner = NULL;
-    jobs_runner_config runner_config = {.threads = 2, .worker = "survivor", .run = upper_case, .user = &state,
+    jobs_runner_config runner_config = {.threads = 2,
+                                        .worker = "survivor",
+                                        .run = upper_case,
+                                        .user = &state,
                                         .poll_interval = 0.2};
     if (jobs_open(&config, &queue, err, sizeof(err)) != JOBS_OK ||
         jobs_runner_start(queue, &runner_config, &runner, err, sizeof(err)) != JOBS_OK) {
@@ -143,9 +149,10 @@ static void test_redis_down_at_start_is_a_clear_error(void)
 
 static void test_bad_redis_urls_are_refused(void)
 {
-    const char *bad[] = {"redis://", "redis://host:notaport/0", "redis://host:70000", "redis://host/zero",
-                         "redis:/host"};
-    const char *why[] = {"no host", "port \"notaport\"", "port \"70000\"", "database \"zero\"", "queue URL"};
+    const char *bad[] = {"redis://", "redis://host:notaport/0", "redis://host:70000",
+                         "redis://host/zero", "redis:/host"};
+    const char *why[] = {"no host", "port \"notaport\"", "port \"70000\"", "database \"zero\"",
+                         "queue URL"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         jobs_config config = {.url = bad[i]};
         jobs_queue *queue = NULL;
@@ -186,7 +193,10 @@ static void test_redis_lost_mid_run_fails_clearly_then_reconnects(void)
         return;
     runner_state state = {0};
     jobs_runner *runner = NULL;
-    jobs_runner_config config = {.threads = 2, .run = upper_case, .on_error = count_error, .user = &state,
+    jobs_runner_config config = {.threads = 2,
+                                 .run = upper_case,
+                                 .on_error = count_error,
+                                 .user = &state,
                                  .poll_interval = 0.2};
     CHECK_EQ_INT(jobs_runner_start(queue, &config, &runner, suite_err, sizeof(suite_err)), JOBS_OK);
     char before[JOBS_ID_LEN + 1], after[JOBS_ID_LEN + 1];
