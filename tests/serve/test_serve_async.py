@@ -342,6 +342,25 @@ class TestEmbedded(AsyncTestCase):
         self.assertIn("version '1' is not loaded", status["error"])
         self.assertEqual(status["attempts"], 1)  # permanent: not retried
 
+    def test_job_queued_before_an_unload_fails_clearly(self):
+        repo = os.path.join(self.tmp, "repo")
+        save(slow_model(), os.path.join(repo, "slow", "1", "model.onnx"))
+        token = "async-test-admin-token-0123456789"
+        s = self.serve(["--repository", repo, "--model-control", "explicit", "--admin-token", token,
+                        "--state-dir", self.state(), "--async-workers", "1"])
+        running = self.submit(s, "/v2/models/slow/infer", self.slow_request(self.slow_rows(s, 1.0)))
+        wait_for(lambda: s.get(f"/v2/jobs/{running}").json().get("status") == "running", 30, "a job to run")
+        queued = self.submit(s, "/v2/models/slow/versions/1/infer", self.slow_request(1))
+        r = s.post("/v2/repository/models/slow/unload", {}, headers={"Authorization": f"Bearer {token}"})
+        self.assertEqual(r.status, 200, r.body)
+        # the running job holds its version and finishes; the queued one finds it gone
+        self.assertEqual(self.result(s, running).status, 200)
+        self.assertIn("outputs", self.result(s, running).json())
+        failed = self.result(s, queued).json()
+        self.assertEqual(failed["status"], "failed")
+        self.assertIn("model 'slow' version '1' is not loaded", failed["error"])
+        self.assertEqual(failed["attempts"], 1)
+
     def test_kill_9_with_queued_jobs_then_restart(self):
         model = save(slow_model(), os.path.join(self.tmp, "slow.onnx"))
         args = [model, "--name", "slow", "--state-dir", self.state(), "--async-workers", "1",
