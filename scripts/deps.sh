@@ -15,9 +15,11 @@ build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler li
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
 # yamllint for the release patterns; wrk, the load generator of the live-model
-# tests; redis-server for the job queue's Redis tests
+# tests; redis-server for the job queue's Redis tests; python3-fastapi, python3-uvicorn
+# and python3-redis for the book's asynchronous stack in bench/async
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
-      libclang-rt-14-dev umoci skopeo yamllint curl wrk redis-server)
+      libclang-rt-14-dev umoci skopeo yamllint curl wrk redis-server python3-fastapi python3-uvicorn
+      python3-redis)
 
 case "$what" in
   build) wanted=("${build[@]}") ;;
