@@ -412,7 +412,8 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
      * cannot be opened (no HOME, a read-only disk) leaves the server
      * serving synchronously, with the reason in the log. */
     jobs_queue *queue = NULL;
-    bool queue_asked = queue_url || state_dir || getenv("INFERD_STATE_DIR");
+    const char *state_env = getenv("INFERD_STATE_DIR");
+    bool queue_asked = queue_url || state_dir || (state_env && *state_env);
     if (queue_url && strcmp(queue_url, "embedded") == 0)
         queue_url = NULL;
     queue_config.url = queue_url;

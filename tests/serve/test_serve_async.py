@@ -319,6 +319,27 @@ class TestEmbedded(AsyncTestCase):
         self.assertEqual(bad.proc.wait(30 * SLOW), 1)
         self.assertIn("--async-book-model names no loaded model model=nosuch", bad.log())
 
+    def test_no_writable_state_dir_serves_synchronously(self):
+        # nobody asked for a queue and the default directory cannot be made
+        # (a read-only root filesystem): serve anyway, async answers 503
+        env = {"HOME": "/proc/inferd-no-home", "XDG_STATE_HOME": "", "INFERD_STATE_DIR": ""}
+        s = Server([DEMO_MODEL], env=env)
+        self.closers.append(s.close)
+        self.assertIn("no job queue", s.log())
+        self.assertEqual(s.post("/v2/models/iris_svc/infer", IRIS_V2).status, 200)
+        r = s.post("/v2/models/iris_svc/infer", IRIS_V2, headers=ASYNC)
+        self.assertEqual(r.status, 503)
+        self.assertIn("no job queue", r.json()["error"])
+        self.assertEqual(s.get("/v2/jobs/" + "0" * 32).status, 503)
+        self.assertNotIn("inferd_jobs_total", s.get("/metrics").body.decode())
+        self.assertEqual(s.stop(), 0)
+        # asked for explicitly, the same directory stops the start with the reason
+        bad = Server([DEMO_MODEL, "--state-dir", "/proc/inferd-no-state"], env=env, ready=False)
+        self.closers.append(bad.close)
+        self.assertEqual(bad.proc.wait(30 * SLOW), 1)
+        self.assertIn("cannot open the job queue", bad.log())
+        self.assertIn("/proc/inferd-no-state", bad.log())
+
     def test_results_expire_after_ttl(self):
         s = self.serve([DEMO_MODEL, "--state-dir", self.state(), "--async-workers", "1", "--job-ttl", "1"])
         job = self.submit(s, "/v2/models/iris_svc/infer", IRIS_V2)
