@@ -450,6 +450,22 @@ class TestRedis(AsyncTestCase):
         self.assertEqual(self.result(s, job).status, 200)
         wait_for(lambda: s.get(f"/v2/jobs/{job}").status == 404, 10, "the result to expire")
 
+    def test_worker_reconnects_after_redis_restarts(self):
+        r = self.redis()
+        s = self.serve([DEMO_MODEL, "--queue", r.url, "--async-workers", "0"])
+        w = self.worker([DEMO_MODEL, "--queue", r.url, "--threads", "1"])
+        r.kill()
+        wait_for(lambda: "queue unavailable" in w.log(), 30, "the worker to notice Redis is gone")
+        self.assertIsNone(w.proc.poll())  # it waits, it does not exit
+        r.start()
+
+        def submitted():
+            a = s.post("/v2/models/iris_svc/infer", IRIS_V2, headers=ASYNC)
+            return a.json()["id"] if a.status == 202 else None
+        job = wait_for(submitted, 30, "submits to work again")
+        done = self.result(s, job)
+        self.assertEqual(done.body, s.post("/v2/models/iris_svc/infer", IRIS_V2).body)
+
     def test_redis_down_at_start(self):
         port = free_port()
         s = self.serve([DEMO_MODEL, "--queue", f"redis://127.0.0.1:{port}/0"], ready=False)
