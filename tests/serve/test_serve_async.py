@@ -122,9 +122,17 @@ class AsyncTestCase(unittest.TestCase):
         self.closers = []
 
     def tearDown(self):
+        # every process is stopped and every directory removed even when a
+        # check on the way fails; the first failure is reported after
+        failure = None
         for close in reversed(self.closers):
-            close()
+            try:
+                close()
+            except Exception as e:  # noqa: BLE001 (re-raised below)
+                failure = failure or e
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if failure:
+            raise failure
 
     def serve(self, args, ready=True):
         server = Server(args, ready=ready)
