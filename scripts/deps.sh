@@ -25,7 +25,9 @@ test+=(wrk)           # the load generator of the live-model tests
 test+=(redis-server)  # the job queue's Redis tests
 test+=(postgresql)    # inferd batch --db tests
 
-bench=(python3-pandas python3-sqlalchemy python3-psycopg2)
+# bench: the Python jobs bench/batch measures against; the book's asynchronous
+# stack (FastAPI, uvicorn, redis) bench/async measures against
+bench=(python3-pandas python3-sqlalchemy python3-psycopg2 python3-fastapi python3-uvicorn python3-redis)
 
 case "$what" in
   build) wanted=("${build[@]}") ;;

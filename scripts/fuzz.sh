@@ -8,7 +8,8 @@
 #   2. fuzzes fuzz_model_load for 2/3 of SECONDS, fuzz_value_decode and
 #      fuzz_batch_reader (inferd batch's CSV/JSONL/.npy readers) for 1/6 each,
 #      one job each (the machine is shared), starting from fuzz/seed_corpus.sh;
-#      then fuzz_jobs_url (the job queue's URL and id parsers) for 5 s.
+#      then fuzz_jobs_url (the job queue's URL and id parsers) for 5 s and
+#      fuzz_infer_request (the V2 and book request decoders) for 10 s.
 # Crashes, timeouts and out-of-memory inputs are saved as
 # $FUZZ_BUILD_DIR/artifacts/<target>-crash-<sha1> (minimise one with
 #   $FUZZ_BUILD_DIR/fuzz/<target> -minimize_crash=1 -runs=100000 FILE).
@@ -31,7 +32,8 @@ command -v clang >/dev/null || { echo "fuzz.sh: clang not found (scripts/deps.sh
 echo "== fuzz.sh: building libFuzzer targets in $build"
 CC=clang cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
-cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_batch_reader fuzz_jobs_url >/dev/null
+cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_batch_reader fuzz_jobs_url \
+  fuzz_infer_request >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -105,6 +107,12 @@ run_target batch_reader "$reader_secs" -max_len=4096
 mkdir -p "$corpus/jobs_url"
 printf 'redis://:secret@cache.example:6380/2' >"$corpus/jobs_url/seed"
 run_target jobs_url 5 -max_len=512
+# the inference request decoders (src/infer), seeded with one body of each form
+mkdir -p "$corpus/infer_request"
+printf '\000\000\000{"inputs":[{"name":"float_input","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}' \
+  >"$corpus/infer_request/v2"
+printf '\002\000\000{"data":[[5.1,3.5,1.4,0.2]]}' >"$corpus/infer_request/book"
+run_target infer_request 10 -max_len=4096
 
 if [ $status = 0 ]; then
   echo "fuzz.sh: no findings"

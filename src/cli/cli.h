@@ -30,6 +30,7 @@ int cmd_inventory(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 /* Called first by main(): when this executable carries a model (`inferd
  * bundle`) and was started without a command, serve that model, set *rc
  * and return true. */

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "job_exec.h"
+#include "jobs.h"
 #include "log.h"
 #include "../serve/metrics.h"
 #include "../serve/server.h"
@@ -43,6 +45,22 @@ static const char serve_usage[] =
     "  --poll-interval S    seconds between repository scans in poll mode (default 5)\n"
     "  --admin-token TOKEN  turn on the repository API (/v2/repository/...), callers send\n"
     "                       'Authorization: Bearer TOKEN' (or $INFERD_ADMIN_TOKEN)\n"
+    "asynchronous inference (POST .../infer with 'Prefer: respond-async', GET /v2/jobs/ID):\n"
+    "  --queue URL          the job queue: 'embedded' (default: SQLite in --state-dir) or\n"
+    "                       redis://HOST[:PORT][/DB], shared with other servers and workers\n"
+    "  --state-dir DIR      the embedded queue's directory (default $INFERD_STATE_DIR, else\n"
+    "                       $XDG_STATE_HOME/inferd, else ~/.local/state/inferd)\n"
+    "  --async-workers N    job threads of this server (default: one per core; 0: this\n"
+    "                       server only queues jobs and answers their status)\n"
+    "  --job-ttl S          seconds a finished job's result is kept (default 3600)\n"
+    "  --max-queued N       pending jobs before submits answer 429 (default 100000)\n"
+    "  --visibility-timeout S  seconds a running job may go without word from its worker\n"
+    "                       before another worker takes it over (default 300)\n"
+    "  --async-book         the book's asynchronous API: POST /predict answers {\"job_id\"},\n"
+    "                       GET /job/ID answers {ID: {\"prediction\": ...}}\n"
+    "  --async-book-model M the book's sync-async pattern (with --async-book): POST /predict\n"
+    "                       answers the default model at once and queues model M, returning\n"
+    "                       {\"prediction\": ..., \"job_id\": ...}\n"
     "environment: MODEL_FILEPATH, LABEL_FILEPATH, PORT, LOG_LEVEL (DEBUG|INFO|WARNING|ERROR),\n"
     "             LOG_FORMAT (TEXT|JSON), INFERD_ADMIN_TOKEN\n";
 
@@ -136,6 +154,35 @@ static bool parse_double(const char *flag, const char *text, double *out)
 
 int cmd_serve(int argc, char **argv) { return cli_serve(argc, argv, NULL); }
 
+static void log_job_error(void *user, jobs_status status, const char *message)
+{
+    (void)user;
+    log_event(LOG_WARNING, "job queue", "status", jobs_status_name(status), "error", message, NULL);
+}
+
+/* The server's own job threads (none with --async-workers 0 or no queue). */
+static bool start_job_workers(jobs_queue *queue, job_exec *exec, jobs_runner **out)
+{
+    *out = NULL;
+    if (!queue || exec->sessions <= 0) {
+        if (queue)
+            log_event(LOG_INFO, "job queue", "backend", jobs_backend_name(queue), "location", jobs_location(queue),
+                      "workers", "0", NULL);
+        return true;
+    }
+    jobs_runner_config config = {.threads = (unsigned)exec->sessions, .run = job_exec_run,
+                                 .on_error = log_job_error, .user = exec};
+    char err[1024], threads[16];
+    if (jobs_runner_start(queue, &config, out, err, sizeof(err)) != JOBS_OK) {
+        log_event(LOG_ERROR, "cannot start the job workers", "error", err, NULL);
+        return false;
+    }
+    snprintf(threads, sizeof(threads), "%d", exec->sessions);
+    log_event(LOG_INFO, "job queue", "backend", jobs_backend_name(queue), "location", jobs_location(queue),
+              "workers", threads, NULL);
+    return true;
+}
+
 int cli_serve(int argc, char **argv, const model_source *embedded)
 {
     const char *model_path = getenv("MODEL_FILEPATH"), *labels = getenv("LABEL_FILEPATH");
@@ -145,6 +192,11 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     model_control control = MODEL_CONTROL_NONE;
     double poll_interval = 5.0;
     const char *admin_token = getenv("INFERD_ADMIN_TOKEN");
+    const char *queue_url = NULL, *state_dir = NULL;
+    long async_workers = -1;
+    bool async_book = false;
+    const char *async_book_model = NULL;
+    jobs_config queue_config = {.result_ttl = 3600, .max_queued = 100000};
     serve_options o = {
         .host = "127.0.0.1",
         .port = 8000,
@@ -231,6 +283,34 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
                 return cli_fail("--poll-interval: expected seconds from 0.01 to 86400, got '%s'", text ? text : "");
         } else if (strcmp(flag, "--admin-token") == 0 && value) {
             admin_token = TAKE();
+        } else if (strcmp(flag, "--queue") == 0 && value) {
+            queue_url = TAKE();
+        } else if (strcmp(flag, "--state-dir") == 0 && value) {
+            state_dir = TAKE();
+        } else if (strcmp(flag, "--async-workers") == 0) {
+            if (!parse_long(flag, TAKE(), 0, 256, &async_workers))
+                return 1;
+        } else if (strcmp(flag, "--job-ttl") == 0) {
+            if (!parse_long(flag, TAKE(), 1, 30l * 86400, &v))
+                return 1;
+            queue_config.result_ttl = (double)v;
+        } else if (strcmp(flag, "--max-queued") == 0) {
+            if (!parse_long(flag, TAKE(), 1, 1000000000l, &v))
+                return 1;
+            queue_config.max_queued = (uint64_t)v;
+        } else if (strcmp(flag, "--visibility-timeout") == 0) {
+            const char *text = TAKE();
+            char *end;
+            errno = 0;
+            queue_config.visibility_timeout = text ? strtod(text, &end) : -1;
+            if (!text || errno || *end || !(queue_config.visibility_timeout >= 0.1 &&
+                                            queue_config.visibility_timeout <= 86400))
+                return cli_fail("--visibility-timeout: expected seconds from 0.1 to 86400, got '%s'",
+                                text ? text : "");
+        } else if (strcmp(flag, "--async-book-model") == 0 && value) {
+            async_book_model = TAKE();
+        } else if (strcmp(flag, "--async-book") == 0) {
+            async_book = true;
         } else if (strcmp(flag, "--grace") == 0) {
             if (!parse_double(flag, TAKE(), &o.grace))
                 return 1;
@@ -275,6 +355,8 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     }
     if (control != MODEL_CONTROL_NONE && !repository)
         return cli_fail("serve: --model-control %s needs --repository DIR", model_control_name(control));
+    if (async_book_model && !async_book)
+        return cli_fail("serve: --async-book-model goes with --async-book");
     if (admin_token && *admin_token && strlen(admin_token) < 16)
         return cli_fail("--admin-token: use at least 16 characters (a guessable token is no protection)");
     if (admin_token && strlen(admin_token) > 256)
@@ -316,23 +398,55 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     }
 
     /* the polling threads answer fast models themselves: one per worker, each
-     * with its own session after the workers' ones */
+     * with its own session after the workers' ones; the job threads come
+     * last, one session each (the model set needs no other change: a job
+     * thread is one more serving thread to it) */
     o.io_threads = o.workers;
     o.admin_token = admin_token && *admin_token ? admin_token : NULL;
-    model_set_options set_options = {.serving_sessions = o.workers + o.io_threads,
+    if (async_workers < 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        async_workers = cores > 0 ? cores : 1;
+    }
+    /* The queue opens before any model loads so that a Redis that is down
+     * is a clear error at once. An embedded queue nobody asked for that
+     * cannot be opened (no HOME, a read-only disk) leaves the server
+     * serving synchronously, with the reason in the log. */
+    jobs_queue *queue = NULL;
+    const char *state_env = getenv("INFERD_STATE_DIR");
+    bool queue_asked = queue_url || state_dir || (state_env && *state_env);
+    if (queue_url && strcmp(queue_url, "embedded") == 0)
+        queue_url = NULL;
+    queue_config.url = queue_url;
+    queue_config.state_dir = state_dir;
+    char queue_err[2048];
+    jobs_status queue_status = jobs_open(&queue_config, &queue, queue_err, sizeof(queue_err));
+    if (queue_status != JOBS_OK) {
+        if (queue_asked || async_book) {
+            log_event(LOG_ERROR, "cannot open the job queue", "queue", queue_url ? queue_url : "embedded",
+                      "error", queue_err, NULL);
+            return 1;
+        }
+        log_event(LOG_WARNING, "no job queue: asynchronous requests will answer 503", "error", queue_err, NULL);
+        queue = NULL;
+        async_workers = 0;
+    }
+    model_set_options set_options = {.serving_sessions = o.workers + o.io_threads + (int)async_workers,
                                      .threads_per_session = threads,
                                      .control = control,
                                      .poll_interval = poll_interval,
                                      .repository = repository};
     model_set *models = model_set_create(&set_options);
-    if (!models)
+    if (!models) {
+        jobs_close(queue);
         return cli_fail("serve: cannot open the repository '%s': %s", repository ? repository : "",
                         strerror(errno));
+    }
     char err[2048];
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     server srv = {.options = o, .models = models, .admin_token = o.admin_token, .started = server_now(),
-                  .started_wall = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9};
+                  .started_wall = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9, .jobs = queue,
+                  .async_book = async_book, .async_book_model = async_book_model};
     bool loaded;
     if (embedded) {
         model_source source = *embedded;
@@ -352,6 +466,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     if (!loaded) {
         log_event(LOG_ERROR, "cannot load model", "error", err, NULL);
         model_set_free(models);
+        jobs_close(queue);
         return 1;
     }
     model_set_read_lock(models);
@@ -364,13 +479,29 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
                       e->versions[k]->path, "load_seconds", seconds, NULL);
         }
     }
+    bool slow_found = !async_book_model || model_set_find(models, async_book_model);
     model_set_read_unlock(models);
+    if (!slow_found) {
+        log_event(LOG_ERROR, "cannot start: --async-book-model names no loaded model", "model", async_book_model,
+                  NULL);
+        model_set_free(models);
+        jobs_close(queue);
+        return 1;
+    }
     char mode[64];
     snprintf(mode, sizeof(mode), "%s", model_control_name(control));
     log_event(LOG_INFO, "model control", "mode", mode, "repository_api", o.admin_token ? "on" : "off", NULL);
     srv.metrics = metrics_create();
-    int rc = srv.metrics && model_set_start(models) ? server_run(&srv) : 1;
+    int rc = 1;
+    jobs_runner *runner = NULL;
+    job_exec exec = {.set = models, .first_session = o.workers + o.io_threads, .sessions = (int)async_workers};
+    if (srv.metrics && model_set_start(models) && start_job_workers(queue, &exec, &runner))
+        rc = server_run(&srv);
+    /* after the HTTP side stopped: running jobs finish, queued ones stay
+     * queued (durably) for the next start or another worker */
+    jobs_runner_stop(runner);
     metrics_free(srv.metrics);
     model_set_free(models);
+    jobs_close(queue);
     return rc;
 }

@@ -35,6 +35,8 @@ static const char usage[] =
     "      an OCI image archive (no Docker needed) whose entrypoint serves the model\n"
     "  ctl [--url URL] [--token TOKEN] index|load|unload|traffic|status ...\n"
     "      steer a running server: load, unload, traffic splits, status\n"
+    "  worker --queue redis://HOST:PORT --repository DIR [--threads N]\n"
+    "      consume the asynchronous job queue the servers fill (no HTTP)\n"
     "  inventory [--url URL] [--store DIR]\n"
     "      what runs where: host, versions, libraries, models (a server's or the store's)\n"
     "  version [--deps]\n"
@@ -155,6 +157,8 @@ int main(int argc, char **argv)
         return cmd_image(argc - 1, argv + 1);
     if (strcmp(command, "ctl") == 0)
         return cmd_ctl(argc - 1, argv + 1);
+    if (strcmp(command, "worker") == 0)
+        return cmd_worker(argc - 1, argv + 1);
     if (strcmp(command, "inventory") == 0)
         return cmd_inventory(argc - 1, argv + 1);
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_jobs.h"
 #include "routes.h"
 #include "server.h"
 
@@ -270,6 +271,7 @@ char *metrics_render(metrics *m, const server *srv, size_t *len)
                  "# TYPE inferd_requests_in_flight gauge\ninferd_requests_in_flight %d\n",
             __atomic_load_n(&srv->unanswered, __ATOMIC_SEQ_CST));
     render_model_set(out, srv->models);
+    async_render_metrics(out, srv);
     pthread_mutex_lock(&m->lock);
     fprintf(out, "# HELP inferd_requests_total HTTP requests by model, version and status code.\n"
                  "# TYPE inferd_requests_total counter\n");

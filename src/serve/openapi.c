@@ -137,6 +137,23 @@ static json_t *build_document(const server *srv)
     json_object_set_new(paths, "/v2/repository/models/{model}/traffic", json_pack("{s:o}", "post", operation("Change a served model's traffic split, e.g. {\"traffic\": {\"1\": 90, \"2\": 10}} (inferd extension; needs --admin-token)", "Model repository", ok_json("Changed", NULL), json_pack("{s:s, s:{s:{s:s}}}", "type", "object", "properties", "traffic", "type", "object"), true, false)));
     json_object_set_new(paths, "/v2/repository/models/{model}/status", json_pack("{s:o}", "get", operation("Versions, weights, rollbacks, shadow agreement and config of a model (inferd extension; needs --admin-token)", "Model repository", ok_json("Status", NULL), NULL, true, false)));
 
+    /* asynchronous inference (api_jobs.c): POST .../infer with Prefer: respond-async queues a job */
+    json_t *job_id = json_pack("[{s:s, s:s, s:b, s:s, s:{s:s, s:s}}]", "name", "id", "in", "path", "required", 1,
+                               "description", "a job id: 32 lowercase hexadecimal characters", "schema", "type",
+                               "string", "pattern", "^[0-9a-f]{32}$");
+    json_t *job_get = operation("A job's result (200, the V2 infer answer), or its status: 202 while queued or "
+                                "running, 200 {\"status\": \"failed\", \"error\"}; 404 unknown or expired",
+                                "Asynchronous inference", ok_json("Result or final status", NULL), NULL, false, false);
+    json_object_set(job_get, "parameters", job_id);
+    json_t *job_delete = operation("Cancel a queued job (409 once it runs)", "Asynchronous inference",
+                                   ok_json("Cancelled", NULL), NULL, false, false);
+    json_object_set(job_delete, "parameters", job_id);
+    json_object_set_new(paths, "/v2/jobs/{id}", json_pack("{s:o, s:o}", "get", job_get, "delete", job_delete));
+    json_t *book_job = operation("The book's job result with --async-book: {id: {\"prediction\": ...}}, an empty "
+                                 "string while pending", "Book API", ok_json("Prediction", NULL), NULL, false, false);
+    json_object_set_new(book_job, "parameters", job_id);
+    json_object_set_new(paths, "/job/{id}", json_pack("{s:o}", "get", book_job));
+
     /* each served model's inputs, by name, for V2 clients */
     json_t *models = json_object();
     for (size_t i = 0; i < model_set_count(srv->models); i++) {

@@ -170,6 +170,14 @@ bool routes_match(http_request *req, route_match *out)
         return wrong_method(req, allow);
     if (strncmp(path, "/v2/models/", 11) == 0 && match_v2_model(req, path + 11, out))
         return true;
+    /* job ids are checked by the handlers: a malformed one is a 400, not a 404 */
+    if (strncmp(path, "/v2/jobs/", 9) == 0 && path[9] && !strchr(path + 9, '/')) {
+        if (method_is(req, "GET"))
+            return set(out, v2_job_get, false);
+        return strcmp(req->method, "DELETE") == 0 ? set(out, v2_job_delete, false) : wrong_method(req, "GET, DELETE");
+    }
+    if (strncmp(path, "/job/", 5) == 0 && path[5] && !strchr(path + 5, '/'))
+        return method_is(req, "GET") ? set(out, book_job_get, false) : wrong_method(req, "GET");
     if (strncmp(path, "/v1/models/", 11) == 0 && match_v1_model(req, path + 11, out))
         return true;
     if (strncmp(path, "/v2/repository/models/", 22) == 0 && match_repository_model(req, path + 22, out))

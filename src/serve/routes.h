@@ -46,6 +46,11 @@ void v2_model_metadata(http_request *req, const route_params *p, int worker);
 void v2_model_ready(http_request *req, const route_params *p, int worker);
 void v2_infer(http_request *req, const route_params *p, int worker);
 
+/* Asynchronous inference (api_jobs.c). */
+void v2_job_get(http_request *req, const route_params *p, int worker);
+void v2_job_delete(http_request *req, const route_params *p, int worker);
+void book_job_get(http_request *req, const route_params *p, int worker);
+
 void v1_model_status(http_request *req, const route_params *p, int worker);
 void v1_predict(http_request *req, const route_params *p, int worker);
 

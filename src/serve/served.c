@@ -37,6 +37,17 @@ model_version *served_acquire(http_request *req, const route_params *p)
     return got.version;
 }
 
+void served_answer(http_request *req, infer_answer *answer)
+{
+    if (!answer->body) {
+        http_reply_error(req, answer->status ? answer->status : 500, "the inference gave no answer");
+        return;
+    }
+    http_reply_buffer(req, answer->status, answer->content_type, answer->body, answer->len);
+    req->inference_header_length = answer->inference_header_length;
+    answer->body = NULL;
+}
+
 const char *served_mode(const http_request *req, char *buf, size_t size)
 {
     snprintf(buf, size, "%s:%s", req->model_name, req->model_version);

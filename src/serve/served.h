@@ -10,6 +10,7 @@
 #define INFERD_SERVE_SERVED_H
 
 #include "http.h"
+#include "infer.h"
 #include "model_set.h"
 #include "routes.h"
 
@@ -17,6 +18,9 @@
  * name: the default model of the book's API). On failure the error answer
  * is filled in and NULL returned. The request keeps the reference. */
 model_version *served_acquire(http_request *req, const route_params *params);
+
+/* Send an answer of src/infer: the request takes over its body. */
+void served_answer(http_request *req, infer_answer *answer);
 
 /* "<name>:<version>", as the book's A/B "mode" field and X-Model-Version say. */
 const char *served_mode(const http_request *req, char *buf, size_t size);

@@ -301,6 +301,13 @@ static enum MHD_Result send_response(http_request *req)
         MHD_add_response_header(resp, "Allow", req->allow);
     if (req->authenticate)
         MHD_add_response_header(resp, "WWW-Authenticate", req->authenticate);
+    if (req->location[0])
+        MHD_add_response_header(resp, "Location", req->location);
+    if (req->retry_after) {
+        char seconds[16];
+        snprintf(seconds, sizeof(seconds), "%u", req->retry_after);
+        MHD_add_response_header(resp, "Retry-After", seconds);
+    }
     if (req->answered_by) {
         char who[200];
         snprintf(who, sizeof(who), "%s:%s", req->model_name, req->model_version);

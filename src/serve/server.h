@@ -40,6 +40,11 @@ typedef struct server {
     volatile int in_flight;      /* requests not completed (shutdown waits for 0) */
     volatile int unanswered;     /* requests whose response is not queued yet */
     volatile bool stopping;
+    /* asynchronous inference (api_jobs.c): NULL when the server has no queue */
+    struct jobs_queue *jobs;
+    bool async_book;             /* the book's POST /predict queues a job, GET /job/{id} */
+    const char *async_book_model;/* the book's sync-async pattern: POST /predict answers the
+                                    default model at once and queues this (slow) model */
 } server;
 
 /* Serve until SIGTERM/SIGINT, then stop accepting, finish in-flight requests

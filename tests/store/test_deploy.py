@@ -76,6 +76,29 @@ class DeployTest(unittest.TestCase):
         self.assertEqual(server["volumeMounts"][0]["mountPath"], store)
         self.assertEqual(server["args"][server["args"].index("--repository") + 1], store)
 
+    def test_async_workers_scale_on_queue_length(self):
+        docs = documents("kubernetes/async-workers.yaml")
+        deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+        server = deployments["iris-inferd-async"]["spec"]["template"]["spec"]["containers"][0]
+        worker_pod = deployments["iris-inferd-worker"]["spec"]["template"]["spec"]
+        worker = worker_pod["containers"][0]
+        self.assertEqual(server["args"][0], "serve")
+        self.assertEqual(server["args"][server["args"].index("--async-workers") + 1], "0")
+        self.assertEqual(worker["args"][0], "worker")
+        self.assertEqual(worker["args"][worker["args"].index("--queue") + 1], "$(INFERD_QUEUE)")
+        queue, = of_kind(docs, "ConfigMap")
+        self.assertTrue(queue["data"]["INFERD_QUEUE"].startswith("redis://"))
+        self.assertGreater(worker_pod["terminationGracePeriodSeconds"], 30)
+        for container in worker_pod["containers"]:
+            self.assertIn("limits", container["resources"])
+        hpa, = of_kind(docs, "HorizontalPodAutoscaler")
+        self.assertEqual(hpa["spec"]["scaleTargetRef"]["name"], "iris-inferd-worker")
+        metric = hpa["spec"]["metrics"][0]
+        self.assertEqual((metric["type"], metric["external"]["metric"]["name"]), ("External", "inferd_jobs_queue_depth"))
+        keda, = documents("kubernetes/async-workers-keda.yaml")
+        trigger, = keda["spec"]["triggers"]
+        self.assertEqual((trigger["type"], trigger["metadata"]["stream"]), ("redis-streams", "inferd:stream"))
+
     def test_kserve_runtime_and_inference_service(self):
         runtime, = documents("kserve/servingruntime.yaml")
         self.assertEqual(runtime["kind"], "ServingRuntime")

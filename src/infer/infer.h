@@ -1,0 +1,53 @@
+/*
+ * infer.h — a request body in, the answer's bytes out: the V2 (KServe /
+ * Open Inference Protocol) and the book's /predict inference, decoupled
+ * from HTTP so the synchronous handlers (src/serve) and the job workers
+ * (the server's own, and `inferd worker`) run the very same code and give
+ * byte-identical answers for the same request.
+ *
+ * A caller acquires the version from the model set (model_set_acquire),
+ * calls one of these with a session that no other thread uses at the same
+ * time, and releases the version. With check_only the body is decoded and
+ * checked against the model's signature but nothing runs: the asynchronous
+ * routes reject a bad body at submit time rather than queueing it.
+ */
+#ifndef INFERD_INFER_INFER_H
+#define INFERD_INFER_INFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "model_set.h"
+
+/* An answer: an HTTP status and its body; errors are {"error": "..."}. */
+typedef struct infer_answer {
+    int status;
+    char *body; /* malloc'd; the caller frees it */
+    size_t len;
+    const char *content_type;       /* a static string */
+    size_t inference_header_length; /* binary V2 answers: bytes of the JSON header, else 0 */
+} infer_answer;
+
+/* Fill `out` with an error answer {"error": message}. */
+void infer_answer_error(infer_answer *out, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void infer_answer_free(infer_answer *out);
+
+/* V2 inference on version m. header_length is the request's
+ * Inference-Header-Content-Length (NULL: the body is all JSON). True when
+ * the answer is a 200 (or, with check_only, when the body passed). */
+bool infer_v2(model_set *set, model_version *m, int session, const char *body, size_t len,
+              const char *header_length, bool check_only, infer_answer *out);
+
+/* The book's /predict family on version m (the default model). labels:
+ * /predict/label (label names) instead of probabilities; use_sample: the
+ * model's sample rows instead of the body's; mode_field: add the book's A/B
+ * "mode" field ("name:version"). */
+bool infer_book(model_set *set, model_version *m, int session, const char *body, size_t len,
+                bool labels, bool use_sample, bool mode_field, bool check_only, infer_answer *out);
+
+/* The book's API serves one-input models only: false and a 4xx/503 answer
+ * when m cannot answer it. */
+bool infer_book_model_ok(const model_version *m, infer_answer *out);
+
+#endif /* INFERD_INFER_INFER_H */
