@@ -386,11 +386,46 @@ def write_digits(out):
         json.dump({"held_out_accuracy_of_the_model": meta["held_out_accuracy"], "digits": listing}, f, indent=1)
 
 
+def write_fuzz_seeds(directory):
+    """Small files of every kind the decoders handle, for fuzz/seeds/image_decode."""
+    os.makedirs(directory, exist_ok=True)
+    rgb = smooth_rgb(9, 13)
+    gray = rgb[..., 1]
+
+    def put(name, data):
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(data)
+
+    put("rgb.png", save_pil(Image.fromarray(rgb), os.devnull, format="PNG"))
+    put("interlaced.png", save_pil(Image.fromarray(rgb), os.devnull, format="PNG", interlace=1))
+    put("gray_alpha.png", save_pil(Image.fromarray(np.stack([gray, 255 - gray], axis=2), "LA"), os.devnull,
+                                   format="PNG"))
+    pal = Image.fromarray((gray // 64).astype(np.uint8), "P")
+    pal.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])
+    put("palette_trns.png", save_pil(pal, os.devnull, format="PNG", transparency=b"\x00\x80\xff\xff"))
+    put("bits1.png", save_pil(Image.fromarray(gray > 100), os.devnull, format="PNG"))
+    put("rgb16.png", png_bytes(13, 9, 16, 2, [row.tobytes() for row in (rgb.astype(">u2") * 257)]))
+    put("rgb.jpg", save_pil(Image.fromarray(rgb), os.devnull, format="JPEG", quality=80))
+    put("gray.jpg", save_pil(Image.fromarray(gray, "L"), os.devnull, format="JPEG", quality=80))
+    put("progressive.jpg", save_pil(Image.fromarray(rgb), os.devnull, format="JPEG", progressive=True))
+    put("cmyk.jpg", save_pil(Image.fromarray(np.concatenate([rgb, gray[..., None]], axis=2), "CMYK"),
+                             os.devnull, format="JPEG"))
+    put("exif6.jpg", save_pil(Image.fromarray(rgb), os.devnull, format="JPEG", exif=exif_block(6)))
+    put("base64.txt", b"data:image/png;base64,aW5mZXJk\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", help="write the test fixtures here")
     parser.add_argument("--no-digits", action="store_true", help="skip the digits CNN (needs torch)")
+    parser.add_argument("--fuzz-seeds", help="write small seed files for fuzz_image_decode here")
     args = parser.parse_args()
+    if args.fuzz_seeds:
+        write_fuzz_seeds(args.fuzz_seeds)
+        if not args.out:
+            return 0
+    if not args.out:
+        parser.error("give --out DIR and/or --fuzz-seeds DIR")
     w = Writer(args.out)
     write_variants(w)
     w.finish()
