@@ -47,4 +47,4 @@ for f in "${models[@]}"; do add "$out/model_load" "$f"; done
 for f in "${pbs[@]}"; do add "$out/value_decode" "$f"; done
 while IFS= read -r -d '' f; do add "$out/image_decode" "$f"; done \
   < <(find "$here/seeds/image_decode" -type f -print0)
-echo "seed_corpus.sh: $(ls "$out/model_load" | wc -l) model seeds, $(ls "$out/value_decode" | wc -l) value seeds in $out" >&2
+echo "seed_corpus.sh: $(ls "$out/model_load" | wc -l) model seeds, $(ls "$out/value_decode" | wc -l) value seeds, $(ls "$out/image_decode" | wc -l) image seeds in $out" >&2

@@ -6,8 +6,10 @@
  * definition is in image_input.h; tools/gen_image_fixtures.py computes the
  * same with numpy and the tests compare the two.
  *
- * Each axis's sampling positions are computed once (axis_map), so the inner
- * loop is a few multiply-adds per element.
+ * Each axis's sampling positions are computed once (axis_map); each output
+ * row is sampled into a row of doubles, then normalised (one multiply-add
+ * per element: scale/std and mean/std folded once) and stored in the
+ * dtype's own loop, so the inner loops carry no per-element branches.
  */
 #include <math.h>
 #include <stdio.h>
@@ -85,23 +87,33 @@ static uint8_t *convert_color(const image_pixels *pixels, image_color color, int
     return out;
 }
 
-static void store_element(ifd_tensor *t, size_t index, double v)
+/* One sampled row (out_w * channels interleaved values, invert and
+ * normalisation applied) into the tensor at output row y. */
+static void store_row(ifd_tensor *t, const double *row, int y, int out_w, int out_h, int channels, bool planar)
 {
+    size_t plane = (size_t)out_w * (size_t)out_h, row_start = (size_t)y * (size_t)out_w;
+    size_t width = (size_t)out_w, step = (size_t)channels;
+    /* planar: channel c's row is contiguous; interleaved: the row is copied as is */
+#define STORE_ROW(type, convert)                                                                              \
+    do {                                                                                                      \
+        type *out = t->data;                                                                                  \
+        for (size_t c = 0; c < step; c++) {                                                                   \
+            type *dst = planar ? out + c * plane + row_start : out + row_start * step + c;                    \
+            size_t stride = planar ? 1 : step;                                                                \
+            for (size_t x = 0; x < width; x++) {                                                              \
+                double v = row[x * step + c];                                                                 \
+                dst[x * stride] = convert;                                                                    \
+            }                                                                                                 \
+        }                                                                                                     \
+    } while (0)
     switch (t->dtype) {
-    case IFD_FLOAT: ((float *)t->data)[index] = (float)v; break;
-    case IFD_DOUBLE: ((double *)t->data)[index] = v; break;
-    case IFD_UINT8: {
-        double r = round(v);
-        ((uint8_t *)t->data)[index] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
-        break;
-    }
-    case IFD_INT8: {
-        double r = round(v);
-        ((int8_t *)t->data)[index] = (int8_t)(r < -128 ? -128 : r > 127 ? 127 : r);
-        break;
-    }
+    case IFD_FLOAT: STORE_ROW(float, (float)v); break;
+    case IFD_DOUBLE: STORE_ROW(double, v); break;
+    case IFD_UINT8: STORE_ROW(uint8_t, (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : round(v))); break;
+    case IFD_INT8: STORE_ROW(int8_t, (int8_t)(v < -128 ? -128 : v > 127 ? 127 : round(v))); break;
     default: break; /* image_spec_parse admits no other dtype */
     }
+#undef STORE_ROW
 }
 
 ifd_value *image_to_tensor(const image_pixels *pixels, const image_spec *spec, char *err, size_t n)
@@ -143,38 +155,57 @@ ifd_value *image_to_tensor(const image_pixels *pixels, const image_spec *spec, c
         snprintf(err, n, "cannot allocate the image tensor: %s", e.message);
         value = NULL;
     }
+    double *samples = value ? malloc((size_t)out_w * (size_t)channels * sizeof(*samples)) : NULL;
+    if (value && !samples) {
+        snprintf(err, n, "out of memory preprocessing a %dx%d image", in_w, in_h);
+        ifd_value_free(value);
+        value = NULL;
+    }
     if (value) {
         bool planar = spec->layout == IMAGE_LAYOUT_NCHW || spec->layout == IMAGE_LAYOUT_CHW;
-        size_t plane = (size_t)out_w * (size_t)out_h;
-        size_t row = (size_t)in_w * (size_t)channels;
-        for (int y = 0; y < out_h; y++) {
-            const axis_sample *sy = &ys[y];
-            for (int x = 0; x < out_w; x++) {
-                const axis_sample *sx = &xs[x];
-                for (int c = 0; c < channels; c++) {
-                    double v;
-                    if (!sx->inside || !sy->inside) {
-                        v = spec->pad;
-                    } else if (spec->filter == IMAGE_FILTER_NEAREST) {
-                        v = color[(size_t)sy->nearest * row + (size_t)sx->nearest * (size_t)channels + (size_t)c];
-                    } else {
-                        const uint8_t *top = color + (size_t)sy->low * row + (size_t)c;
-                        const uint8_t *bottom = color + (size_t)sy->high * row + (size_t)c;
-                        size_t x0 = (size_t)sx->low * (size_t)channels, x1 = (size_t)sx->high * (size_t)channels;
-                        double upper = top[x0] + (top[x1] - top[x0]) * sx->weight;
-                        double lower = bottom[x0] + (bottom[x1] - bottom[x0]) * sx->weight;
-                        v = upper + (lower - upper) * sy->weight;
-                    }
-                    if (spec->invert)
-                        v = 255.0 - v;
-                    v = (v * spec->scale - spec->mean[c]) / spec->std[c];
-                    size_t pixel = (size_t)y * (size_t)out_w + (size_t)x;
-                    size_t index = planar ? (size_t)c * plane + pixel : pixel * (size_t)channels + (size_t)c;
-                    store_element(&value->tensor, index, v);
-                }
+        size_t row = (size_t)in_w * (size_t)channels, width = (size_t)out_w * (size_t)channels;
+        /* v' = (v * scale - mean) / std = v * gain + offset; inverted v is 255 - v */
+        double gain[3], offset[3];
+        for (int c = 0; c < channels; c++) {
+            gain[c] = spec->scale / spec->std[c];
+            offset[c] = -spec->mean[c] / spec->std[c];
+            if (spec->invert) {
+                offset[c] += 255.0 * gain[c];
+                gain[c] = -gain[c];
             }
         }
+        for (int y = 0; y < out_h; y++) {
+            const axis_sample *sy = &ys[y];
+            const uint8_t *top = color + (size_t)sy->low * row, *bottom = color + (size_t)sy->high * row;
+            const uint8_t *nearest_row = color + (size_t)sy->nearest * row;
+            double wy = sy->weight;
+            for (int x = 0; x < out_w; x++) {
+                const axis_sample *sx = &xs[x];
+                double *out = samples + (size_t)x * (size_t)channels;
+                if (!sx->inside || !sy->inside) {
+                    for (int c = 0; c < channels; c++)
+                        out[c] = spec->pad;
+                } else if (spec->filter == IMAGE_FILTER_NEAREST) {
+                    const uint8_t *p = nearest_row + (size_t)sx->nearest * (size_t)channels;
+                    for (int c = 0; c < channels; c++)
+                        out[c] = p[c];
+                } else {
+                    size_t x0 = (size_t)sx->low * (size_t)channels, x1 = (size_t)sx->high * (size_t)channels;
+                    double wx = sx->weight;
+                    for (int c = 0; c < channels; c++) {
+                        double upper = top[x0 + c] + (top[x1 + c] - top[x0 + c]) * wx;
+                        double lower = bottom[x0 + c] + (bottom[x1 + c] - bottom[x0 + c]) * wx;
+                        out[c] = upper + (lower - upper) * wy;
+                    }
+                }
+            }
+            for (int c = 0; c < channels; c++)
+                for (size_t i = (size_t)c; i < width; i += (size_t)channels)
+                    samples[i] = samples[i] * gain[c] + offset[c];
+            store_row(&value->tensor, samples, y, out_w, out_h, channels, planar);
+        }
     }
+    free(samples);
     free(xs);
     free(ys);
     free(color);
