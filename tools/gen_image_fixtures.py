@@ -4,8 +4,9 @@ each, the tensor inferd's preprocessing must make, computed independently
 with numpy from the same pixels.
 
 Writes into --out:
-  images/*.png|jpg      variants: RGB, gray, CMYK JPEG, 16-bit PNG (gray and
-                        RGB), palette PNG (with and without tRNS), gray+alpha,
+  images/*.png|jpg      variants: RGB, gray, CMYK JPEG, progressive JPEG,
+                        16-bit PNG (gray and RGB), Adam7-interlaced PNG,
+                        palette PNG (with and without tRNS), gray+alpha,
                         RGBA, EXIF orientation 1-8, truncated, corrupt, header
                         bombs (100000x100000 PNG, 65000x65000 JPEG), a text file
                         named .jpg, an empty file
@@ -54,6 +55,22 @@ def png_bytes(width, height, bit_depth, color_type, rows_bytes):
     raw = b"".join(b"\x00" + row for row in rows_bytes)
     return (b"\x89PNG\r\n\x1a\n"
             + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b""))
+
+
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def png_interlaced(pixels):
+    """8-bit RGB pixels as an Adam7-interlaced PNG (PIL cannot write one)."""
+    height, width = pixels.shape[:2]
+    raw = b""
+    for x0, y0, dx, dy in ADAM7:
+        sub = pixels[y0::dy, x0::dx]
+        if sub.shape[0] and sub.shape[1]:
+            raw += b"".join(b"\x00" + row.tobytes() for row in sub)
+    return (b"\x89PNG\r\n\x1a\n"
+            + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1))
             + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b""))
 
 
@@ -246,6 +263,10 @@ def write_variants(w):
     w.expect("rgb_png_float64", "rgb.png", rgb, {"color": "rgb", "size": [5, 7], "dtype": "float64",
                                                  "scale": 1 / 255})
 
+    with open(w.path("interlaced.png"), "wb") as f:
+        f.write(png_interlaced(rgb))
+    w.expect("interlaced_png", "interlaced.png", rgb, {"color": "rgb", "size": [37, 53], "resize": "nearest"})
+
     gray = smooth_rgb(30, 22)[..., 1]
     Image.fromarray(gray, "L").save(w.path("gray.png"))
     w.expect("gray_png_to_rgb", "gray.png", gray, {"color": "rgb", "size": [10, 10], "scale": 1 / 255})
@@ -397,7 +418,7 @@ def write_fuzz_seeds(directory):
             f.write(data)
 
     put("rgb.png", save_pil(Image.fromarray(rgb), os.devnull, format="PNG"))
-    put("interlaced.png", save_pil(Image.fromarray(rgb), os.devnull, format="PNG", interlace=1))
+    put("interlaced.png", png_interlaced(rgb))
     put("gray_alpha.png", save_pil(Image.fromarray(np.stack([gray, 255 - gray], axis=2), "LA"), os.devnull,
                                    format="PNG"))
     pal = Image.fromarray((gray // 64).astype(np.uint8), "P")
