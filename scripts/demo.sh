@@ -2,11 +2,17 @@
 # demo.sh — builds inferd and starts the server on the bundled demo model
 # (models/iris_svc.onnx: scikit-learn's StandardScaler + SVC on iris) at
 # http://127.0.0.1:8000 (PORT to change it). Ctrl-C stops it.
-# Installs missing Debian packages first (scripts/deps.sh build).
+# Installs missing Debian packages first (scripts/deps.sh demo), and npm's
+# packages (package-lock.json) when Swagger UI is missing, so that the build
+# compiles it into the binary and /docs works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh build
+scripts/deps.sh demo
+if [ ! -f node_modules/swagger-ui-dist/swagger-ui-bundle.js ]; then
+  # ONNX Runtime's install script would fetch GPU files it does not need here
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
+fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target inferd
 

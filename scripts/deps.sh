@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh — installs the Debian packages inferd needs, and only those missing.
-# Idempotent: a second run installs nothing. Usage: scripts/deps.sh [build|test|all]
+# Idempotent: a second run installs nothing. Usage: scripts/deps.sh [build|demo|test|all]
 #   build: compiler, CMake and the libraries inferd links
+#   demo:  build + Node.js/npm (scripts/demo.sh fetches Swagger UI for /docs)
 #   test:  + what the test suite uses (ONNX test data, Debian's Python with onnx,
 #            numpy, scikit-learn and torch for fixture models, clang for fuzzing,
 #            prometheus for `promtool check metrics` in the server tests)
@@ -9,18 +10,19 @@ set -euo pipefail
 
 what=${1:-all}
 build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev
-       libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev)
+       libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev
+       libjpeg62-turbo-dev libpng-dev)
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
 # yamllint for the release patterns; wrk, the load generator of the live-model
-# tests
+# tests; PIL for the image fixtures (tests/image)
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
-      libclang-rt-14-dev umoci skopeo yamllint curl wrk)
+      libclang-rt-14-dev umoci skopeo yamllint curl wrk python3-pil)
 
 case "$what" in
-  build) wanted=("${build[@]}") ;;
+  build|demo) wanted=("${build[@]}") ;;
   test|all) wanted=("${build[@]}" "${test[@]}") ;;
-  *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|demo|test|all]" >&2; exit 2 ;;
 esac
 
 # Node.js and npm (ONNX Runtime for benchmarks, Swagger UI, swagger-parser):

@@ -5,8 +5,10 @@
 #      was fixed must stay fixed. The ones listed in fuzz/regressions/KNOWN_OPEN
 #      (operator bugs found but not fixed yet) are reported, not failed on; one
 #      that passes is reported too, so that its line can be removed;
-#   2. fuzzes fuzz_model_load for 2/3 and fuzz_value_decode for 1/3 of SECONDS,
-#      one job each (the machine is shared), starting from fuzz/seed_corpus.sh.
+#   2. fuzzes fuzz_model_load for 1/2, fuzz_value_decode for 1/4 and
+#      fuzz_image_decode (src/image: JPEG/PNG decoders, EXIF, resize, base64)
+#      for 1/4 of SECONDS, one job each (the machine is shared), starting from
+#      fuzz/seed_corpus.sh.
 # Crashes, timeouts and out-of-memory inputs are saved as
 # $FUZZ_BUILD_DIR/artifacts/<target>-crash-<sha1> (minimise one with
 #   $FUZZ_BUILD_DIR/fuzz/<target> -minimize_crash=1 -runs=100000 FILE).
@@ -29,7 +31,8 @@ command -v clang >/dev/null || { echo "fuzz.sh: clang not found (scripts/deps.sh
 echo "== fuzz.sh: building libFuzzer targets in $build"
 CC=clang cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
-cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode >/dev/null
+cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode \
+  fuzz_image_decode >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -37,13 +40,14 @@ export OPENBLAS_NUM_THREADS=1
 limits=(-rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10)
 max_len_model_load=16384
 max_len_value_decode=4096
+max_len_image_decode=16384
 artifacts="$build/artifacts"
 mkdir -p "$artifacts"
 status=0
 
 echo "== fuzz.sh: replaying fuzz/regressions"
 known="$repo/fuzz/regressions/KNOWN_OPEN"
-for target in model_load value_decode; do
+for target in model_load value_decode image_decode; do
   dir="$repo/fuzz/regressions/$target"
   [ -d "$dir" ] || continue
   for f in "$dir"/*; do
@@ -90,12 +94,15 @@ run_target() { # run_target NAME SECONDS EXTRA_ARGS...
     "$artifacts/$name.log" || true
 }
 
-model_secs=$((seconds * 2 / 3))
+model_secs=$((seconds / 2))
 [ "$model_secs" -lt 1 ] && model_secs=1
-value_secs=$((seconds - model_secs))
+value_secs=$((seconds / 4))
 [ "$value_secs" -lt 1 ] && value_secs=1
+image_secs=$((seconds - model_secs - value_secs))
+[ "$image_secs" -lt 1 ] && image_secs=1
 run_target model_load "$model_secs" -max_len=$max_len_model_load -dict="$repo/fuzz/onnx.dict"
 run_target value_decode "$value_secs" -max_len=$max_len_value_decode
+run_target image_decode "$image_secs" -max_len=$max_len_image_decode
 
 if [ $status = 0 ]; then
   echo "fuzz.sh: no findings"
