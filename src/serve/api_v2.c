@@ -18,6 +18,14 @@
  * Outputs that are not tensors (scikit-learn's ZipMap sequence of maps)
  * are returned as an FP32 tensor [rows, classes] of the map values in key
  * order, with the keys in the output's parameters ("keys").
+ *
+ * Images, for a model whose manifest declares an image input
+ * (image_request.c): a raw image/jpeg or image/png body feeds a one-input
+ * model; a BYTES input of one element holds an encoded image (base64 text
+ * in JSON, raw bytes with the binary extension) for the declared input.
+ * The request parameter "top_k": K (or ?top_k=K) adds the K most probable
+ * classes to the answer: "parameters": {"top_k": [{"index", "label",
+ * "probability"}, ...]}.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +33,7 @@
 
 #include "routes.h"
 #include "server.h"
+#include "image_request.h"
 #include "served.h"
 #include "tensor_json.h"
 
@@ -285,6 +294,68 @@ static bool read_shape(const json_t *shape, int *rank, int64_t *dims, char *err,
     return true;
 }
 
+/* A BYTES input holding one encoded image (base64 text in "data", or
+ * raw bytes as one length-prefixed BYTES element of the binary extension),
+ * preprocessed as the model declares for the input `name`. */
+static bool image_input(http_request *req, model_version *m, const json_t *in, const char *name, int rank,
+                        const int64_t *dims, const unsigned char *binary, size_t binary_len, size_t *offset,
+                        ifd_value **out)
+{
+    size_t index;
+    image_spec spec;
+    if (!image_request_input(req, m, name, &index, &spec))
+        return false;
+    if (strcmp(ifd_model_input(m->model, index)->name, name) != 0) {
+        http_reply_error(req, 400, "input '%s' is BYTES but the model declares its image input as '%s'", name,
+                         ifd_model_input(m->model, index)->name);
+        return false;
+    }
+    int64_t count = 1;
+    for (int d = 0; d < rank; d++)
+        count *= dims[d];
+    if (count != 1) {
+        http_reply_error(req, 400, "input '%s': a BYTES image input holds one image (shape [1]), not %lld",
+                         name, (long long)count);
+        return false;
+    }
+    char label[200];
+    snprintf(label, sizeof(label), "input '%s'", name);
+    json_t *size = json_object_get(json_object_get(in, "parameters"), "binary_data_size");
+    if (size) {
+        size_t bytes = json_is_integer(size) && json_integer_value(size) >= 0 ? (size_t)json_integer_value(size) : 0;
+        if (!binary || bytes < 4 || bytes > binary_len - *offset) {
+            http_reply_error(req, 400, "input '%s': binary_data_size must cover one BYTES element (4-byte length "
+                             "and the image) within the %zu binary bytes left", name,
+                             binary ? binary_len - *offset : 0);
+            return false;
+        }
+        const unsigned char *p = binary + *offset;
+        size_t len = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+        if (len != bytes - 4) {
+            http_reply_error(req, 400, "input '%s': the BYTES element says %zu bytes but binary_data_size leaves %zu",
+                             name, len, bytes - 4);
+            return false;
+        }
+        *offset += bytes;
+        *out = image_request_tensor(req, &spec, p + 4, len, label);
+        return *out != NULL;
+    }
+    const json_t *data = json_object_get(in, "data");
+    while (json_is_array(data) && json_array_size(data) == 1)
+        data = json_array_get(data, 0);
+    if (!json_is_string(data)) {
+        http_reply_error(req, 400, "input '%s': a BYTES image is one base64 string in \"data\"", name);
+        return false;
+    }
+    uint8_t *bytes;
+    size_t n;
+    if (!image_request_base64(req, json_string_value(data), json_string_length(data), label, &bytes, &n))
+        return false;
+    *out = image_request_tensor(req, &spec, bytes, n, label);
+    free(bytes);
+    return *out != NULL;
+}
+
 /* Decode the request's inputs into s->inputs (model order). On failure an
  * error answer has been given. */
 static bool decode_inputs(http_request *req, model_version *m, infer_state *s,
@@ -332,6 +403,12 @@ static bool decode_inputs(http_request *req, model_version *m, infer_state *s,
             return false;
         }
         const ifd_io_info *io = ifd_model_input(m->model, index);
+        if (dtype == IFD_STRING && io->type.dtype != IFD_STRING) {
+            /* BYTES for a numeric input: an encoded image, if the model takes one there */
+            if (!image_input(req, m, in, name, rank, dims, binary, binary_len, &offset, &s->inputs[index]))
+                return false;
+            continue;
+        }
         if (!check_input_contract(io, dtype, rank, dims, err, sizeof(err))) {
             http_reply_error(req, 400, "%s", err);
             return false;
@@ -408,19 +485,40 @@ void v2_infer(http_request *req, const route_params *p, int worker)
         binary = (const unsigned char *)req->body + json_len;
         binary_len = req->body_len - json_len;
     }
-    json_error_t je;
-    s.header = json_loadb(req->body, json_len, JSON_REJECT_DUPLICATES, &je);
-    if (!s.header || !json_is_object(s.header)) {
-        if (s.header)
-            http_reply_error(req, 400, "the request must be a JSON object");
-        else
-            http_reply_error(req, 400, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
-        infer_state_free(&s);
-        return;
+    bool raw_image = image_request_is_raw_image(req);
+    if (raw_image) {
+        /* the whole body is one JPEG/PNG for the model's one input */
+        s.header = json_object();
+    } else {
+        json_error_t je;
+        s.header = json_loadb(req->body, json_len, JSON_REJECT_DUPLICATES, &je);
+        if (!s.header || !json_is_object(s.header)) {
+            if (s.header)
+                http_reply_error(req, 400, "the request must be a JSON object");
+            else
+                http_reply_error(req, 400, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+            infer_state_free(&s);
+            return;
+        }
     }
     json_t *id = json_object_get(s.header, "id");
     if (id && !json_is_string(id)) {
         http_reply_error(req, 400, "\"id\" must be a string");
+        infer_state_free(&s);
+        return;
+    }
+    int top_k = image_request_query_top_k(req);
+    json_t *top_k_param = json_object_get(json_object_get(s.header, "parameters"), "top_k");
+    if (top_k_param) {
+        if (!json_is_integer(top_k_param) || json_integer_value(top_k_param) < 1 ||
+            json_integer_value(top_k_param) > IMAGE_TOP_K_MAX) {
+            http_reply_error(req, 400, "parameters.top_k must be an integer from 1 to %d", IMAGE_TOP_K_MAX);
+            infer_state_free(&s);
+            return;
+        }
+        top_k = (int)json_integer_value(top_k_param);
+    }
+    if (top_k < 0) {
         infer_state_free(&s);
         return;
     }
@@ -433,7 +531,21 @@ void v2_infer(http_request *req, const route_params *p, int worker)
         infer_state_free(&s);
         return;
     }
-    if (!decode_inputs(req, m, &s, binary, binary_len)) {
+    if (raw_image) {
+        size_t index;
+        image_spec spec;
+        if (s.n_inputs != 1) {
+            http_reply_error(req, 400, "a raw image body feeds a one-input model; '%s' has %zu inputs (send a "
+                             "BYTES input in JSON)", m->name, s.n_inputs);
+            infer_state_free(&s);
+            return;
+        }
+        if (!image_request_input(req, m, NULL, &index, &spec) ||
+            !(s.inputs[index] = image_request_tensor(req, &spec, req->body, req->body_len, "image body"))) {
+            infer_state_free(&s);
+            return;
+        }
+    } else if (!decode_inputs(req, m, &s, binary, binary_len)) {
         infer_state_free(&s);
         return;
     }
@@ -470,6 +582,11 @@ void v2_infer(http_request *req, const route_params *p, int worker)
     char err[1024];
     if (model_set_run(req->server->models, m, worker, s.inputs, s.outputs, err, sizeof(err)) != IFD_OK) {
         http_reply_error(req, 400, "%s", err);
+        infer_state_free(&s);
+        return;
+    }
+    json_t *top = top_k > 0 ? image_request_top_k(req, m, s.outputs, (size_t)top_k) : NULL;
+    if (top_k > 0 && !top) {
         infer_state_free(&s);
         return;
     }
@@ -519,6 +636,10 @@ void v2_infer(http_request *req, const route_params *p, int worker)
         json_t *body = json_pack("{s:s, s:s}", "model_name", m->name, "model_version", m->version);
         if (id)
             json_object_set(body, "id", id);
+        if (top) {
+            json_object_set_new(body, "parameters", json_pack("{s:o}", "top_k", top));
+            top = NULL;
+        }
         json_object_set_new(body, "outputs", outputs);
         outputs = NULL;
         size_t len;
@@ -541,6 +662,7 @@ void v2_infer(http_request *req, const route_params *p, int worker)
         }
     }
     json_decref(outputs);
+    json_decref(top);
     free(raw.data);
     infer_state_free(&s);
 }

@@ -120,6 +120,19 @@ static json_t *build_document(const server *srv)
     json_object_set_new(paths, "/predict/test/label", json_pack("{s:o}", "get", operation("Label of the sample row", "Book API", ok_json("Label", json_deep_copy(prediction)), NULL, false, false)));
     json_object_set_new(paths, "/predict", json_pack("{s:o}", "post", operation("Class probabilities for each row", "Book API", ok_json("Probabilities", json_deep_copy(prediction)), json_deep_copy(book_request), false, false)));
     json_object_set_new(paths, "/predict/label", json_pack("{s:o}", "post", operation("Label for each row", "Book API", ok_json("Labels", prediction), book_request, false, false)));
+    /* the seeds' tutorial: an uploaded image (multipart field `image`) -> its class */
+    json_t *upload = json_pack("{s:s, s:{s:{s:s, s:s}}, s:[s]}", "type", "object", "properties", "image", "type",
+                               "string", "format", "binary", "required", "image");
+    json_t *tutorial = operation("Most probable class of an uploaded JPEG/PNG (?top_k=K adds the K best)", "Book API",
+                                 ok_json("{prediction, index, probability[, top_k]}",
+                                         json_pack("{s:s, s:{s:{}, s:{s:s}, s:{s:s}, s:{s:s, s:{s:s}}}}", "type",
+                                                   "object", "properties", "prediction", "index", "type",
+                                                   "integer", "probability", "type", "number", "top_k", "type",
+                                                   "array", "items", "type", "object")),
+                                 NULL, false, false);
+    json_object_set_new(tutorial, "requestBody", json_pack("{s:b, s:{s:{s:o}}}", "required", 1, "content",
+                                                           "multipart/form-data", "schema", upload));
+    json_object_set_new(paths, "/prediction", json_pack("{s:o}", "post", tutorial));
     json_object_set_new(paths, "/v2", json_pack("{s:o}", "get", operation("KServe V2 server metadata", "KServe V2", ok_json("Server metadata", NULL), NULL, false, false)));
     json_object_set_new(paths, "/v2/health/live", json_pack("{s:o}", "get", operation("KServe V2 liveness", "KServe V2", ok_json("Live", NULL), NULL, false, false)));
     json_object_set_new(paths, "/v2/health/ready", json_pack("{s:o}", "get", operation("KServe V2 readiness: every model loaded and warmed up", "KServe V2", ok_json("Ready", NULL), NULL, false, false)));

@@ -24,6 +24,7 @@ static const fixed_route fixed[] = {
     {"GET", "/predict/test/label", book_predict_test_label, true},
     {"POST", "/predict", book_predict, true},
     {"POST", "/predict/label", book_predict_label, true},
+    {"POST", "/prediction", book_prediction, true},
     {"GET", "/v2", v2_server_metadata, false},
     {"GET", "/v2/health/live", v2_health_live, false},
     {"GET", "/v2/health/ready", v2_health_ready, false},
