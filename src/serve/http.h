@@ -32,6 +32,8 @@ typedef struct http_request {
     size_t inference_header_length; /* binary V2 answers: JSON header size */
     const char *allow;              /* for 405 answers */
     const char *authenticate;       /* WWW-Authenticate of 401 answers */
+    const char *location;           /* Location of redirects */
+    bool page_headers;              /* the dashboard's: Content-Security-Policy and friends (ui.c) */
     /* accounting */
     double t_start, t_queued, t_compute_start, t_compute_end;
     char model_name[128], model_version[32];

@@ -6,6 +6,8 @@
  */
 #include "routes.h"
 
+#include "ui.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +39,13 @@ static const fixed_route fixed[] = {
     /* Swagger UI's files, served by the same handler (see openapi.c) */
     {"GET", "/docs/swagger-ui.css", openapi_docs, false},
     {"GET", "/docs/swagger-ui-bundle.js", openapi_docs, false},
+    /* the web dashboard (ui.c) */
+    {"GET", "/", ui_root, false},
+    {"GET", "/ui", ui_page, false},
+    {"GET", "/ui/", ui_page, false},
+    {"GET", "/ui/app.js", ui_page, false},
+    {"GET", "/ui/app.css", ui_page, false},
+    {"GET", "/ui/api/stats", ui_stats, false},
 };
 
 static bool method_is(const http_request *req, const char *method)

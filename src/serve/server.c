@@ -48,6 +48,7 @@
 #include "routes.h"
 #include "served.h"
 #include "tensor_json.h"
+#include "ui.h"
 
 static int signal_pipe[2] = {-1, -1};
 /* Set when the grace period is over: queued requests are answered without running. */
@@ -302,6 +303,10 @@ static enum MHD_Result send_response(http_request *req)
         MHD_add_response_header(resp, "Allow", req->allow);
     if (req->authenticate)
         MHD_add_response_header(resp, "WWW-Authenticate", req->authenticate);
+    if (req->location)
+        MHD_add_response_header(resp, "Location", req->location);
+    if (req->page_headers)
+        ui_add_security_headers(resp);
     if (req->answered_by) {
         char who[200];
         snprintf(who, sizeof(who), "%s:%s", req->model_name, req->model_version);
