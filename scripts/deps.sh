@@ -15,9 +15,11 @@ build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler li
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
 # yamllint for the release patterns; wrk, the load generator of the live-model
-# tests; PIL for the image fixtures (tests/image)
+# tests; PIL for the image fixtures (tests/image); chromium, the real browser
+# that loads /ui and /docs (tests/serve/test_ui_browser.js, through npm's
+# puppeteer-core)
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
-      libclang-rt-14-dev umoci skopeo yamllint curl wrk python3-pil)
+      libclang-rt-14-dev umoci skopeo yamllint curl wrk python3-pil chromium)
 
 case "$what" in
   build|demo) wanted=("${build[@]}") ;;

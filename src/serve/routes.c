@@ -46,6 +46,7 @@ static const fixed_route fixed[] = {
     {"GET", "/ui/app.js", ui_page, false},
     {"GET", "/ui/app.css", ui_page, false},
     {"GET", "/ui/api/stats", ui_stats, false},
+    {"GET", "/favicon.ico", ui_favicon, false},
 };
 
 static bool method_is(const http_request *req, const char *method)

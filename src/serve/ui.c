@@ -126,3 +126,13 @@ void ui_root(http_request *req, const route_params *p, int worker)
     static const char body[] = "<!doctype html><title>inferd</title><a href=\"/ui\">inferd dashboard</a>\n";
     http_reply_raw(req, 302, "text/html; charset=utf-8", body, sizeof(body) - 1);
 }
+
+/* Browsers ask every site for one; an empty answer keeps a 404 out of their
+ * consoles (the dashboard's own page declares an empty icon). */
+void ui_favicon(http_request *req, const route_params *p, int worker)
+{
+    (void)p;
+    (void)worker;
+    req->page_headers = true;
+    http_reply_raw(req, 204, "image/x-icon", "", 0);
+}

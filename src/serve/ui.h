@@ -24,6 +24,7 @@ struct MHD_Response;
 void ui_page(http_request *req, const route_params *p, int worker);
 void ui_stats(http_request *req, const route_params *p, int worker);
 void ui_root(http_request *req, const route_params *p, int worker);
+void ui_favicon(http_request *req, const route_params *p, int worker);
 
 /* The headers every /ui answer carries: a strict Content-Security-Policy
  * (scripts and styles from the server only, no inline code, no framing),

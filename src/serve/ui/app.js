@@ -20,7 +20,8 @@ let token = sessionStorage.getItem(TOKEN_KEY) || "";
 let previous = null; // the last stats reading: rates and windowed quantiles come from two
 const history = new Map(); // "model:version" -> {rps: [], p50: [], p99: [], errors: []}
 let lastModelsKey = "";
-let editing = false; // a weight input has focus: do not rebuild the model list under the user
+let editing = false; // a weight input has focus or a typed weight is not applied yet:
+let dirty = false;    // the model list is not rebuilt under the user
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -89,6 +90,7 @@ async function unlock(ev) {
 
 function lock() {
   token = "";
+  editing = dirty = false;
   sessionStorage.removeItem(TOKEN_KEY);
   showToken();
 }
@@ -115,12 +117,13 @@ function renderModels(models) {
     box.append(el("h3", {}, el("span", { class: "model-name", text: m.name }), " ",
       el("span", { class: "muted small", text: shadow + (m.reason ? " — " + m.reason : "") })));
     const table = el("table", { class: "versions" },
-      el("thead", {}, el("tr", {}, ...["version", "state", "weight %", "answered", "failed", "shadow agreed / disagreed", "sha256"].map(t => el("th", { text: t })))));
+      el("thead", {}, el("tr", {}, ...["version", "state", "weight %", "canary answered", "canary failed", "shadow agreed / disagreed", "sha256"].map(t => el("th", { text: t })))));
     const body = el("tbody");
     for (const v of m.versions || []) {
       const weight = token
         ? el("input", { class: "weight", type: "number", min: "0", max: "100", value: String(v.weight), "data-version": v.version,
-            oninput: () => { editing = true; } })
+            onfocus: () => { editing = true; }, oninput: () => { dirty = editing = true; },
+            onblur: () => { editing = dirty; } })
         : el("span", { class: "weight-value", text: String(v.weight) });
       const s = v.shadow || {};
       body.append(el("tr", { "data-version": v.version },
@@ -148,7 +151,7 @@ function renderModels(models) {
 async function applyTraffic(name, box) {
   const traffic = {};
   for (const input of box.querySelectorAll("input.weight")) traffic[input.dataset.version] = Number(input.value);
-  editing = false;
+  editing = dirty = false;
   try {
     await api("POST", `/v2/repository/models/${encodeURIComponent(name)}/traffic`, { traffic });
     say(`traffic of ${name} is now ` + Object.entries(traffic).map(([v, w]) => `${v}: ${w}%`).join(", "), false);
@@ -255,7 +258,7 @@ function renderLegend() {
   ul.replaceChildren();
   let n = 0;
   for (const [id, series] of history) {
-    const swatch = el("span");
+    const swatch = el("span", { class: "swatch" });
     swatch.style.background = COLORS[n++ % COLORS.length];
     const last = series.rps.length ? series.rps[series.rps.length - 1] : 0;
     ul.append(el("li", {}, swatch, el("span", { class: "legend-name", text: id }), ` ${last.toFixed(1)} req/s`));
