@@ -134,7 +134,8 @@ typedef struct image_pixels {
  * and why: an empty buffer, more than max_encoded_bytes, anything that is
  * not JPEG or PNG, a header announcing more than max_pixels, truncated or
  * corrupt data (libjpeg warnings included: a JPEG that decodes only with
- * gray filler is refused). label names the image in messages ("image",
+ * gray filler is refused; stray bytes before a marker, which change no
+ * pixel, are not). label names the image in messages ("image",
  * "upload 'image'"). */
 bool image_decode(const void *data, size_t size, const image_limits *limits, const char *label,
                   image_pixels *out, char *err, size_t err_size);

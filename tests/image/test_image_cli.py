@@ -130,27 +130,26 @@ class PreprocessingOnTheCommandLine(unittest.TestCase):
         self.assertIn("declares no image preprocessing", proc.stderr)
         self.assertIn("--preprocess", proc.stderr)
 
-    def test_a_spec_that_does_not_fit_the_input_is_refused_at_import(self):
+    def import_refused(self, preprocessing):
+        """stderr of a `models import` with this preprocessing, which must fail and place nothing."""
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "pre.json")
             with open(path, "w") as f:
-                json.dump({"input": {"kind": "image", "color": "rgb", "size": [28, 28]}}, f)
+                json.dump(preprocessing, f)
             proc = inferd("models", "--store", os.path.join(d, "s"), "import", MODEL, "--name", "digits",
                           "--preprocess", path)
             self.assertEqual(proc.returncode, 1)
-            self.assertIn("pre.json.input", proc.stderr)
-            self.assertIn("has shape [batch,1,28,28], but its image preprocessing makes [1,3,28,28]", proc.stderr)
             self.assertFalse(os.path.exists(os.path.join(d, "s", "digits")))
+            return proc.stderr
+
+    def test_a_spec_that_does_not_fit_the_input_is_refused_at_import(self):
+        err = self.import_refused({"input": {"kind": "image", "color": "rgb", "size": [28, 28]}})
+        self.assertIn("pre.json.input", err)
+        self.assertIn("has shape [batch,1,28,28], but its image preprocessing makes [1,3,28,28]", err)
 
     def test_a_spec_naming_no_input_of_the_model_is_refused(self):
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "pre.json")
-            with open(path, "w") as f:
-                json.dump({"pixels": {"kind": "image", "color": "gray", "size": [28, 28]}}, f)
-            proc = inferd("models", "--store", os.path.join(d, "s"), "import", MODEL, "--name", "digits",
-                          "--preprocess", path)
-            self.assertEqual(proc.returncode, 1)
-            self.assertIn("no input named 'pixels'", proc.stderr)
+        err = self.import_refused({"pixels": {"kind": "image", "color": "gray", "size": [28, 28]}})
+        self.assertIn("no input named 'pixels'", err)
 
     def test_a_misspelt_field_is_refused_naming_it(self):
         spec = json.dumps({"kind": "image", "color": "gray", "size": [28, 28], "invrt": True})
