@@ -171,7 +171,7 @@ static int predict_image(const image_request *r)
         goto done;
     }
     const json_t *label_names = labels ? labels : manifest ? json_object_get(manifest, "labels") : NULL;
-    size_t found = image_top_k(model, (const ifd_value *const *)outputs, label_names, r->top_k, scores, err,
+    size_t found = image_top_k(model, (const ifd_value *const *)outputs, 0, label_names, r->top_k, scores, err,
                                sizeof(err));
     if (!found) {
         cli_fail("%s: %s", path, err);
