@@ -246,6 +246,10 @@ def write_variants(w):
     w.expect("rgb_png_bilinear_stretch_imagenet_nchw", "rgb.png", rgb,
              dict(IMAGENET, color="rgb", size=[16, 16]))
     w.expect("rgb_png_upscale_bilinear", "rgb.png", rgb, {"color": "rgb", "size": [80, 90], "scale": 1 / 255})
+    w.expect("rgb_png_same_size_bilinear_nhwc", "rgb.png", rgb, {"color": "rgb", "size": [37, 53], "layout": "NHWC",
+                                                               "invert": True, "mean": [1, 2, 3], "std": 2})
+    w.expect("rgb_png_center_crop_half_pixel_offset", "rgb.png", rgb,
+             {"color": "rgb", "size": [37, 52], "fit": "center-crop"})
     w.expect("rgb_png_bgr_nearest_center_crop_nhwc", "rgb.png", rgb,
              {"color": "bgr", "size": [20, 12], "resize": "nearest", "fit": "center-crop", "layout": "NHWC"})
     w.expect("rgb_png_center_crop_bilinear_wide", "rgb.png", rgb,

@@ -174,6 +174,9 @@ ifd_value *image_to_tensor(const image_pixels *pixels, const image_spec *spec, c
                 gain[c] = -gain[c];
             }
         }
+        /* at scale 1 bilinear weights are all 0: the same values as nearest, with less work */
+        image_filter filter = ratio_x == 1.0 && ratio_y == 1.0 && crop_x == 0 && crop_y == 0 ? IMAGE_FILTER_NEAREST
+                                                                                            : spec->filter;
         for (int y = 0; y < out_h; y++) {
             const axis_sample *sy = &ys[y];
             const uint8_t *top = color + (size_t)sy->low * row, *bottom = color + (size_t)sy->high * row;
@@ -185,7 +188,7 @@ ifd_value *image_to_tensor(const image_pixels *pixels, const image_spec *spec, c
                 if (!sx->inside || !sy->inside) {
                     for (int c = 0; c < channels; c++)
                         out[c] = spec->pad;
-                } else if (spec->filter == IMAGE_FILTER_NEAREST) {
+                } else if (filter == IMAGE_FILTER_NEAREST) {
                     const uint8_t *p = nearest_row + (size_t)sx->nearest * (size_t)channels;
                     for (int c = 0; c < channels; c++)
                         out[c] = p[c];
