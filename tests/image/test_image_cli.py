@@ -67,6 +67,24 @@ class StoredDigitsModel(unittest.TestCase):
         self.assertIn("preprocessing:\n  input", proc.stdout)
         self.assertIn("gray 28x28 bilinear stretch NCHW float32 invert scale=0.00392157", proc.stdout)
 
+    def test_inspect_of_the_stored_file_reads_the_manifest_beside_it(self):
+        path = os.path.join(self.store, "digits", "1", "model.onnx")
+        proc = inferd("inspect", path)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("gray 28x28 bilinear stretch NCHW float32 invert", proc.stdout)
+
+    def test_inspect_ignores_a_foreign_model_json_beside_a_file(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(MODEL, "rb") as src, open(os.path.join(d, "m.onnx"), "wb") as dst:
+                dst.write(src.read())
+            with open(os.path.join(d, "model.json"), "w") as f:
+                f.write("[1")
+            proc = inferd("inspect", os.path.join(d, "m.onnx"))
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("ignoring", proc.stderr)
+        self.assertIn("status: runnable", proc.stdout)
+        self.assertNotIn("preprocessing:", proc.stdout)
+
     def test_the_digits_are_labelled_right_95_times_in_100(self):
         listing = digits_listing()
         right, wrong = 0, []
