@@ -102,7 +102,7 @@ image_secs=$((seconds - model_secs - value_secs))
 [ "$image_secs" -lt 1 ] && image_secs=1
 run_target model_load "$model_secs" -max_len=$max_len_model_load -dict="$repo/fuzz/onnx.dict"
 run_target value_decode "$value_secs" -max_len=$max_len_value_decode
-run_target image_decode "$image_secs" -max_len=$max_len_image_decode
+run_target image_decode "$image_secs" -max_len=$max_len_image_decode -dict="$repo/fuzz/image.dict"
 
 if [ $status = 0 ]; then
   echo "fuzz.sh: no findings"

@@ -246,6 +246,10 @@ def write_variants(w):
     w.expect("rgb_png_bilinear_stretch_imagenet_nchw", "rgb.png", rgb,
              dict(IMAGENET, color="rgb", size=[16, 16]))
     w.expect("rgb_png_upscale_bilinear", "rgb.png", rgb, {"color": "rgb", "size": [80, 90], "scale": 1 / 255})
+    w.expect("rgb_png_same_size_bilinear_nhwc", "rgb.png", rgb, {"color": "rgb", "size": [37, 53], "layout": "NHWC",
+                                                               "invert": True, "mean": [1, 2, 3], "std": 2})
+    w.expect("rgb_png_center_crop_half_pixel_offset", "rgb.png", rgb,
+             {"color": "rgb", "size": [37, 52], "fit": "center-crop"})
     w.expect("rgb_png_bgr_nearest_center_crop_nhwc", "rgb.png", rgb,
              {"color": "bgr", "size": [20, 12], "resize": "nearest", "fit": "center-crop", "layout": "NHWC"})
     w.expect("rgb_png_center_crop_bilinear_wide", "rgb.png", rgb,
@@ -276,6 +280,13 @@ def write_variants(w):
     w.expect("rgb_jpeg", "rgb.jpg", jpeg_pixels(w.path("rgb.jpg")), dict(IMAGENET, color="rgb", size=[16, 16]))
     w.expect("rgb_jpeg_gray", "rgb.jpg", jpeg_pixels(w.path("rgb.jpg")),
              {"color": "gray", "size": [16, 16], "scale": 1 / 255})
+    # stray bytes before a marker (cameras write them): libjpeg only warns, the pixels are intact
+    jpeg = open(w.path("rgb.jpg"), "rb").read()
+    sof = jpeg.find(b"\xff\xc0")
+    with open(w.path("stray_bytes.jpg"), "wb") as f:
+        f.write(jpeg[:sof] + b"\x00\x11\x22" + jpeg[sof:])
+    w.expect("jpeg_stray_bytes_before_a_marker", "stray_bytes.jpg", jpeg_pixels(w.path("rgb.jpg")),
+             {"color": "rgb", "size": [16, 16]})
     save_pil(Image.fromarray(rgb), w.path("progressive.jpg"), format="JPEG", quality=80, progressive=True)
     w.expect("progressive_jpeg", "progressive.jpg", jpeg_pixels(w.path("progressive.jpg")),
              {"color": "rgb", "size": [16, 16]})

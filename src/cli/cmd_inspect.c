@@ -5,7 +5,8 @@
  * cannot run, and the input preprocessing its manifest declares (images:
  * src/image). MODEL is a file (its manifest is the model.json beside it,
  * as in the store's and a repository's layout) or a stored model's
- * reference. Exit status 0 when the model can run, 1 otherwise.
+ * reference. Exit status 0 when the model can run (and its declared
+ * preprocessing fits it), 1 otherwise.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +21,10 @@ bool cli_resolve_model(const char *text, const char *store_root, char *path, siz
 {
     struct stat st;
     char manifest_path[4200];
+    bool beside_a_file = false;
     *manifest = NULL;
     if (stat(text, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        beside_a_file = true;
         snprintf(path, size, "%s", text);
         const char *slash = strrchr(text, '/');
         int dir_len = slash ? (int)(slash - text) : 1;
@@ -43,10 +46,12 @@ bool cli_resolve_model(const char *text, const char *store_root, char *path, siz
     json_error_t jerr;
     *manifest = json_load_file(manifest_path, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(*manifest)) {
-        cli_fail("%s: line %d: %s", manifest_path, jerr.line, json_is_null(*manifest) ? "not an object" : jerr.text);
+        /* a model.json next to a plain file may be anyone's: only a stored model's must parse */
+        cli_fail("%s%s: line %d: %s", beside_a_file ? "ignoring " : "", manifest_path, jerr.line,
+                 *manifest ? "not a JSON object" : jerr.text);
         json_decref(*manifest);
         *manifest = NULL;
-        return false;
+        return beside_a_file;
     }
     return true;
 }

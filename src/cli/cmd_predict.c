@@ -34,6 +34,17 @@ static const char predict_usage[] =
     "  --labels      {\"0\": \"name\", ...} (default: the manifest's labels)\n"
     "  --top-k       how many classes to print (default 5)\n";
 
+/* Print an answer's JSON text (malloc'd, or NULL when encoding failed) and
+ * free it: 0, or 1 after saying why. */
+static int print_answer(char *text)
+{
+    if (!text)
+        return cli_fail("cannot encode the answer as JSON");
+    puts(text);
+    free(text);
+    return 0;
+}
+
 /* --preprocess: inline JSON when it starts with '{', else a file. */
 static json_t *load_preprocess_option(const char *text)
 {
@@ -160,7 +171,7 @@ static int predict_image(const image_request *r)
         goto done;
     }
     const json_t *label_names = labels ? labels : manifest ? json_object_get(manifest, "labels") : NULL;
-    size_t found = image_top_k(model, (const ifd_value *const *)outputs, label_names, r->top_k, scores, err,
+    size_t found = image_top_k(model, (const ifd_value *const *)outputs, 0, label_names, r->top_k, scores, err,
                                sizeof(err));
     if (!found) {
         cli_fail("%s: %s", path, err);
@@ -175,13 +186,8 @@ static int predict_image(const image_request *r)
     json_t *result = json_pack("{s:s, s:s, s:s, s:o}", "image", r->image, "input", ifd_model_input(model, index)->name,
                                "preprocessing", image_spec_describe(&spec, described, sizeof(described)),
                                "top_k", list);
-    char *text = json_dumps(result, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+    rc = print_answer(json_dumps(result, JSON_INDENT(2) | JSON_REAL_PRECISION(6)));
     json_decref(result);
-    if (text) {
-        puts(text);
-        free(text);
-        rc = 0;
-    }
 done:
     for (size_t k = 0; outputs && k < ifd_model_output_count(model); k++)
         ifd_value_free(outputs[k]);
@@ -311,13 +317,8 @@ int cmd_predict(int argc, char **argv)
     for (size_t k = 0; k < n_out; k++)
         json_object_set_new(result, ifd_model_output(model, k)->name, value_to_json(outputs[k]));
     size_t len;
-    char *text = json_encode(result, &len);
+    rc = print_answer(json_encode(result, &len));
     json_decref(result);
-    if (text) {
-        puts(text);
-        free(text);
-        rc = 0;
-    }
 done:
     for (size_t i = 0; inputs && i < n_in; i++)
         ifd_value_free(inputs[i]);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <jpeglib.h> /* after stdio.h: it uses FILE and size_t without including them */
+#include <jerror.h>
 
 #include "image_internal.h"
 
@@ -42,11 +43,12 @@ static void on_error_exit(j_common_ptr cinfo)
 }
 
 /* level -1 is a warning about the data (premature end, corrupt entropy
- * data, ...): the picture would be wrong, so it is an error here. Trace
- * messages (level >= 0) are ignored. */
+ * data, ...): the picture would be wrong, so it is an error here — except
+ * stray bytes before a marker, which many cameras write and which change
+ * no pixel. Trace messages (level >= 0) are ignored. */
 static void on_emit_message(j_common_ptr cinfo, int level)
 {
-    if (level < 0)
+    if (level < 0 && cinfo->err->msg_code != JWRN_EXTRANEOUS_DATA)
         fail_with_library_message(cinfo, "corrupt or truncated data: ");
 }
 

@@ -134,7 +134,8 @@ typedef struct image_pixels {
  * and why: an empty buffer, more than max_encoded_bytes, anything that is
  * not JPEG or PNG, a header announcing more than max_pixels, truncated or
  * corrupt data (libjpeg warnings included: a JPEG that decodes only with
- * gray filler is refused). label names the image in messages ("image",
+ * gray filler is refused; stray bytes before a marker, which change no
+ * pixel, are not). label names the image in messages ("image",
  * "upload 'image'"). */
 bool image_decode(const void *data, size_t size, const image_limits *limits, const char *label,
                   image_pixels *out, char *err, size_t err_size);
@@ -156,6 +157,12 @@ ifd_value *image_to_tensor(const image_pixels *pixels, const image_spec *spec, c
 ifd_value *image_prepare(const void *data, size_t size, const image_spec *spec,
                          const image_limits *limits, const char *label, char *err,
                          size_t err_size);
+/* Several encoded images (a V2 BYTES tensor, several uploads) as one
+ * batch: [count, ...] for the NCHW and NHWC layouts (CHW / HWC have no
+ * batch axis: refused when count > 1). Message names the image by index
+ * ("image 2: ..."). */
+ifd_value *image_prepare_batch(const ifd_string *images, size_t count, const image_spec *spec,
+                               const image_limits *limits, char *err, size_t err_size);
 
 /* ---- request helpers ----------------------------------------------------------- */
 
@@ -173,12 +180,13 @@ typedef struct image_class_score {
     const char *label; /* from the labels object ({"0": "name"}), or NULL; borrowed */
 } image_class_score;
 
-/* Picks the model's class scores among outputs: the first float output of
- * shape [1, K] or [K] whose values are already probabilities (each in [0, 1],
- * summing to 1 within 1e-3), else the first such output through a softmax.
- * Fills up to k entries (k <= K), most probable first; ties keep the lower
- * index first. Returns the number filled, 0 with err when no output fits. */
-size_t image_top_k(const ifd_model *model, const ifd_value *const *outputs, const json_t *labels,
+/* Picks the model's class scores for batch row `row` among outputs: the
+ * first float output shaped [N, K] (row < N) or [K] (row 0) whose row is
+ * already probabilities (each in [0, 1], summing to 1 within 1e-3), else
+ * the first such output through a softmax. Fills up to k entries (k <= K),
+ * most probable first; ties keep the lower index first. Returns the number
+ * filled, 0 with err when no output fits. */
+size_t image_top_k(const ifd_model *model, const ifd_value *const *outputs, size_t row, const json_t *labels,
                    size_t k, image_class_score *out, char *err, size_t err_size);
 
 #endif /* INFERD_IMAGE_IMAGE_INPUT_H */

@@ -174,6 +174,9 @@ ifd_value *image_to_tensor(const image_pixels *pixels, const image_spec *spec, c
                 gain[c] = -gain[c];
             }
         }
+        /* at scale 1 bilinear weights are all 0: the same values as nearest, with less work */
+        image_filter filter = ratio_x == 1.0 && ratio_y == 1.0 && crop_x == 0 && crop_y == 0 ? IMAGE_FILTER_NEAREST
+                                                                                            : spec->filter;
         for (int y = 0; y < out_h; y++) {
             const axis_sample *sy = &ys[y];
             const uint8_t *top = color + (size_t)sy->low * row, *bottom = color + (size_t)sy->high * row;
@@ -185,7 +188,7 @@ ifd_value *image_to_tensor(const image_pixels *pixels, const image_spec *spec, c
                 if (!sx->inside || !sy->inside) {
                     for (int c = 0; c < channels; c++)
                         out[c] = spec->pad;
-                } else if (spec->filter == IMAGE_FILTER_NEAREST) {
+                } else if (filter == IMAGE_FILTER_NEAREST) {
                     const uint8_t *p = nearest_row + (size_t)sx->nearest * (size_t)channels;
                     for (int c = 0; c < channels; c++)
                         out[c] = p[c];
@@ -224,4 +227,42 @@ ifd_value *image_prepare(const void *data, size_t size, const image_spec *spec, 
         snprintf(err, n, "%s: %s", label ? label : "image", reason);
     image_pixels_free(&pixels);
     return value;
+}
+
+ifd_value *image_prepare_batch(const ifd_string *images, size_t count, const image_spec *spec,
+                               const image_limits *limits, char *err, size_t n)
+{
+    bool batched = spec->layout == IMAGE_LAYOUT_NCHW || spec->layout == IMAGE_LAYOUT_NHWC;
+    if (count == 0 || (!batched && count > 1)) {
+        snprintf(err, n, count ? "%zu images, but layout %s has no batch axis" : "no image given", count,
+                 spec->layout == IMAGE_LAYOUT_CHW ? "CHW" : "HWC");
+        return NULL;
+    }
+    int64_t dims[4];
+    int rank = image_spec_shape(spec, dims);
+    if ((uint64_t)count > (uint64_t)INT64_MAX / 2) {
+        snprintf(err, n, "too many images (%zu)", count);
+        return NULL;
+    }
+    if (batched)
+        dims[0] = (int64_t)count;
+    ifd_value *batch = NULL;
+    ifd_error e;
+    if (ifd_value_new_tensor(spec->dtype, rank, dims, &batch, &e) != IFD_OK) {
+        snprintf(err, n, "cannot allocate a batch of %zu images: %s", count, e.message);
+        return NULL;
+    }
+    size_t bytes_each = (size_t)ifd_tensor_count(&batch->tensor) / count * ifd_dtype_size(spec->dtype);
+    for (size_t i = 0; i < count; i++) {
+        char label[32];
+        snprintf(label, sizeof(label), "image %zu", i);
+        ifd_value *one = image_prepare(images[i].data, images[i].size, spec, limits, label, err, n);
+        if (!one) {
+            ifd_value_free(batch);
+            return NULL;
+        }
+        memcpy((char *)batch->tensor.data + i * bytes_each, one->tensor.data, bytes_each);
+        ifd_value_free(one);
+    }
+    return batch;
 }

@@ -223,7 +223,7 @@ json_t *image_request_top_k(http_request *req, const model_version *m, ifd_value
         return NULL;
     }
     char err[512];
-    size_t found = image_top_k(m->model, (const ifd_value *const *)outputs, m->labels, k, scores, err,
+    size_t found = image_top_k(m->model, (const ifd_value *const *)outputs, 0, m->labels, k, scores, err,
                                sizeof(err));
     if (found == 0) {
         free(scores);

@@ -67,6 +67,24 @@ class StoredDigitsModel(unittest.TestCase):
         self.assertIn("preprocessing:\n  input", proc.stdout)
         self.assertIn("gray 28x28 bilinear stretch NCHW float32 invert scale=0.00392157", proc.stdout)
 
+    def test_inspect_of_the_stored_file_reads_the_manifest_beside_it(self):
+        path = os.path.join(self.store, "digits", "1", "model.onnx")
+        proc = inferd("inspect", path)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("gray 28x28 bilinear stretch NCHW float32 invert", proc.stdout)
+
+    def test_inspect_ignores_a_foreign_model_json_beside_a_file(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(MODEL, "rb") as src, open(os.path.join(d, "m.onnx"), "wb") as dst:
+                dst.write(src.read())
+            with open(os.path.join(d, "model.json"), "w") as f:
+                f.write("[1")
+            proc = inferd("inspect", os.path.join(d, "m.onnx"))
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("ignoring", proc.stderr)
+        self.assertIn("status: runnable", proc.stdout)
+        self.assertNotIn("preprocessing:", proc.stdout)
+
     def test_the_digits_are_labelled_right_95_times_in_100(self):
         listing = digits_listing()
         right, wrong = 0, []
@@ -130,27 +148,26 @@ class PreprocessingOnTheCommandLine(unittest.TestCase):
         self.assertIn("declares no image preprocessing", proc.stderr)
         self.assertIn("--preprocess", proc.stderr)
 
-    def test_a_spec_that_does_not_fit_the_input_is_refused_at_import(self):
+    def import_refused(self, preprocessing):
+        """stderr of a `models import` with this preprocessing, which must fail and place nothing."""
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "pre.json")
             with open(path, "w") as f:
-                json.dump({"input": {"kind": "image", "color": "rgb", "size": [28, 28]}}, f)
+                json.dump(preprocessing, f)
             proc = inferd("models", "--store", os.path.join(d, "s"), "import", MODEL, "--name", "digits",
                           "--preprocess", path)
             self.assertEqual(proc.returncode, 1)
-            self.assertIn("pre.json.input", proc.stderr)
-            self.assertIn("has shape [batch,1,28,28], but its image preprocessing makes [1,3,28,28]", proc.stderr)
             self.assertFalse(os.path.exists(os.path.join(d, "s", "digits")))
+            return proc.stderr
+
+    def test_a_spec_that_does_not_fit_the_input_is_refused_at_import(self):
+        err = self.import_refused({"input": {"kind": "image", "color": "rgb", "size": [28, 28]}})
+        self.assertIn("pre.json.input", err)
+        self.assertIn("has shape [batch,1,28,28], but its image preprocessing makes [1,3,28,28]", err)
 
     def test_a_spec_naming_no_input_of_the_model_is_refused(self):
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "pre.json")
-            with open(path, "w") as f:
-                json.dump({"pixels": {"kind": "image", "color": "gray", "size": [28, 28]}}, f)
-            proc = inferd("models", "--store", os.path.join(d, "s"), "import", MODEL, "--name", "digits",
-                          "--preprocess", path)
-            self.assertEqual(proc.returncode, 1)
-            self.assertIn("no input named 'pixels'", proc.stderr)
+        err = self.import_refused({"pixels": {"kind": "image", "color": "gray", "size": [28, 28]}})
+        self.assertIn("no input named 'pixels'", err)
 
     def test_a_misspelt_field_is_refused_naming_it(self):
         spec = json.dumps({"kind": "image", "color": "gray", "size": [28, 28], "invrt": True})

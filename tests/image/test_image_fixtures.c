@@ -3,7 +3,8 @@
  * tools/gen_image_fixtures.py wrote (cases.json) is decoded and
  * preprocessed by image_prepare() and held to the tensor the generator
  * computed independently with numpy (shape, dtype, every element within
- * the case's tolerance), or refused with the message the case expects.
+ * the case's tolerance), or refused with the message the case expects;
+ * then batches of those files, and top-k on the digits model's outputs.
  * Usage: test_image_fixtures FIXTURE_DIR
  */
 #include <jansson.h>
@@ -114,6 +115,104 @@ static void run_case(const json_t *c)
     free(data);
 }
 
+static ifd_string file_string(const char *rel)
+{
+    size_t size = 0;
+    uint8_t *data = read_all(rel, &size);
+    return (ifd_string){.data = (char *)data, .size = size};
+}
+
+static void test_batch_is_the_single_images_concatenated(void)
+{
+    image_spec spec;
+    char err[1024];
+    json_t *j = json_pack("{s:s, s:s, s:[i, i], s:f}", "kind", "image", "color", "rgb", "size", 12, 10, "scale",
+                          1.0 / 255);
+    CHECK(image_spec_parse(j, "batch", &spec, err, sizeof(err)));
+    json_decref(j);
+    ifd_string files[3] = {file_string("images/rgb.png"), file_string("images/gray.jpg"),
+                           file_string("images/text.jpg")};
+    ifd_value *batch = image_prepare_batch(files, 2, &spec, NULL, err, sizeof(err));
+    CHECK(batch != NULL);
+    if (batch) {
+        CHECK_EQ_INT(batch->tensor.dims[0], 2);
+        size_t each = (size_t)ifd_tensor_count(&batch->tensor) / 2;
+        for (size_t i = 0; i < 2; i++) {
+            ifd_value *one = image_prepare(files[i].data, files[i].size, &spec, NULL, "one", err, sizeof(err));
+            CHECK(one != NULL);
+            CHECK(one && memcmp((float *)batch->tensor.data + i * each, one->tensor.data, each * sizeof(float)) == 0);
+            ifd_value_free(one);
+        }
+        ifd_value_free(batch);
+    }
+    CHECK(image_prepare_batch(files, 3, &spec, NULL, err, sizeof(err)) == NULL);
+    CHECK_STR_CONTAINS(err, "image 2: not a JPEG or PNG");
+    spec.layout = IMAGE_LAYOUT_CHW;
+    CHECK(image_prepare_batch(files, 2, &spec, NULL, err, sizeof(err)) == NULL);
+    CHECK_STR_CONTAINS(err, "layout CHW has no batch axis");
+    CHECK(image_prepare_batch(files, 0, &spec, NULL, err, sizeof(err)) == NULL);
+    for (size_t i = 0; i < 3; i++)
+        free(files[i].data);
+}
+
+static ifd_value *scores(const float *values, int64_t rows, int64_t classes)
+{
+    int64_t dims[2] = {rows, classes};
+    ifd_value *v = NULL;
+    ifd_error e;
+    if (ifd_value_new_tensor(IFD_FLOAT, 2, dims, &v, &e) != IFD_OK)
+        return NULL;
+    memcpy(v->tensor.data, values, (size_t)(rows * classes) * sizeof(float));
+    return v;
+}
+
+/* The digits model has two outputs, logits then probabilities, each [N, 10]. */
+static void test_top_k_prefers_probabilities_per_batch_row(void)
+{
+    char path[4096], err[1024];
+    snprintf(path, sizeof(path), "%s/digits/model.onnx", fixture_dir);
+    ifd_model *model = NULL;
+    ifd_error e;
+    if (ifd_model_load_file(path, NULL, &model, &e) != IFD_OK) {
+        fprintf(stderr, "%s\n", e.message);
+        CHECK(!"the digits model loads");
+        return;
+    }
+    float logits[20] = {0}, probabilities[20] = {0};
+    logits[3] = 9;                               /* logits would say 3 ... */
+    probabilities[7] = 0.6f;                     /* ... row 0 of the probabilities says 7, */
+    probabilities[2] = probabilities[5] = 0.2f;  /* then 2 and 5 tied: lower index first */
+    probabilities[10 + 1] = 1.0f;                /* row 1 says 1 */
+    ifd_value *outputs[2] = {scores(logits, 2, 10), scores(probabilities, 2, 10)};
+    json_t *labels = json_pack("{s:s, s:s}", "7", "seven", "1", "one");
+    image_class_score top[10];
+    size_t got = image_top_k(model, (const ifd_value *const *)outputs, 0, labels, 3, top, err, sizeof(err));
+    CHECK_EQ_INT(got, 3);
+    CHECK_EQ_INT(top[0].index, 7);
+    CHECK_NEAR(top[0].probability, 0.6, 1e-6);
+    CHECK(top[0].label && strcmp(top[0].label, "seven") == 0);
+    CHECK_EQ_INT(top[1].index, 2);
+    CHECK_EQ_INT(top[2].index, 5);
+    CHECK(top[1].label == NULL);
+    got = image_top_k(model, (const ifd_value *const *)outputs, 1, labels, 1, top, err, sizeof(err));
+    CHECK_EQ_INT(got, 1);
+    CHECK_EQ_INT(top[0].index, 1);
+    CHECK(top[0].label && strcmp(top[0].label, "one") == 0);
+    /* k larger than the classes is cut to the classes */
+    CHECK_EQ_INT(image_top_k(model, (const ifd_value *const *)outputs, 0, NULL, 50, top, err, sizeof(err)), 10);
+    /* no probabilities: the softmax of the first scores */
+    ((float *)outputs[1]->tensor.data)[7] = 5.0f;
+    got = image_top_k(model, (const ifd_value *const *)outputs, 0, NULL, 1, top, err, sizeof(err));
+    CHECK_EQ_INT(top[0].index, 3);
+    CHECK_NEAR(top[0].probability, exp(9.0) / (exp(9.0) + 9), 1e-6);
+    CHECK_EQ_INT(image_top_k(model, (const ifd_value *const *)outputs, 2, NULL, 1, top, err, sizeof(err)), 0);
+    CHECK_STR_CONTAINS(err, "row 2");
+    json_decref(labels);
+    ifd_value_free(outputs[0]);
+    ifd_value_free(outputs[1]);
+    ifd_model_free(model);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -142,5 +241,7 @@ int main(int argc, char **argv)
         }
     }
     json_decref(cases);
+    RUN(test_batch_is_the_single_images_concatenated);
+    RUN(test_top_k_prefers_probabilities_per_batch_row);
     TEST_MAIN_END();
 }
