@@ -128,6 +128,66 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(stats.json()["recent_errors"][0]["path"], "(not UTF-8)")
 
 
+class EditsRacing(unittest.TestCase):
+    """What the dashboard's "Apply traffic" sends, from two dashboards at once
+    and against reloads of the same model: every answer is a success or a
+    409 naming the running load, and the split in force is always one of
+    the splits asked for, never a mix."""
+
+    def test_racing_traffic_edits_and_reloads(self):
+        import shutil
+        import threading
+        token = "racing-edits-admin-token-0123"
+        with tempfile.TemporaryDirectory() as repo:
+            for version in ("1", "2"):
+                os.makedirs(os.path.join(repo, "iris", version))
+                shutil.copy(DEMO_MODEL, os.path.join(repo, "iris", version, "model.onnx"))
+            with open(os.path.join(repo, "iris", "config.json"), "w") as f:
+                f.write('{"version_policy": {"all": true}, "traffic": {"1": 50, "2": 50}}')
+            server = Server(["--repository", repo, "--model-control", "explicit", "--admin-token", token])
+            auth = {"Authorization": "Bearer " + token}
+            splits = [{"1": 10, "2": 90}, {"1": 80, "2": 20}]
+            statuses, messages = [], []
+            lock = threading.Lock()
+
+            def edit(split, times):
+                for _ in range(times):
+                    r = server.post("/v2/repository/models/iris/traffic", {"traffic": split}, headers=auth)
+                    with lock:
+                        statuses.append(r.status)
+                        if r.status != 200:
+                            messages.append(r.json()["error"])
+
+            def reload(times):
+                for _ in range(times):
+                    r = server.post("/v2/repository/models/iris/load", {}, headers=auth)
+                    with lock:
+                        statuses.append(r.status)
+                        if r.status != 200:
+                            messages.append(r.json()["error"])
+
+            try:
+                threads = [threading.Thread(target=edit, args=(splits[0], 40)),
+                           threading.Thread(target=edit, args=(splits[1], 40)),
+                           threading.Thread(target=reload, args=(15,))]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(120)
+                self.assertTrue(set(statuses) <= {200, 409}, statuses)
+                self.assertGreater(statuses.count(200), 0)
+                for m in messages:
+                    self.assertRegex(m, "iris")
+                status = server.get("/v2/repository/models/iris/status", headers=auth).json()
+                weights = {v["version"]: v["weight"] for v in status["versions"]}
+                # a reload re-reads config.json (50/50); otherwise the last edit in force
+                self.assertIn(weights, splits + [{"1": 50, "2": 50}])
+                stats = server.get("/ui/api/stats").json()
+                self.assertEqual({v["version"]: v["weight"] for v in stats["models"][0]["versions"]}, weights)
+            finally:
+                server.close()
+
+
 class ModelNamedLikeATag(unittest.TestCase):
     def test_stats_carry_the_name_as_json_text(self):
         with tempfile.TemporaryDirectory():
