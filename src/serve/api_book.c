@@ -231,7 +231,7 @@ static json_t *predict_rows(http_request *req, int worker, bool use_sample, int 
         http_reply_error(req, 503, "out of memory");
     } else if (model_set_run(req->server->models, m, worker, &x, outputs, err, sizeof(err)) != IFD_OK) {
         http_reply_error(req, 400, "%s", err);
-    } else if (top_k > 0 && !(*top = image_request_top_k(req, m, outputs, (size_t)top_k))) {
+    } else if (top_k > 0 && !(*top = image_request_top_k(req, m, outputs, 0, (size_t)top_k))) {
         /* answered */
     } else {
         result = model_version_probabilities(m, outputs);

@@ -263,6 +263,7 @@ typedef struct infer_state {
     ifd_value **inputs;
     ifd_value **outputs;
     size_t n_inputs, n_outputs;
+    size_t images;        /* encoded images in a BYTES input: the batch size */
 } infer_state;
 
 static void infer_state_free(infer_state *s)
@@ -294,12 +295,17 @@ static bool read_shape(const json_t *shape, int *rank, int64_t *dims, char *err,
     return true;
 }
 
-/* A BYTES input holding one encoded image (base64 text in "data", or
- * raw bytes as one length-prefixed BYTES element of the binary extension),
- * preprocessed as the model declares for the input `name`. */
+/* The most images one BYTES input may hold: each is decoded into its own
+ * buffer before the batch is assembled. */
+#define MAX_BATCH_IMAGES 256
+
+/* A BYTES input holding encoded images, one per element (base64 text in
+ * "data", or raw bytes as length-prefixed BYTES elements of the binary
+ * extension), preprocessed as the model declares for the input `name` into
+ * one batch [N, ...]. *count gets N. */
 static bool image_input(http_request *req, model_version *m, const json_t *in, const char *name, int rank,
                         const int64_t *dims, const unsigned char *binary, size_t binary_len, size_t *offset,
-                        ifd_value **out)
+                        ifd_value **out, size_t *count)
 {
     size_t index;
     image_spec spec;
@@ -310,50 +316,92 @@ static bool image_input(http_request *req, model_version *m, const json_t *in, c
                          ifd_model_input(m->model, index)->name);
         return false;
     }
-    int64_t count = 1;
+    int64_t n = 1;
     for (int d = 0; d < rank; d++)
-        count *= dims[d];
-    if (count != 1) {
-        http_reply_error(req, 400, "input '%s': a BYTES image input holds one image (shape [1]), not %lld",
-                         name, (long long)count);
+        n *= dims[d];
+    if (rank > 1 || n < 1 || n > MAX_BATCH_IMAGES) {
+        http_reply_error(req, 400, "input '%s': a BYTES image input is a list of 1 to %d encoded images, shape [N]",
+                         name, MAX_BATCH_IMAGES);
         return false;
     }
-    char label[200];
-    snprintf(label, sizeof(label), "input '%s'", name);
+    ifd_string images[MAX_BATCH_IMAGES];
+    size_t have = 0;
+    bool ok = true;
+    char err[1024];
     json_t *size = json_object_get(json_object_get(in, "parameters"), "binary_data_size");
     if (size) {
         size_t bytes = json_is_integer(size) && json_integer_value(size) >= 0 ? (size_t)json_integer_value(size) : 0;
-        if (!binary || bytes < 4 || bytes > binary_len - *offset) {
-            http_reply_error(req, 400, "input '%s': binary_data_size must cover one BYTES element (4-byte length "
-                             "and the image) within the %zu binary bytes left", name,
-                             binary ? binary_len - *offset : 0);
+        if (!binary || bytes > binary_len - *offset) {
+            http_reply_error(req, 400, "input '%s': binary_data_size must lie within the %zu binary bytes left",
+                             name, binary ? binary_len - *offset : 0);
             return false;
         }
-        const unsigned char *p = binary + *offset;
-        size_t len = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
-        if (len != bytes - 4) {
-            http_reply_error(req, 400, "input '%s': the BYTES element says %zu bytes but binary_data_size leaves %zu",
-                             name, len, bytes - 4);
-            return false;
+        const unsigned char *p = binary + *offset, *end = p + bytes;
+        while (ok && have < (size_t)n) {
+            if (end - p < 4) {
+                http_reply_error(req, 400, "input '%s': BYTES element %zu: truncated length prefix", name, have);
+                ok = false;
+                break;
+            }
+            size_t len = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+            p += 4;
+            if (len > (size_t)(end - p)) {
+                http_reply_error(req, 400, "input '%s': BYTES element %zu: length %zu runs past binary_data_size",
+                                 name, have, len);
+                ok = false;
+                break;
+            }
+            images[have].data = (char *)p; /* borrowed from the body */
+            images[have++].size = len;
+            p += len;
+        }
+        if (ok && p != end) {
+            http_reply_error(req, 400, "input '%s': binary_data_size holds more than the %lld images of its shape",
+                             name, (long long)n);
+            ok = false;
         }
         *offset += bytes;
-        *out = image_request_tensor(req, &spec, p + 4, len, label);
-        return *out != NULL;
+        if (ok && !(*out = image_prepare_batch(images, have, &spec, NULL, err, sizeof(err)))) {
+            http_reply_error(req, 400, "input '%s': %s", name, err);
+            ok = false;
+        }
+        *count = have;
+        return ok;
     }
     const json_t *data = json_object_get(in, "data");
-    while (json_is_array(data) && json_array_size(data) == 1)
+    while (json_is_array(data) && json_array_size(data) == 1 && json_is_array(json_array_get(data, 0)))
         data = json_array_get(data, 0);
-    if (!json_is_string(data)) {
-        http_reply_error(req, 400, "input '%s': a BYTES image is one base64 string in \"data\"", name);
+    size_t listed = json_is_array(data) ? json_array_size(data) : json_is_string(data) ? 1 : 0;
+    if (listed != (size_t)n) {
+        http_reply_error(req, 400, "input '%s': \"data\" must hold %lld base64 strings (one per image)", name,
+                         (long long)n);
         return false;
     }
-    uint8_t *bytes;
-    size_t n;
-    if (!image_request_base64(req, json_string_value(data), json_string_length(data), label, &bytes, &n))
-        return false;
-    *out = image_request_tensor(req, &spec, bytes, n, label);
-    free(bytes);
-    return *out != NULL;
+    for (size_t i = 0; ok && i < listed; i++) {
+        const json_t *text = json_is_string(data) ? data : json_array_get(data, i);
+        char label[200];
+        snprintf(label, sizeof(label), "input '%s' image %zu", name, i);
+        uint8_t *bytes = NULL;
+        size_t len = 0;
+        if (!json_is_string(text)) {
+            http_reply_error(req, 400, "%s: not a base64 string", label);
+            ok = false;
+        } else if (image_request_base64(req, json_string_value(text), json_string_length(text), label, &bytes,
+                                        &len)) {
+            images[have].data = (char *)bytes;
+            images[have++].size = len;
+        } else {
+            ok = false;
+        }
+    }
+    if (ok && !(*out = image_prepare_batch(images, have, &spec, NULL, err, sizeof(err)))) {
+        http_reply_error(req, 400, "input '%s': %s", name, err);
+        ok = false;
+    }
+    for (size_t i = 0; i < have; i++)
+        free(images[i].data);
+    *count = have;
+    return ok;
 }
 
 /* Decode the request's inputs into s->inputs (model order). On failure an
@@ -405,7 +453,8 @@ static bool decode_inputs(http_request *req, model_version *m, infer_state *s,
         const ifd_io_info *io = ifd_model_input(m->model, index);
         if (dtype == IFD_STRING && io->type.dtype != IFD_STRING) {
             /* BYTES for a numeric input: an encoded image, if the model takes one there */
-            if (!image_input(req, m, in, name, rank, dims, binary, binary_len, &offset, &s->inputs[index]))
+            if (!image_input(req, m, in, name, rank, dims, binary, binary_len, &offset, &s->inputs[index],
+                             &s->images))
                 return false;
             continue;
         }
@@ -585,10 +634,22 @@ void v2_infer(http_request *req, const route_params *p, int worker)
         infer_state_free(&s);
         return;
     }
-    json_t *top = top_k > 0 ? image_request_top_k(req, m, s.outputs, (size_t)top_k) : NULL;
-    if (top_k > 0 && !top) {
-        infer_state_free(&s);
-        return;
+    /* one list of classes for one image, a list per image for a batch */
+    json_t *top = NULL;
+    for (size_t row = 0; top_k > 0 && row < (s.images > 1 ? s.images : 1); row++) {
+        json_t *classes = image_request_top_k(req, m, s.outputs, row, (size_t)top_k);
+        if (!classes) {
+            json_decref(top);
+            infer_state_free(&s);
+            return;
+        }
+        if (s.images <= 1) {
+            top = classes;
+        } else {
+            if (!top)
+                top = json_array();
+            json_array_append_new(top, classes);
+        }
     }
 
     json_t *outputs = json_array();

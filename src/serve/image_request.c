@@ -215,7 +215,8 @@ int image_request_query_top_k(http_request *req)
     return (int)k;
 }
 
-json_t *image_request_top_k(http_request *req, const model_version *m, ifd_value *const *outputs, size_t k)
+json_t *image_request_top_k(http_request *req, const model_version *m, ifd_value *const *outputs, size_t row,
+                            size_t k)
 {
     image_class_score *scores = calloc(k ? k : 1, sizeof(*scores));
     if (!scores) {
@@ -223,7 +224,7 @@ json_t *image_request_top_k(http_request *req, const model_version *m, ifd_value
         return NULL;
     }
     char err[512];
-    size_t found = image_top_k(m->model, (const ifd_value *const *)outputs, 0, m->labels, k, scores, err,
+    size_t found = image_top_k(m->model, (const ifd_value *const *)outputs, row, m->labels, k, scores, err,
                                sizeof(err));
     if (found == 0) {
         free(scores);

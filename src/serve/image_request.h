@@ -56,9 +56,9 @@ bool image_request_base64(http_request *req, const char *text, size_t length, co
 int image_request_query_top_k(http_request *req);
 
 /* [{"index", "label", "probability"}, ...] of the k most probable classes
- * (label null when the model has no labels); NULL with the 400 answered
- * when no output holds class scores. */
-json_t *image_request_top_k(http_request *req, const model_version *m, ifd_value *const *outputs,
+ * of batch row `row` (label null when the model has no labels); NULL with
+ * the 400 answered when no output holds class scores. */
+json_t *image_request_top_k(http_request *req, const model_version *m, ifd_value *const *outputs, size_t row,
                             size_t k);
 
 #endif /* INFERD_SERVE_IMAGE_REQUEST_H */

@@ -233,11 +233,45 @@ class ImageRoutes(unittest.TestCase):
         self.assert_refused(self.server.post("/v1/models/digits:predict", body, headers={"Content-Type": ctype}),
                             415, "Content-Type")
 
-    def test_bytes_image_shape_must_hold_one_image(self):
+    def test_bytes_batch_of_images_answers_a_top_k_per_image(self):
+        listing = digits_listing()
+        names = ["digit_005.jpg", "digit_006.png", "digit_007.jpg"]
+        texts = [base64.b64encode(read(os.path.join(DIGITS, n))).decode() for n in names]
+        r = self.server.post("/v2/models/digits/infer", {
+            "inputs": [{"name": "input", "datatype": "BYTES", "shape": [3], "data": texts}],
+            "parameters": {"top_k": 2}})
+        self.assertEqual(r.status, 200, r)
+        answer = r.json()
+        self.assertEqual([t[0]["index"] for t in answer["parameters"]["top_k"]], [listing[n] for n in names])
+        outputs = {o["name"]: o for o in answer["outputs"]}
+        self.assertEqual(outputs["probabilities"]["shape"], [3, 10])
+        # the same batch through the binary extension
+        blobs = [read(os.path.join(DIGITS, n)) for n in names]
+        raw = b"".join(struct.pack("<I", len(b)) + b for b in blobs)
+        header = json.dumps({"inputs": [{"name": "input", "datatype": "BYTES", "shape": [3],
+                                         "parameters": {"binary_data_size": len(raw)}}],
+                             "parameters": {"top_k": 1}}).encode()
+        r = self.server.post("/v2/models/digits/infer", header + raw,
+                             headers={"Content-Type": "application/octet-stream",
+                                      "Inference-Header-Content-Length": str(len(header))})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([t[0]["index"] for t in r.json()["parameters"]["top_k"]], [listing[n] for n in names])
+
+    def test_bytes_image_count_must_match_the_shape(self):
         text = base64.b64encode(read(os.path.join(DIGITS, "digit_000.png"))).decode()
         self.assert_refused(self.server.post("/v2/models/digits/infer", {
-            "inputs": [{"name": "input", "datatype": "BYTES", "shape": [2], "data": [text, text]}]}),
-            400, "one image")
+            "inputs": [{"name": "input", "datatype": "BYTES", "shape": [2], "data": [text]}]}),
+            400, "2 base64 strings")
+        self.assert_refused(self.server.post("/v2/models/digits/infer", {
+            "inputs": [{"name": "input", "datatype": "BYTES", "shape": [1, 1], "data": [[text]]}]}),
+            400, "shape [N]")
+
+    def test_bad_image_in_a_batch_is_named_by_index(self):
+        good = base64.b64encode(read(os.path.join(DIGITS, "digit_000.png"))).decode()
+        bad = base64.b64encode(read(os.path.join(IMAGES, "truncated.jpg"))).decode()
+        self.assert_refused(self.server.post("/v2/models/digits/infer", {
+            "inputs": [{"name": "input", "datatype": "BYTES", "shape": [2], "data": [good, bad]}]}),
+            400, "image 1")
 
 
 class ImageToANonImageModel(unittest.TestCase):
