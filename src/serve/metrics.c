@@ -39,6 +39,21 @@ typedef struct latency_series {
     histogram total, queue, compute;
 } latency_series;
 
+/* Cut a string that snprintf may have cut inside a UTF-8 sequence back to
+ * the last whole character, so the JSON of recent errors keeps it. */
+static void trim_partial_utf8(char *s)
+{
+    size_t n = strlen(s), start = n;
+    while (start > 0 && ((unsigned char)s[start - 1] & 0xC0) == 0x80)
+        start--;
+    if (start == 0)
+        return;
+    unsigned char lead = (unsigned char)s[start - 1];
+    size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (n - (start - 1) < want)
+        s[start - 1] = '\0';
+}
+
 /* One answered error, for the dashboard's "recent errors". */
 typedef struct recent_error {
     double wall; /* Unix time */
@@ -105,6 +120,8 @@ void metrics_observe_request(metrics *m, const http_request *req, int status, do
                            ? json_loadb(req->response, req->response_len, 0, NULL) : NULL;
         const char *text = json_string_value(json_object_get(body, "error"));
         snprintf(error.message, sizeof(error.message), "%s", text ? text : "");
+        trim_partial_utf8(error.message);
+        trim_partial_utf8(error.path);
         json_decref(body);
     }
     pthread_mutex_lock(&m->lock);

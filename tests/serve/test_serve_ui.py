@@ -128,6 +128,20 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(stats.json()["recent_errors"][0]["path"], "(not UTF-8)")
 
 
+class LongMessages(unittest.TestCase):
+    def test_a_message_cut_inside_a_utf8_character_keeps_its_whole_characters(self):
+        server = Server([DEMO_MODEL, "--name", "iris"])
+        try:
+            # the error echoes the unknown model's name: 2-byte characters past the cut
+            r = server.get("/v2/models/" + "%C3%A9" * 200)
+            self.assertEqual(r.status, 404, r)
+            errors = server.get("/ui/api/stats").json()["recent_errors"]
+            self.assertIn("\u00e9\u00e9\u00e9", errors[0]["message"])
+            self.assertNotEqual(errors[0]["message"], "(not UTF-8)")
+        finally:
+            server.close()
+
+
 class EditsRacing(unittest.TestCase):
     """What the dashboard's "Apply traffic" sends, from two dashboards at once
     and against reloads of the same model: every answer is a success or a
