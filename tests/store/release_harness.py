@@ -45,10 +45,11 @@ SWAGGER_UI_DIST = os.path.join(ROOT, "node_modules", "swagger-ui-dist")
 
 
 def check_docs_in_binary(test, server):
-    """/docs works wherever the binary goes (issue 12): with swagger-ui-dist
-    in node_modules at build time, the page and its files are served from
-    the binary itself, byte for byte. Nothing to check on a build without it."""
-    if not os.path.exists(os.path.join(SWAGGER_UI_DIST, "swagger-ui.css")):
+    """/docs works wherever the binary goes (issue 12): when the build had
+    swagger-ui-dist in node_modules (CMake then requires "swagger-ui"), the
+    page and its files are served from the binary itself, byte for byte.
+    Nothing to check on a build without it."""
+    if "swagger-ui" not in REQUIRED:
         return
     status, page = http("GET", server.url("/docs"))
     test.assertEqual(status, 200, page)
