@@ -177,11 +177,7 @@ static int predict_image(const image_request *r)
         cli_fail("%s: %s", path, err);
         goto done;
     }
-    json_t *list = json_array();
-    for (size_t i = 0; i < found; i++)
-        json_array_append_new(list, json_pack("{s:I, s:o, s:f}", "index", (json_int_t)scores[i].index, "label",
-                                              scores[i].label ? json_string(scores[i].label) : json_null(),
-                                              "probability", scores[i].probability));
+    json_t *list = image_scores_json(scores, found);
     char described[256];
     json_t *result = json_pack("{s:s, s:s, s:s, s:o}", "image", r->image, "input", ifd_model_input(model, index)->name,
                                "preprocessing", image_spec_describe(&spec, described, sizeof(described)),

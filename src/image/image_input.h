@@ -188,5 +188,8 @@ typedef struct image_class_score {
  * filled, 0 with err when no output fits. */
 size_t image_top_k(const ifd_model *model, const ifd_value *const *outputs, size_t row, const json_t *labels,
                    size_t k, image_class_score *out, char *err, size_t err_size);
+/* The answer's JSON, one shape for every command and route:
+ * [{"index": 7, "label": "seven" or null, "probability": 0.98}, ...]. */
+json_t *image_scores_json(const image_class_score *scores, size_t count);
 
 #endif /* INFERD_IMAGE_IMAGE_INPUT_H */

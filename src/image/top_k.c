@@ -107,3 +107,13 @@ size_t image_top_k(const ifd_model *model, const ifd_value *const *outputs, size
     free(p);
     return k;
 }
+
+json_t *image_scores_json(const image_class_score *scores, size_t count)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < count; i++)
+        json_array_append_new(list, json_pack("{s:I, s:o, s:f}", "index", (json_int_t)scores[i].index, "label",
+                                              scores[i].label ? json_string(scores[i].label) : json_null(),
+                                              "probability", scores[i].probability));
+    return list;
+}

@@ -205,6 +205,11 @@ static void test_top_k_prefers_probabilities_per_batch_row(void)
     got = image_top_k(model, (const ifd_value *const *)outputs, 0, NULL, 1, top, err, sizeof(err));
     CHECK_EQ_INT(top[0].index, 3);
     CHECK_NEAR(top[0].probability, exp(9.0) / (exp(9.0) + 9), 1e-6);
+    json_t *answer = image_scores_json(top, 1);
+    json_t *expected = json_pack("[{s:i, s:n, s:f}]", "index", 3, "label", "probability", top[0].probability);
+    CHECK(json_equal(answer, expected));
+    json_decref(answer);
+    json_decref(expected);
     CHECK_EQ_INT(image_top_k(model, (const ifd_value *const *)outputs, 2, NULL, 1, top, err, sizeof(err)), 0);
     CHECK_STR_CONTAINS(err, "row 2");
     json_decref(labels);
