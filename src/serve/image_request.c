@@ -231,11 +231,8 @@ json_t *image_request_top_k(http_request *req, const model_version *m, ifd_value
         http_reply_error(req, 400, "model '%s': no top-k: %s", m->name, err);
         return NULL;
     }
-    json_t *list = json_array();
-    for (size_t i = 0; i < found; i++)
-        json_array_append_new(list, json_pack("{s:I, s:o, s:f}", "index", (json_int_t)scores[i].index, "label",
-                                              scores[i].label ? json_string(scores[i].label) : json_null(),
-                                              "probability", scores[i].probability));
+    /* the one JSON shape of top-k answers, shared with `inferd predict --image` */
+    json_t *list = image_scores_json(scores, found);
     free(scores);
     return list;
 }
