@@ -24,6 +24,6 @@ Serving models/iris_svc.onnx on http://127.0.0.1:$port — try:
   curl -s -H 'Content-Type: application/json' \\
     -d '{"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}' \\
     127.0.0.1:$port/v2/models/iris_svc/infer
-  open http://127.0.0.1:$port/docs (API documentation) and /metrics
+  open http://127.0.0.1:$port/ui (dashboard), /docs (API documentation) and /metrics
 MSG
 exec build/inferd serve models/iris_svc.onnx --labels models/iris_labels.json --port "$port"
