@@ -103,6 +103,7 @@ typedef struct upload_field {
     char name[128];
     uint8_t *data;
     size_t size, cap;
+    int parts;                  /* parts sent under this name: more than one is refused */
 } upload_field;
 
 typedef struct upload {
@@ -119,7 +120,7 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
                                 uint64_t off, size_t size)
 {
     upload *u = cls;
-    (void)kind, (void)filename, (void)content_type, (void)transfer_encoding, (void)off;
+    (void)kind, (void)filename, (void)content_type, (void)transfer_encoding;
     if (!key)
         return MHD_YES;
     for (int i = 0; i < 2; i++) {
@@ -128,7 +129,11 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
         upload_field *f = &u->found[i];
         u->seen[i] = true;
         snprintf(f->name, sizeof(f->name), "%s", key);
-        if (size == 0)
+        /* each part begins at offset 0: a second part under the same name
+         * must not be glued to the first */
+        if (off == 0 && (size > 0 || f->parts == 0))
+            f->parts++;
+        if (size == 0 || f->parts > 1)
             return MHD_YES;
         if (f->size + size > f->cap) {
             size_t cap = f->cap ? f->cap : 65536;
@@ -176,6 +181,9 @@ bool image_request_multipart(http_request *req, const char *input_name, uint8_t 
         http_reply_error(req, 400, "the upload has no field '%s'%s%s (fields sent: %s): send the image as "
                          "-F %s=@FILE", u.wanted[0] ? u.wanted[0] : "image", u.wanted[1] ? " or 'image'" : "",
                          "", u.others[0] ? u.others : "none", u.wanted[1] ? "image" : u.wanted[0]);
+    } else if (u.found[use].parts > 1) {
+        http_reply_error(req, 400, "the upload has %d fields '%s': send one image per request (several as a V2 "
+                         "BYTES input)", u.found[use].parts, u.found[use].name);
     } else if (u.found[use].size == 0) {
         http_reply_error(req, 400, "upload '%s': empty (no image bytes)", u.found[use].name);
     } else {

@@ -193,6 +193,12 @@ class ImageRoutes(unittest.TestCase):
         self.assert_refused(self.upload("/prediction", read(os.path.join(DIGITS, "digit_000.png")),
                                         field="picture"), 400, "no field", "'picture'", "image")
 
+    def test_two_images_under_one_field_are_refused_not_glued(self):
+        a, b = read(os.path.join(DIGITS, "digit_000.png")), read(os.path.join(DIGITS, "digit_002.png"))
+        body, ctype = multipart([("image", "a.png", a), ("image", "b.png", b)])
+        self.assert_refused(self.server.post("/prediction", body, headers={"Content-Type": ctype}), 400,
+                            "2 fields 'image'")
+
     def test_text_file_named_jpg(self):
         self.assert_refused(self.upload("/prediction", read(os.path.join(IMAGES, "text.jpg")), filename="x.jpg"),
                             400, "not a JPEG or PNG")
