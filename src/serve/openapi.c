@@ -91,10 +91,17 @@ static json_t *v2_paths_for(json_t *paths, const char *prefix, bool versioned)
     json_object_set_new(paths, path, json_pack("{s:o}", "get",
         operation("KServe V2 model readiness", "KServe V2", ok_json("Ready", NULL), NULL, true, versioned)));
     snprintf(path, sizeof(path), "%s/infer", prefix);
-    json_object_set_new(paths, path, json_pack("{s:o}", "post",
-        operation("KServe V2 inference (JSON, or binary tensors with Inference-Header-Content-Length)",
-                  "KServe V2", ok_json("Inference response", json_pack("{s:s}", "$ref", "#/components/schemas/V2InferResponse")),
-                  json_pack("{s:s}", "$ref", "#/components/schemas/V2InferRequest"), true, versioned)));
+    json_t *infer = operation("KServe V2 inference (JSON, or binary tensors with Inference-Header-Content-Length; "
+                              "an image model also takes a raw JPEG/PNG body and BYTES inputs of encoded images; "
+                              "?top_k=K adds the K best classes)",
+                              "KServe V2", ok_json("Inference response", json_pack("{s:s}", "$ref", "#/components/schemas/V2InferResponse")),
+                              json_pack("{s:s}", "$ref", "#/components/schemas/V2InferRequest"), true, versioned);
+    /* a raw image body, for a model whose manifest declares an image input */
+    json_t *content = json_object_get(json_object_get(infer, "requestBody"), "content");
+    for (size_t i = 0; i < 2; i++)
+        json_object_set_new(content, i ? "image/png" : "image/jpeg",
+                            json_pack("{s:{s:s, s:s}}", "schema", "type", "string", "format", "binary"));
+    json_object_set_new(paths, path, json_pack("{s:o}", "post", infer));
     return paths;
 }
 
