@@ -8,7 +8,7 @@ on /prediction (the tutorial's `curl -F image=@digit.png`), /predict and
 image/jpeg body and BYTES tensors (JSON and binary) on V2 infer, top-k with
 labels — and every bad input refused with a 4xx naming the problem while
 the server keeps serving. The same flow through an `inferd bundle`
-executable. Fixtures: $IMAGE_FIXTURES (CTest runs the generator first)."""
+executable and through an `inferd image` OCI image run in a chroot. Fixtures: $IMAGE_FIXTURES (CTest runs the generator first)."""
 import base64
 import json
 import os
@@ -331,6 +331,51 @@ class BundledDigits(unittest.TestCase):
             finally:
                 proc.terminate()
                 proc.wait(30 * SLOW)
+                log.close()
+
+
+class DigitsInTheOCIImage(unittest.TestCase):
+    """The tutorial's curl against `inferd image`'s entrypoint, run in a
+    chroot of the unpacked image (only the image's files visible)."""
+
+    def test_the_oci_image_answers_the_tutorials_curl(self):
+        import shutil
+        import tarfile
+        umoci, chroot = shutil.which("umoci"), shutil.which("chroot")
+        if not umoci or not chroot or os.geteuid() != 0:
+            self.skipTest("needs umoci, chroot and root")
+        with tempfile.TemporaryDirectory() as tmp:
+            store = os.path.join(tmp, "store")
+            import_digits(store)
+            archive = os.path.join(tmp, "digits.oci.tar")
+            proc = subprocess.run([INFERD, "image", "digits", "--store", store, "-o", archive, "--tag", "digits:1"],
+                                  capture_output=True, text=True, timeout=300)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            layout = os.path.join(tmp, "layout")
+            with tarfile.open(archive) as t:
+                t.extractall(layout)
+            bundle = os.path.join(tmp, "bundle")
+            proc = subprocess.run([umoci, "unpack", "--rootless", "--image", f"{layout}:digits:1", bundle],
+                                  capture_output=True, text=True, timeout=300)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            port = free_port()
+            log = tempfile.TemporaryFile()
+            server = subprocess.Popen([chroot, os.path.join(bundle, "rootfs"), "/inferd-server", "--host", "127.0.0.1"],
+                                      env={"PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                wait_ready(port, server)
+                listing = digits_listing()
+                for name in sorted(listing)[:10]:
+                    r = subprocess.run(["curl", "-sS", "-F", "image=@" + os.path.join(DIGITS, name),
+                                        f"http://127.0.0.1:{port}/prediction"], capture_output=True, text=True,
+                                       timeout=30 * SLOW)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertEqual(json.loads(r.stdout)["index"], listing[name], (name, r.stdout))
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui", timeout=30 * SLOW) as r:
+                    self.assertIn(b"inferd dashboard", r.read())
+            finally:
+                server.terminate()
+                server.wait(30 * SLOW)
                 log.close()
 
 
