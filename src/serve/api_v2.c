@@ -311,11 +311,6 @@ static bool image_input(http_request *req, model_version *m, const json_t *in, c
     image_spec spec;
     if (!image_request_input(req, m, name, &index, &spec))
         return false;
-    if (strcmp(ifd_model_input(m->model, index)->name, name) != 0) {
-        http_reply_error(req, 400, "input '%s' is BYTES but the model declares its image input as '%s'", name,
-                         ifd_model_input(m->model, index)->name);
-        return false;
-    }
     int64_t n = 1;
     for (int d = 0; d < rank; d++)
         n *= dims[d];

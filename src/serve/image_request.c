@@ -35,26 +35,27 @@ bool image_request_input(http_request *req, const model_version *m, const char *
                                                         has, err, sizeof(err));
     if (!ok) {
         http_reply_error(req, 500, "model '%s': %s", m->name, specs && has ? err : "out of memory");
-    } else {
-        size_t found = inputs, count = 0;
-        for (size_t i = 0; i < inputs; i++) {
-            if (!has[i])
-                continue;
-            count++;
-            if (found == inputs || (wanted && strcmp(ifd_model_input(m->model, i)->name, wanted) == 0))
-                found = i;
-        }
-        if (inputs != 1 && count != inputs) {
-            http_reply_error(req, 400, "model '%s' has %zu inputs and an image fills only one: send tensors "
-                             "to /v2/models/%s/infer", m->name, inputs, m->name);
-            ok = false;
-        } else if (count > 1 && !wanted) {
-            http_reply_error(req, 400, "model '%s' takes %zu images: name the input", m->name, count);
+    } else if (wanted) {
+        /* a V2 input named by the request: that input must take an image */
+        size_t i = 0;
+        while (i < inputs && strcmp(ifd_model_input(m->model, i)->name, wanted) != 0)
+            i++;
+        if (i == inputs || !has[i]) {
+            http_reply_error(req, 400, "input '%s' of model '%s' takes no image (its manifest declares no image "
+                             "preprocessing for it)", wanted, m->name);
             ok = false;
         } else {
-            *index = found;
-            *spec = specs[found];
+            *index = i;
+            *spec = specs[i];
         }
+    } else if (inputs != 1) {
+        /* an upload or a raw body feeds exactly one input */
+        http_reply_error(req, 400, "model '%s' has %zu inputs and an image fills only one: send a V2 request "
+                         "to /v2/models/%s/infer", m->name, inputs, m->name);
+        ok = false;
+    } else {
+        *index = 0;
+        *spec = specs[0];
     }
     free(specs);
     free(has);
@@ -178,9 +179,9 @@ bool image_request_multipart(http_request *req, const char *input_name, uint8_t 
     } else if (fed != MHD_YES || (done != MHD_YES && use < 0)) {
         http_reply_error(req, 400, "malformed multipart/form-data body (boundary or part headers)");
     } else if (use < 0) {
-        http_reply_error(req, 400, "the upload has no field '%s'%s%s (fields sent: %s): send the image as "
-                         "-F %s=@FILE", u.wanted[0] ? u.wanted[0] : "image", u.wanted[1] ? " or 'image'" : "",
-                         "", u.others[0] ? u.others : "none", u.wanted[1] ? "image" : u.wanted[0]);
+        http_reply_error(req, 400, "the upload has no field '%s'%s (fields sent: %s): send the image as "
+                         "-F image=@FILE", u.wanted[0] ? u.wanted[0] : "image", u.wanted[1] ? " or 'image'" : "",
+                         u.others[0] ? u.others : "none");
     } else if (u.found[use].parts > 1) {
         http_reply_error(req, 400, "the upload has %d fields '%s': send one image per request (several as a V2 "
                          "BYTES input)", u.found[use].parts, u.found[use].name);

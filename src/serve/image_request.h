@@ -23,10 +23,9 @@
 /* The most classes a top-k answer lists. */
 #define IMAGE_TOP_K_MAX 1000
 
-/* The one input a request's image feeds: the input the manifest declares
- * `kind: image` for. False (with the 400 answered) when the model declares
- * none, or more than one while `wanted` (an input name, or NULL) does not
- * choose. */
+/* The input a request's image feeds and its declared preprocessing:
+ * `wanted` (a V2 input's name), or with NULL the only input of a one-input
+ * model. False (with the 400 answered) when that input declares no image. */
 bool image_request_input(http_request *req, const model_version *m, const char *wanted, size_t *index,
                          image_spec *spec);
 

@@ -307,6 +307,52 @@ class ImageToANonImageModel(unittest.TestCase):
                 server.close()
 
 
+class ImageBesideATensor(unittest.TestCase):
+    """A two-input model whose input `image` is declared an image and
+    `offset` is a plain tensor: V2 takes BYTES for the one and FP32 for the
+    other; uploads (one image for one input) are refused naming why."""
+
+    def test_v2_mixes_an_image_input_and_a_tensor_input(self):
+        from PIL import Image
+        with tempfile.TemporaryDirectory() as tmp:
+            image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 2, 2])
+            offset = helper.make_tensor_value_info("offset", TensorProto.FLOAT, [1, 4])
+            y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+            shape = helper.make_tensor("shape", TensorProto.INT64, [2], [1, 4])
+            graph = helper.make_graph([helper.make_node("Reshape", ["image", "shape"], ["flat"]),
+                                       helper.make_node("Add", ["flat", "offset"], ["y"])], "mixed",
+                                      [image, offset], [y], [shape])
+            path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+                        os.path.join(tmp, "mixed.onnx"))
+            spec = os.path.join(tmp, "pre.json")
+            with open(spec, "w") as f:
+                json.dump({"image": {"kind": "image", "color": "gray", "size": [2, 2], "resize": "nearest"}}, f)
+            store = os.path.join(tmp, "store")
+            proc = subprocess.run([INFERD, "models", "--store", store, "import", path, "--name", "mixed",
+                                   "--preprocess", spec], capture_output=True, text=True, timeout=120)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            picture = os.path.join(tmp, "p.png")
+            Image.frombytes("L", (2, 2), bytes([10, 20, 30, 40])).save(picture)
+            server = Server(["mixed", "--store", store])
+            try:
+                r = server.post("/v2/models/mixed/infer", {"inputs": [
+                    {"name": "image", "datatype": "BYTES", "shape": [1],
+                     "data": [base64.b64encode(read(picture)).decode()]},
+                    {"name": "offset", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]})
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.json()["outputs"][0]["data"], [11, 22, 33, 44])
+                r = server.post("/v2/models/mixed/infer", {"inputs": [
+                    {"name": "offset", "datatype": "BYTES", "shape": [1], "data": ["AAAA"]},
+                    {"name": "image", "datatype": "FP32", "shape": [1, 1, 2, 2], "data": [1, 2, 3, 4]}]})
+                self.assertEqual(r.status, 400, r)
+                self.assertIn("input 'offset' of model 'mixed' takes no image", r.json()["error"])
+                r = server.post("/v2/models/mixed/infer", read(picture), headers={"Content-Type": "image/png"})
+                self.assertEqual(r.status, 400, r)
+                self.assertIn("one-input model", r.json()["error"])
+            finally:
+                server.close()
+
+
 class BundledDigits(unittest.TestCase):
     def test_a_bundle_answers_the_tutorials_curl(self):
         with tempfile.TemporaryDirectory() as tmp:
