@@ -62,6 +62,20 @@ def import_digits(store):
     assert proc.returncode == 0, proc.stderr
 
 
+
+def stop_clean(server, test=None):
+    """Stop a server with SIGTERM: it must exit 0 with no sanitizer report
+    (under ASan, LeakSanitizer reports at exit: a kill would hide leaks)."""
+    rc = server.stop()
+    report = server.sanitizer_report()
+    log = server.log()
+    server.close()
+    if rc != 0 or report:
+        message = f"inferd serve exited with {rc}:\n{log[-6000:]}"
+        if test:
+            test.fail(message)
+        raise AssertionError(message)
+
 class ImageRoutes(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -72,7 +86,7 @@ class ImageRoutes(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.close()
+        stop_clean(cls.server)
         cls.tmp.cleanup()
 
     def upload(self, path, data, field="image", filename="digit.png"):
@@ -304,7 +318,7 @@ class ImageToANonImageModel(unittest.TestCase):
                 self.assertEqual(server.post("/predict", {"data": [[1, -2, 3, -4]]}).json(),
                                  {"prediction": [1.0, 0.0, 3.0, 0.0]})
             finally:
-                server.close()
+                stop_clean(server, self)
 
 
 class ImageBesideATensor(unittest.TestCase):
@@ -350,7 +364,7 @@ class ImageBesideATensor(unittest.TestCase):
                 self.assertEqual(r.status, 400, r)
                 self.assertIn("one-input model", r.json()["error"])
             finally:
-                server.close()
+                stop_clean(server, self)
 
 
 class BundledDigits(unittest.TestCase):

@@ -111,13 +111,22 @@ async function startServer(args, tmp, name) {
   const base = `http://127.0.0.1:${port}`;
   fs.closeSync(out);
   await waitReady(base, proc, log);
-  return { proc, base };
+  return { proc, base, log };
 }
 
+// SIGTERM, then the server must exit 0 with no sanitizer report (under ASan,
+// LeakSanitizer reports at exit).
 async function stopServer(s) {
-  if (!s || s.proc.exitCode !== null) return;
-  s.proc.kill("SIGTERM");
-  await new Promise(r => (s.proc.exitCode !== null ? r() : s.proc.on("exit", r)));
+  if (!s) return;
+  if (s.proc.exitCode === null) {
+    s.proc.kill("SIGTERM");
+    await new Promise(r => (s.proc.exitCode !== null ? r() : s.proc.on("exit", r)));
+  }
+  const log = fs.readFileSync(s.log, "utf8");
+  if (s.proc.exitCode !== 0 || /ERROR: (Address|Leak)Sanitizer|runtime error:/.test(log)) {
+    console.error(`FAIL: inferd serve exited with ${s.proc.exitCode}:\n${log.slice(-6000)}`);
+    process.exitCode = 1;
+  }
 }
 
 async function main() {
@@ -347,6 +356,7 @@ async function main() {
     console.error("FAIL:\n" + failures.join("\n"));
     process.exit(1);
   }
+  if (process.exitCode) process.exit(process.exitCode);
   console.log("OK: /ui and /docs in chromium");
 }
 
