@@ -8,8 +8,9 @@ Writes into --out:
                         16-bit PNG (gray and RGB), Adam7-interlaced PNG,
                         palette PNG (with and without tRNS), gray+alpha,
                         RGBA, EXIF orientation 1-8, truncated, corrupt, header
-                        bombs (100000x100000 PNG, 65000x65000 JPEG), a text file
-                        named .jpg, an empty file
+                        bombs (100000x100000 PNG, 65000x65000 JPEG), a chunk
+                        declaring 1.6 GB, a zTXt inflating to 1 GiB, a text
+                        file named .jpg, an empty file
   expected/*.bin        expected tensors, raw little-endian in the case's dtype
   cases.json            [{name, file, spec, limits?, expected, shape, dtype,
                           atol} or {name, file, spec, limits?, error}]
@@ -213,7 +214,7 @@ class Writer:
     def path(self, name):
         return os.path.join(self.out, "images", name)
 
-    def expect(self, name, file, pixels, spec, limits=None):
+    def expect(self, name, file, pixels, spec, limits=None, max_rss_mb=None):
         tensor = preprocess(pixels, spec)
         rel = "expected/%s.bin" % name
         with open(os.path.join(self.out, rel), "wb") as f:
@@ -223,13 +224,17 @@ class Writer:
                 "atol": 1.0 if tensor.dtype.kind in "ui" else 1e-4}
         if limits:
             case["limits"] = limits
+        if max_rss_mb:
+            case["max_rss_mb"] = max_rss_mb
         self.cases.append(case)
 
-    def refuse(self, name, file, error, limits=None):
+    def refuse(self, name, file, error, limits=None, max_rss_mb=None):
         case = {"name": name, "file": "images/" + file, "spec": {"kind": "image", "color": "rgb", "size": [8, 8]},
                 "error": error}
         if limits:
             case["limits"] = limits
+        if max_rss_mb:
+            case["max_rss_mb"] = max_rss_mb
         self.cases.append(case)
 
     def finish(self):
@@ -240,9 +245,38 @@ class Writer:
 IMAGENET = {"scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
+def png_with_chunk_before_idat(png, kind, data, declared=None):
+    """png with one more chunk after IHDR; declared overrides its length field."""
+    ihdr_end = 8 + 12 + 13
+    length = len(data) if declared is None else declared
+    chunk = struct.pack(">I", length) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return png[:ihdr_end] + chunk + png[ihdr_end:]
+
+
+def memory_bombs(w, rgb):
+    """First in cases.json: the test holds the process's peak RSS under a
+    bound while decoding them, which later cases would blur."""
+    png = open(w.path("rgb.png"), "rb").read()
+    # a chunk declaring 1.6 GB in a tiny file: libpng allocates what a chunk
+    # declares before reading it (fuzz_image_decode found this)
+    with open(w.path("chunk_longer_than_file.png"), "wb") as f:
+        f.write(png_with_chunk_before_idat(png, b"zTXt", b"P\x00\x00" + b"x" * 9, declared=1678245900))
+    w.refuse("png_chunk_declaring_1_6_gb_is_refused_before_allocating", "chunk_longer_than_file.png",
+             "declares 1678245900 bytes", max_rss_mb=300)
+    # a real zTXt whose text inflates to 1 GiB: skipped unread, the picture decodes
+    packer = zlib.compressobj(9)
+    zeros = bytes(1 << 20)
+    text = b"".join(packer.compress(zeros) for _ in range(1024)) + packer.flush()
+    with open(w.path("ztxt_bomb.png"), "wb") as f:
+        f.write(png_with_chunk_before_idat(png, b"zTXt", b"Comment\x00\x00" + text))
+    w.expect("png_with_1_gib_ztxt_decodes_without_inflating_it", "ztxt_bomb.png", rgb,
+             {"color": "rgb", "size": [37, 53], "resize": "nearest"}, max_rss_mb=300)
+
+
 def write_variants(w):
     rgb = smooth_rgb(37, 53)
     Image.fromarray(rgb).save(w.path("rgb.png"))
+    memory_bombs(w, rgb)
     w.expect("rgb_png_bilinear_stretch_imagenet_nchw", "rgb.png", rgb,
              dict(IMAGENET, color="rgb", size=[16, 16]))
     w.expect("rgb_png_upscale_bilinear", "rgb.png", rgb, {"color": "rgb", "size": [80, 90], "scale": 1 / 255})

@@ -3,12 +3,14 @@
  * tools/gen_image_fixtures.py wrote (cases.json) is decoded and
  * preprocessed by image_prepare() and held to the tensor the generator
  * computed independently with numpy (shape, dtype, every element within
- * the case's tolerance), or refused with the message the case expects;
+ * the case's tolerance), or refused with the message the case expects,
+ * within a peak memory bound where the case sets one (decoder bombs);
  * then batches of those files, and top-k on the digits model's outputs.
  * Usage: test_image_fixtures FIXTURE_DIR
  */
 #include <jansson.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +77,16 @@ static void run_case(const json_t *c)
         limits.max_encoded_bytes = (size_t)json_integer_value(json_object_get(l, "max_encoded_bytes"));
     }
     ifd_value *v = data && parsed ? image_prepare(data, size, &spec, &limits, name, err, sizeof(err)) : NULL;
+    const json_t *max_rss = json_object_get(c, "max_rss_mb");
+    if (max_rss) {
+        /* the process's peak so far: these cases come first in cases.json */
+        struct rusage usage;
+        getrusage(RUSAGE_SELF, &usage);
+        if (usage.ru_maxrss / 1024 > json_integer_value(max_rss))
+            fprintf(stderr, "%s: peak RSS %ld MiB, more than %lld\n", name, usage.ru_maxrss / 1024,
+                    (long long)json_integer_value(max_rss));
+        CHECK(usage.ru_maxrss / 1024 <= json_integer_value(max_rss));
+    }
     const char *error = json_string_value(json_object_get(c, "error"));
     if (error) {
         if (v)
