@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image_request.h"
 #include "routes.h"
 #include "server.h"
-#include "image_request.h"
 #include "served.h"
 #include "tensor_json.h"
 
