@@ -6,7 +6,9 @@
 #                         (not fuzz/regressions: fuzz.sh replays those itself, and
 #                         the known-open ones would stop the fuzzer at once);
 #   OUT_DIR/value_decode: the test data's input_*.pb / output_*.pb up to MAX_PB
-#                         bytes and fuzz/seeds/value_decode.
+#                         bytes and fuzz/seeds/value_decode;
+#   OUT_DIR/image_decode: fuzz/seeds/image_decode (small JPEG/PNG files of every
+#                         kind, written by tools/gen_image_fixtures.py --fuzz-seeds).
 # Files are named by content hash, so duplicates collapse.
 # Usage: fuzz/seed_corpus.sh OUT_DIR
 set -euo pipefail
@@ -17,7 +19,7 @@ testdata=${ONNX_TESTDATA:-/usr/share/libonnx-testdata/data}
 max_model=${MAX_MODEL:-16384}
 max_pb=${MAX_PB:-4096}
 
-mkdir -p "$out/model_load" "$out/value_decode" "$out/batch_reader"
+mkdir -p "$out/model_load" "$out/value_decode" "$out/batch_reader" "$out/image_decode"
 
 add() { # add DEST FILE: copy under its content hash
   local sum
@@ -44,4 +46,6 @@ while IFS= read -r -d '' f; do pbs+=("$f"); done \
 for f in "$here"/seeds/batch_reader/*; do add "$out/batch_reader" "$f"; done
 for f in "${models[@]}"; do add "$out/model_load" "$f"; done
 for f in "${pbs[@]}"; do add "$out/value_decode" "$f"; done
-echo "seed_corpus.sh: $(ls "$out/model_load" | wc -l) model seeds, $(ls "$out/value_decode" | wc -l) value seeds in $out" >&2
+while IFS= read -r -d '' f; do add "$out/image_decode" "$f"; done \
+  < <(find "$here/seeds/image_decode" -type f -print0)
+echo "seed_corpus.sh: $(ls "$out/model_load" | wc -l) model seeds, $(ls "$out/value_decode" | wc -l) value seeds, $(ls "$out/image_decode" | wc -l) image seeds in $out" >&2

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # deps.sh — installs the Debian packages inferd needs, and only those missing.
-# Idempotent: a second run installs nothing. Usage: scripts/deps.sh [build|test|bench|all]
+# Idempotent: a second run installs nothing. Usage: scripts/deps.sh [build|demo|test|bench|all]
 #   build: compiler, CMake and the libraries inferd links (SQLite and hiredis:
 #          the job queue's embedded and Redis backends; libpq for
-#          `inferd batch --db`)
-#   bench: + the Python batch jobs bench/batch measures against (pandas,
-#            SQLAlchemy, psycopg2)
+#          `inferd batch --db`; libjpeg-turbo and libpng for image inputs)
+#   demo:  build + Node.js/npm (scripts/demo.sh fetches Swagger UI for /docs)
+#   bench: + the Python stacks the benchmarks measure against
 #   test:  + what the test suite uses (ONNX test data, Debian's Python with onnx,
 #            numpy, scikit-learn and torch for fixture models, clang for fuzzing,
 #            prometheus for `promtool check metrics` in the server tests)
@@ -14,26 +14,27 @@ set -euo pipefail
 what=${1:-all}
 build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev
        libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev
-       libsqlite3-dev libhiredis-dev libpq-dev)
+       libsqlite3-dev libhiredis-dev libpq-dev libjpeg62-turbo-dev libpng-dev)
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
-# yamllint for the release patterns; postgresql (initdb, pg_ctl, psql) for
-# `inferd batch --db` against a real server
+# yamllint for the release patterns
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
       libclang-rt-14-dev umoci skopeo yamllint curl)
 test+=(wrk)           # the load generator of the live-model tests
 test+=(redis-server)  # the job queue's Redis tests
 test+=(postgresql)    # inferd batch --db tests
+test+=(python3-pil)   # the image fixtures (tests/image)
+test+=(chromium)      # the real browser that loads /ui and /docs (through npm's puppeteer-core)
 
 # bench: the Python jobs bench/batch measures against; the book's asynchronous
 # stack (FastAPI, uvicorn, redis) bench/async measures against
 bench=(python3-pandas python3-sqlalchemy python3-psycopg2 python3-fastapi python3-uvicorn python3-redis)
 
 case "$what" in
-  build) wanted=("${build[@]}") ;;
+  build|demo) wanted=("${build[@]}") ;;
   test|all) wanted=("${build[@]}" "${test[@]}") ;;
   bench) wanted=("${build[@]}" "${test[@]}" "${bench[@]}") ;;
-  *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|demo|test|bench|all]" >&2; exit 2 ;;
 esac
 
 # Node.js and npm (ONNX Runtime for benchmarks, Swagger UI, swagger-parser):

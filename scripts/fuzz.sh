@@ -5,11 +5,13 @@
 #      was fixed must stay fixed. The ones listed in fuzz/regressions/KNOWN_OPEN
 #      (operator bugs found but not fixed yet) are reported, not failed on; one
 #      that passes is reported too, so that its line can be removed;
-#   2. fuzzes fuzz_model_load for 2/3 of SECONDS, fuzz_value_decode and
-#      fuzz_batch_reader (inferd batch's CSV/JSONL/.npy readers) for 1/6 each,
-#      one job each (the machine is shared), starting from fuzz/seed_corpus.sh;
-#      then fuzz_jobs_url (the job queue's URL and id parsers) for 5 s and
-#      fuzz_infer_request (the V2 and book request decoders) for 10 s.
+#   2. fuzzes fuzz_model_load for 1/2 of SECONDS, fuzz_value_decode,
+#      fuzz_batch_reader (inferd batch's CSV/JSONL/.npy readers) and
+#      fuzz_image_decode (src/image: JPEG/PNG decoders, EXIF, resize, base64)
+#      for 1/6 each, one job each (the machine is shared), starting from
+#      fuzz/seed_corpus.sh; then fuzz_jobs_url (the job queue's URL and id
+#      parsers) for 5 s and fuzz_infer_request (the V2 and book request
+#      decoders) for 10 s.
 # Crashes, timeouts and out-of-memory inputs are saved as
 # $FUZZ_BUILD_DIR/artifacts/<target>-crash-<sha1> (minimise one with
 #   $FUZZ_BUILD_DIR/fuzz/<target> -minimize_crash=1 -runs=100000 FILE).
@@ -33,21 +35,28 @@ echo "== fuzz.sh: building libFuzzer targets in $build"
 CC=clang cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
 cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_batch_reader fuzz_jobs_url \
-  fuzz_infer_request >/dev/null
+  fuzz_infer_request fuzz_image_decode >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export OPENBLAS_NUM_THREADS=1
 limits=(-rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10)
+# the image path decodes at most 65536 pixels: any allocation past 256 MB
+# is a bug (libpng allocating a chunk's declared length was one)
+image_limits=(-rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=10)
+limits_for() { # limits_for TARGET: its libFuzzer limits, one per line
+  if [ "$1" = image_decode ]; then printf '%s\n' "${image_limits[@]}"; else printf '%s\n' "${limits[@]}"; fi
+}
 max_len_model_load=16384
 max_len_value_decode=4096
+max_len_image_decode=16384
 artifacts="$build/artifacts"
 mkdir -p "$artifacts"
 status=0
 
 echo "== fuzz.sh: replaying fuzz/regressions"
 known="$repo/fuzz/regressions/KNOWN_OPEN"
-for target in model_load value_decode; do
+for target in model_load value_decode image_decode; do
   dir="$repo/fuzz/regressions/$target"
   [ -d "$dir" ] || continue
   for f in "$dir"/*; do
@@ -55,7 +64,8 @@ for target in model_load value_decode; do
     rel="$target/$(basename "$f")"
     open=0
     [ -f "$known" ] && awk -v r="$rel" '$1 == r { found = 1 } END { exit !found }' "$known" && open=1
-    if "$build/fuzz/fuzz_$target" "${limits[@]}" "$f" >"$artifacts/replay.log" 2>&1; then
+    mapfile -t target_limits < <(limits_for "$target")
+    if "$build/fuzz/fuzz_$target" "${target_limits[@]}" "$f" >"$artifacts/replay.log" 2>&1; then
       if [ $open = 1 ]; then
         echo "fuzz.sh: $rel is listed in KNOWN_OPEN but no longer fails: remove it from the list" >&2
       fi
@@ -81,7 +91,9 @@ run_target() { # run_target NAME SECONDS EXTRA_ARGS...
   local name=$1 secs=$2
   shift 2
   echo "== fuzz.sh: fuzz_$name for ${secs}s"
-  if ! "$build/fuzz/fuzz_$name" "$corpus/$name" "${limits[@]}" -max_total_time="$secs" \
+  local target_limits
+  mapfile -t target_limits < <(limits_for "$name")
+  if ! "$build/fuzz/fuzz_$name" "$corpus/$name" "${target_limits[@]}" -max_total_time="$secs" \
       -artifact_prefix="$artifacts/$name-" -print_final_stats=1 "$@" \
       >"$artifacts/$name.log" 2>&1; then
     echo "fuzz.sh: fuzz_$name FOUND A PROBLEM:" >&2
@@ -94,15 +106,18 @@ run_target() { # run_target NAME SECONDS EXTRA_ARGS...
     "$artifacts/$name.log" || true
 }
 
-model_secs=$((seconds * 2 / 3))
+model_secs=$((seconds / 2))
 [ "$model_secs" -lt 1 ] && model_secs=1
-value_secs=$(((seconds - model_secs + 1) / 2))
+value_secs=$((seconds / 6))
 [ "$value_secs" -lt 1 ] && value_secs=1
-reader_secs=$((seconds - model_secs - value_secs))
+reader_secs=$((seconds / 6))
 [ "$reader_secs" -lt 1 ] && reader_secs=1
+image_secs=$((seconds - model_secs - value_secs - reader_secs))
+[ "$image_secs" -lt 1 ] && image_secs=1
 run_target model_load "$model_secs" -max_len=$max_len_model_load -dict="$repo/fuzz/onnx.dict"
 run_target value_decode "$value_secs" -max_len=$max_len_value_decode
 run_target batch_reader "$reader_secs" -max_len=4096
+run_target image_decode "$image_secs" -max_len=$max_len_image_decode -dict="$repo/fuzz/image.dict"
 # the job queue's URL and id parsers are small: a few seconds cover them
 mkdir -p "$corpus/jobs_url"
 printf 'redis://:secret@cache.example:6380/2' >"$corpus/jobs_url/seed"

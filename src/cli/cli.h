@@ -5,6 +5,7 @@
 #ifndef INFERD_CLI_CLI_H
 #define INFERD_CLI_CLI_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -40,6 +41,12 @@ struct model_ref;
  * to its folder; false after printing why. */
 bool cli_store_model_dir(const char *root, const char *text, struct model_ref *ref, char *dir,
                          size_t dir_size);
+
+/* A model named on the command line: a file (its manifest is model.json
+ * beside it, if any) or a stored model's reference (NAME[:VERSION]) in the
+ * store at store_root (NULL: the default). Fills path with the model file
+ * and *manifest with the parsed manifest or NULL; false after printing why. */
+bool cli_resolve_model(const char *text, const char *store_root, char *path, size_t size, json_t **manifest);
 
 /* Print "inferd: <message>" to stderr. Returns 1 (the CLI's failure code). */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -20,6 +20,7 @@ static const char models_usage[] =
     "  import MODEL.onnx --name N [--version V] [--labels labels.json]\n"
     "         [--task classification|regression|clustering|other]\n"
     "         [--training-env requirements.txt] [--samples samples.json] [--rtol X] [--atol X]\n"
+    "         [--preprocess preprocessing.json]   {input: {\"kind\": \"image\", ...}} (inferd predict --help)\n"
     "  import FILE.tar [--name N] [--version V]   an archive made by `models export`\n"
     "  list [--json]                              name, version, task, size, opset, created\n"
     "  get REF                                    the manifest (REF: name, name:version, name:latest)\n"
@@ -27,7 +28,7 @@ static const char models_usage[] =
     "  export REF -o FILE.tar\n";
 
 typedef struct models_args {
-    const char *store, *name, *version, *labels, *task, *training_env, *samples, *output;
+    const char *store, *name, *version, *labels, *task, *training_env, *samples, *output, *preprocess;
     const char *rtol, *atol;
     bool json;
     const char *positional[3];
@@ -47,6 +48,7 @@ static bool parse_args(int argc, char **argv, models_args *a)
         {"--task", offsetof(models_args, task)},
         {"--training-env", offsetof(models_args, training_env)},
         {"--samples", offsetof(models_args, samples)},
+        {"--preprocess", offsetof(models_args, preprocess)},
         {"-o", offsetof(models_args, output)},
         {"--output", offsetof(models_args, output)},
         {"--rtol", offsetof(models_args, rtol)},
@@ -216,15 +218,15 @@ static int import_model(store *s, const models_args *a)
     const char *path = a->positional[1];
     import_options o = {.name = a->name, .version = a->version, .labels_path = a->labels,
                         .task = a->task, .training_env_path = a->training_env,
-                        .samples_path = a->samples};
+                        .samples_path = a->samples, .preprocessing_path = a->preprocess};
     if (!parse_tolerance("--rtol", a->rtol, &o.rtol) || !parse_tolerance("--atol", a->atol, &o.atol))
         return 2;
     model_ref ref;
     char err[4096];
     bool archive = is_archive(path);
-    if (archive && (a->labels || a->task || a->training_env || a->samples))
+    if (archive && (a->labels || a->task || a->training_env || a->samples || a->preprocess))
         return cli_fail("models import %s: an archive carries its own labels, task, training "
-                        "environment and samples", path);
+                        "environment, samples and preprocessing", path);
     if (!archive && !a->name)
         return cli_fail("models import %s: --name is required for a model file", path);
     bool ok = archive ? store_import_archive(s, path, &o, &ref, err, sizeof(err))

@@ -2,13 +2,25 @@
  * api_book.c — the REST API of the book's web single pattern (its FastAPI
  * server): /health, /metadata, /label, /predict, /predict/label and their
  * /predict/test variants, answered for the default model with the same JSON
- * text the book's server sends (the inference: src/infer/book_predict.c).
+ * text the book's server sends. One difference by design: several rows get
+ * one answer per row (the book's server silently answers only the first).
+ *
+ * Images (a model whose manifest declares an image input): /predict and
+ * /predict/label also take a multipart/form-data upload (field `image`, or
+ * the input's name) and the book's base64 JSON forms {"image_data": "..."}
+ * and {"data": "<base64>"}; POST /prediction is the seeds' tutorial route
+ * (`curl -F image=@1.jpg .../prediction`) and answers
+ *   {"prediction": LABEL, "index": I, "probability": P}
+ * (LABEL is the labels file's name of class I, or I itself without one).
+ * Each takes ?top_k=K and then adds "top_k": [{"index", "label",
+ * "probability"}, ...], most probable first.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api_jobs.h"
+#include "image_request.h"
 #include "infer.h"
 #include "routes.h"
 #include "server.h"
@@ -20,9 +32,14 @@ static model_version *default_model(http_request *req)
     model_version *m = served_acquire(req, NULL);
     if (!m)
         return NULL;
-    infer_answer answer = {0};
-    if (!infer_book_model_ok(m, &answer)) {
-        served_answer(req, &answer);
+    if (!m->ready) {
+        http_reply_error(req, 503, "no model is ready");
+        return NULL;
+    }
+    if (ifd_model_input_count(m->model) != 1) {
+        http_reply_error(req, 400, "model '%s' has %zu inputs; the /predict API serves one-input "
+                         "models (use /v2/models/%s/infer)", m->name,
+                         ifd_model_input_count(m->model), m->name);
         return NULL;
     }
     return m;
@@ -96,51 +113,271 @@ void book_label(http_request *req, const route_params *p, int worker)
     http_reply_json(req, 200, json_incref(m->labels));
 }
 
-/* The book's /predict family: the answer comes from src/infer (shared with
- * the job workers); with --async-book, POST /predict queues a job instead
- * (api_jobs.c). */
-static void predict(http_request *req, int worker, bool labels, bool use_sample)
+/* An image the request carries: a multipart upload, or base64 text in the
+ * JSON body ({"image_data": "..."} as the book's async patterns send, or
+ * {"data": "<base64>"} as its prep-pred pattern does). */
+typedef struct request_image {
+    bool present;
+    uint8_t *bytes;
+    size_t size;
+    char label[160];
+} request_image;
+
+/* Rows to predict: the body's "data", or the sample when it is absent. An
+ * image in the body fills *image instead (and NULL is returned without an
+ * answer). */
+static json_t *request_rows(http_request *req, model_version *m, bool use_sample, request_image *image)
 {
-    model_version *m = served_acquire(req, NULL);
-    if (!m)
-        return;
-    infer_answer answer = {0};
-    if (!infer_book_model_ok(m, &answer)) {
-        served_answer(req, &answer);
-        return;
+    if (use_sample)
+        return json_incref(m->sample);
+    bool takes_image = m->manifest && json_object_size(json_object_get(m->manifest, "preprocessing")) > 0;
+    if (image_request_is_multipart(req)) {
+        if (!takes_image) {
+            http_reply_error(req, 415, "Content-Type multipart/form-data: model '%s' takes no image (its manifest "
+                             "declares no image preprocessing); send application/json", m->name);
+            return NULL;
+        }
+        image->present = true;
+        if (!image_request_multipart(req, ifd_model_input(m->model, 0)->name, &image->bytes, &image->size,
+                                     image->label, sizeof(image->label)))
+            image->present = false;
+        return NULL;
     }
-    if (!labels && !use_sample && req->server->async_book) {
+    json_error_t je;
+    json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!body) {
+        http_reply_error(req, 400, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_object(body)) {
+        json_decref(body);
+        http_reply_error(req, 400, "the body must be a JSON object {\"data\": [[...], ...]}");
+        return NULL;
+    }
+    const char *field = json_is_string(json_object_get(body, "image_data")) ? "image_data"
+                        : json_is_string(json_object_get(body, "data")) ? "data" : NULL;
+    if (field && !takes_image && strcmp(field, "data") == 0) {
+        json_decref(body);
+        http_reply_error(req, 400, "\"data\" must be an array of rows (a base64 image string needs a model whose "
+                         "manifest declares image preprocessing; model '%s' declares none)", m->name);
+        return NULL;
+    }
+    if (field) {
+        json_t *text = json_object_get(body, field);
+        snprintf(image->label, sizeof(image->label), "\"%s\"", field);
+        image->present = image_request_base64(req, json_string_value(text), json_string_length(text),
+                                              image->label, &image->bytes, &image->size);
+        json_decref(body);
+        return NULL;
+    }
+    json_t *data = json_object_get(body, "data");
+    json_t *rows = data ? json_incref(data) : json_incref(m->sample);
+    json_decref(body);
+    if (!json_is_array(rows)) {
+        json_decref(rows);
+        http_reply_error(req, 400, "\"data\" must be an array of rows or a base64 image");
+        return NULL;
+    }
+    return rows;
+}
+
+/* The input tensor of a request: its rows, or its image through the
+ * model's declared preprocessing. NULL after answering an error. */
+static ifd_value *request_input(http_request *req, model_version *m, bool use_sample)
+{
+    request_image image = {0};
+    json_t *rows = request_rows(req, m, use_sample, &image);
+    char err[1024];
+    if (image.present) {
+        size_t index;
+        image_spec spec;
+        ifd_value *x = NULL;
+        if (image_request_input(req, m, NULL, &index, &spec))
+            x = image_request_tensor(req, &spec, image.bytes, image.size, image.label);
+        free(image.bytes);
+        return x;
+    }
+    if (!rows)
+        return NULL;
+    const ifd_io_info *input = ifd_model_input(m->model, 0);
+    ifd_value *x = json_rows_to_tensor(rows, input->type.dtype, err, sizeof(err));
+    json_decref(rows);
+    if (!x) {
+        http_reply_error(req, 400, "input '%s': %s", input->name, err);
+        return NULL;
+    }
+    if (!check_input_contract(input, x->tensor.dtype, x->tensor.rank, x->tensor.dims, err, sizeof(err))) {
+        ifd_value_free(x);
+        http_reply_error(req, 400, "%s", err);
+        return NULL;
+    }
+    return x;
+}
+
+/* Run the default model on the request's rows (or image); NULL after
+ * answering an error. With top_k > 0, *top gets the k most probable
+ * classes of the first row. */
+static json_t *predict_rows(http_request *req, int worker, bool use_sample, int top_k, json_t **top)
+{
+    model_version *m = default_model(req);
+    if (!m)
+        return NULL;
+    ifd_value *x = request_input(req, m, use_sample);
+    if (!x)
+        return NULL;
+    char err[1024];
+    size_t n_out = ifd_model_output_count(m->model);
+    ifd_value **outputs = calloc(n_out, sizeof(*outputs));
+    json_t *result = NULL;
+    if (!outputs) {
+        http_reply_error(req, 503, "out of memory");
+    } else if (model_set_run(req->server->models, m, worker, &x, outputs, err, sizeof(err)) != IFD_OK) {
+        http_reply_error(req, 400, "%s", err);
+    } else if (top_k > 0 && !(*top = image_request_top_k(req, m, outputs, 0, (size_t)top_k))) {
+        /* answered */
+    } else {
+        result = model_version_probabilities(m, outputs);
+    }
+    for (size_t k = 0; outputs && k < n_out; k++)
+        ifd_value_free(outputs[k]);
+    free(outputs);
+    ifd_value_free(x);
+    return result;
+}
+
+/* The book's A/B pattern adds which model answered ("mode") when the
+ * model's config asks for it. */
+static void answer(http_request *req, json_t *body)
+{
+    if (req->mode_field) {
+        char mode[200];
+        json_object_set_new(body, "mode", json_string(served_mode(req, mode, sizeof(mode))));
+    }
+    http_reply_json(req, 200, body);
+}
+
+/* One row answers the book's flat list, several rows one list per row. */
+static json_t *one_or_many(json_t *per_row)
+{
+    if (json_array_size(per_row) == 1) {
+        json_t *only = json_incref(json_array_get(per_row, 0));
+        json_decref(per_row);
+        return only;
+    }
+    return per_row;
+}
+
+static void answer_probabilities(http_request *req, int worker, bool use_sample)
+{
+    int top_k = image_request_query_top_k(req);
+    json_t *top = NULL;
+    json_t *rows = top_k < 0 ? NULL : predict_rows(req, worker, use_sample, top_k, &top);
+    if (!rows)
+        return;
+    json_t *body = json_pack("{s:o}", "prediction", one_or_many(rows));
+    if (top)
+        json_object_set_new(body, "top_k", top);
+    answer(req, body);
+}
+
+static json_t *label_of(const model_version *m, const json_t *row)
+{
+    size_t best = 0;
+    double best_value = 0;
+    for (size_t i = 0; i < json_array_size(row); i++) {
+        double v = json_number_value(json_array_get(row, i));
+        if (i == 0 || v > best_value) {
+            best = i;
+            best_value = v;
+        }
+    }
+    char key[32];
+    snprintf(key, sizeof(key), "%zu", best);
+    json_t *label = m->labels ? json_object_get(m->labels, key) : NULL;
+    return label ? json_incref(label) : json_integer((json_int_t)best);
+}
+
+static void answer_labels(http_request *req, int worker, bool use_sample)
+{
+    int top_k = image_request_query_top_k(req);
+    json_t *top = NULL;
+    json_t *rows = top_k < 0 ? NULL : predict_rows(req, worker, use_sample, top_k, &top);
+    if (!rows)
+        return;
+    const model_version *m = req->answered_by;
+    json_t *labels = json_array();
+    for (size_t r = 0; r < json_array_size(rows); r++)
+        json_array_append_new(labels, label_of(m, json_array_get(rows, r)));
+    json_decref(rows);
+    json_t *body = json_pack("{s:o}", "prediction", one_or_many(labels));
+    if (top)
+        json_object_set_new(body, "top_k", top);
+    answer(req, body);
+}
+
+/* POST /prediction, the seeds' tutorial route: the most probable class of
+ * an image (or of rows, like /predict/label), with its index and
+ * probability. */
+void book_prediction(http_request *req, const route_params *p, int worker)
+{
+    (void)p;
+    int top_k = image_request_query_top_k(req);
+    if (top_k < 0)
+        return;
+    json_t *top = NULL;
+    json_t *rows = predict_rows(req, worker, false, top_k > 1 ? top_k : 1, &top);
+    if (!rows)
+        return;
+    json_decref(rows);
+    json_t *best = json_array_get(top, 0);
+    json_t *label = json_object_get(best, "label");
+    json_t *body = json_pack("{s:O, s:O, s:O}", "prediction", json_is_null(label) ? json_object_get(best, "index") : label,
+                             "index", json_object_get(best, "index"), "probability",
+                             json_object_get(best, "probability"));
+    if (top_k > 0)
+        json_object_set_new(body, "top_k", top);
+    else
+        json_decref(top);
+    answer(req, body);
+}
+
+/* With --async-book, POST /predict queues a job (api_jobs.c) whose worker
+ * answers through src/infer; an image upload is always answered at once. */
+void book_predict(http_request *req, const route_params *p, int worker)
+{
+    (void)p;
+    if (req->server->async_book && !image_request_is_multipart(req)) {
+        model_version *m = served_acquire(req, NULL);
+        if (!m)
+            return;
+        infer_answer refused = {0};
+        if (!infer_book_model_ok(m, &refused)) {
+            served_answer(req, &refused);
+            return;
+        }
         if (req->server->async_book_model)
             async_submit_with_answer(req, m, worker);
         else
             async_submit(req, m, JOB_PROTOCOL_BOOK, worker);
         return;
     }
-    infer_book(req->server->models, m, worker, req->body, req->body_len, labels, use_sample, req->mode_field,
-               false, &answer);
-    served_answer(req, &answer);
-}
-
-void book_predict(http_request *req, const route_params *p, int worker)
-{
-    (void)p;
-    predict(req, worker, false, false);
+    answer_probabilities(req, worker, false);
 }
 
 void book_predict_test(http_request *req, const route_params *p, int worker)
 {
     (void)p;
-    predict(req, worker, false, true);
+    answer_probabilities(req, worker, true);
 }
 
 void book_predict_label(http_request *req, const route_params *p, int worker)
 {
     (void)p;
-    predict(req, worker, true, false);
+    answer_labels(req, worker, false);
 }
 
 void book_predict_test_label(http_request *req, const route_params *p, int worker)
 {
     (void)p;
-    predict(req, worker, true, true);
+    answer_labels(req, worker, true);
 }

@@ -6,22 +6,40 @@
  *   GET  /v2/health/live, /v2/health/ready     liveness, readiness
  *   GET  /v2/models/{m}[/versions/{v}]         model metadata
  *   GET  /v2/models/{m}[/versions/{v}]/ready   model readiness
- *   POST /v2/models/{m}[/versions/{v}]/infer   inference (asynchronous with
- *                                              Prefer: respond-async, api_jobs.c)
+ *   POST /v2/models/{m}[/versions/{v}]/infer   inference
  *
- * The inference itself (binary tensors, ZipMap outputs) is src/infer/v2_infer.c,
- * shared with the job workers.
+ * Binary extension: when the request has an Inference-Header-Content-Length
+ * header, the body is that many bytes of JSON followed by the raw tensors of
+ * the inputs whose parameters give binary_data_size, in order. Outputs are
+ * returned raw when the request asks (per output "binary_data": true, or
+ * "binary_data_output": true for all); BYTES elements are a 4-byte
+ * little-endian length and the bytes.
+ *
+ * Outputs that are not tensors (scikit-learn's ZipMap sequence of maps)
+ * are returned as an FP32 tensor [rows, classes] of the map values in key
+ * order, with the keys in the output's parameters ("keys").
+ *
+ * Images, for a model whose manifest declares an image input
+ * (image_request.c): a raw image/jpeg or image/png body feeds a one-input
+ * model; a BYTES input of one element holds an encoded image (base64 text
+ * in JSON, raw bytes with the binary extension) for the declared input.
+ * The request parameter "top_k": K (or ?top_k=K) adds the K most probable
+ * classes to the answer: "parameters": {"top_k": [{"index", "label",
+ * "probability"}, ...]}.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api_jobs.h"
+#include "image_request.h"
 #include "infer.h"
 #include "routes.h"
 #include "server.h"
 #include "served.h"
 #include "tensor_json.h"
+
+#define MAX_REQUEST_TENSORS 256
 
 static model_version *find_model(http_request *req, const route_params *p)
 {
@@ -101,7 +119,616 @@ void v2_model_ready(http_request *req, const route_params *p, int worker)
     http_reply_json(req, ready ? 200 : 400, json_pack("{s:s, s:b}", "name", m->name, "ready", ready));
 }
 
+/* ---- binary tensors ------------------------------------------------------ */
+
+/* Decode `size` raw bytes into a tensor of the given type and shape. */
+static ifd_value *binary_to_tensor(const unsigned char *data, size_t size, ifd_dtype dtype, int rank,
+                                   const int64_t *dims, char *err, size_t n)
+{
+    /* The element count checked against the bytes sent before anything is
+     * allocated: a shape may claim far more than the body carries. */
+    size_t count = 1, width = dtype == IFD_STRING ? 4 : ifd_dtype_size(dtype);
+    for (int i = 0; i < rank; i++)
+        if (dims[i] == 0)
+            count = 0;
+    for (int i = 0; count && i < rank; i++) {
+        if ((size_t)dims[i] > size / width / count + 1) {
+            snprintf(err, n, "binary_data_size is %zu bytes, too few for the shape", size);
+            return NULL;
+        }
+        count *= (size_t)dims[i];
+    }
+    if (dtype != IFD_STRING ? count * width != size : count * width > size) {
+        if (dtype == IFD_STRING)
+            snprintf(err, n, "binary_data_size is %zu bytes, too few for %zu BYTES elements", size, count);
+        else
+            snprintf(err, n, "binary_data_size is %zu bytes but shape and datatype need %zu", size,
+                     count * width);
+        return NULL;
+    }
+    ifd_value *v;
+    ifd_error e;
+    if (ifd_value_new_tensor(dtype, rank, dims, &v, &e) != IFD_OK) {
+        snprintf(err, n, "%s", e.message);
+        return NULL;
+    }
+    if (dtype != IFD_STRING) {
+        size_t need = count * width;
+        if (need)
+            memcpy(v->tensor.data, data, need);
+        if (dtype == IFD_BOOL)
+            for (size_t i = 0; i < count; i++)
+                ((unsigned char *)v->tensor.data)[i] = data[i] != 0;
+        return v;
+    }
+    size_t pos = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (size - pos < 4) {
+            snprintf(err, n, "BYTES element %zu: truncated length prefix", i);
+            ifd_value_free(v);
+            return NULL;
+        }
+        uint32_t len = (uint32_t)data[pos] | (uint32_t)data[pos + 1] << 8 |
+                       (uint32_t)data[pos + 2] << 16 | (uint32_t)data[pos + 3] << 24;
+        pos += 4;
+        if (len > size - pos) {
+            snprintf(err, n, "BYTES element %zu: length %u runs past binary_data_size", i, len);
+            ifd_value_free(v);
+            return NULL;
+        }
+        ifd_string *s = &((ifd_string *)v->tensor.data)[i];
+        s->data = malloc((size_t)len + 1);
+        if (!s->data) {
+            snprintf(err, n, "out of memory");
+            ifd_value_free(v);
+            return NULL;
+        }
+        memcpy(s->data, data + pos, len);
+        s->data[len] = '\0';
+        s->size = len;
+        pos += len;
+    }
+    if (pos != size) {
+        snprintf(err, n, "binary_data_size is %zu bytes but the BYTES elements use %zu", size, pos);
+        ifd_value_free(v);
+        return NULL;
+    }
+    return v;
+}
+
+typedef struct blob {
+    char *data;
+    size_t len, cap;
+} blob;
+
+static bool blob_put(blob *b, const void *data, size_t len)
+{
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + len)
+            cap *= 2;
+        char *grown = realloc(b->data, cap);
+        if (!grown)
+            return false;
+        b->data = grown;
+        b->cap = cap;
+    }
+    if (len)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return true;
+}
+
+static bool tensor_to_binary(const ifd_tensor *t, blob *b)
+{
+    size_t count = (size_t)ifd_tensor_count(t);
+    if (t->dtype != IFD_STRING)
+        return blob_put(b, t->data, count * ifd_dtype_size(t->dtype));
+    for (size_t i = 0; i < count; i++) {
+        const ifd_string *s = &((const ifd_string *)t->data)[i];
+        unsigned char len[4] = {(unsigned char)s->size, (unsigned char)(s->size >> 8),
+                                (unsigned char)(s->size >> 16), (unsigned char)(s->size >> 24)};
+        if (!blob_put(b, len, 4) || !blob_put(b, s->data, s->size))
+            return false;
+    }
+    return true;
+}
+
+/* ZipMap's sequence of maps as a [rows, classes] float tensor. */
+static bool flatten_maps(const ifd_value *seq, ifd_value **out, json_t **keys, char *err, size_t n)
+{
+    size_t rows = seq->length, cols = rows ? (size_t)ifd_tensor_count(&seq->items[0]->map_values) : 0;
+    int64_t dims[2] = {(int64_t)rows, (int64_t)cols};
+    ifd_error e;
+    if (ifd_value_new_tensor(IFD_FLOAT, 2, dims, out, &e) != IFD_OK) {
+        snprintf(err, n, "%s", e.message);
+        return false;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        const ifd_value *map = seq->items[r];
+        if (map->kind != IFD_VALUE_MAP || map->map_values.dtype != IFD_FLOAT ||
+            (size_t)ifd_tensor_count(&map->map_values) != cols) {
+            snprintf(err, n, "output rows are not maps of %zu floats", cols);
+            ifd_value_free(*out);
+            return false;
+        }
+        memcpy((float *)(*out)->tensor.data + r * cols, map->map_values.data, cols * sizeof(float));
+    }
+    *keys = rows ? tensor_to_json_flat(&seq->items[0]->map_keys) : json_array();
+    return true;
+}
+
 /* ---- inference ----------------------------------------------------------- */
+
+typedef struct infer_state {
+    json_t *header;
+    ifd_value **inputs;
+    ifd_value **outputs;
+    size_t n_inputs, n_outputs;
+    size_t images;        /* encoded images in a BYTES input: the batch size */
+} infer_state;
+
+static void infer_state_free(infer_state *s)
+{
+    for (size_t i = 0; s->inputs && i < s->n_inputs; i++)
+        ifd_value_free(s->inputs[i]);
+    for (size_t i = 0; s->outputs && i < s->n_outputs; i++)
+        ifd_value_free(s->outputs[i]);
+    free(s->inputs);
+    free(s->outputs);
+    json_decref(s->header);
+}
+
+static bool read_shape(const json_t *shape, int *rank, int64_t *dims, char *err, size_t n)
+{
+    if (!json_is_array(shape) || json_array_size(shape) > IFD_MAX_RANK) {
+        snprintf(err, n, "\"shape\" must be an array of at most %d non-negative integers", IFD_MAX_RANK);
+        return false;
+    }
+    *rank = (int)json_array_size(shape);
+    for (int i = 0; i < *rank; i++) {
+        const json_t *d = json_array_get(shape, (size_t)i);
+        if (!json_is_integer(d) || json_integer_value(d) < 0) {
+            snprintf(err, n, "\"shape\" must be an array of non-negative integers");
+            return false;
+        }
+        dims[i] = json_integer_value(d);
+    }
+    return true;
+}
+
+/* The most images one BYTES input may hold: each is decoded into its own
+ * buffer before the batch is assembled. */
+#define MAX_BATCH_IMAGES 256
+
+/* A BYTES input holding encoded images, one per element (base64 text in
+ * "data", or raw bytes as length-prefixed BYTES elements of the binary
+ * extension), preprocessed as the model declares for the input `name` into
+ * one batch [N, ...]. *count gets N. */
+static bool image_input(http_request *req, model_version *m, const json_t *in, const char *name, int rank,
+                        const int64_t *dims, const unsigned char *binary, size_t binary_len, size_t *offset,
+                        ifd_value **out, size_t *count)
+{
+    size_t index;
+    image_spec spec;
+    if (!image_request_input(req, m, name, &index, &spec))
+        return false;
+    int64_t n = 1;
+    for (int d = 0; d < rank; d++)
+        n *= dims[d];
+    if (rank > 1 || n < 1 || n > MAX_BATCH_IMAGES) {
+        http_reply_error(req, 400, "input '%s': a BYTES image input is a list of 1 to %d encoded images, shape [N]",
+                         name, MAX_BATCH_IMAGES);
+        return false;
+    }
+    ifd_string images[MAX_BATCH_IMAGES];
+    size_t have = 0;
+    bool ok = true;
+    char err[1024];
+    json_t *size = json_object_get(json_object_get(in, "parameters"), "binary_data_size");
+    if (size) {
+        size_t bytes = json_is_integer(size) && json_integer_value(size) >= 0 ? (size_t)json_integer_value(size) : 0;
+        if (!binary || bytes > binary_len - *offset) {
+            http_reply_error(req, 400, "input '%s': binary_data_size must lie within the %zu binary bytes left",
+                             name, binary ? binary_len - *offset : 0);
+            return false;
+        }
+        const unsigned char *p = binary + *offset, *end = p + bytes;
+        while (ok && have < (size_t)n) {
+            if (end - p < 4) {
+                http_reply_error(req, 400, "input '%s': BYTES element %zu: truncated length prefix", name, have);
+                ok = false;
+                break;
+            }
+            size_t len = (size_t)p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
+            p += 4;
+            if (len > (size_t)(end - p)) {
+                http_reply_error(req, 400, "input '%s': BYTES element %zu: length %zu runs past binary_data_size",
+                                 name, have, len);
+                ok = false;
+                break;
+            }
+            images[have].data = (char *)p; /* borrowed from the body */
+            images[have++].size = len;
+            p += len;
+        }
+        if (ok && p != end) {
+            http_reply_error(req, 400, "input '%s': binary_data_size holds more than the %lld images of its shape",
+                             name, (long long)n);
+            ok = false;
+        }
+        *offset += bytes;
+        if (ok && !(*out = image_prepare_batch(images, have, &spec, NULL, err, sizeof(err)))) {
+            http_reply_error(req, 400, "input '%s': %s", name, err);
+            ok = false;
+        }
+        *count = have;
+        return ok;
+    }
+    const json_t *data = json_object_get(in, "data");
+    while (json_is_array(data) && json_array_size(data) == 1 && json_is_array(json_array_get(data, 0)))
+        data = json_array_get(data, 0);
+    size_t listed = json_is_array(data) ? json_array_size(data) : json_is_string(data) ? 1 : 0;
+    if (listed != (size_t)n) {
+        http_reply_error(req, 400, "input '%s': \"data\" must hold %lld base64 strings (one per image)", name,
+                         (long long)n);
+        return false;
+    }
+    for (size_t i = 0; ok && i < listed; i++) {
+        const json_t *text = json_is_string(data) ? data : json_array_get(data, i);
+        char label[200];
+        snprintf(label, sizeof(label), "input '%s' image %zu", name, i);
+        uint8_t *bytes = NULL;
+        size_t len = 0;
+        if (!json_is_string(text)) {
+            http_reply_error(req, 400, "%s: not a base64 string", label);
+            ok = false;
+        } else if (image_request_base64(req, json_string_value(text), json_string_length(text), label, &bytes,
+                                        &len)) {
+            images[have].data = (char *)bytes;
+            images[have++].size = len;
+        } else {
+            ok = false;
+        }
+    }
+    if (ok && !(*out = image_prepare_batch(images, have, &spec, NULL, err, sizeof(err)))) {
+        http_reply_error(req, 400, "input '%s': %s", name, err);
+        ok = false;
+    }
+    for (size_t i = 0; i < have; i++)
+        free(images[i].data);
+    *count = have;
+    return ok;
+}
+
+/* Decode the request's inputs into s->inputs (model order). On failure an
+ * error answer has been given. */
+static bool decode_inputs(http_request *req, model_version *m, infer_state *s,
+                          const unsigned char *binary, size_t binary_len)
+{
+    char err[1024];
+    json_t *inputs = json_object_get(s->header, "inputs");
+    if (!json_is_array(inputs) || json_array_size(inputs) == 0) {
+        http_reply_error(req, 400, "\"inputs\" must be a non-empty array");
+        return false;
+    }
+    if (json_array_size(inputs) > MAX_REQUEST_TENSORS) {
+        http_reply_error(req, 400, "too many inputs (%zu)", json_array_size(inputs));
+        return false;
+    }
+    size_t offset = 0;
+    for (size_t i = 0; i < json_array_size(inputs); i++) {
+        json_t *in = json_array_get(inputs, i);
+        const char *name = json_string_value(json_object_get(in, "name"));
+        const char *datatype = json_string_value(json_object_get(in, "datatype"));
+        if (!json_is_object(in) || !name || !datatype) {
+            http_reply_error(req, 400, "inputs[%zu] needs \"name\", \"shape\" and \"datatype\"", i);
+            return false;
+        }
+        size_t index = 0;
+        while (index < s->n_inputs && strcmp(ifd_model_input(m->model, index)->name, name) != 0)
+            index++;
+        if (index == s->n_inputs) {
+            http_reply_error(req, 400, "model '%s' has no input '%s'", m->name, name);
+            return false;
+        }
+        if (s->inputs[index]) {
+            http_reply_error(req, 400, "input '%s' is given twice", name);
+            return false;
+        }
+        ifd_dtype dtype;
+        if (!v2_datatype_parse(datatype, &dtype)) {
+            http_reply_error(req, 400, "input '%s': unknown datatype '%s'", name, datatype);
+            return false;
+        }
+        int rank;
+        int64_t dims[IFD_MAX_RANK];
+        if (!read_shape(json_object_get(in, "shape"), &rank, dims, err, sizeof(err))) {
+            http_reply_error(req, 400, "input '%s': %s", name, err);
+            return false;
+        }
+        const ifd_io_info *io = ifd_model_input(m->model, index);
+        if (dtype == IFD_STRING && io->type.dtype != IFD_STRING) {
+            /* BYTES for a numeric input: an encoded image, if the model takes one there */
+            if (!image_input(req, m, in, name, rank, dims, binary, binary_len, &offset, &s->inputs[index],
+                             &s->images))
+                return false;
+            continue;
+        }
+        if (!check_input_contract(io, dtype, rank, dims, err, sizeof(err))) {
+            http_reply_error(req, 400, "%s", err);
+            return false;
+        }
+        json_t *size = json_object_get(json_object_get(in, "parameters"), "binary_data_size");
+        json_t *data = json_object_get(in, "data");
+        if (size) {
+            if (!json_is_integer(size) || json_integer_value(size) < 0) {
+                http_reply_error(req, 400, "input '%s': binary_data_size must be a non-negative integer", name);
+                return false;
+            }
+            size_t bytes = (size_t)json_integer_value(size);
+            if (!binary || bytes > binary_len - offset) {
+                http_reply_error(req, 400,
+                                 "input '%s': binary_data_size %zu is larger than the %zu binary bytes "
+                                 "left in the body", name, bytes, binary ? binary_len - offset : 0);
+                return false;
+            }
+            s->inputs[index] = binary_to_tensor(binary + offset, bytes, dtype, rank, dims, err, sizeof(err));
+            offset += bytes;
+        } else if (data) {
+            s->inputs[index] = json_to_tensor(data, dtype, rank, dims, err, sizeof(err));
+        } else {
+            http_reply_error(req, 400, "input '%s' has neither \"data\" nor binary_data_size", name);
+            return false;
+        }
+        if (!s->inputs[index]) {
+            http_reply_error(req, 400, "input '%s': %s", name, err);
+            return false;
+        }
+    }
+    if (binary && offset != binary_len) {
+        http_reply_error(req, 400, "the body has %zu binary bytes that no input claims", binary_len - offset);
+        return false;
+    }
+    for (size_t i = 0; i < s->n_inputs; i++)
+        if (!s->inputs[i]) {
+            http_reply_error(req, 400, "input '%s' is missing", ifd_model_input(m->model, i)->name);
+            return false;
+        }
+    return true;
+}
+
+static bool wants_binary(const json_t *header, const json_t *requested)
+{
+    json_t *per_output = json_object_get(json_object_get(requested, "parameters"), "binary_data");
+    if (per_output)
+        return json_is_true(per_output);
+    return json_is_true(json_object_get(json_object_get(header, "parameters"), "binary_data_output"));
+}
+
+/* Inference for a model that takes images (or asks for top-k classes): the
+ * decoder that knows raw image bodies and BYTES inputs holding encoded
+ * images. Tensor-only requests go through src/infer (v2_infer below). */
+static void v2_infer_images(http_request *req, model_version *m, int worker)
+{
+    if (!m->ready) {
+        http_reply_error(req, 503, "model '%s' is not ready", m->name);
+        return;
+    }
+    infer_state s = {0};
+    const unsigned char *binary = NULL;
+    size_t json_len = req->body_len, binary_len = 0;
+    const char *header_length = http_header(req, "Inference-Header-Content-Length");
+    if (header_length) {
+        char *end;
+        unsigned long long declared = strtoull(header_length, &end, 10);
+        if (*header_length == '-' || *end || declared > req->body_len) {
+            http_reply_error(req, 400, "Inference-Header-Content-Length %s does not fit the %zu-byte body",
+                             header_length, req->body_len);
+            return;
+        }
+        json_len = (size_t)declared;
+        binary = (const unsigned char *)req->body + json_len;
+        binary_len = req->body_len - json_len;
+    }
+    bool raw_image = image_request_is_raw_image(req);
+    if (raw_image) {
+        /* the whole body is one JPEG/PNG for the model's one input */
+        s.header = json_object();
+    } else {
+        json_error_t je;
+        s.header = json_loadb(req->body, json_len, JSON_REJECT_DUPLICATES, &je);
+        if (!s.header || !json_is_object(s.header)) {
+            if (s.header)
+                http_reply_error(req, 400, "the request must be a JSON object");
+            else
+                http_reply_error(req, 400, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+            infer_state_free(&s);
+            return;
+        }
+    }
+    json_t *id = json_object_get(s.header, "id");
+    if (id && !json_is_string(id)) {
+        http_reply_error(req, 400, "\"id\" must be a string");
+        infer_state_free(&s);
+        return;
+    }
+    int top_k = image_request_query_top_k(req);
+    json_t *top_k_param = json_object_get(json_object_get(s.header, "parameters"), "top_k");
+    if (top_k_param) {
+        if (!json_is_integer(top_k_param) || json_integer_value(top_k_param) < 1 ||
+            json_integer_value(top_k_param) > IMAGE_TOP_K_MAX) {
+            http_reply_error(req, 400, "parameters.top_k must be an integer from 1 to %d", IMAGE_TOP_K_MAX);
+            infer_state_free(&s);
+            return;
+        }
+        top_k = (int)json_integer_value(top_k_param);
+    }
+    if (top_k < 0) {
+        infer_state_free(&s);
+        return;
+    }
+    s.n_inputs = ifd_model_input_count(m->model);
+    s.n_outputs = ifd_model_output_count(m->model);
+    s.inputs = calloc(s.n_inputs ? s.n_inputs : 1, sizeof(*s.inputs));
+    s.outputs = calloc(s.n_outputs ? s.n_outputs : 1, sizeof(*s.outputs));
+    if (!s.inputs || !s.outputs) {
+        http_reply_error(req, 503, "out of memory");
+        infer_state_free(&s);
+        return;
+    }
+    if (raw_image) {
+        size_t index;
+        image_spec spec;
+        if (s.n_inputs != 1) {
+            http_reply_error(req, 400, "a raw image body feeds a one-input model; '%s' has %zu inputs (send a "
+                             "BYTES input in JSON)", m->name, s.n_inputs);
+            infer_state_free(&s);
+            return;
+        }
+        if (!image_request_input(req, m, NULL, &index, &spec) ||
+            !(s.inputs[index] = image_request_tensor(req, &spec, req->body, req->body_len, "image body"))) {
+            infer_state_free(&s);
+            return;
+        }
+    } else if (!decode_inputs(req, m, &s, binary, binary_len)) {
+        infer_state_free(&s);
+        return;
+    }
+
+    /* which outputs, in which form */
+    json_t *requested = json_object_get(s.header, "outputs");
+    size_t n_requested = requested ? json_array_size(requested) : s.n_outputs;
+    if (requested && (!json_is_array(requested) || n_requested > MAX_REQUEST_TENSORS)) {
+        http_reply_error(req, 400, "\"outputs\" must be an array of {\"name\": ...}");
+        infer_state_free(&s);
+        return;
+    }
+    size_t order[MAX_REQUEST_TENSORS];
+    bool binary_out[MAX_REQUEST_TENSORS];
+    for (size_t r = 0; r < n_requested; r++) {
+        json_t *want = requested ? json_array_get(requested, r) : NULL;
+        if (want) {
+            const char *name = json_string_value(json_object_get(want, "name"));
+            size_t k = 0;
+            while (name && k < s.n_outputs && strcmp(ifd_model_output(m->model, k)->name, name) != 0)
+                k++;
+            if (!name || k == s.n_outputs) {
+                http_reply_error(req, 400, "model '%s' has no output '%s'", m->name, name ? name : "(unnamed)");
+                infer_state_free(&s);
+                return;
+            }
+            order[r] = k;
+        } else {
+            order[r] = r;
+        }
+        binary_out[r] = wants_binary(s.header, want);
+    }
+
+    char err[1024];
+    if (model_set_run(req->server->models, m, worker, s.inputs, s.outputs, err, sizeof(err)) != IFD_OK) {
+        http_reply_error(req, 400, "%s", err);
+        infer_state_free(&s);
+        return;
+    }
+    /* one list of classes for one image, a list per image for a batch */
+    json_t *top = NULL;
+    for (size_t row = 0; top_k > 0 && row < (s.images > 1 ? s.images : 1); row++) {
+        json_t *classes = image_request_top_k(req, m, s.outputs, row, (size_t)top_k);
+        if (!classes) {
+            json_decref(top);
+            infer_state_free(&s);
+            return;
+        }
+        if (s.images <= 1) {
+            top = classes;
+        } else {
+            if (!top)
+                top = json_array();
+            json_array_append_new(top, classes);
+        }
+    }
+
+    json_t *outputs = json_array();
+    blob raw = {0};
+    bool ok = true, any_binary = false;
+    for (size_t r = 0; r < n_requested && ok; r++) {
+        const ifd_io_info *io = ifd_model_output(m->model, order[r]);
+        ifd_value *v = s.outputs[order[r]], *flat = NULL;
+        json_t *keys = NULL;
+        if (v->kind == IFD_VALUE_SEQUENCE && (v->length == 0 || v->items[0]->kind == IFD_VALUE_MAP)) {
+            if (!flatten_maps(v, &flat, &keys, err, sizeof(err))) {
+                http_reply_error(req, 500, "output '%s': %s", io->name, err);
+                ok = false;
+                break;
+            }
+            v = flat;
+        } else if (v->kind != IFD_VALUE_TENSOR) {
+            http_reply_error(req, 500, "output '%s' is not a tensor", io->name);
+            ok = false;
+            break;
+        }
+        const ifd_tensor *t = &v->tensor;
+        json_t *shape = json_array();
+        for (int d = 0; d < t->rank; d++)
+            json_array_append_new(shape, json_integer(t->dims[d]));
+        json_t *out = json_pack("{s:s, s:s, s:o}", "name", io->name, "datatype",
+                                v2_datatype_name(t->dtype), "shape", shape);
+        json_t *params = keys ? json_pack("{s:o}", "keys", keys) : NULL;
+        if (binary_out[r]) {
+            size_t before = raw.len;
+            any_binary = true;
+            ok = tensor_to_binary(t, &raw);
+            if (!params)
+                params = json_object();
+            json_object_set_new(params, "binary_data_size", json_integer((json_int_t)(raw.len - before)));
+        } else {
+            json_object_set_new(out, "data", tensor_to_json_flat(t));
+        }
+        if (params)
+            json_object_set_new(out, "parameters", params);
+        json_array_append_new(outputs, out);
+        ifd_value_free(flat);
+    }
+    if (ok) {
+        json_t *body = json_pack("{s:s, s:s}", "model_name", m->name, "model_version", m->version);
+        if (id)
+            json_object_set(body, "id", id);
+        if (top) {
+            json_object_set_new(body, "parameters", json_pack("{s:o}", "top_k", top));
+            top = NULL;
+        }
+        json_object_set_new(body, "outputs", outputs);
+        outputs = NULL;
+        size_t len;
+        char *text = json_encode(body, &len);
+        json_decref(body);
+        if (!text) {
+            http_reply_error(req, 503, "out of memory");
+        } else if (!any_binary) {
+            http_reply_buffer(req, 200, "application/json", text, len);
+        } else {
+            blob all = {0};
+            if (blob_put(&all, text, len) && blob_put(&all, raw.data, raw.len)) {
+                http_reply_buffer(req, 200, "application/octet-stream", all.data, all.len);
+                req->inference_header_length = len;
+            } else {
+                free(all.data);
+                http_reply_error(req, 503, "out of memory");
+            }
+            free(text);
+        }
+    }
+    json_decref(outputs);
+    json_decref(top);
+    free(raw.data);
+    infer_state_free(&s);
+}
+
+static bool model_takes_images(const model_version *m)
+{
+    return m->manifest && json_object_size(json_object_get(m->manifest, "preprocessing")) > 0;
+}
 
 void v2_infer(http_request *req, const route_params *p, int worker)
 {
@@ -110,6 +737,10 @@ void v2_infer(http_request *req, const route_params *p, int worker)
         return;
     if (async_requested(req)) {
         async_submit(req, m, JOB_PROTOCOL_V2, worker);
+        return;
+    }
+    if (image_request_is_raw_image(req) || model_takes_images(m) || image_request_query_top_k(req) != 0) {
+        v2_infer_images(req, m, worker);
         return;
     }
     infer_answer answer;

@@ -32,8 +32,9 @@ typedef struct http_request {
     size_t inference_header_length; /* binary V2 answers: JSON header size */
     const char *allow;              /* for 405 answers */
     const char *authenticate;       /* WWW-Authenticate of 401 answers */
-    char location[64];              /* Location of 202 answers (a queued job), or "" */
+    char location[64];              /* Location of 202 answers (a queued job) and redirects, or "" */
     unsigned retry_after;           /* Retry-After seconds of 429/503 answers, or 0 */
+    bool page_headers;              /* the dashboard's: Content-Security-Policy and friends (ui.c) */
     /* accounting */
     double t_start, t_queued, t_compute_start, t_compute_end;
     char model_name[128], model_version[32];

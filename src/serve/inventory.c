@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <link.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,8 +75,30 @@ static const known_library known[] = {
 };
 
 /* Ask a loaded library for its version. The symbol's address is turned
- * into a function pointer through memcpy: dlsym returns void *. */
+ * into a function pointer through memcpy: dlsym returns void *. Each
+ * library is asked once per process and the answer kept: the strings are
+ * the libraries' own, never freed, and Debian's libarchive 3.6.2 leaks
+ * 128 bytes on every archive_version_details() call after the first, which
+ * a dashboard polling /v2/inventory would turn into a steady leak. */
+static const char *ask_version_uncached(void *handle, const known_library *k);
+
 static const char *ask_version(void *handle, const known_library *k)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static const char *answers[sizeof(known) / sizeof(known[0])];
+    static bool asked[sizeof(known) / sizeof(known[0])];
+    size_t i = (size_t)(k - known);
+    pthread_mutex_lock(&lock);
+    if (!asked[i]) {
+        answers[i] = ask_version_uncached(handle, k);
+        asked[i] = true;
+    }
+    const char *v = answers[i];
+    pthread_mutex_unlock(&lock);
+    return v;
+}
+
+static const char *ask_version_uncached(void *handle, const known_library *k)
 {
     if (!k->symbol)
         return NULL;
@@ -312,7 +335,8 @@ json_t *inventory_model_from_manifest(const json_t *manifest)
 static json_t *io_json(const ifd_io_info *io)
 {
     const ifd_type_info *t = &io->type;
-    json_t *shape = json_array();
+    /* an unknown rank (a sequence of maps, ...) has no shape: null */
+    json_t *shape = t->rank < 0 ? json_null() : json_array();
     for (int i = 0; i < t->rank; i++)
         json_array_append_new(shape, t->dims[i] >= 0 ? json_integer(t->dims[i])
                                      : t->dim_params[i] ? json_string(t->dim_params[i])
@@ -322,7 +346,7 @@ static json_t *io_json(const ifd_io_info *io)
                        : t->kind == IFD_VALUE_OPTIONAL ? "optional"
                                                        : "tensor";
     return json_pack("{s:s, s:s, s:s, s:o}", "name", io->name, "kind", kind, "dtype",
-                     ifd_dtype_name(t->dtype), "shape", t->rank < 0 ? json_null() : shape);
+                     ifd_dtype_name(t->dtype), "shape", shape);
 }
 
 json_t *inventory_served_model(const model_version *m)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api_jobs.h"
 #include "routes.h"
@@ -39,8 +40,34 @@ typedef struct latency_series {
     histogram total, queue, compute;
 } latency_series;
 
+/* Cut a string that snprintf may have cut inside a UTF-8 sequence back to
+ * the last whole character, so the JSON of recent errors keeps it. */
+static void trim_partial_utf8(char *s)
+{
+    size_t n = strlen(s), start = n;
+    while (start > 0 && ((unsigned char)s[start - 1] & 0xC0) == 0x80)
+        start--;
+    if (start == 0)
+        return;
+    unsigned char lead = (unsigned char)s[start - 1];
+    size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (n - (start - 1) < want)
+        s[start - 1] = '\0';
+}
+
+/* One answered error, for the dashboard's "recent errors". */
+typedef struct recent_error {
+    double wall; /* Unix time */
+    int status;
+    char method[16], path[160], model[128], version[32], message[300];
+} recent_error;
+
+#define RECENT_ERRORS 50
+
 struct metrics {
     pthread_mutex_t lock;
+    recent_error errors[RECENT_ERRORS]; /* a ring: the newest at (n_errors - 1) % RECENT_ERRORS */
+    unsigned long long n_errors;
     request_series requests[MAX_SERIES];
     size_t n_requests;
     latency_series latencies[MAX_SERIES];
@@ -79,7 +106,28 @@ void metrics_observe_request(metrics *m, const http_request *req, int status, do
         return;
     /* requests not about a model are grouped under model="" */
     const char *model = req->model_name, *version = req->model_version;
+    recent_error error = {0};
+    if (status >= 400) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        error.wall = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+        error.status = status;
+        snprintf(error.method, sizeof(error.method), "%s", req->method);
+        snprintf(error.path, sizeof(error.path), "%s", req->path ? req->path : "");
+        snprintf(error.model, sizeof(error.model), "%s", model);
+        snprintf(error.version, sizeof(error.version), "%s", version);
+        /* the answer's own words: {"error": "..."} (parsed outside the lock) */
+        json_t *body = req->response && req->response_len < 8192
+                           ? json_loadb(req->response, req->response_len, 0, NULL) : NULL;
+        const char *text = json_string_value(json_object_get(body, "error"));
+        snprintf(error.message, sizeof(error.message), "%s", text ? text : "");
+        trim_partial_utf8(error.message);
+        trim_partial_utf8(error.path);
+        json_decref(body);
+    }
     pthread_mutex_lock(&m->lock);
+    if (status >= 400)
+        m->errors[m->n_errors++ % RECENT_ERRORS] = error;
     size_t i = 0;
     while (i < m->n_requests && (m->requests[i].code != status || strcmp(m->requests[i].model, model) ||
                                  strcmp(m->requests[i].version, version)))
@@ -315,4 +363,58 @@ void metrics_handler(http_request *req, const route_params *p, int worker)
         return;
     }
     http_reply_buffer(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
+/* ---- the dashboard's JSON ---------------------------------------------------- */
+
+static json_t *histogram_json(const histogram *h)
+{
+    json_t *counts = json_array();
+    for (int b = 0; b <= N_BUCKETS; b++)
+        json_array_append_new(counts, json_integer((json_int_t)h->counts[b]));
+    return json_pack("{s:o, s:f, s:I}", "counts", counts, "sum", h->sum, "count", (json_int_t)h->count);
+}
+
+json_t *metrics_stats(metrics *m)
+{
+    json_t *bounds = json_array();
+    for (int b = 0; b < N_BUCKETS; b++)
+        json_array_append_new(bounds, json_real(bucket_bounds[b]));
+    json_t *series = json_array();
+    json_t *errors = json_array();
+    pthread_mutex_lock(&m->lock);
+    for (size_t k = 0; k < m->n_latencies; k++) {
+        const latency_series *l = &m->latencies[k];
+        json_t *codes = json_object();
+        unsigned long long total = 0, failed = 0;
+        for (size_t i = 0; i < m->n_requests; i++) {
+            const request_series *r = &m->requests[i];
+            if (strcmp(r->model, l->model) || strcmp(r->version, l->version))
+                continue;
+            char code[16];
+            snprintf(code, sizeof(code), "%d", r->code);
+            json_object_set_new(codes, code, json_integer((json_int_t)r->count));
+            total += r->count;
+            failed += r->code >= 400 ? r->count : 0;
+        }
+        json_array_append_new(series, json_pack("{s:s, s:s, s:I, s:I, s:o, s:o}", "model", l->model, "version",
+                                                l->version, "requests", (json_int_t)total, "errors",
+                                                (json_int_t)failed, "codes", codes, "latency",
+                                                histogram_json(&l->total)));
+    }
+    unsigned long long shown = m->n_errors < RECENT_ERRORS ? m->n_errors : RECENT_ERRORS;
+    for (unsigned long long i = 0; i < shown; i++) {
+        const recent_error *e = &m->errors[(m->n_errors - 1 - i) % RECENT_ERRORS];
+        /* paths and messages echo client bytes: json_string refuses invalid UTF-8 */
+        json_t *path = json_string(e->path), *message = json_string(e->message);
+        json_array_append_new(errors, json_pack("{s:f, s:i, s:s, s:o, s:s, s:s, s:o}", "time", e->wall, "status",
+                                                e->status, "method", e->method, "path",
+                                                path ? path : json_string("(not UTF-8)"), "model", e->model,
+                                                "version", e->version, "message",
+                                                message ? message : json_string("(not UTF-8)")));
+    }
+    unsigned long long errors_total = m->n_errors;
+    pthread_mutex_unlock(&m->lock);
+    return json_pack("{s:o, s:o, s:o, s:I}", "latency_bounds", bounds, "series", series, "recent_errors", errors,
+                     "errors_total", (json_int_t)errors_total);
 }

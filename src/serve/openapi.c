@@ -2,7 +2,8 @@
  * openapi.c — GET /openapi.json describes every route of the server in
  * OpenAPI 3.0, with the served models' input schemas (dtype and shape), and
  * GET /docs renders it for people with Swagger UI (swagger-ui-dist from
- * npm, installed beside the binary at build time; see docs_dir()).
+ * npm, compiled into the binary when the build had it: docs_assets.c;
+ * else installed beside the binary: docs_dir()).
  */
 #include <errno.h>
 #include <limits.h>
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "docs_assets.h"
 #include "routes.h"
 #include "server.h"
 #include "tensor_json.h"
@@ -89,10 +91,17 @@ static json_t *v2_paths_for(json_t *paths, const char *prefix, bool versioned)
     json_object_set_new(paths, path, json_pack("{s:o}", "get",
         operation("KServe V2 model readiness", "KServe V2", ok_json("Ready", NULL), NULL, true, versioned)));
     snprintf(path, sizeof(path), "%s/infer", prefix);
-    json_object_set_new(paths, path, json_pack("{s:o}", "post",
-        operation("KServe V2 inference (JSON, or binary tensors with Inference-Header-Content-Length)",
-                  "KServe V2", ok_json("Inference response", json_pack("{s:s}", "$ref", "#/components/schemas/V2InferResponse")),
-                  json_pack("{s:s}", "$ref", "#/components/schemas/V2InferRequest"), true, versioned)));
+    json_t *infer = operation("KServe V2 inference (JSON, or binary tensors with Inference-Header-Content-Length; "
+                              "an image model also takes a raw JPEG/PNG body and BYTES inputs of encoded images; "
+                              "?top_k=K adds the K best classes)",
+                              "KServe V2", ok_json("Inference response", json_pack("{s:s}", "$ref", "#/components/schemas/V2InferResponse")),
+                              json_pack("{s:s}", "$ref", "#/components/schemas/V2InferRequest"), true, versioned);
+    /* a raw image body, for a model whose manifest declares an image input */
+    json_t *content = json_object_get(json_object_get(infer, "requestBody"), "content");
+    for (size_t i = 0; i < 2; i++)
+        json_object_set_new(content, i ? "image/png" : "image/jpeg",
+                            json_pack("{s:{s:s, s:s}}", "schema", "type", "string", "format", "binary"));
+    json_object_set_new(paths, path, json_pack("{s:o}", "post", infer));
     return paths;
 }
 
@@ -118,6 +127,19 @@ static json_t *build_document(const server *srv)
     json_object_set_new(paths, "/predict/test/label", json_pack("{s:o}", "get", operation("Label of the sample row", "Book API", ok_json("Label", json_deep_copy(prediction)), NULL, false, false)));
     json_object_set_new(paths, "/predict", json_pack("{s:o}", "post", operation("Class probabilities for each row", "Book API", ok_json("Probabilities", json_deep_copy(prediction)), json_deep_copy(book_request), false, false)));
     json_object_set_new(paths, "/predict/label", json_pack("{s:o}", "post", operation("Label for each row", "Book API", ok_json("Labels", prediction), book_request, false, false)));
+    /* the seeds' tutorial: an uploaded image (multipart field `image`) -> its class */
+    json_t *upload = json_pack("{s:s, s:{s:{s:s, s:s}}, s:[s]}", "type", "object", "properties", "image", "type",
+                               "string", "format", "binary", "required", "image");
+    json_t *tutorial = operation("Most probable class of an uploaded JPEG/PNG (?top_k=K adds the K best)", "Book API",
+                                 ok_json("{prediction, index, probability[, top_k]}",
+                                         json_pack("{s:s, s:{s:{}, s:{s:s}, s:{s:s}, s:{s:s, s:{s:s}}}}", "type",
+                                                   "object", "properties", "prediction", "index", "type",
+                                                   "integer", "probability", "type", "number", "top_k", "type",
+                                                   "array", "items", "type", "object")),
+                                 NULL, false, false);
+    json_object_set_new(tutorial, "requestBody", json_pack("{s:b, s:{s:{s:o}}}", "required", 1, "content",
+                                                           "multipart/form-data", "schema", upload));
+    json_object_set_new(paths, "/prediction", json_pack("{s:o}", "post", tutorial));
     json_object_set_new(paths, "/v2", json_pack("{s:o}", "get", operation("KServe V2 server metadata", "KServe V2", ok_json("Server metadata", NULL), NULL, false, false)));
     json_object_set_new(paths, "/v2/health/live", json_pack("{s:o}", "get", operation("KServe V2 liveness", "KServe V2", ok_json("Live", NULL), NULL, false, false)));
     json_object_set_new(paths, "/v2/health/ready", json_pack("{s:o}", "get", operation("KServe V2 readiness: every model loaded and warmed up", "KServe V2", ok_json("Ready", NULL), NULL, false, false)));
@@ -235,14 +257,14 @@ static const char docs_page[] =
     "<script>window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui'});</script>\n"
     "</body>\n</html>\n";
 
-/* Served when Swagger UI was not installed beside the binary. */
+/* Served when the binary was built without Swagger UI and none is installed beside it. */
 static const char docs_missing_page[] =
     "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
     "<title>inferd API</title>\n</head>\n<body>\n<h1>inferd API</h1>\n"
-    "<p>The interactive documentation needs Swagger UI, which is not installed beside this "
-    "inferd binary. Install npm's <code>swagger-ui-dist</code> (<code>npm ci</code> at the "
-    "root of inferd's source tree) and rebuild: the build copies <code>swagger-ui.css</code> "
-    "and <code>swagger-ui-bundle.js</code> to <code>share/inferd/docs</code> beside the "
+    "<p>The interactive documentation needs Swagger UI, which this inferd was built without. "
+    "Install npm's <code>swagger-ui-dist</code> (<code>ONNXRUNTIME_NODE_INSTALL=skip npm ci</code> "
+    "at the root of inferd's source tree; <code>scripts/demo.sh</code> does it) and rebuild: the "
+    "build compiles <code>swagger-ui.css</code> and <code>swagger-ui-bundle.js</code> into the "
     "binary.</p>\n<p>The API description itself is at <a href=\"/openapi.json\">/openapi.json"
     "</a>.</p>\n</body>\n</html>\n";
 
@@ -293,7 +315,15 @@ static const char *docs_dir(void)
  * served from the directory, so no path from a request reaches the disk). */
 static void docs_asset(http_request *req, const char *name)
 {
-    const char *dir = docs_dir();
+    const char *embedded;
+    size_t embedded_size;
+    for (size_t i = 0; i < sizeof(docs_assets) / sizeof(docs_assets[0]); i++) {
+        if (strcmp(name, docs_assets[i].name) == 0 && docs_asset_embedded(name, &embedded, &embedded_size)) {
+            http_reply_raw(req, 200, docs_assets[i].content_type, embedded, embedded_size);
+            return;
+        }
+    }
+    const char *dir = docs_assets_embedded() ? NULL : docs_dir();
     for (size_t i = 0; dir && i < sizeof(docs_assets) / sizeof(docs_assets[0]); i++) {
         if (strcmp(name, docs_assets[i].name) != 0)
             continue;
@@ -320,7 +350,7 @@ static void docs_asset(http_request *req, const char *name)
         return;
     }
     http_reply_error(req, 404, "no such documentation file%s",
-                     dir ? "" : " (Swagger UI is not installed beside this inferd: see /docs)");
+                     dir || docs_assets_embedded() ? "" : " (this inferd has no Swagger UI: see /docs)");
 }
 
 /* GET /docs, and the Swagger UI files the page loads from /docs/. */
@@ -332,7 +362,7 @@ void openapi_docs(http_request *req, const route_params *p, int worker)
         docs_asset(req, req->path + 6);
         return;
     }
-    if (docs_dir())
+    if (docs_assets_embedded() || docs_dir())
         http_reply_raw(req, 200, "text/html; charset=utf-8", docs_page, sizeof(docs_page) - 1);
     else
         http_reply_raw(req, 200, "text/html; charset=utf-8", docs_missing_page,

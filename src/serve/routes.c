@@ -6,6 +6,8 @@
  */
 #include "routes.h"
 
+#include "ui.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -24,6 +26,7 @@ static const fixed_route fixed[] = {
     {"GET", "/predict/test/label", book_predict_test_label, true},
     {"POST", "/predict", book_predict, true},
     {"POST", "/predict/label", book_predict_label, true},
+    {"POST", "/prediction", book_prediction, true},
     {"GET", "/v2", v2_server_metadata, false},
     {"GET", "/v2/health/live", v2_health_live, false},
     {"GET", "/v2/health/ready", v2_health_ready, false},
@@ -36,6 +39,14 @@ static const fixed_route fixed[] = {
     /* Swagger UI's files, served by the same handler (see openapi.c) */
     {"GET", "/docs/swagger-ui.css", openapi_docs, false},
     {"GET", "/docs/swagger-ui-bundle.js", openapi_docs, false},
+    /* the web dashboard (ui.c) */
+    {"GET", "/", ui_root, false},
+    {"GET", "/ui", ui_page, false},
+    {"GET", "/ui/", ui_page, false},
+    {"GET", "/ui/app.js", ui_page, false},
+    {"GET", "/ui/app.css", ui_page, false},
+    {"GET", "/ui/api/stats", ui_stats, false},
+    {"GET", "/favicon.ico", ui_favicon, false},
 };
 
 static bool method_is(const http_request *req, const char *method)

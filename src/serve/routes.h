@@ -37,6 +37,7 @@ void book_predict(http_request *req, const route_params *p, int worker);
 void book_predict_label(http_request *req, const route_params *p, int worker);
 void book_predict_test(http_request *req, const route_params *p, int worker);
 void book_predict_test_label(http_request *req, const route_params *p, int worker);
+void book_prediction(http_request *req, const route_params *p, int worker); /* the tutorial's image route */
 
 void v2_server_metadata(http_request *req, const route_params *p, int worker);
 void v2_health_live(http_request *req, const route_params *p, int worker);

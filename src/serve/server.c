@@ -42,11 +42,13 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "image_request.h"
 #include "log.h"
 #include "metrics.h"
 #include "routes.h"
 #include "served.h"
 #include "tensor_json.h"
+#include "ui.h"
 
 static int signal_pipe[2] = {-1, -1};
 /* Set when the grace period is over: queued requests are answered without running. */
@@ -308,6 +310,8 @@ static enum MHD_Result send_response(http_request *req)
         snprintf(seconds, sizeof(seconds), "%u", req->retry_after);
         MHD_add_response_header(resp, "Retry-After", seconds);
     }
+    if (req->page_headers)
+        ui_add_security_headers(resp);
     if (req->answered_by) {
         char who[200];
         snprintf(who, sizeof(who), "%s:%s", req->model_name, req->model_version);
@@ -385,12 +389,19 @@ static int inline_session(server *srv, const http_request *req, const route_matc
     return slot < 0 ? -1 : srv->options.workers + slot;
 }
 
-static bool content_type_ok(http_request *req)
+static bool content_type_ok(http_request *req, const route_match *route)
 {
     const char *type = http_header(req, "Content-Type");
     if (!type)
         return true;
     if (media_type_is(type, "application/json"))
+        return true;
+    /* images: uploads on the book's and the tutorial's routes, a raw
+     * JPEG/PNG body on V2 infer (image_request.c) */
+    bool book = route->fn == book_predict || route->fn == book_predict_label || route->fn == book_prediction;
+    if (book && image_request_is_multipart(req))
+        return true;
+    if (route->fn == v2_infer && image_request_is_raw_image(req))
         return true;
     /* KServe V2 binary tensors: a JSON header then raw bytes */
     if (media_type_is(type, "application/octet-stream") &&
@@ -536,8 +547,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     route_match route;
     if (!routes_match(req, &route))
         return send_response(req); /* 404 / 405 filled in */
-    if (route.has_body && !content_type_ok(req)) {
-        http_reply_error(req, 415, "Content-Type must be application/json (got '%s')",
+    if (route.has_body && !content_type_ok(req, &route)) {
+        http_reply_error(req, 415, "Content-Type must be application/json%s (got '%s')",
+                         route.fn == v2_infer ? ", image/jpeg or image/png"
+                         : route.fn == book_predict || route.fn == book_predict_label ||
+                                 route.fn == book_prediction
+                             ? " or multipart/form-data"
+                             : "",
                          http_header(req, "Content-Type"));
         return send_response(req);
     }

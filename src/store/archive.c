@@ -358,11 +358,14 @@ bool store_import_archive(store *s, const char *tar_path, const import_options *
         snprintf(source, sizeof(source), "archive:%s", abs ? abs : tar_path);
         free(abs);
         const char *created = json_string_value(json_object_get(manifest, "created"));
+        char preprocessing_origin[4400];
+        snprintf(preprocessing_origin, sizeof(preprocessing_origin), "%s: model.json: preprocessing", tar_path);
         import_meta meta = {.name = name, .version = version, .task = task,
                             .source = o && o->source ? o->source : source, .labels = labels,
                             .training_env = json_is_array(env) ? env : NULL,
                             .golden = json_is_object(golden) ? golden : NULL, .created = created,
-                            .display = tar_path};
+                            .display = tar_path, .preprocessing = json_object_get(manifest, "preprocessing"),
+                            .preprocessing_origin = preprocessing_origin};
         ok = import_staged(s, &st, &meta, out, err, n);
     }
     staging_remove(s, &st);

@@ -12,6 +12,8 @@
  */
 #include "store_internal.h"
 
+#include "image_input.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -750,6 +752,30 @@ static bool place(store *s, staging *st, json_t *manifest, const char *name, con
     return ok;
 }
 
+/* The declared input preprocessing, checked against the model's inputs and
+ * spelled out in full (defaults included) so the manifest says exactly
+ * what a server will do. */
+static json_t *preprocessing_checked(const ifd_model *model, const import_meta *meta, char *err, size_t n)
+{
+    size_t inputs = ifd_model_input_count(model);
+    image_spec *specs = calloc(inputs + 1, sizeof(*specs));
+    bool *has = calloc(inputs + 1, sizeof(*has));
+    json_t *out = NULL;
+    if (!specs || !has)
+        snprintf(err, n, "out of memory checking the preprocessing");
+    else if (image_preprocessing_parse(meta->preprocessing, model,
+                                       meta->preprocessing_origin ? meta->preprocessing_origin : "preprocessing",
+                                       specs, has, err, n)) {
+        out = json_object();
+        for (size_t i = 0; i < inputs; i++)
+            if (has[i])
+                json_object_set_new(out, ifd_model_input(model, i)->name, image_spec_to_json(&specs[i]));
+    }
+    free(specs);
+    free(has);
+    return out;
+}
+
 bool import_staged(store *s, staging *st, const import_meta *meta, model_ref *out, char *err,
                    size_t n)
 {
@@ -790,6 +816,12 @@ bool import_staged(store *s, staging *st, const import_meta *meta, model_ref *ou
         return false;
     }
 
+    json_t *preprocessing = NULL;
+    if (meta->preprocessing && !json_is_null(meta->preprocessing) &&
+        !(preprocessing = preprocessing_checked(model, meta, err, n))) {
+        ifd_model_free(model);
+        return false;
+    }
     char created[32];
     now_rfc3339(created);
     json_t *producer = json_pack("{s:s, s:s}", "name", ifd_model_producer_name(model) ? ifd_model_producer_name(model) : "",
@@ -812,6 +844,7 @@ bool import_staged(store *s, staging *st, const import_meta *meta, model_ref *ou
         json_object_set_new(manifest, "training_environment", json_null());
     if (!meta->golden)
         json_object_set_new(manifest, "golden_samples", json_null());
+    json_object_set_new(manifest, "preprocessing", preprocessing ? preprocessing : json_null());
     /* model.json goes last: a version directory is complete iff it has one */
     if (meta->labels) {
         char *text = json_dumps(meta->labels, JSON_INDENT(2));
@@ -958,7 +991,7 @@ bool store_import_file(store *s, const char *model_path, const import_options *o
                  o->task);
         return false;
     }
-    json_t *labels = NULL, *env = NULL, *golden = NULL;
+    json_t *labels = NULL, *env = NULL, *golden = NULL, *preprocessing = NULL;
     bool ok = false;
     staging st = {.fd = -1};
     int src = -1;
@@ -967,6 +1000,9 @@ bool store_import_file(store *s, const char *model_path, const import_options *o
     if (o->training_env_path && !(env = load_training_env(o->training_env_path, err, n)))
         goto done;
     if (o->samples_path && !(golden = golden_load_samples(o->samples_path, o->rtol, o->atol, err, n)))
+        goto done;
+    if (o->preprocessing_path &&
+        !(preprocessing = load_json_file(o->preprocessing_path, STORE_SIDE_FILE_MAX, err, n)))
         goto done;
     src = open(model_path, O_RDONLY | O_CLOEXEC);
     struct stat sst;
@@ -1003,7 +1039,8 @@ bool store_import_file(store *s, const char *model_path, const import_options *o
     }
     import_meta meta = {.name = o->name, .version = o->version, .task = o->task,
                         .source = o->source ? o->source : source, .labels = labels,
-                        .training_env = env, .golden = golden, .display = model_path};
+                        .training_env = env, .golden = golden, .display = model_path,
+                        .preprocessing = preprocessing, .preprocessing_origin = o->preprocessing_path};
     ok = import_staged(s, &st, &meta, out, err, n);
 done:
     if (src >= 0)
@@ -1013,5 +1050,6 @@ done:
     json_decref(labels);
     json_decref(env);
     json_decref(golden);
+    json_decref(preprocessing);
     return ok;
 }

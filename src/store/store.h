@@ -22,7 +22,9 @@
  *   training_environment (array of requirement lines, or null),
  *   golden_samples ({rtol, atol, samples: [{inputs: {name: {dtype, shape,
  *   data}}, outputs: {name: {dtype, shape, data}}}]} or null), source (where
- *   the model came from: "file:...", a URI, "archive:...").
+ *   the model came from: "file:...", a URI, "archive:..."), preprocessing
+ *   ({input name: image spec} as src/image/image_input.h defines, every
+ *   field spelled out, checked against the input at import; or null).
  *
  * Thread safety: a store handle is used by one thread; separate processes
  * may share a root (renames are atomic; the last writer of a version wins
@@ -54,6 +56,7 @@ typedef struct import_options {
     double rtol, atol;            /* golden tolerance; <= 0 means 1e-4 / 1e-5 */
     const char *source;           /* provenance for the manifest, or NULL */
     const char *expected_sha256;  /* refuse the model if its sha256 differs, or NULL */
+    const char *preprocessing_path; /* {input: {"kind": "image", ...}} JSON, or NULL */
 } import_options;
 
 /* Open (creating if needed) the store at root, or the default root when NULL. */

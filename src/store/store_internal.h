@@ -71,6 +71,8 @@ typedef struct import_meta {
     json_t *labels;             /* borrowed; object or NULL */
     json_t *training_env;       /* borrowed; array or NULL */
     json_t *golden;             /* borrowed; {rtol, atol, samples} or NULL */
+    json_t *preprocessing;      /* borrowed; {input: image spec} or NULL */
+    const char *preprocessing_origin; /* where it came from, for messages */
     const char *created;        /* NULL: now */
     const char *display;        /* the model as the user named it, for messages */
 } import_meta;

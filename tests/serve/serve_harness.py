@@ -63,9 +63,10 @@ class Response:
 
 class Server:
     """One `inferd serve` process. args are the serve arguments; a --port is
-    added unless the caller gives one (in args or in env as PORT)."""
+    added unless the caller gives one (in args or in env as PORT); binary
+    replaces INFERD (a copy of it elsewhere, a bundle)."""
 
-    def __init__(self, args, env=None, port=None, add_port=True, ready=True, timeout=30):
+    def __init__(self, args, env=None, port=None, add_port=True, ready=True, timeout=30, binary=None):
         self.args = list(args)
         self.env = dict(os.environ)
         for key in ("MODEL_FILEPATH", "LABEL_FILEPATH", "PORT", "LOG_LEVEL", "LOG_FORMAT"):
@@ -73,7 +74,7 @@ class Server:
         self.env.update(env or {})
         self.log_file = tempfile.NamedTemporaryFile(prefix="inferd-serve-", suffix=".log", delete=False)
         self.port = port or free_port()
-        argv = [INFERD, "serve", *self.args]
+        argv = [binary or INFERD, "serve", *self.args]
         if add_port and "--port" not in self.args and "PORT" not in (env or {}):
             argv += ["--port", str(self.port)]
         self.argv = argv

@@ -41,6 +41,34 @@ def need_tool(test, tool):
     return path
 
 
+SWAGGER_UI_DIST = os.path.join(ROOT, "node_modules", "swagger-ui-dist")
+
+
+def check_docs_in_binary(test, server):
+    """/docs works wherever the binary goes (issue 12): when the build had
+    swagger-ui-dist in node_modules (CMake then requires "swagger-ui"), the
+    page and its files are served from the binary itself, byte for byte.
+    Nothing to check on a build without it. The dashboard (/ui) always is:
+    its files are part of the source tree."""
+    ui_dir = os.path.join(ROOT, "src", "serve", "ui")
+    for path, name in (("/ui", "index.html"), ("/ui/app.js", "app.js"), ("/ui/app.css", "app.css")):
+        with urllib.request.urlopen(server.url(path), timeout=30 * SLOW) as r:
+            test.assertIn("default-src 'none'", r.headers["Content-Security-Policy"])
+            served = r.read()
+        with open(os.path.join(ui_dir, name), "rb") as f:
+            test.assertEqual(served, f.read(), path)
+    if "swagger-ui" not in REQUIRED:
+        return
+    status, page = http("GET", server.url("/docs"))
+    test.assertEqual(status, 200, page)
+    test.assertIn("/docs/swagger-ui-bundle.js", page)
+    for name in ("swagger-ui.css", "swagger-ui-bundle.js"):
+        with urllib.request.urlopen(server.url("/docs/" + name), timeout=30 * SLOW) as r:
+            served = r.read()
+        with open(os.path.join(SWAGGER_UI_DIST, name), "rb") as f:
+            test.assertEqual(served, f.read(), name)
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -14,8 +14,8 @@ import struct
 import tempfile
 import unittest
 
-from release_harness import (INFERD, IRIS, SETOSA, VIRGINICA, Process, Store, free_port, http,
-                             run, sha256_file)
+from release_harness import (INFERD, IRIS, SETOSA, VIRGINICA, Process, Store, check_docs_in_binary, free_port,
+                             http, run, sha256_file)
 
 TRAILER = 7 * 8 + 64 + 16
 
@@ -87,6 +87,7 @@ class BundleTest(unittest.TestCase):
             self.assertIn("virginica", json.dumps(label))
             status, meta = http("GET", server.url("/v2/models/iris"))
             self.assertEqual(status, 200, meta)
+            check_docs_in_binary(self, server)
         finally:
             server.stop()
         self.assertEqual(os.listdir(folder), ["iris-server"], "the bundle wrote files")

@@ -17,8 +17,8 @@ import tarfile
 import tempfile
 import unittest
 
-from release_harness import (SETOSA, VIRGINICA, Process, Store, free_port, http, need_tool, run,
-                             sha256_file)
+from release_harness import (SETOSA, VIRGINICA, Process, Store, check_docs_in_binary, free_port, http, need_tool,
+                             run, sha256_file)
 
 
 class ImageTest(unittest.TestCase):
@@ -125,6 +125,7 @@ class ImageTest(unittest.TestCase):
             self.assertEqual(len(body["prediction"]), 2)
             self.assertGreater(body["prediction"][0][0], 0.5)
             self.assertGreater(body["prediction"][1][2], 0.5)
+            check_docs_in_binary(self, server)
         finally:
             server.stop()
 
