@@ -1,0 +1,136 @@
+/*
+ * pipeline_describe.c — a loaded pipeline as text for `inferd pipeline
+ * check` (one step a line, children indented, with the types validation
+ * found) or as a Graphviz digraph (--dot).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline_internal.h"
+
+static const char *const kind_names[] = {"model", "remote", "sequence", "parallel", "switch"};
+static const char *const combine_names[] = {"concat", "mean", "vote", "max_score", "object"};
+
+static void outputs_text(FILE *out, const step *s)
+{
+    fputs(" ->", out);
+    if (!s->n_outputs)
+        fputs(" (outputs known when the remote answers)", out);
+    for (size_t i = 0; i < s->n_outputs; i++) {
+        char type[128];
+        fprintf(out, "%s %s %s", i ? "," : "", s->outputs[i].name,
+                s->outputs[i].type.rank < 0 ? ifd_dtype_name(s->outputs[i].type.dtype)
+                                            : ifd_type_name(&s->outputs[i].type, type, sizeof(type)));
+    }
+}
+
+static void describe_text(FILE *out, const step *s, int depth, const char *prefix)
+{
+    fprintf(out, "%*s%s%s [%s]", depth * 2, "", prefix, s->name, kind_names[s->kind]);
+    if (s->kind == STEP_MODEL)
+        fprintf(out, " model %s%s%s", s->model, s->version ? " version " : "", s->version ? s->version : "");
+    if (s->kind == STEP_REMOTE)
+        fprintf(out, " %s/v2/models/%s", remote_endpoint_url(s->remote), remote_endpoint_model(s->remote));
+    if (s->kind == STEP_PARALLEL)
+        fprintf(out, " combine %s", combine_names[s->combine]);
+    if (s->kind == STEP_SWITCH)
+        fprintf(out, " on %s", s->on);
+    for (size_t i = 0; i < s->n_map; i++)
+        fprintf(out, "%s%s<-%s", i ? ", " : " map ", s->map[i].input, s->map[i].value);
+    outputs_text(out, s);
+    fputc('\n', out);
+    for (size_t i = 0; i < s->n_steps; i++)
+        describe_text(out, s->steps[i], depth + 1, "");
+    for (size_t i = 0; i < s->n_branches; i++) {
+        char tag[300];
+        snprintf(tag, sizeof(tag), "branch %s%s: ", s->branches[i].label, s->branches[i].optional ? " (optional)" : "");
+        describe_text(out, s->branches[i].step, depth + 1, tag);
+    }
+    for (size_t i = 0; i < s->n_cases; i++) {
+        char tag[300];
+        const switch_case *c = &s->cases[i];
+        if (c->test == SWITCH_DEFAULT)
+            snprintf(tag, sizeof(tag), "default: ");
+        else if (c->test == SWITCH_EQUALS && json_is_string(c->equals))
+            snprintf(tag, sizeof(tag), "when == \"%s\": ", json_string_value(c->equals));
+        else if (c->test == SWITCH_EQUALS)
+            snprintf(tag, sizeof(tag), "when == %lld: ", (long long)json_integer_value(c->equals));
+        else
+            snprintf(tag, sizeof(tag), "when [%d] %s %g: ", s->on_index, c->test == SWITCH_ABOVE ? ">" : "<",
+                     c->threshold);
+        describe_text(out, c->step, depth + 1, tag);
+    }
+}
+
+static void dot_label(FILE *out, const char *text)
+{
+    for (; *text; text++) {
+        if (*text == '"' || *text == '\\')
+            fputc('\\', out);
+        fputc(*text, out);
+    }
+}
+
+/* Steps are nodes; edges say what runs after (sequence) or beside
+ * (branches, cases) what. */
+static void describe_dot(FILE *out, const step *s)
+{
+    fprintf(out, "  \"%p\" [label=\"", (const void *)s);
+    dot_label(out, s->name);
+    fprintf(out, "\\n%s", kind_names[s->kind]);
+    if (s->kind == STEP_MODEL) {
+        fputs(": ", out);
+        dot_label(out, s->model);
+    }
+    if (s->kind == STEP_PARALLEL)
+        fprintf(out, ": %s", combine_names[s->combine]);
+    fprintf(out, "\", shape=%s];\n", s->kind == STEP_MODEL || s->kind == STEP_REMOTE ? "box" : "ellipse");
+    for (size_t i = 0; i < s->n_steps; i++) {
+        fprintf(out, "  \"%p\" -> \"%p\" [label=\"%zu\"];\n", (const void *)s, (const void *)s->steps[i], i + 1);
+        describe_dot(out, s->steps[i]);
+    }
+    for (size_t i = 0; i < s->n_branches; i++) {
+        fprintf(out, "  \"%p\" -> \"%p\" [label=\"", (const void *)s, (const void *)s->branches[i].step);
+        dot_label(out, s->branches[i].label);
+        fprintf(out, "\"%s];\n", s->branches[i].optional ? ", style=dashed" : "");
+        describe_dot(out, s->branches[i].step);
+    }
+    for (size_t i = 0; i < s->n_cases; i++) {
+        fprintf(out, "  \"%p\" -> \"%p\" [label=\"case %zu\"];\n", (const void *)s, (const void *)s->cases[i].step, i);
+        describe_dot(out, s->cases[i].step);
+    }
+}
+
+char *pipeline_describe(const pipeline *p, bool dot)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (!out)
+        return NULL;
+    if (dot) {
+        fputs("digraph \"", out);
+        dot_label(out, p->name);
+        fputs("\" {\n  rankdir=LR;\n", out);
+        describe_dot(out, p->root);
+        fputs("}\n", out);
+    } else {
+        fprintf(out, "pipeline %s\n  inputs:", p->name);
+        for (size_t i = 0; i < p->n_inputs; i++) {
+            char type[128];
+            fprintf(out, "%s %s %s", i ? "," : "", p->inputs[i].name, ifd_type_name(&p->inputs[i].type, type, sizeof(type)));
+        }
+        fputs("\n  outputs:", out);
+        for (size_t i = 0; i < p->n_outputs; i++) {
+            char type[128];
+            fprintf(out, "%s %s %s", i ? "," : "", p->outputs[i].name,
+                    p->outputs[i].type.rank < 0 ? ifd_dtype_name(p->outputs[i].type.dtype)
+                                                : ifd_type_name(&p->outputs[i].type, type, sizeof(type)));
+        }
+        fputs("\n  steps:\n", out);
+        describe_text(out, p->root, 2, "");
+    }
+    fclose(out);
+    return text;
+}
