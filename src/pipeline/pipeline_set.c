@@ -369,6 +369,13 @@ bool pipeline_set_has(pipeline_set *set, const char *name)
     return known;
 }
 
+bool pipeline_set_claims(pipeline_set *set, const char *name)
+{
+    char dir[PATH_MAX];
+    file_fingerprint fingerprint;
+    return pipeline_set_has(set, name) || (set && pipeline_file(set, name, dir, sizeof(dir), &fingerprint));
+}
+
 pipeline *pipeline_set_acquire(pipeline_set *set, const char *name, char *err, size_t n)
 {
     pthread_rwlock_rdlock(&set->lock);

@@ -44,6 +44,8 @@ bool pipeline_set_start(pipeline_set *set); /* the poll thread, in poll mode */
 
 /* Is `name` a pipeline of this set (loaded or refused)? */
 bool pipeline_set_has(pipeline_set *set, const char *name);
+/* Is `name` a pipeline here or in the repository (DIR/<name>/pipeline.json)? */
+bool pipeline_set_claims(pipeline_set *set, const char *name);
 /* The pipeline that answers `name`, with a reference for the caller
  * (pipeline_unref when answered); NULL with err when it does not serve. */
 pipeline *pipeline_set_acquire(pipeline_set *set, const char *name, char *err, size_t err_size);

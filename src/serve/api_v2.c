@@ -30,10 +30,6 @@
 
 #define MAX_REQUEST_TENSORS 256
 
-static model_version *find_model(http_request *req, const route_params *p)
-{
-    return served_acquire(req, p);
-}
 
 void v2_server_metadata(http_request *req, const route_params *p, int worker)
 {
@@ -54,7 +50,8 @@ void v2_health_ready(http_request *req, const route_params *p, int worker)
 {
     (void)p;
     (void)worker;
-    bool ready = !req->server->stopping && model_set_ready(req->server->models);
+    bool ready = !req->server->stopping && model_set_ready(req->server->models) &&
+                 pipeline_set_ready(req->server->pipelines);
     /* the V2 health API: 200 means true, a 4xx false (Triton answers 400) */
     http_reply_json(req, ready ? 200 : 400, json_pack("{s:b}", "ready", ready));
 }
@@ -79,33 +76,37 @@ static json_t *tensor_metadata(const ifd_io_info *io)
 void v2_model_metadata(http_request *req, const route_params *p, int worker)
 {
     (void)worker;
-    model_version *m = find_model(req, p);
-    if (!m)
+    served_target t;
+    if (!served_acquire_target(req, p, &t))
         return;
     json_t *versions = json_array();
-    model_set_read_lock(req->server->models);
-    const model_entry *e = model_set_find(req->server->models, m->name);
-    for (size_t i = 0; e && i < e->n_versions; i++)
-        json_array_append_new(versions, json_string(e->versions[i]->version));
-    model_set_read_unlock(req->server->models);
+    if (t.pipeline) {
+        json_array_append_new(versions, json_string("1"));
+    } else {
+        model_set_read_lock(req->server->models);
+        const model_entry *e = model_set_find(req->server->models, t.version->name);
+        for (size_t i = 0; e && i < e->n_versions; i++)
+            json_array_append_new(versions, json_string(e->versions[i]->version));
+        model_set_read_unlock(req->server->models);
+    }
     json_t *inputs = json_array(), *outputs = json_array();
-    for (size_t i = 0; i < ifd_model_input_count(m->model); i++)
-        json_array_append_new(inputs, tensor_metadata(ifd_model_input(m->model, i)));
-    for (size_t i = 0; i < ifd_model_output_count(m->model); i++)
-        json_array_append_new(outputs, tensor_metadata(ifd_model_output(m->model, i)));
-    http_reply_json(req, 200, json_pack("{s:s, s:o, s:s, s:o, s:o}", "name", m->name, "versions",
-                                        versions, "platform", "onnx", "inputs", inputs, "outputs",
-                                        outputs));
+    for (size_t i = 0; i < served_input_count(&t); i++)
+        json_array_append_new(inputs, tensor_metadata(served_input(&t, i)));
+    for (size_t i = 0; i < served_output_count(&t); i++)
+        json_array_append_new(outputs, tensor_metadata(served_output(&t, i)));
+    http_reply_json(req, 200, json_pack("{s:s, s:o, s:s, s:o, s:o}", "name", served_target_name(&t), "versions",
+                                        versions, "platform", t.pipeline ? "inferd_pipeline" : "onnx", "inputs",
+                                        inputs, "outputs", outputs));
 }
 
 void v2_model_ready(http_request *req, const route_params *p, int worker)
 {
     (void)worker;
-    model_version *m = find_model(req, p);
-    if (!m)
+    served_target t;
+    if (!served_acquire_target(req, p, &t))
         return;
-    bool ready = m->ready && !req->server->stopping;
-    http_reply_json(req, ready ? 200 : 400, json_pack("{s:s, s:b}", "name", m->name, "ready", ready));
+    bool ready = served_target_ready(&t) && !req->server->stopping;
+    http_reply_json(req, ready ? 200 : 400, json_pack("{s:s, s:b}", "name", served_target_name(&t), "ready", ready));
 }
 
 /* ---- binary tensors ------------------------------------------------------ */
@@ -287,7 +288,7 @@ static bool read_shape(const json_t *shape, int *rank, int64_t *dims, char *err,
 
 /* Decode the request's inputs into s->inputs (model order). On failure an
  * error answer has been given. */
-static bool decode_inputs(http_request *req, model_version *m, infer_state *s,
+static bool decode_inputs(http_request *req, const served_target *m, infer_state *s,
                           const unsigned char *binary, size_t binary_len)
 {
     char err[1024];
@@ -310,10 +311,11 @@ static bool decode_inputs(http_request *req, model_version *m, infer_state *s,
             return false;
         }
         size_t index = 0;
-        while (index < s->n_inputs && strcmp(ifd_model_input(m->model, index)->name, name) != 0)
+        while (index < s->n_inputs && strcmp(served_input(m, index)->name, name) != 0)
             index++;
         if (index == s->n_inputs) {
-            http_reply_error(req, 400, "model '%s' has no input '%s'", m->name, name);
+            http_reply_error(req, 400, "%s '%s' has no input '%s'", m->pipeline ? "pipeline" : "model",
+                             served_target_name(m), name);
             return false;
         }
         if (s->inputs[index]) {
@@ -331,7 +333,7 @@ static bool decode_inputs(http_request *req, model_version *m, infer_state *s,
             http_reply_error(req, 400, "input '%s': %s", name, err);
             return false;
         }
-        const ifd_io_info *io = ifd_model_input(m->model, index);
+        const ifd_io_info *io = served_input(m, index);
         if (!check_input_contract(io, dtype, rank, dims, err, sizeof(err))) {
             http_reply_error(req, 400, "%s", err);
             return false;
@@ -369,7 +371,7 @@ static bool decode_inputs(http_request *req, model_version *m, infer_state *s,
     }
     for (size_t i = 0; i < s->n_inputs; i++)
         if (!s->inputs[i]) {
-            http_reply_error(req, 400, "input '%s' is missing", ifd_model_input(m->model, i)->name);
+            http_reply_error(req, 400, "input '%s' is missing", served_input(m, i)->name);
             return false;
         }
     return true;
@@ -385,11 +387,12 @@ static bool wants_binary(const json_t *header, const json_t *requested)
 
 void v2_infer(http_request *req, const route_params *p, int worker)
 {
-    model_version *m = find_model(req, p);
-    if (!m)
+    served_target target;
+    if (!served_acquire_target(req, p, &target))
         return;
-    if (!m->ready) {
-        http_reply_error(req, 503, "model '%s' is not ready", m->name);
+    const served_target *m = &target;
+    if (!served_target_ready(m)) {
+        http_reply_error(req, 503, "model '%s' is not ready", served_target_name(m));
         return;
     }
     infer_state s = {0};
@@ -424,8 +427,8 @@ void v2_infer(http_request *req, const route_params *p, int worker)
         infer_state_free(&s);
         return;
     }
-    s.n_inputs = ifd_model_input_count(m->model);
-    s.n_outputs = ifd_model_output_count(m->model);
+    s.n_inputs = served_input_count(m);
+    s.n_outputs = served_output_count(m);
     s.inputs = calloc(s.n_inputs ? s.n_inputs : 1, sizeof(*s.inputs));
     s.outputs = calloc(s.n_outputs ? s.n_outputs : 1, sizeof(*s.outputs));
     if (!s.inputs || !s.outputs) {
@@ -453,10 +456,11 @@ void v2_infer(http_request *req, const route_params *p, int worker)
         if (want) {
             const char *name = json_string_value(json_object_get(want, "name"));
             size_t k = 0;
-            while (name && k < s.n_outputs && strcmp(ifd_model_output(m->model, k)->name, name) != 0)
+            while (name && k < s.n_outputs && strcmp(served_output(m, k)->name, name) != 0)
                 k++;
             if (!name || k == s.n_outputs) {
-                http_reply_error(req, 400, "model '%s' has no output '%s'", m->name, name ? name : "(unnamed)");
+                http_reply_error(req, 400, "%s '%s' has no output '%s'", m->pipeline ? "pipeline" : "model",
+                                 served_target_name(m), name ? name : "(unnamed)");
                 infer_state_free(&s);
                 return;
             }
@@ -468,8 +472,9 @@ void v2_infer(http_request *req, const route_params *p, int worker)
     }
 
     char err[1024];
-    if (model_set_run(req->server->models, m, worker, s.inputs, s.outputs, err, sizeof(err)) != IFD_OK) {
-        http_reply_error(req, 400, "%s", err);
+    json_t *request_parameters = json_object_get(s.header, "parameters");
+    served_extras extras = {.want_trace = json_is_true(json_object_get(request_parameters, "trace"))};
+    if (!served_run(req, m, worker, s.inputs, s.outputs, &extras)) {
         infer_state_free(&s);
         return;
     }
@@ -478,7 +483,7 @@ void v2_infer(http_request *req, const route_params *p, int worker)
     blob raw = {0};
     bool ok = true, any_binary = false;
     for (size_t r = 0; r < n_requested && ok; r++) {
-        const ifd_io_info *io = ifd_model_output(m->model, order[r]);
+        const ifd_io_info *io = served_output(m, order[r]);
         ifd_value *v = s.outputs[order[r]], *flat = NULL;
         json_t *keys = NULL;
         if (v->kind == IFD_VALUE_SEQUENCE && (v->length == 0 || v->items[0]->kind == IFD_VALUE_MAP)) {
@@ -516,9 +521,12 @@ void v2_infer(http_request *req, const route_params *p, int worker)
         ifd_value_free(flat);
     }
     if (ok) {
-        json_t *body = json_pack("{s:s, s:s}", "model_name", m->name, "model_version", m->version);
+        json_t *body = json_pack("{s:s, s:s}", "model_name", served_target_name(m), "model_version",
+                                 served_target_version(m));
         if (id)
             json_object_set(body, "id", id);
+        if (extras.parameters)
+            json_object_set(body, "parameters", extras.parameters);
         json_object_set_new(body, "outputs", outputs);
         outputs = NULL;
         size_t len;
@@ -542,5 +550,6 @@ void v2_infer(http_request *req, const route_params *p, int worker)
     }
     json_decref(outputs);
     free(raw.data);
+    served_extras_free(&extras);
     infer_state_free(&s);
 }

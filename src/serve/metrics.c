@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "routes.h"
+#include "pipeline_set.h"
 #include "server.h"
 
 #define MAX_SERIES 512
@@ -270,6 +271,7 @@ char *metrics_render(metrics *m, const server *srv, size_t *len)
                  "# TYPE inferd_requests_in_flight gauge\ninferd_requests_in_flight %d\n",
             __atomic_load_n(&srv->unanswered, __ATOMIC_SEQ_CST));
     render_model_set(out, srv->models);
+    pipeline_set_render_metrics(srv->pipelines, out);
     pthread_mutex_lock(&m->lock);
     fprintf(out, "# HELP inferd_requests_total HTTP requests by model, version and status code.\n"
                  "# TYPE inferd_requests_total counter\n");
