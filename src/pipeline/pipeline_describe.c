@@ -8,9 +8,20 @@
 #include <string.h>
 
 #include "pipeline_internal.h"
+#include "tensor_json.h"
 
 static const char *const kind_names[] = {"model", "remote", "sequence", "parallel", "switch"};
 static const char *const combine_names[] = {"concat", "mean", "vote", "max_score", "object"};
+
+/* "float32[?,4]" */
+static const char *type_text(const ifd_type_info *t, char *buf, size_t n)
+{
+    char shape[96];
+    if (t->kind != IFD_VALUE_TENSOR)
+        return ifd_type_name(t, buf, n);
+    snprintf(buf, n, "%s%s", ifd_dtype_name(t->dtype), t->rank < 0 ? "" : type_shape_string(t, shape, sizeof(shape)));
+    return buf;
+}
 
 static void outputs_text(FILE *out, const step *s)
 {
@@ -19,9 +30,7 @@ static void outputs_text(FILE *out, const step *s)
         fputs(" (outputs known when the remote answers)", out);
     for (size_t i = 0; i < s->n_outputs; i++) {
         char type[128];
-        fprintf(out, "%s %s %s", i ? "," : "", s->outputs[i].name,
-                s->outputs[i].type.rank < 0 ? ifd_dtype_name(s->outputs[i].type.dtype)
-                                            : ifd_type_name(&s->outputs[i].type, type, sizeof(type)));
+        fprintf(out, "%s %s %s", i ? "," : "", s->outputs[i].name, type_text(&s->outputs[i].type, type, sizeof(type)));
     }
 }
 
@@ -119,14 +128,12 @@ char *pipeline_describe(const pipeline *p, bool dot)
         fprintf(out, "pipeline %s\n  inputs:", p->name);
         for (size_t i = 0; i < p->n_inputs; i++) {
             char type[128];
-            fprintf(out, "%s %s %s", i ? "," : "", p->inputs[i].name, ifd_type_name(&p->inputs[i].type, type, sizeof(type)));
+            fprintf(out, "%s %s %s", i ? "," : "", p->inputs[i].name, type_text(&p->inputs[i].type, type, sizeof(type)));
         }
         fputs("\n  outputs:", out);
         for (size_t i = 0; i < p->n_outputs; i++) {
             char type[128];
-            fprintf(out, "%s %s %s", i ? "," : "", p->outputs[i].name,
-                    p->outputs[i].type.rank < 0 ? ifd_dtype_name(p->outputs[i].type.dtype)
-                                                : ifd_type_name(&p->outputs[i].type, type, sizeof(type)));
+            fprintf(out, "%s %s %s", i ? "," : "", p->outputs[i].name, type_text(&p->outputs[i].type, type, sizeof(type)));
         }
         fputs("\n  steps:\n", out);
         describe_text(out, p->root, 2, "");
