@@ -61,7 +61,9 @@ typedef struct pipeline_env {
 
 /* Read and validate dir/pipeline.json. NULL with err naming the file, the
  * step and the reason. A remote step that cannot be reached does not fail
- * the load: *not_ready (when given) gets the reason. */
+ * the load: *not_ready (when given) gets the reason. Only when that step is
+ * the entry (so the pipeline's inputs are unknown) is NULL returned with
+ * not_ready still set: worth retrying later. */
 pipeline *pipeline_load(const char *dir, const char *name, const pipeline_env *env, char *not_ready,
                         size_t not_ready_size, char *err, size_t err_size);
 /* The same from JSON text (name: the pipeline's name, origin: the file the

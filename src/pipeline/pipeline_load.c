@@ -541,7 +541,10 @@ static bool need_value(loader *l, const step *s, spec_list *values, bool entry, 
                        const ifd_type_info *type)
 {
     const char *name = step_input_value(s, input);
+    /* the request's values stay visible to every step after the first */
     const value_spec *have = spec_find(values, name);
+    if (!have)
+        have = spec_find(&l->inputs, name);
     char why[512];
     if (have) {
         if (!type_fits(&have->type, type, why, sizeof(why))) {
@@ -1023,7 +1026,12 @@ pipeline *pipeline_load_text(const char *text, const char *name, const char *ori
     spec_list values = {0};
     ok = ok && validate(&l, p->root, &values, true);
     spec_clear(&values);
-    if (ok && l.inputs.n == 0) {
+    if (ok && l.inputs.n == 0 && not_ready && not_ready[0]) {
+        /* an unreachable remote entry step: its inputs are unknown until it
+         * answers (not_ready stays set: the caller may retry) */
+        fail(&l, NULL, "%s; the pipeline's inputs are known when it answers", not_ready);
+        ok = false;
+    } else if (ok && l.inputs.n == 0) {
         fail(&l, NULL, "no step takes an input from the request");
         ok = false;
     }

@@ -23,6 +23,8 @@ typedef struct pipeline_entry {
     pipeline *serving;         /* NULL: refused or unloaded */
     char reason[1024];         /* why the last load failed, or why it is not ready */
     bool refused;              /* the last load failed */
+    bool unreachable;          /* ... because its remote entry step did not answer: retried */
+    double retry_at;           /* CLOCK_MONOTONIC seconds of the next retry by a request */
     bool unloaded;             /* by request: the poll leaves it alone */
     file_fingerprint applied;  /* the file last loaded or refused */
     bool has_applied;
@@ -205,9 +207,14 @@ static admin_result load_one(pipeline_set *set, const char *name, bool at_start,
             old = e->serving;
             e->serving = p;
             e->refused = false;
+            e->unreachable = false;
             snprintf(e->reason, sizeof(e->reason), "%s", not_ready);
         } else {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
             e->refused = true;
+            e->unreachable = not_ready[0] != '\0';
+            e->retry_at = (double)now.tv_sec + (double)now.tv_nsec * 1e-9 + 1.0;
             snprintf(e->reason, sizeof(e->reason), "%s", err);
         }
     }
@@ -215,8 +222,9 @@ static admin_result load_one(pipeline_set *set, const char *name, bool at_start,
     pthread_mutex_unlock(&set->load_lock);
     pipeline_unref(old); /* requests still on it hold their own references */
     if (!p) {
-        log_event(at_start ? LOG_ERROR : LOG_WARNING, "pipeline refused", "pipeline", name, "error", err, NULL);
-        return ADMIN_BAD_REQUEST;
+        log_event(at_start && !not_ready[0] ? LOG_ERROR : LOG_WARNING,
+                  not_ready[0] ? "pipeline not ready" : "pipeline refused", "pipeline", name, "error", err, NULL);
+        return not_ready[0] ? ADMIN_CONFLICT : ADMIN_BAD_REQUEST;
     }
     if (!e) {
         pipeline_unref(p);
@@ -261,8 +269,9 @@ static void load_at_start(pipeline_set *set, const char *name, void *arg)
 {
     start_state *s = arg;
     char why[2048];
-    if (load_one(set, name, true, why, sizeof(why)) != ADMIN_OK && set->options.control == MODEL_CONTROL_NONE &&
-        s->ok) {
+    admin_result r = load_one(set, name, true, why, sizeof(why));
+    /* an unreachable remote is allowed at start: the pipeline is retried */
+    if (r != ADMIN_OK && r != ADMIN_CONFLICT && set->options.control == MODEL_CONTROL_NONE && s->ok) {
         snprintf(s->err, s->n, "pipeline '%s': %s", name, why);
         s->ok = false;
     }
@@ -378,6 +387,21 @@ bool pipeline_set_claims(pipeline_set *set, const char *name)
 
 pipeline *pipeline_set_acquire(pipeline_set *set, const char *name, char *err, size_t n)
 {
+    /* a pipeline whose remote entry step did not answer is retried by the
+     * requests for it, at most once a second */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double t = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+    pthread_rwlock_wrlock(&set->lock);
+    pipeline_entry *retry = find(set, name);
+    bool again = retry && !retry->serving && retry->unreachable && !retry->unloaded && t >= retry->retry_at;
+    if (again)
+        retry->retry_at = t + 1.0;
+    pthread_rwlock_unlock(&set->lock);
+    if (again) {
+        char why[1024];
+        load_one(set, name, false, why, sizeof(why));
+    }
     pthread_rwlock_rdlock(&set->lock);
     const pipeline_entry *e = find(set, name);
     pipeline *p = e && e->serving ? pipeline_ref(e->serving) : NULL;
@@ -391,18 +415,6 @@ pipeline *pipeline_set_acquire(pipeline_set *set, const char *name, char *err, s
 const pipeline_env *pipeline_set_env(pipeline_set *set)
 {
     return &set->env;
-}
-
-bool pipeline_set_ready(pipeline_set *set)
-{
-    if (!set)
-        return true;
-    pthread_rwlock_rdlock(&set->lock);
-    bool ready = true;
-    for (size_t i = 0; i < set->n_entries && ready; i++)
-        ready = set->entries[i]->serving || set->entries[i]->unloaded;
-    pthread_rwlock_unlock(&set->lock);
-    return ready;
 }
 
 admin_result pipeline_set_load(pipeline_set *set, const char *name, char *err, size_t n)

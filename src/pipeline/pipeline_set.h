@@ -50,8 +50,6 @@ bool pipeline_set_claims(pipeline_set *set, const char *name);
  * (pipeline_unref when answered); NULL with err when it does not serve. */
 pipeline *pipeline_set_acquire(pipeline_set *set, const char *name, char *err, size_t err_size);
 const pipeline_env *pipeline_set_env(pipeline_set *set);
-/* Every pipeline serves (the readiness check). */
-bool pipeline_set_ready(pipeline_set *set);
 
 /* The repository API: load (re-read) and unload one pipeline. */
 admin_result pipeline_set_load(pipeline_set *set, const char *name, char *err, size_t err_size);

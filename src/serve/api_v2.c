@@ -50,8 +50,9 @@ void v2_health_ready(http_request *req, const route_params *p, int worker)
 {
     (void)p;
     (void)worker;
-    bool ready = !req->server->stopping && model_set_ready(req->server->models) &&
-                 pipeline_set_ready(req->server->pipelines);
+    /* a refused pipeline shows in the repository index; like a model that
+     * failed to load, it does not make the server unready */
+    bool ready = !req->server->stopping && model_set_ready(req->server->models);
     /* the V2 health API: 200 means true, a 4xx false (Triton answers 400) */
     http_reply_json(req, ready ? 200 : 400, json_pack("{s:b}", "ready", ready));
 }
