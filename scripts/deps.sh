@@ -13,9 +13,10 @@ build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler li
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
 # yamllint for the release patterns; wrk, the load generator of the live-model
-# tests
+# tests; FastAPI, uvicorn and httpx rebuild the book's parallel pattern for
+# bench/pipeline
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
-      libclang-rt-14-dev umoci skopeo yamllint curl wrk)
+      libclang-rt-14-dev umoci skopeo yamllint curl wrk python3-fastapi python3-uvicorn python3-httpx)
 
 case "$what" in
   build) wanted=("${build[@]}") ;;
