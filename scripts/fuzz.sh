@@ -29,7 +29,7 @@ command -v clang >/dev/null || { echo "fuzz.sh: clang not found (scripts/deps.sh
 echo "== fuzz.sh: building libFuzzer targets in $build"
 CC=clang cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
-cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode >/dev/null
+cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_pipeline_json >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -96,6 +96,10 @@ value_secs=$((seconds - model_secs))
 [ "$value_secs" -lt 1 ] && value_secs=1
 run_target model_load "$model_secs" -max_len=$max_len_model_load -dict="$repo/fuzz/onnx.dict"
 run_target value_decode "$value_secs" -max_len=$max_len_value_decode
+# pipeline.json: a short run from the shipped examples (src/pipeline)
+mkdir -p "$corpus/pipeline_json"
+for f in "$repo"/models/pipelines/*/pipeline.json; do cp "$f" "$corpus/pipeline_json/$(basename "$(dirname "$f")")"; done
+run_target pipeline_json "$(( value_secs > 10 ? 10 : value_secs ))" -max_len=4096
 
 if [ $status = 0 ]; then
   echo "fuzz.sh: no findings"

@@ -392,12 +392,18 @@ pipeline *pipeline_set_acquire(pipeline_set *set, const char *name, char *err, s
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     double t = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
-    pthread_rwlock_wrlock(&set->lock);
-    pipeline_entry *retry = find(set, name);
-    bool again = retry && !retry->serving && retry->unreachable && !retry->unloaded && t >= retry->retry_at;
-    if (again)
-        retry->retry_at = t + 1.0;
+    pthread_rwlock_rdlock(&set->lock);
+    const pipeline_entry *seen = find(set, name);
+    bool again = seen && !seen->serving && seen->unreachable && !seen->unloaded;
     pthread_rwlock_unlock(&set->lock);
+    if (again) { /* rare: only then the write lock, to let one request retry */
+        pthread_rwlock_wrlock(&set->lock);
+        pipeline_entry *retry = find(set, name);
+        again = retry && !retry->serving && retry->unreachable && !retry->unloaded && t >= retry->retry_at;
+        if (again)
+            retry->retry_at = t + 1.0;
+        pthread_rwlock_unlock(&set->lock);
+    }
     if (again) {
         char why[1024];
         load_one(set, name, false, why, sizeof(why));
