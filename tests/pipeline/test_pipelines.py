@@ -343,9 +343,15 @@ class PipelineTestCase(unittest.TestCase):
             {"step": {"kind": "remote", "name": c, "url": url, "model": f"iris_{c}"}, "label": c}
             if c != "setosa" else {"step": {"kind": "model", "model": "iris_setosa", "name": c}, "label": c}
             for c in CLASSES], "combine": {"kind": "max_score", "output": "probabilities"}}})
+        write_pipeline(front_repo, "remote_serial", {"root": {"kind": "sequence", "name": "main", "steps": [
+            {"kind": "remote", "name": "prep", "url": url, "model": "iris_scaler"},
+            {"kind": "model", "model": "iris_classifier", "name": "pred", "map": {"x": "scaled"}},
+            {"kind": "remote", "name": "calibrate", "url": url, "model": "iris_temperature"}]}})
         front = self.start(repo=front_repo)
         self.assertEqual(self.infer(front, "remote_prep_pred")["probabilities"],
                          self.infer(backend, "iris_prep_pred")["probabilities"])
+        self.assertEqual(self.infer(front, "remote_serial")["calibrated"],
+                         self.infer(backend, "iris_serial")["calibrated"])
         self.assertEqual(self.infer(front, "remote_ovr"), self.infer(backend, "iris_ovr"))
         for c in CLASSES:
             r = front.post("/models/remote_ovr/predict", {"data": ROWS})
