@@ -134,7 +134,8 @@ def main():
                     env={"LOG_LEVEL": "WARNING"})
         wait_http(f"http://127.0.0.1:{local_port}/v2/health/ready")
         wait_http(f"http://127.0.0.1:{backend_port}/v2/health/ready")
-        front = os.path.join(tmp, "front")
+        front = os.path.join(tmp, "front")  # the same repository plus the remote pipeline
+        shutil.copytree(repo, front)
         os.makedirs(os.path.join(front, "remote_ovr"))
         with open(os.path.join(front, "remote_ovr", "pipeline.json"), "w") as f:
             json.dump({"root": {"kind": "parallel", "name": "classify", "branches": [
