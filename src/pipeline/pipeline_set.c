@@ -209,6 +209,9 @@ static admin_result load_one(pipeline_set *set, const char *name, bool at_start,
             e->refused = false;
             e->unreachable = false;
             snprintf(e->reason, sizeof(e->reason), "%s", not_ready);
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            e->retry_at = (double)now.tv_sec + (double)now.tv_nsec * 1e-9 + 1.0;
         } else {
             struct timespec now;
             clock_gettime(CLOCK_MONOTONIC, &now);
@@ -284,6 +287,20 @@ bool pipeline_set_load_repository(pipeline_set *set, char *err, size_t n)
     return s.ok;
 }
 
+/* A trial load of a refused or not-ready pipeline: does it now load (and,
+ * when one serves, with its remotes answering)? Only a different outcome
+ * is worth a swap and a log line. */
+static bool load_would_improve(pipeline_set *set, const char *name, const char *dir, bool was_serving)
+{
+    char not_ready[512], why[1024];
+    pthread_mutex_lock(&set->load_lock);
+    pipeline *p = pipeline_load(dir, name, &set->env, not_ready, sizeof(not_ready), why, sizeof(why));
+    pthread_mutex_unlock(&set->load_lock);
+    bool better = p && !(was_serving && not_ready[0]);
+    pipeline_unref(p);
+    return better;
+}
+
 static void poll_dir(pipeline_set *set, const char *name, void *arg)
 {
     (void)arg;
@@ -294,26 +311,17 @@ static void poll_dir(pipeline_set *set, const char *name, void *arg)
     pthread_rwlock_rdlock(&set->lock);
     const pipeline_entry *e = find(set, name);
     /* a changed file loads; a refused one is retried, because the models
-     * it needs may have arrived since */
-    bool attempt = !e || (!e->unloaded && (!e->has_applied || !file_fingerprint_equal(&e->applied, &now) ||
-                                           e->refused));
-    char previous[1024];
-    snprintf(previous, sizeof(previous), "%s", e ? e->reason : "");
-    bool was_refused = e && e->refused && e->has_applied && file_fingerprint_equal(&e->applied, &now);
+     * it needs may have arrived since, and so is one whose remote step did
+     * not answer at load */
+    bool same_file = e && e->has_applied && file_fingerprint_equal(&e->applied, &now);
+    bool attempt = !e || (!e->unloaded && (!same_file || e->refused || (e->serving && e->reason[0])));
+    bool quietly = same_file && e && !e->unloaded && (e->refused || (e->serving && e->reason[0]));
+    bool was_serving = e && e->serving;
     pthread_rwlock_unlock(&set->lock);
     if (!attempt)
         return;
-    if (was_refused) {
-        /* quiet retry: only a different outcome is worth a log line */
-        char not_ready[512], why[1024];
-        pthread_mutex_lock(&set->load_lock);
-        pipeline *p = pipeline_load(dir, name, &set->env, not_ready, sizeof(not_ready), why, sizeof(why));
-        pthread_mutex_unlock(&set->load_lock);
-        if (!p)
-            return;
-        pipeline_unref(p);
-        (void)previous;
-    }
+    if (quietly && !load_would_improve(set, name, dir, was_serving))
+        return;
     char why[2048];
     load_one(set, name, false, why, sizeof(why));
 }
@@ -394,17 +402,25 @@ pipeline *pipeline_set_acquire(pipeline_set *set, const char *name, char *err, s
     double t = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
     pthread_rwlock_rdlock(&set->lock);
     const pipeline_entry *seen = find(set, name);
-    bool again = seen && !seen->serving && seen->unreachable && !seen->unloaded;
+    /* refused for an unreachable entry step, or serving while a remote step
+     * was unreachable at load (its types unchecked): worth another look */
+    bool again = seen && !seen->unloaded && ((!seen->serving && seen->unreachable) ||
+                                             (seen->serving && seen->reason[0] && !seen->refused));
+    bool seen_serving = seen && seen->serving;
     pthread_rwlock_unlock(&set->lock);
     if (again) { /* rare: only then the write lock, to let one request retry */
         pthread_rwlock_wrlock(&set->lock);
         pipeline_entry *retry = find(set, name);
-        again = retry && !retry->serving && retry->unreachable && !retry->unloaded && t >= retry->retry_at;
+        again = retry && !retry->unloaded && t >= retry->retry_at &&
+                ((!retry->serving && retry->unreachable) || (retry->serving && retry->reason[0] && !retry->refused));
         if (again)
             retry->retry_at = t + 1.0;
         pthread_rwlock_unlock(&set->lock);
     }
-    if (again) {
+    char dir[PATH_MAX];
+    file_fingerprint fingerprint;
+    if (again && pipeline_file(set, name, dir, sizeof(dir), &fingerprint) &&
+        load_would_improve(set, name, dir, seen_serving)) {
         char why[1024];
         load_one(set, name, false, why, sizeof(why));
     }

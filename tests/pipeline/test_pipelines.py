@@ -66,7 +66,7 @@ class FlakyV2:
     "garbage" (200 with text that is not JSON), "fail_first" (HTTP 503 for
     the first `remaining` calls). It counts calls and keeps the headers."""
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.modes, self.calls, self.headers = {}, {}, []
         self.delay, self.remaining = 0.0, 0
         self.lock = threading.Lock()
@@ -126,7 +126,7 @@ class FlakyV2:
             def handle_error(self, request, client_address):
                 pass  # a client that gave up on a slow answer closed its socket: expected here
 
-        self.server = Quiet(("127.0.0.1", 0), Handler)
+        self.server = Quiet(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -494,6 +494,22 @@ class PipelineTestCase(unittest.TestCase):
                                                              "url": self.flaky.url}})
         self.assertEqual(index.post("/v2/repository/models/nowhere_first/load", {}, headers=AUTH).status, 200)
         self.assertEqual(index.post("/v2/models/nowhere_first/infer", v2_body(ROWS)).status, 200)
+
+    def test_a_remote_that_comes_up_later_is_taken_into_use(self):
+        port = free_port()
+        write_pipeline(self.repo, "later", {"root": {"kind": "sequence", "name": "main", "steps": [
+            {"kind": "model", "model": "iris_scaler", "name": "prep"},
+            {"kind": "remote", "name": "far", "model": "m", "url": f"http://127.0.0.1:{port}", "map": {"x": "scaled"},
+             "timeout_ms": 300}]}})
+        srv = self.start(control="explicit")
+        self.assertEqual(srv.post("/v2/models/later/infer", v2_body(ROWS)).status, 502)
+        self.flaky = FlakyV2(port)
+        self.assertTrue(self.wait_for(lambda: srv.post("/v2/models/later/infer", v2_body(ROWS)).status == 200))
+        # the requests for it retry the load (at most once a second): then it is READY
+        self.assertTrue(self.wait_for(lambda: srv.post("/v2/models/later/infer", v2_body(ROWS)).status == 200 and {
+            row["name"]: row["state"] for row in srv.post("/v2/repository/index", {}, headers=AUTH).json()}["later"]
+            == "READY"))
+        self.assertEqual(self.infer(srv, "later")["probabilities"]["data"], [0.25, 0.75] * 4)
 
     # ---- bad pipelines -------------------------------------------------------
 
