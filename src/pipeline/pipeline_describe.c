@@ -81,11 +81,23 @@ static void dot_label(FILE *out, const char *text)
     }
 }
 
-/* Steps are nodes; edges say what runs after (sequence) or beside
- * (branches, cases) what. */
-static void describe_dot(FILE *out, const step *s)
+/* A node id that stays the same from run to run: the step's index. */
+static size_t node(const pipeline *p, const step *s)
 {
-    fprintf(out, "  \"%p\" [label=\"", (const void *)s);
+    size_t i = 0;
+    while (i < p->n_steps && p->steps[i] != s)
+        i++;
+    return i;
+}
+
+/* Steps are nodes; edges say what runs after (sequence) or beside
+ * (branches, cases) what. A step used twice is drawn once. */
+static void describe_dot(FILE *out, const pipeline *p, const step *s, bool *drawn)
+{
+    if (drawn[node(p, s)])
+        return;
+    drawn[node(p, s)] = true;
+    fprintf(out, "  s%zu [label=\"", node(p, s));
     dot_label(out, s->name);
     fprintf(out, "\\n%s", kind_names[s->kind]);
     if (s->kind == STEP_MODEL) {
@@ -96,18 +108,18 @@ static void describe_dot(FILE *out, const step *s)
         fprintf(out, ": %s", combine_names[s->combine]);
     fprintf(out, "\", shape=%s];\n", s->kind == STEP_MODEL || s->kind == STEP_REMOTE ? "box" : "ellipse");
     for (size_t i = 0; i < s->n_steps; i++) {
-        fprintf(out, "  \"%p\" -> \"%p\" [label=\"%zu\"];\n", (const void *)s, (const void *)s->steps[i], i + 1);
-        describe_dot(out, s->steps[i]);
+        fprintf(out, "  s%zu -> s%zu [label=\"%zu\"];\n", node(p, s), node(p, s->steps[i]), i + 1);
+        describe_dot(out, p, s->steps[i], drawn);
     }
     for (size_t i = 0; i < s->n_branches; i++) {
-        fprintf(out, "  \"%p\" -> \"%p\" [label=\"", (const void *)s, (const void *)s->branches[i].step);
+        fprintf(out, "  s%zu -> s%zu [label=\"", node(p, s), node(p, s->branches[i].step));
         dot_label(out, s->branches[i].label);
         fprintf(out, "\"%s];\n", s->branches[i].optional ? ", style=dashed" : "");
-        describe_dot(out, s->branches[i].step);
+        describe_dot(out, p, s->branches[i].step, drawn);
     }
     for (size_t i = 0; i < s->n_cases; i++) {
-        fprintf(out, "  \"%p\" -> \"%p\" [label=\"case %zu\"];\n", (const void *)s, (const void *)s->cases[i].step, i);
-        describe_dot(out, s->cases[i].step);
+        fprintf(out, "  s%zu -> s%zu [label=\"case %zu\"];\n", node(p, s), node(p, s->cases[i].step), i);
+        describe_dot(out, p, s->cases[i].step, drawn);
     }
 }
 
@@ -122,7 +134,10 @@ char *pipeline_describe(const pipeline *p, bool dot)
         fputs("digraph \"", out);
         dot_label(out, p->name);
         fputs("\" {\n  rankdir=LR;\n", out);
-        describe_dot(out, p->root);
+        bool *drawn = calloc(p->n_steps + 1, sizeof(*drawn));
+        if (drawn)
+            describe_dot(out, p, p->root, drawn);
+        free(drawn);
         fputs("}\n", out);
     } else {
         fprintf(out, "pipeline %s\n  inputs:", p->name);
