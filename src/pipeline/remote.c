@@ -470,7 +470,9 @@ int remote_infer(remote_endpoint *r, const remote_call *call, char ***output_nam
             result = 200;
         }
         free(answer.data);
-        breaker_record(r, ok);
+        /* a 4xx says the remote is alive and the request wrong: not a
+         * failure of the endpoint */
+        breaker_record(r, ok || (status >= 400 && status < 500));
         /* a 4xx is the request's fault: the same request will fail again */
         if (ok || (status >= 400 && status < 500))
             break;
