@@ -27,8 +27,10 @@ test+=(python3-pil)   # the image fixtures (tests/image)
 test+=(chromium)      # the real browser that loads /ui and /docs (through npm's puppeteer-core)
 
 # bench: the Python jobs bench/batch measures against; the book's asynchronous
-# stack (FastAPI, uvicorn, redis) bench/async measures against
-bench=(python3-pandas python3-sqlalchemy python3-psycopg2 python3-fastapi python3-uvicorn python3-redis)
+# stack (FastAPI, uvicorn, redis) bench/async measures against; httpx for the
+# book's parallel pattern bench/pipeline rebuilds
+bench=(python3-pandas python3-sqlalchemy python3-psycopg2 python3-fastapi python3-uvicorn python3-redis
+       python3-httpx)
 
 case "$what" in
   build|demo) wanted=("${build[@]}") ;;

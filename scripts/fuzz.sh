@@ -35,7 +35,7 @@ echo "== fuzz.sh: building libFuzzer targets in $build"
 CC=clang cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
 cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_batch_reader fuzz_jobs_url \
-  fuzz_infer_request fuzz_image_decode >/dev/null
+  fuzz_infer_request fuzz_image_decode fuzz_pipeline_json >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -128,6 +128,10 @@ printf '\000\000\000{"inputs":[{"name":"float_input","shape":[1,4],"datatype":"F
   >"$corpus/infer_request/v2"
 printf '\002\000\000{"data":[[5.1,3.5,1.4,0.2]]}' >"$corpus/infer_request/book"
 run_target infer_request 10 -max_len=4096
+# pipeline.json: a short run from the shipped examples (src/pipeline)
+mkdir -p "$corpus/pipeline_json"
+for f in "$repo"/models/pipelines/*/pipeline.json; do cp "$f" "$corpus/pipeline_json/$(basename "$(dirname "$f")")"; done
+run_target pipeline_json 5 -max_len=4096
 
 if [ $status = 0 ]; then
   echo "fuzz.sh: no findings"

@@ -32,6 +32,13 @@ int cmd_version(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_pipeline(int argc, char **argv);
+/* DIR/<pipeline> holds a pipeline.json (cmd_pipeline.c). */
+bool cli_is_pipeline_dir(const char *path);
+struct json_t;
+/* `inferd predict DIR/<pipeline>`: run it on data (an array for a
+ * one-input pipeline, else an object of arrays) and print the outputs. */
+int cli_pipeline_predict(const char *path, const struct json_t *data, int threads);
 /* Called first by main(): when this executable carries a model (`inferd
  * bundle`) and was started without a command, serve that model, set *rc
  * and return true. */

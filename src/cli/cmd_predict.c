@@ -261,6 +261,11 @@ int cmd_predict(int argc, char **argv)
     json_t *root = json_loads(data, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return cli_fail("--data: invalid JSON at column %d: %s", jerr.column, jerr.text);
+    if (cli_is_pipeline_dir(model_path)) {
+        rc = cli_pipeline_predict(model_path, root, threads);
+        json_decref(root);
+        return rc;
+    }
 
     ifd_model *model = NULL;
     ifd_session *session = NULL;

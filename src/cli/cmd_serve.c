@@ -17,6 +17,7 @@
 #include "../store/fetch.h"
 #include "../store/store.h"
 #include "cli.h"
+#include "pipeline_set.h"
 
 static const char serve_usage[] =
     "usage: inferd serve MODEL.onnx|NAME[:VERSION] [options]   (a file, or a stored model)\n"
@@ -43,6 +44,10 @@ static const char serve_usage[] =
     "                       --repository every --poll-interval seconds), explicit (only\n"
     "                       the repository API loads and unloads)\n"
     "  --poll-interval S    seconds between repository scans in poll mode (default 5)\n"
+    "  --pipeline-threads N threads that run parallel pipeline branches beside the\n"
+    "                       worker that runs the request (default: --workers)\n"
+    "  --book-model NAME    the model or pipeline the book's /predict, /predict/label\n"
+    "                       answer (default: the first model by name)\n"
     "  --admin-token TOKEN  turn on the repository API (/v2/repository/...), callers send\n"
     "                       'Authorization: Bearer TOKEN' (or $INFERD_ADMIN_TOKEN)\n"
     "asynchronous inference (POST .../infer with 'Prefer: respond-async', GET /v2/jobs/ID):\n"
@@ -188,7 +193,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     const char *model_path = getenv("MODEL_FILEPATH"), *labels = getenv("LABEL_FILEPATH");
     const char *repository = NULL, *name = NULL, *version = NULL, *sample = NULL;
     const char *model_uri = NULL, *model_sha256 = NULL, *store_dir = NULL;
-    int threads = 1;
+    int threads = 1, pipeline_threads = -1;
     model_control control = MODEL_CONTROL_NONE;
     double poll_interval = 5.0;
     const char *admin_token = getenv("INFERD_ADMIN_TOKEN");
@@ -311,6 +316,12 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
             async_book_model = TAKE();
         } else if (strcmp(flag, "--async-book") == 0) {
             async_book = true;
+        } else if (strcmp(flag, "--pipeline-threads") == 0) {
+            if (!parse_long(flag, TAKE(), 0, 256, &v))
+                return 1;
+            pipeline_threads = (int)v;
+        } else if (strcmp(flag, "--book-model") == 0 && value) {
+            o.book_model = TAKE();
         } else if (strcmp(flag, "--grace") == 0) {
             if (!parse_double(flag, TAKE(), &o.grace))
                 return 1;
@@ -430,7 +441,11 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
         queue = NULL;
         async_workers = 0;
     }
-    model_set_options set_options = {.serving_sessions = o.workers + o.io_threads + (int)async_workers,
+    /* parallel pipeline branches run on their own threads, each with a
+     * session after the polling threads' and the job workers' ones */
+    if (pipeline_threads < 0)
+        pipeline_threads = repository ? o.workers : 0;
+    model_set_options set_options = {.serving_sessions = o.workers + o.io_threads + (int)async_workers + pipeline_threads,
                                      .threads_per_session = threads,
                                      .control = control,
                                      .poll_interval = poll_interval,
@@ -491,16 +506,32 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     char mode[64];
     snprintf(mode, sizeof(mode), "%s", model_control_name(control));
     log_event(LOG_INFO, "model control", "mode", mode, "repository_api", o.admin_token ? "on" : "off", NULL);
+    pipeline_set_options pipeline_options = {.repository = repository,
+                                             .models = models,
+                                             .control = control,
+                                             .poll_interval = poll_interval,
+                                             .branch_threads = pipeline_threads,
+                                             .first_branch_session = o.workers + o.io_threads + (int)async_workers};
+    srv.pipelines = pipeline_set_create(&pipeline_options);
+    if (!srv.pipelines || !pipeline_set_load_repository(srv.pipelines, err, sizeof(err))) {
+        log_event(LOG_ERROR, "cannot load pipeline", "error", srv.pipelines ? err : "out of memory", NULL);
+        pipeline_set_free(srv.pipelines);
+        model_set_free(models);
+        jobs_close(queue);
+        return 1;
+    }
     srv.metrics = metrics_create();
     int rc = 1;
     jobs_runner *runner = NULL;
     job_exec exec = {.set = models, .first_session = o.workers + o.io_threads, .sessions = (int)async_workers};
-    if (srv.metrics && model_set_start(models) && start_job_workers(queue, &exec, &runner))
+    if (srv.metrics && model_set_start(models) && pipeline_set_start(srv.pipelines) &&
+        start_job_workers(queue, &exec, &runner))
         rc = server_run(&srv);
     /* after the HTTP side stopped: running jobs finish, queued ones stay
      * queued (durably) for the next start or another worker */
     jobs_runner_stop(runner);
     metrics_free(srv.metrics);
+    pipeline_set_free(srv.pipelines);
     model_set_free(models);
     jobs_close(queue);
     return rc;

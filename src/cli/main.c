@@ -17,10 +17,12 @@ static const char usage[] =
     "commands:\n"
     "  run MODEL.onnx -i INPUT.pb [-i INPUT.pb ...] -o OUTDIR [--threads N]\n"
     "      run the model on TensorProto inputs; writes OUTDIR/output_<k>.pb\n"
-    "  predict MODEL.onnx --data JSON [--threads N]\n"
-    "      run the model on a JSON array and print the outputs as JSON\n"
+    "  predict MODEL.onnx|DIR/<pipeline> --data JSON [--threads N]\n"
+    "      run the model (or pipeline) on a JSON array and print the outputs as JSON\n"
     "  predict MODEL --image FILE [--preprocess SPEC] [--labels FILE] [--top-k K]\n"
     "      a JPEG or PNG through the model's declared image preprocessing: top-k labels\n"
+    "  pipeline check DIR/<pipeline> [--dot]\n"
+    "      validate a pipeline against the repository's models and print its graph\n"
     "  serve MODEL.onnx [--labels FILE] [--port N] ... | serve --repository DIR [--model-control M]\n"
     "      serve models over HTTP: the book's API, KServe V2, TensorFlow Serving REST\n"
     "  models import|list|get|delete|export ...\n"
@@ -157,6 +159,8 @@ int main(int argc, char **argv)
         return cmd_bundle(argc - 1, argv + 1);
     if (strcmp(command, "image") == 0)
         return cmd_image(argc - 1, argv + 1);
+    if (strcmp(command, "pipeline") == 0)
+        return cmd_pipeline(argc - 1, argv + 1);
     if (strcmp(command, "ctl") == 0)
         return cmd_ctl(argc - 1, argv + 1);
     if (strcmp(command, "worker") == 0)

@@ -459,8 +459,7 @@ json_t *model_set_index(model_set *set, bool ready_only)
             char dir[PATH_MAX];
             struct stat st;
             const char *name = names[i]->d_name;
-            if (repository_name_valid(name) &&
-                repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
+            if (repository_name_valid(name) && !repository_is_pipeline(set, name) && repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
                 S_ISDIR(st.st_mode)) {
                 pthread_rwlock_rdlock(&set->lock);
                 bool known = model_set_find(set, name) != NULL;

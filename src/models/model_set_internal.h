@@ -65,6 +65,8 @@ typedef struct version_file {
 
 /* model_set.c */
 bool repository_name_valid(const char *name);
+/* DIR/<name> holds a pipeline.json: a pipeline (src/pipeline), not a model. */
+bool repository_is_pipeline(const model_set *set, const char *name);
 long long version_number_of(const char *version);
 uint64_t model_set_random(void);
 void model_set_log(log_level level, const char *message, const char *model, const char *version,

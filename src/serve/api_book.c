@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_book_pipeline.h"
 #include "api_jobs.h"
 #include "image_request.h"
 #include "infer.h"
@@ -345,7 +346,10 @@ void book_prediction(http_request *req, const route_params *p, int worker)
  * answers through src/infer; an image upload is always answered at once. */
 void book_predict(http_request *req, const route_params *p, int worker)
 {
-    (void)p;
+    if (req->pipeline) {
+        book_predict_pipeline(req, p, worker);
+        return;
+    }
     if (req->server->async_book && !image_request_is_multipart(req)) {
         model_version *m = served_acquire(req, NULL);
         if (!m)
@@ -366,18 +370,27 @@ void book_predict(http_request *req, const route_params *p, int worker)
 
 void book_predict_test(http_request *req, const route_params *p, int worker)
 {
-    (void)p;
+    if (req->pipeline) {
+        book_predict_test_pipeline(req, p, worker);
+        return;
+    }
     answer_probabilities(req, worker, true);
 }
 
 void book_predict_label(http_request *req, const route_params *p, int worker)
 {
-    (void)p;
+    if (req->pipeline) {
+        book_predict_label_pipeline(req, p, worker);
+        return;
+    }
     answer_labels(req, worker, false);
 }
 
 void book_predict_test_label(http_request *req, const route_params *p, int worker)
 {
-    (void)p;
+    if (req->pipeline) {
+        book_predict_test_label_pipeline(req, p, worker);
+        return;
+    }
     answer_labels(req, worker, true);
 }

@@ -23,6 +23,7 @@
 
 #include "log.h"
 #include "routes.h"
+#include "pipeline_set.h"
 #include "server.h"
 
 static bool authorized(http_request *req)
@@ -136,6 +137,7 @@ void repository_index(http_request *req, const route_params *p, int worker)
         return;
     }
     json_t *index = model_set_index(req->server->models, json_is_true(ready));
+    pipeline_set_index(req->server->pipelines, index, json_is_true(ready));
     json_decref(body);
     audit(req, "index", NULL, "ok");
     http_reply_json(req, 200, index);
@@ -178,7 +180,16 @@ void repository_load(http_request *req, const route_params *p, int worker)
         }
     }
     char err[2048];
-    admin_result r = model_set_load(req->server->models, p->model, config, err, sizeof(err));
+    admin_result r;
+    if (pipeline_set_claims(req->server->pipelines, p->model)) {
+        if (config) {
+            http_reply_error(req, 400, "'%s' is a pipeline: it has no config.json to override", p->model);
+            goto done;
+        }
+        r = pipeline_set_load(req->server->pipelines, p->model, err, sizeof(err));
+    } else {
+        r = model_set_load(req->server->models, p->model, config, err, sizeof(err));
+    }
     answer(req, "load", p->model, r, err);
 done:
     free(config);
@@ -200,7 +211,9 @@ void repository_unload(http_request *req, const route_params *p, int worker)
     }
     json_decref(body);
     char err[1024];
-    admin_result r = model_set_unload(req->server->models, p->model, err, sizeof(err));
+    admin_result r = pipeline_set_has(req->server->pipelines, p->model)
+                         ? pipeline_set_unload(req->server->pipelines, p->model, err, sizeof(err))
+                         : model_set_unload(req->server->models, p->model, err, sizeof(err));
     answer(req, "unload", p->model, r, err);
 }
 

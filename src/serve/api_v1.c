@@ -17,18 +17,21 @@
 #include "served.h"
 #include "tensor_json.h"
 
-static model_version *find_model(http_request *req, const route_params *p)
-{
-    return served_acquire(req, p);
-}
 
 void v1_model_status(http_request *req, const route_params *p, int worker)
 {
     (void)worker;
-    model_version *m = find_model(req, p);
-    if (!m)
+    served_target t;
+    if (!served_acquire_target(req, p, &t))
         return;
     json_t *list = json_array();
+    if (t.pipeline) {
+        json_array_append_new(list, json_pack("{s:s, s:s, s:{s:s, s:s}}", "version", "1", "state", "AVAILABLE",
+                                              "status", "error_code", "OK", "error_message", ""));
+        http_reply_json(req, 200, json_pack("{s:o}", "model_version_status", list));
+        return;
+    }
+    const model_version *m = t.version;
     model_set_read_lock(req->server->models);
     const model_entry *e = model_set_find(req->server->models, m->name);
     for (size_t i = 0; e && i < e->n_versions; i++) {
@@ -80,9 +83,10 @@ static json_t *row_of(const ifd_value *v, size_t row)
 
 void v1_predict(http_request *req, const route_params *p, int worker)
 {
-    model_version *m = find_model(req, p);
-    if (!m)
+    served_target target;
+    if (!served_acquire_target(req, p, &target))
         return;
+    const served_target *m = &target;
     json_error_t je;
     json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!body || !json_is_object(body)) {
@@ -95,7 +99,7 @@ void v1_predict(http_request *req, const route_params *p, int worker)
     }
     json_t *instances = json_object_get(body, "instances");
     json_t *columns = json_object_get(body, "inputs");
-    size_t n_in = ifd_model_input_count(m->model), n_out = ifd_model_output_count(m->model);
+    size_t n_in = served_input_count(m), n_out = served_output_count(m);
     if (!!instances == !!columns || (instances && !json_is_array(instances))) {
         http_reply_error(req, 400, "give exactly one of \"instances\" (a list) or \"inputs\"");
         json_decref(body);
@@ -108,7 +112,7 @@ void v1_predict(http_request *req, const route_params *p, int worker)
     if (!ok)
         http_reply_error(req, 503, "out of memory");
     for (size_t i = 0; ok && i < n_in; i++) {
-        const ifd_io_info *io = ifd_model_input(m->model, i);
+        const ifd_io_info *io = served_input(m, i);
         json_t *data;
         if (instances) {
             bool keyed = n_in > 1 || (json_array_size(instances) && json_is_object(json_array_get(instances, 0)));
@@ -133,10 +137,9 @@ void v1_predict(http_request *req, const route_params *p, int worker)
             ok = false;
         }
     }
-    if (ok && model_set_run(req->server->models, m, worker, inputs, outputs, err, sizeof(err)) != IFD_OK) {
-        http_reply_error(req, 400, "%s", err);
+    served_extras extras = {0};
+    if (ok && !served_run(req, m, worker, inputs, outputs, &extras))
         ok = false;
-    }
     if (ok) {
         json_t *answer;
         if (instances) {
@@ -149,7 +152,7 @@ void v1_predict(http_request *req, const route_params *p, int worker)
                 }
                 json_t *entry = json_object();
                 for (size_t k = 0; k < n_out; k++)
-                    json_object_set_new(entry, ifd_model_output(m->model, k)->name, row_of(outputs[k], r));
+                    json_object_set_new(entry, served_output(m, k)->name, row_of(outputs[k], r));
                 json_array_append_new(predictions, entry);
             }
             answer = json_pack("{s:o}", "predictions", predictions);
@@ -158,11 +161,14 @@ void v1_predict(http_request *req, const route_params *p, int worker)
         } else {
             json_t *named = json_object();
             for (size_t k = 0; k < n_out; k++)
-                json_object_set_new(named, ifd_model_output(m->model, k)->name, value_to_json(outputs[k]));
+                json_object_set_new(named, served_output(m, k)->name, value_to_json(outputs[k]));
             answer = json_pack("{s:o}", "outputs", named);
         }
+        if (extras.parameters)
+            json_object_set(answer, "parameters", extras.parameters);
         http_reply_json(req, 200, answer);
     }
+    served_extras_free(&extras);
     for (size_t i = 0; inputs && i < n_in; i++)
         ifd_value_free(inputs[i]);
     for (size_t k = 0; outputs && k < n_out; k++)

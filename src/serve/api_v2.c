@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "api_jobs.h"
+#include "api_v2_pipeline.h"
 #include "image_request.h"
 #include "infer.h"
 #include "routes.h"
@@ -40,11 +41,6 @@
 #include "tensor_json.h"
 
 #define MAX_REQUEST_TENSORS 256
-
-static model_version *find_model(http_request *req, const route_params *p)
-{
-    return served_acquire(req, p);
-}
 
 void v2_server_metadata(http_request *req, const route_params *p, int worker)
 {
@@ -90,33 +86,37 @@ static json_t *tensor_metadata(const ifd_io_info *io)
 void v2_model_metadata(http_request *req, const route_params *p, int worker)
 {
     (void)worker;
-    model_version *m = find_model(req, p);
-    if (!m)
+    served_target t;
+    if (!served_acquire_target(req, p, &t))
         return;
     json_t *versions = json_array();
-    model_set_read_lock(req->server->models);
-    const model_entry *e = model_set_find(req->server->models, m->name);
-    for (size_t i = 0; e && i < e->n_versions; i++)
-        json_array_append_new(versions, json_string(e->versions[i]->version));
-    model_set_read_unlock(req->server->models);
+    if (t.pipeline) {
+        json_array_append_new(versions, json_string("1"));
+    } else {
+        model_set_read_lock(req->server->models);
+        const model_entry *e = model_set_find(req->server->models, t.version->name);
+        for (size_t i = 0; e && i < e->n_versions; i++)
+            json_array_append_new(versions, json_string(e->versions[i]->version));
+        model_set_read_unlock(req->server->models);
+    }
     json_t *inputs = json_array(), *outputs = json_array();
-    for (size_t i = 0; i < ifd_model_input_count(m->model); i++)
-        json_array_append_new(inputs, tensor_metadata(ifd_model_input(m->model, i)));
-    for (size_t i = 0; i < ifd_model_output_count(m->model); i++)
-        json_array_append_new(outputs, tensor_metadata(ifd_model_output(m->model, i)));
-    http_reply_json(req, 200, json_pack("{s:s, s:o, s:s, s:o, s:o}", "name", m->name, "versions",
-                                        versions, "platform", "onnx", "inputs", inputs, "outputs",
-                                        outputs));
+    for (size_t i = 0; i < served_input_count(&t); i++)
+        json_array_append_new(inputs, tensor_metadata(served_input(&t, i)));
+    for (size_t i = 0; i < served_output_count(&t); i++)
+        json_array_append_new(outputs, tensor_metadata(served_output(&t, i)));
+    http_reply_json(req, 200, json_pack("{s:s, s:o, s:s, s:o, s:o}", "name", served_target_name(&t), "versions",
+                                        versions, "platform", t.pipeline ? "inferd_pipeline" : "onnx", "inputs",
+                                        inputs, "outputs", outputs));
 }
 
 void v2_model_ready(http_request *req, const route_params *p, int worker)
 {
     (void)worker;
-    model_version *m = find_model(req, p);
-    if (!m)
+    served_target t;
+    if (!served_acquire_target(req, p, &t))
         return;
-    bool ready = m->ready && !req->server->stopping;
-    http_reply_json(req, ready ? 200 : 400, json_pack("{s:s, s:b}", "name", m->name, "ready", ready));
+    bool ready = served_target_ready(&t) && !req->server->stopping;
+    http_reply_json(req, ready ? 200 : 400, json_pack("{s:s, s:b}", "name", served_target_name(&t), "ready", ready));
 }
 
 /* ---- binary tensors ------------------------------------------------------ */
@@ -732,9 +732,19 @@ static bool model_takes_images(const model_version *m)
 
 void v2_infer(http_request *req, const route_params *p, int worker)
 {
-    model_version *m = find_model(req, p);
-    if (!m)
+    served_target target;
+    if (!served_acquire_target(req, p, &target))
         return;
+    if (target.pipeline) {
+        if (async_requested(req)) {
+            http_reply_error(req, 400, "'%s' is a pipeline: asynchronous requests (Prefer: respond-async) "
+                             "go to models", served_target_name(&target));
+            return;
+        }
+        v2_infer_pipeline(req, &target, worker);
+        return;
+    }
+    model_version *m = target.version;
     if (async_requested(req)) {
         async_submit(req, m, JOB_PROTOCOL_V2, worker);
         return;

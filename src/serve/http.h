@@ -14,6 +14,7 @@
 struct MHD_Connection;
 struct server;
 struct model_version;
+struct pipeline;
 
 typedef struct http_request {
     struct MHD_Connection *connection;
@@ -39,6 +40,7 @@ typedef struct http_request {
     double t_start, t_queued, t_compute_start, t_compute_end;
     char model_name[128], model_version[32];
     struct model_version *answered_by; /* held until the answer is sent (served.h) */
+    struct pipeline *pipeline;          /* likewise, when a pipeline answers */
     bool mode_field;                    /* the book's A/B "mode" field is asked for */
     bool suspended, answered;
     bool counted;            /* metrics observed (when the response was queued) */
@@ -46,6 +48,8 @@ typedef struct http_request {
 
 /* Header value or NULL. */
 const char *http_header(const http_request *req, const char *name);
+/* A query-string argument or NULL. */
+const char *http_query(const http_request *req, const char *name);
 /* The client's address as text ("127.0.0.1:53211"), for audit logs. */
 const char *http_client_address(const http_request *req, char *buf, size_t size);
 

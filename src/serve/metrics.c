@@ -14,6 +14,7 @@
 
 #include "api_jobs.h"
 #include "routes.h"
+#include "pipeline_set.h"
 #include "server.h"
 
 #define MAX_SERIES 512
@@ -320,6 +321,7 @@ char *metrics_render(metrics *m, const server *srv, size_t *len)
             __atomic_load_n(&srv->unanswered, __ATOMIC_SEQ_CST));
     render_model_set(out, srv->models);
     async_render_metrics(out, srv);
+    pipeline_set_render_metrics(srv->pipelines, out);
     pthread_mutex_lock(&m->lock);
     fprintf(out, "# HELP inferd_requests_total HTTP requests by model, version and status code.\n"
                  "# TYPE inferd_requests_total counter\n");

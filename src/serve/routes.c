@@ -2,7 +2,9 @@
  * routes.c — maps method + path to a handler. Fixed paths come from a table;
  * the model paths of KServe V2 (/v2/models/{m}[/versions/{v}][/ready|/infer])
  * and TensorFlow Serving (/v1/models/{m}[/versions/{v}][:predict]) are
- * parsed by hand because their parameters sit inside the path.
+ * parsed by hand because their parameters sit inside the path, as are the
+ * book's /predict routes for a named model or pipeline
+ * (/models/{m}/predict[/label]).
  */
 #include "routes.h"
 
@@ -163,6 +165,21 @@ static bool match_v1_model(http_request *req, const char *rest, route_match *out
     return method_is(req, "GET") ? set(out, v1_model_status, false) : wrong_method(req, "GET");
 }
 
+/* /models/{m}/predict[/label]: the book's API for a named model or pipeline */
+static bool match_book_model(http_request *req, const char *rest, route_match *out)
+{
+    const char *slash = strchr(rest, '/');
+    if (!slash || !segment(rest, slash, out->params.model, sizeof(out->params.model)))
+        return false;
+    route_fn fn = strcmp(slash, "/predict") == 0         ? book_predict
+                  : strcmp(slash, "/predict/label") == 0 ? book_predict_label
+                                                         : NULL;
+    if (!fn)
+        return false;
+    out->has_body = true;
+    return method_is(req, "POST") ? set(out, fn, true) : wrong_method(req, "POST");
+}
+
 bool routes_match(http_request *req, route_match *out)
 {
     memset(out, 0, sizeof(*out));
@@ -192,6 +209,8 @@ bool routes_match(http_request *req, route_match *out)
     if (strncmp(path, "/v1/models/", 11) == 0 && match_v1_model(req, path + 11, out))
         return true;
     if (strncmp(path, "/v2/repository/models/", 22) == 0 && match_repository_model(req, path + 22, out))
+        return true;
+    if (strncmp(path, "/models/", 8) == 0 && match_book_model(req, path + 8, out))
         return true;
     if (req->answered)
         return false; /* a 405 from the model routes */

@@ -1,10 +1,11 @@
 /*
- * served.c — choosing and holding the version that answers a request (see
- * served.h).
+ * served.c — choosing and holding the model version or pipeline that
+ * answers a request, and running it (see served.h).
  */
 #include "served.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server.h"
@@ -18,7 +19,7 @@ model_version *served_acquire(http_request *req, const route_params *p)
 {
     if (req->answered_by)
         return req->answered_by;
-    const char *name = p && p->model[0] ? p->model : NULL;
+    const char *name = p && p->model[0] ? p->model : req->server->options.book_model;
     const char *version = p && p->has_version ? p->version : NULL;
     acquired got;
     char err[1024];
@@ -52,4 +53,123 @@ const char *served_mode(const http_request *req, char *buf, size_t size)
 {
     snprintf(buf, size, "%s:%s", req->model_name, req->model_version);
     return buf;
+}
+
+bool served_acquire_target(http_request *req, const route_params *p, served_target *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *name = p && p->model[0] ? p->model : req->server->options.book_model;
+    if (req->pipeline) {
+        out->pipeline = req->pipeline;
+        return true;
+    }
+    if (name && pipeline_set_has(req->server->pipelines, name)) {
+        char err[1200];
+        if (p && p->has_version && strcmp(p->version, "1") != 0) {
+            http_reply_error(req, 404, "pipeline '%s' has only version 1", name);
+            return false;
+        }
+        out->pipeline = pipeline_set_acquire(req->server->pipelines, name, err, sizeof(err));
+        if (!out->pipeline) {
+            http_reply_error(req, 503, "%s", err);
+            return false;
+        }
+        req->pipeline = out->pipeline;
+        snprintf(req->model_name, sizeof(req->model_name), "%s", name);
+        snprintf(req->model_version, sizeof(req->model_version), "1");
+        return true;
+    }
+    out->version = served_acquire(req, p);
+    return out->version != NULL;
+}
+
+const char *served_target_name(const served_target *t)
+{
+    return t->pipeline ? pipeline_name(t->pipeline) : t->version->name;
+}
+
+const char *served_target_version(const served_target *t)
+{
+    return t->pipeline ? "1" : t->version->version;
+}
+
+bool served_target_ready(const served_target *t)
+{
+    return t->pipeline || t->version->ready;
+}
+
+size_t served_input_count(const served_target *t)
+{
+    return t->pipeline ? pipeline_input_count(t->pipeline) : ifd_model_input_count(t->version->model);
+}
+
+const ifd_io_info *served_input(const served_target *t, size_t index)
+{
+    return t->pipeline ? pipeline_input(t->pipeline, index) : ifd_model_input(t->version->model, index);
+}
+
+size_t served_output_count(const served_target *t)
+{
+    return t->pipeline ? pipeline_output_count(t->pipeline) : ifd_model_output_count(t->version->model);
+}
+
+const ifd_io_info *served_output(const served_target *t, size_t index)
+{
+    return t->pipeline ? pipeline_output(t->pipeline, index) : ifd_model_output(t->version->model, index);
+}
+
+bool served_run(http_request *req, const served_target *t, int worker, ifd_value *const *inputs,
+                ifd_value **outputs, served_extras *extras)
+{
+    if (!t->pipeline) {
+        char err[1024];
+        if (model_set_run(req->server->models, t->version, worker, inputs, outputs, err, sizeof(err)) != IFD_OK) {
+            http_reply_error(req, 400, "%s", err);
+            return false;
+        }
+        return true;
+    }
+    const char *trace = http_query(req, "trace");
+    pipeline_request request = {.session = worker,
+                                .request_id = req->request_id,
+                                .traceparent = http_header(req, "traceparent"),
+                                .headers = request_header,
+                                .header_context = req,
+                                .trace = (extras && extras->want_trace) ||
+                                         (trace && (strcmp(trace, "1") == 0 || strcmp(trace, "true") == 0))};
+    pipeline_result result;
+    pipeline_run(t->pipeline, pipeline_set_env(req->server->pipelines), &request, inputs, &result);
+    if (result.status != PIPELINE_OK) {
+        http_reply_error(req, (int)result.status, "pipeline '%s': %s", pipeline_name(t->pipeline), result.error);
+        pipeline_result_free(t->pipeline, &result);
+        return false;
+    }
+    for (size_t i = 0; i < pipeline_output_count(t->pipeline); i++) {
+        outputs[i] = result.outputs[i];
+        result.outputs[i] = NULL;
+    }
+    if (extras) {
+        if (result.skipped || result.trace) {
+            extras->parameters = json_object();
+            if (result.skipped)
+                json_object_set(extras->parameters, "skipped_steps", result.skipped);
+            if (result.trace)
+                json_object_set(extras->parameters, "trace", result.trace);
+        }
+        extras->n_branches = pipeline_branch_count(t->pipeline);
+        extras->branch_outputs = result.branch_outputs;
+        result.branch_outputs = NULL;
+    }
+    pipeline_result_free(t->pipeline, &result);
+    return true;
+}
+
+void served_extras_free(served_extras *extras)
+{
+    json_decref(extras->parameters);
+    for (size_t i = 0; extras->branch_outputs && i < extras->n_branches; i++)
+        ifd_value_free(extras->branch_outputs[i]);
+    free(extras->branch_outputs);
+    extras->parameters = NULL;
+    extras->branch_outputs = NULL;
 }

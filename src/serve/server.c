@@ -45,6 +45,7 @@
 #include "image_request.h"
 #include "log.h"
 #include "metrics.h"
+#include "pipeline.h"
 #include "routes.h"
 #include "served.h"
 #include "tensor_json.h"
@@ -91,6 +92,11 @@ static void on_signal(int sig)
 const char *http_header(const http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
+}
+
+const char *http_query(const http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
 }
 
 const char *http_client_address(const http_request *req, char *buf, size_t size)
@@ -312,7 +318,7 @@ static enum MHD_Result send_response(http_request *req)
     }
     if (req->page_headers)
         ui_add_security_headers(resp);
-    if (req->answered_by) {
+    if (req->answered_by || req->pipeline) {
         char who[200];
         snprintf(who, sizeof(who), "%s:%s", req->model_name, req->model_version);
         MHD_add_response_header(resp, "X-Model-Version", who);
@@ -376,8 +382,8 @@ static int inline_session(server *srv, const http_request *req, const route_matc
 {
     static atomic_int claimed;
     static __thread int slot = -2;
-    if (req->body_len > INLINE_MAX_BODY)
-        return -1;
+    if (req->body_len > INLINE_MAX_BODY || req->pipeline)
+        return -1; /* a pipeline may wait on remote steps: never on a polling thread */
     double run_seconds = model_set_run_seconds(srv->models, route->params.model,
                                                route->params.has_version ? route->params.version : NULL);
     if (run_seconds > INLINE_MAX_SECONDS)
@@ -564,7 +570,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     /* the version that answers is chosen when the request is accepted, so a
      * swap or unload after this point never fails it: it holds the version
      * while it waits for a worker and while it runs */
-    if (!route.admin && !served_acquire(req, &route.params))
+    served_target target;
+    if (!route.admin && !served_acquire_target(req, &route.params, &target))
         return send_response(req);
     if (route.admin) /* loads take seconds: on their own thread, never an inference worker */
         return hand_off(srv->admin_pool, req, &route, "the server is stopping or too many repository calls are queued");
@@ -604,6 +611,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     /* the version that answered may have been retired meanwhile: this
      * request may be the last that holds it */
     model_version_unref(req->answered_by);
+    pipeline_unref(req->pipeline);
     free(req->path);
     free(req->body);
     free(req->response);

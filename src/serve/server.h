@@ -24,6 +24,7 @@ typedef struct serve_options {
     unsigned connection_limit;
     unsigned request_timeout;    /* seconds a request may take to arrive */
     double grace;                /* seconds to finish in-flight requests on SIGTERM */
+    const char *book_model;      /* what the book's root routes serve (a model or pipeline); NULL: the default model */
 } serve_options;
 
 typedef struct route route;
@@ -31,6 +32,7 @@ typedef struct route route;
 typedef struct server {
     serve_options options;
     model_set *models;
+    struct pipeline_set *pipelines; /* DIR/<pipeline>/pipeline.json of the repository, or NULL */
     const char *admin_token;     /* NULL: the repository API is off */
     workers *admin_pool;         /* loads and unloads, off the inference workers */
     workers *pool;

@@ -1,0 +1,463 @@
+/*
+ * api_v2_pipeline.c — KServe V2 inference for a pipeline (src/pipeline):
+ * the V2 JSON and binary tensor forms decoded against the pipeline's
+ * signature, run through served_run (which runs the steps, local or
+ * remote, and reports skipped optional branches and step timings in the
+ * answer's parameters), and encoded as for a model.
+ *
+ * A model's requests go through src/infer (api_v2.c); this file keeps the
+ * pipeline's own copy of the V2 codec until src/infer serves pipelines too.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "routes.h"
+#include "server.h"
+#include "served.h"
+#include "api_v2_pipeline.h"
+#include "tensor_json.h"
+
+#define MAX_REQUEST_TENSORS 256
+
+
+/* ---- binary tensors ------------------------------------------------------ */
+
+/* Decode `size` raw bytes into a tensor of the given type and shape. */
+static ifd_value *binary_to_tensor(const unsigned char *data, size_t size, ifd_dtype dtype, int rank,
+                                   const int64_t *dims, char *err, size_t n)
+{
+    /* The element count checked against the bytes sent before anything is
+     * allocated: a shape may claim far more than the body carries. */
+    size_t count = 1, width = dtype == IFD_STRING ? 4 : ifd_dtype_size(dtype);
+    for (int i = 0; i < rank; i++)
+        if (dims[i] == 0)
+            count = 0;
+    for (int i = 0; count && i < rank; i++) {
+        if ((size_t)dims[i] > size / width / count + 1) {
+            snprintf(err, n, "binary_data_size is %zu bytes, too few for the shape", size);
+            return NULL;
+        }
+        count *= (size_t)dims[i];
+    }
+    if (dtype != IFD_STRING ? count * width != size : count * width > size) {
+        if (dtype == IFD_STRING)
+            snprintf(err, n, "binary_data_size is %zu bytes, too few for %zu BYTES elements", size, count);
+        else
+            snprintf(err, n, "binary_data_size is %zu bytes but shape and datatype need %zu", size,
+                     count * width);
+        return NULL;
+    }
+    ifd_value *v;
+    ifd_error e;
+    if (ifd_value_new_tensor(dtype, rank, dims, &v, &e) != IFD_OK) {
+        snprintf(err, n, "%s", e.message);
+        return NULL;
+    }
+    if (dtype != IFD_STRING) {
+        size_t need = count * width;
+        if (need)
+            memcpy(v->tensor.data, data, need);
+        if (dtype == IFD_BOOL)
+            for (size_t i = 0; i < count; i++)
+                ((unsigned char *)v->tensor.data)[i] = data[i] != 0;
+        return v;
+    }
+    size_t pos = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (size - pos < 4) {
+            snprintf(err, n, "BYTES element %zu: truncated length prefix", i);
+            ifd_value_free(v);
+            return NULL;
+        }
+        uint32_t len = (uint32_t)data[pos] | (uint32_t)data[pos + 1] << 8 |
+                       (uint32_t)data[pos + 2] << 16 | (uint32_t)data[pos + 3] << 24;
+        pos += 4;
+        if (len > size - pos) {
+            snprintf(err, n, "BYTES element %zu: length %u runs past binary_data_size", i, len);
+            ifd_value_free(v);
+            return NULL;
+        }
+        ifd_string *s = &((ifd_string *)v->tensor.data)[i];
+        s->data = malloc((size_t)len + 1);
+        if (!s->data) {
+            snprintf(err, n, "out of memory");
+            ifd_value_free(v);
+            return NULL;
+        }
+        memcpy(s->data, data + pos, len);
+        s->data[len] = '\0';
+        s->size = len;
+        pos += len;
+    }
+    if (pos != size) {
+        snprintf(err, n, "binary_data_size is %zu bytes but the BYTES elements use %zu", size, pos);
+        ifd_value_free(v);
+        return NULL;
+    }
+    return v;
+}
+
+typedef struct blob {
+    char *data;
+    size_t len, cap;
+} blob;
+
+static bool blob_put(blob *b, const void *data, size_t len)
+{
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + len)
+            cap *= 2;
+        char *grown = realloc(b->data, cap);
+        if (!grown)
+            return false;
+        b->data = grown;
+        b->cap = cap;
+    }
+    if (len)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return true;
+}
+
+static bool tensor_to_binary(const ifd_tensor *t, blob *b)
+{
+    size_t count = (size_t)ifd_tensor_count(t);
+    if (t->dtype != IFD_STRING)
+        return blob_put(b, t->data, count * ifd_dtype_size(t->dtype));
+    for (size_t i = 0; i < count; i++) {
+        const ifd_string *s = &((const ifd_string *)t->data)[i];
+        unsigned char len[4] = {(unsigned char)s->size, (unsigned char)(s->size >> 8),
+                                (unsigned char)(s->size >> 16), (unsigned char)(s->size >> 24)};
+        if (!blob_put(b, len, 4) || !blob_put(b, s->data, s->size))
+            return false;
+    }
+    return true;
+}
+
+/* ZipMap's sequence of maps as a [rows, classes] float tensor. */
+static bool flatten_maps(const ifd_value *seq, ifd_value **out, json_t **keys, char *err, size_t n)
+{
+    size_t rows = seq->length, cols = rows ? (size_t)ifd_tensor_count(&seq->items[0]->map_values) : 0;
+    int64_t dims[2] = {(int64_t)rows, (int64_t)cols};
+    ifd_error e;
+    if (ifd_value_new_tensor(IFD_FLOAT, 2, dims, out, &e) != IFD_OK) {
+        snprintf(err, n, "%s", e.message);
+        return false;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        const ifd_value *map = seq->items[r];
+        if (map->kind != IFD_VALUE_MAP || map->map_values.dtype != IFD_FLOAT ||
+            (size_t)ifd_tensor_count(&map->map_values) != cols) {
+            snprintf(err, n, "output rows are not maps of %zu floats", cols);
+            ifd_value_free(*out);
+            return false;
+        }
+        memcpy((float *)(*out)->tensor.data + r * cols, map->map_values.data, cols * sizeof(float));
+    }
+    *keys = rows ? tensor_to_json_flat(&seq->items[0]->map_keys) : json_array();
+    return true;
+}
+
+/* ---- inference ----------------------------------------------------------- */
+
+typedef struct infer_state {
+    json_t *header;
+    ifd_value **inputs;
+    ifd_value **outputs;
+    size_t n_inputs, n_outputs;
+} infer_state;
+
+static void infer_state_free(infer_state *s)
+{
+    for (size_t i = 0; s->inputs && i < s->n_inputs; i++)
+        ifd_value_free(s->inputs[i]);
+    for (size_t i = 0; s->outputs && i < s->n_outputs; i++)
+        ifd_value_free(s->outputs[i]);
+    free(s->inputs);
+    free(s->outputs);
+    json_decref(s->header);
+}
+
+static bool read_shape(const json_t *shape, int *rank, int64_t *dims, char *err, size_t n)
+{
+    if (!json_is_array(shape) || json_array_size(shape) > IFD_MAX_RANK) {
+        snprintf(err, n, "\"shape\" must be an array of at most %d non-negative integers", IFD_MAX_RANK);
+        return false;
+    }
+    *rank = (int)json_array_size(shape);
+    for (int i = 0; i < *rank; i++) {
+        const json_t *d = json_array_get(shape, (size_t)i);
+        if (!json_is_integer(d) || json_integer_value(d) < 0) {
+            snprintf(err, n, "\"shape\" must be an array of non-negative integers");
+            return false;
+        }
+        dims[i] = json_integer_value(d);
+    }
+    return true;
+}
+
+/* Decode the request's inputs into s->inputs (model order). On failure an
+ * error answer has been given. */
+static bool decode_inputs(http_request *req, const served_target *m, infer_state *s,
+                          const unsigned char *binary, size_t binary_len)
+{
+    char err[1024];
+    json_t *inputs = json_object_get(s->header, "inputs");
+    if (!json_is_array(inputs) || json_array_size(inputs) == 0) {
+        http_reply_error(req, 400, "\"inputs\" must be a non-empty array");
+        return false;
+    }
+    if (json_array_size(inputs) > MAX_REQUEST_TENSORS) {
+        http_reply_error(req, 400, "too many inputs (%zu)", json_array_size(inputs));
+        return false;
+    }
+    size_t offset = 0;
+    for (size_t i = 0; i < json_array_size(inputs); i++) {
+        json_t *in = json_array_get(inputs, i);
+        const char *name = json_string_value(json_object_get(in, "name"));
+        const char *datatype = json_string_value(json_object_get(in, "datatype"));
+        if (!json_is_object(in) || !name || !datatype) {
+            http_reply_error(req, 400, "inputs[%zu] needs \"name\", \"shape\" and \"datatype\"", i);
+            return false;
+        }
+        size_t index = 0;
+        while (index < s->n_inputs && strcmp(served_input(m, index)->name, name) != 0)
+            index++;
+        if (index == s->n_inputs) {
+            http_reply_error(req, 400, "%s '%s' has no input '%s'", m->pipeline ? "pipeline" : "model",
+                             served_target_name(m), name);
+            return false;
+        }
+        if (s->inputs[index]) {
+            http_reply_error(req, 400, "input '%s' is given twice", name);
+            return false;
+        }
+        ifd_dtype dtype;
+        if (!v2_datatype_parse(datatype, &dtype)) {
+            http_reply_error(req, 400, "input '%s': unknown datatype '%s'", name, datatype);
+            return false;
+        }
+        int rank;
+        int64_t dims[IFD_MAX_RANK];
+        if (!read_shape(json_object_get(in, "shape"), &rank, dims, err, sizeof(err))) {
+            http_reply_error(req, 400, "input '%s': %s", name, err);
+            return false;
+        }
+        const ifd_io_info *io = served_input(m, index);
+        if (!check_input_contract(io, dtype, rank, dims, err, sizeof(err))) {
+            http_reply_error(req, 400, "%s", err);
+            return false;
+        }
+        json_t *size = json_object_get(json_object_get(in, "parameters"), "binary_data_size");
+        json_t *data = json_object_get(in, "data");
+        if (size) {
+            if (!json_is_integer(size) || json_integer_value(size) < 0) {
+                http_reply_error(req, 400, "input '%s': binary_data_size must be a non-negative integer", name);
+                return false;
+            }
+            size_t bytes = (size_t)json_integer_value(size);
+            if (!binary || bytes > binary_len - offset) {
+                http_reply_error(req, 400,
+                                 "input '%s': binary_data_size %zu is larger than the %zu binary bytes "
+                                 "left in the body", name, bytes, binary ? binary_len - offset : 0);
+                return false;
+            }
+            s->inputs[index] = binary_to_tensor(binary + offset, bytes, dtype, rank, dims, err, sizeof(err));
+            offset += bytes;
+        } else if (data) {
+            s->inputs[index] = json_to_tensor(data, dtype, rank, dims, err, sizeof(err));
+        } else {
+            http_reply_error(req, 400, "input '%s' has neither \"data\" nor binary_data_size", name);
+            return false;
+        }
+        if (!s->inputs[index]) {
+            http_reply_error(req, 400, "input '%s': %s", name, err);
+            return false;
+        }
+    }
+    if (binary && offset != binary_len) {
+        http_reply_error(req, 400, "the body has %zu binary bytes that no input claims", binary_len - offset);
+        return false;
+    }
+    for (size_t i = 0; i < s->n_inputs; i++)
+        if (!s->inputs[i]) {
+            http_reply_error(req, 400, "input '%s' is missing", served_input(m, i)->name);
+            return false;
+        }
+    return true;
+}
+
+static bool wants_binary(const json_t *header, const json_t *requested)
+{
+    json_t *per_output = json_object_get(json_object_get(requested, "parameters"), "binary_data");
+    if (per_output)
+        return json_is_true(per_output);
+    return json_is_true(json_object_get(json_object_get(header, "parameters"), "binary_data_output"));
+}
+
+void v2_infer_pipeline(http_request *req, const served_target *m, int worker)
+{
+    if (!served_target_ready(m)) {
+        http_reply_error(req, 503, "model '%s' is not ready", served_target_name(m));
+        return;
+    }
+    infer_state s = {0};
+    const unsigned char *binary = NULL;
+    size_t json_len = req->body_len, binary_len = 0;
+    const char *header_length = http_header(req, "Inference-Header-Content-Length");
+    if (header_length) {
+        char *end;
+        unsigned long long declared = strtoull(header_length, &end, 10);
+        if (*header_length == '-' || *end || declared > req->body_len) {
+            http_reply_error(req, 400, "Inference-Header-Content-Length %s does not fit the %zu-byte body",
+                             header_length, req->body_len);
+            return;
+        }
+        json_len = (size_t)declared;
+        binary = (const unsigned char *)req->body + json_len;
+        binary_len = req->body_len - json_len;
+    }
+    json_error_t je;
+    s.header = json_loadb(req->body, json_len, JSON_REJECT_DUPLICATES, &je);
+    if (!s.header || !json_is_object(s.header)) {
+        if (s.header)
+            http_reply_error(req, 400, "the request must be a JSON object");
+        else
+            http_reply_error(req, 400, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
+        infer_state_free(&s);
+        return;
+    }
+    json_t *id = json_object_get(s.header, "id");
+    if (id && !json_is_string(id)) {
+        http_reply_error(req, 400, "\"id\" must be a string");
+        infer_state_free(&s);
+        return;
+    }
+    s.n_inputs = served_input_count(m);
+    s.n_outputs = served_output_count(m);
+    s.inputs = calloc(s.n_inputs ? s.n_inputs : 1, sizeof(*s.inputs));
+    s.outputs = calloc(s.n_outputs ? s.n_outputs : 1, sizeof(*s.outputs));
+    if (!s.inputs || !s.outputs) {
+        http_reply_error(req, 503, "out of memory");
+        infer_state_free(&s);
+        return;
+    }
+    if (!decode_inputs(req, m, &s, binary, binary_len)) {
+        infer_state_free(&s);
+        return;
+    }
+
+    /* which outputs, in which form */
+    json_t *requested = json_object_get(s.header, "outputs");
+    size_t n_requested = requested ? json_array_size(requested) : s.n_outputs;
+    if (requested && (!json_is_array(requested) || n_requested > MAX_REQUEST_TENSORS)) {
+        http_reply_error(req, 400, "\"outputs\" must be an array of {\"name\": ...}");
+        infer_state_free(&s);
+        return;
+    }
+    size_t order[MAX_REQUEST_TENSORS];
+    bool binary_out[MAX_REQUEST_TENSORS];
+    for (size_t r = 0; r < n_requested; r++) {
+        json_t *want = requested ? json_array_get(requested, r) : NULL;
+        if (want) {
+            const char *name = json_string_value(json_object_get(want, "name"));
+            size_t k = 0;
+            while (name && k < s.n_outputs && strcmp(served_output(m, k)->name, name) != 0)
+                k++;
+            if (!name || k == s.n_outputs) {
+                http_reply_error(req, 400, "%s '%s' has no output '%s'", m->pipeline ? "pipeline" : "model",
+                                 served_target_name(m), name ? name : "(unnamed)");
+                infer_state_free(&s);
+                return;
+            }
+            order[r] = k;
+        } else {
+            order[r] = r;
+        }
+        binary_out[r] = wants_binary(s.header, want);
+    }
+
+    char err[1024];
+    json_t *request_parameters = json_object_get(s.header, "parameters");
+    served_extras extras = {.want_trace = json_is_true(json_object_get(request_parameters, "trace"))};
+    if (!served_run(req, m, worker, s.inputs, s.outputs, &extras)) {
+        infer_state_free(&s);
+        return;
+    }
+
+    json_t *outputs = json_array();
+    blob raw = {0};
+    bool ok = true, any_binary = false;
+    for (size_t r = 0; r < n_requested && ok; r++) {
+        const ifd_io_info *io = served_output(m, order[r]);
+        ifd_value *v = s.outputs[order[r]], *flat = NULL;
+        json_t *keys = NULL;
+        if (v->kind == IFD_VALUE_SEQUENCE && (v->length == 0 || v->items[0]->kind == IFD_VALUE_MAP)) {
+            if (!flatten_maps(v, &flat, &keys, err, sizeof(err))) {
+                http_reply_error(req, 500, "output '%s': %s", io->name, err);
+                ok = false;
+                break;
+            }
+            v = flat;
+        } else if (v->kind != IFD_VALUE_TENSOR) {
+            http_reply_error(req, 500, "output '%s' is not a tensor", io->name);
+            ok = false;
+            break;
+        }
+        const ifd_tensor *t = &v->tensor;
+        json_t *shape = json_array();
+        for (int d = 0; d < t->rank; d++)
+            json_array_append_new(shape, json_integer(t->dims[d]));
+        json_t *out = json_pack("{s:s, s:s, s:o}", "name", io->name, "datatype",
+                                v2_datatype_name(t->dtype), "shape", shape);
+        json_t *params = keys ? json_pack("{s:o}", "keys", keys) : NULL;
+        if (binary_out[r]) {
+            size_t before = raw.len;
+            any_binary = true;
+            ok = tensor_to_binary(t, &raw);
+            if (!params)
+                params = json_object();
+            json_object_set_new(params, "binary_data_size", json_integer((json_int_t)(raw.len - before)));
+        } else {
+            json_object_set_new(out, "data", tensor_to_json_flat(t));
+        }
+        if (params)
+            json_object_set_new(out, "parameters", params);
+        json_array_append_new(outputs, out);
+        ifd_value_free(flat);
+    }
+    if (ok) {
+        json_t *body = json_pack("{s:s, s:s}", "model_name", served_target_name(m), "model_version",
+                                 served_target_version(m));
+        if (id)
+            json_object_set(body, "id", id);
+        if (extras.parameters)
+            json_object_set(body, "parameters", extras.parameters);
+        json_object_set_new(body, "outputs", outputs);
+        outputs = NULL;
+        size_t len;
+        char *text = json_encode(body, &len);
+        json_decref(body);
+        if (!text) {
+            http_reply_error(req, 503, "out of memory");
+        } else if (!any_binary) {
+            http_reply_buffer(req, 200, "application/json", text, len);
+        } else {
+            blob all = {0};
+            if (blob_put(&all, text, len) && blob_put(&all, raw.data, raw.len)) {
+                http_reply_buffer(req, 200, "application/octet-stream", all.data, all.len);
+                req->inference_header_length = len;
+            } else {
+                free(all.data);
+                http_reply_error(req, 503, "out of memory");
+            }
+            free(text);
+        }
+    }
+    json_decref(outputs);
+    free(raw.data);
+    served_extras_free(&extras);
+    infer_state_free(&s);
+}
