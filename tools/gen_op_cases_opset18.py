@@ -243,6 +243,12 @@ def new_operator_cases():
          [node("OptionalHasElement", ["x"], ["y"])], [("x", t)], [("y", TensorProto.BOOL)], 18)
     case("optionalgetelement18_tensor_input",
          [node("OptionalGetElement", ["x"], ["y"])], [("x", t)], [("y", F)], 18)
+    empty_type = helper.make_tensor_type_proto(TensorProto.FLOAT, [2, 3])
+    case("optional15_construct_then_get_and_empty_from_type",
+         [node("Optional", ["x"], ["o"]), node("OptionalGetElement", ["o"], ["y"]),
+          node("Optional", [], ["e"], type=empty_type),
+          node("OptionalHasElement", ["e"], ["has"])],
+         [("x", t)], [("y", F), ("has", TensorProto.BOOL)], 18)
     case("optionalhaselement18_omitted_input",
          [node("OptionalHasElement", [""], ["y"]), node("Identity", ["x"], ["z"])],
          [("x", t)], [("y", TensorProto.BOOL), ("z", F)], 18)

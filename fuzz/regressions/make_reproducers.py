@@ -79,3 +79,8 @@ map_type.map_type.key_type = TensorProto.INT64
 map_type.map_type.value_type.CopyFrom(helper.make_tensor_type_proto(F, []))
 write("conv-map-input-fails-without-reason", [helper.make_node("Conv", ["m", "m"], ["y"])],
       [helper.make_value_info("m", map_type)], [vi("y", F, None)], 11)
+
+# prepare(): Einsum with an empty name in its variadic operand list read
+# node->inputs[i]->dtype through NULL (fuzz_model_load, issue 16's operators)
+write("einsum-empty-operand", [helper.make_node("Einsum", ["x", ""], ["y"], equation="i,i->")],
+      [vi("x", F, [3])], [vi("y", F, None)], 12)

@@ -372,6 +372,7 @@ static op_attr_type infer_attr_type(const Onnx__AttributeProto *a)
     if (a->has_s) return OP_ATTR_STRING;
     if (a->t) return OP_ATTR_TENSOR;
     if (a->g) return OP_ATTR_GRAPH;
+    if (a->tp) return OP_ATTR_TYPE_PROTO;
     if (a->n_floats) return OP_ATTR_FLOATS;
     if (a->n_ints) return OP_ATTR_INTS;
     if (a->n_strings) return OP_ATTR_STRINGS;
@@ -460,6 +461,20 @@ static ifd_status convert_attrs(loader *ld, const Onnx__NodeProto *np, op_node *
                     goto oom;
             }
             break;
+        case OP_ATTR_TYPE_PROTO: {
+            if (!a->tp) {
+                set_error(ld->err, "%s node '%s': type attribute '%s' has no type",
+                          node->op_type, node->name, out->name);
+                return IFD_ERR_INVALID_MODEL;
+            }
+            out->type_info = model_alloc(m, sizeof(value_info));
+            if (!out->type_info)
+                goto oom;
+            ifd_status st = parse_type(ld, a->tp, out->name, out->type_info);
+            if (st != IFD_OK)
+                return st;
+            break;
+        }
         default:
             break; /* graphs and sparse tensors: only operators that need them look */
         }
@@ -1283,7 +1298,7 @@ static ifd_status check_arity(loader *ld, const op_node *op)
     static const char *const takes_any_kind[] = {
         "Identity",       "OptionalHasElement", "OptionalGetElement", "DictVectorizer",
         "CastMap",        "SequenceAt",         "SequenceInsert",     "SequenceErase",
-        "SequenceLength", "ConcatFromSequence", "Loop",
+        "SequenceLength", "ConcatFromSequence", "Loop",     "Optional",
     };
     bool any_kind = false;
     for (size_t i = 0; i < sizeof(takes_any_kind) / sizeof(takes_any_kind[0]); i++)

@@ -67,6 +67,7 @@ typedef struct op_attr {
     float *floats;
     ifd_string *strings;
     ifd_tensor *tensor;    /* decoded TENSOR attribute */
+    value_info *type_info; /* decoded TYPE_PROTO attribute (Optional's `type`) */
 } op_attr;
 
 typedef struct subgraph subgraph;

@@ -182,6 +182,9 @@ static int einsum_prepare(op_node *node, ifd_error *err)
     if (st->n_inputs != node->n_inputs)
         return op_prepare_fail(node, err, "equation '%s' has %d operands; the node has %d", eq,
                                st->n_inputs, node->n_inputs);
+    for (int i = 0; i < node->n_inputs; i++)
+        if (!node->inputs[i]) /* an empty name in a variadic list (found by the fuzzer) */
+            return op_prepare_fail(node, err, "operand %d is empty", i);
     ifd_dtype dtype = node->inputs[0]->dtype;
     for (int i = 0; i < node->n_inputs; i++)
         if (node->inputs[i]->dtype != dtype || !dtype_is_numeric(dtype))

@@ -580,6 +580,54 @@ static int identity_run(op_ctx *ctx)
 
 /* OptionalHasElement says whether an optional holds a value; OptionalGetElement
  * takes the value out (a tensor, or a sequence of tensors). */
+/* Optional-15: an optional holding its input, or, without one, an empty
+ * optional of the type attribute's type (a tensor or a sequence of them). */
+static int optional_prepare(op_node *node, ifd_error *err)
+{
+    const value_info *in = input_info(node, 0);
+    const op_attr *type = op_attr_find(node, "type");
+    value_info *out = node->outputs[0];
+    const value_info *of = in ? in : type && type->type_info ? type->type_info : NULL;
+    if (!of)
+        return op_prepare_fail(node, err, "needs an input or the type attribute");
+    if (of->kind != IFD_VALUE_TENSOR && !(of->kind == IFD_VALUE_SEQUENCE &&
+                                          of->elem_kind == IFD_VALUE_TENSOR))
+        return op_prepare_fail(node, err, "an optional holds a tensor or a sequence of tensors");
+    if (in && type && type->type_info &&
+        (type->type_info->kind != in->kind || type->type_info->dtype != in->dtype))
+        return op_prepare_fail(node, err, "the type attribute (%s) differs from the input (%s)",
+                               ifd_dtype_name(type->type_info->dtype), ifd_dtype_name(in->dtype));
+    out->kind = IFD_VALUE_OPTIONAL;
+    out->elem_kind = of->kind;
+    out->dtype = of->dtype;
+    out->rank = -1;
+    return 0;
+}
+
+static int optional_run(op_ctx *ctx)
+{
+    const ifd_value *in = op_input_value(ctx, 0);
+    ifd_value *copy = NULL, *out;
+    ifd_error err;
+    if (in && value_clone(in, &copy, &err) != IFD_OK)
+        return op_fail(ctx, "%s", err.message);
+    if (!(out = op_output_value(ctx, 0))) {
+        ifd_value_free(copy);
+        return -1;
+    }
+    out->kind = IFD_VALUE_OPTIONAL;
+    if (copy) {
+        out->items = malloc(sizeof(*out->items));
+        if (!out->items) {
+            ifd_value_free(copy);
+            return op_fail(ctx, "out of memory");
+        }
+        out->items[0] = copy;
+        out->length = 1;
+    }
+    return 0;
+}
+
 /* OptionalHasElement-18 / OptionalGetElement-18 (onnx 1.13 Operators.md)
  * also take a plain tensor or sequence, which is always present, and
  * OptionalHasElement-18 an omitted input, which never is. */
@@ -1143,6 +1191,7 @@ static const op_def defs[] = {
     {"", "Shape", 1, 21, shape_prepare, shape_run, NULL},
     {"", "Size", 1, 21, size_prepare, size_run, NULL},
     {"", "Identity", 1, 21, NULL, identity_run, NULL},
+    {"", "Optional", 15, 15, optional_prepare, optional_run, NULL},
     {"", "OptionalHasElement", 15, 18, optional_has_element_prepare, optional_has_element_run, NULL},
     {"", "OptionalGetElement", 15, 18, optional_get_element_prepare, optional_get_element_run, NULL},
     {"", "Dropout", 1, 13, dropout_prepare, dropout_run, NULL},
