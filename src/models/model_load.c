@@ -515,7 +515,8 @@ bool model_set_load_repository(model_set *set, char *err, size_t n)
         const char *name = names[i]->d_name;
         char dir[PATH_MAX], why[2048];
         struct stat st;
-        if (ok && repository_name_valid(name) && !repository_is_pipeline(set, name) && repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
+        if (ok && repository_name_valid(name) && !repository_is_pipeline(set, name) &&
+            repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
             S_ISDIR(st.st_mode)) {
             tried++;
             char *signature = repository_signature(set, name);
@@ -557,8 +558,10 @@ static void poll_once(model_set *set)
         const char *name = names[i]->d_name;
         char dir[PATH_MAX];
         struct stat st;
-        if (!__atomic_load_n(&set->stopping, __ATOMIC_ACQUIRE) && repository_name_valid(name) && !repository_is_pipeline(set, name) && repository_confined_path(set, name, dir, sizeof(dir)) &&
-            stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (!__atomic_load_n(&set->stopping, __ATOMIC_ACQUIRE) && repository_name_valid(name) &&
+            !repository_is_pipeline(set, name) &&
+            repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
+            S_ISDIR(st.st_mode)) {
             char *signature = repository_signature(set, name);
             pthread_rwlock_wrlock(&set->lock);
             model_entry *e = model_set_entry_add(set, name);

@@ -280,6 +280,18 @@ static int choose_version(const model_entry *e, header_lookup headers, void *con
     return e->n_versions ? (int)e->n_versions - 1 : -1;
 }
 
+int model_entry_share(const model_entry *e, size_t i)
+{
+    int total = 0;
+    for (size_t k = 0; k < e->n_versions; k++)
+        total += e->weights[k];
+    if (e->config.n_traffic && total > 0)
+        return e->weights[i];
+    /* without a split (or with every weight rolled back) one version takes
+     * every request that names none */
+    return (int)i == choose_version(e, NULL, NULL) ? 100 : 0;
+}
+
 acquire_result model_set_acquire(model_set *set, const char *name, const char *version,
                                  header_lookup headers, void *context, acquired *out, char *err,
                                  size_t n)
@@ -459,7 +471,8 @@ json_t *model_set_index(model_set *set, bool ready_only)
             char dir[PATH_MAX];
             struct stat st;
             const char *name = names[i]->d_name;
-            if (repository_name_valid(name) && !repository_is_pipeline(set, name) && repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
+            if (repository_name_valid(name) && !repository_is_pipeline(set, name) &&
+                repository_confined_path(set, name, dir, sizeof(dir)) && stat(dir, &st) == 0 &&
                 S_ISDIR(st.st_mode)) {
                 pthread_rwlock_rdlock(&set->lock);
                 bool known = model_set_find(set, name) != NULL;
@@ -515,6 +528,7 @@ static json_t *entry_status(const model_entry *e)
     json_t *versions = json_array();
     for (size_t i = 0; i < e->n_versions; i++) {
         model_version *v = e->versions[i];
+        int weight = model_entry_share(e, i);
         pthread_mutex_lock(&v->stats_lock);
         json_t *shadow =
             json_pack("{s:I, s:I, s:I, s:f}", "agreed", (json_int_t)v->shadow_agreed, "disagreed",
@@ -525,10 +539,10 @@ static json_t *entry_status(const model_entry *e)
         json_array_append_new(
             versions,
             json_pack("{s:s, s:s, s:i, s:s, s:s, s:f, s:f, s:{s:I, s:I}, s:o}", "version",
-                      v->version, "state", v->ready ? "READY" : "UNAVAILABLE", "weight",
-                      e->weights[i], "rolled_back", e->rolled_back[i], "sha256", v->sha256,
-                      "loaded_at", v->loaded_at, "load_seconds", v->load_seconds, "canary",
-                      "answered", answered, "failed", failed, "shadow", shadow));
+                      v->version, "state", v->ready ? "READY" : "UNAVAILABLE", "weight", weight,
+                      "rolled_back", e->rolled_back[i], "sha256", v->sha256, "loaded_at",
+                      v->loaded_at, "load_seconds", v->load_seconds, "canary", "answered", answered,
+                      "failed", failed, "shadow", shadow));
     }
     return json_pack("{s:s, s:o, s:o, s:s, s:I, s:I, s:I}", "name", e->name, "versions", versions,
                      "config", config_json(&e->config), "reason", e->reason, "loads_ok",

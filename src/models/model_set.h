@@ -170,6 +170,8 @@ void model_set_read_unlock(model_set *set);
 size_t model_set_count(const model_set *set); /* under the read lock */
 model_entry *model_set_entry(const model_set *set, size_t index);
 model_entry *model_set_find(const model_set *set, const char *name);
+/* Percent of the requests naming no version that listed version i takes. */
+int model_entry_share(const model_entry *e, size_t i);
 /* The default model's entry (the book's API): the first by name that serves. */
 model_entry *model_set_default(const model_set *set);
 

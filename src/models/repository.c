@@ -162,5 +162,6 @@ bool repository_is_pipeline(const model_set *set, const char *name)
     char rel[PATH_MAX], path[PATH_MAX];
     struct stat st;
     snprintf(rel, sizeof(rel), "%s/pipeline.json", name);
-    return repository_confined_path(set, rel, path, sizeof(path)) && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return repository_confined_path(set, rel, path, sizeof(path)) && stat(path, &st) == 0 &&
+           S_ISREG(st.st_mode);
 }

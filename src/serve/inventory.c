@@ -415,7 +415,7 @@ void v2_inventory(http_request *req, const route_params *p, int worker)
         const model_entry *e = model_set_entry(srv->models, i);
         for (size_t k = 0; k < e->n_versions; k++) {
             json_t *entry = inventory_served_model(e->versions[k]);
-            json_object_set_new(entry, "weight", json_integer(e->weights[k]));
+            json_object_set_new(entry, "weight", json_integer(model_entry_share(e, k)));
             json_object_set_new(entry, "state", json_string(e->versions[k]->ready ? "READY" : "UNAVAILABLE"));
             if (e->rolled_back[k][0])
                 json_object_set_new(entry, "rolled_back", json_string(e->rolled_back[k]));

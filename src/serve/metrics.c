@@ -238,14 +238,9 @@ static void render_model_set(FILE *out, model_set *set)
                  "(a canary's weight; 0 after a rollback).\n# TYPE inferd_model_traffic_weight gauge\n");
     for (size_t i = 0; i < n; i++) {
         const model_entry *e = model_set_entry(set, i);
-        int total = 0;
-        for (size_t k = 0; k < e->n_versions; k++)
-            total += e->weights[k];
         for (size_t k = 0; k < e->n_versions; k++) {
             version_labels(out, "inferd_model_traffic_weight", e->versions[k]);
-            /* without a split the newest version takes everything */
-            int weight = e->config.n_traffic && total ? e->weights[k] : k + 1 == e->n_versions ? 100 : 0;
-            fprintf(out, "} %d\n", weight);
+            fprintf(out, "} %d\n", model_entry_share(e, k));
         }
     }
     fprintf(out, "# HELP inferd_model_state Each version the repository index shows, by state (1 in its state).\n"
