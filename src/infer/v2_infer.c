@@ -21,6 +21,7 @@
 
 #include "infer.h"
 #include "tensor_json.h"
+#include "v2_codec.h"
 
 #define MAX_REQUEST_TENSORS 256
 
@@ -55,144 +56,9 @@ void infer_answer_free(infer_answer *out)
     out->len = 0;
 }
 
-/* ---- binary tensors ------------------------------------------------------ */
 
-/* Decode `size` raw bytes into a tensor of the given type and shape. */
-static ifd_value *binary_to_tensor(const unsigned char *data, size_t size, ifd_dtype dtype, int rank,
-                                   const int64_t *dims, char *err, size_t n)
-{
-    /* The element count checked against the bytes sent before anything is
-     * allocated: a shape may claim far more than the body carries. */
-    size_t count = 1, width = dtype == IFD_STRING ? 4 : ifd_dtype_size(dtype);
-    for (int i = 0; i < rank; i++)
-        if (dims[i] == 0)
-            count = 0;
-    for (int i = 0; count && i < rank; i++) {
-        if ((size_t)dims[i] > size / width / count + 1) {
-            snprintf(err, n, "binary_data_size is %zu bytes, too few for the shape", size);
-            return NULL;
-        }
-        count *= (size_t)dims[i];
-    }
-    if (dtype != IFD_STRING ? count * width != size : count * width > size) {
-        if (dtype == IFD_STRING)
-            snprintf(err, n, "binary_data_size is %zu bytes, too few for %zu BYTES elements", size, count);
-        else
-            snprintf(err, n, "binary_data_size is %zu bytes but shape and datatype need %zu", size,
-                     count * width);
-        return NULL;
-    }
-    ifd_value *v;
-    ifd_error e;
-    if (ifd_value_new_tensor(dtype, rank, dims, &v, &e) != IFD_OK) {
-        snprintf(err, n, "%s", e.message);
-        return NULL;
-    }
-    if (dtype != IFD_STRING) {
-        size_t need = count * width;
-        if (need)
-            memcpy(v->tensor.data, data, need);
-        if (dtype == IFD_BOOL)
-            for (size_t i = 0; i < count; i++)
-                ((unsigned char *)v->tensor.data)[i] = data[i] != 0;
-        return v;
-    }
-    size_t pos = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (size - pos < 4) {
-            snprintf(err, n, "BYTES element %zu: truncated length prefix", i);
-            ifd_value_free(v);
-            return NULL;
-        }
-        uint32_t len = (uint32_t)data[pos] | (uint32_t)data[pos + 1] << 8 |
-                       (uint32_t)data[pos + 2] << 16 | (uint32_t)data[pos + 3] << 24;
-        pos += 4;
-        if (len > size - pos) {
-            snprintf(err, n, "BYTES element %zu: length %u runs past binary_data_size", i, len);
-            ifd_value_free(v);
-            return NULL;
-        }
-        ifd_string *s = &((ifd_string *)v->tensor.data)[i];
-        s->data = malloc((size_t)len + 1);
-        if (!s->data) {
-            snprintf(err, n, "out of memory");
-            ifd_value_free(v);
-            return NULL;
-        }
-        memcpy(s->data, data + pos, len);
-        s->data[len] = '\0';
-        s->size = len;
-        pos += len;
-    }
-    if (pos != size) {
-        snprintf(err, n, "binary_data_size is %zu bytes but the BYTES elements use %zu", size, pos);
-        ifd_value_free(v);
-        return NULL;
-    }
-    return v;
-}
 
-typedef struct blob {
-    char *data;
-    size_t len, cap;
-} blob;
 
-static bool blob_put(blob *b, const void *data, size_t len)
-{
-    if (b->len + len > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + len)
-            cap *= 2;
-        char *grown = realloc(b->data, cap);
-        if (!grown)
-            return false;
-        b->data = grown;
-        b->cap = cap;
-    }
-    if (len)
-        memcpy(b->data + b->len, data, len);
-    b->len += len;
-    return true;
-}
-
-static bool tensor_to_binary(const ifd_tensor *t, blob *b)
-{
-    size_t count = (size_t)ifd_tensor_count(t);
-    if (t->dtype != IFD_STRING)
-        return blob_put(b, t->data, count * ifd_dtype_size(t->dtype));
-    for (size_t i = 0; i < count; i++) {
-        const ifd_string *s = &((const ifd_string *)t->data)[i];
-        unsigned char len[4] = {(unsigned char)s->size, (unsigned char)(s->size >> 8),
-                                (unsigned char)(s->size >> 16), (unsigned char)(s->size >> 24)};
-        if (!blob_put(b, len, 4) || !blob_put(b, s->data, s->size))
-            return false;
-    }
-    return true;
-}
-
-/* ZipMap's sequence of maps as a [rows, classes] float tensor. */
-static bool flatten_maps(const ifd_value *seq, ifd_value **out, json_t **keys, char *err, size_t n)
-{
-    size_t rows = seq->length, cols = rows ? (size_t)ifd_tensor_count(&seq->items[0]->map_values) : 0;
-    int64_t dims[2] = {(int64_t)rows, (int64_t)cols};
-    ifd_error e;
-    if (ifd_value_new_tensor(IFD_FLOAT, 2, dims, out, &e) != IFD_OK) {
-        snprintf(err, n, "%s", e.message);
-        return false;
-    }
-    for (size_t r = 0; r < rows; r++) {
-        const ifd_value *map = seq->items[r];
-        if (map->kind != IFD_VALUE_MAP || map->map_values.dtype != IFD_FLOAT ||
-            (size_t)ifd_tensor_count(&map->map_values) != cols) {
-            snprintf(err, n, "output rows are not maps of %zu floats", cols);
-            ifd_value_free(*out);
-            return false;
-        }
-        memcpy((float *)(*out)->tensor.data + r * cols, map->map_values.data, cols * sizeof(float));
-    }
-    *keys = rows ? tensor_to_json_flat(&seq->items[0]->map_keys) : json_array();
-    return true;
-}
 
 /* ---- inference ----------------------------------------------------------- */
 
@@ -214,23 +80,6 @@ static void infer_state_free(infer_state *s)
     json_decref(s->header);
 }
 
-static bool read_shape(const json_t *shape, int *rank, int64_t *dims, char *err, size_t n)
-{
-    if (!json_is_array(shape) || json_array_size(shape) > IFD_MAX_RANK) {
-        snprintf(err, n, "\"shape\" must be an array of at most %d non-negative integers", IFD_MAX_RANK);
-        return false;
-    }
-    *rank = (int)json_array_size(shape);
-    for (int i = 0; i < *rank; i++) {
-        const json_t *d = json_array_get(shape, (size_t)i);
-        if (!json_is_integer(d) || json_integer_value(d) < 0) {
-            snprintf(err, n, "\"shape\" must be an array of non-negative integers");
-            return false;
-        }
-        dims[i] = json_integer_value(d);
-    }
-    return true;
-}
 
 /* Decode the request's inputs into s->inputs (model order). On failure an
  * error answer has been given. */
@@ -274,7 +123,7 @@ static bool decode_inputs(infer_answer *out, model_version *m, infer_state *s,
         }
         int rank;
         int64_t dims[IFD_MAX_RANK];
-        if (!read_shape(json_object_get(in, "shape"), &rank, dims, err, sizeof(err))) {
+        if (!v2_read_shape(json_object_get(in, "shape"), &rank, dims, err, sizeof(err))) {
             infer_answer_error(out, 400, "input '%s': %s", name, err);
             return false;
         }
@@ -297,7 +146,7 @@ static bool decode_inputs(infer_answer *out, model_version *m, infer_state *s,
                                  "left in the body", name, bytes, binary ? binary_len - offset : 0);
                 return false;
             }
-            s->inputs[index] = binary_to_tensor(binary + offset, bytes, dtype, rank, dims, err, sizeof(err));
+            s->inputs[index] = v2_binary_to_tensor(binary + offset, bytes, dtype, rank, dims, err, sizeof(err));
             offset += bytes;
         } else if (data) {
             s->inputs[index] = json_to_tensor(data, dtype, rank, dims, err, sizeof(err));
@@ -322,13 +171,6 @@ static bool decode_inputs(infer_answer *out, model_version *m, infer_state *s,
     return true;
 }
 
-static bool wants_binary(const json_t *header, const json_t *requested)
-{
-    json_t *per_output = json_object_get(json_object_get(requested, "parameters"), "binary_data");
-    if (per_output)
-        return json_is_true(per_output);
-    return json_is_true(json_object_get(json_object_get(header, "parameters"), "binary_data_output"));
-}
 
 bool infer_v2(model_set *set, model_version *m, int session, const char *body, size_t len,
               const char *header_length, bool check_only, infer_answer *out)
@@ -409,7 +251,7 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
         } else {
             order[r] = r;
         }
-        binary_out[r] = wants_binary(s.header, want);
+        binary_out[r] = v2_wants_binary(s.header, want);
     }
 
     if (check_only) {
@@ -426,14 +268,14 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
     }
 
     json_t *outputs = json_array();
-    blob raw = {0};
+    v2_blob raw = {0};
     bool ok = true, any_binary = false;
     for (size_t r = 0; r < n_requested && ok; r++) {
         const ifd_io_info *io = ifd_model_output(m->model, order[r]);
         ifd_value *v = s.outputs[order[r]], *flat = NULL;
         json_t *keys = NULL;
         if (v->kind == IFD_VALUE_SEQUENCE && (v->length == 0 || v->items[0]->kind == IFD_VALUE_MAP)) {
-            if (!flatten_maps(v, &flat, &keys, err, sizeof(err))) {
+            if (!v2_flatten_maps(v, &flat, &keys, err, sizeof(err))) {
                 infer_answer_error(out, 500, "output '%s': %s", io->name, err);
                 ok = false;
                 break;
@@ -454,7 +296,7 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
         if (binary_out[r]) {
             size_t before = raw.len;
             any_binary = true;
-            ok = tensor_to_binary(t, &raw);
+            ok = v2_tensor_to_binary(t, &raw);
             if (!params)
                 params = json_object();
             json_object_set_new(params, "binary_data_size", json_integer((json_int_t)(raw.len - before)));
@@ -480,8 +322,8 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
         } else if (!any_binary) {
             *out = (infer_answer){.status = 200, .body = text, .len = text_len, .content_type = "application/json"};
         } else {
-            blob all = {0};
-            if (blob_put(&all, text, text_len) && blob_put(&all, raw.data, raw.len)) {
+            v2_blob all = {0};
+            if (v2_blob_put(&all, text, text_len) && v2_blob_put(&all, raw.data, raw.len)) {
                 *out = (infer_answer){.status = 200, .body = all.data, .len = all.len,
                                       .content_type = "application/octet-stream",
                                       .inference_header_length = text_len};
