@@ -170,3 +170,37 @@ bool v2_wants_binary(const json_t *header, const json_t *requested)
     return json_is_true(
         json_object_get(json_object_get(header, "parameters"), "binary_data_output"));
 }
+
+ifd_value *v2_decode_tensor(const json_t *in, const char *name, ifd_dtype dtype, int rank,
+                            const int64_t *dims, const unsigned char *binary, size_t binary_len,
+                            size_t *offset, char *err, size_t n)
+{
+    json_t *size = json_object_get(json_object_get(in, "parameters"), "binary_data_size");
+    json_t *data = json_object_get(in, "data");
+    char reason[900];
+    ifd_value *v = NULL;
+    if (size) {
+        if (!json_is_integer(size) || json_integer_value(size) < 0) {
+            snprintf(err, n, "input '%s': binary_data_size must be a non-negative integer", name);
+            return NULL;
+        }
+        size_t bytes = (size_t)json_integer_value(size);
+        if (!binary || bytes > binary_len - *offset) {
+            snprintf(err, n,
+                     "input '%s': binary_data_size %zu is larger than the %zu binary bytes left in "
+                     "the body",
+                     name, bytes, binary ? binary_len - *offset : 0);
+            return NULL;
+        }
+        v = v2_binary_to_tensor(binary + *offset, bytes, dtype, rank, dims, reason, sizeof(reason));
+        *offset += bytes;
+    } else if (data) {
+        v = json_to_tensor(data, dtype, rank, dims, reason, sizeof(reason));
+    } else {
+        snprintf(err, n, "input '%s' has neither \"data\" nor binary_data_size", name);
+        return NULL;
+    }
+    if (!v)
+        snprintf(err, n, "input '%s': %s", name, reason);
+    return v;
+}

@@ -132,30 +132,10 @@ static bool decode_inputs(infer_answer *out, model_version *m, infer_state *s,
             infer_answer_error(out, 400, "%s", err);
             return false;
         }
-        json_t *size = json_object_get(json_object_get(in, "parameters"), "binary_data_size");
-        json_t *data = json_object_get(in, "data");
-        if (size) {
-            if (!json_is_integer(size) || json_integer_value(size) < 0) {
-                infer_answer_error(out, 400, "input '%s': binary_data_size must be a non-negative integer", name);
-                return false;
-            }
-            size_t bytes = (size_t)json_integer_value(size);
-            if (!binary || bytes > binary_len - offset) {
-                infer_answer_error(out, 400,
-                                 "input '%s': binary_data_size %zu is larger than the %zu binary bytes "
-                                 "left in the body", name, bytes, binary ? binary_len - offset : 0);
-                return false;
-            }
-            s->inputs[index] = v2_binary_to_tensor(binary + offset, bytes, dtype, rank, dims, err, sizeof(err));
-            offset += bytes;
-        } else if (data) {
-            s->inputs[index] = json_to_tensor(data, dtype, rank, dims, err, sizeof(err));
-        } else {
-            infer_answer_error(out, 400, "input '%s' has neither \"data\" nor binary_data_size", name);
-            return false;
-        }
+        s->inputs[index] =
+            v2_decode_tensor(in, name, dtype, rank, dims, binary, binary_len, &offset, err, sizeof(err));
         if (!s->inputs[index]) {
-            infer_answer_error(out, 400, "input '%s': %s", name, err);
+            infer_answer_error(out, 400, "%s", err);
             return false;
         }
     }
