@@ -142,10 +142,24 @@ typedef struct ifd_unsupported_op {
 typedef struct ifd_model ifd_model;
 typedef struct ifd_session ifd_session;
 
+/* How much the loader rewrites the graph before it runs (ORT's levels).
+ * NONE runs the graph as written; BASIC folds constants and drops dead
+ * nodes; ALL also fuses (Conv+BatchNormalization, Conv/Gemm/MatMul with
+ * their bias, residual Add and activation) and recognises LayerNormalization,
+ * Gelu and attention spelled out in primitives. Every level computes the same
+ * outputs within floating-point reassociation. DEFAULT (0) means ALL. */
+typedef enum ifd_graph_opt {
+    IFD_GRAPH_OPT_DEFAULT = 0,
+    IFD_GRAPH_OPT_NONE,
+    IFD_GRAPH_OPT_BASIC,
+    IFD_GRAPH_OPT_ALL
+} ifd_graph_opt;
+
 typedef struct ifd_load_options {
     /* Keep loading a model that uses unsupported operators, so that it can be
      * described; such a model refuses to create sessions. */
     int describe_only;
+    ifd_graph_opt graph_opt;
 } ifd_load_options;
 
 typedef struct ifd_session_options {
