@@ -11,9 +11,8 @@ ONNX Runtime computes on the same graph, not what a trained net predicts.
                         holds two Ifs, trip count an input, outputs a sequence
   gru_text_classifier   Embedding, 2-layer bidirectional GRU, Linear; batch and
                         sequence length dynamic
-  lstm_tagger           Embedding, bidirectional LSTM, per-token Linear; the
-                        sequence_lens path through pack_padded_sequence is not
-                        exported by torch 1.13, so lengths are fixed by padding
+  lstm_tagger           Embedding, bidirectional LSTM, per-token Linear; batch
+                        and sequence length dynamic
   qdq_cnn               eager-mode static quantization (torch.ao.quantization:
                         fused Conv+ReLU, observers calibrated on data), exported
                         as QuantizeLinear/DequantizeLinear around float Conv/Gemm
