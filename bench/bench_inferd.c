@@ -15,9 +15,13 @@
  * Peak RSS is getrusage's ru_maxrss for the whole process; the RSS before the
  * model is loaded is printed beside it so the harness's own share is visible.
  *
- *   bench_inferd MODEL.onnx [--batch N] [--threads N] [--input-from DIR]
+ *   bench_inferd MODEL.onnx [--batch N] [--threads N] [--input-from DIR [--as-is]]
  *                [--shape NAME=D1,D2,...] [--seed N] [--min-time S]
  *                [--min-iters N] [--max-iters N] [--warmup S]
+ *
+ * --as-is feeds every input_<i>.pb exactly as stored (no batch tiling), for
+ * models whose inputs are not all batch-first: scalars such as a sample rate,
+ * or recurrent state shaped [layers, batch, hidden] (bench/realmodels).
  */
 #include <errno.h>
 #include <math.h>
@@ -41,6 +45,7 @@ typedef struct shape_option {
 typedef struct bench_options {
     const char *model_path;
     const char *input_dir; /* DIR/input_<i>.pb: rows tiled to the batch */
+    int inputs_as_is;      /* --as-is: DIR/input_<i>.pb fed exactly as stored */
     int64_t batch;
     int threads;
     uint32_t seed;
@@ -147,7 +152,7 @@ static int parse_shape(char *text, shape_option *shape)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: bench_inferd MODEL.onnx [--batch N] [--threads N] [--input-from DIR]\n"
+            "usage: bench_inferd MODEL.onnx [--batch N] [--threads N] [--input-from DIR [--as-is]]\n"
             "       [--shape NAME=D1,D2,...] [--seed N] [--min-time S] [--min-iters N]\n"
             "       [--max-iters N] [--warmup S]\n");
 }
@@ -174,6 +179,9 @@ static int parse_args(int argc, char **argv, bench_options *opt)
         } else if (strcmp(a, "--warmup") == 0 && parse_seconds(v, &opt->warmup)) {
         } else if (strcmp(a, "--input-from") == 0 && v) {
             opt->input_dir = v;
+        } else if (strcmp(a, "--as-is") == 0) {
+            opt->inputs_as_is = 1;
+            continue;
         } else if (strcmp(a, "--shape") == 0 && opt->n_shapes < MAX_SHAPES &&
                    parse_shape(argv[i + 1], &opt->shapes[opt->n_shapes])) {
             opt->n_shapes++;
@@ -187,7 +195,7 @@ static int parse_args(int argc, char **argv, bench_options *opt)
         }
         i++;
     }
-    if (!opt->model_path) {
+    if (!opt->model_path || (opt->inputs_as_is && !opt->input_dir)) {
         usage();
         return 0;
     }
@@ -287,6 +295,11 @@ static ifd_value *make_input(const bench_options *opt, const ifd_model *model, s
             return NULL;
         }
         free(buf);
+        if (opt->inputs_as_is) {
+            if (!fixture)
+                snprintf(why, why_size, "--as-is: %.150s is missing", path);
+            return fixture;
+        }
         if (fixture && (fixture->kind != IFD_VALUE_TENSOR || fixture->tensor.rank < 1 ||
                         fixture->tensor.dims[0] < 1)) {
             ifd_value_free(fixture);

@@ -14,7 +14,7 @@
 // is loaded is printed beside it (node itself takes tens of MB).
 //
 //   node bench/bench_ort.js MODEL.onnx [--batch N] [--threads N]
-//        [--input-from DIR] [--shape NAME=D1,D2,...] [--seed N]
+//        [--input-from DIR [--as-is]] [--shape NAME=D1,D2,...] [--seed N]
 //        [--min-time S] [--min-iters N] [--max-iters N] [--warmup S]
 'use strict';
 
@@ -30,7 +30,7 @@ const path = require('path');
 function parseArgs(argv) {
   const opt = {
     modelPath: null, inputDir: null, batch: 1, threads: 1, seed: 1, minTime: 1.0,
-    warmup: 0.2, minIters: 200, maxIters: 200000, shapes: {},
+    warmup: 0.2, minIters: 200, maxIters: 200000, shapes: {}, asIs: false,
   };
   const int = (v, lo, hi) => {
     if (!/^[0-9]+$/.test(v || '')) throw new Error(`bad number '${v}'`);
@@ -55,6 +55,8 @@ function parseArgs(argv) {
       case '--min-time': opt.minTime = seconds(v); i++; break;
       case '--warmup': opt.warmup = seconds(v); i++; break;
       case '--input-from': opt.inputDir = v; i++; break;
+      // every input_<i>.pb exactly as stored, as bench_inferd.c's --as-is
+      case '--as-is': opt.asIs = true; break;
       case '--shape': {
         const m = /^([^=]+)=([0-9]+(?:,[0-9]+)*)?$/.exec(v || '');
         if (!m) throw new Error(`bad --shape '${v}'`);
@@ -193,6 +195,11 @@ function makeInput(ort, opt, meta, index) {
   if (opt.inputDir) {
     const file = path.join(opt.inputDir, `input_${index}.pb`);
     if (fs.existsSync(file)) fixture = readTensorProto(fs.readFileSync(file));
+    if (opt.asIs) {
+      if (!fixture) throw new Error(`--as-is: ${file} is missing`);
+      if (fixture.type !== meta.type) throw new Error(`input '${meta.name}': ${file} is ${fixture.type}, the model takes ${meta.type}`);
+      return new ort.Tensor(meta.type, fixture.data, fixture.dims);
+    }
     if (fixture && (fixture.dims.length < 1 || fixture.dims[0] < 1)) fixture = null;
   }
   const shape = opt.shapes[meta.name];

@@ -24,6 +24,7 @@ test+=(wrk)           # the load generator of the live-model tests
 test+=(redis-server)  # the job queue's Redis tests
 test+=(postgresql)    # inferd batch --db tests
 test+=(python3-pil)   # the image fixtures (tests/image)
+test+=(python3-torchvision espeak-ng)  # real-model fixtures: torchvision architectures, spoken input for VAD and wake-word models
 test+=(chromium)      # the real browser that loads /ui and /docs (through npm's puppeteer-core)
 
 # bench: the Python jobs bench/batch measures against; the book's asynchronous
