@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grpc/grpc_server.h"
 #include "http.h"
 #include "image_request.h"
 #include "log.h"
@@ -725,6 +726,12 @@ int server_run(server *srv)
     char port[16];
     snprintf(port, sizeof(port), "%u", info ? (unsigned)info->port : (unsigned)o->port);
     log_event(LOG_INFO, "listening", "host", o->host, "port", port, NULL);
+    if (o->grpc_port >= 0 && !(srv->grpc = grpc_frontend_start(srv))) {
+        MHD_stop_daemon(daemon);
+        workers_stop(srv->pool);
+        workers_stop(srv->admin_pool);
+        return 1;
+    }
 
     /* Wait for a signal, checking the per-request deadline meanwhile. */
     unsigned char sig = 0;
@@ -745,6 +752,7 @@ int server_run(server *srv)
     MHD_socket listener = MHD_quiesce_daemon(daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
+    grpc_frontend_quiesce(srv->grpc);
     /* Requests in flight, and connections accepted just before the signal
      * whose request has not begun arriving (up to 0.2 s), are finished. */
     double deadline = server_now() + o->grace;
@@ -765,6 +773,8 @@ int server_run(server *srv)
     atomic_store(&abandon_queued, true);
     workers_stop(srv->pool);
     workers_stop(srv->admin_pool);
+    grpc_frontend_stop(srv->grpc); /* after the workers: none still answers a call */
+    srv->grpc = NULL;
     MHD_stop_daemon(daemon);
     close(signal_pipe[0]);
     close(signal_pipe[1]);
