@@ -23,8 +23,9 @@
  * failed one answers error_message and the stream goes on.
  *
  * Each request is counted in the metrics (protocol="grpc", code: the HTTP
- * status REST would give) and the access log like an HTTP request, and
- * srv->in_flight covers calls, so SIGTERM's grace period waits for them.
+ * status REST would give; inferd_requests_in_flight) and the access log
+ * like an HTTP request, and srv->in_flight covers calls, so SIGTERM's
+ * grace period waits for them.
  */
 #include "grpc_server.h"
 
@@ -255,6 +256,7 @@ static void account(rpc *r)
 {
     server *srv = r->f->srv;
     double end = server_now();
+    __atomic_sub_fetch(&srv->unanswered, 1, __ATOMIC_SEQ_CST);
     int code = http_status_of(r->status);
     char path[64];
     snprintf(path, sizeof(path), SERVICE "%s", method_names[r->method]);
@@ -706,6 +708,8 @@ static void on_event(rpc *r, bool ok)
         r->counted_in_flight = true;
         __atomic_add_fetch(&f->srv->in_flight, 1, __ATOMIC_SEQ_CST);
         make_request_id(r);
+        if (r->method != MODEL_STREAM_INFER) /* a stream's requests count as they arrive */
+            __atomic_add_fetch(&f->srv->unanswered, 1, __ATOMIC_SEQ_CST);
         if (r->method == UNREGISTERED) {
             fail(r, GRPC_STATUS_UNIMPLEMENTED, "%.*s is not a method of inference.GRPCInferenceService",
                  (int)GRPC_SLICE_LENGTH(r->details.method), (const char *)GRPC_SLICE_START_PTR(r->details.method));
@@ -725,6 +729,7 @@ static void on_event(rpc *r, bool ok)
             finish(r, false); /* the client closed its side: OK */
         } else {
             r->t_start = server_now();
+            __atomic_add_fetch(&f->srv->unanswered, 1, __ATOMIC_SEQ_CST);
             start_inference(r, payload_length(r->payload));
         }
         return;
