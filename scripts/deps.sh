@@ -33,6 +33,7 @@ test+=(chromium)      # the real browser that loads /ui and /docs (through npm's
 # book's parallel pattern bench/pipeline rebuilds
 bench=(python3-pandas python3-sqlalchemy python3-psycopg2 python3-fastapi python3-uvicorn python3-redis
        python3-httpx)
+bench+=(nghttp2-client)  # h2load: the C load generator of bench/grpc (gRPC over HTTP/2 and REST alike)
 
 case "$what" in
   build|demo) wanted=("${build[@]}") ;;
