@@ -217,10 +217,18 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
+static uint64_t id_seed;
+static pthread_once_t id_seed_once = PTHREAD_ONCE_INIT;
+
+static void seed_request_ids(void)
+{
+    if (getrandom(&id_seed, sizeof(id_seed), 0) != (ssize_t)sizeof(id_seed))
+        id_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+}
+
 /* The client's x-request-id when printable, else a new one (as HTTP does). */
 static void make_request_id(rpc *r)
 {
-    static uint64_t seed;
     static atomic_ulong counter;
     const char *given = metadata_value(r, "x-request-id");
     if (given) {
@@ -233,10 +241,9 @@ static void make_request_id(rpc *r)
             return;
         }
     }
+    pthread_once(&id_seed_once, seed_request_ids);
     unsigned long seq = atomic_fetch_add(&counter, 1);
-    if (seq == 0 && getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
-        seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-    snprintf(r->request_id, sizeof(r->request_id), "%016llx-%06lx", (unsigned long long)mix64(seed + seq),
+    snprintf(r->request_id, sizeof(r->request_id), "%016llx-%06lx", (unsigned long long)mix64(id_seed + seq),
              seq & 0xffffff);
 }
 
