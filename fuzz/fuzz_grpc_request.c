@@ -54,8 +54,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!msg)
         return 0; /* the transport answers INVALID_ARGUMENT itself */
     char err[1024] = "";
+    grpc_v2_signature sig = grpc_v2_model_signature(m->model);
     grpc_v2_request decoded;
-    if (grpc_v2_decode(msg, m->model, m->name, &decoded, err, sizeof(err)) != GRPC_STATUS_OK) {
+    if (grpc_v2_decode(msg, &sig, m->name, &decoded, err, sizeof(err)) != GRPC_STATUS_OK) {
         if (!err[0])
             __builtin_trap(); /* a refusal without a message */
         protobuf_c_message_free_unpacked(&msg->base, NULL);
@@ -65,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ifd_value **outputs = calloc(n_out, sizeof(*outputs));
     if (outputs && model_set_run(set, m, 0, decoded.inputs, outputs, err, sizeof(err)) == IFD_OK) {
         grpc_v2_answer answer;
-        if (grpc_v2_encode(&decoded, m->model, m->name, m->version, msg->id, outputs, &answer, err, sizeof(err)) ==
+        if (grpc_v2_encode(&decoded, &sig, m->name, m->version, msg->id, outputs, &answer, err, sizeof(err)) ==
             GRPC_STATUS_OK) {
             size_t len = protobuf_c_message_get_packed_size(&answer.message.base);
             uint8_t *packed = malloc(len ? len : 1);

@@ -310,6 +310,44 @@ class ModelInferTest(GrpcTestCase):
             np.testing.assert_array_equal(np.frombuffer(r.raw_output_contents[0], "<f4").reshape(8, 256), x)
 
 
+class PipelineTest(GrpcTestCase):
+    """A pipeline of the repository answers over gRPC as over REST."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = GrpcServer(["--repository", os.path.join(SOURCE, "models", "pipelines")])
+
+    @classmethod
+    def tearDownClass(cls):
+        report = cls.srv.http.sanitizer_report()
+        cls.srv.close()
+        if report:
+            raise AssertionError(report)
+
+    def test_prep_pred_pipeline_matches_rest(self):
+        stub = self.srv.stub
+        md = stub.ModelMetadata(pb.ModelMetadataRequest(name="iris_prep_pred"), timeout=TIMEOUT)
+        self.assertEqual((md.platform, list(md.versions)), ("inferd_pipeline", ["1"]))
+        self.assertTrue(stub.ModelReady(pb.ModelReadyRequest(name="iris_prep_pred"), timeout=TIMEOUT).ready)
+        req = pb.ModelInferRequest(model_name="iris_prep_pred")
+        req.inputs.add(name="x", datatype="FP32", shape=[2, 4]).contents.fp32_contents.extend(
+            IRIS_ROWS[0] + IRIS_ROWS[1])
+        r, call = stub.ModelInfer.with_call(req, timeout=TIMEOUT)
+        rest = self.srv.http.post("/v2/models/iris_prep_pred/infer", {"inputs": [
+            {"name": "x", "datatype": "FP32", "shape": [2, 4], "data": IRIS_ROWS[0] + IRIS_ROWS[1]}]}).json()
+        self.assertEqual((r.model_name, r.model_version), ("iris_prep_pred", "1"))
+        np.testing.assert_allclose(list(r.outputs[0].contents.fp32_contents), rest["outputs"][0]["data"], rtol=1e-6)
+        self.assertEqual(dict(call.initial_metadata())["x-model-version"], "iris_prep_pred:1")
+
+    def test_pipeline_bad_input_and_version(self):
+        stub = self.srv.stub
+        req = pb.ModelInferRequest(model_name="iris_prep_pred")
+        req.inputs.add(name="x", datatype="FP32", shape=[1, 3]).contents.fp32_contents.extend([1, 2, 3])
+        self.assertStatus(lambda: stub.ModelInfer(req, timeout=TIMEOUT), grpc.StatusCode.INVALID_ARGUMENT, "'x'")
+        req.model_version = "2"
+        self.assertStatus(lambda: stub.ModelInfer(req, timeout=TIMEOUT), grpc.StatusCode.NOT_FOUND, "only version 1")
+
+
 class StreamInferTest(GrpcTestCase):
     def test_stream_answers_each_request_in_order_and_survives_a_bad_one(self):
         bad = pb.ModelInferRequest(model_name="iris")

@@ -12,13 +12,14 @@
  * A message protobuf-c cannot parse is INVALID_ARGUMENT with a message
  * naming what was expected — never INTERNAL with an empty one.
  *
- * ModelInfer takes the REST path's route to a model: the version is
- * acquired from the model set when the call arrives (traffic policy,
+ * ModelInfer takes the REST path's route to a model or pipeline: the
+ * version (or pipeline) is acquired when the call arrives (traffic policy,
  * sticky splits read from request metadata), a model whose warm-up run is
  * a few microseconds runs right on the queue thread with that thread's own
  * session, anything slower goes to the inference workers, and both call
  * model_set_run — the same entry point, so batching, rollback and shadow
- * copies apply alike. ModelStreamInfer (Triton's extension) runs the
+ * copies apply alike. A pipeline always runs on a worker (pipeline_run,
+ * as REST's served_run). ModelStreamInfer (Triton's extension) runs the
  * requests of a stream one after another, answering each in order; a
  * failed one answers error_message and the stream goes on.
  *
@@ -50,6 +51,8 @@
 #include "grpc_v2_codec.h"
 #include "log.h"
 #include "metrics.h"
+#include "pipeline.h"
+#include "pipeline_set.h"
 #include "server.h"
 #include "tensor_json.h"
 
@@ -109,7 +112,8 @@ typedef struct rpc {
     char answered_by[200];  /* "model:version" for x-model-version */
     /* the request being answered (one at a time, also on a stream) */
     Inference__ModelInferRequest *infer;
-    model_version *version;
+    model_version *version; /* what answers: a model version, */
+    pipeline *pipeline;     /* or a pipeline */
     char message[1024];
     double t_start, t_queued, t_compute_start, t_compute_end;
     size_t response_bytes;
@@ -162,6 +166,17 @@ static const char *status_name(grpc_status_code code)
 static grpc_status_code run_failure_status(void)
 {
     return GRPC_STATUS_INVALID_ARGUMENT;
+}
+
+static grpc_status_code pipeline_failure_status(pipeline_status status)
+{
+    switch (status) {
+    case PIPELINE_BAD_INPUT: return GRPC_STATUS_INVALID_ARGUMENT;
+    case PIPELINE_UNAVAILABLE:
+    case PIPELINE_BAD_GATEWAY: return GRPC_STATUS_UNAVAILABLE;
+    case PIPELINE_TIMEOUT: return GRPC_STATUS_DEADLINE_EXCEEDED;
+    default: return GRPC_STATUS_INTERNAL;
+    }
 }
 
 /* A request's message, NUL-terminated in one contiguous buffer for
@@ -257,6 +272,37 @@ static void fail(rpc *r, grpc_status_code code, const char *fmt, ...)
     r->status = code;
 }
 
+/* ---- what answers -------------------------------------------------------- */
+
+static const char *target_name(const rpc *r)
+{
+    return r->pipeline ? pipeline_name(r->pipeline) : r->version ? r->version->name : "";
+}
+
+static const char *target_version(const rpc *r)
+{
+    return r->pipeline ? "1" : r->version ? r->version->version : "";
+}
+
+static const ifd_io_info *pipeline_input_of(const void *p, size_t index)
+{
+    return pipeline_input(p, index);
+}
+
+static const ifd_io_info *pipeline_output_of(const void *p, size_t index)
+{
+    return pipeline_output(p, index);
+}
+
+static grpc_v2_signature target_signature(const rpc *r)
+{
+    if (r->pipeline)
+        return (grpc_v2_signature){.owner = r->pipeline, .n_inputs = pipeline_input_count(r->pipeline),
+                                   .n_outputs = pipeline_output_count(r->pipeline), .input = pipeline_input_of,
+                                   .output = pipeline_output_of};
+    return grpc_v2_model_signature(r->version->model);
+}
+
 /* ---- one request answered: metrics, log, release ------------------------- */
 
 static void account(rpc *r)
@@ -267,7 +313,7 @@ static void account(rpc *r)
     int code = http_status_of(r->status);
     char path[64];
     snprintf(path, sizeof(path), SERVICE "%s", method_names[r->method]);
-    const char *model = r->version ? r->version->name : "", *version = r->version ? r->version->version : "";
+    const char *model = target_name(r), *version = target_version(r);
     metrics_call call = {.protocol = "grpc", .method = "GRPC", .path = path, .model = model, .version = version,
                          .error = r->status == GRPC_STATUS_OK ? NULL : r->message, .status = code,
                          .t_start = r->t_start, .t_queued = r->t_queued, .t_compute_start = r->t_compute_start,
@@ -292,6 +338,8 @@ static void request_done(rpc *r)
     r->infer = NULL;
     model_version_unref(r->version);
     r->version = NULL;
+    pipeline_unref(r->pipeline);
+    r->pipeline = NULL;
     if (r->payload)
         grpc_byte_buffer_destroy(r->payload);
     r->payload = NULL;
@@ -355,8 +403,8 @@ static void add_initial_metadata(rpc *r)
     r->n_initial = 0;
     r->initial[r->n_initial].key = grpc_slice_from_static_string("x-request-id");
     r->initial[r->n_initial++].value = grpc_slice_from_static_buffer(r->request_id, strlen(r->request_id));
-    if (r->version) {
-        snprintf(r->answered_by, sizeof(r->answered_by), "%s:%s", r->version->name, r->version->version);
+    if (r->version || r->pipeline) {
+        snprintf(r->answered_by, sizeof(r->answered_by), "%s:%s", target_name(r), target_version(r));
         r->initial[r->n_initial].key = grpc_slice_from_static_string("x-model-version");
         r->initial[r->n_initial++].value = grpc_slice_from_static_buffer(r->answered_by, strlen(r->answered_by));
     }
@@ -439,14 +487,26 @@ static void stream_write(rpc *r, grpc_v2_answer *answer)
 
 static bool version_ready(rpc *r)
 {
-    return r->version && r->version->ready && !r->f->srv->stopping;
+    return (r->pipeline || (r->version && r->version->ready)) && !r->f->srv->stopping;
 }
 
-/* The model version a request names; false with the status set. */
+/* The model version or pipeline a request names (as REST's
+ * served_acquire_target chooses); false with the status set. */
 static bool acquire(rpc *r, const char *name, const char *version)
 {
     acquired got;
     char err[1024];
+    server *srv = r->f->srv;
+    if (name && *name && srv->pipelines && pipeline_set_has(srv->pipelines, name)) {
+        if (version && *version && strcmp(version, "1") != 0) {
+            fail(r, GRPC_STATUS_NOT_FOUND, "pipeline '%s' has only version 1", name);
+            return false;
+        }
+        r->pipeline = pipeline_set_acquire(srv->pipelines, name, err, sizeof(err));
+        if (!r->pipeline)
+            fail(r, GRPC_STATUS_UNAVAILABLE, "%s", err);
+        return r->pipeline != NULL;
+    }
     acquire_result a = model_set_acquire(r->f->srv->models, name && *name ? name : NULL,
                                          version && *version ? version : NULL, metadata_value, r, &got, err,
                                          sizeof(err));
@@ -487,8 +547,8 @@ static void model_metadata(rpc *r, const Inference__ModelMetadataRequest *req)
 {
     if (!acquire(r, req->name, req->version))
         return;
-    const ifd_model *model = r->version->model;
-    size_t n_in = ifd_model_input_count(model), n_out = ifd_model_output_count(model);
+    grpc_v2_signature sig = target_signature(r);
+    size_t n_in = sig.n_inputs, n_out = sig.n_outputs;
     Inference__ModelMetadataResponse msg = INFERENCE__MODEL_METADATA_RESPONSE__INIT;
     Inference__ModelMetadataResponse__TensorMetadata *tensors = calloc(n_in + n_out + 1, sizeof(*tensors));
     Inference__ModelMetadataResponse__TensorMetadata **in = calloc(n_in + 1, sizeof(*in));
@@ -496,26 +556,31 @@ static void model_metadata(rpc *r, const Inference__ModelMetadataRequest *req)
     int64_t(*shapes)[IFD_MAX_RANK > 2 ? IFD_MAX_RANK : 2] = calloc(n_in + n_out + 1, sizeof(*shapes));
     char **versions = NULL;
     size_t n_versions = 0;
-    model_set_read_lock(r->f->srv->models);
-    const model_entry *e = model_set_find(r->f->srv->models, r->version->name);
-    if (e && (versions = calloc(e->n_versions + 1, sizeof(*versions))))
-        for (size_t i = 0; i < e->n_versions; i++)
-            if ((versions[n_versions] = strdup(e->versions[i]->version)))
-                n_versions++;
-    model_set_read_unlock(r->f->srv->models);
+    if (r->pipeline) {
+        if ((versions = calloc(1, sizeof(*versions))) && (versions[0] = strdup("1")))
+            n_versions = 1;
+    } else {
+        model_set_read_lock(r->f->srv->models);
+        const model_entry *e = model_set_find(r->f->srv->models, r->version->name);
+        if (e && (versions = calloc(e->n_versions + 1, sizeof(*versions))))
+            for (size_t i = 0; i < e->n_versions; i++)
+                if ((versions[n_versions] = strdup(e->versions[i]->version)))
+                    n_versions++;
+        model_set_read_unlock(r->f->srv->models);
+    }
     if (tensors && in && out && shapes && versions) {
         for (size_t i = 0; i < n_in; i++) {
-            tensor_metadata(&tensors[i], shapes[i], ifd_model_input(model, i));
+            tensor_metadata(&tensors[i], shapes[i], sig.input(sig.owner, i));
             in[i] = &tensors[i];
         }
         for (size_t i = 0; i < n_out; i++) {
-            tensor_metadata(&tensors[n_in + i], shapes[n_in + i], ifd_model_output(model, i));
+            tensor_metadata(&tensors[n_in + i], shapes[n_in + i], sig.output(sig.owner, i));
             out[i] = &tensors[n_in + i];
         }
-        msg.name = r->version->name;
+        msg.name = (char *)target_name(r);
         msg.versions = versions;
         msg.n_versions = n_versions;
-        msg.platform = (char *)"onnx";
+        msg.platform = (char *)(r->pipeline ? "inferd_pipeline" : "onnx");
         msg.inputs = in;
         msg.n_inputs = n_in;
         msg.outputs = out;
@@ -539,28 +604,48 @@ static void model_metadata(rpc *r, const Inference__ModelMetadataRequest *req)
 static void run_inference(rpc *r, int session, ifd_value **outputs, grpc_v2_answer *answer, bool *answered)
 {
     *answered = false;
-    model_version *m = r->version;
+    server *srv = r->f->srv;
     char err[1024];
-    if (!m->ready) {
-        fail(r, GRPC_STATUS_UNAVAILABLE, "model '%s' is not ready", m->name);
+    if (r->version && !r->version->ready) {
+        fail(r, GRPC_STATUS_UNAVAILABLE, "model '%s' is not ready", r->version->name);
         return;
     }
     if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), gpr_convert_clock_type(r->deadline, GPR_CLOCK_MONOTONIC)) > 0) {
         fail(r, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
         return;
     }
+    grpc_v2_signature sig = target_signature(r);
     grpc_v2_request decoded;
-    grpc_status_code code = grpc_v2_decode(r->infer, m->model, m->name, &decoded, err, sizeof(err));
+    grpc_status_code code = grpc_v2_decode(r->infer, &sig, target_name(r), &decoded, err, sizeof(err));
     if (code != GRPC_STATUS_OK) {
         fail(r, code, "%s", err);
         return;
     }
-    if (model_set_run(r->f->srv->models, m, session, decoded.inputs, outputs, err, sizeof(err)) != IFD_OK) {
+    if (r->pipeline) {
+        pipeline_request request = {.session = session, .request_id = r->request_id,
+                                    .traceparent = metadata_value(r, "traceparent"), .headers = metadata_value,
+                                    .header_context = r};
+        pipeline_result result;
+        pipeline_run(r->pipeline, pipeline_set_env(srv->pipelines), &request, decoded.inputs, &result);
+        if (result.status != PIPELINE_OK) {
+            fail(r, pipeline_failure_status(result.status), "pipeline '%s': %s", pipeline_name(r->pipeline),
+                 result.error);
+            pipeline_result_free(r->pipeline, &result);
+            grpc_v2_request_free(&decoded);
+            return;
+        }
+        for (size_t i = 0; i < sig.n_outputs; i++) {
+            outputs[i] = result.outputs[i];
+            result.outputs[i] = NULL;
+        }
+        pipeline_result_free(r->pipeline, &result);
+    } else if (model_set_run(srv->models, r->version, session, decoded.inputs, outputs, err, sizeof(err)) != IFD_OK) {
         fail(r, run_failure_status(), "%s", err);
         grpc_v2_request_free(&decoded);
         return;
     }
-    code = grpc_v2_encode(&decoded, m->model, m->name, m->version, r->infer->id, outputs, answer, err, sizeof(err));
+    code = grpc_v2_encode(&decoded, &sig, target_name(r), target_version(r), r->infer->id, outputs, answer, err,
+                          sizeof(err));
     grpc_v2_request_free(&decoded);
     if (code != GRPC_STATUS_OK) {
         fail(r, code, "%s", err);
@@ -574,7 +659,7 @@ static void run_inference(rpc *r, int session, ifd_value **outputs, grpc_v2_answ
 static void infer_and_answer(rpc *r, int session)
 {
     r->t_compute_start = server_now();
-    size_t n_out = ifd_model_output_count(r->version->model);
+    size_t n_out = target_signature(r).n_outputs;
     ifd_value **outputs = calloc(n_out ? n_out : 1, sizeof(*outputs));
     grpc_v2_answer answer;
     bool answered = false;
@@ -616,7 +701,9 @@ static void start_inference(rpc *r, size_t request_bytes)
              request_bytes);
     } else if (acquire(r, r->infer->model_name, r->infer->model_version)) {
         r->t_queued = server_now();
-        double run_seconds = model_set_run_seconds(srv->models, r->version->name, r->version->version);
+        /* a pipeline may wait on remote steps: never on a queue thread */
+        double run_seconds = r->pipeline ? 1.0 : model_set_run_seconds(srv->models, r->version->name,
+                                                                         r->version->version);
         if (thread_session >= 0 && run_seconds <= INLINE_MAX_SECONDS && request_bytes <= INLINE_MAX_BYTES) {
             infer_and_answer(r, thread_session);
             return;

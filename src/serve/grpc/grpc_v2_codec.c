@@ -12,6 +12,25 @@
 #include "tensor_json.h"
 #include "v2_codec.h"
 
+/* ---- signatures --------------------------------------------------------- */
+
+static const ifd_io_info *model_input(const void *model, size_t index)
+{
+    return ifd_model_input(model, index);
+}
+
+static const ifd_io_info *model_output(const void *model, size_t index)
+{
+    return ifd_model_output(model, index);
+}
+
+grpc_v2_signature grpc_v2_model_signature(const ifd_model *model)
+{
+    return (grpc_v2_signature){.owner = model, .n_inputs = ifd_model_input_count(model),
+                               .n_outputs = ifd_model_output_count(model), .input = model_input,
+                               .output = model_output};
+}
+
 /* ---- parameters ---------------------------------------------------------- */
 
 /* A bool request parameter: 1 true, 0 false, -1 absent, -2 not a bool. */
@@ -229,11 +248,11 @@ static ifd_value *decode_input(const Inference__ModelInferRequest__InferInputTen
     return v;
 }
 
-grpc_status_code grpc_v2_decode(const Inference__ModelInferRequest *msg, const ifd_model *model,
+grpc_status_code grpc_v2_decode(const Inference__ModelInferRequest *msg, const grpc_v2_signature *sig,
                                 const char *model_name, grpc_v2_request *out, char *err, size_t n)
 {
     memset(out, 0, sizeof(*out));
-    size_t n_model = ifd_model_input_count(model);
+    size_t n_model = sig->n_inputs;
     if (msg->n_inputs == 0) {
         snprintf(err, n, "the request has no inputs; model '%s' takes %zu", model_name, n_model);
         return GRPC_STATUS_INVALID_ARGUMENT;
@@ -259,7 +278,7 @@ grpc_status_code grpc_v2_decode(const Inference__ModelInferRequest *msg, const i
         const Inference__ModelInferRequest__InferInputTensor *in = msg->inputs[i];
         const char *name = in->name ? in->name : "";
         size_t index = 0;
-        while (index < n_model && strcmp(ifd_model_input(model, index)->name, name) != 0)
+        while (index < n_model && strcmp(sig->input(sig->owner, index)->name, name) != 0)
             index++;
         if (index == n_model) {
             snprintf(err, n, "model '%s' has no input '%s'", model_name, name);
@@ -278,18 +297,18 @@ grpc_status_code grpc_v2_decode(const Inference__ModelInferRequest *msg, const i
             snprintf(err, n, "input '%s' has both contents and a raw_input_contents entry", name);
             goto fail;
         }
-        out->inputs[index] = decode_input(in, ifd_model_input(model, index), dtype,
+        out->inputs[index] = decode_input(in, sig->input(sig->owner, index), dtype,
                                           raw ? &msg->raw_input_contents[i] : NULL, i, err, n);
         if (!out->inputs[index])
             goto fail;
     }
     for (size_t i = 0; i < n_model; i++)
         if (!out->inputs[i]) {
-            snprintf(err, n, "input '%s' is missing", ifd_model_input(model, i)->name);
+            snprintf(err, n, "input '%s' is missing", sig->input(sig->owner, i)->name);
             goto fail;
         }
 
-    size_t n_outputs = ifd_model_output_count(model);
+    size_t n_outputs = sig->n_outputs;
     if (msg->n_outputs == 0) {
         out->n_answered = n_outputs < GRPC_V2_MAX_TENSORS ? n_outputs : GRPC_V2_MAX_TENSORS;
         for (size_t k = 0; k < out->n_answered; k++)
@@ -298,7 +317,7 @@ grpc_status_code grpc_v2_decode(const Inference__ModelInferRequest *msg, const i
         for (size_t r = 0; r < msg->n_outputs; r++) {
             const char *name = msg->outputs[r]->name ? msg->outputs[r]->name : "";
             size_t k = 0;
-            while (k < n_outputs && strcmp(ifd_model_output(model, k)->name, name) != 0)
+            while (k < n_outputs && strcmp(sig->output(sig->owner, k)->name, name) != 0)
                 k++;
             if (k == n_outputs) {
                 snprintf(err, n, "model '%s' has no output '%s'", model_name, name);
@@ -428,7 +447,7 @@ static Inference__InferTensorContents *typed_contents(grpc_v2_answer *a, const i
     return c;
 }
 
-grpc_status_code grpc_v2_encode(const grpc_v2_request *r, const ifd_model *model, const char *name,
+grpc_status_code grpc_v2_encode(const grpc_v2_request *r, const grpc_v2_signature *sig, const char *name,
                                 const char *version, const char *id, ifd_value *const *outputs,
                                 grpc_v2_answer *a, char *err, size_t n)
 {
@@ -447,7 +466,7 @@ grpc_status_code grpc_v2_encode(const grpc_v2_request *r, const ifd_model *model
         goto no_memory;
     bool raw = r->raw_asked;
     for (size_t k = 0; k < count; k++) {
-        const ifd_io_info *io = ifd_model_output(model, r->order[k]);
+        const ifd_io_info *io = sig->output(sig->owner, r->order[k]);
         const ifd_value *v = outputs[r->order[k]];
         if (v->kind == IFD_VALUE_SEQUENCE && (v->length == 0 || v->items[0]->kind == IFD_VALUE_MAP)) {
             json_t *class_keys = NULL;
@@ -485,7 +504,7 @@ grpc_status_code grpc_v2_encode(const grpc_v2_request *r, const ifd_model *model
         inference__model_infer_response__infer_output_tensor__init(o);
         msg->outputs[k] = o;
         msg->n_outputs = k + 1;
-        o->name = (char *)ifd_model_output(model, r->order[k])->name;
+        o->name = (char *)sig->output(sig->owner, r->order[k])->name;
         o->datatype = (char *)v2_datatype_name(t->dtype);
         o->n_shape = (size_t)t->rank;
         o->shape = (int64_t *)t->dims;

@@ -33,7 +33,18 @@
 /* The most inputs or requested outputs one request may name. */
 #define GRPC_V2_MAX_TENSORS 256
 
-/* A decoded request: inputs in the model's order, and which outputs are
+/* What a request is checked against: a model's or a pipeline's inputs and
+ * outputs. */
+typedef struct grpc_v2_signature {
+    const void *owner;
+    size_t n_inputs, n_outputs;
+    const ifd_io_info *(*input)(const void *owner, size_t index);
+    const ifd_io_info *(*output)(const void *owner, size_t index);
+} grpc_v2_signature;
+
+grpc_v2_signature grpc_v2_model_signature(const ifd_model *model);
+
+/* A decoded request: inputs in the signature's order, and which outputs are
  * answered in which order and form. */
 typedef struct grpc_v2_request {
     ifd_value **inputs; /* n_inputs, owned */
@@ -43,9 +54,9 @@ typedef struct grpc_v2_request {
     bool raw_asked;   /* the request was raw, or asked binary_data_output */
 } grpc_v2_request;
 
-/* Decode `msg` for `model` (named `model_name` in messages). On failure the
- * status (INVALID_ARGUMENT) and err say why, naming the input. */
-grpc_status_code grpc_v2_decode(const Inference__ModelInferRequest *msg, const ifd_model *model,
+/* Decode `msg` for `sig` (a model named `model_name` in messages). On
+ * failure the status (INVALID_ARGUMENT) and err say why, naming the input. */
+grpc_status_code grpc_v2_decode(const Inference__ModelInferRequest *msg, const grpc_v2_signature *sig,
                                 const char *model_name, grpc_v2_request *out, char *err, size_t n);
 void grpc_v2_request_free(grpc_v2_request *r);
 
@@ -61,7 +72,7 @@ typedef struct grpc_v2_answer {
 /* Build the answer to a decoded request from the model's outputs (which
  * must outlive the answer: numeric tensors are referenced, not copied).
  * INTERNAL when an output cannot be encoded. */
-grpc_status_code grpc_v2_encode(const grpc_v2_request *r, const ifd_model *model, const char *name,
+grpc_status_code grpc_v2_encode(const grpc_v2_request *r, const grpc_v2_signature *sig, const char *name,
                                 const char *version, const char *id, ifd_value *const *outputs,
                                 grpc_v2_answer *out, char *err, size_t n);
 void grpc_v2_answer_free(grpc_v2_answer *a);
