@@ -37,6 +37,9 @@ static const char serve_usage[] =
     "  --grpc-port N        also serve KServe V2 over gRPC (inference.GRPCInferenceService)\n"
     "                       on this port (Triton's is 8001; 0: any free port). Off unless\n"
     "                       given (or $GRPC_PORT); same host, models, limits and logs\n"
+    "  --grpc-tls-cert PEM  --grpc-tls-key PEM: serve gRPC over TLS with this certificate\n"
+    "                       chain and private key (default: plaintext h2c)\n"
+    "  --grpc-tls-client-ca PEM  with TLS, require client certificates signed by these CAs\n"
     "  --workers N          inference threads (default: one per core)\n"
     "  --threads N          intra-op threads per inference (default 1)\n"
     "  --max-body BYTES     largest request body (default 64 MiB)\n"
@@ -270,6 +273,12 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
             if (!parse_long(flag, TAKE(), 0, 65535, &v))
                 return 1;
             o.grpc_port = (int)v;
+        } else if (strcmp(flag, "--grpc-tls-cert") == 0 && value) {
+            o.grpc_tls_cert = TAKE();
+        } else if (strcmp(flag, "--grpc-tls-key") == 0 && value) {
+            o.grpc_tls_key = TAKE();
+        } else if (strcmp(flag, "--grpc-tls-client-ca") == 0 && value) {
+            o.grpc_tls_client_ca = TAKE();
         } else if (strcmp(flag, "--workers") == 0) {
             if (!parse_long(flag, TAKE(), 1, 256, &v))
                 return 1;
@@ -380,6 +389,12 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     }
     if (control != MODEL_CONTROL_NONE && !repository)
         return cli_fail("serve: --model-control %s needs --repository DIR", model_control_name(control));
+    if (!o.grpc_tls_cert != !o.grpc_tls_key)
+        return cli_fail("serve: --grpc-tls-cert and --grpc-tls-key go together");
+    if ((o.grpc_tls_cert || o.grpc_tls_client_ca) && o.grpc_port < 0)
+        return cli_fail("serve: the --grpc-tls-* options need --grpc-port");
+    if (o.grpc_tls_client_ca && !o.grpc_tls_cert)
+        return cli_fail("serve: --grpc-tls-client-ca needs --grpc-tls-cert and --grpc-tls-key");
     if (async_book_model && !async_book)
         return cli_fail("serve: --async-book-model goes with --async-book");
     if (admin_token && *admin_token && strlen(admin_token) < 16)

@@ -28,6 +28,9 @@ typedef struct serve_options {
     int grpc_port;               /* KServe V2 over gRPC (src/serve/grpc); -1: off */
     int grpc_threads;            /* its completion-queue threads */
     int grpc_first_session;      /* session of its first thread (fast models run there); -1: none */
+    const char *grpc_tls_cert;   /* PEM certificate chain and key: gRPC over TLS; NULL: plaintext (h2c) */
+    const char *grpc_tls_key;
+    const char *grpc_tls_client_ca; /* PEM CAs: clients must present a certificate they signed; NULL: none asked */
 } serve_options;
 
 typedef struct route route;

@@ -348,6 +348,99 @@ class PipelineTest(GrpcTestCase):
         self.assertStatus(lambda: stub.ModelInfer(req, timeout=TIMEOUT), grpc.StatusCode.NOT_FOUND, "only version 1")
 
 
+def make_certificates(d):
+    """A CA, a server certificate for localhost/127.0.0.1 and a client
+    certificate, all signed by the CA (openssl, EC P-256)."""
+    os.makedirs(d, exist_ok=True)
+
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+        "-subj", "/CN=inferd test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    for who, san in (("server", "subjectAltName=DNS:localhost,IP:127.0.0.1"), ("client", "subjectAltName=DNS:client")):
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={who}",
+            "-keyout", f"{who}.key", "-out", f"{who}.csr")
+        with open(os.path.join(d, f"{who}.ext"), "w") as f:
+            f.write(san + "\n")
+        run("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", f"{who}.ext", "-out", f"{who}.pem")
+    pem = {}
+    for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key"):
+        with open(os.path.join(d, name), "rb") as f:
+            pem[name] = f.read()
+    return pem
+
+
+class TlsTest(GrpcTestCase):
+    """--grpc-tls-cert/--grpc-tls-key (and --grpc-tls-client-ca): the same
+    service over TLS, checked by grpcio's own TLS client."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = os.path.join(TMP, "tls")
+        cls.pem = make_certificates(cls.dir)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def start(self, *extra):
+        port = free_port()
+        srv = Server([DEMO_MODEL, "--name", "iris", "--grpc-port", str(port), "--grpc-tls-cert",
+                      self.path("server.pem"), "--grpc-tls-key", self.path("server.key"), *extra])
+        return srv, port
+
+    def channel(self, port, client_cert=False):
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=self.pem["ca.pem"],
+            private_key=self.pem["client.key"] if client_cert else None,
+            certificate_chain=self.pem["client.pem"] if client_cert else None)
+        return grpc.secure_channel(f"127.0.0.1:{port}", creds,
+                                   options=[("grpc.ssl_target_name_override", "localhost")])
+
+    def infer(self, channel, timeout=TIMEOUT):
+        return pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(iris_request(IRIS_ROWS[:2]), timeout=timeout)
+
+    def test_inference_over_tls_and_plaintext_refused(self):
+        srv, port = self.start()
+        try:
+            self.assertIn("protocol=grpc+tls", srv.log())
+            with self.channel(port) as ch:
+                self.assertEqual(list(self.infer(ch).outputs[0].contents.int64_contents), [0, 2])
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                with self.assertRaises(grpc.RpcError) as ctx:
+                    self.infer(ch, timeout=5 * SLOW)
+                self.assertEqual(ctx.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            with self.channel(port) as ch:  # still serving TLS after the plaintext attempt
+                self.assertEqual(list(self.infer(ch).outputs[0].contents.int64_contents), [0, 2])
+            self.assertEqual(srv.stop(), 0)
+            self.assertIsNone(srv.sanitizer_report())
+        finally:
+            srv.close()
+
+    def test_client_certificates_required_when_a_client_ca_is_given(self):
+        srv, port = self.start("--grpc-tls-client-ca", self.path("ca.pem"))
+        try:
+            with self.channel(port, client_cert=False) as ch:
+                with self.assertRaises(grpc.RpcError) as ctx:
+                    self.infer(ch, timeout=5 * SLOW)
+                self.assertEqual(ctx.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            with self.channel(port, client_cert=True) as ch:
+                self.assertEqual(list(self.infer(ch).outputs[0].contents.int64_contents), [0, 2])
+        finally:
+            srv.close()
+
+    def test_a_bad_key_or_missing_file_stops_the_start_with_a_message(self):
+        for key, words in ((self.path("client.key"), "not a valid PEM pair"),
+                           (self.path("missing.key"), "cannot read the PEM file")):
+            srv = Server([DEMO_MODEL, "--grpc-port", str(free_port()), "--grpc-tls-cert", self.path("server.pem"),
+                          "--grpc-tls-key", key], ready=False)
+            try:
+                self.assertEqual(srv.proc.wait(TIMEOUT), 1)
+                self.assertIn(words, srv.log())
+            finally:
+                srv.close()
+
+
 class StreamInferTest(GrpcTestCase):
     def test_stream_answers_each_request_in_order_and_survives_a_bad_one(self):
         bad = pb.ModelInferRequest(model_name="iris")

@@ -868,6 +868,54 @@ static void *queue_thread(void *arg)
 
 /* ---- start and stop ------------------------------------------------------ */
 
+/* A PEM file's text, NUL-terminated (gRPC takes strings); NULL after
+ * logging why. */
+static char *read_pem(const char *flag, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    size_t len = 0;
+    if (f) {
+        text = malloc(1 << 20);
+        len = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+        if (text && (ferror(f) || !feof(f) || len == 0)) {
+            free(text);
+            text = NULL;
+        }
+        fclose(f);
+    }
+    if (!text) {
+        log_event(LOG_ERROR, "cannot start gRPC: cannot read the PEM file (missing, empty, unreadable or over 1 MiB)",
+                  "option", flag, "path", path, NULL);
+        return NULL;
+    }
+    text[len] = '\0';
+    return text;
+}
+
+/* Plaintext (h2c) credentials, or TLS ones from the PEM files asked for. */
+static grpc_server_credentials *server_credentials(const serve_options *o)
+{
+    if (!o->grpc_tls_cert)
+        return grpc_insecure_server_credentials_create();
+    char *cert = read_pem("--grpc-tls-cert", o->grpc_tls_cert);
+    char *key = cert ? read_pem("--grpc-tls-key", o->grpc_tls_key) : NULL;
+    char *client_ca = key && o->grpc_tls_client_ca ? read_pem("--grpc-tls-client-ca", o->grpc_tls_client_ca) : NULL;
+    grpc_server_credentials *creds = NULL;
+    if (key && (client_ca || !o->grpc_tls_client_ca)) {
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+        creds = grpc_ssl_server_credentials_create_ex(
+            client_ca, &pair, 1,
+            client_ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                      : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
+    }
+    free(cert);
+    free(key);
+    free(client_ca);
+    return creds;
+}
+
 static void on_grpc_log(gpr_log_func_args *args)
 {
     log_event(args->severity == GPR_LOG_SEVERITY_ERROR ? LOG_WARNING : LOG_DEBUG, "grpc", "detail", args->message,
@@ -916,14 +964,19 @@ grpc_frontend *grpc_frontend_start(server *srv)
     char address[128];
     snprintf(address, sizeof(address), inet_pton(AF_INET6, host, &v6) == 1 ? "[%s]:%d" : "%s:%d", host,
              o->grpc_port);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int port = grpc_server_add_http2_port(f->server, address, creds);
-    grpc_server_credentials_release(creds);
+    grpc_server_credentials *creds = server_credentials(o);
+    int port = creds ? grpc_server_add_http2_port(f->server, address, creds) : 0;
+    if (creds)
+        grpc_server_credentials_release(creds);
     char port_text[16];
     snprintf(port_text, sizeof(port_text), "%d", o->grpc_port);
     if (port <= 0) {
-        log_event(LOG_ERROR, "cannot listen for gRPC (address in use or not permitted)", "host", o->host, "port",
-                  port_text, NULL);
+        if (creds)
+            log_event(LOG_ERROR,
+                      o->grpc_tls_cert ? "cannot listen for gRPC (address in use or not permitted, or the TLS "
+                                         "certificate and key are not a valid PEM pair)"
+                                       : "cannot listen for gRPC (address in use or not permitted)",
+                      "host", o->host, "port", port_text, NULL);
         grpc_server_destroy(f->server);
         grpc_completion_queue_shutdown(f->cq);
         while (grpc_completion_queue_next(f->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {
@@ -950,7 +1003,8 @@ grpc_frontend *grpc_frontend_start(server *srv)
         return NULL;
     }
     snprintf(port_text, sizeof(port_text), "%d", port);
-    log_event(LOG_INFO, "listening", "protocol", "grpc", "host", o->host, "port", port_text, NULL);
+    log_event(LOG_INFO, "listening", "protocol", o->grpc_tls_cert ? "grpc+tls" : "grpc", "host", o->host, "port",
+              port_text, NULL);
     return f;
 }
 
