@@ -25,7 +25,7 @@ test+=(wrk)           # the load generator of the live-model tests
 test+=(redis-server)  # the job queue's Redis tests
 test+=(postgresql)    # inferd batch --db tests
 test+=(python3-pil)   # the image fixtures (tests/image)
-test+=(python3-grpcio python3-grpc-tools)  # the independent gRPC client of tests/serve/test_grpc.py, stubs generated at test time
+test+=(python3-grpcio python3-grpc-tools openssl)  # the independent gRPC client of tests/serve/test_grpc.py (stubs generated at test time; openssl makes its TLS certificates)
 test+=(chromium)      # the real browser that loads /ui and /docs (through npm's puppeteer-core)
 
 # bench: the Python jobs bench/batch measures against; the book's asynchronous
