@@ -702,6 +702,12 @@ int server_run(server *srv)
         {o->io_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)o->io_threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
+    /* gRPC listens first: once HTTP answers ready, so does gRPC */
+    if (o->grpc_port >= 0 && !(srv->grpc = grpc_frontend_start(srv))) {
+        workers_stop(srv->pool);
+        workers_stop(srv->admin_pool);
+        return 1;
+    }
     struct MHD_Daemon *daemon = MHD_start_daemon(
         flags, (uint16_t)o->port, NULL, NULL, on_request, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, srv,
@@ -718,6 +724,8 @@ int server_run(server *srv)
         snprintf(port, sizeof(port), "%d", o->port);
         log_event(LOG_ERROR, "cannot listen (address in use or not permitted)", "host", o->host,
                   "port", port, NULL);
+        grpc_frontend_stop(srv->grpc);
+        srv->grpc = NULL;
         workers_stop(srv->pool);
         workers_stop(srv->admin_pool);
         return 1;
@@ -726,12 +734,6 @@ int server_run(server *srv)
     char port[16];
     snprintf(port, sizeof(port), "%u", info ? (unsigned)info->port : (unsigned)o->port);
     log_event(LOG_INFO, "listening", "host", o->host, "port", port, NULL);
-    if (o->grpc_port >= 0 && !(srv->grpc = grpc_frontend_start(srv))) {
-        MHD_stop_daemon(daemon);
-        workers_stop(srv->pool);
-        workers_stop(srv->admin_pool);
-        return 1;
-    }
 
     /* Wait for a signal, checking the per-request deadline meanwhile. */
     unsigned char sig = 0;
