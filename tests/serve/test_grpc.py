@@ -510,6 +510,16 @@ class BadInputTest(GrpcTestCase):
                               words)
         self.assertStillServing()
 
+    def test_an_empty_typed_tensor_is_answered_and_the_server_lives(self):
+        # shape [0, 4] with no elements: protobuf-c gives a NULL array (the
+        # fuzzer's first find: UBSan stopped the server on memcpy(NULL))
+        req = pb.ModelInferRequest(model_name="echo_typed")
+        for t in TYPED_TYPES:
+            req.inputs.add(name=f"in_{t}", datatype=t, shape=[0, 2]).contents.SetInParent()
+        r = SERVER.stub.ModelInfer(req, timeout=TIMEOUT)
+        self.assertEqual([list(o.shape) for o in r.outputs], [[0, 2]] * len(TYPED_TYPES))
+        self.assertStillServing()
+
     def test_unknown_model_is_not_found(self):
         req = iris_request(IRIS_ROWS[:1])
         req.model_name = "no_such_model"

@@ -98,6 +98,8 @@ static const char *filled_field(const Inference__InferTensorContents *c)
 static bool typed_to_tensor(const Inference__InferTensorContents *c, ifd_tensor *t, size_t count,
                             const char *name, char *err, size_t n)
 {
+    if (count == 0)
+        return true; /* an empty field is a NULL array: nothing to copy */
     switch (t->dtype) {
     case IFD_BOOL:
         for (size_t i = 0; i < count; i++)
