@@ -259,16 +259,15 @@ static void seed_request_ids(void)
         id_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 }
 
-static void make_request_id(http_request *req)
+void server_request_id(const char *given, char *id, size_t size)
 {
-    const char *given = http_header(req, "X-Request-ID");
     if (given) {
         size_t n = 0;
-        for (; given[n] && n < sizeof(req->request_id) - 1; n++)
+        for (; given[n] && n < size - 1; n++)
             if (given[n] < 0x21 || given[n] > 0x7e)
                 break;
         if (given[n] == '\0' && n > 0) {
-            memcpy(req->request_id, given, n + 1);
+            memcpy(id, given, n + 1);
             return;
         }
     }
@@ -276,8 +275,12 @@ static void make_request_id(http_request *req)
     static atomic_ulong counter;
     unsigned long seq = atomic_fetch_add(&counter, 1);
     uint64_t r = mix64(id_seed + seq);
-    snprintf(req->request_id, sizeof(req->request_id), "%016llx-%06lx", (unsigned long long)r,
-             seq & 0xffffff);
+    snprintf(id, size, "%016llx-%06lx", (unsigned long long)r, seq & 0xffffff);
+}
+
+static void make_request_id(http_request *req)
+{
+    server_request_id(http_header(req, "X-Request-ID"), req->request_id, sizeof(req->request_id));
 }
 
 /* Metrics count a request when its response is queued, so that a client

@@ -62,4 +62,8 @@ int server_run(server *srv);
 
 double server_now(void);
 
+/* A request's id: the client's (given, when printable ASCII and it fits),
+ * else a new unique one. Every protocol's requests share one sequence. */
+void server_request_id(const char *given, char *id, size_t size);
+
 #endif /* INFERD_SERVE_SERVER_H */

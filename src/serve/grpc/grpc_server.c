@@ -44,9 +44,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "grpc_v2_codec.h"
 #include "log.h"
@@ -225,43 +222,6 @@ static const char *metadata_value(void *context, const char *name)
     return NULL;
 }
 
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t id_seed;
-static pthread_once_t id_seed_once = PTHREAD_ONCE_INIT;
-
-static void seed_request_ids(void)
-{
-    if (getrandom(&id_seed, sizeof(id_seed), 0) != (ssize_t)sizeof(id_seed))
-        id_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-}
-
-/* The client's x-request-id when printable, else a new one (as HTTP does). */
-static void make_request_id(rpc *r)
-{
-    static atomic_ulong counter;
-    const char *given = metadata_value(r, "x-request-id");
-    if (given) {
-        size_t n = 0;
-        for (; given[n] && n < sizeof(r->request_id) - 1; n++)
-            if (given[n] < 0x21 || given[n] > 0x7e)
-                break;
-        if (given[n] == '\0' && n > 0) {
-            memcpy(r->request_id, given, n + 1);
-            return;
-        }
-    }
-    pthread_once(&id_seed_once, seed_request_ids);
-    unsigned long seq = atomic_fetch_add(&counter, 1);
-    snprintf(r->request_id, sizeof(r->request_id), "%016llx-%06lx", (unsigned long long)mix64(id_seed + seq),
-             seq & 0xffffff);
-}
-
 static void fail(rpc *r, grpc_status_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void fail(rpc *r, grpc_status_code code, const char *fmt, ...)
 {
@@ -398,7 +358,8 @@ static void request_call(struct grpc_frontend *f, enum method method)
 
 /* ---- sending ------------------------------------------------------------- */
 
-static void add_initial_metadata(rpc *r)
+/* The op sending x-request-id and x-model-version; returns 1 (ops used). */
+static size_t initial_metadata_op(rpc *r, grpc_op *op)
 {
     r->n_initial = 0;
     r->initial[r->n_initial].key = grpc_slice_from_static_string("x-request-id");
@@ -408,6 +369,10 @@ static void add_initial_metadata(rpc *r)
         r->initial[r->n_initial].key = grpc_slice_from_static_string("x-model-version");
         r->initial[r->n_initial++].value = grpc_slice_from_static_buffer(r->answered_by, strlen(r->answered_by));
     }
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    op->data.send_initial_metadata.count = r->n_initial;
+    op->data.send_initial_metadata.metadata = r->initial;
+    return 1;
 }
 
 /* The last batch of a call: its status (and, for unary calls, the
@@ -417,12 +382,8 @@ static void finish(rpc *r, bool send_initial)
     grpc_op ops[4];
     memset(ops, 0, sizeof(ops));
     size_t n = 0;
-    if (send_initial) {
-        add_initial_metadata(r);
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[n].data.send_initial_metadata.count = r->n_initial;
-        ops[n++].data.send_initial_metadata.metadata = r->initial;
-    }
+    if (send_initial)
+        n += initial_metadata_op(r, &ops[n]);
     if (r->response && r->status == GRPC_STATUS_OK) {
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = r->response;
@@ -448,12 +409,8 @@ static void stream_read(rpc *r, bool send_initial)
     grpc_op ops[2];
     memset(ops, 0, sizeof(ops));
     size_t n = 0;
-    if (send_initial) {
-        add_initial_metadata(r);
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[n].data.send_initial_metadata.count = r->n_initial;
-        ops[n++].data.send_initial_metadata.metadata = r->initial;
-    }
+    if (send_initial)
+        n += initial_metadata_op(r, &ops[n]);
     ops[n].op = GRPC_OP_RECV_MESSAGE;
     ops[n++].data.recv_message.recv_message = &r->payload;
     r->phase = PHASE_STREAM_READ;
@@ -801,7 +758,7 @@ static void on_event(rpc *r, bool ok)
         r->t_start = server_now();
         r->counted_in_flight = true;
         __atomic_add_fetch(&f->srv->in_flight, 1, __ATOMIC_SEQ_CST);
-        make_request_id(r);
+        server_request_id(metadata_value(r, "x-request-id"), r->request_id, sizeof(r->request_id));
         if (r->method != MODEL_STREAM_INFER) /* a stream's requests count as they arrive */
             __atomic_add_fetch(&f->srv->unanswered, 1, __ATOMIC_SEQ_CST);
         if (r->method == UNREGISTERED) {
