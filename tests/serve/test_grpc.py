@@ -96,6 +96,9 @@ def make_repository():
     repo = os.path.join(TMP, "repo")
     for k in (1, 2):
         save(adder_model(k), os.path.join(repo, "adder", str(k), "model.onnx"))
+        save(adder_model(k), os.path.join(repo, "split", str(k), "model.onnx"))
+    with open(os.path.join(repo, "split", "config.json"), "w") as f:
+        json.dump({"traffic": {"1": 50, "2": 50}, "sticky": "X-User-ID"}, f)
     save(echo_model(ALL_TYPES), os.path.join(repo, "echo", "1", "model.onnx"))
     save(echo_model(TYPED_TYPES), os.path.join(repo, "echo_typed", "1", "model.onnx"))
     os.makedirs(os.path.join(repo, "iris", "1"))
@@ -291,6 +294,30 @@ class ModelInferTest(GrpcTestCase):
             r = SERVER.stub.ModelInfer(req, timeout=TIMEOUT)
             self.assertEqual(r.model_version, version or "2")
             self.assertEqual(list(r.outputs[0].contents.fp32_contents), [bias, 10 + bias, 20 + bias])
+
+    def test_traffic_split_and_sticky_users_read_from_metadata(self):
+        def version_for(user):
+            req = pb.ModelInferRequest(model_name="split")
+            req.inputs.add(name="x", datatype="FP32", shape=[1, 3]).contents.fp32_contents.extend([0, 0, 0])
+            metadata = [("x-user-id", user)] if user else None
+            r = SERVER.stub.ModelInfer(req, timeout=TIMEOUT, metadata=metadata)
+            self.assertEqual(r.outputs[0].contents.fp32_contents[0], float(r.model_version))
+            return r.model_version
+        for user in ("alice", "bob", "carol", "dave"):
+            self.assertEqual({version_for(user) for _ in range(5)}, {version_for(user)}, user)
+        users = {version_for(f"user{i}") for i in range(40)}
+        self.assertEqual(users, {"1", "2"})  # 40 users at 50/50: both versions answer
+        self.assertEqual({version_for(None) for _ in range(60)}, {"1", "2"})
+
+    def test_a_deadline_shorter_than_the_run_is_deadline_exceeded(self):
+        x = np.ones((2048, 256), dtype=np.float32)
+        req = pb.ModelInferRequest(model_name="slow")
+        req.inputs.add(name="x", datatype="FP32", shape=[2048, 256])
+        req.raw_input_contents.append(x.tobytes())
+        with self.assertRaises(grpc.RpcError) as ctx:
+            SERVER.stub.ModelInfer(req, timeout=0.001)
+        self.assertEqual(ctx.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertStillServing()
 
     def test_a_slow_model_runs_on_the_workers_beside_fast_calls(self):
         x = np.random.default_rng(1).random((8, 256), dtype=np.float32)
