@@ -105,7 +105,7 @@ typedef struct rpc {
     grpc_status_code status;
     int cancelled;
     char request_id[72];
-    char header[128];       /* request metadata as model_set_acquire's header lookup returns it */
+    char *metadata_text;    /* the request metadata's values, NUL-terminated in order (see metadata_value) */
     char answered_by[200];  /* "model:version" for x-model-version */
     /* the request being answered (one at a time, also on a stream) */
     Inference__ModelInferRequest *infer;
@@ -202,22 +202,37 @@ static grpc_byte_buffer *pack(const ProtobufCMessage *m, size_t *len)
     return bb;
 }
 
-/* A request metadata value (keys are lowercase on the wire). */
+/* Copy the request metadata's values as C strings, once per call: the
+ * header lookups of model_set_acquire and of a pipeline's steps (which may
+ * run on several threads at once) then read text that never changes. */
+static void keep_metadata_text(rpc *r)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < r->request_metadata.count; i++)
+        total += GRPC_SLICE_LENGTH(r->request_metadata.metadata[i].value) + 1;
+    r->metadata_text = malloc(total ? total : 1);
+    char *at = r->metadata_text;
+    for (size_t i = 0; at && i < r->request_metadata.count; i++) {
+        size_t len = GRPC_SLICE_LENGTH(r->request_metadata.metadata[i].value);
+        memcpy(at, GRPC_SLICE_START_PTR(r->request_metadata.metadata[i].value), len);
+        at[len] = '\0';
+        at += len + 1;
+    }
+}
+
+/* A request metadata value (keys are lowercase on the wire, names are
+ * matched ignoring case as HTTP headers are), or NULL. */
 static const char *metadata_value(void *context, const char *name)
 {
-    rpc *r = context;
+    const rpc *r = context;
     size_t name_len = strlen(name);
-    for (size_t i = 0; i < r->request_metadata.count; i++) {
+    const char *value = r->metadata_text;
+    for (size_t i = 0; value && i < r->request_metadata.count; i++) {
         const grpc_metadata *md = &r->request_metadata.metadata[i];
-        if (GRPC_SLICE_LENGTH(md->key) != name_len ||
-            strncasecmp((const char *)GRPC_SLICE_START_PTR(md->key), name, name_len) != 0)
-            continue;
-        size_t len = GRPC_SLICE_LENGTH(md->value);
-        if (len >= sizeof(r->header))
-            len = sizeof(r->header) - 1;
-        memcpy(r->header, GRPC_SLICE_START_PTR(md->value), len);
-        r->header[len] = '\0';
-        return r->header;
+        if (GRPC_SLICE_LENGTH(md->key) == name_len &&
+            strncasecmp((const char *)GRPC_SLICE_START_PTR(md->key), name, name_len) == 0)
+            return value;
+        value += GRPC_SLICE_LENGTH(md->value) + 1;
     }
     return NULL;
 }
@@ -318,6 +333,7 @@ static void rpc_free(rpc *r)
     if (r->call)
         grpc_call_unref(r->call);
     grpc_metadata_array_destroy(&r->request_metadata);
+    free(r->metadata_text);
     if (r->method == UNREGISTERED)
         grpc_call_details_destroy(&r->details);
     if (r->has_details)
@@ -758,6 +774,7 @@ static void on_event(rpc *r, bool ok)
         r->t_start = server_now();
         r->counted_in_flight = true;
         __atomic_add_fetch(&f->srv->in_flight, 1, __ATOMIC_SEQ_CST);
+        keep_metadata_text(r);
         server_request_id(metadata_value(r, "x-request-id"), r->request_id, sizeof(r->request_id));
         if (r->method != MODEL_STREAM_INFER) /* a stream's requests count as they arrive */
             __atomic_add_fetch(&f->srv->unanswered, 1, __ATOMIC_SEQ_CST);
