@@ -15,6 +15,7 @@ what=${1:-all}
 build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev
        libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev
        libsqlite3-dev libhiredis-dev libpq-dev libjpeg62-turbo-dev libpng-dev)
+build+=(libgrpc-dev)  # KServe V2 over gRPC (--grpc-port): gRPC's C core; messages via protobuf-c
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
 # yamllint for the release patterns
@@ -25,6 +26,7 @@ test+=(redis-server)  # the job queue's Redis tests
 test+=(postgresql)    # inferd batch --db tests
 test+=(python3-pil)   # the image fixtures (tests/image)
 test+=(python3-torchvision espeak-ng)  # real-model fixtures: torchvision architectures, spoken input for VAD and wake-word models
+test+=(python3-grpcio python3-grpc-tools openssl)  # the independent gRPC client of tests/serve/test_grpc.py (stubs generated at test time; openssl makes its TLS certificates)
 test+=(chromium)      # the real browser that loads /ui and /docs (through npm's puppeteer-core)
 
 # bench: the Python jobs bench/batch measures against; the book's asynchronous
@@ -32,6 +34,7 @@ test+=(chromium)      # the real browser that loads /ui and /docs (through npm's
 # book's parallel pattern bench/pipeline rebuilds
 bench=(python3-pandas python3-sqlalchemy python3-psycopg2 python3-fastapi python3-uvicorn python3-redis
        python3-httpx)
+bench+=(nghttp2-client)  # h2load: the C load generator of bench/grpc (gRPC over HTTP/2 and REST alike)
 
 case "$what" in
   build|demo) wanted=("${build[@]}") ;;

@@ -11,7 +11,8 @@
 #      for 1/6 each, one job each (the machine is shared), starting from
 #      fuzz/seed_corpus.sh; then fuzz_jobs_url (the job queue's URL and id
 #      parsers) for 5 s and fuzz_infer_request (the V2 and book request
-#      decoders) for 10 s.
+#      decoders) for 10 s, fuzz_grpc_request (the KServe V2 gRPC decoder
+#      and encoder) for 10 s.
 # Crashes, timeouts and out-of-memory inputs are saved as
 # $FUZZ_BUILD_DIR/artifacts/<target>-crash-<sha1> (minimise one with
 #   $FUZZ_BUILD_DIR/fuzz/<target> -minimize_crash=1 -runs=100000 FILE).
@@ -35,7 +36,7 @@ echo "== fuzz.sh: building libFuzzer targets in $build"
 CC=clang cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
 cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_batch_reader fuzz_jobs_url \
-  fuzz_infer_request fuzz_image_decode fuzz_pipeline_json >/dev/null
+  fuzz_infer_request fuzz_image_decode fuzz_pipeline_json fuzz_grpc_request >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -56,7 +57,7 @@ status=0
 
 echo "== fuzz.sh: replaying fuzz/regressions"
 known="$repo/fuzz/regressions/KNOWN_OPEN"
-for target in model_load value_decode image_decode; do
+for target in model_load value_decode image_decode grpc_request; do
   dir="$repo/fuzz/regressions/$target"
   [ -d "$dir" ] || continue
   for f in "$dir"/*; do
@@ -128,6 +129,11 @@ printf '\000\000\000{"inputs":[{"name":"float_input","shape":[1,4],"datatype":"F
   >"$corpus/infer_request/v2"
 printf '\002\000\000{"data":[[5.1,3.5,1.4,0.2]]}' >"$corpus/infer_request/book"
 run_target infer_request 10 -max_len=4096
+# the KServe V2 gRPC request decoder (src/serve/grpc), from the committed
+# ModelInferRequest seeds (fuzz/make_grpc_seeds.py)
+mkdir -p "$corpus/grpc_request"
+cp "$repo"/fuzz/seeds/grpc_request/* "$corpus/grpc_request/"
+run_target grpc_request 10 -max_len=4096
 # pipeline.json: a short run from the shipped examples (src/pipeline)
 mkdir -p "$corpus/pipeline_json"
 for f in "$repo"/models/pipelines/*/pipeline.json; do cp "$f" "$corpus/pipeline_json/$(basename "$(dirname "$f")")"; done

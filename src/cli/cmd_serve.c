@@ -34,6 +34,12 @@ static const char serve_usage[] =
     "  --sample JSON        rows /predict/test and an empty /predict use\n"
     "  --host ADDR          listen address (default 127.0.0.1; 0.0.0.0 for all)\n"
     "  --port N             port (default 8000, or $PORT)\n"
+    "  --grpc-port N        also serve KServe V2 over gRPC (inference.GRPCInferenceService)\n"
+    "                       on this port (Triton's is 8001; 0: any free port). Off unless\n"
+    "                       given (or $GRPC_PORT); same host, models, limits and logs\n"
+    "  --grpc-tls-cert PEM  --grpc-tls-key PEM: serve gRPC over TLS with this certificate\n"
+    "                       chain and private key (default: plaintext h2c)\n"
+    "  --grpc-tls-client-ca PEM  with TLS, require client certificates signed by these CAs\n"
     "  --workers N          inference threads (default: one per core)\n"
     "  --threads N          intra-op threads per inference (default 1)\n"
     "  --max-body BYTES     largest request body (default 64 MiB)\n"
@@ -67,7 +73,7 @@ static const char serve_usage[] =
     "                       answers the default model at once and queues model M, returning\n"
     "                       {\"prediction\": ..., \"job_id\": ...}\n"
     "environment: MODEL_FILEPATH, LABEL_FILEPATH, PORT, LOG_LEVEL (DEBUG|INFO|WARNING|ERROR),\n"
-    "             LOG_FORMAT (TEXT|JSON), INFERD_ADMIN_TOKEN\n";
+    "             LOG_FORMAT (TEXT|JSON), INFERD_ADMIN_TOKEN, GRPC_PORT\n";
 
 static void log_pull_notice(void *context, const char *message)
 {
@@ -212,6 +218,8 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
         .connection_limit = 1024,
         .request_timeout = 30,
         .grace = 10.0,
+        .grpc_port = -1,
+        .grpc_first_session = -1,
     };
     log_level level = LOG_INFO;
     log_format format = LOG_TEXT;
@@ -221,6 +229,11 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
         if (!parse_long("PORT", env, 0, 65535, &v))
             return 1;
         o.port = (int)v;
+    }
+    if ((env = getenv("GRPC_PORT")) && *env) {
+        if (!parse_long("GRPC_PORT", env, 0, 65535, &v))
+            return 1;
+        o.grpc_port = (int)v;
     }
     if ((env = getenv("LOG_LEVEL")) && *env && !log_parse_level(env, &level))
         return cli_fail("LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got '%s'", env);
@@ -256,6 +269,16 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
             if (!parse_long(flag, TAKE(), 0, 65535, &v))
                 return 1;
             o.port = (int)v;
+        } else if (strcmp(flag, "--grpc-port") == 0) {
+            if (!parse_long(flag, TAKE(), 0, 65535, &v))
+                return 1;
+            o.grpc_port = (int)v;
+        } else if (strcmp(flag, "--grpc-tls-cert") == 0 && value) {
+            o.grpc_tls_cert = TAKE();
+        } else if (strcmp(flag, "--grpc-tls-key") == 0 && value) {
+            o.grpc_tls_key = TAKE();
+        } else if (strcmp(flag, "--grpc-tls-client-ca") == 0 && value) {
+            o.grpc_tls_client_ca = TAKE();
         } else if (strcmp(flag, "--workers") == 0) {
             if (!parse_long(flag, TAKE(), 1, 256, &v))
                 return 1;
@@ -366,6 +389,12 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     }
     if (control != MODEL_CONTROL_NONE && !repository)
         return cli_fail("serve: --model-control %s needs --repository DIR", model_control_name(control));
+    if (!o.grpc_tls_cert != !o.grpc_tls_key)
+        return cli_fail("serve: --grpc-tls-cert and --grpc-tls-key go together");
+    if ((o.grpc_tls_cert || o.grpc_tls_client_ca) && o.grpc_port < 0)
+        return cli_fail("serve: the --grpc-tls-* options need --grpc-port");
+    if (o.grpc_tls_client_ca && !o.grpc_tls_cert)
+        return cli_fail("serve: --grpc-tls-client-ca needs --grpc-tls-cert and --grpc-tls-key");
     if (async_book_model && !async_book)
         return cli_fail("serve: --async-book-model goes with --async-book");
     if (admin_token && *admin_token && strlen(admin_token) < 16)
@@ -445,7 +474,14 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
      * session after the polling threads' and the job workers' ones */
     if (pipeline_threads < 0)
         pipeline_threads = repository ? o.workers : 0;
-    model_set_options set_options = {.serving_sessions = o.workers + o.io_threads + (int)async_workers + pipeline_threads,
+    /* the gRPC queue threads (as many as polling threads) answer fast
+     * models themselves too, with the last sessions */
+    if (o.grpc_port >= 0) {
+        o.grpc_threads = o.io_threads;
+        o.grpc_first_session = o.workers + o.io_threads + (int)async_workers + pipeline_threads;
+    }
+    model_set_options set_options = {.serving_sessions = o.workers + o.io_threads + (int)async_workers + pipeline_threads +
+                                                         (o.grpc_port >= 0 ? o.grpc_threads : 0),
                                      .threads_per_session = threads,
                                      .control = control,
                                      .poll_interval = poll_interval,

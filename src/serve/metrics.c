@@ -32,6 +32,7 @@ typedef struct histogram {
 
 typedef struct request_series {
     char model[128], version[32];
+    const char *protocol; /* a static name: "http", "grpc" */
     int code;
     unsigned long long count;
 } request_series;
@@ -101,26 +102,26 @@ static void observe(histogram *h, double seconds)
     h->count++;
 }
 
-void metrics_observe_request(metrics *m, const http_request *req, int status, double end)
+/* One answered request of any protocol; error_json: an HTTP answer's body
+ * to take the error message from, else error_text. */
+static void observe_request(metrics *m, const char *protocol, const char *method, const char *path,
+                            const char *model, const char *version, int status, const char *error_json,
+                            size_t error_json_len, const char *error_text, double t_start, double t_queued,
+                            double t_compute_start, double t_compute_end, double end)
 {
-    if (!m)
-        return;
-    /* requests not about a model are grouped under model="" */
-    const char *model = req->model_name, *version = req->model_version;
     recent_error error = {0};
     if (status >= 400) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         error.wall = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
         error.status = status;
-        snprintf(error.method, sizeof(error.method), "%s", req->method);
-        snprintf(error.path, sizeof(error.path), "%s", req->path ? req->path : "");
+        snprintf(error.method, sizeof(error.method), "%s", method);
+        snprintf(error.path, sizeof(error.path), "%s", path ? path : "");
         snprintf(error.model, sizeof(error.model), "%s", model);
         snprintf(error.version, sizeof(error.version), "%s", version);
         /* the answer's own words: {"error": "..."} (parsed outside the lock) */
-        json_t *body = req->response && req->response_len < 8192
-                           ? json_loadb(req->response, req->response_len, 0, NULL) : NULL;
-        const char *text = json_string_value(json_object_get(body, "error"));
+        json_t *body = error_json && error_json_len < 8192 ? json_loadb(error_json, error_json_len, 0, NULL) : NULL;
+        const char *text = body ? json_string_value(json_object_get(body, "error")) : error_text;
         snprintf(error.message, sizeof(error.message), "%s", text ? text : "");
         trim_partial_utf8(error.message);
         trim_partial_utf8(error.path);
@@ -130,12 +131,13 @@ void metrics_observe_request(metrics *m, const http_request *req, int status, do
     if (status >= 400)
         m->errors[m->n_errors++ % RECENT_ERRORS] = error;
     size_t i = 0;
-    while (i < m->n_requests && (m->requests[i].code != status || strcmp(m->requests[i].model, model) ||
-                                 strcmp(m->requests[i].version, version)))
+    while (i < m->n_requests && (m->requests[i].code != status || m->requests[i].protocol != protocol ||
+                                 strcmp(m->requests[i].model, model) || strcmp(m->requests[i].version, version)))
         i++;
     if (i == m->n_requests && i < MAX_SERIES) {
         snprintf(m->requests[i].model, sizeof(m->requests[i].model), "%s", model);
         snprintf(m->requests[i].version, sizeof(m->requests[i].version), "%s", version);
+        m->requests[i].protocol = protocol;
         m->requests[i].code = status;
         m->n_requests++;
     }
@@ -152,14 +154,32 @@ void metrics_observe_request(metrics *m, const http_request *req, int status, do
         }
         if (k < m->n_latencies) {
             latency_series *s = &m->latencies[k];
-            observe(&s->total, end - req->t_start);
-            if (req->t_queued > 0 && req->t_compute_start >= req->t_queued) {
-                observe(&s->queue, req->t_compute_start - req->t_queued);
-                observe(&s->compute, req->t_compute_end - req->t_compute_start);
+            observe(&s->total, end - t_start);
+            if (t_queued > 0 && t_compute_start >= t_queued) {
+                observe(&s->queue, t_compute_start - t_queued);
+                observe(&s->compute, t_compute_end - t_compute_start);
             }
         }
     }
     pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_observe_request(metrics *m, const http_request *req, int status, double end)
+{
+    if (!m)
+        return;
+    /* requests not about a model are grouped under model="" */
+    observe_request(m, "http", req->method, req->path, req->model_name, req->model_version, status,
+                    req->response ? req->response : "", req->response ? req->response_len : 0, NULL, req->t_start,
+                    req->t_queued, req->t_compute_start, req->t_compute_end, end);
+}
+
+void metrics_observe_call(metrics *m, const metrics_call *c)
+{
+    if (!m)
+        return;
+    observe_request(m, c->protocol, c->method, c->path, c->model, c->version, c->status, NULL, 0, c->error,
+                    c->t_start, c->t_queued, c->t_compute_start, c->t_compute_end, c->end);
 }
 
 /* Label values are model names and versions: escape \ " and newlines. */
@@ -318,14 +338,16 @@ char *metrics_render(metrics *m, const server *srv, size_t *len)
     async_render_metrics(out, srv);
     pipeline_set_render_metrics(srv->pipelines, out);
     pthread_mutex_lock(&m->lock);
-    fprintf(out, "# HELP inferd_requests_total HTTP requests by model, version and status code.\n"
+    fprintf(out, "# HELP inferd_requests_total Requests by model, version, status code (gRPC: the HTTP status "
+                 "REST would answer) and protocol (http, grpc).\n"
                  "# TYPE inferd_requests_total counter\n");
     for (size_t i = 0; i < m->n_requests; i++) {
         fprintf(out, "inferd_requests_total{model=\"");
         label_value(out, m->requests[i].model);
         fprintf(out, "\",version=\"");
         label_value(out, m->requests[i].version);
-        fprintf(out, "\",code=\"%d\"} %llu\n", m->requests[i].code, m->requests[i].count);
+        fprintf(out, "\",code=\"%d\",protocol=\"%s\"} %llu\n", m->requests[i].code, m->requests[i].protocol,
+                m->requests[i].count);
     }
     static const struct {
         const char *name, *help;
@@ -390,7 +412,9 @@ json_t *metrics_stats(metrics *m)
                 continue;
             char code[16];
             snprintf(code, sizeof(code), "%d", r->code);
-            json_object_set_new(codes, code, json_integer((json_int_t)r->count));
+            /* one count per code, whichever protocols answered it */
+            json_int_t before = json_integer_value(json_object_get(codes, code));
+            json_object_set_new(codes, code, json_integer(before + (json_int_t)r->count));
             total += r->count;
             failed += r->code >= 400 ? r->count : 0;
         }

@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grpc/grpc_server.h"
 #include "http.h"
 #include "image_request.h"
 #include "log.h"
@@ -258,16 +259,15 @@ static void seed_request_ids(void)
         id_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 }
 
-static void make_request_id(http_request *req)
+void server_request_id(const char *given, char *id, size_t size)
 {
-    const char *given = http_header(req, "X-Request-ID");
     if (given) {
         size_t n = 0;
-        for (; given[n] && n < sizeof(req->request_id) - 1; n++)
+        for (; given[n] && n < size - 1; n++)
             if (given[n] < 0x21 || given[n] > 0x7e)
                 break;
         if (given[n] == '\0' && n > 0) {
-            memcpy(req->request_id, given, n + 1);
+            memcpy(id, given, n + 1);
             return;
         }
     }
@@ -275,8 +275,12 @@ static void make_request_id(http_request *req)
     static atomic_ulong counter;
     unsigned long seq = atomic_fetch_add(&counter, 1);
     uint64_t r = mix64(id_seed + seq);
-    snprintf(req->request_id, sizeof(req->request_id), "%016llx-%06lx", (unsigned long long)r,
-             seq & 0xffffff);
+    snprintf(id, size, "%016llx-%06lx", (unsigned long long)r, seq & 0xffffff);
+}
+
+static void make_request_id(http_request *req)
+{
+    server_request_id(http_header(req, "X-Request-ID"), req->request_id, sizeof(req->request_id));
 }
 
 /* Metrics count a request when its response is queued, so that a client
@@ -701,6 +705,12 @@ int server_run(server *srv)
         {o->io_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)o->io_threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
+    /* gRPC listens first: once HTTP answers ready, so does gRPC */
+    if (o->grpc_port >= 0 && !(srv->grpc = grpc_frontend_start(srv))) {
+        workers_stop(srv->pool);
+        workers_stop(srv->admin_pool);
+        return 1;
+    }
     struct MHD_Daemon *daemon = MHD_start_daemon(
         flags, (uint16_t)o->port, NULL, NULL, on_request, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, srv,
@@ -717,6 +727,8 @@ int server_run(server *srv)
         snprintf(port, sizeof(port), "%d", o->port);
         log_event(LOG_ERROR, "cannot listen (address in use or not permitted)", "host", o->host,
                   "port", port, NULL);
+        grpc_frontend_stop(srv->grpc);
+        srv->grpc = NULL;
         workers_stop(srv->pool);
         workers_stop(srv->admin_pool);
         return 1;
@@ -745,6 +757,7 @@ int server_run(server *srv)
     MHD_socket listener = MHD_quiesce_daemon(daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
+    grpc_frontend_quiesce(srv->grpc);
     /* Requests in flight, and connections accepted just before the signal
      * whose request has not begun arriving (up to 0.2 s), are finished. */
     double deadline = server_now() + o->grace;
@@ -765,6 +778,8 @@ int server_run(server *srv)
     atomic_store(&abandon_queued, true);
     workers_stop(srv->pool);
     workers_stop(srv->admin_pool);
+    grpc_frontend_stop(srv->grpc); /* after the workers: none still answers a call */
+    srv->grpc = NULL;
     MHD_stop_daemon(daemon);
     close(signal_pipe[0]);
     close(signal_pipe[1]);

@@ -25,6 +25,12 @@ typedef struct serve_options {
     unsigned request_timeout;    /* seconds a request may take to arrive */
     double grace;                /* seconds to finish in-flight requests on SIGTERM */
     const char *book_model;      /* what the book's root routes serve (a model or pipeline); NULL: the default model */
+    int grpc_port;               /* KServe V2 over gRPC (src/serve/grpc); -1: off */
+    int grpc_threads;            /* its completion-queue threads */
+    int grpc_first_session;      /* session of its first thread (fast models run there); -1: none */
+    const char *grpc_tls_cert;   /* PEM certificate chain and key: gRPC over TLS; NULL: plaintext (h2c) */
+    const char *grpc_tls_key;
+    const char *grpc_tls_client_ca; /* PEM CAs: clients must present a certificate they signed; NULL: none asked */
 } serve_options;
 
 typedef struct route route;
@@ -47,6 +53,7 @@ typedef struct server {
     bool async_book;             /* the book's POST /predict queues a job, GET /job/{id} */
     const char *async_book_model;/* the book's sync-async pattern: POST /predict answers the
                                     default model at once and queues this (slow) model */
+    struct grpc_frontend *grpc;  /* the gRPC listener, or NULL */
 } server;
 
 /* Serve until SIGTERM/SIGINT, then stop accepting, finish in-flight requests
@@ -54,5 +61,9 @@ typedef struct server {
 int server_run(server *srv);
 
 double server_now(void);
+
+/* A request's id: the client's (given, when printable ASCII and it fits),
+ * else a new unique one. Every protocol's requests share one sequence. */
+void server_request_id(const char *given, char *id, size_t size);
 
 #endif /* INFERD_SERVE_SERVER_H */
