@@ -230,10 +230,15 @@ static json_t *predict_rows(http_request *req, int worker, bool use_sample, int 
     size_t n_out = ifd_model_output_count(m->model);
     ifd_value **outputs = calloc(n_out, sizeof(*outputs));
     json_t *result = NULL;
+    double deadline;
+    int status = 400;
     if (!outputs) {
         http_reply_error(req, 503, "out of memory");
-    } else if (model_set_run(req->server->models, m, worker, &x, outputs, err, sizeof(err)) != IFD_OK) {
-        http_reply_error(req, 400, "%s", err);
+    } else if (!served_deadline(req, &deadline)) {
+        /* answered */
+    } else if (model_set_run_until(req->server->models, m, worker, &x, outputs, deadline, &status, err,
+                                   sizeof(err)) != IFD_OK) {
+        http_reply_error(req, status, "%s", err);
     } else if (top_k > 0 && !(*top = image_request_top_k(req, m, outputs, 0, (size_t)top_k))) {
         /* answered */
     } else {

@@ -351,10 +351,31 @@ static void run_compute(void *arg, int worker)
         http_reply_error(req, 503, "the server is stopping; retry elsewhere");
     else
         job->route.fn(req, &job->route.params, worker);
+    free(job);
+    if (req->deferred) {
+        /* queued for a batch: the last of this worker and the completion resumes it */
+        http_finish_deferred(req);
+        return;
+    }
     req->t_compute_end = server_now();
     if (!req->answered)
         http_reply_error(req, 500, "the handler gave no answer");
-    free(job);
+    MHD_resume_connection(req->connection);
+}
+
+void http_defer(http_request *req)
+{
+    req->deferred = true;
+    __atomic_store_n(&req->defer_refs, 2, __ATOMIC_RELEASE);
+}
+
+void http_finish_deferred(http_request *req)
+{
+    if (__atomic_sub_fetch(&req->defer_refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    req->t_compute_end = server_now();
+    if (!req->answered)
+        http_reply_error(req, 500, "the handler gave no answer");
     MHD_resume_connection(req->connection);
 }
 
