@@ -37,7 +37,9 @@
  *
  * Failures. An engine error in a batch answers every member with the
  * error (no member ever gets another's rows). A request whose deadline
- * passes while it waits is answered BATCH_DEADLINE before its batch runs.
+ * passes while it waits is answered BATCH_DEADLINE when it passes (a
+ * second, mostly sleeping thread watches the deadlines, so a long batch
+ * running meanwhile does not hold the answer back).
  * The queue holds at most max_queue requests; more are refused at once.
  */
 #include "batcher.h"
@@ -74,6 +76,8 @@ struct batcher {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_t thread;
+    pthread_cond_t reap_wake; /* a request with a deadline arrived, or stopping */
+    pthread_t reaper;         /* answers expired requests while a batch runs */
     bool stopping;
     bool free_on_exit; /* freed from its own thread (a completion dropped the last reference) */
     batch_settings settings;
@@ -399,6 +403,7 @@ static void record_batch(batcher *b, pending **members, size_t n, int64_t rows, 
         s->delayed++;
         s->delay_sum += waited;
     }
+    s->running_rows = 0;
     b->run_ewma = b->run_ewma <= 0 ? seconds : (1 - EWMA_ALPHA) * b->run_ewma + EWMA_ALPHA * seconds;
 }
 
@@ -406,6 +411,9 @@ static void run_batch(batcher *b, pending **members, size_t n, int64_t rows)
 {
     char err[1024] = "";
     double started = batch_clock();
+    pthread_mutex_lock(&b->lock);
+    b->stats.running_rows = rows;
+    pthread_mutex_unlock(&b->lock);
     bool ok, unsplittable = false;
     if (n == 1) {
         ok = run_alone(b, members[0], err, sizeof(err));
@@ -438,6 +446,20 @@ static void run_batch(batcher *b, pending **members, size_t n, int64_t rows)
         free(members[k]);
     }
 }
+
+static struct timespec monotonic_at(double seconds)
+{
+    struct timespec ts;
+    ts.tv_sec = (time_t)seconds;
+    ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+static void destroy_sync(batcher *b);
 
 static void *batcher_main(void *arg)
 {
@@ -475,12 +497,8 @@ static void *batcher_main(void *arg)
         gather(b, NULL, (size_t)-1, &rows);
         double until;
         if (should_wait(b, rows, now, &until)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            double at = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + (until - now);
-            ts.tv_sec = (time_t)at;
-            ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
-            pthread_cond_timedwait(&b->wake, &b->lock, &ts);
+            struct timespec at = monotonic_at(until);
+            pthread_cond_timedwait(&b->wake, &b->lock, &at);
             continue;
         }
         size_t want = (size_t)(b->settings.max_batch_size > 1 ? b->settings.max_batch_size : 1);
@@ -511,14 +529,43 @@ static void *batcher_main(void *arg)
     pthread_mutex_unlock(&b->lock);
     free(members);
     if (free_self) {
-        pthread_mutex_destroy(&b->lock);
-        pthread_cond_destroy(&b->wake);
+        pthread_join(b->reaper, NULL);
+        destroy_sync(b);
         free(b);
     }
     return NULL;
 }
 
-/* The batcher's condition variable waits on CLOCK_MONOTONIC, as deadlines are. */
+/* Answers the requests whose deadline passed, at the moment it passes. */
+static void *reaper_main(void *arg)
+{
+    batcher *b = arg;
+    pthread_mutex_lock(&b->lock);
+    while (!b->stopping) {
+        double earliest = 0;
+        for (pending *p = b->head; p; p = p->next)
+            if (p->deadline > 0 && (earliest == 0 || p->deadline < earliest))
+                earliest = p->deadline;
+        double now = batch_clock();
+        if (earliest == 0) {
+            pthread_cond_wait(&b->reap_wake, &b->lock);
+        } else if (now < earliest) {
+            struct timespec at = monotonic_at(earliest);
+            pthread_cond_timedwait(&b->reap_wake, &b->lock, &at);
+        } else {
+            pending *expired = take_expired(b, now);
+            for (pending *p = expired; p; p = p->next)
+                b->stats.deadline_expired++;
+            pthread_mutex_unlock(&b->lock);
+            answer_all(expired, BATCH_DEADLINE, "the request's deadline passed while it waited for a batch");
+            pthread_mutex_lock(&b->lock);
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+/* The batcher's condition variables wait on CLOCK_MONOTONIC, as deadlines are. */
 static bool init_sync(batcher *b)
 {
     pthread_condattr_t attr;
@@ -526,12 +573,24 @@ static bool init_sync(batcher *b)
         return false;
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     bool ok = pthread_cond_init(&b->wake, &attr) == 0;
-    pthread_condattr_destroy(&attr);
-    if (ok && pthread_mutex_init(&b->lock, NULL) != 0) {
+    if (ok && pthread_cond_init(&b->reap_wake, &attr) != 0) {
         pthread_cond_destroy(&b->wake);
         ok = false;
     }
+    pthread_condattr_destroy(&attr);
+    if (ok && pthread_mutex_init(&b->lock, NULL) != 0) {
+        pthread_cond_destroy(&b->wake);
+        pthread_cond_destroy(&b->reap_wake);
+        ok = false;
+    }
     return ok;
+}
+
+static void destroy_sync(batcher *b)
+{
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->wake);
+    pthread_cond_destroy(&b->reap_wake);
 }
 
 /* ---- the API ------------------------------------------------------------- */
@@ -562,10 +621,21 @@ batcher *batcher_create(const ifd_model *model, int threads, const batch_setting
         return NULL;
     }
     batcher_configure(b, settings);
+    if (pthread_create(&b->reaper, NULL, reaper_main, b) != 0) {
+        snprintf(err, err_size, "cannot start the batcher's deadline thread");
+        destroy_sync(b);
+        ifd_session_free(b->session);
+        free(b);
+        return NULL;
+    }
     if (pthread_create(&b->thread, NULL, batcher_main, b) != 0) {
         snprintf(err, err_size, "cannot start the batcher's thread");
-        pthread_mutex_destroy(&b->lock);
-        pthread_cond_destroy(&b->wake);
+        pthread_mutex_lock(&b->lock);
+        b->stopping = true;
+        pthread_cond_broadcast(&b->reap_wake);
+        pthread_mutex_unlock(&b->lock);
+        pthread_join(b->reaper, NULL);
+        destroy_sync(b);
         ifd_session_free(b->session);
         free(b);
         return NULL;
@@ -582,6 +652,7 @@ void batcher_free(batcher *b)
     bool own_thread = pthread_equal(pthread_self(), b->thread);
     b->free_on_exit = own_thread;
     pthread_cond_broadcast(&b->wake);
+    pthread_cond_broadcast(&b->reap_wake);
     pthread_mutex_unlock(&b->lock);
     /* the session goes now: the model it belongs to is freed next */
     if (own_thread) {
@@ -591,9 +662,9 @@ void batcher_free(batcher *b)
         return;
     }
     pthread_join(b->thread, NULL);
+    pthread_join(b->reaper, NULL);
     ifd_session_free(b->session);
-    pthread_mutex_destroy(&b->lock);
-    pthread_cond_destroy(&b->wake);
+    destroy_sync(b);
     free(b);
 }
 
@@ -636,8 +707,6 @@ batch_outcome batcher_submit(batcher *b, ifd_value *const *inputs, ifd_value **o
         free(p);
         return BATCH_QUEUE_FULL;
     }
-    if (p->rows > b->settings.max_batch_size)
-        p->rows = -1; /* larger than any batch: runs alone */
     if (b->last_arrival > 0) {
         double gap = now - b->last_arrival;
         b->gap_ewma = b->gap_ewma <= 0 ? gap : (1 - EWMA_ALPHA) * b->gap_ewma + EWMA_ALPHA * gap;
@@ -650,6 +719,8 @@ batch_outcome batcher_submit(batcher *b, ifd_value *const *inputs, ifd_value **o
     b->tail = p;
     b->queued++;
     pthread_cond_signal(&b->wake);
+    if (deadline > 0)
+        pthread_cond_signal(&b->reap_wake);
     pthread_mutex_unlock(&b->lock);
     return BATCH_OK;
 }

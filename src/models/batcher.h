@@ -91,7 +91,8 @@ typedef struct batch_stats {
     unsigned long long delayed;
     double delay_sum;
     unsigned long long queue_full, deadline_expired, failed_batches;
-    size_t queued; /* requests waiting now */
+    size_t queued;       /* requests waiting now */
+    long long running_rows; /* rows of the engine call running now, 0: idle */
 } batch_stats;
 extern const double batch_size_bounds[BATCH_SIZE_BUCKETS];
 extern const double batch_delay_bounds[BATCH_DELAY_BUCKETS];

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,6 +251,20 @@ static batch_settings batching_of(const model_entry *e)
     return s;
 }
 
+/* Intra-op threads of a batcher's session. One batch thread replaces the
+ * many workers that would each run a request, so unless --threads asks
+ * for a number, its engine calls may use every core the process may run
+ * on (a batch is large enough for the engine to split it). */
+static int batch_threads(const model_version *v)
+{
+    if (v->threads_per_session > 1)
+        return v->threads_per_session;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0 && CPU_COUNT(&allowed) > 0)
+        return CPU_COUNT(&allowed);
+    return 1;
+}
+
 /* Give a version its batcher when batching is on (write lock held); a
  * version keeps one it has, reconfigured, so requests queued on it are
  * never lost to a config change. */
@@ -264,7 +279,7 @@ static void refresh_batching(const model_entry *e, model_version *v)
     if (s.max_batch_size <= 1)
         return;
     char err[512];
-    b = batcher_create(v->model, v->threads_per_session, &s, err, sizeof(err));
+    b = batcher_create(v->model, batch_threads(v), &s, err, sizeof(err));
     if (!b) {
         model_set_log(LOG_WARNING, "batching off: cannot start the batcher", v->name, v->version,
                       "error", err);

@@ -295,6 +295,12 @@ static void render_batching(FILE *out, model_set *set)
         version_labels(out, "inferd_batch_queue_length", owners[i]);
         fprintf(out, "} %zu\n", stats[i].queued);
     }
+    fprintf(out, "# HELP inferd_batch_running_rows Rows of the batch the engine runs now (0: idle).\n"
+                 "# TYPE inferd_batch_running_rows gauge\n");
+    for (size_t i = 0; i < m; i++) {
+        version_labels(out, "inferd_batch_running_rows", owners[i]);
+        fprintf(out, "} %lld\n", stats[i].running_rows);
+    }
     free(stats);
     free(owners);
 }

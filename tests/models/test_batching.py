@@ -202,7 +202,10 @@ class Batching(unittest.TestCase):
 
         t = threading.Thread(target=send)
         t.start()
-        time.sleep(0.3 * SLOW)
+        deadline = time.monotonic() + 30 * SLOW
+        while metric(server, "inferd_batch_running_rows", 'model="slow"') != rows:
+            self.assertLess(time.monotonic(), deadline, "the occupying request never ran")
+            time.sleep(0.01)
         return t
 
     def test_deadline_passed_in_the_queue_answers_504(self):
@@ -210,8 +213,11 @@ class Batching(unittest.TestCase):
         x = np.full((1, 256), 0.01, np.float32)
         busy = self.occupy(server)
         header = post(server.port, "/v2/models/slow/infer", v2_body("x", x), {"X-Request-Timeout-Ms": "20"})
+        answered_while_busy = busy.is_alive()
         busy.join()
         self.assertEqual(header[0], 504, header[2])
+        # answered when the deadline passed, not when the running batch ended
+        self.assertTrue(answered_while_busy)
         self.assertIn("deadline", json.loads(header[2])["error"])
         busy = self.occupy(server)
         param = post(server.port, "/v2/models/slow/infer", v2_body("x", x, parameters={"timeout": 20000}))
