@@ -144,13 +144,14 @@ class Batching(unittest.TestCase):
         self.check_distinct_answers(fixture("digits_mlp"), "input", (64,))
 
     def test_every_api_queues_together(self):
-        """The book's /predict and TF Serving's :predict batch too (through
-        the blocking path), and answer what the unbatched server answers."""
+        """The book's /predict (queued without holding a worker, like V2) and
+        /predict/label, and TF Serving's :predict (a worker waits on the
+        queue), batch too and answer what the unbatched server answers."""
         path = fixture("digits_mlp")
         rng = np.random.default_rng(3)
         rows = [rng.random((1, 64), dtype=np.float32).tolist() for _ in range(24)]
         plain = self.serve([path, "--name", "m"])
-        batched = self.serve([path, "--name", "m", "--max-batch-size", "32", "--workers", "8"])
+        batched = self.serve([path, "--name", "m", "--max-batch-size", "32", "--workers", "2"])
         want = [post(plain.port, "/predict", {"data": r})[2] for r in rows]
         got = in_parallel([lambda r=r: post(batched.port, "/predict", {"data": r}) for r in rows], workers=24)
         for (status, _, body), expected in zip(got, want):
@@ -159,11 +160,18 @@ class Batching(unittest.TestCase):
                                        else json.loads(body), json.loads(expected)["prediction"]
                                        if "prediction" in json.loads(expected) else json.loads(expected),
                                        rtol=1e-5, atol=1e-6)
+        self.assertGreater(metric(batched, "inferd_batch_size_rows_sum", 'model="m"') /
+                           metric(batched, "inferd_batch_size_rows_count", 'model="m"'), 1.5,
+                           "the book's /predict formed no batches with 2 workers and 24 clients")
+        want_labels = [json.loads(post(plain.port, "/predict/label", {"data": r})[2]) for r in rows]
+        got_labels = in_parallel([lambda r=r: post(batched.port, "/predict/label", {"data": r}) for r in rows],
+                                 workers=24)
+        self.assertEqual([json.loads(b) for _, _, b in got_labels], want_labels)
         v1 = in_parallel([lambda r=r: post(batched.port, "/v1/models/m:predict", {"instances": r})
                           for r in rows], workers=24)
         for status, _, body in v1:
             self.assertEqual(status, 200, body)
-        self.assertEqual(metric(batched, "inferd_batch_size_rows_sum", 'model="m"'), 48)
+        self.assertEqual(metric(batched, "inferd_batch_size_rows_sum", 'model="m"'), 72)
 
     def test_lone_request_is_not_delayed(self):
         """With a long max_queue_delay_us, requests that come one at a time
