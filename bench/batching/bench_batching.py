@@ -6,7 +6,8 @@ KServe V2 JSON), batching off vs on, side by side in one run.
 
     bench/batching/run.sh [--seconds S] [--repeats N] [--connections C]
 
-Server pinned to CPU 0 and wrk to CPU 1 (taskset), as issue 15 measures.
+Server pinned to CPU 0 and wrk to CPU 1 (taskset), as issue 15 measures
+(--no-pin: the 2-core layout, both sharing both cores).
 Each cell is the median of N alternating repeats (off, on, off, on, ...),
 each a fresh server: rows/s, p50/p99 latency from wrk --latency, server CPU
 µs per row from /proc/PID/stat (utime+stime over the run / rows answered),
@@ -17,7 +18,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -109,7 +109,9 @@ def ms(text):
 
 def run_once(inferd, model, batching, args, lua):
     port = free_port()
-    argv = ["taskset", "-c", "0", inferd, "serve", model, "--name", "m", "--port", str(port)]
+    server_pin = [] if args.no_pin else ["taskset", "-c", "0"]
+    client_pin = [] if args.no_pin else ["taskset", "-c", "1"]
+    argv = [*server_pin, inferd, "serve", model, "--name", "m", "--port", str(port)]
     if batching:
         argv += ["--max-batch-size", str(args.max_batch), "--max-queue-delay-us", str(args.delay_us)]
     env = dict(os.environ, LOG_LEVEL="WARNING")
@@ -122,12 +124,12 @@ def run_once(inferd, model, batching, args, lua):
             except OSError:
                 time.sleep(0.05)
         url = f"http://127.0.0.1:{port}/v2/models/m/infer"
-        subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c", str(args.connections), "-d", "1s", "-s", lua,
+        subprocess.run([*client_pin, "wrk", "-t1", "-c", str(args.connections), "-d", "1s", "-s", lua,
                         url], capture_output=True, check=True)  # warm-up
         rows_before = scrape(port, "inferd_batch_size_rows_sum") if batching else 0
         batches_before = scrape(port, "inferd_batch_size_rows_count") if batching else 0
         cpu0 = cpu_seconds(server.pid)
-        out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c", str(args.connections), "-d",
+        out = subprocess.run([*client_pin, "wrk", "-t1", "-c", str(args.connections), "-d",
                               f"{args.seconds}s", "--latency", "--timeout", "10s", "-s", lua, url],
                              capture_output=True, text=True, check=True).stdout
         cpu = cpu_seconds(server.pid) - cpu0
@@ -164,6 +166,8 @@ def main():
     parser.add_argument("--fixtures", default=os.path.join(REPO, "build", "bench-batching", "fixtures"))
     parser.add_argument("--raw", default=os.path.join(REPO, "build", "bench-batching", "raw.jsonl"))
     parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--no-pin", action="store_true",
+                        help="the 2-core layout: server and wrk share both cores (default: taskset 0 / 1)")
     args = parser.parse_args()
     fixtures = [m for m in args.models if m in FIXTURE_MODELS]
     if fixtures:
@@ -198,8 +202,9 @@ def main():
         return statistics.median(values) if values else float("nan")
 
     print(f"Command: `bench/batching/run.sh --seconds {args.seconds} --repeats {args.repeats} "
-          f"--connections {args.connections}` (commit {commit}); server `taskset -c 0`, wrk `-t1 "
-          f"-c{args.connections}` `taskset -c 1`; batching on = `--max-batch-size {args.max_batch} "
+          f"--connections {args.connections}{' --no-pin' if args.no_pin else ''}` (commit {commit}); "
+          f"{'server and wrk share both cores' if args.no_pin else 'server `taskset -c 0`, wrk `taskset -c 1`'}, "
+          f"wrk `-t1 -c{args.connections}`; batching on = `--max-batch-size {args.max_batch} "
           f"--max-queue-delay-us {args.delay_us}`. One digits row per request (V2 JSON). Medians of "
           f"{args.repeats} alternating repeats, {args.seconds} s each. Load average "
           f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; {time.time() - started:.0f} s.\n")
