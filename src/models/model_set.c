@@ -406,8 +406,7 @@ double model_set_run_seconds(model_set *set, const char *name, const char *versi
         const model_version *v = e->versions[i];
         if (version && *version && strcmp(v->version, version) != 0)
             continue;
-        double run = model_set_batches(v) ? 1e9 : v->run_seconds;
-        slowest = slowest >= 1e9 || run > slowest ? run : slowest;
+        slowest = slowest >= 1e9 || v->run_seconds > slowest ? v->run_seconds : slowest;
     }
     pthread_rwlock_unlock(&set->lock);
     return slowest;

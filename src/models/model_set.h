@@ -160,8 +160,7 @@ int model_set_submit(model_set *set, model_version *version, ifd_value *const *i
                      char *err, size_t err_size);
 
 /* Fastest warm-up inference among the versions that could answer a request
- * for name (NULL: default model); a large number when unknown or when it
- * batches (its requests must reach the batch queue). */
+ * for name (NULL: default model); a large number when unknown. */
 double model_set_run_seconds(model_set *set, const char *name, const char *version);
 
 /* Every listed version of every model is ready and every model that should

@@ -597,6 +597,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     if (route.admin) /* loads take seconds: on their own thread, never an inference worker */
         return hand_off(srv->admin_pool, req, &route, "the server is stopping or too many repository calls are queued");
     int session = inline_session(srv, req, &route);
+    if (target.version && model_set_batches(target.version))
+        session = -1; /* a batching model's requests queue from a worker, never block a polling thread */
     if (session >= 0) {
         req->t_queued = req->t_compute_start = server_now();
         route.fn(req, &route.params, session);
