@@ -365,6 +365,7 @@ static void run_compute(void *arg, int worker)
 
 void http_defer(http_request *req)
 {
+    __atomic_add_fetch(&req->server->deferred, 1, __ATOMIC_SEQ_CST);
     req->deferred = true;
     __atomic_store_n(&req->defer_refs, 2, __ATOMIC_RELEASE);
 }
@@ -373,10 +374,12 @@ void http_finish_deferred(http_request *req)
 {
     if (__atomic_sub_fetch(&req->defer_refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    server *srv = req->server; /* req may be sent and freed once resumed */
     req->t_compute_end = server_now();
     if (!req->answered)
         http_reply_error(req, 500, "the handler gave no answer");
     MHD_resume_connection(req->connection);
+    __atomic_sub_fetch(&srv->deferred, 1, __ATOMIC_SEQ_CST);
 }
 
 /* Whether the Content-Type's media type is `want`; parameters may follow. */
@@ -788,6 +791,13 @@ int server_run(server *srv)
     atomic_store(&abandon_queued, true);
     workers_stop(srv->pool);
     workers_stop(srv->admin_pool);
+    /* requests in a batch queue are answered by their batch (within the
+     * queue delay and a batch run): the daemon must still be there to send
+     * them, and libmicrohttpd frees suspended connections when it stops */
+    while (__atomic_load_n(&srv->deferred, __ATOMIC_SEQ_CST) > 0) {
+        struct timespec pause = {0, 2 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
     MHD_stop_daemon(daemon);
     close(signal_pipe[0]);
     close(signal_pipe[1]);

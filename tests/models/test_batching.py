@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -350,6 +351,27 @@ class Batching(unittest.TestCase):
         for status, _, text in stayed:
             self.assertEqual(status, 200, text)
         self.assertEqual(post(server.port, "/v2/models/slow/infer", v2_body("x", x))[0], 200)
+
+    def test_sigterm_answers_what_waits_in_the_batch_queue(self):
+        # grace 0: the queued requests outlive the grace period, and are still answered
+        server = self.slow_server("--grace", "0")
+        x = np.full((1, 256), 0.01, np.float32)
+        busy = self.occupy(server)
+        results = []
+        waiting = [threading.Thread(target=lambda: results.append(
+            post(server.port, "/v2/models/slow/infer", v2_body("x", x)))) for _ in range(4)]
+        for t in waiting:
+            t.start()
+        deadline = time.monotonic() + 30 * SLOW
+        while metric(server, "inferd_batch_queue_length", 'model="slow"') < 4:
+            self.assertLess(time.monotonic(), deadline, "the requests never queued")
+            time.sleep(0.01)
+        server.proc.send_signal(signal.SIGTERM)
+        for t in waiting:
+            t.join()
+        busy.join()
+        self.assertEqual([r[0] for r in results], [200] * 4, results)
+        self.assertEqual(server.proc.wait(30 * SLOW), 0)
 
     def test_metrics_pass_promtool(self):
         promtool = shutil.which("promtool")
