@@ -12,7 +12,8 @@
 #      fuzz/seed_corpus.sh; then fuzz_jobs_url (the job queue's URL and id
 #      parsers) for 5 s and fuzz_infer_request (the V2 and book request
 #      decoders) for 10 s, fuzz_grpc_request (the KServe V2 gRPC decoder
-#      and encoder) for 10 s.
+#      and encoder) for 10 s; fuzz_pipeline_json and fuzz_model_config
+#      (config.json, batching fields included) for 5 s each.
 # Crashes, timeouts and out-of-memory inputs are saved as
 # $FUZZ_BUILD_DIR/artifacts/<target>-crash-<sha1> (minimise one with
 #   $FUZZ_BUILD_DIR/fuzz/<target> -minimize_crash=1 -runs=100000 FILE).
@@ -36,7 +37,7 @@ echo "== fuzz.sh: building libFuzzer targets in $build"
 CC=clang cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
 cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_batch_reader fuzz_jobs_url \
-  fuzz_infer_request fuzz_image_decode fuzz_pipeline_json fuzz_grpc_request >/dev/null
+  fuzz_infer_request fuzz_image_decode fuzz_pipeline_json fuzz_grpc_request fuzz_model_config >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -138,6 +139,13 @@ run_target grpc_request 10 -max_len=4096
 mkdir -p "$corpus/pipeline_json"
 for f in "$repo"/models/pipelines/*/pipeline.json; do cp "$f" "$corpus/pipeline_json/$(basename "$(dirname "$f")")"; done
 run_target pipeline_json 5 -max_len=4096
+# config.json (src/models/model_config.c): a short run from a full config
+mkdir -p "$corpus/model_config"
+printf '%s' '{"version_policy": {"latest": 2}, "traffic": {"1": 90, "2": 10}, "sticky": "X-User-ID",
+ "max_batch_size": 64, "max_queue_delay_us": 2000, "preferred_batch_sizes": [16, 32], "max_queue_size": 8,
+ "dynamic_batching": {"max_queue_delay_microseconds": "100", "preferred_batch_size": [4],
+ "default_queue_policy": {"max_queue_size": 4}}}' >"$corpus/model_config/full"
+run_target model_config 5 -max_len=2048
 
 if [ $status = 0 ]; then
   echo "fuzz.sh: no findings"

@@ -56,6 +56,14 @@ static const char serve_usage[] =
     "                       answer (default: the first model by name)\n"
     "  --admin-token TOKEN  turn on the repository API (/v2/repository/...), callers send\n"
     "                       'Authorization: Bearer TOKEN' (or $INFERD_ADMIN_TOKEN)\n"
+    "adaptive batching (per model in config.json: max_batch_size, max_queue_delay_us,\n"
+    "preferred_batch_sizes, max_queue_size; these flags set it for the other models):\n"
+    "  --max-batch-size N   rows one engine call may batch from concurrent requests\n"
+    "                       (default 0: off)\n"
+    "  --max-queue-delay-us N  longest a request waits for a batch to form, when arrivals\n"
+    "                       are fast enough for waiting to pay (default 2000)\n"
+    "  --preferred-batch-sizes N[,N...]  batch sizes closed without waiting longer\n"
+    "  --batch-queue N      requests a model's batch queue holds; more answer 429 (default 1024)\n"
     "asynchronous inference (POST .../infer with 'Prefer: respond-async', GET /v2/jobs/ID):\n"
     "  --queue URL          the job queue: 'embedded' (default: SQLite in --state-dir) or\n"
     "                       redis://HOST[:PORT][/DB], shared with other servers and workers\n"
@@ -74,6 +82,27 @@ static const char serve_usage[] =
     "                       {\"prediction\": ..., \"job_id\": ...}\n"
     "environment: MODEL_FILEPATH, LABEL_FILEPATH, PORT, LOG_LEVEL (DEBUG|INFO|WARNING|ERROR),\n"
     "             LOG_FORMAT (TEXT|JSON), INFERD_ADMIN_TOKEN, GRPC_PORT\n";
+
+/* "8,16,32": --preferred-batch-sizes */
+static bool parse_batch_sizes(const char *text, batch_settings *out)
+{
+    if (!text || !*text)
+        return cli_fail("--preferred-batch-sizes: expected sizes such as 8,16,32") == 0;
+    out->n_preferred = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long size = strtol(p, &end, 10);
+        if (errno || end == p || size < 1 || size > 1l << 20 || (*end && *end != ',') ||
+            out->n_preferred == BATCH_MAX_PREFERRED)
+            return cli_fail("--preferred-batch-sizes: expected up to %d sizes from 1 to 1048576 "
+                            "separated by commas, got '%s'", BATCH_MAX_PREFERRED, text) == 0;
+        out->preferred[out->n_preferred++] = (int)size;
+        p = *end ? end + 1 : end;
+    }
+    return true;
+}
 
 static void log_pull_notice(void *context, const char *message)
 {
@@ -205,6 +234,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     const char *admin_token = getenv("INFERD_ADMIN_TOKEN");
     const char *queue_url = NULL, *state_dir = NULL;
     long async_workers = -1;
+    batch_settings batching = {.max_queue_delay_us = BATCH_DEFAULT_DELAY_US, .max_queue = BATCH_DEFAULT_QUEUE};
     bool async_book = false;
     const char *async_book_model = NULL;
     jobs_config queue_config = {.result_ttl = 3600, .max_queued = 100000};
@@ -309,6 +339,21 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
             poll_interval = text ? strtod(text, &end) : -1;
             if (!text || errno || *end || !(poll_interval >= 0.01 && poll_interval <= 86400))
                 return cli_fail("--poll-interval: expected seconds from 0.01 to 86400, got '%s'", text ? text : "");
+        } else if (strcmp(flag, "--max-batch-size") == 0) {
+            if (!parse_long(flag, TAKE(), 0, 1l << 20, &v))
+                return 1;
+            batching.max_batch_size = (int)v;
+        } else if (strcmp(flag, "--max-queue-delay-us") == 0) {
+            if (!parse_long(flag, TAKE(), 0, 10000000, &v))
+                return 1;
+            batching.max_queue_delay_us = v;
+        } else if (strcmp(flag, "--batch-queue") == 0) {
+            if (!parse_long(flag, TAKE(), 1, 1l << 20, &v))
+                return 1;
+            batching.max_queue = (int)v;
+        } else if (strcmp(flag, "--preferred-batch-sizes") == 0) {
+            if (!parse_batch_sizes(TAKE(), &batching))
+                return 1;
         } else if (strcmp(flag, "--admin-token") == 0 && value) {
             admin_token = TAKE();
         } else if (strcmp(flag, "--queue") == 0 && value) {
@@ -485,7 +530,8 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
                                      .threads_per_session = threads,
                                      .control = control,
                                      .poll_interval = poll_interval,
-                                     .repository = repository};
+                                     .repository = repository,
+                                     .batching = batching};
     model_set *models = model_set_create(&set_options);
     if (!models) {
         jobs_close(queue);

@@ -39,6 +39,21 @@ void infer_answer_free(infer_answer *out);
 bool infer_v2(model_set *set, model_version *m, int session, const char *body, size_t len,
               const char *header_length, bool check_only, infer_answer *out);
 
+/* The same in steps, for a caller that queues the run on a batcher
+ * (model_set_submit) instead of waiting: prepare decodes and checks the
+ * body (false: `out` holds the error answer), the caller runs
+ * v2_call_inputs into v2_call_outputs, finish encodes the answer. */
+typedef struct v2_call v2_call;
+bool infer_v2_prepare(model_version *m, const char *body, size_t len, const char *header_length,
+                      v2_call **call, infer_answer *out);
+ifd_value *const *v2_call_inputs(const v2_call *call);
+ifd_value **v2_call_outputs(v2_call *call);
+/* Seconds the request may wait (V2's parameters.timeout, Triton's
+ * microseconds), 0: no limit. */
+double v2_call_timeout(const v2_call *call);
+bool infer_v2_finish(v2_call *call, const model_version *m, infer_answer *out);
+void v2_call_free(v2_call *call);
+
 /* The book's /predict family on version m (the default model). labels:
  * /predict/label (label names) instead of probabilities; use_sample: the
  * model's sample rows instead of the body's; mode_field: add the book's A/B

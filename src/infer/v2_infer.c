@@ -152,12 +152,59 @@ static bool decode_inputs(infer_answer *out, model_version *m, infer_state *s,
 }
 
 
-bool infer_v2(model_set *set, model_version *m, int session, const char *body, size_t len,
-              const char *header_length, bool check_only, infer_answer *out)
+/* A decoded request: its inputs and outputs, which outputs the answer
+ * names and in which form, and its deadline. */
+struct v2_call {
+    infer_state s;
+    json_t *id;
+    size_t n_requested;
+    size_t order[MAX_REQUEST_TENSORS];
+    bool binary_out[MAX_REQUEST_TENSORS];
+    double timeout; /* seconds, from parameters.timeout; 0: none */
+};
+
+void v2_call_free(v2_call *c)
+{
+    if (!c)
+        return;
+    infer_state_free(&c->s);
+    free(c);
+}
+
+ifd_value *const *v2_call_inputs(const v2_call *c) { return c->s.inputs; }
+ifd_value **v2_call_outputs(v2_call *c) { return c->s.outputs; }
+double v2_call_timeout(const v2_call *c) { return c->timeout; }
+
+/* Triton's request parameter "timeout": microseconds the request may wait. */
+static bool read_timeout(json_t *header, double *out, infer_answer *answer)
+{
+    json_t *timeout = json_object_get(json_object_get(header, "parameters"), "timeout");
+    *out = 0;
+    if (!timeout)
+        return true;
+    if (!json_is_integer(timeout) || json_integer_value(timeout) < 1 ||
+        json_integer_value(timeout) > 3600000000LL) {
+        infer_answer_error(answer, 400, "parameters.timeout must be a whole number of microseconds from 1 "
+                                        "to 3600000000");
+        return false;
+    }
+    *out = (double)json_integer_value(timeout) * 1e-6;
+    return true;
+}
+
+bool infer_v2_prepare(model_version *m, const char *body, size_t len, const char *header_length,
+                      v2_call **call, infer_answer *out)
 {
     memset(out, 0, sizeof(*out));
+    *call = NULL;
+    v2_call *c = calloc(1, sizeof(*c));
+    if (!c) {
+        infer_answer_error(out, 503, "out of memory");
+        return false;
+    }
     if (!m->ready) {
         infer_answer_error(out, 503, "model '%s' is not ready", m->name);
+        v2_call_free(c);
         return false;
     }
     infer_state s = {0};
@@ -169,6 +216,7 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
         if (*header_length == '-' || *end || declared > len) {
             infer_answer_error(out, 400, "Inference-Header-Content-Length %s does not fit the %zu-byte body",
                              header_length, len);
+            v2_call_free(c);
             return false;
         }
         json_len = (size_t)declared;
@@ -183,12 +231,14 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
         else
             infer_answer_error(out, 400, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
         infer_state_free(&s);
+        v2_call_free(c);
         return false;
     }
     json_t *id = json_object_get(s.header, "id");
     if (id && !json_is_string(id)) {
         infer_answer_error(out, 400, "\"id\" must be a string");
         infer_state_free(&s);
+        v2_call_free(c);
         return false;
     }
     s.n_inputs = ifd_model_input_count(m->model);
@@ -198,10 +248,12 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
     if (!s.inputs || !s.outputs) {
         infer_answer_error(out, 503, "out of memory");
         infer_state_free(&s);
+        v2_call_free(c);
         return false;
     }
     if (!decode_inputs(out, m, &s, binary, binary_len)) {
         infer_state_free(&s);
+        v2_call_free(c);
         return false;
     }
 
@@ -211,6 +263,7 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
     if (requested && (!json_is_array(requested) || n_requested > MAX_REQUEST_TENSORS)) {
         infer_answer_error(out, 400, "\"outputs\" must be an array of {\"name\": ...}");
         infer_state_free(&s);
+        v2_call_free(c);
         return false;
     }
     size_t order[MAX_REQUEST_TENSORS];
@@ -225,6 +278,7 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
             if (!name || k == s.n_outputs) {
                 infer_answer_error(out, 400, "model '%s' has no output '%s'", m->name, name ? name : "(unnamed)");
                 infer_state_free(&s);
+                v2_call_free(c);
                 return false;
             }
             order[r] = k;
@@ -233,20 +287,30 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
         }
         binary_out[r] = v2_wants_binary(s.header, want);
     }
-
-    if (check_only) {
+    if (!read_timeout(s.header, &c->timeout, out)) {
         infer_state_free(&s);
-        out->status = 200;
-        return true;
-    }
-
-    char err[1024];
-    if (model_set_run(set, m, session, s.inputs, s.outputs, err, sizeof(err)) != IFD_OK) {
-        infer_answer_error(out, 400, "%s", err);
-        infer_state_free(&s);
+        v2_call_free(c);
         return false;
     }
+    c->s = s;
+    c->id = id;
+    c->n_requested = n_requested;
+    memcpy(c->order, order, sizeof(order));
+    memcpy(c->binary_out, binary_out, sizeof(binary_out));
+    *call = c;
+    out->status = 200;
+    return true;
+}
 
+bool infer_v2_finish(v2_call *c, const model_version *m, infer_answer *out)
+{
+    memset(out, 0, sizeof(*out));
+    infer_state s = c->s;
+    json_t *id = c->id;
+    size_t n_requested = c->n_requested;
+    const size_t *order = c->order;
+    const bool *binary_out = c->binary_out;
+    char err[1024];
     json_t *outputs = json_array();
     v2_blob raw = {0};
     bool ok = true, any_binary = false;
@@ -316,6 +380,29 @@ bool infer_v2(model_set *set, model_version *m, int session, const char *body, s
     }
     json_decref(outputs);
     free(raw.data);
-    infer_state_free(&s);
     return out->status == 200;
+}
+
+bool infer_v2(model_set *set, model_version *m, int session, const char *body, size_t len,
+              const char *header_length, bool check_only, infer_answer *out)
+{
+    v2_call *c;
+    if (!infer_v2_prepare(m, body, len, header_length, &c, out))
+        return false;
+    if (check_only) {
+        v2_call_free(c);
+        return true;
+    }
+    char err[1024];
+    int status = 400;
+    double deadline = c->timeout > 0 ? batch_clock() + c->timeout : 0;
+    if (model_set_run_until(set, m, session, c->s.inputs, c->s.outputs, deadline, &status, err,
+                            sizeof(err)) != IFD_OK) {
+        infer_answer_error(out, status, "%s", err);
+        v2_call_free(c);
+        return false;
+    }
+    bool ok = infer_v2_finish(c, m, out);
+    v2_call_free(c);
+    return ok;
 }

@@ -24,7 +24,6 @@ static const char *const triton_fields[] = {
     "batch_input",
     "batch_output",
     "instance_group",
-    "dynamic_batching",
     "sequence_batching",
     "ensemble_scheduling",
     "default_model_filename",
@@ -46,6 +45,73 @@ void model_config_default(model_config *c)
      * newest by default, any one pinned by path); a config.json narrows it */
     c->policy = VERSION_POLICY_ALL;
     c->latest = 1;
+    c->max_queue_delay_us = -1;
+}
+
+static bool fail(char *err, size_t n, const char *origin, const char *field, const char *reason);
+
+/* Batching fields: inferd's top-level names, or inside Triton's
+ * dynamic_batching (its names). `field` is the name as written. */
+static bool parse_batch_field(const char *field, json_t *value, const char *origin,
+                              model_config *c, char *err, size_t n)
+{
+    if (strcmp(field, "max_queue_delay_us") == 0 || strcmp(field, "max_queue_delay_microseconds") == 0) {
+        /* Triton's JSON config gives uint64 as strings too */
+        json_int_t us = -1;
+        if (json_is_integer(value))
+            us = json_integer_value(value);
+        else if (json_is_string(value))
+            us = (json_int_t)strtoll(json_string_value(value), NULL, 10);
+        if (us < 0 || us > 10000000)
+            return fail(err, n, origin, field, "must be a whole number of microseconds from 0 to 10000000");
+        c->max_queue_delay_us = (long)us;
+        return true;
+    }
+    if (strcmp(field, "preferred_batch_sizes") == 0 || strcmp(field, "preferred_batch_size") == 0) {
+        if (!json_is_array(value) ||
+            json_array_size(value) > sizeof(c->preferred_batch_sizes) / sizeof(c->preferred_batch_sizes[0]))
+            return fail(err, n, origin, field, "must be a list of at most 8 batch sizes");
+        size_t i;
+        json_t *size;
+        json_array_foreach(value, i, size)
+        {
+            if (!json_is_integer(size) || json_integer_value(size) < 1 || json_integer_value(size) > 1 << 20)
+                return fail(err, n, origin, field, "each batch size must be a whole number from 1 to 1048576");
+            c->preferred_batch_sizes[i] = (int)json_integer_value(size);
+        }
+        c->n_preferred_batch_sizes = json_array_size(value);
+        return true;
+    }
+    if (strcmp(field, "max_queue_size") == 0) {
+        if (!json_is_integer(value) || json_integer_value(value) < 0 || json_integer_value(value) > 1 << 20)
+            return fail(err, n, origin, field, "must be a whole number from 0 to 1048576");
+        c->max_queue_size = (int)json_integer_value(value);
+        return true;
+    }
+    return fail(err, n, origin, field, "unknown batching field");
+}
+
+static bool parse_dynamic_batching(json_t *value, const char *origin, model_config *c, char *err,
+                                   size_t n)
+{
+    if (!json_is_object(value))
+        return fail(err, n, origin, "dynamic_batching", "must be an object");
+    const char *key;
+    json_t *field;
+    json_object_foreach(value, key, field)
+    {
+        if (strcmp(key, "default_queue_policy") == 0) {
+            json_t *size = json_object_get(field, "max_queue_size");
+            if (size && !parse_batch_field("max_queue_size", size, origin, c, err, n))
+                return false;
+        } else if (strcmp(key, "max_queue_delay_microseconds") == 0 ||
+                   strcmp(key, "preferred_batch_size") == 0) {
+            if (!parse_batch_field(key, field, origin, c, err, n))
+                return false;
+        }
+        /* Triton's other scheduling fields (priority levels, ...) do not apply */
+    }
+    return true;
 }
 
 bool model_version_name_valid(const char *s)
@@ -316,6 +382,11 @@ bool model_config_parse(const char *text, const char *origin, const char *model_
             c->max_batch_size = ok ? (int)json_integer_value(value) : 0;
             if (!ok)
                 fail(err, n, origin, "max_batch_size", "must be a whole number from 0 to 1048576");
+        } else if (strcmp(key, "max_queue_delay_us") == 0 || strcmp(key, "preferred_batch_sizes") == 0 ||
+                   strcmp(key, "max_queue_size") == 0) {
+            ok = parse_batch_field(key, value, origin, c, err, n);
+        } else if (strcmp(key, "dynamic_batching") == 0) {
+            ok = parse_dynamic_batching(value, origin, c, err, n);
         } else {
             bool triton = false;
             for (size_t i = 0; i < sizeof(triton_fields) / sizeof(triton_fields[0]); i++)
@@ -323,7 +394,8 @@ bool model_config_parse(const char *text, const char *origin, const char *model_
             if (!triton) {
                 ok = fail(err, n, origin, key,
                           "unknown field (version_policy, traffic, sticky, mode_field, shadow, "
-                          "rollback, max_batch_size, or a Triton model config field)");
+                          "rollback, max_batch_size, max_queue_delay_us, preferred_batch_sizes, "
+                          "max_queue_size, or a Triton model config field)");
             } else if (strcmp(key, "name") == 0 && model_name &&
                        (!json_is_string(value) ||
                         strcmp(json_string_value(value), model_name) != 0)) {

@@ -8,7 +8,13 @@
  *    "traffic": {"1": 90, "2": 10}, "sticky": "X-User-ID", "mode_field": true,
  *    "shadow": {"version": "3", "percent": 100, "queue": 256, "tolerance": 1e-4},
  *    "rollback": {"max_error_rate": 0.01, "min_agreement": 0.95, "window": 500},
- *    "max_batch_size": 64}
+ *    "max_batch_size": 64, "max_queue_delay_us": 2000, "preferred_batch_sizes": [16, 32],
+ *    "max_queue_size": 1024}
+ *
+ * max_batch_size > 1 turns on adaptive batching (src/models/batcher.c);
+ * Triton's "dynamic_batching": {"max_queue_delay_microseconds",
+ * "preferred_batch_size", "default_queue_policy": {"max_queue_size"}} is
+ * read too.
  *
  * Triton's spelling of the version policy ({"latest": {"num_versions": 1}},
  * {"all": {}}, {"specific": {"versions": [1]}}) is accepted too, and so are
@@ -60,6 +66,10 @@ typedef struct model_config {
         int window;
     } rollback;
     int max_batch_size; /* 0: not given */
+    long max_queue_delay_us; /* < 0: not given */
+    int preferred_batch_sizes[8];
+    size_t n_preferred_batch_sizes;
+    int max_queue_size; /* 0: not given */
 } model_config;
 
 /* The configuration of a model without a config.json: every version

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,7 @@ model_entry *model_set_entry_add(model_set *set, const char *name)
         return NULL;
     }
     model_config_default(&e->config);
+    e->batch_defaults = &set->options.batching;
     size_t at = 0;
     while (at < set->n_entries && strcmp(set->entries[at]->name, name) < 0)
         at++;
@@ -226,6 +228,66 @@ int model_set_baseline_index(const model_entry *e)
 
 /* Which requests each listed version records or copies, from the config in
  * force (under the write lock). */
+/* The batching in force for a model: its config's fields, the server's
+ * flags for what the config leaves out. */
+static batch_settings batching_of(const model_entry *e)
+{
+    batch_settings s = e->batch_defaults ? *e->batch_defaults : (batch_settings){0};
+    const model_config *c = &e->config;
+    if (c->max_batch_size)
+        s.max_batch_size = c->max_batch_size;
+    if (c->max_queue_delay_us >= 0)
+        s.max_queue_delay_us = c->max_queue_delay_us;
+    if (c->n_preferred_batch_sizes) {
+        memcpy(s.preferred, c->preferred_batch_sizes, c->n_preferred_batch_sizes * sizeof(int));
+        s.n_preferred = c->n_preferred_batch_sizes;
+    }
+    if (c->max_queue_size)
+        s.max_queue = c->max_queue_size;
+    if (s.max_queue_delay_us < 0)
+        s.max_queue_delay_us = 0;
+    if (s.max_queue <= 0)
+        s.max_queue = BATCH_DEFAULT_QUEUE;
+    return s;
+}
+
+/* Intra-op threads of a batcher's session. One batch thread replaces the
+ * many workers that would each run a request, so unless --threads asks
+ * for a number, its engine calls may use every core the process may run
+ * on (a batch is large enough for the engine to split it). */
+static int batch_threads(const model_version *v)
+{
+    if (v->threads_per_session > 1)
+        return v->threads_per_session;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0 && CPU_COUNT(&allowed) > 0)
+        return CPU_COUNT(&allowed);
+    return 1;
+}
+
+/* Give a version its batcher when batching is on (write lock held); a
+ * version keeps one it has, reconfigured, so requests queued on it are
+ * never lost to a config change. */
+static void refresh_batching(const model_entry *e, model_version *v)
+{
+    batch_settings s = batching_of(e);
+    batcher *b = __atomic_load_n(&v->batcher, __ATOMIC_ACQUIRE);
+    if (b) {
+        batcher_configure(b, &s);
+        return;
+    }
+    if (s.max_batch_size <= 1)
+        return;
+    char err[512];
+    b = batcher_create(v->model, batch_threads(v), &s, err, sizeof(err));
+    if (!b) {
+        model_set_log(LOG_WARNING, "batching off: cannot start the batcher", v->name, v->version,
+                      "error", err);
+        return;
+    }
+    __atomic_store_n(&v->batcher, b, __ATOMIC_RELEASE);
+}
+
 void model_set_refresh_flags(model_entry *e)
 {
     int baseline = model_set_baseline_index(e);
@@ -251,6 +313,7 @@ void model_set_refresh_flags(model_entry *e)
         }
         pthread_mutex_unlock(&v->stats_lock);
         __atomic_store_n(&v->serving_flags, flags, __ATOMIC_RELEASE);
+        refresh_batching(e, v);
     }
 }
 
@@ -397,17 +460,18 @@ void model_set_roll_back(model_set *set, model_version *v, const char *reason)
                       "reason", reason);
 }
 
-ifd_status model_set_run(model_set *set, model_version *v, int session, ifd_value *const *inputs,
-                         ifd_value **outputs, char *err, size_t n)
+/* What serving learns of one answer: the error rate of a canary (rollback)
+ * and a copy for the shadow. */
+static void record_outcome(model_set *set, model_version *v, bool ok, ifd_value *const *inputs,
+                           ifd_value **outputs)
 {
-    ifd_status st = model_version_run(v, session, inputs, outputs, err, n);
     unsigned flags = __atomic_load_n(&v->serving_flags, __ATOMIC_ACQUIRE);
     if (flags & SERVE_OUTCOMES) {
         char reason[256] = "";
         pthread_mutex_lock(&v->stats_lock);
         v->answered++;
-        v->failed += st != IFD_OK;
-        outcome_window_add(&v->failures, st != IFD_OK);
+        v->failed += !ok;
+        outcome_window_add(&v->failures, !ok);
         double limit = v->failure_limit;
         if (v->failures.size && v->failures.count == v->failures.size &&
             (double)v->failures.bad / v->failures.count > limit)
@@ -418,9 +482,84 @@ ifd_status model_set_run(model_set *set, model_version *v, int session, ifd_valu
         if (reason[0])
             model_set_roll_back(set, v, reason);
     }
-    if ((flags & SHADOW_SOURCE) && st == IFD_OK)
+    if ((flags & SHADOW_SOURCE) && ok)
         shadow_offer(set, v, inputs, outputs);
+}
+
+bool model_set_batches(const model_version *v)
+{
+    return batcher_enabled(__atomic_load_n(&v->batcher, __ATOMIC_ACQUIRE));
+}
+
+ifd_status model_set_run(model_set *set, model_version *v, int session, ifd_value *const *inputs,
+                         ifd_value **outputs, char *err, size_t n)
+{
+    return model_set_run_until(set, v, session, inputs, outputs, 0, NULL, err, n);
+}
+
+ifd_status model_set_run_until(model_set *set, model_version *v, int session,
+                               ifd_value *const *inputs, ifd_value **outputs, double deadline,
+                               int *http_status, char *err, size_t n)
+{
+    batcher *b = __atomic_load_n(&v->batcher, __ATOMIC_ACQUIRE);
+    ifd_status st;
+    if (batcher_enabled(b)) {
+        batch_outcome outcome = batcher_run(b, inputs, outputs, deadline, err, n);
+        if (http_status)
+            *http_status = batch_outcome_http_status(outcome);
+        if (outcome != BATCH_OK && outcome != BATCH_FAILED)
+            return IFD_ERR_RUNTIME; /* refused, not the version's failure: no outcome recorded */
+        st = outcome == BATCH_OK ? IFD_OK : IFD_ERR_RUNTIME;
+    } else {
+        st = model_version_run(v, session, inputs, outputs, err, n);
+        if (http_status)
+            *http_status = st == IFD_OK ? 200 : 400;
+    }
+    record_outcome(set, v, st == IFD_OK, inputs, outputs);
     return st;
+}
+
+/* A queued request: what model_set_submit's completion needs. */
+typedef struct submitted {
+    model_set *set;
+    model_version *version;
+    ifd_value *const *inputs;
+    ifd_value **outputs;
+    model_run_done done;
+    void *context;
+} submitted;
+
+static void on_batch_done(void *context, batch_outcome outcome, const char *error)
+{
+    submitted *s = context;
+    if (outcome == BATCH_OK || outcome == BATCH_FAILED)
+        record_outcome(s->set, s->version, outcome == BATCH_OK, s->inputs, s->outputs);
+    model_run_done done = s->done;
+    void *user = s->context;
+    free(s);
+    done(user, batch_outcome_http_status(outcome), error);
+}
+
+int model_set_submit(model_set *set, model_version *v, ifd_value *const *inputs,
+                     ifd_value **outputs, double deadline, model_run_done done, void *context,
+                     char *err, size_t n)
+{
+    batcher *b = __atomic_load_n(&v->batcher, __ATOMIC_ACQUIRE);
+    submitted *s = b ? malloc(sizeof(*s)) : NULL;
+    if (!s) {
+        snprintf(err, n, b ? "out of memory" : "model '%s' version %s does not batch", v->name, v->version);
+        return 503;
+    }
+    *s = (submitted){set, v, inputs, outputs, done, context};
+    batch_outcome queued = batcher_submit(b, inputs, outputs, deadline, on_batch_done, s);
+    if (queued == BATCH_OK)
+        return 0;
+    free(s);
+    snprintf(err, n, "%s",
+             queued == BATCH_QUEUE_FULL
+                 ? "the model's batch queue is full (max_queue_size); retry later"
+                 : "the model version is being unloaded; retry");
+    return batch_outcome_http_status(queued);
 }
 
 /* Compare a shadow answer with the live one: the same class for every row

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "batcher.h"
 #include "model_config.h"
 #include "model_version.h"
 
@@ -70,6 +71,7 @@ typedef struct model_entry {
     file_fingerprint config_fingerprint;
     bool has_config_file;
     unsigned long long loads_ok, loads_failed, rollbacks;
+    const batch_settings *batch_defaults; /* the set's options.batching */
     char *poll_pending; /* poll thread only: the signature seen at the last scan */
     char *poll_applied; /* poll thread only: the signature last loaded (or refused) */
 } model_entry;
@@ -80,6 +82,10 @@ typedef struct model_set_options {
     model_control control;
     double poll_interval;   /* seconds */
     const char *repository; /* DIR of DIR/<name>/<version>/model.onnx, or NULL */
+    /* Adaptive batching of the models whose config.json does not set
+     * max_batch_size (serve's --max-batch-size and friends); the fields a
+     * config leaves out come from here too. */
+    batch_settings batching;
 } model_set_options;
 
 typedef struct model_set model_set;
@@ -126,6 +132,32 @@ acquire_result model_set_acquire(model_set *set, const char *name, const char *v
  * (never delaying this call beyond the copy). */
 ifd_status model_set_run(model_set *set, model_version *version, int session,
                          ifd_value *const *inputs, ifd_value **outputs, char *err, size_t err_size);
+
+/* The same with a deadline (CLOCK_MONOTONIC seconds, batch_clock(); 0:
+ * none) for a version that batches: the call waits on the version's batch
+ * queue. On failure *http_status (when not NULL) says how to answer: 400
+ * the engine failed, 429 the batch queue is full, 504 the deadline passed
+ * in the queue, 503 the version is going away. */
+ifd_status model_set_run_until(model_set *set, model_version *version, int session,
+                               ifd_value *const *inputs, ifd_value **outputs, double deadline,
+                               int *http_status, char *err, size_t err_size);
+
+/* Whether requests to this version queue for batches, so that a caller
+ * that can give its thread back should use model_set_submit. */
+bool model_set_batches(const model_version *version);
+
+/* Completion of model_set_submit, on the batcher's thread: http_status 200
+ * (outputs filled) or the status to answer with and why. */
+typedef void (*model_run_done)(void *context, int http_status, const char *error);
+
+/* Queue a request on the version's batcher without waiting. inputs and
+ * outputs must stay valid until `done` is called. Returns 0 when queued
+ * (done will be called once), else the status of the refusal (429, 503)
+ * and done is not called. Outcomes feed rollback and shadow as
+ * model_set_run does. */
+int model_set_submit(model_set *set, model_version *version, ifd_value *const *inputs,
+                     ifd_value **outputs, double deadline, model_run_done done, void *context,
+                     char *err, size_t err_size);
 
 /* Fastest warm-up inference among the versions that could answer a request
  * for name (NULL: default model); a large number when unknown. */

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batcher.h"
 #include "store.h"
 #include "tensor_json.h"
 
@@ -73,6 +74,8 @@ void outcome_window_add(outcome_window *w, bool bad)
 
 static void version_free(model_version *v)
 {
+    /* before the sessions and the model: its thread may still run on them */
+    batcher_free(v->batcher);
     pthread_mutex_destroy(&v->stats_lock);
     free(v->failures.marks);
     free(v->disagreements.marks);
@@ -463,6 +466,7 @@ model_version *model_version_load(const model_source *src, const version_load_op
         goto fail;
     }
     ifd_session_options session_options = {.threads = options->threads_per_session};
+    m->threads_per_session = options->threads_per_session;
     for (int i = 0; i < options->n_sessions; i++) {
         if (ifd_session_create(m->model, &session_options, &m->sessions[i], &e) != IFD_OK) {
             snprintf(err, n, "%s: %s", src->path, e.message);

@@ -74,6 +74,11 @@ typedef struct model_version {
     double failure_limit;   /* rollback's max_error_rate in force */
     double agreement_floor; /* rollback's min_agreement in force, < 0: none */
     unsigned serving_flags; /* atomic; set by the model set */
+    int threads_per_session;
+    /* Adaptive batching (batcher.h): created by the model set when the
+     * model's config turns batching on, freed with the version. Atomic
+     * pointer: the request path reads it without the set's lock. */
+    struct batcher *batcher;
 } model_version;
 
 typedef struct model_source {

@@ -230,10 +230,15 @@ static json_t *predict_rows(http_request *req, int worker, bool use_sample, int 
     size_t n_out = ifd_model_output_count(m->model);
     ifd_value **outputs = calloc(n_out, sizeof(*outputs));
     json_t *result = NULL;
+    double deadline;
+    int status = 400;
     if (!outputs) {
         http_reply_error(req, 503, "out of memory");
-    } else if (model_set_run(req->server->models, m, worker, &x, outputs, err, sizeof(err)) != IFD_OK) {
-        http_reply_error(req, 400, "%s", err);
+    } else if (!served_deadline(req, &deadline)) {
+        /* answered */
+    } else if (model_set_run_until(req->server->models, m, worker, &x, outputs, deadline, &status, err,
+                                   sizeof(err)) != IFD_OK) {
+        http_reply_error(req, status, "%s", err);
     } else if (top_k > 0 && !(*top = image_request_top_k(req, m, outputs, 0, (size_t)top_k))) {
         /* answered */
     } else {
@@ -268,19 +273,6 @@ static json_t *one_or_many(json_t *per_row)
     return per_row;
 }
 
-static void answer_probabilities(http_request *req, int worker, bool use_sample)
-{
-    int top_k = image_request_query_top_k(req);
-    json_t *top = NULL;
-    json_t *rows = top_k < 0 ? NULL : predict_rows(req, worker, use_sample, top_k, &top);
-    if (!rows)
-        return;
-    json_t *body = json_pack("{s:o}", "prediction", one_or_many(rows));
-    if (top)
-        json_object_set_new(body, "top_k", top);
-    answer(req, body);
-}
-
 static json_t *label_of(const model_version *m, const json_t *row)
 {
     size_t best = 0;
@@ -298,8 +290,112 @@ static json_t *label_of(const model_version *m, const json_t *row)
     return label ? json_incref(label) : json_integer((json_int_t)best);
 }
 
+/* A book request waiting in a batch queue (the model batches): its input,
+ * its outputs and which answer it wants. */
+typedef struct queued_predict {
+    http_request *req;
+    model_version *version;
+    ifd_value *input;
+    ifd_value **outputs;
+    bool labels;
+} queued_predict;
+
+static void queued_predict_free(queued_predict *q)
+{
+    for (size_t k = 0; q->outputs && k < ifd_model_output_count(q->version->model); k++)
+        ifd_value_free(q->outputs[k]);
+    free(q->outputs);
+    ifd_value_free(q->input);
+    free(q);
+}
+
+static void on_predicted(void *context, int status, const char *error)
+{
+    queued_predict *q = context;
+    http_request *req = q->req;
+    json_t *rows = status == 200 ? model_version_probabilities(q->version, q->outputs) : NULL;
+    if (status != 200) {
+        http_reply_error(req, status, "%s", error);
+    } else if (!rows) {
+        http_reply_error(req, 500, "model '%s' gave no probabilities", q->version->name);
+    } else {
+        if (q->labels) {
+            json_t *labels = json_array();
+            for (size_t r = 0; r < json_array_size(rows); r++)
+                json_array_append_new(labels, label_of(q->version, json_array_get(rows, r)));
+            json_decref(rows);
+            rows = labels;
+        }
+        answer(req, json_pack("{s:o}", "prediction", one_or_many(rows)));
+    }
+    queued_predict_free(q);
+    http_finish_deferred(req);
+}
+
+/* The book's /predict and /predict/label on a model that batches: queue
+ * the request and give the worker back (the batcher's thread answers).
+ * False when the request does not take this path (images, top_k). */
+static bool predict_batched(http_request *req, bool use_sample, bool labels)
+{
+    if (!req->suspended || image_request_query_top_k(req) != 0)
+        return false;
+    model_version *m = default_model(req);
+    if (!m)
+        return true;
+    if (!model_set_batches(m))
+        return false;
+    double deadline;
+    if (!served_deadline(req, &deadline))
+        return true;
+    queued_predict *q = calloc(1, sizeof(*q));
+    if (q) {
+        q->req = req;
+        q->version = m;
+        q->labels = labels;
+        q->outputs = calloc(ifd_model_output_count(m->model), sizeof(*q->outputs));
+    }
+    if (!q || !q->outputs) {
+        free(q);
+        http_reply_error(req, 503, "out of memory");
+        return true;
+    }
+    if (!(q->input = request_input(req, m, use_sample))) {
+        queued_predict_free(q);
+        return true; /* answered: a bad body never enters a batch */
+    }
+    char err[512];
+    http_defer(req);
+    int refused = model_set_submit(req->server->models, m, &q->input, q->outputs, deadline, on_predicted, q,
+                                   err, sizeof(err));
+    if (refused) {
+        http_reply_error(req, refused, "%s", err);
+        if (refused == 429)
+            req->retry_after = 1;
+        queued_predict_free(q);
+        http_finish_deferred(req);
+    }
+    return true;
+}
+
+static void answer_probabilities(http_request *req, int worker, bool use_sample)
+{
+    if (predict_batched(req, use_sample, false))
+        return;
+    int top_k = image_request_query_top_k(req);
+    json_t *top = NULL;
+    json_t *rows = top_k < 0 ? NULL : predict_rows(req, worker, use_sample, top_k, &top);
+    if (!rows)
+        return;
+    json_t *body = json_pack("{s:o}", "prediction", one_or_many(rows));
+    if (top)
+        json_object_set_new(body, "top_k", top);
+    answer(req, body);
+}
+
 static void answer_labels(http_request *req, int worker, bool use_sample)
 {
+    if (predict_batched(req, use_sample, true))
+        return;
     int top_k = image_request_query_top_k(req);
     json_t *top = NULL;
     json_t *rows = top_k < 0 ? NULL : predict_rows(req, worker, use_sample, top_k, &top);

@@ -448,8 +448,15 @@ static void v2_infer_images(http_request *req, model_version *m, int worker)
     }
 
     char err[1024];
-    if (model_set_run(req->server->models, m, worker, s.inputs, s.outputs, err, sizeof(err)) != IFD_OK) {
-        http_reply_error(req, 400, "%s", err);
+    double deadline;
+    int status = 400;
+    if (!served_deadline(req, &deadline)) {
+        infer_state_free(&s);
+        return;
+    }
+    if (model_set_run_until(req->server->models, m, worker, s.inputs, s.outputs, deadline, &status, err,
+                            sizeof(err)) != IFD_OK) {
+        http_reply_error(req, status, "%s", err);
         infer_state_free(&s);
         return;
     }
@@ -552,6 +559,64 @@ static bool model_takes_images(const model_version *m)
     return m->manifest && json_object_size(json_object_get(m->manifest, "preprocessing")) > 0;
 }
 
+/* A V2 request waiting in a batch queue: what its completion answers with. */
+typedef struct queued_infer {
+    http_request *req;
+    model_version *version;
+    v2_call *call;
+} queued_infer;
+
+static void on_batched(void *context, int status, const char *error)
+{
+    queued_infer *q = context;
+    if (status == 200) {
+        infer_answer answer;
+        infer_v2_finish(q->call, q->version, &answer);
+        served_answer(q->req, &answer);
+    } else {
+        http_reply_error(q->req, status, "%s", error);
+    }
+    v2_call_free(q->call);
+    http_request *req = q->req;
+    free(q);
+    http_finish_deferred(req);
+}
+
+/* Queue the request on the version's batcher and give the worker back; the
+ * batcher's thread answers (or this thread at once: a bad body never
+ * enters a batch, a full queue is a 429). */
+static void infer_batched(http_request *req, model_version *m, double deadline)
+{
+    infer_answer answer;
+    v2_call *call;
+    if (!infer_v2_prepare(m, req->body, req->body_len, http_header(req, "Inference-Header-Content-Length"),
+                          &call, &answer)) {
+        served_answer(req, &answer);
+        return;
+    }
+    queued_infer *q = malloc(sizeof(*q));
+    if (!q) {
+        v2_call_free(call);
+        http_reply_error(req, 503, "out of memory");
+        return;
+    }
+    *q = (queued_infer){req, m, call};
+    if (v2_call_timeout(call) > 0 && (deadline == 0 || req->t_start + v2_call_timeout(call) < deadline))
+        deadline = req->t_start + v2_call_timeout(call);
+    char err[512];
+    http_defer(req);
+    int refused = model_set_submit(req->server->models, m, v2_call_inputs(call), v2_call_outputs(call),
+                                   deadline, on_batched, q, err, sizeof(err));
+    if (refused) {
+        http_reply_error(req, refused, "%s", err);
+        if (refused == 429)
+            req->retry_after = 1;
+        v2_call_free(call);
+        free(q);
+        http_finish_deferred(req);
+    }
+}
+
 void v2_infer(http_request *req, const route_params *p, int worker)
 {
     served_target target;
@@ -573,6 +638,13 @@ void v2_infer(http_request *req, const route_params *p, int worker)
     }
     if (image_request_is_raw_image(req) || model_takes_images(m) || image_request_query_top_k(req) != 0) {
         v2_infer_images(req, m, worker);
+        return;
+    }
+    double deadline;
+    if (!served_deadline(req, &deadline))
+        return;
+    if (req->suspended && model_set_batches(m)) {
+        infer_batched(req, m, deadline);
         return;
     }
     infer_answer answer;

@@ -43,6 +43,8 @@ typedef struct http_request {
     struct pipeline *pipeline;          /* likewise, when a pipeline answers */
     bool mode_field;                    /* the book's A/B "mode" field is asked for */
     bool suspended, answered;
+    bool deferred;           /* the handler queued the request (a batch): http_finish_deferred answers */
+    int defer_refs;          /* atomic: the worker's and the completion's share of a deferred request */
     bool counted;            /* metrics observed (when the response was queued) */
 } http_request;
 
@@ -52,6 +54,16 @@ const char *http_header(const http_request *req, const char *name);
 const char *http_query(const http_request *req, const char *name);
 /* The client's address as text ("127.0.0.1:53211"), for audit logs. */
 const char *http_client_address(const http_request *req, char *buf, size_t size);
+
+/* A handler running on a worker may give the worker back before its
+ * answer exists: it calls http_defer before it queues the request (on a
+ * batcher), and the completion (on another thread) fills the answer and
+ * calls http_finish_deferred once; so does the handler itself instead when
+ * the queue refused the request. The connection is resumed only when both
+ * the worker has left the handler and the answer is there, so neither
+ * side ever touches a request that was already sent and freed. */
+void http_defer(http_request *req);
+void http_finish_deferred(http_request *req);
 
 /* Answers. These take ownership of nothing they are given. */
 void http_reply_json(http_request *req, int status, json_t *body); /* steals body */

@@ -229,6 +229,102 @@ static void version_labels(FILE *out, const char *metric, const model_version *v
     fputc('"', out);
 }
 
+static void batch_histogram(FILE *out, const char *name, const model_version *v, const double *bounds,
+                            size_t n_bounds, const unsigned long long *counts, double sum,
+                            unsigned long long count)
+{
+    char metric[128];
+    unsigned long long cumulative = 0;
+    snprintf(metric, sizeof(metric), "%s_bucket", name);
+    for (size_t b = 0; b <= n_bounds; b++) {
+        cumulative += counts[b];
+        version_labels(out, metric, v);
+        if (b < n_bounds)
+            fprintf(out, ",le=\"%g\"} %llu\n", bounds[b], cumulative);
+        else
+            fprintf(out, ",le=\"+Inf\"} %llu\n", cumulative);
+    }
+    snprintf(metric, sizeof(metric), "%s_sum", name);
+    version_labels(out, metric, v);
+    fprintf(out, "} %.9g\n", sum);
+    snprintf(metric, sizeof(metric), "%s_count", name);
+    version_labels(out, metric, v);
+    fprintf(out, "} %llu\n", count);
+}
+
+/* Adaptive batching, per version that has a batcher (read lock held). */
+static void render_batching(FILE *out, model_set *set)
+{
+    size_t n = model_set_count(set);
+    size_t with = 0;
+    for (size_t i = 0; i < n; i++) {
+        const model_entry *e = model_set_entry(set, i);
+        for (size_t k = 0; k < e->n_versions; k++)
+            with += __atomic_load_n(&e->versions[k]->batcher, __ATOMIC_ACQUIRE) != NULL;
+    }
+    if (!with)
+        return;
+    batch_stats *stats = calloc(with, sizeof(*stats));
+    const model_version **owners = calloc(with, sizeof(*owners));
+    if (!stats || !owners) {
+        free(stats);
+        free(owners);
+        return;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const model_entry *e = model_set_entry(set, i);
+        for (size_t k = 0; k < e->n_versions && m < with; k++) {
+            batcher *b = __atomic_load_n(&e->versions[k]->batcher, __ATOMIC_ACQUIRE);
+            if (!b)
+                continue;
+            batcher_stats(b, &stats[m]);
+            owners[m++] = e->versions[k];
+        }
+    }
+    fprintf(out, "# HELP inferd_batch_size_rows Rows per engine call of adaptive batching.\n"
+                 "# TYPE inferd_batch_size_rows histogram\n");
+    for (size_t i = 0; i < m; i++)
+        batch_histogram(out, "inferd_batch_size_rows", owners[i], batch_size_bounds, BATCH_SIZE_BUCKETS,
+                        stats[i].size_counts, stats[i].rows, stats[i].batches);
+    fprintf(out, "# HELP inferd_batch_queue_delay_seconds Time a request waited in the batch queue.\n"
+                 "# TYPE inferd_batch_queue_delay_seconds histogram\n");
+    for (size_t i = 0; i < m; i++)
+        batch_histogram(out, "inferd_batch_queue_delay_seconds", owners[i], batch_delay_bounds,
+                        BATCH_DELAY_BUCKETS, stats[i].delay_counts, stats[i].delay_sum, stats[i].delayed);
+    static const struct {
+        const char *name, *help;
+    } counters[] = {
+        {"inferd_batch_queue_full_total", "Requests refused (429) because the batch queue was full."},
+        {"inferd_batch_deadline_expired_total", "Requests answered 504 because their deadline passed in the batch queue."},
+        {"inferd_batch_failed_total", "Engine calls of a batch that failed (every member answered with the error)."},
+    };
+    for (size_t c = 0; c < sizeof(counters) / sizeof(counters[0]); c++) {
+        fprintf(out, "# HELP %s %s\n# TYPE %s counter\n", counters[c].name, counters[c].help, counters[c].name);
+        for (size_t i = 0; i < m; i++) {
+            unsigned long long value = c == 0   ? stats[i].queue_full
+                                       : c == 1 ? stats[i].deadline_expired
+                                                : stats[i].failed_batches;
+            version_labels(out, counters[c].name, owners[i]);
+            fprintf(out, "} %llu\n", value);
+        }
+    }
+    fprintf(out, "# HELP inferd_batch_queue_length Requests waiting in the batch queue now.\n"
+                 "# TYPE inferd_batch_queue_length gauge\n");
+    for (size_t i = 0; i < m; i++) {
+        version_labels(out, "inferd_batch_queue_length", owners[i]);
+        fprintf(out, "} %zu\n", stats[i].queued);
+    }
+    fprintf(out, "# HELP inferd_batch_running_rows Rows of the batch the engine runs now (0: idle).\n"
+                 "# TYPE inferd_batch_running_rows gauge\n");
+    for (size_t i = 0; i < m; i++) {
+        version_labels(out, "inferd_batch_running_rows", owners[i]);
+        fprintf(out, "} %lld\n", stats[i].running_rows);
+    }
+    free(stats);
+    free(owners);
+}
+
 /* The live model set: per version load time, readiness, traffic weight,
  * shadow comparisons; per model loads, rollbacks and the state of each
  * version the repository index shows. */
@@ -311,6 +407,7 @@ static void render_model_set(FILE *out, model_set *set)
             }
         }
     }
+    render_batching(out, set);
     model_set_read_unlock(set);
     shadow_totals shadow = model_set_shadow_totals(set);
     fprintf(out, "# HELP inferd_shadow_copies_dropped_total Shadow copies dropped because the shadow queue was full.\n"

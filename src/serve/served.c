@@ -4,6 +4,7 @@
  */
 #include "served.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,13 +119,38 @@ const ifd_io_info *served_output(const served_target *t, size_t index)
     return t->pipeline ? pipeline_output(t->pipeline, index) : ifd_model_output(t->version->model, index);
 }
 
+#define MAX_TIMEOUT_MS 3600000
+
+bool served_deadline(http_request *req, double *deadline)
+{
+    *deadline = 0;
+    const char *text = http_header(req, "X-Request-Timeout-Ms");
+    if (!text)
+        return true;
+    char *end;
+    errno = 0;
+    long long ms = strtoll(text, &end, 10);
+    if (errno || end == text || *end || ms < 1 || ms > MAX_TIMEOUT_MS) {
+        http_reply_error(req, 400, "X-Request-Timeout-Ms must be a whole number of milliseconds from 1 to %d "
+                         "(got '%s')", MAX_TIMEOUT_MS, text);
+        return false;
+    }
+    *deadline = req->t_start + (double)ms * 1e-3;
+    return true;
+}
+
 bool served_run(http_request *req, const served_target *t, int worker, ifd_value *const *inputs,
                 ifd_value **outputs, served_extras *extras)
 {
     if (!t->pipeline) {
         char err[1024];
-        if (model_set_run(req->server->models, t->version, worker, inputs, outputs, err, sizeof(err)) != IFD_OK) {
-            http_reply_error(req, 400, "%s", err);
+        double deadline;
+        int status = 400;
+        if (!served_deadline(req, &deadline))
+            return false;
+        if (model_set_run_until(req->server->models, t->version, worker, inputs, outputs, deadline, &status,
+                                err, sizeof(err)) != IFD_OK) {
+            http_reply_error(req, status, "%s", err);
             return false;
         }
         return true;

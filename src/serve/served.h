@@ -56,9 +56,15 @@ typedef struct served_extras {
     size_t n_branches;
 } served_extras;
 
+/* The request's deadline from its X-Request-Timeout-Ms header, as
+ * CLOCK_MONOTONIC seconds (0: none): a request still waiting in a batch
+ * queue then is answered 504. False after a 400 for a malformed value. */
+bool served_deadline(http_request *req, double *deadline);
+
 /* Run on inputs in signature order; outputs gets served_output_count
  * values owned by the caller. On failure the error answer (400, 502, 503,
- * 504, naming the pipeline step) is given and false returned. */
+ * 504, naming the pipeline step; 429/504 from a model's batch queue) is
+ * given and false returned. */
 bool served_run(http_request *req, const served_target *t, int worker, ifd_value *const *inputs,
                 ifd_value **outputs, served_extras *extras);
 void served_extras_free(served_extras *extras);

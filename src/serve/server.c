@@ -355,11 +355,35 @@ static void run_compute(void *arg, int worker)
         http_reply_error(req, 503, "the server is stopping; retry elsewhere");
     else
         job->route.fn(req, &job->route.params, worker);
+    free(job);
+    if (req->deferred) {
+        /* queued for a batch: the last of this worker and the completion resumes it */
+        http_finish_deferred(req);
+        return;
+    }
     req->t_compute_end = server_now();
     if (!req->answered)
         http_reply_error(req, 500, "the handler gave no answer");
-    free(job);
     MHD_resume_connection(req->connection);
+}
+
+void http_defer(http_request *req)
+{
+    __atomic_add_fetch(&req->server->deferred, 1, __ATOMIC_SEQ_CST);
+    req->deferred = true;
+    __atomic_store_n(&req->defer_refs, 2, __ATOMIC_RELEASE);
+}
+
+void http_finish_deferred(http_request *req)
+{
+    if (__atomic_sub_fetch(&req->defer_refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    server *srv = req->server; /* req may be sent and freed once resumed */
+    req->t_compute_end = server_now();
+    if (!req->answered)
+        http_reply_error(req, 500, "the handler gave no answer");
+    MHD_resume_connection(req->connection);
+    __atomic_sub_fetch(&srv->deferred, 1, __ATOMIC_SEQ_CST);
 }
 
 /* Whether the Content-Type's media type is `want`; parameters may follow. */
@@ -580,6 +604,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     if (route.admin) /* loads take seconds: on their own thread, never an inference worker */
         return hand_off(srv->admin_pool, req, &route, "the server is stopping or too many repository calls are queued");
     int session = inline_session(srv, req, &route);
+    if (target.version && model_set_batches(target.version))
+        session = -1; /* a batching model's requests queue from a worker, never block a polling thread */
     if (session >= 0) {
         req->t_queued = req->t_compute_start = server_now();
         route.fn(req, &route.params, session);
@@ -780,6 +806,13 @@ int server_run(server *srv)
     workers_stop(srv->admin_pool);
     grpc_frontend_stop(srv->grpc); /* after the workers: none still answers a call */
     srv->grpc = NULL;
+    /* requests in a batch queue are answered by their batch (within the
+     * queue delay and a batch run): the daemon must still be there to send
+     * them, and libmicrohttpd frees suspended connections when it stops */
+    while (__atomic_load_n(&srv->deferred, __ATOMIC_SEQ_CST) > 0) {
+        struct timespec pause = {0, 2 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
     MHD_stop_daemon(daemon);
     close(signal_pipe[0]);
     close(signal_pipe[1]);

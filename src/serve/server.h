@@ -47,6 +47,7 @@ typedef struct server {
     struct metrics *metrics;
     volatile int in_flight;      /* requests not completed (shutdown waits for 0) */
     volatile int unanswered;     /* requests whose response is not queued yet */
+    volatile int deferred;       /* requests waiting in a batch queue (http_defer) */
     volatile bool stopping;
     /* asynchronous inference (api_jobs.c): NULL when the server has no queue */
     struct jobs_queue *jobs;
