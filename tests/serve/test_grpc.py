@@ -99,6 +99,9 @@ def make_repository():
         save(adder_model(k), os.path.join(repo, "split", str(k), "model.onnx"))
     with open(os.path.join(repo, "split", "config.json"), "w") as f:
         json.dump({"traffic": {"1": 50, "2": 50}, "sticky": "X-User-ID"}, f)
+    save(adder_model(5), os.path.join(repo, "batched", "1", "model.onnx"))
+    with open(os.path.join(repo, "batched", "config.json"), "w") as f:
+        json.dump({"max_batch_size": 32, "max_queue_delay_us": 20000}, f)
     save(echo_model(ALL_TYPES), os.path.join(repo, "echo", "1", "model.onnx"))
     save(echo_model(TYPED_TYPES), os.path.join(repo, "echo_typed", "1", "model.onnx"))
     os.makedirs(os.path.join(repo, "iris", "1"))
@@ -335,6 +338,31 @@ class ModelInferTest(GrpcTestCase):
         self.assertEqual(len(results), 4)
         for r in results:
             np.testing.assert_array_equal(np.frombuffer(r.raw_output_contents[0], "<f4").reshape(8, 256), x)
+
+
+class BatchingTest(GrpcTestCase):
+    def test_concurrent_calls_to_a_batching_model_each_get_their_own_rows(self):
+        def call(i, results):
+            rows = np.arange(3 * (1 + i % 3), dtype=np.float32).reshape(-1, 3) + 100 * i
+            req = pb.ModelInferRequest(model_name="batched")
+            req.inputs.add(name="x", datatype="FP32", shape=list(rows.shape))
+            req.raw_input_contents.append(rows.tobytes())
+            r = SERVER.stub.ModelInfer(req, timeout=TIMEOUT)
+            results[i] = (rows, np.frombuffer(r.raw_output_contents[0], "<f4").reshape(list(r.outputs[0].shape)))
+
+        results = {}
+        threads = [threading.Thread(target=call, args=(i, results)) for i in range(24)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(TIMEOUT)
+        self.assertEqual(len(results), 24)
+        for rows, out in results.values():
+            np.testing.assert_array_equal(out, rows + 5)
+        metrics = SERVER.http.get("/metrics").body.decode()
+        counts = [line for line in metrics.splitlines()
+                  if line.startswith("inferd_batch_size_rows_count") and 'model="batched"' in line]
+        self.assertTrue(counts and float(counts[0].split()[-1]) >= 1, "gRPC calls did not go through the batcher")
 
 
 class PipelineTest(GrpcTestCase):

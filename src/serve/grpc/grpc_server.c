@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batcher.h"
 #include "grpc_v2_codec.h"
 #include "log.h"
 #include "metrics.h"
@@ -160,9 +161,27 @@ static const char *status_name(grpc_status_code code)
 }
 
 /* The REST status of a failed model_set_run, as served_run answers it. */
-static grpc_status_code run_failure_status(void)
+/* model_set_run_until says how REST would answer a failed run; gRPC's
+ * statuses for the same cases (the batch queue full, the deadline passed in
+ * it, the version going away). */
+static grpc_status_code run_failure_status(int http_status)
 {
-    return GRPC_STATUS_INVALID_ARGUMENT;
+    switch (http_status) {
+    case 429: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case 504: return GRPC_STATUS_DEADLINE_EXCEEDED;
+    case 503: return GRPC_STATUS_UNAVAILABLE;
+    default: return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+}
+
+/* The call's deadline on the batcher's clock (0: none). */
+static double batch_deadline(const rpc *r)
+{
+    gpr_timespec deadline = gpr_convert_clock_type(r->deadline, GPR_CLOCK_MONOTONIC);
+    if (gpr_time_cmp(deadline, gpr_inf_future(GPR_CLOCK_MONOTONIC)) == 0)
+        return 0;
+    gpr_timespec left = gpr_time_sub(deadline, gpr_now(GPR_CLOCK_MONOTONIC));
+    return batch_clock() + (double)left.tv_sec + left.tv_nsec * 1e-9;
 }
 
 static grpc_status_code pipeline_failure_status(pipeline_status status)
@@ -579,6 +598,7 @@ static void run_inference(rpc *r, int session, ifd_value **outputs, grpc_v2_answ
     *answered = false;
     server *srv = r->f->srv;
     char err[1024];
+    int http_status;
     if (r->version && !r->version->ready) {
         fail(r, GRPC_STATUS_UNAVAILABLE, "model '%s' is not ready", r->version->name);
         return;
@@ -612,8 +632,9 @@ static void run_inference(rpc *r, int session, ifd_value **outputs, grpc_v2_answ
             result.outputs[i] = NULL;
         }
         pipeline_result_free(r->pipeline, &result);
-    } else if (model_set_run(srv->models, r->version, session, decoded.inputs, outputs, err, sizeof(err)) != IFD_OK) {
-        fail(r, run_failure_status(), "%s", err);
+    } else if ((http_status = 0, model_set_run_until(srv->models, r->version, session, decoded.inputs, outputs,
+                                                    batch_deadline(r), &http_status, err, sizeof(err))) != IFD_OK) {
+        fail(r, run_failure_status(http_status), "%s", err);
         grpc_v2_request_free(&decoded);
         return;
     }
@@ -677,7 +698,9 @@ static void start_inference(rpc *r, size_t request_bytes)
         /* a pipeline may wait on remote steps: never on a queue thread */
         double run_seconds = r->pipeline ? 1.0 : model_set_run_seconds(srv->models, r->version->name,
                                                                          r->version->version);
-        if (thread_session >= 0 && run_seconds <= INLINE_MAX_SECONDS && request_bytes <= INLINE_MAX_BYTES) {
+        /* a batching version waits for its batch: never on a queue thread */
+        if (thread_session >= 0 && run_seconds <= INLINE_MAX_SECONDS && request_bytes <= INLINE_MAX_BYTES &&
+            (r->pipeline || !model_set_batches(r->version))) {
             infer_and_answer(r, thread_session);
             return;
         }
