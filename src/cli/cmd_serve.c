@@ -36,6 +36,7 @@ static const char serve_usage[] =
     "  --port N             port (default 8000, or $PORT)\n"
     "  --workers N          inference threads (default: one per core)\n"
     "  --threads N          intra-op threads per inference (default 1)\n"
+    "  --graph-opt LEVEL    none|basic|all: the loader's graph optimisations (default all)\n"
     "  --max-body BYTES     largest request body (default 64 MiB)\n"
     "  --max-connections N  concurrent connections (default 1024)\n"
     "  --timeout SECONDS    time a request may take to arrive (default 30)\n"
@@ -194,6 +195,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     const char *repository = NULL, *name = NULL, *version = NULL, *sample = NULL;
     const char *model_uri = NULL, *model_sha256 = NULL, *store_dir = NULL;
     int threads = 1, pipeline_threads = -1;
+    ifd_graph_opt graph_opt = IFD_GRAPH_OPT_DEFAULT;
     model_control control = MODEL_CONTROL_NONE;
     double poll_interval = 5.0;
     const char *admin_token = getenv("INFERD_ADMIN_TOKEN");
@@ -262,6 +264,9 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
             o.workers = (int)v;
         } else if (strcmp(flag, "--threads") == 0) {
             if (!cli_parse_threads(TAKE(), &threads))
+                return 1;
+        } else if (strcmp(flag, "--graph-opt") == 0) {
+            if (!cli_parse_graph_opt(TAKE(), &graph_opt))
                 return 1;
         } else if (strcmp(flag, "--max-body") == 0) {
             if (!parse_long(flag, TAKE(), 1, 1l << 32, &v))
@@ -447,6 +452,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
         pipeline_threads = repository ? o.workers : 0;
     model_set_options set_options = {.serving_sessions = o.workers + o.io_threads + (int)async_workers + pipeline_threads,
                                      .threads_per_session = threads,
+                                     .graph_opt = graph_opt,
                                      .control = control,
                                      .poll_interval = poll_interval,
                                      .repository = repository};

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "optimize/optimize.h"
 #include "pb.h"
 
 /* IR 9 (onnx 1.14) added the float8 types, IR 10 (onnx 1.16) int4/uint4 and
@@ -45,7 +46,7 @@
 
 /* ---- ownership helpers --------------------------------------------------- */
 
-static void *model_alloc(ifd_model *m, size_t bytes)
+void *model_alloc(ifd_model *m, size_t bytes)
 {
     if (m->n_blocks == m->cap_blocks) {
         size_t cap = m->cap_blocks ? m->cap_blocks * 2 : 64;
@@ -169,6 +170,7 @@ struct loader {
     uint64_t op_seed;
     bool *op_reported;
     size_t cap_unsupported;
+    bool in_subgraph;     /* preparing a subgraph (subgraph_prepare) */
 };
 
 static int new_value(loader *ld, const char *name, value_origin origin)
@@ -190,7 +192,7 @@ static int new_value(loader *ld, const char *name, value_origin origin)
     return slot;
 }
 
-static void set_constant(model_value *v, const ifd_tensor *t)
+void value_set_constant(model_value *v, const ifd_tensor *t)
 {
     v->constant_storage = *t;
     v->info.kind = IFD_VALUE_TENSOR;
@@ -496,7 +498,7 @@ static ifd_status fold_constant(loader *ld, const op_node *node, model_value *v)
         return IFD_ERR_INVALID_MODEL;
     }
     if (strcmp(a->name, "value") == 0 && a->type == OP_ATTR_TENSOR) {
-        return tensor_copy(&t, a->tensor, ld->err) == IFD_OK ? (set_constant(v, &t), IFD_OK)
+        return tensor_copy(&t, a->tensor, ld->err) == IFD_OK ? (value_set_constant(v, &t), IFD_OK)
                                                              : IFD_ERR_NO_MEMORY;
     }
     int64_t n = (int64_t)a->count;
@@ -533,7 +535,7 @@ static ifd_status fold_constant(loader *ld, const op_node *node, model_value *v)
         tensor_release(&t);
         return st;
     }
-    set_constant(v, &t);
+    value_set_constant(v, &t);
     return IFD_OK;
 }
 
@@ -703,7 +705,7 @@ static ifd_status define_values(loader *ld)
         st = pb_tensor_to_ifd(tp, ld->base_dir, &t, ld->err);
         if (st != IFD_OK)
             return st;
-        set_constant(&m->values[slot], &t);
+        value_set_constant(&m->values[slot], &t);
     }
 
     m->inputs = calloc(g->n_input ? g->n_input : 1, sizeof(*m->inputs));
@@ -821,6 +823,7 @@ static void describe_cycle(loader *ld, const model_node *all, const int *indegre
 /* ---- subgraphs ------------------------------------------------------------ */
 
 static ifd_status load_graph_body(loader *ld);
+static ifd_status prepare_node(loader *ld, size_t i);
 static ifd_status resolve_ops(loader *ld, const ifd_load_options *options);
 
 /* Every node input of g and of the graphs nested in it: a bound on how many
@@ -903,6 +906,7 @@ static ifd_status build_subgraph(loader *ld, const op_node *op, const Onnx__Attr
     if (!m)
         goto oom;
     outer_model->subgraph_models[outer_model->n_subgraph_models++] = m;
+    m->graph_opt = outer_model->graph_opt;
     subgraph *sg = model_alloc(outer_model, sizeof(*sg));
     char *where = model_strdup(outer_model, location);
     if (!sg || !where)
@@ -1312,10 +1316,27 @@ static ifd_status check_arity(loader *ld, const op_node *op)
     return IFD_OK;
 }
 
-static ifd_status prepare_nodes(loader *ld)
+/* prepare() every node in order; at BASIC and above, fold each node whose
+ * inputs are constants as soon as it is prepared (removed[i] marks it), so
+ * the nodes after it are prepared with the folded constants. */
+static ifd_status prepare_nodes(loader *ld, bool *removed)
 {
     ifd_model *m = ld->model;
-    for (size_t i = 0; i < m->n_nodes; i++) {
+    constant_folder folder = {.m = m, .in_subgraph = ld->in_subgraph};
+    ifd_status st = IFD_OK;
+    for (size_t i = 0; i < m->n_nodes && st == IFD_OK; i++) {
+        st = prepare_node(ld, i);
+        if (st == IFD_OK && removed && m->graph_opt >= IFD_GRAPH_OPT_BASIC)
+            removed[i] = constant_folder_node(&folder, i);
+    }
+    constant_folder_end(&folder);
+    return st;
+}
+
+static ifd_status prepare_node(loader *ld, size_t i)
+{
+    ifd_model *m = ld->model;
+    {
         model_node *node = &m->nodes[i];
         op_node *op = &node->op;
         ifd_status arity = check_arity(ld, op);
@@ -1377,6 +1398,9 @@ static ifd_status bind_outputs(loader *ld)
 
 static void plan_lifetimes(ifd_model *m)
 {
+    /* run again after the optimiser removed nodes: forget their reads */
+    for (size_t v = 0; v < m->n_values; v++)
+        m->values[v].last_use = -1;
     for (size_t i = 0; i < m->n_nodes; i++) {
         const model_node *node = &m->nodes[i];
         for (int k = 0; k < node->op.n_inputs + node->op.n_implicit; k++)
@@ -1410,6 +1434,30 @@ static void describe_outputs(loader *ld)
     }
 }
 
+/* The graph rewrites, prepare() of every node with constant folding, then
+ * dead-node elimination (optimize/optimize.h); each step only at the levels
+ * that run it. */
+static ifd_status prepare_and_optimize(loader *ld)
+{
+    ifd_model *m = ld->model;
+    ifd_status st = optimize_before_prepare(m, ld->err);
+    if (st != IFD_OK)
+        return st;
+    plan_lifetimes(m); /* prepare() may look at output_used */
+    bool *removed = calloc(m->n_nodes + 1, sizeof(bool));
+    if (!removed) {
+        set_error(ld->err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    st = prepare_nodes(ld, removed);
+    if (st == IFD_OK)
+        st = optimize_after_prepare(m, removed, ld->err);
+    free(removed);
+    if (st == IFD_OK)
+        plan_lifetimes(m);
+    return st;
+}
+
 static ifd_status load_proto(loader *ld, const ifd_load_options *options)
 {
     ifd_model *m = ld->model;
@@ -1421,6 +1469,7 @@ static ifd_status load_proto(loader *ld, const ifd_load_options *options)
         return IFD_ERR_INVALID_MODEL;
     }
     ld->graph = mp->graph;
+    m->graph_opt = optimize_level(options ? options->graph_opt : IFD_GRAPH_OPT_DEFAULT);
     m->ir_version = mp->has_ir_version ? mp->ir_version : 0;
     if (m->ir_version < MIN_IR_VERSION || m->ir_version > MAX_IR_VERSION) {
         set_error(ld->err, "IR version %lld is not supported (supported: %d to %d)",
@@ -1465,8 +1514,8 @@ static ifd_status load_proto(loader *ld, const ifd_load_options *options)
     if ((st = resolve_ops(ld, options)) != IFD_OK)
         return st;
     m->runnable = m->n_unsupported == 0;
-    plan_lifetimes(m); /* prepare() may look at output_used */
-    if (m->runnable && (st = prepare_nodes(ld)) != IFD_OK)
+    plan_lifetimes(m);
+    if (m->runnable && (st = prepare_and_optimize(ld)) != IFD_OK)
         return st;
     describe_outputs(ld);
     return IFD_OK;
@@ -1562,10 +1611,10 @@ ifd_status subgraph_prepare(subgraph *sg, const value_info *const *inputs, int n
         /* the operator passes shapes that may change from run to run */
         io->info.type.rank = -1;
     }
-    loader ld = {.model = m, .graph = sg->graph_proto, .base_dir = sg->base_dir, .err = err};
+    loader ld = {.model = m, .graph = sg->graph_proto, .base_dir = sg->base_dir, .err = err,
+                 .in_subgraph = true};
     m->runnable = true;
-    plan_lifetimes(m);
-    ifd_status st = prepare_nodes(&ld);
+    ifd_status st = prepare_and_optimize(&ld);
     if (st != IFD_OK) {
         char inner[sizeof(err->message)];
         snprintf(inner, sizeof(inner), "%s", err->message);

@@ -77,6 +77,8 @@ struct ifd_model {
     size_t n_unsupported;
     ifd_unsupported_op *unsupported;
     bool runnable;
+    ifd_graph_opt graph_opt; /* the level the loader applied (never DEFAULT);
+                                subgraphs take their owner's */
 
     ifd_tensor **attr_tensors; /* decoded TENSOR attributes, owning their data */
     size_t n_attr_tensors;
@@ -97,6 +99,18 @@ ifd_status value_clone(const ifd_value *src, ifd_value **out, ifd_error *err);
  * callers of this header need not include the generated code. */
 ifd_status pb_tensor_to_ifd(const void *tensor_proto, const char *base_dir, ifd_tensor *out,
                             ifd_error *err);
+
+/* Make v a constant holding t (taking ownership), its info t's type. */
+void value_set_constant(model_value *v, const ifd_tensor *t);
+/* A block owned by the model, zeroed, freed with it (loader.c). */
+void *model_alloc(ifd_model *m, size_t bytes);
+
+/* Run node n of a prepared model once, at load, on inputs that are all
+ * constants (constant folding, optimize/fold_constants.c). outputs[k]
+ * receive owned tensors. Refuses (without touching the model) a node whose
+ * outputs are not tensors or would take more than max_bytes each. */
+ifd_status session_run_node_once(ifd_session *s, size_t n, size_t max_bytes, ifd_tensor *outputs,
+                                 ifd_error *err);
 
 void set_error(ifd_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

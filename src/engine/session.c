@@ -619,3 +619,59 @@ ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
             release_slot(s, i);
     return st;
 }
+
+/* Constant folding borrows a session of the model being loaded to run one
+ * node through the operator's own run(), so a folded value is bit for bit
+ * what the graph would have computed. The node's inputs are bound straight
+ * from the model's constants as they are now (earlier folds included). */
+ifd_status session_run_node_once(ifd_session *session, size_t n, size_t max_bytes,
+                                 ifd_tensor *outputs, ifd_error *err)
+{
+    struct session_private *s = &session->p;
+    const ifd_model *m = s->model;
+    const model_node *node = &m->nodes[n];
+    ifd_value *bound = calloc((size_t)node->op.n_inputs + 1, sizeof(*bound));
+    if (!bound) {
+        set_error(err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    for (int k = 0; k < node->op.n_inputs; k++) {
+        int slot = node->input_slots[k];
+        s->node_inputs[k] = NULL;
+        if (slot < 0)
+            continue;
+        bound[k].kind = IFD_VALUE_TENSOR;
+        bound[k].tensor = tensor_view(&m->values[slot].constant_storage);
+        s->node_inputs[k] = &bound[k];
+    }
+    size_t saved_limit = s->max_tensor_bytes;
+    s->max_tensor_bytes = max_bytes;
+    op_ctx ctx = {.node = &node->op, .n_inputs = node->op.n_inputs, .inputs = s->node_inputs,
+                  .session = s, .node_index = (int)n, .err = err};
+    err->message[0] = '\0';
+    ifd_status st = node->def->run(&ctx) == 0 ? IFD_OK : IFD_ERR_RUNTIME;
+    s->max_tensor_bytes = saved_limit;
+    for (size_t i = 0; i < s->n_scratch; i++)
+        pool_give(s, s->scratch[i].data, s->scratch[i].capacity);
+    s->n_scratch = 0;
+    for (int k = 0; k < node->op.n_outputs && st == IFD_OK; k++)
+        if (s->owned[node->output_slots[k]].kind != IFD_VALUE_TENSOR ||
+            s->bound[node->output_slots[k]] != &s->owned[node->output_slots[k]]) {
+            set_error(err, "output %d is not a tensor", k);
+            st = IFD_ERR_UNSUPPORTED;
+        }
+    for (int k = 0; k < node->op.n_outputs; k++) {
+        ifd_value *v = &s->owned[node->output_slots[k]];
+        if (st == IFD_OK) {
+            outputs[k] = v->tensor;
+            /* pooled buffers are aligned_alloc'd, which free() accepts */
+            outputs[k].owns_data = 1;
+            memset(v, 0, sizeof(*v));
+        } else {
+            release_slot(s, node->output_slots[k]);
+        }
+        s->bound[node->output_slots[k]] = NULL;
+    }
+    free(bound);
+    return st;
+}

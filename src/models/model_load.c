@@ -29,7 +29,8 @@ static void list_versions_text(model_version *const *versions, size_t n, char *o
 version_load_options model_set_load_options(const model_set *set)
 {
     return (version_load_options){.n_sessions = set->options.serving_sessions + 1,
-                                  .threads_per_session = set->options.threads_per_session};
+                                  .threads_per_session = set->options.threads_per_session,
+                                  .graph_opt = set->options.graph_opt};
 }
 
 /* Publish a new list of versions and the config that goes with it (under
