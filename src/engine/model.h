@@ -112,6 +112,11 @@ void *model_alloc(ifd_model *m, size_t bytes);
 ifd_status session_run_node_once(ifd_session *s, size_t n, size_t max_bytes, ifd_tensor *outputs,
                                  ifd_error *err);
 
+/* How many buffers the session's pool has had to allocate so far; after a
+ * first run with static shapes, a run adds only the graph outputs it hands
+ * to the caller (tests assert it). */
+size_t session_buffer_allocations(const ifd_session *session);
+
 void set_error(ifd_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Load-time preparation of a subgraph (loader.c), for op_subgraph_prepare. */

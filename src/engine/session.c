@@ -44,6 +44,7 @@ struct session_private {
     ifd_session **children;    /* per node: one per subgraph, made on first use */
     size_t *first_child;       /* index of each node's first child in children */
     size_t n_children;
+    size_t buffer_allocations; /* pool misses: how often a run had to malloc */
 };
 
 struct ifd_session {
@@ -75,6 +76,7 @@ static void *pool_take(struct session_private *s, size_t bytes, size_t *capacity
         rounded = BUFFER_ALIGN;
     void *data = aligned_alloc(BUFFER_ALIGN, rounded);
     *capacity = data ? rounded : 0;
+    s->buffer_allocations++;
     return data;
 }
 
@@ -254,6 +256,13 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
     if (!model->runnable) {
         set_error(err, "the model uses unsupported operators and cannot run");
         return IFD_ERR_UNSUPPORTED;
+    }
+    /* each thread is a pthread with its own stack: 10,000 of them would
+     * exhaust the process long before they helped */
+    if (options && options->threads > IFD_MAX_THREADS) {
+        set_error(err, "threads: %d is above the maximum of %d", options->threads,
+                  IFD_MAX_THREADS);
+        return IFD_ERR_INVALID_ARGUMENT;
     }
     ifd_session *session = calloc(1, sizeof(*session));
     if (!session) {
@@ -674,4 +683,9 @@ ifd_status session_run_node_once(ifd_session *session, size_t n, size_t max_byte
     }
     free(bound);
     return st;
+}
+
+size_t session_buffer_allocations(const ifd_session *session)
+{
+    return session->p.buffer_allocations;
 }

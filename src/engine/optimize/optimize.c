@@ -98,6 +98,20 @@ int graph_view_sole_producer(const graph_view *g, int slot, const char *op_type,
     return n;
 }
 
+int graph_view_constant(const graph_view *g, int slot)
+{
+    for (int hops = 0; slot >= 0 && hops < 8; hops++) {
+        if (g->m->values[slot].origin == VALUE_CONSTANT)
+            return slot;
+        int n = g->producer[slot];
+        const op_node *op = n >= 0 && !g->removed[n] ? &g->m->nodes[n].op : NULL;
+        if (!op || op->domain[0] || strcmp(op->op_type, "Identity") != 0 || op->n_inputs != 1)
+            return -1;
+        slot = g->m->nodes[n].input_slots[0];
+    }
+    return -1;
+}
+
 bool graph_value_is_scalar(const ifd_model *m, int slot, double want, double rel_tol)
 {
     if (slot < 0 || m->values[slot].origin != VALUE_CONSTANT)

@@ -42,6 +42,9 @@ void graph_view_remove(graph_view *g, int n);
 /* The live node producing `slot` if it is an ai.onnx `op_type` node whose
  * output is read exactly `reads` times in all, else -1. */
 int graph_view_sole_producer(const graph_view *g, int slot, const char *op_type, int reads);
+/* The constant slot holds, seen through Identity nodes (torch writes a
+ * weight shared by several layers as Identity(initializer)), or -1. */
+int graph_view_constant(const graph_view *g, int slot);
 /* True when slot is a one-element float constant within rel_tol of want. */
 bool graph_value_is_scalar(const ifd_model *m, int slot, double want, double rel_tol);
 /* Drop removed nodes (freeing their operator state) and close the gaps,

@@ -5,7 +5,8 @@
  *
  * Exporters before opset 20 write the two forms of Gelu-20's definition:
  *   erf:  0.5 * x * (1 + erf(x / sqrt(2)))           (torch.onnx, nn.GELU())
- *   tanh: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))
+ *   tanh: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3))), the cube
+ *         as Pow(x, 3) or x * (x * x)
  *         (nn.GELU(approximate="tanh"), Hugging Face's gelu_new by hand)
  * and order the products as they please ((0.5*x)*e, (x*e)*0.5, x*(e*0.5)), so
  * a product is matched as the set of its factors, not as a tree shape.
@@ -86,6 +87,30 @@ static int match_erf_term(const graph_view *g, int slot, pattern *p)
     return x;
 }
 
+/* Factors {0.044715, x^3}, the cube as Pow(x, 3) or as x * x * x. */
+static bool cube_times_constant(const graph_view *g, const int *f, int n, int x, pattern *p)
+{
+    int k = -1;
+    for (int i = 0; i < n; i++)
+        if (graph_value_is_scalar(g->m, f[i], 0.044715, CONSTANT_TOLERANCE))
+            k = i;
+    if (k < 0)
+        return false;
+    if (n == 4) {
+        for (int i = 0; i < n; i++)
+            if (i != k && f[i] != x)
+                return false;
+        return true;
+    }
+    if (n != 2)
+        return false;
+    int pow_node = graph_view_sole_producer(g, f[1 - k], "Pow", 1);
+    return pow_node >= 0 && g->m->nodes[pow_node].input_slots[0] == x &&
+           graph_value_is_scalar(g->m, g->m->nodes[pow_node].input_slots[1], 3.0,
+                                 CONSTANT_TOLERANCE) &&
+           pattern_add(p, pow_node);
+}
+
 /* 1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)): x, or -1. */
 static int match_tanh_term(const graph_view *g, int slot, pattern *p)
 {
@@ -111,17 +136,8 @@ static int match_tanh_term(const graph_view *g, int slot, pattern *p)
         int saved = p->n;
         int c[MAX_FACTORS + 1], nc = 0;
         collect_factors(g, cubic, -1, c, &nc, p);
-        if (nc == 2) {
-            int cube = graph_value_is_scalar(g->m, c[0], 0.044715, CONSTANT_TOLERANCE) ? c[1]
-                       : graph_value_is_scalar(g->m, c[1], 0.044715, CONSTANT_TOLERANCE) ? c[0]
-                                                                                         : -1;
-            int pow_node = graph_view_sole_producer(g, cube, "Pow", 1);
-            if (pow_node >= 0 && g->m->nodes[pow_node].input_slots[0] == x &&
-                graph_value_is_scalar(g->m, g->m->nodes[pow_node].input_slots[1], 3.0,
-                                      CONSTANT_TOLERANCE) &&
-                pattern_add(p, pow_node))
-                return x;
-        }
+        if (cube_times_constant(g, c, nc, x, p))
+            return x;
         p->n = saved;
     }
     return -1;

@@ -58,7 +58,7 @@ static bool try_layernorm(graph_view *g, int top)
     const ifd_model *m = g->m;
     const int *in = m->nodes[top].input_slots;
     for (int side = 0; side < 2; side++) {
-        int beta = in[1 - side];
+        int beta = graph_view_constant(g, in[1 - side]);
         int64_t length = vector_length(m, beta);
         if (length < 2)
             continue;
@@ -66,8 +66,9 @@ static bool try_layernorm(graph_view *g, int top)
         if (scaled < 0)
             continue;
         const int *mi = m->nodes[scaled].input_slots;
-        int gamma = vector_length(m, mi[1]) == length ? mi[1] : vector_length(m, mi[0]) == length ? mi[0] : -1;
-        int normed = gamma < 0 ? -1 : graph_view_sole_producer(g, gamma == mi[1] ? mi[0] : mi[1], "Div", 1);
+        int g0 = graph_view_constant(g, mi[0]), g1 = graph_view_constant(g, mi[1]);
+        int gamma = vector_length(m, g1) == length ? g1 : vector_length(m, g0) == length ? g0 : -1;
+        int normed = gamma < 0 ? -1 : graph_view_sole_producer(g, gamma == g1 ? mi[0] : mi[1], "Div", 1);
         if (normed < 0)
             continue;
         int d = m->nodes[normed].input_slots[0];
@@ -79,11 +80,11 @@ static bool try_layernorm(graph_view *g, int top)
         int eps_slot = -1, var_slot = -1;
         for (int k = 0; k < 2; k++) {
             int64_t count;
-            const ifd_tensor *t = si[k] >= 0 && m->values[si[k]].origin == VALUE_CONSTANT
-                                      ? &m->values[si[k]].constant_storage : NULL;
+            int c = graph_view_constant(g, si[k]);
+            const ifd_tensor *t = c >= 0 ? &m->values[c].constant_storage : NULL;
             if (t && t->dtype == IFD_FLOAT && t->data && shape_count(t->rank, t->dims, &count) &&
                 count == 1)
-                eps_slot = si[k], var_slot = si[1 - k];
+                eps_slot = c, var_slot = si[1 - k];
         }
         int var = eps_slot < 0 ? -1 : graph_view_sole_producer(g, var_slot, "ReduceMean", 1);
         int squared = var < 0 ? -1 : graph_view_sole_producer(g, mean_over_last_axis(g, var), "Pow", 1);
