@@ -25,6 +25,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -688,7 +691,7 @@ static ifd_status define_values(loader *ld)
         return IFD_ERR_UNSUPPORTED;
     }
     for (size_t i = 0; i < g->n_initializer; i++) {
-        const Onnx__TensorProto *tp = g->initializer[i];
+        Onnx__TensorProto *tp = g->initializer[i];
         const char *name = tp->name ? tp->name : "";
         if (!name[0]) {
             set_error(ld->err, "initializer %zu has no name", i);
@@ -702,7 +705,7 @@ static ifd_status define_values(loader *ld)
         if (slot < 0)
             goto oom;
         ifd_tensor t;
-        st = pb_tensor_to_ifd(tp, ld->base_dir, &t, ld->err);
+        st = pb_tensor_take(tp, ld->base_dir, &t, ld->err);
         if (st != IFD_OK)
             return st;
         value_set_constant(&m->values[slot], &t);
@@ -1324,12 +1327,17 @@ static ifd_status prepare_nodes(loader *ld, bool *removed)
     ifd_model *m = ld->model;
     constant_folder folder = {.m = m, .in_subgraph = ld->in_subgraph};
     ifd_status st = IFD_OK;
+    graph_view view;
+    bool have_view = graph_view_init(&view, m, ld->err) == IFD_OK;
     for (size_t i = 0; i < m->n_nodes && st == IFD_OK; i++) {
         st = prepare_node(ld, i);
         if (st == IFD_OK && removed && m->graph_opt >= IFD_GRAPH_OPT_BASIC)
             removed[i] = constant_folder_node(&folder, i);
+        if (st == IFD_OK && have_view && !removed[i])
+            optimize_release_packed_inputs(m, i, view.readers);
     }
     constant_folder_end(&folder);
+    graph_view_free(&view);
     return st;
 }
 
@@ -1696,14 +1704,20 @@ void ifd_model_free(ifd_model *m)
     free(m);
 }
 
-ifd_status ifd_model_load_memory(const void *buf, size_t len, const char *base_dir,
-                                 const ifd_load_options *options, ifd_model **out, ifd_error *err)
+/* Load from bytes; `release(buf, len)`, when given, is called as soon as
+ * they are unpacked, so that a file's bytes and the decoded model are not
+ * both held while operators prepare. */
+static ifd_status load_bytes(const void *buf, size_t len, void (*release)(const void *, size_t),
+                             const char *base_dir, const ifd_load_options *options,
+                             ifd_model **out, ifd_error *err)
 {
     *out = NULL;
     ifd_error local;
     if (!err)
         err = &local;
     Onnx__ModelProto *mp = pb_unpack(&onnx__model_proto__descriptor, buf, len, "model", err);
+    if (release)
+        release(buf, len);
     if (!mp)
         return IFD_ERR_INVALID_MODEL;
     ifd_model *m = calloc(1, sizeof(*m));
@@ -1719,12 +1733,30 @@ ifd_status ifd_model_load_memory(const void *buf, size_t len, const char *base_d
     free(ld.op_slots);
     free(ld.op_reported);
     protobuf_c_message_free_unpacked(&mp->base, NULL);
+#ifdef __GLIBC__
+    /* Loading frees as much as a model weighs (the file's bytes, the
+     * message, the weights operators packed); glibc keeps freed heap memory
+     * mapped, so without this a loaded model's RSS would count them all. */
+    malloc_trim(0);
+#endif
     if (st != IFD_OK) {
         ifd_model_free(m);
         return st;
     }
     *out = m;
     return IFD_OK;
+}
+
+ifd_status ifd_model_load_memory(const void *buf, size_t len, const char *base_dir,
+                                 const ifd_load_options *options, ifd_model **out, ifd_error *err)
+{
+    return load_bytes(buf, len, NULL, base_dir, options, out, err);
+}
+
+static void free_file_bytes(const void *buf, size_t len)
+{
+    (void)len;
+    free((void *)buf);
 }
 
 ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options, ifd_model **out,
@@ -1748,6 +1780,8 @@ ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options
         close(fd);
         return IFD_ERR_INVALID_MODEL;
     }
+    /* Read, not mapped: a file truncated while it loads must give an error,
+     * not the SIGBUS a mapping would. */
     size_t size = (size_t)st.st_size;
     char *buf = malloc(size ? size : 1);
     if (!buf) {
@@ -1780,8 +1814,7 @@ ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options
     else
         strcpy(dir, ".");
     ifd_error inner;
-    ifd_status status = ifd_model_load_memory(buf, size, dir, options, out, &inner);
-    free(buf);
+    ifd_status status = load_bytes(buf, size, free_file_bytes, dir, options, out, &inner);
     free(dir);
     if (status != IFD_OK) {
         set_error(err, "%s: %s", path, inner.message);

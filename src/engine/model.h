@@ -24,6 +24,9 @@ typedef struct model_value {
     int producer;                /* node index, -1 for inputs and constants */
     int last_use;                /* last node index reading it, -1 if none */
     bool is_graph_output;
+    /* a folded Identity/Reshape/... of this constant views its data: the
+     * data must live as long as the model (never released early) */
+    bool viewed;
 } model_value;
 
 typedef struct model_node {

@@ -38,6 +38,38 @@ static bool is_nondeterministic(const op_node *op)
     return false;
 }
 
+/* Operators whose output holds input 0's bytes unchanged (a new shape at
+ * most). Folded, the output views the input's data instead of copying it:
+ * torch writes a weight shared by several layers as Identity(initializer)
+ * per layer, and copies would multiply the weights by the layer count. */
+static bool keeps_bytes(const op_node *op)
+{
+    static const char *const same_bytes[] = {"Identity", "Reshape", "Flatten", "Squeeze",
+                                             "Unsqueeze"};
+    for (size_t i = 0; i < sizeof(same_bytes) / sizeof(same_bytes[0]); i++)
+        if (strcmp(op->op_type, same_bytes[i]) == 0)
+            return op->n_outputs == 1;
+    return false;
+}
+
+static void view_input(ifd_model *m, const model_node *node, ifd_tensor *out)
+{
+    model_value *src = &m->values[node->input_slots[0]];
+    const ifd_tensor *in = &src->constant_storage;
+    size_t in_bytes, out_bytes;
+    if (in->dtype != out->dtype || in->dtype == IFD_STRING ||
+        !shape_bytes(in->dtype, in->rank, in->dims, &in_bytes) ||
+        !shape_bytes(out->dtype, out->rank, out->dims, &out_bytes) || in_bytes != out_bytes ||
+        !in->data || !out->data)
+        return;
+    free(out->data);
+    out->data = in->data;
+    out->capacity = 0;
+    out->owns_data = 0;
+    /* the bytes' owner is src, or (src being a view itself) already pinned */
+    src->viewed = true;
+}
+
 static void become_constant(model_value *v, const ifd_tensor *t)
 {
     v->origin = VALUE_CONSTANT;
@@ -126,6 +158,8 @@ bool constant_folder_node(constant_folder *f, size_t n)
         free(outputs);
         return false;
     }
+    if (keeps_bytes(op))
+        view_input(m, node, &outputs[0]);
     for (int k = 0; k < op->n_outputs; k++)
         become_constant(&m->values[node->output_slots[k]], &outputs[k]);
     free(outputs);

@@ -220,17 +220,18 @@ ifd_status optimize_before_prepare(ifd_model *m, ifd_error *err)
 
 ifd_status optimize_after_prepare(ifd_model *m, const bool *removed, ifd_error *err)
 {
-    if (m->graph_opt < IFD_GRAPH_OPT_BASIC)
-        return IFD_OK;
     graph_view g;
     ifd_status st = graph_view_init(&g, m, err);
     if (st != IFD_OK)
         return st;
-    for (size_t n = 0; removed && n < m->n_nodes; n++)
-        if (removed[n])
-            graph_view_remove(&g, (int)n);
-    optimize_eliminate_dead_nodes(&g);
-    optimize_release_unread_constants(&g);
+    if (m->graph_opt >= IFD_GRAPH_OPT_BASIC) {
+        for (size_t n = 0; removed && n < m->n_nodes; n++)
+            if (removed[n])
+                graph_view_remove(&g, (int)n);
+        optimize_eliminate_dead_nodes(&g);
+        optimize_release_unread_constants(&g);
+    }
+    optimize_release_packed_constants(&g);
     graph_view_compact(&g);
     graph_view_free(&g);
     return IFD_OK;

@@ -78,6 +78,11 @@ void constant_folder_end(constant_folder *f);
 /* After prepare, at BASIC and ALL. */
 void optimize_eliminate_dead_nodes(graph_view *g);
 void optimize_release_unread_constants(graph_view *g);
+/* After prepare, at every level: memory, not the graph. */
+void optimize_release_packed_constants(graph_view *g);
+/* During prepare, after node n's: `readers` counts each value's reads
+ * (graph outputs included). */
+void optimize_release_packed_inputs(ifd_model *m, size_t n, const int *readers);
 
 /* The loader's three entry points. `removed` (m->n_nodes entries) marks the
  * nodes folded during prepare. */
