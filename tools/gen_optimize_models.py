@@ -52,6 +52,26 @@ def helper_models(out):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
               os.path.join(out, "expand_huge.onnx"))
 
+    # a planned size past size_t: 2^31 x 2^31 x 8 floats from one constant
+    huge = numpy_helper.from_array(np.array([1 << 31, 1 << 31, 8], dtype=np.int64), "huge")
+    graph = helper.make_graph(
+        [helper.make_node("Expand", ["one", "huge"], ["big"]),
+         helper.make_node("Add", ["x", "big"], ["y"])],
+        "expand_overflow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [one, huge])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "expand_overflow.onnx"))
+
+    # weights whose bytes do not match their declared shape (4x4 with 8 floats)
+    w = numpy_helper.from_array(np.arange(16, dtype=np.float32).reshape(4, 4), "W")
+    w.raw_data = w.raw_data[:32]  # onnx.helper would refuse to write this
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "weights_wrong_size",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "weights_wrong_size.onnx"))
+
 
 def main():
     parser = argparse.ArgumentParser()

@@ -217,6 +217,42 @@ static void test_folding_never_expands_a_small_constant_into_a_huge_one(void)
     ifd_model_free(all);
 }
 
+static void test_planned_size_past_size_t_is_a_run_error_not_a_crash(void)
+{
+    ifd_model *m = load("expand_overflow", IFD_GRAPH_OPT_ALL);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    CHECK_EQ_INT(count_nodes(m, "Expand"), 1); /* folding refused it */
+    ifd_session *s = NULL;
+    ifd_error err;
+    CHECK_EQ_INT(ifd_session_create(m, NULL, &s, &err), IFD_OK);
+    ifd_value *x = make_input(m), *out[2] = {0};
+    const ifd_value *in[1] = {x};
+    CHECK_EQ_INT(ifd_session_run(s, in, out, &err), IFD_ERR_RUNTIME);
+    CHECK_STR_CONTAINS(err.message, "Expand");
+    CHECK_STR_CONTAINS(err.message, "too large");
+    CHECK(out[0] == NULL);
+    ifd_value_free(x);
+    ifd_session_free(s);
+    ifd_model_free(m);
+}
+
+static void test_weights_not_matching_their_shape_are_refused_at_load(void)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/weights_wrong_size.onnx", models_dir);
+    ifd_graph_opt levels[] = {IFD_GRAPH_OPT_NONE, IFD_GRAPH_OPT_ALL};
+    for (int i = 0; i < 2; i++) {
+        ifd_load_options options = {.graph_opt = levels[i]};
+        ifd_model *m = NULL;
+        ifd_error err;
+        CHECK_EQ_INT(ifd_model_load_file(path, &options, &m, &err), IFD_ERR_INVALID_MODEL);
+        CHECK(m == NULL);
+        CHECK_STR_CONTAINS(err.message, "tensor 'W': raw_data has 32 bytes");
+    }
+}
+
 static void test_second_run_with_static_shapes_allocates_only_its_output(void)
 {
     ifd_model *m = load("transformer", IFD_GRAPH_OPT_ALL);
@@ -275,6 +311,8 @@ int main(void)
     RUN(test_transformer_encoder_same_outputs_with_fewer_nodes);
     RUN(test_weight_transposed_in_graph_is_folded_and_original_freed);
     RUN(test_folding_never_expands_a_small_constant_into_a_huge_one);
+    RUN(test_planned_size_past_size_t_is_a_run_error_not_a_crash);
+    RUN(test_weights_not_matching_their_shape_are_refused_at_load);
     RUN(test_second_run_with_static_shapes_allocates_only_its_output);
     RUN(test_thread_counts_above_the_maximum_are_refused);
     char command[300];
