@@ -11,6 +11,9 @@
  *      before refusing the model, so the user sees the whole list at once;
  *   5. let each operator's prepare() check its attributes and infer output
  *      types and shapes; record each value's last reader for buffer reuse.
+ * Around step 5 the graph optimiser (optimize/optimize.h) rewrites patterns
+ * before it, folds constants during it and removes dead nodes after it, at
+ * the level ifd_load_options.graph_opt asks for.
  * Any failure frees everything built so far: there is never a partial model.
  *
  * Graph attributes (If's branches, Loop's and Scan's body) are loaded the same
@@ -1331,7 +1334,7 @@ static ifd_status prepare_nodes(loader *ld, bool *removed)
     bool have_view = graph_view_init(&view, m, ld->err) == IFD_OK;
     for (size_t i = 0; i < m->n_nodes && st == IFD_OK; i++) {
         st = prepare_node(ld, i);
-        if (st == IFD_OK && removed && m->graph_opt >= IFD_GRAPH_OPT_BASIC)
+        if (st == IFD_OK && m->graph_opt >= IFD_GRAPH_OPT_BASIC)
             removed[i] = constant_folder_node(&folder, i);
         if (st == IFD_OK && have_view && !removed[i])
             optimize_release_packed_inputs(m, i, view.readers);
@@ -1341,39 +1344,38 @@ static ifd_status prepare_nodes(loader *ld, bool *removed)
     return st;
 }
 
+/* Check node i against its schema and let its operator prepare it. */
 static ifd_status prepare_node(loader *ld, size_t i)
 {
     ifd_model *m = ld->model;
-    {
-        model_node *node = &m->nodes[i];
-        op_node *op = &node->op;
-        ifd_status arity = check_arity(ld, op);
-        if (arity != IFD_OK)
-            return arity;
-        if (node->def->prepare) {
-            ld->err->message[0] = '\0';
-            if (node->def->prepare(op, ld->err) != 0) {
-                /* the caller is promised a reason (Conv given a map as X
-                 * refused it silently, and `inferd run` printed garbage) */
-                if (!ld->err->message[0])
-                    set_error(ld->err, "%s node '%s' was refused without a reason", op->op_type,
-                              op->name);
-                return IFD_ERR_UNSUPPORTED;
-            }
-        } else if (op->n_inputs > 0 && op->inputs[0]) {
-            for (int k = 0; k < op->n_outputs; k++) {
-                const char *name = op->outputs[k]->name;
-                *op->outputs[k] = *op->inputs[0];
-                op->outputs[k]->name = name;
-                op->outputs[k]->constant = NULL;
-            }
+    model_node *node = &m->nodes[i];
+    op_node *op = &node->op;
+    ifd_status arity = check_arity(ld, op);
+    if (arity != IFD_OK)
+        return arity;
+    if (node->def->prepare) {
+        ld->err->message[0] = '\0';
+        if (node->def->prepare(op, ld->err) != 0) {
+            /* the caller is promised a reason (Conv given a map as X
+             * refused it silently, and `inferd run` printed garbage) */
+            if (!ld->err->message[0])
+                set_error(ld->err, "%s node '%s' was refused without a reason", op->op_type,
+                          op->name);
+            return IFD_ERR_UNSUPPORTED;
         }
+    } else if (op->n_inputs > 0 && op->inputs[0]) {
         for (int k = 0; k < op->n_outputs; k++) {
-            if (op->outputs[k]->kind == IFD_VALUE_TENSOR && op->outputs[k]->dtype == IFD_UNDEFINED) {
-                set_error(ld->err, "%s node '%s': the type of output '%s' cannot be inferred",
-                          op->op_type, op->name, op->outputs[k]->name);
-                return IFD_ERR_INVALID_MODEL;
-            }
+            const char *name = op->outputs[k]->name;
+            *op->outputs[k] = *op->inputs[0];
+            op->outputs[k]->name = name;
+            op->outputs[k]->constant = NULL;
+        }
+    }
+    for (int k = 0; k < op->n_outputs; k++) {
+        if (op->outputs[k]->kind == IFD_VALUE_TENSOR && op->outputs[k]->dtype == IFD_UNDEFINED) {
+            set_error(ld->err, "%s node '%s': the type of output '%s' cannot be inferred",
+                      op->op_type, op->name, op->outputs[k]->name);
+            return IFD_ERR_INVALID_MODEL;
         }
     }
     return IFD_OK;
