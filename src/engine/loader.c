@@ -1463,8 +1463,10 @@ static ifd_status prepare_and_optimize(loader *ld)
     if (st == IFD_OK)
         st = optimize_after_prepare(m, removed, ld->err);
     free(removed);
-    if (st == IFD_OK)
+    if (st == IFD_OK) {
         plan_lifetimes(m);
+        plan_arena(m);
+    }
     return st;
 }
 
@@ -1693,6 +1695,8 @@ void ifd_model_free(ifd_model *m)
     for (size_t i = 0; i < m->n_values; i++)
         if (m->values[i].origin == VALUE_CONSTANT)
             tensor_release(&m->values[i].constant_storage);
+    free(m->arena_offset);
+    free(m->arena_size);
     free(m->values);
     free(m->nodes);
     free(m->inputs);

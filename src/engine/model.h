@@ -80,6 +80,11 @@ struct ifd_model {
     size_t n_unsupported;
     ifd_unsupported_op *unsupported;
     bool runnable;
+    /* arena_plan.c: per value slot, its offset in a session's arena
+     * (SIZE_MAX: not planned) and planned bytes; NULL when nothing is */
+    size_t *arena_offset;
+    size_t *arena_size;
+    size_t arena_bytes;
     ifd_graph_opt graph_opt; /* the level the loader applied (never DEFAULT);
                                 subgraphs take their owner's */
 
@@ -105,6 +110,8 @@ ifd_status pb_tensor_to_ifd(const void *tensor_proto, const char *base_dir, ifd_
 
 /* Make v a constant holding t (taking ownership), its info t's type. */
 void value_set_constant(model_value *v, const ifd_tensor *t);
+/* Plan the session arena of a prepared model (arena_plan.c). */
+void plan_arena(ifd_model *m);
 /* A block owned by the model, zeroed, freed with it (loader.c). */
 void *model_alloc(ifd_model *m, size_t bytes);
 

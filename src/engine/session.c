@@ -5,8 +5,10 @@
  * run binds the caller's inputs and the model's constants by reference (no
  * copies), runs the nodes in planned order, gives each intermediate buffer
  * back to the pool after its last reader, and hands the graph outputs to the
- * caller. After the first run with a given shape, runs take every buffer from
- * the pool: steady-state inference does not call malloc except for the
+ * caller. Intermediates whose size prepare() inferred live in one arena per
+ * session, at offsets planned at load (arena_plan.c); the rest come from the
+ * pool, and after the first run with a given shape, runs take every buffer
+ * from there: steady-state inference does not call malloc except for the
  * output values returned to the caller.
  *
  * A node with subgraphs (If, Loop, Scan) runs them on child sessions kept
@@ -45,6 +47,7 @@ struct session_private {
     size_t *first_child;       /* index of each node's first child in children */
     size_t n_children;
     size_t buffer_allocations; /* pool misses: how often a run had to malloc */
+    char *arena;               /* the model's planned intermediates (arena_plan.c) */
 };
 
 struct ifd_session {
@@ -168,6 +171,20 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
         return NULL;
     }
     ifd_value *v = &s->owned[slot];
+    const ifd_model *m = s->model;
+    if (s->arena && m->arena_offset[slot] != SIZE_MAX && dtype != IFD_STRING &&
+        bytes <= m->arena_size[slot]) {
+        if (v->kind != IFD_VALUE_TENSOR || v->tensor.owns_data)
+            release_slot(s, slot);
+        v->kind = IFD_VALUE_TENSOR;
+        v->tensor.data = s->arena + m->arena_offset[slot];
+        v->tensor.capacity = m->arena_size[slot];
+        v->tensor.owns_data = 0;
+        v->tensor.dtype = dtype;
+        tensor_set_shape(&v->tensor, rank, dims);
+        s->bound[slot] = v;
+        return &v->tensor;
+    }
     /* !data: a released slot is all zeroes, so a zero-byte output would be
      * handed out with data NULL, and memset/memcpy of zero bytes at NULL is
      * undefined behaviour in every operator that does it (found by
@@ -293,8 +310,12 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
                               : IFD_MAX_TENSOR_BYTES;
     s->max_loop_iterations =
         options && options->max_loop_iterations > 0 ? options->max_loop_iterations : 0;
+    if (model->arena_offset && model->arena_bytes) {
+        size_t rounded = (model->arena_bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
+        s->arena = aligned_alloc(BUFFER_ALIGN, rounded);
+    }
     if (!s->owned || !s->bound || !s->constants || !s->node_inputs || !s->threads ||
-        !s->first_child || !s->children) {
+        !s->first_child || !s->children || (model->arena_offset && model->arena_bytes && !s->arena)) {
         ifd_session_free(session);
         set_error(err, "out of memory");
         return IFD_ERR_NO_MEMORY;
@@ -321,6 +342,7 @@ void ifd_session_free(ifd_session *session)
         free(s->free_buffers[i].data);
     free(s->free_buffers);
     free(s->scratch);
+    free(s->arena);
     free(s->owned);
     free(s->bound);
     free(s->constants);
