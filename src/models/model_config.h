@@ -8,7 +8,7 @@
  *    "traffic": {"1": 90, "2": 10}, "sticky": "X-User-ID", "mode_field": true,
  *    "shadow": {"version": "3", "percent": 100, "queue": 256, "tolerance": 1e-4},
  *    "rollback": {"max_error_rate": 0.01, "min_agreement": 0.95, "window": 500},
- *    "max_batch_size": 64}
+ *    "max_batch_size": 64, "graph_opt": "none" | "basic" | "all"}
  *
  * Triton's spelling of the version policy ({"latest": {"num_versions": 1}},
  * {"all": {}}, {"specific": {"versions": [1]}}) is accepted too, and so are
@@ -60,6 +60,9 @@ typedef struct model_config {
         int window;
     } rollback;
     int max_batch_size; /* 0: not given */
+    /* the loader's graph optimisation for versions loaded under this config
+     * (an ifd_graph_opt); 0: the server's --graph-opt */
+    int graph_opt;
 } model_config;
 
 /* The configuration of a model without a config.json: every version

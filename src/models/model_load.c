@@ -187,6 +187,8 @@ static admin_result load_model(model_set *set, const char *name, const char *con
         goto failed;
     }
     version_load_options options = model_set_load_options(set);
+    if (config.graph_opt)
+        options.graph_opt = (ifd_graph_opt)config.graph_opt;
     for (size_t i = 0; i < n_files; i++) {
         const version_file *f = &files[i];
         if (!model_config_wants(&config, version_number_of(f->version), available, n_available))
