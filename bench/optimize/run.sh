@@ -3,7 +3,7 @@
 #   bench/optimize/run.sh [BUILD_DIR]      (default: build)
 # Times each model with bench_inferd at --graph-opt none and all, batch 1,
 # 1 thread, alternating the levels, 3 repeats; prints one JSON line per run
-# (p50_us is the median run) and the load average. Models: those of
+# (median_us is the median run) and the load average. Models: those of
 # bench/memory/make_models.py (exported there if missing) and the digits CNN
 # fixture when generated.
 set -eu
