@@ -17,7 +17,7 @@
  *
  *   bench_inferd MODEL.onnx [--batch N] [--threads N] [--input-from DIR [--as-is]]
  *                [--shape NAME=D1,D2,...] [--seed N] [--min-time S]
- *                [--min-iters N] [--max-iters N] [--warmup S]
+ *                [--min-iters N] [--max-iters N] [--warmup S] [--graph-opt LEVEL]
  *
  * --as-is feeds every input_<i>.pb exactly as stored (no batch tiling), for
  * models whose inputs are not all batch-first: scalars such as a sample rate,
@@ -53,6 +53,7 @@ typedef struct bench_options {
     long min_iters, max_iters;
     shape_option shapes[MAX_SHAPES];
     int n_shapes;
+    ifd_graph_opt graph_opt; /* --graph-opt none|basic|all (default all) */
 } bench_options;
 
 static double now_seconds(void)
@@ -154,7 +155,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_inferd MODEL.onnx [--batch N] [--threads N] [--input-from DIR [--as-is]]\n"
             "       [--shape NAME=D1,D2,...] [--seed N] [--min-time S] [--min-iters N]\n"
-            "       [--max-iters N] [--warmup S]\n");
+            "       [--max-iters N] [--warmup S] [--graph-opt none|basic|all]\n");
 }
 
 static int parse_args(int argc, char **argv, bench_options *opt)
@@ -169,6 +170,11 @@ static int parse_args(int argc, char **argv, bench_options *opt)
             opt->batch = n;
         } else if (strcmp(a, "--threads") == 0 && parse_long(v, 1, 256, &n)) {
             opt->threads = (int)n;
+        } else if (strcmp(a, "--graph-opt") == 0 && v &&
+                   (strcmp(v, "none") == 0 || strcmp(v, "basic") == 0 || strcmp(v, "all") == 0)) {
+            opt->graph_opt = v[0] == 'n' ? IFD_GRAPH_OPT_NONE
+                             : v[0] == 'b' ? IFD_GRAPH_OPT_BASIC
+                                           : IFD_GRAPH_OPT_ALL;
         } else if (strcmp(a, "--seed") == 0 && parse_long(v, 0, 0x7fffffffL, &n)) {
             opt->seed = (uint32_t)n;
         } else if (strcmp(a, "--min-iters") == 0 && parse_long(v, 1, 100000000L, &n)) {
@@ -400,7 +406,8 @@ int main(int argc, char **argv)
     ifd_value **inputs = NULL, **outputs = NULL;
     int rc = 0;
     double t0 = now_seconds();
-    ifd_status st = ifd_model_load_file(opt.model_path, NULL, &model, &err);
+    ifd_load_options load_options = {.graph_opt = opt.graph_opt};
+    ifd_status st = ifd_model_load_file(opt.model_path, &load_options, &model, &err);
     if (st == IFD_OK) {
         ifd_session_options so = {.threads = opt.threads};
         st = ifd_session_create(model, &so, &session, &err);

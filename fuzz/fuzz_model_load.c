@@ -241,12 +241,31 @@ static void run_model(const ifd_model *m)
     free(second);
 }
 
+/* The graph optimiser (src/engine/optimize/) only removes work: whatever
+ * loads with it off must load with it on. */
+static void require_optimiser_accepts(const uint8_t *data, size_t size, ifd_status optimised)
+{
+    ifd_load_options none = {.graph_opt = IFD_GRAPH_OPT_NONE};
+    ifd_model *plain = NULL;
+    ifd_error err;
+    if (ifd_model_load_memory(data, size, NULL, &none, &plain, &err) == IFD_OK) {
+        if (optimised != IFD_OK)
+            fprintf(stderr, "optimised load failed where --graph-opt none loads\n");
+        require(optimised == IFD_OK, "a model that loads unoptimised loads optimised");
+        ifd_model_free(plain);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ifd_model *model = (ifd_model *)0x1;
     ifd_error err;
     err.message[0] = '\0';
-    ifd_status st = ifd_model_load_memory(data, size, NULL, NULL, &model, &err);
+    /* every level's passes run: ALL (what users get by default) here, NONE
+     * in require_optimiser_accepts */
+    ifd_load_options optimised = {.graph_opt = IFD_GRAPH_OPT_ALL};
+    ifd_status st = ifd_model_load_memory(data, size, NULL, &optimised, &model, &err);
+    require_optimiser_accepts(data, size, st);
     if (st != IFD_OK) {
         require(model == NULL, "a failed load returns no model");
         require_reason(&err, "a failed load explains itself");

@@ -162,8 +162,11 @@ typedef struct ifd_load_options {
     ifd_graph_opt graph_opt;
 } ifd_load_options;
 
+#define IFD_MAX_THREADS 1024
+
 typedef struct ifd_session_options {
-    int threads; /* intra-op threads including the caller; <= 0 means one per core */
+    int threads; /* intra-op threads including the caller; <= 0 means one per core;
+                    above IFD_MAX_THREADS is refused */
     /* Largest tensor or scratch buffer one run may allocate, in bytes; a run
      * needing more fails with a message instead. 0 means the engine's own
      * limit (64 GiB). Servers and fuzzers set it to bound memory per run. */

@@ -61,6 +61,8 @@ int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *cli_read_file(const char *path, size_t *size, ifd_error *err);
 /* Parse --threads N; false (after printing why) when N is not a positive int. */
 bool cli_parse_threads(const char *text, int *threads);
+/* Parse --graph-opt none|basic|all; false (after printing why) otherwise. */
+bool cli_parse_graph_opt(const char *text, ifd_graph_opt *level);
 /* "float32[?,4]" style description of a type. */
 const char *cli_type_string(const ifd_type_info *type, char *buf, size_t size);
 

@@ -50,6 +50,7 @@ static const char batch_usage[] =
     "                           stderr); the run goes on past them\n"
     "  --max-errors N           stop once N bad rows were seen (default: no limit)\n"
     "  --quiet                  no progress display\n"
+    "  --graph-opt LEVEL        none|basic|all: the loader's graph optimisations (default all)\n"
     "  --store DIR              the model store for stored models (default: $INFERD_HOME)\n";
 
 typedef struct progress_display {
@@ -185,6 +186,7 @@ static json_t *load_labels(const char *path)
 int cmd_batch(int argc, char **argv)
 {
     batch_options o = {.batch_size = 1024, .max_errors = 0};
+    ifd_load_options load_options = {0};
     const char *model_path = NULL, *labels_path = NULL, *store_dir = NULL;
     long long batch_size = 1024;
     bool quiet = false;
@@ -228,6 +230,10 @@ int cmd_batch(int argc, char **argv)
             i++;
         } else if (strcmp(a, "--threads") == 0) {
             if (!cli_parse_threads(v, &o.threads))
+                return 1;
+            i++;
+        } else if (strcmp(a, "--graph-opt") == 0) {
+            if (!cli_parse_graph_opt(v, &load_options.graph_opt))
                 return 1;
             i++;
         } else if (strcmp(a, "--shard") == 0) {
@@ -290,7 +296,7 @@ int cmd_batch(int argc, char **argv)
 
     ifd_model *model = NULL;
     ifd_error e;
-    if (ifd_model_load_file(model_path, NULL, &model, &e) != IFD_OK) {
+    if (ifd_model_load_file(model_path, &load_options, &model, &e) != IFD_OK) {
         json_decref(labels);
         return cli_fail("%s", e.message);
     }

@@ -20,9 +20,9 @@
 #include "tensor_json.h"
 
 static const char predict_usage[] =
-    "usage: inferd predict MODEL --data JSON [--threads N]\n"
+    "usage: inferd predict MODEL --data JSON [--threads N] [--graph-opt LEVEL]\n"
     "       inferd predict MODEL --image FILE [--preprocess SPEC] [--labels FILE] [--top-k K]\n"
-    "                           [--store DIR] [--threads N]\n"
+    "                           [--store DIR] [--threads N] [--graph-opt LEVEL]\n"
     "  MODEL: a .onnx file (its manifest: model.json beside it) or a stored NAME[:VERSION]\n"
     "  --image       a JPEG or PNG, preprocessed as the manifest's \"preprocessing\" declares\n"
     "  --preprocess  a JSON file or inline JSON: {\"INPUT\": SPEC, ...} or one SPEC for a\n"
@@ -32,7 +32,8 @@ static const char predict_usage[] =
     "                \"layout\": \"NCHW|NHWC|CHW|HWC\", \"dtype\": \"float32|float64|uint8|int8\",\n"
     "                \"scale\": X, \"mean\": X|[R,G,B], \"std\": X|[R,G,B], \"invert\": true|false}\n"
     "  --labels      {\"0\": \"name\", ...} (default: the manifest's labels)\n"
-    "  --top-k       how many classes to print (default 5)\n";
+    "  --top-k       how many classes to print (default 5)\n"
+    "  --graph-opt   none|basic|all: the loader's graph optimisations (default all)\n";
 
 /* Print an answer's JSON text (malloc'd, or NULL when encoding failed) and
  * free it: 0, or 1 after saying why. */
@@ -124,6 +125,7 @@ typedef struct image_request {
     const char *model, *image, *preprocess, *labels, *store;
     size_t top_k;
     int threads;
+    ifd_load_options load_options;
 } image_request;
 
 static int predict_image(const image_request *r)
@@ -141,7 +143,7 @@ static int predict_image(const image_request *r)
         return 1;
     if (r->labels && !(labels = load_labels_option(r->labels)))
         goto done;
-    if (ifd_model_load_file(path, NULL, &model, &e) != IFD_OK) {
+    if (ifd_model_load_file(path, &r->load_options, &model, &e) != IFD_OK) {
         cli_fail("%s", e.message);
         goto done;
     }
@@ -241,6 +243,10 @@ int cmd_predict(int argc, char **argv)
         } else if (strcmp(argv[i], "--threads") == 0) {
             if (!cli_parse_threads(i + 1 < argc ? argv[++i] : NULL, &threads))
                 return 1;
+        } else if (strcmp(argv[i], "--graph-opt") == 0) {
+            if (!cli_parse_graph_opt(i + 1 < argc ? argv[++i] : NULL,
+                                     &image.load_options.graph_opt))
+                return 1;
         } else if (argv[i][0] == '-' || model_path) {
             return cli_fail("predict: unexpected argument '%s'\n\n%s", argv[i], predict_usage);
         } else {
@@ -272,7 +278,7 @@ int cmd_predict(int argc, char **argv)
     ifd_error err;
     ifd_value **inputs = NULL, **outputs = NULL;
     size_t n_in = 0, n_out = 0;
-    if (ifd_model_load_file(model_path, NULL, &model, &err) != IFD_OK) {
+    if (ifd_model_load_file(model_path, &image.load_options, &model, &err) != IFD_OK) {
         cli_fail("%s", err.message);
         goto done;
     }

@@ -45,6 +45,7 @@ int cmd_run(int argc, char **argv)
     const char **input_paths = calloc((size_t)argc, sizeof(char *));
     size_t n_input_paths = 0;
     int threads = 0, rc = 1;
+    ifd_load_options load_options = {0};
     ifd_model *model = NULL;
     ifd_session *session = NULL;
     ifd_value **inputs = NULL, **outputs = NULL;
@@ -61,6 +62,9 @@ int cmd_run(int argc, char **argv)
         } else if (strcmp(argv[i], "--threads") == 0) {
             if (!cli_parse_threads(i + 1 < argc ? argv[++i] : NULL, &threads))
                 goto done;
+        } else if (strcmp(argv[i], "--graph-opt") == 0) {
+            if (!cli_parse_graph_opt(i + 1 < argc ? argv[++i] : NULL, &load_options.graph_opt))
+                goto done;
         } else if (argv[i][0] == '-' || model_path) {
             cli_fail("run: unexpected argument '%s'", argv[i]);
             goto done;
@@ -69,10 +73,11 @@ int cmd_run(int argc, char **argv)
         }
     }
     if (!model_path || !out_dir) {
-        cli_fail("run: usage: inferd run MODEL.onnx -i INPUT.pb [-i ...] -o OUTDIR");
+        cli_fail("run: usage: inferd run MODEL.onnx -i INPUT.pb [-i ...] -o OUTDIR [--threads N] "
+                 "[--graph-opt none|basic|all]");
         goto done;
     }
-    ifd_status load_status = ifd_model_load_file(model_path, NULL, &model, &err);
+    ifd_status load_status = ifd_model_load_file(model_path, &load_options, &model, &err);
     if (load_status != IFD_OK) {
         cli_fail("%s", err.message);
         rc = load_status == IFD_ERR_UNSUPPORTED ? CLI_EXIT_UNSUPPORTED : 1;

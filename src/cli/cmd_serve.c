@@ -42,6 +42,7 @@ static const char serve_usage[] =
     "  --grpc-tls-client-ca PEM  with TLS, require client certificates signed by these CAs\n"
     "  --workers N          inference threads (default: one per core)\n"
     "  --threads N          intra-op threads per inference (default 1)\n"
+    "  --graph-opt LEVEL    none|basic|all: the loader's graph optimisations (default all)\n"
     "  --max-body BYTES     largest request body (default 64 MiB)\n"
     "  --max-connections N  concurrent connections (default 1024)\n"
     "  --timeout SECONDS    time a request may take to arrive (default 30)\n"
@@ -229,6 +230,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     const char *repository = NULL, *name = NULL, *version = NULL, *sample = NULL;
     const char *model_uri = NULL, *model_sha256 = NULL, *store_dir = NULL;
     int threads = 1, pipeline_threads = -1;
+    ifd_graph_opt graph_opt = IFD_GRAPH_OPT_DEFAULT;
     model_control control = MODEL_CONTROL_NONE;
     double poll_interval = 5.0;
     const char *admin_token = getenv("INFERD_ADMIN_TOKEN");
@@ -315,6 +317,9 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
             o.workers = (int)v;
         } else if (strcmp(flag, "--threads") == 0) {
             if (!cli_parse_threads(TAKE(), &threads))
+                return 1;
+        } else if (strcmp(flag, "--graph-opt") == 0) {
+            if (!cli_parse_graph_opt(TAKE(), &graph_opt))
                 return 1;
         } else if (strcmp(flag, "--max-body") == 0) {
             if (!parse_long(flag, TAKE(), 1, 1l << 32, &v))
@@ -528,6 +533,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
     model_set_options set_options = {.serving_sessions = o.workers + o.io_threads + (int)async_workers + pipeline_threads +
                                                          (o.grpc_port >= 0 ? o.grpc_threads : 0),
                                      .threads_per_session = threads,
+                                     .graph_opt = graph_opt,
                                      .control = control,
                                      .poll_interval = poll_interval,
                                      .repository = repository,

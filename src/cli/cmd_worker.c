@@ -31,6 +31,7 @@ static const char worker_usage[] =
     "                       (default: SQLite in --state-dir, processes of one machine)\n"
     "  --state-dir DIR      the embedded queue's directory (default as `inferd serve`)\n"
     "  --threads N          jobs run at once, one session each (default: one per core)\n"
+    "  --graph-opt LEVEL    none|basic|all: the loader's graph optimisations (default all)\n"
     "  --model-control M    none (default) or poll (re-scan --repository every\n"
     "                       --poll-interval seconds, as `inferd serve` does)\n"
     "  --poll-interval S    seconds between repository scans (default 5)\n"
@@ -94,6 +95,7 @@ int cmd_worker(int argc, char **argv)
     const char *queue_url = NULL, *state_dir = NULL, *repository = NULL, *model_path = NULL;
     const char *name = NULL, *version = NULL, *labels = NULL, *worker_name = NULL;
     int threads = 0;
+    ifd_graph_opt graph_opt = IFD_GRAPH_OPT_DEFAULT;
     model_control control = MODEL_CONTROL_NONE;
     double poll_interval = 5.0, visibility = 300.0;
     log_level level = LOG_INFO;
@@ -126,6 +128,9 @@ int cmd_worker(int argc, char **argv)
             worker_name = TAKE();
         } else if (strcmp(flag, "--threads") == 0) {
             if (!cli_parse_threads(TAKE(), &threads))
+                return 1;
+        } else if (strcmp(flag, "--graph-opt") == 0) {
+            if (!cli_parse_graph_opt(TAKE(), &graph_opt))
                 return 1;
         } else if (strcmp(flag, "--model-control") == 0) {
             const char *mode = TAKE();
@@ -175,6 +180,7 @@ int cmd_worker(int argc, char **argv)
     }
     model_set_options set_options = {.serving_sessions = threads,
                                      .threads_per_session = 1,
+                                     .graph_opt = graph_opt,
                                      .control = control,
                                      .poll_interval = poll_interval,
                                      .repository = repository};

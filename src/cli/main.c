@@ -102,6 +102,22 @@ bool cli_parse_threads(const char *text, int *threads)
     return true;
 }
 
+bool cli_parse_graph_opt(const char *text, ifd_graph_opt *level)
+{
+    static const struct {
+        const char *name;
+        ifd_graph_opt level;
+    } levels[] = {{"none", IFD_GRAPH_OPT_NONE}, {"basic", IFD_GRAPH_OPT_BASIC},
+                  {"all", IFD_GRAPH_OPT_ALL}};
+    for (size_t i = 0; text && i < sizeof(levels) / sizeof(levels[0]); i++)
+        if (strcmp(text, levels[i].name) == 0) {
+            *level = levels[i].level;
+            return true;
+        }
+    cli_fail("--graph-opt: expected none, basic or all, got '%s'", text ? text : "");
+    return false;
+}
+
 const char *cli_type_string(const ifd_type_info *type, char *buf, size_t size)
 {
     size_t used = 0;

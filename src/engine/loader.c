@@ -11,6 +11,9 @@
  *      before refusing the model, so the user sees the whole list at once;
  *   5. let each operator's prepare() check its attributes and infer output
  *      types and shapes; record each value's last reader for buffer reuse.
+ * Around step 5 the graph optimiser (optimize/optimize.h) rewrites patterns
+ * before it, folds constants during it and removes dead nodes after it, at
+ * the level ifd_load_options.graph_opt asks for.
  * Any failure frees everything built so far: there is never a partial model.
  *
  * Graph attributes (If's branches, Loop's and Scan's body) are loaded the same
@@ -25,6 +28,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "optimize/optimize.h"
 #include "pb.h"
 
 /* IR 9 (onnx 1.14) added the float8 types, IR 10 (onnx 1.16) int4/uint4 and
@@ -45,7 +52,7 @@
 
 /* ---- ownership helpers --------------------------------------------------- */
 
-static void *model_alloc(ifd_model *m, size_t bytes)
+void *model_alloc(ifd_model *m, size_t bytes)
 {
     if (m->n_blocks == m->cap_blocks) {
         size_t cap = m->cap_blocks ? m->cap_blocks * 2 : 64;
@@ -169,6 +176,7 @@ struct loader {
     uint64_t op_seed;
     bool *op_reported;
     size_t cap_unsupported;
+    bool in_subgraph;     /* preparing a subgraph (subgraph_prepare) */
 };
 
 static int new_value(loader *ld, const char *name, value_origin origin)
@@ -190,7 +198,7 @@ static int new_value(loader *ld, const char *name, value_origin origin)
     return slot;
 }
 
-static void set_constant(model_value *v, const ifd_tensor *t)
+void value_set_constant(model_value *v, const ifd_tensor *t)
 {
     v->constant_storage = *t;
     v->info.kind = IFD_VALUE_TENSOR;
@@ -496,7 +504,7 @@ static ifd_status fold_constant(loader *ld, const op_node *node, model_value *v)
         return IFD_ERR_INVALID_MODEL;
     }
     if (strcmp(a->name, "value") == 0 && a->type == OP_ATTR_TENSOR) {
-        return tensor_copy(&t, a->tensor, ld->err) == IFD_OK ? (set_constant(v, &t), IFD_OK)
+        return tensor_copy(&t, a->tensor, ld->err) == IFD_OK ? (value_set_constant(v, &t), IFD_OK)
                                                              : IFD_ERR_NO_MEMORY;
     }
     int64_t n = (int64_t)a->count;
@@ -533,7 +541,7 @@ static ifd_status fold_constant(loader *ld, const op_node *node, model_value *v)
         tensor_release(&t);
         return st;
     }
-    set_constant(v, &t);
+    value_set_constant(v, &t);
     return IFD_OK;
 }
 
@@ -686,7 +694,7 @@ static ifd_status define_values(loader *ld)
         return IFD_ERR_UNSUPPORTED;
     }
     for (size_t i = 0; i < g->n_initializer; i++) {
-        const Onnx__TensorProto *tp = g->initializer[i];
+        Onnx__TensorProto *tp = g->initializer[i];
         const char *name = tp->name ? tp->name : "";
         if (!name[0]) {
             set_error(ld->err, "initializer %zu has no name", i);
@@ -700,10 +708,10 @@ static ifd_status define_values(loader *ld)
         if (slot < 0)
             goto oom;
         ifd_tensor t;
-        st = pb_tensor_to_ifd(tp, ld->base_dir, &t, ld->err);
+        st = pb_tensor_take(tp, ld->base_dir, &t, ld->err);
         if (st != IFD_OK)
             return st;
-        set_constant(&m->values[slot], &t);
+        value_set_constant(&m->values[slot], &t);
     }
 
     m->inputs = calloc(g->n_input ? g->n_input : 1, sizeof(*m->inputs));
@@ -821,6 +829,7 @@ static void describe_cycle(loader *ld, const model_node *all, const int *indegre
 /* ---- subgraphs ------------------------------------------------------------ */
 
 static ifd_status load_graph_body(loader *ld);
+static ifd_status prepare_node(loader *ld, size_t i);
 static ifd_status resolve_ops(loader *ld, const ifd_load_options *options);
 
 /* Every node input of g and of the graphs nested in it: a bound on how many
@@ -903,6 +912,7 @@ static ifd_status build_subgraph(loader *ld, const op_node *op, const Onnx__Attr
     if (!m)
         goto oom;
     outer_model->subgraph_models[outer_model->n_subgraph_models++] = m;
+    m->graph_opt = outer_model->graph_opt;
     subgraph *sg = model_alloc(outer_model, sizeof(*sg));
     char *where = model_strdup(outer_model, location);
     if (!sg || !where)
@@ -1312,39 +1322,60 @@ static ifd_status check_arity(loader *ld, const op_node *op)
     return IFD_OK;
 }
 
-static ifd_status prepare_nodes(loader *ld)
+/* prepare() every node in order; at BASIC and above, fold each node whose
+ * inputs are constants as soon as it is prepared (removed[i] marks it), so
+ * the nodes after it are prepared with the folded constants. */
+static ifd_status prepare_nodes(loader *ld, bool *removed)
 {
     ifd_model *m = ld->model;
-    for (size_t i = 0; i < m->n_nodes; i++) {
-        model_node *node = &m->nodes[i];
-        op_node *op = &node->op;
-        ifd_status arity = check_arity(ld, op);
-        if (arity != IFD_OK)
-            return arity;
-        if (node->def->prepare) {
-            ld->err->message[0] = '\0';
-            if (node->def->prepare(op, ld->err) != 0) {
-                /* the caller is promised a reason (Conv given a map as X
-                 * refused it silently, and `inferd run` printed garbage) */
-                if (!ld->err->message[0])
-                    set_error(ld->err, "%s node '%s' was refused without a reason", op->op_type,
-                              op->name);
-                return IFD_ERR_UNSUPPORTED;
-            }
-        } else if (op->n_inputs > 0 && op->inputs[0]) {
-            for (int k = 0; k < op->n_outputs; k++) {
-                const char *name = op->outputs[k]->name;
-                *op->outputs[k] = *op->inputs[0];
-                op->outputs[k]->name = name;
-                op->outputs[k]->constant = NULL;
-            }
+    constant_folder folder = {.m = m, .in_subgraph = ld->in_subgraph};
+    ifd_status st = IFD_OK;
+    graph_view view;
+    bool have_view = graph_view_init(&view, m, ld->err) == IFD_OK;
+    for (size_t i = 0; i < m->n_nodes && st == IFD_OK; i++) {
+        st = prepare_node(ld, i);
+        if (st == IFD_OK && m->graph_opt >= IFD_GRAPH_OPT_BASIC)
+            removed[i] = constant_folder_node(&folder, i);
+        if (st == IFD_OK && have_view && !removed[i])
+            optimize_release_packed_inputs(m, i, view.readers);
+    }
+    constant_folder_end(&folder);
+    graph_view_free(&view);
+    return st;
+}
+
+/* Check node i against its schema and let its operator prepare it. */
+static ifd_status prepare_node(loader *ld, size_t i)
+{
+    ifd_model *m = ld->model;
+    model_node *node = &m->nodes[i];
+    op_node *op = &node->op;
+    ifd_status arity = check_arity(ld, op);
+    if (arity != IFD_OK)
+        return arity;
+    if (node->def->prepare) {
+        ld->err->message[0] = '\0';
+        if (node->def->prepare(op, ld->err) != 0) {
+            /* the caller is promised a reason (Conv given a map as X
+             * refused it silently, and `inferd run` printed garbage) */
+            if (!ld->err->message[0])
+                set_error(ld->err, "%s node '%s' was refused without a reason", op->op_type,
+                          op->name);
+            return IFD_ERR_UNSUPPORTED;
         }
+    } else if (op->n_inputs > 0 && op->inputs[0]) {
         for (int k = 0; k < op->n_outputs; k++) {
-            if (op->outputs[k]->kind == IFD_VALUE_TENSOR && op->outputs[k]->dtype == IFD_UNDEFINED) {
-                set_error(ld->err, "%s node '%s': the type of output '%s' cannot be inferred",
-                          op->op_type, op->name, op->outputs[k]->name);
-                return IFD_ERR_INVALID_MODEL;
-            }
+            const char *name = op->outputs[k]->name;
+            *op->outputs[k] = *op->inputs[0];
+            op->outputs[k]->name = name;
+            op->outputs[k]->constant = NULL;
+        }
+    }
+    for (int k = 0; k < op->n_outputs; k++) {
+        if (op->outputs[k]->kind == IFD_VALUE_TENSOR && op->outputs[k]->dtype == IFD_UNDEFINED) {
+            set_error(ld->err, "%s node '%s': the type of output '%s' cannot be inferred",
+                      op->op_type, op->name, op->outputs[k]->name);
+            return IFD_ERR_INVALID_MODEL;
         }
     }
     return IFD_OK;
@@ -1377,6 +1408,9 @@ static ifd_status bind_outputs(loader *ld)
 
 static void plan_lifetimes(ifd_model *m)
 {
+    /* run again after the optimiser removed nodes: forget their reads */
+    for (size_t v = 0; v < m->n_values; v++)
+        m->values[v].last_use = -1;
     for (size_t i = 0; i < m->n_nodes; i++) {
         const model_node *node = &m->nodes[i];
         for (int k = 0; k < node->op.n_inputs + node->op.n_implicit; k++)
@@ -1410,6 +1444,32 @@ static void describe_outputs(loader *ld)
     }
 }
 
+/* The graph rewrites, prepare() of every node with constant folding, then
+ * dead-node elimination (optimize/optimize.h); each step only at the levels
+ * that run it. */
+static ifd_status prepare_and_optimize(loader *ld)
+{
+    ifd_model *m = ld->model;
+    ifd_status st = optimize_before_prepare(m, ld->err);
+    if (st != IFD_OK)
+        return st;
+    plan_lifetimes(m); /* prepare() may look at output_used */
+    bool *removed = calloc(m->n_nodes + 1, sizeof(bool));
+    if (!removed) {
+        set_error(ld->err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    st = prepare_nodes(ld, removed);
+    if (st == IFD_OK)
+        st = optimize_after_prepare(m, removed, ld->err);
+    free(removed);
+    if (st == IFD_OK) {
+        plan_lifetimes(m);
+        plan_arena(m);
+    }
+    return st;
+}
+
 static ifd_status load_proto(loader *ld, const ifd_load_options *options)
 {
     ifd_model *m = ld->model;
@@ -1421,6 +1481,7 @@ static ifd_status load_proto(loader *ld, const ifd_load_options *options)
         return IFD_ERR_INVALID_MODEL;
     }
     ld->graph = mp->graph;
+    m->graph_opt = optimize_level(options ? options->graph_opt : IFD_GRAPH_OPT_DEFAULT);
     m->ir_version = mp->has_ir_version ? mp->ir_version : 0;
     if (m->ir_version < MIN_IR_VERSION || m->ir_version > MAX_IR_VERSION) {
         set_error(ld->err, "IR version %lld is not supported (supported: %d to %d)",
@@ -1465,8 +1526,8 @@ static ifd_status load_proto(loader *ld, const ifd_load_options *options)
     if ((st = resolve_ops(ld, options)) != IFD_OK)
         return st;
     m->runnable = m->n_unsupported == 0;
-    plan_lifetimes(m); /* prepare() may look at output_used */
-    if (m->runnable && (st = prepare_nodes(ld)) != IFD_OK)
+    plan_lifetimes(m);
+    if (m->runnable && (st = prepare_and_optimize(ld)) != IFD_OK)
         return st;
     describe_outputs(ld);
     return IFD_OK;
@@ -1562,10 +1623,10 @@ ifd_status subgraph_prepare(subgraph *sg, const value_info *const *inputs, int n
         /* the operator passes shapes that may change from run to run */
         io->info.type.rank = -1;
     }
-    loader ld = {.model = m, .graph = sg->graph_proto, .base_dir = sg->base_dir, .err = err};
+    loader ld = {.model = m, .graph = sg->graph_proto, .base_dir = sg->base_dir, .err = err,
+                 .in_subgraph = true};
     m->runnable = true;
-    plan_lifetimes(m);
-    ifd_status st = prepare_nodes(&ld);
+    ifd_status st = prepare_and_optimize(&ld);
     if (st != IFD_OK) {
         char inner[sizeof(err->message)];
         snprintf(inner, sizeof(inner), "%s", err->message);
@@ -1634,6 +1695,8 @@ void ifd_model_free(ifd_model *m)
     for (size_t i = 0; i < m->n_values; i++)
         if (m->values[i].origin == VALUE_CONSTANT)
             tensor_release(&m->values[i].constant_storage);
+    free(m->arena_offset);
+    free(m->arena_size);
     free(m->values);
     free(m->nodes);
     free(m->inputs);
@@ -1647,14 +1710,20 @@ void ifd_model_free(ifd_model *m)
     free(m);
 }
 
-ifd_status ifd_model_load_memory(const void *buf, size_t len, const char *base_dir,
-                                 const ifd_load_options *options, ifd_model **out, ifd_error *err)
+/* Load from bytes; `release(buf, len)`, when given, is called as soon as
+ * they are unpacked, so that a file's bytes and the decoded model are not
+ * both held while operators prepare. */
+static ifd_status load_bytes(const void *buf, size_t len, void (*release)(const void *, size_t),
+                             const char *base_dir, const ifd_load_options *options,
+                             ifd_model **out, ifd_error *err)
 {
     *out = NULL;
     ifd_error local;
     if (!err)
         err = &local;
     Onnx__ModelProto *mp = pb_unpack(&onnx__model_proto__descriptor, buf, len, "model", err);
+    if (release)
+        release(buf, len);
     if (!mp)
         return IFD_ERR_INVALID_MODEL;
     ifd_model *m = calloc(1, sizeof(*m));
@@ -1670,12 +1739,30 @@ ifd_status ifd_model_load_memory(const void *buf, size_t len, const char *base_d
     free(ld.op_slots);
     free(ld.op_reported);
     protobuf_c_message_free_unpacked(&mp->base, NULL);
+#ifdef __GLIBC__
+    /* Loading frees as much as a model weighs (the file's bytes, the
+     * message, the weights operators packed); glibc keeps freed heap memory
+     * mapped, so without this a loaded model's RSS would count them all. */
+    malloc_trim(0);
+#endif
     if (st != IFD_OK) {
         ifd_model_free(m);
         return st;
     }
     *out = m;
     return IFD_OK;
+}
+
+ifd_status ifd_model_load_memory(const void *buf, size_t len, const char *base_dir,
+                                 const ifd_load_options *options, ifd_model **out, ifd_error *err)
+{
+    return load_bytes(buf, len, NULL, base_dir, options, out, err);
+}
+
+static void free_file_bytes(const void *buf, size_t len)
+{
+    (void)len;
+    free((void *)buf);
 }
 
 ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options, ifd_model **out,
@@ -1699,6 +1786,8 @@ ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options
         close(fd);
         return IFD_ERR_INVALID_MODEL;
     }
+    /* Read, not mapped: a file truncated while it loads must give an error,
+     * not the SIGBUS a mapping would. */
     size_t size = (size_t)st.st_size;
     char *buf = malloc(size ? size : 1);
     if (!buf) {
@@ -1731,8 +1820,7 @@ ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options
     else
         strcpy(dir, ".");
     ifd_error inner;
-    ifd_status status = ifd_model_load_memory(buf, size, dir, options, out, &inner);
-    free(buf);
+    ifd_status status = load_bytes(buf, size, free_file_bytes, dir, options, out, &inner);
     free(dir);
     if (status != IFD_OK) {
         set_error(err, "%s: %s", path, inner.message);

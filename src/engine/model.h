@@ -24,6 +24,9 @@ typedef struct model_value {
     int producer;                /* node index, -1 for inputs and constants */
     int last_use;                /* last node index reading it, -1 if none */
     bool is_graph_output;
+    /* a folded Identity/Reshape/... of this constant views its data: the
+     * data must live as long as the model (never released early) */
+    bool viewed;
 } model_value;
 
 typedef struct model_node {
@@ -77,6 +80,13 @@ struct ifd_model {
     size_t n_unsupported;
     ifd_unsupported_op *unsupported;
     bool runnable;
+    /* arena_plan.c: per value slot, its offset in a session's arena
+     * (SIZE_MAX: not planned) and planned bytes; NULL when nothing is */
+    size_t *arena_offset;
+    size_t *arena_size;
+    size_t arena_bytes;
+    ifd_graph_opt graph_opt; /* the level the loader applied (never DEFAULT);
+                                subgraphs take their owner's */
 
     ifd_tensor **attr_tensors; /* decoded TENSOR attributes, owning their data */
     size_t n_attr_tensors;
@@ -97,6 +107,25 @@ ifd_status value_clone(const ifd_value *src, ifd_value **out, ifd_error *err);
  * callers of this header need not include the generated code. */
 ifd_status pb_tensor_to_ifd(const void *tensor_proto, const char *base_dir, ifd_tensor *out,
                             ifd_error *err);
+
+/* Make v a constant holding t (taking ownership), its info t's type. */
+void value_set_constant(model_value *v, const ifd_tensor *t);
+/* Plan the session arena of a prepared model (arena_plan.c). */
+void plan_arena(ifd_model *m);
+/* A block owned by the model, zeroed, freed with it (loader.c). */
+void *model_alloc(ifd_model *m, size_t bytes);
+
+/* Run node n of a prepared model once, at load, on inputs that are all
+ * constants (constant folding, optimize/fold_constants.c). outputs[k]
+ * receive owned tensors. Refuses (without touching the model) a node whose
+ * outputs are not tensors or would take more than max_bytes each. */
+ifd_status session_run_node_once(ifd_session *s, size_t n, size_t max_bytes, ifd_tensor *outputs,
+                                 ifd_error *err);
+
+/* How many buffers the session's pool has had to allocate so far; after a
+ * first run with static shapes, a run adds only the graph outputs it hands
+ * to the caller (tests assert it). */
+size_t session_buffer_allocations(const ifd_session *session);
 
 void set_error(ifd_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -85,6 +85,11 @@ typedef struct op_node {
     size_t n_attrs;
     const op_attr *attrs;
     void *state;           /* owned by the operator; freed by op_def.free_state */
+    /* Bit k set by prepare() (op_constant_packed) when input k is a constant
+     * it copied into its own layout, so that run() reads only that input's
+     * dtype and shape: once every reader says so, the loader frees the
+     * constant's data and the model holds the weights once, packed. */
+    unsigned packed_inputs;
     /* Graph attributes (If's branches, Loop's and Scan's body), in attribute
      * order, loaded with the model. The values they read from enclosing
      * graphs follow the node's own inputs as n_implicit more entries of
@@ -106,6 +111,14 @@ size_t op_attr_ints(const op_node *node, const char *name, const int64_t **out);
 size_t op_attr_floats(const op_node *node, const char *name, const float **out);
 size_t op_attr_strings(const op_node *node, const char *name, const ifd_string **out);
 const ifd_tensor *op_attr_tensor(const op_node *node, const char *name);
+
+/* For prepare(): constant input k is packed into node->state and run() will
+ * not read its data (see packed_inputs). Inputs past 31 are ignored. */
+static inline void op_constant_packed(op_node *node, int k)
+{
+    if (k >= 0 && k < 32)
+        node->packed_inputs |= 1u << k;
+}
 
 /* Fill err with "<op_type> node '<name>': <reason>" and return -1. For prepare. */
 int op_prepare_fail(const op_node *node, ifd_error *err, const char *fmt, ...)

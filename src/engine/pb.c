@@ -261,6 +261,37 @@ static ifd_status read_external(const Onnx__TensorProto *tp, const char *base_di
 
 static bool dtype_known(int32_t t) { return t >= IFD_FLOAT && t <= IFD_BFLOAT16; }
 
+ifd_status pb_tensor_take(Onnx__TensorProto *tp, const char *base_dir, ifd_tensor *t,
+                          ifd_error *err)
+{
+    bool external = tp->has_data_location &&
+                    tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    ifd_dtype dtype = (ifd_dtype)tp->data_type;
+    int64_t dims[IFD_MAX_RANK];
+    size_t bytes;
+    /* anything unusual goes through the checked copy, which explains it */
+    if (external || !tp->has_raw_data || !tp->raw_data.data || !dtype_known(tp->data_type) ||
+        dtype == IFD_STRING || tp->n_dims > IFD_MAX_RANK)
+        return pb_tensor_to_ifd(tp, base_dir, t, err);
+    for (size_t i = 0; i < tp->n_dims; i++)
+        dims[i] = tp->dims[i];
+    /* protobuf-c gives every bytes field its own malloc'd block, aligned for
+     * any element type; the check keeps that an assumption we verify */
+    if (!shape_bytes(dtype, (int)tp->n_dims, dims, &bytes) || bytes != tp->raw_data.len ||
+        bytes == 0 || (uintptr_t)tp->raw_data.data % ifd_dtype_size(dtype) != 0)
+        return pb_tensor_to_ifd(tp, base_dir, t, err);
+    memset(t, 0, sizeof(*t));
+    t->dtype = dtype;
+    tensor_set_shape(t, (int)tp->n_dims, dims);
+    t->data = tp->raw_data.data;
+    t->capacity = bytes;
+    t->owns_data = 1;
+    tp->raw_data.data = NULL;
+    tp->raw_data.len = 0;
+    tp->has_raw_data = 0;
+    return IFD_OK;
+}
+
 ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor *t,
                             ifd_error *err)
 {

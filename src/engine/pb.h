@@ -18,4 +18,11 @@
 void *pb_unpack(const ProtobufCMessageDescriptor *desc, const void *buf, size_t len,
                 const char *what, ifd_error *err);
 
+/* pb_tensor_to_ifd for an initializer of a message the loader owns: a
+ * raw_data buffer of the right size moves into the tensor instead of being
+ * copied (and the message forgets it), so a model's weights are never held
+ * twice while it loads. */
+ifd_status pb_tensor_take(Onnx__TensorProto *tp, const char *base_dir, ifd_tensor *t,
+                          ifd_error *err);
+
 #endif /* INFERD_ENGINE_PB_H */

@@ -5,8 +5,10 @@
  * run binds the caller's inputs and the model's constants by reference (no
  * copies), runs the nodes in planned order, gives each intermediate buffer
  * back to the pool after its last reader, and hands the graph outputs to the
- * caller. After the first run with a given shape, runs take every buffer from
- * the pool: steady-state inference does not call malloc except for the
+ * caller. Intermediates whose size prepare() inferred live in one arena per
+ * session, at offsets planned at load (arena_plan.c); the rest come from the
+ * pool, and after the first run with a given shape, runs take every buffer
+ * from there: steady-state inference does not call malloc except for the
  * output values returned to the caller.
  *
  * A node with subgraphs (If, Loop, Scan) runs them on child sessions kept
@@ -44,6 +46,8 @@ struct session_private {
     ifd_session **children;    /* per node: one per subgraph, made on first use */
     size_t *first_child;       /* index of each node's first child in children */
     size_t n_children;
+    size_t buffer_allocations; /* pool misses: how often a run had to malloc */
+    char *arena;               /* the model's planned intermediates (arena_plan.c) */
 };
 
 struct ifd_session {
@@ -75,6 +79,7 @@ static void *pool_take(struct session_private *s, size_t bytes, size_t *capacity
         rounded = BUFFER_ALIGN;
     void *data = aligned_alloc(BUFFER_ALIGN, rounded);
     *capacity = data ? rounded : 0;
+    s->buffer_allocations++;
     return data;
 }
 
@@ -166,6 +171,20 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
         return NULL;
     }
     ifd_value *v = &s->owned[slot];
+    const ifd_model *m = s->model;
+    if (s->arena && m->arena_offset[slot] != SIZE_MAX && dtype != IFD_STRING &&
+        bytes <= m->arena_size[slot]) {
+        if (v->kind != IFD_VALUE_TENSOR || v->tensor.owns_data)
+            release_slot(s, slot);
+        v->kind = IFD_VALUE_TENSOR;
+        v->tensor.data = s->arena + m->arena_offset[slot];
+        v->tensor.capacity = m->arena_size[slot];
+        v->tensor.owns_data = 0;
+        v->tensor.dtype = dtype;
+        tensor_set_shape(&v->tensor, rank, dims);
+        s->bound[slot] = v;
+        return &v->tensor;
+    }
     /* !data: a released slot is all zeroes, so a zero-byte output would be
      * handed out with data NULL, and memset/memcpy of zero bytes at NULL is
      * undefined behaviour in every operator that does it (found by
@@ -255,6 +274,13 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
         set_error(err, "the model uses unsupported operators and cannot run");
         return IFD_ERR_UNSUPPORTED;
     }
+    /* each thread is a pthread with its own stack: 10,000 of them would
+     * exhaust the process long before they helped */
+    if (options && options->threads > IFD_MAX_THREADS) {
+        set_error(err, "threads: %d is above the maximum of %d", options->threads,
+                  IFD_MAX_THREADS);
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
     ifd_session *session = calloc(1, sizeof(*session));
     if (!session) {
         set_error(err, "out of memory");
@@ -284,8 +310,12 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
                               : IFD_MAX_TENSOR_BYTES;
     s->max_loop_iterations =
         options && options->max_loop_iterations > 0 ? options->max_loop_iterations : 0;
+    if (model->arena_offset && model->arena_bytes) {
+        size_t rounded = (model->arena_bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
+        s->arena = aligned_alloc(BUFFER_ALIGN, rounded);
+    }
     if (!s->owned || !s->bound || !s->constants || !s->node_inputs || !s->threads ||
-        !s->first_child || !s->children) {
+        !s->first_child || !s->children || (model->arena_offset && model->arena_bytes && !s->arena)) {
         ifd_session_free(session);
         set_error(err, "out of memory");
         return IFD_ERR_NO_MEMORY;
@@ -312,6 +342,7 @@ void ifd_session_free(ifd_session *session)
         free(s->free_buffers[i].data);
     free(s->free_buffers);
     free(s->scratch);
+    free(s->arena);
     free(s->owned);
     free(s->bound);
     free(s->constants);
@@ -618,4 +649,65 @@ ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
         if (m->values[i].origin == VALUE_INTERMEDIATE && s->bound[i] == &s->owned[i])
             release_slot(s, i);
     return st;
+}
+
+/* Constant folding borrows a session of the model being loaded to run one
+ * node through the operator's own run(), so a folded value is bit for bit
+ * what the graph would have computed. The node's inputs are bound straight
+ * from the model's constants as they are now (earlier folds included). */
+ifd_status session_run_node_once(ifd_session *session, size_t n, size_t max_bytes,
+                                 ifd_tensor *outputs, ifd_error *err)
+{
+    struct session_private *s = &session->p;
+    const ifd_model *m = s->model;
+    const model_node *node = &m->nodes[n];
+    ifd_value *bound = calloc((size_t)node->op.n_inputs + 1, sizeof(*bound));
+    if (!bound) {
+        set_error(err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    for (int k = 0; k < node->op.n_inputs; k++) {
+        int slot = node->input_slots[k];
+        s->node_inputs[k] = NULL;
+        if (slot < 0)
+            continue;
+        bound[k].kind = IFD_VALUE_TENSOR;
+        bound[k].tensor = tensor_view(&m->values[slot].constant_storage);
+        s->node_inputs[k] = &bound[k];
+    }
+    size_t saved_limit = s->max_tensor_bytes;
+    s->max_tensor_bytes = max_bytes;
+    op_ctx ctx = {.node = &node->op, .n_inputs = node->op.n_inputs, .inputs = s->node_inputs,
+                  .session = s, .node_index = (int)n, .err = err};
+    err->message[0] = '\0';
+    ifd_status st = node->def->run(&ctx) == 0 ? IFD_OK : IFD_ERR_RUNTIME;
+    s->max_tensor_bytes = saved_limit;
+    for (size_t i = 0; i < s->n_scratch; i++)
+        pool_give(s, s->scratch[i].data, s->scratch[i].capacity);
+    s->n_scratch = 0;
+    for (int k = 0; k < node->op.n_outputs && st == IFD_OK; k++)
+        if (s->owned[node->output_slots[k]].kind != IFD_VALUE_TENSOR ||
+            s->bound[node->output_slots[k]] != &s->owned[node->output_slots[k]]) {
+            set_error(err, "output %d is not a tensor", k);
+            st = IFD_ERR_UNSUPPORTED;
+        }
+    for (int k = 0; k < node->op.n_outputs; k++) {
+        ifd_value *v = &s->owned[node->output_slots[k]];
+        if (st == IFD_OK) {
+            outputs[k] = v->tensor;
+            /* pooled buffers are aligned_alloc'd, which free() accepts */
+            outputs[k].owns_data = 1;
+            memset(v, 0, sizeof(*v));
+        } else {
+            release_slot(s, node->output_slots[k]);
+        }
+        s->bound[node->output_slots[k]] = NULL;
+    }
+    free(bound);
+    return st;
+}
+
+size_t session_buffer_allocations(const ifd_session *session)
+{
+    return session->p.buffer_allocations;
 }

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inferd/inferd.h"
+
 /* Fields of a Triton model config that describe what inferd reads from the
  * ONNX file itself (or runs its own way): accepted and ignored. */
 static const char *const triton_fields[] = {
@@ -376,6 +378,15 @@ bool model_config_parse(const char *text, const char *origin, const char *model_
             ok = parse_shadow(value, origin, c, err, n);
         } else if (strcmp(key, "rollback") == 0) {
             ok = parse_rollback(value, origin, c, err, n);
+        } else if (strcmp(key, "graph_opt") == 0) {
+            const char *level = json_is_string(value) ? json_string_value(value) : "";
+            c->graph_opt = strcmp(level, "none") == 0    ? IFD_GRAPH_OPT_NONE
+                           : strcmp(level, "basic") == 0 ? IFD_GRAPH_OPT_BASIC
+                           : strcmp(level, "all") == 0   ? IFD_GRAPH_OPT_ALL
+                                                         : 0;
+            ok = c->graph_opt != 0;
+            if (!ok)
+                fail(err, n, origin, "graph_opt", "must be \"none\", \"basic\" or \"all\"");
         } else if (strcmp(key, "max_batch_size") == 0) {
             ok = json_is_integer(value) && json_integer_value(value) >= 0 &&
                  json_integer_value(value) <= 1 << 20;
@@ -395,7 +406,7 @@ bool model_config_parse(const char *text, const char *origin, const char *model_
                 ok = fail(err, n, origin, key,
                           "unknown field (version_policy, traffic, sticky, mode_field, shadow, "
                           "rollback, max_batch_size, max_queue_delay_us, preferred_batch_sizes, "
-                          "max_queue_size, or a Triton model config field)");
+                          "max_queue_size, graph_opt, or a Triton model config field)");
             } else if (strcmp(key, "name") == 0 && model_name &&
                        (!json_is_string(value) ||
                         strcmp(json_string_value(value), model_name) != 0)) {

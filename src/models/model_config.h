@@ -9,7 +9,7 @@
  *    "shadow": {"version": "3", "percent": 100, "queue": 256, "tolerance": 1e-4},
  *    "rollback": {"max_error_rate": 0.01, "min_agreement": 0.95, "window": 500},
  *    "max_batch_size": 64, "max_queue_delay_us": 2000, "preferred_batch_sizes": [16, 32],
- *    "max_queue_size": 1024}
+ *    "max_queue_size": 1024, "graph_opt": "none" | "basic" | "all"}
  *
  * max_batch_size > 1 turns on adaptive batching (src/models/batcher.c);
  * Triton's "dynamic_batching": {"max_queue_delay_microseconds",
@@ -70,6 +70,9 @@ typedef struct model_config {
     int preferred_batch_sizes[8];
     size_t n_preferred_batch_sizes;
     int max_queue_size; /* 0: not given */
+    /* the loader's graph optimisation for versions loaded under this config
+     * (an ifd_graph_opt); 0: the server's --graph-opt */
+    int graph_opt;
 } model_config;
 
 /* The configuration of a model without a config.json: every version

@@ -29,7 +29,8 @@ static void list_versions_text(model_version *const *versions, size_t n, char *o
 version_load_options model_set_load_options(const model_set *set)
 {
     return (version_load_options){.n_sessions = set->options.serving_sessions + 1,
-                                  .threads_per_session = set->options.threads_per_session};
+                                  .threads_per_session = set->options.threads_per_session,
+                                  .graph_opt = set->options.graph_opt};
 }
 
 /* Publish a new list of versions and the config that goes with it (under
@@ -186,6 +187,8 @@ static admin_result load_model(model_set *set, const char *name, const char *con
         goto failed;
     }
     version_load_options options = model_set_load_options(set);
+    if (config.graph_opt)
+        options.graph_opt = (ifd_graph_opt)config.graph_opt;
     for (size_t i = 0; i < n_files; i++) {
         const version_file *f = &files[i];
         if (!model_config_wants(&config, version_number_of(f->version), available, n_available))

@@ -79,6 +79,7 @@ typedef struct model_entry {
 typedef struct model_set_options {
     int serving_sessions; /* serving threads: the set adds one session for shadow copies */
     int threads_per_session;
+    ifd_graph_opt graph_opt; /* --graph-opt: every version loads at this level */
     model_control control;
     double poll_interval;   /* seconds */
     const char *repository; /* DIR of DIR/<name>/<version>/model.onnx, or NULL */

@@ -426,6 +426,7 @@ model_version *model_version_load(const model_source *src, const version_load_op
     m->version = strdup(src->version ? src->version : "1");
     m->path = strdup(src->path);
     ifd_error e;
+    ifd_load_options load_options = {.graph_opt = options->graph_opt};
     if (!m->name || !m->version || !m->path) {
         snprintf(err, n, "out of memory");
         goto fail;
@@ -434,8 +435,8 @@ model_version *model_version_load(const model_source *src, const version_load_op
     clock_gettime(CLOCK_REALTIME, &wall);
     m->loaded_at = (double)wall.tv_sec + (double)wall.tv_nsec * 1e-9;
     if (src->model_data) {
-        if (ifd_model_load_memory(src->model_data, src->model_size, NULL, NULL, &m->model, &e) !=
-            IFD_OK) {
+        if (ifd_model_load_memory(src->model_data, src->model_size, NULL, &load_options,
+                                  &m->model, &e) != IFD_OK) {
             snprintf(err, n, "%s", e.message);
             goto fail;
         }
@@ -453,7 +454,7 @@ model_version *model_version_load(const model_source *src, const version_load_op
         char dir[4400];
         snprintf(dir, sizeof(dir), "%.*s", base > src->path ? (int)(base - src->path - 1) : 1,
                  base > src->path ? src->path : ".");
-        if (ifd_model_load_memory(bytes, size, dir, NULL, &m->model, &e) != IFD_OK) {
+        if (ifd_model_load_memory(bytes, size, dir, &load_options, &m->model, &e) != IFD_OK) {
             snprintf(err, n, "%s: %s", src->path, e.message);
             goto fail;
         }

@@ -99,6 +99,7 @@ typedef struct model_source {
 typedef struct version_load_options {
     int n_sessions; /* serving threads + 1 for shadow copies */
     int threads_per_session;
+    ifd_graph_opt graph_opt; /* the loader's optimisation level (--graph-opt) */
 } version_load_options;
 
 /* Read, check (unsupported operators, sha256, golden samples), create the

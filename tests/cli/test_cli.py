@@ -158,6 +158,22 @@ class PredictTest(unittest.TestCase):
         proc = inferd("predict", DEMO, "--threads", "0", "--data", "[[1,2,3,4]]")
         self.assertEqual(proc.returncode, 1)
         self.assertIn("--threads", proc.stderr)
+        proc = inferd("predict", DEMO, "--threads", "10000", "--data", "[[1,2,3,4]]")
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("from 1 to 1024", proc.stderr)
+
+    def test_graph_opt_levels_give_the_same_answer_and_bad_levels_are_refused(self):
+        answers = set()
+        for level in ("none", "basic", "all"):
+            proc = inferd("predict", DEMO, "--graph-opt", level, "--data", "[[5.1,3.5,1.4,0.2]]")
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            answers.add(proc.stdout)
+        self.assertEqual(len(answers), 1)
+        for command in (["predict", DEMO, "--data", "[[1,2,3,4]]"], ["serve", DEMO],
+                        ["worker", DEMO], ["batch", DEMO, "--input", "a.csv", "--output", "b.csv"]):
+            proc = inferd(*command, "--graph-opt", "fast")
+            self.assertEqual(proc.returncode, 1, command)
+            self.assertIn("--graph-opt: expected none, basic or all, got 'fast'", proc.stderr)
 
 
 if __name__ == "__main__":

@@ -252,6 +252,8 @@ def main():
     parser.add_argument("--atol", type=float, default=1e-7)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--threads", type=int, default=1, help="inferd --threads per case")
+    parser.add_argument("--graph-opt", default=None, choices=["none", "basic", "all"],
+                        help="inferd --graph-opt per case (default: inferd's own, all)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
 
@@ -274,6 +276,8 @@ def main():
 
     manifest = load_manifest(args.manifest)
     extra = ["--threads", str(args.threads)]
+    if args.graph_opt:
+        extra += ["--graph-opt", args.graph_opt]
 
     def work(case):
         suite, name, path = case

@@ -555,12 +555,19 @@ class BadInputTest(LiveModelTestCase):
         self.assert_refused({"shadow": {"version": "8"}}, 400, "shadow.version 8")
         self.assert_refused({"rollback": {"min_agreement": 2}}, 400, "rollback.min_agreement")
         self.assert_refused({"frobnicate": 1}, 400, "frobnicate")
+        self.assert_refused({"graph_opt": "fast"}, 400, "graph_opt")
         write_bytes_atomically(os.path.join(self.repo, "m", "config.json"), b"{ not json")
         self.assert_refused(None, 400, "config.json")
         r = self.srv.post("/v2/repository/models/m/load", {"parameters": {"file:1/model.onnx": "AAAA"}},
                           headers=AUTH)
         self.assertEqual(r.status, 400)
         self.assertIn("cannot be sent", r.json()["error"])
+
+    def test_config_graph_opt_loads_and_serves(self):
+        for level in ("none", "all"):
+            r = self.load(self.srv, "m", {"graph_opt": level})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(self.infer(self.srv).status, 200)
 
     def test_names_never_reach_outside_the_repository(self):
         outside = os.path.join(self.tmp, "outside")

@@ -255,6 +255,7 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w, ifd_
     st->packed_group_floats = per;
     st->packed_m = m;
     st->packed_k = k;
+    op_constant_packed(node, 1); /* run() reads W's shape, never its data */
     return 0;
 }
 

@@ -303,6 +303,8 @@ static int matmul_prepare(op_node *node, ifd_error *err)
         size_t n = bc->rank == 2 ? (size_t)bc->dims[1] : 1;
         if (k > 0 && n > 0 && pack_constant_b(node, bc, false, k, n, &st->b, err) != 0)
             return -1;
+        if (st->b.data)
+            op_constant_packed(node, 1); /* run() streams the packed copy only */
     }
     return 0;
 }
@@ -443,6 +445,8 @@ static int gemm_prepare(op_node *node, ifd_error *err)
         size_t n = (size_t)bc->dims[st->trans_b ? 0 : 1];
         if (k > 0 && n > 0 && pack_constant_b(node, bc, st->trans_b, k, n, &st->b, err) != 0)
             return -1;
+        if (st->b.data)
+            op_constant_packed(node, 1); /* run() streams the packed copy only */
     }
     return 0;
 }

@@ -1,0 +1,95 @@
+/*
+ * dead_nodes.c — removes what no output depends on: nodes none of whose
+ * outputs is read (after folding, the nodes that only computed a folded
+ * value's inputs are among them) and the constants no remaining node reads.
+ *
+ * Removing nodes in reverse execution order frees a whole dead chain in one
+ * sweep: a node's readers all come after it, so by the time it is visited
+ * every reader that will go has gone. No ONNX operator has side effects at
+ * inference, so an unread node can always go; a graph output counts as a read.
+ */
+#include <stdlib.h>
+
+#include "optimize.h"
+
+void optimize_eliminate_dead_nodes(graph_view *g)
+{
+    ifd_model *m = g->m;
+    for (size_t n = m->n_nodes; n-- > 0;) {
+        if (g->removed[n])
+            continue;
+        const model_node *node = &m->nodes[n];
+        bool read = false;
+        for (int k = 0; k < node->op.n_outputs && !read; k++)
+            read = g->readers[node->output_slots[k]] > 0;
+        if (!read)
+            graph_view_remove(g, (int)n);
+    }
+}
+
+/* A weight the graph only transposed or reshaped at load is held twice
+ * after folding, once as read from the file and once folded: free the first. */
+void optimize_release_unread_constants(graph_view *g)
+{
+    ifd_model *m = g->m;
+    for (size_t v = 0; v < m->n_values; v++) {
+        model_value *value = &m->values[v];
+        if (value->origin == VALUE_CONSTANT && g->readers[v] == 0 && !value->is_graph_output &&
+            !value->viewed && value->constant_storage.data)
+            tensor_release(&value->constant_storage);
+    }
+}
+
+/* Weights an operator packed at load are held twice: as read from the file
+ * and in the operator's layout. When every reader of a constant packed it
+ * (op_constant_packed), only the packed copy is ever read again: free the
+ * data and keep the dtype and shape, which run() still checks. */
+static void release_constant_data(model_value *value)
+{
+    ifd_tensor *t = &value->constant_storage;
+    if (value->origin != VALUE_CONSTANT || value->is_graph_output || value->viewed ||
+        !t->owns_data || !t->data)
+        return;
+    free(t->data);
+    t->data = NULL;
+    t->capacity = 0;
+    t->owns_data = 0;
+}
+
+void optimize_release_packed_constants(graph_view *g)
+{
+    ifd_model *m = g->m;
+    bool *all_packed = malloc((m->n_values + 1) * sizeof(bool));
+    if (!all_packed)
+        return; /* an optimisation of memory only: keep both copies */
+    for (size_t v = 0; v < m->n_values; v++)
+        all_packed[v] = true;
+    for (size_t n = 0; n < m->n_nodes; n++) {
+        const model_node *node = &m->nodes[n];
+        if (g->removed[n])
+            continue;
+        for (int k = 0; k < node->op.n_inputs + node->op.n_implicit; k++) {
+            int slot = node->input_slots[k];
+            bool packed = k < node->op.n_inputs && k < 32 && (node->op.packed_inputs >> k & 1u);
+            if (slot >= 0 && !packed)
+                all_packed[slot] = false;
+        }
+    }
+    for (size_t v = 0; v < m->n_values; v++)
+        if (all_packed[v] && g->readers[v] > 0)
+            release_constant_data(&m->values[v]);
+    free(all_packed);
+}
+
+/* The same, right after node n's prepare() for the constants it alone reads,
+ * so that a model never holds all its weights twice while it loads (each
+ * weight is freed as soon as its packed copy exists). */
+void optimize_release_packed_inputs(ifd_model *m, size_t n, const int *readers)
+{
+    const model_node *node = &m->nodes[n];
+    for (int k = 0; k < node->op.n_inputs && k < 32; k++) {
+        int slot = node->input_slots[k];
+        if (slot >= 0 && (node->op.packed_inputs >> k & 1u) && readers[slot] == 1)
+            release_constant_data(&m->values[slot]);
+    }
+}

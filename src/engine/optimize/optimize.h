@@ -1,0 +1,92 @@
+/*
+ * optimize.h — the loader's graph optimiser: passes that rewrite a loaded
+ * model so that it computes the same outputs with less work and memory.
+ *
+ * The passes run at three points of loading (loader.c), because what each
+ * needs is known at different times:
+ *   - before prepare: rewrites that need only the graph and its initializers
+ *     (recognising LayerNormalization and Gelu spelled out in primitives; the
+ *     kernel fusions), so that the operators they produce are prepared, and
+ *     pre-pack their weights, like any other node;
+ *   - during prepare: constant folding, node by node in execution order, so
+ *     that every later node's prepare() sees the folded values as constants
+ *     (a weight transposed by the graph is packed once at load);
+ *   - after prepare: dead-node elimination, then freeing constants no node
+ *     reads any more.
+ * optimize.c holds the pass lists per level and the graph bookkeeping the
+ * passes share; each pass has its own file.
+ */
+#ifndef INFERD_ENGINE_OPTIMIZE_H
+#define INFERD_ENGINE_OPTIMIZE_H
+
+#include "../model.h"
+
+/* DEFAULT means ALL. */
+ifd_graph_opt optimize_level(ifd_graph_opt requested);
+
+/* ---- shared bookkeeping --------------------------------------------------- */
+
+/* Who produces and who reads each value of a model, and which nodes a pass
+ * has removed. Passes that rewrite keep it current for the nodes they touch. */
+typedef struct graph_view {
+    ifd_model *m;
+    int *producer; /* per value slot: index into m->nodes, -1 for none */
+    int *readers;  /* per value slot: node inputs reading it, +1 if a graph output */
+    bool *removed; /* per node */
+} graph_view;
+
+ifd_status graph_view_init(graph_view *g, ifd_model *m, ifd_error *err);
+void graph_view_free(graph_view *g);
+/* Mark node n removed and stop counting its reads. */
+void graph_view_remove(graph_view *g, int n);
+/* The live node producing `slot` if it is an ai.onnx `op_type` node whose
+ * output is read exactly `reads` times in all, else -1. */
+int graph_view_sole_producer(const graph_view *g, int slot, const char *op_type, int reads);
+/* The constant slot holds, seen through Identity nodes (torch writes a
+ * weight shared by several layers as Identity(initializer)), or -1. */
+int graph_view_constant(const graph_view *g, int slot);
+/* True when slot is a one-element float constant within rel_tol of want. */
+bool graph_value_is_scalar(const ifd_model *m, int slot, double want, double rel_tol);
+/* Drop removed nodes (freeing their operator state) and close the gaps,
+ * keeping execution order. */
+void graph_view_compact(graph_view *g);
+
+/* ---- passes --------------------------------------------------------------- */
+
+/* Before prepare, at level ALL. */
+ifd_status optimize_recognize_gelu(ifd_model *m, ifd_error *err);
+ifd_status optimize_recognize_layernorm(ifd_model *m, ifd_error *err);
+/* Turn node n into a `op_type` node of ai.onnx schema `version` reading
+ * `inputs` (slots) with `attrs`, keeping its first output; false when the
+ * engine has no such operator or memory ran out. */
+bool graph_view_rewrite(graph_view *g, int n, const char *op_type, int version,
+                        const int *inputs, int n_inputs, const op_attr *attrs, size_t n_attrs);
+
+/* Constant folding (fold_constants.c), at BASIC and ALL: call
+ * constant_folder_node after node n is prepared; true if it was folded (its
+ * outputs are constants now and the node is to be removed). */
+typedef struct constant_folder {
+    ifd_model *m;
+    ifd_session *session; /* made on first use */
+    bool in_subgraph; /* Loop bodies see shapes that change per iteration */
+    bool unavailable;
+    size_t folded;
+} constant_folder;
+bool constant_folder_node(constant_folder *f, size_t n);
+void constant_folder_end(constant_folder *f);
+
+/* After prepare, at BASIC and ALL. */
+void optimize_eliminate_dead_nodes(graph_view *g);
+void optimize_release_unread_constants(graph_view *g);
+/* After prepare, at every level: memory, not the graph. */
+void optimize_release_packed_constants(graph_view *g);
+/* During prepare, after node n's: `readers` counts each value's reads
+ * (graph outputs included). */
+void optimize_release_packed_inputs(ifd_model *m, size_t n, const int *readers);
+
+/* The loader's three entry points. `removed` (m->n_nodes entries) marks the
+ * nodes folded during prepare. */
+ifd_status optimize_before_prepare(ifd_model *m, ifd_error *err);
+ifd_status optimize_after_prepare(ifd_model *m, const bool *removed, ifd_error *err);
+
+#endif /* INFERD_ENGINE_OPTIMIZE_H */

@@ -1,0 +1,323 @@
+/*
+ * test_optimize.c — the loader's graph optimiser (src/engine/optimize/) on
+ * models real exporters wrote (torch.onnx, via tools/gen_optimize_models.py,
+ * run here with Debian's python): each loaded at --graph-opt none and all
+ * must give the same outputs, and at all the graph must be what the passes
+ * promise (LayerNormalization and Gelu recognised, constants folded, dead
+ * nodes gone). Also: folding stays within its memory limit, a run with
+ * static shapes allocates nothing but its outputs, and bad thread counts are
+ * refused.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "inferd/inferd.h"
+#include "model.h"
+#include "test.h"
+
+static char models_dir[256];
+
+static bool generate_models(void)
+{
+    snprintf(models_dir, sizeof(models_dir), "/tmp/inferd-test-optimize-%ld", (long)getpid());
+    char command[1024];
+    snprintf(command, sizeof(command),
+             "/usr/bin/python3 %s/tools/gen_optimize_models.py --out %s >/dev/null 2>&1",
+             INFERD_SOURCE_DIR, models_dir);
+    return system(command) == 0;
+}
+
+static ifd_model *load(const char *name, ifd_graph_opt level)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s.onnx", models_dir, name);
+    ifd_load_options options = {.graph_opt = level};
+    ifd_model *m = NULL;
+    ifd_error err;
+    if (ifd_model_load_file(path, &options, &m, &err) != IFD_OK) {
+        fprintf(stderr, "%s: %s\n", path, err.message);
+        return NULL;
+    }
+    return m;
+}
+
+static size_t count_nodes(const ifd_model *m, const char *op_type)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_nodes; i++)
+        n += op_type == NULL || strcmp(m->nodes[i].op.op_type, op_type) == 0;
+    return n;
+}
+
+/* The model's one input filled with a fixed pseudo-random pattern. */
+static ifd_value *make_input(const ifd_model *m)
+{
+    const ifd_io_info *in = ifd_model_input(m, 0);
+    int64_t dims[IFD_MAX_RANK];
+    for (int i = 0; i < in->type.rank; i++)
+        dims[i] = in->type.dims[i] > 0 ? in->type.dims[i] : 1;
+    ifd_value *v = NULL;
+    ifd_error err;
+    if (ifd_value_new_tensor(IFD_FLOAT, in->type.rank, dims, &v, &err) != IFD_OK)
+        return NULL;
+    float *x = v->tensor.data;
+    uint32_t state = 12345;
+    for (int64_t i = 0; i < ifd_tensor_count(&v->tensor); i++) {
+        state = state * 1664525u + 1013904223u;
+        x[i] = (float)((state >> 8) / 16777216.0 * 4.0 - 2.0);
+    }
+    return v;
+}
+
+/* Output 0 of one run, or NULL. */
+static ifd_value *run_once(ifd_session *s, const ifd_value *input)
+{
+    ifd_value *out[4] = {0};
+    ifd_error err;
+    const ifd_value *in[1] = {input};
+    if (ifd_session_run(s, in, out, &err) != IFD_OK) {
+        fprintf(stderr, "run: %s\n", err.message);
+        return NULL;
+    }
+    for (int i = 1; i < 4; i++)
+        ifd_value_free(out[i]);
+    return out[0];
+}
+
+/* The same outputs at none and all (rtol 1e-4, atol 1e-5). */
+static void check_same_outputs(const char *name, ifd_model *none, ifd_model *all)
+{
+    ifd_session *a = NULL, *b = NULL;
+    ifd_error err;
+    ifd_value *x = make_input(none);
+    CHECK(x != NULL);
+    CHECK_EQ_INT(ifd_session_create(none, NULL, &a, &err), IFD_OK);
+    CHECK_EQ_INT(ifd_session_create(all, NULL, &b, &err), IFD_OK);
+    ifd_value *ya = a && x ? run_once(a, x) : NULL, *yb = b && x ? run_once(b, x) : NULL;
+    CHECK(ya && yb);
+    if (ya && yb) {
+        CHECK_EQ_INT(ya->tensor.rank, yb->tensor.rank);
+        CHECK_EQ_INT(ifd_tensor_count(&ya->tensor), ifd_tensor_count(&yb->tensor));
+        const float *p = ya->tensor.data, *q = yb->tensor.data;
+        int64_t bad = 0;
+        for (int64_t i = 0; i < ifd_tensor_count(&ya->tensor); i++)
+            if (!(fabsf(p[i] - q[i]) <= 1e-5f + 1e-4f * fabsf(p[i])))
+                bad++;
+        if (bad)
+            fprintf(stderr, "%s: %lld elements differ between --graph-opt none and all\n", name,
+                    (long long)bad);
+        CHECK_EQ_INT(bad, 0);
+    }
+    ifd_value_free(ya);
+    ifd_value_free(yb);
+    ifd_value_free(x);
+    ifd_session_free(a);
+    ifd_session_free(b);
+}
+
+static void test_layernorm_spelled_out_by_torch_becomes_one_operator(void)
+{
+    ifd_model *none = load("layernorm", IFD_GRAPH_OPT_NONE), *all = load("layernorm", IFD_GRAPH_OPT_ALL);
+    CHECK(none && all);
+    if (!none || !all)
+        goto done;
+    CHECK_EQ_INT(count_nodes(none, "LayerNormalization"), 0);
+    CHECK_EQ_INT(count_nodes(none, "ReduceMean"), 2);
+    CHECK_EQ_INT(count_nodes(all, "LayerNormalization"), 1);
+    CHECK_EQ_INT(count_nodes(all, "ReduceMean"), 0);
+    CHECK_EQ_INT(count_nodes(all, "Sqrt"), 0);
+    check_same_outputs("layernorm", none, all);
+done:
+    ifd_model_free(none);
+    ifd_model_free(all);
+}
+
+static void test_gelu_erf_and_tanh_forms_become_gelu(void)
+{
+    const char *names[] = {"gelu_erf", "gelu_tanh"};
+    for (int i = 0; i < 2; i++) {
+        ifd_model *none = load(names[i], IFD_GRAPH_OPT_NONE), *all = load(names[i], IFD_GRAPH_OPT_ALL);
+        CHECK(none && all);
+        if (none && all) {
+            CHECK_EQ_INT(count_nodes(none, "Gelu"), 0);
+            CHECK_EQ_INT(count_nodes(all, "Gelu"), 1);
+            CHECK_EQ_INT(count_nodes(all, "Mul"), 0);
+            CHECK_EQ_INT(count_nodes(all, "Erf") + count_nodes(all, "Tanh"), 0);
+            CHECK_EQ_INT(count_nodes(all, NULL), count_nodes(none, NULL) - (i == 0 ? 4 : 8));
+            check_same_outputs(names[i], none, all);
+        }
+        ifd_model_free(none);
+        ifd_model_free(all);
+    }
+}
+
+static void test_basic_level_folds_but_does_not_fuse(void)
+{
+    ifd_model *basic = load("gelu_erf", IFD_GRAPH_OPT_BASIC);
+    CHECK(basic != NULL);
+    if (basic) {
+        CHECK_EQ_INT(count_nodes(basic, "Gelu"), 0);
+        CHECK_EQ_INT(count_nodes(basic, "Erf"), 1);
+    }
+    ifd_model_free(basic);
+}
+
+static void test_transformer_encoder_same_outputs_with_fewer_nodes(void)
+{
+    ifd_model *none = load("transformer", IFD_GRAPH_OPT_NONE), *all = load("transformer", IFD_GRAPH_OPT_ALL);
+    CHECK(none && all);
+    if (!none || !all)
+        goto done;
+    CHECK_EQ_INT(count_nodes(all, "LayerNormalization"), 4);
+    CHECK_EQ_INT(count_nodes(all, "Gelu"), 2);
+    /* the shape arithmetic around every reshape is folded away */
+    CHECK_EQ_INT(count_nodes(all, "Shape"), 0);
+    CHECK_EQ_INT(count_nodes(all, "Gather"), 0);
+    CHECK(count_nodes(all, NULL) * 2 < count_nodes(none, NULL));
+    check_same_outputs("transformer", none, all);
+done:
+    ifd_model_free(none);
+    ifd_model_free(all);
+}
+
+static void test_weight_transposed_in_graph_is_folded_and_original_freed(void)
+{
+    ifd_model *none = load("transposed_weight", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = load("transposed_weight", IFD_GRAPH_OPT_ALL);
+    CHECK(none && all);
+    if (!none || !all)
+        goto done;
+    CHECK_EQ_INT(count_nodes(none, "Transpose"), 1);
+    CHECK_EQ_INT(count_nodes(all, "Transpose"), 0);
+    CHECK_EQ_INT(count_nodes(all, "Concat"), 0);
+    CHECK_EQ_INT(count_nodes(all, NULL), 2); /* MatMul and Reshape */
+    /* the untransposed weight is read by nothing now, and the transposed
+     * one lives only in MatMul's packed copy: no 2-D constant holds data */
+    size_t held = 0;
+    for (size_t i = 0; i < all->n_values; i++)
+        if (all->values[i].origin == VALUE_CONSTANT && all->values[i].constant_storage.data &&
+            all->values[i].constant_storage.rank == 2)
+            held++;
+    CHECK_EQ_INT(held, 0);
+    check_same_outputs("transposed_weight", none, all);
+done:
+    ifd_model_free(none);
+    ifd_model_free(all);
+}
+
+static void test_folding_never_expands_a_small_constant_into_a_huge_one(void)
+{
+    ifd_model *all = load("expand_huge", IFD_GRAPH_OPT_ALL);
+    CHECK(all != NULL);
+    if (all)
+        CHECK_EQ_INT(count_nodes(all, "Expand"), 1);
+    ifd_model_free(all);
+}
+
+static void test_planned_size_past_size_t_is_a_run_error_not_a_crash(void)
+{
+    ifd_model *m = load("expand_overflow", IFD_GRAPH_OPT_ALL);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    CHECK_EQ_INT(count_nodes(m, "Expand"), 1); /* folding refused it */
+    ifd_session *s = NULL;
+    ifd_error err;
+    CHECK_EQ_INT(ifd_session_create(m, NULL, &s, &err), IFD_OK);
+    ifd_value *x = make_input(m), *out[2] = {0};
+    const ifd_value *in[1] = {x};
+    CHECK_EQ_INT(ifd_session_run(s, in, out, &err), IFD_ERR_RUNTIME);
+    CHECK_STR_CONTAINS(err.message, "Expand");
+    CHECK_STR_CONTAINS(err.message, "too large");
+    CHECK(out[0] == NULL);
+    ifd_value_free(x);
+    ifd_session_free(s);
+    ifd_model_free(m);
+}
+
+static void test_weights_not_matching_their_shape_are_refused_at_load(void)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/weights_wrong_size.onnx", models_dir);
+    ifd_graph_opt levels[] = {IFD_GRAPH_OPT_NONE, IFD_GRAPH_OPT_ALL};
+    for (int i = 0; i < 2; i++) {
+        ifd_load_options options = {.graph_opt = levels[i]};
+        ifd_model *m = NULL;
+        ifd_error err;
+        CHECK_EQ_INT(ifd_model_load_file(path, &options, &m, &err), IFD_ERR_INVALID_MODEL);
+        CHECK(m == NULL);
+        CHECK_STR_CONTAINS(err.message, "tensor 'W': raw_data has 32 bytes");
+    }
+}
+
+static void test_second_run_with_static_shapes_allocates_only_its_output(void)
+{
+    ifd_model *m = load("transformer", IFD_GRAPH_OPT_ALL);
+    ifd_session *s = NULL;
+    ifd_error err;
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    CHECK_EQ_INT(ifd_session_create(m, NULL, &s, &err), IFD_OK);
+    ifd_value *x = make_input(m);
+    ifd_value *y1 = s && x ? run_once(s, x) : NULL;
+    size_t after_first = s ? session_buffer_allocations(s) : 0;
+    ifd_value *y2 = s && x ? run_once(s, x) : NULL;
+    ifd_value *y3 = s && x ? run_once(s, x) : NULL;
+    CHECK(y1 && y2 && y3);
+    CHECK(after_first > 0);
+    /* each run hands its output buffer to the caller and takes one new one */
+    if (s)
+        CHECK_EQ_INT(session_buffer_allocations(s) - after_first, 2 * ifd_model_output_count(m));
+    ifd_value_free(y1);
+    ifd_value_free(y2);
+    ifd_value_free(y3);
+    ifd_value_free(x);
+    ifd_session_free(s);
+    ifd_model_free(m);
+}
+
+/* 0 keeps the API's meaning (one per core); the CLI refuses it itself. */
+static void test_thread_counts_above_the_maximum_are_refused(void)
+{
+    ifd_model *m = load("layernorm", IFD_GRAPH_OPT_ALL);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    ifd_session *s = NULL;
+    ifd_error err;
+    ifd_session_options huge = {.threads = 10000};
+    CHECK_EQ_INT(ifd_session_create(m, &huge, &s, &err), IFD_ERR_INVALID_ARGUMENT);
+    CHECK_STR_CONTAINS(err.message, "10000");
+    CHECK(s == NULL);
+    ifd_session_options one_per_core = {.threads = 0};
+    CHECK_EQ_INT(ifd_session_create(m, &one_per_core, &s, &err), IFD_OK);
+    ifd_session_free(s);
+    ifd_model_free(m);
+}
+
+int main(void)
+{
+    if (!generate_models()) {
+        fprintf(stderr, "tools/gen_optimize_models.py failed (needs /usr/bin/python3 with torch)\n");
+        return 1;
+    }
+    RUN(test_layernorm_spelled_out_by_torch_becomes_one_operator);
+    RUN(test_gelu_erf_and_tanh_forms_become_gelu);
+    RUN(test_basic_level_folds_but_does_not_fuse);
+    RUN(test_transformer_encoder_same_outputs_with_fewer_nodes);
+    RUN(test_weight_transposed_in_graph_is_folded_and_original_freed);
+    RUN(test_folding_never_expands_a_small_constant_into_a_huge_one);
+    RUN(test_planned_size_past_size_t_is_a_run_error_not_a_crash);
+    RUN(test_weights_not_matching_their_shape_are_refused_at_load);
+    RUN(test_second_run_with_static_shapes_allocates_only_its_output);
+    RUN(test_thread_counts_above_the_maximum_are_refused);
+    char command[300];
+    snprintf(command, sizeof(command), "rm -rf %s", models_dir);
+    if (system(command) != 0)
+        fprintf(stderr, "could not remove %s\n", models_dir);
+    TEST_MAIN_END();
+}

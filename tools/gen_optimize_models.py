@@ -1,0 +1,97 @@
+#!/usr/bin/python3
+"""Writes the models tests/engine/test_optimize.c loads with the graph
+optimiser off and on: what real exporters write (torch.onnx at opset 13, the
+last opset before LayerNormalization and Gelu were operators, so both come out
+spelled in primitives) and two small graphs made with onnx.helper for the
+folding limits.
+
+    /usr/bin/python3 tools/gen_optimize_models.py --out DIR
+
+DIR/<name>.onnx for each model below; every model has one float input "x".
+"""
+import argparse
+import io
+import os
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+
+def export(model, example, path, fold=True):
+    buf = io.BytesIO()
+    torch.onnx.export(model.eval(), example, buf, opset_version=13, do_constant_folding=fold,
+                      input_names=["x"], output_names=["y"])
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+class TransposedWeight(torch.nn.Module):
+    """x @ W^T with the transpose left in the graph (exported without torch's
+    own constant folding), then a reshape through Shape arithmetic."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(24, 16))
+
+    def forward(self, x):
+        y = torch.matmul(x, self.w.t())
+        return y.reshape(x.shape[0], -1)
+
+
+def helper_models(out):
+    # Expand of one float to 1024x1024 (4 MiB from 4 bytes): must stay a node
+    one = numpy_helper.from_array(np.array([1.5], dtype=np.float32), "one")
+    shape = numpy_helper.from_array(np.array([1024, 1024], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Expand", ["one", "shape"], ["big"]),
+         helper.make_node("Add", ["x", "big"], ["y"])],
+        "expand_huge", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1024, 1024])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1024, 1024])], [one, shape])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "expand_huge.onnx"))
+
+    # a planned size past size_t: 2^31 x 2^31 x 8 floats from one constant
+    huge = numpy_helper.from_array(np.array([1 << 31, 1 << 31, 8], dtype=np.int64), "huge")
+    graph = helper.make_graph(
+        [helper.make_node("Expand", ["one", "huge"], ["big"]),
+         helper.make_node("Add", ["x", "big"], ["y"])],
+        "expand_overflow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [one, huge])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "expand_overflow.onnx"))
+
+    # weights whose bytes do not match their declared shape (4x4 with 8 floats)
+    w = numpy_helper.from_array(np.arange(16, dtype=np.float32).reshape(4, 4), "W")
+    w.raw_data = w.raw_data[:32]  # onnx.helper would refuse to write this
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])], "weights_wrong_size",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "weights_wrong_size.onnx"))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.manual_seed(20261206)
+    export(torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.LayerNorm(32)),
+           torch.randn(2, 8, 16), os.path.join(args.out, "layernorm.onnx"))
+    export(torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU()),
+           torch.randn(2, 8, 16), os.path.join(args.out, "gelu_erf.onnx"))
+    export(torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(approximate="tanh")),
+           torch.randn(2, 8, 16), os.path.join(args.out, "gelu_tanh.onnx"))
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, activation="gelu")
+    export(torch.nn.TransformerEncoder(layer, 2), torch.randn(1, 8, 32),
+           os.path.join(args.out, "transformer.onnx"))
+    export(TransposedWeight(), torch.randn(4, 16), os.path.join(args.out, "transposed_weight.onnx"),
+           fold=False)
+    helper_models(args.out)
+
+
+if __name__ == "__main__":
+    main()
