@@ -1299,6 +1299,7 @@ static ifd_status check_arity(loader *ld, const op_node *op)
         "Identity",       "OptionalHasElement", "OptionalGetElement", "DictVectorizer",
         "CastMap",        "SequenceAt",         "SequenceInsert",     "SequenceErase",
         "SequenceLength", "ConcatFromSequence", "Loop",     "Optional",
+        "SequenceMap",
     };
     bool any_kind = false;
     for (size_t i = 0; i < sizeof(takes_any_kind) / sizeof(takes_any_kind[0]); i++)

@@ -14,6 +14,9 @@
  * version's behaviour follows onnx's Operators.md of the version that
  * introduced it (onnx 1.12 for <= 16, 1.14 for 19, 1.16 for 21).
  *
+ * SequenceMap-17 runs its body once per item of its input sequences (the
+ * same subgraph machinery, no carried state).
+ *
  * Bad models are refused at load naming the node: a branch or body returning
  * the wrong number of values, a Loop condition that is not bool, a Loop whose
  * trip count is a negative constant or that has neither trip count nor
@@ -724,12 +727,133 @@ static int scan_run(op_ctx *ctx)
     return rc;
 }
 
+
+/* ---- SequenceMap ------------------------------------------------------------ */
+
+/* SequenceMap-17 (onnx 1.12 Operators.md): runs `body` once per position of
+ * input_sequence; each additional input is either a sequence of the same
+ * length (its item at that position goes in) or a tensor (given whole to
+ * every run). Output k is the sequence of the body's k-th outputs. */
+typedef struct sequence_map_state {
+    int n_inputs;
+} sequence_map_state;
+
+static int sequence_map_prepare(op_node *node, ifd_error *err)
+{
+    if (node->n_subgraphs != 1 || strcmp(op_subgraph_name(node, 0), "body") != 0)
+        return op_prepare_fail(node, err, "needs the graph attribute body");
+    int n = node->n_inputs;
+    if (op_subgraph_input_count(node, 0) != n)
+        return op_prepare_fail(node, err, "body declares %d inputs; it must take %d (one per "
+                               "input of the node)", op_subgraph_input_count(node, 0), n);
+    value_info *infos = calloc((size_t)n, sizeof(*infos));
+    const value_info **given = calloc((size_t)n, sizeof(*given));
+    int failed = 0;
+    if (!infos || !given)
+        failed = op_prepare_fail(node, err, "out of memory");
+    for (int i = 0; i < n && !failed; i++) {
+        const value_info *in = node->inputs[i];
+        if (!in) {
+            failed = op_prepare_fail(node, err, "input %d is empty", i);
+        } else if (in->kind == IFD_VALUE_SEQUENCE && in->elem_kind == IFD_VALUE_TENSOR) {
+            infos[i] = (value_info){.kind = IFD_VALUE_TENSOR, .dtype = in->dtype, .rank = -1};
+        } else if (in->kind == IFD_VALUE_TENSOR && i > 0) {
+            infos[i] = unknown_shape(in);
+        } else {
+            failed = op_prepare_fail(node, err, "input %d must be a sequence of tensors%s", i,
+                                     i > 0 ? " or a tensor" : "");
+        }
+        given[i] = &infos[i];
+    }
+    if (!failed)
+        failed = op_subgraph_prepare(node, 0, given, n, err);
+    free(infos);
+    free(given);
+    if (failed)
+        return -1;
+    if (op_subgraph_output_count(node, 0) != node->n_outputs)
+        return op_prepare_fail(node, err, "body gives %d outputs; the node has %d",
+                               op_subgraph_output_count(node, 0), node->n_outputs);
+    for (int k = 0; k < node->n_outputs; k++) {
+        const value_info *out = op_subgraph_output(node, 0, k);
+        if (out->kind != IFD_VALUE_TENSOR)
+            return op_prepare_fail(node, err, "body output %d must be a tensor", k);
+        value_info *y = node->outputs[k];
+        y->kind = IFD_VALUE_SEQUENCE;
+        y->elem_kind = IFD_VALUE_TENSOR;
+        y->dtype = out->dtype;
+        y->rank = -1;
+    }
+    sequence_map_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return op_prepare_fail(node, err, "out of memory");
+    st->n_inputs = n;
+    node->state = st;
+    return 0;
+}
+
+static int sequence_map_run(op_ctx *ctx)
+{
+    const op_node *node = ctx->node;
+    int n = node->n_inputs, n_out = node->n_outputs;
+    const ifd_value *first = op_input_value(ctx, 0);
+    if (!first || first->kind != IFD_VALUE_SEQUENCE)
+        return op_fail(ctx, "input_sequence is not a sequence");
+    size_t length = first->length;
+    for (int i = 1; i < n; i++) {
+        const ifd_value *v = op_input_value(ctx, i);
+        if (v && v->kind == IFD_VALUE_SEQUENCE && v->length != length)
+            return op_fail(ctx, "input %d is a sequence of %zu items; input_sequence has %zu", i,
+                           v->length, length);
+    }
+    int64_t limit = op_loop_limit(ctx);
+    if (limit && (int64_t)length > limit)
+        return op_fail(ctx, "maps %zu items, above this session's limit of %lld iterations",
+                       length, (long long)limit);
+    ifd_value **sequences = calloc((size_t)n_out + 1, sizeof(*sequences));
+    const ifd_value **inputs = calloc((size_t)n + 1, sizeof(*inputs));
+    ifd_value **outputs = calloc((size_t)n_out + 1, sizeof(*outputs));
+    int rc = 0;
+    if (!sequences || !inputs || !outputs)
+        rc = op_fail(ctx, "out of memory");
+    for (int k = 0; !rc && k < n_out; k++) {
+        sequences[k] = op_output_value(ctx, k);
+        if (!sequences[k]) {
+            rc = -1;
+            break;
+        }
+        sequences[k]->kind = IFD_VALUE_SEQUENCE;
+        if (length && !(sequences[k]->items = calloc(length, sizeof(ifd_value *))))
+            rc = op_fail(ctx, "out of memory for a sequence of %zu tensors", length);
+    }
+    for (size_t t = 0; !rc && t < length; t++) {
+        for (int i = 0; i < n; i++) {
+            const ifd_value *v = op_input_value(ctx, i);
+            inputs[i] = v->kind == IFD_VALUE_SEQUENCE ? v->items[t] : v;
+        }
+        if (op_subgraph_run(ctx, 0, inputs, outputs)) {
+            rc = -1;
+            break;
+        }
+        for (int k = 0; k < n_out; k++) {
+            sequences[k]->items[t] = outputs[k];
+            sequences[k]->length = t + 1;
+            outputs[k] = NULL;
+        }
+    }
+    free(outputs);
+    free(inputs);
+    free(sequences);
+    return rc;
+}
+
 static void plain_free(void *p) { free(p); }
 
 static const op_def defs[] = {
     {"", "If", 1, 21, if_prepare, if_run, plain_free},
     {"", "Loop", 1, 21, loop_prepare, loop_run, plain_free},
     {"", "Scan", 9, 21, scan_prepare, scan_run, scan_free},
+    {"", "SequenceMap", 17, 21, sequence_map_prepare, sequence_map_run, plain_free},
 };
 
 OP_FAMILY(ops_control_flow, defs);
