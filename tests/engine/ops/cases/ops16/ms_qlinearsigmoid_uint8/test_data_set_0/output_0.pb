@@ -1,0 +1,1 @@
+ByJWd_bddRd]?ddbW[bdddcdddd

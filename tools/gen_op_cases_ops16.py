@@ -1,0 +1,483 @@
+#!/usr/bin/python3
+"""Writes tests/engine/ops/cases/ops16/: ONNX backend-layout cases for the
+operators added for issue 16's last items — DFT-20 (and DFT/STFT lengths the
+backend suite lacks), MelWeightMatrix, TfIdfVectorizer, RoiAlign, the random
+generators, Scan-8, SequenceMap, the training optimisers and the
+com.microsoft contrib operators — plus error cases.
+
+Expected values come from ONNX Runtime (onnxruntime-node through
+tools/ort_reference.py, telemetry off) or, where ONNX Runtime has no kernel
+(the ai.onnx.preview.training optimisers) or cannot be fed (sequences), from
+an independent numpy reference written here from the spec; never from inferd.
+Random generators' cases are checked on dtype and shape (run_conformance.py's
+rule for them). Error cases hold an `expect_error` file.
+
+Run with Debian's python (onnx 1.12, numpy) after `npm ci`:
+    /usr/bin/python3 tools/gen_op_cases_ops16.py
+"""
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import ort_reference  # noqa: E402
+
+OUT = os.path.join(HERE, "..", "tests", "engine", "ops", "cases", "ops16")
+rng = np.random.default_rng(16)
+F = TensorProto.FLOAT
+MS = "com.microsoft"
+TRAINING = "ai.onnx.preview.training"
+
+
+def onnx_type(dtype):
+    return onnx.mapping.NP_TYPE_TO_TENSOR_TYPE[np.dtype(dtype)]
+
+
+def value_info(name, value):
+    if isinstance(value, list):
+        elem = helper.make_tensor_type_proto(
+            onnx_type(value[0].dtype), None)
+        return helper.make_value_info(name, helper.make_sequence_type_proto(elem))
+    return helper.make_tensor_value_info(name, onnx_type(value.dtype),
+                                         value.shape)
+
+
+def output_info(name, kind):
+    if isinstance(kind, tuple) and kind[0] == "seq":
+        return helper.make_value_info(
+            name, helper.make_sequence_type_proto(helper.make_tensor_type_proto(kind[1], None)))
+    return helper.make_tensor_value_info(name, kind, None)
+
+
+def write_model(name, nodes, inputs, outputs, opsets, initializers=()):
+    graph = helper.make_graph(
+        nodes, name, [value_info(n, a) for n, a in inputs],
+        [output_info(n, t) for n, t in outputs],
+        [numpy_helper.from_array(a, n) for n, a in initializers])
+    model = helper.make_model(graph, producer_name="gen_op_cases_ops16")
+    del model.opset_import[:]
+    for domain, version in opsets.items():
+        model.opset_import.append(helper.make_opsetid(domain, version))
+    model.ir_version = 10 if opsets.get("", 0) >= 18 else 8
+    path = os.path.join(OUT, name)
+    os.makedirs(path)
+    onnx.save(model, os.path.join(path, "model.onnx"))
+    return path
+
+
+def save_value(path, name, value):
+    proto = (numpy_helper.from_list(value, name) if isinstance(value, list)
+             else numpy_helper.from_array(value, name))
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def case(name, nodes, inputs, outputs, opsets, initializers=(), reference=None, atol=None):
+    """Expected outputs: ONNX Runtime's, or `reference`'s (inputs -> outputs).
+    atol: the absolute tolerance the case states (fixture.json), where ONNX
+    Runtime's float32 arithmetic leaves rounding noise around exact zeros
+    (FFT bins, tanh-approximated tails) that inferd, computing in double,
+    does not have."""
+    path = write_model(name, nodes, inputs, outputs, opsets, initializers)
+    if atol is not None:
+        with open(os.path.join(path, "fixture.json"), "w") as f:
+            json.dump({"tolerance": {"rtol": 1e-3, "atol": atol}}, f)
+    if reference:
+        got = reference(dict(inputs))
+    else:
+        got, _ = ort_reference.run(os.path.join(path, "model.onnx"), dict(inputs))
+    sets = os.path.join(path, "test_data_set_0")
+    os.makedirs(sets)
+    for i, (n, a) in enumerate(inputs):
+        save_value(os.path.join(sets, "input_%d.pb" % i), n, a)
+    for i, (n, _) in enumerate(outputs):
+        save_value(os.path.join(sets, "output_%d.pb" % i), n, got[n])
+
+
+def error_case(name, nodes, inputs, outputs, opsets, error, initializers=(), feed=True):
+    path = write_model(name, nodes, inputs, outputs, opsets, initializers)
+    with open(os.path.join(path, "expect_error"), "w") as f:
+        f.write(error + "\n")
+    if feed:
+        sets = os.path.join(path, "test_data_set_0")
+        os.makedirs(sets)
+        for i, (n, a) in enumerate(inputs):
+            save_value(os.path.join(sets, "input_%d.pb" % i), n, a)
+
+
+def node(op, ins, outs, domain="", **attrs):
+    return helper.make_node(op, ins, outs, domain=domain or None, **attrs)
+
+
+def randn(*shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def i64(*values):
+    return np.array(values, np.int64)
+
+
+# ---- signal: DFT-20, DFT-17 at Bluestein lengths, STFT, MelWeightMatrix --------
+
+def signal_cases():
+    real = randn(2, 12, 3, 1)
+    cplx = randn(2, 12, 3, 2)
+    for axis in (1, -3, 2, -2):
+        case(f"dft20_axis_input_{axis}".replace("-", "m"),
+             [node("DFT", ["x", "", "axis"], ["y"])], [("x", real)], [("y", F)], {"": 20},
+             initializers=[("axis", np.array(axis, np.int64))], atol=1e-4)
+    for n in (7, 12, 16, 30):
+        case(f"dft20_complex_length_{n}",
+             [node("DFT", ["x", "n", "axis"], ["y"])], [("x", cplx)], [("y", F)], {"": 20},
+             initializers=[("n", np.array(n, np.int64)), ("axis", np.array(1, np.int64))], atol=1e-4)
+    case("dft20_inverse_complex", [node("DFT", ["x", "", "axis"], ["y"], inverse=1)],
+         [("x", cplx)], [("y", F)], {"": 20}, initializers=[("axis", np.array(1, np.int64))],
+         atol=1e-4)
+    case("dft20_onesided_real_length_11",
+         [node("DFT", ["x", "n", "axis"], ["y"], onesided=1)], [("x", real)], [("y", F)],
+         {"": 20}, initializers=[("n", np.array(11, np.int64)), ("axis", np.array(1, np.int64))],
+         atol=1e-4)
+    case("dft17_bluestein_length_97", [node("DFT", ["x"], ["y"], axis=1)],
+         [("x", randn(1, 97, 2))], [("y", F)], {"": 17}, atol=1e-4)
+    case("dft17_double_onesided", [node("DFT", ["x"], ["y"], axis=1, onesided=1)],
+         [("x", randn(3, 20, 1, dtype=np.float64))], [("y", TensorProto.DOUBLE)], {"": 17})
+    signal = randn(2, 100, 1)
+    case("stft17_window_length_12_step_5",
+         [node("STFT", ["s", "step", "w"], ["y"])], [("s", signal)], [("y", F)], {"": 17},
+         initializers=[("step", np.array(5, np.int64)),
+                       ("w", np.hanning(12).astype(np.float32))], atol=1e-4)
+    case("stft17_two_sided_frame_length_input",
+         [node("STFT", ["s", "step", "", "len"], ["y"], onesided=0)], [("s", signal)],
+         [("y", F)], {"": 17},
+         initializers=[("step", np.array(9, np.int64)), ("len", np.array(16, np.int64))],
+         atol=1e-4)
+    case("melweightmatrix17_40_bins_512",
+         [node("MelWeightMatrix", ["m", "n", "sr", "lo", "hi"], ["y"])], [], [("y", F)], {"": 17},
+         initializers=[("m", np.array(40, np.int64)), ("n", np.array(512, np.int64)),
+                       ("sr", np.array(16000, np.int64)), ("lo", np.array(20, np.float32)),
+                       ("hi", np.array(8000, np.float32))])
+    error_case("dft17_onesided_complex_refused", [node("DFT", ["x"], ["y"], onesided=1)],
+               [("x", randn(1, 8, 2))], [("y", F)], {"": 17}, "onesided=1 needs a real input")
+    error_case("dft20_axis_on_the_complex_axis",
+               [node("DFT", ["x", "", "axis"], ["y"])], [("x", real)], [("y", F)], {"": 20},
+               "axis -1 is out of range", initializers=[("axis", np.array(-1, np.int64))])
+    error_case("stft17_frame_longer_than_signal",
+               [node("STFT", ["s", "step", "", "len"], ["y"])], [("s", randn(1, 10, 1))],
+               [("y", F)], {"": 17}, "frame length 16 must be in [1, 10]",
+               initializers=[("step", np.array(2, np.int64)), ("len", np.array(16, np.int64))])
+
+
+# ---- TfIdfVectorizer ----------------------------------------------------------
+
+def tfidf_cases():
+    words = np.array([["the", "cat", "sat", "on", "the", "mat"],
+                      ["a", "cat", "and", "a", "dog", "sat"]], dtype=object)
+    pool = ["cat", "sat", "the", "mat", "dog", "the", "cat", "a", "dog", "cat", "sat"]
+    attrs = dict(min_gram_length=1, max_gram_length=2, max_skip_count=1,
+                 ngram_counts=[0, 5], ngram_indexes=list(range(8)), pool_strings=pool)
+    for mode in ("TF", "IDF", "TFIDF"):
+        extra = {} if mode == "TF" else {"weights": [0.5, 1.5, 2.0, 0.25, 3.0, 1.0, 0.75, 2.5]}
+        case(f"tfidfvectorizer9_strings_{mode.lower()}",
+             [node("TfIdfVectorizer", ["x"], ["y"], mode=mode, **attrs, **extra)],
+             [("x", words)], [("y", F)], {"": 9})
+    ints = np.array([4, 1, 4, 2, 9, 4, 1, 7, 4, 2], np.int64)
+    case("tfidfvectorizer9_int64_trigrams_skip2",
+         [node("TfIdfVectorizer", ["x"], ["y"], mode="TF", min_gram_length=2, max_gram_length=3,
+               max_skip_count=2, ngram_counts=[0, 2, 6], ngram_indexes=[5, 4, 3, 2, 0],
+               pool_int64s=[4, 9, 4, 1, 4, 2, 4, 4, 4])],
+         [("x", ints)], [("y", F)], {"": 9})
+    error_case("tfidfvectorizer9_ngram_counts_split_a_bigram",
+               [node("TfIdfVectorizer", ["x"], ["y"], mode="TF", min_gram_length=2,
+                     max_gram_length=2, max_skip_count=0, ngram_counts=[0, 1],
+                     ngram_indexes=[0, 1], pool_int64s=[1, 2, 3, 4])],
+               [("x", ints)], [("y", F)], {"": 9}, "does not split the pool")
+    error_case("tfidfvectorizer9_unknown_mode",
+               [node("TfIdfVectorizer", ["x"], ["y"], mode="BM25", min_gram_length=1,
+                     max_gram_length=1, ngram_counts=[0], ngram_indexes=[0], pool_int64s=[1])],
+               [("x", ints)], [("y", F)], {"": 9}, "mode 'BM25' is not TF, IDF or TFIDF")
+
+
+# ---- RoiAlign -----------------------------------------------------------------
+
+def roialign_cases():
+    x = randn(2, 3, 10, 12)
+    rois = np.array([[0, 0, 9, 9], [1.5, 2.25, 7.5, 8.0], [3, 3, 3.4, 3.2], [-2, -1, 14, 11]],
+                    np.float32)
+    batch = i64(0, 1, 1, 0)
+    for mode in ("avg", "max"):
+        for ctm in ("half_pixel", "output_half_pixel"):
+            case(f"roialign16_{mode}_{ctm}_adaptive",
+                 [node("RoiAlign", ["x", "r", "b"], ["y"], mode=mode, output_height=3,
+                       output_width=4, spatial_scale=0.9, coordinate_transformation_mode=ctm)],
+                 [("x", x), ("r", rois), ("b", batch)], [("y", F)], {"": 16})
+    case("roialign10_avg_sampling_2", [node("RoiAlign", ["x", "r", "b"], ["y"], output_height=2,
+                                            output_width=2, sampling_ratio=2)],
+         [("x", x), ("r", rois), ("b", batch)], [("y", F)], {"": 10})
+    error_case("roialign16_batch_index_out_of_range",
+               [node("RoiAlign", ["x", "r", "b"], ["y"])],
+               [("x", x), ("r", rois), ("b", i64(0, 1, 2, 0))], [("y", F)], {"": 16},
+               "batch_indices[2] = 2 is outside [0, 2)")
+
+
+# ---- random generators (dtype and shape checked) -------------------------------
+
+def random_cases():
+    case("randomuniform1_seeded_shape", [node("RandomUniform", [], ["y"], shape=[3, 4], seed=2.0,
+                                              low=-1.0, high=3.0)], [], [("y", F)], {"": 1})
+    case("randomnormal1_double", [node("RandomNormal", [], ["y"], shape=[5], dtype=11)], [],
+         [("y", TensorProto.DOUBLE)], {"": 1})
+    x = randn(2, 3)
+    case("randomuniformlike1_from_input", [node("RandomUniformLike", ["x"], ["y"])], [("x", x)],
+         [("y", F)], {"": 1})
+    case("randomnormallike1_dtype_attribute",
+         [node("RandomNormalLike", ["x"], ["y"], dtype=11, seed=1.0)], [("x", x)],
+         [("y", TensorProto.DOUBLE)], {"": 1})
+    p = rng.uniform(0, 1, (4, 5)).astype(np.float32)
+    case("bernoulli15_int32_output", [node("Bernoulli", ["p"], ["y"], dtype=6, seed=3.0)],
+         [("p", p)], [("y", TensorProto.INT32)], {"": 15})
+    case("multinomial7_samples", [node("Multinomial", ["x"], ["y"], sample_size=6, seed=4.0)],
+         [("x", randn(3, 5))], [("y", TensorProto.INT32)], {"": 7})
+    error_case("randomuniform1_needs_shape", [node("RandomUniform", [], ["y"])], [],
+               [("y", F)], {"": 1}, "attribute 'shape' is required")
+    error_case("bernoulli15_probability_above_one", [node("Bernoulli", ["p"], ["y"])],
+               [("p", np.array([0.5, 1.5], np.float32))], [("y", F)], {"": 15},
+               "probability 1.5 at element 1 is outside [0, 1]")
+    error_case("multinomial7_float_output_refused",
+               [node("Multinomial", ["x"], ["y"], dtype=1)], [("x", randn(2, 3))], [("y", F)],
+               {"": 7}, "dtype float32 is not int32 or int64")
+
+
+# ---- Scan-8, SequenceMap ------------------------------------------------------
+
+def scan8_cases():
+    body = helper.make_graph(
+        [node("Add", ["s_in", "x_t"], ["s_out"]), node("Mul", ["s_out", "x_t"], ["y_t"])],
+        "body", [helper.make_tensor_value_info("s_in", F, [2]),
+                 helper.make_tensor_value_info("x_t", F, [2])],
+        [helper.make_tensor_value_info("s_out", F, [2]),
+         helper.make_tensor_value_info("y_t", F, [2])])
+    init = randn(3, 2)
+    xs = randn(3, 4, 2)
+    lens = i64(4, 2, 0)
+
+    def reference(feeds, reverse=False):
+        state, x, lengths = feeds["init"], feeds["xs"], feeds.get("lens", i64(4, 4, 4))
+        finals, ys = np.zeros_like(state), np.zeros_like(x)
+        for b in range(x.shape[0]):
+            s = state[b].copy()
+            for t in range(lengths[b]):
+                at = lengths[b] - 1 - t if reverse else t
+                s = s + x[b, at]
+                ys[b, t] = s * x[b, at]
+            finals[b] = s
+        return {"final": finals, "ys": ys}
+
+    case("scan8_sequence_lens_zero_padded",
+         [node("Scan", ["lens", "init", "xs"], ["final", "ys"], body=body, num_scan_inputs=1)],
+         [("lens", lens), ("init", init), ("xs", xs)], [("final", F), ("ys", F)], {"": 8},
+         reference=reference)
+    case("scan8_reverse_direction_no_lens",
+         [node("Scan", ["", "init", "xs"], ["final", "ys"], body=body, num_scan_inputs=1,
+               directions=[1])],
+         [("init", init), ("xs", xs)], [("final", F), ("ys", F)], {"": 8},
+         reference=lambda f: reference(f, reverse=True))
+    error_case("scan8_sequence_lens_too_long",
+               [node("Scan", ["lens", "init", "xs"], ["final", "ys"], body=body,
+                     num_scan_inputs=1)],
+               [("lens", i64(4, 5, 0)), ("init", init), ("xs", xs)], [("final", F), ("ys", F)],
+               {"": 8}, "sequence_lens[1] = 5 is outside [0, 4]")
+
+
+def sequence_map_cases():
+    body = helper.make_graph(
+        [node("Mul", ["item", "w"], ["scaled"]), node("ReduceSum", ["scaled"], ["total"],
+                                                      keepdims=0)],
+        "body", [helper.make_tensor_value_info("item", F, None),
+                 helper.make_tensor_value_info("w", F, None)],
+        [helper.make_tensor_value_info("scaled", F, None),
+         helper.make_tensor_value_info("total", F, None)])
+    seq = [randn(3), randn(3), randn(3)]
+    w = randn(3)
+    case("sequencemap17_sequence_and_tensor_two_outputs",
+         [node("SequenceMap", ["s", "w"], ["a", "b"], body=body)],
+         [("s", seq), ("w", w)], [("a", ("seq", F)), ("b", ("seq", F))], {"": 17},
+         reference=lambda f: {"a": [x * f["w"] for x in f["s"]],
+                              "b": [np.array(np.sum(x * f["w"]), np.float32) for x in f["s"]]})
+    error_case("sequencemap17_body_input_count_wrong",
+               [node("SequenceMap", ["s"], ["a", "b"], body=body)], [("s", seq)],
+               [("a", ("seq", F)), ("b", ("seq", F))], {"": 17},
+               "body declares 2 inputs; it must take 1", feed=False)
+    error_case("sequencemap17_sequences_of_different_lengths",
+               [node("SequenceMap", ["s", "t"], ["a", "b"], body=body)],
+               [("s", seq), ("t", seq[:2])], [("a", ("seq", F)), ("b", ("seq", F))], {"": 17},
+               "input 1 is a sequence of 2 items; input_sequence has 3")
+
+
+# ---- ai.onnx.preview.training (numpy references of the spec's formulas) --------
+
+def training_cases():
+    r, t = np.array(0.05, np.float32), np.array(3, np.int64)
+    x, g, h = randn(4), randn(4), np.abs(randn(4))
+    v = randn(4)
+    opsets = {"": 17, TRAINING: 1}
+
+    def adagrad(f):
+        rate = f["r"] / (1 + f["t"] * 0.1)
+        gr = 0.01 * f["x"] + f["g"]
+        hn = f["h"] + gr * gr
+        return {"xn": (f["x"] - rate * gr / (np.sqrt(hn) + 1e-3)).astype(np.float32),
+                "hn": hn.astype(np.float32)}
+    case("adagrad1_decay_and_norm", [node("Adagrad", ["r", "t", "x", "g", "h"], ["xn", "hn"],
+                                          TRAINING, decay_factor=0.1, epsilon=1e-3,
+                                          norm_coefficient=0.01)],
+         [("r", r), ("t", t), ("x", x), ("g", g), ("h", h)], [("xn", F), ("hn", F)], opsets,
+         reference=adagrad)
+
+    def adam(f):
+        gr = 0.02 * f["x"] + f["g"]
+        vn = 0.8 * f["v"] + 0.2 * gr
+        hn = 0.9 * f["h"] + 0.1 * gr * gr
+        rate = f["r"] * np.sqrt(1 - 0.9 ** 3) / (1 - 0.8 ** 3)
+        xn = (1 - 0.1) * (f["x"] - rate * vn / (np.sqrt(hn) + 1e-2))
+        return {"xn": xn.astype(np.float32), "vn": vn.astype(np.float32),
+                "hn": hn.astype(np.float32)}
+    case("adam1_step_3_post_norm",
+         [node("Adam", ["r", "t", "x", "g", "v", "h"], ["xn", "vn", "hn"], TRAINING, alpha=0.8,
+               beta=0.9, epsilon=1e-2, norm_coefficient=0.02, norm_coefficient_post=0.1)],
+         [("r", r), ("t", t), ("x", x), ("g", g), ("v", v), ("h", h)],
+         [("xn", F), ("vn", F), ("hn", F)], opsets, reference=adam)
+    error_case("momentum1_unknown_mode",
+               [node("Momentum", ["r", "t", "x", "g", "v"], ["xn", "vn"], TRAINING, alpha=0.9,
+                     beta=0.1, mode="heavy", norm_coefficient=0.0)],
+               [("r", r), ("t", t), ("x", x), ("g", g), ("v", v)], [("xn", F), ("vn", F)],
+               opsets, "mode 'heavy' is not 'standard' or 'nesterov'", feed=False)
+
+
+# ---- com.microsoft -------------------------------------------------------------
+
+def contrib_cases():
+    opsets = {"": 17, MS: 1}
+    x = randn(2, 3, 8) * 2
+    bias = randn(8)
+    case("ms_gelu", [node("Gelu", ["x"], ["y"], MS)], [("x", x)], [("y", F)], opsets)
+    case("ms_biasgelu", [node("BiasGelu", ["x", "b"], ["y"], MS)], [("x", x), ("b", bias)],
+         [("y", F)], opsets)
+    case("ms_fastgelu_with_bias", [node("FastGelu", ["x", "b"], ["y"], MS)],
+         [("x", x), ("b", bias)], [("y", F)], opsets, atol=1e-5)
+    case("ms_fastgelu", [node("FastGelu", ["x"], ["y"], MS)], [("x", x)], [("y", F)], opsets,
+         atol=1e-5)
+    case("ms_quickgelu_alpha", [node("QuickGelu", ["x"], ["y"], MS, alpha=1.5)], [("x", x)],
+         [("y", F)], opsets)
+    gamma, beta = randn(8), randn(8)
+    skip = randn(2, 3, 8)
+    case("ms_skiplayernormalization_all_outputs",
+         [node("SkipLayerNormalization", ["x", "s", "g", "be", "bi"], ["y", "", "", "sum"], MS,
+               epsilon=1e-5)],
+         [("x", x), ("s", skip), ("g", gamma), ("be", beta), ("bi", bias)],
+         [("y", F), ("sum", F)], opsets)
+    case("ms_skiplayernormalization_no_beta",
+         [node("SkipLayerNormalization", ["x", "s", "g"], ["y"], MS)],
+         [("x", x), ("s", skip), ("g", gamma)], [("y", F)], opsets)
+    case("layernormalization1_ort_contrib_at_opset_13",
+         [node("LayerNormalization", ["x", "g", "be"], ["y"], epsilon=1e-5)],
+         [("x", x), ("g", gamma), ("be", beta)], [("y", F)], {"": 13})
+
+    for qt, npt in (("uint8", np.uint8), ("int8", np.int8)):
+        lo, hi = np.iinfo(npt).min, np.iinfo(npt).max
+        a = rng.integers(lo, hi + 1, (2, 3, 4)).astype(npt)
+        b = rng.integers(lo, hi + 1, (3, 4)).astype(npt)
+        zp = lambda v: np.array(v, npt)  # noqa: E731
+        sc = lambda v: np.array(v, np.float32)  # noqa: E731
+        za, zb, zc = (zp(3), zp(-5 if qt == "int8" else 130), zp(10))
+        for op in ("QLinearAdd", "QLinearMul"):
+            case(f"ms_{op.lower()}_{qt}_broadcast",
+                 [node(op, ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"], MS)],
+                 [("a", a), ("b", b)], [("c", onnx_type(np.dtype(npt)))],
+                 opsets, initializers=[("sa", sc(0.05)), ("za", za), ("sb", sc(0.02)),
+                                       ("zb", zb), ("sc", sc(0.07 if op == "QLinearAdd" else 0.4)),
+                                       ("zc", zc)])
+        for op, extra in (("QLinearSigmoid", {}), ("QLinearLeakyRelu", {"alpha": 0.2})):
+            case(f"ms_{op.lower()}_{qt}",
+                 [node(op, ["x", "sx", "zx", "sy", "zy"], ["y"], MS, **extra)], [("x", a)],
+                 [("y", onnx_type(np.dtype(npt)))], opsets,
+                 initializers=[("sx", sc(0.06)), ("zx", za), ("sy", sc(0.01 if op == "QLinearSigmoid" else 0.05)),
+                               ("zy", zp(lo if op == "QLinearSigmoid" else 0))])
+        img = rng.integers(lo, hi + 1, (2, 3, 5, 4)).astype(npt)
+        for last in (0, 1):
+            case(f"ms_qlinearglobalaveragepool_{qt}_channels_last_{last}",
+                 [node("QLinearGlobalAveragePool", ["x", "sx", "zx", "sy", "zy"], ["y"], MS,
+                       channels_last=last)], [("x", img)],
+                 [("y", onnx_type(np.dtype(npt)))], opsets,
+                 initializers=[("sx", sc(0.1)), ("zx", za), ("sy", sc(0.08)), ("zy", zc)])
+        case(f"ms_qlinearconcat_{qt}_requantized",
+             [node("QLinearConcat", ["sy", "zy", "a", "sa", "za", "b", "sb", "zb", "a", "sy", "zy"],
+                   ["y"], MS, axis=1)],
+             [("a", a[:, :2]), ("b", a[:, 1:])],
+             [("y", onnx_type(np.dtype(npt)))], opsets,
+             initializers=[("sy", sc(0.05)), ("zy", zc), ("sa", sc(0.03)), ("za", za),
+                           ("sb", sc(0.11)), ("zb", zb)])
+        w = rng.integers(lo, hi + 1, (4, 5)).astype(npt)
+        case(f"ms_matmulintegertofloat_{qt}_per_column",
+             [node("MatMulIntegerToFloat", ["a", "w", "sa", "sw", "za", "zw", "bias"], ["y"], MS)],
+             [("a", a)], [("y", F)], opsets,
+             initializers=[("w", w), ("sa", sc(0.05)), ("sw", rng.uniform(0.01, 0.1, 5).astype(np.float32)),
+                           ("za", za), ("zw", rng.integers(lo, hi + 1, 5).astype(npt)),
+                           ("bias", randn(5))])
+        case(f"ms_dynamicquantizematmul_{qt}_weight",
+             [node("DynamicQuantizeMatMul", ["a", "w", "sw", "zw", "bias"], ["y"], MS)],
+             [("a", randn(2, 3, 4))], [("y", F)], opsets,
+             initializers=[("w", w), ("sw", sc(0.03)), ("zw", zp(0)), ("bias", randn(5))])
+    u8 = rng.integers(0, 256, (2, 4)).astype(np.uint8)
+    error_case("ms_qlinearadd_zero_scale_refused",
+               [node("QLinearAdd", ["a", "sa", "za", "a", "sa", "za", "sz", "za"], ["c"], MS)],
+               [("a", u8)], [("c", TensorProto.UINT8)], opsets,
+               "C_scale is 0; a positive finite scale expected",
+               initializers=[("sa", np.array(0.1, np.float32)), ("za", np.array(1, np.uint8)),
+                             ("sz", np.array(0, np.float32))], feed=False)
+    error_case("ms_qlinearmul_zero_point_type_mismatch",
+               [node("QLinearMul", ["a", "sa", "zi", "a", "sa", "", "sa", ""], ["c"], MS)],
+               [("a", u8)], [("c", TensorProto.UINT8)], opsets,
+               "A_zero_point has dtype int8; it must match the quantized data's uint8",
+               initializers=[("sa", np.array(0.1, np.float32)), ("zi", np.array(1, np.int8))],
+               feed=False)
+    error_case("ms_qlinearsigmoid_scale_zero_at_run_time",
+               [node("QLinearSigmoid", ["a", "s", "", "s", ""], ["c"], MS)],
+               [("a", u8), ("s", np.array(0, np.float32))], [("c", TensorProto.UINT8)], opsets,
+               "X_scale is 0; a positive finite scale expected")
+    error_case("ms_matmulintegertofloat_batched_weight_refused",
+               [node("MatMulIntegerToFloat", ["a", "w", "s", "s"], ["y"], MS)],
+               [("a", u8)], [("y", F)], opsets, "only a 2-D weight [K, N] is supported",
+               initializers=[("w", rng.integers(0, 256, (2, 4, 3)).astype(np.uint8)),
+                             ("s", np.array(0.1, np.float32))], feed=False)
+    error_case("ms_skiplayernormalization_gamma_wrong_size",
+               [node("SkipLayerNormalization", ["x", "s", "g"], ["y"], MS)],
+               [("x", x), ("s", skip), ("g", randn(7))], [("y", F)], opsets,
+               "gamma has 7 values; hidden size is 8")
+    error_case("ms_attention_refused_by_name",
+               [node("Attention", ["x", "w"], ["y"], MS, num_heads=2)],
+               [("x", x), ("w", randn(8, 24))], [("y", F)], opsets,
+               "Attention (com.microsoft opset 1)", feed=False)
+
+
+GROUPS = [signal_cases, tfidf_cases, roialign_cases, random_cases, scan8_cases,
+          sequence_map_cases, training_cases, contrib_cases]
+
+
+def main():
+    if not ort_reference.available():
+        sys.exit("onnxruntime-node is not installed: run `npm ci` first")
+    shutil.rmtree(OUT, ignore_errors=True)
+    os.makedirs(OUT)
+    for group in GROUPS:
+        group()
+    print("wrote %d cases to %s" % (len(os.listdir(OUT)), os.path.relpath(OUT)))
+
+
+if __name__ == "__main__":
+    main()
