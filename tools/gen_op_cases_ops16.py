@@ -465,7 +465,50 @@ def contrib_cases():
                "Attention (com.microsoft opset 1)", feed=False)
 
 
-GROUPS = [signal_cases, tfidf_cases, roialign_cases, random_cases, scan8_cases,
+# ---- GridSample-20 on 5-D volumes --------------------------------------------
+
+def grid_sample_nd_cases():
+    x = randn(2, 2, 3, 4, 5)
+    grid = rng.uniform(-1.2, 1.2, (2, 2, 3, 4, 3)).astype(np.float32)
+    for mode in ("nearest", "linear"):
+        for padding in ("zeros", "border", "reflection"):
+            for align in (0, 1):
+                case(f"gridsample20_5d_{mode}_{padding}_align{align}",
+                     [node("GridSample", ["x", "g"], ["y"], mode=mode, padding_mode=padding,
+                           align_corners=align)], [("x", x), ("g", grid)], [("y", F)],
+                     {"": 20}, atol=1e-5)
+    x3 = randn(1, 2, 7)
+    g3 = rng.uniform(-1.1, 1.1, (1, 5, 1)).astype(np.float32)
+
+    def cubic_1d(feeds):
+        # Keys' cubic convolution (a = -0.75) on one spatial axis, zeros
+        # padding, align_corners 0: the N-cubic rule at N = 1.
+        xs, gs = feeds["x"].astype(np.float64), feeds["g"].astype(np.float64)
+        n = xs.shape[2]
+        out = np.zeros((1, 2, 5))
+        for i in range(5):
+            pos = ((gs[0, i, 0] + 1) * n - 1) / 2
+            base = int(np.floor(pos))
+            t = pos - base
+            for j in range(4):
+                d = abs(t + 1 - j)
+                a = -0.75
+                w = ((a + 2) * d - (a + 3)) * d * d + 1 if d <= 1 else \
+                    ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+                at = base - 1 + j
+                if 0 <= at < n:
+                    out[0, :, i] += w * xs[0, :, at]
+        return {"y": out.astype(np.float32)}
+    case("gridsample20_3d_cubic_numpy_reference",
+         [node("GridSample", ["x", "g"], ["y"], mode="cubic")], [("x", x3), ("g", g3)],
+         [("y", F)], {"": 20}, reference=cubic_1d, atol=1e-5)
+    error_case("gridsample20_grid_last_axis_wrong",
+               [node("GridSample", ["x", "g"], ["y"])],
+               [("x", x), ("g", rng.uniform(-1, 1, (2, 2, 3, 4, 2)).astype(np.float32))],
+               [("y", F)], {"": 20}, "grid [N, spatial..., 3]")
+
+
+GROUPS = [grid_sample_nd_cases, signal_cases, tfidf_cases, roialign_cases, random_cases, scan8_cases,
           sequence_map_cases, training_cases, contrib_cases]
 
 

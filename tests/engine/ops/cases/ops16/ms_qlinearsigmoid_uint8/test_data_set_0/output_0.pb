@@ -1,1 +1,1 @@
-ByJWd_bddRd]?ddbW[bdddcdddd
+ByJ;dddddddddRdd`dc]ddddddd
