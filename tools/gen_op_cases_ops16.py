@@ -143,8 +143,14 @@ def signal_cases():
          [node("DFT", ["x", "n", "axis"], ["y"], onesided=1)], [("x", real)], [("y", F)],
          {"": 20}, initializers=[("n", np.array(11, np.int64)), ("axis", np.array(1, np.int64))],
          atol=1e-4)
+    def numpy_fft(feeds):
+        # ONNX Runtime sums length-97 DFTs directly in float32 (errors near
+        # 4e-4 here); numpy's double FFT is the sharper reference.
+        c = feeds["x"][..., 0].astype(np.float64) + 1j * feeds["x"][..., 1]
+        y = np.fft.fft(c, axis=1)
+        return {"y": np.stack([y.real, y.imag], -1).astype(np.float32)}
     case("dft17_bluestein_length_97", [node("DFT", ["x"], ["y"], axis=1)],
-         [("x", randn(1, 97, 2))], [("y", F)], {"": 17}, atol=1e-4)
+         [("x", randn(1, 97, 2))], [("y", F)], {"": 17}, reference=numpy_fft, atol=1e-5)
     case("dft17_double_onesided", [node("DFT", ["x"], ["y"], axis=1, onesided=1)],
          [("x", randn(3, 20, 1, dtype=np.float64))], [("y", TensorProto.DOUBLE)], {"": 17})
     signal = randn(2, 100, 1)
@@ -508,7 +514,38 @@ def grid_sample_nd_cases():
                [("y", F)], {"": 20}, "grid [N, spatial..., 3]")
 
 
-GROUPS = [grid_sample_nd_cases, signal_cases, tfidf_cases, roialign_cases, random_cases, scan8_cases,
+# ---- Resize-18 antialias -----------------------------------------------------
+
+def resize_antialias_cases():
+    x = randn(1, 2, 13, 17)
+    for mode in ("linear", "cubic"):
+        for scales in ([1, 1, 0.5, 0.5], [1, 1, 0.3, 0.71], [1, 1, 1.5, 0.4]):
+            tag = "_".join(str(v).replace(".", "p") for v in scales[2:])
+            case(f"resize18_antialias_{mode}_scales_{tag}",
+                 [node("Resize", ["x", "", "scales"], ["y"], mode=mode, antialias=1)],
+                 [("x", x)], [("y", F)], {"": 18}, atol=1e-5,
+                 initializers=[("scales", np.array(scales, np.float32))])
+    case("resize18_antialias_cubic_exclude_outside_sizes_axes",
+         [node("Resize", ["x", "", "", "sizes"], ["y"], mode="cubic", antialias=1,
+               exclude_outside=1, axes=[3, 2], cubic_coeff_a=-0.5)],
+         [("x", x)], [("y", F)], {"": 18}, atol=1e-5,
+         initializers=[("sizes", np.array([5, 4], np.int64))])
+    for ctm in ("pytorch_half_pixel", "asymmetric", "half_pixel_symmetric"):
+        for mode in ("linear", "cubic"):
+            case(f"resize19_antialias_{mode}_{ctm}",
+                 [node("Resize", ["x", "", "scales"], ["y"], mode=mode, antialias=1,
+                       coordinate_transformation_mode=ctm)],
+                 [("x", x)], [("y", F)], {"": 19}, atol=1e-5,
+                 initializers=[("scales", np.array([1, 1, 0.3, 0.71], np.float32))])
+    error_case("resize18_antialias_align_corners_refused",
+               [node("Resize", ["x", "", "scales"], ["y"], mode="linear", antialias=1,
+                     coordinate_transformation_mode="align_corners")],
+               [("x", x)], [("y", F)], {"": 18},
+               "antialias with coordinate_transformation_mode 'align_corners' is not supported",
+               initializers=[("scales", np.array([1, 1, 0.25, 0.6], np.float32))], feed=False)
+
+
+GROUPS = [resize_antialias_cases, grid_sample_nd_cases, signal_cases, tfidf_cases, roialign_cases, random_cases, scan8_cases,
           sequence_map_cases, training_cases, contrib_cases]
 
 

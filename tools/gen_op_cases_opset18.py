@@ -433,10 +433,7 @@ def resize_cases():
              [node("Resize", ["x", "", "scales"], ["y"], mode=mode,
                    coordinate_transformation_mode="half_pixel_symmetric")], [("x", x)],
              [("y", F)], 19, initializers=[("scales", np.array([1, 1, 1.7, 0.6], np.float32))])
-    error_case("resize18_antialias_linear_refused",
-               [node("Resize", ["x", "", "scales"], ["y"], mode="linear", antialias=1)],
-               [("x", x)], [("y", F)], 18, "antialias is not supported",
-               initializers=[("scales", np.array([1, 1, 0.5, 0.5], np.float32))], feed=False)
+    # antialias (Resize-18) is implemented: its cases are in gen_op_cases_ops16.py
     error_case("resize18_half_pixel_symmetric_needs_19",
                [node("Resize", ["x", "", "scales"], ["y"],
                      coordinate_transformation_mode="half_pixel_symmetric")],

@@ -3,7 +3,9 @@
  * Runtime's quantization tool writes (QOperator format), as its published
  * ContribOperators.md specifies them (version 1 of com.microsoft):
  *   QLinearAdd, QLinearMul: C = quantize(dequantize(A) op dequantize(B)),
- *       numpy broadcasting; A, B, C all uint8 or all int8;
+ *       numpy broadcasting; A, B, C all uint8 or all int8; the rounding is
+ *       ONNX Runtime's CPU kernels' (fixed point for Add, float for Mul, see
+ *       below), so results agree to the last bit, ties included;
  *   QLinearSigmoid, QLinearLeakyRelu (alpha 0.01): Y = quantize(f(dequantize(X)));
  *   QLinearGlobalAveragePool: the mean of each channel's plane (NCHW, or
  *       NHWC with channels_last = 1), requantized;
@@ -154,6 +156,67 @@ static int qbinary_prepare(op_node *node, ifd_error *err)
     return 0;
 }
 
+/* QLinearAdd's requantization as ONNX Runtime's x86 kernel (MLAS qladd.cpp)
+ * does it, in fixed point: with r = A_scale / C_scale and B_scale / C_scale
+ * (float), the larger ratio's exponent e sets a shift 21 - e; each ratio
+ * becomes an integer multiplier round(r * 2^shift); the sum
+ * m_A (a - a_zp) + m_B (b - b_zp) is shifted back rounding half away from
+ * zero, saturated to int16, the zero point added with int16 saturation, then
+ * saturated to the output type. Ratios outside [2^-14, 2^8), where that
+ * kernel's assumptions fail, take the exact float rule instead. */
+typedef struct qadd_fixed {
+    bool exact;           /* ratios out of the fixed-point range */
+    int32_t ma, mb, shift;
+} qadd_fixed;
+
+static qadd_fixed qadd_plan(float sa, float sb, float sc)
+{
+    qadd_fixed p = {0};
+    float rac = sa / sc, rbc = sb / sc;
+    const float lo = 6.103515625e-05f, hi = 256.0f;
+    if (rac < lo || rac >= hi || rbc < lo || rbc >= hi) {
+        p.exact = true;
+        return p;
+    }
+    float greater = rac > rbc ? rac : rbc;
+    uint32_t bits;
+    memcpy(&bits, &greater, sizeof(bits));
+    int32_t exponent = (int32_t)(bits >> 23) - 127;
+    p.shift = 21 - exponent;
+    float mantissa_scale = ldexpf(1.0f, p.shift);
+    p.ma = (int32_t)lrintf(rac * mantissa_scale);
+    p.mb = (int32_t)lrintf(rbc * mantissa_scale);
+    return p;
+}
+
+static inline int32_t saturate16(int64_t v)
+{
+    return v < -32768 ? -32768 : v > 32767 ? 32767 : (int32_t)v;
+}
+
+static inline double qadd_fixed_value(const qadd_fixed *p, int32_t a, int32_t za, int32_t b,
+                                      int32_t zb, int32_t zc, ifd_dtype d)
+{
+    int32_t acc = p->ma * (a - za) + p->mb * (b - zb);
+    int32_t mask = (int32_t)((1u << p->shift) - 1), threshold = mask >> 1;
+    int32_t remainder = (acc & mask) + (acc < 0 ? -1 : 0);
+    int32_t shifted = (acc >> p->shift) + (remainder > threshold ? 1 : 0);
+    int32_t v = saturate16((int64_t)saturate16(shifted) + zc);
+    return v < q_lo(d) ? q_lo(d) : v > q_hi(d) ? q_hi(d) : v;
+}
+
+/* QLinearMul as ONNX Runtime's x86 kernel (MLAS qlmul.cpp): the integer
+ * product (a - a_zp)(b - b_zp) times the float ratio A_scale B_scale /
+ * C_scale, plus the zero point, in float, rounded half to even, saturated. */
+static inline double qmul_value(float ratio, int32_t a, int32_t za, int32_t b, int32_t zb,
+                                int32_t zc, ifd_dtype d)
+{
+    float v = (float)((a - za) * (b - zb)) * ratio + (float)zc;
+    double r = nearbyintf(v);
+    r = r < -32768.0 ? -32768.0 : r > 32767.0 ? 32767.0 : r;
+    return r < q_lo(d) ? q_lo(d) : r > q_hi(d) ? q_hi(d) : r;
+}
+
 static int qbinary_run(op_ctx *ctx)
 {
     bool mul = strcmp(ctx->node->op_type, "QLinearMul") == 0;
@@ -172,13 +235,23 @@ static int qbinary_run(op_ctx *ctx)
         return -1;
     broadcast_strides(rank, dims, a->rank, a->dims, sa_str);
     broadcast_strides(rank, dims, b->rank, b->dims, sb_str);
+    qadd_fixed plan = qadd_plan((float)sa, (float)sb, (float)sc);
+    float ratio = (float)sa * (float)sb / (float)sc;
+    int32_t iza = (int32_t)za, izb = (int32_t)zb, izc = (int32_t)zc;
     size_t count = ifd_tensor_count(c);
     memset(idx, 0, sizeof(idx));
     int64_t ia = 0, ib = 0;
     for (size_t i = 0; i < count; i++) {
-        double va = (q_read(a->data, a->dtype, (size_t)ia) - za) * sa;
-        double vb = (q_read(b->data, b->dtype, (size_t)ib) - zb) * sb;
-        q_write(c->data, c->dtype, i, q_quantize(mul ? va * vb : va + vb, sc, zc, c->dtype));
+        int32_t qa = (int32_t)q_read(a->data, a->dtype, (size_t)ia);
+        int32_t qb = (int32_t)q_read(b->data, b->dtype, (size_t)ib);
+        double out;
+        if (mul)
+            out = qmul_value(ratio, qa, iza, qb, izb, izc, c->dtype);
+        else if (!plan.exact)
+            out = qadd_fixed_value(&plan, qa, iza, qb, izb, izc, c->dtype);
+        else
+            out = q_quantize((qa - za) * sa + (qb - zb) * sb, sc, zc, c->dtype);
+        q_write(c->data, c->dtype, i, out);
         for (int k = rank - 1; k >= 0; k--) {
             ia += sa_str[k], ib += sb_str[k];
             if (++idx[k] < dims[k])

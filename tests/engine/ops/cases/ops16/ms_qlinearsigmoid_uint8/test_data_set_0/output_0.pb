@@ -1,1 +1,1 @@
-ByJ;dddddddddRdd`dc]ddddddd
+ByJdId1_^8dadddcccdd]a.dddd
