@@ -262,6 +262,22 @@ def issue16_operator_seeds():
          numpy_helper.from_array(np.ones(3, np.float32), "g"),
          numpy_helper.from_array(np.arange(6, dtype=np.uint8).reshape(3, 2), "w2")],
         opsets=(("", 17), ("com.microsoft", 1)), ir=8))
+    # float8 and int4 (IR 9/10): a packed int4 weight, a float8 zero point in
+    # int32_data and casts through both kinds
+    w4 = onnx.TensorProto()
+    w4.name, w4.data_type, w4.raw_data = "w4", 22, bytes([0x7f, 0x81, 0x0c])
+    w4.dims.extend([5])
+    z8 = onnx.TensorProto()
+    z8.name, z8.data_type = "z8", 17
+    z8.int32_data.extend([0])
+    write("model_load", "float8_int4.onnx", model(
+        [helper.make_node("DequantizeLinear", ["w4", "s"], ["w"]),
+         helper.make_node("QuantizeLinear", ["x", "s", "z8"], ["q8"], saturate=0),
+         helper.make_node("Cast", ["q8"], ["c4"], to=21),
+         helper.make_node("Cast", ["c4"], ["y"], to=TensorProto.FLOAT)],
+        [tensor_vi("x", f, [5])], [tensor_vi("w", f, [5]), tensor_vi("y", f, [5])],
+        [numpy_helper.from_array(np.array(0.5, np.float32), "s"), w4, z8],
+        opsets=(("", 21),), ir=10))
 
 
 def value_seeds():

@@ -59,7 +59,8 @@ def write_model(name, nodes, inputs, outputs, opsets, initializers=()):
     graph = helper.make_graph(
         nodes, name, [value_info(n, a) for n, a in inputs],
         [output_info(n, t) for n, t in outputs],
-        [numpy_helper.from_array(a, n) for n, a in initializers])
+        [a if isinstance(a, onnx.TensorProto) else numpy_helper.from_array(a, n)
+         for n, a in initializers])
     model = helper.make_model(graph, producer_name="gen_op_cases_ops16")
     del model.opset_import[:]
     for domain, version in opsets.items():
@@ -545,7 +546,73 @@ def resize_antialias_cases():
                initializers=[("scales", np.array([1, 1, 0.25, 0.6], np.float32))], feed=False)
 
 
-GROUPS = [resize_antialias_cases, grid_sample_nd_cases, signal_cases, tfidf_cases, roialign_cases, random_cases, scan8_cases,
+# ---- float8 (19) and int4 (21) element types ---------------------------------
+# onnx 1.12's numpy_helper knows neither type, so every case keeps them inside
+# the graph (float in, float out) or in initializers written by hand.
+
+FLOAT8 = {"e4m3fn": 17, "e4m3fnuz": 18, "e5m2": 19, "e5m2fnuz": 20}
+
+
+def narrow_tensor(name, code, dims, int32_data):
+    """A TensorProto of a type onnx 1.12's helpers refuse, by hand."""
+    t = onnx.TensorProto()
+    t.name, t.data_type = name, code
+    t.dims.extend(dims)
+    t.int32_data.extend(int32_data)
+    return t
+
+
+def narrow_type_cases():
+    x = np.concatenate([randn(40) * 50, np.array(
+        [0, -0.0, 448, 449, 464, 480, 500, -1e6, 57344, 61440, 1e-3, -2e-3, 3.5e-5, np.inf,
+         -np.inf, np.nan, 240, 241, 248, 0.0625, 0.09375], np.float32)]).astype(np.float32)
+    for name, code in FLOAT8.items():
+        for saturate in (1, 0):
+            case(f"cast19_float_to_float8{name}_saturate{saturate}_and_back",
+                 [node("Cast", ["x"], ["q"], to=code, saturate=saturate),
+                  node("Cast", ["q"], ["y"], to=TensorProto.FLOAT)],
+                 [("x", x)], [("y", F)], {"": 19})
+        case(f"quantizelinear19_float8{name}_roundtrip",
+             [node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+              node("DequantizeLinear", ["q", "s", "z"], ["y"])],
+             [("x", x[:40])], [("y", F)], {"": 19},
+             initializers=[("s", np.array(0.5, np.float32)),
+                           ("z", narrow_tensor("z", code, [], [0]))])
+    for name, code in (("int4", 22), ("uint4", 21)):
+        lo, hi = (-8, 7) if name == "int4" else (0, 15)
+        values = rng.integers(lo, hi + 1, 15)
+        packed = bytes(((int(values[i]) & 15) | ((int(values[i + 1]) & 15) << 4) if i + 1 < 15
+                        else int(values[i]) & 15) for i in range(0, 15, 2))
+        w = onnx.TensorProto()
+        w.name, w.data_type, w.raw_data = "w", code, packed
+        w.dims.extend([3, 5])
+        # zero points in int32_data, packed two per entry as ONNX stores int4
+        zp = [lo + 1, 0, hi - 1]
+        zero = narrow_tensor("wz", code, [3], [(zp[0] & 15) | ((zp[1] & 15) << 4), zp[2] & 15])
+        case(f"dequantizelinear21_{name}_weight_initializer_per_axis",
+             [node("DequantizeLinear", ["w", "ws", "wz"], ["y"], axis=0)], [], [("y", F)],
+             {"": 21}, initializers=[("ws", np.array([0.5, 0.25, 2.0], np.float32)),
+                                     ("w", w), ("wz", zero)])
+        case(f"quantizelinear21_{name}_blocked_roundtrip",
+             [node("QuantizeLinear", ["x", "s"], ["q"], axis=1, block_size=2, output_dtype=code),
+              node("DequantizeLinear", ["q", "s"], ["y"], axis=1, block_size=2)],
+             [("x", randn(3, 6) * 4)], [("y", F)], {"": 21},
+             initializers=[("s", np.array([[0.5, 1.0, 0.25]] * 3, np.float32))])
+        # ONNX's reference clips then rounds half to even; ONNX Runtime 1.30
+        # wraps modulo 16 instead, so the numpy reference of the spec decides.
+        case(f"cast21_float_to_{name}_and_back",
+             [node("Cast", ["x"], ["q"], to=code), node("Cast", ["q"], ["y"], to=TensorProto.FLOAT)],
+             [("x", np.array([-9.7, -8.5, -7.5, -2.5, -0.4, 0.6, 1.5, 2.5, 6.9, 7.5, 15.2, 16.8,
+                              100], np.float32))], [("y", F)], {"": 21},
+             reference=lambda f, lo=lo, hi=hi: {
+                 "y": np.rint(np.clip(f["x"], lo, hi)).astype(np.float32)})
+    error_case("cast13_to_float8_refused_before_19",
+               [node("Cast", ["x"], ["q"], to=17), node("Cast", ["q"], ["y"], to=1)],
+               [("x", x)], [("y", F)], {"": 13}, "Cast-13 cannot cast to float8e4m3fn",
+               feed=False)
+
+
+GROUPS = [narrow_type_cases, resize_antialias_cases, grid_sample_nd_cases, signal_cases, tfidf_cases, roialign_cases, random_cases, scan8_cases,
           sequence_map_cases, training_cases, contrib_cases]
 
 

@@ -232,7 +232,7 @@ static ifd_status parse_type(loader *ld, const Onnx__TypeProto *tp, const char *
         const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
         info->kind = IFD_VALUE_TENSOR;
         info->dtype = (ifd_dtype)tt->elem_type;
-        if (tt->elem_type < IFD_FLOAT || tt->elem_type > IFD_BFLOAT16) {
+        if (tt->elem_type < IFD_FLOAT || tt->elem_type > IFD_INT4) {
             set_error(ld->err, "value '%s' has unknown element type %d", name, (int)tt->elem_type);
             return IFD_ERR_UNSUPPORTED;
         }

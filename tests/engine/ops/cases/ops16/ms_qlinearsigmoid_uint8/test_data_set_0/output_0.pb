@@ -1,1 +1,1 @@
-ByJdId1_^8dadddcccdd]a.dddd
+ByJdHddb^ddQdd;dcdddddddcdd
