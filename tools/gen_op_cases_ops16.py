@@ -612,7 +612,36 @@ def narrow_type_cases():
                feed=False)
 
 
-GROUPS = [narrow_type_cases, resize_antialias_cases, grid_sample_nd_cases, signal_cases, tfidf_cases, roialign_cases, random_cases, scan8_cases,
+# ---- ai.onnx.ml 4: LabelEncoder tensor attributes -------------------------------
+
+def label_encoder_cases():
+    ml = {"": 17, "ai.onnx.ml": 4}
+    words = np.array(["a", "b", "zebra", "c", "b"], dtype=object)
+    case("labelencoder4_string_to_int64_tensors",
+         [node("LabelEncoder", ["x"], ["y"], "ai.onnx.ml",
+               keys_tensor=numpy_helper.from_array(np.array(["a", "b", "c"], dtype=object)),
+               values_tensor=numpy_helper.from_array(i64(10, 20, 30)),
+               default_tensor=numpy_helper.from_array(i64(-7)))],
+         [("x", words)], [("y", TensorProto.INT64)], ml)
+    case("labelencoder4_int64_to_float_tensors",
+         [node("LabelEncoder", ["x"], ["y"], "ai.onnx.ml",
+               keys_tensor=numpy_helper.from_array(i64(1, 5, 9)),
+               values_tensor=numpy_helper.from_array(np.array([0.5, 1.5, 2.5], np.float32)),
+               default_tensor=numpy_helper.from_array(np.array([-1.0], np.float32)))],
+         [("x", i64(5, 1, 3, 9))], [("y", F)], ml)
+    case("labelencoder4_float_to_string_lists",
+         [node("LabelEncoder", ["x"], ["y"], "ai.onnx.ml", keys_floats=[0.5, 1.5],
+               values_strings=["half", "one and a half"], default_string="none")],
+         [("x", np.array([1.5, 0.5, 2.0], np.float32))], [("y", TensorProto.STRING)], ml)
+    error_case("labelencoder4_double_keys_refused",
+               [node("LabelEncoder", ["x"], ["y"], "ai.onnx.ml",
+                     keys_tensor=numpy_helper.from_array(np.array([1.0, 2.0])),
+                     values_tensor=numpy_helper.from_array(i64(1, 2)))],
+               [("x", np.array([1.0]))], [("y", TensorProto.INT64)], ml,
+               "keys_tensor of type float64 is not supported", feed=False)
+
+
+GROUPS = [label_encoder_cases, narrow_type_cases, resize_antialias_cases, grid_sample_nd_cases, signal_cases, tfidf_cases, roialign_cases, random_cases, scan8_cases,
           sequence_map_cases, training_cases, contrib_cases]
 
 

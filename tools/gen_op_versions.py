@@ -154,6 +154,14 @@ if 1 not in versions[("", "LayerNormalization")]:
     versions[("", "LayerNormalization")].add(1)
     arity[("", "LayerNormalization", 1)] = (2, 3, 1, 3, 0x3)
 
+# ai.onnx.ml 4 (onnx 1.15 Operators-ml.md): LabelEncoder-4 takes keys,
+# values and default as tensor attributes. (ml 5, TreeEnsemble, is not
+# implemented, so the domain stops at 4 and newer models are refused with
+# the supported range.)
+if 4 not in versions[("ai.onnx.ml", "LabelEncoder")]:
+    versions[("ai.onnx.ml", "LabelEncoder")].add(4)
+    arity[("ai.onnx.ml", "LabelEncoder", 4)] = (1, 1, 1, 1, 0x1)
+
 max_opset = {"": max(installed_opset, POST_1_12_OPSET)}
 for (domain, _), vs in versions.items():
     if domain:

@@ -211,7 +211,7 @@ static const schema_history histories[] = {
     {"ai.onnx.ml", "DictVectorizer", {1, 0}},
     {"ai.onnx.ml", "FeatureVectorizer", {1, 0}},
     {"ai.onnx.ml", "Imputer", {1, 0}},
-    {"ai.onnx.ml", "LabelEncoder", {1, 2, 0}},
+    {"ai.onnx.ml", "LabelEncoder", {1, 2, 4, 0}},
     {"ai.onnx.ml", "LinearClassifier", {1, 0}},
     {"ai.onnx.ml", "LinearRegressor", {1, 0}},
     {"ai.onnx.ml", "Normalizer", {1, 0}},
@@ -754,6 +754,7 @@ static const schema_arity arities[] = {
     {"ai.onnx.ml", "Imputer", 1, 1, 1, 1, 1, 0x1u},
     {"ai.onnx.ml", "LabelEncoder", 1, 1, 1, 1, 1, 0x1u},
     {"ai.onnx.ml", "LabelEncoder", 2, 1, 1, 1, 1, 0x1u},
+    {"ai.onnx.ml", "LabelEncoder", 4, 1, 1, 1, 1, 0x1u},
     {"ai.onnx.ml", "LinearClassifier", 1, 1, 1, 2, 2, 0x1u},
     {"ai.onnx.ml", "LinearRegressor", 1, 1, 1, 1, 1, 0x1u},
     {"ai.onnx.ml", "Normalizer", 1, 1, 1, 1, 1, 0x1u},
@@ -812,7 +813,7 @@ int64_t onnx_max_opset(const char *domain)
     if (strcmp(domain, "") == 0)
         return 21;
     if (strcmp(domain, "ai.onnx.ml") == 0)
-        return 3;
+        return 4;
     if (strcmp(domain, "ai.onnx.preview.training") == 0)
         return 1;
     if (strcmp(domain, "com.microsoft") == 0)
