@@ -133,6 +133,11 @@ void fft_plan_free(fft_plan *plan)
     free(plan);
 }
 
+size_t fft_plan_length(const fft_plan *plan)
+{
+    return plan->n;
+}
+
 size_t fft_scratch_doubles(const fft_plan *plan)
 {
     return plan->chirp_re ? 2 * plan->m : 0;

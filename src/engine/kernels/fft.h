@@ -23,6 +23,7 @@ typedef struct fft_plan fft_plan;
 /* A plan for length n >= 1, or NULL on OOM or a length too large. */
 fft_plan *fft_plan_new(size_t n);
 void fft_plan_free(fft_plan *plan);
+size_t fft_plan_length(const fft_plan *plan);
 /* Doubles of scratch fft_execute needs for this plan. */
 size_t fft_scratch_doubles(const fft_plan *plan);
 /* In place: X[k] = sum_j x[j] exp(-+2 pi i jk / n) (minus forward, plus

@@ -80,7 +80,39 @@ static int window_run(op_ctx *ctx)
 typedef struct dft_state {
     bool inverse, onesided;
     int64_t axis_attr;   /* DFT-17's attribute; DFT-20 reads input 2 */
+    fft_plan *plan;      /* built at load when the length is known; else per run */
 } dft_state;
+
+static void dft_free(void *p)
+{
+    dft_state *st = p;
+    if (st)
+        fft_plan_free(st->plan);
+    free(st);
+}
+
+/* The transform length known at load: dft_length when constant, else the
+ * input's (static) length along a known axis; 0 when not known. */
+static int64_t dft_static_length(const op_node *node, const dft_state *st)
+{
+    const value_info *x = node->inputs[0], *len = input_info(node, 1), *ax = input_info(node, 2);
+    if (len)
+        return len->constant && ifd_tensor_count(len->constant) == 1
+                   ? tensor_get_int64(len->constant, 0) : 0;
+    int64_t axis = st->axis_attr;
+    if (node->version >= 20) {
+        axis = -2;
+        if (ax && !(ax->constant && ifd_tensor_count(ax->constant) == 1))
+            return 0;
+        if (ax)
+            axis = tensor_get_int64(ax->constant, 0);
+    }
+    if (x->rank < 2 || axis < -x->rank || axis > x->rank - 2 || axis == -1)
+        return 0;
+    if (axis < 0)
+        axis += x->rank;
+    return x->dims[axis] > 0 ? x->dims[axis] : 0;
+}
 
 static int float_signal_dtype(ifd_dtype dtype)
 {
@@ -124,6 +156,11 @@ static int dft_prepare(op_node *node, ifd_error *err)
     set_output(node, 0, x->dtype, x->rank, NULL);
     if (x->rank > 0)
         node->outputs[0]->dims[x->rank - 1] = 2;
+    /* twiddles, bit reversal and Bluestein's chirp cost as much as one
+     * transform: made once here when the length is known */
+    int64_t n = dft_static_length(node, st);
+    if (n > 0 && n <= ((int64_t)1 << 26))
+        st->plan = fft_plan_new((size_t)n);
     return 0;
 }
 
@@ -199,13 +236,15 @@ static int dft_run(op_ctx *ctx)
         inner *= x->dims[k];
     if (outer == 0 || inner == 0)
         return 0;
-    fft_plan *plan = fft_plan_new((size_t)n);
+    bool own_plan = !st->plan || fft_plan_length(st->plan) != (size_t)n;
+    fft_plan *plan = own_plan ? fft_plan_new((size_t)n) : st->plan;
     if (!plan)
         return op_fail(ctx, "out of memory planning a length-%lld transform", (long long)n);
     size_t work = 2 * (size_t)n + fft_scratch_doubles(plan);
     double *buf = op_scratch(ctx, work * sizeof(double));
     if (!buf) {
-        fft_plan_free(plan);
+        if (own_plan)
+            fft_plan_free(plan);
         return -1;
     }
     double *re = buf, *im = buf + n, *scratch = buf + 2 * n;
@@ -230,7 +269,8 @@ static int dft_run(op_ctx *ctx)
             }
         }
     }
-    fft_plan_free(plan);
+    if (own_plan)
+        fft_plan_free(plan);
     return 0;
 }
 
@@ -256,6 +296,18 @@ static int stft_prepare(op_node *node, ifd_error *err)
     set_output(node, 0, x->dtype, 4, NULL);
     node->outputs[0]->dims[0] = x->rank == 3 ? x->dims[0] : -1;
     node->outputs[0]->dims[3] = 2;
+    /* the frame length is usually known at load (the window's length, or a
+     * constant frame_length): plan the transform once */
+    dft_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return op_prepare_fail(node, err, "out of memory");
+    node->state = st;
+    const value_info *len = input_info(node, 3);
+    int64_t n = window && window->rank == 1 && window->dims[0] > 0 ? window->dims[0]
+                : len && len->constant && ifd_tensor_count(len->constant) == 1
+                    ? tensor_get_int64(len->constant, 0) : 0;
+    if (n > 0 && n <= ((int64_t)1 << 26))
+        st->plan = fft_plan_new((size_t)n);
     return 0;
 }
 
@@ -296,14 +348,17 @@ static int stft_run(op_ctx *ctx)
         return -1;
     if (x->dims[0] == 0)
         return 0;
-    fft_plan *plan = fft_plan_new((size_t)frame_length);
+    const dft_state *st = ctx->node->state;
+    bool own_plan = !st->plan || fft_plan_length(st->plan) != (size_t)frame_length;
+    fft_plan *plan = own_plan ? fft_plan_new((size_t)frame_length) : st->plan;
     if (!plan)
         return op_fail(ctx, "out of memory planning a length-%lld transform",
                        (long long)frame_length);
     double *buf = op_scratch(ctx, (2 * (size_t)frame_length + fft_scratch_doubles(plan)) *
                                       sizeof(double));
     if (!buf) {
-        fft_plan_free(plan);
+        if (own_plan)
+            fft_plan_free(plan);
         return -1;
     }
     double *re = buf, *im = buf + frame_length, *scratch = buf + 2 * frame_length;
@@ -324,7 +379,8 @@ static int stft_run(op_ctx *ctx)
             }
         }
     }
-    fft_plan_free(plan);
+    if (own_plan)
+        fft_plan_free(plan);
     return 0;
 }
 
@@ -417,8 +473,8 @@ static const op_def defs[] = {
     {"", "HannWindow", 17, 17, window_prepare, window_run, free},
     {"", "HammingWindow", 17, 17, window_prepare, window_run, free},
     {"", "BlackmanWindow", 17, 17, window_prepare, window_run, free},
-    {"", "DFT", 17, 20, dft_prepare, dft_run, free},
-    {"", "STFT", 17, 17, stft_prepare, stft_run, NULL},
+    {"", "DFT", 17, 20, dft_prepare, dft_run, dft_free},
+    {"", "STFT", 17, 17, stft_prepare, stft_run, dft_free},
     {"", "MelWeightMatrix", 17, 17, mel_prepare, mel_run, free},
 };
 
