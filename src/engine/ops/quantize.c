@@ -201,6 +201,66 @@ static double read_float(const ifd_tensor *t, int64_t i)
     return tensor_get_double(t, (size_t)i);
 }
 
+/* Scales checked once, not once per element. */
+static int check_scales(op_ctx *ctx, const ifd_tensor *scale)
+{
+    int64_t n = ifd_tensor_count(scale);
+    for (int64_t k = 0; k < n; k++) {
+        double s = read_float(scale, k);
+        if (!(s > 0) || !isfinite(s))
+            return op_fail(ctx, "scale %lld is %g: scales must be positive and finite",
+                           (long long)k, s);
+    }
+    return 0;
+}
+
+/* The common QDQ case, float32 <-> uint8/int8 with float32 scales, on raw
+ * pointers: the generic path reads every element through tensor_get_double,
+ * which dominated quantized CNNs (realmodels' QDQ CNN, 70% of its time).
+ * Same arithmetic as the generic path: float32 quotient rounded half to
+ * even, float32 product. */
+static bool byte_quant(const ifd_tensor *x, ifd_dtype q, const ifd_tensor *scale)
+{
+    return x->dtype == IFD_FLOAT && scale->dtype == IFD_FLOAT &&
+           (q == IFD_UINT8 || q == IFD_INT8);
+}
+
+static void quantize_bytes(const ifd_tensor *x, const ifd_tensor *scale, const ifd_tensor *zp,
+                           const scale_map *m, ifd_tensor *y)
+{
+    const float *in = x->data, *s = scale->data;
+    int64_t n = ifd_tensor_count(x);
+    bool u8 = y->dtype == IFD_UINT8;
+    float lo = u8 ? 0.0f : -128.0f, hi = u8 ? 255.0f : 127.0f;
+    for (int64_t e = 0; e < n; e++) {
+        int64_t k = element_scale(m, e);
+        float z = zp ? (u8 ? (float)((const uint8_t *)zp->data)[k]
+                           : (float)((const int8_t *)zp->data)[k])
+                     : 0.0f;
+        float q = nearbyintf(in[e] / s[k]) + z;
+        q = q != q ? 0.0f : q < lo ? lo : q > hi ? hi : q;
+        if (u8)
+            ((uint8_t *)y->data)[e] = (uint8_t)q;
+        else
+            ((int8_t *)y->data)[e] = (int8_t)q;
+    }
+}
+
+static void dequantize_bytes(const ifd_tensor *x, const ifd_tensor *scale, const ifd_tensor *zp,
+                             const scale_map *m, ifd_tensor *y)
+{
+    const float *s = scale->data;
+    float *out = y->data;
+    int64_t n = ifd_tensor_count(x);
+    bool u8 = x->dtype == IFD_UINT8;
+    for (int64_t e = 0; e < n; e++) {
+        int64_t k = element_scale(m, e);
+        int32_t v = u8 ? ((const uint8_t *)x->data)[e] : ((const int8_t *)x->data)[e];
+        int32_t z = zp ? (u8 ? ((const uint8_t *)zp->data)[k] : ((const int8_t *)zp->data)[k]) : 0;
+        out[e] = (float)(v - z) * s[k];
+    }
+}
+
 static int quantize_run(op_ctx *ctx)
 {
     const quant_state *st = ctx->node->state;
@@ -211,6 +271,12 @@ static int quantize_run(op_ctx *ctx)
     ifd_tensor *y = op_output(ctx, 0, st->qtype, x->rank, x->dims);
     if (!y)
         return -1;
+    if (byte_quant(x, st->qtype, scale)) {
+        if (check_scales(ctx, scale))
+            return -1;
+        quantize_bytes(x, scale, zp, &m, y);
+        return 0;
+    }
     double lo, hi;
     qrange(st->qtype, &lo, &hi);
     int64_t n = ifd_tensor_count(x);
@@ -251,6 +317,10 @@ static int dequantize_run(op_ctx *ctx)
     ifd_tensor *y = op_output(ctx, 0, st->ftype, x->rank, x->dims);
     if (!y)
         return -1;
+    if (st->ftype == IFD_FLOAT && byte_quant(y, x->dtype, scale)) {
+        dequantize_bytes(x, scale, zp, &m, y);
+        return 0;
+    }
     int64_t n = ifd_tensor_count(x);
     for (int64_t e = 0; e < n; e++) {
         int64_t k = element_scale(&m, e);
