@@ -641,7 +641,60 @@ def label_encoder_cases():
                "keys_tensor of type float64 is not supported", feed=False)
 
 
-GROUPS = [label_encoder_cases, narrow_type_cases, resize_antialias_cases, grid_sample_nd_cases, signal_cases, tfidf_cases, roialign_cases, random_cases, scan8_cases,
+# ---- ai.onnx.ml 5: TreeEnsemble -------------------------------------------------
+
+def tree_ensemble_cases():
+    ml = {"": 17, "ai.onnx.ml": 5}
+    x = randn(12, 3)
+    # feature 0 feeds the membership node: integer categories, where the
+    # spec's exact test and ONNX Runtime's integer truncation agree
+    x[:, 0] = rng.integers(-2, 3, 12)
+    x[2, 1] = np.nan
+    x[5, 0] = 2.0
+    # two trees over 7 nodes: tree 0 = nodes 0-3, tree 1 = nodes 4-6; leaves 0-7
+    attrs = dict(
+        nodes_featureids=[0, 1, 2, 0, 2, 1, 0],
+        nodes_splits=numpy_helper.from_array(np.array([0.1, -0.3, 0.5, 2.0, 0.0, 0.7, -1.0],
+                                                      np.float32)),
+        nodes_modes=numpy_helper.from_array(np.array([0, 1, 2, 4, 3, 5, 6], np.uint8)),
+        nodes_truenodeids=[1, 0, 2, 3, 5, 4, 6],
+        nodes_trueleafs=[0, 1, 1, 1, 0, 1, 1],
+        nodes_falsenodeids=[2, 1, 3, 4, 6, 5, 7],
+        nodes_falseleafs=[0, 1, 0, 1, 0, 1, 1],
+        nodes_missing_value_tracks_true=[0, 1, 0, 0, 1, 0, 0],
+        membership_values=numpy_helper.from_array(np.array([2.0, -1.0, np.nan], np.float32)),
+        tree_roots=[0, 4],
+        leaf_targetids=[0, 1, 0, 1, 0, 1, 0, 1],
+        leaf_weights=numpy_helper.from_array(np.array([1.0, -2.0, 0.5, 3.0, -1.5, 2.5, 4.0, -0.25],
+                                                      np.float32)),
+        n_targets=2)
+    for aggregate in (0, 1, 2, 3):
+        case(f"treeensemble5_aggregate_{aggregate}",
+             [node("TreeEnsemble", ["x"], ["y"], "ai.onnx.ml", aggregate_function=aggregate,
+                   **attrs)], [("x", x)], [("y", F)], ml)
+    for transform in (1, 2, 3):
+        case(f"treeensemble5_post_transform_{transform}",
+             [node("TreeEnsemble", ["x"], ["y"], "ai.onnx.ml", post_transform=transform, **attrs)],
+             [("x", x)], [("y", F)], ml, atol=1e-6)
+    case("treeensemble5_double",
+         [node("TreeEnsemble", ["x"], ["y"], "ai.onnx.ml", **dict(
+             attrs, nodes_splits=numpy_helper.from_array(
+                 np.array([0.1, -0.3, 0.5, 2.0, 0.0, 0.7, -1.0], np.float64)),
+             leaf_weights=numpy_helper.from_array(
+                 np.array([1.0, -2.0, 0.5, 3.0, -1.5, 2.5, 4.0, -0.25], np.float64)),
+             membership_values=numpy_helper.from_array(np.array([2.0, -1.0, np.nan]))))],
+         [("x", x.astype(np.float64))], [("y", TensorProto.DOUBLE)], ml)
+    error_case("treeensemble5_leaf_target_out_of_range",
+               [node("TreeEnsemble", ["x"], ["y"], "ai.onnx.ml", **dict(attrs, n_targets=1))],
+               [("x", x)], [("y", F)], ml, "leaf_targetids[1] = 1 is outside [0, 1)", feed=False)
+    error_case("treeensemble5_cycle_refused",
+               [node("TreeEnsemble", ["x"], ["y"], "ai.onnx.ml", **dict(
+                   attrs, nodes_truenodeids=[1, 0, 0, 3, 5, 4, 6],
+                   nodes_trueleafs=[0, 1, 0, 1, 0, 1, 1]))],
+               [("x", x)], [("y", F)], ml, "reaches node 0 twice", feed=False)
+
+
+GROUPS = [tree_ensemble_cases, label_encoder_cases, narrow_type_cases, resize_antialias_cases, grid_sample_nd_cases, signal_cases, tfidf_cases, roialign_cases, random_cases, scan8_cases,
           sequence_map_cases, training_cases, contrib_cases]
 
 

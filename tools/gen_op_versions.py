@@ -155,12 +155,14 @@ if 1 not in versions[("", "LayerNormalization")]:
     arity[("", "LayerNormalization", 1)] = (2, 3, 1, 3, 0x3)
 
 # ai.onnx.ml 4 (onnx 1.15 Operators-ml.md): LabelEncoder-4 takes keys,
-# values and default as tensor attributes. (ml 5, TreeEnsemble, is not
-# implemented, so the domain stops at 4 and newer models are refused with
-# the supported range.)
+# values and default as tensor attributes; ai.onnx.ml 5 (onnx 1.16
+# Operators-ml.md): TreeEnsemble, the one tree operator with a flat layout.
 if 4 not in versions[("ai.onnx.ml", "LabelEncoder")]:
     versions[("ai.onnx.ml", "LabelEncoder")].add(4)
     arity[("ai.onnx.ml", "LabelEncoder", 4)] = (1, 1, 1, 1, 0x1)
+if 5 not in versions[("ai.onnx.ml", "TreeEnsemble")]:
+    versions[("ai.onnx.ml", "TreeEnsemble")].add(5)
+    arity[("ai.onnx.ml", "TreeEnsemble", 5)] = (1, 1, 1, 1, 0x1)
 
 max_opset = {"": max(installed_opset, POST_1_12_OPSET)}
 for (domain, _), vs in versions.items():

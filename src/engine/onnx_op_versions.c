@@ -219,6 +219,7 @@ static const schema_history histories[] = {
     {"ai.onnx.ml", "SVMClassifier", {1, 0}},
     {"ai.onnx.ml", "SVMRegressor", {1, 0}},
     {"ai.onnx.ml", "Scaler", {1, 0}},
+    {"ai.onnx.ml", "TreeEnsemble", {5, 0}},
     {"ai.onnx.ml", "TreeEnsembleClassifier", {1, 3, 0}},
     {"ai.onnx.ml", "TreeEnsembleRegressor", {1, 3, 0}},
     {"ai.onnx.ml", "ZipMap", {1, 0}},
@@ -762,6 +763,7 @@ static const schema_arity arities[] = {
     {"ai.onnx.ml", "SVMClassifier", 1, 1, 1, 2, 2, 0x1u},
     {"ai.onnx.ml", "SVMRegressor", 1, 1, 1, 1, 1, 0x1u},
     {"ai.onnx.ml", "Scaler", 1, 1, 1, 1, 1, 0x1u},
+    {"ai.onnx.ml", "TreeEnsemble", 5, 1, 1, 1, 1, 0x1u},
     {"ai.onnx.ml", "TreeEnsembleClassifier", 1, 1, 1, 2, 2, 0x1u},
     {"ai.onnx.ml", "TreeEnsembleClassifier", 3, 1, 1, 2, 2, 0x1u},
     {"ai.onnx.ml", "TreeEnsembleRegressor", 1, 1, 1, 1, 1, 0x1u},
@@ -813,7 +815,7 @@ int64_t onnx_max_opset(const char *domain)
     if (strcmp(domain, "") == 0)
         return 21;
     if (strcmp(domain, "ai.onnx.ml") == 0)
-        return 4;
+        return 5;
     if (strcmp(domain, "ai.onnx.preview.training") == 0)
         return 1;
     if (strcmp(domain, "com.microsoft") == 0)

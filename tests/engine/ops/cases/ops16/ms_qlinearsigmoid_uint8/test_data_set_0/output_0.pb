@@ -1,1 +1,1 @@
-ByJdHddb^ddQdd;dcdddddddcdd
+ByJdddddddc2dXcddb\[d]acbda
