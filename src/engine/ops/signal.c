@@ -77,6 +77,12 @@ static int window_run(op_ctx *ctx)
 
 /* ---- DFT ---------------------------------------------------------------- */
 
+/* Transforms planned at load are bounded: a plan is about 40 bytes a point
+ * of its power-of-two size, and a model's declared shape alone must not make
+ * the loader allocate gigabytes. Longer ones are planned per run, from the
+ * input actually given. */
+#define MAX_LOAD_PLAN ((int64_t)1 << 20)
+
 typedef struct dft_state {
     bool inverse, onesided;
     int64_t axis_attr;   /* DFT-17's attribute; DFT-20 reads input 2 */
@@ -159,7 +165,7 @@ static int dft_prepare(op_node *node, ifd_error *err)
     /* twiddles, bit reversal and Bluestein's chirp cost as much as one
      * transform: made once here when the length is known */
     int64_t n = dft_static_length(node, st);
-    if (n > 0 && n <= ((int64_t)1 << 26))
+    if (n > 0 && n <= MAX_LOAD_PLAN)
         st->plan = fft_plan_new((size_t)n);
     return 0;
 }
@@ -306,7 +312,7 @@ static int stft_prepare(op_node *node, ifd_error *err)
     int64_t n = window && window->rank == 1 && window->dims[0] > 0 ? window->dims[0]
                 : len && len->constant && ifd_tensor_count(len->constant) == 1
                     ? tensor_get_int64(len->constant, 0) : 0;
-    if (n > 0 && n <= ((int64_t)1 << 26))
+    if (n > 0 && n <= MAX_LOAD_PLAN)
         st->plan = fft_plan_new((size_t)n);
     return 0;
 }
