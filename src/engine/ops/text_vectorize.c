@@ -56,8 +56,10 @@ static void tfidf_free(void *p)
 
 static int string_compare(const ifd_string *a, const ifd_string *b)
 {
+    /* empty strings may have no bytes at all (data NULL), which memcmp must
+     * not see even for a zero length (fuzz_model_load finding) */
     size_t n = a->size < b->size ? a->size : b->size;
-    int c = memcmp(a->data, b->data, n);
+    int c = n ? memcmp(a->data, b->data, n) : 0;
     if (c != 0)
         return c;
     return a->size < b->size ? -1 : a->size > b->size;
