@@ -185,7 +185,8 @@ static int random_prepare(op_node *node, ifd_error *err)
         if (!shape_count((int)rank, shape, &count))
             return op_prepare_fail(node, err, "shape has a negative or too large dimension");
         st->rank = (int)rank;
-        memcpy(st->dims, shape, rank * sizeof(int64_t));
+        if (rank) /* an empty shape (a scalar) may come with no array at all */
+            memcpy(st->dims, shape, rank * sizeof(int64_t));
         set_output(node, 0, st->dtype, st->rank, st->dims);
     }
     return 0;
