@@ -200,6 +200,86 @@ def control_flow_and_opset21_seeds():
         opsets=(("", 21),), ir=10))
 
 
+def issue16_operator_seeds():
+    """The operators added for issue 16's last items: random generators (also
+    read by tests/engine/ops/test_random.c), signal transforms, TfIdf,
+    RoiAlign, Scan-8, SequenceMap, the optimisers and com.microsoft ops."""
+    f, i64 = TensorProto.FLOAT, TensorProto.INT64
+    write("model_load", "random_generators.onnx", model(
+        [helper.make_node("RandomUniform", [], ["u"], shape=[20000], low=-1.0, high=3.0, seed=7.0),
+         helper.make_node("RandomNormal", [], ["n"], shape=[20000], mean=2.0, scale=0.5, seed=8.0),
+         helper.make_node("RandomUniformLike", ["p"], ["free"]),
+         helper.make_node("Bernoulli", ["p"], ["b"], seed=9.0),
+         helper.make_node("Multinomial", ["logits"], ["m"], sample_size=20000, seed=10.0,
+                          dtype=i64)],
+        [tensor_vi("p", f, [20000]), tensor_vi("logits", f, [1, 3])],
+        [tensor_vi("u", f, [20000]), tensor_vi("n", f, [20000]), tensor_vi("free", f, [20000]),
+         tensor_vi("b", f, [20000]), tensor_vi("m", i64, [1, 20000])], opsets=(("", 15),), ir=8))
+    write("model_load", "signal_text_detection.onnx", model(
+        [helper.make_node("DFT", ["x", "", "axis"], ["spectrum"], onesided=1),
+         helper.make_node("STFT", ["sig", "step", "win"], ["frames"]),
+         helper.make_node("MelWeightMatrix", ["bins", "len", "sr", "lo", "hi"], ["mel"]),
+         helper.make_node("TfIdfVectorizer", ["tokens"], ["tf"], mode="TFIDF", min_gram_length=1,
+                          max_gram_length=2, max_skip_count=1, ngram_counts=[0, 2],
+                          ngram_indexes=[0, 1, 2], pool_int64s=[3, 5, 3, 5],
+                          weights=[1.0, 0.5, 2.0]),
+         helper.make_node("RoiAlign", ["img", "rois", "bi"], ["pooled"], output_height=2,
+                          output_width=2, mode="max")],
+        [tensor_vi("x", f, [2, 12, 1]), tensor_vi("sig", f, [1, 64, 1]),
+         tensor_vi("tokens", i64, [2, 6]), tensor_vi("img", f, [1, 2, 6, 6]),
+         tensor_vi("rois", f, [2, 4]), tensor_vi("bi", i64, [2])],
+        [tensor_vi("spectrum", f, None), tensor_vi("frames", f, None), tensor_vi("mel", f, None),
+         tensor_vi("tf", f, None), tensor_vi("pooled", f, None)],
+        [numpy_helper.from_array(np.array(1, np.int64), "axis"),
+         numpy_helper.from_array(np.array(8, np.int64), "step"),
+         numpy_helper.from_array(np.hanning(16).astype(np.float32), "win"),
+         numpy_helper.from_array(np.array(8, np.int64), "bins"),
+         numpy_helper.from_array(np.array(64, np.int64), "len"),
+         numpy_helper.from_array(np.array(8000, np.int64), "sr"),
+         numpy_helper.from_array(np.array(0, np.float32), "lo"),
+         numpy_helper.from_array(np.array(4000, np.float32), "hi")],
+        opsets=(("", 20),), ir=10))
+    u8 = TensorProto.UINT8
+    write("model_load", "contrib_microsoft.onnx", model(
+        [helper.make_node("QLinearAdd", ["a", "s", "z", "a", "s", "z", "s", "z"], ["sum"],
+                          domain="com.microsoft"),
+         helper.make_node("QLinearSigmoid", ["sum", "s", "z", "s", "z"], ["sig"],
+                          domain="com.microsoft"),
+         helper.make_node("QLinearConcat", ["s", "z", "sig", "s", "z", "a", "s", "z"], ["cat"],
+                          domain="com.microsoft", axis=1),
+         helper.make_node("MatMulIntegerToFloat", ["a", "w", "s", "s", "z", "z"], ["mm"],
+                          domain="com.microsoft"),
+         helper.make_node("SkipLayerNormalization", ["mm", "mm", "g"], ["ln"],
+                          domain="com.microsoft"),
+         helper.make_node("FastGelu", ["ln", "g"], ["fg"], domain="com.microsoft"),
+         helper.make_node("DynamicQuantizeMatMul", ["fg", "w2", "s"], ["dq"],
+                          domain="com.microsoft")],
+        [tensor_vi("a", u8, [1, 2, 4])],
+        [tensor_vi("cat", u8, None), tensor_vi("dq", f, None)],
+        [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+         numpy_helper.from_array(np.array(128, np.uint8), "z"),
+         numpy_helper.from_array(np.arange(12, dtype=np.uint8).reshape(4, 3), "w"),
+         numpy_helper.from_array(np.ones(3, np.float32), "g"),
+         numpy_helper.from_array(np.arange(6, dtype=np.uint8).reshape(3, 2), "w2")],
+        opsets=(("", 17), ("com.microsoft", 1)), ir=8))
+    # float8 and int4 (IR 9/10): a packed int4 weight, a float8 zero point in
+    # int32_data and casts through both kinds
+    w4 = onnx.TensorProto()
+    w4.name, w4.data_type, w4.raw_data = "w4", 22, bytes([0x7f, 0x81, 0x0c])
+    w4.dims.extend([5])
+    z8 = onnx.TensorProto()
+    z8.name, z8.data_type = "z8", 17
+    z8.int32_data.extend([0])
+    write("model_load", "float8_int4.onnx", model(
+        [helper.make_node("DequantizeLinear", ["w4", "s"], ["w"]),
+         helper.make_node("QuantizeLinear", ["x", "s", "z8"], ["q8"], saturate=0),
+         helper.make_node("Cast", ["q8"], ["c4"], to=21),
+         helper.make_node("Cast", ["c4"], ["y"], to=TensorProto.FLOAT)],
+        [tensor_vi("x", f, [5])], [tensor_vi("w", f, [5]), tensor_vi("y", f, [5])],
+        [numpy_helper.from_array(np.array(0.5, np.float32), "s"), w4, z8],
+        opsets=(("", 21),), ir=10))
+
+
 def value_seeds():
     write("value_decode", "tensor_raw.pb", numpy_helper.from_array(
         np.arange(6, dtype=np.float32).reshape(2, 3), "x"))
@@ -240,4 +320,5 @@ def value_seeds():
 if __name__ == "__main__":
     model_seeds()
     control_flow_and_opset21_seeds()
+    issue16_operator_seeds()
     value_seeds()

@@ -433,10 +433,7 @@ def resize_cases():
              [node("Resize", ["x", "", "scales"], ["y"], mode=mode,
                    coordinate_transformation_mode="half_pixel_symmetric")], [("x", x)],
              [("y", F)], 19, initializers=[("scales", np.array([1, 1, 1.7, 0.6], np.float32))])
-    error_case("resize18_antialias_linear_refused",
-               [node("Resize", ["x", "", "scales"], ["y"], mode="linear", antialias=1)],
-               [("x", x)], [("y", F)], 18, "antialias is not supported",
-               initializers=[("scales", np.array([1, 1, 0.5, 0.5], np.float32))], feed=False)
+    # antialias (Resize-18) is implemented: its cases are in gen_op_cases_ops16.py
     error_case("resize18_half_pixel_symmetric_needs_19",
                [node("Resize", ["x", "", "scales"], ["y"],
                      coordinate_transformation_mode="half_pixel_symmetric")],
@@ -878,10 +875,12 @@ def grid_sample_cases():
                 case(f"gridsample20_{mode}_{padding}_align{align}",
                      [node("GridSample", ["x", "g"], ["y"], mode=mode, padding_mode=padding,
                            align_corners=align)], [("x", x), ("g", grid)], [("y", F)], 20)
-    error_case("gridsample20_5d_refused",
+    # 5-D volumes came with GridSample-20 (cases in gen_op_cases_ops16.py);
+    # GridSample-16 stays 4-D.
+    error_case("gridsample16_5d_refused",
                [node("GridSample", ["x", "g"], ["y"])],
-               [("x", randn(1, 1, 2, 2, 2)), ("g", randn(1, 2, 2, 2, 3))], [("y", F)], 20,
-               "only 4-D X", feed=False)
+               [("x", randn(1, 1, 2, 2, 2)), ("g", randn(1, 2, 2, 2, 3))], [("y", F)], 16,
+               "GridSample-16 takes only 4-D X", feed=False)
     error_case("gridsample16_v20_mode_name_refused",
                [node("GridSample", ["x", "g"], ["y"], mode="linear")],
                [("x", x), ("g", grid)], [("y", F)], 16,

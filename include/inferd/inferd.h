@@ -60,7 +60,17 @@ typedef enum ifd_dtype {
     IFD_UINT64 = 13,
     IFD_COMPLEX64 = 14,
     IFD_COMPLEX128 = 15,
-    IFD_BFLOAT16 = 16
+    IFD_BFLOAT16 = 16,
+    /* IR 9 (opset 19) 8-bit floats: one byte each, as ONNX stores them. */
+    IFD_FLOAT8E4M3FN = 17,
+    IFD_FLOAT8E4M3FNUZ = 18,
+    IFD_FLOAT8E5M2 = 19,
+    IFD_FLOAT8E5M2FNUZ = 20,
+    /* IR 10 (opset 21) 4-bit integers. Files pack two per byte (low nibble
+     * first); in memory each element takes one byte (uint8 / int8 values in
+     * [0, 15] / [-8, 7]), so every operator reads them like bytes. */
+    IFD_UINT4 = 21,
+    IFD_INT4 = 22
 } ifd_dtype;
 
 /* A string element: bytes, not necessarily NUL-terminated UTF-8. A string

@@ -240,7 +240,7 @@ static ifd_status parse_type(loader *ld, const Onnx__TypeProto *tp, const char *
         const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
         info->kind = IFD_VALUE_TENSOR;
         info->dtype = (ifd_dtype)tt->elem_type;
-        if (tt->elem_type < IFD_FLOAT || tt->elem_type > IFD_BFLOAT16) {
+        if (tt->elem_type < IFD_FLOAT || tt->elem_type > IFD_INT4) {
             set_error(ld->err, "value '%s' has unknown element type %d", name, (int)tt->elem_type);
             return IFD_ERR_UNSUPPORTED;
         }
@@ -1309,6 +1309,7 @@ static ifd_status check_arity(loader *ld, const op_node *op)
         "Identity",       "OptionalHasElement", "OptionalGetElement", "DictVectorizer",
         "CastMap",        "SequenceAt",         "SequenceInsert",     "SequenceErase",
         "SequenceLength", "ConcatFromSequence", "Loop",     "Optional",
+        "SequenceMap",
     };
     bool any_kind = false;
     for (size_t i = 0; i < sizeof(takes_any_kind) / sizeof(takes_any_kind[0]); i++)

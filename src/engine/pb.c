@@ -259,7 +259,17 @@ static ifd_status read_external(const Onnx__TensorProto *tp, const char *base_di
 
 /* ---- TensorProto --------------------------------------------------------- */
 
-static bool dtype_known(int32_t t) { return t >= IFD_FLOAT && t <= IFD_BFLOAT16; }
+static bool dtype_known(int32_t t) { return t >= IFD_FLOAT && t <= IFD_INT4; }
+
+/* int4/uint4 come packed two per byte, low nibble first; in memory each
+ * element takes a byte (sign-extended for int4). */
+static void unpack_int4(ifd_dtype dtype, const uint8_t *packed, size_t count, uint8_t *out)
+{
+    for (size_t i = 0; i < count; i++) {
+        uint8_t nibble = (uint8_t)((packed[i / 2] >> (4 * (i & 1))) & 0x0f);
+        out[i] = dtype == IFD_INT4 && (nibble & 0x08) ? (uint8_t)(nibble | 0xf0) : nibble;
+    }
+}
 
 ifd_status pb_tensor_take(Onnx__TensorProto *tp, const char *base_dir, ifd_tensor *t,
                           ifd_error *err)
@@ -334,7 +344,26 @@ ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor 
             set_error(err, "tensor '%s': string tensors cannot use external data", name);
             return IFD_ERR_INVALID_MODEL;
         }
+        if (dtype_is_int4(dtype)) {
+            set_error(err, "tensor '%s': %s tensors in external data are not supported", name,
+                      ifd_dtype_name(dtype));
+            return IFD_ERR_UNSUPPORTED;
+        }
         return read_external(tp, base_dir, t, dtype, rank, dims, bytes, name, err);
+    }
+    if (tp->has_raw_data && dtype_is_int4(dtype)) {
+        size_t packed = (count + 1) / 2;
+        if (tp->raw_data.len != packed) {
+            set_error(err, "tensor '%s': raw_data has %zu bytes, shape %s of %s needs %zu (two "
+                      "values a byte)", name, tp->raw_data.len,
+                      shape_to_string(rank, dims, shape, sizeof(shape)), ifd_dtype_name(dtype),
+                      packed);
+            return IFD_ERR_INVALID_MODEL;
+        }
+        st = tensor_alloc(t, dtype, rank, dims, name, err);
+        if (st == IFD_OK)
+            unpack_int4(dtype, tp->raw_data.data, count, t->data);
+        return st;
     }
     if (tp->has_raw_data && dtype != IFD_STRING) {
         if (tp->raw_data.len != bytes) {
@@ -358,8 +387,13 @@ ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor 
     case IFD_INT64: have = tp->n_int64_data; break;
     case IFD_UINT32: case IFD_UINT64: have = tp->n_uint64_data; break;
     case IFD_STRING: have = tp->n_string_data; break;
+    case IFD_UINT4: case IFD_INT4: have = tp->n_int32_data * 2; break;
     default: have = tp->n_int32_data; break;
     }
+    /* int32_data holds int4 values packed two per entry: an odd count
+     * leaves the last high nibble unused */
+    if (dtype_is_int4(dtype) && have == count + 1 && count % 2 == 1)
+        have = count;
     if (have != count * per_element) {
         set_error(err, "tensor '%s': holds %zu values, shape %s needs %zu", name, have,
                   shape_to_string(rank, dims, shape, sizeof(shape)), count * per_element);
@@ -390,6 +424,17 @@ ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor 
             ((uint16_t *)t->data)[i] = (uint16_t)tp->int32_data[i];
             break;
         case IFD_UINT8: ((uint8_t *)t->data)[i] = (uint8_t)tp->int32_data[i]; break;
+        case IFD_FLOAT8E4M3FN: case IFD_FLOAT8E4M3FNUZ: case IFD_FLOAT8E5M2:
+        case IFD_FLOAT8E5M2FNUZ:
+            ((uint8_t *)t->data)[i] = (uint8_t)tp->int32_data[i];
+            break;
+        case IFD_UINT4: case IFD_INT4: {
+            uint8_t byte = (uint8_t)tp->int32_data[i / 2];
+            uint8_t nibble = (uint8_t)((byte >> (4 * (i & 1))) & 0x0f);
+            ((uint8_t *)t->data)[i] =
+                dtype == IFD_INT4 && (nibble & 0x08) ? (uint8_t)(nibble | 0xf0) : nibble;
+            break;
+        }
         case IFD_BOOL: ((uint8_t *)t->data)[i] = tp->int32_data[i] != 0; break;
         case IFD_STRING:
             if (!string_set(&((ifd_string *)t->data)[i], (const char *)tp->string_data[i].data,
@@ -662,6 +707,17 @@ static bool tensor_to_pb(const ifd_tensor *t, const char *name, Onnx__TensorProt
             tp->string_data[i].data = (uint8_t *)strings[i].data;
             tp->string_data[i].len = strings[i].size;
         }
+    } else if (dtype_is_int4(t->dtype)) {
+        /* files hold int4 packed two per byte, low nibble first */
+        uint8_t *packed = scratch_alloc(s, (count + 1) / 2 + 1);
+        if (!packed)
+            return false;
+        memset(packed, 0, (count + 1) / 2 + 1);
+        for (size_t i = 0; i < count; i++)
+            packed[i / 2] |= (uint8_t)((((const uint8_t *)t->data)[i] & 0x0f) << (4 * (i & 1)));
+        tp->has_raw_data = 1;
+        tp->raw_data.data = packed;
+        tp->raw_data.len = (count + 1) / 2;
     } else {
         tp->has_raw_data = 1;
         tp->raw_data.data = t->data;

@@ -16,6 +16,8 @@ size_t ifd_dtype_size(ifd_dtype dtype)
     switch (dtype) {
     case IFD_FLOAT: case IFD_INT32: case IFD_UINT32: return 4;
     case IFD_UINT8: case IFD_INT8: case IFD_BOOL: return 1;
+    case IFD_FLOAT8E4M3FN: case IFD_FLOAT8E4M3FNUZ: case IFD_FLOAT8E5M2:
+    case IFD_FLOAT8E5M2FNUZ: case IFD_UINT4: case IFD_INT4: return 1;
     case IFD_UINT16: case IFD_INT16: case IFD_FLOAT16: case IFD_BFLOAT16: return 2;
     case IFD_INT64: case IFD_UINT64: case IFD_DOUBLE: case IFD_COMPLEX64: return 8;
     case IFD_COMPLEX128: return 16;
@@ -43,6 +45,12 @@ const char *ifd_dtype_name(ifd_dtype dtype)
     case IFD_COMPLEX64: return "complex64";
     case IFD_COMPLEX128: return "complex128";
     case IFD_BFLOAT16: return "bfloat16";
+    case IFD_FLOAT8E4M3FN: return "float8e4m3fn";
+    case IFD_FLOAT8E4M3FNUZ: return "float8e4m3fnuz";
+    case IFD_FLOAT8E5M2: return "float8e5m2";
+    case IFD_FLOAT8E5M2FNUZ: return "float8e5m2fnuz";
+    case IFD_UINT4: return "uint4";
+    case IFD_INT4: return "int4";
     default: return "undefined";
     }
 }
@@ -279,6 +287,173 @@ bool tensor_read_int64s(const ifd_tensor *t, int64_t *out, size_t max, size_t *c
     return true;
 }
 
+/* ---- float8 (ONNX 1.14 docs/technical/float8.md) --------------------------
+ * E4M3FN: bias 7, no infinity, NaN S.1111.111, largest 448. E4M3FNUZ: bias
+ * 8, no infinity or negative zero, NaN 0x80, largest 240. E5M2: bias 15,
+ * IEEE-like with infinities, largest 57344. E5M2FNUZ: bias 16, NaN 0x80, no
+ * infinity, largest 57344. */
+typedef struct float8_format {
+    int mantissa_bits, bias;
+    bool fnuz, has_inf;
+} float8_format;
+
+static float8_format float8_of(ifd_dtype type)
+{
+    switch (type) {
+    case IFD_FLOAT8E4M3FN: return (float8_format){3, 7, false, false};
+    case IFD_FLOAT8E4M3FNUZ: return (float8_format){3, 8, true, false};
+    case IFD_FLOAT8E5M2: return (float8_format){2, 15, false, true};
+    default: return (float8_format){2, 16, true, false};
+    }
+}
+
+static bool float8_is_nan_code(const float8_format *f, uint8_t bits)
+{
+    if (f->fnuz)
+        return bits == 0x80;
+    if (f->has_inf) /* E5M2: exponent all ones, mantissa not zero */
+        return (bits & 0x7c) == 0x7c && (bits & 0x03) != 0;
+    return (bits & 0x7f) == 0x7f; /* E4M3FN */
+}
+
+double float8_to_double(ifd_dtype type, uint8_t bits)
+{
+    float8_format f = float8_of(type);
+    if (float8_is_nan_code(&f, bits))
+        return NAN;
+    int m = f.mantissa_bits, e_bits = 7 - m;
+    int exponent = (bits >> m) & ((1 << e_bits) - 1), mantissa = bits & ((1 << m) - 1);
+    double sign = bits & 0x80 ? -1.0 : 1.0;
+    if (f.has_inf && exponent == (1 << e_bits) - 1)
+        return sign * INFINITY;
+    if (exponent == 0)
+        return sign * ldexp((double)mantissa, 1 - f.bias - m);
+    return sign * ldexp((double)((1 << m) | mantissa), exponent - f.bias - m);
+}
+
+/* The rounding of the float8 reference conversions (onnx.helper's
+ * float32_to_float8e4m3 / float32_to_float8e5m2, which ONNX Runtime follows
+ * bit for bit): the float32's bits are cut to the target's mantissa and
+ * rounded to nearest even; a value that would round onto the code above the
+ * largest finite one saturates to it (saturate) or becomes NaN, or infinity
+ * for E5M2 beyond its range — including the reference's quirk that E4M3FN
+ * cuts 0x7F (NaN) back to 0x7E before rounding. */
+static bool round_bit_up(uint32_t m, uint32_t mask)
+{
+    return (m & mask) && ((m & (mask << 1)) || (m & (mask - 1)));
+}
+
+static uint8_t float8_e4m3(float x, bool uz, bool saturate)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof(b));
+    uint32_t ret = (b & 0x80000000u) >> 24;
+    if ((b & 0x7fc00000u) == 0x7fc00000u)
+        return uz ? 0x80 : (uint8_t)(0x7f | ret);
+    if (isinf(x))
+        return uz ? (saturate ? (uint8_t)(ret | 0x7f) : 0x80)
+                  : (uint8_t)(saturate ? (ret | 0x7e) : (ret | 0x7f));
+    uint32_t e = (b & 0x7f800000u) >> 23, m = b & 0x007fffffu;
+    int bias_shift = uz ? 119 : 120; /* 127 - target bias */
+    uint32_t top = uz ? 0x7f : 0x7e;
+    if (e == 0)
+        return (uint8_t)(uz ? 0 : ret); /* zero and float32 denormals */
+    if ((int)e < bias_shift - 3) {
+        /* below half the smallest denormal: zero */
+    } else if ((int)e < bias_shift + 1) {
+        int ex = (int)e - bias_shift; /* -3 .. 0 */
+        if (ex >= -2) {
+            ret |= 1u << (2 + ex);
+            ret |= m >> (21 - ex);
+        } else if (m > 0) {
+            ret |= 1;
+        }
+        uint32_t mask = 1u << (20 - ex);
+        if ((m & mask) && ((ret & 1) || (m & (mask - 1)) > 0 ||
+                           ((m & (mask << 1)) && (m & (mask - 1)) == 0)))
+            ret += 1;
+    } else if ((int)e < bias_shift + 16) {
+        int ex = (int)e - bias_shift;
+        ret |= (uint32_t)ex << 3;
+        ret |= m >> 20;
+        if (!uz && (ret & 0x7f) == 0x7f)
+            ret &= 0xfe;
+        if (round_bit_up(m, 0x80000u)) {
+            if ((ret & 0x7f) < top)
+                ret += 1;
+            else if (!saturate)
+                return uz ? 0x80 : (uint8_t)(ret | 0x7f);
+        }
+    } else {
+        if (!saturate)
+            return uz ? 0x80 : (uint8_t)(ret | 0x7f);
+        ret |= top;
+    }
+    if (uz && (ret & 0x7f) == 0)
+        return 0; /* FNUZ has no negative zero */
+    return (uint8_t)ret;
+}
+
+static uint8_t float8_e5m2(float x, bool uz, bool saturate)
+{
+    uint32_t b;
+    memcpy(&b, &x, sizeof(b));
+    uint32_t ret = (b & 0x80000000u) >> 24;
+    if ((b & 0x7fc00000u) == 0x7fc00000u)
+        return uz ? 0x80 : (uint8_t)(0x7f | ret);
+    if (isinf(x))
+        return uz ? (saturate ? (uint8_t)(ret | 0x7f) : 0x80)
+                  : (uint8_t)(saturate ? (ret | 0x7b) : (ret | 0x7c));
+    uint32_t e = (b & 0x7f800000u) >> 23, m = b & 0x007fffffu;
+    int bias_shift = uz ? 111 : 112;
+    uint32_t top = uz ? 0x7f : 0x7b;
+    if (e == 0)
+        return (uint8_t)(uz ? 0 : ret);
+    if ((int)e < bias_shift - 2) {
+        /* zero */
+    } else if ((int)e < bias_shift + 1) {
+        int ex = (int)e - bias_shift; /* -2 .. 0 */
+        if (ex >= -1) {
+            ret |= 1u << (1 + ex);
+            ret |= m >> (22 - ex);
+        } else if (m > 0) {
+            ret |= 1;
+        }
+        uint32_t mask = 1u << (21 - ex);
+        if ((m & mask) && ((ret & 1) || (m & (mask - 1)) > 0 ||
+                           ((m & (mask << 1)) && (m & (mask - 1)) == 0)))
+            ret += 1;
+    } else if (e < 143) { /* the largest exponent, 15, for both E5M2 forms */
+        int ex = (int)e - bias_shift;
+        ret |= (uint32_t)ex << 2;
+        ret |= m >> 21;
+        if (round_bit_up(m, 0x100000u)) {
+            if ((ret & 0x7f) < top)
+                ret += 1;
+            else if (!saturate)
+                return uz ? 0x80 : (uint8_t)(ret | 0x7f);
+        }
+    } else {
+        if (!saturate)
+            return uz ? 0x80 : (uint8_t)(ret | 0x7c);
+        ret |= top;
+    }
+    if (uz && (ret & 0x7f) == 0)
+        return 0;
+    return (uint8_t)ret;
+}
+
+uint8_t float8_from_double(ifd_dtype type, double v, bool saturate)
+{
+    float x = (float)v;
+    switch (type) {
+    case IFD_FLOAT8E4M3FN: return float8_e4m3(x, false, saturate);
+    case IFD_FLOAT8E4M3FNUZ: return float8_e4m3(x, true, saturate);
+    case IFD_FLOAT8E5M2: return float8_e5m2(x, false, saturate);
+    default: return float8_e5m2(x, true, saturate);
+    }
+}
+
 double tensor_get_double(const ifd_tensor *t, size_t i)
 {
     switch (t->dtype) {
@@ -294,6 +469,10 @@ double tensor_get_double(const ifd_tensor *t, size_t i)
     case IFD_UINT16: return ((const uint16_t *)t->data)[i];
     case IFD_UINT32: return ((const uint32_t *)t->data)[i];
     case IFD_UINT64: return (double)((const uint64_t *)t->data)[i];
+    case IFD_FLOAT8E4M3FN: case IFD_FLOAT8E4M3FNUZ: case IFD_FLOAT8E5M2: case IFD_FLOAT8E5M2FNUZ:
+        return float8_to_double(t->dtype, ((const uint8_t *)t->data)[i]);
+    case IFD_UINT4: return ((const uint8_t *)t->data)[i];
+    case IFD_INT4: return ((const int8_t *)t->data)[i];
     default: return 0.0;
     }
 }
@@ -360,6 +539,11 @@ void tensor_set_double(ifd_tensor *t, size_t i, double v)
     case IFD_UINT16: ((uint16_t *)t->data)[i] = (uint16_t)saturate_uint64(v, UINT16_MAX); break;
     case IFD_UINT32: ((uint32_t *)t->data)[i] = (uint32_t)saturate_uint64(v, UINT32_MAX); break;
     case IFD_UINT64: ((uint64_t *)t->data)[i] = saturate_uint64(v, UINT64_MAX); break;
+    case IFD_FLOAT8E4M3FN: case IFD_FLOAT8E4M3FNUZ: case IFD_FLOAT8E5M2: case IFD_FLOAT8E5M2FNUZ:
+        ((uint8_t *)t->data)[i] = float8_from_double(t->dtype, v, true);
+        break;
+    case IFD_UINT4: ((uint8_t *)t->data)[i] = (uint8_t)saturate_uint64(v, 15); break;
+    case IFD_INT4: ((int8_t *)t->data)[i] = (int8_t)saturate_int64(v, -8, 7); break;
     default: break;
     }
 }

@@ -56,6 +56,18 @@ int64_t tensor_get_int64(const ifd_tensor *t, size_t i);
  * with float16/bfloat16 rounding to nearest even). */
 void tensor_set_double(ifd_tensor *t, size_t i, double v);
 
+/* float8 (the four IFD_FLOAT8* types) to and from double. */
+double float8_to_double(ifd_dtype type, uint8_t bits);
+uint8_t float8_from_double(ifd_dtype type, double v, bool saturate);
+static inline bool dtype_is_float8(ifd_dtype d)
+{
+    return d >= IFD_FLOAT8E4M3FN && d <= IFD_FLOAT8E5M2FNUZ;
+}
+static inline bool dtype_is_int4(ifd_dtype d)
+{
+    return d == IFD_UINT4 || d == IFD_INT4;
+}
+
 float half_to_float(uint16_t h);
 uint16_t float_to_half(float f);
 float bfloat16_to_float(uint16_t b);

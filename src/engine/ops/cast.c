@@ -400,12 +400,43 @@ static void cast_chunk(void *arg, size_t begin, size_t end)
     }
 }
 
-static bool castable(ifd_dtype dtype)
+/* float8 (Cast-19) and int4/uint4 (Cast-21): the byte-held types the
+ * kernel table does not cover. */
+static bool narrow_type(ifd_dtype dtype)
 {
-    return dtype_is_numeric(dtype) || dtype == IFD_BOOL || dtype == IFD_STRING;
+    return dtype_is_float8(dtype) || dtype_is_int4(dtype);
 }
 
-static int cast_tensor(op_ctx *ctx, const ifd_tensor *x, ifd_dtype to)
+static bool castable(ifd_dtype dtype)
+{
+    return dtype_is_numeric(dtype) || dtype == IFD_BOOL || dtype == IFD_STRING ||
+           narrow_type(dtype);
+}
+
+/* Casts touching float8 or int4, element by element through double (which
+ * holds every value of both exactly): to float8 by the reference conversion
+ * (tensor.c; `saturate`, Cast-19); to int4/uint4 as ONNX's reference does
+ * (onnx.helper float32_to_4bit_unpacked): clip to [-8, 7] / [0, 15], then
+ * round half to even. ONNX Runtime 1.30 instead wraps modulo 16; inferd
+ * follows the spec's reference. */
+static void cast_narrow(const ifd_tensor *x, ifd_tensor *y, size_t n, bool saturate)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = x->dtype == IFD_BOOL ? (double)(((const uint8_t *)x->data)[i] != 0)
+                                        : tensor_get_double(x, i);
+        if (dtype_is_float8(y->dtype)) {
+            ((uint8_t *)y->data)[i] = float8_from_double(y->dtype, v, saturate);
+        } else if (dtype_is_int4(y->dtype)) {
+            double lo = y->dtype == IFD_INT4 ? -8 : 0, hi = y->dtype == IFD_INT4 ? 7 : 15;
+            v = v != v ? 0 : v < lo ? lo : v > hi ? hi : nearbyint(v);
+            ((int8_t *)y->data)[i] = (int8_t)v;
+        } else {
+            tensor_set_double(y, i, v);
+        }
+    }
+}
+
+static int cast_tensor(op_ctx *ctx, const ifd_tensor *x, ifd_dtype to, bool saturate)
 {
     if (!castable(x->dtype))
         return op_fail(ctx, "cannot cast from %s", ifd_dtype_name(x->dtype));
@@ -413,6 +444,13 @@ static int cast_tensor(op_ctx *ctx, const ifd_tensor *x, ifd_dtype to)
     if (!y)
         return -1;
     size_t n = (size_t)ifd_tensor_count(x);
+    if (x->dtype != to && (narrow_type(x->dtype) || narrow_type(to))) {
+        if (x->dtype == IFD_STRING || to == IFD_STRING)
+            return op_fail(ctx, "casts between strings and %s are not supported",
+                           ifd_dtype_name(x->dtype == IFD_STRING ? to : x->dtype));
+        cast_narrow(x, y, n, saturate);
+        return 0;
+    }
     if (x->dtype == to) {
         if (to == IFD_STRING) {
             if (!strings_copy(y->data, x->data, n))
@@ -448,6 +486,9 @@ static ifd_dtype dtype_from_name(const char *name)
         {"INT64", IFD_INT64},     {"STRING", IFD_STRING},     {"BOOL", IFD_BOOL},
         {"FLOAT16", IFD_FLOAT16}, {"DOUBLE", IFD_DOUBLE},     {"UINT32", IFD_UINT32},
         {"UINT64", IFD_UINT64},   {"BFLOAT16", IFD_BFLOAT16},
+        {"FLOAT8E4M3FN", IFD_FLOAT8E4M3FN}, {"FLOAT8E4M3FNUZ", IFD_FLOAT8E4M3FNUZ},
+        {"FLOAT8E5M2", IFD_FLOAT8E5M2},     {"FLOAT8E5M2FNUZ", IFD_FLOAT8E5M2FNUZ},
+        {"UINT4", IFD_UINT4},               {"INT4", IFD_INT4},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcasecmp(name, names[i].name) == 0)
@@ -462,10 +503,14 @@ static int set_output(op_node *node, ifd_error *err, ifd_dtype to)
         return op_prepare_fail(node, err, "cannot cast from %s", ifd_dtype_name(x->dtype));
     if (!castable(to))
         return op_prepare_fail(node, err, "cannot cast to %s", ifd_dtype_name(to));
+    if ((narrow_type(x->dtype) || narrow_type(to)) && (x->dtype == IFD_STRING || to == IFD_STRING))
+        return op_prepare_fail(node, err, "casts between strings and %s are not supported",
+                               ifd_dtype_name(x->dtype == IFD_STRING ? to : x->dtype));
     ew_node_state *s = ew_state_new(node, err);
     if (!s)
         return -1;
-    s->extra = to;
+    /* the target type, and bit 8 when Cast-19's saturate is 0 */
+    s->extra = to | (op_attr_int(node, "saturate", 1) == 0 ? 0x100 : 0);
     y->kind = IFD_VALUE_TENSOR;
     y->dtype = to;
     y->rank = x->rank;
@@ -487,9 +532,15 @@ static int cast_prepare(op_node *node, ifd_error *err)
             return op_prepare_fail(node, err, "'to' names no data type: '%s'",
                                    to->s.data ? to->s.data : "");
     } else if (to->type == OP_ATTR_INT) {
-        if (to->i <= 0 || to->i >= EW_DTYPE_SLOTS)
+        if (to->i <= 0 || to->i > IFD_INT4)
             return op_prepare_fail(node, err, "'to' is not a data type: %lld", (long long)to->i);
         target = (ifd_dtype)to->i;
+        /* the version that introduced each narrow type */
+        if ((dtype_is_float8(target) && node->version < 19) ||
+            (dtype_is_int4(target) && node->version < 21))
+            return op_prepare_fail(node, err, "Cast-%d cannot cast to %s (it came with Cast-%d)",
+                                   node->version, ifd_dtype_name(target),
+                                   dtype_is_float8(target) ? 19 : 21);
     } else {
         return op_prepare_fail(node, err, "the 'to' attribute must be an int");
     }
@@ -502,7 +553,7 @@ static int cast_run(op_ctx *ctx)
     const ifd_tensor *x = op_input(ctx, 0);
     if (!x)
         return op_fail(ctx, "missing input tensor");
-    return cast_tensor(ctx, x, (ifd_dtype)s->extra);
+    return cast_tensor(ctx, x, (ifd_dtype)(s->extra & 0xff), (s->extra & 0x100) == 0);
 }
 
 /* CastLike-15: the target is the dtype of the second input. */
@@ -520,13 +571,12 @@ static int castlike_run(op_ctx *ctx)
         return op_fail(ctx, "missing input tensor");
     if (!castable(like->dtype))
         return op_fail(ctx, "cannot cast to %s", ifd_dtype_name(like->dtype));
-    return cast_tensor(ctx, x, like->dtype);
+    return cast_tensor(ctx, x, like->dtype, op_attr_int(ctx->node, "saturate", 1) != 0);
 }
 
 static const op_def defs[] = {
     /* Cast-19 (onnx 1.14 Operators.md) added float8 types and `saturate`, which
-     * only applies to float8; Cast-21 (onnx 1.16) int4/uint4. The engine holds
-     * neither, and prepare refuses them as targets, so 19 and 21 behave as 13. */
+     * only applies to float8; Cast-21 (onnx 1.16) int4/uint4 (cast_narrow). */
     {"", "Cast", 1, 21, cast_prepare, cast_run, free},
     {"", "CastLike", 15, 21, castlike_prepare, castlike_run, free}, /* as Cast-19/21 */
 };

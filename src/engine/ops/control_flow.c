@@ -9,10 +9,13 @@
  *
  * Versions: If-1..21 and Loop-1..21 differ in the types they allow
  * (sequences from 13, optionals from 16, float8 19, int4 21); the engine
- * checks kinds and dtypes itself. Scan-9..21 is served; Scan-8 (batch axis
- * and sequence_lens input) is not implemented and stays unsupported. Each
+ * checks kinds and dtypes itself. Scan-9..21 is served, and Scan-8 (batch
+ * axis and sequence_lens input) as a scan per batch entry. Each
  * version's behaviour follows onnx's Operators.md of the version that
  * introduced it (onnx 1.12 for <= 16, 1.14 for 19, 1.16 for 21).
+ *
+ * SequenceMap-17 runs its body once per item of its input sequences (the
+ * same subgraph machinery, no carried state).
  *
  * Bad models are refused at load naming the node: a branch or body returning
  * the wrong number of values, a Loop condition that is not bool, a Loop whose
@@ -724,12 +727,415 @@ static int scan_run(op_ctx *ctx)
     return rc;
 }
 
+
+/* ---- Scan-8 ----------------------------------------------------------------- */
+
+/* Scan-8 (onnx 1.12 Changelog.md "Scan-8"): the batched form Scan-9 replaced.
+ * Input 0 is an optional sequence_lens [batch]; then N state inputs
+ * [batch, ...] and M scan inputs [batch, sequence, ...]; every batch entry
+ * is its own scan over axis 1 (reversed per `directions`) for its
+ * sequence length. Outputs: the N final states and K scan outputs
+ * [batch, sequence, ...], stacked over the batch; positions past a batch
+ * entry's length are zero, as ONNX Runtime pads them. */
+typedef struct scan8_state {
+    int n_state, n_scan_in, n_scan_out;
+    int64_t *reverse;
+} scan8_state;
+
+static void scan8_free(void *p)
+{
+    scan8_state *st = p;
+    if (st)
+        free(st->reverse);
+    free(st);
+}
+
+static int scan8_prepare(op_node *node, ifd_error *err)
+{
+    if (node->n_subgraphs != 1 || strcmp(op_subgraph_name(node, 0), "body") != 0)
+        return op_prepare_fail(node, err, "needs the graph attribute body");
+    if (!op_attr_has(node, "num_scan_inputs"))
+        return op_prepare_fail(node, err, "the num_scan_inputs attribute is required");
+    int64_t m = op_attr_int(node, "num_scan_inputs", 0);
+    if (m < 1 || m > node->n_inputs - 1)
+        return op_prepare_fail(node, err, "num_scan_inputs %lld is outside 1..%d", (long long)m,
+                               node->n_inputs - 1);
+    scan8_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return op_prepare_fail(node, err, "out of memory");
+    node->state = st;
+    st->n_scan_in = (int)m;
+    st->n_state = node->n_inputs - 1 - st->n_scan_in;
+    st->n_scan_out = node->n_outputs - st->n_state;
+    if (st->n_scan_out < 0)
+        return op_prepare_fail(node, err, "has %d state inputs but only %d outputs", st->n_state,
+                               node->n_outputs);
+    int failed = 0;
+    st->reverse = scan_ints(node, "directions", st->n_scan_in, err, &failed);
+    if (failed)
+        return -1;
+    const value_info *lens = node->inputs[0];
+    if (lens && (lens->kind != IFD_VALUE_TENSOR || lens->dtype != IFD_INT64))
+        return op_prepare_fail(node, err, "sequence_lens must be an int64 tensor");
+    int n_body = st->n_state + st->n_scan_in;
+    value_info *infos = calloc((size_t)n_body, sizeof(*infos));
+    const value_info **given = calloc((size_t)n_body, sizeof(*given));
+    if (!infos || !given)
+        failed = op_prepare_fail(node, err, "out of memory");
+    for (int i = 0; i < n_body && !failed; i++) {
+        const value_info *in = node->inputs[1 + i];
+        bool scan = i >= st->n_state;
+        if (!in || in->kind != IFD_VALUE_TENSOR)
+            failed = op_prepare_fail(node, err, "input %d must be a tensor", 1 + i);
+        else if (in->rank >= 0 && in->rank < (scan ? 2 : 1))
+            failed = op_prepare_fail(node, err, "input %d has rank %d; %s expected", 1 + i,
+                                     in->rank, scan ? "[batch, sequence, ...]" : "[batch, ...]");
+        if (failed)
+            break;
+        infos[i] = unknown_shape(in);
+        given[i] = &infos[i];
+    }
+    if (!failed && op_subgraph_input_count(node, 0) != n_body)
+        failed = op_prepare_fail(node, err, "body declares %d inputs; it must take %d (%d state "
+                                 "values, %d scan slices)", op_subgraph_input_count(node, 0),
+                                 n_body, st->n_state, st->n_scan_in);
+    if (!failed)
+        failed = op_subgraph_prepare(node, 0, given, n_body, err);
+    free(infos);
+    free(given);
+    if (failed)
+        return -1;
+    if (op_subgraph_output_count(node, 0) != st->n_state + st->n_scan_out)
+        return op_prepare_fail(node, err, "body gives %d outputs; it must give %d (%d state "
+                               "values, %d scan outputs)", op_subgraph_output_count(node, 0),
+                               st->n_state + st->n_scan_out, st->n_state, st->n_scan_out);
+    for (int i = 0; i < node->n_outputs; i++) {
+        const value_info *out = op_subgraph_output(node, 0, i);
+        if (out->kind != IFD_VALUE_TENSOR)
+            return op_prepare_fail(node, err, "body output %d must be a tensor", i);
+        if (i < st->n_state && out->dtype != node->inputs[1 + i]->dtype)
+            return op_prepare_fail(node, err, "state %d enters as %s but the body gives %s", i,
+                                   ifd_dtype_name(node->inputs[1 + i]->dtype),
+                                   ifd_dtype_name(out->dtype));
+        set_output(node, i, out->dtype, -1, NULL);
+    }
+    return 0;
+}
+
+/* Copy `src` (contiguous) into `dst` at element offset `at`. */
+static int place_tensor(op_ctx *ctx, ifd_tensor *dst, size_t at, const ifd_tensor *src)
+{
+    size_t count = ifd_tensor_count(src);
+    if (src->dtype == IFD_STRING) {
+        ifd_string *d = (ifd_string *)dst->data + at;
+        strings_free(d, count);
+        if (!strings_copy(d, src->data, count))
+            return op_fail(ctx, "out of memory copying strings");
+        return 0;
+    }
+    size_t size = ifd_dtype_size(src->dtype);
+    memcpy((char *)dst->data + at * size, src->data, count * size);
+    return 0;
+}
+
+/* Output out_index gets shape [batch, lead..., item dims] where every item
+ * of one batch entry must share dims; `place` gives each item's element
+ * offset. Allocates on the first item seen. */
+static ifd_tensor *scan8_output(op_ctx *ctx, int out_index, const ifd_tensor *item, int64_t batch,
+                                int64_t lead)
+{
+    int64_t dims[IFD_MAX_RANK];
+    int rank = 1 + (lead >= 0) + item->rank;
+    if (rank > IFD_MAX_RANK) {
+        op_fail(ctx, "output %d would have rank %d", out_index, rank);
+        return NULL;
+    }
+    int r = 0;
+    dims[r++] = batch;
+    if (lead >= 0)
+        dims[r++] = lead;
+    memcpy(dims + r, item->dims, (size_t)item->rank * sizeof(int64_t));
+    ifd_tensor *y = op_output(ctx, out_index, item->dtype, rank, dims);
+    if (y && y->dtype != IFD_STRING)
+        memset(y->data, 0, ifd_tensor_count(y) * ifd_dtype_size(y->dtype));
+    return y;
+}
+
+static int scan8_run(op_ctx *ctx)
+{
+    const scan8_state *st = ctx->node->state;
+    int n_state = st->n_state, n_in = st->n_scan_in, n_out = st->n_scan_out;
+    int n_body = n_state + n_in, n_body_out = n_state + n_out;
+    const ifd_tensor *first = op_input(ctx, 1);
+    int64_t batch = first->dims[0], max_len = -1;
+    for (int i = 0; i < n_body; i++) {
+        const ifd_tensor *x = op_input(ctx, 1 + i);
+        bool scan = i >= n_state;
+        if (!x || x->rank < (scan ? 2 : 1) || x->dims[0] != batch)
+            return op_fail(ctx, "input %d must be [%lld (batch), %s...]", 1 + i, (long long)batch,
+                           scan ? "sequence, " : "");
+        if (scan) {
+            if (max_len >= 0 && x->dims[1] != max_len)
+                return op_fail(ctx, "scan inputs have different sequence lengths (%lld and %lld)",
+                               (long long)max_len, (long long)x->dims[1]);
+            max_len = x->dims[1];
+        }
+    }
+    const ifd_tensor *lens = input_tensor(ctx, 0);
+    if (lens && (lens->rank != 1 || lens->dims[0] != batch))
+        return op_fail(ctx, "sequence_lens must be [%lld], one per batch entry", (long long)batch);
+    int64_t limit = op_loop_limit(ctx);
+    if (limit && max_len > limit)
+        return op_fail(ctx, "scans %lld slices, above this session's limit of %lld iterations",
+                       (long long)max_len, (long long)limit);
+    const ifd_value **inputs = calloc((size_t)n_body + 1, sizeof(*inputs));
+    ifd_value **owned = calloc((size_t)n_body + 1, sizeof(*owned));    /* batch slices */
+    ifd_value **state = calloc((size_t)n_state + 1, sizeof(*state));
+    ifd_value **outputs = calloc((size_t)n_body_out + 1, sizeof(*outputs));
+    ifd_tensor **y = calloc((size_t)n_body_out + 1, sizeof(*y));
+    int rc = 0;
+    if (!inputs || !owned || !state || !outputs || !y)
+        rc = op_fail(ctx, "out of memory");
+    for (int64_t b = 0; !rc && b < batch; b++) {
+        int64_t len = lens ? ((const int64_t *)lens->data)[b] : max_len;
+        if (len < 0 || len > max_len) {
+            rc = op_fail(ctx, "sequence_lens[%lld] = %lld is outside [0, %lld]", (long long)b,
+                         (long long)len, (long long)max_len);
+            break;
+        }
+        for (int i = 0; i < n_body && !rc; i++) {
+            owned[i] = scan_slice(ctx, op_input(ctx, 1 + i), 0, b);
+            if (!owned[i])
+                rc = -1;
+        }
+        for (int i = 0; i < n_state && !rc; i++)
+            inputs[i] = owned[i];
+        for (int64_t t = 0; !rc && t < len; t++) {
+            ifd_value *slices[64] = {NULL};
+            if (n_in > 64) {
+                rc = op_fail(ctx, "has %d scan inputs; at most 64 are supported", n_in);
+                break;
+            }
+            for (int j = 0; j < n_in && !rc; j++) {
+                int64_t at = st->reverse[j] ? len - 1 - t : t;
+                slices[j] = scan_slice(ctx, &owned[n_state + j]->tensor, 0, at);
+                if (!slices[j])
+                    rc = -1;
+                inputs[n_state + j] = slices[j];
+            }
+            if (!rc && op_subgraph_run(ctx, 0, inputs, outputs))
+                rc = -1;
+            for (int j = 0; j < n_in && j < 64; j++)
+                ifd_value_free(slices[j]);
+            if (rc)
+                break;
+            for (int i = 0; i < n_state; i++) {
+                ifd_value_free(state[i]);
+                state[i] = outputs[i];
+                outputs[i] = NULL;
+                inputs[i] = state[i];
+            }
+            for (int j = 0; j < n_out && !rc; j++) {
+                const ifd_tensor *item = &outputs[n_state + j]->tensor;
+                ifd_tensor *out = y[n_state + j];
+                if (!out)
+                    out = y[n_state + j] = scan8_output(ctx, n_state + j, item, batch, max_len);
+                if (!out) {
+                    rc = -1;
+                    break;
+                }
+                size_t count = ifd_tensor_count(item);
+                if (out->dtype != item->dtype || out->rank != item->rank + 2 ||
+                    memcmp(out->dims + 2, item->dims, (size_t)item->rank * sizeof(int64_t)) != 0)
+                    rc = op_fail(ctx, "scan output %d changes shape between iterations", j);
+                else
+                    rc = place_tensor(ctx, out, (size_t)((b * max_len + t)) * count, item);
+                ifd_value_free(outputs[n_state + j]);
+                outputs[n_state + j] = NULL;
+            }
+        }
+        for (int i = 0; !rc && i < n_state; i++) {
+            const ifd_tensor *final = state[i] ? &state[i]->tensor : &owned[i]->tensor;
+            if (!y[i])
+                y[i] = scan8_output(ctx, i, final, batch, -1);
+            if (!y[i])
+                rc = -1;
+            else if (y[i]->dtype != final->dtype || y[i]->rank != final->rank + 1 ||
+                     memcmp(y[i]->dims + 1, final->dims, (size_t)final->rank * sizeof(int64_t)))
+                rc = op_fail(ctx, "final state %d differs in shape between batch entries", i);
+            else
+                rc = place_tensor(ctx, y[i], (size_t)b * ifd_tensor_count(final), final);
+        }
+        free_values(state, n_state);
+        free_values(owned, n_body);
+        for (int i = 0; i < n_state; i++)
+            state[i] = NULL, inputs[i] = NULL;
+        for (int i = 0; i < n_body; i++)
+            owned[i] = NULL;
+    }
+    /* No batch entry or no iteration: outputs still need a shape. */
+    for (int i = 0; !rc && i < n_body_out; i++) {
+        if (y[i])
+            continue;
+        const value_info *declared = op_subgraph_output(ctx->node, 0, i);
+        int64_t dims[IFD_MAX_RANK] = {batch, i < n_state ? 0 : max_len};
+        int rank = 2;
+        if (i < n_state) {
+            const ifd_tensor *x = op_input(ctx, 1 + i);
+            rank = x->rank;
+            memcpy(dims, x->dims, (size_t)rank * sizeof(int64_t));
+        } else if (declared->rank >= 0 && declared->rank + 2 <= IFD_MAX_RANK) {
+            for (int k = 0; k < declared->rank; k++)
+                dims[2 + k] = declared->dims[k] >= 0 ? declared->dims[k] : 0;
+            rank = 2 + declared->rank;
+        }
+        ifd_tensor *t = op_output(ctx, i, declared->dtype, rank, dims);
+        if (!t)
+            rc = -1;
+        else if (t->dtype != IFD_STRING)
+            memset(t->data, 0, ifd_tensor_count(t) * ifd_dtype_size(t->dtype));
+    }
+    if (outputs)
+        free_values(outputs, n_body_out);
+    if (state)
+        free_values(state, n_state);
+    if (owned)
+        free_values(owned, n_body);
+    free(y);
+    free(outputs);
+    free(state);
+    free(owned);
+    free(inputs);
+    return rc;
+}
+
+/* ---- SequenceMap ------------------------------------------------------------ */
+
+/* SequenceMap-17 (onnx 1.12 Operators.md): runs `body` once per position of
+ * input_sequence; each additional input is either a sequence of the same
+ * length (its item at that position goes in) or a tensor (given whole to
+ * every run). Output k is the sequence of the body's k-th outputs. */
+typedef struct sequence_map_state {
+    int n_inputs;
+} sequence_map_state;
+
+static int sequence_map_prepare(op_node *node, ifd_error *err)
+{
+    if (node->n_subgraphs != 1 || strcmp(op_subgraph_name(node, 0), "body") != 0)
+        return op_prepare_fail(node, err, "needs the graph attribute body");
+    int n = node->n_inputs;
+    if (op_subgraph_input_count(node, 0) != n)
+        return op_prepare_fail(node, err, "body declares %d inputs; it must take %d (one per "
+                               "input of the node)", op_subgraph_input_count(node, 0), n);
+    value_info *infos = calloc((size_t)n, sizeof(*infos));
+    const value_info **given = calloc((size_t)n, sizeof(*given));
+    int failed = 0;
+    if (!infos || !given)
+        failed = op_prepare_fail(node, err, "out of memory");
+    for (int i = 0; i < n && !failed; i++) {
+        const value_info *in = node->inputs[i];
+        if (!in) {
+            failed = op_prepare_fail(node, err, "input %d is empty", i);
+        } else if (in->kind == IFD_VALUE_SEQUENCE && in->elem_kind == IFD_VALUE_TENSOR) {
+            infos[i] = (value_info){.kind = IFD_VALUE_TENSOR, .dtype = in->dtype, .rank = -1};
+        } else if (in->kind == IFD_VALUE_TENSOR && i > 0) {
+            infos[i] = unknown_shape(in);
+        } else {
+            failed = op_prepare_fail(node, err, "input %d must be a sequence of tensors%s", i,
+                                     i > 0 ? " or a tensor" : "");
+        }
+        given[i] = &infos[i];
+    }
+    if (!failed)
+        failed = op_subgraph_prepare(node, 0, given, n, err);
+    free(infos);
+    free(given);
+    if (failed)
+        return -1;
+    if (op_subgraph_output_count(node, 0) != node->n_outputs)
+        return op_prepare_fail(node, err, "body gives %d outputs; the node has %d",
+                               op_subgraph_output_count(node, 0), node->n_outputs);
+    for (int k = 0; k < node->n_outputs; k++) {
+        const value_info *out = op_subgraph_output(node, 0, k);
+        if (out->kind != IFD_VALUE_TENSOR)
+            return op_prepare_fail(node, err, "body output %d must be a tensor", k);
+        value_info *y = node->outputs[k];
+        y->kind = IFD_VALUE_SEQUENCE;
+        y->elem_kind = IFD_VALUE_TENSOR;
+        y->dtype = out->dtype;
+        y->rank = -1;
+    }
+    sequence_map_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return op_prepare_fail(node, err, "out of memory");
+    st->n_inputs = n;
+    node->state = st;
+    return 0;
+}
+
+static int sequence_map_run(op_ctx *ctx)
+{
+    const op_node *node = ctx->node;
+    int n = node->n_inputs, n_out = node->n_outputs;
+    const ifd_value *first = op_input_value(ctx, 0);
+    if (!first || first->kind != IFD_VALUE_SEQUENCE)
+        return op_fail(ctx, "input_sequence is not a sequence");
+    size_t length = first->length;
+    for (int i = 1; i < n; i++) {
+        const ifd_value *v = op_input_value(ctx, i);
+        if (v && v->kind == IFD_VALUE_SEQUENCE && v->length != length)
+            return op_fail(ctx, "input %d is a sequence of %zu items; input_sequence has %zu", i,
+                           v->length, length);
+    }
+    int64_t limit = op_loop_limit(ctx);
+    if (limit && (int64_t)length > limit)
+        return op_fail(ctx, "maps %zu items, above this session's limit of %lld iterations",
+                       length, (long long)limit);
+    ifd_value **sequences = calloc((size_t)n_out + 1, sizeof(*sequences));
+    const ifd_value **inputs = calloc((size_t)n + 1, sizeof(*inputs));
+    ifd_value **outputs = calloc((size_t)n_out + 1, sizeof(*outputs));
+    int rc = 0;
+    if (!sequences || !inputs || !outputs)
+        rc = op_fail(ctx, "out of memory");
+    for (int k = 0; !rc && k < n_out; k++) {
+        sequences[k] = op_output_value(ctx, k);
+        if (!sequences[k]) {
+            rc = -1;
+            break;
+        }
+        sequences[k]->kind = IFD_VALUE_SEQUENCE;
+        if (length && !(sequences[k]->items = calloc(length, sizeof(ifd_value *))))
+            rc = op_fail(ctx, "out of memory for a sequence of %zu tensors", length);
+    }
+    for (size_t t = 0; !rc && t < length; t++) {
+        for (int i = 0; i < n; i++) {
+            const ifd_value *v = op_input_value(ctx, i);
+            inputs[i] = v->kind == IFD_VALUE_SEQUENCE ? v->items[t] : v;
+        }
+        if (op_subgraph_run(ctx, 0, inputs, outputs)) {
+            rc = -1;
+            break;
+        }
+        for (int k = 0; k < n_out; k++) {
+            sequences[k]->items[t] = outputs[k];
+            sequences[k]->length = t + 1;
+            outputs[k] = NULL;
+        }
+    }
+    free(outputs);
+    free(inputs);
+    free(sequences);
+    return rc;
+}
+
 static void plain_free(void *p) { free(p); }
 
 static const op_def defs[] = {
     {"", "If", 1, 21, if_prepare, if_run, plain_free},
     {"", "Loop", 1, 21, loop_prepare, loop_run, plain_free},
+    {"", "Scan", 8, 8, scan8_prepare, scan8_run, scan8_free},
     {"", "Scan", 9, 21, scan_prepare, scan_run, scan_free},
+    {"", "SequenceMap", 17, 21, sequence_map_prepare, sequence_map_run, plain_free},
 };
 
 OP_FAMILY(ops_control_flow, defs);

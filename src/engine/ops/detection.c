@@ -11,7 +11,20 @@
  * (1). Boxes of zero area never suppress or are suppressed. The output lists
  * (batch, class, box) per selection, batch by batch, class by class, in
  * selection order.
+ *
+ * RoiAlign (10; 16 adds coordinate_transformation_mode — onnx 1.12
+ * Operators.md) pools each region of interest into output_height x
+ * output_width bins, averaging (or taking the max of) bilinear samples on a
+ * sampling_ratio x sampling_ratio grid per bin (adaptive ceil(roi/bins) when
+ * 0). "half_pixel" (16's default) shifts coordinates by -0.5 and lets a
+ * region be smaller than a pixel; "output_half_pixel" (RoiAlign-10's only
+ * behaviour) does not shift and clamps the region to at least 1x1. Samples
+ * more than a pixel outside the image count as 0. "max" keeps ONNX Runtime's
+ * reading, the largest of the four weighted corner terms of each sample
+ * (not the max of interpolated values), so results match the reference
+ * runtime exactly.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,8 +156,168 @@ static int nms_run(op_ctx *ctx)
     return 0;
 }
 
+
+/* ---- RoiAlign --------------------------------------------------------------- */
+
+typedef struct roi_align_state {
+    bool max_mode, half_pixel;
+    int64_t out_h, out_w, sampling_ratio;
+    double spatial_scale;
+} roi_align_state;
+
+static int roi_align_prepare(op_node *node, ifd_error *err)
+{
+    for (int i = 0; i < 3; i++)
+        if (check_input_tensor(node, i, err) != 0)
+            return -1;
+    const value_info *x = node->inputs[0], *rois = node->inputs[1], *idx = node->inputs[2];
+    if (x->dtype != IFD_FLOAT && x->dtype != IFD_DOUBLE && x->dtype != IFD_FLOAT16)
+        return op_prepare_fail(node, err, "X has dtype %s; float16, float or double expected",
+                               ifd_dtype_name(x->dtype));
+    if (rois->dtype != x->dtype)
+        return op_prepare_fail(node, err, "rois has dtype %s; X's %s expected",
+                               ifd_dtype_name(rois->dtype), ifd_dtype_name(x->dtype));
+    if (idx->dtype != IFD_INT64)
+        return op_prepare_fail(node, err, "batch_indices has dtype %s; int64 expected",
+                               ifd_dtype_name(idx->dtype));
+    if (x->rank >= 0 && x->rank != 4)
+        return op_prepare_fail(node, err, "X has rank %d; [N, C, H, W] expected", x->rank);
+    roi_align_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return op_prepare_fail(node, err, "out of memory");
+    node->state = st;
+    const char *mode = op_attr_string(node, "mode", "avg");
+    if (strcmp(mode, "max") == 0)
+        st->max_mode = true;
+    else if (strcmp(mode, "avg") != 0)
+        return op_prepare_fail(node, err, "mode '%s' is not 'avg' or 'max'", mode);
+    const char *ctm = node->version >= 16
+                          ? op_attr_string(node, "coordinate_transformation_mode", "half_pixel")
+                          : "output_half_pixel";
+    if (strcmp(ctm, "half_pixel") == 0)
+        st->half_pixel = true;
+    else if (strcmp(ctm, "output_half_pixel") != 0)
+        return op_prepare_fail(node, err, "coordinate_transformation_mode '%s' is not "
+                               "'half_pixel' or 'output_half_pixel'", ctm);
+    st->out_h = op_attr_int(node, "output_height", 1);
+    st->out_w = op_attr_int(node, "output_width", 1);
+    st->sampling_ratio = op_attr_int(node, "sampling_ratio", 0);
+    st->spatial_scale = op_attr_float(node, "spatial_scale", 1.0f);
+    if (st->out_h < 1 || st->out_w < 1 || st->out_h > (1 << 20) || st->out_w > (1 << 20))
+        return op_prepare_fail(node, err, "output_height %lld and output_width %lld must be "
+                               "positive", (long long)st->out_h, (long long)st->out_w);
+    if (st->sampling_ratio < 0 || st->sampling_ratio > 1024)
+        return op_prepare_fail(node, err, "sampling_ratio %lld is out of range",
+                               (long long)st->sampling_ratio);
+    int64_t dims[4] = {rois->rank == 2 ? rois->dims[0] : -1, x->rank == 4 ? x->dims[1] : -1,
+                       st->out_h, st->out_w};
+    set_output(node, 0, x->dtype, 4, dims);
+    return 0;
+}
+
+static int roi_align_run(op_ctx *ctx)
+{
+    const roi_align_state *st = ctx->node->state;
+    const ifd_tensor *x = op_input(ctx, 0), *rois = op_input(ctx, 1), *idx = op_input(ctx, 2);
+    if (x->rank != 4)
+        return op_fail(ctx, "X has rank %d; [N, C, H, W] expected", x->rank);
+    if (rois->rank != 2 || rois->dims[1] != 4)
+        return op_fail(ctx, "rois must be [num_rois, 4]");
+    int64_t num_rois = rois->dims[0];
+    if (idx->rank != 1 || idx->dims[0] != num_rois)
+        return op_fail(ctx, "batch_indices must be [%lld], one per roi", (long long)num_rois);
+    int64_t batch = x->dims[0], channels = x->dims[1], height = x->dims[2], width = x->dims[3];
+    int64_t dims[4] = {num_rois, channels, st->out_h, st->out_w};
+    ifd_tensor *y = op_output(ctx, 0, x->dtype, 4, dims);
+    if (!y)
+        return -1;
+    const int64_t *batch_of = idx->data;
+    double offset = st->half_pixel ? 0.5 : 0.0;
+    for (int64_t n = 0; n < num_rois; n++) {
+        int64_t b = batch_of[n];
+        if (b < 0 || b >= batch)
+            return op_fail(ctx, "batch_indices[%lld] = %lld is outside [0, %lld)", (long long)n,
+                           (long long)b, (long long)batch);
+        double start_w = tensor_get_double(rois, (size_t)(n * 4)) * st->spatial_scale - offset;
+        double start_h = tensor_get_double(rois, (size_t)(n * 4 + 1)) * st->spatial_scale - offset;
+        double end_w = tensor_get_double(rois, (size_t)(n * 4 + 2)) * st->spatial_scale - offset;
+        double end_h = tensor_get_double(rois, (size_t)(n * 4 + 3)) * st->spatial_scale - offset;
+        double roi_w = end_w - start_w, roi_h = end_h - start_h;
+        if (!st->half_pixel) {
+            roi_w = roi_w > 1.0 ? roi_w : 1.0;
+            roi_h = roi_h > 1.0 ? roi_h : 1.0;
+        }
+        if (!isfinite(roi_w) || !isfinite(roi_h))
+            return op_fail(ctx, "roi %lld has non-finite coordinates", (long long)n);
+        double bin_h = roi_h / (double)st->out_h, bin_w = roi_w / (double)st->out_w;
+        int64_t grid_h = st->sampling_ratio > 0 ? st->sampling_ratio : (int64_t)ceil(roi_h / (double)st->out_h);
+        int64_t grid_w = st->sampling_ratio > 0 ? st->sampling_ratio : (int64_t)ceil(roi_w / (double)st->out_w);
+        if (grid_h > 4096 || grid_w > 4096)
+            return op_fail(ctx, "roi %lld needs a %lldx%lld sampling grid per bin; at most 4096",
+                           (long long)n, (long long)grid_h, (long long)grid_w);
+        if (grid_h < 0)
+            grid_h = 0;
+        if (grid_w < 0)
+            grid_w = 0;
+        double count = grid_h * grid_w > 0 ? (double)(grid_h * grid_w) : 1.0;
+        for (int64_t c = 0; c < channels; c++) {
+            size_t plane = (size_t)((b * channels + c) * height * width);
+            for (int64_t ph = 0; ph < st->out_h; ph++) {
+                for (int64_t pw = 0; pw < st->out_w; pw++) {
+                    double acc = 0.0;
+                    bool have = false;
+                    for (int64_t iy = 0; iy < grid_h; iy++) {
+                        double yy = start_h + (double)ph * bin_h +
+                                    ((double)iy + 0.5) * bin_h / (double)grid_h;
+                        for (int64_t ix = 0; ix < grid_w; ix++) {
+                            double xx = start_w + (double)pw * bin_w +
+                                        ((double)ix + 0.5) * bin_w / (double)grid_w;
+                            double v1 = 0, v2 = 0, v3 = 0, v4 = 0, w1 = 0, w2 = 0, w3 = 0, w4 = 0;
+                            if (!(yy < -1.0 || yy > (double)height || xx < -1.0 ||
+                                  xx > (double)width)) {
+                                double yv = yy <= 0 ? 0 : yy, xv = xx <= 0 ? 0 : xx;
+                                int64_t y0 = (int64_t)yv, x0 = (int64_t)xv, y1, x1;
+                                if (y0 >= height - 1) {
+                                    y0 = y1 = height - 1;
+                                    yv = (double)y0;
+                                } else {
+                                    y1 = y0 + 1;
+                                }
+                                if (x0 >= width - 1) {
+                                    x0 = x1 = width - 1;
+                                    xv = (double)x0;
+                                } else {
+                                    x1 = x0 + 1;
+                                }
+                                double ly = yv - (double)y0, lx = xv - (double)x0;
+                                double hy = 1.0 - ly, hx = 1.0 - lx;
+                                w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+                                v1 = tensor_get_double(x, plane + (size_t)(y0 * width + x0));
+                                v2 = tensor_get_double(x, plane + (size_t)(y0 * width + x1));
+                                v3 = tensor_get_double(x, plane + (size_t)(y1 * width + x0));
+                                v4 = tensor_get_double(x, plane + (size_t)(y1 * width + x1));
+                            }
+                            if (st->max_mode) {
+                                double v = fmax(fmax(fmax(w1 * v1, w2 * v2), w3 * v3), w4 * v4);
+                                acc = have ? fmax(acc, v) : v;
+                                have = true;
+                            } else {
+                                acc += w1 * v1 + w2 * v2 + w3 * v3 + w4 * v4;
+                            }
+                        }
+                    }
+                    size_t at = (size_t)(((n * channels + c) * st->out_h + ph) * st->out_w + pw);
+                    tensor_set_double(y, at, st->max_mode ? acc : acc / count);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
 static const op_def defs[] = {
     {"", "NonMaxSuppression", 10, 11, nms_prepare, nms_run, free},
+    {"", "RoiAlign", 10, 21, roi_align_prepare, roi_align_run, free},
 };
 
 OP_FAMILY(ops_detection, defs);

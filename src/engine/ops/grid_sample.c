@@ -1,22 +1,26 @@
 /*
- * ops/grid_sample.c — GridSample (16 and 20; onnx 1.12 and 1.15
- * Operators.md) on 4-D inputs: for every output position, the grid gives a
- * location in X normalized to [-1, 1] (x then y); the output is X
+ * ops/grid_sample.c — GridSample (16: 4-D, onnx 1.12 Operators.md; 20: N-d,
+ * ONNX 1.15 Operators.md "GridSample-20"): for every output position, the
+ * grid gives a location in X normalized to [-1, 1] (x, then y, then z: the
+ * first component indexes the innermost spatial axis); the output is X
  * interpolated there, per channel.
  *
  * Locations map to pixels with align_corners (the extremes are the corner
  * pixels' centres) or without (their outer edges). Padding decides what lies
  * outside, before interpolating: zeros, the border pixel, or the image
- * reflected at its edges. Modes: nearest (round half to even), bilinear and
- * bicubic (Keys' cubic convolution, a = -0.75, on the 4x4 neighbourhood);
- * version 20 names them nearest, linear and cubic. Version 20 also allows
- * N-d inputs; only 4-D is implemented and other ranks are refused.
+ * reflected at its edges. Modes: nearest (round half to even), N-linear and
+ * N-cubic (Keys' cubic convolution, a = -0.75, on the 4^D neighbourhood);
+ * version 20 names them nearest, linear and cubic and takes any number of
+ * spatial axes (5-D volumes: [N, C, D, H, W] with a [N, D', H', W', 3]
+ * grid); version 16 is 4-D only.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "op_util.h"
+
+#define GS_MAX_SPATIAL (IFD_MAX_RANK - 2)
 
 typedef enum gs_mode { GS_NEAREST, GS_LINEAR, GS_CUBIC } gs_mode;
 typedef enum gs_padding { GS_ZEROS, GS_BORDER, GS_REFLECTION } gs_padding;
@@ -32,14 +36,17 @@ static int grid_prepare(op_node *node, ifd_error *err)
     const value_info *x = node->inputs[0], *grid = node->inputs[1];
     if ((x->dtype != IFD_FLOAT && x->dtype != IFD_DOUBLE) || grid->dtype != x->dtype)
         return op_prepare_fail(node, err, "X and grid must both be float or double");
-    if ((x->rank >= 0 && x->rank != 4) || (grid->rank >= 0 && grid->rank != 4))
-        return op_prepare_fail(node, err, "only 4-D X [N, C, H, W] and grid [N, H, W, 2] are "
-                               "supported");
+    bool v20 = node->version >= 20;
+    if (!v20 && ((x->rank >= 0 && x->rank != 4) || (grid->rank >= 0 && grid->rank != 4)))
+        return op_prepare_fail(node, err, "GridSample-16 takes only 4-D X [N, C, H, W] and grid "
+                               "[N, H, W, 2] (N-d inputs came with opset 20)");
+    if ((x->rank >= 0 && x->rank < 3) || (x->rank >= 0 && grid->rank >= 0 && grid->rank != x->rank))
+        return op_prepare_fail(node, err, "X [N, C, spatial...] and grid [N, spatial..., %d] must "
+                               "have one rank of at least 3", x->rank >= 2 ? x->rank - 2 : 1);
     grid_state *st = calloc(1, sizeof(*st));
     if (!st)
         return op_prepare_fail(node, err, "out of memory");
     node->state = st;
-    bool v20 = node->version >= 20;
     const char *mode = op_attr_string(node, "mode", v20 ? "linear" : "bilinear");
     if (strcmp(mode, "nearest") == 0)
         st->mode = GS_NEAREST;
@@ -61,12 +68,15 @@ static int grid_prepare(op_node *node, ifd_error *err)
         return op_prepare_fail(node, err, "padding_mode '%s' is not zeros, border or reflection",
                                padding);
     st->align_corners = op_attr_int(node, "align_corners", 0) != 0;
-    int64_t dims[4] = {-1, -1, -1, -1};
-    if (x->rank == 4)
+    int rank = x->rank >= 0 ? x->rank : grid->rank;
+    int64_t dims[IFD_MAX_RANK];
+    for (int k = 0; k < IFD_MAX_RANK; k++)
+        dims[k] = -1;
+    if (x->rank >= 0)
         dims[0] = x->dims[0], dims[1] = x->dims[1];
-    if (grid->rank == 4)
-        dims[2] = grid->dims[1], dims[3] = grid->dims[2];
-    set_output(node, 0, x->dtype, 4, dims);
+    for (int k = 2; grid->rank >= 0 && k < grid->rank; k++)
+        dims[k] = grid->dims[k - 1];
+    set_output(node, 0, x->dtype, rank, rank >= 0 ? dims : NULL);
     return 0;
 }
 
@@ -85,35 +95,39 @@ static double reflect(double v, double lo, double hi)
     return v;
 }
 
-typedef struct plane {
+/* One channel's volume: nd spatial axes, outermost first. */
+typedef struct volume {
     const void *data;
     bool dbl;
-    int64_t h, w;
+    int nd;
+    int64_t size[GS_MAX_SPATIAL];
+    int64_t stride[GS_MAX_SPATIAL];
+    double lo[GS_MAX_SPATIAL], hi[GS_MAX_SPATIAL]; /* reflection borders */
     const grid_state *st;
-    double lo_x, hi_x, lo_y, hi_y; /* reflection borders */
-} plane;
+} volume;
 
-/* The padded image at integer pixel (r, c). */
-static double pixel(const plane *p, int64_t r, int64_t c)
+/* The padded volume at integer position pos[nd]. */
+static double voxel(const volume *v, const int64_t *pos)
 {
-    switch (p->st->padding) {
-    case GS_ZEROS:
-        if (r < 0 || c < 0 || r >= p->h || c >= p->w)
-            return 0.0;
-        break;
-    case GS_BORDER:
-        r = r < 0 ? 0 : r >= p->h ? p->h - 1 : r;
-        c = c < 0 ? 0 : c >= p->w ? p->w - 1 : c;
-        break;
-    case GS_REFLECTION:
-        r = (int64_t)reflect((double)r, p->lo_y, p->hi_y);
-        c = (int64_t)reflect((double)c, p->lo_x, p->hi_x);
-        r = r < 0 ? 0 : r >= p->h ? p->h - 1 : r;
-        c = c < 0 ? 0 : c >= p->w ? p->w - 1 : c;
-        break;
+    int64_t at = 0;
+    for (int k = 0; k < v->nd; k++) {
+        int64_t i = pos[k], n = v->size[k];
+        switch (v->st->padding) {
+        case GS_ZEROS:
+            if (i < 0 || i >= n)
+                return 0.0;
+            break;
+        case GS_BORDER:
+            i = i < 0 ? 0 : i >= n ? n - 1 : i;
+            break;
+        case GS_REFLECTION:
+            i = (int64_t)reflect((double)i, v->lo[k], v->hi[k]);
+            i = i < 0 ? 0 : i >= n ? n - 1 : i;
+            break;
+        }
+        at += i * v->stride[k];
     }
-    int64_t at = r * p->w + c;
-    return p->dbl ? ((const double *)p->data)[at] : ((const float *)p->data)[at];
+    return v->dbl ? ((const double *)v->data)[at] : ((const float *)v->data)[at];
 }
 
 static void cubic_weights(double t, double *w)
@@ -127,70 +141,110 @@ static void cubic_weights(double t, double *w)
     }
 }
 
-static double sample(const plane *p, double gx, double gy)
+/* g[k]: the normalized coordinate along spatial axis k (outermost first). */
+static double sample(const volume *v, const double *g)
 {
-    /* normalized -> pixel coordinates */
-    double x = p->st->align_corners ? (gx + 1) / 2 * (double)(p->w - 1)
-                                    : ((gx + 1) * (double)p->w - 1) / 2;
-    double y = p->st->align_corners ? (gy + 1) / 2 * (double)(p->h - 1)
-                                    : ((gy + 1) * (double)p->h - 1) / 2;
+    double at[GS_MAX_SPATIAL], frac[GS_MAX_SPATIAL];
+    int64_t base[GS_MAX_SPATIAL], pos[GS_MAX_SPATIAL];
     /* far-off locations only ever see padding: keep the integers in range */
-    double limit = (double)((int64_t)1 << 40);
-    x = x != x ? 0 : x < -limit ? -limit : x > limit ? limit : x;
-    y = y != y ? 0 : y < -limit ? -limit : y > limit ? limit : y;
-    if (p->st->mode == GS_NEAREST)
-        return pixel(p, (int64_t)nearbyint(y), (int64_t)nearbyint(x));
-    int64_t x0 = (int64_t)floor(x), y0 = (int64_t)floor(y);
-    double tx = x - (double)x0, ty = y - (double)y0;
-    if (p->st->mode == GS_LINEAR)
-        return (1 - ty) * ((1 - tx) * pixel(p, y0, x0) + tx * pixel(p, y0, x0 + 1)) +
-               ty * ((1 - tx) * pixel(p, y0 + 1, x0) + tx * pixel(p, y0 + 1, x0 + 1));
-    double wx[4], wy[4], v = 0;
-    cubic_weights(tx, wx);
-    cubic_weights(ty, wy);
-    for (int i = 0; i < 4; i++) {
-        double row = 0;
-        for (int j = 0; j < 4; j++)
-            row += wx[j] * pixel(p, y0 - 1 + i, x0 - 1 + j);
-        v += wy[i] * row;
+    const double limit = (double)((int64_t)1 << 40);
+    int nd = v->nd;
+    for (int k = 0; k < nd; k++) {
+        double n = (double)v->size[k];
+        double c = v->st->align_corners ? (g[k] + 1) / 2 * (n - 1) : ((g[k] + 1) * n - 1) / 2;
+        at[k] = c != c ? 0 : c < -limit ? -limit : c > limit ? limit : c;
     }
-    return v;
+    if (v->st->mode == GS_NEAREST) {
+        for (int k = 0; k < nd; k++)
+            pos[k] = (int64_t)nearbyint(at[k]);
+        return voxel(v, pos);
+    }
+    for (int k = 0; k < nd; k++) {
+        base[k] = (int64_t)floor(at[k]);
+        frac[k] = at[k] - (double)base[k];
+    }
+    double total = 0;
+    if (v->st->mode == GS_LINEAR) {
+        for (int corner = 0; corner < (1 << nd); corner++) {
+            double w = 1;
+            for (int k = 0; k < nd; k++) {
+                int up = corner >> (nd - 1 - k) & 1;
+                pos[k] = base[k] + up;
+                w *= up ? frac[k] : 1 - frac[k];
+            }
+            if (w != 0)
+                total += w * voxel(v, pos);
+        }
+        return total;
+    }
+    double weights[GS_MAX_SPATIAL][4];
+    for (int k = 0; k < nd; k++)
+        cubic_weights(frac[k], weights[k]);
+    int64_t taps = (int64_t)1 << (2 * nd);
+    for (int64_t t = 0; t < taps; t++) {
+        double w = 1;
+        for (int k = 0; k < nd; k++) {
+            int j = (int)(t >> (2 * (nd - 1 - k)) & 3);
+            pos[k] = base[k] - 1 + j;
+            w *= weights[k][j];
+        }
+        total += w * voxel(v, pos);
+    }
+    return total;
 }
 
 static int grid_run(op_ctx *ctx)
 {
     const grid_state *st = ctx->node->state;
     const ifd_tensor *x = op_input(ctx, 0), *grid = op_input(ctx, 1);
-    if (x->rank != 4 || grid->rank != 4 || grid->dims[3] != 2 || grid->dims[0] != x->dims[0])
-        return op_fail(ctx, "X must be [N, C, H, W] and grid [N, H_out, W_out, 2] with the same N");
-    int64_t n = x->dims[0], c = x->dims[1], h = x->dims[2], w = x->dims[3];
-    int64_t ho = grid->dims[1], wo = grid->dims[2];
-    int64_t dims[4] = {n, c, ho, wo};
-    ifd_tensor *y = op_output(ctx, 0, x->dtype, 4, dims);
+    int rank = x->rank, nd = rank - 2;
+    if (rank < 3 || grid->rank != rank || grid->dims[rank - 1] != nd || grid->dims[0] != x->dims[0])
+        return op_fail(ctx, "X must be [N, C, spatial...] and grid [N, spatial..., %d] with the "
+                       "same N and rank", nd > 0 ? nd : 1);
+    if (nd > GS_MAX_SPATIAL || (st->mode == GS_CUBIC && nd > 3))
+        return op_fail(ctx, "%d spatial axes is too many for %s sampling", nd,
+                       st->mode == GS_CUBIC ? "cubic" : "this");
+    int64_t n = x->dims[0], c = x->dims[1], in_count = 1, out_count = 1;
+    int64_t dims[IFD_MAX_RANK];
+    dims[0] = n, dims[1] = c;
+    for (int k = 0; k < nd; k++) {
+        in_count *= x->dims[2 + k];
+        dims[2 + k] = grid->dims[1 + k];
+        out_count *= dims[2 + k];
+    }
+    ifd_tensor *y = op_output(ctx, 0, x->dtype, rank, dims);
     if (!y)
         return -1;
     if (ifd_tensor_count(y) == 0)
         return 0;
-    if (h == 0 || w == 0)
+    if (in_count == 0)
         return op_fail(ctx, "cannot sample an empty image");
     bool dbl = x->dtype == IFD_DOUBLE;
+    volume v = {.dbl = dbl, .nd = nd, .st = st};
+    int64_t stride = 1;
+    for (int k = nd - 1; k >= 0; k--) {
+        v.size[k] = x->dims[2 + k];
+        v.stride[k] = stride;
+        stride *= v.size[k];
+        v.lo[k] = st->align_corners ? 0 : -0.5;
+        v.hi[k] = st->align_corners ? (double)v.size[k] - 1 : (double)v.size[k] - 0.5;
+    }
     for (int64_t b = 0; b < n; b++)
         for (int64_t ch = 0; ch < c; ch++) {
-            plane p = {.dbl = dbl, .h = h, .w = w, .st = st};
-            p.data = (const char *)x->data + (size_t)((b * c + ch) * h * w) * (dbl ? 8 : 4);
-            p.lo_x = st->align_corners ? 0 : -0.5, p.hi_x = st->align_corners ? (double)w - 1 : (double)w - 0.5;
-            p.lo_y = st->align_corners ? 0 : -0.5, p.hi_y = st->align_corners ? (double)h - 1 : (double)h - 0.5;
-            for (int64_t i = 0; i < ho * wo; i++) {
-                size_t g = (size_t)((b * ho * wo + i) * 2);
-                double gx = dbl ? ((const double *)grid->data)[g] : ((const float *)grid->data)[g];
-                double gy = dbl ? ((const double *)grid->data)[g + 1]
-                                : ((const float *)grid->data)[g + 1];
-                double v = sample(&p, gx, gy);
-                size_t o = (size_t)((b * c + ch) * ho * wo + i);
+            v.data = (const char *)x->data + (size_t)((b * c + ch) * in_count) * (dbl ? 8 : 4);
+            for (int64_t i = 0; i < out_count; i++) {
+                size_t gbase = (size_t)((b * out_count + i) * nd);
+                double g[GS_MAX_SPATIAL];
+                /* grid component j addresses spatial axis nd - 1 - j */
+                for (int j = 0; j < nd; j++)
+                    g[nd - 1 - j] = dbl ? ((const double *)grid->data)[gbase + (size_t)j]
+                                        : ((const float *)grid->data)[gbase + (size_t)j];
+                double value = sample(&v, g);
+                size_t o = (size_t)((b * c + ch) * out_count + i);
                 if (dbl)
-                    ((double *)y->data)[o] = v;
+                    ((double *)y->data)[o] = value;
                 else
-                    ((float *)y->data)[o] = (float)v;
+                    ((float *)y->data)[o] = (float)value;
             }
         }
     return 0;

@@ -1008,7 +1008,9 @@ static const op_def defs[] = {
      * 15: scale/B and mean/var may differ in type from X. */
     {"", "BatchNormalization", 1, 15, batchnorm_prepare, batchnorm_run, batchnorm_free},
     {"", "InstanceNormalization", 1, 6, instance_prepare, instance_run, free},
-    {"", "LayerNormalization", 17, 17, layernorm_prepare, layernorm_run, free},
+    /* 1 is ONNX Runtime's own ai.onnx LayerNormalization (contrib_defs.cc), which
+     * ORT-optimised models written before opset 17 carry; it is 17's operator. */
+    {"", "LayerNormalization", 1, 17, layernorm_prepare, layernorm_run, free},
     /* -18: scale and bias per group; -21: per channel (read from node->version) */
     {"", "GroupNormalization", 18, 21, groupnorm_prepare, groupnorm_run, free},
     {"", "LRN", 1, 13, lrn_prepare, lrn_run, free},

@@ -21,10 +21,14 @@
  * Resize-18 (onnx 1.13 Operators.md) adds `axes` (scales, sizes and roi
  * then cover only those axes), keep_aspect_ratio_policy (with sizes: one
  * scale for every listed axis, the smallest for not_larger, the largest for
- * not_smaller, and sizes round(scale * length)) and `antialias`, which inferd
- * refuses for linear and cubic (its widened filter is not implemented; nearest
- * ignores it, as the spec says). Resize-19 (onnx 1.14) adds the
- * half_pixel_symmetric coordinate mode.
+ * not_smaller, and sizes round(scale * length)) and `antialias`: when an
+ * axis shrinks (scale < 1) the linear or cubic kernel is stretched by 1/scale,
+ * so every input element under the output's footprint contributes and the
+ * result is a proper low-pass average; the taps are the footprint's nearest
+ * inputs and the weights the stretched kernel normalised to sum 1, as ONNX's
+ * reference (onnx 1.13 op_resize.py) computes them. Nearest ignores it, as
+ * the spec says. Resize-19 (onnx 1.14) adds the half_pixel_symmetric
+ * coordinate mode.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -57,6 +61,7 @@ typedef struct resize_state {
     nearest_rule nearest;
     double cubic_a;
     bool exclude_outside;
+    bool antialias; /* Resize-18 */
     double extrapolation;
     /* where scales and sizes come from */
     int scales_input, sizes_input, roi_input; /* -1 when the version has none */
@@ -67,12 +72,16 @@ typedef struct resize_state {
     aspect_policy policy;
 } resize_state;
 
-/* The taps of one output coordinate along one axis. */
+/* The taps of one output coordinate along one axis, in a pool sized by
+ * taps_capacity (4, or an antialiased footprint). */
 typedef struct axis_taps {
     int count;        /* 0 means: extrapolation_value */
-    int64_t index[4];
-    double weight[4];
+    int64_t *index;
+    double *weight;
 } axis_taps;
+
+/* Widest antialiased footprint: shrinking one axis more than ~1000 times. */
+#define MAX_ANTIALIAS_TAPS 4096
 
 static bool name_is(const char *a, const char *b) { return strcmp(a, b) == 0; }
 
@@ -125,9 +134,18 @@ static int parse_resize(op_node *node, resize_state *st, ifd_error *err)
             st->policy = ASPECT_NOT_SMALLER;
         else
             return op_prepare_fail(node, err, "unknown keep_aspect_ratio_policy '%s'", policy);
-        if (op_attr_int(node, "antialias", 0) != 0 && st->mode != MODE_NEAREST)
-            return op_prepare_fail(node, err, "antialias is not supported (its widened filter "
-                                   "for downsampling is not implemented)");
+        st->antialias = op_attr_int(node, "antialias", 0) != 0 && st->mode != MODE_NEAREST;
+        /* Checked against ONNX Runtime for the half-pixel family and
+         * asymmetric; with these three the stretched filter's centre is not
+         * settled (ONNX Runtime's differs from the reference's rule), so
+         * they are refused rather than answered differently. */
+        if (st->antialias && (st->coord == COORD_ALIGN_CORNERS ||
+                              st->coord == COORD_TF_HALF_PIXEL_FOR_NN ||
+                              st->coord == COORD_TF_CROP_AND_RESIZE))
+            return op_prepare_fail(node, err, "antialias with coordinate_transformation_mode "
+                                   "'%s' is not supported (ONNX Runtime and ONNX's reference "
+                                   "place the widened filter differently there)",
+                                   coords[i].name);
         const int64_t *axes;
         size_t n = op_attr_ints(node, "axes", &axes);
         if (n > IFD_MAX_RANK)
@@ -304,11 +322,45 @@ static void cubic_coeffs(double r, double a, double *c)
     c[3] = ((a * ((1 - r) + 1) - 5 * a) * ((1 - r) + 1) + 8 * a) * ((1 - r) + 1) - 4 * a;
 }
 
-/* The taps of output coordinate x along an axis of `in` elements. */
-static axis_taps axis_tap(const resize_state *st, int64_t x, int64_t in, int64_t out,
-                          double scale, double roi_start, double roi_end)
+/* The first tap's offset from the floor of the coordinate and the number of
+ * taps of an antialiased (shrinking) axis: the kernel's support, 1 (linear)
+ * or 2 (cubic), stretched by 1/scale. */
+static int antialias_footprint(const resize_state *st, double scale, int64_t *start)
 {
-    axis_taps t = {0};
+    double support = st->mode == MODE_LINEAR ? 1.0 : 2.0;
+    double first = floor(-support / scale) + 1.0;
+    if (!(first > -(double)MAX_ANTIALIAS_TAPS / 2))
+        return -1;
+    *start = (int64_t)first;
+    return (int)(2 - 2 * *start);
+}
+
+/* Taps one output coordinate can have along an axis; -1 when too many. */
+static int taps_capacity(const resize_state *st, double scale)
+{
+    int64_t start;
+    if (!st->antialias || scale > 1.0)
+        return 4;
+    int n = antialias_footprint(st, scale, &start);
+    return n < 0 ? -1 : n < 4 ? 4 : n;
+}
+
+static double cubic_kernel(double x, double a)
+{
+    x = fabs(x);
+    if (x <= 1)
+        return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2)
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+    return 0.0;
+}
+
+/* The taps of output coordinate x along an axis of `in` elements, into t
+ * (whose arrays hold taps_capacity entries). */
+static void axis_tap(const resize_state *st, int64_t x, int64_t in, int64_t out, double scale,
+                     double roi_start, double roi_end, axis_taps *t)
+{
+    t->count = 0;
     double resized = scale * (double)in, xr = (double)x, xo;
     switch (st->coord) {
     case COORD_HALF_PIXEL_SYMMETRIC: {
@@ -326,7 +378,7 @@ static axis_taps axis_tap(const resize_state *st, int64_t x, int64_t in, int64_t
                                  xr * (roi_end - roi_start) * (double)(in - 1) / (resized - 1)
                            : 0.5 * (roi_start + roi_end) * (double)(in - 1);
         if (xo < 0.0 || xo > (double)(in - 1))
-            return t; /* TF's CropAndResize: outside the image is the fill value */
+            return; /* TF's CropAndResize: outside the image is the fill value */
         break;
     default: xo = (xr + 0.5) / scale - 0.5; break;
     }
@@ -357,49 +409,75 @@ static axis_taps axis_tap(const resize_state *st, int64_t x, int64_t in, int64_t
             break;
         default: pick = r <= 0.5 ? f : f + 1; break;
         }
-        t.count = 1;
-        t.index[0] = pick;
-        t.weight[0] = 1.0;
+        t->count = 1;
+        t->index[0] = pick;
+        t->weight[0] = 1.0;
+    } else if (st->antialias && scale <= 1.0) {
+        /* ONNX's reference takes the stretched kernel at scale <= 1 (at
+         * exactly 1 it equals the plain one). */
+        int64_t start;
+        int n = antialias_footprint(st, scale, &start);
+        double sum = 0.0;
+        t->count = n;
+        for (int i = 0; i < n; i++) {
+            double arg = ((double)(start + i) - r) * scale;
+            double w = st->mode == MODE_LINEAR ? (fabs(arg) < 1.0 ? 1.0 - fabs(arg) : 0.0)
+                                                : cubic_kernel(arg, st->cubic_a);
+            t->index[i] = f + start + i;
+            t->weight[i] = w;
+            sum += w;
+        }
+        for (int i = 0; i < n; i++)
+            t->weight[i] = sum != 0.0 ? t->weight[i] / sum : 0.0;
+        if (st->exclude_outside && st->mode == MODE_CUBIC) {
+            sum = 0.0;
+            for (int i = 0; i < n; i++) {
+                if (t->index[i] < 0 || t->index[i] >= in)
+                    t->weight[i] = 0.0;
+                sum += t->weight[i];
+            }
+            for (int i = 0; i < n; i++)
+                t->weight[i] = sum != 0.0 ? t->weight[i] / sum : 0.0;
+        }
     } else if (st->mode == MODE_LINEAR) {
-        t.count = 2;
-        t.index[0] = f;
-        t.index[1] = f + 1;
-        t.weight[0] = 1.0 - r;
-        t.weight[1] = r;
+        t->count = 2;
+        t->index[0] = f;
+        t->index[1] = f + 1;
+        t->weight[0] = 1.0 - r;
+        t->weight[1] = r;
     } else {
-        t.count = 4;
+        t->count = 4;
         for (int i = 0; i < 4; i++)
-            t.index[i] = f - 1 + i;
-        cubic_coeffs(r, st->cubic_a, t.weight);
+            t->index[i] = f - 1 + i;
+        cubic_coeffs(r, st->cubic_a, t->weight);
         if (st->exclude_outside) {
             double sum = 0.0;
             for (int i = 0; i < 4; i++) {
-                if (t.index[i] < 0 || t.index[i] >= in)
-                    t.weight[i] = 0.0;
-                sum += t.weight[i];
+                if (t->index[i] < 0 || t->index[i] >= in)
+                    t->weight[i] = 0.0;
+                sum += t->weight[i];
             }
             for (int i = 0; i < 4; i++)
-                t.weight[i] = sum != 0.0 ? t.weight[i] / sum : 0.0;
+                t->weight[i] = sum != 0.0 ? t->weight[i] / sum : 0.0;
         }
     }
     /* edge padding: outside taps read the border element */
     int kept = 0;
-    for (int i = 0; i < t.count; i++) {
-        int64_t idx = t.index[i] < 0 ? 0 : t.index[i] >= in ? in - 1 : t.index[i];
-        if (t.weight[i] == 0.0 && st->mode != MODE_NEAREST)
+    for (int i = 0; i < t->count; i++) {
+        int64_t idx = t->index[i] < 0 ? 0 : t->index[i] >= in ? in - 1 : t->index[i];
+        if (t->weight[i] == 0.0 && st->mode != MODE_NEAREST)
             continue;
-        t.index[kept] = idx;
-        t.weight[kept] = t.weight[i];
+        t->index[kept] = idx;
+        t->weight[kept] = t->weight[i];
         kept++;
     }
     if (kept == 0) {
         /* every weight was zero: the value is 0 times the border element */
-        t.index[0] = 0;
-        t.weight[0] = 0.0;
+        t->index[0] = 0;
+        t->weight[0] = 0.0;
         kept = 1;
     }
-    t.count = kept;
-    return t;
+    t->count = kept;
 }
 
 /* ---- element access -------------------------------------------------------- */
@@ -565,15 +643,30 @@ static int resize_run(op_ctx *ctx)
     size_t n_taps = 0;
     for (int d = 0; d < rank; d++)
         n_taps += (size_t)out_dims[d];
+    size_t pool_size = 0;
+    int capacity[IFD_MAX_RANK];
+    for (int d = 0; d < rank; d++) {
+        capacity[d] = taps_capacity(st, scale[d]);
+        if (capacity[d] < 0 || capacity[d] > MAX_ANTIALIAS_TAPS)
+            return op_fail(ctx, "antialiasing axis %d at scale %g needs more than %d taps", d,
+                           scale[d], MAX_ANTIALIAS_TAPS);
+        pool_size += (size_t)out_dims[d] * (size_t)capacity[d];
+    }
     axis_taps *taps = op_scratch(ctx, n_taps * sizeof(axis_taps) + 1);
-    if (!taps)
+    int64_t *index_pool = op_scratch(ctx, pool_size * sizeof(int64_t) + 1);
+    double *weight_pool = op_scratch(ctx, pool_size * sizeof(double) + 1);
+    if (!taps || !index_pool || !weight_pool)
         return -1;
     axis_taps *axis[IFD_MAX_RANK];
+    size_t used = 0;
     for (int d = 0; d < rank; d++) {
         axis[d] = d == 0 ? taps : axis[d - 1] + out_dims[d - 1];
-        for (int64_t o = 0; o < out_dims[d]; o++)
-            axis[d][o] =
-                axis_tap(st, o, x->dims[d], out_dims[d], scale[d], roi[d], roi[rank + d]);
+        for (int64_t o = 0; o < out_dims[d]; o++) {
+            axis[d][o].index = index_pool + used;
+            axis[d][o].weight = weight_pool + used;
+            used += (size_t)capacity[d];
+            axis_tap(st, o, x->dims[d], out_dims[d], scale[d], roi[d], roi[rank + d], &axis[d][o]);
+        }
     }
 
     if (st->mode == MODE_NEAREST) {

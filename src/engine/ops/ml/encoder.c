@@ -223,18 +223,50 @@ static int label_encoder_1_prepare(op_node *node, ifd_error *err)
     return mapper_finish(node, err, m);
 }
 
-/* LabelEncoder-2: exactly one keys_* and one values_* list of equal length. */
+/* LabelEncoder-4 (onnx 1.15 Operators-ml.md) may give its keys, values and
+ * default as tensor attributes (keys_tensor, values_tensor, default_tensor)
+ * instead of the typed lists; inferd maps the three list types (string,
+ * int64, float) and refuses tensors of the others (double, int16, int32). */
+static int tensor_list(op_node *node, const char *name, const ifd_string **strs,
+                       const int64_t **ints, const float **floats, size_t *ns, size_t *ni,
+                       size_t *nf, ifd_error *err)
+{
+    const ifd_tensor *t = op_attr_tensor(node, name);
+    if (!t)
+        return 0;
+    if (*ns || *ni || *nf)
+        return op_prepare_fail(node, err, "%s and a typed list are both set", name);
+    size_t n = (size_t)ifd_tensor_count(t);
+    switch (t->dtype) {
+    case IFD_STRING: *strs = t->data, *ns = n; break;
+    case IFD_INT64: *ints = t->data, *ni = n; break;
+    case IFD_FLOAT: *floats = t->data, *nf = n; break;
+    default:
+        return op_prepare_fail(node, err, "%s of type %s is not supported (string, int64 or "
+                               "float)", name, ifd_dtype_name(t->dtype));
+    }
+    if (n == 0)
+        return op_prepare_fail(node, err, "%s is empty", name);
+    return 0;
+}
+
+/* LabelEncoder-2: exactly one keys_* and one values_* list of equal length
+ * (from 4, or keys_tensor and values_tensor). */
 static int label_encoder_2_prepare(op_node *node, ifd_error *err)
 {
-    const ifd_string *ks, *vs;
-    const int64_t *ki, *vi;
-    const float *kf, *vf;
+    const ifd_string *ks = NULL, *vs = NULL;
+    const int64_t *ki = NULL, *vi = NULL;
+    const float *kf = NULL, *vf = NULL;
     size_t nks = op_attr_strings(node, "keys_strings", &ks);
     size_t nki = op_attr_ints(node, "keys_int64s", &ki);
     size_t nkf = op_attr_floats(node, "keys_floats", &kf);
     size_t nvs = op_attr_strings(node, "values_strings", &vs);
     size_t nvi = op_attr_ints(node, "values_int64s", &vi);
     size_t nvf = op_attr_floats(node, "values_floats", &vf);
+    if (node->version >= 4 &&
+        (tensor_list(node, "keys_tensor", &ks, &ki, &kf, &nks, &nki, &nkf, err) ||
+         tensor_list(node, "values_tensor", &vs, &vi, &vf, &nvs, &nvi, &nvf, err)))
+        return -1;
     if ((nks > 0) + (nki > 0) + (nkf > 0) != 1)
         return op_prepare_fail(node, err, "exactly one of keys_strings, keys_int64s, keys_floats "
                                           "must be set");
@@ -256,6 +288,20 @@ static int label_encoder_2_prepare(op_node *node, ifd_error *err)
     m->default_int = op_attr_int(node, "default_int64", -1);
     m->default_float = op_attr_float(node, "default_float", -0.0f);
     read_default_string(node, m);
+    const ifd_tensor *fallback = node->version >= 4 ? op_attr_tensor(node, "default_tensor") : NULL;
+    if (fallback) {
+        if (fallback->dtype != m->out || ifd_tensor_count(fallback) != 1) {
+            mapper_free(m);
+            return op_prepare_fail(node, err, "default_tensor must be one %s value",
+                                   ifd_dtype_name(nvs ? IFD_STRING : nvi ? IFD_INT64 : IFD_FLOAT));
+        }
+        if (m->out == IFD_STRING)
+            m->default_string = ((const ifd_string *)fallback->data)[0];
+        else if (m->out == IFD_INT64)
+            m->default_int = ((const int64_t *)fallback->data)[0];
+        else
+            m->default_float = ((const float *)fallback->data)[0];
+    }
     if (!table_build(&m->keys, m->in, nk, ks, kf, ki)) {
         mapper_free(m);
         return op_prepare_fail(node, err, "out of memory");
@@ -509,7 +555,7 @@ static const op_def defs[] = {
     /* LabelEncoder-1 maps strings to their index and back; 2 generalised it to
      * keys_* -> values_* with per-type defaults. */
     {"ai.onnx.ml", "LabelEncoder", 1, 1, label_encoder_1_prepare, mapper_run, mapper_free},
-    {"ai.onnx.ml", "LabelEncoder", 2, 2, label_encoder_2_prepare, mapper_run, mapper_free},
+    {"ai.onnx.ml", "LabelEncoder", 2, 4, label_encoder_2_prepare, mapper_run, mapper_free},
     {"ai.onnx.ml", "CategoryMapper", 1, 1, category_mapper_prepare, mapper_run, mapper_free},
     {"ai.onnx.ml", "DictVectorizer", 1, 1, dict_vectorizer_prepare, dict_vectorizer_run,
      table_free},

@@ -1,0 +1,1 @@
+2one and a half2half2noneBy

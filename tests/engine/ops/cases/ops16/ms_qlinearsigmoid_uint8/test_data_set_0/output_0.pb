@@ -1,0 +1,1 @@
+ByJdddddddc2dXcddb\[d]acbda
