@@ -31,6 +31,7 @@ test+=(chromium)      # the real browser that loads /ui and /docs (through npm's
 # book's parallel pattern bench/pipeline rebuilds
 bench=(python3-pandas python3-sqlalchemy python3-psycopg2 python3-fastapi python3-uvicorn python3-redis
        python3-httpx)
+bench+=(gunicorn)     # the book's web single pattern process manager (bench/serve/throughput.sh, run.sh)
 
 case "$what" in
   build|demo) wanted=("${build[@]}") ;;

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -640,6 +641,34 @@ static void on_mhd_error(void *cls, const char *fmt, va_list ap)
     log_event(LOG_DEBUG, "http", "detail", message, NULL);
 }
 
+/* Each connection is a descriptor, and the usual soft limit of 1024 would
+ * refuse connections long before --max-connections: raise the soft limit
+ * as far as the hard one allows, and say so when that is still too low
+ * (the connection limit is then what the descriptors allow). */
+static void fit_descriptor_limit(serve_options *o)
+{
+    /* the listener, the signal pipe, logs, model files, the worker pools' pipes */
+    const rlim_t spare = 64;
+    rlim_t wanted = (rlim_t)o->connection_limit + spare;
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return;
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted) {
+        limit.rlim_cur = limit.rlim_max == RLIM_INFINITY || limit.rlim_max >= wanted ? wanted : limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+        getrlimit(RLIMIT_NOFILE, &limit);
+    }
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted) {
+        unsigned fits = limit.rlim_cur > spare ? (unsigned)(limit.rlim_cur - spare) : 1;
+        char asked[16], allowed[16];
+        snprintf(asked, sizeof(asked), "%u", o->connection_limit);
+        snprintf(allowed, sizeof(allowed), "%u", fits);
+        log_event(LOG_WARNING, "the descriptor limit (ulimit -n) holds fewer connections than --max-connections",
+                  "max_connections", asked, "connections", allowed, NULL);
+        o->connection_limit = fits;
+    }
+}
+
 int server_run(server *srv)
 {
     serve_options *o = &srv->options;
@@ -679,6 +708,7 @@ int server_run(server *srv)
     signal(SIGPIPE, SIG_IGN);
 
     seed_request_ids();
+    fit_descriptor_limit(o);
     srv->pool = workers_start(o->workers);
     srv->admin_pool = srv->pool ? workers_start(1) : NULL;
     if (srv->pool && !srv->admin_pool) {
