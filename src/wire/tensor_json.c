@@ -419,11 +419,7 @@ json_t *value_to_json(const ifd_value *v)
 
 /* ---- encoding ------------------------------------------------------------ */
 
-typedef struct text_buffer {
-    char *data;
-    size_t len, cap;
-    bool failed;
-} text_buffer;
+typedef json_text text_buffer;
 
 static void put(text_buffer *b, const char *s, size_t n)
 {
@@ -649,6 +645,25 @@ static void put_value(text_buffer *b, const json_t *j)
     case JSON_FALSE: put(b, "false", 5); break;
     default: put(b, "null", 4); break;
     }
+}
+
+void json_text_put(json_text *t, const char *s, size_t n) { put(t, s, n); }
+
+void json_text_real(json_text *t, double d) { put_real(t, d); }
+
+bool json_text_number_array(json_text *t, const ifd_tensor *tensor, size_t first, size_t count)
+{
+    if (tensor->dtype != IFD_FLOAT && tensor->dtype != IFD_DOUBLE)
+        return false;
+    put(t, "[", 1);
+    for (size_t i = first; i < first + count; i++) {
+        if (i > first)
+            put(t, ",", 1);
+        put_real(t, tensor->dtype == IFD_FLOAT ? (double)((const float *)tensor->data)[i]
+                                                : ((const double *)tensor->data)[i]);
+    }
+    put(t, "]", 1);
+    return true;
 }
 
 char *json_encode(const json_t *j, size_t *len)
