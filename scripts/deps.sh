@@ -15,6 +15,9 @@ what=${1:-all}
 build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libjansson-dev
        libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev
        libsqlite3-dev libhiredis-dev libpq-dev libjpeg62-turbo-dev libpng-dev)
+# shortest round-trip number formatting (src/wire/shortest_double.cc): Python's
+# repr() digits without printf/strtod trials on every JSON number inferd writes
+build+=(libdouble-conversion-dev)
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
 # yamllint for the release patterns

@@ -30,10 +30,10 @@ build=${FUZZ_BUILD_DIR:-build-fuzz}
 jobs=$(nproc)
 [ "$jobs" -gt 2 ] && jobs=2
 
-command -v clang >/dev/null || { echo "fuzz.sh: clang not found (scripts/deps.sh test)" >&2; exit 1; }
+command -v clang++ >/dev/null || { echo "fuzz.sh: clang/clang++ not found (scripts/deps.sh test)" >&2; exit 1; }
 
 echo "== fuzz.sh: building libFuzzer targets in $build"
-CC=clang cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
+CC=clang CXX=clang++ cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
 cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_batch_reader fuzz_jobs_url \
   fuzz_infer_request fuzz_image_decode fuzz_pipeline_json fuzz_numeric_json >/dev/null
