@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,14 +184,20 @@ static void timestamp(char out[32])
     out[n] = '\0';
 }
 
+static atomic_ulong dropped_lines;
+
+unsigned long log_lines_dropped(void) { return atomic_load(&dropped_lines); }
+
 static void write_line(const char *data, size_t len)
 {
     while (len) {
         ssize_t put = write(STDERR_FILENO, data, len);
         if (put < 0 && errno == EINTR)
             continue;
-        if (put <= 0)
-            return; /* nowhere to report it: stderr is the log */
+        if (put <= 0) {
+            atomic_fetch_add(&dropped_lines, 1); /* stderr is the log: counted for /metrics */
+            return;
+        }
         data += put;
         len -= (size_t)put;
     }
@@ -240,7 +247,9 @@ void log_event(log_level level, const char *message, ...)
     }
     va_end(ap);
     append(&b, "\n", 1);
-    if (!b.failed)
+    if (b.failed)
+        atomic_fetch_add(&dropped_lines, 1);
+    else
         write_line(b.data, b.len);
     if (b.heap)
         free(b.data);

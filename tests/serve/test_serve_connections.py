@@ -10,6 +10,9 @@ Both the test and the server need more than the usual 1024 descriptors: the
 test raises its own RLIMIT_NOFILE to the hard limit (and skips when the hard
 limit is too low to hold the connections at all); the server raises its own
 to fit --max-connections.
+
+Also here, the access log's bargain on the fast path: a line that cannot be
+written is never lost unseen but counted in /metrics.
 """
 import json
 import os
@@ -17,13 +20,14 @@ import resource
 import selectors
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_harness import DEMO_MODEL, SLOW, Server, parse_raw  # noqa: E402
+from serve_harness import DEMO_MODEL, INFERD, SLOW, Server, free_port, parse_raw  # noqa: E402
 
 IDLE = 10_000
 SAMPLE = [[5.1, 3.5, 1.4, 0.2]]
@@ -214,6 +218,47 @@ class IdleConnections(unittest.TestCase):
         metrics = srv.get("/metrics").body.decode()
         self.assertIn("inferd_", metrics)
         self.assertEqual(srv.stop(), 0, srv.log()[-3000:])
+
+
+class AccessLog(unittest.TestCase):
+    def test_log_lines_that_cannot_be_written_are_counted_not_lost_unseen(self):
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if k not in ("LOG_LEVEL", "LOG_FORMAT", "PORT")}
+        # /dev/full refuses every write (ENOSPC): no line of the log can be written
+        with open("/dev/full", "w") as full:
+            proc = subprocess.Popen([INFERD, "serve", DEMO_MODEL, "--port", str(port)], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=full, env=env)
+        srv = Server.__new__(Server)  # only the HTTP helpers, on the process started here
+        srv.port = port
+        try:
+            deadline = time.monotonic() + 30 * SLOW
+            while True:
+                self.assertIsNone(proc.poll(), "inferd serve exited with its log unwritable")
+                try:
+                    if srv.request("GET", "/v2/health/ready", timeout=2).status == 200:
+                        break
+                except OSError:
+                    pass
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.02)
+            for _ in range(5):
+                r = srv.post("/predict", {"data": SAMPLE})
+                self.assertEqual(r.status, 200, r)
+            time.sleep(0.2)  # the last access line is written after its answer is sent
+            text = srv.get("/metrics").body.decode()
+            dropped = [float(line.split()[1]) for line in text.splitlines()
+                       if line.startswith("inferd_log_lines_dropped_total ")]
+            self.assertEqual(len(dropped), 1, text[:2000])
+            # "listening" and at least the five answered requests
+            self.assertGreaterEqual(dropped[0], 6, text[:2000])
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30 * SLOW)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self.assertEqual(proc.returncode, 0)
 
 
 if __name__ == "__main__":
