@@ -302,6 +302,7 @@ typedef struct spare_requests {
 } spare_requests;
 
 static pthread_key_t spares_key;
+static bool spares_key_made;
 static pthread_once_t spares_once = PTHREAD_ONCE_INIT;
 
 static void free_spares(void *arg)
@@ -316,13 +317,15 @@ static void free_spares(void *arg)
 
 static void make_spares_key(void)
 {
-    if (pthread_key_create(&spares_key, free_spares) != 0)
-        abort(); /* only with no keys left in the process: cannot serve */
+    /* without a key (none left in the process) requests are simply not reused */
+    spares_key_made = pthread_key_create(&spares_key, free_spares) == 0;
 }
 
 static spare_requests *thread_spares(void)
 {
     pthread_once(&spares_once, make_spares_key);
+    if (!spares_key_made)
+        return NULL;
     spare_requests *spares = pthread_getspecific(spares_key);
     if (!spares && (spares = calloc(1, sizeof(*spares))) && pthread_setspecific(spares_key, spares) != 0) {
         free(spares);
