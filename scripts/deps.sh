@@ -16,6 +16,9 @@ build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler li
        libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev
        libsqlite3-dev libhiredis-dev libpq-dev libjpeg62-turbo-dev libpng-dev)
 build+=(libgrpc-dev)  # KServe V2 over gRPC (--grpc-port): gRPC's C core; messages via protobuf-c
+# shortest round-trip number formatting (src/wire/shortest_double.cc): Python's
+# repr() digits without printf/strtod trials on every JSON number inferd writes
+build+=(libdouble-conversion-dev)
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
 # yamllint for the release patterns
@@ -35,6 +38,7 @@ test+=(chromium)      # the real browser that loads /ui and /docs (through npm's
 bench=(python3-pandas python3-sqlalchemy python3-psycopg2 python3-fastapi python3-uvicorn python3-redis
        python3-httpx)
 bench+=(nghttp2-client)  # h2load: the C load generator of bench/grpc (gRPC over HTTP/2 and REST alike)
+bench+=(gunicorn)     # the book's web single pattern process manager (bench/serve/throughput.sh, run.sh)
 
 case "$what" in
   build|demo) wanted=("${build[@]}") ;;

@@ -13,7 +13,9 @@
 #      parsers) for 5 s and fuzz_infer_request (the V2 and book request
 #      decoders) for 10 s, fuzz_grpc_request (the KServe V2 gRPC decoder
 #      and encoder) for 10 s; fuzz_pipeline_json and fuzz_model_config
-#      (config.json, batching fields included) for 5 s each.
+#      (config.json, batching fields included) for 5 s each;
+#      fuzz_numeric_json (the book body's fast path, checked against
+#      jansson) for 10 s.
 # Crashes, timeouts and out-of-memory inputs are saved as
 # $FUZZ_BUILD_DIR/artifacts/<target>-crash-<sha1> (minimise one with
 #   $FUZZ_BUILD_DIR/fuzz/<target> -minimize_crash=1 -runs=100000 FILE).
@@ -31,13 +33,13 @@ build=${FUZZ_BUILD_DIR:-build-fuzz}
 jobs=$(nproc)
 [ "$jobs" -gt 2 ] && jobs=2
 
-command -v clang >/dev/null || { echo "fuzz.sh: clang not found (scripts/deps.sh test)" >&2; exit 1; }
+command -v clang++ >/dev/null || { echo "fuzz.sh: clang/clang++ not found (scripts/deps.sh test)" >&2; exit 1; }
 
 echo "== fuzz.sh: building libFuzzer targets in $build"
-CC=clang cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
+CC=clang CXX=clang++ cmake -S "$src" -B "$build" -DINFERD_FUZZ=ON -DINFERD_SANITIZE=ON -DINFERD_WERROR=ON \
   -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
 cmake --build "$build" -j"$jobs" --target fuzz_model_load fuzz_value_decode fuzz_batch_reader fuzz_jobs_url \
-  fuzz_infer_request fuzz_image_decode fuzz_pipeline_json fuzz_grpc_request fuzz_model_config >/dev/null
+  fuzz_infer_request fuzz_image_decode fuzz_pipeline_json fuzz_grpc_request fuzz_model_config fuzz_numeric_json >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -146,6 +148,12 @@ printf '%s' '{"version_policy": {"latest": 2}, "traffic": {"1": 90, "2": 10}, "s
  "dynamic_batching": {"max_queue_delay_microseconds": "100", "preferred_batch_size": [4],
  "default_queue_policy": {"max_queue_size": 4}}}' >"$corpus/model_config/full"
 run_target model_config 5 -max_len=2048
+# the book API's numeric fast path against jansson (src/wire/numeric_json.c)
+mkdir -p "$corpus/numeric_json"
+printf '{"data":[[5.1,3.5,1.4,0.2]]}' >"$corpus/numeric_json/rows"
+printf '{ "data" : [[1e-7, -0.0, 12345678901234567890.5, 3.4028235e38], [0, -7, 2E+22, 1.7976931348623157e308]] }' \
+  >"$corpus/numeric_json/edges"
+run_target numeric_json 10 -max_len=1024
 
 if [ $status = 0 ]; then
   echo "fuzz.sh: no findings"

@@ -44,7 +44,8 @@ static const char serve_usage[] =
     "  --threads N          intra-op threads per inference (default 1)\n"
     "  --graph-opt LEVEL    none|basic|all: the loader's graph optimisations (default all)\n"
     "  --max-body BYTES     largest request body (default 64 MiB)\n"
-    "  --max-connections N  concurrent connections (default 1024)\n"
+    "  --max-connections N  concurrent connections (default 16384; the descriptor\n"
+    "                       limit is raised to fit)\n"
     "  --timeout SECONDS    time a request may take to arrive (default 30)\n"
     "  --grace SECONDS      time to finish requests on SIGTERM (default 10)\n"
     "  --model-control M    none (default: what loads at start serves), poll (re-scan\n"
@@ -247,7 +248,7 @@ int cli_serve(int argc, char **argv, const model_source *embedded)
         .io_threads = 1,
         .max_body = 64u << 20,
         .max_header = 16u << 10,
-        .connection_limit = 1024,
+        .connection_limit = 16384,
         .request_timeout = 30,
         .grace = 10.0,
         .grpc_port = -1,

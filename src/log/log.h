@@ -21,4 +21,9 @@ bool log_enabled(log_level level);
  * log_event(LOG_INFO, "model loaded", "model", name, "seconds", "0.01", NULL) */
 void log_event(log_level level, const char *message, ...) __attribute__((sentinel));
 
+/* Lines that could not be written (stderr closed, full, or out of memory
+ * for a long line) since the start: a log line is never lost unseen, the
+ * server's /metrics shows this count (inferd_log_lines_dropped_total). */
+unsigned long log_lines_dropped(void);
+
 #endif /* INFERD_LOG_H */

@@ -23,6 +23,7 @@
 #include "api_jobs.h"
 #include "image_request.h"
 #include "infer.h"
+#include "numeric_json.h"
 #include "routes.h"
 #include "server.h"
 #include "served.h"
@@ -182,13 +183,13 @@ static json_t *request_rows(http_request *req, model_version *m, bool use_sample
     return rows;
 }
 
-/* The input tensor of a request: its rows, or its image through the
- * model's declared preprocessing. NULL after answering an error. */
-static ifd_value *request_input(http_request *req, model_version *m, bool use_sample)
+/* The input tensor through jansson: any body form, images included, and
+ * the precise error for a bad one (answered; NULL). Not yet checked
+ * against the model's signature. */
+static ifd_value *request_input_general(http_request *req, model_version *m, bool use_sample)
 {
     request_image image = {0};
     json_t *rows = request_rows(req, m, use_sample, &image);
-    char err[1024];
     if (image.present) {
         size_t index;
         image_spec spec;
@@ -201,12 +202,27 @@ static ifd_value *request_input(http_request *req, model_version *m, bool use_sa
     if (!rows)
         return NULL;
     const ifd_io_info *input = ifd_model_input(m->model, 0);
+    char err[1024];
     ifd_value *x = json_rows_to_tensor(rows, input->type.dtype, err, sizeof(err));
     json_decref(rows);
-    if (!x) {
+    if (!x)
         http_reply_error(req, 400, "input '%s': %s", input->name, err);
+    return x;
+}
+
+/* The input tensor of a request: its rows, or its image through the
+ * model's declared preprocessing. NULL after answering an error. The
+ * common body, numbers only, is read without a JSON tree
+ * (numeric_json.h); anything else takes the general path. */
+static ifd_value *request_input(http_request *req, model_version *m, bool use_sample)
+{
+    const ifd_io_info *input = ifd_model_input(m->model, 0);
+    ifd_value *x = NULL;
+    if (!use_sample && !image_request_is_multipart(req))
+        x = numeric_json_book_rows(req->body, req->body_len, input->type.dtype);
+    if (!x && !(x = request_input_general(req, m, use_sample)))
         return NULL;
-    }
+    char err[1024];
     if (!check_input_contract(input, x->tensor.dtype, x->tensor.rank, x->tensor.dims, err, sizeof(err))) {
         ifd_value_free(x);
         http_reply_error(req, 400, "%s", err);
@@ -215,21 +231,73 @@ static ifd_value *request_input(http_request *req, model_version *m, bool use_sa
     return x;
 }
 
-/* Run the default model on the request's rows (or image); NULL after
- * answering an error. With top_k > 0, *top gets the k most probable
- * classes of the first row. */
-static json_t *predict_rows(http_request *req, int worker, bool use_sample, int top_k, json_t **top)
+/* The book's answer {"prediction": ...} written straight from the
+ * probability output, as model_version_probabilities + one_or_many +
+ * json_encode would write it, for float and double outputs; false (nothing
+ * kept) for anything else. */
+static bool prediction_text(const model_version *m, ifd_value *const *outputs, json_text *out)
 {
+    const ifd_value *v = outputs[m->probability_output];
+    json_text t = {0};
+    bool ok = true;
+    json_text_put(&t, "{\"prediction\":", 14);
+    if (v->kind == IFD_VALUE_SEQUENCE) { /* ZipMap: a map per row, its values in class order */
+        if (v->length != 1)
+            json_text_put(&t, "[", 1);
+        for (size_t r = 0; ok && r < v->length; r++) {
+            const ifd_value *map = v->items[r];
+            if (r)
+                json_text_put(&t, ",", 1);
+            ok = map->kind == IFD_VALUE_MAP &&
+                 json_text_number_array(&t, &map->map_values, 0, (size_t)ifd_tensor_count(&map->map_values));
+        }
+        if (v->length != 1)
+            json_text_put(&t, "]", 1);
+    } else if (v->kind == IFD_VALUE_TENSOR && v->tensor.rank <= 1) {
+        ok = json_text_number_array(&t, &v->tensor, 0, (size_t)ifd_tensor_count(&v->tensor));
+    } else if (v->kind == IFD_VALUE_TENSOR && v->tensor.rank == 2) {
+        size_t rows = (size_t)v->tensor.dims[0], cols = (size_t)v->tensor.dims[1];
+        if (rows != 1)
+            json_text_put(&t, "[", 1);
+        for (size_t r = 0; ok && r < rows; r++) {
+            if (r)
+                json_text_put(&t, ",", 1);
+            ok = json_text_number_array(&t, &v->tensor, r * cols, cols);
+        }
+        if (rows != 1)
+            json_text_put(&t, "]", 1);
+    } else {
+        ok = false;
+    }
+    json_text_put(&t, "}", 1);
+    if (!ok || t.failed) {
+        free(t.data);
+        return false;
+    }
+    *out = t;
+    return true;
+}
+
+/* Run the default model on the request's rows (or image); false after
+ * answering an error. With top_k > 0, *top gets the k most probable
+ * classes of the first row. The probabilities go to *rows, or, when
+ * `direct` is given and the answer needs nothing but them, straight into
+ * *direct as the whole answer's text (*rows stays NULL). */
+static bool predict(http_request *req, int worker, bool use_sample, int top_k, json_t **top, json_t **rows,
+                    json_text *direct)
+{
+    *rows = NULL;
     model_version *m = default_model(req);
     if (!m)
-        return NULL;
+        return false;
     ifd_value *x = request_input(req, m, use_sample);
     if (!x)
-        return NULL;
+        return false;
     char err[1024];
     size_t n_out = ifd_model_output_count(m->model);
-    ifd_value **outputs = calloc(n_out, sizeof(*outputs));
-    json_t *result = NULL;
+    ifd_value *stack_outputs[8] = {0};
+    ifd_value **outputs = n_out <= 8 ? stack_outputs : calloc(n_out, sizeof(*outputs));
+    bool ok = false;
     double deadline;
     int status = 400;
     if (!outputs) {
@@ -241,14 +309,24 @@ static json_t *predict_rows(http_request *req, int worker, bool use_sample, int 
         http_reply_error(req, status, "%s", err);
     } else if (top_k > 0 && !(*top = image_request_top_k(req, m, outputs, 0, (size_t)top_k))) {
         /* answered */
+    } else if (direct && top_k == 0 && !req->mode_field && prediction_text(m, outputs, direct)) {
+        ok = true;
     } else {
-        result = model_version_probabilities(m, outputs);
+        *rows = model_version_probabilities(m, outputs);
+        ok = *rows != NULL;
     }
     for (size_t k = 0; outputs && k < n_out; k++)
         ifd_value_free(outputs[k]);
-    free(outputs);
+    if (outputs != stack_outputs)
+        free(outputs);
     ifd_value_free(x);
-    return result;
+    return ok;
+}
+
+static json_t *predict_rows(http_request *req, int worker, bool use_sample, int top_k, json_t **top)
+{
+    json_t *rows;
+    return predict(req, worker, use_sample, top_k, top, &rows, NULL) ? rows : NULL;
 }
 
 /* The book's A/B pattern adds which model answered ("mode") when the
@@ -382,10 +460,14 @@ static void answer_probabilities(http_request *req, int worker, bool use_sample)
     if (predict_batched(req, use_sample, false))
         return;
     int top_k = image_request_query_top_k(req);
-    json_t *top = NULL;
-    json_t *rows = top_k < 0 ? NULL : predict_rows(req, worker, use_sample, top_k, &top);
-    if (!rows)
+    json_t *top = NULL, *rows = NULL;
+    json_text direct = {0};
+    if (top_k < 0 || !predict(req, worker, use_sample, top_k, &top, &rows, &direct))
         return;
+    if (!rows) {
+        http_reply_buffer(req, 200, "application/json", direct.data, direct.len);
+        return;
+    }
     json_t *body = json_pack("{s:o}", "prediction", one_or_many(rows));
     if (top)
         json_object_set_new(body, "top_k", top);

@@ -20,7 +20,8 @@ typedef struct http_request {
     struct MHD_Connection *connection;
     struct server *server;
     char method[16];
-    char *path;              /* decoded path without the query */
+    char *path;              /* decoded path without the query (path_inline when it fits) */
+    char path_inline[192];
     char request_id[72];
     char *body;
     size_t body_len, body_cap;

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "api_jobs.h"
+#include "log.h"
 #include "routes.h"
 #include "pipeline_set.h"
 #include "server.h"
@@ -431,6 +432,9 @@ char *metrics_render(metrics *m, const server *srv, size_t *len)
     fprintf(out, "# HELP inferd_requests_in_flight Requests being read, queued or computed.\n"
                  "# TYPE inferd_requests_in_flight gauge\ninferd_requests_in_flight %d\n",
             __atomic_load_n(&srv->unanswered, __ATOMIC_SEQ_CST));
+    fprintf(out, "# HELP inferd_log_lines_dropped_total Log lines (the access log included) that could not be written.\n"
+                 "# TYPE inferd_log_lines_dropped_total counter\ninferd_log_lines_dropped_total %lu\n",
+            log_lines_dropped());
     render_model_set(out, srv->models);
     async_render_metrics(out, srv);
     pipeline_set_render_metrics(srv->pipelines, out);

@@ -31,12 +31,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -273,14 +275,102 @@ void server_request_id(const char *given, char *id, size_t size)
     }
     /* one random seed per process rather than a read of /dev/urandom per request */
     static atomic_ulong counter;
+    static const char hex[] = "0123456789abcdef";
     unsigned long seq = atomic_fetch_add(&counter, 1);
     uint64_t r = mix64(id_seed + seq);
-    snprintf(id, size, "%016llx-%06lx", (unsigned long long)r, seq & 0xffffff);
+    if (size < 24) { /* callers give at least 24 bytes; never overrun a smaller one */
+        snprintf(id, size, "%016llx-%06lx", (unsigned long long)r, seq & 0xffffff);
+        return;
+    }
+    /* "%016llx-%06lx" of r and the counter's low 24 bits, without printf */
+    for (int i = 0; i < 16; i++)
+        id[i] = hex[(r >> (60 - 4 * i)) & 15];
+    id[16] = '-';
+    for (int i = 0; i < 6; i++)
+        id[17 + i] = hex[(seq >> (20 - 4 * i)) & 15];
+    id[23] = '\0';
 }
 
 static void make_request_id(http_request *req)
 {
     server_request_id(http_header(req, "X-Request-ID"), req->request_id, sizeof(req->request_id));
+}
+
+/* ---- requests reused --------------------------------------------------- */
+
+/* A polling thread keeps the requests it has finished, with their body
+ * buffers, for the next ones it begins: the hot path allocates no request
+ * and, for bodies like the last ones, no body buffer. The spares of a
+ * thread are freed when it exits. */
+#define SPARE_REQUESTS 32
+#define SPARE_BODY_MAX (64u << 10)
+
+typedef struct spare_requests {
+    int count;
+    http_request *items[SPARE_REQUESTS];
+} spare_requests;
+
+static pthread_key_t spares_key;
+static bool spares_key_made;
+static pthread_once_t spares_once = PTHREAD_ONCE_INIT;
+
+static void free_spares(void *arg)
+{
+    spare_requests *spares = arg;
+    for (int i = 0; i < spares->count; i++) {
+        free(spares->items[i]->body);
+        free(spares->items[i]);
+    }
+    free(spares);
+}
+
+static void make_spares_key(void)
+{
+    /* without a key (none left in the process) requests are simply not reused */
+    spares_key_made = pthread_key_create(&spares_key, free_spares) == 0;
+}
+
+static spare_requests *thread_spares(void)
+{
+    pthread_once(&spares_once, make_spares_key);
+    if (!spares_key_made)
+        return NULL;
+    spare_requests *spares = pthread_getspecific(spares_key);
+    if (!spares && (spares = calloc(1, sizeof(*spares))) && pthread_setspecific(spares_key, spares) != 0) {
+        free(spares);
+        spares = NULL;
+    }
+    return spares;
+}
+
+static http_request *request_take(void)
+{
+    spare_requests *spares = thread_spares();
+    if (!spares || spares->count == 0)
+        return calloc(1, sizeof(http_request));
+    http_request *req = spares->items[--spares->count];
+    char *body = req->body;
+    size_t body_cap = req->body_cap;
+    memset(req, 0, offsetof(http_request, path_inline));
+    memset((char *)req + offsetof(http_request, path_inline) + sizeof(req->path_inline), 0,
+           sizeof(*req) - offsetof(http_request, path_inline) - sizeof(req->path_inline));
+    req->body = body;
+    req->body_cap = body_cap;
+    return req;
+}
+
+static void request_give(http_request *req)
+{
+    if (req->path != req->path_inline)
+        free(req->path);
+    free(req->response);
+    spare_requests *spares = thread_spares();
+    if (spares && spares->count < SPARE_REQUESTS && req->body_cap <= SPARE_BODY_MAX) {
+        spares->items[spares->count++] = req;
+        return;
+    }
+    free(req->body);
+    free(req);
 }
 
 /* Metrics count a request when its response is queued, so that a client
@@ -298,10 +388,16 @@ static void count_request(http_request *req, int status)
 static enum MHD_Result send_response(http_request *req)
 {
     count_request(req, req->status);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        req->response_len, req->response ? req->response : (char *)"", MHD_RESPMEM_MUST_COPY);
+    /* the answer's buffer goes to libmicrohttpd, which frees it once sent:
+     * no copy */
+    bool hand_over = req->response && req->response_len > 0;
+    struct MHD_Response *resp =
+        hand_over ? MHD_create_response_from_buffer(req->response_len, req->response, MHD_RESPMEM_MUST_FREE)
+                  : MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
+    if (hand_over)
+        req->response = NULL;
     MHD_add_response_header(resp, "Content-Type", req->content_type ? req->content_type : "application/json");
     MHD_add_response_header(resp, "X-Request-ID", req->request_id);
     if (req->inference_header_length) {
@@ -323,8 +419,11 @@ static enum MHD_Result send_response(http_request *req)
     if (req->page_headers)
         ui_add_security_headers(resp);
     if (req->answered_by || req->pipeline) {
-        char who[200];
-        snprintf(who, sizeof(who), "%s:%s", req->model_name, req->model_version);
+        char who[sizeof(req->model_name) + sizeof(req->model_version) + 1];
+        size_t name = strlen(req->model_name), version = strlen(req->model_version);
+        memcpy(who, req->model_name, name);
+        who[name] = ':';
+        memcpy(who + name + 1, req->model_version, version + 1);
         MHD_add_response_header(resp, "X-Model-Version", who);
     }
     if (req->server->stopping)
@@ -483,7 +582,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
             conn->response_queued = false;
             pthread_mutex_unlock(&connections_lock);
         }
-        req = calloc(1, sizeof(*req));
+        req = request_take();
         if (!req)
             return MHD_NO;
         *con_cls = req;
@@ -491,7 +590,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         req->server = srv;
         req->t_start = server_now();
         snprintf(req->method, sizeof(req->method), "%s", method);
-        req->path = strdup(url);
+        size_t url_len = strlen(url);
+        req->path = url_len < sizeof(req->path_inline) ? memcpy(req->path_inline, url, url_len + 1) : strdup(url);
         __atomic_add_fetch(&srv->in_flight, 1, __ATOMIC_SEQ_CST);
         __atomic_add_fetch(&srv->unanswered, 1, __ATOMIC_SEQ_CST);
         make_request_id(req);
@@ -577,7 +677,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         req->body = calloc(1, 1);
         if (!req->body)
             return MHD_NO;
+        req->body_cap = 1;
     }
+    req->body[req->body_len] = '\0'; /* a reused buffer may hold the last request's body */
     route_match route;
     if (!routes_match(req, &route))
         return send_response(req); /* 404 / 405 filled in */
@@ -617,6 +719,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     return hand_off(srv->pool, req, &route, "the server is overloaded or stopping; retry later");
 }
 
+/* "%llu" and "%.3f" of milliseconds for the access log, without printf. */
+static void format_unsigned(char out[24], unsigned long long v)
+{
+    char reversed[24];
+    int n = 0;
+    do {
+        reversed[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        out[i] = reversed[n - 1 - i];
+    out[n] = '\0';
+}
+
+static void format_millis(char out[32], double seconds)
+{
+    double micros = seconds * 1e6 + 0.5;
+    unsigned long long thousandths = micros > 0 && micros < 1e18 ? (unsigned long long)micros : 0;
+    format_unsigned(out, thousandths / 1000);
+    size_t n = strlen(out);
+    out[n++] = '.';
+    out[n++] = (char)('0' + thousandths / 100 % 10);
+    out[n++] = (char)('0' + thousandths / 10 % 10);
+    out[n++] = (char)('0' + thousandths % 10);
+    out[n] = '\0';
+}
+
 static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                          enum MHD_RequestTerminationCode code)
 {
@@ -630,10 +759,10 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         status = code == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 499;
     count_request(req, status); /* requests that ended without an answer */
     if (log_enabled(LOG_INFO)) {
-        char code_text[8], ms[32], bytes[32];
-        snprintf(code_text, sizeof(code_text), "%d", status);
-        snprintf(ms, sizeof(ms), "%.3f", (end - req->t_start) * 1e3);
-        snprintf(bytes, sizeof(bytes), "%zu", req->response_len);
+        char code_text[24], ms[32], bytes[24];
+        format_unsigned(code_text, (unsigned long long)(status < 0 ? 0 : status));
+        format_millis(ms, end - req->t_start);
+        format_unsigned(bytes, req->response_len);
         log_event(LOG_INFO, "request", "request_id", req->request_id, "method", req->method, "path",
                   req->path ? req->path : "", "status", code_text, "ms", ms, "bytes", bytes,
                   "model", req->model_name, NULL);
@@ -642,10 +771,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
      * request may be the last that holds it */
     model_version_unref(req->answered_by);
     pipeline_unref(req->pipeline);
-    free(req->path);
-    free(req->body);
-    free(req->response);
-    free(req);
+    request_give(req);
     *con_cls = NULL;
     conn_state *conn = connection_state(connection);
     if (conn) {
@@ -668,6 +794,34 @@ static void on_mhd_error(void *cls, const char *fmt, va_list ap)
     while (n && (message[n - 1] == '\n' || message[n - 1] == '\r'))
         message[--n] = '\0';
     log_event(LOG_DEBUG, "http", "detail", message, NULL);
+}
+
+/* Each connection is a descriptor, and the usual soft limit of 1024 would
+ * refuse connections long before --max-connections: raise the soft limit
+ * as far as the hard one allows, and say so when that is still too low
+ * (the connection limit is then what the descriptors allow). */
+static void fit_descriptor_limit(serve_options *o)
+{
+    /* the listener, the signal pipe, logs, model files, the worker pools' pipes */
+    const rlim_t spare = 64;
+    rlim_t wanted = (rlim_t)o->connection_limit + spare;
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return;
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted) {
+        limit.rlim_cur = limit.rlim_max == RLIM_INFINITY || limit.rlim_max >= wanted ? wanted : limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+        getrlimit(RLIMIT_NOFILE, &limit);
+    }
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted) {
+        unsigned fits = limit.rlim_cur > spare ? (unsigned)(limit.rlim_cur - spare) : 1;
+        char asked[16], allowed[16];
+        snprintf(asked, sizeof(asked), "%u", o->connection_limit);
+        snprintf(allowed, sizeof(allowed), "%u", fits);
+        log_event(LOG_WARNING, "the descriptor limit (ulimit -n) holds fewer connections than --max-connections",
+                  "max_connections", asked, "connections", allowed, NULL);
+        o->connection_limit = fits;
+    }
 }
 
 int server_run(server *srv)
@@ -709,6 +863,7 @@ int server_run(server *srv)
     signal(SIGPIPE, SIG_IGN);
 
     seed_request_ids();
+    fit_descriptor_limit(o);
     srv->pool = workers_start(o->workers);
     srv->admin_pool = srv->pool ? workers_start(1) : NULL;
     if (srv->pool && !srv->admin_pool) {

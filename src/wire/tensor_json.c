@@ -4,6 +4,8 @@
  */
 #include "tensor_json.h"
 
+#include "shortest_double.h"
+
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -419,11 +421,7 @@ json_t *value_to_json(const ifd_value *v)
 
 /* ---- encoding ------------------------------------------------------------ */
 
-typedef struct text_buffer {
-    char *data;
-    size_t len, cap;
-    bool failed;
-} text_buffer;
+typedef json_text text_buffer;
 
 static void put(text_buffer *b, const char *s, size_t n)
 {
@@ -446,108 +444,21 @@ static void put(text_buffer *b, const char *s, size_t n)
     b->data[b->len] = '\0';
 }
 
-/* Digits and decimal exponent of printf's "%.*e" text. */
-static size_t sci_digits(const char *sci, char *digits, int *exponent)
-{
-    size_t nd = 0;
-    const char *c = sci + (*sci == '-');
-    for (; *c && *c != 'e'; c++)
-        if (*c >= '0' && *c <= '9')
-            digits[nd++] = *c;
-    *exponent = atoi(c + 1);
-    return nd;
-}
-
-/* d rounded to `keep` (15 or 16) significant digits, from its correctly
- * rounded 17 digits d17: exact unless the dropped digits are exactly 5 or
- * 50, where the 17-digit rounding hides which side of the half d lies on
- * (then false, and printf decides). */
-static bool round_digits(const char *d17, int exponent17, size_t keep, char *digits,
-                         int *exponent)
-{
-    int tail = keep == 16 ? d17[16] - '0' : (d17[15] - '0') * 10 + (d17[16] - '0');
-    int half = keep == 16 ? 5 : 50;
-    if (tail == half)
-        return false;
-    memcpy(digits, d17, keep);
-    *exponent = exponent17;
-    if (tail > half) {
-        size_t i = keep;
-        while (i > 0 && digits[i - 1] == '9')
-            digits[--i] = '0';
-        if (i == 0) { /* 9.99...9 rounds up to 1.00...0 times ten */
-            digits[0] = '1';
-            (*exponent)++;
-        } else {
-            digits[i - 1]++;
-        }
-    }
-    return true;
-}
-
-static bool reads_back(bool negative, const char *digits, size_t nd, int exponent, double d)
-{
-    char text[48];
-    size_t n = 0;
-    if (negative)
-        text[n++] = '-';
-    text[n++] = digits[0];
-    text[n++] = '.';
-    memcpy(text + n, digits + 1, nd - 1);
-    n += nd - 1;
-    snprintf(text + n, sizeof(text) - n, "e%d", exponent);
-    return strtod(text, NULL) == d;
-}
-
 static void put_real(text_buffer *b, double d)
 {
     if (!isfinite(d)) {
         put(b, "null", 4);
         return;
     }
-    /* Python's repr(): the shortest digits that read back as d, laid out
-     * in positional notation for exponents -4..15 and in scientific
-     * notation otherwise ("1e-05", "1e+16", "1.5e+300"). For normal
-     * doubles, 15 digits with trailing zeros dropped are the shortest
-     * whenever fewer would do, so the search is over 15, 16 and 17 digits;
-     * subnormals carry fewer digits and are searched from one.
-     * One printf gives the 17 correctly rounded digits; the 15- and 16-digit
-     * candidates are rounded from them (exact but for a dropped tail of
-     * exactly 5/50, left to printf), so a value costs one printf and at
-     * most two strtod instead of three of each: `inferd batch` writes
-     * millions of these. */
-    char sci[40];
+    /* Python's repr(): the shortest digits that read back as d
+     * (libdouble-conversion finds them; `inferd batch` and every answer
+     * write these), laid out in positional notation for exponents -4..15
+     * and in scientific notation otherwise ("1e-05", "1e+16", "1.5e+300"). */
     char digits[24], text[48];
-    size_t nd = 0, n = 0;
+    size_t n = 0;
     int exponent = 0;
     bool negative = signbit(d) != 0;
-    if (fabs(d) < DBL_MIN) {
-        for (int precision = 1; precision <= 17; precision++) {
-            snprintf(sci, sizeof(sci), "%.*e", precision - 1, d);
-            if (strtod(sci, NULL) == d)
-                break;
-        }
-        nd = sci_digits(sci, digits, &exponent);
-    } else {
-        char d17[24];
-        int exponent17;
-        snprintf(sci, sizeof(sci), "%.16e", d);
-        sci_digits(sci, d17, &exponent17);
-        nd = 0;
-        for (size_t keep = 15; keep <= 16 && !nd; keep++) {
-            if (!round_digits(d17, exponent17, keep, digits, &exponent)) {
-                snprintf(sci, sizeof(sci), "%.*e", (int)keep - 1, d);
-                sci_digits(sci, digits, &exponent);
-            }
-            if (reads_back(negative, digits, keep, exponent, d))
-                nd = keep;
-        }
-        if (!nd) {
-            memcpy(digits, d17, 17);
-            exponent = exponent17;
-            nd = 17;
-        }
-    }
+    size_t nd = shortest_double_digits(fabs(d), digits, &exponent);
     while (nd > 1 && digits[nd - 1] == '0')
         nd--;
     if (negative)
@@ -579,8 +490,14 @@ static void put_real(text_buffer *b, double d)
         for (size_t i = 1; i < nd; i++)
             text[n++] = digits[i];
     }
-    n += (size_t)snprintf(text + n, sizeof(text) - n, "e%c%02d", exponent < 0 ? '-' : '+',
-                          exponent < 0 ? -exponent : exponent);
+    /* "e%c%02d" by hand: the exponent is at most 308 in size */
+    int magnitude = exponent < 0 ? -exponent : exponent;
+    text[n++] = 'e';
+    text[n++] = exponent < 0 ? '-' : '+';
+    if (magnitude >= 100)
+        text[n++] = (char)('0' + magnitude / 100);
+    text[n++] = (char)('0' + magnitude / 10 % 10);
+    text[n++] = (char)('0' + magnitude % 10);
     put(b, text, n);
 }
 
@@ -649,6 +566,25 @@ static void put_value(text_buffer *b, const json_t *j)
     case JSON_FALSE: put(b, "false", 5); break;
     default: put(b, "null", 4); break;
     }
+}
+
+void json_text_put(json_text *t, const char *s, size_t n) { put(t, s, n); }
+
+void json_text_real(json_text *t, double d) { put_real(t, d); }
+
+bool json_text_number_array(json_text *t, const ifd_tensor *tensor, size_t first, size_t count)
+{
+    if (tensor->dtype != IFD_FLOAT && tensor->dtype != IFD_DOUBLE)
+        return false;
+    put(t, "[", 1);
+    for (size_t i = first; i < first + count; i++) {
+        if (i > first)
+            put(t, ",", 1);
+        put_real(t, tensor->dtype == IFD_FLOAT ? (double)((const float *)tensor->data)[i]
+                                                : ((const double *)tensor->data)[i]);
+    }
+    put(t, "]", 1);
+    return true;
 }
 
 char *json_encode(const json_t *j, size_t *len)

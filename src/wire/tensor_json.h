@@ -51,4 +51,20 @@ const char *type_shape_string(const ifd_type_info *type, char *buf, size_t size)
  * infinities become null. Returns malloc'd text; *len gets its length. */
 char *json_encode(const json_t *j, size_t *len);
 
+/* JSON text written directly, without a json_t tree, for the answers on
+ * the hot path; numbers come out exactly as json_encode writes them. A
+ * failed allocation sets `failed` and later calls do nothing; the caller
+ * frees `data`. */
+typedef struct json_text {
+    char *data;
+    size_t len, cap;
+    bool failed;
+} json_text;
+void json_text_put(json_text *t, const char *s, size_t n);
+void json_text_real(json_text *t, double d);
+/* "[x, ...]" of elements [first, first + count) of a float or double
+ * tensor, as tensor_to_json_flat + json_encode would write them; false
+ * (nothing written) for other types. */
+bool json_text_number_array(json_text *t, const ifd_tensor *tensor, size_t first, size_t count);
+
 #endif /* INFERD_WIRE_TENSOR_JSON_H */

@@ -1,0 +1,186 @@
+/*
+ * test_numeric_json.c — the book body's fast path (src/wire/numeric_json.c):
+ * it reads {"data": [[...]]} into the same bits as jansson + strtod would,
+ * on the numbers where a shortcut could go wrong (many digits, big and tiny
+ * exponents, negative zero, integers), and it refuses every other form so
+ * that the general path can word the error.
+ */
+#include <float.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../test.h"
+#include "numeric_json.h"
+#include "tensor_json.h"
+
+static bool same_as_jansson(const char *text)
+{
+    double fast;
+    if (!numeric_json_number(text, strlen(text), &fast))
+        return false;
+    json_error_t je;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &je);
+    bool same = j && json_is_number(j) && memcmp(&fast, &(double){json_number_value(j)}, sizeof(double)) == 0;
+    if (!same)
+        fprintf(stderr, "'%s': fast path %.17g, jansson %.17g\n", text, fast, j ? json_number_value(j) : NAN);
+    json_decref(j);
+    return same;
+}
+
+static void test_numbers_read_as_jansson_reads_them(void)
+{
+    const char *numbers[] = {"5.1", "3.5", "0.2", "-0.0", "0", "-0", "1e22", "1e23", "1.5e-22", "1e-23",
+                             "123456789012345", "0.123456789012345", "0.1234567890123456789",
+                             "9007199254740993", "123456789012345678", "2.2250738585072014e-308",
+                             "4.9e-324", "1.7976931348623157e308", "0.000001", "1E5", "1e+5", "-12.5e-1",
+                             "0.30000000000000004", "3.4028234663852886e38", "100000000000000000000.0"};
+    for (size_t i = 0; i < sizeof(numbers) / sizeof(*numbers); i++)
+        CHECK(same_as_jansson(numbers[i]));
+}
+
+static void test_random_decimals_read_as_strtod_reads_them(void)
+{
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+    char text[64];
+    for (int i = 0; i < 200000; i++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        int digits = 1 + (int)(state % 17);
+        int exponent = (int)((state >> 8) % 60) - 30;
+        snprintf(text, sizeof(text), "%s%.*e", (state >> 20) & 1 ? "-" : "", digits - 1,
+                 (double)(state >> 11) / 9007199254740992.0 * 10);
+        char with_exp[80];
+        snprintf(with_exp, sizeof(with_exp), "%se%d", strtok(text, "e"), exponent);
+        double fast;
+        CHECK(numeric_json_number(with_exp, strlen(with_exp), &fast));
+        if (fast != strtod(with_exp, NULL)) {
+            fprintf(stderr, "'%s': %.17g, strtod %.17g\n", with_exp, fast, strtod(with_exp, NULL));
+            CHECK(0);
+            return;
+        }
+    }
+}
+
+static void test_not_json_numbers_are_refused(void)
+{
+    const char *bad[] = {"", "-", "01", "1.", ".5", "1e", "1e+", "+1", "0x10", "inf", "NaN", "1.5.2", "1e5e5",
+                         "1e400", "-1e400", "1234567890123456789012"};
+    double v;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+        CHECK(!numeric_json_number(bad[i], strlen(bad[i]), &v));
+}
+
+static void test_book_rows_become_the_tensor_jansson_gives(void)
+{
+    const char *body = " {\n\t\"data\" : [ [5.1, 3.5, 1.4, 0.2], [6, -2.25e0, 1E1, 0.1] ] } ";
+    ifd_value *x = numeric_json_book_rows(body, strlen(body), IFD_FLOAT);
+    CHECK(x != NULL);
+    if (!x)
+        return;
+    CHECK_EQ_INT(x->tensor.rank, 2);
+    CHECK_EQ_INT(x->tensor.dims[0], 2);
+    CHECK_EQ_INT(x->tensor.dims[1], 4);
+    json_error_t je;
+    json_t *j = json_loads(body, 0, &je);
+    char err[256];
+    ifd_value *y = json_rows_to_tensor(json_object_get(j, "data"), IFD_FLOAT, err, sizeof(err));
+    CHECK(y && memcmp(x->tensor.data, y->tensor.data, 8 * sizeof(float)) == 0);
+    ifd_value_free(x);
+    ifd_value_free(y);
+    json_decref(j);
+
+    const char *doubles = "{\"data\":[[0.1,0.2]]}";
+    x = numeric_json_book_rows(doubles, strlen(doubles), IFD_DOUBLE);
+    CHECK(x && ((double *)x->tensor.data)[0] == 0.1 && ((double *)x->tensor.data)[1] == 0.2);
+    ifd_value_free(x);
+}
+
+static void test_other_bodies_are_left_to_the_general_path(void)
+{
+    const char *other[] = {
+        "{\"data\":[[1,2],[3]]}",          /* ragged: the general path words it */
+        "{\"data\":[[1,\"2\"]]}",          /* a string */
+        "{\"data\":[[1,null]]}",           /* null */
+        "{\"data\":[1,2]}",                /* one row, flat */
+        "{\"data\":[[[1]]]}",              /* rank 3 */
+        "{\"data\":[]}",                   /* nothing */
+        "{\"data\":[[]]}",                 /* an empty row */
+        "{\"data\":[[1]],\"x\":1}",        /* another key */
+        "{\"data\":[[1]],\"data\":[[2]]}", /* a duplicate key (jansson refuses it) */
+        "{\"d\\u0061ta\":[[1]]}",          /* an escaped key */
+        "{\"image_data\":\"aGk=\"}",       /* an image */
+        "{\"data\":\"aGk=\"}",             /* a base64 image */
+        "{\"data\":[[1e39]]}",             /* out of float32's range */
+        "{\"data\":[[1]]} x",              /* trailing bytes */
+        "{\"data\":[[1]]",                 /* cut short */
+        "[[1]]",
+    };
+    for (size_t i = 0; i < sizeof(other) / sizeof(*other); i++) {
+        ifd_value *x = numeric_json_book_rows(other[i], strlen(other[i]), IFD_FLOAT);
+        if (x)
+            fprintf(stderr, "accepted %s\n", other[i]);
+        CHECK(x == NULL);
+        ifd_value_free(x);
+    }
+    CHECK(numeric_json_book_rows("{\"data\":[[1]]}", 14, IFD_INT64) == NULL); /* integers: general path */
+}
+
+static void test_large_bodies_grow_past_the_stack_buffer(void)
+{
+    size_t rows = 300, cols = 10;
+    char *body = malloc(rows * cols * 8 + 64);
+    size_t n = (size_t)sprintf(body, "{\"data\":[");
+    for (size_t r = 0; r < rows; r++) {
+        n += (size_t)sprintf(body + n, "%s[", r ? "," : "");
+        for (size_t c = 0; c < cols; c++)
+            n += (size_t)sprintf(body + n, "%s%zu.5", c ? "," : "", r * cols + c);
+        body[n++] = ']';
+    }
+    n += (size_t)sprintf(body + n, "]}");
+    ifd_value *x = numeric_json_book_rows(body, n, IFD_DOUBLE);
+    CHECK(x != NULL);
+    if (x) {
+        CHECK_EQ_INT(x->tensor.dims[0], (long long)rows);
+        CHECK(((double *)x->tensor.data)[rows * cols - 1] == (double)(rows * cols - 1) + 0.5);
+    }
+    ifd_value_free(x);
+    free(body);
+}
+
+static void test_number_arrays_are_written_as_json_encode_writes_them(void)
+{
+    float values[] = {0.9669100642204285f, 1.0f, 1e-7f, -0.0f, NAN, 3.0e38f};
+    ifd_tensor t = {.dtype = IFD_FLOAT, .rank = 1, .dims = {6}, .data = values};
+    json_text text = {0};
+    CHECK(json_text_number_array(&text, &t, 0, 6));
+    json_t *tree = tensor_to_json_flat(&t);
+    size_t len;
+    char *encoded = json_encode(tree, &len);
+    CHECK(text.data && encoded && text.len == len && memcmp(text.data, encoded, len) == 0);
+    if (text.data && encoded)
+        CHECK_STR_CONTAINS(text.data, "[0.9669100642204285,1.0,");
+    free(encoded);
+    json_decref(tree);
+    free(text.data);
+    int64_t ints[] = {1};
+    ifd_tensor i = {.dtype = IFD_INT64, .rank = 1, .dims = {1}, .data = ints};
+    json_text none = {0};
+    CHECK(!json_text_number_array(&none, &i, 0, 1));
+    free(none.data);
+}
+
+int main(void)
+{
+    RUN(test_numbers_read_as_jansson_reads_them);
+    RUN(test_random_decimals_read_as_strtod_reads_them);
+    RUN(test_not_json_numbers_are_refused);
+    RUN(test_book_rows_become_the_tensor_jansson_gives);
+    RUN(test_other_bodies_are_left_to_the_general_path);
+    RUN(test_large_bodies_grow_past_the_stack_buffer);
+    RUN(test_number_arrays_are_written_as_json_encode_writes_them);
+    TEST_MAIN_END();
+}
