@@ -278,17 +278,18 @@ void server_request_id(const char *given, char *id, size_t size)
     static const char hex[] = "0123456789abcdef";
     unsigned long seq = atomic_fetch_add(&counter, 1);
     uint64_t r = mix64(id_seed + seq);
-    if (size < 24) { /* callers give at least 24 bytes; never overrun a smaller one */
-        snprintf(id, size, "%016llx-%06lx", (unsigned long long)r, seq & 0xffffff);
-        return;
-    }
-    /* "%016llx-%06lx" of r and the counter's low 24 bits, without printf */
+    /* "%016llx-%06lx" of r and the counter's low 24 bits, without printf;
+     * cut to the caller's buffer (every caller gives at least 24 bytes) */
+    char made[24];
     for (int i = 0; i < 16; i++)
-        id[i] = hex[(r >> (60 - 4 * i)) & 15];
-    id[16] = '-';
+        made[i] = hex[(r >> (60 - 4 * i)) & 15];
+    made[16] = '-';
     for (int i = 0; i < 6; i++)
-        id[17 + i] = hex[(seq >> (20 - 4 * i)) & 15];
-    id[23] = '\0';
+        made[17 + i] = hex[(seq >> (20 - 4 * i)) & 15];
+    made[23] = '\0';
+    size_t n = size - 1 < sizeof(made) - 1 ? size - 1 : sizeof(made) - 1;
+    memcpy(id, made, n);
+    id[n] = '\0';
 }
 
 static void make_request_id(http_request *req)
