@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "optimize/fuse_kernels.h"
 #include "pb.h"
 
 /* IR 9 (onnx 1.14) added the float8 types, IR 10 (onnx 1.16) int4/uint4 and
@@ -45,7 +46,7 @@
 
 /* ---- ownership helpers --------------------------------------------------- */
 
-static void *model_alloc(ifd_model *m, size_t bytes)
+void *model_alloc(ifd_model *m, size_t bytes)
 {
     if (m->n_blocks == m->cap_blocks) {
         size_t cap = m->cap_blocks ? m->cap_blocks * 2 : 64;
@@ -1468,6 +1469,13 @@ static ifd_status load_proto(loader *ld, const ifd_load_options *options)
     plan_lifetimes(m); /* prepare() may look at output_used */
     if (m->runnable && (st = prepare_nodes(ld)) != IFD_OK)
         return st;
+    /* kernel fusions need prepared nodes (shapes, packed weights) */
+    if (m->runnable && (!options || options->graph_opt == IFD_GRAPH_OPT_DEFAULT ||
+                        options->graph_opt == IFD_GRAPH_OPT_ALL)) {
+        if ((st = optimize_fuse_kernels(m, ld->err)) != IFD_OK)
+            return st;
+        plan_lifetimes(m);
+    }
     describe_outputs(ld);
     return IFD_OK;
 }
