@@ -32,20 +32,23 @@ def main():
             cells[key][d["engine"]].append(d)
 
     def med(key, engine, field):
-        runs = cells.get(key, {}).get(engine, [])
+        runs = [r for r in cells.get(key, {}).get(engine, []) if field in r]
         return statistics.median(r[field] for r in runs) if runs else None
 
     out = ["## Engine at real sizes (issue 14)", "",
            "Command: `%s` (%s s of measuring). Load average before: %s; after: %s. "
            "Time = median µs per run (one process per cell and engine); RSS = the process's "
            "peak (MB). *inferd/ORT* < 1 means inferd is faster; *2t speed-up* = inferd's "
-           "1-thread time / its 2-thread time at the same batch." %
+           "1-thread time / its 2-thread time at the same batch. *CPU µs/run* is the process's CPU "
+           "time (all threads) over the timed runs per run: on a loaded machine the wall time "
+           "includes waiting for a core and the CPU time does not, so at 1 thread *CPU "
+           "inferd/ORT* is the fairer ratio (ORT's includes node's event loop)." %
            (args.command, args.seconds, args.load_before.split()[0], args.load_after.split()[0]), ""]
     misses = []
     for label in order:
         out += ["### " + label, "",
-                "| threads | batch | inferd µs | ORT µs | inferd/ORT | inferd 2t speed-up | ORT 2t speed-up | RSS MB inferd / ORT |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "| threads | batch | inferd µs | ORT µs | inferd/ORT | inferd 2t speed-up | ORT 2t speed-up | CPU µs/run inferd / ORT | CPU inferd/ORT | RSS MB inferd / ORT |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for key in sorted(k for k in cells if k[0] == label):
             _, threads, batch = key
             i, o = med(key, "inferd", "median_us"), med(key, "ort", "median_us")
@@ -57,10 +60,12 @@ def main():
             if threads == 2 and o and med(one, "ort", "median_us"):
                 so = med(one, "ort", "median_us") / o
             ratio = i / o if i and o else None
+            ci, co = med(key, "inferd", "cpu_us_per_run"), med(key, "ort", "cpu_us_per_run")
+            cratio = ci / co if ci and co else None
             fmt = lambda v, f="%.1f": "-" if v is None else f % v
-            out.append("| %d | %d | %s | %s | %s | %s | %s | %s / %s |" % (
+            out.append("| %d | %d | %s | %s | %s | %s | %s | %s / %s | %s | %s / %s |" % (
                 threads, batch, fmt(i), fmt(o), fmt(ratio, "%.2f×"), fmt(si, "%.2f×"),
-                fmt(so, "%.2f×"), fmt(ri), fmt(ro)))
+                fmt(so, "%.2f×"), fmt(ci), fmt(co), fmt(cratio, "%.2f×"), fmt(ri), fmt(ro)))
             if ratio and ratio > 1.0:
                 misses.append("%s, %d thread(s), batch %d: inferd %.2f× ORT's time" % (label, threads, batch, ratio))
             if si and batch >= 8 and si < 1.7:
