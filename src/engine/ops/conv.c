@@ -489,6 +489,8 @@ static int run_plan(op_ctx *ctx, conv_plan *p, ifd_tensor **y, ifd_dtype dtype)
  * synchronisation inside the product. With fewer items than threads (batch 1
  * of a dense layer) the items run in order and each product splits its tiles
  * over the pool instead. */
+#define CONV_PARALLEL_MIN_FMAS 4194304.0
+
 typedef struct conv_job {
     const conv_state *st;
     const conv_plan *p;
@@ -616,7 +618,13 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
                     .residual = residual, .y = yd};
     /* depthwise: one input channel per group, 2-D, weights read plain */
     job.depthwise = cg == 1 && groups > 1 && p->spatial == 2 && wd != NULL;
-    job.lanes = threads > 1 && items >= threads && (items >= 2 * threads || items % threads == 0)
+    /* as in gemm.c: waking the other threads costs more than a small layer
+     * (and on a loaded machine a thread may wait a time slice for a core),
+     * so a layer under ~4M multiply-adds runs on the caller */
+    double fmas = (double)p->batch * (double)p->out_channels * (double)p->out_plane *
+                  (double)cg * (double)p->taps;
+    job.lanes = threads > 1 && items >= threads && fmas >= CONV_PARALLEL_MIN_FMAS &&
+                        (items >= 2 * threads || items % threads == 0)
                     ? threads
                     : 1;
     job.product_pool = job.lanes == 1 ? pool : NULL;

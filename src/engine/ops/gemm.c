@@ -377,7 +377,9 @@ static int matmul_run(op_ctx *ctx)
                     memcpy(yf + r * p.n, st->fused_bias, p.n * sizeof(float));
             gemm_f32_ex(p.batch * p.m, p.n, p.k, 1.0f, oa, ob, biased ? 1.0f : 0.0f, yf, p.n,
                         pool);
-        } else if (threads > 1 && p.batch >= threads) {
+        } else if (threads > 1 && p.batch >= threads &&
+                   (double)p.batch * (double)mn * (double)p.k >= 4194304.0) {
+            /* past ~4M multiply-adds, as for one product (kernels/gemm.c) */
             batched_job job = {&p, af, bf, yf};
             threadpool_parallel_for(pool, p.batch, 1, batched_items, &job);
         } else {
