@@ -163,7 +163,8 @@ typedef struct ifd_load_options {
 } ifd_load_options;
 
 typedef struct ifd_session_options {
-    int threads; /* intra-op threads including the caller; <= 0 means one per core */
+    int threads; /* intra-op threads including the caller; <= 0 means one per core;
+                  * more than 1024 is refused (IFD_ERR_INVALID_ARGUMENT) */
     /* Largest tensor or scratch buffer one run may allocate, in bytes; a run
      * needing more fails with a message instead. 0 means the engine's own
      * limit (64 GiB). Servers and fuzzers set it to bound memory per run. */

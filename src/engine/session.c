@@ -247,10 +247,19 @@ int64_t op_loop_limit(const op_ctx *ctx) { return ctx->session->max_loop_iterati
 
 /* ---- sessions ------------------------------------------------------------ */
 
+#define SESSION_MAX_THREADS 1024
+
 ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options *options,
                               ifd_session **out, ifd_error *err)
 {
     *out = NULL;
+    /* one pool thread per requested thread is created at once: a typo of
+     * 10000 would start 10000 spinning threads (the CLI allows 1 to 1024) */
+    if (options && options->threads > SESSION_MAX_THREADS) {
+        set_error(err, "threads must be at most %d, got %d (0 or less means one per core)",
+                  SESSION_MAX_THREADS, options->threads);
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
     if (!model->runnable) {
         set_error(err, "the model uses unsupported operators and cannot run");
         return IFD_ERR_UNSUPPORTED;
