@@ -25,6 +25,7 @@ test+=(redis-server)  # the job queue's Redis tests
 test+=(postgresql)    # inferd batch --db tests
 test+=(python3-pil)   # the image fixtures (tests/image)
 test+=(chromium)      # the real browser that loads /ui and /docs (through npm's puppeteer-core)
+test+=(python3-torchvision)  # ResNet-18 and MobileNetV2 of the engine-model tests and bench/engine (tools/gen_engine_bench_models.py)
 
 # bench: the Python jobs bench/batch measures against; the book's asynchronous
 # stack (FastAPI, uvicorn, redis) bench/async measures against; httpx for the
