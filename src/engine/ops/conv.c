@@ -13,7 +13,13 @@
  *
  * Float weights that are initializers are packed per group at load into the
  * layout the GEMM kernel streams, and the float patches are written straight
- * into its packed layout too, so the product packs nothing at run time;
+ * into its packed layout too, so the product packs nothing at run time.
+ * Float Conv shares its (image, group) items over the session's threads
+ * when there are enough of them, else each product splits its own tiles;
+ * depthwise layers run a direct loop instead of im2col; and the fusion pass
+ * (optimize/fuse_kernels.c through fusable.h) can fold a BatchNormalization
+ * into the packed weights and have a residual input and a Relu/Clip applied
+ * to each image's block while it is in cache;
  * float16 runs in float, double through the double loop nest. The integer convolutions subtract zero points into int32
  * operands, multiply with wrapping int32 arithmetic and (QLinearConv)
  * requantize. Up to three spatial axes (1-D, 2-D and 3-D convolutions).
