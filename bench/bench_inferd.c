@@ -12,7 +12,8 @@
  * What is timed: load = ifd_model_load_file + ifd_session_create; one run =
  * ifd_session_run plus freeing its outputs, since the outputs are allocated
  * per call (ONNX Runtime's session.run allocates its outputs per call too).
- * Peak RSS is getrusage's ru_maxrss for the whole process; the RSS before the
+ * cpu_us_per_run is the process's CPU time over the timed runs divided by
+ * their number (all threads, spinning included). Peak RSS is getrusage's ru_maxrss for the whole process; the RSS before the
  * model is loaded is printed beside it so the harness's own share is visible.
  *
  *   bench_inferd MODEL.onnx [--batch N] [--threads N] [--input-from DIR [--as-is]]
@@ -61,6 +62,18 @@ static double now_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* User + system CPU time of the whole process (every thread): on a loaded
+ * machine a run's wall time includes the time it waited for a core, its CPU
+ * time does not, so the two engines can still be compared per run. */
+static double cpu_seconds(void)
+{
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0)
+        return 0.0;
+    return (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec * 1e-6 +
+           (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec * 1e-6;
 }
 
 static double peak_rss_mb(void)
@@ -449,6 +462,7 @@ int main(int argc, char **argv)
     }
 
     long n = 0;
+    double cpu_started = cpu_seconds();
     double started = now_seconds(), total = 0.0;
     while (n < opt.max_iters && (n < opt.min_iters || now_seconds() - started < opt.min_time)) {
         double a = now_seconds();
@@ -462,6 +476,7 @@ int main(int argc, char **argv)
         samples[n++] = (b - a) * 1e6;
         total += b - a;
     }
+    double cpu_per_run = (cpu_seconds() - cpu_started) / (double)n * 1e6;
     double peak_rss = peak_rss_mb();
     qsort(samples, (size_t)n, sizeof(double), compare_double);
     printf("{\"engine\":\"inferd\",\"version\":\"%s\",\"model\":\"", IFD_VERSION_STRING);
@@ -469,10 +484,10 @@ int main(int argc, char **argv)
     printf("\",\"batch\":%lld,\"threads\":%d,\"status\":\"ok\",\"iters\":%ld,"
            "\"load_ms\":%.3f,\"median_us\":%.3f,\"p99_us\":%.3f,\"mean_us\":%.3f,"
            "\"min_us\":%.3f,\"throughput_rows_s\":%.1f,\"peak_rss_mb\":%.2f,"
-           "\"baseline_rss_mb\":%.2f}\n",
+           "\"baseline_rss_mb\":%.2f,\"cpu_us_per_run\":%.3f}\n",
            (long long)opt.batch, opt.threads, n, load_ms, percentile(samples, n, 50.0),
            percentile(samples, n, 99.0), total / (double)n * 1e6, samples[0],
-           (double)opt.batch * (double)n / total, peak_rss, baseline_rss);
+           (double)opt.batch * (double)n / total, peak_rss, baseline_rss, cpu_per_run);
 
 done:
     if (inputs)

@@ -286,6 +286,7 @@ async function main() {
     const samples = new Float64Array(opt.maxIters);
     let n = 0;
     let total = 0n;
+    const cpuStarted = process.cpuUsage();
     const started = process.hrtime.bigint();
     while (n < opt.maxIters &&
            (n < opt.minIters || Number(process.hrtime.bigint() - started) / 1e9 < opt.minTime)) {
@@ -295,6 +296,7 @@ async function main() {
       samples[n++] = Number(b - a) / 1e3;
       total += b - a;
     }
+    const cpu = process.cpuUsage(cpuStarted);
     const peakRssMb = process.resourceUsage().maxRSS / 1024;
     const sorted = samples.subarray(0, n).sort();
     const totalS = Number(total) / 1e9;
@@ -311,6 +313,9 @@ async function main() {
       throughput_rows_s: Math.round((opt.batch * n / totalS) * 10) / 10,
       peak_rss_mb: Math.round(peakRssMb * 100) / 100,
       baseline_rss_mb: Math.round(baselineRssMb * 100) / 100,
+      // CPU time of the process over the timed runs per run (all threads;
+      // bench_inferd.c reports the same), robust to waiting for a core
+      cpu_us_per_run: r3((cpu.user + cpu.system) / n),
     });
   } catch (e) {
     emit({ ...head, status: 'run_failed', error: e.message });

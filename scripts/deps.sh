@@ -31,6 +31,7 @@ test+=(python3-pil)   # the image fixtures (tests/image)
 test+=(python3-torchvision espeak-ng)  # real-model fixtures: torchvision architectures, spoken input for VAD and wake-word models
 test+=(python3-grpcio python3-grpc-tools openssl)  # the independent gRPC client of tests/serve/test_grpc.py (stubs generated at test time; openssl makes its TLS certificates)
 test+=(chromium)      # the real browser that loads /ui and /docs (through npm's puppeteer-core)
+test+=(python3-torchvision)  # ResNet-18 and MobileNetV2 of the engine-model tests and bench/engine (tools/gen_engine_bench_models.py)
 
 # bench: the Python jobs bench/batch measures against; the book's asynchronous
 # stack (FastAPI, uvicorn, redis) bench/async measures against; httpx for the

@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "optimize/fuse_kernels.h"
 #include "optimize/optimize.h"
 #include "pb.h"
 
@@ -1337,7 +1338,10 @@ static ifd_status prepare_nodes(loader *ld, bool *removed)
         st = prepare_node(ld, i);
         if (st == IFD_OK && m->graph_opt >= IFD_GRAPH_OPT_BASIC)
             removed[i] = constant_folder_node(&folder, i);
-        if (st == IFD_OK && have_view && !removed[i])
+        /* a Conv the kernel fusions may repack keeps the file's weights
+         * until they have run (optimize_after_prepare frees them then) */
+        if (st == IFD_OK && have_view && !removed[i] &&
+            !(m->graph_opt >= IFD_GRAPH_OPT_ALL && fuse_kernels_needs_weights(m, i, view.readers)))
             optimize_release_packed_inputs(m, i, view.readers);
     }
     constant_folder_end(&folder);

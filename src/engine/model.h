@@ -97,6 +97,10 @@ struct ifd_model {
     size_t n_blocks, cap_blocks;
 };
 
+/* Zeroed memory owned by the model, freed with it (loader.c); NULL when out
+ * of memory. For load-time passes that grow a node's arrays. */
+void *model_alloc(ifd_model *m, size_t bytes);
+
 /* Recursively free what a value owns and zero it (the struct itself stays). */
 void value_clear(ifd_value *value);
 /* Deep copy of any value kind into a new value. */

@@ -270,16 +270,16 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
                               ifd_session **out, ifd_error *err)
 {
     *out = NULL;
+    /* one pool thread per requested thread is created at once: a typo of
+     * 10000 would start 10000 spinning threads (the CLI allows 1 to 1024) */
+    if (options && options->threads > IFD_MAX_THREADS) {
+        set_error(err, "threads must be at most %d, got %d (0 or less means one per core)",
+                  IFD_MAX_THREADS, options->threads);
+        return IFD_ERR_INVALID_ARGUMENT;
+    }
     if (!model->runnable) {
         set_error(err, "the model uses unsupported operators and cannot run");
         return IFD_ERR_UNSUPPORTED;
-    }
-    /* each thread is a pthread with its own stack: 10,000 of them would
-     * exhaust the process long before they helped */
-    if (options && options->threads > IFD_MAX_THREADS) {
-        set_error(err, "threads: %d is above the maximum of %d", options->threads,
-                  IFD_MAX_THREADS);
-        return IFD_ERR_INVALID_ARGUMENT;
     }
     ifd_session *session = calloc(1, sizeof(*session));
     if (!session) {

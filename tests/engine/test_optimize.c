@@ -146,7 +146,9 @@ static void test_gelu_erf_and_tanh_forms_become_gelu(void)
             CHECK_EQ_INT(count_nodes(all, "Gelu"), 1);
             CHECK_EQ_INT(count_nodes(all, "Mul"), 0);
             CHECK_EQ_INT(count_nodes(all, "Erf") + count_nodes(all, "Tanh"), 0);
-            CHECK_EQ_INT(count_nodes(all, NULL), count_nodes(none, NULL) - (i == 0 ? 4 : 8));
+            /* the Gelu pass takes 4 (erf) or 8 (tanh) nodes; the kernel
+             * fusions may also fold the Linear's bias Add into its MatMul */
+            CHECK(count_nodes(all, NULL) <= count_nodes(none, NULL) - (i == 0 ? 4 : 8));
             check_same_outputs(names[i], none, all);
         }
         ifd_model_free(none);

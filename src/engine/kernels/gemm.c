@@ -7,9 +7,11 @@
  * MR floats per column) and B into NR-column slivers (row by row, NR floats per
  * row), both zero-padded, so a micro-kernel computes one MR x NR tile of C from
  * two sequential streams while the tile stays in registers. Constant operands
- * (weights) are packed once at load in exactly that layout. The AVX2/FMA
- * micro-kernel is picked at run time with __builtin_cpu_supports; a portable C
- * kernel with the same layout runs elsewhere.
+ * (weights) are packed once at load in exactly that layout. The AVX-512 or
+ * AVX2/FMA micro-kernel is picked at run time with __builtin_cpu_supports; a
+ * portable C kernel with the same layout runs elsewhere, and
+ * INFERD_GEMM_KERNEL=avx512|avx2|generic pins one (tests run every path the
+ * CPU has against the portable one).
  *
  * Small models decide the design: at batch 1 an MLP layer is a 1 x K by K x N
  * product and a small CNN's im2col product is (16..64) x K by K x (64..784).
@@ -334,22 +336,149 @@ static TARGET_AVX2 void avx2_kernel(size_t kc, const float *a, size_t a_rs, size
     }
 #undef TILE
 }
+
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,fma")))
+
+/* The AVX-512 tile: one 16-float vector is exactly one NR-wide sliver row, so
+ * a row of C costs one FMA per k instead of AVX2's two, and the ragged right
+ * edge is a lane mask instead of masked loads. Fewer accumulators per k than
+ * AVX2 (one per row), so K is split over more sets to cover FMA latency. */
+static inline TARGET_AVX512 __attribute__((always_inline)) void
+avx512_tile(size_t kc, const float *a, size_t a_rs, size_t a_cs, const float *b, size_t ldbk,
+            float *c, size_t ldc, size_t nr, float alpha, float beta, const int rows,
+            const int split)
+{
+    __m512 acc[4][MR];
+#pragma GCC unroll 4
+    for (int u = 0; u < split; u++)
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++)
+            acc[u][i] = _mm512_setzero_ps();
+    size_t p = 0;
+    for (; p + (size_t)split <= kc; p += (size_t)split) {
+#pragma GCC unroll 4
+        for (int u = 0; u < split; u++) {
+            __m512 b0 = _mm512_loadu_ps(b);
+#pragma GCC unroll 6
+            for (int i = 0; i < rows; i++)
+                acc[u][i] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)i * a_rs]), b0, acc[u][i]);
+            a += a_cs;
+            b += ldbk;
+        }
+    }
+    for (; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(b);
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++)
+            acc[0][i] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)i * a_rs]), b0, acc[0][i]);
+        a += a_cs;
+        b += ldbk;
+    }
+#pragma GCC unroll 4
+    for (int u = 1; u < split; u++)
+#pragma GCC unroll 6
+        for (int i = 0; i < rows; i++)
+            acc[0][i] = _mm512_add_ps(acc[0][i], acc[u][i]);
+    __mmask16 mask = (__mmask16)(nr >= 16 ? 0xffffu : (1u << nr) - 1u);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 6
+    for (int i = 0; i < rows; i++) {
+        float *ci = c + (size_t)i * ldc;
+        __m512 r = _mm512_mul_ps(va, acc[0][i]);
+        if (beta != 0.0f)
+            r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask, ci), r);
+        _mm512_mask_storeu_ps(ci, mask, r);
+    }
+}
+
+static TARGET_AVX512 void avx512_kernel(size_t kc, const float *a, size_t a_rs, size_t a_cs,
+                                        const float *b, size_t ldbk, float *c, size_t ldc,
+                                        size_t mr, size_t nr, float alpha, float beta)
+{
+#define TILE(ROWS, SPLIT) avx512_tile(kc, a, a_rs, a_cs, b, ldbk, c, ldc, nr, alpha, beta, ROWS, SPLIT)
+    switch (mr) {
+    case 1: TILE(1, 4); break;
+    case 2: TILE(2, 4); break;
+    case 3: TILE(3, 4); break;
+    case 4: TILE(4, 2); break;
+    case 5: TILE(5, 2); break;
+    default: TILE(MR, 2); break;
+    }
+#undef TILE
+}
 #endif /* GEMM_X86 */
 
-static micro_kernel select_kernel(void)
+/* The micro-kernels this CPU can run, best first; generic always last. */
+typedef struct kernel_choice {
+    const char *name;
+    micro_kernel kernel;
+} kernel_choice;
+
+static size_t available_kernels(kernel_choice *out)
 {
-    static _Atomic(micro_kernel) chosen;
-    micro_kernel k = atomic_load_explicit(&chosen, memory_order_relaxed);
-    if (k)
-        return k;
-    k = generic_kernel;
+    size_t n = 0;
 #ifdef GEMM_X86
     __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("fma"))
+        out[n++] = (kernel_choice){"avx512", avx512_kernel};
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        k = avx2_kernel;
+        out[n++] = (kernel_choice){"avx2", avx2_kernel};
 #endif
-    atomic_store_explicit(&chosen, k, memory_order_relaxed);
+    out[n++] = (kernel_choice){"generic", generic_kernel};
+    return n;
+}
+
+static _Atomic(micro_kernel) chosen_kernel;
+
+/* The kernel named by INFERD_GEMM_KERNEL when this CPU has it (so tests and
+ * benchmarks can pin a path), otherwise the best one. */
+static micro_kernel select_kernel(void)
+{
+    micro_kernel k = atomic_load_explicit(&chosen_kernel, memory_order_relaxed);
+    if (k)
+        return k;
+    kernel_choice all[4];
+    size_t n = available_kernels(all);
+    k = all[0].kernel;
+    const char *want = getenv("INFERD_GEMM_KERNEL");
+    for (size_t i = 0; want && i < n; i++)
+        if (strcmp(want, all[i].name) == 0)
+            k = all[i].kernel;
+    atomic_store_explicit(&chosen_kernel, k, memory_order_relaxed);
     return k;
+}
+
+size_t gemm_kernel_names(const char **names, size_t capacity)
+{
+    kernel_choice all[4];
+    size_t n = available_kernels(all);
+    for (size_t i = 0; i < n && i < capacity; i++)
+        names[i] = all[i].name;
+    return n;
+}
+
+bool gemm_use_kernel(const char *name)
+{
+    kernel_choice all[4];
+    size_t n = available_kernels(all);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, all[i].name) == 0) {
+            atomic_store_explicit(&chosen_kernel, all[i].kernel, memory_order_relaxed);
+            return true;
+        }
+    return false;
+}
+
+const char *gemm_kernel_name(void)
+{
+    micro_kernel k = select_kernel();
+    kernel_choice all[4];
+    size_t n = available_kernels(all);
+    for (size_t i = 0; i < n; i++)
+        if (all[i].kernel == k)
+            return all[i].name;
+    return "generic";
 }
 
 /* ---- blocked product over tasks ------------------------------------------ */
@@ -634,6 +763,7 @@ const char *gemm_backend_name(void)
 #ifdef USE_OPENBLAS
     return "openblas";
 #else
-    return select_kernel() == generic_kernel ? "own-generic" : "own-avx2-fma";
+    const char *name = gemm_kernel_name();
+    return strcmp(name, "avx512") == 0 ? "own-avx512" : strcmp(name, "avx2") == 0 ? "own-avx2-fma" : "own-generic";
 #endif
 }

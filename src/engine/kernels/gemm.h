@@ -86,6 +86,15 @@ void gemm_f64(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, double a
 void gemm_s32(size_t m, size_t n, size_t k, const int32_t *a, size_t lda, const int32_t *b,
               size_t ldb, int32_t *c, size_t ldc);
 
+/* The micro-kernels this CPU can run, best first ("avx512", "avx2",
+ * "generic"); fills up to capacity names and returns how many there are. */
+size_t gemm_kernel_names(const char **names, size_t capacity);
+/* Pin the micro-kernel for every later product (tests compare each path with
+ * "generic"); false when this CPU cannot run it. Not for use while products
+ * run. The INFERD_GEMM_KERNEL environment variable pins one at first use. */
+bool gemm_use_kernel(const char *name);
+const char *gemm_kernel_name(void);
+
 /* Name of the implementation in use, for `inferd version` and benchmarks. */
 const char *gemm_backend_name(void);
 

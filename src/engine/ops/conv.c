@@ -13,7 +13,13 @@
  *
  * Float weights that are initializers are packed per group at load into the
  * layout the GEMM kernel streams, and the float patches are written straight
- * into its packed layout too, so the product packs nothing at run time;
+ * into its packed layout too, so the product packs nothing at run time.
+ * Float Conv shares its (image, group) items over the session's threads
+ * when there are enough of them, else each product splits its own tiles;
+ * depthwise layers run a direct loop instead of im2col; and the fusion pass
+ * (optimize/fuse_kernels.c through fusable.h) can fold a BatchNormalization
+ * into the packed weights and have a residual input and a Relu/Clip applied
+ * to each image's block while it is in cache;
  * float16 runs in float, double through the double loop nest. The integer convolutions subtract zero points into int32
  * operands, multiply with wrapping int32 arithmetic and (QLinearConv)
  * requantize. Up to three spatial axes (1-D, 2-D and 3-D convolutions).
@@ -23,9 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/epilogue.h"
 #include "../kernels/gemm.h"
 #include "../kernels/im2col.h"
 #include "../op.h"
+#include "fusable.h"
 #include "spatial.h"
 
 #define MAX_SPATIAL IM2COL_MAX_SPATIAL
@@ -47,6 +55,16 @@ typedef struct conv_state {
     float *packed_w;
     size_t packed_group_floats;
     size_t packed_m, packed_k;
+    /* Set by the fusion pass (fusable.h), Conv on floats only: a bias that
+     * replaces input B (a BatchNormalization folded in), the node input added
+     * to the output (a residual Add, -1 for none) and the clamp of a Relu or
+     * Clip that followed. */
+    float *fused_bias;
+    int residual_index;
+    /* A depthwise Conv's weights as plain floats (scaled like packed_w):
+     * the direct loop reads them, the packed 1-row matrices are unused. */
+    float *depthwise_w;
+    kernel_epilogue epilogue;
 } conv_state;
 
 /* Everything one run needs, from the actual shapes. */
@@ -62,8 +80,11 @@ typedef struct conv_plan {
 static void conv_free(void *state)
 {
     conv_state *st = state;
-    if (st)
+    if (st) {
         free(st->packed_w);
+        free(st->fused_bias);
+        free(st->depthwise_w);
+    }
     free(st);
 }
 
@@ -218,7 +239,8 @@ static bool dims_known(const value_info *v)
 
 /* Pack float weights per group as the A operand of the group's product:
  * Conv multiplies W_g (M/g x C/g*taps), ConvTranspose W_g^T (M/g*taps x C/g). */
-static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w, ifd_error *err)
+static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
+                        const double *channel_scale, ifd_error *err)
 {
     int64_t count = ifd_tensor_count(w);
     size_t m, k, group = (size_t)st->group, taps = 1;
@@ -242,8 +264,13 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w, ifd_
         free(plain);
         return op_prepare_fail(node, err, "out of memory packing W");
     }
-    for (int64_t i = 0; i < count; i++)
-        plain[i] = (float)tensor_get_double(w, (size_t)i);
+    size_t per_out_channel = (size_t)count / (size_t)w->dims[0];
+    for (int64_t i = 0; i < count; i++) {
+        double v = tensor_get_double(w, (size_t)i);
+        if (channel_scale)
+            v *= channel_scale[(size_t)i / per_out_channel];
+        plain[i] = (float)v;
+    }
     for (size_t gi = 0; gi < group; gi++) {
         const float *wg = plain + gi * m * k;
         if (st->kind == CONV_TRANSPOSE)
@@ -251,7 +278,12 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w, ifd_
         else
             gemm_pack_a(false, m, k, wg, k, st->packed_w + gi * per);
     }
-    free(plain);
+    if (st->kind == CONV && w->rank == 4 && w->dims[1] == 1 && group > 1) {
+        free(st->depthwise_w);
+        st->depthwise_w = plain;
+    } else {
+        free(plain);
+    }
     st->packed_group_floats = per;
     st->packed_m = m;
     st->packed_k = k;
@@ -268,6 +300,7 @@ static int conv_prepare_kind(op_node *node, ifd_error *err, conv_kind kind)
         return op_prepare_fail(node, err, "out of memory");
     node->state = st;
     st->kind = kind;
+    st->residual_index = -1;
     st->x_index = 0;
     st->w_index = kind == QLINEAR_CONV ? 3 : 1;
     st->b_index = kind == QLINEAR_CONV ? 8 : kind == CONV_INTEGER ? -1 : 2;
@@ -339,7 +372,7 @@ static int conv_prepare_kind(op_node *node, ifd_error *err, conv_kind kind)
     const ifd_tensor *wc = w->constant;
     if ((kind == CONV || kind == CONV_TRANSPOSE) && wc && wc->dtype != IFD_DOUBLE &&
         wc->rank >= 3 && wc->rank <= MAX_SPATIAL + 2 && ifd_tensor_count(wc) > 0)
-        return pack_weights(node, st, wc, err);
+        return pack_weights(node, st, wc, NULL, err);
     return 0;
 }
 
@@ -454,6 +487,170 @@ static int run_plan(op_ctx *ctx, conv_plan *p, ifd_tensor **y, ifd_dtype dtype)
             }                                                                                 \
     } while (0)
 
+/* ---- float Conv: parallel over images and groups, fused epilogue ---------- */
+
+/* One float Conv run. Work items are (image, group) pairs. When there are
+ * enough of them for every thread, each thread ("lane") takes every lanes-th
+ * item with its own patch buffer and runs its products alone: at batch >= 8,
+ * and for depthwise layers at any batch, that splits the work evenly with no
+ * synchronisation inside the product. With fewer items than threads (batch 1
+ * of a dense layer) the items run in order and each product splits its tiles
+ * over the pool instead. */
+#define CONV_PARALLEL_MIN_FMAS 4194304.0
+
+typedef struct conv_job {
+    const conv_state *st;
+    const conv_plan *p;
+    const float *x, *w, *bias, *residual;
+    float *y;
+    float *cols;         /* lanes x col_floats patch buffers */
+    size_t col_floats;
+    size_t lanes;
+    threadpool *product_pool; /* the pool when items run one at a time, else NULL */
+    bool depthwise;
+} conv_job;
+
+/* A depthwise plane (one input channel, 2-D): each output row accumulates
+ * each tap's weight times the input row it sees, over the output columns
+ * where that tap lands inside the image. Rows stay in L1 and the unit-stride
+ * case is a plain multiply-add over contiguous floats the compiler vectorises;
+ * im2col would copy taps x positions floats to multiply them by one row. */
+static void depthwise_plane(const conv_geometry *g, const float *x, const float *w, float *y)
+{
+    int64_t ih_n = g->image[1], iw_n = g->image[2], oh_n = g->out[1], ow_n = g->out[2];
+    int64_t kh_n = g->kernel[1], kw_n = g->kernel[2], sh = g->stride[1], sw = g->stride[2];
+    int64_t dh = g->dilation[1], dw = g->dilation[2], ph = g->pad[1], pw = g->pad[2];
+    int64_t lo[16], hi[16];
+    bool cache = kw_n <= 16;
+    for (int64_t kw = 0; cache && kw < kw_n; kw++) {
+        int64_t off = kw * dw - pw; /* iw = ow * sw + off */
+        int64_t first = off >= 0 ? 0 : (-off + sw - 1) / sw;
+        int64_t last = iw_n - 1 - off < 0 ? -1 : (iw_n - 1 - off) / sw;
+        lo[kw] = first;
+        hi[kw] = last + 1 < ow_n ? last + 1 : ow_n;
+    }
+    for (int64_t oh = 0; oh < oh_n; oh++) {
+        float *yr = y + oh * ow_n;
+        for (int64_t kh = 0; kh < kh_n; kh++) {
+            int64_t ih = oh * sh - ph + kh * dh;
+            if (ih < 0 || ih >= ih_n)
+                continue;
+            const float *xr = x + ih * iw_n;
+            for (int64_t kw = 0; kw < kw_n; kw++) {
+                float wv = w[kh * kw_n + kw];
+                int64_t off = kw * dw - pw, first, end;
+                if (cache) {
+                    first = lo[kw];
+                    end = hi[kw];
+                } else {
+                    first = off >= 0 ? 0 : (-off + sw - 1) / sw;
+                    int64_t last = iw_n - 1 - off < 0 ? -1 : (iw_n - 1 - off) / sw;
+                    end = last + 1 < ow_n ? last + 1 : ow_n;
+                }
+                if (sw == 1)
+                    for (int64_t ow = first; ow < end; ow++)
+                        yr[ow] += wv * xr[ow + off];
+                else
+                    for (int64_t ow = first; ow < end; ow++)
+                        yr[ow] += wv * xr[ow * sw + off];
+            }
+        }
+    }
+}
+
+static void conv_item(const conv_job *job, size_t item, float *col)
+{
+    const conv_state *st = job->st;
+    const conv_plan *p = job->p;
+    size_t groups = (size_t)p->group;
+    size_t n = item / groups, gi = item % groups;
+    size_t cg = (size_t)p->in_channels / groups, mg = (size_t)p->out_channels / groups;
+    const float *xg = job->x + (n * (size_t)p->in_channels + gi * cg) * p->in_plane;
+    size_t y_offset = (n * (size_t)p->out_channels + gi * mg) * p->out_plane;
+    float *yg = job->y + y_offset;
+    size_t block = mg * p->out_plane;
+    bool accumulate = job->bias || job->residual;
+    for (size_t m = 0; m < mg; m++) {
+        float bias = job->bias ? job->bias[gi * mg + m] : 0.0f;
+        float *row = yg + m * p->out_plane;
+        const float *res = job->residual ? job->residual + y_offset + m * p->out_plane : NULL;
+        if (res)
+            for (size_t i = 0; i < p->out_plane; i++)
+                row[i] = res[i] + bias;
+        else
+            for (size_t i = 0; i < p->out_plane; i++)
+                row[i] = bias;
+    }
+    if (job->depthwise) {
+        /* each output channel of the group reads the group's one input plane */
+        for (size_t m = 0; m < mg; m++)
+            depthwise_plane(&p->geo, xg, job->w + (gi * mg + m) * p->taps,
+                            yg + m * p->out_plane);
+    } else {
+        const float *bmat = xg;
+        if (!p->pointwise) {
+            im2col_f32_packed(&p->geo, xg, col);
+            bmat = col;
+        }
+        gemm_operand oa = {job->w ? job->w + gi * mg * cg * p->taps : NULL, cg * p->taps, false,
+                           false};
+        if (st->packed_w)
+            oa = (gemm_operand){st->packed_w + gi * st->packed_group_floats, 0, false, true};
+        gemm_operand ob = {bmat, p->out_plane, false, !p->pointwise};
+        gemm_f32_ex(mg, p->out_plane, cg * p->taps, 1.0f, oa, ob, accumulate ? 1.0f : 0.0f, yg,
+                    p->out_plane, job->product_pool);
+    }
+    epilogue_apply(&st->epilogue, yg, block);
+}
+
+static void conv_lanes(void *arg, size_t begin, size_t end)
+{
+    const conv_job *job = arg;
+    size_t items = (size_t)(job->p->batch * job->p->group);
+    for (size_t lane = begin; lane < end; lane++)
+        for (size_t item = lane; item < items; item += job->lanes)
+            conv_item(job, item, job->cols ? job->cols + lane * job->col_floats : NULL);
+}
+
+static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, const float *wd,
+                              const float *bd, const float *residual, float *yd)
+{
+    const conv_state *st = ctx->node->state;
+    threadpool *pool = op_threadpool(ctx);
+    size_t groups = (size_t)p->group;
+    size_t cg = (size_t)p->in_channels / groups;
+    size_t items = (size_t)p->batch * groups;
+    size_t threads = (size_t)threadpool_size(pool);
+    conv_job job = {.st = st, .p = p, .x = xd, .w = wd, .bias = st->fused_bias ? st->fused_bias : bd,
+                    .residual = residual, .y = yd};
+    /* depthwise: one input channel per group, 2-D, weights read plain */
+    job.depthwise = cg == 1 && groups > 1 && p->spatial == 2 && wd != NULL;
+    /* as in gemm.c: waking the other threads costs more than a small layer
+     * (and on a loaded machine a thread may wait a time slice for a core),
+     * so a layer under ~4M multiply-adds runs on the caller */
+    double fmas = (double)p->batch * (double)p->out_channels * (double)p->out_plane *
+                  (double)cg * (double)p->taps;
+    job.lanes = threads > 1 && items >= threads && fmas >= CONV_PARALLEL_MIN_FMAS &&
+                        (items >= 2 * threads || items % threads == 0)
+                    ? threads
+                    : 1;
+    job.product_pool = job.lanes == 1 ? pool : NULL;
+    if (!job.depthwise && !p->pointwise) {
+        size_t rows = conv_geometry_rows(&p->geo), cols = conv_geometry_cols(&p->geo);
+        job.col_floats = gemm_packed_b_floats(rows, cols);
+        if (job.col_floats == 0 || job.col_floats > IFD_MAX_TENSOR_BYTES / sizeof(float) / job.lanes)
+            return op_fail(ctx, "patch matrix is too large");
+        job.cols = op_scratch(ctx, job.col_floats * job.lanes * sizeof(float));
+        if (!job.cols)
+            return -1;
+    }
+    if (job.lanes == 1)
+        conv_lanes(&job, 0, 1);
+    else
+        threadpool_parallel_for(pool, job.lanes, 1, conv_lanes, &job);
+    return 0;
+}
+
 static int float_conv_run(op_ctx *ctx)
 {
     const conv_state *st = ctx->node->state;
@@ -495,6 +692,25 @@ static int float_conv_run(op_ctx *ctx)
     const float *wd = packed ? NULL : float_view(ctx, w);
     if (!xd || (b && !bd) || !yd || (!packed && !wd))
         return -1;
+    if (st->kind == CONV) {
+        const float *residual = NULL;
+        if (st->residual_index >= 0) {
+            const ifd_tensor *z = op_input(ctx, st->residual_index);
+            if (!z || z->rank != y->rank ||
+                memcmp(z->dims, y->dims, sizeof(int64_t) * (size_t)y->rank) != 0 ||
+                z->dtype != x->dtype)
+                return op_fail(ctx, "the residual input fused into this Conv does not have the "
+                               "Conv's output shape (load the model with graph optimisation "
+                               "below ALL to run it)");
+            residual = float_view(ctx, z);
+            if (!residual)
+                return -1;
+        }
+        /* depthwise layers read plain weights (see depthwise_w) */
+        const float *plain_w = st->depthwise_w ? st->depthwise_w : wd;
+        if (float_conv_forward(ctx, &p, xd, plain_w, bd, residual, yd) != 0)
+            return -1;
+    } else {
     threadpool *pool = op_threadpool(ctx);
 #define FLOAT_PRODUCT(TRANS, M, N, K, GI, B, LDB, B_PACKED, ACC, C)                           \
     do {                                                                                      \
@@ -508,6 +724,7 @@ static int float_conv_run(op_ctx *ctx)
     } while (0)
     FLOAT_CONV(float, im2col_f32_packed, im2col_f32_packed, true, col2im_f32, FLOAT_PRODUCT);
 #undef FLOAT_PRODUCT
+    }
     if (y->dtype == IFD_FLOAT16) {
         uint16_t *h = y->data;
         size_t count = (size_t)ifd_tensor_count(y);
@@ -757,6 +974,82 @@ static int col2im_run(op_ctx *ctx)
             col2im_f64(&g, (const double *)x->data + b * col, (double *)y->data + b * plane);
     }
     return 0;
+}
+
+/* ---- fusion (fusable.h) ------------------------------------------------------ */
+
+bool conv_can_fuse(const op_node *conv)
+{
+    if (strcmp(conv->op_type, "Conv") != 0 || conv->domain[0] || !conv->state)
+        return false;
+    const conv_state *st = conv->state;
+    return st->kind == CONV && st->packed_w && conv->inputs[0] &&
+           conv->inputs[0]->dtype == IFD_FLOAT;
+}
+
+bool conv_fuse_affine(op_node *conv, const double *scale, const double *shift, size_t channels)
+{
+    if (!conv_can_fuse(conv))
+        return false;
+    conv_state *st = conv->state;
+    const ifd_tensor *w = conv->inputs[1]->constant;
+    const ifd_tensor *b = conv->n_inputs > 2 && conv->inputs[2] ? conv->inputs[2]->constant : NULL;
+    bool has_b = conv->n_inputs > 2 && conv->inputs[2];
+    if (st->residual_index >= 0 || st->epilogue.clamp || !w || w->dims[0] != (int64_t)channels ||
+        (has_b && (!b || ifd_tensor_count(b) != (int64_t)channels)))
+        return false;
+    float *bias = malloc(channels * sizeof(float));
+    if (!bias)
+        return false;
+    for (size_t c = 0; c < channels; c++) {
+        double before = st->fused_bias ? st->fused_bias[c] : b ? tensor_get_double(b, c) : 0.0;
+        bias[c] = (float)(before * scale[c] + shift[c]);
+    }
+    /* repack from the file's weights with the scale applied; an earlier
+     * affine was already folded into fused_bias but not into W, so only one
+     * affine is allowed */
+    if (st->fused_bias) {
+        free(bias);
+        return false;
+    }
+    float *old_packed = st->packed_w, *old_depthwise = st->depthwise_w;
+    st->packed_w = NULL;
+    st->depthwise_w = NULL;
+    ifd_error err;
+    if (pack_weights(conv, st, w, scale, &err) != 0) {
+        free(st->packed_w);
+        st->packed_w = old_packed;
+        st->depthwise_w = old_depthwise;
+        free(bias);
+        return false;
+    }
+    free(old_packed);
+    free(old_depthwise);
+    st->fused_bias = bias;
+    return true;
+}
+
+bool conv_fuse_residual(op_node *conv, int input_index)
+{
+    if (!conv_can_fuse(conv))
+        return false;
+    conv_state *st = conv->state;
+    if (st->residual_index >= 0 || st->epilogue.clamp || input_index < 3 ||
+        input_index >= conv->n_inputs)
+        return false;
+    st->residual_index = input_index;
+    return true;
+}
+
+bool conv_fuse_clamp(op_node *conv, float lo, float hi)
+{
+    if (!conv_can_fuse(conv))
+        return false;
+    conv_state *st = conv->state;
+    if (st->epilogue.clamp)
+        return false;
+    st->epilogue = (kernel_epilogue){true, lo, hi};
+    return true;
 }
 
 static const op_def defs[] = {

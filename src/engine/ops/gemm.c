@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/epilogue.h"
 #include "../kernels/gemm.h"
 #include "../op.h"
+#include "fusable.h"
 
 /* ---- shared helpers ------------------------------------------------------ */
 
@@ -258,14 +260,42 @@ static void infer_matmul_shape(const value_info *a, const value_info *b, value_i
 
 typedef struct matmul_state {
     packed_operand b; /* data NULL when B is not a packed initializer */
+    /* set by the fusion pass (fusable.h): a following Add of a constant bias
+     * row and a Relu/Clip, computed on the output while it is in cache */
+    float *fused_bias;
+    kernel_epilogue epilogue;
 } matmul_state;
 
 static void matmul_free(void *state)
 {
     matmul_state *st = state;
-    if (st)
+    if (st) {
         free(st->b.data);
+        free(st->fused_bias);
+    }
     free(st);
+}
+
+/* MatMul of batched operands (attention's Q x K^T and weights x V): one small
+ * product per batch item, so the items, not the tiles of one product, are
+ * what the threads share. */
+typedef struct batched_job {
+    const product_plan *p;
+    const float *a, *b;
+    float *y;
+} batched_job;
+
+static void batched_items(void *arg, size_t begin, size_t end)
+{
+    const batched_job *job = arg;
+    const product_plan *p = job->p;
+    for (size_t t = begin; t < end; t++) {
+        size_t ai, bi;
+        plan_item(p, t, &ai, &bi);
+        gemm_operand oa = {job->a + ai * p->m * p->k, p->k, false, false};
+        gemm_operand ob = {job->b + bi * p->k * p->n, p->n, false, false};
+        gemm_f32_ex(p->m, p->n, p->k, 1.0f, oa, ob, 0.0f, job->y + t * p->m * p->n, p->n, NULL);
+    }
 }
 
 static int matmul_prepare(op_node *node, ifd_error *err)
@@ -339,10 +369,21 @@ static int matmul_run(op_ctx *ctx)
         gemm_operand ob = {bf, p.n, false, false};
         if (use_packed)
             ob = (gemm_operand){st->b.data, 0, false, true};
+        size_t threads = (size_t)threadpool_size(pool);
         if (p.b_shared) {
             /* one B for every batch item: a single product over all rows */
             gemm_operand oa = {af, p.k, false, false};
-            gemm_f32_ex(p.batch * p.m, p.n, p.k, 1.0f, oa, ob, 0.0f, yf, p.n, pool);
+            bool biased = st && st->fused_bias && st->b.n == p.n;
+            if (biased)
+                for (size_t r = 0; r < p.batch * p.m; r++)
+                    memcpy(yf + r * p.n, st->fused_bias, p.n * sizeof(float));
+            gemm_f32_ex(p.batch * p.m, p.n, p.k, 1.0f, oa, ob, biased ? 1.0f : 0.0f, yf, p.n,
+                        pool);
+        } else if (threads > 1 && p.batch >= threads &&
+                   (double)p.batch * (double)mn * (double)p.k >= 4194304.0) {
+            /* past ~4M multiply-adds, as for one product (kernels/gemm.c) */
+            batched_job job = {&p, af, bf, yf};
+            threadpool_parallel_for(pool, p.batch, 1, batched_items, &job);
         } else {
             for (size_t t = 0; t < p.batch; t++) {
                 size_t ai, bi;
@@ -352,6 +393,8 @@ static int matmul_run(op_ctx *ctx)
                 gemm_f32_ex(p.m, p.n, p.k, 1.0f, oa, ob, 0.0f, yf + t * mn, p.n, pool);
             }
         }
+        if (st)
+            epilogue_apply(&st->epilogue, yf, p.batch * mn);
         from_floats(y->dtype, yf, y->data, p.batch * mn);
         return 0;
     }
@@ -378,6 +421,7 @@ typedef struct gemm_state {
     float alpha, beta;
     bool exact_c;      /* Gemm-1/6 with broadcast=0: C must already be (M, N) */
     packed_operand b;  /* op(B) packed when B is an initializer */
+    kernel_epilogue epilogue; /* a fused Relu/Clip (fusable.h) */
 } gemm_state;
 
 static void gemm_free(void *state)
@@ -518,6 +562,7 @@ static int gemm_run(op_ctx *ctx)
             ob = (gemm_operand){st->b.data, 0, false, true};
         gemm_f32_ex(m, n, k, st->alpha, oa, ob, with_c ? st->beta : 0.0f, yf, n,
                     op_threadpool(ctx));
+        epilogue_apply(&st->epilogue, yf, m * n);
         from_floats(y->dtype, yf, y->data, m * n);
         return 0;
     }
@@ -729,6 +774,46 @@ static int qlinear_matmul_run(op_ctx *ctx)
             }
     }
     return 0;
+}
+
+/* ---- fusion (fusable.h) ------------------------------------------------------ */
+
+bool product_can_fuse(const op_node *node)
+{
+    if (node->domain[0] || !node->state || !node->inputs[0] || node->inputs[0]->dtype != IFD_FLOAT)
+        return false;
+    if (strcmp(node->op_type, "Gemm") == 0)
+        return true;
+    if (strcmp(node->op_type, "MatMul") != 0)
+        return false;
+    const matmul_state *st = node->state;
+    return st->b.data && node->inputs[1]->constant && node->inputs[1]->constant->rank == 2;
+}
+
+bool matmul_fuse_bias(op_node *matmul, const float *bias, size_t n)
+{
+    if (!product_can_fuse(matmul) || strcmp(matmul->op_type, "MatMul") != 0)
+        return false;
+    matmul_state *st = matmul->state;
+    if (st->fused_bias || st->epilogue.clamp || st->b.n != n)
+        return false;
+    st->fused_bias = malloc(n * sizeof(float));
+    if (!st->fused_bias)
+        return false;
+    memcpy(st->fused_bias, bias, n * sizeof(float));
+    return true;
+}
+
+bool product_fuse_clamp(op_node *node, float lo, float hi)
+{
+    if (!product_can_fuse(node))
+        return false;
+    kernel_epilogue *e = strcmp(node->op_type, "Gemm") == 0 ? &((gemm_state *)node->state)->epilogue
+                                                            : &((matmul_state *)node->state)->epilogue;
+    if (e->clamp)
+        return false;
+    *e = (kernel_epilogue){true, lo, hi};
+    return true;
 }
 
 static const op_def defs[] = {

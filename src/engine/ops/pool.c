@@ -363,6 +363,41 @@ WINDOW_TYPES(DEFINE_POOL)
 
 typedef void (*plane_fn)(void *arg, size_t begin, size_t end);
 
+/* MaxPool 2x2 stride 2 without padding on floats, the CNN downsampling
+ * step: two input rows make one output row, with no windows to look up.
+ * The comparisons run in the separable path's order (rows first, from
+ * -inf), so NaN is skipped exactly as there. */
+static void max_pool_2x2_f32(void *arg, size_t begin, size_t end)
+{
+    const pool_job *job = arg;
+    const pool_plan *p = job->plan;
+    int64_t in2 = p->in[2], out1 = p->out[1], out2 = p->out[2];
+    for (size_t plane = begin; plane < end; plane++) {
+        const float *x = (const float *)job->x + plane * p->in_plane;
+        float *y = (float *)job->y + plane * p->out_plane;
+        for (int64_t o1 = 0; o1 < out1; o1++, y += out2) {
+            const float *r0 = x + 2 * o1 * in2, *r1 = r0 + in2;
+            for (int64_t o2 = 0; o2 < out2; o2++) {
+                float l0 = -INFINITY, l1 = -INFINITY;
+                l0 = r0[2 * o2] > l0 ? r0[2 * o2] : l0;
+                l0 = r1[2 * o2] > l0 ? r1[2 * o2] : l0;
+                l1 = r0[2 * o2 + 1] > l1 ? r0[2 * o2 + 1] : l1;
+                l1 = r1[2 * o2 + 1] > l1 ? r1[2 * o2 + 1] : l1;
+                y[o2] = l1 > l0 ? l1 : l0;
+            }
+        }
+    }
+}
+
+static bool is_plain_2x2_max(const pool_state *st, const pool_plan *p, ifd_dtype dtype)
+{
+    return st->mode == POOL_MAX && dtype == IFD_FLOAT && p->kernel[0] == 1 &&
+           p->stride[0] == 1 && p->pad[0] == 0 && p->in[0] == p->out[0] && p->in[0] == 1 &&
+           p->kernel[1] == 2 && p->kernel[2] == 2 && p->stride[1] == 2 && p->stride[2] == 2 &&
+           p->dilation[1] == 1 && p->dilation[2] == 1 && p->pad[1] == 0 && p->pad[2] == 0 &&
+           2 * p->out[1] <= p->in[1] && 2 * p->out[2] <= p->in[2];
+}
+
 static plane_fn pool_kernel(ifd_dtype d)
 {
     switch (d) {
@@ -500,6 +535,8 @@ static int window_run(op_ctx *ctx)
     size_t window = 1;
     for (int a = 0; a < MAX_SPATIAL; a++)
         window *= (size_t)p.kernel[a];
+    if (!job.indices && is_plain_2x2_max(st, &p, x->dtype))
+        fn = max_pool_2x2_f32;
     op_parallel_for(ctx, p.planes, plane_grain(p.out_plane * window), fn, &job);
     return 0;
 }

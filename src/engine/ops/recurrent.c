@@ -49,7 +49,57 @@ typedef struct recurrent_state {
     float clip;            /* 0: none */
     bool linear_before_reset, input_forget;
     activation_fn acts[MAX_ACTS];
+    /* W and R of every direction packed once at load into the GEMM's layout
+     * when they are initializers (each step's H x R^T would otherwise repack
+     * R); NULL for GRU without linear_before_reset, which multiplies by row
+     * blocks of R */
+    float *packed_w, *packed_r;
+    size_t packed_w_floats, packed_r_floats; /* per direction */
+    int64_t packed_input;
 } recurrent_state;
+
+static void recurrent_free(void *state)
+{
+    recurrent_state *st = state;
+    if (st) {
+        free(st->packed_w);
+        free(st->packed_r);
+    }
+    free(st);
+}
+
+/* Both weights of every direction as B^T operands: W_d is [G*H, input], R_d
+ * [G*H, H]. Missing memory leaves them unpacked (run packs per call). */
+static void pack_recurrent_weights(op_node *node, recurrent_state *st)
+{
+    const value_info *w = node->inputs[1], *r = node->inputs[2];
+    const ifd_tensor *wc = w ? w->constant : NULL, *rc = r ? r->constant : NULL;
+    if (!wc || !rc || wc->dtype != IFD_FLOAT || rc->dtype != IFD_FLOAT || wc->rank != 3 ||
+        rc->rank != 3 || (st->cell == CELL_GRU && !st->linear_before_reset))
+        return;
+    size_t gh = (size_t)(st->gates * st->hidden), input = (size_t)wc->dims[2];
+    size_t h = (size_t)st->hidden, dirs = (size_t)st->directions;
+    size_t wf = gemm_packed_b_floats(input, gh), rf = gemm_packed_b_floats(h, gh);
+    if (wf == 0 || rf == 0 || input == 0 || wf > IFD_MAX_TENSOR_BYTES / sizeof(float) / dirs ||
+        rf > IFD_MAX_TENSOR_BYTES / sizeof(float) / dirs)
+        return;
+    st->packed_w = malloc(wf * dirs * sizeof(float));
+    st->packed_r = malloc(rf * dirs * sizeof(float));
+    if (!st->packed_w || !st->packed_r) {
+        free(st->packed_w);
+        free(st->packed_r);
+        st->packed_w = st->packed_r = NULL;
+        return;
+    }
+    for (size_t d = 0; d < dirs; d++) {
+        gemm_pack_b(true, input, gh, (const float *)wc->data + d * gh * input, input,
+                    st->packed_w + d * wf);
+        gemm_pack_b(true, h, gh, (const float *)rc->data + d * gh * h, h, st->packed_r + d * rf);
+    }
+    st->packed_w_floats = wf;
+    st->packed_r_floats = rf;
+    st->packed_input = (int64_t)input;
+}
 
 static const struct {
     const char *name;
@@ -248,6 +298,7 @@ static int recurrent_prepare(op_node *node, ifd_error *err)
     }
     for (int i = 0; i < node->n_outputs; i++)
         set_output(node, i, IFD_FLOAT, i == 0 ? 4 : 3, i == 0 ? y_dims : h_dims);
+    pack_recurrent_weights(node, st);
     return 0;
 }
 
@@ -260,6 +311,7 @@ typedef struct direction_run {
     bool reverse;
     const float *x;   /* X */
     const float *w, *r, *b, *p; /* this direction's W, R, B (or NULL), P (or NULL) */
+    const float *packed_w, *packed_r; /* the same W and R packed at load, or NULL */
     const int32_t *lens;
     float *xw;        /* [seq * batch, gates * hidden], rows in X's order */
     float *h, *c;     /* [batch, hidden] state */
@@ -289,13 +341,21 @@ static void run_direction(direction_run *d)
     int64_t H = d->hidden, G = st->gates, GH = G * H;
     const float *wb = d->b, *rb = d->b ? d->b + GH : NULL;
     /* the input projection of every step at once */
-    gemm_f32(false, true, (size_t)(d->seq * d->batch), (size_t)GH, (size_t)d->input, 1.0f, d->x,
-             (size_t)d->input, d->w, (size_t)d->input, 0.0f, d->xw, (size_t)GH, d->pool);
+    gemm_operand xa = {d->x, (size_t)d->input, false, false};
+    gemm_operand wop = {d->w, (size_t)d->input, true, false};
+    if (d->packed_w)
+        wop = (gemm_operand){d->packed_w, 0, false, true};
+    gemm_f32_ex((size_t)(d->seq * d->batch), (size_t)GH, (size_t)d->input, 1.0f, xa, wop, 0.0f,
+                d->xw, (size_t)GH, d->pool);
     for (int64_t s = 0; s < d->seq; s++) {
         bool gru_split = st->cell == CELL_GRU && !st->linear_before_reset;
         /* H * R^T; GRU without linear_before_reset: only the z and r rows now */
-        gemm_f32(false, true, (size_t)d->batch, (size_t)(gru_split ? 2 * H : GH), (size_t)H,
-                 1.0f, d->h, (size_t)H, d->r, (size_t)H, 0.0f, d->hr, (size_t)GH, d->pool);
+        gemm_operand ha = {d->h, (size_t)H, false, false};
+        gemm_operand rop = {d->r, (size_t)H, true, false};
+        if (d->packed_r && !gru_split)
+            rop = (gemm_operand){d->packed_r, 0, false, true};
+        gemm_f32_ex((size_t)d->batch, (size_t)(gru_split ? 2 * H : GH), (size_t)H, 1.0f, ha, rop,
+                    0.0f, d->hr, (size_t)GH, d->pool);
         if (gru_split) {
             for (int64_t b = 0; b < d->batch; b++) {
                 int64_t len = d->lens ? d->lens[b] : d->seq;
@@ -458,6 +518,10 @@ static int recurrent_run(op_ctx *ctx)
             .hr = state + 4 * batch * H, .y = y ? y->data : NULL,
             .pool = op_threadpool(ctx),
         };
+        if (st->packed_w && st->packed_input == input) {
+            d.packed_w = st->packed_w + (size_t)dir * st->packed_w_floats;
+            d.packed_r = st->packed_r + (size_t)dir * st->packed_r_floats;
+        }
         int per = st->cell == CELL_RNN ? 1 : st->cell == CELL_GRU ? 2 : 3;
         d.f = &st->acts[dir * per];
         d.g = per > 1 ? &st->acts[dir * per + 1] : NULL;
@@ -484,9 +548,9 @@ static int recurrent_run(op_ctx *ctx)
 }
 
 static const op_def defs[] = {
-    {"", "RNN", 7, 21, recurrent_prepare, recurrent_run, free},
-    {"", "GRU", 7, 21, recurrent_prepare, recurrent_run, free},
-    {"", "LSTM", 7, 21, recurrent_prepare, recurrent_run, free},
+    {"", "RNN", 7, 21, recurrent_prepare, recurrent_run, recurrent_free},
+    {"", "GRU", 7, 21, recurrent_prepare, recurrent_run, recurrent_free},
+    {"", "LSTM", 7, 21, recurrent_prepare, recurrent_run, recurrent_free},
 };
 
 OP_FAMILY(ops_recurrent, defs);

@@ -15,6 +15,8 @@
 
 #include "optimize.h"
 
+#include "fuse_kernels.h"
+
 ifd_graph_opt optimize_level(ifd_graph_opt requested)
 {
     return requested == IFD_GRAPH_OPT_NONE || requested == IFD_GRAPH_OPT_BASIC ? requested
@@ -199,11 +201,6 @@ typedef struct graph_pass {
 static const graph_pass before_prepare[] = {
     {"recognize_layernorm", IFD_GRAPH_OPT_ALL, optimize_recognize_layernorm},
     {"recognize_gelu", IFD_GRAPH_OPT_ALL, optimize_recognize_gelu},
-    /* KERNEL FUSIONS GO HERE, at level ALL: Conv+BatchNormalization,
-     * Conv+Add+Relu/Clip, Gemm/MatMul+Add+activation, written on branch
-     * `kernels` as src/engine/optimize/fuse_kernels.c, entry
-     * ifd_status optimize_fuse_kernels(ifd_model *m, ifd_error *err):
-     * {"fuse_kernels", IFD_GRAPH_OPT_ALL, optimize_fuse_kernels}, */
 };
 
 ifd_status optimize_before_prepare(ifd_model *m, ifd_error *err)
@@ -231,8 +228,19 @@ ifd_status optimize_after_prepare(ifd_model *m, const bool *removed, ifd_error *
         optimize_eliminate_dead_nodes(&g);
         optimize_release_unread_constants(&g);
     }
-    optimize_release_packed_constants(&g);
     graph_view_compact(&g);
+    /* Kernel fusions need prepared nodes (shapes known, weights packed) and
+     * the file's weights still there (Conv+BatchNormalization repacks them
+     * scaled), so they run between dead-node elimination and the release of
+     * packed constants. They remove the nodes they fold in: count again. */
+    if (m->graph_opt >= IFD_GRAPH_OPT_ALL) {
+        graph_view_free(&g);
+        if ((st = optimize_fuse_kernels(m, err)) != IFD_OK)
+            return st;
+        if ((st = graph_view_init(&g, m, err)) != IFD_OK)
+            return st;
+    }
+    optimize_release_packed_constants(&g);
     graph_view_free(&g);
     return IFD_OK;
 }

@@ -5,14 +5,16 @@
  * The passes run at three points of loading (loader.c), because what each
  * needs is known at different times:
  *   - before prepare: rewrites that need only the graph and its initializers
- *     (recognising LayerNormalization and Gelu spelled out in primitives; the
- *     kernel fusions), so that the operators they produce are prepared, and
- *     pre-pack their weights, like any other node;
+ *     (recognising LayerNormalization and Gelu spelled out in primitives), so
+ *     that the operators they produce are prepared, and pre-pack their
+ *     weights, like any other node;
  *   - during prepare: constant folding, node by node in execution order, so
  *     that every later node's prepare() sees the folded values as constants
  *     (a weight transposed by the graph is packed once at load);
- *   - after prepare: dead-node elimination, then freeing constants no node
- *     reads any more.
+ *   - after prepare: dead-node elimination, the kernel fusions (fuse_kernels.c:
+ *     they need shapes and packed weights, and the file's weights to repack a
+ *     folded BatchNormalization), then freeing constants no node reads any
+ *     more and weights only their packed copy is read from.
  * optimize.c holds the pass lists per level and the graph bookkeeping the
  * passes share; each pass has its own file.
  */

@@ -1,0 +1,36 @@
+/*
+ * fusable.h — what the kernel fusion pass (optimize/fuse_kernels.c) may ask
+ * of a prepared Conv, Gemm or MatMul node: fold a per-channel affine map
+ * (BatchNormalization) into its weights and bias, add a residual input to
+ * its output, add a bias row, clamp its output (Relu, Clip). Each call
+ * checks that the node can take the fusion and returns false, leaving the
+ * node unchanged, when it cannot; the pass then keeps the graph as written.
+ *
+ * Thread safety: load time only, before any session exists.
+ */
+#ifndef INFERD_ENGINE_OPS_FUSABLE_H
+#define INFERD_ENGINE_OPS_FUSABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../kernels/epilogue.h"
+#include "../op.h"
+
+/* A float Conv (not ConvTranspose) whose weights are a packed initializer
+ * and that has no fusion yet besides what is being added in order: affine,
+ * then residual, then clamp. */
+bool conv_can_fuse(const op_node *conv);
+/* y' = y * scale[c] + shift[c] per output channel c (channels entries). */
+bool conv_fuse_affine(op_node *conv, const double *scale, const double *shift, size_t channels);
+/* y' = y + input `input_index` of the node (same shape, checked at run). */
+bool conv_fuse_residual(op_node *conv, int input_index);
+bool conv_fuse_clamp(op_node *conv, float lo, float hi);
+
+/* A float Gemm, or a MatMul with a packed 2-D initializer B: adds a constant
+ * bias row of n floats (MatMul only; Gemm has its C) and a clamp. */
+bool product_can_fuse(const op_node *node);
+bool matmul_fuse_bias(op_node *matmul, const float *bias, size_t n);
+bool product_fuse_clamp(op_node *node, float lo, float hi);
+
+#endif /* INFERD_ENGINE_OPS_FUSABLE_H */

@@ -1,0 +1,350 @@
+/*
+ * optimize/fuse_kernels.c — fusions whose value is in the kernel epilogue
+ * (ONNX Runtime's ConvBNFusion, ConvAddActivationFusion, MatMulAddFusion and
+ * GemmActivationFusion do the same for MLAS):
+ *
+ *   Conv + BatchNormalization       the normalisation is a per-channel affine
+ *                                   map: folded into the weights and bias;
+ *   Conv + Add(residual)            the other operand initialises the output
+ *                                   and the product accumulates onto it;
+ *   Conv/Gemm/MatMul + Relu/Clip    clamped on each output block right after
+ *                                   it is computed, while it is in cache;
+ *   MatMul + Add(constant row)      the row initialises the output (a Linear
+ *                                   layer on 3-D input exports this way).
+ *
+ * Each fusion removes a node, its output tensor (an allocation and a full
+ * pass over memory per run) and a dispatch. A chain is followed only through
+ * values read by exactly one node and not graph outputs, so nothing else
+ * could observe the intermediate that disappears. The operators decide what
+ * they can absorb (ops/fusable.h) and refuse the rest; the graph then stays
+ * as written. A residual Add is fused into whichever of its two producers
+ * runs later, so the other operand already exists when the Conv runs (in
+ * ResNet the shortcut's Conv follows the main branch's).
+ *
+ * Only the top-level graph is rewritten; subgraphs (If, Loop, Scan bodies)
+ * run as written.
+ */
+#include "fuse_kernels.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ops/fusable.h"
+
+typedef struct fusion_pass {
+    ifd_model *m;
+    int *readers;  /* per value slot: node inputs reading it */
+    int *reader;   /* per value slot: the last node index reading it */
+    bool *removed; /* per node */
+} fusion_pass;
+
+static bool is_op(const model_node *node, const char *op_type)
+{
+    return node->op.domain[0] == '\0' && strcmp(node->op.op_type, op_type) == 0;
+}
+
+/* The one node reading slot, or -1 when it has none, several, or is a graph
+ * output. */
+static int sole_reader(const fusion_pass *f, int slot)
+{
+    if (f->m->values[slot].is_graph_output || f->readers[slot] != 1)
+        return -1;
+    return f->reader[slot];
+}
+
+/* Node `host` takes over node `next`'s output; `next` goes. */
+static void absorb(fusion_pass *f, int host, int next)
+{
+    ifd_model *m = f->m;
+    model_node *h = &m->nodes[host], *n = &m->nodes[next];
+    int old = h->output_slots[0], out = n->output_slots[0];
+    h->output_slots[0] = out;
+    h->op.outputs[0] = &m->values[out].info;
+    m->values[out].producer = host;
+    m->values[old].producer = -1;
+    f->readers[old] = 0;
+    for (int k = 0; k < n->op.n_inputs + n->op.n_implicit; k++)
+        if (n->input_slots[k] >= 0 && n->input_slots[k] != old)
+            f->readers[n->input_slots[k]]--;
+    f->removed[next] = true;
+}
+
+/* A float constant of `count` elements as doubles in out, or false. */
+static bool constant_floats(const value_info *v, size_t count, double *out)
+{
+    if (!v || !v->constant || v->constant->dtype != IFD_FLOAT ||
+        ifd_tensor_count(v->constant) != (int64_t)count)
+        return false;
+    const float *d = v->constant->data;
+    for (size_t i = 0; i < count; i++)
+        out[i] = d[i];
+    return true;
+}
+
+/* Relu or Clip with constant bounds: the clamp they apply. */
+static bool clamp_of(const model_node *node, float *lo, float *hi)
+{
+    if (is_op(node, "Relu")) {
+        *lo = 0.0f;
+        *hi = INFINITY;
+        return true;
+    }
+    if (!is_op(node, "Clip"))
+        return false;
+    if (node->op.version < 11) {
+        *lo = op_attr_float(&node->op, "min", -FLT_MAX);
+        *hi = op_attr_float(&node->op, "max", FLT_MAX);
+        return true;
+    }
+    *lo = -INFINITY;
+    *hi = INFINITY;
+    for (int k = 1; k < node->op.n_inputs && k < 3; k++) {
+        const value_info *b = node->op.inputs[k];
+        double v;
+        if (!b)
+            continue;
+        if (!constant_floats(b, 1, &v))
+            return false;
+        if (k == 1)
+            *lo = (float)v;
+        else
+            *hi = (float)v;
+    }
+    return true;
+}
+
+/* BatchNormalization in inference form reading the Conv's output: its
+ * per-channel scale and shift. */
+static bool batchnorm_affine(const model_node *bn, int x_slot, size_t channels, double *scale,
+                             double *shift)
+{
+    if (!is_op(bn, "BatchNormalization") || bn->op.n_inputs != 5 || bn->input_slots[0] != x_slot)
+        return false;
+    for (int k = 1; k < bn->op.n_outputs; k++)
+        if (bn->op.output_used[k])
+            return false;
+    if (op_attr_int(&bn->op, "training_mode", 0) != 0 || op_attr_int(&bn->op, "spatial", 1) != 1)
+        return false;
+    double eps = op_attr_float(&bn->op, "epsilon", 1e-5f);
+    double *gamma = malloc(4 * channels * sizeof(double));
+    if (!gamma)
+        return false;
+    double *beta = gamma + channels, *mean = beta + channels, *var = mean + channels;
+    bool ok = constant_floats(bn->op.inputs[1], channels, gamma) &&
+              constant_floats(bn->op.inputs[2], channels, beta) &&
+              constant_floats(bn->op.inputs[3], channels, mean) &&
+              constant_floats(bn->op.inputs[4], channels, var);
+    for (size_t c = 0; ok && c < channels; c++) {
+        if (!(var[c] + eps > 0.0)) {
+            ok = false;
+            break;
+        }
+        scale[c] = gamma[c] / sqrt(var[c] + eps);
+        shift[c] = beta[c] - mean[c] * scale[c];
+    }
+    free(gamma);
+    return ok;
+}
+
+/* The known dims of a and b agree and they have one rank: the Add does not
+ * broadcast as far as load time can tell (the Conv checks at run time). */
+static bool same_shape(const value_info *a, const value_info *b)
+{
+    if (a->kind != IFD_VALUE_TENSOR || b->kind != IFD_VALUE_TENSOR || a->dtype != b->dtype ||
+        a->rank < 0 || a->rank != b->rank)
+        return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] >= 0 && b->dims[i] >= 0 && a->dims[i] != b->dims[i])
+            return false;
+    /* a 1 against an unknown extent could broadcast: refuse */
+    for (int i = 0; i < a->rank; i++)
+        if ((a->dims[i] == 1) != (b->dims[i] == 1) && (a->dims[i] < 0 || b->dims[i] < 0))
+            return false;
+    return true;
+}
+
+/* Give the Conv one more input, the residual, after X, W and B. */
+static int add_residual_input(ifd_model *m, model_node *conv, int slot)
+{
+    int index = conv->op.n_inputs > 3 ? conv->op.n_inputs : 3;
+    value_info **inputs = model_alloc(m, (size_t)(index + 1) * sizeof(*inputs));
+    int *slots = model_alloc(m, (size_t)(index + 1) * sizeof(int));
+    if (!inputs || !slots)
+        return -1;
+    for (int k = 0; k < index; k++) {
+        inputs[k] = k < conv->op.n_inputs ? conv->op.inputs[k] : NULL;
+        slots[k] = k < conv->op.n_inputs ? conv->input_slots[k] : -1;
+    }
+    inputs[index] = &m->values[slot].info;
+    slots[index] = slot;
+    conv->op.inputs = inputs;
+    conv->input_slots = slots;
+    conv->op.n_inputs = index + 1;
+    return index;
+}
+
+static ifd_status fuse_conv(fusion_pass *f, int host, ifd_error *err)
+{
+    ifd_model *m = f->m;
+    bool affine_done = false, residual_done = false;
+    for (;;) {
+        model_node *h = &m->nodes[host];
+        int out = h->output_slots[0];
+        int next = sole_reader(f, out);
+        if (next < 0)
+            return IFD_OK;
+        model_node *n = &m->nodes[next];
+        size_t channels = h->op.inputs[1]->constant ? (size_t)h->op.inputs[1]->constant->dims[0] : 0;
+        float lo, hi;
+        if (!affine_done && !residual_done && is_op(n, "BatchNormalization") && channels) {
+            double *scale = malloc(2 * channels * sizeof(double));
+            if (!scale) {
+                set_error(err, "out of memory fusing BatchNormalization node '%s'", n->op.name);
+                return IFD_ERR_NO_MEMORY;
+            }
+            bool fused = batchnorm_affine(n, out, channels, scale, scale + channels) &&
+                         conv_fuse_affine(&h->op, scale, scale + channels, channels);
+            free(scale);
+            if (!fused)
+                return IFD_OK;
+            absorb(f, host, next);
+            affine_done = true;
+        } else if (!residual_done && is_op(n, "Add") && n->op.n_inputs == 2) {
+            int a = n->input_slots[0], b = n->input_slots[1];
+            int other = a == out ? b : a;
+            if (a == b || other < 0)
+                return IFD_OK;
+            const model_value *ov = &m->values[other];
+            /* the residual must exist when the Conv runs */
+            if (ov->producer > host || !same_shape(&ov->info, &m->values[out].info) ||
+                !same_shape(&ov->info, &m->values[n->output_slots[0]].info))
+                return IFD_OK;
+            int index = add_residual_input(m, h, other);
+            if (index < 0) {
+                set_error(err, "out of memory fusing Add node '%s'", n->op.name);
+                return IFD_ERR_NO_MEMORY;
+            }
+            if (!conv_fuse_residual(&h->op, index)) {
+                h->op.n_inputs--; /* the arrays keep their old entries */
+                return IFD_OK;
+            }
+            f->readers[other]++;
+            absorb(f, host, next);
+            if (f->readers[other] == 1)
+                f->reader[other] = host;
+            residual_done = true;
+        } else if (clamp_of(n, &lo, &hi)) {
+            if (conv_fuse_clamp(&h->op, lo, hi))
+                absorb(f, host, next);
+            return IFD_OK;
+        } else {
+            return IFD_OK;
+        }
+    }
+}
+
+static ifd_status fuse_product(fusion_pass *f, int host)
+{
+    ifd_model *m = f->m;
+    model_node *h = &m->nodes[host];
+    int next = sole_reader(f, h->output_slots[0]);
+    if (next < 0)
+        return IFD_OK;
+    model_node *n = &m->nodes[next];
+    if (is_op(h, "MatMul") && is_op(n, "Add") && n->op.n_inputs == 2) {
+        int out = h->output_slots[0];
+        int other = n->input_slots[0] == out ? n->input_slots[1] : n->input_slots[0];
+        const value_info *bias = other >= 0 ? &m->values[other].info : NULL;
+        const value_info *y = &m->values[out].info;
+        const ifd_tensor *c = bias ? bias->constant : NULL;
+        /* a row of N broadcast over every leading axis: rank 1, or leading 1s */
+        bool row = c && c->dtype == IFD_FLOAT && c->rank >= 1 && y->rank >= c->rank &&
+                   c->dims[c->rank - 1] == y->dims[y->rank - 1] && y->dims[y->rank - 1] > 0 &&
+                   n->input_slots[0] != n->input_slots[1];
+        for (int i = 0; row && i < c->rank - 1; i++)
+            row = c->dims[i] == 1;
+        if (row && matmul_fuse_bias(&h->op, c->data, (size_t)c->dims[c->rank - 1])) {
+            absorb(f, host, next);
+            next = sole_reader(f, h->output_slots[0]);
+            if (next < 0)
+                return IFD_OK;
+            n = &m->nodes[next];
+        }
+    }
+    float lo, hi;
+    if (clamp_of(n, &lo, &hi) && product_fuse_clamp(&h->op, lo, hi))
+        absorb(f, host, next);
+    return IFD_OK;
+}
+
+ifd_status optimize_fuse_kernels(ifd_model *m, ifd_error *err)
+{
+    fusion_pass f = {.m = m};
+    f.readers = calloc(m->n_values ? m->n_values : 1, sizeof(int));
+    f.reader = calloc(m->n_values ? m->n_values : 1, sizeof(int));
+    f.removed = calloc(m->n_nodes ? m->n_nodes : 1, sizeof(bool));
+    ifd_status st = IFD_OK;
+    if (!f.readers || !f.reader || !f.removed) {
+        set_error(err, "out of memory planning fusions");
+        st = IFD_ERR_NO_MEMORY;
+    }
+    for (size_t i = 0; st == IFD_OK && i < m->n_nodes; i++) {
+        const model_node *node = &m->nodes[i];
+        for (int k = 0; k < node->op.n_inputs + node->op.n_implicit; k++)
+            if (node->input_slots[k] >= 0) {
+                f.readers[node->input_slots[k]]++;
+                f.reader[node->input_slots[k]] = (int)i;
+            }
+    }
+    for (size_t i = 0; st == IFD_OK && i < m->n_nodes; i++) {
+        model_node *node = &m->nodes[i];
+        if (f.removed[i] || node->op.n_outputs < 1)
+            continue;
+        if (conv_can_fuse(&node->op))
+            st = fuse_conv(&f, (int)i, err);
+        else if (product_can_fuse(&node->op))
+            st = fuse_product(&f, (int)i);
+    }
+    if (st == IFD_OK) {
+        size_t kept = 0;
+        for (size_t i = 0; i < m->n_nodes; i++) {
+            model_node *node = &m->nodes[i];
+            if (f.removed[i]) {
+                if (node->op.state && node->def && node->def->free_state)
+                    node->def->free_state(node->op.state);
+                node->op.state = NULL;
+                continue;
+            }
+            m->nodes[kept] = *node;
+            for (int k = 0; k < node->op.n_outputs; k++)
+                m->values[node->output_slots[k]].producer = (int)kept;
+            kept++;
+        }
+        m->n_nodes = kept;
+        for (size_t i = 0; i < m->n_values; i++)
+            m->values[i].last_use = -1;
+    }
+    free(f.readers);
+    free(f.reader);
+    free(f.removed);
+    return st;
+}
+
+bool fuse_kernels_needs_weights(const ifd_model *m, size_t n, const int *readers)
+{
+    const model_node *conv = &m->nodes[n];
+    if (!is_op(conv, "Conv") || conv->op.n_outputs != 1)
+        return false;
+    int out = conv->output_slots[0];
+    if (out < 0 || readers[out] != 1)
+        return false;
+    for (size_t r = n + 1; r < m->n_nodes; r++) {
+        const model_node *node = &m->nodes[r];
+        for (int k = 0; k < node->op.n_inputs; k++)
+            if (node->input_slots[k] == out)
+                return is_op(node, "BatchNormalization") && k == 0;
+    }
+    return false;
+}

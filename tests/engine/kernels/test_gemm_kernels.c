@@ -1,0 +1,137 @@
+/*
+ * test_gemm_kernels.c — every micro-kernel this CPU can run (AVX-512,
+ * AVX2/FMA, the portable one) computes the same products as a double-precision
+ * loop nest: ragged tile edges in M, N and K, transposed and packed operands,
+ * alpha and beta, on the caller and split over a 2-thread pool. Paths the CPU
+ * lacks are reported as not run, never as passed.
+ */
+#include <stdlib.h>
+
+#include "kernels/gemm.h"
+#include "test.h"
+#include "threadpool.h"
+
+static uint32_t random_state = 2463534242u;
+
+static float next_float(void)
+{
+    random_state ^= random_state << 13;
+    random_state ^= random_state >> 17;
+    random_state ^= random_state << 5;
+    return (float)(random_state >> 8) / 16777216.0f * 2.0f - 1.0f;
+}
+
+/* One product through gemm_f32_ex against the reference, C starting random. */
+static int check_product(size_t m, size_t n, size_t k, bool ta, bool tb, bool pack_a, bool pack_b,
+                         float alpha, float beta, threadpool *pool)
+{
+    float *a = malloc(m * k * sizeof(float) + 4), *b = malloc(k * n * sizeof(float) + 4);
+    float *c = malloc(m * n * sizeof(float) + 4), *c0 = malloc(m * n * sizeof(float) + 4);
+    float *pa = malloc(gemm_packed_a_floats(m, k) * sizeof(float));
+    float *pb = malloc(gemm_packed_b_floats(k, n) * sizeof(float));
+    for (size_t i = 0; i < m * k; i++)
+        a[i] = next_float();
+    for (size_t i = 0; i < k * n; i++)
+        b[i] = next_float();
+    for (size_t i = 0; i < m * n; i++)
+        c[i] = c0[i] = next_float();
+    size_t lda = ta ? m : k, ldb = tb ? k : n;
+    gemm_operand oa = {a, lda, ta, false}, ob = {b, ldb, tb, false};
+    if (pack_a) {
+        gemm_pack_a(ta, m, k, a, lda, pa);
+        oa = (gemm_operand){pa, 0, false, true};
+    }
+    if (pack_b) {
+        gemm_pack_b(tb, k, n, b, ldb, pb);
+        ob = (gemm_operand){pb, 0, false, true};
+    }
+    gemm_f32_ex(m, n, k, alpha, oa, ob, beta, c, n, pool);
+    int bad = 0;
+    for (size_t i = 0; i < m && !bad; i++)
+        for (size_t j = 0; j < n && !bad; j++) {
+            double sum = 0.0, mag = 0.0;
+            for (size_t p = 0; p < k; p++) {
+                double av = ta ? a[p * lda + i] : a[i * lda + p];
+                double bv = tb ? b[j * ldb + p] : b[p * ldb + j];
+                sum += av * bv;
+                mag += fabs(av * bv);
+            }
+            double want = alpha * sum + (beta != 0.0f ? beta * c0[i * n + j] : 0.0);
+            double tol = 1e-5 * (fabs(alpha) * mag + fabs(beta) + 1.0);
+            if (!(fabs(c[i * n + j] - want) <= tol)) {
+                fprintf(stderr, "%s: m %zu n %zu k %zu ta %d tb %d pack %d%d alpha %g beta %g: "
+                                "C[%zu,%zu] = %.9g, expected %.9g\n",
+                        gemm_kernel_name(), m, n, k, ta, tb, pack_a, pack_b, alpha, beta, i, j,
+                        c[i * n + j], want);
+                bad = 1;
+            }
+        }
+    free(a);
+    free(b);
+    free(c);
+    free(c0);
+    free(pa);
+    free(pb);
+    return bad;
+}
+
+static void check_every_shape(threadpool *pool)
+{
+    /* edges of MR (6), NR (16), KC (256) and the 8-column half vector */
+    static const size_t ms[] = {1, 2, 3, 5, 6, 7, 13, 97};
+    static const size_t ns[] = {1, 7, 8, 9, 16, 17, 40};
+    static const size_t ks[] = {1, 3, 255, 257};
+    int failures = 0;
+    for (size_t mi = 0; mi < sizeof(ms) / sizeof(ms[0]); mi++)
+        for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++)
+            for (size_t ki = 0; ki < sizeof(ks) / sizeof(ks[0]); ki++)
+                for (int form = 0; form < 8; form++) {
+                    bool ta = form & 1, tb = form & 2, packed = form & 4;
+                    float beta = (form & 3) == 1 ? 0.5f : 0.0f;
+                    failures += check_product(ms[mi], ns[ni], ks[ki], ta, tb, packed, packed,
+                                              form == 6 ? -1.5f : 1.0f, beta, pool);
+                }
+    /* big enough for the pool to split M blocks and N chunks */
+    failures += check_product(200, 300, 260, false, true, false, true, 1.0f, 1.0f, pool);
+    failures += check_product(64, 1024, 300, false, false, true, false, 1.0f, 0.0f, pool);
+    CHECK_EQ_INT(failures, 0);
+}
+
+static void test_every_kernel_matches_the_double_reference(void)
+{
+    const char *names[8];
+    size_t n = gemm_kernel_names(names, 8);
+    CHECK(n >= 1);
+    CHECK(strcmp(names[n - 1], "generic") == 0);
+    threadpool *pool = threadpool_create(2);
+    for (size_t i = 0; i < n && i < 8; i++) {
+        CHECK(gemm_use_kernel(names[i]));
+        CHECK(strcmp(gemm_kernel_name(), names[i]) == 0);
+        check_every_shape(NULL);
+        check_every_shape(pool);
+        printf("kernel %s: checked\n", names[i]);
+    }
+    static const char *all[] = {"avx512", "avx2"};
+    for (size_t i = 0; i < 2; i++) {
+        bool have = false;
+        for (size_t j = 0; j < n; j++)
+            have |= strcmp(all[i], names[j]) == 0;
+        if (!have)
+            printf("kernel %s: this CPU cannot run it, not checked\n", all[i]);
+    }
+    threadpool_free(pool);
+}
+
+static void test_unknown_kernel_is_refused(void)
+{
+    const char *before = gemm_kernel_name();
+    CHECK(!gemm_use_kernel("sse9"));
+    CHECK(strcmp(gemm_kernel_name(), before) == 0);
+}
+
+int main(void)
+{
+    RUN(test_every_kernel_matches_the_double_reference);
+    RUN(test_unknown_kernel_is_refused);
+    TEST_MAIN_END();
+}
