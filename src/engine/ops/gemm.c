@@ -780,14 +780,15 @@ static int qlinear_matmul_run(op_ctx *ctx)
 
 bool product_can_fuse(const op_node *node)
 {
-    if (node->domain[0] || !node->state || !node->inputs[0] || node->inputs[0]->dtype != IFD_FLOAT)
+    /* asked of every prepared node: look at the inputs only of a Gemm or MatMul */
+    bool gemm = strcmp(node->op_type, "Gemm") == 0, matmul = strcmp(node->op_type, "MatMul") == 0;
+    if (node->domain[0] || !node->state || !(gemm || matmul) || node->n_inputs < 2 || !node->inputs[0] ||
+        node->inputs[0]->dtype != IFD_FLOAT)
         return false;
-    if (strcmp(node->op_type, "Gemm") == 0)
+    if (gemm)
         return true;
-    if (strcmp(node->op_type, "MatMul") != 0)
-        return false;
     const matmul_state *st = node->state;
-    return st->b.data && node->inputs[1]->constant && node->inputs[1]->constant->rank == 2;
+    return st->b.data && node->inputs[1] && node->inputs[1]->constant && node->inputs[1]->constant->rank == 2;
 }
 
 bool matmul_fuse_bias(op_node *matmul, const float *bias, size_t n)
