@@ -188,6 +188,26 @@ void graph_view_compact(graph_view *g)
             g->producer[m->nodes[n].output_slots[k]] = (int)n;
 }
 
+ifd_status graph_rewrite_from_end(ifd_model *m, const char *anchor,
+                                  bool (*try_rewrite)(graph_view *g, int n), ifd_error *err)
+{
+    graph_view g;
+    ifd_status st = graph_view_init(&g, m, err);
+    if (st != IFD_OK)
+        return st;
+    bool changed = false;
+    for (size_t n = m->n_nodes; n-- > 0;) {
+        const op_node *op = &m->nodes[n].op;
+        if (!g.removed[n] && !op->domain[0] && strcmp(op->op_type, anchor) == 0 &&
+            op->n_inputs == 2 && op->n_outputs == 1)
+            changed |= try_rewrite(&g, (int)n);
+    }
+    if (changed)
+        graph_view_compact(&g);
+    graph_view_free(&g);
+    return IFD_OK;
+}
+
 /* ---- pass lists -------------------------------------------------------------- */
 
 typedef struct graph_pass {

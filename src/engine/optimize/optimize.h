@@ -63,6 +63,12 @@ ifd_status optimize_recognize_layernorm(ifd_model *m, ifd_error *err);
  * engine has no such operator or memory ran out. */
 bool graph_view_rewrite(graph_view *g, int n, const char *op_type, int version,
                         const int *inputs, int n_inputs, const op_attr *attrs, size_t n_attrs);
+/* The driver of a pattern-recognition pass: every live ai.onnx `anchor` node
+ * with two inputs and one output, last first (so a pattern's outermost node
+ * is met before the inner ones it would otherwise be mistaken for), given to
+ * try_rewrite; the graph is compacted when one succeeded. */
+ifd_status graph_rewrite_from_end(ifd_model *m, const char *anchor,
+                                  bool (*try_rewrite)(graph_view *g, int n), ifd_error *err);
 
 /* Constant folding (fold_constants.c), at BASIC and ALL: call
  * constant_folder_node after node n is prepared; true if it was folded (its

@@ -182,20 +182,6 @@ static bool try_gelu(graph_view *g, int top)
 
 ifd_status optimize_recognize_gelu(ifd_model *m, ifd_error *err)
 {
-    graph_view g;
-    ifd_status st = graph_view_init(&g, m, err);
-    if (st != IFD_OK)
-        return st;
-    bool changed = false;
-    /* from the end, so that a pattern's last Mul is met before its inner ones */
-    for (size_t n = m->n_nodes; n-- > 0;) {
-        const op_node *op = &m->nodes[n].op;
-        if (!g.removed[n] && !op->domain[0] && strcmp(op->op_type, "Mul") == 0 &&
-            op->n_inputs == 2 && op->n_outputs == 1)
-            changed |= try_gelu(&g, (int)n);
-    }
-    if (changed)
-        graph_view_compact(&g);
-    graph_view_free(&g);
-    return IFD_OK;
+    /* a pattern's last Mul is met before its inner ones */
+    return graph_rewrite_from_end(m, "Mul", try_gelu, err);
 }
