@@ -103,14 +103,47 @@ class DeployTest(unittest.TestCase):
         runtime, = documents("kserve/servingruntime.yaml")
         self.assertEqual(runtime["kind"], "ServingRuntime")
         self.assertEqual(runtime["spec"]["supportedModelFormats"][0]["name"], "onnx")
-        self.assertIn("v2", runtime["spec"]["protocolVersions"])
+        self.assertEqual(set(runtime["spec"]["protocolVersions"]), {"v2", "grpc-v2"})
         container = runtime["spec"]["containers"][0]
         self.assertEqual(container["name"], "kserve-container")
         self.assertIn("/mnt/models/model.onnx", container["args"])
         self.assertEqual(container["readinessProbe"]["httpGet"]["path"], "/v2/health/ready")
-        service, = documents("kserve/inferenceservice.yaml")
-        self.assertEqual(service["spec"]["predictor"]["model"]["runtime"],
-                         runtime["metadata"]["name"])
+        args = container["args"]
+        http_port = int(args[args.index("--port") + 1])
+        grpc_port = int(args[args.index("--grpc-port") + 1])
+        self.assertEqual([p["containerPort"] for p in container["ports"]], [http_port])
+        services = {d["metadata"]["name"]: d for d in documents("kserve/inferenceservice.yaml")}
+        self.assertEqual(set(services), {"iris", "iris-grpc"})
+        for service in services.values():
+            self.assertEqual(service["spec"]["predictor"]["model"]["runtime"], runtime["metadata"]["name"])
+        self.assertEqual(services["iris"]["spec"]["predictor"]["model"]["protocolVersion"], "v2")
+        grpc_model = services["iris-grpc"]["spec"]["predictor"]["model"]
+        self.assertEqual(grpc_model["protocolVersion"], "grpc-v2")
+        # KServe sends HTTP/2 cleartext to the port named h2c: the runtime's --grpc-port
+        self.assertEqual([(p["name"], p["containerPort"]) for p in grpc_model["ports"]], [("h2c", grpc_port)])
+
+    def test_dockerfile_installs_what_the_build_links(self):
+        """The image's build stage installs deps.sh's build libraries, and its
+        runtime stage the shared library each -dev package links at run time."""
+        with open(os.path.join(DEPLOY, "Dockerfile")) as f:
+            text = f.read()
+        stages = text.split("\nFROM ")
+        build_stage, runtime_stage = stages[1], stages[2]  # [0] is the header comment
+        packages = subprocess.run(["bash", "-c", "source <(sed -n '/^build=/,/^# test:/p' scripts/deps.sh); "
+                                   "echo ${build[@]}"], cwd=ROOT, capture_output=True, text=True, check=True)
+        optional = {"libopenblas-dev"}  # the engine's own GEMM is the default; OpenBLAS is opt-in
+        for package in packages.stdout.split():
+            if package not in optional:
+                self.assertIn(package, build_stage.split(), f"the Dockerfile's build stage lacks {package}")
+        runtime_of = {"libdouble-conversion-dev": "libdouble-conversion3", "libgrpc-dev": "libgrpc29",
+                      "libmicrohttpd-dev": "libmicrohttpd12", "libhiredis-dev": "libhiredis0.14",
+                      "libprotobuf-c-dev": "libprotobuf-c1", "libjansson-dev": "libjansson4", "libpq-dev": "libpq5",
+                      "libsqlite3-dev": "libsqlite3-0", "libpng-dev": "libpng16-16",
+                      "libjpeg62-turbo-dev": "libjpeg62-turbo", "libarchive-dev": "libarchive13",
+                      "libcurl4-openssl-dev": "libcurl4", "libssl-dev": "libssl3"}
+        for dev, runtime in runtime_of.items():
+            if dev in packages.stdout.split():
+                self.assertIn(runtime, runtime_stage.split(), f"the Dockerfile's runtime stage lacks {runtime}")
 
     def test_dockerfile_is_multi_stage_with_the_model_copied_in(self):
         with open(os.path.join(DEPLOY, "Dockerfile")) as f:
