@@ -220,8 +220,16 @@ class SwapTest(LiveModelTestCase):
     def test_unload_while_requests_run_finishes_them(self):
         save(slow_classifier(layers=1500), os.path.join(self.repo, "slow", "1", "model.onnx"))
         srv = self.start(workers=1)
-        # about 6 GFLOP a request in a 50 kB body: six queue on the one worker for a second or more
-        body = {"inputs": [{"name": "x", "shape": [32, 256], "datatype": "FP32", "data": [0.01] * (32 * 256)}]}
+
+        def request(rows):
+            return {"inputs": [{"name": "x", "shape": [rows, 256], "datatype": "FP32", "data": [0.01] * (rows * 256)}]}
+        # about 6 GFLOP for 32 rows; sized from a timed run so that each of the
+        # six takes ~0.4 s on this machine as the engine is now (faster kernels
+        # must not shrink the window in which the unload lands mid-queue)
+        t0 = time.monotonic()
+        self.assertEqual(srv.post("/v2/models/slow/infer", request(32), timeout=120).status, 200)
+        rows = int(min(max(32 * 0.4 / max(time.monotonic() - t0, 1e-3), 32), 512))
+        body = request(rows)
         results = []
 
         def client():
@@ -232,7 +240,7 @@ class SwapTest(LiveModelTestCase):
         for t in threads:
             t.start()
         self.wait_for(lambda: self.in_flight(srv) >= 6 + 1, "six requests in flight")
-        time.sleep(0.2 * SLOW)  # their 50 kB bodies have arrived: the requests are accepted
+        time.sleep(0.2 * SLOW)  # their bodies (50-800 kB) have arrived: the requests are accepted
         r = srv.post("/v2/repository/models/slow/unload", {}, headers=AUTH)
         self.assertEqual(r.status, 200, r)
         unloaded_at = time.monotonic()
