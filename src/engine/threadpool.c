@@ -1,21 +1,38 @@
 /*
- * threadpool.c — a fixed set of worker threads that wait on a generation
- * counter. parallel_for publishes a job, wakes the workers, takes chunks
- * itself through a shared atomic cursor and waits until every worker has
- * finished its chunks. Small ranges run inline without waking anybody, which
- * keeps batch-1 latency free of synchronisation.
+ * threadpool.c — a fixed set of worker threads. parallel_for publishes a
+ * job, wakes the workers, takes chunks itself through a shared atomic cursor
+ * and returns when every chunk is done. Small ranges run inline without
+ * waking anybody, which keeps batch-1 latency free of synchronisation.
  *
  * Waking a thread from a condition variable costs tens of microseconds,
- * more than a whole small GEMM, so workers spin briefly on the generation
- * counter before they sleep (as ONNX Runtime's pool does), and the caller
- * spins briefly before it waits for the last chunk.
+ * more than a whole small GEMM, so workers spin briefly on the job word
+ * before they sleep (as ONNX Runtime's pool does), and the caller spins
+ * briefly before it waits for the last chunk.
+ *
+ * The caller waits only for the workers that joined the job, never for one
+ * that has not woken yet: on a busy machine a worker can be off its core for
+ * a whole time slice, and a job whose chunks the caller has already run
+ * must not wait for it. One atomic word holds the job's id and the number of
+ * workers inside it. A worker joins with a compare-and-swap that succeeds
+ * only while the job is open; the caller, once the cursor has run past the
+ * last chunk, closes the job with a compare-and-swap that succeeds only when
+ * no worker is inside. A worker that wakes after that finds the job closed
+ * and goes back to waiting, so it never reads the fields of a job being
+ * replaced.
  */
 #include "threadpool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+/* job word: the job id in the high 32 bits (odd while open, even once
+ * closed), the count of workers inside the job in the low 32 bits */
+#define JOB_ID(word) ((uint32_t)((word) >> 32))
+#define JOB_INSIDE(word) ((uint32_t)(word))
+#define JOB_WORD(id, inside) (((uint64_t)(id) << 32) | (uint32_t)(inside))
 
 struct threadpool {
     int size; /* threads including the caller */
@@ -23,10 +40,9 @@ struct threadpool {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_cond_t done;
-    atomic_ulong generation;
-    atomic_int busy;
+    _Atomic uint64_t job;
     bool stopping;
-    /* the current job */
+    /* the current job: written by the caller while the job is closed */
     void (*fn)(void *arg, size_t begin, size_t end);
     void *arg;
     size_t n, chunk;
@@ -53,29 +69,57 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* A job this worker has not served yet is open. */
+static bool job_waiting(const threadpool *pool, uint32_t served)
+{
+    uint32_t id = JOB_ID(atomic_load(&pool->job));
+    return (id & 1u) && id != served;
+}
+
+/* Enters job `id` if it is still open. */
+static bool join_job(threadpool *pool, uint32_t id)
+{
+    uint64_t word = atomic_load(&pool->job);
+    while (JOB_ID(word) == id) {
+        if (atomic_compare_exchange_weak(&pool->job, &word, word + 1))
+            return true;
+    }
+    return false;
+}
+
 static void *worker_main(void *opaque)
 {
     threadpool *pool = opaque;
-    unsigned long seen = 0;
+    uint32_t served = 0;
     for (;;) {
-        for (int i = 0; i < SPIN_ROUNDS && atomic_load(&pool->generation) == seen; i++)
+        for (int i = 0; i < SPIN_ROUNDS && !job_waiting(pool, served); i++)
             cpu_relax();
         pthread_mutex_lock(&pool->lock);
-        while (atomic_load(&pool->generation) == seen && !pool->stopping)
+        while (!job_waiting(pool, served) && !pool->stopping)
             pthread_cond_wait(&pool->wake, &pool->lock);
         bool stop = pool->stopping;
         pthread_mutex_unlock(&pool->lock);
         if (stop)
             break;
-        seen = atomic_load(&pool->generation);
+        uint32_t id = JOB_ID(atomic_load(&pool->job));
+        served = id;
+        if (!(id & 1u) || !join_job(pool, id))
+            continue; /* closed (or replaced) before this worker got to it */
         run_chunks(pool);
-        if (atomic_fetch_sub(&pool->busy, 1) == 1) {
+        if (JOB_INSIDE(atomic_fetch_sub(&pool->job, 1)) == 1) {
             pthread_mutex_lock(&pool->lock);
             pthread_cond_signal(&pool->done);
             pthread_mutex_unlock(&pool->lock);
         }
     }
     return NULL;
+}
+
+/* Closes the open job `id` once no worker is inside it. */
+static bool close_job(threadpool *pool, uint32_t id)
+{
+    uint64_t open = JOB_WORD(id, 0);
+    return atomic_compare_exchange_strong(&pool->job, &open, JOB_WORD(id + 1, 0));
 }
 
 int threadpool_default_threads(void)
@@ -147,16 +191,20 @@ void threadpool_parallel_for(threadpool *pool, size_t n, size_t grain,
     pool->arg = arg;
     pool->n = n;
     atomic_store(&pool->next, 0);
-    atomic_store(&pool->busy, pool->size - 1);
+    uint32_t id = JOB_ID(atomic_load(&pool->job)) + 1; /* closed (even) -> open (odd) */
     pthread_mutex_lock(&pool->lock);
-    atomic_fetch_add(&pool->generation, 1);
+    atomic_store(&pool->job, JOB_WORD(id, 0));
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
     run_chunks(pool);
-    for (int i = 0; i < SPIN_ROUNDS && atomic_load(&pool->busy) > 0; i++)
+    /* every chunk is claimed: wait for the workers still running theirs */
+    for (int i = 0; i < SPIN_ROUNDS; i++) {
+        if (close_job(pool, id))
+            return;
         cpu_relax();
+    }
     pthread_mutex_lock(&pool->lock);
-    while (atomic_load(&pool->busy) > 0)
+    while (!close_job(pool, id))
         pthread_cond_wait(&pool->done, &pool->lock);
     pthread_mutex_unlock(&pool->lock);
 }
