@@ -71,6 +71,62 @@ FN(block)(const plane_shape *s, const float *const *rows, const VEC *wv, const f
         V_STOREM(y_row + ow0, store, acc);
 }
 
+/* Two consecutive output rows at once when the row stride and dilation are
+ * 1: they read kh_n + 1 input rows (rows[0..kh_n), rows[1..kh_n]), so each
+ * input vector loaded serves both rows' taps, and the two sums are
+ * independent chains for the FMA units. */
+static inline TARGET __attribute__((always_inline)) void
+FN(block2)(const plane_shape *s, const float *const *rows, const VEC *wv, const float *w,
+           VEC bias, const float *res_row, const kernel_epilogue *e, VEC lo, VEC hi,
+           float *y_row, int64_t ow0, const MASK *m0, const MASK *m1, MASK store,
+           const int64_t kh_n, const int64_t kw_n, const int64_t sw, const int64_t dw,
+           const bool full)
+{
+    VEC acc0 = bias, acc1 = bias;
+    if (res_row) {
+        const float *r1 = res_row + s->ow;
+        acc0 = V_ADD(acc0, full ? V_LOAD(res_row + ow0) : V_LOADM(res_row + ow0, store));
+        acc1 = V_ADD(acc1, full ? V_LOAD(r1 + ow0) : V_LOADM(r1 + ow0, store));
+    }
+    for (int64_t r = 0; r <= kh_n; r++) {
+        const float *xr = rows[r];
+        if (!xr)
+            continue;
+        VEC next = V_ZERO;
+        for (int64_t kw = 0; kw < kw_n; kw++) {
+            const float *p = xr + (ow0 * sw - s->pw + kw * dw);
+            VEC v;
+            if (sw == 1) {
+                v = full ? V_LOAD(p) : V_LOADM(p, m0[kw]);
+            } else if (dw == 1 && (kw & 1)) {
+                v = next;
+            } else {
+                VEC a = full ? V_LOAD(p) : V_LOADM(p, m0[kw]);
+                VEC b = full ? V_LOAD(p + LANES) : V_LOADM(p + LANES, m1[kw]);
+                v = V_EVEN(a, b);
+                if (dw == 1 && kw + 1 < kw_n)
+                    next = V_ODD(a, b);
+            }
+            if (r < kh_n)
+                acc0 = V_FMA(v, wv ? wv[r * kw_n + kw] : V_SET1(w[r * kw_n + kw]), acc0);
+            if (r >= 1)
+                acc1 = V_FMA(v, wv ? wv[(r - 1) * kw_n + kw] : V_SET1(w[(r - 1) * kw_n + kw]),
+                             acc1);
+        }
+    }
+    if (e->clamp) {
+        acc0 = V_CLAMP(acc0, lo, hi);
+        acc1 = V_CLAMP(acc1, lo, hi);
+    }
+    if (full) {
+        V_STORE(y_row + ow0, acc0);
+        V_STORE(y_row + s->ow + ow0, acc1);
+    } else {
+        V_STOREM(y_row + ow0, store, acc0);
+        V_STOREM(y_row + s->ow + ow0, store, acc1);
+    }
+}
+
 /* A plane, row by row. kh_n, kw_n, sw and dw are constants in the 3x3
  * instantiations, so the tap loops unroll and the nine weights stay in
  * registers. */
@@ -96,8 +152,33 @@ FN(body)(const plane_shape *s, const float *x, const float *w, float bias, const
     for (int64_t bi = 0; table && bi < blocks; bi++)
         FN(block_masks)(s, bi * LANES, kw_n, sw, dw, table_m0[bi], table_m1[bi],
                         &table_store[bi]);
-    const float *rows[VECTOR_MAX_KH];
-    for (int64_t oh = 0; oh < s->oh; oh++) {
+    const float *rows[VECTOR_MAX_KH + 1];
+    int64_t oh = 0;
+    for (; s->sh == 1 && s->dh == 1 && oh + 1 < s->oh; oh += 2) {
+        for (int64_t r = 0; r <= kh_n; r++) {
+            int64_t ih = oh - s->ph + r;
+            rows[r] = ih >= 0 && ih < s->ih ? x + ih * s->iw : NULL;
+        }
+        const float *res_row = res ? res + oh * s->ow : NULL;
+        float *y_row = y + oh * s->ow;
+        for (int64_t bi = 0; bi < blocks; bi++) {
+            int64_t ow0 = bi * LANES, first = ow0 * sw - s->pw;
+            if (first >= 0 && first + reach <= s->iw && ow0 + LANES <= s->ow) {
+                FN(block2)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row, ow0,
+                           NULL, NULL, MASK_ALL, kh_n, kw_n, sw, dw, true);
+            } else if (table) {
+                FN(block2)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row, ow0,
+                           table_m0[bi], table_m1[bi], table_store[bi], kh_n, kw_n, sw, dw,
+                           false);
+            } else {
+                MASK m0[VECTOR_MAX_KW], m1[VECTOR_MAX_KW], store;
+                FN(block_masks)(s, ow0, kw_n, sw, dw, m0, m1, &store);
+                FN(block2)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row, ow0,
+                           m0, m1, store, kh_n, kw_n, sw, dw, false);
+            }
+        }
+    }
+    for (; oh < s->oh; oh++) {
         for (int64_t kh = 0; kh < kh_n; kh++) {
             int64_t ih = oh * s->sh - s->ph + kh * s->dh;
             rows[kh] = ih >= 0 && ih < s->ih ? x + ih * s->iw : NULL;
