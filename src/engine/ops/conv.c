@@ -16,8 +16,8 @@
  * into its packed layout too, so the product packs nothing at run time.
  * Float Conv shares its (image, group) items over the session's threads
  * when there are enough of them, else each product splits its own tiles;
- * depthwise layers run a direct kernel instead (kernels/depthwise.c); and the fusion pass
- * (optimize/fuse_kernels.c through fusable.h) can fold a BatchNormalization
+ * depthwise layers run a direct kernel instead (kernels/depthwise.c); and
+ * the fusion pass (optimize/fuse_kernels.c through fusable.h) can fold a BatchNormalization
  * into the packed weights and have a residual input and a Relu/Clip applied
  * to each image's block while it is in cache;
  * float16 runs in float, double through the double loop nest. The integer convolutions subtract zero points into int32
@@ -493,9 +493,10 @@ static int run_plan(op_ctx *ctx, conv_plan *p, ifd_tensor **y, ifd_dtype dtype)
 /* One float Conv run. Work items are (image, group) pairs. When there are
  * enough of them for every thread, each thread ("lane") takes every lanes-th
  * item with its own patch buffer and runs its products alone: at batch >= 8
- * that splits the work evenly with no synchronisation inside the product. With fewer items than threads (batch 1
- * of a dense layer) the items run in order and each product splits its tiles
- * over the pool instead. */
+ * that splits the work evenly with no synchronisation inside the product.
+ * With fewer items than threads (batch 1 of a dense layer) the items run in
+ * order and each product splits its tiles over the pool instead. Depthwise
+ * layers go to kernels/depthwise.c, which splits their planes itself. */
 #define CONV_PARALLEL_MIN_FMAS 4194304.0
 
 typedef struct conv_job {
