@@ -135,7 +135,9 @@ static int check_every_shape(threadpool *pool)
     static const int64_t widths[] = {1, 2, 3, 7, 8, 9, 14, 15, 16, 17, 31, 33, 56};
     static const int64_t kernels[][2] = {{3, 3}, {1, 1}, {5, 5}, {3, 1}, {2, 4}, {1, 7}};
     static const int64_t strides[][2] = {{1, 1}, {2, 2}, {1, 2}, {2, 1}, {3, 3}};
-    static const int64_t pads[][4] = {{1, 1, 1, 1}, {0, 0, 0, 0}, {2, 0, 0, 2}, {0, 1, 1, 0}};
+    /* conv_geometry allows negative padding (a cropped input) */
+    static const int64_t pads[][4] = {{1, 1, 1, 1}, {0, 0, 0, 0}, {2, 0, 0, 2}, {0, 1, 1, 0},
+                                      {-1, -1, 0, 1}};
     int failures = 0;
     size_t round = 0;
     for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++)
@@ -177,6 +179,9 @@ static int check_every_shape(threadpool *pool)
         {14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 96, 1, true, true, true},
         {14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 96, 1, false, false, false},
         {7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3, 160, 1, true, false, true},
+        /* rows of more vectors than the edge-mask table holds */
+        {5, 150, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 1, true, true, true},
+        {6, 301, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 4, 1, true, false, true},
     };
     for (size_t i = 0; i < sizeof(mobilenet) / sizeof(mobilenet[0]); i++)
         failures += check_case(&mobilenet[i], pool);
