@@ -11,10 +11,14 @@
  * Relu/Clip, and stored once.
  *
  * The vector kernels run along output rows, 16 (AVX-512) or 8 (AVX2)
- * columns at a time. Padding costs no branches: a tap's input vector is a
+ * columns at a time. Padding needs no per-tap bounds checks: a tap's input
+ * vector in a block at the edge of a row is a
  * masked load whose mask keeps only the lanes inside the input row (masked
  * lanes read as zero and do not fault), rows above and below the image are
- * skipped, and the ragged end of a row is a masked store. With a column
+ * skipped, and the ragged end of a row is a masked store; the masks of a
+ * narrow row's blocks are worked out once per plane. At row stride 1 two
+ * output rows are computed together, so each input vector loaded serves
+ * both (6 loads per output vector for 3x3 instead of 9). With a column
  * stride of 2 the kernel loads two vectors of consecutive inputs and takes
  * their even lanes; with dilation 1 their odd lanes are the next tap's input,
  * so a 3x3 tap row costs 4 loads and 3 permutes per vector of outputs.
@@ -24,7 +28,10 @@
  * conversion around the pointwise layers that dominate the model.
  *
  * Planes (image x output channel) are independent, so a layer is split over
- * the session's pool in chunks of planes, at any batch size.
+ * the session's pool in chunks of planes, at any batch size. MobileNetV2's
+ * 112x112 and 56x56 layers then run at the memory bandwidth (about 25 GB/s
+ * in and out on the 2-core VM of bench/RESULTS.md): bench/engine/
+ * bench_depthwise.c times the layers alone.
  */
 #include "depthwise.h"
 
