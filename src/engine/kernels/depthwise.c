@@ -11,10 +11,10 @@
  * Relu/Clip, and stored once.
  *
  * The vector kernels run along output rows, 16 (AVX-512) or 8 (AVX2)
- * columns at a time. Padding needs no per-tap bounds checks: a tap's input
- * vector in a block at the edge of a row is a
- * masked load whose mask keeps only the lanes inside the input row (masked
- * lanes read as zero and do not fault), rows above and below the image are
+ * columns at a time. Padding needs no per-tap bounds checks: in a block at
+ * the edge of a row a tap's input vector is a masked load whose mask keeps
+ * only the lanes inside the input row (masked lanes read as zero and do not
+ * fault), rows above and below the image are
  * skipped, and the ragged end of a row is a masked store; the masks of a
  * narrow row's blocks are worked out once per plane. At row stride 1 two
  * output rows are computed together, so each input vector loaded serves
