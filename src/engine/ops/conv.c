@@ -16,8 +16,8 @@
  * into its packed layout too, so the product packs nothing at run time.
  * Float Conv shares its (image, group) items over the session's threads
  * when there are enough of them, else each product splits its own tiles;
- * depthwise layers run a direct loop instead of im2col; and the fusion pass
- * (optimize/fuse_kernels.c through fusable.h) can fold a BatchNormalization
+ * depthwise layers run a direct kernel instead (kernels/depthwise.c); and
+ * the fusion pass (optimize/fuse_kernels.c through fusable.h) can fold a BatchNormalization
  * into the packed weights and have a residual input and a Relu/Clip applied
  * to each image's block while it is in cache;
  * float16 runs in float, double through the double loop nest. The integer convolutions subtract zero points into int32
@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/depthwise.h"
 #include "../kernels/epilogue.h"
 #include "../kernels/gemm.h"
 #include "../kernels/im2col.h"
@@ -491,11 +492,11 @@ static int run_plan(op_ctx *ctx, conv_plan *p, ifd_tensor **y, ifd_dtype dtype)
 
 /* One float Conv run. Work items are (image, group) pairs. When there are
  * enough of them for every thread, each thread ("lane") takes every lanes-th
- * item with its own patch buffer and runs its products alone: at batch >= 8,
- * and for depthwise layers at any batch, that splits the work evenly with no
- * synchronisation inside the product. With fewer items than threads (batch 1
- * of a dense layer) the items run in order and each product splits its tiles
- * over the pool instead. */
+ * item with its own patch buffer and runs its products alone: at batch >= 8
+ * that splits the work evenly with no synchronisation inside the product.
+ * With fewer items than threads (batch 1 of a dense layer) the items run in
+ * order and each product splits its tiles over the pool instead. Depthwise
+ * layers go to kernels/depthwise.c, which splits their planes itself. */
 #define CONV_PARALLEL_MIN_FMAS 4194304.0
 
 typedef struct conv_job {
@@ -507,56 +508,7 @@ typedef struct conv_job {
     size_t col_floats;
     size_t lanes;
     threadpool *product_pool; /* the pool when items run one at a time, else NULL */
-    bool depthwise;
 } conv_job;
-
-/* A depthwise plane (one input channel, 2-D): each output row accumulates
- * each tap's weight times the input row it sees, over the output columns
- * where that tap lands inside the image. Rows stay in L1 and the unit-stride
- * case is a plain multiply-add over contiguous floats the compiler vectorises;
- * im2col would copy taps x positions floats to multiply them by one row. */
-static void depthwise_plane(const conv_geometry *g, const float *x, const float *w, float *y)
-{
-    int64_t ih_n = g->image[1], iw_n = g->image[2], oh_n = g->out[1], ow_n = g->out[2];
-    int64_t kh_n = g->kernel[1], kw_n = g->kernel[2], sh = g->stride[1], sw = g->stride[2];
-    int64_t dh = g->dilation[1], dw = g->dilation[2], ph = g->pad[1], pw = g->pad[2];
-    int64_t lo[16], hi[16];
-    bool cache = kw_n <= 16;
-    for (int64_t kw = 0; cache && kw < kw_n; kw++) {
-        int64_t off = kw * dw - pw; /* iw = ow * sw + off */
-        int64_t first = off >= 0 ? 0 : (-off + sw - 1) / sw;
-        int64_t last = iw_n - 1 - off < 0 ? -1 : (iw_n - 1 - off) / sw;
-        lo[kw] = first;
-        hi[kw] = last + 1 < ow_n ? last + 1 : ow_n;
-    }
-    for (int64_t oh = 0; oh < oh_n; oh++) {
-        float *yr = y + oh * ow_n;
-        for (int64_t kh = 0; kh < kh_n; kh++) {
-            int64_t ih = oh * sh - ph + kh * dh;
-            if (ih < 0 || ih >= ih_n)
-                continue;
-            const float *xr = x + ih * iw_n;
-            for (int64_t kw = 0; kw < kw_n; kw++) {
-                float wv = w[kh * kw_n + kw];
-                int64_t off = kw * dw - pw, first, end;
-                if (cache) {
-                    first = lo[kw];
-                    end = hi[kw];
-                } else {
-                    first = off >= 0 ? 0 : (-off + sw - 1) / sw;
-                    int64_t last = iw_n - 1 - off < 0 ? -1 : (iw_n - 1 - off) / sw;
-                    end = last + 1 < ow_n ? last + 1 : ow_n;
-                }
-                if (sw == 1)
-                    for (int64_t ow = first; ow < end; ow++)
-                        yr[ow] += wv * xr[ow + off];
-                else
-                    for (int64_t ow = first; ow < end; ow++)
-                        yr[ow] += wv * xr[ow * sw + off];
-            }
-        }
-    }
-}
 
 static void conv_item(const conv_job *job, size_t item, float *col)
 {
@@ -581,25 +533,18 @@ static void conv_item(const conv_job *job, size_t item, float *col)
             for (size_t i = 0; i < p->out_plane; i++)
                 row[i] = bias;
     }
-    if (job->depthwise) {
-        /* each output channel of the group reads the group's one input plane */
-        for (size_t m = 0; m < mg; m++)
-            depthwise_plane(&p->geo, xg, job->w + (gi * mg + m) * p->taps,
-                            yg + m * p->out_plane);
-    } else {
-        const float *bmat = xg;
-        if (!p->pointwise) {
-            im2col_f32_packed(&p->geo, xg, col);
-            bmat = col;
-        }
-        gemm_operand oa = {job->w ? job->w + gi * mg * cg * p->taps : NULL, cg * p->taps, false,
-                           false};
-        if (st->packed_w)
-            oa = (gemm_operand){st->packed_w + gi * st->packed_group_floats, 0, false, true};
-        gemm_operand ob = {bmat, p->out_plane, false, !p->pointwise};
-        gemm_f32_ex(mg, p->out_plane, cg * p->taps, 1.0f, oa, ob, accumulate ? 1.0f : 0.0f, yg,
-                    p->out_plane, job->product_pool);
+    const float *bmat = xg;
+    if (!p->pointwise) {
+        im2col_f32_packed(&p->geo, xg, col);
+        bmat = col;
     }
+    gemm_operand oa = {job->w ? job->w + gi * mg * cg * p->taps : NULL, cg * p->taps, false,
+                       false};
+    if (st->packed_w)
+        oa = (gemm_operand){st->packed_w + gi * st->packed_group_floats, 0, false, true};
+    gemm_operand ob = {bmat, p->out_plane, false, !p->pointwise};
+    gemm_f32_ex(mg, p->out_plane, cg * p->taps, 1.0f, oa, ob, accumulate ? 1.0f : 0.0f, yg,
+                p->out_plane, job->product_pool);
     epilogue_apply(&st->epilogue, yg, block);
 }
 
@@ -623,8 +568,16 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
     size_t threads = (size_t)threadpool_size(pool);
     conv_job job = {.st = st, .p = p, .x = xd, .w = wd, .bias = st->fused_bias ? st->fused_bias : bd,
                     .residual = residual, .y = yd};
-    /* depthwise: one input channel per group, 2-D, weights read plain */
-    job.depthwise = cg == 1 && groups > 1 && p->spatial == 2 && wd != NULL;
+    /* depthwise: one input channel per group, 2-D, weights read plain; it
+     * splits its planes over the pool itself (kernels/depthwise.h) */
+    if (cg == 1 && groups > 1 && p->spatial == 2 && wd != NULL) {
+        depthwise_conv dc = {.geo = &p->geo, .batch = (size_t)p->batch, .in_channels = groups,
+                             .multiplier = (size_t)p->out_channels / groups, .x = xd, .w = wd,
+                             .bias = job.bias, .residual = residual, .y = yd,
+                             .epilogue = st->epilogue};
+        depthwise_conv_f32(&dc, pool);
+        return 0;
+    }
     /* as in gemm.c: waking the other threads costs more than a small layer
      * (and on a loaded machine a thread may wait a time slice for a core),
      * so a layer under ~4M multiply-adds runs on the caller */
@@ -635,7 +588,7 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
                     ? threads
                     : 1;
     job.product_pool = job.lanes == 1 ? pool : NULL;
-    if (!job.depthwise && !p->pointwise) {
+    if (!p->pointwise) {
         size_t rows = conv_geometry_rows(&p->geo), cols = conv_geometry_cols(&p->geo);
         job.col_floats = gemm_packed_b_floats(rows, cols);
         if (job.col_floats == 0 || job.col_floats > IFD_MAX_TENSOR_BYTES / sizeof(float) / job.lanes)

@@ -297,6 +297,14 @@ ifd_status optimize_fuse_kernels(ifd_model *m, ifd_error *err)
                 f.readers[node->input_slots[k]]++;
                 f.reader[node->input_slots[k]] = (int)i;
             }
+        /* the loader recorded producers as positions in the file, and the
+         * Constant nodes and folded nodes that are gone since shifted the
+         * rest: fuse_conv compares them with positions in this array (a
+         * residual must be computed before its Conv), so renumber first.
+         * MobileNetV2's Clip bounds are Constant nodes; with stale numbers
+         * none of its 10 residual Adds was fused. */
+        for (int k = 0; k < node->op.n_outputs; k++)
+            m->values[node->output_slots[k]].producer = (int)i;
     }
     for (size_t i = 0; st == IFD_OK && i < m->n_nodes; i++) {
         model_node *node = &m->nodes[i];

@@ -1,0 +1,308 @@
+/*
+ * depthwise.c — direct 2-D depthwise convolution behind depthwise.h.
+ *
+ * A depthwise layer does 9 multiply-adds per output (3x3) against a dense
+ * layer's hundreds, so it is bound by how often each float crosses the
+ * load/store ports, not by arithmetic: im2col would copy 9 floats per output
+ * to multiply them by one weight row, and a row-at-a-time loop that adds
+ * each tap's contribution into the output row reads and writes that row once
+ * per tap. Here each vector of outputs is accumulated in a register over all
+ * taps, starting from the bias (plus a fused residual), clamped by the fused
+ * Relu/Clip, and stored once.
+ *
+ * The vector kernels run along output rows, 16 (AVX-512) or 8 (AVX2)
+ * columns at a time. Padding needs no per-tap bounds checks: in a block at
+ * the edge of a row a tap's input vector is a masked load whose mask keeps
+ * only the lanes inside the input row (masked lanes read as zero and do not
+ * fault), rows above and below the image are
+ * skipped, and the ragged end of a row is a masked store; the masks of a
+ * narrow row's blocks are worked out once per plane. At row stride 1 two
+ * output rows are computed together, so each input vector loaded serves
+ * both (6 loads per output vector for 3x3 instead of 9). With a column
+ * stride of 2 the kernel loads two vectors of consecutive inputs and takes
+ * their even lanes; with dilation 1 their odd lanes are the next tap's input,
+ * so a 3x3 tap row costs 4 loads and 3 permutes per vector of outputs.
+ * ONNX Runtime (MLAS) reorders the whole network into blocks of 8 or 16
+ * channels (NCHWc) and vectorises across channels instead; inferd keeps
+ * NCHW between operators, where vectorising along a row needs no layout
+ * conversion around the pointwise layers that dominate the model.
+ *
+ * Planes (image x output channel) are independent, so a layer is split over
+ * the session's pool in chunks of planes, at any batch size. MobileNetV2's
+ * 112x112 and 56x56 layers then run at the memory bandwidth (about 25 GB/s
+ * in and out on the 2-core VM of bench/RESULTS.md): bench/engine/
+ * bench_depthwise.c times the layers alone.
+ */
+#include "depthwise.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gemm.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define DEPTHWISE_X86 1
+#endif
+
+/* One plane's geometry as signed sizes, read out of conv_geometry once. */
+typedef struct plane_shape {
+    int64_t ih, iw, oh, ow;
+    int64_t kh, kw, sh, sw, dh, dw, ph, pw;
+} plane_shape;
+
+typedef void (*plane_kernel)(const plane_shape *s, const float *x, const float *w, float bias,
+                             const float *res, const kernel_epilogue *e, float *y);
+
+/* The vector kernels keep a mask per kernel column and a row pointer per
+ * kernel row; larger kernels take the portable loop. */
+#define VECTOR_MAX_KW 16
+#define VECTOR_MAX_KH 16
+/* Rows of up to this many vectors keep their blocks' masks in a table. */
+#define EDGE_TABLE_BLOCKS 8
+#define EDGE_TABLE_KW 5
+
+/* ---- portable ------------------------------------------------------------- */
+
+/* Any shape. Each output row starts from the bias (and residual), gets each
+ * tap's weight times the input row the tap sees over the output columns where
+ * it lands inside the image, and is clamped while it is still in L1. The
+ * unit-stride case is a multiply-add over contiguous floats the compiler
+ * vectorises for the baseline ISA. */
+static void generic_plane(const plane_shape *s, const float *x, const float *w, float bias,
+                          const float *res, const kernel_epilogue *e, float *y)
+{
+    int64_t lo[VECTOR_MAX_KW], hi[VECTOR_MAX_KW];
+    bool cache = s->kw <= VECTOR_MAX_KW;
+    for (int64_t kw = 0; cache && kw < s->kw; kw++) {
+        int64_t off = kw * s->dw - s->pw; /* iw = ow * sw + off */
+        int64_t first = off >= 0 ? 0 : (-off + s->sw - 1) / s->sw;
+        int64_t last = s->iw - 1 - off < 0 ? -1 : (s->iw - 1 - off) / s->sw;
+        lo[kw] = first;
+        hi[kw] = last + 1 < s->ow ? last + 1 : s->ow;
+    }
+    for (int64_t oh = 0; oh < s->oh; oh++) {
+        float *yr = y + oh * s->ow;
+        if (res)
+            for (int64_t ow = 0; ow < s->ow; ow++)
+                yr[ow] = res[oh * s->ow + ow] + bias;
+        else
+            for (int64_t ow = 0; ow < s->ow; ow++)
+                yr[ow] = bias;
+        for (int64_t kh = 0; kh < s->kh; kh++) {
+            int64_t ih = oh * s->sh - s->ph + kh * s->dh;
+            if (ih < 0 || ih >= s->ih)
+                continue;
+            const float *xr = x + ih * s->iw;
+            for (int64_t kw = 0; kw < s->kw; kw++) {
+                float wv = w[kh * s->kw + kw];
+                int64_t off = kw * s->dw - s->pw, first, end;
+                if (cache) {
+                    first = lo[kw];
+                    end = hi[kw];
+                } else {
+                    first = off >= 0 ? 0 : (-off + s->sw - 1) / s->sw;
+                    int64_t last = s->iw - 1 - off < 0 ? -1 : (s->iw - 1 - off) / s->sw;
+                    end = last + 1 < s->ow ? last + 1 : s->ow;
+                }
+                if (s->sw == 1)
+                    for (int64_t ow = first; ow < end; ow++)
+                        yr[ow] += wv * xr[ow + off];
+                else
+                    for (int64_t ow = first; ow < end; ow++)
+                        yr[ow] += wv * xr[ow * s->sw + off];
+            }
+        }
+        epilogue_apply(e, yr, (size_t)s->ow);
+    }
+}
+
+#ifdef DEPTHWISE_X86
+
+/* Bit e set for lo <= e < hi, 0 <= e < lanes: the lanes of a vector loaded
+ * at input column `start` that fall inside a row of `width` are
+ * lane_bits(-start, width - start). */
+static inline uint32_t lane_bits(int64_t lo, int64_t hi, int lanes)
+{
+    if (lo < 0)
+        lo = 0;
+    if (hi > lanes)
+        hi = lanes;
+    if (hi <= lo)
+        return 0;
+    return (uint32_t)(((UINT64_C(1) << hi) - 1) & ~((UINT64_C(1) << lo) - 1));
+}
+
+/* ---- AVX-512 ---------------------------------------------------------------- */
+
+#define VEC __m512
+#define MASK __mmask16
+#define LANES 16
+#define TARGET __attribute__((target("avx512f,avx512vl,fma")))
+#define FN(name) avx512_##name
+#define V_SET1 _mm512_set1_ps
+#define V_ZERO _mm512_setzero_ps()
+#define V_LOAD _mm512_loadu_ps
+#define V_LOADM(p, m) _mm512_maskz_loadu_ps(m, p)
+#define V_STORE _mm512_storeu_ps
+#define V_STOREM _mm512_mask_storeu_ps
+#define V_ADD _mm512_add_ps
+#define V_FMA _mm512_fmadd_ps
+/* max/min return their second operand when either is NaN */
+#define V_CLAMP(v, lo, hi) _mm512_min_ps(hi, _mm512_max_ps(lo, v))
+#define V_EVEN(a, b)                                                                          \
+    _mm512_permutex2var_ps(a,                                                                 \
+                           _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,   \
+                                             26, 28, 30),                                     \
+                           b)
+#define V_ODD(a, b)                                                                           \
+    _mm512_permutex2var_ps(a,                                                                 \
+                           _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,   \
+                                             27, 29, 31),                                     \
+                           b)
+#define MASK_ALL ((__mmask16)0xffff)
+#define MASK_LANES(lo, hi) ((__mmask16)lane_bits(lo, hi, 16))
+#include "depthwise_body.h"
+#undef VEC
+#undef MASK
+#undef LANES
+#undef TARGET
+#undef FN
+#undef V_SET1
+#undef V_ZERO
+#undef V_LOAD
+#undef V_LOADM
+#undef V_STORE
+#undef V_STOREM
+#undef V_ADD
+#undef V_FMA
+#undef V_CLAMP
+#undef V_EVEN
+#undef V_ODD
+#undef MASK_ALL
+#undef MASK_LANES
+
+/* ---- AVX2 ------------------------------------------------------------------- */
+
+/* Eight -1s then eight 0s: loading at 8 - n gives the first n lanes. */
+static const int32_t prefix_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                         0,  0,  0,  0,  0,  0,  0,  0};
+
+static inline __attribute__((target("avx2,fma"))) __m256i avx2_lanes(int64_t lo, int64_t hi)
+{
+    uint32_t bits = lane_bits(lo, hi, 8);
+    /* bits is one run of lanes: [first, end) */
+    int first = bits ? __builtin_ctz(bits) : 0, end = first + __builtin_popcount(bits);
+    __m256i upto_end = _mm256_loadu_si256((const __m256i *)(prefix_table + 8 - end));
+    __m256i before = _mm256_loadu_si256((const __m256i *)(prefix_table + 8 - first));
+    return _mm256_andnot_si256(before, upto_end);
+}
+
+/* [a0 a2 b0 b2 | a4 a6 b4 b6] -> a0 a2 a4 a6 b0 b2 b4 b6 (0x88; 0xdd: odd) */
+#define AVX2_DEAL(a, b, sel)                                                                  \
+    _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, sel)), 0xd8))
+
+#define VEC __m256
+#define MASK __m256i
+#define LANES 8
+#define TARGET __attribute__((target("avx2,fma")))
+#define FN(name) avx2_##name
+#define V_SET1 _mm256_set1_ps
+#define V_ZERO _mm256_setzero_ps()
+#define V_LOAD _mm256_loadu_ps
+#define V_LOADM _mm256_maskload_ps
+#define V_STORE _mm256_storeu_ps
+#define V_STOREM _mm256_maskstore_ps
+#define V_ADD _mm256_add_ps
+#define V_FMA _mm256_fmadd_ps
+#define V_CLAMP(v, lo, hi) _mm256_min_ps(hi, _mm256_max_ps(lo, v))
+#define V_EVEN(a, b) AVX2_DEAL(a, b, 0x88)
+#define V_ODD(a, b) AVX2_DEAL(a, b, 0xdd)
+#define MASK_ALL _mm256_set1_epi32(-1)
+#define MASK_LANES avx2_lanes
+#include "depthwise_body.h"
+#undef VEC
+#undef MASK
+#undef LANES
+#undef TARGET
+#undef FN
+#undef V_SET1
+#undef V_ZERO
+#undef V_LOAD
+#undef V_LOADM
+#undef V_STORE
+#undef V_STOREM
+#undef V_ADD
+#undef V_FMA
+#undef V_CLAMP
+#undef V_EVEN
+#undef V_ODD
+#undef MASK_ALL
+#undef MASK_LANES
+
+#endif /* DEPTHWISE_X86 */
+
+/* The kernel for this shape on the ISA the GEMM kernels use. */
+static plane_kernel choose_kernel(const plane_shape *s)
+{
+#ifdef DEPTHWISE_X86
+    bool vector_shape =
+        (s->sw == 1 || s->sw == 2) && s->kw <= VECTOR_MAX_KW && s->kh <= VECTOR_MAX_KH;
+    const char *isa = gemm_kernel_name();
+    if (vector_shape && strcmp(isa, "avx512") == 0)
+        return avx512_plane;
+    if (vector_shape && strcmp(isa, "avx2") == 0)
+        return avx2_plane;
+#endif
+    (void)s;
+    return generic_plane;
+}
+
+/* ---- a layer over the pool -------------------------------------------------- */
+
+/* Chunks of planes are at least this many multiply-adds: the pool's workers
+ * spin between operators, so handing them a chunk costs a few microseconds,
+ * about what 64K multiply-adds take here. */
+#define CHUNK_MIN_FMAS 65536
+
+typedef struct layer_job {
+    const depthwise_conv *dc;
+    plane_shape s;
+    plane_kernel kernel;
+    size_t in_plane, out_plane, taps, out_channels;
+} layer_job;
+
+static void run_planes(void *arg, size_t begin, size_t end)
+{
+    const layer_job *job = arg;
+    const depthwise_conv *dc = job->dc;
+    for (size_t item = begin; item < end; item++) {
+        size_t n = item / job->out_channels, c = item % job->out_channels;
+        size_t ic = c / dc->multiplier;
+        const float *x = dc->x + (n * dc->in_channels + ic) * job->in_plane;
+        const float *res = dc->residual ? dc->residual + item * job->out_plane : NULL;
+        job->kernel(&job->s, x, dc->w + c * job->taps, dc->bias ? dc->bias[c] : 0.0f, res,
+                    &dc->epilogue, dc->y + item * job->out_plane);
+    }
+}
+
+void depthwise_conv_f32(const depthwise_conv *dc, threadpool *pool)
+{
+    const conv_geometry *g = dc->geo;
+    layer_job job = {.dc = dc};
+    job.s = (plane_shape){g->image[1],  g->image[2],    g->out[1],      g->out[2],
+                          g->kernel[1], g->kernel[2],   g->stride[1],   g->stride[2],
+                          g->dilation[1], g->dilation[2], g->pad[1],    g->pad[2]};
+    job.kernel = choose_kernel(&job.s);
+    job.in_plane = (size_t)(job.s.ih * job.s.iw);
+    job.out_plane = (size_t)(job.s.oh * job.s.ow);
+    job.taps = (size_t)(job.s.kh * job.s.kw);
+    job.out_channels = dc->in_channels * dc->multiplier;
+    size_t items = dc->batch * job.out_channels;
+    size_t plane_fmas = job.out_plane * job.taps + 1;
+    size_t grain = (CHUNK_MIN_FMAS + plane_fmas - 1) / plane_fmas;
+    /* parallel_for cuts the planes into a few chunks per thread, at least
+     * grain planes each, and runs a single chunk on the caller */
+    threadpool_parallel_for(pool, items, grain, run_planes, &job);
+}

@@ -1,0 +1,217 @@
+/*
+ * depthwise_body.h — the one body of the vector depthwise kernels, included
+ * by depthwise.c once per ISA with these defined: VEC and MASK (the vector
+ * and lane-mask types), LANES, TARGET (the function attribute), FN(name)
+ * (the ISA's prefix), and V_SET1, V_ZERO, V_LOAD, V_LOADM (masked: lanes
+ * outside the mask read 0 and do not fault), V_STORE, V_STOREM, V_ADD,
+ * V_FMA(a, b, acc), V_CLAMP(v, lo, hi) (NaN passes), V_EVEN / V_ODD (the
+ * even / odd lanes of two consecutive vectors), MASK_ALL and MASK_LANES(lo,
+ * hi) (lanes lo <= e < hi). See depthwise.c for the method.
+ */
+
+/* The masks of the block at column ow0: per kernel column, the lanes of the
+ * one (stride 1) or two (stride 2) vectors it loads that fall inside the
+ * input row, and the lanes of the output row. */
+static inline TARGET __attribute__((always_inline)) void
+FN(block_masks)(const plane_shape *s, int64_t ow0, const int64_t kw_n, const int64_t sw,
+                const int64_t dw, MASK *m0, MASK *m1, MASK *store)
+{
+    for (int64_t kw = 0; kw < kw_n; kw++) {
+        int64_t start = ow0 * sw - s->pw + kw * dw;
+        m0[kw] = MASK_LANES(-start, s->iw - start);
+        if (sw != 1)
+            m1[kw] = MASK_LANES(-start - LANES, s->iw - start - LANES);
+    }
+    *store = MASK_LANES(0, s->ow - ow0);
+}
+
+/* One vector of outputs at column ow0 of an output row. `rows` holds the
+ * input row each kernel row reads, NULL above or below the image. A full
+ * block has all its outputs inside the row and every load inside the input
+ * row, so it needs no masks; the others (the row's edges, and every block of
+ * a row narrower than a vector) mask each load to the input columns that
+ * exist. */
+static inline TARGET __attribute__((always_inline)) void
+FN(block)(const plane_shape *s, const float *const *rows, const VEC *wv, const float *w,
+          VEC bias, const float *res_row, const kernel_epilogue *e, VEC lo, VEC hi, float *y_row,
+          int64_t ow0, const MASK *m0, const MASK *m1, MASK store, const int64_t kh_n,
+          const int64_t kw_n, const int64_t sw, const int64_t dw, const bool full)
+{
+    VEC acc = bias;
+    if (res_row)
+        acc = V_ADD(acc, full ? V_LOAD(res_row + ow0) : V_LOADM(res_row + ow0, store));
+    for (int64_t kh = 0; kh < kh_n; kh++) {
+        const float *xr = rows[kh];
+        if (!xr)
+            continue;
+        VEC next = V_ZERO;
+        for (int64_t kw = 0; kw < kw_n; kw++) {
+            VEC wk = wv ? wv[kh * kw_n + kw] : V_SET1(w[kh * kw_n + kw]);
+            const float *p = xr + (ow0 * sw - s->pw + kw * dw);
+            VEC v;
+            if (sw == 1) {
+                v = full ? V_LOAD(p) : V_LOADM(p, m0[kw]);
+            } else if (dw == 1 && (kw & 1)) {
+                v = next; /* the odd lanes of the previous tap's pair */
+            } else {
+                VEC a = full ? V_LOAD(p) : V_LOADM(p, m0[kw]);
+                VEC b = full ? V_LOAD(p + LANES) : V_LOADM(p + LANES, m1[kw]);
+                v = V_EVEN(a, b);
+                if (dw == 1 && kw + 1 < kw_n)
+                    next = V_ODD(a, b);
+            }
+            acc = V_FMA(v, wk, acc);
+        }
+    }
+    if (e->clamp)
+        acc = V_CLAMP(acc, lo, hi);
+    if (full)
+        V_STORE(y_row + ow0, acc);
+    else
+        V_STOREM(y_row + ow0, store, acc);
+}
+
+/* Two consecutive output rows at once when the row stride and dilation are
+ * 1: they read kh_n + 1 input rows (rows[0..kh_n), rows[1..kh_n]), so each
+ * input vector loaded serves both rows' taps, and the two sums are
+ * independent chains for the FMA units. */
+static inline TARGET __attribute__((always_inline)) void
+FN(block2)(const plane_shape *s, const float *const *rows, const VEC *wv, const float *w,
+           VEC bias, const float *res_row, const kernel_epilogue *e, VEC lo, VEC hi,
+           float *y_row, int64_t ow0, const MASK *m0, const MASK *m1, MASK store,
+           const int64_t kh_n, const int64_t kw_n, const int64_t sw, const int64_t dw,
+           const bool full)
+{
+    VEC acc0 = bias, acc1 = bias;
+    if (res_row) {
+        const float *r1 = res_row + s->ow;
+        acc0 = V_ADD(acc0, full ? V_LOAD(res_row + ow0) : V_LOADM(res_row + ow0, store));
+        acc1 = V_ADD(acc1, full ? V_LOAD(r1 + ow0) : V_LOADM(r1 + ow0, store));
+    }
+    for (int64_t r = 0; r <= kh_n; r++) {
+        const float *xr = rows[r];
+        if (!xr)
+            continue;
+        VEC next = V_ZERO;
+        for (int64_t kw = 0; kw < kw_n; kw++) {
+            const float *p = xr + (ow0 * sw - s->pw + kw * dw);
+            VEC v;
+            if (sw == 1) {
+                v = full ? V_LOAD(p) : V_LOADM(p, m0[kw]);
+            } else if (dw == 1 && (kw & 1)) {
+                v = next;
+            } else {
+                VEC a = full ? V_LOAD(p) : V_LOADM(p, m0[kw]);
+                VEC b = full ? V_LOAD(p + LANES) : V_LOADM(p + LANES, m1[kw]);
+                v = V_EVEN(a, b);
+                if (dw == 1 && kw + 1 < kw_n)
+                    next = V_ODD(a, b);
+            }
+            if (r < kh_n)
+                acc0 = V_FMA(v, wv ? wv[r * kw_n + kw] : V_SET1(w[r * kw_n + kw]), acc0);
+            if (r >= 1)
+                acc1 = V_FMA(v, wv ? wv[(r - 1) * kw_n + kw] : V_SET1(w[(r - 1) * kw_n + kw]),
+                             acc1);
+        }
+    }
+    if (e->clamp) {
+        acc0 = V_CLAMP(acc0, lo, hi);
+        acc1 = V_CLAMP(acc1, lo, hi);
+    }
+    if (full) {
+        V_STORE(y_row + ow0, acc0);
+        V_STORE(y_row + s->ow + ow0, acc1);
+    } else {
+        V_STOREM(y_row + ow0, store, acc0);
+        V_STOREM(y_row + s->ow + ow0, store, acc1);
+    }
+}
+
+/* A plane, row by row. kh_n, kw_n, sw and dw are constants in the 3x3
+ * instantiations, so the tap loops unroll and the nine weights stay in
+ * registers. */
+static inline TARGET __attribute__((always_inline)) void
+FN(body)(const plane_shape *s, const float *x, const float *w, float bias, const float *res,
+         const kernel_epilogue *e, float *y, const int64_t kh_n, const int64_t kw_n,
+         const int64_t sw, const int64_t dw)
+{
+    VEC wv[9];
+    bool hoist = kh_n * kw_n <= 9;
+    for (int64_t t = 0; hoist && t < kh_n * kw_n; t++)
+        wv[t] = V_SET1(w[t]);
+    const VEC lo = V_SET1(e->lo), hi = V_SET1(e->hi), biasv = V_SET1(bias);
+    /* the columns a block reads: from ow0 * sw - pw, this many */
+    const int64_t reach = (kw_n - 1) * dw + (sw == 1 ? LANES : 2 * LANES);
+    /* a row has at most two edge blocks when it is wider than a vector, and
+     * its blocks' masks are the same in every row: narrow rows (MobileNet's
+     * 7 and 14 columns) take theirs from this table */
+    MASK table_m0[EDGE_TABLE_BLOCKS][EDGE_TABLE_KW], table_m1[EDGE_TABLE_BLOCKS][EDGE_TABLE_KW];
+    MASK table_store[EDGE_TABLE_BLOCKS];
+    int64_t blocks = (s->ow + LANES - 1) / LANES;
+    bool table = blocks <= EDGE_TABLE_BLOCKS && kw_n <= EDGE_TABLE_KW;
+    for (int64_t bi = 0; table && bi < blocks; bi++)
+        FN(block_masks)(s, bi * LANES, kw_n, sw, dw, table_m0[bi], table_m1[bi],
+                        &table_store[bi]);
+    const float *rows[VECTOR_MAX_KH + 1];
+    int64_t oh = 0;
+    for (; s->sh == 1 && s->dh == 1 && oh + 1 < s->oh; oh += 2) {
+        for (int64_t r = 0; r <= kh_n; r++) {
+            int64_t ih = oh - s->ph + r;
+            rows[r] = ih >= 0 && ih < s->ih ? x + ih * s->iw : NULL;
+        }
+        const float *res_row = res ? res + oh * s->ow : NULL;
+        float *y_row = y + oh * s->ow;
+        for (int64_t bi = 0; bi < blocks; bi++) {
+            int64_t ow0 = bi * LANES, first = ow0 * sw - s->pw;
+            if (first >= 0 && first + reach <= s->iw && ow0 + LANES <= s->ow) {
+                FN(block2)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row, ow0,
+                           NULL, NULL, MASK_ALL, kh_n, kw_n, sw, dw, true);
+            } else if (table) {
+                FN(block2)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row, ow0,
+                           table_m0[bi], table_m1[bi], table_store[bi], kh_n, kw_n, sw, dw,
+                           false);
+            } else {
+                MASK m0[VECTOR_MAX_KW], m1[VECTOR_MAX_KW], store;
+                FN(block_masks)(s, ow0, kw_n, sw, dw, m0, m1, &store);
+                FN(block2)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row, ow0,
+                           m0, m1, store, kh_n, kw_n, sw, dw, false);
+            }
+        }
+    }
+    for (; oh < s->oh; oh++) {
+        for (int64_t kh = 0; kh < kh_n; kh++) {
+            int64_t ih = oh * s->sh - s->ph + kh * s->dh;
+            rows[kh] = ih >= 0 && ih < s->ih ? x + ih * s->iw : NULL;
+        }
+        const float *res_row = res ? res + oh * s->ow : NULL;
+        float *y_row = y + oh * s->ow;
+        for (int64_t bi = 0; bi < blocks; bi++) {
+            int64_t ow0 = bi * LANES, first = ow0 * sw - s->pw;
+            if (first >= 0 && first + reach <= s->iw && ow0 + LANES <= s->ow) {
+                FN(block)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row, ow0,
+                          NULL, NULL, MASK_ALL, kh_n, kw_n, sw, dw, true);
+            } else if (table) {
+                FN(block)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row, ow0,
+                          table_m0[bi], table_m1[bi], table_store[bi], kh_n, kw_n, sw, dw, false);
+            } else {
+                MASK m0[VECTOR_MAX_KW], m1[VECTOR_MAX_KW], store;
+                FN(block_masks)(s, ow0, kw_n, sw, dw, m0, m1, &store);
+                FN(block)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row, ow0,
+                          m0, m1, store, kh_n, kw_n, sw, dw, false);
+            }
+        }
+    }
+}
+
+static TARGET void FN(plane)(const plane_shape *s, const float *x, const float *w, float bias,
+                             const float *res, const kernel_epilogue *e, float *y)
+{
+    if (s->kh == 3 && s->kw == 3 && s->dw == 1 && s->sw == 1)
+        FN(body)(s, x, w, bias, res, e, y, 3, 3, 1, 1);
+    else if (s->kh == 3 && s->kw == 3 && s->dw == 1)
+        FN(body)(s, x, w, bias, res, e, y, 3, 3, 2, 1);
+    else if (s->sw == 1)
+        FN(body)(s, x, w, bias, res, e, y, s->kh, s->kw, 1, s->dw);
+    else
+        FN(body)(s, x, w, bias, res, e, y, s->kh, s->kw, 2, s->dw);
+}
