@@ -33,4 +33,15 @@ bool product_can_fuse(const op_node *node);
 bool matmul_fuse_bias(op_node *matmul, const float *bias, size_t n);
 bool product_fuse_clamp(op_node *node, float lo, float hi);
 
+/* A float MatMul of rank-2/3 operands (one of rank 3) whose B is not a
+ * packed initializer (attention's Q x K^T and weights x V): it may read an
+ * operand through a 3-D Transpose whose stored last axis stays a matrix axis,
+ * write its result through one that keeps the columns last, and scale the
+ * product by a constant. The kernel then reads the strided views in place
+ * instead of the graph copying each transposed tensor. */
+bool matmul_can_view(const op_node *node);
+bool matmul_fuse_input_transpose(op_node *matmul, int input, const int64_t *perm, size_t n);
+bool matmul_fuse_output_transpose(op_node *matmul, const int64_t *perm, size_t n);
+bool matmul_fuse_scale(op_node *matmul, float scale);
+
 #endif /* INFERD_ENGINE_OPS_FUSABLE_H */

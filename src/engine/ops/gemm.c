@@ -264,6 +264,13 @@ typedef struct matmul_state {
      * row and a Relu/Clip, computed on the output while it is in cache */
     float *fused_bias;
     kernel_epilogue epilogue;
+    /* set by the fusion pass: A, B and Y are read/written through absorbed
+     * 3-D Transposes (perm[i] = stored axis of logical axis i; identity when
+     * none) and the product is scaled by alpha (an absorbed Div/Mul by a
+     * scalar). `viewed` turns run() to the strided path. */
+    bool viewed;
+    int perm[3][3]; /* [0] A, [1] B, [2] Y */
+    float alpha;
 } matmul_state;
 
 static void matmul_free(void *state)
@@ -296,6 +303,119 @@ static void batched_items(void *arg, size_t begin, size_t end)
         gemm_operand ob = {job->b + bi * p->k * p->n, p->n, false, false};
         gemm_f32_ex(p->m, p->n, p->k, 1.0f, oa, ob, 0.0f, job->y + t * p->m * p->n, p->n, NULL);
     }
+}
+
+/* ---- MatMul through transposed views (fusable.h) -------------------------- */
+
+/* One operand or the result as a batch of matrices inside a stored tensor:
+ * matrix t, element (i, j) at data[t*step + i*rs + j*cs]. */
+typedef struct matrix_view {
+    int64_t batch, rows, cols;
+    size_t step, rs, cs;
+} matrix_view;
+
+/* The logical [batch, rows, cols] view of a stored rank-2/3 tensor read
+ * through perm (a rank-2 tensor is one matrix shared by every item). */
+static void view_of(int rank, const int64_t *dims, const int *perm, matrix_view *v)
+{
+    if (rank == 2) {
+        *v = (matrix_view){1, dims[0], dims[1], 0, (size_t)dims[1], 1};
+        return;
+    }
+    size_t stride[3] = {(size_t)(dims[1] * dims[2]), (size_t)dims[2], 1};
+    *v = (matrix_view){dims[perm[0]], dims[perm[1]], dims[perm[2]], stride[perm[0]],
+                       stride[perm[1]], stride[perm[2]]};
+    if (v->batch == 1)
+        v->step = 0;
+}
+
+/* A view as a kernel operand: its columns (plain) or its rows (transposed)
+ * must be contiguous; the other axis's stride is then at least their count. */
+static bool view_operand(const matrix_view *v, const float *base, gemm_operand *op)
+{
+    if (v->cs == 1 || v->cols == 1)
+        *op = (gemm_operand){base, v->rs, false, false};
+    else if (v->rs == 1 || v->rows == 1)
+        *op = (gemm_operand){base, v->cs, true, false};
+    else
+        return false;
+    return true;
+}
+
+typedef struct viewed_job {
+    matrix_view a, b, y;
+    const float *ad, *bd;
+    float *yd;
+    float alpha;
+    threadpool *pool; /* for each product when the items run one by one */
+} viewed_job;
+
+static void viewed_items(void *arg, size_t begin, size_t end)
+{
+    const viewed_job *job = arg;
+    for (size_t t = begin; t < end; t++) {
+        gemm_operand oa, ob;
+        view_operand(&job->a, job->ad + t * job->a.step, &oa);
+        view_operand(&job->b, job->bd + t * job->b.step, &ob);
+        gemm_f32_ex((size_t)job->y.rows, (size_t)job->y.cols, (size_t)job->a.cols, job->alpha, oa,
+                    ob, 0.0f, job->yd + t * job->y.step, job->y.rs, job->pool);
+    }
+}
+
+static int matmul_run_viewed(op_ctx *ctx, const matmul_state *st, const ifd_tensor *a,
+                             const ifd_tensor *b)
+{
+    char sa[128], sb[128];
+    if (a->dtype != IFD_FLOAT || b->dtype != IFD_FLOAT || a->rank < 2 || a->rank > 3 ||
+        b->rank < 2 || b->rank > 3 || (a->rank == 2 && b->rank == 2))
+        return op_fail(ctx, "fused transposes need float A and B of rank 2 or 3 (one of rank 3), "
+                            "got %s and %s",
+                       shape_to_string(a->rank, a->dims, sa, sizeof(sa)),
+                       shape_to_string(b->rank, b->dims, sb, sizeof(sb)));
+    matrix_view va, vb;
+    view_of(a->rank, a->dims, st->perm[0], &va);
+    view_of(b->rank, b->dims, st->perm[1], &vb);
+    int64_t batch = va.batch > vb.batch ? va.batch : vb.batch;
+    if (va.cols != vb.rows || (va.batch != batch && va.batch != 1) ||
+        (vb.batch != batch && vb.batch != 1))
+        return op_fail(ctx, "A %s and B %s (read through the fused transposes) do not multiply",
+                       shape_to_string(a->rank, a->dims, sa, sizeof(sa)),
+                       shape_to_string(b->rank, b->dims, sb, sizeof(sb)));
+    int64_t logical[3] = {batch, va.rows, vb.cols}, dims[3];
+    for (int i = 0; i < 3; i++)
+        dims[i] = logical[st->perm[2][i]];
+    ifd_tensor *y = op_output(ctx, 0, IFD_FLOAT, 3, dims);
+    if (!y)
+        return -1;
+    if (batch == 0 || va.rows == 0 || vb.cols == 0)
+        return 0;
+    viewed_job job = {.a = va, .b = vb, .ad = a->data, .bd = b->data, .yd = y->data,
+                      .alpha = st->alpha};
+    /* the result's stored layout, seen through the inverse of its perm */
+    int inverse[3];
+    for (int i = 0; i < 3; i++)
+        inverse[st->perm[2][i]] = i;
+    view_of(3, dims, inverse, &job.y);
+    if (va.cols == 0) {
+        for (int64_t t = 0; t < batch; t++)
+            for (int64_t i = 0; i < va.rows; i++)
+                memset(job.yd + (size_t)t * job.y.step + (size_t)i * job.y.rs, 0,
+                       (size_t)vb.cols * sizeof(float));
+        return 0;
+    }
+    if (!view_operand(&va, NULL, &(gemm_operand){0}) || !view_operand(&vb, NULL, &(gemm_operand){0}))
+        return op_fail(ctx, "an operand has no contiguous axis");
+    threadpool *pool = op_threadpool(ctx);
+    size_t threads = (size_t)threadpool_size(pool);
+    if (threads > 1 && (size_t)batch >= threads) {
+        /* attention's per-head products are small: the items, not the tiles
+         * of one product, are what the threads share */
+        threadpool_parallel_for(pool, (size_t)batch, 1, viewed_items, &job);
+    } else {
+        job.pool = pool;
+        viewed_items(&job, 0, (size_t)batch);
+    }
+    return 0;
 }
 
 static int matmul_prepare(op_node *node, ifd_error *err)
@@ -345,6 +465,8 @@ static int matmul_run(op_ctx *ctx)
     const ifd_tensor *a = op_input(ctx, 0), *b = op_input(ctx, 1);
     if (!a || !b)
         return op_fail(ctx, "missing input");
+    if (st && st->viewed)
+        return matmul_run_viewed(ctx, st, a, b);
     if (a->dtype != b->dtype || !product_dtype_ok(a->dtype, ctx->node->version))
         return op_fail(ctx, "unsupported dtypes %s x %s", ifd_dtype_name(a->dtype),
                        ifd_dtype_name(b->dtype));
@@ -802,6 +924,82 @@ bool matmul_fuse_bias(op_node *matmul, const float *bias, size_t n)
     if (!st->fused_bias)
         return false;
     memcpy(st->fused_bias, bias, n * sizeof(float));
+    return true;
+}
+
+/* Whether a 3-D perm keeps a matrix axis contiguous: the stored last axis
+ * must be the logical rows or columns (the columns for the output). */
+static bool perm_ok(const int64_t *perm, size_t n, bool output)
+{
+    if (n != 3)
+        return false;
+    bool seen[3] = {false, false, false};
+    for (size_t i = 0; i < 3; i++) {
+        if (perm[i] < 0 || perm[i] > 2 || seen[perm[i]])
+            return false;
+        seen[perm[i]] = true;
+    }
+    return perm[2] == 2 || (!output && perm[1] == 2);
+}
+
+bool matmul_can_view(const op_node *node)
+{
+    if (node->domain[0] || strcmp(node->op_type, "MatMul") != 0 || !node->state ||
+        node->n_inputs != 2 || !node->inputs[0] || !node->inputs[1] ||
+        node->inputs[0]->dtype != IFD_FLOAT || node->inputs[1]->dtype != IFD_FLOAT)
+        return false;
+    const matmul_state *st = node->state;
+    if (st->b.data || st->fused_bias || st->epilogue.clamp)
+        return false;
+    /* the strided path multiplies 3-D by 3-D or 2-D: the ranks must be known */
+    int ra = node->inputs[0]->rank, rb = node->inputs[1]->rank;
+    return ra >= 2 && ra <= 3 && rb >= 2 && rb <= 3 && (ra == 3 || rb == 3);
+}
+
+static void start_view(matmul_state *st)
+{
+    if (st->viewed)
+        return;
+    for (int o = 0; o < 3; o++)
+        for (int i = 0; i < 3; i++)
+            st->perm[o][i] = i;
+    st->alpha = 1.0f;
+    st->viewed = true;
+}
+
+bool matmul_fuse_input_transpose(op_node *matmul, int input, const int64_t *perm, size_t n)
+{
+    if (!matmul_can_view(matmul) || input < 0 || input > 1 || !perm_ok(perm, n, false))
+        return false;
+    matmul_state *st = matmul->state;
+    if (st->viewed && (st->perm[input][0] != 0 || st->perm[input][1] != 1))
+        return false; /* one transpose per operand */
+    start_view(st);
+    for (int i = 0; i < 3; i++)
+        st->perm[input][i] = (int)perm[i];
+    return true;
+}
+
+bool matmul_fuse_output_transpose(op_node *matmul, const int64_t *perm, size_t n)
+{
+    if (!matmul_can_view(matmul) || !perm_ok(perm, n, true))
+        return false;
+    matmul_state *st = matmul->state;
+    if (st->viewed && (st->perm[2][0] != 0 || st->perm[2][1] != 1))
+        return false;
+    start_view(st);
+    for (int i = 0; i < 3; i++)
+        st->perm[2][i] = (int)perm[i];
+    return true;
+}
+
+bool matmul_fuse_scale(op_node *matmul, float scale)
+{
+    if (!matmul_can_view(matmul) || !isfinite(scale))
+        return false;
+    matmul_state *st = matmul->state;
+    start_view(st);
+    st->alpha *= scale;
     return true;
 }
 
