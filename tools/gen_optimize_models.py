@@ -100,6 +100,23 @@ def attention_views(out):
               os.path.join(out, "attention_views.onnx"))
 
 
+def shared_weights(out):
+    """Three MatMuls of one shape: W1, then W2 (different values), then W1
+    again, read through an Identity as torch writes a repeated layer."""
+    rng = np.random.default_rng(7)
+    w1 = numpy_helper.from_array(rng.normal(0, 0.3, (8, 8)).astype(np.float32), "W1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (8, 8)).astype(np.float32), "W2")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W1"], ["a"]),
+         helper.make_node("MatMul", ["a", "W2"], ["b"]),
+         helper.make_node("Identity", ["W1"], ["W1_again"]),
+         helper.make_node("MatMul", ["b", "W1_again"], ["y"])],
+        "shared_weights", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], [w1, w2])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "shared_weights.onnx"))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -119,6 +136,7 @@ def main():
            fold=False)
     helper_models(args.out)
     attention_views(args.out)
+    shared_weights(args.out)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../kernels/epilogue.h"
 #include "../op.h"
@@ -32,6 +33,14 @@ bool conv_fuse_clamp(op_node *conv, float lo, float hi);
 bool product_can_fuse(const op_node *node);
 bool matmul_fuse_bias(op_node *matmul, const float *bias, size_t n);
 bool product_fuse_clamp(op_node *node, float lo, float hi);
+
+/* Weights packed once per model: a Gemm's or MatMul's packed B and its
+ * shape (k x n; NULL when it has none), a hash of its bytes, and sharing `keep`'s copy with `other` when their
+ * packed bytes are equal (false, both unchanged, otherwise). The copy is
+ * freed with the last node holding it. */
+const float *product_packed_b(op_node *node, size_t *k, size_t *n);
+uint64_t product_packed_b_hash(op_node *node);
+bool product_share_packed_b(op_node *keep, op_node *other);
 
 /* A float MatMul of rank-2/3 operands (one of rank 3) whose B is not a
  * packed initializer (attention's Q x K^T and weights x V): it may read an

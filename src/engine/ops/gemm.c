@@ -86,11 +86,23 @@ static float *float_result(op_ctx *ctx, ifd_tensor *y)
     return op_scratch(ctx, (size_t)ifd_tensor_count(y) * sizeof(float) + 1);
 }
 
-/* An initializer operand packed at load, with the float copy it came from. */
+/* An initializer operand packed at load. Nodes whose weights are the same
+ * (torch writes one weight per layer of a TransformerEncoder, all equal)
+ * share one copy after load (product_share_packed_b): `refs` then counts
+ * its owners, and the last one frees it. */
 typedef struct packed_operand {
     float *data;
     size_t k, n;
+    size_t *refs; /* NULL while the node is its only owner */
 } packed_operand;
+
+static void packed_release(packed_operand *p)
+{
+    if (p->refs && --*p->refs > 0)
+        return;
+    free(p->refs);
+    free(p->data);
+}
 
 /* Pack a constant 1-D or 2-D float-family B of k x n (B^T when trans). */
 static int pack_constant_b(op_node *node, const ifd_tensor *b, bool trans, size_t k, size_t n,
@@ -277,7 +289,7 @@ static void matmul_free(void *state)
 {
     matmul_state *st = state;
     if (st) {
-        free(st->b.data);
+        packed_release(&st->b);
         free(st->fused_bias);
     }
     free(st);
@@ -550,7 +562,7 @@ static void gemm_free(void *state)
 {
     gemm_state *st = state;
     if (st)
-        free(st->b.data);
+        packed_release(&st->b);
     free(st);
 }
 
@@ -940,6 +952,64 @@ static bool perm_ok(const int64_t *perm, size_t n, bool output)
         seen[perm[i]] = true;
     }
     return perm[2] == 2 || (!output && perm[1] == 2);
+}
+
+/* The packed B of a float Gemm or MatMul, or NULL. */
+static packed_operand *packed_b_of(op_node *node)
+{
+    if (node->domain[0] || !node->state)
+        return NULL;
+    packed_operand *p = NULL;
+    if (strcmp(node->op_type, "Gemm") == 0)
+        p = &((gemm_state *)node->state)->b;
+    else if (strcmp(node->op_type, "MatMul") == 0)
+        p = &((matmul_state *)node->state)->b;
+    return p && p->data ? p : NULL;
+}
+
+const float *product_packed_b(op_node *node, size_t *k, size_t *n)
+{
+    const packed_operand *p = packed_b_of(node);
+    if (!p)
+        return NULL;
+    *k = p->k;
+    *n = p->n;
+    return p->data;
+}
+
+uint64_t product_packed_b_hash(op_node *node)
+{
+    const packed_operand *p = packed_b_of(node);
+    if (!p)
+        return 0;
+    /* FNV-1a over the packed floats' bit patterns: equal weights hash equal,
+     * and product_share_packed_b compares the bytes before sharing */
+    uint64_t h = 1469598103934665603ull;
+    size_t count = gemm_packed_b_floats(p->k, p->n);
+    for (size_t i = 0; i < count; i++) {
+        uint32_t bits;
+        memcpy(&bits, &p->data[i], sizeof(bits));
+        h = (h ^ bits) * 1099511628211ull;
+    }
+    return h;
+}
+
+bool product_share_packed_b(op_node *keep, op_node *other)
+{
+    packed_operand *a = packed_b_of(keep), *b = packed_b_of(other);
+    if (!a || !b || a == b || a->data == b->data || a->k != b->k || a->n != b->n ||
+        memcmp(a->data, b->data, gemm_packed_b_floats(a->k, a->n) * sizeof(float)) != 0)
+        return false;
+    if (!a->refs) {
+        a->refs = malloc(sizeof(*a->refs));
+        if (!a->refs)
+            return false;
+        *a->refs = 1;
+    }
+    packed_release(b);
+    *b = *a;
+    ++*a->refs;
+    return true;
 }
 
 bool matmul_can_view(const op_node *node)
