@@ -317,6 +317,56 @@ static void batched_items(void *arg, size_t begin, size_t end)
     }
 }
 
+/* A product whose output rows each start as a bias row and end clamped
+ * (fused MatMul + Add + Relu/Clip): row blocks small enough that a block of
+ * the output stays in cache from the bias copy through the clamp, shared by
+ * the threads (so the copy and the clamp run on every thread too). */
+typedef struct rows_job {
+    size_t m, n, k, block;
+    const float *a;
+    gemm_operand b;
+    float *y;
+    float alpha, beta;             /* y = alpha * a * b + beta * bias */
+    const float *bias;             /* n floats, or NULL */
+    const kernel_epilogue *epilogue;
+} rows_job;
+
+static void row_blocks(void *arg, size_t begin, size_t end)
+{
+    const rows_job *job = arg;
+    for (size_t blk = begin; blk < end; blk++) {
+        size_t r0 = blk * job->block, r1 = r0 + job->block < job->m ? r0 + job->block : job->m;
+        float *y = job->y + r0 * job->n;
+        if (job->bias)
+            for (size_t r = r0; r < r1; r++)
+                memcpy(job->y + r * job->n, job->bias, job->n * sizeof(float));
+        gemm_operand oa = {job->a + r0 * job->k, job->k, false, false};
+        gemm_f32_ex(r1 - r0, job->n, job->k, job->alpha, oa, job->b, job->bias ? job->beta : 0.0f, y,
+                    job->n, NULL);
+        epilogue_apply(job->epilogue, y, (r1 - r0) * job->n);
+    }
+}
+
+static void run_row_blocks(rows_job *job, threadpool *pool)
+{
+    size_t threads = (size_t)threadpool_size(pool);
+    /* about 512 KiB of output per block (a quarter of L2), in whole 6-row tiles */
+    size_t rows = (size_t)131072 / (job->n ? job->n : 1);
+    rows = rows < 6 ? 6 : rows / 6 * 6;
+    size_t blocks = (job->m + rows - 1) / rows;
+    /* at least one block per thread when the product is worth sharing */
+    if (threads > 1 && blocks < threads && (double)job->m * (double)job->n * (double)job->k >= 4194304.0)
+        blocks = job->m / 6 < threads ? (job->m + 5) / 6 : threads;
+    if (blocks == 0)
+        blocks = 1;
+    job->block = (job->m + blocks - 1) / blocks;
+    blocks = (job->m + job->block - 1) / job->block;
+    if (threads > 1 && blocks > 1)
+        threadpool_parallel_for(pool, blocks, 1, row_blocks, job);
+    else
+        row_blocks(job, 0, blocks);
+}
+
 /* ---- MatMul through transposed views (fusable.h) -------------------------- */
 
 /* One operand or the result as a batch of matrices inside a stored tensor:
@@ -504,15 +554,21 @@ static int matmul_run(op_ctx *ctx)
         if (use_packed)
             ob = (gemm_operand){st->b.data, 0, false, true};
         size_t threads = (size_t)threadpool_size(pool);
+        bool biased = st && st->fused_bias && st->b.n == p.n;
+        if (p.b_shared && (biased || (st && st->epilogue.clamp))) {
+            /* a fused bias and clamp: in row blocks, each initialised with
+             * the bias, multiplied and clamped while it is in cache */
+            rows_job job = {.m = p.batch * p.m, .n = p.n, .k = p.k, .a = af, .b = ob, .y = yf,
+                            .alpha = 1.0f, .beta = 1.0f, .bias = biased ? st->fused_bias : NULL,
+                            .epilogue = &st->epilogue};
+            run_row_blocks(&job, pool);
+            from_floats(y->dtype, yf, y->data, p.batch * mn);
+            return 0;
+        }
         if (p.b_shared) {
             /* one B for every batch item: a single product over all rows */
             gemm_operand oa = {af, p.k, false, false};
-            bool biased = st && st->fused_bias && st->b.n == p.n;
-            if (biased)
-                for (size_t r = 0; r < p.batch * p.m; r++)
-                    memcpy(yf + r * p.n, st->fused_bias, p.n * sizeof(float));
-            gemm_f32_ex(p.batch * p.m, p.n, p.k, 1.0f, oa, ob, biased ? 1.0f : 0.0f, yf, p.n,
-                        pool);
+            gemm_f32_ex(p.batch * p.m, p.n, p.k, 1.0f, oa, ob, 0.0f, yf, p.n, pool);
         } else if (threads > 1 && p.batch >= threads &&
                    (double)p.batch * (double)mn * (double)p.k >= 4194304.0) {
             /* past ~4M multiply-adds, as for one product (kernels/gemm.c) */
@@ -685,11 +741,24 @@ static int gemm_run(op_ctx *ctx)
         float *yf = float_result(ctx, y);
         if (!af || (!use_packed && !bf) || !yf)
             return -1;
-        if (with_c) {
-            const float *cf = float_view(ctx, c);
-            if (!cf || fill_bias(ctx, c, cf, st->exact_c, m, n, sizeof(float), yf) != 0)
-                return -1;
+        const float *cf = with_c ? float_view(ctx, c) : NULL;
+        if (with_c && !cf)
+            return -1;
+        /* a bias row (a Linear layer) or a fused clamp: in row blocks, as
+         * MatMul's fused bias (run_row_blocks) */
+        bool row_c = with_c && !st->exact_c && c->rank >= 1 && ifd_tensor_count(c) == (int64_t)n &&
+                     c->dims[c->rank - 1] == (int64_t)n;
+        if (!st->trans_a && (row_c || (!with_c && st->epilogue.clamp))) {
+            rows_job job = {.m = m, .n = n, .k = k, .a = af, .b = use_packed ? (gemm_operand){st->b.data, 0, false, true}
+                                                                              : (gemm_operand){bf, ldb, st->trans_b, false},
+                            .y = yf, .alpha = st->alpha, .beta = st->beta,
+                            .bias = row_c ? cf : NULL, .epilogue = &st->epilogue};
+            run_row_blocks(&job, op_threadpool(ctx));
+            from_floats(y->dtype, yf, y->data, m * n);
+            return 0;
         }
+        if (with_c && fill_bias(ctx, c, cf, st->exact_c, m, n, sizeof(float), yf) != 0)
+            return -1;
         gemm_operand oa = {af, lda, st->trans_a, false};
         gemm_operand ob = {bf, ldb, st->trans_b, false};
         if (use_packed)
