@@ -1,8 +1,10 @@
 /*
  * fusable.h — what the kernel fusion pass (optimize/fuse_kernels.c) may ask
- * of a prepared Conv, Gemm or MatMul node: fold a per-channel affine map
- * (BatchNormalization) into its weights and bias, add a residual input to
- * its output, add a bias row, clamp its output (Relu, Clip). Each call
+ * of a prepared Conv, Gemm, MatMul or LayerNormalization node: fold a
+ * per-channel affine map (BatchNormalization) into its weights and bias,
+ * add a residual input to its output (Conv) or its input (LayerNorm), add a
+ * bias row, clamp its output (Relu, Clip), read operands through transposes;
+ * and, for memory, share equal packed weights. Each call
  * checks that the node can take the fusion and returns false, leaving the
  * node unchanged, when it cannot; the pass then keeps the graph as written.
  *
@@ -33,6 +35,11 @@ bool conv_fuse_clamp(op_node *conv, float lo, float hi);
 bool product_can_fuse(const op_node *node);
 bool matmul_fuse_bias(op_node *matmul, const float *bias, size_t n);
 bool product_fuse_clamp(op_node *node, float lo, float hi);
+
+/* A float LayerNormalization with one output: input `input_index` (3, after
+ * X, Scale and B) is added to X before normalising (a residual Add of X's
+ * shape, checked at run). */
+bool layernorm_fuse_residual(op_node *node, int input_index);
 
 /* Weights packed once per model: a Gemm's or MatMul's packed B and its
  * shape (k x n; NULL when it has none), a hash of its bytes, and sharing `keep`'s copy with `other` when their

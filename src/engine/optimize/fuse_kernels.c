@@ -11,6 +11,8 @@
  *                                   it is computed, while it is in cache;
  *   MatMul + Add(constant row)      the row initialises the output (a Linear
  *                                   layer on 3-D input exports this way);
+ *   Add(x, residual) -> LayerNorm   the sum is formed row by row inside the
+ *                                   normalisation (ORT's SkipLayerNormFusion);
  *   Transpose/Div/Mul -> MatMul     attention's per-head products: the kernel
  *        -> Transpose               reads Q, K and V where the QKV projection
  *                                   wrote them (strided views) and writes the
@@ -352,6 +354,58 @@ static void fuse_viewed_matmul(fusion_pass *f, int host)
     }
 }
 
+/* Add(a, b) -> LayerNormalization: b becomes the LayerNorm's input 3. */
+static ifd_status fuse_layernorm_residual(fusion_pass *f, int host, ifd_error *err)
+{
+    ifd_model *m = f->m;
+    model_node *h = &m->nodes[host];
+    if (h->op.n_inputs < 2 || h->op.n_inputs > 3 || h->op.n_outputs != 1 || h->op.n_implicit)
+        return IFD_OK;
+    int p = sole_producer(f, host, 0);
+    if (p < 0)
+        return IFD_OK;
+    const model_node *add = &m->nodes[p];
+    if (!is_op(add, "Add") || add->op.n_inputs != 2 || add->input_slots[0] < 0 ||
+        add->input_slots[1] < 0 || add->input_slots[0] == add->input_slots[1])
+        return IFD_OK;
+    const value_info *a = &m->values[add->input_slots[0]].info;
+    const value_info *b = &m->values[add->input_slots[1]].info;
+    const value_info *sum = &m->values[add->output_slots[0]].info;
+    if (a->dtype != IFD_FLOAT || !same_shape(a, b) || !same_shape(a, sum))
+        return IFD_OK;
+    int residual = add->input_slots[1];
+    int n_before = h->op.n_inputs;
+    /* X, Scale, B (absent when the node has none), residual */
+    value_info **inputs = model_alloc(m, 4 * sizeof(*inputs));
+    int *slots = model_alloc(m, 4 * sizeof(int));
+    if (!inputs || !slots) {
+        set_error(err, "out of memory fusing Add node '%s'", add->op.name);
+        return IFD_ERR_NO_MEMORY;
+    }
+    for (int k = 0; k < 3; k++) {
+        inputs[k] = k < n_before ? h->op.inputs[k] : NULL;
+        slots[k] = k < n_before ? h->input_slots[k] : -1;
+    }
+    inputs[3] = &m->values[residual].info;
+    slots[3] = residual;
+    value_info **old_inputs = h->op.inputs;
+    int *old_slots = h->input_slots;
+    h->op.inputs = inputs;
+    h->input_slots = slots;
+    h->op.n_inputs = 4;
+    if (!layernorm_fuse_residual(&h->op, 3)) {
+        h->op.inputs = old_inputs;
+        h->input_slots = old_slots;
+        h->op.n_inputs = n_before;
+        return IFD_OK;
+    }
+    bypass(f, host, 0, p, 0);
+    f->readers[residual]++; /* bypass dropped the Add's read; the LayerNorm reads it now */
+    if (f->readers[residual] == 1)
+        f->reader[residual] = host;
+    return IFD_OK;
+}
+
 static ifd_status fuse_product(fusion_pass *f, int host)
 {
     ifd_model *m = f->m;
@@ -421,6 +475,8 @@ ifd_status optimize_fuse_kernels(ifd_model *m, ifd_error *err)
             st = fuse_product(&f, (int)i);
         else if (matmul_can_view(&node->op))
             fuse_viewed_matmul(&f, (int)i);
+        else if (is_op(node, "LayerNormalization"))
+            st = fuse_layernorm_residual(&f, (int)i, err);
     }
     if (st == IFD_OK) {
         size_t kept = 0;
