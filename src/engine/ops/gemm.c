@@ -353,6 +353,10 @@ static void run_row_blocks(rows_job *job, threadpool *pool)
     /* about 512 KiB of output per block (a quarter of L2), in whole 6-row tiles */
     size_t rows = (size_t)131072 / (job->n ? job->n : 1);
     rows = rows < 6 ? 6 : rows / 6 * 6;
+    /* an unpacked B is packed again by every block: no smaller blocks than
+     * the kernel's own (96 rows) then */
+    if (!job->b.packed && rows < 96)
+        rows = 96;
     size_t blocks = (job->m + rows - 1) / rows;
     /* at least one block per thread when the product is worth sharing */
     if (threads > 1 && blocks < threads && (double)job->m * (double)job->n * (double)job->k >= 4194304.0)
