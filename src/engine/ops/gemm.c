@@ -317,10 +317,10 @@ static void batched_items(void *arg, size_t begin, size_t end)
     }
 }
 
-/* A product whose output rows each start as a bias row and end clamped
+/* A product whose output rows get a bias row added and are then clamped
  * (fused MatMul + Add + Relu/Clip): row blocks small enough that a block of
- * the output stays in cache from the bias copy through the clamp, shared by
- * the threads (so the copy and the clamp run on every thread too). */
+ * the output stays in cache from the product through the clamp, shared by
+ * the threads (so the bias and the clamp run on every thread too). */
 typedef struct rows_job {
     size_t m, n, k, block;
     const float *a;
@@ -331,18 +331,28 @@ typedef struct rows_job {
     const kernel_epilogue *epilogue;
 } rows_job;
 
+/* y += beta * bias, one output row still in cache after the product. */
+static void add_scaled_row(float *restrict y, const float *restrict bias, float beta, size_t n)
+{
+    if (beta == 1.0f)
+        for (size_t j = 0; j < n; j++)
+            y[j] += bias[j];
+    else
+        for (size_t j = 0; j < n; j++)
+            y[j] += beta * bias[j];
+}
+
 static void row_blocks(void *arg, size_t begin, size_t end)
 {
     const rows_job *job = arg;
     for (size_t blk = begin; blk < end; blk++) {
         size_t r0 = blk * job->block, r1 = r0 + job->block < job->m ? r0 + job->block : job->m;
         float *y = job->y + r0 * job->n;
+        gemm_operand oa = {job->a + r0 * job->k, job->k, false, false};
+        gemm_f32_ex(r1 - r0, job->n, job->k, job->alpha, oa, job->b, 0.0f, y, job->n, NULL);
         if (job->bias)
             for (size_t r = r0; r < r1; r++)
-                memcpy(job->y + r * job->n, job->bias, job->n * sizeof(float));
-        gemm_operand oa = {job->a + r0 * job->k, job->k, false, false};
-        gemm_f32_ex(r1 - r0, job->n, job->k, job->alpha, oa, job->b, job->bias ? job->beta : 0.0f, y,
-                    job->n, NULL);
+                add_scaled_row(y + (r - r0) * job->n, job->bias, job->beta, job->n);
         epilogue_apply(job->epilogue, y, (r1 - r0) * job->n);
     }
 }
