@@ -429,13 +429,27 @@ typedef struct viewed_job {
 static void viewed_items(void *arg, size_t begin, size_t end)
 {
     const viewed_job *job = arg;
+    size_t m = (size_t)job->y.rows, n = (size_t)job->y.cols, k = (size_t)job->a.cols;
+    /* Each item's B packed once here, where the kernel would pack it again
+     * for every block of rows (attention's K^T and V are read by all 128
+     * query rows); a few rows stream B in place instead. NULL (no memory):
+     * the kernel packs as usual. */
+    float *packed = m > 12 ? malloc(gemm_packed_b_floats(k, n) * sizeof(float)) : NULL;
+    const float *shared_b = NULL;
     for (size_t t = begin; t < end; t++) {
         gemm_operand oa, ob;
         view_operand(&job->a, job->ad + t * job->a.step, &oa);
         view_operand(&job->b, job->bd + t * job->b.step, &ob);
-        gemm_f32_ex((size_t)job->y.rows, (size_t)job->y.cols, (size_t)job->a.cols, job->alpha, oa,
-                    ob, 0.0f, job->yd + t * job->y.step, job->y.rs, job->pool);
+        if (packed && (job->b.step != 0 || shared_b != ob.data)) {
+            gemm_pack_b(ob.trans, k, n, ob.data, ob.ld, packed);
+            shared_b = ob.data;
+        }
+        if (packed)
+            ob = (gemm_operand){packed, 0, false, true};
+        gemm_f32_ex(m, n, k, job->alpha, oa, ob, 0.0f, job->yd + t * job->y.step, job->y.rs,
+                    job->pool);
     }
+    free(packed);
 }
 
 static int matmul_run_viewed(op_ctx *ctx, const matmul_state *st, const ifd_tensor *a,
