@@ -73,6 +73,50 @@ def helper_models(out):
               os.path.join(out, "weights_wrong_size.onnx"))
 
 
+def attention_views(out):
+    """Attention's per-head products on [L, N, D] = [4, 6, 8] the way torch
+    lays them out: Q and V through Transpose [1,0,2], K through [1,2,0] and
+    scaled by a Mul with the constant first, the result transposed back; then
+    products whose transposes keep no matrix axis contiguous ([2,0,1] read
+    twice, [2,1,0], and [1,2,0] on a result), which must stay nodes."""
+    scale = numpy_helper.from_array(np.array(0.35, dtype=np.float32), "scale")
+    t = lambda i, o, perm: helper.make_node("Transpose", [i], [o], perm=perm)
+    nodes = [
+        t("x", "q", [1, 0, 2]), t("x", "k", [1, 2, 0]),
+        helper.make_node("Mul", ["scale", "k"], ["ks"]),
+        helper.make_node("MatMul", ["q", "ks"], ["s"]),
+        helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+        helper.make_node("Relu", ["x"], ["xr"]), t("xr", "v", [1, 0, 2]),
+        helper.make_node("MatMul", ["p", "v"], ["o"]), t("o", "att", [1, 0, 2]),
+        t("x", "a", [2, 0, 1]), t("x", "b", [2, 1, 0]),
+        helper.make_node("MatMul", ["a", "b"], ["z"]),
+        helper.make_node("MatMul", ["z", "a"], ["z2"]), t("z2", "zt", [1, 2, 0]),
+        helper.make_node("Add", ["att", "zt"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "attention_views",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 6, 8])], [scale])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "attention_views.onnx"))
+
+
+def shared_weights(out):
+    """Three MatMuls of one shape: W1, then W2 (different values), then W1
+    again, read through an Identity as torch writes a repeated layer."""
+    rng = np.random.default_rng(7)
+    w1 = numpy_helper.from_array(rng.normal(0, 0.3, (8, 8)).astype(np.float32), "W1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (8, 8)).astype(np.float32), "W2")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W1"], ["a"]),
+         helper.make_node("MatMul", ["a", "W2"], ["b"]),
+         helper.make_node("Identity", ["W1"], ["W1_again"]),
+         helper.make_node("MatMul", ["b", "W1_again"], ["y"])],
+        "shared_weights", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], [w1, w2])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "shared_weights.onnx"))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -91,6 +135,8 @@ def main():
     export(TransposedWeight(), torch.randn(4, 16), os.path.join(args.out, "transposed_weight.onnx"),
            fold=False)
     helper_models(args.out)
+    attention_views(args.out)
+    shared_weights(args.out)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 
 #include "inferd/inferd.h"
 #include "model.h"
+#include "ops/fusable.h"
 #include "test.h"
 
 static char models_dir[256];
@@ -179,7 +180,85 @@ static void test_transformer_encoder_same_outputs_with_fewer_nodes(void)
     CHECK_EQ_INT(count_nodes(all, "Shape"), 0);
     CHECK_EQ_INT(count_nodes(all, "Gather"), 0);
     CHECK(count_nodes(all, NULL) * 2 < count_nodes(none, NULL));
+    /* per layer, attention's Q, K, V and head transposes and the 1/sqrt(d)
+     * Div go into its two MatMuls: left are the batch-first <-> sequence-
+     * first transposes around the layer */
+    CHECK_EQ_INT(count_nodes(none, "Transpose"), 12);
+    CHECK_EQ_INT(count_nodes(all, "Transpose"), 4);
+    CHECK_EQ_INT(count_nodes(all, "Div"), 0);
+    /* the bias Adds go into the MatMuls, the residual Adds into the
+     * LayerNormalizations that follow them */
+    CHECK_EQ_INT(count_nodes(all, "Add"), 0);
     check_same_outputs("transformer", none, all);
+done:
+    ifd_model_free(none);
+    ifd_model_free(all);
+}
+
+/* The distinct packed weights of a model's Gemm and MatMul nodes. */
+static size_t distinct_packed_weights(ifd_model *m, size_t *products)
+{
+    const float *seen[64];
+    size_t distinct = 0;
+    *products = 0;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        size_t k, n;
+        const float *w = product_packed_b(&m->nodes[i].op, &k, &n);
+        if (!w)
+            continue;
+        ++*products;
+        bool known = false;
+        for (size_t j = 0; j < distinct; j++)
+            known |= seen[j] == w;
+        if (!known && distinct < 64)
+            seen[distinct++] = w;
+    }
+    return distinct;
+}
+
+static void test_layers_with_equal_weights_share_one_packed_copy(void)
+{
+    /* TransformerEncoder deep-copies its layer: both layers' four weights
+     * are equal, and torch writes each once, read through an Identity per
+     * layer (folded at ALL, so that every product packs its weight) */
+    ifd_model *m = load("transformer", IFD_GRAPH_OPT_ALL);
+    CHECK(m != NULL);
+    if (m) {
+        size_t products, distinct = distinct_packed_weights(m, &products);
+        CHECK_EQ_INT(products, 8); /* in-projection, out-projection, 2 feed-forward, x2 */
+        CHECK_EQ_INT(distinct, 4);
+    }
+    ifd_model_free(m);
+    /* W1, W2, W1 of one shape: the equal pair shares, the other stays apart,
+     * and the outputs are those of the graph as written */
+    ifd_model *none = load("shared_weights", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = load("shared_weights", IFD_GRAPH_OPT_ALL);
+    CHECK(none && all);
+    if (none && all) {
+        size_t products, distinct = distinct_packed_weights(all, &products);
+        CHECK_EQ_INT(products, 3);
+        CHECK_EQ_INT(distinct, 2);
+        check_same_outputs("shared_weights", none, all);
+    }
+    ifd_model_free(none);
+    ifd_model_free(all);
+}
+
+static void test_matmul_reads_transposed_heads_in_place_and_refuses_other_perms(void)
+{
+    ifd_model *none = load("attention_views", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = load("attention_views", IFD_GRAPH_OPT_ALL);
+    CHECK(none && all);
+    if (!none || !all)
+        goto done;
+    CHECK_EQ_INT(count_nodes(none, "Transpose"), 7);
+    CHECK_EQ_INT(count_nodes(none, "Mul"), 1);
+    /* Q [1,0,2], K [1,2,0], V [1,0,2], the result [1,0,2] and the scale go;
+     * [2,0,1] (read twice), [2,1,0] and [1,2,0] on a result stay */
+    CHECK_EQ_INT(count_nodes(all, "Transpose"), 3);
+    CHECK_EQ_INT(count_nodes(all, "Mul"), 0);
+    CHECK_EQ_INT(count_nodes(all, "MatMul"), 4);
+    check_same_outputs("attention_views", none, all);
 done:
     ifd_model_free(none);
     ifd_model_free(all);
@@ -311,6 +390,8 @@ int main(void)
     RUN(test_gelu_erf_and_tanh_forms_become_gelu);
     RUN(test_basic_level_folds_but_does_not_fuse);
     RUN(test_transformer_encoder_same_outputs_with_fewer_nodes);
+    RUN(test_matmul_reads_transposed_heads_in_place_and_refuses_other_perms);
+    RUN(test_layers_with_equal_weights_share_one_packed_copy);
     RUN(test_weight_transposed_in_graph_is_folded_and_original_freed);
     RUN(test_folding_never_expands_a_small_constant_into_a_huge_one);
     RUN(test_planned_size_past_size_t_is_a_run_error_not_a_crash);

@@ -1,8 +1,10 @@
 /*
  * fusable.h — what the kernel fusion pass (optimize/fuse_kernels.c) may ask
- * of a prepared Conv, Gemm or MatMul node: fold a per-channel affine map
- * (BatchNormalization) into its weights and bias, add a residual input to
- * its output, add a bias row, clamp its output (Relu, Clip). Each call
+ * of a prepared Conv, Gemm, MatMul or LayerNormalization node: fold a
+ * per-channel affine map (BatchNormalization) into its weights and bias,
+ * add a residual input to its output (Conv) or its input (LayerNorm), add a
+ * bias row, clamp its output (Relu, Clip), read operands through transposes;
+ * and, for memory, share equal packed weights. Each call
  * checks that the node can take the fusion and returns false, leaving the
  * node unchanged, when it cannot; the pass then keeps the graph as written.
  *
@@ -13,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../kernels/epilogue.h"
 #include "../op.h"
@@ -32,5 +35,29 @@ bool conv_fuse_clamp(op_node *conv, float lo, float hi);
 bool product_can_fuse(const op_node *node);
 bool matmul_fuse_bias(op_node *matmul, const float *bias, size_t n);
 bool product_fuse_clamp(op_node *node, float lo, float hi);
+
+/* A float LayerNormalization with one output: input `input_index` (3, after
+ * X, Scale and B) is added to X before normalising (a residual Add of X's
+ * shape, checked at run). */
+bool layernorm_fuse_residual(op_node *node, int input_index);
+
+/* Weights packed once per model: a Gemm's or MatMul's packed B and its
+ * shape (k x n; NULL when it has none), a hash of its bytes, and sharing `keep`'s copy with `other` when their
+ * packed bytes are equal (false, both unchanged, otherwise). The copy is
+ * freed with the last node holding it. */
+const float *product_packed_b(op_node *node, size_t *k, size_t *n);
+uint64_t product_packed_b_hash(op_node *node);
+bool product_share_packed_b(op_node *keep, op_node *other);
+
+/* A float MatMul of rank-2/3 operands (one of rank 3) whose B is not a
+ * packed initializer (attention's Q x K^T and weights x V): it may read an
+ * operand through a 3-D Transpose whose stored last axis stays a matrix axis,
+ * write its result through one that keeps the columns last, and scale the
+ * product by a constant. The kernel then reads the strided views in place
+ * instead of the graph copying each transposed tensor. */
+bool matmul_can_view(const op_node *node);
+bool matmul_fuse_input_transpose(op_node *matmul, int input, const int64_t *perm, size_t n);
+bool matmul_fuse_output_transpose(op_node *matmul, const int64_t *perm, size_t n);
+bool matmul_fuse_scale(op_node *matmul, float scale);
 
 #endif /* INFERD_ENGINE_OPS_FUSABLE_H */

@@ -86,11 +86,23 @@ static float *float_result(op_ctx *ctx, ifd_tensor *y)
     return op_scratch(ctx, (size_t)ifd_tensor_count(y) * sizeof(float) + 1);
 }
 
-/* An initializer operand packed at load, with the float copy it came from. */
+/* An initializer operand packed at load. Nodes whose weights are the same
+ * (torch writes one weight per layer of a TransformerEncoder, all equal)
+ * share one copy after load (product_share_packed_b): `refs` then counts
+ * its owners, and the last one frees it. */
 typedef struct packed_operand {
     float *data;
     size_t k, n;
+    size_t *refs; /* NULL while the node is its only owner */
 } packed_operand;
+
+static void packed_release(packed_operand *p)
+{
+    if (p->refs && --*p->refs > 0)
+        return;
+    free(p->refs);
+    free(p->data);
+}
 
 /* Pack a constant 1-D or 2-D float-family B of k x n (B^T when trans). */
 static int pack_constant_b(op_node *node, const ifd_tensor *b, bool trans, size_t k, size_t n,
@@ -264,13 +276,20 @@ typedef struct matmul_state {
      * row and a Relu/Clip, computed on the output while it is in cache */
     float *fused_bias;
     kernel_epilogue epilogue;
+    /* set by the fusion pass: A, B and Y are read/written through absorbed
+     * 3-D Transposes (perm[i] = stored axis of logical axis i; identity when
+     * none) and the product is scaled by alpha (an absorbed Div/Mul by a
+     * scalar). `viewed` turns run() to the strided path. */
+    bool viewed;
+    int perm[3][3]; /* [0] A, [1] B, [2] Y */
+    float alpha;
 } matmul_state;
 
 static void matmul_free(void *state)
 {
     matmul_state *st = state;
     if (st) {
-        free(st->b.data);
+        packed_release(&st->b);
         free(st->fused_bias);
     }
     free(st);
@@ -296,6 +315,197 @@ static void batched_items(void *arg, size_t begin, size_t end)
         gemm_operand ob = {job->b + bi * p->k * p->n, p->n, false, false};
         gemm_f32_ex(p->m, p->n, p->k, 1.0f, oa, ob, 0.0f, job->y + t * p->m * p->n, p->n, NULL);
     }
+}
+
+/* A product whose output rows get a bias row added and are then clamped
+ * (fused MatMul + Add + Relu/Clip): row blocks small enough that a block of
+ * the output stays in cache from the product through the clamp, shared by
+ * the threads (so the bias and the clamp run on every thread too). */
+typedef struct rows_job {
+    size_t m, n, k, block;
+    const float *a;
+    gemm_operand b;
+    float *y;
+    float alpha, beta;             /* y = alpha * a * b + beta * bias */
+    const float *bias;             /* n floats, or NULL */
+    const kernel_epilogue *epilogue;
+} rows_job;
+
+/* y += beta * bias, one output row still in cache after the product. */
+static void add_scaled_row(float *restrict y, const float *restrict bias, float beta, size_t n)
+{
+    if (beta == 1.0f)
+        for (size_t j = 0; j < n; j++)
+            y[j] += bias[j];
+    else
+        for (size_t j = 0; j < n; j++)
+            y[j] += beta * bias[j];
+}
+
+static void row_blocks(void *arg, size_t begin, size_t end)
+{
+    const rows_job *job = arg;
+    for (size_t blk = begin; blk < end; blk++) {
+        size_t r0 = blk * job->block, r1 = r0 + job->block < job->m ? r0 + job->block : job->m;
+        float *y = job->y + r0 * job->n;
+        gemm_operand oa = {job->a + r0 * job->k, job->k, false, false};
+        gemm_f32_ex(r1 - r0, job->n, job->k, job->alpha, oa, job->b, 0.0f, y, job->n, NULL);
+        if (job->bias)
+            for (size_t r = r0; r < r1; r++)
+                add_scaled_row(y + (r - r0) * job->n, job->bias, job->beta, job->n);
+        epilogue_apply(job->epilogue, y, (r1 - r0) * job->n);
+    }
+}
+
+static void run_row_blocks(rows_job *job, threadpool *pool)
+{
+    size_t threads = (size_t)threadpool_size(pool);
+    /* about 512 KiB of output per block (a quarter of L2), in whole 6-row tiles */
+    size_t rows = (size_t)131072 / (job->n ? job->n : 1);
+    rows = rows < 6 ? 6 : rows / 6 * 6;
+    /* an unpacked B is packed again by every block: no smaller blocks than
+     * the kernel's own (96 rows) then */
+    if (!job->b.packed && rows < 96)
+        rows = 96;
+    size_t blocks = (job->m + rows - 1) / rows;
+    /* at least one block per thread when the product is worth sharing */
+    if (threads > 1 && blocks < threads && (double)job->m * (double)job->n * (double)job->k >= 4194304.0)
+        blocks = job->m / 6 < threads ? (job->m + 5) / 6 : threads;
+    if (blocks == 0)
+        blocks = 1;
+    job->block = (job->m + blocks - 1) / blocks;
+    blocks = (job->m + job->block - 1) / job->block;
+    if (threads > 1 && blocks > 1)
+        threadpool_parallel_for(pool, blocks, 1, row_blocks, job);
+    else
+        row_blocks(job, 0, blocks);
+}
+
+/* ---- MatMul through transposed views (fusable.h) -------------------------- */
+
+/* One operand or the result as a batch of matrices inside a stored tensor:
+ * matrix t, element (i, j) at data[t*step + i*rs + j*cs]. */
+typedef struct matrix_view {
+    int64_t batch, rows, cols;
+    size_t step, rs, cs;
+} matrix_view;
+
+/* The logical [batch, rows, cols] view of a stored rank-2/3 tensor read
+ * through perm (a rank-2 tensor is one matrix shared by every item). */
+static void view_of(int rank, const int64_t *dims, const int *perm, matrix_view *v)
+{
+    if (rank == 2) {
+        *v = (matrix_view){1, dims[0], dims[1], 0, (size_t)dims[1], 1};
+        return;
+    }
+    size_t stride[3] = {(size_t)(dims[1] * dims[2]), (size_t)dims[2], 1};
+    *v = (matrix_view){dims[perm[0]], dims[perm[1]], dims[perm[2]], stride[perm[0]],
+                       stride[perm[1]], stride[perm[2]]};
+    if (v->batch == 1)
+        v->step = 0;
+}
+
+/* A view as a kernel operand: its columns (plain) or its rows (transposed)
+ * must be contiguous; the other axis's stride is then at least their count. */
+static bool view_operand(const matrix_view *v, const float *base, gemm_operand *op)
+{
+    if (v->cs == 1 || v->cols == 1)
+        *op = (gemm_operand){base, v->rs, false, false};
+    else if (v->rs == 1 || v->rows == 1)
+        *op = (gemm_operand){base, v->cs, true, false};
+    else
+        return false;
+    return true;
+}
+
+typedef struct viewed_job {
+    matrix_view a, b, y;
+    const float *ad, *bd;
+    float *yd;
+    float alpha;
+    threadpool *pool; /* for each product when the items run one by one */
+} viewed_job;
+
+static void viewed_items(void *arg, size_t begin, size_t end)
+{
+    const viewed_job *job = arg;
+    size_t m = (size_t)job->y.rows, n = (size_t)job->y.cols, k = (size_t)job->a.cols;
+    /* Each item's B packed once here, where the kernel would pack it again
+     * for every block of rows (attention's K^T and V are read by all 128
+     * query rows); a few rows stream B in place instead. NULL (no memory):
+     * the kernel packs as usual. */
+    float *packed = m > 12 ? malloc(gemm_packed_b_floats(k, n) * sizeof(float)) : NULL;
+    const float *shared_b = NULL;
+    for (size_t t = begin; t < end; t++) {
+        gemm_operand oa, ob;
+        view_operand(&job->a, job->ad + t * job->a.step, &oa);
+        view_operand(&job->b, job->bd + t * job->b.step, &ob);
+        if (packed && (job->b.step != 0 || shared_b != ob.data)) {
+            gemm_pack_b(ob.trans, k, n, ob.data, ob.ld, packed);
+            shared_b = ob.data;
+        }
+        if (packed)
+            ob = (gemm_operand){packed, 0, false, true};
+        gemm_f32_ex(m, n, k, job->alpha, oa, ob, 0.0f, job->yd + t * job->y.step, job->y.rs,
+                    job->pool);
+    }
+    free(packed);
+}
+
+static int matmul_run_viewed(op_ctx *ctx, const matmul_state *st, const ifd_tensor *a,
+                             const ifd_tensor *b)
+{
+    char sa[128], sb[128];
+    if (a->dtype != IFD_FLOAT || b->dtype != IFD_FLOAT || a->rank < 2 || a->rank > 3 ||
+        b->rank < 2 || b->rank > 3 || (a->rank == 2 && b->rank == 2))
+        return op_fail(ctx, "fused transposes need float A and B of rank 2 or 3 (one of rank 3), "
+                            "got %s and %s",
+                       shape_to_string(a->rank, a->dims, sa, sizeof(sa)),
+                       shape_to_string(b->rank, b->dims, sb, sizeof(sb)));
+    matrix_view va, vb;
+    view_of(a->rank, a->dims, st->perm[0], &va);
+    view_of(b->rank, b->dims, st->perm[1], &vb);
+    int64_t batch = va.batch > vb.batch ? va.batch : vb.batch;
+    if (va.cols != vb.rows || (va.batch != batch && va.batch != 1) ||
+        (vb.batch != batch && vb.batch != 1))
+        return op_fail(ctx, "A %s and B %s (read through the fused transposes) do not multiply",
+                       shape_to_string(a->rank, a->dims, sa, sizeof(sa)),
+                       shape_to_string(b->rank, b->dims, sb, sizeof(sb)));
+    int64_t logical[3] = {batch, va.rows, vb.cols}, dims[3];
+    for (int i = 0; i < 3; i++)
+        dims[i] = logical[st->perm[2][i]];
+    ifd_tensor *y = op_output(ctx, 0, IFD_FLOAT, 3, dims);
+    if (!y)
+        return -1;
+    if (batch == 0 || va.rows == 0 || vb.cols == 0)
+        return 0;
+    viewed_job job = {.a = va, .b = vb, .ad = a->data, .bd = b->data, .yd = y->data,
+                      .alpha = st->alpha};
+    /* the result's stored layout, seen through the inverse of its perm */
+    int inverse[3];
+    for (int i = 0; i < 3; i++)
+        inverse[st->perm[2][i]] = i;
+    view_of(3, dims, inverse, &job.y);
+    if (va.cols == 0) {
+        for (int64_t t = 0; t < batch; t++)
+            for (int64_t i = 0; i < va.rows; i++)
+                memset(job.yd + (size_t)t * job.y.step + (size_t)i * job.y.rs, 0,
+                       (size_t)vb.cols * sizeof(float));
+        return 0;
+    }
+    if (!view_operand(&va, NULL, &(gemm_operand){0}) || !view_operand(&vb, NULL, &(gemm_operand){0}))
+        return op_fail(ctx, "an operand has no contiguous axis");
+    threadpool *pool = op_threadpool(ctx);
+    size_t threads = (size_t)threadpool_size(pool);
+    if (threads > 1 && (size_t)batch >= threads) {
+        /* attention's per-head products are small: the items, not the tiles
+         * of one product, are what the threads share */
+        threadpool_parallel_for(pool, (size_t)batch, 1, viewed_items, &job);
+    } else {
+        job.pool = pool;
+        viewed_items(&job, 0, (size_t)batch);
+    }
+    return 0;
 }
 
 static int matmul_prepare(op_node *node, ifd_error *err)
@@ -345,6 +555,8 @@ static int matmul_run(op_ctx *ctx)
     const ifd_tensor *a = op_input(ctx, 0), *b = op_input(ctx, 1);
     if (!a || !b)
         return op_fail(ctx, "missing input");
+    if (st && st->viewed)
+        return matmul_run_viewed(ctx, st, a, b);
     if (a->dtype != b->dtype || !product_dtype_ok(a->dtype, ctx->node->version))
         return op_fail(ctx, "unsupported dtypes %s x %s", ifd_dtype_name(a->dtype),
                        ifd_dtype_name(b->dtype));
@@ -370,15 +582,21 @@ static int matmul_run(op_ctx *ctx)
         if (use_packed)
             ob = (gemm_operand){st->b.data, 0, false, true};
         size_t threads = (size_t)threadpool_size(pool);
+        bool biased = st && st->fused_bias && st->b.n == p.n;
+        if (p.b_shared && (biased || (st && st->epilogue.clamp))) {
+            /* a fused bias and clamp: in row blocks, each initialised with
+             * the bias, multiplied and clamped while it is in cache */
+            rows_job job = {.m = p.batch * p.m, .n = p.n, .k = p.k, .a = af, .b = ob, .y = yf,
+                            .alpha = 1.0f, .beta = 1.0f, .bias = biased ? st->fused_bias : NULL,
+                            .epilogue = &st->epilogue};
+            run_row_blocks(&job, pool);
+            from_floats(y->dtype, yf, y->data, p.batch * mn);
+            return 0;
+        }
         if (p.b_shared) {
             /* one B for every batch item: a single product over all rows */
             gemm_operand oa = {af, p.k, false, false};
-            bool biased = st && st->fused_bias && st->b.n == p.n;
-            if (biased)
-                for (size_t r = 0; r < p.batch * p.m; r++)
-                    memcpy(yf + r * p.n, st->fused_bias, p.n * sizeof(float));
-            gemm_f32_ex(p.batch * p.m, p.n, p.k, 1.0f, oa, ob, biased ? 1.0f : 0.0f, yf, p.n,
-                        pool);
+            gemm_f32_ex(p.batch * p.m, p.n, p.k, 1.0f, oa, ob, 0.0f, yf, p.n, pool);
         } else if (threads > 1 && p.batch >= threads &&
                    (double)p.batch * (double)mn * (double)p.k >= 4194304.0) {
             /* past ~4M multiply-adds, as for one product (kernels/gemm.c) */
@@ -428,7 +646,7 @@ static void gemm_free(void *state)
 {
     gemm_state *st = state;
     if (st)
-        free(st->b.data);
+        packed_release(&st->b);
     free(st);
 }
 
@@ -551,11 +769,24 @@ static int gemm_run(op_ctx *ctx)
         float *yf = float_result(ctx, y);
         if (!af || (!use_packed && !bf) || !yf)
             return -1;
-        if (with_c) {
-            const float *cf = float_view(ctx, c);
-            if (!cf || fill_bias(ctx, c, cf, st->exact_c, m, n, sizeof(float), yf) != 0)
-                return -1;
+        const float *cf = with_c ? float_view(ctx, c) : NULL;
+        if (with_c && !cf)
+            return -1;
+        /* a bias row (a Linear layer) or a fused clamp: in row blocks, as
+         * MatMul's fused bias (run_row_blocks) */
+        bool row_c = with_c && !st->exact_c && c->rank >= 1 && ifd_tensor_count(c) == (int64_t)n &&
+                     c->dims[c->rank - 1] == (int64_t)n;
+        if (!st->trans_a && (row_c || (!with_c && st->epilogue.clamp))) {
+            rows_job job = {.m = m, .n = n, .k = k, .a = af, .b = use_packed ? (gemm_operand){st->b.data, 0, false, true}
+                                                                              : (gemm_operand){bf, ldb, st->trans_b, false},
+                            .y = yf, .alpha = st->alpha, .beta = st->beta,
+                            .bias = row_c ? cf : NULL, .epilogue = &st->epilogue};
+            run_row_blocks(&job, op_threadpool(ctx));
+            from_floats(y->dtype, yf, y->data, m * n);
+            return 0;
         }
+        if (with_c && fill_bias(ctx, c, cf, st->exact_c, m, n, sizeof(float), yf) != 0)
+            return -1;
         gemm_operand oa = {af, lda, st->trans_a, false};
         gemm_operand ob = {bf, ldb, st->trans_b, false};
         if (use_packed)
@@ -802,6 +1033,140 @@ bool matmul_fuse_bias(op_node *matmul, const float *bias, size_t n)
     if (!st->fused_bias)
         return false;
     memcpy(st->fused_bias, bias, n * sizeof(float));
+    return true;
+}
+
+/* Whether a 3-D perm keeps a matrix axis contiguous: the stored last axis
+ * must be the logical rows or columns (the columns for the output). */
+static bool perm_ok(const int64_t *perm, size_t n, bool output)
+{
+    if (n != 3)
+        return false;
+    bool seen[3] = {false, false, false};
+    for (size_t i = 0; i < 3; i++) {
+        if (perm[i] < 0 || perm[i] > 2 || seen[perm[i]])
+            return false;
+        seen[perm[i]] = true;
+    }
+    return perm[2] == 2 || (!output && perm[1] == 2);
+}
+
+/* The packed B of a float Gemm or MatMul, or NULL. */
+static packed_operand *packed_b_of(op_node *node)
+{
+    if (node->domain[0] || !node->state)
+        return NULL;
+    packed_operand *p = NULL;
+    if (strcmp(node->op_type, "Gemm") == 0)
+        p = &((gemm_state *)node->state)->b;
+    else if (strcmp(node->op_type, "MatMul") == 0)
+        p = &((matmul_state *)node->state)->b;
+    return p && p->data ? p : NULL;
+}
+
+const float *product_packed_b(op_node *node, size_t *k, size_t *n)
+{
+    const packed_operand *p = packed_b_of(node);
+    if (!p)
+        return NULL;
+    *k = p->k;
+    *n = p->n;
+    return p->data;
+}
+
+uint64_t product_packed_b_hash(op_node *node)
+{
+    const packed_operand *p = packed_b_of(node);
+    if (!p)
+        return 0;
+    /* FNV-1a over the packed floats' bit patterns: equal weights hash equal,
+     * and product_share_packed_b compares the bytes before sharing */
+    uint64_t h = 1469598103934665603ull;
+    size_t count = gemm_packed_b_floats(p->k, p->n);
+    for (size_t i = 0; i < count; i++) {
+        uint32_t bits;
+        memcpy(&bits, &p->data[i], sizeof(bits));
+        h = (h ^ bits) * 1099511628211ull;
+    }
+    return h;
+}
+
+bool product_share_packed_b(op_node *keep, op_node *other)
+{
+    packed_operand *a = packed_b_of(keep), *b = packed_b_of(other);
+    if (!a || !b || a == b || a->data == b->data || a->k != b->k || a->n != b->n ||
+        memcmp(a->data, b->data, gemm_packed_b_floats(a->k, a->n) * sizeof(float)) != 0)
+        return false;
+    if (!a->refs) {
+        a->refs = malloc(sizeof(*a->refs));
+        if (!a->refs)
+            return false;
+        *a->refs = 1;
+    }
+    packed_release(b);
+    *b = *a;
+    ++*a->refs;
+    return true;
+}
+
+bool matmul_can_view(const op_node *node)
+{
+    if (node->domain[0] || strcmp(node->op_type, "MatMul") != 0 || !node->state ||
+        node->n_inputs != 2 || !node->inputs[0] || !node->inputs[1] ||
+        node->inputs[0]->dtype != IFD_FLOAT || node->inputs[1]->dtype != IFD_FLOAT)
+        return false;
+    const matmul_state *st = node->state;
+    if (st->b.data || st->fused_bias || st->epilogue.clamp)
+        return false;
+    /* the strided path multiplies 3-D by 3-D or 2-D: the ranks must be known */
+    int ra = node->inputs[0]->rank, rb = node->inputs[1]->rank;
+    return ra >= 2 && ra <= 3 && rb >= 2 && rb <= 3 && (ra == 3 || rb == 3);
+}
+
+static void start_view(matmul_state *st)
+{
+    if (st->viewed)
+        return;
+    for (int o = 0; o < 3; o++)
+        for (int i = 0; i < 3; i++)
+            st->perm[o][i] = i;
+    st->alpha = 1.0f;
+    st->viewed = true;
+}
+
+bool matmul_fuse_input_transpose(op_node *matmul, int input, const int64_t *perm, size_t n)
+{
+    if (!matmul_can_view(matmul) || input < 0 || input > 1 || !perm_ok(perm, n, false))
+        return false;
+    matmul_state *st = matmul->state;
+    if (st->viewed && (st->perm[input][0] != 0 || st->perm[input][1] != 1))
+        return false; /* one transpose per operand */
+    start_view(st);
+    for (int i = 0; i < 3; i++)
+        st->perm[input][i] = (int)perm[i];
+    return true;
+}
+
+bool matmul_fuse_output_transpose(op_node *matmul, const int64_t *perm, size_t n)
+{
+    if (!matmul_can_view(matmul) || !perm_ok(perm, n, true))
+        return false;
+    matmul_state *st = matmul->state;
+    if (st->viewed && (st->perm[2][0] != 0 || st->perm[2][1] != 1))
+        return false;
+    start_view(st);
+    for (int i = 0; i < 3; i++)
+        st->perm[2][i] = (int)perm[i];
+    return true;
+}
+
+bool matmul_fuse_scale(op_node *matmul, float scale)
+{
+    if (!matmul_can_view(matmul) || !isfinite(scale))
+        return false;
+    matmul_state *st = matmul->state;
+    start_view(st);
+    st->alpha *= scale;
     return true;
 }
 

@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "../op.h"
+#include "elementwise_kernels.h"
+#include "fusable.h"
 #include "reduce_util.h"
 
 /* X(sfx, T, dtype, W, LOAD, STORE): W is the type of the per-element math,
@@ -598,7 +600,99 @@ typedef struct layernorm_state {
     int64_t axis;
     double epsilon;
     ifd_dtype stash_type;
+    /* set by the fusion pass (fusable.h): input 3 is a residual added to X
+     * first, as the Add before every LayerNorm of a transformer did */
+    bool residual;
 } layernorm_state;
+
+/* float rows normalised over the contiguous last `norm` values with float
+ * Scale and B of that length (every transformer's LayerNorm): one row in
+ * cache at a time, lane sums in double so that the compiler vectorises
+ * them without giving up the double statistics. With a residual, the row is
+ * x + residual, summed into y first. */
+typedef struct layernorm_f32_job {
+    const float *x, *residual, *scale, *bias;
+    float *y;
+    int64_t norm;
+    double epsilon;
+    float *mean, *inv_std;
+} layernorm_f32_job;
+
+#define LN_LANES 8
+
+static EW_VECTOR_CLONES void layernorm_rows_f32(void *arg, size_t begin, size_t end)
+{
+    const layernorm_f32_job *job = arg;
+    const int64_t n = job->norm, whole = n / LN_LANES * LN_LANES;
+    for (size_t r = begin; r < end; r++) {
+        const float *x = job->x + (int64_t)r * n;
+        float *y = job->y + (int64_t)r * n;
+        if (job->residual) {
+            const float *res = job->residual + (int64_t)r * n;
+            for (int64_t i = 0; i < n; i++)
+                y[i] = x[i] + res[i];
+            x = y;
+        }
+        double lane[LN_LANES] = {0}, sum = 0, sq = 0;
+        for (int64_t i = 0; i < whole; i += LN_LANES)
+            for (int l = 0; l < LN_LANES; l++)
+                lane[l] += (double)x[i + l];
+        for (int l = 0; l < LN_LANES; l++)
+            sum += lane[l], lane[l] = 0;
+        for (int64_t i = whole; i < n; i++)
+            sum += (double)x[i];
+        double mean = sum / (double)n;
+        for (int64_t i = 0; i < whole; i += LN_LANES)
+            for (int l = 0; l < LN_LANES; l++) {
+                double d = (double)x[i + l] - mean;
+                lane[l] += d * d;
+            }
+        for (int l = 0; l < LN_LANES; l++)
+            sq += lane[l];
+        for (int64_t i = whole; i < n; i++) {
+            double d = (double)x[i] - mean;
+            sq += d * d;
+        }
+        double inv = 1.0 / sqrt(sq / (double)n + job->epsilon);
+        job->mean[r] = (float)mean;
+        job->inv_std[r] = (float)inv;
+        float fmean = (float)mean, finv = (float)inv;
+        const float *scale = job->scale, *bias = job->bias;
+        if (bias)
+            for (int64_t i = 0; i < n; i++)
+                y[i] = (x[i] - fmean) * finv * scale[i] + bias[i];
+        else
+            for (int64_t i = 0; i < n; i++)
+                y[i] = (x[i] - fmean) * finv * scale[i];
+    }
+}
+
+/* Whether a float Scale or B holds one value per normalised position: its
+ * dims, right-aligned, equal the normalised dims (a missing leading one
+ * counts as 1), so that its floats are read as they are. */
+static bool holds_norm_dims(const ifd_tensor *t, int nrank, const int64_t *ndims)
+{
+    if (!t || t->dtype != IFD_FLOAT || t->rank > nrank)
+        return false;
+    for (int i = 0; i < nrank; i++) {
+        int j = i - (nrank - t->rank);
+        if ((j < 0 ? 1 : t->dims[j]) != ndims[i])
+            return false;
+    }
+    return true;
+}
+
+bool layernorm_fuse_residual(op_node *node, int input_index)
+{
+    layernorm_state *s = node->state;
+    if (node->domain[0] || strcmp(node->op_type, "LayerNormalization") != 0 || !s || s->residual ||
+        input_index != 3 || node->n_inputs != 4 || !node->inputs[0] || !node->inputs[3] ||
+        node->inputs[0]->dtype != IFD_FLOAT || node->inputs[3]->dtype != IFD_FLOAT ||
+        node->n_outputs != 1)
+        return false;
+    s->residual = true;
+    return true;
+}
 
 static int layernorm_prepare(op_node *node, ifd_error *err)
 {
@@ -609,7 +703,7 @@ static int layernorm_prepare(op_node *node, ifd_error *err)
             return op_prepare_fail(node, err, "input %d has unsupported type %s", i,
                                    ifd_dtype_name(node->inputs[i]->dtype));
     const value_info *x = node->inputs[0];
-    layernorm_state a;
+    layernorm_state a = {0};
     a.axis = op_attr_int(node, "axis", -1);
     a.epsilon = op_attr_float(node, "epsilon", 1e-5f);
     int64_t stash = op_attr_int(node, "stash_type", 1);
@@ -707,6 +801,34 @@ static int layernorm_run(op_ctx *ctx)
                     tensor_set_double(stat[i], (size_t)r, NAN);
         return 0;
     }
+
+    const ifd_tensor *residual = s->residual ? op_input(ctx, 3) : NULL;
+    if (s->residual) {
+        char want[128], got[128];
+        if (!residual || residual->dtype != x->dtype || residual->rank != x->rank ||
+            memcmp(residual->dims, x->dims, sizeof(int64_t) * (size_t)x->rank) != 0)
+            return op_fail(ctx, "the fused residual must have X's shape %s, got %s",
+                           shape_to_string(x->rank, x->dims, want, sizeof(want)),
+                           residual ? shape_to_string(residual->rank, residual->dims, got, sizeof(got))
+                                    : "none");
+    }
+    if (x->dtype == IFD_FLOAT && holds_norm_dims(scale, nrank, ndims) &&
+        (!bias || holds_norm_dims(bias, nrank, ndims))) {
+        float *stats = op_scratch(ctx, 2 * (size_t)rows * sizeof(float));
+        if (!stats)
+            return -1;
+        layernorm_f32_job job = {x->data, residual ? residual->data : NULL, scale->data,
+                                 bias ? bias->data : NULL, y->data, norm, s->epsilon, stats,
+                                 stats + rows};
+        op_parallel_for(ctx, (size_t)rows, grain_for(norm, 16384), layernorm_rows_f32, &job);
+        for (int i = 0; i < 2; i++)
+            if (stat[i])
+                for (int64_t r = 0; r < rows; r++)
+                    tensor_set_double(stat[i], (size_t)r, stats[i * rows + r]);
+        return 0;
+    }
+    if (residual)
+        return op_fail(ctx, "a fused residual needs float X, Scale and B");
 
     /* Scale, B and the statistics (as float) in one scratch block. */
     size_t params = (size_t)norm * (bias ? 2 : 1);

@@ -10,7 +10,16 @@
  *   Conv/Gemm/MatMul + Relu/Clip    clamped on each output block right after
  *                                   it is computed, while it is in cache;
  *   MatMul + Add(constant row)      the row initialises the output (a Linear
- *                                   layer on 3-D input exports this way).
+ *                                   layer on 3-D input exports this way);
+ *   Add(x, residual) -> LayerNorm   the sum is formed row by row inside the
+ *                                   normalisation (ORT's SkipLayerNormFusion);
+ *   Transpose/Div/Mul -> MatMul     attention's per-head products: the kernel
+ *        -> Transpose               reads Q, K and V where the QKV projection
+ *                                   wrote them (strided views) and writes the
+ *                                   heads where the output projection reads
+ *                                   them; the 1/sqrt(d) scale becomes alpha
+ *                                   (ONNX Runtime's TransposeMatMul and
+ *                                   MatMulScale fusions).
  *
  * Each fusion removes a node, its output tensor (an allocation and a full
  * pass over memory per run) and a dispatch. A chain is followed only through
@@ -37,6 +46,7 @@ typedef struct fusion_pass {
     ifd_model *m;
     int *readers;  /* per value slot: node inputs reading it */
     int *reader;   /* per value slot: the last node index reading it */
+    int *producer; /* per value slot: the node writing it, -1 for none */
     bool *removed; /* per node */
 } fusion_pass;
 
@@ -64,6 +74,8 @@ static void absorb(fusion_pass *f, int host, int next)
     h->op.outputs[0] = &m->values[out].info;
     m->values[out].producer = host;
     m->values[old].producer = -1;
+    f->producer[out] = host;
+    f->producer[old] = -1;
     f->readers[old] = 0;
     for (int k = 0; k < n->op.n_inputs + n->op.n_implicit; k++)
         if (n->input_slots[k] >= 0 && n->input_slots[k] != old)
@@ -245,6 +257,155 @@ static ifd_status fuse_conv(fusion_pass *f, int host, ifd_error *err)
     }
 }
 
+/* A one-element float constant scaling the other operand of a Div (x / c)
+ * or Mul (x * c, c * x) without changing its shape: the factor and which
+ * input is x, or false. */
+static bool scalar_factor(const ifd_model *m, const model_node *n, float *factor, int *x_input)
+{
+    bool div = is_op(n, "Div");
+    if ((!div && !is_op(n, "Mul")) || n->op.n_inputs != 2 || n->op.n_outputs != 1)
+        return false;
+    for (int c = div ? 1 : 0; c < 2; c++) {
+        int slot = n->input_slots[c], x = n->input_slots[1 - c];
+        const value_info *xi = x >= 0 ? &m->values[x].info : NULL;
+        const ifd_tensor *t = slot >= 0 ? m->values[slot].info.constant : NULL;
+        if (!t || !xi || xi->dtype != IFD_FLOAT || t->dtype != IFD_FLOAT || !t->data ||
+            ifd_tensor_count(t) != 1 || xi->rank < t->rank)
+            continue;
+        float v = *(const float *)t->data;
+        if (!isfinite(v) || v == 0.0f || (div && !isfinite(1.0f / v)))
+            continue;
+        *factor = div ? 1.0f / v : v;
+        *x_input = 1 - c;
+        return true;
+    }
+    return false;
+}
+
+/* The producer of input k of `host` when `host` is its only reader and it is
+ * still in the graph, else -1. */
+static int sole_producer(const fusion_pass *f, int host, int k)
+{
+    const ifd_model *m = f->m;
+    int slot = m->nodes[host].input_slots[k];
+    if (slot < 0 || m->values[slot].is_graph_output || f->readers[slot] != 1)
+        return -1;
+    int p = f->producer[slot];
+    return p >= 0 && p < host && !f->removed[p] ? p : -1;
+}
+
+/* Input k of `host` becomes input `from` of node `gone`, which goes. */
+static void bypass(fusion_pass *f, int host, int k, int gone, int from)
+{
+    ifd_model *m = f->m;
+    model_node *h = &m->nodes[host], *g = &m->nodes[gone];
+    int old = h->input_slots[k], src = g->input_slots[from];
+    h->input_slots[k] = src;
+    h->op.inputs[k] = &m->values[src].info;
+    for (int j = 0; j < g->op.n_inputs + g->op.n_implicit; j++)
+        if (g->input_slots[j] >= 0 && j != from)
+            f->readers[g->input_slots[j]]--;
+    /* src keeps its count: the host reads it instead of the removed node */
+    if (f->reader[src] == gone || f->readers[src] == 1)
+        f->reader[src] = host;
+    f->readers[old] = 0;
+    f->producer[old] = -1;
+    f->removed[gone] = true;
+}
+
+static void fuse_viewed_matmul(fusion_pass *f, int host)
+{
+    ifd_model *m = f->m;
+    for (int k = 0; k < 2; k++) {
+        /* Div/Mul by a scalar and a Transpose, in either order, once each */
+        bool scaled = false, transposed = false;
+        for (int step = 0; step < 2; step++) {
+            int p = sole_producer(f, host, k);
+            if (p < 0)
+                break;
+            const model_node *pn = &m->nodes[p];
+            float factor;
+            int x;
+            const int64_t *perm;
+            if (!scaled && scalar_factor(m, pn, &factor, &x)) {
+                if (!matmul_fuse_scale(&m->nodes[host].op, factor))
+                    break;
+                bypass(f, host, k, p, x);
+                scaled = true;
+            } else if (!transposed && is_op(pn, "Transpose") && pn->op.n_inputs == 1 &&
+                       pn->input_slots[0] >= 0) {
+                size_t n = op_attr_ints(&pn->op, "perm", &perm);
+                if (!matmul_fuse_input_transpose(&m->nodes[host].op, k, perm, n))
+                    break;
+                bypass(f, host, k, p, 0);
+                transposed = true;
+            } else {
+                break;
+            }
+        }
+    }
+    model_node *h = &m->nodes[host];
+    int next = sole_reader(f, h->output_slots[0]);
+    if (next >= 0 && is_op(&m->nodes[next], "Transpose") && m->nodes[next].op.n_inputs == 1) {
+        const int64_t *perm;
+        size_t n = op_attr_ints(&m->nodes[next].op, "perm", &perm);
+        if (matmul_fuse_output_transpose(&h->op, perm, n))
+            absorb(f, host, next);
+    }
+}
+
+/* Add(a, b) -> LayerNormalization: b becomes the LayerNorm's input 3. */
+static ifd_status fuse_layernorm_residual(fusion_pass *f, int host, ifd_error *err)
+{
+    ifd_model *m = f->m;
+    model_node *h = &m->nodes[host];
+    if (h->op.n_inputs < 2 || h->op.n_inputs > 3 || h->op.n_outputs != 1 || h->op.n_implicit)
+        return IFD_OK;
+    int p = sole_producer(f, host, 0);
+    if (p < 0)
+        return IFD_OK;
+    const model_node *add = &m->nodes[p];
+    if (!is_op(add, "Add") || add->op.n_inputs != 2 || add->input_slots[0] < 0 ||
+        add->input_slots[1] < 0 || add->input_slots[0] == add->input_slots[1])
+        return IFD_OK;
+    const value_info *a = &m->values[add->input_slots[0]].info;
+    const value_info *b = &m->values[add->input_slots[1]].info;
+    const value_info *sum = &m->values[add->output_slots[0]].info;
+    if (a->dtype != IFD_FLOAT || !same_shape(a, b) || !same_shape(a, sum))
+        return IFD_OK;
+    int residual = add->input_slots[1];
+    int n_before = h->op.n_inputs;
+    /* X, Scale, B (absent when the node has none), residual */
+    value_info **inputs = model_alloc(m, 4 * sizeof(*inputs));
+    int *slots = model_alloc(m, 4 * sizeof(int));
+    if (!inputs || !slots) {
+        set_error(err, "out of memory fusing Add node '%s'", add->op.name);
+        return IFD_ERR_NO_MEMORY;
+    }
+    for (int k = 0; k < 3; k++) {
+        inputs[k] = k < n_before ? h->op.inputs[k] : NULL;
+        slots[k] = k < n_before ? h->input_slots[k] : -1;
+    }
+    inputs[3] = &m->values[residual].info;
+    slots[3] = residual;
+    value_info **old_inputs = h->op.inputs;
+    int *old_slots = h->input_slots;
+    h->op.inputs = inputs;
+    h->input_slots = slots;
+    h->op.n_inputs = 4;
+    if (!layernorm_fuse_residual(&h->op, 3)) {
+        h->op.inputs = old_inputs;
+        h->input_slots = old_slots;
+        h->op.n_inputs = n_before;
+        return IFD_OK;
+    }
+    bypass(f, host, 0, p, 0);
+    f->readers[residual]++; /* bypass dropped the Add's read; the LayerNorm reads it now */
+    if (f->readers[residual] == 1)
+        f->reader[residual] = host;
+    return IFD_OK;
+}
+
 static ifd_status fuse_product(fusion_pass *f, int host)
 {
     ifd_model *m = f->m;
@@ -284,14 +445,20 @@ ifd_status optimize_fuse_kernels(ifd_model *m, ifd_error *err)
     fusion_pass f = {.m = m};
     f.readers = calloc(m->n_values ? m->n_values : 1, sizeof(int));
     f.reader = calloc(m->n_values ? m->n_values : 1, sizeof(int));
+    f.producer = malloc((m->n_values ? m->n_values : 1) * sizeof(int));
     f.removed = calloc(m->n_nodes ? m->n_nodes : 1, sizeof(bool));
     ifd_status st = IFD_OK;
-    if (!f.readers || !f.reader || !f.removed) {
+    if (!f.readers || !f.reader || !f.producer || !f.removed) {
         set_error(err, "out of memory planning fusions");
         st = IFD_ERR_NO_MEMORY;
     }
+    for (size_t v = 0; st == IFD_OK && v < m->n_values; v++)
+        f.producer[v] = -1;
     for (size_t i = 0; st == IFD_OK && i < m->n_nodes; i++) {
         const model_node *node = &m->nodes[i];
+        for (int k = 0; k < node->op.n_outputs; k++)
+            if (node->output_slots[k] >= 0)
+                f.producer[node->output_slots[k]] = (int)i;
         for (int k = 0; k < node->op.n_inputs + node->op.n_implicit; k++)
             if (node->input_slots[k] >= 0) {
                 f.readers[node->input_slots[k]]++;
@@ -314,6 +481,10 @@ ifd_status optimize_fuse_kernels(ifd_model *m, ifd_error *err)
             st = fuse_conv(&f, (int)i, err);
         else if (product_can_fuse(&node->op))
             st = fuse_product(&f, (int)i);
+        else if (matmul_can_view(&node->op))
+            fuse_viewed_matmul(&f, (int)i);
+        else if (is_op(node, "LayerNormalization"))
+            st = fuse_layernorm_residual(&f, (int)i, err);
     }
     if (st == IFD_OK) {
         size_t kept = 0;
@@ -336,6 +507,7 @@ ifd_status optimize_fuse_kernels(ifd_model *m, ifd_error *err)
     }
     free(f.readers);
     free(f.reader);
+    free(f.producer);
     free(f.removed);
     return st;
 }

@@ -262,5 +262,5 @@ ifd_status optimize_after_prepare(ifd_model *m, const bool *removed, ifd_error *
     }
     optimize_release_packed_constants(&g);
     graph_view_free(&g);
-    return IFD_OK;
+    return optimize_share_packed_weights(m, err);
 }

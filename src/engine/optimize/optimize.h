@@ -14,7 +14,8 @@
  *   - after prepare: dead-node elimination, the kernel fusions (fuse_kernels.c:
  *     they need shapes and packed weights, and the file's weights to repack a
  *     folded BatchNormalization), then freeing constants no node reads any
- *     more and weights only their packed copy is read from.
+ *     more and weights only their packed copy is read from, and letting
+ *     products packed from equal weights share one copy.
  * optimize.c holds the pass lists per level and the graph bookkeeping the
  * passes share; each pass has its own file.
  */
@@ -88,6 +89,9 @@ void optimize_eliminate_dead_nodes(graph_view *g);
 void optimize_release_unread_constants(graph_view *g);
 /* After prepare, at every level: memory, not the graph. */
 void optimize_release_packed_constants(graph_view *g);
+/* Gemm/MatMul nodes whose packed weights are equal hold one copy
+ * (share_packed.c). */
+ifd_status optimize_share_packed_weights(ifd_model *m, ifd_error *err);
 /* During prepare, after node n's: `readers` counts each value's reads
  * (graph outputs included). */
 void optimize_release_packed_inputs(ifd_model *m, size_t n, const int *readers);
