@@ -23,7 +23,7 @@ typedef struct vmath_impl {
     void (*tanh)(const float *, float *, size_t);
     void (*erf)(const float *, float *, size_t);
     void (*gelu)(const float *, float *, size_t);
-    float (*exp_shifted_sum)(const float *, float *, size_t, float);
+    double (*exp_shifted_sum)(const float *, float *, size_t, float);
 } vmath_impl;
 
 /* ---- portable C: one lane ------------------------------------------------------ */
@@ -73,7 +73,10 @@ static inline float round_scalar(float x)
 #define V_LT(a, b) ((a) < (b))
 #define V_ISNAN(a) ((a) != (a))
 #define V_SELECT(m, a, b) ((m) ? (a) : (b))
-#define V_HSUM(a) (a)
+#define VDACC double
+#define V_DACC_ZERO 0.0
+#define V_DACC_ADD(acc, v) ((acc) += (double)(v))
+#define V_DACC_SUM(acc) (acc)
 #include "vmath_body.h"
 #undef VF
 #undef VM
@@ -98,7 +101,10 @@ static inline float round_scalar(float x)
 #undef V_LT
 #undef V_ISNAN
 #undef V_SELECT
-#undef V_HSUM
+#undef VDACC
+#undef V_DACC_ZERO
+#undef V_DACC_ADD
+#undef V_DACC_SUM
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define VMATH_X86 1
@@ -131,14 +137,21 @@ static inline float round_scalar(float x)
 #define V_LT(a, b) _mm256_cmp_ps((a), (b), _CMP_LT_OQ)
 #define V_ISNAN(a) _mm256_cmp_ps((a), (a), _CMP_UNORD_Q)
 #define V_SELECT(m, a, b) _mm256_blendv_ps((b), (a), (m))
-#define V_HSUM(a) hsum_avx2(a)
+typedef struct dacc_avx2 {
+    __m256d lo, hi;
+} dacc_avx2;
+#define VDACC dacc_avx2
+#define V_DACC_ZERO {_mm256_setzero_pd(), _mm256_setzero_pd()}
+#define V_DACC_ADD(acc, v)                                                                         \
+    ((acc).lo = _mm256_add_pd((acc).lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v))),              \
+     (acc).hi = _mm256_add_pd((acc).hi, _mm256_cvtps_pd(_mm256_extractf128_ps((v), 1))))
+#define V_DACC_SUM(acc) dacc_sum_avx2(acc)
 
-TARGET static inline float hsum_avx2(__m256 v)
+TARGET static inline double dacc_sum_avx2(dacc_avx2 acc)
 {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    __m256d v = _mm256_add_pd(acc.lo, acc.hi);
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(s) + _mm_cvtsd_f64(_mm_unpackhi_pd(s, s));
 }
 
 #include "vmath_body.h"
@@ -165,7 +178,10 @@ TARGET static inline float hsum_avx2(__m256 v)
 #undef V_LT
 #undef V_ISNAN
 #undef V_SELECT
-#undef V_HSUM
+#undef VDACC
+#undef V_DACC_ZERO
+#undef V_DACC_ADD
+#undef V_DACC_SUM
 
 /* ---- AVX-512F: 16 lanes, mask registers ------------------------------------------- */
 
@@ -197,7 +213,16 @@ TARGET static inline float hsum_avx2(__m256 v)
 #define V_LT(a, b) _mm512_cmp_ps_mask((a), (b), _CMP_LT_OQ)
 #define V_ISNAN(a) _mm512_cmp_ps_mask((a), (a), _CMP_UNORD_Q)
 #define V_SELECT(m, a, b) _mm512_mask_blend_ps((m), (b), (a))
-#define V_HSUM(a) _mm512_reduce_add_ps(a)
+typedef struct dacc_avx512 {
+    __m512d lo, hi;
+} dacc_avx512;
+#define VDACC dacc_avx512
+#define V_DACC_ZERO {_mm512_setzero_pd(), _mm512_setzero_pd()}
+#define V_DACC_ADD(acc, v)                                                                         \
+    ((acc).lo = _mm512_add_pd((acc).lo, _mm512_cvtps_pd(_mm512_castps512_ps256(v))),              \
+     (acc).hi = _mm512_add_pd((acc).hi, _mm512_cvtps_pd(_mm256_castpd_ps(                        \
+                                   _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))))
+#define V_DACC_SUM(acc) _mm512_reduce_add_pd(_mm512_add_pd((acc).lo, (acc).hi))
 #include "vmath_body.h"
 #undef VF
 #undef VM
@@ -222,7 +247,10 @@ TARGET static inline float hsum_avx2(__m256 v)
 #undef V_LT
 #undef V_ISNAN
 #undef V_SELECT
-#undef V_HSUM
+#undef VDACC
+#undef V_DACC_ZERO
+#undef V_DACC_ADD
+#undef V_DACC_SUM
 #endif /* x86-64 */
 
 /* ---- dispatch ------------------------------------------------------------------------ */
@@ -271,7 +299,7 @@ void vmath_tanh(const float *x, float *y, size_t n) { impl()->tanh(x, y, n); }
 void vmath_erf(const float *x, float *y, size_t n) { impl()->erf(x, y, n); }
 void vmath_gelu(const float *x, float *y, size_t n) { impl()->gelu(x, y, n); }
 
-float vmath_exp_shifted_sum(const float *x, float *y, size_t n, float shift)
+double vmath_exp_shifted_sum(const float *x, float *y, size_t n, float shift)
 {
     return impl()->exp_shifted_sum(x, y, n, shift);
 }

@@ -33,8 +33,9 @@ void vmath_erf(const float *x, float *y, size_t n);
  * keeps its relative precision instead of cancelling in 1 + erf. */
 void vmath_gelu(const float *x, float *y, size_t n);
 
-/* y[i] = exp(x[i] - shift), returning the sum of the y[i] (Softmax). */
-float vmath_exp_shifted_sum(const float *x, float *y, size_t n, float shift);
+/* y[i] = exp(x[i] - shift), returning the sum of the y[i] accumulated in
+ * double (Softmax over long rows keeps its precision). */
+double vmath_exp_shifted_sum(const float *x, float *y, size_t n, float shift);
 
 /* The implementations this CPU can run, best first ("avx512", "avx2",
  * "generic"); fills up to capacity names and returns how many there are. */

@@ -11,7 +11,8 @@
  *   V_ROUND           to nearest integer (|x| < 2^22)
  *   V_POW2I(n)        2^n for integral n in [-126, 127]
  *   V_LT V_ISNAN      masks; V_SELECT(m, a, b) = m ? a : b
- *   V_HSUM            sum of the lanes
+ *   VDACC V_DACC_ZERO V_DACC_ADD(acc, v) V_DACC_SUM(acc)
+ *                     a sum of float vectors kept in double lanes
  *
  * The approximations (coefficients fitted in double, then checked in float
  * by tests/engine/kernels/test_vmath.c):
@@ -160,14 +161,15 @@ VMATH_ARRAY(erf)
 VMATH_ARRAY(gelu)
 #undef VMATH_ARRAY
 
-TARGET static float SFX(exp_shifted_sum)(const float *x, float *y, size_t n, float shift)
+TARGET static double SFX(exp_shifted_sum)(const float *x, float *y, size_t n, float shift)
 {
-    VF s = V_SET1(shift), acc = V_SET1(0.0f);
+    VF s = V_SET1(shift);
+    VDACC acc = V_DACC_ZERO;
     size_t i = 0;
     for (; i + VW <= n; i += VW) {
         VF e = SFX(exp_v)(V_SUB(V_LOAD(x + i), s));
         V_STORE(y + i, e);
-        acc = V_ADD(acc, e);
+        V_DACC_ADD(acc, e);
     }
     if (i < n) {
         /* padding lanes hold -inf, whose exponential adds nothing */
@@ -177,9 +179,9 @@ TARGET static float SFX(exp_shifted_sum)(const float *x, float *y, size_t n, flo
         VF e = SFX(exp_v)(V_SUB(V_LOAD(buf), s));
         V_STORE(buf, e);
         memcpy(y + i, buf, (n - i) * sizeof(float));
-        acc = V_ADD(acc, e);
+        V_DACC_ADD(acc, e);
     }
-    return V_HSUM(acc);
+    return V_DACC_SUM(acc);
 }
 
 static const vmath_impl SFX(impl) = {
