@@ -26,6 +26,8 @@
  * as the spec says. float32 only; other types are refused at load.
  */
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -36,7 +38,14 @@
 
 /* Hidden units per chunk of a step: a multiple of the GEMM's 16-column
  * slivers, small enough that the 128 units of a typical layer give 8 tasks. */
-#define CHUNK_UNITS 16
+#define CHUNK_UNITS 32
+
+static inline void cpu_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 typedef enum cell_kind { CELL_RNN, CELL_GRU, CELL_LSTM } cell_kind;
 
@@ -391,7 +400,8 @@ typedef struct direction_run {
     const float *packed_r; /* R packed by chunks (chunked cells), or NULL */
     const int32_t *lens;
     float *xw;        /* [seq * batch, gates * hidden], rows in X's order */
-    float *h, *h_next; /* [batch, hidden] state, double-buffered; h is the final one after */
+    float *h, *h_next; /* [batch, hidden] state, double-buffered by step parity (h before
+                          even steps); run_direction leaves the final state in h */
     float *c;         /* LSTM: [batch, hidden] cell state (each unit's own: updated in place) */
     float *hr;        /* [batch, gates * hidden]: chunk j's block at batch * gates * j * CHUNK_UNITS */
     float *rh;        /* GRU: [batch, hidden] reset-scaled state, and its product */
@@ -399,7 +409,9 @@ typedef struct direction_run {
     float *y;         /* output Y or NULL */
     const activation_fn *f, *g, *hact;
     threadpool *pool;
-    int64_t step;     /* the step chunk tasks compute */
+    /* step tasks (see run_steps): task step * chunks + j is chunk j of a step */
+    size_t chunks;
+    atomic_size_t next_task, done_tasks;
 } direction_run;
 
 static int64_t x_row(const direction_run *d, int64_t t, int64_t b)
@@ -414,17 +426,20 @@ static float *y_at(const direction_run *d, int64_t t, int64_t b)
                          : d->y + ((t * dirs + d->dir) * d->batch + b) * d->hidden;
 }
 
-/* Step d->step for hidden units [k0, k0 + cw) of every batch row: the
- * chunk's product of h with R's rows of those units, then the gates. Reads
- * only d->h, writes only this chunk's units of h_next, c, hr and Y. */
-static void run_chunk(const direction_run *d, size_t j)
+/* Step s for hidden units [k0, k0 + cw) of every batch row: the chunk's
+ * product of the previous state with R's rows of those units, then the
+ * gates. Reads only the previous state, writes only this chunk's units of
+ * the next state, c, hr and Y. */
+static void run_chunk(const direction_run *d, int64_t s, size_t j)
 {
     const recurrent_state *st = d->st;
-    int64_t H = d->hidden, G = st->gates, GH = G * H, s = d->step;
+    int64_t H = d->hidden, G = st->gates, GH = G * H;
+    const float *h_prev = s % 2 ? d->h_next : d->h;
+    float *h_next = s % 2 ? d->h : d->h_next;
     int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
     size_t n = (size_t)(G * cw);
     float *hr = d->hr + d->batch * G * k0;
-    gemm_operand ha = {d->h, (size_t)H, false, false};
+    gemm_operand ha = {h_prev, (size_t)H, false, false};
     gemm_operand rop = {d->packed_r + j * r_chunk_floats(st), 0, false, true};
     gemm_f32_ex((size_t)d->batch, n, (size_t)H, 1.0f, ha, rop, 0.0f, hr, n, NULL);
     /* GRU with linear_before_reset: R's candidate product is scaled by r
@@ -433,8 +448,8 @@ static void run_chunk(const direction_run *d, size_t j)
     const float *rbh = gru && d->b ? d->b + GH + 2 * H + k0 : NULL;
     for (int64_t b = 0; b < d->batch; b++) {
         int64_t len = d->lens ? d->lens[b] : d->seq;
-        const float *hp = d->h + b * H + k0;
-        float *hn = d->h_next + b * H + k0;
+        const float *hp = h_prev + b * H + k0;
+        float *hn = h_next + b * H + k0;
         if (s >= len) { /* past this row's end: state kept, Y stays zero */
             memcpy(hn, hp, (size_t)cw * sizeof(float));
             continue;
@@ -469,23 +484,30 @@ static void run_chunk(const direction_run *d, size_t j)
                 gi[k] += pi[k] * c[k];
                 gf[k] += pf[k] * c[k];
             }
+            /* without peepholes o does not wait for the new c: i, o and f
+             * (adjacent) take f in one call */
+            bool o_now = !pi && !st->input_forget;
             clip_array(gi, (size_t)cw, st->clip);
             clip_array(gf, (size_t)(2 * cw), st->clip); /* f and c */
-            activate_array(d->f, gi, (size_t)cw);
+            if (o_now)
+                clip_array(go, (size_t)cw, st->clip);
+            activate_array(d->f, gi, (size_t)(o_now ? 3 * cw : cw));
             if (st->input_forget)
                 for (int64_t k = 0; k < cw; k++)
                     gf[k] = 1.0f - gi[k];
-            else
+            else if (!o_now)
                 activate_array(d->f, gf, (size_t)cw);
             activate_array(d->g, gc, (size_t)cw);
             for (int64_t k = 0; k < cw; k++) {
                 c[k] = gf[k] * c[k] + gi[k] * gc[k];
                 gc[k] = c[k];
             }
-            for (int64_t k = 0; po && k < cw; k++)
-                go[k] += po[k] * c[k];
-            clip_array(go, (size_t)cw, st->clip);
-            activate_array(d->f, go, (size_t)cw);
+            if (!o_now) {
+                for (int64_t k = 0; po && k < cw; k++)
+                    go[k] += po[k] * c[k];
+                clip_array(go, (size_t)cw, st->clip);
+                activate_array(d->f, go, (size_t)cw);
+            }
             activate_array(d->hact, gc, (size_t)cw);
             for (int64_t k = 0; k < cw; k++)
                 hn[k] = go[k] * gc[k];
@@ -495,20 +517,46 @@ static void run_chunk(const direction_run *d, size_t j)
     }
 }
 
-static void run_chunks(void *arg, size_t begin, size_t end)
+/* Every step's chunks in order, on each thread that joins: a thread claims
+ * the next task from one counter and, before computing a chunk of step s,
+ * waits until every task of the steps before it is done. Unlike a
+ * parallel_for per step, nobody waits for a thread that has not started:
+ * when the other core is busy (a loaded machine) the caller takes every
+ * chunk itself and the layer runs at one thread's speed instead of stalling
+ * on each of its steps. */
+static void run_steps(void *arg, size_t begin, size_t end)
 {
-    for (size_t j = begin; j < end; j++)
-        run_chunk(arg, j);
+    direction_run *d = arg;
+    (void)begin;
+    (void)end;
+    size_t total = (size_t)d->seq * d->chunks;
+    for (;;) {
+        size_t task = atomic_fetch_add_explicit(&d->next_task, 1, memory_order_relaxed);
+        if (task >= total)
+            return;
+        size_t s = task / d->chunks, before = s * d->chunks;
+        for (unsigned spins = 0;
+             atomic_load_explicit(&d->done_tasks, memory_order_acquire) < before; spins++) {
+            if (spins < 4096)
+                cpu_pause();
+            else
+                sched_yield(); /* the chunk we wait for belongs to a preempted thread */
+        }
+        run_chunk(d, (int64_t)s, task % d->chunks);
+        atomic_fetch_add_explicit(&d->done_tasks, 1, memory_order_release);
+    }
 }
 
 /* One step of GRU without linear_before_reset on the caller's thread (the
  * products themselves use the pool): z and r from H * R_zr^T, then the
  * candidate from (r . h) * R_h^T. */
-static void run_gru_step(direction_run *d)
+static void run_gru_step(direction_run *d, int64_t s)
 {
     const recurrent_state *st = d->st;
-    int64_t H = d->hidden, GH = 3 * H, s = d->step;
-    gemm_f32(false, true, (size_t)d->batch, (size_t)(2 * H), (size_t)H, 1.0f, d->h, (size_t)H,
+    int64_t H = d->hidden, GH = 3 * H;
+    const float *h_prev = s % 2 ? d->h_next : d->h;
+    float *h_next = s % 2 ? d->h : d->h_next;
+    gemm_f32(false, true, (size_t)d->batch, (size_t)(2 * H), (size_t)H, 1.0f, h_prev, (size_t)H,
              d->r, (size_t)H, 0.0f, d->hr, (size_t)GH, d->pool);
     for (int64_t b = 0; b < d->batch; b++) {
         int64_t len = d->lens ? d->lens[b] : d->seq;
@@ -522,14 +570,14 @@ static void run_gru_step(direction_run *d)
         clip_array(zr, (size_t)(2 * H), st->clip);
         activate_array(d->f, zr, (size_t)(2 * H));
         for (int64_t k = 0; k < H; k++)
-            d->rh[b * H + k] = zr[H + k] * d->h[b * H + k];
+            d->rh[b * H + k] = zr[H + k] * h_prev[b * H + k];
     }
     gemm_f32(false, true, (size_t)d->batch, (size_t)H, (size_t)H, 1.0f, d->rh, (size_t)H,
              d->r + 2 * H * H, (size_t)H, 0.0f, d->rh_out, (size_t)H, d->pool);
     for (int64_t b = 0; b < d->batch; b++) {
         int64_t len = d->lens ? d->lens[b] : d->seq;
-        const float *hp = d->h + b * H;
-        float *hn = d->h_next + b * H;
+        const float *hp = h_prev + b * H;
+        float *hn = h_next + b * H;
         if (s >= len) {
             memcpy(hn, hp, (size_t)H * sizeof(float));
             continue;
@@ -574,16 +622,20 @@ static void run_direction(direction_run *d)
                 xw[k] += d->b[k] + (k < fold_rb ? d->b[GH + k] : 0.0f);
         }
     }
-    size_t chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
-    bool parallel = (double)d->batch * (double)GH * (double)H >= PARALLEL_STEP_MACS;
-    for (int64_t s = 0; s < d->seq; s++) {
-        d->step = s;
-        if (!chunked_cell(st))
-            run_gru_step(d);
-        else if (parallel)
-            threadpool_parallel_for(d->pool, chunks, 1, run_chunks, d);
+    if (!chunked_cell(st)) {
+        for (int64_t s = 0; s < d->seq; s++)
+            run_gru_step(d, s);
+    } else {
+        d->chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
+        atomic_init(&d->next_task, 0);
+        atomic_init(&d->done_tasks, 0);
+        bool parallel = (double)d->batch * (double)GH * (double)H >= PARALLEL_STEP_MACS;
+        if (parallel)
+            threadpool_parallel_for(d->pool, (size_t)threadpool_size(d->pool), 1, run_steps, d);
         else
-            run_chunks(d, 0, chunks);
+            run_steps(d, 0, 1);
+    }
+    if (d->seq % 2) { /* the last step wrote h_next */
         float *swap = d->h;
         d->h = d->h_next;
         d->h_next = swap;
