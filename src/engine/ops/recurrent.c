@@ -517,32 +517,37 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
     }
 }
 
-/* Every step's chunks in order, on each thread that joins: a thread claims
- * the next task from one counter and, before computing a chunk of step s,
- * waits until every task of the steps before it is done. Unlike a
- * parallel_for per step, nobody waits for a thread that has not started:
- * when the other core is busy (a loaded machine) the caller takes every
- * chunk itself and the layer runs at one thread's speed instead of stalling
- * on each of its steps. */
+/* Every step's chunks in order, on each thread that joins: the next task
+ * is taken from one counter, but only once every task of the steps before
+ * it is done (a thread waits before it claims, never while holding a
+ * claim). Unlike a parallel_for per step, nobody waits for a thread that
+ * has not started or was preempted while waiting: on a loaded machine the
+ * caller then takes every chunk itself and the layer runs at one thread's
+ * speed instead of stalling on each of its steps. */
 static void run_steps(void *arg, size_t begin, size_t end)
 {
     direction_run *d = arg;
     (void)begin;
     (void)end;
     size_t total = (size_t)d->seq * d->chunks;
+    unsigned spins = 0;
     for (;;) {
-        size_t task = atomic_fetch_add_explicit(&d->next_task, 1, memory_order_relaxed);
+        size_t task = atomic_load_explicit(&d->next_task, memory_order_relaxed);
         if (task >= total)
             return;
-        size_t s = task / d->chunks, before = s * d->chunks;
-        for (unsigned spins = 0;
-             atomic_load_explicit(&d->done_tasks, memory_order_acquire) < before; spins++) {
-            if (spins < 4096)
+        size_t before = task / d->chunks * d->chunks;
+        if (atomic_load_explicit(&d->done_tasks, memory_order_acquire) < before) {
+            if (++spins < 4096)
                 cpu_pause();
             else
-                sched_yield(); /* the chunk we wait for belongs to a preempted thread */
+                sched_yield(); /* the chunk we wait for is on a preempted thread */
+            continue;
         }
-        run_chunk(d, (int64_t)s, task % d->chunks);
+        if (!atomic_compare_exchange_weak_explicit(&d->next_task, &task, task + 1,
+                                                   memory_order_relaxed, memory_order_relaxed))
+            continue;
+        spins = 0;
+        run_chunk(d, (int64_t)(task / d->chunks), task % d->chunks);
         atomic_fetch_add_explicit(&d->done_tasks, 1, memory_order_release);
     }
 }
