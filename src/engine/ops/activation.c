@@ -44,8 +44,9 @@ static inline float expm1_f32(float x)
 #define Relu_F(T, W, x) ((x) < 0 ? (T)0 : (x))
 #define Relu_S Relu_F
 #define LeakyRelu_F(T, W, x) EW_SELECT((x) < 0, alpha * (x), (x))
-#define Sigmoid_F(T, W, x) _Generic((x), float: ew_sigmoidf, default: sigmoid_f64)(x)
-#define Tanh_F(T, W, x) _Generic((x), float: ew_tanhf, default: tanh)(x)
+/* float64 only: float32 Sigmoid and Tanh are vmath's (below) */
+#define Sigmoid_F(T, W, x) sigmoid_f64(x)
+#define Tanh_F(T, W, x) tanh(x)
 #define HardSigmoid_F(T, W, x) hard_sigmoid(alpha * (x) + beta)
 #define HardSwish_F(T, W, x) ((x) * hard_sigmoid((x) / (T)6 + (T)0.5))
 #define Elu_F(T, W, x) EW_SELECT((x) < 0, alpha * EW_EXPM1(x), (x))
@@ -124,8 +125,8 @@ FLOAT_ACTIVATION(LeakyRelu);
 
 /* float32 (and float16/bfloat16, computed in float) Sigmoid, Tanh and exact
  * Gelu run on kernels/vmath.h: AVX-512/AVX2 polynomials within 2.2 ulp of
- * libm, where the scalar forms above vectorise to AVX2 at best (and ew_tanhf
- * saturates early, a few ulp off below 1). */
+ * libm, where elementwise_kernels.h's scalar forms vectorise to AVX2 at best
+ * (and ew_tanhf saturates early, a few ulp off below 1). */
 static void Sigmoid_vmath(const void *x, void *y, size_t n, const ew_params *p)
 {
     (void)p;
