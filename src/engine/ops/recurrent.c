@@ -16,7 +16,8 @@
  * activations array-wise through kernels/vmath.h rather than one libm call
  * per element. GRU without linear_before_reset multiplies the reset-scaled
  * state by R's candidate rows, which needs every unit's reset gate first: it
- * keeps two whole-batch products per step on one thread. Gate order is
+ * keeps two whole-batch products per step (over the pool) with the gates on
+ * the caller's thread. Gate order is
  * ONNX's: LSTM i, o, f, c; GRU z, r, h. sequence_lens lets each batch row stop
  * early: a row past its length keeps its state and writes zeros to Y; the
  * reverse direction starts at each row's own last step; a row of length 0
@@ -37,7 +38,9 @@
 #include "op_util.h"
 
 /* Hidden units per chunk of a step: a multiple of the GEMM's 16-column
- * slivers, small enough that the 128 units of a typical layer give 8 tasks. */
+ * slivers; 32 gives a 128-unit layer 4 tasks for 2 threads. Measured on the
+ * bench LSTM (hidden 128) at 1 thread, CPU time per run against 16 units:
+ * -10% at batch 8 and 64, -8% at batch 1; 64 units gains no more. */
 #define CHUNK_UNITS 32
 
 static inline void cpu_pause(void)
