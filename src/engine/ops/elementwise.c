@@ -17,6 +17,7 @@
  */
 #include <stdlib.h>
 
+#include "../kernels/vmath.h"
 #include "elementwise_kernels.h"
 
 #include <tgmath.h>
@@ -642,7 +643,7 @@ static const ew_binary_op BitShiftRight_op = {
 #define Sign_S(T, W, x) ((T)(((x) > 0) - ((x) < 0)))
 #define Sign_U(T, W, x) ((T)((x) > 0))
 /* Erf of integers (allowed since Erf-9) goes through double. */
-#define Erf_F(T, W, x) _Generic((x), float : ew_erff, default : erf)(x)
+#define Erf_F(T, W, x) erf(x)
 #define Erf_S(T, W, x) ((T)ew_double_to_int64(erf((double)(x))))
 #define Erf_U Erf_S
 #define Exp_F(T, W, x) _Generic((x), float : ew_expf, default : exp)(x)
@@ -674,7 +675,15 @@ static const ew_binary_op BitShiftRight_op = {
 EW_SIGNED_NUMERIC_TYPES(EW_UNARY_INST, Neg)
 EW_NUMERIC_TYPES(EW_UNARY_INST, Abs)
 EW_NUMERIC_TYPES(EW_UNARY_INST, Sign)
-EW_NUMERIC_TYPES(EW_UNARY_INST, Erf)
+/* float32 Erf (and float16/bfloat16 through it) is kernels/vmath.h's
+ * vector erf (1.1 ulp); float64 and integers go through libm. */
+EW_UNARY_INST(Erf, IFD_DOUBLE, double, f64, F, double)
+EW_INT_TYPES(EW_UNARY_INST, Erf)
+static void Erf_vmath(const void *x, void *y, size_t n, const ew_params *p)
+{
+    (void)p;
+    vmath_erf(x, y, n);
+}
 EW_FLOAT_TYPES(EW_UNARY_INST, Exp)
 EW_FLOAT_TYPES(EW_UNARY_INST, Log)
 EW_FLOAT_TYPES(EW_UNARY_INST, Sqrt)
@@ -704,7 +713,10 @@ static const ew_unary_op Neg_op = {{EW_SIGNED_NUMERIC_TYPES(EW_SLOT, Neg) EW_HAL
                                    false};
 static const ew_unary_op Abs_op = {{EW_NUMERIC_TYPES(EW_SLOT, Abs) EW_HALF_SLOTS(Abs)}, false};
 static const ew_unary_op Sign_op = {{EW_NUMERIC_TYPES(EW_SLOT, Sign) EW_HALF_SLOTS(Sign)}, false};
-static const ew_unary_op Erf_op = {{EW_NUMERIC_TYPES(EW_SLOT, Erf) EW_HALF_SLOTS(Erf)}, false};
+static const ew_unary_op Erf_op = {
+    {[IFD_FLOAT] = Erf_vmath, EW_SLOT(Erf, IFD_DOUBLE, double, f64, F, double)
+         EW_INT_TYPES(EW_SLOT, Erf)[IFD_FLOAT16] = Erf_vmath, [IFD_BFLOAT16] = Erf_vmath},
+    false};
 FLOAT_UNARY_OP(Exp, false);
 FLOAT_UNARY_OP(Log, false);
 FLOAT_UNARY_OP(Sqrt, false);

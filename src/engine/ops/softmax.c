@@ -10,7 +10,8 @@
  * block of inner lanes at a time.
  *
  * Every row subtracts its max before exp, so large logits do not overflow;
- * sums accumulate in double, and LogSoftmax subtracts max + log(sum) in
+ * sums accumulate in double (float32 rows take their exponentials from
+ * kernels/vmath.h, vectorised), and LogSoftmax subtracts max + log(sum) in
  * double so outputs near zero keep their precision. float16/bfloat16
  * compute in float.
  */
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/vmath.h"
 #include "../op.h"
 #include "reduce_util.h"
 
@@ -47,6 +49,26 @@ typedef struct softmax_job {
     X(f16, uint16_t, float, LOAD_F16, STORE_F16, expf, 0)                           \
     X(bf16, uint16_t, float, LOAD_BF16, STORE_BF16, expf, 0)
 
+/* y = exp(x - max) over a row whose type can hold the exponentials, and
+ * their sum in double: float32 through vmath's vector exp, the others one
+ * element at a time. */
+#define DEFINE_KEEP_EXP(sfx, T, W, LOAD, STORE, EXP, KEEP)                                 \
+    static inline double keep_exp_loop_##sfx(const T *x, T *y, int64_t n, W max)         \
+    {                                                                                     \
+        double sum = 0;                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                                 \
+            W e = EXP(LOAD(x[i]) - max);                                                  \
+            y[i] = STORE(e);                                                              \
+            sum += e;                                                                     \
+        }                                                                                 \
+        return sum;                                                                       \
+    }
+SOFTMAX_TYPES(DEFINE_KEEP_EXP)
+#define KEEP_EXP_f32(x, y, n, max) vmath_exp_shifted_sum((x), (y), (size_t)(n), (max))
+#define KEEP_EXP_f64 keep_exp_loop_f64
+#define KEEP_EXP_f16 keep_exp_loop_f16
+#define KEEP_EXP_bf16 keep_exp_loop_bf16
+
 /* Contiguous rows (inner == 1): the classifier path. */
 #define DEFINE_ROWS(sfx, T, W, LOAD, STORE, EXP, KEEP)                               \
     static void rows_##sfx(void *arg, size_t begin, size_t end)                           \
@@ -72,11 +94,7 @@ typedef struct softmax_job {
             }                                                                             \
             double sum = 0;                                                               \
             if (job->kind == SOFTMAX && KEEP) {                                           \
-                for (int64_t i = 0; i < n; i++) {                                         \
-                    W e = EXP(LOAD(x[i]) - max);                                          \
-                    y[i] = STORE(e);                                                      \
-                    sum += e;                                                             \
-                }                                                                         \
+                sum = KEEP_EXP_##sfx(x, y, n, max);                                       \
                 W scale = (W)(1.0 / sum);                                                 \
                 for (int64_t i = 0; i < n; i++)                                           \
                     y[i] = STORE(LOAD(y[i]) * scale);                                     \

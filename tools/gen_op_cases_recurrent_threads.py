@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+"""Writes tests/engine/ops/cases/recurrent_threads/: RNN, GRU and LSTM cases
+big enough (batch 8; hidden 72, 80, 144: at least 2^17 multiply-adds per
+step) that inferd runs each step's chunks of hidden units over its thread
+pool, with hidden sizes that leave a partial last chunk of 32 units, and
+sequence_lens (including 0), both directions, peepholes, clip and initial
+state. The backend suite's recurrent cases are too small to reach that path.
+tests/CMakeLists.txt runs them at 1 and at 2 threads. Expected values come
+from ONNX Runtime through tools/ort_reference.py, never from inferd.
+
+Run with Debian's python (onnx 1.12, numpy) after `npm ci`:
+    /usr/bin/python3 tools/gen_op_cases_recurrent_threads.py
+"""
+import os
+import shutil
+
+import numpy as np
+
+import gen_op_cases_opset18 as gen
+
+OUT = os.path.join(gen.HERE, "..", "tests", "engine", "ops", "cases", "recurrent_threads")
+F = gen.F
+
+
+def recurrent_thread_cases():
+    rng = np.random.default_rng(20261207)
+    seq, batch, inp = 6, 8, 20
+    lens = np.array([6, 5, 1, 6, 0, 3, 6, 2], np.int32)
+
+    def randn(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    x = randn(seq, batch, inp)
+    for op, gates, hid in (("RNN", 1, 144), ("GRU", 3, 80), ("LSTM", 4, 72)):
+        low = op.lower()
+        dirs = 2
+        # small weights keep the gates out of saturation, so the cases test
+        # the arithmetic rather than the activations' flat tails
+        w, r = randn(dirs, gates * hid, inp, scale=0.2), randn(dirs, gates * hid, hid, scale=0.1)
+        b, h0 = randn(dirs, 2 * gates * hid, scale=0.3), randn(dirs, batch, hid, scale=0.5)
+        ins = ["x", "w", "r", "b", "lens", "h0"]
+        feeds = [("x", x), ("w", w), ("r", r), ("b", b), ("lens", lens), ("h0", h0)]
+        outs = [("y", F), ("yh", F)]
+        if op == "LSTM":
+            ins += ["c0", "p"]
+            feeds += [("c0", randn(dirs, batch, hid, scale=0.5)), ("p", randn(dirs, 3 * hid, scale=0.3))]
+            outs.append(("yc", F))
+        attrs = dict(hidden_size=hid, direction="bidirectional")
+        if op == "GRU":
+            attrs["linear_before_reset"] = 1
+        gen.case(f"{low}_batch8_hidden{hid}_bidirectional_sequence_lens_initial_state" +
+                 ("_peepholes" if op == "LSTM" else "_linear_before_reset" if op == "GRU" else ""),
+                 [gen.node(op, ins, [n for n, _ in outs], **attrs)], feeds, outs, 18)
+    # GRU without linear_before_reset: whole-batch products on the pool
+    hid = 80
+    w, r, b = randn(1, 3 * hid, inp, scale=0.2), randn(1, 3 * hid, hid, scale=0.1), randn(1, 6 * hid, scale=0.3)
+    gen.case("gru_batch8_hidden80_reverse_sequence_lens",
+             [gen.node("GRU", ["x", "w", "r", "b", "lens"], ["y", "yh"], hidden_size=hid,
+                       direction="reverse")],
+             [("x", x), ("w", w), ("r", r), ("b", b), ("lens", lens)], [("y", F), ("yh", F)], 18)
+    # LSTM without peepholes (i, o and f in one call) and with clip; the
+    # weights are initializers, so R is packed at load rather than per run
+    hid = 72
+    w, r, b = randn(1, 4 * hid, inp, scale=0.5), randn(1, 4 * hid, hid, scale=0.3), randn(1, 8 * hid, scale=0.3)
+    for clip in (None, 0.7):
+        attrs = dict(hidden_size=hid)
+        if clip:
+            attrs["clip"] = clip
+        gen.case(f"lstm_batch8_hidden72_forward" + ("_clip" if clip else ""),
+                 [gen.node("LSTM", ["x", "w", "r", "b"], ["y", "yh", "yc"], **attrs)],
+                 [("x", x)], [("y", F), ("yh", F), ("yc", F)], 18,
+                 initializers=[("w", w), ("r", r), ("b", b)])
+
+
+def main():
+    shutil.rmtree(OUT, ignore_errors=True)
+    os.makedirs(OUT)
+    gen.OUT = OUT
+    recurrent_thread_cases()
+    print("wrote %d cases to %s" % (len(os.listdir(OUT)), os.path.relpath(OUT)))
+
+
+if __name__ == "__main__":
+    main()
