@@ -1728,9 +1728,6 @@ void ifd_model_free(ifd_model *m)
     free(m);
 }
 
-/* A freed constant this large is returned to the system at once. */
-#define RELEASE_TRIM_BYTES ((size_t)1 << 20)
-
 bool model_maps(const ifd_model *m, const void *data)
 {
     return m->map_base && data && (const uint8_t *)data >= m->map_base &&
@@ -1742,19 +1739,10 @@ bool model_release_constant_data(ifd_model *m, ifd_tensor *t)
     if (!t->data || (!t->owns_data && !model_maps(m, t->data)))
         return false;
     size_t bytes = (size_t)ifd_tensor_count(t) * ifd_dtype_size(t->dtype);
-    if (t->owns_data) {
+    if (t->owns_data)
         free(t->data);
-#ifdef __GLIBC__
-        /* glibc serves a large block from the heap once an earlier one has
-         * raised its mmap threshold, and keeps it resident when freed: give
-         * it back now, or the load's peak would hold every weight twice
-         * (as read and as packed) although each copy lived briefly */
-        if (bytes >= RELEASE_TRIM_BYTES)
-            malloc_trim(0);
-#endif
-    } else {
+    else
         pb_release_pages(t->data, bytes);
-    }
     t->data = NULL;
     t->capacity = 0;
     t->owns_data = 0;

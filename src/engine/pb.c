@@ -218,7 +218,7 @@ static strip_result strip_message(const ProtobufCMessageDescriptor *desc, const 
             }
             if (field && field->type == PROTOBUF_C_TYPE_MESSAGE) {
                 /* the nested message shrinks: write it, then its new length
-                 * in front of it (at most 5 bytes for < 2 GiB) */
+                 * in front of it (at most 5 bytes below 32 GiB) */
                 uint8_t tmp[10];
                 if (!strip_put(b, field_start, (size_t)(key_end - field_start)))
                     return STRIP_NO_MEMORY;
@@ -231,6 +231,8 @@ static strip_result strip_message(const ProtobufCMessageDescriptor *desc, const 
                     return r;
                 size_t body = b->len - at - sizeof(reserve);
                 size_t n = encode_varint(body, tmp);
+                if (n > sizeof(reserve))
+                    return STRIP_MALFORMED; /* 32 GiB of message: past any limit */
                 memmove(b->data + at + n, b->data + at + sizeof(reserve), body);
                 memcpy(b->data + at, tmp, n);
                 b->len = at + n + body;
