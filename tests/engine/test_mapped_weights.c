@@ -27,6 +27,8 @@
 #define N 2048 /* float32 elements: 8 KiB, above the 4 KiB read in place */
 
 static char folder[64];
+/* build() also lists the initializer w itself as the graph's second output */
+static bool weight_is_output;
 
 /* y = OP(x, w) with x, w and y float32 [N] (OP Add), or [1, N] x [N, N]
  * (MatMul, whose prepare() packs w). A second output z = Add(x, c) reads a
@@ -156,6 +158,10 @@ static void build(test_model *e, bool matmul, bool with_constant, const float *w
     e->graph.input = e->in_ptrs;
     e->graph.n_output = with_constant ? 2 : 1;
     e->graph.output = e->out_ptrs;
+    if (weight_is_output && !with_constant && !matmul) {
+        e->io[2].name = "w";
+        e->graph.n_output = 2;
+    }
 }
 
 /* The packed model, with the first occurrence of `marker` (a weight's first
@@ -366,6 +372,32 @@ static void test_file_replaced_by_rename_leaves_the_loaded_model_unchanged(void)
     free(other);
 }
 
+/* A weight read in place that is also a graph output reaches the caller as
+ * a value of its own (freed by the caller), not as a view of the mapping. */
+static void test_mapped_weight_as_graph_output_is_copied_to_the_caller(void)
+{
+    float *w = pattern(N, 2.0f);
+    size_t len, at;
+    weight_is_output = true;
+    uint8_t *buf = pack_with_offset(false, false, w, NULL, w, 0, &len, &at);
+    weight_is_output = false;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/weight_output.onnx", folder);
+    ifd_model *m = buf ? load_both(buf, len, path) : NULL;
+    if (m) {
+        CHECK(model_maps(m, m->values[value_slot(m, "w")].constant_storage.data));
+        ifd_value *outputs[2] = {0};
+        run(m, outputs);
+        CHECK(outputs[1] && !model_maps(m, outputs[1]->tensor.data));
+        CHECK(outputs[1] && memcmp(outputs[1]->tensor.data, w, N * sizeof(float)) == 0);
+        ifd_value_free(outputs[0]);
+        ifd_value_free(outputs[1]);
+    }
+    ifd_model_free(m);
+    free(buf);
+    free(w);
+}
+
 /* Every prefix of a mapped file is refused (or loads) cleanly, as from
  * memory: the raw_data references are only ever made from lengths the
  * walk checked against the file. */
@@ -461,6 +493,7 @@ int main(void)
     RUN(test_unaligned_weights_are_copied_and_give_the_same_outputs);
     RUN(test_packed_weights_let_the_mapping_go);
     RUN(test_file_replaced_by_rename_leaves_the_loaded_model_unchanged);
+    RUN(test_mapped_weight_as_graph_output_is_copied_to_the_caller);
     RUN(test_truncated_mapped_file_fails_cleanly_at_every_offset);
     RUN(test_raw_data_shorter_than_the_shape_is_refused_from_a_mapped_file);
     RUN(test_typed_float_data_loads_from_a_mapped_file);
