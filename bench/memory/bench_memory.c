@@ -5,9 +5,14 @@
  * process's peak (VmHWM), as one JSON line. bench/memory/run.sh runs it over
  * the fixture and benchmark models at --graph-opt none and all.
  *
- *   bench_memory MODEL.onnx [--sessions N] [--graph-opt none|basic|all]
+ *   bench_memory MODEL.onnx [--sessions N] [--graph-opt none|basic|all] [--hold]
  *
  * Inputs are zeros of the declared shapes, symbolic dimensions taken as 1.
+ * The line also gives the resident MiB of the model file's own mapping
+ * (weights the loader reads in place) and how much of it is shared with
+ * other processes (/proc/self/smaps Shared_Clean). --hold keeps the model
+ * loaded after printing, until stdin closes, so that a second process
+ * loading the same file can show the pages shared (bench/memory/run.sh).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,13 +36,44 @@ static double status_mib(const char *field)
     return kib / 1024.0;
 }
 
+/* Rss and Shared_Clean (MiB) summed over this process's mappings of path. */
+static void mapping_mib(const char *path, double *rss, double *shared)
+{
+    char real[4096], line[4352];
+    *rss = *shared = 0;
+    if (!realpath(path, real))
+        return;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    int in_file = 0;
+    size_t n = strlen(real);
+    while (f && fgets(line, sizeof(line), f)) {
+        /* a mapping's header starts with its address (lower-case hex);
+         * its fields ("Rss:", ...) with a capital */
+        if ((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f')) {
+            char *slash = strchr(line, '/');
+            in_file = slash && strncmp(slash, real, n) == 0 &&
+                      (slash[n] == '\n' || slash[n] == '\0');
+        }
+        if (!in_file)
+            continue;
+        if (strncmp(line, "Rss:", 4) == 0)
+            *rss += strtod(line + 4, NULL) / 1024.0;
+        else if (strncmp(line, "Shared_Clean:", 13) == 0)
+            *shared += strtod(line + 13, NULL) / 1024.0;
+    }
+    if (f)
+        fclose(f);
+}
+
 int main(int argc, char **argv)
 {
     const char *path = NULL;
-    int sessions = 4;
+    int sessions = 4, hold = 0;
     ifd_load_options load = {0};
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--sessions") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--hold") == 0)
+            hold = 1;
+        else if (strcmp(argv[i], "--sessions") == 0 && i + 1 < argc)
             sessions = atoi(argv[++i]);
         else if (strcmp(argv[i], "--graph-opt") == 0 && i + 1 < argc) {
             const char *v = argv[++i];
@@ -48,7 +84,8 @@ int main(int argc, char **argv)
             path = argv[i];
     }
     if (!path || sessions < 1 || sessions > 64) {
-        fprintf(stderr, "usage: bench_memory MODEL.onnx [--sessions 1..64] [--graph-opt L]\n");
+        fprintf(stderr, "usage: bench_memory MODEL.onnx [--sessions 1..64] [--graph-opt L] "
+                        "[--hold]\n");
         return 2;
     }
     struct stat st;
@@ -88,15 +125,20 @@ int main(int argc, char **argv)
         for (size_t k = 0; k < n_out; k++)
             ifd_value_free(outputs[k]);
     }
-    double serving = status_mib("VmRSS"), peak = status_mib("VmHWM");
+    double serving = status_mib("VmRSS"), peak = status_mib("VmHWM"), file_rss, file_shared;
+    mapping_mib(path, &file_rss, &file_shared);
     printf("{\"model\": \"%s\", \"file_mib\": %.2f, \"graph_opt\": \"%s\", \"sessions\": %d, "
            "\"rss_before_mib\": %.1f, \"rss_loaded_mib\": %.1f, \"peak_during_load_mib\": %.1f, "
-           "\"rss_serving_mib\": %.1f, \"peak_mib\": %.1f}\n",
+           "\"rss_serving_mib\": %.1f, \"peak_mib\": %.1f, \"file_mapping_rss_mib\": %.1f, "
+           "\"file_mapping_shared_mib\": %.1f}\n",
            path, (double)st.st_size / 1048576.0,
            load.graph_opt == IFD_GRAPH_OPT_NONE    ? "none"
            : load.graph_opt == IFD_GRAPH_OPT_BASIC ? "basic"
                                                    : "all",
-           sessions, base, loaded, load_peak, serving, peak);
+           sessions, base, loaded, load_peak, serving, peak, file_rss, file_shared);
+    fflush(stdout);
+    while (hold && getchar() != EOF)
+        ;
     for (int s = 0; s < sessions; s++)
         ifd_session_free(all[s]);
     for (size_t i = 0; i < n_in; i++)

@@ -2,7 +2,10 @@
  * loader.c — turns an ONNX ModelProto into a planned ifd_model.
  *
  * Load does all the thinking so that a run only computes:
- *   1. decode the protobuf (after a nesting-depth check) and the initializers;
+ *   1. decode the protobuf (after a nesting-depth check) without its weights,
+ *      then the initializers straight from the file's bytes: a file is
+ *      mapped, and aligned weights are used in place (see
+ *      ifd_model_load_file), so a model's weights are never held twice;
  *   2. give every value name a slot; fold Constant nodes into constants;
  *   3. check that every node input is defined and order the nodes
  *      topologically, refusing cycles;
@@ -34,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -164,7 +168,7 @@ struct loader {
     ifd_model *model;
     const Onnx__ModelProto *proto;
     const Onnx__GraphProto *graph;
-    const char *base_dir;
+    const pb_source *src; /* the model's bytes and folder, for tensors */
     ifd_error *err;
     name_table names;
     size_t cap_values;
@@ -428,7 +432,7 @@ static ifd_status convert_attrs(loader *ld, const Onnx__NodeProto *np, op_node *
             out->tensor = model_alloc(m, sizeof(ifd_tensor));
             if (!out->tensor)
                 goto oom;
-            ifd_status st = pb_tensor_to_ifd(a->t, ld->base_dir, out->tensor, ld->err);
+            ifd_status st = pb_tensor_load(a->t, ld->src, out->tensor, ld->err);
             if (st != IFD_OK)
                 return st;
             ifd_tensor **grown = realloc(m->attr_tensors,
@@ -505,6 +509,11 @@ static ifd_status fold_constant(loader *ld, const op_node *node, model_value *v)
         return IFD_ERR_INVALID_MODEL;
     }
     if (strcmp(a->name, "value") == 0 && a->type == OP_ATTR_TENSOR) {
+        /* read in place from the mapped file: the constant views it too */
+        if (model_maps(ld->model, a->tensor->data)) {
+            value_set_constant(v, a->tensor);
+            return IFD_OK;
+        }
         return tensor_copy(&t, a->tensor, ld->err) == IFD_OK ? (value_set_constant(v, &t), IFD_OK)
                                                              : IFD_ERR_NO_MEMORY;
     }
@@ -709,7 +718,7 @@ static ifd_status define_values(loader *ld)
         if (slot < 0)
             goto oom;
         ifd_tensor t;
-        st = pb_tensor_take(tp, ld->base_dir, &t, ld->err);
+        st = pb_tensor_load(tp, ld->src, &t, ld->err);
         if (st != IFD_OK)
             return st;
         value_set_constant(&m->values[slot], &t);
@@ -914,6 +923,8 @@ static ifd_status build_subgraph(loader *ld, const op_node *op, const Onnx__Attr
         goto oom;
     outer_model->subgraph_models[outer_model->n_subgraph_models++] = m;
     m->graph_opt = outer_model->graph_opt;
+    m->map_base = outer_model->map_base; /* the outermost model owns the mapping */
+    m->map_len = outer_model->map_len;
     subgraph *sg = model_alloc(outer_model, sizeof(*sg));
     char *where = model_strdup(outer_model, location);
     if (!sg || !where)
@@ -921,7 +932,7 @@ static ifd_status build_subgraph(loader *ld, const op_node *op, const Onnx__Attr
     sg->model = m;
     sg->attr_name = model_strdup(outer_model, attr->name ? attr->name : "");
     sg->graph_proto = attr->g;
-    sg->base_dir = ld->base_dir;
+    sg->base_dir = ld->src ? ld->src->base_dir : NULL;
     m->ir_version = outer_model->ir_version;
     m->n_opsets = outer_model->n_opsets;
     m->opsets = outer_model->opsets; /* owned by the outermost model's blocks */
@@ -931,7 +942,7 @@ static ifd_status build_subgraph(loader *ld, const op_node *op, const Onnx__Attr
     if (!sg->attr_name || !m->producer_name || !m->producer_version || !m->graph_name)
         goto oom;
     loader sub = {.outer = ld, .location = where, .model = m, .proto = ld->proto,
-                  .graph = attr->g, .base_dir = ld->base_dir, .err = ld->err};
+                  .graph = attr->g, .src = ld->src, .err = ld->err};
     st = load_graph_body(&sub);
     if (st == IFD_OK)
         st = resolve_ops(&sub, &(ifd_load_options){.describe_only = 1});
@@ -1628,7 +1639,7 @@ ifd_status subgraph_prepare(subgraph *sg, const value_info *const *inputs, int n
         /* the operator passes shapes that may change from run to run */
         io->info.type.rank = -1;
     }
-    loader ld = {.model = m, .graph = sg->graph_proto, .base_dir = sg->base_dir, .err = err,
+    loader ld = {.model = m, .graph = sg->graph_proto, .err = err,
                  .in_subgraph = true};
     m->runnable = true;
     ifd_status st = prepare_and_optimize(&ld);
@@ -1712,42 +1723,117 @@ void ifd_model_free(ifd_model *m)
         free(m->blocks[i]);
     free(m->blocks);
     free(m->path);
+    if (m->owns_map)
+        munmap((void *)m->map_base, m->map_len);
     free(m);
 }
 
-/* Load from bytes; `release(buf, len)`, when given, is called as soon as
- * they are unpacked, so that a file's bytes and the decoded model are not
- * both held while operators prepare. */
-static ifd_status load_bytes(const void *buf, size_t len, void (*release)(const void *, size_t),
-                             const char *base_dir, const ifd_load_options *options,
+bool model_maps(const ifd_model *m, const void *data)
+{
+    return m->map_base && data && (const uint8_t *)data >= m->map_base &&
+           (const uint8_t *)data < m->map_base + m->map_len;
+}
+
+bool model_release_constant_data(ifd_model *m, ifd_tensor *t)
+{
+    if (!t->data || (!t->owns_data && !model_maps(m, t->data)))
+        return false;
+    size_t bytes = (size_t)ifd_tensor_count(t) * ifd_dtype_size(t->dtype);
+    if (t->owns_data)
+        free(t->data);
+    else
+        pb_release_pages(t->data, bytes);
+    t->data = NULL;
+    t->capacity = 0;
+    t->owns_data = 0;
+    return true;
+}
+
+/* Whether a constant or attribute tensor of m or of its subgraphs still
+ * reads the mapped file. */
+static bool reads_mapping(const ifd_model *m, const uint8_t *base, size_t len)
+{
+    const ifd_model probe = {.map_base = base, .map_len = len};
+    for (size_t i = 0; i < m->n_values; i++)
+        if (m->values[i].origin == VALUE_CONSTANT &&
+            model_maps(&probe, m->values[i].constant_storage.data))
+            return true;
+    for (size_t i = 0; i < m->n_attr_tensors; i++)
+        if (model_maps(&probe, m->attr_tensors[i]->data))
+            return true;
+    for (size_t i = 0; i < m->n_subgraph_models; i++)
+        if (reads_mapping(m->subgraph_models[i], base, len))
+            return true;
+    return false;
+}
+
+static void forget_mapping(ifd_model *m)
+{
+    m->map_base = NULL;
+    m->map_len = 0;
+    m->owns_map = false;
+    for (size_t i = 0; i < m->n_subgraph_models; i++)
+        forget_mapping(m->subgraph_models[i]);
+}
+
+/* After load: a mapping no weight reads any more (every one was copied or
+ * packed) is unmapped; otherwise its pages go back to the page cache, to be
+ * faulted in again (shared with every process mapping the file) as runs
+ * read the weights that point into it. */
+static void settle_mapping(ifd_model *m)
+{
+    if (!m->owns_map)
+        return;
+    if (reads_mapping(m, m->map_base, m->map_len)) {
+        pb_release_pages(m->map_base, m->map_len);
+        return;
+    }
+    munmap((void *)m->map_base, m->map_len);
+    forget_mapping(m);
+}
+
+/* Load from src->bytes, which must stay valid until it returns. When they
+ * are a mapping (src->mapped), the model takes it over, also on failure. */
+static ifd_status load_bytes(const pb_source *src, const ifd_load_options *options,
                              ifd_model **out, ifd_error *err)
 {
     *out = NULL;
     ifd_error local;
     if (!err)
         err = &local;
-    Onnx__ModelProto *mp = pb_unpack(&onnx__model_proto__descriptor, buf, len, "model", err);
-    if (release)
-        release(buf, len);
-    if (!mp)
-        return IFD_ERR_INVALID_MODEL;
     ifd_model *m = calloc(1, sizeof(*m));
     if (!m) {
-        protobuf_c_message_free_unpacked(&mp->base, NULL);
+        if (src->mapped)
+            munmap((void *)src->bytes, src->len);
         set_error(err, "out of memory");
         return IFD_ERR_NO_MEMORY;
     }
-    loader ld = {.model = m, .proto = mp, .base_dir = base_dir, .err = err};
+    if (src->mapped) {
+        m->map_base = src->bytes;
+        m->map_len = src->len;
+        m->owns_map = true;
+    }
+    Onnx__ModelProto *mp = pb_unpack_model(src->bytes, src->len, err);
+    if (!mp) {
+        ifd_model_free(m);
+        return IFD_ERR_INVALID_MODEL;
+    }
+    /* the walk and protobuf-c read every page but the weights' */
+    if (src->mapped)
+        pb_release_pages(src->bytes, src->len);
+    loader ld = {.model = m, .proto = mp, .src = src, .err = err};
     ifd_status st = load_proto(&ld, options);
     table_free(&ld.names);
     free(ld.is_constant_node);
     free(ld.op_slots);
     free(ld.op_reported);
     protobuf_c_message_free_unpacked(&mp->base, NULL);
+    if (st == IFD_OK)
+        settle_mapping(m);
 #ifdef __GLIBC__
-    /* Loading frees as much as a model weighs (the file's bytes, the
-     * message, the weights operators packed); glibc keeps freed heap memory
-     * mapped, so without this a loaded model's RSS would count them all. */
+    /* Loading frees what it only needed while it ran (the message, the
+     * weights operators packed); glibc keeps freed heap memory mapped, so
+     * without this a loaded model's RSS would count them all. */
     malloc_trim(0);
 #endif
     if (st != IFD_OK) {
@@ -1761,15 +1847,45 @@ static ifd_status load_bytes(const void *buf, size_t len, void (*release)(const 
 ifd_status ifd_model_load_memory(const void *buf, size_t len, const char *base_dir,
                                  const ifd_load_options *options, ifd_model **out, ifd_error *err)
 {
-    return load_bytes(buf, len, NULL, base_dir, options, out, err);
+    pb_source src = {.base_dir = base_dir, .bytes = buf, .len = len};
+    return load_bytes(&src, options, out, err);
 }
 
-static void free_file_bytes(const void *buf, size_t len)
+/* The file's bytes into a malloc'd buffer: for files that cannot be mapped. */
+static char *read_whole(int fd, size_t size, const char *path, ifd_status *status,
+                        ifd_error *err)
 {
-    (void)len;
-    free((void *)buf);
+    char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        set_error(err, "%s: out of memory for %zu bytes", path, size);
+        *status = IFD_ERR_NO_MEMORY;
+        return NULL;
+    }
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = pread(fd, buf + done, size - done, (off_t)done);
+        if (n <= 0) {
+            set_error(err, "%s: read failed: %s", path, n < 0 ? strerror(errno) : "file shrank");
+            free(buf);
+            *status = IFD_ERR_IO;
+            return NULL;
+        }
+        done += (size_t)n;
+    }
+    return buf;
 }
 
+/* The file is mapped, not read: weights aligned for their type are used in
+ * place, so that every process (and every version) loading the same file
+ * shares those pages through the page cache, and the others are copied
+ * straight from the file into the model, one at a time. The mapping is
+ * read-only and private: nothing is ever written through it.
+ *
+ * A mapped file must not change under the model. Replacing it by rename
+ * (what the model store and `inferd pull` do) is safe: the mapping keeps
+ * the old inode alive until the model is freed. Truncating or rewriting the
+ * file in place while a model maps it is not: a read of a page past the
+ * new end raises SIGBUS, and rewritten bytes show through. */
 ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options, ifd_model **out,
                                ifd_error *err)
 {
@@ -1791,31 +1907,10 @@ ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options
         close(fd);
         return IFD_ERR_INVALID_MODEL;
     }
-    /* Read, not mapped: a file truncated while it loads must give an error,
-     * not the SIGBUS a mapping would. */
     size_t size = (size_t)st.st_size;
-    char *buf = malloc(size ? size : 1);
-    if (!buf) {
-        set_error(err, "%s: out of memory for %zu bytes", path, size);
-        close(fd);
-        return IFD_ERR_NO_MEMORY;
-    }
-    size_t done = 0;
-    while (done < size) {
-        ssize_t n = read(fd, buf + done, size - done);
-        if (n <= 0) {
-            set_error(err, "%s: read failed: %s", path, n < 0 ? strerror(errno) : "file shrank");
-            free(buf);
-            close(fd);
-            return IFD_ERR_IO;
-        }
-        done += (size_t)n;
-    }
-    close(fd);
-
     char *dir = strdup(path);
     if (!dir) {
-        free(buf);
+        close(fd);
         set_error(err, "out of memory");
         return IFD_ERR_NO_MEMORY;
     }
@@ -1824,8 +1919,24 @@ ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options
         slash == dir ? (void)(slash[1] = '\0') : (void)(*slash = '\0');
     else
         strcpy(dir, ".");
+    pb_source src = {.base_dir = dir, .len = size};
+    void *map = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    char *copy = NULL;
+    ifd_status status = IFD_OK;
+    if (map != MAP_FAILED) {
+        src.bytes = map;
+        src.mapped = true;
+    } else if ((copy = read_whole(fd, size, path, &status, err))) {
+        src.bytes = (const uint8_t *)copy; /* an empty file, or one mmap refuses */
+    }
+    close(fd); /* a mapping outlives its descriptor */
+    if (!src.bytes) {
+        free(dir);
+        return status;
+    }
     ifd_error inner;
-    ifd_status status = load_bytes(buf, size, free_file_bytes, dir, options, out, &inner);
+    status = load_bytes(&src, options, out, &inner);
+    free(copy);
     free(dir);
     if (status != IFD_OK) {
         set_error(err, "%s: %s", path, inner.message);

@@ -90,6 +90,13 @@ struct ifd_model {
 
     ifd_tensor **attr_tensors; /* decoded TENSOR attributes, owning their data */
     size_t n_attr_tensors;
+    /* ifd_model_load_file maps the model file read-only (MAP_PRIVATE) and
+     * lets aligned weights point into it (constant_storage with owns_data
+     * 0). The outermost model owns the mapping and unmaps it when freed;
+     * its subgraph models carry the same range to recognise such weights. */
+    const uint8_t *map_base;
+    size_t map_len;
+    bool owns_map;
     ifd_model **subgraph_models; /* every subgraph's model, owned */
     size_t n_subgraph_models;
     /* every block the model owns (names, attribute arrays), freed together */
@@ -111,6 +118,14 @@ ifd_status value_clone(const ifd_value *src, ifd_value **out, ifd_error *err);
  * callers of this header need not include the generated code. */
 ifd_status pb_tensor_to_ifd(const void *tensor_proto, const char *base_dir, ifd_tensor *out,
                             ifd_error *err);
+
+/* Whether data points into the model file's mapping (loader.c). */
+bool model_maps(const ifd_model *m, const void *data);
+/* Free a constant's data, or give its mapped pages back to the page cache,
+ * keeping its dtype and shape (which run() still checks), for a constant no
+ * operator reads any more. false (nothing done) for a view of another
+ * value's memory, which its owner releases. */
+bool model_release_constant_data(ifd_model *m, ifd_tensor *t);
 
 /* Make v a constant holding t (taking ownership), its info t's type. */
 void value_set_constant(model_value *v, const ifd_tensor *t);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -96,6 +97,177 @@ void *pb_unpack(const ProtobufCMessageDescriptor *desc, const void *buf, size_t 
     if (!msg)
         set_error(err, "%s: not a valid %s protobuf message", what, desc->short_name);
     return msg;
+}
+
+/* ---- raw_data by reference ----------------------------------------------- *
+ * protobuf-c copies every bytes field it unpacks, so unpacking a ModelProto
+ * would hold all of a model's weights a second time next to the file's own
+ * bytes. pb_unpack_model first rewrites the message without them: the
+ * raw_data of every TensorProto, at any depth, becomes a 16-byte reference
+ * (offset and length in the original bytes, little-endian), and protobuf-c
+ * unpacks that small copy. The decoder then reads each weight straight from
+ * the original bytes: in place when they are a mapped file, else copied once.
+ * The rewrite walks the wire format by the descriptors, as depth_ok does, and
+ * refuses what it cannot walk (protobuf-c would refuse it too). */
+
+#define RAW_REF_BYTES 16
+#define TENSOR_RAW_DATA_FIELD 9 /* onnx.proto: TensorProto.raw_data */
+
+static uint64_t read_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+typedef struct strip_buf {
+    uint8_t *data;
+    size_t len, cap;
+    bool oom;
+} strip_buf;
+
+static bool strip_put(strip_buf *b, const void *p, size_t n)
+{
+    if (b->oom)
+        return false;
+    if (n > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap - b->len < n) {
+            if (cap > SIZE_MAX / 2) {
+                b->oom = true;
+                return false;
+            }
+            cap *= 2;
+        }
+        uint8_t *grown = realloc(b->data, cap);
+        if (!grown) {
+            b->oom = true;
+            return false;
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return true;
+}
+
+static size_t encode_varint(uint64_t v, uint8_t out[10])
+{
+    size_t n = 0;
+    do {
+        out[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
+typedef enum strip_result { STRIP_OK, STRIP_MALFORMED, STRIP_TOO_DEEP, STRIP_NO_MEMORY } strip_result;
+
+/* Copy the message in [p, end) of type desc into b, raw_data replaced by
+ * references relative to base. */
+static strip_result strip_message(const ProtobufCMessageDescriptor *desc, const uint8_t *base,
+                                  const uint8_t *p, const uint8_t *end, int depth, strip_buf *b)
+{
+    if (depth > PB_MAX_DEPTH)
+        return STRIP_TOO_DEEP;
+    bool is_tensor = desc == &onnx__tensor_proto__descriptor;
+    while (p < end) {
+        const uint8_t *field_start = p;
+        uint64_t key, len;
+        if (!read_varint(&p, end, &key))
+            return STRIP_MALFORMED;
+        const uint8_t *key_end = p;
+        switch (key & 7) {
+        case 0:
+            if (!read_varint(&p, end, &len))
+                return STRIP_MALFORMED;
+            break;
+        case 1:
+            if (end - p < 8)
+                return STRIP_MALFORMED;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4)
+                return STRIP_MALFORMED;
+            p += 4;
+            break;
+        case 2: {
+            if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p))
+                return STRIP_MALFORMED;
+            const ProtobufCFieldDescriptor *field =
+                key >> 3 <= UINT32_MAX
+                    ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
+                    : NULL;
+            if (is_tensor && key >> 3 == TENSOR_RAW_DATA_FIELD) {
+                uint8_t ref[1 + 1 + RAW_REF_BYTES];
+                uint64_t offset = (uint64_t)(p - base);
+                ref[0] = (uint8_t)(TENSOR_RAW_DATA_FIELD << 3 | 2);
+                ref[1] = RAW_REF_BYTES;
+                for (int i = 0; i < 8; i++) {
+                    ref[2 + i] = (uint8_t)(offset >> (8 * i));
+                    ref[10 + i] = (uint8_t)(len >> (8 * i));
+                }
+                if (!strip_put(b, ref, sizeof(ref)))
+                    return STRIP_NO_MEMORY;
+                p += len;
+                continue;
+            }
+            if (field && field->type == PROTOBUF_C_TYPE_MESSAGE) {
+                /* the nested message shrinks: write it, then its new length
+                 * in front of it (at most 5 bytes below 32 GiB) */
+                uint8_t tmp[10];
+                if (!strip_put(b, field_start, (size_t)(key_end - field_start)))
+                    return STRIP_NO_MEMORY;
+                size_t at = b->len;
+                uint8_t reserve[5] = {0};
+                if (!strip_put(b, reserve, sizeof(reserve)))
+                    return STRIP_NO_MEMORY;
+                strip_result r = strip_message(field->descriptor, base, p, p + len, depth + 1, b);
+                if (r != STRIP_OK)
+                    return r;
+                size_t body = b->len - at - sizeof(reserve);
+                size_t n = encode_varint(body, tmp);
+                if (n > sizeof(reserve))
+                    return STRIP_MALFORMED; /* 32 GiB of message: past any limit */
+                memmove(b->data + at + n, b->data + at + sizeof(reserve), body);
+                memcpy(b->data + at, tmp, n);
+                b->len = at + n + body;
+                p += len;
+                continue;
+            }
+            p += len;
+            break;
+        }
+        default:
+            return STRIP_MALFORMED; /* groups: not in onnx.proto, not in protobuf-c */
+        }
+        if (!strip_put(b, field_start, (size_t)(p - field_start)))
+            return STRIP_NO_MEMORY;
+    }
+    return STRIP_OK;
+}
+
+Onnx__ModelProto *pb_unpack_model(const void *buf, size_t len, ifd_error *err)
+{
+    strip_buf b = {0};
+    strip_result r =
+        strip_message(&onnx__model_proto__descriptor, buf, buf, (const uint8_t *)buf + len, 0, &b);
+    Onnx__ModelProto *mp = NULL;
+    if (r == STRIP_OK)
+        mp = pb_unpack(&onnx__model_proto__descriptor, b.data ? b.data : (const uint8_t *)"",
+                       b.len, "model", err);
+    else if (r == STRIP_TOO_DEEP)
+        set_error(err, "model: messages nested deeper than %d levels", PB_MAX_DEPTH);
+    else if (r == STRIP_NO_MEMORY)
+        set_error(err, "model: out of memory");
+    else
+        set_error(err, "model: not a valid ModelProto protobuf message");
+    free(b.data);
+    return mp;
 }
 
 /* ---- external data ------------------------------------------------------- */
@@ -271,42 +443,60 @@ static void unpack_int4(ifd_dtype dtype, const uint8_t *packed, size_t count, ui
     }
 }
 
-ifd_status pb_tensor_take(Onnx__TensorProto *tp, const char *base_dir, ifd_tensor *t,
-                          ifd_error *err)
+/* The raw_data of tp: its own bytes, or, in a message from pb_unpack_model,
+ * the bytes of src its (offset, length) reference names. false on a
+ * reference that is not one (cannot come from pb_unpack_model). */
+static bool raw_bytes(const Onnx__TensorProto *tp, const pb_source *src, const uint8_t **data,
+                      size_t *len)
 {
-    bool external = tp->has_data_location &&
-                    tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
-    ifd_dtype dtype = (ifd_dtype)tp->data_type;
-    int64_t dims[IFD_MAX_RANK];
-    size_t bytes;
-    /* anything unusual goes through the checked copy, which explains it */
-    if (external || !tp->has_raw_data || !tp->raw_data.data || !dtype_known(tp->data_type) ||
-        dtype == IFD_STRING || tp->n_dims > IFD_MAX_RANK)
-        return pb_tensor_to_ifd(tp, base_dir, t, err);
-    for (size_t i = 0; i < tp->n_dims; i++)
-        dims[i] = tp->dims[i];
-    /* protobuf-c gives every bytes field its own malloc'd block, aligned for
-     * any element type; the check keeps that an assumption we verify */
-    if (!shape_bytes(dtype, (int)tp->n_dims, dims, &bytes) || bytes != tp->raw_data.len ||
-        bytes == 0 || (uintptr_t)tp->raw_data.data % ifd_dtype_size(dtype) != 0)
-        return pb_tensor_to_ifd(tp, base_dir, t, err);
-    memset(t, 0, sizeof(*t));
-    t->dtype = dtype;
-    tensor_set_shape(t, (int)tp->n_dims, dims);
-    t->data = tp->raw_data.data;
-    t->capacity = bytes;
-    t->owns_data = 1;
-    tp->raw_data.data = NULL;
-    tp->raw_data.len = 0;
-    tp->has_raw_data = 0;
-    return IFD_OK;
+    if (!src || !src->bytes) {
+        *data = tp->raw_data.data;
+        *len = tp->raw_data.len;
+        return true;
+    }
+    if (tp->raw_data.len != RAW_REF_BYTES)
+        return false;
+    uint64_t offset = read_le64(tp->raw_data.data), length = read_le64(tp->raw_data.data + 8);
+    if (offset > src->len || length > src->len - offset)
+        return false;
+    *data = src->bytes + offset;
+    *len = (size_t)length;
+    return true;
 }
 
-ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor *t,
-                            ifd_error *err)
+/* The copy is what the model keeps: from a mapping, the file's pages go back
+ * to the page cache as each 1 MiB is copied, so that the load never holds a
+ * weight (not even the largest) twice. */
+static void copy_raw(void *dst, const uint8_t *raw, size_t bytes, bool mapped)
 {
-    const Onnx__TensorProto *tp = proto;
+    const uintptr_t step = (uintptr_t)1 << 20;
+    size_t done = 0;
+    while (done < bytes) {
+        uintptr_t at = (uintptr_t)(raw + done);
+        size_t n = (size_t)(((at / step) + 1) * step - at); /* to the next 1 MiB boundary */
+        if (n > bytes - done)
+            n = bytes - done;
+        memcpy((char *)dst + done, raw + done, n);
+        if (mapped)
+            pb_release_pages(raw + done, n);
+        done += n;
+    }
+    if (mapped)
+        pb_release_pages(raw, bytes);
+}
+
+/* A raw_data of at least this many bytes that is aligned for its element
+ * type is read in place from a mapped file; smaller ones are copied, so that
+ * a few bytes of shape constants do not keep a page of the file resident. */
+#define MAP_MIN_BYTES 4096
+
+static ifd_status decode_tensor(const Onnx__TensorProto *tp, const pb_source *src,
+                                ifd_tensor *t, ifd_error *err)
+{
     const char *name = tp->name ? tp->name : "";
+    const char *base_dir = src ? src->base_dir : NULL;
+    const uint8_t *raw = NULL;
+    size_t raw_len = 0;
     int64_t dims[IFD_MAX_RANK];
     size_t bytes;
     char shape[128];
@@ -351,30 +541,45 @@ ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor 
         }
         return read_external(tp, base_dir, t, dtype, rank, dims, bytes, name, err);
     }
+    if (tp->has_raw_data && !raw_bytes(tp, src, &raw, &raw_len)) {
+        set_error(err, "tensor '%s': raw_data reference is out of the model's bytes", name);
+        return IFD_ERR_INVALID_MODEL;
+    }
     if (tp->has_raw_data && dtype_is_int4(dtype)) {
         size_t packed = (count + 1) / 2;
-        if (tp->raw_data.len != packed) {
+        if (raw_len != packed) {
             set_error(err, "tensor '%s': raw_data has %zu bytes, shape %s of %s needs %zu (two "
-                      "values a byte)", name, tp->raw_data.len,
+                      "values a byte)", name, raw_len,
                       shape_to_string(rank, dims, shape, sizeof(shape)), ifd_dtype_name(dtype),
                       packed);
             return IFD_ERR_INVALID_MODEL;
         }
         st = tensor_alloc(t, dtype, rank, dims, name, err);
         if (st == IFD_OK)
-            unpack_int4(dtype, tp->raw_data.data, count, t->data);
+            unpack_int4(dtype, raw, count, t->data);
+        if (src && src->mapped)
+            pb_release_pages(raw, raw_len);
         return st;
     }
     if (tp->has_raw_data && dtype != IFD_STRING) {
-        if (tp->raw_data.len != bytes) {
+        if (raw_len != bytes) {
             set_error(err, "tensor '%s': raw_data has %zu bytes, shape %s of %s needs %zu", name,
-                      tp->raw_data.len, shape_to_string(rank, dims, shape, sizeof(shape)),
+                      raw_len, shape_to_string(rank, dims, shape, sizeof(shape)),
                       ifd_dtype_name(dtype), bytes);
             return IFD_ERR_INVALID_MODEL;
         }
+        /* In place: a view of the read-only mapping the model keeps (never
+         * written: operators pack constants into their own memory). */
+        if (src && src->mapped && bytes >= MAP_MIN_BYTES &&
+            (uintptr_t)raw % ifd_dtype_size(dtype) == 0) {
+            t->dtype = dtype;
+            tensor_set_shape(t, rank, dims);
+            t->data = (void *)raw;
+            return IFD_OK;
+        }
         st = tensor_alloc(t, dtype, rank, dims, name, err);
         if (st == IFD_OK && bytes)
-            memcpy(t->data, tp->raw_data.data, bytes);
+            copy_raw(t->data, raw, bytes, src && src->mapped);
         return st;
     }
 
@@ -448,6 +653,48 @@ ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor 
         }
     }
     return IFD_OK;
+}
+
+void pb_release_pages(const void *data, size_t len)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || !data)
+        return;
+    uintptr_t start = ((uintptr_t)data + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t end = ((uintptr_t)data + len) & ~((uintptr_t)page - 1);
+    /* only whole pages inside the range: the ones around it may hold
+     * another tensor's bytes (harmless to drop, they fault back in, but
+     * pointless) */
+    if (end > start)
+        madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
+ifd_status pb_tensor_load(Onnx__TensorProto *tp, const pb_source *src, ifd_tensor *t,
+                          ifd_error *err)
+{
+    ifd_status st = decode_tensor(tp, src, t, err);
+    /* the typed fields (float_data, int64_data, ...) of an older exporter's
+     * file were copied by the decoder: the message need not hold them too */
+    free(tp->float_data);
+    free(tp->int32_data);
+    free(tp->int64_data);
+    free(tp->double_data);
+    free(tp->uint64_data);
+    tp->float_data = NULL;
+    tp->int32_data = NULL;
+    tp->int64_data = NULL;
+    tp->double_data = NULL;
+    tp->uint64_data = NULL;
+    tp->n_float_data = tp->n_int32_data = tp->n_int64_data = 0;
+    tp->n_double_data = tp->n_uint64_data = 0;
+    return st;
+}
+
+ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor *t,
+                            ifd_error *err)
+{
+    pb_source src = {.base_dir = base_dir};
+    return decode_tensor(proto, &src, t, err);
 }
 
 /* ---- values -------------------------------------------------------------- */

@@ -18,11 +18,33 @@
 void *pb_unpack(const ProtobufCMessageDescriptor *desc, const void *buf, size_t len,
                 const char *what, ifd_error *err);
 
-/* pb_tensor_to_ifd for an initializer of a message the loader owns: a
- * raw_data buffer of the right size moves into the tensor instead of being
- * copied (and the message forgets it), so a model's weights are never held
- * twice while it loads. */
-ifd_status pb_tensor_take(Onnx__TensorProto *tp, const char *base_dir, ifd_tensor *t,
+/* Where a model's tensors come from. raw_data in a message from
+ * pb_unpack_model is a reference into `bytes`; `mapped` says those bytes are
+ * a read-only file mapping that lives as long as the model, so that aligned
+ * weights may be read in place instead of copied. */
+typedef struct pb_source {
+    const char *base_dir; /* resolves external data; NULL forbids it */
+    const uint8_t *bytes;
+    size_t len;
+    bool mapped;
+} pb_source;
+
+/* Unpack a ModelProto without copying any raw_data (see pb.c): the message
+ * holds references into buf, which must outlive it. NULL with err set when
+ * the bytes are not a valid (or too deeply nested) ModelProto. */
+Onnx__ModelProto *pb_unpack_model(const void *buf, size_t len, ifd_error *err);
+
+/* A TensorProto of a message from pb_unpack_model as a tensor: a view of
+ * src->bytes (owns_data 0) when they are mapped and the data is aligned and
+ * at least a page, else an owned copy; every size is checked as in
+ * pb_tensor_to_ifd. The message forgets its typed data fields (float_data,
+ * ...), so that they are not held next to the copy. */
+ifd_status pb_tensor_load(Onnx__TensorProto *tp, const pb_source *src, ifd_tensor *t,
                           ifd_error *err);
+
+/* Give the whole pages inside [data, data + len) of a private file mapping
+ * back to the page cache (madvise MADV_DONTNEED): the process's resident set
+ * stops counting them and a later read faults them in again from the file. */
+void pb_release_pages(const void *data, size_t len);
 
 #endif /* INFERD_ENGINE_PB_H */

@@ -159,7 +159,8 @@ static int skip_layernorm_run(op_ctx *ctx)
         return op_fail(ctx, "hidden size is 0");
     /* skip is the input's shape, or its trailing [sequence, hidden] shared by
      * every batch entry (ONNX Runtime's broadcast forms). */
-    if (skip->dims[skip->rank - 1] != hidden || skip_count == 0 || count % skip_count != 0)
+    if (skip->rank < 1 || skip->dims[skip->rank - 1] != hidden || skip_count == 0 ||
+        count % skip_count != 0)
         return op_fail(ctx, "skip's shape does not match the input's");
     const ifd_tensor *vectors[3] = {gamma, beta, bias};
     static const char *const names[3] = {"gamma", "beta", "bias"};

@@ -259,27 +259,32 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
     size_t per = gemm_packed_a_floats(m, k);
     if (per == 0 || per > IFD_MAX_TENSOR_BYTES / sizeof(float) / group)
         return op_prepare_fail(node, err, "W is too large to pack");
-    float *plain = malloc((size_t)count * sizeof(float) + 1);
+    bool depthwise = st->kind == CONV && w->rank == 4 && w->dims[1] == 1 && group > 1;
+    /* unscaled float32 weights pack straight from the constant: a converted
+     * copy would hold the largest layer a third time while it packs */
+    bool direct = w->dtype == IFD_FLOAT && !channel_scale && !depthwise;
+    float *plain = direct ? NULL : malloc((size_t)count * sizeof(float) + 1);
     st->packed_w = malloc(per * group * sizeof(float));
-    if (!plain || !st->packed_w) {
+    if ((!direct && !plain) || !st->packed_w) {
         free(plain);
         return op_prepare_fail(node, err, "out of memory packing W");
     }
     size_t per_out_channel = (size_t)count / (size_t)w->dims[0];
-    for (int64_t i = 0; i < count; i++) {
+    for (int64_t i = 0; plain && i < count; i++) {
         double v = tensor_get_double(w, (size_t)i);
         if (channel_scale)
             v *= channel_scale[(size_t)i / per_out_channel];
         plain[i] = (float)v;
     }
+    const float *weights = plain ? plain : (const float *)w->data;
     for (size_t gi = 0; gi < group; gi++) {
-        const float *wg = plain + gi * m * k;
+        const float *wg = weights + gi * m * k;
         if (st->kind == CONV_TRANSPOSE)
             gemm_pack_a(true, m, k, wg, m, st->packed_w + gi * per);
         else
             gemm_pack_a(false, m, k, wg, k, st->packed_w + gi * per);
     }
-    if (st->kind == CONV && w->rank == 4 && w->dims[1] == 1 && group > 1) {
+    if (depthwise) {
         free(st->depthwise_w);
         st->depthwise_w = plain;
     } else {

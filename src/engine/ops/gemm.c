@@ -112,17 +112,20 @@ static int pack_constant_b(op_node *node, const ifd_tensor *b, bool trans, size_
     size_t floats = gemm_packed_b_floats(k, n);
     if (floats == 0 || floats > IFD_MAX_TENSOR_BYTES / sizeof(float))
         return op_prepare_fail(node, err, "B is too large to pack");
-    float *plain = malloc(count * sizeof(float) + 1);
+    /* float32 packs straight from the constant: a converted copy would hold
+     * the weight a third time while it packs */
+    float *plain = b->dtype == IFD_FLOAT ? NULL : malloc(count * sizeof(float) + 1);
     float *packed = malloc(floats * sizeof(float));
-    if (!plain || !packed) {
+    if ((b->dtype != IFD_FLOAT && !plain) || !packed) {
         free(plain);
         free(packed);
         return op_prepare_fail(node, err, "out of memory packing B");
     }
-    to_floats(b->dtype, b->data, plain, count);
+    if (plain)
+        to_floats(b->dtype, b->data, plain, count);
     /* a 1-D B is a k x 1 column: row stride 1 (trans does not apply) */
     size_t ldb = b->rank >= 2 ? (size_t)b->dims[b->rank - 1] : 1;
-    gemm_pack_b(trans, k, n, plain, ldb, packed);
+    gemm_pack_b(trans, k, n, plain ? plain : (const float *)b->data, ldb, packed);
     free(plain);
     out->data = packed;
     out->k = k;

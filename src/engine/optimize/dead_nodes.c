@@ -44,16 +44,13 @@ void optimize_release_unread_constants(graph_view *g)
  * and in the operator's layout. When every reader of a constant packed it
  * (op_constant_packed), only the packed copy is ever read again: free the
  * data and keep the dtype and shape, which run() still checks. */
-static void release_constant_data(model_value *value)
+static void release_constant_data(ifd_model *m, model_value *value)
 {
-    ifd_tensor *t = &value->constant_storage;
-    if (value->origin != VALUE_CONSTANT || value->is_graph_output || value->viewed ||
-        !t->owns_data || !t->data)
+    if (value->origin != VALUE_CONSTANT || value->is_graph_output || value->viewed)
         return;
-    free(t->data);
-    t->data = NULL;
-    t->capacity = 0;
-    t->owns_data = 0;
+    /* owned data is freed; a weight read in place from the mapped model
+     * file gives its pages back */
+    model_release_constant_data(m, &value->constant_storage);
 }
 
 void optimize_release_packed_constants(graph_view *g)
@@ -77,7 +74,7 @@ void optimize_release_packed_constants(graph_view *g)
     }
     for (size_t v = 0; v < m->n_values; v++)
         if (all_packed[v] && g->readers[v] > 0)
-            release_constant_data(&m->values[v]);
+            release_constant_data(m, &m->values[v]);
     free(all_packed);
 }
 
@@ -90,6 +87,6 @@ void optimize_release_packed_inputs(ifd_model *m, size_t n, const int *readers)
     for (int k = 0; k < node->op.n_inputs && k < 32; k++) {
         int slot = node->input_slots[k];
         if (slot >= 0 && (node->op.packed_inputs >> k & 1u) && readers[slot] == 1)
-            release_constant_data(&m->values[slot]);
+            release_constant_data(m, &m->values[slot]);
     }
 }

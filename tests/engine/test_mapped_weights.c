@@ -1,0 +1,505 @@
+/*
+ * test_mapped_weights.c — ifd_model_load_file maps the model file and reads
+ * weights from it without a second copy (loader.c, pb.c). What must hold:
+ * a weight aligned for its type is used in place from the read-only mapping
+ * and one that is not is copied; either way the outputs are exactly those of
+ * loading the same bytes from memory (the path that never maps); a weight
+ * every reader packed is not kept, and a mapping no weight reads is unmapped;
+ * a file replaced by rename while loaded leaves the model as it was; and a
+ * mapped file gets the same clean errors as bytes in memory (truncated at
+ * every offset, raw_data shorter than the shape).
+ *
+ * The models are built here with the protobuf-c structs; where a weight's
+ * raw_data lands in the file is steered by the length of producer_name,
+ * which the encoder writes before the graph.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "inferd/inferd.h"
+#include "model.h"
+#include "onnx/onnx-ml.pb-c.h"
+#include "test.h"
+
+#define N 2048 /* float32 elements: 8 KiB, above the 4 KiB read in place */
+
+static char folder[64];
+/* build() also lists the initializer w itself as the graph's second output */
+static bool weight_is_output;
+
+/* y = OP(x, w) with x, w and y float32 [N] (OP Add), or [1, N] x [N, N]
+ * (MatMul, whose prepare() packs w). A second output z = Add(x, c) reads a
+ * Constant node's value, when with_constant. */
+typedef struct test_model {
+    Onnx__ModelProto model;
+    Onnx__GraphProto graph;
+    Onnx__OperatorSetIdProto opset, *opsets[1];
+    Onnx__NodeProto nodes[3], *node_ptrs[3];
+    Onnx__AttributeProto value_attr, *attr_ptrs[1];
+    Onnx__TensorProto weight, constant, *weights[1];
+    int64_t wdims[2], cdims[1], xdims[2];
+    Onnx__ValueInfoProto io[3], *in_ptrs[1], *out_ptrs[2];
+    Onnx__TypeProto type;
+    Onnx__TypeProto__Tensor tensor_type;
+    Onnx__TensorShapeProto shape;
+    Onnx__TensorShapeProto__Dimension dim[2], *dim_ptrs[2];
+    char producer[16];
+} test_model;
+
+static void init_tensor(Onnx__TensorProto *t, const char *name, int rank, int64_t *dims,
+                        const float *data, size_t count)
+{
+    onnx__tensor_proto__init(t);
+    t->name = (char *)name;
+    t->has_data_type = 1;
+    t->data_type = IFD_FLOAT;
+    t->n_dims = (size_t)rank;
+    t->dims = dims;
+    t->has_raw_data = 1;
+    t->raw_data.data = (uint8_t *)data;
+    t->raw_data.len = count * sizeof(float);
+}
+
+static void build(test_model *e, bool matmul, bool with_constant, const float *w,
+                  const float *c, size_t pad)
+{
+    memset(e, 0, sizeof(*e));
+    onnx__model_proto__init(&e->model);
+    e->model.has_ir_version = 1;
+    e->model.ir_version = 8;
+    memset(e->producer, 'p', pad);
+    e->model.producer_name = e->producer;
+    onnx__operator_set_id_proto__init(&e->opset);
+    e->opset.domain = "";
+    e->opset.has_version = 1;
+    e->opset.version = 13;
+    e->opsets[0] = &e->opset;
+    e->model.n_opset_import = 1;
+    e->model.opset_import = e->opsets;
+    onnx__graph_proto__init(&e->graph);
+    e->graph.name = "mapped";
+    e->model.graph = &e->graph;
+
+    int rank = matmul ? 2 : 1;
+    e->wdims[0] = N;
+    e->wdims[1] = N;
+    init_tensor(&e->weight, "w", rank, e->wdims, w, matmul ? (size_t)N * N : N);
+    e->weights[0] = &e->weight;
+    e->graph.n_initializer = 1;
+    e->graph.initializer = e->weights;
+
+    /* [0] y = OP(x, w); with_constant: [1] c = Constant(value = tensor [N]),
+     * [2] z = Add(x, c) */
+    static char *x_w[2] = {"x", "w"}, *x_c[2] = {"x", "c"}, *y[1] = {"y"}, *z[1] = {"z"},
+                *c_out[1] = {"c"};
+    int n_nodes = with_constant ? 3 : 1;
+    for (int i = 0; i < n_nodes; i++) {
+        onnx__node_proto__init(&e->nodes[i]);
+        e->node_ptrs[i] = &e->nodes[i];
+    }
+    e->nodes[0].op_type = matmul ? "MatMul" : "Add";
+    e->nodes[0].n_input = 2;
+    e->nodes[0].input = x_w;
+    e->nodes[0].n_output = 1;
+    e->nodes[0].output = y;
+    if (with_constant) {
+        e->cdims[0] = N;
+        init_tensor(&e->constant, "", 1, e->cdims, c, N);
+        onnx__attribute_proto__init(&e->value_attr);
+        e->value_attr.name = "value";
+        e->value_attr.has_type = 1;
+        e->value_attr.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
+        e->value_attr.t = &e->constant;
+        e->attr_ptrs[0] = &e->value_attr;
+        e->nodes[1].op_type = "Constant";
+        e->nodes[1].n_output = 1;
+        e->nodes[1].output = c_out;
+        e->nodes[1].n_attribute = 1;
+        e->nodes[1].attribute = e->attr_ptrs;
+        e->nodes[2].op_type = "Add";
+        e->nodes[2].n_input = 2;
+        e->nodes[2].input = x_c;
+        e->nodes[2].n_output = 1;
+        e->nodes[2].output = z;
+    }
+    e->graph.node = e->node_ptrs;
+    e->graph.n_node = (size_t)n_nodes;
+
+    /* one type for x, y and z: float32 [N], or [1, N] for MatMul */
+    onnx__type_proto__init(&e->type);
+    onnx__type_proto__tensor__init(&e->tensor_type);
+    onnx__tensor_shape_proto__init(&e->shape);
+    for (int i = 0; i < rank; i++) {
+        onnx__tensor_shape_proto__dimension__init(&e->dim[i]);
+        e->dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+        e->dim[i].dim_value = matmul && i == 0 ? 1 : N;
+        e->dim_ptrs[i] = &e->dim[i];
+    }
+    e->shape.n_dim = (size_t)rank;
+    e->shape.dim = e->dim_ptrs;
+    e->tensor_type.has_elem_type = 1;
+    e->tensor_type.elem_type = IFD_FLOAT;
+    e->tensor_type.shape = &e->shape;
+    e->type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    e->type.tensor_type = &e->tensor_type;
+    const char *io_names[3] = {"x", "y", "z"};
+    for (int i = 0; i < 3; i++) {
+        onnx__value_info_proto__init(&e->io[i]);
+        e->io[i].name = (char *)io_names[i];
+        e->io[i].type = &e->type;
+    }
+    e->in_ptrs[0] = &e->io[0];
+    e->out_ptrs[0] = &e->io[1];
+    e->out_ptrs[1] = &e->io[2];
+    e->graph.n_input = 1;
+    e->graph.input = e->in_ptrs;
+    e->graph.n_output = with_constant ? 2 : 1;
+    e->graph.output = e->out_ptrs;
+    if (weight_is_output && !with_constant && !matmul) {
+        e->io[2].name = "w";
+        e->graph.n_output = 2;
+    }
+}
+
+/* The packed model, with the first occurrence of `marker` (a weight's first
+ * 16 bytes) at an offset whose remainder modulo 4 is `want` (producer_name
+ * is padded until it is). *at receives that offset. */
+static uint8_t *pack_with_offset(bool matmul, bool with_constant, const float *w, const float *c,
+                                 const void *marker, size_t want, size_t *len, size_t *at)
+{
+    for (size_t pad = 1; pad < 9; pad++) {
+        test_model e;
+        build(&e, matmul, with_constant, w, c, pad);
+        *len = protobuf_c_message_get_packed_size(&e.model.base);
+        uint8_t *buf = malloc(*len);
+        protobuf_c_message_pack(&e.model.base, buf);
+        uint8_t *hit = memmem(buf, *len, marker, 16);
+        if (hit && (size_t)(hit - buf) % 4 == want) {
+            *at = (size_t)(hit - buf);
+            return buf;
+        }
+        free(buf);
+    }
+    return NULL;
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        CHECK(fwrite(data, 1, len, f) == len);
+        fclose(f);
+    }
+}
+
+static float *pattern(size_t count, float scale)
+{
+    float *v = malloc(count * sizeof(float));
+    for (size_t i = 0; i < count; i++)
+        v[i] = scale * (float)((i * 7919) % 1009) / 1009.0f - 0.5f;
+    return v;
+}
+
+/* Run m on x = pattern and return its outputs (caller frees). */
+static void run(ifd_model *m, ifd_value **outputs)
+{
+    const ifd_io_info *in = ifd_model_input(m, 0);
+    ifd_value *x = NULL;
+    ifd_error err;
+    CHECK(ifd_value_new_tensor(IFD_FLOAT, in->type.rank, in->type.dims, &x, &err) == IFD_OK);
+    float *xs = pattern(N, 1.0f);
+    memcpy(x->tensor.data, xs, N * sizeof(float));
+    free(xs);
+    ifd_session *s = NULL;
+    CHECK(ifd_session_create(m, NULL, &s, &err) == IFD_OK);
+    CHECK(ifd_session_run(s, (const ifd_value *const *)&x, outputs, &err) == IFD_OK);
+    ifd_session_free(s);
+    ifd_value_free(x);
+}
+
+static bool same_outputs(ifd_model *a, ifd_model *b)
+{
+    ifd_value *ya[2] = {0}, *yb[2] = {0};
+    run(a, ya);
+    run(b, yb);
+    bool same = true;
+    for (size_t i = 0; i < ifd_model_output_count(a); i++) {
+        size_t bytes = (size_t)ifd_tensor_count(&ya[i]->tensor) * sizeof(float);
+        same = same && ya[i] && yb[i] &&
+               ifd_tensor_count(&ya[i]->tensor) == ifd_tensor_count(&yb[i]->tensor) &&
+               memcmp(ya[i]->tensor.data, yb[i]->tensor.data, bytes) == 0;
+        ifd_value_free(ya[i]);
+        ifd_value_free(yb[i]);
+    }
+    return same;
+}
+
+static int value_slot(const ifd_model *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_values; i++)
+        if (strcmp(m->values[i].info.name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Load `buf` from a file (mapped) and from memory; check both agree and
+ * return the mapped model. */
+static ifd_model *load_both(const uint8_t *buf, size_t len, const char *path)
+{
+    write_file(path, buf, len);
+    ifd_model *mapped = NULL, *read = NULL;
+    ifd_error err;
+    CHECK(ifd_model_load_file(path, NULL, &mapped, &err) == IFD_OK);
+    CHECK(ifd_model_load_memory(buf, len, NULL, NULL, &read, &err) == IFD_OK);
+    if (mapped && read)
+        CHECK(same_outputs(mapped, read));
+    CHECK(read && read->map_base == NULL);
+    ifd_model_free(read);
+    return mapped;
+}
+
+static void test_aligned_weights_are_read_in_place_from_the_mapped_file(void)
+{
+    float *w = pattern(N, 2.0f), *c = pattern(N, 3.0f);
+    size_t len, at;
+    uint8_t *buf = pack_with_offset(false, true, w, c, w, 0, &len, &at);
+    CHECK(buf != NULL);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/aligned.onnx", folder);
+    ifd_model *m = buf ? load_both(buf, len, path) : NULL;
+    if (m) {
+        const ifd_tensor *wt = &m->values[value_slot(m, "w")].constant_storage;
+        CHECK(m->map_base != NULL && m->owns_map);
+        CHECK(model_maps(m, wt->data));
+        CHECK_EQ_INT(wt->owns_data, 0);
+        CHECK(wt->data == m->map_base + at);
+        /* the Constant node's value is read in place when it is aligned, and
+         * copied when not: either way it matches the file */
+        const ifd_tensor *ct = &m->values[value_slot(m, "c")].constant_storage;
+        CHECK(memcmp(ct->data, c, N * sizeof(float)) == 0);
+        CHECK(model_maps(m, ct->data) == ((uintptr_t)ct->data % 4 == 0 && !ct->owns_data));
+    }
+    ifd_model_free(m);
+    free(buf);
+    free(w);
+    free(c);
+}
+
+static void test_unaligned_weights_are_copied_and_give_the_same_outputs(void)
+{
+    float *w = pattern(N, 2.0f), *c = pattern(N, 3.0f);
+    for (size_t misalign = 1; misalign < 4; misalign++) {
+        size_t len, at;
+        uint8_t *buf = pack_with_offset(false, true, w, c, w, misalign, &len, &at);
+        CHECK(buf != NULL);
+        char path[128];
+        snprintf(path, sizeof(path), "%s/unaligned%zu.onnx", folder, misalign);
+        ifd_model *m = buf ? load_both(buf, len, path) : NULL;
+        if (m) {
+            const ifd_tensor *wt = &m->values[value_slot(m, "w")].constant_storage;
+            CHECK(!model_maps(m, wt->data));
+            CHECK_EQ_INT(wt->owns_data, 1);
+            CHECK((uintptr_t)wt->data % sizeof(float) == 0);
+            CHECK(memcmp(wt->data, w, N * sizeof(float)) == 0);
+        }
+        ifd_model_free(m);
+        free(buf);
+    }
+    free(w);
+    free(c);
+}
+
+/* MatMul packs its weight at load: the mapped original is dropped, and with
+ * nothing else reading the file the mapping itself goes. */
+static void test_packed_weights_let_the_mapping_go(void)
+{
+    float *w = pattern((size_t)N * N, 0.01f);
+    for (size_t misalign = 0; misalign < 2; misalign++) {
+        size_t len, at;
+        uint8_t *buf = pack_with_offset(true, false, w, NULL, w, misalign, &len, &at);
+        CHECK(buf != NULL);
+        char path[128];
+        snprintf(path, sizeof(path), "%s/matmul%zu.onnx", folder, misalign);
+        ifd_model *m = buf ? load_both(buf, len, path) : NULL;
+        if (m) {
+            CHECK(m->map_base == NULL && !m->owns_map);
+            CHECK(m->values[value_slot(m, "w")].constant_storage.data == NULL);
+        }
+        ifd_model_free(m);
+        free(buf);
+    }
+    free(w);
+}
+
+/* The model store replaces a model by rename: the loaded model keeps reading
+ * the old inode through its mapping. */
+static void test_file_replaced_by_rename_leaves_the_loaded_model_unchanged(void)
+{
+    float *w = pattern(N, 2.0f), *other = pattern(N, -5.0f);
+    size_t len, at, len2, at2;
+    uint8_t *buf = pack_with_offset(false, false, w, NULL, w, 0, &len, &at);
+    uint8_t *buf2 = pack_with_offset(false, false, other, NULL, other, 0, &len2, &at2);
+    CHECK(buf && buf2);
+    if (!buf || !buf2) {
+        free(buf);
+        free(buf2);
+        free(w);
+        free(other);
+        return;
+    }
+    char path[128], next[128];
+    snprintf(path, sizeof(path), "%s/replaced.onnx", folder);
+    snprintf(next, sizeof(next), "%s/replaced.onnx.tmp", folder);
+    write_file(path, buf, len);
+    ifd_model *m = NULL, *reference = NULL;
+    ifd_error err;
+    CHECK(ifd_model_load_file(path, NULL, &m, &err) == IFD_OK);
+    CHECK(ifd_model_load_memory(buf, len, NULL, NULL, &reference, &err) == IFD_OK);
+    CHECK(m && model_maps(m, m->values[value_slot(m, "w")].constant_storage.data));
+    write_file(next, buf2, len2);
+    CHECK(rename(next, path) == 0);
+    if (m && reference)
+        CHECK(same_outputs(m, reference));
+    ifd_model_free(m);
+    ifd_model_free(reference);
+    free(buf);
+    free(buf2);
+    free(w);
+    free(other);
+}
+
+/* A weight read in place that is also a graph output reaches the caller as
+ * a value of its own (freed by the caller), not as a view of the mapping. */
+static void test_mapped_weight_as_graph_output_is_copied_to_the_caller(void)
+{
+    float *w = pattern(N, 2.0f);
+    size_t len, at;
+    weight_is_output = true;
+    uint8_t *buf = pack_with_offset(false, false, w, NULL, w, 0, &len, &at);
+    weight_is_output = false;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/weight_output.onnx", folder);
+    ifd_model *m = buf ? load_both(buf, len, path) : NULL;
+    if (m) {
+        CHECK(model_maps(m, m->values[value_slot(m, "w")].constant_storage.data));
+        ifd_value *outputs[2] = {0};
+        run(m, outputs);
+        CHECK(outputs[1] && !model_maps(m, outputs[1]->tensor.data));
+        CHECK(outputs[1] && memcmp(outputs[1]->tensor.data, w, N * sizeof(float)) == 0);
+        ifd_value_free(outputs[0]);
+        ifd_value_free(outputs[1]);
+    }
+    ifd_model_free(m);
+    free(buf);
+    free(w);
+}
+
+/* Every prefix of a mapped file is refused (or loads) cleanly, as from
+ * memory: the raw_data references are only ever made from lengths the
+ * walk checked against the file. */
+static void test_truncated_mapped_file_fails_cleanly_at_every_offset(void)
+{
+    float *w = pattern(N, 2.0f), *c = pattern(N, 3.0f);
+    size_t len, at;
+    uint8_t *buf = pack_with_offset(false, true, w, c, w, 0, &len, &at);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/truncated.onnx", folder);
+    int refused = 0;
+    /* every offset of the metadata, and a stride through the weights */
+    for (size_t n = 0; buf && n < len; n += n < 512 || n > len - 512 ? 1 : 61) {
+        write_file(path, buf, n);
+        ifd_model *m = NULL, *from_memory = NULL;
+        ifd_error err, err2;
+        err.message[0] = err2.message[0] = '\0';
+        ifd_status st = ifd_model_load_file(path, NULL, &m, &err);
+        ifd_status st2 = ifd_model_load_memory(buf, n, NULL, NULL, &from_memory, &err2);
+        CHECK_EQ_INT(st, st2);
+        if (st != IFD_OK) {
+            refused++;
+            CHECK(m == NULL);
+            CHECK(err.message[0] != '\0');
+            CHECK_STR_CONTAINS(err.message, err2.message);
+        }
+        ifd_model_free(m);
+        ifd_model_free(from_memory);
+    }
+    CHECK(refused > 0);
+    free(buf);
+    free(w);
+    free(c);
+}
+
+static void test_raw_data_shorter_than_the_shape_is_refused_from_a_mapped_file(void)
+{
+    float *w = pattern(N, 2.0f);
+    test_model e;
+    build(&e, false, false, w, NULL, 1);
+    e.weight.raw_data.len -= 4;
+    size_t len = protobuf_c_message_get_packed_size(&e.model.base);
+    uint8_t *buf = malloc(len);
+    protobuf_c_message_pack(&e.model.base, buf);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/short.onnx", folder);
+    write_file(path, buf, len);
+    ifd_model *m = NULL;
+    ifd_error err;
+    CHECK_EQ_INT(ifd_model_load_file(path, NULL, &m, &err), IFD_ERR_INVALID_MODEL);
+    CHECK(m == NULL);
+    CHECK_STR_CONTAINS(err.message, "tensor 'w': raw_data has 8188 bytes, shape [2048] of "
+                                    "float32 needs 8192");
+    free(buf);
+    free(w);
+}
+
+/* An older exporter's float_data (not raw_data) loads the same from a file. */
+static void test_typed_float_data_loads_from_a_mapped_file(void)
+{
+    float *w = pattern(N, 2.0f);
+    test_model e;
+    build(&e, false, false, w, NULL, 1);
+    e.weight.has_raw_data = 0;
+    e.weight.raw_data.data = NULL;
+    e.weight.raw_data.len = 0;
+    e.weight.n_float_data = N;
+    e.weight.float_data = w;
+    size_t len = protobuf_c_message_get_packed_size(&e.model.base);
+    uint8_t *buf = malloc(len);
+    protobuf_c_message_pack(&e.model.base, buf);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/float_data.onnx", folder);
+    ifd_model *m = load_both(buf, len, path);
+    if (m) {
+        const ifd_tensor *wt = &m->values[value_slot(m, "w")].constant_storage;
+        CHECK(memcmp(wt->data, w, N * sizeof(float)) == 0);
+        CHECK(m->map_base == NULL); /* nothing points into the file */
+    }
+    ifd_model_free(m);
+    free(buf);
+    free(w);
+}
+
+int main(void)
+{
+    snprintf(folder, sizeof(folder), "/tmp/inferd-mapped-XXXXXX");
+    if (!mkdtemp(folder)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(test_aligned_weights_are_read_in_place_from_the_mapped_file);
+    RUN(test_unaligned_weights_are_copied_and_give_the_same_outputs);
+    RUN(test_packed_weights_let_the_mapping_go);
+    RUN(test_file_replaced_by_rename_leaves_the_loaded_model_unchanged);
+    RUN(test_mapped_weight_as_graph_output_is_copied_to_the_caller);
+    RUN(test_truncated_mapped_file_fails_cleanly_at_every_offset);
+    RUN(test_raw_data_shorter_than_the_shape_is_refused_from_a_mapped_file);
+    RUN(test_typed_float_data_loads_from_a_mapped_file);
+    char command[128];
+    snprintf(command, sizeof(command), "rm -rf '%s'", folder);
+    if (system(command) != 0)
+        fprintf(stderr, "could not remove %s\n", folder);
+    TEST_MAIN_END();
+}
