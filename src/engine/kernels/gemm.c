@@ -553,6 +553,15 @@ static wide_kernel wide_for(micro_kernel k)
     return NULL;
 }
 
+bool gemm_kernel_is_avx512(void)
+{
+#ifdef GEMM_X86
+    return select_kernel() == avx512_kernel;
+#else
+    return false;
+#endif
+}
+
 const char *gemm_kernel_name(void)
 {
     micro_kernel k = select_kernel();

@@ -9,9 +9,15 @@
  */
 #include "im2col.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "gemm.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define IM2COL_X86 1
+#endif
 
 /* GCC turns the short zero-fill loops of padded lines into memset calls,
  * which cost more than the few stores they replace. */
@@ -305,10 +311,87 @@ static void im2col_f32_packed_shifted(const conv_geometry *g, const float *image
         packed_zero(dst, j + (size_t)(inside_hi), j + (size_t)n2);                            \
     } while (0)
 
+#ifdef IM2COL_X86
+/* The 2-D shifted case with AVX-512 masked loads. Output positions q = o1 *
+ * width + o2 of one tap read image[c] at q + delta, so the 16 positions of
+ * one packed sliver row are one load from the image, with a lane mask that
+ * zeroes the lanes whose input falls on padding (masked-off lanes neither
+ * read memory nor fault). The mask depends only on the tap and the sliver,
+ * so it is worked out once per call and reused for every channel; the
+ * copy is then one masked load and one store per 16 floats, written
+ * sliver by sliver in the order the GEMM reads them. */
+#define MASKED_MAX_TAPS 49
+#define MASKED_MAX_MASKS 16384
+
+static bool masked_fits(const conv_geometry *g)
+{
+    size_t taps = (size_t)(g->kernel[1] * g->kernel[2]);
+    size_t slivers = (conv_geometry_cols(g) + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
+    return g->image[0] == 1 && g->out[0] == 1 && g->kernel[0] == 1 && g->stride[1] == 1 &&
+           g->stride[2] == 1 && g->out[2] == g->image[2] && taps <= MASKED_MAX_TAPS &&
+           slivers * taps <= MASKED_MAX_MASKS && gemm_kernel_is_avx512();
+}
+
+__attribute__((target("avx512f"))) static void
+im2col_f32_packed_masked(const conv_geometry *g, const float *image, float *packed)
+{
+    int64_t h = g->image[1], w = g->image[2], kw_n = g->kernel[2];
+    size_t taps = (size_t)(g->kernel[1] * kw_n), rows = conv_geometry_rows(g);
+    size_t cols = conv_geometry_cols(g), slivers = (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
+    uint16_t masks[MASKED_MAX_MASKS]; /* [tap][sliver] */
+    int64_t delta[MASKED_MAX_TAPS];
+    for (size_t t = 0; t < taps; t++) {
+        int64_t shift1 = (int64_t)t / kw_n * g->dilation[1] - g->pad[1];
+        int64_t off2 = (int64_t)t % kw_n * g->dilation[2] - g->pad[2];
+        delta[t] = shift1 * w + off2;
+        uint16_t *m = masks + t * slivers;
+        int64_t o1 = 0, o2 = 0;
+        for (size_t s = 0; s < slivers; s++) {
+            unsigned bits = 0;
+            for (unsigned i = 0; i < GEMM_PACK_NR; i++) {
+                if (s * GEMM_PACK_NR + i < cols && o1 + shift1 >= 0 && o1 + shift1 < h &&
+                    o2 + off2 >= 0 && o2 + off2 < w)
+                    bits |= 1u << i;
+                if (++o2 == w) {
+                    o2 = 0;
+                    o1++;
+                }
+            }
+            m[s] = (uint16_t)bits;
+        }
+    }
+    int64_t plane = h * w;
+    for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
+        size_t kc = rows - p0 < GEMM_PACK_KC ? rows - p0 : GEMM_PACK_KC;
+        float *panel = gemm_packed_b_row(packed, rows, cols, p0).base;
+        for (size_t s = 0; s < slivers; s++) {
+            float *dst = panel + s * GEMM_PACK_NR * kc;
+            size_t c = p0 / taps, t = p0 % taps;
+            for (size_t r = 0; r < kc; r++) {
+                const float *src = image + (int64_t)c * plane + delta[t] +
+                                   (int64_t)(s * GEMM_PACK_NR);
+                _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
+                                 _mm512_maskz_loadu_ps(masks[t * slivers + s], src));
+                if (++t == taps) {
+                    t = 0;
+                    c++;
+                }
+            }
+        }
+    }
+}
+#endif
+
 void im2col_f32_packed(const conv_geometry *g, const float *image, float *packed)
 {
     int64_t s2 = g->stride[2], n2 = g->out[2];
     size_t rows = conv_geometry_rows(g), cols = conv_geometry_cols(g);
+#ifdef IM2COL_X86
+    if (masked_fits(g)) {
+        im2col_f32_packed_masked(g, image, packed);
+        return;
+    }
+#endif
     if (g->stride[1] == 1 && s2 == 1 && n2 == g->image[2])
         im2col_f32_packed_shifted(g, image, packed);
     else
