@@ -332,24 +332,28 @@ static bool masked_fits(const conv_geometry *g)
            slivers * taps <= MASKED_MAX_MASKS && gemm_kernel_is_avx512();
 }
 
+/* Positions [q0, q1) of `count` images side by side (see
+ * im2col_f32_packed_slice); q0 is a multiple of GEMM_PACK_NR and so is
+ * q1 - q0 when count > 1, so every image starts a sliver. */
 __attribute__((target("avx512f"))) static void
-im2col_f32_packed_masked(const conv_geometry *g, const float *image, float *packed)
+im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t count,
+                         size_t image_floats, size_t q0, size_t q1, float *packed)
 {
     int64_t h = g->image[1], w = g->image[2], kw_n = g->kernel[2];
     size_t taps = (size_t)(g->kernel[1] * kw_n), rows = conv_geometry_rows(g);
-    size_t cols = conv_geometry_cols(g), slivers = (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
-    uint16_t masks[MASKED_MAX_MASKS]; /* [tap][sliver] */
+    size_t per_image = (q1 - q0 + GEMM_PACK_NR - 1) / GEMM_PACK_NR; /* slivers */
+    uint16_t masks[MASKED_MAX_MASKS]; /* [tap][sliver of one image] */
     int64_t delta[MASKED_MAX_TAPS];
     for (size_t t = 0; t < taps; t++) {
         int64_t shift1 = (int64_t)t / kw_n * g->dilation[1] - g->pad[1];
         int64_t off2 = (int64_t)t % kw_n * g->dilation[2] - g->pad[2];
-        delta[t] = shift1 * w + off2;
-        uint16_t *m = masks + t * slivers;
-        int64_t o1 = 0, o2 = 0;
-        for (size_t s = 0; s < slivers; s++) {
+        delta[t] = shift1 * w + off2 + (int64_t)q0;
+        uint16_t *m = masks + t * per_image;
+        int64_t o1 = (int64_t)q0 / w, o2 = (int64_t)q0 % w;
+        for (size_t s = 0; s < per_image; s++) {
             unsigned bits = 0;
             for (unsigned i = 0; i < GEMM_PACK_NR; i++) {
-                if (s * GEMM_PACK_NR + i < cols && o1 + shift1 >= 0 && o1 + shift1 < h &&
+                if (q0 + s * GEMM_PACK_NR + i < q1 && o1 + shift1 >= 0 && o1 + shift1 < h &&
                     o2 + off2 >= 0 && o2 + off2 < w)
                     bits |= 1u << i;
                 if (++o2 == w) {
@@ -361,20 +365,23 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, float *pack
         }
     }
     int64_t plane = h * w;
+    size_t cols = count * (q1 - q0);
     for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
         size_t kc = rows - p0 < GEMM_PACK_KC ? rows - p0 : GEMM_PACK_KC;
-        float *panel = gemm_packed_b_row(packed, rows, cols, p0).base;
-        for (size_t s = 0; s < slivers; s++) {
-            float *dst = panel + s * GEMM_PACK_NR * kc;
-            size_t c = p0 / taps, t = p0 % taps;
-            for (size_t r = 0; r < kc; r++) {
-                const float *src = image + (int64_t)c * plane + delta[t] +
-                                   (int64_t)(s * GEMM_PACK_NR);
-                _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
-                                 _mm512_maskz_loadu_ps(masks[t * slivers + s], src));
-                if (++t == taps) {
-                    t = 0;
-                    c++;
+        float *dst = gemm_packed_b_row(packed, rows, cols, p0).base;
+        for (size_t n = 0; n < count; n++) {
+            const float *img = image + n * image_floats;
+            for (size_t s = 0; s < per_image; s++, dst += GEMM_PACK_NR * kc) {
+                size_t c = p0 / taps, t = p0 % taps;
+                for (size_t r = 0; r < kc; r++) {
+                    const float *src = img + (int64_t)c * plane + delta[t] +
+                                       (int64_t)(s * GEMM_PACK_NR);
+                    _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
+                                     _mm512_maskz_loadu_ps(masks[t * per_image + s], src));
+                    if (++t == taps) {
+                        t = 0;
+                        c++;
+                    }
                 }
             }
         }
@@ -382,13 +389,33 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, float *pack
 }
 #endif
 
+bool im2col_f32_packed_slice_fits(const conv_geometry *g)
+{
+#ifdef IM2COL_X86
+    return masked_fits(g);
+#else
+    (void)g;
+    return false;
+#endif
+}
+
+void im2col_f32_packed_slice(const conv_geometry *g, const float *images, size_t count,
+                             size_t image_floats, size_t q0, size_t q1, float *packed)
+{
+#ifdef IM2COL_X86
+    im2col_f32_packed_masked(g, images, count, image_floats, q0, q1, packed);
+#else
+    (void)g, (void)images, (void)count, (void)image_floats, (void)q0, (void)q1, (void)packed;
+#endif
+}
+
 void im2col_f32_packed(const conv_geometry *g, const float *image, float *packed)
 {
     int64_t s2 = g->stride[2], n2 = g->out[2];
     size_t rows = conv_geometry_rows(g), cols = conv_geometry_cols(g);
 #ifdef IM2COL_X86
     if (masked_fits(g)) {
-        im2col_f32_packed_masked(g, image, packed);
+        im2col_f32_packed_masked(g, image, 1, 0, 0, cols, packed);
         return;
     }
 #endif
