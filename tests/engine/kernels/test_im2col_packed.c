@@ -106,8 +106,75 @@ static void test_packed_patches_match_plain_im2col_on_every_kernel(void)
     }
 }
 
+/* Positions [q0, q1) of `count` images side by side against the plain
+ * im2col of each image. */
+static int check_slice(const conv_geometry *g, size_t count, size_t q0, size_t q1)
+{
+    size_t rows = conv_geometry_rows(g), cols = conv_geometry_cols(g), width = q1 - q0;
+    size_t pixels = g->channels * (size_t)(g->image[1] * g->image[2]);
+    size_t slice_cols = count * width;
+    size_t npad = (slice_cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR * GEMM_PACK_NR;
+    float *images = malloc(count * pixels * sizeof(float));
+    double *image_d = malloc(pixels * sizeof(double));
+    double *plain = malloc(rows * cols * sizeof(double));
+    float *packed = malloc(gemm_packed_b_floats(rows, slice_cols) * sizeof(float));
+    for (size_t i = 0; i < count * pixels; i++)
+        images[i] = (float)(i % 509) + 1.0f;
+    for (size_t i = 0; i < gemm_packed_b_floats(rows, slice_cols); i++)
+        packed[i] = -7.0f;
+    im2col_f32_packed_slice(g, images, count, pixels, q0, q1, packed);
+    int bad = 0;
+    for (size_t n = 0; n < count && !bad; n++) {
+        for (size_t i = 0; i < pixels; i++)
+            image_d[i] = images[n * pixels + i];
+        im2col_f64(g, image_d, plain);
+        for (size_t p = 0; p < rows && !bad; p++) {
+            gemm_packed_row row = gemm_packed_b_row(packed, rows, slice_cols, p);
+            for (size_t q = q0; q < q1 && !bad; q++) {
+                float got = *gemm_packed_at(row, n * width + q - q0);
+                if ((double)got != plain[p * cols + q]) {
+                    fprintf(stderr, "slice of %zu images [%zu, %zu): image %zu row %zu position "
+                                    "%zu is %g, expected %g\n",
+                            count, q0, q1, n, p, q, got, plain[p * cols + q]);
+                    bad = 1;
+                }
+            }
+        }
+    }
+    for (size_t p = 0; p < rows && !bad; p++)
+        for (size_t j = slice_cols; j < npad && !bad; j++)
+            if (*gemm_packed_at(gemm_packed_b_row(packed, rows, slice_cols, p), j) != 0.0f)
+                bad = 1;
+    free(images);
+    free(image_d);
+    free(plain);
+    free(packed);
+    return bad;
+}
+
+static void test_slices_of_images_match_plain_im2col(void)
+{
+    const char *names[8];
+    size_t n = gemm_kernel_names(names, 8);
+    if (n == 0 || !gemm_use_kernel(names[0]) || !gemm_kernel_is_avx512()) {
+        printf("no AVX-512 kernel on this CPU: slices not checked\n");
+        return;
+    }
+    conv_geometry small = geometry_2d(5, 4, 4, 3, 3, 1, 1, 1, 1);
+    conv_geometry large = geometry_2d(3, 20, 21, 3, 3, 1, 1, 1, 1); /* 420 positions */
+    conv_geometry valid = geometry_2d(2, 9, 13, 3, 3, 1, 2, 0, 2);
+    CHECK(im2col_f32_packed_slice_fits(&small) && im2col_f32_packed_slice_fits(&large));
+    int failures = check_slice(&small, 7, 0, 16) + check_slice(&large, 1, 0, 160) +
+                   check_slice(&large, 1, 160, 320) + check_slice(&large, 1, 320, 420) +
+                   check_slice(&large, 2, 0, 420 - 420 % 16) + check_slice(&valid, 1, 16, 65);
+    CHECK_EQ_INT(failures, 0);
+    conv_geometry strided = geometry_2d(3, 15, 15, 3, 3, 2, 1, 1, 1);
+    CHECK(!im2col_f32_packed_slice_fits(&strided));
+}
+
 int main(void)
 {
     RUN(test_packed_patches_match_plain_im2col_on_every_kernel);
+    RUN(test_slices_of_images_match_plain_im2col);
     TEST_MAIN_END();
 }
