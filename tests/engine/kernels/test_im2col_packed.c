@@ -167,9 +167,18 @@ static void test_slices_of_images_match_plain_im2col(void)
     int failures = check_slice(&small, 7, 0, 16) + check_slice(&large, 1, 0, 160) +
                    check_slice(&large, 1, 160, 320) + check_slice(&large, 1, 320, 420) +
                    check_slice(&large, 2, 0, 420 - 420 % 16) + check_slice(&valid, 1, 16, 65);
-    CHECK_EQ_INT(failures, 0);
+    /* strided geometries gather: a 3x3 stride 2, a 7x7 stem whose plane
+     * spans more than one 64-sliver block, a 1x1 stride 2 */
     conv_geometry strided = geometry_2d(3, 15, 15, 3, 3, 2, 1, 1, 1);
-    CHECK(!im2col_f32_packed_slice_fits(&strided));
+    conv_geometry stem = geometry_2d(3, 70, 66, 7, 7, 2, 1, 3, 3); /* 35 x 33 = 1155 */
+    conv_geometry down = geometry_2d(4, 14, 14, 1, 1, 2, 1, 0, 0);
+    CHECK(im2col_f32_packed_slice_fits(&strided) && im2col_f32_packed_slice_fits(&stem));
+    failures += check_slice(&strided, 1, 0, 64) + check_slice(&strided, 3, 0, 48) +
+                check_slice(&stem, 1, 0, 1155) + check_slice(&stem, 1, 1024, 1155) +
+                check_slice(&down, 5, 0, 48);
+    CHECK_EQ_INT(failures, 0);
+    conv_geometry huge_taps = geometry_2d(1, 20, 20, 9, 9, 1, 1, 4, 4);
+    CHECK(!im2col_f32_packed_slice_fits(&huge_taps));
 }
 
 int main(void)
