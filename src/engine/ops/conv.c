@@ -615,7 +615,9 @@ static void conv_lanes(void *arg, size_t begin, size_t end)
 /* ---- float Conv in column slices (dense 2-D stride-1 layers) -------------- */
 
 /* When im2col can write any slice of positions (im2col_f32_packed_slice), a
- * dense Conv runs as products over slices of SLICE_BYTES-sized column sets:
+ * dense Conv (pointwise ones too: their slice is a plain copy, packed once
+ * instead of once per 96 output channels inside the product) runs as
+ * products over slices of SLICE_BYTES-sized column sets:
  * a chunk of a large plane, or the whole small planes of several images side
  * by side. The slice's patches and its output block stay in L2 instead of a
  * whole plane's patch matrix (9x the image for 3x3) going through memory;
@@ -686,7 +688,7 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
                                const float *bias, const float *residual, float *yd)
 {
     const conv_state *st = ctx->node->state;
-    if (p->group != 1 || p->pointwise || !st->packed_w || !im2col_f32_packed_slice_fits(&p->geo))
+    if (p->group != 1 || !st->packed_w || !im2col_f32_packed_slice_fits(&p->geo))
         return 1;
     slice_job job = {.st = st, .p = p, .x = xd, .bias = bias, .residual = residual, .y = yd};
     job.rows = conv_geometry_rows(&p->geo);
