@@ -381,23 +381,34 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
         for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
             size_t kc = rows - p0 < GEMM_PACK_KC ? rows - p0 : GEMM_PACK_KC;
             float *panel = gemm_packed_b_row(packed, rows, cols, p0).base;
+            /* each row of the panel: where it reads and which tap's masks */
+            int64_t from[GEMM_PACK_KC];
+            uint16_t tap_of[GEMM_PACK_KC];
+            for (size_t r = 0, c = p0 / taps, t = p0 % taps; r < kc; r++) {
+                from[r] = (int64_t)c * plane + delta[t] + (linear ? (int64_t)qb : 0);
+                tap_of[r] = (uint16_t)(t * MASKED_BLOCK);
+                if (++t == taps) {
+                    t = 0;
+                    c++;
+                }
+            }
             for (size_t n = 0; n < count; n++) {
                 const float *img = image + n * image_floats;
                 for (size_t s = 0; s < nb; s++) {
                     float *dst = panel + (n * per_image + b0 + s) * GEMM_PACK_NR * kc;
-                    __m512i vbase = _mm512_loadu_si512(bases + s * GEMM_PACK_NR);
-                    size_t c = p0 / taps, t = p0 % taps;
-                    for (size_t r = 0; r < kc; r++) {
-                        const float *src = img + (int64_t)c * plane + delta[t];
-                        __mmask16 m = masks[t * MASKED_BLOCK + s];
-                        __m512 v = linear ? _mm512_maskz_loadu_ps(m, src + qb + s * GEMM_PACK_NR)
-                                          : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
-                                                                     vbase, src, 4);
-                        _mm512_storeu_ps(dst + r * GEMM_PACK_NR, v);
-                        if (++t == taps) {
-                            t = 0;
-                            c++;
-                        }
+                    const uint16_t *ms = masks + s;
+                    if (linear) {
+                        const float *at = img + s * GEMM_PACK_NR;
+                        for (size_t r = 0; r < kc; r++)
+                            _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
+                                             _mm512_maskz_loadu_ps(ms[tap_of[r]], at + from[r]));
+                    } else {
+                        __m512i vbase = _mm512_loadu_si512(bases + s * GEMM_PACK_NR);
+                        for (size_t r = 0; r < kc; r++)
+                            _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
+                                             _mm512_mask_i32gather_ps(_mm512_setzero_ps(),
+                                                                      ms[tap_of[r]], vbase,
+                                                                      img + from[r], 4));
                     }
                 }
             }

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/bias_store.h"
 #include "../kernels/epilogue.h"
 #include "../kernels/gemm.h"
 #include "../kernels/im2col.h"
@@ -661,14 +662,9 @@ static void slice_item(const slice_job *job, size_t item, float *bbuf, float *cb
         for (size_t o = 0; o < m; o++) {
             size_t at = ((n0 + n) * m + o) * cols + q0;
             const float *src = cbuf + o * ncols + n * width;
-            const float *res = job->residual ? job->residual + at : NULL;
             float *dst = job->y + at, bias = job->bias ? job->bias[o] : 0.0f;
-            /* comparisons that let NaN through, as epilogue_apply */
-            for (size_t i = 0; i < width; i++) {
-                float v = src[i] + bias + (res ? res[i] : 0.0f);
-                v = v < lo ? lo : v;
-                dst[i] = v > hi ? hi : v;
-            }
+            bias_store_f32(dst, src, job->residual ? job->residual + at : NULL, bias, lo, hi,
+                           width);
         }
 }
 
