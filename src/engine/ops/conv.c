@@ -14,8 +14,11 @@
  * Float weights that are initializers are packed per group at load into the
  * layout the GEMM kernel streams, and the float patches are written straight
  * into its packed layout too, so the product packs nothing at run time.
- * Float Conv shares its (image, group) items over the session's threads
- * when there are enough of them, else each product splits its own tiles;
+ * Dense 2-D float Convs run in column slices when the AVX-512 kernel is in
+ * use (see "float Conv in column slices" below: chunks of a plane or several
+ * small images per product, im2col into L2, one store pass). Other float
+ * Convs share their (image, group) items over the session's threads when
+ * there are enough of them, else each product splits its own tiles;
  * depthwise layers run a direct loop instead of im2col; and the fusion pass
  * (optimize/fuse_kernels.c through fusable.h) can fold a BatchNormalization
  * into the packed weights and have a residual input and a Relu/Clip applied
@@ -613,7 +616,7 @@ static void conv_lanes(void *arg, size_t begin, size_t end)
             conv_item(job, item, job->cols ? job->cols + lane * job->col_floats : NULL);
 }
 
-/* ---- float Conv in column slices (dense 2-D stride-1 layers) -------------- */
+/* ---- float Conv in column slices (dense 2-D layers, AVX-512) ------------------ */
 
 /* When im2col can write any slice of positions (im2col_f32_packed_slice), a
  * dense Conv (pointwise ones too: their slice is a plain copy, packed once
