@@ -502,6 +502,17 @@ static int run_plan(op_ctx *ctx, conv_plan *p, ifd_tensor **y, ifd_dtype dtype)
  * over the pool instead. */
 #define CONV_PARALLEL_MIN_FMAS 4194304.0
 
+/* Threads that take whole work items of a Conv, each its own: all of them
+ * when the layer is worth waking them and the items split evenly enough,
+ * else 1 (and the products split their own tiles over the pool). */
+static size_t lanes_for(size_t threads, size_t items, double fmas)
+{
+    return threads > 1 && items >= threads && fmas >= CONV_PARALLEL_MIN_FMAS &&
+                   (items >= 2 * threads || items % threads == 0)
+               ? threads
+               : 1;
+}
+
 typedef struct conv_job {
     const conv_state *st;
     const conv_plan *p;
@@ -721,10 +732,7 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
     if (job.images_per > batch)
         job.images_per = batch;
     job.items = (batch + job.images_per - 1) / job.images_per * job.q_chunks;
-    job.lanes = threads > 1 && job.items >= threads && fmas >= CONV_PARALLEL_MIN_FMAS &&
-                        (job.items >= 2 * threads || job.items % threads == 0)
-                    ? threads
-                    : 1;
+    job.lanes = lanes_for(threads, job.items, fmas);
     job.product_pool = job.lanes == 1 ? pool : NULL;
     size_t ncols = job.images_per * job.q_chunk;
     job.b_floats = gemm_packed_b_floats(job.rows, ncols);
@@ -766,10 +774,7 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
      * so a layer under ~4M multiply-adds runs on the caller */
     double fmas = (double)p->batch * (double)p->out_channels * (double)p->out_plane *
                   (double)cg * (double)p->taps;
-    job.lanes = threads > 1 && items >= threads && fmas >= CONV_PARALLEL_MIN_FMAS &&
-                        (items >= 2 * threads || items % threads == 0)
-                    ? threads
-                    : 1;
+    job.lanes = lanes_for(threads, items, fmas);
     job.product_pool = job.lanes == 1 ? pool : NULL;
     if (!job.depthwise && !p->pointwise) {
         size_t rows = conv_geometry_rows(&p->geo), cols = conv_geometry_cols(&p->geo);
