@@ -672,14 +672,11 @@ static void slice_item(const slice_job *job, size_t item, float *bbuf, float *cb
     gemm_f32_ex(m, ncols, job->rows, 1.0f, oa, ob, 0.0f, cbuf, ncols, job->product_pool);
     const kernel_epilogue *e = &job->st->epilogue;
     float lo = e->clamp ? e->lo : -INFINITY, hi = e->clamp ? e->hi : INFINITY;
-    for (size_t n = 0; n < images; n++)
-        for (size_t o = 0; o < m; o++) {
-            size_t at = ((n0 + n) * m + o) * cols + q0;
-            const float *src = cbuf + o * ncols + n * width;
-            float *dst = job->y + at, bias = job->bias ? job->bias[o] : 0.0f;
-            bias_store_f32(dst, src, job->residual ? job->residual + at : NULL, bias, lo, hi,
-                           width);
-        }
+    for (size_t n = 0; n < images; n++) {
+        size_t at = (n0 + n) * m * cols + q0;
+        bias_store_f32(job->y + at, cols, cbuf + n * width, ncols,
+                       job->residual ? job->residual + at : NULL, job->bias, m, width, lo, hi);
+    }
 }
 
 static void slice_lanes(void *arg, size_t begin, size_t end)
