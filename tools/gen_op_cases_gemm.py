@@ -356,6 +356,44 @@ def conv_cases():
           ("yzp", yzp), ("b", bias)], [("y", y)], 10, {"pads": [1, 1, 1, 1]})
 
 
+def conv_slice_cases():
+    """Dense stride-1 2-D Convs with packed weights, which (with the AVX-512
+    kernel) run in column slices: several small images per product, a large
+    plane cut into chunks with a ragged last one, fewer output rows than
+    input rows, 5x5 and dilated taps. Their own generator so that the data
+    of the cases above stay as they were."""
+    r = np.random.default_rng(20261206)
+
+    def rn(*shape):
+        return r.standard_normal(shape).astype(np.float32)
+
+    x, w, b = rn(40, 5, 4, 4), rn(12, 5, 3, 3), rn(12)
+    case("conv_sliced_small_planes_many_images", "Conv", [("x", x), ("w", w), ("b", b)],
+         [("y", conv_ref(x, w, b, pads=[1, 1, 1, 1]))], 11, {"pads": [1, 1, 1, 1]},
+         initializers=("w", "b"), rtol=1e-4)
+    x, w, b = rn(2, 3, 40, 41), rn(20, 3, 3, 3), rn(20)
+    case("conv_sliced_large_plane_chunks", "Conv", [("x", x), ("w", w), ("b", b)],
+         [("y", conv_ref(x, w, b, pads=[1, 1, 1, 1]))], 11, {"pads": [1, 1, 1, 1]},
+         initializers=("w", "b"), rtol=1e-4)
+    x, w = rn(3, 4, 23, 19), rn(7, 4, 3, 3)
+    case("conv_sliced_valid_height", "Conv", [("x", x), ("w", w)],
+         [("y", conv_ref(x, w, pads=[0, 1, 0, 1]))], 11, {"pads": [0, 1, 0, 1]},
+         initializers=("w",), rtol=1e-4)
+    x, w, b = rn(2, 6, 17, 17), rn(9, 6, 5, 5), rn(9)
+    case("conv_sliced_5x5_dilated", "Conv", [("x", x), ("w", w), ("b", b)],
+         [("y", conv_ref(x, w, b, pads=[4, 4, 4, 4], dilations=[2, 2]))], 11,
+         {"pads": [4, 4, 4, 4], "dilations": [2, 2]}, initializers=("w", "b"), rtol=1e-4)
+    # over 4M multiply-adds: the slices are shared by the threads (--threads 2)
+    x, w, b = rn(16, 16, 8, 8), rn(32, 16, 3, 3), rn(32)
+    case("conv_sliced_images_over_threads", "Conv", [("x", x), ("w", w), ("b", b)],
+         [("y", conv_ref(x, w, b, pads=[1, 1, 1, 1]))], 11, {"pads": [1, 1, 1, 1]},
+         initializers=("w", "b"), rtol=1e-4)
+    x, w, b = rn(1, 8, 64, 64), rn(17, 8, 3, 3), rn(17)
+    case("conv_sliced_chunks_over_threads", "Conv", [("x", x), ("w", w), ("b", b)],
+         [("y", conv_ref(x, w, b, pads=[1, 1, 1, 1]))], 11, {"pads": [1, 1, 1, 1]},
+         initializers=("w", "b"), rtol=1e-4)
+
+
 # ---- pooling -----------------------------------------------------------------------
 
 def pool_ref(x, mode, kernel, strides=None, pads=None, dilations=None, ceil_mode=False,
@@ -588,6 +626,7 @@ def main():
     conv_cases()
     pool_cases()
     resize_cases()
+    conv_slice_cases()
     print(f"wrote {len(os.listdir(OUT))} cases to {os.path.normpath(OUT)}")
 
 

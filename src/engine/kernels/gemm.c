@@ -7,7 +7,9 @@
  * MR floats per column) and B into NR-column slivers (row by row, NR floats per
  * row), both zero-padded, so a micro-kernel computes one MR x NR tile of C from
  * two sequential streams while the tile stays in registers. Constant operands
- * (weights) are packed once at load in exactly that layout. The AVX-512 or
+ * (weights) are packed once at load in exactly that layout. With AVX-512 the
+ * blocks are walked in 12 x 32 tiles made of two slivers of each operand
+ * (avx512_wide_tile), the 6 x 16 tile covering only thin edges. The AVX-512 or
  * AVX2/FMA micro-kernel is picked at run time with __builtin_cpu_supports; a
  * portable C kernel with the same layout runs elsewhere, and
  * INFERD_GEMM_KERNEL=avx512|avx2|generic pins one (tests run every path the
@@ -176,6 +178,15 @@ void gemm_pack_b(bool trans_b, size_t k, size_t n, const float *b, size_t ldb, f
 typedef void (*micro_kernel)(size_t kc, const float *a, size_t a_rs, size_t a_cs,
                              const float *b, size_t ldbk, float *c, size_t ldc, size_t mr,
                              size_t nr, float alpha, float beta);
+
+/* A 2MR x 2NR tile from two A slivers (a1, a2) and two B slivers (b1, b2),
+ * for kernels that have one (AVX-512): mr in [WIDE_MIN_ROWS, 2MR]. Below
+ * WIDE_MIN_ROWS rows there are too few accumulators to hide FMA latency and
+ * the split-K tile above does better. */
+typedef void (*wide_kernel)(size_t kc, const float *a1, const float *a2, size_t a_rs,
+                            size_t a_cs, const float *b1, const float *b2, size_t ldbk, float *c,
+                            size_t ldc, size_t mr, size_t nr, float alpha, float beta);
+#define WIDE_MIN_ROWS 4
 
 static inline __attribute__((always_inline)) void generic_tile(size_t kc, const float *a,
                                                                size_t a_rs, size_t a_cs,
@@ -406,6 +417,69 @@ static TARGET_AVX512 void avx512_kernel(size_t kc, const float *a, size_t a_rs, 
     }
 #undef TILE
 }
+
+/* The wide AVX-512 tile: 2 MR-row A slivers by 2 NR-column B slivers, i.e.
+ * 12 x 32 of C in 24 accumulators. The 6 x 16 tile above issues 7 loads (6
+ * broadcasts and one B row) per 6 FMAs, so with two load and two FMA ports
+ * it waits on loads; here 12 broadcasts and 2 B rows feed 24 FMAs, which
+ * leaves the FMA ports the bottleneck. It reads the same packed layouts (the
+ * second A sliver at a2, the second B sliver at b2), so no caller changes.
+ * 24 independent sums cover the FMA latency without splitting K. */
+static inline TARGET_AVX512 __attribute__((always_inline)) void
+avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_t a_cs,
+                 const float *b1, const float *b2, size_t ldbk, float *c, size_t ldc, size_t nr,
+                 float alpha, float beta, const int rows)
+{
+    __m512 acc[2 * MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < rows; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (size_t p = 0; p < kc; p++) {
+        __m512 x0 = _mm512_loadu_ps(b1), x1 = _mm512_loadu_ps(b2);
+#pragma GCC unroll 12
+        for (int i = 0; i < rows; i++) {
+            const float *ai = i < MR ? a1 + (size_t)i * a_rs : a2 + (size_t)(i - MR) * a_rs;
+            __m512 av = _mm512_set1_ps(*ai);
+            acc[i][0] = _mm512_fmadd_ps(av, x0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(av, x1, acc[i][1]);
+        }
+        a1 += a_cs;
+        a2 += a_cs;
+        b1 += ldbk;
+        b2 += ldbk;
+    }
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffffu : (1u << nr) - 1u);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffffu : nr > 16 ? (1u << (nr - 16)) - 1u : 0u);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int i = 0; i < rows; i++) {
+        float *ci = c + (size_t)i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        if (beta != 0.0f) {
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+        }
+        _mm512_mask_storeu_ps(ci, m0, r0);
+        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    }
+}
+
+/* mr in [WIDE_MIN_ROWS, 2 * MR], nr in [1, 2 * NR]. */
+static TARGET_AVX512 void avx512_wide_kernel(size_t kc, const float *a1, const float *a2,
+                                             size_t a_rs, size_t a_cs, const float *b1,
+                                             const float *b2, size_t ldbk, float *c, size_t ldc,
+                                             size_t mr, size_t nr, float alpha, float beta)
+{
+#define WIDE(ROWS)                                                                            \
+    case ROWS:                                                                                \
+        avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, ROWS); \
+        break
+    switch (mr) {
+        WIDE(4); WIDE(5); WIDE(6); WIDE(7); WIDE(8); WIDE(9); WIDE(10); WIDE(11);
+    default: avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, 12);
+    }
+#undef WIDE
+}
 #endif /* GEMM_X86 */
 
 /* The micro-kernels this CPU can run, best first; generic always last. */
@@ -470,6 +544,26 @@ bool gemm_use_kernel(const char *name)
     return false;
 }
 
+/* The wide tile that goes with micro-kernel k, if any. */
+static wide_kernel wide_for(micro_kernel k)
+{
+#ifdef GEMM_X86
+    if (k == avx512_kernel)
+        return avx512_wide_kernel;
+#endif
+    (void)k;
+    return NULL;
+}
+
+bool gemm_kernel_is_avx512(void)
+{
+#ifdef GEMM_X86
+    return select_kernel() == avx512_kernel;
+#else
+    return false;
+#endif
+}
+
 const char *gemm_kernel_name(void)
 {
     micro_kernel k = select_kernel();
@@ -490,9 +584,10 @@ typedef struct gemm_job {
     float *c;
     size_t ldc;
     size_t m_blocks;  /* tasks are (M block of MC rows) x (N chunk) */
-    size_t n_chunk;   /* columns per task, a multiple of NR */
+    size_t n_chunk;   /* columns per task, a multiple of NR (of 2 NR with `wide`) */
     bool direct_b;    /* stream an unpacked, untransposed B in place */
     micro_kernel kernel;
+    wide_kernel wide; /* NULL when the kernel has no wide tile or B is direct */
 } gemm_job;
 
 /* Used only when scratch memory cannot be had: slow but never wrong. */
@@ -521,6 +616,69 @@ static void reference_block(const gemm_job *job, size_t i0, size_t i1, size_t j0
         }
 }
 
+/* Columns [j, j + NR) of one KC panel with the narrow kernel: the last,
+ * ragged sliver of a wide block. */
+static void run_narrow_sliver(const gemm_job *job, const float *ap, size_t a_rs, size_t a_cs,
+                              size_t tile_step, size_t i0, size_t mc, size_t j, size_t p0,
+                              size_t kc, float beta, float *bsliver)
+{
+    const gemm_operand *b = &job->b;
+    size_t nr = min_size(NR, job->n - j);
+    const float *bp = bsliver;
+    if (b->packed)
+        bp = b->data + p0 * round_up(job->n, NR) + j * kc;
+    else
+        pack_b_sliver(b->trans, b->data, b->ld, p0, kc, j, nr, bsliver);
+    for (size_t i = 0; i < mc; i += MR)
+        job->kernel(kc, ap + i / MR * tile_step, a_rs, a_cs, bp, NR,
+                    job->c + (i0 + i) * job->ldc + j, job->ldc, min_size(MR, mc - i), nr,
+                    job->alpha, beta);
+}
+
+/* One KC panel of a block with the wide tile: B two slivers at a time
+ * (packed ones read in place, others packed into bslivers), A twelve rows at
+ * a time; rows left over below WIDE_MIN_ROWS go through the narrow kernel,
+ * one sliver after the other. */
+static void run_wide_panel(const gemm_job *job, const float *ap, size_t a_rs, size_t a_cs,
+                           size_t tile_step, size_t i0, size_t mc, size_t j0, size_t j1,
+                           size_t p0, size_t kc, float beta, float *bslivers)
+{
+    const gemm_operand *b = &job->b;
+    size_t npad = round_up(job->n, NR);
+    for (size_t j = j0; j < j1; j += 2 * NR) {
+        size_t nr = min_size(2 * NR, j1 - j);
+        if (nr <= NR) {
+            run_narrow_sliver(job, ap, a_rs, a_cs, tile_step, i0, mc, j, p0, kc, beta,
+                              bslivers);
+            continue;
+        }
+        const float *bp;
+        if (b->packed) {
+            bp = b->data + p0 * npad + j * kc;
+        } else {
+            pack_b_sliver(b->trans, b->data, b->ld, p0, kc, j, NR, bslivers);
+            pack_b_sliver(b->trans, b->data, b->ld, p0, kc, j + NR, nr - NR, bslivers + NR * kc);
+            bp = bslivers;
+        }
+        const float *bp2 = bp + NR * kc;
+        float *cj = job->c + i0 * job->ldc + j;
+        size_t i = 0;
+        for (; i + WIDE_MIN_ROWS <= mc; i += 2 * MR) {
+            const float *a1 = ap + i / MR * tile_step;
+            job->wide(kc, a1, a1 + tile_step, a_rs, a_cs, bp, bp2, NR,
+                      cj + i * job->ldc, job->ldc, min_size(2 * MR, mc - i), nr, job->alpha,
+                      beta);
+        }
+        for (; i < mc; i += MR) {
+            const float *a1 = ap + i / MR * tile_step;
+            job->kernel(kc, a1, a_rs, a_cs, bp, NR, cj + i * job->ldc, job->ldc,
+                        min_size(MR, mc - i), NR, job->alpha, beta);
+            job->kernel(kc, a1, a_rs, a_cs, bp2, NR, cj + i * job->ldc + NR, job->ldc,
+                        min_size(MR, mc - i), nr - NR, job->alpha, beta);
+        }
+    }
+}
+
 static void run_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, size_t j1,
                       float *apanel, float *bsliver)
 {
@@ -544,6 +702,11 @@ static void run_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, size
         } else {
             pack_a_panel(a->trans, a->data, a->ld, i0, mc, p0, kc, apanel);
             ap = apanel;
+        }
+        if (job->wide) {
+            run_wide_panel(job, ap, a_rs, a_cs, tile_step, i0, mc, j0, j1, p0, kc, beta,
+                           bsliver);
+            continue;
         }
         for (size_t j = j0; j < j1; j += NR) {
             size_t nr = min_size(NR, job->n - j);
@@ -569,7 +732,7 @@ static void run_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, size
 static void run_tasks(void *arg, size_t begin, size_t end)
 {
     const gemm_job *job = arg;
-    size_t need_b = job->b.packed ? 0 : (size_t)KC * NR;
+    size_t need_b = job->b.packed ? 0 : (size_t)KC * NR * (job->wide ? 2 : 1);
     size_t need_a = job->a.packed || !job->a.trans ? 0 : (size_t)KC * MC;
     float *scratch = NULL;
     if (need_a + need_b > 0)
@@ -603,7 +766,10 @@ static void own_gemm(size_t m, size_t n, size_t k, float alpha, gemm_operand a, 
     /* a B sliver streamed in place is read once per MR rows of A: only worth
      * it when few rows share it, otherwise pack it and reuse it from L1 */
     job.direct_b = !b.packed && !b.trans && m <= 2 * MR;
-    size_t slivers = (n + NR - 1) / NR;
+    job.wide = job.direct_b || m < WIDE_MIN_ROWS ? NULL : wide_for(job.kernel);
+    /* tasks split N at whole tiles: sliver pairs for the wide tile */
+    size_t step = job.wide ? 2 * NR : NR;
+    size_t slivers = (n + step - 1) / step;
     size_t threads = (size_t)threadpool_size(pool);
     double fmas = (double)m * (double)n * (double)k;
     size_t tasks_wanted = 1;
@@ -616,7 +782,7 @@ static void own_gemm(size_t m, size_t n, size_t k, float alpha, gemm_operand a, 
         n_chunks = slivers;
     if (n_chunks == 0)
         n_chunks = 1;
-    job.n_chunk = (slivers + n_chunks - 1) / n_chunks * NR;
+    job.n_chunk = (slivers + n_chunks - 1) / n_chunks * step;
     n_chunks = (n + job.n_chunk - 1) / job.n_chunk;
     size_t tasks = job.m_blocks * n_chunks;
     if (tasks == 1)

@@ -94,6 +94,10 @@ size_t gemm_kernel_names(const char **names, size_t capacity);
  * run. The INFERD_GEMM_KERNEL environment variable pins one at first use. */
 bool gemm_use_kernel(const char *name);
 const char *gemm_kernel_name(void);
+/* True when the micro-kernel in use is the AVX-512 one: producers of packed
+ * operands (im2col) may then use AVX-512 too, and pinning "generic" or
+ * "avx2" keeps their portable paths under test as well. */
+bool gemm_kernel_is_avx512(void);
 
 /* Name of the implementation in use, for `inferd version` and benchmarks. */
 const char *gemm_backend_name(void);

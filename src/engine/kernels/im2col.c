@@ -9,9 +9,15 @@
  */
 #include "im2col.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include "gemm.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define IM2COL_X86 1
+#endif
 
 /* GCC turns the short zero-fill loops of padded lines into memset calls,
  * which cost more than the few stores they replace. */
@@ -305,10 +311,142 @@ static void im2col_f32_packed_shifted(const conv_geometry *g, const float *image
         packed_zero(dst, j + (size_t)(inside_hi), j + (size_t)n2);                            \
     } while (0)
 
+#ifdef IM2COL_X86
+/* 2-D geometries with AVX-512. Output position q = o1 * out_width + o2 of tap
+ * (kh, kw) reads image[c] at (o1 * s1 + kh * d1 - p1) * width + o2 * s2 +
+ * kw * d2 - p2, which is base(q) + delta(tap) with base(q) = o1 * s1 * width
+ * + o2 * s2. So the 16 positions of one packed sliver row are one masked
+ * gather from image[c] + delta at the sliver's 16 bases, the mask clearing
+ * the lanes whose input falls on padding (masked-off lanes neither read
+ * memory nor fault). When stride is 1 and the width is kept, the bases are
+ * consecutive and the gather is a plain masked load. Masks (per tap and
+ * sliver) and bases (per sliver) do not depend on the channel or the image,
+ * so they are worked out once per block of slivers; the copy itself is then
+ * one load and one store per 16 floats, written sliver by sliver in the
+ * order the GEMM reads them. */
+#define MASKED_MAX_TAPS 49
+#define MASKED_BLOCK 64 /* slivers whose masks and bases are kept at once */
+
+static bool masked_fits(const conv_geometry *g)
+{
+    int64_t taps = g->kernel[1] * g->kernel[2];
+    return g->image[0] == 1 && g->out[0] == 1 && g->kernel[0] == 1 && taps <= MASKED_MAX_TAPS &&
+           g->image[1] * g->image[2] <= ((int64_t)1 << 30) && gemm_kernel_is_avx512();
+}
+
+/* Positions [q0, q1) of `count` images side by side (see
+ * im2col_f32_packed_slice); q0 is a multiple of GEMM_PACK_NR and so is
+ * q1 - q0 when count > 1, so every image starts a sliver. */
+__attribute__((target("avx512f"))) static void
+im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t count,
+                         size_t image_floats, size_t q0, size_t q1, float *packed)
+{
+    int64_t h = g->image[1], w = g->image[2], kw_n = g->kernel[2], ow = g->out[2];
+    int64_t s1 = g->stride[1], s2 = g->stride[2];
+    bool linear = s1 == 1 && s2 == 1 && ow == w;
+    size_t taps = (size_t)(g->kernel[1] * kw_n), rows = conv_geometry_rows(g);
+    size_t per_image = (q1 - q0 + GEMM_PACK_NR - 1) / GEMM_PACK_NR; /* slivers */
+    size_t cols = count * (q1 - q0);
+    int64_t plane = h * w;
+    uint16_t masks[MASKED_MAX_TAPS * MASKED_BLOCK]; /* [tap][sliver in block] */
+    int32_t bases[MASKED_BLOCK * GEMM_PACK_NR];
+    int64_t delta[MASKED_MAX_TAPS], ih0[MASKED_MAX_TAPS], iw0[MASKED_MAX_TAPS];
+    for (size_t t = 0; t < taps; t++) {
+        ih0[t] = (int64_t)t / kw_n * g->dilation[1] - g->pad[1];
+        iw0[t] = (int64_t)t % kw_n * g->dilation[2] - g->pad[2];
+        delta[t] = ih0[t] * w + iw0[t];
+    }
+    for (size_t b0 = 0; b0 < per_image; b0 += MASKED_BLOCK) {
+        size_t nb = per_image - b0 < MASKED_BLOCK ? per_image - b0 : MASKED_BLOCK;
+        size_t qb = q0 + b0 * GEMM_PACK_NR;
+        for (size_t t = 0; t < taps; t++) {
+            int64_t o1 = (int64_t)qb / ow, o2 = (int64_t)qb % ow;
+            for (size_t s = 0; s < nb; s++) {
+                unsigned bits = 0;
+                for (unsigned i = 0; i < GEMM_PACK_NR; i++) {
+                    int64_t ih = o1 * s1 + ih0[t], iw = o2 * s2 + iw0[t];
+                    bool in = qb + s * GEMM_PACK_NR + i < q1;
+                    if (in && ih >= 0 && ih < h && iw >= 0 && iw < w)
+                        bits |= 1u << i;
+                    if (t == 0)
+                        bases[s * GEMM_PACK_NR + i] = in ? (int32_t)(o1 * s1 * w + o2 * s2) : 0;
+                    if (++o2 == ow) {
+                        o2 = 0;
+                        o1++;
+                    }
+                }
+                masks[t * MASKED_BLOCK + s] = (uint16_t)bits;
+            }
+        }
+        for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
+            size_t kc = rows - p0 < GEMM_PACK_KC ? rows - p0 : GEMM_PACK_KC;
+            float *panel = gemm_packed_b_row(packed, rows, cols, p0).base;
+            /* each row of the panel: where it reads and which tap's masks */
+            int64_t from[GEMM_PACK_KC];
+            uint16_t tap_of[GEMM_PACK_KC];
+            for (size_t r = 0, c = p0 / taps, t = p0 % taps; r < kc; r++) {
+                from[r] = (int64_t)c * plane + delta[t] + (linear ? (int64_t)qb : 0);
+                tap_of[r] = (uint16_t)(t * MASKED_BLOCK);
+                if (++t == taps) {
+                    t = 0;
+                    c++;
+                }
+            }
+            for (size_t n = 0; n < count; n++) {
+                const float *img = image + n * image_floats;
+                for (size_t s = 0; s < nb; s++) {
+                    float *dst = panel + (n * per_image + b0 + s) * GEMM_PACK_NR * kc;
+                    const uint16_t *ms = masks + s;
+                    if (linear) {
+                        const float *at = img + s * GEMM_PACK_NR;
+                        for (size_t r = 0; r < kc; r++)
+                            _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
+                                             _mm512_maskz_loadu_ps(ms[tap_of[r]], at + from[r]));
+                    } else {
+                        __m512i vbase = _mm512_loadu_si512(bases + s * GEMM_PACK_NR);
+                        for (size_t r = 0; r < kc; r++)
+                            _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
+                                             _mm512_mask_i32gather_ps(_mm512_setzero_ps(),
+                                                                      ms[tap_of[r]], vbase,
+                                                                      img + from[r], 4));
+                    }
+                }
+            }
+        }
+    }
+}
+#endif
+
+bool im2col_f32_packed_slice_fits(const conv_geometry *g)
+{
+#ifdef IM2COL_X86
+    return masked_fits(g);
+#else
+    (void)g;
+    return false;
+#endif
+}
+
+void im2col_f32_packed_slice(const conv_geometry *g, const float *images, size_t count,
+                             size_t image_floats, size_t q0, size_t q1, float *packed)
+{
+#ifdef IM2COL_X86
+    im2col_f32_packed_masked(g, images, count, image_floats, q0, q1, packed);
+#else
+    (void)g, (void)images, (void)count, (void)image_floats, (void)q0, (void)q1, (void)packed;
+#endif
+}
+
 void im2col_f32_packed(const conv_geometry *g, const float *image, float *packed)
 {
     int64_t s2 = g->stride[2], n2 = g->out[2];
     size_t rows = conv_geometry_rows(g), cols = conv_geometry_cols(g);
+#ifdef IM2COL_X86
+    if (masked_fits(g) && g->stride[1] == 1 && g->stride[2] == 1 && g->out[2] == g->image[2]) {
+        im2col_f32_packed_masked(g, image, 1, 0, 0, cols, packed);
+        return;
+    }
+#endif
     if (g->stride[1] == 1 && s2 == 1 && n2 == g->image[2])
         im2col_f32_packed_shifted(g, image, packed);
     else

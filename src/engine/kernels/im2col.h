@@ -13,6 +13,7 @@
 #ifndef INFERD_ENGINE_KERNELS_IM2COL_H
 #define INFERD_ENGINE_KERNELS_IM2COL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,18 @@ void im2col_s32(const conv_geometry *g, const int32_t *image, int32_t *col);
  * gemm.h), which saves the product a packing pass over a plain matrix;
  * `packed` holds gemm_packed_b_floats(rows, cols) floats. */
 void im2col_f32_packed(const conv_geometry *g, const float *image, float *packed);
+
+/* The patches of positions [q0, q1) of `count` images (image_floats apart)
+ * side by side, in the packed layout of a (rows) x (count * (q1 - q0))
+ * matrix: image n's position q is column n * (q1 - q0) + q - q0. This lets
+ * Conv cut a large plane into column chunks that stay in cache, or put the
+ * small planes of several images into one product. Only for geometries
+ * where im2col_f32_packed_slice_fits (2-D, at most 7x7 taps, the AVX-512
+ * GEMM kernel in use); q0 must be a multiple of GEMM_PACK_NR, and so must
+ * q1 - q0 when count > 1. */
+bool im2col_f32_packed_slice_fits(const conv_geometry *g);
+void im2col_f32_packed_slice(const conv_geometry *g, const float *images, size_t count,
+                             size_t image_floats, size_t q0, size_t q1, float *packed);
 
 /* image[channels x image...] += col[rows x cols] scattered back. */
 void col2im_f32(const conv_geometry *g, const float *col, float *image);

@@ -14,8 +14,11 @@
  * Float weights that are initializers are packed per group at load into the
  * layout the GEMM kernel streams, and the float patches are written straight
  * into its packed layout too, so the product packs nothing at run time.
- * Float Conv shares its (image, group) items over the session's threads
- * when there are enough of them, else each product splits its own tiles;
+ * Dense 2-D float Convs run in column slices when the AVX-512 kernel is in
+ * use (see "float Conv in column slices" below: chunks of a plane or several
+ * small images per product, im2col into L2, one store pass). Other float
+ * Convs share their (image, group) items over the session's threads when
+ * there are enough of them, else each product splits its own tiles;
  * depthwise layers run a direct kernel instead (kernels/depthwise.c); and
  * the fusion pass (optimize/fuse_kernels.c through fusable.h) can fold a BatchNormalization
  * into the packed weights and have a residual input and a Relu/Clip applied
@@ -29,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/bias_store.h"
 #include "../kernels/depthwise.h"
 #include "../kernels/epilogue.h"
 #include "../kernels/gemm.h"
@@ -504,6 +508,17 @@ static int run_plan(op_ctx *ctx, conv_plan *p, ifd_tensor **y, ifd_dtype dtype)
  * layers go to kernels/depthwise.c, which splits their planes itself. */
 #define CONV_PARALLEL_MIN_FMAS 4194304.0
 
+/* Threads that take whole work items of a Conv, each its own: all of them
+ * when the layer is worth waking them and the items split evenly enough,
+ * else 1 (and the products split their own tiles over the pool). */
+static size_t lanes_for(size_t threads, size_t items, double fmas)
+{
+    return threads > 1 && items >= threads && fmas >= CONV_PARALLEL_MIN_FMAS &&
+                   (items >= 2 * threads || items % threads == 0)
+               ? threads
+               : 1;
+}
+
 typedef struct conv_job {
     const conv_state *st;
     const conv_plan *p;
@@ -562,6 +577,127 @@ static void conv_lanes(void *arg, size_t begin, size_t end)
             conv_item(job, item, job->cols ? job->cols + lane * job->col_floats : NULL);
 }
 
+/* ---- float Conv in column slices (dense 2-D layers, AVX-512) ------------------ */
+
+/* When im2col can write any slice of positions (im2col_f32_packed_slice), a
+ * dense Conv (pointwise ones too: their slice is a plain copy, packed once
+ * instead of once per 96 output channels inside the product) runs as
+ * products over slices of SLICE_BYTES-sized column sets:
+ * a chunk of a large plane, or the whole small planes of several images side
+ * by side. The slice's patches and its output block stay in L2 instead of a
+ * whole plane's patch matrix (9x the image for 3x3) going through memory;
+ * the slices are work items for the threads even at batch 1, im2col included;
+ * and small images (the digits CNN's 4x4 planes) make one product of a
+ * useful width instead of one per image. Each product writes a scratch
+ * block, and one pass stores it into Y with the bias, the residual and the
+ * clamp, where the per-image path writes Y three times. */
+#define SLICE_BYTES (1u << 20)
+#define SLICE_MIN_COLS 64
+#define SLICE_MAX_COLS 512
+
+typedef struct slice_job {
+    const conv_state *st;
+    const conv_plan *p;
+    const float *x, *bias, *residual;
+    float *y;
+    size_t rows, m;               /* K and M of every product */
+    size_t images_per, q_chunk;   /* a slice: images_per images x q_chunk positions */
+    size_t q_chunks, items, lanes;
+    float *scratch;               /* lanes x (packed B + C block) */
+    size_t b_floats, c_floats;
+    threadpool *product_pool;     /* the pool when slices run one at a time, else NULL */
+} slice_job;
+
+static void slice_item(const slice_job *job, size_t item, float *bbuf, float *cbuf)
+{
+    const conv_plan *p = job->p;
+    size_t cols = p->out_plane, batch = (size_t)p->batch, m = job->m;
+    size_t n0 = item / job->q_chunks * job->images_per, q0 = item % job->q_chunks * job->q_chunk;
+    size_t images = batch - n0 < job->images_per ? batch - n0 : job->images_per;
+    size_t q1 = cols - q0 < job->q_chunk ? cols : q0 + job->q_chunk, width = q1 - q0;
+    size_t image_floats = (size_t)p->in_channels * p->in_plane, ncols = images * width;
+    im2col_f32_packed_slice(&p->geo, job->x + n0 * image_floats, images, image_floats, q0, q1,
+                            bbuf);
+    gemm_operand oa = {job->st->packed_w, 0, false, true}, ob = {bbuf, 0, false, true};
+    gemm_f32_ex(m, ncols, job->rows, 1.0f, oa, ob, 0.0f, cbuf, ncols, job->product_pool);
+    const kernel_epilogue *e = &job->st->epilogue;
+    float lo = e->clamp ? e->lo : -INFINITY, hi = e->clamp ? e->hi : INFINITY;
+    for (size_t n = 0; n < images; n++) {
+        size_t at = (n0 + n) * m * cols + q0;
+        bias_store_f32(job->y + at, cols, cbuf + n * width, ncols,
+                       job->residual ? job->residual + at : NULL, job->bias, m, width, lo, hi);
+    }
+}
+
+static void slice_lanes(void *arg, size_t begin, size_t end)
+{
+    const slice_job *job = arg;
+    for (size_t lane = begin; lane < end; lane++) {
+        float *bbuf = job->scratch + lane * (job->b_floats + job->c_floats);
+        for (size_t item = lane; item < job->items; item += job->lanes)
+            slice_item(job, item, bbuf, bbuf + job->b_floats);
+    }
+}
+
+/* Plan the slices and run them; 1 when this layer does not take the sliced
+ * path (the caller runs it per image), 0 on success, -1 on failure. */
+static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
+                               const float *bias, const float *residual, float *yd)
+{
+    const conv_state *st = ctx->node->state;
+    if (p->group != 1 || !st->packed_w || !im2col_f32_packed_slice_fits(&p->geo))
+        return 1;
+    slice_job job = {.st = st, .p = p, .x = xd, .bias = bias, .residual = residual, .y = yd};
+    job.rows = conv_geometry_rows(&p->geo);
+    job.m = (size_t)p->out_channels;
+    size_t cols = p->out_plane, batch = (size_t)p->batch;
+    /* columns whose patches (K rows) and output block (M rows) fit SLICE_BYTES */
+    size_t want = SLICE_BYTES / sizeof(float) / (job.rows + job.m);
+    want = want < SLICE_MIN_COLS ? SLICE_MIN_COLS : want > SLICE_MAX_COLS ? SLICE_MAX_COLS : want;
+    if (cols % GEMM_PACK_NR == 0 && cols <= want / 2) {
+        /* small planes: whole images side by side */
+        job.q_chunk = cols;
+        job.q_chunks = 1;
+        job.images_per = want / cols;
+    } else {
+        /* large planes: chunks of whole slivers, about `want` columns each */
+        size_t slivers = (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
+        size_t chunks = (cols + want - 1) / want;
+        job.q_chunk = (slivers + chunks - 1) / chunks * GEMM_PACK_NR;
+        job.q_chunks = (cols + job.q_chunk - 1) / job.q_chunk;
+        job.images_per = 1;
+    }
+    threadpool *pool = op_threadpool(ctx);
+    size_t threads = (size_t)threadpool_size(pool);
+    double fmas = (double)batch * (double)job.m * (double)cols * (double)job.rows;
+    if (threads > 1 && fmas >= CONV_PARALLEL_MIN_FMAS && job.images_per > 1) {
+        /* enough image groups for every thread */
+        size_t per_thread = (batch + threads - 1) / threads;
+        if (job.images_per > per_thread)
+            job.images_per = per_thread;
+    }
+    if (job.images_per > batch)
+        job.images_per = batch;
+    job.items = (batch + job.images_per - 1) / job.images_per * job.q_chunks;
+    job.lanes = lanes_for(threads, job.items, fmas);
+    job.product_pool = job.lanes == 1 ? pool : NULL;
+    size_t ncols = job.images_per * job.q_chunk;
+    job.b_floats = gemm_packed_b_floats(job.rows, ncols);
+    job.c_floats = matrix_size(job.m, ncols);
+    size_t lane_floats = job.b_floats + job.c_floats;
+    if (job.b_floats == 0 || job.c_floats == 0 || lane_floats < job.b_floats ||
+        lane_floats > IFD_MAX_TENSOR_BYTES / sizeof(float) / job.lanes)
+        return op_fail(ctx, "patch matrix is too large");
+    job.scratch = op_scratch(ctx, lane_floats * job.lanes * sizeof(float));
+    if (!job.scratch)
+        return -1;
+    if (job.lanes == 1)
+        slice_lanes(&job, 0, 1);
+    else
+        threadpool_parallel_for(pool, job.lanes, 1, slice_lanes, &job);
+    return 0;
+}
+
 static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, const float *wd,
                               const float *bd, const float *residual, float *yd)
 {
@@ -583,15 +719,15 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
         depthwise_conv_f32(&dc, pool);
         return 0;
     }
+    int sliced = sliced_conv_forward(ctx, p, xd, job.bias, residual, yd);
+    if (sliced <= 0)
+        return sliced;
     /* as in gemm.c: waking the other threads costs more than a small layer
      * (and on a loaded machine a thread may wait a time slice for a core),
      * so a layer under ~4M multiply-adds runs on the caller */
     double fmas = (double)p->batch * (double)p->out_channels * (double)p->out_plane *
                   (double)cg * (double)p->taps;
-    job.lanes = threads > 1 && items >= threads && fmas >= CONV_PARALLEL_MIN_FMAS &&
-                        (items >= 2 * threads || items % threads == 0)
-                    ? threads
-                    : 1;
+    job.lanes = lanes_for(threads, items, fmas);
     job.product_pool = job.lanes == 1 ? pool : NULL;
     if (!p->pointwise) {
         size_t rows = conv_geometry_rows(&p->geo), cols = conv_geometry_cols(&p->geo);
