@@ -11,6 +11,7 @@ from ONNX Runtime through tools/ort_reference.py, never from inferd.
 Run with Debian's python (onnx 1.12, numpy) after `npm ci`:
     /usr/bin/python3 tools/gen_op_cases_recurrent_threads.py
 """
+import json
 import os
 import shutil
 
@@ -72,11 +73,23 @@ def recurrent_thread_cases():
                  initializers=[("w", w), ("r", r), ("b", b)])
 
 
+def write_tolerances():
+    """Hidden states near 0 come from sums of terms near 1 that cancel (an RNN
+    output of 2.5e-4 from a 144-term sum): a different but equally exact
+    summation order (GEMM tiles, vectorised tanh) moves them by a few 1e-7,
+    which the default atol of 1e-7 on a relative 1e-3 of a tiny value does
+    not allow. The absolute bound is float32 rounding of the sum, not slack."""
+    for case in sorted(os.listdir(OUT)):
+        with open(os.path.join(OUT, case, "fixture.json"), "w") as f:
+            json.dump({"tolerance": {"rtol": 1e-3, "atol": 2e-6}}, f)
+
+
 def main():
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
     gen.OUT = OUT
     recurrent_thread_cases()
+    write_tolerances()
     print("wrote %d cases to %s" % (len(os.listdir(OUT)), os.path.relpath(OUT)))
 
 
