@@ -764,7 +764,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         format_unsigned(code_text, (unsigned long long)(status < 0 ? 0 : status));
         format_millis(ms, end - req->t_start);
         format_unsigned(bytes, req->response_len);
-        log_event(LOG_INFO, "request", "request_id", req->request_id, "method", req->method, "path",
+        log_buffered(LOG_INFO, "request", "request_id", req->request_id, "method", req->method, "path",
                   req->path ? req->path : "", "status", code_text, "ms", ms, "bytes", bytes,
                   "model", req->model_name, NULL);
     }
@@ -930,6 +930,7 @@ int server_run(server *srv)
         if (ready < 0 && errno != EINTR)
             break;
         enforce_deadlines(o->request_timeout, 0);
+        log_flush(); /* access lines wait at most about this loop's 100 ms */
     }
     char signame[16];
     snprintf(signame, sizeof(signame), "%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -970,6 +971,7 @@ int server_run(server *srv)
         nanosleep(&pause, NULL);
     }
     MHD_stop_daemon(daemon);
+    log_flush();
     close(signal_pipe[0]);
     close(signal_pipe[1]);
     log_event(LOG_INFO, "stopped", NULL);
