@@ -68,24 +68,34 @@ typedef struct line_buffer {
     char stack[2048];
 } line_buffer;
 
-static void append(line_buffer *b, const char *text, size_t n)
+/* Grow the line (to the heap) and append: the rare case of append. */
+static void append_grown(line_buffer *b, const char *text, size_t n)
 {
     if (b->failed)
         return;
+    size_t cap = b->cap * 2;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *grown = b->heap ? realloc(b->data, cap) : malloc(cap);
+    if (!grown) {
+        b->failed = true;
+        return;
+    }
+    if (!b->heap)
+        memcpy(grown, b->data, b->len);
+    b->data = grown;
+    b->cap = cap;
+    b->heap = true;
+    memcpy(b->data + b->len, text, n);
+    b->len += n;
+}
+
+/* Inline: a line is some thirty appends, most of a few bytes. */
+static inline void append(line_buffer *b, const char *text, size_t n)
+{
     if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap * 2;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *grown = b->heap ? realloc(b->data, cap) : malloc(cap);
-        if (!grown) {
-            b->failed = true;
-            return;
-        }
-        if (!b->heap)
-            memcpy(grown, b->data, b->len);
-        b->data = grown;
-        b->cap = cap;
-        b->heap = true;
+        append_grown(b, text, n);
+        return;
     }
     memcpy(b->data + b->len, text, n);
     b->len += n;
