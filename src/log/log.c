@@ -229,9 +229,11 @@ static void write_lines(const char *data, size_t len)
 
 /* ---- buffered lines ------------------------------------------------------
  * The access log writes a line per request; a write(2) per line was a tenth
- * of a request's CPU time. So log_buffered lines gather in a buffer of the
- * calling thread and leave in one write when the buffer is full, when its
- * oldest line is LOG_FLUSH_SECONDS old at the thread's next line, when
+ * of a request's CPU time under load. So when a thread logs lines in quick
+ * succession (LOG_BUSY_GAP_SECONDS apart) they gather in a buffer of the
+ * thread and leave in one write when the buffer is full, when its oldest
+ * line is LOG_FLUSH_SECONDS old at the thread's next line, when a line
+ * follows a pause, when
  * anyone calls log_flush (the server does every 100 ms and before a
  * /metrics scrape), when the thread logs an unbuffered event (so a thread's
  * own lines keep their order) and when the thread exits. Each buffer has
@@ -239,12 +241,18 @@ static void write_lines(const char *data, size_t len)
  * log_flush from another thread. */
 #define LOG_BUFFER_BYTES (32u << 10)
 #define LOG_FLUSH_SECONDS 0.1
+/* Lines closer together than this are buffered; a line after a pause is
+ * written at once (with any lines before it). Buffering only pays when a
+ * thread logs thousands of lines a second, and a lone request's line then
+ * appears as soon as it is answered, as a reader tailing the log expects. */
+#define LOG_BUSY_GAP_SECONDS 0.0002
 
 typedef struct thread_log {
     pthread_mutex_t lock;
     struct thread_log *prev, *next;
     size_t len;
     double oldest; /* CLOCK_MONOTONIC seconds of the oldest line held */
+    double last;   /* ... of the thread's last buffered line */
     char data[LOG_BUFFER_BYTES];
 } thread_log;
 
@@ -309,7 +317,7 @@ static thread_log *this_thread_log(bool make)
         return NULL;
     pthread_mutex_init(&t->lock, NULL);
     t->len = 0;
-    t->oldest = 0;
+    t->oldest = t->last = 0;
     t->prev = NULL;
     if (pthread_setspecific(thread_log_key, t) != 0) {
         pthread_mutex_destroy(&t->lock);
@@ -356,11 +364,13 @@ static void emit(const char *line, size_t len, bool buffered)
         }
     }
     double now = monotonic_seconds();
+    bool busy = now - t->last < LOG_BUSY_GAP_SECONDS;
+    t->last = now;
     if (t->len == 0)
         t->oldest = now;
     memcpy(t->data + t->len, line, len);
     t->len += len;
-    if (now - t->oldest >= LOG_FLUSH_SECONDS)
+    if (!busy || now - t->oldest >= LOG_FLUSH_SECONDS)
         thread_log_write(t);
     pthread_mutex_unlock(&t->lock);
 }

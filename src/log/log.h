@@ -21,11 +21,12 @@ bool log_enabled(log_level level);
  * log_event(LOG_INFO, "model loaded", "model", name, "seconds", "0.01", NULL) */
 void log_event(log_level level, const char *message, ...) __attribute__((sentinel));
 
-/* The same line, buffered: for the access log, a line per request. It is
- * written with the calling thread's other buffered lines, at the latest
- * when the thread's buffer fills, when the thread logs again 0.1 s after
- * its oldest buffered line, when the thread logs with log_event or exits,
- * or at the next log_flush. A server calls log_flush periodically and
+/* The same line, buffered when the thread logs many lines a second: for
+ * the access log, a line per request. A line after a pause (0.2 ms) is
+ * written at once; a busy thread's lines are written together, at the
+ * latest when its buffer fills, when it logs again 0.1 s after its oldest
+ * buffered line, when it logs with log_event or exits, or at the next
+ * log_flush. A server calls log_flush periodically and
  * before it exits so that no line waits long or is lost. */
 void log_buffered(log_level level, const char *message, ...) __attribute__((sentinel));
 
