@@ -60,7 +60,7 @@ status=0
 
 echo "== fuzz.sh: replaying fuzz/regressions"
 known="$repo/fuzz/regressions/KNOWN_OPEN"
-for target in model_load value_decode image_decode grpc_request; do
+for target in model_load value_decode image_decode grpc_request numeric_json infer_request; do
   dir="$repo/fuzz/regressions/$target"
   [ -d "$dir" ] || continue
   for f in "$dir"/*; do

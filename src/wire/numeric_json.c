@@ -345,6 +345,8 @@ static bool scan_object(const char *s, size_t len, size_t *i, member_fn on_membe
         if (k >= len || s[k++] != ':')
             return false;
         k = skip_space(s, k, len);
+        if (k >= len)
+            return false; /* the members look at the value's first byte */
         bool consumed = false;
         if (!on_member(ctx, s, len, key_start, key_end, &k, &consumed))
             return false;

@@ -209,6 +209,7 @@ static void test_v2_bodies_without_a_plain_data_array_are_not_lifted(void)
         "{\"inputs\":[{\"name\":\"x\",\"data\":[1,true]}]}",
         "[{\"inputs\":[{\"data\":[1]}]}]",
         "{\"outputs\":[{\"data\":[1]}]}",
+        "{\"id\":\"1\",\"inputs\":[{ \"data\":", /* found by fuzz_numeric_json: a value at the end */
     };
     for (size_t i = 0; i < sizeof(other) / sizeof(*other); i++) {
         numeric_json_lifted l;
@@ -256,6 +257,44 @@ static void test_v2_flat_arrays_the_fast_path_cannot_take_are_refused(void)
     ifd_value_free(ok);
 }
 
+static void test_v2_common_bodies_are_read_without_jansson(void)
+{
+    const char *body = " {\"id\":\"r-1\", \"inputs\":[{\"name\":\"x\",\"shape\":[2,2],\"datatype\":\"FP32\","
+                       "\"data\":[1,2,3.5,4]},{\"datatype\":\"INT64\",\"data\":[7],\"name\":\"k\",\"shape\":[1]}],"
+                       "\"outputs\":[{\"name\":\"y\"}]}\n";
+    numeric_json_v2_request r;
+    CHECK(numeric_json_v2_read(body, strlen(body), &r));
+    CHECK(r.has_id && r.id.len == 3 && memcmp(r.id.s, "r-1", 3) == 0);
+    CHECK(r.n_inputs == 2 && r.inputs[0].rank == 2 && r.inputs[0].dims[1] == 2 && r.inputs[1].rank == 1);
+    CHECK(r.inputs[1].name.len == 1 && r.inputs[1].name.s[0] == 'k');
+    CHECK(memcmp(body + r.inputs[0].data_offset, "[1,2,3.5,4]", r.inputs[0].data_len) == 0);
+    CHECK(r.has_outputs && r.n_outputs == 1 && r.outputs[0].s[0] == 'y');
+}
+
+static void test_v2_other_bodies_are_left_to_jansson(void)
+{
+    const char *other[] = {
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}],\"parameters\":{}}",
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1],\"parameters\":{}}]}",
+        "{\"inputs\":[{\"name\":\"x\\n\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",  /* an escape */
+        "{\"inputs\":[{\"name\":\"x\",\"name\":\"y\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[[1]]}]}", /* nested */
+        "{\"inputs\":[{\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",                  /* no name */
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1.0],\"datatype\":\"FP32\",\"data\":[1]}]}",
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]} x",
+        "{\"inputs\":[]}",
+        "{\"id\":\"a\",\"inputs\":",
+        "{\"inputs\":[{\"name\":\"\xc3\xa9\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}", /* not ASCII */
+    };
+    for (size_t i = 0; i < sizeof(other) / sizeof(*other); i++) {
+        numeric_json_v2_request r;
+        bool read = numeric_json_v2_read(other[i], strlen(other[i]), &r);
+        if (read)
+            fprintf(stderr, "read: %s\n", other[i]);
+        CHECK(!read);
+    }
+}
+
 int main(void)
 {
     RUN(test_numbers_read_as_jansson_reads_them);
@@ -263,6 +302,8 @@ int main(void)
     RUN(test_v2_bodies_without_a_plain_data_array_are_not_lifted);
     RUN(test_v2_flat_arrays_become_the_tensor_jansson_gives);
     RUN(test_v2_flat_arrays_the_fast_path_cannot_take_are_refused);
+    RUN(test_v2_common_bodies_are_read_without_jansson);
+    RUN(test_v2_other_bodies_are_left_to_jansson);
     RUN(test_random_decimals_read_as_strtod_reads_them);
     RUN(test_not_json_numbers_are_refused);
     RUN(test_book_rows_become_the_tensor_jansson_gives);
