@@ -345,8 +345,8 @@ void log_flush(void)
     pthread_mutex_unlock(&thread_logs_lock);
 }
 
-/* A finished line: buffered, or written with the thread's buffered lines
- * before it in one write. */
+/* A finished line: buffered, or written right after the thread's buffered
+ * lines (so a thread's own lines keep their order). */
 static void emit(const char *line, size_t len, bool buffered)
 {
     thread_log *t = this_thread_log(buffered);
