@@ -66,7 +66,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    struct MHD_Response *resp = MHD_create_response_from_buffer(body_len, body, MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(body_len, body, MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
     char id[32];
@@ -103,7 +104,8 @@ int main(int argc, char **argv)
     header_value(whole, "Content-Type", content_type, sizeof(content_type));
     header_value(whole, "X-Model-Version", model_version, sizeof(model_version));
     signal(SIGPIPE, SIG_IGN);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
     struct MHD_Daemon *d =
         MHD_start_daemon(flags, (uint16_t)atoi(argv[1]), NULL, NULL, on_request, NULL,
                          MHD_OPTION_CONNECTION_LIMIT, 16384u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,

@@ -772,8 +772,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         format_millis(ms, end - req->t_start);
         format_unsigned(bytes, req->response_len);
         log_buffered(LOG_INFO, "request", "request_id", req->request_id, "method", req->method, "path",
-                  req->path ? req->path : "", "status", code_text, "ms", ms, "bytes", bytes,
-                  "model", req->model_name, NULL);
+                     req->path ? req->path : "", "status", code_text, "ms", ms, "bytes", bytes, "model",
+                     req->model_name, NULL);
     }
     /* the version that answered may have been retired meanwhile: this
      * request may be the last that holds it */
