@@ -7,6 +7,9 @@
  * body; a check_only pass is a bodiless 200), never read out of bounds or
  * leak.
  *
+ * The V2 JSON body is decoded twice, with and without the fast path
+ * (infer_v2_fast), and both answers must be the same bytes.
+ *
  * Input: byte 0 picks the decoder, bytes 1..2 the header length of the
  * binary form; the rest is the body.
  */
@@ -51,7 +54,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char header_text[16];
     snprintf(header_text, sizeof(header_text), "%zu", header_length);
     switch (mode) {
-    case 0: infer_v2(set, iris, 0, body, len, NULL, false, &answer); break;
+    case 0: {
+        /* the path without jansson trees must answer exactly as the general one */
+        infer_answer general;
+        infer_v2_fast = false;
+        infer_v2(set, iris, 0, body, len, NULL, false, &general);
+        infer_v2_fast = true;
+        infer_v2(set, iris, 0, body, len, NULL, false, &answer);
+        if (general.status != answer.status || general.len != answer.len ||
+            (general.len && memcmp(general.body, answer.body, general.len) != 0))
+            __builtin_trap();
+        infer_answer_free(&general);
+        break;
+    }
     case 1: infer_v2(set, iris, 0, body, len, header_text, false, &answer); break;
     case 2:
         infer_book(set, iris, 0, body, len, data[1] & 1, false, data[2] & 1, data[1] & 2, &answer);

@@ -6,6 +6,12 @@
  * shape and the same bits, for float and double. A body the fast path
  * refuses is fine (the general path answers it). numeric_json_number is
  * checked the same way on the body taken as a single number.
+ *
+ * The V2 lift (numeric_json_v2_lift) is checked against jansson on the
+ * whole body: the original and the blanked body parse alike (or fail at
+ * the same line and column), each lifted span is the array jansson reads
+ * at inputs[i].data, the blanked body has 0 there, and whatever tensor
+ * numeric_json_flat_tensor gives is json_to_tensor's, bit for bit.
  */
 #include <jansson.h>
 #include <math.h>
@@ -58,10 +64,58 @@ static void check_number(const uint8_t *data, size_t size)
     json_decref(j);
 }
 
+static void check_flat(const char *text, size_t len, const json_t *data, ifd_dtype dtype)
+{
+    int64_t dims[1] = {(int64_t)json_array_size(data)};
+    ifd_value *fast = numeric_json_flat_tensor(text, len, dtype, 1, dims);
+    if (!fast)
+        return;
+    char err[512];
+    ifd_value *general = json_to_tensor(data, dtype, 1, dims, err, sizeof(err));
+    if (!general || memcmp(fast->tensor.data, general->tensor.data, (size_t)dims[0] * ifd_dtype_size(dtype)) != 0)
+        abort(); /* the fast path took what the general path refuses, or read it differently */
+    ifd_value_free(general);
+    ifd_value_free(fast);
+}
+
+static void check_v2(const uint8_t *data, size_t size)
+{
+    numeric_json_lifted l;
+    if (!numeric_json_v2_lift((const char *)data, size, &l))
+        return;
+    json_error_t a, b;
+    json_t *original = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &a);
+    json_t *blanked = json_loadb(l.text, size, JSON_REJECT_DUPLICATES, &b);
+    if (!original != !blanked)
+        abort(); /* blanking changed whether the body parses */
+    if (!original && (a.line != b.line || a.column != b.column))
+        abort(); /* ... or where the error is */
+    for (size_t k = 0; original && k < l.count; k++) {
+        const numeric_json_span *span = &l.spans[k];
+        const char *text = (const char *)data + span->offset;
+        json_t *in = json_array_get(json_object_get(original, "inputs"), span->input);
+        json_t *in_blanked = json_array_get(json_object_get(blanked, "inputs"), span->input);
+        json_t *lifted = json_loadb(text, span->len, 0, NULL);
+        json_t *zero = json_object_get(in_blanked, "data");
+        if (!lifted || !json_equal(lifted, json_object_get(in, "data")) || !json_is_integer(zero) ||
+            json_integer_value(zero) != 0)
+            abort(); /* the span is not what jansson reads there */
+        check_flat(text, span->len, lifted, IFD_FLOAT);
+        check_flat(text, span->len, lifted, IFD_DOUBLE);
+        check_flat(text, span->len, lifted, IFD_INT64);
+        check_flat(text, span->len, lifted, IFD_UINT8);
+        json_decref(lifted);
+    }
+    json_decref(original);
+    json_decref(blanked);
+    numeric_json_lifted_free(&l);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_dtype(data, size, IFD_FLOAT);
     check_dtype(data, size, IFD_DOUBLE);
     check_number(data, size);
+    check_v2(data, size);
     return 0;
 }

@@ -60,7 +60,7 @@ status=0
 
 echo "== fuzz.sh: replaying fuzz/regressions"
 known="$repo/fuzz/regressions/KNOWN_OPEN"
-for target in model_load value_decode image_decode grpc_request; do
+for target in model_load value_decode image_decode grpc_request numeric_json infer_request; do
   dir="$repo/fuzz/regressions/$target"
   [ -d "$dir" ] || continue
   for f in "$dir"/*; do
@@ -151,6 +151,8 @@ run_target model_config 5 -max_len=2048
 # the book API's numeric fast path against jansson (src/wire/numeric_json.c)
 mkdir -p "$corpus/numeric_json"
 printf '{"data":[[5.1,3.5,1.4,0.2]]}' >"$corpus/numeric_json/rows"
+printf '{"id":"1","inputs":[{"name":"float_input","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]},{"name":"b","data":[[1],2]}]}' \
+  >"$corpus/numeric_json/v2"
 printf '{ "data" : [[1e-7, -0.0, 12345678901234567890.5, 3.4028235e38], [0, -7, 2E+22, 1.7976931348623157e308]] }' \
   >"$corpus/numeric_json/edges"
 run_target numeric_json 10 -max_len=1024

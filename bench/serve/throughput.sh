@@ -4,6 +4,10 @@
 # side in ONE run with
 #   epoll    bench/serve/epoll_responder.c: a bare epoll keep-alive loop that
 #            sends inferd's exact answer bytes (the floor);
+#   mhd      bench/serve/mhd_responder.c: libmicrohttpd with inferd's daemon
+#            flags sending the same body and headers (the library's floor:
+#            what lies between it and epoll is libmicrohttpd's cost, what
+#            lies between it and inferd is inferd's own);
 #   book     the book's stack: gunicorn + uvicorn worker(s) + FastAPI
 #            (bench/serve/book_app.py, scikit-learn's own copy of the model);
 #   ort      ONNX Runtime's node server: onnxruntime-node + node's http, one
@@ -22,6 +26,7 @@
 #
 #   bench/serve/throughput.sh [--rounds 3] [--duration 5] [--warmup 1]
 #                             [--connections "16 64"] [--layouts "pinned 2-core"]
+#                             [--servers "inferd epoll mhd book ort inferd-v2"]
 #                             [--out bench/serve/THROUGHPUT.md]
 # Needs (Debian): wrk gunicorn python3-uvicorn python3-fastapi python3-sklearn
 # python3-torch python3-onnx nodejs gcc curl; onnxruntime-node from npm.
@@ -35,6 +40,7 @@ DURATION=5
 WARMUP=1
 CONNECTIONS="16 64"
 LAYOUTS="pinned 2-core"
+SERVER_LIST="inferd epoll mhd book ort inferd-v2"
 OUT="$ROOT/bench/serve/THROUGHPUT.md"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -43,6 +49,7 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP="$2"; shift 2 ;;
     --connections) CONNECTIONS="$2"; shift 2 ;;
     --layouts) LAYOUTS="$2"; shift 2 ;;
+    --servers) SERVER_LIST="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     *) echo "throughput.sh: unknown argument '$1'" >&2; exit 64 ;;
     esac
@@ -78,6 +85,7 @@ nice cmake --build "$BUILD_DIR" -j2 --target inferd >/dev/null
 INFERD="$BUILD_DIR/inferd"
 mkdir -p "$WORK"
 gcc -O2 -std=c11 -Wall -Wextra -o "$WORK/epoll_responder" "$HERE/epoll_responder.c"
+gcc -O2 -std=c11 -Wall -Wextra -o "$WORK/mhd_responder" "$HERE/mhd_responder.c" -lmicrohttpd
 "$PY" tools/gen_fixtures.py --out "$WORK/fixtures" --only iris_svc digits_mlp >/dev/null
 "$PY" "$HERE/book_app.py" --make-models "$WORK/models" "$WORK/fixtures"
 IRIS="$WORK/fixtures/iris_svc/model.onnx"
@@ -134,6 +142,8 @@ start_server() { # name layout
             >"$WORK/$name.log" 2>&1 & ;;
     epoll)
         setsid "${pin[@]}" "$WORK/epoll_responder" "$port" "$WORK/inferd_answer.http" >"$WORK/$name.log" 2>&1 & ;;
+    mhd)
+        setsid "${pin[@]}" "$WORK/mhd_responder" "$port" "$WORK/inferd_answer.http" >"$WORK/$name.log" 2>&1 & ;;
     book)
         setsid "${pin[@]}" env BOOK_MODEL=iris BOOK_MODEL_DIR="$WORK/models" gunicorn --chdir "$HERE" \
             -k uvicorn.workers.UvicornWorker -w "$workers" -b "127.0.0.1:$port" book_app:app \
@@ -144,7 +154,7 @@ start_server() { # name layout
     esac
     PID[$name]=$!
     PORT[$name]="$port"
-    case "$name" in epoll) sleep 0.2 ;; inferd*) wait_ready "$port" /v2/health/ready ;; *) wait_ready "$port" /health ;; esac
+    case "$name" in epoll | mhd) sleep 0.2 ;; inferd*) wait_ready "$port" /v2/health/ready ;; *) wait_ready "$port" /health ;; esac
 }
 
 bench_url() { case "$1" in inferd-v2) echo "http://127.0.0.1:${PORT[$1]}/v2/models/iris_svc/infer" ;; *) echo "http://127.0.0.1:${PORT[$1]}/predict" ;; esac; }
@@ -160,13 +170,15 @@ wrk_run() { # name connections seconds layout
 : >"$RAW"
 emit "{\"kind\":\"env\",\"command\":\"$COMMAND\",\"rev\":\"$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + uncommitted')\",\"cpu\":\"$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)\",\"loadavg_before\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
 
-SERVERS=(inferd epoll book ort inferd-v2)
+read -r -a SERVERS <<<"$SERVER_LIST"
+[[ " $SERVER_LIST " == *" inferd "* ]] || SERVERS=(inferd "${SERVERS[@]}") # the responders send what it sends
 for layout in $LAYOUTS; do
     # the epoll responder sends what this layout's inferd sends
     start_server inferd "$layout"
     capture_answer "${PORT[inferd]}" "$WORK/inferd_answer.http"
     for s in "${SERVERS[@]}"; do [ "$s" = inferd ] || start_server "$s" "$layout"; done
     for s in book ort inferd-v2; do # each peer answers the same numbers
+        [[ " ${SERVERS[*]} " == *" $s "* ]] || continue
         emit "{\"kind\":\"answer\",\"layout\":\"$layout\",\"server\":\"$s\",\"body\":$(curl -s -X POST -H 'Content-Type: application/json' --data-binary "@$(body_of "$s")" "$(bench_url "$s")")}"
     done
     for round in $(seq "$ROUNDS"); do
@@ -194,6 +206,7 @@ lines = [json.loads(l) for l in open(sys.argv[1])]
 env = lines[0]; end = lines[-1]
 runs = [l for l in lines if l["kind"] == "wrk" and l.get("requests")]
 names = {"inferd": "inferd `POST /predict`", "epoll": "bare epoll responder (same bytes)",
+         "mhd": "libmicrohttpd responder (same body and headers)",
          "book": "book stack (gunicorn + uvicorn + FastAPI)", "ort": "ORT node server (onnxruntime-node + http)",
          "inferd-v2": "inferd V2 REST `/v2/models/iris_svc/infer`"}
 out = ["# HTTP throughput: iris, inferd vs the floor and the peers (bench/serve/throughput.sh)", "",

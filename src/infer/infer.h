@@ -33,6 +33,11 @@ void infer_answer_error(infer_answer *out, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void infer_answer_free(infer_answer *out);
 
+/* Whether the common V2 body takes the path without jansson trees
+ * (numeric_json_v2_read in, the answer written directly out); on by
+ * default. Tests and the fuzzer turn it off to compare both paths. */
+extern bool infer_v2_fast;
+
 /* V2 inference on version m. header_length is the request's
  * Inference-Header-Content-Length (NULL: the body is all JSON). True when
  * the answer is a 200 (or, with check_only, when the body passed). */

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "infer.h"
+#include "numeric_json.h"
 #include "tensor_json.h"
 #include "v2_codec.h"
 
@@ -84,7 +85,8 @@ static void infer_state_free(infer_state *s)
 /* Decode the request's inputs into s->inputs (model order). On failure an
  * error answer has been given. */
 static bool decode_inputs(infer_answer *out, model_version *m, infer_state *s,
-                          const unsigned char *binary, size_t binary_len)
+                          const unsigned char *binary, size_t binary_len, const char *body,
+                          const numeric_json_lifted *lifted)
 {
     char err[1024];
     json_t *inputs = json_object_get(s->header, "inputs");
@@ -132,6 +134,20 @@ static bool decode_inputs(infer_answer *out, model_version *m, infer_state *s,
             infer_answer_error(out, 400, "%s", err);
             return false;
         }
+        const numeric_json_span *span = numeric_json_lifted_input(lifted, i);
+        if (span) {
+            /* its "data" was read out of the JSON (numeric_json.h): straight
+             * into the tensor, or else back into the tree for the general
+             * decoder, which words any error */
+            if (!json_object_get(json_object_get(in, "parameters"), "binary_data_size") &&
+                (s->inputs[index] = numeric_json_flat_tensor(body + span->offset, span->len, dtype, rank, dims)))
+                continue;
+            json_t *data = json_loadb(body + span->offset, span->len, 0, NULL);
+            if (!data || json_object_set_new(in, "data", data) != 0) {
+                infer_answer_error(out, 503, "out of memory");
+                return false;
+            }
+        }
         s->inputs[index] =
             v2_decode_tensor(in, name, dtype, rank, dims, binary, binary_len, &offset, err, sizeof(err));
         if (!s->inputs[index]) {
@@ -157,6 +173,7 @@ static bool decode_inputs(infer_answer *out, model_version *m, infer_state *s,
 struct v2_call {
     infer_state s;
     json_t *id;
+    char *id_text; /* the id of a request read by the fast path (no header tree) */
     size_t n_requested;
     size_t order[MAX_REQUEST_TENSORS];
     bool binary_out[MAX_REQUEST_TENSORS];
@@ -168,7 +185,139 @@ void v2_call_free(v2_call *c)
     if (!c)
         return;
     infer_state_free(&c->s);
+    free(c->id_text);
     free(c);
+}
+
+bool infer_v2_fast = true;
+
+#define PUT_TEXT(t, literal) json_text_put((t), (literal), sizeof(literal) - 1)
+
+/* The common body read without jansson (numeric_json_v2_read): false,
+ * with nothing kept, for a request it does not take entirely, which the
+ * general path then answers (the same tensors, or the error in its words).
+ * So every check here only decides whether to go on, never what to say. */
+static bool prepare_fast(model_version *m, const char *body, size_t len, v2_call *c)
+{
+    numeric_json_v2_request r;
+    if (!infer_v2_fast || !numeric_json_v2_read(body, len, &r))
+        return false;
+    infer_state s = {0};
+    s.n_inputs = ifd_model_input_count(m->model);
+    s.n_outputs = ifd_model_output_count(m->model);
+    bool ok = r.n_inputs == s.n_inputs && (s.inputs = calloc(s.n_inputs ? s.n_inputs : 1, sizeof(*s.inputs))) &&
+              (s.outputs = calloc(s.n_outputs ? s.n_outputs : 1, sizeof(*s.outputs)));
+    char err[256];
+    for (size_t i = 0; ok && i < r.n_inputs; i++) {
+        const numeric_json_v2_input *in = &r.inputs[i];
+        size_t index = 0;
+        while (index < s.n_inputs && !(strlen(ifd_model_input(m->model, index)->name) == in->name.len &&
+                                       memcmp(ifd_model_input(m->model, index)->name, in->name.s, in->name.len) == 0))
+            index++;
+        char datatype[16];
+        ifd_dtype dtype;
+        ok = index < s.n_inputs && !s.inputs[index] && in->datatype.len < sizeof(datatype);
+        if (ok) {
+            memcpy(datatype, in->datatype.s, in->datatype.len);
+            datatype[in->datatype.len] = '\0';
+            ok = v2_datatype_parse(datatype, &dtype) &&
+                 check_input_contract(ifd_model_input(m->model, index), dtype, in->rank, in->dims, err, sizeof(err)) &&
+                 (s.inputs[index] =
+                      numeric_json_flat_tensor(body + in->data_offset, in->data_len, dtype, in->rank, in->dims));
+        }
+    }
+    size_t n_requested = r.has_outputs ? r.n_outputs : s.n_outputs;
+    ok = ok && n_requested <= MAX_REQUEST_TENSORS;
+    for (size_t k = 0; ok && k < n_requested; k++) {
+        size_t o = k;
+        if (r.has_outputs)
+            for (o = 0; o < s.n_outputs && !(strlen(ifd_model_output(m->model, o)->name) == r.outputs[k].len &&
+                                             memcmp(ifd_model_output(m->model, o)->name, r.outputs[k].s,
+                                                    r.outputs[k].len) == 0);
+                 o++)
+                ;
+        ok = o < s.n_outputs;
+        c->order[k] = o;
+        c->binary_out[k] = false;
+    }
+    if (ok && r.has_id)
+        ok = (c->id_text = strndup(r.id.s, r.id.len)) != NULL;
+    if (!ok) {
+        infer_state_free(&s);
+        free(c->id_text);
+        c->id_text = NULL;
+        return false;
+    }
+    c->s = s;
+    c->n_requested = n_requested;
+    c->timeout = 0;
+    return true;
+}
+
+/* The answer's JSON written straight from the outputs, as the jansson
+ * tree below would be encoded; false (nothing kept) when an output needs
+ * that path (binary, or one it cannot flatten). */
+static bool finish_fast(v2_call *c, const model_version *m, infer_answer *out)
+{
+    const char *id = c->id ? json_string_value(c->id) : c->id_text;
+    json_text t = {0};
+    PUT_TEXT(&t, "{\"model_name\":");
+    json_text_string(&t, m->name, strlen(m->name));
+    PUT_TEXT(&t, ",\"model_version\":");
+    json_text_string(&t, m->version, strlen(m->version));
+    if (id) {
+        PUT_TEXT(&t, ",\"id\":");
+        json_text_string(&t, id, c->id ? json_string_length(c->id) : strlen(id));
+    }
+    PUT_TEXT(&t, ",\"outputs\":[");
+    bool ok = true;
+    for (size_t r = 0; ok && r < c->n_requested; r++) {
+        const ifd_io_info *io = ifd_model_output(m->model, c->order[r]);
+        const ifd_value *v = c->s.outputs[c->order[r]];
+        ifd_value *flat = NULL;
+        json_t *keys = NULL;
+        char err[256];
+        bool maps = v->kind == IFD_VALUE_SEQUENCE && (v->length == 0 || v->items[0]->kind == IFD_VALUE_MAP);
+        if (c->binary_out[r] || (v->kind != IFD_VALUE_TENSOR && !maps) ||
+            (maps && !v2_flatten_maps(v, &flat, &keys, err, sizeof(err)))) {
+            ok = false;
+            break;
+        }
+        json_decref(keys); /* written from the map keys themselves below */
+        const ifd_tensor *tensor = flat ? &flat->tensor : &v->tensor;
+        if (r)
+            PUT_TEXT(&t, ",");
+        PUT_TEXT(&t, "{\"name\":");
+        json_text_string(&t, io->name, strlen(io->name));
+        PUT_TEXT(&t, ",\"datatype\":\"");
+        const char *datatype = v2_datatype_name(tensor->dtype);
+        json_text_put(&t, datatype, strlen(datatype));
+        PUT_TEXT(&t, "\",\"shape\":[");
+        for (int d = 0; d < tensor->rank; d++) {
+            if (d)
+                PUT_TEXT(&t, ",");
+            json_text_integer(&t, tensor->dims[d]);
+        }
+        PUT_TEXT(&t, "],\"data\":");
+        json_text_flat(&t, tensor);
+        if (maps) {
+            PUT_TEXT(&t, ",\"parameters\":{\"keys\":");
+            if (v->length)
+                json_text_flat(&t, &v->items[0]->map_keys);
+            else
+                PUT_TEXT(&t, "[]");
+            PUT_TEXT(&t, "}");
+        }
+        PUT_TEXT(&t, "}");
+        ifd_value_free(flat);
+    }
+    PUT_TEXT(&t, "]}");
+    if (!ok || t.failed) {
+        free(t.data);
+        return false;
+    }
+    *out = (infer_answer){.status = 200, .body = t.data, .len = t.len, .content_type = "application/json"};
+    return true;
 }
 
 ifd_value *const *v2_call_inputs(const v2_call *c) { return c->s.inputs; }
@@ -207,6 +356,11 @@ bool infer_v2_prepare(model_version *m, const char *body, size_t len, const char
         v2_call_free(c);
         return false;
     }
+    if (!header_length && prepare_fast(m, body, len, c)) {
+        *call = c;
+        out->status = 200;
+        return true;
+    }
     infer_state s = {0};
     const unsigned char *binary = NULL;
     size_t json_len = len, binary_len = 0;
@@ -224,8 +378,12 @@ bool infer_v2_prepare(model_version *m, const char *body, size_t len, const char
         binary_len = len - json_len;
     }
     json_error_t je;
-    s.header = json_loadb(body, json_len, JSON_REJECT_DUPLICATES, &je);
+    numeric_json_lifted lifted;
+    bool lift = numeric_json_v2_lift(body, json_len, &lifted);
+    s.header = json_loadb(lift ? lifted.text : body, json_len, JSON_REJECT_DUPLICATES, &je);
     if (!s.header || !json_is_object(s.header)) {
+        if (lift)
+            numeric_json_lifted_free(&lifted);
         if (s.header)
             infer_answer_error(out, 400, "the request must be a JSON object");
         else
@@ -235,23 +393,20 @@ bool infer_v2_prepare(model_version *m, const char *body, size_t len, const char
         return false;
     }
     json_t *id = json_object_get(s.header, "id");
-    if (id && !json_is_string(id)) {
-        infer_answer_error(out, 400, "\"id\" must be a string");
-        infer_state_free(&s);
-        v2_call_free(c);
-        return false;
-    }
+    bool decoded = false;
     s.n_inputs = ifd_model_input_count(m->model);
     s.n_outputs = ifd_model_output_count(m->model);
-    s.inputs = calloc(s.n_inputs ? s.n_inputs : 1, sizeof(*s.inputs));
-    s.outputs = calloc(s.n_outputs ? s.n_outputs : 1, sizeof(*s.outputs));
-    if (!s.inputs || !s.outputs) {
+    if (id && !json_is_string(id)) {
+        infer_answer_error(out, 400, "\"id\" must be a string");
+    } else if (!(s.inputs = calloc(s.n_inputs ? s.n_inputs : 1, sizeof(*s.inputs))) ||
+               !(s.outputs = calloc(s.n_outputs ? s.n_outputs : 1, sizeof(*s.outputs)))) {
         infer_answer_error(out, 503, "out of memory");
-        infer_state_free(&s);
-        v2_call_free(c);
-        return false;
+    } else {
+        decoded = decode_inputs(out, m, &s, binary, binary_len, body, lift ? &lifted : NULL);
     }
-    if (!decode_inputs(out, m, &s, binary, binary_len)) {
+    if (lift)
+        numeric_json_lifted_free(&lifted);
+    if (!decoded) {
         infer_state_free(&s);
         v2_call_free(c);
         return false;
@@ -305,6 +460,8 @@ bool infer_v2_prepare(model_version *m, const char *body, size_t len, const char
 bool infer_v2_finish(v2_call *c, const model_version *m, infer_answer *out)
 {
     memset(out, 0, sizeof(*out));
+    if (infer_v2_fast && finish_fast(c, m, out))
+        return true;
     infer_state s = c->s;
     json_t *id = c->id;
     size_t n_requested = c->n_requested;
@@ -356,6 +513,8 @@ bool infer_v2_finish(v2_call *c, const model_version *m, infer_answer *out)
         json_t *answer = json_pack("{s:s, s:s}", "model_name", m->name, "model_version", m->version);
         if (id)
             json_object_set(answer, "id", id);
+        else if (c->id_text)
+            json_object_set_new(answer, "id", json_string(c->id_text));
         json_object_set_new(answer, "outputs", outputs);
         outputs = NULL;
         size_t text_len;

@@ -1,14 +1,17 @@
 /*
  * log.c — formats log lines. The access log writes one line per request,
  * so a line is built by hand in one buffer (no stdio stream, no jansson tree:
- * those were a tenth of a request's CPU time) and leaves with one write(2),
- * so lines from different threads never interleave. JSON values are
+ * those were a tenth of a request's CPU time); access lines are gathered
+ * per thread and leave many at a time (see "buffered lines" below). Every
+ * write(2) holds whole lines, so lines from different threads never
+ * interleave. JSON values are
  * escaped as jansson would escape them; bytes that are not UTF-8 (echoes of
  * client input) become '?' rather than dropping the field.
  */
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -65,24 +68,34 @@ typedef struct line_buffer {
     char stack[2048];
 } line_buffer;
 
-static void append(line_buffer *b, const char *text, size_t n)
+/* Grow the line (to the heap) and append: the rare case of append. */
+static void append_grown(line_buffer *b, const char *text, size_t n)
 {
     if (b->failed)
         return;
+    size_t cap = b->cap * 2;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *grown = b->heap ? realloc(b->data, cap) : malloc(cap);
+    if (!grown) {
+        b->failed = true;
+        return;
+    }
+    if (!b->heap)
+        memcpy(grown, b->data, b->len);
+    b->data = grown;
+    b->cap = cap;
+    b->heap = true;
+    memcpy(b->data + b->len, text, n);
+    b->len += n;
+}
+
+/* Inline: a line is some thirty appends, most of a few bytes. */
+static inline void append(line_buffer *b, const char *text, size_t n)
+{
     if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap * 2;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *grown = b->heap ? realloc(b->data, cap) : malloc(cap);
-        if (!grown) {
-            b->failed = true;
-            return;
-        }
-        if (!b->heap)
-            memcpy(grown, b->data, b->len);
-        b->data = grown;
-        b->cap = cap;
-        b->heap = true;
+        append_grown(b, text, n);
+        return;
     }
     memcpy(b->data + b->len, text, n);
     b->len += n;
@@ -188,14 +201,25 @@ static atomic_ulong dropped_lines;
 
 unsigned long log_lines_dropped(void) { return atomic_load(&dropped_lines); }
 
-static void write_line(const char *data, size_t len)
+static unsigned long count_lines(const char *data, size_t len)
+{
+    unsigned long n = 0;
+    for (const char *p = data; (p = memchr(p, '\n', len - (size_t)(p - data))); p++)
+        n++;
+    return n;
+}
+
+/* Write `len` bytes holding whole lines; the lines of what could not be
+ * written are counted as dropped (stderr is the log: /metrics shows it). */
+static void write_lines(const char *data, size_t len)
 {
     while (len) {
         ssize_t put = write(STDERR_FILENO, data, len);
         if (put < 0 && errno == EINTR)
             continue;
         if (put <= 0) {
-            atomic_fetch_add(&dropped_lines, 1); /* stderr is the log: counted for /metrics */
+            unsigned long lost = count_lines(data, len);
+            atomic_fetch_add(&dropped_lines, lost ? lost : 1);
             return;
         }
         data += put;
@@ -203,16 +227,160 @@ static void write_line(const char *data, size_t len)
     }
 }
 
-void log_event(log_level level, const char *message, ...)
+/* ---- buffered lines ------------------------------------------------------
+ * The access log writes a line per request; a write(2) per line was a tenth
+ * of a request's CPU time under load. So when a thread logs lines in quick
+ * succession (LOG_BUSY_GAP_SECONDS apart) they gather in a buffer of the
+ * thread and leave in one write when the buffer is full, when its oldest
+ * line is LOG_FLUSH_SECONDS old at the thread's next line, when a line
+ * follows a pause, when
+ * anyone calls log_flush (the server does every 100 ms and before a
+ * /metrics scrape), when the thread logs an unbuffered event (so a thread's
+ * own lines keep their order) and when the thread exits. Each buffer has
+ * its own lock, taken by its thread for every line (uncontended) and by
+ * log_flush from another thread. */
+#define LOG_BUFFER_BYTES (32u << 10)
+#define LOG_FLUSH_SECONDS 0.1
+/* Lines closer together than this are buffered; a line after a pause is
+ * written at once (with any lines before it). Buffering only pays when a
+ * thread logs thousands of lines a second, and a lone request's line then
+ * appears as soon as it is answered, as a reader tailing the log expects. */
+#define LOG_BUSY_GAP_SECONDS 0.0002
+
+typedef struct thread_log {
+    pthread_mutex_t lock;
+    struct thread_log *prev, *next;
+    size_t len;
+    double oldest; /* CLOCK_MONOTONIC seconds of the oldest line held */
+    double last;   /* ... of the thread's last buffered line */
+    char data[LOG_BUFFER_BYTES];
+} thread_log;
+
+static pthread_mutex_t thread_logs_lock = PTHREAD_MUTEX_INITIALIZER;
+static thread_log *thread_logs;
+static pthread_key_t thread_log_key;
+static bool thread_log_key_made;
+static pthread_once_t thread_log_once = PTHREAD_ONCE_INIT;
+static __thread thread_log *this_log;
+
+static double monotonic_seconds(void)
 {
-    if (!log_enabled(level))
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Caller holds t->lock. */
+static void thread_log_write(thread_log *t)
+{
+    if (t->len)
+        write_lines(t->data, t->len);
+    t->len = 0;
+}
+
+static void thread_log_exit(void *arg)
+{
+    thread_log *t = arg;
+    this_log = NULL; /* a later line of this thread (another destructor's) makes a new buffer */
+    pthread_mutex_lock(&thread_logs_lock);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        thread_logs = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    pthread_mutex_unlock(&thread_logs_lock);
+    pthread_mutex_lock(&t->lock);
+    thread_log_write(t);
+    pthread_mutex_unlock(&t->lock);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+static void make_thread_log_key(void)
+{
+    thread_log_key_made = pthread_key_create(&thread_log_key, thread_log_exit) == 0;
+    atexit(log_flush); /* the main thread's lines: its key destructor never runs */
+}
+
+/* The calling thread's buffer, made on its first line; NULL when none can
+ * be had (out of memory, no key left): its lines are then written at once. */
+static thread_log *this_thread_log(bool make)
+{
+    if (this_log || !make)
+        return this_log;
+    pthread_once(&thread_log_once, make_thread_log_key);
+    if (!thread_log_key_made)
+        return NULL;
+    thread_log *t = malloc(sizeof(*t));
+    if (!t)
+        return NULL;
+    pthread_mutex_init(&t->lock, NULL);
+    t->len = 0;
+    t->oldest = t->last = 0;
+    t->prev = NULL;
+    if (pthread_setspecific(thread_log_key, t) != 0) {
+        pthread_mutex_destroy(&t->lock);
+        free(t);
+        return NULL;
+    }
+    pthread_mutex_lock(&thread_logs_lock);
+    t->next = thread_logs;
+    if (thread_logs)
+        thread_logs->prev = t;
+    thread_logs = t;
+    pthread_mutex_unlock(&thread_logs_lock);
+    this_log = t;
+    return t;
+}
+
+void log_flush(void)
+{
+    pthread_mutex_lock(&thread_logs_lock);
+    for (thread_log *t = thread_logs; t; t = t->next) {
+        pthread_mutex_lock(&t->lock);
+        thread_log_write(t);
+        pthread_mutex_unlock(&t->lock);
+    }
+    pthread_mutex_unlock(&thread_logs_lock);
+}
+
+/* A finished line: buffered, or written right after the thread's buffered
+ * lines (so a thread's own lines keep their order). */
+static void emit(const char *line, size_t len, bool buffered)
+{
+    thread_log *t = this_thread_log(buffered);
+    if (!t) {
+        write_lines(line, len);
         return;
+    }
+    pthread_mutex_lock(&t->lock);
+    if (!buffered || t->len + len > sizeof(t->data)) {
+        thread_log_write(t);
+        if (!buffered || len > sizeof(t->data)) {
+            write_lines(line, len);
+            pthread_mutex_unlock(&t->lock);
+            return;
+        }
+    }
+    double now = monotonic_seconds();
+    bool busy = now - t->last < LOG_BUSY_GAP_SECONDS;
+    t->last = now;
+    if (t->len == 0)
+        t->oldest = now;
+    memcpy(t->data + t->len, line, len);
+    t->len += len;
+    if (!busy || now - t->oldest >= LOG_FLUSH_SECONDS)
+        thread_log_write(t);
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void format_event(log_level level, const char *message, va_list ap, bool buffered)
+{
     char stamp[32];
     timestamp(stamp);
     line_buffer b = {.cap = sizeof(b.stack)};
     b.data = b.stack;
-    va_list ap;
-    va_start(ap, message);
     if (line_format == LOG_JSON) {
         append_str(&b, "{\"time\":\"");
         append_str(&b, stamp);
@@ -245,12 +413,31 @@ void log_event(log_level level, const char *message, ...)
             append_text(&b, value ? value : "");
         }
     }
-    va_end(ap);
     append(&b, "\n", 1);
     if (b.failed)
         atomic_fetch_add(&dropped_lines, 1);
     else
-        write_line(b.data, b.len);
+        emit(b.data, b.len, buffered);
     if (b.heap)
         free(b.data);
+}
+
+void log_event(log_level level, const char *message, ...)
+{
+    if (!log_enabled(level))
+        return;
+    va_list ap;
+    va_start(ap, message);
+    format_event(level, message, ap, false);
+    va_end(ap);
+}
+
+void log_buffered(log_level level, const char *message, ...)
+{
+    if (!log_enabled(level))
+        return;
+    va_list ap;
+    va_start(ap, message);
+    format_event(level, message, ap, true);
+    va_end(ap);
 }

@@ -1,8 +1,8 @@
 /*
  * log.h — the event and access log of the server and the other long-running commands: TEXT or JSON lines on stderr,
  * filtered by level (LOG_LEVEL / LOG_FORMAT, as in the book's images).
- * Thread safety: every function may be called from any thread; each line is
- * written with one call so lines never interleave.
+ * Thread safety: every function may be called from any thread; each write
+ * holds whole lines so lines never interleave.
  */
 #ifndef INFERD_LOG_H
 #define INFERD_LOG_H
@@ -20,6 +20,18 @@ bool log_enabled(log_level level);
 /* An event: message plus optional key/value pairs, NULL-terminated:
  * log_event(LOG_INFO, "model loaded", "model", name, "seconds", "0.01", NULL) */
 void log_event(log_level level, const char *message, ...) __attribute__((sentinel));
+
+/* The same line, buffered when the thread logs many lines a second: for
+ * the access log, a line per request. A line after a pause (0.2 ms) is
+ * written at once; a busy thread's lines are written together, at the
+ * latest when its buffer fills, when it logs again 0.1 s after its oldest
+ * buffered line, when it logs with log_event or exits, or at the next
+ * log_flush. A server calls log_flush periodically and
+ * before it exits so that no line waits long or is lost. */
+void log_buffered(log_level level, const char *message, ...) __attribute__((sentinel));
+
+/* Write every thread's buffered lines now. */
+void log_flush(void);
 
 /* Lines that could not be written (stderr closed, full, or out of memory
  * for a long line) since the start: a log line is never lost unseen, the

@@ -432,6 +432,7 @@ char *metrics_render(metrics *m, const server *srv, size_t *len)
     fprintf(out, "# HELP inferd_requests_in_flight Requests being read, queued or computed.\n"
                  "# TYPE inferd_requests_in_flight gauge\ninferd_requests_in_flight %d\n",
             __atomic_load_n(&srv->unanswered, __ATOMIC_SEQ_CST));
+    log_flush(); /* the access lines still buffered are written, or counted as dropped, first */
     fprintf(out, "# HELP inferd_log_lines_dropped_total Log lines (the access log included) that could not be written.\n"
                  "# TYPE inferd_log_lines_dropped_total counter\ninferd_log_lines_dropped_total %lu\n",
             log_lines_dropped());

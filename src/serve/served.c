@@ -16,6 +16,14 @@ static const char *request_header(void *context, const char *name)
     return http_header(context, name);
 }
 
+/* snprintf(out, size, "%s", text) without printf's cost: once per request. */
+static void copy_text(char *out, size_t size, const char *text)
+{
+    size_t n = strnlen(text, size - 1);
+    memcpy(out, text, n);
+    out[n] = '\0';
+}
+
 model_version *served_acquire(http_request *req, const route_params *p)
 {
     if (req->answered_by)
@@ -34,8 +42,8 @@ model_version *served_acquire(http_request *req, const route_params *p)
     }
     req->answered_by = got.version;
     req->mode_field = got.mode_field;
-    snprintf(req->model_name, sizeof(req->model_name), "%s", got.version->name);
-    snprintf(req->model_version, sizeof(req->model_version), "%s", got.version->version);
+    copy_text(req->model_name, sizeof(req->model_name), got.version->name);
+    copy_text(req->model_version, sizeof(req->model_version), got.version->version);
     return got.version;
 }
 

@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -59,15 +60,20 @@ static int signal_pipe[2] = {-1, -1};
 static atomic_bool abandon_queued;
 
 /* What the server knows of one TCP connection (libmicrohttpd's socket
- * context). All fields are guarded by connections_lock. */
+ * context). connections_lock guards the list and `cut`; the polling thread
+ * that serves the connection updates the rest per request without it (a
+ * lock per update was a measurable part of a request), and the main
+ * thread reads the atomics when it checks deadlines. */
 typedef struct conn_state {
     struct conn_state *prev, *next;
     MHD_socket fd;
-    double phase_start;     /* accept, or the end of the previous request */
-    bool reading;           /* the request is not yet wholly read */
+    /* when the request being read began (accept, or the end of the previous
+     * request); 0 while no request is being read. One atomic, so the main
+     * thread never sees "reading" with the previous request's start. */
+    _Atomic double reading_since;
+    atomic_ulong requests;  /* requests begun on this connection */
     bool cut;               /* its socket was shut down for the deadline */
-    bool response_queued;   /* the current request's answer is queued */
-    unsigned long requests; /* requests begun on this connection */
+    bool response_queued;   /* the current request's answer is queued (polling thread only) */
 } conn_state;
 
 static pthread_mutex_t connections_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -185,8 +191,8 @@ static void on_connection(void *cls, struct MHD_Connection *connection, void **s
         const union MHD_ConnectionInfo *info =
             MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->fd = info ? info->connect_fd : MHD_INVALID_SOCKET;
-        c->phase_start = server_now();
-        c->reading = true;
+        atomic_init(&c->reading_since, server_now());
+        atomic_init(&c->requests, 0);
         pthread_mutex_lock(&connections_lock);
         c->next = connections;
         if (connections)
@@ -230,12 +236,13 @@ static int enforce_deadlines(double timeout, double fresh)
     int arriving = 0;
     pthread_mutex_lock(&connections_lock);
     for (conn_state *c = connections; c; c = c->next) {
-        if (!c->reading || c->cut)
+        double since = atomic_load_explicit(&c->reading_since, memory_order_relaxed);
+        if (since == 0 || c->cut)
             continue;
-        if (now - c->phase_start > timeout && c->fd != MHD_INVALID_SOCKET) {
+        if (now - since > timeout && c->fd != MHD_INVALID_SOCKET) {
             shutdown(c->fd, SHUT_RDWR);
             c->cut = true;
-        } else if (c->requests == 0 && now - c->phase_start < fresh) {
+        } else if (atomic_load_explicit(&c->requests, memory_order_relaxed) == 0 && now - since < fresh) {
             arriving++;
         }
     }
@@ -433,10 +440,8 @@ static enum MHD_Result send_response(http_request *req)
     MHD_destroy_response(resp);
     conn_state *c = connection_state(req->connection);
     if (c && r == MHD_YES) {
-        pthread_mutex_lock(&connections_lock);
         c->response_queued = true;
-        c->reading = false;
-        pthread_mutex_unlock(&connections_lock);
+        atomic_store_explicit(&c->reading_since, 0, memory_order_relaxed);
     }
     return r;
 }
@@ -578,10 +583,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
 
     if (!req) {
         if (conn) {
-            pthread_mutex_lock(&connections_lock);
-            conn->requests++;
+            atomic_fetch_add_explicit(&conn->requests, 1, memory_order_relaxed);
             conn->response_queued = false;
-            pthread_mutex_unlock(&connections_lock);
         }
         req = request_take();
         if (!req)
@@ -590,7 +593,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         req->connection = connection;
         req->server = srv;
         req->t_start = server_now();
-        snprintf(req->method, sizeof(req->method), "%s", method);
+        size_t method_len = strnlen(method, sizeof(req->method) - 1);
+        memcpy(req->method, method, method_len);
+        req->method[method_len] = '\0';
         size_t url_len = strlen(url);
         req->path = url_len < sizeof(req->path_inline) ? memcpy(req->path_inline, url, url_len + 1) : strdup(url);
         __atomic_add_fetch(&srv->in_flight, 1, __ATOMIC_SEQ_CST);
@@ -600,10 +605,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
             return MHD_NO;
         const char *length = http_header(req, "Content-Length");
         if (length) {
-            char *end;
-            errno = 0;
-            unsigned long long declared = strtoull(length, &end, 10);
-            if (errno || *end || declared > srv->options.max_body) {
+            /* digits only, as strtoull would take them without errno */
+            unsigned long long declared = 0;
+            const char *end = length;
+            bool over = false;
+            for (; *end >= '0' && *end <= '9'; end++) {
+                over |= declared > (ULLONG_MAX - 9) / 10;
+                declared = declared * 10 + (unsigned)(*end - '0');
+            }
+            if (over || end == length || *end || declared > srv->options.max_body) {
                 http_reply_error(req, 413, "request body of %s bytes exceeds the limit of %zu bytes",
                                  length, srv->options.max_body);
                 return send_response(req);
@@ -665,11 +675,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     }
 
     /* the whole request is here */
-    if (conn) {
-        pthread_mutex_lock(&connections_lock);
-        conn->reading = false;
-        pthread_mutex_unlock(&connections_lock);
-    }
+    if (conn)
+        atomic_store_explicit(&conn->reading_since, 0, memory_order_relaxed);
     if (req->body_too_large) {
         http_reply_error(req, 413, "request body exceeds the limit of %zu bytes", srv->options.max_body);
         return send_response(req);
@@ -764,9 +771,9 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         format_unsigned(code_text, (unsigned long long)(status < 0 ? 0 : status));
         format_millis(ms, end - req->t_start);
         format_unsigned(bytes, req->response_len);
-        log_event(LOG_INFO, "request", "request_id", req->request_id, "method", req->method, "path",
-                  req->path ? req->path : "", "status", code_text, "ms", ms, "bytes", bytes,
-                  "model", req->model_name, NULL);
+        log_buffered(LOG_INFO, "request", "request_id", req->request_id, "method", req->method, "path",
+                     req->path ? req->path : "", "status", code_text, "ms", ms, "bytes", bytes, "model",
+                     req->model_name, NULL);
     }
     /* the version that answered may have been retired meanwhile: this
      * request may be the last that holds it */
@@ -777,11 +784,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     conn_state *conn = connection_state(connection);
     if (conn) {
         /* keep-alive: the deadline of the next request starts now */
-        pthread_mutex_lock(&connections_lock);
-        conn->reading = true;
         conn->response_queued = false;
-        conn->phase_start = end;
-        pthread_mutex_unlock(&connections_lock);
+        atomic_store_explicit(&conn->reading_since, end, memory_order_relaxed);
     }
     __atomic_sub_fetch(&srv->in_flight, 1, __ATOMIC_SEQ_CST);
 }
@@ -930,6 +934,7 @@ int server_run(server *srv)
         if (ready < 0 && errno != EINTR)
             break;
         enforce_deadlines(o->request_timeout, 0);
+        log_flush(); /* access lines wait at most about this loop's 100 ms */
     }
     char signame[16];
     snprintf(signame, sizeof(signame), "%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -970,6 +975,7 @@ int server_run(server *srv)
         nanosleep(&pause, NULL);
     }
     MHD_stop_daemon(daemon);
+    log_flush();
     close(signal_pipe[0]);
     close(signal_pipe[1]);
     log_event(LOG_INFO, "stopped", NULL);

@@ -587,6 +587,58 @@ bool json_text_number_array(json_text *t, const ifd_tensor *tensor, size_t first
     return true;
 }
 
+void json_text_string(json_text *t, const char *s, size_t n) { put_string(t, s, n); }
+
+/* "%lld" without printf. */
+static void put_integer(text_buffer *b, long long v)
+{
+    char text[24];
+    size_t n = sizeof(text);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        text[--n] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        text[--n] = '-';
+    put(b, text + n, sizeof(text) - n);
+}
+
+void json_text_integer(json_text *t, long long v) { put_integer(t, v); }
+
+void json_text_flat(json_text *t, const ifd_tensor *tensor)
+{
+    size_t count = (size_t)ifd_tensor_count(tensor);
+    const void *d = tensor->data;
+    put(t, "[", 1);
+    for (size_t i = 0; i < count; i++) {
+        if (i)
+            put(t, ",", 1);
+        switch (tensor->dtype) { /* element_json's cases, written */
+        case IFD_STRING: {
+            const ifd_string *s = &((const ifd_string *)d)[i];
+            put_string(t, s->data ? s->data : "", s->data ? s->size : 0);
+            break;
+        }
+        case IFD_BOOL: ((const uint8_t *)d)[i] ? put(t, "true", 4) : put(t, "false", 5); break;
+        case IFD_FLOAT: put_real(t, ((const float *)d)[i]); break;
+        case IFD_DOUBLE: put_real(t, ((const double *)d)[i]); break;
+        case IFD_FLOAT16: put_real(t, from_half(((const uint16_t *)d)[i])); break;
+        case IFD_BFLOAT16: put_real(t, from_bfloat16(((const uint16_t *)d)[i])); break;
+        case IFD_INT8: put_integer(t, ((const int8_t *)d)[i]); break;
+        case IFD_INT16: put_integer(t, ((const int16_t *)d)[i]); break;
+        case IFD_INT32: put_integer(t, ((const int32_t *)d)[i]); break;
+        case IFD_INT64: put_integer(t, ((const int64_t *)d)[i]); break;
+        case IFD_UINT8: put_integer(t, ((const uint8_t *)d)[i]); break;
+        case IFD_UINT16: put_integer(t, ((const uint16_t *)d)[i]); break;
+        case IFD_UINT32: put_integer(t, ((const uint32_t *)d)[i]); break;
+        case IFD_UINT64: put_integer(t, (long long)((const uint64_t *)d)[i]); break;
+        default: put(t, "null", 4); break;
+        }
+    }
+    put(t, "]", 1);
+}
+
 char *json_encode(const json_t *j, size_t *len)
 {
     text_buffer b = {0};

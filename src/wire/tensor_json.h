@@ -67,4 +67,10 @@ void json_text_real(json_text *t, double d);
  * (nothing written) for other types. */
 bool json_text_number_array(json_text *t, const ifd_tensor *tensor, size_t first, size_t count);
 
+/* A JSON string of s[0..n), escaped as json_encode escapes strings. */
+void json_text_string(json_text *t, const char *s, size_t n);
+void json_text_integer(json_text *t, long long v);
+/* What tensor_to_json_flat + json_encode write for t, any element type. */
+void json_text_flat(json_text *t, const ifd_tensor *tensor);
+
 #endif /* INFERD_WIRE_TENSOR_JSON_H */

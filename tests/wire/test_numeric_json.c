@@ -173,9 +173,137 @@ static void test_number_arrays_are_written_as_json_encode_writes_them(void)
     free(none.data);
 }
 
+/* ---- KServe V2 bodies ---- */
+
+static void test_v2_data_arrays_are_lifted_and_blanked_in_place(void)
+{
+    const char *body = "{\"id\":\"a\",\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],\"datatype\":\"FP32\",\n"
+                       "\"data\":[5.1, 3.5,\n 1.4,0.2]},{\"name\":\"y\",\"data\":\"text\"},"
+                       "{\"name\":\"z\",\"data\":[[1,2]]},{\"name\":\"w\",\"data\":[7] ,\"shape\":[1]}]}";
+    size_t len = strlen(body);
+    numeric_json_lifted l;
+    CHECK(numeric_json_v2_lift(body, len, &l));
+    CHECK(l.count == 2); /* x and w; the string and the nested array stay */
+    const numeric_json_span *x = numeric_json_lifted_input(&l, 0), *w = numeric_json_lifted_input(&l, 3);
+    CHECK(x && w && !numeric_json_lifted_input(&l, 1) && !numeric_json_lifted_input(&l, 2));
+    CHECK(x->len == strlen("[5.1, 3.5,\n 1.4,0.2]") && memcmp(body + x->offset, "[5.1", 4) == 0);
+    CHECK(memcmp(body + w->offset, "[7]", 3) == 0 && w->len == 3);
+    /* same length, same newlines: jansson's lines and columns do not move */
+    CHECK(memcmp(l.text + x->offset, "0         \n         ", x->len) == 0);
+    json_error_t je;
+    json_t *blanked = json_loadb(l.text, len, JSON_REJECT_DUPLICATES, &je);
+    CHECK(blanked && json_integer_value(json_object_get(json_array_get(json_object_get(blanked, "inputs"), 0),
+                                                        "data")) == 0);
+    json_decref(blanked);
+    numeric_json_lifted_free(&l);
+}
+
+static void test_v2_bodies_without_a_plain_data_array_are_not_lifted(void)
+{
+    const char *other[] = {
+        "{\"inputs\":[{\"name\":\"x\",\"data\":[1,2]}]",        /* unterminated */
+        "{\"inputs\":[{\"name\":\"x\",\"d\\u0061ta\":[1,2]}]}", /* an escaped key: jansson decides */
+        "{\"inputs\":[{\"name\":\"x\",\"data\":[1,2]x}]}",      /* what follows is not , or } */
+        "{\"inputs\":[{\"name\":\"x\",\"data\":[]}]}",          /* nothing to read */
+        "{\"inputs\":[{\"name\":\"x\",\"data\":[1e400]}]}",     /* jansson's overflow error */
+        "{\"inputs\":[{\"name\":\"x\",\"data\":[1,true]}]}",
+        "[{\"inputs\":[{\"data\":[1]}]}]",
+        "{\"outputs\":[{\"data\":[1]}]}",
+        "{\"id\":\"1\",\"inputs\":[{ \"data\":", /* found by fuzz_numeric_json: a value at the end */
+    };
+    for (size_t i = 0; i < sizeof(other) / sizeof(*other); i++) {
+        numeric_json_lifted l;
+        bool lifted = numeric_json_v2_lift(other[i], strlen(other[i]), &l);
+        if (lifted)
+            fprintf(stderr, "lifted: %s\n", other[i]);
+        CHECK(!lifted);
+    }
+}
+
+static void test_v2_flat_arrays_become_the_tensor_jansson_gives(void)
+{
+    const char *text = "[ 5.1, -3.5e0,1,0.2 ]";
+    int64_t dims[2] = {2, 2};
+    ifd_value *fast = numeric_json_flat_tensor(text, strlen(text), IFD_FLOAT, 2, dims);
+    json_t *j = json_loads(text, 0, NULL);
+    char err[256];
+    ifd_value *general = json_to_tensor(j, IFD_FLOAT, 2, dims, err, sizeof(err));
+    CHECK(fast && general && memcmp(fast->tensor.data, general->tensor.data, 4 * sizeof(float)) == 0);
+    CHECK(fast && fast->tensor.rank == 2 && fast->tensor.dims[1] == 2);
+    ifd_value_free(fast);
+    ifd_value_free(general);
+    json_decref(j);
+    /* int64 exactly, beyond double's 2^53 */
+    const char *ints = "[9007199254740993,-7,0]";
+    int64_t three[1] = {3};
+    ifd_value *x = numeric_json_flat_tensor(ints, strlen(ints), IFD_INT64, 1, three);
+    CHECK(x && ((int64_t *)x->tensor.data)[0] == 9007199254740993ll && ((int64_t *)x->tensor.data)[1] == -7);
+    ifd_value_free(x);
+}
+
+static void test_v2_flat_arrays_the_fast_path_cannot_take_are_refused(void)
+{
+    int64_t two[1] = {2}, three[1] = {3}, huge[2] = {1ll << 40, 1ll << 40};
+    CHECK(!numeric_json_flat_tensor("[1,2,3]", 7, IFD_FLOAT, 1, two));     /* count is not the shape's */
+    CHECK(!numeric_json_flat_tensor("[1,2]", 5, IFD_FLOAT, 2, huge));      /* nor a shape of 2^80 */
+    CHECK(!numeric_json_flat_tensor("[1.5,2]", 7, IFD_INT64, 1, two));     /* a fraction for an integer */
+    CHECK(!numeric_json_flat_tensor("[300,2]", 7, IFD_UINT8, 1, two));     /* out of range */
+    CHECK(!numeric_json_flat_tensor("[-1,2]", 6, IFD_UINT32, 1, two));
+    CHECK(!numeric_json_flat_tensor("[1e39,2]", 8, IFD_FLOAT, 1, two));    /* beyond float32 */
+    CHECK(!numeric_json_flat_tensor("[1,2]", 5, IFD_BOOL, 1, two));
+    CHECK(!numeric_json_flat_tensor("[1,2]", 5, IFD_FLOAT, 1, three));
+    ifd_value *ok = numeric_json_flat_tensor("[255,0]", 7, IFD_UINT8, 1, two);
+    CHECK(ok && ((uint8_t *)ok->tensor.data)[0] == 255);
+    ifd_value_free(ok);
+}
+
+static void test_v2_common_bodies_are_read_without_jansson(void)
+{
+    const char *body = " {\"id\":\"r-1\", \"inputs\":[{\"name\":\"x\",\"shape\":[2,2],\"datatype\":\"FP32\","
+                       "\"data\":[1,2,3.5,4]},{\"datatype\":\"INT64\",\"data\":[7],\"name\":\"k\",\"shape\":[1]}],"
+                       "\"outputs\":[{\"name\":\"y\"}]}\n";
+    numeric_json_v2_request r;
+    CHECK(numeric_json_v2_read(body, strlen(body), &r));
+    CHECK(r.has_id && r.id.len == 3 && memcmp(r.id.s, "r-1", 3) == 0);
+    CHECK(r.n_inputs == 2 && r.inputs[0].rank == 2 && r.inputs[0].dims[1] == 2 && r.inputs[1].rank == 1);
+    CHECK(r.inputs[1].name.len == 1 && r.inputs[1].name.s[0] == 'k');
+    CHECK(memcmp(body + r.inputs[0].data_offset, "[1,2,3.5,4]", r.inputs[0].data_len) == 0);
+    CHECK(r.has_outputs && r.n_outputs == 1 && r.outputs[0].s[0] == 'y');
+}
+
+static void test_v2_other_bodies_are_left_to_jansson(void)
+{
+    const char *other[] = {
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}],\"parameters\":{}}",
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1],\"parameters\":{}}]}",
+        "{\"inputs\":[{\"name\":\"x\\n\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",  /* an escape */
+        "{\"inputs\":[{\"name\":\"x\",\"name\":\"y\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[[1]]}]}", /* nested */
+        "{\"inputs\":[{\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",                  /* no name */
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1.0],\"datatype\":\"FP32\",\"data\":[1]}]}",
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]} x",
+        "{\"inputs\":[]}",
+        "{\"id\":\"a\",\"inputs\":",
+        "{\"inputs\":[{\"name\":\"\xc3\xa9\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}", /* not ASCII */
+    };
+    for (size_t i = 0; i < sizeof(other) / sizeof(*other); i++) {
+        numeric_json_v2_request r;
+        bool read = numeric_json_v2_read(other[i], strlen(other[i]), &r);
+        if (read)
+            fprintf(stderr, "read: %s\n", other[i]);
+        CHECK(!read);
+    }
+}
+
 int main(void)
 {
     RUN(test_numbers_read_as_jansson_reads_them);
+    RUN(test_v2_data_arrays_are_lifted_and_blanked_in_place);
+    RUN(test_v2_bodies_without_a_plain_data_array_are_not_lifted);
+    RUN(test_v2_flat_arrays_become_the_tensor_jansson_gives);
+    RUN(test_v2_flat_arrays_the_fast_path_cannot_take_are_refused);
+    RUN(test_v2_common_bodies_are_read_without_jansson);
+    RUN(test_v2_other_bodies_are_left_to_jansson);
     RUN(test_random_decimals_read_as_strtod_reads_them);
     RUN(test_not_json_numbers_are_refused);
     RUN(test_book_rows_become_the_tensor_jansson_gives);

@@ -318,9 +318,9 @@ static void account(rpc *r)
         snprintf(code_text, sizeof(code_text), "%d", code);
         snprintf(ms, sizeof(ms), "%.3f", (end - r->t_start) * 1e3);
         snprintf(bytes, sizeof(bytes), "%zu", r->response_bytes);
-        log_event(LOG_INFO, "request", "request_id", r->request_id, "method", "GRPC", "path", path, "status",
-                  code_text, "grpc_status", status_name(r->status), "ms", ms, "bytes", bytes, "model", model,
-                  NULL);
+        log_buffered(LOG_INFO, "request", "request_id", r->request_id, "method", "GRPC", "path", path,
+                     "status", code_text, "grpc_status", status_name(r->status), "ms", ms, "bytes", bytes, "model",
+                     model, NULL);
     }
 }
 
