@@ -433,6 +433,14 @@ class Batching(unittest.TestCase):
             status, _, text = post(server.port, "/v2/models/m/infer", body)
             self.assertEqual(status, 400, text)
             self.assertTrue(json.loads(text)["error"])
+        # the same on the book's and TF Serving's routes
+        for path, body in (("/predict", {"data": [[0.5] * 63]}),
+                           ("/predict/label", {"data": "not rows"}),
+                           ("/v1/models/m:predict", {"instances": [[0.5] * 65]}),
+                           ("/v1/models/m:predict", {"inputs": {"nope": [[0.5] * 64]}})):
+            status, _, text = post(server.port, path, body)
+            self.assertEqual(status, 400, (path, text))
+            self.assertTrue(json.loads(text)["error"])
         self.assertEqual(metric(server, "inferd_batch_size_rows_count", 'model="m"'), before)
 
     def test_shapes_never_merge(self):
