@@ -415,6 +415,7 @@ static void record_batch(batcher *b, pending **members, size_t n, int64_t rows, 
         s->delay_sum += waited;
     }
     s->running_rows = 0;
+    s->run_seconds += seconds;
     b->run_ewma = b->run_ewma <= 0 ? seconds : (1 - EWMA_ALPHA) * b->run_ewma + EWMA_ALPHA * seconds;
 }
 

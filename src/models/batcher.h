@@ -98,6 +98,7 @@ typedef struct batch_stats {
     unsigned long long delay_counts[BATCH_DELAY_BUCKETS + 1]; /* seconds queued */
     unsigned long long delayed;
     double delay_sum;
+    double run_seconds; /* wall time of the engine calls of batches, summed */
     unsigned long long queue_full, deadline_expired, failed_batches;
     size_t queued;       /* requests waiting now */
     long long running_rows; /* rows of the engine call running now, 0: idle */

@@ -140,6 +140,10 @@ class Batching(unittest.TestCase):
         sent_rows = sum(len(x) for x in inputs) * rounds
         self.assertEqual(rows, sent_rows)
         self.assertGreater(rows / batches, 1.5, "batches did not form under 64 concurrent clients")
+        # the engine's time is counted per batch, and is a part of the wall time the clients waited
+        run = metric(batched, "inferd_batch_run_seconds_total", 'model="m"')
+        self.assertGreater(run, 0)
+        self.assertLess(run / batches, 1.0 * SLOW)
 
     def test_concurrent_clients_each_get_their_own_rows_cnn(self):
         self.check_distinct_answers(fixture("digits_cnn"), "input", (1, 8, 8))
