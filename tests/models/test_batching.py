@@ -372,7 +372,15 @@ class Batching(unittest.TestCase):
         param = post(server.port, "/v2/models/slow/infer", v2_body("x", x, parameters={"timeout": 20000}))
         busy.join()
         self.assertEqual(param[0], 504, param[2])
-        self.assertEqual(metric(server, "inferd_batch_deadline_expired_total", 'model="slow"'), 2)
+        # TF Serving's :predict and the book's /predict queue the same way, with the same deadline
+        for path, body in (("/v1/models/slow:predict", {"instances": x.tolist()}), ("/predict", {"data": x.tolist()})):
+            busy = self.occupy(server)
+            r = post(server.port, path, body, {"X-Request-Timeout-Ms": "20"})
+            answered_while_busy = busy.is_alive()
+            busy.join()
+            self.assertEqual(r[0], 504, (path, r[2]))
+            self.assertTrue(answered_while_busy, path)
+        self.assertEqual(metric(server, "inferd_batch_deadline_expired_total", 'model="slow"'), 4)
         # a generous deadline is met
         ok = post(server.port, "/v2/models/slow/infer", v2_body("x", x), {"X-Request-Timeout-Ms": "60000"})
         self.assertEqual(ok[0], 200, ok[2])
@@ -387,7 +395,9 @@ class Batching(unittest.TestCase):
         server = self.slow_server("--batch-queue", "2")
         x = np.full((1, 256), 0.01, np.float32)
         busy = self.occupy(server)
-        answers = in_parallel([lambda: post(server.port, "/v2/models/slow/infer", v2_body("x", x))] * 8,
+        # V2 and TF Serving's :predict share the one queue
+        answers = in_parallel([lambda: post(server.port, "/v2/models/slow/infer", v2_body("x", x))] * 4 +
+                              [lambda: post(server.port, "/v1/models/slow:predict", {"instances": x.tolist()})] * 4,
                               workers=8)
         busy.join()
         statuses = sorted(a[0] for a in answers)
