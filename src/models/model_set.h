@@ -141,7 +141,8 @@ ifd_status model_set_run(model_set *set, model_version *version, int session,
  * on `session`, as without batching, so turning batching on never changes
  * which requests succeed and a large request never holds up the queue
  * (Triton refuses such requests because its max_batch_size is what the
- * model accepts; here the model accepts any batch). On failure *http_status (when not NULL) says how to answer: 400
+ * model accepts; here the model accepts any batch). On failure
+ * *http_status (when not NULL) says how to answer: 400
  * the engine failed, 429 the batch queue is full, 504 the deadline passed
  * in the queue, 503 the version is going away. */
 ifd_status model_set_run_until(model_set *set, model_version *version, int session,

@@ -400,9 +400,9 @@ static json_t *best_class_answer(json_t *top, int top_k)
 {
     json_t *best = json_array_get(top, 0);
     json_t *label = json_object_get(best, "label");
-    json_t *body = json_pack("{s:O, s:O, s:O}", "prediction",
-                             json_is_null(label) ? json_object_get(best, "index") : label, "index",
-                             json_object_get(best, "index"), "probability", json_object_get(best, "probability"));
+    json_t *index = json_object_get(best, "index");
+    json_t *body = json_pack("{s:O, s:O, s:O}", "prediction", json_is_null(label) ? index : label,
+                             "index", index, "probability", json_object_get(best, "probability"));
     if (top_k > 0)
         json_object_set_new(body, "top_k", top);
     else

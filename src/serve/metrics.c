@@ -310,8 +310,8 @@ static void render_batching(FILE *out, model_set *set)
             fprintf(out, "} %llu\n", value);
         }
     }
-    fprintf(out, "# HELP inferd_batch_run_seconds_total Wall time of the batches' engine calls (with the "
-                 "batch_size_rows count: the mean duration of one batch run).\n"
+    fprintf(out, "# HELP inferd_batch_run_seconds_total Wall time of the batches' engine calls "
+                 "(over the batch_size_rows count: the mean duration of one batch run).\n"
                  "# TYPE inferd_batch_run_seconds_total counter\n");
     for (size_t i = 0; i < m; i++) {
         version_labels(out, "inferd_batch_run_seconds_total", owners[i]);

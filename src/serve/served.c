@@ -221,8 +221,9 @@ static void on_queued_run(void *context, int http_status, const char *error)
     http_finish_deferred(req);
 }
 
-void served_run_then(http_request *req, const served_target *t, int worker, ifd_value *const *inputs,
-                     ifd_value **outputs, served_extras *extras, served_finish finish, void *context)
+void served_run_then(http_request *req, const served_target *t, int worker,
+                     ifd_value *const *inputs, ifd_value **outputs, served_extras *extras,
+                     served_finish finish, void *context)
 {
     queued_run *q = NULL;
     double deadline;
@@ -239,8 +240,8 @@ void served_run_then(http_request *req, const served_target *t, int worker, ifd_
     *q = (queued_run){req, finish, context};
     char err[512];
     http_defer(req);
-    int refused = model_set_submit(req->server->models, t->version, worker, inputs, outputs, deadline,
-                                   on_queued_run, q, err, sizeof(err));
+    int refused = model_set_submit(req->server->models, t->version, worker, inputs, outputs,
+                                   deadline, on_queued_run, q, err, sizeof(err));
     if (refused)
         on_queued_run(q, refused, err);
 }

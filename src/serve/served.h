@@ -82,7 +82,8 @@ typedef void (*served_finish)(http_request *req, void *context, bool ok);
  * pipeline, no batching, inline on a polling thread) it runs at once and
  * `finish` is called before this returns. inputs and outputs must stay
  * valid until `finish`; `finish` is called exactly once either way. */
-void served_run_then(http_request *req, const served_target *t, int worker, ifd_value *const *inputs,
-                     ifd_value **outputs, served_extras *extras, served_finish finish, void *context);
+void served_run_then(http_request *req, const served_target *t, int worker,
+                     ifd_value *const *inputs, ifd_value **outputs, served_extras *extras,
+                     served_finish finish, void *context);
 
 #endif /* INFERD_SERVE_SERVED_H */
