@@ -17,9 +17,11 @@
  *     batching pays" until a call was measured);
  *   - the next arrival is not expected before the oldest request has waited
  *     max_queue_delay_us;
- * and otherwise waits until the next arrival (re-deciding then), at most
- * twice the expected gap and never past the oldest request's
- * max_queue_delay_us. So the added wait is bounded by max_queue_delay_us,
+ * and otherwise waits for the batch to form, re-deciding one expected gap
+ * after the next expected arrival, or at once when the queue holds a full
+ * or preferred batch (arrivals do not wake it otherwise: a wake-up per
+ * request is a context switch per request), and never past the oldest
+ * request's max_queue_delay_us. So the added wait is bounded by max_queue_delay_us,
  * and the latency of a request is at most that plus the batch running
  * when it arrived plus its own batch.
  *
@@ -29,7 +31,9 @@
  * for the next batch (so shapes never merge and no one is starved: the
  * oldest request is always in the next batch). A request whose inputs
  * cannot be concatenated (a string or scalar input, inputs that disagree on
- * their row count, more rows than max_batch_size) runs alone. Outputs are
+ * their row count, more rows than max_batch_size) runs alone; the model set
+ * keeps such requests out of the queue altogether (batcher_would_merge) and
+ * runs them on the caller's session. Outputs are
  * split back by rows: a tensor whose first dimension is the batch's row
  * count, or a sequence (scikit-learn's ZipMap) with one item per row. If a
  * model's outputs do not split that way, the batch is re-run one request
@@ -84,6 +88,12 @@ struct batcher {
     int enabled; /* atomic copy of settings.max_batch_size > 1 */
     pending *head, *tail;
     size_t queued;
+    int64_t queued_rows; /* rows of the queued requests (1 for one that runs alone) */
+    /* What the batch thread waits for, so that a submit wakes it only when
+     * that changes its decision: any request (idle), or a batch to fill
+     * up (forming: it wakes by itself when the wait is over). A wake-up
+     * per arrival would cost a context switch per request. */
+    bool idle, forming;
     double last_arrival, gap_ewma, run_ewma;
     bool split_ok; /* false once the model's outputs did not split by rows */
     batch_stats stats;
@@ -187,6 +197,7 @@ static void unlink_pending(batcher *b, pending *target)
         if (b->tail == p)
             b->tail = prev;
         b->queued--;
+        b->queued_rows -= p->rows > 0 ? p->rows : 1;
         p->next = NULL;
         return;
     }
@@ -404,6 +415,7 @@ static void record_batch(batcher *b, pending **members, size_t n, int64_t rows, 
         s->delay_sum += waited;
     }
     s->running_rows = 0;
+    s->run_seconds += seconds;
     b->run_ewma = b->run_ewma <= 0 ? seconds : (1 - EWMA_ALPHA) * b->run_ewma + EWMA_ALPHA * seconds;
 }
 
@@ -468,8 +480,10 @@ static void *batcher_main(void *arg)
     size_t room = 0;
     pthread_mutex_lock(&b->lock);
     for (;;) {
+        b->idle = true;
         while (!b->head && !b->stopping)
             pthread_cond_wait(&b->wake, &b->lock);
+        b->idle = false;
         if (!b->head)
             break;
         double now = batch_clock();
@@ -488,6 +502,7 @@ static void *batcher_main(void *arg)
             pending *all = b->head;
             b->head = b->tail = NULL;
             b->queued = 0;
+            b->queued_rows = 0;
             pthread_mutex_unlock(&b->lock);
             answer_all(all, BATCH_STOPPING, "the model version is being unloaded");
             pthread_mutex_lock(&b->lock);
@@ -498,7 +513,9 @@ static void *batcher_main(void *arg)
         double until;
         if (should_wait(b, rows, now, &until)) {
             struct timespec at = monotonic_at(until);
+            b->forming = true;
             pthread_cond_timedwait(&b->wake, &b->lock, &at);
+            b->forming = false;
             continue;
         }
         size_t want = (size_t)(b->settings.max_batch_size > 1 ? b->settings.max_batch_size : 1);
@@ -686,6 +703,15 @@ bool batcher_enabled(batcher *b)
     return b && __atomic_load_n(&b->enabled, __ATOMIC_ACQUIRE);
 }
 
+bool batcher_would_merge(batcher *b, ifd_value *const *inputs)
+{
+    int64_t rows = request_rows(b, inputs);
+    pthread_mutex_lock(&b->lock);
+    bool merges = rows > 0 && rows <= b->settings.max_batch_size && b->split_ok;
+    pthread_mutex_unlock(&b->lock);
+    return merges;
+}
+
 batch_outcome batcher_submit(batcher *b, ifd_value *const *inputs, ifd_value **outputs,
                              double deadline, batch_done_fn done, void *context)
 {
@@ -718,7 +744,12 @@ batch_outcome batcher_submit(batcher *b, ifd_value *const *inputs, ifd_value **o
         b->head = p;
     b->tail = p;
     b->queued++;
-    pthread_cond_signal(&b->wake);
+    b->queued_rows += p->rows > 0 ? p->rows : 1;
+    /* while a batch runs the thread is not waiting: no signal needed; while
+     * one forms, only a full (or preferred) size closes it early */
+    if (b->idle || (b->forming && (b->queued_rows >= b->settings.max_batch_size ||
+                                   is_preferred(&b->settings, b->queued_rows))))
+        pthread_cond_signal(&b->wake);
     if (deadline > 0)
         pthread_cond_signal(&b->reap_wake);
     pthread_mutex_unlock(&b->lock);

@@ -70,6 +70,14 @@ void batcher_configure(batcher *b, const batch_settings *settings);
 /* Whether requests are batched now (max_batch_size > 1). */
 bool batcher_enabled(batcher *b);
 
+/* Whether a request with these inputs can share an engine call with
+ * others: tensors of one to max_batch_size rows along the first dimension
+ * (no string or scalar input), on a model whose outputs split by rows.
+ * A request that cannot would only run alone on the batch thread, holding
+ * up everyone queued behind it: the model set runs it at once on the
+ * caller's own session instead (see model_set_run_until). */
+bool batcher_would_merge(batcher *b, ifd_value *const *inputs);
+
 /* Queue a request whose inputs passed the signature checks. inputs and
  * outputs (ifd_model_output_count slots) must stay valid until `done` is
  * called. deadline: CLOCK_MONOTONIC seconds after which the request is
@@ -90,6 +98,7 @@ typedef struct batch_stats {
     unsigned long long delay_counts[BATCH_DELAY_BUCKETS + 1]; /* seconds queued */
     unsigned long long delayed;
     double delay_sum;
+    double run_seconds; /* wall time of the engine calls of batches, summed */
     unsigned long long queue_full, deadline_expired, failed_batches;
     size_t queued;       /* requests waiting now */
     long long running_rows; /* rows of the engine call running now, 0: idle */

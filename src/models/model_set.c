@@ -503,7 +503,7 @@ ifd_status model_set_run_until(model_set *set, model_version *v, int session,
 {
     batcher *b = __atomic_load_n(&v->batcher, __ATOMIC_ACQUIRE);
     ifd_status st;
-    if (batcher_enabled(b)) {
+    if (batcher_enabled(b) && (session < 0 || batcher_would_merge(b, inputs))) {
         batch_outcome outcome = batcher_run(b, inputs, outputs, deadline, err, n);
         if (http_status)
             *http_status = batch_outcome_http_status(outcome);
@@ -540,11 +540,19 @@ static void on_batch_done(void *context, batch_outcome outcome, const char *erro
     done(user, batch_outcome_http_status(outcome), error);
 }
 
-int model_set_submit(model_set *set, model_version *v, ifd_value *const *inputs,
+int model_set_submit(model_set *set, model_version *v, int session, ifd_value *const *inputs,
                      ifd_value **outputs, double deadline, model_run_done done, void *context,
                      char *err, size_t n)
 {
     batcher *b = __atomic_load_n(&v->batcher, __ATOMIC_ACQUIRE);
+    if (b && session >= 0 && !batcher_would_merge(b, inputs)) {
+        /* it would run alone: on this thread, not ahead of the queue */
+        char why[1024] = "";
+        ifd_status st = model_version_run(v, session, inputs, outputs, why, sizeof(why));
+        record_outcome(set, v, st == IFD_OK, inputs, outputs);
+        done(context, st == IFD_OK ? 200 : 400, why);
+        return 0;
+    }
     submitted *s = b ? malloc(sizeof(*s)) : NULL;
     if (!s) {
         snprintf(err, n, b ? "out of memory" : "model '%s' version %s does not batch", v->name, v->version);

@@ -136,7 +136,13 @@ ifd_status model_set_run(model_set *set, model_version *version, int session,
 
 /* The same with a deadline (CLOCK_MONOTONIC seconds, batch_clock(); 0:
  * none) for a version that batches: the call waits on the version's batch
- * queue. On failure *http_status (when not NULL) says how to answer: 400
+ * queue. A request that cannot share a batch (more rows than
+ * max_batch_size, a string or scalar input) never queues: it runs at once
+ * on `session`, as without batching, so turning batching on never changes
+ * which requests succeed and a large request never holds up the queue
+ * (Triton refuses such requests because its max_batch_size is what the
+ * model accepts; here the model accepts any batch). On failure
+ * *http_status (when not NULL) says how to answer: 400
  * the engine failed, 429 the batch queue is full, 504 the deadline passed
  * in the queue, 503 the version is going away. */
 ifd_status model_set_run_until(model_set *set, model_version *version, int session,
@@ -154,9 +160,11 @@ typedef void (*model_run_done)(void *context, int http_status, const char *error
 /* Queue a request on the version's batcher without waiting. inputs and
  * outputs must stay valid until `done` is called. Returns 0 when queued
  * (done will be called once), else the status of the refusal (429, 503)
- * and done is not called. Outcomes feed rollback and shadow as
+ * and done is not called. A request that cannot share a batch (see
+ * model_set_run_until) runs at once on `session` and `done` is called
+ * before this returns (0). Outcomes feed rollback and shadow as
  * model_set_run does. */
-int model_set_submit(model_set *set, model_version *version, ifd_value *const *inputs,
+int model_set_submit(model_set *set, model_version *version, int session, ifd_value *const *inputs,
                      ifd_value **outputs, double deadline, model_run_done done, void *context,
                      char *err, size_t err_size);
 

@@ -368,6 +368,13 @@ static json_t *label_of(const model_version *m, const json_t *row)
     return label ? json_incref(label) : json_integer((json_int_t)best);
 }
 
+/* Which answer a book route gives. */
+typedef enum predict_answer {
+    ANSWER_PROBABILITIES, /* /predict: {"prediction": rows of probabilities} */
+    ANSWER_LABELS,        /* /predict/label: {"prediction": a label per row} */
+    ANSWER_BEST,          /* /prediction: the most probable class of the first row */
+} predict_answer;
+
 /* A book request waiting in a batch queue (the model batches): its input,
  * its outputs and which answer it wants. */
 typedef struct queued_predict {
@@ -375,7 +382,8 @@ typedef struct queued_predict {
     model_version *version;
     ifd_value *input;
     ifd_value **outputs;
-    bool labels;
+    predict_answer kind;
+    int top_k; /* ?top_k=K: the K most probable classes of the first row too (0: none) */
 } queued_predict;
 
 static void queued_predict_free(queued_predict *q)
@@ -387,41 +395,68 @@ static void queued_predict_free(queued_predict *q)
     free(q);
 }
 
+/* /prediction's answer: the best of the top-k list (which it owns). */
+static json_t *best_class_answer(json_t *top, int top_k)
+{
+    json_t *best = json_array_get(top, 0);
+    json_t *label = json_object_get(best, "label");
+    json_t *index = json_object_get(best, "index");
+    json_t *body = json_pack("{s:O, s:O, s:O}", "prediction", json_is_null(label) ? index : label,
+                             "index", index, "probability", json_object_get(best, "probability"));
+    if (top_k > 0)
+        json_object_set_new(body, "top_k", top);
+    else
+        json_decref(top);
+    return body;
+}
+
 static void on_predicted(void *context, int status, const char *error)
 {
     queued_predict *q = context;
     http_request *req = q->req;
-    json_t *rows = status == 200 ? model_version_probabilities(q->version, q->outputs) : NULL;
+    int k = q->kind == ANSWER_BEST && q->top_k < 1 ? 1 : q->top_k;
+    json_t *top = NULL, *rows = NULL;
     if (status != 200) {
         http_reply_error(req, status, "%s", error);
-    } else if (!rows) {
+    } else if (k > 0 && !(top = image_request_top_k(req, q->version, q->outputs, 0, (size_t)k))) {
+        /* answered: no output holds class scores */
+    } else if (q->kind == ANSWER_BEST) {
+        answer(req, best_class_answer(top, q->top_k));
+    } else if (!(rows = model_version_probabilities(q->version, q->outputs))) {
+        json_decref(top);
         http_reply_error(req, 500, "model '%s' gave no probabilities", q->version->name);
     } else {
-        if (q->labels) {
+        if (q->kind == ANSWER_LABELS) {
             json_t *labels = json_array();
             for (size_t r = 0; r < json_array_size(rows); r++)
                 json_array_append_new(labels, label_of(q->version, json_array_get(rows, r)));
             json_decref(rows);
             rows = labels;
         }
-        answer(req, json_pack("{s:o}", "prediction", one_or_many(rows)));
+        json_t *body = json_pack("{s:o}", "prediction", one_or_many(rows));
+        if (top)
+            json_object_set_new(body, "top_k", top);
+        answer(req, body);
     }
     queued_predict_free(q);
     http_finish_deferred(req);
 }
 
-/* The book's /predict and /predict/label on a model that batches: queue
- * the request and give the worker back (the batcher's thread answers).
- * False when the request does not take this path (images, top_k). */
-static bool predict_batched(http_request *req, bool use_sample, bool labels)
+/* The book's /predict, /predict/label and /prediction on a model that
+ * batches: queue the request and give the worker back (the batcher's
+ * thread answers). False when the request does not take this path. */
+static bool predict_batched(http_request *req, int worker, bool use_sample, predict_answer kind)
 {
-    if (!req->suspended || image_request_query_top_k(req) != 0)
+    if (!req->suspended)
         return false;
     model_version *m = default_model(req);
     if (!m)
         return true;
     if (!model_set_batches(m))
         return false;
+    int top_k = image_request_query_top_k(req);
+    if (top_k < 0)
+        return true; /* answered */
     double deadline;
     if (!served_deadline(req, &deadline))
         return true;
@@ -429,7 +464,8 @@ static bool predict_batched(http_request *req, bool use_sample, bool labels)
     if (q) {
         q->req = req;
         q->version = m;
-        q->labels = labels;
+        q->kind = kind;
+        q->top_k = top_k;
         q->outputs = calloc(ifd_model_output_count(m->model), sizeof(*q->outputs));
     }
     if (!q || !q->outputs) {
@@ -443,8 +479,8 @@ static bool predict_batched(http_request *req, bool use_sample, bool labels)
     }
     char err[512];
     http_defer(req);
-    int refused = model_set_submit(req->server->models, m, &q->input, q->outputs, deadline, on_predicted, q,
-                                   err, sizeof(err));
+    int refused = model_set_submit(req->server->models, m, worker, &q->input, q->outputs, deadline,
+                                   on_predicted, q, err, sizeof(err));
     if (refused) {
         http_reply_error(req, refused, "%s", err);
         if (refused == 429)
@@ -457,7 +493,7 @@ static bool predict_batched(http_request *req, bool use_sample, bool labels)
 
 static void answer_probabilities(http_request *req, int worker, bool use_sample)
 {
-    if (predict_batched(req, use_sample, false))
+    if (predict_batched(req, worker, use_sample, ANSWER_PROBABILITIES))
         return;
     int top_k = image_request_query_top_k(req);
     json_t *top = NULL, *rows = NULL;
@@ -476,7 +512,7 @@ static void answer_probabilities(http_request *req, int worker, bool use_sample)
 
 static void answer_labels(http_request *req, int worker, bool use_sample)
 {
-    if (predict_batched(req, use_sample, true))
+    if (predict_batched(req, worker, use_sample, ANSWER_LABELS))
         return;
     int top_k = image_request_query_top_k(req);
     json_t *top = NULL;
@@ -500,6 +536,8 @@ static void answer_labels(http_request *req, int worker, bool use_sample)
 void book_prediction(http_request *req, const route_params *p, int worker)
 {
     (void)p;
+    if (predict_batched(req, worker, false, ANSWER_BEST))
+        return;
     int top_k = image_request_query_top_k(req);
     if (top_k < 0)
         return;
@@ -508,16 +546,7 @@ void book_prediction(http_request *req, const route_params *p, int worker)
     if (!rows)
         return;
     json_decref(rows);
-    json_t *best = json_array_get(top, 0);
-    json_t *label = json_object_get(best, "label");
-    json_t *body = json_pack("{s:O, s:O, s:O}", "prediction", json_is_null(label) ? json_object_get(best, "index") : label,
-                             "index", json_object_get(best, "index"), "probability",
-                             json_object_get(best, "probability"));
-    if (top_k > 0)
-        json_object_set_new(body, "top_k", top);
-    else
-        json_decref(top);
-    answer(req, body);
+    answer(req, best_class_answer(top, top_k));
 }
 
 /* With --async-book, POST /predict queues a job (api_jobs.c) whose worker

@@ -7,6 +7,8 @@
  * columnar answers {"outputs": ...}. With one input an instance is the
  * input's row; with several it is an object keyed by input name. Likewise
  * for outputs.
+ * On a model that batches, :predict queues like the other APIs and gives
+ * its worker back while the batch forms (served_run_then).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,34 +83,109 @@ static json_t *row_of(const ifd_value *v, size_t row)
     return tensor_to_json_nested(&slice);
 }
 
+/* One :predict call from its decoded body to its answer; it outlives the
+ * handler when the model batches (served_run_then). */
+typedef struct v1_call {
+    served_target target;
+    json_t *body;
+    json_t *instances; /* row format, or NULL: columnar */
+    ifd_value **inputs, **outputs;
+    size_t n_in, n_out;
+    served_extras extras;
+} v1_call;
+
+static void v1_call_free(v1_call *c)
+{
+    served_extras_free(&c->extras);
+    for (size_t i = 0; c->inputs && i < c->n_in; i++)
+        ifd_value_free(c->inputs[i]);
+    for (size_t k = 0; c->outputs && k < c->n_out; k++)
+        ifd_value_free(c->outputs[k]);
+    free(c->inputs);
+    free(c->outputs);
+    json_decref(c->body);
+    free(c);
+}
+
+/* The answer from the outputs: {"predictions"} for rows, {"outputs"} for
+ * columns. */
+static void v1_answer(http_request *req, void *context, bool ok)
+{
+    v1_call *c = context;
+    const served_target *m = &c->target;
+    size_t n_out = c->n_out;
+    ifd_value **outputs = c->outputs;
+    if (ok) {
+        json_t *answer;
+        if (c->instances) {
+            json_t *predictions = json_array();
+            size_t rows = json_array_size(c->instances);
+            for (size_t r = 0; r < rows; r++) {
+                if (n_out == 1) {
+                    json_array_append_new(predictions, row_of(outputs[0], r));
+                    continue;
+                }
+                json_t *entry = json_object();
+                for (size_t k = 0; k < n_out; k++)
+                    json_object_set_new(entry, served_output(m, k)->name, row_of(outputs[k], r));
+                json_array_append_new(predictions, entry);
+            }
+            answer = json_pack("{s:o}", "predictions", predictions);
+        } else if (n_out == 1) {
+            answer = json_pack("{s:o}", "outputs", value_to_json(outputs[0]));
+        } else {
+            json_t *named = json_object();
+            for (size_t k = 0; k < n_out; k++)
+                json_object_set_new(named, served_output(m, k)->name, value_to_json(outputs[k]));
+            answer = json_pack("{s:o}", "outputs", named);
+        }
+        if (c->extras.parameters)
+            json_object_set(answer, "parameters", c->extras.parameters);
+        http_reply_json(req, 200, answer);
+    }
+    v1_call_free(c);
+}
+
+/* Decode and check the body, then run: a request that fails the signature
+ * is answered here and never reaches a batch queue. */
 void v1_predict(http_request *req, const route_params *p, int worker)
 {
-    served_target target;
-    if (!served_acquire_target(req, p, &target))
+    v1_call *c = calloc(1, sizeof(*c));
+    if (!c) {
+        http_reply_error(req, 503, "out of memory");
         return;
-    const served_target *m = &target;
+    }
+    if (!served_acquire_target(req, p, &c->target)) {
+        free(c);
+        return;
+    }
+    const served_target *m = &c->target;
     json_error_t je;
-    json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
-    if (!body || !json_is_object(body)) {
-        if (body)
+    c->body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!c->body || !json_is_object(c->body)) {
+        if (c->body)
             http_reply_error(req, 400, "the request must be a JSON object with \"instances\" or \"inputs\"");
         else
             http_reply_error(req, 400, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
-        json_decref(body);
+        v1_call_free(c);
         return;
     }
-    json_t *instances = json_object_get(body, "instances");
-    json_t *columns = json_object_get(body, "inputs");
-    size_t n_in = served_input_count(m), n_out = served_output_count(m);
+    json_t *instances = json_object_get(c->body, "instances");
+    json_t *columns = json_object_get(c->body, "inputs");
+    c->instances = instances;
+    c->n_in = served_input_count(m);
+    c->n_out = served_output_count(m);
+    size_t n_in = c->n_in;
     if (!!instances == !!columns || (instances && !json_is_array(instances))) {
         http_reply_error(req, 400, "give exactly one of \"instances\" (a list) or \"inputs\"");
-        json_decref(body);
+        v1_call_free(c);
         return;
     }
-    ifd_value **inputs = calloc(n_in ? n_in : 1, sizeof(*inputs));
-    ifd_value **outputs = calloc(n_out ? n_out : 1, sizeof(*outputs));
+    c->inputs = calloc(n_in ? n_in : 1, sizeof(*c->inputs));
+    c->outputs = calloc(c->n_out ? c->n_out : 1, sizeof(*c->outputs));
+    ifd_value **inputs = c->inputs;
     char err[1024];
-    bool ok = inputs && outputs;
+    bool ok = inputs && c->outputs;
     if (!ok)
         http_reply_error(req, 503, "out of memory");
     for (size_t i = 0; ok && i < n_in; i++) {
@@ -137,43 +214,9 @@ void v1_predict(http_request *req, const route_params *p, int worker)
             ok = false;
         }
     }
-    served_extras extras = {0};
-    if (ok && !served_run(req, m, worker, inputs, outputs, &extras))
-        ok = false;
-    if (ok) {
-        json_t *answer;
-        if (instances) {
-            json_t *predictions = json_array();
-            size_t rows = json_array_size(instances);
-            for (size_t r = 0; r < rows; r++) {
-                if (n_out == 1) {
-                    json_array_append_new(predictions, row_of(outputs[0], r));
-                    continue;
-                }
-                json_t *entry = json_object();
-                for (size_t k = 0; k < n_out; k++)
-                    json_object_set_new(entry, served_output(m, k)->name, row_of(outputs[k], r));
-                json_array_append_new(predictions, entry);
-            }
-            answer = json_pack("{s:o}", "predictions", predictions);
-        } else if (n_out == 1) {
-            answer = json_pack("{s:o}", "outputs", value_to_json(outputs[0]));
-        } else {
-            json_t *named = json_object();
-            for (size_t k = 0; k < n_out; k++)
-                json_object_set_new(named, served_output(m, k)->name, value_to_json(outputs[k]));
-            answer = json_pack("{s:o}", "outputs", named);
-        }
-        if (extras.parameters)
-            json_object_set(answer, "parameters", extras.parameters);
-        http_reply_json(req, 200, answer);
+    if (!ok) {
+        v1_call_free(c);
+        return;
     }
-    served_extras_free(&extras);
-    for (size_t i = 0; inputs && i < n_in; i++)
-        ifd_value_free(inputs[i]);
-    for (size_t k = 0; outputs && k < n_out; k++)
-        ifd_value_free(outputs[k]);
-    free(inputs);
-    free(outputs);
-    json_decref(body);
+    served_run_then(req, m, worker, c->inputs, c->outputs, &c->extras, v1_answer, c);
 }

@@ -328,6 +328,19 @@ static bool decode_inputs(http_request *req, model_version *m, infer_state *s,
 }
 
 
+/* An image request from its decoded inputs to its answer; it outlives
+ * v2_infer_images when the model batches (served_run_then). */
+typedef struct image_call {
+    model_version *m;
+    infer_state s;
+    int top_k;
+    size_t n_requested;
+    size_t order[MAX_REQUEST_TENSORS];
+    bool binary_out[MAX_REQUEST_TENSORS];
+} image_call;
+
+static void v2_images_answer(http_request *req, void *context, bool ran);
+
 /* Inference for a model that takes images (or asks for top-k classes): the
  * decoder that knows raw image bodies and BYTES inputs holding encoded
  * images. Tensor-only requests go through src/infer (v2_infer below). */
@@ -426,8 +439,14 @@ static void v2_infer_images(http_request *req, model_version *m, int worker)
         infer_state_free(&s);
         return;
     }
-    size_t order[MAX_REQUEST_TENSORS];
-    bool binary_out[MAX_REQUEST_TENSORS];
+    image_call *c = malloc(sizeof(*c));
+    if (!c) {
+        http_reply_error(req, 503, "out of memory");
+        infer_state_free(&s);
+        return;
+    }
+    size_t *order = c->order;
+    bool *binary_out = c->binary_out;
     for (size_t r = 0; r < n_requested; r++) {
         json_t *want = requested ? json_array_get(requested, r) : NULL;
         if (want) {
@@ -438,6 +457,7 @@ static void v2_infer_images(http_request *req, model_version *m, int worker)
             if (!name || k == s.n_outputs) {
                 http_reply_error(req, 400, "model '%s' has no output '%s'", m->name, name ? name : "(unnamed)");
                 infer_state_free(&s);
+                free(c);
                 return;
             }
             order[r] = k;
@@ -447,17 +467,29 @@ static void v2_infer_images(http_request *req, model_version *m, int worker)
         binary_out[r] = v2_wants_binary(s.header, want);
     }
 
+    c->m = m;
+    c->s = s;
+    c->top_k = top_k;
+    c->n_requested = n_requested;
+    served_target target = {.version = m};
+    served_run_then(req, &target, worker, s.inputs, s.outputs, NULL, v2_images_answer, c);
+}
+
+/* The answer of an image request whose run `ran` (else already answered). */
+static void v2_images_answer(http_request *req, void *context, bool ran)
+{
+    image_call *c = context;
+    model_version *m = c->m;
+    infer_state s = c->s;
+    int top_k = c->top_k;
+    size_t n_requested = c->n_requested;
+    const size_t *order = c->order;
+    const bool *binary_out = c->binary_out;
+    json_t *id = json_object_get(s.header, "id");
     char err[1024];
-    double deadline;
-    int status = 400;
-    if (!served_deadline(req, &deadline)) {
+    if (!ran) {
         infer_state_free(&s);
-        return;
-    }
-    if (model_set_run_until(req->server->models, m, worker, s.inputs, s.outputs, deadline, &status, err,
-                            sizeof(err)) != IFD_OK) {
-        http_reply_error(req, status, "%s", err);
-        infer_state_free(&s);
+        free(c);
         return;
     }
     /* one list of classes for one image, a list per image for a batch */
@@ -467,6 +499,7 @@ static void v2_infer_images(http_request *req, model_version *m, int worker)
         if (!classes) {
             json_decref(top);
             infer_state_free(&s);
+            free(c);
             return;
         }
         if (s.images <= 1) {
@@ -552,6 +585,7 @@ static void v2_infer_images(http_request *req, model_version *m, int worker)
     json_decref(top);
     free(raw.data);
     infer_state_free(&s);
+    free(c);
 }
 
 static bool model_takes_images(const model_version *m)
@@ -585,7 +619,7 @@ static void on_batched(void *context, int status, const char *error)
 /* Queue the request on the version's batcher and give the worker back; the
  * batcher's thread answers (or this thread at once: a bad body never
  * enters a batch, a full queue is a 429). */
-static void infer_batched(http_request *req, model_version *m, double deadline)
+static void infer_batched(http_request *req, model_version *m, int worker, double deadline)
 {
     infer_answer answer;
     v2_call *call;
@@ -605,8 +639,8 @@ static void infer_batched(http_request *req, model_version *m, double deadline)
         deadline = req->t_start + v2_call_timeout(call);
     char err[512];
     http_defer(req);
-    int refused = model_set_submit(req->server->models, m, v2_call_inputs(call), v2_call_outputs(call),
-                                   deadline, on_batched, q, err, sizeof(err));
+    int refused = model_set_submit(req->server->models, m, worker, v2_call_inputs(call),
+                                   v2_call_outputs(call), deadline, on_batched, q, err, sizeof(err));
     if (refused) {
         http_reply_error(req, refused, "%s", err);
         if (refused == 429)
@@ -644,7 +678,7 @@ void v2_infer(http_request *req, const route_params *p, int worker)
     if (!served_deadline(req, &deadline))
         return;
     if (req->suspended && model_set_batches(m)) {
-        infer_batched(req, m, deadline);
+        infer_batched(req, m, worker, deadline);
         return;
     }
     infer_answer answer;

@@ -310,6 +310,13 @@ static void render_batching(FILE *out, model_set *set)
             fprintf(out, "} %llu\n", value);
         }
     }
+    fprintf(out, "# HELP inferd_batch_run_seconds_total Wall time of the batches' engine calls "
+                 "(over the batch_size_rows count: the mean duration of one batch run).\n"
+                 "# TYPE inferd_batch_run_seconds_total counter\n");
+    for (size_t i = 0; i < m; i++) {
+        version_labels(out, "inferd_batch_run_seconds_total", owners[i]);
+        fprintf(out, "} %.9g\n", stats[i].run_seconds);
+    }
     fprintf(out, "# HELP inferd_batch_queue_length Requests waiting in the batch queue now.\n"
                  "# TYPE inferd_batch_queue_length gauge\n");
     for (size_t i = 0; i < m; i++) {

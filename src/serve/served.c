@@ -207,3 +207,49 @@ void served_extras_free(served_extras *extras)
     extras->parameters = NULL;
     extras->branch_outputs = NULL;
 }
+
+/* A request queued by served_run_then: what its completion needs. */
+typedef struct queued_run {
+    http_request *req;
+    served_finish finish;
+    void *context;
+} queued_run;
+
+static void on_queued_run(void *context, int http_status, const char *error)
+{
+    queued_run *q = context;
+    http_request *req = q->req;
+    if (http_status != 200) {
+        http_reply_error(req, http_status, "%s", error);
+        if (http_status == 429)
+            req->retry_after = 1;
+    }
+    q->finish(req, q->context, http_status == 200);
+    free(q);
+    http_finish_deferred(req);
+}
+
+void served_run_then(http_request *req, const served_target *t, int worker,
+                     ifd_value *const *inputs, ifd_value **outputs, served_extras *extras,
+                     served_finish finish, void *context)
+{
+    queued_run *q = NULL;
+    double deadline;
+    if (t->pipeline || !req->suspended || !model_set_batches(t->version) ||
+        !(q = malloc(sizeof(*q)))) {
+        finish(req, context, served_run(req, t, worker, inputs, outputs, extras));
+        return;
+    }
+    if (!served_deadline(req, &deadline)) {
+        free(q);
+        finish(req, context, false);
+        return;
+    }
+    *q = (queued_run){req, finish, context};
+    char err[512];
+    http_defer(req);
+    int refused = model_set_submit(req->server->models, t->version, worker, inputs, outputs,
+                                   deadline, on_queued_run, q, err, sizeof(err));
+    if (refused)
+        on_queued_run(q, refused, err);
+}

@@ -69,4 +69,21 @@ bool served_run(http_request *req, const served_target *t, int worker, ifd_value
                 ifd_value **outputs, served_extras *extras);
 void served_extras_free(served_extras *extras);
 
+/* What a handler does with a run's outputs: `ok` false when the run
+ * failed and the error answer was already given. It answers (when ok),
+ * frees `context` and everything the run used; it may run on the
+ * batcher's thread, after the handler returned. */
+typedef void (*served_finish)(http_request *req, void *context, bool ok);
+
+/* served_run without holding the worker while a batch forms: on a model
+ * version that batches, on a worker (the connection suspended), the
+ * request is queued and the worker given back (http_defer); `finish` is
+ * called by the batcher's thread when the batch ran. Otherwise (a
+ * pipeline, no batching, inline on a polling thread) it runs at once and
+ * `finish` is called before this returns. inputs and outputs must stay
+ * valid until `finish`; `finish` is called exactly once either way. */
+void served_run_then(http_request *req, const served_target *t, int worker,
+                     ifd_value *const *inputs, ifd_value **outputs, served_extras *extras,
+                     served_finish finish, void *context);
+
 #endif /* INFERD_SERVE_SERVED_H */

@@ -472,9 +472,15 @@ static void run_compute(void *arg, int worker)
     MHD_resume_connection(req->connection);
 }
 
+/* How long a stop waits for the answers of batched requests to be sent
+ * once every batch answered: sending takes milliseconds, so this only cuts
+ * off clients that stopped reading. */
+#define DEFERRED_SEND_MAX_SECONDS 5.0
+
 void http_defer(http_request *req)
 {
     __atomic_add_fetch(&req->server->deferred, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&req->server->deferred_unsent, 1, __ATOMIC_SEQ_CST);
     req->deferred = true;
     __atomic_store_n(&req->defer_refs, 2, __ATOMIC_RELEASE);
 }
@@ -488,6 +494,8 @@ void http_finish_deferred(http_request *req)
     if (!req->answered)
         http_reply_error(req, 500, "the handler gave no answer");
     MHD_resume_connection(req->connection);
+    /* resuming only asks the polling thread to send the answer: the request
+     * stays in srv->deferred_unsent until on_completed */
     __atomic_sub_fetch(&srv->deferred, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -777,6 +785,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     }
     /* the version that answered may have been retired meanwhile: this
      * request may be the last that holds it */
+    if (req->deferred) /* its answer is sent: shutdown no longer waits for it */
+        __atomic_sub_fetch(&srv->deferred_unsent, 1, __ATOMIC_SEQ_CST);
     model_version_unref(req->answered_by);
     pipeline_unref(req->pipeline);
     request_give(req);
@@ -969,8 +979,15 @@ int server_run(server *srv)
     srv->grpc = NULL;
     /* requests in a batch queue are answered by their batch (within the
      * queue delay and a batch run): the daemon must still be there to send
-     * them, and libmicrohttpd frees suspended connections when it stops */
+     * them, and libmicrohttpd aborts on suspended connections when it stops */
     while (__atomic_load_n(&srv->deferred, __ATOMIC_SEQ_CST) > 0) {
+        struct timespec pause = {0, 2 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    /* ... and it closes resumed ones whose answer the polling thread has not
+     * sent yet: wait for those too, but not for a client that stopped reading */
+    double give_up = server_now() + DEFERRED_SEND_MAX_SECONDS;
+    while (__atomic_load_n(&srv->deferred_unsent, __ATOMIC_SEQ_CST) > 0 && server_now() < give_up) {
         struct timespec pause = {0, 2 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }

@@ -48,6 +48,7 @@ typedef struct server {
     volatile int in_flight;      /* requests not completed (shutdown waits for 0) */
     volatile int unanswered;     /* requests whose response is not queued yet */
     volatile int deferred;       /* requests waiting in a batch queue (http_defer) */
+    volatile int deferred_unsent;/* deferred requests whose answer is not sent yet */
     volatile bool stopping;
     /* asynchronous inference (api_jobs.c): NULL when the server has no queue */
     struct jobs_queue *jobs;

@@ -5,7 +5,8 @@ answers checked against an unbatched server's, and the batcher's own
 metrics read from /metrics.
 
 Environment: INFERD (the binary), REAL_FIXTURES (gen_fixtures.py --out
-DIR), INFERD_TEST_SLOW (a factor for time limits).
+DIR), IMAGE_FIXTURES (gen_image_fixtures.py --out DIR), INFERD_TEST_SLOW
+(a factor for time limits).
 """
 import concurrent.futures
 import http.client
@@ -30,6 +31,7 @@ from live_harness import (AUTH, SLOW, TOKEN, Server, failing_classifier, save,  
 from serve_harness import INFERD, adder_model  # noqa: E402
 
 FIXTURES = os.environ.get("REAL_FIXTURES", "")
+IMAGE_FIXTURES = os.environ.get("IMAGE_FIXTURES", "")
 
 
 def fixture(name):
@@ -138,6 +140,10 @@ class Batching(unittest.TestCase):
         sent_rows = sum(len(x) for x in inputs) * rounds
         self.assertEqual(rows, sent_rows)
         self.assertGreater(rows / batches, 1.5, "batches did not form under 64 concurrent clients")
+        # the engine's time is counted per batch, and is a part of the wall time the clients waited
+        run = metric(batched, "inferd_batch_run_seconds_total", 'model="m"')
+        self.assertGreater(run, 0)
+        self.assertLess(run / batches, 1.0 * SLOW)
 
     def test_concurrent_clients_each_get_their_own_rows_cnn(self):
         self.check_distinct_answers(fixture("digits_cnn"), "input", (1, 8, 8))
@@ -193,12 +199,12 @@ class Batching(unittest.TestCase):
 
     def slow_server(self, *extra):
         path = save(slow_classifier(layers=200, width=256), os.path.join(self.dir, "slow.onnx"))
-        return self.serve([path, "--name", "slow", "--max-batch-size", "8", *extra])
+        return self.serve([path, "--name", "slow", "--max-batch-size", "1000", *extra])
 
     def occupy(self, server, rows=1000):
-        """Keep the batcher busy: a request of more rows than a batch runs
-        alone and takes about a second (its body is encoded before the
-        clock starts, so it surely reaches the batcher first)."""
+        """Keep the batcher busy: a request of max_batch_size rows runs as
+        one batch of its own and takes about a second (its body is encoded
+        before the clock starts, so it surely reaches the batcher first)."""
         body = json.dumps(v2_body("x", np.full((rows, 256), 0.25, np.float32))).encode()
 
         def send():
@@ -215,27 +221,141 @@ class Batching(unittest.TestCase):
             time.sleep(0.01)
         return t
 
-    def test_book_predict_queues_without_holding_a_worker(self):
-        """With 2 workers, 12 book requests that arrive while a batch runs
-        all wait in the queue and run as one batch: no worker is held per
-        waiting request (the blocking path would cap a batch at 2)."""
+    def test_every_api_queues_without_holding_a_worker(self):
+        """With 2 workers, 12 requests that arrive while a batch runs all
+        wait in the queue and run as one batch: no worker is held per
+        waiting request (the blocking path would cap a batch at 2) — for
+        the book's /predict, V2 REST and TF Serving's :predict alike."""
         server = self.slow_server("--workers", "2", "--max-queue-delay-us", "0")
+        plain = self.serve([server.args[0], "--name", "slow"])
         rng = np.random.default_rng(9)
-        rows = [rng.random((1, 256), dtype=np.float32).tolist() for _ in range(12)]
-        busy = self.occupy(server)
-        answers = in_parallel([lambda r=r: post(server.port, "/predict", {"data": r}) for r in rows], workers=12)
-        busy.join()
-        for status, _, body in answers:
+        rows = [rng.random((1, 256), dtype=np.float32) for _ in range(12)]
+        expected = [json.loads(post(plain.port, "/v2/models/slow/infer", v2_body("x", r))[2])["outputs"][0]["data"]
+                    for r in rows]
+        apis = {
+            "book": ("/predict", lambda r: {"data": r.tolist()}, lambda a: a["prediction"]),
+            "v2": ("/v2/models/slow/infer", lambda r: v2_body("x", r), lambda a: a["outputs"][0]["data"]),
+            "v1": ("/v1/models/slow:predict", lambda r: {"instances": r.tolist()}, lambda a: a["predictions"]),
+        }
+        for api, (path, encode, decode) in apis.items():
+            before = server.get("/metrics").body.decode()
+            busy = self.occupy(server)
+            answers = in_parallel([lambda r=r: post(server.port, path, encode(r)) for r in rows], workers=12)
+            busy.join()
+            for (status, _, body), want in zip(answers, expected):
+                self.assertEqual(status, 200, (api, body))
+                np.testing.assert_allclose(np.ravel(decode(json.loads(body))), want, rtol=1e-4, atol=2e-5,
+                                           err_msg=api)
+            text = server.get("/metrics").body.decode()
+
+            def batches_up_to(rows, text):
+                return float(re.search(r'inferd_batch_size_rows_bucket\{model="slow",version="1",le="%d"\} (\S+)'
+                                       % rows, text).group(1))
+
+            # batches of 3..512 rows formed meanwhile (the occupying 1000 rows excluded)
+            formed = (batches_up_to(512, text) - batches_up_to(2, text)) - \
+                (batches_up_to(512, before) - batches_up_to(2, before))
+            self.assertGreaterEqual(formed, 1, f"{api}: no batch of more than 2 rows formed:\n{text}")
+
+    def test_image_requests_batch_without_holding_a_worker(self):
+        """Raw PNG bodies on V2 infer and uploads on the tutorial's
+        /prediction (decoded and preprocessed by a worker, top-k asked)
+        queue like tensors: with 2 workers, 48 concurrent images form
+        batches of more than 2 (a worker held per waiting request would cap
+        them at 2), and each answer is the unbatched server's."""
+        digits = os.path.join(IMAGE_FIXTURES, "digits")
+        if not os.path.exists(os.path.join(digits, "model.onnx")):
+            self.skipTest(f"{digits} missing: run tools/gen_image_fixtures.py --out $IMAGE_FIXTURES")
+        import subprocess
+        store = os.path.join(self.dir, "store")
+        r = subprocess.run([INFERD, "models", "--store", store, "import", os.path.join(digits, "model.onnx"),
+                            "--name", "digits", "--labels", os.path.join(digits, "labels.json"), "--task",
+                            "classification", "--preprocess", os.path.join(digits, "preprocessing.json")],
+                           capture_output=True, text=True, timeout=120 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pngs = sorted(f for f in os.listdir(digits) if f.endswith(".png"))[:16]
+        images = []
+        for name in pngs:
+            with open(os.path.join(digits, name), "rb") as f:
+                images.append(f.read())
+
+        def send(port, data):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60 * SLOW)
+            try:
+                conn.request("POST", "/v2/models/digits/infer?top_k=3", data, {"Content-Type": "image/png"})
+                r = conn.getresponse()
+                return r.status, r.read()
+            finally:
+                conn.close()
+
+        plain = self.serve(["digits", "--store", store])
+        want = [json.loads(send(plain.port, data)[1]) for data in images]
+        server = self.serve(["digits", "--store", store, "--max-batch-size", "64", "--workers", "2"])
+        calls = [lambda i=i: (i, send(server.port, images[i])) for i in range(len(images))] * 3
+        for i, (status, body) in in_parallel(calls, workers=48):
             self.assertEqual(status, 200, body)
+            got = json.loads(body)
+            self.assertEqual([c["index"] for c in got["parameters"]["top_k"]],
+                             [c["index"] for c in want[i]["parameters"]["top_k"]], pngs[i])
+            np.testing.assert_allclose(got["outputs"][0]["data"], want[i]["outputs"][0]["data"],
+                                       rtol=1e-4, atol=2e-5)
+        self.assertEqual(metric(server, "inferd_batch_size_rows_sum", 'model="digits"'), len(calls))
+
+        # the tutorial's upload on /prediction (top-k too) queues the same way
+        def upload(port, data):
+            boundary = "inferd-batching-test"
+            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"d.png\"\r\n"
+                    "Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60 * SLOW)
+            try:
+                conn.request("POST", "/prediction?top_k=2", body,
+                             {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+                r = conn.getresponse()
+                return r.status, r.read()
+            finally:
+                conn.close()
+
+        want_uploads = [json.loads(upload(plain.port, data)[1]) for data in images]
+        for i, (status, body) in in_parallel([lambda i=i: (i, upload(server.port, images[i]))
+                                              for i in range(len(images))], workers=16):
+            self.assertEqual(status, 200, body)
+            got = json.loads(body)
+            self.assertEqual(got["index"], want_uploads[i]["index"], pngs[i])
+            self.assertEqual([c["index"] for c in got["top_k"]], [c["index"] for c in want_uploads[i]["top_k"]])
+        self.assertEqual(metric(server, "inferd_batch_size_rows_sum", 'model="digits"'), len(calls) + len(images))
         text = server.get("/metrics").body.decode()
+        up_to_2 = float(re.search(r'inferd_batch_size_rows_bucket\{model="digits",version="[^"]+",le="2"\} (\S+)',
+                                  text).group(1))
+        self.assertLess(up_to_2, metric(server, "inferd_batch_size_rows_count", 'model="digits"'),
+                        f"no batch of more than 2 images formed:\n{text}")
 
-        def batches_up_to(rows):
-            return float(re.search(r'inferd_batch_size_rows_bucket\{model="slow",version="1",le="%d"\} (\S+)'
-                                   % rows, text).group(1))
-
-        # batches of 3..512 rows (the occupying request's 1000 rows excluded)
-        self.assertGreaterEqual(batches_up_to(512) - batches_up_to(2), 1,
-                                f"no batch of more than 2 rows formed:\n{text}")
+    def test_request_larger_than_max_batch_size_runs_at_once_outside_the_queue(self):
+        """A request of more rows than max_batch_size is neither refused
+        (as Triton does: its max_batch_size is what the model accepts,
+        inferd's only what one engine call batches) nor run on the batch
+        thread ahead of the queue: it runs at once on the worker's own
+        session, from every API, and answers what an unbatched server does."""
+        path = fixture("digits_mlp")
+        plain = self.serve([path, "--name", "m"])
+        server = self.serve([path, "--name", "m", "--max-batch-size", "4"])
+        x = np.random.default_rng(4).random((9, 64), dtype=np.float32)
+        want = json.loads(post(plain.port, "/v2/models/m/infer", v2_body("input", x))[2])["outputs"]
+        status, _, body = post(server.port, "/v2/models/m/infer", v2_body("input", x))
+        self.assertEqual(status, 200, body)
+        for got, expected in zip(json.loads(body)["outputs"], want):
+            self.assertEqual(got["shape"], expected["shape"])
+            np.testing.assert_allclose(got["data"], expected["data"], rtol=1e-5, atol=1e-6)
+        status, _, body = post(server.port, "/v1/models/m:predict", {"instances": x.tolist()})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(json.loads(body)["predictions"]), 9)
+        status, _, body = post(server.port, "/predict", {"data": x.tolist()})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(json.loads(body)["prediction"]), 9)
+        # none of them went through the batch queue; a request within the limit does
+        self.assertEqual(metric(server, "inferd_batch_size_rows_count", 'model="m"'), 0)
+        status, _, body = post(server.port, "/v2/models/m/infer", v2_body("input", x[:4]))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(metric(server, "inferd_batch_size_rows_sum", 'model="m"'), 4)
 
     def test_deadline_passed_in_the_queue_answers_504(self):
         server = self.slow_server()
@@ -252,7 +372,15 @@ class Batching(unittest.TestCase):
         param = post(server.port, "/v2/models/slow/infer", v2_body("x", x, parameters={"timeout": 20000}))
         busy.join()
         self.assertEqual(param[0], 504, param[2])
-        self.assertEqual(metric(server, "inferd_batch_deadline_expired_total", 'model="slow"'), 2)
+        # TF Serving's :predict and the book's /predict queue the same way, with the same deadline
+        for path, body in (("/v1/models/slow:predict", {"instances": x.tolist()}), ("/predict", {"data": x.tolist()})):
+            busy = self.occupy(server)
+            r = post(server.port, path, body, {"X-Request-Timeout-Ms": "20"})
+            answered_while_busy = busy.is_alive()
+            busy.join()
+            self.assertEqual(r[0], 504, (path, r[2]))
+            self.assertTrue(answered_while_busy, path)
+        self.assertEqual(metric(server, "inferd_batch_deadline_expired_total", 'model="slow"'), 4)
         # a generous deadline is met
         ok = post(server.port, "/v2/models/slow/infer", v2_body("x", x), {"X-Request-Timeout-Ms": "60000"})
         self.assertEqual(ok[0], 200, ok[2])
@@ -267,7 +395,9 @@ class Batching(unittest.TestCase):
         server = self.slow_server("--batch-queue", "2")
         x = np.full((1, 256), 0.01, np.float32)
         busy = self.occupy(server)
-        answers = in_parallel([lambda: post(server.port, "/v2/models/slow/infer", v2_body("x", x))] * 8,
+        # V2 and TF Serving's :predict share the one queue
+        answers = in_parallel([lambda: post(server.port, "/v2/models/slow/infer", v2_body("x", x))] * 4 +
+                              [lambda: post(server.port, "/v1/models/slow:predict", {"instances": x.tolist()})] * 4,
                               workers=8)
         busy.join()
         statuses = sorted(a[0] for a in answers)
@@ -316,6 +446,14 @@ class Batching(unittest.TestCase):
                      v2_body("nope", np.zeros((1, 64), np.float32))):     # unknown input
             status, _, text = post(server.port, "/v2/models/m/infer", body)
             self.assertEqual(status, 400, text)
+            self.assertTrue(json.loads(text)["error"])
+        # the same on the book's and TF Serving's routes
+        for path, body in (("/predict", {"data": [[0.5] * 63]}),
+                           ("/predict/label", {"data": "not rows"}),
+                           ("/v1/models/m:predict", {"instances": [[0.5] * 65]}),
+                           ("/v1/models/m:predict", {"inputs": {"nope": [[0.5] * 64]}})):
+            status, _, text = post(server.port, path, body)
+            self.assertEqual(status, 400, (path, text))
             self.assertTrue(json.loads(text)["error"])
         self.assertEqual(metric(server, "inferd_batch_size_rows_count", 'model="m"'), before)
 
