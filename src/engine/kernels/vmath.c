@@ -78,33 +78,6 @@ static inline float round_scalar(float x)
 #define V_DACC_ADD(acc, v) ((acc) += (double)(v))
 #define V_DACC_SUM(acc) (acc)
 #include "vmath_body.h"
-#undef VF
-#undef VM
-#undef VW
-#undef TARGET
-#undef SFX
-#undef V_LOAD
-#undef V_STORE
-#undef V_SET1
-#undef V_ADD
-#undef V_SUB
-#undef V_MUL
-#undef V_DIV
-#undef V_FMA
-#undef V_MIN
-#undef V_MAX
-#undef V_AND
-#undef V_OR
-#undef V_ABS
-#undef V_ROUND
-#undef V_POW2I
-#undef V_LT
-#undef V_ISNAN
-#undef V_SELECT
-#undef VDACC
-#undef V_DACC_ZERO
-#undef V_DACC_ADD
-#undef V_DACC_SUM
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define VMATH_X86 1
@@ -155,33 +128,6 @@ TARGET static inline double dacc_sum_avx2(dacc_avx2 acc)
 }
 
 #include "vmath_body.h"
-#undef VF
-#undef VM
-#undef VW
-#undef TARGET
-#undef SFX
-#undef V_LOAD
-#undef V_STORE
-#undef V_SET1
-#undef V_ADD
-#undef V_SUB
-#undef V_MUL
-#undef V_DIV
-#undef V_FMA
-#undef V_MIN
-#undef V_MAX
-#undef V_AND
-#undef V_OR
-#undef V_ABS
-#undef V_ROUND
-#undef V_POW2I
-#undef V_LT
-#undef V_ISNAN
-#undef V_SELECT
-#undef VDACC
-#undef V_DACC_ZERO
-#undef V_DACC_ADD
-#undef V_DACC_SUM
 
 /* ---- AVX-512F: 16 lanes, mask registers ------------------------------------------- */
 
@@ -224,33 +170,6 @@ typedef struct dacc_avx512 {
                                    _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))))
 #define V_DACC_SUM(acc) _mm512_reduce_add_pd(_mm512_add_pd((acc).lo, (acc).hi))
 #include "vmath_body.h"
-#undef VF
-#undef VM
-#undef VW
-#undef TARGET
-#undef SFX
-#undef V_LOAD
-#undef V_STORE
-#undef V_SET1
-#undef V_ADD
-#undef V_SUB
-#undef V_MUL
-#undef V_DIV
-#undef V_FMA
-#undef V_MIN
-#undef V_MAX
-#undef V_AND
-#undef V_OR
-#undef V_ABS
-#undef V_ROUND
-#undef V_POW2I
-#undef V_LT
-#undef V_ISNAN
-#undef V_SELECT
-#undef VDACC
-#undef V_DACC_ZERO
-#undef V_DACC_ADD
-#undef V_DACC_SUM
 #endif /* x86-64 */
 
 /* ---- dispatch ------------------------------------------------------------------------ */

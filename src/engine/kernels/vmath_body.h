@@ -1,6 +1,7 @@
 /*
  * vmath_body.h — the one body of vmath.c's functions, included once per
- * instruction set with these macros defined (no include guard on purpose):
+ * instruction set with these macros defined (no include guard on purpose;
+ * it undefines them at its end):
  *
  *   VF, VM, VW        vector of floats, comparison mask, lanes
  *   TARGET            function attribute enabling the instruction set
@@ -188,3 +189,32 @@ static const vmath_impl SFX(impl) = {
     SFX(exp_array), SFX(sigmoid_array), SFX(tanh_array),
     SFX(erf_array), SFX(gelu_array),    SFX(exp_shifted_sum),
 };
+
+/* each includer defines these afresh for its instruction set */
+#undef VF
+#undef VM
+#undef VW
+#undef TARGET
+#undef SFX
+#undef V_LOAD
+#undef V_STORE
+#undef V_SET1
+#undef V_ADD
+#undef V_SUB
+#undef V_MUL
+#undef V_DIV
+#undef V_FMA
+#undef V_MIN
+#undef V_MAX
+#undef V_AND
+#undef V_OR
+#undef V_ABS
+#undef V_ROUND
+#undef V_POW2I
+#undef V_LT
+#undef V_ISNAN
+#undef V_SELECT
+#undef VDACC
+#undef V_DACC_ZERO
+#undef V_DACC_ADD
+#undef V_DACC_SUM
