@@ -38,6 +38,17 @@ static bool fail(char *err, size_t size, const char *fmt, ...)
     return false;
 }
 
+/* Writes one SQL statement; false when it does not fit (never a cut query). */
+static bool format_sql(char *sql, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool format_sql(char *sql, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int written = vsnprintf(sql, size, fmt, ap);
+    va_end(ap);
+    return written >= 0 && (size_t)written < size;
+}
+
 /* libpq messages end with a newline; messages here are one line. */
 static const char *pg_message(PGconn *conn)
 {
@@ -246,23 +257,27 @@ bool batch_db_open_postgres(batch_db *db, const char *url, char *err, size_t n)
     if (count > 0)
         snprintf(shard, sizeof(shard), " AND mod(mod(t.%s, %lld) + %lld, %lld) = %lld", db->id,
                  count, count, count, db->target->shard_index);
-    snprintf(b->select_first, sizeof(b->select_first),
-             "SELECT t.%s::text AS claimed_id, t.%s::text AS claimed_values FROM %s AS t "
-             "WHERE t.%s IS NULL%s ORDER BY t.%s LIMIT $1 FOR UPDATE SKIP LOCKED",
-             db->id, db->input, db->table, db->output, shard, db->id);
-    snprintf(b->select_after, sizeof(b->select_after),
-             "SELECT t.%s::text AS claimed_id, t.%s::text AS claimed_values FROM %s AS t "
-             "WHERE t.%s IS NULL AND t.%s > $2::%s%s ORDER BY t.%s LIMIT $1 "
-             "FOR UPDATE SKIP LOCKED",
-             db->id, db->input, db->table, db->output, db->id, b->id_type, shard, db->id);
-    snprintf(b->count, sizeof(b->count), "SELECT count(*) FROM %s AS t WHERE t.%s IS NULL%s",
-             db->table, db->output, shard);
     char updated[128] = "";
     if (db->target->updated_column)
         snprintf(updated, sizeof(updated), ", %s = now()", db->updated);
-    snprintf(b->update, sizeof(b->update),
-             "UPDATE %s AS t SET %s = u.value::%s%s FROM json_each_text($1::json) AS u "
-             "WHERE t.%s = u.key::%s",
-             db->table, db->output, b->output_type, updated, db->id, b->id_type);
+    bool fits =
+        format_sql(b->select_first, sizeof(b->select_first),
+                   "SELECT t.%s::text AS claimed_id, t.%s::text AS claimed_values FROM %s AS t "
+                   "WHERE t.%s IS NULL%s ORDER BY t.%s LIMIT $1 FOR UPDATE SKIP LOCKED",
+                   db->id, db->input, db->table, db->output, shard, db->id) &&
+        format_sql(b->select_after, sizeof(b->select_after),
+                   "SELECT t.%s::text AS claimed_id, t.%s::text AS claimed_values FROM %s AS t "
+                   "WHERE t.%s IS NULL AND t.%s > $2::%s%s ORDER BY t.%s LIMIT $1 "
+                   "FOR UPDATE SKIP LOCKED",
+                   db->id, db->input, db->table, db->output, db->id, b->id_type, shard, db->id) &&
+        format_sql(b->count, sizeof(b->count), "SELECT count(*) FROM %s AS t WHERE t.%s IS NULL%s",
+                   db->table, db->output, shard) &&
+        format_sql(b->update, sizeof(b->update),
+                   "UPDATE %s AS t SET %s = u.value::%s%s FROM json_each_text($1::json) AS u "
+                   "WHERE t.%s = u.key::%s",
+                   db->table, db->output, b->output_type, updated, db->id, b->id_type);
+    if (!fits)
+        return fail(err, n, "%s: table '%s': its table and column names make a query longer than %zu bytes",
+                    db->display_url, db->table, sizeof(b->update) - 1);
     return true;
 }
