@@ -52,8 +52,9 @@ typedef struct softmax_job {
 /* y = exp(x - max) over a row whose type can hold the exponentials, and
  * their sum in double: float32 through vmath's vector exp, the others one
  * element at a time. */
+/* float rows take vmath_exp_shifted_sum instead, so keep_exp_loop_f32 goes unused */
 #define DEFINE_KEEP_EXP(sfx, T, W, LOAD, STORE, EXP, KEEP)                                 \
-    static inline double keep_exp_loop_##sfx(const T *x, T *y, int64_t n, W max)         \
+    __attribute__((unused)) static inline double keep_exp_loop_##sfx(const T *x, T *y, int64_t n, W max) \
     {                                                                                     \
         double sum = 0;                                                                   \
         for (int64_t i = 0; i < n; i++) {                                                 \
