@@ -64,11 +64,14 @@
 #define KC GEMM_PACK_KC
 #define MC 96 /* rows of A per task: a multiple of MR */
 
-/* Tasks are at least this many multiply-adds (~25 us on one AVX2 core) and a
- * product smaller than two tasks runs on the caller alone: a parallel_for
- * costs ~50 us of wake-up on the 2-core VMs we measured, more than it saves
- * below that. */
-#define PARALLEL_MIN_FMAS ((size_t)1 << 21)
+/* Tasks are at least this many multiply-adds (a few microseconds on one
+ * core) and a product smaller than two tasks runs on the caller alone. The
+ * workers spin ~200 us between jobs (threadpool.c), so inside one run of a
+ * model a hand-off costs about a microsecond (measured: ~1,700 cycles from
+ * publishing a job to a worker joining it); the ~50 us of a wake-up from
+ * sleep is paid only by the first layer after an idle gap. At 2M (the old
+ * bound) the digits MLP's 0.5M-multiply-add layers never split. */
+#define PARALLEL_MIN_FMAS ((size_t)1 << 18)
 
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }

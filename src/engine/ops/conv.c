@@ -506,7 +506,10 @@ static int run_plan(op_ctx *ctx, conv_plan *p, ifd_tensor **y, ifd_dtype dtype)
  * With fewer items than threads (batch 1 of a dense layer) the items run in
  * order and each product splits its tiles over the pool instead. Depthwise
  * layers go to kernels/depthwise.c, which splits their planes itself. */
-#define CONV_PARALLEL_MIN_FMAS 4194304.0
+/* ~256K multiply-adds: the digits CNN's first layer (0.6M at batch 64, a
+ * quarter of its 1-thread time) splits; see PARALLEL_MIN_FMAS in gemm.c for
+ * what a hand-off costs */
+#define CONV_PARALLEL_MIN_FMAS 262144.0
 
 /* Threads that take whole work items of a Conv, each its own: all of them
  * when the layer is worth waking them and the items split evenly enough,
@@ -517,6 +520,17 @@ static size_t lanes_for(size_t threads, size_t items, double fmas)
                    (items >= 2 * threads || items % threads == 0)
                ? threads
                : 1;
+}
+
+/* First work item of a lane. Lanes take contiguous runs of items (whole
+ * images in order), not every lanes-th one: the pool's first chunk goes to
+ * the caller and the next to the worker, so consecutive layers split the
+ * same way keep each image's activations in the cache of the core that
+ * wrote them. For the digits CNN's small layers, reading the other core's
+ * half of an activation cost more than the split saved. */
+static size_t lane_begin(size_t lane, size_t items, size_t lanes)
+{
+    return items / lanes * lane + (lane < items % lanes ? lane : items % lanes);
 }
 
 typedef struct conv_job {
@@ -573,7 +587,8 @@ static void conv_lanes(void *arg, size_t begin, size_t end)
     const conv_job *job = arg;
     size_t items = (size_t)(job->p->batch * job->p->group);
     for (size_t lane = begin; lane < end; lane++)
-        for (size_t item = lane; item < items; item += job->lanes)
+        for (size_t item = lane_begin(lane, items, job->lanes);
+             item < lane_begin(lane + 1, items, job->lanes); item++)
             conv_item(job, item, job->cols ? job->cols + lane * job->col_floats : NULL);
 }
 
@@ -634,7 +649,8 @@ static void slice_lanes(void *arg, size_t begin, size_t end)
     const slice_job *job = arg;
     for (size_t lane = begin; lane < end; lane++) {
         float *bbuf = job->scratch + lane * (job->b_floats + job->c_floats);
-        for (size_t item = lane; item < job->items; item += job->lanes)
+        for (size_t item = lane_begin(lane, job->items, job->lanes);
+             item < lane_begin(lane + 1, job->items, job->lanes); item++)
             slice_item(job, item, bbuf, bbuf + job->b_floats);
     }
 }
@@ -722,9 +738,8 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
     int sliced = sliced_conv_forward(ctx, p, xd, job.bias, residual, yd);
     if (sliced <= 0)
         return sliced;
-    /* as in gemm.c: waking the other threads costs more than a small layer
-     * (and on a loaded machine a thread may wait a time slice for a core),
-     * so a layer under ~4M multiply-adds runs on the caller */
+    /* as in gemm.c: handing work to the other threads costs more than a
+     * tiny layer, so a layer under CONV_PARALLEL_MIN_FMAS runs on the caller */
     double fmas = (double)p->batch * (double)p->out_channels * (double)p->out_plane *
                   (double)cg * (double)p->taps;
     job.lanes = lanes_for(threads, items, fmas);

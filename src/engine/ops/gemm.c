@@ -371,8 +371,9 @@ static void run_row_blocks(rows_job *job, threadpool *pool)
     if (!job->b.packed && rows < 96)
         rows = 96;
     size_t blocks = (job->m + rows - 1) / rows;
-    /* at least one block per thread when the product is worth sharing */
-    if (threads > 1 && blocks < threads && (double)job->m * (double)job->n * (double)job->k >= 4194304.0)
+    /* at least one block per thread when the product is worth sharing:
+     * past ~256K multiply-adds, as for one product (kernels/gemm.c) */
+    if (threads > 1 && blocks < threads && (double)job->m * (double)job->n * (double)job->k >= 262144.0)
         blocks = job->m / 6 < threads ? (job->m + 5) / 6 : threads;
     if (blocks == 0)
         blocks = 1;

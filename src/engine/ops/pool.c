@@ -410,11 +410,21 @@ static plane_fn pool_kernel(ifd_dtype d)
     }
 }
 
-/* Planes per parallel chunk so that a chunk is worth a thread wake-up. */
-static size_t plane_grain(size_t work_per_plane)
+/* Runs fn over `planes` planes: on the caller when the whole op is too
+ * small to be worth a hand-off, else in one contiguous run of planes per
+ * thread. One run each (not a few smaller chunks) keeps a plane on the core
+ * that wrote it in the layer before when that layer split its images the
+ * same way (conv.c's lanes); see lane_begin there. */
+static void parallel_planes(op_ctx *ctx, size_t planes, size_t work_per_plane,
+                            void (*fn)(void *arg, size_t begin, size_t end), void *arg)
 {
-    size_t min_work = (size_t)1 << 18;
-    return work_per_plane >= min_work ? 1 : min_work / (work_per_plane ? work_per_plane : 1);
+    size_t threads = (size_t)threadpool_size(op_threadpool(ctx));
+    double work = (double)planes * (double)work_per_plane;
+    if (threads <= 1 || planes < threads || work < (double)((size_t)1 << 15)) {
+        fn(arg, 0, planes);
+        return;
+    }
+    op_parallel_for(ctx, planes, (planes + threads - 1) / threads, fn, arg);
 }
 
 /* ---- windowed operators ---------------------------------------------------- */
@@ -537,7 +547,7 @@ static int window_run(op_ctx *ctx)
         window *= (size_t)p.kernel[a];
     if (!job.indices && is_plain_2x2_max(st, &p, x->dtype))
         fn = max_pool_2x2_f32;
-    op_parallel_for(ctx, p.planes, plane_grain(p.out_plane * window), fn, &job);
+    parallel_planes(ctx, p.planes, p.out_plane * window, fn, &job);
     return 0;
 }
 
@@ -645,7 +655,7 @@ static int global_run(op_ctx *ctx)
     if (!y)
         return -1;
     global_job job = {st->mode, st->p, plane, x->data, y->data};
-    op_parallel_for(ctx, (size_t)(x->dims[0] * x->dims[1]), plane_grain(plane), fn, &job);
+    parallel_planes(ctx, (size_t)(x->dims[0] * x->dims[1]), plane, fn, &job);
     return 0;
 }
 

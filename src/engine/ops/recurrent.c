@@ -403,6 +403,8 @@ typedef struct direction_run {
     const float *packed_r; /* R packed by chunks (chunked cells), or NULL */
     const int32_t *lens;
     float *xw;        /* [seq * batch, gates * hidden], rows in X's order */
+    float *bsum;      /* [gates * hidden]: Wb + Rb (see run_direction), or NULL */
+    float *bsum_buf;  /* room for bsum */
     float *h, *h_next; /* [batch, hidden] state, double-buffered by step parity (h before
                           even steps); run_direction leaves the final state in h */
     float *c;         /* LSTM: [batch, hidden] cell state (each unit's own: updated in place) */
@@ -459,10 +461,16 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
         }
         int64_t t = d->reverse ? len - 1 - s : s;
         const float *xw = d->xw + x_row(d, t, b) * GH + k0;
+        const float *bs = d->bsum ? d->bsum + k0 : NULL;
         float *gate = hr + b * (int64_t)n; /* gate q of unit k at gate[q * cw + k] */
-        for (int64_t q = 0; q < (gru ? 2 : G); q++)
-            for (int64_t k = 0; k < cw; k++)
-                gate[q * cw + k] += xw[q * H + k];
+        for (int64_t q = 0; q < (gru ? 2 : G); q++) {
+            if (bs)
+                for (int64_t k = 0; k < cw; k++)
+                    gate[q * cw + k] += xw[q * H + k] + bs[q * H + k];
+            else
+                for (int64_t k = 0; k < cw; k++)
+                    gate[q * cw + k] += xw[q * H + k];
+        }
         if (st->cell == CELL_RNN) {
             clip_array(gate, (size_t)cw, st->clip);
             activate_array(d->f, gate, (size_t)cw);
@@ -472,7 +480,8 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
             clip_array(gate, (size_t)(2 * cw), st->clip);
             activate_array(d->f, gate, (size_t)(2 * cw));
             for (int64_t k = 0; k < cw; k++)
-                hc[k] = xw[2 * H + k] + r[k] * (hc[k] + (rbh ? rbh[k] : 0));
+                hc[k] = (bs ? xw[2 * H + k] + bs[2 * H + k] : xw[2 * H + k]) +
+                        r[k] * (hc[k] + (rbh ? rbh[k] : 0));
             clip_array(hc, (size_t)cw, st->clip);
             activate_array(d->g, hc, (size_t)cw);
             for (int64_t k = 0; k < cw; k++)
@@ -620,9 +629,19 @@ static void run_direction(direction_run *d)
         wop = (gemm_operand){d->packed_w, 0, false, true};
     gemm_f32_ex((size_t)(d->seq * d->batch), (size_t)GH, (size_t)d->input, 1.0f, xa, wop, 0.0f,
                 d->xw, (size_t)GH, d->pool);
-    /* Wb + Rb once into every row, except GRU-with-linear_before_reset's
-     * Rb_h, which the reset gate scales */
-    if (d->b) {
+    /* Wb + Rb, except GRU-with-linear_before_reset's Rb_h, which the reset
+     * gate scales. Chunked cells add it where each step's chunk reads its
+     * rows of xw (run_chunk), on whichever thread runs the chunk: folded
+     * here into every row it was a serial pass over seq x batch x G*H
+     * floats, 1M for the LSTM bench at batch 64, that the second thread
+     * waited through. The sum is the same, xw + (Wb + Rb), either way. */
+    d->bsum = NULL;
+    if (d->b && chunked_cell(st) && d->bsum_buf) {
+        int64_t fold_rb = st->cell == CELL_GRU ? 2 * H : GH;
+        for (int64_t k = 0; k < GH; k++)
+            d->bsum_buf[k] = d->b[k] + (k < fold_rb ? d->b[GH + k] : 0.0f);
+        d->bsum = d->bsum_buf;
+    } else if (d->b) {
         int64_t fold_rb = st->cell == CELL_GRU && st->linear_before_reset ? 2 * H : GH;
         for (int64_t row = 0; row < d->seq * d->batch; row++) {
             float *xw = d->xw + row * GH;
@@ -730,7 +749,8 @@ static int recurrent_run(op_ctx *ctx)
         bh * 5 + (size_t)(batch * G * H);
     float *xw = op_scratch(ctx, (rows * (size_t)(G * H) + 1) * sizeof(float));
     float *state = op_scratch(ctx, (state_floats + 1) * sizeof(float));
-    if (!xw || !state)
+    float *bsum = op_scratch(ctx, ((size_t)(G * H) + 1) * sizeof(float));
+    if (!xw || !state || !bsum)
         return -1;
     /* R packed by chunks per run when it was not an initializer at load */
     bool packed_at_load = st->packed_w && st->packed_input == input;
@@ -749,7 +769,7 @@ static int recurrent_run(op_ctx *ctx)
             .r = (const float *)r->data + dir * G * H * H,
             .b = bias ? (const float *)bias->data + dir * 2 * G * H : NULL,
             .p = peep ? (const float *)peep->data + dir * 3 * H : NULL,
-            .lens = lens ? lens->data : NULL, .xw = xw,
+            .lens = lens ? lens->data : NULL, .xw = xw, .bsum_buf = bsum,
             .h = state, .h_next = state + bh,
             .c = st->cell == CELL_LSTM ? state + 2 * bh : NULL,
             .rh = state + 3 * bh, .rh_out = state + 4 * bh,
