@@ -330,6 +330,13 @@ static void im2col_f32_packed_shifted(const conv_geometry *g, const float *image
 static bool masked_fits(const conv_geometry *g)
 {
     int64_t taps = g->kernel[1] * g->kernel[2];
+    /* the masks are worked out in int32 lanes: every coordinate they compare
+     * (row and column times stride, tap offsets) must fit */
+    const int64_t limit = (int64_t)1 << 28;
+    for (int a = 1; a < 3; a++)
+        if (g->image[a] > limit || g->out[a] > limit || g->stride[a] > limit || g->pad[a] > limit || g->pad[a] < -limit ||
+            g->kernel[a] * g->dilation[a] > limit || g->out[a] * g->stride[a] > limit)
+            return false;
     return g->image[0] == 1 && g->out[0] == 1 && g->kernel[0] == 1 && taps <= MASKED_MAX_TAPS &&
            g->image[1] * g->image[2] <= ((int64_t)1 << 30) && gemm_kernel_is_avx512();
 }
@@ -356,26 +363,45 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
         iw0[t] = (int64_t)t % kw_n * g->dilation[2] - g->pad[2];
         delta[t] = ih0[t] * w + iw0[t];
     }
+    int32_t o1s[MASKED_BLOCK * GEMM_PACK_NR], o2s[MASKED_BLOCK * GEMM_PACK_NR];
+    uint16_t in_range[MASKED_BLOCK];
+    const __m512i zero = _mm512_setzero_si512(), vh = _mm512_set1_epi32((int32_t)h),
+                  vw = _mm512_set1_epi32((int32_t)w), vs1 = _mm512_set1_epi32((int32_t)s1),
+                  vs2 = _mm512_set1_epi32((int32_t)s2);
     for (size_t b0 = 0; b0 < per_image; b0 += MASKED_BLOCK) {
         size_t nb = per_image - b0 < MASKED_BLOCK ? per_image - b0 : MASKED_BLOCK;
         size_t qb = q0 + b0 * GEMM_PACK_NR;
-        for (size_t t = 0; t < taps; t++) {
-            int64_t o1 = (int64_t)qb / ow, o2 = (int64_t)qb % ow;
-            for (size_t s = 0; s < nb; s++) {
-                unsigned bits = 0;
-                for (unsigned i = 0; i < GEMM_PACK_NR; i++) {
-                    int64_t ih = o1 * s1 + ih0[t], iw = o2 * s2 + iw0[t];
-                    bool in = qb + s * GEMM_PACK_NR + i < q1;
-                    if (in && ih >= 0 && ih < h && iw >= 0 && iw < w)
-                        bits |= 1u << i;
-                    if (t == 0)
-                        bases[s * GEMM_PACK_NR + i] = in ? (int32_t)(o1 * s1 * w + o2 * s2) : 0;
-                    if (++o2 == ow) {
-                        o2 = 0;
-                        o1++;
-                    }
+        /* each lane's output row and column, once per block; then every
+         * tap's masks 16 lanes at a time (a scalar test per lane and tap
+         * cost more than the copy on layers of few channels) */
+        int64_t o1 = (int64_t)qb / ow, o2 = (int64_t)qb % ow;
+        for (size_t s = 0; s < nb; s++) {
+            unsigned bits = 0;
+            for (unsigned i = 0; i < GEMM_PACK_NR; i++) {
+                size_t lane = s * GEMM_PACK_NR + i;
+                bool in = qb + lane < q1;
+                if (in)
+                    bits |= 1u << i;
+                o1s[lane] = (int32_t)o1;
+                o2s[lane] = (int32_t)o2;
+                bases[lane] = in ? (int32_t)(o1 * s1 * w + o2 * s2) : 0;
+                if (++o2 == ow) {
+                    o2 = 0;
+                    o1++;
                 }
-                masks[t * MASKED_BLOCK + s] = (uint16_t)bits;
+            }
+            in_range[s] = (uint16_t)bits;
+        }
+        for (size_t t = 0; t < taps; t++) {
+            __m512i vih0 = _mm512_set1_epi32((int32_t)ih0[t]), viw0 = _mm512_set1_epi32((int32_t)iw0[t]);
+            for (size_t s = 0; s < nb; s++) {
+                __m512i ih = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(o1s + s * GEMM_PACK_NR), vs1), vih0);
+                __m512i iw = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(o2s + s * GEMM_PACK_NR), vs2), viw0);
+                __mmask16 m = _mm512_mask_cmpge_epi32_mask(in_range[s], ih, zero);
+                m = _mm512_mask_cmplt_epi32_mask(m, ih, vh);
+                m = _mm512_mask_cmpge_epi32_mask(m, iw, zero);
+                m = _mm512_mask_cmplt_epi32_mask(m, iw, vw);
+                masks[t * MASKED_BLOCK + s] = (uint16_t)m;
             }
         }
         for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
