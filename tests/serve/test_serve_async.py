@@ -35,6 +35,10 @@ import numpy as np  # noqa: E402
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 IRIS_V2 = {"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROW}]}
 ASYNC = {"Prefer": "respond-async"}
+# MatMuls per row of the slow model (one shared 256x256 weight, so the file
+# stays small): deep enough that a job of a second or two is a few thousand
+# rows on a fast engine, its cost in inference rather than in JSON
+SLOW_DEPTH = 384
 SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "SUMMARY: ")
 
 
@@ -205,7 +209,9 @@ class AsyncTestCase(unittest.TestCase):
             self.assertEqual(r.status, 200, r.body)
             took = max((compute_seconds() - before) / 64, 1e-5)
             per_row = took if per_row is None else min(per_row, took)
-        return int(min(max(seconds / per_row, 64), 20000))
+        # a request of 10000 rows is ~54 MB of JSON, under the server's 64 MiB
+        # body limit; SLOW_DEPTH keeps the rows for a second well below it
+        return int(min(max(seconds / per_row, 64), 10000))
 
 
 class TestEmbedded(AsyncTestCase):
@@ -385,7 +391,7 @@ class TestEmbedded(AsyncTestCase):
 
     def test_job_queued_before_an_unload_fails_clearly(self):
         repo = os.path.join(self.tmp, "repo")
-        save(slow_model(), os.path.join(repo, "slow", "1", "model.onnx"))
+        save(slow_model(depth=SLOW_DEPTH), os.path.join(repo, "slow", "1", "model.onnx"))
         token = "async-test-admin-token-0123456789"
         s = self.serve(["--repository", repo, "--model-control", "explicit", "--admin-token", token,
                         "--state-dir", self.state(), "--async-workers", "1"])
@@ -403,7 +409,7 @@ class TestEmbedded(AsyncTestCase):
         self.assertEqual(failed["attempts"], 1)
 
     def test_kill_9_with_queued_jobs_then_restart(self):
-        model = save(slow_model(), os.path.join(self.tmp, "slow.onnx"))
+        model = save(slow_model(depth=SLOW_DEPTH), os.path.join(self.tmp, "slow.onnx"))
         args = [model, "--name", "slow", "--state-dir", self.state(), "--async-workers", "1",
                 "--visibility-timeout", "1"]
         s = self.serve(args)
@@ -424,9 +430,8 @@ class TestEmbedded(AsyncTestCase):
 class TestRedis(AsyncTestCase):
     def test_two_workers_share_a_stream_and_survive_kill_9(self):
         r = self.redis()
-        # 8x the default depth: rows that cost inference, not JSON, so that a
-        # 2 s job is a small request whose polls are quick
-        model = save(slow_model(depth=96), os.path.join(self.tmp, "slow.onnx"))
+        # twice SLOW_DEPTH: a 2 s job is still a small request whose polls are quick
+        model = save(slow_model(depth=2 * SLOW_DEPTH), os.path.join(self.tmp, "slow.onnx"))
         s = self.serve([model, "--name", "slow", "--queue", r.url, "--async-workers", "0"])
         worker_args = [model, "--name", "slow", "--queue", r.url, "--threads", "1", "--visibility-timeout", "2"]
         a = self.worker(worker_args + ["--worker-name", "a"])
@@ -450,8 +455,8 @@ class TestRedis(AsyncTestCase):
                 break
             for job in jobs:
                 self.assertEqual(self.result(s, job).status, 200)
-            self.assertLess(rows, 20000, "the jobs finish before both are seen running even at 20000 rows")
-            rows = min(rows * 3, 20000)
+            self.assertLess(rows, 10000, "the jobs finish before both are seen running even at 10000 rows")
+            rows = min(rows * 3, 10000)
         else:
             self.fail(f"never saw both jobs running at once; last states {seen}")
         a.proc.kill()
@@ -472,7 +477,7 @@ class TestRedis(AsyncTestCase):
 
     def test_worker_finishes_its_job_on_sigterm(self):
         r = self.redis()
-        model = save(slow_model(), os.path.join(self.tmp, "slow.onnx"))
+        model = save(slow_model(depth=SLOW_DEPTH), os.path.join(self.tmp, "slow.onnx"))
         s = self.serve([model, "--name", "slow", "--queue", r.url, "--async-workers", "0"])
         request = self.slow_request(self.slow_rows(s, 1.0))
         w = self.worker([model, "--name", "slow", "--queue", r.url, "--threads", "1"])
