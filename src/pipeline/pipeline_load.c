@@ -713,7 +713,11 @@ static const value_spec *combined_output(const step *parallel, const step *b)
 static bool validate_parallel(loader *l, step *s, spec_list *values, bool entry)
 {
     spec_list combined = {0};
-    const value_spec *first = NULL;
+    /* the first combined branch's output type, copied: validating a later
+     * branch may rebuild a step's outputs (a step used by two branches), so
+     * a pointer into them would dangle (fuzz_pipeline_json found it) */
+    ifd_type_info first_type = {0};
+    bool have_first = false;
     bool ok = true, any_unknown = false;
     for (size_t i = 0; i < s->n_branches && ok; i++) {
         spec_list branch_values = {0};
@@ -767,8 +771,8 @@ static bool validate_parallel(loader *l, step *s, spec_list *values, bool entry)
             ok = false;
             break;
         }
-        if (first) {
-            const ifd_type_info *f = &first->type;
+        if (have_first) {
+            const ifd_type_info *f = &first_type;
             char a[128], b2[128];
             bool same = f->dtype == t->dtype && (f->rank < 0 || t->rank < 0 || f->rank == t->rank);
             for (int d = 0; same && f->rank >= 0 && t->rank == f->rank && d < t->rank; d++)
@@ -784,7 +788,10 @@ static bool validate_parallel(loader *l, step *s, spec_list *values, bool entry)
                 break;
             }
         } else {
-            first = out;
+            first_type = out->type;
+            for (int d = 0; d < IFD_MAX_RANK; d++)
+                first_type.dim_params[d] = NULL;
+            have_first = true;
         }
     }
     if (ok && s->combine != COMBINE_OBJECT) {
@@ -793,7 +800,7 @@ static bool validate_parallel(loader *l, step *s, spec_list *values, bool entry)
         t.rank = -1;
         if (s->combine == COMBINE_VOTE || s->combine == COMBINE_MAX_SCORE) {
             t.rank = 1;
-            t.dims[0] = first && first->type.rank > 0 ? first->type.dims[0] : -1;
+            t.dims[0] = have_first && first_type.rank > 0 ? first_type.dims[0] : -1;
         }
         if (s->combine == COMBINE_VOTE) {
             t.dtype = IFD_INT64;
@@ -807,8 +814,8 @@ static bool validate_parallel(loader *l, step *s, spec_list *values, bool entry)
             snprintf(name, sizeof(name), "%s_score", strcmp(s->result_name, "output") ? s->result_name : "label");
             ok = ok && spec_push(&combined, name, &t);
         } else {
-            if (first) {
-                t = first->type;
+            if (have_first) {
+                t = first_type;
                 if (s->combine == COMBINE_CONCAT && t.rank > s->axis)
                     t.dims[s->axis] = -1; /* a skipped optional branch changes it */
             } else {
