@@ -164,24 +164,6 @@ static inline uint32_t lane_bits(int64_t lo, int64_t hi, int lanes)
 #define MASK_ALL ((__mmask16)0xffff)
 #define MASK_LANES(lo, hi) ((__mmask16)lane_bits(lo, hi, 16))
 #include "depthwise_body.h"
-#undef VEC
-#undef MASK
-#undef LANES
-#undef TARGET
-#undef FN
-#undef V_SET1
-#undef V_ZERO
-#undef V_LOAD
-#undef V_LOADM
-#undef V_STORE
-#undef V_STOREM
-#undef V_ADD
-#undef V_FMA
-#undef V_CLAMP
-#undef V_EVEN
-#undef V_ODD
-#undef MASK_ALL
-#undef MASK_LANES
 
 /* ---- AVX2 ------------------------------------------------------------------- */
 
@@ -222,24 +204,6 @@ static inline __attribute__((target("avx2,fma"))) __m256i avx2_lanes(int64_t lo,
 #define MASK_ALL _mm256_set1_epi32(-1)
 #define MASK_LANES avx2_lanes
 #include "depthwise_body.h"
-#undef VEC
-#undef MASK
-#undef LANES
-#undef TARGET
-#undef FN
-#undef V_SET1
-#undef V_ZERO
-#undef V_LOAD
-#undef V_LOADM
-#undef V_STORE
-#undef V_STOREM
-#undef V_ADD
-#undef V_FMA
-#undef V_CLAMP
-#undef V_EVEN
-#undef V_ODD
-#undef MASK_ALL
-#undef MASK_LANES
 
 #endif /* DEPTHWISE_X86 */
 

@@ -6,7 +6,8 @@
  * outside the mask read 0 and do not fault), V_STORE, V_STOREM, V_ADD,
  * V_FMA(a, b, acc), V_CLAMP(v, lo, hi) (NaN passes), V_EVEN / V_ODD (the
  * even / odd lanes of two consecutive vectors), MASK_ALL and MASK_LANES(lo,
- * hi) (lanes lo <= e < hi). See depthwise.c for the method.
+ * hi) (lanes lo <= e < hi); it undefines them at its end. See depthwise.c
+ * for the method.
  */
 
 /* The masks of the block at column ow0: per kernel column, the lanes of the
@@ -215,3 +216,23 @@ static TARGET void FN(plane)(const plane_shape *s, const float *x, const float *
     else
         FN(body)(s, x, w, bias, res, e, y, s->kh, s->kw, 2, s->dw);
 }
+
+/* each includer defines these afresh for its instruction set */
+#undef VEC
+#undef MASK
+#undef LANES
+#undef TARGET
+#undef FN
+#undef V_SET1
+#undef V_ZERO
+#undef V_LOAD
+#undef V_LOADM
+#undef V_STORE
+#undef V_STOREM
+#undef V_ADD
+#undef V_FMA
+#undef V_CLAMP
+#undef V_EVEN
+#undef V_ODD
+#undef MASK_ALL
+#undef MASK_LANES
