@@ -117,6 +117,53 @@ def shared_weights(out):
               os.path.join(out, "shared_weights.onnx"))
 
 
+def branch_weights(out):
+    """An If whose branch reshapes an outer-scope weight (Transpose, then two
+    Slices and a Concat, as Silero VAD prepares its LSTM weights) before a
+    MatMul, one level down and again inside a nested If; the outer graph
+    multiplies by the same weight, so the weight is read on both sides."""
+    rng = np.random.default_rng(11)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (8, 8)).astype(np.float32), "W")
+    def consts(prefix, **values):
+        return [helper.make_node("Constant", [], [prefix + k],
+                                 value=numpy_helper.from_array(np.array(v, np.int64)))
+                for k, v in values.items()]
+    def reshaped(prefix, source, result):
+        return consts(prefix, s0=[0], e0=[4], s1=[4], e1=[8], ax=[0]) + [
+            helper.make_node("Transpose", [source], [prefix + "t"], perm=[1, 0]),
+            helper.make_node("Slice", [prefix + "t", prefix + "s0", prefix + "e0", prefix + "ax"],
+                             [prefix + "lo"]),
+            helper.make_node("Slice", [prefix + "t", prefix + "s1", prefix + "e1", prefix + "ax"],
+                             [prefix + "hi"]),
+            helper.make_node("Concat", [prefix + "hi", prefix + "lo"], [result], axis=0)]
+    y_info = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+    inner_then = helper.make_graph(
+        reshaped("n_", "W", "n_w") + [helper.make_node("MatMul", ["a", "n_w"], ["n_y"])],
+        "inner_then", [], [y_info("n_y")])
+    inner_else = helper.make_graph([helper.make_node("MatMul", ["a", "W"], ["m_y"])],
+                                   "inner_else", [], [y_info("m_y")])
+    then_branch = helper.make_graph(
+        reshaped("b_", "W", "b_w") + [
+            helper.make_node("MatMul", ["a", "b_w"], ["b_p"]),
+            helper.make_node("If", ["c"], ["b_q"], then_branch=inner_then,
+                             else_branch=inner_else),
+            helper.make_node("Add", ["b_p", "b_q"], ["b_y"])],
+        "then", [], [y_info("b_y")])
+    else_branch = helper.make_graph([helper.make_node("Identity", ["a"], ["e_y"])],
+                                    "else", [], [y_info("e_y")])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["a"]),
+         helper.make_node("ReduceSum", ["a"], ["total"], keepdims=0),
+         helper.make_node("Constant", [], ["floor"],
+                          value=numpy_helper.from_array(np.array(-1e30, np.float32))),
+         helper.make_node("Greater", ["total", "floor"], ["c"]),
+         helper.make_node("If", ["c"], ["y"], then_branch=then_branch, else_branch=else_branch)],
+        "branch_weights", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "branch_weights.onnx"))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -137,6 +184,7 @@ def main():
     helper_models(args.out)
     attention_views(args.out)
     shared_weights(args.out)
+    branch_weights(args.out)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@
 #include <malloc.h>
 #endif
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -1588,6 +1589,31 @@ static ifd_status load_graph_body(loader *ld)
 
 /* ---- subgraph preparation ------------------------------------------------- */
 
+/* An outer-scope constant that a subgraph reads is a constant there too,
+ * viewing the enclosing graph's bytes, so folding and weight packing see
+ * through the branch: Silero VAD slices and concatenates its LSTM weights
+ * inside an If, and every run re-sliced and repacked them. Both values are
+ * marked viewed, so neither graph frees bytes the other still reads. The run
+ * still binds the capture like an input: the same bytes. */
+static bool capture_constant(model_value *v, const value_info *outer)
+{
+    if (outer->kind != IFD_VALUE_TENSOR || !outer->constant || !outer->constant->data)
+        return false;
+    model_value *owner = (model_value *)((char *)outer - offsetof(model_value, info));
+    if (owner->origin != VALUE_CONSTANT || outer->constant != &owner->constant_storage)
+        return false;
+    ifd_tensor view = tensor_view(&owner->constant_storage);
+    view.capacity = 0;
+    const char *name = v->info.name;
+    v->origin = VALUE_CONSTANT;
+    v->producer = -1;
+    value_set_constant(v, &view);
+    v->info.name = name;
+    v->viewed = true;
+    owner->viewed = true;
+    return true;
+}
+
 ifd_status subgraph_prepare(subgraph *sg, const value_info *const *inputs, int n_inputs,
                             ifd_error *err)
 {
@@ -1628,7 +1654,7 @@ ifd_status subgraph_prepare(subgraph *sg, const value_info *const *inputs, int n
                 info->rank = rank;
                 memcpy(info->dims, dims, sizeof(dims));
             }
-            if (i >= sg->n_formal)
+            if (i >= sg->n_formal && !capture_constant(&m->values[io->slot], given))
                 info->constant = NULL; /* bound at run time like any input */
         }
         if (info->kind == IFD_VALUE_TENSOR && info->dtype == IFD_UNDEFINED) {

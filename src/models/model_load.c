@@ -310,7 +310,7 @@ failed:
     e->busy = false;
     e->loads_failed++;
     if (!e->n_versions)
-        snprintf(e->reason, sizeof(e->reason), "%s", reason);
+        snprintf(e->reason, sizeof(e->reason), "%.*s", (int)sizeof(e->reason) - 1, reason);
     /* rows left LOADING by this attempt go back to what they were */
     for (size_t i = 0; i < e->n_status; i++)
         if (e->status[i].state == VERSION_LOADING) {

@@ -289,6 +289,44 @@ done:
     ifd_model_free(all);
 }
 
+/* Nodes of op_type in the subgraphs of m's If nodes, at every depth. */
+static size_t count_branch_nodes(const ifd_model *m, const char *op_type)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const op_node *op = &m->nodes[i].op;
+        for (int k = 0; k < op->n_subgraphs; k++) {
+            const ifd_model *sub = op->subgraphs[k]->model;
+            n += count_nodes(sub, op_type) + count_branch_nodes(sub, op_type);
+        }
+    }
+    return n;
+}
+
+static void test_outer_weight_reshaped_inside_branches_is_folded_there(void)
+{
+    ifd_model *none = load("branch_weights", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = load("branch_weights", IFD_GRAPH_OPT_ALL);
+    CHECK(none && all);
+    if (!none || !all)
+        goto done;
+    /* two levels of If each turn W around with a Transpose, two Slices and
+     * a Concat: at all they are constants of their branch, at none nodes */
+    CHECK_EQ_INT(count_branch_nodes(none, "Transpose"), 2);
+    CHECK_EQ_INT(count_branch_nodes(none, "Concat"), 2);
+    CHECK_EQ_INT(count_branch_nodes(all, "Transpose"), 0);
+    CHECK_EQ_INT(count_branch_nodes(all, "Slice"), 0);
+    CHECK_EQ_INT(count_branch_nodes(all, "Concat"), 0);
+    CHECK_EQ_INT(count_branch_nodes(all, "MatMul"), 3);
+    /* W is still the outer MatMul's weight and the branches' source: its
+     * bytes stay while the model lives (ASan checks the runs below) */
+    for (int repeat = 0; repeat < 3; repeat++)
+        check_same_outputs("branch_weights", none, all);
+done:
+    ifd_model_free(none);
+    ifd_model_free(all);
+}
+
 static void test_folding_never_expands_a_small_constant_into_a_huge_one(void)
 {
     ifd_model *all = load("expand_huge", IFD_GRAPH_OPT_ALL);
@@ -393,6 +431,7 @@ int main(void)
     RUN(test_matmul_reads_transposed_heads_in_place_and_refuses_other_perms);
     RUN(test_layers_with_equal_weights_share_one_packed_copy);
     RUN(test_weight_transposed_in_graph_is_folded_and_original_freed);
+    RUN(test_outer_weight_reshaped_inside_branches_is_folded_there);
     RUN(test_folding_never_expands_a_small_constant_into_a_huge_one);
     RUN(test_planned_size_past_size_t_is_a_run_error_not_a_crash);
     RUN(test_weights_not_matching_their_shape_are_refused_at_load);
