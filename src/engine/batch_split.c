@@ -290,7 +290,7 @@ static bool node_rowwise(check *c, const model_node *node)
             return refuse(c, node, "%s", "reads the batch as columns of A");
         if (!rest_invariant(c, node, 1))
             return refuse(c, node, "%s", "has B or C from the batch");
-        if (node->input_slots[2] >= 0 && op_attr_float(op, "beta", 1.0f) != 0.0f &&
+        if (slot_of(node, 2) >= 0 && op_attr_float(op, "beta", 1.0f) != 0.0f &&
             (c_rank < 0 || (c_rank == 2 && op->inputs[2]->dims[0] != 1)))
             return refuse(c, node, "%s", "adds a C with rows of its own");
         add_work(c, out_row < 0 || rank_of(node, 0) != 2 || op->inputs[0]->dims[1] < 0

@@ -158,7 +158,7 @@ static int output_slot(op_ctx *ctx, int i)
  * its rows of the caller's tensor when the operator asks for exactly that
  * shape; anything else takes the usual path and is copied there at the end. */
 static bool bind_output_rows(struct session_private *s, int slot, ifd_dtype dtype, int rank,
-                             const int64_t *dims)
+                             const int64_t *dims, size_t bytes)
 {
     const ifd_model *m = s->model;
     for (size_t k = 0; k < m->n_outputs; k++) {
@@ -170,6 +170,7 @@ static bool bind_output_rows(struct session_private *s, int slot, ifd_dtype dtyp
         release_slot(s, slot);
         v->kind = IFD_VALUE_TENSOR;
         v->tensor = tensor_view(rows);
+        v->tensor.capacity = bytes;
         s->bound[slot] = v;
         return true;
     }
@@ -201,7 +202,8 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
     }
     ifd_value *v = &s->owned[slot];
     const ifd_model *m = s->model;
-    if (s->output_rows && m->values[slot].is_graph_output && bind_output_rows(s, slot, dtype, rank, dims))
+    if (s->output_rows && m->values[slot].is_graph_output &&
+        bind_output_rows(s, slot, dtype, rank, dims, bytes))
         return &v->tensor;
     if (s->arena && m->arena_offset[slot] != SIZE_MAX && dtype != IFD_STRING &&
         bytes <= m->arena_size[slot]) {
