@@ -81,27 +81,29 @@ def main():
     save(out, "rowwise_matmul", [relu, helper.make_node("MatMul", ["r", "w"], ["y"])],
          [x], [f32("y", "N", 3)], [const("w", w)])
 
-    table = rng.standard_normal((10, 4)).astype(np.float32)
-    fc = rng.standard_normal((5, 12)).astype(np.float32)
+    # 49K multiply-adds a row: batch 8 is cut in two slices
+    table = rng.standard_normal((10, 64)).astype(np.float32)
+    fc = rng.standard_normal((256, 192)).astype(np.float32)
     save(out, "embed",
          [helper.make_node("Gather", ["table", "ids"], ["e"], axis=0),
           helper.make_node("Flatten", ["e"], ["f"], axis=1),
           helper.make_node("Gemm", ["f", "fc", "fc_b"], ["g"], transB=1),
           helper.make_node("Relu", ["g"], ["y"])],
          [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 3])],
-         [f32("y", "N", 5)],
+         [f32("y", "N", 256)],
          [const("table", table), const("fc", fc),
-          const("fc_b", rng.standard_normal(5).astype(np.float32))])
+          const("fc_b", rng.standard_normal(256).astype(np.float32))])
 
-    w1 = rng.standard_normal((64, 256)).astype(np.float32)
-    w2 = rng.standard_normal((256, 10)).astype(np.float32)
+    # 76K multiply-adds a row: batch 9 is cut in two slices
+    w1 = rng.standard_normal((64, 1024)).astype(np.float32)
+    w2 = rng.standard_normal((1024, 10)).astype(np.float32)
     save(out, "static_mlp",
          [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]),
           helper.make_node("Relu", ["h"], ["r"]),
           helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"]),
           helper.make_node("Softmax", ["logits"], ["y"], axis=1)],
          [f32("x", 9, 64)], [f32("y", 9, 10)],
-         [const("w1", w1), const("b1", rng.standard_normal(256).astype(np.float32)),
+         [const("w1", w1), const("b1", rng.standard_normal(1024).astype(np.float32)),
           const("w2", w2), const("b2", rng.standard_normal(10).astype(np.float32))])
 
     subprocess.run([sys.executable, os.path.join(REPO, "tools", "gen_fixtures.py"), "--out", out,

@@ -46,12 +46,15 @@
 #include <string.h>
 
 /* Least work (multiply-adds of the products, one unit per element of other
- * operators) one slice must carry. Handing a slice to a spinning worker and
- * waiting for it costs ~1,700 cycles, about 0.6 us (kernels/gemm.c); a row
- * of the digits MLP (17.5K multiply-adds) takes ~0.45 us on one core (3.4 us
- * for batch 8). A slice of one such row would cost more to hand off than
- * it saves; from two rows a slice (35K) on the second thread wins. */
-#define SLICE_MIN_WORK 32768.0
+ * operators) one slice must carry. A slice pays the hand-off (~0.6 us from
+ * publishing the job to the worker starting it, measured) and the graph's
+ * fixed cost per run again (operator dispatch, product set-up: the digits
+ * MLP takes 1.6 us at batch 1 and ~0.28 us more a row). Measured at 2
+ * threads on 2 cores, median us whole / split: MLP (17.5K a row) batch 8
+ * 3.7 / 4.0, 12 4.9 / 4.9, 16 6.4 / 5.5, 24 9.0 / 6.6; CNN (83K a row)
+ * batch 2 5.6 / 5.4, 3 7.9 / 6.5. So a slice needs about 96K: the MLP
+ * splits from batch 12, the CNN from batch 3. */
+#define SLICE_MIN_WORK 98304.0
 /* Past this much work per run every layer is big enough to split over the
  * pool on its own (ResNet-18 at batch 8 scales 1.99x that way, bench/RESULTS.md),
  * and one session's arena serves the run instead of one per thread. */
