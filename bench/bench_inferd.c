@@ -484,10 +484,11 @@ int main(int argc, char **argv)
     printf("\",\"batch\":%lld,\"threads\":%d,\"status\":\"ok\",\"iters\":%ld,"
            "\"load_ms\":%.3f,\"median_us\":%.3f,\"p99_us\":%.3f,\"mean_us\":%.3f,"
            "\"min_us\":%.3f,\"throughput_rows_s\":%.1f,\"peak_rss_mb\":%.2f,"
-           "\"baseline_rss_mb\":%.2f,\"cpu_us_per_run\":%.3f}\n",
+           "\"baseline_rss_mb\":%.2f,\"cpu_us_per_run\":%.3f,\"batch_split\":%d}\n",
            (long long)opt.batch, opt.threads, n, load_ms, percentile(samples, n, 50.0),
            percentile(samples, n, 99.0), total / (double)n * 1e6, samples[0],
-           (double)opt.batch * (double)n / total, peak_rss, baseline_rss, cpu_per_run);
+           (double)opt.batch * (double)n / total, peak_rss, baseline_rss, cpu_per_run,
+           ifd_session_batch_split(session, NULL, 0));
 
 done:
     if (inputs)

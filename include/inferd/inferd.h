@@ -186,7 +186,18 @@ typedef struct ifd_session_options {
      * ONNX has none: a model's Loop may run as long as its trip count says.
      * Fuzzers and servers facing untrusted models set it. */
     int64_t max_loop_iterations;
+    /* With threads > 1, a run of a model whose every node acts row by row
+     * (an MLP, a CNN classifier) may cut the batch into one slice per thread
+     * and run the whole graph on each slice on its own thread, when the
+     * batch is big enough for that to pay. Each slice's rows are bit for
+     * bit the run of those rows alone, within float rounding of the whole
+     * batch's run (as a batch of 8 and of its first 4 rows are). 0 lets the engine decide; IFD_BATCH_SPLIT_OFF never splits (so
+     * does the environment variable INFERD_BATCH_SPLIT=off, and loading
+     * with IFD_GRAPH_OPT_NONE). ifd_session_batch_split says what was chosen. */
+    int batch_split;
 } ifd_session_options;
+
+#define IFD_BATCH_SPLIT_OFF (-1)
 
 /* ---- dtypes and values ------------------------------------------------- */
 
@@ -255,6 +266,11 @@ void ifd_session_free(ifd_session *session);
  * outputs receives ifd_model_output_count() new values owned by the caller. */
 ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
                            ifd_value **outputs, ifd_error *err);
+
+/* Whether this session's runs may split the batch over its threads (1) or
+ * not (0); reason (may be NULL) receives a one-line account of why, e.g.
+ * "ReduceMean node 'r' reduces over the batch axis". */
+int ifd_session_batch_split(const ifd_session *session, char *reason, size_t size);
 
 #ifdef __cplusplus
 }

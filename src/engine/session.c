@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch_split.h"
 #include "model.h"
 
 typedef struct pooled_buffer {
@@ -48,6 +49,12 @@ struct session_private {
     size_t n_children;
     size_t buffer_allocations; /* pool misses: how often a run had to malloc */
     char *arena;               /* the model's planned intermediates (arena_plan.c) */
+    /* batch_split.c: the per-thread slices of a split session (NULL when
+     * runs stay whole, split_reason says why); in a slice's own session
+     * during one run, the rows of the big outputs to write into */
+    batch_split *split;
+    char split_reason[192];
+    const ifd_tensor *output_rows;
 };
 
 struct ifd_session {
@@ -147,6 +154,29 @@ static int output_slot(op_ctx *ctx, int i)
     return i >= 0 && i < node->op.n_outputs ? node->output_slots[i] : -1;
 }
 
+/* A slice of a split run (batch_split.c) writes a graph output straight into
+ * its rows of the caller's tensor when the operator asks for exactly that
+ * shape; anything else takes the usual path and is copied there at the end. */
+static bool bind_output_rows(struct session_private *s, int slot, ifd_dtype dtype, int rank,
+                             const int64_t *dims, size_t bytes)
+{
+    const ifd_model *m = s->model;
+    for (size_t k = 0; k < m->n_outputs; k++) {
+        const ifd_tensor *rows = &s->output_rows[k];
+        if (m->outputs[k].slot != slot || rows->dtype != dtype || rows->rank != rank ||
+            memcmp(rows->dims, dims, (size_t)rank * sizeof(*dims)) != 0)
+            continue;
+        ifd_value *v = &s->owned[slot];
+        release_slot(s, slot);
+        v->kind = IFD_VALUE_TENSOR;
+        v->tensor = tensor_view(rows);
+        v->tensor.capacity = bytes;
+        s->bound[slot] = v;
+        return true;
+    }
+    return false;
+}
+
 ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64_t *dims)
 {
     struct session_private *s = ctx->session;
@@ -172,6 +202,9 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
     }
     ifd_value *v = &s->owned[slot];
     const ifd_model *m = s->model;
+    if (s->output_rows && m->values[slot].is_graph_output &&
+        bind_output_rows(s, slot, dtype, rank, dims, bytes))
+        return &v->tensor;
     if (s->arena && m->arena_offset[slot] != SIZE_MAX && dtype != IFD_STRING &&
         bytes <= m->arena_size[slot]) {
         if (v->kind != IFD_VALUE_TENSOR || v->tensor.owns_data)
@@ -326,6 +359,12 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
             s->constants[i].tensor = tensor_view(&model->values[i].constant_storage);
         }
     }
+    ifd_status st = batch_split_create(model, options, s->threads, &s->split, s->split_reason,
+                                       sizeof(s->split_reason), err);
+    if (st != IFD_OK) {
+        ifd_session_free(session);
+        return st;
+    }
     *out = session;
     return IFD_OK;
 }
@@ -351,6 +390,7 @@ void ifd_session_free(ifd_session *session)
         ifd_session_free(s->children[i]);
     free(s->children);
     free(s->first_child);
+    batch_split_free(s->split);
     if (s->owns_threads)
         threadpool_free(s->threads);
     free(session);
@@ -568,23 +608,45 @@ static ifd_status take_output(struct session_private *s, const ifd_model *m, siz
     return IFD_OK;
 }
 
-ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
-                           ifd_value **outputs, ifd_error *err)
+/* A slice of a split run: its outputs go to s->output_rows (copied there
+ * when an operator did not write them in place), not to the caller. */
+static ifd_status finish_rows(struct session_private *s, const ifd_model *m, ifd_error *err)
 {
-    struct session_private *s = &session->p;
-    const ifd_model *m = s->model;
-    ifd_error local;
-    ifd_status st = IFD_OK;
-    if (!err)
-        err = &local;
-
-    for (size_t i = 0; i < m->n_outputs; i++)
-        outputs[i] = NULL;
-    for (size_t i = 0; i < m->n_inputs; i++) {
-        st = check_input(&m->inputs[i], inputs[i], err);
-        if (st != IFD_OK)
-            return st;
+    char got[128], want[128];
+    for (size_t k = 0; k < m->n_outputs; k++) {
+        const ifd_value *v = s->bound[m->outputs[k].slot];
+        const ifd_tensor *rows = &s->output_rows[k];
+        if (!v) {
+            set_error(err, "output '%s' was not computed", m->outputs[k].info.name);
+            return IFD_ERR_RUNTIME;
+        }
+        if (v->kind == IFD_VALUE_TENSOR && v->tensor.data == rows->data)
+            continue;
+        size_t bytes;
+        if (v->kind != IFD_VALUE_TENSOR || v->tensor.dtype != rows->dtype ||
+            !tensor_same_shape(&v->tensor, rows) ||
+            !shape_bytes(rows->dtype, rows->rank, rows->dims, &bytes)) {
+            set_error(err, "output '%s': a slice of the batch gave %s, not the %s its rows hold",
+                      m->outputs[k].info.name,
+                      v->kind == IFD_VALUE_TENSOR
+                          ? shape_to_string(v->tensor.rank, v->tensor.dims, got, sizeof(got))
+                          : kind_name(v->kind),
+                      shape_to_string(rows->rank, rows->dims, want, sizeof(want)));
+            return IFD_ERR_RUNTIME;
+        }
+        if (bytes)
+            memcpy(rows->data, v->tensor.data, bytes);
     }
+    return IFD_OK;
+}
+
+/* Run every node on bound inputs, then hand the outputs to the caller
+ * (outputs) or write them into a split run's rows (s->output_rows). */
+static ifd_status run_graph(struct session_private *s, const ifd_value *const *inputs,
+                            ifd_value **outputs, ifd_error *err)
+{
+    const ifd_model *m = s->model;
+    ifd_status st = IFD_OK;
     for (size_t i = 0; i < m->n_values; i++)
         s->bound[i] = m->values[i].origin == VALUE_CONSTANT ? &s->constants[i] : NULL;
     for (size_t i = 0; i < m->n_inputs; i++)
@@ -638,9 +700,11 @@ ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
         }
     }
 
-    for (size_t k = 0; k < m->n_outputs && st == IFD_OK; k++)
+    if (s->output_rows && st == IFD_OK)
+        st = finish_rows(s, m, err);
+    for (size_t k = 0; outputs && k < m->n_outputs && st == IFD_OK; k++)
         st = take_output(s, m, k, &outputs[k], err);
-    if (st != IFD_OK)
+    if (outputs && st != IFD_OK)
         for (size_t k = 0; k < m->n_outputs; k++) {
             ifd_value_free(outputs[k]);
             outputs[k] = NULL;
@@ -649,6 +713,46 @@ ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
         if (m->values[i].origin == VALUE_INTERMEDIATE && s->bound[i] == &s->owned[i])
             release_slot(s, i);
     return st;
+}
+
+ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
+                           ifd_value **outputs, ifd_error *err)
+{
+    struct session_private *s = &session->p;
+    const ifd_model *m = s->model;
+    ifd_error local;
+    if (!err)
+        err = &local;
+
+    for (size_t i = 0; i < m->n_outputs; i++)
+        outputs[i] = NULL;
+    for (size_t i = 0; i < m->n_inputs; i++) {
+        ifd_status st = check_input(&m->inputs[i], inputs[i], err);
+        if (st != IFD_OK)
+            return st;
+    }
+    size_t slices = s->split ? batch_split_slices(s->split, inputs) : 0;
+    if (slices > 1)
+        return batch_split_run(s->split, slices, inputs, outputs, err);
+    return run_graph(s, inputs, outputs, err);
+}
+
+ifd_status session_run_rows(ifd_session *session, const ifd_value *const *inputs,
+                            const ifd_tensor *rows, ifd_error *err)
+{
+    struct session_private *s = &session->p;
+    s->output_rows = rows;
+    ifd_status st = run_graph(s, inputs, NULL, err);
+    s->output_rows = NULL;
+    return st;
+}
+
+int ifd_session_batch_split(const ifd_session *session, char *reason, size_t size)
+{
+    const struct session_private *s = &session->p;
+    if (reason && size)
+        snprintf(reason, size, "%s", s->split_reason);
+    return s->split != NULL;
 }
 
 /* Constant folding borrows a session of the model being loaded to run one

@@ -1,0 +1,65 @@
+/*
+ * batch_split.h — running a whole graph on slices of the batch, one slice
+ * per thread, for models too small to split layer by layer.
+ *
+ * A session with more than one thread asks batch_split_create at creation
+ * whether its model is batch-separable (every node acts on each row of dim 0
+ * on its own; decided once, from the prepared graph). If so, a run whose
+ * batch is big enough for each slice to pay for the hand-off cuts every input
+ * into contiguous row ranges and runs the plan on each range in a session of
+ * its own (one intra-op thread, its own arena and buffers), each writing
+ * straight into its rows of the outputs. Each slice's rows are bit for bit
+ * the unsplit run of those rows alone (the same operators on the same rows),
+ * and within float rounding of the unsplit run of the whole batch (see
+ * batch_split.c for why not bit for bit that).
+ *
+ * Thread safety: a batch_split belongs to one session and is used by the
+ * thread running that session; batch_split_run uses the session's pool.
+ */
+#ifndef INFERD_ENGINE_BATCH_SPLIT_H
+#define INFERD_ENGINE_BATCH_SPLIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "model.h"
+
+typedef struct batch_split batch_split;
+
+/* Whether every node of the prepared model acts row by row along dim 0 and
+ * its inputs and outputs can be cut and joined by rows: the estimated work
+ * of one row (multiply-adds, or elements for other operators), >= 0; or -1
+ * with a one-line reason (naming the node or value) when not. */
+double batch_split_row_work(const ifd_model *m, char *reason, size_t size);
+
+/* For a session of `pool`'s threads: *out is NULL (with the reason in
+ * `reason`) when runs stay unsplit — one thread, the option or
+ * INFERD_BATCH_SPLIT=off, graph_opt none, or a model that is not
+ * separable. Fails only when out of memory. */
+ifd_status batch_split_create(const ifd_model *m, const ifd_session_options *options,
+                              threadpool *pool, batch_split **out, char *reason,
+                              size_t size, ifd_error *err);
+void batch_split_free(batch_split *split);
+
+/* How many slices a run of these (already checked) inputs takes; below 2
+ * the run stays unsplit (rows too few or too cheap to share). */
+size_t batch_split_slices(const batch_split *split, const ifd_value *const *inputs);
+
+/* Rows [*r0, *r0 + *rows) of a batch are slice i of `slices`: contiguous,
+ * the first batch % slices slices one row longer (batch 9 over 2: 5 and 4). */
+void batch_split_rows(int64_t batch, size_t slices, size_t i, int64_t *r0, int64_t *rows);
+
+/* Run the graph on `slices` slices of the inputs; outputs as for
+ * ifd_session_run. An error in any slice fails the run with that slice's
+ * message (the first failing slice's, once). */
+ifd_status batch_split_run(batch_split *split, size_t slices, const ifd_value *const *inputs,
+                           ifd_value **outputs, ifd_error *err);
+
+/* Run `session` on inputs whose rows are a slice of a bigger batch, writing
+ * graph output k into rows[k] (a tensor of exactly that slice's shape): the
+ * outputs' buffers are handed to the last operators, so nothing is copied
+ * when they write there (session.c). Input types are not checked again. */
+ifd_status session_run_rows(ifd_session *session, const ifd_value *const *inputs,
+                            const ifd_tensor *rows, ifd_error *err);
+
+#endif /* INFERD_ENGINE_BATCH_SPLIT_H */
