@@ -1342,6 +1342,7 @@ static ifd_status prepare_nodes(loader *ld, bool *removed)
 {
     ifd_model *m = ld->model;
     constant_folder folder = {.m = m, .in_subgraph = ld->in_subgraph};
+    packed_sharer sharer = {0};
     ifd_status st = IFD_OK;
     graph_view view;
     bool have_view = graph_view_init(&view, m, ld->err) == IFD_OK;
@@ -1354,7 +1355,12 @@ static ifd_status prepare_nodes(loader *ld, bool *removed)
         if (st == IFD_OK && have_view && !removed[i] &&
             !(m->graph_opt >= IFD_GRAPH_OPT_ALL && fuse_kernels_needs_weights(m, i, view.readers)))
             optimize_release_packed_inputs(m, i, view.readers);
+        /* a layer packed like an earlier one drops its copy before the
+         * next layer packs (a TransformerEncoder's layers share weights) */
+        if (st == IFD_OK && !removed[i])
+            st = packed_sharer_node(&sharer, m, i, ld->err);
     }
+    packed_sharer_free(&sharer);
     constant_folder_end(&folder);
     graph_view_free(&view);
     return st;
