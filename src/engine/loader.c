@@ -1881,6 +1881,38 @@ static char *read_whole(int fd, size_t size, const char *path, ifd_status *statu
     return buf;
 }
 
+/* Load src (taking over a mapping, as load_bytes does) with external data
+ * resolved beside `path`, which also prefixes any error and is kept as the
+ * model's path. */
+static ifd_status load_named(const pb_source *src, const char *path,
+                             const ifd_load_options *options, ifd_model **out, ifd_error *err)
+{
+    const char *name = path ? path : "model";
+    char *dir = path ? strdup(path) : NULL;
+    if (path && !dir) {
+        if (src->mapped)
+            munmap((void *)src->bytes, src->len);
+        set_error(err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash)
+        slash == dir ? (void)(slash[1] = '\0') : (void)(*slash = '\0');
+    else if (dir)
+        strcpy(dir, ".");
+    pb_source named = *src;
+    named.base_dir = dir;
+    ifd_error inner;
+    ifd_status status = load_bytes(&named, options, out, &inner);
+    free(dir);
+    if (status != IFD_OK) {
+        set_error(err, "%s: %s", name, inner.message);
+        return status;
+    }
+    (*out)->path = path ? strdup(path) : NULL;
+    return IFD_OK;
+}
+
 /* The file is mapped, not read: weights aligned for their type are used in
  * place, so that every process (and every version) loading the same file
  * shares those pages through the page cache, and the others are copied
@@ -1914,42 +1946,35 @@ ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options
         return IFD_ERR_INVALID_MODEL;
     }
     size_t size = (size_t)st.st_size;
-    char *dir = strdup(path);
-    if (!dir) {
-        close(fd);
-        set_error(err, "out of memory");
-        return IFD_ERR_NO_MEMORY;
-    }
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        slash == dir ? (void)(slash[1] = '\0') : (void)(*slash = '\0');
-    else
-        strcpy(dir, ".");
-    pb_source src = {.base_dir = dir, .len = size};
     void *map = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
-    char *copy = NULL;
-    ifd_status status = IFD_OK;
     if (map != MAP_FAILED) {
-        src.bytes = map;
-        src.mapped = true;
-    } else if ((copy = read_whole(fd, size, path, &status, err))) {
-        src.bytes = (const uint8_t *)copy; /* an empty file, or one mmap refuses */
+        close(fd); /* a mapping outlives its descriptor */
+        return ifd_model_load_mapped(map, size, path, options, out, err);
     }
-    close(fd); /* a mapping outlives its descriptor */
-    if (!src.bytes) {
-        free(dir);
+    ifd_status status = IFD_OK;
+    char *copy = read_whole(fd, size, path, &status, err); /* empty, or mmap refuses */
+    close(fd);
+    if (!copy)
         return status;
-    }
-    ifd_error inner;
-    status = load_bytes(&src, options, out, &inner);
+    pb_source src = {.bytes = (const uint8_t *)copy, .len = size};
+    status = load_named(&src, path, options, out, err);
     free(copy);
-    free(dir);
-    if (status != IFD_OK) {
-        set_error(err, "%s: %s", path, inner.message);
-        return status;
+    return status;
+}
+
+ifd_status ifd_model_load_mapped(void *map, size_t len, const char *path,
+                                 const ifd_load_options *options, ifd_model **out, ifd_error *err)
+{
+    *out = NULL;
+    if (!map || len == 0 || len > MAX_MODEL_BYTES) {
+        set_error(err, "%s: %zu bytes cannot be a mapped model (1 byte to 2 GiB)",
+                  path ? path : "model", len);
+        if (map && len)
+            munmap(map, len);
+        return IFD_ERR_INVALID_MODEL;
     }
-    (*out)->path = strdup(path);
-    return IFD_OK;
+    pb_source src = {.bytes = map, .len = len, .mapped = true};
+    return load_named(&src, path, options, out, err);
 }
 
 size_t ifd_model_input_count(const ifd_model *m) { return m->n_inputs; }

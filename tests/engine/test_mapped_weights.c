@@ -17,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "inferd/inferd.h"
@@ -482,6 +485,78 @@ static void test_typed_float_data_loads_from_a_mapped_file(void)
     free(w);
 }
 
+/* A mapping of the file, as a caller of ifd_model_load_mapped makes it. */
+static void *map_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    void *map = MAP_FAILED;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0) {
+        *len = (size_t)st.st_size;
+        map = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
+    }
+    if (fd >= 0)
+        close(fd);
+    return map == MAP_FAILED ? NULL : map;
+}
+
+/* Whether [p, p + len) is still mapped in this process. */
+static bool is_mapped(void *p, size_t len)
+{
+    unsigned char residency[8];
+    return mincore(p, len < 8 * 4096 ? len : 8 * 4096, residency) == 0;
+}
+
+/* What a server does: map the file, read (hash) the mapping, hand it over.
+ * The model reads its aligned weight in place from that very mapping and
+ * unmaps it when freed; a mapping that is not a model is refused cleanly
+ * and unmapped too. */
+static void test_caller_mapping_is_taken_over_on_success_and_failure(void)
+{
+    float *w = pattern(N, 2.0f), *c = pattern(N, 3.0f);
+    size_t len, at, mapped_len = 0;
+    uint8_t *buf = pack_with_offset(false, true, w, c, w, 0, &len, &at);
+    CHECK(buf != NULL);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/caller_mapped.onnx", folder);
+    if (buf)
+        write_file(path, buf, len);
+    uint8_t *map = buf ? map_file(path, &mapped_len) : NULL;
+    CHECK(map != NULL && mapped_len == len);
+    ifd_model *m = NULL, *read = NULL;
+    ifd_error err;
+    CHECK_EQ_INT(ifd_model_load_mapped(map, mapped_len, path, NULL, &m, &err), IFD_OK);
+    CHECK(buf && ifd_model_load_memory(buf, len, NULL, NULL, &read, &err) == IFD_OK);
+    if (m && read) {
+        const ifd_tensor *wt = &m->values[value_slot(m, "w")].constant_storage;
+        CHECK(m->map_base == map && m->owns_map);
+        CHECK(wt->data == map + at);
+        CHECK(same_outputs(m, read));
+    }
+    ifd_model_free(read);
+    ifd_model_free(m);
+    CHECK(map && !is_mapped(map, mapped_len));
+
+    /* the mapped bytes of a file that is no model */
+    snprintf(path, sizeof(path), "%s/not_a_model.onnx", folder);
+    uint8_t junk[8192];
+    memset(junk, 0xff, sizeof(junk));
+    write_file(path, junk, sizeof(junk));
+    map = map_file(path, &mapped_len);
+    CHECK(map != NULL);
+    m = (ifd_model *)1;
+    CHECK_EQ_INT(ifd_model_load_mapped(map, mapped_len, path, NULL, &m, &err),
+                 IFD_ERR_INVALID_MODEL);
+    CHECK(m == NULL);
+    CHECK(strncmp(err.message, path, strlen(path)) == 0);
+    CHECK(map && !is_mapped(map, mapped_len));
+    /* nothing to map: refused, not a crash */
+    CHECK_EQ_INT(ifd_model_load_mapped(NULL, 0, path, NULL, &m, &err), IFD_ERR_INVALID_MODEL);
+    free(buf);
+    free(w);
+    free(c);
+}
+
 int main(void)
 {
     snprintf(folder, sizeof(folder), "/tmp/inferd-mapped-XXXXXX");
@@ -497,6 +572,7 @@ int main(void)
     RUN(test_truncated_mapped_file_fails_cleanly_at_every_offset);
     RUN(test_raw_data_shorter_than_the_shape_is_refused_from_a_mapped_file);
     RUN(test_typed_float_data_loads_from_a_mapped_file);
+    RUN(test_caller_mapping_is_taken_over_on_success_and_failure);
     char command[128];
     snprintf(command, sizeof(command), "rm -rf '%s'", folder);
     if (system(command) != 0)
