@@ -4,8 +4,10 @@
  * Load does all the thinking so that a run only computes:
  *   1. decode the protobuf (after a nesting-depth check) without its weights,
  *      then the initializers straight from the file's bytes: a file is
- *      mapped, and aligned weights are used in place (see
- *      ifd_model_load_file), so a model's weights are never held twice;
+ *      mapped (by ifd_model_load_file, or by the caller of
+ *      ifd_model_load_mapped), aligned weights are used in place, and large
+ *      unaligned ones are copied only when their first reader prepares, so
+ *      a model's weights are never held twice;
  *   2. give every value name a slot; fold Constant nodes into constants;
  *   3. check that every node input is defined and order the nodes
  *      topologically, refusing cycles;
@@ -432,7 +434,7 @@ static ifd_status convert_attrs(loader *ld, const Onnx__NodeProto *np, op_node *
             out->tensor = model_alloc(m, sizeof(ifd_tensor));
             if (!out->tensor)
                 goto oom;
-            ifd_status st = pb_tensor_load(a->t, ld->src, out->tensor, ld->err);
+            ifd_status st = pb_tensor_load(a->t, ld->src, out->tensor, NULL, ld->err);
             if (st != IFD_OK)
                 return st;
             ifd_tensor **grown = realloc(m->attr_tensors,
@@ -718,10 +720,12 @@ static ifd_status define_values(loader *ld)
         if (slot < 0)
             goto oom;
         ifd_tensor t;
-        st = pb_tensor_load(tp, ld->src, &t, ld->err);
+        const uint8_t *deferred;
+        st = pb_tensor_load(tp, ld->src, &t, &deferred, ld->err);
         if (st != IFD_OK)
             return st;
         value_set_constant(&m->values[slot], &t);
+        m->values[slot].deferred_raw = deferred;
     }
 
     m->inputs = calloc(g->n_input ? g->n_input : 1, sizeof(*m->inputs));
@@ -1335,6 +1339,29 @@ static ifd_status check_arity(loader *ld, const op_node *op)
     return IFD_OK;
 }
 
+/* Copy a deferred weight from the mapped file (see pb_tensor_materialize). */
+static ifd_status materialize(model_value *v, ifd_error *err)
+{
+    if (!v->deferred_raw)
+        return IFD_OK;
+    ifd_status st = pb_tensor_materialize(&v->constant_storage, v->deferred_raw, v->info.name, err);
+    v->deferred_raw = NULL;
+    return st;
+}
+
+/* Every weight still deferred after prepare, in m and its subgraphs: what
+ * no prepare() read (unread initializers, models only described) is copied
+ * before any session can bind it. */
+static ifd_status materialize_all(ifd_model *m, ifd_error *err)
+{
+    ifd_status st = IFD_OK;
+    for (size_t i = 0; i < m->n_values && st == IFD_OK; i++)
+        st = materialize(&m->values[i], err);
+    for (size_t i = 0; i < m->n_subgraph_models && st == IFD_OK; i++)
+        st = materialize_all(m->subgraph_models[i], err);
+    return st;
+}
+
 /* prepare() every node in order; at BASIC and above, fold each node whose
  * inputs are constants as soon as it is prepared (removed[i] marks it), so
  * the nodes after it are prepared with the folded constants. */
@@ -1347,6 +1374,14 @@ static ifd_status prepare_nodes(loader *ld, bool *removed)
     graph_view view;
     bool have_view = graph_view_init(&view, m, ld->err) == IFD_OK;
     for (size_t i = 0; i < m->n_nodes && st == IFD_OK; i++) {
+        /* a weight is copied from the file when its first reader prepares,
+         * after the weights earlier readers packed were dropped */
+        const model_node *node = &m->nodes[i];
+        for (int k = 0; k < node->op.n_inputs + node->op.n_implicit && st == IFD_OK; k++)
+            if (node->input_slots[k] >= 0)
+                st = materialize(&m->values[node->input_slots[k]], ld->err);
+        if (st != IFD_OK)
+            break;
         st = prepare_node(ld, i);
         if (st == IFD_OK && m->graph_opt >= IFD_GRAPH_OPT_BASIC)
             removed[i] = constant_folder_node(&folder, i);
@@ -1834,6 +1869,8 @@ static ifd_status load_bytes(const pb_source *src, const ifd_load_options *optio
     free(ld.op_slots);
     free(ld.op_reported);
     protobuf_c_message_free_unpacked(&mp->base, NULL);
+    if (st == IFD_OK)
+        st = materialize_all(m, err);
     if (st == IFD_OK)
         settle_mapping(m);
 #ifdef __GLIBC__
