@@ -1382,6 +1382,7 @@ static ifd_status prepare_nodes(loader *ld, bool *removed)
     ifd_model *m = ld->model;
     constant_folder folder = {.m = m, .in_subgraph = ld->in_subgraph};
     packed_sharer sharer = {0};
+    size_t freed = 0;
     ifd_status st = IFD_OK;
     graph_view view;
     bool have_view = graph_view_init(&view, m, ld->err) == IFD_OK;
@@ -1400,9 +1401,14 @@ static ifd_status prepare_nodes(loader *ld, bool *removed)
         /* a Conv the kernel fusions may repack keeps the file's weights
          * until they have run (optimize_after_prepare frees them then) */
         if (st == IFD_OK && have_view && !removed[i] &&
-            !(m->graph_opt >= IFD_GRAPH_OPT_ALL && fuse_kernels_needs_weights(m, i, view.readers)) &&
-            optimize_release_packed_inputs(m, i, view.readers))
+            !(m->graph_opt >= IFD_GRAPH_OPT_ALL && fuse_kernels_needs_weights(m, i, view.readers)))
+            freed += optimize_release_packed_inputs(m, i, view.readers);
+        /* trimming walks the heap: once a MiB of weights was freed, not per
+         * node (a classic-ML model may have thousands of small products) */
+        if (freed >= ((size_t)1 << 20)) {
             give_back_freed_memory();
+            freed = 0;
+        }
         /* a layer packed like an earlier one drops its copy before the
          * next layer packs (a TransformerEncoder's layers share weights) */
         if (st == IFD_OK && !removed[i])

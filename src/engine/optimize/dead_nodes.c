@@ -44,13 +44,15 @@ void optimize_release_unread_constants(graph_view *g)
  * and in the operator's layout. When every reader of a constant packed it
  * (op_constant_packed), only the packed copy is ever read again: free the
  * data and keep the dtype and shape, which run() still checks. */
-static bool release_constant_data(ifd_model *m, model_value *value)
+static size_t release_constant_data(ifd_model *m, model_value *value)
 {
     if (value->origin != VALUE_CONSTANT || value->is_graph_output || value->viewed)
-        return false;
+        return 0;
+    const ifd_tensor *t = &value->constant_storage;
+    size_t bytes = (size_t)ifd_tensor_count(t) * ifd_dtype_size(t->dtype);
     /* owned data is freed; a weight read in place from the mapped model
      * file gives its pages back */
-    return model_release_constant_data(m, &value->constant_storage);
+    return model_release_constant_data(m, &value->constant_storage) ? bytes : 0;
 }
 
 static int compare_data(const void *a, const void *b)
@@ -130,14 +132,14 @@ void optimize_release_packed_constants(graph_view *g)
 /* The same, right after node n's prepare() for the constants it alone reads,
  * so that a model never holds all its weights twice while it loads (each
  * weight is freed as soon as its packed copy exists). */
-bool optimize_release_packed_inputs(ifd_model *m, size_t n, const int *readers)
+size_t optimize_release_packed_inputs(ifd_model *m, size_t n, const int *readers)
 {
     const model_node *node = &m->nodes[n];
-    bool released = false;
+    size_t released = 0;
     for (int k = 0; k < node->op.n_inputs && k < 32; k++) {
         int slot = node->input_slots[k];
         if (slot >= 0 && (node->op.packed_inputs >> k & 1u) && readers[slot] == 1)
-            released |= release_constant_data(m, &m->values[slot]);
+            released += release_constant_data(m, &m->values[slot]);
     }
     return released;
 }

@@ -104,8 +104,8 @@ ifd_status packed_sharer_node(packed_sharer *s, ifd_model *m, size_t n, ifd_erro
 void packed_sharer_free(packed_sharer *s);
 /* During prepare, after node n's: `readers` counts each value's reads
  * (graph outputs included). */
-/* True when it freed or gave back a weight's data. */
-bool optimize_release_packed_inputs(ifd_model *m, size_t n, const int *readers);
+/* Returns the bytes of weight data it freed or gave back. */
+size_t optimize_release_packed_inputs(ifd_model *m, size_t n, const int *readers);
 
 /* The loader's three entry points. `removed` (m->n_nodes entries) marks the
  * nodes folded during prepare. */
