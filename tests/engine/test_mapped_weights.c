@@ -486,6 +486,17 @@ static void test_typed_float_data_loads_from_a_mapped_file(void)
     free(w);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define ADDRESS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ADDRESS_SANITIZER 1
+#endif
+#endif
+#ifndef ADDRESS_SANITIZER
+#define ADDRESS_SANITIZER 0
+#endif
+
 /* Resident-set peak (VmHWM) of loading path in a child process, in MiB
  * above its resident size just before: reset with clear_refs so that what
  * this process held earlier does not count. Negative on failure. */
@@ -646,7 +657,11 @@ static void test_unaligned_weights_are_copied_when_their_reader_prepares(void)
     double weights = 2.0 * M * M * sizeof(float) / (1 << 20), peak = load_peak_mib(path);
     fprintf(stderr, "  loading %.0f MiB of unaligned weights peaked at %.1f MiB\n", weights,
             peak);
+#if !ADDRESS_SANITIZER
     CHECK(peak > 0 && peak < weights * 1.25); /* 1.5 when both were held */
+#else
+    CHECK(peak > 0); /* ASan's allocator keeps freed blocks in quarantine */
+#endif
     free(buf);
     free(w);
     free(c);
