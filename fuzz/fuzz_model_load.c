@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "inferd/inferd.h"
 #include "model.h"
@@ -271,6 +273,29 @@ static void require_optimiser_accepts(const uint8_t *data, size_t size, ifd_stat
     }
 }
 
+/* The same bytes as a mapped file — how ifd_model_load_file and the server
+ * (ifd_model_load_mapped) load them, reading aligned weights in place and
+ * copying the others when their reader prepares — get the same verdict. */
+static void require_mapped_agrees(const uint8_t *data, size_t size, ifd_status expected)
+{
+    int fd = size ? memfd_create("fuzz-model", MFD_CLOEXEC) : -1;
+    if (fd < 0)
+        return;
+    void *map = MAP_FAILED;
+    if (write(fd, data, size) == (ssize_t)size)
+        map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return;
+    ifd_load_options optimised = {.graph_opt = IFD_GRAPH_OPT_ALL};
+    ifd_model *model = NULL;
+    ifd_error err;
+    ifd_status st = ifd_model_load_mapped(map, size, NULL, &optimised, &model, &err);
+    if (st != IFD_ERR_NO_MEMORY && expected != IFD_ERR_NO_MEMORY)
+        require(st == expected, "a mapped file loads as the same bytes in memory do");
+    ifd_model_free(model);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ifd_model *model = (ifd_model *)0x1;
@@ -281,6 +306,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ifd_load_options optimised = {.graph_opt = IFD_GRAPH_OPT_ALL};
     ifd_status st = ifd_model_load_memory(data, size, NULL, &optimised, &model, &err);
     require_optimiser_accepts(data, size, st);
+    require_mapped_agrees(data, size, st);
     if (st != IFD_OK) {
         require(model == NULL, "a failed load returns no model");
         require_reason(&err, "a failed load explains itself");

@@ -12,7 +12,8 @@
 # weight is read in place from the mapped file) and holds it; a second one
 # loads the same file and reports, from its own /proc/self/smaps, how much of
 # the file's mapping is resident and how much of that is shared
-# (Shared_Clean) with the first.
+# (Shared_Clean) with the first. Last, two `inferd serve` processes of that
+# file, each one's mapping of it as /proc/PID/smaps shows it.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build}
@@ -41,4 +42,30 @@ cat "$first_out"
 exec 3>&-
 wait "$first"
 rm -f "$fifo" "$first_out"
+
+echo "# sharing: two inferd serve processes of one file (the server maps, hashes and loads it)"
+logs=""
+pids=""
+for i in 1 2; do
+    log=$(mktemp /tmp/inferd-memory-serve-XXXXXX)
+    "$build/inferd" serve "$models/add_table.onnx" --port 0 --workers 2 > "$log" 2>&1 &
+    pids="$pids $!"
+    logs="$logs $log"
+done
+for log in $logs; do
+    tries=0
+    while ! grep -q listening "$log" && [ $tries -lt 300 ]; do sleep 0.1; tries=$((tries + 1)); done
+done
+real=$(realpath "$models/add_table.onnx")
+for pid in $pids; do
+    # Rss and Shared_Clean (kB) of the process's mappings of the model file
+    awk -v file="$real" -v pid="$pid" '
+        /^[0-9a-f]+-[0-9a-f]+ / { inside = ($NF == file) }
+        inside && $1 == "Rss:" { rss += $2 }
+        inside && $1 == "Shared_Clean:" { shared += $2 }
+        END { printf "{\"server_pid\": %s, \"file_mapping_rss_mib\": %.1f, \"file_mapping_shared_mib\": %.1f}\n", pid, rss / 1024, shared / 1024 }
+    ' "/proc/$pid/smaps"
+done
+for pid in $pids; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+rm -f $logs
 uptime

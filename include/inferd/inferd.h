@@ -234,6 +234,20 @@ ifd_status ifd_model_load_file(const char *path, const ifd_load_options *options
 ifd_status ifd_model_load_memory(const void *buf, size_t len, const char *base_dir,
                                  const ifd_load_options *options, ifd_model **out,
                                  ifd_error *err);
+/* Load from a mapping of a whole model file that the caller made — mmap(NULL,
+ * len, PROT_READ, MAP_PRIVATE, fd, 0) — for callers that read the bytes
+ * before loading them: a server hashes the very bytes the engine parses,
+ * without reading the file twice or holding a copy of it. The model takes
+ * the mapping over, whatever the outcome: weights aligned for their type are
+ * read in place, shared through the page cache by every process and model
+ * mapping the same file, and the mapping is unmapped once no weight reads
+ * it (at the latest by ifd_model_free). path names the model in messages and
+ * its directory resolves external data (NULL: none allowed). As with
+ * ifd_model_load_file, the file may be replaced by rename while mapped, but
+ * not truncated or rewritten in place (a read past a new end is SIGBUS). */
+ifd_status ifd_model_load_mapped(void *map, size_t len, const char *path,
+                                 const ifd_load_options *options, ifd_model **out,
+                                 ifd_error *err);
 void ifd_model_free(ifd_model *model);
 
 /* Inputs here are the graph inputs that are not initializers, in graph order. */

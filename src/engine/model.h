@@ -27,6 +27,9 @@ typedef struct model_value {
     /* a folded Identity/Reshape/... of this constant views its data: the
      * data must live as long as the model (never released early) */
     bool viewed;
+    /* a weight not copied from the mapped file yet (pb_tensor_materialize):
+     * constant_storage has its dtype and shape, data NULL */
+    const uint8_t *deferred_raw;
 } model_value;
 
 typedef struct model_node {

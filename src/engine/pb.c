@@ -490,8 +490,12 @@ static void copy_raw(void *dst, const uint8_t *raw, size_t bytes, bool mapped)
  * a few bytes of shape constants do not keep a page of the file resident. */
 #define MAP_MIN_BYTES 4096
 
+/* An unaligned raw_data of at least this many bytes in a mapped file is
+ * copied when a node first reads it (pb_tensor_load's `deferred`). */
+#define DEFER_MIN_BYTES ((size_t)256 << 10)
+
 static ifd_status decode_tensor(const Onnx__TensorProto *tp, const pb_source *src,
-                                ifd_tensor *t, ifd_error *err)
+                                ifd_tensor *t, const uint8_t **deferred, ifd_error *err)
 {
     const char *name = tp->name ? tp->name : "";
     const char *base_dir = src ? src->base_dir : NULL;
@@ -577,6 +581,12 @@ static ifd_status decode_tensor(const Onnx__TensorProto *tp, const pb_source *sr
             t->data = (void *)raw;
             return IFD_OK;
         }
+        if (deferred && src && src->mapped && bytes >= DEFER_MIN_BYTES) {
+            t->dtype = dtype;
+            tensor_set_shape(t, rank, dims);
+            *deferred = raw; /* checked: raw_len == bytes, inside the mapping */
+            return IFD_OK;
+        }
         st = tensor_alloc(t, dtype, rank, dims, name, err);
         if (st == IFD_OK && bytes)
             copy_raw(t->data, raw, bytes, src && src->mapped);
@@ -655,6 +665,23 @@ static ifd_status decode_tensor(const Onnx__TensorProto *tp, const pb_source *sr
     return IFD_OK;
 }
 
+ifd_status pb_tensor_materialize(ifd_tensor *t, const uint8_t *raw, const char *name,
+                                 ifd_error *err)
+{
+    int64_t dims[IFD_MAX_RANK];
+    for (int i = 0; i < t->rank; i++)
+        dims[i] = t->dims[i];
+    size_t bytes;
+    if (!shape_bytes(t->dtype, t->rank, dims, &bytes)) {
+        set_error(err, "tensor '%s': shape overflows", name); /* checked when deferred */
+        return IFD_ERR_INVALID_MODEL;
+    }
+    ifd_status st = tensor_alloc(t, t->dtype, t->rank, dims, name, err);
+    if (st == IFD_OK && bytes)
+        copy_raw(t->data, raw, bytes, true);
+    return st;
+}
+
 void pb_release_pages(const void *data, size_t len)
 {
     long page = sysconf(_SC_PAGESIZE);
@@ -670,9 +697,11 @@ void pb_release_pages(const void *data, size_t len)
 }
 
 ifd_status pb_tensor_load(Onnx__TensorProto *tp, const pb_source *src, ifd_tensor *t,
-                          ifd_error *err)
+                          const uint8_t **deferred, ifd_error *err)
 {
-    ifd_status st = decode_tensor(tp, src, t, err);
+    if (deferred)
+        *deferred = NULL;
+    ifd_status st = decode_tensor(tp, src, t, deferred, err);
     /* the typed fields (float_data, int64_data, ...) of an older exporter's
      * file were copied by the decoder: the message need not hold them too */
     free(tp->float_data);
@@ -694,7 +723,7 @@ ifd_status pb_tensor_to_ifd(const void *proto, const char *base_dir, ifd_tensor 
                             ifd_error *err)
 {
     pb_source src = {.base_dir = base_dir};
-    return decode_tensor(proto, &src, t, err);
+    return decode_tensor(proto, &src, t, NULL, err);
 }
 
 /* ---- values -------------------------------------------------------------- */

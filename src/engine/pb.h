@@ -40,7 +40,17 @@ Onnx__ModelProto *pb_unpack_model(const void *buf, size_t len, ifd_error *err);
  * pb_tensor_to_ifd. The message forgets its typed data fields (float_data,
  * ...), so that they are not held next to the copy. */
 ifd_status pb_tensor_load(Onnx__TensorProto *tp, const pb_source *src, ifd_tensor *t,
-                          ifd_error *err);
+                          const uint8_t **deferred, ifd_error *err);
+
+/* With `deferred` non-NULL, a large weight of a mapped file that cannot be
+ * read in place (unaligned) is not copied yet: t gets its dtype and shape
+ * but no data, and *deferred points at its checked bytes in the mapping, to
+ * be copied by pb_tensor_materialize when a node first needs it. Loading
+ * then holds only the weights the nodes prepared so far have read: those
+ * operators packed are dropped as they go, the rest wait in the page cache
+ * (MobileNetV2's classifier, 4.9 MiB, is read last). */
+ifd_status pb_tensor_materialize(ifd_tensor *t, const uint8_t *raw, const char *name,
+                                 ifd_error *err);
 
 /* Give the whole pages inside [data, data + len) of a private file mapping
  * back to the page cache (madvise MADV_DONTNEED): the process's resident set

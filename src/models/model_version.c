@@ -1,9 +1,17 @@
 /*
  * model_version.c — loading one model version so that it can serve at
- * once: the bytes are read once, hashed (the sha256 shown in the inventory
- * and checked against an expected one is the hash of the very bytes the
- * engine parsed), parsed, given one session per serving thread, and every
- * session answers one warm-up inference before the version is returned.
+ * once: the file is mapped once, the mapping hashed (the sha256 shown in the
+ * inventory and checked against an expected one is the hash of the very
+ * bytes the engine parses) and handed to the engine (ifd_model_load_mapped),
+ * which reads aligned weights in place: every worker of a process, every
+ * process and every version serving the same file share those pages through
+ * the page cache instead of each holding a copy. The model store never
+ * rewrites a file in place (a version appears and goes by rename, store.c),
+ * and a mapping keeps its inode alive when the file is renamed over or
+ * unlinked, so a served version keeps its bytes until it is freed; a file
+ * truncated or rewritten in place under a server (cp over it) is not safe.
+ * The version is then given one session per serving thread, and every
+ * session answers one warm-up inference before it is returned.
  * The golden samples recorded at import run again: an engine or file change
  * that alters predictions leaves the version not ready, with the report.
  */
@@ -16,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -109,27 +118,53 @@ void model_version_unref(model_version *v)
         version_free(v);
 }
 
-/* The whole model file, opened without following a final symlink. */
-static void *read_model_file(const char *path, size_t *size, file_fingerprint *fp, char *err,
-                             size_t n)
+/* The model file, opened without following a final symlink: mapped
+ * read-only, so that the bytes hashed are the bytes the engine parses and the
+ * weights it reads in place are shared through the page cache with every
+ * worker process and version serving the same file; read into memory only
+ * where it cannot be mapped (an empty file). */
+typedef struct model_file {
+    void *bytes;
+    size_t size;
+    bool mapped;
+} model_file;
+
+static void model_file_close(model_file *f)
 {
+    if (f->mapped)
+        munmap(f->bytes, f->size);
+    else
+        free(f->bytes);
+    *f = (model_file){0};
+}
+
+static bool model_file_open(const char *path, model_file *out, file_fingerprint *fp, char *err,
+                            size_t n)
+{
+    *out = (model_file){0};
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         snprintf(err, n, "%s: %s", path, errno == ELOOP ? "is a symbolic link" : strerror(errno));
-        return NULL;
+        return false;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
         (unsigned long long)st.st_size > MAX_MODEL_BYTES) {
         snprintf(err, n, "%s: not a regular file of at most 4 GiB", path);
         close(fd);
-        return NULL;
+        return false;
     }
     fp->device = st.st_dev;
     fp->inode = st.st_ino;
     fp->size = st.st_size;
     fp->mtime_ns = (long long)st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
     size_t want = (size_t)st.st_size, got = 0;
+    void *map = want ? mmap(NULL, want, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    if (map != MAP_FAILED) {
+        close(fd); /* the mapping keeps the inode, even if the file is renamed over */
+        *out = (model_file){map, want, true};
+        return true;
+    }
     char *buf = malloc(want ? want : 1);
     while (buf && got < want) {
         ssize_t r = read(fd, buf + got, want - got);
@@ -144,18 +179,34 @@ static void *read_model_file(const char *path, size_t *size, file_fingerprint *f
         snprintf(err, n, "%s: %s", path,
                  buf ? "the file shrank while it was read" : "out of memory");
         free(buf);
-        return NULL;
+        return false;
     }
-    *size = want;
-    return buf;
+    *out = (model_file){buf, want, false};
+    return true;
 }
 
-static void sha256_hex(const void *data, size_t len, char hex[65])
+/* sha256 of the model's bytes. From a mapping, each MiB's pages are given
+ * back after it is hashed (the page cache keeps them for the load that
+ * follows): hashing never makes the whole file resident in this process. */
+static void sha256_hex(const void *data, size_t len, bool mapped, char hex[65])
 {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int dlen = 0;
+    const size_t chunk = (size_t)1 << 20;
     hex[0] = '\0';
-    if (!EVP_Digest(data, len, digest, &dlen, EVP_sha256(), NULL) || dlen != 32)
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (size_t done = 0; ok && done < len; done += chunk) {
+        size_t part = len - done < chunk ? len - done : chunk;
+        ok = EVP_DigestUpdate(ctx, (const char *)data + done, part);
+        /* the mapping starts on a page and chunks are whole pages: only the
+         * last may end inside one */
+        if (mapped)
+            madvise((char *)data + done, part, MADV_DONTNEED);
+    }
+    ok = ok && EVP_DigestFinal_ex(ctx, digest, &dlen) && dlen == 32;
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
         return;
     for (unsigned i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);
@@ -411,7 +462,7 @@ model_version *model_version_load(const model_source *src, const version_load_op
 {
     double start = monotonic_seconds();
     model_version *m = calloc(1, sizeof(*m));
-    void *bytes = NULL;
+    model_file file = {0};
     if (!m) {
         snprintf(err, n, "out of memory");
         return NULL;
@@ -440,26 +491,35 @@ model_version *model_version_load(const model_source *src, const version_load_op
             snprintf(err, n, "%s", e.message);
             goto fail;
         }
-        sha256_hex(src->model_data, src->model_size, m->sha256);
+        sha256_hex(src->model_data, src->model_size, false, m->sha256);
     } else {
-        size_t size = 0;
-        if (!(bytes = read_model_file(src->path, &size, &m->fingerprint, err, n)))
+        if (!model_file_open(src->path, &file, &m->fingerprint, err, n))
             goto fail;
-        sha256_hex(bytes, size, m->sha256);
+        sha256_hex(file.bytes, file.size, file.mapped, m->sha256);
         if (src->expected_sha256 && strcmp(src->expected_sha256, m->sha256) != 0) {
             snprintf(err, n, "%s: sha256 is %s, the manifest says %s (a partial or changed copy?)",
                      src->path, m->sha256, src->expected_sha256);
             goto fail;
         }
-        char dir[4400];
-        snprintf(dir, sizeof(dir), "%.*s", base > src->path ? (int)(base - src->path - 1) : 1,
-                 base > src->path ? src->path : ".");
-        if (ifd_model_load_memory(bytes, size, dir, &load_options, &m->model, &e) != IFD_OK) {
-            snprintf(err, n, "%s: %s", src->path, e.message);
+        ifd_status st;
+        bool named = file.mapped; /* ifd_model_load_mapped's messages start with the path */
+        if (file.mapped) {
+            /* the model takes the mapping over, also when it fails */
+            st = ifd_model_load_mapped(file.bytes, file.size, src->path, &load_options, &m->model,
+                                       &e);
+            file = (model_file){0};
+        } else {
+            char dir[4400];
+            snprintf(dir, sizeof(dir), "%.*s",
+                     base > src->path ? (int)(base - src->path - 1) : 1,
+                     base > src->path ? src->path : ".");
+            st = ifd_model_load_memory(file.bytes, file.size, dir, &load_options, &m->model, &e);
+            model_file_close(&file);
+        }
+        if (st != IFD_OK) {
+            snprintf(err, n, "%s%s%s", named ? "" : src->path, named ? "" : ": ", e.message);
             goto fail;
         }
-        free(bytes);
-        bytes = NULL;
     }
     m->sessions = calloc((size_t)options->n_sessions, sizeof(*m->sessions));
     if (!m->sessions) {
@@ -531,7 +591,7 @@ model_version *model_version_load(const model_source *src, const version_load_op
     m->ready = golden_recheck(m, err, n);
     return m;
 fail:
-    free(bytes);
+    model_file_close(&file);
     version_free(m);
     return NULL;
 }

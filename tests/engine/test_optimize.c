@@ -227,6 +227,13 @@ static void test_layers_with_equal_weights_share_one_packed_copy(void)
         size_t products, distinct = distinct_packed_weights(m, &products);
         CHECK_EQ_INT(products, 8); /* in-projection, out-projection, 2 feed-forward, x2 */
         CHECK_EQ_INT(distinct, 4);
+        /* the weights the layers read through Identity (folded to views of
+         * them) live only in the packed copies: no 2-D constant holds data */
+        size_t held = 0;
+        for (size_t i = 0; i < m->n_values; i++)
+            held += m->values[i].origin == VALUE_CONSTANT &&
+                    m->values[i].constant_storage.data && m->values[i].constant_storage.rank == 2;
+        CHECK_EQ_INT(held, 0);
     }
     ifd_model_free(m);
     /* W1, W2, W1 of one shape: the equal pair shares, the other stays apart,

@@ -92,9 +92,20 @@ void optimize_release_packed_constants(graph_view *g);
 /* Gemm/MatMul nodes whose packed weights are equal hold one copy
  * (share_packed.c). */
 ifd_status optimize_share_packed_weights(ifd_model *m, ifd_error *err);
+/* The same during prepare: packed_sharer_node after node n's prepare()
+ * shares its packed weight with an earlier node's equal one, freeing its
+ * own at once. Node indices must not move until packed_sharer_free. */
+typedef struct packed_entry packed_entry;
+typedef struct packed_sharer {
+    packed_entry *entries;
+    size_t count, capacity;
+} packed_sharer;
+ifd_status packed_sharer_node(packed_sharer *s, ifd_model *m, size_t n, ifd_error *err);
+void packed_sharer_free(packed_sharer *s);
 /* During prepare, after node n's: `readers` counts each value's reads
  * (graph outputs included). */
-void optimize_release_packed_inputs(ifd_model *m, size_t n, const int *readers);
+/* Returns the bytes of weight data it freed or gave back. */
+size_t optimize_release_packed_inputs(ifd_model *m, size_t n, const int *readers);
 
 /* The loader's three entry points. `removed` (m->n_nodes entries) marks the
  * nodes folded during prepare. */
