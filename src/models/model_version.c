@@ -8,8 +8,11 @@
  * the page cache instead of each holding a copy. The model store never
  * rewrites a file in place (a version appears and goes by rename, store.c),
  * and a mapping keeps its inode alive when the file is renamed over or
- * unlinked, so a served version keeps its bytes until it is freed; a file
- * truncated or rewritten in place under a server (cp over it) is not safe.
+ * unlinked, so a served version keeps its bytes until it is freed. A file
+ * truncated or rewritten in place under a mapping (cp over it) would change
+ * the weights under the server, or kill it with SIGBUS: only files nobody
+ * may write (no write bit: the store writes its models read-only) are
+ * mapped; a writable file is read into a private copy, as before.
  * The version is then given one session per serving thread, and every
  * session answers one warm-up inference before it is returned.
  * The golden samples recorded at import run again: an engine or file change
@@ -159,7 +162,9 @@ static bool model_file_open(const char *path, model_file *out, file_fingerprint 
     fp->size = st.st_size;
     fp->mtime_ns = (long long)st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
     size_t want = (size_t)st.st_size, got = 0;
-    void *map = want ? mmap(NULL, want, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    /* a writable file may be rewritten in place: read it (see the top) */
+    bool read_only = (st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0;
+    void *map = want && read_only ? mmap(NULL, want, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
     if (map != MAP_FAILED) {
         close(fd); /* the mapping keeps the inode, even if the file is renamed over */
         *out = (model_file){map, want, true};

@@ -172,7 +172,9 @@ static bool extract_member(struct archive *a, int index, uint64_t declared, stag
                            const char *tar_path, char *err, size_t n)
 {
     const char *name = members[index].name;
-    int fd = openat(st->fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    /* the model read-only, as store.c writes it (servers map only those) */
+    mode_t mode = strcmp(name, "model.onnx") == 0 ? 0444 : 0644;
+    int fd = openat(st->fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
         snprintf(err, n, "%s: member '%s': %s", tar_path, name, strerror(errno));
         return false;

@@ -871,7 +871,9 @@ static bool copy_into(int src_fd, const char *src_label, staging *st, char *err,
 {
     char label[4400];
     snprintf(label, sizeof(label), "%s/model.onnx", st->path);
-    int out = openat(st->fd, "model.onnx", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    /* read-only: a stored model never changes in place, and servers map
+     * only files nobody may rewrite (models/model_version.c) */
+    int out = openat(st->fd, "model.onnx", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
     if (out < 0) {
         snprintf(err, n, "%s: %s", label, strerror(errno));
         return false;

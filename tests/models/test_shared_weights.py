@@ -10,7 +10,11 @@ processes on 127.0.0.1:
   bytes no longer match its manifest is still refused;
 - a file replaced by rename while served keeps answering from the bytes it
   loaded (the mapping holds the old inode), as the model store and
-  repository writers (write to a temporary, then rename) rely on.
+  repository writers (write to a temporary, then rename) rely on;
+- only files nobody may write are mapped (the store writes its models
+  read-only): a writable file is read into a private copy, so rewriting it
+  in place under the server (cp over it: truncate, then write) neither
+  changes its answers nor kills it with SIGBUS.
 
 The model is y = ReduceSum(x * W, axis 1) with W float32 [1024, 1024]
 (4 MiB): no operator packs W, and its raw_data is aligned to 64 bytes in
@@ -120,7 +124,7 @@ class SharedWeightsTest(unittest.TestCase):
             srv.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def write_model(self, name, seed):
+    def write_model(self, name, seed, writable=False):
         data, w = weighted_sum_model(seed)
         path = os.path.join(self.tmp, name)
         with open(path, "wb") as f:
@@ -128,6 +132,8 @@ class SharedWeightsTest(unittest.TestCase):
             # written back, its page-cache pages are clean: two processes'
             # mappings then count them as Shared_Clean (Shared_Dirty before)
             os.fsync(f.fileno())
+        if not writable:
+            os.chmod(path, 0o444)  # servers map only files nobody may rewrite
         return path, data, w
 
     def serve(self, path):
@@ -173,6 +179,25 @@ class SharedWeightsTest(unittest.TestCase):
             self.check_answer(srv, w)
         self.assertIsNone(srv.proc.poll())
 
+    def test_writable_file_is_copied_so_rewriting_it_in_place_is_harmless(self):
+        path, data, w = self.write_model("model.onnx", 5, writable=True)
+        srv = self.serve(path)
+        self.check_answer(srv, w)
+        rss, _ = mapping_mib(srv.proc.pid, path)
+        self.assertEqual(rss, 0.0, "a writable model file must not be mapped")
+        # cp over it: truncated to nothing, then other weights written
+        other, _ = weighted_sum_model(6)
+        with open(path, "r+b") as f:
+            f.truncate(0)
+            f.flush()
+            os.fsync(f.fileno())
+            for _ in range(3):
+                self.check_answer(srv, w)
+            f.write(other)
+        for _ in range(3):
+            self.check_answer(srv, w)
+        self.assertIsNone(srv.proc.poll())
+
     def test_stored_model_whose_bytes_changed_is_refused(self):
         path, _, _ = self.write_model("model.onnx", 4)
         store = os.path.join(self.tmp, "store")
@@ -182,7 +207,9 @@ class SharedWeightsTest(unittest.TestCase):
         stored = [os.path.join(d, f) for d, _, files in os.walk(store) for f in files
                   if f.endswith(".onnx") and "/.tmp" not in d]
         self.assertEqual(len(stored), 1, stored)
+        self.assertEqual(os.stat(stored[0]).st_mode & 0o222, 0, "the store writes models read-only")
         # one flipped byte inside W: the file still parses, the hash differs
+        os.chmod(stored[0], 0o644)
         with open(stored[0], "r+b") as f:
             f.seek(os.path.getsize(stored[0]) // 2)
             byte = f.read(1)
