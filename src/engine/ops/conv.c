@@ -255,6 +255,22 @@ static bool dims_known(const value_info *v)
     return true;
 }
 
+/* X's dims with the batch axis taken as 1 when it is left open (models are
+ * exported with a dynamic batch): the layout choices below need the image
+ * extents and channels only. False when those are unknown at load. */
+static bool x_image_dims(const op_node *node, const conv_state *st, int64_t *dims)
+{
+    const value_info *x = node->n_inputs > st->x_index ? node->inputs[st->x_index] : NULL;
+    if (!x || x->rank < 3 || x->rank > IFD_MAX_RANK)
+        return false;
+    for (int i = 0; i < x->rank; i++) {
+        dims[i] = i == 0 && x->dims[0] < 0 ? 1 : x->dims[i];
+        if (dims[i] < 0)
+            return false;
+    }
+    return true;
+}
+
 /* Dense pointwise Convs over planes of at least DIRECT_MIN_PLANE positions
  * run through kernels/conv_direct.c (no patch copy, the epilogue in the
  * store). Measured with bench/engine/bench_conv_direct (best of 15 runs, one
@@ -278,12 +294,12 @@ static bool direct_wanted(const op_node *node, const conv_state *st, const ifd_t
     for (size_t i = 0; i < st->win.n_pads; i++)
         if (st->win.pads[i] != 0)
             return false;
-    const value_info *x = node->n_inputs > st->x_index ? node->inputs[st->x_index] : NULL;
-    if (!x || !dims_known(x) || x->rank != w->rank)
+    int64_t dims[IFD_MAX_RANK];
+    if (!x_image_dims(node, st, dims) || node->inputs[st->x_index]->rank != w->rank)
         return false;
     int64_t plane = 1;
-    for (int i = 2; i < x->rank; i++)
-        plane *= x->dims[i];
+    for (int i = 2; i < w->rank; i++)
+        plane *= dims[i];
     return plane >= DIRECT_MIN_PLANE;
 }
 
@@ -304,12 +320,13 @@ static bool transposed_wanted(const op_node *node, const conv_state *st, const i
 {
     if (st->kind != CONV || st->group != 1 || w->dims[0] % 32 != 0 || !gemm_kernel_is_avx512())
         return false;
-    const value_info *x = node->n_inputs > st->x_index ? node->inputs[st->x_index] : NULL;
-    if (!x || !dims_known(x))
+    int64_t dims[IFD_MAX_RANK];
+    if (!x_image_dims(node, st, dims))
         return false;
     conv_plan p;
     char why[512];
-    if (plan_conv(st, x->rank, x->dims, w->rank, w->dims, &p, why, sizeof(why)) != 0)
+    if (plan_conv(st, node->inputs[st->x_index]->rank, dims, w->rank, w->dims, &p, why,
+                  sizeof(why)) != 0)
         return false;
     return p.out_plane < TRANSPOSED_MAX_PLANE && p.out_plane % GEMM_PACK_NR != 0;
 }
@@ -462,10 +479,13 @@ static int conv_prepare_kind(op_node *node, ifd_error *err, conv_kind kind)
         else
             y->dims[1] = w->dims[0];
     }
-    if (dims_known(x) && dims_known(w)) {
+    /* the output extents follow from X's image and W alone: a batch left
+     * open (dynamic) keeps them known for the layers after this one */
+    int64_t x_dims[IFD_MAX_RANK];
+    if (x_image_dims(node, st, x_dims) && dims_known(w)) {
         conv_plan p;
         char why[512];
-        if (plan_conv(st, x->rank, x->dims, w->rank, w->dims, &p, why, sizeof(why)) != 0)
+        if (plan_conv(st, x->rank, x_dims, w->rank, w->dims, &p, why, sizeof(why)) != 0)
             return op_prepare_fail(node, err, "%s", why);
         for (int i = 0; i < p.spatial; i++)
             y->dims[2 + i] = p.out[i];
