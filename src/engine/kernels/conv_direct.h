@@ -1,5 +1,6 @@
 /*
- * conv_direct.h — dense stride-1 float convolution without a patch matrix
+ * conv_direct.h — dense stride-1 and stride-2 float convolution without a
+ * patch matrix
  * (implicit GEMM), for the AVX-512 path of ops/conv.c.
  *
  * With stride 1 a kernel tap reads the input shifted by a constant, so if
@@ -13,11 +14,13 @@
  * output tile stays in registers over the whole K, so there are no K panels
  * to reload and the bias, a fused residual and a Relu/Clip are applied as
  * the tile is stored into Y: no scratch block and no bias_store pass. A
- * pointwise (1x1, unpadded) layer reads X in place.
+ * pointwise (1x1, unpadded) layer reads X in place. Stride 2 becomes stride
+ * 1 over the image split into its four phases (even/odd rows x even/odd
+ * columns): a tap reads one phase shifted by a constant again.
  *
- * ops/conv.c sends it dense pointwise layers over large planes only: for
- * 3x3 layers the dropped columns cost more than im2col saves (its
- * direct_wanted has the numbers).
+ * ops/conv.c sends it dense pointwise layers over large planes and
+ * stride-2 stems over few channels: for 3x3 layers the dropped columns cost
+ * more than im2col saves (its direct_wanted has the numbers).
  *
  * Weights are packed once at load in tiles of CONV_DIRECT_MR output
  * channels, k-major (conv_direct_pack); conv_direct_unpack restores the plain
@@ -52,7 +55,8 @@ typedef struct conv_direct {
 } conv_direct;
 
 /* True when this path takes the geometry on this CPU: the AVX-512 GEMM
- * kernel in use, 1-D or 2-D, stride 1, non-negative padding, at most
+ * kernel in use, 1-D or 2-D, stride 1 or 2 (the same on both axes),
+ * non-negative padding, at most
  * CONV_DIRECT_MAX_TAPS taps. */
 bool conv_direct_fits(const conv_geometry *g);
 

@@ -272,35 +272,40 @@ static bool x_image_dims(const op_node *node, const conv_state *st, int64_t *dim
 }
 
 /* Dense pointwise Convs over planes of at least DIRECT_MIN_PLANE positions
- * run through kernels/conv_direct.c (no patch copy, the epilogue in the
+ * (and stride-2 stems over few channels) run through kernels/conv_direct.c (no patch copy, the epilogue in the
  * store). Measured with bench/engine/bench_conv_direct (best of 15 runs, one
  * core of the shared 2-core Xeon, against this file's sliced im2col + GEMM):
  * MobileNetV2's 1x1 layers 112x112 32->16 224 -> 150 us, 28x28 192->32 92
  * -> 70 us, 14x14 384->64 equal, 7x7 960->320 248 -> 268 us; ResNet-18's
  * stride-1 3x3 layers were 0-14% slower direct, as the padded row pitch
  * computes (kernel width - 1) dropped columns per row (2 of 16 at 14x14),
- * so those keep im2col. The decision needs X's plane at load. */
+ * so those keep im2col. Stride 2 goes through four phase planes of the
+ * image (conv_direct.h): MobileNetV2's 3x3/2 3->32 stem 340 -> 280-315 us,
+ * ResNet-18's 7x7/2 3->64 stem 2319-2396 -> 2329-2612 us (no gain: it
+ * keeps im2col), its 3x3/2 layers 20-40% slower. The decision needs X's
+ * image extents at load. */
 #define DIRECT_MIN_PLANE 784
 
 static bool direct_wanted(const op_node *node, const conv_state *st, const ifd_tensor *w,
                           size_t taps)
 {
-    if (st->kind != CONV || st->group != 1 || w->rank > 4 || taps != 1 ||
-        !conv_direct_wanted(taps))
+    if (st->kind != CONV || st->group != 1 || w->rank > 4 || !conv_direct_wanted(taps))
         return false;
-    for (size_t i = 0; i < st->win.n_strides; i++)
-        if (st->win.strides[i] != 1)
-            return false;
-    for (size_t i = 0; i < st->win.n_pads; i++)
-        if (st->win.pads[i] != 0)
-            return false;
     int64_t dims[IFD_MAX_RANK];
     if (!x_image_dims(node, st, dims) || node->inputs[st->x_index]->rank != w->rank)
         return false;
-    int64_t plane = 1;
-    for (int i = 2; i < w->rank; i++)
-        plane *= dims[i];
-    return plane >= DIRECT_MIN_PLANE;
+    conv_plan p;
+    char why[512];
+    if (plan_conv(st, w->rank, dims, w->rank, w->dims, &p, why, sizeof(why)) != 0)
+        return false;
+    const conv_geometry *g = &p.geo;
+    if (p.out_plane < DIRECT_MIN_PLANE)
+        return false;
+    if (p.pointwise)
+        return true;
+    /* a stride-2 stem over few input channels (MobileNetV2's 3x3 3->32),
+     * where im2col is most of the work */
+    return g->stride[1] == 2 && g->stride[2] == 2 && p.in_channels * (int64_t)taps <= 32;
 }
 
 /* Dense Convs whose output planes are small and not a multiple of the

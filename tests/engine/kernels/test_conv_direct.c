@@ -4,11 +4,12 @@
  * Conv definition computes, over many geometries: pointwise layers read in
  * place, 3x3 / 1x3 / 5x5 / 7x7 taps with symmetric, one-sided and no
  * padding (the padded copy and the squeezed rows), dilation, planes that end
- * mid-strip, output channel counts that are not multiples of the 12-row tile,
+ * mid-strip, stride 2 (the image split into four phase planes: odd sizes,
+ * uneven pads, dilation), output channel counts that are not multiples of the 12-row tile,
  * several images, 1-D geometries; with and without bias, fused residual and
  * clamp (NaN passes the clamp); on the caller and split over two threads.
  * It also checks that the packing round-trips and that the path declines
- * what it does not take (stride 2, negative padding, too many taps, another
+ * what it does not take (unequal strides, stride 3, negative padding, too many taps, another
  * micro-kernel pinned).
  */
 #include <math.h>
@@ -21,6 +22,7 @@
 typedef struct shape {
     size_t batch, channels, out_channels;
     int64_t h, w, kh, kw, dil_h, dil_w, pad_t, pad_l, pad_b, pad_r;
+    int64_t stride; /* 0 means 1 */
 } shape;
 
 static conv_geometry geometry(const shape *s)
@@ -31,13 +33,14 @@ static conv_geometry geometry(const shape *s)
     g.image[2] = s->w;
     g.kernel[1] = s->kh;
     g.kernel[2] = s->kw;
-    g.stride[1] = g.stride[2] = 1;
+    int64_t st = s->stride ? s->stride : 1;
+    g.stride[1] = g.stride[2] = st;
     g.dilation[1] = s->dil_h;
     g.dilation[2] = s->dil_w;
     g.pad[1] = s->pad_t;
     g.pad[2] = s->pad_l;
-    g.out[1] = s->h + s->pad_t + s->pad_b - s->dil_h * (s->kh - 1);
-    g.out[2] = s->w + s->pad_l + s->pad_r - s->dil_w * (s->kw - 1);
+    g.out[1] = (s->h + s->pad_t + s->pad_b - s->dil_h * (s->kh - 1) - 1) / st + 1;
+    g.out[2] = (s->w + s->pad_l + s->pad_r - s->dil_w * (s->kw - 1) - 1) / st + 1;
     return g;
 }
 
@@ -55,8 +58,8 @@ static void reference(const shape *s, const conv_geometry *g, const float *x, co
                     for (size_t c = 0; c < s->channels; c++)
                         for (int64_t a = 0; a < s->kh; a++)
                             for (int64_t b = 0; b < s->kw; b++) {
-                                int64_t r = i + a * s->dil_h - s->pad_t;
-                                int64_t q = j + b * s->dil_w - s->pad_l;
+                                int64_t r = i * g->stride[1] + a * s->dil_h - s->pad_t;
+                                int64_t q = j * g->stride[2] + b * s->dil_w - s->pad_l;
                                 if (r < 0 || r >= s->h || q < 0 || q >= s->w)
                                     continue;
                                 sum += (double)w[o * k + c * (size_t)(s->kh * s->kw) +
@@ -139,19 +142,25 @@ static int check_shape(const shape *s, bool with_bias, bool with_residual, bool 
 
 static const shape shapes[] = {
     /* batch, C, M, h, w, kh, kw, dil h/w, pads t l b r */
-    {1, 32, 16, 12, 12, 1, 1, 1, 1, 0, 0, 0, 0},  /* pointwise: X read in place */
-    {2, 24, 29, 7, 9, 1, 1, 1, 1, 0, 0, 0, 0},    /* M not a multiple of 12, two images */
-    {1, 3, 12, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0},     /* 25 positions: one masked strip */
-    {1, 16, 24, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1},  /* ResNet's 3x3, squeezed rows */
-    {3, 5, 7, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1},      /* odd channels, several images */
-    {1, 4, 13, 6, 11, 3, 3, 1, 1, 0, 0, 0, 0},    /* valid 3x3: reads X in place */
-    {1, 6, 12, 9, 7, 1, 3, 1, 1, 0, 1, 0, 1},     /* 1x3 */
-    {1, 2, 5, 10, 10, 5, 5, 1, 1, 2, 2, 2, 2},    /* 5x5 */
-    {1, 3, 8, 9, 9, 7, 7, 1, 1, 3, 3, 3, 3},      /* 7x7: 49 taps */
-    {1, 4, 6, 11, 11, 3, 3, 2, 2, 2, 2, 2, 2},    /* dilation 2 */
-    {1, 4, 6, 11, 10, 3, 3, 2, 1, 1, 0, 3, 2},    /* one-sided and uneven pads */
-    {2, 7, 20, 1, 40, 1, 3, 1, 1, 0, 1, 0, 1},    /* a 1-D convolution as 1 x 40 */
-    {1, 64, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1},  /* ResNet-18 layer 1, several blocks */
+    {1, 32, 16, 12, 12, 1, 1, 1, 1, 0, 0, 0, 0, 0},  /* pointwise: X read in place */
+    {2, 24, 29, 7, 9, 1, 1, 1, 1, 0, 0, 0, 0, 0},    /* M not a multiple of 12, two images */
+    {1, 3, 12, 5, 5, 1, 1, 1, 1, 0, 0, 0, 0, 0},     /* 25 positions: one masked strip */
+    {1, 16, 24, 14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 0},  /* ResNet's 3x3, squeezed rows */
+    {3, 5, 7, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 0},      /* odd channels, several images */
+    {1, 4, 13, 6, 11, 3, 3, 1, 1, 0, 0, 0, 0, 0},    /* valid 3x3: reads X in place */
+    {1, 6, 12, 9, 7, 1, 3, 1, 1, 0, 1, 0, 1, 0},     /* 1x3 */
+    {1, 2, 5, 10, 10, 5, 5, 1, 1, 2, 2, 2, 2, 0},    /* 5x5 */
+    {1, 3, 8, 9, 9, 7, 7, 1, 1, 3, 3, 3, 3, 0},      /* 7x7: 49 taps */
+    {1, 4, 6, 11, 11, 3, 3, 2, 2, 2, 2, 2, 2, 0},    /* dilation 2 */
+    {1, 4, 6, 11, 10, 3, 3, 2, 1, 1, 0, 3, 2, 0},    /* one-sided and uneven pads */
+    {2, 7, 20, 1, 40, 1, 3, 1, 1, 0, 1, 0, 1, 0},    /* a 1-D convolution as 1 x 40 */
+    /* stride 2, through the four phase planes */
+    {1, 3, 16, 23, 23, 7, 7, 1, 1, 3, 3, 3, 3, 2}, /* ResNet's stem at small size, odd image */
+    {2, 3, 13, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 2}, /* MobileNet's stem: drops the last pad */
+    {1, 5, 12, 9, 12, 3, 3, 1, 1, 0, 0, 0, 0, 2},  /* no padding, the odd row unread */
+    {1, 4, 7, 13, 11, 3, 3, 2, 2, 2, 1, 2, 3, 2},  /* dilation 2 and uneven pads */
+    {1, 6, 12, 10, 10, 1, 1, 1, 1, 0, 0, 0, 0, 2}, /* a strided pointwise (downsample) */
+    {1, 64, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 0},  /* ResNet-18 layer 1, several blocks */
 };
 
 static void test_direct_conv_matches_the_definition_on_many_geometries(void)
@@ -197,12 +206,16 @@ static void test_packing_round_trips(void)
 
 static void test_direct_path_declines_what_it_does_not_take(void)
 {
-    shape s = {1, 4, 4, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1};
+    shape s = {1, 4, 4, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 0};
     conv_geometry g = geometry(&s);
     bool avx512 = gemm_kernel_is_avx512();
     CHECK(conv_direct_fits(&g) == avx512);
     conv_geometry strided = g;
-    strided.stride[2] = 2;
+    strided.stride[2] = 2; /* only equal strides of 1 or 2 */
+    CHECK(!conv_direct_fits(&strided));
+    strided.stride[1] = 2;
+    CHECK(conv_direct_fits(&strided) == avx512);
+    strided.stride[1] = strided.stride[2] = 3;
     CHECK(!conv_direct_fits(&strided));
     conv_geometry cropped = g;
     cropped.pad[1] = -1;
