@@ -39,6 +39,11 @@
 /* as CONV_PARALLEL_MIN_FMAS in ops/conv.c: below this a hand-off costs more
  * than it saves */
 #define PARALLEL_MIN_FMAS 262144.0
+/* The first tile of output channels over a strip reads each channel's row
+ * from a different plane, a pattern the hardware prefetchers do not follow;
+ * it prefetches the rows of the strip two ahead (the later tiles read the
+ * strip from L1). */
+#define PREFETCH_AHEAD (2 * NT)
 
 size_t conv_direct_packed_floats(size_t m, size_t k)
 {
@@ -235,7 +240,7 @@ static void strip_plan(const layout *l, size_t s, strip_info *si)
  * epilogue straight into Y. */
 static inline TARGET_AVX512 __attribute__((always_inline)) void
 tile_body(const direct_job *job, const float *a, const float *b, const strip_info *si,
-          float *y, const float *res, const float *bias, const int rows)
+          float *y, const float *res, const float *bias, const int rows, const bool prefetch)
 {
     const layout *l = &job->l;
     __m512 acc[MR][2];
@@ -249,6 +254,10 @@ tile_body(const direct_job *job, const float *a, const float *b, const strip_inf
         for (size_t t = 0; t < taps; t++, a += MR) {
             const float *bt = b + toff[t];
             __m512 x0 = _mm512_maskz_loadu_ps(m0, bt), x1 = _mm512_maskz_loadu_ps(m1, bt + 16);
+            if (prefetch) {
+                _mm_prefetch((const char *)(bt + PREFETCH_AHEAD), _MM_HINT_T0);
+                _mm_prefetch((const char *)(bt + PREFETCH_AHEAD + 16), _MM_HINT_T0);
+            }
 #pragma GCC unroll 12
             for (int i = 0; i < rows; i++) {
                 __m512 av = _mm512_set1_ps(a[i]);
@@ -289,16 +298,19 @@ tile_body(const direct_job *job, const float *a, const float *b, const strip_inf
 
 static TARGET_AVX512 void tile(const direct_job *job, const float *a, const float *b,
                                const strip_info *si, float *y, const float *res,
-                               const float *bias, size_t rows)
+                               const float *bias, size_t rows, bool prefetch)
 {
 #define TILE(ROWS)                                                                            \
     case ROWS:                                                                                \
-        tile_body(job, a, b, si, y, res, bias, ROWS);                           \
+        if (prefetch)                                                                         \
+            tile_body(job, a, b, si, y, res, bias, ROWS, true);                               \
+        else                                                                                  \
+            tile_body(job, a, b, si, y, res, bias, ROWS, false);                              \
         break
     switch (rows) {
         TILE(1); TILE(2); TILE(3); TILE(4); TILE(5); TILE(6);
-        TILE(7); TILE(8); TILE(9); TILE(10); TILE(11);
-    default: tile_body(job, a, b, si, y, res, bias, MR); break;
+        TILE(7); TILE(8); TILE(9); TILE(10); TILE(11); TILE(12);
+    default: break;
     }
 #undef TILE
 }
@@ -383,7 +395,7 @@ static void run_items(void *arg, size_t begin, size_t end)
                 float *y = dc->y + (n * m + o0) * out_plane;
                 const float *res = dc->residual ? dc->residual + (n * m + o0) * out_plane : NULL;
                 const float *bias = dc->bias ? dc->bias + o0 : NULL;
-                tile(job, a, image + si->q, si, y, res, bias, rows);
+                tile(job, a, image + si->q, si, y, res, bias, rows, t == t0);
             }
         }
     }
