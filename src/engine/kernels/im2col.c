@@ -178,7 +178,6 @@ static void inside(int64_t out, int64_t stride, int64_t offset, int64_t extent, 
             dst[o] = 0;                                                                       \
     } while (0)
 
-DEFINE_IM2COL(im2col_f32, float)
 DEFINE_IM2COL(im2col_f64, double)
 DEFINE_IM2COL(im2col_s32, int32_t)
 

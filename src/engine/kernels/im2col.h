@@ -34,7 +34,6 @@ size_t conv_geometry_rows(const conv_geometry *g);
 size_t conv_geometry_cols(const conv_geometry *g);
 
 /* col[rows x cols] = the image patches of image[channels x image...]. */
-void im2col_f32(const conv_geometry *g, const float *image, float *col);
 void im2col_f64(const conv_geometry *g, const double *image, double *col);
 void im2col_s32(const conv_geometry *g, const int32_t *image, int32_t *col);
 

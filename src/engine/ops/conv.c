@@ -22,8 +22,7 @@
  * depthwise layers run a direct kernel instead (kernels/depthwise.c), dense
  * pointwise layers over large planes the direct tile of kernels/
  * conv_direct.c (no patch copy, the epilogue in its store: see
- * direct_wanted), and dense layers with small ragged planes a transposed
- * product (see transposed_wanted); and
+ * direct_wanted); and
  * the fusion pass (optimize/fuse_kernels.c through fusable.h) can fold a BatchNormalization
  * into the packed weights and have a residual input and a Relu/Clip applied
  * to each image's block while it is in cache;
@@ -77,9 +76,6 @@ typedef struct conv_state {
     /* A dense stride-1 Conv's weights for kernels/conv_direct.c, packed
      * instead of packed_w when that path runs on this CPU (scaled alike) */
     float *direct_w;
-    /* A small-plane Conv's W^T packed as the B operand of the transposed
-     * product (see transposed_wanted), again instead of packed_w */
-    float *transposed_w;
     kernel_epilogue epilogue;
 } conv_state;
 
@@ -101,7 +97,6 @@ static void conv_free(void *state)
         free(st->fused_bias);
         free(st->depthwise_w);
         free(st->direct_w);
-        free(st->transposed_w);
     }
     free(st);
 }
@@ -308,34 +303,6 @@ static bool direct_wanted(const op_node *node, const conv_state *st, const ifd_t
     return g->stride[1] == 2 && g->stride[2] == 2 && p.in_channels * (int64_t)taps <= 32;
 }
 
-/* Dense Convs whose output planes are small and not a multiple of the
- * GEMM's 16-column slivers (the 7x7 stages of ResNet-18 and MobileNetV2: 49
- * positions fill 64 columns, so a quarter of the tile's multiply-adds are
- * thrown away) multiply transposed instead: Y^T (positions x M) = patches^T
- * x W^T. The output channels, a multiple of 32, then fill whole tiles and
- * the positions are rows, where a ragged end costs one short row tile. W^T
- * is packed at load; the patches are read through the GEMM's own packing
- * of a transposed A (X itself for a pointwise layer). Measured with
- * bench/engine/bench_conv_direct (best of 10, one core, shared machine):
- * ResNet-18's 7x7 512->512 3x3 layer 2729 -> 2463 us, its 3x3/2 into 7x7
- * equal, MobileNetV2's 7x7 960->320 243 -> 238 us. */
-#define TRANSPOSED_MAX_PLANE 64
-
-static bool transposed_wanted(const op_node *node, const conv_state *st, const ifd_tensor *w)
-{
-    if (st->kind != CONV || st->group != 1 || w->dims[0] % 32 != 0 || !gemm_kernel_is_avx512())
-        return false;
-    int64_t dims[IFD_MAX_RANK];
-    if (!x_image_dims(node, st, dims))
-        return false;
-    conv_plan p;
-    char why[512];
-    if (plan_conv(st, node->inputs[st->x_index]->rank, dims, w->rank, w->dims, &p, why,
-                  sizeof(why)) != 0)
-        return false;
-    return p.out_plane < TRANSPOSED_MAX_PLANE && p.out_plane % GEMM_PACK_NR != 0;
-}
-
 /* Pack float weights per group as the A operand of the group's product:
  * Conv multiplies W_g (M/g x C/g*taps), ConvTranspose W_g^T (M/g*taps x C/g). */
 static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
@@ -360,9 +327,8 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
     bool depthwise = st->kind == CONV && w->rank == 4 && w->dims[1] == 1 && group > 1;
     /* the direct tile's layout replaces the GEMM's: weights are held once */
     bool direct = direct_wanted(node, st, w, taps);
-    bool transposed = !direct && transposed_wanted(node, st, w);
-    if (direct || transposed) {
-        per = direct ? conv_direct_packed_floats(m, k) : gemm_packed_b_floats(k, m);
+    if (direct) {
+        per = conv_direct_packed_floats(m, k);
         if (per == 0 || per > IFD_MAX_TENSOR_BYTES / sizeof(float))
             return op_prepare_fail(node, err, "W is too large to pack");
     }
@@ -378,8 +344,6 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
     }
     if (direct)
         st->direct_w = packed;
-    else if (transposed)
-        st->transposed_w = packed;
     else
         st->packed_w = packed;
     size_t per_out_channel = (size_t)count / (size_t)w->dims[0];
@@ -390,7 +354,7 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
         plain[i] = (float)v;
     }
     const float *weights = plain ? plain : (const float *)w->data;
-    for (size_t gi = 0; !direct && !transposed && gi < group; gi++) {
+    for (size_t gi = 0; !direct && gi < group; gi++) {
         const float *wg = weights + gi * m * k;
         if (st->kind == CONV_TRANSPOSE)
             gemm_pack_a(true, m, k, wg, m, st->packed_w + gi * per);
@@ -399,8 +363,6 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
     }
     if (direct)
         conv_direct_pack(m, k, weights, st->direct_w);
-    if (transposed)
-        gemm_pack_b(true, k, m, weights, k, st->transposed_w);
     if (depthwise) {
         free(st->depthwise_w);
         st->depthwise_w = plain;
@@ -830,90 +792,6 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
     return 0;
 }
 
-/* ---- float Conv of small planes, transposed (see transposed_wanted) ------- */
-
-typedef struct transposed_job {
-    const conv_state *st;
-    const conv_plan *p;
-    const float *x, *bias, *residual;
-    float *y;
-    float *scratch;           /* lanes x (patches + product) */
-    size_t col_floats, lane_floats, lanes;
-    threadpool *product_pool; /* the pool when images run one at a time, else NULL */
-} transposed_job;
-
-static void transposed_item(const transposed_job *job, size_t n, float *col, float *product)
-{
-    const conv_plan *p = job->p;
-    size_t m = (size_t)p->out_channels, q = p->out_plane;
-    size_t k = (size_t)p->in_channels * p->taps;
-    const float *xn = job->x + n * (size_t)p->in_channels * p->in_plane;
-    const float *patches = xn;
-    if (!p->pointwise) {
-        im2col_f32(&p->geo, xn, col);
-        patches = col;
-    }
-    gemm_operand oa = {patches, q, true, false}, ob = {job->st->transposed_w, 0, false, true};
-    gemm_f32_ex(q, m, k, 1.0f, oa, ob, 0.0f, product, m, job->product_pool);
-    /* the product is Y^T: one pass stores it transposed with the epilogue */
-    const kernel_epilogue *e = &job->st->epilogue;
-    float lo = e->clamp ? e->lo : -INFINITY, hi = e->clamp ? e->hi : INFINITY;
-    for (size_t o = 0; o < m; o++) {
-        float b = job->bias ? job->bias[o] : 0.0f;
-        float *yo = job->y + (n * m + o) * q;
-        const float *ro = job->residual ? job->residual + (n * m + o) * q : NULL;
-        for (size_t j = 0; j < q; j++) {
-            float v = product[j * m + o] + b;
-            if (ro)
-                v += ro[j];
-            v = v < lo ? lo : v; /* NaN passes, as in epilogue_apply */
-            yo[j] = v > hi ? hi : v;
-        }
-    }
-}
-
-static void transposed_lanes(void *arg, size_t begin, size_t end)
-{
-    const transposed_job *job = arg;
-    size_t items = (size_t)job->p->batch;
-    for (size_t lane = begin; lane < end; lane++) {
-        float *col = job->scratch + lane * job->lane_floats;
-        for (size_t n = lane_begin(lane, items, job->lanes);
-             n < lane_begin(lane + 1, items, job->lanes); n++)
-            transposed_item(job, n, col, col + job->col_floats);
-    }
-}
-
-static int transposed_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
-                                   const float *bias, const float *residual, float *yd)
-{
-    const conv_state *st = ctx->node->state;
-    threadpool *pool = op_threadpool(ctx);
-    transposed_job job = {.st = st, .p = p, .x = xd, .bias = bias, .residual = residual,
-                          .y = yd};
-    size_t batch = (size_t)p->batch, m = (size_t)p->out_channels;
-    size_t k = (size_t)p->in_channels * p->taps;
-    double fmas = (double)batch * (double)m * (double)p->out_plane * (double)k;
-    job.lanes = lanes_for((size_t)threadpool_size(pool), batch, fmas);
-    job.product_pool = job.lanes == 1 ? pool : NULL;
-    job.col_floats = p->pointwise ? 0 : matrix_size(k, p->out_plane);
-    size_t product = matrix_size(p->out_plane, m);
-    job.lane_floats = job.col_floats + product;
-    if (job.col_floats == 0 && !p->pointwise)
-        return op_fail(ctx, "patch matrix is too large");
-    if (product == 0 || job.lane_floats < product ||
-        job.lane_floats > IFD_MAX_TENSOR_BYTES / sizeof(float) / job.lanes)
-        return op_fail(ctx, "patch matrix is too large");
-    job.scratch = op_scratch(ctx, job.lane_floats * job.lanes * sizeof(float));
-    if (!job.scratch)
-        return -1;
-    if (job.lanes == 1)
-        transposed_lanes(&job, 0, 1);
-    else
-        threadpool_parallel_for(pool, job.lanes, 1, transposed_lanes, &job);
-    return 0;
-}
-
 static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, const float *wd,
                               const float *bd, const float *residual, float *yd)
 {
@@ -935,8 +813,6 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
         depthwise_conv_f32(&dc, pool);
         return 0;
     }
-    if (st->transposed_w)
-        return transposed_conv_forward(ctx, p, xd, job.bias, residual, yd);
     if (st->direct_w) {
         if (conv_direct_fits(&p->geo)) {
             conv_direct dc = {.geo = &p->geo, .batch = (size_t)p->batch,
@@ -1016,7 +892,7 @@ static int float_conv_run(op_ctx *ctx)
     const float *xd = float_view(ctx, x), *bd = b ? float_view(ctx, b) : NULL;
     float *yd = x->dtype == IFD_FLOAT ? y->data
                                       : op_scratch(ctx, (size_t)ifd_tensor_count(y) * 4 + 1);
-    bool packed = st->packed_w != NULL || st->direct_w != NULL || st->transposed_w != NULL;
+    bool packed = st->packed_w != NULL || st->direct_w != NULL;
     size_t want_m = (size_t)p.out_channels / (size_t)p.group, want_k = p.taps;
     if (st->kind == CONV)
         want_k *= (size_t)p.in_channels / (size_t)p.group;
@@ -1318,8 +1194,7 @@ bool conv_can_fuse(const op_node *conv)
     if (strcmp(conv->op_type, "Conv") != 0 || conv->domain[0] || !conv->state)
         return false;
     const conv_state *st = conv->state;
-    return st->kind == CONV && (st->packed_w || st->direct_w || st->transposed_w) &&
-           conv->inputs[0] &&
+    return st->kind == CONV && (st->packed_w || st->direct_w) && conv->inputs[0] &&
            conv->inputs[0]->dtype == IFD_FLOAT;
 }
 
@@ -1349,27 +1224,23 @@ bool conv_fuse_affine(op_node *conv, const double *scale, const double *shift, s
         return false;
     }
     float *old_packed = st->packed_w, *old_depthwise = st->depthwise_w;
-    float *old_direct = st->direct_w, *old_transposed = st->transposed_w;
+    float *old_direct = st->direct_w;
     st->packed_w = NULL;
     st->depthwise_w = NULL;
     st->direct_w = NULL;
-    st->transposed_w = NULL;
     ifd_error err;
     if (pack_weights(conv, st, w, scale, &err) != 0) {
         free(st->packed_w);
         free(st->direct_w);
-        free(st->transposed_w);
         st->packed_w = old_packed;
         st->depthwise_w = old_depthwise;
         st->direct_w = old_direct;
-        st->transposed_w = old_transposed;
         free(bias);
         return false;
     }
     free(old_packed);
     free(old_depthwise);
     free(old_direct);
-    free(old_transposed);
     st->fused_bias = bias;
     return true;
 }
