@@ -19,7 +19,10 @@
  * small images per product, im2col into L2, one store pass). Other float
  * Convs share their (image, group) items over the session's threads when
  * there are enough of them, else each product splits its own tiles;
- * depthwise layers run a direct kernel instead (kernels/depthwise.c); and
+ * depthwise layers run a direct kernel instead (kernels/depthwise.c), dense
+ * pointwise layers over large planes the direct tile of kernels/
+ * conv_direct.c (no patch copy, the epilogue in its store: see
+ * direct_wanted); and
  * the fusion pass (optimize/fuse_kernels.c through fusable.h) can fold a BatchNormalization
  * into the packed weights and have a residual input and a Relu/Clip applied
  * to each image's block while it is in cache;
@@ -33,6 +36,7 @@
 #include <string.h>
 
 #include "../kernels/bias_store.h"
+#include "../kernels/conv_direct.h"
 #include "../kernels/depthwise.h"
 #include "../kernels/epilogue.h"
 #include "../kernels/gemm.h"
@@ -69,6 +73,9 @@ typedef struct conv_state {
     /* A depthwise Conv's weights as plain floats (scaled like packed_w):
      * the direct loop reads them, the packed 1-row matrices are unused. */
     float *depthwise_w;
+    /* A dense stride-1 Conv's weights for kernels/conv_direct.c, packed
+     * instead of packed_w when that path runs on this CPU (scaled alike) */
+    float *direct_w;
     kernel_epilogue epilogue;
 } conv_state;
 
@@ -89,6 +96,7 @@ static void conv_free(void *state)
         free(st->packed_w);
         free(st->fused_bias);
         free(st->depthwise_w);
+        free(st->direct_w);
     }
     free(st);
 }
@@ -242,6 +250,59 @@ static bool dims_known(const value_info *v)
     return true;
 }
 
+/* X's dims with the batch axis taken as 1 when it is left open (models are
+ * exported with a dynamic batch): the layout choices below need the image
+ * extents and channels only. False when those are unknown at load. */
+static bool x_image_dims(const op_node *node, const conv_state *st, int64_t *dims)
+{
+    const value_info *x = node->n_inputs > st->x_index ? node->inputs[st->x_index] : NULL;
+    if (!x || x->rank < 3 || x->rank > IFD_MAX_RANK)
+        return false;
+    for (int i = 0; i < x->rank; i++) {
+        dims[i] = i == 0 && x->dims[0] < 0 ? 1 : x->dims[i];
+        if (dims[i] < 0)
+            return false;
+    }
+    return true;
+}
+
+/* Dense pointwise Convs over planes of at least DIRECT_MIN_PLANE positions
+ * (and stride-2 stems over few channels) run through kernels/conv_direct.c (no patch copy, the epilogue in the
+ * store). Measured with bench/engine/bench_conv_direct (best of 15 runs, one
+ * core of the shared 2-core Xeon, against this file's sliced im2col + GEMM):
+ * MobileNetV2's 1x1 layers 112x112 32->16 224 -> 150 us, 28x28 192->32 92
+ * -> 70 us, 14x14 384->64 equal, 7x7 960->320 248 -> 268 us; ResNet-18's
+ * stride-1 3x3 layers were 0-14% slower direct, as the padded row pitch
+ * computes (kernel width - 1) dropped columns per row (2 of 16 at 14x14),
+ * so those keep im2col. Stride 2 goes through four phase planes of the
+ * image (conv_direct.h): MobileNetV2's 3x3/2 3->32 stem 340 -> 280-315 us,
+ * ResNet-18's 7x7/2 3->64 stem 2319-2396 -> 2329-2612 us (no gain: it
+ * keeps im2col), its 3x3/2 layers 20-40% slower. The decision needs X's
+ * image extents at load. */
+#define DIRECT_MIN_PLANE 784
+
+static bool direct_wanted(const op_node *node, const conv_state *st, const ifd_tensor *w,
+                          size_t taps)
+{
+    if (st->kind != CONV || st->group != 1 || w->rank > 4 || !conv_direct_wanted(taps))
+        return false;
+    int64_t dims[IFD_MAX_RANK];
+    if (!x_image_dims(node, st, dims) || node->inputs[st->x_index]->rank != w->rank)
+        return false;
+    conv_plan p;
+    char why[512];
+    if (plan_conv(st, w->rank, dims, w->rank, w->dims, &p, why, sizeof(why)) != 0)
+        return false;
+    const conv_geometry *g = &p.geo;
+    if (p.out_plane < DIRECT_MIN_PLANE)
+        return false;
+    if (p.pointwise)
+        return true;
+    /* a stride-2 stem over few input channels (MobileNetV2's 3x3 3->32),
+     * where im2col is most of the work */
+    return g->stride[1] == 2 && g->stride[2] == 2 && p.in_channels * (int64_t)taps <= 32;
+}
+
 /* Pack float weights per group as the A operand of the group's product:
  * Conv multiplies W_g (M/g x C/g*taps), ConvTranspose W_g^T (M/g*taps x C/g). */
 static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
@@ -264,15 +325,27 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
     if (per == 0 || per > IFD_MAX_TENSOR_BYTES / sizeof(float) / group)
         return op_prepare_fail(node, err, "W is too large to pack");
     bool depthwise = st->kind == CONV && w->rank == 4 && w->dims[1] == 1 && group > 1;
+    /* the direct tile's layout replaces the GEMM's: weights are held once */
+    bool direct = direct_wanted(node, st, w, taps);
+    if (direct) {
+        per = conv_direct_packed_floats(m, k);
+        if (per == 0 || per > IFD_MAX_TENSOR_BYTES / sizeof(float))
+            return op_prepare_fail(node, err, "W is too large to pack");
+    }
     /* unscaled float32 weights pack straight from the constant: a converted
      * copy would hold the largest layer a third time while it packs */
-    bool direct = w->dtype == IFD_FLOAT && !channel_scale && !depthwise;
-    float *plain = direct ? NULL : malloc((size_t)count * sizeof(float) + 1);
-    st->packed_w = malloc(per * group * sizeof(float));
-    if ((!direct && !plain) || !st->packed_w) {
+    bool in_place = w->dtype == IFD_FLOAT && !channel_scale && !depthwise;
+    float *plain = in_place ? NULL : malloc((size_t)count * sizeof(float) + 1);
+    float *packed = malloc(per * group * sizeof(float));
+    if ((!in_place && !plain) || !packed) {
         free(plain);
+        free(packed);
         return op_prepare_fail(node, err, "out of memory packing W");
     }
+    if (direct)
+        st->direct_w = packed;
+    else
+        st->packed_w = packed;
     size_t per_out_channel = (size_t)count / (size_t)w->dims[0];
     for (int64_t i = 0; plain && i < count; i++) {
         double v = tensor_get_double(w, (size_t)i);
@@ -281,13 +354,15 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
         plain[i] = (float)v;
     }
     const float *weights = plain ? plain : (const float *)w->data;
-    for (size_t gi = 0; gi < group; gi++) {
+    for (size_t gi = 0; !direct && gi < group; gi++) {
         const float *wg = weights + gi * m * k;
         if (st->kind == CONV_TRANSPOSE)
             gemm_pack_a(true, m, k, wg, m, st->packed_w + gi * per);
         else
             gemm_pack_a(false, m, k, wg, k, st->packed_w + gi * per);
     }
+    if (direct)
+        conv_direct_pack(m, k, weights, st->direct_w);
     if (depthwise) {
         free(st->depthwise_w);
         st->depthwise_w = plain;
@@ -371,10 +446,13 @@ static int conv_prepare_kind(op_node *node, ifd_error *err, conv_kind kind)
         else
             y->dims[1] = w->dims[0];
     }
-    if (dims_known(x) && dims_known(w)) {
+    /* the output extents follow from X's image and W alone: a batch left
+     * open (dynamic) keeps them known for the layers after this one */
+    int64_t x_dims[IFD_MAX_RANK];
+    if (x_image_dims(node, st, x_dims) && dims_known(w)) {
         conv_plan p;
         char why[512];
-        if (plan_conv(st, x->rank, x->dims, w->rank, w->dims, &p, why, sizeof(why)) != 0)
+        if (plan_conv(st, x->rank, x_dims, w->rank, w->dims, &p, why, sizeof(why)) != 0)
             return op_prepare_fail(node, err, "%s", why);
         for (int i = 0; i < p.spatial; i++)
             y->dims[2 + i] = p.out[i];
@@ -735,6 +813,30 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
         depthwise_conv_f32(&dc, pool);
         return 0;
     }
+    if (st->direct_w) {
+        if (conv_direct_fits(&p->geo)) {
+            conv_direct dc = {.geo = &p->geo, .batch = (size_t)p->batch,
+                              .out_channels = (size_t)p->out_channels, .x = xd,
+                              .packed_w = st->direct_w, .bias = job.bias, .residual = residual,
+                              .y = yd, .epilogue = st->epilogue};
+            size_t floats;
+            if (!conv_direct_scratch_floats(&dc, &floats) ||
+                floats > IFD_MAX_TENSOR_BYTES / sizeof(float))
+                return op_fail(ctx, "padded input is too large");
+            float *scratch = floats ? op_scratch(ctx, floats * sizeof(float)) : NULL;
+            if (floats && !scratch)
+                return -1;
+            conv_direct_f32(&dc, scratch, pool);
+            return 0;
+        }
+        /* another micro-kernel pinned since load, or a geometry the tile
+         * does not take: the plain weights for the im2col path */
+        float *plain = op_scratch(ctx, st->packed_m * st->packed_k * sizeof(float) + 1);
+        if (!plain)
+            return -1;
+        conv_direct_unpack(st->packed_m, st->packed_k, st->direct_w, plain);
+        job.w = plain;
+    }
     int sliced = sliced_conv_forward(ctx, p, xd, job.bias, residual, yd);
     if (sliced <= 0)
         return sliced;
@@ -790,7 +892,7 @@ static int float_conv_run(op_ctx *ctx)
     const float *xd = float_view(ctx, x), *bd = b ? float_view(ctx, b) : NULL;
     float *yd = x->dtype == IFD_FLOAT ? y->data
                                       : op_scratch(ctx, (size_t)ifd_tensor_count(y) * 4 + 1);
-    bool packed = st->packed_w != NULL;
+    bool packed = st->packed_w != NULL || st->direct_w != NULL;
     size_t want_m = (size_t)p.out_channels / (size_t)p.group, want_k = p.taps;
     if (st->kind == CONV)
         want_k *= (size_t)p.in_channels / (size_t)p.group;
@@ -1092,7 +1194,7 @@ bool conv_can_fuse(const op_node *conv)
     if (strcmp(conv->op_type, "Conv") != 0 || conv->domain[0] || !conv->state)
         return false;
     const conv_state *st = conv->state;
-    return st->kind == CONV && st->packed_w && conv->inputs[0] &&
+    return st->kind == CONV && (st->packed_w || st->direct_w) && conv->inputs[0] &&
            conv->inputs[0]->dtype == IFD_FLOAT;
 }
 
@@ -1122,18 +1224,23 @@ bool conv_fuse_affine(op_node *conv, const double *scale, const double *shift, s
         return false;
     }
     float *old_packed = st->packed_w, *old_depthwise = st->depthwise_w;
+    float *old_direct = st->direct_w;
     st->packed_w = NULL;
     st->depthwise_w = NULL;
+    st->direct_w = NULL;
     ifd_error err;
     if (pack_weights(conv, st, w, scale, &err) != 0) {
         free(st->packed_w);
+        free(st->direct_w);
         st->packed_w = old_packed;
         st->depthwise_w = old_depthwise;
+        st->direct_w = old_direct;
         free(bias);
         return false;
     }
     free(old_packed);
     free(old_depthwise);
+    free(old_direct);
     st->fused_bias = bias;
     return true;
 }
