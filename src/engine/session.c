@@ -194,7 +194,10 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
      * fuzz_model_load in ConstantOfShape); outputs always get a buffer */
     if (v->kind != IFD_VALUE_TENSOR || v->tensor.dtype == IFD_STRING || dtype == IFD_STRING ||
         v->tensor.capacity < bytes || !v->tensor.data) {
-        release_slot(s, slot);
+        /* a slot released at the end of the last run is all zeroes: nothing
+         * to give back (the common case, so spare the clearing) */
+        if (v->kind != IFD_VALUE_TENSOR || v->tensor.data || v->items || v->map_keys.data || v->map_values.data)
+            release_slot(s, slot);
         if (dtype == IFD_STRING) {
             if (tensor_alloc(&v->tensor, dtype, rank, dims, "output", ctx->err) != IFD_OK) {
                 op_fail(ctx, "output %d: out of memory", i);

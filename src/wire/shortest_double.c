@@ -32,10 +32,26 @@ size_t shortest_double_digits(double d, char digits[18], int *exponent)
     /* d2d leaves no trailing zeros; its mantissa has at most 17 digits */
     uint32_t length = decimalLength17(v.mantissa);
     uint64_t m = v.mantissa;
-    for (uint32_t i = length; i > 0; i--) {
-        digits[i - 1] = (char)('0' + m % 10);
-        m /= 10;
+    uint32_t at = length;
+    if (m >> 32) { /* the low 8 digits in 32-bit arithmetic, as Ryu's own writer does */
+        uint64_t q = m / 100000000;
+        uint32_t low = (uint32_t)(m - 100000000 * q);
+        m = q;
+        for (int pair = 0; pair < 4; pair++, low /= 100) {
+            memcpy(digits + at - 2, DIGIT_TABLE + 2 * (low % 100), 2);
+            at -= 2;
+        }
     }
+    uint32_t rest = (uint32_t)m; /* below 2^32 now */
+    while (rest >= 100) {
+        memcpy(digits + at - 2, DIGIT_TABLE + 2 * (rest % 100), 2);
+        at -= 2;
+        rest /= 100;
+    }
+    if (rest >= 10)
+        memcpy(digits + at - 2, DIGIT_TABLE + 2 * rest, 2);
+    else
+        digits[at - 1] = (char)('0' + rest);
     *exponent = v.exponent + (int)length - 1;
     return length;
 }
