@@ -495,34 +495,89 @@ static char *format_decimal(char out[24], unsigned long long v)
     return p;
 }
 
+/* A TEXT value: copied as it is, then its control characters and DEL
+ * become '?' (append_text's mapping is byte for byte). Returns the end. */
+static char *put_text_value(char *out, const char *value, size_t n)
+{
+    memcpy(out, value, n);
+    for (size_t i = plain_prefix(out, n, false); i < n; i++)
+        if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
+            out[i] = '?';
+    return out + n;
+}
+
+static char *put_literal(char *out, const char *text, size_t n)
+{
+    memcpy(out, text, n);
+    return out + n;
+}
+
+#define PUT_LITERAL(out, text) put_literal(out, text, sizeof(text) - 1)
+
 void log_request(const char *request_id, const char *method, const char *path, unsigned status,
                  double seconds, unsigned long long bytes, const char *model)
 {
     if (!log_enabled(LOG_INFO))
         return;
+    char status_digits[24], ms[32], bytes_digits[24];
+    const char *status_text = format_decimal(status_digits, status);
+    size_t status_len = (size_t)(status_digits + 24 - status_text);
+    /* milliseconds with three decimals, rounded to the microsecond */
+    double micros = seconds * 1e6 + 0.5;
+    unsigned long long thousandths = micros > 0 && micros < 1e18 ? (unsigned long long)micros : 0;
+    char whole_digits[24];
+    const char *whole = format_decimal(whole_digits, thousandths / 1000);
+    size_t ms_len = (size_t)(whole_digits + 24 - whole);
+    memcpy(ms, whole, ms_len);
+    ms[ms_len++] = '.';
+    ms[ms_len++] = (char)('0' + thousandths / 100 % 10);
+    ms[ms_len++] = (char)('0' + thousandths / 10 % 10);
+    ms[ms_len++] = (char)('0' + thousandths % 10);
+    const char *bytes_text = format_decimal(bytes_digits, bytes);
+    size_t bytes_len = (size_t)(bytes_digits + 24 - bytes_text);
+    if (!request_id)
+        request_id = "";
+    if (!method)
+        method = "";
+    if (!path)
+        path = "";
+    if (!model)
+        model = "";
+    size_t id_len = strlen(request_id), method_len = strlen(method), path_len = strlen(path),
+           model_len = strlen(model);
+    if (line_format == LOG_TEXT && id_len + method_len + path_len + model_len <= 1024) {
+        /* the common line, written straight into one buffer: the same bytes
+         * as the general path below */
+        char line[1024 + 256], stamp[32];
+        timestamp(stamp);
+        char *p = put_literal(line, stamp, strlen(stamp));
+        p = PUT_LITERAL(p, " INFO    request request_id=");
+        p = put_text_value(p, request_id, id_len);
+        p = PUT_LITERAL(p, " method=");
+        p = put_text_value(p, method, method_len);
+        p = PUT_LITERAL(p, " path=");
+        p = put_text_value(p, path, path_len);
+        p = PUT_LITERAL(p, " status=");
+        p = put_literal(p, status_text, status_len);
+        p = PUT_LITERAL(p, " ms=");
+        p = put_literal(p, ms, ms_len);
+        p = PUT_LITERAL(p, " bytes=");
+        p = put_literal(p, bytes_text, bytes_len);
+        p = PUT_LITERAL(p, " model=");
+        p = put_text_value(p, model, model_len);
+        *p++ = '\n';
+        emit(line, (size_t)(p - line), true);
+        return;
+    }
     line_buffer b = {.cap = sizeof(b.stack)};
     b.data = b.stack;
     begin_line(&b, LOG_INFO, "request");
     append_field(&b, "request_id", request_id);
     append_field(&b, "method", method);
     append_field(&b, "path", path);
-    char digits[24];
-    const char *d = format_decimal(digits, status);
-    append_plain_field(&b, "status", 6, d, (size_t)(digits + 24 - d));
-    /* milliseconds with three decimals, rounded to the microsecond */
-    double micros = seconds * 1e6 + 0.5;
-    unsigned long long thousandths = micros > 0 && micros < 1e18 ? (unsigned long long)micros : 0;
-    char ms[32];
-    d = format_decimal(digits, thousandths / 1000);
-    size_t n = (size_t)(digits + 24 - d);
-    memcpy(ms, d, n);
-    ms[n++] = '.';
-    ms[n++] = (char)('0' + thousandths / 100 % 10);
-    ms[n++] = (char)('0' + thousandths / 10 % 10);
-    ms[n++] = (char)('0' + thousandths % 10);
-    append_plain_field(&b, "ms", 2, ms, n);
-    d = format_decimal(digits, bytes);
-    append_plain_field(&b, "bytes", 5, d, (size_t)(digits + 24 - d));
+    append_plain_field(&b, "status", 6, status_text, status_len);
+    append_plain_field(&b, "ms", 2, ms, ms_len);
+    append_plain_field(&b, "bytes", 5, bytes_text, bytes_len);
     append_field(&b, "model", model);
     end_line(&b, true);
 }

@@ -106,6 +106,22 @@ static void test_log_request_writes_the_line_log_buffered_writes(void)
     }
 }
 
+/* A client's long URL: past the length written in one piece, the line is
+ * built the general way, with the same bytes. */
+static void test_log_request_writes_long_paths_the_same_way(void)
+{
+    static char path[3001];
+    for (size_t i = 0; i < sizeof(path) - 1; i++)
+        path[i] = (char)('a' + i % 26);
+    path[2999] = '\x01';
+    request_case c = {"id", "GET", path, "m", 414, 0.002, 40};
+    check_same_line(&c, LOG_TEXT);
+    check_same_line(&c, LOG_JSON);
+    path[1000] = '\0'; /* 1000 bytes: the one-piece line, at its edge */
+    request_case edge = {"0123456789abcdef-000001", "GET", path, "model", 404, 0.002, 40};
+    check_same_line(&edge, LOG_TEXT);
+}
+
 /* The escaping itself, spelled out: past the first 8 bytes too. */
 static void test_log_request_escapes_client_bytes_anywhere(void)
 {
@@ -139,6 +155,7 @@ static void test_log_request_is_silent_below_its_level(void)
 int main(void)
 {
     RUN(test_log_request_writes_the_line_log_buffered_writes);
+    RUN(test_log_request_writes_long_paths_the_same_way);
     RUN(test_log_request_escapes_client_bytes_anywhere);
     RUN(test_log_request_is_silent_below_its_level);
     TEST_MAIN_END();
