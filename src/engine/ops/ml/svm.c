@@ -467,12 +467,19 @@ static int svm_classifier_run(op_ctx *ctx)
     if (!ml_mul(s->classes, s->classes, &cc) || !ml_mul(cc, 2, &cc))
         return op_fail(ctx, "too many classes");
     per_block = s->features + s->vectors + s->pairs + cc + s->classes;
-    if (!ml_mul(per_block, job.blocks * sizeof(float), &bytes))
+    /* one scratch buffer: labels and votes (int64) first, then the floats */
+    size_t label_bytes, vote_bytes, float_bytes, total;
+    if (!ml_mul(per_block, job.blocks * sizeof(float), &float_bytes) ||
+        !ml_mul(job.rows, sizeof(int64_t), &label_bytes) ||
+        !ml_mul(job.blocks * s->classes, sizeof(int64_t), &vote_bytes) ||
+        (total = label_bytes + vote_bytes) < label_bytes || total + float_bytes + 1 < total)
         return op_fail(ctx, "scratch size overflows");
-    if (!(job.scratch = op_scratch(ctx, bytes)) ||
-        !(job.votes = op_scratch(ctx, job.blocks * s->classes * sizeof(int64_t))) ||
-        !(job.label = op_scratch(ctx, job.rows * sizeof(int64_t) + 1)))
+    char *block = op_scratch(ctx, total + float_bytes + 1);
+    if (!block)
         return -1;
+    job.label = (int64_t *)block;
+    job.votes = (int64_t *)(block + label_bytes);
+    job.scratch = (float *)(block + total);
     job.floats_per_block = per_block;
     if (job.rows)
         op_parallel_for(ctx, job.blocks, 1, svm_block, &job);
