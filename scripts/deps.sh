@@ -16,8 +16,8 @@ build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler li
        libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev
        libsqlite3-dev libhiredis-dev libpq-dev libjpeg62-turbo-dev libpng-dev)
 build+=(libgrpc-dev)  # KServe V2 over gRPC (--grpc-port): gRPC's C core; messages via protobuf-c
-# shortest round-trip number formatting (src/wire/shortest_double.cc): Python's
-# repr() digits without printf/strtod trials on every JSON number inferd writes
+# tests/wire/test_shortest_double: the reference that src/wire's shortest
+# round-trip digits (Ryu, vendored) are held to
 build+=(libdouble-conversion-dev)
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and

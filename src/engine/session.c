@@ -62,6 +62,9 @@ struct ifd_session {
 };
 
 #define BUFFER_ALIGN 64
+/* Graph outputs up to this size are copied out of the session rather than
+ * moved (take_output). */
+#define SMALL_OUTPUT_BYTES 4096
 
 /* ---- buffer pool --------------------------------------------------------- */
 
@@ -224,7 +227,10 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
      * fuzz_model_load in ConstantOfShape); outputs always get a buffer */
     if (v->kind != IFD_VALUE_TENSOR || v->tensor.dtype == IFD_STRING || dtype == IFD_STRING ||
         v->tensor.capacity < bytes || !v->tensor.data) {
-        release_slot(s, slot);
+        /* a slot released at the end of the last run is all zeroes: nothing
+         * to give back (the common case, so spare the clearing) */
+        if (v->kind != IFD_VALUE_TENSOR || v->tensor.data || v->items || v->map_keys.data || v->map_values.data)
+            release_slot(s, slot);
         if (dtype == IFD_STRING) {
             if (tensor_alloc(&v->tensor, dtype, rank, dims, "output", ctx->err) != IFD_OK) {
                 op_fail(ctx, "output %d: out of memory", i);
@@ -596,6 +602,29 @@ static ifd_status take_output(struct session_private *s, const ifd_model *m, siz
     if (!moved) {
         set_error(err, "out of memory");
         return IFD_ERR_NO_MEMORY;
+    }
+    const ifd_tensor *t = &v->tensor;
+    size_t bytes;
+    if (v->kind == IFD_VALUE_TENSOR && t->dtype != IFD_STRING && t->owns_data &&
+        t->capacity <= SMALL_OUTPUT_BYTES && shape_bytes(t->dtype, t->rank, t->dims, &bytes)) {
+        /* A small output (a label, a row of scores) is copied into a plain
+         * malloc'd buffer and its pooled buffer stays in the session: moving
+         * it out would make the next run aligned_alloc a new one, which
+         * costs more than the copy. */
+        void *copy = malloc(bytes ? bytes : 1);
+        if (!copy) {
+            free(moved);
+            set_error(err, "out of memory");
+            return IFD_ERR_NO_MEMORY;
+        }
+        memcpy(copy, t->data, bytes);
+        *moved = *v;
+        moved->tensor.data = copy;
+        moved->tensor.capacity = bytes;
+        moved->tensor.owns_data = 1;
+        release_slot(s, slot);
+        *out = moved;
+        return IFD_OK;
     }
     *moved = s->owned[slot];
     memset(&s->owned[slot], 0, sizeof(s->owned[slot]));

@@ -19,16 +19,22 @@ void set_error(ifd_error *err, const char *fmt, ...)
     va_end(ap);
 }
 
-void value_clear(ifd_value *value)
+/* Free what the value owns, leaving its fields as they were. */
+static void value_release(ifd_value *value)
 {
-    if (!value)
-        return;
     tensor_release(&value->tensor);
     for (size_t i = 0; i < value->length; i++)
         ifd_value_free(value->items[i]);
     free(value->items);
     tensor_release(&value->map_keys);
     tensor_release(&value->map_values);
+}
+
+void value_clear(ifd_value *value)
+{
+    if (!value)
+        return;
+    value_release(value);
     memset(value, 0, sizeof(*value));
 }
 
@@ -36,7 +42,7 @@ void ifd_value_free(ifd_value *value)
 {
     if (!value)
         return;
-    value_clear(value);
+    value_release(value); /* no need to zero what is freed next */
     free(value);
 }
 
@@ -48,11 +54,14 @@ ifd_status ifd_value_new_tensor(ifd_dtype dtype, int rank, const int64_t *dims,
         set_error(err, "tensor rank %d is outside 0..%d", rank, IFD_MAX_RANK);
         return IFD_ERR_INVALID_ARGUMENT;
     }
-    ifd_value *value = calloc(1, sizeof(*value));
+    /* malloc + memset rather than calloc: glibc's calloc bypasses the
+     * per-thread cache, and every request makes a value or two */
+    ifd_value *value = malloc(sizeof(*value));
     if (!value) {
         set_error(err, "out of memory");
         return IFD_ERR_NO_MEMORY;
     }
+    memset(value, 0, sizeof(*value));
     ifd_status st = tensor_alloc(&value->tensor, dtype, rank, dims, "tensor", err);
     if (st != IFD_OK) {
         free(value);

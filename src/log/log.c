@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,13 +120,39 @@ static size_t utf8_sequence(const unsigned char *s)
     return n;
 }
 
+/* SWAR tests of 8 bytes at once (Hacker's Delight 6-1; Sean Anderson's
+ * bit hacks): whether any byte is below n (n <= 128), or equal to c. Exact
+ * as to whether some byte matches, which is all they are asked. */
+#define BYTES_ONES 0x0101010101010101ull
+#define BYTES_HIGH 0x8080808080808080ull
+static inline bool bytes_any_below(uint64_t x, unsigned n) { return ((x - BYTES_ONES * n) & ~x & BYTES_HIGH) != 0; }
+static inline bool bytes_any_equal(uint64_t x, unsigned c) { return bytes_any_below(x ^ (BYTES_ONES * c), 1); }
+
+/* How many leading bytes of s[0..n) a line takes as they are, 8 at a time:
+ * no control character, no DEL, and for JSON no quote, no backslash and no
+ * byte above ASCII (those need the byte-wise checks). A multiple of 8 or n;
+ * the byte-wise loop does the rest. */
+static size_t plain_prefix(const char *s, size_t n, bool json)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        if (bytes_any_below(x, 0x20) || bytes_any_equal(x, 0x7f))
+            break;
+        if (json && ((x & BYTES_HIGH) || bytes_any_equal(x, '"') || bytes_any_equal(x, '\\')))
+            break;
+    }
+    return i;
+}
+
 /* A JSON string: quotes, backslashes and control characters escaped. */
 static void append_json(line_buffer *b, const char *value)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)value;
     append(b, "\"", 1);
-    size_t run = 0; /* bytes of s[0..run) to copy as they are */
+    size_t run = plain_prefix(value, strlen(value), true); /* bytes of s[0..run) to copy as they are */
     while (s[run]) {
         unsigned char c = s[run];
         size_t n = c >= 0x20 && c != '"' && c != '\\' ? utf8_sequence(s + run) : 0;
@@ -156,7 +183,7 @@ static void append_json(line_buffer *b, const char *value)
 static void append_text(line_buffer *b, const char *value)
 {
     const char *s = value;
-    size_t run = 0;
+    size_t run = plain_prefix(value, strlen(value), false);
     while (s[run]) {
         unsigned char c = (unsigned char)s[run];
         if (c >= 0x20 && c != 0x7f) {
@@ -375,51 +402,184 @@ static void emit(const char *line, size_t len, bool buffered)
     pthread_mutex_unlock(&t->lock);
 }
 
-static void format_event(log_level level, const char *message, va_list ap, bool buffered)
+/* The start of every line: time, level, message. */
+static void begin_line(line_buffer *b, log_level level, const char *message)
 {
     char stamp[32];
     timestamp(stamp);
-    line_buffer b = {.cap = sizeof(b.stack)};
-    b.data = b.stack;
     if (line_format == LOG_JSON) {
-        append_str(&b, "{\"time\":\"");
-        append_str(&b, stamp);
-        append_str(&b, "\",\"level\":\"");
-        append_str(&b, level_names[level]);
-        append_str(&b, "\",\"message\":");
-        append_json(&b, message);
-        for (const char *key; (key = va_arg(ap, const char *));) {
-            const char *value = va_arg(ap, const char *);
-            append(&b, ",", 1);
-            append_json(&b, key);
-            append(&b, ":", 1);
-            append_json(&b, value ? value : "");
-        }
-        append(&b, "}", 1);
+        append_str(b, "{\"time\":\"");
+        append_str(b, stamp);
+        append_str(b, "\",\"level\":\"");
+        append_str(b, level_names[level]);
+        append_str(b, "\",\"message\":");
+        append_json(b, message);
     } else {
         static const char pad[] = "       ";
-        append_str(&b, stamp);
-        append(&b, " ", 1);
-        append_str(&b, level_names[level]);
+        append_str(b, stamp);
+        append(b, " ", 1);
+        append_str(b, level_names[level]);
         size_t name = strlen(level_names[level]);
-        append(&b, pad, name < 7 ? 7 - name : 0); /* "%-7s" */
-        append(&b, " ", 1);
-        append_text(&b, message);
-        for (const char *key; (key = va_arg(ap, const char *));) {
-            const char *value = va_arg(ap, const char *);
-            append(&b, " ", 1);
-            append_str(&b, key);
-            append(&b, "=", 1);
-            append_text(&b, value ? value : "");
-        }
+        append(b, pad, name < 7 ? 7 - name : 0); /* "%-7s" */
+        append(b, " ", 1);
+        append_text(b, message);
     }
-    append(&b, "\n", 1);
-    if (b.failed)
+}
+
+/* One key=value (TEXT) or ,"key":"value" (JSON) of a line. */
+static void append_field(line_buffer *b, const char *key, const char *value)
+{
+    if (line_format == LOG_JSON) {
+        append(b, ",", 1);
+        append_json(b, key);
+        append(b, ":", 1);
+        append_json(b, value ? value : "");
+    } else {
+        append(b, " ", 1);
+        append_str(b, key);
+        append(b, "=", 1);
+        append_text(b, value ? value : "");
+    }
+}
+
+/* A field whose key and value need no escaping in either format (digits,
+ * names written here): copied as they are. */
+static void append_plain_field(line_buffer *b, const char *key, size_t key_len, const char *value,
+                               size_t value_len)
+{
+    if (line_format == LOG_JSON) {
+        append(b, ",\"", 2);
+        append(b, key, key_len);
+        append(b, "\":\"", 3);
+        append(b, value, value_len);
+        append(b, "\"", 1);
+    } else {
+        append(b, " ", 1);
+        append(b, key, key_len);
+        append(b, "=", 1);
+        append(b, value, value_len);
+    }
+}
+
+static void end_line(line_buffer *b, bool buffered)
+{
+    append(b, line_format == LOG_JSON ? "}\n" : "\n", line_format == LOG_JSON ? 2 : 1);
+    if (b->failed)
         atomic_fetch_add(&dropped_lines, 1);
     else
-        emit(b.data, b.len, buffered);
-    if (b.heap)
-        free(b.data);
+        emit(b->data, b->len, buffered);
+    if (b->heap)
+        free(b->data);
+}
+
+static void format_event(log_level level, const char *message, va_list ap, bool buffered)
+{
+    line_buffer b = {.cap = sizeof(b.stack)};
+    b.data = b.stack;
+    begin_line(&b, level, message);
+    for (const char *key; (key = va_arg(ap, const char *));) {
+        const char *value = va_arg(ap, const char *);
+        append_field(&b, key, value);
+    }
+    end_line(&b, buffered);
+}
+
+/* Decimal digits of v at the end of out[0..24); returns where they begin. */
+static char *format_decimal(char out[24], unsigned long long v)
+{
+    char *p = out + 24;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return p;
+}
+
+/* A TEXT value: copied as it is, then its control characters and DEL
+ * become '?' (append_text's mapping is byte for byte). Returns the end. */
+static char *put_text_value(char *out, const char *value, size_t n)
+{
+    memcpy(out, value, n);
+    for (size_t i = plain_prefix(out, n, false); i < n; i++)
+        if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
+            out[i] = '?';
+    return out + n;
+}
+
+static char *put_literal(char *out, const char *text, size_t n)
+{
+    memcpy(out, text, n);
+    return out + n;
+}
+
+#define PUT_LITERAL(out, text) put_literal(out, text, sizeof(text) - 1)
+
+void log_request(const char *request_id, const char *method, const char *path, unsigned status,
+                 double seconds, unsigned long long bytes, const char *model)
+{
+    if (!log_enabled(LOG_INFO))
+        return;
+    char status_digits[24], ms[32], bytes_digits[24];
+    const char *status_text = format_decimal(status_digits, status);
+    size_t status_len = (size_t)(status_digits + 24 - status_text);
+    /* milliseconds with three decimals, rounded to the microsecond */
+    double micros = seconds * 1e6 + 0.5;
+    unsigned long long thousandths = micros > 0 && micros < 1e18 ? (unsigned long long)micros : 0;
+    char whole_digits[24];
+    const char *whole = format_decimal(whole_digits, thousandths / 1000);
+    size_t ms_len = (size_t)(whole_digits + 24 - whole);
+    memcpy(ms, whole, ms_len);
+    ms[ms_len++] = '.';
+    ms[ms_len++] = (char)('0' + thousandths / 100 % 10);
+    ms[ms_len++] = (char)('0' + thousandths / 10 % 10);
+    ms[ms_len++] = (char)('0' + thousandths % 10);
+    const char *bytes_text = format_decimal(bytes_digits, bytes);
+    size_t bytes_len = (size_t)(bytes_digits + 24 - bytes_text);
+    if (!request_id)
+        request_id = "";
+    if (!method)
+        method = "";
+    if (!path)
+        path = "";
+    if (!model)
+        model = "";
+    size_t id_len = strlen(request_id), method_len = strlen(method), path_len = strlen(path),
+           model_len = strlen(model);
+    if (line_format == LOG_TEXT && id_len + method_len + path_len + model_len <= 1024) {
+        /* the common line, written straight into one buffer: the same bytes
+         * as the general path below */
+        char line[1024 + 256], stamp[32];
+        timestamp(stamp);
+        char *p = put_literal(line, stamp, strlen(stamp));
+        p = PUT_LITERAL(p, " INFO    request request_id=");
+        p = put_text_value(p, request_id, id_len);
+        p = PUT_LITERAL(p, " method=");
+        p = put_text_value(p, method, method_len);
+        p = PUT_LITERAL(p, " path=");
+        p = put_text_value(p, path, path_len);
+        p = PUT_LITERAL(p, " status=");
+        p = put_literal(p, status_text, status_len);
+        p = PUT_LITERAL(p, " ms=");
+        p = put_literal(p, ms, ms_len);
+        p = PUT_LITERAL(p, " bytes=");
+        p = put_literal(p, bytes_text, bytes_len);
+        p = PUT_LITERAL(p, " model=");
+        p = put_text_value(p, model, model_len);
+        *p++ = '\n';
+        emit(line, (size_t)(p - line), true);
+        return;
+    }
+    line_buffer b = {.cap = sizeof(b.stack)};
+    b.data = b.stack;
+    begin_line(&b, LOG_INFO, "request");
+    append_field(&b, "request_id", request_id);
+    append_field(&b, "method", method);
+    append_field(&b, "path", path);
+    append_plain_field(&b, "status", 6, status_text, status_len);
+    append_plain_field(&b, "ms", 2, ms, ms_len);
+    append_plain_field(&b, "bytes", 5, bytes_text, bytes_len);
+    append_field(&b, "model", model);
+    end_line(&b, true);
 }
 
 void log_event(log_level level, const char *message, ...)

@@ -30,6 +30,17 @@ void log_event(log_level level, const char *message, ...) __attribute__((sentine
  * before it exits so that no line waits long or is lost. */
 void log_buffered(log_level level, const char *message, ...) __attribute__((sentinel));
 
+/* The access log's line for one request, buffered as log_buffered does:
+ * the same line as
+ *   log_buffered(LOG_INFO, "request", "request_id", request_id, "method",
+ *                method, "path", path, "status", "<status>", "ms",
+ *                "<seconds in ms, 3 decimals>", "bytes", "<bytes>", "model",
+ *                model, NULL)
+ * built without the argument list and number strings (a line per request
+ * is a measurable part of the request). NULL strings are empty. */
+void log_request(const char *request_id, const char *method, const char *path, unsigned status,
+                 double seconds, unsigned long long bytes, const char *model);
+
 /* Write every thread's buffered lines now. */
 void log_flush(void);
 

@@ -110,8 +110,9 @@ static void observe_request(metrics *m, const char *protocol, const char *method
                             size_t error_json_len, const char *error_text, double t_start, double t_queued,
                             double t_compute_start, double t_compute_end, double end)
 {
-    recent_error error = {0};
+    recent_error error; /* filled for errors only: zeroing it per request was a measurable cost */
     if (status >= 400) {
+        memset(&error, 0, sizeof(error));
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
         error.wall = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;

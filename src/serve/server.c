@@ -735,33 +735,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
     return hand_off(srv->pool, req, &route, "the server is overloaded or stopping; retry later");
 }
 
-/* "%llu" and "%.3f" of milliseconds for the access log, without printf. */
-static void format_unsigned(char out[24], unsigned long long v)
-{
-    char reversed[24];
-    int n = 0;
-    do {
-        reversed[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (int i = 0; i < n; i++)
-        out[i] = reversed[n - 1 - i];
-    out[n] = '\0';
-}
-
-static void format_millis(char out[32], double seconds)
-{
-    double micros = seconds * 1e6 + 0.5;
-    unsigned long long thousandths = micros > 0 && micros < 1e18 ? (unsigned long long)micros : 0;
-    format_unsigned(out, thousandths / 1000);
-    size_t n = strlen(out);
-    out[n++] = '.';
-    out[n++] = (char)('0' + thousandths / 100 % 10);
-    out[n++] = (char)('0' + thousandths / 10 % 10);
-    out[n++] = (char)('0' + thousandths % 10);
-    out[n] = '\0';
-}
-
 static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                          enum MHD_RequestTerminationCode code)
 {
@@ -774,15 +747,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     if (code != MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->answered)
         status = code == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 499;
     count_request(req, status); /* requests that ended without an answer */
-    if (log_enabled(LOG_INFO)) {
-        char code_text[24], ms[32], bytes[24];
-        format_unsigned(code_text, (unsigned long long)(status < 0 ? 0 : status));
-        format_millis(ms, end - req->t_start);
-        format_unsigned(bytes, req->response_len);
-        log_buffered(LOG_INFO, "request", "request_id", req->request_id, "method", req->method, "path",
-                     req->path ? req->path : "", "status", code_text, "ms", ms, "bytes", bytes, "model",
-                     req->model_name, NULL);
-    }
+    log_request(req->request_id, req->method, req->path, (unsigned)(status < 0 ? 0 : status), end - req->t_start,
+                req->response_len, req->model_name);
     /* the version that answered may have been retired meanwhile: this
      * request may be the last that holds it */
     if (req->deferred) /* its answer is sent: shutdown no longer waits for it */

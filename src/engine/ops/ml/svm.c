@@ -87,6 +87,47 @@ static void kernel_row(const svm_kernel_params *k, const float *x, const float *
     }
 }
 
+/* kernel_row over vectors stored feature by feature (vt[f * count + t]):
+ * the inner loop runs across vectors, so the compiler vectorises it, and
+ * each vector's sum still adds its features in order 0..F-1, so the result
+ * is bit for bit kernel_row's. A request to a small SVM is mostly this. */
+static void kernel_row_by_feature(const svm_kernel_params *k, const float *x, const float *vt,
+                                  size_t count, size_t features, float *out)
+{
+    for (size_t t = 0; t < count; t++)
+        out[t] = 0.0f;
+    if (k->type == KERNEL_RBF) {
+        for (size_t f = 0; f < features; f++) {
+            const float xf = x[f], *column = vt + f * count;
+            for (size_t t = 0; t < count; t++) {
+                float d = xf - column[t];
+                out[t] += d * d;
+            }
+        }
+        for (size_t t = 0; t < count; t++)
+            out[t] = expf(-k->gamma * out[t]);
+        return;
+    }
+    for (size_t f = 0; f < features; f++) {
+        const float xf = x[f], *column = vt + f * count;
+        for (size_t t = 0; t < count; t++)
+            out[t] += xf * column[t];
+    }
+    if (k->type == KERNEL_LINEAR)
+        return; /* the classifier's bias is 0 (rho is added per pair) */
+    for (size_t t = 0; t < count; t++) {
+        float base = k->gamma * out[t] + k->coef0;
+        if (k->type == KERNEL_SIGMOID)
+            out[t] = tanhf(base);
+        else if (k->degree == 2.0f)
+            out[t] = base * base;
+        else if (k->degree == 3.0f)
+            out[t] = base * base * base;
+        else
+            out[t] = powf(base, k->degree);
+    }
+}
+
 /* ---- SVMClassifier ------------------------------------------------------ */
 
 typedef struct svm_classifier {
@@ -97,6 +138,7 @@ typedef struct svm_classifier {
     size_t classes, vectors, features, pairs, columns;
     const float *coefficients; /* svc: [classes-1, vectors]; linear: [classes, features] */
     const float *support_vectors;
+    float *vectors_by_feature; /* svc: support_vectors transposed, [features, vectors] */
     const float *rho, *prob_a, *prob_b;
     size_t *start;             /* first support vector of each class */
     size_t *count;             /* support vectors of each class */
@@ -110,6 +152,7 @@ static void svm_classifier_free(void *p)
     if (s) {
         free(s->start);
         free(s->count);
+        free(s->vectors_by_feature);
     }
     free(s);
 }
@@ -195,6 +238,13 @@ static int svm_classifier_check(op_node *node, ifd_error *err, svm_classifier *s
         at += s->count[i];
     }
     s->columns = s->have_proba ? s->classes : s->classes > 2 ? s->pairs : 2;
+    size_t values = vectors * s->features; /* <= n_sv, an attribute's length */
+    s->vectors_by_feature = malloc(values * sizeof(float));
+    if (!s->vectors_by_feature)
+        return op_prepare_fail(node, err, "out of memory");
+    for (size_t t = 0; t < vectors; t++)
+        for (size_t f = 0; f < s->features; f++)
+            s->vectors_by_feature[f * vectors + t] = s->support_vectors[t * s->features + f];
     return 0;
 }
 
@@ -294,7 +344,7 @@ static void svc_row(const svm_classifier *s, const float *x, float *scratch, int
     float *r = decision + s->pairs;      /* C x C */
     float *Q = r + C * C;                /* C x C */
     float *Qp = Q + C * C;               /* C */
-    kernel_row(&s->kernel, x, s->support_vectors, V, s->features, 0.0f, kernels);
+    kernel_row_by_feature(&s->kernel, x, s->vectors_by_feature, V, s->features, kernels);
     memset(votes, 0, C * sizeof(*votes));
     size_t pair = 0;
     for (size_t i = 0; i + 1 < C; i++) {
@@ -417,12 +467,19 @@ static int svm_classifier_run(op_ctx *ctx)
     if (!ml_mul(s->classes, s->classes, &cc) || !ml_mul(cc, 2, &cc))
         return op_fail(ctx, "too many classes");
     per_block = s->features + s->vectors + s->pairs + cc + s->classes;
-    if (!ml_mul(per_block, job.blocks * sizeof(float), &bytes))
+    /* one scratch buffer: labels and votes (int64) first, then the floats */
+    size_t label_bytes, vote_bytes, float_bytes, total;
+    if (!ml_mul(per_block, job.blocks * sizeof(float), &float_bytes) ||
+        !ml_mul(job.rows, sizeof(int64_t), &label_bytes) ||
+        !ml_mul(job.blocks * s->classes, sizeof(int64_t), &vote_bytes) ||
+        (total = label_bytes + vote_bytes) < label_bytes || total + float_bytes + 1 < total)
         return op_fail(ctx, "scratch size overflows");
-    if (!(job.scratch = op_scratch(ctx, bytes)) ||
-        !(job.votes = op_scratch(ctx, job.blocks * s->classes * sizeof(int64_t))) ||
-        !(job.label = op_scratch(ctx, job.rows * sizeof(int64_t) + 1)))
+    char *block = op_scratch(ctx, total + float_bytes + 1);
+    if (!block)
         return -1;
+    job.label = (int64_t *)block;
+    job.votes = (int64_t *)(block + label_bytes);
+    job.scratch = (float *)(block + total);
     job.floats_per_block = per_block;
     if (job.rows)
         op_parallel_for(ctx, job.blocks, 1, svm_block, &job);

@@ -4,8 +4,9 @@
  * to a Python caller, a sequence of N maps class label -> probability. The
  * keys come from classlabels_int64s or classlabels_strings (one per column).
  *
- * The output is a sequence value the core frees recursively; each map owns a
- * 1-D key tensor and a 1-D float value tensor.
+ * The output is a sequence value the core frees recursively; each map holds a
+ * 1-D key tensor and a 1-D float value tensor (see make_map for who owns
+ * their memory).
  */
 #include "ml.h"
 
@@ -39,24 +40,43 @@ static int zipmap_prepare(op_node *node, ifd_error *err)
     return 0;
 }
 
-/* One map: the labels as keys, one row of probabilities as values. */
+/* One map: the labels as keys, one row of probabilities as values. With
+ * integer labels the map, its keys and its values are one allocation (the
+ * tensors borrow from it, so freeing the map frees all three): a request
+ * to a small classifier makes one map, and three allocations of it were a
+ * measurable part of the whole run. String keys own their strings and so
+ * get tensors of their own. */
 static ifd_value *make_map(const ml_labels *labels, const float *row, ifd_error *err)
 {
-    ifd_value *map = calloc(1, sizeof(*map));
     int64_t dims[1] = {(int64_t)labels->count};
+    if (!labels->strings) {
+        size_t keys = labels->count * sizeof(int64_t), values = labels->count * sizeof(float);
+        ifd_value *map = malloc(sizeof(*map) + keys + values);
+        if (!map)
+            return NULL;
+        memset(map, 0, sizeof(*map));
+        map->kind = IFD_VALUE_MAP;
+        char *block = (char *)(map + 1);
+        memcpy(block, labels->ints, keys);
+        memcpy(block + keys, row, values);
+        map->map_keys.data = block;
+        map->map_keys.dtype = IFD_INT64;
+        map->map_keys.capacity = keys;
+        tensor_set_shape(&map->map_keys, 1, dims);
+        map->map_values.data = block + keys;
+        map->map_values.dtype = IFD_FLOAT;
+        map->map_values.capacity = values;
+        tensor_set_shape(&map->map_values, 1, dims);
+        return map;
+    }
+    ifd_value *map = calloc(1, sizeof(*map));
     if (!map)
         return NULL;
     map->kind = IFD_VALUE_MAP;
-    if (tensor_alloc(&map->map_keys, labels->strings ? IFD_STRING : IFD_INT64, 1, dims,
-                     "ZipMap keys", err) != IFD_OK ||
-        tensor_alloc(&map->map_values, IFD_FLOAT, 1, dims, "ZipMap values", err) != IFD_OK)
+    if (tensor_alloc(&map->map_keys, IFD_STRING, 1, dims, "ZipMap keys", err) != IFD_OK ||
+        tensor_alloc(&map->map_values, IFD_FLOAT, 1, dims, "ZipMap values", err) != IFD_OK ||
+        !strings_copy(map->map_keys.data, labels->strs, labels->count))
         goto fail;
-    if (labels->strings) {
-        if (!strings_copy(map->map_keys.data, labels->strs, labels->count))
-            goto fail;
-    } else {
-        memcpy(map->map_keys.data, labels->ints, labels->count * sizeof(int64_t));
-    }
     memcpy(map->map_values.data, row, labels->count * sizeof(float));
     return map;
 fail:
@@ -82,7 +102,9 @@ static int zipmap_run(op_ctx *ctx)
     z->length = 0;
     if (rows == 0)
         return 0;
-    z->items = calloc((size_t)rows, sizeof(*z->items));
+    /* malloc, not calloc (glibc's calloc bypasses the per-thread cache):
+     * every entry is set below */
+    z->items = malloc((size_t)rows * sizeof(*z->items));
     if (!z->items)
         return op_fail(ctx, "out of memory for %lld maps", (long long)rows);
     const float *data = x->data;

@@ -1,14 +1,15 @@
 /*
- * shortest_double.cc — the C face of libdouble-conversion's shortest mode
- * (see shortest_double.h). The one C++ file of inferd: the library is C++,
- * and this is all of it that inferd uses. No exceptions and no allocation
- * happen here.
+ * shortest_reference.cc — the reference for tests/wire/test_shortest_double:
+ * Debian's libdouble-conversion in its shortest mode (Grisu3 with an exact
+ * bignum fallback), which src/wire used before Ryu, behind a C face.
  */
-#include "shortest_double.h"
-
 #include <double-conversion/double-to-string.h>
 
-size_t shortest_double_digits(double d, char digits[18], int *exponent)
+#include <stddef.h>
+
+extern "C" size_t reference_shortest_digits(double d, char digits[18], int *exponent);
+
+size_t reference_shortest_digits(double d, char digits[18], int *exponent)
 {
     using double_conversion::DoubleToStringConverter;
     char buffer[DoubleToStringConverter::kBase10MaximalLength + 1];
