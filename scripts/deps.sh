@@ -16,15 +16,14 @@ build=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler li
        libopenblas-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libarchive-dev
        libsqlite3-dev libhiredis-dev libpq-dev libjpeg62-turbo-dev libpng-dev)
 build+=(libgrpc-dev)  # KServe V2 over gRPC (--grpc-port): gRPC's C core; messages via protobuf-c
-# tests/wire/test_shortest_double: the reference that src/wire's shortest
-# round-trip digits (Ryu, vendored) are held to
-build+=(libdouble-conversion-dev)
+build+=(libfmt-dev)  # src/wire's shortest round-trip digits of JSON numbers (fmt's Dragonbox)
 # test: ONNX's backend test data and Debian's Python stack for fixture models;
 # clang for the fuzzers; promtool (prometheus) for /metrics; OCI tools and
 # yamllint for the release patterns
 test=(libonnx-testdata python3-onnx python3-numpy python3-sklearn python3-torch clang prometheus
       libclang-rt-14-dev umoci skopeo yamllint curl)
 test+=(wrk)           # the load generator of the live-model tests
+test+=(libdouble-conversion-dev)  # tests/wire holds src/wire's shortest digits to libdouble-conversion's
 test+=(redis-server)  # the job queue's Redis tests
 test+=(postgresql)    # inferd batch --db tests
 test+=(python3-pil)   # the image fixtures (tests/image)

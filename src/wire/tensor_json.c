@@ -451,7 +451,7 @@ static void put_real(text_buffer *b, double d)
         return;
     }
     /* Python's repr(): the shortest digits that read back as d
-     * (Ryu finds them, shortest_double.c; `inferd batch` and every answer
+     * (libfmt's Dragonbox finds them, shortest_double.cc; `inferd batch` and every answer
      * write these), laid out in positional notation for exponents -4..15
      * and in scientific notation otherwise ("1e-05", "1e+16", "1.5e+300"). */
     char digits[24], text[48];

@@ -135,7 +135,7 @@ class DeployTest(unittest.TestCase):
         for package in packages.stdout.split():
             if package not in optional:
                 self.assertIn(package, build_stage.split(), f"the Dockerfile's build stage lacks {package}")
-        runtime_of = {"libdouble-conversion-dev": "libdouble-conversion3", "libgrpc-dev": "libgrpc29",
+        runtime_of = {"libfmt-dev": "libfmt9", "libgrpc-dev": "libgrpc29",
                       "libmicrohttpd-dev": "libmicrohttpd12", "libhiredis-dev": "libhiredis0.14",
                       "libprotobuf-c-dev": "libprotobuf-c1", "libjansson-dev": "libjansson4", "libpq-dev": "libpq5",
                       "libsqlite3-dev": "libsqlite3-0", "libpng-dev": "libpng16-16",

@@ -1,7 +1,7 @@
 /*
  * shortest_reference.cc — the reference for tests/wire/test_shortest_double:
  * Debian's libdouble-conversion in its shortest mode (Grisu3 with an exact
- * bignum fallback), which src/wire used before Ryu, behind a C face.
+ * bignum fallback), which src/wire used before libfmt's Dragonbox, behind a C face.
  */
 #include <double-conversion/double-to-string.h>
 

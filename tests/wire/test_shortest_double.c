@@ -1,5 +1,5 @@
 /*
- * test_shortest_double.c — src/wire/shortest_double.c (Ryu) must give
+ * test_shortest_double.c — src/wire/shortest_double.cc (libfmt's Dragonbox) must give
  * exactly the digits and exponent libdouble-conversion's shortest mode
  * gives, which every answer wrote before: random bit patterns (subnormals,
  * huge and tiny exponents), float32 values widened (what models output),
@@ -35,7 +35,7 @@ static void check(double d)
     got[n] = want[m] = '\0';
     if (n != m || strcmp(got, want) != 0 || got_exponent != want_exponent) {
         if (failures++ < 20)
-            fprintf(stderr, "FAIL: %a: Ryu %se%d, double-conversion %se%d\n", d, got, got_exponent, want,
+            fprintf(stderr, "FAIL: %a: fmt %se%d, double-conversion %se%d\n", d, got, got_exponent, want,
                     want_exponent);
         return;
     }
