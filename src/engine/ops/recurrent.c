@@ -34,6 +34,7 @@
 #include <strings.h>
 
 #include "../kernels/gemm.h"
+#include "../kernels/lstm_cell.h"
 #include "../kernels/vmath.h"
 #include "op_util.h"
 
@@ -413,6 +414,7 @@ typedef struct direction_run {
     float *rh_out;
     float *y;         /* output Y or NULL */
     const activation_fn *f, *g, *hact;
+    bool default_lstm; /* LSTM with Sigmoid, Tanh, Tanh: the fused lstm_cell_f32 */
     threadpool *pool;
     /* step tasks (see run_steps): task step * chunks + j is chunk j of a step */
     size_t chunks;
@@ -463,7 +465,7 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
         const float *xw = d->xw + x_row(d, t, b) * GH + k0;
         const float *bs = d->bsum ? d->bsum + k0 : NULL;
         float *gate = hr + b * (int64_t)n; /* gate q of unit k at gate[q * cw + k] */
-        for (int64_t q = 0; q < (gru ? 2 : G); q++) {
+        for (int64_t q = 0; !d->default_lstm && q < (gru ? 2 : G); q++) {
             if (bs)
                 for (int64_t k = 0; k < cw; k++)
                     gate[q * cw + k] += xw[q * H + k] + bs[q * H + k];
@@ -486,6 +488,18 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
             activate_array(d->g, hc, (size_t)cw);
             for (int64_t k = 0; k < cw; k++)
                 hn[k] = (1.0f - z[k]) * hc[k] + z[k] * hp[k];
+        } else if (d->default_lstm) {
+            lstm_cell_args cell = {
+                .acc = gate, .acc_stride = (size_t)cw, .xw = xw, .bias = bs,
+                .xw_stride = (size_t)H, .clip = st->clip, .input_forget = st->input_forget,
+                .c = d->c + b * H + k0, .h = hn,
+            };
+            if (d->p) {
+                cell.peep_i = d->p + k0;
+                cell.peep_o = d->p + H + k0;
+                cell.peep_f = d->p + 2 * H + k0;
+            }
+            lstm_cell_f32(&cell, (size_t)cw);
         } else {
             /* i, o, f, c; peepholes P = (i, o, f) */
             float *gi = gate, *go = gate + cw, *gf = gate + 2 * cw, *gc = gate + 3 * cw;
@@ -787,6 +801,8 @@ static int recurrent_run(op_ctx *ctx)
         d.f = &st->acts[dir * per];
         d.g = per > 1 ? &st->acts[dir * per + 1] : NULL;
         d.hact = per > 2 ? &st->acts[dir * per + 2] : NULL;
+        d.default_lstm = st->cell == CELL_LSTM && d.f->kind == ACT_SIGMOID &&
+                         d.g->kind == ACT_TANH && d.hact->kind == ACT_TANH;
         memset(state, 0, state_floats * sizeof(float));
         if (h0)
             copy_state(st, dir, batch, h0->data, d.h, false);
