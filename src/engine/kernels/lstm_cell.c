@@ -28,11 +28,11 @@ static inline float bits_to_float(uint32_t u)
     return f;
 }
 
-static inline uint32_t float_to_bits(float f)
+/* 2^n; a NaN n (from a NaN input) stays NaN, where converting it to an
+ * integer would be undefined. */
+static inline float pow2i_scalar(float n)
 {
-    uint32_t u;
-    memcpy(&u, &f, sizeof(u));
-    return u;
+    return n != n ? n : bits_to_float((uint32_t)((int32_t)n + 127) << 23);
 }
 
 /* Adding 1.5 * 2^23 rounds to an integer (to nearest even); not folded away
@@ -56,14 +56,9 @@ static inline float round_scalar(float x)
 #define V_FMA(a, b, c) ((a) * (b) + (c))
 #define V_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define V_MAX(a, b) ((a) > (b) ? (a) : (b))
-#define V_AND(a, b) bits_to_float(float_to_bits(a) & float_to_bits(b))
-#define V_OR(a, b) bits_to_float(float_to_bits(a) | float_to_bits(b))
-#define V_ABS(a) fabsf(a)
 #define V_ROUND(a) round_scalar(a)
-#define V_POW2I(n) bits_to_float((uint32_t)((int32_t)(n) + 127) << 23)
+#define V_POW2I(n) pow2i_scalar(n)
 #define V_RCP(d) (1.0f / (d))
-#define V_SELECT_LT(a, b, x, y) ((a) < (b) ? (x) : (y))
-#define V_SELECT_NAN(v, x, y) ((v) != (v) ? (x) : (y))
 #include "lstm_cell_body.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -93,16 +88,11 @@ TARGET_AVX2 static inline __m256 rcp_avx2(__m256 d)
 #define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define V_MIN(a, b) _mm256_min_ps((a), (b))
 #define V_MAX(a, b) _mm256_max_ps((a), (b))
-#define V_AND(a, b) _mm256_and_ps((a), (b))
-#define V_OR(a, b) _mm256_or_ps((a), (b))
-#define V_ABS(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), (a))
 #define V_ROUND(a) _mm256_round_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define V_POW2I(n)                                                                                 \
     _mm256_castsi256_ps(_mm256_slli_epi32(                                                         \
         _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23))
 #define V_RCP(d) rcp_avx2(d)
-#define V_SELECT_LT(a, b, x, y) _mm256_blendv_ps((y), (x), _mm256_cmp_ps((a), (b), _CMP_LT_OQ))
-#define V_SELECT_NAN(v, x, y) _mm256_blendv_ps((y), (x), _mm256_cmp_ps((v), (v), _CMP_UNORD_Q))
 #include "lstm_cell_body.h"
 
 /* ---- AVX-512F: 16 lanes ----------------------------------------------------------- */
@@ -128,21 +118,11 @@ TARGET_AVX512 static inline __m512 rcp_avx512(__m512 d)
 #define V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define V_MIN(a, b) _mm512_min_ps((a), (b))
 #define V_MAX(a, b) _mm512_max_ps((a), (b))
-/* float and/or are AVX512DQ; the integer forms are AVX512F */
-#define V_AND(a, b)                                                                                \
-    _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)))
-#define V_OR(a, b)                                                                                 \
-    _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), _mm512_castps_si512(b)))
-#define V_ABS(a) _mm512_abs_ps(a)
 #define V_ROUND(a) _mm512_roundscale_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define V_POW2I(n)                                                                                 \
     _mm512_castsi512_ps(_mm512_slli_epi32(                                                         \
         _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
 #define V_RCP(d) rcp_avx512(d)
-#define V_SELECT_LT(a, b, x, y)                                                                    \
-    _mm512_mask_blend_ps(_mm512_cmp_ps_mask((a), (b), _CMP_LT_OQ), (y), (x))
-#define V_SELECT_NAN(v, x, y)                                                                      \
-    _mm512_mask_blend_ps(_mm512_cmp_ps_mask((v), (v), _CMP_UNORD_Q), (y), (x))
 #include "lstm_cell_body.h"
 #endif /* x86-64 */
 

@@ -28,7 +28,7 @@
 typedef struct lstm_cell_args {
     const float *acc;   /* H_prev x R^T for these units */
     size_t acc_stride;
-    const float *xw;    /* X x W^T for these units */
+    const float *xw;    /* X x W^T for these units, or NULL (already in acc) */
     const float *bias;  /* Wb + Rb, or NULL (folded into xw) */
     size_t xw_stride;   /* for xw and bias */
     const float *peep_i, *peep_o, *peep_f; /* P's three rows, or all NULL */
