@@ -96,6 +96,8 @@ static void check_every_shape(threadpool *pool)
     /* big enough for the pool to split M blocks and N chunks */
     failures += check_product(200, 300, 260, false, true, false, true, 1.0f, 1.0f, pool);
     failures += check_product(64, 1024, 300, false, false, true, false, 1.0f, 0.0f, pool);
+    /* one row against B^T in place, its columns split over the pool */
+    failures += check_product(1, 1000, 600, false, true, false, false, 1.0f, 0.5f, pool);
     CHECK_EQ_INT(failures, 0);
 }
 
