@@ -377,6 +377,11 @@ static void run_row_blocks(rows_job *job, threadpool *pool)
         blocks = job->m / 6 < threads ? (job->m + 5) / 6 : threads;
     if (blocks == 0)
         blocks = 1;
+    /* a whole number of blocks per thread: the transformer's 768-column
+     * projection at batch 8 (1024 rows) made 7 blocks of 168 rows, so one
+     * thread ran 4 while the other waited after 3 */
+    if (threads > 1 && blocks > threads && job->m / 6 >= blocks + threads)
+        blocks = (blocks + threads - 1) / threads * threads;
     job->block = (job->m + blocks - 1) / blocks;
     blocks = (job->m + job->block - 1) / job->block;
     if (threads > 1 && blocks > 1)
