@@ -17,7 +17,11 @@
  * per element. GRU without linear_before_reset multiplies the reset-scaled
  * state by R's candidate rows, which needs every unit's reset gate first: it
  * keeps two whole-batch products per step (over the pool) with the gates on
- * the caller's thread. Gate order is
+ * the caller's thread. An LSTM with the default activations takes its gates
+ * from kernels/lstm_cell.h (one fused pass per row of a chunk). When the
+ * projection of every step at once would be too big to stay in cache
+ * (XW_STEP_BYTES), an LSTM's chunks instead multiply their step's X rows by
+ * W (packed by chunks too) into the accumulator of H x R^T. Gate order is
  * ONNX's: LSTM i, o, f, c; GRU z, r, h. sequence_lens lets each batch row stop
  * early: a row past its length keeps its state and writes zeros to Y; the
  * reverse direction starts at each row's own last step; a row of length 0
