@@ -72,11 +72,11 @@ def recurrent_thread_cases():
                  [("x", x)], [("y", F), ("yh", F), ("yc", F)], 18,
                  initializers=[("w", w), ("r", r), ("b", b)])
     # Long enough that the projection of every step at once (seq x batch x 4H
-    # floats) passes recurrent.c's XW_STEP_BYTES (256 KiB: here 300 KiB):
+    # floats) passes recurrent.c's XW_STEP_BYTES (512 KiB: here 553 KiB):
     # each step's chunks then multiply their X rows by W themselves. In both
     # layouts, reversed, with sequence_lens forward (rows share t), peepholes,
     # clip and activations other than the fused cell's.
-    seq, batch, inp, hid = 40, 12, 16, 40
+    seq, batch, inp, hid = 40, 12, 16, 72
     long_lens = np.array([40, 39, 1, 40, 0, 17, 40, 2, 40, 33, 40, 8], np.int32)
     xl = randn(seq, batch, inp)
     for name, dirs, attrs, with_lens, layout in (
@@ -110,7 +110,7 @@ def recurrent_thread_cases():
                 "y": got["y"].transpose(2, 0, 1, 3).copy(),
                 "yh": got["yh"].transpose(1, 0, 2).copy(),
                 "yc": got["yc"].transpose(1, 0, 2).copy()}
-        gen.case(f"lstm_seq40_batch12_hidden40_step_input_{name}",
+        gen.case(f"lstm_seq40_batch12_hidden72_step_input_{name}",
                  [gen.node("LSTM", ins, ["y", "yh", "yc"], hidden_size=hid, **attrs)],
                  feeds, outs, 18, initializers=inits, reference=reference)
 
