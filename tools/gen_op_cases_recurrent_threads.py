@@ -71,6 +71,48 @@ def recurrent_thread_cases():
                  [gen.node("LSTM", ["x", "w", "r", "b"], ["y", "yh", "yc"], **attrs)],
                  [("x", x)], [("y", F), ("yh", F), ("yc", F)], 18,
                  initializers=[("w", w), ("r", r), ("b", b)])
+    # Long enough that the projection of every step at once (seq x batch x 4H
+    # floats) passes recurrent.c's XW_STEP_BYTES (512 KiB: here 553 KiB):
+    # each step's chunks then multiply their X rows by W themselves. In both
+    # layouts, reversed, with sequence_lens forward (rows share t), peepholes,
+    # clip and activations other than the fused cell's.
+    seq, batch, inp, hid = 40, 12, 16, 72
+    long_lens = np.array([40, 39, 1, 40, 0, 17, 40, 2, 40, 33, 40, 8], np.int32)
+    xl = randn(seq, batch, inp)
+    for name, dirs, attrs, with_lens, layout in (
+            ("forward_sequence_lens_peepholes_initial_state", 1, {}, True, 0),
+            ("layout1_reverse_clip", 1, dict(direction="reverse", clip=0.9, layout=1), False, 1),
+            ("bidirectional_hardsigmoid_relu", 2,
+             dict(direction="bidirectional",
+                  activations=["HardSigmoid", "Tanh", "Relu"] * 2,
+                  activation_alpha=[0.25, 0.25], activation_beta=[0.5, 0.5]), False, 0)):
+        w = randn(dirs, 4 * hid, inp, scale=0.4)
+        r = randn(dirs, 4 * hid, hid, scale=0.2)
+        b = randn(dirs, 8 * hid, scale=0.3)
+        ins, feeds = ["x", "w", "r", "b"], [("x", xl.transpose(1, 0, 2).copy() if layout else xl)]
+        if with_lens:
+            ins += ["lens", "h0", "c0", "p"]
+            feeds += [("lens", long_lens), ("h0", randn(dirs, batch, hid, scale=0.5)),
+                      ("c0", randn(dirs, batch, hid, scale=0.5)), ("p", randn(dirs, 3 * hid, scale=0.3))]
+        outs, inits = [("y", F), ("yh", F), ("yc", F)], [("w", w), ("r", r), ("b", b)]
+        reference = None
+        if layout:
+            # ONNX Runtime refuses layout 1: its outputs are those of the
+            # layout-0 twin of the case (X, Y, Y_h, Y_c with batch and
+            # sequence/direction axes swapped)
+            twin = dict(attrs, layout=0)
+            gen.case("_twin", [gen.node("LSTM", ins, ["y", "yh", "yc"], hidden_size=hid, **twin)],
+                     [("x", xl)], outs, 18, initializers=inits)
+            twin_dir = os.path.join(OUT, "_twin")
+            got, _ = gen.ort_reference.run(os.path.join(twin_dir, "model.onnx"), {"x": xl})
+            shutil.rmtree(twin_dir)
+            reference = lambda _inputs, got=got: {  # noqa: E731
+                "y": got["y"].transpose(2, 0, 1, 3).copy(),
+                "yh": got["yh"].transpose(1, 0, 2).copy(),
+                "yc": got["yc"].transpose(1, 0, 2).copy()}
+        gen.case(f"lstm_seq40_batch12_hidden72_step_input_{name}",
+                 [gen.node("LSTM", ins, ["y", "yh", "yc"], hidden_size=hid, **attrs)],
+                 feeds, outs, 18, initializers=inits, reference=reference)
 
 
 def write_tolerances():

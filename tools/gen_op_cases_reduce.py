@@ -235,6 +235,19 @@ def softmax_cases():
          {"axis": 0})
     case("softmax_axis_out_of_range", "Softmax", [("x", x2)], [("y", x2)], 13, {"axis": 2},
          error="out of range", data=False)
+    # rows of 37: the float max runs 16 lanes at a time with a ragged end; a
+    # NaN in the vector part or in the tail makes its whole row NaN, the
+    # other rows are untouched (no rng draws: the cases above keep their data)
+    xn = (np.sin(np.arange(4 * 37, dtype=np.float64) * 0.7) * 6).astype(np.float32).reshape(4, 37)
+    xn[0, 9] = 11.0   # the max inside the vectors
+    xn[1, 35] = 11.0  # the max in the tail
+    xn[2, 5] = np.nan
+    xn[3, 34] = np.nan
+    with np.errstate(invalid="ignore"):
+        case("softmax_rows_of_37_nan_in_vector_and_tail", "Softmax", [("x", xn)],
+             [("y", softmax_ref(xn.astype(np.float64), 1).astype(np.float32))], 13)
+        case("logsoftmax_rows_of_37_nan_in_vector_and_tail", "LogSoftmax", [("x", xn)],
+             [("y", log_softmax_ref(xn.astype(np.float64), 1).astype(np.float32))], 13)
 
 
 # ---- normalization -----------------------------------------------------------------

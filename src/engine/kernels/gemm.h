@@ -98,6 +98,10 @@ const char *gemm_kernel_name(void);
  * operands (im2col) may then use AVX-512 too, and pinning "generic" or
  * "avx2" keeps their portable paths under test as well. */
 bool gemm_kernel_is_avx512(void);
+/* The instruction set of the micro-kernel in use, for kernels that follow
+ * the GEMM's choice (the LSTM cell): cheap enough to ask per call. */
+typedef enum gemm_isa { GEMM_ISA_GENERIC, GEMM_ISA_AVX2, GEMM_ISA_AVX512 } gemm_isa;
+gemm_isa gemm_kernel_isa(void);
 
 /* Name of the implementation in use, for `inferd version` and benchmarks. */
 const char *gemm_backend_name(void);

@@ -17,7 +17,11 @@
  * per element. GRU without linear_before_reset multiplies the reset-scaled
  * state by R's candidate rows, which needs every unit's reset gate first: it
  * keeps two whole-batch products per step (over the pool) with the gates on
- * the caller's thread. Gate order is
+ * the caller's thread. An LSTM with the default activations takes its gates
+ * from kernels/lstm_cell.h (one fused pass per row of a chunk). When the
+ * projection of every step at once would be too big to stay in cache
+ * (XW_STEP_BYTES), an LSTM's chunks instead multiply their step's X rows by
+ * W (packed by chunks too) into the accumulator of H x R^T. Gate order is
  * ONNX's: LSTM i, o, f, c; GRU z, r, h. sequence_lens lets each batch row stop
  * early: a row past its length keeps its state and writes zeros to Y; the
  * reverse direction starts at each row's own last step; a row of length 0
@@ -34,6 +38,7 @@
 #include <strings.h>
 
 #include "../kernels/gemm.h"
+#include "../kernels/lstm_cell.h"
 #include "../kernels/vmath.h"
 #include "op_util.h"
 
@@ -80,6 +85,10 @@ typedef struct recurrent_state {
      * linear_before_reset, which multiplies by row blocks of R */
     float *packed_w, *packed_r;
     size_t packed_w_floats, packed_r_floats; /* per direction */
+    /* LSTM: W packed by chunks as R is, for the per-step input projection
+     * (see step_input); NULL otherwise */
+    float *packed_wc;
+    size_t packed_wc_floats;
     int64_t packed_input;
 } recurrent_state;
 
@@ -89,6 +98,7 @@ static void recurrent_free(void *state)
     if (st) {
         free(st->packed_w);
         free(st->packed_r);
+        free(st->packed_wc);
     }
     free(st);
 }
@@ -100,35 +110,53 @@ static bool chunked_cell(const recurrent_state *st)
     return st->cell != CELL_GRU || st->linear_before_reset;
 }
 
-/* Floats of one full chunk of R packed, and of all chunks of a direction. */
-static size_t r_chunk_floats(const recurrent_state *st)
+/* Floats of one full chunk of a [G*H, k] weight (R: k = H; W: k = input)
+ * packed, and of all chunks of a direction. */
+static size_t chunk_floats(const recurrent_state *st, size_t k)
 {
     int64_t cw = st->hidden < CHUNK_UNITS ? st->hidden : CHUNK_UNITS;
-    return gemm_packed_b_floats((size_t)st->hidden, (size_t)(st->gates * cw));
+    return gemm_packed_b_floats(k, (size_t)(st->gates * cw));
+}
+
+static size_t chunks_floats(const recurrent_state *st, size_t k)
+{
+    size_t h = (size_t)st->hidden, full = h / CHUNK_UNITS, last = h % CHUNK_UNITS;
+    size_t total = full * chunk_floats(st, k);
+    if (last)
+        total += gemm_packed_b_floats(k, (size_t)st->gates * last);
+    return total;
+}
+
+static size_t r_chunk_floats(const recurrent_state *st)
+{
+    return chunk_floats(st, (size_t)st->hidden);
 }
 
 static size_t r_chunks_floats(const recurrent_state *st)
 {
-    size_t h = (size_t)st->hidden, full = h / CHUNK_UNITS, last = h % CHUNK_UNITS;
-    size_t total = full * r_chunk_floats(st);
-    if (last)
-        total += gemm_packed_b_floats(h, (size_t)st->gates * last);
-    return total;
+    return chunks_floats(st, (size_t)st->hidden);
 }
 
-/* R_d ([G*H, H]) as one packed B^T operand per chunk of CHUNK_UNITS hidden
- * units: chunk j's columns are gate 0's units of the chunk, then gate 1's...
- * `gathered` holds G*CHUNK_UNITS rows of H floats. */
-static void pack_r_chunks(const recurrent_state *st, const float *r, float *packed,
-                          float *gathered)
+/* A [G*H, k] weight (R_d, or W_d for step_input) as one packed B^T operand
+ * per chunk of CHUNK_UNITS hidden units: chunk j's columns are gate 0's
+ * units of the chunk, then gate 1's... `gathered` holds G*CHUNK_UNITS rows
+ * of k floats. */
+static void pack_chunks(const recurrent_state *st, const float *r, size_t k, float *packed,
+                        float *gathered)
 {
     size_t h = (size_t)st->hidden, g = (size_t)st->gates;
     for (size_t k0 = 0; k0 < h; k0 += CHUNK_UNITS) {
         size_t cw = h - k0 < CHUNK_UNITS ? h - k0 : CHUNK_UNITS;
         for (size_t q = 0; q < g; q++)
-            memcpy(gathered + q * cw * h, r + (q * h + k0) * h, cw * h * sizeof(float));
-        gemm_pack_b(true, h, g * cw, gathered, h, packed + k0 / CHUNK_UNITS * r_chunk_floats(st));
+            memcpy(gathered + q * cw * k, r + (q * h + k0) * k, cw * k * sizeof(float));
+        gemm_pack_b(true, k, g * cw, gathered, k, packed + k0 / CHUNK_UNITS * chunk_floats(st, k));
     }
+}
+
+static void pack_r_chunks(const recurrent_state *st, const float *r, float *packed,
+                          float *gathered)
+{
+    pack_chunks(st, r, (size_t)st->hidden, packed, gathered);
 }
 
 /* Both weights of every direction as B^T operands: W_d is [G*H, input], R_d
@@ -146,22 +174,31 @@ static void pack_recurrent_weights(op_node *node, recurrent_state *st)
     if (wf == 0 || rf == 0 || input == 0 || wf > IFD_MAX_TENSOR_BYTES / sizeof(float) / dirs ||
         rf > IFD_MAX_TENSOR_BYTES / sizeof(float) / dirs)
         return;
+    size_t wcf = st->cell == CELL_LSTM ? chunks_floats(st, input) : 0;
+    if (wcf > IFD_MAX_TENSOR_BYTES / sizeof(float) / dirs)
+        return;
     st->packed_w = malloc(wf * dirs * sizeof(float));
     st->packed_r = malloc(rf * dirs * sizeof(float));
-    float *gathered = malloc((size_t)st->gates * CHUNK_UNITS * h * sizeof(float));
-    if (!st->packed_w || !st->packed_r || !gathered) {
+    st->packed_wc = wcf ? malloc(wcf * dirs * sizeof(float)) : NULL;
+    size_t widest = input > h ? input : h;
+    float *gathered = malloc((size_t)st->gates * CHUNK_UNITS * widest * sizeof(float));
+    if (!st->packed_w || !st->packed_r || (wcf && !st->packed_wc) || !gathered) {
         free(st->packed_w);
         free(st->packed_r);
+        free(st->packed_wc);
         free(gathered);
-        st->packed_w = st->packed_r = NULL;
+        st->packed_w = st->packed_r = st->packed_wc = NULL;
         return;
     }
     for (size_t d = 0; d < dirs; d++) {
-        gemm_pack_b(true, input, gh, (const float *)wc->data + d * gh * input, input,
-                    st->packed_w + d * wf);
+        const float *wd = (const float *)wc->data + d * gh * input;
+        gemm_pack_b(true, input, gh, wd, input, st->packed_w + d * wf);
         pack_r_chunks(st, (const float *)rc->data + d * gh * h, st->packed_r + d * rf, gathered);
+        if (wcf)
+            pack_chunks(st, wd, input, st->packed_wc + d * wcf, gathered);
     }
     free(gathered);
+    st->packed_wc_floats = wcf;
     st->packed_w_floats = wf;
     st->packed_r_floats = rf;
     st->packed_input = (int64_t)input;
@@ -401,6 +438,8 @@ typedef struct direction_run {
     const float *w, *r, *b, *p; /* this direction's W, R, B (or NULL), P (or NULL) */
     const float *packed_w; /* W packed at load, or NULL */
     const float *packed_r; /* R packed by chunks (chunked cells), or NULL */
+    const float *packed_wc; /* W packed by chunks when step_input, else NULL */
+    bool step_input;  /* each chunk multiplies its step's X rows by W itself (no xw) */
     const int32_t *lens;
     float *xw;        /* [seq * batch, gates * hidden], rows in X's order */
     float *bsum;      /* [gates * hidden]: Wb + Rb (see run_direction), or NULL */
@@ -413,6 +452,7 @@ typedef struct direction_run {
     float *rh_out;
     float *y;         /* output Y or NULL */
     const activation_fn *f, *g, *hact;
+    bool default_lstm; /* LSTM with Sigmoid, Tanh, Tanh: the fused lstm_cell_f32 */
     threadpool *pool;
     /* step tasks (see run_steps): task step * chunks + j is chunk j of a step */
     size_t chunks;
@@ -446,7 +486,20 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
     float *hr = d->hr + d->batch * G * k0;
     gemm_operand ha = {h_prev, (size_t)H, false, false};
     gemm_operand rop = {d->packed_r + j * r_chunk_floats(st), 0, false, true};
-    gemm_f32_ex((size_t)d->batch, n, (size_t)H, 1.0f, ha, rop, 0.0f, hr, n, NULL);
+    float beta = 0.0f;
+    if (d->step_input) {
+        /* X_t x W_chunk^T first, then H x R_chunk^T adds to it: every row of
+         * the batch is at the same t here (see run_direction), X_t's rows
+         * are `lda` apart in either layout */
+        int64_t t = d->reverse ? d->seq - 1 - s : s;
+        size_t lda = (size_t)(st->layout ? d->seq * d->input : d->input);
+        gemm_operand xa = {d->x + x_row(d, t, 0) * d->input, lda, false, false};
+        gemm_operand wop = {d->packed_wc + j * chunk_floats(st, (size_t)d->input), 0, false,
+                            true};
+        gemm_f32_ex((size_t)d->batch, n, (size_t)d->input, 1.0f, xa, wop, 0.0f, hr, n, NULL);
+        beta = 1.0f;
+    }
+    gemm_f32_ex((size_t)d->batch, n, (size_t)H, 1.0f, ha, rop, beta, hr, n, NULL);
     /* GRU with linear_before_reset: R's candidate product is scaled by r
      * before x is added, and its own bias rb_h stays out of xw */
     bool gru = st->cell == CELL_GRU;
@@ -460,11 +513,14 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
             continue;
         }
         int64_t t = d->reverse ? len - 1 - s : s;
-        const float *xw = d->xw + x_row(d, t, b) * GH + k0;
+        const float *xw = d->step_input ? NULL : d->xw + x_row(d, t, b) * GH + k0;
         const float *bs = d->bsum ? d->bsum + k0 : NULL;
         float *gate = hr + b * (int64_t)n; /* gate q of unit k at gate[q * cw + k] */
-        for (int64_t q = 0; q < (gru ? 2 : G); q++) {
-            if (bs)
+        for (int64_t q = 0; !d->default_lstm && q < (gru ? 2 : G); q++) {
+            if (!xw) {
+                for (int64_t k = 0; bs && k < cw; k++)
+                    gate[q * cw + k] += bs[q * H + k];
+            } else if (bs)
                 for (int64_t k = 0; k < cw; k++)
                     gate[q * cw + k] += xw[q * H + k] + bs[q * H + k];
             else
@@ -486,6 +542,18 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
             activate_array(d->g, hc, (size_t)cw);
             for (int64_t k = 0; k < cw; k++)
                 hn[k] = (1.0f - z[k]) * hc[k] + z[k] * hp[k];
+        } else if (d->default_lstm) {
+            lstm_cell_args cell = {
+                .acc = gate, .acc_stride = (size_t)cw, .xw = xw, .bias = bs,
+                .xw_stride = (size_t)H, .clip = st->clip, .input_forget = st->input_forget,
+                .c = d->c + b * H + k0, .h = hn,
+            };
+            if (d->p) {
+                cell.peep_i = d->p + k0;
+                cell.peep_o = d->p + H + k0;
+                cell.peep_f = d->p + 2 * H + k0;
+            }
+            lstm_cell_f32(&cell, (size_t)cw);
         } else {
             /* i, o, f, c; peepholes P = (i, o, f) */
             float *gi = gate, *go = gate + cw, *gf = gate + 2 * cw, *gc = gate + 3 * cw;
@@ -614,6 +682,12 @@ static void run_gru_step(direction_run *d, int64_t s)
     }
 }
 
+/* See step_input in recurrent_run. On the bench LSTM (hidden 128, 32
+ * steps, 1 thread) the projection up front was 4% faster at batch 8 (512
+ * KiB of it) and per step 24% faster at batch 64 (4 MiB): a quarter of
+ * this machine's 2 MiB L2 is where the second starts to pay. */
+#define XW_STEP_BYTES (512 * 1024)
+
 /* Steps below this many multiply-adds of H * R^T run on one thread: waking
  * the pool costs more than it saves on a batch-1 step of a small layer. */
 #define PARALLEL_STEP_MACS (1 << 17)
@@ -622,13 +696,16 @@ static void run_direction(direction_run *d)
 {
     const recurrent_state *st = d->st;
     int64_t H = d->hidden, G = st->gates, GH = G * H;
-    /* the input projection of every step at once */
-    gemm_operand xa = {d->x, (size_t)d->input, false, false};
-    gemm_operand wop = {d->w, (size_t)d->input, true, false};
-    if (d->packed_w)
-        wop = (gemm_operand){d->packed_w, 0, false, true};
-    gemm_f32_ex((size_t)(d->seq * d->batch), (size_t)GH, (size_t)d->input, 1.0f, xa, wop, 0.0f,
-                d->xw, (size_t)GH, d->pool);
+    /* the input projection of every step at once, unless each step's
+     * chunks make their own (step_input) */
+    if (!d->step_input) {
+        gemm_operand xa = {d->x, (size_t)d->input, false, false};
+        gemm_operand wop = {d->w, (size_t)d->input, true, false};
+        if (d->packed_w)
+            wop = (gemm_operand){d->packed_w, 0, false, true};
+        gemm_f32_ex((size_t)(d->seq * d->batch), (size_t)GH, (size_t)d->input, 1.0f, xa, wop,
+                    0.0f, d->xw, (size_t)GH, d->pool);
+    }
     /* Wb + Rb, except GRU-with-linear_before_reset's Rb_h, which the reset
      * gate scales. Chunked cells add it where each step's chunk reads its
      * rows of xw (run_chunk), on whichever thread runs the chunk: folded
@@ -747,13 +824,23 @@ static int recurrent_run(op_ctx *ctx)
         return -1;
     size_t rows = (size_t)(seq * batch), bh = (size_t)(batch * H), state_floats =
         bh * 5 + (size_t)(batch * G * H);
-    float *xw = op_scratch(ctx, (rows * (size_t)(G * H) + 1) * sizeof(float));
+    bool packed_at_load = st->packed_w && st->packed_input == input;
+    /* The projection of every step at once is one efficient product, but its
+     * result (seq x batch x 4H floats) is written long before each step
+     * reads its rows back: past XW_STEP_BYTES they come from memory, and at
+     * batch 64 of the bench LSTM (4 MB) those loads were half the cell's
+     * time. Then each step's chunks multiply their step's X rows by W's
+     * chunk themselves, into the same accumulator as H x R^T. All rows of a
+     * step must be at the same t: not so in reverse with sequence_lens. */
+    bool step_input = st->packed_wc && packed_at_load &&
+                      (double)rows * (double)(G * H) * sizeof(float) > XW_STEP_BYTES &&
+                      !(lens && (st->reverse_only || D == 2));
+    float *xw = op_scratch(ctx, ((step_input ? 0 : rows * (size_t)(G * H)) + 1) * sizeof(float));
     float *state = op_scratch(ctx, (state_floats + 1) * sizeof(float));
     float *bsum = op_scratch(ctx, ((size_t)(G * H) + 1) * sizeof(float));
     if (!xw || !state || !bsum)
         return -1;
     /* R packed by chunks per run when it was not an initializer at load */
-    bool packed_at_load = st->packed_w && st->packed_input == input;
     float *packed_r = NULL, *gathered = NULL;
     if (chunked_cell(st) && !packed_at_load) {
         packed_r = op_scratch(ctx, r_chunks_floats(st) * sizeof(float));
@@ -779,6 +866,10 @@ static int recurrent_run(op_ctx *ctx)
         if (packed_at_load) {
             d.packed_w = st->packed_w + (size_t)dir * st->packed_w_floats;
             d.packed_r = st->packed_r + (size_t)dir * st->packed_r_floats;
+            if (step_input) {
+                d.packed_wc = st->packed_wc + (size_t)dir * st->packed_wc_floats;
+                d.step_input = true;
+            }
         } else if (packed_r) {
             pack_r_chunks(st, d.r, packed_r, gathered);
             d.packed_r = packed_r;
@@ -787,6 +878,8 @@ static int recurrent_run(op_ctx *ctx)
         d.f = &st->acts[dir * per];
         d.g = per > 1 ? &st->acts[dir * per + 1] : NULL;
         d.hact = per > 2 ? &st->acts[dir * per + 2] : NULL;
+        d.default_lstm = st->cell == CELL_LSTM && d.f->kind == ACT_SIGMOID &&
+                         d.g->kind == ACT_TANH && d.hact->kind == ACT_TANH;
         memset(state, 0, state_floats * sizeof(float));
         if (h0)
             copy_state(st, dir, batch, h0->data, d.h, false);

@@ -78,9 +78,10 @@ static int check_product(size_t m, size_t n, size_t k, bool ta, bool tb, bool pa
 static void check_every_shape(threadpool *pool)
 {
     /* edges of MR (6), NR (16), KC (256), the 8-column half vector and the
-     * wide 12 x 32 tile (4 rows at least, ragged second sliver) */
+     * wide 12 x 32 tile (4 rows at least, ragged second sliver), and the
+     * few-rows tile's groups of up to four slivers (48, 65, 113 columns) */
     static const size_t ms[] = {1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 16, 97};
-    static const size_t ns[] = {1, 7, 8, 9, 16, 17, 32, 33, 40, 49};
+    static const size_t ns[] = {1, 7, 8, 9, 16, 17, 32, 33, 40, 48, 49, 65, 113};
     static const size_t ks[] = {1, 3, 255, 257};
     int failures = 0;
     for (size_t mi = 0; mi < sizeof(ms) / sizeof(ms[0]); mi++)
@@ -95,6 +96,8 @@ static void check_every_shape(threadpool *pool)
     /* big enough for the pool to split M blocks and N chunks */
     failures += check_product(200, 300, 260, false, true, false, true, 1.0f, 1.0f, pool);
     failures += check_product(64, 1024, 300, false, false, true, false, 1.0f, 0.0f, pool);
+    /* one row against B^T in place, its columns split over the pool */
+    failures += check_product(1, 1000, 600, false, true, false, false, 1.0f, 0.5f, pool);
     CHECK_EQ_INT(failures, 0);
 }
 

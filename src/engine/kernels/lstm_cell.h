@@ -1,0 +1,43 @@
+/*
+ * lstm_cell.h — the element-wise half of an LSTM step with ONNX's default
+ * activations (f = Sigmoid, g = h = Tanh), fused into one pass: for each
+ * hidden unit the four gate pre-activations (the recurrent product plus the
+ * input projection plus the biases), peepholes, clip, the three sigmoids and
+ * two tanhs, the new cell state and the new hidden state, with every value
+ * kept in registers between the steps. ops/recurrent.c calls it per batch row
+ * and chunk of units; cells with other activations keep its generic path.
+ *
+ * Sigmoid and tanh come from one exponential each and a reciprocal refined
+ * by a Newton step instead of a division (a 512-bit division costs as much
+ * as the rest of the cell). Accuracy against double precision, measured by
+ * tests/engine/kernels/test_lstm_cell.c: a few ulp on c and h, NaN
+ * propagated. AVX-512, AVX2+FMA and portable C, chosen with the GEMM's
+ * kernel (INFERD_GEMM_KERNEL pins it, so the tests run every path).
+ *
+ * Thread safety: reentrant; the rows given must not overlap c or h.
+ */
+#ifndef INFERD_ENGINE_KERNELS_LSTM_CELL_H
+#define INFERD_ENGINE_KERNELS_LSTM_CELL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* One batch row's units [0, n) of a step. Gate q (ONNX order i, o, f, c) of
+ * unit k is acc[q * acc_stride + k] + xw[q * xw_stride + k]
+ * (+ bias[q * xw_stride + k]). */
+typedef struct lstm_cell_args {
+    const float *acc;   /* H_prev x R^T for these units */
+    size_t acc_stride;
+    const float *xw;    /* X x W^T for these units, or NULL (already in acc) */
+    const float *bias;  /* Wb + Rb, or NULL (folded into xw) */
+    size_t xw_stride;   /* for xw and bias */
+    const float *peep_i, *peep_o, *peep_f; /* P's three rows, or all NULL */
+    float clip;         /* bound on each gate's input; 0: none */
+    bool input_forget;  /* f = 1 - i */
+    float *c;           /* cell state: read, then overwritten */
+    float *h;           /* new hidden state */
+} lstm_cell_args;
+
+void lstm_cell_f32(const lstm_cell_args *args, size_t n);
+
+#endif /* INFERD_ENGINE_KERNELS_LSTM_CELL_H */

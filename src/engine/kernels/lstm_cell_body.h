@@ -1,0 +1,122 @@
+/*
+ * lstm_cell_body.h — the one body of lstm_cell.c, included once per
+ * instruction set with these macros defined (no include guard on purpose; it
+ * undefines them at its end), the vmath_body.h scheme:
+ *
+ *   VF VW TARGET SFX(name)      vector type, lanes, target attribute, suffix
+ *   V_LOAD V_STORE V_SET1 V_ADD V_SUB V_MUL V_FMA(a, b, c) = a*b + c
+ *   V_MIN V_MAX  a NaN in either operand gives the second (as x86), so
+ *               V_MAX(bound, x) keeps a NaN x
+ *   V_ROUND     to the nearest integer; V_POW2I(n) = 2^n for integral n in
+ *               [-126, 126], anything but a trap for a NaN n (the polynomial
+ *               it scales is NaN then)
+ *   V_RCP(d)    1/d to within an ulp or two, for positive normal d
+ *
+ * No select or NaN test anywhere: every clamp keeps a NaN (operand order
+ * above) and the arithmetic after it carries the NaN to c and h, as the
+ * element-wise path does.
+ *
+ * sigmoid(x) = 1 / (1 + exp(-x)) with exp's argument clamped to [-87, 87]
+ * (2^n one normal scale); exp is vmath_body.h's (Cephes' degree-7
+ * polynomial on z - n ln2), and 1 + exp(-x) is never below 1, so the
+ * refined reciprocal is as good as a division and the negative tail keeps
+ * its relative precision. tanh(x) is Eigen's rational approximation
+ * x P(x^2) / Q(x^2) (degrees 13 / 6) on |x| <= 7.9053, where tanh rounds to
+ * within 3 ulp of 1; about 3 ulp at most in float arithmetic, against the
+ * exponential's 37 operations per vector 19.
+ */
+
+TARGET static inline VF SFX(sigmoid)(VF x)
+{
+    VF z = V_MIN(V_SET1(87.0f), V_MAX(V_SET1(-87.0f), V_SUB(V_SET1(0.0f), x)));
+    VF n = V_ROUND(V_MUL(z, V_SET1(1.44269504088896341f)));
+    VF r = V_FMA(n, V_SET1(-0.693359375f), z);
+    r = V_FMA(n, V_SET1(2.12194440e-4f), r);
+    VF p = V_SET1(1.9875691500e-4f);
+    p = V_FMA(p, r, V_SET1(1.3981999507e-3f));
+    p = V_FMA(p, r, V_SET1(8.3334519073e-3f));
+    p = V_FMA(p, r, V_SET1(4.1665795894e-2f));
+    p = V_FMA(p, r, V_SET1(1.6666665459e-1f));
+    p = V_FMA(p, r, V_SET1(5.0000001201e-1f));
+    VF e = V_MUL(V_ADD(V_FMA(p, V_MUL(r, r), r), V_SET1(1.0f)), V_POW2I(n));
+    return V_RCP(V_ADD(V_SET1(1.0f), e));
+}
+
+TARGET static inline VF SFX(tanh)(VF x)
+{
+    VF xc = V_MIN(V_SET1(7.90531110763549805f), V_MAX(V_SET1(-7.90531110763549805f), x));
+    VF u = V_MUL(xc, xc);
+    VF p = V_SET1(-2.76076847742355e-16f);
+    p = V_FMA(p, u, V_SET1(2.00018790482477e-13f));
+    p = V_FMA(p, u, V_SET1(-8.60467152213735e-11f));
+    p = V_FMA(p, u, V_SET1(5.12229709037114e-08f));
+    p = V_FMA(p, u, V_SET1(1.48572235717979e-05f));
+    p = V_FMA(p, u, V_SET1(6.37261928875436e-04f));
+    p = V_FMA(p, u, V_SET1(4.89352455891786e-03f));
+    VF q = V_SET1(1.19825839466702e-06f);
+    q = V_FMA(q, u, V_SET1(1.18534705686654e-04f));
+    q = V_FMA(q, u, V_SET1(2.26843463243900e-03f));
+    q = V_FMA(q, u, V_SET1(4.89352518554385e-03f));
+    return V_MUL(V_MUL(xc, p), V_RCP(q));
+}
+
+/* Units [k0, k1) of one row, k1 - k0 a multiple of VW. */
+TARGET static void SFX(cell_range)(const lstm_cell_args *a, size_t k0, size_t k1)
+{
+    const float *acc = a->acc, *xw = a->xw, *bias = a->bias;
+    size_t as = a->acc_stride, xs = a->xw_stride;
+    bool clip = a->clip > 0, peep = a->peep_i != NULL;
+    VF hi = V_SET1(a->clip), lo = V_SET1(-a->clip);
+    for (size_t k = k0; k < k1; k += VW) {
+        VF gi = V_LOAD(acc + k), go = V_LOAD(acc + as + k);
+        VF gf = V_LOAD(acc + 2 * as + k), gc = V_LOAD(acc + 3 * as + k);
+        if (xw) {
+            gi = V_ADD(gi, V_LOAD(xw + k));
+            go = V_ADD(go, V_LOAD(xw + xs + k));
+            gf = V_ADD(gf, V_LOAD(xw + 2 * xs + k));
+            gc = V_ADD(gc, V_LOAD(xw + 3 * xs + k));
+        }
+        if (bias) {
+            gi = V_ADD(gi, V_LOAD(bias + k));
+            go = V_ADD(go, V_LOAD(bias + xs + k));
+            gf = V_ADD(gf, V_LOAD(bias + 2 * xs + k));
+            gc = V_ADD(gc, V_LOAD(bias + 3 * xs + k));
+        }
+        VF c = V_LOAD(a->c + k);
+        if (peep) {
+            gi = V_FMA(V_LOAD(a->peep_i + k), c, gi);
+            gf = V_FMA(V_LOAD(a->peep_f + k), c, gf);
+        }
+        if (clip) {
+            gi = V_MIN(hi, V_MAX(lo, gi));
+            gf = V_MIN(hi, V_MAX(lo, gf));
+            gc = V_MIN(hi, V_MAX(lo, gc));
+        }
+        VF i = SFX(sigmoid)(gi);
+        VF f = a->input_forget ? V_SUB(V_SET1(1.0f), i) : SFX(sigmoid)(gf);
+        c = V_FMA(f, c, V_MUL(i, SFX(tanh)(gc)));
+        if (peep)
+            go = V_FMA(V_LOAD(a->peep_o + k), c, go);
+        if (clip)
+            go = V_MIN(hi, V_MAX(lo, go));
+        V_STORE(a->c + k, c);
+        V_STORE(a->h + k, V_MUL(SFX(sigmoid)(go), SFX(tanh)(c)));
+    }
+}
+
+#undef VF
+#undef VW
+#undef TARGET
+#undef SFX
+#undef V_LOAD
+#undef V_STORE
+#undef V_SET1
+#undef V_ADD
+#undef V_SUB
+#undef V_MUL
+#undef V_FMA
+#undef V_MIN
+#undef V_MAX
+#undef V_ROUND
+#undef V_POW2I
+#undef V_RCP

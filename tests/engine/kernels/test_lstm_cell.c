@@ -1,0 +1,182 @@
+/*
+ * test_lstm_cell.c — kernels/lstm_cell.c against the LSTM cell in double
+ * precision with libm's exp and tanh, for every GEMM kernel this CPU can run
+ * (the cell follows the GEMM's instruction set): row lengths around the 8-
+ * and 16-lane vectors (the tail goes through the one-lane body), biases
+ * given or folded, xw given or already in the accumulator, peepholes, clip,
+ * input_forget, saturated gates; the worst error seen is printed. A NaN gate
+ * input gives NaN in c and h.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/gemm.h"
+#include "kernels/lstm_cell.h"
+#include "test.h"
+
+static uint32_t random_state = 88172645u;
+
+static float next_float(float scale)
+{
+    random_state ^= random_state << 13;
+    random_state ^= random_state >> 17;
+    random_state ^= random_state << 5;
+    return ((float)(random_state >> 8) / 16777216.0f * 2.0f - 1.0f) * scale;
+}
+
+/* The activations alone are within 4e-7 relative of libm's; the cell adds
+ * peephole terms to float gate sums of up to ~40 (one rounding: 2e-6 at
+ * most, the portable build also rounds the product), which moves a
+ * sigmoid's output by a quarter of that. */
+#define ERROR_BOUND 4e-6
+
+static double sigmoid_ref(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+static double clip_ref(double v, float clip)
+{
+    return clip > 0 ? fmin(fmax(v, -clip), clip) : v;
+}
+
+/* The cell of unit k in double from the same float gate sums (added in
+ * float in the kernel's order, so that only the cell itself is measured);
+ * *mag is the size of the terms c's sum cancels, which bounds its rounding. */
+static void reference(const lstm_cell_args *a, size_t k, double *c_out, double *h_out,
+                      double *mag)
+{
+    double g[4];
+    for (int q = 0; q < 4; q++) {
+        float sum = a->acc[q * a->acc_stride + k];
+        if (a->xw)
+            sum += a->xw[q * a->xw_stride + k];
+        if (a->bias)
+            sum += a->bias[q * a->xw_stride + k];
+        g[q] = sum;
+    }
+    double c = a->c[k];
+    if (a->peep_i) {
+        g[0] += (double)a->peep_i[k] * c;
+        g[2] += (double)a->peep_f[k] * c;
+    }
+    double i = sigmoid_ref(clip_ref(g[0], a->clip));
+    double f = a->input_forget ? 1.0 - i : sigmoid_ref(clip_ref(g[2], a->clip));
+    double ig = i * tanh(clip_ref(g[3], a->clip));
+    *mag = fabs(f * c) + fabs(ig);
+    c = f * c + ig;
+    if (a->peep_o)
+        g[1] += (double)a->peep_o[k] * c;
+    double o = sigmoid_ref(clip_ref(g[1], a->clip));
+    *c_out = c;
+    *h_out = o * tanh(c);
+}
+
+/* One row of n units with the options given; returns the worst error of c
+ * and h relative to the terms of c's sum (c near 0 is a difference of terms
+ * near 1: its rounding is theirs) and to |h| plus those. */
+static double check_row(size_t n, bool with_xw, bool with_bias, bool peep, float clip,
+                        bool input_forget, float scale)
+{
+    size_t stride = n + 3; /* gates not back to back, as in a chunk of a wider layer */
+    float *acc = malloc(4 * stride * sizeof(float)), *xw = malloc(4 * stride * sizeof(float));
+    float *bias = malloc(4 * stride * sizeof(float)), *p = malloc(3 * n * sizeof(float));
+    float *c = malloc(n * sizeof(float)), *c0 = malloc(n * sizeof(float));
+    float *h = malloc(n * sizeof(float));
+    for (size_t i = 0; i < 4 * stride; i++) {
+        acc[i] = next_float(scale);
+        xw[i] = next_float(scale);
+        bias[i] = next_float(0.5f);
+    }
+    for (size_t i = 0; i < 3 * n; i++)
+        p[i] = next_float(0.5f);
+    for (size_t i = 0; i < n; i++)
+        c[i] = c0[i] = next_float(2.0f);
+    lstm_cell_args a = {.acc = acc, .acc_stride = stride, .xw = with_xw ? xw : NULL,
+                        .bias = with_bias ? bias : NULL, .xw_stride = stride,
+                        .clip = clip, .input_forget = input_forget, .c = c, .h = h};
+    if (peep) {
+        a.peep_i = p;
+        a.peep_o = p + n;
+        a.peep_f = p + 2 * n;
+    }
+    lstm_cell_f32(&a, n);
+    double worst = 0;
+    a.c = c0; /* the reference reads the state before the step */
+    for (size_t k = 0; k < n; k++) {
+        double want_c, want_h, mag;
+        reference(&a, k, &want_c, &want_h, &mag);
+        double ec = fabs(c[k] - want_c) / fmax(mag, 1e-30);
+        double eh = fabs(h[k] - want_h) / fmax(fabs(want_h) + mag, 1e-30);
+        worst = fmax(worst, fmax(ec, eh));
+        if (!(ec <= ERROR_BOUND && eh <= ERROR_BOUND))
+            fprintf(stderr, "%s n %zu unit %zu: c %.9g (want %.9g) h %.9g (want %.9g)\n",
+                    gemm_kernel_name(), n, k, c[k], want_c, h[k], want_h);
+    }
+    free(acc);
+    free(xw);
+    free(bias);
+    free(p);
+    free(c);
+    free(c0);
+    free(h);
+    return worst;
+}
+
+static void test_every_path_matches_the_double_cell(void)
+{
+    const char *names[8];
+    size_t kernels = gemm_kernel_names(names, 8);
+    const char *before = gemm_kernel_name();
+    static const size_t lengths[] = {1, 7, 8, 9, 15, 16, 17, 32, 40, 100};
+    for (size_t ki = 0; ki < kernels && ki < 8; ki++) {
+        CHECK(gemm_use_kernel(names[ki]));
+        double worst = 0;
+        for (size_t li = 0; li < sizeof(lengths) / sizeof(lengths[0]); li++)
+            for (int form = 0; form < 32; form++) {
+                /* scale 12 puts many gates in the flat tails (tanh clamped
+                 * at 7.9, exp's clamp at 87 after the sums) */
+                float scale = form & 16 ? 12.0f : 1.5f;
+                double e = check_row(lengths[li], form & 1, form & 2, form & 4,
+                                     form & 8 ? 0.8f : 0.0f, form == 5 || form == 22, scale);
+                worst = fmax(worst, e);
+            }
+        CHECK(worst <= ERROR_BOUND);
+        printf("kernel %s: worst relative error of c and h %.3g\n", names[ki], worst);
+    }
+    CHECK(gemm_use_kernel(before));
+}
+
+static void test_nan_gate_input_gives_nan_state(void)
+{
+    const char *names[8];
+    size_t kernels = gemm_kernel_names(names, 8);
+    const char *before = gemm_kernel_name();
+    for (size_t ki = 0; ki < kernels && ki < 8; ki++) {
+        CHECK(gemm_use_kernel(names[ki]));
+        for (int clip = 0; clip < 2; clip++)
+            for (int gate = 0; gate < 4; gate++) {
+                enum { N = 19 }; /* whole vectors and a one-lane tail */
+                float acc[4 * N], c[N], h[N];
+                for (size_t i = 0; i < 4 * N; i++)
+                    acc[i] = 0.25f;
+                for (size_t i = 0; i < N; i++)
+                    c[i] = 0.5f;
+                acc[gate * N + 3] = NAN;
+                acc[gate * N + 18] = NAN;
+                lstm_cell_args a = {.acc = acc, .acc_stride = N, .xw_stride = N,
+                                    .clip = clip ? 3.0f : 0.0f, .c = c, .h = h};
+                lstm_cell_f32(&a, N);
+                CHECK(isnan(h[3]) && isnan(h[18]));
+                CHECK(!isnan(h[4]) && !isnan(c[4]) && fabsf(h[4]) < 1.0f);
+                /* the output gate does not reach c */
+                CHECK(gate == 1 || (isnan(c[3]) && isnan(c[18])));
+            }
+    }
+    CHECK(gemm_use_kernel(before));
+}
+
+int main(void)
+{
+    RUN(test_every_path_matches_the_double_cell);
+    RUN(test_nan_gate_input_gives_nan_state);
+    TEST_MAIN_END();
+}
