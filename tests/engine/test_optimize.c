@@ -395,9 +395,11 @@ static void test_second_run_with_static_shapes_allocates_only_its_output(void)
     ifd_value *y3 = s && x ? run_once(s, x) : NULL;
     CHECK(y1 && y2 && y3);
     CHECK(after_first > 0);
-    /* each run hands its output buffer to the caller and takes one new one */
+    /* the output (1 KiB) is small: each run copies it out for the caller
+     * and keeps its pooled buffer, so later runs take nothing from the heap
+     * through the pool */
     if (s)
-        CHECK_EQ_INT(session_buffer_allocations(s) - after_first, 2 * ifd_model_output_count(m));
+        CHECK_EQ_INT(session_buffer_allocations(s) - after_first, 0);
     ifd_value_free(y1);
     ifd_value_free(y2);
     ifd_value_free(y3);
