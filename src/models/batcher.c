@@ -82,7 +82,7 @@ typedef struct pending {
 
 struct batcher {
     const ifd_model *model;
-    ifd_session *session; /* used by the batcher's thread only */
+    ifd_session *session; /* used by the thread running a batch only (running) */
     size_t n_inputs, n_outputs;
 
     pthread_mutex_t lock;

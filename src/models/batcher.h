@@ -54,7 +54,8 @@ typedef enum batch_outcome {
 /* The HTTP status a refusal or failure answers with. */
 int batch_outcome_http_status(batch_outcome outcome);
 
-/* Called once per accepted request, on the batcher's thread, after the
+/* Called once per accepted request, on the thread that ran its batch (the
+ * batch thread or a leader, see batcher_submit), after the
  * outputs were filled (BATCH_OK) or with the reason it was not. */
 typedef void (*batch_done_fn)(void *context, batch_outcome outcome, const char *error);
 

@@ -153,7 +153,7 @@ ifd_status model_set_run_until(model_set *set, model_version *version, int sessi
  * that can give its thread back should use model_set_submit. */
 bool model_set_batches(const model_version *version);
 
-/* Completion of model_set_submit, on the batcher's thread: http_status 200
+/* Completion of model_set_submit, on the thread that ran the batch: http_status 200
  * (outputs filled) or the status to answer with and why. */
 typedef void (*model_run_done)(void *context, int http_status, const char *error);
 
