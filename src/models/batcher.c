@@ -70,6 +70,11 @@ const double batch_delay_bounds[BATCH_DELAY_BUCKETS] = {0.00005, 0.0001, 0.00025
 /* Weight of a new measurement in the running averages. */
 #define EWMA_ALPHA 0.2
 
+/* Batches a leader runs before it leaves the rest to the batch thread: its
+ * thread is a worker or a gRPC queue thread, which other work needs too,
+ * and on several cores arrivals could keep it running batches for ever. */
+#define LEADER_MAX_BATCHES 8
+
 typedef struct pending {
     struct pending *next;
     ifd_value *const *inputs;
@@ -519,13 +524,14 @@ static void expire(batcher *b, pending *expired)
 }
 
 /* Run the batches that are ready now, one after another, on the calling
- * thread (lock held, b->running set by the caller). Returns, lock held,
- * when the queue is empty, the batcher stops, or the next batch should wait
- * to form; *until then says until when (0: it need not wait). */
-static void run_while_ready(batcher *b, double *until)
+ * thread (lock held, b->running set by the caller), at most max_batches.
+ * Returns, lock held, when the queue is empty, the batcher stops, the next
+ * batch should wait to form (*until then says until when; 0: it need not
+ * wait) or max_batches ran. */
+static void run_while_ready(batcher *b, size_t max_batches, double *until)
 {
     *until = 0;
-    while (b->head && !b->stopping) {
+    for (size_t ran = 0; b->head && !b->stopping && ran < max_batches; ran++) {
         double now = batch_clock();
         pending *expired = take_expired(b, now);
         if (expired) {
@@ -585,7 +591,7 @@ static void *batcher_main(void *arg)
         b->running = true;
         b->runner = pthread_self();
         double until;
-        run_while_ready(b, &until);
+        run_while_ready(b, (size_t)-1, &until);
         b->running = false;
         pthread_cond_broadcast(&b->runner_done);
         if (until > 0 && b->head && !b->stopping) {
@@ -834,11 +840,14 @@ batch_outcome batcher_submit(batcher *b, ifd_value *const *inputs, ifd_value **o
         b->running = true;
         b->runner = pthread_self();
         double until;
-        run_while_ready(b, &until);
+        run_while_ready(b, LEADER_MAX_BATCHES, &until);
         b->running = false;
         pthread_cond_broadcast(&b->runner_done);
         bool free_self = b->leader_frees; /* a completion here dropped the last reference */
-        if (!free_self && b->idle && b->head)
+        /* what is left goes to the batch thread: a batch to form (unless
+         * the thread already times one: a wake-up per arrival is what the
+         * leader saves), or ready batches beyond this thread's share */
+        if (!free_self && b->head && (b->idle || (b->forming && until == 0)))
             pthread_cond_signal(&b->wake);
         pthread_mutex_unlock(&b->lock);
         if (free_self)
