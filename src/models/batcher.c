@@ -75,6 +75,15 @@ const double batch_delay_bounds[BATCH_DELAY_BUCKETS] = {0.00005, 0.0001, 0.00025
  * and on several cores arrivals could keep it running batches for ever. */
 #define LEADER_MAX_BATCHES 8
 
+/* A submitting thread leads only while a batch's engine call is this
+ * short (the running average): the hand-over it saves costs a few
+ * microseconds, which matters beside a call of a few microseconds, not
+ * beside a long one; and the batch thread, scheduled like every other
+ * thread on a busy core, lets longer batches form, which pays on models
+ * whose rows get cheaper in a batch (measured, bench/RESULTS.md: wide_mlp
+ * 2.22x with the thread vs 2.04x with leaders). */
+#define LEADER_MAX_RUN_SECONDS 50e-6
+
 typedef struct pending {
     struct pending *next;
     ifd_value *const *inputs;
@@ -830,7 +839,7 @@ batch_outcome batcher_submit(batcher *b, ifd_value *const *inputs, ifd_value **o
     b->queued_rows += p->rows > 0 ? p->rows : 1;
     if (deadline > 0)
         pthread_cond_signal(&b->reap_wake);
-    if (may_run_here && !b->running) {
+    if (may_run_here && !b->running && b->run_ewma < LEADER_MAX_RUN_SECONDS) {
         /* Lead: nothing runs, so what is ready runs here and now, without
          * handing it to the batch thread (a wake-up and a context switch
          * per batch, more than a digits model's whole engine call). Arrivals

@@ -87,7 +87,8 @@ bool batcher_would_merge(batcher *b, ifd_value *const *inputs);
  * dropped from the queue with BATCH_DEADLINE (0: none). Returns BATCH_OK
  * when queued (done will be called), else the refusal (done is not).
  * may_run_here: the caller's thread may run batches (a worker, not an
- * event loop): when no batch is running, what is ready runs on it before
+ * event loop): when no batch is running and batches run short (a few tens
+ * of microseconds, see batcher.c), what is ready runs on it before
  * this returns (this request's `done` and other members' included), and
  * the batches that queue meanwhile after it, so a lone request costs no
  * hand-over to the batch thread and back. */
