@@ -8,8 +8,10 @@
  *
  * A batcher belongs to one model_version (so a batch never mixes
  * versions: a swap makes new requests go to the new version's batcher
- * while the old one drains), runs its batches on one thread of its own
- * with one engine session of its own, and is freed with the version.
+ * while the old one drains), runs its batches one at a time with one
+ * engine session of its own — on the thread of a caller that submits
+ * while nothing runs (batcher_submit's may_run_here), or on a thread of
+ * its own when a batch must wait to form — and is freed with the version.
  * Callers that can give their thread back while they wait (the HTTP
  * workers, which suspend their connection) use batcher_submit with a
  * completion; synchronous callers (gRPC, jobs, pipelines) use batcher_run,
@@ -52,7 +54,8 @@ typedef enum batch_outcome {
 /* The HTTP status a refusal or failure answers with. */
 int batch_outcome_http_status(batch_outcome outcome);
 
-/* Called once per accepted request, on the batcher's thread, after the
+/* Called once per accepted request, on the thread that ran its batch (the
+ * batch thread or a leader, see batcher_submit), after the
  * outputs were filled (BATCH_OK) or with the reason it was not. */
 typedef void (*batch_done_fn)(void *context, batch_outcome outcome, const char *error);
 
@@ -82,9 +85,15 @@ bool batcher_would_merge(batcher *b, ifd_value *const *inputs);
  * outputs (ifd_model_output_count slots) must stay valid until `done` is
  * called. deadline: CLOCK_MONOTONIC seconds after which the request is
  * dropped from the queue with BATCH_DEADLINE (0: none). Returns BATCH_OK
- * when queued (done will be called), else the refusal (done is not). */
+ * when queued (done will be called), else the refusal (done is not).
+ * may_run_here: the caller's thread may run batches (a worker, not an
+ * event loop): when no batch is running and batches run short (a few tens
+ * of microseconds, see batcher.c), what is ready runs on it before
+ * this returns (this request's `done` and other members' included), and
+ * the batches that queue meanwhile after it, so a lone request costs no
+ * hand-over to the batch thread and back. */
 batch_outcome batcher_submit(batcher *b, ifd_value *const *inputs, ifd_value **outputs,
-                             double deadline, batch_done_fn done, void *context);
+                             double deadline, bool may_run_here, batch_done_fn done, void *context);
 
 /* The same, waiting for the answer on the calling thread. */
 batch_outcome batcher_run(batcher *b, ifd_value *const *inputs, ifd_value **outputs,

@@ -559,7 +559,8 @@ int model_set_submit(model_set *set, model_version *v, int session, ifd_value *c
         return 503;
     }
     *s = (submitted){set, v, inputs, outputs, done, context};
-    batch_outcome queued = batcher_submit(b, inputs, outputs, deadline, on_batch_done, s);
+    /* a caller with a session of its own is a worker: it may run the batch */
+    batch_outcome queued = batcher_submit(b, inputs, outputs, deadline, session >= 0, on_batch_done, s);
     if (queued == BATCH_OK)
         return 0;
     free(s);

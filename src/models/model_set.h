@@ -153,7 +153,7 @@ ifd_status model_set_run_until(model_set *set, model_version *version, int sessi
  * that can give its thread back should use model_set_submit. */
 bool model_set_batches(const model_version *version);
 
-/* Completion of model_set_submit, on the batcher's thread: http_status 200
+/* Completion of model_set_submit, on the thread that ran the batch: http_status 200
  * (outputs filled) or the status to answer with and why. */
 typedef void (*model_run_done)(void *context, int http_status, const char *error);
 
@@ -162,8 +162,11 @@ typedef void (*model_run_done)(void *context, int http_status, const char *error
  * (done will be called once), else the status of the refusal (429, 503)
  * and done is not called. A request that cannot share a batch (see
  * model_set_run_until) runs at once on `session` and `done` is called
- * before this returns (0). Outcomes feed rollback and shadow as
- * model_set_run does. */
+ * before this returns (0). With session >= 0 the calling thread may also
+ * run the batch this request joins when no batch is running (see
+ * batcher_submit's may_run_here): `done` may then be called, for this
+ * and other requests, before this returns. Outcomes feed rollback and
+ * shadow as model_set_run does. */
 int model_set_submit(model_set *set, model_version *version, int session, ifd_value *const *inputs,
                      ifd_value **outputs, double deadline, model_run_done done, void *context,
                      char *err, size_t err_size);

@@ -617,7 +617,7 @@ static void on_batched(void *context, int status, const char *error)
 }
 
 /* Queue the request on the version's batcher and give the worker back; the
- * batcher's thread answers (or this thread at once: a bad body never
+ * thread that runs the batch answers (or this thread at once: a bad body never
  * enters a batch, a full queue is a 429). */
 static void infer_batched(http_request *req, model_version *m, int worker, double deadline)
 {

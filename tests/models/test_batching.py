@@ -23,12 +23,12 @@ import time
 import unittest
 
 import numpy as np
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from live_harness import (AUTH, SLOW, TOKEN, Server, failing_classifier, save,  # noqa: E402
                           slow_classifier, write_config)
-from serve_harness import INFERD, adder_model  # noqa: E402
+from serve_harness import INFERD, v2_binary_request  # noqa: E402
 
 FIXTURES = os.environ.get("REAL_FIXTURES", "")
 IMAGE_FIXTURES = os.environ.get("IMAGE_FIXTURES", "")
@@ -41,12 +41,72 @@ def fixture(name):
     return path
 
 
+def slow_adder_model(k, width=256, depth=60):
+    """y = x + k for x float32 [N, 3], exactly (as adder_model), but x goes
+    through `depth` MatMuls by the identity at `width` first (embedded and
+    taken back by [I 0] and its transpose), so each row costs depth *
+    width^2 multiply-adds: calls take long enough that requests arrive
+    while one runs and batches form."""
+    embed = np.zeros((3, width), np.float32)
+    embed[:, :3] = np.eye(3, dtype=np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    nodes, last = [helper.make_node("MatMul", ["x", "embed"], ["h"])], "h"
+    for i in range(depth):
+        nodes.append(helper.make_node("MatMul", [last, "eye"], [f"m{i}"]))
+        last = f"m{i}"
+    nodes += [helper.make_node("MatMul", [last, "back"], ["z"]), helper.make_node("Add", ["z", "bias"], ["y"])]
+    inits = [numpy_helper.from_array(embed, "embed"), numpy_helper.from_array(np.eye(width, dtype=np.float32), "eye"),
+             numpy_helper.from_array(np.ascontiguousarray(embed.T), "back"),
+             numpy_helper.from_array(np.full([3], k, dtype=np.float32), "bias")]
+    graph = helper.make_graph(nodes, f"slow_adder{k}", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def slow_image_classifier(layers=200, width=256):
+    """input float32 [N,1,28,28] (the digits images' preprocessing) ->
+    probabilities [N,10]: Flatten, MatMul to `width`, `layers` MatMul+Tanh
+    with one shared weight, MatMul to 10 classes, Softmax. About as slow per
+    row as live_harness.slow_classifier, so a 1000-row batch takes about a
+    second."""
+    rng = np.random.default_rng(7)
+    w_in = (rng.normal(size=(784, width)) / np.sqrt(784)).astype(np.float32)
+    w = (rng.normal(size=(width, width)) / np.sqrt(width)).astype(np.float32)
+    w_out = rng.normal(size=(width, 10)).astype(np.float32)
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])
+    y = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])
+    nodes = [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "w_in"], ["h"])]
+    last = "h"
+    for i in range(layers):
+        nodes.append(helper.make_node("MatMul", [last, "w"], [f"m{i}"]))
+        nodes.append(helper.make_node("Tanh", [f"m{i}"], [f"t{i}"]))
+        last = f"t{i}"
+    nodes += [helper.make_node("MatMul", [last, "w_out"], ["logits"]),
+              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
+    graph = helper.make_graph(nodes, "slow_digits", [x], [y], [numpy_helper.from_array(w_in, "w_in"),
+                                                              numpy_helper.from_array(w, "w"),
+                                                              numpy_helper.from_array(w_out, "w_out")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
 def v2_body(name, array, datatype="FP32", **extra):
     array = np.asarray(array)
     body = {"inputs": [{"name": name, "shape": list(array.shape), "datatype": datatype,
                         "data": array.ravel().tolist()}]}
     body.update(extra)
     return body
+
+
+def post_raw(port, path, data, timeout=120):
+    """POST an already encoded JSON body: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout * SLOW)
+    try:
+        conn.request("POST", path, data, {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
 
 
 def post(port, path, body, headers=None, timeout=60):
@@ -113,6 +173,11 @@ class Batching(unittest.TestCase):
         return s
 
     def check_distinct_answers(self, model_path, input_name, shape, clients=64, rounds=3):
+        """64 clients, each its own rows, get exactly the unbatched server's
+        answers from merged batches. On these fast models a worker that
+        finds no batch running runs a request at once, so each round is
+        sent while a batch of OCCUPY rows (a binary V2 request, max_batch_size
+        of them) runs: the clients' requests queue behind it and merge."""
         rng = np.random.default_rng(11)
         # each client its own input, of 1 to 3 rows
         inputs = [rng.random((1 + i % 3, *shape), dtype=np.float32) for i in range(clients)]
@@ -122,28 +187,50 @@ class Batching(unittest.TestCase):
             status, _, body = post(plain.port, "/v2/models/m/infer", v2_body(input_name, x))
             self.assertEqual(status, 200, body)
             expected.append({o["name"]: o["data"] for o in json.loads(body)["outputs"]})
-        batched = self.serve([model_path, "--name", "m", "--max-batch-size", "64",
+        occupy_rows = 200000
+        batched = self.serve([model_path, "--name", "m", "--max-batch-size", str(occupy_rows),
                               "--max-queue-delay-us", "5000"])
+        big = np.full((occupy_rows, *shape), 0.5, np.float32)
+        occupying, headers = v2_binary_request(
+            {"inputs": [{"name": input_name, "shape": list(big.shape), "datatype": "FP32",
+                         "parameters": {"binary_data_size": big.nbytes}}]}, [big.tobytes()])
+
+        def occupy():
+            def send():
+                conn = http.client.HTTPConnection("127.0.0.1", batched.port, timeout=120 * SLOW)
+                conn.request("POST", "/v2/models/m/infer", occupying, headers)
+                self.assertEqual(conn.getresponse().status, 200)
+                conn.close()
+            t = threading.Thread(target=send)
+            t.start()
+            deadline = time.monotonic() + 60 * SLOW
+            while metric(batched, "inferd_batch_running_rows", 'model="m"') != occupy_rows:
+                self.assertLess(time.monotonic(), deadline, "the occupying request never ran")
+                time.sleep(0.002)
+            return t
+
         calls = [(lambda i=i: (i, post(batched.port, "/v2/models/m/infer", v2_body(input_name, inputs[i]))))
-                 for i in range(clients)] * rounds
-        for i, (status, _, body) in in_parallel(calls, workers=clients):
-            self.assertEqual(status, 200, body)
-            got = {o["name"]: o["data"] for o in json.loads(body)["outputs"]}
-            self.assertEqual(set(got), set(expected[i]))
-            for name in got:
-                self.assertEqual(len(got[name]), len(expected[i][name]), (i, name))
-                # a batch runs the GEMMs at another row count: float32 sums may reassociate
-                np.testing.assert_allclose(got[name], expected[i][name], rtol=1e-4, atol=2e-5,
-                                           err_msg=f"client {i} output {name}")
-        batches = metric(batched, "inferd_batch_size_rows_count", 'model="m"')
-        rows = metric(batched, "inferd_batch_size_rows_sum", 'model="m"')
-        sent_rows = sum(len(x) for x in inputs) * rounds
-        self.assertEqual(rows, sent_rows)
-        self.assertGreater(rows / batches, 1.5, "batches did not form under 64 concurrent clients")
+                 for i in range(clients)]
+        for _ in range(rounds):
+            busy = occupy()
+            answers = in_parallel(calls, workers=clients)
+            busy.join()
+            for i, (status, _, body) in answers:
+                self.assertEqual(status, 200, body)
+                got = {o["name"]: o["data"] for o in json.loads(body)["outputs"]}
+                self.assertEqual(set(got), set(expected[i]))
+                for name in got:
+                    self.assertEqual(len(got[name]), len(expected[i][name]), (i, name))
+                    # a batch runs the GEMMs at another row count: float32 sums may reassociate
+                    np.testing.assert_allclose(got[name], expected[i][name], rtol=1e-4, atol=2e-5,
+                                               err_msg=f"client {i} output {name}")
+        batches = metric(batched, "inferd_batch_size_rows_count", 'model="m"') - rounds
+        rows = metric(batched, "inferd_batch_size_rows_sum", 'model="m"') - rounds * occupy_rows
+        self.assertEqual(rows, sum(len(x) for x in inputs) * rounds)
+        self.assertLess(batches, clients * rounds / 2, "the clients' requests did not merge into batches")
         # the engine's time is counted per batch, and is a part of the wall time the clients waited
         run = metric(batched, "inferd_batch_run_seconds_total", 'model="m"')
         self.assertGreater(run, 0)
-        self.assertLess(run / batches, 1.0 * SLOW)
 
     def test_concurrent_clients_each_get_their_own_rows_cnn(self):
         self.check_distinct_answers(fixture("digits_cnn"), "input", (1, 8, 8))
@@ -260,15 +347,20 @@ class Batching(unittest.TestCase):
     def test_image_requests_batch_without_holding_a_worker(self):
         """Raw PNG bodies on V2 infer and uploads on the tutorial's
         /prediction (decoded and preprocessed by a worker, top-k asked)
-        queue like tensors: with 2 workers, 48 concurrent images form
-        batches of more than 2 (a worker held per waiting request would cap
-        them at 2), and each answer is the unbatched server's."""
+        queue like tensors: with 2 workers, 48 images sent while a 1000-row
+        batch runs (about a second) all wait in the queue and form batches
+        of more than 2 (a worker held per waiting request would cap them at
+        2), and each answer is the unbatched server's. (A slow model with
+        the digits preprocessing: on the fast digits CNN a worker that finds
+        no batch running runs the image's batch at once, so batches seldom
+        form whatever the path.)"""
         digits = os.path.join(IMAGE_FIXTURES, "digits")
         if not os.path.exists(os.path.join(digits, "model.onnx")):
             self.skipTest(f"{digits} missing: run tools/gen_image_fixtures.py --out $IMAGE_FIXTURES")
         import subprocess
         store = os.path.join(self.dir, "store")
-        r = subprocess.run([INFERD, "models", "--store", store, "import", os.path.join(digits, "model.onnx"),
+        model = save(slow_image_classifier(), os.path.join(self.dir, "slow_digits.onnx"))
+        r = subprocess.run([INFERD, "models", "--store", store, "import", model,
                             "--name", "digits", "--labels", os.path.join(digits, "labels.json"), "--task",
                             "classification", "--preprocess", os.path.join(digits, "preprocessing.json")],
                            capture_output=True, text=True, timeout=120 * SLOW)
@@ -290,16 +382,33 @@ class Batching(unittest.TestCase):
 
         plain = self.serve(["digits", "--store", store])
         want = [json.loads(send(plain.port, data)[1]) for data in images]
-        server = self.serve(["digits", "--store", store, "--max-batch-size", "64", "--workers", "2"])
+        server = self.serve(["digits", "--store", store, "--max-batch-size", "1000", "--max-queue-delay-us", "0",
+                             "--workers", "2"])
+        occupying = json.dumps(v2_body("input", np.zeros((1000, 1, 28, 28), np.float32))).encode()
+
+        def occupy():
+            """A 1000-row batch, running once this returns (its thread)."""
+            t = threading.Thread(target=lambda: self.assertEqual(
+                post_raw(server.port, "/v2/models/digits/infer", occupying)[0], 200))
+            t.start()
+            deadline = time.monotonic() + 30 * SLOW
+            while metric(server, "inferd_batch_running_rows", 'model="digits"') != 1000:
+                self.assertLess(time.monotonic(), deadline, "the occupying request never ran")
+                time.sleep(0.01)
+            return t
+
         calls = [lambda i=i: (i, send(server.port, images[i])) for i in range(len(images))] * 3
-        for i, (status, body) in in_parallel(calls, workers=48):
+        busy = occupy()
+        answers = in_parallel(calls, workers=48)
+        busy.join()
+        for i, (status, body) in answers:
             self.assertEqual(status, 200, body)
             got = json.loads(body)
             self.assertEqual([c["index"] for c in got["parameters"]["top_k"]],
                              [c["index"] for c in want[i]["parameters"]["top_k"]], pngs[i])
             np.testing.assert_allclose(got["outputs"][0]["data"], want[i]["outputs"][0]["data"],
                                        rtol=1e-4, atol=2e-5)
-        self.assertEqual(metric(server, "inferd_batch_size_rows_sum", 'model="digits"'), len(calls))
+        self.assertEqual(metric(server, "inferd_batch_size_rows_sum", 'model="digits"'), len(calls) + 1000)
 
         # the tutorial's upload on /prediction (top-k too) queues the same way
         def upload(port, data):
@@ -316,18 +425,25 @@ class Batching(unittest.TestCase):
                 conn.close()
 
         want_uploads = [json.loads(upload(plain.port, data)[1]) for data in images]
-        for i, (status, body) in in_parallel([lambda i=i: (i, upload(server.port, images[i]))
-                                              for i in range(len(images))], workers=16):
+        busy = occupy()
+        answers = in_parallel([lambda i=i: (i, upload(server.port, images[i])) for i in range(len(images))],
+                              workers=16)
+        busy.join()
+        for i, (status, body) in answers:
             self.assertEqual(status, 200, body)
             got = json.loads(body)
             self.assertEqual(got["index"], want_uploads[i]["index"], pngs[i])
             self.assertEqual([c["index"] for c in got["top_k"]], [c["index"] for c in want_uploads[i]["top_k"]])
-        self.assertEqual(metric(server, "inferd_batch_size_rows_sum", 'model="digits"'), len(calls) + len(images))
+        self.assertEqual(metric(server, "inferd_batch_size_rows_sum", 'model="digits"'),
+                         len(calls) + len(images) + 2000)
         text = server.get("/metrics").body.decode()
-        up_to_2 = float(re.search(r'inferd_batch_size_rows_bucket\{model="digits",version="[^"]+",le="2"\} (\S+)',
-                                  text).group(1))
-        self.assertLess(up_to_2, metric(server, "inferd_batch_size_rows_count", 'model="digits"'),
-                        f"no batch of more than 2 images formed:\n{text}")
+
+        def batches_up_to(rows):
+            return float(re.search(r'inferd_batch_size_rows_bucket\{model="digits",version="[^"]+",le="%d"\} (\S+)'
+                                   % rows, text).group(1))
+        # batches of 3..512 images (the two occupying 1000-row batches excluded)
+        self.assertGreaterEqual(batches_up_to(512) - batches_up_to(2), 1,
+                                f"no batch of more than 2 images formed:\n{text}")
 
     def test_request_larger_than_max_batch_size_runs_at_once_outside_the_queue(self):
         """A request of more rows than max_batch_size is neither refused
@@ -554,9 +670,10 @@ class Batching(unittest.TestCase):
     def test_live_swap_during_batching_never_mixes_versions(self):
         """Versions add their number to x: every answer must be x + the
         version it names, while loads swap versions under 32 concurrent
-        clients; nothing is dropped."""
+        clients; nothing is dropped. (Slow adders: a call long enough that
+        requests queue while one runs, so batches surely form.)"""
         repo = os.path.join(self.dir, "repo")
-        save(adder_model(1), os.path.join(repo, "add", "1", "model.onnx"))
+        save(slow_adder_model(1), os.path.join(repo, "add", "1", "model.onnx"))
         write_config(repo, "add", {"version_policy": {"latest": 1}, "max_batch_size": 32,
                                    "max_queue_delay_us": 2000})
         server = self.serve(["--repository", repo, "--model-control", "explicit", "--admin-token", TOKEN])
@@ -583,7 +700,7 @@ class Batching(unittest.TestCase):
         try:
             for v in (2, 3, 4):
                 time.sleep(0.4 * SLOW)
-                save(adder_model(v), os.path.join(repo, "add", str(v), "model.onnx"))
+                save(slow_adder_model(v), os.path.join(repo, "add", str(v), "model.onnx"))
                 r = server.post("/v2/repository/models/add/load", {}, headers=AUTH)
                 self.assertEqual(r.status, 200, r)
             time.sleep(0.4 * SLOW)

@@ -365,6 +365,122 @@ class BatchingTest(GrpcTestCase):
         self.assertTrue(counts and float(counts[0].split()[-1]) >= 1, "gRPC calls did not go through the batcher")
 
 
+def metric_sum(server, name, labels):
+    text = server.http.get("/metrics").body.decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and labels in line)
+
+
+class BatchQueueTest(GrpcTestCase):
+    """ModelInfer calls to a batching model wait for their batch without
+    holding an inference worker, as REST's V2 requests do."""
+
+    @classmethod
+    def setUpClass(cls):
+        repo = os.path.join(TMP, "repo-batch-queue")
+        save(slow_model(width=256, depth=800), os.path.join(repo, "slowb", "1", "model.onnx"))
+        with open(os.path.join(repo, "slowb", "config.json"), "w") as f:
+            json.dump({"max_batch_size": 1000, "max_queue_delay_us": 0}, f)
+        cls.srv = GrpcServer(["--repository", repo, "--workers", "2", "--max-body", str(8 << 20)])
+
+    @classmethod
+    def tearDownClass(cls):
+        report = cls.srv.http.sanitizer_report()
+        cls.srv.close()
+        if report:
+            raise AssertionError(report)
+
+    def infer(self, rows):
+        req = pb.ModelInferRequest(model_name="slowb")
+        req.inputs.add(name="x", datatype="FP32", shape=list(rows.shape))
+        req.raw_input_contents.append(rows.astype("<f4").tobytes())
+        r = self.srv.stub.ModelInfer(req, timeout=TIMEOUT * 4)
+        return np.frombuffer(r.raw_output_contents[0], "<f4").reshape(list(r.outputs[0].shape))
+
+    def occupy(self):
+        """Keep the batcher busy with a 1000-row call (about a second) on
+        one of the two workers; returns its thread once the batch runs."""
+        big = np.full((1000, 256), 0.25, np.float32)
+        busy = threading.Thread(target=lambda: self.assertTrue(np.array_equal(self.infer(big), big)))
+        busy.start()
+        deadline = time.monotonic() + 30 * SLOW
+        while metric_sum(self.srv, "inferd_batch_running_rows", 'model="slowb"') != 1000:
+            self.assertLess(time.monotonic(), deadline, "the occupying call never ran")
+            time.sleep(0.01)
+        return busy
+
+    def batches_of_3_to_512_rows(self):
+        text = self.srv.http.get("/metrics").body.decode()
+
+        def up_to(n):
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("inferd_batch_size_rows_bucket{") and 'model="slowb"' in line
+                       and f'le="{n}"' in line)
+        return up_to(512) - up_to(2)
+
+    def test_calls_queued_behind_a_running_batch_form_one_batch_with_two_workers(self):
+        """While one worker runs a 1000-row batch (about a second), 12 calls
+        arrive: the other worker queues each and is free for the next, so
+        they run together afterwards. A worker blocked per waiting call
+        (the old path) would let at most 2 of them share a batch."""
+        before = self.batches_of_3_to_512_rows()
+        busy = self.occupy()
+        rng = np.random.default_rng(5)
+        rows = [rng.random((1, 256), dtype=np.float32) for _ in range(12)]
+        got = {}
+        threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, self.infer(rows[i]))) for i in range(12)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(TIMEOUT * 4)
+        busy.join(TIMEOUT * 4)
+        self.assertEqual(sorted(got), list(range(12)))
+        for i, out in got.items():
+            np.testing.assert_array_equal(out, rows[i], err_msg=f"call {i} got another's rows")
+        self.assertGreaterEqual(self.batches_of_3_to_512_rows() - before, 1, "no batch of more than 2 rows formed")
+
+    def test_stream_to_a_batching_model_answers_each_request_in_order(self):
+        """ModelStreamInfer's requests are queued too: each answer is sent
+        by the thread that ran its batch, in the stream's order."""
+        rng = np.random.default_rng(6)
+        rows = [rng.random((1 + i % 3, 256), dtype=np.float32) for i in range(6)]
+
+        def requests():
+            for x in rows:
+                req = pb.ModelInferRequest(model_name="slowb", id=f"r{len(x)}")
+                req.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+                req.raw_input_contents.append(x.astype("<f4").tobytes())
+                yield req
+        answers = list(self.srv.stub.ModelStreamInfer(requests(), timeout=TIMEOUT * 4))
+        self.assertEqual(len(answers), len(rows))
+        for x, a in zip(rows, answers):
+            self.assertEqual(a.error_message, "")
+            out = np.frombuffer(a.infer_response.raw_output_contents[0], "<f4").reshape(
+                list(a.infer_response.outputs[0].shape))
+            np.testing.assert_array_equal(out, x)
+
+    def test_deadline_passing_in_the_queue_and_a_cancelled_call_leave_the_server_serving(self):
+        """A call whose deadline passes while it waits behind a batch is
+        dropped from the queue (DEADLINE_EXCEEDED, counted), and a call the
+        client cancels while queued is run and its answer dropped: neither
+        breaks the batch or the server (also under ASan)."""
+        expired = metric_sum(self.srv, "inferd_batch_deadline_expired_total", 'model="slowb"')
+        busy = self.occupy()
+        x = np.ones((1, 256), np.float32)
+        req = pb.ModelInferRequest(model_name="slowb")
+        req.inputs.add(name="x", datatype="FP32", shape=[1, 256])
+        req.raw_input_contents.append(x.tobytes())
+        cancelled = self.srv.stub.ModelInfer.future(req, timeout=TIMEOUT)
+        self.assertStatus(lambda: self.srv.stub.ModelInfer(req, timeout=0.2), grpc.StatusCode.DEADLINE_EXCEEDED)
+        cancelled.cancel()
+        busy.join(TIMEOUT * 4)
+        deadline = time.monotonic() + 10 * SLOW
+        while metric_sum(self.srv, "inferd_batch_deadline_expired_total", 'model="slowb"') < expired + 1:
+            self.assertLess(time.monotonic(), deadline, "the expired call was not dropped from the queue")
+            time.sleep(0.02)
+        np.testing.assert_array_equal(self.infer(x), x)
+
+
 class PipelineTest(GrpcTestCase):
     """A pipeline of the repository answers over gRPC as over REST."""
 

@@ -17,8 +17,12 @@
  * sticky splits read from request metadata), a model whose warm-up run is
  * a few microseconds runs right on the queue thread with that thread's own
  * session, anything slower goes to the inference workers, and both call
- * model_set_run — the same entry point, so batching, rollback and shadow
- * copies apply alike. A pipeline always runs on a worker (pipeline_run,
+ * model_set_run — the same entry point, so rollback and shadow copies
+ * apply alike. A version that batches is queued with model_set_submit
+ * instead, from the queue thread (small requests to a fast model) or a
+ * worker, and neither waits for the batch: the thread that runs it
+ * encodes and sends the answer (submit_inference, on_batched_inference),
+ * as REST's V2 path answers. A pipeline always runs on a worker (pipeline_run,
  * as REST's served_run). ModelStreamInfer (Triton's extension) runs the
  * requests of a stream one after another, answering each in order; a
  * failed one answers error_message and the stream goes on.
@@ -682,6 +686,108 @@ static void infer_on_worker(void *arg, int worker)
     infer_and_answer(arg, worker);
 }
 
+/* A ModelInfer request in a batch queue: what its completion needs. */
+typedef struct queued_infer {
+    rpc *r;
+    grpc_v2_request decoded;
+    ifd_value **outputs;
+    size_t n_outputs;
+} queued_infer;
+
+static void queued_infer_free(queued_infer *q)
+{
+    grpc_v2_request_free(&q->decoded);
+    for (size_t i = 0; q->outputs && i < q->n_outputs; i++)
+        ifd_value_free(q->outputs[i]);
+    free(q->outputs);
+    free(q);
+}
+
+/* The answer to a batched request (unary: the call's end; stream: one
+ * message), on the thread that ran its batch, or on the submitting one
+ * when the queue refused it. The call may be finished and freed by a queue
+ * thread as soon as it is sent: q is released here, r never touched after. */
+static void on_batched_inference(void *context, int http_status, const char *error)
+{
+    queued_infer *q = context;
+    rpc *r = q->r;
+    grpc_v2_answer answer;
+    bool answered = false;
+    if (http_status != 200) {
+        fail(r, run_failure_status(http_status), "%s", error);
+    } else {
+        char err[1024];
+        grpc_v2_signature sig = target_signature(r);
+        grpc_status_code code = grpc_v2_encode(&q->decoded, &sig, target_name(r), target_version(r), r->infer->id,
+                                               q->outputs, &answer, err, sizeof(err));
+        if (code == GRPC_STATUS_OK)
+            answered = true;
+        else
+            fail(r, code, "%s", err);
+    }
+    if (answered && r->method == MODEL_INFER)
+        r->response = pack(&answer.message.base, &r->response_bytes);
+    r->t_compute_end = server_now();
+    if (r->method == MODEL_STREAM_INFER) {
+        stream_write(r, answered ? &answer : NULL);
+    } else {
+        account(r);
+        finish(r, true);
+    }
+    if (answered)
+        grpc_v2_answer_free(&answer);
+    queued_infer_free(q);
+}
+
+/* Decode r's request and queue it on its version's batcher without
+ * waiting for the batch (as REST's V2 path does): the thread is given
+ * back at once, and the thread that runs the batch answers the call. A
+ * request that cannot share a batch runs at once on `session`. */
+static void submit_inference(rpc *r, int session)
+{
+    r->t_compute_start = server_now();
+    char err[1024];
+    queued_infer *q = calloc(1, sizeof(*q));
+    grpc_v2_signature sig = target_signature(r);
+    if (q)
+        q->outputs = calloc(sig.n_outputs ? sig.n_outputs : 1, sizeof(*q->outputs));
+    if (!q || !q->outputs) {
+        free(q);
+        fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    } else if (!r->version->ready) {
+        fail(r, GRPC_STATUS_UNAVAILABLE, "model '%s' is not ready", r->version->name);
+    } else if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC),
+                            gpr_convert_clock_type(r->deadline, GPR_CLOCK_MONOTONIC)) > 0) {
+        fail(r, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
+    } else {
+        grpc_status_code code = grpc_v2_decode(r->infer, &sig, target_name(r), &q->decoded, err, sizeof(err));
+        if (code == GRPC_STATUS_OK) {
+            q->r = r;
+            q->n_outputs = sig.n_outputs;
+            int refused = model_set_submit(r->f->srv->models, r->version, session, q->decoded.inputs, q->outputs,
+                                           batch_deadline(r), on_batched_inference, q, err, sizeof(err));
+            if (refused)
+                on_batched_inference(q, refused, err);
+            return; /* answered by the completion: r may be gone */
+        }
+        fail(r, code, "%s", err);
+    }
+    if (q)
+        queued_infer_free(q);
+    r->t_compute_end = server_now();
+    if (r->method == MODEL_STREAM_INFER) {
+        stream_write(r, NULL);
+    } else {
+        account(r);
+        finish(r, true);
+    }
+}
+
+static void submit_on_worker(void *arg, int worker)
+{
+    submit_inference(arg, worker);
+}
+
 /* A ModelInferRequest arrived (a unary call's, or a stream's next): pick
  * its version, then run it here or on a worker. */
 static void start_inference(rpc *r, size_t request_bytes)
@@ -698,14 +804,24 @@ static void start_inference(rpc *r, size_t request_bytes)
         /* a pipeline may wait on remote steps: never on a queue thread */
         double run_seconds = r->pipeline ? 1.0 : model_set_run_seconds(srv->models, r->version->name,
                                                                          r->version->version);
-        /* a batching version waits for its batch: never on a queue thread */
-        if (thread_session >= 0 && run_seconds <= INLINE_MAX_SECONDS && request_bytes <= INLINE_MAX_BYTES &&
-            (r->pipeline || !model_set_batches(r->version))) {
+        bool small = thread_session >= 0 && run_seconds <= INLINE_MAX_SECONDS && request_bytes <= INLINE_MAX_BYTES;
+        if (!r->pipeline && model_set_batches(r->version)) {
+            /* a batching version's request waits for its batch on no
+             * thread: queued from here when it is small and the model
+             * fast (a lone one runs at once on this thread's session, as
+             * inline requests do), else decoded and queued by a worker */
+            if (small) {
+                submit_inference(r, thread_session);
+                return;
+            }
+            if (workers_submit(srv->pool, submit_on_worker, r))
+                return;
+        } else if (small) {
             infer_and_answer(r, thread_session);
             return;
-        }
-        if (workers_submit(srv->pool, infer_on_worker, r))
+        } else if (workers_submit(srv->pool, infer_on_worker, r)) {
             return;
+        }
         fail(r, GRPC_STATUS_UNAVAILABLE, "the server is overloaded or stopping; retry later");
     }
     if (r->method == MODEL_STREAM_INFER) {
