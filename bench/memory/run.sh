@@ -44,11 +44,16 @@ wait "$first"
 rm -f "$fifo" "$first_out"
 
 echo "# sharing: two inferd serve processes of one file (the server maps, hashes and loads it)"
+# a read-only copy: the server maps only files nobody may write (a writable
+# one is read into a private copy, so rewriting it in place is harmless)
+served=$(mktemp /tmp/inferd-memory-add_table-XXXXXX.onnx)
+cp "$models/add_table.onnx" "$served"
+chmod a-w "$served"
 logs=""
 pids=""
 for i in 1 2; do
     log=$(mktemp /tmp/inferd-memory-serve-XXXXXX)
-    "$build/inferd" serve "$models/add_table.onnx" --port 0 --workers 2 > "$log" 2>&1 &
+    "$build/inferd" serve "$served" --name add_table --port 0 --workers 2 > "$log" 2>&1 &
     pids="$pids $!"
     logs="$logs $log"
 done
@@ -56,7 +61,7 @@ for log in $logs; do
     tries=0
     while ! grep -q listening "$log" && [ $tries -lt 300 ]; do sleep 0.1; tries=$((tries + 1)); done
 done
-real=$(realpath "$models/add_table.onnx")
+real=$(realpath "$served")
 for pid in $pids; do
     # Rss and Shared_Clean (kB) of the process's mappings of the model file
     awk -v file="$real" -v pid="$pid" '
@@ -67,5 +72,5 @@ for pid in $pids; do
     ' "/proc/$pid/smaps"
 done
 for pid in $pids; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
-rm -f $logs
+rm -f $logs "$served"
 uptime
