@@ -652,6 +652,23 @@ static void run_inference(rpc *r, int session, ifd_value **outputs, grpc_v2_answ
     *answered = true;
 }
 
+/* Send an inference's answer, or the failure fail() recorded when !answered
+ * (unary: the call's end; stream: one message), and free the answer. */
+static void send_inference_answer(rpc *r, grpc_v2_answer *answer, bool answered)
+{
+    if (answered && r->method == MODEL_INFER)
+        r->response = pack(&answer->message.base, &r->response_bytes);
+    r->t_compute_end = server_now();
+    if (r->method == MODEL_STREAM_INFER) {
+        stream_write(r, answered ? answer : NULL);
+    } else {
+        account(r);
+        finish(r, true);
+    }
+    if (answered)
+        grpc_v2_answer_free(answer);
+}
+
 /* Run r's inference request and send its answer (unary: the call's end;
  * stream: one message). */
 static void infer_and_answer(rpc *r, int session)
@@ -665,17 +682,7 @@ static void infer_and_answer(rpc *r, int session)
         fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     else
         run_inference(r, session, outputs, &answer, &answered);
-    if (answered && r->method == MODEL_INFER)
-        r->response = pack(&answer.message.base, &r->response_bytes);
-    r->t_compute_end = server_now();
-    if (r->method == MODEL_STREAM_INFER) {
-        stream_write(r, answered ? &answer : NULL);
-    } else {
-        account(r);
-        finish(r, true);
-    }
-    if (answered)
-        grpc_v2_answer_free(&answer);
+    send_inference_answer(r, &answer, answered);
     for (size_t i = 0; outputs && i < n_out; i++)
         ifd_value_free(outputs[i]);
     free(outputs);
@@ -725,17 +732,7 @@ static void on_batched_inference(void *context, int http_status, const char *err
         else
             fail(r, code, "%s", err);
     }
-    if (answered && r->method == MODEL_INFER)
-        r->response = pack(&answer.message.base, &r->response_bytes);
-    r->t_compute_end = server_now();
-    if (r->method == MODEL_STREAM_INFER) {
-        stream_write(r, answered ? &answer : NULL);
-    } else {
-        account(r);
-        finish(r, true);
-    }
-    if (answered)
-        grpc_v2_answer_free(&answer);
+    send_inference_answer(r, &answer, answered);
     queued_infer_free(q);
 }
 
