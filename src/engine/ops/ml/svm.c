@@ -53,6 +53,19 @@ static int read_kernel(const op_node *node, ifd_error *err, svm_kernel_params *k
     return 0;
 }
 
+/* The polynomial and sigmoid kernels of a dot product x . v. */
+static inline float dot_kernel(const svm_kernel_params *k, float dot)
+{
+    float base = k->gamma * dot + k->coef0;
+    if (k->type == KERNEL_SIGMOID)
+        return tanhf(base);
+    if (k->degree == 2.0f)
+        return base * base;
+    if (k->degree == 3.0f)
+        return base * base * base;
+    return powf(base, k->degree);
+}
+
 /* K(x, v_t) for `count` vectors of `features` floats. `bias` is added to the
  * dot product of the LINEAR kernel (liblinear mode passes rho[0] there). */
 static void kernel_row(const svm_kernel_params *k, const float *x, const float *vectors,
@@ -75,15 +88,7 @@ static void kernel_row(const svm_kernel_params *k, const float *x, const float *
             out[t] = acc + bias;
             continue;
         }
-        float base = k->gamma * acc + k->coef0;
-        if (k->type == KERNEL_SIGMOID)
-            out[t] = tanhf(base);
-        else if (k->degree == 2.0f)
-            out[t] = base * base;
-        else if (k->degree == 3.0f)
-            out[t] = base * base * base;
-        else
-            out[t] = powf(base, k->degree);
+        out[t] = dot_kernel(k, acc);
     }
 }
 
@@ -115,17 +120,8 @@ static void kernel_row_by_feature(const svm_kernel_params *k, const float *x, co
     }
     if (k->type == KERNEL_LINEAR)
         return; /* the classifier's bias is 0 (rho is added per pair) */
-    for (size_t t = 0; t < count; t++) {
-        float base = k->gamma * out[t] + k->coef0;
-        if (k->type == KERNEL_SIGMOID)
-            out[t] = tanhf(base);
-        else if (k->degree == 2.0f)
-            out[t] = base * base;
-        else if (k->degree == 3.0f)
-            out[t] = base * base * base;
-        else
-            out[t] = powf(base, k->degree);
-    }
+    for (size_t t = 0; t < count; t++)
+        out[t] = dot_kernel(k, out[t]);
 }
 
 /* ---- SVMClassifier ------------------------------------------------------ */
