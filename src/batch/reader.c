@@ -423,7 +423,8 @@ static bool open_npy(batch_reader *r, char *err, size_t n)
             s = end - 1;
         }
         long long per_row = 1;
-        for (int i = 1; ok && i < rank; i++)
+        /* -1 once the product overflows, and it stays -1 */
+        for (int i = 1; ok && i < rank && per_row >= 0; i++)
             per_row = dims[i] > 0 && per_row > INT64_MAX / dims[i] ? -1 : per_row * dims[i];
         if (ok && (rank < 1 || per_row != (long long)r->features))
             ok = fail(err, n,
