@@ -60,9 +60,10 @@ status=0
 
 echo "== fuzz.sh: replaying fuzz/regressions"
 known="$repo/fuzz/regressions/KNOWN_OPEN"
-for target in model_load value_decode image_decode grpc_request numeric_json infer_request; do
-  dir="$repo/fuzz/regressions/$target"
-  [ -d "$dir" ] || continue
+# every folder of fuzz/regressions is named after its fuzz_<target>
+for dir in "$repo"/fuzz/regressions/*/; do
+  dir="${dir%/}"
+  target="$(basename "$dir")"
   for f in "$dir"/*; do
     [ -f "$f" ] || continue
     rel="$target/$(basename "$f")"
