@@ -47,6 +47,7 @@
 #include "grpc/grpc_server.h"
 #include "http.h"
 #include "image_request.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "pipeline.h"
@@ -78,6 +79,8 @@ typedef struct conn_state {
 
 static pthread_mutex_t connections_lock = PTHREAD_MUTEX_INITIALIZER;
 static conn_state *connections;
+/* connections libmicrohttpd holds: the listener accepts only below the limit */
+static atomic_uint open_connections;
 
 double server_now(void)
 {
@@ -185,6 +188,7 @@ static void on_connection(void *cls, struct MHD_Connection *connection, void **s
 {
     (void)cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&open_connections, 1);
         conn_state *c = calloc(1, sizeof(*c));
         if (!c)
             return; /* such a connection is served, only without the deadline */
@@ -202,6 +206,7 @@ static void on_connection(void *cls, struct MHD_Connection *connection, void **s
         *socket_context = c;
         return;
     }
+    atomic_fetch_sub(&open_connections, 1);
     conn_state *c = *socket_context;
     if (!c)
         return;
@@ -810,8 +815,9 @@ int server_run(server *srv)
     serve_options *o = &srv->options;
     struct sockaddr_storage addr;
     memset(&addr, 0, sizeof(addr));
+    /* the listening socket is ours (listener.h says why) */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     socklen_t addr_len;
     struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
@@ -825,13 +831,10 @@ int server_run(server *srv)
         v6->sin6_family = AF_INET6;
         v6->sin6_port = htons((uint16_t)o->port);
         addr_len = sizeof(*v6);
-        flags |= MHD_USE_IPv6;
     } else {
         log_event(LOG_ERROR, "cannot start: --host must be an IPv4 or IPv6 address", "host", o->host, NULL);
         return 1;
     }
-    (void)addr_len;
-
     if (pipe2(signal_pipe, O_CLOEXEC) != 0) {
         log_event(LOG_ERROR, "cannot start: pipe failed", "error", strerror(errno), NULL);
         return 1;
@@ -858,11 +861,7 @@ int server_run(server *srv)
     /* The logger comes first so that libmicrohttpd's remarks on the options
      * that follow go to our log (plain stderr text would break JSON logs).
      * A thread pool is asked for only when it has more than one thread
-     * (libmicrohttpd warns about a pool of 0 or 1). No
-     * MHD_OPTION_LISTENING_ADDRESS_REUSE: its value 1 means SO_REUSEPORT,
-     * which let a second server bind a port already served and silently
-     * take half its traffic; the default (SO_REUSEADDR) still allows a
-     * restart while old connections linger in TIME_WAIT. */
+     * (libmicrohttpd warns about a pool of 0 or 1). */
     struct MHD_OptionItem pool[] = {
         {o->io_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)o->io_threads, NULL},
         {MHD_OPTION_END, 0, NULL},
@@ -873,31 +872,41 @@ int server_run(server *srv)
         workers_stop(srv->admin_pool);
         return 1;
     }
-    struct MHD_Daemon *daemon = MHD_start_daemon(
-        flags, (uint16_t)o->port, NULL, NULL, on_request, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_ARRAY, pool,
-        MHD_OPTION_CONNECTION_LIMIT, o->connection_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, o->request_timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->max_header,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_END);
-    if (!daemon) {
+    int listen_fd = listener_open((struct sockaddr *)&addr, addr_len);
+    struct MHD_Daemon *daemon = NULL;
+    if (listen_fd >= 0)
+        daemon = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, srv,
+            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, srv,
+            MHD_OPTION_ARRAY, pool,
+            MHD_OPTION_CONNECTION_LIMIT, o->connection_limit,
+            MHD_OPTION_CONNECTION_TIMEOUT, o->request_timeout,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->max_header,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+            MHD_OPTION_END);
+    int bound_port = listen_fd >= 0 ? listener_port(listen_fd) : -1;
+    listener *accepting = daemon ? listener_start(listen_fd, daemon, o->connection_limit, &open_connections) : NULL;
+    if (!accepting) {
         char port[16];
         snprintf(port, sizeof(port), "%d", o->port);
-        log_event(LOG_ERROR, "cannot listen (address in use or not permitted)", "host", o->host,
-                  "port", port, NULL);
+        if (listen_fd < 0)
+            log_event(LOG_ERROR, "cannot listen (address in use or not permitted)", "host", o->host,
+                      "port", port, "error", strerror(errno), NULL);
+        else
+            log_event(LOG_ERROR, "cannot start the HTTP server", "host", o->host, "port", port, NULL);
+        if (daemon)
+            MHD_stop_daemon(daemon);
+        else if (listen_fd >= 0)
+            close(listen_fd);
         grpc_frontend_stop(srv->grpc);
         srv->grpc = NULL;
         workers_stop(srv->pool);
         workers_stop(srv->admin_pool);
         return 1;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
     char port[16];
-    snprintf(port, sizeof(port), "%u", info ? (unsigned)info->port : (unsigned)o->port);
+    snprintf(port, sizeof(port), "%d", bound_port >= 0 ? bound_port : o->port);
     log_event(LOG_INFO, "listening", "host", o->host, "port", port, NULL);
 
     /* Wait for a signal, checking the per-request deadline meanwhile. */
@@ -917,9 +926,7 @@ int server_run(server *srv)
     log_event(LOG_INFO, "stopping: no new connections, finishing requests in flight", "signal",
               signame, NULL);
     srv->stopping = true;
-    MHD_socket listener = MHD_quiesce_daemon(daemon);
-    if (listener != MHD_INVALID_SOCKET)
-        close(listener);
+    listener_stop(accepting);
     grpc_frontend_quiesce(srv->grpc);
     /* Requests in flight, and connections accepted just before the signal
      * whose request has not begun arriving (up to 0.2 s), are finished. */

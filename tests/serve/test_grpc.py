@@ -313,12 +313,16 @@ class ModelInferTest(GrpcTestCase):
         self.assertEqual({version_for(None) for _ in range(60)}, {"1", "2"})
 
     def test_a_deadline_shorter_than_the_run_is_deadline_exceeded(self):
-        x = np.ones((2048, 256), dtype=np.float32)
+        # 1000 rows stay under this server's --max-body of 1 MiB (2048 rows did
+        # not: the core refused them with RESOURCE_EXHAUSTED whenever that came
+        # before the 1 ms deadline), and are 1.6 GMAC of work: tens of ms,
+        # against a 10 ms deadline that the 1 MB has ample time to beat
+        x = np.ones((1000, 256), dtype=np.float32)
         req = pb.ModelInferRequest(model_name="slow")
-        req.inputs.add(name="x", datatype="FP32", shape=[2048, 256])
+        req.inputs.add(name="x", datatype="FP32", shape=[1000, 256])
         req.raw_input_contents.append(x.tobytes())
         with self.assertRaises(grpc.RpcError) as ctx:
-            SERVER.stub.ModelInfer(req, timeout=0.001)
+            SERVER.stub.ModelInfer(req, timeout=0.01)
         self.assertEqual(ctx.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
         self.assertStillServing()
 

@@ -564,6 +564,72 @@ class ShutdownTest(ServerTestCase):
         self.assertIn(200, statuses)
         self.assertIsNone(srv.sanitizer_report())
 
+    def test_the_port_is_free_for_a_new_server_while_the_old_one_finishes(self):
+        srv = self.start([self.model, "--workers", "1", "--grace", "30"])
+        rows = self.calibrate(srv)
+        result = {}
+
+        def client():
+            x, body, headers = self.slow_request(rows * 4, 7)  # about 1.2 s of work
+            r = srv.post("/v2/models/slow/infer", body, headers=headers, timeout=120)
+            header, blobs = v2_binary_response(r) if r.status == 200 else (None, None)
+            result["ok"] = r.status == 200 and blobs["y"] == x.tobytes()
+
+        t = threading.Thread(target=client)
+        t.start()
+        wait_in_flight(srv, 1)
+        srv.proc.send_signal(signal.SIGTERM)
+        # the port is released at once: a successor listens on it while the
+        # old server still finishes its request (a restart in place). Like
+        # inferd it sets SO_REUSEADDR, without which the old server's open
+        # connection alone would keep the port from being bound.
+        deadline = time.monotonic() + 5 * SLOW
+        while True:
+            try:
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(("127.0.0.1", srv.port))
+                    probe.listen()
+                break
+            except OSError:
+                self.assertLess(time.monotonic(), deadline, "the port stayed bound after SIGTERM")
+                time.sleep(0.01)
+        self.assertIsNone(srv.proc.poll(), "the old server should still be finishing its request")
+        t.join(120 * SLOW)
+        self.assertEqual(srv.proc.wait(60 * SLOW), 0, srv.log()[-3000:])
+        self.assertEqual(result, {"ok": True}, srv.log()[-3000:])
+
+    def test_sigterm_under_connection_churn_always_exits_zero(self):
+        # libmicrohttpd's MHD_quiesce_daemon raced its own polling threads and
+        # sometimes aborted the process on SIGTERM ("Failed to remove listen
+        # FD from epoll set"); several polling threads (--workers 2) and
+        # clients opening connections all the time are where it struck
+        for attempt in range(12):
+            srv = self.start([DEMO_MODEL, "--workers", "2", "--grace", "10"])
+            stop = threading.Event()
+
+            def churn():
+                while not stop.is_set():
+                    try:
+                        with socket.create_connection(("127.0.0.1", srv.port), timeout=2) as s:
+                            s.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+                            s.recv(4096)
+                    except OSError:
+                        pass
+
+            clients = [threading.Thread(target=churn) for _ in range(4)]
+            for c in clients:
+                c.start()
+            time.sleep(0.1)
+            srv.proc.send_signal(signal.SIGTERM)
+            rc = srv.proc.wait(30 * SLOW)
+            stop.set()
+            for c in clients:
+                c.join(10)
+            self.assertEqual(rc, 0, f"attempt {attempt}: " + srv.log()[-2000:])
+            self.assertNotIn("Fatal error", srv.log())
+            self.assertIsNone(srv.sanitizer_report())
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
