@@ -12,9 +12,8 @@
  * gathered back by channel, PR positions at a time, into Y's planes, adding
  * the residual (and clamping after it) on the way.
  *
- * Work items are (image, block of output channels, run of positions); a
- * block's packed weights (K x 32 floats) are read by every tile of the item
- * from L1/L2, X's rows of a tile from L1.
+ * Work items are (image, block of output channels, run of up to 16 tiles
+ * of positions), computed in panels of input channels (see run_items).
  */
 #include "pointwise_small.h"
 
@@ -31,6 +30,8 @@
 
 #define NB POINTWISE_SMALL_NB
 #define PR 12 /* positions per register tile */
+#define KC 128 /* input channels per panel (see run_items) */
+#define MAX_ITEM_TILES 16 /* tiles of one work item: its partial sums, 24 KiB */
 /* as CONV_PARALLEL_MIN_FMAS in ops/conv.c: below this a hand-off costs more
  * than it saves */
 #define PARALLEL_MIN_FMAS 262144.0
@@ -88,17 +89,26 @@ static inline TARGET_AVX512 __m512 clamp_keep_nan(__m512 v, __m512 lo, __m512 hi
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), v, hi);
 }
 
-/* `rows` positions from p0 x the block's channels [o0, o0 + width). */
+/* `rows` positions x the block's channels [o0, o0 + width), input
+ * channels [c0, c1) of it: the sums so far come from `part` (unless this is
+ * the first panel) and go back to it (unless it is the last, which stores
+ * Y). */
 static inline TARGET_AVX512 __attribute__((always_inline)) void
-tile_body(const pointwise_small *ps, const float *x, const float *w, size_t width, float *y,
-          const float *res, const float *bias, const int rows)
+tile_body(const pointwise_small *ps, const float *x, const float *w, size_t c0, size_t c1,
+          float *part, size_t width, float *y, const float *res, const float *bias,
+          const int rows)
 {
-    size_t k = ps->in_channels, plane = ps->positions;
+    size_t plane = ps->positions;
+    bool first = c0 == 0, last = c1 == ps->in_channels;
     __m512 acc[PR][2];
 #pragma GCC unroll 12
-    for (int r = 0; r < rows; r++)
-        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (size_t c = 0; c < k; c++, x += plane, w += NB) {
+    for (int r = 0; r < rows; r++) {
+        acc[r][0] = first ? _mm512_setzero_ps() : _mm512_load_ps(part + r * NB);
+        acc[r][1] = first ? _mm512_setzero_ps() : _mm512_load_ps(part + r * NB + 16);
+    }
+    x += c0 * plane;
+    w += c0 * NB;
+    for (size_t c = c0; c < c1; c++, x += plane, w += NB) {
         __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
 #pragma GCC unroll 12
         for (int r = 0; r < rows; r++) {
@@ -107,13 +117,21 @@ tile_body(const pointwise_small *ps, const float *x, const float *w, size_t widt
             acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
         }
     }
+    if (!last) {
+#pragma GCC unroll 12
+        for (int r = 0; r < rows; r++) {
+            _mm512_store_ps(part + r * NB, acc[r][0]);
+            _mm512_store_ps(part + r * NB + 16, acc[r][1]);
+        }
+        return;
+    }
     const kernel_epilogue *e = &ps->epilogue;
     __m512 vlo = _mm512_set1_ps(e->clamp ? e->lo : 0.0f);
     __m512 vhi = _mm512_set1_ps(e->clamp ? e->hi : 0.0f);
-    __mmask16 c0 = (__mmask16)(width >= 16 ? 0xffffu : (1u << width) - 1u);
-    __mmask16 c1 = (__mmask16)(width >= 32 ? 0xffffu : width > 16 ? (1u << (width - 16)) - 1u : 0u);
-    __m512 b0 = bias ? _mm512_maskz_loadu_ps(c0, bias) : _mm512_setzero_ps();
-    __m512 b1 = bias ? _mm512_maskz_loadu_ps(c1, bias + 16) : _mm512_setzero_ps();
+    __mmask16 c0m = (__mmask16)(width >= 16 ? 0xffffu : (1u << width) - 1u);
+    __mmask16 c1m = (__mmask16)(width >= 32 ? 0xffffu : width > 16 ? (1u << (width - 16)) - 1u : 0u);
+    __m512 b0 = bias ? _mm512_maskz_loadu_ps(c0m, bias) : _mm512_setzero_ps();
+    __m512 b1 = bias ? _mm512_maskz_loadu_ps(c1m, bias + 16) : _mm512_setzero_ps();
     bool clamp_now = e->clamp && !res;
     float tile[PR * NB] __attribute__((aligned(64)));
 #pragma GCC unroll 12
@@ -143,12 +161,12 @@ tile_body(const pointwise_small *ps, const float *x, const float *w, size_t widt
 }
 
 static TARGET_AVX512 void tile(const pointwise_small *ps, const float *x, const float *w,
-                               size_t width, float *y, const float *res, const float *bias,
-                               size_t rows)
+                               size_t c0, size_t c1, float *part, size_t width, float *y,
+                               const float *res, const float *bias, size_t rows)
 {
 #define TILE(ROWS)                                                                            \
     case ROWS:                                                                                \
-        tile_body(ps, x, w, width, y, res, bias, ROWS);                                       \
+        tile_body(ps, x, w, c0, c1, part, width, y, res, bias, ROWS);                         \
         break
     switch (rows) {
         TILE(1); TILE(2); TILE(3); TILE(4); TILE(5); TILE(6);
@@ -158,11 +176,18 @@ static TARGET_AVX512 void tile(const pointwise_small *ps, const float *x, const 
 #undef TILE
 }
 
+/* Each item runs its tiles panel by panel of KC input channels: a panel of
+ * the block's weights (KC x 32 floats, 16 KiB) is read from memory once and
+ * then from L1 by every tile of the item, where whole-K tiles would stream
+ * the block (up to 120 KiB for MobileNetV2's 960 input channels) once per
+ * tile, the first time from DRAM at the pace of one tile's FMAs. The tiles'
+ * partial sums wait in `part` between panels. */
 static void run_items(void *arg, size_t begin, size_t end)
 {
     const small_job *job = arg;
     const pointwise_small *ps = job->ps;
     size_t m = ps->out_channels, k = ps->in_channels, plane = ps->positions;
+    float part[MAX_ITEM_TILES * PR * NB] __attribute__((aligned(64)));
     for (size_t item = begin; item < end; item++) {
         size_t n = item / (job->blocks * job->chunks), rest = item % (job->blocks * job->chunks);
         size_t b = rest / job->chunks, p0 = rest % job->chunks * job->chunk;
@@ -173,9 +198,13 @@ static void run_items(void *arg, size_t begin, size_t end)
         float *y = ps->y + (n * m + o0) * plane;
         const float *res = ps->residual ? ps->residual + (n * m + o0) * plane : NULL;
         const float *bias = ps->bias ? ps->bias + o0 : NULL;
-        for (size_t p = p0; p < p1; p += PR) {
-            size_t rows = p1 - p < PR ? p1 - p : PR;
-            tile(ps, x + p, w, width, y + p, res ? res + p : NULL, bias, rows);
+        for (size_t c0 = 0; c0 < k; c0 += KC) {
+            size_t c1 = k - c0 < KC ? k : c0 + KC;
+            for (size_t p = p0; p < p1; p += PR) {
+                size_t rows = p1 - p < PR ? p1 - p : PR;
+                tile(ps, x + p, w, c0, c1, part + (p - p0) / PR * PR * NB, width, y + p,
+                     res ? res + p : NULL, bias, rows);
+            }
         }
     }
 }
@@ -186,22 +215,25 @@ void pointwise_small_f32(const pointwise_small *ps, threadpool *pool)
     size_t plane = ps->positions;
     job.blocks = (ps->out_channels + NB - 1) / NB;
     job.chunk = (plane + PR - 1) / PR * PR;
-    job.chunks = 1;
+    if (job.chunk > MAX_ITEM_TILES * PR)
+        job.chunk = MAX_ITEM_TILES * PR;
+    job.chunks = (plane + job.chunk - 1) / job.chunk;
     size_t threads = pool ? (size_t)threadpool_size(pool) : 1;
     double fmas = (double)ps->batch * (double)ps->out_channels * (double)plane *
                   (double)ps->in_channels;
     if (fmas < PARALLEL_MIN_FMAS)
         threads = 1;
-    size_t items = ps->batch * job.blocks;
+    size_t items = ps->batch * job.blocks * job.chunks;
     if (threads > 1 && items < 4 * threads) {
         /* a few items per thread so the shared cursor balances them: cut
-         * the plane into runs of whole tiles */
-        size_t tiles = job.chunk / PR;
-        size_t want = (4 * threads + items - 1) / items;
+         * the plane into shorter runs of whole tiles */
+        size_t tiles = (plane + PR - 1) / PR;
+        size_t want = (4 * threads + ps->batch * job.blocks - 1) / (ps->batch * job.blocks);
         size_t per = (tiles + want - 1) / want;
-        job.chunk = (per ? per : 1) * PR;
+        per = per < 1 ? 1 : per > MAX_ITEM_TILES ? MAX_ITEM_TILES : per;
+        job.chunk = per * PR;
         job.chunks = (plane + job.chunk - 1) / job.chunk;
-        items *= job.chunks;
+        items = ps->batch * job.blocks * job.chunks;
     }
     if (threads > 1 && items > 1)
         threadpool_parallel_for(pool, items, 1, run_items, &job);

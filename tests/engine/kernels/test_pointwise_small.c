@@ -4,7 +4,8 @@
  * in double precision, over plane sizes that leave every number of
  * positions in the last tile (1..12), output channel counts that leave
  * every kind of last block (under 16, 16, between 16 and 32, whole), with
- * and without bias, a residual (with a NaN that must survive the clamp) and
+ * and input channels over several panels (the partial sums kept between
+ * them), with and without bias, a residual (with a NaN that must survive the clamp) and
  * a Relu6 clamp, on the caller and split over two threads.
  */
 #include <math.h>
@@ -95,6 +96,8 @@ static void test_pointwise_small_matches_the_definition_on_many_shapes(void)
         {1, 40, 33, 23},   /* 33 channels: a block of one */
         {1, 96, 160, 49},  /* MobileNetV2's 7x7 shape, scaled down */
         {2, 64, 96, 144},  /* enough work to split over the threads */
+        {1, 300, 40, 49},  /* three panels of input channels, the last partial */
+        {2, 260, 64, 200}, /* panels, and runs of positions longer than one item */
     };
     threadpool *pool = threadpool_create(2);
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
