@@ -293,10 +293,13 @@ typedef enum weight_layout { LAYOUT_GEMM, LAYOUT_DIRECT, LAYOUT_SMALL } weight_l
 /* Pointwise layers over planes below DIRECT_MIN_PLANE run vectorised across
  * output channels (kernels/pointwise_small.h). Measured with bench/engine/
  * bench_conv_direct (best of 30, one core of the shared 2-core Xeon,
- * sliced im2col + GEMM -> small tile): MobileNetV2's 14x14 384->64 76.5 ->
- * 64.4 us, 576->96 159 -> 141, 96->576 172 -> 159, 64->384 76 -> 74; 7x7
- * 960->160 127 -> 110, 160->960 127 -> 110, 960->320 254 -> 225, 320->1280
- * 353 -> 331. */
+ * sliced im2col + GEMM -> small tile): MobileNetV2's 14x14 384->64 73.7 ->
+ * 59.4 us, 576->96 162 -> 133, 96->576 166 -> 159, 64->384 75 -> 74; 7x7
+ * 960->160 125 -> 96, 160->960 126 -> 108, 960->320 242 -> 211, 320->1280
+ * 331 -> 294; with the caches flushed before each rep 7x7 960->160 218 ->
+ * 191, 320->1280 529 -> 448. Inside the model (a loaded machine, best of
+ * 120 runs per node) the gain is smaller, 0-15% a layer: the weights and X
+ * come from memory there. */
 static weight_layout direct_wanted(const op_node *node, const conv_state *st,
                                    const ifd_tensor *w, size_t taps)
 {
