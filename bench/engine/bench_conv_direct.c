@@ -3,7 +3,9 @@
  * conv_direct.c) against the sliced im2col + packed GEMM + bias store of
  * ops/conv.c on ResNet-18's and MobileNetV2's layer shapes at 224x224
  * (3x3 and stride-2 layers, stems, pointwise layers), so that a change to
- * either is measured layer by layer without the rest of the model. Both run
+ * either is measured layer by layer without the rest of the model. Pointwise
+ * layers over planes under 784 positions also time kernels/pointwise_small.c
+ * (vectorised across output channels), which ops/conv.c uses there. Both run
  * on the caller's thread with the same weights, alternating rep by rep, and
  * the best time of each is printed (the machine is shared); the largest
  * difference between their outputs is printed as a check. Whether ops/conv.c
@@ -23,6 +25,7 @@
 #include "kernels/conv_direct.h"
 #include "kernels/gemm.h"
 #include "kernels/im2col.h"
+#include "kernels/pointwise_small.h"
 
 typedef struct layer {
     const char *name;
@@ -39,6 +42,9 @@ static const layer layers[] = {
     {"mobilenet 1x1 112 32->16", 112, 32, 16, 1, 1}, {"mobilenet 1x1 56 24->144", 56, 24, 144, 1, 1},
     {"mobilenet 1x1 28 192->32", 28, 192, 32, 1, 1}, {"mobilenet 1x1 14 384->64", 14, 384, 64, 1, 1},
     {"mobilenet 1x1 7 960->320", 7, 960, 320, 1, 1},
+    {"mobilenet 1x1 14 64->384", 14, 64, 384, 1, 1}, {"mobilenet 1x1 14 576->96", 14, 576, 96, 1, 1},
+    {"mobilenet 1x1 14 96->576", 14, 96, 576, 1, 1}, {"mobilenet 1x1 7 960->160", 7, 960, 160, 1, 1},
+    {"mobilenet 1x1 7 160->960", 7, 160, 960, 1, 1}, {"mobilenet 1x1 7 320->1280", 7, 320, 1280, 1, 1},
 };
 
 static double now_us(void)
@@ -97,12 +103,20 @@ int main(int argc, char **argv)
         if (fits)
             conv_direct_scratch_floats(&dc, &floats);
         float *scratch = malloc(floats * sizeof(float) + 1);
+        bool small = L->kernel == 1 && L->stride == 1 && plane < 784;
+        float *ps_w = small ? malloc(pointwise_small_packed_floats(m, k) * sizeof(float)) : NULL;
+        float *y2 = small ? malloc(m * plane * sizeof(float)) : NULL;
+        if (small)
+            pointwise_small_pack(m, k, w, ps_w);
+        pointwise_small ps = {.batch = 1, .in_channels = k, .out_channels = m,
+                              .positions = plane, .x = x, .packed_w = ps_w, .bias = bias,
+                              .y = y2, .epilogue = {true, 0.0f, INFINITY}};
         /* the two sides alternate rep by rep so that a busy machine slows
          * both alike; the best time of each is reported (the least
          * disturbed run), as the machine is shared */
-        double best[2] = {INFINITY, INFINITY};
+        double best[3] = {INFINITY, INFINITY, INFINITY};
         for (int r = 0; r < reps; r++)
-            for (int side = 0; side < 2; side++) {
+            for (int side = 0; side < (small ? 3 : 2); side++) {
                 double t0 = now_us();
                 if (side == 0) {
                     /* ops/conv.c's sliced path: column chunks whose patches
@@ -119,8 +133,10 @@ int main(int argc, char **argv)
                         bias_store_f32(y0 + q0, plane, cbuf, width, NULL, bias, m, width, 0.0f,
                                        INFINITY);
                     }
-                } else if (fits) {
+                } else if (side == 1 && fits) {
                     conv_direct_f32(&dc, scratch, NULL);
+                } else if (side == 2) {
+                    pointwise_small_f32(&ps, NULL);
                 }
                 double t = now_us() - t0;
                 best[side] = t < best[side] ? t : best[side];
@@ -137,6 +153,14 @@ int main(int argc, char **argv)
         else
             printf("%-26s sliced %7.1f us (%5.1f GMAC/s)  direct: not taken\n", L->name,
                    med[0], gmacs / med[0]);
+        if (small) {
+            double diff2 = 0;
+            for (size_t i = 0; i < m * plane; i++)
+                diff2 = fmax(diff2, fabs((double)y0[i] - (double)y2[i]));
+            printf("%-26s small  %7.1f us (%5.1f GMAC/s)  max diff %.2g\n", "", med[2],
+                   gmacs / med[2], diff2);
+        }
+        free(ps_w); free(y2);
         free(x); free(w); free(bias); free(y0); free(y1); free(pa); free(pd); free(col);
         free(cbuf); free(scratch);
     }

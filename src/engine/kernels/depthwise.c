@@ -27,6 +27,11 @@
  * NCHW between operators, where vectorising along a row needs no layout
  * conversion around the pointwise layers that dominate the model.
  *
+ * Rows narrower than half a vector (MobileNetV2's 7x7 layers and its 14x14
+ * stride-2 layer) take two other AVX-512 layouts that fill the lanes: the
+ * whole plane as one flat run of positions (stride 1), or two output rows
+ * per vector (stride 2); see "planes of narrow rows" below.
+ *
  * Planes (image x output channel) are independent, so a layer is split over
  * the session's pool in chunks of planes, at any batch size. MobileNetV2's
  * 112x112 and 56x56 layers then run at the memory bandwidth (about 25 GB/s
@@ -165,6 +170,182 @@ static inline uint32_t lane_bits(int64_t lo, int64_t hi, int lanes)
 #define MASK_LANES(lo, hi) ((__mmask16)lane_bits(lo, hi, 16))
 #include "depthwise_body.h"
 
+/* ---- AVX-512, planes of narrow rows ------------------------------------------ */
+
+/* MobileNetV2's last layers have rows of 7 outputs, under half a vector:
+ * the row kernel above computes 16 lanes to keep 7. Two layouts fill the
+ * lanes instead, with every mask worked out once per layer (small_plan):
+ *
+ * FLAT (stride 1, output rows as wide as input rows): the plane is one run
+ * of oh * ow positions, and tap (i, j) reads the input at the output's flat
+ * index plus (i - pad_top) * iw + (j - pad_left); a lane whose tap falls
+ * outside the image is masked off. A 7x7 plane is four vectors, nine masked
+ * loads and FMAs each, against the row kernel's 72 FMAs over 4 row pairs.
+ *
+ * PAIRS (stride 2, rows of at most 8 outputs): output rows r and r + 1
+ * share a vector, lanes 0-7 and 8-15. Each kernel row loads the two input
+ * rows they read (2r - pad + i and two below) and one two-source permute
+ * per kernel column takes its every other column into the two halves; the
+ * result is compressed to 2 * ow contiguous outputs. */
+#define SMALL_TARGET __attribute__((target("avx512f,avx512vl,fma")))
+#define FLAT_MAX_VECTORS 16
+#define SMALL_MAX_TAPS 9
+#define SMALL_MAX_KW 3
+
+/* max/min return their second operand when either is NaN: NaN passes */
+static inline SMALL_TARGET __m512 small_clamp(__m512 v, __m512 lo, __m512 hi)
+{
+    return _mm512_min_ps(hi, _mm512_max_ps(lo, v));
+}
+
+typedef enum small_kind { SMALL_NONE, SMALL_FLAT, SMALL_PAIRS } small_kind;
+
+typedef struct small_plan {
+    small_kind kind;
+    int64_t kh, kw, vectors;
+    int64_t offset[SMALL_MAX_TAPS];                     /* FLAT: input offset of tap t */
+    __mmask16 mask[FLAT_MAX_VECTORS][SMALL_MAX_TAPS];  /* FLAT: lanes each load keeps */
+    __mmask16 last_store;                              /* FLAT: lanes of the last vector */
+    __mmask16 row_load;                                /* PAIRS: input columns that exist */
+    int32_t index[SMALL_MAX_KW][16];                   /* PAIRS: permute of kernel column j */
+} small_plan;
+
+/* Which narrow-row layout takes this shape, with its masks; SMALL_NONE when
+ * neither does. */
+static void small_plan_init(const plane_shape *s, small_plan *sp)
+{
+    sp->kind = SMALL_NONE;
+    if (s->dh != 1 || s->dw != 1 || s->kh * s->kw > SMALL_MAX_TAPS || s->kw > SMALL_MAX_KW)
+        return;
+    sp->kh = s->kh;
+    sp->kw = s->kw;
+    int64_t positions = s->oh * s->ow;
+    if (s->sh == 1 && s->sw == 1 && s->ow == s->iw && s->ow <= 8 &&
+        positions <= 16 * FLAT_MAX_VECTORS) {
+        sp->kind = SMALL_FLAT;
+        sp->vectors = (positions + 15) / 16;
+        for (int64_t i = 0; i < s->kh; i++)
+            for (int64_t j = 0; j < s->kw; j++) {
+                int64_t t = i * s->kw + j;
+                sp->offset[t] = (i - s->ph) * s->iw + (j - s->pw);
+                for (int64_t v = 0; v < sp->vectors; v++) {
+                    uint32_t bits = 0;
+                    for (int64_t l = 0; l < 16; l++) {
+                        int64_t q = v * 16 + l, r = q / s->ow, c = q % s->ow;
+                        int64_t ir = r - s->ph + i, ic = c - s->pw + j;
+                        if (q < positions && ir >= 0 && ir < s->ih && ic >= 0 && ic < s->iw)
+                            bits |= 1u << l;
+                    }
+                    sp->mask[v][t] = (__mmask16)bits;
+                }
+            }
+        sp->last_store = (__mmask16)lane_bits(0, positions - (sp->vectors - 1) * 16, 16);
+        return;
+    }
+    /* lanes 2c + j (c < ow, j < kw) of a 16-float load must exist */
+    if (s->sh == 2 && s->sw == 2 && s->ow <= 8 && 2 * (s->ow - 1) + s->kw <= 16) {
+        sp->kind = SMALL_PAIRS;
+        /* lane k of a load at column -pw is column k - pw */
+        sp->row_load = (__mmask16)lane_bits(s->pw, s->pw + s->iw, 16);
+        for (int64_t j = 0; j < s->kw; j++)
+            for (int l = 0; l < 8; l++) {
+                int64_t k = 2 * l + j < 16 ? 2 * l + j : 15;
+                sp->index[j][l] = (int32_t)k;
+                sp->index[j][8 + l] = (int32_t)(16 + k);
+            }
+    }
+}
+
+static inline SMALL_TARGET __attribute__((always_inline)) void
+flat_body(const plane_shape *s, const small_plan *sp, const float *x, const float *w,
+          float bias, const float *res, const kernel_epilogue *e, float *y, const int vectors,
+          const int64_t taps)
+{
+    __m512 acc[FLAT_MAX_VECTORS];
+#pragma GCC unroll 16
+    for (int v = 0; v < vectors; v++) {
+        __mmask16 keep = v + 1 < vectors ? (__mmask16)0xffff : sp->last_store;
+        acc[v] = _mm512_set1_ps(bias);
+        if (res)
+            acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(keep, res + v * 16));
+    }
+    for (int64_t t = 0; t < taps; t++) {
+        __m512 wt = _mm512_set1_ps(w[t]);
+        const float *xt = x + sp->offset[t];
+#pragma GCC unroll 16
+        for (int v = 0; v < vectors; v++)
+            acc[v] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(sp->mask[v][t], xt + v * 16), wt,
+                                     acc[v]);
+    }
+    (void)s;
+    __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);
+#pragma GCC unroll 16
+    for (int v = 0; v < vectors; v++) {
+        __mmask16 keep = v + 1 < vectors ? (__mmask16)0xffff : sp->last_store;
+        __m512 out = e->clamp ? small_clamp(acc[v], lo, hi) : acc[v];
+        _mm512_mask_storeu_ps(y + v * 16, keep, out);
+    }
+}
+
+static SMALL_TARGET void flat_plane(const plane_shape *s, const small_plan *sp, const float *x,
+                              const float *w, float bias, const float *res,
+                              const kernel_epilogue *e, float *y)
+{
+    int64_t taps = sp->kh * sp->kw;
+#define FLAT(N)                                                                               \
+    case N:                                                                                   \
+        if (taps == 9)                                                                        \
+            flat_body(s, sp, x, w, bias, res, e, y, N, 9);                                    \
+        else                                                                                  \
+            flat_body(s, sp, x, w, bias, res, e, y, N, taps);                                 \
+        break
+    switch (sp->vectors) {
+        FLAT(1); FLAT(2); FLAT(3); FLAT(4); FLAT(5); FLAT(6); FLAT(7); FLAT(8);
+        FLAT(9); FLAT(10); FLAT(11); FLAT(12); FLAT(13); FLAT(14); FLAT(15); FLAT(16);
+    default: break;
+    }
+#undef FLAT
+}
+
+static SMALL_TARGET void pairs_plane(const plane_shape *s, const small_plan *sp, const float *x,
+                               const float *w, float bias, const float *res,
+                               const kernel_epilogue *e, float *y)
+{
+    __m512i index[SMALL_MAX_KW];
+    __m512 wv[SMALL_MAX_TAPS];
+    for (int64_t j = 0; j < sp->kw; j++)
+        index[j] = _mm512_loadu_si512(sp->index[j]);
+    for (int64_t t = 0; t < sp->kh * sp->kw; t++)
+        wv[t] = _mm512_set1_ps(w[t]);
+    __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);
+    uint32_t row_bits = (1u << s->ow) - 1u;
+    for (int64_t r = 0; r < s->oh; r += 2) {
+        bool second = r + 1 < s->oh;
+        __mmask16 keep = (__mmask16)(row_bits | (second ? row_bits << 8 : 0u));
+        int64_t count = second ? 2 * s->ow : s->ow;
+        __m512 acc = _mm512_set1_ps(bias);
+        if (res)
+            acc = _mm512_add_ps(acc, _mm512_maskz_expandloadu_ps(keep, res + r * s->ow));
+        for (int64_t i = 0; i < sp->kh; i++) {
+            int64_t ra = 2 * r - s->ph + i, rb = ra + 2;
+            __mmask16 ma = ra >= 0 && ra < s->ih ? sp->row_load : 0;
+            __mmask16 mb = second && rb >= 0 && rb < s->ih ? sp->row_load : 0;
+            if (!ma && !mb)
+                continue;
+            /* rows outside the image load nothing: the pointer is not read */
+            __m512 a = _mm512_maskz_loadu_ps(ma, x + ra * s->iw - s->pw);
+            __m512 b = _mm512_maskz_loadu_ps(mb, x + rb * s->iw - s->pw);
+            for (int64_t j = 0; j < sp->kw; j++)
+                acc = _mm512_fmadd_ps(_mm512_permutex2var_ps(a, index[j], b),
+                                      wv[i * sp->kw + j], acc);
+        }
+        if (e->clamp)
+            acc = small_clamp(acc, lo, hi);
+        _mm512_mask_storeu_ps(y + r * s->ow, (__mmask16)lane_bits(0, count, 16),
+                              _mm512_maskz_compress_ps(keep, acc));
+    }
+}
+
 /* ---- AVX2 ------------------------------------------------------------------- */
 
 /* Eight -1s then eight 0s: loading at 8 - n gives the first n lanes. */
@@ -234,6 +415,9 @@ typedef struct layer_job {
     const depthwise_conv *dc;
     plane_shape s;
     plane_kernel kernel;
+#ifdef DEPTHWISE_X86
+    small_plan small; /* the narrow-row layouts, AVX-512 only */
+#endif
     size_t in_plane, out_plane, taps, out_channels;
 } layer_job;
 
@@ -246,8 +430,19 @@ static void run_planes(void *arg, size_t begin, size_t end)
         size_t ic = c / dc->multiplier;
         const float *x = dc->x + (n * dc->in_channels + ic) * job->in_plane;
         const float *res = dc->residual ? dc->residual + item * job->out_plane : NULL;
-        job->kernel(&job->s, x, dc->w + c * job->taps, dc->bias ? dc->bias[c] : 0.0f, res,
-                    &dc->epilogue, dc->y + item * job->out_plane);
+        const float *w = dc->w + c * job->taps;
+        float bias = dc->bias ? dc->bias[c] : 0.0f, *y = dc->y + item * job->out_plane;
+#ifdef DEPTHWISE_X86
+        if (job->small.kind == SMALL_FLAT) {
+            flat_plane(&job->s, &job->small, x, w, bias, res, &dc->epilogue, y);
+            continue;
+        }
+        if (job->small.kind == SMALL_PAIRS) {
+            pairs_plane(&job->s, &job->small, x, w, bias, res, &dc->epilogue, y);
+            continue;
+        }
+#endif
+        job->kernel(&job->s, x, w, bias, res, &dc->epilogue, y);
     }
 }
 
@@ -259,6 +454,11 @@ void depthwise_conv_f32(const depthwise_conv *dc, threadpool *pool)
                           g->kernel[1], g->kernel[2],   g->stride[1],   g->stride[2],
                           g->dilation[1], g->dilation[2], g->pad[1],    g->pad[2]};
     job.kernel = choose_kernel(&job.s);
+#ifdef DEPTHWISE_X86
+    job.small.kind = SMALL_NONE;
+    if (job.kernel == avx512_plane)
+        small_plan_init(&job.s, &job.small);
+#endif
     job.in_plane = (size_t)(job.s.ih * job.s.iw);
     job.out_plane = (size_t)(job.s.oh * job.s.ow);
     job.taps = (size_t)(job.s.kh * job.s.kw);

@@ -4,7 +4,8 @@
  * computes what a double-precision loop over the ONNX Conv definition does:
  * 3x3 and other kernel sizes, strides 1, 2 and 3, symmetric and one-sided
  * padding, dilations, rows narrower and wider than a vector, channel
- * multipliers, bias, a residual and the Relu/Clip clamp, on the caller and
+ * multipliers, bias, a residual and the Relu/Clip clamp (the narrow-row
+ * AVX-512 layouts, flat planes and row pairs, among them), on the caller and
  * split over a 2-thread pool. Paths the CPU lacks are reported as not run.
  */
 #include <math.h>
@@ -179,6 +180,10 @@ static int check_every_shape(threadpool *pool)
         {14, 14, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 96, 1, true, true, true},
         {14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 96, 1, false, false, false},
         {7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3, 160, 1, true, false, true},
+        /* the narrow-row layouts with a residual: flat 7x7, row pairs 14 -> 7 */
+        {7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 40, 1, true, true, true},
+        {14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 40, 1, true, true, true},
+        {13, 13, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 24, 1, true, true, false},
         /* rows of more vectors than the edge-mask table holds */
         {5, 150, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 1, true, true, true},
         {6, 301, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 4, 1, true, false, true},

@@ -1,8 +1,10 @@
 /*
  * test_conv_direct_paths.c — a Conv that ops/conv.c sends to the direct
- * tile (kernels/conv_direct.c) gives the definition's output through the
- * whole engine: a pointwise layer over a 32x32 plane and a 3x3 stride-2
- * stem over 3 channels, each in a model whose batch axis is left open (the
+ * tile (kernels/conv_direct.c) or to the small-plane pointwise tile
+ * (kernels/pointwise_small.c) gives the definition's output through the
+ * whole engine: a pointwise layer over a 32x32 plane, a 3x3 stride-2
+ * stem over 3 channels and pointwise layers over 7x7 and 14x14 planes,
+ * each in a model whose batch axis is left open (the
  * planes are then known only through Conv's shape inference with an open
  * batch), run at batch 2. Loaded with the AVX-512 kernel the weights are
  * packed for the tile; pinning the portable kernel afterwards must still
@@ -248,9 +250,18 @@ static void test_stride_two_stem_matches_the_definition(void)
     check_case(&c);
 }
 
+static void test_pointwise_conv_over_small_planes_matches_the_definition(void)
+{
+    conv_case seven = {40, 70, 7, 1, 1, 0};    /* 49 positions, a ragged channel block */
+    conv_case fourteen = {24, 32, 14, 1, 1, 0}; /* 196 positions, one whole block */
+    check_case(&seven);
+    check_case(&fourteen);
+}
+
 int main(void)
 {
     RUN(test_pointwise_conv_over_a_large_plane_matches_the_definition);
     RUN(test_stride_two_stem_matches_the_definition);
+    RUN(test_pointwise_conv_over_small_planes_matches_the_definition);
     TEST_MAIN_END();
 }

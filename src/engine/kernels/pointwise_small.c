@@ -1,0 +1,253 @@
+/*
+ * pointwise_small.c — the channel-vectorised pointwise convolution behind
+ * pointwise_small.h.
+ *
+ * Y (M x P) = W (M x K) X (K x P) is computed as its transpose: a tile is
+ * PR positions (rows, each one broadcast of X per input channel) by NB = 32
+ * output channels (two vectors of packed W per input channel), accumulated
+ * in 24 registers over the whole K. The product needs no packed copy of X:
+ * the broadcasts read X in place, PR consecutive floats of each input
+ * channel's plane. The finished tile (bias added and, without a residual,
+ * clamped while its lanes are channels) goes through a 12 x 32 buffer and is
+ * gathered back by channel, PR positions at a time, into Y's planes, adding
+ * the residual (and clamping after it) on the way.
+ *
+ * Work items are (image, block of output channels, run of up to 16 tiles
+ * of positions), computed in panels of input channels (see run_items).
+ */
+#include "pointwise_small.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "gemm.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HAVE_SMALL_TILE 1
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,fma")))
+#endif
+
+#define NB POINTWISE_SMALL_NB
+#define PR 12 /* positions per register tile */
+#define KC 128 /* input channels per panel (see run_items) */
+#define MAX_ITEM_TILES 16 /* tiles of one work item: its partial sums, 24 KiB */
+/* as CONV_PARALLEL_MIN_FMAS in ops/conv.c: below this a hand-off costs more
+ * than it saves */
+#define PARALLEL_MIN_FMAS 262144.0
+
+size_t pointwise_small_packed_floats(size_t m, size_t k)
+{
+    size_t blocks = (m + NB - 1) / NB;
+    if (k != 0 && blocks > SIZE_MAX / NB / k)
+        return 0;
+    return blocks * NB * k;
+}
+
+/* Block b holds output channels [b*NB, b*NB + NB), input-channel-major:
+ * element (o, c) at (b*k + c)*NB + o % NB; channels past m are zero. */
+void pointwise_small_pack(size_t m, size_t k, const float *w, float *packed)
+{
+    size_t blocks = (m + NB - 1) / NB;
+    for (size_t b = 0; b < blocks; b++)
+        for (size_t c = 0; c < k; c++)
+            for (size_t j = 0; j < NB; j++) {
+                size_t o = b * NB + j;
+                packed[(b * k + c) * NB + j] = o < m ? w[o * k + c] : 0.0f;
+            }
+}
+
+void pointwise_small_unpack(size_t m, size_t k, const float *packed, float *w)
+{
+    for (size_t o = 0; o < m; o++)
+        for (size_t c = 0; c < k; c++)
+            w[o * k + c] = packed[(o / NB * k + c) * NB + o % NB];
+}
+
+bool pointwise_small_available(void)
+{
+#ifdef HAVE_SMALL_TILE
+    return gemm_kernel_is_avx512();
+#else
+    return false;
+#endif
+}
+
+#ifdef HAVE_SMALL_TILE
+
+typedef struct small_job {
+    const pointwise_small *ps;
+    size_t blocks;      /* blocks of NB output channels */
+    size_t chunk;       /* positions per work item (a multiple of PR) */
+    size_t chunks;      /* runs of positions per plane */
+} small_job;
+
+static inline TARGET_AVX512 __m512 clamp_keep_nan(__m512 v, __m512 lo, __m512 hi)
+{
+    /* ordered compares are false for NaN, which passes (epilogue.h) */
+    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), v, lo);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), v, hi);
+}
+
+/* `rows` positions x the block's channels [o0, o0 + width), input
+ * channels [c0, c1) of it: the sums so far come from `part` (unless this is
+ * the first panel) and go back to it (unless it is the last, which stores
+ * Y). */
+static inline TARGET_AVX512 __attribute__((always_inline)) void
+tile_body(const pointwise_small *ps, const float *x, const float *w, size_t c0, size_t c1,
+          float *part, size_t width, float *y, const float *res, const float *bias,
+          const int rows)
+{
+    size_t plane = ps->positions;
+    bool first = c0 == 0, last = c1 == ps->in_channels;
+    __m512 acc[PR][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < rows; r++) {
+        acc[r][0] = first ? _mm512_setzero_ps() : _mm512_load_ps(part + r * NB);
+        acc[r][1] = first ? _mm512_setzero_ps() : _mm512_load_ps(part + r * NB + 16);
+    }
+    x += c0 * plane;
+    w += c0 * NB;
+    for (size_t c = c0; c < c1; c++, x += plane, w += NB) {
+        __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < rows; r++) {
+            __m512 xb = _mm512_set1_ps(x[r]);
+            acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
+        }
+    }
+    if (!last) {
+#pragma GCC unroll 12
+        for (int r = 0; r < rows; r++) {
+            _mm512_store_ps(part + r * NB, acc[r][0]);
+            _mm512_store_ps(part + r * NB + 16, acc[r][1]);
+        }
+        return;
+    }
+    const kernel_epilogue *e = &ps->epilogue;
+    __m512 vlo = _mm512_set1_ps(e->clamp ? e->lo : 0.0f);
+    __m512 vhi = _mm512_set1_ps(e->clamp ? e->hi : 0.0f);
+    __mmask16 c0m = (__mmask16)(width >= 16 ? 0xffffu : (1u << width) - 1u);
+    __mmask16 c1m = (__mmask16)(width >= 32 ? 0xffffu : width > 16 ? (1u << (width - 16)) - 1u : 0u);
+    __m512 b0 = bias ? _mm512_maskz_loadu_ps(c0m, bias) : _mm512_setzero_ps();
+    __m512 b1 = bias ? _mm512_maskz_loadu_ps(c1m, bias + 16) : _mm512_setzero_ps();
+    bool clamp_now = e->clamp && !res;
+    float tile[PR * NB] __attribute__((aligned(64)));
+#pragma GCC unroll 12
+    for (int r = 0; r < rows; r++) {
+        __m512 v0 = _mm512_add_ps(acc[r][0], b0), v1 = _mm512_add_ps(acc[r][1], b1);
+        if (clamp_now) {
+            v0 = clamp_keep_nan(v0, vlo, vhi);
+            v1 = clamp_keep_nan(v1, vlo, vhi);
+        }
+        _mm512_store_ps(tile + r * NB, v0);
+        _mm512_store_ps(tile + r * NB + 16, v1);
+    }
+    /* channel j of the tile: lanes r = 0..rows-1 at tile[r * NB + j] */
+    const __m512i index = _mm512_setr_epi32(0, NB, 2 * NB, 3 * NB, 4 * NB, 5 * NB, 6 * NB,
+                                            7 * NB, 8 * NB, 9 * NB, 10 * NB, 11 * NB, 12 * NB,
+                                            13 * NB, 14 * NB, 15 * NB);
+    const __mmask16 lanes = (__mmask16)((1u << rows) - 1u);
+    for (size_t j = 0; j < width; j++) {
+        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lanes, index, tile + j, 4);
+        if (res) {
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, res + j * plane));
+            if (e->clamp)
+                v = clamp_keep_nan(v, vlo, vhi);
+        }
+        _mm512_mask_storeu_ps(y + j * plane, lanes, v);
+    }
+}
+
+static TARGET_AVX512 void tile(const pointwise_small *ps, const float *x, const float *w,
+                               size_t c0, size_t c1, float *part, size_t width, float *y,
+                               const float *res, const float *bias, size_t rows)
+{
+#define TILE(ROWS)                                                                            \
+    case ROWS:                                                                                \
+        tile_body(ps, x, w, c0, c1, part, width, y, res, bias, ROWS);                         \
+        break
+    switch (rows) {
+        TILE(1); TILE(2); TILE(3); TILE(4); TILE(5); TILE(6);
+        TILE(7); TILE(8); TILE(9); TILE(10); TILE(11); TILE(12);
+    default: break;
+    }
+#undef TILE
+}
+
+/* Each item runs its tiles panel by panel of KC input channels: a panel of
+ * the block's weights (KC x 32 floats, 16 KiB) is read from memory once and
+ * then from L1 by every tile of the item, where whole-K tiles would stream
+ * the block (up to 120 KiB for MobileNetV2's 960 input channels) once per
+ * tile, the first time from DRAM at the pace of one tile's FMAs. The tiles'
+ * partial sums wait in `part` between panels. */
+static void run_items(void *arg, size_t begin, size_t end)
+{
+    const small_job *job = arg;
+    const pointwise_small *ps = job->ps;
+    size_t m = ps->out_channels, k = ps->in_channels, plane = ps->positions;
+    float part[MAX_ITEM_TILES * PR * NB] __attribute__((aligned(64)));
+    for (size_t item = begin; item < end; item++) {
+        size_t n = item / (job->blocks * job->chunks), rest = item % (job->blocks * job->chunks);
+        size_t b = rest / job->chunks, p0 = rest % job->chunks * job->chunk;
+        size_t p1 = plane - p0 < job->chunk ? plane : p0 + job->chunk;
+        size_t o0 = b * NB, width = m - o0 < NB ? m - o0 : NB;
+        const float *w = ps->packed_w + b * k * NB;
+        const float *x = ps->x + n * k * plane;
+        float *y = ps->y + (n * m + o0) * plane;
+        const float *res = ps->residual ? ps->residual + (n * m + o0) * plane : NULL;
+        const float *bias = ps->bias ? ps->bias + o0 : NULL;
+        for (size_t c0 = 0; c0 < k; c0 += KC) {
+            size_t c1 = k - c0 < KC ? k : c0 + KC;
+            for (size_t p = p0; p < p1; p += PR) {
+                size_t rows = p1 - p < PR ? p1 - p : PR;
+                tile(ps, x + p, w, c0, c1, part + (p - p0) / PR * PR * NB, width, y + p,
+                     res ? res + p : NULL, bias, rows);
+            }
+        }
+    }
+}
+
+void pointwise_small_f32(const pointwise_small *ps, threadpool *pool)
+{
+    small_job job = {.ps = ps};
+    size_t plane = ps->positions;
+    job.blocks = (ps->out_channels + NB - 1) / NB;
+    job.chunk = (plane + PR - 1) / PR * PR;
+    if (job.chunk > MAX_ITEM_TILES * PR)
+        job.chunk = MAX_ITEM_TILES * PR;
+    job.chunks = (plane + job.chunk - 1) / job.chunk;
+    size_t threads = pool ? (size_t)threadpool_size(pool) : 1;
+    double fmas = (double)ps->batch * (double)ps->out_channels * (double)plane *
+                  (double)ps->in_channels;
+    if (fmas < PARALLEL_MIN_FMAS)
+        threads = 1;
+    size_t items = ps->batch * job.blocks * job.chunks;
+    if (threads > 1 && items < 4 * threads) {
+        /* a few items per thread so the shared cursor balances them: cut
+         * the plane into shorter runs of whole tiles */
+        size_t tiles = (plane + PR - 1) / PR;
+        size_t want = (4 * threads + ps->batch * job.blocks - 1) / (ps->batch * job.blocks);
+        size_t per = (tiles + want - 1) / want;
+        per = per < 1 ? 1 : per > MAX_ITEM_TILES ? MAX_ITEM_TILES : per;
+        job.chunk = per * PR;
+        job.chunks = (plane + job.chunk - 1) / job.chunk;
+        items = ps->batch * job.blocks * job.chunks;
+    }
+    if (threads > 1 && items > 1)
+        threadpool_parallel_for(pool, items, 1, run_items, &job);
+    else
+        run_items(&job, 0, items);
+}
+
+#else /* !HAVE_SMALL_TILE */
+
+void pointwise_small_f32(const pointwise_small *ps, threadpool *pool)
+{
+    /* unreachable: pointwise_small_available is false without the tile */
+    (void)ps;
+    (void)pool;
+}
+
+#endif
