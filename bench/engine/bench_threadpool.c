@@ -8,16 +8,17 @@
  * --reps x --calls back-to-back parallel_for calls, each timed alone:
  *   empty   n = threads chunks whose body does nothing: publishing a job,
  *           the workers joining and the caller closing it;
- *   work    each of 2 * threads chunks spins for --work-ns: a split run's
- *           shape; the speed-up is this at 1 thread over this at N;
+ *   work    each of --chunks chunks (default: one per thread, a split run's
+ *           shape) spins for --work-ns; the speed-up is this at 1 thread
+ *           over this at N;
  *   gap     a tenth as many work calls with --gap-us of the caller working
  *           alone between them (a server thread between requests): whether the
  *           workers still start the next job quickly after a pause.
  * Then the idle cost: the process's CPU time over --idle-ms of sleep after
  * the last call, which must stay near 0 (workers never spin forever).
  *
- * usage: bench_threadpool [--threads N] [--calls N] [--reps N] [--work-ns N]
- *                         [--gap-us N] [--idle-ms N]
+ * usage: bench_threadpool [--threads N] [--chunks N] [--calls N] [--reps N]
+ *                         [--work-ns N] [--gap-us N] [--idle-ms N]
  * Prints one JSON line.
  */
 #include <stdatomic.h>
@@ -111,11 +112,13 @@ static double time_calls(threadpool *pool, int reps, int calls, size_t n,
 
 int main(int argc, char **argv)
 {
-    int threads = 2, calls = 2000, reps = 21, idle_ms = 300;
+    int threads = 2, chunks = 0, calls = 2000, reps = 21, idle_ms = 300;
     double work_ns = 1000, gap_us = 20;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--threads") == 0)
             threads = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--chunks") == 0)
+            chunks = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--calls") == 0)
             calls = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--reps") == 0)
@@ -131,9 +134,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (threads < 1 || threads > 64 || calls < 1 || reps < 1 || reps > 10000 || work_ns < 0 ||
+    if (threads < 1 || threads > 64 || chunks < 0 || chunks > 4096 || calls < 1 || reps < 1 || reps > 10000 || work_ns < 0 ||
         gap_us < 0 || idle_ms < 0) {
-        fprintf(stderr, "usage: bench_threadpool [--threads N] [--calls N] [--reps N] "
+        fprintf(stderr, "usage: bench_threadpool [--threads N] [--chunks N] [--calls N] [--reps N] "
                         "[--work-ns N] [--gap-us N] [--idle-ms N]\n");
         return 2;
     }
@@ -144,11 +147,12 @@ int main(int argc, char **argv)
         return 1;
     }
     size_t n = (size_t)threadpool_size(pool);
+    size_t work_chunks = chunks ? (size_t)chunks : n;
     double empty_p90, work_p90, gap_p90;
     time_calls(pool, 3, calls, n, empty_body, NULL, 0, NULL); /* warm-up: threads started */
     double empty = time_calls(pool, reps, calls, n, empty_body, NULL, 0, &empty_p90);
-    double work = time_calls(pool, reps, calls, 2 * n, spin_body, &work_ns, 0, &work_p90);
-    double gap = time_calls(pool, reps, calls / 10 + 1, 2 * n, spin_body, &work_ns,
+    double work = time_calls(pool, reps, calls, work_chunks, spin_body, &work_ns, 0, &work_p90);
+    double gap = time_calls(pool, reps, calls / 10 + 1, work_chunks, spin_body, &work_ns,
                             gap_us * 1e3, &gap_p90);
     /* idle: the workers' bounded spin ends, then they sleep */
     double cpu0 = cpu_ms(), wall0 = now_ns();
@@ -159,7 +163,7 @@ int main(int argc, char **argv)
            "\"work_p90_ns\":%.0f,\"chunks_per_call\":%zu,\"chunk_ns\":%.0f,\"gap_ns\":%.0f,"
            "\"gap_p90_ns\":%.0f,\"gap_us\":%.0f,\"idle_ms\":%.1f,\"idle_cpu_ms\":%.2f,"
            "\"chunks\":%zu,\"worker_share\":%.3f}\n",
-           threadpool_size(pool), empty, empty_p90, work, work_p90, 2 * n, work_ns, gap, gap_p90,
+           threadpool_size(pool), empty, empty_p90, work, work_p90, work_chunks, work_ns, gap, gap_p90,
            gap_us, idle_wall, idle_cpu, atomic_load(&chunks_run),
            (double)atomic_load(&chunks_by_workers) / (double)(atomic_load(&chunks_run) ? atomic_load(&chunks_run) : 1));
     threadpool_free(pool);
