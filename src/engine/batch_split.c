@@ -60,16 +60,12 @@
  * and one session's arena serves the run instead of one per thread. */
 #define SPLIT_MAX_WORK 256e6
 
-/* What the caller writes before a run and what the slice's thread writes
- * during it sit on separate cache lines (and each slice on lines of its
- * own): a line written on one core and read on the other moves between
- * them, ~0.1 us each way, on a run of a few microseconds. */
 typedef struct slice {
     ifd_session *session;      /* one intra-op thread, its own arena and pool */
     ifd_value *inputs;         /* per input: a view of the slice's rows */
     const ifd_value **bound;   /* pointers to inputs[] */
     ifd_tensor *rows;          /* per output: the slice's rows of the result */
-    _Alignas(64) ifd_status status; /* written by the slice's thread */
+    ifd_status status;
     ifd_error err;
 } slice;
 
@@ -541,11 +537,9 @@ ifd_status batch_split_create(const ifd_model *m, const ifd_session_options *opt
                                       options->max_tensor_bytes < IFD_MAX_TENSOR_BYTES
                                   ? options->max_tensor_bytes
                                   : IFD_MAX_TENSOR_BYTES;
-    /* sizeof(slice) is a multiple of its 64-byte alignment */
-    split->slices = aligned_alloc(_Alignof(slice), split->max_slices * sizeof(*split->slices));
+    split->slices = calloc(split->max_slices, sizeof(*split->slices));
     if (!split->slices)
         goto oom;
-    memset(split->slices, 0, split->max_slices * sizeof(*split->slices));
     ifd_session_options one = {.threads = 1, .batch_split = IFD_BATCH_SPLIT_OFF};
     if (options) {
         one.max_tensor_bytes = options->max_tensor_bytes;
@@ -682,22 +676,14 @@ ifd_status batch_split_run(batch_split *split, size_t slices, const ifd_value *c
             slice *sl = &split->slices[i];
             int64_t r0, rows;
             batch_split_rows(batch, slices, i, &r0, &rows);
-            /* written only when they changed (a server's next request
-             * usually differs; a benchmark's does not): an unchanged view
-             * stays cached on the core that reads it */
             for (size_t j = 0; j < m->n_inputs; j++) {
-                ifd_value view = *inputs[j];
-                view.tensor = rows_of(&inputs[j]->tensor, r0, rows);
-                if (memcmp(&sl->inputs[j], &view, sizeof(view)) != 0)
-                    sl->inputs[j] = view;
+                sl->inputs[j] = *inputs[j];
+                sl->inputs[j].tensor = rows_of(&inputs[j]->tensor, r0, rows);
             }
-            for (size_t k = 0; k < m->n_outputs; k++) {
-                ifd_tensor view = rows_of(&outputs[k]->tensor, r0, rows);
-                if (memcmp(&sl->rows[k], &view, sizeof(view)) != 0)
-                    sl->rows[k] = view;
-            }
+            for (size_t k = 0; k < m->n_outputs; k++)
+                sl->rows[k] = rows_of(&outputs[k]->tensor, r0, rows);
+            sl->status = IFD_OK;
         }
-        /* run_slices sets each slice's status */
         threadpool_parallel_for(split->pool, slices, 1, run_slices, split);
         for (size_t i = 0; i < slices && st == IFD_OK; i++)
             if (split->slices[i].status != IFD_OK) {
