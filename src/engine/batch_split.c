@@ -625,6 +625,7 @@ static void run_slices(void *arg, size_t begin, size_t end)
 }
 
 #define OUTPUT_ALIGN 64
+#define SMALL_OUTPUT_BYTES 4096
 
 /* A tensor value of the output's shape with `batch` rows, uninitialised:
  * every byte is written by one slice. */
@@ -646,7 +647,12 @@ static ifd_status new_output(const batch_split *split, size_t k, int64_t batch, 
     }
     size_t rounded = (bytes + OUTPUT_ALIGN - 1) / OUTPUT_ALIGN * OUTPUT_ALIGN;
     ifd_value *v = calloc(1, sizeof(*v));
-    void *data = aligned_alloc(OUTPUT_ALIGN, rounded ? rounded : OUTPUT_ALIGN);
+    /* a row of scores comes from malloc's size classes, much cheaper than
+     * aligned_alloc's search for an aligned block (as in session.c's
+     * take_output); no kernel needs the rows aligned (each slice's start
+     * is some rows into the buffer anyway) */
+    void *data = rounded <= SMALL_OUTPUT_BYTES ? malloc(rounded ? rounded : OUTPUT_ALIGN)
+                                               : aligned_alloc(OUTPUT_ALIGN, rounded);
     if (!v || !data) {
         free(v);
         free(data);
