@@ -24,10 +24,13 @@
  * must not wait for it. One atomic word holds the job's id and the number of
  * workers inside it. A worker joins with a compare-and-swap that succeeds
  * only while the job is open; the caller, once the cursor has run past the
- * last chunk, closes the job with a compare-and-swap that succeeds only when
- * no worker is inside. A worker that wakes after that finds the job closed
- * and goes back to waiting, so it never reads the fields of a job being
- * replaced.
+ * last chunk, closes the job (its id made even, the count kept, in one
+ * atomic add, while the workers inside may still be computing) and then
+ * waits for the count to reach zero. A worker that wakes after the close
+ * finds the job closed and goes back to waiting, so it never reads the
+ * fields of a job being replaced. A thread whose chunk ends the range
+ * knows the cursor is past it and does not probe it again: at the end of a
+ * job only the last worker's leaving moves a cache line between cores.
  */
 #include "threadpool.h"
 
@@ -75,6 +78,8 @@ static void run_chunks(threadpool *pool)
             break;
         size_t end = begin + pool->chunk < pool->n ? begin + pool->chunk : pool->n;
         pool->fn(pool->arg, begin, end);
+        if (end == pool->n)
+            break; /* the last chunk: the cursor is past the range already */
     }
 }
 
@@ -145,14 +150,10 @@ static void *worker_main(void *opaque)
     return NULL;
 }
 
-/* Closes the open job `id` once no worker is inside it. The plain load
- * first keeps a spinning caller from taking the line away from a worker
- * that is about to leave. */
-static bool close_job(threadpool *pool, uint32_t id)
+/* Whether no worker is inside the (closed) job any more. */
+static bool job_empty(threadpool *pool)
 {
-    uint64_t open = JOB_WORD(id, 0);
-    return atomic_load(&pool->job) == open &&
-           atomic_compare_exchange_strong(&pool->job, &open, JOB_WORD(id + 1, 0));
+    return JOB_INSIDE(atomic_load(&pool->job)) == 0;
 }
 
 int threadpool_default_threads(void)
@@ -240,16 +241,19 @@ void threadpool_parallel_for(threadpool *pool, size_t n, size_t grain,
         pthread_mutex_unlock(&pool->lock);
     }
     fn(arg, 0, chunk);
-    run_chunks(pool);
-    /* every chunk is claimed: wait for the workers still running theirs */
+    if (chunk < n)
+        run_chunks(pool);
+    /* every chunk is claimed: no worker may join any more (id + 1 is even),
+     * then wait for those still running theirs */
+    atomic_fetch_add(&pool->job, JOB_WORD(1, 0));
     for (int i = 0; i < SPIN_ROUNDS; i++) {
-        if (close_job(pool, id))
+        if (job_empty(pool))
             return;
         cpu_relax();
     }
     pthread_mutex_lock(&pool->lock);
     atomic_store(&pool->caller_waiting, true);
-    while (!close_job(pool, id))
+    while (!job_empty(pool))
         pthread_cond_wait(&pool->done, &pool->lock);
     atomic_store(&pool->caller_waiting, false);
     pthread_mutex_unlock(&pool->lock);
