@@ -67,25 +67,35 @@ static void init_tensor(Onnx__TensorProto *t, const char *name, int rank, int64_
     t->raw_data.len = count * sizeof(float);
 }
 
+/* IR 8, opset 13, an empty graph `name`, and a producer_name of `pad` (at
+ * most 15) characters in producer[16] (zeroed): its length moves the
+ * weights in the file. */
+static void init_header(Onnx__ModelProto *model, Onnx__GraphProto *graph,
+                        Onnx__OperatorSetIdProto *opset, Onnx__OperatorSetIdProto **opsets,
+                        char *producer, size_t pad, const char *name)
+{
+    onnx__model_proto__init(model);
+    model->has_ir_version = 1;
+    model->ir_version = 8;
+    memset(producer, 'p', pad < 16 ? pad : 15);
+    model->producer_name = producer;
+    onnx__operator_set_id_proto__init(opset);
+    opset->domain = "";
+    opset->has_version = 1;
+    opset->version = 13;
+    opsets[0] = opset;
+    model->n_opset_import = 1;
+    model->opset_import = opsets;
+    onnx__graph_proto__init(graph);
+    graph->name = (char *)name;
+    model->graph = graph;
+}
+
 static void build(test_model *e, bool matmul, bool with_constant, const float *w,
                   const float *c, size_t pad)
 {
     memset(e, 0, sizeof(*e));
-    onnx__model_proto__init(&e->model);
-    e->model.has_ir_version = 1;
-    e->model.ir_version = 8;
-    memset(e->producer, 'p', pad);
-    e->model.producer_name = e->producer;
-    onnx__operator_set_id_proto__init(&e->opset);
-    e->opset.domain = "";
-    e->opset.has_version = 1;
-    e->opset.version = 13;
-    e->opsets[0] = &e->opset;
-    e->model.n_opset_import = 1;
-    e->model.opset_import = e->opsets;
-    onnx__graph_proto__init(&e->graph);
-    e->graph.name = "mapped";
-    e->model.graph = &e->graph;
+    init_header(&e->model, &e->graph, &e->opset, e->opsets, e->producer, pad, "mapped");
 
     int rank = matmul ? 2 : 1;
     e->wdims[0] = N;
@@ -544,38 +554,82 @@ static double load_peak_mib(const char *path)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? above : -1;
 }
 
+/* What every single-input model below shares: IR 8, opset 13, a
+ * producer_name of `pad` characters (which moves the weights in the file),
+ * one float32 input x of shape [x0, x1] and one output of a name given
+ * (its type left to inference). The caller fills the nodes and
+ * initializers of `graph` and packs `model`. */
+typedef struct model_scaffold {
+    Onnx__ModelProto model;
+    Onnx__GraphProto graph;
+    Onnx__OperatorSetIdProto opset, *opsets[1];
+    Onnx__TypeProto type;
+    Onnx__TypeProto__Tensor tensor_type;
+    Onnx__TensorShapeProto shape;
+    Onnx__TensorShapeProto__Dimension dim[2], *dim_ptrs[2];
+    Onnx__ValueInfoProto x_info, out_info, *ins[1], *outs[1];
+    char producer[16];
+} model_scaffold;
+
+static void scaffold_init(model_scaffold *e, const char *name, size_t pad, int64_t x0, int64_t x1,
+                          const char *output)
+{
+    memset(e, 0, sizeof(*e));
+    init_header(&e->model, &e->graph, &e->opset, e->opsets, e->producer, pad, name);
+    onnx__type_proto__init(&e->type);
+    onnx__type_proto__tensor__init(&e->tensor_type);
+    onnx__tensor_shape_proto__init(&e->shape);
+    for (int i = 0; i < 2; i++) {
+        onnx__tensor_shape_proto__dimension__init(&e->dim[i]);
+        e->dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+        e->dim[i].dim_value = i == 0 ? x0 : x1;
+        e->dim_ptrs[i] = &e->dim[i];
+    }
+    e->shape.n_dim = 2;
+    e->shape.dim = e->dim_ptrs;
+    e->tensor_type.has_elem_type = 1;
+    e->tensor_type.elem_type = IFD_FLOAT;
+    e->tensor_type.shape = &e->shape;
+    e->type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    e->type.tensor_type = &e->tensor_type;
+    onnx__value_info_proto__init(&e->x_info);
+    e->x_info.name = "x";
+    e->x_info.type = &e->type;
+    onnx__value_info_proto__init(&e->out_info);
+    e->out_info.name = (char *)output;
+    e->ins[0] = &e->x_info;
+    e->outs[0] = &e->out_info;
+    e->graph.n_input = 1;
+    e->graph.input = e->ins;
+    e->graph.n_output = 1;
+    e->graph.output = e->outs;
+}
+
+/* The packed model (caller frees), or NULL. */
+static uint8_t *scaffold_pack(model_scaffold *e, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(&e->model.base);
+    uint8_t *buf = malloc(*len);
+    if (buf)
+        protobuf_c_message_pack(&e->model.base, buf);
+    return buf;
+}
+
 /* y = MatMul(x [1, M], w [M, M]); z = Add(y, c [M, M]): w is packed at
  * load, c is not. */
 #define M N /* run() feeds x = N floats */
 static uint8_t *two_weight_model(const float *w, const float *c, size_t pad, size_t *len)
 {
-    Onnx__ModelProto model;
-    Onnx__GraphProto graph;
-    Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
+    model_scaffold e;
+    scaffold_init(&e, "two_weights", pad, 1, M, "z");
     Onnx__NodeProto nodes[2], *node_ptrs[2] = {&nodes[0], &nodes[1]};
     Onnx__TensorProto wt, ct, *inits[2] = {&wt, &ct};
     int64_t dims[2] = {M, M};
-    Onnx__ValueInfoProto x_info, z_info, *ins[1] = {&x_info}, *outs[1] = {&z_info};
     static char *x_w[2] = {"x", "w"}, *y_c[2] = {"y", "c"}, *y[1] = {"y"}, *z[1] = {"z"};
-    char producer[16] = {0};
-    onnx__model_proto__init(&model);
-    model.has_ir_version = 1;
-    model.ir_version = 8;
-    memset(producer, 'p', pad);
-    model.producer_name = producer;
-    onnx__operator_set_id_proto__init(&opset);
-    opset.domain = "";
-    opset.has_version = 1;
-    opset.version = 13;
-    model.n_opset_import = 1;
-    model.opset_import = opsets;
-    onnx__graph_proto__init(&graph);
-    graph.name = "two_weights";
-    model.graph = &graph;
     init_tensor(&wt, "w", 2, dims, w, (size_t)M * M);
     init_tensor(&ct, "c", 2, dims, c, (size_t)M * M);
-    graph.n_initializer = 2;
-    graph.initializer = inits;
+    e.graph.n_initializer = 2;
+    e.graph.initializer = inits;
     for (int i = 0; i < 2; i++) {
         onnx__node_proto__init(&nodes[i]);
         nodes[i].n_input = 2;
@@ -587,42 +641,9 @@ static uint8_t *two_weight_model(const float *w, const float *c, size_t pad, siz
     nodes[1].op_type = "Add";
     nodes[1].input = y_c;
     nodes[1].output = z;
-    graph.n_node = 2;
-    graph.node = node_ptrs;
-    /* types left out: x is float [1, M], z is inferred */
-    Onnx__TypeProto type;
-    Onnx__TypeProto__Tensor tensor_type;
-    Onnx__TensorShapeProto shape;
-    Onnx__TensorShapeProto__Dimension dim[2], *dim_ptrs[2] = {&dim[0], &dim[1]};
-    onnx__type_proto__init(&type);
-    onnx__type_proto__tensor__init(&tensor_type);
-    onnx__tensor_shape_proto__init(&shape);
-    for (int i = 0; i < 2; i++) {
-        onnx__tensor_shape_proto__dimension__init(&dim[i]);
-        dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-        dim[i].dim_value = i == 0 ? 1 : M;
-    }
-    shape.n_dim = 2;
-    shape.dim = dim_ptrs;
-    tensor_type.has_elem_type = 1;
-    tensor_type.elem_type = IFD_FLOAT;
-    tensor_type.shape = &shape;
-    type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-    type.tensor_type = &tensor_type;
-    onnx__value_info_proto__init(&x_info);
-    x_info.name = "x";
-    x_info.type = &type;
-    onnx__value_info_proto__init(&z_info);
-    z_info.name = "z";
-    graph.n_input = 1;
-    graph.input = ins;
-    graph.n_output = 1;
-    graph.output = outs;
-    *len = protobuf_c_message_get_packed_size(&model.base);
-    uint8_t *buf = malloc(*len);
-    if (buf)
-        protobuf_c_message_pack(&model.base, buf);
-    return buf;
+    e.graph.n_node = 2;
+    e.graph.node = node_ptrs;
+    return scaffold_pack(&e, len);
 }
 
 /* A weight that is not aligned in the file (so not read in place) is
@@ -673,33 +694,16 @@ static void test_unaligned_weights_are_copied_when_their_reader_prepares(void)
 static uint8_t *product_model(bool gemm, bool trans_b, int64_t k, int64_t nc, const float *w,
                               size_t pad, size_t *len)
 {
-    Onnx__ModelProto model;
-    Onnx__GraphProto graph;
-    Onnx__OperatorSetIdProto opset, *opsets[1] = {&opset};
+    model_scaffold e;
+    scaffold_init(&e, "product", pad, 2, k, "y");
     Onnx__NodeProto node, *node_ptrs[1] = {&node};
     Onnx__AttributeProto trans_attr, *attrs[1] = {&trans_attr};
     Onnx__TensorProto wt, *inits[1] = {&wt};
     int64_t dims[2] = {trans_b ? nc : k, trans_b ? k : nc};
-    Onnx__ValueInfoProto x_info, y_info, *ins[1] = {&x_info}, *outs[1] = {&y_info};
     static char *x_w[2] = {"x", "w"}, *y[1] = {"y"};
-    char producer[16] = {0};
-    onnx__model_proto__init(&model);
-    model.has_ir_version = 1;
-    model.ir_version = 8;
-    memset(producer, 'p', pad);
-    model.producer_name = producer;
-    onnx__operator_set_id_proto__init(&opset);
-    opset.domain = "";
-    opset.has_version = 1;
-    opset.version = 13;
-    model.n_opset_import = 1;
-    model.opset_import = opsets;
-    onnx__graph_proto__init(&graph);
-    graph.name = "product";
-    model.graph = &graph;
     init_tensor(&wt, "w", 2, dims, w, (size_t)(k * nc));
-    graph.n_initializer = 1;
-    graph.initializer = inits;
+    e.graph.n_initializer = 1;
+    e.graph.initializer = inits;
     onnx__node_proto__init(&node);
     node.op_type = gemm ? "Gemm" : "MatMul";
     node.n_input = 2;
@@ -716,41 +720,9 @@ static uint8_t *product_model(bool gemm, bool trans_b, int64_t k, int64_t nc, co
         node.n_attribute = 1;
         node.attribute = attrs;
     }
-    graph.n_node = 1;
-    graph.node = node_ptrs;
-    Onnx__TypeProto type;
-    Onnx__TypeProto__Tensor tensor_type;
-    Onnx__TensorShapeProto shape;
-    Onnx__TensorShapeProto__Dimension dim[2], *dim_ptrs[2] = {&dim[0], &dim[1]};
-    onnx__type_proto__init(&type);
-    onnx__type_proto__tensor__init(&tensor_type);
-    onnx__tensor_shape_proto__init(&shape);
-    for (int i = 0; i < 2; i++) {
-        onnx__tensor_shape_proto__dimension__init(&dim[i]);
-        dim[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-        dim[i].dim_value = i == 0 ? 2 : k;
-    }
-    shape.n_dim = 2;
-    shape.dim = dim_ptrs;
-    tensor_type.has_elem_type = 1;
-    tensor_type.elem_type = IFD_FLOAT;
-    tensor_type.shape = &shape;
-    type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-    type.tensor_type = &tensor_type;
-    onnx__value_info_proto__init(&x_info);
-    x_info.name = "x";
-    x_info.type = &type;
-    onnx__value_info_proto__init(&y_info);
-    y_info.name = "y";
-    graph.n_input = 1;
-    graph.input = ins;
-    graph.n_output = 1;
-    graph.output = outs;
-    *len = protobuf_c_message_get_packed_size(&model.base);
-    uint8_t *buf = malloc(*len);
-    if (buf)
-        protobuf_c_message_pack(&model.base, buf);
-    return buf;
+    e.graph.n_node = 1;
+    e.graph.node = node_ptrs;
+    return scaffold_pack(&e, len);
 }
 
 /* product_model with w at an offset whose remainder modulo 4 is `want`. */
