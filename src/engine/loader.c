@@ -1410,10 +1410,11 @@ void op_constant_read(const value_info *v, size_t offset, size_t len, void *dst)
     long page = sysconf(_SC_PAGESIZE);
     if (page <= 0)
         return;
-    /* every page from the one holding the weight's first byte to the last
-     * whole page read so far: those before `offset` again (cheap, and no
-     * state to keep), the first one's bytes of a preceding tensor too
-     * (harmless: they fault in again from the file) */
+    /* the pages this read finished: from the one holding byte `offset`
+     * (shared with the previous read, which kept it) to the last whole page
+     * read. The first read's first page may hold the end of a preceding
+     * tensor, even one read in place: harmless, the file's bytes fault in
+     * again when read. */
     uintptr_t start = (uintptr_t)v->mapped_bytes & ~((uintptr_t)page - 1);
     uintptr_t end = ((uintptr_t)v->mapped_bytes + offset + len) & ~((uintptr_t)page - 1);
     if (offset > 0)
