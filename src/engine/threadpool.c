@@ -233,8 +233,9 @@ void threadpool_parallel_for(threadpool *pool, size_t n, size_t grain,
     atomic_store_explicit(&pool->next, chunk, memory_order_relaxed);
     uint32_t id = JOB_ID(atomic_load(&pool->job)) + 1; /* closed (even) -> open (odd) */
     atomic_store(&pool->job, JOB_WORD(id, 0));
-    /* a worker that went to sleep before the store is woken; one that
-     * counts itself a sleeper after it sees the job (sleep_until_job) */
+    /* a worker counted as a sleeper before this store is woken; one that
+     * counts itself after it finds the job when it checks once more under
+     * the lock (sleep_until_job) */
     if (atomic_load(&pool->sleepers) > 0) {
         pthread_mutex_lock(&pool->lock);
         pthread_cond_broadcast(&pool->wake);
