@@ -46,14 +46,17 @@
 #include <string.h>
 
 /* Least work (multiply-adds of the products, one unit per element of other
- * operators) one slice must carry. A slice pays the hand-off (~0.6 us from
- * publishing the job to the worker starting it, measured) and the graph's
- * fixed cost per run again (operator dispatch, product set-up: the digits
- * MLP takes 1.6 us at batch 1 and ~0.28 us more a row). Measured at 2
- * threads on 2 cores, median us whole / split: MLP (17.5K a row) batch 8
- * 3.7 / 4.0, 12 4.9 / 4.9, 16 6.4 / 5.5, 24 9.0 / 6.6; CNN (83K a row)
- * batch 2 5.6 / 5.4, 3 7.9 / 6.5. So a slice needs about 96K: the MLP
- * splits from batch 12, the CNN from batch 3. */
+ * operators) one slice must carry. A split run pays the caller's set-up
+ * (~0.2 us: outputs, views), the hand-off (~0.15 us from publishing the
+ * job to the worker starting it, ~0.15 us from the last slice's end to the
+ * caller's return; timed inside batch_split_run, medians) and the graph's
+ * fixed cost per run in each slice (operator dispatch, product set-up: the
+ * digits MLP takes 1.2 us at batch 1 and ~0.3 us more a row, so 4 rows
+ * take 2.2 us against 3.4 for 8). Measured at 2 threads on 2 cores
+ * (chrt -f 1), median us whole / split: MLP (17.5K a row) batch 8
+ * 3.42 / 3.67, 12 4.56 / 4.49-4.77; CNN (83K a row) batch 2 5.22-5.41 /
+ * 5.13-5.31, 4 9.0 / 6.75. So a slice needs about 96K: the MLP splits from
+ * batch 12, the CNN from batch 3. */
 #define SLICE_MIN_WORK 98304.0
 /* Past this much work per run every layer is big enough to split over the
  * pool on its own (ResNet-18 at batch 8 scales 1.99x that way, bench/RESULTS.md),
@@ -625,6 +628,7 @@ static void run_slices(void *arg, size_t begin, size_t end)
 }
 
 #define OUTPUT_ALIGN 64
+#define SMALL_OUTPUT_BYTES 4096
 
 /* A tensor value of the output's shape with `batch` rows, uninitialised:
  * every byte is written by one slice. */
@@ -646,7 +650,12 @@ static ifd_status new_output(const batch_split *split, size_t k, int64_t batch, 
     }
     size_t rounded = (bytes + OUTPUT_ALIGN - 1) / OUTPUT_ALIGN * OUTPUT_ALIGN;
     ifd_value *v = calloc(1, sizeof(*v));
-    void *data = aligned_alloc(OUTPUT_ALIGN, rounded ? rounded : OUTPUT_ALIGN);
+    /* a row of scores comes from malloc's size classes, much cheaper than
+     * aligned_alloc's search for an aligned block (as in session.c's
+     * take_output); no kernel needs the rows aligned (each slice's start
+     * is some rows into the buffer anyway) */
+    void *data = rounded <= SMALL_OUTPUT_BYTES ? malloc(rounded ? rounded : OUTPUT_ALIGN)
+                                               : aligned_alloc(OUTPUT_ALIGN, rounded);
     if (!v || !data) {
         free(v);
         free(data);

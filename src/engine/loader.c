@@ -1375,6 +1375,54 @@ static ifd_status materialize_all(ifd_model *m, ifd_error *err)
     return st;
 }
 
+/* Operators whose prepare() packs input `k` from value_info.mapped_bytes
+ * (ops/gemm.c): their B never needs a copy of its own. */
+static bool packs_from_file(const model_node *node, int k)
+{
+    return k == 1 && node->op.domain[0] == '\0' &&
+           (strcmp(node->op.op_type, "Gemm") == 0 || strcmp(node->op.op_type, "MatMul") == 0);
+}
+
+/* Where node input k's weight lies in the mapped file, when prepare() may
+ * read it from there (value_info.mapped_bytes), else NULL: a float32
+ * constant of at least a page, still deferred or read in place, that this
+ * node alone reads, of a node that is not folded (its A is not constant). */
+static const uint8_t *streamable_input(const ifd_model *m, const model_node *node, int k,
+                                       const int *readers)
+{
+    int slot = node->input_slots[k];
+    if (!readers || slot < 0 || !packs_from_file(node, k) || node->input_slots[0] < 0 ||
+        m->values[node->input_slots[0]].origin == VALUE_CONSTANT)
+        return NULL;
+    const model_value *v = &m->values[slot];
+    const ifd_tensor *t = &v->constant_storage;
+    if (v->origin != VALUE_CONSTANT || v->is_graph_output || v->viewed || readers[slot] != 1 ||
+        t->dtype != IFD_FLOAT || (size_t)ifd_tensor_count(t) * sizeof(float) < 4096)
+        return NULL;
+    if (v->deferred_raw)
+        return v->deferred_raw;
+    return model_maps(m, t->data) ? t->data : NULL;
+}
+
+void op_constant_read(const value_info *v, size_t offset, size_t len, void *dst)
+{
+    memcpy(dst, v->mapped_bytes + offset, len);
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        return;
+    /* the pages this read finished: from the one holding byte `offset`
+     * (shared with the previous read, which kept it) to the last whole page
+     * read. The first read's first page may hold the end of a preceding
+     * tensor, even one read in place: harmless, the file's bytes fault in
+     * again when read. */
+    uintptr_t start = (uintptr_t)v->mapped_bytes & ~((uintptr_t)page - 1);
+    uintptr_t end = ((uintptr_t)v->mapped_bytes + offset + len) & ~((uintptr_t)page - 1);
+    if (offset > 0)
+        start = ((uintptr_t)v->mapped_bytes + offset) & ~((uintptr_t)page - 1);
+    if (end > start)
+        pb_release_pages((const void *)start, end - start);
+}
+
 /* prepare() every node in order; at BASIC and above, fold each node whose
  * inputs are constants as soon as it is prepared (removed[i] marks it), so
  * the nodes after it are prepared with the folded constants. */
@@ -1391,12 +1439,36 @@ static ifd_status prepare_nodes(loader *ld, bool *removed)
         /* a weight is copied from the file when its first reader prepares,
          * after the weights earlier readers packed were dropped */
         const model_node *node = &m->nodes[i];
-        for (int k = 0; k < node->op.n_inputs + node->op.n_implicit && st == IFD_OK; k++)
-            if (node->input_slots[k] >= 0)
-                st = materialize(&m->values[node->input_slots[k]], ld->err);
+        unsigned streamed = 0; /* inputs prepare() may pack from the file */
+        for (int k = 0; k < node->op.n_inputs + node->op.n_implicit && st == IFD_OK; k++) {
+            int slot = node->input_slots[k];
+            const uint8_t *bytes =
+                k < 32 ? streamable_input(m, node, k, have_view ? view.readers : NULL) : NULL;
+            if (bytes) {
+                m->values[slot].info.mapped_bytes = bytes;
+                streamed |= 1u << k;
+            } else if (slot >= 0) {
+                st = materialize(&m->values[slot], ld->err);
+            }
+        }
         if (st != IFD_OK)
             break;
         st = prepare_node(ld, i);
+        for (int k = 0; streamed && k < node->op.n_inputs; k++) {
+            if (!(streamed >> k & 1u))
+                continue;
+            model_value *v = &m->values[node->input_slots[k]];
+            v->info.mapped_bytes = NULL;
+            if (st == IFD_OK && (node->op.packed_inputs >> k & 1u) && v->deferred_raw) {
+                /* packed as it was read: never copied, and no other node
+                 * reads it (its pages went back as they were packed) */
+                pb_release_pages(v->deferred_raw, (size_t)ifd_tensor_count(&v->constant_storage) *
+                                                      sizeof(float));
+                v->deferred_raw = NULL;
+            } else if (st == IFD_OK) {
+                st = materialize(v, ld->err); /* not packed: copied as usual */
+            }
+        }
         if (st == IFD_OK && m->graph_opt >= IFD_GRAPH_OPT_BASIC)
             removed[i] = constant_folder_node(&folder, i);
         /* a Conv the kernel fusions may repack keeps the file's weights
@@ -1446,6 +1518,7 @@ static ifd_status prepare_node(loader *ld, size_t i)
             *op->outputs[k] = *op->inputs[0];
             op->outputs[k]->name = name;
             op->outputs[k]->constant = NULL;
+            op->outputs[k]->mapped_bytes = NULL;
         }
     }
     for (int k = 0; k < op->n_outputs; k++) {

@@ -36,6 +36,16 @@ typedef struct value_info {
     int rank;
     int64_t dims[IFD_MAX_RANK];
     const ifd_tensor *constant;
+    /* Set by the loader during the prepare() of the one node that reads a
+     * large float32 weight still in the mapped model file (Gemm's and
+     * MatMul's B): the weight's bytes there, not necessarily aligned for
+     * float; constant->data is then NULL (not copied yet) or a view of the
+     * same bytes. prepare() reads them in order with op_constant_read, which
+     * gives the file's pages back as they are consumed, so that a weight is
+     * never resident both as read and as packed. Unless prepare() then marks
+     * the input packed (op_constant_packed), the loader copies the weight
+     * as usual afterwards. NULL at all other times. */
+    const uint8_t *mapped_bytes;
 } value_info;
 
 typedef enum op_attr_type {
@@ -119,6 +129,12 @@ static inline void op_constant_packed(op_node *node, int k)
     if (k >= 0 && k < 32)
         node->packed_inputs |= 1u << k;
 }
+
+/* For prepare(): copy bytes [offset, offset + len) of v->mapped_bytes to
+ * dst and give back the file's pages of everything before offset + len
+ * (they fault in again from the file if read later). Callers read the
+ * weight front to back. */
+void op_constant_read(const value_info *v, size_t offset, size_t len, void *dst);
 
 /* Fill err with "<op_type> node '<name>': <reason>" and return -1. For prepare. */
 int op_prepare_fail(const op_node *node, ifd_error *err, const char *fmt, ...)

@@ -104,14 +104,66 @@ static void packed_release(packed_operand *p)
     free(p->data);
 }
 
+/* Pack a float32 B of k x n (B^T when trans) as it is read from the mapped
+ * model file (value_info.mapped_bytes), a few source rows at a time, each
+ * read giving the file's pages back: the weight is never resident both as
+ * read and as packed (a 2048 x 2048 layer held 16 MiB twice at load). The
+ * source rows, front to back, are op(B)'s rows (k rows of n) or, when trans,
+ * its columns (n rows of k); either way every element lands where
+ * gemm_pack_b puts it (gemm_packed_b_row), padding zero. */
+static int pack_b_from_file(op_node *node, const value_info *b, bool trans, size_t k, size_t n,
+                            float *packed, size_t floats, ifd_error *err)
+{
+    size_t rows = trans ? n : k, len = trans ? k : n;
+    size_t per_read = ((size_t)64 << 10) / sizeof(float) / len;
+    if (per_read == 0)
+        per_read = 1;
+    if (per_read > rows)
+        per_read = rows;
+    float *buf = malloc(per_read * len * sizeof(float));
+    if (!buf)
+        return op_prepare_fail(node, err, "out of memory packing B");
+    memset(packed, 0, floats * sizeof(float));
+    for (size_t r0 = 0; r0 < rows; r0 += per_read) {
+        size_t count = rows - r0 < per_read ? rows - r0 : per_read;
+        op_constant_read(b, r0 * len * sizeof(float), count * len * sizeof(float), buf);
+        for (size_t r = 0; r < count; r++) {
+            const float *src = buf + r * len;
+            if (!trans) {
+                gemm_packed_row row = gemm_packed_b_row(packed, k, n, r0 + r);
+                for (size_t j = 0; j < n; j += GEMM_PACK_NR)
+                    memcpy(gemm_packed_at(row, j), src + j,
+                           (n - j < GEMM_PACK_NR ? n - j : GEMM_PACK_NR) * sizeof(float));
+            } else {
+                for (size_t p = 0; p < k; p++)
+                    *gemm_packed_at(gemm_packed_b_row(packed, k, n, p), r0 + r) = src[p];
+            }
+        }
+    }
+    free(buf);
+    return 0;
+}
+
 /* Pack a constant 1-D or 2-D float-family B of k x n (B^T when trans). */
-static int pack_constant_b(op_node *node, const ifd_tensor *b, bool trans, size_t k, size_t n,
+static int pack_constant_b(op_node *node, const value_info *bv, bool trans, size_t k, size_t n,
                            packed_operand *out, ifd_error *err)
 {
+    const ifd_tensor *b = bv->constant;
     size_t count = (size_t)ifd_tensor_count(b);
     size_t floats = gemm_packed_b_floats(k, n);
     if (floats == 0 || floats > IFD_MAX_TENSOR_BYTES / sizeof(float))
         return op_prepare_fail(node, err, "B is too large to pack");
+    if (bv->mapped_bytes && b->dtype == IFD_FLOAT) {
+        float *packed = malloc(floats * sizeof(float));
+        if (!packed)
+            return op_prepare_fail(node, err, "out of memory packing B");
+        if (pack_b_from_file(node, bv, trans, k, n, packed, floats, err) != 0) {
+            free(packed);
+            return -1;
+        }
+        *out = (packed_operand){.data = packed, .k = k, .n = n};
+        return 0;
+    }
     /* float32 packs straight from the constant: a converted copy would hold
      * the weight a third time while it packs */
     float *plain = b->dtype == IFD_FLOAT ? NULL : malloc(count * sizeof(float) + 1);
@@ -572,7 +624,7 @@ static int matmul_prepare(op_node *node, ifd_error *err)
     if (bc && is_float_family(bc->dtype) && bc->rank >= 1 && bc->rank <= 2) {
         size_t k = (size_t)(bc->rank == 2 ? bc->dims[0] : bc->dims[0]);
         size_t n = bc->rank == 2 ? (size_t)bc->dims[1] : 1;
-        if (k > 0 && n > 0 && pack_constant_b(node, bc, false, k, n, &st->b, err) != 0)
+        if (k > 0 && n > 0 && pack_constant_b(node, b, false, k, n, &st->b, err) != 0)
             return -1;
         if (st->b.data)
             op_constant_packed(node, 1); /* run() streams the packed copy only */
@@ -736,7 +788,7 @@ static int gemm_prepare(op_node *node, ifd_error *err)
     if (bc && is_float_family(bc->dtype) && bc->rank == 2) {
         size_t k = (size_t)bc->dims[st->trans_b ? 1 : 0];
         size_t n = (size_t)bc->dims[st->trans_b ? 0 : 1];
-        if (k > 0 && n > 0 && pack_constant_b(node, bc, st->trans_b, k, n, &st->b, err) != 0)
+        if (k > 0 && n > 0 && pack_constant_b(node, b, st->trans_b, k, n, &st->b, err) != 0)
             return -1;
         if (st->b.data)
             op_constant_packed(node, 1); /* run() streams the packed copy only */
