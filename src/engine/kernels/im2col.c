@@ -342,8 +342,13 @@ static bool masked_fits(const conv_geometry *g)
 }
 
 /* Positions [q0, q1) of `count` images side by side (see
- * im2col_f32_packed_slice); q0 is a multiple of GEMM_PACK_NR and so is
- * q1 - q0 when count > 1, so every image starts a sliver. */
+ * im2col_f32_packed_slice): column f is image f / width's position
+ * q0 + f % width, width = q1 - q0, so with a width that is not a multiple
+ * of GEMM_PACK_NR a sliver can hold the end of one image and the start of
+ * the next. Such a sliver gathers (each lane's base includes its image's
+ * offset); a sliver inside one image of a stride-1, width-kept geometry is
+ * one masked load. The caller keeps count * image_floats below 2^30 so that
+ * the bases fit int32 lanes. */
 __attribute__((target("avx512f"))) static void
 im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t count,
                          size_t image_floats, size_t q0, size_t q1, float *packed)
@@ -352,8 +357,8 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
     int64_t s1 = g->stride[1], s2 = g->stride[2];
     bool linear = s1 == 1 && s2 == 1 && ow == w;
     size_t taps = (size_t)(g->kernel[1] * kw_n), rows = conv_geometry_rows(g);
-    size_t per_image = (q1 - q0 + GEMM_PACK_NR - 1) / GEMM_PACK_NR; /* slivers */
-    size_t cols = count * (q1 - q0);
+    size_t width = q1 - q0, cols = count * width;
+    size_t slivers = (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
     int64_t plane = h * w;
     uint16_t masks[MASKED_MAX_TAPS * MASKED_BLOCK]; /* [tap][sliver in block] */
     int32_t bases[MASKED_BLOCK * GEMM_PACK_NR];
@@ -365,32 +370,47 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
     }
     int32_t o1s[MASKED_BLOCK * GEMM_PACK_NR], o2s[MASKED_BLOCK * GEMM_PACK_NR];
     uint16_t in_range[MASKED_BLOCK];
+    /* a sliver's first element when it is one masked load, else -1 */
+    int64_t load_at[MASKED_BLOCK];
     const __m512i zero = _mm512_setzero_si512(), vh = _mm512_set1_epi32((int32_t)h),
                   vw = _mm512_set1_epi32((int32_t)w), vs1 = _mm512_set1_epi32((int32_t)s1),
                   vs2 = _mm512_set1_epi32((int32_t)s2);
-    for (size_t b0 = 0; b0 < per_image; b0 += MASKED_BLOCK) {
-        size_t nb = per_image - b0 < MASKED_BLOCK ? per_image - b0 : MASKED_BLOCK;
-        size_t qb = q0 + b0 * GEMM_PACK_NR;
-        /* each lane's output row and column, once per block; then every
-         * tap's masks 16 lanes at a time (a scalar test per lane and tap
-         * cost more than the copy on layers of few channels) */
-        int64_t o1 = (int64_t)qb / ow, o2 = (int64_t)qb % ow;
+    for (size_t b0 = 0; b0 < slivers; b0 += MASKED_BLOCK) {
+        size_t nb = slivers - b0 < MASKED_BLOCK ? slivers - b0 : MASKED_BLOCK;
+        size_t fb = b0 * GEMM_PACK_NR;
+        /* each lane's image, output row and column, once per block; then
+         * every tap's masks 16 lanes at a time (a scalar test per lane and
+         * tap cost more than the copy on layers of few channels) */
+        size_t n = fb / width, q = q0 + fb % width;
+        int64_t o1 = (int64_t)q / ow, o2 = (int64_t)q % ow;
         for (size_t s = 0; s < nb; s++) {
             unsigned bits = 0;
+            size_t first_n = n;
+            int64_t first = (int64_t)(n * image_floats) + o1 * w + o2;
+            bool one_image = true;
             for (unsigned i = 0; i < GEMM_PACK_NR; i++) {
                 size_t lane = s * GEMM_PACK_NR + i;
-                bool in = qb + lane < q1;
-                if (in)
+                bool in = fb + lane < cols;
+                if (in) {
                     bits |= 1u << i;
+                    one_image = one_image && n == first_n;
+                }
                 o1s[lane] = (int32_t)o1;
                 o2s[lane] = (int32_t)o2;
-                bases[lane] = in ? (int32_t)(o1 * s1 * w + o2 * s2) : 0;
-                if (++o2 == ow) {
+                bases[lane] = in ? (int32_t)(n * image_floats) + (int32_t)(o1 * s1 * w + o2 * s2)
+                                 : 0;
+                if (++q == q1) {
+                    q = q0;
+                    n++;
+                    o1 = (int64_t)q / ow;
+                    o2 = (int64_t)q % ow;
+                } else if (++o2 == ow) {
                     o2 = 0;
                     o1++;
                 }
             }
             in_range[s] = (uint16_t)bits;
+            load_at[s] = linear && one_image ? first : -1;
         }
         for (size_t t = 0; t < taps; t++) {
             __m512i vih0 = _mm512_set1_epi32((int32_t)ih0[t]), viw0 = _mm512_set1_epi32((int32_t)iw0[t]);
@@ -411,31 +431,28 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
             int64_t from[GEMM_PACK_KC];
             uint16_t tap_of[GEMM_PACK_KC];
             for (size_t r = 0, c = p0 / taps, t = p0 % taps; r < kc; r++) {
-                from[r] = (int64_t)c * plane + delta[t] + (linear ? (int64_t)qb : 0);
+                from[r] = (int64_t)c * plane + delta[t];
                 tap_of[r] = (uint16_t)(t * MASKED_BLOCK);
                 if (++t == taps) {
                     t = 0;
                     c++;
                 }
             }
-            for (size_t n = 0; n < count; n++) {
-                const float *img = image + n * image_floats;
-                for (size_t s = 0; s < nb; s++) {
-                    float *dst = panel + (n * per_image + b0 + s) * GEMM_PACK_NR * kc;
-                    const uint16_t *ms = masks + s;
-                    if (linear) {
-                        const float *at = img + s * GEMM_PACK_NR;
-                        for (size_t r = 0; r < kc; r++)
-                            _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
-                                             _mm512_maskz_loadu_ps(ms[tap_of[r]], at + from[r]));
-                    } else {
-                        __m512i vbase = _mm512_loadu_si512(bases + s * GEMM_PACK_NR);
-                        for (size_t r = 0; r < kc; r++)
-                            _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
-                                             _mm512_mask_i32gather_ps(_mm512_setzero_ps(),
-                                                                      ms[tap_of[r]], vbase,
-                                                                      img + from[r], 4));
-                    }
+            for (size_t s = 0; s < nb; s++) {
+                float *dst = panel + (b0 + s) * GEMM_PACK_NR * kc;
+                const uint16_t *ms = masks + s;
+                if (load_at[s] >= 0) {
+                    const float *at = image + load_at[s];
+                    for (size_t r = 0; r < kc; r++)
+                        _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
+                                         _mm512_maskz_loadu_ps(ms[tap_of[r]], at + from[r]));
+                } else {
+                    __m512i vbase = _mm512_loadu_si512(bases + s * GEMM_PACK_NR);
+                    for (size_t r = 0; r < kc; r++)
+                        _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
+                                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(),
+                                                                  ms[tap_of[r]], vbase,
+                                                                  image + from[r], 4));
                 }
             }
         }

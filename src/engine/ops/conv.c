@@ -687,6 +687,8 @@ static void conv_lanes(void *arg, size_t begin, size_t end)
 #define SLICE_BYTES (1u << 20)
 #define SLICE_MIN_COLS 64
 #define SLICE_MAX_COLS 512
+/* im2col's gather offsets of the images of one slice are int32 lanes */
+#define SLICE_MAX_IMAGES_FLOATS ((size_t)1 << 30)
 
 typedef struct slice_job {
     const conv_state *st;
@@ -748,16 +750,30 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
     /* columns whose patches (K rows) and output block (M rows) fit SLICE_BYTES */
     size_t want = SLICE_BYTES / sizeof(float) / (job.rows + job.m);
     want = want < SLICE_MIN_COLS ? SLICE_MIN_COLS : want > SLICE_MAX_COLS ? SLICE_MAX_COLS : want;
-    if (cols % GEMM_PACK_NR == 0 && cols <= want / 2) {
-        /* small planes: whole images side by side */
+    size_t image_floats = (size_t)p->in_channels * p->in_plane;
+    if (cols <= SLICE_MAX_COLS / 2 && image_floats <= SLICE_MAX_IMAGES_FLOATS) {
+        /* small planes: whole images side by side, an image starting
+         * mid-sliver where the plane is not a multiple of one; `want`
+         * columns, or SLICE_MAX_COLS where that is less than two images,
+         * even though the patches then outgrow SLICE_BYTES: one image of
+         * ResNet-18's last stage is 49 columns, run in 64 (23% of the
+         * product spent on padding), and streams all 9 MB of the layer's
+         * weights for itself */
         job.q_chunk = cols;
         job.q_chunks = 1;
-        job.images_per = want / cols;
+        job.images_per = (cols <= want / 2 ? want : SLICE_MAX_COLS) / cols;
+        if (job.images_per > SLICE_MAX_IMAGES_FLOATS / image_floats)
+            job.images_per = SLICE_MAX_IMAGES_FLOATS / image_floats;
     } else {
         /* large planes: chunks of whole slivers, about `want` columns each */
         size_t slivers = (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
         size_t chunks = (cols + want - 1) / want;
-        job.q_chunk = (slivers + chunks - 1) / chunks * GEMM_PACK_NR;
+        size_t per = (slivers + chunks - 1) / chunks;
+        /* an even number: the AVX-512 tile takes slivers in pairs, so an
+         * odd count leaves every chunk a 16-column tail for the 6 x 16 tile
+         * (ResNet-18's 56x56 layers: 8 chunks of 25 slivers) */
+        per += per & 1;
+        job.q_chunk = per * GEMM_PACK_NR;
         job.q_chunks = (cols + job.q_chunk - 1) / job.q_chunk;
         job.images_per = 1;
     }
