@@ -751,14 +751,19 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
     size_t want = SLICE_BYTES / sizeof(float) / (job.rows + job.m);
     want = want < SLICE_MIN_COLS ? SLICE_MIN_COLS : want > SLICE_MAX_COLS ? SLICE_MAX_COLS : want;
     size_t image_floats = (size_t)p->in_channels * p->in_plane;
-    if (cols <= SLICE_MAX_COLS / 2 && image_floats <= SLICE_MAX_IMAGES_FLOATS) {
+    bool aligned_small = cols % GEMM_PACK_NR == 0 && cols <= want / 2;
+    if ((aligned_small || (cols <= SLICE_MAX_COLS / 2 && batch > 1)) &&
+        image_floats <= SLICE_MAX_IMAGES_FLOATS) {
         /* small planes: whole images side by side, an image starting
          * mid-sliver where the plane is not a multiple of one; `want`
          * columns, or SLICE_MAX_COLS where that is less than two images,
          * even though the patches then outgrow SLICE_BYTES: one image of
          * ResNet-18's last stage is 49 columns, run in 64 (23% of the
          * product spent on padding), and streams all 9 MB of the layer's
-         * weights for itself */
+         * weights for itself. A single image whose plane is not a whole
+         * number of slivers keeps the column chunks below instead: at
+         * batch 1 they are what the threads share (ResNet-18's 14x14
+         * layers: two chunks) */
         job.q_chunk = cols;
         job.q_chunks = 1;
         job.images_per = (cols <= want / 2 ? want : SLICE_MAX_COLS) / cols;
