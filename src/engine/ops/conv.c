@@ -696,20 +696,41 @@ typedef struct slice_job {
     const float *x, *bias, *residual;
     float *y;
     size_t rows, m;               /* K and M of every product */
-    size_t images_per, q_chunk;   /* a slice: images_per images x q_chunk positions */
+    size_t images_per, q_chunk;   /* a slice: images_per images x up to q_chunk positions */
     size_t q_chunks, items, lanes;
+    size_t slivers;               /* of a plane, which chunk_columns splits */
     float *scratch;               /* lanes x (packed B + C block) */
     size_t b_floats, c_floats;
     threadpool *product_pool;     /* the pool when slices run one at a time, else NULL */
 } slice_job;
 
+/* Columns [*q0, *q1) of a plane's column chunk i: the chunks are spread
+ * evenly (the threads get equal shares) with boundaries at an even number
+ * of slivers, as the AVX-512 tile takes slivers in pairs (a chunk of an odd
+ * number leaves a 16-column tail for the 6 x 16 tile); a plane's odd last
+ * sliver goes to the last chunk. */
+static void chunk_columns(const slice_job *job, size_t cols, size_t i, size_t *q0, size_t *q1)
+{
+    if (job->q_chunks == 1) {
+        *q0 = 0;
+        *q1 = cols;
+        return;
+    }
+    size_t a = i * job->slivers / job->q_chunks / 2 * 2;
+    size_t b = i + 1 == job->q_chunks ? job->slivers
+                                      : (i + 1) * job->slivers / job->q_chunks / 2 * 2;
+    *q0 = a * GEMM_PACK_NR;
+    *q1 = b * GEMM_PACK_NR < cols ? b * GEMM_PACK_NR : cols;
+}
+
 static void slice_item(const slice_job *job, size_t item, float *bbuf, float *cbuf)
 {
     const conv_plan *p = job->p;
     size_t cols = p->out_plane, batch = (size_t)p->batch, m = job->m;
-    size_t n0 = item / job->q_chunks * job->images_per, q0 = item % job->q_chunks * job->q_chunk;
+    size_t n0 = item / job->q_chunks * job->images_per, q0, q1;
+    chunk_columns(job, cols, item % job->q_chunks, &q0, &q1);
     size_t images = batch - n0 < job->images_per ? batch - n0 : job->images_per;
-    size_t q1 = cols - q0 < job->q_chunk ? cols : q0 + job->q_chunk, width = q1 - q0;
+    size_t width = q1 - q0;
     size_t image_floats = (size_t)p->in_channels * p->in_plane, ncols = images * width;
     im2col_f32_packed_slice(&p->geo, job->x + n0 * image_floats, images, image_floats, q0, q1,
                             bbuf);
@@ -770,16 +791,19 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
         if (job.images_per > SLICE_MAX_IMAGES_FLOATS / image_floats)
             job.images_per = SLICE_MAX_IMAGES_FLOATS / image_floats;
     } else {
-        /* large planes: chunks of whole slivers, about `want` columns each */
-        size_t slivers = (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
-        size_t chunks = (cols + want - 1) / want;
-        size_t per = (slivers + chunks - 1) / chunks;
-        /* an even number: the AVX-512 tile takes slivers in pairs, so an
-         * odd count leaves every chunk a 16-column tail for the 6 x 16 tile
-         * (ResNet-18's 56x56 layers: 8 chunks of 25 slivers) */
-        per += per & 1;
-        job.q_chunk = per * GEMM_PACK_NR;
-        job.q_chunks = (cols + job.q_chunk - 1) / job.q_chunk;
+        /* large planes: chunks of whole slivers, about `want` columns each
+         * (chunk_columns: ResNet-18's 56x56 layers were 8 chunks of 25
+         * slivers, each with a 6 x 16 tail; now 24 or 26) */
+        job.slivers = (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
+        job.q_chunks = (cols + want - 1) / want;
+        if (job.q_chunks > job.slivers / 2)
+            job.q_chunks = job.slivers / 2 > 0 ? job.slivers / 2 : 1;
+        job.q_chunk = 0;
+        for (size_t i = 0; i < job.q_chunks; i++) {
+            size_t q0, q1;
+            chunk_columns(&job, cols, i, &q0, &q1);
+            job.q_chunk = q1 - q0 > job.q_chunk ? q1 - q0 : job.q_chunk;
+        }
         job.images_per = 1;
     }
     threadpool *pool = op_threadpool(ctx);

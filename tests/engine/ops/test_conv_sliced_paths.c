@@ -4,7 +4,8 @@
  * with several images) give the definition's output through the whole
  * engine: planes of 49, 100 and 169 positions, which are not whole 16-column
  * slivers, so images start mid-sliver and the slivers that hold two images
- * gather; a stride-2 layer onto a 7x7 plane; batches of 1 (column chunks),
+ * gather; a stride-2 layer onto a 7x7 plane; a 30x30 plane cut into column
+ * chunks of an even and an odd number of slivers; batches of 1 (column chunks),
  * 3 (an uneven last group) and 8, on one thread and on two (images split
  * between them); loaded with graph optimisation on and off. The model's
  * batch axis is left open, as exporters write it.
@@ -245,6 +246,9 @@ static void test_images_side_by_side_at_planes_of_partial_slivers_match_the_defi
         {6, 20, 13, 3, 1, 1},  /* 169 positions */
         {8, 16, 14, 3, 2, 1},  /* stride 2 onto 7x7: every sliver gathers */
         {12, 12, 9, 1, 1, 0},  /* pointwise over 81 positions */
+        /* a plane cut into column chunks (chunk_columns): 900 positions,
+         * 57 slivers in 2 chunks of 28 and 29 */
+        {48, 40, 30, 3, 1, 1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         check_case(&cases[i]);
