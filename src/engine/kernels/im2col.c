@@ -341,39 +341,114 @@ static bool masked_fits(const conv_geometry *g)
            g->image[1] * g->image[2] <= ((int64_t)1 << 30) && gemm_kernel_is_avx512();
 }
 
+/* Every tap's offsets: its first input row and column relative to an
+ * output position's (times stride), and the two combined into one offset
+ * in the image plane. */
+typedef struct masked_taps {
+    size_t count;
+    int64_t delta[MASKED_MAX_TAPS], ih0[MASKED_MAX_TAPS], iw0[MASKED_MAX_TAPS];
+} masked_taps;
+
+static void masked_taps_init(const conv_geometry *g, masked_taps *t)
+{
+    int64_t kw_n = g->kernel[2];
+    t->count = (size_t)(g->kernel[1] * kw_n);
+    for (size_t i = 0; i < t->count; i++) {
+        t->ih0[i] = (int64_t)i / kw_n * g->dilation[1] - g->pad[1];
+        t->iw0[i] = (int64_t)i % kw_n * g->dilation[2] - g->pad[2];
+        t->delta[i] = t->ih0[i] * g->image[2] + t->iw0[i];
+    }
+}
+
+/* Every tap's mask of slivers [0, nb) (masks[tap * MASKED_BLOCK + sliver])
+ * from their lanes' output rows and columns, 16 lanes at a time (a scalar
+ * test per lane and tap cost more than the copy on layers of few
+ * channels); lanes outside in_range stay clear. */
+__attribute__((target("avx512f"))) static void
+masked_masks(const conv_geometry *g, const masked_taps *t, size_t nb, const int32_t *o1s,
+             const int32_t *o2s, const uint16_t *in_range, uint16_t *masks)
+{
+    const __m512i zero = _mm512_setzero_si512(),
+                  vh = _mm512_set1_epi32((int32_t)g->image[1]),
+                  vw = _mm512_set1_epi32((int32_t)g->image[2]),
+                  vs1 = _mm512_set1_epi32((int32_t)g->stride[1]),
+                  vs2 = _mm512_set1_epi32((int32_t)g->stride[2]);
+    for (size_t i = 0; i < t->count; i++) {
+        __m512i vih0 = _mm512_set1_epi32((int32_t)t->ih0[i]);
+        __m512i viw0 = _mm512_set1_epi32((int32_t)t->iw0[i]);
+        for (size_t s = 0; s < nb; s++) {
+            __m512i o1 = _mm512_loadu_si512(o1s + s * GEMM_PACK_NR);
+            __m512i o2 = _mm512_loadu_si512(o2s + s * GEMM_PACK_NR);
+            __m512i ih = _mm512_add_epi32(_mm512_mullo_epi32(o1, vs1), vih0);
+            __m512i iw = _mm512_add_epi32(_mm512_mullo_epi32(o2, vs2), viw0);
+            __mmask16 m = _mm512_mask_cmpge_epi32_mask(in_range[s], ih, zero);
+            m = _mm512_mask_cmplt_epi32_mask(m, ih, vh);
+            m = _mm512_mask_cmpge_epi32_mask(m, iw, zero);
+            m = _mm512_mask_cmplt_epi32_mask(m, iw, vw);
+            masks[i * MASKED_BLOCK + s] = (uint16_t)m;
+        }
+    }
+}
+
+/* Each row of the panel of kc rows from p0: where it reads in the image
+ * (its channel's plane, its tap's offset and `add`) and its tap's masks. */
+static void masked_panel_rows(const masked_taps *t, int64_t plane, size_t p0, size_t kc,
+                              int64_t add, int64_t *from, uint16_t *tap_of)
+{
+    for (size_t r = 0, c = p0 / t->count, i = p0 % t->count; r < kc; r++) {
+        from[r] = (int64_t)c * plane + t->delta[i] + add;
+        tap_of[r] = (uint16_t)(i * MASKED_BLOCK);
+        if (++i == t->count) {
+            i = 0;
+            c++;
+        }
+    }
+}
+
+/* The kc rows of one sliver: one masked load per row from `at` when the
+ * sliver's lanes read consecutive floats, else a gather at its bases. */
+__attribute__((target("avx512f"))) static void
+masked_sliver(float *dst, size_t kc, const uint16_t *ms, const uint16_t *tap_of,
+              const int64_t *from, const float *at, const float *image, const int32_t *bases)
+{
+    if (at) {
+        for (size_t r = 0; r < kc; r++)
+            _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
+                             _mm512_maskz_loadu_ps(ms[tap_of[r]], at + from[r]));
+        return;
+    }
+    __m512i vbase = _mm512_loadu_si512(bases);
+    for (size_t r = 0; r < kc; r++)
+        _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
+                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ms[tap_of[r]], vbase,
+                                                  image + from[r], 4));
+}
+
 /* Positions [q0, q1) of `count` images side by side (see
- * im2col_f32_packed_slice); q0 is a multiple of GEMM_PACK_NR and so is
- * q1 - q0 when count > 1, so every image starts a sliver. */
+ * im2col_f32_packed_slice) when every image starts a sliver: q0 a multiple
+ * of GEMM_PACK_NR, and so q1 - q0 when count > 1. The masks and bases of
+ * one image's slivers then serve every image. */
 __attribute__((target("avx512f"))) static void
 im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t count,
                          size_t image_floats, size_t q0, size_t q1, float *packed)
 {
-    int64_t h = g->image[1], w = g->image[2], kw_n = g->kernel[2], ow = g->out[2];
-    int64_t s1 = g->stride[1], s2 = g->stride[2];
+    int64_t w = g->image[2], ow = g->out[2], s1 = g->stride[1], s2 = g->stride[2];
     bool linear = s1 == 1 && s2 == 1 && ow == w;
-    size_t taps = (size_t)(g->kernel[1] * kw_n), rows = conv_geometry_rows(g);
+    size_t rows = conv_geometry_rows(g);
     size_t per_image = (q1 - q0 + GEMM_PACK_NR - 1) / GEMM_PACK_NR; /* slivers */
     size_t cols = count * (q1 - q0);
-    int64_t plane = h * w;
-    uint16_t masks[MASKED_MAX_TAPS * MASKED_BLOCK]; /* [tap][sliver in block] */
+    int64_t plane = g->image[1] * w;
+    masked_taps taps;
+    masked_taps_init(g, &taps);
+    uint16_t masks[MASKED_MAX_TAPS * MASKED_BLOCK], in_range[MASKED_BLOCK];
     int32_t bases[MASKED_BLOCK * GEMM_PACK_NR];
-    int64_t delta[MASKED_MAX_TAPS], ih0[MASKED_MAX_TAPS], iw0[MASKED_MAX_TAPS];
-    for (size_t t = 0; t < taps; t++) {
-        ih0[t] = (int64_t)t / kw_n * g->dilation[1] - g->pad[1];
-        iw0[t] = (int64_t)t % kw_n * g->dilation[2] - g->pad[2];
-        delta[t] = ih0[t] * w + iw0[t];
-    }
     int32_t o1s[MASKED_BLOCK * GEMM_PACK_NR], o2s[MASKED_BLOCK * GEMM_PACK_NR];
-    uint16_t in_range[MASKED_BLOCK];
-    const __m512i zero = _mm512_setzero_si512(), vh = _mm512_set1_epi32((int32_t)h),
-                  vw = _mm512_set1_epi32((int32_t)w), vs1 = _mm512_set1_epi32((int32_t)s1),
-                  vs2 = _mm512_set1_epi32((int32_t)s2);
+    int64_t from[GEMM_PACK_KC];
+    uint16_t tap_of[GEMM_PACK_KC];
     for (size_t b0 = 0; b0 < per_image; b0 += MASKED_BLOCK) {
         size_t nb = per_image - b0 < MASKED_BLOCK ? per_image - b0 : MASKED_BLOCK;
         size_t qb = q0 + b0 * GEMM_PACK_NR;
-        /* each lane's output row and column, once per block; then every
-         * tap's masks 16 lanes at a time (a scalar test per lane and tap
-         * cost more than the copy on layers of few channels) */
+        /* each lane's output row and column, once per block */
         int64_t o1 = (int64_t)qb / ow, o2 = (int64_t)qb % ow;
         for (size_t s = 0; s < nb; s++) {
             unsigned bits = 0;
@@ -392,52 +467,92 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
             }
             in_range[s] = (uint16_t)bits;
         }
-        for (size_t t = 0; t < taps; t++) {
-            __m512i vih0 = _mm512_set1_epi32((int32_t)ih0[t]), viw0 = _mm512_set1_epi32((int32_t)iw0[t]);
-            for (size_t s = 0; s < nb; s++) {
-                __m512i ih = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(o1s + s * GEMM_PACK_NR), vs1), vih0);
-                __m512i iw = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_loadu_si512(o2s + s * GEMM_PACK_NR), vs2), viw0);
-                __mmask16 m = _mm512_mask_cmpge_epi32_mask(in_range[s], ih, zero);
-                m = _mm512_mask_cmplt_epi32_mask(m, ih, vh);
-                m = _mm512_mask_cmpge_epi32_mask(m, iw, zero);
-                m = _mm512_mask_cmplt_epi32_mask(m, iw, vw);
-                masks[t * MASKED_BLOCK + s] = (uint16_t)m;
-            }
-        }
+        masked_masks(g, &taps, nb, o1s, o2s, in_range, masks);
         for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
             size_t kc = rows - p0 < GEMM_PACK_KC ? rows - p0 : GEMM_PACK_KC;
             float *panel = gemm_packed_b_row(packed, rows, cols, p0).base;
-            /* each row of the panel: where it reads and which tap's masks */
-            int64_t from[GEMM_PACK_KC];
-            uint16_t tap_of[GEMM_PACK_KC];
-            for (size_t r = 0, c = p0 / taps, t = p0 % taps; r < kc; r++) {
-                from[r] = (int64_t)c * plane + delta[t] + (linear ? (int64_t)qb : 0);
-                tap_of[r] = (uint16_t)(t * MASKED_BLOCK);
-                if (++t == taps) {
-                    t = 0;
-                    c++;
-                }
-            }
+            masked_panel_rows(&taps, plane, p0, kc, linear ? (int64_t)qb : 0, from, tap_of);
             for (size_t n = 0; n < count; n++) {
                 const float *img = image + n * image_floats;
-                for (size_t s = 0; s < nb; s++) {
-                    float *dst = panel + (n * per_image + b0 + s) * GEMM_PACK_NR * kc;
-                    const uint16_t *ms = masks + s;
-                    if (linear) {
-                        const float *at = img + s * GEMM_PACK_NR;
-                        for (size_t r = 0; r < kc; r++)
-                            _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
-                                             _mm512_maskz_loadu_ps(ms[tap_of[r]], at + from[r]));
-                    } else {
-                        __m512i vbase = _mm512_loadu_si512(bases + s * GEMM_PACK_NR);
-                        for (size_t r = 0; r < kc; r++)
-                            _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
-                                             _mm512_mask_i32gather_ps(_mm512_setzero_ps(),
-                                                                      ms[tap_of[r]], vbase,
-                                                                      img + from[r], 4));
-                    }
+                for (size_t s = 0; s < nb; s++)
+                    masked_sliver(panel + (n * per_image + b0 + s) * GEMM_PACK_NR * kc, kc,
+                                  masks + s, tap_of, from,
+                                  linear ? img + s * GEMM_PACK_NR : NULL, img,
+                                  bases + s * GEMM_PACK_NR);
+            }
+        }
+    }
+}
+
+/* The same for images that do not start a sliver (q1 - q0 not a multiple
+ * of GEMM_PACK_NR, count > 1): column f is image f / width's position
+ * q0 + f % width, so a sliver can hold the end of one image and the start
+ * of the next. Such a sliver gathers, each lane's base including its
+ * image's offset (the caller keeps count * image_floats below 2^30, so
+ * they fit int32 lanes); a sliver inside one image of a stride-1,
+ * width-kept geometry is one masked load per row. */
+__attribute__((target("avx512f"))) static void
+im2col_f32_packed_masked_straddling(const conv_geometry *g, const float *image, size_t count,
+                                    size_t image_floats, size_t q0, size_t q1, float *packed)
+{
+    int64_t w = g->image[2], ow = g->out[2], s1 = g->stride[1], s2 = g->stride[2];
+    bool linear = s1 == 1 && s2 == 1 && ow == w;
+    size_t rows = conv_geometry_rows(g);
+    size_t width = q1 - q0, cols = count * width;
+    size_t slivers = (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
+    int64_t plane = g->image[1] * w;
+    masked_taps taps;
+    masked_taps_init(g, &taps);
+    uint16_t masks[MASKED_MAX_TAPS * MASKED_BLOCK], in_range[MASKED_BLOCK];
+    int32_t bases[MASKED_BLOCK * GEMM_PACK_NR];
+    int32_t o1s[MASKED_BLOCK * GEMM_PACK_NR], o2s[MASKED_BLOCK * GEMM_PACK_NR];
+    int64_t load_at[MASKED_BLOCK]; /* a sliver's first float when it loads, else -1 */
+    int64_t from[GEMM_PACK_KC];
+    uint16_t tap_of[GEMM_PACK_KC];
+    for (size_t b0 = 0; b0 < slivers; b0 += MASKED_BLOCK) {
+        size_t nb = slivers - b0 < MASKED_BLOCK ? slivers - b0 : MASKED_BLOCK;
+        size_t fb = b0 * GEMM_PACK_NR;
+        /* each lane's image, output row and column, once per block */
+        size_t n = fb / width, q = q0 + fb % width;
+        int64_t o1 = (int64_t)q / ow, o2 = (int64_t)q % ow;
+        for (size_t s = 0; s < nb; s++) {
+            unsigned bits = 0;
+            size_t first_n = n;
+            int64_t first = (int64_t)(n * image_floats) + o1 * w + o2;
+            bool one_image = true;
+            for (unsigned i = 0; i < GEMM_PACK_NR; i++) {
+                size_t lane = s * GEMM_PACK_NR + i;
+                bool in = fb + lane < cols;
+                if (in) {
+                    bits |= 1u << i;
+                    one_image = one_image && n == first_n;
+                }
+                o1s[lane] = (int32_t)o1;
+                o2s[lane] = (int32_t)o2;
+                bases[lane] = in ? (int32_t)(n * image_floats) + (int32_t)(o1 * s1 * w + o2 * s2)
+                                 : 0;
+                if (++q == q1) {
+                    q = q0;
+                    n++;
+                    o1 = (int64_t)q / ow;
+                    o2 = (int64_t)q % ow;
+                } else if (++o2 == ow) {
+                    o2 = 0;
+                    o1++;
                 }
             }
+            in_range[s] = (uint16_t)bits;
+            load_at[s] = linear && one_image ? first : -1;
+        }
+        masked_masks(g, &taps, nb, o1s, o2s, in_range, masks);
+        for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
+            size_t kc = rows - p0 < GEMM_PACK_KC ? rows - p0 : GEMM_PACK_KC;
+            float *panel = gemm_packed_b_row(packed, rows, cols, p0).base;
+            masked_panel_rows(&taps, plane, p0, kc, 0, from, tap_of);
+            for (size_t s = 0; s < nb; s++)
+                masked_sliver(panel + (b0 + s) * GEMM_PACK_NR * kc, kc, masks + s, tap_of, from,
+                              load_at[s] >= 0 ? image + load_at[s] : NULL, image,
+                              bases + s * GEMM_PACK_NR);
         }
     }
 }
@@ -457,7 +572,10 @@ void im2col_f32_packed_slice(const conv_geometry *g, const float *images, size_t
                              size_t image_floats, size_t q0, size_t q1, float *packed)
 {
 #ifdef IM2COL_X86
-    im2col_f32_packed_masked(g, images, count, image_floats, q0, q1, packed);
+    if (q0 % GEMM_PACK_NR != 0 || (count > 1 && (q1 - q0) % GEMM_PACK_NR != 0))
+        im2col_f32_packed_masked_straddling(g, images, count, image_floats, q0, q1, packed);
+    else
+        im2col_f32_packed_masked(g, images, count, image_floats, q0, q1, packed);
 #else
     (void)g, (void)images, (void)count, (void)image_floats, (void)q0, (void)q1, (void)packed;
 #endif

@@ -48,8 +48,8 @@ void im2col_f32_packed(const conv_geometry *g, const float *image, float *packed
  * Conv cut a large plane into column chunks that stay in cache, or put the
  * small planes of several images into one product. Only for geometries
  * where im2col_f32_packed_slice_fits (2-D, at most 7x7 taps, the AVX-512
- * GEMM kernel in use); q0 must be a multiple of GEMM_PACK_NR, and so must
- * q1 - q0 when count > 1. */
+ * GEMM kernel in use); q0 < q1 need no alignment (an image may start
+ * mid-sliver), and count * image_floats must stay below 2^30. */
 bool im2col_f32_packed_slice_fits(const conv_geometry *g);
 void im2col_f32_packed_slice(const conv_geometry *g, const float *images, size_t count,
                              size_t image_floats, size_t q0, size_t q1, float *packed);

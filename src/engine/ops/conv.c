@@ -718,6 +718,8 @@ static void conv_lanes(void *arg, size_t begin, size_t end)
 #define SLICE_BYTES (1u << 20)
 #define SLICE_MIN_COLS 64
 #define SLICE_MAX_COLS 512
+/* im2col's gather offsets of the images of one slice are int32 lanes */
+#define SLICE_MAX_IMAGES_FLOATS ((size_t)1 << 30)
 
 typedef struct slice_job {
     const conv_state *st;
@@ -725,20 +727,41 @@ typedef struct slice_job {
     const float *x, *bias, *residual;
     float *y;
     size_t rows, m;               /* K and M of every product */
-    size_t images_per, q_chunk;   /* a slice: images_per images x q_chunk positions */
+    size_t images_per, q_chunk;   /* a slice: images_per images x up to q_chunk positions */
     size_t q_chunks, items, lanes;
+    size_t slivers;               /* of a plane, which chunk_columns splits */
     float *scratch;               /* lanes x (packed B + C block) */
     size_t b_floats, c_floats;
     threadpool *product_pool;     /* the pool when slices run one at a time, else NULL */
 } slice_job;
 
+/* Columns [*q0, *q1) of a plane's column chunk i: the chunks are spread
+ * evenly (the threads get equal shares) with boundaries at an even number
+ * of slivers, as the AVX-512 tile takes slivers in pairs (a chunk of an odd
+ * number leaves a 16-column tail for the 6 x 16 tile); a plane's odd last
+ * sliver goes to the last chunk. */
+static void chunk_columns(const slice_job *job, size_t cols, size_t i, size_t *q0, size_t *q1)
+{
+    if (job->q_chunks == 1) {
+        *q0 = 0;
+        *q1 = cols;
+        return;
+    }
+    size_t a = i * job->slivers / job->q_chunks / 2 * 2;
+    size_t b = i + 1 == job->q_chunks ? job->slivers
+                                      : (i + 1) * job->slivers / job->q_chunks / 2 * 2;
+    *q0 = a * GEMM_PACK_NR;
+    *q1 = b * GEMM_PACK_NR < cols ? b * GEMM_PACK_NR : cols;
+}
+
 static void slice_item(const slice_job *job, size_t item, float *bbuf, float *cbuf)
 {
     const conv_plan *p = job->p;
     size_t cols = p->out_plane, batch = (size_t)p->batch, m = job->m;
-    size_t n0 = item / job->q_chunks * job->images_per, q0 = item % job->q_chunks * job->q_chunk;
+    size_t n0 = item / job->q_chunks * job->images_per, q0, q1;
+    chunk_columns(job, cols, item % job->q_chunks, &q0, &q1);
     size_t images = batch - n0 < job->images_per ? batch - n0 : job->images_per;
-    size_t q1 = cols - q0 < job->q_chunk ? cols : q0 + job->q_chunk, width = q1 - q0;
+    size_t width = q1 - q0;
     size_t image_floats = (size_t)p->in_channels * p->in_plane, ncols = images * width;
     im2col_f32_packed_slice(&p->geo, job->x + n0 * image_floats, images, image_floats, q0, q1,
                             bbuf);
@@ -779,17 +802,39 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
     /* columns whose patches (K rows) and output block (M rows) fit SLICE_BYTES */
     size_t want = SLICE_BYTES / sizeof(float) / (job.rows + job.m);
     want = want < SLICE_MIN_COLS ? SLICE_MIN_COLS : want > SLICE_MAX_COLS ? SLICE_MAX_COLS : want;
-    if (cols % GEMM_PACK_NR == 0 && cols <= want / 2) {
-        /* small planes: whole images side by side */
+    size_t image_floats = (size_t)p->in_channels * p->in_plane;
+    bool aligned_small = cols % GEMM_PACK_NR == 0 && cols <= want / 2;
+    if ((aligned_small || (cols <= SLICE_MAX_COLS / 2 && batch > 1)) &&
+        image_floats <= SLICE_MAX_IMAGES_FLOATS) {
+        /* small planes: whole images side by side, an image starting
+         * mid-sliver where the plane is not a multiple of one; `want`
+         * columns, or SLICE_MAX_COLS where that is less than two images,
+         * even though the patches then outgrow SLICE_BYTES: one image of
+         * ResNet-18's last stage is 49 columns, run in 64 (23% of the
+         * product spent on padding), and streams all 9 MB of the layer's
+         * weights for itself. A single image whose plane is not a whole
+         * number of slivers keeps the column chunks below instead: at
+         * batch 1 they are what the threads share (ResNet-18's 14x14
+         * layers: two chunks) */
         job.q_chunk = cols;
         job.q_chunks = 1;
-        job.images_per = want / cols;
+        job.images_per = (cols <= want / 2 ? want : SLICE_MAX_COLS) / cols;
+        if (job.images_per > SLICE_MAX_IMAGES_FLOATS / image_floats)
+            job.images_per = SLICE_MAX_IMAGES_FLOATS / image_floats;
     } else {
-        /* large planes: chunks of whole slivers, about `want` columns each */
-        size_t slivers = (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
-        size_t chunks = (cols + want - 1) / want;
-        job.q_chunk = (slivers + chunks - 1) / chunks * GEMM_PACK_NR;
-        job.q_chunks = (cols + job.q_chunk - 1) / job.q_chunk;
+        /* large planes: chunks of whole slivers, about `want` columns each
+         * (chunk_columns: ResNet-18's 56x56 layers were 8 chunks of 25
+         * slivers, each with a 6 x 16 tail; now 24 or 26) */
+        job.slivers = (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
+        job.q_chunks = (cols + want - 1) / want;
+        if (job.q_chunks > job.slivers / 2)
+            job.q_chunks = job.slivers / 2 > 0 ? job.slivers / 2 : 1;
+        job.q_chunk = 0;
+        for (size_t i = 0; i < job.q_chunks; i++) {
+            size_t q0, q1;
+            chunk_columns(&job, cols, i, &q0, &q1);
+            job.q_chunk = q1 - q0 > job.q_chunk ? q1 - q0 : job.q_chunk;
+        }
         job.images_per = 1;
     }
     threadpool *pool = op_threadpool(ctx);

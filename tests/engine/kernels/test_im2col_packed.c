@@ -181,9 +181,36 @@ static void test_slices_of_images_match_plain_im2col(void)
     CHECK(!im2col_f32_packed_slice_fits(&huge_taps));
 }
 
+/* Images whose width is not a multiple of a sliver, side by side: slivers
+ * that hold the end of one image and the start of the next (gathered) next
+ * to slivers inside one image (one masked load), slices that start
+ * mid-sliver, and more slivers than one block of masks. */
+static void test_unaligned_images_side_by_side_match_plain_im2col(void)
+{
+    const char *names[8];
+    size_t n = gemm_kernel_names(names, 8);
+    if (n == 0 || !gemm_use_kernel(names[0]) || !gemm_kernel_is_avx512()) {
+        printf("no AVX-512 kernel on this CPU: slices not checked\n");
+        return;
+    }
+    conv_geometry last_stage = geometry_2d(6, 7, 7, 3, 3, 1, 1, 1, 1);  /* 49 positions */
+    conv_geometry stage3 = geometry_2d(3, 14, 14, 3, 3, 1, 1, 1, 1);    /* 196 */
+    conv_geometry strided = geometry_2d(4, 14, 14, 3, 3, 2, 1, 1, 1);   /* 7 x 7 */
+    conv_geometry down = geometry_2d(5, 13, 13, 1, 1, 2, 1, 0, 0);      /* 7 x 7 */
+    conv_geometry large = geometry_2d(3, 20, 21, 3, 3, 1, 1, 1, 1);     /* 420 */
+    conv_geometry dilated = geometry_2d(2, 9, 11, 3, 3, 1, 2, 2, 2);
+    int failures = check_slice(&last_stage, 8, 0, 49) + check_slice(&last_stage, 3, 0, 49) +
+                   check_slice(&last_stage, 2, 5, 40) + check_slice(&stage3, 4, 0, 196) +
+                   check_slice(&strided, 8, 0, 49) + check_slice(&down, 6, 0, 49) +
+                   check_slice(&large, 3, 0, 420) + check_slice(&large, 2, 17, 403) +
+                   check_slice(&dilated, 5, 3, 98);
+    CHECK_EQ_INT(failures, 0);
+}
+
 int main(void)
 {
     RUN(test_packed_patches_match_plain_im2col_on_every_kernel);
     RUN(test_slices_of_images_match_plain_im2col);
+    RUN(test_unaligned_images_side_by_side_match_plain_im2col);
     TEST_MAIN_END();
 }
