@@ -192,6 +192,7 @@ static grpc_status_code pipeline_failure_status(pipeline_status status)
 {
     switch (status) {
     case PIPELINE_BAD_INPUT: return GRPC_STATUS_INVALID_ARGUMENT;
+    case PIPELINE_BUSY: return GRPC_STATUS_RESOURCE_EXHAUSTED;
     case PIPELINE_UNAVAILABLE:
     case PIPELINE_BAD_GATEWAY: return GRPC_STATUS_UNAVAILABLE;
     case PIPELINE_TIMEOUT: return GRPC_STATUS_DEADLINE_EXCEEDED;
