@@ -20,6 +20,7 @@
 #define H2O_USE_LIBUV 0  /* h2o's own event loop, not libuv */
 #include <h2o.h>
 #include <h2o/socket/evloop.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -143,7 +144,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "h2o_responder: cannot listen on port %s\n", argv[1]);
         return 1;
     }
-    while (h2o_evloop_run(loop, INT32_MAX) == 0)
+    /* a signal (valgrind's callgrind_control, for one) interrupts epoll_wait: go on */
+    while (h2o_evloop_run(loop, INT32_MAX) == 0 || errno == EINTR)
         ;
     return 1;
 }
