@@ -34,7 +34,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper, save
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serve"))
-from serve_harness import SLOW, SOURCE, Server  # noqa: E402
+from serve_harness import SLOW, SOURCE, Server, free_port  # noqa: E402
 
 GENERATOR = os.path.join(SOURCE, "tools", "gen_pipeline_examples.py")
 WIDTH, LAYERS = 256, 100
@@ -258,6 +258,47 @@ class PipelineBatching(unittest.TestCase):
         busy.join()
         for t in waiting:
             t.join(60 * SLOW)
+
+    def test_grpc_waits_on_its_thread_and_gets_the_same_answers(self):
+        """gRPC runs a pipeline with pipeline_run: the calling thread waits,
+        and steps whose batch answered on the batcher's thread come back to
+        it (after the first batch measured slow_net, batches run on the
+        batcher's thread)."""
+        try:
+            import grpc
+            from grpc_tools import protoc  # noqa: F401
+        except ImportError:
+            self.skipTest("python3-grpcio / python3-grpc-tools missing")
+        stubs = os.path.join(self.tmp, "stubs")
+        os.makedirs(stubs)
+        subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", os.path.join(SOURCE, "proto"),
+                        f"--python_out={stubs}", f"--grpc_python_out={stubs}", "kserve/grpc_predict_v2.proto"],
+                       check=True)
+        sys.path.insert(0, stubs)
+        try:
+            from kserve import grpc_predict_v2_pb2 as pb
+            from kserve import grpc_predict_v2_pb2_grpc as pb_grpc
+        finally:
+            sys.path.remove(stubs)
+        grpc_port = free_port()
+        self.batched_server({"max_batch_size": 4096}, "--grpc-port", str(grpc_port))
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30 * SLOW)
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+
+            def infer(i):
+                req = pb.ModelInferRequest(model_name="batched_parallel")
+                req.inputs.add(name="x", datatype="FP32", shape=[1, 4]).contents.fp32_contents.extend(self.rows[i])
+                r = stub.ModelInfer(req, timeout=60 * SLOW)
+                out = {o.name: i for i, o in enumerate(r.outputs)}["mean_probabilities"]
+                return np.frombuffer(r.raw_output_contents[out], np.float32) if r.raw_output_contents \
+                    else np.asarray(r.outputs[out].contents.fp32_contents, np.float32)
+
+            for rounds in range(2):
+                got = in_parallel([lambda i=i: infer(i) for i in range(8)])
+                for i, values in enumerate(got):
+                    np.testing.assert_allclose(values, self.expected["batched_parallel"][i][1], rtol=1e-4,
+                                               atol=2e-6, err_msg=f"client {i}")
 
     def test_a_full_batch_queue_answers_each_caller_429_naming_the_step(self):
         srv = self.batched_server({"max_batch_size": 4096, "max_queue_size": 4})
