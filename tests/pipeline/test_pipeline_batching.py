@@ -259,11 +259,9 @@ class PipelineBatching(unittest.TestCase):
         for t in waiting:
             t.join(60 * SLOW)
 
-    def test_grpc_waits_on_its_thread_and_gets_the_same_answers(self):
-        """gRPC runs a pipeline with pipeline_run: the calling thread waits,
-        and steps whose batch answered on the batcher's thread come back to
-        it (after the first batch measured slow_net, batches run on the
-        batcher's thread)."""
+    def test_grpc_pipelines_share_batches_with_one_worker(self):
+        """gRPC ModelInfer on a pipeline gives the worker back as REST does:
+        the same answers, and the calls merge into batches."""
         try:
             import grpc
             from grpc_tools import protoc  # noqa: F401
@@ -281,7 +279,7 @@ class PipelineBatching(unittest.TestCase):
         finally:
             sys.path.remove(stubs)
         grpc_port = free_port()
-        self.batched_server({"max_batch_size": 4096}, "--grpc-port", str(grpc_port))
+        srv = self.batched_server({"max_batch_size": 4096}, "--grpc-port", str(grpc_port))
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=30 * SLOW)
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
@@ -294,11 +292,17 @@ class PipelineBatching(unittest.TestCase):
                 return np.frombuffer(r.raw_output_contents[out], np.float32) if r.raw_output_contents \
                     else np.asarray(r.outputs[out].contents.fp32_contents, np.float32)
 
-            for rounds in range(2):
-                got = in_parallel([lambda i=i: infer(i) for i in range(8)])
+            for occupied in (False, True):
+                before = metric(srv, "inferd_batch_size_rows_count", 'model="slow_net"')
+                busy = self.occupy(srv) if occupied else None
+                got = in_parallel([lambda i=i: infer(i) for i in range(CLIENTS)])
+                if busy:
+                    busy.join()
                 for i, values in enumerate(got):
                     np.testing.assert_allclose(values, self.expected["batched_parallel"][i][1], rtol=1e-4,
                                                atol=2e-6, err_msg=f"client {i}")
+            batches = metric(srv, "inferd_batch_size_rows_count", 'model="slow_net"') - before - 1
+            self.assertLess(batches, CLIENTS / 2, f"{CLIENTS} gRPC calls ran as {batches} batches")
 
     def test_a_full_batch_queue_answers_each_caller_429_naming_the_step(self):
         srv = self.batched_server({"max_batch_size": 4096, "max_queue_size": 4})
