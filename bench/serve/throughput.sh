@@ -30,7 +30,7 @@
 #
 #   bench/serve/throughput.sh [--rounds 3] [--duration 5] [--warmup 1]
 #                             [--connections "16 64"] [--layouts "pinned 2-core"]
-#                             [--servers "inferd epoll mhd book ort inferd-v2" | h2o]
+#                             [--servers "inferd epoll mhd book ort inferd-v2"]  (h2o: add it)
 #                             [--out bench/serve/THROUGHPUT.md]
 # Needs (Debian): wrk gunicorn python3-uvicorn python3-fastapi python3-sklearn
 # python3-torch python3-onnx nodejs gcc curl libmicrohttpd-dev (h2o: libh2o-evloop-dev);
