@@ -259,6 +259,18 @@ class PipelineBatching(unittest.TestCase):
         for t in waiting:
             t.join(60 * SLOW)
 
+    def test_without_branch_threads_the_worker_waits_and_answers_the_same(self):
+        """--pipeline-threads 0: no thread could go on after a batch, so the
+        worker runs the pipeline as pipeline_run does, waiting for each batch
+        and running the steps resumed from the batcher's thread itself."""
+        repo_server = self.batched_server({"max_batch_size": 4096}, "--pipeline-threads", "0", "--workers", "3")
+        for name in ("batched_serial", "batched_parallel"):
+            busy = self.occupy(repo_server)
+            answers = in_parallel([lambda i=i: post(repo_server.port, f"/v2/models/{name}/infer",
+                                                    v2_body([self.rows[i]])) for i in range(6)])
+            busy.join()
+            self.check_answers(name, answers)
+
     def test_grpc_pipelines_share_batches_with_one_worker(self):
         """gRPC ModelInfer on a pipeline gives the worker back as REST does:
         the same answers, and the calls merge into batches."""
