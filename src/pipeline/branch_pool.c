@@ -72,7 +72,7 @@ static void *branch_thread(void *arg)
             if (!pool->posted)
                 pool->posted_tail = &pool->posted;
             pthread_mutex_unlock(&pool->lock);
-            post->fn(post->arg, a.session); /* post may be freed by fn: read before */
+            post->fn(post->arg, a.session); /* fn may free the node (it lives in the run) */
             pthread_mutex_lock(&pool->lock);
             continue;
         }
