@@ -39,6 +39,7 @@ bench=(python3-pandas python3-sqlalchemy python3-psycopg2 python3-fastapi python
        python3-httpx)
 bench+=(nghttp2-client)  # h2load: the C load generator of bench/grpc (gRPC over HTTP/2 and REST alike)
 bench+=(gunicorn)     # the book's web single pattern process manager (bench/serve/throughput.sh, run.sh)
+bench+=(libh2o-evloop-dev)  # h2o's event loop, the leaner HTTP library bench/serve/throughput.sh weighs (h2o_responder.c)
 
 case "$what" in
   build|demo) wanted=("${build[@]}") ;;

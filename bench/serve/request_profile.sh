@@ -8,6 +8,10 @@
 # zeroed, wrk runs SECONDS more, the counters are dumped, and every figure
 # is divided by the requests wrk completed. Prints the totals and, for
 # inferd, the inclusive instructions per request of the parts of a request.
+# The h2o responder (bench/serve/h2o_responder.c, libh2o-evloop) is counted
+# too when its library is installed, and the bare epoll loop: what each
+# HTTP layer costs in user space (the kernel's share, the same for all, is
+# not counted by callgrind).
 #
 #   bench/serve/request_profile.sh [--seconds 8] [--out FILE]
 #
@@ -35,11 +39,16 @@ BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
 WORK="$BUILD_DIR/throughput"
 PROFILE="$WORK/profile"
 mkdir -p "$PROFILE"
+rm -f "$PROFILE"/*.wrk # a server left out this time must not show an old run
 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
 nice cmake --build "$BUILD_DIR" -j2 --target inferd >/dev/null
 IRIS="$WORK/fixtures/iris_svc/model.onnx"
 [ -f "$IRIS" ] || "$PY" "$ROOT/tools/gen_fixtures.py" --out "$WORK/fixtures" --only iris_svc >/dev/null
 [ -x "$WORK/mhd_responder" ] || gcc -O2 -std=c11 -Wall -Wextra -o "$WORK/mhd_responder" "$ROOT/bench/serve/mhd_responder.c" -lmicrohttpd
+[ -x "$WORK/epoll_responder" ] || gcc -O2 -std=c11 -Wall -Wextra -o "$WORK/epoll_responder" "$ROOT/bench/serve/epoll_responder.c"
+[ -x "$WORK/h2o_responder" ] ||
+    gcc -O2 -std=c11 -Wall -Wextra -o "$WORK/h2o_responder" "$ROOT/bench/serve/h2o_responder.c" -lh2o-evloop 2>/dev/null ||
+    echo "request_profile.sh: no libh2o-evloop-dev: the h2o responder is left out" >&2
 BODY="$PROFILE/iris_body.json"
 echo '{"data": [[5.1, 3.5, 1.4, 0.2]]}' >"$BODY"
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -73,6 +82,12 @@ profile() { # name port command...
 port="$(free_port)"
 profile mhd "$port" "$WORK/mhd_responder" "$port" "$WORK/inferd_answer.http"
 port="$(free_port)"
+profile epoll "$port" "$WORK/epoll_responder" "$port" "$WORK/inferd_answer.http"
+if [ -x "$WORK/h2o_responder" ]; then
+    port="$(free_port)"
+    profile h2o "$port" "$WORK/h2o_responder" "$port" "$WORK/inferd_answer.http"
+fi
+port="$(free_port)"
 profile inferd "$port" "$BUILD_DIR/inferd" serve "$IRIS" --name iris_svc --workers 1 --port "$port"
 
 "$PY" - "$PROFILE" "$(git -C "$ROOT" rev-parse --short HEAD)" "$OUT" <<'PY'
@@ -96,7 +111,10 @@ def summary(name):
 
 lines = ["# Instructions per request (callgrind), rev %s" % rev, ""]
 floor = None
-for name in ("mhd", "inferd"):
+import os
+for name in ("mhd", "epoll", "h2o", "inferd"):
+    if not os.path.exists("%s/%s.wrk" % (profile, name)):
+        continue
     requests, inclusive, total, memset = summary(name)
     per = (total - memset) / requests
     floor = floor or per

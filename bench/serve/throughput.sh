@@ -8,6 +8,10 @@
 #            flags sending the same body and headers (the library's floor:
 #            what lies between it and epoll is libmicrohttpd's cost, what
 #            lies between it and inferd is inferd's own);
+#   h2o      bench/serve/h2o_responder.c: h2o's own event loop (Debian's
+#            libh2o-evloop) sending the same body and headers: the leaner
+#            library issue 15 asks to weigh against libmicrohttpd (only
+#            when asked: --servers "... h2o");
 #   book     the book's stack: gunicorn + uvicorn worker(s) + FastAPI
 #            (bench/serve/book_app.py, scikit-learn's own copy of the model);
 #   ort      ONNX Runtime's node server: onnxruntime-node + node's http, one
@@ -26,10 +30,11 @@
 #
 #   bench/serve/throughput.sh [--rounds 3] [--duration 5] [--warmup 1]
 #                             [--connections "16 64"] [--layouts "pinned 2-core"]
-#                             [--servers "inferd epoll mhd book ort inferd-v2"]
+#                             [--servers "inferd epoll mhd book ort inferd-v2"]  (h2o: add it)
 #                             [--out bench/serve/THROUGHPUT.md]
 # Needs (Debian): wrk gunicorn python3-uvicorn python3-fastapi python3-sklearn
-# python3-torch python3-onnx nodejs gcc curl; onnxruntime-node from npm.
+# python3-torch python3-onnx nodejs gcc curl libmicrohttpd-dev (h2o: libh2o-evloop-dev);
+# onnxruntime-node from npm.
 # Environment: BUILD_DIR (default build), LOG_LEVEL passed to inferd as is.
 set -euo pipefail
 
@@ -86,6 +91,10 @@ INFERD="$BUILD_DIR/inferd"
 mkdir -p "$WORK"
 gcc -O2 -std=c11 -Wall -Wextra -o "$WORK/epoll_responder" "$HERE/epoll_responder.c"
 gcc -O2 -std=c11 -Wall -Wextra -o "$WORK/mhd_responder" "$HERE/mhd_responder.c" -lmicrohttpd
+if [[ " $SERVER_LIST " == *" h2o "* ]]; then
+    gcc -O2 -std=c11 -Wall -Wextra -o "$WORK/h2o_responder" "$HERE/h2o_responder.c" -lh2o-evloop ||
+        { echo "throughput.sh: cannot build the h2o responder (scripts/deps.sh bench: libh2o-evloop-dev)" >&2; exit 77; }
+fi
 "$PY" tools/gen_fixtures.py --out "$WORK/fixtures" --only iris_svc digits_mlp >/dev/null
 "$PY" "$HERE/book_app.py" --make-models "$WORK/models" "$WORK/fixtures"
 IRIS="$WORK/fixtures/iris_svc/model.onnx"
@@ -142,8 +151,8 @@ start_server() { # name layout
             >"$WORK/$name.log" 2>&1 & ;;
     epoll)
         setsid "${pin[@]}" "$WORK/epoll_responder" "$port" "$WORK/inferd_answer.http" >"$WORK/$name.log" 2>&1 & ;;
-    mhd)
-        setsid "${pin[@]}" "$WORK/mhd_responder" "$port" "$WORK/inferd_answer.http" >"$WORK/$name.log" 2>&1 & ;;
+    mhd | h2o)
+        setsid "${pin[@]}" "$WORK/${name}_responder" "$port" "$WORK/inferd_answer.http" >"$WORK/$name.log" 2>&1 & ;;
     book)
         setsid "${pin[@]}" env BOOK_MODEL=iris BOOK_MODEL_DIR="$WORK/models" gunicorn --chdir "$HERE" \
             -k uvicorn.workers.UvicornWorker -w "$workers" -b "127.0.0.1:$port" book_app:app \
@@ -154,7 +163,7 @@ start_server() { # name layout
     esac
     PID[$name]=$!
     PORT[$name]="$port"
-    case "$name" in epoll | mhd) sleep 0.2 ;; inferd*) wait_ready "$port" /v2/health/ready ;; *) wait_ready "$port" /health ;; esac
+    case "$name" in epoll | mhd | h2o) sleep 0.2 ;; inferd*) wait_ready "$port" /v2/health/ready ;; *) wait_ready "$port" /health ;; esac
 }
 
 bench_url() { case "$1" in inferd-v2) echo "http://127.0.0.1:${PORT[$1]}/v2/models/iris_svc/infer" ;; *) echo "http://127.0.0.1:${PORT[$1]}/predict" ;; esac; }
@@ -207,6 +216,7 @@ env = lines[0]; end = lines[-1]
 runs = [l for l in lines if l["kind"] == "wrk" and l.get("requests")]
 names = {"inferd": "inferd `POST /predict`", "epoll": "bare epoll responder (same bytes)",
          "mhd": "libmicrohttpd responder (same body and headers)",
+         "h2o": "libh2o-evloop responder (same body and headers)",
          "book": "book stack (gunicorn + uvicorn + FastAPI)", "ort": "ORT node server (onnxruntime-node + http)",
          "inferd-v2": "inferd V2 REST `/v2/models/iris_svc/infer`"}
 out = ["# HTTP throughput: iris, inferd vs the floor and the peers (bench/serve/throughput.sh)", "",

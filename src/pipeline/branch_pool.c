@@ -26,6 +26,7 @@ struct branch_pool {
     pthread_cond_t work, finished;
     task *queue[QUEUE_CAPACITY];
     size_t head, count;
+    branch_post *posted, **posted_tail; /* FIFO of branch_pool_post */
     pthread_t *threads;
     int n_threads, first_session;
     bool stopping;
@@ -63,8 +64,18 @@ static void *branch_thread(void *arg)
     branch_pool *pool = a.pool;
     pthread_mutex_lock(&pool->lock);
     for (;;) {
-        while (!pool->count && !pool->stopping)
+        while (!pool->count && !pool->posted && !pool->stopping)
             pthread_cond_wait(&pool->work, &pool->lock);
+        if (pool->posted) {
+            branch_post *post = pool->posted;
+            pool->posted = post->next;
+            if (!pool->posted)
+                pool->posted_tail = &pool->posted;
+            pthread_mutex_unlock(&pool->lock);
+            post->fn(post->arg, a.session); /* fn may free the node (it lives in the run) */
+            pthread_mutex_lock(&pool->lock);
+            continue;
+        }
         if (!pool->count && pool->stopping)
             break;
         task *t = pool->queue[pool->head];
@@ -91,6 +102,7 @@ branch_pool *branch_pool_start(int threads, int first_session)
     pthread_cond_init(&pool->work, NULL);
     pthread_cond_init(&pool->finished, NULL);
     pool->first_session = first_session;
+    pool->posted_tail = &pool->posted;
     pool->threads = calloc(threads > 0 ? (size_t)threads : 1, sizeof(*pool->threads));
     for (int i = 0; pool->threads && i < threads; i++) {
         thread_arg *a = malloc(sizeof(*a));
@@ -153,6 +165,27 @@ void branch_pool_run(branch_pool *pool, branch_fn fn, void *const *args, size_t 
         if (tasks[i])
             task_release(tasks[i]);
     free(tasks);
+}
+
+bool branch_pool_post(branch_pool *pool, branch_post *post)
+{
+    if (!pool || pool->n_threads == 0)
+        return false;
+    post->next = NULL;
+    pthread_mutex_lock(&pool->lock);
+    bool open = !pool->stopping;
+    if (open) {
+        *pool->posted_tail = post;
+        pool->posted_tail = &post->next;
+        pthread_cond_signal(&pool->work);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return open;
+}
+
+int branch_pool_threads(const branch_pool *pool)
+{
+    return pool ? pool->n_threads : 0;
 }
 
 void branch_pool_stop(branch_pool *pool)

@@ -20,6 +20,11 @@
  * branch no branch thread has started yet, so it only ever waits for work
  * that is already running and can never deadlock, whatever the pool size.
  *
+ * A model step whose version batches joins the version's batch queue and
+ * gives its thread back (pipeline_run_then): the run goes on from the
+ * batch's completion, so requests through a pipeline batch with every
+ * other request of that model and hold no HTTP worker while they wait.
+ *
  * Thread safety: a loaded pipeline is immutable except its remote steps'
  * connection pools and circuit breakers (locked) and its step statistics
  * (locked); pipeline_run may be called from any thread with a session
@@ -44,10 +49,11 @@ typedef struct step_stats step_stats;
 typedef enum pipeline_status {
     PIPELINE_OK = 200,
     PIPELINE_BAD_INPUT = 400,   /* the request does not fit the first steps */
+    PIPELINE_BUSY = 429,        /* a model step's batch queue is full */
     PIPELINE_INTERNAL = 500,
     PIPELINE_BAD_GATEWAY = 502, /* a remote step answered garbage or a 5xx, or failed */
     PIPELINE_UNAVAILABLE = 503, /* a model step's model serves no version */
-    PIPELINE_TIMEOUT = 504,     /* a remote step did not answer in its timeout_ms */
+    PIPELINE_TIMEOUT = 504,     /* a remote step did not answer in its timeout_ms, or a batch its deadline */
 } pipeline_status;
 
 /* What a pipeline needs from its surroundings at load and at run time. */
@@ -104,6 +110,8 @@ typedef struct pipeline_request {
     header_lookup headers;        /* sticky traffic splits of model steps */
     void *header_context;
     bool trace;                   /* collect each step's timing */
+    double deadline;              /* batch_clock() seconds after which a model step still
+                                     waiting in a batch queue fails with 504; 0: none */
 } pipeline_request;
 
 typedef struct pipeline_result {
@@ -117,9 +125,26 @@ typedef struct pipeline_result {
     json_t *trace;                /* [{"step", "seconds", "status"}] when asked, else NULL */
 } pipeline_result;
 
-/* inputs: pipeline_input_count values in signature order (borrowed). */
+/* inputs: pipeline_input_count values in signature order (borrowed).
+ * Returns when the run is over; a model step whose version batches waits
+ * for its batch on the calling thread. */
 void pipeline_run(pipeline *p, const pipeline_env *env, const pipeline_request *request,
                   ifd_value *const *inputs, pipeline_result *result);
+
+/* The end of pipeline_run_then: result is valid during the call only; the
+ * callee may take values out of it (setting their slots to NULL). */
+typedef void (*pipeline_done)(void *context, pipeline_result *result);
+
+/* The same without holding the calling thread while a model step waits for
+ * its batch: the step queues on the batch queue and this returns; the run
+ * goes on on a branch thread of env->branches when the batch answers (see
+ * pipeline_run.c). `done` is called exactly once, on the calling thread
+ * before this returns when no step had to wait (or env->branches has no
+ * threads: then the run waits as pipeline_run does), else later on a
+ * branch thread. request is copied; the strings and the header context it
+ * points to, p and inputs must stay valid until `done`. */
+void pipeline_run_then(pipeline *p, const pipeline_env *env, const pipeline_request *request,
+                       ifd_value *const *inputs, pipeline_done done, void *context);
 void pipeline_result_free(pipeline *p, pipeline_result *result);
 
 /* Prometheus text of the step statistics (both series families). */

@@ -8,9 +8,28 @@
  * combined. A model step borrows its inputs straight from the scopes and
  * hands them to the engine: no JSON, no copy between local steps.
  *
+ * Steps run in continuation-passing style: each step is started with what
+ * follows it (a `then` function), and calls it when it is done. Most steps
+ * finish before they return and go on at once; a model step whose version
+ * batches queues on the batch queue (model_set_submit) and returns, and
+ * the run goes on from the batch's completion. That completion runs on
+ * the batcher's thread (or on a worker leading a batch), which has no
+ * engine session of this run's and must not run the next steps, so the
+ * run is resumed where a session is: on a branch thread of the pipeline
+ * set (pipeline_run_then: the HTTP worker that started the run was given
+ * back when the first batch queued) or on the thread waiting in
+ * pipeline_run. A batch that answered before model_set_submit returned
+ * (a lone request, run by the submitting thread) goes on in the submitter,
+ * without a hand-over. So a pipeline of N model steps holds no worker
+ * while its requests wait for batches, and the batches of a pipeline's
+ * models form from many concurrent runs. Parallel branches count down:
+ * the last branch to finish (or the step that started them, whichever is
+ * later) combines them and goes on.
+ *
  * The first failure of a required step decides the answer: 400 for a
  * request the entry steps refuse, 503 for a model that serves nothing,
- * 502/504 from remote steps; every message starts with the step's name.
+ * 429/504 from a model's batch queue, 502/504 from remote steps; every
+ * message starts with the step's name.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -38,21 +57,31 @@ typedef struct scope {
     const struct scope *parent;
 } scope;
 
-typedef struct run_context {
-    pipeline *p;
-    const pipeline_env *env;
-    const pipeline_request *request;
-    char trace_id[33];
-    pthread_mutex_t lock; /* trace and skipped, written by branches */
-    json_t *trace;
-    json_t *skipped;
-    ifd_value **branch_outputs; /* the root's branches, for the book's fan-out answers */
-} run_context;
-
 typedef struct outcome {
     pipeline_status status;
     char error[1024];
 } outcome;
+
+typedef struct run_context {
+    pipeline *p;
+    const pipeline_env *env;
+    pipeline_request request; /* a copy: the caller's goes away when a batch answers later */
+    char trace_id[33];
+    pthread_mutex_t lock; /* trace, skipped (written by branches) and the waiter's queue */
+    json_t *trace;
+    json_t *skipped;
+    ifd_value **branch_outputs; /* the root's branches, for the book's fan-out answers */
+    scope values;               /* the request's inputs (borrowed) and the root's outputs */
+    outcome o;
+    pipeline_result result;
+    /* pipeline_run: the calling thread waits and runs the resumed steps itself */
+    bool waiting, finished;
+    pthread_cond_t wake;
+    branch_post *ready, **ready_tail;
+    /* pipeline_run_then */
+    pipeline_done done;
+    void *done_context;
+} run_context;
 
 static double now_seconds(void)
 {
@@ -203,64 +232,198 @@ static void failed(outcome *o, pipeline_status status, const char *fmt, ...)
     o->status = status;
 }
 
-static void run_step(run_context *ctx, step *s, scope *sc, int session, outcome *o);
+/* What follows a step: called once, with the session of the calling thread. */
+typedef branch_fn then_fn;
+
+/* A step being run: where it reads and writes, and what follows it. */
+typedef struct frame {
+    run_context *ctx;
+    step *s;
+    scope *sc;
+    outcome *o;
+    double start;
+    then_fn then;
+    void *then_arg;
+    size_t next; /* sequence: the next of its steps */
+} frame;
+
+static void run_step(run_context *ctx, step *s, scope *sc, outcome *o, int session, then_fn then, void *then_arg);
+static void step_done(frame *f, int session);
+
+static void step_done_then(void *arg, int session)
+{
+    step_done(arg, session);
+}
+
+/* Go on with `post` where an engine session is: the waiting caller's
+ * thread (pipeline_run) or a branch thread (pipeline_run_then). */
+static void resume(run_context *ctx, branch_post *post)
+{
+    if (ctx->waiting) {
+        pthread_mutex_lock(&ctx->lock);
+        post->next = NULL;
+        *ctx->ready_tail = post;
+        ctx->ready_tail = &post->next;
+        pthread_cond_signal(&ctx->wake);
+        pthread_mutex_unlock(&ctx->lock); /* the waiter may free ctx from here on */
+        return;
+    }
+    /* only when the pool stops (the server has answered every request by
+     * then): go on here without a session; a model step that would need
+     * one fails with 503 */
+    if (!branch_pool_post(ctx->env->branches, post))
+        post->fn(post->arg, -1);
+}
 
 /* ---- model and remote steps ---------------------------------------------- */
 
-static void run_model(run_context *ctx, step *s, scope *sc, int session, outcome *o)
+/* A model step under way, on the heap: its batch may answer after
+ * run_model returned. */
+typedef struct model_call {
+    frame *f;
+    model_version *version;
+    ifd_value **inputs, **outputs;
+    size_t n_out;
+    int arrivals; /* atomic: model_set_submit's return and the batch's answer; the second goes on */
+    int http_status;
+    char error[1024];
+    branch_post post;
+} model_call;
+
+static pipeline_status status_of_http(int http_status)
 {
-    const pipeline_request *rq = ctx->request;
+    switch (http_status) {
+    case 400: return PIPELINE_BAD_INPUT; /* the engine refused the inputs */
+    case 429: return PIPELINE_BUSY;
+    case 503: return PIPELINE_UNAVAILABLE;
+    case 504: return PIPELINE_TIMEOUT;
+    default: return PIPELINE_INTERNAL;
+    }
+}
+
+static void model_call_end(model_call *mc, int session)
+{
+    frame *f = mc->f;
+    for (size_t k = 0; mc->outputs && k < mc->n_out; k++)
+        ifd_value_free(mc->outputs[k]);
+    free(mc->inputs);
+    free(mc->outputs);
+    if (mc->version)
+        model_version_unref(mc->version);
+    free(mc);
+    step_done(f, session);
+}
+
+/* The model ran (or was refused): its outputs join the scope. */
+static void model_finish(model_call *mc, int session)
+{
+    frame *f = mc->f;
+    step *s = f->s;
+    if (mc->http_status != 200) {
+        failed(f->o, status_of_http(mc->http_status), "step '%s' (model '%s' version %s): %s", s->name, s->model,
+               mc->version->version, mc->error);
+    } else {
+        const ifd_model *m = mc->version->model;
+        for (size_t k = 0; k < mc->n_out; k++) {
+            if (!scope_put(f->sc, ifd_model_output(m, k)->name, mc->outputs[k], true)) {
+                failed(f->o, PIPELINE_INTERNAL, "step '%s': out of memory", s->name);
+                continue; /* freed by model_call_end */
+            }
+            mc->outputs[k] = NULL; /* the scope's now */
+        }
+    }
+    model_call_end(mc, session);
+}
+
+static void model_resumed(void *arg, int session)
+{
+    model_finish(arg, session);
+}
+
+/* model_set_submit's completion, on whichever thread ran the batch. */
+static void model_answered(void *context, int http_status, const char *error)
+{
+    model_call *mc = context;
+    mc->http_status = http_status;
+    if (http_status != 200)
+        snprintf(mc->error, sizeof(mc->error), "%s", error && *error ? error : "the batch failed");
+    if (__atomic_add_fetch(&mc->arrivals, 1, __ATOMIC_ACQ_REL) == 2)
+        resume(mc->f->ctx, &mc->post); /* the submitter has returned: go on elsewhere */
+}
+
+static void run_model(frame *f, int session)
+{
+    run_context *ctx = f->ctx;
+    step *s = f->s;
+    outcome *o = f->o;
+    const pipeline_request *rq = &ctx->request;
+    model_call *mc = calloc(1, sizeof(*mc));
+    if (!mc) {
+        failed(o, PIPELINE_INTERNAL, "step '%s': out of memory", s->name);
+        step_done(f, session);
+        return;
+    }
+    mc->f = f;
+    mc->post = (branch_post){.fn = model_resumed, .arg = mc};
     acquired got;
     char why[1024];
     acquire_result r = model_set_acquire(ctx->env->models, s->model, s->version, rq->headers, rq->header_context,
                                          &got, why, sizeof(why));
     if (r != ACQUIRE_OK) {
         failed(o, PIPELINE_UNAVAILABLE, "step '%s': model '%s': %s", s->name, s->model, why);
+        model_call_end(mc, session);
         return;
     }
+    mc->version = got.version;
     const ifd_model *m = got.version->model;
-    size_t n_in = ifd_model_input_count(m), n_out = ifd_model_output_count(m);
-    ifd_value **inputs = calloc(n_in ? n_in : 1, sizeof(*inputs));
-    ifd_value **outputs = calloc(n_out ? n_out : 1, sizeof(*outputs));
-    if (!inputs || !outputs) {
+    size_t n_in = ifd_model_input_count(m);
+    mc->n_out = ifd_model_output_count(m);
+    mc->inputs = calloc(n_in ? n_in : 1, sizeof(*mc->inputs));
+    mc->outputs = calloc(mc->n_out ? mc->n_out : 1, sizeof(*mc->outputs));
+    if (!mc->inputs || !mc->outputs) {
         failed(o, PIPELINE_INTERNAL, "step '%s': out of memory", s->name);
-        goto done;
+        model_call_end(mc, session);
+        return;
     }
     for (size_t i = 0; i < n_in; i++) {
         const ifd_io_info *io = ifd_model_input(m, i);
         const char *name = step_input_value(s, io->name);
-        inputs[i] = scope_get(sc, name);
-        if (!inputs[i]) {
+        ifd_value *v = scope_get(f->sc, name);
+        if (!v) {
             failed(o, PIPELINE_BAD_INPUT, "step '%s': input '%s' (the value '%s') is missing", s->name, io->name, name);
-            goto done;
+            model_call_end(mc, session);
+            return;
         }
-        const ifd_tensor *t = &inputs[i]->tensor;
-        if (inputs[i]->kind == IFD_VALUE_TENSOR &&
-            !check_input_contract(io, t->dtype, t->rank, t->dims, why, sizeof(why))) {
+        const ifd_tensor *t = &v->tensor;
+        if (v->kind == IFD_VALUE_TENSOR && !check_input_contract(io, t->dtype, t->rank, t->dims, why, sizeof(why))) {
             failed(o, PIPELINE_BAD_INPUT, "step '%s' (model '%s'): %s", s->name, s->model, why);
-            goto done;
+            model_call_end(mc, session);
+            return;
         }
+        mc->inputs[i] = v;
     }
-    if (model_set_run(ctx->env->models, got.version, session, inputs, outputs, why, sizeof(why)) != IFD_OK) {
-        failed(o, PIPELINE_BAD_INPUT, "step '%s' (model '%s' version %s): %s", s->name, s->model,
-               got.version->version, why);
-        goto done;
-    }
-    for (size_t k = 0; k < n_out; k++) {
-        if (!scope_put(sc, ifd_model_output(m, k)->name, outputs[k], true)) {
-            failed(o, PIPELINE_INTERNAL, "step '%s': out of memory", s->name);
-            for (size_t j = k; j < n_out; j++)
-                ifd_value_free(outputs[j]);
-            break;
+    if (model_set_batches(got.version)) {
+        /* queue with the other requests of this version and give the
+         * thread back; the batch's answer goes on (model_answered) */
+        int refused = model_set_submit(ctx->env->models, got.version, session, mc->inputs, mc->outputs, rq->deadline,
+                                       model_answered, mc, why, sizeof(why));
+        if (refused) {
+            mc->http_status = refused;
+            snprintf(mc->error, sizeof(mc->error), "%s", why);
+            model_finish(mc, session);
+        } else if (__atomic_add_fetch(&mc->arrivals, 1, __ATOMIC_ACQ_REL) == 2) {
+            model_finish(mc, session); /* answered before submit returned: go on here */
         }
+        return;
     }
-    n_out = 0; /* handed to the scope */
-done:
-    for (size_t k = 0; outputs && k < n_out; k++)
-        ifd_value_free(outputs[k]);
-    free(inputs);
-    free(outputs);
-    model_version_unref(got.version);
+    if (session < 0) {
+        mc->http_status = 503;
+        snprintf(mc->error, sizeof(mc->error), "the server is stopping");
+    } else {
+        mc->http_status = model_set_run(ctx->env->models, got.version, session, mc->inputs, mc->outputs, mc->error,
+                                        sizeof(mc->error)) == IFD_OK ? 200 : 400;
+    }
+    model_finish(mc, session);
 }
 
 static void run_remote(run_context *ctx, step *s, scope *sc, outcome *o)
@@ -293,7 +456,7 @@ static void run_remote(run_context *ctx, step *s, scope *sc, outcome *o)
             goto done;
         }
     }
-    remote_call call = {.request_id = ctx->request->request_id, .trace_id = ctx->trace_id, .names = names,
+    remote_call call = {.request_id = ctx->request.request_id, .trace_id = ctx->trace_id, .names = names,
                         .values = values, .n_inputs = n};
     int status = remote_infer(s->remote, &call, &out_names, &outputs, &n_outputs, why, sizeof(why));
     if (status != 200) {
@@ -317,17 +480,53 @@ done:
 
 /* ---- parallel ------------------------------------------------------------ */
 
+typedef struct parallel_run parallel_run;
+
 typedef struct branch_job {
-    run_context *ctx;
+    parallel_run *par;
     step *step;
     scope values;
     outcome result;
 } branch_job;
 
+/* A parallel step under way: its branches may finish on other threads,
+ * after run_parallel returned. */
+struct parallel_run {
+    frame *f;
+    size_t n;
+    branch_job *jobs;
+    void **args;
+    /* atomic: the branches not finished, plus one for run_parallel until
+     * it has started them all; who takes it to 0 combines and goes on */
+    int unfinished;
+};
+
+static void parallel_combine(parallel_run *par);
+
+static void parallel_arrive(parallel_run *par, int session)
+{
+    if (__atomic_sub_fetch(&par->unfinished, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    frame *f = par->f;
+    parallel_combine(par);
+    for (size_t i = 0; i < par->n; i++)
+        scope_free(&par->jobs[i].values);
+    free(par->jobs);
+    free(par->args);
+    free(par);
+    step_done(f, session);
+}
+
+static void branch_finished(void *arg, int session)
+{
+    branch_job *job = arg;
+    parallel_arrive(job->par, session);
+}
+
 static void branch_main(void *arg, int session)
 {
     branch_job *job = arg;
-    run_step(job->ctx, job->step, &job->values, session, &job->result);
+    run_step(job->par->f->ctx, job->step, &job->values, &job->result, session, branch_finished, job);
 }
 
 /* The name of the output a branch contributes to its parallel step. */
@@ -521,24 +720,23 @@ static bool combine_max_score(const step *s, ifd_value **in, const char **labels
     return true;
 }
 
-static void run_parallel(run_context *ctx, step *s, scope *sc, int session, outcome *o)
+/* Combine the finished branches of a parallel step into its scope. */
+static void parallel_combine(parallel_run *par)
 {
-    size_t n = s->n_branches;
-    branch_job *jobs = calloc(n, sizeof(*jobs));
-    void **args = calloc(n, sizeof(*args));
+    frame *f = par->f;
+    run_context *ctx = f->ctx;
+    step *s = f->s;
+    scope *sc = f->sc;
+    outcome *o = f->o;
+    size_t n = par->n;
+    branch_job *jobs = par->jobs;
     ifd_value **scores = calloc(n, sizeof(*scores));
     bool *made = calloc(n, sizeof(*made));
     const char **labels = calloc(n, sizeof(*labels));
-    if (!jobs || !args || !scores || !made || !labels) {
+    if (!scores || !made || !labels) {
         failed(o, PIPELINE_INTERNAL, "step '%s': out of memory", s->name);
         goto done;
     }
-    for (size_t i = 0; i < n; i++) {
-        jobs[i] = (branch_job){.ctx = ctx, .step = s->branches[i].step, .values = {.parent = sc},
-                               .result = {.status = PIPELINE_OK}};
-        args[i] = &jobs[i];
-    }
-    branch_pool_run(ctx->env->branches, branch_main, args, n, session);
 
     size_t present = 0;
     bool top = s == ctx->p->root;
@@ -628,13 +826,36 @@ done:
     for (size_t i = 0; made && scores && i < n; i++)
         if (made[i])
             ifd_value_free(scores[i]);
-    for (size_t i = 0; jobs && i < n; i++)
-        scope_free(&jobs[i].values);
-    free(jobs);
-    free(args);
     free(scores);
     free(made);
     free(labels);
+}
+
+static void run_parallel(frame *f, int session)
+{
+    step *s = f->s;
+    size_t n = s->n_branches;
+    parallel_run *par = calloc(1, sizeof(*par));
+    branch_job *jobs = calloc(n, sizeof(*jobs));
+    void **args = calloc(n, sizeof(*args));
+    if (!par || !jobs || !args) {
+        free(par);
+        free(jobs);
+        free(args);
+        failed(f->o, PIPELINE_INTERNAL, "step '%s': out of memory", s->name);
+        step_done(f, session);
+        return;
+    }
+    *par = (parallel_run){.f = f, .n = n, .jobs = jobs, .args = args, .unfinished = (int)n + 1};
+    for (size_t i = 0; i < n; i++) {
+        jobs[i] = (branch_job){.par = par, .step = s->branches[i].step, .values = {.parent = f->sc},
+                               .result = {.status = PIPELINE_OK}};
+        args[i] = &jobs[i];
+    }
+    /* returns when every branch has started and run as far as it could
+     * without a batch; those waiting for one finish later */
+    branch_pool_run(f->ctx->env->branches, branch_main, args, n, session);
+    parallel_arrive(par, session);
 }
 
 /* ---- switch -------------------------------------------------------------- */
@@ -659,13 +880,16 @@ static bool case_matches(const switch_case *c, const ifd_tensor *t, size_t row, 
     return false;
 }
 
-static void run_switch(run_context *ctx, step *s, scope *sc, int session, outcome *o)
+static void run_switch(frame *f, int session)
 {
-    const ifd_value *on = scope_get(sc, s->on);
+    step *s = f->s;
+    outcome *o = f->o;
+    const ifd_value *on = scope_get(f->sc, s->on);
     bool made;
     ifd_value *t = as_score_tensor(on, &made);
     if (!t) {
         failed(o, PIPELINE_BAD_INPUT, "step '%s': the value '%s' it tests is missing or not a tensor", s->name, s->on);
+        step_done(f, session);
         return;
     }
     size_t count = (size_t)ifd_tensor_count(&t->tensor);
@@ -689,7 +913,9 @@ static void run_switch(run_context *ctx, step *s, scope *sc, int session, outcom
     if (made)
         ifd_value_free(t);
     if (o->status == PIPELINE_OK && chosen < s->n_cases)
-        run_step(ctx, s->cases[chosen].step, sc, session, o);
+        run_step(f->ctx, s->cases[chosen].step, f->sc, o, session, step_done_then, f);
+    else
+        step_done(f, session);
 }
 
 /* ---- every step ---------------------------------------------------------- */
@@ -700,31 +926,58 @@ static const char *kind_name(step_kind kind)
     return names[kind];
 }
 
-static void run_step(run_context *ctx, step *s, scope *sc, int session, outcome *o)
+/* A sequence's steps one after another, each going on with the next. */
+static void sequence_next(void *arg, int session)
 {
-    double start = now_seconds();
+    frame *f = arg;
+    if (f->next < f->s->n_steps && f->o->status == PIPELINE_OK) {
+        step *next = f->s->steps[f->next++];
+        run_step(f->ctx, next, f->sc, f->o, session, sequence_next, f);
+        return;
+    }
+    step_done(f, session);
+}
+
+static void run_step(run_context *ctx, step *s, scope *sc, outcome *o, int session, then_fn then, void *then_arg)
+{
+    frame *f = malloc(sizeof(*f));
+    if (!f) {
+        failed(o, PIPELINE_INTERNAL, "step '%s': out of memory", s->name);
+        then(then_arg, session);
+        return;
+    }
+    *f = (frame){.ctx = ctx, .s = s, .sc = sc, .o = o, .start = now_seconds(), .then = then, .then_arg = then_arg};
     switch (s->kind) {
     case STEP_MODEL:
-        run_model(ctx, s, sc, session, o);
+        run_model(f, session);
         break;
     case STEP_REMOTE:
         run_remote(ctx, s, sc, o);
+        step_done(f, session);
         break;
     case STEP_SEQUENCE:
-        for (size_t i = 0; i < s->n_steps && o->status == PIPELINE_OK; i++)
-            run_step(ctx, s->steps[i], sc, session, o);
+        sequence_next(f, session);
         break;
     case STEP_PARALLEL:
-        run_parallel(ctx, s, sc, session, o);
+        run_parallel(f, session);
         break;
     case STEP_SWITCH:
-        run_switch(ctx, s, sc, session, o);
+        run_switch(f, session);
         break;
     }
-    double seconds = now_seconds() - start;
+}
+
+/* A step finished (its time includes any wait for a batch): its
+ * statistics, log line and trace entry, then what follows it. */
+static void step_done(frame *f, int session)
+{
+    run_context *ctx = f->ctx;
+    step *s = f->s;
+    outcome *o = f->o;
+    double seconds = now_seconds() - f->start;
     bool bad = o->status != PIPELINE_OK;
     step_stats_observe(s->stats, seconds, bad);
-    const char *rid = ctx->request->request_id ? ctx->request->request_id : "";
+    const char *rid = ctx->request.request_id ? ctx->request.request_id : "";
     char took[32];
     snprintf(took, sizeof(took), "%.6f", seconds);
     if (bad && (s->kind == STEP_MODEL || s->kind == STEP_REMOTE))
@@ -733,7 +986,7 @@ static void run_step(run_context *ctx, step *s, scope *sc, int session, outcome 
     else if (log_enabled(LOG_DEBUG))
         log_event(LOG_DEBUG, "pipeline step", "request_id", rid, "pipeline", ctx->p->name, "step", s->name, "seconds",
                   took, NULL);
-    if (ctx->request->trace) {
+    if (ctx->request.trace) {
         pthread_mutex_lock(&ctx->lock);
         if (!ctx->trace)
             ctx->trace = json_array();
@@ -742,6 +995,10 @@ static void run_step(run_context *ctx, step *s, scope *sc, int session, outcome 
                                                     bad ? (int)o->status : 200));
         pthread_mutex_unlock(&ctx->lock);
     }
+    then_fn then = f->then;
+    void *then_arg = f->then_arg;
+    free(f);
+    then(then_arg, session);
 }
 
 static void trace_id_of(const char *traceparent, char out[33])
@@ -767,43 +1024,126 @@ static void trace_id_of(const char *traceparent, char out[33])
         snprintf(out + 2 * i, 3, "%02x", random_bytes[i]);
 }
 
+/* The root step finished: the result, then the caller is told. */
+static void run_finished(void *arg, int session)
+{
+    (void)session;
+    run_context *ctx = arg;
+    pipeline *p = ctx->p;
+    pipeline_result *result = &ctx->result;
+    outcome *o = &ctx->o;
+    if (o->status == PIPELINE_OK) {
+        result->outputs = calloc(p->n_outputs ? p->n_outputs : 1, sizeof(*result->outputs));
+        for (size_t i = 0; result->outputs && i < p->n_outputs && o->status == PIPELINE_OK; i++) {
+            ifd_value *v = scope_take(&ctx->values, p->outputs[i].name);
+            if (!v)
+                v = tensor_clone(scope_get(&ctx->values, p->outputs[i].name));
+            result->outputs[i] = v;
+            if (!v)
+                failed(o, PIPELINE_BAD_GATEWAY, "the output '%s' was not produced (a remote step answered other "
+                       "outputs than its metadata promised?)", p->outputs[i].name);
+        }
+        if (!result->outputs)
+            failed(o, PIPELINE_INTERNAL, "out of memory");
+    }
+    scope_free(&ctx->values);
+    result->status = o->status;
+    snprintf(result->error, sizeof(result->error), "%s", o->status == PIPELINE_OK ? "" : o->error);
+    pthread_mutex_lock(&ctx->lock);
+    result->trace = ctx->trace;
+    result->skipped = ctx->skipped;
+    ctx->trace = ctx->skipped = NULL;
+    if (ctx->waiting) {
+        ctx->finished = true;
+        pthread_cond_signal(&ctx->wake);
+        pthread_mutex_unlock(&ctx->lock); /* the waiter frees ctx from here on */
+        return;
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    ctx->done(ctx->done_context, result);
+    pipeline_result_free(p, result);
+    pthread_mutex_destroy(&ctx->lock);
+    pthread_cond_destroy(&ctx->wake);
+    free(ctx);
+}
+
+/* A run's context with the request's inputs in its scope; NULL when out of memory. */
+static run_context *run_context_new(pipeline *p, const pipeline_env *env, const pipeline_request *request,
+                                    ifd_value *const *inputs)
+{
+    run_context *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return NULL;
+    *ctx = (run_context){.p = p, .env = env, .request = *request, .o = {.status = PIPELINE_OK}};
+    ctx->ready_tail = &ctx->ready;
+    pthread_mutex_init(&ctx->lock, NULL);
+    pthread_cond_init(&ctx->wake, NULL);
+    trace_id_of(request->traceparent, ctx->trace_id);
+    size_t n_branches = pipeline_branch_count(p);
+    if (n_branches)
+        ctx->branch_outputs = ctx->result.branch_outputs = calloc(n_branches, sizeof(*ctx->result.branch_outputs));
+    for (size_t i = 0; i < p->n_inputs && ctx->o.status == PIPELINE_OK; i++)
+        if (!scope_put(&ctx->values, p->inputs[i].name, inputs[i], false))
+            failed(&ctx->o, PIPELINE_INTERNAL, "out of memory");
+    return ctx;
+}
+
+static void run_start(run_context *ctx, int session)
+{
+    if (ctx->o.status == PIPELINE_OK)
+        run_step(ctx, ctx->p->root, &ctx->values, &ctx->o, session, run_finished, ctx);
+    else
+        run_finished(ctx, session);
+}
+
 void pipeline_run(pipeline *p, const pipeline_env *env, const pipeline_request *request, ifd_value *const *inputs,
                   pipeline_result *result)
 {
     memset(result, 0, sizeof(*result));
-    run_context ctx = {.p = p, .env = env, .request = request};
-    pthread_mutex_init(&ctx.lock, NULL);
-    trace_id_of(request->traceparent, ctx.trace_id);
-    size_t n_branches = pipeline_branch_count(p);
-    if (n_branches)
-        ctx.branch_outputs = result->branch_outputs = calloc(n_branches, sizeof(*result->branch_outputs));
-    scope values = {0};
-    outcome o = {.status = PIPELINE_OK};
-    for (size_t i = 0; i < p->n_inputs && o.status == PIPELINE_OK; i++)
-        if (!scope_put(&values, p->inputs[i].name, inputs[i], false))
-            failed(&o, PIPELINE_INTERNAL, "out of memory");
-    if (o.status == PIPELINE_OK)
-        run_step(&ctx, p->root, &values, request->session, &o);
-    if (o.status == PIPELINE_OK) {
-        result->outputs = calloc(p->n_outputs ? p->n_outputs : 1, sizeof(*result->outputs));
-        for (size_t i = 0; result->outputs && i < p->n_outputs && o.status == PIPELINE_OK; i++) {
-            ifd_value *v = scope_take(&values, p->outputs[i].name);
-            if (!v)
-                v = tensor_clone(scope_get(&values, p->outputs[i].name));
-            result->outputs[i] = v;
-            if (!v)
-                failed(&o, PIPELINE_BAD_GATEWAY, "the output '%s' was not produced (a remote step answered other "
-                       "outputs than its metadata promised?)", p->outputs[i].name);
-        }
-        if (!result->outputs)
-            failed(&o, PIPELINE_INTERNAL, "out of memory");
+    run_context *ctx = run_context_new(p, env, request, inputs);
+    if (!ctx) {
+        result->status = PIPELINE_INTERNAL;
+        snprintf(result->error, sizeof(result->error), "out of memory");
+        return;
     }
-    scope_free(&values);
-    result->status = o.status;
-    snprintf(result->error, sizeof(result->error), "%s", o.status == PIPELINE_OK ? "" : o.error);
-    result->trace = ctx.trace;
-    result->skipped = ctx.skipped;
-    pthread_mutex_destroy(&ctx.lock);
+    ctx->waiting = true;
+    run_start(ctx, request->session);
+    /* steps whose batch answered on another thread come back here */
+    pthread_mutex_lock(&ctx->lock);
+    while (!ctx->finished) {
+        branch_post *post = ctx->ready;
+        if (!post) {
+            pthread_cond_wait(&ctx->wake, &ctx->lock);
+            continue;
+        }
+        ctx->ready = post->next;
+        if (!ctx->ready)
+            ctx->ready_tail = &ctx->ready;
+        pthread_mutex_unlock(&ctx->lock);
+        post->fn(post->arg, request->session);
+        pthread_mutex_lock(&ctx->lock);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    *result = ctx->result;
+    pthread_mutex_destroy(&ctx->lock);
+    pthread_cond_destroy(&ctx->wake);
+    free(ctx);
+}
+
+void pipeline_run_then(pipeline *p, const pipeline_env *env, const pipeline_request *request,
+                       ifd_value *const *inputs, pipeline_done done, void *context)
+{
+    run_context *ctx = branch_pool_threads(env->branches) ? run_context_new(p, env, request, inputs) : NULL;
+    if (!ctx) { /* no branch thread could go on after a batch: run here */
+        pipeline_result result;
+        pipeline_run(p, env, request, inputs, &result);
+        done(context, &result);
+        pipeline_result_free(p, &result);
+        return;
+    }
+    ctx->done = done;
+    ctx->done_context = context;
+    run_start(ctx, request->session);
 }
 
 void pipeline_result_free(pipeline *p, pipeline_result *result)

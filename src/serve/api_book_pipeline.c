@@ -1,7 +1,9 @@
 /*
  * api_book_pipeline.c — the book's /predict and /predict/label when the
  * route (or `serve --book-model`) names a pipeline: the rows run through
- * served_run, and a parallel pipeline answers the book's fan-out shapes —
+ * served_run_then (a step that waits for a batch gives the worker back;
+ * the answer is then built on the thread the run ends on), and a
+ * parallel pipeline answers the book's fan-out shapes —
  * {"<branch>": {"prediction": [...]}, ...} for /predict and the most
  * probable branch {"prediction": {"proba": p, "label": name}} for
  * /predict/label.
@@ -80,57 +82,83 @@ static json_t *request_rows(http_request *req, const json_t *sample, bool use_sa
     return rows;
 }
 
+typedef struct book_run book_run;
+/* What answers a run that succeeded. */
+typedef void (*book_answer)(http_request *req, const book_run *run);
+
 /* One run of the book's API: the rows' outputs (and, for a pipeline,
- * what it adds: a parallel pipeline's branch scores). */
-typedef struct book_run {
+ * what it adds: a parallel pipeline's branch scores). On the heap: a
+ * step that waits for a batch ends the run on another thread. */
+struct book_run {
     served_target target;
+    ifd_value *x;
     ifd_value **outputs;
     size_t n_outputs;
     served_extras extras;
-} book_run;
+    book_answer answer;
+};
 
 static void book_run_free(book_run *r)
 {
     for (size_t k = 0; r->outputs && k < r->n_outputs; k++)
         ifd_value_free(r->outputs[k]);
     free(r->outputs);
+    ifd_value_free(r->x);
     served_extras_free(&r->extras);
+    free(r);
 }
 
-/* Run on the request's rows; false after answering an error. */
-static bool predict_rows(http_request *req, const route_params *p, int worker, bool use_sample, book_run *run)
+/* served_finish of predict_rows: the error answer is given when !ok. */
+static void book_ran(http_request *req, void *context, bool ok)
 {
-    memset(run, 0, sizeof(*run));
-    if (!book_target(req, p, &run->target))
-        return false;
+    book_run *run = context;
+    if (ok)
+        run->answer(req, run);
+    book_run_free(run);
+}
+
+/* Run on the request's rows, then `then` answers; errors are answered here. */
+static void predict_rows(http_request *req, const route_params *p, int worker, bool use_sample, book_answer then)
+{
+    book_run *run = calloc(1, sizeof(*run));
+    if (!run) {
+        http_reply_error(req, 503, "out of memory");
+        return;
+    }
+    run->answer = then;
+    if (!book_target(req, p, &run->target)) {
+        book_run_free(run);
+        return;
+    }
     const served_target *t = &run->target;
     json_t *rows = request_rows(req, t->pipeline ? NULL : t->version->sample, use_sample);
-    if (!rows)
-        return false;
+    if (!rows) {
+        book_run_free(run);
+        return;
+    }
     const ifd_io_info *input = served_input(t, 0);
     char err[1024];
-    ifd_value *x = json_rows_to_tensor(rows, input->type.dtype, err, sizeof(err));
+    run->x = json_rows_to_tensor(rows, input->type.dtype, err, sizeof(err));
     json_decref(rows);
-    if (!x) {
+    if (!run->x) {
         http_reply_error(req, 400, "input '%s': %s", input->name, err);
-        return false;
+        book_run_free(run);
+        return;
     }
-    if (!check_input_contract(input, x->tensor.dtype, x->tensor.rank, x->tensor.dims, err, sizeof(err))) {
-        ifd_value_free(x);
+    const ifd_tensor *x = &run->x->tensor;
+    if (!check_input_contract(input, x->dtype, x->rank, x->dims, err, sizeof(err))) {
         http_reply_error(req, 400, "%s", err);
-        return false;
+        book_run_free(run);
+        return;
     }
     run->n_outputs = served_output_count(t);
     run->outputs = calloc(run->n_outputs ? run->n_outputs : 1, sizeof(*run->outputs));
-    bool ok = false;
-    if (!run->outputs)
+    if (!run->outputs) {
         http_reply_error(req, 503, "out of memory");
-    else
-        ok = served_run(req, t, worker, &x, run->outputs, &run->extras);
-    ifd_value_free(x);
-    if (!ok)
         book_run_free(run);
-    return ok;
+        return;
+    }
+    served_run_then(req, &run->target, worker, &run->x, run->outputs, &run->extras, book_ran, run);
 }
 
 /* Score rows of a [rows, classes] output as the book's JSON: a list per row. */
@@ -178,27 +206,24 @@ static json_t *one_or_many(json_t *per_row)
     return per_row;
 }
 
-static void answer_probabilities(http_request *req, const route_params *p, int worker, bool use_sample)
+static void answer_probabilities(http_request *req, const book_run *run)
 {
-    book_run run;
-    if (!predict_rows(req, p, worker, use_sample, &run))
-        return;
-    pipeline *pl = run.target.pipeline;
+    pipeline *pl = run->target.pipeline;
     if (pl && pipeline_branch_count(pl)) {
         /* the book's parallel proxy: {"setosa": {"prediction": [p_yes, p_no]}, ...} */
         json_t *body = json_object();
-        for (size_t i = 0; i < run.extras.n_branches; i++) {
-            json_t *rows = run.extras.branch_outputs ? score_rows(run.extras.branch_outputs[i]) : NULL;
+        for (size_t i = 0; i < run->extras.n_branches; i++) {
+            json_t *rows = run->extras.branch_outputs ? score_rows(run->extras.branch_outputs[i]) : NULL;
             if (rows)
                 json_object_set_new(body, pipeline_branch_label(pl, i),
                                     json_pack("{s:o}", "prediction", one_or_many(rows)));
         }
-        answer(req, body, &run);
+        answer(req, body, run);
     } else {
-        json_t *rows = pl ? pipeline_probabilities(&run) : model_version_probabilities(run.target.version, run.outputs);
-        answer(req, json_pack("{s:o}", "prediction", one_or_many(rows ? rows : json_array())), &run);
+        json_t *rows = pl ? pipeline_probabilities(run)
+                          : model_version_probabilities(run->target.version, run->outputs);
+        answer(req, json_pack("{s:o}", "prediction", one_or_many(rows ? rows : json_array())), run);
     }
-    book_run_free(&run);
 }
 
 static json_t *label_of(const json_t *labels, const json_t *row)
@@ -251,43 +276,40 @@ static json_t *best_branches(const book_run *run)
     return per_row;
 }
 
-static void answer_labels(http_request *req, const route_params *p, int worker, bool use_sample)
+static void answer_labels(http_request *req, const book_run *run)
 {
-    book_run run;
-    if (!predict_rows(req, p, worker, use_sample, &run))
-        return;
-    pipeline *pl = run.target.pipeline;
+    pipeline *pl = run->target.pipeline;
     json_t *labels;
     if (pl && pipeline_branch_count(pl)) {
-        labels = best_branches(&run);
+        labels = best_branches(run);
     } else {
-        json_t *rows = pl ? pipeline_probabilities(&run) : model_version_probabilities(run.target.version, run.outputs);
-        const json_t *names = pl ? pipeline_labels(pl) : run.target.version->labels;
+        json_t *rows = pl ? pipeline_probabilities(run)
+                          : model_version_probabilities(run->target.version, run->outputs);
+        const json_t *names = pl ? pipeline_labels(pl) : run->target.version->labels;
         labels = json_array();
         for (size_t r = 0; r < json_array_size(rows); r++)
             json_array_append_new(labels, label_of(names, json_array_get(rows, r)));
         json_decref(rows);
     }
-    answer(req, json_pack("{s:o}", "prediction", one_or_many(labels)), &run);
-    book_run_free(&run);
+    answer(req, json_pack("{s:o}", "prediction", one_or_many(labels)), run);
 }
 
 void book_predict_pipeline(http_request *req, const route_params *p, int worker)
 {
-    answer_probabilities(req, p, worker, false);
+    predict_rows(req, p, worker, false, answer_probabilities);
 }
 
 void book_predict_test_pipeline(http_request *req, const route_params *p, int worker)
 {
-    answer_probabilities(req, p, worker, true);
+    predict_rows(req, p, worker, true, answer_probabilities);
 }
 
 void book_predict_label_pipeline(http_request *req, const route_params *p, int worker)
 {
-    answer_labels(req, p, worker, false);
+    predict_rows(req, p, worker, false, answer_labels);
 }
 
 void book_predict_test_label_pipeline(http_request *req, const route_params *p, int worker)
 {
-    answer_labels(req, p, worker, true);
+    predict_rows(req, p, worker, true, answer_labels);
 }

@@ -1,9 +1,11 @@
 /*
  * api_v2_pipeline.c — KServe V2 inference for a pipeline (src/pipeline):
  * the V2 JSON and binary tensor forms decoded against the pipeline's
- * signature, run through served_run (which runs the steps, local or
+ * signature, run through served_run_then (which runs the steps, local or
  * remote, and reports skipped optional branches and step timings in the
- * answer's parameters), and encoded as for a model.
+ * answer's parameters; a step that waits for a batch gives the worker
+ * back, and the answer is then encoded on the thread the run ends on), and
+ * encoded as for a model.
  *
  * A model's requests go through src/infer (api_v2.c); this file keeps the
  * pipeline's own copy of the V2 codec until src/infer serves pipelines too.
@@ -46,6 +48,18 @@ static void infer_state_free(infer_state *s)
     json_decref(s->header);
 }
 
+/* A request between its decoding and its answer. */
+typedef struct pipeline_call {
+    served_target target;
+    infer_state s;
+    json_t *id;             /* the request's "id" (in s.header), or NULL */
+    size_t n_requested;
+    size_t order[MAX_REQUEST_TENSORS]; /* the outputs answered, in the request's order */
+    bool binary_out[MAX_REQUEST_TENSORS];
+    served_extras extras;
+} pipeline_call;
+
+static void v2_pipeline_answer(http_request *req, void *context, bool ran);
 
 /* Decode the request's inputs into s->inputs (model order). On failure an
  * error answer has been given. */
@@ -201,14 +215,40 @@ void v2_infer_pipeline(http_request *req, const served_target *m, int worker)
         binary_out[r] = v2_wants_binary(s.header, want);
     }
 
-    char err[1024];
-    json_t *request_parameters = json_object_get(s.header, "parameters");
-    served_extras extras = {.want_trace = json_is_true(json_object_get(request_parameters, "trace"))};
-    if (!served_run(req, m, worker, s.inputs, s.outputs, &extras)) {
+    pipeline_call *call = malloc(sizeof(*call));
+    if (!call) {
+        http_reply_error(req, 503, "out of memory");
         infer_state_free(&s);
         return;
     }
+    json_t *request_parameters = json_object_get(s.header, "parameters");
+    *call = (pipeline_call){.target = *m, .s = s, .id = id, .n_requested = n_requested,
+                           .extras = {.want_trace = json_is_true(json_object_get(request_parameters, "trace"))}};
+    memcpy(call->order, order, n_requested * sizeof(*order));
+    memcpy(call->binary_out, binary_out, n_requested * sizeof(*binary_out));
+    served_run_then(req, &call->target, worker, call->s.inputs, call->s.outputs, &call->extras, v2_pipeline_answer,
+                    call);
+}
 
+/* The run's answer (served_finish): on the worker, or on the thread the
+ * run ended on when a step waited for a batch. */
+static void v2_pipeline_answer(http_request *req, void *context, bool ran)
+{
+    pipeline_call *call = context;
+    if (!ran) {
+        served_extras_free(&call->extras);
+        infer_state_free(&call->s);
+        free(call);
+        return;
+    }
+    const served_target *m = &call->target;
+    infer_state s = call->s;
+    served_extras extras = call->extras;
+    json_t *id = call->id;
+    size_t n_requested = call->n_requested;
+    const size_t *order = call->order;
+    const bool *binary_out = call->binary_out;
+    char err[1024];
     json_t *outputs = json_array();
     v2_blob raw = {0};
     bool ok = true, any_binary = false;
@@ -282,4 +322,5 @@ void v2_infer_pipeline(http_request *req, const served_target *m, int worker)
     free(raw.data);
     served_extras_free(&extras);
     infer_state_free(&s);
+    free(call);
 }

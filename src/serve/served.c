@@ -147,6 +147,53 @@ bool served_deadline(http_request *req, double *deadline)
     return true;
 }
 
+/* What a pipeline run needs of the request. */
+static pipeline_request pipeline_request_of(http_request *req, int worker, const served_extras *extras,
+                                            double deadline)
+{
+    const char *trace = http_query(req, "trace");
+    return (pipeline_request){.session = worker,
+                              .request_id = req->request_id,
+                              .traceparent = http_header(req, "traceparent"),
+                              .headers = request_header,
+                              .header_context = req,
+                              .trace = (extras && extras->want_trace) ||
+                                       (trace && (strcmp(trace, "1") == 0 || strcmp(trace, "true") == 0)),
+                              .deadline = deadline};
+}
+
+/* A pipeline's result into the caller's outputs and extras, or its error
+ * answer (false). result is freed. */
+static bool pipeline_outcome(http_request *req, pipeline *p, pipeline_result *result, ifd_value **outputs,
+                             served_extras *extras)
+{
+    if (result->status != PIPELINE_OK) {
+        http_reply_error(req, (int)result->status, "pipeline '%s': %s", pipeline_name(p), result->error);
+        if (result->status == PIPELINE_BUSY)
+            req->retry_after = 1;
+        pipeline_result_free(p, result);
+        return false;
+    }
+    for (size_t i = 0; i < pipeline_output_count(p); i++) {
+        outputs[i] = result->outputs[i];
+        result->outputs[i] = NULL;
+    }
+    if (extras) {
+        if (result->skipped || result->trace) {
+            extras->parameters = json_object();
+            if (result->skipped)
+                json_object_set(extras->parameters, "skipped_steps", result->skipped);
+            if (result->trace)
+                json_object_set(extras->parameters, "trace", result->trace);
+        }
+        extras->n_branches = pipeline_branch_count(p);
+        extras->branch_outputs = result->branch_outputs;
+        result->branch_outputs = NULL;
+    }
+    pipeline_result_free(p, result);
+    return true;
+}
+
 bool served_run(http_request *req, const served_target *t, int worker, ifd_value *const *inputs,
                 ifd_value **outputs, served_extras *extras)
 {
@@ -163,39 +210,13 @@ bool served_run(http_request *req, const served_target *t, int worker, ifd_value
         }
         return true;
     }
-    const char *trace = http_query(req, "trace");
-    pipeline_request request = {.session = worker,
-                                .request_id = req->request_id,
-                                .traceparent = http_header(req, "traceparent"),
-                                .headers = request_header,
-                                .header_context = req,
-                                .trace = (extras && extras->want_trace) ||
-                                         (trace && (strcmp(trace, "1") == 0 || strcmp(trace, "true") == 0))};
+    double deadline;
+    if (!served_deadline(req, &deadline))
+        return false;
+    pipeline_request request = pipeline_request_of(req, worker, extras, deadline);
     pipeline_result result;
     pipeline_run(t->pipeline, pipeline_set_env(req->server->pipelines), &request, inputs, &result);
-    if (result.status != PIPELINE_OK) {
-        http_reply_error(req, (int)result.status, "pipeline '%s': %s", pipeline_name(t->pipeline), result.error);
-        pipeline_result_free(t->pipeline, &result);
-        return false;
-    }
-    for (size_t i = 0; i < pipeline_output_count(t->pipeline); i++) {
-        outputs[i] = result.outputs[i];
-        result.outputs[i] = NULL;
-    }
-    if (extras) {
-        if (result.skipped || result.trace) {
-            extras->parameters = json_object();
-            if (result.skipped)
-                json_object_set(extras->parameters, "skipped_steps", result.skipped);
-            if (result.trace)
-                json_object_set(extras->parameters, "trace", result.trace);
-        }
-        extras->n_branches = pipeline_branch_count(t->pipeline);
-        extras->branch_outputs = result.branch_outputs;
-        result.branch_outputs = NULL;
-    }
-    pipeline_result_free(t->pipeline, &result);
-    return true;
+    return pipeline_outcome(req, t->pipeline, &result, outputs, extras);
 }
 
 void served_extras_free(served_extras *extras)
@@ -213,6 +234,10 @@ typedef struct queued_run {
     http_request *req;
     served_finish finish;
     void *context;
+    /* a pipeline's */
+    pipeline *pipeline;
+    ifd_value **outputs;
+    served_extras *extras;
 } queued_run;
 
 static void on_queued_run(void *context, int http_status, const char *error)
@@ -229,12 +254,38 @@ static void on_queued_run(void *context, int http_status, const char *error)
     http_finish_deferred(req);
 }
 
+/* The end of a pipeline run of served_run_then, on the worker before
+ * pipeline_run_then returned or on a branch thread after a batch. */
+static void on_pipeline_run(void *context, pipeline_result *result)
+{
+    queued_run *q = context;
+    http_request *req = q->req;
+    bool ok = pipeline_outcome(req, q->pipeline, result, q->outputs, q->extras);
+    q->finish(req, q->context, ok);
+    free(q);
+    http_finish_deferred(req);
+}
+
 void served_run_then(http_request *req, const served_target *t, int worker,
                      ifd_value *const *inputs, ifd_value **outputs, served_extras *extras,
                      served_finish finish, void *context)
 {
     queued_run *q = NULL;
     double deadline;
+    if (t->pipeline && req->suspended && (q = malloc(sizeof(*q)))) {
+        /* its model steps that batch give the worker back while they wait */
+        if (!served_deadline(req, &deadline)) {
+            free(q);
+            finish(req, context, false);
+            return;
+        }
+        *q = (queued_run){req, finish, context, t->pipeline, outputs, extras};
+        pipeline_request request = pipeline_request_of(req, worker, extras, deadline);
+        http_defer(req);
+        pipeline_run_then(t->pipeline, pipeline_set_env(req->server->pipelines), &request, inputs,
+                          on_pipeline_run, q);
+        return;
+    }
     if (t->pipeline || !req->suspended || !model_set_batches(t->version) ||
         !(q = malloc(sizeof(*q)))) {
         finish(req, context, served_run(req, t, worker, inputs, outputs, extras));
@@ -245,7 +296,7 @@ void served_run_then(http_request *req, const served_target *t, int worker,
         finish(req, context, false);
         return;
     }
-    *q = (queued_run){req, finish, context};
+    *q = (queued_run){.req = req, .finish = finish, .context = context};
     char err[512];
     http_defer(req);
     int refused = model_set_submit(req->server->models, t->version, worker, inputs, outputs,

@@ -78,9 +78,12 @@ typedef void (*served_finish)(http_request *req, void *context, bool ok);
 /* served_run without holding the worker while a batch forms: on a model
  * version that batches, on a worker (the connection suspended), the
  * request is queued and the worker given back (http_defer); `finish` is
- * called by the batcher's thread when the batch ran. Otherwise (a
- * pipeline, no batching, inline on a polling thread) it runs at once and
- * `finish` is called before this returns. inputs and outputs must stay
+ * called by the batcher's thread when the batch ran. A pipeline on a
+ * worker runs with pipeline_run_then: a model step that batches gives the
+ * worker back the same way and `finish` is called by a branch thread of
+ * the pipeline set once the last step ran. Otherwise (no batching, inline
+ * on a polling thread) it runs at once and `finish` is called before this
+ * returns. inputs and outputs must stay
  * valid until `finish`; `finish` is called exactly once either way. */
 void served_run_then(http_request *req, const served_target *t, int worker,
                      ifd_value *const *inputs, ifd_value **outputs, served_extras *extras,

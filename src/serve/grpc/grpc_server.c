@@ -22,8 +22,10 @@
  * instead, from the queue thread (small requests to a fast model) or a
  * worker, and neither waits for the batch: the thread that runs it
  * encodes and sends the answer (submit_inference, on_batched_inference),
- * as REST's V2 path answers. A pipeline always runs on a worker (pipeline_run,
- * as REST's served_run). ModelStreamInfer (Triton's extension) runs the
+ * as REST's V2 path answers. A pipeline starts on a worker
+ * (pipeline_run_then, as REST's served_run_then): a model step that
+ * batches gives the worker back while it waits, and the thread the run
+ * ends on answers (submit_pipeline, on_pipeline_inference). ModelStreamInfer (Triton's extension) runs the
  * requests of a stream one after another, answering each in order; a
  * failed one answers error_message and the stream goes on.
  *
@@ -192,6 +194,7 @@ static grpc_status_code pipeline_failure_status(pipeline_status status)
 {
     switch (status) {
     case PIPELINE_BAD_INPUT: return GRPC_STATUS_INVALID_ARGUMENT;
+    case PIPELINE_BUSY: return GRPC_STATUS_RESOURCE_EXHAUSTED;
     case PIPELINE_UNAVAILABLE:
     case PIPELINE_BAD_GATEWAY: return GRPC_STATUS_UNAVAILABLE;
     case PIPELINE_TIMEOUT: return GRPC_STATUS_DEADLINE_EXCEEDED;
@@ -594,7 +597,8 @@ static void model_metadata(rpc *r, const Inference__ModelMetadataRequest *req)
     free(shapes);
 }
 
-/* Decode, run and encode r->infer on r->version with `session`. On
+/* Decode, run and encode r->infer on r->version (a model: pipelines go
+ * to submit_pipeline) with `session`. On
  * success r->status is OK and *answer holds the answer (outputs must be
  * freed by the caller after the answer is packed). */
 static void run_inference(rpc *r, int session, ifd_value **outputs, grpc_v2_answer *answer, bool *answered)
@@ -618,26 +622,9 @@ static void run_inference(rpc *r, int session, ifd_value **outputs, grpc_v2_answ
         fail(r, code, "%s", err);
         return;
     }
-    if (r->pipeline) {
-        pipeline_request request = {.session = session, .request_id = r->request_id,
-                                    .traceparent = metadata_value(r, "traceparent"), .headers = metadata_value,
-                                    .header_context = r};
-        pipeline_result result;
-        pipeline_run(r->pipeline, pipeline_set_env(srv->pipelines), &request, decoded.inputs, &result);
-        if (result.status != PIPELINE_OK) {
-            fail(r, pipeline_failure_status(result.status), "pipeline '%s': %s", pipeline_name(r->pipeline),
-                 result.error);
-            pipeline_result_free(r->pipeline, &result);
-            grpc_v2_request_free(&decoded);
-            return;
-        }
-        for (size_t i = 0; i < sig.n_outputs; i++) {
-            outputs[i] = result.outputs[i];
-            result.outputs[i] = NULL;
-        }
-        pipeline_result_free(r->pipeline, &result);
-    } else if ((http_status = 0, model_set_run_until(srv->models, r->version, session, decoded.inputs, outputs,
-                                                    batch_deadline(r), &http_status, err, sizeof(err))) != IFD_OK) {
+    http_status = 0;
+    if (model_set_run_until(srv->models, r->version, session, decoded.inputs, outputs, batch_deadline(r),
+                            &http_status, err, sizeof(err)) != IFD_OK) {
         fail(r, run_failure_status(http_status), "%s", err);
         grpc_v2_request_free(&decoded);
         return;
@@ -785,6 +772,65 @@ static void submit_on_worker(void *arg, int worker)
     submit_inference(arg, worker);
 }
 
+/* The end of a pipeline run started by submit_pipeline: on the worker
+ * before pipeline_run_then returned, or on a branch thread after a batch. */
+static void on_pipeline_inference(void *context, pipeline_result *result)
+{
+    queued_infer *q = context;
+    rpc *r = q->r;
+    if (result->status != PIPELINE_OK) {
+        fail(r, pipeline_failure_status(result->status), "pipeline '%s': %s", pipeline_name(r->pipeline),
+             result->error);
+        send_inference_answer(r, NULL, false);
+        queued_infer_free(q);
+        return;
+    }
+    for (size_t i = 0; i < q->n_outputs; i++) {
+        q->outputs[i] = result->outputs[i];
+        result->outputs[i] = NULL;
+    }
+    on_batched_inference(q, 200, "");
+}
+
+/* Decode r's request and run its pipeline without holding the worker
+ * while a model step waits for a batch. */
+static void submit_pipeline(void *arg, int worker)
+{
+    rpc *r = arg;
+    r->t_compute_start = server_now();
+    char err[1024];
+    queued_infer *q = calloc(1, sizeof(*q));
+    grpc_v2_signature sig = target_signature(r);
+    if (q)
+        q->outputs = calloc(sig.n_outputs ? sig.n_outputs : 1, sizeof(*q->outputs));
+    if (!q || !q->outputs) {
+        free(q);
+        fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        send_inference_answer(r, NULL, false);
+        return;
+    }
+    q->r = r;
+    q->n_outputs = sig.n_outputs;
+    if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), gpr_convert_clock_type(r->deadline, GPR_CLOCK_MONOTONIC)) > 0) {
+        fail(r, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
+        send_inference_answer(r, NULL, false);
+        queued_infer_free(q);
+        return;
+    }
+    grpc_status_code code = grpc_v2_decode(r->infer, &sig, target_name(r), &q->decoded, err, sizeof(err));
+    if (code != GRPC_STATUS_OK) {
+        fail(r, code, "%s", err);
+        send_inference_answer(r, NULL, false);
+        queued_infer_free(q);
+        return;
+    }
+    pipeline_request request = {.session = worker, .request_id = r->request_id,
+                                .traceparent = metadata_value(r, "traceparent"), .headers = metadata_value,
+                                .header_context = r, .deadline = batch_deadline(r)};
+    pipeline_run_then(r->pipeline, pipeline_set_env(r->f->srv->pipelines), &request, q->decoded.inputs,
+                      on_pipeline_inference, q);
+}
+
 /* A ModelInferRequest arrived (a unary call's, or a stream's next): pick
  * its version, then run it here or on a worker. */
 static void start_inference(rpc *r, size_t request_bytes)
@@ -812,6 +858,9 @@ static void start_inference(rpc *r, size_t request_bytes)
                 return;
             }
             if (workers_submit(srv->pool, submit_on_worker, r))
+                return;
+        } else if (r->pipeline) {
+            if (workers_submit(srv->pool, submit_pipeline, r))
                 return;
         } else if (small) {
             infer_and_answer(r, thread_session);
