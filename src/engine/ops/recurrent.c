@@ -21,7 +21,9 @@
  * from kernels/lstm_cell.h (one fused pass per row of a chunk). When the
  * projection of every step at once would be too big to stay in cache
  * (XW_STEP_BYTES), an LSTM's chunks instead multiply their step's X rows by
- * W (packed by chunks too) into the accumulator of H x R^T. Gate order is
+ * W (packed by chunks too) into the accumulator of H x R^T. A default LSTM
+ * of 1 to 3 rows whose step is too small for the pool runs each step as one
+ * fused product and cell over the same packed R (lstm_step_rows_f32). Gate order is
  * ONNX's: LSTM i, o, f, c; GRU z, r, h. sequence_lens lets each batch row stop
  * early: a row past its length keeps its state and writes zeros to Y; the
  * reverse direction starts at each row's own last step; a row of length 0
@@ -632,6 +634,32 @@ static void run_steps(void *arg, size_t begin, size_t end)
     }
 }
 
+/* Step s of a default LSTM of 1 to 3 rows as one fused product and cell
+ * (kernels/lstm_cell.h), the groups of units visited in the opposite order
+ * from the step before. */
+static void run_fused_step(const direction_run *d, int64_t s)
+{
+    int64_t H = d->hidden, GH = 4 * H;
+    int64_t t = d->reverse ? d->seq - 1 - s : s;
+    lstm_step_args a = {
+        .rows = (size_t)d->batch, .hidden = (size_t)H,
+        .h_prev = s % 2 ? d->h_next : d->h, .h_next = s % 2 ? d->h : d->h_next, .c = d->c,
+        .bias = d->bsum, .packed_r = d->packed_r, .chunk_units = CHUNK_UNITS,
+        .chunk_floats = r_chunk_floats(d->st), .clip = d->st->clip,
+        .input_forget = d->st->input_forget, .reverse = s % 2 != 0,
+    };
+    for (int64_t b = 0; b < d->batch; b++)
+        a.xw[b] = d->xw + x_row(d, t, b) * GH;
+    if (d->p) {
+        a.peep_i = d->p;
+        a.peep_o = d->p + H;
+        a.peep_f = d->p + 2 * H;
+    }
+    lstm_step_rows_f32(&a);
+    for (int64_t b = 0; d->y && b < d->batch; b++)
+        memcpy(y_at(d, t, b), a.h_next + b * H, (size_t)H * sizeof(float));
+}
+
 /* One step of GRU without linear_before_reset on the caller's thread (the
  * products themselves use the pool): z and r from H * R_zr^T, then the
  * candidate from (r . h) * R_h^T. */
@@ -726,14 +754,22 @@ static void run_direction(direction_run *d)
                 xw[k] += d->b[k] + (k < fold_rb ? d->b[GH + k] : 0.0f);
         }
     }
+    bool parallel = threadpool_size(d->pool) > 1 &&
+                    (double)d->batch * (double)GH * (double)H >= PARALLEL_STEP_MACS;
     if (!chunked_cell(st)) {
         for (int64_t s = 0; s < d->seq; s++)
             run_gru_step(d, s);
+    } else if (d->default_lstm && d->batch <= 3 && !d->lens && !d->step_input && !parallel &&
+               H % GEMM_PACK_NR == 0 && d->packed_r) {
+        /* a step of a few rows on one thread: one pass over R, the gate
+         * sums in registers (run_chunk's go through hr) and no task
+         * bookkeeping; measured in kernels/lstm_cell.c */
+        for (int64_t s = 0; s < d->seq; s++)
+            run_fused_step(d, s);
     } else {
         d->chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
         atomic_init(&d->next_task, 0);
         atomic_init(&d->done_tasks, 0);
-        bool parallel = (double)d->batch * (double)GH * (double)H >= PARALLEL_STEP_MACS;
         if (parallel)
             threadpool_parallel_for(d->pool, (size_t)threadpool_size(d->pool), 1, run_steps, d);
         else
