@@ -637,6 +637,59 @@ static void run_claimed(direction_run *d, size_t s, size_t j)
     atomic_fetch_add_explicit(&d->done_tasks, 1, memory_order_release);
 }
 
+/* A hint to bring p's cache line close, for writing when `own` (PREFETCHW,
+ * where the CPU has it). In asm: GCC takes a function made only of
+ * __builtin_prefetch for one without effects and drops its calls. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+
+static bool has_prefetchw(void)
+{
+    static atomic_int known; /* 0 unknown, 1 no, 2 yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        unsigned a, b, c, d;
+        k = __get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & (1u << 8)) ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+
+static inline void prefetch_line(const float *p, bool own)
+{
+    if (own)
+        __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+    else
+        __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p));
+}
+#else
+static bool has_prefetchw(void) { return false; }
+static inline void prefetch_line(const float *p, bool own) { (void)p, (void)own; }
+#endif
+
+/* Before lane `lane` runs step s on several threads: h_next's lines of its
+ * units were read by every lane during step s - 1, so each store of the
+ * cell would wait for the other cores to give its line up; asked for
+ * ownership here, the transfers overlap the step's products instead. The
+ * other lanes' units of h_prev, just written on their cores, are fetched
+ * the same way. */
+static void prefetch_step_state(const direction_run *d, int64_t s, size_t home0, size_t home1)
+{
+    int64_t H = d->hidden;
+    int64_t u0 = (int64_t)home0 * CHUNK_UNITS, u1 = (int64_t)home1 * CHUNK_UNITS;
+    u1 = u1 < H ? u1 : H;
+    const float *h_prev = s % 2 ? d->h_next : d->h;
+    const float *h_next = s % 2 ? d->h : d->h_next;
+    bool own = has_prefetchw();
+    for (int64_t b = 0; b < d->batch; b++) {
+        for (int64_t k = u0; own && k < u1; k += 16)
+            prefetch_line(h_next + b * H + k, true);
+        for (int64_t k = 0; k < H; k += 16)
+            if (k + 16 <= u0 || k >= u1)
+                prefetch_line(h_prev + b * H + k, false);
+    }
+}
+
 /* Every step of the layer on one lane per thread of the pool. Lane l owns
  * the chunks [l C / T, (l + 1) C / T) of every step, so a chunk's gate sums
  * (hr), cell state and R stay in one core's caches and only h crosses
@@ -668,6 +721,8 @@ static void run_steps(void *arg, size_t begin, size_t end)
             }
             spins = 0;
             atomic_store_explicit(&d->lanes[lane].value, s + 1, memory_order_relaxed);
+            if (d->n_lanes > 1)
+                prefetch_step_state(d, (int64_t)s, home0, home1);
             for (size_t j = home0; j < home1; j++)
                 if (claim_chunk(d, j, s))
                     run_claimed(d, s, j);
