@@ -36,6 +36,7 @@ typedef struct lstm_cell_args {
     bool input_forget;  /* f = 1 - i */
     float *c;           /* cell state: read, then overwritten */
     float *h;           /* new hidden state */
+    float *h_copy;      /* a second place for it (a row of Y), or NULL */
 } lstm_cell_args;
 
 void lstm_cell_f32(const lstm_cell_args *args, size_t n);

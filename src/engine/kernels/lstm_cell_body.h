@@ -101,7 +101,10 @@ TARGET static void SFX(cell_range)(const lstm_cell_args *a, size_t k0, size_t k1
         if (clip)
             go = V_MIN(hi, V_MAX(lo, go));
         V_STORE(a->c + k, c);
-        V_STORE(a->h + k, V_MUL(SFX(sigmoid)(go), SFX(tanh)(c)));
+        VF h = V_MUL(SFX(sigmoid)(go), SFX(tanh)(c));
+        V_STORE(a->h + k, h);
+        if (a->h_copy)
+            V_STORE(a->h_copy + k, h);
     }
 }
 

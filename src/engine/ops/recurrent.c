@@ -556,7 +556,7 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
             lstm_cell_args cell = {
                 .acc = gate, .acc_stride = (size_t)cw, .xw = xw, .bias = bs,
                 .xw_stride = (size_t)H, .clip = st->clip, .input_forget = st->input_forget,
-                .c = d->c + b * H + k0, .h = hn,
+                .c = d->c + b * H + k0, .h = hn, .h_copy = d->y ? y_at(d, t, b) + k0 : NULL,
             };
             if (d->p) {
                 cell.peep_i = d->p + k0;
@@ -602,7 +602,7 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
             for (int64_t k = 0; k < cw; k++)
                 hn[k] = go[k] * gc[k];
         }
-        if (d->y)
+        if (d->y && !d->default_lstm) /* the fused cell stored it there itself */
             memcpy(y_at(d, t, b) + k0, hn, (size_t)cw * sizeof(float));
     }
 }
@@ -972,7 +972,10 @@ static int recurrent_run(op_ctx *ctx)
                         : NULL;
     if (ctx->node->n_outputs > 0 && ctx->node->output_used[0] && !y)
         return -1;
-    if (y)
+    /* without sequence_lens every step writes every row of Y: zeroing it
+     * first was a serial pass over 1 MiB per layer of the bench LSTM at
+     * batch 64 */
+    if (y && lens)
         memset(y->data, 0, (size_t)ifd_tensor_count(y) * sizeof(float));
     ifd_tensor *yh = NULL, *yc = NULL;
     if (ctx->node->n_outputs > 1 && !(yh = op_output(ctx, 1, IFD_FLOAT, 3, h_dims)))

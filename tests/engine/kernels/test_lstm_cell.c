@@ -4,8 +4,8 @@
  * (the cell follows the GEMM's instruction set): row lengths around the 8-
  * and 16-lane vectors (the tail goes through the one-lane body), biases
  * given or folded, xw given or already in the accumulator, peepholes, clip,
- * input_forget, saturated gates; the worst error seen is printed. A NaN gate
- * input gives NaN in c and h.
+ * input_forget, saturated gates, h stored a second time (Y); the worst
+ * error seen is printed. A NaN gate input gives NaN in c and h.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -80,7 +80,7 @@ static double check_row(size_t n, bool with_xw, bool with_bias, bool peep, float
     float *acc = malloc(4 * stride * sizeof(float)), *xw = malloc(4 * stride * sizeof(float));
     float *bias = malloc(4 * stride * sizeof(float)), *p = malloc(3 * n * sizeof(float));
     float *c = malloc(n * sizeof(float)), *c0 = malloc(n * sizeof(float));
-    float *h = malloc(n * sizeof(float));
+    float *h = malloc(n * sizeof(float)), *h_copy = malloc(n * sizeof(float));
     for (size_t i = 0; i < 4 * stride; i++) {
         acc[i] = next_float(scale);
         xw[i] = next_float(scale);
@@ -98,7 +98,10 @@ static double check_row(size_t n, bool with_xw, bool with_bias, bool peep, float
         a.peep_o = p + n;
         a.peep_f = p + 2 * n;
     }
+    a.h_copy = with_xw ? h_copy : NULL; /* the second store, into Y, half the time */
     lstm_cell_f32(&a, n);
+    if (with_xw)
+        CHECK(memcmp(h, h_copy, n * sizeof(float)) == 0);
     double worst = 0;
     a.c = c0; /* the reference reads the state before the step */
     for (size_t k = 0; k < n; k++) {
@@ -118,6 +121,7 @@ static double check_row(size_t n, bool with_xw, bool with_bias, bool peep, float
     free(c);
     free(c0);
     free(h);
+    free(h_copy);
     return worst;
 }
 
