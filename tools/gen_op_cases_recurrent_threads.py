@@ -115,6 +115,82 @@ def recurrent_thread_cases():
                  feeds, outs, 18, initializers=inits, reference=reference)
 
 
+def lstm_state_cases(prefix, configs, seed, lens_at=None):
+    """LSTM cases with peepholes and initial state over `configs` of
+    (batch, hidden, directions, attributes, layout); `lens_at` gives the
+    batch whose case also takes sequence_lens (forward only)."""
+    rng = np.random.default_rng(seed)
+
+    def randn(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    seq, inp = 7, 24
+    for batch, hid, dirs, attrs, layout in configs:
+        w = randn(dirs, 4 * hid, inp, scale=0.3)
+        r = randn(dirs, 4 * hid, hid, scale=0.15 if hid < 100 else 0.06)
+        b = randn(dirs, 8 * hid, scale=0.3)
+        x = randn(batch, seq, inp) if layout else randn(seq, batch, inp)
+        state_dims = (batch, dirs, hid) if layout else (dirs, batch, hid)
+        h0, c0 = randn(*state_dims, scale=0.5), randn(*state_dims, scale=0.5)
+        p = randn(dirs, 3 * hid, scale=0.3)
+        with_lens = lens_at == batch and not layout
+        name = "%s_batch%d_hidden%d_%s%s%s_peepholes_initial_state" % (
+            prefix, batch, hid, attrs.get("direction", "forward"),
+            "_clip" if "clip" in attrs else "", "_sequence_lens" if with_lens else "")
+        if layout:
+            name += "_layout1"
+        ins = ["x", "w", "r", "b", "lens" if with_lens else "", "h0", "c0", "p"]
+        feeds = [("x", x)]
+        if with_lens:
+            feeds.append(("lens", np.array([7, 0, 3, 7, 1, 7, 6, 2][:batch], np.int32)))
+        feeds += [("h0", h0), ("c0", c0)]
+        outs, inits = [("y", F), ("yh", F), ("yc", F)], [("w", w), ("r", r), ("b", b), ("p", p)]
+        reference = None
+        if layout:
+            # ONNX Runtime refuses layout 1: the outputs of the layout-0 twin
+            # with batch and sequence/direction axes swapped
+            twin_feeds = [(n, a.transpose(1, 0, 2).copy()) for n, a in feeds]
+            gen.case("_twin", [gen.node("LSTM", ins, ["y", "yh", "yc"], hidden_size=hid, **attrs)],
+                     twin_feeds, outs, 18, initializers=inits)
+            twin_dir = os.path.join(OUT, "_twin")
+            got, _ = gen.ort_reference.run(os.path.join(twin_dir, "model.onnx"), dict(twin_feeds))
+            shutil.rmtree(twin_dir)
+            reference = lambda _inputs, got=got: {  # noqa: E731
+                "y": got["y"].transpose(2, 0, 1, 3).copy(),
+                "yh": got["yh"].transpose(1, 0, 2).copy(),
+                "yc": got["yc"].transpose(1, 0, 2).copy()}
+        gen.case(name, [gen.node("LSTM", ins, ["y", "yh", "yc"], hidden_size=hid,
+                                 **dict(attrs, layout=layout))],
+                 feeds, outs, 18, initializers=inits, reference=reference)
+
+
+def fused_step_cases():
+    """An LSTM of 1 to 3 batch rows with the default activations and a
+    hidden size a multiple of 16 runs each step as one fused product and
+    cell (kernels/lstm_cell.h's lstm_step_rows_f32), R read chunk by chunk
+    in its packed layout: hidden 48 ends in a chunk of 16 units, hidden 272
+    has two K panels of R (256 + 16 rows) and takes the pool at 2 threads
+    for batch 1 (2^17 multiply-adds a step) instead. Peepholes, clip,
+    initial state, both directions and layout 1."""
+    lstm_state_cases("lstm_fused", (
+        (1, 48, 1, dict(clip=1.5), 0),
+        (2, 48, 2, dict(direction="bidirectional"), 0),
+        (3, 48, 1, dict(direction="reverse"), 1),
+        (1, 272, 1, {}, 0)), 20261206)
+
+
+def lane_projection_cases():
+    """At 2 threads a step of batch 8 and hidden 64 (2^17 multiply-adds)
+    runs on the pool's lanes, and its projection fits in cache: each
+    chunk's first step projects every step's X rows onto its units
+    (recurrent.c's lane_xw), then the steps add H x R^T in place. Both
+    layouts (rows of a step strided in layout 1), reverse, and forward
+    sequence_lens (including 0)."""
+    lstm_state_cases("lstm_lanes", (
+        (8, 64, 1, dict(direction="reverse"), 1),
+        (8, 64, 1, {}, 0)), 20261208, lens_at=8)
+
+
 def write_tolerances():
     """Hidden states near 0 come from sums of terms near 1 that cancel (an RNN
     output of 2.5e-4 from a 144-term sum): a different but equally exact
@@ -131,6 +207,8 @@ def main():
     os.makedirs(OUT)
     gen.OUT = OUT
     recurrent_thread_cases()
+    fused_step_cases()
+    lane_projection_cases()
     write_tolerances()
     print("wrote %d cases to %s" % (len(os.listdir(OUT)), os.path.relpath(OUT)))
 

@@ -36,8 +36,36 @@ typedef struct lstm_cell_args {
     bool input_forget;  /* f = 1 - i */
     float *c;           /* cell state: read, then overwritten */
     float *h;           /* new hidden state */
+    float *h_copy;      /* a second place for it (a row of Y), or NULL */
 } lstm_cell_args;
 
 void lstm_cell_f32(const lstm_cell_args *args, size_t n);
+
+/* One whole step of 1 to 3 batch rows, the product H_prev x R^T fused with
+ * the cell: R is read as ops/recurrent.c packs it, by chunks of
+ * `chunk_units` hidden units, each chunk a packed B^T operand (gemm.h's
+ * layout, K = hidden) whose columns are gate 0's units of the chunk, then
+ * gate 1's...; hidden and chunk_units must be multiples of GEMM_PACK_NR.
+ * For each group of GEMM_PACK_NR units the four gates' sums stay in
+ * registers from the product to the cell, so the step reads R once (a GEMV
+ * is bound by the L2 bandwidth R streams at) and writes no gate buffer.
+ * `reverse` visits the groups last to first: alternated by the caller from
+ * step to step, the part of R read last (still in L1) is read first. */
+typedef struct lstm_step_args {
+    size_t rows, hidden;   /* rows in [1, 3] */
+    const float *h_prev;   /* rows x hidden */
+    float *h_next;         /* rows x hidden, not overlapping h_prev */
+    float *c;              /* rows x hidden: read, then overwritten */
+    const float *xw[3];    /* row r's X x W^T (gate q of unit k at [q * hidden + k]), or NULL */
+    const float *bias;     /* Wb + Rb in the same layout, or NULL */
+    const float *packed_r;
+    size_t chunk_units, chunk_floats; /* chunk j at packed_r + j * chunk_floats */
+    const float *peep_i, *peep_o, *peep_f; /* P's three rows, or all NULL */
+    float clip;
+    bool input_forget;
+    bool reverse;
+} lstm_step_args;
+
+void lstm_step_rows_f32(const lstm_step_args *args);
 
 #endif /* INFERD_ENGINE_KERNELS_LSTM_CELL_H */

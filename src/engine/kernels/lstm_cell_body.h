@@ -11,6 +11,7 @@
  *               [-126, 126], anything but a trap for a NaN n (the polynomial
  *               it scales is NaN then)
  *   V_RCP(d)    1/d to within an ulp or two, for positive normal d
+ *   V_PREFETCH(p) a hint to bring p's line into L1, or nothing
  *
  * No select or NaN test anywhere: every clamp keeps a NaN (operand order
  * above) and the arithmetic after it carries the NaN to c and h, as the
@@ -100,7 +101,81 @@ TARGET static void SFX(cell_range)(const lstm_cell_args *a, size_t k0, size_t k1
         if (clip)
             go = V_MIN(hi, V_MAX(lo, go));
         V_STORE(a->c + k, c);
-        V_STORE(a->h + k, V_MUL(SFX(sigmoid)(go), SFX(tanh)(c)));
+        VF h = V_MUL(SFX(sigmoid)(go), SFX(tanh)(c));
+        V_STORE(a->h + k, h);
+        if (a->h_copy)
+            V_STORE(a->h_copy + k, h);
+    }
+}
+
+/* Group g (units [16 g, 16 g + 16)) of lstm_step_rows_f32, `rows` a
+ * constant so that the rows x 4 x 16 sums stay in registers (AVX-512: 12
+ * of 32; AVX2 spills at 3 rows, the portable build keeps them in memory).
+ * Gate q's 16 columns of the group are one packed sliver, the four of a
+ * group `sliver_step` slivers apart; each streams NR floats per K row. */
+TARGET static inline __attribute__((always_inline)) void
+SFX(step_group)(const lstm_step_args *a, size_t g, const int rows)
+{
+    enum { NV = 16 / VW };
+    size_t H = a->hidden, cu = a->chunk_units;
+    size_t j = g * 16 / cu, u0 = g * 16 % cu, cw = H - j * cu < cu ? H - j * cu : cu;
+    const float *chunk = a->packed_r + j * a->chunk_floats;
+    size_t npad = 4 * cw, sliver0 = u0 / 16, sliver_step = cw / 16;
+    VF acc[3][4][NV];
+    for (int r = 0; r < rows; r++)
+        for (int q = 0; q < 4; q++)
+            for (int u = 0; u < NV; u++)
+                acc[r][q][u] = V_SET1(0.0f);
+    for (size_t p0 = 0; p0 < H; p0 += GEMM_PACK_KC) {
+        size_t kc = H - p0 < GEMM_PACK_KC ? H - p0 : GEMM_PACK_KC;
+        const float *base = chunk + p0 * npad + sliver0 * 16 * kc;
+        size_t qs = sliver_step * 16 * kc;
+        const float *hp = a->h_prev + p0;
+        for (size_t p = 0; p < kc; p++) {
+            VF hv[3];
+            for (int r = 0; r < rows; r++)
+                hv[r] = V_SET1(hp[(size_t)r * H + p]);
+            for (int q = 0; q < 4; q++) {
+                const float *w = base + (size_t)q * qs + p * 16;
+                /* L2 latency, not its bandwidth, is what a lone stream waits on */
+                V_PREFETCH(w + 8 * 16);
+                for (int u = 0; u < NV; u++) {
+                    VF wv = V_LOAD(w + u * VW);
+                    for (int r = 0; r < rows; r++)
+                        acc[r][q][u] = V_FMA(hv[r], wv, acc[r][q][u]);
+                }
+            }
+        }
+    }
+    float sums[64];
+    for (int r = 0; r < rows; r++) {
+        for (int q = 0; q < 4; q++)
+            for (int u = 0; u < NV; u++)
+                V_STORE(sums + q * 16 + u * VW, acc[r][q][u]);
+        size_t k0 = g * 16;
+        lstm_cell_args cell = {
+            .acc = sums, .acc_stride = 16, .xw = a->xw[r] ? a->xw[r] + k0 : NULL,
+            .bias = a->bias ? a->bias + k0 : NULL, .xw_stride = H,
+            .peep_i = a->peep_i ? a->peep_i + k0 : NULL,
+            .peep_o = a->peep_o ? a->peep_o + k0 : NULL,
+            .peep_f = a->peep_f ? a->peep_f + k0 : NULL, .clip = a->clip,
+            .input_forget = a->input_forget, .c = a->c + (size_t)r * H + k0,
+            .h = a->h_next + (size_t)r * H + k0,
+        };
+        SFX(cell_range)(&cell, 0, 16);
+    }
+}
+
+TARGET static void SFX(step_rows)(const lstm_step_args *a)
+{
+    size_t groups = a->hidden / 16;
+    for (size_t i = 0; i < groups; i++) {
+        size_t g = a->reverse ? groups - 1 - i : i;
+        switch (a->rows) {
+        case 1: SFX(step_group)(a, g, 1); break;
+        case 2: SFX(step_group)(a, g, 2); break;
+        default: SFX(step_group)(a, g, 3); break;
+        }
     }
 }
 
@@ -120,3 +195,4 @@ TARGET static void SFX(cell_range)(const lstm_cell_args *a, size_t k0, size_t k1
 #undef V_ROUND
 #undef V_POW2I
 #undef V_RCP
+#undef V_PREFETCH

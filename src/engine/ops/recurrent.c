@@ -21,7 +21,9 @@
  * from kernels/lstm_cell.h (one fused pass per row of a chunk). When the
  * projection of every step at once would be too big to stay in cache
  * (XW_STEP_BYTES), an LSTM's chunks instead multiply their step's X rows by
- * W (packed by chunks too) into the accumulator of H x R^T. Gate order is
+ * W (packed by chunks too) into the accumulator of H x R^T. A default LSTM
+ * of 1 to 3 rows whose step is too small for the pool runs each step as one
+ * fused product and cell over the same packed R (lstm_step_rows_f32). Gate order is
  * ONNX's: LSTM i, o, f, c; GRU z, r, h. sequence_lens lets each batch row stop
  * early: a row past its length keeps its state and writes zeros to Y; the
  * reverse direction starts at each row's own last step; a row of length 0
@@ -429,6 +431,12 @@ static int recurrent_prepare(op_node *node, ifd_error *err)
 
 /* ---- run ------------------------------------------------------------------------ */
 
+/* A counter alone on its cache line: the lanes of run_steps poll them. */
+typedef struct step_counter {
+    atomic_size_t value;
+    char pad[64 - sizeof(atomic_size_t)];
+} step_counter;
+
 typedef struct direction_run {
     const recurrent_state *st;
     int64_t seq, batch, input, hidden;
@@ -438,8 +446,10 @@ typedef struct direction_run {
     const float *w, *r, *b, *p; /* this direction's W, R, B (or NULL), P (or NULL) */
     const float *packed_w; /* W packed at load, or NULL */
     const float *packed_r; /* R packed by chunks (chunked cells), or NULL */
-    const float *packed_wc; /* W packed by chunks when step_input, else NULL */
+    const float *packed_wc; /* W packed by chunks when step_input or lane_xw, else NULL */
     bool step_input;  /* each chunk multiplies its step's X rows by W itself (no xw) */
+    bool lane_xw;     /* each chunk's first step projects every step's X rows onto
+                         its units (xw, chunk by chunk), the steps add H x R^T to it */
     const int32_t *lens;
     float *xw;        /* [seq * batch, gates * hidden], rows in X's order */
     float *bsum;      /* [gates * hidden]: Wb + Rb (see run_direction), or NULL */
@@ -454,9 +464,11 @@ typedef struct direction_run {
     const activation_fn *f, *g, *hact;
     bool default_lstm; /* LSTM with Sigmoid, Tanh, Tanh: the fused lstm_cell_f32 */
     threadpool *pool;
-    /* step tasks (see run_steps): task step * chunks + j is chunk j of a step */
-    size_t chunks;
-    atomic_size_t next_task, done_tasks;
+    /* step tasks (see run_steps): chunk j of step s */
+    size_t chunks, n_lanes;
+    step_counter *claims; /* [chunks]: the next step of chunk j to be taken */
+    step_counter *lanes;  /* [n_lanes]: 1 + the step a lane is at, 0 when none */
+    atomic_size_t done_tasks;    /* chunks done, all steps */
 } direction_run;
 
 static int64_t x_row(const direction_run *d, int64_t t, int64_t b)
@@ -484,10 +496,28 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
     int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
     size_t n = (size_t)(G * cw);
     float *hr = d->hr + d->batch * G * k0;
+    size_t ldh = n; /* from one batch row's gate sums in hr to the next */
     gemm_operand ha = {h_prev, (size_t)H, false, false};
     gemm_operand rop = {d->packed_r + j * r_chunk_floats(st), 0, false, true};
     float beta = 0.0f;
-    if (d->step_input) {
+    if (d->lane_xw) {
+        /* chunk j's X x W^T of every step at once ([rows of X, n], X's row
+         * order), made by whoever runs its first step, normally its own
+         * lane, so that it stays in that core's cache; each step then adds
+         * H x R^T to its rows in place */
+        float *xwc = d->xw + (size_t)(d->seq * d->batch * G * k0);
+        if (s == 0) {
+            gemm_operand xa = {d->x, (size_t)d->input, false, false};
+            gemm_operand wop = {d->packed_wc + j * chunk_floats(st, (size_t)d->input), 0, false,
+                                true};
+            gemm_f32_ex((size_t)(d->seq * d->batch), n, (size_t)d->input, 1.0f, xa, wop, 0.0f,
+                        xwc, n, NULL);
+        }
+        int64_t t = d->reverse ? d->seq - 1 - s : s;
+        hr = xwc + x_row(d, t, 0) * (int64_t)n;
+        ldh = n * (size_t)(st->layout ? d->seq : 1);
+        beta = 1.0f;
+    } else if (d->step_input) {
         /* X_t x W_chunk^T first, then H x R_chunk^T adds to it: every row of
          * the batch is at the same t here (see run_direction), X_t's rows
          * are `lda` apart in either layout */
@@ -499,7 +529,7 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
         gemm_f32_ex((size_t)d->batch, n, (size_t)d->input, 1.0f, xa, wop, 0.0f, hr, n, NULL);
         beta = 1.0f;
     }
-    gemm_f32_ex((size_t)d->batch, n, (size_t)H, 1.0f, ha, rop, beta, hr, n, NULL);
+    gemm_f32_ex((size_t)d->batch, n, (size_t)H, 1.0f, ha, rop, beta, hr, ldh, NULL);
     /* GRU with linear_before_reset: R's candidate product is scaled by r
      * before x is added, and its own bias rb_h stays out of xw */
     bool gru = st->cell == CELL_GRU;
@@ -513,9 +543,10 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
             continue;
         }
         int64_t t = d->reverse ? len - 1 - s : s;
-        const float *xw = d->step_input ? NULL : d->xw + x_row(d, t, b) * GH + k0;
+        const float *xw =
+            d->step_input || d->lane_xw ? NULL : d->xw + x_row(d, t, b) * GH + k0;
         const float *bs = d->bsum ? d->bsum + k0 : NULL;
-        float *gate = hr + b * (int64_t)n; /* gate q of unit k at gate[q * cw + k] */
+        float *gate = hr + b * (int64_t)ldh; /* gate q of unit k at gate[q * cw + k] */
         for (int64_t q = 0; !d->default_lstm && q < (gru ? 2 : G); q++) {
             if (!xw) {
                 for (int64_t k = 0; bs && k < cw; k++)
@@ -546,7 +577,7 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
             lstm_cell_args cell = {
                 .acc = gate, .acc_stride = (size_t)cw, .xw = xw, .bias = bs,
                 .xw_stride = (size_t)H, .clip = st->clip, .input_forget = st->input_forget,
-                .c = d->c + b * H + k0, .h = hn,
+                .c = d->c + b * H + k0, .h = hn, .h_copy = d->y ? y_at(d, t, b) + k0 : NULL,
             };
             if (d->p) {
                 cell.peep_i = d->p + k0;
@@ -592,44 +623,174 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
             for (int64_t k = 0; k < cw; k++)
                 hn[k] = go[k] * gc[k];
         }
-        if (d->y)
+        if (d->y && !d->default_lstm) /* the fused cell stored it there itself */
             memcpy(y_at(d, t, b) + k0, hn, (size_t)cw * sizeof(float));
     }
 }
 
-/* Every step's chunks in order, on each thread that joins: the next task
- * is taken from one counter, but only once every task of the steps before
- * it is done (a thread waits before it claims, never while holding a
- * claim). Unlike a parallel_for per step, nobody waits for a thread that
- * has not started or was preempted while waiting: on a loaded machine the
- * caller then takes every chunk itself and the layer runs at one thread's
- * speed instead of stalling on each of its steps. */
+/* How many pauses (~40 ns each) a lane leaves a chunk to an owner that has
+ * reached the step but not yet claimed it before taking it itself. */
+#define STEAL_SPINS 256
+
+/* The lane whose home chunks (see run_steps) include chunk j. */
+static size_t owner_lane(const direction_run *d, size_t j)
+{
+    size_t lanes = d->n_lanes, chunks = d->chunks, lane = j * lanes / chunks;
+    while (lane + 1 < lanes && (lane + 1) * chunks / lanes <= j)
+        lane++;
+    while (lane > 0 && lane * chunks / lanes > j)
+        lane--;
+    return lane;
+}
+
+/* Chunk j of step s, if nobody has taken it yet. */
+static bool claim_chunk(direction_run *d, size_t j, size_t s)
+{
+    size_t want = s;
+    return atomic_load_explicit(&d->claims[j].value, memory_order_relaxed) == s &&
+           atomic_compare_exchange_strong_explicit(&d->claims[j].value, &want, s + 1,
+                                                   memory_order_relaxed, memory_order_relaxed);
+}
+
+static void run_claimed(direction_run *d, size_t s, size_t j)
+{
+    run_chunk(d, (int64_t)s, j);
+    atomic_fetch_add_explicit(&d->done_tasks, 1, memory_order_release);
+}
+
+/* A hint to bring p's cache line close, for writing when `own` (PREFETCHW,
+ * where the CPU has it). In asm: GCC takes a function made only of
+ * __builtin_prefetch for one without effects and drops its calls. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+
+static bool has_prefetchw(void)
+{
+    static atomic_int known; /* 0 unknown, 1 no, 2 yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (!k) {
+        unsigned a, b, c, d;
+        k = __get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & (1u << 8)) ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+
+static inline void prefetch_line(const float *p, bool own)
+{
+    if (own)
+        __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+    else
+        __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p));
+}
+#else
+static bool has_prefetchw(void) { return false; }
+static inline void prefetch_line(const float *p, bool own) { (void)p, (void)own; }
+#endif
+
+/* Before lane `lane` runs step s on several threads: h_next's lines of its
+ * units were read by every lane during step s - 1, so each store of the
+ * cell would wait for the other cores to give its line up; asked for
+ * ownership here, the transfers overlap the step's products instead. The
+ * other lanes' units of h_prev, just written on their cores, are fetched
+ * the same way. */
+static void prefetch_step_state(const direction_run *d, int64_t s, size_t home0, size_t home1)
+{
+    int64_t H = d->hidden;
+    int64_t u0 = (int64_t)home0 * CHUNK_UNITS, u1 = (int64_t)home1 * CHUNK_UNITS;
+    u1 = u1 < H ? u1 : H;
+    const float *h_prev = s % 2 ? d->h_next : d->h;
+    const float *h_next = s % 2 ? d->h : d->h_next;
+    bool own = has_prefetchw();
+    for (int64_t b = 0; b < d->batch; b++) {
+        for (int64_t k = u0; own && k < u1; k += 16)
+            prefetch_line(h_next + b * H + k, true);
+        for (int64_t k = 0; k < H; k += 16)
+            if (k + 16 <= u0 || k >= u1)
+                prefetch_line(h_prev + b * H + k, false);
+    }
+}
+
+/* Every step of the layer on one lane per thread of the pool. Lane l owns
+ * the chunks [l C / T, (l + 1) C / T) of every step, so a chunk's gate sums
+ * (hr), cell state and R stay in one core's caches and only h crosses
+ * between cores; a step starts once every chunk of the step before is done
+ * (one counter). Before, chunks were taken first-come from one queue and
+ * moved from core to core between steps; with step_input at several
+ * threads (see recurrent_run) the bench LSTM at batch 8 and 2 threads went
+ * from 770 to 717-738 us a run (chrt, medians), lanes alone within noise.
+ *
+ * Nobody waits for a thread that has not started or was preempted: a lane
+ * that has done its own chunks takes another lane's at once when that lane
+ * has not reached the step (its thread is not running it, or is off its
+ * core), and otherwise after STEAL_SPINS; the caller, which runs lane 0 and
+ * then any lane no worker joined, finishes the layer alone at one thread's
+ * speed instead of stalling on each step. */
 static void run_steps(void *arg, size_t begin, size_t end)
 {
     direction_run *d = arg;
-    (void)begin;
-    (void)end;
-    size_t total = (size_t)d->seq * d->chunks;
-    unsigned spins = 0;
-    for (;;) {
-        size_t task = atomic_load_explicit(&d->next_task, memory_order_relaxed);
-        if (task >= total)
-            return;
-        size_t before = task / d->chunks * d->chunks;
-        if (atomic_load_explicit(&d->done_tasks, memory_order_acquire) < before) {
-            if (++spins < 4096)
-                cpu_pause();
-            else
-                sched_yield(); /* the chunk we wait for is on a preempted thread */
-            continue;
+    size_t chunks = d->chunks, seq = (size_t)d->seq;
+    for (size_t lane = begin; lane < end; lane++) {
+        size_t home0 = lane * chunks / d->n_lanes, home1 = (lane + 1) * chunks / d->n_lanes;
+        size_t s = atomic_load_explicit(&d->done_tasks, memory_order_acquire) / chunks;
+        unsigned spins = 0;
+        for (; s < seq; s++) {
+            while (atomic_load_explicit(&d->done_tasks, memory_order_acquire) < s * chunks) {
+                if (++spins < 4096)
+                    cpu_pause();
+                else
+                    sched_yield(); /* the chunk we wait for is on a preempted thread */
+            }
+            spins = 0;
+            atomic_store_explicit(&d->lanes[lane].value, s + 1, memory_order_relaxed);
+            if (d->n_lanes > 1)
+                prefetch_step_state(d, (int64_t)s, home0, home1);
+            for (size_t j = home0; j < home1; j++)
+                if (claim_chunk(d, j, s))
+                    run_claimed(d, s, j);
+            for (size_t i = 0; i < chunks - (home1 - home0); i++) {
+                size_t j = (home1 + i) % chunks, owner = owner_lane(d, j);
+                for (unsigned wait = 0;
+                     atomic_load_explicit(&d->claims[j].value, memory_order_relaxed) == s;
+                     wait++) {
+                    size_t at = atomic_load_explicit(&d->lanes[owner].value, memory_order_relaxed);
+                    if (at != s + 1 || wait >= STEAL_SPINS) {
+                        if (claim_chunk(d, j, s))
+                            run_claimed(d, s, j);
+                        break;
+                    }
+                    cpu_pause();
+                }
+            }
         }
-        if (!atomic_compare_exchange_weak_explicit(&d->next_task, &task, task + 1,
-                                                   memory_order_relaxed, memory_order_relaxed))
-            continue;
-        spins = 0;
-        run_chunk(d, (int64_t)(task / d->chunks), task % d->chunks);
-        atomic_fetch_add_explicit(&d->done_tasks, 1, memory_order_release);
+        atomic_store_explicit(&d->lanes[lane].value, 0, memory_order_relaxed);
     }
+}
+
+/* Step s of a default LSTM of 1 to 3 rows as one fused product and cell
+ * (kernels/lstm_cell.h), the groups of units visited in the opposite order
+ * from the step before. */
+static void run_fused_step(const direction_run *d, int64_t s)
+{
+    int64_t H = d->hidden, GH = 4 * H;
+    int64_t t = d->reverse ? d->seq - 1 - s : s;
+    lstm_step_args a = {
+        .rows = (size_t)d->batch, .hidden = (size_t)H,
+        .h_prev = s % 2 ? d->h_next : d->h, .h_next = s % 2 ? d->h : d->h_next, .c = d->c,
+        .bias = d->bsum, .packed_r = d->packed_r, .chunk_units = CHUNK_UNITS,
+        .chunk_floats = r_chunk_floats(d->st), .clip = d->st->clip,
+        .input_forget = d->st->input_forget, .reverse = s % 2 != 0,
+    };
+    for (int64_t b = 0; b < d->batch; b++)
+        a.xw[b] = d->xw + x_row(d, t, b) * GH;
+    if (d->p) {
+        a.peep_i = d->p;
+        a.peep_o = d->p + H;
+        a.peep_f = d->p + 2 * H;
+    }
+    lstm_step_rows_f32(&a);
+    for (int64_t b = 0; d->y && b < d->batch; b++)
+        memcpy(y_at(d, t, b), a.h_next + b * H, (size_t)H * sizeof(float));
 }
 
 /* One step of GRU without linear_before_reset on the caller's thread (the
@@ -692,13 +853,20 @@ static void run_gru_step(direction_run *d, int64_t s)
  * the pool costs more than it saves on a batch-1 step of a small layer. */
 #define PARALLEL_STEP_MACS (1 << 17)
 
+/* Whether a chunked cell's steps run on every thread of the pool. */
+static bool steps_in_parallel(const recurrent_state *st, int64_t batch, threadpool *pool)
+{
+    double gh = (double)(st->gates * st->hidden);
+    return threadpool_size(pool) > 1 && (double)batch * gh * (double)st->hidden >= PARALLEL_STEP_MACS;
+}
+
 static void run_direction(direction_run *d)
 {
     const recurrent_state *st = d->st;
     int64_t H = d->hidden, G = st->gates, GH = G * H;
     /* the input projection of every step at once, unless each step's
      * chunks make their own (step_input) */
-    if (!d->step_input) {
+    if (!d->step_input && !d->lane_xw) {
         gemm_operand xa = {d->x, (size_t)d->input, false, false};
         gemm_operand wop = {d->w, (size_t)d->input, true, false};
         if (d->packed_w)
@@ -726,16 +894,27 @@ static void run_direction(direction_run *d)
                 xw[k] += d->b[k] + (k < fold_rb ? d->b[GH + k] : 0.0f);
         }
     }
+    bool parallel = steps_in_parallel(st, d->batch, d->pool);
     if (!chunked_cell(st)) {
         for (int64_t s = 0; s < d->seq; s++)
             run_gru_step(d, s);
+    } else if (d->default_lstm && d->batch <= 3 && !d->lens && !d->step_input && !parallel &&
+               H % GEMM_PACK_NR == 0 && d->packed_r) {
+        /* a step of a few rows on one thread: one pass over R, the gate
+         * sums in registers (run_chunk's go through hr) and no task
+         * bookkeeping; measured in kernels/lstm_cell.c */
+        for (int64_t s = 0; s < d->seq; s++)
+            run_fused_step(d, s);
     } else {
         d->chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
-        atomic_init(&d->next_task, 0);
+        d->n_lanes = parallel ? (size_t)threadpool_size(d->pool) : 1;
+        for (size_t j = 0; j < d->chunks; j++)
+            atomic_init(&d->claims[j].value, 0);
+        for (size_t l = 0; l < d->n_lanes; l++)
+            atomic_init(&d->lanes[l].value, 0);
         atomic_init(&d->done_tasks, 0);
-        bool parallel = (double)d->batch * (double)GH * (double)H >= PARALLEL_STEP_MACS;
         if (parallel)
-            threadpool_parallel_for(d->pool, (size_t)threadpool_size(d->pool), 1, run_steps, d);
+            threadpool_parallel_for(d->pool, d->n_lanes, 1, run_steps, d);
         else
             run_steps(d, 0, 1);
     }
@@ -815,7 +994,10 @@ static int recurrent_run(op_ctx *ctx)
                         : NULL;
     if (ctx->node->n_outputs > 0 && ctx->node->output_used[0] && !y)
         return -1;
-    if (y)
+    /* without sequence_lens every step writes every row of Y: zeroing it
+     * first was a serial pass over 1 MiB per layer of the bench LSTM at
+     * batch 64 */
+    if (y && lens)
         memset(y->data, 0, (size_t)ifd_tensor_count(y) * sizeof(float));
     ifd_tensor *yh = NULL, *yc = NULL;
     if (ctx->node->n_outputs > 1 && !(yh = op_output(ctx, 1, IFD_FLOAT, 3, h_dims)))
@@ -830,15 +1012,28 @@ static int recurrent_run(op_ctx *ctx)
      * reads its rows back: past XW_STEP_BYTES they come from memory, and at
      * batch 64 of the bench LSTM (4 MB) those loads were half the cell's
      * time. Then each step's chunks multiply their step's X rows by W's
-     * chunk themselves, into the same accumulator as H x R^T. All rows of a
-     * step must be at the same t: not so in reverse with sequence_lens. */
-    bool step_input = st->packed_wc && packed_at_load &&
-                      (double)rows * (double)(G * H) * sizeof(float) > XW_STEP_BYTES &&
-                      !(lens && (st->reverse_only || D == 2));
+     * chunk themselves, into the same accumulator as H x R^T. So too when
+     * the steps run on several threads: the projection's products, split
+     * over the pool by its own blocks, left most of each lane's xw in the
+     * other core's cache, and the cells' reads of it doubled their time
+     * (bench LSTM, batch 8, 2 threads: 765 -> 711 us a run); where it fits
+     * (lane_xw) each chunk's first step makes the projection of its units
+     * for every step at once, on its own lane's core, one efficient product
+     * again (same run: 660 -> 603 us). All rows of a step must be at the
+     * same t: not so in reverse with sequence_lens. */
+    bool by_chunk = st->packed_wc && packed_at_load && !(lens && (st->reverse_only || D == 2));
+    bool fits = (double)rows * (double)(G * H) * sizeof(float) <= XW_STEP_BYTES;
+    bool step_input = by_chunk && (!fits || steps_in_parallel(st, batch, op_threadpool(ctx)));
+    bool lane_xw = step_input && fits;
+    step_input = step_input && !lane_xw;
     float *xw = op_scratch(ctx, ((step_input ? 0 : rows * (size_t)(G * H)) + 1) * sizeof(float));
     float *state = op_scratch(ctx, (state_floats + 1) * sizeof(float));
     float *bsum = op_scratch(ctx, ((size_t)(G * H) + 1) * sizeof(float));
-    if (!xw || !state || !bsum)
+    size_t chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
+    step_counter *claims = op_scratch(ctx, chunks * sizeof(step_counter));
+    step_counter *lanes =
+        op_scratch(ctx, (size_t)threadpool_size(op_threadpool(ctx)) * sizeof(step_counter));
+    if (!xw || !state || !bsum || !claims || !lanes)
         return -1;
     /* R packed by chunks per run when it was not an initializer at load */
     float *packed_r = NULL, *gathered = NULL;
@@ -857,6 +1052,7 @@ static int recurrent_run(op_ctx *ctx)
             .b = bias ? (const float *)bias->data + dir * 2 * G * H : NULL,
             .p = peep ? (const float *)peep->data + dir * 3 * H : NULL,
             .lens = lens ? lens->data : NULL, .xw = xw, .bsum_buf = bsum,
+            .claims = claims, .lanes = lanes,
             .h = state, .h_next = state + bh,
             .c = st->cell == CELL_LSTM ? state + 2 * bh : NULL,
             .rh = state + 3 * bh, .rh_out = state + 4 * bh,
@@ -866,9 +1062,10 @@ static int recurrent_run(op_ctx *ctx)
         if (packed_at_load) {
             d.packed_w = st->packed_w + (size_t)dir * st->packed_w_floats;
             d.packed_r = st->packed_r + (size_t)dir * st->packed_r_floats;
-            if (step_input) {
+            if (step_input || lane_xw) {
                 d.packed_wc = st->packed_wc + (size_t)dir * st->packed_wc_floats;
-                d.step_input = true;
+                d.step_input = step_input;
+                d.lane_xw = lane_xw;
             }
         } else if (packed_r) {
             pack_r_chunks(st, d.r, packed_r, gathered);
