@@ -37,6 +37,10 @@ void vmath_gelu(const float *x, float *y, size_t n);
  * double (Softmax over long rows keeps its precision). */
 double vmath_exp_shifted_sum(const float *x, float *y, size_t n, float shift);
 
+/* y = Softmax(x) over one row of n floats: exp(x - max) / sum, the sum in
+ * double as above. A row holding a NaN comes out all NaN. */
+void vmath_softmax(const float *x, float *y, size_t n);
+
 /* The implementations this CPU can run, best first ("avx512", "avx2",
  * "generic"); fills up to capacity names and returns how many there are. */
 size_t vmath_kernel_names(const char **names, size_t capacity);

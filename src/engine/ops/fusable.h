@@ -59,5 +59,12 @@ bool matmul_can_view(const op_node *node);
 bool matmul_fuse_input_transpose(op_node *matmul, int input, const int64_t *perm, size_t n);
 bool matmul_fuse_output_transpose(op_node *matmul, const int64_t *perm, size_t n);
 bool matmul_fuse_scale(op_node *matmul, float scale);
+/* Attention: `pv` (weights x V) reads Softmax(qk) over the last axis, where
+ * `qk` is another such MatMul (Q x K^T, perhaps viewed and scaled) whose
+ * result nothing else reads. pv takes over qk's operands and computes the
+ * whole of Softmax(Q x K^T) x V a block of query rows at a time, keeping the
+ * scores in cache; the pass then gives pv the inputs (Q, V, K) in that order
+ * and removes qk and the Softmax. All three operands must be 3-D. */
+bool matmul_fuse_attention(op_node *pv, const op_node *qk);
 
 #endif /* INFERD_ENGINE_OPS_FUSABLE_H */
