@@ -329,9 +329,8 @@ static void batched_items(void *arg, size_t begin, size_t end)
 }
 
 /* A product whose output rows get a bias row added and are then clamped
- * (fused MatMul + Add + Relu/Clip): row blocks small enough that a block of
- * the output stays in cache from the product through the clamp, shared by
- * the threads (so the bias and the clamp run on every thread too). */
+ * (fused MatMul + Add + Relu/Clip): the kernel's epilogue (gemm.h) adds and
+ * clamps each tile before storing it, and the threads share row blocks. */
 typedef struct rows_job {
     size_t m, n, k, block;
     const float *a;
@@ -342,41 +341,6 @@ typedef struct rows_job {
     const kernel_epilogue *epilogue;
 } rows_job;
 
-/* A block's rows += beta * bias, then the clamp, in one pass while the
- * block is still in cache. Built for AVX-512 and AVX2 too (chosen when the
- * library loads): at the baseline's 4 lanes this pass was 3% of the
- * transformer encoder's time. */
-#if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define BIAS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef BIAS_CLONES
-#define BIAS_CLONES
-#endif
-
-static BIAS_CLONES void add_bias_clamp(float *restrict y, size_t rows, size_t n,
-                                       const float *restrict bias, float beta,
-                                       const kernel_epilogue *e)
-{
-    bool clamp = e && e->clamp;
-    float lo = clamp ? e->lo : 0.0f, hi = clamp ? e->hi : 0.0f;
-    for (size_t r = 0; r < rows; r++, y += n) {
-        if (bias && beta == 1.0f)
-            for (size_t j = 0; j < n; j++)
-                y[j] += bias[j];
-        else if (bias)
-            for (size_t j = 0; j < n; j++)
-                y[j] += beta * bias[j];
-        if (clamp) /* as epilogue_apply: NaN passes */
-            for (size_t j = 0; j < n; j++) {
-                float v = y[j];
-                v = v < lo ? lo : v;
-                y[j] = v > hi ? hi : v;
-            }
-    }
-}
-
 static void row_blocks(void *arg, size_t begin, size_t end)
 {
     const rows_job *job = arg;
@@ -384,9 +348,11 @@ static void row_blocks(void *arg, size_t begin, size_t end)
         size_t r0 = blk * job->block, r1 = r0 + job->block < job->m ? r0 + job->block : job->m;
         float *y = job->y + r0 * job->n;
         gemm_operand oa = {job->a + r0 * job->k, job->k, false, false};
-        gemm_f32_ex(r1 - r0, job->n, job->k, job->alpha, oa, job->b, 0.0f, y, job->n, NULL);
-        if (job->bias || (job->epilogue && job->epilogue->clamp))
-            add_bias_clamp(y, r1 - r0, job->n, job->bias, job->beta, job->epilogue);
+        gemm_epilogue e = {job->bias, job->beta, job->epilogue && job->epilogue->clamp,
+                           job->epilogue ? job->epilogue->lo : 0.0f,
+                           job->epilogue ? job->epilogue->hi : 0.0f};
+        gemm_f32_epilogue(r1 - r0, job->n, job->k, job->alpha, oa, job->b, 0.0f, y, job->n, &e,
+                          NULL);
     }
 }
 
