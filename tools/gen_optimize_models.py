@@ -121,6 +121,19 @@ def attention_blocks(out):
               os.path.join(out, "attention_blocks.onnx"))
 
 
+def big_reshape(out):
+    """A Reshape of a tensor of just over a MiB ([257, 1001] floats to
+    [1001, 257]): large enough to be copied in pieces over the threads,
+    with a ragged last piece."""
+    shape = numpy_helper.from_array(np.array([1001, 257], dtype=np.int64), "shape")
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "big_reshape",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [257, 1001])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1001, 257])],
+                              [shape])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "big_reshape.onnx"))
+
+
 def shared_weights(out):
     """Three MatMuls of one shape: W1, then W2 (different values), then W1
     again, read through an Identity as torch writes a repeated layer."""
@@ -205,6 +218,7 @@ def main():
     helper_models(args.out)
     attention_views(args.out)
     attention_blocks(args.out)
+    big_reshape(args.out)
     shared_weights(args.out)
     branch_weights(args.out)
 

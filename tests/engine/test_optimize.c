@@ -294,6 +294,29 @@ done:
     ifd_model_free(all);
 }
 
+static void test_large_reshape_copies_every_byte_over_two_threads(void)
+{
+    ifd_model *m = load("big_reshape", IFD_GRAPH_OPT_ALL);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    ifd_session_options opt = {.threads = 2};
+    ifd_session *s = NULL;
+    ifd_error err;
+    CHECK_EQ_INT(ifd_session_create(m, &opt, &s, &err), IFD_OK);
+    ifd_value *x = make_input(m), *y = s && x ? run_once(s, x) : NULL;
+    CHECK(y != NULL);
+    if (y) {
+        CHECK_EQ_INT(y->tensor.dims[0], 1001);
+        CHECK_EQ_INT(y->tensor.dims[1], 257);
+        CHECK(memcmp(y->tensor.data, x->tensor.data, (size_t)257 * 1001 * sizeof(float)) == 0);
+    }
+    ifd_value_free(x);
+    ifd_value_free(y);
+    ifd_session_free(s);
+    ifd_model_free(m);
+}
+
 static void test_weight_transposed_in_graph_is_folded_and_original_freed(void)
 {
     ifd_model *none = load("transposed_weight", IFD_GRAPH_OPT_NONE);
@@ -463,6 +486,7 @@ int main(void)
     RUN(test_matmul_reads_transposed_heads_in_place_and_refuses_other_perms);
     RUN(test_layers_with_equal_weights_share_one_packed_copy);
     RUN(test_attention_is_one_node_over_blocks_of_query_rows);
+    RUN(test_large_reshape_copies_every_byte_over_two_threads);
     RUN(test_weight_transposed_in_graph_is_folded_and_original_freed);
     RUN(test_outer_weight_reshaped_inside_branches_is_folded_there);
     RUN(test_folding_never_expands_a_small_constant_into_a_huge_one);
