@@ -9,7 +9,9 @@
  * two sequential streams while the tile stays in registers. Constant operands
  * (weights) are packed once at load in exactly that layout. With AVX-512 the
  * blocks are walked in 12 x 32 tiles made of two slivers of each operand
- * (avx512_wide_tile), the 6 x 16 tile covering only thin edges. The AVX-512 or
+ * (avx512_wide_tile), the 6 x 16 tile covering only thin edges; the wide
+ * tile also adds a bias row and clamps (gemm_f32_epilogue) before its one
+ * store. The AVX-512 or
  * AVX2/FMA micro-kernel is picked at run time with __builtin_cpu_supports; a
  * portable C kernel with the same layout runs elsewhere, and
  * INFERD_GEMM_KERNEL=avx512|avx2|generic pins one (tests run every path the

@@ -1,6 +1,7 @@
 /*
  * vmath.h — vectorised float32 transcendental functions over arrays: the
- * exponential, the logistic sigmoid, tanh, erf and the exact (erf) Gelu.
+ * exponential, the logistic sigmoid, tanh, erf and the exact (erf) Gelu, and
+ * a Softmax row built on the exponential.
  * Softmax, the activation operators and the gates of RNN/GRU/LSTM run on
  * these instead of one libm call per element, which dominated recurrent
  * layers (tanhf/expf were half of an LSTM's time).

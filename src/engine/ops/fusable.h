@@ -3,8 +3,9 @@
  * of a prepared Conv, Gemm, MatMul or LayerNormalization node: fold a
  * per-channel affine map (BatchNormalization) into its weights and bias,
  * add a residual input to its output (Conv) or its input (LayerNorm), add a
- * bias row, clamp its output (Relu, Clip), read operands through transposes;
- * and, for memory, share equal packed weights. Each call
+ * bias row, clamp its output (Relu, Clip), read operands through transposes,
+ * take over attention's Q x K^T and Softmax; and, for memory, share equal
+ * packed weights. Each call
  * checks that the node can take the fusion and returns false, leaving the
  * node unchanged, when it cannot; the pass then keeps the graph as written.
  *

@@ -8,7 +8,9 @@
  * bfloat16 are computed in float. Double uses the kernel's double loop nest
  * and the integer types one wrapping loop nest instantiated per type. The
  * quantized operators subtract zero points into int32 operands and reuse the
- * int32 instance.
+ * int32 instance. A MatMul the fusion pass has given attention's whole
+ * Softmax(Q x K^T) x V (fusable.h) computes it a block of query rows at a
+ * time, the scores never leaving the cache.
  */
 #include <math.h>
 #include <stdlib.h>
