@@ -100,6 +100,40 @@ def attention_views(out):
               os.path.join(out, "attention_views.onnx"))
 
 
+def attention_blocks(out):
+    """Attention over [L, N, D] = [100, 5, 16] laid out as attention_views:
+    100 query rows make blocks of 48, 48 and 4 in the fused kernel, and 5
+    items do not split evenly over two threads."""
+    scale = numpy_helper.from_array(np.array(4.0, dtype=np.float32), "scale")
+    t = lambda i, o, perm: helper.make_node("Transpose", [i], [o], perm=perm)
+    nodes = [
+        t("x", "q", [1, 0, 2]), helper.make_node("Div", ["q", "scale"], ["qs"]),
+        t("x", "k", [1, 2, 0]),
+        helper.make_node("MatMul", ["qs", "k"], ["s"]),
+        helper.make_node("Softmax", ["s"], ["p"], axis=2),
+        helper.make_node("Sigmoid", ["x"], ["xs"]), t("xs", "v", [1, 0, 2]),
+        helper.make_node("MatMul", ["p", "v"], ["o"]), t("o", "y", [1, 0, 2]),
+    ]
+    graph = helper.make_graph(nodes, "attention_blocks",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [100, 5, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [100, 5, 16])], [scale])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "attention_blocks.onnx"))
+
+
+def big_reshape(out):
+    """A Reshape of a tensor of just over a MiB ([257, 1001] floats to
+    [1001, 257]): large enough to be copied in pieces over the threads,
+    with a ragged last piece."""
+    shape = numpy_helper.from_array(np.array([1001, 257], dtype=np.int64), "shape")
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "big_reshape",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [257, 1001])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1001, 257])],
+                              [shape])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "big_reshape.onnx"))
+
+
 def shared_weights(out):
     """Three MatMuls of one shape: W1, then W2 (different values), then W1
     again, read through an Identity as torch writes a repeated layer."""
@@ -183,6 +217,8 @@ def main():
            fold=False)
     helper_models(args.out)
     attention_views(args.out)
+    attention_blocks(args.out)
+    big_reshape(args.out)
     shared_weights(args.out)
     branch_weights(args.out)
 

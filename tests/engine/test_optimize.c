@@ -186,6 +186,9 @@ static void test_transformer_encoder_same_outputs_with_fewer_nodes(void)
     CHECK_EQ_INT(count_nodes(none, "Transpose"), 12);
     CHECK_EQ_INT(count_nodes(all, "Transpose"), 4);
     CHECK_EQ_INT(count_nodes(all, "Div"), 0);
+    /* each layer's Q x K^T, Softmax and weights x V: one fused MatMul */
+    CHECK_EQ_INT(count_nodes(none, "Softmax"), 2);
+    CHECK_EQ_INT(count_nodes(all, "Softmax"), 0);
     /* the bias Adds go into the MatMuls, the residual Adds into the
      * LayerNormalizations that follow them */
     CHECK_EQ_INT(count_nodes(all, "Add"), 0);
@@ -264,11 +267,54 @@ static void test_matmul_reads_transposed_heads_in_place_and_refuses_other_perms(
      * [2,0,1] (read twice), [2,1,0] and [1,2,0] on a result stay */
     CHECK_EQ_INT(count_nodes(all, "Transpose"), 3);
     CHECK_EQ_INT(count_nodes(all, "Mul"), 0);
-    CHECK_EQ_INT(count_nodes(all, "MatMul"), 4);
+    /* Q x K^T, the Softmax and the product with V are one fused node */
+    CHECK_EQ_INT(count_nodes(none, "MatMul"), 4);
+    CHECK_EQ_INT(count_nodes(all, "MatMul"), 3);
+    CHECK_EQ_INT(count_nodes(all, "Softmax"), 0);
     check_same_outputs("attention_views", none, all);
 done:
     ifd_model_free(none);
     ifd_model_free(all);
+}
+
+static void test_attention_is_one_node_over_blocks_of_query_rows(void)
+{
+    ifd_model *none = load("attention_blocks", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = load("attention_blocks", IFD_GRAPH_OPT_ALL);
+    CHECK(none && all);
+    if (!none || !all)
+        goto done;
+    CHECK_EQ_INT(count_nodes(none, NULL), 9);
+    /* the Sigmoid, and one MatMul reading Q, V and K through its views */
+    CHECK_EQ_INT(count_nodes(all, NULL), 2);
+    CHECK_EQ_INT(count_nodes(all, "MatMul"), 1);
+    check_same_outputs("attention_blocks", none, all);
+done:
+    ifd_model_free(none);
+    ifd_model_free(all);
+}
+
+static void test_large_reshape_copies_every_byte_over_two_threads(void)
+{
+    ifd_model *m = load("big_reshape", IFD_GRAPH_OPT_ALL);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    ifd_session_options opt = {.threads = 2};
+    ifd_session *s = NULL;
+    ifd_error err;
+    CHECK_EQ_INT(ifd_session_create(m, &opt, &s, &err), IFD_OK);
+    ifd_value *x = make_input(m), *y = s && x ? run_once(s, x) : NULL;
+    CHECK(y != NULL);
+    if (y) {
+        CHECK_EQ_INT(y->tensor.dims[0], 1001);
+        CHECK_EQ_INT(y->tensor.dims[1], 257);
+        CHECK(memcmp(y->tensor.data, x->tensor.data, (size_t)257 * 1001 * sizeof(float)) == 0);
+    }
+    ifd_value_free(x);
+    ifd_value_free(y);
+    ifd_session_free(s);
+    ifd_model_free(m);
 }
 
 static void test_weight_transposed_in_graph_is_folded_and_original_freed(void)
@@ -439,6 +485,8 @@ int main(void)
     RUN(test_transformer_encoder_same_outputs_with_fewer_nodes);
     RUN(test_matmul_reads_transposed_heads_in_place_and_refuses_other_perms);
     RUN(test_layers_with_equal_weights_share_one_packed_copy);
+    RUN(test_attention_is_one_node_over_blocks_of_query_rows);
+    RUN(test_large_reshape_copies_every_byte_over_two_threads);
     RUN(test_weight_transposed_in_graph_is_folded_and_original_freed);
     RUN(test_outer_weight_reshaped_inside_branches_is_folded_there);
     RUN(test_folding_never_expands_a_small_constant_into_a_huge_one);

@@ -9,7 +9,9 @@
  * two sequential streams while the tile stays in registers. Constant operands
  * (weights) are packed once at load in exactly that layout. With AVX-512 the
  * blocks are walked in 12 x 32 tiles made of two slivers of each operand
- * (avx512_wide_tile), the 6 x 16 tile covering only thin edges. The AVX-512 or
+ * (avx512_wide_tile), the 6 x 16 tile covering only thin edges; the wide
+ * tile also adds a bias row and clamps (gemm_f32_epilogue) before its one
+ * store. The AVX-512 or
  * AVX2/FMA micro-kernel is picked at run time with __builtin_cpu_supports; a
  * portable C kernel with the same layout runs elsewhere, and
  * INFERD_GEMM_KERNEL=avx512|avx2|generic pins one (tests run every path the
@@ -128,10 +130,37 @@ static void pack_a_panel(bool trans, const float *a, size_t lda, size_t i0, size
     }
 }
 
+#ifdef GEMM_X86
+static bool pack_with_avx512(void);
+
+/* A whole sliver of B^T with AVX-512: each packed row is one gather of the
+ * 16 columns' p-th elements (attention's K^T is packed so, once per head;
+ * one float at a time this was 2% of the transformer encoder). */
+static __attribute__((target("avx512f"))) void pack_b_sliver_trans_avx512(const float *b,
+                                                                           size_t ldb, size_t p0,
+                                                                           size_t kc, size_t j0,
+                                                                           float *dst)
+{
+    __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,
+                                                       3, 2, 1, 0),
+                                      _mm512_set1_epi32((int)ldb));
+    const float *src = b + j0 * ldb + p0;
+    for (size_t p = 0; p < kc; p++)
+        _mm512_storeu_ps(dst + p * NR, _mm512_i32gather_ps(rows, src + p, 4));
+}
+#endif
+
 /* Rows [p0, p0+kc) x columns [j0, j0+nr) of op(B) as one NR-wide sliver. */
 static void pack_b_sliver(bool trans, const float *b, size_t ldb, size_t p0, size_t kc, size_t j0,
                           size_t nr, float *dst)
 {
+#ifdef GEMM_X86
+    /* the gather's offsets are 32-bit: 15 rows of B^T must fit */
+    if (trans && nr == NR && NR == 16 && ldb <= (size_t)INT32_MAX / 16 && pack_with_avx512()) {
+        pack_b_sliver_trans_avx512(b, ldb, p0, kc, j0, dst);
+        return;
+    }
+#endif
     if (!trans) {
         for (size_t p = 0; p < kc; p++) {
             const float *src = b + (p0 + p) * ldb + j0;
@@ -173,6 +202,24 @@ void gemm_pack_b(bool trans_b, size_t k, size_t n, const float *b, size_t ldb, f
     }
 }
 
+/* The epilogue (gemm.h) over rows x cols of C starting at column j of the
+ * product, for the tiles that do not apply it in registers. */
+static void epilogue_rect(const gemm_epilogue *e, float *c, size_t ldc, size_t rows, size_t j,
+                          size_t cols)
+{
+    for (size_t i = 0; i < rows; i++, c += ldc) {
+        if (e->bias)
+            for (size_t x = 0; x < cols; x++)
+                c[x] += e->bias_scale * e->bias[j + x];
+        if (e->clamp) /* as epilogue_apply: NaN passes */
+            for (size_t x = 0; x < cols; x++) {
+                float v = c[x];
+                v = v < e->lo ? e->lo : v;
+                c[x] = v > e->hi ? e->hi : v;
+            }
+    }
+}
+
 /* ---- micro-kernels ------------------------------------------------------ */
 
 /* C[0..mr) x [0..nr) = alpha * A * Bsliver + beta * C, where A(i, p) is at
@@ -188,7 +235,8 @@ typedef void (*micro_kernel)(size_t kc, const float *a, size_t a_rs, size_t a_cs
  * the split-K tile above does better. */
 typedef void (*wide_kernel)(size_t kc, const float *a1, const float *a2, size_t a_rs,
                             size_t a_cs, const float *b1, const float *b2, size_t ldbk, float *c,
-                            size_t ldc, size_t mr, size_t nr, float alpha, float beta);
+                            size_t ldc, size_t mr, size_t nr, float alpha, float beta,
+                            const gemm_epilogue *e, size_t j);
 #define WIDE_MIN_ROWS 4
 
 static inline __attribute__((always_inline)) void generic_tile(size_t kc, const float *a,
@@ -431,7 +479,7 @@ static TARGET_AVX512 void avx512_kernel(size_t kc, const float *a, size_t a_rs, 
 static inline TARGET_AVX512 __attribute__((always_inline)) void
 avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_t a_cs,
                  const float *b1, const float *b2, size_t ldbk, float *c, size_t ldc, size_t nr,
-                 float alpha, float beta, const int rows)
+                 float alpha, float beta, const gemm_epilogue *e, size_t j, const int rows)
 {
     __m512 acc[2 * MR][2];
 #pragma GCC unroll 12
@@ -454,6 +502,16 @@ avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffffu : (1u << nr) - 1u);
     __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xffffu : nr > 16 ? (1u << (nr - 16)) - 1u : 0u);
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    /* the epilogue on the registers: the bias scaled first and added after
+     * the product, as epilogue_rect does it, so both round the same way */
+    bool biased = e && e->bias, clamped = e && e->clamp;
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    __m512 lo = _mm512_set1_ps(clamped ? e->lo : 0.0f), hi = _mm512_set1_ps(clamped ? e->hi : 0.0f);
+    if (biased) {
+        __m512 scale = _mm512_set1_ps(e->bias_scale);
+        bias0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, e->bias + j));
+        bias1 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, e->bias + j + 16));
+    }
 #pragma GCC unroll 12
     for (int i = 0; i < rows; i++) {
         float *ci = c + (size_t)i * ldc;
@@ -461,6 +519,14 @@ avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_
         if (beta != 0.0f) {
             r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
             r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+        }
+        if (biased) {
+            r0 = _mm512_add_ps(r0, bias0);
+            r1 = _mm512_add_ps(r1, bias1);
+        }
+        if (clamped) { /* max(lo, r) gives r when r is NaN: NaN passes */
+            r0 = _mm512_min_ps(hi, _mm512_max_ps(lo, r0));
+            r1 = _mm512_min_ps(hi, _mm512_max_ps(lo, r1));
         }
         _mm512_mask_storeu_ps(ci, m0, r0);
         _mm512_mask_storeu_ps(ci + 16, m1, r1);
@@ -471,15 +537,18 @@ avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_
 static TARGET_AVX512 void avx512_wide_kernel(size_t kc, const float *a1, const float *a2,
                                              size_t a_rs, size_t a_cs, const float *b1,
                                              const float *b2, size_t ldbk, float *c, size_t ldc,
-                                             size_t mr, size_t nr, float alpha, float beta)
+                                             size_t mr, size_t nr, float alpha, float beta,
+                                             const gemm_epilogue *e, size_t j)
 {
 #define WIDE(ROWS)                                                                            \
     case ROWS:                                                                                \
-        avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, ROWS); \
+        avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, e, j, \
+                         ROWS);                                                               \
         break
     switch (mr) {
         WIDE(4); WIDE(5); WIDE(6); WIDE(7); WIDE(8); WIDE(9); WIDE(10); WIDE(11);
-    default: avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, 12);
+    default:
+        avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, e, j, 12);
     }
 #undef WIDE
 }
@@ -684,6 +753,15 @@ bool gemm_kernel_is_avx512(void)
 #endif
 }
 
+#ifdef GEMM_X86
+/* Packing follows the micro-kernel's instruction set, so that pinning
+ * "avx2" or "generic" keeps the portable packing under test too. */
+static bool pack_with_avx512(void)
+{
+    return gemm_kernel_is_avx512();
+}
+#endif
+
 gemm_isa gemm_kernel_isa(void)
 {
 #ifdef GEMM_X86
@@ -719,6 +797,7 @@ typedef struct gemm_job {
     micro_kernel kernel;
     wide_kernel wide; /* NULL when the kernel has no wide tile or B is direct */
     rows_kernel rows; /* packed B and fewer than WIDE_MIN_ROWS rows, when there is one */
+    const gemm_epilogue *epilogue; /* NULL for none */
 } gemm_job;
 
 /* Used only when scratch memory cannot be had: slow but never wrong. */
@@ -751,7 +830,7 @@ static void reference_block(const gemm_job *job, size_t i0, size_t i1, size_t j0
  * ragged sliver of a wide block. */
 static void run_narrow_sliver(const gemm_job *job, const float *ap, size_t a_rs, size_t a_cs,
                               size_t tile_step, size_t i0, size_t mc, size_t j, size_t p0,
-                              size_t kc, float beta, float *bsliver)
+                              size_t kc, float beta, const gemm_epilogue *e, float *bsliver)
 {
     const gemm_operand *b = &job->b;
     size_t nr = min_size(NR, job->n - j);
@@ -764,6 +843,8 @@ static void run_narrow_sliver(const gemm_job *job, const float *ap, size_t a_rs,
         job->kernel(kc, ap + i / MR * tile_step, a_rs, a_cs, bp, NR,
                     job->c + (i0 + i) * job->ldc + j, job->ldc, min_size(MR, mc - i), nr,
                     job->alpha, beta);
+    if (e)
+        epilogue_rect(e, job->c + i0 * job->ldc + j, job->ldc, mc, j, nr);
 }
 
 /* One KC panel of a block with the wide tile: B two slivers at a time
@@ -772,14 +853,15 @@ static void run_narrow_sliver(const gemm_job *job, const float *ap, size_t a_rs,
  * one sliver after the other. */
 static void run_wide_panel(const gemm_job *job, const float *ap, size_t a_rs, size_t a_cs,
                            size_t tile_step, size_t i0, size_t mc, size_t j0, size_t j1,
-                           size_t p0, size_t kc, float beta, float *bslivers)
+                           size_t p0, size_t kc, float beta, const gemm_epilogue *e,
+                           float *bslivers)
 {
     const gemm_operand *b = &job->b;
     size_t npad = round_up(job->n, NR);
     for (size_t j = j0; j < j1; j += 2 * NR) {
         size_t nr = min_size(2 * NR, j1 - j);
         if (nr <= NR) {
-            run_narrow_sliver(job, ap, a_rs, a_cs, tile_step, i0, mc, j, p0, kc, beta,
+            run_narrow_sliver(job, ap, a_rs, a_cs, tile_step, i0, mc, j, p0, kc, beta, e,
                               bslivers);
             continue;
         }
@@ -798,7 +880,7 @@ static void run_wide_panel(const gemm_job *job, const float *ap, size_t a_rs, si
             const float *a1 = ap + i / MR * tile_step;
             job->wide(kc, a1, a1 + tile_step, a_rs, a_cs, bp, bp2, NR,
                       cj + i * job->ldc, job->ldc, min_size(2 * MR, mc - i), nr, job->alpha,
-                      beta);
+                      beta, e, j);
         }
         for (; i < mc; i += MR) {
             const float *a1 = ap + i / MR * tile_step;
@@ -806,6 +888,8 @@ static void run_wide_panel(const gemm_job *job, const float *ap, size_t a_rs, si
                         min_size(MR, mc - i), NR, job->alpha, beta);
             job->kernel(kc, a1, a_rs, a_cs, bp2, NR, cj + i * job->ldc + NR, job->ldc,
                         min_size(MR, mc - i), nr - NR, job->alpha, beta);
+            if (e)
+                epilogue_rect(e, cj + i * job->ldc, job->ldc, min_size(MR, mc - i), j, nr);
         }
     }
 }
@@ -835,8 +919,9 @@ static void run_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, size
             ap = apanel;
         }
         if (job->wide) {
+            /* the epilogue goes with the last panel's stores */
             run_wide_panel(job, ap, a_rs, a_cs, tile_step, i0, mc, j0, j1, p0, kc, beta,
-                           bsliver);
+                           p0 + kc >= job->k ? job->epilogue : NULL, bsliver);
             continue;
         }
         if (job->rows) {
@@ -865,6 +950,8 @@ static void run_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, size
                             job->alpha, beta);
         }
     }
+    if (job->epilogue && !job->wide)
+        epilogue_rect(job->epilogue, job->c + i0 * job->ldc + j0, job->ldc, mc, j0, j1 - j0);
 }
 
 static void run_tasks(void *arg, size_t begin, size_t end)
@@ -879,9 +966,12 @@ static void run_tasks(void *arg, size_t begin, size_t end)
         size_t mb = t % job->m_blocks, nb = t / job->m_blocks;
         size_t i0 = mb * MC, i1 = min_size(job->m, i0 + MC);
         size_t j0 = nb * job->n_chunk, j1 = min_size(job->n, j0 + job->n_chunk);
-        if (need_a + need_b > 0 && !scratch)
+        if (need_a + need_b > 0 && !scratch) {
             reference_block(job, i0, i1, j0, j1);
-        else
+            if (job->epilogue)
+                epilogue_rect(job->epilogue, job->c + i0 * job->ldc + j0, job->ldc, i1 - i0, j0,
+                              j1 - j0);
+        } else
             run_block(job, i0, i1, j0, j1, scratch, scratch ? scratch + need_a : NULL);
     }
     free(scratch);
@@ -896,10 +986,11 @@ static void scale_c(size_t m, size_t n, float beta, float *c, size_t ldc)
 }
 
 static void own_gemm(size_t m, size_t n, size_t k, float alpha, gemm_operand a, gemm_operand b,
-                     float beta, float *c, size_t ldc, threadpool *pool)
+                     float beta, float *c, size_t ldc, const gemm_epilogue *epilogue,
+                     threadpool *pool)
 {
     gemm_job job = {.m = m, .n = n, .k = k, .alpha = alpha, .beta = beta, .a = a, .b = b,
-                    .c = c, .ldc = ldc, .kernel = select_kernel()};
+                    .c = c, .ldc = ldc, .kernel = select_kernel(), .epilogue = epilogue};
     job.m_blocks = (m + MC - 1) / MC;
     /* a B sliver streamed in place is read once per MR rows of A: only worth
      * it when few rows share it, otherwise pack it and reuse it from L1 */
@@ -996,23 +1087,36 @@ static void blas_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, 
 #define USE_OPENBLAS 1
 #endif
 
-void gemm_f32_ex(size_t m, size_t n, size_t k, float alpha, gemm_operand a, gemm_operand b,
-                 float beta, float *c, size_t ldc, threadpool *pool)
+void gemm_f32_epilogue(size_t m, size_t n, size_t k, float alpha, gemm_operand a, gemm_operand b,
+                       float beta, float *c, size_t ldc, const gemm_epilogue *epilogue,
+                       threadpool *pool)
 {
     if (m == 0 || n == 0)
         return;
+    if (epilogue && !epilogue->bias && !epilogue->clamp)
+        epilogue = NULL;
     if (k == 0) {
         scale_c(m, n, beta, c, ldc);
+        if (epilogue)
+            epilogue_rect(epilogue, c, ldc, m, 0, n);
         return;
     }
 #ifdef USE_OPENBLAS
     if (!a.packed && !b.packed && blas_fits(m, n, k, a.ld, b.ld, ldc)) {
         blas_gemm(a.trans, b.trans, m, n, k, alpha, a.data, a.ld, b.data, b.ld, beta, c, ldc,
                   pool);
+        if (epilogue)
+            epilogue_rect(epilogue, c, ldc, m, 0, n);
         return;
     }
 #endif
-    own_gemm(m, n, k, alpha, a, b, beta, c, ldc, pool);
+    own_gemm(m, n, k, alpha, a, b, beta, c, ldc, epilogue, pool);
+}
+
+void gemm_f32_ex(size_t m, size_t n, size_t k, float alpha, gemm_operand a, gemm_operand b,
+                 float beta, float *c, size_t ldc, threadpool *pool)
+{
+    gemm_f32_epilogue(m, n, k, alpha, a, b, beta, c, ldc, NULL, pool);
 }
 
 void gemm_f32(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float alpha,

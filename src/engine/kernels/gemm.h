@@ -39,6 +39,22 @@ typedef struct gemm_operand {
 void gemm_f32_ex(size_t m, size_t n, size_t k, float alpha, gemm_operand a, gemm_operand b,
                  float beta, float *c, size_t ldc, threadpool *pool);
 
+/* What gemm_f32_epilogue does to C after the product: add bias_scale times
+ * a row of n floats to every row (no bias when NULL), then clamp to [lo, hi]
+ * when `clamp` (NaN passes, as kernels/epilogue.h). The AVX-512 wide tile
+ * applies it to its registers before the one store; other tiles in a pass
+ * over what they just wrote, while it is in L1. */
+typedef struct gemm_epilogue {
+    const float *bias;
+    float bias_scale;
+    bool clamp;
+    float lo, hi;
+} gemm_epilogue;
+
+void gemm_f32_epilogue(size_t m, size_t n, size_t k, float alpha, gemm_operand a, gemm_operand b,
+                       float beta, float *c, size_t ldc, const gemm_epilogue *epilogue,
+                       threadpool *pool);
+
 /* Floats needed to hold op(A) (m x k) or op(B) (k x n) packed; 0 when the
  * size overflows. Packed buffers need no particular alignment. */
 size_t gemm_packed_a_floats(size_t m, size_t k);

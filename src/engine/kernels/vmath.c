@@ -24,6 +24,7 @@ typedef struct vmath_impl {
     void (*erf)(const float *, float *, size_t);
     void (*gelu)(const float *, float *, size_t);
     double (*exp_shifted_sum)(const float *, float *, size_t, float);
+    void (*softmax)(const float *, float *, size_t);
 } vmath_impl;
 
 /* ---- portable C: one lane ------------------------------------------------------ */
@@ -222,6 +223,8 @@ double vmath_exp_shifted_sum(const float *x, float *y, size_t n, float shift)
 {
     return impl()->exp_shifted_sum(x, y, n, shift);
 }
+
+void vmath_softmax(const float *x, float *y, size_t n) { impl()->softmax(x, y, n); }
 
 size_t vmath_kernel_names(const char **names, size_t capacity)
 {

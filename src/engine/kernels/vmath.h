@@ -1,6 +1,7 @@
 /*
  * vmath.h — vectorised float32 transcendental functions over arrays: the
- * exponential, the logistic sigmoid, tanh, erf and the exact (erf) Gelu.
+ * exponential, the logistic sigmoid, tanh, erf and the exact (erf) Gelu, and
+ * a Softmax row built on the exponential.
  * Softmax, the activation operators and the gates of RNN/GRU/LSTM run on
  * these instead of one libm call per element, which dominated recurrent
  * layers (tanhf/expf were half of an LSTM's time).
@@ -36,6 +37,10 @@ void vmath_gelu(const float *x, float *y, size_t n);
 /* y[i] = exp(x[i] - shift), returning the sum of the y[i] accumulated in
  * double (Softmax over long rows keeps its precision). */
 double vmath_exp_shifted_sum(const float *x, float *y, size_t n, float shift);
+
+/* y = Softmax(x) over one row of n floats: exp(x - max) / sum, the sum in
+ * double as above. A row holding a NaN comes out all NaN. */
+void vmath_softmax(const float *x, float *y, size_t n);
 
 /* The implementations this CPU can run, best first ("avx512", "avx2",
  * "generic"); fills up to capacity names and returns how many there are. */

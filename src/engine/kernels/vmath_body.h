@@ -185,9 +185,39 @@ TARGET static double SFX(exp_shifted_sum)(const float *x, float *y, size_t n, fl
     return V_DACC_SUM(acc);
 }
 
+/* One Softmax row: the max a vector at a time (a serial compare per
+ * element was as slow as the exponentials), then exp_shifted_sum, then one
+ * scale. A NaN that V_MAX skips still makes its exponential, the sum and so
+ * the whole row NaN. */
+TARGET static void SFX(softmax)(const float *x, float *y, size_t n)
+{
+    if (n == 0)
+        return;
+    float max = x[0];
+    size_t i = 0;
+    if (n >= VW) {
+        VF m = V_LOAD(x);
+        for (i = VW; i + VW <= n; i += VW)
+            m = V_MAX(m, V_LOAD(x + i));
+        float lanes[VW];
+        V_STORE(lanes, m);
+        for (size_t k = 0; k < VW; k++)
+            max = lanes[k] > max ? lanes[k] : max;
+    }
+    for (; i < n; i++)
+        max = x[i] > max ? x[i] : max;
+    float scale = (float)(1.0 / SFX(exp_shifted_sum)(x, y, n, max));
+    VF vs = V_SET1(scale);
+    for (i = 0; i + VW <= n; i += VW)
+        V_STORE(y + i, V_MUL(V_LOAD(y + i), vs));
+    for (; i < n; i++)
+        y[i] *= scale;
+}
+
 static const vmath_impl SFX(impl) = {
     SFX(exp_array), SFX(sigmoid_array), SFX(tanh_array),
     SFX(erf_array), SFX(gelu_array),    SFX(exp_shifted_sum),
+    SFX(softmax),
 };
 
 /* each includer defines these afresh for its instruction set */

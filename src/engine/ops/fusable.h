@@ -3,8 +3,9 @@
  * of a prepared Conv, Gemm, MatMul or LayerNormalization node: fold a
  * per-channel affine map (BatchNormalization) into its weights and bias,
  * add a residual input to its output (Conv) or its input (LayerNorm), add a
- * bias row, clamp its output (Relu, Clip), read operands through transposes;
- * and, for memory, share equal packed weights. Each call
+ * bias row, clamp its output (Relu, Clip), read operands through transposes,
+ * take over attention's Q x K^T and Softmax; and, for memory, share equal
+ * packed weights. Each call
  * checks that the node can take the fusion and returns false, leaving the
  * node unchanged, when it cannot; the pass then keeps the graph as written.
  *
@@ -59,5 +60,12 @@ bool matmul_can_view(const op_node *node);
 bool matmul_fuse_input_transpose(op_node *matmul, int input, const int64_t *perm, size_t n);
 bool matmul_fuse_output_transpose(op_node *matmul, const int64_t *perm, size_t n);
 bool matmul_fuse_scale(op_node *matmul, float scale);
+/* Attention: `pv` (weights x V) reads Softmax(qk) over the last axis, where
+ * `qk` is another such MatMul (Q x K^T, perhaps viewed and scaled) whose
+ * result nothing else reads. pv takes over qk's operands and computes the
+ * whole of Softmax(Q x K^T) x V a block of query rows at a time, keeping the
+ * scores in cache; the pass then gives pv the inputs (Q, V, K) in that order
+ * and removes qk and the Softmax. All three operands must be 3-D. */
+bool matmul_fuse_attention(op_node *pv, const op_node *qk);
 
 #endif /* INFERD_ENGINE_OPS_FUSABLE_H */

@@ -8,7 +8,9 @@
  * bfloat16 are computed in float. Double uses the kernel's double loop nest
  * and the integer types one wrapping loop nest instantiated per type. The
  * quantized operators subtract zero points into int32 operands and reuse the
- * int32 instance.
+ * int32 instance. A MatMul the fusion pass has given attention's whole
+ * Softmax(Q x K^T) x V (fusable.h) computes it a block of query rows at a
+ * time, the scores never leaving the cache.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 
 #include "../kernels/epilogue.h"
 #include "../kernels/gemm.h"
+#include "../kernels/vmath.h"
 #include "../op.h"
 #include "fusable.h"
 
@@ -338,6 +341,13 @@ typedef struct matmul_state {
     bool viewed;
     int perm[3][3]; /* [0] A, [1] B, [2] Y */
     float alpha;
+    /* set by the attention fusion (matmul_fuse_attention): this node, the
+     * weights x V product, also computes its A as Softmax(qk_alpha * Q x K)
+     * from input 0 (Q, read through perm[0]) and input 2 (K, through perm_k);
+     * input 1 is V as before. */
+    bool attention;
+    int perm_k[3];
+    float qk_alpha;
 } matmul_state;
 
 static void matmul_free(void *state)
@@ -373,9 +383,8 @@ static void batched_items(void *arg, size_t begin, size_t end)
 }
 
 /* A product whose output rows get a bias row added and are then clamped
- * (fused MatMul + Add + Relu/Clip): row blocks small enough that a block of
- * the output stays in cache from the product through the clamp, shared by
- * the threads (so the bias and the clamp run on every thread too). */
+ * (fused MatMul + Add + Relu/Clip): the kernel's epilogue (gemm.h) adds and
+ * clamps each tile before storing it, and the threads share row blocks. */
 typedef struct rows_job {
     size_t m, n, k, block;
     const float *a;
@@ -386,41 +395,6 @@ typedef struct rows_job {
     const kernel_epilogue *epilogue;
 } rows_job;
 
-/* A block's rows += beta * bias, then the clamp, in one pass while the
- * block is still in cache. Built for AVX-512 and AVX2 too (chosen when the
- * library loads): at the baseline's 4 lanes this pass was 3% of the
- * transformer encoder's time. */
-#if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define BIAS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef BIAS_CLONES
-#define BIAS_CLONES
-#endif
-
-static BIAS_CLONES void add_bias_clamp(float *restrict y, size_t rows, size_t n,
-                                       const float *restrict bias, float beta,
-                                       const kernel_epilogue *e)
-{
-    bool clamp = e && e->clamp;
-    float lo = clamp ? e->lo : 0.0f, hi = clamp ? e->hi : 0.0f;
-    for (size_t r = 0; r < rows; r++, y += n) {
-        if (bias && beta == 1.0f)
-            for (size_t j = 0; j < n; j++)
-                y[j] += bias[j];
-        else if (bias)
-            for (size_t j = 0; j < n; j++)
-                y[j] += beta * bias[j];
-        if (clamp) /* as epilogue_apply: NaN passes */
-            for (size_t j = 0; j < n; j++) {
-                float v = y[j];
-                v = v < lo ? lo : v;
-                y[j] = v > hi ? hi : v;
-            }
-    }
-}
-
 static void row_blocks(void *arg, size_t begin, size_t end)
 {
     const rows_job *job = arg;
@@ -428,9 +402,11 @@ static void row_blocks(void *arg, size_t begin, size_t end)
         size_t r0 = blk * job->block, r1 = r0 + job->block < job->m ? r0 + job->block : job->m;
         float *y = job->y + r0 * job->n;
         gemm_operand oa = {job->a + r0 * job->k, job->k, false, false};
-        gemm_f32_ex(r1 - r0, job->n, job->k, job->alpha, oa, job->b, 0.0f, y, job->n, NULL);
-        if (job->bias || (job->epilogue && job->epilogue->clamp))
-            add_bias_clamp(y, r1 - r0, job->n, job->bias, job->beta, job->epilogue);
+        gemm_epilogue e = {job->bias, job->beta, job->epilogue && job->epilogue->clamp,
+                           job->epilogue ? job->epilogue->lo : 0.0f,
+                           job->epilogue ? job->epilogue->hi : 0.0f};
+        gemm_f32_epilogue(r1 - r0, job->n, job->k, job->alpha, oa, job->b, 0.0f, y, job->n, &e,
+                          NULL);
     }
 }
 
@@ -591,6 +567,138 @@ static int matmul_run_viewed(op_ctx *ctx, const matmul_state *st, const ifd_tens
     return 0;
 }
 
+/* ---- fused attention (fusable.h: matmul_fuse_attention) ------------------- */
+
+/* Query rows per block: the block's scores (rows x keys floats, 24 KiB at
+ * 128 keys) stay in cache from the Q x K product through the softmax into
+ * the product with V, where the unfused graph writes every head's whole
+ * score matrix (2 MiB at batch 8, 16 MiB at 64: past L2) and reads it back
+ * twice. A multiple of the GEMM's 12-row tile. */
+#define ATTENTION_ROWS 48
+
+typedef struct attention_job {
+    matrix_view q, k, v, y; /* q: m x d, k: d x n (K^T), v: n x dv, y: m x dv */
+    const float *qd, *kd, *vd;
+    float *yd;
+    float qk_alpha, alpha;
+    size_t items, per_task;
+    float *scratch; /* per task: packed K^T, packed V, one block of scores */
+    size_t scratch_floats;
+} attention_job;
+
+static size_t attention_block_rows(size_t m)
+{
+    return m < ATTENTION_ROWS ? m : ATTENTION_ROWS;
+}
+
+static void attention_tasks(void *arg, size_t begin, size_t end)
+{
+    const attention_job *job = arg;
+    size_t m = (size_t)job->y.rows, dv = (size_t)job->y.cols, d = (size_t)job->q.cols,
+           n = (size_t)job->k.cols, rows = attention_block_rows(m);
+    for (size_t task = begin; task < end; task++) {
+        float *kp = job->scratch + task * job->scratch_floats;
+        float *vp = kp + gemm_packed_b_floats(d, n), *s = vp + gemm_packed_b_floats(n, dv);
+        size_t t1 = (task + 1) * job->per_task < job->items ? (task + 1) * job->per_task : job->items;
+        for (size_t t = task * job->per_task; t < t1; t++) {
+            gemm_operand oq = {0}, ok = {0}, ov = {0}; /* the caller checked the views */
+            view_operand(&job->q, job->qd + t * job->q.step, &oq);
+            view_operand(&job->k, job->kd + t * job->k.step, &ok);
+            view_operand(&job->v, job->vd + t * job->v.step, &ov);
+            /* K^T and V packed once per item: every query row reads all of them */
+            gemm_pack_b(ok.trans, d, n, ok.data, ok.ld, kp);
+            gemm_pack_b(ov.trans, n, dv, ov.data, ov.ld, vp);
+            gemm_operand kpacked = {kp, 0, false, true}, vpacked = {vp, 0, false, true};
+            float *y = job->yd + t * job->y.step;
+            for (size_t i0 = 0; i0 < m; i0 += rows) {
+                size_t r = m - i0 < rows ? m - i0 : rows;
+                gemm_operand qrows = oq;
+                qrows.data += oq.trans ? i0 : i0 * oq.ld; /* row i0 of Q */
+                gemm_f32_ex(r, n, d, job->qk_alpha, qrows, kpacked, 0.0f, s, n, NULL);
+                for (size_t i = 0; i < r; i++)
+                    vmath_softmax(s + i * n, s + i * n, n);
+                gemm_f32_ex(r, dv, n, job->alpha, (gemm_operand){s, n, false, false}, vpacked,
+                            0.0f, y + i0 * job->y.rs, job->y.rs, NULL);
+            }
+        }
+    }
+}
+
+static int matmul_run_attention(op_ctx *ctx, const matmul_state *st, const ifd_tensor *q,
+                                const ifd_tensor *v, const ifd_tensor *k)
+{
+    char sq[128], sk[128], sv[128];
+    if (!k)
+        return op_fail(ctx, "fused attention: input K is missing");
+    if (q->dtype != IFD_FLOAT || k->dtype != IFD_FLOAT || v->dtype != IFD_FLOAT || q->rank != 3 ||
+        k->rank != 3 || v->rank != 3)
+        return op_fail(ctx, "fused attention needs float Q, K and V of rank 3, got %s, %s and %s",
+                       shape_to_string(q->rank, q->dims, sq, sizeof(sq)),
+                       shape_to_string(k->rank, k->dims, sk, sizeof(sk)),
+                       shape_to_string(v->rank, v->dims, sv, sizeof(sv)));
+    attention_job job = {.qd = q->data, .kd = k->data, .vd = v->data, .qk_alpha = st->qk_alpha,
+                         .alpha = st->alpha};
+    view_of(3, q->dims, st->perm[0], &job.q);
+    view_of(3, k->dims, st->perm_k, &job.k);
+    view_of(3, v->dims, st->perm[1], &job.v);
+    int64_t batch = job.q.batch;
+    if (job.k.batch > batch)
+        batch = job.k.batch;
+    if (job.v.batch > batch)
+        batch = job.v.batch;
+    if (job.q.cols != job.k.rows || job.k.cols != job.v.rows ||
+        (job.q.batch != batch && job.q.batch != 1) || (job.k.batch != batch && job.k.batch != 1) ||
+        (job.v.batch != batch && job.v.batch != 1))
+        return op_fail(ctx, "fused attention: Q %s, K %s and V %s (read through the fused "
+                            "transposes) do not multiply",
+                       shape_to_string(q->rank, q->dims, sq, sizeof(sq)),
+                       shape_to_string(k->rank, k->dims, sk, sizeof(sk)),
+                       shape_to_string(v->rank, v->dims, sv, sizeof(sv)));
+    gemm_operand probe;
+    if (!view_operand(&job.q, NULL, &probe) || !view_operand(&job.k, NULL, &probe) ||
+        !view_operand(&job.v, NULL, &probe))
+        return op_fail(ctx, "fused attention: an operand has no contiguous axis");
+    int64_t logical[3] = {batch, job.q.rows, job.v.cols}, dims[3];
+    for (int i = 0; i < 3; i++)
+        dims[i] = logical[st->perm[2][i]];
+    ifd_tensor *y = op_output(ctx, 0, IFD_FLOAT, 3, dims);
+    if (!y)
+        return -1;
+    if (batch == 0 || job.q.rows == 0 || job.v.cols == 0)
+        return 0;
+    job.yd = y->data;
+    int inverse[3];
+    for (int i = 0; i < 3; i++)
+        inverse[st->perm[2][i]] = i;
+    view_of(3, dims, inverse, &job.y);
+    size_t m = (size_t)job.q.rows, d = (size_t)job.q.cols, n = (size_t)job.k.cols,
+           dv = (size_t)job.v.cols;
+    /* per task: K^T and V packed, one block of scores (each no larger than
+     * a tensor the session already holds, bar the packing's padding; the
+     * sum is checked anyway before it is multiplied) */
+    size_t kfloats = gemm_packed_b_floats(d, n), vfloats = gemm_packed_b_floats(n, dv);
+    size_t block = attention_block_rows(m) * n;
+    threadpool *pool = op_threadpool(ctx);
+    size_t threads = (size_t)threadpool_size(pool), items = (size_t)batch;
+    size_t tasks = threads < items ? threads : items;
+    if (kfloats == 0 || vfloats == 0 || kfloats > SIZE_MAX / 4 || vfloats > SIZE_MAX / 4 ||
+        block > SIZE_MAX / 4 || kfloats + vfloats + block > SIZE_MAX / sizeof(float) / tasks)
+        return op_fail(ctx, "fused attention: %zu x %zu scores with K %zu x %zu are too large",
+                       m, n, d, n);
+    job.items = items;
+    job.per_task = (items + tasks - 1) / tasks;
+    tasks = (items + job.per_task - 1) / job.per_task;
+    job.scratch_floats = kfloats + vfloats + block;
+    job.scratch = op_scratch(ctx, tasks * job.scratch_floats * sizeof(float));
+    if (!job.scratch)
+        return -1; /* op_scratch said why */
+    if (tasks > 1)
+        threadpool_parallel_for(pool, tasks, 1, attention_tasks, &job);
+    else
+        attention_tasks(&job, 0, 1);
+    return 0;
+}
+
 static int matmul_prepare(op_node *node, ifd_error *err)
 {
     const value_info *a = node->inputs[0], *b = node->n_inputs > 1 ? node->inputs[1] : NULL;
@@ -638,6 +746,8 @@ static int matmul_run(op_ctx *ctx)
     const ifd_tensor *a = op_input(ctx, 0), *b = op_input(ctx, 1);
     if (!a || !b)
         return op_fail(ctx, "missing input");
+    if (st && st->attention)
+        return matmul_run_attention(ctx, st, a, b, ctx->n_inputs > 2 ? op_input(ctx, 2) : NULL);
     if (st && st->viewed)
         return matmul_run_viewed(ctx, st, a, b);
     if (a->dtype != b->dtype || !product_dtype_ok(a->dtype, ctx->node->version))
@@ -1250,6 +1360,32 @@ bool matmul_fuse_scale(op_node *matmul, float scale)
     matmul_state *st = matmul->state;
     start_view(st);
     st->alpha *= scale;
+    return true;
+}
+
+static bool identity_perm(const int *perm)
+{
+    return perm[0] == 0 && perm[1] == 1 && perm[2] == 2;
+}
+
+bool matmul_fuse_attention(op_node *pv, const op_node *qk)
+{
+    if (!matmul_can_view(pv) || !matmul_can_view(qk) || pv->inputs[1]->rank != 3 ||
+        qk->inputs[0]->rank != 3 || qk->inputs[1]->rank != 3)
+        return false;
+    matmul_state *ps = pv->state;
+    const matmul_state *qs = qk->state;
+    /* the scores are written and read as they are stored */
+    if (ps->attention || qs->attention || (ps->viewed && !identity_perm(ps->perm[0])) ||
+        (qs->viewed && !identity_perm(qs->perm[2])))
+        return false;
+    start_view(ps);
+    for (int i = 0; i < 3; i++) {
+        ps->perm[0][i] = qs->viewed ? qs->perm[0][i] : i;
+        ps->perm_k[i] = qs->viewed ? qs->perm[1][i] : i;
+    }
+    ps->qk_alpha = qs->viewed ? qs->alpha : 1.0f;
+    ps->attention = true;
     return true;
 }
 

@@ -50,6 +50,26 @@ static bool known_dims(int rank, const int64_t *dims)
     return true;
 }
 
+/* A large copy in 64 KiB pieces over the session's threads: a transformer
+ * reshapes its Q, K, V and attention output every layer (a MiB each at
+ * batch 8), and one thread copying while the others spin was a tenth of a
+ * 2-thread run. Each piece is then copied by the core whose previous node
+ * wrote most of it, as the products split rows the same way. */
+#define COPY_PIECE ((size_t)64 << 10)
+
+typedef struct copy_job {
+    const char *src;
+    char *dst;
+    size_t bytes;
+} copy_job;
+
+static void copy_pieces(void *arg, size_t begin, size_t end)
+{
+    const copy_job *job = arg;
+    size_t from = begin * COPY_PIECE, to = end * COPY_PIECE < job->bytes ? end * COPY_PIECE : job->bytes;
+    memcpy(job->dst + from, job->src + from, to - from);
+}
+
 /* Copy x's elements into y (same count, any dims). */
 static int copy_elements(op_ctx *ctx, ifd_tensor *y, const ifd_tensor *x)
 {
@@ -58,7 +78,11 @@ static int copy_elements(op_ctx *ctx, ifd_tensor *y, const ifd_tensor *x)
         if (!strings_copy(y->data, x->data, count))
             return op_fail(ctx, "out of memory copying strings");
     } else if (count && y->data != x->data) {
-        memcpy(y->data, x->data, count * ifd_dtype_size(x->dtype));
+        copy_job job = {x->data, y->data, count * ifd_dtype_size(x->dtype)};
+        if (job.bytes >= 4 * COPY_PIECE)
+            op_parallel_for(ctx, (job.bytes + COPY_PIECE - 1) / COPY_PIECE, 1, copy_pieces, &job);
+        else
+            memcpy(y->data, x->data, job.bytes);
     }
     return 0;
 }

@@ -19,7 +19,12 @@
  *                                   heads where the output projection reads
  *                                   them; the 1/sqrt(d) scale becomes alpha
  *                                   (ONNX Runtime's TransposeMatMul and
- *                                   MatMulScale fusions).
+ *                                   MatMulScale fusions);
+ *   MatMul -> Softmax -> MatMul     the same products with the softmax
+ *                                   between them: one kernel, a block of
+ *                                   query rows at a time, the scores kept in
+ *                                   cache (ORT's attention fusions do this
+ *                                   for the forms they recognise).
  *
  * Each fusion removes a node, its output tensor (an allocation and a full
  * pass over memory per run) and a dispatch. A chain is followed only through
@@ -354,6 +359,64 @@ static void fuse_viewed_matmul(fusion_pass *f, int host)
     }
 }
 
+/* A Softmax over the last axis of a 3-D tensor (before version 13 the
+ * coercion to 2-D at axis 2 is the same thing). */
+static bool softmax_over_last_axis(const ifd_model *m, const model_node *n)
+{
+    if (!is_op(n, "Softmax") || n->op.n_inputs != 1 || n->op.n_outputs != 1 ||
+        n->input_slots[0] < 0 || m->values[n->input_slots[0]].info.rank != 3)
+        return false;
+    int64_t axis = op_attr_int(&n->op, "axis", n->op.version < 13 ? 1 : -1);
+    return axis == -1 || axis == 2;
+}
+
+/* MatMul(Q, K^T) -> Softmax -> MatMul(., V): the second MatMul computes all
+ * three a block of query rows at a time (ops/gemm.c), reading Q, K and V
+ * through the views the transposes were fused into; the scores never make
+ * a tensor of their own. */
+static ifd_status fuse_attention(fusion_pass *f, int qk, ifd_error *err)
+{
+    ifd_model *m = f->m;
+    model_node *q = &m->nodes[qk];
+    if (!is_op(q, "MatMul") || q->op.n_inputs != 2 || q->op.n_outputs != 1)
+        return IFD_OK;
+    int sm = sole_reader(f, q->output_slots[0]);
+    if (sm < 0 || f->removed[sm] || !softmax_over_last_axis(m, &m->nodes[sm]))
+        return IFD_OK;
+    int scores = m->nodes[sm].output_slots[0];
+    int pv = sole_reader(f, scores);
+    if (pv < 0 || f->removed[pv] || !is_op(&m->nodes[pv], "MatMul"))
+        return IFD_OK;
+    model_node *p = &m->nodes[pv];
+    if (p->op.n_inputs != 2 || p->input_slots[0] != scores || p->input_slots[1] == scores)
+        return IFD_OK;
+    value_info **inputs = model_alloc(m, 3 * sizeof(*inputs));
+    int *slots = model_alloc(m, 3 * sizeof(int));
+    if (!inputs || !slots) {
+        set_error(err, "out of memory fusing attention at node '%s'", p->op.name);
+        return IFD_ERR_NO_MEMORY;
+    }
+    if (!matmul_fuse_attention(&p->op, &q->op))
+        return IFD_OK;
+    /* Q, V, K: Q and K are read by pv now instead of qk, so their counts
+     * stay; the product and the Softmax go with their outputs */
+    inputs[0] = q->op.inputs[0], slots[0] = q->input_slots[0];
+    inputs[1] = p->op.inputs[1], slots[1] = p->input_slots[1];
+    inputs[2] = q->op.inputs[1], slots[2] = q->input_slots[1];
+    p->op.inputs = inputs;
+    p->input_slots = slots;
+    p->op.n_inputs = 3;
+    for (int k = 0; k < 2; k++)
+        if (f->reader[q->input_slots[k]] == qk)
+            f->reader[q->input_slots[k]] = pv;
+    int raw = q->output_slots[0];
+    f->readers[raw] = f->readers[scores] = 0;
+    f->producer[raw] = f->producer[scores] = -1;
+    m->values[raw].producer = m->values[scores].producer = -1;
+    f->removed[qk] = f->removed[sm] = true;
+    return IFD_OK;
+}
+
 /* Add(a, b) -> LayerNormalization: b becomes the LayerNorm's input 3. */
 static ifd_status fuse_layernorm_residual(fusion_pass *f, int host, ifd_error *err)
 {
@@ -486,6 +549,11 @@ ifd_status optimize_fuse_kernels(ifd_model *m, ifd_error *err)
         else if (is_op(node, "LayerNormalization"))
             st = fuse_layernorm_residual(&f, (int)i, err);
     }
+    /* after the loop above: the second product's transposes are fused by
+     * now, and its views are what the attention kernel reads */
+    for (size_t i = 0; st == IFD_OK && i < m->n_nodes; i++)
+        if (!f.removed[i])
+            st = fuse_attention(&f, (int)i, err);
     if (st == IFD_OK) {
         size_t kept = 0;
         for (size_t i = 0; i < m->n_nodes; i++) {

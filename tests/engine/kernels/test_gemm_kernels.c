@@ -2,9 +2,11 @@
  * test_gemm_kernels.c — every micro-kernel this CPU can run (AVX-512,
  * AVX2/FMA, the portable one) computes the same products as a double-precision
  * loop nest: ragged tile edges in M, N and K, transposed and packed operands,
- * alpha and beta, on the caller and split over a 2-thread pool. Paths the CPU
- * lacks are reported as not run, never as passed.
+ * alpha and beta, the bias and clamp epilogue, on the caller and split over
+ * a 2-thread pool. Paths the CPU lacks are reported as not run, never as
+ * passed.
  */
+#include <math.h>
 #include <stdlib.h>
 
 #include "kernels/gemm.h"
@@ -21,9 +23,11 @@ static float next_float(void)
     return (float)(random_state >> 8) / 16777216.0f * 2.0f - 1.0f;
 }
 
-/* One product through gemm_f32_ex against the reference, C starting random. */
-static int check_product(size_t m, size_t n, size_t k, bool ta, bool tb, bool pack_a, bool pack_b,
-                         float alpha, float beta, threadpool *pool)
+/* One product through gemm_f32_ex against the reference, C starting random;
+ * with `epi` 1 a bias row scaled by 0.75 is added, with 2 also a clamp to
+ * [-0.5, 0.7], with 3 the clamp alone (gemm_f32_epilogue). */
+static int check_product_epi(size_t m, size_t n, size_t k, bool ta, bool tb, bool pack_a,
+                             bool pack_b, float alpha, float beta, int epi, threadpool *pool)
 {
     float *a = malloc(m * k * sizeof(float) + 4), *b = malloc(k * n * sizeof(float) + 4);
     float *c = malloc(m * n * sizeof(float) + 4), *c0 = malloc(m * n * sizeof(float) + 4);
@@ -35,6 +39,10 @@ static int check_product(size_t m, size_t n, size_t k, bool ta, bool tb, bool pa
         b[i] = next_float();
     for (size_t i = 0; i < m * n; i++)
         c[i] = c0[i] = next_float();
+    float *bias = malloc(n * sizeof(float) + 4);
+    for (size_t j = 0; j < n; j++)
+        bias[j] = next_float();
+    gemm_epilogue e = {epi == 1 || epi == 2 ? bias : NULL, 0.75f, epi >= 2, -0.5f, 0.7f};
     size_t lda = ta ? m : k, ldb = tb ? k : n;
     gemm_operand oa = {a, lda, ta, false}, ob = {b, ldb, tb, false};
     if (pack_a) {
@@ -45,7 +53,10 @@ static int check_product(size_t m, size_t n, size_t k, bool ta, bool tb, bool pa
         gemm_pack_b(tb, k, n, b, ldb, pb);
         ob = (gemm_operand){pb, 0, false, true};
     }
-    gemm_f32_ex(m, n, k, alpha, oa, ob, beta, c, n, pool);
+    if (epi)
+        gemm_f32_epilogue(m, n, k, alpha, oa, ob, beta, c, n, &e, pool);
+    else
+        gemm_f32_ex(m, n, k, alpha, oa, ob, beta, c, n, pool);
     int bad = 0;
     for (size_t i = 0; i < m && !bad; i++)
         for (size_t j = 0; j < n && !bad; j++) {
@@ -57,12 +68,16 @@ static int check_product(size_t m, size_t n, size_t k, bool ta, bool tb, bool pa
                 mag += fabs(av * bv);
             }
             double want = alpha * sum + (beta != 0.0f ? beta * c0[i * n + j] : 0.0);
+            if (e.bias)
+                want += 0.75 * bias[j];
+            if (e.clamp)
+                want = want < -0.5 ? -0.5 : want > 0.7 ? 0.7 : want;
             double tol = 1e-5 * (fabs(alpha) * mag + fabs(beta) + 1.0);
             if (!(fabs(c[i * n + j] - want) <= tol)) {
-                fprintf(stderr, "%s: m %zu n %zu k %zu ta %d tb %d pack %d%d alpha %g beta %g: "
-                                "C[%zu,%zu] = %.9g, expected %.9g\n",
-                        gemm_kernel_name(), m, n, k, ta, tb, pack_a, pack_b, alpha, beta, i, j,
-                        c[i * n + j], want);
+                fprintf(stderr, "%s: m %zu n %zu k %zu ta %d tb %d pack %d%d alpha %g beta %g "
+                                "epilogue %d: C[%zu,%zu] = %.9g, expected %.9g\n",
+                        gemm_kernel_name(), m, n, k, ta, tb, pack_a, pack_b, alpha, beta, epi, i,
+                        j, c[i * n + j], want);
                 bad = 1;
             }
         }
@@ -72,7 +87,14 @@ static int check_product(size_t m, size_t n, size_t k, bool ta, bool tb, bool pa
     free(c0);
     free(pa);
     free(pb);
+    free(bias);
     return bad;
+}
+
+static int check_product(size_t m, size_t n, size_t k, bool ta, bool tb, bool pack_a, bool pack_b,
+                         float alpha, float beta, threadpool *pool)
+{
+    return check_product_epi(m, n, k, ta, tb, pack_a, pack_b, alpha, beta, 0, pool);
 }
 
 static void check_every_shape(threadpool *pool)
@@ -92,12 +114,18 @@ static void check_every_shape(threadpool *pool)
                     float beta = (form & 3) == 1 ? 0.5f : 0.0f;
                     failures += check_product(ms[mi], ns[ni], ks[ki], ta, tb, packed, packed,
                                               form == 6 ? -1.5f : 1.0f, beta, pool);
+                    /* the epilogue on every tile and edge: in the wide
+                     * tile's registers, and after the other tiles */
+                    failures += check_product_epi(ms[mi], ns[ni], ks[ki], ta, tb, packed, packed,
+                                                  1.0f, beta, 1 + (int)((mi + ni + form) % 3),
+                                                  pool);
                 }
     /* big enough for the pool to split M blocks and N chunks */
     failures += check_product(200, 300, 260, false, true, false, true, 1.0f, 1.0f, pool);
     failures += check_product(64, 1024, 300, false, false, true, false, 1.0f, 0.0f, pool);
     /* one row against B^T in place, its columns split over the pool */
     failures += check_product(1, 1000, 600, false, true, false, false, 1.0f, 0.5f, pool);
+    failures += check_product_epi(200, 300, 260, false, false, false, true, 1.0f, 0.0f, 2, pool);
     CHECK_EQ_INT(failures, 0);
 }
 
@@ -126,6 +154,32 @@ static void test_every_kernel_matches_the_double_reference(void)
     threadpool_free(pool);
 }
 
+/* A NaN product stays NaN through the clamp (Relu(NaN) is NaN), on every
+ * kernel; the bias alone leaves it NaN too. */
+static void test_epilogue_clamp_lets_nan_through(void)
+{
+    const char *names[8];
+    size_t n = gemm_kernel_names(names, 8);
+    for (size_t i = 0; i < n && i < 8; i++) {
+        CHECK(gemm_use_kernel(names[i]));
+        enum { M = 12, N = 32, K = 5 };
+        float a[M * K], b[K * N], c[M * N], bias[N];
+        for (int x = 0; x < M * K; x++)
+            a[x] = x == 2 * K ? NAN : 0.5f;
+        for (int x = 0; x < K * N; x++)
+            b[x] = 1.0f;
+        for (int x = 0; x < N; x++)
+            bias[x] = -100.0f;
+        gemm_epilogue e = {bias, 1.0f, true, 0.0f, INFINITY};
+        gemm_f32_epilogue(M, N, K, 1.0f, (gemm_operand){a, K, false, false},
+                          (gemm_operand){b, N, false, false}, 0.0f, c, N, &e, NULL);
+        for (int j = 0; j < N; j++) {
+            CHECK(isnan(c[2 * N + j])); /* row 2 read the NaN */
+            CHECK(c[j] == 0.0f);        /* 2.5 - 100 clamped to 0 */
+        }
+    }
+}
+
 static void test_unknown_kernel_is_refused(void)
 {
     const char *before = gemm_kernel_name();
@@ -136,6 +190,7 @@ static void test_unknown_kernel_is_refused(void)
 int main(void)
 {
     RUN(test_every_kernel_matches_the_double_reference);
+    RUN(test_epilogue_clamp_lets_nan_through);
     RUN(test_unknown_kernel_is_refused);
     TEST_MAIN_END();
 }

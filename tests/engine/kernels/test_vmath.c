@@ -6,7 +6,8 @@
  * correctly rounded float result, and prints the largest error seen; special
  * values (NaN, +-inf, +-0, the saturation points) must come out exactly;
  * array tails and in-place calls give the same values as whole vectors;
- * vmath_exp_shifted_sum returns the sum it wrote.
+ * vmath_exp_shifted_sum returns the sum it wrote; vmath_softmax matches a
+ * double-precision softmax and turns a row holding a NaN all NaN.
  */
 #include <float.h>
 #include <math.h>
@@ -244,6 +245,47 @@ static void test_exp_shifted_sum_returns_the_sum_it_wrote(void)
     }
 }
 
+static void test_softmax_rows_match_double_and_a_nan_spoils_its_row(void)
+{
+    enum { N = 53 };
+    float x[N], y[N];
+    for (int i = 0; i < N; i++) /* the max in the scalar tail, past the vectors */
+        x[i] = (float)((i * 37) % 23) * 0.4f - 4.0f + (i == N - 1 ? 9.0f : 0.0f);
+    for (size_t k = 0; k < n_kernels; k++) {
+        CHECK(vmath_use_kernel(kernels[k]));
+        for (size_t len = 1; len <= N; len++) {
+            double max = x[0], sum = 0;
+            for (size_t i = 1; i < len; i++)
+                max = x[i] > max ? x[i] : max;
+            for (size_t i = 0; i < len; i++)
+                sum += exp((double)x[i] - max);
+            /* exp's ulp, plus x - max rounded in float (a relative error of
+             * up to |x - max| ulp in the result, as in Softmax everywhere) */
+            vmath_softmax(x, y, len);
+            for (size_t i = 0; i < len; i++)
+                CHECK_NEAR(y[i], exp((double)x[i] - max) / sum, 2e-6 * exp((double)x[i] - max) / sum);
+        }
+        /* in place, as the fused attention calls it */
+        memcpy(y, x, sizeof(x));
+        vmath_softmax(y, y, N);
+        double total = 0;
+        for (int i = 0; i < N; i++)
+            total += y[i];
+        CHECK_NEAR(total, 1.0, 1e-6);
+        /* a NaN first, in a vector or in the tail: the whole row is NaN */
+        size_t at[3] = {0, 20, N - 2};
+        for (int a = 0; a < 3; a++) {
+            memcpy(y, x, sizeof(x));
+            y[at[a]] = NAN;
+            vmath_softmax(y, y, N);
+            bool all_nan = true;
+            for (int i = 0; i < N; i++)
+                all_nan &= isnan(y[i]);
+            CHECK(all_nan);
+        }
+    }
+}
+
 int main(void)
 {
     n_kernels = vmath_kernel_names(kernels, 3);
@@ -254,5 +296,6 @@ int main(void)
     RUN(test_special_values_come_out_exactly);
     RUN(test_tails_and_in_place_calls_match_whole_vectors);
     RUN(test_exp_shifted_sum_returns_the_sum_it_wrote);
+    RUN(test_softmax_rows_match_double_and_a_nan_spoils_its_row);
     TEST_MAIN_END();
 }
