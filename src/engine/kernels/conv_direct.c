@@ -19,6 +19,7 @@
  * pick the phase.
  */
 #include "conv_direct.h"
+#include "row_blocks.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -47,30 +48,17 @@
 
 size_t conv_direct_packed_floats(size_t m, size_t k)
 {
-    size_t tiles = (m + MR - 1) / MR;
-    if (k != 0 && tiles > SIZE_MAX / MR / k)
-        return 0;
-    return tiles * MR * k;
+    return row_blocks_floats(m, k, MR);
 }
 
-/* Tile t holds rows [t*MR, t*MR + MR) k-major: element (o, p) at
- * (t*k + p)*MR + o % MR; rows past m are zero. */
 void conv_direct_pack(size_t m, size_t k, const float *w, float *packed)
 {
-    size_t tiles = (m + MR - 1) / MR;
-    for (size_t t = 0; t < tiles; t++)
-        for (size_t p = 0; p < k; p++)
-            for (size_t i = 0; i < MR; i++) {
-                size_t o = t * MR + i;
-                packed[(t * k + p) * MR + i] = o < m ? w[o * k + p] : 0.0f;
-            }
+    row_blocks_pack(m, k, MR, w, packed);
 }
 
 void conv_direct_unpack(size_t m, size_t k, const float *packed, float *w)
 {
-    for (size_t o = 0; o < m; o++)
-        for (size_t p = 0; p < k; p++)
-            w[o * k + p] = packed[(o / MR * k + p) * MR + o % MR];
+    row_blocks_unpack(m, k, MR, packed, w);
 }
 
 bool conv_direct_wanted(size_t taps)

@@ -16,6 +16,7 @@
  * of positions), computed in panels of input channels (see run_items).
  */
 #include "pointwise_small.h"
+#include "row_blocks.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -38,30 +39,17 @@
 
 size_t pointwise_small_packed_floats(size_t m, size_t k)
 {
-    size_t blocks = (m + NB - 1) / NB;
-    if (k != 0 && blocks > SIZE_MAX / NB / k)
-        return 0;
-    return blocks * NB * k;
+    return row_blocks_floats(m, k, NB);
 }
 
-/* Block b holds output channels [b*NB, b*NB + NB), input-channel-major:
- * element (o, c) at (b*k + c)*NB + o % NB; channels past m are zero. */
 void pointwise_small_pack(size_t m, size_t k, const float *w, float *packed)
 {
-    size_t blocks = (m + NB - 1) / NB;
-    for (size_t b = 0; b < blocks; b++)
-        for (size_t c = 0; c < k; c++)
-            for (size_t j = 0; j < NB; j++) {
-                size_t o = b * NB + j;
-                packed[(b * k + c) * NB + j] = o < m ? w[o * k + c] : 0.0f;
-            }
+    row_blocks_pack(m, k, NB, w, packed);
 }
 
 void pointwise_small_unpack(size_t m, size_t k, const float *packed, float *w)
 {
-    for (size_t o = 0; o < m; o++)
-        for (size_t c = 0; c < k; c++)
-            w[o * k + c] = packed[(o / NB * k + c) * NB + o % NB];
+    row_blocks_unpack(m, k, NB, packed, w);
 }
 
 bool pointwise_small_available(void)

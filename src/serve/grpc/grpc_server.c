@@ -597,6 +597,12 @@ static void model_metadata(rpc *r, const Inference__ModelMetadataRequest *req)
     free(shapes);
 }
 
+/* r's client gave up waiting: its deadline is in the past */
+static bool deadline_passed(const rpc *r)
+{
+    return gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), gpr_convert_clock_type(r->deadline, GPR_CLOCK_MONOTONIC)) > 0;
+}
+
 /* Decode, run and encode r->infer on r->version (a model: pipelines go
  * to submit_pipeline) with `session`. On
  * success r->status is OK and *answer holds the answer (outputs must be
@@ -611,7 +617,7 @@ static void run_inference(rpc *r, int session, ifd_value **outputs, grpc_v2_answ
         fail(r, GRPC_STATUS_UNAVAILABLE, "model '%s' is not ready", r->version->name);
         return;
     }
-    if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), gpr_convert_clock_type(r->deadline, GPR_CLOCK_MONOTONIC)) > 0) {
+    if (deadline_passed(r)) {
         fail(r, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
         return;
     }
@@ -688,6 +694,24 @@ typedef struct queued_infer {
     size_t n_outputs;
 } queued_infer;
 
+/* r's queued request with room for its signature's outputs, or NULL when
+ * memory ran out. */
+static queued_infer *queued_infer_new(rpc *r, const grpc_v2_signature *sig)
+{
+    queued_infer *q = calloc(1, sizeof(*q));
+    if (q)
+        q->outputs = calloc(sig->n_outputs ? sig->n_outputs : 1, sizeof(*q->outputs));
+    if (q && !q->outputs) {
+        free(q);
+        return NULL;
+    }
+    if (q) {
+        q->r = r;
+        q->n_outputs = sig->n_outputs;
+    }
+    return q;
+}
+
 static void queued_infer_free(queued_infer *q)
 {
     grpc_v2_request_free(&q->decoded);
@@ -731,23 +755,17 @@ static void submit_inference(rpc *r, int session)
 {
     r->t_compute_start = server_now();
     char err[1024];
-    queued_infer *q = calloc(1, sizeof(*q));
     grpc_v2_signature sig = target_signature(r);
-    if (q)
-        q->outputs = calloc(sig.n_outputs ? sig.n_outputs : 1, sizeof(*q->outputs));
-    if (!q || !q->outputs) {
-        free(q);
+    queued_infer *q = queued_infer_new(r, &sig);
+    if (!q) {
         fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     } else if (!r->version->ready) {
         fail(r, GRPC_STATUS_UNAVAILABLE, "model '%s' is not ready", r->version->name);
-    } else if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC),
-                            gpr_convert_clock_type(r->deadline, GPR_CLOCK_MONOTONIC)) > 0) {
+    } else if (deadline_passed(r)) {
         fail(r, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
     } else {
         grpc_status_code code = grpc_v2_decode(r->infer, &sig, target_name(r), &q->decoded, err, sizeof(err));
         if (code == GRPC_STATUS_OK) {
-            q->r = r;
-            q->n_outputs = sig.n_outputs;
             int refused = model_set_submit(r->f->srv->models, r->version, session, q->decoded.inputs, q->outputs,
                                            batch_deadline(r), on_batched_inference, q, err, sizeof(err));
             if (refused)
@@ -799,19 +817,14 @@ static void submit_pipeline(void *arg, int worker)
     rpc *r = arg;
     r->t_compute_start = server_now();
     char err[1024];
-    queued_infer *q = calloc(1, sizeof(*q));
     grpc_v2_signature sig = target_signature(r);
-    if (q)
-        q->outputs = calloc(sig.n_outputs ? sig.n_outputs : 1, sizeof(*q->outputs));
-    if (!q || !q->outputs) {
-        free(q);
+    queued_infer *q = queued_infer_new(r, &sig);
+    if (!q) {
         fail(r, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         send_inference_answer(r, NULL, false);
         return;
     }
-    q->r = r;
-    q->n_outputs = sig.n_outputs;
-    if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), gpr_convert_clock_type(r->deadline, GPR_CLOCK_MONOTONIC)) > 0) {
+    if (deadline_passed(r)) {
         fail(r, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the request waited for a worker");
         send_inference_answer(r, NULL, false);
         queued_infer_free(q);
