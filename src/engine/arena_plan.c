@@ -61,15 +61,17 @@ static int by_offset(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-/* The operators whose output 0 is input 0's bytes unchanged. */
+/* The operators whose output 0 is input 0's bytes unchanged (ops/shape.c,
+ * emit_reshaped). By the implementation bound, not the node's name, so that
+ * a rewritten node keeps its copy. */
 static bool shares_input_bytes(const model_node *node)
 {
     static const char *const kinds[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze",
                                         "Identity", "Dropout"};
-    if (node->op.domain && node->op.domain[0])
+    if (!node->def || !node->def->domain || node->def->domain[0])
         return false;
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
-        if (strcmp(node->op.op_type, kinds[k]) == 0)
+        if (strcmp(node->def->op_type, kinds[k]) == 0)
             return true;
     return false;
 }

@@ -265,8 +265,9 @@ ifd_tensor *op_output_view(op_ctx *ctx, int i, const ifd_tensor *x, int rank,
     const ifd_model *m = s->model;
     int slot = output_slot(ctx, i);
     size_t bytes, in_bytes;
+    /* only input 0 itself: its buffer is the one the plan keeps alive */
     if (slot < 0 || !m->view_of || m->view_of[slot] < 0 || s->folding || !x ||
-        x->dtype == IFD_STRING || rank < 0 || rank > IFD_MAX_RANK ||
+        x != op_input(ctx, 0) || x->dtype == IFD_STRING || rank < 0 || rank > IFD_MAX_RANK ||
         !shape_bytes(x->dtype, rank, dims, &bytes) ||
         !shape_bytes(x->dtype, x->rank, x->dims, &in_bytes) || bytes != in_bytes)
         return NULL;
