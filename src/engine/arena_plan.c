@@ -17,8 +17,21 @@
  * iteration's), so the plan is an optimisation, never a correctness matter.
  * Graph outputs, strings and unknown shapes are not planned: outputs move to
  * the caller, strings own their elements.
+ *
+ * Before placing, plan_views picks the values that need no buffer at all:
+ * output 0 of Reshape, Flatten, Squeeze, Unsqueeze, Identity and Dropout is
+ * its input's bytes under other dims, so the session hands it out as a view
+ * of the input (op_output_view) instead of copying. A transformer does about
+ * ten such copies per layer between its MatMuls. The view is chosen here by
+ * operator kind, so it holds for any run-time shape; it is safe because no
+ * operator writes into a buffer it did not get from op_output (inputs are
+ * const), and a buffer is only reused once it is free: the viewed value (the
+ * root of a chain of views) keeps its buffer, in the pool and in the arena,
+ * until the last reader of any of its views (buffer_last_use). A view is
+ * never a graph output (the caller owns those) nor a string tensor.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "model.h"
 
@@ -48,8 +61,74 @@ static int by_offset(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+/* The operators whose output 0 is input 0's bytes unchanged (ops/shape.c,
+ * emit_reshaped). By the implementation bound, not the node's name, so that
+ * a rewritten node keeps its copy. */
+static bool shares_input_bytes(const model_node *node)
+{
+    static const char *const kinds[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze",
+                                        "Identity", "Dropout"};
+    if (!node->def || !node->def->domain || node->def->domain[0])
+        return false;
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        if (strcmp(node->def->op_type, kinds[k]) == 0)
+            return true;
+    return false;
+}
+
+static bool plain_tensor(const model_value *v)
+{
+    return v->info.kind == IFD_VALUE_TENSOR && v->info.dtype != IFD_STRING;
+}
+
+static void plan_views(ifd_model *m)
+{
+    free(m->view_of);
+    free(m->buffer_last_use);
+    m->view_of = NULL;
+    m->buffer_last_use = NULL;
+    int *view_of = malloc((m->n_values + 1) * sizeof(*view_of));
+    int *until = malloc((m->n_values + 1) * sizeof(*until));
+    size_t n_views = 0;
+    if (!view_of || !until)
+        goto done; /* no views: every Reshape copies */
+    for (size_t v = 0; v < m->n_values; v++) {
+        view_of[v] = -1;
+        until[v] = m->values[v].last_use;
+    }
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        const model_node *node = &m->nodes[i];
+        if (!shares_input_bytes(node) || node->op.n_inputs < 1 || node->op.n_outputs < 1 ||
+            node->input_slots[0] < 0)
+            continue;
+        int in = node->input_slots[0], out = node->output_slots[0];
+        const model_value *vin = &m->values[in], *vout = &m->values[out];
+        if (in == out || vout->origin != VALUE_INTERMEDIATE || vout->is_graph_output ||
+            !plain_tensor(vin) || !plain_tensor(vout) || vin->info.dtype != vout->info.dtype)
+            continue;
+        /* nodes run in order, so in's own root is known already */
+        view_of[out] = view_of[in] >= 0 ? view_of[in] : in;
+        n_views++;
+    }
+    for (size_t v = 0; v < m->n_values; v++) {
+        int root = view_of[v];
+        if (root >= 0 && until[v] > until[root])
+            until[root] = until[v];
+    }
+    if (n_views) {
+        m->view_of = view_of;
+        m->buffer_last_use = until;
+        view_of = NULL;
+        until = NULL;
+    }
+done:
+    free(view_of);
+    free(until);
+}
+
 void plan_arena(ifd_model *m)
 {
+    plan_views(m);
     free(m->arena_offset);
     free(m->arena_size);
     m->arena_offset = NULL;
@@ -77,14 +156,16 @@ void plan_arena(ifd_model *m)
             for (int d = 0; known && d < info->rank; d++)
                 known = info->dims[d] >= 0;
             if (!known || mv->origin != VALUE_INTERMEDIATE || mv->is_graph_output ||
+                (m->view_of && m->view_of[slot] >= 0) ||
                 !shape_bytes(info->dtype, info->rank, info->dims, &bytes) ||
                 bytes > SIZE_MAX / 2)
                 continue;
             bytes = (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
             if (bytes == 0)
                 bytes = ARENA_ALIGN; /* outputs always get a buffer (op_output) */
-            values[n++] = (planned){slot, (int)i, mv->last_use > (int)i ? mv->last_use : (int)i,
-                                    bytes, 0};
+            /* a viewed value lives until its views' last reader too */
+            int last = m->buffer_last_use ? m->buffer_last_use[slot] : mv->last_use;
+            values[n++] = (planned){slot, (int)i, last > (int)i ? last : (int)i, bytes, 0};
         }
     }
     if (n == 0 || n > ARENA_MAX_VALUES)

@@ -1872,6 +1872,8 @@ void ifd_model_free(ifd_model *m)
             tensor_release(&m->values[i].constant_storage);
     free(m->arena_offset);
     free(m->arena_size);
+    free(m->view_of);
+    free(m->buffer_last_use);
     free(m->values);
     free(m->nodes);
     free(m->inputs);

@@ -88,6 +88,13 @@ struct ifd_model {
     size_t *arena_offset;
     size_t *arena_size;
     size_t arena_bytes;
+    /* arena_plan.c (plan_views): per value slot, the slot whose buffer it
+     * views (an output of the Reshape family sharing its input's bytes),
+     * -1 for a value with its own; and the last node that reads the value
+     * or any view of it, after which its buffer may be reused. NULL when
+     * no value is a view (each buffer then goes after its last_use). */
+    int *view_of;
+    int *buffer_last_use;
     ifd_graph_opt graph_opt; /* the level the loader applied (never DEFAULT);
                                 subgraphs take their owner's */
 

@@ -159,6 +159,12 @@ const ifd_value *op_input_value(const op_ctx *ctx, int i);
 /* Allocate output i with the given shape; data is uninitialised except for
  * strings (zeroed). Returns NULL after setting the error on overflow/OOM. */
 ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64_t *dims);
+/* Output i as a view of x (input 0, the same bytes) under new dims, when the
+ * buffer planner made it one (arena_plan.c, plan_views: the Reshape family's
+ * output 0). NULL without an error otherwise: the operator then copies into
+ * op_output as usual. x's element count must equal the dims'. */
+ifd_tensor *op_output_view(op_ctx *ctx, int i, const ifd_tensor *x, int rank,
+                           const int64_t *dims);
 /* Output i as an empty value the operator fills (sequences and maps); the
  * value's previous contents are cleared. */
 ifd_value *op_output_value(op_ctx *ctx, int i);

@@ -9,7 +9,9 @@
  * session, at offsets planned at load (arena_plan.c); the rest come from the
  * pool, and after the first run with a given shape, runs take every buffer
  * from there: steady-state inference does not call malloc except for the
- * output values returned to the caller.
+ * output values returned to the caller. An output of the Reshape family is
+ * a view of its input's buffer when the plan says so (op_output_view); that
+ * buffer then goes back only after the view's last reader.
  *
  * A node with subgraphs (If, Loop, Scan) runs them on child sessions kept
  * with this one, one per (node, subgraph), made on first use; they share this
@@ -55,6 +57,8 @@ struct session_private {
     batch_split *split;
     char split_reason[192];
     const ifd_tensor *output_rows;
+    /* session_run_node_once hands outputs over as owned: no views then */
+    bool folding;
 };
 
 struct ifd_session {
@@ -225,8 +229,10 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
      * handed out with data NULL, and memset/memcpy of zero bytes at NULL is
      * undefined behaviour in every operator that does it (found by
      * fuzz_model_load in ConstantOfShape); outputs always get a buffer */
+    /* !owns_data: a view (of the arena, another value or the caller's rows)
+     * is not this slot's to write into */
     if (v->kind != IFD_VALUE_TENSOR || v->tensor.dtype == IFD_STRING || dtype == IFD_STRING ||
-        v->tensor.capacity < bytes || !v->tensor.data) {
+        v->tensor.capacity < bytes || !v->tensor.data || !v->tensor.owns_data) {
         /* a slot released at the end of the last run is all zeroes: nothing
          * to give back (the common case, so spare the clearing) */
         if (v->kind != IFD_VALUE_TENSOR || v->tensor.data || v->items || v->map_keys.data || v->map_values.data)
@@ -247,6 +253,30 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
     }
     v->kind = IFD_VALUE_TENSOR;
     v->tensor.dtype = dtype;
+    tensor_set_shape(&v->tensor, rank, dims);
+    s->bound[slot] = v;
+    return &v->tensor;
+}
+
+ifd_tensor *op_output_view(op_ctx *ctx, int i, const ifd_tensor *x, int rank,
+                           const int64_t *dims)
+{
+    struct session_private *s = ctx->session;
+    const ifd_model *m = s->model;
+    int slot = output_slot(ctx, i);
+    size_t bytes, in_bytes;
+    /* only input 0 itself: its buffer is the one the plan keeps alive */
+    if (slot < 0 || !m->view_of || m->view_of[slot] < 0 || s->folding || !x ||
+        x != op_input(ctx, 0) || x->dtype == IFD_STRING || rank < 0 || rank > IFD_MAX_RANK ||
+        !shape_bytes(x->dtype, rank, dims, &bytes) ||
+        !shape_bytes(x->dtype, x->rank, x->dims, &in_bytes) || bytes != in_bytes)
+        return NULL;
+    ifd_value *v = &s->owned[slot];
+    if (v->kind != IFD_VALUE_TENSOR || v->tensor.data)
+        release_slot(s, slot);
+    v->kind = IFD_VALUE_TENSOR;
+    v->tensor = tensor_view(x);
+    v->tensor.capacity = bytes;
     tensor_set_shape(&v->tensor, rank, dims);
     s->bound[slot] = v;
     return &v->tensor;
@@ -715,16 +745,26 @@ static ifd_status run_graph(struct session_private *s, const ifd_value *const *i
         s->n_scratch = 0;
         if (st != IFD_OK)
             break;
-        /* free what no later node reads */
+        /* free what no later node reads: a viewed value's buffer stays
+         * until its views' last reader (buffer_last_use), a view's slot is
+         * cleared after its own */
         for (int k = 0; k < node->op.n_inputs + node->op.n_implicit; k++) {
             int slot = node->input_slots[k];
-            if (slot >= 0 && m->values[slot].last_use == (int)n &&
-                m->values[slot].origin == VALUE_INTERMEDIATE && !m->values[slot].is_graph_output)
+            if (slot < 0)
+                continue;
+            int until = m->buffer_last_use ? m->buffer_last_use[slot] : m->values[slot].last_use;
+            if (until == (int)n && m->values[slot].origin == VALUE_INTERMEDIATE &&
+                !m->values[slot].is_graph_output)
                 release_slot(s, slot);
+            int root = m->view_of ? m->view_of[slot] : -1;
+            if (root >= 0 && m->buffer_last_use[root] == (int)n &&
+                m->values[root].origin == VALUE_INTERMEDIATE && !m->values[root].is_graph_output)
+                release_slot(s, root);
         }
         for (int k = 0; k < node->op.n_outputs; k++) {
             int slot = node->output_slots[k];
-            if (m->values[slot].last_use < 0 && !m->values[slot].is_graph_output)
+            int until = m->buffer_last_use ? m->buffer_last_use[slot] : m->values[slot].last_use;
+            if (until < 0 && !m->values[slot].is_graph_output)
                 release_slot(s, slot);
         }
     }
@@ -810,11 +850,13 @@ ifd_status session_run_node_once(ifd_session *session, size_t n, size_t max_byte
     }
     size_t saved_limit = s->max_tensor_bytes;
     s->max_tensor_bytes = max_bytes;
+    s->folding = true;
     op_ctx ctx = {.node = &node->op, .n_inputs = node->op.n_inputs, .inputs = s->node_inputs,
                   .session = s, .node_index = (int)n, .err = err};
     err->message[0] = '\0';
     ifd_status st = node->def->run(&ctx) == 0 ? IFD_OK : IFD_ERR_RUNTIME;
     s->max_tensor_bytes = saved_limit;
+    s->folding = false;
     for (size_t i = 0; i < s->n_scratch; i++)
         pool_give(s, s->scratch[i].data, s->scratch[i].capacity);
     s->n_scratch = 0;

@@ -4,9 +4,11 @@
  * queries (Shape, Size), broadcasting copies (Expand, Tile) and generators
  * (ConstantOfShape, Range, EyeLike).
  *
- * Reshape-like operators copy the data unchanged under new dims; the work is
- * in getting the dims right, at load when the shape/axes inputs are
- * initializers (so later nodes see the shape) and at run time otherwise.
+ * Reshape-like operators give the data unchanged under new dims: as a view of
+ * the input's buffer where the buffer planner allows (arena_plan.c,
+ * plan_views), a copy otherwise. The work is in getting the dims right, at
+ * load when the shape/axes inputs are initializers (so later nodes see the
+ * shape) and at run time otherwise.
  * Expand and Tile are strided copies done by layout.c's layout_copy_strided:
  * Expand reads broadcast axes with stride 0, Tile views the output as
  * [r0, d0, r1, d1, ...] and reads the input with stride 0 on every r_k.
@@ -90,6 +92,8 @@ static int copy_elements(op_ctx *ctx, ifd_tensor *y, const ifd_tensor *x)
 /* Output 0 = input 0's data under new dims. */
 static int emit_reshaped(op_ctx *ctx, const ifd_tensor *x, int rank, const int64_t *dims)
 {
+    if (op_output_view(ctx, 0, x, rank, dims))
+        return 0;
     ifd_tensor *y = op_output(ctx, 0, x->dtype, rank, dims);
     if (!y)
         return -1;
