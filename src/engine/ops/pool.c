@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kernels/max_pool.h"
+#include "../kernels/pooling.h"
 #include "../op.h"
 #include "spatial.h"
 
@@ -365,7 +365,7 @@ WINDOW_TYPES(DEFINE_POOL)
 typedef void (*plane_fn)(void *arg, size_t begin, size_t end);
 
 /* MaxPool 2x2 stride 2 without padding on floats, the CNN downsampling
- * step: kernels/max_pool.c vectorises it along whole runs of output rows,
+ * step: kernels/pooling.c vectorises it along whole runs of output rows,
  * with the separable path's comparison order (NaN is skipped as there). */
 static void max_pool_2x2_planes(void *arg, size_t begin, size_t end)
 {
@@ -577,6 +577,21 @@ typedef struct global_job {
     }
 FLOAT_TYPES(DEFINE_GLOBAL)
 
+/* GlobalAveragePool on floats: the vector plane sums of kernels/pooling.c
+ * (a fixed summation order, the same on every instruction set), then the
+ * division as in the general body. */
+static void global_average_f32(void *arg, size_t begin, size_t end)
+{
+    const global_job *job = arg;
+    float *y = (float *)job->y + begin;
+    size_t plane = job->plane, n = end - begin;
+    pool_plane_sums_f32((const float *)job->x + begin * plane, n, plane, y);
+    float count = (float)plane; /* plane == 0 left its sums at 0 */
+    if (plane)
+        for (size_t p = 0; p < n; p++)
+            y[p] /= count;
+}
+
 static plane_fn global_kernel(ifd_dtype d)
 {
     switch (d) {
@@ -642,6 +657,8 @@ static int global_run(op_ctx *ctx)
     if (!y)
         return -1;
     global_job job = {st->mode, st->p, plane, x->data, y->data};
+    if (st->mode == POOL_AVERAGE && x->dtype == IFD_FLOAT)
+        fn = global_average_f32;
     parallel_planes(ctx, (size_t)(x->dims[0] * x->dims[1]), plane, fn, &job);
     return 0;
 }

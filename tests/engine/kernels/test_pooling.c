@@ -1,5 +1,10 @@
 /*
- * test_max_pool.c — max_pool_2x2_f32 against a direct per-window loop on
+ * test_pooling.c — the kernels of kernels/pooling.h on every GEMM kernel's
+ * path. pool_plane_sums_f32: bit for bit the documented summation order
+ * (16 partial sums folded in halves) at plane sizes around the vector
+ * length, within rounding of a double sum, with infinities and NaN carried.
+ *
+ * max_pool_2x2_f32 against a direct per-window loop on
  * every GEMM kernel's path (AVX-512 and AVX2 run whole blocks of output rows
  * as one vector stream, the portable path the scalar loop): plane widths
  * around the vector lengths and the block buffer, odd trailing rows and
@@ -12,11 +17,11 @@
 #include <stdlib.h>
 
 #include "kernels/gemm.h"
-#include "kernels/max_pool.h"
+#include "kernels/pooling.h"
 #include "test.h"
 
 /* "v > acc ? v : acc" from -inf down each column of the window, then across
- * the two columns: the order max_pool.h documents. */
+ * the two columns: the order pooling.h documents. */
 static float window_max(const float *r0, const float *r1)
 {
     float l0 = -INFINITY, l1 = -INFINITY;
@@ -137,8 +142,82 @@ static void test_max_pool_2x2_nan_and_zero_order(void)
     }
 }
 
+/* The order pooling.h documents, written out independently. */
+static float documented_sum(const float *x, size_t n)
+{
+    float lane[16];
+    for (size_t j = 0; j < 16; j++)
+        lane[j] = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        lane[i % 16] += x[i];
+    for (size_t j = 0; j < 8; j++)
+        lane[j] += lane[j + 8];
+    for (size_t j = 0; j < 4; j++)
+        lane[j] += lane[j + 4];
+    lane[0] += lane[2];
+    lane[1] += lane[3];
+    return lane[0] + lane[1];
+}
+
+static void test_plane_sums_follow_the_documented_order_on_every_kernel(void)
+{
+    static const size_t sizes[] = {0, 1, 3, 15, 16, 17, 31, 32, 33, 49, 100, 784};
+    const size_t planes = 37; /* two groups of 16 and a rest */
+    const char *names[8];
+    size_t kernels = gemm_kernel_names(names, 8);
+    for (size_t k = 0; k < kernels && k < 8; k++) {
+        CHECK(gemm_use_kernel(names[k]));
+        for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+            size_t n = sizes[s];
+            float *x = malloc((planes * n + 1) * sizeof(float)), sums[38];
+            if (!x) {
+                CHECK(x != NULL);
+                return;
+            }
+            uint32_t r = 99u + (uint32_t)n;
+            for (size_t i = 0; i < planes * n; i++) {
+                r = r * 1664525u + 1013904223u;
+                /* magnitudes 1e-3 to 1e3, so the order shows in the last bits */
+                x[i] = (float)((int)(r >> 9) % 2001 - 1000) * ((r & 1) ? 1.0f : 1e-3f);
+            }
+            if (n >= 3) {
+                x[n + 1] = INFINITY;           /* plane 1 sums to +inf */
+                x[2 * n + 2] = NAN;            /* plane 2 to NaN */
+                for (size_t i = 3 * n; i < 4 * n; i++)
+                    x[i] = -0.0f;              /* plane 3 to +0, as 0 + -0 */
+            }
+            sums[planes] = 777.0f;
+            pool_plane_sums_f32(x, planes, n, sums);
+            CHECK(sums[planes] == 777.0f);
+            for (size_t p = 0; p < planes; p++) {
+                float want = documented_sum(x + p * n, n);
+                if (!same_float(sums[p], want)) {
+                    fprintf(stderr, "%s: plane %zu of %zu floats: sum %.9g, expected %.9g\n",
+                            gemm_kernel_name(), p, n, sums[p], want);
+                    CHECK(same_float(sums[p], want));
+                }
+                if (isfinite(want)) {
+                    double exact = 0.0, size = 0.0;
+                    for (size_t i = 0; i < n; i++) {
+                        exact += (double)x[p * n + i];
+                        size += fabs((double)x[p * n + i]);
+                    }
+                    CHECK_NEAR(sums[p], exact, 1e-6 * size + 1e-30);
+                }
+            }
+            if (n >= 3) {
+                CHECK(isinf(sums[1]) && sums[1] > 0.0f);
+                CHECK(isnan(sums[2]));
+                CHECK(sums[3] == 0.0f && !signbit(sums[3]));
+            }
+            free(x);
+        }
+    }
+}
+
 int main(void)
 {
+    RUN(test_plane_sums_follow_the_documented_order_on_every_kernel);
     RUN(test_max_pool_2x2_matches_window_loop_on_every_kernel);
     RUN(test_max_pool_2x2_nan_and_zero_order);
     TEST_MAIN_END();
