@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/pooling.h"
 #include "../op.h"
 #include "spatial.h"
 
@@ -364,29 +365,15 @@ WINDOW_TYPES(DEFINE_POOL)
 typedef void (*plane_fn)(void *arg, size_t begin, size_t end);
 
 /* MaxPool 2x2 stride 2 without padding on floats, the CNN downsampling
- * step: two input rows make one output row, with no windows to look up.
- * The comparisons run in the separable path's order (rows first, from
- * -inf), so NaN is skipped exactly as there. */
-static void max_pool_2x2_f32(void *arg, size_t begin, size_t end)
+ * step: kernels/pooling.c vectorises it along whole runs of output rows,
+ * with the separable path's comparison order (NaN is skipped as there). */
+static void max_pool_2x2_planes(void *arg, size_t begin, size_t end)
 {
     const pool_job *job = arg;
     const pool_plan *p = job->plan;
-    int64_t in2 = p->in[2], out1 = p->out[1], out2 = p->out[2];
-    for (size_t plane = begin; plane < end; plane++) {
-        const float *x = (const float *)job->x + plane * p->in_plane;
-        float *y = (float *)job->y + plane * p->out_plane;
-        for (int64_t o1 = 0; o1 < out1; o1++, y += out2) {
-            const float *r0 = x + 2 * o1 * in2, *r1 = r0 + in2;
-            for (int64_t o2 = 0; o2 < out2; o2++) {
-                float l0 = -INFINITY, l1 = -INFINITY;
-                l0 = r0[2 * o2] > l0 ? r0[2 * o2] : l0;
-                l0 = r1[2 * o2] > l0 ? r1[2 * o2] : l0;
-                l1 = r0[2 * o2 + 1] > l1 ? r0[2 * o2 + 1] : l1;
-                l1 = r1[2 * o2 + 1] > l1 ? r1[2 * o2 + 1] : l1;
-                y[o2] = l1 > l0 ? l1 : l0;
-            }
-        }
-    }
+    max_pool_2x2_f32((const float *)job->x + begin * p->in_plane,
+                     (float *)job->y + begin * p->out_plane, end - begin, (size_t)p->in[1],
+                     (size_t)p->in[2], (size_t)p->out[1], (size_t)p->out[2]);
 }
 
 static bool is_plain_2x2_max(const pool_state *st, const pool_plan *p, ifd_dtype dtype)
@@ -546,7 +533,7 @@ static int window_run(op_ctx *ctx)
     for (int a = 0; a < MAX_SPATIAL; a++)
         window *= (size_t)p.kernel[a];
     if (!job.indices && is_plain_2x2_max(st, &p, x->dtype))
-        fn = max_pool_2x2_f32;
+        fn = max_pool_2x2_planes;
     parallel_planes(ctx, p.planes, p.out_plane * window, fn, &job);
     return 0;
 }
@@ -589,6 +576,21 @@ typedef struct global_job {
         }                                                                                     \
     }
 FLOAT_TYPES(DEFINE_GLOBAL)
+
+/* GlobalAveragePool on floats: the vector plane sums of kernels/pooling.c
+ * (a fixed summation order, the same on every instruction set), then the
+ * division as in the general body. */
+static void global_average_f32(void *arg, size_t begin, size_t end)
+{
+    const global_job *job = arg;
+    float *y = (float *)job->y + begin;
+    size_t plane = job->plane, n = end - begin;
+    pool_plane_sums_f32((const float *)job->x + begin * plane, n, plane, y);
+    float count = (float)plane; /* plane == 0 left its sums at 0 */
+    if (plane)
+        for (size_t p = 0; p < n; p++)
+            y[p] /= count;
+}
 
 static plane_fn global_kernel(ifd_dtype d)
 {
@@ -655,6 +657,8 @@ static int global_run(op_ctx *ctx)
     if (!y)
         return -1;
     global_job job = {st->mode, st->p, plane, x->data, y->data};
+    if (st->mode == POOL_AVERAGE && x->dtype == IFD_FLOAT)
+        fn = global_average_f32;
     parallel_planes(ctx, (size_t)(x->dims[0] * x->dims[1]), plane, fn, &job);
     return 0;
 }
