@@ -12,49 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "batch_split.h"
 #include "kernels/gemm.h"
 #include "inferd/inferd.h"
 #include "model.h"
+#include "generated_models.h"
 #include "test.h"
-
-static char models_dir[256];
-
-static bool generate_models(void)
-{
-    snprintf(models_dir, sizeof(models_dir), "/tmp/inferd-test-batch-split-%ld", (long)getpid());
-    char command[1024];
-    snprintf(command, sizeof(command),
-             "/usr/bin/python3 %s/tools/gen_batch_split_models.py --out %s >/dev/null 2>&1",
-             INFERD_SOURCE_DIR, models_dir);
-    return system(command) == 0;
-}
-
-static void remove_models(void)
-{
-    char command[512];
-    snprintf(command, sizeof(command), "rm -rf %s", models_dir);
-    if (system(command) != 0)
-        fprintf(stderr, "could not remove %s\n", models_dir);
-}
-
-/* name: "embed" (a .onnx file) or "digits_mlp/model.onnx" */
-static ifd_model *load(const char *name, ifd_graph_opt level)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s%s", models_dir, name,
-             strchr(name, '/') ? "" : ".onnx");
-    ifd_load_options options = {.graph_opt = level};
-    ifd_model *m = NULL;
-    ifd_error err;
-    if (ifd_model_load_file(path, &options, &m, &err) != IFD_OK) {
-        fprintf(stderr, "%s: %s\n", path, err.message);
-        return NULL;
-    }
-    return m;
-}
 
 static ifd_session *session(const ifd_model *m, int threads, int split)
 {
@@ -197,7 +161,7 @@ static size_t slices_for(const ifd_model *m, const ifd_value *input)
 static void check_split_matches_unsplit(const char *name, const int64_t *batches,
                                         size_t n_batches)
 {
-    ifd_model *m = load(name, IFD_GRAPH_OPT_ALL);
+    ifd_model *m = generated_model_load(name, IFD_GRAPH_OPT_ALL);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -285,7 +249,7 @@ static void test_embedding_and_static_batch_models_split_by_rows(void)
  * if it were a batch of its own. */
 static void test_batch_nine_runs_as_two_slices_of_five_and_four_rows(void)
 {
-    ifd_model *m = load("digits_cnn/model.onnx", IFD_GRAPH_OPT_ALL);
+    ifd_model *m = generated_model_load("digits_cnn/model.onnx", IFD_GRAPH_OPT_ALL);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -336,7 +300,7 @@ static void test_batch_nine_runs_as_two_slices_of_five_and_four_rows(void)
  * so the MLP (17.5K a row) is cut from batch 12 on. */
 static void test_slices_are_only_cut_where_each_carries_enough_work(void)
 {
-    ifd_model *m = load("digits_mlp/model.onnx", IFD_GRAPH_OPT_ALL);
+    ifd_model *m = generated_model_load("digits_mlp/model.onnx", IFD_GRAPH_OPT_ALL);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -374,7 +338,7 @@ static void test_models_with_a_node_that_mixes_rows_are_not_split(void)
         {"mix_maxpool_indices", "MaxPool node"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        ifd_model *m = load(cases[i].model, IFD_GRAPH_OPT_ALL);
+        ifd_model *m = generated_model_load(cases[i].model, IFD_GRAPH_OPT_ALL);
         CHECK(m != NULL);
         if (!m)
             continue;
@@ -393,7 +357,7 @@ static void test_models_with_a_node_that_mixes_rows_are_not_split(void)
         ifd_model_free(m);
     }
     /* the control: the same Relu into a MatMul by a constant is split */
-    ifd_model *m = load("rowwise_matmul", IFD_GRAPH_OPT_ALL);
+    ifd_model *m = generated_model_load("rowwise_matmul", IFD_GRAPH_OPT_ALL);
     char reason[192];
     CHECK(m && batch_split_row_work(m, reason, sizeof(reason)) > 0);
     ifd_model_free(m);
@@ -404,7 +368,7 @@ static void test_models_with_a_node_that_mixes_rows_are_not_split(void)
  * runs good batches again. */
 static void test_an_error_in_one_slice_fails_the_run_once(void)
 {
-    ifd_model *m = load("embed", IFD_GRAPH_OPT_ALL);
+    ifd_model *m = generated_model_load("embed", IFD_GRAPH_OPT_ALL);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -443,7 +407,7 @@ static void test_an_error_in_one_slice_fails_the_run_once(void)
 static void test_graph_opt_none_and_the_environment_keep_runs_whole(void)
 {
     char reason[192];
-    ifd_model *m = load("digits_mlp/model.onnx", IFD_GRAPH_OPT_NONE);
+    ifd_model *m = generated_model_load("digits_mlp/model.onnx", IFD_GRAPH_OPT_NONE);
     ifd_session *s = m ? session(m, 2, 0) : NULL;
     CHECK(s != NULL);
     if (s) {
@@ -453,7 +417,7 @@ static void test_graph_opt_none_and_the_environment_keep_runs_whole(void)
     ifd_session_free(s);
     ifd_model_free(m);
 
-    m = load("digits_mlp/model.onnx", IFD_GRAPH_OPT_ALL);
+    m = generated_model_load("digits_mlp/model.onnx", IFD_GRAPH_OPT_ALL);
     setenv("INFERD_BATCH_SPLIT", "off", 1);
     s = m ? session(m, 2, 0) : NULL;
     unsetenv("INFERD_BATCH_SPLIT");
@@ -469,7 +433,7 @@ static void test_graph_opt_none_and_the_environment_keep_runs_whole(void)
 /* A run past the session's tensor limit fails before any slice runs. */
 static void test_outputs_above_the_tensor_limit_are_refused(void)
 {
-    ifd_model *m = load("digits_mlp/model.onnx", IFD_GRAPH_OPT_ALL);
+    ifd_model *m = generated_model_load("digits_mlp/model.onnx", IFD_GRAPH_OPT_ALL);
     if (!m) {
         CHECK(m != NULL);
         return;
@@ -493,10 +457,10 @@ static void test_outputs_above_the_tensor_limit_are_refused(void)
 
 int main(void)
 {
-    if (!generate_models()) {
+    if (!generated_models_make("gen_batch_split_models.py", "batch-split")) {
         fprintf(stderr, "skipping: tools/gen_batch_split_models.py failed (needs Debian's "
                         "python3 with onnx and torch)\n");
-        remove_models();
+        generated_models_remove();
         return 77;
     }
     RUN(test_digits_mlp_split_rows_are_the_unsplit_runs_of_each_slice);
@@ -508,6 +472,6 @@ int main(void)
     RUN(test_an_error_in_one_slice_fails_the_run_once);
     RUN(test_graph_opt_none_and_the_environment_keep_runs_whole);
     RUN(test_outputs_above_the_tensor_limit_are_refused);
-    remove_models();
+    generated_models_remove();
     TEST_MAIN_END();
 }

@@ -12,38 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "inferd/inferd.h"
 #include "model.h"
 #include "ops/fusable.h"
+#include "generated_models.h"
 #include "test.h"
-
-static char models_dir[256];
-
-static bool generate_models(void)
-{
-    snprintf(models_dir, sizeof(models_dir), "/tmp/inferd-test-optimize-%ld", (long)getpid());
-    char command[1024];
-    snprintf(command, sizeof(command),
-             "/usr/bin/python3 %s/tools/gen_optimize_models.py --out %s >/dev/null 2>&1",
-             INFERD_SOURCE_DIR, models_dir);
-    return system(command) == 0;
-}
-
-static ifd_model *load(const char *name, ifd_graph_opt level)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s.onnx", models_dir, name);
-    ifd_load_options options = {.graph_opt = level};
-    ifd_model *m = NULL;
-    ifd_error err;
-    if (ifd_model_load_file(path, &options, &m, &err) != IFD_OK) {
-        fprintf(stderr, "%s: %s\n", path, err.message);
-        return NULL;
-    }
-    return m;
-}
 
 static size_t count_nodes(const ifd_model *m, const char *op_type)
 {
@@ -121,7 +95,7 @@ static void check_same_outputs(const char *name, ifd_model *none, ifd_model *all
 
 static void test_layernorm_spelled_out_by_torch_becomes_one_operator(void)
 {
-    ifd_model *none = load("layernorm", IFD_GRAPH_OPT_NONE), *all = load("layernorm", IFD_GRAPH_OPT_ALL);
+    ifd_model *none = generated_model_load("layernorm", IFD_GRAPH_OPT_NONE), *all = generated_model_load("layernorm", IFD_GRAPH_OPT_ALL);
     CHECK(none && all);
     if (!none || !all)
         goto done;
@@ -140,7 +114,7 @@ static void test_gelu_erf_and_tanh_forms_become_gelu(void)
 {
     const char *names[] = {"gelu_erf", "gelu_tanh"};
     for (int i = 0; i < 2; i++) {
-        ifd_model *none = load(names[i], IFD_GRAPH_OPT_NONE), *all = load(names[i], IFD_GRAPH_OPT_ALL);
+        ifd_model *none = generated_model_load(names[i], IFD_GRAPH_OPT_NONE), *all = generated_model_load(names[i], IFD_GRAPH_OPT_ALL);
         CHECK(none && all);
         if (none && all) {
             CHECK_EQ_INT(count_nodes(none, "Gelu"), 0);
@@ -159,7 +133,7 @@ static void test_gelu_erf_and_tanh_forms_become_gelu(void)
 
 static void test_basic_level_folds_but_does_not_fuse(void)
 {
-    ifd_model *basic = load("gelu_erf", IFD_GRAPH_OPT_BASIC);
+    ifd_model *basic = generated_model_load("gelu_erf", IFD_GRAPH_OPT_BASIC);
     CHECK(basic != NULL);
     if (basic) {
         CHECK_EQ_INT(count_nodes(basic, "Gelu"), 0);
@@ -170,7 +144,7 @@ static void test_basic_level_folds_but_does_not_fuse(void)
 
 static void test_transformer_encoder_same_outputs_with_fewer_nodes(void)
 {
-    ifd_model *none = load("transformer", IFD_GRAPH_OPT_NONE), *all = load("transformer", IFD_GRAPH_OPT_ALL);
+    ifd_model *none = generated_model_load("transformer", IFD_GRAPH_OPT_NONE), *all = generated_model_load("transformer", IFD_GRAPH_OPT_ALL);
     CHECK(none && all);
     if (!none || !all)
         goto done;
@@ -224,7 +198,7 @@ static void test_layers_with_equal_weights_share_one_packed_copy(void)
     /* TransformerEncoder deep-copies its layer: both layers' four weights
      * are equal, and torch writes each once, read through an Identity per
      * layer (folded at ALL, so that every product packs its weight) */
-    ifd_model *m = load("transformer", IFD_GRAPH_OPT_ALL);
+    ifd_model *m = generated_model_load("transformer", IFD_GRAPH_OPT_ALL);
     CHECK(m != NULL);
     if (m) {
         size_t products, distinct = distinct_packed_weights(m, &products);
@@ -241,8 +215,8 @@ static void test_layers_with_equal_weights_share_one_packed_copy(void)
     ifd_model_free(m);
     /* W1, W2, W1 of one shape: the equal pair shares, the other stays apart,
      * and the outputs are those of the graph as written */
-    ifd_model *none = load("shared_weights", IFD_GRAPH_OPT_NONE);
-    ifd_model *all = load("shared_weights", IFD_GRAPH_OPT_ALL);
+    ifd_model *none = generated_model_load("shared_weights", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = generated_model_load("shared_weights", IFD_GRAPH_OPT_ALL);
     CHECK(none && all);
     if (none && all) {
         size_t products, distinct = distinct_packed_weights(all, &products);
@@ -256,8 +230,8 @@ static void test_layers_with_equal_weights_share_one_packed_copy(void)
 
 static void test_matmul_reads_transposed_heads_in_place_and_refuses_other_perms(void)
 {
-    ifd_model *none = load("attention_views", IFD_GRAPH_OPT_NONE);
-    ifd_model *all = load("attention_views", IFD_GRAPH_OPT_ALL);
+    ifd_model *none = generated_model_load("attention_views", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = generated_model_load("attention_views", IFD_GRAPH_OPT_ALL);
     CHECK(none && all);
     if (!none || !all)
         goto done;
@@ -279,8 +253,8 @@ done:
 
 static void test_attention_is_one_node_over_blocks_of_query_rows(void)
 {
-    ifd_model *none = load("attention_blocks", IFD_GRAPH_OPT_NONE);
-    ifd_model *all = load("attention_blocks", IFD_GRAPH_OPT_ALL);
+    ifd_model *none = generated_model_load("attention_blocks", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = generated_model_load("attention_blocks", IFD_GRAPH_OPT_ALL);
     CHECK(none && all);
     if (!none || !all)
         goto done;
@@ -296,7 +270,7 @@ done:
 
 static void test_large_reshape_copies_every_byte_over_two_threads(void)
 {
-    ifd_model *m = load("big_reshape", IFD_GRAPH_OPT_ALL);
+    ifd_model *m = generated_model_load("big_reshape", IFD_GRAPH_OPT_ALL);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -319,8 +293,8 @@ static void test_large_reshape_copies_every_byte_over_two_threads(void)
 
 static void test_weight_transposed_in_graph_is_folded_and_original_freed(void)
 {
-    ifd_model *none = load("transposed_weight", IFD_GRAPH_OPT_NONE);
-    ifd_model *all = load("transposed_weight", IFD_GRAPH_OPT_ALL);
+    ifd_model *none = generated_model_load("transposed_weight", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = generated_model_load("transposed_weight", IFD_GRAPH_OPT_ALL);
     CHECK(none && all);
     if (!none || !all)
         goto done;
@@ -358,8 +332,8 @@ static size_t count_branch_nodes(const ifd_model *m, const char *op_type)
 
 static void test_outer_weight_reshaped_inside_branches_is_folded_there(void)
 {
-    ifd_model *none = load("branch_weights", IFD_GRAPH_OPT_NONE);
-    ifd_model *all = load("branch_weights", IFD_GRAPH_OPT_ALL);
+    ifd_model *none = generated_model_load("branch_weights", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = generated_model_load("branch_weights", IFD_GRAPH_OPT_ALL);
     CHECK(none && all);
     if (!none || !all)
         goto done;
@@ -382,7 +356,7 @@ done:
 
 static void test_folding_never_expands_a_small_constant_into_a_huge_one(void)
 {
-    ifd_model *all = load("expand_huge", IFD_GRAPH_OPT_ALL);
+    ifd_model *all = generated_model_load("expand_huge", IFD_GRAPH_OPT_ALL);
     CHECK(all != NULL);
     if (all)
         CHECK_EQ_INT(count_nodes(all, "Expand"), 1);
@@ -391,7 +365,7 @@ static void test_folding_never_expands_a_small_constant_into_a_huge_one(void)
 
 static void test_planned_size_past_size_t_is_a_run_error_not_a_crash(void)
 {
-    ifd_model *m = load("expand_overflow", IFD_GRAPH_OPT_ALL);
+    ifd_model *m = generated_model_load("expand_overflow", IFD_GRAPH_OPT_ALL);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -427,7 +401,7 @@ static void test_weights_not_matching_their_shape_are_refused_at_load(void)
 
 static void test_second_run_with_static_shapes_allocates_only_its_output(void)
 {
-    ifd_model *m = load("transformer", IFD_GRAPH_OPT_ALL);
+    ifd_model *m = generated_model_load("transformer", IFD_GRAPH_OPT_ALL);
     ifd_session *s = NULL;
     ifd_error err;
     CHECK(m != NULL);
@@ -457,7 +431,7 @@ static void test_second_run_with_static_shapes_allocates_only_its_output(void)
 /* 0 keeps the API's meaning (one per core); the CLI refuses it itself. */
 static void test_thread_counts_above_the_maximum_are_refused(void)
 {
-    ifd_model *m = load("layernorm", IFD_GRAPH_OPT_ALL);
+    ifd_model *m = generated_model_load("layernorm", IFD_GRAPH_OPT_ALL);
     CHECK(m != NULL);
     if (!m)
         return;
@@ -475,7 +449,7 @@ static void test_thread_counts_above_the_maximum_are_refused(void)
 
 int main(void)
 {
-    if (!generate_models()) {
+    if (!generated_models_make("gen_optimize_models.py", "optimize")) {
         fprintf(stderr, "tools/gen_optimize_models.py failed (needs /usr/bin/python3 with torch)\n");
         return 1;
     }
@@ -494,9 +468,6 @@ int main(void)
     RUN(test_weights_not_matching_their_shape_are_refused_at_load);
     RUN(test_second_run_with_static_shapes_allocates_only_its_output);
     RUN(test_thread_counts_above_the_maximum_are_refused);
-    char command[300];
-    snprintf(command, sizeof(command), "rm -rf %s", models_dir);
-    if (system(command) != 0)
-        fprintf(stderr, "could not remove %s\n", models_dir);
+    generated_models_remove();
     TEST_MAIN_END();
 }

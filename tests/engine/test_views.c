@@ -15,39 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "inferd/inferd.h"
 #include "model.h"
+#include "generated_models.h"
 #include "test.h"
 
 #define CELLS 24 /* 4 x 6 per batch row */
-
-static char models_dir[256];
-
-static bool generate_models(void)
-{
-    snprintf(models_dir, sizeof(models_dir), "/tmp/inferd-test-views-%ld", (long)getpid());
-    char command[1024];
-    snprintf(command, sizeof(command),
-             "/usr/bin/python3 %s/tools/gen_view_models.py --out %s >/dev/null 2>&1",
-             INFERD_SOURCE_DIR, models_dir);
-    return system(command) == 0;
-}
-
-static ifd_model *load(const char *name, ifd_graph_opt level)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s.onnx", models_dir, name);
-    ifd_load_options options = {.graph_opt = level};
-    ifd_model *m = NULL;
-    ifd_error err;
-    if (ifd_model_load_file(path, &options, &m, &err) != IFD_OK) {
-        fprintf(stderr, "%s: %s\n", path, err.message);
-        return NULL;
-    }
-    return m;
-}
 
 static int slot_named(const ifd_model *m, const char *name)
 {
@@ -111,7 +85,7 @@ static void test_reshape_of_a_graph_output_is_a_view_and_both_outputs_are_right(
         for (int l = 0; l < 2; l++) {
             char name[64];
             snprintf(name, sizeof(name), "view_of_output_%s", variants[v]);
-            ifd_model *m = load(name, levels[l]);
+            ifd_model *m = generated_model_load(name, levels[l]);
             ifd_session *s = NULL;
             ifd_error err;
             CHECK(m != NULL);
@@ -162,7 +136,7 @@ static void test_view_keeps_its_input_alive_past_the_input_s_last_reader(void)
         for (int l = 0; l < 2; l++) {
             char name[64];
             snprintf(name, sizeof(name), "view_outlives_input_%s", variants[v]);
-            ifd_model *m = load(name, levels[l]);
+            ifd_model *m = generated_model_load(name, levels[l]);
             ifd_session *s = NULL;
             ifd_error err;
             CHECK(m != NULL);
@@ -209,15 +183,12 @@ static void test_view_keeps_its_input_alive_past_the_input_s_last_reader(void)
 
 int main(void)
 {
-    if (!generate_models()) {
+    if (!generated_models_make("gen_view_models.py", "views")) {
         fprintf(stderr, "tools/gen_view_models.py failed (needs /usr/bin/python3 with onnx)\n");
         return 1;
     }
     RUN(test_reshape_of_a_graph_output_is_a_view_and_both_outputs_are_right);
     RUN(test_view_keeps_its_input_alive_past_the_input_s_last_reader);
-    char command[300];
-    snprintf(command, sizeof(command), "rm -rf %s", models_dir);
-    if (system(command) != 0)
-        fprintf(stderr, "could not remove %s\n", models_dir);
+    generated_models_remove();
     TEST_MAIN_END();
 }
