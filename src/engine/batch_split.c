@@ -41,9 +41,11 @@
  */
 #include "batch_split.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Least work (multiply-adds of the products, one unit per element of other
  * operators) one slice must carry. A split run pays the caller's set-up
@@ -64,20 +66,27 @@
 #define SPLIT_MAX_WORK 256e6
 
 typedef struct slice {
-    ifd_session *session;      /* one intra-op thread, its own arena and pool */
+    ifd_session *session;      /* one intra-op thread, its own arena and pool
+                                  (NULL at one thread: the owner runs) */
     ifd_value *inputs;         /* per input: a view of the slice's rows */
     const ifd_value **bound;   /* pointers to inputs[] */
     ifd_tensor *rows;          /* per output: the slice's rows of the result */
+    /* the same for one micro-batch of the slice's rows */
+    ifd_value *micro_inputs;
+    const ifd_value **micro_bound;
+    ifd_tensor *micro_outputs;
     ifd_status status;
     ifd_error err;
 } slice;
 
 struct batch_split {
     const ifd_model *m;
+    ifd_session *owner; /* runs a run that is micro-batched but not sliced */
     threadpool *pool;
     size_t max_slices;  /* the pool's threads */
     slice *slices;
     double row_work;    /* estimated work of one row */
+    int64_t micro_rows; /* rows per micro-batch; 0: every slice runs whole */
     size_t max_tensor_bytes;
 };
 
@@ -482,6 +491,110 @@ double batch_split_row_work(const ifd_model *m, char *reason, size_t size)
     return c.work_known ? c.row_work : SLICE_MIN_WORK;
 }
 
+/* ---- micro-batches -------------------------------------------------------- */
+
+/* What one row of the batch costs in memory, from the prepared graph: the
+ * most bytes of intermediates alive at once (each value from its producer to
+ * its last reader, views of another value's buffer not counted), and the
+ * weights every row streams through. */
+typedef struct footprint {
+    double row_peak;   /* bytes of one row's intermediates alive at once */
+    double row_total;  /* bytes of all of one row's intermediates */
+    double weights;    /* bytes of the constants the nodes read */
+} footprint;
+
+static double row_bytes(const model_value *v)
+{
+    double n = row_elements(&v->info);
+    return n < 0 || v->info.dtype == IFD_STRING ? -1 : n * (double)ifd_dtype_size(v->info.dtype);
+}
+
+static footprint measure_footprint(const ifd_model *m)
+{
+    footprint f = {0, 0, 0};
+    double live = 0;
+    for (size_t i = 0; i < m->n_values; i++)
+        if (m->values[i].origin == VALUE_CONSTANT)
+            f.weights += (double)ifd_tensor_count(&m->values[i].constant_storage) *
+                         (double)ifd_dtype_size(m->values[i].constant_storage.dtype);
+    for (size_t n = 0; n < m->n_nodes; n++) {
+        const model_node *node = &m->nodes[n];
+        for (int k = 0; k < node->op.n_outputs; k++) {
+            int slot = node->output_slots[k];
+            double b = slot >= 0 && !(m->view_of && m->view_of[slot] >= 0)
+                           ? row_bytes(&m->values[slot])
+                           : 0;
+            live += b > 0 ? b : 0;
+            f.row_total += b > 0 ? b : 0;
+        }
+        if (live > f.row_peak)
+            f.row_peak = live;
+        /* a buffer goes after the last reader of it or of any view of it */
+        for (size_t i = 0; i < m->n_values; i++) {
+            const model_value *v = &m->values[i];
+            int until = m->buffer_last_use ? m->buffer_last_use[i] : v->last_use;
+            bool own = !(m->view_of && m->view_of[i] >= 0);
+            if (v->origin == VALUE_INTERMEDIATE && own && v->producer >= 0 &&
+                (until == (int)n || (until < 0 && v->producer == (int)n))) {
+                double b = row_bytes(v);
+                live -= b > 0 ? b : 0;
+            }
+        }
+    }
+    return f;
+}
+
+/* INFERD_MICRO_BATCH=k in the environment forces micro-batches of k rows
+ * (0: never), for measuring the rule below; -1 when unset or not a count. */
+static int64_t micro_rows_from_environment(void)
+{
+    const char *env = getenv("INFERD_MICRO_BATCH");
+    if (!env || !*env)
+        return -1;
+    char *end;
+    long long k = strtoll(env, &end, 10);
+    return *end == '\0' && k >= 0 && k <= 1 << 20 ? (int64_t)k : -1;
+}
+
+/* The cache one thread keeps a micro-batch's activations in: its L2 (each
+ * core has its own, so a slice per thread has one each). */
+static double cache_bytes(void)
+{
+    long l2 = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return l2 > 0 ? (double)l2 : 1048576.0;
+}
+
+/* Rows per micro-batch, 0 for whole batches (see the top of the file). */
+static int64_t choose_micro_rows(const ifd_model *m, char *why, size_t size)
+{
+    int64_t forced = micro_rows_from_environment();
+    if (forced >= 0) {
+        snprintf(why, size, "micro-batches of %lld rows by INFERD_MICRO_BATCH",
+                 (long long)forced);
+        return forced;
+    }
+    footprint f = measure_footprint(m);
+    double cache = cache_bytes();
+    if (f.row_total <= f.weights || f.row_peak <= 0) {
+        snprintf(why, size,
+                 "batches stay whole: a row's activations (%.1f MB) weigh less than the "
+                 "weights (%.1f MB) a micro-batch would stream again",
+                 f.row_total / 1048576.0, f.weights / 1048576.0);
+        return 0;
+    }
+    double k = floor(cache / f.row_peak);
+    int64_t rows = k < 1 ? 1 : k > 65536 ? 65536 : (int64_t)k;
+    snprintf(why, size,
+             "micro-batches of %lld rows: %.1f MB of activations a row (%.1f MB alive at "
+             "once) outweigh the weights (%.1f MB)",
+             (long long)rows, f.row_total / 1048576.0, f.row_peak / 1048576.0,
+             f.weights / 1048576.0);
+    return rows;
+}
+
 /* ---- sessions and runs ------------------------------------------------------ */
 
 void batch_split_free(batch_split *split)
@@ -493,6 +606,9 @@ void batch_split_free(batch_split *split)
         free(split->slices[i].inputs);
         free(split->slices[i].bound);
         free(split->slices[i].rows);
+        free(split->slices[i].micro_inputs);
+        free(split->slices[i].micro_bound);
+        free(split->slices[i].micro_outputs);
     }
     free(split->slices);
     free(split);
@@ -505,15 +621,11 @@ static bool turned_off_by_environment(void)
 }
 
 ifd_status batch_split_create(const ifd_model *m, const ifd_session_options *options,
-                              threadpool *pool, batch_split **out, char *reason, size_t size,
-                              ifd_error *err)
+                              threadpool *pool, ifd_session *owner, batch_split **out,
+                              char *reason, size_t size, ifd_error *err)
 {
     *out = NULL;
     int threads = threadpool_size(pool);
-    if (threads < 2) {
-        snprintf(reason, size, "one thread");
-        return IFD_OK;
-    }
     if (options && options->batch_split == IFD_BATCH_SPLIT_OFF) {
         snprintf(reason, size, "off by the session option");
         return IFD_OK;
@@ -529,13 +641,21 @@ ifd_status batch_split_create(const ifd_model *m, const ifd_session_options *opt
     double row_work = batch_split_row_work(m, reason, size);
     if (row_work < 0)
         return IFD_OK;
+    char micro_why[128];
+    int64_t micro_rows = choose_micro_rows(m, micro_why, sizeof(micro_why));
+    if (threads < 2 && micro_rows == 0) {
+        snprintf(reason, size, "one thread, and %s", micro_why);
+        return IFD_OK;
+    }
     batch_split *split = calloc(1, sizeof(*split));
     if (!split)
         goto oom;
     split->m = m;
+    split->owner = owner;
     split->pool = pool;
     split->row_work = row_work;
-    split->max_slices = (size_t)threads;
+    split->micro_rows = micro_rows;
+    split->max_slices = (size_t)(threads < 1 ? 1 : threads);
     split->max_tensor_bytes = options && options->max_tensor_bytes &&
                                       options->max_tensor_bytes < IFD_MAX_TENSOR_BYTES
                                   ? options->max_tensor_bytes
@@ -553,20 +673,32 @@ ifd_status batch_split_create(const ifd_model *m, const ifd_session_options *opt
         sl->inputs = calloc(m->n_inputs, sizeof(*sl->inputs));
         sl->bound = calloc(m->n_inputs, sizeof(*sl->bound));
         sl->rows = calloc(m->n_outputs, sizeof(*sl->rows));
-        if (!sl->inputs || !sl->bound || !sl->rows)
+        sl->micro_inputs = calloc(m->n_inputs, sizeof(*sl->micro_inputs));
+        sl->micro_bound = calloc(m->n_inputs, sizeof(*sl->micro_bound));
+        sl->micro_outputs = calloc(m->n_outputs, sizeof(*sl->micro_outputs));
+        if (!sl->inputs || !sl->bound || !sl->rows || !sl->micro_inputs || !sl->micro_bound ||
+            !sl->micro_outputs)
             goto oom;
+        for (size_t j = 0; j < m->n_inputs; j++) {
+            sl->bound[j] = &sl->inputs[j];
+            sl->micro_bound[j] = &sl->micro_inputs[j];
+        }
+        /* at one thread the owner runs the micro-batches itself */
+        if (split->max_slices < 2)
+            continue;
         ifd_status st = ifd_session_create(m, &one, &sl->session, err);
         if (st != IFD_OK) {
             batch_split_free(split);
             return st;
         }
-        for (size_t j = 0; j < m->n_inputs; j++)
-            sl->bound[j] = &sl->inputs[j];
     }
-    snprintf(reason, size,
-             "splits batches over %d threads: every node acts row by row (about %.0f "
-             "multiply-adds a row; %.0f a slice at least)",
-             threads, row_work, SLICE_MIN_WORK);
+    if (threads < 2)
+        snprintf(reason, size, "one thread, %s", micro_why);
+    else
+        snprintf(reason, size,
+                 "splits batches over %d threads: every node acts row by row (about %.0f "
+                 "multiply-adds a row; %.0f a slice at least); %s",
+                 threads, row_work, SLICE_MIN_WORK, micro_why);
     *out = split;
     return IFD_OK;
 oom:
@@ -585,16 +717,24 @@ size_t batch_split_slices(const batch_split *split, const ifd_value *const *inpu
             return 0; /* inputs broadcast against each other: not cut by rows */
     if (batch < 2)
         return 0;
+    /* a model whose rows spill out of the cache (micro_rows > 0) runs
+     * best one slice per thread however much work the batch holds: each
+     * thread then streams its own rows' activations, where a layer split
+     * over the pool makes both threads stream the whole batch's */
     double work = split->row_work * (double)batch;
-    if (work > SPLIT_MAX_WORK)
-        return 0;
-    double by_work = work / SLICE_MIN_WORK;
-    size_t slices = split->max_slices;
-    if ((double)slices > by_work)
-        slices = (size_t)by_work;
-    if ((int64_t)slices > batch)
-        slices = (size_t)batch;
-    return slices;
+    size_t slices = 0;
+    if (split->max_slices >= 2 && (split->micro_rows > 0 || work <= SPLIT_MAX_WORK)) {
+        double by_work = work / SLICE_MIN_WORK;
+        slices = split->max_slices;
+        if ((double)slices > by_work)
+            slices = (size_t)by_work;
+        if ((int64_t)slices > batch)
+            slices = (size_t)batch;
+    }
+    if (slices >= 2)
+        return slices;
+    /* one slice: worth a run of its own only when cut into micro-batches */
+    return split->micro_rows > 0 && batch > split->micro_rows ? 1 : 0;
 }
 
 void batch_split_rows(int64_t batch, size_t slices, size_t i, int64_t *r0, int64_t *rows)
@@ -618,12 +758,39 @@ static ifd_tensor rows_of(const ifd_tensor *t, int64_t r0, int64_t rows)
     return view;
 }
 
+/* Run `session` on the rows bound in sl->inputs, into sl->rows, in
+ * micro-batches of at most `micro` rows (0: all at once): ceil(rows / micro)
+ * contiguous runs, the first rows % runs one row longer, so each holds
+ * about as many rows as the others. */
+static ifd_status run_micro_batches(const ifd_model *m, ifd_session *session, slice *sl,
+                                    int64_t micro, ifd_error *err)
+{
+    int64_t rows = sl->rows[0].dims[0];
+    if (micro <= 0 || rows <= micro)
+        return session_run_rows(session, sl->bound, sl->rows, err);
+    size_t runs = (size_t)((rows + micro - 1) / micro);
+    for (size_t r = 0; r < runs; r++) {
+        int64_t r0, n;
+        batch_split_rows(rows, runs, r, &r0, &n);
+        for (size_t j = 0; j < m->n_inputs; j++) {
+            sl->micro_inputs[j] = sl->inputs[j];
+            sl->micro_inputs[j].tensor = rows_of(&sl->inputs[j].tensor, r0, n);
+        }
+        for (size_t k = 0; k < m->n_outputs; k++)
+            sl->micro_outputs[k] = rows_of(&sl->rows[k], r0, n);
+        ifd_status st = session_run_rows(session, sl->micro_bound, sl->micro_outputs, err);
+        if (st != IFD_OK)
+            return st;
+    }
+    return IFD_OK;
+}
+
 static void run_slices(void *arg, size_t begin, size_t end)
 {
     batch_split *split = arg;
     for (size_t i = begin; i < end; i++) {
         slice *sl = &split->slices[i];
-        sl->status = session_run_rows(sl->session, sl->bound, sl->rows, &sl->err);
+        sl->status = run_micro_batches(split->m, sl->session, sl, split->micro_rows, &sl->err);
     }
 }
 
@@ -693,7 +860,19 @@ ifd_status batch_split_run(batch_split *split, size_t slices, const ifd_value *c
                 sl->rows[k] = rows_of(&outputs[k]->tensor, r0, rows);
             sl->status = IFD_OK;
         }
-        threadpool_parallel_for(split->pool, slices, 1, run_slices, split);
+        if (slices == 1) {
+            /* micro-batches only: the owner runs them with all its threads */
+            slice *sl = &split->slices[0];
+            ifd_session *runner = split->owner ? split->owner : sl->session;
+            if (runner) {
+                sl->status = run_micro_batches(m, runner, sl, split->micro_rows, &sl->err);
+            } else {
+                set_error(&sl->err, "a micro-batched run needs the session it belongs to");
+                sl->status = IFD_ERR_INVALID_ARGUMENT;
+            }
+        } else {
+            threadpool_parallel_for(split->pool, slices, 1, run_slices, split);
+        }
         for (size_t i = 0; i < slices && st == IFD_OK; i++)
             if (split->slices[i].status != IFD_OK) {
                 st = split->slices[i].status;

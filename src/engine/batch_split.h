@@ -32,26 +32,28 @@ typedef struct batch_split batch_split;
  * with a one-line reason (naming the node or value) when not. */
 double batch_split_row_work(const ifd_model *m, char *reason, size_t size);
 
-/* For a session of `pool`'s threads: *out is NULL (with the reason in
- * `reason`) when runs stay unsplit — one thread, the option or
- * INFERD_BATCH_SPLIT=off, graph_opt none, or a model that is not
- * separable. Fails only when out of memory. */
+/* For a session of `pool`'s threads, `owner` (which runs the micro-batches
+ * of a run not cut over threads): *out is NULL (with the reason in
+ * `reason`) when runs stay whole — one thread and a batch that stays in
+ * cache, the option or INFERD_BATCH_SPLIT=off, graph_opt none, or a model
+ * that is not separable. Fails only when out of memory. */
 ifd_status batch_split_create(const ifd_model *m, const ifd_session_options *options,
-                              threadpool *pool, batch_split **out, char *reason,
-                              size_t size, ifd_error *err);
+                              threadpool *pool, ifd_session *owner, batch_split **out,
+                              char *reason, size_t size, ifd_error *err);
 void batch_split_free(batch_split *split);
 
-/* How many slices a run of these (already checked) inputs takes; below 2
- * the run stays unsplit (rows too few or too cheap to share). */
+/* How many slices a run of these (already checked) inputs takes: 0 runs
+ * it whole on the owner; 1 runs it on the owner in micro-batches; 2 or
+ * more cut it over the threads (each slice in micro-batches when the model
+ * has them). */
 size_t batch_split_slices(const batch_split *split, const ifd_value *const *inputs);
-
 /* Rows [*r0, *r0 + *rows) of a batch are slice i of `slices`: contiguous,
  * the first batch % slices slices one row longer (batch 9 over 2: 5 and 4). */
 void batch_split_rows(int64_t batch, size_t slices, size_t i, int64_t *r0, int64_t *rows);
 
-/* Run the graph on `slices` slices of the inputs; outputs as for
- * ifd_session_run. An error in any slice fails the run with that slice's
- * message (the first failing slice's, once). */
+/* Run the graph on `slices` slices of the inputs (1: on the owner, in
+ * micro-batches); outputs as for ifd_session_run. An error in any slice
+ * fails the run with that slice's message (the first failing slice's, once). */
 ifd_status batch_split_run(batch_split *split, size_t slices, const ifd_value *const *inputs,
                            ifd_value **outputs, ifd_error *err);
 

@@ -55,7 +55,7 @@ struct session_private {
      * runs stay whole, split_reason says why); in a slice's own session
      * during one run, the rows of the big outputs to write into */
     batch_split *split;
-    char split_reason[192];
+    char split_reason[320];
     const ifd_tensor *output_rows;
     /* session_run_node_once hands outputs over as owned: no views then */
     bool folding;
@@ -395,8 +395,8 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
             s->constants[i].tensor = tensor_view(&model->values[i].constant_storage);
         }
     }
-    ifd_status st = batch_split_create(model, options, s->threads, &s->split, s->split_reason,
-                                       sizeof(s->split_reason), err);
+    ifd_status st = batch_split_create(model, options, s->threads, session, &s->split,
+                                       s->split_reason, sizeof(s->split_reason), err);
     if (st != IFD_OK) {
         ifd_session_free(session);
         return st;
@@ -801,7 +801,7 @@ ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
             return st;
     }
     size_t slices = s->split ? batch_split_slices(s->split, inputs) : 0;
-    if (slices > 1)
+    if (slices > 0)
         return batch_split_run(s->split, slices, inputs, outputs, err);
     return run_graph(s, inputs, outputs, err);
 }

@@ -138,7 +138,7 @@ static size_t slices_for(const ifd_model *m, const ifd_value *input)
     char reason[192];
     ifd_error err;
     size_t slices = 0;
-    if (batch_split_create(m, NULL, pool, &split, reason, sizeof(reason), &err) == IFD_OK &&
+    if (batch_split_create(m, NULL, pool, NULL, &split, reason, sizeof(reason), &err) == IFD_OK &&
         split) {
         const ifd_value *in[1] = {input};
         slices = batch_split_slices(split, in);
@@ -258,7 +258,7 @@ static void test_batch_nine_runs_as_two_slices_of_five_and_four_rows(void)
     char reason[192];
     ifd_error err;
     ifd_session_options options = {.threads = 2};
-    CHECK_EQ_INT(batch_split_create(m, &options, pool, &split, reason, sizeof(reason), &err),
+    CHECK_EQ_INT(batch_split_create(m, &options, pool, NULL, &split, reason, sizeof(reason), &err),
                  IFD_OK);
     CHECK(split != NULL);
     ifd_session *one = session(m, 1, 0);
@@ -311,7 +311,7 @@ static void test_slices_are_only_cut_where_each_carries_enough_work(void)
     threadpool *pool = threadpool_create(2);
     batch_split *split = NULL;
     ifd_error err;
-    CHECK_EQ_INT(batch_split_create(m, NULL, pool, &split, reason, sizeof(reason), &err), IFD_OK);
+    CHECK_EQ_INT(batch_split_create(m, NULL, pool, NULL, &split, reason, sizeof(reason), &err), IFD_OK);
     for (int64_t batch = 1; split && batch <= 16; batch++) {
         ifd_value *input = make_input(m, batch, 1);
         const ifd_value *in[1] = {input};
