@@ -8,7 +8,9 @@ batch-split whitelist (src/engine/batch_split.c) down from both sides:
   mix_*       one node each that mixes rows of the batch (must NOT be split);
   embed       ids -> Gather from a constant table -> Flatten -> Gemm -> Relu:
               separable, and a bad id in one row fails only its slice;
-  static_mlp  Gemm -> Relu -> Gemm -> Softmax with a static batch of 9.
+  static_mlp  Gemm -> Relu -> Gemm -> Softmax with a static batch of 9;
+  wide_cnn    a MobileNet-like block on 64x64 images (a few KB of weights,
+              about 3 MB of activations a row): run in micro-batches.
 
 Run with Debian's python3 (onnx, numpy):
   /usr/bin/python3 tools/gen_batch_split_models.py --out DIR
@@ -105,6 +107,33 @@ def main():
          [f32("x", 9, 64)], [f32("y", 9, 10)],
          [const("w1", w1), const("b1", rng.standard_normal(1024).astype(np.float32)),
           const("w2", w2), const("b2", rng.standard_normal(10).astype(np.float32))])
+
+    # conv 3->16, pointwise 16->48 + Clip, depthwise stride 2, pointwise
+    # 48->16, pool, classifier: ~0.8 MB of one row's activations alive at
+    # once, ~3 MB in all, against 15 KB of weights
+    def conv_w(co, ci, k):
+        return (rng.standard_normal((co, ci, k, k)) / np.sqrt(ci * k * k)).astype(np.float32)
+    save(out, "wide_cnn",
+         [helper.make_node("Conv", ["img", "c1", "c1_b"], ["a"], kernel_shape=[3, 3],
+                           pads=[1, 1, 1, 1]),
+          helper.make_node("Relu", ["a"], ["a_r"]),
+          helper.make_node("Conv", ["a_r", "c2", "c2_b"], ["b"], kernel_shape=[1, 1]),
+          helper.make_node("Clip", ["b", "lo", "hi"], ["b_r"]),
+          helper.make_node("Conv", ["b_r", "dw", "dw_b"], ["c"], kernel_shape=[3, 3],
+                           pads=[1, 1, 1, 1], strides=[2, 2], group=48),
+          helper.make_node("Clip", ["c", "lo", "hi"], ["c_r"]),
+          helper.make_node("Conv", ["c_r", "c3", "c3_b"], ["d"], kernel_shape=[1, 1]),
+          helper.make_node("GlobalAveragePool", ["d"], ["p"]),
+          helper.make_node("Flatten", ["p"], ["f"], axis=1),
+          helper.make_node("Gemm", ["f", "fc", "fc_b"], ["y"], transB=1)],
+         [f32("img", "N", 3, 64, 64)], [f32("y", "N", 10)],
+         [const("c1", conv_w(16, 3, 3)), const("c1_b", rng.standard_normal(16).astype(np.float32)),
+          const("c2", conv_w(48, 16, 1)), const("c2_b", rng.standard_normal(48).astype(np.float32)),
+          const("dw", conv_w(48, 1, 3)), const("dw_b", rng.standard_normal(48).astype(np.float32)),
+          const("c3", conv_w(16, 48, 1)), const("c3_b", rng.standard_normal(16).astype(np.float32)),
+          const("fc", rng.standard_normal((10, 16)).astype(np.float32)),
+          const("fc_b", rng.standard_normal(10).astype(np.float32)),
+          const("lo", np.float32(0)), const("hi", np.float32(6))])
 
     subprocess.run([sys.executable, os.path.join(REPO, "tools", "gen_fixtures.py"), "--out", out,
                     "--only", "digits_mlp", "digits_cnn"], check=True, stdout=subprocess.DEVNULL)

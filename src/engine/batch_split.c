@@ -737,6 +737,8 @@ size_t batch_split_slices(const batch_split *split, const ifd_value *const *inpu
     return split->micro_rows > 0 && batch > split->micro_rows ? 1 : 0;
 }
 
+int64_t batch_split_micro_rows(const batch_split *split) { return split->micro_rows; }
+
 void batch_split_rows(int64_t batch, size_t slices, size_t i, int64_t *r0, int64_t *rows)
 {
     /* contiguous rows, the first batch % slices slices one row longer */

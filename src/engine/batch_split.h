@@ -47,6 +47,10 @@ void batch_split_free(batch_split *split);
  * more cut it over the threads (each slice in micro-batches when the model
  * has them). */
 size_t batch_split_slices(const batch_split *split, const ifd_value *const *inputs);
+/* Rows per micro-batch each slice (or the owner, at one slice) runs at a
+ * time; 0 when slices run whole. */
+int64_t batch_split_micro_rows(const batch_split *split);
+
 /* Rows [*r0, *r0 + *rows) of a batch are slice i of `slices`: contiguous,
  * the first batch % slices slices one row longer (batch 9 over 2: 5 and 4). */
 void batch_split_rows(int64_t batch, size_t slices, size_t i, int64_t *r0, int64_t *rows);

@@ -5,7 +5,10 @@
  * unsplit run's outputs bit for bit (odd batches included), models with a
  * node that mixes rows are never split, an error in one slice fails the run
  * once with that slice's message, and the option, INFERD_BATCH_SPLIT=off and
- * graph_opt none keep runs whole. The GEMM kernel is chosen per process:
+ * graph_opt none keep runs whole. Micro-batches (a slice, or a one-thread
+ * run, cut into runs of k rows): each micro-batch's rows are the unsplit run
+ * of those rows, k need not divide the batch, the rule leaves weight-heavy
+ * models whole and cuts an activation-heavy CNN. The GEMM kernel is chosen per process:
  * CTest runs this again with INFERD_GEMM_KERNEL=avx2 and =generic.
  */
 #include <math.h>
@@ -455,6 +458,236 @@ static void test_outputs_above_the_tensor_limit_are_refused(void)
     ifd_model_free(m);
 }
 
+/* ---- micro-batches ------------------------------------------------------- */
+
+/* The batch_split a `threads`-thread session of m makes (its micro-batch
+ * rows and the slices of `input`), or false when it makes none. */
+static bool micro_plan(const ifd_model *m, int threads, const ifd_value *input,
+                       int64_t *micro_rows, size_t *slices)
+{
+    threadpool *pool = threadpool_create(threads);
+    batch_split *split = NULL;
+    char reason[320];
+    ifd_error err;
+    bool made = pool &&
+                batch_split_create(m, NULL, pool, NULL, &split, reason, sizeof(reason), &err) ==
+                    IFD_OK &&
+                split;
+    if (made) {
+        const ifd_value *in[1] = {input};
+        *micro_rows = batch_split_micro_rows(split);
+        *slices = batch_split_slices(split, in);
+    }
+    batch_split_free(split);
+    threadpool_free(pool);
+    return made;
+}
+
+/* A micro-batched run (the rule's k, or INFERD_MICRO_BATCH=forced when
+ * forced >= 0) of `name` at `threads` threads: within 1e-5 of the whole
+ * batch's unsplit run (bit for bit with the generic kernel), and each
+ * micro-batch's rows bit for bit the unsplit run of those rows as a batch
+ * of their own — on a one-thread session when the rows ran in a slice of
+ * their own, else on a session of the same threads (Conv's image groups
+ * follow the threads). Returns how many runs were cut into micro-batches. */
+static size_t check_micro_batches(const char *name, int threads, int forced,
+                                  const int64_t *batches, size_t n_batches)
+{
+    ifd_model *m = generated_model_load(name, IFD_GRAPH_OPT_ALL);
+    CHECK(m != NULL);
+    if (!m)
+        return 0;
+    char value[16];
+    snprintf(value, sizeof(value), "%d", forced);
+    if (forced >= 0)
+        setenv("INFERD_MICRO_BATCH", value, 1);
+    ifd_session *micro = session(m, threads, 0), *whole = session(m, threads, IFD_BATCH_SPLIT_OFF),
+                *one = session(m, 1, IFD_BATCH_SPLIT_OFF);
+    CHECK(micro && whole && one);
+    char reason[320];
+    CHECK_EQ_INT(micro && ifd_session_batch_split(micro, reason, sizeof(reason)), 1);
+    CHECK_STR_CONTAINS(reason, "micro-batches of");
+    bool exact = strcmp(gemm_kernel_name(), "generic") == 0;
+    size_t n_out = ifd_model_output_count(m), cut = 0;
+    for (size_t b = 0; micro && whole && one && b < n_batches; b++) {
+        ifd_value *input = make_input(m, batches[b], 31 + (uint32_t)b);
+        int64_t k = 0;
+        size_t slices = 0;
+        CHECK(micro_plan(m, threads, input, &k, &slices));
+        if (forced >= 0)
+            CHECK_EQ_INT((int)k, forced);
+        CHECK(k >= 1);
+        for (int repeat = 0; k >= 1 && repeat < 2; repeat++) {
+            ifd_value *a[MAX_OUTPUTS] = {0}, *w[MAX_OUTPUTS] = {0};
+            ifd_error err;
+            CHECK(run(micro, input, a, &err));
+            CHECK(run(whole, input, w, &err));
+            if (!a[0] || !w[0]) {
+                free_outputs(a, n_out);
+                free_outputs(w, n_out);
+                break;
+            }
+            double diff = largest_difference(a, w, n_out);
+            if (diff > 1e-5)
+                fprintf(stderr, "  %s %d threads batch %lld: micro-batches differ by %g\n",
+                        name, threads, (long long)batches[b], diff);
+            CHECK(diff <= 1e-5);
+            if (exact)
+                CHECK(same_outputs(a, w, n_out));
+            /* slices (one, the whole batch, when not cut over threads), then
+             * each slice's micro-batches */
+            size_t n_slices = slices >= 1 ? slices : 1;
+            ifd_session *ref = slices >= 2 || threads == 1 ? one : whole;
+            for (size_t i = 0; i < n_slices; i++) {
+                int64_t s0, srows;
+                batch_split_rows(batches[b], n_slices, i, &s0, &srows);
+                size_t runs = slices >= 1 && srows > k ? (size_t)((srows + k - 1) / k) : 1;
+                cut += repeat == 0 && runs > 1;
+                for (size_t r = 0; r < runs; r++) {
+                    int64_t r0, rows;
+                    batch_split_rows(srows, runs, r, &r0, &rows);
+                    CHECK(rows <= k || runs == 1);
+                    ifd_value *part = copy_rows(input, s0 + r0, rows), *p[MAX_OUTPUTS] = {0};
+                    CHECK(part && run(ref, part, p, &err));
+                    bool same = p[0] && same_rows(a, p, n_out, s0 + r0, rows);
+                    if (!same)
+                        fprintf(stderr, "  %s %d threads batch %lld: rows %lld+%lld differ from "
+                                "their own run\n", name, threads, (long long)batches[b],
+                                (long long)(s0 + r0), (long long)rows);
+                    CHECK(same);
+                    free_outputs(p, n_out);
+                    ifd_value_free(part);
+                }
+            }
+            free_outputs(a, n_out);
+            free_outputs(w, n_out);
+        }
+        ifd_value_free(input);
+    }
+    unsetenv("INFERD_MICRO_BATCH");
+    ifd_session_free(micro);
+    ifd_session_free(whole);
+    ifd_session_free(one);
+    ifd_model_free(m);
+    return cut;
+}
+
+/* The digits CNN, forced into micro-batches of 3 rows (k not dividing the
+ * batches: 8 runs as 3 + 3 + 2, 65 over two threads as 33 and 32 rows,
+ * each in runs of 3 or fewer). */
+static void test_digits_cnn_micro_batches_are_the_unsplit_runs_of_their_rows(void)
+{
+    const int64_t batches[] = {1, 2, 3, 4, 8, 9, 65};
+    CHECK(check_micro_batches("digits_cnn/model.onnx", 1, 3, batches, 7) > 0);
+    CHECK(check_micro_batches("digits_cnn/model.onnx", 2, 3, batches, 7) > 0);
+}
+
+/* A model whose activations outweigh its weights is micro-batched by the
+ * rule itself, at one thread and in each slice at two. */
+static void test_wide_cnn_is_micro_batched_by_the_rule(void)
+{
+    const int64_t batches[] = {1, 3, 5, 8};
+    CHECK(check_micro_batches("wide_cnn", 1, -1, batches, 4) > 0);
+    CHECK(check_micro_batches("wide_cnn", 2, -1, batches, 4) > 0);
+}
+
+/* Models whose weights outweigh a row's activations (the digits MLP and
+ * CNN; ResNet-18 among the bench models) keep whole batches: at one thread
+ * no split at all, at two slices that run whole. */
+static void test_models_with_heavier_weights_than_activations_stay_whole(void)
+{
+    const char *names[] = {"digits_mlp/model.onnx", "digits_cnn/model.onnx", "static_mlp"};
+    for (size_t i = 0; i < 3; i++) {
+        ifd_model *m = generated_model_load(names[i], IFD_GRAPH_OPT_ALL);
+        CHECK(m != NULL);
+        if (!m)
+            continue;
+        char reason[320];
+        ifd_session *one = session(m, 1, 0), *two = session(m, 2, 0);
+        CHECK(one && two);
+        if (one && two) {
+            CHECK_EQ_INT(ifd_session_batch_split(one, reason, sizeof(reason)), 0);
+            CHECK_STR_CONTAINS(reason, "batches stay whole");
+            CHECK_EQ_INT(ifd_session_batch_split(two, reason, sizeof(reason)), 1);
+            CHECK_STR_CONTAINS(reason, "batches stay whole");
+        }
+        ifd_value *input = make_input(m, 9, 4);
+        int64_t k = -1;
+        size_t slices = 0;
+        CHECK(input && micro_plan(m, 2, input, &k, &slices));
+        CHECK_EQ_INT((int)k, 0);
+        ifd_value_free(input);
+        ifd_session_free(one);
+        ifd_session_free(two);
+        ifd_model_free(m);
+    }
+}
+
+/* INFERD_BATCH_SPLIT=off and the session option turn micro-batches off
+ * too: the run is then one whole batch. */
+static void test_batch_split_off_turns_micro_batches_off(void)
+{
+    ifd_model *m = generated_model_load("wide_cnn", IFD_GRAPH_OPT_ALL);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    char reason[320];
+    setenv("INFERD_BATCH_SPLIT", "off", 1);
+    ifd_session *env = session(m, 1, 0);
+    unsetenv("INFERD_BATCH_SPLIT");
+    ifd_session *option = session(m, 1, IFD_BATCH_SPLIT_OFF), *on = session(m, 1, 0);
+    CHECK(env && option && on);
+    if (env && option && on) {
+        CHECK_EQ_INT(ifd_session_batch_split(env, reason, sizeof(reason)), 0);
+        CHECK_STR_CONTAINS(reason, "INFERD_BATCH_SPLIT");
+        CHECK_EQ_INT(ifd_session_batch_split(option, reason, sizeof(reason)), 0);
+        CHECK_STR_CONTAINS(reason, "session option");
+        CHECK_EQ_INT(ifd_session_batch_split(on, reason, sizeof(reason)), 1);
+    }
+    ifd_session_free(env);
+    ifd_session_free(option);
+    ifd_session_free(on);
+    ifd_model_free(m);
+}
+
+/* A bad id in row 6 of 8, in micro-batches of 2 at one thread: the run
+ * fails with the whole run's message, once; the session then runs good
+ * batches again. */
+static void test_an_error_in_one_micro_batch_fails_the_run_once(void)
+{
+    ifd_model *m = generated_model_load("embed", IFD_GRAPH_OPT_ALL);
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    setenv("INFERD_MICRO_BATCH", "2", 1);
+    ifd_session *micro = session(m, 1, 0);
+    unsetenv("INFERD_MICRO_BATCH");
+    ifd_session *whole = session(m, 1, IFD_BATCH_SPLIT_OFF);
+    ifd_value *input = make_input(m, 8, 3);
+    CHECK(micro && whole && input);
+    if (micro && whole && input) {
+        CHECK_EQ_INT(ifd_session_batch_split(micro, NULL, 0), 1);
+        ((int64_t *)input->tensor.data)[6 * 3 + 1] = 12;
+        ifd_value *a[MAX_OUTPUTS] = {0}, *w[MAX_OUTPUTS] = {0};
+        ifd_error err_micro, err_whole;
+        const ifd_value *in[1] = {input};
+        CHECK_EQ_INT(ifd_session_run(micro, in, a, &err_micro), IFD_ERR_RUNTIME);
+        CHECK_EQ_INT(ifd_session_run(whole, in, w, &err_whole), IFD_ERR_RUNTIME);
+        CHECK(a[0] == NULL);
+        CHECK(strcmp(err_micro.message, err_whole.message) == 0);
+        ((int64_t *)input->tensor.data)[6 * 3 + 1] = 2;
+        CHECK(run(micro, input, a, &err_micro));
+        CHECK(run(whole, input, w, &err_whole));
+        CHECK(a[0] && w[0] && largest_difference(a, w, 1) <= 1e-5);
+        free_outputs(a, 1);
+        free_outputs(w, 1);
+    }
+    ifd_value_free(input);
+    ifd_session_free(micro);
+    ifd_session_free(whole);
+    ifd_model_free(m);
+}
+
 int main(void)
 {
     if (!generated_models_make("gen_batch_split_models.py", "batch-split")) {
@@ -472,6 +705,11 @@ int main(void)
     RUN(test_an_error_in_one_slice_fails_the_run_once);
     RUN(test_graph_opt_none_and_the_environment_keep_runs_whole);
     RUN(test_outputs_above_the_tensor_limit_are_refused);
+    RUN(test_digits_cnn_micro_batches_are_the_unsplit_runs_of_their_rows);
+    RUN(test_wide_cnn_is_micro_batched_by_the_rule);
+    RUN(test_models_with_heavier_weights_than_activations_stay_whole);
+    RUN(test_batch_split_off_turns_micro_batches_off);
+    RUN(test_an_error_in_one_micro_batch_fails_the_run_once);
     generated_models_remove();
     TEST_MAIN_END();
 }
