@@ -191,7 +191,12 @@ typedef struct ifd_session_options {
      * and run the whole graph on each slice on its own thread, when the
      * batch is big enough for that to pay. Each slice's rows are bit for
      * bit the run of those rows alone, within float rounding of the whole
-     * batch's run (as a batch of 8 and of its first 4 rows are). 0 lets the engine decide; IFD_BATCH_SPLIT_OFF never splits (so
+     * batch's run (as a batch of 8 and of its first 4 rows are). At any
+     * thread count, a model whose activations outweigh its weights
+     * (MobileNetV2) also runs its batch, or each slice, in micro-batches
+     * of a few rows that keep the activations in cache, with the same
+     * promise for each micro-batch's rows. 0 lets the engine decide;
+     * IFD_BATCH_SPLIT_OFF never splits nor micro-batches (so
      * does the environment variable INFERD_BATCH_SPLIT=off, and loading
      * with IFD_GRAPH_OPT_NONE). ifd_session_batch_split says what was chosen. */
     int batch_split;

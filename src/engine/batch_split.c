@@ -36,8 +36,39 @@
  * tiling, the split is bit for bit the unsplit run.
  * tests/engine/test_batch_split.c checks all three with each kernel.
  *
+ * Micro-batches. A batch whose activations fall out of the cache runs
+ * slower per image than one image does: MobileNetV2 at one thread takes
+ * ~10.3 ms a row at batch 8 against ~8.3-9.8 at batch 1 (its 112x112x96
+ * planes are 4.8 MB a row). The same row-wise graph can then run each
+ * slice (or, at one thread or a run not cut over threads, the whole batch
+ * on the owning session) in runs of k rows, each a batch of its own whose
+ * intermediates stay k rows big: the session's buffers, and so the peak
+ * RSS, follow k, not the batch. Each micro-batch re-reads every weight,
+ * so it only pays when a row's activations outweigh the weights: the rule,
+ * from the prepared graph at session creation (measure_footprint), is
+ * micro-batches when the bytes of all of one row's intermediates exceed the
+ * bytes of the constants, with k = the rows whose live intermediates fit
+ * one core's L2 (at least 1). On the bench models (issue 14), process CPU
+ * time per run at batch 8, one thread pinned, medians of 3 alternated, a
+ * loaded machine: MobileNetV2 (25.5 MB of activations a row, 13.3 MB of
+ * weights, 5.7 MB alive at once: k = 1) whole 88.2 ms, k = 1 80.7, k = 2
+ * 83.2, k = 4 87.0; ResNet-18 (44.6 MB of weights; its row's activations
+ * partly unknown at load, 3.1 MB counted, ~12 MB in fact) whole 255 ms,
+ * k = 4 259, k = 2 268, k = 1 290: whole. The digits CNN (20 KB of weights,
+ * 4 KB a row) at batch 64: whole 133-136 us, k = 8 137-140, k = 16
+ * 131-137: whole; the digits MLP at 64: whole 23.5 us, k = 16 26.9.
+ * The transformer and the LSTM are not row-wise (their Transpose and Shape
+ * nodes), so neither path touches them. A model that micro-batches also
+ * splits over the threads whatever its work per run (SPLIT_MAX_WORK is for
+ * models whose big weights make a layer-by-layer split the better use of
+ * two cores): each thread then streams its own rows' activations.
+ * A micro-batch's rows are bit for bit the unsplit run of those rows as a
+ * batch of their own, and within float rounding of the whole batch, for
+ * the reason above. INFERD_MICRO_BATCH=k (read when a session is made)
+ * forces k rows (0: never), for measuring.
+ *
  * INFERD_BATCH_SPLIT=off in the environment (read when a session is made)
- * turns it off, as IFD_BATCH_SPLIT_OFF does for one session.
+ * turns both off, as IFD_BATCH_SPLIT_OFF does for one session.
  */
 #include "batch_split.h"
 
@@ -567,7 +598,8 @@ static double cache_bytes(void)
     return l2 > 0 ? (double)l2 : 1048576.0;
 }
 
-/* Rows per micro-batch, 0 for whole batches (see the top of the file). */
+/* Rows per micro-batch, 0 for whole batches (the rule and its measurements
+ * are at the top of the file). */
 static int64_t choose_micro_rows(const ifd_model *m, char *why, size_t size)
 {
     int64_t forced = micro_rows_from_environment();

@@ -2,7 +2,7 @@
  * batch_split.h — running a whole graph on slices of the batch, one slice
  * per thread, for models too small to split layer by layer.
  *
- * A session with more than one thread asks batch_split_create at creation
+ * A session asks batch_split_create at creation
  * whether its model is batch-separable (every node acts on each row of dim 0
  * on its own; decided once, from the prepared graph). If so, a run whose
  * batch is big enough for each slice to pay for the hand-off cuts every input
@@ -12,6 +12,12 @@
  * the unsplit run of those rows alone (the same operators on the same rows),
  * and within float rounding of the unsplit run of the whole batch (see
  * batch_split.c for why not bit for bit that).
+ *
+ * A model whose activations outweigh its weights (MobileNetV2) also runs
+ * each slice — and at one thread the whole batch, on the owning session —
+ * in micro-batches of k rows chosen at creation, so its activations stay
+ * in cache and its buffers k rows big; each micro-batch's rows are the
+ * unsplit run of those rows alone, as a slice's are.
  *
  * Thread safety: a batch_split belongs to one session and is used by the
  * thread running that session; batch_split_run uses the session's pool.
