@@ -540,38 +540,51 @@ static double row_bytes(const model_value *v)
     return n < 0 || v->info.dtype == IFD_STRING ? -1 : n * (double)ifd_dtype_size(v->info.dtype);
 }
 
+/* One pass over the nodes, each buffer's bytes released after the last
+ * reader of it or of any of its views (as the session does); a value whose
+ * row shape is unknown counts nothing, so the figures are lower bounds.
+ * Out of memory: all zero (batches then stay whole). */
 static footprint measure_footprint(const ifd_model *m)
 {
     footprint f = {0, 0, 0};
+    double *freed = calloc(m->n_nodes + 1, sizeof(*freed)); /* bytes released after node n */
+    if (!freed)
+        return f;
+    for (size_t i = 0; i < m->n_values; i++) {
+        const model_value *v = &m->values[i];
+        if (v->origin == VALUE_CONSTANT) {
+            f.weights += (double)ifd_tensor_count(&v->constant_storage) *
+                         (double)ifd_dtype_size(v->constant_storage.dtype);
+            continue;
+        }
+        double b = row_bytes(v);
+        if (v->origin != VALUE_INTERMEDIATE || v->producer < 0 || b <= 0 ||
+            (m->view_of && m->view_of[i] >= 0))
+            continue;
+        int until = m->buffer_last_use ? m->buffer_last_use[i] : v->last_use;
+        if (until < v->producer)
+            until = v->producer; /* read by nobody (or only as a graph output) */
+        if ((size_t)until < m->n_nodes)
+            freed[until] += b;
+        f.row_total += b;
+    }
     double live = 0;
-    for (size_t i = 0; i < m->n_values; i++)
-        if (m->values[i].origin == VALUE_CONSTANT)
-            f.weights += (double)ifd_tensor_count(&m->values[i].constant_storage) *
-                         (double)ifd_dtype_size(m->values[i].constant_storage.dtype);
     for (size_t n = 0; n < m->n_nodes; n++) {
         const model_node *node = &m->nodes[n];
         for (int k = 0; k < node->op.n_outputs; k++) {
             int slot = node->output_slots[k];
-            double b = slot >= 0 && !(m->view_of && m->view_of[slot] >= 0)
-                           ? row_bytes(&m->values[slot])
+            const model_value *v = slot >= 0 ? &m->values[slot] : NULL;
+            double b = v && v->origin == VALUE_INTERMEDIATE &&
+                               !(m->view_of && m->view_of[slot] >= 0)
+                           ? row_bytes(v)
                            : 0;
             live += b > 0 ? b : 0;
-            f.row_total += b > 0 ? b : 0;
         }
         if (live > f.row_peak)
             f.row_peak = live;
-        /* a buffer goes after the last reader of it or of any view of it */
-        for (size_t i = 0; i < m->n_values; i++) {
-            const model_value *v = &m->values[i];
-            int until = m->buffer_last_use ? m->buffer_last_use[i] : v->last_use;
-            bool own = !(m->view_of && m->view_of[i] >= 0);
-            if (v->origin == VALUE_INTERMEDIATE && own && v->producer >= 0 &&
-                (until == (int)n || (until < 0 && v->producer == (int)n))) {
-                double b = row_bytes(v);
-                live -= b > 0 ? b : 0;
-            }
-        }
+        live -= freed[n];
     }
+    free(freed);
     return f;
 }
 
