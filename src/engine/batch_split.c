@@ -765,10 +765,14 @@ size_t batch_split_slices(const batch_split *split, const ifd_value *const *inpu
     /* a model whose rows spill out of the cache (micro_rows > 0) runs
      * best one slice per thread however much work the batch holds: each
      * thread then streams its own rows' activations, where a layer split
-     * over the pool makes both threads stream the whole batch's */
+     * over the pool makes both threads stream the whole batch's; with
+     * fewer rows than threads, its micro-batches run on the owner so that
+     * every thread works on each layer */
     double work = split->row_work * (double)batch;
+    bool rows_for_all = batch >= (int64_t)split->max_slices;
     size_t slices = 0;
-    if (split->max_slices >= 2 && (split->micro_rows > 0 || work <= SPLIT_MAX_WORK)) {
+    if (split->max_slices >= 2 &&
+        ((split->micro_rows > 0 && rows_for_all) || work <= SPLIT_MAX_WORK)) {
         double by_work = work / SLICE_MIN_WORK;
         slices = split->max_slices;
         if ((double)slices > by_work)
