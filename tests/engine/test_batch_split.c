@@ -582,6 +582,26 @@ static void test_digits_cnn_micro_batches_are_the_unsplit_runs_of_their_rows(voi
     CHECK(check_micro_batches("digits_cnn/model.onnx", 2, 3, batches, 7) > 0);
 }
 
+/* Too little work a row to cut over two threads (the embedding model,
+ * 49K multiply-adds a row: batch 3 is one slice), forced into micro-batches
+ * of 1: the owning session runs them with both threads. */
+static void test_micro_batches_of_an_unsliced_run_run_on_the_owner(void)
+{
+    const int64_t batches[] = {2, 3};
+    ifd_model *m = generated_model_load("embed", IFD_GRAPH_OPT_ALL);
+    ifd_value *input = m ? make_input(m, 3, 1) : NULL;
+    int64_t k = -1;
+    size_t slices = 0;
+    setenv("INFERD_MICRO_BATCH", "1", 1);
+    CHECK(input && micro_plan(m, 2, input, &k, &slices));
+    unsetenv("INFERD_MICRO_BATCH");
+    CHECK_EQ_INT((int)k, 1);
+    CHECK_EQ_INT((int)slices, 1);
+    ifd_value_free(input);
+    ifd_model_free(m);
+    CHECK(check_micro_batches("embed", 2, 1, batches, 2) > 0);
+}
+
 /* A model whose activations outweigh its weights is micro-batched by the
  * rule itself, at one thread and in each slice at two. */
 static void test_wide_cnn_is_micro_batched_by_the_rule(void)
@@ -706,6 +726,7 @@ int main(void)
     RUN(test_graph_opt_none_and_the_environment_keep_runs_whole);
     RUN(test_outputs_above_the_tensor_limit_are_refused);
     RUN(test_digits_cnn_micro_batches_are_the_unsplit_runs_of_their_rows);
+    RUN(test_micro_batches_of_an_unsliced_run_run_on_the_owner);
     RUN(test_wide_cnn_is_micro_batched_by_the_rule);
     RUN(test_models_with_heavier_weights_than_activations_stay_whole);
     RUN(test_batch_split_off_turns_micro_batches_off);
