@@ -126,6 +126,35 @@ static void test_fused_blocks_match_the_unfused_graph_on_every_kernel(void)
     }
 }
 
+/* The fused node acts per image, so a model of such blocks still splits
+ * its batch over the threads (batch_split.c), as MobileNetV2 did unfused,
+ * and each image's output is the one it gets alone. */
+static void test_fused_blocks_keep_the_batch_split(void)
+{
+    ifd_model *all = generated_model_load("stride1_residual", IFD_GRAPH_OPT_ALL);
+    CHECK(all != NULL);
+    if (!all)
+        return;
+    ifd_session_options so = {.threads = 2};
+    ifd_session *s = NULL;
+    ifd_error err;
+    char reason[256] = "";
+    CHECK(ifd_session_create(all, &so, &s, &err) == IFD_OK);
+    if (s)
+        CHECK_EQ_INT(ifd_session_batch_split(s, reason, sizeof(reason)), 1);
+    if (s && reason[0] && ifd_session_batch_split(s, NULL, 0) != 1)
+        fprintf(stderr, "no batch split: %s\n", reason);
+    ifd_session_free(s);
+    ifd_value *x = make_input(all, 4);
+    ifd_value *split = x ? run_once(all, 2, x) : NULL;
+    ifd_value *alone = x ? run_once(all, 1, x) : NULL;
+    CHECK(difference(split, alone) <= 1e-6);
+    ifd_value_free(x);
+    ifd_value_free(split);
+    ifd_value_free(alone);
+    ifd_model_free(all);
+}
+
 static void test_a_model_naming_the_fused_operator_is_refused(void)
 {
     char path[512], command[1024];
@@ -155,6 +184,7 @@ int main(void)
     }
     RUN(test_large_blocks_become_one_node_and_small_ones_stay);
     RUN(test_fused_blocks_match_the_unfused_graph_on_every_kernel);
+    RUN(test_fused_blocks_keep_the_batch_split);
     RUN(test_a_model_naming_the_fused_operator_is_refused);
     generated_models_remove();
     TEST_MAIN_END();
