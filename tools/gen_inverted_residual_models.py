@@ -22,10 +22,10 @@ from onnx import TensorProto, helper, numpy_helper
 # name: (in, hidden, out, H, W, kernel, stride, pads [t, l, b, r], expand act,
 #        depthwise act, residual, BatchNormalization after the expand)
 BLOCKS = {
-    "stride2_odd": (6, 44, 10, 57, 57, 3, 2, [1, 1, 1, 1], "clip", "clip", False, False),
-    "stride1_residual": (8, 90, 8, 37, 41, 3, 1, [1, 1, 1, 1], "relu", "clip", True, True),
-    "window5_no_act": (5, 60, 7, 48, 48, 5, 1, [2, 2, 2, 2], "clip", "none", False, False),
-    "pad_after": (4, 50, 12, 58, 58, 3, 2, [0, 0, 1, 1], "none", "relu", False, True),
+    "stride2_odd": (6, 88, 10, 57, 57, 3, 2, [1, 1, 1, 1], "clip", "clip", False, False),
+    "stride1_residual": (8, 180, 8, 37, 41, 3, 1, [1, 1, 1, 1], "relu", "clip", True, True),
+    "window5_no_act": (5, 120, 7, 48, 48, 5, 1, [2, 2, 2, 2], "clip", "none", False, False),
+    "pad_after": (4, 100, 12, 58, 58, 3, 2, [0, 0, 1, 1], "none", "relu", False, True),
     "too_small": (8, 16, 8, 14, 14, 3, 1, [1, 1, 1, 1], "clip", "clip", True, False),
 }
 
