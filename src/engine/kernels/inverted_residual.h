@@ -21,8 +21,10 @@
  * reading and writing the bands in place through its plane strides, the
  * depthwise rows on kernels/depthwise.h. On another micro-kernel (pinned
  * after load) the pointwise layers are matrix products on the unpacked
- * weights instead. Each output element is the same sum, in the same order,
- * as the layer-by-layer path on the same micro-kernel.
+ * weights instead. On the direct tile each output element is the same sum,
+ * in the same order, as the layer-by-layer path (MobileNetV2's outputs are
+ * bit for bit those of graph-opt NONE); the portable products are within
+ * float rounding of it.
  *
  * Thread safety: reentrant; work is split over `pool` (NULL: the caller).
  */
