@@ -277,6 +277,22 @@ static bool node_rowwise(check *c, const model_node *node)
         add_work(c, out_row);
         return true;
     }
+    if (strcmp(op->domain, "com.microsoft") == 0 && strcmp(t, "InvertedResidual") == 0) {
+        /* MobileNetV2's fused block (ops/inverted_residual.c): per image,
+         * X and a residual of the output's shape */
+        for (int k = 0; k < op->n_inputs; k++)
+            if (!batched(c, node, k) || (k > 0 && rank_of(node, k) != out_rank))
+                return refuse(c, node, "%s", "takes an input that is not per image");
+        /* at least its two pointwise products' multiply-adds (the expand's
+         * width is not an input): out x X's channels + X x out's channels */
+        double x_row = row_elements(op->inputs[0]);
+        double in_c = op->inputs[0]->rank == 4 ? (double)op->inputs[0]->dims[1] : -1;
+        double out_c = out_rank == 4 ? (double)op->outputs[0]->dims[1] : -1;
+        add_work(c, x_row < 0 || out_row < 0 || in_c < 0 || out_c < 0
+                        ? -1
+                        : out_row * in_c + x_row * out_c);
+        return true;
+    }
     if (op->domain[0] != '\0')
         return refuse(c, node, "is in domain '%s', whose rows are not known to stay apart",
                       op->domain);

@@ -12,7 +12,8 @@ extern const op_family ops_shape, ops_indexing, ops_layout;
 extern const op_family ops_reduce, ops_softmax, ops_normalization, ops_sort;
 extern const op_family ops_loss, ops_gemm, ops_conv, ops_pool, ops_resize, ops_sequence,
     ops_control_flow, ops_recurrent, ops_quantize, ops_signal, ops_linear_algebra,
-    ops_string, ops_detection, ops_grid_sample, ops_text_vectorize, ops_training, ops_random, ops_contrib_transformer, ops_contrib_quantized;
+    ops_string, ops_detection, ops_grid_sample, ops_text_vectorize, ops_training, ops_random, ops_contrib_transformer, ops_contrib_quantized,
+    ops_inverted_residual;
 extern const op_family ops_ml_linear, ops_ml_svm, ops_ml_tree, ops_ml_preprocess,
     ops_ml_encoder, ops_ml_zipmap, ops_ml_tree_ensemble;
 
@@ -22,7 +23,7 @@ static const op_family *const families[] = {
     &ops_softmax,     &ops_normalization, &ops_sort,   &ops_loss,
     &ops_gemm,        &ops_conv,       &ops_pool,      &ops_resize,       &ops_sequence,
     &ops_control_flow, &ops_recurrent, &ops_quantize, &ops_signal, &ops_linear_algebra,
-    &ops_string, &ops_detection, &ops_grid_sample, &ops_text_vectorize, &ops_training, &ops_random, &ops_contrib_transformer, &ops_contrib_quantized,
+    &ops_string, &ops_detection, &ops_grid_sample, &ops_text_vectorize, &ops_training, &ops_random, &ops_contrib_transformer, &ops_contrib_quantized, &ops_inverted_residual,
     &ops_ml_linear,   &ops_ml_svm,
     &ops_ml_tree,     &ops_ml_preprocess, &ops_ml_encoder, &ops_ml_zipmap, &ops_ml_tree_ensemble,
 };

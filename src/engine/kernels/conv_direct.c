@@ -186,6 +186,7 @@ typedef struct direct_job {
     float *scratch;
     size_t k, m_tiles;
     size_t block_strips, blocks, tiles_per_chunk, oc_chunks;
+    size_t y_plane;     /* floats between Y's (and the residual's) planes */
 } direct_job;
 
 /* Where one strip's lanes load from and store to. */
@@ -256,7 +257,7 @@ tile_body(const direct_job *job, const float *a, const float *b, const strip_inf
     }
     const kernel_epilogue *e = &job->dc->epilogue;
     __m512 vlo = _mm512_set1_ps(e->clamp ? e->lo : 0.0f), vhi = _mm512_set1_ps(e->clamp ? e->hi : 0.0f);
-    size_t out_plane = l->out_h * l->out_w, second = si->dst1 - si->dst;
+    size_t out_plane = job->y_plane, second = si->dst1 - si->dst;
     bool squeeze = l->squeeze;
 #pragma GCC unroll 12
     for (int i = 0; i < rows; i++) {
@@ -361,7 +362,7 @@ static void run_items(void *arg, size_t begin, size_t end)
     const direct_job *job = arg;
     const layout *l = &job->l;
     const conv_direct *dc = job->dc;
-    size_t m = dc->out_channels, out_plane = l->out_h * l->out_w;
+    size_t m = dc->out_channels, out_plane = job->y_plane;
     size_t per_image = job->blocks * job->oc_chunks;
     strip_info info[BLOCK_MAX_STRIPS];
     for (size_t item = begin; item < end; item++) {
@@ -395,6 +396,12 @@ void conv_direct_f32(const conv_direct *dc, float *scratch, threadpool *pool)
     if (!resolve(dc->geo, &job.l))
         return;
     layout *l = &job.l;
+    if (dc->x_plane) {
+        if (l->copy)
+            return; /* a padded copy is laid out by this file, never in place */
+        l->plane = l->phase_plane = dc->x_plane;
+    }
+    job.y_plane = dc->y_plane ? dc->y_plane : l->out_h * l->out_w;
     size_t m = dc->out_channels;
     job.k = l->channels * l->taps;
     job.m_tiles = (m + MR - 1) / MR;

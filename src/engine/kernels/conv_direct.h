@@ -52,6 +52,13 @@ typedef struct conv_direct {
     const float *residual;     /* shaped like y, or NULL */
     float *y;                  /* batch x M x out */
     kernel_epilogue epilogue;
+    /* Floats from one channel plane of X, and of Y and the residual, to the
+     * next; 0 for the image's and the output's own plane. Set to compute a
+     * band of rows of larger tensors in place (ops/inverted_residual.c):
+     * x_plane only for layers that read X in place (1x1, unpadded,
+     * stride 1); images of a batch are then channels * x_plane and M *
+     * y_plane floats apart. */
+    size_t x_plane, y_plane;
 } conv_direct;
 
 /* True when this path takes the geometry on this CPU: the AVX-512 GEMM

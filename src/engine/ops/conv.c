@@ -1358,6 +1358,41 @@ bool conv_fuse_clamp(op_node *conv, float lo, float hi)
     return true;
 }
 
+bool conv_describe(const op_node *conv, conv_parts *parts)
+{
+    if (!conv_can_fuse(conv) || conv->n_inputs < 2 || !conv->inputs[1])
+        return false;
+    const conv_state *st = conv->state;
+    const value_info *w = conv->inputs[1];
+    const spatial_attrs *win = &st->win;
+    if (w->rank != 4 || !dims_known(w) || win->auto_pad != PAD_NOTSET ||
+        (st->direct_w && st->direct_small) || (win->n_strides && win->n_strides != 2) ||
+        (win->n_dilations && win->n_dilations != 2) || (win->n_pads && win->n_pads != 4))
+        return false;
+    memset(parts, 0, sizeof(*parts));
+    parts->group = (size_t)st->group;
+    parts->out_channels = (size_t)w->dims[0];
+    parts->in_channels = (size_t)w->dims[1] * parts->group;
+    for (int i = 0; i < 2; i++) {
+        parts->kernel[i] = w->dims[2 + i];
+        parts->stride[i] = win->n_strides ? win->strides[i] : 1;
+        parts->dilation[i] = win->n_dilations ? win->dilations[i] : 1;
+    }
+    for (int i = 0; i < 4; i++)
+        parts->pads[i] = win->n_pads ? win->pads[i] : 0;
+    parts->direct_w = st->direct_w;
+    parts->depthwise_w = st->depthwise_w;
+    const ifd_tensor *b = conv->n_inputs > 2 && conv->inputs[2] ? conv->inputs[2]->constant : NULL;
+    if (conv->n_inputs > 2 && conv->inputs[2] && !st->fused_bias &&
+        (!b || b->dtype != IFD_FLOAT || !b->data ||
+         ifd_tensor_count(b) != (int64_t)parts->out_channels))
+        return false;
+    parts->bias = st->fused_bias ? st->fused_bias : b ? b->data : NULL;
+    parts->residual_index = st->residual_index;
+    parts->epilogue = st->epilogue;
+    return true;
+}
+
 static const op_def defs[] = {
     /* Conv-1 and Conv-11 (and ConvTranspose's) differ only in wording: 11
      * spells out SAME padding as out = ceil(in / stride), which is also what

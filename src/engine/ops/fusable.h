@@ -31,6 +31,31 @@ bool conv_fuse_affine(op_node *conv, const double *scale, const double *shift, s
 bool conv_fuse_residual(op_node *conv, int input_index);
 bool conv_fuse_clamp(op_node *conv, float lo, float hi);
 
+/* What the inverted-residual fusion (optimize/fuse_inverted_residual.c)
+ * reads of a fusable 2-D Conv to compute it inside its own operator: the
+ * weights as this node holds them (valid while the node lives: copy them),
+ * its bias (folded or B's; NULL for none), its window and fusions. False for
+ * other Convs (1-D or 3-D, auto_pad other than NOTSET, unknown shapes). */
+typedef struct conv_parts {
+    size_t in_channels, out_channels, group;
+    int64_t kernel[2], stride[2], dilation[2], pads[4]; /* pads: top, left, bottom, right */
+    const float *direct_w;    /* kernels/conv_direct.h layout (dense layers), or NULL */
+    const float *depthwise_w; /* plain (out_channels x taps), depthwise layers, or NULL */
+    const float *bias;
+    int residual_index;       /* -1 for none */
+    kernel_epilogue epilogue;
+} conv_parts;
+bool conv_describe(const op_node *conv, conv_parts *parts);
+/* The state of a com.microsoft InvertedResidual node (ops/inverted_residual.c)
+ * computing expand (1x1) -> depthwise -> project (1x1) over an h x w image
+ * into out_h x out_w, from copies of the three Convs' parts (pointwise
+ * weights in the direct tile's layout); `residual`: the node's input 1 is
+ * added to the output. NULL when the band kernel does not take the
+ * geometry or memory ran out. Freed by the node's op_def. */
+void *inverted_residual_state_new(const conv_parts *expand, const conv_parts *depthwise,
+                                  const conv_parts *project, size_t h, size_t w, size_t out_h,
+                                  size_t out_w, bool residual);
+
 /* A float Gemm, or a MatMul with a packed 2-D initializer B: adds a constant
  * bias row of n floats (MatMul only; Gemm has its C) and a clamp. */
 bool product_can_fuse(const op_node *node);

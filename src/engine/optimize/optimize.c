@@ -255,7 +255,8 @@ ifd_status optimize_after_prepare(ifd_model *m, const bool *removed, ifd_error *
      * packed constants. They remove the nodes they fold in: count again. */
     if (m->graph_opt >= IFD_GRAPH_OPT_ALL) {
         graph_view_free(&g);
-        if ((st = optimize_fuse_kernels(m, err)) != IFD_OK)
+        if ((st = optimize_fuse_kernels(m, err)) != IFD_OK ||
+            (st = optimize_fuse_inverted_residual(m, err)) != IFD_OK)
             return st;
         if ((st = graph_view_init(&g, m, err)) != IFD_OK)
             return st;

@@ -84,6 +84,11 @@ typedef struct constant_folder {
 bool constant_folder_node(constant_folder *f, size_t n);
 void constant_folder_end(constant_folder *f);
 
+/* After prepare, at ALL, after the kernel fusions: MobileNetV2's
+ * inverted-residual blocks become one node computed in bands of rows
+ * (fuse_inverted_residual.c). Leaves last_use at -1 like the fusions. */
+ifd_status optimize_fuse_inverted_residual(ifd_model *m, ifd_error *err);
+
 /* After prepare, at BASIC and ALL. */
 void optimize_eliminate_dead_nodes(graph_view *g);
 void optimize_release_unread_constants(graph_view *g);

@@ -1,0 +1,152 @@
+/*
+ * ops/inverted_residual.c — InvertedResidual (domain com.microsoft, made by
+ * the graph optimiser only): MobileNetV2's block Conv 1x1 (+ Relu/Clip) ->
+ * depthwise Conv (+ Relu/Clip) -> Conv 1x1 (+ residual Add) as one node,
+ * computed a band of output rows at a time so that the expanded tensors
+ * stay in cache (kernels/inverted_residual.h has the why and the numbers).
+ *
+ * The fusion pass (optimize/fuse_inverted_residual.c) takes the three
+ * prepared Convs apart with conv_describe (their weights already packed,
+ * BatchNormalization folded, Clip/Relu and residual fused) and builds this
+ * node's state from copies of what they held: inputs are X and, when the
+ * projection had one, the residual. A model that names the operator itself
+ * is refused at prepare: its weights exist only in the Convs it replaced.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/conv_direct.h"
+#include "../kernels/inverted_residual.h"
+#include "../op.h"
+#include "fusable.h"
+
+typedef struct irb_state {
+    inverted_residual shape; /* batch and tensors are filled per run */
+    float *expand_w, *project_w, *dw_w;
+    float *expand_b, *dw_b, *project_b;
+    bool residual;
+} irb_state;
+
+static void irb_free(void *state)
+{
+    irb_state *st = state;
+    if (st) {
+        free(st->expand_w);
+        free(st->project_w);
+        free(st->dw_w);
+        free(st->expand_b);
+        free(st->dw_b);
+        free(st->project_b);
+    }
+    free(st);
+}
+
+static float *copy_floats(const float *src, size_t count, bool *failed)
+{
+    if (!src)
+        return NULL;
+    float *dst = malloc(count * sizeof(float) + 1);
+    if (!dst) {
+        *failed = true;
+        return NULL;
+    }
+    memcpy(dst, src, count * sizeof(float));
+    return dst;
+}
+
+void *inverted_residual_state_new(const conv_parts *expand, const conv_parts *depthwise,
+                                  const conv_parts *project, size_t h, size_t w, size_t out_h,
+                                  size_t out_w, bool residual)
+{
+    irb_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    inverted_residual *ir = &st->shape;
+    ir->in_channels = expand->in_channels;
+    ir->hidden = expand->out_channels;
+    ir->out_channels = project->out_channels;
+    ir->h = h;
+    ir->w = w;
+    ir->out_h = out_h;
+    ir->out_w = out_w;
+    ir->kh = (size_t)depthwise->kernel[0];
+    ir->kw = (size_t)depthwise->kernel[1];
+    ir->stride = (size_t)depthwise->stride[0];
+    ir->pad_t = (size_t)depthwise->pads[0];
+    ir->pad_l = (size_t)depthwise->pads[1];
+    ir->batch = 1;
+    size_t ew = conv_direct_packed_floats(ir->hidden, ir->in_channels);
+    size_t pw = conv_direct_packed_floats(ir->out_channels, ir->hidden);
+    if (!inverted_residual_fits(ir) || ew == 0 || pw == 0) {
+        irb_free(st);
+        return NULL;
+    }
+    bool failed = false;
+    st->expand_w = copy_floats(expand->direct_w, ew, &failed);
+    st->project_w = copy_floats(project->direct_w, pw, &failed);
+    st->dw_w = copy_floats(depthwise->depthwise_w, ir->hidden * ir->kh * ir->kw, &failed);
+    st->expand_b = copy_floats(expand->bias, ir->hidden, &failed);
+    st->dw_b = copy_floats(depthwise->bias, ir->hidden, &failed);
+    st->project_b = copy_floats(project->bias, ir->out_channels, &failed);
+    if (failed || !st->expand_w || !st->project_w || !st->dw_w) {
+        irb_free(st);
+        return NULL;
+    }
+    ir->expand = (irb_pointwise){st->expand_w, st->expand_b, expand->epilogue};
+    ir->project = (irb_pointwise){st->project_w, st->project_b, project->epilogue};
+    ir->dw_w = st->dw_w;
+    ir->dw_bias = st->dw_b;
+    ir->dw_epilogue = depthwise->epilogue;
+    st->residual = residual;
+    return st;
+}
+
+static int irb_prepare(op_node *node, ifd_error *err)
+{
+    return op_prepare_fail(node, err, "InvertedResidual is made by inferd's graph optimiser "
+                                      "from three Conv nodes; a model cannot name it");
+}
+
+static int irb_run(op_ctx *ctx)
+{
+    const irb_state *st = ctx->node->state;
+    inverted_residual ir = st->shape;
+    const ifd_tensor *x = op_input(ctx, 0);
+    if (!x || x->dtype != IFD_FLOAT || x->rank != 4 || x->dims[1] != (int64_t)ir.in_channels ||
+        x->dims[2] != (int64_t)ir.h || x->dims[3] != (int64_t)ir.w)
+        return op_fail(ctx, "X must be float [N, %zu, %zu, %zu] (the shape the block was fused "
+                       "for; load the model with graph optimisation below ALL to run others)",
+                       ir.in_channels, ir.h, ir.w);
+    int64_t dims[4] = {x->dims[0], (int64_t)ir.out_channels, (int64_t)ir.out_h,
+                       (int64_t)ir.out_w};
+    ifd_tensor *y = op_output(ctx, 0, IFD_FLOAT, 4, dims);
+    if (!y)
+        return -1;
+    if (x->dims[0] == 0)
+        return 0;
+    ir.batch = (size_t)x->dims[0];
+    ir.x = x->data;
+    ir.y = y->data;
+    if (st->residual) {
+        const ifd_tensor *z = op_input(ctx, 1);
+        if (!z || z->dtype != IFD_FLOAT || z->rank != 4 ||
+            memcmp(z->dims, dims, sizeof(dims)) != 0)
+            return op_fail(ctx, "the residual input does not have the output's shape");
+        ir.residual = z->data;
+    }
+    threadpool *pool = op_threadpool(ctx);
+    size_t threads = (size_t)threadpool_size(pool);
+    size_t floats = inverted_residual_scratch_floats(&ir, threads);
+    if (floats == 0)
+        return op_fail(ctx, "the block's band buffers are too large");
+    float *scratch = op_scratch(ctx, floats * sizeof(float));
+    if (!scratch)
+        return -1;
+    inverted_residual_f32(&ir, scratch, pool);
+    return 0;
+}
+
+static const op_def defs[] = {
+    {"com.microsoft", "InvertedResidual", 1, 1, irb_prepare, irb_run, irb_free},
+};
+OP_FAMILY(ops_inverted_residual, defs);
