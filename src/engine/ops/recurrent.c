@@ -455,7 +455,7 @@ typedef struct direction_run {
     const float *packed_wc; /* W packed by chunks when step_input or lane_xw, else NULL */
     bool step_input;  /* each chunk multiplies its step's X rows by W itself (no xw) */
     size_t shares;    /* > 1: the batch is cut into this many runs, one per thread
-                         (run_batch_share); step_input then */
+                         (run_batch_share) */
     bool lane_xw;     /* each chunk's first step projects every step's X rows onto
                          its units (xw, chunk by chunk), the steps add H x R^T to it */
     const int32_t *lens;
