@@ -194,10 +194,11 @@ def lane_projection_cases():
 def batch_share_cases():
     """At 2 threads a batch of 16 rows or more is cut between the threads,
     each running every step of its own rows (recurrent.c's run_batch_share):
-    batch 17 splits 8 / 9 rows. Its projection fits in cache, so each share
-    makes it up front, one product per step over its rows, strided in X:
-    forward sequence_lens (including 0), reverse in layout 1, both
-    directions, clip. With 34 rows and 28 steps a share's projection passes
+    batch 17 splits 8 / 9 rows (18 rows 9 / 9 for both directions, which
+    take no sequence_lens here: the split needs every row of a step at the
+    same t). Its projection fits in cache, so each share makes it up front,
+    one product per step over its rows, strided in X: forward sequence_lens
+    (including 0), reverse in layout 1, both directions, clip. With 34 rows and 28 steps a share's projection passes
     XW_STEP_BYTES and its steps multiply their own X rows instead (layout 1,
     activations other than the fused cell's)."""
     lstm_state_cases("lstm_shares", (
