@@ -115,7 +115,7 @@ def recurrent_thread_cases():
                  feeds, outs, 18, initializers=inits, reference=reference)
 
 
-def lstm_state_cases(prefix, configs, seed, lens_at=None):
+def lstm_state_cases(prefix, configs, seed, lens_at=None, seq=7, inp=24):
     """LSTM cases with peepholes and initial state over `configs` of
     (batch, hidden, directions, attributes, layout); `lens_at` gives the
     batch whose case also takes sequence_lens (forward only)."""
@@ -124,7 +124,6 @@ def lstm_state_cases(prefix, configs, seed, lens_at=None):
     def randn(*shape, scale=1.0):
         return (rng.standard_normal(shape) * scale).astype(np.float32)
 
-    seq, inp = 7, 24
     for batch, hid, dirs, attrs, layout in configs:
         w = randn(dirs, 4 * hid, inp, scale=0.3)
         r = randn(dirs, 4 * hid, hid, scale=0.15 if hid < 100 else 0.06)
@@ -142,7 +141,8 @@ def lstm_state_cases(prefix, configs, seed, lens_at=None):
         ins = ["x", "w", "r", "b", "lens" if with_lens else "", "h0", "c0", "p"]
         feeds = [("x", x)]
         if with_lens:
-            feeds.append(("lens", np.array([7, 0, 3, 7, 1, 7, 6, 2][:batch], np.int32)))
+            feeds.append(("lens", np.resize(np.array([seq, 0, 3, seq, 1, seq, seq - 1, 2],
+                                                     np.int32), batch)))
         feeds += [("h0", h0), ("c0", c0)]
         outs, inits = [("y", F), ("yh", F), ("yc", F)], [("w", w), ("r", r), ("b", b), ("p", p)]
         reference = None
@@ -191,6 +191,49 @@ def lane_projection_cases():
         (8, 64, 1, {}, 0)), 20261208, lens_at=8)
 
 
+def batch_share_cases():
+    """At 2 threads a batch of 16 rows or more is cut between the threads,
+    each running every step of its own rows (recurrent.c's run_batch_share):
+    batch 17 splits 8 / 9 rows (18 rows 9 / 9 for both directions, which
+    take no sequence_lens here: the split needs every row of a step at the
+    same t). Its projection fits in cache, so each share makes it up front,
+    one product per step over its rows, strided in X: forward sequence_lens
+    (including 0), reverse in layout 1, both directions, clip. With 34 rows and 28 steps a share's projection passes
+    XW_STEP_BYTES and its steps multiply their own X rows instead (layout 1,
+    activations other than the fused cell's)."""
+    lstm_state_cases("lstm_shares", (
+        (17, 72, 1, {}, 0),
+        (17, 72, 1, dict(direction="reverse", clip=1.2), 1),
+        (18, 40, 2, dict(direction="bidirectional"), 0)), 20261209, lens_at=17)
+    rng = np.random.default_rng(20261210)
+    seq, batch, inp, hid = 28, 34, 8, 72
+
+    def randn(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    x = randn(seq, batch, inp)
+    w, r = randn(1, 4 * hid, inp, scale=0.4), randn(1, 4 * hid, hid, scale=0.2)
+    b, p = randn(1, 8 * hid, scale=0.3), randn(1, 3 * hid, scale=0.3)
+    attrs = dict(hidden_size=hid, activations=["HardSigmoid", "Tanh", "Relu"],
+                 activation_alpha=[0.25], activation_beta=[0.5])
+    ins, outs = ["x", "w", "r", "b", "", "", "", "p"], [("y", F), ("yh", F), ("yc", F)]
+    inits = [("w", w), ("r", r), ("b", b), ("p", p)]
+    # ONNX Runtime refuses layout 1: the layout-0 twin's outputs, transposed
+    gen.case("_twin", [gen.node("LSTM", ins, ["y", "yh", "yc"], **attrs)], [("x", x)], outs, 18,
+             initializers=inits)
+    twin_dir = os.path.join(OUT, "_twin")
+    got, _ = gen.ort_reference.run(os.path.join(twin_dir, "model.onnx"), {"x": x})
+    shutil.rmtree(twin_dir)
+    reference = lambda _inputs: {  # noqa: E731
+        "y": got["y"].transpose(2, 0, 1, 3).copy(),
+        "yh": got["yh"].transpose(1, 0, 2).copy(),
+        "yc": got["yc"].transpose(1, 0, 2).copy()}
+    gen.case("lstm_shares_seq28_batch34_hidden72_step_input_layout1_hardsigmoid_relu_peepholes",
+             [gen.node("LSTM", ins, ["y", "yh", "yc"], layout=1, **attrs)],
+             [("x", x.transpose(1, 0, 2).copy())], outs, 18, initializers=inits,
+             reference=reference)
+
+
 def write_tolerances():
     """Hidden states near 0 come from sums of terms near 1 that cancel (an RNN
     output of 2.5e-4 from a 144-term sum): a different but equally exact
@@ -209,6 +252,7 @@ def main():
     recurrent_thread_cases()
     fused_step_cases()
     lane_projection_cases()
+    batch_share_cases()
     write_tolerances()
     print("wrote %d cases to %s" % (len(os.listdir(OUT)), os.path.relpath(OUT)))
 

@@ -21,7 +21,9 @@
  * from kernels/lstm_cell.h (one fused pass per row of a chunk). When the
  * projection of every step at once would be too big to stay in cache
  * (XW_STEP_BYTES), an LSTM's chunks instead multiply their step's X rows by
- * W (packed by chunks too) into the accumulator of H x R^T. A default LSTM
+ * W (packed by chunks too) into the accumulator of H x R^T. At several
+ * threads an LSTM with enough batch rows is instead cut by rows, each thread
+ * running every step of its own rows with no step barrier (shares). A default LSTM
  * of 1 to 3 rows whose step is too small for the pool runs each step as one
  * fused product and cell over the same packed R (lstm_step_rows_f32). Gate order is
  * ONNX's: LSTM i, o, f, c; GRU z, r, h. sequence_lens lets each batch row stop
@@ -440,6 +442,10 @@ typedef struct step_counter {
 typedef struct direction_run {
     const recurrent_state *st;
     int64_t seq, batch, input, hidden;
+    /* the rows this run serves are [row0, row0 + batch) of X's and Y's
+     * `pitch` batch rows: all of them, or one thread's share when the batch
+     * is split (run_batch_share); h, c, hr and lens start at row0 already */
+    int64_t row0, pitch;
     int dir;          /* 0 or 1: index into weights and outputs */
     bool reverse;
     const float *x;   /* X */
@@ -448,6 +454,8 @@ typedef struct direction_run {
     const float *packed_r; /* R packed by chunks (chunked cells), or NULL */
     const float *packed_wc; /* W packed by chunks when step_input or lane_xw, else NULL */
     bool step_input;  /* each chunk multiplies its step's X rows by W itself (no xw) */
+    size_t shares;    /* > 1: the batch is cut into this many runs, one per thread
+                         (run_batch_share) */
     bool lane_xw;     /* each chunk's first step projects every step's X rows onto
                          its units (xw, chunk by chunk), the steps add H x R^T to it */
     const int32_t *lens;
@@ -464,23 +472,24 @@ typedef struct direction_run {
     const activation_fn *f, *g, *hact;
     bool default_lstm; /* LSTM with Sigmoid, Tanh, Tanh: the fused lstm_cell_f32 */
     threadpool *pool;
-    /* step tasks (see run_steps): chunk j of step s */
+    /* step tasks (see run_steps): lane l's home chunks of step s */
     size_t chunks, n_lanes;
-    step_counter *claims; /* [chunks]: the next step of chunk j to be taken */
-    step_counter *lanes;  /* [n_lanes]: 1 + the step a lane is at, 0 when none */
-    atomic_size_t done_tasks;    /* chunks done, all steps */
+    step_counter *claims; /* [n_lanes]: the next step of lane l's chunks to be taken */
+    step_counter *lanes;  /* [n_lanes]: the steps of lane l's chunks done */
 } direction_run;
 
 static int64_t x_row(const direction_run *d, int64_t t, int64_t b)
 {
-    return d->st->layout ? b * d->seq + t : t * d->batch + b;
+    b += d->row0;
+    return d->st->layout ? b * d->seq + t : t * d->pitch + b;
 }
 
 static float *y_at(const direction_run *d, int64_t t, int64_t b)
 {
     int dirs = d->st->directions;
+    b += d->row0;
     return d->st->layout ? d->y + ((b * d->seq + t) * dirs + d->dir) * d->hidden
-                         : d->y + ((t * dirs + d->dir) * d->batch + b) * d->hidden;
+                         : d->y + ((t * dirs + d->dir) * d->pitch + b) * d->hidden;
 }
 
 /* Step s for hidden units [k0, k0 + cw) of every batch row: the chunk's
@@ -628,34 +637,34 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
     }
 }
 
-/* How many pauses (~40 ns each) a lane leaves a chunk to an owner that has
- * reached the step but not yet claimed it before taking it itself. */
+/* How many pauses (~40 ns each) a lane waits for another lane's chunks of
+ * the step before, while that lane's thread is taken to be running them,
+ * before it looks whether they were ever claimed. */
 #define STEAL_SPINS 256
 
-/* The lane whose home chunks (see run_steps) include chunk j. */
-static size_t owner_lane(const direction_run *d, size_t j)
+/* Most lanes a layer's steps run on (one per thread, no more than chunks). */
+#define MAX_LANES 64
+
+/* Lane l's home chunks: [l C / T, (l + 1) C / T) of the C chunks. */
+static void lane_home(const direction_run *d, size_t lane, size_t *home0, size_t *home1)
 {
-    size_t lanes = d->n_lanes, chunks = d->chunks, lane = j * lanes / chunks;
-    while (lane + 1 < lanes && (lane + 1) * chunks / lanes <= j)
-        lane++;
-    while (lane > 0 && lane * chunks / lanes > j)
-        lane--;
-    return lane;
+    *home0 = lane * d->chunks / d->n_lanes;
+    *home1 = (lane + 1) * d->chunks / d->n_lanes;
 }
 
-/* Chunk j of step s, if nobody has taken it yet. */
-static bool claim_chunk(direction_run *d, size_t j, size_t s)
+/* Lane l's chunks of step s if nobody has taken them yet: run, then
+ * published as done. */
+static bool take_lane_step(direction_run *d, size_t lane, size_t s)
 {
-    size_t want = s;
-    return atomic_load_explicit(&d->claims[j].value, memory_order_relaxed) == s &&
-           atomic_compare_exchange_strong_explicit(&d->claims[j].value, &want, s + 1,
-                                                   memory_order_relaxed, memory_order_relaxed);
-}
-
-static void run_claimed(direction_run *d, size_t s, size_t j)
-{
-    run_chunk(d, (int64_t)s, j);
-    atomic_fetch_add_explicit(&d->done_tasks, 1, memory_order_release);
+    size_t want = s, home0, home1;
+    if (!atomic_compare_exchange_strong_explicit(&d->claims[lane].value, &want, s + 1,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return false;
+    lane_home(d, lane, &home0, &home1);
+    for (size_t j = home0; j < home1; j++)
+        run_chunk(d, (int64_t)s, j);
+    atomic_store_explicit(&d->lanes[lane].value, s + 1, memory_order_release);
+    return true;
 }
 
 /* A hint to bring p's cache line close, for writing when `own` (PREFETCHW,
@@ -711,59 +720,80 @@ static void prefetch_step_state(const direction_run *d, int64_t s, size_t home0,
     }
 }
 
+/* Before a lane runs step s: waits until every lane's chunks of step s - 1
+ * are done, its own included. A lane whose chunks of s - 1 are still unclaimed after
+ * STEAL_SPINS pauses has no thread running it (not started, or off its
+ * core): they are run here instead, and that lane's chunks are taken at
+ * once from then on (`absent`) until its thread shows up and claims them
+ * itself. */
+static void wait_for_step(direction_run *d, size_t s, bool *absent)
+{
+    if (s == 0)
+        return;
+    for (size_t m = 0; m < d->n_lanes; m++) {
+        unsigned spins = 0;
+        /* self too: its own chunks of s - 1 may have been taken by a lane
+         * that is still running them, and their progress must not go back */
+        while (atomic_load_explicit(&d->lanes[m].value, memory_order_acquire) < s) {
+            /* reading claims[m] takes its line from m's core, whose next
+             * claim would then wait for it: only when m looks late */
+            if (absent[m] || ++spins % STEAL_SPINS == 0) {
+                if (atomic_load_explicit(&d->claims[m].value, memory_order_relaxed) == s - 1 &&
+                    take_lane_step(d, m, s - 1)) {
+                    absent[m] = true;
+                    break;
+                }
+                absent[m] = false;
+            }
+            if (spins < 4096)
+                cpu_pause();
+            else
+                sched_yield(); /* the chunks we wait for are on a preempted thread */
+        }
+    }
+}
+
 /* Every step of the layer on one lane per thread of the pool. Lane l owns
  * the chunks [l C / T, (l + 1) C / T) of every step, so a chunk's gate sums
  * (hr), cell state and R stay in one core's caches and only h crosses
- * between cores; a step starts once every chunk of the step before is done
- * (one counter). Before, chunks were taken first-come from one queue and
- * moved from core to core between steps; with step_input at several
- * threads (see recurrent_run) the bench LSTM at batch 8 and 2 threads went
- * from 770 to 717-738 us a run (chrt, medians), lanes alone within noise.
+ * between cores; a step starts once every lane's chunks of the step before
+ * are done. Before, chunks were taken first-come from one queue and moved
+ * from core to core between steps; with step_input at several threads (see
+ * recurrent_run) the bench LSTM at batch 8 and 2 threads went from 770 to
+ * 717-738 us a run (chrt, medians), lanes alone within noise.
  *
- * Nobody waits for a thread that has not started or was preempted: a lane
- * that has done its own chunks takes another lane's at once when that lane
- * has not reached the step (its thread is not running it, or is off its
- * core), and otherwise after STEAL_SPINS; the caller, which runs lane 0 and
- * then any lane no worker joined, finishes the layer alone at one thread's
- * speed instead of stalling on each step. */
+ * Each lane's counters sit on lines of their own that only its thread
+ * writes while every thread runs: a step costs a lane one compare-and-swap
+ * on a line in its own cache (its claim) and one store (its progress),
+ * which the other lanes read. Claims and a shared count of done chunks per
+ * chunk, read and written by every lane each step, put four transfers of a
+ * line between cores, each waited for by a locked instruction, on every
+ * step: bench LSTM, batch 8, 2 threads, 649 -> 627 us a run (chrt, medians
+ * of 3 alternated runs).
+ *
+ * Nobody waits long for a thread that has not started or was preempted
+ * (wait_for_step); the caller, which runs lane 0 and then any lane no worker
+ * joined, finishes the layer alone at one thread's speed instead of stalling
+ * on each step. */
 static void run_steps(void *arg, size_t begin, size_t end)
 {
     direction_run *d = arg;
-    size_t chunks = d->chunks, seq = (size_t)d->seq;
+    size_t seq = (size_t)d->seq;
+    bool absent[MAX_LANES] = {false}; /* lanes run here found without a thread */
     for (size_t lane = begin; lane < end; lane++) {
-        size_t home0 = lane * chunks / d->n_lanes, home1 = (lane + 1) * chunks / d->n_lanes;
-        size_t s = atomic_load_explicit(&d->done_tasks, memory_order_acquire) / chunks;
-        unsigned spins = 0;
+        size_t home0, home1;
+        lane_home(d, lane, &home0, &home1);
+        size_t s = atomic_load_explicit(&d->claims[lane].value, memory_order_relaxed);
         for (; s < seq; s++) {
-            while (atomic_load_explicit(&d->done_tasks, memory_order_acquire) < s * chunks) {
-                if (++spins < 4096)
-                    cpu_pause();
-                else
-                    sched_yield(); /* the chunk we wait for is on a preempted thread */
-            }
-            spins = 0;
-            atomic_store_explicit(&d->lanes[lane].value, s + 1, memory_order_relaxed);
+            wait_for_step(d, s, absent);
             if (d->n_lanes > 1)
                 prefetch_step_state(d, (int64_t)s, home0, home1);
-            for (size_t j = home0; j < home1; j++)
-                if (claim_chunk(d, j, s))
-                    run_claimed(d, s, j);
-            for (size_t i = 0; i < chunks - (home1 - home0); i++) {
-                size_t j = (home1 + i) % chunks, owner = owner_lane(d, j);
-                for (unsigned wait = 0;
-                     atomic_load_explicit(&d->claims[j].value, memory_order_relaxed) == s;
-                     wait++) {
-                    size_t at = atomic_load_explicit(&d->lanes[owner].value, memory_order_relaxed);
-                    if (at != s + 1 || wait >= STEAL_SPINS) {
-                        if (claim_chunk(d, j, s))
-                            run_claimed(d, s, j);
-                        break;
-                    }
-                    cpu_pause();
-                }
+            if (!take_lane_step(d, lane, s)) {
+                /* taken by a lane that found this one late: go on from the
+                 * first step nobody has claimed */
+                s = atomic_load_explicit(&d->claims[lane].value, memory_order_relaxed) - 1;
             }
         }
-        atomic_store_explicit(&d->lanes[lane].value, 0, memory_order_relaxed);
     }
 }
 
@@ -860,13 +890,81 @@ static bool steps_in_parallel(const recurrent_state *st, int64_t batch, threadpo
     return threadpool_size(pool) > 1 && (double)batch * gh * (double)st->hidden >= PARALLEL_STEP_MACS;
 }
 
+/* Rows a thread must get before the batch is split between the threads
+ * (each running every step of its rows alone) rather than each step's hidden
+ * units: see recurrent_run. */
+#define SHARE_MIN_ROWS 8
+
+/* The chunked steps of one run over the rows it has, on one thread or on
+ * one lane per thread of the pool (steps_in_parallel). */
+static void run_chunked_steps(direction_run *d, bool parallel)
+{
+    int64_t H = d->hidden;
+    d->chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
+    /* a lane without a chunk would only add itself to every step's wait */
+    size_t lanes = parallel ? (size_t)threadpool_size(d->pool) : 1;
+    lanes = lanes < d->chunks ? lanes : d->chunks;
+    d->n_lanes = lanes < MAX_LANES ? lanes : MAX_LANES;
+    for (size_t l = 0; l < d->n_lanes; l++) {
+        atomic_init(&d->claims[l].value, 0);
+        atomic_init(&d->lanes[l].value, 0);
+    }
+    parallel = d->n_lanes > 1;
+    if (parallel)
+        threadpool_parallel_for(d->pool, d->n_lanes, 1, run_steps, d);
+    else
+        run_steps(d, 0, 1);
+}
+
+/* Shares [begin, end) of a split batch: share i is rows
+ * [i B / shares, (i + 1) B / shares), every step of them on this thread,
+ * with its own counters and its own rows of the state and of hr. */
+static void run_batch_share(void *arg, size_t begin, size_t end)
+{
+    const direction_run *d = arg;
+    int64_t H = d->hidden, GH = d->st->gates * H;
+    for (size_t i = begin; i < end; i++) {
+        int64_t b0 = (int64_t)i * d->batch / (int64_t)d->shares;
+        int64_t b1 = (int64_t)(i + 1) * d->batch / (int64_t)d->shares;
+        direction_run share;
+        memcpy(&share, d, sizeof(share));
+        share.row0 = d->row0 + b0;
+        share.batch = b1 - b0;
+        share.shares = 1;
+        share.h += b0 * H;
+        share.h_next += b0 * H;
+        share.c = d->c ? d->c + b0 * H : NULL;
+        share.hr += b0 * GH;
+        share.lens = d->lens ? d->lens + b0 : NULL;
+        share.claims = d->claims + i;
+        share.lanes = d->lanes + i;
+        share.pool = NULL;
+        if (b1 == b0)
+            continue;
+        if (!share.step_input) {
+            /* the projection of every step of these rows, up front as at one
+             * thread; they are strided in X, so one product per step */
+            int64_t G = d->st->gates;
+            size_t lda = (size_t)(d->st->layout ? d->seq * d->input : d->input);
+            size_t ldc = (size_t)(d->st->layout ? d->seq * G * H : G * H);
+            gemm_operand wop = {d->packed_w, 0, false, true};
+            for (int64_t t = 0; t < d->seq; t++) {
+                gemm_operand xa = {d->x + x_row(&share, t, 0) * d->input, lda, false, false};
+                gemm_f32_ex((size_t)share.batch, (size_t)(G * H), (size_t)d->input, 1.0f, xa,
+                            wop, 0.0f, d->xw + x_row(&share, t, 0) * G * H, ldc, NULL);
+            }
+        }
+        run_chunked_steps(&share, false);
+    }
+}
+
 static void run_direction(direction_run *d)
 {
     const recurrent_state *st = d->st;
     int64_t H = d->hidden, G = st->gates, GH = G * H;
     /* the input projection of every step at once, unless each step's
      * chunks make their own (step_input) */
-    if (!d->step_input && !d->lane_xw) {
+    if (!d->step_input && !d->lane_xw && d->shares <= 1) {
         gemm_operand xa = {d->x, (size_t)d->input, false, false};
         gemm_operand wop = {d->w, (size_t)d->input, true, false};
         if (d->packed_w)
@@ -905,18 +1003,10 @@ static void run_direction(direction_run *d)
          * bookkeeping; measured in kernels/lstm_cell.c */
         for (int64_t s = 0; s < d->seq; s++)
             run_fused_step(d, s);
+    } else if (d->shares > 1) {
+        threadpool_parallel_for(d->pool, d->shares, 1, run_batch_share, d);
     } else {
-        d->chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
-        d->n_lanes = parallel ? (size_t)threadpool_size(d->pool) : 1;
-        for (size_t j = 0; j < d->chunks; j++)
-            atomic_init(&d->claims[j].value, 0);
-        for (size_t l = 0; l < d->n_lanes; l++)
-            atomic_init(&d->lanes[l].value, 0);
-        atomic_init(&d->done_tasks, 0);
-        if (parallel)
-            threadpool_parallel_for(d->pool, d->n_lanes, 1, run_steps, d);
-        else
-            run_steps(d, 0, 1);
+        run_chunked_steps(d, parallel);
     }
     if (d->seq % 2) { /* the last step wrote h_next */
         float *swap = d->h;
@@ -1026,13 +1116,31 @@ static int recurrent_run(op_ctx *ctx)
     bool step_input = by_chunk && (!fits || steps_in_parallel(st, batch, op_threadpool(ctx)));
     bool lane_xw = step_input && fits;
     step_input = step_input && !lane_xw;
+    /* With SHARE_MIN_ROWS rows or more per thread, each thread runs every
+     * step of its own rows instead (run_batch_share): rows are independent,
+     * so the threads never wait for each other and nothing crosses cores
+     * between steps, where the lanes of run_steps meet once a step and read
+     * each other's units of h. A share chooses between the projection up
+     * front and step_input by its own rows, as one thread would. Bench LSTM
+     * (hidden 128, 32 steps), 2 threads, medians of 3 alternated runs under
+     * chrt: batch 64 4839 -> 4182 us (1 thread: 7953), batch 16 1280 ->
+     * 1252 us; at batch 8 shares of 4 rows were slower than the lanes (one
+     * thread at batch 4: 661 us, the lanes at batch 8: 638). */
+    size_t threads = (size_t)threadpool_size(op_threadpool(ctx));
+    size_t shares = by_chunk && threads > 1 && batch >= (int64_t)threads * SHARE_MIN_ROWS
+                        ? threads
+                        : 1;
+    if (shares > 1) {
+        double share_rows = (double)seq * (double)((batch + (int64_t)shares - 1) / (int64_t)shares);
+        step_input = share_rows * (double)(G * H) * sizeof(float) > XW_STEP_BYTES;
+        lane_xw = false;
+    }
     float *xw = op_scratch(ctx, ((step_input ? 0 : rows * (size_t)(G * H)) + 1) * sizeof(float));
     float *state = op_scratch(ctx, (state_floats + 1) * sizeof(float));
     float *bsum = op_scratch(ctx, ((size_t)(G * H) + 1) * sizeof(float));
-    size_t chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
-    step_counter *claims = op_scratch(ctx, chunks * sizeof(step_counter));
-    step_counter *lanes =
-        op_scratch(ctx, (size_t)threadpool_size(op_threadpool(ctx)) * sizeof(step_counter));
+    /* one of each per lane, or per share (shares <= threads) */
+    step_counter *claims = op_scratch(ctx, threads * sizeof(step_counter));
+    step_counter *lanes = op_scratch(ctx, threads * sizeof(step_counter));
     if (!xw || !state || !bsum || !claims || !lanes)
         return -1;
     /* R packed by chunks per run when it was not an initializer at load */
@@ -1045,7 +1153,8 @@ static int recurrent_run(op_ctx *ctx)
     }
     for (int dir = 0; dir < D; dir++) {
         direction_run d = {
-            .st = st, .seq = seq, .batch = batch, .input = input, .hidden = H, .dir = dir,
+            .st = st, .seq = seq, .batch = batch, .row0 = 0, .pitch = batch, .input = input,
+            .hidden = H, .dir = dir, .shares = shares,
             .reverse = st->reverse_only || dir == 1, .x = x->data,
             .w = (const float *)w->data + dir * G * H * input,
             .r = (const float *)r->data + dir * G * H * H,
@@ -1062,7 +1171,7 @@ static int recurrent_run(op_ctx *ctx)
         if (packed_at_load) {
             d.packed_w = st->packed_w + (size_t)dir * st->packed_w_floats;
             d.packed_r = st->packed_r + (size_t)dir * st->packed_r_floats;
-            if (step_input || lane_xw) {
+            if (step_input || lane_xw || shares > 1) {
                 d.packed_wc = st->packed_wc + (size_t)dir * st->packed_wc_floats;
                 d.step_input = step_input;
                 d.lane_xw = lane_xw;
