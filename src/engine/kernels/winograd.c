@@ -25,9 +25,16 @@
 /* V and M of a block (both (m+2)^2 x channels x tiles floats) aim at this
  * many bytes: half the L2 of the 2-core Xeon this was measured on, leaving
  * room for the U_xi a product streams. */
-#define WINOGRAD_BLOCK_BYTES ((size_t)1 << 20)
+#ifndef WINOGRAD_BLOCK_BYTES
+#define WINOGRAD_BLOCK_BYTES ((size_t)3 << 19)
+#endif
 #define WINOGRAD_MIN_TILES 16
 #define WINOGRAD_MAX_TILES 256
+/* floats after the last combined row that the AVX-512 row transform may
+ * load (and never use) */
+#define WINOGRAD_ROW_SLACK 80
+/* channels whose rows are combined before any is read across */
+#define WINOGRAD_GROUP 4
 
 /* The plan of one run, shared by every lane. */
 typedef struct wino_job {
@@ -35,13 +42,21 @@ typedef struct wino_job {
     size_t m, cin, cout;
     size_t ih, iw, oh, ow, pt, pl;
     size_t th, tw;          /* tiles down and across one image */
-    size_t rows_total;      /* tile rows of the batch: batch x th */
-    size_t rows_per_block, blocks, lanes;
+    size_t tiles;           /* of the batch: batch x th x tw */
+    size_t tiles_per_block, blocks, lanes;
     size_t tb_max;          /* tiles of the largest block */
     size_t packed_per;      /* floats of one packed U_xi */
     size_t tmp_pitch;       /* floats of one combined row */
-    size_t v_floats, m_floats, tmp_floats, zero_floats, lane_floats;
+    size_t v_floats, m_floats, tmp_floats, zero_floats, rowbuf_floats, lane_floats;
 } wino_job;
+
+/* A run of tiles of one tile row inside a block: tiles [tx0, tx0 + count)
+ * of tile row ty of image n, at column `col` of the block's matrices. A
+ * block is any range of the batch's tiles, so that its width suits the
+ * GEMM's tiles (a multiple of 32) rather than the image's rows. */
+typedef struct tile_run {
+    size_t n, ty, tx0, count, col;
+} tile_run;
 
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
 
@@ -128,29 +143,28 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
     size_t m = job->m, alpha = m + 2, alpha2 = alpha * alpha;
     job->th = (job->oh + m - 1) / m;
     job->tw = (job->ow + m - 1) / m;
-    if (!mul_ok(wc->batch, job->th, &job->rows_total))
+    size_t rows;
+    if (!mul_ok(wc->batch, job->th, &rows) || !mul_ok(rows, job->tw, &job->tiles))
         return false;
-    /* tiles whose V and M fit the block budget, in whole tile rows */
+    /* tiles whose V and M fit the block budget, a multiple of the GEMM
+     * tile's 32 columns where that many fit */
     size_t bytes_per_tile = alpha2 * (job->cin + job->cout) * sizeof(float);
     size_t want = WINOGRAD_BLOCK_BYTES / (bytes_per_tile ? bytes_per_tile : 1);
+    want = want >= 32 ? want / 32 * 32 : want / 16 * 16;
     want = want < WINOGRAD_MIN_TILES ? WINOGRAD_MIN_TILES
            : want > WINOGRAD_MAX_TILES ? WINOGRAD_MAX_TILES
                                        : want;
-    size_t rpb = want / job->tw ? want / job->tw : 1;
     if (threads < 1)
         threads = 1;
-    /* every thread gets a block when there are rows enough */
-    if ((job->rows_total + rpb - 1) / rpb < threads)
-        rpb = (job->rows_total + threads - 1) / threads;
-    if (rpb > job->rows_total)
-        rpb = job->rows_total;
-    if (rpb == 0)
-        rpb = 1;
-    job->rows_per_block = rpb;
-    job->blocks = (job->rows_total + rpb - 1) / rpb;
-    job->lanes = job->blocks < threads ? job->blocks : threads;
-    if (!mul_ok(rpb, job->tw, &job->tb_max))
+    /* every thread gets a block when there are tiles enough */
+    if ((job->tiles + want - 1) / want < threads)
+        want = round16((job->tiles + threads - 1) / threads);
+    job->tiles_per_block = want < job->tiles ? want : job->tiles;
+    if (job->tiles_per_block == 0)
         return false;
+    job->blocks = (job->tiles + job->tiles_per_block - 1) / job->tiles_per_block;
+    job->lanes = job->blocks < threads ? job->blocks : threads;
+    job->tb_max = job->tiles_per_block;
     job->packed_per = gemm_packed_a_floats(job->cout, job->cin);
     /* a combined row holds the padded image row: m * tw + 2 columns */
     job->tmp_pitch = round16(m * job->tw + 2);
@@ -161,11 +175,14 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
         return false;
     job->v_floats = round16(v);
     job->m_floats = round16(mm);
-    job->tmp_floats = alpha * job->tmp_pitch;
+    job->tmp_floats = WINOGRAD_GROUP * alpha * job->tmp_pitch + WINOGRAD_ROW_SLACK;
     job->zero_floats = round16(job->iw);
-    tail = round16(m * job->tw);
+    job->rowbuf_floats = round16(m * job->tw);
+    /* a block of tb tiles has at most tb / tw + 2 runs */
+    tail = round16((job->tb_max + 2) * sizeof(tile_run) / sizeof(float));
     size_t total = job->v_floats;
-    size_t parts[] = {job->m_floats, job->tmp_floats, job->zero_floats, round16(s), tail};
+    size_t parts[] = {job->m_floats, job->tmp_floats, job->zero_floats, round16(s),
+                      job->rowbuf_floats, tail};
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         if (total > SIZE_MAX - parts[i])
             return false;
@@ -199,9 +216,80 @@ bool winograd_scratch_floats(const winograd_conv *wc, size_t threads, size_t *fl
 #undef TARGET
 #undef SFX
 
+#include <immintrin.h>
+
+/* B across a combined row for 16 tiles at a time. Tile t reads row[m t ..
+ * m t + m + 1]: the compiler's stride-m loads leave a row of 14 tiles (56
+ * wide images) to an 8-lane loop and 6 scalar ones, which made this the
+ * largest cost after the products. Here each of the m + 2 inputs of 16
+ * tiles is gathered from four (F(4x4)) or two (F(2x2)) plain loads with two-
+ * source permutes, and a partial group is stored under a mask. The loads
+ * reach 4 x 16 + 4 floats past the group's start, inside the slack the plan
+ * leaves after tmp. */
+__attribute__((target("avx512f"))) static inline __m512 phase4(__m512 a, __m512 b, __m512 c,
+                                                              __m512 d, __m512i idx)
+{
+    return _mm512_shuffle_f32x4(_mm512_permutex2var_ps(a, idx, b),
+                                _mm512_permutex2var_ps(c, idx, d), 0x44);
+}
+
+__attribute__((target("avx512f"))) static void row_transform_avx512(size_t m, const float *row,
+                                                                    float *o, size_t stride,
+                                                                    size_t n)
+{
+    if (m == 4) {
+        const __m512i i0 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+        const __m512i one = _mm512_set1_epi32(1);
+        const __m512i i1 = _mm512_add_epi32(i0, one), i2 = _mm512_add_epi32(i1, one);
+        const __m512i i3 = _mm512_add_epi32(i2, one);
+        const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f);
+        const __m512 two = _mm512_set1_ps(2.0f);
+        for (size_t t0 = 0; t0 < n; t0 += 16) {
+            const float *d = row + 4 * t0;
+            __m512 a = _mm512_loadu_ps(d), b = _mm512_loadu_ps(d + 16);
+            __m512 c = _mm512_loadu_ps(d + 32), e = _mm512_loadu_ps(d + 48);
+            __m512 a4 = _mm512_loadu_ps(d + 4), b4 = _mm512_loadu_ps(d + 20);
+            __m512 c4 = _mm512_loadu_ps(d + 36), e4 = _mm512_loadu_ps(d + 52);
+            __m512 x0 = phase4(a, b, c, e, i0), x1 = phase4(a, b, c, e, i1);
+            __m512 x2 = phase4(a, b, c, e, i2), x3 = phase4(a, b, c, e, i3);
+            __m512 x4 = phase4(a4, b4, c4, e4, i0), x5 = phase4(a4, b4, c4, e4, i1);
+            __m512 p = _mm512_fnmadd_ps(four, x2, x4), q = _mm512_fnmadd_ps(four, x1, x3);
+            __m512 r = _mm512_sub_ps(x4, x2), s = _mm512_mul_ps(two, _mm512_sub_ps(x3, x1));
+            __m512 y0 = _mm512_add_ps(_mm512_fnmadd_ps(five, x2, _mm512_mul_ps(four, x0)), x4);
+            __m512 y5 = _mm512_add_ps(_mm512_fnmadd_ps(five, x3, _mm512_mul_ps(four, x1)), x5);
+            __mmask16 k = n - t0 >= 16 ? 0xffff : (__mmask16)((1u << (n - t0)) - 1);
+            _mm512_mask_storeu_ps(o + t0, k, y0);
+            _mm512_mask_storeu_ps(o + stride + t0, k, _mm512_add_ps(p, q));
+            _mm512_mask_storeu_ps(o + 2 * stride + t0, k, _mm512_sub_ps(p, q));
+            _mm512_mask_storeu_ps(o + 3 * stride + t0, k, _mm512_add_ps(r, s));
+            _mm512_mask_storeu_ps(o + 4 * stride + t0, k, _mm512_sub_ps(r, s));
+            _mm512_mask_storeu_ps(o + 5 * stride + t0, k, y5);
+        }
+    } else {
+        const __m512i i0 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                             28, 30);
+        const __m512i i1 = _mm512_add_epi32(i0, _mm512_set1_epi32(1));
+        for (size_t t0 = 0; t0 < n; t0 += 16) {
+            const float *d = row + 2 * t0;
+            __m512 a = _mm512_loadu_ps(d), b = _mm512_loadu_ps(d + 16);
+            __m512 a2 = _mm512_loadu_ps(d + 2), b2 = _mm512_loadu_ps(d + 18);
+            __m512 x0 = _mm512_permutex2var_ps(a, i0, b), x1 = _mm512_permutex2var_ps(a, i1, b);
+            __m512 x2 = _mm512_permutex2var_ps(a2, i0, b2);
+            __m512 x3 = _mm512_permutex2var_ps(a2, i1, b2);
+            __mmask16 k = n - t0 >= 16 ? 0xffff : (__mmask16)((1u << (n - t0)) - 1);
+            _mm512_mask_storeu_ps(o + t0, k, _mm512_sub_ps(x0, x2));
+            _mm512_mask_storeu_ps(o + stride + t0, k, _mm512_add_ps(x1, x2));
+            _mm512_mask_storeu_ps(o + 2 * stride + t0, k, _mm512_sub_ps(x2, x1));
+            _mm512_mask_storeu_ps(o + 3 * stride + t0, k, _mm512_sub_ps(x1, x3));
+        }
+    }
+}
+
+#define ROW_TRANSFORM row_transform_avx512
 #define TARGET __attribute__((target("avx512f,fma,prefer-vector-width=512")))
 #define SFX(name) name##_avx512
 #include "winograd_body.h"
+#undef ROW_TRANSFORM
 #undef TARGET
 #undef SFX
 #endif
@@ -222,10 +310,10 @@ static void run_lanes(void *arg, size_t begin, size_t end)
         float *scratch = run->scratch + lane * job->lane_floats;
         size_t b0 = job->blocks * lane / job->lanes, b1 = job->blocks * (lane + 1) / job->lanes;
         for (size_t b = b0; b < b1; b++) {
-            size_t g0 = b * job->rows_per_block;
-            size_t g1 = g0 + job->rows_per_block < job->rows_total ? g0 + job->rows_per_block
-                                                                   : job->rows_total;
-            run->block(job, g0, g1, scratch);
+            size_t f0 = b * job->tiles_per_block;
+            size_t f1 = job->tiles - f0 < job->tiles_per_block ? job->tiles
+                                                               : f0 + job->tiles_per_block;
+            run->block(job, f0, f1, scratch);
         }
     }
 }

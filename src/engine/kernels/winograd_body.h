@@ -155,45 +155,64 @@ TARGET static void SFX(store_row)(const float *restrict row, float bias,
     }
 }
 
-/* Input transform of channel c of tile row r of the block (image n, tile
- * row ty) into V. */
-TARGET static void SFX(input_tiles)(const wino_job *job, const float *xc, size_t ty, size_t c,
-                                    size_t r, size_t tb, float *v, float *tmp, const float *zero)
+/* Input transform of channels [c0, c1) (at most WINOGRAD_GROUP) of one run
+ * of tiles into V. The rows of the whole group are combined first and read
+ * across after: reading a combined row right after writing it made the
+ * wide loads wait on the narrower stores still in flight (store forwarding
+ * fails), half the time of the pass. */
+TARGET static void SFX(input_tiles)(const wino_job *job, const tile_run *run, size_t c0,
+                                    size_t c1, size_t tb, float *v, float *tmp,
+                                    const float *zero)
 {
     size_t m = job->m, alpha = m + 2, iw = job->iw, pitch = job->tmp_pitch;
+    size_t plane = job->ih * iw;
+    const float *xn = job->wc->x + run->n * job->cin * plane;
     const float *src[6] = {zero, zero, zero, zero, zero, zero};
+    size_t rows[6];
     for (size_t k = 0; k < alpha; k++) {
-        ptrdiff_t iy = (ptrdiff_t)(m * ty + k) - (ptrdiff_t)job->pt;
-        src[k] = iy >= 0 && iy < (ptrdiff_t)job->ih ? xc + (size_t)iy * iw : zero;
+        ptrdiff_t iy = (ptrdiff_t)(m * run->ty + k) - (ptrdiff_t)job->pt;
+        rows[k] = iy >= 0 && iy < (ptrdiff_t)job->ih ? (size_t)iy : SIZE_MAX;
     }
-    float *t0 = tmp + job->pl;
     /* B^T down the columns over the whole image row; the padding columns
      * of tmp stay zero */
-    if (m == 4)
-        SFX(bt6)(src[0], src[1], src[2], src[3], src[4], src[5], t0, t0 + pitch,
-                 t0 + 2 * pitch, t0 + 3 * pitch, t0 + 4 * pitch, t0 + 5 * pitch, iw);
-    else
-        SFX(bt4)(src[0], src[1], src[2], src[3], t0, t0 + pitch, t0 + 2 * pitch, t0 + 3 * pitch,
-                 iw);
-    /* B across each combined row, tile by tile; V_xi (Cin x tb) row c */
-    size_t xi_stride = job->cin * tb, tw = job->tw;
-    float *dst = v + c * tb + r * tw;
-    for (size_t i = 0; i < alpha; i++) {
-        float *o = dst + i * alpha * xi_stride;
+    for (size_t c = c0; c < c1; c++) {
+        const float *xc = xn + c * plane;
+        for (size_t k = 0; k < alpha; k++)
+            src[k] = rows[k] == SIZE_MAX ? zero : xc + rows[k] * iw;
+        float *t0 = tmp + (c - c0) * alpha * pitch + job->pl;
         if (m == 4)
-            SFX(bt6_row)(tmp + i * pitch, o, o + xi_stride, o + 2 * xi_stride,
-                         o + 3 * xi_stride, o + 4 * xi_stride, o + 5 * xi_stride, tw);
+            SFX(bt6)(src[0], src[1], src[2], src[3], src[4], src[5], t0, t0 + pitch,
+                     t0 + 2 * pitch, t0 + 3 * pitch, t0 + 4 * pitch, t0 + 5 * pitch, iw);
         else
-            SFX(bt4_row)(tmp + i * pitch, o, o + xi_stride, o + 2 * xi_stride,
-                         o + 3 * xi_stride, tw);
+            SFX(bt4)(src[0], src[1], src[2], src[3], t0, t0 + pitch, t0 + 2 * pitch,
+                     t0 + 3 * pitch, iw);
+    }
+    /* B across each combined row, tile by tile; V_xi (Cin x tb) row c */
+    size_t xi_stride = job->cin * tb, count = run->count;
+    for (size_t c = c0; c < c1; c++) {
+        float *dst = v + c * tb + run->col;
+        const float *tc = tmp + (c - c0) * alpha * pitch + m * run->tx0;
+        for (size_t i = 0; i < alpha; i++) {
+            float *o = dst + i * alpha * xi_stride;
+#ifdef ROW_TRANSFORM
+            ROW_TRANSFORM(m, tc + i * pitch, o, xi_stride, count);
+            continue;
+#endif
+            if (m == 4)
+                SFX(bt6_row)(tc + i * pitch, o, o + xi_stride, o + 2 * xi_stride,
+                             o + 3 * xi_stride, o + 4 * xi_stride, o + 5 * xi_stride, count);
+            else
+                SFX(bt4_row)(tc + i * pitch, o, o + xi_stride, o + 2 * xi_stride,
+                             o + 3 * xi_stride, count);
+        }
     }
 }
 
-/* Output transform of channel o of the block (tile rows g0 .. g0 + rows)
- * from the products M, with the epilogue, into Y. */
-TARGET static void SFX(output_tiles)(const wino_job *job, size_t g0, size_t rows, size_t o,
-                                     size_t tb, const float *mm, float *s, float *yb,
-                                     float *rowbuf)
+/* Output transform of channel o of the block (its runs of tiles) from the
+ * products M, with the epilogue, into Y. */
+TARGET static void SFX(output_tiles)(const wino_job *job, const tile_run *runs,
+                                     size_t n_runs, size_t o, size_t tb, const float *mm,
+                                     float *s, float *yb, float *rowbuf)
 {
     const winograd_conv *wc = job->wc;
     size_t m = job->m, alpha = m + 2, pitch = job->tb_max;
@@ -223,37 +242,45 @@ TARGET static void SFX(output_tiles)(const wino_job *job, size_t g0, size_t rows
             SFX(at4)(c0, c0 + sp, c0 + 2 * sp, c0 + 3 * sp, yq, yq + sp, tb);
     }
     float bias = wc->bias ? wc->bias[o] : 0.0f;
-    size_t tw = job->tw, oh = job->oh, ow = job->ow;
-    for (size_t r = 0; r < rows; r++) {
-        size_t g = g0 + r, n = g / job->th, ty = g % job->th;
-        for (size_t p = 0; p < m && m * ty + p < oh; p++) {
-            SFX(interleave)(m, yb + p * sp + r * tw, pitch, rowbuf, tw);
-            size_t at = ((n * job->cout + o) * oh + m * ty + p) * ow;
+    size_t oh = job->oh, ow = job->ow;
+    for (size_t k = 0; k < n_runs; k++) {
+        const tile_run *run = &runs[k];
+        size_t u0 = m * run->tx0, u1 = m * (run->tx0 + run->count);
+        u1 = u1 < ow ? u1 : ow;
+        for (size_t p = 0; p < m && m * run->ty + p < oh; p++) {
+            SFX(interleave)(m, yb + p * sp + run->col, pitch, rowbuf, run->count);
+            size_t at = ((run->n * job->cout + o) * oh + m * run->ty + p) * ow + u0;
             SFX(store_row)(rowbuf, bias, wc->residual ? wc->residual + at : NULL, &wc->epilogue,
-                           wc->y + at, ow);
+                           wc->y + at, u1 - u0);
         }
     }
 }
 
-/* One block: tile rows [g0, g1) of the whole batch. */
-TARGET static void SFX(run_block)(const wino_job *job, size_t g0, size_t g1, float *lane)
+/* One block: tiles [f0, f1) of the whole batch, counted image by image,
+ * row by row. */
+TARGET static void SFX(run_block)(const wino_job *job, size_t f0, size_t f1, float *lane)
 {
     const winograd_conv *wc = job->wc;
     size_t m = job->m, alpha = m + 2, alpha2 = alpha * alpha;
-    size_t rows = g1 - g0, tb = rows * job->tw;
+    size_t tb = f1 - f0, tw = job->tw;
     size_t cin = job->cin, cout = job->cout;
     float *v = lane, *mm = v + job->v_floats, *tmp = mm + job->m_floats;
     float *zero = tmp + job->tmp_floats, *s = zero + job->zero_floats;
     float *yb = s + alpha * m * job->tb_max, *rowbuf = yb + m * m * job->tb_max;
+    tile_run *runs = (tile_run *)(void *)(rowbuf + job->rowbuf_floats);
     /* the padding columns of tmp and the zero row are read, never written */
     memset(tmp, 0, (job->tmp_floats + job->zero_floats) * sizeof(float));
-    size_t image = cin * job->ih * job->iw;
-    for (size_t r = 0; r < rows; r++) {
-        size_t g = g0 + r, n = g / job->th, ty = g % job->th;
-        const float *xn = wc->x + n * image;
-        for (size_t c = 0; c < cin; c++)
-            SFX(input_tiles)(job, xn + c * job->ih * job->iw, ty, c, r, tb, v, tmp, zero);
+    size_t n_runs = 0;
+    for (size_t f = f0; f < f1;) {
+        size_t g = f / tw, tx = f % tw, count = tw - tx < f1 - f ? tw - tx : f1 - f;
+        runs[n_runs++] = (tile_run){g / job->th, g % job->th, tx, count, f - f0};
+        f += count;
     }
+    for (size_t k = 0; k < n_runs; k++)
+        for (size_t c = 0; c < cin; c += WINOGRAD_GROUP)
+            SFX(input_tiles)(job, &runs[k], c,
+                             c + WINOGRAD_GROUP < cin ? c + WINOGRAD_GROUP : cin, tb, v, tmp,
+                             zero);
     size_t per = job->packed_per;
     for (size_t xi = 0; xi < alpha2; xi++) {
         gemm_operand a = {wc->packed_w + xi * per, 0, false, true};
@@ -261,5 +288,5 @@ TARGET static void SFX(run_block)(const wino_job *job, size_t g0, size_t g1, flo
         gemm_f32_ex(cout, tb, cin, 1.0f, a, b, 0.0f, mm + xi * cout * tb, tb, NULL);
     }
     for (size_t o = 0; o < cout; o++)
-        SFX(output_tiles)(job, g0, rows, o, tb, mm, s, yb, rowbuf);
+        SFX(output_tiles)(job, runs, n_runs, o, tb, mm, s, yb, rowbuf);
 }
