@@ -5,7 +5,10 @@
  * for AVX-512, once for AVX2 and once for portable C; the copy that runs
  * follows the GEMM kernel in use (gemm_kernel_isa), so pinning
  * INFERD_GEMM_KERNEL keeps every path under test. The (m+2)^2 products of
- * a block go to gemm_f32_ex with the packed U_xi as A.
+ * a block run on a register tile of this file (8 output channels x 48
+ * tiles on AVX-512) rather than through gemm_f32_ex: their K is only Cin
+ * (64 at 56x56), and inside ResNet-18 the general product's per-call
+ * packing of V and task set-up left it at half the rate of im2col's.
  *
  * Why blocks: a layer's whole V and M are (m+2)^2 / m^2 = 2.25x (F(4x4))
  * the size of its input and output, too large for the caches at 56x56x64;
@@ -33,6 +36,8 @@
 /* floats after the last combined row that the AVX-512 row transform may
  * load (and never use) */
 #define WINOGRAD_ROW_SLACK 80
+/* output channels of the products' register tile: the rows of a sliver */
+#define WINOGRAD_MR 8
 /* channels whose rows are combined before any is read across */
 #define WINOGRAD_GROUP 4
 
@@ -59,6 +64,7 @@ typedef struct tile_run {
 } tile_run;
 
 static size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+static size_t round_mr(size_t n) { return (n + WINOGRAD_MR - 1) / WINOGRAD_MR * WINOGRAD_MR; }
 
 bool winograd_fits(const conv_geometry *g)
 {
@@ -71,11 +77,23 @@ bool winograd_fits(const conv_geometry *g)
            g->out[2] + 2 >= g->image[2] + g->pad[2];
 }
 
+/* a * b into *out; false on overflow. */
+static bool mul_ok(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return false;
+    *out = a * b;
+    return true;
+}
+
 size_t winograd_packed_floats(size_t m, size_t out_channels, size_t in_channels)
 {
     if (m != 2 && m != 4)
         return 0;
-    size_t per = gemm_packed_a_floats(out_channels, in_channels);
+    size_t per;
+    if (out_channels > SIZE_MAX - WINOGRAD_MR ||
+        !mul_ok(round_mr(out_channels), in_channels, &per))
+        return 0;
     size_t alpha2 = (m + 2) * (m + 2);
     if (per == 0 || per > SIZE_MAX / alpha2)
         return 0;
@@ -94,7 +112,7 @@ static const double g4[6][3] = {{1.0 / 4, 0, 0},
 bool winograd_pack(size_t m, size_t out_channels, size_t in_channels, const float *w,
                    float *packed)
 {
-    size_t alpha = m + 2, per = gemm_packed_a_floats(out_channels, in_channels);
+    size_t alpha = m + 2, per = winograd_packed_floats(m, out_channels, in_channels) / (alpha * alpha);
     const double(*gm)[3] = m == 4 ? g4 : g2;
     /* one U_xi at a time, so the staging copy is one layer's worth */
     float *u = malloc(out_channels * in_channels * sizeof(float) + 1);
@@ -110,19 +128,16 @@ bool winograd_pack(size_t m, size_t out_channels, size_t in_channels, const floa
                         sum += gm[a][k] * gm[b][l] * (double)f[k * 3 + l];
                 u[oc] = (float)sum;
             }
-            gemm_pack_a(false, out_channels, in_channels, u, in_channels,
-                        packed + (a * alpha + b) * per);
+            /* U_xi in slivers of WINOGRAD_MR output channels, channel-major
+             * within a sliver (the tile broadcasts one per row), the last
+             * sliver zero-padded */
+            float *dst = packed + (a * alpha + b) * per;
+            for (size_t o0 = 0; o0 < out_channels; o0 += WINOGRAD_MR)
+                for (size_t c = 0; c < in_channels; c++)
+                    for (size_t r = 0; r < WINOGRAD_MR; r++)
+                        *dst++ = o0 + r < out_channels ? u[(o0 + r) * in_channels + c] : 0.0f;
         }
     free(u);
-    return true;
-}
-
-/* a * b into *out; false on overflow. */
-static bool mul_ok(size_t a, size_t b, size_t *out)
-{
-    if (a != 0 && b > SIZE_MAX / a)
-        return false;
-    *out = a * b;
     return true;
 }
 
@@ -150,7 +165,7 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
      * tile's 32 columns where that many fit */
     size_t bytes_per_tile = alpha2 * (job->cin + job->cout) * sizeof(float);
     size_t want = WINOGRAD_BLOCK_BYTES / (bytes_per_tile ? bytes_per_tile : 1);
-    want = want >= 32 ? want / 32 * 32 : want / 16 * 16;
+    want = want >= 48 ? want / 48 * 48 : want / 16 * 16;
     want = want < WINOGRAD_MIN_TILES ? WINOGRAD_MIN_TILES
            : want > WINOGRAD_MAX_TILES ? WINOGRAD_MAX_TILES
                                        : want;
@@ -165,7 +180,7 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
     job->blocks = (job->tiles + job->tiles_per_block - 1) / job->tiles_per_block;
     job->lanes = job->blocks < threads ? job->blocks : threads;
     job->tb_max = job->tiles_per_block;
-    job->packed_per = gemm_packed_a_floats(job->cout, job->cin);
+    job->packed_per = round_mr(job->cout) * job->cin;
     /* a combined row holds the padded image row: m * tw + 2 columns */
     job->tmp_pitch = round16(m * job->tw + 2);
     size_t v, mm, s, tail;
@@ -285,11 +300,88 @@ __attribute__((target("avx512f"))) static void row_transform_avx512(size_t m, co
     }
 }
 
+/* M_xi rows [o0, o0 + rows) x columns [t0, t0 + 16 nv) (the last vector
+ * under `last`) = U_xi sliver x V_xi: 8 x 16 nv accumulators stay in
+ * registers over all of Cin; each step loads nv vectors of V's row c and
+ * broadcasts the sliver's 8 weights of channel c. */
+#define TILE_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define TILE_DECL(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = c##r##0, c##r##2 = c##r##0;
+#define TILE_STEP(r)                                                                             \
+    {                                                                                            \
+        __m512 a = _mm512_set1_ps(uc[r]);                                                        \
+        c##r##0 = _mm512_fmadd_ps(a, b0, c##r##0);                                               \
+        if (NV > 1)                                                                              \
+            c##r##1 = _mm512_fmadd_ps(a, b1, c##r##1);                                           \
+        if (NV > 2)                                                                              \
+            c##r##2 = _mm512_fmadd_ps(a, b2, c##r##2);                                           \
+    }
+#define TILE_STORE(r)                                                                            \
+    if (r < rows) {                                                                              \
+        float *dst = mo + r * ldm;                                                               \
+        if (NV == 1)                                                                             \
+            _mm512_mask_storeu_ps(dst, last, c##r##0);                                           \
+        else                                                                                     \
+            _mm512_storeu_ps(dst, c##r##0);                                                      \
+        if (NV == 2)                                                                             \
+            _mm512_mask_storeu_ps(dst + 16, last, c##r##1);                                      \
+        else if (NV > 2)                                                                         \
+            _mm512_storeu_ps(dst + 16, c##r##1);                                                 \
+        if (NV > 2)                                                                              \
+            _mm512_mask_storeu_ps(dst + 32, last, c##r##2);                                      \
+    }
+/* named accumulators (an array of vectors was kept on the stack) */
+#define PRODUCT_TILE(N)                                                                          \
+    __attribute__((target("avx512f,fma"))) static void product_tile_##N(                        \
+        const float *u, const float *v, size_t ldv, size_t cin, float *mo, size_t ldm,          \
+        size_t rows, __mmask16 last)                                                             \
+    {                                                                                            \
+        enum { NV = N };                                                                         \
+        TILE_ROWS(TILE_DECL)                                                                     \
+        for (size_t c = 0; c < cin; c++) {                                                       \
+            const float *vc = v + c * ldv;                                                       \
+            __m512 b0 = NV == 1 ? _mm512_maskz_loadu_ps(last, vc) : _mm512_loadu_ps(vc);         \
+            __m512 b1 = NV == 2   ? _mm512_maskz_loadu_ps(last, vc + 16)                        \
+                        : NV == 3 ? _mm512_loadu_ps(vc + 16)                                    \
+                                  : b0;                                                          \
+            __m512 b2 = NV == 3 ? _mm512_maskz_loadu_ps(last, vc + 32) : b0;                    \
+            const float *uc = u + c * WINOGRAD_MR;                                               \
+            TILE_ROWS(TILE_STEP)                                                                 \
+        }                                                                                        \
+        TILE_ROWS(TILE_STORE)                                                                    \
+    }
+PRODUCT_TILE(1)
+PRODUCT_TILE(2)
+PRODUCT_TILE(3)
+
+__attribute__((target("avx512f,fma"))) static void product_tiles_avx512(const float *u, const float *v,
+                                                                  float *mo, size_t cout,
+                                                                  size_t cin, size_t tb)
+{
+    for (size_t o0 = 0; o0 < cout; o0 += WINOGRAD_MR) {
+        const float *us = u + o0 * cin;
+        size_t rows = cout - o0 < WINOGRAD_MR ? cout - o0 : WINOGRAD_MR;
+        for (size_t t0 = 0; t0 < tb; t0 += 48) {
+            size_t cols = tb - t0 < 48 ? tb - t0 : 48, nv = (cols + 15) / 16;
+            size_t tail = cols - 16 * (nv - 1);
+            __mmask16 last = tail == 16 ? 0xffff : (__mmask16)((1u << tail) - 1);
+            float *dst = mo + o0 * tb + t0;
+            if (nv == 3)
+                product_tile_3(us, v + t0, tb, cin, dst, tb, rows, last);
+            else if (nv == 2)
+                product_tile_2(us, v + t0, tb, cin, dst, tb, rows, last);
+            else
+                product_tile_1(us, v + t0, tb, cin, dst, tb, rows, last);
+        }
+    }
+}
+
+#define PRODUCT product_tiles_avx512
 #define ROW_TRANSFORM row_transform_avx512
 #define TARGET __attribute__((target("avx512f,fma,prefer-vector-width=512")))
 #define SFX(name) name##_avx512
 #include "winograd_body.h"
 #undef ROW_TRANSFORM
+#undef PRODUCT
 #undef TARGET
 #undef SFX
 #endif

@@ -155,6 +155,28 @@ TARGET static void SFX(store_row)(const float *restrict row, float bias,
     }
 }
 
+#ifndef PRODUCT
+/* M_xi (cout x tb) = U_xi x V_xi (cin x tb) over the sliver layout of
+ * winograd_pack, as rows of axpys along the tiles (the AVX-512 copy keeps
+ * a register tile instead: PRODUCT). */
+TARGET static void SFX(product)(const float *u, const float *v, float *mo, size_t cout,
+                                size_t cin, size_t tb)
+{
+    for (size_t o = 0; o < cout; o++) {
+        const float *us = u + o / WINOGRAD_MR * WINOGRAD_MR * cin + o % WINOGRAD_MR;
+        float *restrict row = mo + o * tb;
+        for (size_t t = 0; t < tb; t++)
+            row[t] = 0.0f;
+        for (size_t c = 0; c < cin; c++) {
+            float a = us[c * WINOGRAD_MR];
+            const float *restrict vc = v + c * tb;
+            for (size_t t = 0; t < tb; t++)
+                row[t] += a * vc[t];
+        }
+    }
+}
+#endif
+
 /* Input transform of channels [c0, c1) (at most WINOGRAD_GROUP) of one run
  * of tiles into V. The rows of the whole group are combined first and read
  * across after: reading a combined row right after writing it made the
@@ -283,9 +305,12 @@ TARGET static void SFX(run_block)(const wino_job *job, size_t f0, size_t f1, flo
                              zero);
     size_t per = job->packed_per;
     for (size_t xi = 0; xi < alpha2; xi++) {
-        gemm_operand a = {wc->packed_w + xi * per, 0, false, true};
-        gemm_operand b = {v + xi * cin * tb, tb, false, false};
-        gemm_f32_ex(cout, tb, cin, 1.0f, a, b, 0.0f, mm + xi * cout * tb, tb, NULL);
+#ifdef PRODUCT
+        PRODUCT(wc->packed_w + xi * per, v + xi * cin * tb, mm + xi * cout * tb, cout, cin, tb);
+#else
+        SFX(product)(wc->packed_w + xi * per, v + xi * cin * tb, mm + xi * cout * tb, cout, cin,
+                     tb);
+#endif
     }
     for (size_t o = 0; o < cout; o++)
         SFX(output_tiles)(job, runs, n_runs, o, tb, mm, s, yb, rowbuf);
