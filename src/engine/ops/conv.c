@@ -366,7 +366,10 @@ static size_t winograd_tile_for(const op_node *node, const conv_state *st, const
         return 0;
     if (env && (strcmp(env, "f2") == 0 || strcmp(env, "f4") == 0))
         return env[1] == '2' ? 2 : 4;
-    if (p.in_channels < WINOGRAD_MIN_CHANNELS || p.out_channels < WINOGRAD_MIN_CHANNELS)
+    /* the products' register tile is AVX-512's; the portable and AVX2
+     * copies are for correctness and pinned kernels, slower than im2col */
+    if (gemm_kernel_isa() != GEMM_ISA_AVX512 || p.in_channels < WINOGRAD_MIN_CHANNELS ||
+        p.out_channels < WINOGRAD_MIN_CHANNELS)
         return 0;
     return p.out_plane >= WINOGRAD_F4_MIN_PLANE   ? 4
            : p.out_plane >= WINOGRAD_F2_MIN_PLANE ? 2
