@@ -161,8 +161,8 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
     size_t rows;
     if (!mul_ok(wc->batch, job->th, &rows) || !mul_ok(rows, job->tw, &job->tiles))
         return false;
-    /* tiles whose V and M fit the block budget, a multiple of the GEMM
-     * tile's 32 columns where that many fit */
+    /* tiles whose V and M fit the block budget, a multiple of the product
+     * tile's 48 columns where that many fit */
     size_t bytes_per_tile = alpha2 * (job->cin + job->cout) * sizeof(float);
     size_t want = WINOGRAD_BLOCK_BYTES / (bytes_per_tile ? bytes_per_tile : 1);
     want = want >= 48 ? want / 48 * 48 : want / 16 * 16;
@@ -174,6 +174,12 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
     /* every thread gets a block when there are tiles enough */
     if ((job->tiles + want - 1) / want < threads)
         want = round16((job->tiles + threads - 1) / threads);
+    else if (job->tiles < 2 * want && threads == 1)
+        /* one block rather than a full one and a thin one: a thin block
+         * streams all of U for a few tiles and fills few lanes (one image
+         * of 28x28 under F(4x4) is 49 tiles: 48 + 1 costs less than
+         * 32 + 17) */
+        want = job->tiles;
     job->tiles_per_block = want < job->tiles ? want : job->tiles;
     if (job->tiles_per_block == 0)
         return false;

@@ -298,8 +298,11 @@ TARGET static void SFX(run_block)(const wino_job *job, size_t f0, size_t f1, flo
         runs[n_runs++] = (tile_run){g / job->th, g % job->th, tx, count, f - f0};
         f += count;
     }
-    for (size_t k = 0; k < n_runs; k++)
-        for (size_t c = 0; c < cin; c += WINOGRAD_GROUP)
+    /* channel groups outside, runs inside: a group's rows of V (36 x 4
+     * x tb floats under F(4x4)) are then completed while they are in L1,
+     * where run by run each run's piece of a line came back from L2 */
+    for (size_t c = 0; c < cin; c += WINOGRAD_GROUP)
+        for (size_t k = 0; k < n_runs; k++)
             SFX(input_tiles)(job, &runs[k], c,
                              c + WINOGRAD_GROUP < cin ? c + WINOGRAD_GROUP : cin, tb, v, tmp,
                              zero);
