@@ -2,7 +2,8 @@
  * bench_winograd.c — times the Winograd 3x3 convolution (src/engine/
  * kernels/winograd.c) with output tiles 2 and 4 against the sliced im2col +
  * packed GEMM + bias store of ops/conv.c, on ResNet-18's stride-1 3x3 layer
- * shapes at 224x224, one image, on the caller's thread. The sides alternate
+ * shapes at 224x224 and two thinner layers, one image (or --batch), on the
+ * caller's thread. The sides alternate
  * rep by rep (a busy machine slows all alike) and the best time of each is
  * printed, with the largest difference from the im2col output relative to
  * the output's largest magnitude. ops/conv.c's winograd_tile_for is decided
@@ -32,6 +33,9 @@ static const layer layers[] = {
     {"resnet18 layer2 28x28x128", 28, 128},
     {"resnet18 layer3 14x14x256", 14, 256},
     {"resnet18 layer4 7x7x512", 7, 512},
+    /* where ops/conv.c's channel threshold sits */
+    {"3x3 56x56x32", 56, 32},
+    {"3x3 56x56x16", 56, 16},
 };
 
 static double now_us(void)

@@ -26,8 +26,10 @@
 #include "gemm.h"
 
 /* V and M of a block (both (m+2)^2 x channels x tiles floats) aim at this
- * many bytes: half the L2 of the 2-core Xeon this was measured on, leaving
- * room for the U_xi a product streams. */
+ * many bytes: three quarters of the 2 MiB L2 of the Xeon this was measured
+ * on, leaving room for the U_xi a product streams (1, 1.5 and 2 MiB timed
+ * alike at 56x56x64; 1 MiB was 25% slower at 28x28x128, whose 32-tile
+ * blocks then became 16). Overridable at compile time for such runs. */
 #ifndef WINOGRAD_BLOCK_BYTES
 #define WINOGRAD_BLOCK_BYTES ((size_t)3 << 19)
 #endif
@@ -58,7 +60,7 @@ typedef struct wino_job {
 /* A run of tiles of one tile row inside a block: tiles [tx0, tx0 + count)
  * of tile row ty of image n, at column `col` of the block's matrices. A
  * block is any range of the batch's tiles, so that its width suits the
- * GEMM's tiles (a multiple of 32) rather than the image's rows. */
+ * product tile (a multiple of 48) rather than the image's rows. */
 typedef struct tile_run {
     size_t n, ty, tx0, count, col;
 } tile_run;

@@ -8,12 +8,12 @@
  * multiplies element by element: (m+2)^2 products replace 9 m^2 multiply-
  * adds. Summed over input channels, each of the (m+2)^2 elements is an
  * independent matrix product U_xi (Cout x Cin) x V_xi (Cin x tiles), which
- * runs on the engine's GEMM kernel. F(4x4) (36 products for 144 MACs, 4x)
+ * runs on a register tile of winograd.c. F(4x4) (36 products for 144 MACs, 4x)
  * and F(2x2) (16 for 36, 2.25x, smaller rounding error and 16/9 instead of
  * 4x the weight bytes) are both here; ops/conv.c picks one per layer.
  *
  * U = G g G^T is computed once at load, in double, and packed per element
- * xi as the GEMM's A operand (winograd_pack). At run time the tiles are
+ * xi in slivers of 8 output channels (winograd_pack). At run time the tiles are
  * processed in blocks that keep V and the products in L2: input transform
  * of the block into V, the (m+2)^2 products, then the output transform,
  * which adds the bias and a fused residual, applies the Relu/Clip and writes

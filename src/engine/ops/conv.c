@@ -336,16 +336,19 @@ static weight_layout direct_wanted(const op_node *node, const conv_state *st,
 /* Dense 3x3 stride-1 layers run as Winograd F(m x m, 3 x 3) (kernels/
  * winograd.h): m = 4 needs a quarter of the multiplies, m = 2 less than half
  * with 16/9 instead of 4x the weight bytes. Measured with bench/engine/
- * bench_winograd (best of 10, one core of the shared 2-core Xeon, one
- * image; sliced im2col -> F(2x2) -> F(4x4)): ResNet-18's 56x56x64 1984 ->
- * 1482 -> 1076 us, 28x28x128 1753 -> 1321 -> 973, 14x14x256 1709 -> 1324 ->
- * 1328, 7x7x512 2762 -> 3258 -> 7290 (4 tiles of 4x4 per image stream all
- * of U's 38 MB for them). So planes of 28x28 and more take m = 4, planes
- * from 14x14 m = 2 (as fast there, less memory, less rounding), smaller ones
- * stay on im2col. Layers with few channels (the conformance suite's, the
- * digits CNN's) stay too: the transforms would outweigh the products.
- * INFERD_CONV_WINOGRAD=off (read at load) keeps every layer on im2col;
- * =f2 or =f4 forces that tile on every layer that fits, for benchmarks. */
+ * bench_winograd (best of 10, alternated, one core of the shared 2-core
+ * Xeon, one image; sliced im2col -> F(2x2) -> F(4x4)): ResNet-18's
+ * 56x56x64 1953 -> 1395 -> 938 us, 28x28x128 1719 -> 1193 -> 1187,
+ * 14x14x256 1806 -> 1580 -> 2056, 7x7x512 2878 -> 3080 -> 9611 (a few
+ * tiles per image stream all of U for them); 56x56x32 529 -> 393 -> 338,
+ * 56x56x16 146 -> 163 -> 120. So planes of 28x28 and more take m = 4
+ * (at 28x28 the two tie in this run; earlier ones had m = 4 ahead), from
+ * 14x14 m = 2, smaller planes stay on im2col; so do layers under 32 channels
+ * (the conformance suite's, the digits CNN's): at 16 channels m = 4 gained
+ * less than a fifth and m = 2 lost, the transforms weighing about as much
+ * as the products save. INFERD_CONV_WINOGRAD=off (read at load,
+ * where the weights are transformed) keeps every layer on im2col; =f2 or
+ * =f4 forces that tile on every layer that fits, for benchmarks and tests. */
 #define WINOGRAD_MIN_CHANNELS 32
 #define WINOGRAD_F4_MIN_PLANE 784
 #define WINOGRAD_F2_MIN_PLANE 196
