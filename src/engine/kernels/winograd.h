@@ -17,8 +17,9 @@
  * processed in blocks that keep V and the products in L2: input transform
  * of the block into V, the (m+2)^2 products, then the output transform,
  * which adds the bias and a fused residual, applies the Relu/Clip and writes
- * Y. Blocks are whole rows of tiles (of one or several images) and are the
- * work items the threads share.
+ * Y. Blocks are ranges of the batch's tiles (across rows and images), sized
+ * for the product tile's 48 columns, and are the work items the threads
+ * share.
  *
  * Thread safety: pure functions on caller memory; winograd_conv_f32 splits
  * its blocks over `pool` (which may be NULL).
