@@ -43,6 +43,7 @@
 #include "../kernels/gemm.h"
 #include "../kernels/im2col.h"
 #include "../kernels/pointwise_small.h"
+#include "../kernels/winograd.h"
 #include "../op.h"
 #include "fusable.h"
 #include "spatial.h"
@@ -81,6 +82,9 @@ typedef struct conv_state {
     /* direct_w holds kernels/pointwise_small.c's layout instead (a dense
      * pointwise Conv over a small plane) */
     bool direct_small;
+    /* direct_w holds kernels/winograd.c's transformed weights for this
+     * output tile (2 or 4) instead; 0 when it does not */
+    size_t winograd_tile;
     kernel_epilogue epilogue;
 } conv_state;
 
@@ -329,6 +333,52 @@ static weight_layout direct_wanted(const op_node *node, const conv_state *st,
                : LAYOUT_GEMM;
 }
 
+/* Dense 3x3 stride-1 layers run as Winograd F(m x m, 3 x 3) (kernels/
+ * winograd.h): m = 4 needs a quarter of the multiplies, m = 2 less than half
+ * with 16/9 instead of 4x the weight bytes. Measured with bench/engine/
+ * bench_winograd (best of 10, alternated, one core of the shared 2-core
+ * Xeon, one image; sliced im2col -> F(2x2) -> F(4x4)): ResNet-18's
+ * 56x56x64 1953 -> 1395 -> 938 us, 28x28x128 1719 -> 1193 -> 1187,
+ * 14x14x256 1806 -> 1580 -> 2056, 7x7x512 2878 -> 3080 -> 9611 (a few
+ * tiles per image stream all of U for them); 56x56x32 529 -> 393 -> 338,
+ * 56x56x16 146 -> 163 -> 120. So planes of 28x28 and more take m = 4
+ * (at 28x28 the two tie in this run; earlier ones had m = 4 ahead), from
+ * 14x14 m = 2, smaller planes stay on im2col; so do layers under 32 channels
+ * (the conformance suite's, the digits CNN's): at 16 channels m = 4 gained
+ * less than a fifth and m = 2 lost, the transforms weighing about as much
+ * as the products save. INFERD_CONV_WINOGRAD=off (read at load,
+ * where the weights are transformed) keeps every layer on im2col; =f2 or
+ * =f4 forces that tile on every layer that fits, for benchmarks and tests. */
+#define WINOGRAD_MIN_CHANNELS 32
+#define WINOGRAD_F4_MIN_PLANE 784
+#define WINOGRAD_F2_MIN_PLANE 196
+
+static size_t winograd_tile_for(const op_node *node, const conv_state *st, const ifd_tensor *w)
+{
+    const char *env = getenv("INFERD_CONV_WINOGRAD");
+    if ((env && strcmp(env, "off") == 0) || st->kind != CONV || st->group != 1 ||
+        w->rank != 4 || w->dims[2] != 3 || w->dims[3] != 3)
+        return 0;
+    int64_t dims[IFD_MAX_RANK];
+    if (!x_image_dims(node, st, dims) || node->inputs[st->x_index]->rank != w->rank)
+        return 0;
+    conv_plan p;
+    char why[512];
+    if (plan_conv(st, w->rank, dims, w->rank, w->dims, &p, why, sizeof(why)) != 0 ||
+        !winograd_fits(&p.geo))
+        return 0;
+    if (env && (strcmp(env, "f2") == 0 || strcmp(env, "f4") == 0))
+        return env[1] == '2' ? 2 : 4;
+    /* the products' register tile is AVX-512's; the portable and AVX2
+     * copies are for correctness and pinned kernels, slower than im2col */
+    if (gemm_kernel_isa() != GEMM_ISA_AVX512 || p.in_channels < WINOGRAD_MIN_CHANNELS ||
+        p.out_channels < WINOGRAD_MIN_CHANNELS)
+        return 0;
+    return p.out_plane >= WINOGRAD_F4_MIN_PLANE   ? 4
+           : p.out_plane >= WINOGRAD_F2_MIN_PLANE ? 2
+                                                  : 0;
+}
+
 /* Pack float weights per group as the A operand of the group's product:
  * Conv multiplies W_g (M/g x C/g*taps), ConvTranspose W_g^T (M/g*taps x C/g). */
 static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
@@ -352,12 +402,14 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
         return op_prepare_fail(node, err, "W is too large to pack");
     bool depthwise = st->kind == CONV && w->rank == 4 && w->dims[1] == 1 && group > 1;
     /* the direct tile's layout replaces the GEMM's: weights are held once */
-    weight_layout layout = direct_wanted(node, st, w, taps);
-    bool direct = layout != LAYOUT_GEMM;
+    st->winograd_tile = winograd_tile_for(node, st, w);
+    weight_layout layout = st->winograd_tile ? LAYOUT_GEMM : direct_wanted(node, st, w, taps);
+    bool direct = layout != LAYOUT_GEMM || st->winograd_tile;
     st->direct_small = layout == LAYOUT_SMALL;
     if (direct) {
-        per = st->direct_small ? pointwise_small_packed_floats(m, k)
-                               : conv_direct_packed_floats(m, k);
+        per = st->winograd_tile  ? winograd_packed_floats(st->winograd_tile, m, k / taps)
+              : st->direct_small ? pointwise_small_packed_floats(m, k)
+                                 : conv_direct_packed_floats(m, k);
         if (per == 0 || per > IFD_MAX_TENSOR_BYTES / sizeof(float))
             return op_prepare_fail(node, err, "W is too large to pack");
     }
@@ -390,9 +442,14 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
         else
             gemm_pack_a(false, m, k, wg, k, st->packed_w + gi * per);
     }
+    if (st->winograd_tile && !winograd_pack(st->winograd_tile, m, k / taps, weights,
+                                            st->direct_w)) {
+        free(plain);
+        return op_prepare_fail(node, err, "out of memory packing W");
+    }
     if (direct && st->direct_small)
         pointwise_small_pack(m, k, weights, st->direct_w);
-    else if (direct)
+    else if (direct && !st->winograd_tile)
         conv_direct_pack(m, k, weights, st->direct_w);
     if (depthwise) {
         free(st->depthwise_w);
@@ -868,6 +925,29 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
     return 0;
 }
 
+/* A layer whose weights were transformed for kernels/winograd.c at load. */
+static int winograd_forward(op_ctx *ctx, const conv_plan *p, const float *xd, const float *bias,
+                            const float *residual, float *yd)
+{
+    const conv_state *st = ctx->node->state;
+    if (!winograd_fits(&p->geo))
+        return op_fail(ctx, "X's shape gives padding this Conv's Winograd weights cannot take");
+    threadpool *pool = op_threadpool(ctx);
+    winograd_conv wc = {.geo = &p->geo, .tile = st->winograd_tile, .batch = (size_t)p->batch,
+                        .out_channels = (size_t)p->out_channels, .x = xd,
+                        .packed_w = st->direct_w, .bias = bias, .residual = residual, .y = yd,
+                        .epilogue = st->epilogue};
+    size_t floats;
+    if (!winograd_scratch_floats(&wc, (size_t)threadpool_size(pool), &floats) ||
+        floats > IFD_MAX_TENSOR_BYTES / sizeof(float))
+        return op_fail(ctx, "Winograd blocks are too large");
+    float *scratch = op_scratch(ctx, floats * sizeof(float) + 1);
+    if (!scratch)
+        return -1;
+    winograd_conv_f32(&wc, scratch, pool);
+    return 0;
+}
+
 static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, const float *wd,
                               const float *bd, const float *residual, float *yd)
 {
@@ -889,6 +969,8 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
         depthwise_conv_f32(&dc, pool);
         return 0;
     }
+    if (st->direct_w && st->winograd_tile)
+        return winograd_forward(ctx, p, xd, job.bias, residual, yd);
     if (st->direct_w && st->direct_small && p->pointwise && pointwise_small_available()) {
         pointwise_small ps = {.batch = (size_t)p->batch, .in_channels = (size_t)p->in_channels,
                               .out_channels = (size_t)p->out_channels,
@@ -1314,6 +1396,7 @@ bool conv_fuse_affine(op_node *conv, const double *scale, const double *shift, s
     float *old_packed = st->packed_w, *old_depthwise = st->depthwise_w;
     float *old_direct = st->direct_w;
     bool old_small = st->direct_small;
+    size_t old_tile = st->winograd_tile;
     st->packed_w = NULL;
     st->depthwise_w = NULL;
     st->direct_w = NULL;
@@ -1325,6 +1408,7 @@ bool conv_fuse_affine(op_node *conv, const double *scale, const double *shift, s
         st->depthwise_w = old_depthwise;
         st->direct_w = old_direct;
         st->direct_small = old_small;
+        st->winograd_tile = old_tile;
         free(bias);
         return false;
     }

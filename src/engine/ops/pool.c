@@ -458,14 +458,20 @@ static int window_prepare(op_node *node, ifd_error *err, pool_mode mode)
             y->dims[d] = d < 2 ? x->dims[d] : -1;
     }
     if (x->rank >= 0) {
-        bool known = true;
-        for (int d = 0; d < x->rank; d++)
-            known = known && x->dims[d] >= 0;
+        /* the output extents follow from X's image alone: a batch left open
+         * (dynamic) keeps them known for the layers after this one, whose
+         * kernels are chosen from them at load (ops/conv.c) */
+        bool known = x->rank <= IFD_MAX_RANK;
+        int64_t dims[IFD_MAX_RANK];
+        for (int d = 0; known && d < x->rank; d++) {
+            dims[d] = d == 0 && x->dims[0] < 0 ? 1 : x->dims[d];
+            known = dims[d] >= 0;
+        }
         pool_plan p;
         char why[256];
         if (x->rank - 2 != (int)st->win.n_kernel)
             return op_prepare_fail(node, err, "kernel_shape does not match the input's rank");
-        if (known && plan_pool(st, x->rank, x->dims, &p, why, sizeof(why)) != 0)
+        if (known && plan_pool(st, x->rank, dims, &p, why, sizeof(why)) != 0)
             return op_prepare_fail(node, err, "%s", why);
         if (known)
             for (int i = 0; i < node->n_outputs; i++)

@@ -1,0 +1,68 @@
+/*
+ * winograd.h — 3x3 stride-1 float convolution by Winograd's minimal
+ * filtering (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+ * Networks", 2016), for the dense 3x3 layers of ops/conv.c.
+ *
+ * F(m x m, 3 x 3) computes an m x m output tile from an (m+2) x (m+2) input
+ * tile d and a 3x3 filter g as Y = A^T [(G g G^T) . (B^T d B)] A, where "."
+ * multiplies element by element: (m+2)^2 products replace 9 m^2 multiply-
+ * adds. Summed over input channels, each of the (m+2)^2 elements is an
+ * independent matrix product U_xi (Cout x Cin) x V_xi (Cin x tiles), which
+ * runs on a register tile of winograd.c. F(4x4) (36 products for 144 MACs, 4x)
+ * and F(2x2) (16 for 36, 2.25x, smaller rounding error and 16/9 instead of
+ * 4x the weight bytes) are both here; ops/conv.c picks one per layer.
+ *
+ * U = G g G^T is computed once at load, in double, and packed per element
+ * xi in slivers of 8 output channels (winograd_pack). At run time the tiles are
+ * processed in blocks that keep V and the products in L2: input transform
+ * of the block into V, the (m+2)^2 products, then the output transform,
+ * which adds the bias and a fused residual, applies the Relu/Clip and writes
+ * Y. Blocks are ranges of the batch's tiles (across rows and images), sized
+ * for the product tile's 48 columns, and are the work items the threads
+ * share.
+ *
+ * Thread safety: pure functions on caller memory; winograd_conv_f32 splits
+ * its blocks over `pool` (which may be NULL).
+ */
+#ifndef INFERD_ENGINE_KERNELS_WINOGRAD_H
+#define INFERD_ENGINE_KERNELS_WINOGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../threadpool.h"
+#include "epilogue.h"
+#include "im2col.h"
+
+/* True when the geometry is a 2-D 3x3 convolution with stride 1, dilation 1
+ * and non-negative padding (any, asymmetric included): what this path
+ * computes. */
+bool winograd_fits(const conv_geometry *g);
+
+/* Floats of packed weights for output tile m (2 or 4); 0 on overflow or a
+ * tile size this file does not have. */
+size_t winograd_packed_floats(size_t m, size_t out_channels, size_t in_channels);
+/* Transform and pack w (out_channels x in_channels x 3 x 3, row-major).
+ * False when out of memory (a double-precision staging copy is needed). */
+bool winograd_pack(size_t m, size_t out_channels, size_t in_channels, const float *w,
+                   float *packed);
+
+typedef struct winograd_conv {
+    const conv_geometry *geo; /* winograd_fits */
+    size_t tile;              /* m: 2 or 4, as packed */
+    size_t batch, out_channels;
+    const float *x;           /* batch x channels x image */
+    const float *packed_w;    /* winograd_pack */
+    const float *bias;        /* out_channels entries or NULL */
+    const float *residual;    /* shaped like y, or NULL */
+    float *y;                 /* batch x out_channels x out */
+    kernel_epilogue epilogue;
+} winograd_conv;
+
+/* Scratch floats winograd_conv_f32 needs with a pool of `threads` threads;
+ * false on overflow. */
+bool winograd_scratch_floats(const winograd_conv *wc, size_t threads, size_t *floats);
+
+void winograd_conv_f32(const winograd_conv *wc, float *scratch, threadpool *pool);
+
+#endif /* INFERD_ENGINE_KERNELS_WINOGRAD_H */

@@ -1,0 +1,320 @@
+/*
+ * winograd_body.h — the transforms and the block loop of kernels/winograd.c,
+ * written once in plain C over arrays and included by winograd.c once per
+ * instruction set with TARGET (the function attribute) and SFX (the name
+ * suffix) defined, so the compiler vectorises each copy for its vectors.
+ *
+ * Every transform is a 1-D one applied along the contiguous index of its
+ * arrays (tiles side by side, or the columns of an image row), which is
+ * what makes them vectorise: the input tile's rows are combined over whole
+ * image rows first (B^T down the columns), then each combined row is read
+ * at stride m for the tiles along it (B across); the output transform works
+ * on whole blocks of tiles at once (A^T on M's rows, then on their
+ * results) and only the last step interleaves the m columns of each tile
+ * into the image row, where the bias, the residual and the clamp are
+ * applied before the one store.
+ */
+
+/* F(4x4, 3x3): B^T (6 x 6) on six rows d0..d5. */
+TARGET static void SFX(bt6)(const float *restrict d0, const float *restrict d1,
+                            const float *restrict d2, const float *restrict d3,
+                            const float *restrict d4, const float *restrict d5,
+                            float *restrict o0, float *restrict o1, float *restrict o2,
+                            float *restrict o3, float *restrict o4, float *restrict o5, size_t n)
+{
+    for (size_t t = 0; t < n; t++) {
+        float a0 = d0[t], a1 = d1[t], a2 = d2[t], a3 = d3[t], a4 = d4[t], a5 = d5[t];
+        float p = a4 - 4.0f * a2, q = a3 - 4.0f * a1;
+        float r = a4 - a2, s = 2.0f * (a3 - a1);
+        o0[t] = 4.0f * a0 - 5.0f * a2 + a4;
+        o1[t] = p + q;
+        o2[t] = p - q;
+        o3[t] = r + s;
+        o4[t] = r - s;
+        o5[t] = 4.0f * a1 - 5.0f * a3 + a5;
+    }
+}
+
+/* The same B^T across a row: tile t reads row[4t .. 4t+5]. */
+TARGET static void SFX(bt6_row)(const float *restrict row, float *restrict o0, float *restrict o1,
+                                float *restrict o2, float *restrict o3, float *restrict o4,
+                                float *restrict o5, size_t n)
+{
+    for (size_t t = 0; t < n; t++) {
+        const float *d = row + 4 * t;
+        float a0 = d[0], a1 = d[1], a2 = d[2], a3 = d[3], a4 = d[4], a5 = d[5];
+        float p = a4 - 4.0f * a2, q = a3 - 4.0f * a1;
+        float r = a4 - a2, s = 2.0f * (a3 - a1);
+        o0[t] = 4.0f * a0 - 5.0f * a2 + a4;
+        o1[t] = p + q;
+        o2[t] = p - q;
+        o3[t] = r + s;
+        o4[t] = r - s;
+        o5[t] = 4.0f * a1 - 5.0f * a3 + a5;
+    }
+}
+
+/* F(2x2, 3x3): B^T (4 x 4). */
+TARGET static void SFX(bt4)(const float *restrict d0, const float *restrict d1,
+                            const float *restrict d2, const float *restrict d3,
+                            float *restrict o0, float *restrict o1, float *restrict o2,
+                            float *restrict o3, size_t n)
+{
+    for (size_t t = 0; t < n; t++) {
+        o0[t] = d0[t] - d2[t];
+        o1[t] = d1[t] + d2[t];
+        o2[t] = d2[t] - d1[t];
+        o3[t] = d1[t] - d3[t];
+    }
+}
+
+TARGET static void SFX(bt4_row)(const float *restrict row, float *restrict o0, float *restrict o1,
+                                float *restrict o2, float *restrict o3, size_t n)
+{
+    for (size_t t = 0; t < n; t++) {
+        const float *d = row + 2 * t;
+        o0[t] = d[0] - d[2];
+        o1[t] = d[1] + d[2];
+        o2[t] = d[2] - d[1];
+        o3[t] = d[1] - d[3];
+    }
+}
+
+/* F(4x4, 3x3): A^T (4 x 6). */
+TARGET static void SFX(at6)(const float *restrict m0, const float *restrict m1,
+                            const float *restrict m2, const float *restrict m3,
+                            const float *restrict m4, const float *restrict m5,
+                            float *restrict o0, float *restrict o1, float *restrict o2,
+                            float *restrict o3, size_t n)
+{
+    for (size_t t = 0; t < n; t++) {
+        float a = m1[t] + m2[t], b = m1[t] - m2[t], c = m3[t] + m4[t], d = m3[t] - m4[t];
+        o0[t] = m0[t] + a + c;
+        o1[t] = b + 2.0f * d;
+        o2[t] = a + 4.0f * c;
+        o3[t] = b + 8.0f * d + m5[t];
+    }
+}
+
+/* F(2x2, 3x3): A^T (2 x 4). */
+TARGET static void SFX(at4)(const float *restrict m0, const float *restrict m1,
+                            const float *restrict m2, const float *restrict m3,
+                            float *restrict o0, float *restrict o1, size_t n)
+{
+    for (size_t t = 0; t < n; t++) {
+        o0[t] = m0[t] + m1[t] + m2[t];
+        o1[t] = m1[t] - m2[t] - m3[t];
+    }
+}
+
+/* Output row of n tiles: column m*t + q comes from y[q][t]. */
+TARGET static void SFX(interleave)(size_t m, const float *restrict y, size_t pitch,
+                                   float *restrict row, size_t n)
+{
+    const float *y0 = y, *y1 = y + pitch, *y2 = y + 2 * pitch, *y3 = y + 3 * pitch;
+    if (m == 4) {
+        for (size_t t = 0; t < n; t++) {
+            row[4 * t] = y0[t];
+            row[4 * t + 1] = y1[t];
+            row[4 * t + 2] = y2[t];
+            row[4 * t + 3] = y3[t];
+        }
+    } else {
+        for (size_t t = 0; t < n; t++) {
+            row[2 * t] = y0[t];
+            row[2 * t + 1] = y1[t];
+        }
+    }
+}
+
+/* Y's row = clamp(row + bias + residual); NaN passes the clamp as in
+ * epilogue.h. */
+TARGET static void SFX(store_row)(const float *restrict row, float bias,
+                                  const float *restrict res, const kernel_epilogue *e,
+                                  float *restrict y, size_t n)
+{
+    float lo = e->lo, hi = e->hi;
+    if (res && e->clamp) {
+        for (size_t u = 0; u < n; u++) {
+            float v = row[u] + bias + res[u];
+            v = v < lo ? lo : v;
+            y[u] = v > hi ? hi : v;
+        }
+    } else if (res) {
+        for (size_t u = 0; u < n; u++)
+            y[u] = row[u] + bias + res[u];
+    } else if (e->clamp) {
+        for (size_t u = 0; u < n; u++) {
+            float v = row[u] + bias;
+            v = v < lo ? lo : v;
+            y[u] = v > hi ? hi : v;
+        }
+    } else {
+        for (size_t u = 0; u < n; u++)
+            y[u] = row[u] + bias;
+    }
+}
+
+#ifndef PRODUCT
+/* M_xi (cout x tb) = U_xi x V_xi (cin x tb) over the sliver layout of
+ * winograd_pack, as rows of axpys along the tiles (the AVX-512 copy keeps
+ * a register tile instead: PRODUCT). */
+TARGET static void SFX(product)(const float *u, const float *v, float *mo, size_t cout,
+                                size_t cin, size_t tb)
+{
+    for (size_t o = 0; o < cout; o++) {
+        const float *us = u + o / WINOGRAD_MR * WINOGRAD_MR * cin + o % WINOGRAD_MR;
+        float *restrict row = mo + o * tb;
+        for (size_t t = 0; t < tb; t++)
+            row[t] = 0.0f;
+        for (size_t c = 0; c < cin; c++) {
+            float a = us[c * WINOGRAD_MR];
+            const float *restrict vc = v + c * tb;
+            for (size_t t = 0; t < tb; t++)
+                row[t] += a * vc[t];
+        }
+    }
+}
+#endif
+
+/* Input transform of channels [c0, c1) (at most WINOGRAD_GROUP) of one run
+ * of tiles into V. The rows of the whole group are combined first and read
+ * across after: reading a combined row right after writing it made the
+ * wide loads wait on the narrower stores still in flight (store forwarding
+ * fails), half the time of the pass. */
+TARGET static void SFX(input_tiles)(const wino_job *job, const tile_run *run, size_t c0,
+                                    size_t c1, size_t tb, float *v, float *tmp,
+                                    const float *zero)
+{
+    size_t m = job->m, alpha = m + 2, iw = job->iw, pitch = job->tmp_pitch;
+    size_t plane = job->ih * iw;
+    const float *xn = job->wc->x + run->n * job->cin * plane;
+    const float *src[6] = {zero, zero, zero, zero, zero, zero};
+    size_t rows[6];
+    for (size_t k = 0; k < alpha; k++) {
+        ptrdiff_t iy = (ptrdiff_t)(m * run->ty + k) - (ptrdiff_t)job->pt;
+        rows[k] = iy >= 0 && iy < (ptrdiff_t)job->ih ? (size_t)iy : SIZE_MAX;
+    }
+    /* B^T down the columns over the whole image row; the padding columns
+     * of tmp stay zero */
+    for (size_t c = c0; c < c1; c++) {
+        const float *xc = xn + c * plane;
+        for (size_t k = 0; k < alpha; k++)
+            src[k] = rows[k] == SIZE_MAX ? zero : xc + rows[k] * iw;
+        float *t0 = tmp + (c - c0) * alpha * pitch + job->pl;
+        if (m == 4)
+            SFX(bt6)(src[0], src[1], src[2], src[3], src[4], src[5], t0, t0 + pitch,
+                     t0 + 2 * pitch, t0 + 3 * pitch, t0 + 4 * pitch, t0 + 5 * pitch, iw);
+        else
+            SFX(bt4)(src[0], src[1], src[2], src[3], t0, t0 + pitch, t0 + 2 * pitch,
+                     t0 + 3 * pitch, iw);
+    }
+    /* B across each combined row, tile by tile; V_xi (Cin x tb) row c */
+    size_t xi_stride = job->cin * tb, count = run->count;
+    for (size_t c = c0; c < c1; c++) {
+        float *dst = v + c * tb + run->col;
+        const float *tc = tmp + (c - c0) * alpha * pitch + m * run->tx0;
+        for (size_t i = 0; i < alpha; i++) {
+            float *o = dst + i * alpha * xi_stride;
+#ifdef ROW_TRANSFORM
+            ROW_TRANSFORM(m, tc + i * pitch, o, xi_stride, count);
+            continue;
+#endif
+            if (m == 4)
+                SFX(bt6_row)(tc + i * pitch, o, o + xi_stride, o + 2 * xi_stride,
+                             o + 3 * xi_stride, o + 4 * xi_stride, o + 5 * xi_stride, count);
+            else
+                SFX(bt4_row)(tc + i * pitch, o, o + xi_stride, o + 2 * xi_stride,
+                             o + 3 * xi_stride, count);
+        }
+    }
+}
+
+/* Output transform of channel o of the block (its runs of tiles) from the
+ * products M, with the epilogue, into Y. */
+TARGET static void SFX(output_tiles)(const wino_job *job, const tile_run *runs,
+                                     size_t n_runs, size_t o, size_t tb, const float *mm,
+                                     float *s, float *yb, float *rowbuf)
+{
+    const winograd_conv *wc = job->wc;
+    size_t m = job->m, alpha = m + 2, pitch = job->tb_max;
+    size_t xi_stride = job->cout * tb;
+    const float *mo = mm + o * tb;
+    /* A^T across each row of M: s[i][q] */
+    for (size_t i = 0; i < alpha; i++) {
+        const float *r0 = mo + i * alpha * xi_stride;
+        float *si = s + i * m * pitch;
+        if (m == 4)
+            SFX(at6)(r0, r0 + xi_stride, r0 + 2 * xi_stride, r0 + 3 * xi_stride,
+                     r0 + 4 * xi_stride, r0 + 5 * xi_stride, si, si + pitch, si + 2 * pitch,
+                     si + 3 * pitch, tb);
+        else
+            SFX(at4)(r0, r0 + xi_stride, r0 + 2 * xi_stride, r0 + 3 * xi_stride, si, si + pitch,
+                     tb);
+    }
+    /* A^T down the columns: yb[p][q] */
+    size_t sp = m * pitch;
+    for (size_t q = 0; q < m; q++) {
+        const float *c0 = s + q * pitch;
+        float *yq = yb + q * pitch;
+        if (m == 4)
+            SFX(at6)(c0, c0 + sp, c0 + 2 * sp, c0 + 3 * sp, c0 + 4 * sp, c0 + 5 * sp, yq,
+                     yq + sp, yq + 2 * sp, yq + 3 * sp, tb);
+        else
+            SFX(at4)(c0, c0 + sp, c0 + 2 * sp, c0 + 3 * sp, yq, yq + sp, tb);
+    }
+    float bias = wc->bias ? wc->bias[o] : 0.0f;
+    size_t oh = job->oh, ow = job->ow;
+    for (size_t k = 0; k < n_runs; k++) {
+        const tile_run *run = &runs[k];
+        size_t u0 = m * run->tx0, u1 = m * (run->tx0 + run->count);
+        u1 = u1 < ow ? u1 : ow;
+        for (size_t p = 0; p < m && m * run->ty + p < oh; p++) {
+            SFX(interleave)(m, yb + p * sp + run->col, pitch, rowbuf, run->count);
+            size_t at = ((run->n * job->cout + o) * oh + m * run->ty + p) * ow + u0;
+            SFX(store_row)(rowbuf, bias, wc->residual ? wc->residual + at : NULL, &wc->epilogue,
+                           wc->y + at, u1 - u0);
+        }
+    }
+}
+
+/* One block: tiles [f0, f1) of the whole batch, counted image by image,
+ * row by row. */
+TARGET static void SFX(run_block)(const wino_job *job, size_t f0, size_t f1, float *lane)
+{
+    const winograd_conv *wc = job->wc;
+    size_t m = job->m, alpha = m + 2, alpha2 = alpha * alpha;
+    size_t tb = f1 - f0, tw = job->tw;
+    size_t cin = job->cin, cout = job->cout;
+    float *v = lane, *mm = v + job->v_floats, *tmp = mm + job->m_floats;
+    float *zero = tmp + job->tmp_floats, *s = zero + job->zero_floats;
+    float *yb = s + alpha * m * job->tb_max, *rowbuf = yb + m * m * job->tb_max;
+    tile_run *runs = (tile_run *)(void *)(rowbuf + job->rowbuf_floats);
+    /* the padding columns of tmp and the zero row are read, never written */
+    memset(tmp, 0, (job->tmp_floats + job->zero_floats) * sizeof(float));
+    size_t n_runs = 0;
+    for (size_t f = f0; f < f1;) {
+        size_t g = f / tw, tx = f % tw, count = tw - tx < f1 - f ? tw - tx : f1 - f;
+        runs[n_runs++] = (tile_run){g / job->th, g % job->th, tx, count, f - f0};
+        f += count;
+    }
+    /* channel groups outside, runs inside: a group's rows of V (36 x 4
+     * x tb floats under F(4x4)) are then completed while they are in L1,
+     * where run by run each run's piece of a line came back from L2 */
+    for (size_t c = 0; c < cin; c += WINOGRAD_GROUP)
+        for (size_t k = 0; k < n_runs; k++)
+            SFX(input_tiles)(job, &runs[k], c,
+                             c + WINOGRAD_GROUP < cin ? c + WINOGRAD_GROUP : cin, tb, v, tmp,
+                             zero);
+    size_t per = job->packed_per;
+    for (size_t xi = 0; xi < alpha2; xi++) {
+#ifdef PRODUCT
+        PRODUCT(wc->packed_w + xi * per, v + xi * cin * tb, mm + xi * cout * tb, cout, cin, tb);
+#else
+        SFX(product)(wc->packed_w + xi * per, v + xi * cin * tb, mm + xi * cout * tb, cout, cin,
+                     tb);
+#endif
+    }
+    for (size_t o = 0; o < cout; o++)
+        SFX(output_tiles)(job, runs, n_runs, o, tb, mm, s, yb, rowbuf);
+}

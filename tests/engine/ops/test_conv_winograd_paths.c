@@ -1,0 +1,98 @@
+/*
+ * test_conv_winograd_paths.c — a 3x3 stride-1 Conv that ops/conv.c sends
+ * to Winograd (kernels/winograd.c: F(4x4) over a 28x28 plane, F(2x2) over
+ * 14x14, channel counts off the 8-row sliver) gives the definition's output
+ * through the whole engine, in a model whose batch axis is left open, run
+ * at batch 3 on one and on two threads; so does the same model with the
+ * portable kernel pinned after load (the portable copy of the transforms
+ * and products over the same packed weights), with each tile forced by
+ * INFERD_CONV_WINOGRAD=f2 / f4, and with INFERD_CONV_WINOGRAD=off (im2col).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "inferd/inferd.h"
+#include "kernels/gemm.h"
+#include "onnx/onnx-ml.pb-c.h"
+#include "conv_test_model.h"
+#include "test.h"
+
+#define BATCH 3
+
+static void check_loaded(const conv_case *c, const uint8_t *buf, size_t len, const float *x,
+                         const float *w, const float *b)
+{
+    double tol = 1e-4 * (double)(c->channels * c->kernel * c->kernel);
+    ifd_model *m = NULL;
+    ifd_error err;
+    CHECK(ifd_model_load_memory(buf, len, NULL, NULL, &m, &err) == IFD_OK);
+    if (!m)
+        return;
+    ifd_session_options two = {.threads = 2};
+    double e1 = conv_run_error(m, c, BATCH, NULL, x, w, b);
+    double e2 = conv_run_error(m, c, BATCH, &two, x, w, b);
+    CHECK(e1 >= 0.0 && e1 <= tol);
+    CHECK(e2 >= 0.0 && e2 <= tol);
+    const char *first = gemm_kernel_name();
+    CHECK(gemm_use_kernel("generic"));
+    double eg = conv_run_error(m, c, BATCH, NULL, x, w, b);
+    CHECK(eg >= 0.0 && eg <= tol);
+    CHECK(gemm_use_kernel(first));
+    ifd_model_free(m);
+}
+
+static void check_case(const conv_case *c)
+{
+    size_t wn = (size_t)(c->out_channels * c->channels * c->kernel * c->kernel);
+    size_t in = (size_t)(BATCH * c->channels * c->size * c->size);
+    float *w = malloc(wn * sizeof(float)), *b = malloc((size_t)c->out_channels * sizeof(float));
+    float *x = malloc(in * sizeof(float));
+    for (size_t i = 0; i < wn; i++)
+        w[i] = (float)((i * 53) % 97) / 48.0f - 1.0f;
+    for (int64_t i = 0; i < c->out_channels; i++)
+        b[i] = 0.125f * (float)i;
+    for (size_t i = 0; i < in; i++)
+        x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    size_t len;
+    uint8_t *buf = conv_model_build(c, w, b, &len);
+    const char *modes[] = {NULL, "f2", "f4", "off"};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        if (modes[i])
+            setenv("INFERD_CONV_WINOGRAD", modes[i], 1);
+        else
+            unsetenv("INFERD_CONV_WINOGRAD");
+        check_loaded(c, buf, len, x, w, b);
+    }
+    unsetenv("INFERD_CONV_WINOGRAD");
+    free(buf);
+    free(w);
+    free(b);
+    free(x);
+}
+
+static void test_winograd_conv_over_28x28_matches_the_definition(void)
+{
+    conv_case c = {36, 44, 28, 3, 1, 1}; /* F(4x4) by default: 49 tiles an image */
+    check_case(&c);
+}
+
+static void test_winograd_conv_over_14x14_matches_the_definition(void)
+{
+    conv_case c = {40, 33, 14, 3, 1, 1}; /* F(2x2) by default, 33 rows: a ragged sliver */
+    check_case(&c);
+}
+
+static void test_unpadded_winograd_conv_matches_the_definition(void)
+{
+    conv_case c = {32, 32, 30, 3, 1, 0}; /* 28x28 out from 30x30, no padding */
+    check_case(&c);
+}
+
+int main(void)
+{
+    RUN(test_winograd_conv_over_28x28_matches_the_definition);
+    RUN(test_winograd_conv_over_14x14_matches_the_definition);
+    RUN(test_unpadded_winograd_conv_matches_the_definition);
+    TEST_MAIN_END();
+}
