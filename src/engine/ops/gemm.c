@@ -983,7 +983,7 @@ static int gemm_run(op_ctx *ctx)
         bool row_c = with_c && !st->exact_c && c->rank >= 1 && ifd_tensor_count(c) == (int64_t)n &&
                      c->dims[c->rank - 1] == (int64_t)n;
         if (!st->trans_a && (row_c || (!with_c && st->epilogue.clamp))) {
-            rows_job job = {.m = m, .n = n, .k = k, .a = af, .b = use_packed ? (gemm_operand){st->b.data, 0, false, true}
+            rows_job job = {.m = m, .n = n, .k = k, .block = 0, .a = af, .b = use_packed ? (gemm_operand){st->b.data, 0, false, true}
                                                                               : (gemm_operand){bf, ldb, st->trans_b, false},
                             .y = yf, .alpha = st->alpha, .beta = st->beta,
                             .bias = row_c ? cf : NULL, .epilogue = &st->epilogue};
