@@ -133,7 +133,13 @@ static void release_slot(struct session_private *s, int slot)
     ifd_value *v = &s->owned[slot];
     if (v->kind == IFD_VALUE_TENSOR && v->tensor.dtype != IFD_STRING && v->tensor.owns_data) {
         pool_give(s, v->tensor.data, v->tensor.capacity);
-        memset(v, 0, sizeof(*v));
+        /* released: no buffer, as a zeroed slot. Not a memset of the whole
+         * value (a rep stos of 320 bytes, several per run of a small model):
+         * a tensor slot has no items or map, and whoever binds the slot
+         * next sets its dtype and shape. */
+        v->tensor.data = NULL;
+        v->tensor.capacity = 0;
+        v->tensor.owns_data = 0;
     } else {
         value_clear(v);
     }
@@ -303,6 +309,9 @@ ifd_value *op_output_value(op_ctx *ctx, int i)
         return NULL;
     }
     release_slot(s, slot);
+    /* the operator fills in a whole value (a sequence, a map...): it starts
+     * from all zeroes, not from a released tensor's dtype and shape */
+    memset(&s->owned[slot], 0, sizeof(s->owned[slot]));
     s->bound[slot] = &s->owned[slot];
     return &s->owned[slot];
 }
