@@ -356,7 +356,7 @@ int64_t op_loop_limit(const op_ctx *ctx) { return ctx->session->max_loop_iterati
 
 /* ---- sessions ------------------------------------------------------------ */
 
-/* Appends to s->release_slots (NULL: counts only) the slots run_graph gives
+/* Writes to out (NULL: counts only) the slots run_graph gives
  * back after node n: an input whose buffer no later node reads (a viewed
  * value's buffer stays until its views' last reader, buffer_last_use; a
  * view's slot is cleared after its own last reader) and an output nobody
