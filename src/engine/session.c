@@ -59,6 +59,18 @@ struct session_private {
     const ifd_tensor *output_rows;
     /* session_run_node_once hands outputs over as owned: no views then */
     bool folding;
+    /* What run_graph does the same way on every run, worked out once from
+     * the model's plan (make_run_plan) so that a run of a small model does
+     * not walk every value slot and every node's inputs deciding it again:
+     * the binding each run starts from (constants, NULL elsewhere), the
+     * slots to release after node n (release_slots[release_first[n] ..
+     * release_first[n + 1]), in the order the checks used to run) and the
+     * intermediates to give back at the end. */
+    const ifd_value **bound_at_start;
+    int *release_slots;
+    size_t *release_first;
+    int *intermediates;
+    size_t n_intermediates;
 };
 
 struct ifd_session {
@@ -121,7 +133,13 @@ static void release_slot(struct session_private *s, int slot)
     ifd_value *v = &s->owned[slot];
     if (v->kind == IFD_VALUE_TENSOR && v->tensor.dtype != IFD_STRING && v->tensor.owns_data) {
         pool_give(s, v->tensor.data, v->tensor.capacity);
-        memset(v, 0, sizeof(*v));
+        /* released: no buffer, as a zeroed slot. Not a memset of the whole
+         * value (a rep stos of 320 bytes, several per run of a small model):
+         * a tensor slot has no items or map, and whoever binds the slot
+         * next sets its dtype and shape. */
+        v->tensor.data = NULL;
+        v->tensor.capacity = 0;
+        v->tensor.owns_data = 0;
     } else {
         value_clear(v);
     }
@@ -291,6 +309,9 @@ ifd_value *op_output_value(op_ctx *ctx, int i)
         return NULL;
     }
     release_slot(s, slot);
+    /* the operator fills in a whole value (a sequence, a map...): it starts
+     * from all zeroes, not from a released tensor's dtype and shape */
+    memset(&s->owned[slot], 0, sizeof(s->owned[slot]));
     s->bound[slot] = &s->owned[slot];
     return &s->owned[slot];
 }
@@ -334,6 +355,75 @@ threadpool *op_threadpool(op_ctx *ctx) { return ctx->session->threads; }
 int64_t op_loop_limit(const op_ctx *ctx) { return ctx->session->max_loop_iterations; }
 
 /* ---- sessions ------------------------------------------------------------ */
+
+/* Writes to out (NULL: counts only) the slots run_graph gives
+ * back after node n: an input whose buffer no later node reads (a viewed
+ * value's buffer stays until its views' last reader, buffer_last_use; a
+ * view's slot is cleared after its own last reader) and an output nobody
+ * reads. Returns how many. */
+static size_t node_releases(const ifd_model *m, size_t n, int *out)
+{
+    const model_node *node = &m->nodes[n];
+    size_t count = 0;
+    for (int k = 0; k < node->op.n_inputs + node->op.n_implicit; k++) {
+        int slot = node->input_slots[k];
+        if (slot < 0)
+            continue;
+        int until = m->buffer_last_use ? m->buffer_last_use[slot] : m->values[slot].last_use;
+        if (until == (int)n && m->values[slot].origin == VALUE_INTERMEDIATE &&
+            !m->values[slot].is_graph_output) {
+            if (out)
+                out[count] = slot;
+            count++;
+        }
+        int root = m->view_of ? m->view_of[slot] : -1;
+        if (root >= 0 && m->buffer_last_use[root] == (int)n &&
+            m->values[root].origin == VALUE_INTERMEDIATE && !m->values[root].is_graph_output) {
+            if (out)
+                out[count] = root;
+            count++;
+        }
+    }
+    for (int k = 0; k < node->op.n_outputs; k++) {
+        int slot = node->output_slots[k];
+        if (slot < 0)
+            continue;
+        int until = m->buffer_last_use ? m->buffer_last_use[slot] : m->values[slot].last_use;
+        if (until < 0 && !m->values[slot].is_graph_output) {
+            if (out)
+                out[count] = slot;
+            count++;
+        }
+    }
+    return count;
+}
+
+/* The per-run bookkeeping of run_graph, from the model's plan (see
+ * session_private). Returns false when out of memory. */
+static bool make_run_plan(struct session_private *s)
+{
+    const ifd_model *m = s->model;
+    size_t n_values = m->n_values ? m->n_values : 1;
+    s->bound_at_start = calloc(n_values, sizeof(*s->bound_at_start));
+    s->intermediates = calloc(n_values, sizeof(*s->intermediates));
+    s->release_first = calloc(m->n_nodes + 1, sizeof(*s->release_first));
+    if (!s->bound_at_start || !s->intermediates || !s->release_first)
+        return false;
+    for (size_t i = 0; i < m->n_values; i++) {
+        if (m->values[i].origin == VALUE_CONSTANT)
+            s->bound_at_start[i] = &s->constants[i];
+        else if (m->values[i].origin == VALUE_INTERMEDIATE)
+            s->intermediates[s->n_intermediates++] = (int)i;
+    }
+    for (size_t n = 0; n < m->n_nodes; n++)
+        s->release_first[n + 1] = s->release_first[n] + node_releases(m, n, NULL);
+    s->release_slots = calloc(s->release_first[m->n_nodes] + 1, sizeof(*s->release_slots));
+    if (!s->release_slots)
+        return false;
+    for (size_t n = 0; n < m->n_nodes; n++)
+        node_releases(m, n, s->release_slots + s->release_first[n]);
+    return true;
+}
 
 ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options *options,
                               ifd_session **out, ifd_error *err)
@@ -395,6 +485,11 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
             s->constants[i].tensor = tensor_view(&model->values[i].constant_storage);
         }
     }
+    if (!make_run_plan(s)) {
+        ifd_session_free(session);
+        set_error(err, "out of memory");
+        return IFD_ERR_NO_MEMORY;
+    }
     ifd_status st = batch_split_create(model, options, s->threads, session, &s->split,
                                        s->split_reason, sizeof(s->split_reason), err);
     if (st != IFD_OK) {
@@ -422,6 +517,10 @@ void ifd_session_free(ifd_session *session)
     free(s->bound);
     free(s->constants);
     free(s->node_inputs);
+    free(s->bound_at_start);
+    free(s->release_slots);
+    free(s->release_first);
+    free(s->intermediates);
     for (size_t i = 0; s->children && i < s->n_children; i++)
         ifd_session_free(s->children[i]);
     free(s->children);
@@ -706,8 +805,8 @@ static ifd_status run_graph(struct session_private *s, const ifd_value *const *i
 {
     const ifd_model *m = s->model;
     ifd_status st = IFD_OK;
-    for (size_t i = 0; i < m->n_values; i++)
-        s->bound[i] = m->values[i].origin == VALUE_CONSTANT ? &s->constants[i] : NULL;
+    if (m->n_values)
+        memcpy(s->bound, s->bound_at_start, m->n_values * sizeof(*s->bound));
     for (size_t i = 0; i < m->n_inputs; i++)
         s->bound[m->inputs[i].slot] = inputs[i];
 
@@ -745,28 +844,9 @@ static ifd_status run_graph(struct session_private *s, const ifd_value *const *i
         s->n_scratch = 0;
         if (st != IFD_OK)
             break;
-        /* free what no later node reads: a viewed value's buffer stays
-         * until its views' last reader (buffer_last_use), a view's slot is
-         * cleared after its own */
-        for (int k = 0; k < node->op.n_inputs + node->op.n_implicit; k++) {
-            int slot = node->input_slots[k];
-            if (slot < 0)
-                continue;
-            int until = m->buffer_last_use ? m->buffer_last_use[slot] : m->values[slot].last_use;
-            if (until == (int)n && m->values[slot].origin == VALUE_INTERMEDIATE &&
-                !m->values[slot].is_graph_output)
-                release_slot(s, slot);
-            int root = m->view_of ? m->view_of[slot] : -1;
-            if (root >= 0 && m->buffer_last_use[root] == (int)n &&
-                m->values[root].origin == VALUE_INTERMEDIATE && !m->values[root].is_graph_output)
-                release_slot(s, root);
-        }
-        for (int k = 0; k < node->op.n_outputs; k++) {
-            int slot = node->output_slots[k];
-            int until = m->buffer_last_use ? m->buffer_last_use[slot] : m->values[slot].last_use;
-            if (until < 0 && !m->values[slot].is_graph_output)
-                release_slot(s, slot);
-        }
+        /* free what no later node reads (node_releases) */
+        for (size_t r = s->release_first[n]; r < s->release_first[n + 1]; r++)
+            release_slot(s, s->release_slots[r]);
     }
 
     if (s->output_rows && st == IFD_OK)
@@ -778,9 +858,11 @@ static ifd_status run_graph(struct session_private *s, const ifd_value *const *i
             ifd_value_free(outputs[k]);
             outputs[k] = NULL;
         }
-    for (size_t i = 0; i < m->n_values; i++)
-        if (m->values[i].origin == VALUE_INTERMEDIATE && s->bound[i] == &s->owned[i])
-            release_slot(s, i);
+    for (size_t i = 0; i < s->n_intermediates; i++) {
+        int slot = s->intermediates[i];
+        if (s->bound[slot] == &s->owned[slot])
+            release_slot(s, slot);
+    }
     return st;
 }
 

@@ -245,6 +245,33 @@ static void test_exp_shifted_sum_returns_the_sum_it_wrote(void)
     }
 }
 
+/* The last, partial vector of a row is padded; its padding lanes must add
+ * exactly nothing to the sum (they hold the shift itself and are masked off,
+ * since -inf there underflowed through a slow microcode assist): every row
+ * sums bit for bit what the same row followed by -inf elements sums as whole
+ * vectors, and the elements past the row are not written. */
+static void test_exp_shifted_sum_padding_adds_nothing(void)
+{
+    enum { N = 37, PADDED = 48 };
+    float x[PADDED], y[PADDED], padded[PADDED], ypad[PADDED];
+    for (int i = 0; i < N; i++)
+        x[i] = (float)((i * 29) % 17) * 0.3f - 2.0f;
+    for (size_t k = 0; k < n_kernels; k++) {
+        CHECK(vmath_use_kernel(kernels[k]));
+        for (size_t len = 1; len <= N; len++) {
+            for (size_t i = 0; i < PADDED; i++) {
+                padded[i] = i < len ? x[i] : -INFINITY;
+                y[i] = -7.0f;
+            }
+            double sum = vmath_exp_shifted_sum(x, y, len, 1.5f);
+            double whole = vmath_exp_shifted_sum(padded, ypad, PADDED, 1.5f);
+            CHECK(sum == whole);
+            for (size_t i = 0; i < PADDED; i++)
+                CHECK(same_bits(y[i], i < len ? ypad[i] : -7.0f));
+        }
+    }
+}
+
 static void test_softmax_rows_match_double_and_a_nan_spoils_its_row(void)
 {
     enum { N = 53 };
@@ -296,6 +323,7 @@ int main(void)
     RUN(test_special_values_come_out_exactly);
     RUN(test_tails_and_in_place_calls_match_whole_vectors);
     RUN(test_exp_shifted_sum_returns_the_sum_it_wrote);
+    RUN(test_exp_shifted_sum_padding_adds_nothing);
     RUN(test_softmax_rows_match_double_and_a_nan_spoils_its_row);
     TEST_MAIN_END();
 }
