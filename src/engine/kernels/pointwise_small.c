@@ -31,6 +31,14 @@
 
 #define NB POINTWISE_SMALL_NB
 #define PR 12 /* positions per register tile */
+/* The first tile of each panel prefetches the next panel into L2, one
+ * channel's weights per channel it computes: at batch 1 a layer's weights
+ * are read once per run and come from L3 (MobileNetV2's small-plane layers
+ * hold 8 MB), and the first tile of a panel otherwise waits on them. Over
+ * those layers in model order with the caches evicted between runs this
+ * took 4-6% off (/tmp bench, thread CPU time, medians of 40). L2 rather
+ * than L1: the panel in use and the partial sums already fill most of L1. */
+#define PREFETCH_HINT _MM_HINT_T1
 #define PR_TALL 13 /* positions of a tall tile (see plan_tiles) */
 #define KC 128 /* input channels per panel (see run_items) */
 #define MAX_ITEM_TILES 16 /* tiles of one work item: its partial sums, <= 26 KiB */
@@ -147,8 +155,8 @@ static inline TARGET_AVX512 __attribute__((always_inline)) void transpose16(__m5
  * Y). */
 static inline TARGET_AVX512 __attribute__((always_inline)) void
 tile_body(const pointwise_small *ps, const float *x, const float *w, size_t c0, size_t c1,
-          float *part, size_t width, float *y, const float *res, const float *bias,
-          const int rows)
+          const float *ahead, float *part, size_t width, float *y, const float *res,
+          const float *bias, const int rows)
 {
     size_t plane = ps->positions;
     bool first = c0 == 0, last = c1 == ps->in_channels;
@@ -161,6 +169,11 @@ tile_body(const pointwise_small *ps, const float *x, const float *w, size_t c0, 
     x += c0 * plane;
     w += c0 * NB;
     for (size_t c = c0; c < c1; c++, x += plane, w += NB) {
+        if (ahead) {
+            _mm_prefetch((const char *)ahead, PREFETCH_HINT);
+            _mm_prefetch((const char *)(ahead + 16), PREFETCH_HINT);
+            ahead += NB;
+        }
         __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
 #pragma GCC unroll 13
         for (int r = 0; r < rows; r++) {
@@ -220,12 +233,13 @@ tile_body(const pointwise_small *ps, const float *x, const float *w, size_t c0, 
 }
 
 static TARGET_AVX512 void tile(const pointwise_small *ps, const float *x, const float *w,
-                               size_t c0, size_t c1, float *part, size_t width, float *y,
-                               const float *res, const float *bias, size_t rows)
+                               size_t c0, size_t c1, const float *ahead, float *part,
+                               size_t width, float *y, const float *res, const float *bias,
+                               size_t rows)
 {
 #define TILE(ROWS)                                                                            \
     case ROWS:                                                                                \
-        tile_body(ps, x, w, c0, c1, part, width, y, res, bias, ROWS);                         \
+        tile_body(ps, x, w, c0, c1, ahead, part, width, y, res, bias, ROWS);                  \
         break
     switch (rows) {
         TILE(1); TILE(2); TILE(3); TILE(4); TILE(5); TILE(6);
@@ -260,11 +274,16 @@ static void run_items(void *arg, size_t begin, size_t end)
         const float *bias = ps->bias ? ps->bias + o0 : NULL;
         for (size_t c0 = 0; c0 < k; c0 += KC) {
             size_t c1 = k - c0 < KC ? k : c0 + KC;
+            /* the weights after this panel: the block's next panel, or the
+             * next block's first (packed right after), unless this is the
+             * last block (a prefetch past the end of the last one is
+             * harmless: prefetches do not fault) */
+            const float *ahead = c1 < k || b + 1 < job->blocks ? w + c1 * NB : NULL;
             for (size_t t = t0; t < t1; t++) {
                 size_t p = tile_start(job, t);
                 size_t rows = t < job->tall ? PR_TALL : plane - p < PR ? plane - p : PR;
-                tile(ps, x + p, w, c0, c1, part + (p - p0) * NB, width, y + p,
-                     res ? res + p : NULL, bias, rows);
+                tile(ps, x + p, w, c0, c1, t == t0 ? ahead : NULL, part + (p - p0) * NB,
+                     width, y + p, res ? res + p : NULL, bias, rows);
             }
         }
     }
