@@ -5,12 +5,13 @@
  * Y (M x P) = W (M x K) X (K x P) is computed as its transpose: a tile is
  * 12 or 13 positions (rows, each one broadcast of X per input channel) by NB = 32
  * output channels (two vectors of packed W per input channel), accumulated
- * in 24 registers over the whole K. The product needs no packed copy of X:
+ * in 24 or 26 registers over the whole K. The product needs no packed copy of X:
  * the broadcasts read X in place, a tile's consecutive floats of each input
  * channel's plane. The finished tile (bias added and, without a residual,
- * clamped while its lanes are channels) goes through a 13 x 32 buffer and is
- * gathered back by channel, a tile's positions at a time, into Y's planes, adding
- * the residual (and clamping after it) on the way.
+ * clamped while its lanes are channels) is transposed in registers, 16
+ * channels at a time (transpose16), so that each vector holds one channel's
+ * positions, and stored into Y's planes, adding the residual (and clamping
+ * after it) on the way.
  *
  * Work items are (image, block of output channels, run of up to 16 tiles
  * of positions), computed in panels of input channels (see run_items).
@@ -34,10 +35,12 @@
 /* The first tile of each panel prefetches the next panel into L2, one
  * channel's weights per channel it computes: at batch 1 a layer's weights
  * are read once per run and come from L3 (MobileNetV2's small-plane layers
- * hold 8 MB), and the first tile of a panel otherwise waits on them. Over
- * those layers in model order with the caches evicted between runs this
- * took 4-6% off (/tmp bench, thread CPU time, medians of 40). L2 rather
- * than L1: the panel in use and the partial sums already fill most of L1. */
+ * hold 8 MB), and the first tile of a panel otherwise waits on them. Timed
+ * over those 22 layers in model order, each with its own weights, the
+ * caches evicted between runs, this took 4-6% off (thread CPU time,
+ * medians of 40 alternated runs). L2 rather than L1: the panel in use and
+ * the partial sums already fill most of L1. Spreading the prefetches over
+ * all the panel's tiles measured 0-4% slower. */
 #define PREFETCH_HINT _MM_HINT_T1
 #define PR_TALL 13 /* positions of a tall tile (see plan_tiles) */
 #define KC 128 /* input channels per panel (see run_items) */
