@@ -39,8 +39,9 @@
  * over those 22 layers in model order, each with its own weights, the
  * caches evicted between runs, this took 4-6% off (thread CPU time,
  * medians of 40 alternated runs). L2 rather than L1: the panel in use and
- * the partial sums already fill most of L1. Spreading the prefetches over
- * all the panel's tiles measured 0-4% slower. */
+ * the partial sums already fill most of L1 (prefetching into L1 measured
+ * 2-4% slower). Spreading the prefetches over all the panel's tiles
+ * measured 0-4% slower, prefetching two panels ahead no better. */
 #define PREFETCH_HINT _MM_HINT_T1
 #define PR_TALL 13 /* positions of a tall tile (see plan_tiles) */
 #define KC 128 /* input channels per panel (see run_items) */
