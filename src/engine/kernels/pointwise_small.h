@@ -9,11 +9,11 @@
  * whole input (K x positions) into the packed layout before a product that
  * reads it once per 12 output channels, a copy as long as a fifth of the
  * product for the projection layers (K = 384..960 input channels, M = 64..320
- * output channels). Here a register tile holds 12 positions x 32 output
+ * output channels). Here a register tile holds 12 or 13 positions x 32 output
  * channels: each input channel contributes one broadcast of X per position,
  * read in place, times two vectors of packed weights, so no lane is wasted
- * for any plane size and X is never copied; the tile is transposed into
- * Y's planes through a small buffer as it is stored, with the bias, a fused
+ * for any plane size and X is never copied; the tile is transposed in
+ * registers into Y's planes as it is stored, with the bias, a fused
  * residual and a Relu/Clip. This is what ONNX Runtime's NCHWc pointwise
  * kernel does with its channel blocks, without keeping the network in NCHWc.
  *

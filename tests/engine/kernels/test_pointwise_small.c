@@ -2,7 +2,8 @@
  * test_pointwise_small.c — the channel-vectorised pointwise tile
  * (kernels/pointwise_small.c) against the definition of a 1x1 convolution
  * in double precision, over plane sizes that leave every number of
- * positions in the last tile (1..12), output channel counts that leave
+ * positions in the last tile (1..12), planes cut into tiles of 13 and 12
+ * positions (in one run of tiles and over several), output channel counts that leave
  * every kind of last block (under 16, 16, between 16 and 32, whole), with
  * and input channels over several panels (the partial sums kept between
  * them), with and without bias, a residual (with a NaN that must survive the clamp) and
@@ -98,6 +99,11 @@ static void test_pointwise_small_matches_the_definition_on_many_shapes(void)
         {2, 64, 96, 144},  /* enough work to split over the threads */
         {1, 300, 40, 49},  /* three panels of input channels, the last partial */
         {2, 260, 64, 200}, /* panels, and runs of positions longer than one item */
+        {1, 40, 48, 250},  /* 10 tiles of 13 then 10 of 12: two runs, tall ones first */
+        {2, 130, 64, 203}, /* 11 tiles of 13 and 5 of 12, split over the threads */
+        {1, 20, 32, 145},  /* one tile of 13, then 11 of 12 */
+        {1, 9, 16, 13},    /* one tile of 13 positions alone */
+        {1, 9, 16, 14},    /* 14 < 2 x 13: a tile of 12 and a ragged one of 2 */
     };
     threadpool *pool = threadpool_create(2);
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
