@@ -379,6 +379,59 @@ static size_t winograd_tile_for(const op_node *node, const conv_state *st, const
                                                   : 0;
 }
 
+/* Bytes of W one read from the mapped file brings in (as ops/gemm.c's B) */
+#define PACK_READ_BYTES ((size_t)64 << 10)
+
+/* Pack a float32 Conv W (group x m x k, k = in channels per group x taps)
+ * as it is read from the mapped model file (value_info.mapped_bytes), a
+ * block of output channels at a time, each read giving the file's pages
+ * back: the weight is never resident both as read and as packed (ResNet-
+ * 18's 512x512x3x3 layers, 9 MiB, were at load, and the Winograd filters
+ * of a layer on top). Into st->direct_w under Winograd, whose packs of
+ * consecutive sliver ranges make the whole; else st->packed_w as
+ * gemm_pack_a lays it out: K panels of GEMM_PACK_KC, each a run of row
+ * slivers, so the packed rows of a block starting on a sliver are one
+ * contiguous piece of each panel, copied there. */
+static int pack_weights_from_file(op_node *node, conv_state *st, const value_info *wv,
+                                  size_t group, size_t m, size_t k, size_t taps, size_t per,
+                                  ifd_error *err)
+{
+    /* the A sliver's height, as gemm_packed_a_floats pads m to it */
+    size_t unit = st->winograd_tile ? WINOGRAD_PACK_ROWS : gemm_packed_a_floats(1, 1);
+    size_t rows = PACK_READ_BYTES / sizeof(float) / k / unit * unit;
+    if (rows < unit)
+        rows = unit;
+    if (rows > m)
+        rows = m;
+    float *buf = malloc(rows * k * sizeof(float) + 1);
+    float *part = st->winograd_tile ? NULL : malloc(gemm_packed_a_floats(rows, k) * sizeof(float));
+    if (!buf || (!st->winograd_tile && !part)) {
+        free(buf);
+        free(part);
+        return op_prepare_fail(node, err, "out of memory packing W");
+    }
+    size_t mpad = gemm_packed_a_floats(m, 1);
+    for (size_t gi = 0; gi < group; gi++)
+        for (size_t r0 = 0; r0 < m; r0 += rows) {
+            size_t n = m - r0 < rows ? m - r0 : rows;
+            op_constant_read(wv, (gi * m + r0) * k * sizeof(float), n * k * sizeof(float), buf);
+            if (st->winograd_tile) {
+                winograd_pack_channels(st->winograd_tile, m, k / taps, r0, n, buf, st->direct_w);
+                continue;
+            }
+            gemm_pack_a(false, n, k, buf, k, part);
+            size_t npad = gemm_packed_a_floats(n, 1);
+            float *dst = st->packed_w + gi * per;
+            for (size_t p0 = 0; p0 < k; p0 += GEMM_PACK_KC) {
+                size_t kc = k - p0 < GEMM_PACK_KC ? k - p0 : GEMM_PACK_KC;
+                memcpy(dst + p0 * mpad + r0 * kc, part + p0 * npad, npad * kc * sizeof(float));
+            }
+        }
+    free(buf);
+    free(part);
+    return 0;
+}
+
 /* Pack float weights per group as the A operand of the group's product:
  * Conv multiplies W_g (M/g x C/g*taps), ConvTranspose W_g^T (M/g*taps x C/g). */
 static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
@@ -413,9 +466,20 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
         if (per == 0 || per > IFD_MAX_TENSOR_BYTES / sizeof(float))
             return op_prepare_fail(node, err, "W is too large to pack");
     }
+    /* W still in the mapped file (the loader set mapped_bytes: float32,
+     * unscaled). The GEMM and Winograd layouts of a Conv pack it block by
+     * block as it is read; the others (small weights: pointwise and
+     * depthwise layers) read w->data, the file's bytes in place, or when
+     * the loader left it uncopied (NULL, unaligned), a whole copy into
+     * `plain` read from the file */
+    const value_info *wv = node->inputs[st->w_index];
+    bool from_file = wv->mapped_bytes && w->dtype == IFD_FLOAT && !channel_scale;
+    bool streamed = from_file && st->kind == CONV && !depthwise && (!direct || st->winograd_tile);
+    bool read_whole = from_file && !streamed && !w->data;
     /* unscaled float32 weights pack straight from the constant: a converted
      * copy would hold the largest layer a third time while it packs */
-    bool in_place = w->dtype == IFD_FLOAT && !channel_scale && !depthwise;
+    bool in_place = (w->dtype == IFD_FLOAT && !channel_scale && !depthwise && !read_whole) ||
+                    streamed;
     float *plain = in_place ? NULL : malloc((size_t)count * sizeof(float) + 1);
     float *packed = malloc(per * group * sizeof(float));
     if ((!in_place && !plain) || !packed) {
@@ -427,8 +491,23 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
         st->direct_w = packed;
     else
         st->packed_w = packed;
+    st->packed_group_floats = per;
+    st->packed_m = m;
+    st->packed_k = k;
+    if (streamed) {
+        if (pack_weights_from_file(node, st, wv, group, m, k, taps, per, err) != 0)
+            return -1;
+        op_constant_packed(node, 1);
+        return 0;
+    }
+    if (read_whole)
+        for (size_t done = 0, bytes = (size_t)count * sizeof(float); done < bytes;) {
+            size_t len = bytes - done < PACK_READ_BYTES ? bytes - done : PACK_READ_BYTES;
+            op_constant_read(wv, done, len, (char *)plain + done);
+            done += len;
+        }
     size_t per_out_channel = (size_t)count / (size_t)w->dims[0];
-    for (int64_t i = 0; plain && i < count; i++) {
+    for (int64_t i = 0; plain && !read_whole && i < count; i++) {
         double v = tensor_get_double(w, (size_t)i);
         if (channel_scale)
             v *= channel_scale[(size_t)i / per_out_channel];
@@ -442,11 +521,8 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
         else
             gemm_pack_a(false, m, k, wg, k, st->packed_w + gi * per);
     }
-    if (st->winograd_tile && !winograd_pack(st->winograd_tile, m, k / taps, weights,
-                                            st->direct_w)) {
-        free(plain);
-        return op_prepare_fail(node, err, "out of memory packing W");
-    }
+    if (st->winograd_tile)
+        winograd_pack(st->winograd_tile, m, k / taps, weights, st->direct_w);
     if (direct && st->direct_small)
         pointwise_small_pack(m, k, weights, st->direct_w);
     else if (direct && !st->winograd_tile)
@@ -457,9 +533,6 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
     } else {
         free(plain);
     }
-    st->packed_group_floats = per;
-    st->packed_m = m;
-    st->packed_k = k;
     op_constant_packed(node, 1); /* run() reads W's shape, never its data */
     return 0;
 }
