@@ -341,17 +341,31 @@ static weight_layout direct_wanted(const op_node *node, const conv_state *st,
  * 56x56x64 1953 -> 1395 -> 938 us, 28x28x128 1719 -> 1193 -> 1187,
  * 14x14x256 1806 -> 1580 -> 2056, 7x7x512 2878 -> 3080 -> 9611 (a few
  * tiles per image stream all of U for them); 56x56x32 529 -> 393 -> 338,
- * 56x56x16 146 -> 163 -> 120. So planes of 28x28 and more take m = 4
- * (at 28x28 the two tie in this run; earlier ones had m = 4 ahead), from
- * 14x14 m = 2, smaller planes stay on im2col; so do layers under 32 channels
- * (the conformance suite's, the digits CNN's): at 16 channels m = 4 gained
+ * 56x56x16 146 -> 163 -> 120. Layers under 32 channels (the conformance
+ * suite's, the digits CNN's) stay on im2col: at 16 channels m = 4 gained
  * less than a fifth and m = 2 lost, the transforms weighing about as much
- * as the products save. INFERD_CONV_WINOGRAD=off (read at load,
- * where the weights are transformed) keeps every layer on im2col; =f2 or
- * =f4 forces that tile on every layer that fits, for benchmarks and tests. */
+ * as the products save.
+ *
+ * The transformed filters are held instead of W, so each such layer adds
+ * 3x (m = 4) or 7/9 (m = 2) of its weights to the loaded model, against
+ * issue 14's budget of file + 10 MiB at load. ResNet-18 (44.6 MiB file),
+ * per tile choice at 56x56 / 28x28 / 14x14: load peak over the file
+ * (bench_memory --sessions 4) and CPU ms per run at 1 thread batch 1 / 8
+ * (bench_inferd, taskset -c 1, alternated, medians of 8):
+ *   F4 / F4 / F2      13.7 MiB   28.4 / 180   (the first rule)
+ *   F4 / F2 / F2       9.9 MiB   ~+1% / ~+2%  (4 runs; over 9.5)
+ *   F4 / F4 / im2col   8.4 MiB   31.1 / 203
+ *   F2 / F2 / F2       8.6 MiB   30.9 / 202
+ *   F4 / im2col / F2   8.6 MiB   31.0 / 202
+ *   F4 / F2 / im2col   4.7 MiB   ~+1% / ~+4% on the line above it (4 runs)
+ * Every choice that fits costs about the same (one layer group leaves its
+ * best tile), so the rule is the one with the most room: m = 4 from 28x28,
+ * smaller planes on im2col; m = 2 runs only when forced. INFERD_CONV_
+ * WINOGRAD=off (read at load, where the weights are transformed) keeps
+ * every layer on im2col; =f2 or =f4 forces that tile on every layer that
+ * fits, for benchmarks and tests. */
 #define WINOGRAD_MIN_CHANNELS 32
 #define WINOGRAD_F4_MIN_PLANE 784
-#define WINOGRAD_F2_MIN_PLANE 196
 
 static size_t winograd_tile_for(const op_node *node, const conv_state *st, const ifd_tensor *w)
 {
@@ -374,9 +388,7 @@ static size_t winograd_tile_for(const op_node *node, const conv_state *st, const
     if (gemm_kernel_isa() != GEMM_ISA_AVX512 || p.in_channels < WINOGRAD_MIN_CHANNELS ||
         p.out_channels < WINOGRAD_MIN_CHANNELS)
         return 0;
-    return p.out_plane >= WINOGRAD_F4_MIN_PLANE   ? 4
-           : p.out_plane >= WINOGRAD_F2_MIN_PLANE ? 2
-                                                  : 0;
+    return p.out_plane >= WINOGRAD_F4_MIN_PLANE ? 4 : 0;
 }
 
 /* Bytes of W one read from the mapped file brings in (as ops/gemm.c's B) */
