@@ -842,11 +842,11 @@ static void test_a_packed_weight_is_never_resident_twice_while_it_loads(void)
     free(w);
 }
 
-/* y = Conv(x [1, C, S, S], w [M, C, 3, 3]), pads 1: w in the file at an
- * offset whose remainder modulo 4 is `want` (NULL when no producer name
- * length gives it). */
-static uint8_t *conv_model_at(int64_t m, int64_t c, int64_t side, const float *w, size_t want,
-                              size_t *len)
+/* y = Conv(x [1, C, S, S], w [M, C, kernel, kernel]), pads kernel / 2: w in
+ * the file at an offset whose remainder modulo 4 is `want` (NULL when no
+ * producer name length gives it). */
+static uint8_t *conv_model_at(int64_t m, int64_t c, int64_t side, int64_t kernel, const float *w,
+                              size_t want, size_t *len)
 {
     for (size_t pad = 1; pad < 16; pad++) {
         model_scaffold e;
@@ -862,11 +862,11 @@ static uint8_t *conv_model_at(int64_t m, int64_t c, int64_t side, const float *w
         e.shape.dim = dim_ptrs;
         Onnx__NodeProto node, *node_ptrs[1] = {&node};
         Onnx__AttributeProto pads_attr, *attrs[1] = {&pads_attr};
-        int64_t pads[4] = {1, 1, 1, 1};
+        int64_t pads[4] = {kernel / 2, kernel / 2, kernel / 2, kernel / 2};
         Onnx__TensorProto wt, *inits[1] = {&wt};
-        int64_t dims[4] = {m, c, 3, 3};
+        int64_t dims[4] = {m, c, kernel, kernel};
         static char *x_w[2] = {"x", "w"}, *y[1] = {"y"};
-        init_tensor(&wt, "w", 4, dims, w, (size_t)(m * c * 9));
+        init_tensor(&wt, "w", 4, dims, w, (size_t)(m * c * kernel * kernel));
         e.graph.n_initializer = 1;
         e.graph.initializer = inits;
         onnx__attribute_proto__init(&pads_attr);
@@ -895,27 +895,37 @@ static uint8_t *conv_model_at(int64_t m, int64_t c, int64_t side, const float *w
 }
 
 /* Conv packs its W from the mapped file a block of output channels at a
- * time (ops/conv.c) for im2col's GEMM and both Winograd tiles, aligned
- * (a view) or not (deferred): y is bit for bit that of the same bytes
- * loaded from memory, where W is packed whole, and the weight is not kept.
- * K = 32 x 9 crosses a 256-deep panel; 100 output channels take two reads
- * for the GEMM (54 + 46, a part sliver) and Winograd (56 + 44, a ragged
- * last sliver of 4), so a misplaced block or unzeroed pad changes y. */
+ * time (ops/conv.c) for im2col's GEMM, both Winograd tiles and the direct
+ * pointwise tiles, aligned (a view) or not (deferred): y is bit for bit
+ * that of the same bytes loaded from memory, where W is packed whole, and
+ * the weight is not kept. 3x3: K = 32 x 9 crosses a 256-deep panel; 100
+ * output channels take two reads for the GEMM (54 + 46, a part sliver) and
+ * Winograd (56 + 44, a ragged last sliver of 4). 1x1 over 8x8 (the small
+ * pointwise tile, on AVX-512): 1100 channels in reads of 512 + 512 + 76 (a
+ * ragged block); over 32x32 (the direct tile) 1000 channels in one read. A
+ * misplaced block or unzeroed pad changes y. */
 static void test_conv_weights_packed_from_the_mapped_file_match_packing_from_memory(void)
 {
-    const int64_t m = 100, c = 32, side = 8; /* x: c * side^2 = N floats, as run() feeds */
-    float *w = pattern((size_t)(m * c * 9), 0.05f);
-    const char *modes[] = {"off", "f2", "f4"};
-    for (int mode = 0; mode < 3; mode++) {
-        setenv("INFERD_CONV_WINOGRAD", modes[mode], 1);
+    /* x: c * side^2 = N floats, as run() feeds */
+    const int64_t cases[][4] = {{100, 32, 8, 3}, {100, 32, 8, 3}, {100, 32, 8, 3},
+                                {1100, 32, 8, 1}, {1000, 2, 32, 1}};
+    const char *modes[] = {"off", "f2", "f4", NULL, NULL};
+    for (int mode = 0; mode < 5; mode++) {
+        int64_t m = cases[mode][0], c = cases[mode][1], side = cases[mode][2];
+        int64_t kernel = cases[mode][3];
+        float *w = pattern((size_t)(m * c * kernel * kernel), 0.05f);
+        if (modes[mode])
+            setenv("INFERD_CONV_WINOGRAD", modes[mode], 1);
+        else
+            unsetenv("INFERD_CONV_WINOGRAD");
         for (size_t misalign = 0; misalign < 4; misalign++) {
             size_t len = 0;
-            uint8_t *buf = conv_model_at(m, c, side, w, misalign, &len);
+            uint8_t *buf = conv_model_at(m, c, side, kernel, w, misalign, &len);
             CHECK(buf != NULL);
             if (!buf)
                 continue;
             char path[128];
-            snprintf(path, sizeof(path), "%s/conv_%s_%zu.onnx", folder, modes[mode], misalign);
+            snprintf(path, sizeof(path), "%s/conv_%d_%zu.onnx", folder, mode, misalign);
             ifd_model *mapped = load_both(buf, len, path);
             CHECK(mapped != NULL);
             if (mapped) {
@@ -926,9 +936,9 @@ static void test_conv_weights_packed_from_the_mapped_file_match_packing_from_mem
             ifd_model_free(mapped);
             free(buf);
         }
+        free(w);
     }
     unsetenv("INFERD_CONV_WINOGRAD");
-    free(w);
 }
 
 /* A 9 MiB 512x512x3x3 Conv weight (ResNet-18's largest) is never resident
@@ -948,7 +958,7 @@ static void test_a_conv_weight_is_never_resident_twice_while_it_loads(void)
         setenv("INFERD_CONV_WINOGRAD", modes[mode], 1);
         for (size_t misalign = 0; misalign < 2; misalign++) {
             size_t len = 0;
-            uint8_t *buf = conv_model_at(m, c, side, w, misalign, &len);
+            uint8_t *buf = conv_model_at(m, c, side, 3, w, misalign, &len);
             CHECK(buf != NULL);
             if (!buf)
                 continue;

@@ -399,25 +399,31 @@ static size_t winograd_tile_for(const op_node *node, const conv_state *st, const
  * block of output channels at a time, each read giving the file's pages
  * back: the weight is never resident both as read and as packed (ResNet-
  * 18's 512x512x3x3 layers, 9 MiB, were at load, and the Winograd filters
- * of a layer on top). Into st->direct_w under Winograd, whose packs of
- * consecutive sliver ranges make the whole; else st->packed_w as
- * gemm_pack_a lays it out: K panels of GEMM_PACK_KC, each a run of row
- * slivers, so the packed rows of a block starting on a sliver are one
- * contiguous piece of each panel, copied there. */
+ * of a layer on top). Blocks start on a sliver of the layout: Winograd's
+ * packs of consecutive sliver ranges make the whole, and so do the direct
+ * tiles' row blocks (kernels/row_blocks.h, each block's k columns in one
+ * piece); gemm_pack_a's layout is K panels of GEMM_PACK_KC, each a run of
+ * row slivers, so a block's packed rows are one contiguous piece of each
+ * panel, copied there. */
 static int pack_weights_from_file(op_node *node, conv_state *st, const value_info *wv,
                                   size_t group, size_t m, size_t k, size_t taps, size_t per,
                                   ifd_error *err)
 {
-    /* the A sliver's height, as gemm_packed_a_floats pads m to it */
-    size_t unit = st->winograd_tile ? WINOGRAD_PACK_ROWS : gemm_packed_a_floats(1, 1);
+    /* the layout's sliver height (the A sliver's: gemm_packed_a_floats pads
+     * m to it) */
+    bool gemm = !st->direct_w;
+    size_t unit = st->winograd_tile  ? WINOGRAD_PACK_ROWS
+                  : st->direct_small ? POINTWISE_SMALL_NB
+                  : st->direct_w     ? CONV_DIRECT_MR
+                                     : gemm_packed_a_floats(1, 1);
     size_t rows = PACK_READ_BYTES / sizeof(float) / k / unit * unit;
     if (rows < unit)
         rows = unit;
     if (rows > m)
         rows = m;
     float *buf = malloc(rows * k * sizeof(float) + 1);
-    float *part = st->winograd_tile ? NULL : malloc(gemm_packed_a_floats(rows, k) * sizeof(float));
-    if (!buf || (!st->winograd_tile && !part)) {
+    float *part = gemm ? malloc(gemm_packed_a_floats(rows, k) * sizeof(float)) : NULL;
+    if (!buf || (gemm && !part)) {
         free(buf);
         free(part);
         return op_prepare_fail(node, err, "out of memory packing W");
@@ -427,10 +433,14 @@ static int pack_weights_from_file(op_node *node, conv_state *st, const value_inf
         for (size_t r0 = 0; r0 < m; r0 += rows) {
             size_t n = m - r0 < rows ? m - r0 : rows;
             op_constant_read(wv, (gi * m + r0) * k * sizeof(float), n * k * sizeof(float), buf);
-            if (st->winograd_tile) {
+            if (st->winograd_tile)
                 winograd_pack_channels(st->winograd_tile, m, k / taps, r0, n, buf, st->direct_w);
+            else if (st->direct_small)
+                pointwise_small_pack(n, k, buf, st->direct_w + r0 * k);
+            else if (st->direct_w)
+                conv_direct_pack(n, k, buf, st->direct_w + r0 * k);
+            if (!gemm)
                 continue;
-            }
             gemm_pack_a(false, n, k, buf, k, part);
             size_t npad = gemm_packed_a_floats(n, 1);
             float *dst = st->packed_w + gi * per;
@@ -479,14 +489,13 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
             return op_prepare_fail(node, err, "W is too large to pack");
     }
     /* W still in the mapped file (the loader set mapped_bytes: float32,
-     * unscaled). The GEMM and Winograd layouts of a Conv pack it block by
-     * block as it is read; the others (small weights: pointwise and
-     * depthwise layers) read w->data, the file's bytes in place, or when
-     * the loader left it uncopied (NULL, unaligned), a whole copy into
-     * `plain` read from the file */
+     * unscaled). A dense Conv packs it block by block as it is read; a
+     * depthwise one keeps its plain weights, read whole into `plain` from
+     * the file when the loader left them uncopied (w->data NULL: unaligned)
+     * or else from w->data, the file's bytes in place */
     const value_info *wv = node->inputs[st->w_index];
     bool from_file = wv->mapped_bytes && w->dtype == IFD_FLOAT && !channel_scale;
-    bool streamed = from_file && st->kind == CONV && !depthwise && (!direct || st->winograd_tile);
+    bool streamed = from_file && st->kind == CONV && !depthwise;
     bool read_whole = from_file && !streamed && !w->data;
     /* unscaled float32 weights pack straight from the constant: a converted
      * copy would hold the largest layer a third time while it packs */
