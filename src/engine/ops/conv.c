@@ -352,12 +352,14 @@ static weight_layout direct_wanted(const op_node *node, const conv_state *st,
  * per tile choice at 56x56 / 28x28 / 14x14: load peak over the file
  * (bench_memory --sessions 4) and CPU ms per run at 1 thread batch 1 / 8
  * (bench_inferd, taskset -c 1, alternated, medians of 8):
- *   F4 / F4 / F2      13.7 MiB   28.4 / 180   (the first rule)
- *   F4 / F2 / F2       9.9 MiB   ~+1% / ~+2%  (4 runs; over 9.5)
+ *   F4 / F4 / F2      13.7 MiB   28.4 / 180   (the first rule; 20.2 MiB
+ *                                              before W was packed from
+ *                                              the file as it is read)
+ *   F4 / F2 / F2       9.9 MiB   +1% / +2% on the line above (4 runs)
  *   F4 / F4 / im2col   8.4 MiB   31.1 / 203
  *   F2 / F2 / F2       8.6 MiB   30.9 / 202
  *   F4 / im2col / F2   8.6 MiB   31.0 / 202
- *   F4 / F2 / im2col   4.7 MiB   ~+1% / ~+4% on the line above it (4 runs)
+ *   F4 / F2 / im2col   4.7 MiB   +1% / +4% on F4 / F4 / im2col (4 runs)
  * Every choice that fits costs about the same (one layer group leaves its
  * best tile), so the rule is the one with the most room: m = 4 from 28x28,
  * smaller planes on im2col; m = 2 runs only when forced. INFERD_CONV_
