@@ -1376,11 +1376,12 @@ static ifd_status materialize_all(ifd_model *m, ifd_error *err)
 }
 
 /* Operators whose prepare() packs input `k` from value_info.mapped_bytes
- * (ops/gemm.c): their B never needs a copy of its own. */
+ * (ops/gemm.c's B, ops/conv.c's W): it never needs a copy of its own. */
 static bool packs_from_file(const model_node *node, int k)
 {
     return k == 1 && node->op.domain[0] == '\0' &&
-           (strcmp(node->op.op_type, "Gemm") == 0 || strcmp(node->op.op_type, "MatMul") == 0);
+           (strcmp(node->op.op_type, "Gemm") == 0 || strcmp(node->op.op_type, "MatMul") == 0 ||
+            strcmp(node->op.op_type, "Conv") == 0);
 }
 
 /* Where node input k's weight lies in the mapped file, when prepare() may
@@ -1440,10 +1441,15 @@ static ifd_status prepare_nodes(loader *ld, bool *removed)
          * after the weights earlier readers packed were dropped */
         const model_node *node = &m->nodes[i];
         unsigned streamed = 0; /* inputs prepare() may pack from the file */
+        /* a Conv whose weights a BatchNormalization after it will be folded
+         * into repacks them from the constant then: it stays readable */
+        bool repacks = have_view && m->graph_opt >= IFD_GRAPH_OPT_ALL &&
+                       fuse_kernels_needs_weights(m, i, view.readers);
         for (int k = 0; k < node->op.n_inputs + node->op.n_implicit && st == IFD_OK; k++) {
             int slot = node->input_slots[k];
-            const uint8_t *bytes =
-                k < 32 ? streamable_input(m, node, k, have_view ? view.readers : NULL) : NULL;
+            const uint8_t *bytes = k < 32 && !repacks
+                                       ? streamable_input(m, node, k, have_view ? view.readers : NULL)
+                                       : NULL;
             if (bytes) {
                 m->values[slot].info.mapped_bytes = bytes;
                 streamed |= 1u << k;

@@ -39,7 +39,7 @@
  * load (and never use) */
 #define WINOGRAD_ROW_SLACK 80
 /* output channels of the products' register tile: the rows of a sliver */
-#define WINOGRAD_MR 8
+#define WINOGRAD_MR WINOGRAD_PACK_ROWS
 /* channels whose rows are combined before any is read across */
 #define WINOGRAD_GROUP 4
 
@@ -111,36 +111,47 @@ static const double g4[6][3] = {{1.0 / 4, 0, 0},
                                 {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                 {0, 0, 1}};
 
-bool winograd_pack(size_t m, size_t out_channels, size_t in_channels, const float *w,
-                   float *packed)
+/* One element of U = G g G^T for filter f, in double as the products are
+ * rounded once. */
+static float filter_element(const double (*gm)[3], size_t a, size_t b, const float *f)
+{
+    double sum = 0.0;
+    for (size_t k = 0; k < 3; k++)
+        for (size_t l = 0; l < 3; l++)
+            sum += gm[a][k] * gm[b][l] * (double)f[k * 3 + l];
+    return (float)sum;
+}
+
+void winograd_pack_channels(size_t m, size_t out_channels, size_t in_channels, size_t first,
+                            size_t count, const float *w, float *packed)
 {
     size_t alpha = m + 2, per = winograd_packed_floats(m, out_channels, in_channels) / (alpha * alpha);
     const double(*gm)[3] = m == 4 ? g4 : g2;
-    /* one U_xi at a time, so the staging copy is one layer's worth */
-    float *u = malloc(out_channels * in_channels * sizeof(float) + 1);
-    if (!u)
-        return false;
-    for (size_t a = 0; a < alpha; a++)
-        for (size_t b = 0; b < alpha; b++) {
-            for (size_t oc = 0; oc < out_channels * in_channels; oc++) {
-                const float *f = w + oc * 9;
-                double sum = 0.0;
-                for (size_t k = 0; k < 3; k++)
-                    for (size_t l = 0; l < 3; l++)
-                        sum += gm[a][k] * gm[b][l] * (double)f[k * 3 + l];
-                u[oc] = (float)sum;
-            }
-            /* U_xi in slivers of WINOGRAD_MR output channels, channel-major
-             * within a sliver (the tile broadcasts one per row), the last
-             * sliver zero-padded */
-            float *dst = packed + (a * alpha + b) * per;
-            for (size_t o0 = 0; o0 < out_channels; o0 += WINOGRAD_MR)
+    size_t end = first + count;
+    /* sliver by sliver, each U_xi's element computed where it is stored:
+     * no staging copy, so a caller reading W a few channels at a time
+     * (ops/conv.c, from the mapped file) holds only those */
+    for (size_t o0 = first; o0 < end; o0 += WINOGRAD_MR)
+        for (size_t a = 0; a < alpha; a++)
+            for (size_t b = 0; b < alpha; b++) {
+                /* U_xi in slivers of WINOGRAD_MR output channels, channel-
+                 * major within a sliver (the tile broadcasts one per row),
+                 * the last sliver zero-padded */
+                float *dst = packed + (a * alpha + b) * per + o0 * in_channels;
                 for (size_t c = 0; c < in_channels; c++)
-                    for (size_t r = 0; r < WINOGRAD_MR; r++)
-                        *dst++ = o0 + r < out_channels ? u[(o0 + r) * in_channels + c] : 0.0f;
-        }
-    free(u);
-    return true;
+                    for (size_t r = 0; r < WINOGRAD_MR; r++) {
+                        size_t oc = o0 + r;
+                        *dst++ = oc < end ? filter_element(gm, a, b,
+                                                           w + ((oc - first) * in_channels + c) * 9)
+                                          : 0.0f;
+                    }
+            }
+}
+
+void winograd_pack(size_t m, size_t out_channels, size_t in_channels, const float *w,
+                   float *packed)
+{
+    winograd_pack_channels(m, out_channels, in_channels, 0, out_channels, w, packed);
 }
 
 static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)

@@ -13,7 +13,8 @@
  * 4x the weight bytes) are both here; ops/conv.c picks one per layer.
  *
  * U = G g G^T is computed once at load, in double, and packed per element
- * xi in slivers of 8 output channels (winograd_pack). At run time the tiles are
+ * xi in slivers of 8 output channels (winograd_pack, or a range of slivers
+ * at a time with winograd_pack_channels). At run time the tiles are
  * processed in blocks that keep V and the products in L2: input transform
  * of the block into V, the (m+2)^2 products, then the output transform,
  * which adds the bias and a fused residual, applies the Relu/Clip and writes
@@ -42,10 +43,19 @@ bool winograd_fits(const conv_geometry *g);
 /* Floats of packed weights for output tile m (2 or 4); 0 on overflow or a
  * tile size this file does not have. */
 size_t winograd_packed_floats(size_t m, size_t out_channels, size_t in_channels);
-/* Transform and pack w (out_channels x in_channels x 3 x 3, row-major).
- * False when out of memory (a double-precision staging copy is needed). */
-bool winograd_pack(size_t m, size_t out_channels, size_t in_channels, const float *w,
+/* Output channels of one sliver of the packed weights. */
+#define WINOGRAD_PACK_ROWS 8
+
+/* Transform and pack w (out_channels x in_channels x 3 x 3, row-major). */
+void winograd_pack(size_t m, size_t out_channels, size_t in_channels, const float *w,
                    float *packed);
+/* The same for output channels [first, first + count) only, whose filters
+ * w holds (count x in_channels x 3 x 3): packs of consecutive ranges make
+ * winograd_pack's result, so a weight can be read and packed a few
+ * channels at a time. first is a multiple of WINOGRAD_PACK_ROWS, and so is
+ * count unless the range ends at out_channels. */
+void winograd_pack_channels(size_t m, size_t out_channels, size_t in_channels, size_t first,
+                            size_t count, const float *w, float *packed);
 
 typedef struct winograd_conv {
     const conv_geometry *geo; /* winograd_fits */

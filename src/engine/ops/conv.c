@@ -341,17 +341,33 @@ static weight_layout direct_wanted(const op_node *node, const conv_state *st,
  * 56x56x64 1953 -> 1395 -> 938 us, 28x28x128 1719 -> 1193 -> 1187,
  * 14x14x256 1806 -> 1580 -> 2056, 7x7x512 2878 -> 3080 -> 9611 (a few
  * tiles per image stream all of U for them); 56x56x32 529 -> 393 -> 338,
- * 56x56x16 146 -> 163 -> 120. So planes of 28x28 and more take m = 4
- * (at 28x28 the two tie in this run; earlier ones had m = 4 ahead), from
- * 14x14 m = 2, smaller planes stay on im2col; so do layers under 32 channels
- * (the conformance suite's, the digits CNN's): at 16 channels m = 4 gained
+ * 56x56x16 146 -> 163 -> 120. Layers under 32 channels (the conformance
+ * suite's, the digits CNN's) stay on im2col: at 16 channels m = 4 gained
  * less than a fifth and m = 2 lost, the transforms weighing about as much
- * as the products save. INFERD_CONV_WINOGRAD=off (read at load,
- * where the weights are transformed) keeps every layer on im2col; =f2 or
- * =f4 forces that tile on every layer that fits, for benchmarks and tests. */
+ * as the products save.
+ *
+ * The transformed filters are held instead of W, so each such layer adds
+ * 3x (m = 4) or 7/9 (m = 2) of its weights to the loaded model, against
+ * issue 14's budget of file + 10 MiB at load. ResNet-18 (44.6 MiB file),
+ * per tile choice at 56x56 / 28x28 / 14x14: load peak over the file
+ * (bench_memory --sessions 4) and CPU ms per run at 1 thread batch 1 / 8
+ * (bench_inferd, taskset -c 1, alternated, medians of 8):
+ *   F4 / F4 / F2      13.7 MiB   28.4 / 180   (the first rule; 20.2 MiB
+ *                                              before W was packed from
+ *                                              the file as it is read)
+ *   F4 / F2 / F2       9.9 MiB   +1% / +2% on the line above (4 runs)
+ *   F4 / F4 / im2col   8.4 MiB   31.1 / 203
+ *   F2 / F2 / F2       8.6 MiB   30.9 / 202
+ *   F4 / im2col / F2   8.6 MiB   31.0 / 202
+ *   F4 / F2 / im2col   4.7 MiB   +1% / +4% on F4 / F4 / im2col (4 runs)
+ * Every choice that fits costs about the same (one layer group leaves its
+ * best tile), so the rule is the one with the most room: m = 4 from 28x28,
+ * smaller planes on im2col; m = 2 runs only when forced. INFERD_CONV_
+ * WINOGRAD=off (read at load, where the weights are transformed) keeps
+ * every layer on im2col; =f2 or =f4 forces that tile on every layer that
+ * fits, for benchmarks and tests. */
 #define WINOGRAD_MIN_CHANNELS 32
 #define WINOGRAD_F4_MIN_PLANE 784
-#define WINOGRAD_F2_MIN_PLANE 196
 
 static size_t winograd_tile_for(const op_node *node, const conv_state *st, const ifd_tensor *w)
 {
@@ -374,9 +390,70 @@ static size_t winograd_tile_for(const op_node *node, const conv_state *st, const
     if (gemm_kernel_isa() != GEMM_ISA_AVX512 || p.in_channels < WINOGRAD_MIN_CHANNELS ||
         p.out_channels < WINOGRAD_MIN_CHANNELS)
         return 0;
-    return p.out_plane >= WINOGRAD_F4_MIN_PLANE   ? 4
-           : p.out_plane >= WINOGRAD_F2_MIN_PLANE ? 2
-                                                  : 0;
+    return p.out_plane >= WINOGRAD_F4_MIN_PLANE ? 4 : 0;
+}
+
+/* Bytes of W one read from the mapped file brings in (as ops/gemm.c's B) */
+#define PACK_READ_BYTES ((size_t)64 << 10)
+
+/* Pack a float32 Conv W (group x m x k, k = in channels per group x taps)
+ * as it is read from the mapped model file (value_info.mapped_bytes), a
+ * block of output channels at a time, each read giving the file's pages
+ * back: the weight is never resident both as read and as packed (ResNet-
+ * 18's 512x512x3x3 layers, 9 MiB, were at load, and the Winograd filters
+ * of a layer on top). Blocks start on a sliver of the layout: Winograd's
+ * packs of consecutive sliver ranges make the whole, and so do the direct
+ * tiles' row blocks (kernels/row_blocks.h, each block's k columns in one
+ * piece); gemm_pack_a's layout is K panels of GEMM_PACK_KC, each a run of
+ * row slivers, so a block's packed rows are one contiguous piece of each
+ * panel, copied there. */
+static int pack_weights_from_file(op_node *node, conv_state *st, const value_info *wv,
+                                  size_t group, size_t m, size_t k, size_t taps, size_t per,
+                                  ifd_error *err)
+{
+    /* the layout's sliver height (the A sliver's: gemm_packed_a_floats pads
+     * m to it) */
+    bool gemm = !st->direct_w;
+    size_t unit = st->winograd_tile  ? WINOGRAD_PACK_ROWS
+                  : st->direct_small ? POINTWISE_SMALL_NB
+                  : st->direct_w     ? CONV_DIRECT_MR
+                                     : gemm_packed_a_floats(1, 1);
+    size_t rows = PACK_READ_BYTES / sizeof(float) / k / unit * unit;
+    if (rows < unit)
+        rows = unit;
+    if (rows > m)
+        rows = m;
+    float *buf = malloc(rows * k * sizeof(float) + 1);
+    float *part = gemm ? malloc(gemm_packed_a_floats(rows, k) * sizeof(float)) : NULL;
+    if (!buf || (gemm && !part)) {
+        free(buf);
+        free(part);
+        return op_prepare_fail(node, err, "out of memory packing W");
+    }
+    size_t mpad = gemm_packed_a_floats(m, 1);
+    for (size_t gi = 0; gi < group; gi++)
+        for (size_t r0 = 0; r0 < m; r0 += rows) {
+            size_t n = m - r0 < rows ? m - r0 : rows;
+            op_constant_read(wv, (gi * m + r0) * k * sizeof(float), n * k * sizeof(float), buf);
+            if (st->winograd_tile)
+                winograd_pack_channels(st->winograd_tile, m, k / taps, r0, n, buf, st->direct_w);
+            else if (st->direct_small)
+                pointwise_small_pack(n, k, buf, st->direct_w + r0 * k);
+            else if (st->direct_w)
+                conv_direct_pack(n, k, buf, st->direct_w + r0 * k);
+            if (!gemm)
+                continue;
+            gemm_pack_a(false, n, k, buf, k, part);
+            size_t npad = gemm_packed_a_floats(n, 1);
+            float *dst = st->packed_w + gi * per;
+            for (size_t p0 = 0; p0 < k; p0 += GEMM_PACK_KC) {
+                size_t kc = k - p0 < GEMM_PACK_KC ? k - p0 : GEMM_PACK_KC;
+                memcpy(dst + p0 * mpad + r0 * kc, part + p0 * npad, npad * kc * sizeof(float));
+            }
+        }
+    free(buf);
+    free(part);
+    return 0;
 }
 
 /* Pack float weights per group as the A operand of the group's product:
@@ -413,9 +490,19 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
         if (per == 0 || per > IFD_MAX_TENSOR_BYTES / sizeof(float))
             return op_prepare_fail(node, err, "W is too large to pack");
     }
+    /* W still in the mapped file (the loader set mapped_bytes: float32,
+     * unscaled). A dense Conv packs it block by block as it is read; a
+     * depthwise one keeps its plain weights, read whole into `plain` from
+     * the file when the loader left them uncopied (w->data NULL: unaligned)
+     * or else from w->data, the file's bytes in place */
+    const value_info *wv = node->inputs[st->w_index];
+    bool from_file = wv->mapped_bytes && w->dtype == IFD_FLOAT && !channel_scale;
+    bool streamed = from_file && st->kind == CONV && !depthwise;
+    bool read_whole = from_file && !streamed && !w->data;
     /* unscaled float32 weights pack straight from the constant: a converted
      * copy would hold the largest layer a third time while it packs */
-    bool in_place = w->dtype == IFD_FLOAT && !channel_scale && !depthwise;
+    bool in_place = (w->dtype == IFD_FLOAT && !channel_scale && !depthwise && !read_whole) ||
+                    streamed;
     float *plain = in_place ? NULL : malloc((size_t)count * sizeof(float) + 1);
     float *packed = malloc(per * group * sizeof(float));
     if ((!in_place && !plain) || !packed) {
@@ -427,8 +514,23 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
         st->direct_w = packed;
     else
         st->packed_w = packed;
+    st->packed_group_floats = per;
+    st->packed_m = m;
+    st->packed_k = k;
+    if (streamed) {
+        if (pack_weights_from_file(node, st, wv, group, m, k, taps, per, err) != 0)
+            return -1;
+        op_constant_packed(node, 1);
+        return 0;
+    }
+    if (read_whole)
+        for (size_t done = 0, bytes = (size_t)count * sizeof(float); done < bytes;) {
+            size_t len = bytes - done < PACK_READ_BYTES ? bytes - done : PACK_READ_BYTES;
+            op_constant_read(wv, done, len, (char *)plain + done);
+            done += len;
+        }
     size_t per_out_channel = (size_t)count / (size_t)w->dims[0];
-    for (int64_t i = 0; plain && i < count; i++) {
+    for (int64_t i = 0; plain && !read_whole && i < count; i++) {
         double v = tensor_get_double(w, (size_t)i);
         if (channel_scale)
             v *= channel_scale[(size_t)i / per_out_channel];
@@ -442,11 +544,8 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
         else
             gemm_pack_a(false, m, k, wg, k, st->packed_w + gi * per);
     }
-    if (st->winograd_tile && !winograd_pack(st->winograd_tile, m, k / taps, weights,
-                                            st->direct_w)) {
-        free(plain);
-        return op_prepare_fail(node, err, "out of memory packing W");
-    }
+    if (st->winograd_tile)
+        winograd_pack(st->winograd_tile, m, k / taps, weights, st->direct_w);
     if (direct && st->direct_small)
         pointwise_small_pack(m, k, weights, st->direct_w);
     else if (direct && !st->winograd_tile)
@@ -457,9 +556,6 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
     } else {
         free(plain);
     }
-    st->packed_group_floats = per;
-    st->packed_m = m;
-    st->packed_k = k;
     op_constant_packed(node, 1); /* run() reads W's shape, never its data */
     return 0;
 }

@@ -14,6 +14,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/gemm.h"
 #include "kernels/winograd.h"
@@ -111,7 +112,7 @@ static int check_shape(const shape *s, size_t tile, bool with_bias, bool with_re
     if (with_residual && out > 3)
         res[3] = NAN; /* NaN must reach Y through the clamp */
     kernel_epilogue e = {clamp, 0.0f, 6.0f};
-    CHECK(winograd_pack(tile, s->out_channels, s->channels, w, packed));
+    winograd_pack(tile, s->out_channels, s->channels, w, packed);
     winograd_conv wc = {.geo = &g, .tile = tile, .batch = s->batch,
                         .out_channels = s->out_channels, .x = x, .packed_w = packed,
                         .bias = with_bias ? bias : NULL, .residual = with_residual ? res : NULL,
@@ -234,8 +235,41 @@ static void test_winograd_declines_what_it_does_not_take(void)
     CHECK_EQ_INT(winograd_packed_floats(4, (size_t)1 << 40, (size_t)1 << 30), 0);
 }
 
+/* Packing a weight a few output channels at a time (ops/conv.c reads it so
+ * from the mapped file) gives winograd_pack's bytes: every range lands at
+ * its slivers and the pad of the last one is zero. 37 channels end in a
+ * sliver of 5; ranges of 8, 16 and the rest, and one channel range of 8 at
+ * a time. */
+static void test_winograd_pack_by_channel_ranges_matches_the_whole_pack(void)
+{
+    const size_t out = 37, in = 11, parts[2][3] = {{8, 16, 13}, {8, 8, 8}};
+    float *w = malloc(out * in * 9 * sizeof(float));
+    for (size_t i = 0; i < out * in * 9; i++)
+        w[i] = (float)((i * 61) % 103) / 51.0f - 1.0f;
+    for (size_t tile = 2; tile <= 4; tile += 2) {
+        size_t floats = winograd_packed_floats(tile, out, in);
+        float *whole = malloc(floats * sizeof(float)), *ranges = malloc(floats * sizeof(float));
+        winograd_pack(tile, out, in, w, whole);
+        for (int v = 0; v < 2; v++) {
+            for (size_t i = 0; i < floats; i++)
+                ranges[i] = NAN; /* every float must be written */
+            size_t first = 0;
+            for (int p = 0; first < out; p = p < 2 ? p + 1 : 2) {
+                size_t count = out - first < parts[v][p] ? out - first : parts[v][p];
+                winograd_pack_channels(tile, out, in, first, count, w + first * in * 9, ranges);
+                first += count;
+            }
+            CHECK(memcmp(whole, ranges, floats * sizeof(float)) == 0);
+        }
+        free(whole);
+        free(ranges);
+    }
+    free(w);
+}
+
 int main(void)
 {
+    RUN(test_winograd_pack_by_channel_ranges_matches_the_whole_pack);
     RUN(test_winograd_matches_the_definition_on_many_geometries);
     RUN(test_winograd_at_resnet_layer_size);
     RUN(test_winograd_declines_what_it_does_not_take);
