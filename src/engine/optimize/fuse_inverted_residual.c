@@ -184,25 +184,8 @@ ifd_status optimize_fuse_inverted_residual(ifd_model *m, ifd_error *err)
     for (size_t i = 0; st == IFD_OK && i < m->n_nodes; i++)
         if (!v.removed[i])
             st = try_block(&v, (int)i, err);
-    if (st == IFD_OK) {
-        size_t kept = 0;
-        for (size_t i = 0; i < m->n_nodes; i++) {
-            model_node *node = &m->nodes[i];
-            if (v.removed[i]) {
-                if (node->op.state && node->def && node->def->free_state)
-                    node->def->free_state(node->op.state);
-                node->op.state = NULL;
-                continue;
-            }
-            m->nodes[kept] = *node;
-            for (int k = 0; k < node->op.n_outputs; k++)
-                m->values[node->output_slots[k]].producer = (int)kept;
-            kept++;
-        }
-        m->n_nodes = kept;
-        for (size_t i = 0; i < m->n_values; i++)
-            m->values[i].last_use = -1;
-    }
+    if (st == IFD_OK)
+        graph_drop_nodes(m, v.removed);
     free(v.readers);
     free(v.reader);
     free(v.removed);

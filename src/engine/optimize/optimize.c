@@ -188,6 +188,27 @@ void graph_view_compact(graph_view *g)
             g->producer[m->nodes[n].output_slots[k]] = (int)n;
 }
 
+void graph_drop_nodes(ifd_model *m, const bool *removed)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        model_node *node = &m->nodes[i];
+        if (removed[i]) {
+            if (node->op.state && node->def && node->def->free_state)
+                node->def->free_state(node->op.state);
+            node->op.state = NULL;
+            continue;
+        }
+        m->nodes[kept] = *node;
+        for (int k = 0; k < node->op.n_outputs; k++)
+            m->values[node->output_slots[k]].producer = (int)kept;
+        kept++;
+    }
+    m->n_nodes = kept;
+    for (size_t i = 0; i < m->n_values; i++)
+        m->values[i].last_use = -1;
+}
+
 ifd_status graph_rewrite_from_end(ifd_model *m, const char *anchor,
                                   bool (*try_rewrite)(graph_view *g, int n), ifd_error *err)
 {

@@ -53,6 +53,11 @@ bool graph_value_is_scalar(const ifd_model *m, int slot, double want, double rel
 /* Drop removed nodes (freeing their operator state) and close the gaps,
  * keeping execution order. */
 void graph_view_compact(graph_view *g);
+/* Drop the nodes marked in removed (freeing their state), keep the rest in
+ * order, point each value at its producer's new index and clear the
+ * values' last use for the planner to compute again: how a fusion pass that
+ * kept its own marks ends. */
+void graph_drop_nodes(ifd_model *m, const bool *removed);
 
 /* ---- passes --------------------------------------------------------------- */
 

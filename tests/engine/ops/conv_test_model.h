@@ -146,6 +146,23 @@ static uint8_t *conv_model_build(const conv_case *c, const float *w, const float
 
 /* Largest |y - definition| of one run of m at this batch with these
  * session options (NULL: the defaults); -1 on failure. */
+/* The deterministic weights, biases and inputs (for up to `batch` images)
+ * every Conv path test feeds both paths; the caller frees the three. */
+static void conv_case_data(const conv_case *c, int64_t batch, float **w, float **b, float **x)
+{
+    size_t wn = (size_t)(c->out_channels * c->channels * c->kernel * c->kernel);
+    size_t in = (size_t)(batch * c->channels * c->size * c->size);
+    *w = malloc(wn * sizeof(float));
+    *b = malloc((size_t)c->out_channels * sizeof(float));
+    *x = malloc(in * sizeof(float));
+    for (size_t i = 0; i < wn; i++)
+        (*w)[i] = (float)((i * 53) % 97) / 48.0f - 1.0f;
+    for (int64_t i = 0; i < c->out_channels; i++)
+        (*b)[i] = 0.125f * (float)i;
+    for (size_t i = 0; i < in; i++)
+        (*x)[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+}
+
 static double conv_run_error(ifd_model *m, const conv_case *c, int64_t batch, const ifd_session_options *so,
                              const float *x, const float *w, const float *b)
 {

@@ -23,16 +23,8 @@
 
 static void check_case(const conv_case *c)
 {
-    size_t wn = (size_t)(c->out_channels * c->channels * c->kernel * c->kernel);
-    size_t in = (size_t)(MAX_BATCH * c->channels * c->size * c->size);
-    float *w = malloc(wn * sizeof(float)), *b = malloc((size_t)c->out_channels * sizeof(float));
-    float *x = malloc(in * sizeof(float));
-    for (size_t i = 0; i < wn; i++)
-        w[i] = (float)((i * 53) % 97) / 48.0f - 1.0f;
-    for (int64_t i = 0; i < c->out_channels; i++)
-        b[i] = 0.125f * (float)i;
-    for (size_t i = 0; i < in; i++)
-        x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    float *w, *b, *x;
+    conv_case_data(c, MAX_BATCH, &w, &b, &x);
     size_t len;
     uint8_t *buf = conv_model_build(c, w, b, &len);
     double tol = 1e-4 * (double)(c->channels * c->kernel * c->kernel);
