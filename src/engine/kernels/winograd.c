@@ -43,6 +43,13 @@
 /* channels whose rows are combined before any is read across */
 #define WINOGRAD_GROUP 4
 
+/* A lane's U block when filters are transformed per run aims at this many
+ * bytes, so that it and the tile block's V stay in L2 while the block's
+ * products read them. */
+#ifndef WINOGRAD_U_BLOCK_BYTES
+#define WINOGRAD_U_BLOCK_BYTES ((size_t)1 << 19)
+#endif
+
 /* The plan of one run, shared by every lane. */
 typedef struct wino_job {
     const winograd_conv *wc;
@@ -54,7 +61,15 @@ typedef struct wino_job {
     size_t tb_max;          /* tiles of the largest block */
     size_t packed_per;      /* floats of one packed U_xi */
     size_t tmp_pitch;       /* floats of one combined row */
-    size_t v_floats, m_floats, tmp_floats, zero_floats, rowbuf_floats, lane_floats;
+    /* two phases per tile block (winograd.h): the lanes share the input
+     * transform by channel groups and the rest by blocks of ob output
+     * channels; V, M and the runs are then one shared copy */
+    bool split;
+    size_t ob, out_blocks, groups;
+    size_t u_per;           /* floats of one U_xi of a per-run block */
+    size_t gemm_mr, gemm_mpad; /* gemm_w's sliver rows and padded rows */
+    size_t v_floats, m_floats, tmp_floats, zero_floats, s_floats, rowbuf_floats, runs_floats;
+    size_t u_floats, shared_floats, lane_floats;
 } wino_job;
 
 /* A run of tiles of one tile row inside a block: tiles [tx0, tx0 + count)
@@ -154,6 +169,19 @@ void winograd_pack(size_t m, size_t out_channels, size_t in_channels, const floa
     winograd_pack_channels(m, out_channels, in_channels, 0, out_channels, w, packed);
 }
 
+/* Sums parts into *total; false on overflow. */
+static bool add_ok(const size_t *parts, size_t n, size_t *total)
+{
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (sum > SIZE_MAX - parts[i])
+            return false;
+        sum += parts[i];
+    }
+    *total = sum;
+    return true;
+}
+
 static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
 {
     const conv_geometry *g = wc->geo;
@@ -169,11 +197,15 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
     job->pt = (size_t)g->pad[1];
     job->pl = (size_t)g->pad[2];
     size_t m = job->m, alpha = m + 2, alpha2 = alpha * alpha;
+    if (job->cin == 0 || job->cout == 0)
+        return false;
     job->th = (job->oh + m - 1) / m;
     job->tw = (job->ow + m - 1) / m;
     size_t rows;
     if (!mul_ok(wc->batch, job->th, &rows) || !mul_ok(rows, job->tw, &job->tiles))
         return false;
+    if (threads < 1)
+        threads = 1;
     /* tiles whose V and M fit the block budget, a multiple of the product
      * tile's 48 columns where that many fit */
     size_t bytes_per_tile = alpha2 * (job->cin + job->cout) * sizeof(float);
@@ -182,27 +214,58 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
     want = want < WINOGRAD_MIN_TILES ? WINOGRAD_MIN_TILES
            : want > WINOGRAD_MAX_TILES ? WINOGRAD_MAX_TILES
                                        : want;
-    if (threads < 1)
-        threads = 1;
-    /* every thread gets a block when there are tiles enough */
-    if ((job->tiles + want - 1) / want < threads)
-        want = round16((job->tiles + threads - 1) / threads);
-    else if (job->tiles < 2 * want && threads == 1)
+    size_t tile_blocks = (job->tiles + want - 1) / want;
+    /* per-run filters must be split by output channels (each lane
+     * transforms its own); packed ones are when the tiles are too few to
+     * give every lane two blocks of its own */
+    job->split = !wc->packed_w || (threads > 1 && tile_blocks < 2 * threads);
+    if (job->split || threads == 1) {
         /* one block rather than a full one and a thin one: a thin block
          * streams all of U for a few tiles and fills few lanes (one image
          * of 28x28 under F(4x4) is 49 tiles: 48 + 1 costs less than
          * 32 + 17) */
-        want = job->tiles;
+        if (job->tiles < 2 * want)
+            want = job->tiles;
+    } else if (tile_blocks < threads) {
+        /* every thread gets a block */
+        want = round16((job->tiles + threads - 1) / threads);
+    }
     job->tiles_per_block = want < job->tiles ? want : job->tiles;
     if (job->tiles_per_block == 0)
         return false;
     job->blocks = (job->tiles + job->tiles_per_block - 1) / job->tiles_per_block;
-    job->lanes = job->blocks < threads ? job->blocks : threads;
     job->tb_max = job->tiles_per_block;
     job->packed_per = round_mr(job->cout) * job->cin;
+    job->groups = (job->cin + WINOGRAD_GROUP - 1) / WINOGRAD_GROUP;
+    if (job->split) {
+        /* output blocks of whole slivers: per-run ones sized for L2, packed
+         * ones a sliver each; as many per lane */
+        size_t slivers = round_mr(job->cout) / WINOGRAD_MR, per_sliver = 1;
+        if (!wc->packed_w) {
+            size_t bytes = alpha2 * WINOGRAD_MR * job->cin * sizeof(float);
+            per_sliver = WINOGRAD_U_BLOCK_BYTES / bytes;
+            per_sliver = per_sliver < 1 ? 1 : per_sliver;
+        }
+        size_t nb = (slivers + per_sliver - 1) / per_sliver;
+        size_t lanes = threads < slivers ? threads : slivers;
+        nb = (nb + lanes - 1) / lanes * lanes;
+        job->ob = (slivers + nb - 1) / nb * WINOGRAD_MR;
+        job->out_blocks = (job->cout + job->ob - 1) / job->ob;
+        job->lanes = lanes < job->out_blocks ? lanes : job->out_blocks;
+        if (!wc->packed_w) {
+            job->gemm_mr = gemm_packed_a_floats(1, 1);
+            job->gemm_mpad = gemm_packed_a_floats(job->cout, 1);
+            if (!mul_ok(job->ob, job->cin, &job->u_per) ||
+                !mul_ok(job->u_per, alpha2, &job->u_floats))
+                return false;
+            job->u_floats = round16(job->u_floats);
+        }
+    } else {
+        job->lanes = job->blocks < threads ? job->blocks : threads;
+    }
     /* a combined row holds the padded image row: m * tw + 2 columns */
     job->tmp_pitch = round16(m * job->tw + 2);
-    size_t v, mm, s, tail;
+    size_t v, mm, s;
     if (!mul_ok(alpha2 * job->cin, job->tb_max, &v) ||
         !mul_ok(alpha2 * job->cout, job->tb_max, &mm) ||
         !mul_ok((alpha * m + m * m), job->tb_max, &s))
@@ -211,27 +274,83 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
     job->m_floats = round16(mm);
     job->tmp_floats = WINOGRAD_GROUP * alpha * job->tmp_pitch + WINOGRAD_ROW_SLACK;
     job->zero_floats = round16(job->iw);
+    job->s_floats = round16(s);
     job->rowbuf_floats = round16(m * job->tw);
     /* a block of tb tiles has at most tb / tw + 2 runs */
-    tail = round16((job->tb_max + 2) * sizeof(tile_run) / sizeof(float));
-    size_t total = job->v_floats;
-    size_t parts[] = {job->m_floats, job->tmp_floats, job->zero_floats, round16(s),
-                      job->rowbuf_floats, tail};
-    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-        if (total > SIZE_MAX - parts[i])
+    job->runs_floats = round16((job->tb_max + 2) * sizeof(tile_run) / sizeof(float));
+    size_t shared[] = {job->v_floats, job->m_floats, job->runs_floats};
+    size_t lane[] = {job->tmp_floats, job->zero_floats, job->s_floats, job->rowbuf_floats,
+                     job->u_floats};
+    if (!add_ok(lane, sizeof(lane) / sizeof(lane[0]), &job->lane_floats) ||
+        !add_ok(shared, sizeof(shared) / sizeof(shared[0]), &job->shared_floats))
+        return false;
+    if (!job->split) {
+        /* every lane its own V, M and runs */
+        size_t both[] = {job->lane_floats, job->shared_floats};
+        if (!add_ok(both, 2, &job->lane_floats))
             return false;
-        total += parts[i];
+        job->shared_floats = 0;
     }
-    job->lane_floats = total;
     return true;
 }
+
+/* Where a lane's buffers sit in the scratch: the shared part first, then
+ * lane after lane. */
+typedef struct wino_bufs {
+    float *v, *mm, *tmp, *zero, *s, *yb, *rowbuf, *u;
+    tile_run *runs;
+} wino_bufs;
+
+static wino_bufs bufs_of(const wino_job *job, float *scratch, size_t lane)
+{
+    wino_bufs b;
+    float *p = scratch + job->shared_floats + lane * job->lane_floats;
+    float *sh = job->split ? scratch : p + job->tmp_floats + job->zero_floats + job->s_floats +
+                                           job->rowbuf_floats + job->u_floats;
+    b.tmp = p;
+    b.zero = b.tmp + job->tmp_floats;
+    b.s = b.zero + job->zero_floats;
+    b.yb = b.s + (job->m + 2) * job->m * job->tb_max;
+    b.rowbuf = b.s + job->s_floats;
+    b.u = b.rowbuf + job->rowbuf_floats;
+    b.v = sh;
+    b.mm = b.v + job->v_floats;
+    b.runs = (tile_run *)(void *)(b.mm + job->m_floats);
+    return b;
+}
+
+/* The runs of tiles [f0, f1) of the batch, counted image by image, row by
+ * row; returns how many. */
+static size_t block_runs(const wino_job *job, size_t f0, size_t f1, tile_run *runs)
+{
+    size_t n_runs = 0, tw = job->tw;
+    for (size_t f = f0; f < f1;) {
+        size_t g = f / tw, tx = f % tw, count = tw - tx < f1 - f ? tw - tx : f1 - f;
+        runs[n_runs++] = (tile_run){g / job->th, g % job->th, tx, count, f - f0};
+        f += count;
+    }
+    return n_runs;
+}
+
+/* G of F(2x2) and F(4x4) in float, for the filters transformed per run */
+static const float g2f[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+static const float g4f[6][3] = {{1.0f / 4, 0, 0},
+                                {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                                {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                                {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                                {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                                {0, 0, 1}};
 
 bool winograd_scratch_floats(const winograd_conv *wc, size_t threads, size_t *floats)
 {
     wino_job job;
     if (!plan(wc, threads, &job))
         return false;
-    return mul_ok(job.lane_floats, job.lanes, floats);
+    size_t lanes;
+    if (!mul_ok(job.lane_floats, job.lanes, &lanes) || lanes > SIZE_MAX - job.shared_floats)
+        return false;
+    *floats = job.shared_floats + lanes;
+    return true;
 }
 
 /* ---- the three copies of the body --------------------------------------------- */
@@ -412,10 +531,28 @@ __attribute__((target("avx512f,fma"))) static void product_tiles_avx512(const fl
 #undef SFX
 #endif
 
+typedef struct wino_isa {
+    void (*block)(const wino_job *, size_t, size_t, const wino_bufs *);
+    void (*inputs)(const wino_job *, const tile_run *, size_t, size_t, size_t, size_t,
+                   const wino_bufs *);
+    void (*outputs)(const wino_job *, const tile_run *, size_t, size_t, size_t, size_t,
+                    const float *, size_t, const wino_bufs *);
+    void (*filters)(const wino_job *, size_t, size_t, float *);
+} wino_isa;
+
+#define ISA_OF(sfx) {run_block##sfx, inputs##sfx, outputs##sfx, filters##sfx}
+static const wino_isa isa_generic = ISA_OF(_generic);
+#ifdef WINOGRAD_X86
+static const wino_isa isa_avx2 = ISA_OF(_avx2), isa_avx512 = ISA_OF(_avx512);
+#endif
+
 typedef struct wino_run {
     const wino_job *job;
     float *scratch;
-    void (*block)(const wino_job *, size_t, size_t, float *);
+    const wino_isa *isa;
+    /* the split plan's current tile block */
+    size_t tb, n_runs;
+    const tile_run *runs;
 } wino_run;
 
 /* Lanes take contiguous runs of blocks, so an image's rows stay on one core
@@ -425,15 +562,62 @@ static void run_lanes(void *arg, size_t begin, size_t end)
     const wino_run *run = arg;
     const wino_job *job = run->job;
     for (size_t lane = begin; lane < end; lane++) {
-        float *scratch = run->scratch + lane * job->lane_floats;
+        wino_bufs b = bufs_of(job, run->scratch, lane);
         size_t b0 = job->blocks * lane / job->lanes, b1 = job->blocks * (lane + 1) / job->lanes;
-        for (size_t b = b0; b < b1; b++) {
-            size_t f0 = b * job->tiles_per_block;
+        for (size_t blk = b0; blk < b1; blk++) {
+            size_t f0 = blk * job->tiles_per_block;
             size_t f1 = job->tiles - f0 < job->tiles_per_block ? job->tiles
                                                                : f0 + job->tiles_per_block;
-            run->block(job, f0, f1, scratch);
+            run->isa->block(job, f0, f1, &b);
         }
     }
+}
+
+/* Split plan, first phase: lane l transforms its share of the channel
+ * groups. */
+static void split_inputs(void *arg, size_t begin, size_t end)
+{
+    const wino_run *run = arg;
+    const wino_job *job = run->job;
+    for (size_t lane = begin; lane < end; lane++) {
+        wino_bufs b = bufs_of(job, run->scratch, lane);
+        size_t g0 = job->groups * lane / job->lanes, g1 = job->groups * (lane + 1) / job->lanes;
+        run->isa->inputs(job, run->runs, run->n_runs, g0, g1, run->tb, &b);
+    }
+}
+
+/* Second phase: lane l takes its share of the output blocks, transforming
+ * each block's filters first when they are not packed. */
+static void split_outputs(void *arg, size_t begin, size_t end)
+{
+    const wino_run *run = arg;
+    const wino_job *job = run->job;
+    const winograd_conv *wc = job->wc;
+    for (size_t lane = begin; lane < end; lane++) {
+        wino_bufs b = bufs_of(job, run->scratch, lane);
+        size_t k0 = job->out_blocks * lane / job->lanes;
+        size_t k1 = job->out_blocks * (lane + 1) / job->lanes;
+        for (size_t k = k0; k < k1; k++) {
+            size_t o0 = k * job->ob, o1 = job->cout - o0 < job->ob ? job->cout : o0 + job->ob;
+            if (wc->packed_w) {
+                run->isa->outputs(job, run->runs, run->n_runs, o0, o1, run->tb,
+                                  wc->packed_w + o0 * job->cin, job->packed_per, &b);
+            } else {
+                run->isa->filters(job, o0, o1, b.u);
+                run->isa->outputs(job, run->runs, run->n_runs, o0, o1, run->tb, b.u, job->u_per,
+                                  &b);
+            }
+        }
+    }
+}
+
+static void run_phase(threadpool *pool, const wino_job *job, void (*fn)(void *, size_t, size_t),
+                      wino_run *run)
+{
+    if (job->lanes <= 1 || !pool)
+        fn(run, 0, job->lanes);
+    else
+        threadpool_parallel_for(pool, job->lanes, 1, fn, run);
 }
 
 void winograd_conv_f32(const winograd_conv *wc, float *scratch, threadpool *pool)
@@ -442,16 +626,25 @@ void winograd_conv_f32(const winograd_conv *wc, float *scratch, threadpool *pool
     wino_job job;
     if (!plan(wc, threads, &job) || job.blocks == 0)
         return; /* winograd_scratch_floats failed on the same plan first */
-    wino_run run = {&job, scratch, run_block_generic};
+    wino_run run = {&job, scratch, &isa_generic, 0, 0, NULL};
 #ifdef WINOGRAD_X86
     gemm_isa isa = gemm_kernel_isa();
     if (isa == GEMM_ISA_AVX512)
-        run.block = run_block_avx512;
+        run.isa = &isa_avx512;
     else if (isa == GEMM_ISA_AVX2)
-        run.block = run_block_avx2;
+        run.isa = &isa_avx2;
 #endif
-    if (job.lanes <= 1)
-        run_lanes(&run, 0, 1);
-    else
-        threadpool_parallel_for(pool, job.lanes, 1, run_lanes, &run);
+    if (!job.split) {
+        run_phase(pool, &job, run_lanes, &run);
+        return;
+    }
+    wino_bufs shared = bufs_of(&job, scratch, 0);
+    for (size_t f0 = 0; f0 < job.tiles; f0 += job.tiles_per_block) {
+        size_t f1 = job.tiles - f0 < job.tiles_per_block ? job.tiles : f0 + job.tiles_per_block;
+        run.n_runs = block_runs(&job, f0, f1, shared.runs);
+        run.runs = shared.runs;
+        run.tb = f1 - f0;
+        run_phase(pool, &job, split_inputs, &run);
+        run_phase(pool, &job, split_outputs, &run);
+    }
 }

@@ -22,6 +22,16 @@
  * for the product tile's 48 columns, and are the work items the threads
  * share.
  *
+ * A layer whose transformed filters would cost too much memory (4x or 16/9
+ * of W, held for the model's life) can instead hand over W as gemm_pack_a
+ * packed it (gemm_w): the filters are then transformed at each run, one
+ * block of output channels at a time into a lane's scratch, right before
+ * that block's products read them from L2. Such a run, and a run of few
+ * tiles on several threads, goes block by block in two phases: the
+ * threads share the input transform by channel groups, then the products
+ * and output transforms by blocks of output channels, so one image's 16 or
+ * 49 tiles still split evenly.
+ *
  * Thread safety: pure functions on caller memory; winograd_conv_f32 splits
  * its blocks over `pool` (which may be NULL).
  */
@@ -62,7 +72,9 @@ typedef struct winograd_conv {
     size_t tile;              /* m: 2 or 4, as packed */
     size_t batch, out_channels;
     const float *x;           /* batch x channels x image */
-    const float *packed_w;    /* winograd_pack */
+    const float *packed_w;    /* winograd_pack, or NULL: then gemm_w */
+    const float *gemm_w;      /* W (out_channels x in_channels*9) as gemm_pack_a
+                               * packed it, transformed at each run */
     const float *bias;        /* out_channels entries or NULL */
     const float *residual;    /* shaped like y, or NULL */
     float *y;                 /* batch x out_channels x out */

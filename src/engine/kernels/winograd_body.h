@@ -15,42 +15,41 @@
  * applied before the one store.
  */
 
-/* F(4x4, 3x3): B^T (6 x 6) on six rows d0..d5. */
+/* F(4x4, 3x3): B^T (6 x 6) on the six inputs a0..a5 of tile t, for the
+ * two ways they are read: down six rows (bt6) and along one row (bt6_row). */
+TARGET static inline void SFX(bt6_at)(float a0, float a1, float a2, float a3, float a4, float a5,
+                                      float *restrict o0, float *restrict o1,
+                                      float *restrict o2, float *restrict o3,
+                                      float *restrict o4, float *restrict o5, size_t t)
+{
+    float p = a4 - 4.0f * a2, q = a3 - 4.0f * a1;
+    float r = a4 - a2, s = 2.0f * (a3 - a1);
+    o0[t] = 4.0f * a0 - 5.0f * a2 + a4;
+    o1[t] = p + q;
+    o2[t] = p - q;
+    o3[t] = r + s;
+    o4[t] = r - s;
+    o5[t] = 4.0f * a1 - 5.0f * a3 + a5;
+}
+
 TARGET static void SFX(bt6)(const float *restrict d0, const float *restrict d1,
                             const float *restrict d2, const float *restrict d3,
                             const float *restrict d4, const float *restrict d5,
                             float *restrict o0, float *restrict o1, float *restrict o2,
                             float *restrict o3, float *restrict o4, float *restrict o5, size_t n)
 {
-    for (size_t t = 0; t < n; t++) {
-        float a0 = d0[t], a1 = d1[t], a2 = d2[t], a3 = d3[t], a4 = d4[t], a5 = d5[t];
-        float p = a4 - 4.0f * a2, q = a3 - 4.0f * a1;
-        float r = a4 - a2, s = 2.0f * (a3 - a1);
-        o0[t] = 4.0f * a0 - 5.0f * a2 + a4;
-        o1[t] = p + q;
-        o2[t] = p - q;
-        o3[t] = r + s;
-        o4[t] = r - s;
-        o5[t] = 4.0f * a1 - 5.0f * a3 + a5;
-    }
+    for (size_t t = 0; t < n; t++)
+        SFX(bt6_at)(d0[t], d1[t], d2[t], d3[t], d4[t], d5[t], o0, o1, o2, o3, o4, o5, t);
 }
 
-/* The same B^T across a row: tile t reads row[4t .. 4t+5]. */
+/* Tile t reads row[4t .. 4t+5]. */
 TARGET static void SFX(bt6_row)(const float *restrict row, float *restrict o0, float *restrict o1,
                                 float *restrict o2, float *restrict o3, float *restrict o4,
                                 float *restrict o5, size_t n)
 {
     for (size_t t = 0; t < n; t++) {
         const float *d = row + 4 * t;
-        float a0 = d[0], a1 = d[1], a2 = d[2], a3 = d[3], a4 = d[4], a5 = d[5];
-        float p = a4 - 4.0f * a2, q = a3 - 4.0f * a1;
-        float r = a4 - a2, s = 2.0f * (a3 - a1);
-        o0[t] = 4.0f * a0 - 5.0f * a2 + a4;
-        o1[t] = p + q;
-        o2[t] = p - q;
-        o3[t] = r + s;
-        o4[t] = r - s;
-        o5[t] = 4.0f * a1 - 5.0f * a3 + a5;
+        SFX(bt6_at)(d[0], d[1], d[2], d[3], d[4], d[5], o0, o1, o2, o3, o4, o5, t);
     }
 }
 
@@ -278,43 +277,118 @@ TARGET static void SFX(output_tiles)(const wino_job *job, const tile_run *runs,
     }
 }
 
-/* One block: tiles [f0, f1) of the whole batch, counted image by image,
- * row by row. */
-TARGET static void SFX(run_block)(const wino_job *job, size_t f0, size_t f1, float *lane)
+/* Input transform of channel groups [g0, g1) (of WINOGRAD_GROUP channels)
+ * of a block's runs into V. */
+TARGET static void SFX(inputs)(const wino_job *job, const tile_run *runs, size_t n_runs,
+                               size_t g0, size_t g1, size_t tb, const wino_bufs *b)
 {
-    const winograd_conv *wc = job->wc;
-    size_t m = job->m, alpha = m + 2, alpha2 = alpha * alpha;
-    size_t tb = f1 - f0, tw = job->tw;
-    size_t cin = job->cin, cout = job->cout;
-    float *v = lane, *mm = v + job->v_floats, *tmp = mm + job->m_floats;
-    float *zero = tmp + job->tmp_floats, *s = zero + job->zero_floats;
-    float *yb = s + alpha * m * job->tb_max, *rowbuf = yb + m * m * job->tb_max;
-    tile_run *runs = (tile_run *)(void *)(rowbuf + job->rowbuf_floats);
+    size_t cin = job->cin;
     /* the padding columns of tmp and the zero row are read, never written */
-    memset(tmp, 0, (job->tmp_floats + job->zero_floats) * sizeof(float));
-    size_t n_runs = 0;
-    for (size_t f = f0; f < f1;) {
-        size_t g = f / tw, tx = f % tw, count = tw - tx < f1 - f ? tw - tx : f1 - f;
-        runs[n_runs++] = (tile_run){g / job->th, g % job->th, tx, count, f - f0};
-        f += count;
-    }
+    memset(b->tmp, 0, (job->tmp_floats + job->zero_floats) * sizeof(float));
     /* channel groups outside, runs inside: a group's rows of V (36 x 4
      * x tb floats under F(4x4)) are then completed while they are in L1,
      * where run by run each run's piece of a line came back from L2 */
-    for (size_t c = 0; c < cin; c += WINOGRAD_GROUP)
+    for (size_t gi = g0; gi < g1; gi++) {
+        size_t c = gi * WINOGRAD_GROUP;
         for (size_t k = 0; k < n_runs; k++)
             SFX(input_tiles)(job, &runs[k], c,
-                             c + WINOGRAD_GROUP < cin ? c + WINOGRAD_GROUP : cin, tb, v, tmp,
-                             zero);
-    size_t per = job->packed_per;
+                             c + WINOGRAD_GROUP < cin ? c + WINOGRAD_GROUP : cin, tb, b->v,
+                             b->tmp, b->zero);
+    }
+}
+
+/* The products of output channels [o0, o1) (o0 on a sliver) over the whole
+ * block, from U_xi's rows for them at u + xi * u_per, then their output
+ * transforms into Y. */
+TARGET static void SFX(outputs)(const wino_job *job, const tile_run *runs, size_t n_runs,
+                                size_t o0, size_t o1, size_t tb, const float *u, size_t u_per,
+                                const wino_bufs *b)
+{
+    size_t alpha = job->m + 2, alpha2 = alpha * alpha, cin = job->cin, cout = job->cout;
     for (size_t xi = 0; xi < alpha2; xi++) {
+        const float *v = b->v + xi * cin * tb;
+        float *mo = b->mm + xi * cout * tb + o0 * tb;
 #ifdef PRODUCT
-        PRODUCT(wc->packed_w + xi * per, v + xi * cin * tb, mm + xi * cout * tb, cout, cin, tb);
+        PRODUCT(u + xi * u_per, v, mo, o1 - o0, cin, tb);
 #else
-        SFX(product)(wc->packed_w + xi * per, v + xi * cin * tb, mm + xi * cout * tb, cout, cin,
-                     tb);
+        SFX(product)(u + xi * u_per, v, mo, o1 - o0, cin, tb);
 #endif
     }
-    for (size_t o = 0; o < cout; o++)
-        SFX(output_tiles)(job, runs, n_runs, o, tb, mm, s, yb, rowbuf);
+    for (size_t o = o0; o < o1; o++)
+        SFX(output_tiles)(job, runs, n_runs, o, tb, b->mm, b->s, b->yb, b->rowbuf);
+}
+
+/* U = G g G^T of one input channel for a sliver of output channels: g
+ * holds the 9 taps, each as WINOGRAD_MR channels side by side; U_xi's
+ * WINOGRAD_MR floats go to u + xi * per. alpha is a constant at each call,
+ * so the loops unroll into vector arithmetic across the sliver. */
+TARGET static inline void SFX(filter_point)(size_t alpha, const float (*gm)[3],
+                                            const float *restrict g, float *restrict u,
+                                            size_t per)
+{
+    float t[6][3][WINOGRAD_MR];
+    for (size_t a = 0; a < alpha; a++)
+        for (size_t l = 0; l < 3; l++)
+            for (size_t r = 0; r < WINOGRAD_MR; r++)
+                t[a][l][r] = gm[a][0] * g[l * WINOGRAD_MR + r] +
+                             gm[a][1] * g[(3 + l) * WINOGRAD_MR + r] +
+                             gm[a][2] * g[(6 + l) * WINOGRAD_MR + r];
+    for (size_t a = 0; a < alpha; a++)
+        for (size_t bb = 0; bb < alpha; bb++) {
+            float *restrict d = u + (a * alpha + bb) * per;
+            for (size_t r = 0; r < WINOGRAD_MR; r++)
+                d[r] = t[a][0][r] * gm[bb][0] + t[a][1][r] * gm[bb][1] + t[a][2][r] * gm[bb][2];
+        }
+}
+
+/* Output channels [o0, o1) (o0 on a sliver) of gemm_w transformed into
+ * winograd_pack's sliver layout at u, U_xi at u + xi * job->u_per.
+ * gemm_pack_a's layout: K (= Cin x 9) in panels of GEMM_PACK_KC columns,
+ * each panel a run of gemm_mr-row slivers stored column by column, so one
+ * row's taps sit gemm_mr floats apart inside a panel. */
+TARGET static void SFX(filters)(const wino_job *job, size_t o0, size_t o1, float *u)
+{
+    size_t cin = job->cin, k = cin * 9, mr = job->gemm_mr, mpad = job->gemm_mpad;
+    size_t alpha = job->m + 2, per = job->u_per;
+    const float *gw = job->wc->gemm_w;
+    static const float none = 0.0f;
+    for (size_t s0 = o0; s0 < o1; s0 += WINOGRAD_MR) {
+        const float *src[WINOGRAD_MR] = {0};
+        size_t step[WINOGRAD_MR] = {0};
+        float g[9 * WINOGRAD_MR];
+        float *dst = u + (s0 - o0) * cin;
+        size_t next = 0;
+        for (size_t c = 0, kk = 0; c < cin; c++) {
+            for (size_t tap = 0; tap < 9; tap++, kk++) {
+                if (kk == next) {
+                    /* a new panel: each row's first tap in it */
+                    size_t kc = k - kk < GEMM_PACK_KC ? k - kk : GEMM_PACK_KC;
+                    for (size_t r = 0; r < WINOGRAD_MR; r++) {
+                        size_t o = s0 + r;
+                        src[r] = o < o1 ? gw + kk * mpad + o / mr * mr * kc + o % mr : &none;
+                        step[r] = o < o1 ? mr : 0;
+                    }
+                    next = kk + kc;
+                }
+                for (size_t r = 0; r < WINOGRAD_MR; r++) {
+                    g[tap * WINOGRAD_MR + r] = *src[r];
+                    src[r] += step[r];
+                }
+            }
+            if (alpha == 6)
+                SFX(filter_point)(6, g4f, g, dst + c * WINOGRAD_MR, per);
+            else
+                SFX(filter_point)(4, g2f, g, dst + c * WINOGRAD_MR, per);
+        }
+    }
+}
+
+/* One block of the tile plan: tiles [f0, f1) of the whole batch, on one
+ * lane, over the filters packed at load. */
+TARGET static void SFX(run_block)(const wino_job *job, size_t f0, size_t f1, const wino_bufs *b)
+{
+    size_t n_runs = block_runs(job, f0, f1, b->runs);
+    SFX(inputs)(job, b->runs, n_runs, 0, job->groups, f1 - f0, b);
+    SFX(outputs)(job, b->runs, n_runs, 0, job->cout, f1 - f0, job->wc->packed_w,
+                 job->packed_per, b);
 }

@@ -83,7 +83,7 @@ static void reference(const shape *s, const conv_geometry *g, const float *x, co
 /* Runs one shape; returns the number of mismatches and raises *worst to
  * the largest error relative to the magnitude of the sum. */
 static int check_shape(const shape *s, size_t tile, bool with_bias, bool with_residual,
-                       bool clamp, threadpool *pool, double *worst)
+                       bool clamp, bool per_run, threadpool *pool, double *worst)
 {
     conv_geometry g = geometry(s);
     if (!winograd_fits(&g)) {
@@ -112,9 +112,13 @@ static int check_shape(const shape *s, size_t tile, bool with_bias, bool with_re
     if (with_residual && out > 3)
         res[3] = NAN; /* NaN must reach Y through the clamp */
     kernel_epilogue e = {clamp, 0.0f, 6.0f};
+    size_t k = s->channels * 9;
+    float *gemm_w = malloc(gemm_packed_a_floats(s->out_channels, k) * sizeof(float));
     winograd_pack(tile, s->out_channels, s->channels, w, packed);
+    gemm_pack_a(false, s->out_channels, k, w, k, gemm_w);
     winograd_conv wc = {.geo = &g, .tile = tile, .batch = s->batch,
-                        .out_channels = s->out_channels, .x = x, .packed_w = packed,
+                        .out_channels = s->out_channels, .x = x,
+                        .packed_w = per_run ? NULL : packed, .gemm_w = per_run ? gemm_w : NULL,
                         .bias = with_bias ? bias : NULL, .residual = with_residual ? res : NULL,
                         .y = y, .epilogue = e};
     size_t floats;
@@ -135,15 +139,16 @@ static int check_shape(const shape *s, size_t tile, bool with_bias, bool with_re
             *worst = err;
         /* float32 F(4x4) rounds to ~1e-5 of the magnitude, F(2x2) less */
         if (!(err <= 2e-5)) {
-            fprintf(stderr, "F(%zu) %zux%lldx%lld -> %zu pads %lld,%lld,%lld,%lld batch %zu: "
+            fprintf(stderr, "F(%zu)%s %zux%lldx%lld -> %zu pads %lld,%lld,%lld,%lld batch %zu: "
                             "y[%zu] = %g, expected %g\n",
-                    tile, s->channels, (long long)s->h, (long long)s->w, s->out_channels,
+                    tile, per_run ? " per run" : "", s->channels, (long long)s->h, (long long)s->w, s->out_channels,
                     (long long)s->pad_t, (long long)s->pad_l, (long long)s->pad_b,
                     (long long)s->pad_r, s->batch, i, y[i], want[i]);
             bad = 1;
         }
     }
     free(x); free(w); free(bias); free(res); free(y); free(want); free(mag); free(packed);
+    free(gemm_w);
     free(scratch);
     return bad;
 }
@@ -169,27 +174,29 @@ static void test_winograd_matches_the_definition_on_many_geometries(void)
     size_t kernels = gemm_kernel_names(names, 3);
     const char *first = gemm_kernel_name();
     threadpool *pool = threadpool_create(2);
-    for (size_t tile = 2; tile <= 4; tile += 2) {
-        double worst = 0.0;
-        for (size_t kn = 0; kn < kernels; kn++) {
-            CHECK(gemm_use_kernel(names[kn]));
-            for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
-                for (int extras = 0; extras < 8; extras++) {
-                    /* the large shapes on the slower kernels plain and with
-                     * everything only, to keep the test short */
-                    const shape *sh = &shapes[i];
-                    if (kn > 0 && extras != 0 && extras != 7 &&
-                        sh->batch * sh->out_channels * (size_t)(sh->h * sh->w) > 20000)
-                        continue;
-                    bool bias = extras & 1, residual = extras & 2, clamp = extras & 4;
-                    CHECK(check_shape(&shapes[i], tile, bias, residual, clamp, NULL, &worst) ==
-                          0);
-                    CHECK(check_shape(&shapes[i], tile, bias, residual, clamp, pool, &worst) ==
-                          0);
-                }
+    for (size_t tile = 2; tile <= 4; tile += 2)
+        for (int per_run = 0; per_run < 2; per_run++) {
+            double worst = 0.0;
+            for (size_t kn = 0; kn < kernels; kn++) {
+                CHECK(gemm_use_kernel(names[kn]));
+                for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+                    for (int extras = 0; extras < 8; extras++) {
+                        /* the large shapes on the slower kernels plain and
+                         * with everything only, to keep the test short */
+                        const shape *sh = &shapes[i];
+                        if (kn > 0 && extras != 0 && extras != 7 &&
+                            sh->batch * sh->out_channels * (size_t)(sh->h * sh->w) > 20000)
+                            continue;
+                        bool bias = extras & 1, residual = extras & 2, clamp = extras & 4;
+                        CHECK(check_shape(sh, tile, bias, residual, clamp, per_run, NULL,
+                                          &worst) == 0);
+                        CHECK(check_shape(sh, tile, bias, residual, clamp, per_run, pool,
+                                          &worst) == 0);
+                    }
+            }
+            printf("F(%zux%zu, 3x3)%s: largest error %.3g of sum |w x|\n", tile, tile,
+                   per_run ? ", filters transformed per run" : "", worst);
         }
-        printf("F(%zux%zu, 3x3): largest error %.3g of sum |w x|\n", tile, tile, worst);
-    }
     CHECK(gemm_use_kernel(first));
     threadpool_free(pool);
 }
@@ -200,9 +207,35 @@ static void test_winograd_at_resnet_layer_size(void)
     shape s = {1, 64, 64, 56, 56, 1, 1, 1, 1};
     threadpool *pool = threadpool_create(2);
     double worst = 0.0;
-    CHECK(check_shape(&s, 4, true, true, true, pool, &worst) == 0);
-    CHECK(check_shape(&s, 2, true, false, false, NULL, &worst) == 0);
+    CHECK(check_shape(&s, 4, true, true, true, false, pool, &worst) == 0);
+    CHECK(check_shape(&s, 2, true, false, false, false, NULL, &worst) == 0);
     printf("56x56x64: largest error %.3g of sum |w x|\n", worst);
+    threadpool_free(pool);
+}
+
+/* ResNet-18's 14x14x256 and 7x7x512 layers with the filters transformed per
+ * run (ops/conv.c's choice for them, W held only as the GEMM packed it):
+ * several output blocks per lane, one image's 16 or 49 tiles shared by two
+ * threads through the output blocks; on every GEMM kernel this CPU has. */
+static void test_winograd_per_run_at_resnet_small_plane_sizes(void)
+{
+    shape s14 = {1, 256, 256, 14, 14, 1, 1, 1, 1}, s7 = {1, 512, 512, 7, 7, 1, 1, 1, 1};
+    shape s14b = {2, 256, 256, 14, 14, 1, 1, 1, 1};
+    const char *names[3];
+    size_t kernels = gemm_kernel_names(names, 3);
+    const char *first = gemm_kernel_name();
+    threadpool *pool = threadpool_create(2);
+    double worst = 0.0;
+    for (size_t kn = 0; kn < kernels; kn++) {
+        CHECK(gemm_use_kernel(names[kn]));
+        CHECK(check_shape(&s14, 2, true, true, true, true, pool, &worst) == 0);
+        CHECK(check_shape(&s14, 4, true, false, true, true, NULL, &worst) == 0);
+    }
+    CHECK(gemm_use_kernel(first));
+    CHECK(check_shape(&s7, 2, true, true, true, true, pool, &worst) == 0);
+    CHECK(check_shape(&s7, 2, false, false, false, true, NULL, &worst) == 0);
+    CHECK(check_shape(&s14b, 2, true, false, true, true, pool, &worst) == 0);
+    printf("14x14x256 and 7x7x512 per run: largest error %.3g of sum |w x|\n", worst);
     threadpool_free(pool);
 }
 
@@ -272,6 +305,7 @@ int main(void)
     RUN(test_winograd_pack_by_channel_ranges_matches_the_whole_pack);
     RUN(test_winograd_matches_the_definition_on_many_geometries);
     RUN(test_winograd_at_resnet_layer_size);
+    RUN(test_winograd_per_run_at_resnet_small_plane_sizes);
     RUN(test_winograd_declines_what_it_does_not_take);
     TEST_MAIN_END();
 }
