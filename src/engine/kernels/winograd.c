@@ -255,9 +255,13 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
         if (!wc->packed_w) {
             job->gemm_mr = gemm_packed_a_floats(1, 1);
             job->gemm_mpad = gemm_packed_a_floats(job->cout, 1);
-            if (!mul_ok(job->ob, job->cin, &job->u_per) ||
-                !mul_ok(job->u_per, alpha2, &job->u_floats))
+            /* U_xi one cache line further apart than their size: at a
+             * power of two (32 KiB for 32 x 256) the transform's alpha^2
+             * store streams all fell in one L1 set */
+            if (!mul_ok(job->ob, job->cin, &job->u_per) || job->u_per > SIZE_MAX - 16 ||
+                !mul_ok(job->u_per + 16, alpha2, &job->u_floats))
                 return false;
+            job->u_per += 16;
             job->u_floats = round16(job->u_floats);
         }
     } else {
@@ -332,14 +336,13 @@ static size_t block_runs(const wino_job *job, size_t f0, size_t f1, tile_run *ru
     return n_runs;
 }
 
-/* G of F(2x2) and F(4x4) in float, for the filters transformed per run */
-static const float g2f[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
-static const float g4f[6][3] = {{1.0f / 4, 0, 0},
-                                {-1.0f / 6, -1.0f / 6, -1.0f / 6},
-                                {-1.0f / 6, 1.0f / 6, -1.0f / 6},
-                                {1.0f / 24, 1.0f / 12, 1.0f / 6},
-                                {1.0f / 24, -1.0f / 12, 1.0f / 6},
-                                {0, 0, 1}};
+/* A sliver of output channels' floats as one vector (GCC's and clang's
+ * vector extension: plain C arithmetic that each copy of the body compiles
+ * for its own registers), for the filters transformed per run. */
+typedef float wino_v8 __attribute__((vector_size(WINOGRAD_MR * sizeof(float))));
+/* and a lane mask of one (all ones where set) */
+typedef int32_t wino_m8 __attribute__((vector_size(WINOGRAD_MR * sizeof(int32_t))));
+static const wino_m8 wino_iota = {0, 1, 2, 3, 4, 5, 6, 7};
 
 bool winograd_scratch_floats(const winograd_conv *wc, size_t threads, size_t *floats)
 {
@@ -363,13 +366,27 @@ bool winograd_scratch_floats(const winograd_conv *wc, size_t threads, size_t *fl
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define WINOGRAD_X86 1
+#include <immintrin.h>
+
+/* One tap of a per-run filter sliver (winograd_body.h's filters): the
+ * lanes of each GEMM sliver by a masked load that leaves the others zero,
+ * summed; a scalar copy lane by lane was a third of the per-run layer. */
+__attribute__((target("avx2,fma"))) static inline wino_v8 gather_tap(const float *const *src,
+                                                                     const wino_m8 *lanes,
+                                                                     size_t ns, size_t at)
+{
+    __m256 sum = _mm256_maskload_ps(src[0] + at, (__m256i)lanes[0]);
+    for (size_t j = 1; j < ns; j++)
+        sum = _mm256_add_ps(sum, _mm256_maskload_ps(src[j] + at, (__m256i)lanes[j]));
+    return (wino_v8)sum;
+}
+#define GATHER_TAP gather_tap
+
 #define TARGET __attribute__((target("avx2,fma")))
 #define SFX(name) name##_avx2
 #include "winograd_body.h"
 #undef TARGET
 #undef SFX
-
-#include <immintrin.h>
 
 /* B across a combined row for 16 tiles at a time. Tile t reads row[m t ..
  * m t + m + 1]: the compiler's stride-m loads leave a row of 14 tiles (56
@@ -527,6 +544,7 @@ __attribute__((target("avx512f,fma"))) static void product_tiles_avx512(const fl
 #include "winograd_body.h"
 #undef ROW_TRANSFORM
 #undef PRODUCT
+#undef GATHER_TAP
 #undef TARGET
 #undef SFX
 #endif

@@ -318,27 +318,50 @@ TARGET static void SFX(outputs)(const wino_job *job, const tile_run *runs, size_
         SFX(output_tiles)(job, runs, n_runs, o, tb, b->mm, b->s, b->yb, b->rowbuf);
 }
 
-/* U = G g G^T of one input channel for a sliver of output channels: g
- * holds the 9 taps, each as WINOGRAD_MR channels side by side; U_xi's
- * WINOGRAD_MR floats go to u + xi * per. alpha is a constant at each call,
- * so the loops unroll into vector arithmetic across the sliver. */
-TARGET static inline void SFX(filter_point)(size_t alpha, const float (*gm)[3],
-                                            const float *restrict g, float *restrict u,
-                                            size_t per)
+/* G (F(2x2): 4 x 3, F(4x4): 6 x 3) on the column (x0, x1, x2), each a
+ * sliver of output channels, into out[0 .. alpha-1]. */
+TARGET static inline void SFX(g4_col)(wino_v8 x0, wino_v8 x1, wino_v8 x2, wino_v8 *out)
 {
-    float t[6][3][WINOGRAD_MR];
-    for (size_t a = 0; a < alpha; a++)
-        for (size_t l = 0; l < 3; l++)
-            for (size_t r = 0; r < WINOGRAD_MR; r++)
-                t[a][l][r] = gm[a][0] * g[l * WINOGRAD_MR + r] +
-                             gm[a][1] * g[(3 + l) * WINOGRAD_MR + r] +
-                             gm[a][2] * g[(6 + l) * WINOGRAD_MR + r];
-    for (size_t a = 0; a < alpha; a++)
-        for (size_t bb = 0; bb < alpha; bb++) {
-            float *restrict d = u + (a * alpha + bb) * per;
-            for (size_t r = 0; r < WINOGRAD_MR; r++)
-                d[r] = t[a][0][r] * gm[bb][0] + t[a][1][r] * gm[bb][1] + t[a][2][r] * gm[bb][2];
-        }
+    wino_v8 e = x0 + x2;
+    out[0] = x0;
+    out[1] = (e + x1) * 0.5f;
+    out[2] = (e - x1) * 0.5f;
+    out[3] = x2;
+}
+
+TARGET static inline void SFX(g6_col)(wino_v8 x0, wino_v8 x1, wino_v8 x2, wino_v8 *out)
+{
+    wino_v8 e = x0 + x2, f = x0 * (1.0f / 24) + x2 * (1.0f / 6), h = x1 * (1.0f / 12);
+    out[0] = x0 * 0.25f;
+    out[1] = (e + x1) * (-1.0f / 6);
+    out[2] = (e - x1) * (-1.0f / 6);
+    out[3] = f + h;
+    out[4] = f - h;
+    out[5] = x2;
+}
+
+/* U = G g G^T of one input channel for a sliver of output channels: g[tap]
+ * holds the sliver's 9 taps; U_xi's WINOGRAD_MR floats go to u + xi * per.
+ * In vectors of the sliver throughout: a round trip through an array made
+ * the compiler read two taps' stores as one wide load, which store
+ * forwarding cannot serve (most of the transform's time). */
+TARGET static inline void SFX(filter_point)(size_t alpha, const wino_v8 *g, float *u, size_t per)
+{
+    wino_v8 col[3][6], row[6];
+    for (size_t l = 0; l < 3; l++) {
+        if (alpha == 6)
+            SFX(g6_col)(g[l], g[3 + l], g[6 + l], col[l]);
+        else
+            SFX(g4_col)(g[l], g[3 + l], g[6 + l], col[l]);
+    }
+    for (size_t a = 0; a < alpha; a++) {
+        if (alpha == 6)
+            SFX(g6_col)(col[0][a], col[1][a], col[2][a], row);
+        else
+            SFX(g4_col)(col[0][a], col[1][a], col[2][a], row);
+        for (size_t bb = 0; bb < alpha; bb++)
+            memcpy(u + (a * alpha + bb) * per, &row[bb], sizeof(wino_v8));
+    }
 }
 
 /* Output channels [o0, o1) (o0 on a sliver) of gemm_w transformed into
@@ -351,34 +374,52 @@ TARGET static void SFX(filters)(const wino_job *job, size_t o0, size_t o1, float
     size_t cin = job->cin, k = cin * 9, mr = job->gemm_mr, mpad = job->gemm_mpad;
     size_t alpha = job->m + 2, per = job->u_per;
     const float *gw = job->wc->gemm_w;
-    static const float none = 0.0f;
     for (size_t s0 = o0; s0 < o1; s0 += WINOGRAD_MR) {
+        /* the sliver's rows [s0, s1) lie in GEMM slivers s0 / mr ..
+         * (s1 - 1) / mr: lanes [lo[j], hi[j]) of a tap come from the j-th,
+         * at src[j] + lane + (tap's column in the panel) * mr */
+        size_t s1 = o1 - s0 < WINOGRAD_MR ? o1 : s0 + WINOGRAD_MR;
+        size_t first = s0 / mr, ns = (s1 - 1) / mr - first + 1;
         const float *src[WINOGRAD_MR] = {0};
-        size_t step[WINOGRAD_MR] = {0};
-        float g[9 * WINOGRAD_MR];
+        size_t lo[WINOGRAD_MR] = {0}, hi[WINOGRAD_MR] = {0};
+        wino_m8 lanes[WINOGRAD_MR] = {{0}};
+        wino_v8 g[9];
         float *dst = u + (s0 - o0) * cin;
-        size_t next = 0;
+        size_t p0 = 0, next = 0;
         for (size_t c = 0, kk = 0; c < cin; c++) {
             for (size_t tap = 0; tap < 9; tap++, kk++) {
                 if (kk == next) {
-                    /* a new panel: each row's first tap in it */
                     size_t kc = k - kk < GEMM_PACK_KC ? k - kk : GEMM_PACK_KC;
-                    for (size_t r = 0; r < WINOGRAD_MR; r++) {
-                        size_t o = s0 + r;
-                        src[r] = o < o1 ? gw + kk * mpad + o / mr * mr * kc + o % mr : &none;
-                        step[r] = o < o1 ? mr : 0;
+                    for (size_t j = 0; j < ns; j++) {
+                        size_t sg = first + j, r0 = sg * mr, r1 = r0 + mr;
+                        lo[j] = r0 > s0 ? r0 - s0 : 0;
+                        hi[j] = (r1 < s1 ? r1 : s1) - s0;
+                        /* all ones on lanes [lo[j], hi[j]) */
+                        lanes[j] = (wino_iota >= (int)lo[j]) & (wino_iota < (int)hi[j]);
+                        /* lane r (row s0 + r) sits at row s0 + r - r0 of
+                         * sliver sg; r0 - s0 < WINOGRAD_MR floats before
+                         * it is the previous sliver of the same panel */
+                        src[j] = gw + kk * mpad + sg * mr * kc + ((ptrdiff_t)s0 - (ptrdiff_t)r0);
                     }
+                    p0 = kk;
                     next = kk + kc;
                 }
-                for (size_t r = 0; r < WINOGRAD_MR; r++) {
-                    g[tap * WINOGRAD_MR + r] = *src[r];
-                    src[r] += step[r];
-                }
+                size_t at = (kk - p0) * mr;
+#ifdef GATHER_TAP
+                g[tap] = GATHER_TAP(src, lanes, ns, at);
+#else
+                (void)lanes;
+                float gt[WINOGRAD_MR] = {0};
+                for (size_t j = 0; j < ns; j++)
+                    for (size_t r = lo[j]; r < hi[j]; r++)
+                        gt[r] = src[j][at + r];
+                memcpy(&g[tap], gt, sizeof(gt));
+#endif
             }
             if (alpha == 6)
-                SFX(filter_point)(6, g4f, g, dst + c * WINOGRAD_MR, per);
+                SFX(filter_point)(6, g, dst + c * WINOGRAD_MR, per);
             else
-                SFX(filter_point)(4, g2f, g, dst + c * WINOGRAD_MR, per);
+                SFX(filter_point)(4, g, dst + c * WINOGRAD_MR, per);
         }
     }
 }

@@ -85,6 +85,9 @@ typedef struct conv_state {
     /* direct_w holds kernels/winograd.c's transformed weights for this
      * output tile (2 or 4) instead; 0 when it does not */
     size_t winograd_tile;
+    /* packed_w (the GEMM's layout) is transformed for kernels/winograd.c at
+     * each run with this output tile (2 or 4); 0 when it is not */
+    size_t winograd_run_tile;
     kernel_epilogue epilogue;
 } conv_state;
 
@@ -369,28 +372,71 @@ static weight_layout direct_wanted(const op_node *node, const conv_state *st,
 #define WINOGRAD_MIN_CHANNELS 32
 #define WINOGRAD_F4_MIN_PLANE 784
 
-static size_t winograd_tile_for(const op_node *node, const conv_state *st, const ifd_tensor *w)
+/* The geometry of a float Conv's W at load that Winograd could take; false
+ * when it cannot (or INFERD_CONV_WINOGRAD=off). */
+static bool winograd_candidate(const op_node *node, const conv_state *st, const ifd_tensor *w,
+                               conv_plan *p)
 {
     const char *env = getenv("INFERD_CONV_WINOGRAD");
     if ((env && strcmp(env, "off") == 0) || st->kind != CONV || st->group != 1 ||
         w->rank != 4 || w->dims[2] != 3 || w->dims[3] != 3)
-        return 0;
+        return false;
     int64_t dims[IFD_MAX_RANK];
     if (!x_image_dims(node, st, dims) || node->inputs[st->x_index]->rank != w->rank)
-        return 0;
-    conv_plan p;
+        return false;
     char why[512];
-    if (plan_conv(st, w->rank, dims, w->rank, w->dims, &p, why, sizeof(why)) != 0 ||
-        !winograd_fits(&p.geo))
+    return plan_conv(st, w->rank, dims, w->rank, w->dims, p, why, sizeof(why)) == 0 &&
+           winograd_fits(&p->geo);
+}
+
+static size_t winograd_tile_for(const op_node *node, const conv_state *st, const ifd_tensor *w)
+{
+    conv_plan p;
+    if (!winograd_candidate(node, st, w, &p))
         return 0;
+    const char *env = getenv("INFERD_CONV_WINOGRAD");
     if (env && (strcmp(env, "f2") == 0 || strcmp(env, "f4") == 0))
         return env[1] == '2' ? 2 : 4;
+    if (env && strncmp(env, "run", 3) == 0)
+        return 0;
     /* the products' register tile is AVX-512's; the portable and AVX2
      * copies are for correctness and pinned kernels, slower than im2col */
     if (gemm_kernel_isa() != GEMM_ISA_AVX512 || p.in_channels < WINOGRAD_MIN_CHANNELS ||
         p.out_channels < WINOGRAD_MIN_CHANNELS)
         return 0;
     return p.out_plane >= WINOGRAD_F4_MIN_PLANE ? 4 : 0;
+}
+
+/* Layers that keep only the GEMM's packed W and have it transformed at
+ * each run (winograd.h), a block of output channels at a time: no weight
+ * memory on top of W, for ~10% more work than filters packed at load.
+ * Measured with bench/engine/bench_winograd (best of 15, alternated,
+ * taskset -c 1 on the shared 2-core Xeon, one image; im2col -> F(2x2) at
+ * load -> F(2x2) per run -> F(4x4) per run): ResNet-18's 14x14x256
+ * 1504 -> 1212 -> 1421 -> 1595 us, 7x7x512 2468 -> 3078 -> 3603 -> 9502
+ * (16 tiles an image: the product tile's rows wait on 8 weights for one
+ * vector of tiles). So m = 2 per run from 14x14 (196 outputs) up to the
+ * planes that take filters packed at load; 7x7 stays on im2col.
+ * INFERD_CONV_WINOGRAD=run2 / run4 forces per-run filters with that tile on
+ * every layer that fits, =load keeps only the filters packed at load (the
+ * rule above), for benchmarks and tests. */
+#define WINOGRAD_RUN_MIN_PLANE 196
+
+static size_t winograd_run_tile_for(const op_node *node, const conv_state *st,
+                                    const ifd_tensor *w)
+{
+    conv_plan p;
+    if (!winograd_candidate(node, st, w, &p))
+        return 0;
+    const char *env = getenv("INFERD_CONV_WINOGRAD");
+    if (env && (strcmp(env, "run2") == 0 || strcmp(env, "run4") == 0))
+        return env[3] == '2' ? 2 : 4;
+    if (env && (strcmp(env, "f2") == 0 || strcmp(env, "f4") == 0 || strcmp(env, "load") == 0))
+        return 0;
+    if (gemm_kernel_isa() != GEMM_ISA_AVX512 || p.in_channels < WINOGRAD_MIN_CHANNELS ||
+        p.out_channels < WINOGRAD_MIN_CHANNELS)
+        return 0;
+    return p.out_plane >= WINOGRAD_RUN_MIN_PLANE && p.out_plane < WINOGRAD_F4_MIN_PLANE ? 2 : 0;
 }
 
 /* Bytes of W one read from the mapped file brings in (as ops/gemm.c's B) */
@@ -480,7 +526,10 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
     bool depthwise = st->kind == CONV && w->rank == 4 && w->dims[1] == 1 && group > 1;
     /* the direct tile's layout replaces the GEMM's: weights are held once */
     st->winograd_tile = winograd_tile_for(node, st, w);
-    weight_layout layout = st->winograd_tile ? LAYOUT_GEMM : direct_wanted(node, st, w, taps);
+    st->winograd_run_tile = st->winograd_tile ? 0 : winograd_run_tile_for(node, st, w);
+    weight_layout layout = st->winograd_tile || st->winograd_run_tile
+                               ? LAYOUT_GEMM
+                               : direct_wanted(node, st, w, taps);
     bool direct = layout != LAYOUT_GEMM || st->winograd_tile;
     st->direct_small = layout == LAYOUT_SMALL;
     if (direct) {
@@ -1021,18 +1070,34 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
     return 0;
 }
 
-/* A layer whose weights were transformed for kernels/winograd.c at load. */
+/* Tiles of a batch above which a layer with per-run filters goes to
+ * im2col instead: each block of tiles transforms all the filters again. */
+#define WINOGRAD_RUN_MAX_TILES 64
+
+/* A layer run by kernels/winograd.c: over the filters transformed at load,
+ * or over packed_w transformed now. Returns 1 (nothing done) when a per-run
+ * layer's batch has more tiles than WINOGRAD_RUN_MAX_TILES. */
 static int winograd_forward(op_ctx *ctx, const conv_plan *p, const float *xd, const float *bias,
                             const float *residual, float *yd)
 {
     const conv_state *st = ctx->node->state;
-    if (!winograd_fits(&p->geo))
+    bool per_run = !st->winograd_tile;
+    if (!winograd_fits(&p->geo)) {
+        if (per_run)
+            return 1;
         return op_fail(ctx, "X's shape gives padding this Conv's Winograd weights cannot take");
+    }
+    size_t tile = per_run ? st->winograd_run_tile : st->winograd_tile;
+    if (per_run && (size_t)p->batch * (((size_t)p->geo.out[1] + tile - 1) / tile) *
+                           (((size_t)p->geo.out[2] + tile - 1) / tile) >
+                       WINOGRAD_RUN_MAX_TILES)
+        return 1;
     threadpool *pool = op_threadpool(ctx);
-    winograd_conv wc = {.geo = &p->geo, .tile = st->winograd_tile, .batch = (size_t)p->batch,
+    winograd_conv wc = {.geo = &p->geo, .tile = tile, .batch = (size_t)p->batch,
                         .out_channels = (size_t)p->out_channels, .x = xd,
-                        .packed_w = st->direct_w, .bias = bias, .residual = residual, .y = yd,
-                        .epilogue = st->epilogue};
+                        .packed_w = per_run ? NULL : st->direct_w,
+                        .gemm_w = per_run ? st->packed_w : NULL, .bias = bias,
+                        .residual = residual, .y = yd, .epilogue = st->epilogue};
     size_t floats;
     if (!winograd_scratch_floats(&wc, (size_t)threadpool_size(pool), &floats) ||
         floats > IFD_MAX_TENSOR_BYTES / sizeof(float))
@@ -1067,6 +1132,11 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
     }
     if (st->direct_w && st->winograd_tile)
         return winograd_forward(ctx, p, xd, job.bias, residual, yd);
+    if (st->packed_w && st->winograd_run_tile && groups == 1) {
+        int rc = winograd_forward(ctx, p, xd, job.bias, residual, yd);
+        if (rc <= 0)
+            return rc;
+    }
     if (st->direct_w && st->direct_small && p->pointwise && pointwise_small_available()) {
         pointwise_small ps = {.batch = (size_t)p->batch, .in_channels = (size_t)p->in_channels,
                               .out_channels = (size_t)p->out_channels,
@@ -1492,7 +1562,7 @@ bool conv_fuse_affine(op_node *conv, const double *scale, const double *shift, s
     float *old_packed = st->packed_w, *old_depthwise = st->depthwise_w;
     float *old_direct = st->direct_w;
     bool old_small = st->direct_small;
-    size_t old_tile = st->winograd_tile;
+    size_t old_tile = st->winograd_tile, old_run_tile = st->winograd_run_tile;
     st->packed_w = NULL;
     st->depthwise_w = NULL;
     st->direct_w = NULL;
@@ -1505,6 +1575,7 @@ bool conv_fuse_affine(op_node *conv, const double *scale, const double *shift, s
         st->direct_w = old_direct;
         st->direct_small = old_small;
         st->winograd_tile = old_tile;
+        st->winograd_run_tile = old_run_tile;
         free(bias);
         return false;
     }
