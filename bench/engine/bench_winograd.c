@@ -4,8 +4,8 @@
  * packed GEMM + bias store of ops/conv.c, on ResNet-18's stride-1 3x3 layer
  * shapes at 224x224 and two thinner layers, one image (or --batch), on the
  * caller's thread. The sides alternate
- * rep by rep (a busy machine slows all alike) and the best time of each is
- * printed, with the largest difference from the im2col output relative to
+ * rep by rep (a busy machine slows all alike) and the best time of each
+ * (CPU time of the caller on one thread) is printed, with the largest difference from the im2col output relative to
  * the output's largest magnitude. "run" columns hand the Winograd kernel W
  * as the GEMM packed it, the filters transformed at each run (winograd.h).
  * With --threads N every side runs on a pool of N threads. ops/conv.c's
@@ -47,10 +47,15 @@ static const layer layers[] = {
 /* im2col, then F(2x2) and F(4x4) packed at load, then both per run */
 #define SIDES 5
 
+/* On one thread the caller's CPU time, which a busy machine's other
+ * processes do not add to (they still share the caches); on a pool, wall
+ * time. */
+static bool cpu_clock;
+
 static double now_us(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(cpu_clock ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
@@ -76,6 +81,7 @@ int main(int argc, char **argv)
         return 2;
     }
     threadpool *pool = threads > 1 ? threadpool_create(threads) : NULL;
+    cpu_clock = pool == NULL;
     for (size_t li = 0; li < sizeof(layers) / sizeof(layers[0]); li++) {
         const layer *L = &layers[li];
         if (only && L->size != only)

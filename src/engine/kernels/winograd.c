@@ -182,6 +182,18 @@ static bool add_ok(const size_t *parts, size_t n, size_t *total)
     return true;
 }
 
+/* Tiles of a block whose V and M (bytes_per_tile a tile) fit the block
+ * budget, a multiple of the product tile's 48 columns where that many
+ * fit. */
+static size_t block_tiles(size_t bytes_per_tile)
+{
+    size_t want = WINOGRAD_BLOCK_BYTES / (bytes_per_tile ? bytes_per_tile : 1);
+    want = want >= 48 ? want / 48 * 48 : want / 16 * 16;
+    return want < WINOGRAD_MIN_TILES ? WINOGRAD_MIN_TILES
+           : want > WINOGRAD_MAX_TILES ? WINOGRAD_MAX_TILES
+                                       : want;
+}
+
 static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
 {
     const conv_geometry *g = wc->geo;
@@ -206,20 +218,41 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
         return false;
     if (threads < 1)
         threads = 1;
-    /* tiles whose V and M fit the block budget, a multiple of the product
-     * tile's 48 columns where that many fit */
-    size_t bytes_per_tile = alpha2 * (job->cin + job->cout) * sizeof(float);
-    size_t want = WINOGRAD_BLOCK_BYTES / (bytes_per_tile ? bytes_per_tile : 1);
-    want = want >= 48 ? want / 48 * 48 : want / 16 * 16;
-    want = want < WINOGRAD_MIN_TILES ? WINOGRAD_MIN_TILES
-           : want > WINOGRAD_MAX_TILES ? WINOGRAD_MAX_TILES
-                                       : want;
+    size_t want = block_tiles(alpha2 * (job->cin + job->cout) * sizeof(float));
     size_t tile_blocks = (job->tiles + want - 1) / want;
     /* per-run filters must be split by output channels (each lane
      * transforms its own); packed ones are when the tiles are too few to
      * give every lane two blocks of its own */
     job->split = !wc->packed_w || (threads > 1 && tile_blocks < 2 * threads);
-    if (job->split || threads == 1) {
+    if (job->split) {
+        /* output blocks of whole slivers: per-run ones sized for L2, packed
+         * ones a sliver each; as many per lane */
+        size_t slivers = round_mr(job->cout) / WINOGRAD_MR, per_sliver = 1;
+        if (!wc->packed_w) {
+            size_t bytes = alpha2 * WINOGRAD_MR * job->cin * sizeof(float);
+            per_sliver = WINOGRAD_U_BLOCK_BYTES / bytes;
+            per_sliver = per_sliver < 1 ? 1 : per_sliver;
+        }
+        size_t nb = (slivers + per_sliver - 1) / per_sliver;
+        size_t lanes = threads < slivers ? threads : slivers;
+        nb = (nb + lanes - 1) / lanes * lanes;
+        job->ob = (slivers + nb - 1) / nb * WINOGRAD_MR;
+        job->out_blocks = (job->cout + job->ob - 1) / job->ob;
+        job->lanes = lanes < job->out_blocks ? lanes : job->out_blocks;
+        /* a lane's M holds its block's rows only: the budget is mostly V
+         * (twice the budget was 9% slower at 14x14x256 batch 8 per run,
+         * though each tile block transforms the filters again) */
+        want = block_tiles(alpha2 * (job->cin + job->ob) * sizeof(float));
+    }
+    if (job->split) {
+        /* blocks of equal size: a thin last block transforms (or streams)
+         * all of U for a few tiles (98 tiles as 48 + 48 + 2 were 30%
+         * slower than 33 + 33 + 32 at 14x14x256 per run); one block where
+         * it is less than two full ones (49 tiles: 48 + 1 costs more than
+         * one of 49) */
+        size_t nb = job->tiles < 2 * want ? 1 : (job->tiles + want - 1) / want;
+        want = (job->tiles + nb - 1) / nb;
+    } else if (threads == 1) {
         /* one block rather than a full one and a thin one: a thin block
          * streams all of U for a few tiles and fills few lanes (one image
          * of 28x28 under F(4x4) is 49 tiles: 48 + 1 costs less than
@@ -237,41 +270,25 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
     job->tb_max = job->tiles_per_block;
     job->packed_per = round_mr(job->cout) * job->cin;
     job->groups = (job->cin + WINOGRAD_GROUP - 1) / WINOGRAD_GROUP;
-    if (job->split) {
-        /* output blocks of whole slivers: per-run ones sized for L2, packed
-         * ones a sliver each; as many per lane */
-        size_t slivers = round_mr(job->cout) / WINOGRAD_MR, per_sliver = 1;
-        if (!wc->packed_w) {
-            size_t bytes = alpha2 * WINOGRAD_MR * job->cin * sizeof(float);
-            per_sliver = WINOGRAD_U_BLOCK_BYTES / bytes;
-            per_sliver = per_sliver < 1 ? 1 : per_sliver;
-        }
-        size_t nb = (slivers + per_sliver - 1) / per_sliver;
-        size_t lanes = threads < slivers ? threads : slivers;
-        nb = (nb + lanes - 1) / lanes * lanes;
-        job->ob = (slivers + nb - 1) / nb * WINOGRAD_MR;
-        job->out_blocks = (job->cout + job->ob - 1) / job->ob;
-        job->lanes = lanes < job->out_blocks ? lanes : job->out_blocks;
-        if (!wc->packed_w) {
-            job->gemm_mr = gemm_packed_a_floats(1, 1);
-            job->gemm_mpad = gemm_packed_a_floats(job->cout, 1);
-            /* U_xi one cache line further apart than their size: at a
-             * power of two (32 KiB for 32 x 256) the transform's alpha^2
-             * store streams all fell in one L1 set */
-            if (!mul_ok(job->ob, job->cin, &job->u_per) || job->u_per > SIZE_MAX - 16 ||
-                !mul_ok(job->u_per + 16, alpha2, &job->u_floats))
-                return false;
-            job->u_per += 16;
-            job->u_floats = round16(job->u_floats);
-        }
-    } else {
+    if (!job->split) {
         job->lanes = job->blocks < threads ? job->blocks : threads;
+    } else if (!wc->packed_w) {
+        job->gemm_mr = gemm_packed_a_floats(1, 1);
+        job->gemm_mpad = gemm_packed_a_floats(job->cout, 1);
+        /* U_xi one cache line further apart than their size: at a power
+         * of two (32 KiB for 32 x 256) the transform's alpha^2 store
+         * streams all fell in one L1 set */
+        if (!mul_ok(job->ob, job->cin, &job->u_per) || job->u_per > SIZE_MAX - 16 ||
+            !mul_ok(job->u_per + 16, alpha2, &job->u_floats))
+            return false;
+        job->u_per += 16;
+        job->u_floats = round16(job->u_floats);
     }
     /* a combined row holds the padded image row: m * tw + 2 columns */
     job->tmp_pitch = round16(m * job->tw + 2);
     size_t v, mm, s;
     if (!mul_ok(alpha2 * job->cin, job->tb_max, &v) ||
-        !mul_ok(alpha2 * job->cout, job->tb_max, &mm) ||
+        !mul_ok(alpha2 * (job->split ? job->ob : job->cout), job->tb_max, &mm) ||
         !mul_ok((alpha * m + m * m), job->tb_max, &s))
         return false;
     job->v_floats = round16(v);
@@ -282,9 +299,10 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
     job->rowbuf_floats = round16(m * job->tw);
     /* a block of tb tiles has at most tb / tw + 2 runs */
     job->runs_floats = round16((job->tb_max + 2) * sizeof(tile_run) / sizeof(float));
-    size_t shared[] = {job->v_floats, job->m_floats, job->runs_floats};
+    /* split, a lane's M holds its output block's rows only */
+    size_t shared[] = {job->v_floats, job->runs_floats};
     size_t lane[] = {job->tmp_floats, job->zero_floats, job->s_floats, job->rowbuf_floats,
-                     job->u_floats};
+                     job->u_floats, job->m_floats};
     if (!add_ok(lane, sizeof(lane) / sizeof(lane[0]), &job->lane_floats) ||
         !add_ok(shared, sizeof(shared) / sizeof(shared[0]), &job->shared_floats))
         return false;
@@ -309,17 +327,16 @@ static wino_bufs bufs_of(const wino_job *job, float *scratch, size_t lane)
 {
     wino_bufs b;
     float *p = scratch + job->shared_floats + lane * job->lane_floats;
-    float *sh = job->split ? scratch : p + job->tmp_floats + job->zero_floats + job->s_floats +
-                                           job->rowbuf_floats + job->u_floats;
     b.tmp = p;
     b.zero = b.tmp + job->tmp_floats;
     b.s = b.zero + job->zero_floats;
     b.yb = b.s + (job->m + 2) * job->m * job->tb_max;
     b.rowbuf = b.s + job->s_floats;
     b.u = b.rowbuf + job->rowbuf_floats;
-    b.v = sh;
-    b.mm = b.v + job->v_floats;
-    b.runs = (tile_run *)(void *)(b.mm + job->m_floats);
+    b.mm = b.u + job->u_floats;
+    /* V and the runs: shared when split, else after the lane's M */
+    b.v = job->split ? scratch : b.mm + job->m_floats;
+    b.runs = (tile_run *)(void *)(b.v + job->v_floats);
     return b;
 }
 

@@ -230,15 +230,17 @@ TARGET static void SFX(input_tiles)(const wino_job *job, const tile_run *run, si
 }
 
 /* Output transform of channel o of the block (its runs of tiles) from the
- * products M, with the epilogue, into Y. */
+ * products M, which hold `rows` channels (o is row `row` of them), with the
+ * epilogue, into Y. */
 TARGET static void SFX(output_tiles)(const wino_job *job, const tile_run *runs,
-                                     size_t n_runs, size_t o, size_t tb, const float *mm,
-                                     float *s, float *yb, float *rowbuf)
+                                     size_t n_runs, size_t o, size_t row, size_t rows,
+                                     size_t tb, const float *mm, float *s, float *yb,
+                                     float *rowbuf)
 {
     const winograd_conv *wc = job->wc;
     size_t m = job->m, alpha = m + 2, pitch = job->tb_max;
-    size_t xi_stride = job->cout * tb;
-    const float *mo = mm + o * tb;
+    size_t xi_stride = rows * tb;
+    const float *mo = mm + row * tb;
     /* A^T across each row of M: s[i][q] */
     for (size_t i = 0; i < alpha; i++) {
         const float *r0 = mo + i * alpha * xi_stride;
@@ -298,16 +300,16 @@ TARGET static void SFX(inputs)(const wino_job *job, const tile_run *runs, size_t
 }
 
 /* The products of output channels [o0, o1) (o0 on a sliver) over the whole
- * block, from U_xi's rows for them at u + xi * u_per, then their output
- * transforms into Y. */
+ * block, from U_xi's rows for them at u + xi * u_per, into M (those rows
+ * only), then their output transforms into Y. */
 TARGET static void SFX(outputs)(const wino_job *job, const tile_run *runs, size_t n_runs,
                                 size_t o0, size_t o1, size_t tb, const float *u, size_t u_per,
                                 const wino_bufs *b)
 {
-    size_t alpha = job->m + 2, alpha2 = alpha * alpha, cin = job->cin, cout = job->cout;
+    size_t alpha = job->m + 2, alpha2 = alpha * alpha, cin = job->cin, rows = o1 - o0;
     for (size_t xi = 0; xi < alpha2; xi++) {
         const float *v = b->v + xi * cin * tb;
-        float *mo = b->mm + xi * cout * tb + o0 * tb;
+        float *mo = b->mm + xi * rows * tb;
 #ifdef PRODUCT
         PRODUCT(u + xi * u_per, v, mo, o1 - o0, cin, tb);
 #else
@@ -315,7 +317,8 @@ TARGET static void SFX(outputs)(const wino_job *job, const tile_run *runs, size_
 #endif
     }
     for (size_t o = o0; o < o1; o++)
-        SFX(output_tiles)(job, runs, n_runs, o, tb, b->mm, b->s, b->yb, b->rowbuf);
+        SFX(output_tiles)(job, runs, n_runs, o, o - o0, rows, tb, b->mm, b->s, b->yb,
+                          b->rowbuf);
 }
 
 /* G (F(2x2): 4 x 3, F(4x4): 6 x 3) on the column (x0, x1, x2), each a

@@ -86,7 +86,8 @@ typedef struct conv_state {
      * output tile (2 or 4) instead; 0 when it does not */
     size_t winograd_tile;
     /* packed_w (the GEMM's layout) is transformed for kernels/winograd.c at
-     * each run with this output tile (2 or 4); 0 when it is not */
+     * each run with this output tile (2 or 4, or WINOGRAD_RUN_BY_BATCH);
+     * 0 when it is not */
     size_t winograd_run_tile;
     kernel_epilogue epilogue;
 } conv_state;
@@ -409,18 +410,30 @@ static size_t winograd_tile_for(const op_node *node, const conv_state *st, const
 
 /* Layers that keep only the GEMM's packed W and have it transformed at
  * each run (winograd.h), a block of output channels at a time: no weight
- * memory on top of W, for ~10% more work than filters packed at load.
- * Measured with bench/engine/bench_winograd (best of 15, alternated,
- * taskset -c 1 on the shared 2-core Xeon, one image; im2col -> F(2x2) at
- * load -> F(2x2) per run -> F(4x4) per run): ResNet-18's 14x14x256
- * 1504 -> 1212 -> 1421 -> 1595 us, 7x7x512 2468 -> 3078 -> 3603 -> 9502
- * (16 tiles an image: the product tile's rows wait on 8 weights for one
- * vector of tiles). So m = 2 per run from 14x14 (196 outputs) up to the
- * planes that take filters packed at load; 7x7 stays on im2col.
+ * memory on top of W. As the transform is per run, so is the tile, chosen
+ * from the batch's tiles. Measured with bench/engine/bench_winograd
+ * --only 14 (best of 6-20 CPU times, alternated, taskset -c 1 on the
+ * shared 2-core Xeon; im2col -> F(2x2) at load -> F(2x2) per run -> F(4x4)
+ * per run), ResNet-18's 14x14x256:
+ *   batch 1   1741 -> 1292 ->  1442 ->  1774 us
+ *   batch 2   3382 -> 2360 ->  3107 ->  2408
+ *   batch 4   6847 -> 4657 ->  6002 ->  4918
+ *   batch 8  13634 -> 9043 -> 11384 ->  9672
+ * F(4x4)'s 16 tiles an image leave the product tile's 8 weight rows
+ * waiting on one vector of tiles; from 32 tiles (two images) it wins, and
+ * F(2x2) from a second block of tiles on transforms the filters again.
+ * 7x7x512 at batch 1: 2577 -> 2779 -> 3259 -> 5369 (stays on im2col).
+ * 28x28x128 (F(4x4) at load): batch 1 1630 -> F(4x4) at load 1118 -> per
+ * run 996; batch 8 13482 -> 7460 -> 8132: per run would free 5.3 MiB of
+ * ResNet-18's load peak but cost batch 8, so those keep their filters.
  * INFERD_CONV_WINOGRAD=run2 / run4 forces per-run filters with that tile on
  * every layer that fits, =load keeps only the filters packed at load (the
  * rule above), for benchmarks and tests. */
 #define WINOGRAD_RUN_MIN_PLANE 196
+/* winograd_run_tile: the tile follows the batch (winograd_forward) */
+#define WINOGRAD_RUN_BY_BATCH 1
+/* F(4x4) tiles of a batch from which a per-run layer takes F(4x4) */
+#define WINOGRAD_RUN_F4_MIN_TILES 32
 
 static size_t winograd_run_tile_for(const op_node *node, const conv_state *st,
                                     const ifd_tensor *w)
@@ -436,7 +449,9 @@ static size_t winograd_run_tile_for(const op_node *node, const conv_state *st,
     if (gemm_kernel_isa() != GEMM_ISA_AVX512 || p.in_channels < WINOGRAD_MIN_CHANNELS ||
         p.out_channels < WINOGRAD_MIN_CHANNELS)
         return 0;
-    return p.out_plane >= WINOGRAD_RUN_MIN_PLANE && p.out_plane < WINOGRAD_F4_MIN_PLANE ? 2 : 0;
+    return p.out_plane >= WINOGRAD_RUN_MIN_PLANE && p.out_plane < WINOGRAD_F4_MIN_PLANE
+               ? WINOGRAD_RUN_BY_BATCH
+               : 0;
 }
 
 /* Bytes of W one read from the mapped file brings in (as ops/gemm.c's B) */
@@ -1070,13 +1085,9 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
     return 0;
 }
 
-/* Tiles of a batch above which a layer with per-run filters goes to
- * im2col instead: each block of tiles transforms all the filters again. */
-#define WINOGRAD_RUN_MAX_TILES 64
-
 /* A layer run by kernels/winograd.c: over the filters transformed at load,
- * or over packed_w transformed now. Returns 1 (nothing done) when a per-run
- * layer's batch has more tiles than WINOGRAD_RUN_MAX_TILES. */
+ * or over packed_w transformed now (per run). Returns 1, nothing done, when
+ * a per-run layer's X does not fit Winograd: im2col then runs it. */
 static int winograd_forward(op_ctx *ctx, const conv_plan *p, const float *xd, const float *bias,
                             const float *residual, float *yd)
 {
@@ -1088,10 +1099,11 @@ static int winograd_forward(op_ctx *ctx, const conv_plan *p, const float *xd, co
         return op_fail(ctx, "X's shape gives padding this Conv's Winograd weights cannot take");
     }
     size_t tile = per_run ? st->winograd_run_tile : st->winograd_tile;
-    if (per_run && (size_t)p->batch * (((size_t)p->geo.out[1] + tile - 1) / tile) *
-                           (((size_t)p->geo.out[2] + tile - 1) / tile) >
-                       WINOGRAD_RUN_MAX_TILES)
-        return 1;
+    if (tile == WINOGRAD_RUN_BY_BATCH) {
+        size_t f4_tiles = (size_t)p->batch * (((size_t)p->geo.out[1] + 3) / 4) *
+                          (((size_t)p->geo.out[2] + 3) / 4);
+        tile = f4_tiles >= WINOGRAD_RUN_F4_MIN_TILES ? 4 : 2;
+    }
     threadpool *pool = op_threadpool(ctx);
     winograd_conv wc = {.geo = &p->geo, .tile = tile, .batch = (size_t)p->batch,
                         .out_channels = (size_t)p->out_channels, .x = xd,
