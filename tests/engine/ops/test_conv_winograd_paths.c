@@ -1,13 +1,15 @@
 /*
  * test_conv_winograd_paths.c — a 3x3 stride-1 Conv that ops/conv.c sends
- * to Winograd (kernels/winograd.c: F(4x4) over a 28x28 plane, F(2x2) over
- * 14x14 when forced, channel counts off the 8-row sliver) gives the
- * definition's output
- * through the whole engine, in a model whose batch axis is left open, run
- * at batch 3 on one and on two threads; so does the same model with the
- * portable kernel pinned after load (the portable copy of the transforms
- * and products over the same packed weights), with each tile forced by
- * INFERD_CONV_WINOGRAD=f2 / f4, and with INFERD_CONV_WINOGRAD=off (im2col).
+ * to Winograd (kernels/winograd.c: F(4x4) filters packed at load over a
+ * 28x28 plane; filters transformed per run from the GEMM's packed W over
+ * 14x14, F(2x2) at batch 1 and F(4x4) at batch 3; channel counts off the
+ * 8-row sliver) gives the definition's output through the whole engine, in
+ * a model whose batch axis is left open, run at batch 1 and 3 on one and
+ * on two threads; so does the same model with each other GEMM kernel
+ * pinned after load (the AVX2 and portable copies of the transforms and
+ * products over the same weights), with each tile forced by
+ * INFERD_CONV_WINOGRAD=f2 / f4 (at load) and run2 / run4 (per run), with
+ * =load (the per-run layers on im2col) and =off (im2col everywhere).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -31,14 +33,24 @@ static void check_loaded(const conv_case *c, const uint8_t *buf, size_t len, con
     if (!m)
         return;
     ifd_session_options two = {.threads = 2};
-    double e1 = conv_run_error(m, c, BATCH, NULL, x, w, b);
-    double e2 = conv_run_error(m, c, BATCH, &two, x, w, b);
-    CHECK(e1 >= 0.0 && e1 <= tol);
-    CHECK(e2 >= 0.0 && e2 <= tol);
-    const char *first = gemm_kernel_name();
-    CHECK(gemm_use_kernel("generic"));
-    double eg = conv_run_error(m, c, BATCH, NULL, x, w, b);
-    CHECK(eg >= 0.0 && eg <= tol);
+    const int64_t batches[] = {1, BATCH};
+    for (size_t i = 0; i < 2; i++) {
+        double e1 = conv_run_error(m, c, batches[i], NULL, x, w, b);
+        double e2 = conv_run_error(m, c, batches[i], &two, x, w, b);
+        CHECK(e1 >= 0.0 && e1 <= tol);
+        CHECK(e2 >= 0.0 && e2 <= tol);
+    }
+    const char *first = gemm_kernel_name(), *names[3];
+    size_t kernels = gemm_kernel_names(names, 3);
+    for (size_t k = 0; k < kernels; k++) {
+        if (strcmp(names[k], first) == 0)
+            continue;
+        CHECK(gemm_use_kernel(names[k]));
+        double e1 = conv_run_error(m, c, 1, NULL, x, w, b);
+        double e3 = conv_run_error(m, c, BATCH, &two, x, w, b);
+        CHECK(e1 >= 0.0 && e1 <= tol);
+        CHECK(e3 >= 0.0 && e3 <= tol);
+    }
     CHECK(gemm_use_kernel(first));
     ifd_model_free(m);
 }
@@ -49,7 +61,7 @@ static void check_case(const conv_case *c)
     conv_case_data(c, BATCH, &w, &b, &x);
     size_t len;
     uint8_t *buf = conv_model_build(c, w, b, &len);
-    const char *modes[] = {NULL, "f2", "f4", "off"};
+    const char *modes[] = {NULL, "f2", "f4", "run2", "run4", "load", "off"};
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
         if (modes[i])
             setenv("INFERD_CONV_WINOGRAD", modes[i], 1);
@@ -72,8 +84,8 @@ static void test_winograd_conv_over_28x28_matches_the_definition(void)
 
 static void test_winograd_conv_over_14x14_matches_the_definition(void)
 {
-    /* im2col by default (ops/conv.c keeps 14x14 off Winograd for memory),
-     * F(2x2) and F(4x4) when forced; 33 rows: a ragged sliver */
+    /* filters transformed per run by default (ops/conv.c holds no
+     * transformed filters at 14x14, for memory); 33 rows: a ragged sliver */
     conv_case c = {40, 33, 14, 3, 1, 1};
     check_case(&c);
 }
