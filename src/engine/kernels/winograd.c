@@ -19,6 +19,7 @@
  */
 #include "winograd.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,8 @@
 #define WINOGRAD_BLOCK_BYTES ((size_t)3 << 19)
 #endif
 #define WINOGRAD_MIN_TILES 16
+/* lanes (threads) a split plan uses at most */
+#define WINOGRAD_MAX_LANES 64
 #define WINOGRAD_MAX_TILES 256
 /* floats after the last combined row that the AVX-512 row transform may
  * load (and never use) */
@@ -235,6 +238,7 @@ static bool plan(const winograd_conv *wc, size_t threads, wino_job *job)
         }
         size_t nb = (slivers + per_sliver - 1) / per_sliver;
         size_t lanes = threads < slivers ? threads : slivers;
+        lanes = lanes < WINOGRAD_MAX_LANES ? lanes : WINOGRAD_MAX_LANES;
         nb = (nb + lanes - 1) / lanes * lanes;
         job->ob = (slivers + nb - 1) / nb * WINOGRAD_MR;
         job->out_blocks = (job->cout + job->ob - 1) / job->ob;
@@ -585,9 +589,11 @@ typedef struct wino_run {
     const wino_job *job;
     float *scratch;
     const wino_isa *isa;
-    /* the split plan's current tile block */
+    /* the split plan's current tile block, and which lanes' scratch is in
+     * use */
     size_t tb, n_runs;
     const tile_run *runs;
+    atomic_flag busy[WINOGRAD_MAX_LANES];
 } wino_run;
 
 /* Lanes take contiguous runs of blocks, so an image's rows stay on one core
@@ -608,51 +614,65 @@ static void run_lanes(void *arg, size_t begin, size_t end)
     }
 }
 
-/* Split plan, first phase: lane l transforms its share of the channel
- * groups. */
+/* A split phase's items (channel groups, output blocks) are handed out by
+ * threadpool_parallel_for a few at a time, so that a thread that joins
+ * late (its core busy elsewhere) leaves its share to the others instead of
+ * holding the layer up; each call takes a free lane's scratch for its
+ * items. At most `lanes` calls run at once: one per thread. */
+static size_t claim_lane(wino_run *run)
+{
+    for (;;)
+        for (size_t lane = 0; lane < run->job->lanes; lane++)
+            if (!atomic_flag_test_and_set_explicit(&run->busy[lane], memory_order_acquire))
+                return lane;
+}
+
+static void release_lane(wino_run *run, size_t lane)
+{
+    atomic_flag_clear_explicit(&run->busy[lane], memory_order_release);
+}
+
+/* Split plan, first phase: channel groups [begin, end). */
 static void split_inputs(void *arg, size_t begin, size_t end)
 {
-    const wino_run *run = arg;
+    wino_run *run = arg;
     const wino_job *job = run->job;
-    for (size_t lane = begin; lane < end; lane++) {
-        wino_bufs b = bufs_of(job, run->scratch, lane);
-        size_t g0 = job->groups * lane / job->lanes, g1 = job->groups * (lane + 1) / job->lanes;
-        run->isa->inputs(job, run->runs, run->n_runs, g0, g1, run->tb, &b);
-    }
+    size_t lane = claim_lane(run);
+    wino_bufs b = bufs_of(job, run->scratch, lane);
+    run->isa->inputs(job, run->runs, run->n_runs, begin, end, run->tb, &b);
+    release_lane(run, lane);
 }
 
-/* Second phase: lane l takes its share of the output blocks, transforming
- * each block's filters first when they are not packed. */
+/* Second phase: output blocks [begin, end), each block's filters
+ * transformed first when they are not packed. */
 static void split_outputs(void *arg, size_t begin, size_t end)
 {
-    const wino_run *run = arg;
+    wino_run *run = arg;
     const wino_job *job = run->job;
     const winograd_conv *wc = job->wc;
-    for (size_t lane = begin; lane < end; lane++) {
-        wino_bufs b = bufs_of(job, run->scratch, lane);
-        size_t k0 = job->out_blocks * lane / job->lanes;
-        size_t k1 = job->out_blocks * (lane + 1) / job->lanes;
-        for (size_t k = k0; k < k1; k++) {
-            size_t o0 = k * job->ob, o1 = job->cout - o0 < job->ob ? job->cout : o0 + job->ob;
-            if (wc->packed_w) {
-                run->isa->outputs(job, run->runs, run->n_runs, o0, o1, run->tb,
-                                  wc->packed_w + o0 * job->cin, job->packed_per, &b);
-            } else {
-                run->isa->filters(job, o0, o1, b.u);
-                run->isa->outputs(job, run->runs, run->n_runs, o0, o1, run->tb, b.u, job->u_per,
-                                  &b);
-            }
+    size_t lane = claim_lane(run);
+    wino_bufs b = bufs_of(job, run->scratch, lane);
+    for (size_t k = begin; k < end; k++) {
+        size_t o0 = k * job->ob, o1 = job->cout - o0 < job->ob ? job->cout : o0 + job->ob;
+        if (wc->packed_w) {
+            run->isa->outputs(job, run->runs, run->n_runs, o0, o1, run->tb,
+                              wc->packed_w + o0 * job->cin, job->packed_per, &b);
+        } else {
+            run->isa->filters(job, o0, o1, b.u);
+            run->isa->outputs(job, run->runs, run->n_runs, o0, o1, run->tb, b.u, job->u_per,
+                              &b);
         }
     }
+    release_lane(run, lane);
 }
 
-static void run_phase(threadpool *pool, const wino_job *job, void (*fn)(void *, size_t, size_t),
+static void run_phase(threadpool *pool, size_t items, void (*fn)(void *, size_t, size_t),
                       wino_run *run)
 {
-    if (job->lanes <= 1 || !pool)
-        fn(run, 0, job->lanes);
+    if (run->job->lanes <= 1 || !pool)
+        fn(run, 0, items);
     else
-        threadpool_parallel_for(pool, job->lanes, 1, fn, run);
+        threadpool_parallel_for(pool, items, 1, fn, run);
 }
 
 void winograd_conv_f32(const winograd_conv *wc, float *scratch, threadpool *pool)
@@ -661,7 +681,7 @@ void winograd_conv_f32(const winograd_conv *wc, float *scratch, threadpool *pool
     wino_job job;
     if (!plan(wc, threads, &job) || job.blocks == 0)
         return; /* winograd_scratch_floats failed on the same plan first */
-    wino_run run = {&job, scratch, &isa_generic, 0, 0, NULL};
+    wino_run run = {.job = &job, .scratch = scratch, .isa = &isa_generic};
 #ifdef WINOGRAD_X86
     gemm_isa isa = gemm_kernel_isa();
     if (isa == GEMM_ISA_AVX512)
@@ -670,16 +690,18 @@ void winograd_conv_f32(const winograd_conv *wc, float *scratch, threadpool *pool
         run.isa = &isa_avx2;
 #endif
     if (!job.split) {
-        run_phase(pool, &job, run_lanes, &run);
+        run_phase(pool, job.lanes, run_lanes, &run);
         return;
     }
+    for (size_t lane = 0; lane < job.lanes; lane++)
+        atomic_flag_clear(&run.busy[lane]);
     wino_bufs shared = bufs_of(&job, scratch, 0);
     for (size_t f0 = 0; f0 < job.tiles; f0 += job.tiles_per_block) {
         size_t f1 = job.tiles - f0 < job.tiles_per_block ? job.tiles : f0 + job.tiles_per_block;
         run.n_runs = block_runs(&job, f0, f1, shared.runs);
         run.runs = shared.runs;
         run.tb = f1 - f0;
-        run_phase(pool, &job, split_inputs, &run);
-        run_phase(pool, &job, split_outputs, &run);
+        run_phase(pool, job.groups, split_inputs, &run);
+        run_phase(pool, job.out_blocks, split_outputs, &run);
     }
 }
