@@ -321,26 +321,29 @@ TARGET static void SFX(outputs)(const wino_job *job, const tile_run *runs, size_
                           b->rowbuf);
 }
 
-/* G (F(2x2): 4 x 3, F(4x4): 6 x 3) on the column (x0, x1, x2), each a
- * sliver of output channels, into out[0 .. alpha-1]. */
-TARGET static inline void SFX(g4_col)(wino_v8 x0, wino_v8 x1, wino_v8 x2, wino_v8 *out)
+/* G (F(2x2): 4 x 3, F(4x4): 6 x 3) on the column (*x0, *x1, *x2), each a
+ * sliver of output channels, into out[0 .. alpha-1]. (Vectors by address:
+ * the portable copy may not pass them in registers.) */
+TARGET static inline void SFX(g4_col)(const wino_v8 *x0, const wino_v8 *x1, const wino_v8 *x2,
+                                      wino_v8 *out)
 {
-    wino_v8 e = x0 + x2;
-    out[0] = x0;
-    out[1] = (e + x1) * 0.5f;
-    out[2] = (e - x1) * 0.5f;
-    out[3] = x2;
+    wino_v8 e = *x0 + *x2;
+    out[0] = *x0;
+    out[1] = (e + *x1) * 0.5f;
+    out[2] = (e - *x1) * 0.5f;
+    out[3] = *x2;
 }
 
-TARGET static inline void SFX(g6_col)(wino_v8 x0, wino_v8 x1, wino_v8 x2, wino_v8 *out)
+TARGET static inline void SFX(g6_col)(const wino_v8 *x0, const wino_v8 *x1, const wino_v8 *x2,
+                                      wino_v8 *out)
 {
-    wino_v8 e = x0 + x2, f = x0 * (1.0f / 24) + x2 * (1.0f / 6), h = x1 * (1.0f / 12);
-    out[0] = x0 * 0.25f;
-    out[1] = (e + x1) * (-1.0f / 6);
-    out[2] = (e - x1) * (-1.0f / 6);
+    wino_v8 e = *x0 + *x2, f = *x0 * (1.0f / 24) + *x2 * (1.0f / 6), h = *x1 * (1.0f / 12);
+    out[0] = *x0 * 0.25f;
+    out[1] = (e + *x1) * (-1.0f / 6);
+    out[2] = (e - *x1) * (-1.0f / 6);
     out[3] = f + h;
     out[4] = f - h;
-    out[5] = x2;
+    out[5] = *x2;
 }
 
 /* U = G g G^T of one input channel for a sliver of output channels: g[tap]
@@ -353,15 +356,15 @@ TARGET static inline void SFX(filter_point)(size_t alpha, const wino_v8 *g, floa
     wino_v8 col[3][6], row[6];
     for (size_t l = 0; l < 3; l++) {
         if (alpha == 6)
-            SFX(g6_col)(g[l], g[3 + l], g[6 + l], col[l]);
+            SFX(g6_col)(&g[l], &g[3 + l], &g[6 + l], col[l]);
         else
-            SFX(g4_col)(g[l], g[3 + l], g[6 + l], col[l]);
+            SFX(g4_col)(&g[l], &g[3 + l], &g[6 + l], col[l]);
     }
     for (size_t a = 0; a < alpha; a++) {
         if (alpha == 6)
-            SFX(g6_col)(col[0][a], col[1][a], col[2][a], row);
+            SFX(g6_col)(&col[0][a], &col[1][a], &col[2][a], row);
         else
-            SFX(g4_col)(col[0][a], col[1][a], col[2][a], row);
+            SFX(g4_col)(&col[0][a], &col[1][a], &col[2][a], row);
         for (size_t bb = 0; bb < alpha; bb++)
             memcpy(u + (a * alpha + bb) * per, &row[bb], sizeof(wino_v8));
     }
