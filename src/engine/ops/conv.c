@@ -422,18 +422,22 @@ static size_t winograd_tile_for(const op_node *node, const conv_state *st, const
  * F(4x4)'s 16 tiles an image leave the product tile's 8 weight rows
  * waiting on one vector of tiles; from 32 tiles (two images) it wins, and
  * F(2x2) from a second block of tiles on transforms the filters again.
- * 7x7x512 at batch 1: 2577 -> 2779 -> 3259 -> 5369 (stays on im2col).
+ * 7x7x512 (--only 7): batch 1 2577 -> 2779 -> 3259 -> 5369, batch 2 5434 ->
+ * 6454 -> 5359 -> 6762, batch 8 18377 -> 18107 -> 19491 -> 15889: F(4x4)
+ * per run from 32 tiles there too, im2col below.
  * 28x28x128 (F(4x4) at load): batch 1 1630 -> F(4x4) at load 1118 -> per
  * run 996; batch 8 13482 -> 7460 -> 8132: per run would free 5.3 MiB of
  * ResNet-18's load peak but cost batch 8, so those keep their filters.
  * INFERD_CONV_WINOGRAD=run2 / run4 forces per-run filters with that tile on
  * every layer that fits, =load keeps only the filters packed at load (the
  * rule above), for benchmarks and tests. */
-#define WINOGRAD_RUN_MIN_PLANE 196
+#define WINOGRAD_RUN_MIN_PLANE 49
 /* winograd_run_tile: the tile follows the batch (winograd_forward) */
 #define WINOGRAD_RUN_BY_BATCH 1
-/* F(4x4) tiles of a batch from which a per-run layer takes F(4x4) */
+/* F(4x4) tiles of a batch from which a per-run layer takes F(4x4); under
+ * that, F(2x2) from this plane on, im2col below */
 #define WINOGRAD_RUN_F4_MIN_TILES 32
+#define WINOGRAD_RUN_F2_MIN_PLANE 196
 
 static size_t winograd_run_tile_for(const op_node *node, const conv_state *st,
                                     const ifd_tensor *w)
@@ -1102,7 +1106,11 @@ static int winograd_forward(op_ctx *ctx, const conv_plan *p, const float *xd, co
     if (tile == WINOGRAD_RUN_BY_BATCH) {
         size_t f4_tiles = (size_t)p->batch * (((size_t)p->geo.out[1] + 3) / 4) *
                           (((size_t)p->geo.out[2] + 3) / 4);
-        tile = f4_tiles >= WINOGRAD_RUN_F4_MIN_TILES ? 4 : 2;
+        tile = f4_tiles >= WINOGRAD_RUN_F4_MIN_TILES        ? 4
+               : p->out_plane >= WINOGRAD_RUN_F2_MIN_PLANE ? 2
+                                                           : 0;
+        if (tile == 0)
+            return 1;
     }
     threadpool *pool = op_threadpool(ctx);
     winograd_conv wc = {.geo = &p->geo, .tile = tile, .batch = (size_t)p->batch,
