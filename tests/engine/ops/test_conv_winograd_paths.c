@@ -2,7 +2,8 @@
  * test_conv_winograd_paths.c — a 3x3 stride-1 Conv that ops/conv.c sends
  * to Winograd (kernels/winograd.c: F(4x4) filters packed at load over a
  * 28x28 plane; filters transformed per run from the GEMM's packed W over
- * 14x14, F(2x2) at batch 1 and F(4x4) at batch 3; channel counts off the
+ * 14x14, F(2x2) at batch 1 and F(4x4) at batch 3; over 7x7 im2col at
+ * these batches, from the same GEMM-packed W; channel counts off the
  * 8-row sliver) gives the definition's output through the whole engine, in
  * a model whose batch axis is left open, run at batch 1 and 3 on one and
  * on two threads; so does the same model with each other GEMM kernel
@@ -90,6 +91,14 @@ static void test_winograd_conv_over_14x14_matches_the_definition(void)
     check_case(&c);
 }
 
+static void test_winograd_conv_over_7x7_matches_the_definition(void)
+{
+    /* per-run filters chosen at load, im2col at run below 32 F(4x4) tiles
+     * (batch 1 and 3: 4 and 12), F(2x2) and F(4x4) when forced */
+    conv_case c = {36, 40, 7, 3, 1, 1};
+    check_case(&c);
+}
+
 static void test_unpadded_winograd_conv_matches_the_definition(void)
 {
     conv_case c = {32, 32, 30, 3, 1, 0}; /* 28x28 out from 30x30, no padding */
@@ -100,6 +109,7 @@ int main(void)
 {
     RUN(test_winograd_conv_over_28x28_matches_the_definition);
     RUN(test_winograd_conv_over_14x14_matches_the_definition);
+    RUN(test_winograd_conv_over_7x7_matches_the_definition);
     RUN(test_unpadded_winograd_conv_matches_the_definition);
     TEST_MAIN_END();
 }
