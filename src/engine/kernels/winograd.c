@@ -403,6 +403,15 @@ __attribute__((target("avx2,fma"))) static inline wino_v8 gather_tap(const float
 }
 #define GATHER_TAP gather_tap
 
+__attribute__((target("avx2,fma"))) static inline wino_v8 gather_tap2(const float *a,
+                                                                      const float *b,
+                                                                      wino_m8 ma, wino_m8 mb)
+{
+    return (wino_v8)_mm256_add_ps(_mm256_maskload_ps(a, (__m256i)ma),
+                                  _mm256_maskload_ps(b, (__m256i)mb));
+}
+#define GATHER_TAP2 gather_tap2
+
 #define TARGET __attribute__((target("avx2,fma")))
 #define SFX(name) name##_avx2
 #include "winograd_body.h"
@@ -566,6 +575,7 @@ __attribute__((target("avx512f,fma"))) static void product_tiles_avx512(const fl
 #undef ROW_TRANSFORM
 #undef PRODUCT
 #undef GATHER_TAP
+#undef GATHER_TAP2
 #undef TARGET
 #undef SFX
 #endif

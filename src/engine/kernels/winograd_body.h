@@ -391,28 +391,29 @@ TARGET static void SFX(filters)(const wino_job *job, size_t o0, size_t o1, float
         wino_m8 lanes[WINOGRAD_MR] = {{0}};
         wino_v8 g[9];
         float *dst = u + (s0 - o0) * cin;
-        size_t p0 = 0, next = 0;
-        for (size_t c = 0, kk = 0; c < cin; c++) {
-            for (size_t tap = 0; tap < 9; tap++, kk++) {
-                if (kk == next) {
-                    size_t kc = k - kk < GEMM_PACK_KC ? k - kk : GEMM_PACK_KC;
-                    for (size_t j = 0; j < ns; j++) {
-                        size_t sg = first + j, r0 = sg * mr, r1 = r0 + mr;
-                        lo[j] = r0 > s0 ? r0 - s0 : 0;
-                        hi[j] = (r1 < s1 ? r1 : s1) - s0;
-                        /* all ones on lanes [lo[j], hi[j]) */
-                        lanes[j] = (wino_iota >= (int)lo[j]) & (wino_iota < (int)hi[j]);
-                        /* lane r (row s0 + r) sits at row s0 + r - r0 of
-                         * sliver sg; r0 - s0 < WINOGRAD_MR floats before
-                         * it is the previous sliver of the same panel */
-                        src[j] = gw + kk * mpad + sg * mr * kc + ((ptrdiff_t)s0 - (ptrdiff_t)r0);
-                    }
-                    p0 = kk;
-                    next = kk + kc;
-                }
-                size_t at = (kk - p0) * mr;
+        size_t c = 0, tap = 0;
+        for (size_t p0 = 0; p0 < k; p0 += GEMM_PACK_KC) {
+            size_t kc = k - p0 < GEMM_PACK_KC ? k - p0 : GEMM_PACK_KC;
+            for (size_t j = 0; j < ns; j++) {
+                size_t sg = first + j, r0 = sg * mr, r1 = r0 + mr;
+                lo[j] = r0 > s0 ? r0 - s0 : 0;
+                hi[j] = (r1 < s1 ? r1 : s1) - s0;
+                /* all ones on lanes [lo[j], hi[j]) */
+                lanes[j] = (wino_iota >= (int)lo[j]) & (wino_iota < (int)hi[j]);
+                /* lane r (row s0 + r) sits at row s0 + r - r0 of sliver
+                 * sg; r0 - s0 < WINOGRAD_MR floats before it is the
+                 * previous sliver of the same panel */
+                src[j] = gw + p0 * mpad + sg * mr * kc + ((ptrdiff_t)s0 - (ptrdiff_t)r0);
+            }
+            /* the panel's columns in order, a channel's 9 taps at a time
+             * (a channel may straddle two panels) */
+            for (size_t q = 0; q < kc; q++) {
+                size_t at = q * mr;
 #ifdef GATHER_TAP
-                g[tap] = GATHER_TAP(src, lanes, ns, at);
+                /* two GEMM slivers (mr = 6) with their pointers and masks
+                 * in registers */
+                g[tap] = ns == 2 ? GATHER_TAP2(src[0] + at, src[1] + at, lanes[0], lanes[1])
+                                 : GATHER_TAP(src, lanes, ns, at);
 #else
                 (void)lanes;
                 float gt[WINOGRAD_MR] = {0};
@@ -421,11 +422,15 @@ TARGET static void SFX(filters)(const wino_job *job, size_t o0, size_t o1, float
                         gt[r] = src[j][at + r];
                 memcpy(&g[tap], gt, sizeof(gt));
 #endif
+                if (++tap < 9)
+                    continue;
+                if (alpha == 6)
+                    SFX(filter_point)(6, g, dst + c * WINOGRAD_MR, per);
+                else
+                    SFX(filter_point)(4, g, dst + c * WINOGRAD_MR, per);
+                tap = 0;
+                c++;
             }
-            if (alpha == 6)
-                SFX(filter_point)(6, g, dst + c * WINOGRAD_MR, per);
-            else
-                SFX(filter_point)(4, g, dst + c * WINOGRAD_MR, per);
         }
     }
 }
