@@ -6,7 +6,9 @@
  * no, symmetric, one-sided and asymmetric padding, padding larger than the
  * kernel reach, tiny images, channel counts that are not multiples of 16
  * or of the GEMM's row tile, several images (blocks that span images and
- * images that span blocks), ResNet-18's layer sizes; with and without bias,
+ * images that span blocks), blocks whose last 1-4 tiles pass a whole
+ * vector, ResNet-18's layer sizes; with filters packed at load and
+ * transformed per run from the GEMM's packed W; with and without bias,
  * fused residual and clamp (NaN passes the clamp); on the caller and split
  * over two threads; with every GEMM micro-kernel this CPU has (the body's
  * AVX-512, AVX2 and portable copies follow it). It also checks what the
@@ -166,6 +168,10 @@ static const shape shapes[] = {
     {5, 8, 8, 7, 7, 1, 1, 1, 1},      /* ResNet-18's last stage shape, batch 5 */
     {2, 64, 64, 28, 28, 1, 1, 1, 1},  /* several blocks per image */
     {1, 300, 20, 6, 6, 1, 1, 1, 1},   /* more than one K panel of the GEMM */
+    /* 1 to 4 columns past whole vectors of 16 tiles, with a ragged sliver:
+     * F(2x2) 49 tiles, F(4x4) 35 */
+    {1, 12, 13, 14, 14, 1, 1, 1, 1},
+    {1, 9, 11, 18, 26, 1, 1, 1, 1},
 };
 
 static void test_winograd_matches_the_definition_on_many_geometries(void)
