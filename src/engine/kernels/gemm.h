@@ -88,6 +88,10 @@ static inline float *gemm_packed_at(gemm_packed_row row, size_t j)
     return row.base + j / GEMM_PACK_NR * row.sliver_stride + j % GEMM_PACK_NR;
 }
 
+/* kernels/winograd.c reads a Conv's packed A to transform its filters per
+ * run: K in panels of GEMM_PACK_KC columns at p0 * round_up(m, MR), each a
+ * run of MR-row slivers (MR = gemm_packed_a_floats(1, 1)) stored column by
+ * column; test_winograd fails if this layout changes without it. */
 void gemm_pack_a(bool trans_a, size_t m, size_t k, const float *a, size_t lda, float *packed);
 void gemm_pack_b(bool trans_b, size_t k, size_t n, const float *b, size_t ldb, float *packed);
 
