@@ -415,7 +415,7 @@ static size_t winograd_tile_for(const op_node *node, const conv_state *st, const
  * --only 14 (best of 6-20 CPU times, alternated, taskset -c 1 on the
  * shared 2-core Xeon; im2col -> F(2x2) at load -> F(2x2) per run -> F(4x4)
  * per run), ResNet-18's 14x14x256:
- *   batch 1   1741 -> 1292 ->  1442 ->  1774 us
+ *   batch 1   1722 -> 1254 ->  1375 ->  1510 us
  *   batch 2   3382 -> 2360 ->  3107 ->  2408
  *   batch 4   6847 -> 4657 ->  6002 ->  4918
  *   batch 8  13634 -> 9043 -> 11384 ->  9672
