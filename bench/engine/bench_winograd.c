@@ -5,8 +5,9 @@
  * shapes at 224x224 and two thinner layers, one image (or --batch), on the
  * caller's thread. The sides alternate
  * rep by rep (a busy machine slows all alike) and the best time of each
- * (CPU time of the caller on one thread) is printed, with the largest difference from the im2col output relative to
- * the output's largest magnitude. "run" columns hand the Winograd kernel W
+ * (CPU time of the caller on one thread) is printed, with the largest
+ * difference from the im2col output relative to the output's largest
+ * magnitude. "run" columns hand the Winograd kernel W
  * as the GEMM packed it, the filters transformed at each run (winograd.h).
  * With --threads N every side runs on a pool of N threads. ops/conv.c's
  * winograd_tile_for and winograd_run_tile_for are decided from these

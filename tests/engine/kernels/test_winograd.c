@@ -143,7 +143,8 @@ static int check_shape(const shape *s, size_t tile, bool with_bias, bool with_re
         if (!(err <= 2e-5)) {
             fprintf(stderr, "F(%zu)%s %zux%lldx%lld -> %zu pads %lld,%lld,%lld,%lld batch %zu: "
                             "y[%zu] = %g, expected %g\n",
-                    tile, per_run ? " per run" : "", s->channels, (long long)s->h, (long long)s->w, s->out_channels,
+                    tile, per_run ? " per run" : "", s->channels, (long long)s->h,
+                    (long long)s->w, s->out_channels,
                     (long long)s->pad_t, (long long)s->pad_l, (long long)s->pad_b,
                     (long long)s->pad_r, s->batch, i, y[i], want[i]);
             bad = 1;
