@@ -113,7 +113,7 @@ int main(int argc, char **argv)
                               .y = y1, .epilogue = {true, 0.0f, INFINITY}};
         for (int r = 0; r < reps; r++)
             for (int side = 0; side < 2; side++) {
-                for (size_t i = 0; !getenv("NOFLUSH") && i < FLUSH_FLOATS; i += 16)
+                for (size_t i = 0; i < FLUSH_FLOATS; i += 16)
                     flush[i] += 1.0f;
                 double t0 = now_us();
                 if (side == 0 && per > 1) {
