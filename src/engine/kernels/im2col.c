@@ -96,16 +96,17 @@ static void inside(int64_t out, int64_t stride, int64_t offset, int64_t extent, 
  * shifted by a constant, so the whole stretch is one long copy; only the
  * elements that wrapped around a line edge are zeroed afterwards. */
 #define DEFINE_IM2COL_SHIFTED(NAME, T)                                                        \
-    static void NAME(const conv_geometry *g, const T *image, T *col, size_t pitch)            \
+    static void NAME(const conv_geometry *g, const T *image, T *col)                          \
     {                                                                                         \
         const int64_t *ext = g->image, *out = g->out;                                        \
         int64_t plane = ext[0] * ext[1] * ext[2], inner = ext[1] * ext[2];                   \
         int64_t lines = out[1], n2 = out[2];                                                  \
+        size_t cols = conv_geometry_cols(g);                                                  \
         T *row = col;                                                                         \
         for (size_t c = 0; c < g->channels; c++)                                             \
             for (int64_t k0 = 0; k0 < g->kernel[0]; k0++)                                    \
                 for (int64_t k1 = 0; k1 < g->kernel[1]; k1++)                                \
-                    for (int64_t k2 = 0; k2 < g->kernel[2]; k2++, row += pitch) {            \
+                    for (int64_t k2 = 0; k2 < g->kernel[2]; k2++, row += cols) {             \
                         int64_t off2 = k2 * g->dilation[2] - g->pad[2], tap_lo, tap_hi;      \
                         inside(n2, 1, off2, ext[2], &tap_lo, &tap_hi);                       \
                         int64_t shift1 = k1 * g->dilation[1] - g->pad[1];                    \
@@ -145,29 +146,22 @@ static void inside(int64_t out, int64_t stride, int64_t offset, int64_t extent, 
                     }                                                                         \
     }
 
-/* NAME writes the rows of the matrix `pitch` elements apart (at least its
- * columns), so that the patches of several images can sit side by side. */
 #define DEFINE_IM2COL(NAME, T)                                                                \
     DEFINE_IM2COL_SHIFTED(NAME##_shifted, T)                                                  \
-    static void NAME##_pitched(const conv_geometry *g, const T *image, T *col, size_t pitch)  \
+    void NAME(const conv_geometry *g, const T *image, T *col)                                 \
     {                                                                                         \
         typedef T elem;                                                                       \
         int64_t s2 = g->stride[2], n2 = g->out[2];                                            \
         if (g->stride[1] == 1 && s2 == 1 && n2 == g->image[2]) {                              \
-            NAME##_shifted(g, image, col, pitch);                                             \
+            NAME##_shifted(g, image, col);                                                    \
             return;                                                                           \
         }                                                                                     \
         CONV_WALK(IM2COL_LINE);                                                               \
-    }                                                                                         \
-    void NAME(const conv_geometry *g, const T *image, T *col)                                 \
-    {                                                                                         \
-        NAME##_pitched(g, image, col, conv_geometry_cols(g));                                 \
     }
 
-#define IM2COL_LINE(row, at, column, from, off, inside_lo, inside_hi)                         \
+#define IM2COL_LINE(row, at, column, from, off, inside_lo, inside_hi)                                \
     do {                                                                                      \
-        elem *dst = col + (row) * pitch + (column);                                           \
-        (void)(at);                                                                           \
+        elem *dst = col + (at);                                                                \
         const elem *src = image + ((from) < 0 ? 0 : (from));                                   \
         int64_t lo = (from) < 0 ? 0 : (inside_lo), hi = (from) < 0 ? 0 : (inside_hi);         \
         for (int64_t o = 0; o < lo; o++)                                                      \
@@ -184,17 +178,8 @@ static void inside(int64_t out, int64_t stride, int64_t offset, int64_t extent, 
             dst[o] = 0;                                                                       \
     } while (0)
 
-DEFINE_IM2COL(im2col_f32, float)
 DEFINE_IM2COL(im2col_f64, double)
 DEFINE_IM2COL(im2col_s32, int32_t)
-
-void im2col_f32_images(const conv_geometry *g, const float *images, size_t count,
-                       size_t image_floats, float *col)
-{
-    size_t cols = conv_geometry_cols(g);
-    for (size_t n = 0; n < count; n++)
-        im2col_f32_pitched(g, images + n * image_floats, col + n * cols, count * cols);
-}
 
 #define DEFINE_COL2IM(NAME, T)                                                                \
     void NAME(const conv_geometry *g, const T *col, T *image)                                 \

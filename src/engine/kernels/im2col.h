@@ -34,12 +34,6 @@ size_t conv_geometry_rows(const conv_geometry *g);
 size_t conv_geometry_cols(const conv_geometry *g);
 
 /* col[rows x cols] = the image patches of image[channels x image...]. */
-void im2col_f32(const conv_geometry *g, const float *image, float *col);
-/* The patches of `count` images (image_floats apart) side by side: a
- * rows x (count * cols) matrix whose column n * cols + q is image n's
- * position q (ops/conv.c's small-plane path multiplies them at once). */
-void im2col_f32_images(const conv_geometry *g, const float *images, size_t count,
-                       size_t image_floats, float *col);
 void im2col_f64(const conv_geometry *g, const double *image, double *col);
 void im2col_s32(const conv_geometry *g, const int32_t *image, int32_t *col);
 

@@ -304,51 +304,12 @@ typedef enum weight_layout { LAYOUT_GEMM, LAYOUT_DIRECT, LAYOUT_SMALL } weight_l
  * 191, 320->1280 529 -> 448. Inside the model (a loaded machine, best of
  * 120 runs per node) the gain is smaller, 0-15% a layer: the weights and X
  * come from memory there. */
-/* Dense convolutions with a kernel larger than 1x1 over output planes below
- * PATCH_SMALL_MAX_PLANE positions also take the small-plane tile, on their
- * patches: im2col of one image is a (C x taps) x positions matrix, which
- * the tile multiplies like the input of a 1x1 convolution over C x taps
- * channels (small_patch_forward). The GEMM pads 49 positions (7x7) to 64
- * columns, 23% of its work; this tile wastes none, splits the output
- * channels (so each thread streams half of the weights at batch 1) and
- * stores Y with the bias, residual and Relu in the same pass. Measured with
- * bench/engine/bench_conv_small (caches flushed before each rep, alternated,
- * medians of 15, taskset -c 1 on the shared 2-core Xeon; sliced im2col +
- * GEMM -> this path): ResNet-18's 7x7 3x3 512->512 2593 -> 2136 us at 1
- * thread, 1495 -> 1156 at 2; 3x3/2 256->512 1185 -> 911, 700 -> 577; at
- * batch 8, one image after the other so that its patches stay in L2,
- * 14346 -> 14175 and 6813 -> 6808 (medians of 5). Not taken: 14x14 planes
- * (3x3 256->256 1918 -> 2076 us, 3x3/2 929 -> 947), 1x1/2 layers (152 ->
- * 112 us at 7x7 but 768 -> 858 at batch 8), and layers of fewer than
- * PATCH_SMALL_MIN_ROWS patch rows or PATCH_SMALL_MIN_OUT output channels
- * (the small fixtures' layers, whose weights stay in cache). */
-#define PATCH_SMALL_MAX_PLANE 64
-#define PATCH_SMALL_MIN_ROWS 512
-#define PATCH_SMALL_MIN_OUT 64
-
-static bool patch_small_wanted(const conv_plan *p, size_t taps)
-{
-    return taps > 1 && p->spatial == 2 && p->out_plane < PATCH_SMALL_MAX_PLANE &&
-           (size_t)p->in_channels * taps >= PATCH_SMALL_MIN_ROWS &&
-           p->out_channels >= PATCH_SMALL_MIN_OUT;
-}
-
 static weight_layout direct_wanted(const op_node *node, const conv_state *st,
                                    const ifd_tensor *w, size_t taps)
 {
     if (st->kind != CONV || st->group != 1 || w->rank > 4)
         return LAYOUT_GEMM;
-    bool patches = taps > 1 && w->rank == 4 && pointwise_small_available();
     bool tile = conv_direct_wanted(taps), small = taps == 1 && pointwise_small_available();
-    if (patches) {
-        int64_t dims[IFD_MAX_RANK];
-        conv_plan p;
-        char why[512];
-        if (x_image_dims(node, st, dims) && node->inputs[st->x_index]->rank == w->rank &&
-            plan_conv(st, w->rank, dims, w->rank, w->dims, &p, why, sizeof(why)) == 0 &&
-            patch_small_wanted(&p, taps))
-            return LAYOUT_SMALL;
-    }
     if (!tile && !small)
         return LAYOUT_GEMM;
     int64_t dims[IFD_MAX_RANK];
@@ -1060,74 +1021,6 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
     return 0;
 }
 
-/* A dense convolution over a small plane with its weights in kernels/
- * pointwise_small.c's layout (patch_small_wanted): each image's patches,
- * a plain (C x taps) x positions matrix in L2, go through that tile as the
- * input of a 1x1 convolution over C x taps channels, which stores Y with
- * the bias, the residual and the clamp. Images run one after the other,
- * so that the patches of one stay in L2 while every block of weights
- * passes over them (writing all of a batch's patches first measured 13%
- * slower at batch 8: they went to L3); with at least as many images as
- * threads each thread takes whole images, else each image's product
- * splits its output channels over the pool. */
-typedef struct patch_job {
-    const conv_plan *p;
-    const float *x, *residual;
-    float *y;
-    pointwise_small ps;  /* one image's product; x, y and residual set per image */
-    float *cols;         /* lanes x col_floats patch matrices */
-    size_t col_floats, lanes;
-    threadpool *product_pool;
-} patch_job;
-
-static void patch_lanes(void *arg, size_t begin, size_t end)
-{
-    const patch_job *job = arg;
-    const conv_plan *p = job->p;
-    size_t batch = (size_t)p->batch;
-    size_t x_floats = (size_t)p->in_channels * p->in_plane;
-    size_t y_floats = (size_t)p->out_channels * p->out_plane;
-    for (size_t lane = begin; lane < end; lane++) {
-        float *col = job->cols + lane * job->col_floats;
-        for (size_t n = lane_begin(lane, batch, job->lanes);
-             n < lane_begin(lane + 1, batch, job->lanes); n++) {
-            im2col_f32(&p->geo, job->x + n * x_floats, col);
-            pointwise_small ps = job->ps;
-            ps.x = col;
-            ps.y = job->y + n * y_floats;
-            ps.residual = job->residual ? job->residual + n * y_floats : NULL;
-            pointwise_small_f32(&ps, job->product_pool);
-        }
-    }
-}
-
-static int small_patch_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
-                               const float *bias, const float *residual, float *yd)
-{
-    const conv_state *st = ctx->node->state;
-    threadpool *pool = op_threadpool(ctx);
-    size_t rows = conv_geometry_rows(&p->geo), batch = (size_t)p->batch;
-    patch_job job = {.p = p, .x = xd, .residual = residual, .y = yd};
-    job.ps = (pointwise_small){.batch = 1, .in_channels = rows,
-                               .out_channels = (size_t)p->out_channels,
-                               .positions = p->out_plane, .packed_w = st->direct_w,
-                               .bias = bias, .epilogue = st->epilogue};
-    double fmas = (double)batch * (double)p->out_channels * (double)p->out_plane * (double)rows;
-    job.lanes = lanes_for((size_t)threadpool_size(pool), batch, fmas);
-    job.product_pool = job.lanes == 1 ? pool : NULL;
-    job.col_floats = matrix_size(rows, p->out_plane);
-    if (job.col_floats == 0 || job.col_floats > IFD_MAX_TENSOR_BYTES / sizeof(float) / job.lanes)
-        return op_fail(ctx, "patch matrix is too large");
-    job.cols = op_scratch(ctx, job.col_floats * job.lanes * sizeof(float));
-    if (!job.cols)
-        return -1;
-    if (job.lanes == 1)
-        patch_lanes(&job, 0, 1);
-    else
-        threadpool_parallel_for(pool, job.lanes, 1, patch_lanes, &job);
-    return 0;
-}
-
 /* A layer whose weights were transformed for kernels/winograd.c at load. */
 static int winograd_forward(op_ctx *ctx, const conv_plan *p, const float *xd, const float *bias,
                             const float *residual, float *yd)
@@ -1183,9 +1076,6 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
         pointwise_small_f32(&ps, pool);
         return 0;
     }
-    if (st->direct_w && st->direct_small && !p->pointwise && p->spatial == 2 &&
-        pointwise_small_available())
-        return small_patch_forward(ctx, p, xd, job.bias, residual, yd);
     if (st->direct_w) {
         if (!st->direct_small && conv_direct_fits(&p->geo)) {
             conv_direct dc = {.geo = &p->geo, .batch = (size_t)p->batch,
