@@ -475,24 +475,42 @@ static TARGET_AVX512 void avx512_kernel(size_t kc, const float *a, size_t a_rs, 
  * it waits on loads; here 12 broadcasts and 2 B rows feed 24 FMAs, which
  * leaves the FMA ports the bottleneck. It reads the same packed layouts (the
  * second A sliver at a2, the second B sliver at b2), so no caller changes.
- * 24 independent sums cover the FMA latency without splitting K. */
+ * 24 independent sums cover the FMA latency without splitting K.
+ *
+ * With `one_column` (packed A only: a_rs 1, a_cs MR) it computes 12 x 17:
+ * the first sliver's 16 columns as above and the second sliver's first
+ * column with the rows in the lanes (one load of each A sliver's 6 rows
+ * per k, times a broadcast of B), instead of a whole second vector per row
+ * for one useful lane. A 7x7 plane (49 columns: one sliver pair and this)
+ * then costs 12 + 8 cycles per k for 12 rows instead of 12 + 12. Each
+ * element still sums its k in order, as the full tile does. */
 static inline TARGET_AVX512 __attribute__((always_inline)) void
 avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_t a_cs,
                  const float *b1, const float *b2, size_t ldbk, float *c, size_t ldc, size_t nr,
-                 float alpha, float beta, const gemm_epilogue *e, size_t j, const int rows)
+                 float alpha, float beta, const gemm_epilogue *e, size_t j, const int rows,
+                 const bool one_column)
 {
     __m512 acc[2 * MR][2];
+    __m512 col1 = _mm512_setzero_ps(), col2 = _mm512_setzero_ps();
+    const __mmask16 sliver_rows = (__mmask16)((1u << MR) - 1u);
 #pragma GCC unroll 12
     for (int i = 0; i < rows; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (size_t p = 0; p < kc; p++) {
-        __m512 x0 = _mm512_loadu_ps(b1), x1 = _mm512_loadu_ps(b2);
+        __m512 x0 = _mm512_loadu_ps(b1), x1 = one_column ? x0 : _mm512_loadu_ps(b2);
 #pragma GCC unroll 12
         for (int i = 0; i < rows; i++) {
             const float *ai = i < MR ? a1 + (size_t)i * a_rs : a2 + (size_t)(i - MR) * a_rs;
             __m512 av = _mm512_set1_ps(*ai);
             acc[i][0] = _mm512_fmadd_ps(av, x0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(av, x1, acc[i][1]);
+            if (!one_column)
+                acc[i][1] = _mm512_fmadd_ps(av, x1, acc[i][1]);
+        }
+        if (one_column) {
+            __m512 bk = _mm512_set1_ps(*b2);
+            col1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(sliver_rows, a1), bk, col1);
+            if (rows > MR)
+                col2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(sliver_rows, a2), bk, col2);
         }
         a1 += a_cs;
         a2 += a_cs;
@@ -512,13 +530,41 @@ avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_
         bias0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, e->bias + j));
         bias1 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, e->bias + j + 16));
     }
+    float column[2 * 16];
+    if (one_column) {
+        /* the column's rows, each through the same operations as a lane of
+         * the rows' vectors below: its bias is lane 0 of bias1 */
+        __m512 r1 = _mm512_mul_ps(va, col1), r2 = _mm512_mul_ps(va, col2);
+        __mmask16 mr1 = (__mmask16)((1u << (rows < MR ? rows : MR)) - 1u);
+        __mmask16 mr2 = (__mmask16)(rows > MR ? (1u << (rows - MR)) - 1u : 0u);
+        if (beta != 0.0f) {
+            float old[2 * 16] = {0};
+            for (int i = 0; i < rows; i++)
+                old[i < MR ? i : 16 + i - MR] = c[(size_t)i * ldc + 16];
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mr1, old), r1);
+            r2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mr2, old + 16), r2);
+        }
+        if (biased) {
+            __m512 b = _mm512_set1_ps(_mm512_cvtss_f32(bias1));
+            r1 = _mm512_add_ps(r1, b);
+            r2 = _mm512_add_ps(r2, b);
+        }
+        if (clamped) {
+            r1 = _mm512_min_ps(hi, _mm512_max_ps(lo, r1));
+            r2 = _mm512_min_ps(hi, _mm512_max_ps(lo, r2));
+        }
+        _mm512_storeu_ps(column, r1);
+        _mm512_storeu_ps(column + 16, r2);
+        m1 = 0; /* the rows' second vectors hold nothing */
+    }
 #pragma GCC unroll 12
     for (int i = 0; i < rows; i++) {
         float *ci = c + (size_t)i * ldc;
         __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
         if (beta != 0.0f) {
             r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
-            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+            if (!one_column)
+                r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
         }
         if (biased) {
             r0 = _mm512_add_ps(r0, bias0);
@@ -529,11 +575,15 @@ avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_
             r1 = _mm512_min_ps(hi, _mm512_max_ps(lo, r1));
         }
         _mm512_mask_storeu_ps(ci, m0, r0);
-        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+        if (one_column)
+            ci[16] = column[i < MR ? i : 16 + i - MR];
+        else
+            _mm512_mask_storeu_ps(ci + 16, m1, r1);
     }
 }
 
-/* mr in [WIDE_MIN_ROWS, 2 * MR], nr in [1, 2 * NR]. */
+/* mr in [WIDE_MIN_ROWS, 2 * MR], nr in [1, 2 * NR]; with one_column, nr is
+ * NR + 1 and A is packed. */
 static TARGET_AVX512 void avx512_wide_kernel(size_t kc, const float *a1, const float *a2,
                                              size_t a_rs, size_t a_cs, const float *b1,
                                              const float *b2, size_t ldbk, float *c, size_t ldc,
@@ -543,12 +593,33 @@ static TARGET_AVX512 void avx512_wide_kernel(size_t kc, const float *a1, const f
 #define WIDE(ROWS)                                                                            \
     case ROWS:                                                                                \
         avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, e, j, \
-                         ROWS);                                                               \
+                         ROWS, false);                                                        \
         break
     switch (mr) {
         WIDE(4); WIDE(5); WIDE(6); WIDE(7); WIDE(8); WIDE(9); WIDE(10); WIDE(11);
     default:
-        avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, e, j, 12);
+        avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, e, j, 12,
+                         false);
+    }
+#undef WIDE
+}
+
+static TARGET_AVX512 void avx512_wide17_kernel(size_t kc, const float *a1, const float *a2,
+                                               size_t a_rs, size_t a_cs, const float *b1,
+                                               const float *b2, size_t ldbk, float *c,
+                                               size_t ldc, size_t mr, size_t nr, float alpha,
+                                               float beta, const gemm_epilogue *e, size_t j)
+{
+#define WIDE(ROWS)                                                                            \
+    case ROWS:                                                                                \
+        avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, e, j, \
+                         ROWS, true);                                                         \
+        break
+    switch (mr) {
+        WIDE(4); WIDE(5); WIDE(6); WIDE(7); WIDE(8); WIDE(9); WIDE(10); WIDE(11);
+    default:
+        avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, e, j, 12,
+                         true);
     }
 #undef WIDE
 }
@@ -744,6 +815,17 @@ static wide_kernel wide_for(micro_kernel k)
     return NULL;
 }
 
+/* Its 12 x 17 variant for a block's last NR + 1 columns over packed A. */
+static wide_kernel wide17_for(micro_kernel k)
+{
+#ifdef GEMM_X86
+    if (k == avx512_kernel)
+        return avx512_wide17_kernel;
+#endif
+    (void)k;
+    return NULL;
+}
+
 bool gemm_kernel_is_avx512(void)
 {
 #ifdef GEMM_X86
@@ -796,6 +878,7 @@ typedef struct gemm_job {
     bool direct_b;    /* stream an unpacked, untransposed B in place */
     micro_kernel kernel;
     wide_kernel wide; /* NULL when the kernel has no wide tile or B is direct */
+    wide_kernel wide17; /* wide's NR + 1 column variant, with packed A (or NULL) */
     rows_kernel rows; /* packed B and fewer than WIDE_MIN_ROWS rows, when there is one */
     const gemm_epilogue *epilogue; /* NULL for none */
 } gemm_job;
@@ -875,12 +958,13 @@ static void run_wide_panel(const gemm_job *job, const float *ap, size_t a_rs, si
         }
         const float *bp2 = bp + NR * kc;
         float *cj = job->c + i0 * job->ldc + j;
+        /* 17 columns (the last of a 7x7 plane's 49): the 12 x 17 tile */
+        wide_kernel wide = nr == NR + 1 && job->wide17 ? job->wide17 : job->wide;
         size_t i = 0;
         for (; i + WIDE_MIN_ROWS <= mc; i += 2 * MR) {
             const float *a1 = ap + i / MR * tile_step;
-            job->wide(kc, a1, a1 + tile_step, a_rs, a_cs, bp, bp2, NR,
-                      cj + i * job->ldc, job->ldc, min_size(2 * MR, mc - i), nr, job->alpha,
-                      beta, e, j);
+            wide(kc, a1, a1 + tile_step, a_rs, a_cs, bp, bp2, NR, cj + i * job->ldc, job->ldc,
+                 min_size(2 * MR, mc - i), nr, job->alpha, beta, e, j);
         }
         for (; i < mc; i += MR) {
             const float *a1 = ap + i / MR * tile_step;
@@ -997,6 +1081,7 @@ static void own_gemm(size_t m, size_t n, size_t k, float alpha, gemm_operand a, 
      * it when few rows share it, otherwise pack it and reuse it from L1 */
     job.direct_b = !b.packed && !b.trans && m <= 2 * MR;
     job.wide = job.direct_b || m < WIDE_MIN_ROWS ? NULL : wide_for(job.kernel);
+    job.wide17 = job.wide && a.packed ? wide17_for(job.kernel) : NULL;
     job.rows = b.packed && m < WIDE_MIN_ROWS ? rows_for(job.kernel) : NULL;
     /* tasks split N at whole tiles: sliver pairs for the wide tile */
     size_t step = job.wide ? 2 * NR : NR;
