@@ -405,16 +405,46 @@ static void masked_panel_rows(const masked_taps *t, int64_t plane, size_t p0, si
     }
 }
 
+/* Lane i of a 16-bit mask moved to bit 2i: the floats a stride-2 sliver
+ * reads out of 32 consecutive ones. */
+static uint32_t even_bits(uint32_t m)
+{
+    m = (m | (m << 8)) & 0x00ff00ffu;
+    m = (m | (m << 4)) & 0x0f0f0f0fu;
+    m = (m | (m << 2)) & 0x33333333u;
+    return (m | (m << 1)) & 0x55555555u;
+}
+
 /* The kc rows of one sliver: one masked load per row from `at` when the
- * sliver's lanes read consecutive floats, else a gather at its bases. */
+ * sliver's lanes read consecutive floats; with `pairs` (stride 2, every
+ * lane on one output row: a stem's 112-wide rows are 7 whole slivers) two
+ * masked loads of the 32 floats from the first lane's base and the even
+ * ones picked out instead of a 16-lane gather: ResNet-18's 7x7/2 stem's
+ * patches 555-567 -> 445-459 us a run (its 25 column slices as ops/conv.c
+ * cuts them, best of 40, two alternated rounds, one core); else a gather
+ * at its bases. */
 __attribute__((target("avx512f"))) static void
 masked_sliver(float *dst, size_t kc, const uint16_t *ms, const uint16_t *tap_of,
-              const int64_t *from, const float *at, const float *image, const int32_t *bases)
+              const int64_t *from, const float *at, const float *image, const int32_t *bases,
+              bool pairs)
 {
     if (at) {
         for (size_t r = 0; r < kc; r++)
             _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
                              _mm512_maskz_loadu_ps(ms[tap_of[r]], at + from[r]));
+        return;
+    }
+    if (pairs) {
+        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6,
+                                              4, 2, 0);
+        const float *base = image + bases[0];
+        for (size_t r = 0; r < kc; r++) {
+            uint32_t m = even_bits(ms[tap_of[r]]);
+            const float *p = base + from[r];
+            __m512 lo = _mm512_maskz_loadu_ps((__mmask16)m, p);
+            __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), p + 16);
+            _mm512_storeu_ps(dst + r * GEMM_PACK_NR, _mm512_permutex2var_ps(lo, even, hi));
+        }
         return;
     }
     __m512i vbase = _mm512_loadu_si512(bases);
@@ -443,6 +473,7 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
     uint16_t masks[MASKED_MAX_TAPS * MASKED_BLOCK], in_range[MASKED_BLOCK];
     int32_t bases[MASKED_BLOCK * GEMM_PACK_NR];
     int32_t o1s[MASKED_BLOCK * GEMM_PACK_NR], o2s[MASKED_BLOCK * GEMM_PACK_NR];
+    bool pairs[MASKED_BLOCK]; /* stride 2 and the sliver on one output row */
     int64_t from[GEMM_PACK_KC];
     uint16_t tap_of[GEMM_PACK_KC];
     for (size_t b0 = 0; b0 < per_image; b0 += MASKED_BLOCK) {
@@ -452,11 +483,15 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
         int64_t o1 = (int64_t)qb / ow, o2 = (int64_t)qb % ow;
         for (size_t s = 0; s < nb; s++) {
             unsigned bits = 0;
+            pairs[s] = s2 == 2;
+            int64_t row = o1;
             for (unsigned i = 0; i < GEMM_PACK_NR; i++) {
                 size_t lane = s * GEMM_PACK_NR + i;
                 bool in = qb + lane < q1;
                 if (in)
                     bits |= 1u << i;
+                if (in && o1 != row)
+                    pairs[s] = false;
                 o1s[lane] = (int32_t)o1;
                 o2s[lane] = (int32_t)o2;
                 bases[lane] = in ? (int32_t)(o1 * s1 * w + o2 * s2) : 0;
@@ -478,7 +513,7 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
                     masked_sliver(panel + (n * per_image + b0 + s) * GEMM_PACK_NR * kc, kc,
                                   masks + s, tap_of, from,
                                   linear ? img + s * GEMM_PACK_NR : NULL, img,
-                                  bases + s * GEMM_PACK_NR);
+                                  bases + s * GEMM_PACK_NR, pairs[s]);
             }
         }
     }
@@ -552,7 +587,7 @@ im2col_f32_packed_masked_straddling(const conv_geometry *g, const float *image, 
             for (size_t s = 0; s < nb; s++)
                 masked_sliver(panel + (b0 + s) * GEMM_PACK_NR * kc, kc, masks + s, tap_of, from,
                               load_at[s] >= 0 ? image + load_at[s] : NULL, image,
-                              bases + s * GEMM_PACK_NR);
+                              bases + s * GEMM_PACK_NR, false);
         }
     }
 }
