@@ -75,6 +75,11 @@
  * bound) the digits MLP's 0.5M-multiply-add layers never split. */
 #define PARALLEL_MIN_FMAS ((size_t)1 << 18)
 
+/* Floats of packed A from which the wide tile prefetches it (own_gemm):
+ * 256 KiB, an eighth of L2, beyond the few weights a small model keeps
+ * cached between runs */
+#define PREFETCH_MIN_A 65536.0
+
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
@@ -1095,8 +1100,10 @@ static void own_gemm(size_t m, size_t n, size_t k, float alpha, gemm_operand a, 
     job.wide = job.direct_b || m < WIDE_MIN_ROWS ? NULL : wide_for(job.kernel);
     job.wide17 = job.wide && a.packed ? wide17_for(job.kernel) : NULL;
     /* packed A against at most two sliver pairs (a small plane's Conv at
-     * batch 1): A is what streams from memory, prefetched a tile ahead */
-    if (job.wide && a.packed && n <= 4 * NR)
+     * batch 1): A is what streams from memory, prefetched a tile ahead;
+     * not when A is small enough to stay cached from run to run (the
+     * digits CNN's few thousand weights) */
+    if (job.wide && a.packed && n <= 4 * NR && (double)m * (double)k >= PREFETCH_MIN_A)
         job.wide = wide_pf_for(job.kernel);
     job.rows = b.packed && m < WIDE_MIN_ROWS ? rows_for(job.kernel) : NULL;
     /* tasks split N at whole tiles: sliver pairs for the wide tile */
