@@ -79,6 +79,14 @@
  * 256 KiB, an eighth of L2, beyond the few weights a small model keeps
  * cached between runs */
 #define PREFETCH_MIN_A 65536.0
+/* ... and against at most this many sliver pairs of B. Per layer in
+ * ResNet-18 at batch 1 (one core, per-layer minimum of 40 runs in 4
+ * alternated rounds, 2 pairs -> 8): 14x14 3x3 256->256 (two column slices
+ * of 96-100) 1946-2015 -> 1628-1743 us, 14x14 3x3/2 968 -> 859, 28x28
+ * 3x3/2 879 -> 831, the 7x7 layers (49 columns) alike; up to 2 pairs
+ * against none, packed 512 x 49 products with the caches flushed: K =
+ * 2304 1158-1190 -> 1022-1034 us, K = 4608 best 2203-2218 -> 1899-1929 */
+#define PREFETCH_MAX_PAIRS 8
 
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
@@ -492,12 +500,10 @@ static TARGET_AVX512 void avx512_kernel(size_t kc, const float *a, size_t a_rs, 
  *
  * With `prefetch` (packed A: the next tile's slivers start 2 * MR * kc
  * floats on) each k also prefetches the next tile's A at the same step.
- * Where a block's rows meet only one or two sliver pairs of B (a 7x7
- * plane's 49 columns at batch 1), A is the stream: Conv weights read once
- * per run, from L3, and the first pair waits on them. Measured over packed
- * 512 x 49 products with the caches flushed (one core, medians of 31,
- * three alternated rounds): K = 2304 1223-1271 -> 1004-1027 us, K = 4608
- * best 2373-2456 -> 2006-2054 us; 196 and 784 columns unchanged. */
+ * Where a block's rows meet few sliver pairs of B (a 7x7 plane's 49
+ * columns, a 14x14 plane's column slice, at batch 1), A is the stream:
+ * Conv weights read once per run, from L3, and the first pair waits on
+ * them (see PREFETCH_MAX_PAIRS for what it measured). */
 static inline TARGET_AVX512 __attribute__((always_inline)) void
 avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_t a_cs,
                  const float *b1, const float *b2, size_t ldbk, float *c, size_t ldc, size_t nr,
@@ -1099,11 +1105,13 @@ static void own_gemm(size_t m, size_t n, size_t k, float alpha, gemm_operand a, 
     job.direct_b = !b.packed && !b.trans && m <= 2 * MR;
     job.wide = job.direct_b || m < WIDE_MIN_ROWS ? NULL : wide_for(job.kernel);
     job.wide17 = job.wide && a.packed ? wide17_for(job.kernel) : NULL;
-    /* packed A against at most two sliver pairs (a small plane's Conv at
-     * batch 1): A is what streams from memory, prefetched a tile ahead;
-     * not when A is small enough to stay cached from run to run (the
-     * digits CNN's few thousand weights) */
-    if (job.wide && a.packed && n <= 4 * NR && (double)m * (double)k >= PREFETCH_MIN_A)
+    /* packed A against at most PREFETCH_MAX_PAIRS sliver pairs (a small
+     * plane's Conv, or a column slice of one, at batch 1): A is what
+     * streams from memory, prefetched a tile ahead; not when A is small
+     * enough to stay cached from run to run (the digits CNN's few
+     * thousand weights) */
+    if (job.wide && a.packed && n <= PREFETCH_MAX_PAIRS * 2 * NR &&
+        (double)m * (double)k >= PREFETCH_MIN_A)
         job.wide = wide_pf_for(job.kernel);
     job.rows = b.packed && m < WIDE_MIN_ROWS ? rows_for(job.kernel) : NULL;
     /* tasks split N at whole tiles: sliver pairs for the wide tile */
