@@ -75,6 +75,19 @@
  * bound) the digits MLP's 0.5M-multiply-add layers never split. */
 #define PARALLEL_MIN_FMAS ((size_t)1 << 18)
 
+/* Floats of packed A from which the wide tile prefetches it (own_gemm):
+ * 256 KiB, an eighth of L2, beyond the few weights a small model keeps
+ * cached between runs */
+#define PREFETCH_MIN_A 65536.0
+/* ... and against at most this many sliver pairs of B. Per layer in
+ * ResNet-18 at batch 1 (one core, per-layer minimum of 40 runs in 4
+ * alternated rounds, 2 pairs -> 8): 14x14 3x3 256->256 (two column slices
+ * of 96-100) 1946-2015 -> 1628-1743 us, 14x14 3x3/2 968 -> 859, 28x28
+ * 3x3/2 879 -> 831, the 7x7 layers (49 columns) alike; up to 2 pairs
+ * against none, packed 512 x 49 products with the caches flushed: K =
+ * 2304 1158-1190 -> 1022-1034 us, K = 4608 best 2203-2218 -> 1899-1929 */
+#define PREFETCH_MAX_PAIRS 8
+
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
@@ -475,24 +488,54 @@ static TARGET_AVX512 void avx512_kernel(size_t kc, const float *a, size_t a_rs, 
  * it waits on loads; here 12 broadcasts and 2 B rows feed 24 FMAs, which
  * leaves the FMA ports the bottleneck. It reads the same packed layouts (the
  * second A sliver at a2, the second B sliver at b2), so no caller changes.
- * 24 independent sums cover the FMA latency without splitting K. */
+ * 24 independent sums cover the FMA latency without splitting K.
+ *
+ * With `one_column` (packed A only: a_rs 1, a_cs MR) it computes 12 x 17:
+ * the first sliver's 16 columns as above and the second sliver's first
+ * column with the rows in the lanes (one load of each A sliver's 6 rows
+ * per k, times a broadcast of B), instead of a whole second vector per row
+ * for one useful lane. A 7x7 plane (49 columns: one sliver pair and this)
+ * then costs 12 + 8 cycles per k for 12 rows instead of 12 + 12. Each
+ * element still sums its k in order, as the full tile does.
+ *
+ * With `prefetch` (packed A: the next tile's slivers start 2 * MR * kc
+ * floats on) each k also prefetches the next tile's A at the same step.
+ * Where a block's rows meet few sliver pairs of B (a 7x7 plane's 49
+ * columns, a 14x14 plane's column slice, at batch 1), A is the stream:
+ * Conv weights read once per run, from L3, and the first pair waits on
+ * them (see PREFETCH_MAX_PAIRS for what it measured). */
 static inline TARGET_AVX512 __attribute__((always_inline)) void
 avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_t a_cs,
                  const float *b1, const float *b2, size_t ldbk, float *c, size_t ldc, size_t nr,
-                 float alpha, float beta, const gemm_epilogue *e, size_t j, const int rows)
+                 float alpha, float beta, const gemm_epilogue *e, size_t j, const int rows,
+                 const bool one_column, const bool prefetch)
 {
+    const size_t ahead = 2 * MR * kc;
     __m512 acc[2 * MR][2];
+    __m512 col1 = _mm512_setzero_ps(), col2 = _mm512_setzero_ps();
+    const __mmask16 sliver_rows = (__mmask16)((1u << MR) - 1u);
 #pragma GCC unroll 12
     for (int i = 0; i < rows; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (size_t p = 0; p < kc; p++) {
-        __m512 x0 = _mm512_loadu_ps(b1), x1 = _mm512_loadu_ps(b2);
+        if (prefetch) {
+            _mm_prefetch((const char *)(a1 + ahead), _MM_HINT_T0);
+            _mm_prefetch((const char *)(a2 + ahead), _MM_HINT_T0);
+        }
+        __m512 x0 = _mm512_loadu_ps(b1), x1 = one_column ? x0 : _mm512_loadu_ps(b2);
 #pragma GCC unroll 12
         for (int i = 0; i < rows; i++) {
             const float *ai = i < MR ? a1 + (size_t)i * a_rs : a2 + (size_t)(i - MR) * a_rs;
             __m512 av = _mm512_set1_ps(*ai);
             acc[i][0] = _mm512_fmadd_ps(av, x0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(av, x1, acc[i][1]);
+            if (!one_column)
+                acc[i][1] = _mm512_fmadd_ps(av, x1, acc[i][1]);
+        }
+        if (one_column) {
+            __m512 bk = _mm512_set1_ps(*b2);
+            col1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(sliver_rows, a1), bk, col1);
+            if (rows > MR)
+                col2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(sliver_rows, a2), bk, col2);
         }
         a1 += a_cs;
         a2 += a_cs;
@@ -512,13 +555,41 @@ avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_
         bias0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, e->bias + j));
         bias1 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, e->bias + j + 16));
     }
+    float column[2 * 16];
+    if (one_column) {
+        /* the column's rows, each through the same operations as a lane of
+         * the rows' vectors below: its bias is lane 0 of bias1 */
+        __m512 r1 = _mm512_mul_ps(va, col1), r2 = _mm512_mul_ps(va, col2);
+        __mmask16 mr1 = (__mmask16)((1u << (rows < MR ? rows : MR)) - 1u);
+        __mmask16 mr2 = (__mmask16)(rows > MR ? (1u << (rows - MR)) - 1u : 0u);
+        if (beta != 0.0f) {
+            float old[2 * 16] = {0};
+            for (int i = 0; i < rows; i++)
+                old[i < MR ? i : 16 + i - MR] = c[(size_t)i * ldc + 16];
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mr1, old), r1);
+            r2 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mr2, old + 16), r2);
+        }
+        if (biased) {
+            __m512 b = _mm512_set1_ps(_mm512_cvtss_f32(bias1));
+            r1 = _mm512_add_ps(r1, b);
+            r2 = _mm512_add_ps(r2, b);
+        }
+        if (clamped) {
+            r1 = _mm512_min_ps(hi, _mm512_max_ps(lo, r1));
+            r2 = _mm512_min_ps(hi, _mm512_max_ps(lo, r2));
+        }
+        _mm512_storeu_ps(column, r1);
+        _mm512_storeu_ps(column + 16, r2);
+        m1 = 0; /* the rows' second vectors hold nothing */
+    }
 #pragma GCC unroll 12
     for (int i = 0; i < rows; i++) {
         float *ci = c + (size_t)i * ldc;
         __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
         if (beta != 0.0f) {
             r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
-            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+            if (!one_column)
+                r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
         }
         if (biased) {
             r0 = _mm512_add_ps(r0, bias0);
@@ -529,29 +600,42 @@ avx512_wide_tile(size_t kc, const float *a1, const float *a2, size_t a_rs, size_
             r1 = _mm512_min_ps(hi, _mm512_max_ps(lo, r1));
         }
         _mm512_mask_storeu_ps(ci, m0, r0);
-        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+        if (one_column)
+            ci[16] = column[i < MR ? i : 16 + i - MR];
+        else
+            _mm512_mask_storeu_ps(ci + 16, m1, r1);
     }
 }
 
-/* mr in [WIDE_MIN_ROWS, 2 * MR], nr in [1, 2 * NR]. */
-static TARGET_AVX512 void avx512_wide_kernel(size_t kc, const float *a1, const float *a2,
-                                             size_t a_rs, size_t a_cs, const float *b1,
-                                             const float *b2, size_t ldbk, float *c, size_t ldc,
-                                             size_t mr, size_t nr, float alpha, float beta,
-                                             const gemm_epilogue *e, size_t j)
-{
-#define WIDE(ROWS)                                                                            \
+/* mr in [WIDE_MIN_ROWS, 2 * MR], nr in [1, 2 * NR]. The _pf variant
+ * prefetches packed A, the 17 variant (nr = NR + 1, packed A) too. */
+#define WIDE_KERNEL(NAME, ONE_COLUMN, PREFETCH)                                               \
+    static TARGET_AVX512 void NAME(size_t kc, const float *a1, const float *a2, size_t a_rs, \
+                                   size_t a_cs, const float *b1, const float *b2, size_t ldbk, \
+                                   float *c, size_t ldc, size_t mr, size_t nr, float alpha,    \
+                                   float beta, const gemm_epilogue *e, size_t j)               \
+    {                                                                                         \
+        switch (mr) {                                                                         \
+            WIDE_ROWS(4, ONE_COLUMN, PREFETCH); WIDE_ROWS(5, ONE_COLUMN, PREFETCH);           \
+            WIDE_ROWS(6, ONE_COLUMN, PREFETCH); WIDE_ROWS(7, ONE_COLUMN, PREFETCH);           \
+            WIDE_ROWS(8, ONE_COLUMN, PREFETCH); WIDE_ROWS(9, ONE_COLUMN, PREFETCH);           \
+            WIDE_ROWS(10, ONE_COLUMN, PREFETCH); WIDE_ROWS(11, ONE_COLUMN, PREFETCH);         \
+        default:                                                                              \
+            avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, e, \
+                             j, 12, ONE_COLUMN, PREFETCH);                                    \
+        }                                                                                     \
+    }
+#define WIDE_ROWS(ROWS, ONE_COLUMN, PREFETCH)                                                 \
     case ROWS:                                                                                \
         avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, e, j, \
-                         ROWS);                                                               \
+                         ROWS, ONE_COLUMN, PREFETCH);                                         \
         break
-    switch (mr) {
-        WIDE(4); WIDE(5); WIDE(6); WIDE(7); WIDE(8); WIDE(9); WIDE(10); WIDE(11);
-    default:
-        avx512_wide_tile(kc, a1, a2, a_rs, a_cs, b1, b2, ldbk, c, ldc, nr, alpha, beta, e, j, 12);
-    }
-#undef WIDE
-}
+
+WIDE_KERNEL(avx512_wide_kernel, false, false)
+WIDE_KERNEL(avx512_wide_pf_kernel, false, true)
+WIDE_KERNEL(avx512_wide17_kernel, true, true)
+#undef WIDE_ROWS
+#undef WIDE_KERNEL
 
 /* 1 to 3 rows of C by up to four packed B slivers (64 columns) at once,
  * for products with few rows against packed weights: an LSTM step at batch
@@ -744,6 +828,27 @@ static wide_kernel wide_for(micro_kernel k)
     return NULL;
 }
 
+/* Its variants over packed A: prefetching it (for few columns), and the
+ * 12 x 17 tile for a block's last NR + 1 columns. */
+static wide_kernel wide_pf_for(micro_kernel k)
+{
+#ifdef GEMM_X86
+    if (k == avx512_kernel)
+        return avx512_wide_pf_kernel;
+#endif
+    return wide_for(k);
+}
+
+static wide_kernel wide17_for(micro_kernel k)
+{
+#ifdef GEMM_X86
+    if (k == avx512_kernel)
+        return avx512_wide17_kernel;
+#endif
+    (void)k;
+    return NULL;
+}
+
 bool gemm_kernel_is_avx512(void)
 {
 #ifdef GEMM_X86
@@ -796,6 +901,7 @@ typedef struct gemm_job {
     bool direct_b;    /* stream an unpacked, untransposed B in place */
     micro_kernel kernel;
     wide_kernel wide; /* NULL when the kernel has no wide tile or B is direct */
+    wide_kernel wide17; /* wide's NR + 1 column variant, with packed A (or NULL) */
     rows_kernel rows; /* packed B and fewer than WIDE_MIN_ROWS rows, when there is one */
     const gemm_epilogue *epilogue; /* NULL for none */
 } gemm_job;
@@ -875,12 +981,13 @@ static void run_wide_panel(const gemm_job *job, const float *ap, size_t a_rs, si
         }
         const float *bp2 = bp + NR * kc;
         float *cj = job->c + i0 * job->ldc + j;
+        /* 17 columns (the last of a 7x7 plane's 49): the 12 x 17 tile */
+        wide_kernel wide = nr == NR + 1 && job->wide17 ? job->wide17 : job->wide;
         size_t i = 0;
         for (; i + WIDE_MIN_ROWS <= mc; i += 2 * MR) {
             const float *a1 = ap + i / MR * tile_step;
-            job->wide(kc, a1, a1 + tile_step, a_rs, a_cs, bp, bp2, NR,
-                      cj + i * job->ldc, job->ldc, min_size(2 * MR, mc - i), nr, job->alpha,
-                      beta, e, j);
+            wide(kc, a1, a1 + tile_step, a_rs, a_cs, bp, bp2, NR, cj + i * job->ldc, job->ldc,
+                 min_size(2 * MR, mc - i), nr, job->alpha, beta, e, j);
         }
         for (; i < mc; i += MR) {
             const float *a1 = ap + i / MR * tile_step;
@@ -997,6 +1104,15 @@ static void own_gemm(size_t m, size_t n, size_t k, float alpha, gemm_operand a, 
      * it when few rows share it, otherwise pack it and reuse it from L1 */
     job.direct_b = !b.packed && !b.trans && m <= 2 * MR;
     job.wide = job.direct_b || m < WIDE_MIN_ROWS ? NULL : wide_for(job.kernel);
+    job.wide17 = job.wide && a.packed ? wide17_for(job.kernel) : NULL;
+    /* packed A against at most PREFETCH_MAX_PAIRS sliver pairs (a small
+     * plane's Conv, or a column slice of one, at batch 1): A is what
+     * streams from memory, prefetched a tile ahead; not when A is small
+     * enough to stay cached from run to run (the digits CNN's few
+     * thousand weights) */
+    if (job.wide && a.packed && n <= PREFETCH_MAX_PAIRS * 2 * NR &&
+        (double)m * (double)k >= PREFETCH_MIN_A)
+        job.wide = wide_pf_for(job.kernel);
     job.rows = b.packed && m < WIDE_MIN_ROWS ? rows_for(job.kernel) : NULL;
     /* tasks split N at whole tiles: sliver pairs for the wide tile */
     size_t step = job.wide ? 2 * NR : NR;

@@ -405,6 +405,40 @@ static void masked_panel_rows(const masked_taps *t, int64_t plane, size_t p0, si
     }
 }
 
+/* Lane i of a 16-bit mask moved to bit 2i: the floats a stride-2 sliver
+ * reads out of 32 consecutive ones. */
+static uint32_t even_bits(uint32_t m)
+{
+    m = (m | (m << 8)) & 0x00ff00ffu;
+    m = (m | (m << 4)) & 0x0f0f0f0fu;
+    m = (m | (m << 2)) & 0x33333333u;
+    return (m | (m << 1)) & 0x55555555u;
+}
+
+/* The kc rows of a stride-2 sliver whose lanes lie on one output row (a
+ * stem's 112-wide rows are 7 whole slivers): two masked loads of the 32
+ * floats from the first lane's base and the even ones picked out instead
+ * of a 16-lane gather. ResNet-18's 7x7/2 stem's patches 535-544 -> 393-398
+ * us a run, the whole layer 2232-2238 -> 2043-2046 us (its 25 column
+ * slices as ops/conv.c cuts them, best of 40, two alternated rounds, one
+ * core). Kept out of masked_sliver, whose other
+ * paths small layers call many times (inlined there it cost the digits
+ * CNN 5% a run). */
+__attribute__((target("avx512f"), noinline)) static void
+masked_sliver_pairs(float *dst, size_t kc, const uint16_t *ms, const uint16_t *tap_of,
+                    const int64_t *from, const float *base)
+{
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
+                                          2, 0);
+    for (size_t r = 0; r < kc; r++) {
+        uint32_t m = even_bits(ms[tap_of[r]]);
+        const float *p = base + from[r];
+        __m512 lo = _mm512_maskz_loadu_ps((__mmask16)m, p);
+        __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), p + 16);
+        _mm512_storeu_ps(dst + r * GEMM_PACK_NR, _mm512_permutex2var_ps(lo, even, hi));
+    }
+}
+
 /* The kc rows of one sliver: one masked load per row from `at` when the
  * sliver's lanes read consecutive floats, else a gather at its bases. */
 __attribute__((target("avx512f"))) static void
@@ -443,6 +477,7 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
     uint16_t masks[MASKED_MAX_TAPS * MASKED_BLOCK], in_range[MASKED_BLOCK];
     int32_t bases[MASKED_BLOCK * GEMM_PACK_NR];
     int32_t o1s[MASKED_BLOCK * GEMM_PACK_NR], o2s[MASKED_BLOCK * GEMM_PACK_NR];
+    bool pairs[MASKED_BLOCK]; /* stride 2 and the sliver on one output row */
     int64_t from[GEMM_PACK_KC];
     uint16_t tap_of[GEMM_PACK_KC];
     for (size_t b0 = 0; b0 < per_image; b0 += MASKED_BLOCK) {
@@ -466,6 +501,9 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
                 }
             }
             in_range[s] = (uint16_t)bits;
+            /* the in-range lanes are the first ones, their rows ascending */
+            size_t last = s * GEMM_PACK_NR + (bits ? 31u - (unsigned)__builtin_clz(bits) : 0u);
+            pairs[s] = s2 == 2 && bits && o1s[s * GEMM_PACK_NR] == o1s[last];
         }
         masked_masks(g, &taps, nb, o1s, o2s, in_range, masks);
         for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
@@ -474,11 +512,16 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
             masked_panel_rows(&taps, plane, p0, kc, linear ? (int64_t)qb : 0, from, tap_of);
             for (size_t n = 0; n < count; n++) {
                 const float *img = image + n * image_floats;
-                for (size_t s = 0; s < nb; s++)
-                    masked_sliver(panel + (n * per_image + b0 + s) * GEMM_PACK_NR * kc, kc,
-                                  masks + s, tap_of, from,
-                                  linear ? img + s * GEMM_PACK_NR : NULL, img,
-                                  bases + s * GEMM_PACK_NR);
+                for (size_t s = 0; s < nb; s++) {
+                    float *dst = panel + (n * per_image + b0 + s) * GEMM_PACK_NR * kc;
+                    if (pairs[s])
+                        masked_sliver_pairs(dst, kc, masks + s, tap_of, from,
+                                            img + bases[s * GEMM_PACK_NR]);
+                    else
+                        masked_sliver(dst, kc, masks + s, tap_of, from,
+                                      linear ? img + s * GEMM_PACK_NR : NULL, img,
+                                      bases + s * GEMM_PACK_NR);
+                }
             }
         }
     }

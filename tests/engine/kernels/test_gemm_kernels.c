@@ -126,6 +126,13 @@ static void check_every_shape(threadpool *pool)
     /* one row against B^T in place, its columns split over the pool */
     failures += check_product(1, 1000, 600, false, true, false, false, 1.0f, 0.5f, pool);
     failures += check_product_epi(200, 300, 260, false, false, false, true, 1.0f, 0.0f, 2, pool);
+    /* a 7x7 plane's 49 columns against packed Conv weights (K over two
+     * panels): the 12 x 17 tile at the end of every row block, on one
+     * thread and with the columns split into chunks of 32 and 17 */
+    for (int epi = 0; epi < 3; epi++)
+        failures += check_product_epi(100, 49, 600, false, false, true, true, 1.0f,
+                                      epi == 1 ? 0.5f : 0.0f, epi, pool);
+    failures += check_product_epi(16, 81, 300, false, false, true, true, -1.0f, 0.0f, 2, pool);
     CHECK_EQ_INT(failures, 0);
 }
 

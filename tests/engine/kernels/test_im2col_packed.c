@@ -172,10 +172,17 @@ static void test_slices_of_images_match_plain_im2col(void)
     conv_geometry strided = geometry_2d(3, 15, 15, 3, 3, 2, 1, 1, 1);
     conv_geometry stem = geometry_2d(3, 70, 66, 7, 7, 2, 1, 3, 3); /* 35 x 33 = 1155 */
     conv_geometry down = geometry_2d(4, 14, 14, 1, 1, 2, 1, 0, 0);
+    /* stride 2 onto rows of whole slivers (32 wide, as ResNet-18's stem's
+     * 112): every sliver on one output row, read as 32 floats and halved,
+     * the padded columns at both ends masked */
+    conv_geometry rows = geometry_2d(2, 64, 64, 7, 7, 2, 1, 3, 3);
+    conv_geometry rows_valid = geometry_2d(3, 33, 65, 3, 3, 2, 1, 0, 0); /* 16 x 32 */
     CHECK(im2col_f32_packed_slice_fits(&strided) && im2col_f32_packed_slice_fits(&stem));
     failures += check_slice(&strided, 1, 0, 64) + check_slice(&strided, 3, 0, 48) +
                 check_slice(&stem, 1, 0, 1155) + check_slice(&stem, 1, 1024, 1155) +
-                check_slice(&down, 5, 0, 48);
+                check_slice(&down, 5, 0, 48) + check_slice(&rows, 1, 0, 1024) +
+                check_slice(&rows, 1, 256, 512) + check_slice(&rows, 2, 0, 1024) +
+                check_slice(&rows_valid, 1, 0, 512) + check_slice(&rows_valid, 1, 64, 300);
     CHECK_EQ_INT(failures, 0);
     conv_geometry huge_taps = geometry_2d(1, 20, 20, 9, 9, 1, 1, 4, 4);
     CHECK(!im2col_f32_packed_slice_fits(&huge_taps));
