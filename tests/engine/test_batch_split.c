@@ -8,7 +8,11 @@
  * graph_opt none keep runs whole. Micro-batches (a slice, or a one-thread
  * run, cut into runs of k rows): each micro-batch's rows are the unsplit run
  * of those rows, k need not divide the batch, the rule leaves weight-heavy
- * models whole and cuts an activation-heavy CNN. The GEMM kernel is chosen per process:
+ * models whole and cuts an activation-heavy CNN. Both ways a slice hands
+ * over its outputs are compared: "embed" at batch 64 writes its 32 KB of
+ * rows straight into the caller's tensor, the other runs (a few rows of
+ * scores, under session.c's ROWS_IN_PLACE_MIN_BYTES) compute them in the
+ * slice's own buffers and copy them at the end. The GEMM kernel is chosen per process:
  * CTest runs this again with INFERD_GEMM_KERNEL=avx2 and =generic.
  */
 #include <math.h>
