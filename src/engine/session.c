@@ -188,10 +188,12 @@ static int output_slot(op_ctx *ctx, int i)
  * them, so while the operators write there row by row (a Gemm's tiles, a
  * Softmax) the lines move between cores several times; computed in the
  * slice's own buffer and copied in one go at the end, each moves about once.
- * Measured (digits CNN batch 8, 2 threads, 2 x 320-byte outputs; rdtsc in
- * batch_split_run, chrt -f 1, medians of 3 x ~50K runs): with the slices
- * writing nowhere shared, the worker's slice 8.65 -> 8.47 us, the run
- * 9.67 -> 9.50 us. */
+ * Measured on the digits CNN at batch 8, 2 threads (2 x 320-byte outputs,
+ * chrt -f 1): with the slices writing nowhere shared (rdtsc inside
+ * batch_split_run, medians of 3 x ~50K runs) the worker's slice took
+ * 8.65 -> 8.47 us; this copy, bench_inferd --min-time 0.3, medians of 15
+ * alternated runs: 8.98 -> 8.79 us (2.98 -> 2.78 for the MLP at batch 8
+ * once batch_split.c's threshold let it split). */
 #define ROWS_IN_PLACE_MIN_BYTES 16384
 static bool bind_output_rows(struct session_private *s, int slot, ifd_dtype dtype, int rank,
                              const int64_t *dims, size_t bytes)
