@@ -16,11 +16,18 @@
  *           workers still start the next job quickly after a pause.
  * Then the idle cost: the process's CPU time over --idle-ms of sleep after
  * the last call, which must stay near 0 (workers never spin forever).
+ * And the unit the hand-off is made of: line_ns, the time for a write on
+ * one thread to be seen by another spinning on it (half the round trip of a
+ * ping-pong on two cache lines, --calls x 10 rounds). A job costs at least
+ * two of them (publish, then the last worker's leaving), whatever the pool
+ * does; on the 2-vCPU KVM test machine (Xeon, issue 14) line_ns is ~150 ns
+ * and empty_ns ~400.
  *
  * usage: bench_threadpool [--threads N] [--chunks N] [--calls N] [--reps N]
  *                         [--work-ns N] [--gap-us N] [--idle-ms N]
  * Prints one JSON line.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +81,40 @@ static void spin_body(void *arg, size_t begin, size_t end)
     atomic_fetch_add_explicit(&chunks_run, end - begin, memory_order_relaxed);
     if (!is_caller)
         atomic_fetch_add_explicit(&chunks_by_workers, end - begin, memory_order_relaxed);
+}
+
+static _Alignas(64) atomic_long ping;
+static _Alignas(64) atomic_long pong;
+
+static void *pong_main(void *arg)
+{
+    long rounds = *(const long *)arg;
+    for (long i = 1; i <= rounds; i++) {
+        while (atomic_load_explicit(&ping, memory_order_acquire) != i)
+            ;
+        atomic_store_explicit(&pong, i, memory_order_release);
+    }
+    return NULL;
+}
+
+/* ns for one thread's store to reach another that spins on it: half a
+ * ping-pong round trip, or -1 when no second thread could start. */
+static double line_signal_ns(long rounds)
+{
+    pthread_t other;
+    atomic_store(&ping, 0);
+    atomic_store(&pong, 0);
+    if (pthread_create(&other, NULL, pong_main, &rounds) != 0)
+        return -1;
+    double t0 = now_ns();
+    for (long i = 1; i <= rounds; i++) {
+        atomic_store_explicit(&ping, i, memory_order_release);
+        while (atomic_load_explicit(&pong, memory_order_acquire) != i)
+            ;
+    }
+    double ns = (now_ns() - t0) / (double)rounds / 2;
+    pthread_join(other, NULL);
+    return ns;
 }
 
 static void spin_for(double ns)
@@ -154,6 +195,9 @@ int main(int argc, char **argv)
     double work = time_calls(pool, reps, calls, work_chunks, spin_body, &work_ns, 0, &work_p90);
     double gap = time_calls(pool, reps, calls / 10 + 1, work_chunks, spin_body, &work_ns,
                             gap_us * 1e3, &gap_p90);
+    /* after the timed calls: the ping-pong's two threads would compete with
+     * the pool's spinning workers for the cores */
+    double line_ns = line_signal_ns((long)calls * 10);
     /* idle: the workers' bounded spin ends, then they sleep */
     double cpu0 = cpu_ms(), wall0 = now_ns();
     struct timespec pause = {idle_ms / 1000, (long)(idle_ms % 1000) * 1000000L};
@@ -162,10 +206,11 @@ int main(int argc, char **argv)
     printf("{\"threads\":%d,\"empty_ns\":%.0f,\"empty_p90_ns\":%.0f,\"work_ns\":%.0f,"
            "\"work_p90_ns\":%.0f,\"chunks_per_call\":%zu,\"chunk_ns\":%.0f,\"gap_ns\":%.0f,"
            "\"gap_p90_ns\":%.0f,\"gap_us\":%.0f,\"idle_ms\":%.1f,\"idle_cpu_ms\":%.2f,"
-           "\"chunks\":%zu,\"worker_share\":%.3f}\n",
+           "\"chunks\":%zu,\"worker_share\":%.3f,\"line_ns\":%.0f}\n",
            threadpool_size(pool), empty, empty_p90, work, work_p90, work_chunks, work_ns, gap, gap_p90,
            gap_us, idle_wall, idle_cpu, atomic_load(&chunks_run),
-           (double)atomic_load(&chunks_by_workers) / (double)(atomic_load(&chunks_run) ? atomic_load(&chunks_run) : 1));
+           (double)atomic_load(&chunks_by_workers) / (double)(atomic_load(&chunks_run) ? atomic_load(&chunks_run) : 1),
+           line_ns);
     threadpool_free(pool);
     return 0;
 }

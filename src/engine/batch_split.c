@@ -88,9 +88,16 @@
  * take 2.2 us against 3.4 for 8). Measured at 2 threads on 2 cores
  * (chrt -f 1), median us whole / split: MLP (17.5K a row) batch 8
  * 3.42 / 3.67, 12 4.56 / 4.49-4.77; CNN (83K a row) batch 2 5.22-5.41 /
- * 5.13-5.31, 4 9.0 / 6.75. So a slice needs about 96K: the MLP splits from
- * batch 12, the CNN from batch 3. */
-#define SLICE_MIN_WORK 98304.0
+ * 5.13-5.31, 4 9.0 / 6.75: a slice needed about 96K. Since the slices copy
+ * small outputs into the caller's tensor at their end instead of writing
+ * them there row by row (session.c, ROWS_IN_PLACE_MIN_BYTES), the split
+ * gains from less: whole / split, medians of 9-11 alternated runs of
+ * bench_inferd --min-time 0.3 (chrt -f 1, taskset -c 0,1): MLP batch 6
+ * 2.41 / 2.43, 8 2.98 / 2.78, 10 3.48 / 3.18; CNN batch 2 4.64 / 4.25. So
+ * 64K a slice: the MLP splits from batch 8, the CNN from batch 2. (The split
+ * doubles the CPU time a run takes at these sizes, 3.2 -> 6.2 us for the
+ * MLP at batch 8, for 7 % less latency: the threads were asked for.) */
+#define SLICE_MIN_WORK 65536.0
 /* Past this much work per run every layer is big enough to split over the
  * pool on its own (ResNet-18 at batch 8 scales 1.99x that way, bench/RESULTS.md),
  * and one session's arena serves the run instead of one per thread. */
