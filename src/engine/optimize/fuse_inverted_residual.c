@@ -34,6 +34,10 @@
  * stride 2 1320 -> 955, 56x56 24->144->24 + residual 791 -> 694, 56x56
  * 24->144->32 stride 2 482 -> 460, 28x28 32->192->32 + residual 263 -> 281. */
 #define MIN_EXPANDED_BYTES (1024u << 10)
+/* Output planes from which a depthwise Conv and the projection after it
+ * are fused into DepthwiseProject (set below from per-layer timings). */
+#define MIN_PAIR_PLANE 49
+#define MAX_PAIR_PLANE 784
 
 static bool is_conv(const model_node *node)
 {
@@ -41,10 +45,11 @@ static bool is_conv(const model_node *node)
            node->op.n_outputs == 1 && node->op.n_implicit == 0;
 }
 
-/* A dense 1x1 Conv, stride 1, unpadded, weights for the direct tile. */
-static bool pointwise(const conv_parts *p)
+/* A dense 1x1 Conv, stride 1, unpadded, with packed weights (the direct
+ * tile's or, `small`, the small-plane tile's). */
+static bool pointwise(const conv_parts *p, bool small)
 {
-    return p->group == 1 && p->kernel[0] == 1 && p->kernel[1] == 1 && p->stride[0] == 1 &&
+    return p->direct_small == small && p->group == 1 && p->kernel[0] == 1 && p->kernel[1] == 1 && p->stride[0] == 1 &&
            p->stride[1] == 1 && p->dilation[0] == 1 && p->dilation[1] == 1 && p->pads[0] == 0 &&
            p->pads[1] == 0 && p->pads[2] == 0 && p->pads[3] == 0 && p->direct_w;
 }
@@ -75,13 +80,52 @@ static int sole_reader(const chain_view *v, int slot)
     return v->reader[slot];
 }
 
+/* Node c becomes `def` with `state`, reading x (and the residual it read
+ * already, when residual >= 0); the reader counts follow. */
+static ifd_status become(chain_view *v, int c, const op_def *def, void *state, int x,
+                         int residual, ifd_error *err)
+{
+    ifd_model *m = v->m;
+    model_node *nc = &m->nodes[c];
+    int n_inputs = residual >= 0 ? 2 : 1;
+    value_info **infos = model_alloc(m, 2 * sizeof(*infos));
+    int *slots = model_alloc(m, 2 * sizeof(int));
+    if (!infos || !slots) {
+        def->free_state(state);
+        set_error(err, "out of memory fusing the block of Conv node '%s'", nc->op.name);
+        return IFD_ERR_NO_MEMORY;
+    }
+    slots[0] = x;
+    slots[1] = residual;
+    infos[0] = &m->values[x].info;
+    infos[1] = residual >= 0 ? &m->values[residual].info : NULL;
+    for (int k = 0; k < nc->op.n_inputs; k++)
+        if (nc->input_slots[k] >= 0)
+            v->readers[nc->input_slots[k]]--;
+    for (int k = 0; k < n_inputs; k++)
+        v->readers[slots[k]]++;
+    if (nc->def && nc->def->free_state)
+        nc->def->free_state(nc->op.state);
+    nc->op.state = state;
+    nc->op.op_type = def->op_type;
+    nc->op.domain = "com.microsoft";
+    nc->op.version = 1;
+    nc->op.n_inputs = n_inputs;
+    nc->op.inputs = infos;
+    nc->op.n_attrs = 0;
+    nc->op.packed_inputs = 0;
+    nc->input_slots = slots;
+    nc->def = def;
+    return IFD_OK;
+}
+
 /* Fuse the block whose expand Conv is node a, if it is one. */
 static ifd_status try_block(chain_view *v, int a, ifd_error *err)
 {
     ifd_model *m = v->m;
     model_node *na = &m->nodes[a];
     conv_parts pa, pb, pc;
-    if (!is_conv(na) || !conv_describe(&na->op, &pa) || !pointwise(&pa) ||
+    if (!is_conv(na) || !conv_describe(&na->op, &pa) || !pointwise(&pa, false) ||
         pa.residual_index >= 0 || na->input_slots[0] < 0)
         return IFD_OK;
     int x = na->input_slots[0];
@@ -106,7 +150,7 @@ static ifd_status try_block(chain_view *v, int a, ifd_error *err)
         return IFD_OK;
     model_node *nc = &m->nodes[c];
     if (nc->input_slots[0] != nb->output_slots[0] || !conv_describe(&nc->op, &pc) ||
-        !pointwise(&pc) || pc.in_channels != hidden ||
+        !pointwise(&pc, false) || pc.in_channels != hidden ||
         !image_dims(&m->values[nb->output_slots[0]], (int64_t)hidden, &oh, &ow) ||
         !image_dims(&m->values[nc->output_slots[0]], (int64_t)pc.out_channels, &oh, &ow))
         return IFD_OK;
@@ -119,36 +163,9 @@ static ifd_status try_block(chain_view *v, int a, ifd_error *err)
                       : NULL;
     if (!state)
         return IFD_OK;
-    int n_inputs = residual >= 0 ? 2 : 1;
-    value_info **infos = model_alloc(m, 2 * sizeof(*infos));
-    int *slots = model_alloc(m, 2 * sizeof(int));
-    if (!infos || !slots) {
-        def->free_state(state);
-        set_error(err, "out of memory fusing the block of Conv node '%s'", nc->op.name);
-        return IFD_ERR_NO_MEMORY;
-    }
-    /* c becomes the block: it reads X (and the residual it read already) */
-    slots[0] = x;
-    slots[1] = residual;
-    infos[0] = &m->values[x].info;
-    infos[1] = residual >= 0 ? &m->values[residual].info : NULL;
-    for (int k = 0; k < nc->op.n_inputs; k++)
-        if (nc->input_slots[k] >= 0)
-            v->readers[nc->input_slots[k]]--;
-    for (int k = 0; k < n_inputs; k++)
-        v->readers[slots[k]]++;
-    if (nc->def && nc->def->free_state)
-        nc->def->free_state(nc->op.state);
-    nc->op.state = state;
-    nc->op.op_type = "InvertedResidual";
-    nc->op.domain = "com.microsoft";
-    nc->op.version = 1;
-    nc->op.n_inputs = n_inputs;
-    nc->op.inputs = infos;
-    nc->op.n_attrs = 0;
-    nc->op.packed_inputs = 0;
-    nc->input_slots = slots;
-    nc->def = def;
+    ifd_status st = become(v, c, def, state, x, residual, err);
+    if (st != IFD_OK)
+        return st;
     /* a's and b's reads go with them (x is read by c instead of a) */
     for (int k = 0; k < na->op.n_inputs; k++)
         if (na->input_slots[k] >= 0)
@@ -158,6 +175,54 @@ static ifd_status try_block(chain_view *v, int a, ifd_error *err)
             v->readers[nb->input_slots[k]]--;
     v->removed[a] = v->removed[b] = true;
     m->values[na->output_slots[0]].producer = m->values[nb->output_slots[0]].producer = -1;
+    return IFD_OK;
+}
+
+/* Fuse depthwise Conv b with the small-plane pointwise Conv reading it, if
+ * that is what follows it: the blocks the expanded-size rule above leaves
+ * layer by layer, where the projection has the small tile's weights. */
+static ifd_status try_pair(chain_view *v, int b, ifd_error *err)
+{
+    ifd_model *m = v->m;
+    model_node *nb = &m->nodes[b];
+    conv_parts pb, pc;
+    if (!is_conv(nb) || !conv_describe(&nb->op, &pb) || !pb.depthwise_w ||
+        pb.group != pb.in_channels || pb.out_channels != pb.in_channels ||
+        pb.residual_index >= 0 || nb->input_slots[0] < 0 || pb.pads[0] < 0 || pb.pads[1] < 0 ||
+        pb.pads[2] < 0 || pb.pads[3] < 0 || pb.stride[0] != 1 || pb.stride[1] != 1 ||
+        pb.dilation[0] < 1 || pb.dilation[1] < 1)
+        return IFD_OK;
+    int x = nb->input_slots[0];
+    int64_t h, w, oh, ow;
+    if (!image_dims(&m->values[x], (int64_t)pb.in_channels, &h, &w))
+        return IFD_OK;
+    int c = sole_reader(v, nb->output_slots[0]);
+    if (c < 0 || v->removed[c] || !is_conv(&m->nodes[c]))
+        return IFD_OK;
+    model_node *nc = &m->nodes[c];
+    if (nc->input_slots[0] != nb->output_slots[0] || !conv_describe(&nc->op, &pc) ||
+        !pointwise(&pc, pc.direct_small) || pc.in_channels != pb.out_channels ||
+        !image_dims(&m->values[nb->output_slots[0]], (int64_t)pb.out_channels, &oh, &ow) ||
+        oh * ow < MIN_PAIR_PLANE || oh * ow > MAX_PAIR_PLANE ||
+        !image_dims(&m->values[nc->output_slots[0]], (int64_t)pc.out_channels, &oh, &ow))
+        return IFD_OK;
+    int residual = pc.residual_index >= 0 ? nc->input_slots[pc.residual_index] : -1;
+    if (pc.residual_index >= 0 && residual < 0)
+        return IFD_OK;
+    const op_def *def = op_registry_find("com.microsoft", "DepthwiseProject", 1);
+    void *state = def ? depthwise_project_state_new(&pb, &pc, (size_t)h, (size_t)w, (size_t)oh,
+                                                    (size_t)ow, residual >= 0)
+                      : NULL;
+    if (!state)
+        return IFD_OK;
+    ifd_status st = become(v, c, def, state, x, residual, err);
+    if (st != IFD_OK)
+        return st;
+    for (int k = 0; k < nb->op.n_inputs; k++)
+        if (nb->input_slots[k] >= 0)
+            v->readers[nb->input_slots[k]]--;
+    v->removed[b] = true;
+    m->values[nb->output_slots[0]].producer = -1;
     return IFD_OK;
 }
 
@@ -184,6 +249,9 @@ ifd_status optimize_fuse_inverted_residual(ifd_model *m, ifd_error *err)
     for (size_t i = 0; st == IFD_OK && i < m->n_nodes; i++)
         if (!v.removed[i])
             st = try_block(&v, (int)i, err);
+    for (size_t i = 0; st == IFD_OK && i < m->n_nodes; i++)
+        if (!v.removed[i])
+            st = try_pair(&v, (int)i, err);
     if (st == IFD_OK)
         graph_drop_nodes(m, v.removed);
     free(v.readers);
