@@ -19,6 +19,11 @@
  * conv.c chooses for planes of at least 28x28 on such CPUs); elsewhere the
  * graph stays as it is. A chain is followed only through values read by
  * exactly one node and not graph outputs.
+ *
+ * The blocks left layer by layer then lose their depthwise Conv and
+ * projection to one DepthwiseProject node (kernels/depthwise_project.h):
+ * each thread computes the depthwise rows of its own output positions and
+ * projects them, so the projection's input stays in that core's cache.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +39,18 @@
  * stride 2 1320 -> 955, 56x56 24->144->24 + residual 791 -> 694, 56x56
  * 24->144->32 stride 2 482 -> 460, 28x28 32->192->32 + residual 263 -> 281. */
 #define MIN_EXPANDED_BYTES (1024u << 10)
-/* Output planes from which a depthwise Conv and the projection after it
- * are fused into DepthwiseProject (set below from per-layer timings). */
+/* Output planes over which a stride-1 depthwise Conv and the projection
+ * after it become DepthwiseProject: MobileNetV2's 28x28, 14x14 and 7x7
+ * blocks. Per block, the best of 3 x 4 s of batch-1 runs in the model
+ * (per-node timer, loaded 2-core VM), 2 threads, layer by layer -> fused:
+ * 28x28 192->32 + residual 174 -> 160 and 161 -> 147 us (whole block with
+ * its expand), 14x14 384->64 + residual 131 -> 115, 128 -> 115, 129 ->
+ * 112, 384->96 155 -> 131, 576->96 + residual 251 -> 220 and 247 -> 218,
+ * 7x7 960->160 + residual 172 -> 162 and 170 -> 161, 960->320 235 ->
+ * 223; 1 thread within 1% either way. After a stride-2 depthwise Conv
+ * (28x28 -> 14x14 and 14x14 -> 7x7) fusing measured 4-10 us slower at 2
+ * threads, so those stay layers. Larger planes are left alone: D would
+ * outgrow L2 at one thread without a band loop. */
 #define MIN_PAIR_PLANE 49
 #define MAX_PAIR_PLANE 784
 
