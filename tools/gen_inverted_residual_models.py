@@ -7,7 +7,7 @@ the band kernel has to get right (stride 2 from an odd image, 5x5 windows,
 padding only after, channel counts off the tile sizes, a BatchNormalization
 to fold, Relu, Clip and no activation), one block too small to fuse whole,
 and blocks over small planes whose depthwise and projection Convs fuse
-into DepthwiseProject.
+into one InvertedResidual node without the expand.
 
     /usr/bin/python3 tools/gen_inverted_residual_models.py --out DIR
 
@@ -30,7 +30,7 @@ BLOCKS = {
     "pad_after": (4, 100, 12, 58, 58, 3, 2, [0, 0, 1, 1], "none", "relu", False, True),
     "too_small": (8, 16, 8, 14, 14, 3, 1, [1, 1, 1, 1], "clip", "clip", True, False),
     # small output planes: the depthwise and projection Convs become one
-    # DepthwiseProject node at stride 1 (rows of 14 and 17 outputs, a 5x5
+    # InvertedResidual node at stride 1 (rows of 14 and 17 outputs, a 5x5
     # window, projections off the 32-channel tile); the stride-2 ones stay
     # three Convs
     "pair_residual": (16, 72, 16, 14, 14, 3, 1, [1, 1, 1, 1], "clip", "clip", True, False),

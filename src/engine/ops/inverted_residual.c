@@ -22,7 +22,11 @@
 #include "../op.h"
 #include "fusable.h"
 
+/* The two kernels' states open with which one they are. */
+typedef enum block_kind { BLOCK_BANDS, BLOCK_NO_EXPAND } block_kind;
+
 typedef struct irb_state {
+    block_kind kind; /* BLOCK_BANDS */
     inverted_residual shape; /* batch and tensors are filled per run */
     float *expand_w, *project_w, *dw_w;
     float *expand_b, *dw_b, *project_b;
@@ -63,6 +67,7 @@ void *inverted_residual_state_new(const conv_parts *expand, const conv_parts *de
     irb_state *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
+    st->kind = BLOCK_BANDS;
     inverted_residual *ir = &st->shape;
     ir->in_channels = expand->in_channels;
     ir->hidden = expand->out_channels;
@@ -149,6 +154,7 @@ static int irb_run(op_ctx *ctx)
 }
 
 typedef struct dp_state {
+    block_kind kind; /* BLOCK_NO_EXPAND */
     depthwise_project shape; /* batch and tensors are filled per run */
     float *dw_w, *dw_b, *project_w, *project_b;
     bool residual;
@@ -172,6 +178,7 @@ void *depthwise_project_state_new(const conv_parts *depthwise, const conv_parts 
     dp_state *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
+    st->kind = BLOCK_NO_EXPAND;
     depthwise_project *dp = &st->shape;
     dp->batch = 1;
     dp->channels = depthwise->out_channels;
@@ -214,12 +221,6 @@ void *depthwise_project_state_new(const conv_parts *depthwise, const conv_parts 
     return st;
 }
 
-static int dp_prepare(op_node *node, ifd_error *err)
-{
-    return op_prepare_fail(node, err, "DepthwiseProject is made by inferd's graph optimiser "
-                                      "from two Conv nodes; a model cannot name it");
-}
-
 static int dp_run(op_ctx *ctx)
 {
     const dp_state *st = ctx->node->state;
@@ -259,8 +260,26 @@ static int dp_run(op_ctx *ctx)
     return 0;
 }
 
+static void block_free(void *state)
+{
+    if (state && *(const block_kind *)state == BLOCK_NO_EXPAND)
+        dp_free(state);
+    else
+        irb_free(state);
+}
+
+static int block_run(op_ctx *ctx)
+{
+    if (*(const block_kind *)ctx->node->state == BLOCK_NO_EXPAND)
+        return dp_run(ctx);
+    return irb_run(ctx);
+}
+
+/* One operator for both kernels: each computes per image from X and a
+ * residual of the output's shape, which is what batch_split.c's rule for
+ * InvertedResidual relies on to keep splitting the batch of such a graph
+ * over the threads. */
 static const op_def defs[] = {
-    {"com.microsoft", "InvertedResidual", 1, 1, irb_prepare, irb_run, irb_free},
-    {"com.microsoft", "DepthwiseProject", 1, 1, dp_prepare, dp_run, dp_free},
+    {"com.microsoft", "InvertedResidual", 1, 1, irb_prepare, block_run, block_free},
 };
 OP_FAMILY(ops_inverted_residual, defs);

@@ -21,7 +21,8 @@
  * exactly one node and not graph outputs.
  *
  * The blocks left layer by layer then lose their depthwise Conv and
- * projection to one DepthwiseProject node (kernels/depthwise_project.h):
+ * projection to one InvertedResidual node without an expand (kernels/
+ * depthwise_project.h):
  * each thread computes the depthwise rows of its own output positions and
  * projects them, so the projection's input stays in that core's cache.
  */
@@ -40,7 +41,7 @@
  * 24->144->32 stride 2 482 -> 460, 28x28 32->192->32 + residual 263 -> 281. */
 #define MIN_EXPANDED_BYTES (1024u << 10)
 /* Output planes over which a stride-1 depthwise Conv and the projection
- * after it become DepthwiseProject: MobileNetV2's 28x28, 14x14 and 7x7
+ * after it become one node: MobileNetV2's 28x28, 14x14 and 7x7
  * blocks. Per block, the best of 3 x 4 s of batch-1 runs in the model
  * (per-node timer, loaded 2-core VM), 2 threads, layer by layer -> fused:
  * 28x28 192->32 + residual 174 -> 160 and 161 -> 147 us (whole block with
@@ -224,7 +225,7 @@ static ifd_status try_pair(chain_view *v, int b, ifd_error *err)
     int residual = pc.residual_index >= 0 ? nc->input_slots[pc.residual_index] : -1;
     if (pc.residual_index >= 0 && residual < 0)
         return IFD_OK;
-    const op_def *def = op_registry_find("com.microsoft", "DepthwiseProject", 1);
+    const op_def *def = op_registry_find("com.microsoft", "InvertedResidual", 1);
     void *state = def ? depthwise_project_state_new(&pb, &pc, (size_t)h, (size_t)w, (size_t)oh,
                                                     (size_t)ow, residual >= 0)
                       : NULL;

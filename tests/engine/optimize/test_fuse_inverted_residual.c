@@ -3,7 +3,7 @@
  * fuse_inverted_residual.c, ops/inverted_residual.c) on the blocks of
  * tools/gen_inverted_residual_models.py: at graph-opt ALL each large block
  * becomes one node and each one over small planes keeps its expand Conv
- * before a DepthwiseProject node; NONE keeps the graph as written; and the
+ * before an InvertedResidual node without one; NONE keeps the graph as written; and the
  * fused blocks give the unfused graph's outputs
  * within 1e-5 relative on every GEMM micro-kernel this CPU has (pinned after
  * load, so the fused node's portable path runs too), at 1 and 2 threads,
@@ -21,7 +21,7 @@
 
 static const char *const fused_blocks[] = {"stride2_odd", "stride1_residual", "window5_no_act",
                                            "pad_after"};
-/* blocks over small planes: expand Conv + DepthwiseProject */
+/* blocks over small planes: expand Conv + InvertedResidual (no expand) */
 static const char *const pair_blocks[] = {"too_small", "pair_residual", "pair_odd_plane",
                                           "pair_window5", "pair_7x7_residual",
                                           "pair_direct_residual"};
@@ -107,7 +107,7 @@ static void test_large_blocks_become_one_node_and_small_ones_keep_the_expand_con
          * as one node */
         if (gemm_kernel_is_avx512()) {
             CHECK_EQ_INT(small->n_nodes, 2);
-            CHECK(strcmp(small->nodes[1].op.op_type, "DepthwiseProject") == 0);
+            CHECK(strcmp(small->nodes[1].op.op_type, "InvertedResidual") == 0);
         } else {
             CHECK_EQ_INT(small->n_nodes, 3);
         }
@@ -161,28 +161,32 @@ static void test_fused_blocks_match_the_unfused_graph_on_every_kernel(void)
  * and each image's output is the one it gets alone. */
 static void test_fused_blocks_keep_the_batch_split(void)
 {
-    ifd_model *all = generated_model_load("stride1_residual", IFD_GRAPH_OPT_ALL);
-    CHECK(all != NULL);
-    if (!all)
-        return;
-    ifd_session_options so = {.threads = 2};
-    ifd_session *s = NULL;
-    ifd_error err;
-    char reason[256] = "";
-    CHECK(ifd_session_create(all, &so, &s, &err) == IFD_OK);
-    if (s)
-        CHECK_EQ_INT(ifd_session_batch_split(s, reason, sizeof(reason)), 1);
-    if (s && reason[0] && ifd_session_batch_split(s, NULL, 0) != 1)
-        fprintf(stderr, "no batch split: %s\n", reason);
-    ifd_session_free(s);
-    ifd_value *x = make_input(all, 4);
-    ifd_value *split = x ? run_once(all, 2, x) : NULL;
-    ifd_value *alone = x ? run_once(all, 1, x) : NULL;
-    CHECK(difference(split, alone) <= 1e-6);
-    ifd_value_free(x);
-    ifd_value_free(split);
-    ifd_value_free(alone);
-    ifd_model_free(all);
+    /* a whole block, and a block over a small plane (no expand in the node) */
+    const char *names[] = {"stride1_residual", "pair_residual"};
+    for (size_t i = 0; i < COUNT(names); i++) {
+        ifd_model *all = generated_model_load(names[i], IFD_GRAPH_OPT_ALL);
+        CHECK(all != NULL);
+        if (!all)
+            continue;
+        ifd_session_options so = {.threads = 2};
+        ifd_session *s = NULL;
+        ifd_error err;
+        char reason[256] = "";
+        CHECK(ifd_session_create(all, &so, &s, &err) == IFD_OK);
+        if (s)
+            CHECK_EQ_INT(ifd_session_batch_split(s, reason, sizeof(reason)), 1);
+        if (s && reason[0] && ifd_session_batch_split(s, NULL, 0) != 1)
+            fprintf(stderr, "%s: no batch split: %s\n", names[i], reason);
+        ifd_session_free(s);
+        ifd_value *x = make_input(all, 4);
+        ifd_value *split = x ? run_once(all, 2, x) : NULL;
+        ifd_value *alone = x ? run_once(all, 1, x) : NULL;
+        CHECK(difference(split, alone) <= 1e-6);
+        ifd_value_free(x);
+        ifd_value_free(split);
+        ifd_value_free(alone);
+        ifd_model_free(all);
+    }
 }
 
 static void test_a_model_naming_the_fused_operator_is_refused(void)
