@@ -122,6 +122,13 @@ static size_t plan_threads(const depthwise_project *dp, threadpool *pool)
     return fmas < PARALLEL_MIN_FMAS ? 1 : threads;
 }
 
+/* Floats of the unpacked projection weights the portable path needs, 0
+ * on the AVX-512 tiles (which read the packed ones). */
+static size_t plain_floats(const depthwise_project *dp)
+{
+    return gemm_kernel_is_avx512() ? 0 : dp->out_channels * dp->channels;
+}
+
 size_t depthwise_project_scratch_floats(const depthwise_project *dp, size_t threads)
 {
     if (!depthwise_project_fits(dp) || threads < 1 || threads > 4096)
@@ -133,7 +140,7 @@ size_t depthwise_project_scratch_floats(const depthwise_project *dp, size_t thre
                    (double)dp->out_channels * (double)dp->channels;
     if (total > (double)(SIZE_MAX / sizeof(float) / 2))
         return 0;
-    return lane_floats(dp, chunks) * threads + dp->out_channels * dp->channels;
+    return lane_floats(dp, chunks) * threads + plain_floats(dp);
 }
 
 /* Run c of image n: the depthwise rows it reads into D, then the
@@ -236,9 +243,9 @@ void depthwise_project_f32(const depthwise_project *dp, float *scratch, threadpo
      * the pool's size), and the plain weights stay after the pool's lanes */
     size_t pool_threads = pool ? (size_t)threadpool_size(pool) : 1;
     size_t pool_lanes_floats = pool_threads * lane_floats(dp, plan_chunks(dp, pool_threads));
-    if (!gemm_kernel_is_avx512()) {
+    if (plain_floats(dp)) {
         /* another micro-kernel pinned since load (both tiles are AVX-512
-         * only): the plain weights */
+         * only): the plain weights, after the lanes */
         float *plain = scratch + pool_lanes_floats;
         if (dp->direct)
             conv_direct_unpack(dp->out_channels, dp->channels, dp->packed_w, plain);

@@ -58,8 +58,9 @@ typedef struct depthwise_project {
  * window that starts outside the padded image). */
 bool depthwise_project_fits(const depthwise_project *dp);
 
-/* Scratch floats depthwise_project_f32 needs for `threads` threads; 0 on
- * overflow. */
+/* Scratch floats depthwise_project_f32 needs for `threads` threads (with
+ * room for unpacked weights only when the GEMM micro-kernel in use is not
+ * AVX-512's: do not switch it between the two calls); 0 on overflow. */
 size_t depthwise_project_scratch_floats(const depthwise_project *dp, size_t threads);
 
 void depthwise_project_f32(const depthwise_project *dp, float *scratch, threadpool *pool);
