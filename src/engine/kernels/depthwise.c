@@ -429,10 +429,9 @@ static void run_planes(void *arg, size_t begin, size_t end)
         size_t n = item / job->out_channels, c = item % job->out_channels;
         size_t ic = c / dc->multiplier;
         const float *x = dc->x + (n * dc->in_channels + ic) * job->in_plane;
-        size_t y_plane = dc->y_plane ? dc->y_plane : job->out_plane;
-        const float *res = dc->residual ? dc->residual + item * y_plane : NULL;
+        const float *res = dc->residual ? dc->residual + item * job->out_plane : NULL;
         const float *w = dc->w + c * job->taps;
-        float bias = dc->bias ? dc->bias[c] : 0.0f, *y = dc->y + item * y_plane;
+        float bias = dc->bias ? dc->bias[c] : 0.0f, *y = dc->y + item * job->out_plane;
 #ifdef DEPTHWISE_X86
         if (job->small.kind == SMALL_FLAT) {
             flat_plane(&job->s, &job->small, x, w, bias, res, &dc->epilogue, y);

@@ -35,10 +35,6 @@ typedef struct depthwise_conv {
     const float *bias;  /* one per output channel, or NULL */
     const float *residual; /* added to the output (same shape as y), or NULL */
     float *y;           /* batch x in_channels * multiplier planes */
-    /* floats from one plane of Y (and of the residual) to the next; 0 for
-     * the output plane's own size. Larger when the call computes a run of
-     * rows of taller planes (kernels/depthwise_project.c) */
-    size_t y_plane;
     kernel_epilogue epilogue;
 } depthwise_conv;
 

@@ -12,14 +12,10 @@
  * batch 1, a 14x14 384->64 projection took 54 us on two threads against
  * 34 us when its input was already in both caches (576->96: 114 against
  * 65), where one thread takes 53 (119). Here each thread computes the
- * depthwise output D of its own output rows, every channel, and projects
- * those positions right after, so the projection reads D from its own
- * core's cache, and the layer pair is one hand-off to the pool instead of
- * two. D is still written to its tensor (the node's second output, which
- * nothing else reads): the graph's activations per image stay what they
- * were, which batch_split.c weighs against the weights to choose
- * micro-batches (without it MobileNetV2 at batch 8 ran whole batches, 20%
- * slower at 2 threads and with twice the peak RSS).
+ * depthwise rows of its own output rows for every channel into its own
+ * buffer D and projects those positions from it, so the projection's input
+ * never crosses cores nor goes through memory, and the layer pair is one
+ * hand-off to the pool instead of two.
  *
  * The depthwise rows are kernels/depthwise.h's kernels on a window of the
  * image (the padding before the rows shifted by the rows skipped), the
@@ -56,17 +52,16 @@ typedef struct depthwise_project {
     const float *x;        /* batch x channels x h x w */
     const float *residual; /* shaped like y, or NULL */
     float *y;              /* batch x out_channels x out_h x out_w */
-    float *dw_y;           /* batch x channels x out_h x out_w: D */
 } depthwise_project;
 
 /* False for geometries this kernel does not take (sizes out of range, a
  * window that starts outside the padded image). */
 bool depthwise_project_fits(const depthwise_project *dp);
 
-/* Scratch floats depthwise_project_f32 needs: unpacked weights when the
- * GEMM micro-kernel in use is not AVX-512's (do not switch it between the
- * two calls), else none. */
-size_t depthwise_project_scratch_floats(const depthwise_project *dp);
+/* Scratch floats depthwise_project_f32 needs for `threads` threads (with
+ * room for unpacked weights only when the GEMM micro-kernel in use is not
+ * AVX-512's: do not switch it between the two calls); 0 on overflow. */
+size_t depthwise_project_scratch_floats(const depthwise_project *dp, size_t threads);
 
 void depthwise_project_f32(const depthwise_project *dp, float *scratch, threadpool *pool);
 

@@ -249,18 +249,14 @@ static int dp_run(op_ctx *ctx)
             return op_fail(ctx, "the residual input does not have the output's shape");
         dp.residual = z->data;
     }
-    /* output 1: the depthwise layer's output, computed on the way */
-    int64_t dw_dims[4] = {x->dims[0], (int64_t)dp.channels, (int64_t)dp.out_h,
-                          (int64_t)dp.out_w};
-    ifd_tensor *d = op_output(ctx, 1, IFD_FLOAT, 4, dw_dims);
-    if (!d)
+    threadpool *pool = op_threadpool(ctx);
+    size_t floats = depthwise_project_scratch_floats(&dp, (size_t)threadpool_size(pool));
+    if (floats == 0)
+        return op_fail(ctx, "the layers' row buffers are too large");
+    float *scratch = op_scratch(ctx, floats * sizeof(float));
+    if (!scratch)
         return -1;
-    dp.dw_y = d->data;
-    size_t floats = depthwise_project_scratch_floats(&dp);
-    float *scratch = floats ? op_scratch(ctx, floats * sizeof(float)) : NULL;
-    if (floats && !scratch)
-        return -1;
-    depthwise_project_f32(&dp, scratch, op_threadpool(ctx));
+    depthwise_project_f32(&dp, scratch, pool);
     return 0;
 }
 

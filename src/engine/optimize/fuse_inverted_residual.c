@@ -232,29 +232,14 @@ static ifd_status try_pair(chain_view *v, int b, ifd_error *err)
                       : NULL;
     if (!state)
         return IFD_OK;
-    /* c also writes b's output (kernels/depthwise_project.h: why) */
-    int *outs = model_alloc(m, 2 * sizeof(int));
-    value_info **out_infos = model_alloc(m, 2 * sizeof(*out_infos));
-    if (!outs || !out_infos) {
-        def->free_state(state);
-        set_error(err, "out of memory fusing the layers of Conv node '%s'", nc->op.name);
-        return IFD_ERR_NO_MEMORY;
-    }
     ifd_status st = become(v, c, def, state, x, residual, err);
     if (st != IFD_OK)
         return st;
-    outs[0] = nc->output_slots[0];
-    outs[1] = nb->output_slots[0];
-    out_infos[0] = nc->op.outputs[0];
-    out_infos[1] = &m->values[outs[1]].info;
-    nc->output_slots = outs;
-    nc->op.outputs = out_infos;
-    nc->op.n_outputs = 2;
     for (int k = 0; k < nb->op.n_inputs; k++)
         if (nb->input_slots[k] >= 0)
             v->readers[nb->input_slots[k]]--;
     v->removed[b] = true;
-    m->values[outs[1]].producer = c;
+    m->values[nb->output_slots[0]].producer = -1;
     return IFD_OK;
 }
 
