@@ -20,8 +20,9 @@
  * The depthwise rows are kernels/depthwise.h's kernels on a window of the
  * image (the padding before the rows shifted by the rows skipped), the
  * projection kernels/pointwise_small.h's tile (or, over planes of 28x28
- * and more, kernels/conv_direct.h's) over D writing into Y's planes; another micro-kernel pinned after load runs the projection as a
- * matrix product on unpacked weights. Each output is the same sum in the
+ * and more, kernels/conv_direct.h's) over D writing into Y's planes;
+ * another micro-kernel pinned after load runs the projection as a matrix
+ * product on unpacked weights. Each output is the same sum in the
  * same order as the layer-by-layer path on the same micro-kernel.
  *
  * Thread safety: reentrant; work is split over `pool` (NULL: the caller).

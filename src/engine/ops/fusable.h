@@ -58,10 +58,11 @@ void *inverted_residual_state_new(const conv_parts *expand, const conv_parts *de
                                   size_t out_w, bool residual);
 
 /* The state of a com.microsoft InvertedResidual node without an expand
- * (ops/inverted_residual.c): depthwise Conv -> pointwise Conv (+ residual) over an h x w image into
- * out_h x out_w, from copies of the two Convs' parts (the projection's
- * weights in pointwise_small's or the direct tile's layout); NULL when the kernel does not take
- * the geometry or memory ran out. */
+ * (ops/inverted_residual.c): depthwise Conv -> pointwise Conv (+ residual)
+ * over an h x w image into out_h x out_w, from copies of the two Convs'
+ * parts (the projection's weights in pointwise_small's or the direct tile's
+ * layout); NULL when the kernel does not take the geometry or memory ran
+ * out. */
 void *depthwise_project_state_new(const conv_parts *depthwise, const conv_parts *project,
                                   size_t h, size_t w, size_t out_h, size_t out_w, bool residual);
 /* A float Gemm, or a MatMul with a packed 2-D initializer B: adds a constant

@@ -66,9 +66,10 @@ static bool is_conv(const model_node *node)
  * tile's or, `small`, the small-plane tile's). */
 static bool pointwise(const conv_parts *p, bool small)
 {
-    return p->direct_small == small && p->group == 1 && p->kernel[0] == 1 && p->kernel[1] == 1 && p->stride[0] == 1 &&
-           p->stride[1] == 1 && p->dilation[0] == 1 && p->dilation[1] == 1 && p->pads[0] == 0 &&
-           p->pads[1] == 0 && p->pads[2] == 0 && p->pads[3] == 0 && p->direct_w;
+    return p->direct_small == small && p->group == 1 && p->kernel[0] == 1 &&
+           p->kernel[1] == 1 && p->stride[0] == 1 && p->stride[1] == 1 && p->dilation[0] == 1 &&
+           p->dilation[1] == 1 && p->pads[0] == 0 && p->pads[1] == 0 && p->pads[2] == 0 &&
+           p->pads[3] == 0 && p->direct_w;
 }
 
 /* A 2-D tensor value of known image extents: [N, C, H, W]. */
@@ -136,6 +137,39 @@ static ifd_status become(chain_view *v, int c, const op_def *def, void *state, i
     return IFD_OK;
 }
 
+/* The pointwise Conv c that alone reads depthwise Conv b's output of
+ * `channels` planes (oh x ow), with weights in the direct tile's layout or
+ * (`small`) the small-plane tile's; -1 if there is none. *residual: the
+ * value c adds, or -1. */
+static int projection_after(const chain_view *v, int b, size_t channels, bool small,
+                            conv_parts *pc, int64_t *oh, int64_t *ow, int *residual)
+{
+    ifd_model *m = v->m;
+    const model_node *nb = &m->nodes[b];
+    int c = sole_reader(v, nb->output_slots[0]);
+    if (c < 0 || v->removed[c] || !is_conv(&m->nodes[c]))
+        return -1;
+    const model_node *nc = &m->nodes[c];
+    if (nc->input_slots[0] != nb->output_slots[0] || !conv_describe(&nc->op, pc) ||
+        !pointwise(pc, small) || pc->in_channels != channels ||
+        !image_dims(&m->values[nb->output_slots[0]], (int64_t)channels, oh, ow) ||
+        !image_dims(&m->values[nc->output_slots[0]], (int64_t)pc->out_channels, oh, ow))
+        return -1;
+    *residual = pc->residual_index >= 0 ? nc->input_slots[pc->residual_index] : -1;
+    return pc->residual_index >= 0 && *residual < 0 ? -1 : c;
+}
+
+/* Node n is removed: its reads go with it. */
+static void drop_reads(chain_view *v, int n)
+{
+    const model_node *node = &v->m->nodes[n];
+    for (int k = 0; k < node->op.n_inputs; k++)
+        if (node->input_slots[k] >= 0)
+            v->readers[node->input_slots[k]]--;
+    v->removed[n] = true;
+    v->m->values[node->output_slots[0]].producer = -1;
+}
+
 /* Fuse the block whose expand Conv is node a, if it is one. */
 static ifd_status try_block(chain_view *v, int a, ifd_error *err)
 {
@@ -162,17 +196,8 @@ static ifd_status try_block(chain_view *v, int a, ifd_error *err)
         pb.dilation[1] != 1 || pb.stride[0] != pb.stride[1] || pb.pads[0] < 0 ||
         pb.pads[1] < 0 || pb.pads[2] < 0 || pb.pads[3] < 0)
         return IFD_OK;
-    int c = sole_reader(v, nb->output_slots[0]);
-    if (c < 0 || v->removed[c] || !is_conv(&m->nodes[c]))
-        return IFD_OK;
-    model_node *nc = &m->nodes[c];
-    if (nc->input_slots[0] != nb->output_slots[0] || !conv_describe(&nc->op, &pc) ||
-        !pointwise(&pc, false) || pc.in_channels != hidden ||
-        !image_dims(&m->values[nb->output_slots[0]], (int64_t)hidden, &oh, &ow) ||
-        !image_dims(&m->values[nc->output_slots[0]], (int64_t)pc.out_channels, &oh, &ow))
-        return IFD_OK;
-    int residual = pc.residual_index >= 0 ? nc->input_slots[pc.residual_index] : -1;
-    if (pc.residual_index >= 0 && residual < 0)
+    int residual, c = projection_after(v, b, hidden, false, &pc, &oh, &ow, &residual);
+    if (c < 0)
         return IFD_OK;
     const op_def *def = op_registry_find("com.microsoft", "InvertedResidual", 1);
     void *state = def ? inverted_residual_state_new(&pa, &pb, &pc, (size_t)h, (size_t)w,
@@ -184,14 +209,8 @@ static ifd_status try_block(chain_view *v, int a, ifd_error *err)
     if (st != IFD_OK)
         return st;
     /* a's and b's reads go with them (x is read by c instead of a) */
-    for (int k = 0; k < na->op.n_inputs; k++)
-        if (na->input_slots[k] >= 0)
-            v->readers[na->input_slots[k]]--;
-    for (int k = 0; k < nb->op.n_inputs; k++)
-        if (nb->input_slots[k] >= 0)
-            v->readers[nb->input_slots[k]]--;
-    v->removed[a] = v->removed[b] = true;
-    m->values[na->output_slots[0]].producer = m->values[nb->output_slots[0]].producer = -1;
+    drop_reads(v, a);
+    drop_reads(v, b);
     return IFD_OK;
 }
 
@@ -213,18 +232,11 @@ static ifd_status try_pair(chain_view *v, int b, ifd_error *err)
     int64_t h, w, oh, ow;
     if (!image_dims(&m->values[x], (int64_t)pb.in_channels, &h, &w))
         return IFD_OK;
-    int c = sole_reader(v, nb->output_slots[0]);
-    if (c < 0 || v->removed[c] || !is_conv(&m->nodes[c]))
-        return IFD_OK;
-    model_node *nc = &m->nodes[c];
-    if (nc->input_slots[0] != nb->output_slots[0] || !conv_describe(&nc->op, &pc) ||
-        !pointwise(&pc, pc.direct_small) || pc.in_channels != pb.out_channels ||
-        !image_dims(&m->values[nb->output_slots[0]], (int64_t)pb.out_channels, &oh, &ow) ||
-        oh * ow < MIN_PAIR_PLANE || oh * ow > MAX_PAIR_PLANE ||
-        !image_dims(&m->values[nc->output_slots[0]], (int64_t)pc.out_channels, &oh, &ow))
-        return IFD_OK;
-    int residual = pc.residual_index >= 0 ? nc->input_slots[pc.residual_index] : -1;
-    if (pc.residual_index >= 0 && residual < 0)
+    /* either tile's weights: conv_describe says which */
+    int residual, c = -1;
+    for (int small = 0; small < 2 && c < 0; small++)
+        c = projection_after(v, b, pb.out_channels, small, &pc, &oh, &ow, &residual);
+    if (c < 0 || oh * ow < MIN_PAIR_PLANE || oh * ow > MAX_PAIR_PLANE)
         return IFD_OK;
     const op_def *def = op_registry_find("com.microsoft", "InvertedResidual", 1);
     void *state = def ? depthwise_project_state_new(&pb, &pc, (size_t)h, (size_t)w, (size_t)oh,
@@ -233,14 +245,9 @@ static ifd_status try_pair(chain_view *v, int b, ifd_error *err)
     if (!state)
         return IFD_OK;
     ifd_status st = become(v, c, def, state, x, residual, err);
-    if (st != IFD_OK)
-        return st;
-    for (int k = 0; k < nb->op.n_inputs; k++)
-        if (nb->input_slots[k] >= 0)
-            v->readers[nb->input_slots[k]]--;
-    v->removed[b] = true;
-    m->values[nb->output_slots[0]].producer = -1;
-    return IFD_OK;
+    if (st == IFD_OK)
+        drop_reads(v, b);
+    return st;
 }
 
 ifd_status optimize_fuse_inverted_residual(ifd_model *m, ifd_error *err)
