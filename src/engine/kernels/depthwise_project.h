@@ -17,6 +17,16 @@
  * never crosses cores nor goes through memory, and the layer pair is one
  * hand-off to the pool instead of two.
  *
+ * D is not a tensor of the graph, and that is where the gain comes from:
+ * written to a tensor of its own (the fused node's second output) it went
+ * through memory again and the 2-thread gain was gone. It also means the
+ * graph shows fewer activations per image, which batch_split.c weighs
+ * against the weights to choose micro-batches: MobileNetV2's fall from
+ * 14.1 to 10.4 MB, under its 13.3 MB of weights, and its batches then stay
+ * whole (batch 8, 2 threads, min of 3 runs: 65.8 ms and 65.6 MB peak RSS
+ * against 53.5 ms and 34.4 MB with INFERD_MICRO_BATCH=1, 55.3 ms and 35.7
+ * MB unfused) until that rule counts the tensors fused nodes keep inside.
+ *
  * The depthwise rows are kernels/depthwise.h's kernels on a window of the
  * image (the padding before the rows shifted by the rows skipped), the
  * projection kernels/pointwise_small.h's tile (or, over planes of 28x28
