@@ -5,7 +5,9 @@ MobileNetV2's Conv 1x1 -> activation -> depthwise Conv -> activation ->
 Conv 1x1 [-> Add(x)] written with onnx.helper at opset 13, over geometries
 the band kernel has to get right (stride 2 from an odd image, 5x5 windows,
 padding only after, channel counts off the tile sizes, a BatchNormalization
-to fold, Relu, Clip and no activation), and one block too small to fuse.
+to fold, Relu, Clip and no activation), one block too small to fuse whole,
+and blocks over small planes whose depthwise and projection Convs fuse
+into one InvertedResidual node without the expand.
 
     /usr/bin/python3 tools/gen_inverted_residual_models.py --out DIR
 
@@ -27,6 +29,20 @@ BLOCKS = {
     "window5_no_act": (5, 120, 7, 48, 48, 5, 1, [2, 2, 2, 2], "clip", "none", False, False),
     "pad_after": (4, 100, 12, 58, 58, 3, 2, [0, 0, 1, 1], "none", "relu", False, True),
     "too_small": (8, 16, 8, 14, 14, 3, 1, [1, 1, 1, 1], "clip", "clip", True, False),
+    # small output planes: the depthwise and projection Convs become one
+    # InvertedResidual node at stride 1 (rows of 14 and 17 outputs, a 5x5
+    # window, projections off the 32-channel tile); the stride-2 ones stay
+    # three Convs
+    "pair_residual": (16, 72, 16, 14, 14, 3, 1, [1, 1, 1, 1], "clip", "clip", True, False),
+    "pair_odd_plane": (8, 48, 40, 13, 17, 3, 1, [1, 1, 1, 1], "none", "relu", False, True),
+    "pair_stride2_odd": (8, 40, 24, 29, 29, 3, 2, [1, 1, 1, 1], "relu", "clip", False, False),
+    "pair_window5": (6, 36, 20, 16, 16, 5, 1, [2, 2, 2, 2], "clip", "none", False, False),
+    # 7x7 outputs: two threads split the plane at 24 | 25 positions
+    "pair_7x7_residual": (40, 192, 40, 7, 7, 3, 1, [1, 1, 1, 1], "clip", "clip", True, False),
+    "pair_7x7_stride2": (8, 200, 24, 13, 13, 3, 2, [1, 1, 1, 1], "clip", "clip", False, False),
+    # 784-position planes: the projection has the direct tile's weights
+    "pair_direct_residual": (24, 64, 24, 28, 28, 3, 1, [1, 1, 1, 1], "clip", "clip", True, False),
+    "pair_direct_tall": (8, 40, 20, 112, 28, 3, 2, [1, 1, 1, 1], "relu", "relu", False, False),
 }
 
 

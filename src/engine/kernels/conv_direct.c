@@ -304,39 +304,65 @@ static TARGET_AVX512 void tile(const direct_job *job, const float *a, const floa
 #undef TILE
 }
 
+/* dst[b] = src[2b] for b < n: two vectors of 16 consecutive floats give
+ * their 16 even lanes. Neither load reaches past src[2n - 2] (the last
+ * vectors are masked), so a row at the end of X is read only where it
+ * exists. The scalar loop this replaced took 1.1% of MobileNetV2's batch-1
+ * run (its stem's 3 x 224 x 224 phase copy, ~70 us of the stem's ~290). */
+static inline TARGET_AVX512 void take_even(float *dst, const float *src, size_t n)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    size_t b = 0;
+    for (; b + 16 < n; b += 16) {
+        __m512 lo = _mm512_loadu_ps(src + 2 * b), hi = _mm512_loadu_ps(src + 2 * b + 16);
+        _mm512_storeu_ps(dst + b, _mm512_permutex2var_ps(lo, even, hi));
+    }
+    if (b < n) {
+        size_t need = 2 * (n - b) - 1; /* floats src[2b .. 2n - 2] */
+        __mmask16 mlo = (__mmask16)(need >= 16 ? 0xffffu : (1u << need) - 1u);
+        __mmask16 mhi = (__mmask16)(need > 16 ? (1u << (need - 16)) - 1u : 0u);
+        __m512 lo = _mm512_maskz_loadu_ps(mlo, src + 2 * b);
+        __m512 hi = _mm512_maskz_loadu_ps(mhi, src + 2 * b + 16);
+        _mm512_mask_storeu_ps(dst + b, (__mmask16)((1u << (n - b)) - 1u),
+                              _mm512_permutex2var_ps(lo, even, hi));
+    }
+}
+
 /* Copy planes [begin, end) of X (image n, channel c = plane index) into
- * their padded places, zeros around. */
-static void pad_planes(void *arg, size_t begin, size_t end)
+ * their padded places, zeros around; with stride 2 the items are (plane,
+ * phase) pairs instead, so that a stem over 3 channels still splits over
+ * the threads (12 items, where 3 planes made one chunk for one thread). */
+static TARGET_AVX512 void pad_planes(void *arg, size_t begin, size_t end)
 {
     const direct_job *job = arg;
     const layout *l = &job->l;
     size_t in_plane = l->h * l->w;
     if (l->stride == 2) {
         /* phase (pr, pc) pixel (a, b) is padded pixel (2a + pr, 2b + pc) */
-        for (size_t pi = begin; pi < end; pi++) {
+        for (size_t item = begin; item < end; item++) {
+            size_t pi = item / 4, phase = item % 4;
             const float *src = job->dc->x + pi * in_plane;
             float *dst = job->scratch + pi * l->plane;
-            for (size_t phase = 0; phase < 4; phase++)
-                for (size_t a = 0; a < l->hp; a++) {
-                    size_t r = 2 * a + phase / 2;
-                    float *row = dst + phase * l->phase_plane + a * l->wp;
-                    if (r < l->pad_t || r - l->pad_t >= l->h) {
-                        memset(row, 0, l->wp * sizeof(float));
-                        continue;
-                    }
-                    /* columns 2b + pc inside the image: b in [lo, hi) */
-                    size_t pc = phase % 2;
-                    size_t lo = l->pad_l > pc ? (l->pad_l - pc + 1) / 2 : 0;
-                    size_t hi = (l->pad_l + l->w + 1 - pc) / 2;
-                    lo = lo < l->wp ? lo : l->wp;
-                    hi = hi < l->wp ? hi : l->wp;
-                    hi = hi > lo ? hi : lo;
-                    const float *line = src + (r - l->pad_t) * l->w + 2 * lo + pc - l->pad_l;
-                    memset(row, 0, lo * sizeof(float));
-                    for (size_t b = 0; b < hi - lo; b++)
-                        row[lo + b] = line[2 * b];
-                    memset(row + hi, 0, (l->wp - hi) * sizeof(float));
+            for (size_t a = 0; a < l->hp; a++) {
+                size_t r = 2 * a + phase / 2;
+                float *row = dst + phase * l->phase_plane + a * l->wp;
+                if (r < l->pad_t || r - l->pad_t >= l->h) {
+                    memset(row, 0, l->wp * sizeof(float));
+                    continue;
                 }
+                /* columns 2b + pc inside the image: b in [lo, hi) */
+                size_t pc = phase % 2;
+                size_t lo = l->pad_l > pc ? (l->pad_l - pc + 1) / 2 : 0;
+                size_t hi = (l->pad_l + l->w + 1 - pc) / 2;
+                lo = lo < l->wp ? lo : l->wp;
+                hi = hi < l->wp ? hi : l->wp;
+                hi = hi > lo ? hi : lo;
+                const float *line = src + (r - l->pad_t) * l->w + 2 * lo + pc - l->pad_l;
+                memset(row, 0, lo * sizeof(float));
+                take_even(row + lo, line, hi - lo);
+                memset(row + hi, 0, (l->wp - hi) * sizeof(float));
+            }
         }
         return;
     }
@@ -440,10 +466,11 @@ void conv_direct_f32(const conv_direct *dc, float *scratch, threadpool *pool)
     job.blocks = (l->strips + job.block_strips - 1) / job.block_strips;
     if (l->copy) {
         size_t planes = dc->batch * l->channels;
+        size_t copies = l->stride == 2 ? 4 * planes : planes; /* pad_planes' items */
         if (threads > 1)
-            threadpool_parallel_for(pool, planes, 4, pad_planes, &job);
+            threadpool_parallel_for(pool, copies, l->stride == 2 ? 1 : 4, pad_planes, &job);
         else
-            pad_planes(&job, 0, planes);
+            pad_planes(&job, 0, copies);
     }
     size_t items = dc->batch * job.blocks * job.oc_chunks;
     if (threads > 1 && items > 1)

@@ -162,7 +162,8 @@ tile_body(const pointwise_small *ps, const float *x, const float *w, size_t c0, 
           const float *ahead, float *part, size_t width, float *y, const float *res,
           const float *bias, const int rows)
 {
-    size_t plane = ps->positions;
+    size_t plane = ps->positions, y_plane = ps->y_plane ? ps->y_plane : plane;
+    size_t x_plane = ps->x_plane ? ps->x_plane : plane;
     bool first = c0 == 0, last = c1 == ps->in_channels;
     __m512 acc[PR_TALL][2];
 #pragma GCC unroll 13
@@ -170,9 +171,9 @@ tile_body(const pointwise_small *ps, const float *x, const float *w, size_t c0, 
         acc[r][0] = first ? _mm512_setzero_ps() : _mm512_load_ps(part + r * NB);
         acc[r][1] = first ? _mm512_setzero_ps() : _mm512_load_ps(part + r * NB + 16);
     }
-    x += c0 * plane;
+    x += c0 * x_plane;
     w += c0 * NB;
-    for (size_t c = c0; c < c1; c++, x += plane, w += NB) {
+    for (size_t c = c0; c < c1; c++, x += x_plane, w += NB) {
         if (ahead) {
             _mm_prefetch((const char *)ahead, PREFETCH_HINT);
             _mm_prefetch((const char *)(ahead + 16), PREFETCH_HINT);
@@ -222,16 +223,16 @@ tile_body(const pointwise_small *ps, const float *x, const float *w, size_t c0, 
         /* lanes become positions: vector j is channel 16h + j */
         transpose16(half[h]);
         size_t n = width - (size_t)h * 16 < 16 ? width - (size_t)h * 16 : 16;
-        float *yh = y + (size_t)h * 16 * plane;
-        const float *rh = res ? res + (size_t)h * 16 * plane : NULL;
+        float *yh = y + (size_t)h * 16 * y_plane;
+        const float *rh = res ? res + (size_t)h * 16 * y_plane : NULL;
         for (size_t j = 0; j < n; j++) {
             __m512 v = half[h][j];
             if (rh) {
-                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, rh + j * plane));
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, rh + j * y_plane));
                 if (e->clamp)
                     v = clamp_keep_nan(v, vlo, vhi);
             }
-            _mm512_mask_storeu_ps(yh + j * plane, lanes, v);
+            _mm512_mask_storeu_ps(yh + j * y_plane, lanes, v);
         }
     }
 }
@@ -264,6 +265,8 @@ static void run_items(void *arg, size_t begin, size_t end)
     const small_job *job = arg;
     const pointwise_small *ps = job->ps;
     size_t m = ps->out_channels, k = ps->in_channels, plane = ps->positions;
+    size_t y_plane = ps->y_plane ? ps->y_plane : plane;
+    size_t x_plane = ps->x_plane ? ps->x_plane : plane;
     float part[MAX_ITEM_TILES * PR_TALL * NB] __attribute__((aligned(64)));
     for (size_t item = begin; item < end; item++) {
         size_t n = item / (job->blocks * job->chunks), rest = item % (job->blocks * job->chunks);
@@ -272,9 +275,9 @@ static void run_items(void *arg, size_t begin, size_t end)
         size_t p0 = tile_start(job, t0);
         size_t o0 = b * NB, width = m - o0 < NB ? m - o0 : NB;
         const float *w = ps->packed_w + b * k * NB;
-        const float *x = ps->x + n * k * plane;
-        float *y = ps->y + (n * m + o0) * plane;
-        const float *res = ps->residual ? ps->residual + (n * m + o0) * plane : NULL;
+        const float *x = ps->x + n * k * x_plane;
+        float *y = ps->y + (n * m + o0) * y_plane;
+        const float *res = ps->residual ? ps->residual + (n * m + o0) * y_plane : NULL;
         const float *bias = ps->bias ? ps->bias + o0 : NULL;
         for (size_t c0 = 0; c0 < k; c0 += KC) {
             size_t c1 = k - c0 < KC ? k : c0 + KC;

@@ -38,11 +38,16 @@
 
 typedef struct pointwise_small {
     size_t batch, in_channels, out_channels, positions;
-    const float *x;         /* batch x in_channels x positions */
+    const float *x;         /* batch x in_channels planes of x_plane floats, positions used */
     const float *packed_w;  /* pointwise_small_pack of the (M x K) weights */
     const float *bias;      /* M entries or NULL */
     const float *residual;  /* shaped like y, or NULL */
-    float *y;               /* batch x M x positions */
+    float *y;               /* batch x M planes of y_plane floats, positions used */
+    /* floats between Y's (and the residual's) channel planes; 0 means
+     * `positions`. Larger when the call computes a run of rows of a taller
+     * image (kernels/depthwise_project.c) */
+    size_t y_plane;
+    size_t x_plane; /* the same for X's planes (0: `positions`) */
     kernel_epilogue epilogue;
 } pointwise_small;
 

@@ -1637,7 +1637,7 @@ bool conv_describe(const op_node *conv, conv_parts *parts)
     const value_info *w = conv->inputs[1];
     const spatial_attrs *win = &st->win;
     if (w->rank != 4 || !dims_known(w) || win->auto_pad != PAD_NOTSET ||
-        (st->direct_w && st->direct_small) || (win->n_strides && win->n_strides != 2) ||
+        (win->n_strides && win->n_strides != 2) ||
         (win->n_dilations && win->n_dilations != 2) || (win->n_pads && win->n_pads != 4))
         return false;
     memset(parts, 0, sizeof(*parts));
@@ -1652,6 +1652,7 @@ bool conv_describe(const op_node *conv, conv_parts *parts)
     for (int i = 0; i < 4; i++)
         parts->pads[i] = win->n_pads ? win->pads[i] : 0;
     parts->direct_w = st->direct_w;
+    parts->direct_small = st->direct_w && st->direct_small;
     parts->depthwise_w = st->depthwise_w;
     const ifd_tensor *b = conv->n_inputs > 2 && conv->inputs[2] ? conv->inputs[2]->constant : NULL;
     if (conv->n_inputs > 2 && conv->inputs[2] && !st->fused_bias &&

@@ -40,6 +40,7 @@ typedef struct conv_parts {
     size_t in_channels, out_channels, group;
     int64_t kernel[2], stride[2], dilation[2], pads[4]; /* pads: top, left, bottom, right */
     const float *direct_w;    /* kernels/conv_direct.h layout (dense layers), or NULL */
+    bool direct_small;        /* direct_w holds kernels/pointwise_small.h's layout instead */
     const float *depthwise_w; /* plain (out_channels x taps), depthwise layers, or NULL */
     const float *bias;
     int residual_index;       /* -1 for none */
@@ -56,6 +57,14 @@ void *inverted_residual_state_new(const conv_parts *expand, const conv_parts *de
                                   const conv_parts *project, size_t h, size_t w, size_t out_h,
                                   size_t out_w, bool residual);
 
+/* The state of a com.microsoft InvertedResidual node without an expand
+ * (ops/inverted_residual.c): depthwise Conv -> pointwise Conv (+ residual)
+ * over an h x w image into out_h x out_w, from copies of the two Convs'
+ * parts (the projection's weights in pointwise_small's or the direct tile's
+ * layout); NULL when the kernel does not take the geometry or memory ran
+ * out. */
+void *depthwise_project_state_new(const conv_parts *depthwise, const conv_parts *project,
+                                  size_t h, size_t w, size_t out_h, size_t out_w, bool residual);
 /* A float Gemm, or a MatMul with a packed 2-D initializer B: adds a constant
  * bias row of n floats (MatMul only; Gemm has its C) and a clamp. */
 bool product_can_fuse(const op_node *node);

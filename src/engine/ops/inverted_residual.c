@@ -16,11 +16,17 @@
 #include <string.h>
 
 #include "../kernels/conv_direct.h"
+#include "../kernels/depthwise_project.h"
 #include "../kernels/inverted_residual.h"
+#include "../kernels/pointwise_small.h"
 #include "../op.h"
 #include "fusable.h"
 
+/* The two kernels' states open with which one they are. */
+typedef enum block_kind { BLOCK_BANDS, BLOCK_NO_EXPAND } block_kind;
+
 typedef struct irb_state {
+    block_kind kind; /* BLOCK_BANDS */
     inverted_residual shape; /* batch and tensors are filled per run */
     float *expand_w, *project_w, *dw_w;
     float *expand_b, *dw_b, *project_b;
@@ -61,6 +67,7 @@ void *inverted_residual_state_new(const conv_parts *expand, const conv_parts *de
     irb_state *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
+    st->kind = BLOCK_BANDS;
     inverted_residual *ir = &st->shape;
     ir->in_channels = expand->in_channels;
     ir->hidden = expand->out_channels;
@@ -146,7 +153,133 @@ static int irb_run(op_ctx *ctx)
     return 0;
 }
 
+typedef struct dp_state {
+    block_kind kind; /* BLOCK_NO_EXPAND */
+    depthwise_project shape; /* batch and tensors are filled per run */
+    float *dw_w, *dw_b, *project_w, *project_b;
+    bool residual;
+} dp_state;
+
+static void dp_free(void *state)
+{
+    dp_state *st = state;
+    if (st) {
+        free(st->dw_w);
+        free(st->dw_b);
+        free(st->project_w);
+        free(st->project_b);
+    }
+    free(st);
+}
+
+void *depthwise_project_state_new(const conv_parts *depthwise, const conv_parts *project,
+                                  size_t h, size_t w, size_t out_h, size_t out_w, bool residual)
+{
+    dp_state *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    st->kind = BLOCK_NO_EXPAND;
+    depthwise_project *dp = &st->shape;
+    dp->batch = 1;
+    dp->channels = depthwise->out_channels;
+    dp->out_channels = project->out_channels;
+    dp->h = h;
+    dp->w = w;
+    dp->out_h = out_h;
+    dp->out_w = out_w;
+    dp->kh = (size_t)depthwise->kernel[0];
+    dp->kw = (size_t)depthwise->kernel[1];
+    dp->stride_h = (size_t)depthwise->stride[0];
+    dp->stride_w = (size_t)depthwise->stride[1];
+    dp->dilation_h = (size_t)depthwise->dilation[0];
+    dp->dilation_w = (size_t)depthwise->dilation[1];
+    dp->pad_t = (size_t)depthwise->pads[0];
+    dp->pad_l = (size_t)depthwise->pads[1];
+    dp->direct = !project->direct_small;
+    size_t pw = dp->direct ? conv_direct_packed_floats(dp->out_channels, dp->channels)
+                           : pointwise_small_packed_floats(dp->out_channels, dp->channels);
+    if (!depthwise_project_fits(dp) || pw == 0) {
+        dp_free(st);
+        return NULL;
+    }
+    bool failed = false;
+    st->dw_w = copy_floats(depthwise->depthwise_w, dp->channels * dp->kh * dp->kw, &failed);
+    st->dw_b = copy_floats(depthwise->bias, dp->channels, &failed);
+    st->project_w = copy_floats(project->direct_w, pw, &failed);
+    st->project_b = copy_floats(project->bias, dp->out_channels, &failed);
+    if (failed || !st->dw_w || !st->project_w) {
+        dp_free(st);
+        return NULL;
+    }
+    dp->dw_w = st->dw_w;
+    dp->dw_bias = st->dw_b;
+    dp->dw_epilogue = depthwise->epilogue;
+    dp->packed_w = st->project_w;
+    dp->bias = st->project_b;
+    dp->epilogue = project->epilogue;
+    st->residual = residual;
+    return st;
+}
+
+static int dp_run(op_ctx *ctx)
+{
+    const dp_state *st = ctx->node->state;
+    depthwise_project dp = st->shape;
+    const ifd_tensor *x = op_input(ctx, 0);
+    if (!x || x->dtype != IFD_FLOAT || x->rank != 4 || x->dims[1] != (int64_t)dp.channels ||
+        x->dims[2] != (int64_t)dp.h || x->dims[3] != (int64_t)dp.w)
+        return op_fail(ctx, "X must be float [N, %zu, %zu, %zu] (the shape the layers were "
+                       "fused for; load the model with graph optimisation below ALL to run "
+                       "others)",
+                       dp.channels, dp.h, dp.w);
+    int64_t dims[4] = {x->dims[0], (int64_t)dp.out_channels, (int64_t)dp.out_h,
+                       (int64_t)dp.out_w};
+    ifd_tensor *y = op_output(ctx, 0, IFD_FLOAT, 4, dims);
+    if (!y)
+        return -1;
+    if (x->dims[0] == 0)
+        return 0;
+    dp.batch = (size_t)x->dims[0];
+    dp.x = x->data;
+    dp.y = y->data;
+    if (st->residual) {
+        const ifd_tensor *z = op_input(ctx, 1);
+        if (!z || z->dtype != IFD_FLOAT || z->rank != 4 ||
+            memcmp(z->dims, dims, sizeof(dims)) != 0)
+            return op_fail(ctx, "the residual input does not have the output's shape");
+        dp.residual = z->data;
+    }
+    threadpool *pool = op_threadpool(ctx);
+    size_t floats = depthwise_project_scratch_floats(&dp, (size_t)threadpool_size(pool));
+    if (floats == 0)
+        return op_fail(ctx, "the layers' row buffers are too large");
+    float *scratch = op_scratch(ctx, floats * sizeof(float));
+    if (!scratch)
+        return -1;
+    depthwise_project_f32(&dp, scratch, pool);
+    return 0;
+}
+
+static void block_free(void *state)
+{
+    if (state && *(const block_kind *)state == BLOCK_NO_EXPAND)
+        dp_free(state);
+    else
+        irb_free(state);
+}
+
+static int block_run(op_ctx *ctx)
+{
+    if (*(const block_kind *)ctx->node->state == BLOCK_NO_EXPAND)
+        return dp_run(ctx);
+    return irb_run(ctx);
+}
+
+/* One operator for both kernels: each computes per image from X and a
+ * residual of the output's shape, which is what batch_split.c's rule for
+ * InvertedResidual relies on to keep splitting the batch of such a graph
+ * over the threads. */
 static const op_def defs[] = {
-    {"com.microsoft", "InvertedResidual", 1, 1, irb_prepare, irb_run, irb_free},
+    {"com.microsoft", "InvertedResidual", 1, 1, irb_prepare, block_run, block_free},
 };
 OP_FAMILY(ops_inverted_residual, defs);

@@ -160,6 +160,10 @@ static const shape shapes[] = {
     {1, 5, 12, 9, 12, 3, 3, 1, 1, 0, 0, 0, 0, 2},  /* no padding, the odd row unread */
     {1, 4, 7, 13, 11, 3, 3, 2, 2, 2, 1, 2, 3, 2},  /* dilation 2 and uneven pads */
     {1, 6, 12, 10, 10, 1, 1, 1, 1, 0, 0, 0, 0, 2}, /* a strided pointwise (downsample) */
+    /* phase rows of 23 and 57 floats (vectors of 16 and a masked rest),
+     * the larger split over the threads by (plane, phase) */
+    {1, 3, 8, 37, 45, 3, 3, 1, 1, 1, 1, 1, 1, 2},
+    {1, 3, 16, 113, 113, 3, 3, 1, 1, 1, 1, 1, 1, 2},
     {1, 64, 64, 56, 56, 3, 3, 1, 1, 1, 1, 1, 1, 0},  /* ResNet-18 layer 1, several blocks */
 };
 

@@ -21,31 +21,13 @@
 #include "kernels/inverted_residual.h"
 #include "test.h"
 
+#include "block_reference.h"
+
 typedef struct shape {
     size_t batch, in, hidden, out;
     size_t h, w, k, stride, pad_t, pad_l, pad_b, pad_r;
     bool residual;
 } shape;
-
-static float frand(unsigned *state)
-{
-    *state = *state * 1103515245u + 12345u;
-    return (float)((*state >> 8) & 0xffff) / 65536.0f - 0.5f;
-}
-
-static void fill(float *a, size_t n, unsigned *state, float scale)
-{
-    for (size_t i = 0; i < n; i++)
-        a[i] = scale * frand(state);
-}
-
-static double clamp_d(double v, kernel_epilogue e)
-{
-    if (!e.clamp)
-        return v;
-    v = v < e.lo ? e.lo : v;
-    return v > e.hi ? e.hi : v;
-}
 
 /* The block in double, layer by layer. */
 static void reference(const shape *s, size_t oh, size_t ow, const float *x, const float *we,
