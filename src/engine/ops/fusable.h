@@ -65,6 +65,11 @@ void *inverted_residual_state_new(const conv_parts *expand, const conv_parts *de
  * out. */
 void *depthwise_project_state_new(const conv_parts *depthwise, const conv_parts *project,
                                   size_t h, size_t w, size_t out_h, size_t out_w, bool residual);
+/* Bytes per image of the tensors an InvertedResidual node keeps to itself
+ * (the expanded and depthwise planes the unfused layers wrote to the graph),
+ * so that batch_split.c weighs a fused graph's activations as the unfused
+ * one's; 0 for another node. */
+double inverted_residual_hidden_bytes(const op_node *node);
 /* A float Gemm, or a MatMul with a packed 2-D initializer B: adds a constant
  * bias row of n floats (MatMul only; Gemm has its C) and a clamp. */
 bool product_can_fuse(const op_node *node);

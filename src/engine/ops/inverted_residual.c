@@ -275,6 +275,20 @@ static int block_run(op_ctx *ctx)
     return irb_run(ctx);
 }
 
+double inverted_residual_hidden_bytes(const op_node *node)
+{
+    if (!node->state || strcmp(node->domain, "com.microsoft") != 0 ||
+        strcmp(node->op_type, "InvertedResidual") != 0)
+        return 0;
+    if (*(const block_kind *)node->state == BLOCK_NO_EXPAND) {
+        const depthwise_project *dp = &((const dp_state *)node->state)->shape;
+        return (double)dp->channels * (double)dp->out_h * (double)dp->out_w * sizeof(float);
+    }
+    const inverted_residual *ir = &((const irb_state *)node->state)->shape;
+    return (double)ir->hidden * ((double)ir->h * (double)ir->w + (double)ir->out_h * (double)ir->out_w) *
+           sizeof(float);
+}
+
 /* One operator for both kernels: each computes per image from X and a
  * residual of the output's shape, which is what batch_split.c's rule for
  * InvertedResidual relies on to keep splitting the batch of such a graph

@@ -189,6 +189,48 @@ static void test_fused_blocks_keep_the_batch_split(void)
     }
 }
 
+/* Whether batches of `name` at `level` run in micro-batches (batch_split.c
+ * weighs a row's activations against the weights): 1 yes, 0 no, -1 error. */
+static int micro_batched(const char *name, ifd_graph_opt level, char *reason, size_t size)
+{
+    ifd_model *m = generated_model_load(name, level);
+    if (!m)
+        return -1;
+    ifd_session_options so = {.threads = 1};
+    ifd_session *s = NULL;
+    ifd_error err;
+    int micro = -1;
+    reason[0] = '\0';
+    if (ifd_session_create(m, &so, &s, &err) == IFD_OK) {
+        ifd_session_batch_split(s, reason, size);
+        micro = strstr(reason, "micro-batches of") != NULL;
+    }
+    ifd_session_free(s);
+    ifd_model_free(m);
+    return micro;
+}
+
+/* A fused node keeps its expanded and depthwise planes to itself; they
+ * still stream per image, so the micro-batch choice must be the unfused
+ * graph's (MobileNetV2 fused showed 10.4 of its 14.1 MB a row, kept batch 8
+ * whole and ran 9 % slower in twice the memory). */
+static void test_fused_blocks_weigh_their_own_planes_as_the_unfused_graph(void)
+{
+    const char *const *lists[] = {fused_blocks, pair_blocks};
+    size_t counts[] = {COUNT(fused_blocks), COUNT(pair_blocks)};
+    for (size_t l = 0; l < 2; l++)
+        for (size_t i = 0; i < counts[l]; i++) {
+            const char *name = lists[l][i];
+            char fused[256], plain[256];
+            int a = micro_batched(name, IFD_GRAPH_OPT_ALL, fused, sizeof(fused));
+            int b = micro_batched(name, IFD_GRAPH_OPT_BASIC, plain, sizeof(plain));
+            CHECK(a >= 0 && b >= 0);
+            CHECK_EQ_INT(a, b);
+            if (a != b)
+                fprintf(stderr, "%s: fused \"%s\", unfused \"%s\"\n", name, fused, plain);
+        }
+}
+
 static void test_a_model_naming_the_fused_operator_is_refused(void)
 {
     char path[512], command[1024];
@@ -219,6 +261,7 @@ int main(void)
     RUN(test_large_blocks_become_one_node_and_small_ones_keep_the_expand_conv);
     RUN(test_fused_blocks_match_the_unfused_graph_on_every_kernel);
     RUN(test_fused_blocks_keep_the_batch_split);
+    RUN(test_fused_blocks_weigh_their_own_planes_as_the_unfused_graph);
     RUN(test_a_model_naming_the_fused_operator_is_refused);
     generated_models_remove();
     TEST_MAIN_END();
