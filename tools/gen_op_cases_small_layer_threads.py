@@ -5,7 +5,7 @@ GlobalAveragePool, the digits MLP's Gemm + bias + Relu) at batches where
 inferd splits them over its thread pool since the parallel bounds came down
 to ~256K multiply-adds: Conv lanes over contiguous runs of images (an odd
 batch gives the lanes unequal runs), MaxPool in one run of planes per
-thread, Gemm row blocks. tests/CMakeLists.txt runs them at 1 and at 2
+thread, Gemm row blocks, or a few rows' columns. tests/CMakeLists.txt runs them at 1 and at 2
 threads. Expected values come from ONNX Runtime through
 tools/ort_reference.py, never from inferd.
 
@@ -52,6 +52,17 @@ def small_layer_cases():
         gen.case(f"threads_digits_mlp_chain_batch{batch}", mlp,
                  [("x", randn(batch, 64))], [("y", F)], 13,
                  initializers=[("wa", wa), ("ba", ba), ("wb", wb), ("bb", bb)])
+
+    # a classifier's Linear at a small batch (at most 6 rows are one row
+    # block): ops/gemm.c lets the kernel split its columns over the pool
+    # instead; 520 columns end in a part sliver, the Relu is the epilogue
+    wc, bc = randn(520, 256, scale=0.1), randn(520, scale=0.1)
+    head = [gen.node("Gemm", ["x", "wc", "bc"], ["g"], transB=1),
+            gen.node("Relu", ["g"], ["y"])]
+    for batch in (5, 6):
+        gen.case(f"threads_classifier_gemm_batch{batch}", head,
+                 [("x", randn(batch, 256))], [("y", F)], 13,
+                 initializers=[("wc", wc), ("bc", bc)])
 
 
 def main():
