@@ -184,6 +184,11 @@ static int check_every_shape(threadpool *pool)
         {7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 40, 1, true, true, true},
         {14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 40, 1, true, true, true},
         {13, 13, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 24, 1, true, true, false},
+        /* row pairs over tall planes: groups of 4 pairs, then 2 pairs, 1
+         * single row (a 2x3 kernel: extents known only at run time), 1 pair */
+        {40, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 12, 1, true, true, true},
+        {33, 14, 2, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 12, 1, true, true, true},
+        {35, 13, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 12, 1, false, true, true},
         /* rows of more vectors than the edge-mask table holds */
         {5, 150, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 1, true, true, true},
         {6, 301, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 4, 1, true, false, true},
