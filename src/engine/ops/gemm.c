@@ -447,10 +447,20 @@ static void run_row_blocks(rows_job *job, threadpool *pool)
         blocks = (blocks + threads - 1) / threads * threads;
     job->block = (job->m + blocks - 1) / blocks;
     blocks = (job->m + job->block - 1) / job->block;
-    if (threads > 1 && blocks > 1)
+    if (threads > 1 && blocks > 1) {
         threadpool_parallel_for(pool, blocks, 1, row_blocks, job);
-    else
+    } else if (threads > 1 && fmas >= 262144.0) {
+        /* too few rows to share (a classifier at batch 1: ResNet-18's
+         * 1 x 512 x 1000 fc): the one product splits its columns */
+        gemm_operand oa = {job->a, job->k, false, false};
+        gemm_epilogue e = {job->bias, job->beta, job->epilogue && job->epilogue->clamp,
+                           job->epilogue ? job->epilogue->lo : 0.0f,
+                           job->epilogue ? job->epilogue->hi : 0.0f};
+        gemm_f32_epilogue(job->m, job->n, job->k, job->alpha, oa, job->b, 0.0f, job->y, job->n,
+                          &e, pool);
+    } else {
         row_blocks(job, 0, blocks);
+    }
 }
 
 /* ---- MatMul through transposed views (fusable.h) -------------------------- */
