@@ -1118,7 +1118,11 @@ static void own_gemm(size_t m, size_t n, size_t k, float alpha, gemm_operand a, 
     size_t step = job.wide ? 2 * NR : NR;
     size_t slivers = job.wide ? (n + 2 * NR - 1) / (2 * NR) : (n + NR - 1) / NR;
     size_t threads = (size_t)threadpool_size(pool);
-    double fmas = (double)m * (double)n * (double)k;
+    /* fewer rows than the wide tile: the product streams all of B for
+     * those rows, and B's size, not the multiply-adds, sets its time
+     * (ResNet-18's fc, 1 x 512 x 1000 at batch 1: 0.5M multiply-adds,
+     * ~128 us on one thread), so it splits as if it had WIDE_MIN_ROWS */
+    double fmas = (double)(m < WIDE_MIN_ROWS ? WIDE_MIN_ROWS : m) * (double)n * (double)k;
     size_t tasks_wanted = 1;
     if (threads > 1 && fmas >= 2.0 * PARALLEL_MIN_FMAS) {
         double by_size = fmas / PARALLEL_MIN_FMAS;

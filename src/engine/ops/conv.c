@@ -1048,6 +1048,21 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
          * slivers, each with a 6 x 16 tail; now 24 or 26) */
         job.slivers = (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR;
         job.q_chunks = (cols + want - 1) / want;
+        /* one image: the chunks are all the threads share, so a whole
+         * number of them per thread; ResNet-18's stride-2 layer2.0/conv1
+         * (28x28, 49 slivers) was 3 chunks, which lanes_for runs on one
+         * lane (the products alone split), and the stem 11 (6 against 5).
+         * Per-node minimum at 2 threads, alternated with the old plan
+         * (bench_inferd resnet18 --batch 1 --threads 2, 6 runs each):
+         * layer2.0/conv1 645 -> 501 us, layer4's 3x3 layers 1169-1306 ->
+         * 984-1025 us (at 7x7: 2 chunks of 32 and 17 columns, which the
+         * 12 x 17 tile makes near-equal: lanes 962 and 936 us) */
+        size_t pool_threads = (size_t)threadpool_size(op_threadpool(ctx));
+        if (batch == 1 && pool_threads > 1 && job.q_chunks % pool_threads != 0) {
+            size_t more = (job.q_chunks + pool_threads - 1) / pool_threads * pool_threads;
+            if (more <= job.slivers / 2)
+                job.q_chunks = more;
+        }
         if (job.q_chunks > job.slivers / 2)
             job.q_chunks = job.slivers / 2 > 0 ? job.slivers / 2 : 1;
         job.q_chunk = 0;

@@ -125,6 +125,15 @@ static void check_every_shape(threadpool *pool)
     failures += check_product(64, 1024, 300, false, false, true, false, 1.0f, 0.0f, pool);
     /* one row against B^T in place, its columns split over the pool */
     failures += check_product(1, 1000, 600, false, true, false, false, 1.0f, 0.5f, pool);
+    /* 1 to 3 rows against packed B (the rows tile) with a bias: split
+     * over the pool by B's size, not the multiply-adds (1 x 512 x 1000
+     * is ResNet-18's fc at batch 1; 2 x 200 x 1000 was one task before) */
+    for (size_t rows = 1; rows <= 3; rows++) {
+        failures += check_product_epi(rows, 1000, 512, false, false, false, true, 1.0f, 0.0f, 2,
+                                      pool);
+        failures += check_product_epi(rows, 1000, 200, false, true, false, true, 1.0f, 0.0f, 1,
+                                      pool);
+    }
     failures += check_product_epi(200, 300, 260, false, false, false, true, 1.0f, 0.0f, 2, pool);
     /* a 7x7 plane's 49 columns against packed Conv weights (K over two
      * panels): the 12 x 17 tile at the end of every row block, on one

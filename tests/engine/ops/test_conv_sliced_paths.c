@@ -5,7 +5,8 @@
  * engine: planes of 49, 100 and 169 positions, which are not whole 16-column
  * slivers, so images start mid-sliver and the slivers that hold two images
  * gather; a stride-2 layer onto a 7x7 plane; a 30x30 plane cut into column
- * chunks of an even and an odd number of slivers; batches of 1 (column chunks),
+ * chunks of an even and an odd number of slivers (on two threads at batch 1,
+ * a whole number of chunks per thread); batches of 1 (column chunks),
  * 3 (an uneven last group) and 8, on one thread and on two (images split
  * between them); loaded with graph optimisation on and off. The model's
  * batch axis is left open, as exporters write it.
@@ -66,6 +67,11 @@ static void test_images_side_by_side_at_planes_of_partial_slivers_match_the_defi
         /* a plane cut into column chunks (chunk_columns): 900 positions,
          * 57 slivers in 2 chunks of 28 and 29 */
         {48, 40, 30, 3, 1, 1},
+        /* batch 1 on two threads: the chunks are rounded up to a whole
+         * number per thread (3 -> 4 of 14 or 15 slivers here, 1 -> 2 of
+         * 32 and 17 columns at 7x7), each thread a lane of its own */
+        {64, 64, 30, 3, 1, 1},
+        {64, 64, 7, 3, 1, 1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         check_case(&cases[i]);
