@@ -34,33 +34,20 @@ static void reference(const shape *s, size_t oh, size_t ow, const float *x, cons
                       const float *bd, kernel_epilogue ed, const float *wp, const float *bp,
                       kernel_epilogue ep, const float *res, double *y)
 {
-    double *d = malloc(s->channels * oh * ow * sizeof(double));
+    window_ref g = {s->channels, s->h, s->w, s->k, s->stride, s->dilation, s->pad_t, s->pad_l,
+                    oh, ow};
+    size_t plane = s->channels * s->h * s->w, positions = oh * ow;
+    double *xd = malloc(plane * sizeof(double));
+    double *d = malloc(s->channels * positions * sizeof(double));
     for (size_t n = 0; n < s->batch; n++) {
-        const float *xn = x + n * s->channels * s->h * s->w;
-        for (size_t c = 0; c < s->channels; c++)
-            for (size_t i = 0; i < oh; i++)
-                for (size_t j = 0; j < ow; j++) {
-                    double sum = bd[c];
-                    for (size_t a = 0; a < s->k; a++)
-                        for (size_t b = 0; b < s->k; b++) {
-                            long r = (long)(i * s->stride + a * s->dilation) - (long)s->pad_t;
-                            long q = (long)(j * s->stride + b * s->dilation) - (long)s->pad_l;
-                            if (r < 0 || r >= (long)s->h || q < 0 || q >= (long)s->w)
-                                continue;
-                            sum += (double)wd[(c * s->k + a) * s->k + b] *
-                                   xn[(c * s->h + (size_t)r) * s->w + (size_t)q];
-                        }
-                    d[(c * oh + i) * ow + j] = clamp_d(sum, ed);
-                }
-        for (size_t o = 0; o < s->out; o++)
-            for (size_t p = 0; p < oh * ow; p++) {
-                double sum = bp[o];
-                for (size_t c = 0; c < s->channels; c++)
-                    sum += (double)wp[o * s->channels + c] * d[c * oh * ow + p];
-                size_t at = (n * s->out + o) * oh * ow + p;
-                y[at] = clamp_d(sum + (res ? res[at] : 0.0), ep);
-            }
+        for (size_t i = 0; i < plane; i++)
+            xd[i] = x[n * plane + i];
+        depthwise_reference(&g, xd, wd, bd, ed, d);
+        size_t at = n * s->out * positions;
+        project_reference(d, s->channels, positions, s->out, wp, bp, res ? res + at : NULL, ep,
+                          y + at);
     }
+    free(xd);
     free(d);
 }
 
@@ -112,14 +99,7 @@ static double check_shape(const shape *s, bool direct, unsigned seed, threadpool
         for (size_t i = 0; i < yn; i++)
             y[i] = NAN;
         depthwise_project_f32(&dp, scratch, pool);
-        double top = 0.0;
-        for (size_t i = 0; i < yn; i++)
-            top = fmax(top, fabs(want[i]));
-        worst = 0.0;
-        for (size_t i = 0; i < yn; i++) {
-            double err = fabs((double)y[i] - want[i]) / (fabs(want[i]) + top);
-            worst = isnan(err) ? INFINITY : fmax(worst, err);
-        }
+        worst = worst_relative_error(y, want, yn);
         free(scratch);
     }
     free(x), free(res), free(wd), free(bd), free(wp), free(bp), free(pp), free(y), free(want);
