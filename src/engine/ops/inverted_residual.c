@@ -114,33 +114,54 @@ static int irb_prepare(op_node *node, ifd_error *err)
                                       "from three Conv nodes; a model cannot name it");
 }
 
-static int irb_run(op_ctx *ctx)
+/* What both kernels run on: X of the shape the layers were fused for, the
+ * output, and the residual when the node has one. 1: run over *batch
+ * images; 0: an empty batch (the output is made); -1: failed. */
+typedef struct block_io {
+    size_t channels, h, w, out_channels, out_h, out_w;
+    bool residual;
+} block_io;
+
+static int block_tensors(op_ctx *ctx, const block_io *io, size_t *batch, const float **x_data,
+                         const float **residual, float **y_data)
 {
-    const irb_state *st = ctx->node->state;
-    inverted_residual ir = st->shape;
     const ifd_tensor *x = op_input(ctx, 0);
-    if (!x || x->dtype != IFD_FLOAT || x->rank != 4 || x->dims[1] != (int64_t)ir.in_channels ||
-        x->dims[2] != (int64_t)ir.h || x->dims[3] != (int64_t)ir.w)
-        return op_fail(ctx, "X must be float [N, %zu, %zu, %zu] (the shape the block was fused "
-                       "for; load the model with graph optimisation below ALL to run others)",
-                       ir.in_channels, ir.h, ir.w);
-    int64_t dims[4] = {x->dims[0], (int64_t)ir.out_channels, (int64_t)ir.out_h,
-                       (int64_t)ir.out_w};
+    if (!x || x->dtype != IFD_FLOAT || x->rank != 4 || x->dims[1] != (int64_t)io->channels ||
+        x->dims[2] != (int64_t)io->h || x->dims[3] != (int64_t)io->w)
+        return op_fail(ctx, "X must be float [N, %zu, %zu, %zu] (the shape the layers were "
+                       "fused for; load the model with graph optimisation below ALL to run "
+                       "others)",
+                       io->channels, io->h, io->w);
+    int64_t dims[4] = {x->dims[0], (int64_t)io->out_channels, (int64_t)io->out_h,
+                       (int64_t)io->out_w};
     ifd_tensor *y = op_output(ctx, 0, IFD_FLOAT, 4, dims);
     if (!y)
         return -1;
     if (x->dims[0] == 0)
         return 0;
-    ir.batch = (size_t)x->dims[0];
-    ir.x = x->data;
-    ir.y = y->data;
-    if (st->residual) {
+    *batch = (size_t)x->dims[0];
+    *x_data = x->data;
+    *y_data = y->data;
+    *residual = NULL;
+    if (io->residual) {
         const ifd_tensor *z = op_input(ctx, 1);
         if (!z || z->dtype != IFD_FLOAT || z->rank != 4 ||
             memcmp(z->dims, dims, sizeof(dims)) != 0)
             return op_fail(ctx, "the residual input does not have the output's shape");
-        ir.residual = z->data;
+        *residual = z->data;
     }
+    return 1;
+}
+
+static int irb_run(op_ctx *ctx)
+{
+    const irb_state *st = ctx->node->state;
+    inverted_residual ir = st->shape;
+    block_io io = {ir.in_channels, ir.h, ir.w, ir.out_channels, ir.out_h, ir.out_w,
+                   st->residual};
+    int ready = block_tensors(ctx, &io, &ir.batch, &ir.x, &ir.residual, &ir.y);
+    if (ready <= 0)
+        return ready;
     threadpool *pool = op_threadpool(ctx);
     size_t threads = (size_t)threadpool_size(pool);
     size_t floats = inverted_residual_scratch_floats(&ir, threads);
@@ -225,30 +246,10 @@ static int dp_run(op_ctx *ctx)
 {
     const dp_state *st = ctx->node->state;
     depthwise_project dp = st->shape;
-    const ifd_tensor *x = op_input(ctx, 0);
-    if (!x || x->dtype != IFD_FLOAT || x->rank != 4 || x->dims[1] != (int64_t)dp.channels ||
-        x->dims[2] != (int64_t)dp.h || x->dims[3] != (int64_t)dp.w)
-        return op_fail(ctx, "X must be float [N, %zu, %zu, %zu] (the shape the layers were "
-                       "fused for; load the model with graph optimisation below ALL to run "
-                       "others)",
-                       dp.channels, dp.h, dp.w);
-    int64_t dims[4] = {x->dims[0], (int64_t)dp.out_channels, (int64_t)dp.out_h,
-                       (int64_t)dp.out_w};
-    ifd_tensor *y = op_output(ctx, 0, IFD_FLOAT, 4, dims);
-    if (!y)
-        return -1;
-    if (x->dims[0] == 0)
-        return 0;
-    dp.batch = (size_t)x->dims[0];
-    dp.x = x->data;
-    dp.y = y->data;
-    if (st->residual) {
-        const ifd_tensor *z = op_input(ctx, 1);
-        if (!z || z->dtype != IFD_FLOAT || z->rank != 4 ||
-            memcmp(z->dims, dims, sizeof(dims)) != 0)
-            return op_fail(ctx, "the residual input does not have the output's shape");
-        dp.residual = z->data;
-    }
+    block_io io = {dp.channels, dp.h, dp.w, dp.out_channels, dp.out_h, dp.out_w, st->residual};
+    int ready = block_tensors(ctx, &io, &dp.batch, &dp.x, &dp.residual, &dp.y);
+    if (ready <= 0)
+        return ready;
     threadpool *pool = op_threadpool(ctx);
     size_t floats = depthwise_project_scratch_floats(&dp, (size_t)threadpool_size(pool));
     if (floats == 0)
