@@ -393,9 +393,6 @@ typedef struct rows_job {
     float alpha, beta;             /* y = alpha * a * b + beta * bias */
     const float *bias;             /* n floats, or NULL */
     const kernel_epilogue *epilogue;
-    /* the pool for a product run as one block on the caller (never set
-     * inside threadpool_parallel_for): the kernel then shares its columns */
-    threadpool *columns_pool;
 } rows_job;
 
 static void row_blocks(void *arg, size_t begin, size_t end)
@@ -409,8 +406,27 @@ static void row_blocks(void *arg, size_t begin, size_t end)
                            job->epilogue ? job->epilogue->lo : 0.0f,
                            job->epilogue ? job->epilogue->hi : 0.0f};
         gemm_f32_epilogue(r1 - r0, job->n, job->k, job->alpha, oa, job->b, 0.0f, y, job->n, &e,
-                          job->columns_pool);
+                          NULL);
     }
+}
+
+/* At most 6 rows (a classifier at batch 1) make one block when shared: the
+ * threads share its columns instead (kernels/gemm.c splits N when the
+ * product is large enough, and judges a product of 1-3 rows by the B it
+ * streams). MobileNetV2's 1280 -> 1000 Linear at batch 1, 2 threads: per-
+ * node min over alternated runs 231-289 -> 116-144 us, ResNet-18's 512 ->
+ * 1000 fc 96 -> 57 us (a temporary timer in run_graph); they ran on one
+ * thread before. Kept out of row_blocks: passing the pool through it made
+ * the digits MLP's batch-1 run 3-5 % slower (1.09 -> 1.12 us, medians of 5
+ * alternated runs, taskset -c 1). */
+static __attribute__((noinline)) void columns_block(const rows_job *job, threadpool *pool)
+{
+    gemm_operand oa = {job->a, job->k, false, false};
+    gemm_epilogue e = {job->bias, job->beta, job->epilogue && job->epilogue->clamp,
+                       job->epilogue ? job->epilogue->lo : 0.0f,
+                       job->epilogue ? job->epilogue->hi : 0.0f};
+    gemm_f32_epilogue(job->m, job->n, job->k, job->alpha, oa, job->b, 0.0f, job->y, job->n, &e,
+                      pool);
 }
 
 static void run_row_blocks(rows_job *job, threadpool *pool)
@@ -450,21 +466,12 @@ static void run_row_blocks(rows_job *job, threadpool *pool)
         blocks = (blocks + threads - 1) / threads * threads;
     job->block = (job->m + blocks - 1) / blocks;
     blocks = (job->m + job->block - 1) / job->block;
-    if (threads > 1 && blocks > 1) {
+    if (threads > 1 && blocks > 1)
         threadpool_parallel_for(pool, blocks, 1, row_blocks, job);
-    } else {
-        /* at most 6 rows (a classifier at batch 1) make one block when
-         * shared, so the threads share its columns instead (kernels/gemm.c
-         * splits N when the product is large enough, and a product of 1-3 rows
-         * is judged by the B it streams). MobileNetV2's
-         * 1280 -> 1000 Linear at batch 1, 2 threads: per-node min over
-         * alternated runs 231-289 -> 116-144 us (a temporary timer in
-         * run_graph; ResNet-18's 512 -> 1000 fc: 96 -> 57 us); it ran on one
-         * thread before. */
-        job->columns_pool = threads > 1 && blocks == 1 ? pool : NULL;
+    else if (threads > 1)
+        columns_block(job, pool);
+    else
         row_blocks(job, 0, blocks);
-        job->columns_pool = NULL;
-    }
 }
 
 /* ---- MatMul through transposed views (fusable.h) -------------------------- */
