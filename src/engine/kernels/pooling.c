@@ -29,6 +29,7 @@
 #include "pooling.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gemm.h"
@@ -240,6 +241,108 @@ void max_pool_2x2_f32(const float *x, float *y, size_t planes, size_t in_h, size
         size_t rows = total - row < per_block ? total - row : per_block;
         fn(x, y, row, rows, in_h, in_w, out_h, out_w, line);
     }
+}
+
+/* ---- MaxPool 3x3 stride 2 ---------------------------------------------------- */
+
+/* Floats of the folded line ahead of column 0: column -1 is the left pad. */
+#define LINE3_LEAD 16
+/* -inf past the last column: the horizontal pass reads up to 34 floats from
+ * its last vector's start, which lies at most 2 columns past in_w. */
+#define LINE3_TAIL 48
+
+/* Rows of the window of output row o that lie inside the plane. */
+static inline void window_rows(size_t o, size_t pad, size_t in_h, size_t *lo, size_t *hi)
+{
+    size_t top = 2 * o; /* row top - pad */
+    *lo = top < pad ? 0 : top - pad;
+    *hi = top + 3 - pad < in_h ? top + 3 - pad : in_h;
+}
+
+static void rows3_generic(const float *plane, float *y, size_t out_h, size_t in_h, size_t in_w,
+                          size_t out_w, size_t pad_top, size_t pad_left, float *line)
+{
+    for (size_t o = 0; o < out_h; o++, y += out_w) {
+        size_t lo, hi;
+        window_rows(o, pad_top, in_h, &lo, &hi);
+        for (size_t i = 0; i < in_w; i++)
+            line[i] = -INFINITY;
+        for (size_t r = lo; r < hi; r++) {
+            const float *row = plane + r * in_w;
+            for (size_t i = 0; i < in_w; i++)
+                line[i] = row[i] > line[i] ? row[i] : line[i];
+        }
+        for (size_t j = 0; j < out_w; j++) {
+            const float *w = line + (ptrdiff_t)(2 * j) - (ptrdiff_t)pad_left;
+            float acc = w[0];
+            acc = w[1] > acc ? w[1] : acc;
+            acc = w[2] > acc ? w[2] : acc;
+            y[j] = acc;
+        }
+    }
+}
+
+#ifdef POOLING_X86
+__attribute__((target("avx512f"))) static void
+rows3_avx512(const float *plane, float *y, size_t out_h, size_t in_h, size_t in_w, size_t out_w,
+             size_t pad_top, size_t pad_left, float *line)
+{
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
+                                          2, 0);
+    const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5,
+                                         3, 1);
+    for (size_t o = 0; o < out_h; o++, y += out_w) {
+        size_t lo, hi;
+        window_rows(o, pad_top, in_h, &lo, &hi);
+        for (size_t i = 0; i < in_w; i += 16) {
+            __mmask16 m = (__mmask16)(in_w - i >= 16 ? 0xffffu : (1u << (in_w - i)) - 1u);
+            __m512 v = ninf;
+            for (size_t r = lo; r < hi; r++)
+                v = _mm512_max_ps(_mm512_maskz_loadu_ps(m, plane + r * in_w + i), v);
+            _mm512_mask_storeu_ps(line + i, m, v);
+        }
+        for (size_t j = 0; j < out_w; j += 16) {
+            const float *w = line + (ptrdiff_t)(2 * j) - (ptrdiff_t)pad_left;
+            __m512 a = _mm512_loadu_ps(w), b = _mm512_loadu_ps(w + 16);
+            __m512 c = _mm512_loadu_ps(w + 2), d = _mm512_loadu_ps(w + 18);
+            __m512 acc = _mm512_permutex2var_ps(a, even, b);
+            acc = _mm512_max_ps(_mm512_permutex2var_ps(a, odd, b), acc);
+            acc = _mm512_max_ps(_mm512_permutex2var_ps(c, even, d), acc);
+            __mmask16 m = (__mmask16)(out_w - j >= 16 ? 0xffffu : (1u << (out_w - j)) - 1u);
+            _mm512_mask_storeu_ps(y + j, m, acc);
+        }
+    }
+}
+#endif
+
+bool max_pool_3x3s2_fits(size_t in_h, size_t in_w, size_t out_h, size_t out_w, size_t pad_top,
+                         size_t pad_left)
+{
+    return pad_top <= 1 && pad_left <= 1 && in_h > 0 && in_w > 0 &&
+           in_w <= MAX_POOL_3X3S2_WIDTH && (out_h == 0 || 2 * (out_h - 1) <= in_h - 1 + pad_top) &&
+           (out_w == 0 || 2 * (out_w - 1) <= in_w - 1 + pad_left);
+}
+
+void max_pool_3x3s2_f32(const float *x, float *y, size_t planes, size_t in_h, size_t in_w,
+                        size_t out_h, size_t out_w, size_t pad_top, size_t pad_left)
+{
+    if (out_h == 0 || out_w == 0)
+        return;
+    float buffer[LINE3_LEAD + MAX_POOL_3X3S2_WIDTH + LINE3_TAIL];
+    float *line = buffer + LINE3_LEAD;
+    line[-1] = -INFINITY;
+    for (size_t i = in_w; i < in_w + LINE3_TAIL; i++)
+        line[i] = -INFINITY;
+    void (*rows)(const float *, float *, size_t, size_t, size_t, size_t, size_t, size_t,
+                 float *) = rows3_generic;
+#ifdef POOLING_X86
+    if (gemm_kernel_isa() == GEMM_ISA_AVX512)
+        rows = rows3_avx512;
+#endif
+    for (size_t p = 0; p < planes; p++)
+        rows(x + p * in_h * in_w, y + p * out_h * out_w, out_h, in_h, in_w, out_w, pad_top,
+             pad_left, line);
 }
 
 /* ---- GlobalAveragePool's plane sums ---------------------------------------- */

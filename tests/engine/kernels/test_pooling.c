@@ -11,6 +11,9 @@
  * columns that must not be read, many small planes in one call, NaN skipped
  * in any position, a window of NaN giving -inf, signed zeros in the
  * comparison order, and no write past the last output.
+ *
+ * max_pool_3x3s2_f32 the same way against pool.c's separable order, with
+ * pads of 0 and 1 and last windows hanging over the plane's end.
  */
 #include <math.h>
 #include <stdint.h>
@@ -142,6 +145,145 @@ static void test_max_pool_2x2_nan_and_zero_order(void)
     }
 }
 
+/* The window of output (i, j) taken as pool.c's separable loops take it:
+ * per column the window's in-plane rows in order from -inf, then the three
+ * columns, the first from -inf when it lies in the pad. */
+static float window3_max(const float *plane, size_t in_h, size_t in_w, size_t i, size_t j,
+                         size_t pad_top, size_t pad_left)
+{
+    float column[3];
+    bool inside[3];
+    for (int t = 0; t < 3; t++) {
+        long c = (long)(2 * j + (size_t)t) - (long)pad_left;
+        inside[t] = c >= 0 && c < (long)in_w;
+        column[t] = -INFINITY;
+        for (int u = 0; u < 3 && inside[t]; u++) {
+            long r = (long)(2 * i + (size_t)u) - (long)pad_top;
+            if (r < 0 || r >= (long)in_h)
+                continue;
+            float v = plane[(size_t)r * in_w + (size_t)c];
+            column[t] = v > column[t] ? v : column[t];
+        }
+    }
+    float acc = -INFINITY;
+    for (int t = 0; t < 3; t++)
+        if (inside[t])
+            acc = column[t] > acc ? column[t] : acc;
+    return acc;
+}
+
+static int check_shape_3x3s2(size_t planes, size_t in_h, size_t in_w, size_t out_h,
+                             size_t out_w, size_t pad_top, size_t pad_left, uint32_t seed)
+{
+    size_t n_in = planes * in_h * in_w, n_out = planes * out_h * out_w;
+    float *x = malloc(n_in * sizeof(float)), *y = malloc((n_out + 17) * sizeof(float));
+    if (!x || !y) {
+        free(x);
+        free(y);
+        return 1;
+    }
+    uint32_t s = seed;
+    for (size_t i = 0; i < n_in; i++) {
+        s = s * 1664525u + 1013904223u;
+        uint32_t r = s >> 8;
+        switch (r % 29) {
+        case 0: x[i] = NAN; break;
+        case 1: x[i] = -INFINITY; break;
+        case 2: x[i] = 0.0f; break;
+        case 3: x[i] = -0.0f; break;
+        default: x[i] = (float)(r % 2001) * 0.01f - 10.0f; break;
+        }
+    }
+    for (size_t i = 0; i < n_out + 17; i++)
+        y[i] = 12345.0f;
+    max_pool_3x3s2_f32(x, y, planes, in_h, in_w, out_h, out_w, pad_top, pad_left);
+    int bad = 0;
+    for (size_t p = 0; p < planes; p++)
+        for (size_t i = 0; i < out_h; i++)
+            for (size_t j = 0; j < out_w; j++) {
+                float want = window3_max(x + p * in_h * in_w, in_h, in_w, i, j, pad_top,
+                                         pad_left);
+                float got = y[(p * out_h + i) * out_w + j];
+                if (!same_float(got, want) && bad++ < 3)
+                    fprintf(stderr, "%s: %zu planes %zux%zu pad %zu,%zu -> %zux%zu: "
+                                    "[%zu][%zu][%zu] = %g, expected %g\n",
+                            gemm_kernel_name(), planes, in_h, in_w, pad_top, pad_left, out_h,
+                            out_w, p, i, j, got, want);
+            }
+    for (size_t i = n_out; i < n_out + 17; i++)
+        if (y[i] != 12345.0f && bad++ < 3)
+            fprintf(stderr, "%s: %zu planes %zux%zu: wrote past the output at %zu\n",
+                    gemm_kernel_name(), planes, in_h, in_w, i);
+    free(x);
+    free(y);
+    return bad;
+}
+
+/* Output sizes as floor and as ceil_mode gives them (a last window hanging
+ * over the end), pads 0 and 1 on either axis, widths around the vector
+ * lengths, ResNet's 112x112 stem pool and the widest plane taken. */
+static void test_max_pool_3x3s2_matches_window_loop_on_every_kernel(void)
+{
+    static const struct {
+        size_t planes, in_h, in_w, out_h, out_w, pad_top, pad_left;
+    } shapes[] = {
+        {2, 112, 112, 56, 56, 1, 1}, {3, 3, 3, 1, 1, 0, 0},    {2, 3, 3, 2, 2, 1, 1},
+        {1, 1, 1, 1, 1, 1, 1},       {4, 7, 9, 3, 4, 0, 0},    {4, 7, 9, 4, 5, 1, 1},
+        {3, 8, 8, 4, 4, 1, 1},       {3, 8, 8, 4, 4, 0, 0},    {2, 5, 31, 3, 16, 1, 1},
+        {2, 5, 32, 2, 16, 0, 1},     {2, 6, 33, 3, 16, 1, 0},  {2, 6, 34, 3, 17, 1, 1},
+        {2, 9, 63, 4, 31, 0, 0},     {2, 9, 64, 5, 33, 1, 1},  {1, 4, 4096, 2, 2048, 1, 1},
+        {5, 57, 57, 29, 29, 1, 1},   {1, 13, 100, 7, 51, 1, 1}, {6, 2, 2, 1, 1, 0, 0},
+    };
+    const char *names[8];
+    size_t n = gemm_kernel_names(names, 8);
+    for (size_t k = 0; k < n && k < 8; k++) {
+        CHECK(gemm_use_kernel(names[k]));
+        int failures = 0;
+        for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+            CHECK(max_pool_3x3s2_fits(shapes[i].in_h, shapes[i].in_w, shapes[i].out_h,
+                                      shapes[i].out_w, shapes[i].pad_top, shapes[i].pad_left));
+            failures += check_shape_3x3s2(shapes[i].planes, shapes[i].in_h, shapes[i].in_w,
+                                          shapes[i].out_h, shapes[i].out_w, shapes[i].pad_top,
+                                          shapes[i].pad_left, 11u + (uint32_t)i);
+        }
+        CHECK_EQ_INT(failures, 0);
+    }
+}
+
+/* Pads past 1, planes wider than the line buffer, and windows wholly in the
+ * pad are left to pool.c. */
+static void test_max_pool_3x3s2_refuses_what_it_cannot_take(void)
+{
+    CHECK(!max_pool_3x3s2_fits(112, 112, 57, 57, 2, 2));
+    CHECK(!max_pool_3x3s2_fits(8, MAX_POOL_3X3S2_WIDTH + 1, 4, 2049, 1, 1));
+    CHECK(!max_pool_3x3s2_fits(4, 4, 4, 2, 1, 1));  /* row window 3 starts at row 5 */
+    CHECK(!max_pool_3x3s2_fits(4, 4, 2, 3, 0, 0));  /* column window 2 starts at column 4 */
+    CHECK(!max_pool_3x3s2_fits(0, 4, 0, 2, 0, 0));
+    CHECK(max_pool_3x3s2_fits(4, 4, 3, 3, 1, 1));   /* the last window holds row 3 */
+}
+
+/* A window of NaN only gives -inf, NaN beside a number is skipped, and of
+ * -0 and +0 the first in the window's order is kept. */
+static void test_max_pool_3x3s2_nan_and_zero_order(void)
+{
+    const char *names[8];
+    size_t n = gemm_kernel_names(names, 8);
+    for (size_t k = 0; k < n && k < 8; k++) {
+        CHECK(gemm_use_kernel(names[k]));
+        /* 3 x 5 plane, no pad: windows at columns 0-2 and 2-4 */
+        float x[15] = {NAN,   NAN, -0.0f, 0.0f, NAN,  /**/
+                       NAN,   NAN, 0.0f,  NAN,  -0.0f, /**/
+                       NAN,   NAN, NAN,   NAN,  0.0f};
+        float y[2];
+        max_pool_3x3s2_f32(x, y, 1, 3, 5, 1, 2, 0, 0);
+        CHECK(y[0] == 0.0f && signbit(y[0]));  /* column 2's -0 first */
+        CHECK(y[1] == 0.0f && signbit(y[1]));
+        float all_nan[9] = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+        max_pool_3x3s2_f32(all_nan, y, 1, 3, 3, 1, 1, 0, 0);
+        CHECK(isinf(y[0]) && y[0] < 0.0f);
+    }
+}
+
 /* The order pooling.h documents, written out independently. */
 static float documented_sum(const float *x, size_t n)
 {
@@ -220,5 +362,8 @@ int main(void)
     RUN(test_plane_sums_follow_the_documented_order_on_every_kernel);
     RUN(test_max_pool_2x2_matches_window_loop_on_every_kernel);
     RUN(test_max_pool_2x2_nan_and_zero_order);
+    RUN(test_max_pool_3x3s2_matches_window_loop_on_every_kernel);
+    RUN(test_max_pool_3x3s2_refuses_what_it_cannot_take);
+    RUN(test_max_pool_3x3s2_nan_and_zero_order);
     TEST_MAIN_END();
 }
