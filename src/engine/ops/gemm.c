@@ -395,6 +395,14 @@ typedef struct rows_job {
     const kernel_epilogue *epilogue;
 } rows_job;
 
+static inline gemm_epilogue job_epilogue(const rows_job *job)
+{
+    gemm_epilogue e = {job->bias, job->beta, job->epilogue && job->epilogue->clamp,
+                       job->epilogue ? job->epilogue->lo : 0.0f,
+                       job->epilogue ? job->epilogue->hi : 0.0f};
+    return e;
+}
+
 static void row_blocks(void *arg, size_t begin, size_t end)
 {
     const rows_job *job = arg;
@@ -402,9 +410,7 @@ static void row_blocks(void *arg, size_t begin, size_t end)
         size_t r0 = blk * job->block, r1 = r0 + job->block < job->m ? r0 + job->block : job->m;
         float *y = job->y + r0 * job->n;
         gemm_operand oa = {job->a + r0 * job->k, job->k, false, false};
-        gemm_epilogue e = {job->bias, job->beta, job->epilogue && job->epilogue->clamp,
-                           job->epilogue ? job->epilogue->lo : 0.0f,
-                           job->epilogue ? job->epilogue->hi : 0.0f};
+        gemm_epilogue e = job_epilogue(job);
         gemm_f32_epilogue(r1 - r0, job->n, job->k, job->alpha, oa, job->b, 0.0f, y, job->n, &e,
                           NULL);
     }
@@ -422,9 +428,7 @@ static void row_blocks(void *arg, size_t begin, size_t end)
 static __attribute__((noinline)) void columns_block(const rows_job *job, threadpool *pool)
 {
     gemm_operand oa = {job->a, job->k, false, false};
-    gemm_epilogue e = {job->bias, job->beta, job->epilogue && job->epilogue->clamp,
-                       job->epilogue ? job->epilogue->lo : 0.0f,
-                       job->epilogue ? job->epilogue->hi : 0.0f};
+    gemm_epilogue e = job_epilogue(job);
     gemm_f32_epilogue(job->m, job->n, job->k, job->alpha, oa, job->b, 0.0f, job->y, job->n, &e,
                       pool);
 }
