@@ -167,3 +167,20 @@ void lstm_step_rows_f32(const lstm_step_args *args)
 #endif
     step_rows_generic(args);
 }
+
+void lstm_partial_product_f32(const lstm_partial_args *args)
+{
+    bool empty = true;
+    for (int i = 0; i < LSTM_PARTIAL_RANGES; i++)
+        empty = empty && args->units[i][0] >= args->units[i][1];
+    if (empty)
+        return;
+#ifdef LSTM_CELL_X86
+    switch (gemm_kernel_isa()) {
+    case GEMM_ISA_AVX512: partial_product_avx512(args); return;
+    case GEMM_ISA_AVX2: partial_product_avx2(args); return;
+    case GEMM_ISA_GENERIC: break;
+    }
+#endif
+    partial_product_generic(args);
+}

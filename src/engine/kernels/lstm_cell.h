@@ -68,4 +68,25 @@ typedef struct lstm_step_args {
 
 void lstm_step_rows_f32(const lstm_step_args *args);
 
+/* Adds to the gate sums of `rows` batch rows the part of H_prev x R^T that
+ * comes from up to LSTM_PARTIAL_RANGES ranges of hidden units of H_prev
+ * (each [units[i][0], units[i][1]) within [0, hidden), empty ones skipped,
+ * summed in that order in one pass over the sums), for one chunk of R packed
+ * as above (one packed B^T operand, K = hidden, n columns). At several
+ * threads each lane of ops/recurrent.c multiplies the units of H_prev it
+ * computed itself while the other lanes finish theirs, and the rest once
+ * they have: the wait for the other cores overlaps the product. */
+#define LSTM_PARTIAL_RANGES 3
+
+typedef struct lstm_partial_args {
+    size_t rows, hidden, n;
+    size_t units[LSTM_PARTIAL_RANGES][2];
+    const float *h_prev;       /* rows x hidden */
+    const float *packed_chunk; /* gemm.h's packed B^T layout, K = hidden */
+    float *sums;               /* rows x n, row r at sums + r * ld: added to */
+    size_t ld;
+} lstm_partial_args;
+
+void lstm_partial_product_f32(const lstm_partial_args *args);
+
 #endif /* INFERD_ENGINE_KERNELS_LSTM_CELL_H */

@@ -179,6 +179,86 @@ TARGET static void SFX(step_rows)(const lstm_step_args *a)
     }
 }
 
+/* Rows [r0, r0 + rows) by the NV vectors of columns from j (one or two
+ * slivers, `width` of them valid) of lstm_partial_product_f32; `rows` a
+ * constant (AVX-512: 8 x 2 sums of 32 registers, as the GEMM's wide tile;
+ * the narrower builds take 4 rows). */
+TARGET static inline __attribute__((always_inline)) void
+SFX(partial_tile)(const lstm_partial_args *a, size_t r0, size_t j, size_t width, const int rows,
+                  const int nv)
+{
+    size_t H = a->hidden, npad = (a->n + 15) / 16 * 16;
+    VF acc[8][32 / VW];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = V_SET1(0.0f);
+    for (int range = 0; range < LSTM_PARTIAL_RANGES; range++) {
+        size_t k0 = a->units[range][0], k1 = a->units[range][1];
+        for (size_t p0 = k0 / GEMM_PACK_KC * GEMM_PACK_KC; p0 < k1; p0 += GEMM_PACK_KC) {
+            size_t kc = H - p0 < GEMM_PACK_KC ? H - p0 : GEMM_PACK_KC;
+            size_t lo = k0 > p0 ? k0 : p0, hi = k1 < p0 + kc ? k1 : p0 + kc;
+            const float *b = a->packed_chunk + p0 * npad + j * kc + (lo - p0) * 16;
+            const float *hp = a->h_prev + r0 * H;
+#pragma GCC unroll 4
+            for (size_t p = lo; p < hi; p++, b += 16) {
+                VF bv[32 / VW];
+                for (int v = 0; v < nv; v++) /* vector v of the pair: sliver v / (16 / VW) */
+                    bv[v] = V_LOAD(b + (size_t)(v / (16 / VW)) * 16 * kc +
+                                   (size_t)(v % (16 / VW)) * VW);
+                for (int r = 0; r < rows; r++) {
+                    VF hv = V_SET1(hp[(size_t)r * H + p]);
+                    for (int v = 0; v < nv; v++)
+                        acc[r][v] = V_FMA(hv, bv[v], acc[r][v]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        float *out = a->sums + (r0 + (size_t)r) * a->ld + j;
+        if (width == (size_t)nv * VW) {
+            for (int v = 0; v < nv; v++)
+                V_STORE(out + v * VW, V_ADD(V_LOAD(out + v * VW), acc[r][v]));
+        } else { /* the chunk's ragged last sliver */
+            float part[32] = {0};
+            for (int v = 0; v < nv; v++)
+                V_STORE(part + v * VW, acc[r][v]);
+            for (size_t k = 0; k < width; k++)
+                out[k] += part[k];
+        }
+    }
+}
+
+#define PARTIAL_ROWS (VW == 16 ? 8 : 4)
+
+TARGET static void SFX(partial_product)(const lstm_partial_args *a)
+{
+    for (size_t j = 0; j < a->n; j += 32) {
+        size_t width = a->n - j < 32 ? a->n - j : 32;
+        int nv = width > 16 ? 32 / VW : 16 / VW;
+        for (size_t r0 = 0; r0 < a->rows; r0 += PARTIAL_ROWS) {
+            size_t rows = a->rows - r0 < PARTIAL_ROWS ? a->rows - r0 : PARTIAL_ROWS;
+#define PARTIAL_CASE(R)                                                                            \
+    case R:                                                                                        \
+        if (nv == 32 / VW)                                                                         \
+            SFX(partial_tile)(a, r0, j, width, R, 32 / VW);                                        \
+        else                                                                                       \
+            SFX(partial_tile)(a, r0, j, width, R, 16 / VW);                                        \
+        break
+            switch (rows) {
+                PARTIAL_CASE(1); PARTIAL_CASE(2); PARTIAL_CASE(3);
+#if VW == 16
+                PARTIAL_CASE(4); PARTIAL_CASE(5); PARTIAL_CASE(6); PARTIAL_CASE(7);
+            default: PARTIAL_CASE(8);
+#else
+            default: PARTIAL_CASE(4);
+#endif
+            }
+#undef PARTIAL_CASE
+        }
+    }
+}
+
+#undef PARTIAL_ROWS
 #undef VF
 #undef VW
 #undef TARGET

@@ -23,7 +23,10 @@
  * (XW_STEP_BYTES), an LSTM's chunks instead multiply their step's X rows by
  * W (packed by chunks too) into the accumulator of H x R^T. At several
  * threads an LSTM with enough batch rows is instead cut by rows, each thread
- * running every step of its own rows with no step barrier (shares). A default LSTM
+ * running every step of its own rows with no step barrier (shares); with
+ * fewer, each thread owns some chunks of every step (lanes) and multiplies
+ * the units of h it computed itself while it waits for the other threads'
+ * (take_lane_step_split, kernels/lstm_cell.h's partial product). A default LSTM
  * of 1 to 3 rows whose step is too small for the pool runs each step as one
  * fused product and cell over the same packed R (lstm_step_rows_f32). Gate order is
  * ONNX's: LSTM i, o, f, c; GRU z, r, h. sequence_lens lets each batch row stop
@@ -492,53 +495,85 @@ static float *y_at(const direction_run *d, int64_t t, int64_t b)
                          : d->y + ((t * dirs + d->dir) * d->pitch + b) * d->hidden;
 }
 
-/* Step s for hidden units [k0, k0 + cw) of every batch row: the chunk's
- * product of the previous state with R's rows of those units, then the
- * gates. Reads only the previous state, writes only this chunk's units of
- * the next state, c, hr and Y. */
-static void run_chunk(const direction_run *d, int64_t s, size_t j)
+/* Where chunk j's gate sums of step s go: [batch, G * cw] rows `*ldh`
+ * apart (its block of hr, or with lane_xw its rows of xw at the step's t). */
+static float *chunk_sums(const direction_run *d, int64_t s, size_t j, size_t *ldh)
 {
     const recurrent_state *st = d->st;
-    int64_t H = d->hidden, G = st->gates, GH = G * H;
-    const float *h_prev = s % 2 ? d->h_next : d->h;
-    float *h_next = s % 2 ? d->h : d->h_next;
+    int64_t H = d->hidden, G = st->gates;
     int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
     size_t n = (size_t)(G * cw);
-    float *hr = d->hr + d->batch * G * k0;
-    size_t ldh = n; /* from one batch row's gate sums in hr to the next */
-    gemm_operand ha = {h_prev, (size_t)H, false, false};
-    gemm_operand rop = {d->packed_r + j * r_chunk_floats(st), 0, false, true};
-    float beta = 0.0f;
+    *ldh = n; /* from one batch row's gate sums to the next */
+    if (!d->lane_xw)
+        return d->hr + d->batch * G * k0;
+    int64_t t = d->reverse ? d->seq - 1 - s : s;
+    *ldh = n * (size_t)(st->layout ? d->seq : 1);
+    return d->xw + (size_t)(d->seq * d->batch * G * k0) + x_row(d, t, 0) * (int64_t)n;
+}
+
+/* The input's part of chunk j's gate sums of step s, put in its sums
+ * before H x R^T is added to them; false when there is none there (xw up
+ * front, added by the cells). */
+static bool chunk_input(const direction_run *d, int64_t s, size_t j, float *sums)
+{
+    const recurrent_state *st = d->st;
+    int64_t H = d->hidden, G = st->gates;
+    int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
+    size_t n = (size_t)(G * cw);
+    gemm_operand wop = {d->packed_wc + j * chunk_floats(st, (size_t)d->input), 0, false, true};
     if (d->lane_xw) {
         /* chunk j's X x W^T of every step at once ([rows of X, n], X's row
          * order), made by whoever runs its first step, normally its own
          * lane, so that it stays in that core's cache; each step then adds
          * H x R^T to its rows in place */
-        float *xwc = d->xw + (size_t)(d->seq * d->batch * G * k0);
         if (s == 0) {
             gemm_operand xa = {d->x, (size_t)d->input, false, false};
-            gemm_operand wop = {d->packed_wc + j * chunk_floats(st, (size_t)d->input), 0, false,
-                                true};
             gemm_f32_ex((size_t)(d->seq * d->batch), n, (size_t)d->input, 1.0f, xa, wop, 0.0f,
-                        xwc, n, NULL);
+                        d->xw + (size_t)(d->seq * d->batch * G * k0), n, NULL);
         }
-        int64_t t = d->reverse ? d->seq - 1 - s : s;
-        hr = xwc + x_row(d, t, 0) * (int64_t)n;
-        ldh = n * (size_t)(st->layout ? d->seq : 1);
-        beta = 1.0f;
-    } else if (d->step_input) {
+        return true;
+    }
+    if (d->step_input) {
         /* X_t x W_chunk^T first, then H x R_chunk^T adds to it: every row of
          * the batch is at the same t here (see run_direction), X_t's rows
          * are `lda` apart in either layout */
         int64_t t = d->reverse ? d->seq - 1 - s : s;
         size_t lda = (size_t)(st->layout ? d->seq * d->input : d->input);
         gemm_operand xa = {d->x + x_row(d, t, 0) * d->input, lda, false, false};
-        gemm_operand wop = {d->packed_wc + j * chunk_floats(st, (size_t)d->input), 0, false,
-                            true};
-        gemm_f32_ex((size_t)d->batch, n, (size_t)d->input, 1.0f, xa, wop, 0.0f, hr, n, NULL);
-        beta = 1.0f;
+        gemm_f32_ex((size_t)d->batch, n, (size_t)d->input, 1.0f, xa, wop, 0.0f, sums, n, NULL);
+        return true;
     }
-    gemm_f32_ex((size_t)d->batch, n, (size_t)H, 1.0f, ha, rop, beta, hr, ldh, NULL);
+    return false;
+}
+
+/* Adds to chunk j's gate sums of step s the product of the previous state's
+ * units in `units` (LSTM_PARTIAL_RANGES ranges, in that order) with R's rows
+ * of the chunk. */
+static void chunk_partial(const direction_run *d, int64_t s, size_t j,
+                          const int64_t units[LSTM_PARTIAL_RANGES][2], float *sums, size_t ldh)
+{
+    int64_t H = d->hidden, k0 = (int64_t)j * CHUNK_UNITS;
+    int64_t cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
+    lstm_partial_args a = {
+        .rows = (size_t)d->batch, .hidden = (size_t)H, .n = (size_t)(d->st->gates * cw),
+        .h_prev = s % 2 ? d->h_next : d->h,
+        .packed_chunk = d->packed_r + j * r_chunk_floats(d->st), .sums = sums, .ld = ldh,
+    };
+    for (int i = 0; i < LSTM_PARTIAL_RANGES; i++) {
+        a.units[i][0] = (size_t)units[i][0];
+        a.units[i][1] = (size_t)units[i][1];
+    }
+    lstm_partial_product_f32(&a);
+}
+
+/* The gates of chunk j at step s from its complete sums. */
+static void chunk_cells(const direction_run *d, int64_t s, size_t j, float *hr, size_t ldh)
+{
+    const recurrent_state *st = d->st;
+    int64_t H = d->hidden, G = st->gates, GH = G * H;
+    const float *h_prev = s % 2 ? d->h_next : d->h;
+    float *h_next = s % 2 ? d->h : d->h_next;
+    int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
     /* GRU with linear_before_reset: R's candidate product is scaled by r
      * before x is added, and its own bias rb_h stays out of xw */
     bool gru = st->cell == CELL_GRU;
@@ -637,6 +672,25 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
     }
 }
 
+/* Step s for hidden units [k0, k0 + cw) of every batch row: the chunk's
+ * product of the previous state with R's rows of those units, then the
+ * gates. Reads only the previous state, writes only this chunk's units of
+ * the next state, c, hr and Y. */
+static void run_chunk(const direction_run *d, int64_t s, size_t j)
+{
+    int64_t H = d->hidden;
+    const float *h_prev = s % 2 ? d->h_next : d->h;
+    size_t ldh, n = (size_t)(d->st->gates * (H - (int64_t)j * CHUNK_UNITS < CHUNK_UNITS
+                                                 ? H - (int64_t)j * CHUNK_UNITS
+                                                 : CHUNK_UNITS));
+    float *hr = chunk_sums(d, s, j, &ldh);
+    float beta = chunk_input(d, s, j, hr) ? 1.0f : 0.0f;
+    gemm_operand ha = {h_prev, (size_t)H, false, false};
+    gemm_operand rop = {d->packed_r + j * r_chunk_floats(d->st), 0, false, true};
+    gemm_f32_ex((size_t)d->batch, n, (size_t)H, 1.0f, ha, rop, beta, hr, ldh, NULL);
+    chunk_cells(d, s, j, hr, ldh);
+}
+
 /* How many pauses (~40 ns each) a lane waits for another lane's chunks of
  * the step before, while that lane's thread is taken to be running them,
  * before it looks whether they were ever claimed. */
@@ -667,58 +721,16 @@ static bool take_lane_step(direction_run *d, size_t lane, size_t s)
     return true;
 }
 
-/* A hint to bring p's cache line close, for writing when `own` (PREFETCHW,
- * where the CPU has it). In asm: GCC takes a function made only of
- * __builtin_prefetch for one without effects and drops its calls. */
+/* A hint to bring p's cache line into L1. In asm: GCC takes a function made
+ * only of __builtin_prefetch for one without effects and drops its calls. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
-
-static bool has_prefetchw(void)
+static inline void prefetch_line(const float *p)
 {
-    static atomic_int known; /* 0 unknown, 1 no, 2 yes */
-    int k = atomic_load_explicit(&known, memory_order_relaxed);
-    if (!k) {
-        unsigned a, b, c, d;
-        k = __get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & (1u << 8)) ? 2 : 1;
-        atomic_store_explicit(&known, k, memory_order_relaxed);
-    }
-    return k == 2;
-}
-
-static inline void prefetch_line(const float *p, bool own)
-{
-    if (own)
-        __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
-    else
-        __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p));
+    __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p));
 }
 #else
-static bool has_prefetchw(void) { return false; }
-static inline void prefetch_line(const float *p, bool own) { (void)p, (void)own; }
+static inline void prefetch_line(const float *p) { (void)p; }
 #endif
-
-/* Before lane `lane` runs step s on several threads: h_next's lines of its
- * units were read by every lane during step s - 1, so each store of the
- * cell would wait for the other cores to give its line up; asked for
- * ownership here, the transfers overlap the step's products instead. The
- * other lanes' units of h_prev, just written on their cores, are fetched
- * the same way. */
-static void prefetch_step_state(const direction_run *d, int64_t s, size_t home0, size_t home1)
-{
-    int64_t H = d->hidden;
-    int64_t u0 = (int64_t)home0 * CHUNK_UNITS, u1 = (int64_t)home1 * CHUNK_UNITS;
-    u1 = u1 < H ? u1 : H;
-    const float *h_prev = s % 2 ? d->h_next : d->h;
-    const float *h_next = s % 2 ? d->h : d->h_next;
-    bool own = has_prefetchw();
-    for (int64_t b = 0; b < d->batch; b++) {
-        for (int64_t k = u0; own && k < u1; k += 16)
-            prefetch_line(h_next + b * H + k, true);
-        for (int64_t k = 0; k < H; k += 16)
-            if (k + 16 <= u0 || k >= u1)
-                prefetch_line(h_prev + b * H + k, false);
-    }
-}
 
 /* Before a lane runs step s: waits until every lane's chunks of step s - 1
  * are done, its own included. A lane whose chunks of s - 1 are still unclaimed after
@@ -753,6 +765,70 @@ static void wait_for_step(direction_run *d, size_t s, bool *absent)
     }
 }
 
+/* Before lane `lane` runs the rest of step s on several threads: the other
+ * lanes' units of h_prev, just written on their cores, fetched while it
+ * multiplies its own. */
+static void prefetch_other_units(const direction_run *d, int64_t s, int64_t u0, int64_t u1)
+{
+    int64_t H = d->hidden;
+    const float *h_prev = s % 2 ? d->h_next : d->h;
+    for (int64_t b = 0; b < d->batch; b++)
+        for (int64_t k = 0; k < H; k += 16)
+            if (k + 16 <= u0 || k >= u1)
+                prefetch_line(h_prev + b * H + k);
+}
+
+/* Lane `lane`'s step s at several threads, its product in parts around the
+ * wait for the other lanes: the part of its first chunk over the units of
+ * the previous state it computed itself (its own chunks of step s - 1,
+ * already in its core's cache), then, once every lane has finished step
+ * s - 1, its other chunks over its own units and then the others' (whose
+ * lines arrive meanwhile), the first chunk's remaining part, and the gates.
+ * A lane that finishes a step before the others spends on its first part
+ * what it would have waited. False when the step was taken by another lane
+ * (see take_lane_step). */
+static bool take_lane_step_split(direction_run *d, size_t lane, size_t s, bool *absent)
+{
+    size_t home0, home1, want = s;
+    lane_home(d, lane, &home0, &home1);
+    /* this lane's chunks of s - 1: run here, unless a lane that found this
+     * one late took them and is still running them */
+    for (unsigned spins = 0;
+         atomic_load_explicit(&d->lanes[lane].value, memory_order_acquire) < s; spins++) {
+        if (spins < 4096)
+            cpu_pause();
+        else
+            sched_yield();
+    }
+    if (!atomic_compare_exchange_strong_explicit(&d->claims[lane].value, &want, s + 1,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return false;
+    int64_t H = d->hidden, u0 = (int64_t)home0 * CHUNK_UNITS;
+    int64_t u1 = (int64_t)home1 * CHUNK_UNITS < H ? (int64_t)home1 * CHUNK_UNITS : H;
+    const int64_t own[LSTM_PARTIAL_RANGES][2] = {{u0, u1}, {0, 0}, {0, 0}};
+    const int64_t others[LSTM_PARTIAL_RANGES][2] = {{u1, H}, {0, u0}, {0, 0}};
+    const int64_t own_first[LSTM_PARTIAL_RANGES][2] = {{u0, u1}, {u1, H}, {0, u0}};
+    size_t ldh;
+    float *first = chunk_sums(d, (int64_t)s, home0, &ldh);
+    if (!chunk_input(d, (int64_t)s, home0, first))
+        memset(first, 0, (size_t)d->batch * ldh * sizeof(float));
+    chunk_partial(d, (int64_t)s, home0, own, first, ldh);
+    wait_for_step(d, s, absent);
+    prefetch_other_units(d, (int64_t)s, u0, u1);
+    for (size_t j = home0 + 1; j < home1; j++) {
+        float *sums = chunk_sums(d, (int64_t)s, j, &ldh);
+        if (!chunk_input(d, (int64_t)s, j, sums))
+            memset(sums, 0, (size_t)d->batch * ldh * sizeof(float));
+        chunk_partial(d, (int64_t)s, j, own_first, sums, ldh);
+        chunk_cells(d, (int64_t)s, j, sums, ldh);
+    }
+    first = chunk_sums(d, (int64_t)s, home0, &ldh);
+    chunk_partial(d, (int64_t)s, home0, others, first, ldh);
+    chunk_cells(d, (int64_t)s, home0, first, ldh);
+    atomic_store_explicit(&d->lanes[lane].value, s + 1, memory_order_release);
+    return true;
+}
+
 /* Every step of the layer on one lane per thread of the pool. Lane l owns
  * the chunks [l C / T, (l + 1) C / T) of every step, so a chunk's gate sums
  * (hr), cell state and R stay in one core's caches and only h crosses
@@ -781,14 +857,16 @@ static void run_steps(void *arg, size_t begin, size_t end)
     size_t seq = (size_t)d->seq;
     bool absent[MAX_LANES] = {false}; /* lanes run here found without a thread */
     for (size_t lane = begin; lane < end; lane++) {
-        size_t home0, home1;
-        lane_home(d, lane, &home0, &home1);
         size_t s = atomic_load_explicit(&d->claims[lane].value, memory_order_relaxed);
         for (; s < seq; s++) {
-            wait_for_step(d, s, absent);
-            if (d->n_lanes > 1)
-                prefetch_step_state(d, (int64_t)s, home0, home1);
-            if (!take_lane_step(d, lane, s)) {
+            bool taken;
+            if (d->n_lanes > 1) {
+                taken = take_lane_step_split(d, lane, s, absent);
+            } else {
+                wait_for_step(d, s, absent);
+                taken = take_lane_step(d, lane, s);
+            }
+            if (!taken) {
                 /* taken by a lane that found this one late: go on from the
                  * first step nobody has claimed */
                 s = atomic_load_explicit(&d->claims[lane].value, memory_order_relaxed) - 1;

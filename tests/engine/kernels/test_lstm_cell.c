@@ -302,10 +302,93 @@ static void test_fused_step_matches_the_product_then_the_cell(void)
     CHECK(gemm_use_kernel(before));
 }
 
+/* lstm_partial_product_f32 against the double sum of the same terms, added
+ * to sums already there, for every GEMM kernel: rows 1 to 13 (the AVX-512
+ * tile's 8 and a ragged rest), hidden 64 (whole chunks), 34 (a last chunk
+ * of 2 units: 8 columns, a ragged sliver) and 272 (R's K in two packed
+ * panels, ranges across the seam), ranges empty, whole, partial and two or
+ * three of them in one pass (a lane's own units, then the others'); columns
+ * past n and rows past `rows` must stay as they were. */
+static void test_partial_product_matches_the_double_sum(void)
+{
+    const char *names[8];
+    size_t kernels = gemm_kernel_names(names, 8);
+    const char *before = gemm_kernel_name();
+    static const size_t hiddens[] = {64, 34, 272};
+    for (size_t ki = 0; ki < kernels && ki < 8; ki++) {
+        CHECK(gemm_use_kernel(names[ki]));
+        double worst = 0;
+        for (size_t hi = 0; hi < sizeof(hiddens) / sizeof(hiddens[0]); hi++) {
+            size_t H = hiddens[hi], cu = 32, chunk_floats, G = 4 * H;
+            float *r = malloc(G * H * sizeof(float));
+            for (size_t i = 0; i < G * H; i++)
+                r[i] = next_float(1.0f);
+            float *packed = pack_by_chunks(r, H, cu, &chunk_floats);
+            /* one range, or a lane's own units first and then the others' */
+            size_t ranges[][LSTM_PARTIAL_RANGES][2] = {
+                {{0, H}}, {{0, 0}}, {{H / 2, H / 2}}, {{0, H / 2}}, {{H / 2, H}}, {{1, H - 3}},
+                {{H > 256 ? 250 : 5, H > 256 ? 262 : 7}}, {{H / 2, H}, {0, H / 2}},
+                {{H / 4, H / 2}, {H / 2, H}, {0, H / 4}}, {{0, 0}, {H - 1, H}, {0, 1}}};
+            for (size_t rows = 1; rows <= 13; rows++) {
+                size_t ld = 4 * cu + 5; /* a wider row than the chunk's, as xw's rows */
+                float *hp = malloc(rows * H * sizeof(float));
+                float *sums = malloc((rows + 1) * ld * sizeof(float));
+                float *start = malloc((rows + 1) * ld * sizeof(float));
+                for (size_t i = 0; i < rows * H; i++)
+                    hp[i] = next_float(1.0f);
+                for (size_t j = 0; j * cu < H; j++) {
+                    size_t cw = H - j * cu < cu ? H - j * cu : cu, n = 4 * cw;
+                    for (size_t ri = 0; ri < sizeof(ranges) / sizeof(ranges[0]); ri++) {
+                        for (size_t i = 0; i < (rows + 1) * ld; i++)
+                            sums[i] = start[i] = next_float(4.0f);
+                        lstm_partial_args a = {.rows = rows, .hidden = H, .n = n, .h_prev = hp,
+                                               .packed_chunk = packed + j * chunk_floats,
+                                               .sums = sums, .ld = ld};
+                        memcpy(a.units, ranges[ri], sizeof(a.units));
+                        lstm_partial_product_f32(&a);
+                        for (size_t b = 0; b <= rows; b++)
+                            for (size_t col = 0; col < ld; col++) {
+                                size_t at = b * ld + col;
+                                if (b == rows || col >= n) {
+                                    CHECK(sums[at] == start[at]);
+                                    continue;
+                                }
+                                /* column col of the chunk: gate col / cw, unit j cu + col % cw */
+                                const float *rrow = r + ((col / cw) * H + j * cu + col % cw) * H;
+                                double want = start[at], mag = fabs(start[at]);
+                                for (int q = 0; q < LSTM_PARTIAL_RANGES; q++)
+                                    for (size_t k = a.units[q][0]; k < a.units[q][1]; k++) {
+                                        want += (double)hp[b * H + k] * rrow[k];
+                                        mag += fabs((double)hp[b * H + k] * rrow[k]);
+                                    }
+                                double e = fabs(sums[at] - want) / (mag + 1e-30);
+                                if (!(e <= 1e-6))
+                                    fprintf(stderr, "%s hidden %zu rows %zu chunk %zu ranges "
+                                            "%zu at %zu,%zu: %.9g (want %.9g)\n",
+                                            names[ki], H, rows, j, ri, b, col, sums[at], want);
+                                worst = fmax(worst, e);
+                            }
+                    }
+                }
+                free(hp);
+                free(sums);
+                free(start);
+            }
+            free(r);
+            free(packed);
+        }
+        CHECK(worst <= 1e-6);
+        printf("kernel %s: partial product, worst error %.3g of the terms' size\n", names[ki],
+               worst);
+    }
+    CHECK(gemm_use_kernel(before));
+}
+
 int main(void)
 {
     RUN(test_every_path_matches_the_double_cell);
     RUN(test_nan_gate_input_gives_nan_state);
     RUN(test_fused_step_matches_the_product_then_the_cell);
+    RUN(test_partial_product_matches_the_double_sum);
     TEST_MAIN_END();
 }
