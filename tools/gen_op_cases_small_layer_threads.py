@@ -5,7 +5,7 @@ GlobalAveragePool, the digits MLP's Gemm + bias + Relu) at batches where
 inferd splits them over its thread pool since the parallel bounds came down
 to ~256K multiply-adds: Conv lanes over contiguous runs of images (an odd
 batch gives the lanes unequal runs), MaxPool in one run of planes per
-thread, Gemm row blocks, or a few rows' columns. tests/CMakeLists.txt runs them at 1 and at 2
+thread, Gemm row blocks (a whole number per thread), or a few rows' columns. tests/CMakeLists.txt runs them at 1 and at 2
 threads. Expected values come from ONNX Runtime through
 tools/ort_reference.py, never from inferd.
 
@@ -63,6 +63,20 @@ def small_layer_cases():
         gen.case(f"threads_classifier_gemm_batch{batch}", head,
                  [("x", randn(batch, 256))], [("y", F)], 13,
                  initializers=[("wc", wc), ("bc", bc)])
+
+    # a transformer FFN's Linear + Relu over enough rows to make more row
+    # blocks than threads: at 2 threads ops/gemm.c rounds their count down
+    # to a whole number per thread (600 rows x 512 columns: 3 blocks of
+    # 252 rows -> 2 of 300). The column sums keep the stored output small
+    # and, mixing rows, keep batch_split.c from running the graph in two
+    # 1-thread halves
+    wf, bf = randn(512, 32, scale=0.2), randn(512, scale=0.1)
+    ffn = [gen.node("Gemm", ["x", "wf", "bf"], ["g"], transB=1),
+           gen.node("Relu", ["g"], ["h"]),
+           gen.node("ReduceSum", ["h"], ["y"], axes=[0], keepdims=0)]
+    gen.case("threads_ffn_gemm_row_blocks_batch600", ffn,
+             [("x", randn(600, 32))], [("y", F)], 12,
+             initializers=[("wf", wf), ("bf", bf)])
 
 
 def main():

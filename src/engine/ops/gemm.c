@@ -465,9 +465,13 @@ static void run_row_blocks(rows_job *job, threadpool *pool)
         blocks = 1;
     /* a whole number of blocks per thread: the transformer's 768-column
      * projection at batch 8 (1024 rows) made 7 blocks of 168 rows, so one
-     * thread ran 4 while the other waited after 3 */
+     * thread ran 4 while the other waited after 3. Rounded down, to larger
+     * blocks: rounded up, its 1024-column FFN product at batch 8 made 10
+     * blocks of 103 rows, each the kernel's 96-row pass over all of B and
+     * a 7-row one over all of B again (2 threads, per node 1950-2240 us;
+     * 8 blocks of 128: 1610-1690 us) */
     if (threads > 1 && blocks > threads && job->m / 6 >= blocks + threads)
-        blocks = (blocks + threads - 1) / threads * threads;
+        blocks = blocks / threads * threads;
     job->block = (job->m + blocks - 1) / blocks;
     blocks = (job->m + job->block - 1) / job->block;
     if (threads > 1 && blocks > 1)
