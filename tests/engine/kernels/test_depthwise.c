@@ -190,11 +190,14 @@ static int check_every_shape(threadpool *pool)
         {40, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 12, 1, true, true, true},
         {33, 14, 2, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 12, 1, true, true, true},
         {35, 13, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 12, 1, false, true, true},
-        /* stride 2 in groups of four output rows sharing input rows, then
-         * the rows left one at a time: MobileNetV2's 28 -> 14 (edge blocks
-         * from the mask table), rows with full blocks between the edges,
-         * more blocks than the table holds, a row stride of 2 over a
-         * column stride of 1 */
+        /* groups of four output rows sharing input rows, then the rows
+         * left in pairs or one at a time: stride 1 over MobileNetV2's
+         * 28x28 and over rows of more blocks than the mask table holds;
+         * stride 2 over its 28 -> 14 (edge blocks from the mask table),
+         * rows with full blocks between the edges, more blocks than the
+         * table holds, a row stride of 2 over a column stride of 1 */
+        {28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 24, 1, true, true, true},
+        {23, 301, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 1, true, false, true},
         {28, 28, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 24, 1, true, true, true},
         {57, 70, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 5, 1, true, true, true},
         {30, 301, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 3, 1, false, true, true},
