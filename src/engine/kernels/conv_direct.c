@@ -29,7 +29,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define HAVE_DIRECT_TILE 1
-#define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,fma")))
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,fma,popcnt")))
 #endif
 
 #define MR CONV_DIRECT_MR
@@ -198,7 +198,7 @@ typedef struct strip_info {
     size_t dst, dst1;          /* output index of the first stored lane of each vector */
 } strip_info;
 
-static void strip_plan(const layout *l, size_t s, strip_info *si)
+static TARGET_AVX512 void strip_plan(const layout *l, size_t s, strip_info *si)
 {
     size_t q = s * NT, col = q % l->wp;
     uint32_t load = 0, valid = 0;
@@ -332,39 +332,56 @@ static inline TARGET_AVX512 void take_even(float *dst, const float *src, size_t 
     }
 }
 
+/* p[0 .. n) = 0 in vector stores: the stem's phase rows have 0 or 1 zeros
+ * at each end, where a memset call per end cost more than the row's copy
+ * (1356 rows of 113 floats) */
+static inline TARGET_AVX512 void zero_floats(float *p, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(p + i, _mm512_setzero_ps());
+    if (i < n)
+        _mm512_mask_storeu_ps(p + i, (__mmask16)((1u << (n - i)) - 1u), _mm512_setzero_ps());
+}
+
 /* Copy planes [begin, end) of X (image n, channel c = plane index) into
  * their padded places, zeros around; with stride 2 the items are (plane,
- * phase) pairs instead, so that a stem over 3 channels still splits over
- * the threads (12 items, where 3 planes made one chunk for one thread). */
+ * row phase) pairs instead, so that a stem over 3 channels still splits over
+ * the threads (6 items, where 3 planes made one chunk for one thread). */
 static TARGET_AVX512 void pad_planes(void *arg, size_t begin, size_t end)
 {
     const direct_job *job = arg;
     const layout *l = &job->l;
     size_t in_plane = l->h * l->w;
     if (l->stride == 2) {
-        /* phase (pr, pc) pixel (a, b) is padded pixel (2a + pr, 2b + pc) */
+        /* phase (pr, pc) pixel (a, b) is padded pixel (2a + pr, 2b + pc).
+         * An item is a plane's row phase pr: both column phases of a row
+         * are written one after the other, so the second reads the image
+         * row from L1 (as items of one phase each, every image row crossed
+         * the memory hierarchy twice) */
         for (size_t item = begin; item < end; item++) {
-            size_t pi = item / 4, phase = item % 4;
+            size_t pi = item / 2, pr = item % 2;
             const float *src = job->dc->x + pi * in_plane;
             float *dst = job->scratch + pi * l->plane;
             for (size_t a = 0; a < l->hp; a++) {
-                size_t r = 2 * a + phase / 2;
-                float *row = dst + phase * l->phase_plane + a * l->wp;
-                if (r < l->pad_t || r - l->pad_t >= l->h) {
-                    memset(row, 0, l->wp * sizeof(float));
-                    continue;
+                size_t r = 2 * a + pr;
+                for (size_t pc = 0; pc < 2; pc++) {
+                    float *row = dst + (pr * 2 + pc) * l->phase_plane + a * l->wp;
+                    if (r < l->pad_t || r - l->pad_t >= l->h) {
+                        zero_floats(row, l->wp);
+                        continue;
+                    }
+                    /* columns 2b + pc inside the image: b in [lo, hi) */
+                    size_t lo = l->pad_l > pc ? (l->pad_l - pc + 1) / 2 : 0;
+                    size_t hi = (l->pad_l + l->w + 1 - pc) / 2;
+                    lo = lo < l->wp ? lo : l->wp;
+                    hi = hi < l->wp ? hi : l->wp;
+                    hi = hi > lo ? hi : lo;
+                    const float *line = src + (r - l->pad_t) * l->w + 2 * lo + pc - l->pad_l;
+                    zero_floats(row, lo);
+                    take_even(row + lo, line, hi - lo);
+                    zero_floats(row + hi, l->wp - hi);
                 }
-                /* columns 2b + pc inside the image: b in [lo, hi) */
-                size_t pc = phase % 2;
-                size_t lo = l->pad_l > pc ? (l->pad_l - pc + 1) / 2 : 0;
-                size_t hi = (l->pad_l + l->w + 1 - pc) / 2;
-                lo = lo < l->wp ? lo : l->wp;
-                hi = hi < l->wp ? hi : l->wp;
-                hi = hi > lo ? hi : lo;
-                const float *line = src + (r - l->pad_t) * l->w + 2 * lo + pc - l->pad_l;
-                memset(row, 0, lo * sizeof(float));
-                take_even(row + lo, line, hi - lo);
-                memset(row + hi, 0, (l->wp - hi) * sizeof(float));
             }
         }
         return;
@@ -469,7 +486,7 @@ void conv_direct_f32(const conv_direct *dc, float *scratch, threadpool *pool)
     job.blocks = (l->strips + job.block_strips - 1) / job.block_strips;
     if (l->copy) {
         size_t planes = dc->batch * l->channels;
-        size_t copies = l->stride == 2 ? 4 * planes : planes; /* pad_planes' items */
+        size_t copies = l->stride == 2 ? 2 * planes : planes; /* pad_planes' items */
         if (threads > 1)
             threadpool_parallel_for(pool, copies, l->stride == 2 ? 1 : 4, pad_planes, &job);
         else

@@ -128,13 +128,121 @@ FN(block2)(const plane_shape *s, const float *const *rows, const VEC *wv, const 
     }
 }
 
+/* GROUP_ROWS consecutive output rows at once at row stride rs (1 or 2) and
+ * row dilation 1: output row g reads input rows rs * g .. rs * g + kh_n - 1
+ * of `rows`, so neighbours share input rows (3x3, 4 output rows: 6 input
+ * rows at stride 1 where two row pairs load 8, 9 at stride 2 where one row
+ * at a time loads 12), and the rows' sums are independent chains. One row
+ * at a time waited on its own chain of 9 FMAs behind the loads and
+ * permutes (28x28 x 192 stride 2: ~50 cycles an output row). The loops
+ * carry unroll pragmas: without them GCC kept the row and tap loops and
+ * the weights on the stack, and the group gained nothing. */
+static inline TARGET __attribute__((always_inline)) void
+FN(block_rows)(const plane_shape *s, const float *const *rows, const VEC *wv, const float *w,
+               VEC bias, const float *res_row, const kernel_epilogue *e, VEC lo, VEC hi,
+               float *y_row, int64_t ow0, const MASK *m0, const MASK *m1, MASK store,
+               const int64_t kh_n, const int64_t kw_n, const int64_t sw, const bool full,
+               const int64_t rs)
+{
+    VEC acc[GROUP_ROWS];
+#pragma GCC unroll 8
+    for (int g = 0; g < GROUP_ROWS; g++) {
+        acc[g] = bias;
+        if (res_row) {
+            const float *r = res_row + g * s->ow + ow0;
+            acc[g] = V_ADD(acc[g], full ? V_LOAD(r) : V_LOADM(r, store));
+        }
+    }
+#pragma GCC unroll 16
+    for (int64_t t = 0; t < rs * (GROUP_ROWS - 1) + kh_n; t++) {
+        const float *xr = rows[t];
+        if (!xr)
+            continue;
+        VEC v[VECTOR_MAX_KW];
+#pragma GCC unroll 16
+        for (int64_t kw = 0; kw < kw_n; kw++) {
+            const float *p = xr + (ow0 * sw - s->pw + kw);
+            if (sw == 1) {
+                v[kw] = full ? V_LOAD(p) : V_LOADM(p, m0[kw]);
+            } else if (kw & 1) {
+                continue; /* the odd lanes of the previous tap's pair, below */
+            } else {
+                VEC a = full ? V_LOAD(p) : V_LOADM(p, m0[kw]);
+                VEC b = full ? V_LOAD(p + LANES) : V_LOADM(p + LANES, m1[kw]);
+                v[kw] = V_EVEN(a, b);
+                if (kw + 1 < kw_n)
+                    v[kw + 1] = V_ODD(a, b);
+            }
+        }
+#pragma GCC unroll 8
+        for (int g = 0; g < GROUP_ROWS; g++) {
+            int64_t i = t - rs * g;
+            if (i < 0 || i >= kh_n)
+                continue;
+#pragma GCC unroll 16
+            for (int64_t kw = 0; kw < kw_n; kw++)
+                acc[g] = V_FMA(v[kw], wv ? wv[i * kw_n + kw] : V_SET1(w[i * kw_n + kw]), acc[g]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < GROUP_ROWS; g++) {
+        VEC out = e->clamp ? V_CLAMP(acc[g], lo, hi) : acc[g];
+        if (full)
+            V_STORE(y_row + g * s->ow + ow0, out);
+        else
+            V_STOREM(y_row + g * s->ow + ow0, store, out);
+    }
+}
+
+/* The plane's output rows in groups of GROUP_ROWS at row stride rs, every
+ * block of each; returns the first row left (fewer than a group). */
+static inline TARGET __attribute__((always_inline)) int64_t
+FN(row_groups)(const plane_shape *s, const float *x, const VEC *wv, const bool hoist,
+               const float *w, VEC biasv, const float *res, const kernel_epilogue *e, VEC lo,
+               VEC hi, float *y, MASK (*table_m0)[EDGE_TABLE_KW],
+               MASK (*table_m1)[EDGE_TABLE_KW], const MASK *table_store, const bool table,
+               const int64_t kh_n, const int64_t kw_n, const int64_t sw, const int64_t rs)
+{
+    const int64_t reach = (kw_n - 1) + (sw == 1 ? LANES : 2 * LANES);
+    const int64_t blocks = (s->ow + LANES - 1) / LANES;
+    const float *rows[VECTOR_MAX_KH + 2 * GROUP_ROWS];
+    int64_t oh = 0;
+    for (; oh + GROUP_ROWS <= s->oh; oh += GROUP_ROWS) {
+        for (int64_t r = 0; r < rs * (GROUP_ROWS - 1) + kh_n; r++) {
+            int64_t ih = rs * oh - s->ph + r;
+            rows[r] = ih >= 0 && ih < s->ih ? x + ih * s->iw : NULL;
+        }
+        const float *res_row = res ? res + oh * s->ow : NULL;
+        float *y_row = y + oh * s->ow;
+        for (int64_t bi = 0; bi < blocks; bi++) {
+            int64_t ow0 = bi * LANES, first = ow0 * sw - s->pw;
+            if (first >= 0 && first + reach <= s->iw && ow0 + LANES <= s->ow) {
+                FN(block_rows)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row,
+                               ow0, NULL, NULL, MASK_ALL, kh_n, kw_n, sw, true, rs);
+            } else if (table) {
+                FN(block_rows)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row,
+                               ow0, table_m0[bi], table_m1[bi], table_store[bi], kh_n, kw_n,
+                               sw, false, rs);
+            } else {
+                MASK m0[VECTOR_MAX_KW], m1[VECTOR_MAX_KW], store;
+                FN(block_masks)(s, ow0, kw_n, sw, 1, m0, m1, &store);
+                FN(block_rows)(s, rows, hoist ? wv : NULL, w, biasv, res_row, e, lo, hi, y_row,
+                               ow0, m0, m1, store, kh_n, kw_n, sw, false, rs);
+            }
+        }
+    }
+    return oh;
+}
+
 /* A plane, row by row. kh_n, kw_n, sw and dw are constants in the 3x3
  * instantiations, so the tap loops unroll and the nine weights stay in
- * registers. */
+ * registers. With row_groups (those instantiations, column dilation 1) the
+ * rows go in groups of GROUP_ROWS first at row dilation 1; the rest in
+ * pairs (stride 1) or one at a time. */
 static inline TARGET __attribute__((always_inline)) void
 FN(body)(const plane_shape *s, const float *x, const float *w, float bias, const float *res,
          const kernel_epilogue *e, float *y, const int64_t kh_n, const int64_t kw_n,
-         const int64_t sw, const int64_t dw)
+         const int64_t sw, const int64_t dw, const bool row_groups)
 {
     VEC wv[9];
     bool hoist = kh_n * kw_n <= 9;
@@ -155,6 +263,14 @@ FN(body)(const plane_shape *s, const float *x, const float *w, float bias, const
                         &table_store[bi]);
     const float *rows[VECTOR_MAX_KH + 1];
     int64_t oh = 0;
+    /* a group of two rows at stride 1 is block2's work again (AVX2: 3-4%
+     * slower than block2, bench_depthwise) */
+    if (row_groups && GROUP_ROWS > 2 && s->dh == 1 && s->sh == 1)
+        oh = FN(row_groups)(s, x, wv, hoist, w, biasv, res, e, lo, hi, y, table_m0, table_m1,
+                            table_store, table, kh_n, kw_n, sw, 1);
+    else if (row_groups && s->dh == 1 && s->sh == 2)
+        oh = FN(row_groups)(s, x, wv, hoist, w, biasv, res, e, lo, hi, y, table_m0, table_m1,
+                            table_store, table, kh_n, kw_n, sw, 2);
     for (; s->sh == 1 && s->dh == 1 && oh + 1 < s->oh; oh += 2) {
         for (int64_t r = 0; r <= kh_n; r++) {
             int64_t ih = oh - s->ph + r;
@@ -208,13 +324,13 @@ static TARGET void FN(plane)(const plane_shape *s, const float *x, const float *
                              const float *res, const kernel_epilogue *e, float *y)
 {
     if (s->kh == 3 && s->kw == 3 && s->dw == 1 && s->sw == 1)
-        FN(body)(s, x, w, bias, res, e, y, 3, 3, 1, 1);
+        FN(body)(s, x, w, bias, res, e, y, 3, 3, 1, 1, true);
     else if (s->kh == 3 && s->kw == 3 && s->dw == 1)
-        FN(body)(s, x, w, bias, res, e, y, 3, 3, 2, 1);
+        FN(body)(s, x, w, bias, res, e, y, 3, 3, 2, 1, true);
     else if (s->sw == 1)
-        FN(body)(s, x, w, bias, res, e, y, s->kh, s->kw, 1, s->dw);
+        FN(body)(s, x, w, bias, res, e, y, s->kh, s->kw, 1, s->dw, false);
     else
-        FN(body)(s, x, w, bias, res, e, y, s->kh, s->kw, 2, s->dw);
+        FN(body)(s, x, w, bias, res, e, y, s->kh, s->kw, 2, s->dw, false);
 }
 
 /* each includer defines these afresh for its instruction set */
@@ -223,6 +339,7 @@ static TARGET void FN(plane)(const plane_shape *s, const float *x, const float *
 #undef LANES
 #undef TARGET
 #undef FN
+#undef GROUP_ROWS
 #undef V_SET1
 #undef V_ZERO
 #undef V_LOAD

@@ -5,7 +5,8 @@
  * 3x3 and other kernel sizes, strides 1, 2 and 3, symmetric and one-sided
  * padding, dilations, rows narrower and wider than a vector, channel
  * multipliers, bias, a residual and the Relu/Clip clamp (the narrow-row
- * AVX-512 layouts, flat planes and row pairs, among them), on the caller and
+ * AVX-512 layouts, flat planes and row pairs, and stride 2 in groups of
+ * output rows sharing their input rows among them), on the caller and
  * split over a 2-thread pool. Paths the CPU lacks are reported as not run.
  */
 #include <math.h>
@@ -189,6 +190,18 @@ static int check_every_shape(threadpool *pool)
         {40, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 12, 1, true, true, true},
         {33, 14, 2, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 12, 1, true, true, true},
         {35, 13, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 12, 1, false, true, true},
+        /* groups of four output rows sharing input rows, then the rows
+         * left in pairs or one at a time: stride 1 over MobileNetV2's
+         * 28x28 and over rows of more blocks than the mask table holds;
+         * stride 2 over its 28 -> 14 (edge blocks from the mask table),
+         * rows with full blocks between the edges, more blocks than the
+         * table holds, a row stride of 2 over a column stride of 1 */
+        {28, 28, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 24, 1, true, true, true},
+        {23, 301, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 1, true, false, true},
+        {28, 28, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 24, 1, true, true, true},
+        {57, 70, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 5, 1, true, true, true},
+        {30, 301, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 3, 1, false, true, true},
+        {21, 40, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1, true, true, false},
         /* rows of more vectors than the edge-mask table holds */
         {5, 150, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 1, true, true, true},
         {6, 301, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 4, 1, true, false, true},
