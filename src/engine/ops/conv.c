@@ -1144,6 +1144,75 @@ static int winograd_forward(op_ctx *ctx, const conv_plan *p, const float *xd, co
     return 0;
 }
 
+/* A pointwise layer on the direct tile at batch 1 on several threads runs
+ * as one contiguous run of positions per thread, whole 32-position strips
+ * from a 64-byte boundary, instead of the tile's shared cursor handing out
+ * blocks of strips in turn. The fused block kernels (kernels/
+ * depthwise_project.c, kernels/inverted_residual.c) also give the caller
+ * the top rows and the worker the bottom ones, so the block after such a
+ * layer reads mostly rows its own core wrote: on this 2-core VM a read of
+ * lines the other core wrote streams at 23-27 GB/s against 130-150 from
+ * its own cache (300-600 KB, one thread writing, then the other reading),
+ * and writing over them is slower still. MobileNetV2 at
+ * batch 1 on two threads, per-node median of ~600 runs, 4 alternated runs
+ * (chrt): features.1's 112x112 32->16 projection 89-93 -> 77-80 us, the
+ * 28x28 32->192 expands and the fused blocks reading them 3-5 us less each.
+ * Runs cut mid-strip cost more than they saved: unaligned loads and stores
+ * for the second thread (28x28 expand 59 -> 87 us). */
+typedef struct position_runs {
+    const conv_state *st;
+    const conv_plan *p;
+    const float *x, *bias;
+    float *y;
+    size_t runs;
+} position_runs;
+
+#define RUN_ALIGN 32 /* positions: a strip of the direct tile, two cache lines */
+
+static size_t position_run_start(const position_runs *r, size_t run)
+{
+    size_t plane = r->p->out_plane;
+    if (run >= r->runs)
+        return plane;
+    size_t at = (plane * run / r->runs + RUN_ALIGN / 2) / RUN_ALIGN * RUN_ALIGN;
+    return at < plane ? at : plane;
+}
+
+static void position_run_lanes(void *arg, size_t begin, size_t end)
+{
+    const position_runs *r = arg;
+    const conv_plan *p = r->p;
+    for (size_t run = begin; run < end; run++) {
+        size_t p0 = position_run_start(r, run), p1 = position_run_start(r, run + 1);
+        if (p1 <= p0)
+            continue;
+        conv_geometry row = {.channels = (size_t)p->in_channels,
+                             .image = {1, 1, (int64_t)(p1 - p0)},
+                             .out = {1, 1, (int64_t)(p1 - p0)},
+                             .kernel = {1, 1, 1},
+                             .stride = {1, 1, 1},
+                             .dilation = {1, 1, 1},
+                             .pad = {0, 0, 0}};
+        conv_direct cd = {.geo = &row, .batch = 1, .out_channels = (size_t)p->out_channels,
+                          .x = r->x + p0, .packed_w = r->st->direct_w, .bias = r->bias,
+                          .y = r->y + p0, .epilogue = r->st->epilogue, .x_plane = p->out_plane,
+                          .y_plane = p->out_plane};
+        conv_direct_f32(&cd, NULL, NULL);
+    }
+}
+
+/* Whether the layer runs as position_runs: a pointwise layer without a
+ * fused residual on the direct tile, one image, each of `threads` runs at
+ * least one strip, and worth waking the threads. */
+static bool position_runs_wanted(const conv_state *st, const conv_plan *p, size_t threads,
+                                 const float *residual)
+{
+    return threads > 1 && p->batch == 1 && p->pointwise && st->direct_w && !st->direct_small &&
+           !residual && conv_direct_fits(&p->geo) && p->out_plane >= RUN_ALIGN * threads &&
+           (double)p->out_channels * (double)p->out_plane * (double)p->in_channels >=
+               CONV_PARALLEL_MIN_FMAS;
+}
+
 static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, const float *wd,
                               const float *bd, const float *residual, float *yd)
 {
@@ -1171,6 +1240,12 @@ static int float_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd, 
         int rc = winograd_forward(ctx, p, xd, job.bias, residual, yd);
         if (rc <= 0)
             return rc;
+    }
+    if (position_runs_wanted(st, p, threads, residual)) {
+        position_runs r = {.st = st, .p = p, .x = xd, .bias = job.bias, .y = yd,
+                           .runs = threads};
+        threadpool_parallel_for(pool, threads, 1, position_run_lanes, &r);
+        return 0;
     }
     if (st->direct_w && st->direct_small && p->pointwise && pointwise_small_available()) {
         pointwise_small ps = {.batch = (size_t)p->batch, .in_channels = (size_t)p->in_channels,

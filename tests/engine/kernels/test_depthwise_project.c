@@ -7,7 +7,7 @@
  * (a row shared by both runs), stride 2 from an odd image, a 5x5 window,
  * dilation 2, padding only after, channel counts off the 32-channel tile,
  * residual or a Relu6 clamp, batch 1, 2 (whole images per thread) and 3,
- * on the caller and over two threads, with the projection's weights in
+ * on the caller and over two and three threads, with the projection's weights in
  * either tile's layout and each GEMM micro-kernel this CPU has (the
  * portable product on unpacked weights when it is not the AVX-512 one).
  * It also checks what the kernel declines.
@@ -122,12 +122,16 @@ static const shape shapes[] = {
     {1, 64, 32, 12, 12, 3, 1, 2, 2, 2, 2, 2, true},
     /* 28x28 (the direct tile's planes) and a plane of one row */
     {1, 96, 24, 28, 28, 3, 1, 1, 1, 1, 1, 1, true},
+    /* odd and tall planes on the direct tile: 29x29 (rows 14 | 15, 9 | 10 |
+     * 10) and 112x28 -> 56x14 at stride 2 */
+    {1, 40, 20, 29, 29, 3, 1, 1, 1, 1, 1, 1, true},
+    {1, 24, 20, 112, 28, 3, 2, 1, 1, 1, 1, 1, false},
     {1, 64, 16, 1, 40, 3, 1, 1, 1, 1, 1, 1, false},
 };
 
 static void test_layers_match_the_definition_on_every_kernel(void)
 {
-    threadpool *pool = threadpool_create(2);
+    threadpool *pools[2] = {threadpool_create(2), threadpool_create(3)};
     const char *names[4];
     size_t kernels = gemm_kernel_names(names, 4);
     const char *before = gemm_kernel_name();
@@ -135,18 +139,19 @@ static void test_layers_match_the_definition_on_every_kernel(void)
         CHECK(gemm_use_kernel(names[k]));
         for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
             for (int direct = 0; direct < 2; direct++)
-                for (int threaded = 0; threaded < 2; threaded++) {
-                    double err = check_shape(&shapes[i], direct, 11u + (unsigned)i,
-                                             threaded ? pool : NULL);
+                for (int threaded = 0; threaded < 3; threaded++) {
+                    threadpool *pool = threaded ? pools[threaded - 1] : NULL;
+                    double err = check_shape(&shapes[i], direct, 11u + (unsigned)i, pool);
                     if (!(err >= 0.0 && err <= 1e-5))
                         fprintf(stderr, "kernel %s shape %zu %s threads %d: error %g\n",
-                                names[k], i, direct ? "direct" : "small", threaded ? 2 : 1,
-                                err);
+                                names[k], i, direct ? "direct" : "small",
+                                threadpool_size(pool), err);
                     CHECK(err >= 0.0 && err <= 1e-5);
                 }
     }
     gemm_use_kernel(before);
-    threadpool_free(pool);
+    threadpool_free(pools[0]);
+    threadpool_free(pools[1]);
 }
 
 static void test_layers_decline_what_they_do_not_take(void)
