@@ -188,6 +188,11 @@ def type_only_cases():
              [node("ConstantOfShape", ["s"], ["y"],
                    value=helper.make_tensor("v", TensorProto.INT32, [1], [7]))],
              [("s", np.array([2, 3], np.int64))], [("y", TensorProto.INT32)], opset)
+    for name, dtype, value in (("float16", TensorProto.FLOAT16, [1.5]), ("bool", TensorProto.BOOL, [True]),
+                               ("double", TensorProto.DOUBLE, [-2.25]), ("uint8", TensorProto.UINT8, [200])):
+        case(f"constantofshape_{name}_value",
+             [node("ConstantOfShape", ["s"], ["y"], value=helper.make_tensor("v", dtype, [1], value))],
+             [("s", np.array([3, 5, 7], np.int64))], [("y", dtype)], 21)
     case("flatten_squeeze_unsqueeze_transpose_opset21",
          [node("Flatten", ["x"], ["f"], axis=1), node("Unsqueeze", ["f", "ax"], ["u"]),
           node("Transpose", ["u"], ["t"], perm=[2, 0, 1]), node("Squeeze", ["t", "ax0"], ["y"])],

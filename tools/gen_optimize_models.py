@@ -198,6 +198,39 @@ def branch_weights(out):
               os.path.join(out, "branch_weights.onnx"))
 
 
+def gather_transposed(out):
+    """Gathers of one slice out of Transposes of x [4, 6, 8], each result
+    flattened into y: [1,0,2] at index -1 of axis 1 (torch's out[:, -1, :]
+    of a sequence-first LSTM) and [0,2,1] at index 3 of axis 2 lose their
+    Transpose; [2,0,1] at index 2 of axis -2 leaves a Transpose [1,0] of the
+    slice; a Transpose also read by a Relu, an index computed in the graph
+    and an index of shape [1] stay as they are."""
+    def const(name, value):
+        return numpy_helper.from_array(np.array(value, dtype=np.int64), name)
+    t = lambda i, o, perm: helper.make_node("Transpose", [i], [o], perm=perm)
+    gather = lambda d, i, o, axis: helper.make_node("Gather", [d, i], [o], axis=axis)
+    flat = lambda i, o: helper.make_node("Reshape", [i, "flat"], [o])
+    nodes = [
+        t("x", "ta", [1, 0, 2]), gather("ta", "last", "ga", 1), flat("ga", "fa"),
+        t("x", "tf", [0, 2, 1]), gather("tf", "three", "gf", 2), flat("gf", "ff"),
+        t("x", "tb", [2, 0, 1]), gather("tb", "two", "gb", -2), flat("gb", "fb"),
+        t("x", "tc", [1, 0, 2]), gather("tc", "last", "gc", 1), flat("gc", "fc"),
+        helper.make_node("Relu", ["tc"], ["rc"]), flat("rc", "frc"),
+        helper.make_node("Shape", ["x"], ["shape"]),
+        gather("shape", "zero", "rows", 0), helper.make_node("Sub", ["rows", "five"], ["minus_one"]),
+        t("x", "td", [1, 0, 2]), gather("td", "minus_one", "gd", 1), flat("gd", "fd"),
+        t("x", "te", [1, 0, 2]), gather("te", "one_of_one", "ge", 1), flat("ge", "fe"),
+        helper.make_node("Concat", ["fa", "ff", "fb", "fc", "frc", "fd", "fe"], ["y"], axis=0),
+    ]
+    inits = [const("last", -1), const("three", 3), const("two", 2), const("zero", 0),
+             const("five", 5), const("one_of_one", [1]), const("flat", [-1])]
+    graph = helper.make_graph(nodes, "gather_transposed",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              os.path.join(out, "gather_transposed.onnx"))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -221,6 +254,7 @@ def main():
     big_reshape(args.out)
     shared_weights(args.out)
     branch_weights(args.out)
+    gather_transposed(args.out)
 
 
 if __name__ == "__main__":

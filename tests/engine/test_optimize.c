@@ -131,6 +131,44 @@ static void test_gelu_erf_and_tanh_forms_become_gelu(void)
     }
 }
 
+static void test_gather_of_one_slice_reads_through_the_transpose(void)
+{
+    const ifd_graph_opt levels[] = {IFD_GRAPH_OPT_BASIC, IFD_GRAPH_OPT_ALL};
+    ifd_model *none = generated_model_load("gather_transposed", IFD_GRAPH_OPT_NONE);
+    CHECK(none != NULL);
+    if (none)
+        CHECK_EQ_INT(count_nodes(none, "Transpose"), 6);
+    for (int l = 0; l < 2 && none; l++) {
+        ifd_model *opt = generated_model_load("gather_transposed", levels[l]);
+        CHECK(opt != NULL);
+        if (!opt)
+            continue;
+        /* [1,0,2] and [0,2,1] go; [2,0,1] becomes a [1,0] after the Gather;
+         * the twice-read one and those with a computed or [1] index stay */
+        CHECK_EQ_INT(count_nodes(opt, "Transpose"), 4);
+        size_t small = 0, after_gather = 0, gathers_of_x = 0;
+        for (size_t i = 0; i < opt->n_nodes; i++) {
+            const model_node *n = &opt->nodes[i];
+            if (strcmp(n->op.op_type, "Gather") == 0)
+                gathers_of_x += n->input_slots[0] == opt->inputs[0].slot;
+            if (strcmp(n->op.op_type, "Transpose") != 0)
+                continue;
+            const int64_t *perm;
+            small += op_attr_ints(&n->op, "perm", &perm) == 2 && perm[0] == 1 && perm[1] == 0;
+            for (size_t k = 0; k < opt->n_nodes; k++)
+                after_gather += opt->nodes[k].output_slots[0] == n->input_slots[0] &&
+                                strcmp(opt->nodes[k].op.op_type, "Gather") == 0 &&
+                                opt->values[n->input_slots[0]].info.rank == 2;
+        }
+        CHECK_EQ_INT(gathers_of_x, 3);
+        CHECK_EQ_INT(small, 1);
+        CHECK_EQ_INT(after_gather, 1);
+        check_same_outputs("gather_transposed", none, opt);
+        ifd_model_free(opt);
+    }
+    ifd_model_free(none);
+}
+
 static void test_basic_level_folds_but_does_not_fuse(void)
 {
     ifd_model *basic = generated_model_load("gelu_erf", IFD_GRAPH_OPT_BASIC);
@@ -456,6 +494,7 @@ int main(void)
     RUN(test_layernorm_spelled_out_by_torch_becomes_one_operator);
     RUN(test_gelu_erf_and_tanh_forms_become_gelu);
     RUN(test_basic_level_folds_but_does_not_fuse);
+    RUN(test_gather_of_one_slice_reads_through_the_transpose);
     RUN(test_transformer_encoder_same_outputs_with_fewer_nodes);
     RUN(test_matmul_reads_transposed_heads_in_place_and_refuses_other_perms);
     RUN(test_layers_with_equal_weights_share_one_packed_copy);

@@ -1016,6 +1016,40 @@ static int tile_run(op_ctx *ctx)
 
 /* ---- ConstantOfShape ---------------------------------------------------- */
 
+/* count elements of esz bytes, each a copy of `element` (NULL: zeros). Zeros,
+ * torch's h0/c0, are one memset; other values are stored by their width,
+ * not by a memcpy call per element (3.6 us for 1024 floats). */
+static void fill_elements(void *dst, size_t count, size_t esz, const void *element)
+{
+    bool zero = true;
+    for (size_t b = 0; element && b < esz; b++)
+        zero &= ((const uint8_t *)element)[b] == 0;
+    if (zero) {
+        memset(dst, 0, count * esz);
+        return;
+    }
+    if (esz == 1) {
+        memset(dst, *(const uint8_t *)element, count);
+        return;
+    }
+#define FILL_WIDTH(type)                                                                           \
+    do {                                                                                           \
+        type v, *d = dst;                                                                          \
+        memcpy(&v, element, sizeof(v));                                                            \
+        for (size_t i = 0; i < count; i++)                                                         \
+            d[i] = v;                                                                              \
+    } while (0)
+    switch (esz) {
+    case 2: FILL_WIDTH(uint16_t); break;
+    case 4: FILL_WIDTH(uint32_t); break;
+    case 8: FILL_WIDTH(uint64_t); break;
+    default:
+        for (size_t i = 0; i < count; i++)
+            memcpy((char *)dst + i * esz, element, esz);
+    }
+#undef FILL_WIDTH
+}
+
 static int constant_of_shape_prepare(op_node *node, ifd_error *err)
 {
     int_list *shape;
@@ -1062,12 +1096,7 @@ static int constant_of_shape_run(op_ctx *ctx)
     if (!y)
         return -1;
     size_t count = (size_t)ifd_tensor_count(y), esz = ifd_dtype_size(dtype);
-    if (!value) {
-        memset(y->data, 0, count * esz);
-        return 0;
-    }
-    for (size_t i = 0; i < count; i++)
-        memcpy((char *)y->data + i * esz, value->data, esz);
+    fill_elements(y->data, count, esz, value ? value->data : NULL);
     return 0;
 }
 

@@ -240,6 +240,7 @@ typedef struct graph_pass {
 /* Rewrites on the unprepared graph, in order. LayerNormalization before Gelu
  * so that neither claims the other's nodes (they share none today). */
 static const graph_pass before_prepare[] = {
+    {"gather_through_transpose", IFD_GRAPH_OPT_BASIC, optimize_gather_through_transpose},
     {"recognize_layernorm", IFD_GRAPH_OPT_ALL, optimize_recognize_layernorm},
     {"recognize_gelu", IFD_GRAPH_OPT_ALL, optimize_recognize_gelu},
 };

@@ -61,6 +61,9 @@ void graph_drop_nodes(ifd_model *m, const bool *removed);
 
 /* ---- passes --------------------------------------------------------------- */
 
+/* Before prepare, at BASIC and ALL: a Gather of one slice out of a
+ * Transpose reads the Transpose's input (gather_through_transpose.c). */
+ifd_status optimize_gather_through_transpose(ifd_model *m, ifd_error *err);
 /* Before prepare, at level ALL. */
 ifd_status optimize_recognize_gelu(ifd_model *m, ifd_error *err);
 ifd_status optimize_recognize_layernorm(ifd_model *m, ifd_error *err);
