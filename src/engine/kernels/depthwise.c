@@ -192,15 +192,18 @@ static inline uint32_t lane_bits(int64_t lo, int64_t hi, int lanes)
  * outside the image is masked off. A 7x7 plane is four vectors, nine masked
  * loads and FMAs each, against the row kernel's 72 FMAs over 4 row pairs.
  *
- * PAIRS (stride 2, rows of at most 8 outputs): output rows r and r + 1
- * share a vector, lanes 0-7 and 8-15. Each kernel row loads the two input
- * rows they read (2r - pad + i and two below) and one two-source permute
- * per kernel column takes its every other column into the two halves; the
- * result is compressed to 2 * ow contiguous outputs. */
+ * PAIRS (stride 2, rows of at most 8 outputs, planes of at most 16 rows):
+ * output rows r and r + 1 share a vector, lanes 0-7 and 8-15. Each kernel
+ * row loads the two input rows they read (2r - pad + i and two below) and
+ * one two-source permute per kernel column takes its every other column
+ * into the two halves; the result is compressed to 2 * ow contiguous
+ * outputs. Taller planes take the row kernel (the plan holds every pair). */
 #define SMALL_TARGET __attribute__((target("avx512f,avx512vl,fma")))
 #define FLAT_MAX_VECTORS 16
 #define SMALL_MAX_TAPS 9
 #define SMALL_MAX_KW 3
+/* row pairs of a plane the PAIRS plan holds: output planes up to 16 rows */
+#define PAIRS_MAX 8
 
 /* max/min return their second operand when either is NaN: NaN passes */
 static inline SMALL_TARGET __m512 small_clamp(__m512 v, __m512 lo, __m512 hi)
@@ -210,14 +213,25 @@ static inline SMALL_TARGET __m512 small_clamp(__m512 v, __m512 lo, __m512 hi)
 
 typedef enum small_kind { SMALL_NONE, SMALL_FLAT, SMALL_PAIRS } small_kind;
 
+/* PAIRS: the two input rows one kernel row of a row pair reads, as offsets
+ * into the plane (of the load at column -pw) and the lanes that exist */
+typedef struct pair_load {
+    int64_t offset[2];
+    __mmask16 mask[2];
+} pair_load;
+
 typedef struct small_plan {
     small_kind kind;
     int64_t kh, kw, vectors;
     int64_t offset[SMALL_MAX_TAPS];                     /* FLAT: input offset of tap t */
     __mmask16 mask[FLAT_MAX_VECTORS][SMALL_MAX_TAPS];  /* FLAT: lanes each load keeps */
     __mmask16 last_store;                              /* FLAT: lanes of the last vector */
-    __mmask16 row_load;                                /* PAIRS: input columns that exist */
     int32_t index[SMALL_MAX_KW][16];                   /* PAIRS: permute of kernel column j */
+    int64_t pairs;                                     /* PAIRS: ceil(oh / 2) */
+    pair_load load[PAIRS_MAX][SMALL_MAX_TAPS];         /* PAIRS: per pair and kernel row */
+    __mmask16 keep[PAIRS_MAX];                         /* PAIRS: lanes holding outputs */
+    __mmask16 store[PAIRS_MAX];                        /* PAIRS: the compressed outputs */
+    int64_t out_offset[PAIRS_MAX];                     /* PAIRS: the pair's first output */
 } small_plan;
 
 /* Which narrow-row layout takes this shape, with its masks; SMALL_NONE when
@@ -253,10 +267,27 @@ static void small_plan_init(const plane_shape *s, small_plan *sp)
         return;
     }
     /* lanes 2c + j (c < ow, j < kw) of a 16-float load must exist */
-    if (s->sh == 2 && s->sw == 2 && s->ow <= 8 && 2 * (s->ow - 1) + s->kw <= 16) {
+    if (s->sh == 2 && s->sw == 2 && s->ow <= 8 && 2 * (s->ow - 1) + s->kw <= 16 &&
+        s->oh <= 2 * PAIRS_MAX) {
         sp->kind = SMALL_PAIRS;
         /* lane k of a load at column -pw is column k - pw */
-        sp->row_load = (__mmask16)lane_bits(s->pw, s->pw + s->iw, 16);
+        __mmask16 row_load = (__mmask16)lane_bits(s->pw, s->pw + s->iw, 16);
+        uint32_t row_bits = (1u << s->ow) - 1u;
+        sp->pairs = (s->oh + 1) / 2;
+        for (int64_t p = 0; p < sp->pairs; p++) {
+            int64_t r = 2 * p; /* output rows r and r + 1 (if it exists) */
+            bool second = r + 1 < s->oh;
+            sp->keep[p] = (__mmask16)(row_bits | (second ? row_bits << 8 : 0u));
+            sp->store[p] = (__mmask16)lane_bits(0, (second ? 2 : 1) * s->ow, 16);
+            sp->out_offset[p] = r * s->ow;
+            for (int64_t i = 0; i < s->kh; i++)
+                for (int h = 0; h < 2; h++) {
+                    int64_t ir = 2 * (r + h) - s->ph + i;
+                    bool exists = (h == 0 || second) && ir >= 0 && ir < s->ih;
+                    sp->load[p][i].offset[h] = exists ? ir * s->iw - s->pw : 0;
+                    sp->load[p][i].mask[h] = exists ? row_load : 0;
+                }
+        }
         for (int64_t j = 0; j < s->kw; j++)
             for (int l = 0; l < 8; l++) {
                 int64_t k = 2 * l + j < 16 ? 2 * l + j : 15;
@@ -317,43 +348,38 @@ static SMALL_TARGET void flat_plane(const plane_shape *s, const small_plan *sp, 
 #undef FLAT
 }
 
-/* Output rows r0 .. r0 + 2 * G - 1 (G row pairs, the last one maybe a
- * single row), with KH x KW taps known at compile time: the G accumulators
- * are independent chains, interleaved so their FMAs and permutes overlap
- * where one pair at a time waited on its own 9-FMA chain: bench_depthwise
- * --reps 200, taskset -c 1, alternated builds, 14x14 x 576 stride 2
- * 37.4-40.6 -> 28.0-28.9 us (ONNX Runtime's NCHWc kernel in the model,
- * its profiler's best: 17 us). */
+/* Row pairs p0 .. p0 + G - 1 with KH x KW taps known at compile time. Every
+ * load's offset and mask, every pair's lanes and store come from the plan,
+ * so the loop is loads, permutes and FMAs with the weights in registers
+ * (the row and edge arithmetic per kernel row and pair, done here per
+ * plane, kept GCC from holding the weights: it spilled them to the stack).
+ * The G accumulators are independent chains, interleaved so their FMAs and
+ * permutes overlap where one pair at a time waited on its own 9-FMA chain:
+ * bench_depthwise --reps 200, taskset -c 1, alternated builds, 14x14 x 576
+ * stride 2 37.4-40.6 -> 28.0-28.9 us with the groups, 25.4-25.5 -> 16.2-16.8
+ * with the plan (ONNX Runtime's NCHWc kernel in the model, its profiler's
+ * best: 17 us). */
 static inline SMALL_TARGET __attribute__((always_inline)) void
-pairs_rows(const plane_shape *s, const small_plan *sp, const float *x, const __m512 *wv,
-           const __m512i *index, float bias, const float *res, const kernel_epilogue *e,
-           float *y, int64_t r0, const int G, const int KH, const int KW)
+pairs_rows(const small_plan *sp, const float *x, const __m512 *wv, const __m512i *index,
+           float bias, const float *res, const kernel_epilogue *e, float *y, int64_t p0,
+           const int G, const int KH, const int KW)
 {
-    uint32_t row_bits = (1u << s->ow) - 1u;
     __m512 acc[4];
-    __mmask16 keep[4];
 #pragma GCC unroll 4
     for (int g = 0; g < G; g++) {
-        int64_t r = r0 + 2 * g;
-        bool second = r + 1 < s->oh;
-        keep[g] = (__mmask16)(row_bits | (second ? row_bits << 8 : 0u));
         acc[g] = _mm512_set1_ps(bias);
         if (res)
-            acc[g] = _mm512_add_ps(acc[g], _mm512_maskz_expandloadu_ps(keep[g], res + r * s->ow));
+            acc[g] = _mm512_add_ps(acc[g], _mm512_maskz_expandloadu_ps(
+                                               sp->keep[p0 + g], res + sp->out_offset[p0 + g]));
     }
 #pragma GCC unroll 3
     for (int i = 0; i < KH; i++) {
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
-            int64_t r = r0 + 2 * g;
-            int64_t ra = 2 * r - s->ph + i, rb = ra + 2;
-            __mmask16 ma = ra >= 0 && ra < s->ih ? sp->row_load : 0;
-            __mmask16 mb = r + 1 < s->oh && rb >= 0 && rb < s->ih ? sp->row_load : 0;
-            if (!ma && !mb)
-                continue;
-            /* rows outside the image load nothing: the pointer is not read */
-            __m512 a = _mm512_maskz_loadu_ps(ma, x + ra * s->iw - s->pw);
-            __m512 b = _mm512_maskz_loadu_ps(mb, x + rb * s->iw - s->pw);
+            const pair_load *l = &sp->load[p0 + g][i];
+            /* rows outside the image have mask 0 and offset 0: nothing is read */
+            __m512 a = _mm512_maskz_loadu_ps(l->mask[0], x + l->offset[0]);
+            __m512 b = _mm512_maskz_loadu_ps(l->mask[1], x + l->offset[1]);
 #pragma GCC unroll 3
             for (int j = 0; j < KW; j++)
                 acc[g] = _mm512_fmadd_ps(_mm512_permutex2var_ps(a, index[j], b), wv[i * KW + j],
@@ -363,18 +389,15 @@ pairs_rows(const plane_shape *s, const small_plan *sp, const float *x, const __m
     __m512 lo = _mm512_set1_ps(e->lo), hi = _mm512_set1_ps(e->hi);
 #pragma GCC unroll 4
     for (int g = 0; g < G; g++) {
-        int64_t r = r0 + 2 * g;
-        int64_t count = __builtin_popcount(keep[g]);
         __m512 v = e->clamp ? small_clamp(acc[g], lo, hi) : acc[g];
-        _mm512_mask_storeu_ps(y + r * s->ow, (__mmask16)lane_bits(0, count, 16),
-                              _mm512_maskz_compress_ps(keep[g], v));
+        _mm512_mask_storeu_ps(y + sp->out_offset[p0 + g], sp->store[p0 + g],
+                              _mm512_maskz_compress_ps(sp->keep[p0 + g], v));
     }
 }
 
 static inline SMALL_TARGET __attribute__((always_inline)) void
-pairs_body(const plane_shape *s, const small_plan *sp, const float *x, const float *w,
-           float bias, const float *res, const kernel_epilogue *e, float *y, const int KH,
-           const int KW)
+pairs_body(const small_plan *sp, const float *x, const float *w, float bias, const float *res,
+           const kernel_epilogue *e, float *y, const int KH, const int KW)
 {
     __m512i index[SMALL_MAX_KW];
     __m512 wv[SMALL_MAX_TAPS];
@@ -382,16 +405,15 @@ pairs_body(const plane_shape *s, const small_plan *sp, const float *x, const flo
         index[j] = _mm512_loadu_si512(sp->index[j]);
     for (int t = 0; t < KH * KW; t++)
         wv[t] = _mm512_set1_ps(w[t]);
-    /* groups of 4 row pairs; 1-7 rows left make 1-4 pairs */
-    int64_t r0 = 0;
-    for (; r0 + 8 <= s->oh; r0 += 8)
-        pairs_rows(s, sp, x, wv, index, bias, res, e, y, r0, 4, KH, KW);
-    switch ((s->oh - r0 + 1) / 2) {
-    case 1: pairs_rows(s, sp, x, wv, index, bias, res, e, y, r0, 1, KH, KW); break;
-    case 2: pairs_rows(s, sp, x, wv, index, bias, res, e, y, r0, 2, KH, KW); break;
-    case 3: pairs_rows(s, sp, x, wv, index, bias, res, e, y, r0, 3, KH, KW); break;
-    case 4: pairs_rows(s, sp, x, wv, index, bias, res, e, y, r0, 4, KH, KW); break;
-    default: break; /* no rows left */
+    /* groups of 4 row pairs, then the 1-3 pairs left */
+    int64_t p0 = 0;
+    for (; p0 + 4 <= sp->pairs; p0 += 4)
+        pairs_rows(sp, x, wv, index, bias, res, e, y, p0, 4, KH, KW);
+    switch (sp->pairs - p0) {
+    case 1: pairs_rows(sp, x, wv, index, bias, res, e, y, p0, 1, KH, KW); break;
+    case 2: pairs_rows(sp, x, wv, index, bias, res, e, y, p0, 2, KH, KW); break;
+    case 3: pairs_rows(sp, x, wv, index, bias, res, e, y, p0, 3, KH, KW); break;
+    default: break; /* no pairs left */
     }
 }
 
@@ -401,10 +423,11 @@ static SMALL_TARGET void pairs_plane(const plane_shape *s, const small_plan *sp,
 {
     /* MobileNetV2's 3x3 with constants; any other kernel up to 3 wide with
      * its extents at run time */
+    (void)s;
     if (sp->kh == 3 && sp->kw == 3)
-        pairs_body(s, sp, x, w, bias, res, e, y, 3, 3);
+        pairs_body(sp, x, w, bias, res, e, y, 3, 3);
     else
-        pairs_body(s, sp, x, w, bias, res, e, y, (int)sp->kh, (int)sp->kw);
+        pairs_body(sp, x, w, bias, res, e, y, (int)sp->kh, (int)sp->kw);
 }
 
 /* ---- AVX2 ------------------------------------------------------------------- */

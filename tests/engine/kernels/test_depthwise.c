@@ -185,11 +185,24 @@ static int check_every_shape(threadpool *pool)
         {7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 40, 1, true, true, true},
         {14, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 40, 1, true, true, true},
         {13, 13, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 24, 1, true, true, false},
-        /* row pairs over tall planes: groups of 4 pairs, then 2 pairs, 1
-         * single row (a 2x3 kernel: extents known only at run time), 1 pair */
+        /* planes taller than the row-pair plan holds (the row kernel) */
         {40, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 12, 1, true, true, true},
         {33, 14, 2, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 12, 1, true, true, true},
         {35, 13, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 12, 1, false, true, true},
+        /* the planned row pairs at every pair count (output rows 1..16, the
+         * last pair of an odd count a single row), a one-sided pad, the
+         * tallest plane the plan holds and one row past it */
+        {2, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 5, 1, true, true, true},
+        {4, 12, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 5, 1, true, true, true},
+        {9, 15, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, 1, 5, 1, true, true, true},
+        {27, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 5, 1, true, true, false},
+        {12, 14, 3, 3, 2, 2, 1, 1, 1, 1, 0, 1, 1, 5, 1, true, false, true},
+        {17, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2, 5, 1, false, true, true},
+        {24, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 5, 1, true, true, true},
+        {32, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 5, 1, true, true, true},
+        {33, 14, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 5, 1, true, true, true},
+        /* a 2x3 kernel: the pairs' extents known only at run time */
+        {13, 14, 2, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 5, 1, true, true, true},
         /* groups of four output rows sharing input rows, then the rows
          * left in pairs or one at a time: stride 1 over MobileNetV2's
          * 28x28 and over rows of more blocks than the mask table holds;
