@@ -109,11 +109,14 @@
  * writes costs the other a transfer (~0.1-0.15 us on the test machine,
  * bench_threadpool's line_ns) the next time it reads it, and a worker's
  * slice of the digits CNN at batch 8 took 0.3-0.45 us longer than the
- * caller's, mostly such transfers. So each slice starts on a line of its
- * own (_Alignas), its arrays are on lines of their own (cache_lines_calloc), the
- * caller stores a run's views into them only where they differ from the
- * last run's (store_view), the runner stores its status only when it
- * changes and its error only on failure. */
+ * caller's, mostly such transfers (rdtsc per slice and per node: its
+ * first Conv read the view the caller had just stored, its end wrote rows
+ * next to the caller's). So each slice starts on a line of its own
+ * (_Alignas), its arrays are on lines of their own (cache_lines_calloc),
+ * the caller stores a run's views into them only where they differ from
+ * the last run's (store_view), the runner stores its status only when it
+ * changes and its error only on failure, and small output rows go through
+ * a staging buffer (staged). */
 typedef struct slice {
     _Alignas(64) ifd_session *session; /* one intra-op thread, its own arena and
                                           pool (NULL at one thread: the owner runs) */

@@ -213,7 +213,9 @@ static int output_slot(op_ctx *ctx, int i)
  * batch_split_run, medians of 3 x ~50K runs) the worker's slice took
  * 8.65 -> 8.47 us; this copy, bench_inferd --min-time 0.3, medians of 15
  * alternated runs: 8.98 -> 8.79 us (2.98 -> 2.78 for the MLP at batch 8
- * once batch_split.c's threshold let it split). */
+ * once batch_split.c's threshold let it split). The rows given to a slice
+ * other than the caller's first are its own staging buffer (batch_split.c's
+ * staged), which the caller copies into the output after the join. */
 static bool bind_output_rows(struct session_private *s, int slot, ifd_dtype dtype, int rank,
                              const int64_t *dims, size_t bytes)
 {
@@ -259,8 +261,8 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
     }
     ifd_value *v = &s->owned[slot];
     const ifd_model *m = s->model;
-    if (s->output_rows && m->values[slot].is_graph_output && bytes > SLICE_ROWS_IN_PLACE_MIN_BYTES &&
-        bind_output_rows(s, slot, dtype, rank, dims, bytes))
+    if (s->output_rows && m->values[slot].is_graph_output &&
+        bytes > SLICE_ROWS_IN_PLACE_MIN_BYTES && bind_output_rows(s, slot, dtype, rank, dims, bytes))
         return &v->tensor;
     if (s->arena && m->arena_offset[slot] != SIZE_MAX && dtype != IFD_STRING &&
         bytes <= m->arena_size[slot]) {
