@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "batch_split.h"
+#include "cache_lines.h"
 #include "model.h"
 
 typedef struct pooled_buffer {
