@@ -71,7 +71,6 @@
  * turns both off, as IFD_BATCH_SPLIT_OFF does for one session.
  */
 #include "batch_split.h"
-#include "cache_lines.h"
 #include "ops/fusable.h"
 
 #include <math.h>

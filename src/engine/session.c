@@ -25,7 +25,6 @@
 #include <string.h>
 
 #include "batch_split.h"
-#include "cache_lines.h"
 #include "model.h"
 
 typedef struct pooled_buffer {
