@@ -104,22 +104,9 @@
  * and one session's arena serves the run instead of one per thread. */
 #define SPLIT_MAX_WORK 256e6
 
-/* What one thread reads to run its slice. The caller and the worker share
- * none of a slice's cache lines they write on every run: a line one core
- * writes costs the other a transfer (~0.1-0.15 us on the test machine,
- * bench_threadpool's line_ns) the next time it reads it, and a worker's
- * slice of the digits CNN at batch 8 took 0.3-0.45 us longer than the
- * caller's, mostly such transfers (rdtsc per slice and per node: its
- * first Conv read the view the caller had just stored, its end wrote rows
- * next to the caller's). So each slice starts on a line of its own
- * (_Alignas), its arrays are on lines of their own (cache_lines_calloc),
- * the caller stores a run's views into them only where they differ from
- * the last run's (store_view), the runner stores its status only when it
- * changes and its error only on failure, and small output rows go through
- * a staging buffer (staged). */
 typedef struct slice {
-    _Alignas(64) ifd_session *session; /* one intra-op thread, its own arena and
-                                          pool (NULL at one thread: the owner runs) */
+    ifd_session *session;      /* one intra-op thread, its own arena and pool
+                                  (NULL at one thread: the owner runs) */
     ifd_value *inputs;         /* per input: a view of the slice's rows */
     const ifd_value **bound;   /* pointers to inputs[] */
     ifd_tensor *rows;          /* per output: the slice's rows of the result */
@@ -127,11 +114,6 @@ typedef struct slice {
     ifd_value *micro_inputs;
     const ifd_value **micro_bound;
     ifd_tensor *micro_outputs;
-    /* per output: where a slice other than the caller's first one leaves
-     * rows of at most SLICE_ROWS_IN_PLACE_MIN_BYTES for the caller to copy
-     * into the output after the join (see gather_staged), and its bytes */
-    void **staging;
-    size_t *staging_capacity;
     ifd_status status;
     ifd_error err;
 } slice;
@@ -700,10 +682,6 @@ void batch_split_free(batch_split *split)
         free(split->slices[i].micro_inputs);
         free(split->slices[i].micro_bound);
         free(split->slices[i].micro_outputs);
-        for (size_t k = 0; split->slices[i].staging && k < split->m->n_outputs; k++)
-            free(split->slices[i].staging[k]);
-        free(split->slices[i].staging);
-        free(split->slices[i].staging_capacity);
     }
     free(split->slices);
     free(split);
@@ -755,7 +733,7 @@ ifd_status batch_split_create(const ifd_model *m, const ifd_session_options *opt
                                       options->max_tensor_bytes < IFD_MAX_TENSOR_BYTES
                                   ? options->max_tensor_bytes
                                   : IFD_MAX_TENSOR_BYTES;
-    split->slices = cache_lines_calloc(split->max_slices, sizeof(*split->slices));
+    split->slices = calloc(split->max_slices, sizeof(*split->slices));
     if (!split->slices)
         goto oom;
     ifd_session_options one = {.threads = 1, .batch_split = IFD_BATCH_SPLIT_OFF};
@@ -765,20 +743,16 @@ ifd_status batch_split_create(const ifd_model *m, const ifd_session_options *opt
     }
     for (size_t i = 0; i < split->max_slices; i++) {
         slice *sl = &split->slices[i];
-        sl->inputs = cache_lines_calloc(m->n_inputs, sizeof(*sl->inputs));
-        sl->bound = cache_lines_calloc(m->n_inputs, sizeof(*sl->bound));
-        sl->rows = cache_lines_calloc(m->n_outputs, sizeof(*sl->rows));
-        sl->micro_inputs = cache_lines_calloc(m->n_inputs, sizeof(*sl->micro_inputs));
-        sl->micro_bound = cache_lines_calloc(m->n_inputs, sizeof(*sl->micro_bound));
-        sl->micro_outputs = cache_lines_calloc(m->n_outputs, sizeof(*sl->micro_outputs));
-        sl->staging = cache_lines_calloc(m->n_outputs, sizeof(*sl->staging));
-        sl->staging_capacity = cache_lines_calloc(m->n_outputs, sizeof(*sl->staging_capacity));
+        sl->inputs = calloc(m->n_inputs, sizeof(*sl->inputs));
+        sl->bound = calloc(m->n_inputs, sizeof(*sl->bound));
+        sl->rows = calloc(m->n_outputs, sizeof(*sl->rows));
+        sl->micro_inputs = calloc(m->n_inputs, sizeof(*sl->micro_inputs));
+        sl->micro_bound = calloc(m->n_inputs, sizeof(*sl->micro_bound));
+        sl->micro_outputs = calloc(m->n_outputs, sizeof(*sl->micro_outputs));
         if (!sl->inputs || !sl->bound || !sl->rows || !sl->micro_inputs || !sl->micro_bound ||
-            !sl->micro_outputs || !sl->staging || !sl->staging_capacity)
+            !sl->micro_outputs)
             goto oom;
         for (size_t j = 0; j < m->n_inputs; j++) {
-            /* a split run's inputs are tensors (batch_split_slices) */
-            sl->inputs[j].kind = IFD_VALUE_TENSOR;
             sl->bound[j] = &sl->inputs[j];
             sl->micro_bound[j] = &sl->micro_inputs[j];
         }
@@ -850,18 +824,14 @@ void batch_split_rows(int64_t batch, size_t slices, size_t i, int64_t *r0, int64
     *rows = base + (k < extra);
 }
 
-/* Bytes of one row of t (along dim 0). */
-static size_t row_bytes_of(const ifd_tensor *t)
-{
-    return t->dims[0] ? ifd_dtype_size(t->dtype) * (size_t)(ifd_tensor_count(t) / t->dims[0])
-                      : 0;
-}
-
 /* A view of rows [r0, r0 + rows) of t. */
 static ifd_tensor rows_of(const ifd_tensor *t, int64_t r0, int64_t rows)
 {
     ifd_tensor view = tensor_view(t);
-    view.data = (char *)t->data + (size_t)r0 * row_bytes_of(t);
+    size_t row_bytes = t->dims[0] ? ifd_dtype_size(t->dtype) *
+                                        (size_t)(ifd_tensor_count(t) / t->dims[0])
+                                  : 0;
+    view.data = (char *)t->data + (size_t)r0 * row_bytes;
     view.dims[0] = rows;
     view.capacity = 0;
     return view;
@@ -894,103 +864,13 @@ static ifd_status run_micro_batches(const ifd_model *m, ifd_session *session, sl
     return IFD_OK;
 }
 
-/* Whether slice i leaves its rows of an output of `bytes` (its share) in
- * its staging buffer for the caller to copy (gather_staged), rather than
- * writing them into the output itself.
- *
- * Why: the output is a new allocation of the caller's every run, so the
- * views of its rows change from run to run (even the same two blocks come
- * back from malloc in turn), and the slices' rows share a cache line at each
- * boundary. A worker writing there read its views from lines the caller had
- * just stored (one transfer between the cores) and then waited for the
- * boundary line (another) before it could signal its end, and the caller's
- * set-up stored the new views into lines the worker held (~0.2 us for the
- * digits CNN's two outputs, rdtsc). Its staging buffer is the same every
- * run, so the views stay as they are; the worker claims its lines when it
- * starts (PREFETCHW), so its copy there at the end hits its own cache; the
- * caller's copy after the join reads them in one overlapped transfer.
- * Slice 0 is the caller's (the first chunk of a parallel_for) and writes
- * into the output directly. Rows past SLICE_ROWS_IN_PLACE_MIN_BYTES are
- * written in place by the operators (session.c): there the transfers are
- * small against the work. */
-static bool staged(size_t i, size_t bytes)
-{
-    return i > 0 && bytes <= SLICE_ROWS_IN_PLACE_MIN_BYTES;
-}
-
-/* Bytes of slice sl's rows of output k. */
-static size_t slice_bytes(const slice *sl, size_t k)
-{
-    return (size_t)sl->rows[k].dims[0] * row_bytes_of(&sl->rows[k]);
-}
-
-/* Staging for `bytes` of output k of slice sl; false when out of memory. */
-static bool reserve_staging(slice *sl, size_t k, size_t bytes)
-{
-    if (sl->staging_capacity[k] >= bytes && sl->staging[k])
-        return true;
-    void *grown = cache_lines_calloc(1, bytes);
-    if (!grown)
-        return false;
-    free(sl->staging[k]);
-    sl->staging[k] = grown;
-    sl->staging_capacity[k] = bytes;
-    return true;
-}
-
-/* Runs slice i on `session` and records how it went: the status only when
- * it changed, the error only on failure (run_graph writes its error on
- * every node, so it gets one on the runner's stack), keeping the slice's
- * lines where the caller reads them unchanged after a good run. Its staged
- * rows' lines are claimed before the graph runs (the caller read them last
- * run) and pushed out to the shared cache after it (CLDEMOTE), where the
- * caller's gather finds them sooner than in this core's own: in-process
- * A/B on the digits CNN at batch 8 (rdtsc, ~34K runs a mode), the gather
- * took 193-209 ns without the demotion and the gather's prefetch, 79-84
- * with them. */
-static void run_slice(batch_split *split, size_t i, ifd_session *session)
-{
-    slice *sl = &split->slices[i];
-    size_t outputs = split->m->n_outputs;
-    for (size_t k = 0; k < outputs; k++)
-        if (staged(i, slice_bytes(sl, k)))
-            cache_lines_claim(sl->rows[k].data, slice_bytes(sl, k));
-    ifd_error err;
-    ifd_status st = run_micro_batches(split->m, session, sl, split->micro_rows, &err);
-    for (size_t k = 0; k < outputs; k++)
-        if (staged(i, slice_bytes(sl, k)))
-            cache_lines_demote(sl->rows[k].data, slice_bytes(sl, k));
-    if (st != IFD_OK)
-        memcpy(sl->err.message, err.message, strnlen(err.message, sizeof(err.message) - 1) + 1);
-    if (sl->status != st)
-        sl->status = st;
-}
-
 static void run_slices(void *arg, size_t begin, size_t end)
 {
     batch_split *split = arg;
-    for (size_t i = begin; i < end; i++)
-        run_slice(split, i, split->slices[i].session);
-}
-
-/* Whether two views show the same rows of the same tensor (past rank,
- * dims are unused). */
-static bool same_view(const ifd_tensor *a, const ifd_tensor *b)
-{
-    if (a->data != b->data || a->dtype != b->dtype || a->rank != b->rank ||
-        a->capacity != b->capacity || a->owns_data != b->owns_data)
-        return false;
-    for (int i = 0; i < a->rank; i++)
-        if (a->dims[i] != b->dims[i])
-            return false;
-    return true;
-}
-
-/* *slot = view, storing only when they differ (see struct slice). */
-static void store_view(ifd_tensor *slot, const ifd_tensor *view)
-{
-    if (!same_view(slot, view))
-        *slot = *view;
+    for (size_t i = begin; i < end; i++) {
+        slice *sl = &split->slices[i];
+        sl->status = run_micro_batches(split->m, sl->session, sl, split->micro_rows, &sl->err);
+    }
 }
 
 #define OUTPUT_ALIGN 64
@@ -1015,9 +895,7 @@ static ifd_status new_output(const batch_split *split, size_t k, int64_t batch, 
         return IFD_ERR_RUNTIME;
     }
     size_t rounded = (bytes + OUTPUT_ALIGN - 1) / OUTPUT_ALIGN * OUTPUT_ALIGN;
-    /* malloc and clear: glibc's calloc skips the per-thread cache (~14 ns
-     * more a call) */
-    ifd_value *v = malloc(sizeof(*v));
+    ifd_value *v = calloc(1, sizeof(*v));
     /* a row of scores comes from malloc's size classes, much cheaper than
      * aligned_alloc's search for an aligned block (as in session.c's
      * take_output); no kernel needs the rows aligned (each slice's start
@@ -1030,7 +908,6 @@ static ifd_status new_output(const batch_split *split, size_t k, int64_t batch, 
         set_error(err, "out of memory");
         return IFD_ERR_NO_MEMORY;
     }
-    memset(v, 0, sizeof(*v));
     v->kind = IFD_VALUE_TENSOR;
     v->tensor.dtype = info->dtype;
     tensor_set_shape(&v->tensor, info->rank, dims);
@@ -1038,60 +915,6 @@ static ifd_status new_output(const batch_split *split, size_t k, int64_t batch, 
     v->tensor.capacity = rounded;
     v->tensor.owns_data = 1;
     *out = v;
-    return IFD_OK;
-}
-
-/* Copies the rows the slices left in their staging buffers into the
- * outputs (see staged). */
-static void gather_staged(batch_split *split, size_t slices, ifd_value **outputs)
-{
-    /* every line asked for first, so that the transfers overlap */
-    for (size_t i = 1; i < slices; i++)
-        for (size_t k = 0; k < split->m->n_outputs; k++)
-            if (staged(i, slice_bytes(&split->slices[i], k)))
-                cache_lines_fetch(split->slices[i].staging[k], slice_bytes(&split->slices[i], k));
-    for (size_t i = 1; i < slices; i++) {
-        const slice *sl = &split->slices[i];
-        for (size_t k = 0; k < split->m->n_outputs; k++) {
-            const ifd_tensor *out = &outputs[k]->tensor;
-            size_t bytes = slice_bytes(sl, k);
-            if (!staged(i, bytes))
-                continue;
-            int64_t r0, rows;
-            batch_split_rows(out->dims[0], slices, i, &r0, &rows);
-            memcpy((char *)out->data + (size_t)r0 * row_bytes_of(out), sl->staging[k], bytes);
-        }
-    }
-}
-
-/* Points each slice's views at its rows of the inputs and at where its
- * rows of the outputs go (the output, or its staging buffer). */
-static ifd_status bind_slices(batch_split *split, size_t slices, const ifd_value *const *inputs,
-                              ifd_value **outputs, ifd_error *err)
-{
-    const ifd_model *m = split->m;
-    int64_t batch = inputs[0]->tensor.dims[0];
-    for (size_t i = 0; i < slices; i++) {
-        slice *sl = &split->slices[i];
-        int64_t r0, rows;
-        batch_split_rows(batch, slices, i, &r0, &rows);
-        for (size_t j = 0; j < m->n_inputs; j++) {
-            ifd_tensor view = rows_of(&inputs[j]->tensor, r0, rows);
-            store_view(&sl->inputs[j].tensor, &view);
-        }
-        for (size_t k = 0; k < m->n_outputs; k++) {
-            ifd_tensor view = rows_of(&outputs[k]->tensor, r0, rows);
-            size_t bytes = (size_t)rows * row_bytes_of(&outputs[k]->tensor);
-            if (staged(i, bytes)) {
-                if (!reserve_staging(sl, k, bytes)) {
-                    set_error(err, "out of memory");
-                    return IFD_ERR_NO_MEMORY;
-                }
-                view.data = sl->staging[k];
-            }
-            store_view(&sl->rows[k], &view);
-        }
-    }
     return IFD_OK;
 }
 
@@ -1103,15 +926,25 @@ ifd_status batch_split_run(batch_split *split, size_t slices, const ifd_value *c
     ifd_status st = IFD_OK;
     for (size_t k = 0; k < m->n_outputs && st == IFD_OK; k++)
         st = new_output(split, k, batch, &outputs[k], err);
-    if (st == IFD_OK)
-        st = bind_slices(split, slices, inputs, outputs, err);
     if (st == IFD_OK) {
+        for (size_t i = 0; i < slices; i++) {
+            slice *sl = &split->slices[i];
+            int64_t r0, rows;
+            batch_split_rows(batch, slices, i, &r0, &rows);
+            for (size_t j = 0; j < m->n_inputs; j++) {
+                sl->inputs[j] = *inputs[j];
+                sl->inputs[j].tensor = rows_of(&inputs[j]->tensor, r0, rows);
+            }
+            for (size_t k = 0; k < m->n_outputs; k++)
+                sl->rows[k] = rows_of(&outputs[k]->tensor, r0, rows);
+            sl->status = IFD_OK;
+        }
         if (slices == 1) {
             /* micro-batches only: the owner runs them with all its threads */
             slice *sl = &split->slices[0];
             ifd_session *runner = split->owner ? split->owner : sl->session;
             if (runner) {
-                run_slice(split, 0, runner);
+                sl->status = run_micro_batches(m, runner, sl, split->micro_rows, &sl->err);
             } else {
                 set_error(&sl->err, "a micro-batched run needs the session it belongs to");
                 sl->status = IFD_ERR_INVALID_ARGUMENT;
@@ -1124,8 +957,6 @@ ifd_status batch_split_run(batch_split *split, size_t slices, const ifd_value *c
                 st = split->slices[i].status;
                 *err = split->slices[i].err;
             }
-        if (st == IFD_OK)
-            gather_staged(split, slices, outputs);
     }
     if (st != IFD_OK)
         for (size_t k = 0; k < m->n_outputs; k++) {

@@ -32,12 +32,6 @@
 
 typedef struct batch_split batch_split;
 
-/* A slice's graph output of more than this many bytes is written by its
- * operators straight into the slice's rows of the caller's tensor
- * (session.c); a smaller one is computed in the slice's own buffers and
- * copied there at the slice's end (see session.c for why). */
-#define SLICE_ROWS_IN_PLACE_MIN_BYTES 16384
-
 /* Whether every node of the prepared model acts row by row along dim 0 and
  * its inputs and outputs can be cut and joined by rows: the estimated work
  * of one row (multiply-adds, or elements for other operators), >= 0; or -1

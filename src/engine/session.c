@@ -84,26 +84,6 @@ struct ifd_session {
 
 /* ---- buffer pool --------------------------------------------------------- */
 
-/* The bookkeeping a run writes (the session itself, its value slots, its
- * buffer lists) is on cache lines of its own (cache_lines_calloc): the
- * slices of a split run (batch_split.c) are sessions made one after the
- * other, whose small arrays malloc would otherwise pack next to each other,
- * so two cores writing their own slots would move shared lines between them.
- * On the digits CNN at batch 8, 2 threads, the caller's slice took
- * 7.5-7.9 us with them packed and 6.9-7.3 us apart (rdtsc around each
- * slice, medians of ~100K runs, alternated). Growing a list moves it to new
- * lines the same way. */
-static pooled_buffer *grow_buffer_list(pooled_buffer *list, size_t used, size_t cap)
-{
-    pooled_buffer *grown = cache_lines_calloc(cap, sizeof(*grown));
-    if (grown) {
-        if (used)
-            memcpy(grown, list, used * sizeof(*grown));
-        free(list);
-    }
-    return grown;
-}
-
 static void *pool_take(struct session_private *s, size_t bytes, size_t *capacity)
 {
     size_t best = SIZE_MAX;
@@ -135,7 +115,7 @@ static void pool_give(struct session_private *s, void *data, size_t capacity)
         return;
     if (s->n_free == s->cap_free) {
         size_t cap = s->cap_free ? s->cap_free * 2 : 32;
-        pooled_buffer *grown = grow_buffer_list(s->free_buffers, s->n_free, cap);
+        pooled_buffer *grown = realloc(s->free_buffers, cap * sizeof(*grown));
         if (!grown) {
             free(data);
             return;
@@ -213,9 +193,8 @@ static int output_slot(op_ctx *ctx, int i)
  * batch_split_run, medians of 3 x ~50K runs) the worker's slice took
  * 8.65 -> 8.47 us; this copy, bench_inferd --min-time 0.3, medians of 15
  * alternated runs: 8.98 -> 8.79 us (2.98 -> 2.78 for the MLP at batch 8
- * once batch_split.c's threshold let it split). The rows given to a slice
- * other than the caller's first are its own staging buffer (batch_split.c's
- * staged), which the caller copies into the output after the join. */
+ * once batch_split.c's threshold let it split). */
+#define ROWS_IN_PLACE_MIN_BYTES 16384
 static bool bind_output_rows(struct session_private *s, int slot, ifd_dtype dtype, int rank,
                              const int64_t *dims, size_t bytes)
 {
@@ -261,8 +240,8 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
     }
     ifd_value *v = &s->owned[slot];
     const ifd_model *m = s->model;
-    if (s->output_rows && m->values[slot].is_graph_output &&
-        bytes > SLICE_ROWS_IN_PLACE_MIN_BYTES && bind_output_rows(s, slot, dtype, rank, dims, bytes))
+    if (s->output_rows && m->values[slot].is_graph_output && bytes > ROWS_IN_PLACE_MIN_BYTES &&
+        bind_output_rows(s, slot, dtype, rank, dims, bytes))
         return &v->tensor;
     if (s->arena && m->arena_offset[slot] != SIZE_MAX && dtype != IFD_STRING &&
         bytes <= m->arena_size[slot]) {
@@ -360,7 +339,7 @@ void *op_scratch(op_ctx *ctx, size_t bytes)
     }
     if (s->n_scratch == s->cap_scratch) {
         size_t cap = s->cap_scratch ? s->cap_scratch * 2 : 8;
-        pooled_buffer *grown = grow_buffer_list(s->scratch, s->n_scratch, cap);
+        pooled_buffer *grown = realloc(s->scratch, cap * sizeof(*grown));
         if (!grown) {
             op_fail(ctx, "out of memory");
             return NULL;
@@ -474,7 +453,7 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
         set_error(err, "the model uses unsupported operators and cannot run");
         return IFD_ERR_UNSUPPORTED;
     }
-    ifd_session *session = cache_lines_calloc(1, sizeof(*session));
+    ifd_session *session = calloc(1, sizeof(*session));
     if (!session) {
         set_error(err, "out of memory");
         return IFD_ERR_NO_MEMORY;
@@ -486,10 +465,10 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
         if (model->nodes[i].op.n_inputs + model->nodes[i].op.n_implicit > max_inputs)
             max_inputs = model->nodes[i].op.n_inputs + model->nodes[i].op.n_implicit;
     s->model = model;
-    s->owned = cache_lines_calloc(n, sizeof(*s->owned));
-    s->bound = cache_lines_calloc(n, sizeof(*s->bound));
+    s->owned = calloc(n, sizeof(*s->owned));
+    s->bound = calloc(n, sizeof(*s->bound));
     s->constants = calloc(n, sizeof(*s->constants));
-    s->node_inputs = cache_lines_calloc((size_t)max_inputs, sizeof(*s->node_inputs));
+    s->node_inputs = calloc((size_t)max_inputs, sizeof(*s->node_inputs));
     s->threads = threadpool_create(options ? options->threads : 0);
     s->owns_threads = true;
     s->first_child = calloc(model->n_nodes + 1, sizeof(*s->first_child));

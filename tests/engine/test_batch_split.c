@@ -11,11 +11,8 @@
  * models whole and cuts an activation-heavy CNN. Both ways a slice hands
  * over its outputs are compared: "embed" at batch 64 writes its 32 KB of
  * rows straight into the caller's tensor, the other runs (a few rows of
- * scores, under SLICE_ROWS_IN_PLACE_MIN_BYTES) compute them in the slice's
- * own buffers and copy them at the end, the caller's first slice into the
- * output, the others into a staging buffer of their own that the caller
- * copies from after the join (checked over batches that grow and shrink
- * the staging, and with three slices). The GEMM kernel is chosen per process:
+ * scores, under session.c's ROWS_IN_PLACE_MIN_BYTES) compute them in the
+ * slice's own buffers and copy them at the end. The GEMM kernel is chosen per process:
  * CTest runs this again with INFERD_GEMM_KERNEL=avx2 and =generic.
  */
 #include <math.h>
@@ -253,46 +250,6 @@ static void test_embedding_and_static_batch_models_split_by_rows(void)
     check_split_matches_unsplit("embed", embed, 3);
     const int64_t nine[] = {9};
     check_split_matches_unsplit("static_mlp", nine, 1);
-}
-
-/* A slice past the caller's first leaves rows of scores in a staging buffer
- * the caller copies into the output after the join (batch_split.c's
- * staged): on one session, batches that shrink and grow the staging again,
- * with two and three slices (the third slice's rows start past both
- * others'), each give the unsplit run's outputs. */
-static void test_staged_rows_follow_batches_that_shrink_and_grow(void)
-{
-    ifd_model *m = generated_model_load("digits_cnn/model.onnx", IFD_GRAPH_OPT_ALL);
-    CHECK(m != NULL);
-    if (!m)
-        return;
-    const int64_t batches[] = {64, 8, 65, 3, 9, 64};
-    size_t n_out = ifd_model_output_count(m);
-    ifd_session *whole = session(m, 1, IFD_BATCH_SPLIT_OFF);
-    for (int threads = 2; threads <= 3; threads++) {
-        ifd_session *split = session(m, threads, 0);
-        CHECK(split && whole);
-        for (size_t b = 0; split && whole && b < sizeof(batches) / sizeof(batches[0]); b++) {
-            ifd_value *input = make_input(m, batches[b], 7 + (uint32_t)b);
-            for (int repeat = 0; repeat < 3; repeat++) {
-                ifd_value *a[MAX_OUTPUTS] = {0}, *w[MAX_OUTPUTS] = {0};
-                ifd_error err;
-                CHECK(run(split, input, a, &err));
-                CHECK(run(whole, input, w, &err));
-                double diff = a[0] && w[0] ? largest_difference(a, w, n_out) : INFINITY;
-                if (diff > 1e-5)
-                    fprintf(stderr, "  %d threads, batch %lld: split differs by %g\n", threads,
-                            (long long)batches[b], diff);
-                CHECK(diff <= 1e-5);
-                free_outputs(a, n_out);
-                free_outputs(w, n_out);
-            }
-            ifd_value_free(input);
-        }
-        ifd_session_free(split);
-    }
-    ifd_session_free(whole);
-    ifd_model_free(m);
 }
 
 /* Batch 9 over 2 threads runs as slices of 5 and 4 rows, each computed as
@@ -766,7 +723,6 @@ int main(void)
     RUN(test_digits_mlp_split_rows_are_the_unsplit_runs_of_each_slice);
     RUN(test_digits_cnn_split_rows_are_the_unsplit_runs_of_each_slice);
     RUN(test_embedding_and_static_batch_models_split_by_rows);
-    RUN(test_staged_rows_follow_batches_that_shrink_and_grow);
     RUN(test_batch_nine_runs_as_two_slices_of_five_and_four_rows);
     RUN(test_slices_are_only_cut_where_each_carries_enough_work);
     RUN(test_models_with_a_node_that_mixes_rows_are_not_split);
