@@ -42,6 +42,24 @@ static bool same_float(float a, float b)
     return a == b && signbit(a) == signbit(b);
 }
 
+/* n pseudo-random values in [-10, 10], one in `one_in` each of NaN, -inf,
+ * +0 and -0. */
+static void fill_salted(float *x, size_t n, uint32_t seed, uint32_t one_in)
+{
+    uint32_t s = seed;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        uint32_t r = s >> 8;
+        switch (r % one_in) {
+        case 0: x[i] = NAN; break;
+        case 1: x[i] = -INFINITY; break;
+        case 2: x[i] = 0.0f; break;
+        case 3: x[i] = -0.0f; break;
+        default: x[i] = (float)(r % 2001) * 0.01f - 10.0f; break;
+        }
+    }
+}
+
 /* Pools `planes` in_h x in_w planes of pseudo-random values salted with NaN,
  * infinities and signed zeros, and compares every output; the floats after
  * the last output must keep their guard value. */
@@ -55,18 +73,7 @@ static int check_shape(size_t planes, size_t in_h, size_t in_w, size_t out_h, si
         free(y);
         return 1;
     }
-    uint32_t s = seed;
-    for (size_t i = 0; i < n_in; i++) {
-        s = s * 1664525u + 1013904223u;
-        uint32_t r = s >> 8;
-        switch (r % 23) {
-        case 0: x[i] = NAN; break;
-        case 1: x[i] = -INFINITY; break;
-        case 2: x[i] = 0.0f; break;
-        case 3: x[i] = -0.0f; break;
-        default: x[i] = (float)(r % 2001) * 0.01f - 10.0f; break;
-        }
-    }
+    fill_salted(x, n_in, seed, 23);
     /* one window of four NaN, one with NaN only in the last tap */
     if (out_h && out_w) {
         x[0] = x[1] = x[in_w] = x[in_w + 1] = NAN;
@@ -182,18 +189,7 @@ static int check_shape_3x3s2(size_t planes, size_t in_h, size_t in_w, size_t out
         free(y);
         return 1;
     }
-    uint32_t s = seed;
-    for (size_t i = 0; i < n_in; i++) {
-        s = s * 1664525u + 1013904223u;
-        uint32_t r = s >> 8;
-        switch (r % 29) {
-        case 0: x[i] = NAN; break;
-        case 1: x[i] = -INFINITY; break;
-        case 2: x[i] = 0.0f; break;
-        case 3: x[i] = -0.0f; break;
-        default: x[i] = (float)(r % 2001) * 0.01f - 10.0f; break;
-        }
-    }
+    fill_salted(x, n_in, seed, 29);
     for (size_t i = 0; i < n_out + 17; i++)
         y[i] = 12345.0f;
     max_pool_3x3s2_f32(x, y, planes, in_h, in_w, out_h, out_w, pad_top, pad_left);
