@@ -520,7 +520,9 @@ static bool chunk_input(const direction_run *d, int64_t s, size_t j, float *sums
     int64_t H = d->hidden, G = st->gates;
     int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
     size_t n = (size_t)(G * cw);
-    gemm_operand wop = {d->packed_wc + j * chunk_floats(st, (size_t)d->input), 0, false, true};
+    /* packed_wc is NULL unless lane_xw or step_input is set */
+    const float *wc = d->packed_wc ? d->packed_wc + j * chunk_floats(st, (size_t)d->input) : NULL;
+    gemm_operand wop = {wc, 0, false, true};
     if (d->lane_xw) {
         /* chunk j's X x W^T of every step at once ([rows of X, n], X's row
          * order), made by whoever runs its first step, normally its own
