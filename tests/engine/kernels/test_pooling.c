@@ -60,6 +60,38 @@ static void fill_salted(float *x, size_t n, uint32_t seed, uint32_t one_in)
     }
 }
 
+enum { GUARD_FLOATS = 17 };
+#define GUARD_VALUE 12345.0f
+
+/* Input of n_in salted floats and an output of n_out floats followed by a
+ * guard the kernel must not touch; false when memory runs out. */
+static bool pooled_buffers(float **x, float **y, size_t n_in, size_t n_out, uint32_t seed,
+                           uint32_t one_in)
+{
+    *x = malloc(n_in * sizeof(float));
+    *y = malloc((n_out + GUARD_FLOATS) * sizeof(float));
+    if (!*x || !*y) {
+        free(*x);
+        free(*y);
+        return false;
+    }
+    fill_salted(*x, n_in, seed, one_in);
+    for (size_t i = 0; i < n_out + GUARD_FLOATS; i++)
+        (*y)[i] = GUARD_VALUE;
+    return true;
+}
+
+/* Counts guard floats after the output that changed into *bad, naming the
+ * first few. */
+static void check_guard(const float *y, size_t n_out, size_t planes, size_t in_h, size_t in_w,
+                        int *bad)
+{
+    for (size_t i = n_out; i < n_out + GUARD_FLOATS; i++)
+        if (y[i] != GUARD_VALUE && (*bad)++ < 3)
+            fprintf(stderr, "%s: %zu planes %zux%zu: wrote past the output at %zu\n",
+                    gemm_kernel_name(), planes, in_h, in_w, i);
+}
+
 /* Pools `planes` in_h x in_w planes of pseudo-random values salted with NaN,
  * infinities and signed zeros, and compares every output; the floats after
  * the last output must keep their guard value. */
@@ -67,13 +99,9 @@ static int check_shape(size_t planes, size_t in_h, size_t in_w, size_t out_h, si
                        uint32_t seed)
 {
     size_t n_in = planes * in_h * in_w, n_out = planes * out_h * out_w;
-    float *x = malloc(n_in * sizeof(float)), *y = malloc((n_out + 17) * sizeof(float));
-    if (!x || !y) {
-        free(x);
-        free(y);
+    float *x, *y;
+    if (!pooled_buffers(&x, &y, n_in, n_out, seed, 23))
         return 1;
-    }
-    fill_salted(x, n_in, seed, 23);
     /* one window of four NaN, one with NaN only in the last tap */
     if (out_h && out_w) {
         x[0] = x[1] = x[in_w] = x[in_w + 1] = NAN;
@@ -83,8 +111,6 @@ static int check_shape(size_t planes, size_t in_h, size_t in_w, size_t out_h, si
             x[at + in_w + 1] = NAN;
         }
     }
-    for (size_t i = 0; i < n_out + 17; i++)
-        y[i] = 12345.0f;
     max_pool_2x2_f32(x, y, planes, in_h, in_w, out_h, out_w);
     int bad = 0;
     for (size_t p = 0; p < planes; p++)
@@ -99,10 +125,7 @@ static int check_shape(size_t planes, size_t in_h, size_t in_w, size_t out_h, si
                             gemm_kernel_name(), planes, in_h, in_w, out_h, out_w, p, i, j, got,
                             want);
             }
-    for (size_t i = n_out; i < n_out + 17; i++)
-        if (y[i] != 12345.0f && bad++ < 3)
-            fprintf(stderr, "%s: %zu planes %zux%zu: wrote past the output at %zu\n",
-                    gemm_kernel_name(), planes, in_h, in_w, i);
+    check_guard(y, n_out, planes, in_h, in_w, &bad);
     free(x);
     free(y);
     return bad;
@@ -183,15 +206,9 @@ static int check_shape_3x3s2(size_t planes, size_t in_h, size_t in_w, size_t out
                              size_t out_w, size_t pad_top, size_t pad_left, uint32_t seed)
 {
     size_t n_in = planes * in_h * in_w, n_out = planes * out_h * out_w;
-    float *x = malloc(n_in * sizeof(float)), *y = malloc((n_out + 17) * sizeof(float));
-    if (!x || !y) {
-        free(x);
-        free(y);
+    float *x, *y;
+    if (!pooled_buffers(&x, &y, n_in, n_out, seed, 29))
         return 1;
-    }
-    fill_salted(x, n_in, seed, 29);
-    for (size_t i = 0; i < n_out + 17; i++)
-        y[i] = 12345.0f;
     max_pool_3x3s2_f32(x, y, planes, in_h, in_w, out_h, out_w, pad_top, pad_left);
     int bad = 0;
     for (size_t p = 0; p < planes; p++)
@@ -206,10 +223,7 @@ static int check_shape_3x3s2(size_t planes, size_t in_h, size_t in_w, size_t out
                             gemm_kernel_name(), planes, in_h, in_w, pad_top, pad_left, out_h,
                             out_w, p, i, j, got, want);
             }
-    for (size_t i = n_out; i < n_out + 17; i++)
-        if (y[i] != 12345.0f && bad++ < 3)
-            fprintf(stderr, "%s: %zu planes %zux%zu: wrote past the output at %zu\n",
-                    gemm_kernel_name(), planes, in_h, in_w, i);
+    check_guard(y, n_out, planes, in_h, in_w, &bad);
     free(x);
     free(y);
     return bad;
