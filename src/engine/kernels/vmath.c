@@ -24,7 +24,7 @@ typedef struct vmath_impl {
     void (*erf)(const float *, float *, size_t);
     void (*gelu)(const float *, float *, size_t);
     double (*exp_shifted_sum)(const float *, float *, size_t, float);
-    void (*softmax)(const float *, float *, size_t);
+    void (*softmax_rows)(const float *, float *, size_t, size_t);
 } vmath_impl;
 
 /* ---- portable C: one lane ------------------------------------------------------ */
@@ -170,6 +170,14 @@ typedef struct dacc_avx512 {
      (acc).hi = _mm512_add_pd((acc).hi, _mm512_cvtps_pd(_mm256_castpd_ps(                        \
                                    _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))))
 #define V_DACC_SUM(acc) _mm512_reduce_add_pd(_mm512_add_pd((acc).lo, (acc).hi))
+/* the first n <= 16 lanes of a vector, for rows shorter than one */
+#define VLANES __mmask16
+#define V_FIRST_LANES(n) ((__mmask16)((1u << (n)) - 1u))
+#define V_LOAD_LANES(m, p) _mm512_maskz_loadu_ps((m), (p))
+#define V_STORE_LANES(p, m, v) _mm512_mask_storeu_ps((p), (m), (v))
+#define V_MAX_LANES(m, v) _mm512_mask_reduce_max_ps((m), (v))
+#define V_KEEP_LANES(m, v, other) _mm512_mask_blend_ps((m), (other), (v))
+#define V_ZERO_OTHER_LANES(m, v) _mm512_maskz_mov_ps((m), (v))
 #include "vmath_body.h"
 #endif /* x86-64 */
 
@@ -224,7 +232,12 @@ double vmath_exp_shifted_sum(const float *x, float *y, size_t n, float shift)
     return impl()->exp_shifted_sum(x, y, n, shift);
 }
 
-void vmath_softmax(const float *x, float *y, size_t n) { impl()->softmax(x, y, n); }
+void vmath_softmax(const float *x, float *y, size_t n) { impl()->softmax_rows(x, y, 1, n); }
+
+void vmath_softmax_rows(const float *x, float *y, size_t rows, size_t n)
+{
+    impl()->softmax_rows(x, y, rows, n);
+}
 
 size_t vmath_kernel_names(const char **names, size_t capacity)
 {

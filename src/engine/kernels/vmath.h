@@ -41,6 +41,9 @@ double vmath_exp_shifted_sum(const float *x, float *y, size_t n, float shift);
 /* y = Softmax(x) over one row of n floats: exp(x - max) / sum, the sum in
  * double as above. A row holding a NaN comes out all NaN. */
 void vmath_softmax(const float *x, float *y, size_t n);
+/* The same over `rows` contiguous rows of n (a classifier's batch): rows
+ * of up to 16 take one masked vector each on AVX-512. */
+void vmath_softmax_rows(const float *x, float *y, size_t rows, size_t n);
 
 /* The implementations this CPU can run, best first ("avx512", "avx2",
  * "generic"); fills up to capacity names and returns how many there are. */

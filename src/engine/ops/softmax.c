@@ -239,6 +239,16 @@ SOFTMAX_TYPES(DEFINE_ROWS)
     }
 SOFTMAX_TYPES(DEFINE_LANES)
 
+/* Softmax over contiguous float rows: vmath's row kernel, whose rows of up
+ * to 16 (a classifier's classes) take one masked vector each. */
+static void softmax_rows_f32(void *arg, size_t begin, size_t end)
+{
+    const softmax_job *job = arg;
+    size_t n = (size_t)job->n;
+    vmath_softmax_rows((const float *)job->x + begin * n, (float *)job->y + begin * n,
+                       end - begin, n);
+}
+
 static bool softmax_kernels(ifd_dtype dtype, range_fn *rows, range_fn *lanes)
 {
     switch (dtype) {
@@ -299,6 +309,8 @@ static int softmax_run(op_ctx *ctx)
     }
     int64_t outer = count / (job.n * job.inner);
     if (job.inner == 1) {
+        if (a->kind == SOFTMAX && x->dtype == IFD_FLOAT)
+            rows = softmax_rows_f32;
         op_parallel_for(ctx, (size_t)outer, grain_for(job.n, 8192), rows, &job);
     } else {
         job.blocks = (job.inner + BLOCK - 1) / BLOCK;

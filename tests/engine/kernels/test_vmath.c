@@ -313,6 +313,63 @@ static void test_softmax_rows_match_double_and_a_nan_spoils_its_row(void)
     }
 }
 
+/* The row form, whose rows of up to 16 take one masked vector on AVX-512,
+ * gives the bits of the long form's steps (max, exp_shifted_sum, one scale
+ * by 1/sum rounded to float) for every row length around the vector
+ * widths, each row on its own: a NaN spoils only its row, an infinite max
+ * makes its row NaN, a row of equal values comes out uniform. */
+static void test_softmax_row_form_matches_the_long_form_bit_for_bit(void)
+{
+    enum { ROWS = 5, MAX_N = 35 };
+    float x[ROWS * MAX_N], y[ROWS * MAX_N], want[ROWS * MAX_N];
+    for (size_t k = 0; k < n_kernels; k++) {
+        CHECK(vmath_use_kernel(kernels[k]));
+        for (size_t n = 1; n <= MAX_N; n++) {
+            for (size_t i = 0; i < ROWS * n; i++)
+                x[i] = (float)((i * 29) % 31) * 0.7f - 9.0f;
+            x[1 * n + n / 2] = NAN;       /* row 1 */
+            x[2 * n + n - 1] = INFINITY;  /* row 2 */
+            for (size_t i = 0; i < n; i++) /* row 3: all equal */
+                x[3 * n + i] = -0.5f;
+            x[4 * n] = -INFINITY;          /* row 4: one -inf */
+            for (size_t r = 0; r < ROWS; r++) {
+                const float *xr = x + r * n;
+                float max = xr[0];
+                bool nan = false;
+                for (size_t i = 0; i < n; i++) {
+                    max = xr[i] > max ? xr[i] : max;
+                    nan |= isnan(xr[i]);
+                }
+                float scale = (float)(1.0 / vmath_exp_shifted_sum(xr, want + r * n, n,
+                                                                  nan ? NAN : max));
+                for (size_t i = 0; i < n; i++)
+                    want[r * n + i] *= scale;
+            }
+            for (size_t i = 0; i < ROWS * n; i++)
+                y[i] = -7.0f;
+            vmath_softmax_rows(x, y, ROWS, n);
+            int bad = 0;
+            for (size_t i = 0; i < ROWS * n; i++)
+                if (!same_bits(y[i], want[i]) && !(isnan(y[i]) && isnan(want[i])) && bad++ < 3)
+                    fprintf(stderr, "%s: n %zu row %zu [%zu] = %.9g, long form %.9g\n",
+                            kernels[k], n, i / n, i % n, y[i], want[i]);
+            CHECK_EQ_INT(bad, 0);
+            for (size_t i = 0; i < n; i++) {
+                CHECK(isnan(y[n + i]));
+                CHECK(isnan(y[2 * n + i]));
+                CHECK(fabsf(y[3 * n + i] - 1.0f / (float)n) < 1e-7f);
+            }
+            if (n > 1)
+                CHECK(y[4 * n] == 0.0f);
+            /* in place */
+            memcpy(y, x, ROWS * n * sizeof(float));
+            vmath_softmax_rows(y, y, ROWS, n);
+            for (size_t i = 0; i < ROWS * n; i++)
+                CHECK(same_bits(y[i], want[i]) || (isnan(y[i]) && isnan(want[i])));
+        }
+    }
+}
+
 int main(void)
 {
     n_kernels = vmath_kernel_names(kernels, 3);
@@ -325,5 +382,6 @@ int main(void)
     RUN(test_exp_shifted_sum_returns_the_sum_it_wrote);
     RUN(test_exp_shifted_sum_padding_adds_nothing);
     RUN(test_softmax_rows_match_double_and_a_nan_spoils_its_row);
+    RUN(test_softmax_row_form_matches_the_long_form_bit_for_bit);
     TEST_MAIN_END();
 }
