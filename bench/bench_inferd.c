@@ -19,6 +19,7 @@
  *   bench_inferd MODEL.onnx [--batch N] [--threads N] [--input-from DIR [--as-is]]
  *                [--shape NAME=D1,D2,...] [--seed N] [--min-time S]
  *                [--min-iters N] [--max-iters N] [--warmup S] [--graph-opt LEVEL]
+ *                [--profile]
  *
  * --as-is feeds every input_<i>.pb exactly as stored (no batch tiling), for
  * models whose inputs are not all batch-first: scalars such as a sample rate,
@@ -55,6 +56,7 @@ typedef struct bench_options {
     shape_option shapes[MAX_SHAPES];
     int n_shapes;
     ifd_graph_opt graph_opt; /* --graph-opt none|basic|all (default all) */
+    int profile;             /* --profile: per-node times of the timed runs */
 } bench_options;
 
 static double now_seconds(void)
@@ -163,12 +165,45 @@ static int parse_shape(char *text, shape_option *shape)
     return 1;
 }
 
+static int by_time_taken(const void *a, const void *b)
+{
+    const ifd_node_profile *x = a, *y = b;
+    return x->total_ns < y->total_ns ? 1 : x->total_ns > y->total_ns ? -1 : 0;
+}
+
+/* --profile: the nodes by time taken, to stderr (stdout keeps its one JSON
+ * line). us/run sums a split run's slices, so at several threads it is CPU
+ * time, and the clock reads add ~50 ns a node to the run's own time. */
+static void print_profile(const ifd_session *session, long runs)
+{
+    size_t count = ifd_session_profile(session, NULL, 0);
+    ifd_node_profile *nodes = calloc(count + 1, sizeof(*nodes));
+    if (!nodes || runs <= 0) {
+        free(nodes);
+        return;
+    }
+    ifd_session_profile(session, nodes, count);
+    double all = 0;
+    for (size_t i = 0; i < count; i++)
+        all += (double)nodes[i].total_ns;
+    qsort(nodes, count, sizeof(*nodes), by_time_taken);
+    fprintf(stderr, "%10s %6s %8s  %-22s %s\n", "us/run", "share", "runs/run", "op", "node");
+    for (size_t i = 0; i < count; i++)
+        fprintf(stderr, "%10.2f %5.1f%% %8.2f  %-22s %s\n",
+                (double)nodes[i].total_ns / 1e3 / (double)runs,
+                all > 0 ? 100.0 * (double)nodes[i].total_ns / all : 0.0,
+                (double)nodes[i].runs / (double)runs, nodes[i].op_type, nodes[i].name);
+    fprintf(stderr, "%10.2f %5.1f%% %8s  %-22s %zu nodes\n", all / 1e3 / (double)runs, 100.0, "",
+            "(sum)", count);
+    free(nodes);
+}
+
 static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_inferd MODEL.onnx [--batch N] [--threads N] [--input-from DIR [--as-is]]\n"
             "       [--shape NAME=D1,D2,...] [--seed N] [--min-time S] [--min-iters N]\n"
-            "       [--max-iters N] [--warmup S] [--graph-opt none|basic|all]\n");
+            "       [--max-iters N] [--warmup S] [--graph-opt none|basic|all] [--profile]\n");
 }
 
 static int parse_args(int argc, char **argv, bench_options *opt)
@@ -200,6 +235,9 @@ static int parse_args(int argc, char **argv, bench_options *opt)
             opt->input_dir = v;
         } else if (strcmp(a, "--as-is") == 0) {
             opt->inputs_as_is = 1;
+            continue;
+        } else if (strcmp(a, "--profile") == 0) {
+            opt->profile = 1;
             continue;
         } else if (strcmp(a, "--shape") == 0 && opt->n_shapes < MAX_SHAPES &&
                    parse_shape(argv[i + 1], &opt->shapes[opt->n_shapes])) {
@@ -422,7 +460,7 @@ int main(int argc, char **argv)
     ifd_load_options load_options = {.graph_opt = opt.graph_opt};
     ifd_status st = ifd_model_load_file(opt.model_path, &load_options, &model, &err);
     if (st == IFD_OK) {
-        ifd_session_options so = {.threads = opt.threads};
+        ifd_session_options so = {.threads = opt.threads, .profile = opt.profile};
         st = ifd_session_create(model, &so, &session, &err);
     }
     double load_ms = (now_seconds() - t0) * 1e3;
@@ -461,6 +499,7 @@ int main(int argc, char **argv)
         warm_runs++;
     }
 
+    ifd_session_profile_reset(session);
     long n = 0;
     double cpu_started = cpu_seconds();
     double started = now_seconds(), total = 0.0;
@@ -477,6 +516,8 @@ int main(int argc, char **argv)
         total += b - a;
     }
     double cpu_per_run = (cpu_seconds() - cpu_started) / (double)n * 1e6;
+    if (opt.profile)
+        print_profile(session, n);
     double peak_rss = peak_rss_mb();
     qsort(samples, (size_t)n, sizeof(double), compare_double);
     printf("{\"engine\":\"inferd\",\"version\":\"%s\",\"model\":\"", IFD_VERSION_STRING);

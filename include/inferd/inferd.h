@@ -200,6 +200,10 @@ typedef struct ifd_session_options {
      * does the environment variable INFERD_BATCH_SPLIT=off, and loading
      * with IFD_GRAPH_OPT_NONE). ifd_session_batch_split says what was chosen. */
     int batch_split;
+    /* Nonzero: time every node of every run (two clock reads a node, ~50 ns;
+     * noticeable only on models of a few microseconds a run), read with
+     * ifd_session_profile. */
+    int profile;
 } ifd_session_options;
 
 #define IFD_BATCH_SPLIT_OFF (-1)
@@ -290,6 +294,23 @@ ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
  * not (0); reason (may be NULL) receives a one-line account of why, e.g.
  * "ReduceMean node 'r' reduces over the batch axis". */
 int ifd_session_batch_split(const ifd_session *session, char *reason, size_t size);
+
+/* One node of the prepared graph (after the optimiser's fusions: a Conv
+ * that absorbed its Relu is one node), as a profiled session timed it. */
+typedef struct ifd_node_profile {
+    const char *name;    /* the node's name, or "" when it has none */
+    const char *op_type; /* valid while the model lives */
+    uint64_t runs;       /* times it ran: once a run, once a slice of a split run */
+    uint64_t total_ns;   /* wall time inside it, summed over runs and slices (so
+                            over the threads of a split run: CPU time) */
+} ifd_node_profile;
+
+/* The per-node times of a session made with options.profile, in execution
+ * order, since it was made or last reset: fills up to `capacity` entries
+ * and returns the node count (0 for a session not profiled). */
+size_t ifd_session_profile(const ifd_session *session, ifd_node_profile *nodes,
+                           size_t capacity);
+void ifd_session_profile_reset(ifd_session *session);
 
 #ifdef __cplusplus
 }

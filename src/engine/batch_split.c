@@ -740,6 +740,7 @@ ifd_status batch_split_create(const ifd_model *m, const ifd_session_options *opt
     if (options) {
         one.max_tensor_bytes = options->max_tensor_bytes;
         one.max_loop_iterations = options->max_loop_iterations;
+        one.profile = options->profile;
     }
     for (size_t i = 0; i < split->max_slices; i++) {
         slice *sl = &split->slices[i];
@@ -815,6 +816,13 @@ size_t batch_split_slices(const batch_split *split, const ifd_value *const *inpu
 }
 
 int64_t batch_split_micro_rows(const batch_split *split) { return split->micro_rows; }
+
+size_t batch_split_slice_count(const batch_split *split) { return split->max_slices; }
+
+ifd_session *batch_split_slice_session(const batch_split *split, size_t i)
+{
+    return i < split->max_slices ? split->slices[i].session : NULL;
+}
 
 void batch_split_rows(int64_t batch, size_t slices, size_t i, int64_t *r0, int64_t *rows)
 {

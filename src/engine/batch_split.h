@@ -67,6 +67,12 @@ void batch_split_rows(int64_t batch, size_t slices, size_t i, int64_t *r0, int64
 ifd_status batch_split_run(batch_split *split, size_t slices, const ifd_value *const *inputs,
                            ifd_value **outputs, ifd_error *err);
 
+/* The slices a run may be cut into (the pool's threads), and the session of
+ * slice i (NULL at one thread, where the owner runs the micro-batches):
+ * ifd_session_profile adds up their node times. */
+size_t batch_split_slice_count(const batch_split *split);
+ifd_session *batch_split_slice_session(const batch_split *split, size_t i);
+
 /* Run `session` on inputs whose rows are a slice of a bigger batch, writing
  * graph output k into rows[k] (a tensor of exactly that slice's shape): the
  * outputs' buffers are handed to the last operators, so nothing is copied

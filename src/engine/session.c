@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "batch_split.h"
 #include "model.h"
@@ -71,6 +72,8 @@ struct session_private {
     size_t *release_first;
     int *intermediates;
     size_t n_intermediates;
+    /* per node, with options.profile: runs and nanoseconds inside it */
+    uint64_t *profile_runs, *profile_ns;
 };
 
 struct ifd_session {
@@ -486,8 +489,13 @@ ifd_status ifd_session_create(const ifd_model *model, const ifd_session_options 
         size_t rounded = (model->arena_bytes + BUFFER_ALIGN - 1) / BUFFER_ALIGN * BUFFER_ALIGN;
         s->arena = aligned_alloc(BUFFER_ALIGN, rounded);
     }
+    if (options && options->profile) {
+        s->profile_runs = calloc(model->n_nodes + 1, sizeof(*s->profile_runs));
+        s->profile_ns = calloc(model->n_nodes + 1, sizeof(*s->profile_ns));
+    }
     if (!s->owned || !s->bound || !s->constants || !s->node_inputs || !s->threads ||
-        !s->first_child || !s->children || (model->arena_offset && model->arena_bytes && !s->arena)) {
+        !s->first_child || !s->children || (model->arena_offset && model->arena_bytes && !s->arena) ||
+        (options && options->profile && (!s->profile_runs || !s->profile_ns))) {
         ifd_session_free(session);
         set_error(err, "out of memory");
         return IFD_ERR_NO_MEMORY;
@@ -534,6 +542,8 @@ void ifd_session_free(ifd_session *session)
     free(s->release_slots);
     free(s->release_first);
     free(s->intermediates);
+    free(s->profile_runs);
+    free(s->profile_ns);
     for (size_t i = 0; s->children && i < s->n_children; i++)
         ifd_session_free(s->children[i]);
     free(s->children);
@@ -811,6 +821,13 @@ static ifd_status finish_rows(struct session_private *s, const ifd_model *m, ifd
     return IFD_OK;
 }
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
 /* Run every node on bound inputs, then hand the outputs to the caller
  * (outputs) or write them into a split run's rows (s->output_rows). */
 static ifd_status run_graph(struct session_private *s, const ifd_value *const *inputs,
@@ -845,7 +862,13 @@ static ifd_status run_graph(struct session_private *s, const ifd_value *const *i
             .err = err,
         };
         err->message[0] = '\0';
-        if (node->def->run(&ctx) != 0) {
+        uint64_t started = s->profile_ns ? monotonic_ns() : 0;
+        int failed = node->def->run(&ctx);
+        if (s->profile_ns) {
+            s->profile_ns[n] += monotonic_ns() - started;
+            s->profile_runs[n]++;
+        }
+        if (failed != 0) {
             st = IFD_ERR_RUNTIME;
             /* the caller is promised a reason: name the node at least */
             if (!err->message[0])
@@ -909,6 +932,51 @@ ifd_status session_run_rows(ifd_session *session, const ifd_value *const *inputs
     ifd_status st = run_graph(s, inputs, NULL, err);
     s->output_rows = NULL;
     return st;
+}
+
+/* Adds the node times of `from` (a session of the same model) into nodes. */
+static void add_profile(const struct session_private *from, ifd_node_profile *nodes,
+                        size_t count)
+{
+    for (size_t n = 0; from->profile_ns && n < count; n++) {
+        nodes[n].runs += from->profile_runs[n];
+        nodes[n].total_ns += from->profile_ns[n];
+    }
+}
+
+size_t ifd_session_profile(const ifd_session *session, ifd_node_profile *nodes, size_t capacity)
+{
+    const struct session_private *s = &session->p;
+    const ifd_model *m = s->model;
+    if (!s->profile_ns)
+        return 0;
+    size_t count = capacity < m->n_nodes ? capacity : m->n_nodes;
+    for (size_t n = 0; n < count; n++) {
+        const op_node *op = &m->nodes[n].op;
+        nodes[n] = (ifd_node_profile){.name = op->name ? op->name : "",
+                                      .op_type = op->op_type ? op->op_type : ""};
+    }
+    add_profile(s, nodes, count);
+    for (size_t i = 0; s->split && i < batch_split_slice_count(s->split); i++) {
+        const ifd_session *slice = batch_split_slice_session(s->split, i);
+        if (slice)
+            add_profile(&slice->p, nodes, count);
+    }
+    return m->n_nodes;
+}
+
+void ifd_session_profile_reset(ifd_session *session)
+{
+    struct session_private *s = &session->p;
+    if (!s->profile_ns)
+        return;
+    memset(s->profile_runs, 0, s->model->n_nodes * sizeof(*s->profile_runs));
+    memset(s->profile_ns, 0, s->model->n_nodes * sizeof(*s->profile_ns));
+    for (size_t i = 0; s->split && i < batch_split_slice_count(s->split); i++) {
+        ifd_session *slice = batch_split_slice_session(s->split, i);
+        if (slice)
+            ifd_session_profile_reset(slice);
+    }
 }
 
 int ifd_session_batch_split(const ifd_session *session, char *reason, size_t size)
