@@ -36,6 +36,8 @@
 
 #include <inferd/inferd.h>
 
+#include "profile_table.h"
+
 #define MAX_SHAPES 16
 
 typedef struct shape_option {
@@ -163,39 +165,6 @@ static int parse_shape(char *text, shape_option *shape)
         p = end;
     }
     return 1;
-}
-
-static int by_time_taken(const void *a, const void *b)
-{
-    const ifd_node_profile *x = a, *y = b;
-    return x->total_ns < y->total_ns ? 1 : x->total_ns > y->total_ns ? -1 : 0;
-}
-
-/* --profile: the nodes by time taken, to stderr (stdout keeps its one JSON
- * line). us/run sums a split run's slices, so at several threads it is CPU
- * time, and the clock reads add ~50 ns a node to the run's own time. */
-static void print_profile(const ifd_session *session, long runs)
-{
-    size_t count = ifd_session_profile(session, NULL, 0);
-    ifd_node_profile *nodes = calloc(count + 1, sizeof(*nodes));
-    if (!nodes || runs <= 0) {
-        free(nodes);
-        return;
-    }
-    ifd_session_profile(session, nodes, count);
-    double all = 0;
-    for (size_t i = 0; i < count; i++)
-        all += (double)nodes[i].total_ns;
-    qsort(nodes, count, sizeof(*nodes), by_time_taken);
-    fprintf(stderr, "%10s %6s %8s  %-22s %s\n", "us/run", "share", "runs/run", "op", "node");
-    for (size_t i = 0; i < count; i++)
-        fprintf(stderr, "%10.2f %5.1f%% %8.2f  %-22s %s\n",
-                (double)nodes[i].total_ns / 1e3 / (double)runs,
-                all > 0 ? 100.0 * (double)nodes[i].total_ns / all : 0.0,
-                (double)nodes[i].runs / (double)runs, nodes[i].op_type, nodes[i].name);
-    fprintf(stderr, "%10.2f %5.1f%% %8s  %-22s %zu nodes\n", all / 1e3 / (double)runs, 100.0, "",
-            "(sum)", count);
-    free(nodes);
 }
 
 static void usage(void)
@@ -517,7 +486,7 @@ int main(int argc, char **argv)
     }
     double cpu_per_run = (cpu_seconds() - cpu_started) / (double)n * 1e6;
     if (opt.profile)
-        print_profile(session, n);
+        print_profile_table(stderr, session, n);
     double peak_rss = peak_rss_mb();
     qsort(samples, (size_t)n, sizeof(double), compare_double);
     printf("{\"engine\":\"inferd\",\"version\":\"%s\",\"model\":\"", IFD_VERSION_STRING);

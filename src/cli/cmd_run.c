@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "profile_table.h"
 
 static int write_file_atomic(const char *dir, const char *name, const void *buf, size_t len)
 {
@@ -45,6 +46,7 @@ int cmd_run(int argc, char **argv)
     const char **input_paths = calloc((size_t)argc, sizeof(char *));
     size_t n_input_paths = 0;
     int threads = 0, rc = 1;
+    bool profile = false;
     ifd_load_options load_options = {0};
     ifd_model *model = NULL;
     ifd_session *session = NULL;
@@ -62,6 +64,8 @@ int cmd_run(int argc, char **argv)
         } else if (strcmp(argv[i], "--threads") == 0) {
             if (!cli_parse_threads(i + 1 < argc ? argv[++i] : NULL, &threads))
                 goto done;
+        } else if (strcmp(argv[i], "--profile") == 0) {
+            profile = true;
         } else if (strcmp(argv[i], "--graph-opt") == 0) {
             if (!cli_parse_graph_opt(i + 1 < argc ? argv[++i] : NULL, &load_options.graph_opt))
                 goto done;
@@ -74,7 +78,7 @@ int cmd_run(int argc, char **argv)
     }
     if (!model_path || !out_dir) {
         cli_fail("run: usage: inferd run MODEL.onnx -i INPUT.pb [-i ...] -o OUTDIR [--threads N] "
-                 "[--graph-opt none|basic|all]");
+                 "[--graph-opt none|basic|all] [--profile]");
         goto done;
     }
     ifd_status load_status = ifd_model_load_file(model_path, &load_options, &model, &err);
@@ -110,12 +114,14 @@ int cmd_run(int argc, char **argv)
             goto done;
         }
     }
-    ifd_session_options options = {.threads = threads};
+    ifd_session_options options = {.threads = threads, .profile = profile};
     if (ifd_session_create(model, &options, &session, &err) != IFD_OK ||
         ifd_session_run(session, (const ifd_value *const *)inputs, outputs, &err) != IFD_OK) {
         cli_fail("%s: %s", model_path, err.message);
         goto done;
     }
+    if (profile)
+        print_profile_table(stderr, session, 1);
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) {
         cli_fail("%s: %s", out_dir, strerror(errno));
         goto done;

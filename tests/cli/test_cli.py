@@ -72,6 +72,30 @@ class RunTest(unittest.TestCase):
             np.testing.assert_array_equal(numpy_helper.to_array(result),
                                           np.array([[2, 3, 4], [3, 4, 5]], dtype=np.float32))
 
+    def test_run_profile_prints_every_node_and_keeps_the_outputs(self):
+        with tempfile.TemporaryDirectory() as d:
+            x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])
+            y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+            nodes = [helper.make_node("Neg", ["x"], ["a"], name="negate"),
+                     helper.make_node("Softmax", ["a"], ["y"], name="classes", axis=-1)]
+            graph = helper.make_graph(nodes, "profiled", [x], [y])
+            model = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), d)
+            xs = tensor_file(d, "x.pb", np.array([[1, 2, 3]], dtype=np.float32))
+            out = os.path.join(d, "out")
+            proc = inferd("run", model, "-i", xs, "-o", out, "--profile")
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            lines = proc.stderr.strip().splitlines()
+            self.assertIn("us/run", lines[0])
+            rows = {line.split()[-1]: line.split() for line in lines[1:-1]}
+            self.assertEqual(set(rows), {"negate", "classes"})
+            self.assertEqual(rows["classes"][3], "Softmax")
+            self.assertEqual(rows["negate"][2], "1.00")  # runs a run
+            self.assertTrue(lines[-1].split()[-2:] == ["2", "nodes"], lines[-1])
+            self.assertTrue(os.path.exists(os.path.join(out, "output_0.pb")))
+            # without the flag nothing is printed
+            proc = inferd("run", model, "-i", xs, "-o", out)
+            self.assertEqual((proc.returncode, proc.stderr), (0, ""))
+
     def test_run_refuses_wrong_input_count_and_dtype(self):
         with tempfile.TemporaryDirectory() as d:
             model = save(add_model(), d)
