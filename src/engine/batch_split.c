@@ -97,8 +97,20 @@
  * 2.41 / 2.43, 8 2.98 / 2.78, 10 3.48 / 3.18; CNN batch 2 4.64 / 4.25. So
  * 64K a slice: the MLP splits from batch 8, the CNN from batch 2. (The split
  * doubles the CPU time a run takes at these sizes, 3.2 -> 6.2 us for the
- * MLP at batch 8, for 7 % less latency: the threads were asked for.) */
-#define SLICE_MIN_WORK 65536.0
+ * MLP at batch 8, for 7 % less latency: the threads were asked for.)
+ *
+ * What a split saves is half the batch's per-row time (the graph's fixed
+ * cost is paid in each slice either way) against the hand-off's ~1 us, and
+ * a convolution's multiply-add costs more than a product's: on an Intel
+ * Xeon (2 cores, chrt -f 1, once the ten-class Softmax took one vector a
+ * row) the MLP's 17.5K a row took 0.24 us, the CNN's 83K 1.74 us, 1.5x
+ * the time a multiply-add. So Conv work counts 1.5x (CONV_WORK_WEIGHT) and
+ * a slice needs 96K: whole / split, medians of 4-5 alternated runs at 2
+ * threads: MLP batch 8 2.54 / 2.85-3.11 us, 10 2.94 / 2.99-3.16, 12 3.37 /
+ * 3.10-3.30, 16 4.46 / 3.65; CNN batch 2 5.05 / 4.63-4.80, 3 6.89 / 5.65-5.94.
+ * The MLP now splits from batch 12, the CNN still from batch 2. */
+#define SLICE_MIN_WORK 98304.0
+#define CONV_WORK_WEIGHT 1.5
 /* Past this much work per run every layer is big enough to split over the
  * pool on its own (ResNet-18 at batch 8 scales 1.99x that way, bench/RESULTS.md),
  * and one session's arena serves the run instead of one per thread. */
@@ -389,7 +401,7 @@ static bool node_rowwise(check *c, const model_node *node)
         for (int i = 1; i < rw; i++)
             per_output *= op->inputs[1]->dims[i] < 0 ? -1e300 : (double)op->inputs[1]->dims[i];
         double rows = strcmp(t, "Conv") == 0 ? out_row : row_elements(op->inputs[0]);
-        add_work(c, rows < 0 || per_output < 0 ? -1 : rows * per_output);
+        add_work(c, rows < 0 || per_output < 0 ? -1 : CONV_WORK_WEIGHT * rows * per_output);
         return true;
     } else if (strcmp(t, "MaxPool") == 0) {
         /* Indices are offsets into the whole batch's tensor */

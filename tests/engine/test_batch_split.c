@@ -322,7 +322,7 @@ static void test_slices_are_only_cut_where_each_carries_enough_work(void)
     for (int64_t batch = 1; split && batch <= 16; batch++) {
         ifd_value *input = make_input(m, batch, 1);
         const ifd_value *in[1] = {input};
-        CHECK_EQ_INT(batch_split_slices(split, in) >= 2, batch >= 8);
+        CHECK_EQ_INT(batch_split_slices(split, in) >= 2, batch >= 12);
         ifd_value_free(input);
     }
     batch_split_free(split);
