@@ -29,6 +29,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -165,6 +166,84 @@ static int parse_shape(char *text, shape_option *shape)
         p = end;
     }
     return 1;
+}
+
+/* --profile: every node's time in each of the last PROFILE_RUNS timed
+ * runs, so the table gives each node's median run (on a shared machine a
+ * preempted run would swing a mean by milliseconds). */
+#define PROFILE_RUNS 4096
+typedef struct node_samples {
+    size_t count;            /* nodes */
+    ifd_node_profile *last;  /* the session's totals after the previous run */
+    ifd_node_profile *now;
+    uint64_t *ns;            /* [run % PROFILE_RUNS][node] */
+    long runs;
+} node_samples;
+
+static void node_samples_free(node_samples *p)
+{
+    if (!p)
+        return;
+    free(p->last);
+    free(p->now);
+    free(p->ns);
+    free(p);
+}
+
+static node_samples *node_samples_new(ifd_session *session)
+{
+    node_samples *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    ifd_session_profile_reset(session);
+    p->count = ifd_session_profile(session, NULL, 0);
+    p->last = calloc(p->count + 1, sizeof(*p->last));
+    p->now = calloc(p->count + 1, sizeof(*p->now));
+    p->ns = calloc((p->count + 1) * PROFILE_RUNS, sizeof(*p->ns));
+    if (!p->last || !p->now || !p->ns) {
+        node_samples_free(p);
+        return NULL;
+    }
+    ifd_session_profile(session, p->last, p->count);
+    return p;
+}
+
+static void node_samples_add(node_samples *p, const ifd_session *session)
+{
+    ifd_session_profile(session, p->now, p->count);
+    uint64_t *row = p->ns + (size_t)(p->runs % PROFILE_RUNS) * p->count;
+    for (size_t i = 0; i < p->count; i++)
+        row[i] = p->now[i].total_ns - p->last[i].total_ns;
+    ifd_node_profile *swap = p->last;
+    p->last = p->now;
+    p->now = swap;
+    p->runs++;
+}
+
+static int compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The table with each node's median run as its time a run. */
+static void node_samples_print(node_samples *p, long runs)
+{
+    size_t kept = (size_t)(p->runs < PROFILE_RUNS ? p->runs : PROFILE_RUNS);
+    uint64_t *column = malloc((kept + 1) * sizeof(*column));
+    if (!column || kept == 0 || runs <= 0) {
+        free(column);
+        return;
+    }
+    for (size_t i = 0; i < p->count; i++) {
+        for (size_t r = 0; r < kept; r++)
+            column[r] = p->ns[r * p->count + i];
+        qsort(column, kept, sizeof(*column), compare_u64);
+        p->last[i].total_ns = column[kept / 2] * (uint64_t)runs;
+    }
+    free(column);
+    fprintf(stderr, "per node: the median of the last %zu runs\n", kept);
+    print_profile_table(stderr, p->last, p->count, runs);
 }
 
 static void usage(void)
@@ -468,7 +547,7 @@ int main(int argc, char **argv)
         warm_runs++;
     }
 
-    ifd_session_profile_reset(session);
+    node_samples *profile = opt.profile ? node_samples_new(session) : NULL;
     long n = 0;
     double cpu_started = cpu_seconds();
     double started = now_seconds(), total = 0.0;
@@ -483,10 +562,14 @@ int main(int argc, char **argv)
         }
         samples[n++] = (b - a) * 1e6;
         total += b - a;
+        if (profile)
+            node_samples_add(profile, session);
     }
     double cpu_per_run = (cpu_seconds() - cpu_started) / (double)n * 1e6;
-    if (opt.profile)
-        print_profile_table(stderr, session, n);
+    if (profile) {
+        node_samples_print(profile, n);
+        node_samples_free(profile);
+    }
     double peak_rss = peak_rss_mb();
     qsort(samples, (size_t)n, sizeof(double), compare_double);
     printf("{\"engine\":\"inferd\",\"version\":\"%s\",\"model\":\"", IFD_VERSION_STRING);

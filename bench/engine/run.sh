@@ -83,6 +83,21 @@ for model in $MODELS; do
         done
     done
 done
-"$PY" bench/engine/report.py --raw "$RAW" --command "$COMMAND" --load-before "$LOAD_BEFORE" \
-    --load-after "$(cat /proc/loadavg)" --seconds $(($(date +%s) - STARTED)) >"$OUT"
+LOAD_AFTER="$(cat /proc/loadavg)"
+SECONDS_MEASURED=$(($(date +%s) - STARTED))
+report() {
+    "$PY" bench/engine/report.py --raw "$RAW" --command "$COMMAND" --load-before "$LOAD_BEFORE" \
+        --load-after "$LOAD_AFTER" --seconds "$SECONDS_MEASURED" "$@"
+}
+# a per-node profile of every cell that misses (both thread counts for a
+# speed-up), shown under the table
+PROFILES="$BUILD_DIR/engine-profiles"
+rm -rf "$PROFILES" && mkdir -p "$PROFILES"
+report --list-misses | while read -r model threads batch; do
+    args=("$MODEL_DIR/$model/model.onnx" --batch "$batch" --threads "$threads"
+          --min-time "$MIN_TIME" --min-iters 5 --warmup 0.3 --profile)
+    [ -d "$MODEL_DIR/$model/test_data_set_0" ] && args+=(--input-from "$MODEL_DIR/$model/test_data_set_0")
+    "$BENCH_INFERD" "${args[@]}" 2>"$PROFILES/${model}_t${threads}_b${batch}.txt" >/dev/null || true
+done
+report --profiles "$PROFILES" >"$OUT"
 echo "wrote $OUT (raw results in $RAW)"

@@ -121,7 +121,7 @@ int cmd_run(int argc, char **argv)
         goto done;
     }
     if (profile)
-        print_profile_table(stderr, session, 1);
+        print_session_profile(stderr, session, 1);
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST) {
         cli_fail("%s: %s", out_dir, strerror(errno));
         goto done;

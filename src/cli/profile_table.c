@@ -11,15 +11,10 @@ static int by_time_taken(const void *a, const void *b)
     return x->total_ns < y->total_ns ? 1 : x->total_ns > y->total_ns ? -1 : 0;
 }
 
-void print_profile_table(FILE *out, const ifd_session *session, long runs)
+void print_profile_table(FILE *out, ifd_node_profile *nodes, size_t count, long runs)
 {
-    size_t count = ifd_session_profile(session, NULL, 0);
-    ifd_node_profile *nodes = calloc(count + 1, sizeof(*nodes));
-    if (!nodes || runs <= 0 || count == 0) {
-        free(nodes);
+    if (runs <= 0 || count == 0)
         return;
-    }
-    ifd_session_profile(session, nodes, count);
     double all = 0;
     for (size_t i = 0; i < count; i++)
         all += (double)nodes[i].total_ns;
@@ -32,5 +27,15 @@ void print_profile_table(FILE *out, const ifd_session *session, long runs)
                 (double)nodes[i].runs / (double)runs, nodes[i].op_type, nodes[i].name);
     fprintf(out, "%10.2f %5.1f%% %8s  %-22s %zu nodes\n", all / 1e3 / (double)runs, 100.0, "",
             "(sum)", count);
+}
+
+void print_session_profile(FILE *out, const ifd_session *session, long runs)
+{
+    size_t count = ifd_session_profile(session, NULL, 0);
+    ifd_node_profile *nodes = calloc(count + 1, sizeof(*nodes));
+    if (nodes) {
+        ifd_session_profile(session, nodes, count);
+        print_profile_table(out, nodes, count, runs);
+    }
     free(nodes);
 }
