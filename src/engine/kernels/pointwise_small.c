@@ -179,6 +179,8 @@ tile_body(const pointwise_small *ps, const float *x, const float *w, size_t c0, 
             _mm_prefetch((const char *)(ahead + 16), PREFETCH_HINT);
             ahead += NB;
         }
+        /* X of the next tile, this channel: see run_items */
+        _mm_prefetch((const char *)(x + rows + PR), _MM_HINT_T0);
         __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
 #pragma GCC unroll 13
         for (int r = 0; r < rows; r++) {
@@ -259,7 +261,18 @@ static TARGET_AVX512 void tile(const pointwise_small *ps, const float *x, const 
  * then from L1 by every tile of the item, where whole-K tiles would stream
  * the block (up to 120 KiB for MobileNetV2's 960 input channels) once per
  * tile, the first time from DRAM at the pace of one tile's FMAs. The tiles'
- * partial sums wait in `part` between panels. */
+ * partial sums wait in `part` between panels.
+ *
+ * A tile reads X a column at a time, 12 or 13 positions of each input
+ * channel, one plane (x_plane floats) apart: no stride the hardware
+ * prefetchers follow, so each channel's line was a demand miss, and a slow
+ * one when the other core wrote X (the layer before split its work
+ * otherwise). Each step of the channel loop therefore prefetches the same
+ * channel's positions of the next tile (harmless past the last one).
+ * MobileNetV2 at batch 1 on two threads, per-node minimum of per-run
+ * medians over 4 alternated runs (chrt): the 14x14 192->64 projection 40.5
+ * -> 26.3 us, the 14x14 expands 49 -> 42 (64->384) and 96-105 -> 88-97
+ * (96->576), the 7x7 ones 2-8 us less. */
 static void run_items(void *arg, size_t begin, size_t end)
 {
     const small_job *job = arg;
@@ -296,6 +309,28 @@ static void run_items(void *arg, size_t begin, size_t end)
     }
 }
 
+/* The threads take the items in contiguous equal runs, the caller the
+ * first (image, then block of output channels, then positions), instead
+ * of blocks handed out by the pool's shared cursor: with the cursor, which
+ * thread computed which channels changed from run to run, so a run wrote
+ * Y's lines where the other core had them the run before. MobileNetV2 at
+ * batch 1 on two threads, with the prefetch above, per-node minimum of
+ * per-run medians over 4 alternated runs (chrt), cursor -> runs: the 14x14
+ * 64->384 expands 46-48 -> 41-44 us, 96->576 92-99 -> 86-95, the 7x7
+ * 160->960 64-66 -> 60-62, 576->160 45 -> 39; the blocks between them
+ * within 1 us either way. */
+typedef struct item_lanes {
+    small_job *job;
+    size_t items, lanes;
+} item_lanes;
+
+static void run_lanes(void *arg, size_t begin, size_t end)
+{
+    const item_lanes *l = arg;
+    for (size_t lane = begin; lane < end; lane++)
+        run_items(l->job, l->items * lane / l->lanes, l->items * (lane + 1) / l->lanes);
+}
+
 void pointwise_small_f32(const pointwise_small *ps, threadpool *pool)
 {
     small_job job = {.ps = ps};
@@ -311,8 +346,9 @@ void pointwise_small_f32(const pointwise_small *ps, threadpool *pool)
         threads = 1;
     size_t items = ps->batch * job.blocks * job.chunks;
     if (threads > 1 && items < 4 * threads) {
-        /* a few items per thread so the shared cursor balances them: cut
-         * the plane into shorter runs of whole tiles */
+        /* a few items per thread so that the threads' runs of them
+         * (run_lanes) come out nearly equal: cut the plane into shorter
+         * runs of whole tiles */
         size_t want = (4 * threads + ps->batch * job.blocks - 1) / (ps->batch * job.blocks);
         size_t per = (job.tiles + want - 1) / want;
         per = per < 1 ? 1 : per > MAX_ITEM_TILES ? MAX_ITEM_TILES : per;
@@ -320,10 +356,12 @@ void pointwise_small_f32(const pointwise_small *ps, threadpool *pool)
         job.chunks = (job.tiles + job.chunk - 1) / job.chunk;
         items = ps->batch * job.blocks * job.chunks;
     }
-    if (threads > 1 && items > 1)
-        threadpool_parallel_for(pool, items, 1, run_items, &job);
-    else
+    if (threads > 1 && items > 1) {
+        item_lanes lanes = {&job, items, threads < items ? threads : items};
+        threadpool_parallel_for(pool, lanes.lanes, 1, run_lanes, &lanes);
+    } else {
         run_items(&job, 0, items);
+    }
 }
 
 #else /* !HAVE_SMALL_TILE */

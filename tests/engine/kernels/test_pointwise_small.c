@@ -7,7 +7,8 @@
  * every kind of last block (under 16, 16, between 16 and 32, whole), with
  * and input channels over several panels (the partial sums kept between
  * them), with and without bias, a residual (with a NaN that must survive the clamp) and
- * a Relu6 clamp, on the caller and split over two threads.
+ * a Relu6 clamp, on the caller and split over two threads (an image's
+ * items in one contiguous run per thread, however many there are).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -104,6 +105,10 @@ static void test_pointwise_small_matches_the_definition_on_many_shapes(void)
         {1, 20, 32, 145},  /* one tile of 13, then 11 of 12 */
         {1, 9, 16, 13},    /* one tile of 13 positions alone */
         {1, 9, 16, 14},    /* 14 < 2 x 13: a tile of 12 and a ragged one of 2 */
+        /* one image on two threads: each takes a contiguous run of the
+         * items (run_lanes) */
+        {1, 64, 96, 49},   /* 3 blocks cut into 6 items, a block split between the runs */
+        {1, 128, 288, 196}, /* 9 items of whole planes: runs of 4 and 5 */
     };
     threadpool *pool = threadpool_create(2);
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
