@@ -56,6 +56,12 @@
  * -10% at batch 8 and 64, -8% at batch 1; 64 units gains no more. */
 #define CHUNK_UNITS 32
 
+/* See step_input in recurrent_run. On the bench LSTM (hidden 128, 32
+ * steps, 1 thread) the projection up front was 4% faster at batch 8 (512
+ * KiB of it) and per step 24% faster at batch 64 (4 MiB): a quarter of
+ * this machine's 2 MiB L2 is where the second starts to pay. */
+#define XW_STEP_BYTES (512 * 1024)
+
 static inline void cpu_pause(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -872,6 +878,26 @@ static void prefetch_other_units(const direction_run *d, int64_t s, int64_t u0, 
                 prefetch_line(h_prev + b * H + k);
 }
 
+/* Before a lane's first block of lane_xw's projection: one load from each
+ * 64-byte line of X, so that the lines another core wrote last (the
+ * previous node's output, half of a previous layer's Y made by the other
+ * lane) come over with many loads in flight; inside the product they came
+ * a tile's rows at a time behind its multiply-adds. Bench LSTM, batch 8,
+ * 2 threads: see the commit that added it. */
+static void pull_input(const direction_run *d)
+{
+    size_t floats = (size_t)(d->seq * d->batch * d->input);
+    if (floats * sizeof(float) > XW_STEP_BYTES)
+        return; /* would not stay in cache until the blocks read it */
+    uint32_t seen = 0, word;
+    for (size_t k = 0; k < floats; k += 64 / sizeof(float)) {
+        memcpy(&word, d->x + k, sizeof(word));
+        seen |= word;
+    }
+    volatile uint32_t sink = seen; /* kept: the loads are the point */
+    (void)sink;
+}
+
 /* Lane `lane`'s step s at several threads, its product in parts around the
  * wait for the other lanes: the part of its first chunk over the units of
  * the previous state it computed itself (its own chunks of step s - 1,
@@ -950,6 +976,8 @@ static void run_steps(void *arg, size_t begin, size_t end)
     direction_run *d = arg;
     size_t seq = (size_t)d->seq;
     bool absent[MAX_LANES] = {false}; /* lanes run here found without a thread */
+    if (d->lane_xw && d->n_lanes > 1)
+        pull_input(d);
     for (size_t lane = begin; lane < end; lane++) {
         size_t s = atomic_load_explicit(&d->claims[lane].value, memory_order_relaxed);
         for (; s < seq; s++) {
@@ -1044,12 +1072,6 @@ static void run_gru_step(direction_run *d, int64_t s)
             memcpy(y_at(d, t, b), hn, (size_t)H * sizeof(float));
     }
 }
-
-/* See step_input in recurrent_run. On the bench LSTM (hidden 128, 32
- * steps, 1 thread) the projection up front was 4% faster at batch 8 (512
- * KiB of it) and per step 24% faster at batch 64 (4 MiB): a quarter of
- * this machine's 2 MiB L2 is where the second starts to pay. */
-#define XW_STEP_BYTES (512 * 1024)
 
 /* Steps below this many multiply-adds of H * R^T run on one thread: waking
  * the pool costs more than it saves on a batch-1 step of a small layer. */
