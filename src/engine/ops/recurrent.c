@@ -1314,10 +1314,11 @@ static int recurrent_run(op_ctx *ctx)
      * over the pool by its own blocks, left most of each lane's xw in the
      * other core's cache, and the cells' reads of it doubled their time
      * (bench LSTM, batch 8, 2 threads: 765 -> 711 us a run); where it fits
-     * (lane_xw) each chunk's first step makes the projection of its units
-     * for every step at once, on its own lane's core, one efficient product
-     * again (same run: 660 -> 603 us). All rows of a step must be at the
-     * same t: not so in reverse with sequence_lens. */
+     * (lane_xw) each chunk makes the projection of its units on its own
+     * lane's core, products of many rows again (same run: 660 -> 603 us),
+     * by blocks of steps ahead of the steps on several lanes (project_next).
+     * All rows of a step must be at the same t: not so in reverse with
+     * sequence_lens. */
     bool by_chunk = st->packed_wc && packed_at_load && !(lens && (st->reverse_only || D == 2));
     bool fits = (double)rows * (double)(G * H) * sizeof(float) <= XW_STEP_BYTES;
     bool step_input = by_chunk && (!fits || steps_in_parallel(st, batch, op_threadpool(ctx)));
