@@ -183,12 +183,16 @@ def lane_projection_cases():
     """At 2 threads a step of batch 8 and hidden 64 (2^17 multiply-adds)
     runs on the pool's lanes, and its projection fits in cache: each
     chunk's first step projects every step's X rows onto its units
-    (recurrent.c's lane_xw), then the steps add H x R^T in place. Both
-    layouts (rows of a step strided in layout 1), reverse, and forward
-    sequence_lens (including 0)."""
+    (recurrent.c's lane_xw), then the steps add H x R^T in place. The
+    projection goes by blocks of 32 rows or more ahead of the steps (4 of
+    these 7 steps, then the last 3), one product per step in layout 1 (rows
+    of a step strided), one per block of steps in layout 0 (forward, and
+    reverse from the sequence's end: the second direction at batch 9). Both
+    layouts, reverse, and forward sequence_lens (including 0)."""
     lstm_state_cases("lstm_lanes", (
         (8, 64, 1, dict(direction="reverse"), 1),
-        (8, 64, 1, {}, 0)), 20261208, lens_at=8)
+        (8, 64, 1, {}, 0),
+        (9, 64, 2, dict(direction="bidirectional"), 0)), 20261208, lens_at=8)
 
 
 def batch_share_cases():

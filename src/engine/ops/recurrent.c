@@ -40,6 +40,7 @@
 #include <math.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -54,6 +55,12 @@
  * bench LSTM (hidden 128) at 1 thread, CPU time per run against 16 units:
  * -10% at batch 8 and 64, -8% at batch 1; 64 units gains no more. */
 #define CHUNK_UNITS 32
+
+/* See step_input in recurrent_run. On the bench LSTM (hidden 128, 32
+ * steps, 1 thread) the projection up front was 4% faster at batch 8 (512
+ * KiB of it) and per step 24% faster at batch 64 (4 MiB): a quarter of
+ * this machine's 2 MiB L2 is where the second starts to pay. */
+#define XW_STEP_BYTES (512 * 1024)
 
 static inline void cpu_pause(void)
 {
@@ -459,8 +466,9 @@ typedef struct direction_run {
     bool step_input;  /* each chunk multiplies its step's X rows by W itself (no xw) */
     size_t shares;    /* > 1: the batch is cut into this many runs, one per thread
                          (run_batch_share) */
-    bool lane_xw;     /* each chunk's first step projects every step's X rows onto
-                         its units (xw, chunk by chunk), the steps add H x R^T to it */
+    bool lane_xw;     /* each chunk projects X's rows onto its units (xw, chunk by
+                         chunk) by blocks of steps ahead of its steps (see
+                         project_next), the steps add H x R^T to them */
     const int32_t *lens;
     float *xw;        /* [seq * batch, gates * hidden], rows in X's order */
     float *bsum;      /* [gates * hidden]: Wb + Rb (see run_direction), or NULL */
@@ -479,6 +487,10 @@ typedef struct direction_run {
     size_t chunks, n_lanes;
     step_counter *claims; /* [n_lanes]: the next step of lane l's chunks to be taken */
     step_counter *lanes;  /* [n_lanes]: the steps of lane l's chunks done */
+    /* lane_xw, [chunks] each: the steps of chunk j's projection claimed and
+     * made (published in step order) */
+    step_counter *proj_claims, *proj_done;
+    size_t proj_steps; /* steps a block of the projection takes */
 } direction_run;
 
 static int64_t x_row(const direction_run *d, int64_t t, int64_t b)
@@ -511,6 +523,73 @@ static float *chunk_sums(const direction_run *d, int64_t s, size_t j, size_t *ld
     return d->xw + (size_t)(d->seq * d->batch * G * k0) + x_row(d, t, 0) * (int64_t)n;
 }
 
+/* lane_xw: X's rows of steps [s0, s1) by chunk j's rows of W, into the
+ * chunk's block of xw ([rows of X, G * cw], X's row order). */
+static void project_chunk_steps(const direction_run *d, size_t j, int64_t s0, int64_t s1)
+{
+    const recurrent_state *st = d->st;
+    int64_t H = d->hidden, G = st->gates;
+    int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
+    size_t n = (size_t)(G * cw);
+    gemm_operand wop = {d->packed_wc + j * chunk_floats(st, (size_t)d->input), 0, false, true};
+    float *block = d->xw + (size_t)(d->seq * d->batch * G * k0);
+    if (!st->layout || (s0 == 0 && s1 == d->seq)) {
+        /* every step (all of X), or in layout 0 steps whose rows are
+         * contiguous in X and xw: t from s0 on, or in reverse from seq - s1 */
+        int64_t row = s0 == 0 && s1 == d->seq ? 0 : x_row(d, d->reverse ? d->seq - s1 : s0, 0);
+        gemm_operand xa = {d->x + row * d->input, (size_t)d->input, false, false};
+        gemm_f32_ex((size_t)((s1 - s0) * d->batch), n, (size_t)d->input, 1.0f, xa, wop, 0.0f,
+                    block + row * (int64_t)n, n, NULL);
+        return;
+    }
+    for (int64_t s = s0; s < s1; s++) { /* layout 1: a step's rows are seq rows apart */
+        int64_t row = x_row(d, d->reverse ? d->seq - 1 - s : s, 0);
+        gemm_operand xa = {d->x + row * d->input, (size_t)(d->seq * d->input), false, false};
+        gemm_f32_ex((size_t)d->batch, n, (size_t)d->input, 1.0f, xa, wop, 0.0f,
+                    block + row * (int64_t)n, n * (size_t)d->seq, NULL);
+    }
+}
+
+/* Claims the next block of chunk j's projection (proj_steps steps), makes
+ * it and publishes it once the blocks before it are published too (another
+ * thread may still be making one). False when every step was claimed. */
+static bool project_next(const direction_run *d, size_t j)
+{
+    size_t seq = (size_t)d->seq, s0, s1;
+    s0 = atomic_load_explicit(&d->proj_claims[j].value, memory_order_relaxed);
+    do {
+        if (s0 >= seq)
+            return false;
+        s1 = seq - s0 > d->proj_steps ? s0 + d->proj_steps : seq;
+    } while (!atomic_compare_exchange_weak_explicit(&d->proj_claims[j].value, &s0, s1,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    project_chunk_steps(d, j, (int64_t)s0, (int64_t)s1);
+    for (unsigned spins = 0;
+         atomic_load_explicit(&d->proj_done[j].value, memory_order_acquire) != s0; spins++) {
+        if (spins < 4096)
+            cpu_pause();
+        else
+            sched_yield();
+    }
+    atomic_store_explicit(&d->proj_done[j].value, s1, memory_order_release);
+    return true;
+}
+
+/* Until chunk j's projection of step s is made: blocks claimed here, or
+ * waited for when another thread claimed them. */
+static void project_through(const direction_run *d, size_t j, size_t s)
+{
+    for (unsigned spins = 0;
+         atomic_load_explicit(&d->proj_done[j].value, memory_order_acquire) <= s; spins++) {
+        if (project_next(d, j))
+            continue;
+        if (spins < 4096)
+            cpu_pause();
+        else
+            sched_yield();
+    }
+}
+
 /* The input's part of chunk j's gate sums of step s, put in its sums
  * before H x R^T is added to them; false when there is none there (xw up
  * front, added by the cells). */
@@ -524,15 +603,10 @@ static bool chunk_input(const direction_run *d, int64_t s, size_t j, float *sums
     const float *wc = d->packed_wc ? d->packed_wc + j * chunk_floats(st, (size_t)d->input) : NULL;
     gemm_operand wop = {wc, 0, false, true};
     if (d->lane_xw) {
-        /* chunk j's X x W^T of every step at once ([rows of X, n], X's row
-         * order), made by whoever runs its first step, normally its own
-         * lane, so that it stays in that core's cache; each step then adds
-         * H x R^T to its rows in place */
-        if (s == 0) {
-            gemm_operand xa = {d->x, (size_t)d->input, false, false};
-            gemm_f32_ex((size_t)(d->seq * d->batch), n, (size_t)d->input, 1.0f, xa, wop, 0.0f,
-                        d->xw + (size_t)(d->seq * d->batch * G * k0), n, NULL);
-        }
+        /* chunk j's X x W^T ([rows of X, n], X's row order), made ahead of
+         * its steps by its own lane, so that it stays in that core's cache;
+         * each step then adds H x R^T to its rows in place */
+        project_through(d, j, (size_t)s);
         return true;
     }
     if (d->step_input) {
@@ -698,6 +772,9 @@ static void run_chunk(const direction_run *d, int64_t s, size_t j)
  * before it looks whether they were ever claimed. */
 #define STEAL_SPINS 256
 
+/* Rows of X a block of a lane's projection takes at least (project_next). */
+#define LANE_PROJECT_ROWS 32
+
 /* Most lanes a layer's steps run on (one per thread, no more than chunks). */
 #define MAX_LANES 64
 
@@ -734,13 +811,31 @@ static inline void prefetch_line(const float *p)
 static inline void prefetch_line(const float *p) { (void)p; }
 #endif
 
+/* One block of the projection of lane `lane`'s chunk that has the fewest
+ * steps claimed, if any is left (lane_xw). */
+static bool project_ahead(const direction_run *d, size_t lane)
+{
+    if (!d->lane_xw)
+        return false;
+    size_t home0, home1, best = SIZE_MAX, fewest = (size_t)d->seq;
+    lane_home(d, lane, &home0, &home1);
+    for (size_t j = home0; j < home1; j++) {
+        size_t claimed = atomic_load_explicit(&d->proj_claims[j].value, memory_order_relaxed);
+        if (claimed < fewest) {
+            fewest = claimed;
+            best = j;
+        }
+    }
+    return best != SIZE_MAX && project_next(d, best);
+}
+
 /* Before a lane runs step s: waits until every lane's chunks of step s - 1
  * are done, its own included. A lane whose chunks of s - 1 are still unclaimed after
  * STEAL_SPINS pauses has no thread running it (not started, or off its
  * core): they are run here instead, and that lane's chunks are taken at
  * once from then on (`absent`) until its thread shows up and claims them
  * itself. */
-static void wait_for_step(direction_run *d, size_t s, bool *absent)
+static void wait_for_step(direction_run *d, size_t s, bool *absent, size_t lane)
 {
     if (s == 0)
         return;
@@ -749,6 +844,9 @@ static void wait_for_step(direction_run *d, size_t s, bool *absent)
         /* self too: its own chunks of s - 1 may have been taken by a lane
          * that is still running them, and their progress must not go back */
         while (atomic_load_explicit(&d->lanes[m].value, memory_order_acquire) < s) {
+            /* the time a lane would wait makes a block of its projection */
+            if (m != lane && lane < d->n_lanes && project_ahead(d, lane))
+                continue;
             /* reading claims[m] takes its line from m's core, whose next
              * claim would then wait for it: only when m looks late */
             if (absent[m] || ++spins % STEAL_SPINS == 0) {
@@ -778,6 +876,26 @@ static void prefetch_other_units(const direction_run *d, int64_t s, int64_t u0, 
         for (int64_t k = 0; k < H; k += 16)
             if (k + 16 <= u0 || k >= u1)
                 prefetch_line(h_prev + b * H + k);
+}
+
+/* Before a lane's first block of lane_xw's projection: one load from each
+ * 64-byte line of X, so that the lines another core wrote last (the
+ * previous node's output, half of a previous layer's Y made by the other
+ * lane) come over with many loads in flight; inside the product they came
+ * a tile's rows at a time behind its multiply-adds. Bench LSTM, batch 8,
+ * 2 threads: see the commit that added it. */
+static void pull_input(const direction_run *d)
+{
+    size_t floats = (size_t)(d->seq * d->batch * d->input);
+    if (floats * sizeof(float) > XW_STEP_BYTES)
+        return; /* would not stay in cache until the blocks read it */
+    uint32_t seen = 0, word;
+    for (size_t k = 0; k < floats; k += 64 / sizeof(float)) {
+        memcpy(&word, d->x + k, sizeof(word));
+        seen |= word;
+    }
+    volatile uint32_t sink = seen; /* kept: the loads are the point */
+    (void)sink;
 }
 
 /* Lane `lane`'s step s at several threads, its product in parts around the
@@ -815,7 +933,7 @@ static bool take_lane_step_split(direction_run *d, size_t lane, size_t s, bool *
     if (!chunk_input(d, (int64_t)s, home0, first))
         memset(first, 0, (size_t)d->batch * ldh * sizeof(float));
     chunk_partial(d, (int64_t)s, home0, own, first, ldh);
-    wait_for_step(d, s, absent);
+    wait_for_step(d, s, absent, lane);
     prefetch_other_units(d, (int64_t)s, u0, u1);
     for (size_t j = home0 + 1; j < home1; j++) {
         float *sums = chunk_sums(d, (int64_t)s, j, &ldh);
@@ -858,6 +976,8 @@ static void run_steps(void *arg, size_t begin, size_t end)
     direction_run *d = arg;
     size_t seq = (size_t)d->seq;
     bool absent[MAX_LANES] = {false}; /* lanes run here found without a thread */
+    if (d->lane_xw && d->n_lanes > 1)
+        pull_input(d);
     for (size_t lane = begin; lane < end; lane++) {
         size_t s = atomic_load_explicit(&d->claims[lane].value, memory_order_relaxed);
         for (; s < seq; s++) {
@@ -865,7 +985,7 @@ static void run_steps(void *arg, size_t begin, size_t end)
             if (d->n_lanes > 1) {
                 taken = take_lane_step_split(d, lane, s, absent);
             } else {
-                wait_for_step(d, s, absent);
+                wait_for_step(d, s, absent, SIZE_MAX);
                 taken = take_lane_step(d, lane, s);
             }
             if (!taken) {
@@ -953,12 +1073,6 @@ static void run_gru_step(direction_run *d, int64_t s)
     }
 }
 
-/* See step_input in recurrent_run. On the bench LSTM (hidden 128, 32
- * steps, 1 thread) the projection up front was 4% faster at batch 8 (512
- * KiB of it) and per step 24% faster at batch 64 (4 MiB): a quarter of
- * this machine's 2 MiB L2 is where the second starts to pay. */
-#define XW_STEP_BYTES (512 * 1024)
-
 /* Steps below this many multiply-adds of H * R^T run on one thread: waking
  * the pool costs more than it saves on a batch-1 step of a small layer. */
 #define PARALLEL_STEP_MACS (1 << 17)
@@ -990,6 +1104,19 @@ static void run_chunked_steps(direction_run *d, bool parallel)
         atomic_init(&d->lanes[l].value, 0);
     }
     parallel = d->n_lanes > 1;
+    /* lane_xw: on one lane the projection of every step at once, one
+     * efficient product; on several, blocks of LANE_PROJECT_ROWS rows ahead
+     * of the steps, made while a lane would wait for the others (see
+     * project_ahead) or else just before the step that needs them */
+    d->proj_steps = (size_t)d->seq;
+    if (parallel) {
+        int64_t steps = (LANE_PROJECT_ROWS + d->batch - 1) / d->batch;
+        d->proj_steps = (size_t)(steps < d->seq ? steps : d->seq);
+    }
+    for (size_t j = 0; d->lane_xw && j < d->chunks; j++) {
+        atomic_init(&d->proj_claims[j].value, 0);
+        atomic_init(&d->proj_done[j].value, 0);
+    }
     if (parallel)
         threadpool_parallel_for(d->pool, d->n_lanes, 1, run_steps, d);
     else
@@ -1187,10 +1314,11 @@ static int recurrent_run(op_ctx *ctx)
      * over the pool by its own blocks, left most of each lane's xw in the
      * other core's cache, and the cells' reads of it doubled their time
      * (bench LSTM, batch 8, 2 threads: 765 -> 711 us a run); where it fits
-     * (lane_xw) each chunk's first step makes the projection of its units
-     * for every step at once, on its own lane's core, one efficient product
-     * again (same run: 660 -> 603 us). All rows of a step must be at the
-     * same t: not so in reverse with sequence_lens. */
+     * (lane_xw) each chunk makes the projection of its units on its own
+     * lane's core, products of many rows again (same run: 660 -> 603 us),
+     * by blocks of steps ahead of the steps on several lanes (project_next).
+     * All rows of a step must be at the same t: not so in reverse with
+     * sequence_lens. */
     bool by_chunk = st->packed_wc && packed_at_load && !(lens && (st->reverse_only || D == 2));
     bool fits = (double)rows * (double)(G * H) * sizeof(float) <= XW_STEP_BYTES;
     bool step_input = by_chunk && (!fits || steps_in_parallel(st, batch, op_threadpool(ctx)));
@@ -1221,7 +1349,9 @@ static int recurrent_run(op_ctx *ctx)
     /* one of each per lane, or per share (shares <= threads) */
     step_counter *claims = op_scratch(ctx, threads * sizeof(step_counter));
     step_counter *lanes = op_scratch(ctx, threads * sizeof(step_counter));
-    if (!xw || !state || !bsum || !claims || !lanes)
+    size_t chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
+    step_counter *proj = lane_xw ? op_scratch(ctx, 2 * chunks * sizeof(step_counter)) : NULL;
+    if (!xw || !state || !bsum || !claims || !lanes || (lane_xw && !proj))
         return -1;
     /* R packed by chunks per run when it was not an initializer at load */
     float *packed_r = NULL, *gathered = NULL;
@@ -1242,6 +1372,7 @@ static int recurrent_run(op_ctx *ctx)
             .p = peep ? (const float *)peep->data + dir * 3 * H : NULL,
             .lens = lens ? lens->data : NULL, .xw = xw, .bsum_buf = bsum,
             .claims = claims, .lanes = lanes,
+            .proj_claims = proj, .proj_done = proj ? proj + chunks : NULL,
             .h = state, .h_next = state + bh,
             .c = st->cell == CELL_LSTM ? state + 2 * bh : NULL,
             .rh = state + 3 * bh, .rh_out = state + 4 * bh,
