@@ -40,6 +40,29 @@ static ifd_value *digits_input(const ifd_model *m, int64_t batch)
     return v;
 }
 
+/* A session of the digits MLP at `level` and an input of `batch` rows. */
+typedef struct fixture {
+    ifd_model *m;
+    ifd_session *s;
+    ifd_value *input;
+} fixture;
+
+static void fixture_close(fixture *f)
+{
+    ifd_value_free(f->input);
+    ifd_session_free(f->s);
+    ifd_model_free(f->m);
+}
+
+static bool fixture_open(fixture *f, ifd_graph_opt level, int threads, int profile, int64_t batch)
+{
+    f->m = generated_model_load("digits_mlp/model.onnx", level);
+    f->s = f->m ? profiled_session(f->m, threads, profile) : NULL;
+    f->input = f->m ? digits_input(f->m, batch) : NULL;
+    CHECK(f->s && f->input);
+    return f->s && f->input;
+}
+
 static bool run_once(ifd_session *s, const ifd_value *input)
 {
     const ifd_value *in[1] = {input};
@@ -62,11 +85,11 @@ static uint64_t now_ns(void)
 
 static void test_every_node_is_timed_within_the_runs_wall_time(void)
 {
-    ifd_model *m = generated_model_load("digits_mlp/model.onnx", IFD_GRAPH_OPT_ALL);
-    ifd_session *s = m ? profiled_session(m, 1, 1) : NULL;
-    ifd_value *input = m ? digits_input(m, 3) : NULL;
-    CHECK(s && input);
-    if (s && input) {
+    fixture f = {0};
+    if (fixture_open(&f, IFD_GRAPH_OPT_ALL, 1, 1, 3)) {
+        ifd_model *m = f.m;
+        ifd_session *s = f.s;
+        const ifd_value *input = f.input;
         uint64_t started = now_ns();
         for (int r = 0; r < 3; r++)
             CHECK(run_once(s, input));
@@ -101,23 +124,18 @@ static void test_every_node_is_timed_within_the_runs_wall_time(void)
         ifd_session_profile(s, nodes, 16);
         CHECK(nodes[0].runs == 1 && nodes[count - 1].runs == 1);
     }
-    ifd_value_free(input);
-    ifd_session_free(s);
-    ifd_model_free(m);
+    fixture_close(&f);
 }
 
 /* Unoptimised, the profile has the file's nodes. */
 static void test_graph_opt_none_profiles_the_files_nodes(void)
 {
-    ifd_model *m = generated_model_load("digits_mlp/model.onnx", IFD_GRAPH_OPT_NONE);
-    ifd_session *s = m ? profiled_session(m, 1, 1) : NULL;
-    ifd_value *input = m ? digits_input(m, 2) : NULL;
-    CHECK(s && input);
-    if (s && input) {
-        CHECK(run_once(s, input));
+    fixture f = {0};
+    if (fixture_open(&f, IFD_GRAPH_OPT_NONE, 1, 1, 2)) {
+        CHECK(run_once(f.s, f.input));
         ifd_node_profile nodes[16];
-        size_t count = ifd_session_profile(s, nodes, 16);
-        CHECK_EQ_INT((int)count, (int)ifd_model_node_count(m));
+        size_t count = ifd_session_profile(f.s, nodes, 16);
+        CHECK_EQ_INT((int)count, (int)ifd_model_node_count(f.m));
         int relus = 0;
         for (size_t i = 0; i < count && i < 16; i++) {
             CHECK_EQ_INT((int)nodes[i].runs, 1);
@@ -125,20 +143,18 @@ static void test_graph_opt_none_profiles_the_files_nodes(void)
         }
         CHECK_EQ_INT(relus, 2);
     }
-    ifd_value_free(input);
-    ifd_session_free(s);
-    ifd_model_free(m);
+    fixture_close(&f);
 }
 
 /* A batch cut over two threads runs every node once in each slice; a batch
  * too small to cut runs each once on the owner. */
 static void test_a_split_run_counts_each_slice(void)
 {
-    ifd_model *m = generated_model_load("digits_mlp/model.onnx", IFD_GRAPH_OPT_ALL);
-    ifd_session *s = m ? profiled_session(m, 2, 1) : NULL;
-    ifd_value *big = m ? digits_input(m, 64) : NULL, *one = m ? digits_input(m, 1) : NULL;
-    CHECK(s && big && one);
-    if (s && big && one) {
+    fixture f = {0};
+    ifd_value *one = NULL;
+    if (fixture_open(&f, IFD_GRAPH_OPT_ALL, 2, 1, 64) && (one = digits_input(f.m, 1))) {
+        ifd_session *s = f.s;
+        const ifd_value *big = f.input;
         CHECK_EQ_INT(ifd_session_batch_split(s, NULL, 0), 1);
         CHECK(run_once(s, big));
         ifd_node_profile nodes[16];
@@ -158,28 +174,21 @@ static void test_a_split_run_counts_each_slice(void)
         ifd_session_profile(s, nodes, 16);
         CHECK_EQ_INT((int)nodes[0].runs, 2);
     }
-    ifd_value_free(big);
     ifd_value_free(one);
-    ifd_session_free(s);
-    ifd_model_free(m);
+    fixture_close(&f);
 }
 
 static void test_a_session_made_without_profile_reports_nothing(void)
 {
-    ifd_model *m = generated_model_load("digits_mlp/model.onnx", IFD_GRAPH_OPT_ALL);
-    ifd_session *s = m ? profiled_session(m, 2, 0) : NULL;
-    ifd_value *input = m ? digits_input(m, 8) : NULL;
-    CHECK(s && input);
-    if (s && input) {
-        CHECK(run_once(s, input));
+    fixture f = {0};
+    if (fixture_open(&f, IFD_GRAPH_OPT_ALL, 2, 0, 8)) {
+        CHECK(run_once(f.s, f.input));
         ifd_node_profile node = {.runs = 42};
-        CHECK_EQ_INT((int)ifd_session_profile(s, &node, 1), 0);
+        CHECK_EQ_INT((int)ifd_session_profile(f.s, &node, 1), 0);
         CHECK_EQ_INT((int)node.runs, 42);
-        ifd_session_profile_reset(s); /* nothing to reset: harmless */
+        ifd_session_profile_reset(f.s); /* nothing to reset: harmless */
     }
-    ifd_value_free(input);
-    ifd_session_free(s);
-    ifd_model_free(m);
+    fixture_close(&f);
 }
 
 int main(void)
