@@ -128,6 +128,22 @@ TARGET static inline double dacc_sum_avx2(dacc_avx2 acc)
     return _mm_cvtsd_f64(s) + _mm_cvtsd_f64(_mm_unpackhi_pd(s, s));
 }
 
+TARGET static inline float max_lanes_avx2(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+
+/* the first n <= 8 lanes of a vector, for rows shorter than two */
+#define VLANES __m256i
+#define V_FIRST_LANES(n)                                                                           \
+    _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define V_LOAD_LANES(m, p) _mm256_maskload_ps((p), (m))
+#define V_STORE_LANES(p, m, v) _mm256_maskstore_ps((p), (m), (v))
+#define V_KEEP_LANES(m, v, other) _mm256_blendv_ps((other), (v), _mm256_castsi256_ps(m))
+#define V_MAX_LANES(m, v) max_lanes_avx2(V_KEEP_LANES((m), (v), _mm256_set1_ps(-INFINITY)))
+#define V_ZERO_OTHER_LANES(m, v) _mm256_and_ps((v), _mm256_castsi256_ps(m))
 #include "vmath_body.h"
 
 /* ---- AVX-512F: 16 lanes, mask registers ------------------------------------------- */
@@ -170,7 +186,7 @@ typedef struct dacc_avx512 {
      (acc).hi = _mm512_add_pd((acc).hi, _mm512_cvtps_pd(_mm256_castpd_ps(                        \
                                    _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))))
 #define V_DACC_SUM(acc) _mm512_reduce_add_pd(_mm512_add_pd((acc).lo, (acc).hi))
-/* the first n <= 16 lanes of a vector, for rows shorter than one */
+/* the first n <= 16 lanes of a vector, for rows shorter than two */
 #define VLANES __mmask16
 #define V_FIRST_LANES(n) ((__mmask16)((1u << (n)) - 1u))
 #define V_LOAD_LANES(m, p) _mm512_maskz_loadu_ps((m), (p))

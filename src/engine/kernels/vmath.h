@@ -42,7 +42,8 @@ double vmath_exp_shifted_sum(const float *x, float *y, size_t n, float shift);
  * double as above. A row holding a NaN comes out all NaN. */
 void vmath_softmax(const float *x, float *y, size_t n);
 /* The same over `rows` contiguous rows of n (a classifier's batch): rows
- * of up to 16 take one masked vector each on AVX-512. */
+ * of up to two vectors (32 floats on AVX-512, 16 on AVX2) stay in
+ * registers. */
 void vmath_softmax_rows(const float *x, float *y, size_t rows, size_t n);
 
 /* The implementations this CPU can run, best first ("avx512", "avx2",

@@ -221,29 +221,43 @@ TARGET static void SFX(softmax)(const float *x, float *y, size_t n)
 }
 
 #ifdef V_FIRST_LANES
-/* A row of at most VW floats in one masked vector. Through the loops above
- * a ten-class row took ~70 ns (its tail assembled in buffers, a scalar max
- * and scale): a quarter of the digits MLP's run at batch 64. The same
- * operations in the same order, so the same bits: lanes past the row hold
- * the max, whose exponential is zeroed before the sum, as in
- * exp_shifted_sum's tail. */
+/* A row of at most 2 VW floats in registers: a whole vector when it is
+ * longer than one, then a masked one. Through the loops above a ten-class
+ * row took ~70 ns (its tail assembled in buffers, a scalar max and scale):
+ * a quarter of the digits MLP's run at batch 64. The same operations in the
+ * same order, so the same bits: lanes past the row hold the max, whose
+ * exponential is zeroed before the sum, as in exp_shifted_sum's tail. */
 TARGET static inline void SFX(softmax_short)(const float *x, float *y, size_t n)
 {
-    VLANES lanes = V_FIRST_LANES(n);
-    VF v = V_LOAD_LANES(lanes, x);
-    VF s = V_SET1(V_MAX_LANES(lanes, v));
+    size_t whole = n > VW ? VW : 0;
+    VLANES lanes = V_FIRST_LANES(n - whole);
+    VF v = V_LOAD_LANES(lanes, x + whole);
+    float max = V_MAX_LANES(lanes, v);
+    VF first = V_SET1(0.0f);
+    if (whole) {
+        first = V_LOAD(x);
+        float m = V_MAX_LANES(V_FIRST_LANES(VW), first);
+        max = m > max ? m : max;
+    }
+    VF s = V_SET1(max);
     VF e = V_ZERO_OTHER_LANES(lanes, SFX(exp_v)(V_SUB(V_KEEP_LANES(lanes, v, s), s)));
     VDACC acc = V_DACC_ZERO;
+    if (whole) {
+        first = SFX(exp_v)(V_SUB(first, s));
+        V_DACC_ADD(acc, first);
+    }
     V_DACC_ADD(acc, e);
-    float scale = (float)(1.0 / V_DACC_SUM(acc));
-    V_STORE_LANES(y, lanes, V_MUL(e, V_SET1(scale)));
+    VF scale = V_SET1((float)(1.0 / V_DACC_SUM(acc)));
+    if (whole)
+        V_STORE(y, V_MUL(first, scale));
+    V_STORE_LANES(y + whole, lanes, V_MUL(e, scale));
 }
 #endif
 
 TARGET static void SFX(softmax_rows)(const float *x, float *y, size_t rows, size_t n)
 {
 #ifdef V_FIRST_LANES
-    if (n >= 1 && n <= VW) {
+    if (n >= 1 && n <= 2 * VW) {
         for (size_t r = 0; r < rows; r++)
             SFX(softmax_short)(x + r * n, y + r * n, n);
         return;

@@ -240,7 +240,7 @@ SOFTMAX_TYPES(DEFINE_ROWS)
 SOFTMAX_TYPES(DEFINE_LANES)
 
 /* Softmax over contiguous float rows: vmath's row kernel, whose rows of up
- * to 16 (a classifier's classes) take one masked vector each. */
+ * to 32 (a classifier's classes) stay in registers. */
 static void softmax_rows_f32(void *arg, size_t begin, size_t end)
 {
     const softmax_job *job = arg;
