@@ -11,6 +11,7 @@
  *   V_AND V_OR V_ABS  bitwise; V_ABS clears the sign
  *   V_ROUND           to nearest integer (|x| < 2^22)
  *   V_POW2I(n)        2^n for integral n in [-126, 127]
+ *   V_SCALEF(y, n)    optional: y * 2^n rounded once, for integral n
  *   V_LT V_ISNAN      masks; V_SELECT(m, a, b) = m ? a : b
  *   VDACC V_DACC_ZERO V_DACC_ADD(acc, v) V_DACC_SUM(acc)
  *                     a sum of float vectors kept in double lanes
@@ -19,7 +20,8 @@
  * by tests/engine/kernels/test_vmath.c):
  *   exp      x = n ln2 + r, |r| <= ln2/2 (ln2 split in two for exactness),
  *            e^r by Cephes' degree-7 polynomial, 2^n applied as two factors so
- *            overflow and gradual underflow round once, like libm.
+ *            overflow and gradual underflow round once, like libm (AVX-512's
+ *            scalef does the same in one instruction).
  *   sigmoid  e = exp(-|x|): 1/(1+e) for x >= 0, e/(1+e) for x < 0, so
  *            neither tail cancels.
  *   tanh     |x| < 0.55: x + x^3 P(x^2) (degree-4 least-max fit); else
@@ -49,9 +51,13 @@ TARGET static inline VF SFX(exp_core)(VF x)
     p = V_FMA(p, r, V_SET1(1.6666665459e-1f));
     p = V_FMA(p, r, V_SET1(5.0000001201e-1f));
     VF y = V_ADD(V_FMA(p, V_MUL(r, r), r), V_SET1(1.0f));
+#ifdef V_SCALEF
+    return V_SCALEF(y, n);
+#else
     /* n is in [-150, 128]: halves in [-75, 64] are both normal scales */
     VF n1 = V_ROUND(V_MUL(n, V_SET1(0.5f)));
     return V_MUL(V_MUL(y, V_POW2I(n1)), V_POW2I(V_SUB(n, n1)));
+#endif
 }
 
 TARGET static inline VF SFX(exp_v)(VF x)
@@ -294,6 +300,7 @@ static const vmath_impl SFX(impl) = {
 #undef V_ABS
 #undef V_ROUND
 #undef V_POW2I
+#undef V_SCALEF
 #undef V_LT
 #undef V_ISNAN
 #undef V_SELECT

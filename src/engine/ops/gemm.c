@@ -618,6 +618,10 @@ static int matmul_run_viewed(op_ctx *ctx, const matmul_state *st, const ifd_tens
  * twice. A multiple of the GEMM's 12-row tile. */
 #define ATTENTION_ROWS 48
 
+/* floats of one task's scratch (256 KiB) up to which the items are shared
+ * as four tasks a thread (matmul_run_attention) */
+#define ATTENTION_SMALL_SCRATCH 65536
+
 typedef struct attention_job {
     matrix_view q, k, v, y; /* q: m x d, k: d x n (K^T), v: n x dv, y: m x dv */
     const float *qd, *kd, *vd;
@@ -722,7 +726,16 @@ static int matmul_run_attention(op_ctx *ctx, const matmul_state *st, const ifd_t
     size_t block = attention_block_rows(m) * n;
     threadpool *pool = op_threadpool(ctx);
     size_t threads = (size_t)threadpool_size(pool), items = (size_t)batch;
-    size_t tasks = threads < items ? threads : items;
+    /* four tasks a thread when shared, taken from the pool's cursor: a
+     * thread held up (another process on its core) leaves its other
+     * tasks to the rest instead of making them wait for its half. Only
+     * while a task's scratch is small (the transformer encoder's: 56 KiB),
+     * so that long sequences do not hold four times as much. */
+    size_t tasks = threads;
+    if (threads > 1 && kfloats + vfloats + block <= ATTENTION_SMALL_SCRATCH)
+        tasks = 4 * threads;
+    if (tasks > items)
+        tasks = items;
     if (kfloats == 0 || vfloats == 0 || kfloats > SIZE_MAX / 4 || vfloats > SIZE_MAX / 4 ||
         block > SIZE_MAX / 4 || kfloats + vfloats + block > SIZE_MAX / sizeof(float) / tasks)
         return op_fail(ctx, "fused attention: %zu x %zu scores with K %zu x %zu are too large",
