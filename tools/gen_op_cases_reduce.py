@@ -248,6 +248,13 @@ def softmax_cases():
              [("y", softmax_ref(xn.astype(np.float64), 1).astype(np.float32))], 13)
         case("logsoftmax_rows_of_37_nan_in_vector_and_tail", "LogSoftmax", [("x", xn)],
              [("y", log_softmax_ref(xn.astype(np.float64), 1).astype(np.float32))], 13)
+    # double rows on the last axis: the kept-exponentials row loop (float rows
+    # go to vmath instead), a NaN row beside finite ones, logits far apart
+    xr = np.cos(np.arange(3 * 11, dtype=np.float64) * 1.3).reshape(3, 11) * 80
+    xr[1, 4] = np.nan
+    with np.errstate(invalid="ignore"):
+        case("softmax_double_rows_nan_row", "Softmax", [("x", xr)], [("y", softmax_ref(xr, 1))],
+             13)
 
 
 # ---- normalization -----------------------------------------------------------------

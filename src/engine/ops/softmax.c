@@ -49,27 +49,6 @@ typedef struct softmax_job {
     X(f16, uint16_t, float, LOAD_F16, STORE_F16, expf, 0)                           \
     X(bf16, uint16_t, float, LOAD_BF16, STORE_BF16, expf, 0)
 
-/* y = exp(x - max) over a row whose type can hold the exponentials, and
- * their sum in double: float32 through vmath's vector exp, the others one
- * element at a time. */
-/* float rows take vmath_exp_shifted_sum instead, so keep_exp_loop_f32 goes unused */
-#define DEFINE_KEEP_EXP(sfx, T, W, LOAD, STORE, EXP, KEEP)                                 \
-    __attribute__((unused)) static inline double keep_exp_loop_##sfx(const T *x, T *y, int64_t n, W max) \
-    {                                                                                     \
-        double sum = 0;                                                                   \
-        for (int64_t i = 0; i < n; i++) {                                                 \
-            W e = EXP(LOAD(x[i]) - max);                                                  \
-            y[i] = STORE(e);                                                              \
-            sum += e;                                                                     \
-        }                                                                                 \
-        return sum;                                                                       \
-    }
-SOFTMAX_TYPES(DEFINE_KEEP_EXP)
-#define KEEP_EXP_f32(x, y, n, max) vmath_exp_shifted_sum((x), (y), (size_t)(n), (max))
-#define KEEP_EXP_f64 keep_exp_loop_f64
-#define KEEP_EXP_f16 keep_exp_loop_f16
-#define KEEP_EXP_bf16 keep_exp_loop_bf16
-
 /* The max of a row, NaN if it holds one. One max at a time with an early
  * exit was a serial compare-and-branch per element, 8% of the transformer
  * encoder's time in its attention rows of 128; float rows take SSE2 (every
@@ -128,12 +107,45 @@ static float row_max_f32(const float *x, int64_t n)
 #define row_max_f32 row_max_scalar_f32
 #endif
 
+/* Softmax over contiguous rows of a type that can hold the exponentials
+ * between passes: y = exp(x - max) with the sum in double, then y *= 1 / sum.
+ * Float rows go to vmath's row kernel instead (vector exp; a row of up to
+ * two vectors, a classifier's classes, stays in registers), so the loop
+ * serves double. */
+#define DEFINE_SOFTMAX_KEPT(sfx, T, W, LOAD, STORE, EXP, KEEP)                              \
+    __attribute__((unused)) static void softmax_kept_loop_##sfx(const T *x, T *y,             \
+                                                                size_t rows, int64_t n)   \
+    {                                                                                     \
+        for (size_t r = 0; r < rows; r++, x += n, y += n) {                               \
+            W max = row_max_##sfx(x, n);                                                  \
+            double sum = 0;                                                               \
+            for (int64_t i = 0; i < n; i++) {                                             \
+                W e = EXP(LOAD(x[i]) - max);                                              \
+                y[i] = STORE(e);                                                          \
+                sum += e;                                                                 \
+            }                                                                             \
+            W scale = (W)(1.0 / sum);                                                     \
+            for (int64_t i = 0; i < n; i++)                                               \
+                y[i] = STORE(LOAD(y[i]) * scale);                               \
+        }                                                                                 \
+    }
+SOFTMAX_TYPES(DEFINE_SOFTMAX_KEPT)
+#define softmax_kept_f32(x, y, rows, n) vmath_softmax_rows((x), (y), (rows), (size_t)(n))
+#define softmax_kept_f64 softmax_kept_loop_f64
+#define softmax_kept_f16 softmax_kept_loop_f16 /* never: KEEP is 0 */
+#define softmax_kept_bf16 softmax_kept_loop_bf16
+
 /* Contiguous rows (inner == 1): the classifier path. */
 #define DEFINE_ROWS(sfx, T, W, LOAD, STORE, EXP, KEEP)                               \
     static void rows_##sfx(void *arg, size_t begin, size_t end)                           \
     {                                                                                     \
         const softmax_job *job = arg;                                                     \
         const int64_t n = job->n;                                                         \
+        if (job->kind == SOFTMAX && KEEP) {                                               \
+            softmax_kept_##sfx((const T *)job->x + (int64_t)begin * n,                    \
+                               (T *)job->y + (int64_t)begin * n, end - begin, n);         \
+            return;                                                                       \
+        }                                                                                 \
         for (size_t r = begin; r < end; r++) {                                            \
             const T *x = (const T *)job->x + (int64_t)r * n;                              \
             T *y = (T *)job->y + (int64_t)r * n;                                          \
@@ -156,13 +168,6 @@ static float row_max_f32(const float *x, int64_t n)
                 continue;                                                                 \
             }                                                                             \
             double sum = 0;                                                               \
-            if (job->kind == SOFTMAX && KEEP) {                                           \
-                sum = KEEP_EXP_##sfx(x, y, n, max);                                       \
-                W scale = (W)(1.0 / sum);                                                 \
-                for (int64_t i = 0; i < n; i++)                                           \
-                    y[i] = STORE(LOAD(y[i]) * scale);                                     \
-                continue;                                                                 \
-            }                                                                             \
             for (int64_t i = 0; i < n; i++)                                               \
                 sum += EXP(LOAD(x[i]) - max);                                             \
             if (job->kind == SOFTMAX) {                                                   \
@@ -239,16 +244,6 @@ SOFTMAX_TYPES(DEFINE_ROWS)
     }
 SOFTMAX_TYPES(DEFINE_LANES)
 
-/* Softmax over contiguous float rows: vmath's row kernel, whose rows of up
- * to 32 (a classifier's classes) stay in registers. */
-static void softmax_rows_f32(void *arg, size_t begin, size_t end)
-{
-    const softmax_job *job = arg;
-    size_t n = (size_t)job->n;
-    vmath_softmax_rows((const float *)job->x + begin * n, (float *)job->y + begin * n,
-                       end - begin, n);
-}
-
 static bool softmax_kernels(ifd_dtype dtype, range_fn *rows, range_fn *lanes)
 {
     switch (dtype) {
@@ -309,8 +304,6 @@ static int softmax_run(op_ctx *ctx)
     }
     int64_t outer = count / (job.n * job.inner);
     if (job.inner == 1) {
-        if (a->kind == SOFTMAX && x->dtype == IFD_FLOAT)
-            rows = softmax_rows_f32;
         op_parallel_for(ctx, (size_t)outer, grain_for(job.n, 8192), rows, &job);
     } else {
         job.blocks = (job.inner + BLOCK - 1) / BLOCK;
