@@ -227,23 +227,27 @@ static int compare_u64(const void *a, const void *b)
 }
 
 /* The table with each node's median run as its time a run. */
-static void node_samples_print(node_samples *p, long runs)
+static void node_samples_print(const node_samples *p, long runs)
 {
     size_t kept = (size_t)(p->runs < PROFILE_RUNS ? p->runs : PROFILE_RUNS);
     uint64_t *column = malloc((kept + 1) * sizeof(*column));
-    if (!column || kept == 0 || runs <= 0) {
+    ifd_node_profile *medians = malloc((p->count + 1) * sizeof(*medians));
+    if (!column || !medians || kept == 0 || runs <= 0) {
         free(column);
+        free(medians);
         return;
     }
     for (size_t i = 0; i < p->count; i++) {
         for (size_t r = 0; r < kept; r++)
             column[r] = p->ns[r * p->count + i];
         qsort(column, kept, sizeof(*column), compare_u64);
-        p->last[i].total_ns = column[kept / 2] * (uint64_t)runs;
+        medians[i] = p->last[i]; /* its name and operator */
+        medians[i].total_ns = column[kept / 2] * (uint64_t)runs;
     }
-    free(column);
     fprintf(stderr, "per node: the median of the last %zu runs\n", kept);
-    print_profile_table(stderr, p->last, p->count, runs);
+    print_profile_table(stderr, medians, p->count, runs);
+    free(column);
+    free(medians);
 }
 
 static void usage(void)

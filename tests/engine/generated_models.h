@@ -42,6 +42,19 @@ static ifd_model *generated_model_load(const char *name, ifd_graph_opt level)
     return m;
 }
 
+/* A session of m with the given options; NULL (the reason printed) if refused. */
+__attribute__((unused)) static ifd_session *generated_session(const ifd_model *m,
+                                                              ifd_session_options options)
+{
+    ifd_session *s = NULL;
+    ifd_error err;
+    if (ifd_session_create(m, &options, &s, &err) != IFD_OK) {
+        fprintf(stderr, "session: %s\n", err.message);
+        return NULL;
+    }
+    return s;
+}
+
 static void generated_models_remove(void)
 {
     char command[300];

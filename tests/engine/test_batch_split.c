@@ -29,14 +29,7 @@
 
 static ifd_session *session(const ifd_model *m, int threads, int split)
 {
-    ifd_session_options options = {.threads = threads, .batch_split = split};
-    ifd_session *s = NULL;
-    ifd_error err;
-    if (ifd_session_create(m, &options, &s, &err) != IFD_OK) {
-        fprintf(stderr, "session: %s\n", err.message);
-        return NULL;
-    }
-    return s;
+    return generated_session(m, (ifd_session_options){.threads = threads, .batch_split = split});
 }
 
 /* The model's one input with `batch` rows (the declared dims elsewhere):

@@ -14,18 +14,6 @@
 #include "inferd/inferd.h"
 #include "test.h"
 
-static ifd_session *profiled_session(const ifd_model *m, int threads, int profile)
-{
-    ifd_session_options options = {.threads = threads, .profile = profile};
-    ifd_session *s = NULL;
-    ifd_error err;
-    if (ifd_session_create(m, &options, &s, &err) != IFD_OK) {
-        fprintf(stderr, "session: %s\n", err.message);
-        return NULL;
-    }
-    return s;
-}
-
 /* The digits MLP's input with `batch` rows of a fixed pattern. */
 static ifd_value *digits_input(const ifd_model *m, int64_t batch)
 {
@@ -57,7 +45,9 @@ static void fixture_close(fixture *f)
 static bool fixture_open(fixture *f, ifd_graph_opt level, int threads, int profile, int64_t batch)
 {
     f->m = generated_model_load("digits_mlp/model.onnx", level);
-    f->s = f->m ? profiled_session(f->m, threads, profile) : NULL;
+    f->s = f->m ? generated_session(f->m,
+                                    (ifd_session_options){.threads = threads, .profile = profile})
+                : NULL;
     f->input = f->m ? digits_input(f->m, batch) : NULL;
     CHECK(f->s && f->input);
     return f->s && f->input;
