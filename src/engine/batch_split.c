@@ -919,8 +919,12 @@ static ifd_status new_output(const batch_split *split, size_t k, int64_t batch, 
     /* a row of scores comes from malloc's size classes, much cheaper than
      * aligned_alloc's search for an aligned block (as in session.c's
      * take_output); no kernel needs the rows aligned (each slice's start
-     * is some rows into the buffer anyway) */
-    void *data = rounded <= SMALL_OUTPUT_BYTES ? malloc(rounded ? rounded : OUTPUT_ALIGN)
+     * is some rows into the buffer anyway). One line more, so the header
+     * malloc writes after the block is not on the last line the last slice
+     * writes (its thread would give that line up to the caller's malloc
+     * at every run): MLP batch 64, 2 threads, 9.50 -> 9.44 us, 6 of 6
+     * alternated pairs faster. */
+    void *data = rounded <= SMALL_OUTPUT_BYTES ? malloc(rounded + OUTPUT_ALIGN)
                                                : aligned_alloc(OUTPUT_ALIGN, rounded);
     if (!v || !data) {
         free(v);
