@@ -173,14 +173,20 @@ tile_body(const pointwise_small *ps, const float *x, const float *w, size_t c0, 
     }
     x += c0 * x_plane;
     w += c0 * NB;
+    /* an address, not a pointer: a short last panel ends the weights before
+     * the run of prefetches does */
+    uintptr_t next_w = (uintptr_t)ahead;
     for (size_t c = c0; c < c1; c++, x += x_plane, w += NB) {
-        if (ahead) {
-            _mm_prefetch((const char *)ahead, PREFETCH_HINT);
-            _mm_prefetch((const char *)(ahead + 16), PREFETCH_HINT);
-            ahead += NB;
+        if (next_w) {
+            _mm_prefetch((const char *)next_w, PREFETCH_HINT);
+            _mm_prefetch((const char *)(next_w + 16 * sizeof(float)), PREFETCH_HINT);
+            next_w += NB * sizeof(float);
         }
-        /* X of the next tile, this channel: see run_items */
-        _mm_prefetch((const char *)(x + rows + PR), _MM_HINT_T0);
+        /* X of the next tile, this channel: see run_items. Past the last
+         * tile that address is outside X, so it is made as an integer (a
+         * pointer there would be undefined; a prefetch there is harmless). */
+        _mm_prefetch((const char *)((uintptr_t)x + (size_t)(rows + PR) * sizeof(float)),
+                     _MM_HINT_T0);
         __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
 #pragma GCC unroll 13
         for (int r = 0; r < rows; r++) {
