@@ -491,6 +491,16 @@ typedef struct direction_run {
      * made (published in step order) */
     step_counter *proj_claims, *proj_done;
     size_t proj_steps; /* steps a block of the projection takes */
+    /* The two layers of a stacked LSTM run as a pipeline (run_stacked_pipeline):
+     * the upper layer's chunks [0, given_chunks) take their input projection
+     * from its xw (as lane_xw lays it out), made there step by step by the
+     * lower layer's thread (`above`: the upper layer's run, seen from the
+     * lower); the upper layer starts step s once *input_ready, the lower
+     * layer's progress, passes s. 0 and NULL elsewhere. */
+    size_t given_chunks;
+    const struct direction_run *above;
+    step_counter *ready_out;        /* the lower layer's progress, for the upper */
+    const step_counter *input_ready;
 } direction_run;
 
 static int64_t x_row(const direction_run *d, int64_t t, int64_t b)
@@ -516,7 +526,7 @@ static float *chunk_sums(const direction_run *d, int64_t s, size_t j, size_t *ld
     int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
     size_t n = (size_t)(G * cw);
     *ldh = n; /* from one batch row's gate sums to the next */
-    if (!d->lane_xw)
+    if (!d->lane_xw && j >= d->given_chunks)
         return d->hr + d->batch * G * k0;
     int64_t t = d->reverse ? d->seq - 1 - s : s;
     *ldh = n * (size_t)(st->layout ? d->seq : 1);
@@ -602,6 +612,8 @@ static bool chunk_input(const direction_run *d, int64_t s, size_t j, float *sums
     /* packed_wc is NULL unless lane_xw or step_input is set */
     const float *wc = d->packed_wc ? d->packed_wc + j * chunk_floats(st, (size_t)d->input) : NULL;
     gemm_operand wop = {wc, 0, false, true};
+    if (j < d->given_chunks)
+        return true; /* made by the layer below (take_lane_step) */
     if (d->lane_xw) {
         /* chunk j's X x W^T ([rows of X, n], X's row order), made ahead of
          * its steps by its own lane, so that it stays in that core's cache;
@@ -785,19 +797,16 @@ static void lane_home(const direction_run *d, size_t lane, size_t *home0, size_t
     *home1 = (lane + 1) * d->chunks / d->n_lanes;
 }
 
-/* Lane l's chunks of step s if nobody has taken them yet: run, then
- * published as done. */
-static bool take_lane_step(direction_run *d, size_t lane, size_t s)
+/* Until counter c reaches `value` (another thread's release store). */
+static void wait_for_counter(const step_counter *c, size_t value)
 {
-    size_t want = s, home0, home1;
-    if (!atomic_compare_exchange_strong_explicit(&d->claims[lane].value, &want, s + 1,
-                                                 memory_order_relaxed, memory_order_relaxed))
-        return false;
-    lane_home(d, lane, &home0, &home1);
-    for (size_t j = home0; j < home1; j++)
-        run_chunk(d, (int64_t)s, j);
-    atomic_store_explicit(&d->lanes[lane].value, s + 1, memory_order_release);
-    return true;
+    for (unsigned spins = 0; atomic_load_explicit(&c->value, memory_order_acquire) < value;
+         spins++) {
+        if (spins < 4096)
+            cpu_pause();
+        else
+            sched_yield();
+    }
 }
 
 /* A hint to bring p's cache line into L1. In asm: GCC takes a function made
@@ -810,6 +819,100 @@ static inline void prefetch_line(const float *p)
 #else
 static inline void prefetch_line(const float *p) { (void)p; }
 #endif
+
+/* The upper layer of a pipeline (input_ready), before the part-th of its
+ * `parts` chunks of step s: that part of step s + 1's input, its rows of
+ * the lower layer's Y and of the given chunks' projection, when the lower
+ * layer has made them. Written on the other core, their lines then come
+ * over while this step computes rather than inside the next step's
+ * products, one miss after another. */
+static void prefetch_next_input(const direction_run *d, size_t s, size_t part, size_t parts)
+{
+    if ((int64_t)s + 1 >= d->seq ||
+        atomic_load_explicit(&d->input_ready->value, memory_order_acquire) < s + 2)
+        return;
+    int64_t t = (int64_t)s + 1, G = d->st->gates, per_line = 64 / sizeof(float);
+    size_t x_lines = (size_t)(d->batch * d->input / per_line);
+    size_t block_lines = (size_t)(d->batch * G * CHUNK_UNITS / per_line);
+    size_t lines = x_lines + d->given_chunks * block_lines;
+    const float *x = d->x + x_row(d, t, 0) * d->input;
+    for (size_t k = part * lines / parts; k < (part + 1) * lines / parts; k++) {
+        if (k < x_lines) {
+            prefetch_line(x + k * (size_t)per_line);
+            continue;
+        }
+        size_t j = (k - x_lines) / block_lines, line = (k - x_lines) % block_lines;
+        const float *block = d->xw + (size_t)(d->seq * d->batch * G * (int64_t)j * CHUNK_UNITS) +
+                             x_row(d, t, 0) * G * CHUNK_UNITS;
+        prefetch_line(block + line * (size_t)per_line);
+    }
+}
+
+/* Step s of the upper layer of a pipeline (one lane): first the product of
+ * the previous state with R, which needs nothing from the lower layer, so
+ * that a wait for the lower layer's step s (at the first step, or when it
+ * falls behind) overlaps it; then, once the lower layer has published the
+ * step, the input's part of each chunk's sums (its rows of the lower
+ * layer's Y by W, or the projection the lower layer made for the given
+ * chunks) and the cells. fl(H R^T + X W^T) is the sum the other order
+ * gives too. */
+static void run_upper_step(const direction_run *d, size_t s)
+{
+    int64_t H = d->hidden, G = d->st->gates;
+    const float *h_prev = s % 2 ? d->h_next : d->h;
+    int64_t t = (int64_t)s; /* forward only */
+    for (size_t j = 0; j < d->chunks; j++) {
+        int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
+        size_t n = (size_t)(G * cw);
+        gemm_operand ha = {h_prev, (size_t)H, false, false};
+        gemm_operand rop = {d->packed_r + j * r_chunk_floats(d->st), 0, false, true};
+        gemm_f32_ex((size_t)d->batch, n, (size_t)H, 1.0f, ha, rop, 0.0f,
+                    d->hr + d->batch * G * k0, n, NULL);
+    }
+    wait_for_counter(d->input_ready, s + 1);
+    for (size_t j = 0; j < d->chunks; j++) {
+        int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
+        size_t n = (size_t)(G * cw);
+        float *sums = d->hr + d->batch * G * k0;
+        prefetch_next_input(d, s, j, d->chunks);
+        if (j < d->given_chunks) {
+            const float *made = d->xw + (size_t)(d->seq * d->batch * G * k0) +
+                                x_row(d, t, 0) * (int64_t)n;
+            for (size_t k = 0; k < (size_t)d->batch * n; k++)
+                sums[k] = made[k] + sums[k];
+        } else {
+            gemm_operand xa = {d->x + x_row(d, t, 0) * d->input, (size_t)d->input, false, false};
+            gemm_operand wop = {d->packed_wc + j * chunk_floats(d->st, (size_t)d->input), 0,
+                                false, true};
+            gemm_f32_ex((size_t)d->batch, n, (size_t)d->input, 1.0f, xa, wop, 1.0f, sums, n,
+                        NULL);
+        }
+        chunk_cells(d, (int64_t)s, j, sums, n);
+    }
+}
+
+/* Lane l's chunks of step s if nobody has taken them yet: run, then
+ * published as done. */
+static bool take_lane_step(direction_run *d, size_t lane, size_t s)
+{
+    size_t want = s, home0, home1;
+    if (!atomic_compare_exchange_strong_explicit(&d->claims[lane].value, &want, s + 1,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return false;
+    lane_home(d, lane, &home0, &home1);
+    if (d->input_ready)
+        run_upper_step(d, s);
+    for (size_t j = home0; j < home1 && !d->input_ready; j++)
+        run_chunk(d, (int64_t)s, j);
+    /* the lower layer of a pipeline: step s of the upper layer's input for
+     * the chunks it was given, from the rows of Y just written here */
+    for (size_t j = 0; d->above && j < d->above->given_chunks; j++)
+        project_chunk_steps(d->above, j, (int64_t)s, (int64_t)s + 1);
+    if (d->ready_out)
+        atomic_store_explicit(&d->ready_out->value, s + 1, memory_order_release);
+    atomic_store_explicit(&d->lanes[lane].value, s + 1, memory_order_release);
+    return true;
+}
 
 /* One block of the projection of lane `lane`'s chunk that has the fewest
  * steps claimed, if any is left (lane_xw). */
@@ -1239,16 +1342,36 @@ static void copy_state(const recurrent_state *st, int dir, int64_t batch, float 
     }
 }
 
-static int recurrent_run(op_ctx *ctx)
+/* One layer's tensors in a run: a recurrent node's own inputs and outputs,
+ * or one of the two layers of a StackedLSTM node. */
+typedef struct layer_io {
+    const ifd_tensor *x, *w, *r, *bias, *lens, *h0, *c0, *peep;
+    float *y;            /* Y's data, or NULL when nobody reads it */
+    ifd_tensor *yh, *yc; /* or NULL */
+    int64_t seq, batch, input;
+} layer_io;
+
+/* Inputs base.. of the node as one layer's X, W, R, B, sequence_lens,
+ * initial_h (, initial_c, P). */
+static void layer_inputs(const op_ctx *ctx, const recurrent_state *st, int base, layer_io *io)
 {
-    const recurrent_state *st = ctx->node->state;
-    const ifd_tensor *x = op_input(ctx, 0), *w = op_input(ctx, 1), *r = op_input(ctx, 2);
-    const ifd_tensor *bias = input_tensor(ctx, 3), *lens = input_tensor(ctx, 4);
-    const ifd_tensor *h0 = input_tensor(ctx, 5);
-    const ifd_tensor *c0 = st->cell == CELL_LSTM ? input_tensor(ctx, 6) : NULL;
-    const ifd_tensor *peep = st->cell == CELL_LSTM ? input_tensor(ctx, 7) : NULL;
+    memset(io, 0, sizeof(*io));
+    io->x = input_tensor(ctx, base);
+    io->w = input_tensor(ctx, base + 1);
+    io->r = input_tensor(ctx, base + 2);
+    io->bias = input_tensor(ctx, base + 3);
+    io->lens = input_tensor(ctx, base + 4);
+    io->h0 = input_tensor(ctx, base + 5);
+    io->c0 = st->cell == CELL_LSTM ? input_tensor(ctx, base + 6) : NULL;
+    io->peep = st->cell == CELL_LSTM ? input_tensor(ctx, base + 7) : NULL;
+}
+
+/* The shapes of the inputs against each other; sets seq, batch, input. */
+static int check_layer(op_ctx *ctx, const recurrent_state *st, layer_io *io)
+{
+    const ifd_tensor *x = io->x, *w = io->w, *r = io->r, *bias = io->bias, *lens = io->lens;
     int64_t H = st->hidden, G = st->gates, D = st->directions;
-    if (x->rank != 3 || w->rank != 3 || r->rank != 3)
+    if (!x || !w || !r || x->rank != 3 || w->rank != 3 || r->rank != 3)
         return op_fail(ctx, "X, W and R must have rank 3");
     int64_t seq = x->dims[st->layout ? 1 : 0], batch = x->dims[st->layout ? 0 : 1];
     int64_t input = x->dims[2];
@@ -1260,12 +1383,12 @@ static int recurrent_run(op_ctx *ctx)
                        (long long)H);
     if (bias && ifd_tensor_count(bias) != D * 2 * G * H)
         return op_fail(ctx, "B must hold %lld values", (long long)(D * 2 * G * H));
-    if (peep && ifd_tensor_count(peep) != D * 3 * H)
+    if (io->peep && ifd_tensor_count(io->peep) != D * 3 * H)
         return op_fail(ctx, "P must hold %lld values", (long long)(D * 3 * H));
-    if (h0 && ifd_tensor_count(h0) != D * batch * H)
+    if (io->h0 && ifd_tensor_count(io->h0) != D * batch * H)
         return op_fail(ctx, "initial_h must hold %lld values (directions x batch x hidden)",
                        (long long)(D * batch * H));
-    if (c0 && ifd_tensor_count(c0) != D * batch * H)
+    if (io->c0 && ifd_tensor_count(io->c0) != D * batch * H)
         return op_fail(ctx, "initial_c must hold %lld values", (long long)(D * batch * H));
     if (lens) {
         if (ifd_tensor_count(lens) != batch)
@@ -1276,6 +1399,16 @@ static int recurrent_run(op_ctx *ctx)
                 return op_fail(ctx, "sequence_lens[%lld] = %d is outside 0..%lld", (long long)b,
                                ((const int32_t *)lens->data)[b], (long long)seq);
     }
+    io->seq = seq;
+    io->batch = batch;
+    io->input = input;
+    return 0;
+}
+
+/* The node's outputs Y, Y_h, Y_c (those it has) for this layer's shapes. */
+static int layer_outputs(op_ctx *ctx, const recurrent_state *st, layer_io *io)
+{
+    int64_t H = st->hidden, D = st->directions, seq = io->seq, batch = io->batch;
     int64_t y_dims[4], h_dims[3];
     if (st->layout == 0) {
         int64_t yd[4] = {seq, D, batch, H}, hd[3] = {D, batch, H};
@@ -1286,24 +1419,53 @@ static int recurrent_run(op_ctx *ctx)
         memcpy(y_dims, yd, sizeof(yd));
         memcpy(h_dims, hd, sizeof(hd));
     }
-    ifd_tensor *y = ctx->node->n_outputs > 0 && ctx->node->output_used[0]
+    const op_node *node = ctx->node;
+    ifd_tensor *y = node->n_outputs > 0 && node->output_used[0]
                         ? op_output(ctx, 0, IFD_FLOAT, 4, y_dims)
                         : NULL;
-    if (ctx->node->n_outputs > 0 && ctx->node->output_used[0] && !y)
+    if (node->n_outputs > 0 && node->output_used[0] && !y)
         return -1;
+    io->y = y ? y->data : NULL;
+    io->yh = io->yc = NULL;
+    if (node->n_outputs > 1 && !(io->yh = op_output(ctx, 1, IFD_FLOAT, 3, h_dims)))
+        return -1;
+    if (node->n_outputs > 2 && !(io->yc = op_output(ctx, 2, IFD_FLOAT, 3, h_dims)))
+        return -1;
+    return 0;
+}
+
+/* How a layer runs (run_layer) and the scratch it runs in. */
+typedef struct layer_plan {
+    const recurrent_state *st;
+    const layer_io *io;
+    bool packed_at_load, step_input, lane_xw;
+    size_t shares;
+    size_t state_floats;
+    float *xw, *state, *bsum, *packed_r, *gathered;
+    step_counter *claims, *lanes, *proj;
+} layer_plan;
+
+/* A layer of a pipeline (run_stacked_pipeline) rather than on its own: every
+ * chunk projects its step's input itself, except the upper layer's first
+ * `given` chunks, whose projection the lower layer makes into xw. */
+typedef enum pipeline_role { PIPE_NONE, PIPE_LOWER, PIPE_UPPER } pipeline_role;
+
+static int plan_layer(op_ctx *ctx, const recurrent_state *st, const layer_io *io,
+                      pipeline_role role, size_t given, layer_plan *p)
+{
+    int64_t H = st->hidden, G = st->gates, D = st->directions;
+    int64_t seq = io->seq, batch = io->batch, input = io->input;
+    memset(p, 0, sizeof(*p));
+    p->st = st;
+    p->io = io;
     /* without sequence_lens every step writes every row of Y: zeroing it
      * first was a serial pass over 1 MiB per layer of the bench LSTM at
      * batch 64 */
-    if (y && lens)
-        memset(y->data, 0, (size_t)ifd_tensor_count(y) * sizeof(float));
-    ifd_tensor *yh = NULL, *yc = NULL;
-    if (ctx->node->n_outputs > 1 && !(yh = op_output(ctx, 1, IFD_FLOAT, 3, h_dims)))
-        return -1;
-    if (ctx->node->n_outputs > 2 && !(yc = op_output(ctx, 2, IFD_FLOAT, 3, h_dims)))
-        return -1;
-    size_t rows = (size_t)(seq * batch), bh = (size_t)(batch * H), state_floats =
-        bh * 5 + (size_t)(batch * G * H);
-    bool packed_at_load = st->packed_w && st->packed_input == input;
+    if (io->y && io->lens)
+        memset(io->y, 0, (size_t)(seq * D * batch * H) * sizeof(float));
+    size_t rows = (size_t)(seq * batch), bh = (size_t)(batch * H);
+    p->state_floats = bh * 5 + (size_t)(batch * G * H);
+    p->packed_at_load = st->packed_w && st->packed_input == input;
     /* The projection of every step at once is one efficient product, but its
      * result (seq x batch x 4H floats) is written long before each step
      * reads its rows back: past XW_STEP_BYTES they come from memory, and at
@@ -1319,7 +1481,9 @@ static int recurrent_run(op_ctx *ctx)
      * by blocks of steps ahead of the steps on several lanes (project_next).
      * All rows of a step must be at the same t: not so in reverse with
      * sequence_lens. */
-    bool by_chunk = st->packed_wc && packed_at_load && !(lens && (st->reverse_only || D == 2));
+    const recurrent_state *s = st;
+    bool by_chunk =
+        s->packed_wc && p->packed_at_load && !(io->lens && (s->reverse_only || D == 2));
     bool fits = (double)rows * (double)(G * H) * sizeof(float) <= XW_STEP_BYTES;
     bool step_input = by_chunk && (!fits || steps_in_parallel(st, batch, op_threadpool(ctx)));
     bool lane_xw = step_input && fits;
@@ -1343,85 +1507,299 @@ static int recurrent_run(op_ctx *ctx)
         step_input = share_rows * (double)(G * H) * sizeof(float) > XW_STEP_BYTES;
         lane_xw = false;
     }
-    float *xw = op_scratch(ctx, ((step_input ? 0 : rows * (size_t)(G * H)) + 1) * sizeof(float));
-    float *state = op_scratch(ctx, (state_floats + 1) * sizeof(float));
-    float *bsum = op_scratch(ctx, ((size_t)(G * H) + 1) * sizeof(float));
+    size_t xw_floats = step_input ? 0 : rows * (size_t)(G * H);
+    if (role != PIPE_NONE) {
+        step_input = true;
+        lane_xw = false;
+        shares = 1;
+        xw_floats = role == PIPE_UPPER ? rows * (size_t)G * CHUNK_UNITS * given : 0;
+    }
+    p->step_input = step_input;
+    p->lane_xw = lane_xw;
+    p->shares = shares;
+    p->xw = op_scratch(ctx, (xw_floats + 1) * sizeof(float));
+    p->state = op_scratch(ctx, (p->state_floats + 1) * sizeof(float));
+    p->bsum = op_scratch(ctx, ((size_t)(G * H) + 1) * sizeof(float));
     /* one of each per lane, or per share (shares <= threads) */
-    step_counter *claims = op_scratch(ctx, threads * sizeof(step_counter));
-    step_counter *lanes = op_scratch(ctx, threads * sizeof(step_counter));
+    p->claims = op_scratch(ctx, threads * sizeof(step_counter));
+    p->lanes = op_scratch(ctx, threads * sizeof(step_counter));
     size_t chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
-    step_counter *proj = lane_xw ? op_scratch(ctx, 2 * chunks * sizeof(step_counter)) : NULL;
-    if (!xw || !state || !bsum || !claims || !lanes || (lane_xw && !proj))
+    p->proj = lane_xw ? op_scratch(ctx, 2 * chunks * sizeof(step_counter)) : NULL;
+    if (!p->xw || !p->state || !p->bsum || !p->claims || !p->lanes || (lane_xw && !p->proj))
         return -1;
     /* R packed by chunks per run when it was not an initializer at load */
-    float *packed_r = NULL, *gathered = NULL;
-    if (chunked_cell(st) && !packed_at_load) {
-        packed_r = op_scratch(ctx, r_chunks_floats(st) * sizeof(float));
-        gathered = op_scratch(ctx, (size_t)G * CHUNK_UNITS * (size_t)H * sizeof(float));
-        if (!packed_r || !gathered)
+    if (chunked_cell(st) && !p->packed_at_load) {
+        p->packed_r = op_scratch(ctx, r_chunks_floats(st) * sizeof(float));
+        p->gathered = op_scratch(ctx, (size_t)G * CHUNK_UNITS * (size_t)H * sizeof(float));
+        if (!p->packed_r || !p->gathered)
             return -1;
     }
-    for (int dir = 0; dir < D; dir++) {
-        direction_run d = {
-            .st = st, .seq = seq, .batch = batch, .row0 = 0, .pitch = batch, .input = input,
-            .hidden = H, .dir = dir, .shares = shares,
-            .reverse = st->reverse_only || dir == 1, .x = x->data,
-            .w = (const float *)w->data + dir * G * H * input,
-            .r = (const float *)r->data + dir * G * H * H,
-            .b = bias ? (const float *)bias->data + dir * 2 * G * H : NULL,
-            .p = peep ? (const float *)peep->data + dir * 3 * H : NULL,
-            .lens = lens ? lens->data : NULL, .xw = xw, .bsum_buf = bsum,
-            .claims = claims, .lanes = lanes,
-            .proj_claims = proj, .proj_done = proj ? proj + chunks : NULL,
-            .h = state, .h_next = state + bh,
-            .c = st->cell == CELL_LSTM ? state + 2 * bh : NULL,
-            .rh = state + 3 * bh, .rh_out = state + 4 * bh,
-            .hr = state + 5 * bh, .y = y ? y->data : NULL,
-            .pool = op_threadpool(ctx),
-        };
-        if (packed_at_load) {
-            d.packed_w = st->packed_w + (size_t)dir * st->packed_w_floats;
-            d.packed_r = st->packed_r + (size_t)dir * st->packed_r_floats;
-            if (step_input || lane_xw || shares > 1) {
-                d.packed_wc = st->packed_wc + (size_t)dir * st->packed_wc_floats;
-                d.step_input = step_input;
-                d.lane_xw = lane_xw;
-            }
-        } else if (packed_r) {
-            pack_r_chunks(st, d.r, packed_r, gathered);
-            d.packed_r = packed_r;
+    return 0;
+}
+
+/* Direction dir's run of a planned layer, from its initial state. */
+static void init_direction(op_ctx *ctx, const layer_plan *p, int dir, direction_run *d)
+{
+    const recurrent_state *st = p->st;
+    const layer_io *io = p->io;
+    int64_t H = st->hidden, G = st->gates, input = io->input, batch = io->batch;
+    size_t bh = (size_t)(batch * H), chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
+    *d = (direction_run){
+        .st = st, .seq = io->seq, .batch = batch, .row0 = 0, .pitch = batch, .input = input,
+        .hidden = H, .dir = dir, .shares = p->shares,
+        .reverse = st->reverse_only || dir == 1, .x = io->x->data,
+        .w = (const float *)io->w->data + dir * G * H * input,
+        .r = (const float *)io->r->data + dir * G * H * H,
+        .b = io->bias ? (const float *)io->bias->data + dir * 2 * G * H : NULL,
+        .p = io->peep ? (const float *)io->peep->data + dir * 3 * H : NULL,
+        .lens = io->lens ? io->lens->data : NULL, .xw = p->xw, .bsum_buf = p->bsum,
+        .claims = p->claims, .lanes = p->lanes,
+        .proj_claims = p->proj, .proj_done = p->proj ? p->proj + chunks : NULL,
+        .h = p->state, .h_next = p->state + bh,
+        .c = st->cell == CELL_LSTM ? p->state + 2 * bh : NULL,
+        .rh = p->state + 3 * bh, .rh_out = p->state + 4 * bh,
+        .hr = p->state + 5 * bh, .y = io->y,
+        .pool = op_threadpool(ctx),
+    };
+    if (p->packed_at_load) {
+        d->packed_w = st->packed_w + (size_t)dir * st->packed_w_floats;
+        d->packed_r = st->packed_r + (size_t)dir * st->packed_r_floats;
+        if (p->step_input || p->lane_xw || p->shares > 1) {
+            d->packed_wc = st->packed_wc + (size_t)dir * st->packed_wc_floats;
+            d->step_input = p->step_input;
+            d->lane_xw = p->lane_xw;
         }
-        int per = st->cell == CELL_RNN ? 1 : st->cell == CELL_GRU ? 2 : 3;
-        d.f = &st->acts[dir * per];
-        d.g = per > 1 ? &st->acts[dir * per + 1] : NULL;
-        d.hact = per > 2 ? &st->acts[dir * per + 2] : NULL;
-        d.default_lstm = st->cell == CELL_LSTM && d.f->kind == ACT_SIGMOID &&
-                         d.g->kind == ACT_TANH && d.hact->kind == ACT_TANH;
-        memset(state, 0, state_floats * sizeof(float));
-        if (h0)
-            copy_state(st, dir, batch, h0->data, d.h, false);
-        if (c0)
-            copy_state(st, dir, batch, c0->data, d.c, false);
-        if (seq > 0 && batch > 0)
+    } else if (p->packed_r) {
+        pack_r_chunks(st, d->r, p->packed_r, p->gathered);
+        d->packed_r = p->packed_r;
+    }
+    int per = st->cell == CELL_RNN ? 1 : st->cell == CELL_GRU ? 2 : 3;
+    d->f = &st->acts[dir * per];
+    d->g = per > 1 ? &st->acts[dir * per + 1] : NULL;
+    d->hact = per > 2 ? &st->acts[dir * per + 2] : NULL;
+    d->default_lstm = st->cell == CELL_LSTM && d->f->kind == ACT_SIGMOID &&
+                      d->g->kind == ACT_TANH && d->hact->kind == ACT_TANH;
+    memset(p->state, 0, p->state_floats * sizeof(float));
+    if (io->h0)
+        copy_state(st, dir, batch, io->h0->data, d->h, false);
+    if (io->c0)
+        copy_state(st, dir, batch, io->c0->data, d->c, false);
+}
+
+/* Direction dir's final state into Y_h and Y_c. */
+static void finish_direction(const layer_plan *p, int dir, const direction_run *d)
+{
+    const recurrent_state *st = p->st;
+    const layer_io *io = p->io;
+    int64_t H = st->hidden;
+    for (int64_t b = 0; io->lens && b < io->batch; b++)
+        if (((const int32_t *)io->lens->data)[b] == 0) {
+            memset(d->h + b * H, 0, (size_t)H * sizeof(float));
+            if (d->c)
+                memset(d->c + b * H, 0, (size_t)H * sizeof(float));
+        }
+    if (io->yh)
+        copy_state(st, dir, io->batch, io->yh->data, d->h, true);
+    if (io->yc)
+        copy_state(st, dir, io->batch, io->yc->data, d->c, true);
+}
+
+static int run_layer(op_ctx *ctx, const recurrent_state *st, const layer_io *io)
+{
+    layer_plan p;
+    if (plan_layer(ctx, st, io, PIPE_NONE, 0, &p))
+        return -1;
+    for (int dir = 0; dir < st->directions; dir++) {
+        direction_run d;
+        init_direction(ctx, &p, dir, &d);
+        if (io->seq > 0 && io->batch > 0)
             run_direction(&d);
-        for (int64_t b = 0; lens && b < batch; b++)
-            if (((const int32_t *)lens->data)[b] == 0) {
-                memset(d.h + b * H, 0, (size_t)H * sizeof(float));
-                if (d.c)
-                    memset(d.c + b * H, 0, (size_t)H * sizeof(float));
-            }
-        if (yh)
-            copy_state(st, dir, batch, yh->data, d.h, true);
-        if (yc)
-            copy_state(st, dir, batch, yc->data, d.c, true);
+        finish_direction(&p, dir, &d);
     }
     return 0;
+}
+
+static int recurrent_run(op_ctx *ctx)
+{
+    const recurrent_state *st = ctx->node->state;
+    layer_io io;
+    layer_inputs(ctx, st, 0, &io);
+    if (check_layer(ctx, st, &io) || layer_outputs(ctx, st, &io))
+        return -1;
+    return run_layer(ctx, st, &io);
+}
+
+/* ---- StackedLSTM: two LSTM layers as one node ------------------------------------ */
+
+/* optimize/fuse_stacked_lstm.c turns LSTM -> Squeeze(axis 1) -> LSTM, both
+ * forward, layout 0, without sequence_lens, the lower layer's Y read only
+ * by the Squeeze and its Y_h and Y_c by nobody, into one com.microsoft
+ * StackedLSTM node: inputs 0-7 are the lower LSTM's, 8-15 the upper's (8,
+ * its X, omitted: the lower layer's Y), outputs the upper LSTM's. It takes
+ * over both nodes' prepared states (weights packed at their load).
+ *
+ * Why one node: at 2 threads the two layers run as a pipeline, one per
+ * thread (run_stacked_pipeline). Run layer by layer, each step of a layer
+ * is split over both threads, which meet once a step and read the half of
+ * h the other core just wrote (the lanes of run_steps). In the pipeline
+ * the lower layer's thread runs step t while the upper layer's runs step
+ * t - 1 or t: nothing of a layer's state crosses cores, only the lower
+ * layer's row of Y of each step, once, through one progress counter. The
+ * upper layer's step costs more (its input is the lower layer's hidden
+ * state, not X); the lower layer's thread also makes the upper layer's
+ * input projection of its first chunks of units (given_chunks), as many as
+ * even the two out. Elsewhere the node runs its layers one after the
+ * other as the two LSTM nodes did. */
+typedef struct stacked_state {
+    recurrent_state *lower, *upper;
+} stacked_state;
+
+static void stacked_free(void *state)
+{
+    stacked_state *ss = state;
+    if (ss) {
+        recurrent_free(ss->lower);
+        recurrent_free(ss->upper);
+    }
+    free(ss);
+}
+
+static bool forward_lstm_layer(const op_node *node)
+{
+    const recurrent_state *st = node->state;
+    return node->domain[0] == '\0' && strcmp(node->op_type, "LSTM") == 0 && st &&
+           st->cell == CELL_LSTM && st->directions == 1 && !st->reverse_only && st->layout == 0 &&
+           !(node->n_inputs > 4 && node->inputs[4]);
+}
+
+bool lstm_stackable(const op_node *lower, const op_node *upper)
+{
+    if (!forward_lstm_layer(lower) || !forward_lstm_layer(upper))
+        return false;
+    for (int i = 1; i < lower->n_outputs; i++)
+        if (lower->output_used[i])
+            return false;
+    const recurrent_state *lo = lower->state;
+    const value_info *w = upper->inputs[1];
+    return w && w->rank == 3 && w->dims[2] == lo->hidden;
+}
+
+void *stacked_lstm_state_new(op_node *lower, op_node *upper)
+{
+    stacked_state *ss = malloc(sizeof(*ss));
+    if (!ss)
+        return NULL;
+    ss->lower = lower->state;
+    ss->upper = upper->state;
+    lower->state = upper->state = NULL;
+    return ss;
+}
+
+static int stacked_prepare(op_node *node, ifd_error *err)
+{
+    return op_prepare_fail(node, err, "StackedLSTM is made by inferd's graph optimiser from "
+                           "two LSTM nodes, not read from a model file");
+}
+
+static bool default_activations(const recurrent_state *st)
+{
+    return st->cell == CELL_LSTM && st->acts[0].kind == ACT_SIGMOID &&
+           st->acts[1].kind == ACT_TANH && st->acts[2].kind == ACT_TANH;
+}
+
+/* Threads of each layer in the pipeline (see stacked_state). */
+static void run_pipeline_layers(void *arg, size_t begin, size_t end)
+{
+    direction_run *d = arg;
+    for (size_t i = begin; i < end; i++)
+        run_direction(&d[i]);
+}
+
+/* Chunks of the upper layer whose input projection the lower layer's
+ * thread makes: per step the lower layer multiplies (input1 + H1) x 4 H1,
+ * the upper (H1 + H2) x 4 H2; moving a chunk's share of the upper layer's
+ * H1 x 4 H2 evens them out. The bench LSTM (64 -> 128 -> 128): 1 of 4. */
+static size_t given_chunks(const layer_io *lo, const recurrent_state *lower,
+                           const recurrent_state *upper)
+{
+    double h1 = (double)lower->hidden, h2 = (double)upper->hidden;
+    double lower_work = ((double)lo->input + h1) * h1, upper_work = (h1 + h2) * h2;
+    double moved = (upper_work - lower_work) / 2 / (h1 * h2); /* of the upper input's work */
+    size_t chunks = (size_t)((upper->hidden + CHUNK_UNITS - 1) / CHUNK_UNITS);
+    double given = moved * (double)chunks + 0.5;
+    if (given < 0)
+        return 0;
+    return given > (double)(chunks - 1) ? chunks - 1 : (size_t)given;
+}
+
+static int run_stacked_pipeline(op_ctx *ctx, const stacked_state *ss, const layer_io *lo,
+                                const layer_io *up)
+{
+    size_t given = given_chunks(lo, ss->lower, ss->upper);
+    layer_plan pl, pu;
+    step_counter *ready = op_scratch(ctx, sizeof(step_counter));
+    if (!ready || plan_layer(ctx, ss->lower, lo, PIPE_LOWER, 0, &pl) ||
+        plan_layer(ctx, ss->upper, up, PIPE_UPPER, given, &pu))
+        return -1;
+    direction_run d[2];
+    init_direction(ctx, &pl, 0, &d[0]);
+    init_direction(ctx, &pu, 0, &d[1]);
+    for (int i = 0; i < 2; i++) {
+        d[i].pool = NULL; /* one thread each */
+        d[i].shares = 1;
+    }
+    atomic_init(&ready->value, 0);
+    d[0].above = &d[1];
+    d[0].ready_out = ready;
+    d[1].given_chunks = given;
+    d[1].input_ready = ready;
+    /* the pool's caller runs the lower layer: it never waits for the upper
+     * one, so the layers finish even when no worker joins */
+    threadpool_parallel_for(op_threadpool(ctx), 2, 1, run_pipeline_layers, d);
+    finish_direction(&pl, 0, &d[0]);
+    finish_direction(&pu, 0, &d[1]);
+    return 0;
+}
+
+static int stacked_run(op_ctx *ctx)
+{
+    const stacked_state *ss = ctx->node->state;
+    layer_io lo, up;
+    layer_inputs(ctx, ss->lower, 0, &lo);
+    if (check_layer(ctx, ss->lower, &lo))
+        return -1;
+    int64_t H1 = ss->lower->hidden;
+    size_t y1_floats = (size_t)(lo.seq * lo.batch * H1);
+    float *y1 = op_scratch(ctx, (y1_floats + 1) * sizeof(float));
+    if (!y1)
+        return -1;
+    /* the lower layer's Y [seq, 1, batch, H1] as the Squeeze gave it */
+    ifd_tensor x2 = {.dtype = IFD_FLOAT, .rank = 3, .dims = {lo.seq, lo.batch, H1}, .data = y1};
+    layer_inputs(ctx, ss->upper, 8, &up);
+    up.x = &x2;
+    if (check_layer(ctx, ss->upper, &up) || layer_outputs(ctx, ss->upper, &up))
+        return -1;
+    lo.y = y1;
+    threadpool *pool = op_threadpool(ctx);
+    /* the pipeline where the layers would otherwise split each step over
+     * the two threads (the lanes: steps_in_parallel, fewer rows than
+     * shares take); elsewhere, and for other activations, layer by layer */
+    if (threadpool_size(pool) == 2 && lo.seq > 0 && lo.batch > 0 && !lo.lens && !up.lens &&
+        default_activations(ss->lower) && default_activations(ss->upper) &&
+        ss->lower->packed_wc && ss->lower->packed_input == lo.input && ss->upper->packed_wc &&
+        ss->upper->packed_input == up.input && steps_in_parallel(ss->upper, lo.batch, pool) &&
+        lo.batch < 2 * SHARE_MIN_ROWS)
+        return run_stacked_pipeline(ctx, ss, &lo, &up);
+    if (run_layer(ctx, ss->lower, &lo))
+        return -1;
+    return run_layer(ctx, ss->upper, &up);
 }
 
 static const op_def defs[] = {
     {"", "RNN", 7, 21, recurrent_prepare, recurrent_run, recurrent_free},
     {"", "GRU", 7, 21, recurrent_prepare, recurrent_run, recurrent_free},
     {"", "LSTM", 7, 21, recurrent_prepare, recurrent_run, recurrent_free},
+    {"com.microsoft", "StackedLSTM", 1, 1, stacked_prepare, stacked_run, stacked_free},
 };
 
 OP_FAMILY(ops_recurrent, defs);
