@@ -491,15 +491,19 @@ typedef struct direction_run {
      * made (published in step order) */
     step_counter *proj_claims, *proj_done;
     size_t proj_steps; /* steps a block of the projection takes */
-    /* The two layers of a stacked LSTM run as a pipeline (run_stacked_pipeline):
-     * the upper layer's chunks [0, given_chunks) take their input projection
-     * from its xw (as lane_xw lays it out), made there step by step by the
-     * lower layer's thread (`above`: the upper layer's run, seen from the
-     * lower); the upper layer starts step s once *input_ready, the lower
-     * layer's progress, passes s. 0 and NULL elsewhere. */
-    size_t given_chunks;
+    /* The two layers of a stacked LSTM as a pipeline (run_stacked_pipeline),
+     * each on one thread, both with xw laid out as the projection up front
+     * lays it out but made step by step: the lower layer's by blocks of
+     * proj_block steps ahead of its steps (`projected` so far), the upper
+     * layer's columns [0, given_cols) by the lower layer's thread once it
+     * has a step's rows of Y (`above`: the upper layer's run, seen from the
+     * lower), the other columns by the upper layer's thread, which starts
+     * step s once *input_ready, the lower layer's progress (ready_out),
+     * passes s. false, 0 and NULL elsewhere. */
+    bool pipelined;
+    size_t proj_block, projected, given_cols;
     const struct direction_run *above;
-    step_counter *ready_out;        /* the lower layer's progress, for the upper */
+    step_counter *ready_out;
     const step_counter *input_ready;
 } direction_run;
 
@@ -526,7 +530,7 @@ static float *chunk_sums(const direction_run *d, int64_t s, size_t j, size_t *ld
     int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
     size_t n = (size_t)(G * cw);
     *ldh = n; /* from one batch row's gate sums to the next */
-    if (!d->lane_xw && j >= d->given_chunks)
+    if (!d->lane_xw)
         return d->hr + d->batch * G * k0;
     int64_t t = d->reverse ? d->seq - 1 - s : s;
     *ldh = n * (size_t)(st->layout ? d->seq : 1);
@@ -612,8 +616,6 @@ static bool chunk_input(const direction_run *d, int64_t s, size_t j, float *sums
     /* packed_wc is NULL unless lane_xw or step_input is set */
     const float *wc = d->packed_wc ? d->packed_wc + j * chunk_floats(st, (size_t)d->input) : NULL;
     gemm_operand wop = {wc, 0, false, true};
-    if (j < d->given_chunks)
-        return true; /* made by the layer below (take_lane_step) */
     if (d->lane_xw) {
         /* chunk j's X x W^T ([rows of X, n], X's row order), made ahead of
          * its steps by its own lane, so that it stays in that core's cache;
@@ -820,74 +822,102 @@ static inline void prefetch_line(const float *p)
 static inline void prefetch_line(const float *p) { (void)p; }
 #endif
 
-/* The upper layer of a pipeline (input_ready), before the part-th of its
- * `parts` chunks of step s: that part of step s + 1's input, its rows of
- * the lower layer's Y and of the given chunks' projection, when the lower
- * layer has made them. Written on the other core, their lines then come
- * over while this step computes rather than inside the next step's
- * products, one miss after another. */
+/* Pipeline: step s's H_prev x R^T into hr as one product, [batch, G * H]
+ * with chunk j's gate sums at columns j * G * CHUNK_UNITS: R packed by
+ * chunks is one packed operand of all the columns in that order when the
+ * chunks are whole and K = H one panel (stacked_run checks it). One call a
+ * step instead of one per chunk. */
+static void pipeline_product(const direction_run *d, size_t s)
+{
+    int64_t H = d->hidden, GH = d->st->gates * H;
+    gemm_operand ha = {s % 2 ? d->h_next : d->h, (size_t)H, false, false};
+    gemm_operand rop = {d->packed_r, 0, false, true};
+    gemm_f32_ex((size_t)d->batch, (size_t)GH, (size_t)H, 1.0f, ha, rop, 0.0f, d->hr,
+                (size_t)GH, NULL);
+}
+
+/* Columns of the upper layer's projection of step s the lower layer's
+ * thread makes: given_cols, but none at the first step, which the upper
+ * layer waits for, and all at the last, when the lower layer has nothing
+ * else left to do. */
+static size_t given_at(const direction_run *upper, size_t s)
+{
+    if (s + 1 == (size_t)upper->seq && s > 0)
+        return (size_t)(upper->st->gates * upper->hidden);
+    return s == 0 ? 0 : upper->given_cols;
+}
+
+/* Pipeline (see direction_run): columns [c0, c1) of step s's X x W^T into
+ * its rows of xw, c0 and c1 multiples of GEMM_PACK_NR (W packed whole, K at
+ * most one panel: column c0's sliver starts at c0 * K). */
+static void project_columns(const direction_run *d, size_t s, size_t c0, size_t c1)
+{
+    size_t GH = (size_t)(d->st->gates * d->hidden);
+    int64_t row = x_row(d, (int64_t)s, 0); /* forward, layout 0: the step's rows in a run */
+    gemm_operand xa = {d->x + row * d->input, (size_t)d->input, false, false};
+    gemm_operand wop = {d->packed_w + c0 * (size_t)d->input, 0, false, true};
+    gemm_f32_ex((size_t)d->batch, c1 - c0, (size_t)d->input, 1.0f, xa, wop, 0.0f,
+                d->xw + row * (int64_t)GH + (int64_t)c0, GH, NULL);
+}
+
+/* The lower layer of a pipeline: its projection of the steps from s, the
+ * first step alone (the upper layer waits for it), then proj_block at a
+ * time, products of more rows. */
+static void project_block(direction_run *d, size_t s)
+{
+    size_t steps = s == 0 ? 1 : d->proj_block, seq = (size_t)d->seq;
+    size_t end = seq - s > steps ? s + steps : seq, GH = (size_t)(d->st->gates * d->hidden);
+    int64_t row = x_row(d, (int64_t)s, 0);
+    gemm_operand xa = {d->x + row * d->input, (size_t)d->input, false, false};
+    gemm_operand wop = {d->packed_w, 0, false, true};
+    gemm_f32_ex((end - s) * (size_t)d->batch, GH, (size_t)d->input, 1.0f, xa, wop, 0.0f,
+                d->xw + row * (int64_t)GH, GH, NULL);
+    d->projected = end;
+}
+
+/* The upper layer of a pipeline, before the part-th of its `parts` chunks
+ * of step s: that part of step s + 1's input, its rows of the lower
+ * layer's Y and the columns of their projection the lower layer made, when
+ * it has made them. Written on the other core, their lines then come over
+ * while this step computes rather than inside the next step's products,
+ * one miss after another. */
 static void prefetch_next_input(const direction_run *d, size_t s, size_t part, size_t parts)
 {
     if ((int64_t)s + 1 >= d->seq ||
         atomic_load_explicit(&d->input_ready->value, memory_order_acquire) < s + 2)
         return;
-    int64_t t = (int64_t)s + 1, G = d->st->gates, per_line = 64 / sizeof(float);
-    size_t x_lines = (size_t)(d->batch * d->input / per_line);
-    size_t block_lines = (size_t)(d->batch * G * CHUNK_UNITS / per_line);
-    size_t lines = x_lines + d->given_chunks * block_lines;
+    int64_t t = (int64_t)s + 1, GH = d->st->gates * d->hidden;
+    size_t per_line = 64 / sizeof(float);
+    size_t x_lines = (size_t)(d->batch * d->input) / per_line;
+    size_t row_lines = (given_at(d, (size_t)t) + per_line - 1) / per_line;
+    size_t lines = x_lines + (size_t)d->batch * row_lines;
     const float *x = d->x + x_row(d, t, 0) * d->input;
     for (size_t k = part * lines / parts; k < (part + 1) * lines / parts; k++) {
         if (k < x_lines) {
-            prefetch_line(x + k * (size_t)per_line);
-            continue;
+            prefetch_line(x + k * per_line);
+        } else {
+            size_t b = (k - x_lines) / row_lines, line = (k - x_lines) % row_lines;
+            prefetch_line(d->xw + x_row(d, t, (int64_t)b) * GH + line * per_line);
         }
-        size_t j = (k - x_lines) / block_lines, line = (k - x_lines) % block_lines;
-        const float *block = d->xw + (size_t)(d->seq * d->batch * G * (int64_t)j * CHUNK_UNITS) +
-                             x_row(d, t, 0) * G * CHUNK_UNITS;
-        prefetch_line(block + line * (size_t)per_line);
     }
 }
 
-/* Step s of the upper layer of a pipeline (one lane): first the product of
- * the previous state with R, which needs nothing from the lower layer, so
- * that a wait for the lower layer's step s (at the first step, or when it
- * falls behind) overlaps it; then, once the lower layer has published the
- * step, the input's part of each chunk's sums (its rows of the lower
- * layer's Y by W, or the projection the lower layer made for the given
- * chunks) and the cells. fl(H R^T + X W^T) is the sum the other order
- * gives too. */
+/* Step s of the upper layer of a pipeline: first the product of the
+ * previous state with R, which needs nothing from the lower layer, so that
+ * a wait for the lower layer's step s (at the first step, or when it falls
+ * behind) overlaps it; then, once the lower layer has published the step,
+ * the columns of its input's projection not given to the lower layer, and
+ * the cells, which add the projection as at one thread. */
 static void run_upper_step(const direction_run *d, size_t s)
 {
-    int64_t H = d->hidden, G = d->st->gates;
-    const float *h_prev = s % 2 ? d->h_next : d->h;
-    int64_t t = (int64_t)s; /* forward only */
-    for (size_t j = 0; j < d->chunks; j++) {
-        int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
-        size_t n = (size_t)(G * cw);
-        gemm_operand ha = {h_prev, (size_t)H, false, false};
-        gemm_operand rop = {d->packed_r + j * r_chunk_floats(d->st), 0, false, true};
-        gemm_f32_ex((size_t)d->batch, n, (size_t)H, 1.0f, ha, rop, 0.0f,
-                    d->hr + d->batch * G * k0, n, NULL);
-    }
+    int64_t H = d->hidden, GH = d->st->gates * H;
+    pipeline_product(d, s);
     wait_for_counter(d->input_ready, s + 1);
+    if (given_at(d, s) < (size_t)GH)
+        project_columns(d, s, given_at(d, s), (size_t)GH);
     for (size_t j = 0; j < d->chunks; j++) {
-        int64_t k0 = (int64_t)j * CHUNK_UNITS, cw = H - k0 < CHUNK_UNITS ? H - k0 : CHUNK_UNITS;
-        size_t n = (size_t)(G * cw);
-        float *sums = d->hr + d->batch * G * k0;
         prefetch_next_input(d, s, j, d->chunks);
-        if (j < d->given_chunks) {
-            const float *made = d->xw + (size_t)(d->seq * d->batch * G * k0) +
-                                x_row(d, t, 0) * (int64_t)n;
-            for (size_t k = 0; k < (size_t)d->batch * n; k++)
-                sums[k] = made[k] + sums[k];
-        } else {
-            gemm_operand xa = {d->x + x_row(d, t, 0) * d->input, (size_t)d->input, false, false};
-            gemm_operand wop = {d->packed_wc + j * chunk_floats(d->st, (size_t)d->input), 0,
-                                false, true};
-            gemm_f32_ex((size_t)d->batch, n, (size_t)d->input, 1.0f, xa, wop, 1.0f, sums, n,
-                        NULL);
-        }
-        chunk_cells(d, (int64_t)s, j, sums, n);
+        chunk_cells(d, (int64_t)s, j, d->hr + (int64_t)j * d->st->gates * CHUNK_UNITS, (size_t)GH);
     }
 }
 
@@ -900,14 +930,26 @@ static bool take_lane_step(direction_run *d, size_t lane, size_t s)
                                                  memory_order_relaxed, memory_order_relaxed))
         return false;
     lane_home(d, lane, &home0, &home1);
-    if (d->input_ready)
+    if (d->input_ready) {
         run_upper_step(d, s);
-    for (size_t j = home0; j < home1 && !d->input_ready; j++)
-        run_chunk(d, (int64_t)s, j);
-    /* the lower layer of a pipeline: step s of the upper layer's input for
-     * the chunks it was given, from the rows of Y just written here */
-    for (size_t j = 0; d->above && j < d->above->given_chunks; j++)
-        project_chunk_steps(d->above, j, (int64_t)s, (int64_t)s + 1);
+    } else {
+        if (d->pipelined && s >= d->projected)
+            project_block(d, s);
+        if (d->pipelined)
+            pipeline_product(d, s);
+        for (size_t j = home0; j < home1; j++) {
+            int64_t GH = d->st->gates * d->hidden;
+            if (d->pipelined)
+                chunk_cells(d, (int64_t)s, j, d->hr + (int64_t)j * d->st->gates * CHUNK_UNITS,
+                            (size_t)GH);
+            else
+                run_chunk(d, (int64_t)s, j);
+        }
+    }
+    /* the lower layer of a pipeline: the upper layer's columns it was
+     * given of step s's projection, from the rows of Y just written here */
+    if (d->above && given_at(d->above, s))
+        project_columns(d->above, s, 0, given_at(d->above, s));
     if (d->ready_out)
         atomic_store_explicit(&d->ready_out->value, s + 1, memory_order_release);
     atomic_store_explicit(&d->lanes[lane].value, s + 1, memory_order_release);
@@ -1274,7 +1316,7 @@ static void run_direction(direction_run *d)
     int64_t H = d->hidden, G = st->gates, GH = G * H;
     /* the input projection of every step at once, unless each step's
      * chunks make their own (step_input) */
-    if (!d->step_input && !d->lane_xw && d->shares <= 1) {
+    if (!d->step_input && !d->lane_xw && d->shares <= 1 && !d->pipelined) {
         gemm_operand xa = {d->x, (size_t)d->input, false, false};
         gemm_operand wop = {d->w, (size_t)d->input, true, false};
         if (d->packed_w)
@@ -1307,7 +1349,7 @@ static void run_direction(direction_run *d)
         for (int64_t s = 0; s < d->seq; s++)
             run_gru_step(d, s);
     } else if (d->default_lstm && d->batch <= 3 && !d->lens && !d->step_input && !parallel &&
-               H % GEMM_PACK_NR == 0 && d->packed_r) {
+               !d->pipelined && H % GEMM_PACK_NR == 0 && d->packed_r) {
         /* a step of a few rows on one thread: one pass over R, the gate
          * sums in registers (run_chunk's go through hr) and no task
          * bookkeeping; measured in kernels/lstm_cell.c */
@@ -1445,13 +1487,10 @@ typedef struct layer_plan {
     step_counter *claims, *lanes, *proj;
 } layer_plan;
 
-/* A layer of a pipeline (run_stacked_pipeline) rather than on its own: every
- * chunk projects its step's input itself, except the upper layer's first
- * `given` chunks, whose projection the lower layer makes into xw. */
-typedef enum pipeline_role { PIPE_NONE, PIPE_LOWER, PIPE_UPPER } pipeline_role;
-
+/* `pipelined`: one of the two layers of run_stacked_pipeline rather than on
+ * its own. */
 static int plan_layer(op_ctx *ctx, const recurrent_state *st, const layer_io *io,
-                      pipeline_role role, size_t given, layer_plan *p)
+                      bool pipelined, layer_plan *p)
 {
     int64_t H = st->hidden, G = st->gates, D = st->directions;
     int64_t seq = io->seq, batch = io->batch, input = io->input;
@@ -1508,11 +1547,10 @@ static int plan_layer(op_ctx *ctx, const recurrent_state *st, const layer_io *io
         lane_xw = false;
     }
     size_t xw_floats = step_input ? 0 : rows * (size_t)(G * H);
-    if (role != PIPE_NONE) {
-        step_input = true;
-        lane_xw = false;
+    if (pipelined) { /* xw made step by step (see direction_run) */
+        step_input = lane_xw = false;
         shares = 1;
-        xw_floats = role == PIPE_UPPER ? rows * (size_t)G * CHUNK_UNITS * given : 0;
+        xw_floats = rows * (size_t)(G * H);
     }
     p->step_input = step_input;
     p->lane_xw = lane_xw;
@@ -1607,7 +1645,7 @@ static void finish_direction(const layer_plan *p, int dir, const direction_run *
 static int run_layer(op_ctx *ctx, const recurrent_state *st, const layer_io *io)
 {
     layer_plan p;
-    if (plan_layer(ctx, st, io, PIPE_NONE, 0, &p))
+    if (plan_layer(ctx, st, io, false, &p))
         return -1;
     for (int dir = 0; dir < st->directions; dir++) {
         direction_run d;
@@ -1715,43 +1753,52 @@ static void run_pipeline_layers(void *arg, size_t begin, size_t end)
         run_direction(&d[i]);
 }
 
-/* Chunks of the upper layer whose input projection the lower layer's
- * thread makes: per step the lower layer multiplies (input1 + H1) x 4 H1,
- * the upper (H1 + H2) x 4 H2; moving a chunk's share of the upper layer's
- * H1 x 4 H2 evens them out. The bench LSTM (64 -> 128 -> 128): 1 of 4. */
-static size_t given_chunks(const layer_io *lo, const recurrent_state *lower,
-                           const recurrent_state *upper)
+/* Steps of the lower layer's projection made at once in a pipeline (the
+ * lanes' LANE_PROJECT_ROWS rows). */
+#define PIPE_PROJECT_ROWS 32
+
+/* Most bytes of a layer's projection in a pipeline (see stacked_run). */
+#define PIPE_XW_BYTES (4 * XW_STEP_BYTES)
+
+/* Columns of the upper layer's input projection the lower layer's thread
+ * makes (given_cols). Per step the lower layer multiplies (input1 + H1) x
+ * 4 H1, the upper (H1 + H2) x 4 H2; moving columns of the upper layer's
+ * H1 x 4 H2 evens them out: the bench LSTM (64 -> 128 -> 128) 128 of 512.
+ * Whole slivers of the packed W, and W in one panel (K = H1), or none. */
+static size_t given_columns(const layer_io *lo, const recurrent_state *lower,
+                            const recurrent_state *upper)
 {
-    double h1 = (double)lower->hidden, h2 = (double)upper->hidden;
-    double lower_work = ((double)lo->input + h1) * h1, upper_work = (h1 + h2) * h2;
-    double moved = (upper_work - lower_work) / 2 / (h1 * h2); /* of the upper input's work */
-    size_t chunks = (size_t)((upper->hidden + CHUNK_UNITS - 1) / CHUNK_UNITS);
-    double given = moved * (double)chunks + 0.5;
-    if (given < 0)
+    double h1 = (double)lower->hidden, h2 = (double)upper->hidden, g = (double)upper->gates;
+    double lower_work = ((double)lo->input + h1) * h1 * (double)lower->gates;
+    double upper_work = (h1 + h2) * h2 * g;
+    double cols = (upper_work - lower_work) / 2 / h1;
+    size_t slivers = (size_t)(cols / GEMM_PACK_NR + 0.5), most = (size_t)(g * h2) / GEMM_PACK_NR;
+    if (cols <= 0 || lower->hidden > GEMM_PACK_KC || most < 2)
         return 0;
-    return given > (double)(chunks - 1) ? chunks - 1 : (size_t)given;
+    return (slivers < most ? slivers : most - 1) * GEMM_PACK_NR;
 }
 
 static int run_stacked_pipeline(op_ctx *ctx, const stacked_state *ss, const layer_io *lo,
                                 const layer_io *up)
 {
-    size_t given = given_chunks(lo, ss->lower, ss->upper);
     layer_plan pl, pu;
     step_counter *ready = op_scratch(ctx, sizeof(step_counter));
-    if (!ready || plan_layer(ctx, ss->lower, lo, PIPE_LOWER, 0, &pl) ||
-        plan_layer(ctx, ss->upper, up, PIPE_UPPER, given, &pu))
+    if (!ready || plan_layer(ctx, ss->lower, lo, true, &pl) ||
+        plan_layer(ctx, ss->upper, up, true, &pu))
         return -1;
     direction_run d[2];
     init_direction(ctx, &pl, 0, &d[0]);
     init_direction(ctx, &pu, 0, &d[1]);
     for (int i = 0; i < 2; i++) {
         d[i].pool = NULL; /* one thread each */
-        d[i].shares = 1;
+        d[i].pipelined = true;
     }
     atomic_init(&ready->value, 0);
+    int64_t block = (PIPE_PROJECT_ROWS + lo->batch - 1) / lo->batch;
+    d[0].proj_block = (size_t)(block > 0 ? block : 1);
     d[0].above = &d[1];
     d[0].ready_out = ready;
-    d[1].given_chunks = given;
+    d[1].given_cols = given_columns(lo, ss->lower, ss->upper);
     d[1].input_ready = ready;
     /* the pool's caller runs the lower layer: it never waits for the upper
      * one, so the layers finish even when no worker joins */
@@ -1783,12 +1830,19 @@ static int stacked_run(op_ctx *ctx)
     threadpool *pool = op_threadpool(ctx);
     /* the pipeline where the layers would otherwise split each step over
      * the two threads (the lanes: steps_in_parallel, fewer rows than
-     * shares take); elsewhere, and for other activations, layer by layer */
+     * shares take), and where each layer's projection of every step
+     * (which it keeps: the lower layer may run any number of steps ahead)
+     * stays within PIPE_XW_BYTES; elsewhere, and for other activations,
+     * layer by layer */
+    double rows = (double)lo.seq * (double)lo.batch;
     if (threadpool_size(pool) == 2 && lo.seq > 0 && lo.batch > 0 && !lo.lens && !up.lens &&
         default_activations(ss->lower) && default_activations(ss->upper) &&
-        ss->lower->packed_wc && ss->lower->packed_input == lo.input && ss->upper->packed_wc &&
+        ss->lower->packed_w && ss->lower->packed_input == lo.input && ss->upper->packed_w &&
         ss->upper->packed_input == up.input && steps_in_parallel(ss->upper, lo.batch, pool) &&
-        lo.batch < 2 * SHARE_MIN_ROWS)
+        lo.batch < 2 * SHARE_MIN_ROWS && H1 % CHUNK_UNITS == 0 && H1 <= GEMM_PACK_KC &&
+        ss->upper->hidden % CHUNK_UNITS == 0 && ss->upper->hidden <= GEMM_PACK_KC &&
+        rows * (double)(4 * (H1 > ss->upper->hidden ? H1 : ss->upper->hidden)) * sizeof(float) <=
+            PIPE_XW_BYTES)
         return run_stacked_pipeline(ctx, ss, &lo, &up);
     if (run_layer(ctx, ss->lower, &lo))
         return -1;
