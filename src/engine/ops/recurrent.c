@@ -1485,12 +1485,32 @@ typedef struct layer_plan {
     size_t state_floats;
     float *xw, *state, *bsum, *packed_r, *gathered;
     step_counter *claims, *lanes, *proj;
+    /* the scratch above, slot by slot (plan_scratch) */
+    void *scratch[8];
+    size_t scratch_bytes[8];
 } layer_plan;
+
+/* Scratch slot k of plan p: that of `reuse`, a layer run before this one
+ * and done with it, when big enough (the upper layer of a StackedLSTM run
+ * layer by layer then finds the buffers warm in cache, as the second of two
+ * LSTM nodes did), else new. */
+static void *plan_scratch(op_ctx *ctx, layer_plan *p, const layer_plan *reuse, int k,
+                          size_t bytes)
+{
+    if (reuse && reuse->scratch[k] && reuse->scratch_bytes[k] >= bytes) {
+        p->scratch[k] = reuse->scratch[k];
+        p->scratch_bytes[k] = reuse->scratch_bytes[k];
+    } else {
+        p->scratch[k] = op_scratch(ctx, bytes);
+        p->scratch_bytes[k] = bytes;
+    }
+    return p->scratch[k];
+}
 
 /* `pipelined`: one of the two layers of run_stacked_pipeline rather than on
  * its own. */
 static int plan_layer(op_ctx *ctx, const recurrent_state *st, const layer_io *io,
-                      bool pipelined, layer_plan *p)
+                      bool pipelined, const layer_plan *reuse, layer_plan *p)
 {
     int64_t H = st->hidden, G = st->gates, D = st->directions;
     int64_t seq = io->seq, batch = io->batch, input = io->input;
@@ -1555,20 +1575,21 @@ static int plan_layer(op_ctx *ctx, const recurrent_state *st, const layer_io *io
     p->step_input = step_input;
     p->lane_xw = lane_xw;
     p->shares = shares;
-    p->xw = op_scratch(ctx, (xw_floats + 1) * sizeof(float));
-    p->state = op_scratch(ctx, (p->state_floats + 1) * sizeof(float));
-    p->bsum = op_scratch(ctx, ((size_t)(G * H) + 1) * sizeof(float));
+    p->xw = plan_scratch(ctx, p, reuse, 0, (xw_floats + 1) * sizeof(float));
+    p->state = plan_scratch(ctx, p, reuse, 1, (p->state_floats + 1) * sizeof(float));
+    p->bsum = plan_scratch(ctx, p, reuse, 2, ((size_t)(G * H) + 1) * sizeof(float));
     /* one of each per lane, or per share (shares <= threads) */
-    p->claims = op_scratch(ctx, threads * sizeof(step_counter));
-    p->lanes = op_scratch(ctx, threads * sizeof(step_counter));
+    p->claims = plan_scratch(ctx, p, reuse, 3, threads * sizeof(step_counter));
+    p->lanes = plan_scratch(ctx, p, reuse, 4, threads * sizeof(step_counter));
     size_t chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
-    p->proj = lane_xw ? op_scratch(ctx, 2 * chunks * sizeof(step_counter)) : NULL;
+    p->proj = lane_xw ? plan_scratch(ctx, p, reuse, 5, 2 * chunks * sizeof(step_counter)) : NULL;
     if (!p->xw || !p->state || !p->bsum || !p->claims || !p->lanes || (lane_xw && !p->proj))
         return -1;
     /* R packed by chunks per run when it was not an initializer at load */
     if (chunked_cell(st) && !p->packed_at_load) {
-        p->packed_r = op_scratch(ctx, r_chunks_floats(st) * sizeof(float));
-        p->gathered = op_scratch(ctx, (size_t)G * CHUNK_UNITS * (size_t)H * sizeof(float));
+        p->packed_r = plan_scratch(ctx, p, reuse, 6, r_chunks_floats(st) * sizeof(float));
+        p->gathered = plan_scratch(ctx, p, reuse, 7, (size_t)G * CHUNK_UNITS * (size_t)H *
+                                                         sizeof(float));
         if (!p->packed_r || !p->gathered)
             return -1;
     }
@@ -1642,17 +1663,19 @@ static void finish_direction(const layer_plan *p, int dir, const direction_run *
         copy_state(st, dir, io->batch, io->yc->data, d->c, true);
 }
 
-static int run_layer(op_ctx *ctx, const recurrent_state *st, const layer_io *io)
+/* The layer on its own, in its plan p, with the scratch of `reuse` (or
+ * NULL) where it fits. */
+static int run_layer(op_ctx *ctx, const recurrent_state *st, const layer_io *io,
+                     const layer_plan *reuse, layer_plan *p)
 {
-    layer_plan p;
-    if (plan_layer(ctx, st, io, false, &p))
+    if (plan_layer(ctx, st, io, false, reuse, p))
         return -1;
     for (int dir = 0; dir < st->directions; dir++) {
         direction_run d;
-        init_direction(ctx, &p, dir, &d);
+        init_direction(ctx, p, dir, &d);
         if (io->seq > 0 && io->batch > 0)
             run_direction(&d);
-        finish_direction(&p, dir, &d);
+        finish_direction(p, dir, &d);
     }
     return 0;
 }
@@ -1664,7 +1687,8 @@ static int recurrent_run(op_ctx *ctx)
     layer_inputs(ctx, st, 0, &io);
     if (check_layer(ctx, st, &io) || layer_outputs(ctx, st, &io))
         return -1;
-    return run_layer(ctx, st, &io);
+    layer_plan p;
+    return run_layer(ctx, st, &io, NULL, &p);
 }
 
 /* ---- StackedLSTM: two LSTM layers as one node ------------------------------------ */
@@ -1783,8 +1807,8 @@ static int run_stacked_pipeline(op_ctx *ctx, const stacked_state *ss, const laye
 {
     layer_plan pl, pu;
     step_counter *ready = op_scratch(ctx, sizeof(step_counter));
-    if (!ready || plan_layer(ctx, ss->lower, lo, true, &pl) ||
-        plan_layer(ctx, ss->upper, up, true, &pu))
+    if (!ready || plan_layer(ctx, ss->lower, lo, true, NULL, &pl) ||
+        plan_layer(ctx, ss->upper, up, true, NULL, &pu))
         return -1;
     direction_run d[2];
     init_direction(ctx, &pl, 0, &d[0]);
@@ -1844,9 +1868,10 @@ static int stacked_run(op_ctx *ctx)
         rows * (double)(4 * (H1 > ss->upper->hidden ? H1 : ss->upper->hidden)) * sizeof(float) <=
             PIPE_XW_BYTES)
         return run_stacked_pipeline(ctx, ss, &lo, &up);
-    if (run_layer(ctx, ss->lower, &lo))
+    layer_plan pl, pu;
+    if (run_layer(ctx, ss->lower, &lo, NULL, &pl))
         return -1;
-    return run_layer(ctx, ss->upper, &up);
+    return run_layer(ctx, ss->upper, &up, &pl, &pu);
 }
 
 static const op_def defs[] = {
