@@ -1722,9 +1722,10 @@ static int recurrent_run(op_ctx *ctx)
  * layer's waited 10-17 us, mostly for the lower layer's first step: what
  * is left is the pipeline's two ends.
  *
- * Elsewhere (other thread counts, batches the lanes do not take, other
- * activations, projections past PIPE_XW_BYTES) the node runs its layers
- * one after the other as the two LSTM nodes did. */
+ * Elsewhere (other thread counts, batches the lanes do not take or where
+ * the pipeline measured slower, pipeline_pays, other activations,
+ * projections past PIPE_XW_BYTES) the node runs its layers one after the
+ * other as the two LSTM nodes did. */
 typedef struct stacked_state {
     recurrent_state *lower, *upper;
 } stacked_state;
@@ -1793,6 +1794,20 @@ static void run_pipeline_layers(void *arg, size_t begin, size_t end)
 /* Steps of the lower layer's projection made at once in a pipeline (the
  * lanes' LANE_PROJECT_ROWS rows). */
 #define PIPE_PROJECT_ROWS 32
+
+/* Batches at which the pipeline beat the lanes (fewer than shares take):
+ * each of its products has the whole batch as rows on one thread, and the
+ * GEMM's AVX-512 tiles take 4 to 12 rows (kernels/gemm.c, WIDE_MIN_ROWS),
+ * a tile of 4-7 rows costing about as much as one of 8, or 1-3 rows to the
+ * rows kernel. Bench LSTM, 2 threads, fastest of 2 alternated runs under
+ * chrt, lanes -> pipeline, us: batch 2 237 -> 230, 3 276 -> 250, 4 322 ->
+ * 392, 5 370 -> 390, 6 418 -> 425, 7 478 -> 491, 8 535 -> 513 (medians of
+ * 5: 557 -> 527), 9 684 -> 564, 10 731 -> 618, 11 779 -> 662, 12 823 ->
+ * 716, 13 914 -> 863, 14 1003 -> 992, 15 1092 -> 1123. */
+static bool pipeline_pays(int64_t batch)
+{
+    return batch <= 3 || (batch >= 8 && batch <= 13);
+}
 
 /* Most bytes of a layer's projection in a pipeline (see stacked_run). */
 #define PIPE_XW_BYTES (4 * XW_STEP_BYTES)
@@ -1876,7 +1891,7 @@ static int stacked_run(op_ctx *ctx)
         default_activations(ss->lower) && default_activations(ss->upper) &&
         ss->lower->packed_w && ss->lower->packed_input == lo.input && ss->upper->packed_w &&
         ss->upper->packed_input == up.input && steps_in_parallel(ss->upper, lo.batch, pool) &&
-        lo.batch < 2 * SHARE_MIN_ROWS && H1 % CHUNK_UNITS == 0 && H1 <= GEMM_PACK_KC &&
+        pipeline_pays(lo.batch) && H1 % CHUNK_UNITS == 0 && H1 <= GEMM_PACK_KC &&
         ss->upper->hidden % CHUNK_UNITS == 0 && ss->upper->hidden <= GEMM_PACK_KC &&
         rows * (double)(4 * (H1 > ss->upper->hidden ? H1 : ss->upper->hidden)) * sizeof(float) <=
             PIPE_XW_BYTES)
