@@ -70,6 +70,16 @@ void *depthwise_project_state_new(const conv_parts *depthwise, const conv_parts 
  * so that batch_split.c weighs a fused graph's activations as the unfused
  * one's; 0 for another node. */
 double inverted_residual_hidden_bytes(const op_node *node);
+/* Whether two prepared LSTM nodes, the lower one's Y squeezed into the
+ * upper one's X, can be one com.microsoft StackedLSTM node
+ * (optimize/fuse_stacked_lstm.c): both forward, layout 0, without
+ * sequence_lens, the lower one's Y_h and Y_c unread, the upper one's input
+ * size the lower one's hidden size. */
+bool lstm_stackable(const op_node *lower, const op_node *upper);
+/* The state of that node, taking over both nodes' states (their state is
+ * NULL afterwards); NULL when memory ran out (nothing taken then). Freed by
+ * the node's op_def. */
+void *stacked_lstm_state_new(op_node *lower, op_node *upper);
 /* A float Gemm, or a MatMul with a packed 2-D initializer B: adds a constant
  * bias row of n floats (MatMul only; Gemm has its C) and a clamp. */
 bool product_can_fuse(const op_node *node);

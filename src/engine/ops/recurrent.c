@@ -28,7 +28,10 @@
  * the units of h it computed itself while it waits for the other threads'
  * (take_lane_step_split, kernels/lstm_cell.h's partial product). A default LSTM
  * of 1 to 3 rows whose step is too small for the pool runs each step as one
- * fused product and cell over the same packed R (lstm_step_rows_f32). Gate order is
+ * fused product and cell over the same packed R (lstm_step_rows_f32). Two
+ * stacked forward LSTM layers fused into one StackedLSTM node by the
+ * optimiser run as a pipeline at 2 threads, one layer per thread (see
+ * stacked_state). Gate order is
  * ONNX's: LSTM i, o, f, c; GRU z, r, h. sequence_lens lets each batch row stop
  * early: a row past its length keeps its state and writes zeros to Y; the
  * reverse direction starts at each row's own last step; a row of length 0
@@ -491,6 +494,20 @@ typedef struct direction_run {
      * made (published in step order) */
     step_counter *proj_claims, *proj_done;
     size_t proj_steps; /* steps a block of the projection takes */
+    /* The two layers of a stacked LSTM as a pipeline (run_stacked_pipeline),
+     * each on one thread, both with xw laid out as the projection up front
+     * lays it out but made step by step: the lower layer's by blocks of
+     * proj_block steps ahead of its steps (`projected` so far), the upper
+     * layer's columns [0, given_cols) by the lower layer's thread once it
+     * has a step's rows of Y (`above`: the upper layer's run, seen from the
+     * lower), the other columns by the upper layer's thread, which starts
+     * step s once *input_ready, the lower layer's progress (ready_out),
+     * passes s. false, 0 and NULL elsewhere. */
+    bool pipelined;
+    size_t proj_block, projected, given_cols;
+    const struct direction_run *above;
+    step_counter *ready_out;
+    const step_counter *input_ready;
 } direction_run;
 
 static int64_t x_row(const direction_run *d, int64_t t, int64_t b)
@@ -785,19 +802,16 @@ static void lane_home(const direction_run *d, size_t lane, size_t *home0, size_t
     *home1 = (lane + 1) * d->chunks / d->n_lanes;
 }
 
-/* Lane l's chunks of step s if nobody has taken them yet: run, then
- * published as done. */
-static bool take_lane_step(direction_run *d, size_t lane, size_t s)
+/* Until counter c reaches `value` (another thread's release store). */
+static void wait_for_counter(const step_counter *c, size_t value)
 {
-    size_t want = s, home0, home1;
-    if (!atomic_compare_exchange_strong_explicit(&d->claims[lane].value, &want, s + 1,
-                                                 memory_order_relaxed, memory_order_relaxed))
-        return false;
-    lane_home(d, lane, &home0, &home1);
-    for (size_t j = home0; j < home1; j++)
-        run_chunk(d, (int64_t)s, j);
-    atomic_store_explicit(&d->lanes[lane].value, s + 1, memory_order_release);
-    return true;
+    for (unsigned spins = 0; atomic_load_explicit(&c->value, memory_order_acquire) < value;
+         spins++) {
+        if (spins < 4096)
+            cpu_pause();
+        else
+            sched_yield();
+    }
 }
 
 /* A hint to bring p's cache line into L1. In asm: GCC takes a function made
@@ -810,6 +824,140 @@ static inline void prefetch_line(const float *p)
 #else
 static inline void prefetch_line(const float *p) { (void)p; }
 #endif
+
+/* Pipeline: step s's H_prev x R^T into hr as one product, [batch, G * H]
+ * with chunk j's gate sums at columns j * G * CHUNK_UNITS: R packed by
+ * chunks is one packed operand of all the columns in that order when the
+ * chunks are whole and K = H one panel (stacked_run checks it). One call a
+ * step instead of one per chunk. */
+static void pipeline_product(const direction_run *d, size_t s)
+{
+    int64_t H = d->hidden, GH = d->st->gates * H;
+    gemm_operand ha = {s % 2 ? d->h_next : d->h, (size_t)H, false, false};
+    gemm_operand rop = {d->packed_r, 0, false, true};
+    gemm_f32_ex((size_t)d->batch, (size_t)GH, (size_t)H, 1.0f, ha, rop, 0.0f, d->hr,
+                (size_t)GH, NULL);
+}
+
+/* Columns of the upper layer's projection of step s the lower layer's
+ * thread makes: given_cols, but none at the first step, which the upper
+ * layer waits for, and all at the last, when the lower layer has nothing
+ * else left to do. */
+static size_t given_at(const direction_run *upper, size_t s)
+{
+    if (s + 1 == (size_t)upper->seq && s > 0)
+        return (size_t)(upper->st->gates * upper->hidden);
+    return s == 0 ? 0 : upper->given_cols;
+}
+
+/* Pipeline (see direction_run): columns [c0, c1) of step s's X x W^T into
+ * its rows of xw, c0 and c1 multiples of GEMM_PACK_NR (W packed whole, K at
+ * most one panel: column c0's sliver starts at c0 * K). */
+static void project_columns(const direction_run *d, size_t s, size_t c0, size_t c1)
+{
+    size_t GH = (size_t)(d->st->gates * d->hidden);
+    int64_t row = x_row(d, (int64_t)s, 0); /* forward, layout 0: the step's rows in a run */
+    gemm_operand xa = {d->x + row * d->input, (size_t)d->input, false, false};
+    gemm_operand wop = {d->packed_w + c0 * (size_t)d->input, 0, false, true};
+    gemm_f32_ex((size_t)d->batch, c1 - c0, (size_t)d->input, 1.0f, xa, wop, 0.0f,
+                d->xw + row * (int64_t)GH + (int64_t)c0, GH, NULL);
+}
+
+/* The lower layer of a pipeline: its projection of the steps from s, the
+ * first step alone (the upper layer waits for it), then proj_block at a
+ * time, products of more rows. */
+static void project_block(direction_run *d, size_t s)
+{
+    size_t steps = s == 0 ? 1 : d->proj_block, seq = (size_t)d->seq;
+    size_t end = seq - s > steps ? s + steps : seq, GH = (size_t)(d->st->gates * d->hidden);
+    int64_t row = x_row(d, (int64_t)s, 0);
+    gemm_operand xa = {d->x + row * d->input, (size_t)d->input, false, false};
+    gemm_operand wop = {d->packed_w, 0, false, true};
+    gemm_f32_ex((end - s) * (size_t)d->batch, GH, (size_t)d->input, 1.0f, xa, wop, 0.0f,
+                d->xw + row * (int64_t)GH, GH, NULL);
+    d->projected = end;
+}
+
+/* The upper layer of a pipeline, before the part-th of its `parts` chunks
+ * of step s: that part of step s + 1's input, its rows of the lower
+ * layer's Y and the columns of their projection the lower layer made, when
+ * it has made them. Written on the other core, their lines then come over
+ * while this step computes rather than inside the next step's products,
+ * one miss after another. */
+static void prefetch_next_input(const direction_run *d, size_t s, size_t part, size_t parts)
+{
+    if ((int64_t)s + 1 >= d->seq ||
+        atomic_load_explicit(&d->input_ready->value, memory_order_acquire) < s + 2)
+        return;
+    int64_t t = (int64_t)s + 1, GH = d->st->gates * d->hidden;
+    size_t per_line = 64 / sizeof(float);
+    size_t x_lines = (size_t)(d->batch * d->input) / per_line;
+    size_t row_lines = (given_at(d, (size_t)t) + per_line - 1) / per_line;
+    size_t lines = x_lines + (size_t)d->batch * row_lines;
+    const float *x = d->x + x_row(d, t, 0) * d->input;
+    for (size_t k = part * lines / parts; k < (part + 1) * lines / parts; k++) {
+        if (k < x_lines) {
+            prefetch_line(x + k * per_line);
+        } else {
+            size_t b = (k - x_lines) / row_lines, line = (k - x_lines) % row_lines;
+            prefetch_line(d->xw + x_row(d, t, (int64_t)b) * GH + line * per_line);
+        }
+    }
+}
+
+/* Step s of the upper layer of a pipeline: first the product of the
+ * previous state with R, which needs nothing from the lower layer, so that
+ * a wait for the lower layer's step s (at the first step, or when it falls
+ * behind) overlaps it; then, once the lower layer has published the step,
+ * the columns of its input's projection not given to the lower layer, and
+ * the cells, which add the projection as at one thread. */
+static void run_upper_step(const direction_run *d, size_t s)
+{
+    int64_t H = d->hidden, GH = d->st->gates * H;
+    pipeline_product(d, s);
+    wait_for_counter(d->input_ready, s + 1);
+    if (given_at(d, s) < (size_t)GH)
+        project_columns(d, s, given_at(d, s), (size_t)GH);
+    for (size_t j = 0; j < d->chunks; j++) {
+        prefetch_next_input(d, s, j, d->chunks);
+        chunk_cells(d, (int64_t)s, j, d->hr + (int64_t)j * d->st->gates * CHUNK_UNITS, (size_t)GH);
+    }
+}
+
+/* Lane l's chunks of step s if nobody has taken them yet: run, then
+ * published as done. */
+static bool take_lane_step(direction_run *d, size_t lane, size_t s)
+{
+    size_t want = s, home0, home1;
+    if (!atomic_compare_exchange_strong_explicit(&d->claims[lane].value, &want, s + 1,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return false;
+    lane_home(d, lane, &home0, &home1);
+    if (d->input_ready) {
+        run_upper_step(d, s);
+    } else {
+        if (d->pipelined && s >= d->projected)
+            project_block(d, s);
+        if (d->pipelined)
+            pipeline_product(d, s);
+        for (size_t j = home0; j < home1; j++) {
+            int64_t GH = d->st->gates * d->hidden;
+            if (d->pipelined)
+                chunk_cells(d, (int64_t)s, j, d->hr + (int64_t)j * d->st->gates * CHUNK_UNITS,
+                            (size_t)GH);
+            else
+                run_chunk(d, (int64_t)s, j);
+        }
+    }
+    /* the lower layer of a pipeline: the upper layer's columns it was
+     * given of step s's projection, from the rows of Y just written here */
+    if (d->above && given_at(d->above, s))
+        project_columns(d->above, s, 0, given_at(d->above, s));
+    if (d->ready_out)
+        atomic_store_explicit(&d->ready_out->value, s + 1, memory_order_release);
+    atomic_store_explicit(&d->lanes[lane].value, s + 1, memory_order_release);
+    return true;
+}
 
 /* One block of the projection of lane `lane`'s chunk that has the fewest
  * steps claimed, if any is left (lane_xw). */
@@ -1171,7 +1319,7 @@ static void run_direction(direction_run *d)
     int64_t H = d->hidden, G = st->gates, GH = G * H;
     /* the input projection of every step at once, unless each step's
      * chunks make their own (step_input) */
-    if (!d->step_input && !d->lane_xw && d->shares <= 1) {
+    if (!d->step_input && !d->lane_xw && d->shares <= 1 && !d->pipelined) {
         gemm_operand xa = {d->x, (size_t)d->input, false, false};
         gemm_operand wop = {d->w, (size_t)d->input, true, false};
         if (d->packed_w)
@@ -1204,7 +1352,7 @@ static void run_direction(direction_run *d)
         for (int64_t s = 0; s < d->seq; s++)
             run_gru_step(d, s);
     } else if (d->default_lstm && d->batch <= 3 && !d->lens && !d->step_input && !parallel &&
-               H % GEMM_PACK_NR == 0 && d->packed_r) {
+               !d->pipelined && H % GEMM_PACK_NR == 0 && d->packed_r) {
         /* a step of a few rows on one thread: one pass over R, the gate
          * sums in registers (run_chunk's go through hr) and no task
          * bookkeeping; measured in kernels/lstm_cell.c */
@@ -1239,16 +1387,36 @@ static void copy_state(const recurrent_state *st, int dir, int64_t batch, float 
     }
 }
 
-static int recurrent_run(op_ctx *ctx)
+/* One layer's tensors in a run: a recurrent node's own inputs and outputs,
+ * or one of the two layers of a StackedLSTM node. */
+typedef struct layer_io {
+    const ifd_tensor *x, *w, *r, *bias, *lens, *h0, *c0, *peep;
+    float *y;            /* Y's data, or NULL when nobody reads it */
+    ifd_tensor *yh, *yc; /* or NULL */
+    int64_t seq, batch, input;
+} layer_io;
+
+/* Inputs base.. of the node as one layer's X, W, R, B, sequence_lens,
+ * initial_h (, initial_c, P). */
+static void layer_inputs(const op_ctx *ctx, const recurrent_state *st, int base, layer_io *io)
 {
-    const recurrent_state *st = ctx->node->state;
-    const ifd_tensor *x = op_input(ctx, 0), *w = op_input(ctx, 1), *r = op_input(ctx, 2);
-    const ifd_tensor *bias = input_tensor(ctx, 3), *lens = input_tensor(ctx, 4);
-    const ifd_tensor *h0 = input_tensor(ctx, 5);
-    const ifd_tensor *c0 = st->cell == CELL_LSTM ? input_tensor(ctx, 6) : NULL;
-    const ifd_tensor *peep = st->cell == CELL_LSTM ? input_tensor(ctx, 7) : NULL;
+    memset(io, 0, sizeof(*io));
+    io->x = input_tensor(ctx, base);
+    io->w = input_tensor(ctx, base + 1);
+    io->r = input_tensor(ctx, base + 2);
+    io->bias = input_tensor(ctx, base + 3);
+    io->lens = input_tensor(ctx, base + 4);
+    io->h0 = input_tensor(ctx, base + 5);
+    io->c0 = st->cell == CELL_LSTM ? input_tensor(ctx, base + 6) : NULL;
+    io->peep = st->cell == CELL_LSTM ? input_tensor(ctx, base + 7) : NULL;
+}
+
+/* The shapes of the inputs against each other; sets seq, batch, input. */
+static int check_layer(op_ctx *ctx, const recurrent_state *st, layer_io *io)
+{
+    const ifd_tensor *x = io->x, *w = io->w, *r = io->r, *bias = io->bias, *lens = io->lens;
     int64_t H = st->hidden, G = st->gates, D = st->directions;
-    if (x->rank != 3 || w->rank != 3 || r->rank != 3)
+    if (!x || !w || !r || x->rank != 3 || w->rank != 3 || r->rank != 3)
         return op_fail(ctx, "X, W and R must have rank 3");
     int64_t seq = x->dims[st->layout ? 1 : 0], batch = x->dims[st->layout ? 0 : 1];
     int64_t input = x->dims[2];
@@ -1260,12 +1428,12 @@ static int recurrent_run(op_ctx *ctx)
                        (long long)H);
     if (bias && ifd_tensor_count(bias) != D * 2 * G * H)
         return op_fail(ctx, "B must hold %lld values", (long long)(D * 2 * G * H));
-    if (peep && ifd_tensor_count(peep) != D * 3 * H)
+    if (io->peep && ifd_tensor_count(io->peep) != D * 3 * H)
         return op_fail(ctx, "P must hold %lld values", (long long)(D * 3 * H));
-    if (h0 && ifd_tensor_count(h0) != D * batch * H)
+    if (io->h0 && ifd_tensor_count(io->h0) != D * batch * H)
         return op_fail(ctx, "initial_h must hold %lld values (directions x batch x hidden)",
                        (long long)(D * batch * H));
-    if (c0 && ifd_tensor_count(c0) != D * batch * H)
+    if (io->c0 && ifd_tensor_count(io->c0) != D * batch * H)
         return op_fail(ctx, "initial_c must hold %lld values", (long long)(D * batch * H));
     if (lens) {
         if (ifd_tensor_count(lens) != batch)
@@ -1276,6 +1444,16 @@ static int recurrent_run(op_ctx *ctx)
                 return op_fail(ctx, "sequence_lens[%lld] = %d is outside 0..%lld", (long long)b,
                                ((const int32_t *)lens->data)[b], (long long)seq);
     }
+    io->seq = seq;
+    io->batch = batch;
+    io->input = input;
+    return 0;
+}
+
+/* The node's outputs Y, Y_h, Y_c (those it has) for this layer's shapes. */
+static int layer_outputs(op_ctx *ctx, const recurrent_state *st, layer_io *io)
+{
+    int64_t H = st->hidden, D = st->directions, seq = io->seq, batch = io->batch;
     int64_t y_dims[4], h_dims[3];
     if (st->layout == 0) {
         int64_t yd[4] = {seq, D, batch, H}, hd[3] = {D, batch, H};
@@ -1286,24 +1464,70 @@ static int recurrent_run(op_ctx *ctx)
         memcpy(y_dims, yd, sizeof(yd));
         memcpy(h_dims, hd, sizeof(hd));
     }
-    ifd_tensor *y = ctx->node->n_outputs > 0 && ctx->node->output_used[0]
+    const op_node *node = ctx->node;
+    ifd_tensor *y = node->n_outputs > 0 && node->output_used[0]
                         ? op_output(ctx, 0, IFD_FLOAT, 4, y_dims)
                         : NULL;
-    if (ctx->node->n_outputs > 0 && ctx->node->output_used[0] && !y)
+    if (node->n_outputs > 0 && node->output_used[0] && !y)
         return -1;
+    io->y = y ? y->data : NULL;
+    io->yh = io->yc = NULL;
+    if (node->n_outputs > 1 && !(io->yh = op_output(ctx, 1, IFD_FLOAT, 3, h_dims)))
+        return -1;
+    if (node->n_outputs > 2 && !(io->yc = op_output(ctx, 2, IFD_FLOAT, 3, h_dims)))
+        return -1;
+    return 0;
+}
+
+/* How a layer runs (run_layer) and the scratch it runs in. */
+typedef struct layer_plan {
+    const recurrent_state *st;
+    const layer_io *io;
+    bool packed_at_load, step_input, lane_xw;
+    size_t shares;
+    size_t state_floats;
+    float *xw, *state, *bsum, *packed_r, *gathered;
+    step_counter *claims, *lanes, *proj;
+    /* the scratch above, slot by slot (plan_scratch) */
+    void *scratch[8];
+    size_t scratch_bytes[8];
+} layer_plan;
+
+/* Scratch slot k of plan p: that of `reuse`, a layer run before this one
+ * and done with it, when big enough (the upper layer of a StackedLSTM run
+ * layer by layer then finds the buffers warm in cache, as the second of two
+ * LSTM nodes did), else new. */
+static void *plan_scratch(op_ctx *ctx, layer_plan *p, const layer_plan *reuse, int k,
+                          size_t bytes)
+{
+    if (reuse && reuse->scratch[k] && reuse->scratch_bytes[k] >= bytes) {
+        p->scratch[k] = reuse->scratch[k];
+        p->scratch_bytes[k] = reuse->scratch_bytes[k];
+    } else {
+        p->scratch[k] = op_scratch(ctx, bytes);
+        p->scratch_bytes[k] = bytes;
+    }
+    return p->scratch[k];
+}
+
+/* `pipelined`: one of the two layers of run_stacked_pipeline rather than on
+ * its own. */
+static int plan_layer(op_ctx *ctx, const recurrent_state *st, const layer_io *io,
+                      bool pipelined, const layer_plan *reuse, layer_plan *p)
+{
+    int64_t H = st->hidden, G = st->gates, D = st->directions;
+    int64_t seq = io->seq, batch = io->batch, input = io->input;
+    memset(p, 0, sizeof(*p));
+    p->st = st;
+    p->io = io;
     /* without sequence_lens every step writes every row of Y: zeroing it
      * first was a serial pass over 1 MiB per layer of the bench LSTM at
      * batch 64 */
-    if (y && lens)
-        memset(y->data, 0, (size_t)ifd_tensor_count(y) * sizeof(float));
-    ifd_tensor *yh = NULL, *yc = NULL;
-    if (ctx->node->n_outputs > 1 && !(yh = op_output(ctx, 1, IFD_FLOAT, 3, h_dims)))
-        return -1;
-    if (ctx->node->n_outputs > 2 && !(yc = op_output(ctx, 2, IFD_FLOAT, 3, h_dims)))
-        return -1;
-    size_t rows = (size_t)(seq * batch), bh = (size_t)(batch * H), state_floats =
-        bh * 5 + (size_t)(batch * G * H);
-    bool packed_at_load = st->packed_w && st->packed_input == input;
+    if (io->y && io->lens)
+        memset(io->y, 0, (size_t)(seq * D * batch * H) * sizeof(float));
+    size_t rows = (size_t)(seq * batch), bh = (size_t)(batch * H);
+    p->state_floats = bh * 5 + (size_t)(batch * G * H);
+    p->packed_at_load = st->packed_w && st->packed_input == input;
     /* The projection of every step at once is one efficient product, but its
      * result (seq x batch x 4H floats) is written long before each step
      * reads its rows back: past XW_STEP_BYTES they come from memory, and at
@@ -1319,7 +1543,8 @@ static int recurrent_run(op_ctx *ctx)
      * by blocks of steps ahead of the steps on several lanes (project_next).
      * All rows of a step must be at the same t: not so in reverse with
      * sequence_lens. */
-    bool by_chunk = st->packed_wc && packed_at_load && !(lens && (st->reverse_only || D == 2));
+    bool by_chunk =
+        st->packed_wc && p->packed_at_load && !(io->lens && (st->reverse_only || D == 2));
     bool fits = (double)rows * (double)(G * H) * sizeof(float) <= XW_STEP_BYTES;
     bool step_input = by_chunk && (!fits || steps_in_parallel(st, batch, op_threadpool(ctx)));
     bool lane_xw = step_input && fits;
@@ -1343,85 +1568,345 @@ static int recurrent_run(op_ctx *ctx)
         step_input = share_rows * (double)(G * H) * sizeof(float) > XW_STEP_BYTES;
         lane_xw = false;
     }
-    float *xw = op_scratch(ctx, ((step_input ? 0 : rows * (size_t)(G * H)) + 1) * sizeof(float));
-    float *state = op_scratch(ctx, (state_floats + 1) * sizeof(float));
-    float *bsum = op_scratch(ctx, ((size_t)(G * H) + 1) * sizeof(float));
+    size_t xw_floats = step_input ? 0 : rows * (size_t)(G * H);
+    if (pipelined) { /* xw made step by step (see direction_run) */
+        step_input = lane_xw = false;
+        shares = 1;
+        xw_floats = rows * (size_t)(G * H);
+    }
+    p->step_input = step_input;
+    p->lane_xw = lane_xw;
+    p->shares = shares;
+    p->xw = plan_scratch(ctx, p, reuse, 0, (xw_floats + 1) * sizeof(float));
+    p->state = plan_scratch(ctx, p, reuse, 1, (p->state_floats + 1) * sizeof(float));
+    p->bsum = plan_scratch(ctx, p, reuse, 2, ((size_t)(G * H) + 1) * sizeof(float));
     /* one of each per lane, or per share (shares <= threads) */
-    step_counter *claims = op_scratch(ctx, threads * sizeof(step_counter));
-    step_counter *lanes = op_scratch(ctx, threads * sizeof(step_counter));
+    p->claims = plan_scratch(ctx, p, reuse, 3, threads * sizeof(step_counter));
+    p->lanes = plan_scratch(ctx, p, reuse, 4, threads * sizeof(step_counter));
     size_t chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
-    step_counter *proj = lane_xw ? op_scratch(ctx, 2 * chunks * sizeof(step_counter)) : NULL;
-    if (!xw || !state || !bsum || !claims || !lanes || (lane_xw && !proj))
+    p->proj = lane_xw ? plan_scratch(ctx, p, reuse, 5, 2 * chunks * sizeof(step_counter)) : NULL;
+    if (!p->xw || !p->state || !p->bsum || !p->claims || !p->lanes || (lane_xw && !p->proj))
         return -1;
     /* R packed by chunks per run when it was not an initializer at load */
-    float *packed_r = NULL, *gathered = NULL;
-    if (chunked_cell(st) && !packed_at_load) {
-        packed_r = op_scratch(ctx, r_chunks_floats(st) * sizeof(float));
-        gathered = op_scratch(ctx, (size_t)G * CHUNK_UNITS * (size_t)H * sizeof(float));
-        if (!packed_r || !gathered)
+    if (chunked_cell(st) && !p->packed_at_load) {
+        p->packed_r = plan_scratch(ctx, p, reuse, 6, r_chunks_floats(st) * sizeof(float));
+        p->gathered = plan_scratch(ctx, p, reuse, 7, (size_t)G * CHUNK_UNITS * (size_t)H *
+                                                         sizeof(float));
+        if (!p->packed_r || !p->gathered)
             return -1;
     }
-    for (int dir = 0; dir < D; dir++) {
-        direction_run d = {
-            .st = st, .seq = seq, .batch = batch, .row0 = 0, .pitch = batch, .input = input,
-            .hidden = H, .dir = dir, .shares = shares,
-            .reverse = st->reverse_only || dir == 1, .x = x->data,
-            .w = (const float *)w->data + dir * G * H * input,
-            .r = (const float *)r->data + dir * G * H * H,
-            .b = bias ? (const float *)bias->data + dir * 2 * G * H : NULL,
-            .p = peep ? (const float *)peep->data + dir * 3 * H : NULL,
-            .lens = lens ? lens->data : NULL, .xw = xw, .bsum_buf = bsum,
-            .claims = claims, .lanes = lanes,
-            .proj_claims = proj, .proj_done = proj ? proj + chunks : NULL,
-            .h = state, .h_next = state + bh,
-            .c = st->cell == CELL_LSTM ? state + 2 * bh : NULL,
-            .rh = state + 3 * bh, .rh_out = state + 4 * bh,
-            .hr = state + 5 * bh, .y = y ? y->data : NULL,
-            .pool = op_threadpool(ctx),
-        };
-        if (packed_at_load) {
-            d.packed_w = st->packed_w + (size_t)dir * st->packed_w_floats;
-            d.packed_r = st->packed_r + (size_t)dir * st->packed_r_floats;
-            if (step_input || lane_xw || shares > 1) {
-                d.packed_wc = st->packed_wc + (size_t)dir * st->packed_wc_floats;
-                d.step_input = step_input;
-                d.lane_xw = lane_xw;
-            }
-        } else if (packed_r) {
-            pack_r_chunks(st, d.r, packed_r, gathered);
-            d.packed_r = packed_r;
+    return 0;
+}
+
+/* Direction dir's run of a planned layer, from its initial state. */
+static void init_direction(op_ctx *ctx, const layer_plan *p, int dir, direction_run *d)
+{
+    const recurrent_state *st = p->st;
+    const layer_io *io = p->io;
+    int64_t H = st->hidden, G = st->gates, input = io->input, batch = io->batch;
+    size_t bh = (size_t)(batch * H), chunks = (size_t)((H + CHUNK_UNITS - 1) / CHUNK_UNITS);
+    *d = (direction_run){
+        .st = st, .seq = io->seq, .batch = batch, .row0 = 0, .pitch = batch, .input = input,
+        .hidden = H, .dir = dir, .shares = p->shares,
+        .reverse = st->reverse_only || dir == 1, .x = io->x->data,
+        .w = (const float *)io->w->data + dir * G * H * input,
+        .r = (const float *)io->r->data + dir * G * H * H,
+        .b = io->bias ? (const float *)io->bias->data + dir * 2 * G * H : NULL,
+        .p = io->peep ? (const float *)io->peep->data + dir * 3 * H : NULL,
+        .lens = io->lens ? io->lens->data : NULL, .xw = p->xw, .bsum_buf = p->bsum,
+        .claims = p->claims, .lanes = p->lanes,
+        .proj_claims = p->proj, .proj_done = p->proj ? p->proj + chunks : NULL,
+        .h = p->state, .h_next = p->state + bh,
+        .c = st->cell == CELL_LSTM ? p->state + 2 * bh : NULL,
+        .rh = p->state + 3 * bh, .rh_out = p->state + 4 * bh,
+        .hr = p->state + 5 * bh, .y = io->y,
+        .pool = op_threadpool(ctx),
+    };
+    if (p->packed_at_load) {
+        d->packed_w = st->packed_w + (size_t)dir * st->packed_w_floats;
+        d->packed_r = st->packed_r + (size_t)dir * st->packed_r_floats;
+        if (p->step_input || p->lane_xw || p->shares > 1) {
+            d->packed_wc = st->packed_wc + (size_t)dir * st->packed_wc_floats;
+            d->step_input = p->step_input;
+            d->lane_xw = p->lane_xw;
         }
-        int per = st->cell == CELL_RNN ? 1 : st->cell == CELL_GRU ? 2 : 3;
-        d.f = &st->acts[dir * per];
-        d.g = per > 1 ? &st->acts[dir * per + 1] : NULL;
-        d.hact = per > 2 ? &st->acts[dir * per + 2] : NULL;
-        d.default_lstm = st->cell == CELL_LSTM && d.f->kind == ACT_SIGMOID &&
-                         d.g->kind == ACT_TANH && d.hact->kind == ACT_TANH;
-        memset(state, 0, state_floats * sizeof(float));
-        if (h0)
-            copy_state(st, dir, batch, h0->data, d.h, false);
-        if (c0)
-            copy_state(st, dir, batch, c0->data, d.c, false);
-        if (seq > 0 && batch > 0)
+    } else if (p->packed_r) {
+        pack_r_chunks(st, d->r, p->packed_r, p->gathered);
+        d->packed_r = p->packed_r;
+    }
+    int per = st->cell == CELL_RNN ? 1 : st->cell == CELL_GRU ? 2 : 3;
+    d->f = &st->acts[dir * per];
+    d->g = per > 1 ? &st->acts[dir * per + 1] : NULL;
+    d->hact = per > 2 ? &st->acts[dir * per + 2] : NULL;
+    d->default_lstm = st->cell == CELL_LSTM && d->f->kind == ACT_SIGMOID &&
+                      d->g->kind == ACT_TANH && d->hact->kind == ACT_TANH;
+    memset(p->state, 0, p->state_floats * sizeof(float));
+    if (io->h0)
+        copy_state(st, dir, batch, io->h0->data, d->h, false);
+    if (io->c0)
+        copy_state(st, dir, batch, io->c0->data, d->c, false);
+}
+
+/* Direction dir's final state into Y_h and Y_c. */
+static void finish_direction(const layer_plan *p, int dir, const direction_run *d)
+{
+    const recurrent_state *st = p->st;
+    const layer_io *io = p->io;
+    int64_t H = st->hidden;
+    for (int64_t b = 0; io->lens && b < io->batch; b++)
+        if (((const int32_t *)io->lens->data)[b] == 0) {
+            memset(d->h + b * H, 0, (size_t)H * sizeof(float));
+            if (d->c)
+                memset(d->c + b * H, 0, (size_t)H * sizeof(float));
+        }
+    if (io->yh)
+        copy_state(st, dir, io->batch, io->yh->data, d->h, true);
+    if (io->yc)
+        copy_state(st, dir, io->batch, io->yc->data, d->c, true);
+}
+
+/* The layer on its own, in its plan p, with the scratch of `reuse` (or
+ * NULL) where it fits. */
+static int run_layer(op_ctx *ctx, const recurrent_state *st, const layer_io *io,
+                     const layer_plan *reuse, layer_plan *p)
+{
+    if (plan_layer(ctx, st, io, false, reuse, p))
+        return -1;
+    for (int dir = 0; dir < st->directions; dir++) {
+        direction_run d;
+        init_direction(ctx, p, dir, &d);
+        if (io->seq > 0 && io->batch > 0)
             run_direction(&d);
-        for (int64_t b = 0; lens && b < batch; b++)
-            if (((const int32_t *)lens->data)[b] == 0) {
-                memset(d.h + b * H, 0, (size_t)H * sizeof(float));
-                if (d.c)
-                    memset(d.c + b * H, 0, (size_t)H * sizeof(float));
-            }
-        if (yh)
-            copy_state(st, dir, batch, yh->data, d.h, true);
-        if (yc)
-            copy_state(st, dir, batch, yc->data, d.c, true);
+        finish_direction(p, dir, &d);
     }
     return 0;
+}
+
+static int recurrent_run(op_ctx *ctx)
+{
+    const recurrent_state *st = ctx->node->state;
+    layer_io io;
+    layer_inputs(ctx, st, 0, &io);
+    if (check_layer(ctx, st, &io) || layer_outputs(ctx, st, &io))
+        return -1;
+    layer_plan p;
+    return run_layer(ctx, st, &io, NULL, &p);
+}
+
+/* ---- StackedLSTM: two LSTM layers as one node ------------------------------------ */
+
+/* optimize/fuse_stacked_lstm.c turns LSTM -> Squeeze(axis 1) -> LSTM, both
+ * forward, layout 0, without sequence_lens, the lower layer's Y read only
+ * by the Squeeze and its Y_h and Y_c by nobody, into one com.microsoft
+ * StackedLSTM node: inputs 0-7 are the lower LSTM's, 8-15 the upper's (8,
+ * its X, omitted: the lower layer's Y), outputs the upper LSTM's. It takes
+ * over both nodes' prepared states (weights packed at their load).
+ *
+ * Why one node: at 2 threads the two layers run as a pipeline, one per
+ * thread (run_stacked_pipeline). Run layer by layer, each step of a layer
+ * is split over both threads, which meet once a step and read the half of
+ * h the other core just wrote (the lanes of run_steps). In the pipeline
+ * the lower layer's thread runs step t while the upper layer's runs step
+ * t - 1 or t: nothing of a layer's state crosses cores, only the lower
+ * layer's rows of Y of each step, once, through one progress counter, and
+ * the upper layer prefetches them a step ahead. The upper layer's step
+ * costs more (its input is the lower layer's hidden state, not X): the
+ * lower layer's thread also makes some columns of the upper layer's input
+ * projection (given_columns), as many as even the two out. Each layer
+ * multiplies its step's state by all of R in one product and keeps the
+ * projection laid out as at one thread, so the cells, and the sums they
+ * make, are those of one thread. Bench LSTM (64 -> 128 -> 128, 32 steps),
+ * batch 8, 2 threads, medians of 5 alternated runs under chrt: 557 -> 527
+ * us a run (1 thread: 938 and 935). Timed inside the fastest runs (~495
+ * us), the lower layer's thread computed for ~465 us and the upper
+ * layer's waited 10-17 us, mostly for the lower layer's first step: what
+ * is left is the pipeline's two ends.
+ *
+ * Elsewhere (other thread counts, batches the lanes do not take or where
+ * the pipeline measured slower, pipeline_pays, other activations,
+ * projections past PIPE_XW_BYTES) the node runs its layers one after the
+ * other as the two LSTM nodes did. */
+typedef struct stacked_state {
+    recurrent_state *lower, *upper;
+} stacked_state;
+
+static void stacked_free(void *state)
+{
+    stacked_state *ss = state;
+    if (ss) {
+        recurrent_free(ss->lower);
+        recurrent_free(ss->upper);
+    }
+    free(ss);
+}
+
+static bool forward_lstm_layer(const op_node *node)
+{
+    const recurrent_state *st = node->state;
+    return node->domain[0] == '\0' && strcmp(node->op_type, "LSTM") == 0 && st &&
+           st->cell == CELL_LSTM && st->directions == 1 && !st->reverse_only && st->layout == 0 &&
+           !(node->n_inputs > 4 && node->inputs[4]);
+}
+
+bool lstm_stackable(const op_node *lower, const op_node *upper)
+{
+    if (!forward_lstm_layer(lower) || !forward_lstm_layer(upper))
+        return false;
+    for (int i = 1; i < lower->n_outputs; i++)
+        if (lower->output_used[i])
+            return false;
+    const recurrent_state *lo = lower->state;
+    const value_info *w = upper->inputs[1];
+    return w && w->rank == 3 && w->dims[2] == lo->hidden;
+}
+
+void *stacked_lstm_state_new(op_node *lower, op_node *upper)
+{
+    stacked_state *ss = malloc(sizeof(*ss));
+    if (!ss)
+        return NULL;
+    ss->lower = lower->state;
+    ss->upper = upper->state;
+    lower->state = upper->state = NULL;
+    return ss;
+}
+
+static int stacked_prepare(op_node *node, ifd_error *err)
+{
+    return op_prepare_fail(node, err, "StackedLSTM is made by inferd's graph optimiser from "
+                           "two LSTM nodes, not read from a model file");
+}
+
+static bool default_activations(const recurrent_state *st)
+{
+    return st->cell == CELL_LSTM && st->acts[0].kind == ACT_SIGMOID &&
+           st->acts[1].kind == ACT_TANH && st->acts[2].kind == ACT_TANH;
+}
+
+/* Threads of each layer in the pipeline (see stacked_state). */
+static void run_pipeline_layers(void *arg, size_t begin, size_t end)
+{
+    direction_run *d = arg;
+    for (size_t i = begin; i < end; i++)
+        run_direction(&d[i]);
+}
+
+/* Steps of the lower layer's projection made at once in a pipeline (the
+ * lanes' LANE_PROJECT_ROWS rows). */
+#define PIPE_PROJECT_ROWS 32
+
+/* Batches at which the pipeline beat the lanes (fewer than shares take):
+ * each of its products has the whole batch as rows on one thread, and the
+ * GEMM's AVX-512 tiles take 4 to 12 rows (kernels/gemm.c, WIDE_MIN_ROWS),
+ * a tile of 4-7 rows costing about as much as one of 8, or 1-3 rows to the
+ * rows kernel. Bench LSTM, 2 threads, fastest of 2 alternated runs under
+ * chrt, lanes -> pipeline, us: batch 2 237 -> 230, 3 276 -> 250, 4 322 ->
+ * 392, 5 370 -> 390, 6 418 -> 425, 7 478 -> 491, 8 535 -> 513 (medians of
+ * 5: 557 -> 527), 9 684 -> 564, 10 731 -> 618, 11 779 -> 662, 12 823 ->
+ * 716, 13 914 -> 863, 14 1003 -> 992, 15 1092 -> 1123. */
+static bool pipeline_pays(int64_t batch)
+{
+    return batch <= 3 || (batch >= 8 && batch <= 13);
+}
+
+/* Most bytes of a layer's projection in a pipeline (see stacked_run). */
+#define PIPE_XW_BYTES (4 * XW_STEP_BYTES)
+
+/* Columns of the upper layer's input projection the lower layer's thread
+ * makes (given_cols). Per step the lower layer multiplies (input1 + H1) x
+ * 4 H1, the upper (H1 + H2) x 4 H2; moving columns of the upper layer's
+ * H1 x 4 H2 evens them out: the bench LSTM (64 -> 128 -> 128) 128 of 512.
+ * Whole slivers of the packed W, and W in one panel (K = H1), or none. */
+static size_t given_columns(const layer_io *lo, const recurrent_state *lower,
+                            const recurrent_state *upper)
+{
+    double h1 = (double)lower->hidden, h2 = (double)upper->hidden, g = (double)upper->gates;
+    double lower_work = ((double)lo->input + h1) * h1 * (double)lower->gates;
+    double upper_work = (h1 + h2) * h2 * g;
+    double cols = (upper_work - lower_work) / 2 / h1;
+    size_t slivers = (size_t)(cols / GEMM_PACK_NR + 0.5), most = (size_t)(g * h2) / GEMM_PACK_NR;
+    if (cols <= 0 || lower->hidden > GEMM_PACK_KC || most < 2)
+        return 0;
+    return (slivers < most ? slivers : most - 1) * GEMM_PACK_NR;
+}
+
+static int run_stacked_pipeline(op_ctx *ctx, const stacked_state *ss, const layer_io *lo,
+                                const layer_io *up)
+{
+    layer_plan pl, pu;
+    step_counter *ready = op_scratch(ctx, sizeof(step_counter));
+    if (!ready || plan_layer(ctx, ss->lower, lo, true, NULL, &pl) ||
+        plan_layer(ctx, ss->upper, up, true, NULL, &pu))
+        return -1;
+    direction_run d[2];
+    init_direction(ctx, &pl, 0, &d[0]);
+    init_direction(ctx, &pu, 0, &d[1]);
+    for (int i = 0; i < 2; i++) {
+        d[i].pool = NULL; /* one thread each */
+        d[i].pipelined = true;
+    }
+    atomic_init(&ready->value, 0);
+    int64_t block = (PIPE_PROJECT_ROWS + lo->batch - 1) / lo->batch;
+    d[0].proj_block = (size_t)(block > 0 ? block : 1);
+    d[0].above = &d[1];
+    d[0].ready_out = ready;
+    d[1].given_cols = given_columns(lo, ss->lower, ss->upper);
+    d[1].input_ready = ready;
+    /* the pool's caller runs the lower layer: it never waits for the upper
+     * one, so the layers finish even when no worker joins */
+    threadpool_parallel_for(op_threadpool(ctx), 2, 1, run_pipeline_layers, d);
+    finish_direction(&pl, 0, &d[0]);
+    finish_direction(&pu, 0, &d[1]);
+    return 0;
+}
+
+static int stacked_run(op_ctx *ctx)
+{
+    const stacked_state *ss = ctx->node->state;
+    layer_io lo, up;
+    layer_inputs(ctx, ss->lower, 0, &lo);
+    if (check_layer(ctx, ss->lower, &lo))
+        return -1;
+    int64_t H1 = ss->lower->hidden;
+    size_t y1_floats = (size_t)(lo.seq * lo.batch * H1);
+    float *y1 = op_scratch(ctx, (y1_floats + 1) * sizeof(float));
+    if (!y1)
+        return -1;
+    /* the lower layer's Y [seq, 1, batch, H1] as the Squeeze gave it */
+    ifd_tensor x2 = {.dtype = IFD_FLOAT, .rank = 3, .dims = {lo.seq, lo.batch, H1}, .data = y1};
+    layer_inputs(ctx, ss->upper, 8, &up);
+    up.x = &x2;
+    if (check_layer(ctx, ss->upper, &up) || layer_outputs(ctx, ss->upper, &up))
+        return -1;
+    lo.y = y1;
+    threadpool *pool = op_threadpool(ctx);
+    /* the pipeline where the layers would otherwise split each step over
+     * the two threads (the lanes: steps_in_parallel, fewer rows than
+     * shares take), and where each layer's projection of every step
+     * (which it keeps: the lower layer may run any number of steps ahead)
+     * stays within PIPE_XW_BYTES; elsewhere, and for other activations,
+     * layer by layer */
+    double rows = (double)lo.seq * (double)lo.batch;
+    if (threadpool_size(pool) == 2 && lo.seq > 0 && lo.batch > 0 && !lo.lens && !up.lens &&
+        default_activations(ss->lower) && default_activations(ss->upper) &&
+        ss->lower->packed_w && ss->lower->packed_input == lo.input && ss->upper->packed_w &&
+        ss->upper->packed_input == up.input && steps_in_parallel(ss->upper, lo.batch, pool) &&
+        pipeline_pays(lo.batch) && H1 % CHUNK_UNITS == 0 && H1 <= GEMM_PACK_KC &&
+        ss->upper->hidden % CHUNK_UNITS == 0 && ss->upper->hidden <= GEMM_PACK_KC &&
+        rows * (double)(4 * (H1 > ss->upper->hidden ? H1 : ss->upper->hidden)) * sizeof(float) <=
+            PIPE_XW_BYTES)
+        return run_stacked_pipeline(ctx, ss, &lo, &up);
+    layer_plan pl, pu;
+    if (run_layer(ctx, ss->lower, &lo, NULL, &pl))
+        return -1;
+    return run_layer(ctx, ss->upper, &up, &pl, &pu);
 }
 
 static const op_def defs[] = {
     {"", "RNN", 7, 21, recurrent_prepare, recurrent_run, recurrent_free},
     {"", "GRU", 7, 21, recurrent_prepare, recurrent_run, recurrent_free},
     {"", "LSTM", 7, 21, recurrent_prepare, recurrent_run, recurrent_free},
+    {"com.microsoft", "StackedLSTM", 1, 1, stacked_prepare, stacked_run, stacked_free},
 };
 
 OP_FAMILY(ops_recurrent, defs);

@@ -288,7 +288,8 @@ ifd_status optimize_after_prepare(ifd_model *m, const bool *removed, ifd_error *
     if (m->graph_opt >= IFD_GRAPH_OPT_ALL) {
         graph_view_free(&g);
         if ((st = optimize_fuse_kernels(m, err)) != IFD_OK ||
-            (st = optimize_fuse_inverted_residual(m, err)) != IFD_OK)
+            (st = optimize_fuse_inverted_residual(m, err)) != IFD_OK ||
+            (st = optimize_fuse_stacked_lstm(m, err)) != IFD_OK)
             return st;
         if ((st = graph_view_init(&g, m, err)) != IFD_OK)
             return st;

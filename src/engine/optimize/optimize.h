@@ -96,6 +96,10 @@ void constant_folder_end(constant_folder *f);
  * inverted-residual blocks become one node computed in bands of rows
  * (fuse_inverted_residual.c). Leaves last_use at -1 like the fusions. */
 ifd_status optimize_fuse_inverted_residual(ifd_model *m, ifd_error *err);
+/* After prepare, at ALL: LSTM -> Squeeze -> LSTM becomes one StackedLSTM
+ * node, run as a pipeline of the two layers at 2 threads
+ * (fuse_stacked_lstm.c). */
+ifd_status optimize_fuse_stacked_lstm(ifd_model *m, ifd_error *err);
 
 /* After prepare, at BASIC and ALL. */
 void optimize_eliminate_dead_nodes(graph_view *g);
