@@ -351,13 +351,16 @@ typedef struct masked_taps {
 
 static void masked_taps_init(const conv_geometry *g, masked_taps *t)
 {
-    int64_t kw_n = g->kernel[2];
-    t->count = (size_t)(g->kernel[1] * kw_n);
-    for (size_t i = 0; i < t->count; i++) {
-        t->ih0[i] = (int64_t)i / kw_n * g->dilation[1] - g->pad[1];
-        t->iw0[i] = (int64_t)i % kw_n * g->dilation[2] - g->pad[2];
-        t->delta[i] = t->ih0[i] * g->image[2] + t->iw0[i];
-    }
+    /* nested loops, not i / kw and i % kw: two 64-bit divisions a tap were
+     * most of a small layer's patch set-up (the digits CNN's 3x3 layers) */
+    size_t i = 0;
+    for (int64_t kh = 0; kh < g->kernel[1]; kh++)
+        for (int64_t kw = 0; kw < g->kernel[2]; kw++, i++) {
+            t->ih0[i] = kh * g->dilation[1] - g->pad[1];
+            t->iw0[i] = kw * g->dilation[2] - g->pad[2];
+            t->delta[i] = t->ih0[i] * g->image[2] + t->iw0[i];
+        }
+    t->count = i;
 }
 
 /* Every tap's mask of slivers [0, nb) (masks[tap * MASKED_BLOCK + sliver])
@@ -390,19 +393,24 @@ masked_masks(const conv_geometry *g, const masked_taps *t, size_t nb, const int3
     }
 }
 
-/* Each row of the panel of kc rows from p0: where it reads in the image
- * (its channel's plane, its tap's offset and `add`) and its tap's masks. */
-static void masked_panel_rows(const masked_taps *t, int64_t plane, size_t p0, size_t kc,
-                              int64_t add, int64_t *from, uint16_t *tap_of)
+/* Where the rows of a K panel read: row r is tap (tap0 + r) % taps of
+ * channel (p0 + r) / taps, at that channel's plane plus the tap's delta
+ * (and `add`). The sliver copies walk it row by row, instead of reading
+ * per-row offsets worked out for the panel first: on the digits CNN's
+ * 16-channel 3x3 layer (144 rows, one sliver an image) that set-up cost
+ * about what copying an image's patches did. */
+typedef struct panel_walk {
+    const int64_t *delta; /* masked_taps.delta */
+    size_t taps, tap0;
+    int64_t first; /* row 0's channel plane offset plus `add` */
+    int64_t plane;
+} panel_walk;
+
+static panel_walk masked_panel_walk(const masked_taps *t, int64_t plane, size_t p0, int64_t add)
 {
-    for (size_t r = 0, c = p0 / t->count, i = p0 % t->count; r < kc; r++) {
-        from[r] = (int64_t)c * plane + t->delta[i] + add;
-        tap_of[r] = (uint16_t)(i * MASKED_BLOCK);
-        if (++i == t->count) {
-            i = 0;
-            c++;
-        }
-    }
+    size_t c = p0 / t->count;
+    return (panel_walk){.delta = t->delta, .taps = t->count, .tap0 = p0 - c * t->count,
+                        .first = (int64_t)c * plane + add, .plane = plane};
 }
 
 /* Lane i of a 16-bit mask moved to bit 2i: the floats a stride-2 sliver
@@ -425,37 +433,54 @@ static uint32_t even_bits(uint32_t m)
  * paths small layers call many times (inlined there it cost the digits
  * CNN 5% a run). */
 __attribute__((target("avx512f"), noinline)) static void
-masked_sliver_pairs(float *dst, size_t kc, const uint16_t *ms, const uint16_t *tap_of,
-                    const int64_t *from, const float *base)
+masked_sliver_pairs(float *dst, size_t kc, const uint16_t *ms, const panel_walk *w,
+                    const float *base)
 {
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
                                           2, 0);
-    for (size_t r = 0; r < kc; r++) {
-        uint32_t m = even_bits(ms[tap_of[r]]);
-        const float *p = base + from[r];
+    const float *chan = base + w->first;
+    for (size_t r = 0, t = w->tap0; r < kc; r++) {
+        uint32_t m = even_bits(ms[t * MASKED_BLOCK]);
+        const float *p = chan + w->delta[t];
         __m512 lo = _mm512_maskz_loadu_ps((__mmask16)m, p);
         __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), p + 16);
         _mm512_storeu_ps(dst + r * GEMM_PACK_NR, _mm512_permutex2var_ps(lo, even, hi));
+        if (++t == w->taps) {
+            t = 0;
+            chan += w->plane;
+        }
     }
 }
 
 /* The kc rows of one sliver: one masked load per row from `at` when the
  * sliver's lanes read consecutive floats, else a gather at its bases. */
 __attribute__((target("avx512f"))) static void
-masked_sliver(float *dst, size_t kc, const uint16_t *ms, const uint16_t *tap_of,
-              const int64_t *from, const float *at, const float *image, const int32_t *bases)
+masked_sliver(float *dst, size_t kc, const uint16_t *ms, const panel_walk *w, const float *at,
+              const float *image, const int32_t *bases)
 {
     if (at) {
-        for (size_t r = 0; r < kc; r++)
+        const float *chan = at + w->first;
+        for (size_t r = 0, t = w->tap0; r < kc; r++) {
             _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
-                             _mm512_maskz_loadu_ps(ms[tap_of[r]], at + from[r]));
+                             _mm512_maskz_loadu_ps(ms[t * MASKED_BLOCK], chan + w->delta[t]));
+            if (++t == w->taps) {
+                t = 0;
+                chan += w->plane;
+            }
+        }
         return;
     }
     __m512i vbase = _mm512_loadu_si512(bases);
-    for (size_t r = 0; r < kc; r++)
+    const float *chan = image + w->first;
+    for (size_t r = 0, t = w->tap0; r < kc; r++) {
         _mm512_storeu_ps(dst + r * GEMM_PACK_NR,
-                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ms[tap_of[r]], vbase,
-                                                  image + from[r], 4));
+                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ms[t * MASKED_BLOCK],
+                                                  vbase, chan + w->delta[t], 4));
+        if (++t == w->taps) {
+            t = 0;
+            chan += w->plane;
+        }
+    }
 }
 
 /* Positions [q0, q1) of `count` images side by side (see
@@ -478,28 +503,36 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
     int32_t bases[MASKED_BLOCK * GEMM_PACK_NR];
     int32_t o1s[MASKED_BLOCK * GEMM_PACK_NR], o2s[MASKED_BLOCK * GEMM_PACK_NR];
     bool pairs[MASKED_BLOCK]; /* stride 2 and the sliver on one output row */
-    int64_t from[GEMM_PACK_KC];
-    uint16_t tap_of[GEMM_PACK_KC];
     for (size_t b0 = 0; b0 < per_image; b0 += MASKED_BLOCK) {
         size_t nb = per_image - b0 < MASKED_BLOCK ? per_image - b0 : MASKED_BLOCK;
         size_t qb = q0 + b0 * GEMM_PACK_NR;
-        /* each lane's output row and column, once per block */
+        /* each lane's output row and column, once per block, a stretch of
+         * one output row at a time; then each sliver's in-range lanes (the
+         * first ones) and bases, 16 lanes at once: a test and a branch per
+         * lane were a fifth of a small layer's patches (the digits CNN's
+         * 8x8 planes, four slivers an image) */
+        size_t lanes = nb * GEMM_PACK_NR;
         int64_t o1 = (int64_t)qb / ow, o2 = (int64_t)qb % ow;
-        for (size_t s = 0; s < nb; s++) {
-            unsigned bits = 0;
-            for (unsigned i = 0; i < GEMM_PACK_NR; i++) {
-                size_t lane = s * GEMM_PACK_NR + i;
-                bool in = qb + lane < q1;
-                if (in)
-                    bits |= 1u << i;
-                o1s[lane] = (int32_t)o1;
-                o2s[lane] = (int32_t)o2;
-                bases[lane] = in ? (int32_t)(o1 * s1 * w + o2 * s2) : 0;
-                if (++o2 == ow) {
-                    o2 = 0;
-                    o1++;
-                }
+        for (size_t lane = 0; lane < lanes; o1++, o2 = 0) {
+            size_t run = (size_t)(ow - o2) < lanes - lane ? (size_t)(ow - o2) : lanes - lane;
+            for (size_t i = 0; i < run; i++) {
+                o1s[lane + i] = (int32_t)o1;
+                o2s[lane + i] = (int32_t)(o2 + (int64_t)i);
             }
+            lane += run;
+        }
+        const __m512i row_step = _mm512_set1_epi32((int32_t)(s1 * w)),
+                      col_step = _mm512_set1_epi32((int32_t)s2);
+        for (size_t s = 0; s < nb; s++) {
+            size_t left = q1 - qb - s * GEMM_PACK_NR; /* >= 1: nb covers [qb, q1) */
+            unsigned bits = left >= GEMM_PACK_NR ? 0xffffu : (1u << left) - 1u;
+            /* o1 * s1 * w + o2 * s2 in wrapping int32 lanes, as the int32
+             * cast of the int64 sum it was (masked_fits keeps it in range) */
+            __m512i base = _mm512_maskz_add_epi32(
+                (__mmask16)bits,
+                _mm512_mullo_epi32(_mm512_loadu_si512(o1s + s * GEMM_PACK_NR), row_step),
+                _mm512_mullo_epi32(_mm512_loadu_si512(o2s + s * GEMM_PACK_NR), col_step));
+            _mm512_storeu_si512(bases + s * GEMM_PACK_NR, base);
             in_range[s] = (uint16_t)bits;
             /* the in-range lanes are the first ones, their rows ascending */
             size_t last = s * GEMM_PACK_NR + (bits ? 31u - (unsigned)__builtin_clz(bits) : 0u);
@@ -509,16 +542,16 @@ im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t coun
         for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
             size_t kc = rows - p0 < GEMM_PACK_KC ? rows - p0 : GEMM_PACK_KC;
             float *panel = gemm_packed_b_row(packed, rows, cols, p0).base;
-            masked_panel_rows(&taps, plane, p0, kc, linear ? (int64_t)qb : 0, from, tap_of);
+            panel_walk walk = masked_panel_walk(&taps, plane, p0, linear ? (int64_t)qb : 0);
             for (size_t n = 0; n < count; n++) {
                 const float *img = image + n * image_floats;
                 for (size_t s = 0; s < nb; s++) {
                     float *dst = panel + (n * per_image + b0 + s) * GEMM_PACK_NR * kc;
                     if (pairs[s])
-                        masked_sliver_pairs(dst, kc, masks + s, tap_of, from,
+                        masked_sliver_pairs(dst, kc, masks + s, &walk,
                                             img + bases[s * GEMM_PACK_NR]);
                     else
-                        masked_sliver(dst, kc, masks + s, tap_of, from,
+                        masked_sliver(dst, kc, masks + s, &walk,
                                       linear ? img + s * GEMM_PACK_NR : NULL, img,
                                       bases + s * GEMM_PACK_NR);
                 }
@@ -550,8 +583,6 @@ im2col_f32_packed_masked_straddling(const conv_geometry *g, const float *image, 
     int32_t bases[MASKED_BLOCK * GEMM_PACK_NR];
     int32_t o1s[MASKED_BLOCK * GEMM_PACK_NR], o2s[MASKED_BLOCK * GEMM_PACK_NR];
     int64_t load_at[MASKED_BLOCK]; /* a sliver's first float when it loads, else -1 */
-    int64_t from[GEMM_PACK_KC];
-    uint16_t tap_of[GEMM_PACK_KC];
     for (size_t b0 = 0; b0 < slivers; b0 += MASKED_BLOCK) {
         size_t nb = slivers - b0 < MASKED_BLOCK ? slivers - b0 : MASKED_BLOCK;
         size_t fb = b0 * GEMM_PACK_NR;
@@ -591,9 +622,9 @@ im2col_f32_packed_masked_straddling(const conv_geometry *g, const float *image, 
         for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
             size_t kc = rows - p0 < GEMM_PACK_KC ? rows - p0 : GEMM_PACK_KC;
             float *panel = gemm_packed_b_row(packed, rows, cols, p0).base;
-            masked_panel_rows(&taps, plane, p0, kc, 0, from, tap_of);
+            panel_walk walk = masked_panel_walk(&taps, plane, p0, 0);
             for (size_t s = 0; s < nb; s++)
-                masked_sliver(panel + (b0 + s) * GEMM_PACK_NR * kc, kc, masks + s, tap_of, from,
+                masked_sliver(panel + (b0 + s) * GEMM_PACK_NR * kc, kc, masks + s, &walk,
                               load_at[s] >= 0 ? image + load_at[s] : NULL, image,
                               bases + s * GEMM_PACK_NR);
         }
