@@ -538,6 +538,21 @@ static int window_run(op_ctx *ctx)
     if (!y)
         return -1;
     pool_job job = {st, &p, {NULL}, p.out[2], p.out[2], x->data, y->data, NULL};
+    bool indices = st->mode == POOL_MAX && ctx->node->n_outputs > 1 && ctx->node->output_used[1];
+    size_t taps = 1; /* a window's */
+    for (int a = 0; a < MAX_SPATIAL; a++)
+        taps *= (size_t)p.kernel[a];
+    /* the plain kernels need no windows: resolving them (two divisions an
+     * output row and column) cost the digits CNN's 2x2 pool on 4x4 images
+     * about what the pooling did */
+    if (!indices && is_plain_2x2_max(st, &p, x->dtype)) {
+        parallel_planes(ctx, p.planes, p.out_plane * taps, max_pool_2x2_planes, &job);
+        return 0;
+    }
+    if (!indices && is_plain_3x3s2_max(st, &p, x->dtype)) {
+        parallel_planes(ctx, p.planes, p.out_plane * taps, max_pool_3x3s2_planes, &job);
+        return 0;
+    }
     window *windows = op_scratch(ctx, (size_t)(p.out[0] + p.out[1] + p.out[2] + 1) *
                                                   sizeof(window));
     if (!windows)
@@ -555,20 +570,13 @@ static int window_run(op_ctx *ctx)
             job.inner_hi = o + 1;
         }
     }
-    if (st->mode == POOL_MAX && ctx->node->n_outputs > 1 && ctx->node->output_used[1]) {
+    if (indices) {
         ifd_tensor *ind = op_output(ctx, 1, IFD_INT64, x->rank, dims);
         if (!ind)
             return -1;
         job.indices = ind->data;
     }
-    size_t window = 1;
-    for (int a = 0; a < MAX_SPATIAL; a++)
-        window *= (size_t)p.kernel[a];
-    if (!job.indices && is_plain_2x2_max(st, &p, x->dtype))
-        fn = max_pool_2x2_planes;
-    else if (!job.indices && is_plain_3x3s2_max(st, &p, x->dtype))
-        fn = max_pool_3x3s2_planes;
-    parallel_planes(ctx, p.planes, p.out_plane * window, fn, &job);
+    parallel_planes(ctx, p.planes, p.out_plane * taps, fn, &job);
     return 0;
 }
 
