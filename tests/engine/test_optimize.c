@@ -466,6 +466,42 @@ static void test_second_run_with_static_shapes_allocates_only_its_output(void)
     ifd_model_free(m);
 }
 
+static void test_second_run_with_a_large_output_takes_no_new_buffer(void)
+{
+    /* attention_blocks' output is 32000 bytes. Moved out to the caller, its
+     * pooled buffer had to be replaced by a new aligned_alloc on every run,
+     * which for a large output means fresh pages and a page fault each */
+    ifd_model *m = generated_model_load("attention_blocks", IFD_GRAPH_OPT_ALL);
+    ifd_session *s = NULL;
+    ifd_error err;
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    CHECK_EQ_INT(ifd_session_create(m, NULL, &s, &err), IFD_OK);
+    ifd_value *x = make_input(m);
+    ifd_value *y1 = s && x ? run_once(s, x) : NULL;
+    size_t after_first = s ? session_buffer_allocations(s) : 0;
+    ifd_value *y2 = s && x ? run_once(s, x) : NULL;
+    ifd_value *y3 = s && x ? run_once(s, x) : NULL;
+    CHECK(y1 && y2 && y3);
+    if (s)
+        CHECK_EQ_INT(session_buffer_allocations(s) - after_first, 0);
+    if (y1 && y2 && y3) {
+        /* each caller holds its own copy, all with the same values */
+        size_t bytes = ifd_tensor_count(&y1->tensor) * sizeof(float);
+        CHECK_EQ_INT(bytes, 32000);
+        CHECK(y1->tensor.data != y2->tensor.data && y2->tensor.data != y3->tensor.data);
+        CHECK(memcmp(y1->tensor.data, y2->tensor.data, bytes) == 0);
+        CHECK(memcmp(y1->tensor.data, y3->tensor.data, bytes) == 0);
+    }
+    ifd_value_free(y1);
+    ifd_value_free(y2);
+    ifd_value_free(y3);
+    ifd_value_free(x);
+    ifd_session_free(s);
+    ifd_model_free(m);
+}
+
 /* 0 keeps the API's meaning (one per core); the CLI refuses it itself. */
 static void test_thread_counts_above_the_maximum_are_refused(void)
 {
@@ -506,6 +542,7 @@ int main(void)
     RUN(test_planned_size_past_size_t_is_a_run_error_not_a_crash);
     RUN(test_weights_not_matching_their_shape_are_refused_at_load);
     RUN(test_second_run_with_static_shapes_allocates_only_its_output);
+    RUN(test_second_run_with_a_large_output_takes_no_new_buffer);
     RUN(test_thread_counts_above_the_maximum_are_refused);
     generated_models_remove();
     TEST_MAIN_END();
