@@ -214,7 +214,8 @@ static void test_packed_b_columns_multiply_as_their_own_weight(void)
                     if (e.clamp)
                         want = want < -0.5 ? -0.5 : want > 0.5 ? 0.5 : want;
                     if (!(fabs(c[i * w + j] - want) <= 1e-5 * mag) && bad++ < 3)
-                        fprintf(stderr, "%s: columns [%zu, %zu): C[%zu,%zu] = %.9g, expected %.9g\n",
+                        fprintf(stderr,
+                                "%s: columns [%zu, %zu): C[%zu,%zu] = %.9g, expected %.9g\n",
                                 names[ki], c0, c0 + w, i, j, c[i * w + j], want);
                 }
         }
