@@ -231,6 +231,73 @@ def gather_transposed(out):
               os.path.join(out, "gather_transposed.onnx"))
 
 
+def shape_gathers(out):
+    """Slice bounds and a Reshape target from the shape of x [batch, 6, 8]
+    with the batch left dynamic, as torch writes attention's Q/K/V slices:
+    Gathers of entries 1 and 2 of Shape(x) (known at load) fold, entry 0
+    (the batch) stays, and Shape-15 with start=2 folds though the batch is
+    dynamic. y = x[:, 0:3, :] through [batch, 48], [batch, 24], [batch, 3, 8].
+    shape_gather_out_of_range gathers entry 5 of a 3-entry shape: it must
+    stay a node and fail at run time."""
+    c = lambda name, v: numpy_helper.from_array(np.array(v, dtype=np.int64), name)
+    consts = [c("i0", [0]), c("i1", 1), c("i2", -1), c("two", 2), c("axes0", [0]),
+              c("start0", [0]), c("axis1", [1]), c("three", [3])]
+    n = helper.make_node
+    nodes = [
+        n("Shape", ["x"], ["s"]),
+        n("Gather", ["s", "i0"], ["batch"]),                 # [1], dynamic
+        n("Gather", ["s", "i1"], ["rows"]),                  # 6
+        n("Gather", ["s", "i2"], ["cols"]),                  # 8
+        n("Mul", ["rows", "cols"], ["flat"]),
+        n("Unsqueeze", ["flat", "axes0"], ["flat1"]),
+        n("Concat", ["batch", "flat1"], ["shape2"], axis=0),
+        n("Reshape", ["x", "shape2"], ["x2"]),               # [batch, 48]
+        n("Div", ["flat1", "two"], ["half"]),
+        n("Slice", ["x2", "start0", "half", "axis1"], ["w"]),  # [batch, 24]
+        n("Shape", ["x"], ["tail"], start=2),                # [8]
+        n("Concat", ["batch", "three", "tail"], ["shape3"], axis=0),
+        n("Reshape", ["w", "shape3"], ["y"]),                # [batch, 3, 8]
+    ]
+    graph = helper.make_graph(nodes, "shape_gathers",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 6, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], consts)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]),
+              os.path.join(out, "shape_gathers.onnx"))
+    nodes = [n("Shape", ["x"], ["s"]), n("Gather", ["s", "five"], ["g"]),
+             n("Unsqueeze", ["g", "axes0"], ["g1"]), n("Reshape", ["x", "g1"], ["y"])]
+    graph = helper.make_graph(nodes, "shape_gather_out_of_range",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 6, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [c("five", 5), c("axes0", [0])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]),
+              os.path.join(out, "shape_gather_out_of_range.onnx"))
+
+
+def column_slices(out):
+    """x [4, 10, 32] @ W [32, 96] + bias, read only by three Slices of the
+    last axis (q, k, v as an attention's input projection writes them; v's
+    Slice names the axis as 2, the others as -1): y = q * k + v. In
+    column_slices_ragged the Slices cut at 24, 48 and 72, not at whole 16-column
+    slivers of the packed W, and must stay."""
+    rng = np.random.default_rng(7)
+    w = numpy_helper.from_array(rng.standard_normal((32, 96)).astype(np.float32), "W")
+    bias = numpy_helper.from_array(rng.standard_normal(96).astype(np.float32), "bias")
+    c = lambda name, v: numpy_helper.from_array(np.array(v, dtype=np.int64), name)
+    n = helper.make_node
+    for name, cuts in (("column_slices", (0, 32, 64, 96)), ("column_slices_ragged", (0, 24, 48, 72))):
+        consts = [w, bias, c("last", [-1]), c("two", [2])]
+        consts += [c("c%d" % i, [v]) for i, v in enumerate(cuts)]
+        nodes = [n("MatMul", ["x", "W"], ["xw"]), n("Add", ["xw", "bias"], ["qkv"]),
+                 n("Slice", ["qkv", "c0", "c1", "last"], ["q"]),
+                 n("Slice", ["qkv", "c1", "c2", "last"], ["k"]),
+                 n("Slice", ["qkv", "c2", "c3", "two"], ["v"]),
+                 n("Mul", ["q", "k"], ["qk"]), n("Add", ["qk", "v"], ["y"])]
+        graph = helper.make_graph(nodes, name,
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 10, 32])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], consts)
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+                  os.path.join(out, name + ".onnx"))
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -248,6 +315,14 @@ def main():
            os.path.join(args.out, "transformer.onnx"))
     export(TransposedWeight(), torch.randn(4, 16), os.path.join(args.out, "transposed_weight.onnx"),
            fold=False)
+    # the same encoder with the batch left dynamic, as the bench model: its
+    # Q/K/V slice bounds come from Gathers of Shape(x)
+    buf = io.BytesIO()
+    torch.onnx.export(torch.nn.TransformerEncoder(layer, 2).eval(), torch.randn(2, 8, 32), buf,
+                      opset_version=13, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    with open(os.path.join(args.out, "transformer_dynamic_batch.onnx"), "wb") as f:
+        f.write(buf.getvalue())
     helper_models(args.out)
     attention_views(args.out)
     attention_blocks(args.out)
@@ -255,6 +330,8 @@ def main():
     shared_weights(args.out)
     branch_weights(args.out)
     gather_transposed(args.out)
+    shape_gathers(args.out)
+    column_slices(args.out)
 
 
 if __name__ == "__main__":

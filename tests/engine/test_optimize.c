@@ -210,6 +210,145 @@ done:
     ifd_model_free(all);
 }
 
+/* Output 0 of m at `level` for x [3, 6, 8] (the first dimension dynamic). */
+static ifd_value *run_batch_of_three(ifd_model *m, const float *x)
+{
+    ifd_session *s = NULL;
+    ifd_error err;
+    ifd_value *in = NULL, *y = NULL;
+    int64_t dims[3] = {3, 6, 8};
+    if (ifd_session_create(m, NULL, &s, &err) != IFD_OK ||
+        ifd_value_new_tensor(IFD_FLOAT, 3, dims, &in, &err) != IFD_OK)
+        goto done;
+    memcpy(in->tensor.data, x, 144 * sizeof(float));
+    y = run_once(s, in);
+done:
+    ifd_value_free(in);
+    ifd_session_free(s);
+    return y;
+}
+
+static void test_gathers_of_known_shape_entries_fold_with_a_dynamic_batch(void)
+{
+    ifd_model *none = generated_model_load("shape_gathers", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = generated_model_load("shape_gathers", IFD_GRAPH_OPT_ALL);
+    CHECK(none && all);
+    if (!none || !all)
+        goto done;
+    CHECK_EQ_INT(count_nodes(none, "Gather"), 3);
+    CHECK_EQ_INT(count_nodes(none, "Shape"), 2);
+    /* entries 1 and 2 (6 and 8) fold, and the Mul and Div after them; the
+     * batch's Gather and its Shape stay; Shape(start=2) folds whole */
+    CHECK_EQ_INT(count_nodes(all, "Gather"), 1);
+    CHECK_EQ_INT(count_nodes(all, "Shape"), 1);
+    CHECK_EQ_INT(count_nodes(all, "Mul"), 0);
+    CHECK_EQ_INT(count_nodes(all, "Div"), 0);
+    for (size_t i = 0; i < all->n_nodes; i++) {
+        const op_node *op = &all->nodes[i].op;
+        if (strcmp(op->op_type, "Slice") != 0)
+            continue;
+        /* the slice's end is a constant 24 now */
+        const ifd_tensor *end = op->inputs[2]->constant;
+        CHECK(end != NULL);
+        if (end)
+            CHECK_EQ_INT(((const int64_t *)end->data)[0], 24);
+    }
+    float x[144];
+    for (int i = 0; i < 144; i++)
+        x[i] = (float)i * 0.5f - 7.0f;
+    ifd_value *ya = run_batch_of_three(none, x), *yb = run_batch_of_three(all, x);
+    CHECK(ya && yb);
+    if (ya && yb) {
+        /* y = x[:, 0:3, :], at both levels */
+        CHECK_EQ_INT(yb->tensor.rank, 3);
+        CHECK_EQ_INT(yb->tensor.dims[0], 3);
+        CHECK_EQ_INT(yb->tensor.dims[1], 3);
+        CHECK_EQ_INT(yb->tensor.dims[2], 8);
+        CHECK_EQ_INT(ifd_tensor_count(&ya->tensor), 72);
+        CHECK_EQ_INT(ifd_tensor_count(&yb->tensor), 72);
+        int bad = 0;
+        for (int b = 0; b < 3; b++)
+            for (int j = 0; j < 24; j++) {
+                float want = x[b * 48 + j];
+                bad += ((const float *)ya->tensor.data)[b * 24 + j] != want;
+                bad += ((const float *)yb->tensor.data)[b * 24 + j] != want;
+            }
+        CHECK_EQ_INT(bad, 0);
+    }
+    ifd_value_free(ya);
+    ifd_value_free(yb);
+done:
+    ifd_model_free(none);
+    ifd_model_free(all);
+}
+
+static void test_gather_past_a_shape_stays_and_fails_at_run_time(void)
+{
+    ifd_model *all = generated_model_load("shape_gather_out_of_range", IFD_GRAPH_OPT_ALL);
+    CHECK(all != NULL);
+    if (!all)
+        return;
+    CHECK_EQ_INT(count_nodes(all, "Gather"), 1);
+    ifd_session *s = NULL;
+    ifd_error err;
+    ifd_value *x = make_input(all), *out[1] = {NULL};
+    CHECK_EQ_INT(ifd_session_create(all, NULL, &s, &err), IFD_OK);
+    const ifd_value *in[1] = {x};
+    if (s && x)
+        CHECK(ifd_session_run(s, in, out, &err) != IFD_OK);
+    ifd_value_free(out[0]);
+    ifd_value_free(x);
+    ifd_session_free(s);
+    ifd_model_free(all);
+}
+
+static void test_slices_of_a_products_columns_become_its_outputs(void)
+{
+    ifd_model *none = generated_model_load("column_slices", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = generated_model_load("column_slices", IFD_GRAPH_OPT_ALL);
+    CHECK(none && all);
+    if (none && all) {
+        CHECK_EQ_INT(count_nodes(none, "Slice"), 3);
+        /* the MatMul (its bias Add fused) writes q, k and v itself */
+        CHECK_EQ_INT(count_nodes(all, "Slice"), 0);
+        CHECK_EQ_INT(count_nodes(all, "MatMul"), 1);
+        for (size_t i = 0; i < all->n_nodes; i++)
+            if (strcmp(all->nodes[i].op.op_type, "MatMul") == 0)
+                CHECK_EQ_INT(all->nodes[i].op.n_outputs, 3);
+        check_same_outputs("column_slices", none, all);
+    }
+    ifd_model_free(none);
+    ifd_model_free(all);
+    /* cut inside the packed weight's 16-column slivers: the Slices stay */
+    none = generated_model_load("column_slices_ragged", IFD_GRAPH_OPT_NONE);
+    all = generated_model_load("column_slices_ragged", IFD_GRAPH_OPT_ALL);
+    CHECK(none && all);
+    if (none && all) {
+        CHECK_EQ_INT(count_nodes(all, "Slice"), 3);
+        check_same_outputs("column_slices_ragged", none, all);
+    }
+    ifd_model_free(none);
+    ifd_model_free(all);
+}
+
+static void test_encoder_with_a_dynamic_batch_slices_no_copies_of_q_k_v(void)
+{
+    /* the bounds of each layer's Q, K and V Slices are Gathers of the
+     * projection's Shape (its batch unknown at load): they fold, and the
+     * input projection writes Q, K and V as three outputs */
+    ifd_model *none = generated_model_load("transformer_dynamic_batch", IFD_GRAPH_OPT_NONE);
+    ifd_model *all = generated_model_load("transformer_dynamic_batch", IFD_GRAPH_OPT_ALL);
+    CHECK(none && all);
+    if (none && all) {
+        CHECK_EQ_INT(count_nodes(none, "Slice"), 6);
+        CHECK_EQ_INT(count_nodes(all, "Slice"), 0);
+        CHECK(count_nodes(all, "Gather") < count_nodes(none, "Gather"));
+        check_same_outputs("transformer_dynamic_batch", none, all);
+    }
+    ifd_model_free(none);
+    ifd_model_free(all);
+}
+
 /* The distinct packed weights of a model's Gemm and MatMul nodes. */
 static size_t distinct_packed_weights(ifd_model *m, size_t *products)
 {
@@ -466,6 +605,42 @@ static void test_second_run_with_static_shapes_allocates_only_its_output(void)
     ifd_model_free(m);
 }
 
+static void test_second_run_with_a_large_output_takes_no_new_buffer(void)
+{
+    /* attention_blocks' output is 32000 bytes. Moved out to the caller, its
+     * pooled buffer had to be replaced by a new aligned_alloc on every run,
+     * which for a large output means fresh pages and a page fault each */
+    ifd_model *m = generated_model_load("attention_blocks", IFD_GRAPH_OPT_ALL);
+    ifd_session *s = NULL;
+    ifd_error err;
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    CHECK_EQ_INT(ifd_session_create(m, NULL, &s, &err), IFD_OK);
+    ifd_value *x = make_input(m);
+    ifd_value *y1 = s && x ? run_once(s, x) : NULL;
+    size_t after_first = s ? session_buffer_allocations(s) : 0;
+    ifd_value *y2 = s && x ? run_once(s, x) : NULL;
+    ifd_value *y3 = s && x ? run_once(s, x) : NULL;
+    CHECK(y1 && y2 && y3);
+    if (s)
+        CHECK_EQ_INT(session_buffer_allocations(s) - after_first, 0);
+    if (y1 && y2 && y3) {
+        /* each caller holds its own copy, all with the same values */
+        size_t bytes = ifd_tensor_count(&y1->tensor) * sizeof(float);
+        CHECK_EQ_INT(bytes, 32000);
+        CHECK(y1->tensor.data != y2->tensor.data && y2->tensor.data != y3->tensor.data);
+        CHECK(memcmp(y1->tensor.data, y2->tensor.data, bytes) == 0);
+        CHECK(memcmp(y1->tensor.data, y3->tensor.data, bytes) == 0);
+    }
+    ifd_value_free(y1);
+    ifd_value_free(y2);
+    ifd_value_free(y3);
+    ifd_value_free(x);
+    ifd_session_free(s);
+    ifd_model_free(m);
+}
+
 /* 0 keeps the API's meaning (one per core); the CLI refuses it itself. */
 static void test_thread_counts_above_the_maximum_are_refused(void)
 {
@@ -496,6 +671,10 @@ int main(void)
     RUN(test_basic_level_folds_but_does_not_fuse);
     RUN(test_gather_of_one_slice_reads_through_the_transpose);
     RUN(test_transformer_encoder_same_outputs_with_fewer_nodes);
+    RUN(test_gathers_of_known_shape_entries_fold_with_a_dynamic_batch);
+    RUN(test_gather_past_a_shape_stays_and_fails_at_run_time);
+    RUN(test_slices_of_a_products_columns_become_its_outputs);
+    RUN(test_encoder_with_a_dynamic_batch_slices_no_copies_of_q_k_v);
     RUN(test_matmul_reads_transposed_heads_in_place_and_refuses_other_perms);
     RUN(test_layers_with_equal_weights_share_one_packed_copy);
     RUN(test_attention_is_one_node_over_blocks_of_query_rows);
@@ -506,6 +685,7 @@ int main(void)
     RUN(test_planned_size_past_size_t_is_a_run_error_not_a_crash);
     RUN(test_weights_not_matching_their_shape_are_refused_at_load);
     RUN(test_second_run_with_static_shapes_allocates_only_its_output);
+    RUN(test_second_run_with_a_large_output_takes_no_new_buffer);
     RUN(test_thread_counts_above_the_maximum_are_refused);
     generated_models_remove();
     TEST_MAIN_END();

@@ -117,6 +117,17 @@ size_t gemm_packed_b_floats(size_t k, size_t n)
     return floats ? floats : 1;
 }
 
+const float *gemm_packed_b_columns(const float *packed, size_t k, size_t n, size_t c0, size_t c1)
+{
+    /* one KC panel holds every row, its slivers one after the other: a run
+     * of whole slivers is the packed B of those columns. With several
+     * panels each panel's start depends on n. */
+    if (!packed || k == 0 || k > KC || c0 >= c1 || c1 > n || c0 % NR != 0 ||
+        (c1 % NR != 0 && c1 != n))
+        return NULL;
+    return packed + c0 * k;
+}
+
 /* Rows [i0, i0+mc) x columns [p0, p0+kc) of op(A) as MR-row slivers. */
 static void pack_a_panel(bool trans, const float *a, size_t lda, size_t i0, size_t mc, size_t p0,
                          size_t kc, float *dst)

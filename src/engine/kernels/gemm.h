@@ -93,6 +93,13 @@ static inline float *gemm_packed_at(gemm_packed_row row, size_t j)
  * run of MR-row slivers (MR = gemm_packed_a_floats(1, 1)) stored column by
  * column; test_winograd fails if this layout changes without it. */
 void gemm_pack_a(bool trans_a, size_t m, size_t k, const float *a, size_t lda, float *packed);
+/* Columns [c0, c1) of a packed op(B) (k x n) as the packed op(B) of a
+ * k x (c1 - c0) product, in place: a product that writes column ranges to
+ * separate outputs (a Q, K, V projection sliced three ways) reads one
+ * packed weight. Possible when K fits one packing panel (k <=
+ * GEMM_PACK_KC) and [c0, c1) is whole slivers (c0 a multiple of
+ * GEMM_PACK_NR; c1 too, or n); NULL otherwise. */
+const float *gemm_packed_b_columns(const float *packed, size_t k, size_t n, size_t c0, size_t c1);
 void gemm_pack_b(bool trans_b, size_t k, size_t n, const float *b, size_t ldb, float *packed);
 
 /* Double precision, same contract as gemm_f32 but on the caller's thread: a

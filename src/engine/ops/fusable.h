@@ -85,6 +85,14 @@ void *stacked_lstm_state_new(op_node *lower, op_node *upper);
 bool product_can_fuse(const op_node *node);
 bool matmul_fuse_bias(op_node *matmul, const float *bias, size_t n);
 bool product_fuse_clamp(op_node *node, float lo, float hi);
+/* Such a float MatMul (bias and clamp fused first, if any) whose result is
+ * read only by Slices of its last axis: it writes columns [begin[i],
+ * end[i]) of its product as output i instead, reading the ranges of its
+ * packed B in place. Refused (false, unchanged) unless every range is
+ * whole packing slivers of a B whose K fits one panel
+ * (kernels/gemm.h gemm_packed_b_columns). The pass then gives the node
+ * the Slices' outputs and removes the Slices. */
+bool matmul_fuse_column_split(op_node *matmul, int parts, const size_t *begin, const size_t *end);
 
 /* A float LayerNormalization with one output: input `input_index` (3, after
  * X, Scale and B) is added to X before normalising (a residual Add of X's

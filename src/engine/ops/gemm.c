@@ -348,6 +348,11 @@ typedef struct matmul_state {
     bool attention;
     int perm_k[3];
     float qk_alpha;
+    /* set by the column split (matmul_fuse_column_split): output i is
+     * columns [part_begin[i], part_end[i]) of the product, the tensor the
+     * Slice that read them made (n_parts outputs, 0 when not split) */
+    int n_parts;
+    size_t *part_begin, *part_end;
 } matmul_state;
 
 static void matmul_free(void *state)
@@ -356,6 +361,8 @@ static void matmul_free(void *state)
     if (st) {
         packed_release(&st->b);
         free(st->fused_bias);
+        free(st->part_begin);
+        free(st->part_end);
     }
     free(st);
 }
@@ -795,6 +802,45 @@ static int matmul_prepare(op_node *node, ifd_error *err)
     return 0;
 }
 
+/* A split product (matmul_fuse_column_split): each output is its columns
+ * of A x B (+ bias, clamped) over all rows, read from the one packed B in
+ * place (gemm_packed_b_columns), in row blocks like the unsplit product.
+ * The Q, K and V slices of attention's input projection were copies of
+ * the whole product's columns after it was written (3 x 1 MiB a layer for
+ * the bench transformer at batch 8). */
+static int matmul_run_parts(op_ctx *ctx, const matmul_state *st, const ifd_tensor *a,
+                            const ifd_tensor *b)
+{
+    if (a->dtype != IFD_FLOAT)
+        return op_fail(ctx, "a split product needs float A, got %s", ifd_dtype_name(a->dtype));
+    product_plan p;
+    if (plan_matmul(ctx, a, b, &p) != 0)
+        return -1;
+    if (!p.b_shared || st->b.k != p.k || st->b.n != p.n)
+        return op_fail(ctx, "a split product needs its packed 2-D B");
+    threadpool *pool = op_threadpool(ctx);
+    for (int i = 0; i < st->n_parts; i++) {
+        size_t c0 = st->part_begin[i], c1 = st->part_end[i];
+        int64_t dims[IFD_MAX_RANK];
+        memcpy(dims, p.out_dims, sizeof(int64_t) * (size_t)p.out_rank);
+        dims[p.out_rank - 1] = (int64_t)(c1 - c0);
+        ifd_tensor *y = op_output(ctx, i, IFD_FLOAT, p.out_rank, dims);
+        if (!y)
+            return -1;
+        const float *part = gemm_packed_b_columns(st->b.data, p.k, p.n, c0, c1);
+        if (!part) /* the fusion checked it: an assertion, not a user error */
+            return op_fail(ctx, "columns [%zu, %zu) of B are not a packed operand", c0, c1);
+        if (p.batch * p.m == 0)
+            continue;
+        rows_job job = {.m = p.batch * p.m, .n = c1 - c0, .k = p.k, .a = a->data,
+                        .b = {part, 0, false, true}, .y = y->data, .alpha = 1.0f, .beta = 1.0f,
+                        .bias = st->fused_bias ? st->fused_bias + c0 : NULL,
+                        .epilogue = &st->epilogue};
+        run_row_blocks(&job, pool);
+    }
+    return 0;
+}
+
 static int matmul_run(op_ctx *ctx)
 {
     const matmul_state *st = ctx->node->state;
@@ -803,6 +849,8 @@ static int matmul_run(op_ctx *ctx)
         return op_fail(ctx, "missing input");
     if (st && st->attention)
         return matmul_run_attention(ctx, st, a, b, ctx->n_inputs > 2 ? op_input(ctx, 2) : NULL);
+    if (st && st->n_parts)
+        return matmul_run_parts(ctx, st, a, b);
     if (st && st->viewed)
         return matmul_run_viewed(ctx, st, a, b);
     if (a->dtype != b->dtype || !product_dtype_ok(a->dtype, ctx->node->version))
@@ -1268,6 +1316,30 @@ bool product_can_fuse(const op_node *node)
         return true;
     const matmul_state *st = node->state;
     return st->b.data && node->inputs[1] && node->inputs[1]->constant && node->inputs[1]->constant->rank == 2;
+}
+
+bool matmul_fuse_column_split(op_node *matmul, int parts, const size_t *begin, const size_t *end)
+{
+    if (!product_can_fuse(matmul) || strcmp(matmul->op_type, "MatMul") != 0 || parts < 1)
+        return false;
+    matmul_state *st = matmul->state;
+    if (st->n_parts || st->viewed || st->attention)
+        return false;
+    for (int i = 0; i < parts; i++)
+        if (!gemm_packed_b_columns(st->b.data, st->b.k, st->b.n, begin[i], end[i]))
+            return false;
+    st->part_begin = malloc((size_t)parts * sizeof(size_t));
+    st->part_end = malloc((size_t)parts * sizeof(size_t));
+    if (!st->part_begin || !st->part_end) {
+        free(st->part_begin);
+        free(st->part_end);
+        st->part_begin = st->part_end = NULL;
+        return false;
+    }
+    memcpy(st->part_begin, begin, (size_t)parts * sizeof(size_t));
+    memcpy(st->part_end, end, (size_t)parts * sizeof(size_t));
+    st->n_parts = parts;
+    return true;
 }
 
 bool matmul_fuse_bias(op_node *matmul, const float *bias, size_t n)

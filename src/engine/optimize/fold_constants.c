@@ -11,6 +11,9 @@
  *
  * A Shape node whose input's shape prepare() inferred completely folds too,
  * though its input is not a constant: that is what unlocks the shape chains.
+ * When only some dimensions are known (a batch left dynamic), a Gather of
+ * known entries of that Shape folds instead: torch's attention takes the
+ * bounds of its Q, K and V slices and the head size from such Gathers.
  *
  * Folding never grows memory much: an output may take at most as many bytes
  * as the node's constant inputs (or 64 KiB), and never more than 256 MiB, so
@@ -109,34 +112,110 @@ static bool fold_as_view(ifd_model *m, const model_node *node)
     return true;
 }
 
+/* The [start, end) of a Shape node's output within its input's dims (Shape-15
+ * clamps them like Slice); false when the input's rank is unknown. */
+static bool shape_range(const op_node *op, int64_t *start, int64_t *end)
+{
+    const value_info *in = op->n_inputs == 1 ? op->inputs[0] : NULL;
+    if (!in || in->kind != IFD_VALUE_TENSOR || in->rank < 0)
+        return false;
+    int64_t rank = in->rank;
+    int64_t s = op_attr_int(op, "start", 0), e = op_attr_int(op, "end", rank);
+    if (s < 0)
+        s += rank;
+    if (e < 0)
+        e += rank;
+    *start = s < 0 ? 0 : s > rank ? rank : s;
+    *end = e < 0 ? 0 : e > rank ? rank : e;
+    if (*end < *start)
+        *end = *start;
+    return true;
+}
+
 /* Shape-1 and Shape-15 (start/end, clamped like Slice) of a statically known
  * input shape. */
 static bool fold_static_shape(constant_folder *f, model_node *node)
 {
     const op_node *op = &node->op;
     const value_info *in = op->n_inputs == 1 ? op->inputs[0] : NULL;
+    int64_t start, end;
     /* a subgraph's input shapes are the first iteration's, not every one's */
     if (f->in_subgraph || strcmp(op->op_type, "Shape") != 0 || op->domain[0] || !in ||
-        in->kind != IFD_VALUE_TENSOR || in->rank < 0 || op->n_outputs != 1)
+        op->n_outputs != 1 || !shape_range(op, &start, &end))
         return false;
-    for (int i = 0; i < in->rank; i++)
+    for (int64_t i = start; i < end; i++)
         if (in->dims[i] < 0)
             return false;
-    int64_t rank = in->rank;
-    int64_t start = op_attr_int(op, "start", 0), end = op_attr_int(op, "end", rank);
-    if (start < 0)
-        start += rank;
-    if (end < 0)
-        end += rank;
-    start = start < 0 ? 0 : start > rank ? rank : start;
-    end = end < 0 ? 0 : end > rank ? rank : end;
-    int64_t count = end > start ? end - start : 0;
+    int64_t count = end - start;
     ifd_tensor t = {0};
     ifd_error ignored;
     if (tensor_alloc(&t, IFD_INT64, 1, &count, "Shape", &ignored) != IFD_OK)
         return false;
     for (int64_t i = 0; i < count; i++)
         ((int64_t *)t.data)[i] = in->dims[start + i];
+    become_constant(&f->m->values[node->output_slots[0]], &t);
+    return true;
+}
+
+/* A Shape that did not fold: remembered, so that Gathers of its known
+ * entries can. */
+static void note_shape(constant_folder *f, const model_node *node, size_t n)
+{
+    const op_node *op = &node->op;
+    if (f->in_subgraph || strcmp(op->op_type, "Shape") != 0 || op->domain[0] ||
+        op->n_outputs != 1 || node->output_slots[0] < 0)
+        return;
+    if (!f->shape_node) {
+        f->shape_node = malloc((f->m->n_values ? f->m->n_values : 1) * sizeof(int));
+        if (!f->shape_node)
+            return; /* nothing folds from it: the graph runs as written */
+        for (size_t i = 0; i < f->m->n_values; i++)
+            f->shape_node[i] = -1;
+    }
+    f->shape_node[node->output_slots[0]] = (int)n;
+}
+
+/* Gather(Shape(x), indices) along axis 0 where every dimension of x that the
+ * constant indices pick is known at load. An index out of range is left for
+ * the Gather to refuse at run time, as unoptimised. */
+static bool fold_gather_of_shape(constant_folder *f, model_node *node)
+{
+    const op_node *op = &node->op;
+    if (!f->shape_node || strcmp(op->op_type, "Gather") != 0 || op->domain[0] ||
+        op->n_inputs != 2 || op->n_outputs != 1 || node->input_slots[0] < 0 ||
+        node->input_slots[1] < 0 || f->shape_node[node->input_slots[0]] < 0)
+        return false;
+    int64_t axis = op_attr_int(op, "axis", 0);
+    if (axis != 0 && axis != -1)
+        return false; /* a Shape is 1-D: 0 and -1 are its only axis */
+    const op_node *shape = &f->m->nodes[f->shape_node[node->input_slots[0]]].op;
+    const model_value *iv = &f->m->values[node->input_slots[1]];
+    const ifd_tensor *indices = &iv->constant_storage;
+    int64_t start, end;
+    if (iv->origin != VALUE_CONSTANT || !indices->data || indices->rank > 1 ||
+        (indices->dtype != IFD_INT64 && indices->dtype != IFD_INT32) ||
+        !shape_range(shape, &start, &end))
+        return false;
+    const value_info *in = shape->inputs[0];
+    int64_t count = (int64_t)ifd_tensor_count(indices), length = end - start;
+    int64_t picked[IFD_MAX_RANK];
+    if (count > IFD_MAX_RANK)
+        return false;
+    for (int64_t i = 0; i < count; i++) {
+        int64_t k = indices->dtype == IFD_INT64 ? ((const int64_t *)indices->data)[i]
+                                                : ((const int32_t *)indices->data)[i];
+        if (k < 0)
+            k += length;
+        if (k < 0 || k >= length || in->dims[start + k] < 0)
+            return false;
+        picked[i] = in->dims[start + k];
+    }
+    ifd_tensor t = {0};
+    ifd_error ignored;
+    if (tensor_alloc(&t, IFD_INT64, indices->rank, indices->dims, "Gather", &ignored) != IFD_OK)
+        return false;
+    for (int64_t i = 0; i < count; i++)
+        ((int64_t *)t.data)[i] = picked[i];
     become_constant(&f->m->values[node->output_slots[0]], &t);
     return true;
 }
@@ -148,10 +227,11 @@ bool constant_folder_node(constant_folder *f, size_t n)
     const op_node *op = &node->op;
     if (op->n_subgraphs || op->n_implicit || is_nondeterministic(op) || op->n_outputs < 1)
         return false;
-    if (fold_static_shape(f, node)) {
+    if (fold_static_shape(f, node) || fold_gather_of_shape(f, node)) {
         f->folded++;
         return true;
     }
+    note_shape(f, node, n);
     bool all_constant = op->n_inputs > 0;
     for (int k = 0; k < op->n_inputs; k++) {
         int slot = node->input_slots[k];
@@ -212,4 +292,6 @@ void constant_folder_end(constant_folder *f)
 {
     ifd_session_free(f->session);
     f->session = NULL;
+    free(f->shape_node);
+    f->shape_node = NULL;
 }

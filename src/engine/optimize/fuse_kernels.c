@@ -20,6 +20,9 @@
  *                                   them; the 1/sqrt(d) scale becomes alpha
  *                                   (ONNX Runtime's TransposeMatMul and
  *                                   MatMulScale fusions);
+ *   MatMul -> Slices of columns     each Slice's columns written by the
+ *                                   product as an output of its own (the
+ *                                   Q, K and V of one input projection);
  *   MatMul -> Softmax -> MatMul     the same products with the softmax
  *                                   between them: one kernel, a block of
  *                                   query rows at a time, the scores kept in
@@ -504,6 +507,108 @@ static ifd_status fuse_product(fusion_pass *f, int host)
     return IFD_OK;
 }
 
+/* The value of a constant integer input holding one element. */
+static bool constant_int1(const ifd_model *m, int slot, int64_t *v)
+{
+    const ifd_tensor *c = slot >= 0 ? m->values[slot].info.constant : NULL;
+    if (!c || !c->data || ifd_tensor_count(c) != 1)
+        return false;
+    if (c->dtype == IFD_INT64)
+        *v = *(const int64_t *)c->data;
+    else if (c->dtype == IFD_INT32)
+        *v = *(const int32_t *)c->data;
+    else
+        return false;
+    return true;
+}
+
+#define MAX_COLUMN_PARTS 16
+
+/* MatMul -> Slices of its last axis (attention's Q, K and V out of one
+ * input projection, bounds folded to constants): the product writes each
+ * Slice's columns as an output of its own (ops/gemm.c
+ * matmul_fuse_column_split), so neither the whole product nor the copies
+ * are made. Every reader must be such a Slice (step 1, constant bounds). */
+static ifd_status fuse_column_slices(fusion_pass *f, int host, ifd_error *err)
+{
+    ifd_model *m = f->m;
+    model_node *h = &m->nodes[host];
+    if (!is_op(h, "MatMul") || h->op.n_outputs != 1 || !product_can_fuse(&h->op))
+        return IFD_OK;
+    int out = h->output_slots[0];
+    const value_info *y = &m->values[out].info;
+    int count = f->readers[out];
+    if (out < 0 || m->values[out].is_graph_output || count < 1 || count > MAX_COLUMN_PARTS ||
+        y->rank < 2 || y->dims[y->rank - 1] <= 0)
+        return IFD_OK;
+    int64_t n = y->dims[y->rank - 1];
+    int slices[MAX_COLUMN_PARTS], found = 0;
+    size_t begin[MAX_COLUMN_PARTS], end[MAX_COLUMN_PARTS];
+    for (size_t i = (size_t)host + 1; i < m->n_nodes && found < count; i++) {
+        const model_node *s = &m->nodes[i];
+        int reads = 0;
+        for (int k = 0; !f->removed[i] && k < s->op.n_inputs + s->op.n_implicit; k++)
+            reads += s->input_slots[k] == out;
+        if (reads == 0)
+            continue;
+        int64_t start, stop, axis = -1, step = 1;
+        if (reads != 1 || !is_op(s, "Slice") || s->op.version < 10 || s->op.n_inputs < 3 ||
+            s->op.n_outputs != 1 || s->input_slots[0] != out ||
+            !constant_int1(m, s->input_slots[1], &start) ||
+            !constant_int1(m, s->input_slots[2], &stop) ||
+            (s->op.n_inputs > 3 && s->input_slots[3] >= 0 &&
+             !constant_int1(m, s->input_slots[3], &axis)) ||
+            (s->op.n_inputs > 4 && s->input_slots[4] >= 0 &&
+             !constant_int1(m, s->input_slots[4], &step)))
+            return IFD_OK;
+        if ((axis != -1 && axis != y->rank - 1) || step != 1)
+            return IFD_OK;
+        /* Slice's bounds for step 1: from the end when negative, clamped */
+        start = start < 0 ? start + n : start;
+        stop = stop < 0 ? stop + n : stop;
+        start = start < 0 ? 0 : start > n ? n : start;
+        stop = stop < 0 ? 0 : stop > n ? n : stop;
+        if (stop <= start)
+            return IFD_OK;
+        slices[found] = (int)i;
+        begin[found] = (size_t)start;
+        end[found] = (size_t)stop;
+        found++;
+    }
+    if (found != count)
+        return IFD_OK;
+    value_info **outputs = model_alloc(m, (size_t)found * sizeof(*outputs));
+    int *slots = model_alloc(m, (size_t)found * sizeof(int));
+    bool *used = model_alloc(m, (size_t)found * sizeof(bool));
+    if (!outputs || !slots || !used) {
+        set_error(err, "out of memory splitting node '%s'", h->op.name);
+        return IFD_ERR_NO_MEMORY;
+    }
+    if (!matmul_fuse_column_split(&h->op, found, begin, end))
+        return IFD_OK;
+    for (int j = 0; j < found; j++) {
+        model_node *s = &m->nodes[slices[j]];
+        int slot = s->output_slots[0];
+        outputs[j] = &m->values[slot].info;
+        slots[j] = slot;
+        used[j] = s->op.output_used[0];
+        m->values[slot].producer = host;
+        f->producer[slot] = host;
+        for (int k = 1; k < s->op.n_inputs + s->op.n_implicit; k++)
+            if (s->input_slots[k] >= 0)
+                f->readers[s->input_slots[k]]--;
+        f->removed[slices[j]] = true;
+    }
+    h->op.outputs = outputs;
+    h->output_slots = slots;
+    h->op.output_used = used;
+    h->op.n_outputs = found;
+    f->readers[out] = 0;
+    f->producer[out] = -1;
+    m->values[out].producer = -1;
+    return IFD_OK;
+}
+
 ifd_status optimize_fuse_kernels(ifd_model *m, ifd_error *err)
 {
     fusion_pass f = {.m = m};
@@ -543,8 +648,8 @@ ifd_status optimize_fuse_kernels(ifd_model *m, ifd_error *err)
             continue;
         if (conv_can_fuse(&node->op))
             st = fuse_conv(&f, (int)i, err);
-        else if (product_can_fuse(&node->op))
-            st = fuse_product(&f, (int)i);
+        else if (product_can_fuse(&node->op) && (st = fuse_product(&f, (int)i)) == IFD_OK)
+            st = fuse_column_slices(&f, (int)i, err);
         else if (matmul_can_view(&node->op))
             fuse_viewed_matmul(&f, (int)i);
         else if (is_op(node, "LayerNormalization"))

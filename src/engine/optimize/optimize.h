@@ -88,6 +88,11 @@ typedef struct constant_folder {
     bool in_subgraph; /* Loop bodies see shapes that change per iteration */
     bool unavailable;
     size_t folded;
+    /* per value slot, made on first use: the index of the Shape node that
+     * computes it when that Shape could not fold (an input dimension is
+     * only known at run time), else -1; a Gather of its known entries
+     * folds */
+    int *shape_node;
 } constant_folder;
 bool constant_folder_node(constant_folder *f, size_t n);
 void constant_folder_end(constant_folder *f);

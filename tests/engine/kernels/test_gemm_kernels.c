@@ -170,6 +170,71 @@ static void test_every_kernel_matches_the_double_reference(void)
     threadpool_free(pool);
 }
 
+/* Column ranges of one packed B read in place (gemm_packed_b_columns) give
+ * the products of those columns alone, on every kernel, with a bias and a
+ * clamp; ranges not made of whole slivers, or K past one panel, are
+ * refused. */
+static void test_packed_b_columns_multiply_as_their_own_weight(void)
+{
+    enum { M = 29, K = 256, N = 90 };
+    /* whole slivers, a ragged last range ending at n, and one wide range */
+    static const size_t ranges[][2] = {{0, 32}, {32, 64}, {64, 90}, {16, 80}, {80, 90}};
+    float *a = malloc(M * K * sizeof(float)), *b = malloc(K * N * sizeof(float));
+    float *pb = malloc(gemm_packed_b_floats(K, N) * sizeof(float));
+    float *c = malloc(M * N * sizeof(float)), *bias = malloc(N * sizeof(float));
+    for (size_t i = 0; i < M * K; i++)
+        a[i] = next_float();
+    for (size_t i = 0; i < K * N; i++)
+        b[i] = next_float();
+    for (size_t j = 0; j < N; j++)
+        bias[j] = next_float();
+    gemm_pack_b(false, K, N, b, N, pb);
+    const char *names[8];
+    size_t kernels = gemm_kernel_names(names, 8);
+    threadpool *pool = threadpool_create(2);
+    int bad = 0;
+    for (size_t ki = 0; ki < kernels && ki < 8; ki++) {
+        CHECK(gemm_use_kernel(names[ki]));
+        for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++) {
+            size_t c0 = ranges[r][0], w = ranges[r][1] - c0;
+            const float *part = gemm_packed_b_columns(pb, K, N, c0, c0 + w);
+            CHECK(part != NULL);
+            if (!part)
+                continue;
+            gemm_epilogue e = {bias + c0, 1.0f, r % 2 == 1, -0.5f, 0.5f};
+            gemm_operand oa = {a, K, false, false}, ob = {part, 0, false, true};
+            gemm_f32_epilogue(M, w, K, 1.0f, oa, ob, 0.0f, c, w, &e, r % 2 ? pool : NULL);
+            for (size_t i = 0; i < M; i++)
+                for (size_t j = 0; j < w; j++) {
+                    double want = bias[c0 + j], mag = 1.0;
+                    for (size_t p = 0; p < K; p++) {
+                        want += (double)a[i * K + p] * b[p * N + c0 + j];
+                        mag += fabs((double)a[i * K + p] * b[p * N + c0 + j]);
+                    }
+                    if (e.clamp)
+                        want = want < -0.5 ? -0.5 : want > 0.5 ? 0.5 : want;
+                    if (!(fabs(c[i * w + j] - want) <= 1e-5 * mag) && bad++ < 3)
+                        fprintf(stderr,
+                                "%s: columns [%zu, %zu): C[%zu,%zu] = %.9g, expected %.9g\n",
+                                names[ki], c0, c0 + w, i, j, c[i * w + j], want);
+                }
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* not whole slivers, empty, past n, or K over two panels */
+    CHECK(gemm_packed_b_columns(pb, K, N, 8, 32) == NULL);
+    CHECK(gemm_packed_b_columns(pb, K, N, 0, 40) == NULL);
+    CHECK(gemm_packed_b_columns(pb, K, N, 32, 32) == NULL);
+    CHECK(gemm_packed_b_columns(pb, K, N, 64, 96) == NULL);
+    CHECK(gemm_packed_b_columns(pb, 257, N, 0, 32) == NULL);
+    threadpool_free(pool);
+    free(a);
+    free(b);
+    free(pb);
+    free(c);
+    free(bias);
+}
+
 /* A NaN product stays NaN through the clamp (Relu(NaN) is NaN), on every
  * kernel; the bias alone leaves it NaN too. */
 static void test_epilogue_clamp_lets_nan_through(void)
@@ -207,6 +272,7 @@ int main(void)
 {
     RUN(test_every_kernel_matches_the_double_reference);
     RUN(test_epilogue_clamp_lets_nan_through);
+    RUN(test_packed_b_columns_multiply_as_their_own_weight);
     RUN(test_unknown_kernel_is_refused);
     TEST_MAIN_END();
 }
