@@ -576,33 +576,54 @@ static void test_weights_not_matching_their_shape_are_refused_at_load(void)
     }
 }
 
+/* Three runs of a model on one input, and the buffers the session's pool
+ * took from the heap after the first. */
+typedef struct three_runs {
+    ifd_model *m;
+    ifd_session *s;
+    ifd_value *x, *y[3];
+    size_t after_first, taken_later;
+} three_runs;
+
+static bool three_runs_make(three_runs *t, const char *name)
+{
+    ifd_error err;
+    *t = (three_runs){.m = generated_model_load(name, IFD_GRAPH_OPT_ALL)};
+    CHECK(t->m != NULL);
+    if (!t->m)
+        return false;
+    CHECK_EQ_INT(ifd_session_create(t->m, NULL, &t->s, &err), IFD_OK);
+    t->x = make_input(t->m);
+    for (int i = 0; i < 3 && t->s && t->x; i++) {
+        t->y[i] = run_once(t->s, t->x);
+        if (i == 0)
+            t->after_first = session_buffer_allocations(t->s);
+    }
+    CHECK(t->y[0] && t->y[1] && t->y[2]);
+    if (t->s)
+        t->taken_later = session_buffer_allocations(t->s) - t->after_first;
+    return t->y[0] && t->y[1] && t->y[2];
+}
+
+static void three_runs_free(three_runs *t)
+{
+    for (int i = 0; i < 3; i++)
+        ifd_value_free(t->y[i]);
+    ifd_value_free(t->x);
+    ifd_session_free(t->s);
+    ifd_model_free(t->m);
+}
+
 static void test_second_run_with_static_shapes_allocates_only_its_output(void)
 {
-    ifd_model *m = generated_model_load("transformer", IFD_GRAPH_OPT_ALL);
-    ifd_session *s = NULL;
-    ifd_error err;
-    CHECK(m != NULL);
-    if (!m)
-        return;
-    CHECK_EQ_INT(ifd_session_create(m, NULL, &s, &err), IFD_OK);
-    ifd_value *x = make_input(m);
-    ifd_value *y1 = s && x ? run_once(s, x) : NULL;
-    size_t after_first = s ? session_buffer_allocations(s) : 0;
-    ifd_value *y2 = s && x ? run_once(s, x) : NULL;
-    ifd_value *y3 = s && x ? run_once(s, x) : NULL;
-    CHECK(y1 && y2 && y3);
-    CHECK(after_first > 0);
+    three_runs t;
+    three_runs_make(&t, "transformer");
+    CHECK(t.after_first > 0);
     /* the output (1 KiB) is small: each run copies it out for the caller
      * and keeps its pooled buffer, so later runs take nothing from the heap
      * through the pool */
-    if (s)
-        CHECK_EQ_INT(session_buffer_allocations(s) - after_first, 0);
-    ifd_value_free(y1);
-    ifd_value_free(y2);
-    ifd_value_free(y3);
-    ifd_value_free(x);
-    ifd_session_free(s);
-    ifd_model_free(m);
+    CHECK_EQ_INT(t.taken_later, 0);
+    three_runs_free(&t);
 }
 
 static void test_second_run_with_a_large_output_takes_no_new_buffer(void)
@@ -610,35 +631,18 @@ static void test_second_run_with_a_large_output_takes_no_new_buffer(void)
     /* attention_blocks' output is 32000 bytes. Moved out to the caller, its
      * pooled buffer had to be replaced by a new aligned_alloc on every run,
      * which for a large output means fresh pages and a page fault each */
-    ifd_model *m = generated_model_load("attention_blocks", IFD_GRAPH_OPT_ALL);
-    ifd_session *s = NULL;
-    ifd_error err;
-    CHECK(m != NULL);
-    if (!m)
-        return;
-    CHECK_EQ_INT(ifd_session_create(m, NULL, &s, &err), IFD_OK);
-    ifd_value *x = make_input(m);
-    ifd_value *y1 = s && x ? run_once(s, x) : NULL;
-    size_t after_first = s ? session_buffer_allocations(s) : 0;
-    ifd_value *y2 = s && x ? run_once(s, x) : NULL;
-    ifd_value *y3 = s && x ? run_once(s, x) : NULL;
-    CHECK(y1 && y2 && y3);
-    if (s)
-        CHECK_EQ_INT(session_buffer_allocations(s) - after_first, 0);
-    if (y1 && y2 && y3) {
+    three_runs t;
+    if (three_runs_make(&t, "attention_blocks")) {
+        CHECK_EQ_INT(t.taken_later, 0);
         /* each caller holds its own copy, all with the same values */
-        size_t bytes = ifd_tensor_count(&y1->tensor) * sizeof(float);
+        size_t bytes = ifd_tensor_count(&t.y[0]->tensor) * sizeof(float);
         CHECK_EQ_INT(bytes, 32000);
-        CHECK(y1->tensor.data != y2->tensor.data && y2->tensor.data != y3->tensor.data);
-        CHECK(memcmp(y1->tensor.data, y2->tensor.data, bytes) == 0);
-        CHECK(memcmp(y1->tensor.data, y3->tensor.data, bytes) == 0);
+        CHECK(t.y[0]->tensor.data != t.y[1]->tensor.data &&
+              t.y[1]->tensor.data != t.y[2]->tensor.data);
+        CHECK(memcmp(t.y[0]->tensor.data, t.y[1]->tensor.data, bytes) == 0);
+        CHECK(memcmp(t.y[0]->tensor.data, t.y[2]->tensor.data, bytes) == 0);
     }
-    ifd_value_free(y1);
-    ifd_value_free(y2);
-    ifd_value_free(y3);
-    ifd_value_free(x);
-    ifd_session_free(s);
-    ifd_model_free(m);
+    three_runs_free(&t);
 }
 
 /* 0 keeps the API's meaning (one per core); the CLI refuses it itself. */
