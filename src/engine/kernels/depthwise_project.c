@@ -4,7 +4,8 @@
  * Work items are (image, run of output positions): whole images per thread
  * when the batch divides evenly over the threads, else each image's plane
  * in `threads` runs (batch 1: the halves of a 14x14 plane, 7 rows each; see
- * run_start). A thread's depthwise pass writes the rows its run touches, of
+ * run_start), and a run whose D would be large in bands of rows
+ * (plan_chunks). A thread's depthwise pass writes the rows its run touches, of
  * every channel, into D, planes of rows x out_w floats, which the
  * projection reads as its X from the run's first position; Y and the
  * residual are addressed through their full planes (pointwise_small's
@@ -107,10 +108,34 @@ static size_t lane_floats(const depthwise_project *dp, size_t chunks)
     return dp->channels * most * dp->out_w;
 }
 
-/* Chunks per image for `threads` threads at this batch. */
+/* A thread's run whose D would pass RUN_D_BYTES is computed in bands of
+ * rows with at most BAND_D_BYTES of D each, one after the other in the
+ * same D: a band's D is still in L2 when the projection reads it and when
+ * the next band writes it, where a whole D that size leaves it. Only
+ * MobileNetV2's 112x112 32->16 pair has such a D (1.6 MB per image, 0.8 MB
+ * per 2-thread run): node median us (bench_inferd --profile, 3 alternated
+ * runs, loaded 2-core VM), 1 thread, whole 282-297, bands of 56 rows
+ * 278-280, of 28 rows 266 (layer by layer 280-288); its 2-thread runs of
+ * 56 rows measured 157-161 whole or in two bands. MobileNetV2's 28x28
+ * runs (0.3 MB at 2 threads) took 15% longer in two bands each (the
+ * projection's calls and ragged strips per band), so runs under 1 MiB stay
+ * whole. */
+#define RUN_D_BYTES ((size_t)1024 << 10)
+#define BAND_D_BYTES ((size_t)512 << 10)
+
+/* Chunks per image for `threads` threads at this batch: `threads` runs
+ * (one per thread) when the batch does not split evenly, else 1, times
+ * the bands of each run. */
 static size_t plan_chunks(const depthwise_project *dp, size_t threads)
 {
-    size_t chunks = threads > 1 && dp->batch % threads != 0 ? threads : 1;
+    size_t runs = threads > 1 && dp->batch % threads != 0 ? threads : 1;
+    runs = runs > dp->out_h ? dp->out_h : runs;
+    /* below 2^32: depthwise_project_fits keeps channels x out_h x out_w
+     * under 2^30 */
+    size_t run_bytes = dp->channels * ((dp->out_h + runs - 1) / runs) * dp->out_w *
+                       sizeof(float);
+    size_t bands = run_bytes > RUN_D_BYTES ? (run_bytes + BAND_D_BYTES - 1) / BAND_D_BYTES : 1;
+    size_t chunks = runs * bands;
     return chunks > dp->out_h ? dp->out_h : chunks;
 }
 
@@ -129,18 +154,30 @@ static size_t plain_floats(const depthwise_project *dp)
     return gemm_kernel_is_avx512() ? 0 : dp->out_channels * dp->channels;
 }
 
+/* Floats of all the lanes' D for a pool of `threads`: the layer runs on
+ * all of them or, below PARALLEL_MIN_FMAS, on the caller alone (plan_threads),
+ * whose one run may be banded differently. */
+static size_t lanes_floats(const depthwise_project *dp, size_t threads)
+{
+    size_t most = lane_floats(dp, plan_chunks(dp, 1));
+    size_t chunks = plan_chunks(dp, threads);
+    size_t lanes = threads < dp->batch * chunks ? threads : dp->batch * chunks;
+    size_t all = lanes * lane_floats(dp, chunks);
+    return all > most ? all : most;
+}
+
 size_t depthwise_project_scratch_floats(const depthwise_project *dp, size_t threads)
 {
     if (!depthwise_project_fits(dp) || threads < 1 || threads > 4096)
         return 0;
-    /* every factor is below 2^24 and threads below 2^12: check the products */
-    size_t chunks = plan_chunks(dp, threads);
+    /* every factor is below 2^24 and threads below 2^12: check the products
+     * (no lane's D is larger than a plane of every channel) */
     double total = (double)dp->channels * (double)dp->out_h * (double)dp->out_w *
                        (double)threads +
                    (double)dp->out_channels * (double)dp->channels;
     if (total > (double)(SIZE_MAX / sizeof(float) / 2))
         return 0;
-    return lane_floats(dp, chunks) * threads + plain_floats(dp);
+    return lanes_floats(dp, threads) + plain_floats(dp);
 }
 
 /* Run c of image n: the depthwise rows it reads into D, then the
@@ -219,10 +256,12 @@ static void run_lanes(void *arg, size_t begin, size_t end)
     const dp_job *job = arg;
     for (size_t lane = begin; lane < end; lane++) {
         float *d = job->scratch + lane * job->lane_floats;
-        for (size_t item = lane_begin(lane, job->items, job->lanes);
-             item < lane_begin(lane + 1, job->items, job->lanes); item++) {
+        /* last item first: the lane's first rows of Y, which the next
+         * layer reads first, are then the last written (the ones most
+         * likely still in this core's cache when a run is banded) */
+        size_t first = lane_begin(lane, job->items, job->lanes);
+        for (size_t item = lane_begin(lane + 1, job->items, job->lanes); item-- > first;)
             run_chunk(job, item / job->chunks, item % job->chunks, d);
-        }
     }
 }
 
@@ -237,12 +276,11 @@ void depthwise_project_f32(const depthwise_project *dp, float *scratch, threadpo
     job.items = dp->batch * job.chunks;
     job.lanes = threads < job.items ? threads : job.items;
     job.lane_floats = lane_floats(dp, job.chunks);
-    /* the scratch was sized for all the pool's threads: when this layer
-     * runs on fewer, their lanes (whole images, or fewer longer row runs)
-     * still fit in it (lanes x rows per run <= threads x rows per run at
-     * the pool's size), and the plain weights stay after the pool's lanes */
+    /* the scratch was sized for the pool's threads and for the caller
+     * alone, the two ways plan_threads runs the layer (lanes_floats), and
+     * the plain weights stay after the larger */
     size_t pool_threads = pool ? (size_t)threadpool_size(pool) : 1;
-    size_t pool_lanes_floats = pool_threads * lane_floats(dp, plan_chunks(dp, pool_threads));
+    size_t pool_lanes_floats = lanes_floats(dp, pool_threads);
     if (plain_floats(dp)) {
         /* another micro-kernel pinned since load (both tiles are AVX-512
          * only): the plain weights, after the lanes */

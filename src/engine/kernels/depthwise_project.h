@@ -2,7 +2,8 @@
  * depthwise_project.h — a depthwise convolution (+ Relu/Clip) followed by a
  * pointwise projection (+ residual, + Relu/Clip) computed a run of output
  * rows at a time by one thread, for MobileNetV2's blocks over small planes
- * (ops/inverted_residual.c's InvertedResidual without an expand, made by
+ * and its first block, 112x112 without an expand (ops/inverted_residual.c's
+ * InvertedResidual without an expand, made by
  * optimize/fuse_inverted_residual.c).
  *
  * Run layer by layer on two threads, the depthwise layer splits its

@@ -41,8 +41,8 @@
  * 24->144->32 stride 2 482 -> 460, 28x28 32->192->32 + residual 263 -> 281. */
 #define MIN_EXPANDED_BYTES (1024u << 10)
 /* Output planes over which a stride-1 depthwise Conv and the projection
- * after it become one node: MobileNetV2's 28x28, 14x14 and 7x7
- * blocks. Per block, the best of 3 x 4 s of batch-1 runs in the model
+ * after it become one node: MobileNetV2's 112x112 pair, its 28x28, 14x14
+ * and 7x7 blocks. Per block, the best of 3 x 4 s of batch-1 runs in the model
  * (per-node timer, loaded 2-core VM), 2 threads, layer by layer -> fused:
  * 28x28 192->32 + residual 174 -> 160 and 161 -> 147 us (whole block with
  * its expand), 14x14 384->64 + residual 131 -> 115, 128 -> 115, 129 ->
@@ -50,11 +50,16 @@
  * 7x7 960->160 + residual 172 -> 162 and 170 -> 161, 960->320 235 ->
  * 223; 1 thread within 1% either way. After a stride-2 depthwise Conv
  * (28x28 -> 14x14 and 14x14 -> 7x7) fusing measured 4-10 us slower at 2
- * threads, so those stay layers. Larger planes are left alone: MobileNetV2's
- * 112x112 32->16 layer pair, fused and computed in bands of D under 512 KB,
- * measured 174 -> 162 us at 2 threads but 261 -> 267 at 1. */
+ * threads, so those stay layers. MobileNetV2's 112x112 32->16 pair fuses
+ * too since its D is computed in bands when large and each thread's Y
+ * rows are written last to first (kernels/depthwise_project.c): node
+ * medians of 5-6 alternated runs (bench_inferd --profile, chrt), layers ->
+ * fused, 171 -> 160 us at 2 threads, 289 -> 261 at 1, 2330 -> 2140 at
+ * batch 8 (2 threads); the block after it (features.2) no slower. An
+ * earlier version without the reversed order measured 261 -> 267 at 1
+ * thread. Larger planes stay layers (none measured). */
 #define MIN_PAIR_PLANE 49
-#define MAX_PAIR_PLANE 784
+#define MAX_PAIR_PLANE (112 * 112)
 
 static bool is_conv(const model_node *node)
 {

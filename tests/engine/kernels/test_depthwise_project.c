@@ -4,7 +4,8 @@
  * padding + bias + clamp, then projection 1x1 + bias + residual + clamp),
  * over geometries that exercise its runs of positions: a 14x14 plane split
  * at a row end, 7x7 and 13x17 planes split at a multiple of 12 positions
- * (a row shared by both runs), stride 2 from an odd image, a 5x5 window,
+ * (a row shared by both runs), runs of large planes in bands of rows,
+ * stride 2 from an odd image, a 5x5 window,
  * dilation 2, padding only after, channel counts off the 32-channel tile,
  * residual or a Relu6 clamp, batch 1, 2 (whole images per thread) and 3,
  * on the caller and over two and three threads, with the projection's weights in
@@ -127,6 +128,13 @@ static const shape shapes[] = {
     {1, 40, 20, 29, 29, 3, 1, 1, 1, 1, 1, 1, true},
     {1, 24, 20, 112, 28, 3, 2, 1, 1, 1, 1, 1, false},
     {1, 64, 16, 1, 40, 3, 1, 1, 1, 1, 1, 1, false},
+    /* runs whose D passes 1 MiB, computed in bands of rows (MobileNetV2's
+     * 112x112 pair): 112 rows in 5 bands on the caller, two runs of 3
+     * bands on two threads, whole runs on three; batch 3 in bands of each
+     * image on the caller; bands of a stride-2 layer from an odd image */
+    {1, 48, 16, 112, 112, 3, 1, 1, 1, 1, 1, 1, true},
+    {3, 24, 20, 112, 112, 3, 1, 1, 1, 1, 1, 1, false},
+    {1, 48, 12, 161, 161, 3, 2, 1, 1, 1, 1, 1, false},
 };
 
 static void test_layers_match_the_definition_on_every_kernel(void)
