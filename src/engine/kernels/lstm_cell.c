@@ -21,6 +21,7 @@
  */
 #include "lstm_cell.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -158,6 +159,7 @@ void lstm_cell_f32(const lstm_cell_args *args, size_t n)
 
 void lstm_step_rows_f32(const lstm_step_args *args)
 {
+    assert((uintptr_t)args->packed_r % 64 == 0 && args->chunk_floats % 16 == 0);
 #ifdef LSTM_CELL_X86
     switch (gemm_kernel_isa()) {
     case GEMM_ISA_AVX512: step_rows_avx512(args); return;
@@ -175,6 +177,7 @@ void lstm_partial_product_f32(const lstm_partial_args *args)
         empty = empty && args->units[i][0] >= args->units[i][1];
     if (empty)
         return;
+    assert((uintptr_t)args->packed_chunk % 64 == 0);
 #ifdef LSTM_CELL_X86
     switch (gemm_kernel_isa()) {
     case GEMM_ISA_AVX512: partial_product_avx512(args); return;
