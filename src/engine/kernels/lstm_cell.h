@@ -45,7 +45,10 @@ void lstm_cell_f32(const lstm_cell_args *args, size_t n);
  * the cell: R is read as ops/recurrent.c packs it, by chunks of
  * `chunk_units` hidden units, each chunk a packed B^T operand (gemm.h's
  * layout, K = hidden) whose columns are gate 0's units of the chunk, then
- * gate 1's...; hidden and chunk_units must be multiples of GEMM_PACK_NR.
+ * gate 1's...; hidden and chunk_units must be multiples of GEMM_PACK_NR,
+ * and packed_r start on a 64-byte boundary (asserted): each 16-float row of
+ * a sliver is then one cache line, where a row split over two made the
+ * bench LSTM's step at batch 1 a third slower.
  * For each group of GEMM_PACK_NR units the four gates' sums stay in
  * registers from the product to the cell, so the step reads R once (a GEMV
  * is bound by the L2 bandwidth R streams at) and writes no gate buffer.
@@ -82,7 +85,7 @@ typedef struct lstm_partial_args {
     size_t rows, hidden, n;
     size_t units[LSTM_PARTIAL_RANGES][2];
     const float *h_prev;       /* rows x hidden */
-    const float *packed_chunk; /* gemm.h's packed B^T layout, K = hidden */
+    const float *packed_chunk; /* gemm.h's packed B^T layout, K = hidden, 64-byte aligned */
     float *sums;               /* rows x n, row r at sums + r * ld: added to */
     size_t ld;
 } lstm_partial_args;

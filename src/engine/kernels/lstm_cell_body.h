@@ -137,8 +137,14 @@ SFX(step_group)(const lstm_step_args *a, size_t g, const int rows)
                 hv[r] = V_SET1(hp[(size_t)r * H + p]);
             for (int q = 0; q < 4; q++) {
                 const float *w = base + (size_t)q * qs + p * 16;
-                /* L2 latency, not its bandwidth, is what a lone stream waits on */
-                V_PREFETCH(w + 8 * 16);
+                /* With 2-3 rows, 8 to 12 FMAs a row of R, L2 latency is what
+                 * the streams wait on: 2 rows about even, 3 rows 495 -> 435
+                 * us on the bench LSTM with this prefetch. With 1 row the
+                 * hardware's L1 prefetcher keeps up and the prefetches only
+                 * take load slots: 199.6 -> 188.8 us without (batch 1,
+                 * medians of 5 alternated runs, 1 thread). */
+                if (rows > 1)
+                    V_PREFETCH(w + 8 * 16);
                 for (int u = 0; u < NV; u++) {
                     VF wv = V_LOAD(w + u * VW);
                     for (int r = 0; r < rows; r++)

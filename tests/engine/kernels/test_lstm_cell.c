@@ -179,13 +179,16 @@ static void test_nan_gate_input_gives_nan_state(void)
 }
 
 /* R [4H, H] packed as ops/recurrent.c packs it: by chunks of `cu` units,
- * each gate 0's units of the chunk, then gate 1's..., as one B^T operand. */
+ * each gate 0's units of the chunk, then gate 1's..., as one B^T operand,
+ * on a 64-byte boundary as the kernels require. */
 static float *pack_by_chunks(const float *r, size_t H, size_t cu, size_t *chunk_floats)
 {
     size_t full = H < cu ? H : cu;
     *chunk_floats = gemm_packed_b_floats(H, 4 * full);
     size_t chunks = (H + cu - 1) / cu;
-    float *packed = calloc(chunks * *chunk_floats, sizeof(float));
+    size_t bytes = (chunks * *chunk_floats * sizeof(float) + 63) / 64 * 64;
+    float *packed = aligned_alloc(64, bytes);
+    memset(packed, 0, bytes);
     float *gathered = malloc(4 * full * H * sizeof(float));
     for (size_t j = 0; j < chunks; j++) {
         size_t k0 = j * cu, cw = H - k0 < cu ? H - k0 : cu;
