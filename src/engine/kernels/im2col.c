@@ -10,6 +10,7 @@
 #include "im2col.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gemm.h"
@@ -483,6 +484,95 @@ masked_sliver(float *dst, size_t kc, const uint16_t *ms, const panel_walk *w, co
     }
 }
 
+/* The set-up of a block of up to MASKED_BLOCK slivers of one image's
+ * positions [q0, q1) (its slivers b0 .. b0 + nb): each lane's base offset,
+ * the in-range lanes, every tap's mask and which slivers read stride-2
+ * pairs. It depends on the geometry and the positions only, so a plan
+ * (im2col_plan) can keep it from run to run. */
+typedef struct masked_block {
+    size_t b0, nb, qb;
+    uint16_t masks[MASKED_MAX_TAPS * MASKED_BLOCK], in_range[MASKED_BLOCK];
+    int32_t bases[MASKED_BLOCK * GEMM_PACK_NR];
+    bool pairs[MASKED_BLOCK]; /* stride 2 and the sliver on one output row */
+} masked_block;
+
+__attribute__((target("avx512f"))) static void
+masked_block_init(const conv_geometry *g, const masked_taps *taps, size_t q0, size_t q1,
+                  size_t b0, size_t per_image, masked_block *blk)
+{
+    int64_t w = g->image[2], ow = g->out[2], s1 = g->stride[1], s2 = g->stride[2];
+    int32_t o1s[MASKED_BLOCK * GEMM_PACK_NR], o2s[MASKED_BLOCK * GEMM_PACK_NR];
+    size_t nb = per_image - b0 < MASKED_BLOCK ? per_image - b0 : MASKED_BLOCK;
+    size_t qb = q0 + b0 * GEMM_PACK_NR;
+    blk->b0 = b0;
+    blk->nb = nb;
+    blk->qb = qb;
+    /* each lane's output row and column, once per block, a stretch of
+     * one output row at a time; then each sliver's in-range lanes (the
+     * first ones) and bases, 16 lanes at once: a test and a branch per
+     * lane were a fifth of a small layer's patches (the digits CNN's
+     * 8x8 planes, four slivers an image) */
+    size_t lanes = nb * GEMM_PACK_NR;
+    int64_t o1 = (int64_t)qb / ow, o2 = (int64_t)qb % ow;
+    for (size_t lane = 0; lane < lanes; o1++, o2 = 0) {
+        size_t run = (size_t)(ow - o2) < lanes - lane ? (size_t)(ow - o2) : lanes - lane;
+        for (size_t i = 0; i < run; i++) {
+            o1s[lane + i] = (int32_t)o1;
+            o2s[lane + i] = (int32_t)(o2 + (int64_t)i);
+        }
+        lane += run;
+    }
+    const __m512i row_step = _mm512_set1_epi32((int32_t)(s1 * w)),
+                  col_step = _mm512_set1_epi32((int32_t)s2);
+    for (size_t s = 0; s < nb; s++) {
+        size_t left = q1 - qb - s * GEMM_PACK_NR; /* >= 1: nb covers [qb, q1) */
+        unsigned bits = left >= GEMM_PACK_NR ? 0xffffu : (1u << left) - 1u;
+        /* o1 * s1 * w + o2 * s2 in wrapping int32 lanes, as the int32
+         * cast of the int64 sum it was (masked_fits keeps it in range) */
+        __m512i base = _mm512_maskz_add_epi32(
+            (__mmask16)bits,
+            _mm512_mullo_epi32(_mm512_loadu_si512(o1s + s * GEMM_PACK_NR), row_step),
+            _mm512_mullo_epi32(_mm512_loadu_si512(o2s + s * GEMM_PACK_NR), col_step));
+        _mm512_storeu_si512(blk->bases + s * GEMM_PACK_NR, base);
+        blk->in_range[s] = (uint16_t)bits;
+        /* the in-range lanes are the first ones, their rows ascending */
+        size_t last = s * GEMM_PACK_NR + (bits ? 31u - (unsigned)__builtin_clz(bits) : 0u);
+        blk->pairs[s] = s2 == 2 && bits && o1s[s * GEMM_PACK_NR] == o1s[last];
+    }
+    masked_masks(g, taps, nb, o1s, o2s, blk->in_range, blk->masks);
+}
+
+/* The block's slivers of `count` images side by side (columns of
+ * count * (q1 - q0)), from its set-up. */
+__attribute__((target("avx512f"))) static void
+masked_block_copy(const conv_geometry *g, const masked_taps *taps, const masked_block *blk,
+                  const float *image, size_t count, size_t image_floats, size_t per_image,
+                  size_t cols, float *packed)
+{
+    int64_t w = g->image[2];
+    bool linear = g->stride[1] == 1 && g->stride[2] == 1 && g->out[2] == w;
+    size_t rows = conv_geometry_rows(g);
+    int64_t plane = g->image[1] * w;
+    for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
+        size_t kc = rows - p0 < GEMM_PACK_KC ? rows - p0 : GEMM_PACK_KC;
+        float *panel = gemm_packed_b_row(packed, rows, cols, p0).base;
+        panel_walk walk = masked_panel_walk(taps, plane, p0, linear ? (int64_t)blk->qb : 0);
+        for (size_t n = 0; n < count; n++) {
+            const float *img = image + n * image_floats;
+            for (size_t s = 0; s < blk->nb; s++) {
+                float *dst = panel + (n * per_image + blk->b0 + s) * GEMM_PACK_NR * kc;
+                if (blk->pairs[s])
+                    masked_sliver_pairs(dst, kc, blk->masks + s, &walk,
+                                        img + blk->bases[s * GEMM_PACK_NR]);
+                else
+                    masked_sliver(dst, kc, blk->masks + s, &walk,
+                                  linear ? img + s * GEMM_PACK_NR : NULL, img,
+                                  blk->bases + s * GEMM_PACK_NR);
+            }
+        }
+    }
+}
+
 /* Positions [q0, q1) of `count` images side by side (see
  * im2col_f32_packed_slice) when every image starts a sliver: q0 a multiple
  * of GEMM_PACK_NR, and so q1 - q0 when count > 1. The masks and bases of
@@ -491,72 +581,14 @@ __attribute__((target("avx512f"))) static void
 im2col_f32_packed_masked(const conv_geometry *g, const float *image, size_t count,
                          size_t image_floats, size_t q0, size_t q1, float *packed)
 {
-    int64_t w = g->image[2], ow = g->out[2], s1 = g->stride[1], s2 = g->stride[2];
-    bool linear = s1 == 1 && s2 == 1 && ow == w;
-    size_t rows = conv_geometry_rows(g);
     size_t per_image = (q1 - q0 + GEMM_PACK_NR - 1) / GEMM_PACK_NR; /* slivers */
     size_t cols = count * (q1 - q0);
-    int64_t plane = g->image[1] * w;
     masked_taps taps;
     masked_taps_init(g, &taps);
-    uint16_t masks[MASKED_MAX_TAPS * MASKED_BLOCK], in_range[MASKED_BLOCK];
-    int32_t bases[MASKED_BLOCK * GEMM_PACK_NR];
-    int32_t o1s[MASKED_BLOCK * GEMM_PACK_NR], o2s[MASKED_BLOCK * GEMM_PACK_NR];
-    bool pairs[MASKED_BLOCK]; /* stride 2 and the sliver on one output row */
+    masked_block blk;
     for (size_t b0 = 0; b0 < per_image; b0 += MASKED_BLOCK) {
-        size_t nb = per_image - b0 < MASKED_BLOCK ? per_image - b0 : MASKED_BLOCK;
-        size_t qb = q0 + b0 * GEMM_PACK_NR;
-        /* each lane's output row and column, once per block, a stretch of
-         * one output row at a time; then each sliver's in-range lanes (the
-         * first ones) and bases, 16 lanes at once: a test and a branch per
-         * lane were a fifth of a small layer's patches (the digits CNN's
-         * 8x8 planes, four slivers an image) */
-        size_t lanes = nb * GEMM_PACK_NR;
-        int64_t o1 = (int64_t)qb / ow, o2 = (int64_t)qb % ow;
-        for (size_t lane = 0; lane < lanes; o1++, o2 = 0) {
-            size_t run = (size_t)(ow - o2) < lanes - lane ? (size_t)(ow - o2) : lanes - lane;
-            for (size_t i = 0; i < run; i++) {
-                o1s[lane + i] = (int32_t)o1;
-                o2s[lane + i] = (int32_t)(o2 + (int64_t)i);
-            }
-            lane += run;
-        }
-        const __m512i row_step = _mm512_set1_epi32((int32_t)(s1 * w)),
-                      col_step = _mm512_set1_epi32((int32_t)s2);
-        for (size_t s = 0; s < nb; s++) {
-            size_t left = q1 - qb - s * GEMM_PACK_NR; /* >= 1: nb covers [qb, q1) */
-            unsigned bits = left >= GEMM_PACK_NR ? 0xffffu : (1u << left) - 1u;
-            /* o1 * s1 * w + o2 * s2 in wrapping int32 lanes, as the int32
-             * cast of the int64 sum it was (masked_fits keeps it in range) */
-            __m512i base = _mm512_maskz_add_epi32(
-                (__mmask16)bits,
-                _mm512_mullo_epi32(_mm512_loadu_si512(o1s + s * GEMM_PACK_NR), row_step),
-                _mm512_mullo_epi32(_mm512_loadu_si512(o2s + s * GEMM_PACK_NR), col_step));
-            _mm512_storeu_si512(bases + s * GEMM_PACK_NR, base);
-            in_range[s] = (uint16_t)bits;
-            /* the in-range lanes are the first ones, their rows ascending */
-            size_t last = s * GEMM_PACK_NR + (bits ? 31u - (unsigned)__builtin_clz(bits) : 0u);
-            pairs[s] = s2 == 2 && bits && o1s[s * GEMM_PACK_NR] == o1s[last];
-        }
-        masked_masks(g, &taps, nb, o1s, o2s, in_range, masks);
-        for (size_t p0 = 0; p0 < rows; p0 += GEMM_PACK_KC) {
-            size_t kc = rows - p0 < GEMM_PACK_KC ? rows - p0 : GEMM_PACK_KC;
-            float *panel = gemm_packed_b_row(packed, rows, cols, p0).base;
-            panel_walk walk = masked_panel_walk(&taps, plane, p0, linear ? (int64_t)qb : 0);
-            for (size_t n = 0; n < count; n++) {
-                const float *img = image + n * image_floats;
-                for (size_t s = 0; s < nb; s++) {
-                    float *dst = panel + (n * per_image + b0 + s) * GEMM_PACK_NR * kc;
-                    if (pairs[s])
-                        masked_sliver_pairs(dst, kc, masks + s, &walk,
-                                            img + bases[s * GEMM_PACK_NR]);
-                    else
-                        masked_sliver(dst, kc, masks + s, &walk,
-                                      linear ? img + s * GEMM_PACK_NR : NULL, img,
-                                      bases + s * GEMM_PACK_NR);
-                }
-            }
-        }
+        masked_block_init(g, &taps, q0, q1, b0, per_image, &blk);
+        masked_block_copy(g, &taps, &blk, image, count, image_floats, per_image, cols, packed);
     }
 }
 
@@ -653,6 +685,63 @@ void im2col_f32_packed_slice(const conv_geometry *g, const float *images, size_t
 #else
     (void)g, (void)images, (void)count, (void)image_floats, (void)q0, (void)q1, (void)packed;
 #endif
+}
+
+/* A layer's patch set-up for X's shape known at load (see im2col.h). */
+struct im2col_plan {
+    conv_geometry geo;
+#ifdef IM2COL_X86
+    size_t cols;
+    masked_taps taps;
+    masked_block block; /* b0 = 0: the whole plane, cols <= MASKED_BLOCK slivers */
+#endif
+};
+
+/* plans match geometries with memcmp: no padding bytes to differ */
+_Static_assert(sizeof(conv_geometry) == sizeof(size_t) + 6 * IM2COL_MAX_SPATIAL * sizeof(int64_t),
+               "conv_geometry has padding");
+
+im2col_plan *im2col_plan_create(const conv_geometry *g)
+{
+#ifdef IM2COL_X86
+    size_t cols = conv_geometry_cols(g);
+    if (!masked_fits(g) || cols == 0 || cols > (size_t)MASKED_BLOCK * GEMM_PACK_NR)
+        return NULL;
+    im2col_plan *plan = malloc(sizeof(*plan));
+    if (!plan)
+        return NULL;
+    plan->geo = *g;
+    plan->cols = cols;
+    masked_taps_init(g, &plan->taps);
+    masked_block_init(g, &plan->taps, 0, cols, 0, (cols + GEMM_PACK_NR - 1) / GEMM_PACK_NR,
+                      &plan->block);
+    return plan;
+#else
+    (void)g;
+    return NULL;
+#endif
+}
+
+void im2col_plan_free(im2col_plan *plan) { free(plan); }
+
+bool im2col_plan_matches(const im2col_plan *plan, const conv_geometry *g)
+{
+    return plan && memcmp(&plan->geo, g, sizeof(*g)) == 0;
+}
+
+void im2col_f32_packed_slice_planned(const im2col_plan *plan, const float *images, size_t count,
+                                     size_t image_floats, size_t q0, size_t q1, float *packed)
+{
+#ifdef IM2COL_X86
+    /* the plan's positions, and every image starting a sliver (as
+     * im2col_f32_packed_slice would take the masked path) */
+    if (q0 == 0 && q1 == plan->cols && (count == 1 || plan->cols % GEMM_PACK_NR == 0)) {
+        masked_block_copy(&plan->geo, &plan->taps, &plan->block, images, count, image_floats,
+                          plan->block.nb, count * plan->cols, packed);
+        return;
+    }
+#endif
+    im2col_f32_packed_slice(&plan->geo, images, count, image_floats, q0, q1, packed);
 }
 
 void im2col_f32_packed(const conv_geometry *g, const float *image, float *packed)

@@ -54,6 +54,23 @@ bool im2col_f32_packed_slice_fits(const conv_geometry *g);
 void im2col_f32_packed_slice(const conv_geometry *g, const float *images, size_t count,
                              size_t image_floats, size_t q0, size_t q1, float *packed);
 
+/* The set-up of im2col_f32_packed_slice (each lane's offset, every tap's
+ * in-range masks) depends on the geometry and positions only; a Conv whose
+ * X has known image extents at load makes it then, for the whole plane of
+ * one image, instead of at every run (on the digits CNN's 8x8 layers it
+ * cost more than copying the patches). Immutable once made: sessions
+ * share it across threads. NULL when the geometry does not fit
+ * (im2col_f32_packed_slice_fits) or the plane is too large. */
+typedef struct im2col_plan im2col_plan;
+im2col_plan *im2col_plan_create(const conv_geometry *g);
+void im2col_plan_free(im2col_plan *plan);
+/* Whether plan (NULL: no) was made for geometry g. */
+bool im2col_plan_matches(const im2col_plan *plan, const conv_geometry *g);
+/* im2col_f32_packed_slice of the plan's geometry: from the plan when
+ * [q0, q1) is the whole plane, as im2col_f32_packed_slice otherwise. */
+void im2col_f32_packed_slice_planned(const im2col_plan *plan, const float *images, size_t count,
+                                     size_t image_floats, size_t q0, size_t q1, float *packed);
+
 /* image[channels x image...] += col[rows x cols] scattered back. */
 void col2im_f32(const conv_geometry *g, const float *col, float *image);
 void col2im_f64(const conv_geometry *g, const double *col, double *image);

@@ -89,6 +89,9 @@ typedef struct conv_state {
      * each run with this output tile (2 or 4, or WINOGRAD_RUN_BY_BATCH);
      * 0 when it is not */
     size_t winograd_run_tile;
+    /* the patch set-up (kernels/im2col.h) of X's image extents known at
+     * load, for a dense 2-D Conv's sliced path; NULL when none */
+    im2col_plan *im2col_plan;
     kernel_epilogue epilogue;
 } conv_state;
 
@@ -110,6 +113,7 @@ static void conv_free(void *state)
         free(st->fused_bias);
         free(st->depthwise_w);
         free(st->direct_w);
+        im2col_plan_free(st->im2col_plan);
     }
     free(st);
 }
@@ -630,6 +634,12 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
 
 static bool is_8bit(ifd_dtype d) { return d == IFD_INT8 || d == IFD_UINT8; }
 
+/* Planes up to this many positions keep their patch set-up from load
+ * (conv_state.im2col_plan): the small planes sliced_conv_forward puts side
+ * by side whole (SLICE_MAX_COLS / 2), where the set-up is a large part of
+ * the patches' time. */
+#define IM2COL_PLAN_MAX_PLANE 256
+
 static int conv_prepare_kind(op_node *node, ifd_error *err, conv_kind kind)
 {
     conv_state *st = calloc(1, sizeof(*st));
@@ -708,6 +718,11 @@ static int conv_prepare_kind(op_node *node, ifd_error *err, conv_kind kind)
             return op_prepare_fail(node, err, "%s", why);
         for (int i = 0; i < p.spatial; i++)
             y->dims[2 + i] = p.out[i];
+        /* only what sliced_conv_forward can use: a dense Conv whose plane
+         * a slice takes whole */
+        if (kind == CONV && st->group == 1 && p.out_plane <= IM2COL_PLAN_MAX_PLANE &&
+            im2col_f32_packed_slice_fits(&p.geo) && !st->im2col_plan)
+            st->im2col_plan = im2col_plan_create(&p.geo);
     }
     const ifd_tensor *wc = w->constant;
     if ((kind == CONV || kind == CONV_TRANSPOSE) && wc && wc->dtype != IFD_DOUBLE &&
@@ -939,6 +954,7 @@ static void conv_lanes(void *arg, size_t begin, size_t end)
 #define SLICE_BYTES (1u << 20)
 #define SLICE_MIN_COLS 64
 #define SLICE_MAX_COLS 512
+_Static_assert(IM2COL_PLAN_MAX_PLANE == SLICE_MAX_COLS / 2, "plans cover the whole-image slices");
 /* im2col's gather offsets of the images of one slice are int32 lanes */
 #define SLICE_MAX_IMAGES_FLOATS ((size_t)1 << 30)
 
@@ -953,6 +969,7 @@ typedef struct slice_job {
     size_t slivers;               /* of a plane, which chunk_columns splits */
     float *scratch;               /* lanes x (packed B + C block) */
     size_t b_floats, c_floats;
+    const im2col_plan *plan;      /* the layer's patch set-up when it is this geometry's */
     threadpool *product_pool;     /* the pool when slices run one at a time, else NULL */
 } slice_job;
 
@@ -984,8 +1001,12 @@ static void slice_item(const slice_job *job, size_t item, float *bbuf, float *cb
     size_t images = batch - n0 < job->images_per ? batch - n0 : job->images_per;
     size_t width = q1 - q0;
     size_t image_floats = (size_t)p->in_channels * p->in_plane, ncols = images * width;
-    im2col_f32_packed_slice(&p->geo, job->x + n0 * image_floats, images, image_floats, q0, q1,
-                            bbuf);
+    if (job->plan)
+        im2col_f32_packed_slice_planned(job->plan, job->x + n0 * image_floats, images,
+                                        image_floats, q0, q1, bbuf);
+    else
+        im2col_f32_packed_slice(&p->geo, job->x + n0 * image_floats, images, image_floats, q0,
+                                q1, bbuf);
     gemm_operand oa = {job->st->packed_w, 0, false, true}, ob = {bbuf, 0, false, true};
     gemm_f32_ex(m, ncols, job->rows, 1.0f, oa, ob, 0.0f, cbuf, ncols, job->product_pool);
     const kernel_epilogue *e = &job->st->epilogue;
@@ -1017,6 +1038,8 @@ static int sliced_conv_forward(op_ctx *ctx, const conv_plan *p, const float *xd,
     if (p->group != 1 || !st->packed_w || !im2col_f32_packed_slice_fits(&p->geo))
         return 1;
     slice_job job = {.st = st, .p = p, .x = xd, .bias = bias, .residual = residual, .y = yd};
+    if (im2col_plan_matches(st->im2col_plan, &p->geo))
+        job.plan = st->im2col_plan;
     job.rows = conv_geometry_rows(&p->geo);
     job.m = (size_t)p->out_channels;
     size_t cols = p->out_plane, batch = (size_t)p->batch;

@@ -107,8 +107,9 @@ static void test_packed_patches_match_plain_im2col_on_every_kernel(void)
 }
 
 /* Positions [q0, q1) of `count` images side by side against the plain
- * im2col of each image. */
-static int check_slice(const conv_geometry *g, size_t count, size_t q0, size_t q1)
+ * im2col of each image; through `plan` when not NULL (made for g). */
+static int check_planned_slice(const conv_geometry *g, const im2col_plan *plan, size_t count,
+                               size_t q0, size_t q1)
 {
     size_t rows = conv_geometry_rows(g), cols = conv_geometry_cols(g), width = q1 - q0;
     size_t pixels = g->channels * (size_t)(g->image[1] * g->image[2]);
@@ -122,7 +123,10 @@ static int check_slice(const conv_geometry *g, size_t count, size_t q0, size_t q
         images[i] = (float)(i % 509) + 1.0f;
     for (size_t i = 0; i < gemm_packed_b_floats(rows, slice_cols); i++)
         packed[i] = -7.0f;
-    im2col_f32_packed_slice(g, images, count, pixels, q0, q1, packed);
+    if (plan)
+        im2col_f32_packed_slice_planned(plan, images, count, pixels, q0, q1, packed);
+    else
+        im2col_f32_packed_slice(g, images, count, pixels, q0, q1, packed);
     int bad = 0;
     for (size_t n = 0; n < count && !bad; n++) {
         for (size_t i = 0; i < pixels; i++)
@@ -150,6 +154,11 @@ static int check_slice(const conv_geometry *g, size_t count, size_t q0, size_t q
     free(plain);
     free(packed);
     return bad;
+}
+
+static int check_slice(const conv_geometry *g, size_t count, size_t q0, size_t q1)
+{
+    return check_planned_slice(g, NULL, count, q0, q1);
 }
 
 static void test_slices_of_images_match_plain_im2col(void)
@@ -214,10 +223,57 @@ static void test_unaligned_images_side_by_side_match_plain_im2col(void)
     CHECK_EQ_INT(failures, 0);
 }
 
+/* A plan made at load (a Conv whose X's image is known) writes the same
+ * patches as the set-up done at each call: for the whole plane of one or
+ * several images, stride 2 included, and (falling back) for part of the
+ * plane or unaligned images side by side. Made only for geometries that
+ * fit and planes of at most one block of masks; matched by geometry. */
+static void test_planned_slices_match_plain_im2col(void)
+{
+    const char *names[8];
+    size_t n = gemm_kernel_names(names, 8);
+    if (n == 0 || !gemm_use_kernel(names[0]) || !gemm_kernel_is_avx512()) {
+        printf("no AVX-512 kernel on this CPU: plans not checked\n");
+        return;
+    }
+    conv_geometry digits1 = geometry_2d(1, 8, 8, 3, 3, 1, 1, 1, 1);      /* 64 positions */
+    conv_geometry digits2 = geometry_2d(16, 4, 4, 3, 3, 1, 1, 1, 1);     /* 16, 144 rows */
+    conv_geometry last_stage = geometry_2d(6, 7, 7, 3, 3, 1, 1, 1, 1);   /* 49 */
+    conv_geometry strided = geometry_2d(3, 15, 15, 3, 3, 2, 1, 1, 1);    /* 8 x 8 */
+    conv_geometry rows_valid = geometry_2d(3, 33, 65, 3, 3, 2, 1, 0, 0); /* 16 x 32 */
+    conv_geometry dilated = geometry_2d(2, 9, 11, 3, 3, 1, 2, 2, 2);
+    const conv_geometry *all[] = {&digits1, &digits2, &last_stage, &strided, &rows_valid, &dilated};
+    int failures = 0;
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        const conv_geometry *g = all[i];
+        size_t cols = conv_geometry_cols(g);
+        im2col_plan *plan = im2col_plan_create(g);
+        CHECK(plan != NULL);
+        if (!plan)
+            continue;
+        CHECK(im2col_plan_matches(plan, g));
+        failures += check_planned_slice(g, plan, 1, 0, cols) +
+                    check_planned_slice(g, plan, 3, 0, cols) +
+                    check_planned_slice(g, plan, 1, cols / 2, cols);
+        im2col_plan_free(plan);
+    }
+    CHECK_EQ_INT(failures, 0);
+    /* another geometry is not the plan's; too large or unfit: no plan */
+    im2col_plan *plan = im2col_plan_create(&digits1);
+    conv_geometry other = digits1;
+    other.pad[2] = 0;
+    CHECK(!im2col_plan_matches(plan, &other) && !im2col_plan_matches(NULL, &digits1));
+    im2col_plan_free(plan);
+    conv_geometry stem = geometry_2d(3, 70, 66, 7, 7, 2, 1, 3, 3); /* 1155 positions */
+    conv_geometry huge_taps = geometry_2d(1, 20, 20, 9, 9, 1, 1, 4, 4);
+    CHECK(im2col_plan_create(&stem) == NULL && im2col_plan_create(&huge_taps) == NULL);
+}
+
 int main(void)
 {
     RUN(test_packed_patches_match_plain_im2col_on_every_kernel);
     RUN(test_slices_of_images_match_plain_im2col);
     RUN(test_unaligned_images_side_by_side_match_plain_im2col);
+    RUN(test_planned_slices_match_plain_im2col);
     TEST_MAIN_END();
 }
