@@ -117,13 +117,6 @@ size_t gemm_packed_b_floats(size_t k, size_t n)
     return floats ? floats : 1;
 }
 
-float *gemm_packed_alloc(size_t floats)
-{
-    if (floats > (SIZE_MAX - 63) / sizeof(float))
-        return NULL;
-    return aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
-}
-
 const float *gemm_packed_b_columns(const float *packed, size_t k, size_t n, size_t c0, size_t c1)
 {
     /* one KC panel holds every row, its slivers one after the other: a run

@@ -576,7 +576,7 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
     bool in_place = (w->dtype == IFD_FLOAT && !channel_scale && !depthwise && !read_whole) ||
                     streamed;
     float *plain = in_place ? NULL : malloc((size_t)count * sizeof(float) + 1);
-    float *packed = gemm_packed_alloc(per * group);
+    float *packed = malloc(per * group * sizeof(float));
     if ((!in_place && !plain) || !packed) {
         free(plain);
         free(packed);

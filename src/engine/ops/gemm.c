@@ -157,7 +157,7 @@ static int pack_constant_b(op_node *node, const value_info *bv, bool trans, size
     if (floats == 0 || floats > IFD_MAX_TENSOR_BYTES / sizeof(float))
         return op_prepare_fail(node, err, "B is too large to pack");
     if (bv->mapped_bytes && b->dtype == IFD_FLOAT) {
-        float *packed = gemm_packed_alloc(floats);
+        float *packed = malloc(floats * sizeof(float));
         if (!packed)
             return op_prepare_fail(node, err, "out of memory packing B");
         if (pack_b_from_file(node, bv, trans, k, n, packed, floats, err) != 0) {
@@ -170,7 +170,7 @@ static int pack_constant_b(op_node *node, const value_info *bv, bool trans, size
     /* float32 packs straight from the constant: a converted copy would hold
      * the weight a third time while it packs */
     float *plain = b->dtype == IFD_FLOAT ? NULL : malloc(count * sizeof(float) + 1);
-    float *packed = gemm_packed_alloc(floats);
+    float *packed = malloc(floats * sizeof(float));
     if ((b->dtype != IFD_FLOAT && !plain) || !packed) {
         free(plain);
         free(packed);
@@ -542,7 +542,7 @@ static void viewed_items(void *arg, size_t begin, size_t end)
      * for every block of rows (attention's K^T and V are read by all 128
      * query rows); a few rows stream B in place instead. NULL (no memory):
      * the kernel packs as usual. */
-    float *packed = m > 12 ? gemm_packed_alloc(gemm_packed_b_floats(k, n)) : NULL;
+    float *packed = m > 12 ? malloc(gemm_packed_b_floats(k, n) * sizeof(float)) : NULL;
     const float *shared_b = NULL;
     for (size_t t = begin; t < end; t++) {
         gemm_operand oa, ob;
