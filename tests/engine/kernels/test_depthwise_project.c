@@ -139,7 +139,7 @@ static const shape shapes[] = {
 
 static void test_layers_match_the_definition_on_every_kernel(void)
 {
-    threadpool *pools[2] = {threadpool_create(2), threadpool_create(3)};
+    threadpool *pools[3] = {threadpool_create(2), threadpool_create(3), threadpool_create(8)};
     const char *names[4];
     size_t kernels = gemm_kernel_names(names, 4);
     const char *before = gemm_kernel_name();
@@ -147,7 +147,7 @@ static void test_layers_match_the_definition_on_every_kernel(void)
         CHECK(gemm_use_kernel(names[k]));
         for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
             for (int direct = 0; direct < 2; direct++)
-                for (int threaded = 0; threaded < 3; threaded++) {
+                for (int threaded = 0; threaded < 4; threaded++) {
                     threadpool *pool = threaded ? pools[threaded - 1] : NULL;
                     double err = check_shape(&shapes[i], direct, 11u + (unsigned)i, pool);
                     if (!(err >= 0.0 && err <= 1e-5))
@@ -158,8 +158,8 @@ static void test_layers_match_the_definition_on_every_kernel(void)
                 }
     }
     gemm_use_kernel(before);
-    threadpool_free(pools[0]);
-    threadpool_free(pools[1]);
+    for (int i = 0; i < 3; i++)
+        threadpool_free(pools[i]);
 }
 
 static void test_layers_decline_what_they_do_not_take(void)

@@ -134,23 +134,27 @@ static const shape shapes[] = {
 
 static void test_fused_block_matches_the_definition_on_every_kernel(void)
 {
-    threadpool *pool = threadpool_create(2);
+    /* 1 thread, then pools of 2, 3 and 8 (more threads than some shapes'
+     * items, and images split in rows where the batch does not divide) */
+    threadpool *pools[3] = {threadpool_create(2), threadpool_create(3), threadpool_create(8)};
     const char *names[4];
     size_t kernels = gemm_kernel_names(names, 4);
     const char *before = gemm_kernel_name();
     for (size_t k = 0; k < kernels; k++) {
         CHECK(gemm_use_kernel(names[k]));
         for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
-            for (int threaded = 0; threaded < 2; threaded++) {
-                double err = check_shape(&shapes[i], 7u + (unsigned)i, threaded ? pool : NULL);
+            for (int threaded = 0; threaded < 4; threaded++) {
+                threadpool *pool = threaded ? pools[threaded - 1] : NULL;
+                double err = check_shape(&shapes[i], 7u + (unsigned)i, pool);
                 if (!(err >= 0.0 && err <= 1e-5))
                     fprintf(stderr, "kernel %s shape %zu threads %d: error %g\n", names[k], i,
-                            threaded ? 2 : 1, err);
+                            threadpool_size(pool), err);
                 CHECK(err >= 0.0 && err <= 1e-5);
             }
     }
     gemm_use_kernel(before);
-    threadpool_free(pool);
+    for (int i = 0; i < 3; i++)
+        threadpool_free(pools[i]);
 }
 
 static void test_fused_block_declines_what_it_does_not_take(void)

@@ -110,14 +110,16 @@ static void test_pointwise_small_matches_the_definition_on_many_shapes(void)
         {1, 64, 96, 49},   /* 3 blocks cut into 6 items, a block split between the runs */
         {1, 128, 288, 196}, /* 9 items of whole planes: runs of 4 and 5 */
     };
-    threadpool *pool = threadpool_create(2);
+    threadpool *pools[3] = {threadpool_create(2), threadpool_create(3), threadpool_create(8)};
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
         for (int extras = 0; extras < 8; extras++) {
             bool bias = extras & 1, residual = extras & 2, clamp = extras & 4;
             CHECK(check_shape(&shapes[i], bias, residual, clamp, NULL) == 0);
-            CHECK(check_shape(&shapes[i], bias, residual, clamp, pool) == 0);
+            for (int p = 0; p < 3; p++)
+                CHECK(check_shape(&shapes[i], bias, residual, clamp, pools[p]) == 0);
         }
-    threadpool_free(pool);
+    for (int p = 0; p < 3; p++)
+        threadpool_free(pools[p]);
 }
 
 static void test_packing_round_trips(void)
