@@ -500,17 +500,6 @@ static void test_typed_float_data_loads_from_a_mapped_file(void)
     free(w);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ADDRESS_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ADDRESS_SANITIZER 1
-#endif
-#endif
-#ifndef ADDRESS_SANITIZER
-#define ADDRESS_SANITIZER 0
-#endif
-
 /* Resident-set peak (VmHWM) of loading path in a child process, in MiB
  * above its resident size just before: reset with clear_refs so that what
  * this process held earlier does not count. Negative on failure. */
@@ -1006,13 +995,14 @@ static void test_packed_weights_start_on_a_cache_line(void)
     const int64_t convs[][4] = {{100, 32, 8, 3}, {1000, 2, 32, 1}, {1100, 32, 8, 1}};
     const char *modes[] = {"f4", NULL, NULL};
     for (int c = 0; c < 3; c++) {
-        float *w = pattern((size_t)(convs[c][0] * convs[c][1] * convs[c][3] * convs[c][3]), 0.05f);
+        int64_t filters = convs[c][0], ch = convs[c][1], side = convs[c][2], kernel = convs[c][3];
+        float *w = pattern((size_t)(filters * ch * kernel * kernel), 0.05f);
         if (modes[c])
             setenv("INFERD_CONV_WINOGRAD", modes[c], 1);
         else
             unsetenv("INFERD_CONV_WINOGRAD");
         size_t len = 0;
-        uint8_t *buf = conv_model_at(convs[c][0], convs[c][1], convs[c][2], convs[c][3], w, 1, &len);
+        uint8_t *buf = conv_model_at(filters, ch, side, kernel, w, 1, &len);
         CHECK(buf != NULL);
         ifd_model *m = NULL;
         ifd_error err;

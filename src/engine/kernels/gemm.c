@@ -147,7 +147,10 @@ size_t gemm_packed_b_floats(size_t k, size_t n)
 #define PACKED_SANITIZED 0
 #endif
 
-static bool packed_mapped(size_t bytes) { return !PACKED_SANITIZED && bytes >= PACKED_MAPPED_BYTES; }
+static bool packed_mapped(size_t bytes)
+{
+    return !PACKED_SANITIZED && bytes >= PACKED_MAPPED_BYTES;
+}
 
 float *gemm_packed_alloc(size_t floats)
 {

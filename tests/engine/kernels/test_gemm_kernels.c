@@ -266,17 +266,6 @@ static void test_epilogue_clamp_lets_nan_through(void)
     }
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ADDRESS_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ADDRESS_SANITIZER 1
-#endif
-#endif
-#ifndef ADDRESS_SANITIZER
-#define ADDRESS_SANITIZER 0
-#endif
-
 /* Pages of [p, p + bytes) resident, past the one holding p (a mapped
  * block's header shares it). */
 static size_t resident_pages_after_the_first(const float *p, size_t bytes)
