@@ -163,7 +163,7 @@ float *gemm_packed_alloc(size_t floats)
         if (base == MAP_FAILED)
             return NULL;
     } else {
-        if (posix_memalign(&base, PACKED_HEADER, bytes) != 0)
+        if (posix_memalign(&base, 64, bytes) != 0)
             return NULL;
     }
     memcpy(base, &bytes, sizeof(bytes));

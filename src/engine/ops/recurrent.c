@@ -194,6 +194,8 @@ static void pack_recurrent_weights(op_node *node, recurrent_state *st)
     size_t wcf = st->cell == CELL_LSTM ? chunks_floats(st, input) : 0;
     if (wcf > IFD_MAX_TENSOR_BYTES / sizeof(float) / dirs)
         return;
+    /* on 64-byte lines (gemm_packed_alloc), and chunk and direction sizes
+     * are whole sliver rows: every row the step kernels load is one line */
     st->packed_w = gemm_packed_alloc(wf * dirs);
     st->packed_r = gemm_packed_alloc(rf * dirs);
     st->packed_wc = wcf ? gemm_packed_alloc(wcf * dirs) : NULL;
