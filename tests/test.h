@@ -10,6 +10,19 @@
 #include <stdio.h>
 #include <string.h>
 
+/* 1 in a build with AddressSanitizer (INFERD_SANITIZE), whose allocator
+ * and shadow memory change what a test of resident memory can expect. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ADDRESS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ADDRESS_SANITIZER 1
+#endif
+#endif
+#ifndef ADDRESS_SANITIZER
+#define ADDRESS_SANITIZER 0
+#endif
+
 static int test_failed_checks;
 static int tests_passed, tests_failed;
 

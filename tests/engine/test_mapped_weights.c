@@ -7,7 +7,7 @@
  * every reader packed is not kept, and a mapping no weight reads is unmapped;
  * a file replaced by rename while loaded leaves the model as it was; a
  * weight Gemm, MatMul or Conv packs is read from the file a block at a time
- * and never held twice; and a
+ * and never held twice, and packed starts on a cache line; and a
  * mapped file gets the same clean errors as bytes in memory (truncated at
  * every offset, raw_data shorter than the shape).
  *
@@ -26,8 +26,10 @@
 #include <unistd.h>
 
 #include "inferd/inferd.h"
+#include "kernels/gemm.h"
 #include "model.h"
 #include "onnx/onnx-ml.pb-c.h"
+#include "ops/fusable.h"
 #include "test.h"
 
 #define N 2048 /* float32 elements: 8 KiB, above the 4 KiB read in place */
@@ -498,17 +500,6 @@ static void test_typed_float_data_loads_from_a_mapped_file(void)
     free(w);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ADDRESS_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ADDRESS_SANITIZER 1
-#endif
-#endif
-#ifndef ADDRESS_SANITIZER
-#define ADDRESS_SANITIZER 0
-#endif
-
 /* Resident-set peak (VmHWM) of loading path in a child process, in MiB
  * above its resident size just before: reset with clear_refs so that what
  * this process held earlier does not count. Negative on failure. */
@@ -766,7 +757,8 @@ static ifd_value *run_product(ifd_model *m, int64_t k)
  * view) or not (deferred, never copied): the products are bit for bit those
  * of the same bytes loaded from memory, where B is packed whole by
  * gemm_pack_b. K 300 crosses a 256-deep panel and N 37 ends in a part
- * sliver, so a misplaced element or unzeroed pad changes y. */
+ * sliver, so a misplaced element changes y; the packed bytes, padding too,
+ * are those gemm_pack_b writes even over reused heap. */
 static void test_weights_packed_from_the_mapped_file_match_packing_from_memory(void)
 {
     const int64_t k = 300, nc = 37;
@@ -784,8 +776,19 @@ static void test_weights_packed_from_the_mapped_file_match_packing_from_memory(v
             write_file(path, buf, len);
             ifd_model *mapped = NULL, *read = NULL;
             ifd_error err;
+            /* heap the packed B may reuse, left full of NaNs */
+            size_t packed_bytes = gemm_packed_b_floats((size_t)k, (size_t)nc) * sizeof(float);
+            void *dirty = malloc(packed_bytes + 64);
+            if (dirty)
+                memset(dirty, 0xff, packed_bytes + 64);
+            free(dirty);
             CHECK(ifd_model_load_file(path, NULL, &mapped, &err) == IFD_OK);
             CHECK(ifd_model_load_memory(buf, len, NULL, NULL, &read, &err) == IFD_OK);
+            /* the packed copies alike, padding too */
+            size_t pk, pn;
+            const float *pm = mapped ? product_packed_b(&mapped->nodes[0].op, &pk, &pn) : NULL;
+            const float *pr = read ? product_packed_b(&read->nodes[0].op, &pk, &pn) : NULL;
+            CHECK(pm && pr && memcmp(pm, pr, packed_bytes) == 0);
             ifd_value *ym = mapped ? run_product(mapped, k) : NULL;
             ifd_value *yr = read ? run_product(read, k) : NULL;
             CHECK(ym && yr);
@@ -941,6 +944,77 @@ static void test_conv_weights_packed_from_the_mapped_file_match_packing_from_mem
     unsetenv("INFERD_CONV_WINOGRAD");
 }
 
+/* The first node's packed weights (Gemm's or MatMul's B, or a Conv's
+ * direct, pointwise or Winograd layout) start on a 64-byte line, where a
+ * sliver row of 16 floats is one line; 0 when the node holds none. */
+static int packed_on_a_line(ifd_model *m)
+{
+    op_node *node = &m->nodes[0].op;
+    size_t k, n;
+    const float *b = product_packed_b(node, &k, &n);
+    conv_parts parts;
+    if (!b && conv_describe(node, &parts))
+        b = parts.direct_w;
+    if (!b)
+        return 0;
+    return (uintptr_t)b % 64 == 0 ? 1 : -1;
+}
+
+/* Weights packed at load, from the file and from memory, small (from the
+ * heap) and over 1 MiB (a mapping of their own), are on 64-byte lines
+ * (kernels/gemm.h gemm_packed_alloc): malloc had them 16 bytes past one. */
+static void test_packed_weights_start_on_a_cache_line(void)
+{
+    const int64_t products[][2] = {{300, 37}, {512, 1024}};
+    for (int p = 0; p < 2; p++) {
+        int64_t k = products[p][0], nc = products[p][1];
+        float *w = pattern((size_t)(k * nc), 0.05f);
+        for (int variant = 0; variant < 3; variant++) {
+            size_t len = 0;
+            uint8_t *buf = product_model_at(variant < 2, variant == 1, k, nc, w, 1, &len);
+            CHECK(buf != NULL);
+            if (!buf)
+                continue;
+            char path[128];
+            snprintf(path, sizeof(path), "%s/line%d_%d.onnx", folder, p, variant);
+            write_file(path, buf, len);
+            ifd_model *mapped = NULL, *read = NULL;
+            ifd_error err;
+            CHECK(ifd_model_load_file(path, NULL, &mapped, &err) == IFD_OK);
+            CHECK(ifd_model_load_memory(buf, len, NULL, NULL, &read, &err) == IFD_OK);
+            CHECK(mapped && packed_on_a_line(mapped) == 1);
+            CHECK(read && packed_on_a_line(read) == 1);
+            ifd_model_free(mapped);
+            ifd_model_free(read);
+            free(buf);
+        }
+        free(w);
+    }
+    /* Winograd F(4x4); the direct tile; the small pointwise tile (the last
+     * two on AVX-512 only: elsewhere W is the GEMM's, not described) */
+    const int64_t convs[][4] = {{100, 32, 8, 3}, {1000, 2, 32, 1}, {1100, 32, 8, 1}};
+    const char *modes[] = {"f4", NULL, NULL};
+    for (int c = 0; c < 3; c++) {
+        int64_t filters = convs[c][0], ch = convs[c][1], side = convs[c][2], kernel = convs[c][3];
+        float *w = pattern((size_t)(filters * ch * kernel * kernel), 0.05f);
+        if (modes[c])
+            setenv("INFERD_CONV_WINOGRAD", modes[c], 1);
+        else
+            unsetenv("INFERD_CONV_WINOGRAD");
+        size_t len = 0;
+        uint8_t *buf = conv_model_at(filters, ch, side, kernel, w, 1, &len);
+        CHECK(buf != NULL);
+        ifd_model *m = NULL;
+        ifd_error err;
+        CHECK(buf && ifd_model_load_memory(buf, len, NULL, NULL, &m, &err) == IFD_OK);
+        CHECK(m && packed_on_a_line(m) >= 0);
+        ifd_model_free(m);
+        free(buf);
+        free(w);
+    }
+    unsetenv("INFERD_CONV_WINOGRAD");
+}
+
 /* A 9 MiB 512x512x3x3 Conv weight (ResNet-18's largest) is never resident
  * both as read and as packed: under im2col the load peaks near the packed
  * copy alone, under Winograd F(4x4) near its 4x filters. Packing from the
@@ -1074,6 +1148,7 @@ int main(void)
     RUN(test_weights_packed_from_the_mapped_file_match_packing_from_memory);
     RUN(test_a_packed_weight_is_never_resident_twice_while_it_loads);
     RUN(test_conv_weights_packed_from_the_mapped_file_match_packing_from_memory);
+    RUN(test_packed_weights_start_on_a_cache_line);
     RUN(test_a_conv_weight_is_never_resident_twice_while_it_loads);
     char command[128];
     snprintf(command, sizeof(command), "rm -rf '%s'", folder);

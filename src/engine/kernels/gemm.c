@@ -51,6 +51,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -115,6 +116,71 @@ size_t gemm_packed_b_floats(size_t k, size_t n)
     if (n > SIZE_MAX - NR || !mul_ok(round_up(n, NR), k, &floats))
         return 0;
     return floats ? floats : 1;
+}
+
+/* Packed operands kept between runs. Each block opens with a 64-byte
+ * header holding its size, so gemm_packed_free needs no size and the floats
+ * start on a line. From PACKED_MAPPED_BYTES up a block is an anonymous
+ * mapping of its own, resident only as its pages are written: a weight
+ * packed as it is read from the model file (ops/gemm.c pack_b_from_file)
+ * grows while the file's pages go back. Nothing here touches the floats:
+ * zeroing a 16 MiB block up front (pack_b_from_file's memset, which GCC
+ * folded into calloc while the block came from malloc, but not once it
+ * came from aligned_alloc) made it all resident before the first read,
+ * and the file's pages came on top (a read maps a whole large folio of the
+ * page cache, 1 MiB here): the load of test_mapped_weights' 16 MiB Gemm
+ * weight peaked at 20.6 MiB instead of 18.6. A mapping is also unmapped
+ * when freed, where glibc, once a large block has been freed, serves later
+ * ones of that size from its heap (the dynamic mmap threshold) and may keep
+ * them after the model is unloaded. Under AddressSanitizer every block
+ * comes from the heap, where leaks and mismatched frees are reported. */
+#define PACKED_HEADER 64
+#define PACKED_MAPPED_BYTES ((size_t)1 << 20)
+#if defined(__SANITIZE_ADDRESS__)
+#define PACKED_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PACKED_SANITIZED 1
+#endif
+#endif
+#ifndef PACKED_SANITIZED
+#define PACKED_SANITIZED 0
+#endif
+
+static bool packed_mapped(size_t bytes)
+{
+    return !PACKED_SANITIZED && bytes >= PACKED_MAPPED_BYTES;
+}
+
+float *gemm_packed_alloc(size_t floats)
+{
+    if (floats > (SIZE_MAX / 2 - PACKED_HEADER) / sizeof(float))
+        return NULL;
+    size_t bytes = PACKED_HEADER + round_up(floats * sizeof(float), 64);
+    void *base = NULL;
+    if (packed_mapped(bytes)) {
+        base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (base == MAP_FAILED)
+            return NULL;
+    } else {
+        if (posix_memalign(&base, 64, bytes) != 0)
+            return NULL;
+    }
+    memcpy(base, &bytes, sizeof(bytes));
+    return (float *)((char *)base + PACKED_HEADER);
+}
+
+void gemm_packed_free(float *packed)
+{
+    if (!packed)
+        return;
+    char *base = (char *)packed - PACKED_HEADER;
+    size_t bytes;
+    memcpy(&bytes, base, sizeof(bytes));
+    if (packed_mapped(bytes))
+        munmap(base, bytes);
+    else
+        free(base);
 }
 
 const float *gemm_packed_b_columns(const float *packed, size_t k, size_t n, size_t c0, size_t c1)

@@ -56,9 +56,20 @@ void gemm_f32_epilogue(size_t m, size_t n, size_t k, float alpha, gemm_operand a
                        threadpool *pool);
 
 /* Floats needed to hold op(A) (m x k) or op(B) (k x n) packed; 0 when the
- * size overflows. Packed buffers need no particular alignment. */
+ * size overflows. */
 size_t gemm_packed_a_floats(size_t m, size_t k);
 size_t gemm_packed_b_floats(size_t k, size_t n);
+/* Memory for a packed operand kept between runs (weights packed at load,
+ * a batched MatMul's per-item B): `floats` floats, not initialised, on a
+ * 64-byte boundary; NULL when out of memory. Freed with gemm_packed_free
+ * only (never free()). The kernels accept any alignment, but a sliver row
+ * (GEMM_PACK_NR floats, 64 bytes) is then one cache line: malloc gives 16
+ * bytes, and a block this big is mmap'd 16 bytes past a page, so every row
+ * the kernels load spanned two lines (the bench LSTM's step over R at batch
+ * 1: 3.19 -> 2.41 us). A large block's pages become resident only as they
+ * are written (gemm.c has why). */
+float *gemm_packed_alloc(size_t floats);
+void gemm_packed_free(float *packed);
 
 /* The packed layout of op(B), for producers that write it directly instead
  * of building a plain matrix first (im2col): K is cut into panels of

@@ -18,8 +18,8 @@
  * layers of hidden 128, 32 steps) at batch 1 it took the run from 291 to
  * 263 us (medians of 5 alternated runs, 1 thread): no gate buffer, no task
  * bookkeeping per chunk. Its alternating group order saves 1-2% more.
- * With R on 64-byte boundaries (each sliver row one line; ops/recurrent.c's
- * alloc_packed) and no software prefetch at one row: 188.6 us.
+ * With R on 64-byte boundaries (each sliver row one line; kernels/gemm.h's
+ * gemm_packed_alloc) and no software prefetch at one row: 188.6 us.
  */
 #include "lstm_cell.h"
 

@@ -63,7 +63,7 @@ typedef struct conv_state {
     size_t n_output_padding, n_output_shape;
     int64_t output_padding[MAX_SPATIAL], output_shape[MAX_SPATIAL + 2];
     /* float weights packed per group for gemm_f32_ex (NULL when W is not a
-     * float initializer) */
+     * float initializer); it and direct_w are gemm_packed_alloc's */
     float *packed_w;
     size_t packed_group_floats;
     size_t packed_m, packed_k;
@@ -109,10 +109,10 @@ static void conv_free(void *state)
 {
     conv_state *st = state;
     if (st) {
-        free(st->packed_w);
+        gemm_packed_free(st->packed_w);
         free(st->fused_bias);
         free(st->depthwise_w);
-        free(st->direct_w);
+        gemm_packed_free(st->direct_w);
         im2col_plan_free(st->im2col_plan);
     }
     free(st);
@@ -576,10 +576,10 @@ static int pack_weights(op_node *node, conv_state *st, const ifd_tensor *w,
     bool in_place = (w->dtype == IFD_FLOAT && !channel_scale && !depthwise && !read_whole) ||
                     streamed;
     float *plain = in_place ? NULL : malloc((size_t)count * sizeof(float) + 1);
-    float *packed = malloc(per * group * sizeof(float));
+    float *packed = gemm_packed_alloc(per * group);
     if ((!in_place && !plain) || !packed) {
         free(plain);
-        free(packed);
+        gemm_packed_free(packed);
         return op_prepare_fail(node, err, "out of memory packing W");
     }
     if (direct)
@@ -1701,8 +1701,8 @@ bool conv_fuse_affine(op_node *conv, const double *scale, const double *shift, s
     st->direct_w = NULL;
     ifd_error err;
     if (pack_weights(conv, st, w, scale, &err) != 0) {
-        free(st->packed_w);
-        free(st->direct_w);
+        gemm_packed_free(st->packed_w);
+        gemm_packed_free(st->direct_w);
         st->packed_w = old_packed;
         st->depthwise_w = old_depthwise;
         st->direct_w = old_direct;
@@ -1712,9 +1712,9 @@ bool conv_fuse_affine(op_node *conv, const double *scale, const double *shift, s
         free(bias);
         return false;
     }
-    free(old_packed);
+    gemm_packed_free(old_packed);
     free(old_depthwise);
-    free(old_direct);
+    gemm_packed_free(old_direct);
     st->fused_bias = bias;
     return true;
 }

@@ -104,7 +104,7 @@ static void packed_release(packed_operand *p)
     if (p->refs && --*p->refs > 0)
         return;
     free(p->refs);
-    free(p->data);
+    gemm_packed_free(p->data);
 }
 
 /* Pack a float32 B of k x n (B^T when trans) as it is read from the mapped
@@ -113,9 +113,11 @@ static void packed_release(packed_operand *p)
  * read and as packed (a 2048 x 2048 layer held 16 MiB twice at load). The
  * source rows, front to back, are op(B)'s rows (k rows of n) or, when trans,
  * its columns (n rows of k); either way every element lands where
- * gemm_pack_b puts it (gemm_packed_b_row), padding zero. */
+ * gemm_pack_b puts it (gemm_packed_b_row), padding zero. Nothing else of
+ * `packed` is written first: a large block's pages become resident only as
+ * the pack reaches them (kernels/gemm.c gemm_packed_alloc). */
 static int pack_b_from_file(op_node *node, const value_info *b, bool trans, size_t k, size_t n,
-                            float *packed, size_t floats, ifd_error *err)
+                            float *packed, ifd_error *err)
 {
     size_t rows = trans ? n : k, len = trans ? k : n;
     size_t per_read = ((size_t)64 << 10) / sizeof(float) / len;
@@ -126,7 +128,9 @@ static int pack_b_from_file(op_node *node, const value_info *b, bool trans, size
     float *buf = malloc(per_read * len * sizeof(float));
     if (!buf)
         return op_prepare_fail(node, err, "out of memory packing B");
-    memset(packed, 0, floats * sizeof(float));
+    size_t pad = (GEMM_PACK_NR - n % GEMM_PACK_NR) % GEMM_PACK_NR;
+    for (size_t p = 0; pad && p < k; p++)
+        memset(gemm_packed_at(gemm_packed_b_row(packed, k, n, p), n), 0, pad * sizeof(float));
     for (size_t r0 = 0; r0 < rows; r0 += per_read) {
         size_t count = rows - r0 < per_read ? rows - r0 : per_read;
         op_constant_read(b, r0 * len * sizeof(float), count * len * sizeof(float), buf);
@@ -157,11 +161,11 @@ static int pack_constant_b(op_node *node, const value_info *bv, bool trans, size
     if (floats == 0 || floats > IFD_MAX_TENSOR_BYTES / sizeof(float))
         return op_prepare_fail(node, err, "B is too large to pack");
     if (bv->mapped_bytes && b->dtype == IFD_FLOAT) {
-        float *packed = malloc(floats * sizeof(float));
+        float *packed = gemm_packed_alloc(floats);
         if (!packed)
             return op_prepare_fail(node, err, "out of memory packing B");
-        if (pack_b_from_file(node, bv, trans, k, n, packed, floats, err) != 0) {
-            free(packed);
+        if (pack_b_from_file(node, bv, trans, k, n, packed, err) != 0) {
+            gemm_packed_free(packed);
             return -1;
         }
         *out = (packed_operand){.data = packed, .k = k, .n = n};
@@ -170,10 +174,10 @@ static int pack_constant_b(op_node *node, const value_info *bv, bool trans, size
     /* float32 packs straight from the constant: a converted copy would hold
      * the weight a third time while it packs */
     float *plain = b->dtype == IFD_FLOAT ? NULL : malloc(count * sizeof(float) + 1);
-    float *packed = malloc(floats * sizeof(float));
+    float *packed = gemm_packed_alloc(floats);
     if ((b->dtype != IFD_FLOAT && !plain) || !packed) {
         free(plain);
-        free(packed);
+        gemm_packed_free(packed);
         return op_prepare_fail(node, err, "out of memory packing B");
     }
     if (plain)
@@ -542,7 +546,7 @@ static void viewed_items(void *arg, size_t begin, size_t end)
      * for every block of rows (attention's K^T and V are read by all 128
      * query rows); a few rows stream B in place instead. NULL (no memory):
      * the kernel packs as usual. */
-    float *packed = m > 12 ? malloc(gemm_packed_b_floats(k, n) * sizeof(float)) : NULL;
+    float *packed = m > 12 ? gemm_packed_alloc(gemm_packed_b_floats(k, n)) : NULL;
     const float *shared_b = NULL;
     for (size_t t = begin; t < end; t++) {
         gemm_operand oa, ob;
@@ -557,7 +561,7 @@ static void viewed_items(void *arg, size_t begin, size_t end)
         gemm_f32_ex(m, n, k, job->alpha, oa, ob, 0.0f, job->yd + t * job->y.step, job->y.rs,
                     job->pool);
     }
-    free(packed);
+    gemm_packed_free(packed);
 }
 
 static int matmul_run_viewed(op_ctx *ctx, const matmul_state *st, const ifd_tensor *a,

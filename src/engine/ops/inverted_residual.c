@@ -17,6 +17,7 @@
 
 #include "../kernels/conv_direct.h"
 #include "../kernels/depthwise_project.h"
+#include "../kernels/gemm.h"
 #include "../kernels/inverted_residual.h"
 #include "../kernels/pointwise_small.h"
 #include "../op.h"
@@ -37,8 +38,8 @@ static void irb_free(void *state)
 {
     irb_state *st = state;
     if (st) {
-        free(st->expand_w);
-        free(st->project_w);
+        gemm_packed_free(st->expand_w);
+        gemm_packed_free(st->project_w);
         free(st->dw_w);
         free(st->expand_b);
         free(st->dw_b);
@@ -52,6 +53,21 @@ static float *copy_floats(const float *src, size_t count, bool *failed)
     if (!src)
         return NULL;
     float *dst = malloc(count * sizeof(float) + 1);
+    if (!dst) {
+        *failed = true;
+        return NULL;
+    }
+    memcpy(dst, src, count * sizeof(float));
+    return dst;
+}
+
+/* A Conv's packed weights copied into memory of the same kind
+ * (gemm_packed_alloc: on 64-byte boundaries like the Conv's own). */
+static float *copy_packed(const float *src, size_t count, bool *failed)
+{
+    if (!src)
+        return NULL;
+    float *dst = gemm_packed_alloc(count);
     if (!dst) {
         *failed = true;
         return NULL;
@@ -89,8 +105,8 @@ void *inverted_residual_state_new(const conv_parts *expand, const conv_parts *de
         return NULL;
     }
     bool failed = false;
-    st->expand_w = copy_floats(expand->direct_w, ew, &failed);
-    st->project_w = copy_floats(project->direct_w, pw, &failed);
+    st->expand_w = copy_packed(expand->direct_w, ew, &failed);
+    st->project_w = copy_packed(project->direct_w, pw, &failed);
     st->dw_w = copy_floats(depthwise->depthwise_w, ir->hidden * ir->kh * ir->kw, &failed);
     st->expand_b = copy_floats(expand->bias, ir->hidden, &failed);
     st->dw_b = copy_floats(depthwise->bias, ir->hidden, &failed);
@@ -187,7 +203,7 @@ static void dp_free(void *state)
     if (st) {
         free(st->dw_w);
         free(st->dw_b);
-        free(st->project_w);
+        gemm_packed_free(st->project_w);
         free(st->project_b);
     }
     free(st);
@@ -226,7 +242,7 @@ void *depthwise_project_state_new(const conv_parts *depthwise, const conv_parts 
     bool failed = false;
     st->dw_w = copy_floats(depthwise->depthwise_w, dp->channels * dp->kh * dp->kw, &failed);
     st->dw_b = copy_floats(depthwise->bias, dp->channels, &failed);
-    st->project_w = copy_floats(project->direct_w, pw, &failed);
+    st->project_w = copy_packed(project->direct_w, pw, &failed);
     st->project_b = copy_floats(project->bias, dp->out_channels, &failed);
     if (failed || !st->dw_w || !st->project_w) {
         dp_free(st);

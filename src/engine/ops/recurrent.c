@@ -113,9 +113,9 @@ static void recurrent_free(void *state)
 {
     recurrent_state *st = state;
     if (st) {
-        free(st->packed_w);
-        free(st->packed_r);
-        free(st->packed_wc);
+        gemm_packed_free(st->packed_w);
+        gemm_packed_free(st->packed_r);
+        gemm_packed_free(st->packed_wc);
     }
     free(st);
 }
@@ -176,19 +176,6 @@ static void pack_r_chunks(const recurrent_state *st, const float *r, float *pack
     pack_chunks(st, r, (size_t)st->hidden, packed, gathered);
 }
 
-/* Packed weights on a cache line of their own: a sliver's row (GEMM_PACK_NR
- * floats, 64 bytes) is then one line, and so is every row the step kernels
- * and the GEMM load (chunk and direction sizes are whole rows). malloc gives
- * 16 bytes (a block this big is mmap'd, 16 bytes past a page), which splits
- * every row over two lines: on the bench LSTM at batch 1 each step's
- * product over R (256 KiB from L2) took 3.19 us instead of 2.41. Freed with
- * free(). */
-static float *alloc_packed(size_t floats)
-{
-    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
-    return aligned_alloc(64, bytes);
-}
-
 /* Both weights of every direction as B^T operands: W_d is [G*H, input], R_d
  * [G*H, H]. Missing memory leaves them unpacked (run packs per call). */
 static void pack_recurrent_weights(op_node *node, recurrent_state *st)
@@ -207,15 +194,17 @@ static void pack_recurrent_weights(op_node *node, recurrent_state *st)
     size_t wcf = st->cell == CELL_LSTM ? chunks_floats(st, input) : 0;
     if (wcf > IFD_MAX_TENSOR_BYTES / sizeof(float) / dirs)
         return;
-    st->packed_w = alloc_packed(wf * dirs);
-    st->packed_r = alloc_packed(rf * dirs);
-    st->packed_wc = wcf ? alloc_packed(wcf * dirs) : NULL;
+    /* on 64-byte lines (gemm_packed_alloc), and chunk and direction sizes
+     * are whole sliver rows: every row the step kernels load is one line */
+    st->packed_w = gemm_packed_alloc(wf * dirs);
+    st->packed_r = gemm_packed_alloc(rf * dirs);
+    st->packed_wc = wcf ? gemm_packed_alloc(wcf * dirs) : NULL;
     size_t widest = input > h ? input : h;
     float *gathered = malloc((size_t)st->gates * CHUNK_UNITS * widest * sizeof(float));
     if (!st->packed_w || !st->packed_r || (wcf && !st->packed_wc) || !gathered) {
-        free(st->packed_w);
-        free(st->packed_r);
-        free(st->packed_wc);
+        gemm_packed_free(st->packed_w);
+        gemm_packed_free(st->packed_r);
+        gemm_packed_free(st->packed_wc);
         free(gathered);
         st->packed_w = st->packed_r = st->packed_wc = NULL;
         return;

@@ -4,10 +4,15 @@
  * loop nest: ragged tile edges in M, N and K, transposed and packed operands,
  * alpha and beta, the bias and clamp epilogue, on the caller and split over
  * a 2-thread pool. Paths the CPU lacks are reported as not run, never as
- * passed.
+ * passed. Memory for packed operands (gemm_packed_alloc) starts on a cache
+ * line, from the heap and as a mapping alike.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "kernels/gemm.h"
 #include "test.h"
@@ -261,6 +266,53 @@ static void test_epilogue_clamp_lets_nan_through(void)
     }
 }
 
+/* Pages of [p, p + bytes) resident, past the one holding p (a mapped
+ * block's header shares it). */
+static size_t resident_pages_after_the_first(const float *p, size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t first = (uintptr_t)p / page * page;
+    size_t pages = ((uintptr_t)p + bytes - first + page - 1) / page;
+    unsigned char *in = malloc(pages);
+    size_t count = 0;
+    if (in && mincore((void *)first, pages * page, in) == 0)
+        for (size_t i = 1; i < pages; i++)
+            count += in[i] & 1;
+    free(in);
+    return count;
+}
+
+/* Every size, below and above the one from which a block is a mapping of
+ * its own (1 MiB): the floats start on a 64-byte line and can all be
+ * written, gemm_packed_free gives them back (AddressSanitizer, whose heap
+ * every block then comes from, reports one leaked or freed the wrong way),
+ * and a mapped block is not resident before it is written (a weight packed
+ * as it is read from the model file relies on that for its load peak). */
+static void test_packed_blocks_start_on_a_line(void)
+{
+    const size_t sizes[] = {0, 1, 15, 16, 17, 1000, 65536, 262128, 262144, 262145, 1048579};
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        size_t floats = sizes[s];
+        float *before = gemm_packed_alloc(7); /* the heap not on a line by luck */
+        float *p = gemm_packed_alloc(floats);
+        CHECK(before != NULL && p != NULL);
+        if (!p) {
+            gemm_packed_free(before);
+            continue;
+        }
+        CHECK((uintptr_t)p % 64 == 0);
+        if (!ADDRESS_SANITIZER && floats >= 262144)
+            CHECK(resident_pages_after_the_first(p, floats * sizeof(float)) == 0);
+        for (size_t i = 0; i < floats; i++)
+            p[i] = (float)i;
+        CHECK(floats == 0 || p[floats - 1] == (float)(floats - 1));
+        gemm_packed_free(p);
+        gemm_packed_free(before);
+    }
+    gemm_packed_free(NULL);
+    CHECK(gemm_packed_alloc(SIZE_MAX / 2) == NULL);
+}
+
 static void test_unknown_kernel_is_refused(void)
 {
     const char *before = gemm_kernel_name();
@@ -274,5 +326,6 @@ int main(void)
     RUN(test_epilogue_clamp_lets_nan_through);
     RUN(test_packed_b_columns_multiply_as_their_own_weight);
     RUN(test_unknown_kernel_is_refused);
+    RUN(test_packed_blocks_start_on_a_line);
     TEST_MAIN_END();
 }
