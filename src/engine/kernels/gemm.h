@@ -59,8 +59,8 @@ void gemm_f32_epilogue(size_t m, size_t n, size_t k, float alpha, gemm_operand a
  * size overflows. */
 size_t gemm_packed_a_floats(size_t m, size_t k);
 size_t gemm_packed_b_floats(size_t k, size_t n);
-/* Memory for a packed operand kept between runs (weights packed at load,
- * a batched MatMul's per-item B): `floats` floats, not initialised, on a
+/* Memory for a packed operand kept between runs (weights packed at load;
+ * a run's own scratch comes from the heap): `floats` floats, not initialised, on a
  * 64-byte boundary; NULL when out of memory. Freed with gemm_packed_free
  * only (never free()). The kernels accept any alignment, but a sliver row
  * (GEMM_PACK_NR floats, 64 bytes) is then one cache line: malloc gives 16

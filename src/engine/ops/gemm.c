@@ -545,8 +545,14 @@ static void viewed_items(void *arg, size_t begin, size_t end)
     /* Each item's B packed once here, where the kernel would pack it again
      * for every block of rows (attention's K^T and V are read by all 128
      * query rows); a few rows stream B in place instead. NULL (no memory):
-     * the kernel packs as usual. */
-    float *packed = m > 12 ? gemm_packed_alloc(gemm_packed_b_floats(k, n)) : NULL;
+     * the kernel packs as usual. Scratch of this run, so from the heap,
+     * which serves the next run's without new pages (gemm_packed_alloc
+     * maps a large block of its own for a weight kept between runs), on a
+     * line like the packed weights. */
+    size_t floats = gemm_packed_b_floats(k, n);
+    float *packed = m > 12 && floats && floats <= SIZE_MAX / sizeof(float) - 64
+                        ? aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63)
+                        : NULL;
     const float *shared_b = NULL;
     for (size_t t = begin; t < end; t++) {
         gemm_operand oa, ob;
@@ -561,7 +567,7 @@ static void viewed_items(void *arg, size_t begin, size_t end)
         gemm_f32_ex(m, n, k, job->alpha, oa, ob, 0.0f, job->yd + t * job->y.step, job->y.rs,
                     job->pool);
     }
-    gemm_packed_free(packed);
+    free(packed);
 }
 
 static int matmul_run_viewed(op_ctx *ctx, const matmul_state *st, const ifd_tensor *a,
