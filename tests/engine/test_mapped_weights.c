@@ -752,6 +752,19 @@ static ifd_value *run_product(ifd_model *m, int64_t k)
     return y;
 }
 
+/* The model in buf written as `name`.onnx in the test's folder, then loaded
+ * from that file (its weights mapped) and from memory. */
+static void load_both_ways(const uint8_t *buf, size_t len, const char *name, ifd_model **mapped,
+                           ifd_model **read)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/%s.onnx", folder, name);
+    write_file(path, buf, len);
+    ifd_error err;
+    CHECK(ifd_model_load_file(path, NULL, mapped, &err) == IFD_OK);
+    CHECK(ifd_model_load_memory(buf, len, NULL, NULL, read, &err) == IFD_OK);
+}
+
 /* Gemm (B and B^T) and MatMul pack a weight of the mapped file as they read
  * it (value_info.mapped_bytes, ops/gemm.c) whether it is aligned there (a
  * view) or not (deferred, never copied): the products are bit for bit those
@@ -771,19 +784,16 @@ static void test_weights_packed_from_the_mapped_file_match_packing_from_memory(v
             CHECK(buf != NULL);
             if (!buf)
                 continue;
-            char path[128];
-            snprintf(path, sizeof(path), "%s/product%d_%zu.onnx", folder, variant, misalign);
-            write_file(path, buf, len);
-            ifd_model *mapped = NULL, *read = NULL;
-            ifd_error err;
             /* heap the packed B may reuse, left full of NaNs */
             size_t packed_bytes = gemm_packed_b_floats((size_t)k, (size_t)nc) * sizeof(float);
             void *dirty = malloc(packed_bytes + 64);
             if (dirty)
                 memset(dirty, 0xff, packed_bytes + 64);
             free(dirty);
-            CHECK(ifd_model_load_file(path, NULL, &mapped, &err) == IFD_OK);
-            CHECK(ifd_model_load_memory(buf, len, NULL, NULL, &read, &err) == IFD_OK);
+            char name[64];
+            snprintf(name, sizeof(name), "product%d_%zu", variant, misalign);
+            ifd_model *mapped = NULL, *read = NULL;
+            load_both_ways(buf, len, name, &mapped, &read);
             /* the packed copies alike, padding too */
             size_t pk, pn;
             const float *pm = mapped ? product_packed_b(&mapped->nodes[0].op, &pk, &pn) : NULL;
@@ -975,13 +985,10 @@ static void test_packed_weights_start_on_a_cache_line(void)
             CHECK(buf != NULL);
             if (!buf)
                 continue;
-            char path[128];
-            snprintf(path, sizeof(path), "%s/line%d_%d.onnx", folder, p, variant);
-            write_file(path, buf, len);
+            char name[64];
+            snprintf(name, sizeof(name), "line%d_%d", p, variant);
             ifd_model *mapped = NULL, *read = NULL;
-            ifd_error err;
-            CHECK(ifd_model_load_file(path, NULL, &mapped, &err) == IFD_OK);
-            CHECK(ifd_model_load_memory(buf, len, NULL, NULL, &read, &err) == IFD_OK);
+            load_both_ways(buf, len, name, &mapped, &read);
             CHECK(mapped && packed_on_a_line(mapped) == 1);
             CHECK(read && packed_on_a_line(read) == 1);
             ifd_model_free(mapped);
