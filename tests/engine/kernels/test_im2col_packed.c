@@ -161,14 +161,23 @@ static int check_slice(const conv_geometry *g, size_t count, size_t q0, size_t q
     return check_planned_slice(g, NULL, count, q0, q1);
 }
 
-static void test_slices_of_images_match_plain_im2col(void)
+/* The sliced path is AVX-512 only: its first kernel in use, or false
+ * (saying what is not checked) on a CPU without it. */
+static bool use_avx512_kernel(const char *unchecked)
 {
     const char *names[8];
     size_t n = gemm_kernel_names(names, 8);
     if (n == 0 || !gemm_use_kernel(names[0]) || !gemm_kernel_is_avx512()) {
-        printf("no AVX-512 kernel on this CPU: slices not checked\n");
-        return;
+        printf("no AVX-512 kernel on this CPU: %s not checked\n", unchecked);
+        return false;
     }
+    return true;
+}
+
+static void test_slices_of_images_match_plain_im2col(void)
+{
+    if (!use_avx512_kernel("slices"))
+        return;
     conv_geometry small = geometry_2d(5, 4, 4, 3, 3, 1, 1, 1, 1);
     conv_geometry large = geometry_2d(3, 20, 21, 3, 3, 1, 1, 1, 1); /* 420 positions */
     conv_geometry valid = geometry_2d(2, 9, 13, 3, 3, 1, 2, 0, 2);
@@ -203,12 +212,8 @@ static void test_slices_of_images_match_plain_im2col(void)
  * mid-sliver, and more slivers than one block of masks. */
 static void test_unaligned_images_side_by_side_match_plain_im2col(void)
 {
-    const char *names[8];
-    size_t n = gemm_kernel_names(names, 8);
-    if (n == 0 || !gemm_use_kernel(names[0]) || !gemm_kernel_is_avx512()) {
-        printf("no AVX-512 kernel on this CPU: slices not checked\n");
+    if (!use_avx512_kernel("slices"))
         return;
-    }
     conv_geometry last_stage = geometry_2d(6, 7, 7, 3, 3, 1, 1, 1, 1);  /* 49 positions */
     conv_geometry stage3 = geometry_2d(3, 14, 14, 3, 3, 1, 1, 1, 1);    /* 196 */
     conv_geometry strided = geometry_2d(4, 14, 14, 3, 3, 2, 1, 1, 1);   /* 7 x 7 */
@@ -230,12 +235,8 @@ static void test_unaligned_images_side_by_side_match_plain_im2col(void)
  * fit and planes of at most one block of masks; matched by geometry. */
 static void test_planned_slices_match_plain_im2col(void)
 {
-    const char *names[8];
-    size_t n = gemm_kernel_names(names, 8);
-    if (n == 0 || !gemm_use_kernel(names[0]) || !gemm_kernel_is_avx512()) {
-        printf("no AVX-512 kernel on this CPU: plans not checked\n");
+    if (!use_avx512_kernel("plans"))
         return;
-    }
     conv_geometry digits1 = geometry_2d(1, 8, 8, 3, 3, 1, 1, 1, 1);      /* 64 positions */
     conv_geometry digits2 = geometry_2d(16, 4, 4, 3, 3, 1, 1, 1, 1);     /* 16, 144 rows */
     conv_geometry last_stage = geometry_2d(6, 7, 7, 3, 3, 1, 1, 1, 1);   /* 49 */
