@@ -24,14 +24,6 @@
 #include "onnx/onnx-ml.pb-c.h"
 #include "test.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_HAVE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_HAVE_ASAN 1
-#endif
-#endif
-
 static char folder[64];
 static char outside[64]; /* a second folder, standing for the rest of the disk */
 
@@ -332,7 +324,7 @@ static void test_data_past_the_end_of_the_file_is_refused(void)
 
 /* The shape claims 60 GB, the file has 24 bytes: refused before allocating. */
 static size_t largest_allocation;
-#ifdef TEST_HAVE_ASAN
+#if ADDRESS_SANITIZER
 int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
                                               void (*free_hook)(const volatile void *));
 static void note_malloc(const volatile void *ptr, size_t size)
@@ -349,7 +341,7 @@ static void test_short_file_for_a_huge_shape_allocates_nothing(void)
     ifd_model *m = NULL;
     ifd_error err;
     setup();
-#ifdef TEST_HAVE_ASAN
+#if ADDRESS_SANITIZER
     __sanitizer_install_malloc_and_free_hooks(note_malloc, note_free);
 #else
     struct rlimit saved, small;
@@ -361,7 +353,7 @@ static void test_short_file_for_a_huge_shape_allocates_nothing(void)
 #endif
     largest_allocation = 0;
     ifd_status st = load_ext(15000000000ll, "weights.bin", NULL, NULL, &m, &err);
-#ifndef TEST_HAVE_ASAN
+#if !ADDRESS_SANITIZER
     setrlimit(RLIMIT_AS, &saved);
 #endif
     CHECK_EQ_INT(st, IFD_ERR_INVALID_MODEL);

@@ -22,14 +22,6 @@
 #include "onnx/onnx-ml.pb-c.h"
 #include "test.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_HAVE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_HAVE_ASAN 1
-#endif
-#endif
-
 /* ---- building models ------------------------------------------------------
  * Everything is allocated from one arena that mb_reset() frees, so a test
  * builds freely and cleans up in one call. */
@@ -392,7 +384,7 @@ done:
 
 static size_t largest_allocation;
 
-#ifdef TEST_HAVE_ASAN
+#if ADDRESS_SANITIZER
 /* from <sanitizer/allocator_interface.h>, which gcc does not install */
 int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
                                               void (*free_hook)(const volatile void *));
@@ -576,7 +568,7 @@ static void expect_initializer_error(int rank, const int64_t *dims, const void *
     CHECK_EQ_INT(st, want);
     CHECK(model == NULL);
     CHECK_STR_CONTAINS(err.message, message);
-#ifdef TEST_HAVE_ASAN
+#if ADDRESS_SANITIZER
     CHECK(largest_allocation < (1u << 20));
 #endif
     ifd_model_free(model);
