@@ -25,10 +25,12 @@
 #ifndef INFERD_ENGINE_BATCH_SPLIT_H
 #define INFERD_ENGINE_BATCH_SPLIT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "model.h"
+#include "threadpool.h"
 
 typedef struct batch_split batch_split;
 
@@ -76,8 +78,22 @@ ifd_session *batch_split_slice_session(const batch_split *split, size_t i);
 /* Run `session` on inputs whose rows are a slice of a bigger batch, writing
  * graph output k into rows[k] (a tensor of exactly that slice's shape): the
  * outputs' buffers are handed to the last operators, so nothing is copied
- * when they write there (session.c). Input types are not checked again. */
+ * when they write there (session.c). Input types are not checked again.
+ * rows_ready (NULL: rows hold their buffers already) is set to 1 by another
+ * thread once they do, or to -1 if they never will (the run then fails);
+ * the run waits for it only where it first writes into rows. */
 ifd_status session_run_rows(ifd_session *session, const ifd_value *const *inputs,
-                            const ifd_tensor *rows, ifd_error *err);
+                            const ifd_tensor *rows, const atomic_int *rows_ready,
+                            ifd_error *err);
+
+/* Spins until another thread has set *rows_ready to 1 (the rows hold their
+ * buffers: true) or to -1 (they never will: false). */
+static inline bool batch_rows_wait(const atomic_int *rows_ready)
+{
+    int ready;
+    while ((ready = atomic_load_explicit(rows_ready, memory_order_acquire)) == 0)
+        cpu_relax();
+    return ready > 0;
+}
 
 #endif /* INFERD_ENGINE_BATCH_SPLIT_H */

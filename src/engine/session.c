@@ -58,6 +58,9 @@ struct session_private {
     batch_split *split;
     char split_reason[320];
     const ifd_tensor *output_rows;
+    /* the split run's word saying whether output_rows hold the caller's
+     * buffers yet (1), never will (-1) or not yet (0); NULL once seen 1 */
+    const atomic_int *rows_ready;
     /* session_run_node_once hands outputs over as owned: no views then */
     bool folding;
     /* What run_graph does the same way on every run, worked out once from
@@ -201,6 +204,20 @@ static int output_slot(op_ctx *ctx, int i)
  * alternated runs: 8.98 -> 8.79 us (2.98 -> 2.78 for the MLP at batch 8
  * once batch_split.c's threshold let it split). */
 #define ROWS_IN_PLACE_MIN_BYTES 16384
+
+/* Whether output_rows may be written: the split run's caller makes the
+ * outputs after it has started the slices (batch_split.c), and a slice
+ * needs them only where it writes a graph output, by then long made. */
+static bool output_rows_ready(struct session_private *s)
+{
+    if (!s->rows_ready)
+        return true;
+    if (!batch_rows_wait(s->rows_ready))
+        return false;
+    s->rows_ready = NULL;
+    return true;
+}
+
 static bool bind_output_rows(struct session_private *s, int slot, ifd_dtype dtype, int rank,
                              const int64_t *dims, size_t bytes)
 {
@@ -247,7 +264,7 @@ ifd_tensor *op_output(op_ctx *ctx, int i, ifd_dtype dtype, int rank, const int64
     ifd_value *v = &s->owned[slot];
     const ifd_model *m = s->model;
     if (s->output_rows && m->values[slot].is_graph_output && bytes > ROWS_IN_PLACE_MIN_BYTES &&
-        bind_output_rows(s, slot, dtype, rank, dims, bytes))
+        output_rows_ready(s) && bind_output_rows(s, slot, dtype, rank, dims, bytes))
         return &v->tensor;
     if (s->arena && m->arena_offset[slot] != SIZE_MAX && dtype != IFD_STRING &&
         bytes <= m->arena_size[slot]) {
@@ -803,6 +820,10 @@ static ifd_status take_output(struct session_private *s, const ifd_model *m, siz
 static ifd_status finish_rows(struct session_private *s, const ifd_model *m, ifd_error *err)
 {
     char got[128], want[128];
+    if (!output_rows_ready(s)) {
+        set_error(err, "the batch's outputs could not be made");
+        return IFD_ERR_NO_MEMORY;
+    }
     for (size_t k = 0; k < m->n_outputs; k++) {
         const ifd_value *v = s->bound[m->outputs[k].slot];
         const ifd_tensor *rows = &s->output_rows[k];
@@ -934,12 +955,15 @@ ifd_status ifd_session_run(ifd_session *session, const ifd_value *const *inputs,
 }
 
 ifd_status session_run_rows(ifd_session *session, const ifd_value *const *inputs,
-                            const ifd_tensor *rows, ifd_error *err)
+                            const ifd_tensor *rows, const atomic_int *rows_ready,
+                            ifd_error *err)
 {
     struct session_private *s = &session->p;
     s->output_rows = rows;
+    s->rows_ready = rows_ready;
     ifd_status st = run_graph(s, inputs, NULL, err);
     s->output_rows = NULL;
+    s->rows_ready = NULL;
     return st;
 }
 

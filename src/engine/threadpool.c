@@ -85,13 +85,6 @@ static void run_chunks(threadpool *pool)
 
 #define SPIN_ROUNDS 20000
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
 /* A job this worker has not served yet is open. */
 static bool job_waiting(const threadpool *pool, uint32_t served)
 {

@@ -18,9 +18,20 @@ typedef struct threadpool threadpool;
 threadpool *threadpool_create(int threads);
 void threadpool_free(threadpool *pool);
 int threadpool_size(const threadpool *pool);
-/* Run fn over [0, n) in chunks of at least grain items. */
+/* Run fn over [0, n) in chunks of at least grain items. The chunk starting
+ * at 0 always runs on the calling thread, before any other chunk the caller
+ * takes: a chunk on a worker may wait for something chunk 0 does first
+ * (batch_split.c's outputs), since nothing can hold the caller up before it. */
 void threadpool_parallel_for(threadpool *pool, size_t n, size_t grain,
                              void (*fn)(void *arg, size_t begin, size_t end), void *arg);
+/* A spinning thread's hint to the core, between two polls of a shared word. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 /* Number of online cores. */
 int threadpool_default_threads(void);
 

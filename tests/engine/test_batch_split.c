@@ -12,13 +12,16 @@
  * over its outputs are compared: "embed" at batch 64 writes its 32 KB of
  * rows straight into the caller's tensor, the other runs (a few rows of
  * scores, under session.c's ROWS_IN_PLACE_MIN_BYTES) compute them in the
- * slice's own buffers and copy them at the end. The GEMM kernel is chosen per process:
+ * slice's own buffers and copy them at the end; either way a slice whose
+ * outputs the caller could not make fails instead of waiting for them.
+ * The GEMM kernel is chosen per process:
  * CTest runs this again with INFERD_GEMM_KERNEL=avx2 and =generic.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "batch_split.h"
 #include "kernels/gemm.h"
@@ -430,7 +433,9 @@ static void test_graph_opt_none_and_the_environment_keep_runs_whole(void)
     ifd_model_free(m);
 }
 
-/* A run past the session's tensor limit fails before any slice runs. */
+/* A run whose outputs pass the session's tensor limit fails with that
+ * reason and no outputs. (The slices' own tensors pass it too here, so
+ * each slice fails on its own as well.) */
 static void test_outputs_above_the_tensor_limit_are_refused(void)
 {
     ifd_model *m = generated_model_load("digits_mlp/model.onnx", IFD_GRAPH_OPT_ALL);
@@ -478,6 +483,69 @@ static bool micro_plan(const ifd_model *m, int threads, const ifd_value *input,
     batch_split_free(split);
     threadpool_free(pool);
     return made;
+}
+
+/* The caller makes the outputs after the other slices have started
+ * (batch_split.c). When it cannot, a slice that has computed its rows must
+ * not wait for them forever, nor write them anywhere: "embed"'s rows are
+ * 1 KB, so under a limit of just below the whole batch's output every
+ * slice's own tensors fit and only the outputs do not. Batch 8 copies its
+ * slices' rows at their end, batch 64 hands its rows to the last operator
+ * (32 KB a slice); batch 7 then fits, runs split, and gives the unsplit
+ * run's outputs. */
+static void test_outputs_that_cannot_be_made_fail_the_slices_that_wait_for_them(void)
+{
+    ifd_model *m = generated_model_load("embed", IFD_GRAPH_OPT_ALL);
+    if (!m) {
+        CHECK(m != NULL);
+        return;
+    }
+    const int64_t row_bytes = 256 * 4;
+    const int64_t batches[] = {8, 64};
+    alarm(120); /* a slice left waiting hangs the run: fail instead */
+    for (size_t b = 0; b < 2 * sizeof(batches) / sizeof(batches[0]); b++) {
+        /* the second time each slice runs in micro-batches of 2 rows,
+         * which are views of the outputs: it waits for them first */
+        bool micro = b >= sizeof(batches) / sizeof(batches[0]);
+        ifd_session_options options = {
+            .threads = 2,
+            .max_tensor_bytes = (size_t)(batches[b % 2] * row_bytes - 1)};
+        ifd_session *s = NULL, *whole = session(m, 2, IFD_BATCH_SPLIT_OFF);
+        ifd_value *input = make_input(m, batches[b % 2], 5), *fits = make_input(m, 7, 6);
+        ifd_error err;
+        int64_t micro_rows = -1;
+        size_t slices = 0;
+        if (micro)
+            setenv("INFERD_MICRO_BATCH", "2", 1);
+        CHECK_EQ_INT(ifd_session_create(m, &options, &s, &err), IFD_OK);
+        CHECK(input && micro_plan(m, 2, input, &micro_rows, &slices));
+        unsetenv("INFERD_MICRO_BATCH");
+        CHECK_EQ_INT((int)micro_rows, micro ? 2 : 0);
+        CHECK_EQ_INT((int)slices, 2);
+        CHECK(s && whole && input && fits);
+        if (s && whole && input && fits) {
+            CHECK_EQ_INT((int)slices_for(m, fits), 2);
+            for (int repeat = 0; repeat < 3; repeat++) {
+                ifd_value *out[MAX_OUTPUTS] = {0}, *w[MAX_OUTPUTS] = {0};
+                const ifd_value *in[1] = {input};
+                CHECK_EQ_INT(ifd_session_run(s, in, out, &err), IFD_ERR_RUNTIME);
+                CHECK_STR_CONTAINS(err.message, "above this session's limit");
+                CHECK(out[0] == NULL);
+                CHECK(run(s, fits, out, &err));
+                CHECK(run(whole, fits, w, &err));
+                if (out[0] && w[0])
+                    CHECK(largest_difference(out, w, 1) <= 1e-5);
+                free_outputs(out, 1);
+                free_outputs(w, 1);
+            }
+        }
+        ifd_value_free(input);
+        ifd_value_free(fits);
+        ifd_session_free(s);
+        ifd_session_free(whole);
+    }
+    alarm(0);
+    ifd_model_free(m);
 }
 
 /* A micro-batched run (the rule's k, or INFERD_MICRO_BATCH=forced when
@@ -722,6 +790,7 @@ int main(void)
     RUN(test_an_error_in_one_slice_fails_the_run_once);
     RUN(test_graph_opt_none_and_the_environment_keep_runs_whole);
     RUN(test_outputs_above_the_tensor_limit_are_refused);
+    RUN(test_outputs_that_cannot_be_made_fail_the_slices_that_wait_for_them);
     RUN(test_digits_cnn_micro_batches_are_the_unsplit_runs_of_their_rows);
     RUN(test_micro_batches_of_an_unsliced_run_run_on_the_owner);
     RUN(test_wide_cnn_is_micro_batched_by_the_rule);
