@@ -957,15 +957,11 @@ static ifd_status new_output(const batch_split *split, size_t k, int64_t batch, 
 static ifd_status make_outputs(batch_split *split, ifd_error *err)
 {
     const ifd_model *m = split->m;
+    /* on failure, batch_split_run frees the ones made */
     for (size_t k = 0; k < m->n_outputs; k++) {
         ifd_status st = new_output(split, k, split->batch, &split->outputs[k], err);
-        if (st != IFD_OK) {
-            for (size_t j = 0; j < k; j++) {
-                ifd_value_free(split->outputs[j]);
-                split->outputs[j] = NULL;
-            }
+        if (st != IFD_OK)
             return st;
-        }
     }
     for (size_t i = 0; i < split->running; i++) {
         slice *sl = &split->slices[i];
@@ -1026,12 +1022,11 @@ ifd_status batch_split_run(batch_split *split, size_t slices, const ifd_value *c
         /* micro-batches only: the owner runs them with all its threads */
         slice *sl = &split->slices[0];
         ifd_session *runner = split->owner ? split->owner : sl->session;
-        sl->status = make_outputs(split, &sl->err);
-        if (sl->status == IFD_OK && runner) {
-            sl->status = run_micro_batches(m, runner, sl, split->micro_rows, NULL, &sl->err);
-        } else if (sl->status == IFD_OK) {
+        if (!runner) {
             set_error(&sl->err, "a micro-batched run needs the session it belongs to");
             sl->status = IFD_ERR_INVALID_ARGUMENT;
+        } else if ((sl->status = make_outputs(split, &sl->err)) == IFD_OK) {
+            sl->status = run_micro_batches(m, runner, sl, split->micro_rows, NULL, &sl->err);
         }
     } else {
         /* published by the pool's job (its sequentially consistent store) */
